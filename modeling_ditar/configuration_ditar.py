@@ -1,0 +1,128 @@
+"""Configuration of DiTAR (Diffusion Transformer Autoregressive modeling for speech generation)."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+# A small Qwen2 backbone is the default so that `DiTARConfig()` builds a model that fits on a laptop.
+_DEFAULT_TEXT_CONFIG = {
+    "hidden_size": 256,
+    "intermediate_size": 1024,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "vocab_size": 256,
+    "max_position_embeddings": 4096,
+    "tie_word_embeddings": False,
+}
+
+
+@strict
+class DiTARConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`DiTARForConditionalGeneration`].
+
+    DiTAR cuts continuous speech features into patches of `patch_size` frames. An aggregation encoder turns each patch
+    into one embedding, a causal language model (any `transformers` causal LM, given as `text_config`) reads the text
+    tokens followed by the patch embeddings, and LocDiT, a small bidirectional diffusion transformer, generates the next
+    patch from the LM output and the last `num_history_patches` clean patches.
+
+    Args:
+        text_config (`dict` or `PreTrainedConfig`, *optional*):
+            Config of the causal LM backbone (`qwen2`, `llama`, ...). Its input embeddings embed the text tokens.
+        feature_dim (`int`, defaults to 100): dimension D of one speech frame (mel bins or VAE latent channels).
+        patch_size (`int`, defaults to 4): frames per patch P (the paper uses 4).
+        num_history_patches (`int`, defaults to 2): clean patches LocDiT sees before the noisy one (paper: 1-2).
+        feature_mean / feature_std (`list[float]`, *optional*): per-channel statistics used to normalise features.
+            The model itself works on normalised features; the processor and pipeline (de)normalise with these.
+        encoder_*: width, depth, heads and FFN width of the aggregation encoder.
+        locdit_*: width, depth, heads and FFN width of LocDiT.
+        cfg_dropout_prob (`float`, defaults to 0.1): probability of replacing the LM output by zeros during training
+            (LM guidance, paper section 3.3).
+        history_dropout_prob (`float`, defaults to 0.0): probability of hiding the history patches from LocDiT during
+            training, which forces the model to rely on the LM output early in training.
+        stop_threshold (`float`, defaults to 0.5): generation stops a row when sigmoid(stop logit) exceeds it.
+        stop_loss_weight (`float`, defaults to 1.0): weight of the stop BCE in the total loss.
+        max_patches_per_text_token (`float`) / min_max_new_patches (`int`): default bound on generated patches,
+            `ceil(max_patches_per_text_token * text_length) + min_max_new_patches`.
+        guidance_scale (`float`, defaults to 2.0): default LM-guidance scale g, v = v(0) + g (v(h) - v(0)).
+            The paper writes (1 + w) v(h) - w v(0), so g = 1 + w; g = 1 disables guidance.
+        temperature (`float`, defaults to 0.5): default temperature tau in [0, 1] (paper section 3.4).
+        num_inference_steps (`int`, defaults to 10): default number of LocDiT ODE steps per patch.
+    """
+
+    model_type = "ditar"
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2", init_kwargs=_DEFAULT_TEXT_CONFIG),
+    }
+
+    text_config: dict | PreTrainedConfig | None = None
+    feature_dim: int = 100
+    patch_size: int = 4
+    num_history_patches: int = 2
+    feature_mean: list[float] | None = None
+    feature_std: list[float] | None = None
+    encoder_hidden_size: int = 256
+    encoder_num_layers: int = 2
+    encoder_num_heads: int = 4
+    encoder_intermediate_size: int = 1024
+    locdit_hidden_size: int = 256
+    locdit_num_layers: int = 4
+    locdit_num_heads: int = 4
+    locdit_intermediate_size: int = 1024
+    cfg_dropout_prob: float = 0.1
+    history_dropout_prob: float = 0.0
+    stop_threshold: float = 0.5
+    stop_loss_weight: float = 1.0
+    max_patches_per_text_token: float = 3.0
+    min_max_new_patches: int = 16
+    guidance_scale: float = 2.0
+    temperature: float = 0.5
+    num_inference_steps: int = 10
+    initializer_range: float = 0.02
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self._check_values()
+
+    def _check_values(self):
+        def need(condition: bool, field: str, allowed: str):
+            if not condition:
+                raise ValueError(f"DiTARConfig: `{field}`={getattr(self, field)!r} is invalid; {allowed}.")
+
+        for field in ("feature_dim", "patch_size", "encoder_hidden_size", "encoder_num_layers", "encoder_num_heads",
+                      "encoder_intermediate_size", "locdit_hidden_size", "locdit_num_layers", "locdit_num_heads",
+                      "locdit_intermediate_size", "num_inference_steps"):
+            need(getattr(self, field) >= 1, field, "it must be an integer >= 1")
+        need(self.num_history_patches >= 0, "num_history_patches", "it must be >= 0 (0 disables history)")
+        need(self.min_max_new_patches >= 1, "min_max_new_patches", "it must be >= 1")
+        for field in ("cfg_dropout_prob", "history_dropout_prob"):
+            need(0.0 <= getattr(self, field) < 1.0, field, "it must be a probability in [0, 1)")
+        need(0.0 < self.stop_threshold < 1.0, "stop_threshold", "it must be in (0, 1)")
+        need(self.stop_loss_weight >= 0.0, "stop_loss_weight", "it must be >= 0")
+        need(self.max_patches_per_text_token > 0.0, "max_patches_per_text_token", "it must be > 0")
+        need(self.guidance_scale >= 0.0, "guidance_scale", "it must be >= 0 (1 disables guidance)")
+        need(0.0 <= self.temperature <= 1.0, "temperature", "it must be in [0, 1]")
+        need(self.encoder_hidden_size % self.encoder_num_heads == 0, "encoder_hidden_size",
+             f"it must be divisible by encoder_num_heads={self.encoder_num_heads}")
+        need(self.locdit_hidden_size % self.locdit_num_heads == 0, "locdit_hidden_size",
+             f"it must be divisible by locdit_num_heads={self.locdit_num_heads}")
+        for field in ("feature_mean", "feature_std"):
+            stats = getattr(self, field)
+            need(stats is None or len(stats) == self.feature_dim, field,
+                 f"it must hold feature_dim={self.feature_dim} values (got {None if stats is None else len(stats)})")
+        if self.feature_std is not None:
+            need(all(s > 0 for s in self.feature_std), "feature_std", "every value must be > 0")
+        need((self.feature_mean is None) == (self.feature_std is None), "feature_mean",
+             "feature_mean and feature_std must be given together")
+        if not hasattr(self.text_config, "hidden_size"):
+            raise ValueError(
+                f"DiTARConfig: `text_config` must be a causal LM config with a `hidden_size` "
+                f"(got {type(self.text_config).__name__})."
+            )
+
+
+__all__ = ["DiTARConfig"]

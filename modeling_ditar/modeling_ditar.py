@@ -1,0 +1,583 @@
+"""DiTAR model: aggregation encoder -> causal LM backbone -> LocDiT, with the training loss and cached generation.
+
+Shape legend: B batch, L text length, T frames, N patches, P frames per patch (`patch_size`), K history patches,
+D feature dim, H backbone hidden size, S merged sequence length.
+
+Sequence per row: [text tokens] [start-of-speech] [patch_1] ... [patch_N]. The backbone output at start-of-speech
+predicts patch_1, at patch_i it predicts patch_{i+1}; the stop head on the output at patch_N says "last patch".
+
+Frames beyond the last whole patch (T mod P) are dropped: a patch is used only when all its P frames are real.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, DynamicCache, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput, logging
+
+from .aggregation_encoder import DiTARAggregationEncoder
+from .configuration_ditar import DiTARConfig
+from .locdit import LocDiT
+from .sampling import PatchSampler, cosine_alpha_sigma, guided_velocity
+from .transformer_blocks import DiTARTransformerStack
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class DiTAROutput(ModelOutput):
+    """Training output of [`DiTARForConditionalGeneration.forward`].
+
+    loss: diffusion_loss + stop_loss_weight * stop_loss. diffusion_loss: velocity MSE on the noisy patch positions.
+    stop_loss: BCE of the stop head. stop_logits: [B, 1+N] at start-of-speech and every patch position.
+    speech_hidden_states: [B, 1+N, H] backbone outputs at those positions.
+    """
+
+    loss: torch.FloatTensor | None = None
+    diffusion_loss: torch.FloatTensor | None = None
+    stop_loss: torch.FloatTensor | None = None
+    stop_logits: torch.FloatTensor | None = None
+    speech_hidden_states: torch.FloatTensor | None = None
+
+
+@dataclass
+class DiTARGenerationOutput(ModelOutput):
+    """Output of [`DiTARForConditionalGeneration.generate`].
+
+    features: [B, T, D] generated (normalised) features, zero after each row's length.
+    lengths: [B] frames generated per row (a multiple of patch_size).
+    stopped: [B] True where the stop head ended the row, False where `max_new_patches` did.
+    """
+
+    features: torch.FloatTensor | None = None
+    lengths: torch.LongTensor | None = None
+    stopped: torch.BoolTensor | None = None
+
+
+@dataclass
+class PatchStep:
+    """One step of [`DiTARForConditionalGeneration.generate_patches`]: the patch just produced for every row
+    ([B, P, D]), which rows were still active when it was produced, and which rows are finished after it."""
+
+    index: int
+    patch: torch.Tensor
+    active: torch.Tensor
+    finished: torch.Tensor
+    stopped: torch.Tensor
+
+
+class DiTARPreTrainedModel(PreTrainedModel):
+    config_class = DiTARConfig
+    base_model_prefix = "ditar"
+    main_input_name = "input_ids"
+    input_modalities = ("text", "audio")
+    supports_gradient_checkpointing = True
+    # Only our own blocks; the backbone contributes its decoder layer class itself.
+    _no_split_modules = ["DiTARTransformerBlock"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear) and getattr(module, "_ditar_zero_init", False):
+            init.zeros_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, DiTARTransformerStack):
+            init.normal_(module.position_embedding, mean=0.0, std=std)
+        elif isinstance(module, DiTARAggregationEncoder):
+            init.normal_(module.special_token, mean=0.0, std=std)
+        elif isinstance(module, DiTARForConditionalGeneration):
+            init.normal_(module.speech_start_embedding, mean=0.0, std=std)
+        else:
+            super()._init_weights(module)
+
+
+class DiTARForConditionalGeneration(DiTARPreTrainedModel):
+    def __init__(self, config: DiTARConfig):
+        super().__init__(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.aggregation_encoder = DiTARAggregationEncoder(config)
+        self.locdit = LocDiT(config)
+        self.stop_head = nn.Linear(config.text_config.hidden_size, 1)
+        self.speech_start_embedding = nn.Parameter(torch.zeros(config.text_config.hidden_size))
+        self.post_init()
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # building blocks
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module):
+        self.language_model.set_input_embeddings(value)
+
+    def normalize_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Raw features (e.g. log-mel) -> the normalised space the model works in (identity without statistics)."""
+        if self.config.feature_mean is None:
+            return features
+        mean = features.new_tensor(self.config.feature_mean)
+        std = features.new_tensor(self.config.feature_std)
+        return (features - mean) / std
+
+    def denormalize_features(self, features: torch.Tensor) -> torch.Tensor:
+        if self.config.feature_mean is None:
+            return features
+        mean = features.new_tensor(self.config.feature_mean)
+        std = features.new_tensor(self.config.feature_std)
+        return features * std + mean
+
+    def patchify(
+        self, features: torch.Tensor, frame_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, T, D] frames -> [B, N, P, D] patches with N = T // P and a [B, N] mask of patches whose P frames are
+        all real. Trailing frames that do not fill a whole patch are dropped."""
+        batch, num_frames, dim = features.shape
+        patch = self.config.patch_size
+        num_patches = num_frames // patch
+        patches = features[:, : num_patches * patch].reshape(batch, num_patches, patch, dim)
+        if frame_mask is None:
+            patch_mask = torch.ones(batch, num_patches, dtype=torch.bool, device=features.device)
+        else:
+            frame_mask = frame_mask[:, : num_patches * patch].bool().reshape(batch, num_patches, patch)
+            patch_mask = frame_mask.all(dim=-1)
+        return patches, patch_mask
+
+    def embed_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """[B, N, P, D] -> [B, N, H] through the aggregation encoder."""
+        if patches.shape[1] == 0:
+            return patches.new_zeros(patches.shape[0], 0, self.config.text_config.hidden_size)
+        return self.aggregation_encoder(patches.to(self.dtype))
+
+    @staticmethod
+    def _merge_sequences(
+        text_embeds: torch.Tensor,
+        text_mask: torch.Tensor,
+        speech_embeds: torch.Tensor,
+        speech_mask: torch.Tensor,
+        left_pad: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pack each row's real text tokens followed by its real speech positions contiguously.
+
+        text_embeds [B, L, H] (real tokens anywhere, given by text_mask [B, L]); speech_embeds [B, N', H] with real
+        positions first (speech_mask [B, N']). Rows are right-padded (training) or left-padded (generation, so every
+        row's last real position is the last column).
+        Returns embeds [B, S, H], attention_mask [B, S], position_ids [B, S] and speech_index [B, N'] (column of each
+        speech position in the merged sequence; padded positions point at column 0).
+        """
+        batch, _, hidden = text_embeds.shape
+        text_mask, speech_mask = text_mask.bool(), speech_mask.bool()
+        text_len = text_mask.sum(1)
+        total = text_len + speech_mask.sum(1)
+        length = int(total.max())
+        offset = (length - total) if left_pad else torch.zeros_like(total)
+        dump = length  # padded entries are written to an extra column that is cut off
+
+        text_index = offset[:, None] + text_mask.long().cumsum(1) - 1
+        text_index = torch.where(text_mask, text_index, dump)
+        speech_index = offset[:, None] + text_len[:, None] + speech_mask.long().cumsum(1) - 1
+        speech_index = torch.where(speech_mask, speech_index, dump)
+
+        merged = text_embeds.new_zeros(batch, length + 1, hidden)
+        merged = merged.scatter(1, text_index[..., None].expand(-1, -1, hidden), text_embeds)
+        merged = merged.scatter(1, speech_index[..., None].expand(-1, -1, hidden), speech_embeds)
+
+        columns = torch.arange(length, device=text_embeds.device)[None]
+        attention_mask = (columns >= offset[:, None]) & (columns < (offset + total)[:, None])
+        position_ids = (columns - offset[:, None]).clamp(min=0)
+        return merged[:, :length], attention_mask.long(), position_ids, speech_index.clamp(max=length - 1)
+
+    def _run_backbone(self, embeds, attention_mask, position_ids, cache: DynamicCache | None):
+        """Backbone forward on embeddings. The cache argument is `cache` from transformers 5.24 on and
+        `past_key_values` before; the name is looked up once from the backbone's signature."""
+        kwargs = {"inputs_embeds": embeds, "attention_mask": attention_mask, "position_ids": position_ids}
+        if cache is not None:
+            kwargs[_cache_argument_name(type(self.language_model))] = cache
+        return self.language_model(**kwargs, use_cache=cache is not None)
+
+    @staticmethod
+    def _history_windows(patches: torch.Tensor, num_history: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For every target patch i, the K patches before it: [B, N, P, D] -> [B, N, K, P, D] and a [B, N, K] mask
+        that is False where the history would reach before the first patch."""
+        batch, num_patches = patches.shape[:2]
+        padded = F.pad(patches, (0, 0, 0, 0, num_history, 0))  # K zero patches in front
+        windows = torch.stack([padded[:, j : j + num_patches] for j in range(num_history)], dim=2)
+        target = torch.arange(num_patches, device=patches.device)[:, None]
+        offsets = torch.arange(num_history, device=patches.device)[None]
+        mask = (target - num_history + offsets) >= 0  # [N, K]
+        return windows, mask[None].expand(batch, -1, -1)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # training
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        speech_features: torch.FloatTensor,
+        attention_mask: torch.LongTensor | None = None,
+        speech_attention_mask: torch.LongTensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> DiTAROutput | tuple:
+        """Training loss for right-padded batches.
+
+        Args:
+            input_ids: [B, L] text tokens (prompt transcript + target text), padded anywhere per `attention_mask`.
+            speech_features: [B, T, D] normalised features of the whole utterance (prompt part included).
+            attention_mask: [B, L] 1 for real text tokens.
+            speech_attention_mask: [B, T] 1 for real frames (right padding).
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        config = self.config
+        self._check_training_inputs(input_ids, speech_features, attention_mask, speech_attention_mask)
+        batch = input_ids.shape[0]
+        device = input_ids.device
+        text_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+
+        patches, patch_mask = self.patchify(speech_features.to(self.dtype), speech_attention_mask)  # [B,N,P,D] [B,N]
+        num_patches = patch_mask.sum(1)
+        if bool((num_patches == 0).any()):
+            rows = (num_patches == 0).nonzero().flatten().tolist()
+            raise ValueError(
+                f"speech_features rows {rows} have fewer than patch_size={config.patch_size} real frames; "
+                "drop such utterances or pad them with real audio."
+            )
+        hidden_size = config.text_config.hidden_size
+        start = self.speech_start_embedding.to(self.dtype).expand(batch, 1, hidden_size)
+        speech_embeds = torch.cat([start, self.embed_patches(patches)], dim=1)  # [B, 1+N, H]
+        speech_mask = torch.cat([patch_mask.new_ones(batch, 1), patch_mask], dim=1)  # [B, 1+N]
+        text_embeds = self.get_input_embeddings()(input_ids)  # [B, L, H]
+
+        embeds, merged_mask, position_ids, speech_index = self._merge_sequences(
+            text_embeds, text_mask, speech_embeds, speech_mask, left_pad=False
+        )
+        backbone_out = self._run_backbone(embeds, merged_mask, position_ids, None)
+        hidden = backbone_out.last_hidden_state.gather(
+            1, speech_index[..., None].expand(-1, -1, hidden_size)
+        )  # [B, 1+N, H]
+
+        # Stop: target 1 at the last real patch, 0 at start-of-speech and every earlier patch.
+        stop_logits = self.stop_head(hidden).squeeze(-1).float()  # [B, 1+N]
+        positions = torch.arange(stop_logits.shape[1], device=device)[None]
+        stop_target = (positions == num_patches[:, None]).float()
+        stop_loss = F.binary_cross_entropy_with_logits(stop_logits, stop_target, reduction="none")
+        stop_loss = (stop_loss * speech_mask).sum() / speech_mask.sum()
+
+        diffusion_loss = self._diffusion_loss(hidden[:, :-1], patches, patch_mask)
+        loss = diffusion_loss + config.stop_loss_weight * stop_loss
+        if not return_dict:
+            return (loss, diffusion_loss, stop_loss, stop_logits, hidden)
+        return DiTAROutput(
+            loss=loss,
+            diffusion_loss=diffusion_loss,
+            stop_loss=stop_loss,
+            stop_logits=stop_logits,
+            speech_hidden_states=hidden,
+        )
+
+    def _diffusion_loss(self, cond: torch.Tensor, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
+        """v-prediction MSE for every real patch: LocDiT sees h (predicting that patch), its K clean history patches and
+        the noisy patch. cond [B, N, H], patches [B, N, P, D], patch_mask [B, N]."""
+        config = self.config
+        num_history = config.num_history_patches
+        x0 = patches[patch_mask]  # [M, P, D]
+        h = cond[patch_mask]  # [M, H]
+        items = x0.shape[0]
+        device = x0.device
+        if self.training and config.cfg_dropout_prob > 0:
+            keep = torch.rand(items, 1, device=device) >= config.cfg_dropout_prob
+            h = h * keep.to(h.dtype)
+
+        history = history_mask = None
+        if num_history > 0:
+            windows, window_mask = self._history_windows(patches, num_history)
+            history = windows[patch_mask].flatten(1, 2)  # [M, K*P, D]
+            item_mask = window_mask[patch_mask]  # [M, K]
+            if self.training and config.history_dropout_prob > 0:
+                item_mask = item_mask & (torch.rand(items, 1, device=device) >= config.history_dropout_prob)
+            history_mask = item_mask.repeat_interleave(config.patch_size, dim=1)  # [M, K*P]
+
+        t = torch.rand(items, device=device)
+        noise = torch.randn(x0.shape, device=device, dtype=torch.float32)
+        alpha, sigma = cosine_alpha_sigma(t)
+        alpha, sigma = alpha[:, None, None], sigma[:, None, None]
+        x0 = x0.float()
+        x_t = alpha * x0 + sigma * noise
+        target = alpha * noise - sigma * x0
+        prediction = self.locdit(x_t.to(self.dtype), t, h, history, history_mask)
+        return F.mse_loss(prediction.float(), target)
+
+    def _check_training_inputs(self, input_ids, speech_features, attention_mask, speech_attention_mask):
+        if input_ids is None or input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be a [batch, text_length] tensor, got {_shape(input_ids)}.")
+        if speech_features is None or speech_features.dim() != 3:
+            raise ValueError(f"speech_features must be a [batch, frames, feature_dim] tensor, got {_shape(speech_features)}.")
+        if speech_features.shape[0] != input_ids.shape[0]:
+            raise ValueError(
+                f"input_ids has batch size {input_ids.shape[0]} but speech_features has {speech_features.shape[0]}."
+            )
+        if speech_features.shape[-1] != self.config.feature_dim:
+            raise ValueError(
+                f"speech_features has feature_dim {speech_features.shape[-1]}, the model expects "
+                f"config.feature_dim={self.config.feature_dim}."
+            )
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}.")
+        if speech_attention_mask is not None and speech_attention_mask.shape != speech_features.shape[:2]:
+            raise ValueError(
+                f"speech_attention_mask {tuple(speech_attention_mask.shape)} must be [batch, frames] = "
+                f"{tuple(speech_features.shape[:2])}."
+            )
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # generation
+
+    def default_max_new_patches(self, text_lengths: torch.Tensor) -> torch.Tensor:
+        """Per-row bound on generated patches derived from the number of text tokens (never unbounded)."""
+        factor = self.config.max_patches_per_text_token
+        return (text_lengths.float() * factor).ceil().long() + self.config.min_max_new_patches
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        prompt_features: torch.FloatTensor | None = None,
+        prompt_attention_mask: torch.LongTensor | None = None,
+        max_new_patches: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        temperature: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        use_cache: bool = True,
+        scheduler=None,
+        patch_callback: Callable[[PatchStep], None] | None = None,
+    ) -> DiTARGenerationOutput:
+        """Generate speech features patch by patch.
+
+        Args:
+            input_ids: [B, L] prompt transcript + target text tokens (left or right padded per `attention_mask`).
+            prompt_features: [B, T_p, D] normalised features of the prompt audio (optional); frames after the last
+                whole patch are dropped.
+            max_new_patches: bound on generated patches; default per row
+                `ceil(max_patches_per_text_token * text_length) + min_max_new_patches`.
+            num_inference_steps, guidance_scale, temperature: sampler settings (defaults from the config).
+                guidance_scale g >= 0: v = v(0) + g (v(h) - v(0)), 1 disables guidance (paper's w = g - 1).
+                temperature tau in [0, 1]: time on the reverse ODE where noise is injected; 0 is deterministic.
+            generator: a `torch.Generator` or one per row (per-row generators make a row independent of its batch).
+            use_cache: reuse the backbone's KV cache (`DynamicCache`); False recomputes the whole sequence each patch.
+            scheduler: a diffusers flow-matching scheduler; default `FlowMatchEulerDiscreteScheduler(shift=1)`.
+            patch_callback: called with a [`PatchStep`] after every patch.
+        """
+        patches, stopped, lengths = [], None, None
+        for step in self.generate_patches(
+            input_ids,
+            attention_mask=attention_mask,
+            prompt_features=prompt_features,
+            prompt_attention_mask=prompt_attention_mask,
+            max_new_patches=max_new_patches,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            temperature=temperature,
+            generator=generator,
+            use_cache=use_cache,
+            scheduler=scheduler,
+        ):
+            patches.append(step.patch * step.active[:, None, None])
+            stopped = step.stopped
+            lengths = step.active.long() if lengths is None else lengths + step.active.long()
+            if patch_callback is not None:
+                patch_callback(step)
+        features = torch.stack(patches, dim=1).flatten(1, 2)  # [B, N*P, D]
+        return DiTARGenerationOutput(features=features, lengths=lengths * self.config.patch_size, stopped=stopped)
+
+    @torch.no_grad()
+    def generate_patches(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        prompt_features: torch.FloatTensor | None = None,
+        prompt_attention_mask: torch.LongTensor | None = None,
+        max_new_patches: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        temperature: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        use_cache: bool = True,
+        scheduler=None,
+    ) -> Iterator[PatchStep]:
+        """The autoregressive loop of [`generate`] as an iterator of [`PatchStep`]s (for streaming)."""
+        config = self.config
+        num_inference_steps = config.num_inference_steps if num_inference_steps is None else num_inference_steps
+        guidance_scale = config.guidance_scale if guidance_scale is None else guidance_scale
+        temperature = config.temperature if temperature is None else temperature
+        self._check_generation_inputs(
+            input_ids, attention_mask, prompt_features, prompt_attention_mask, max_new_patches,
+            num_inference_steps, guidance_scale, temperature, generator,
+        )
+        batch, device, dtype = input_ids.shape[0], input_ids.device, self.dtype
+        hidden_size, patch_size, num_history = config.text_config.hidden_size, config.patch_size, config.num_history_patches
+        text_mask = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+
+        # 1. prefix: [text] [start-of-speech] [prompt patches], left-padded so every row ends in the last column
+        if prompt_features is not None:
+            prompt_patches, prompt_mask = self.patchify(prompt_features.to(dtype), prompt_attention_mask)
+        else:
+            prompt_patches = torch.zeros(batch, 0, patch_size, config.feature_dim, device=device, dtype=dtype)
+            prompt_mask = torch.zeros(batch, 0, dtype=torch.bool, device=device)
+        start = self.speech_start_embedding.to(dtype).expand(batch, 1, hidden_size)
+        speech_embeds = torch.cat([start, self.embed_patches(prompt_patches)], dim=1)
+        speech_mask = torch.cat([prompt_mask.new_ones(batch, 1), prompt_mask], dim=1)
+        embeds, mask, position_ids, _ = self._merge_sequences(
+            self.get_input_embeddings()(input_ids), text_mask, speech_embeds, speech_mask, left_pad=True
+        )
+
+        # 2. history: the last K real prompt patches of each row, right-aligned; missing ones masked
+        history, history_valid = self._initial_history(prompt_patches, prompt_mask, num_history)
+
+        limit = (
+            self.default_max_new_patches(text_mask.sum(1))
+            if max_new_patches is None
+            else torch.full((batch,), max_new_patches, device=device, dtype=torch.long)
+        )
+        sampler = PatchSampler(scheduler)
+        cache = DynamicCache(config=config.text_config) if use_cache else None
+        out = self._run_backbone(embeds, mask, position_ids, cache)
+        h = out.last_hidden_state[:, -1]  # [B, H]
+        next_position = position_ids[:, -1] + 1
+        finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        stopped = torch.zeros(batch, dtype=torch.bool, device=device)
+
+        for index in range(int(limit.max())):
+            history_frames = history.flatten(1, 2) if num_history > 0 else None  # [B, K*P, D]
+            history_mask = history_valid.repeat_interleave(patch_size, dim=1) if num_history > 0 else None
+            velocity = guided_velocity(self.locdit, h, history_frames, history_mask, guidance_scale)
+            patch = sampler.sample(
+                velocity, (batch, patch_size, config.feature_dim), num_inference_steps, temperature,
+                generator=generator, device=device, dtype=dtype,
+            )  # [B, P, D]
+            active = ~finished
+            if num_history > 0:
+                history = torch.cat([history[:, 1:], patch[:, None]], dim=1)
+                history_valid = torch.cat([history_valid[:, 1:], history_valid.new_ones(batch, 1)], dim=1)
+
+            # feed the new patch back; the backbone output at it predicts the next patch and whether to stop
+            patch_embed = self.embed_patches(patch[:, None])  # [B, 1, H]
+            mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
+            if use_cache:
+                out = self._run_backbone(patch_embed, mask, next_position[:, None], cache)
+            else:
+                embeds = torch.cat([embeds, patch_embed], dim=1)
+                position_ids = torch.cat([position_ids, next_position[:, None]], dim=1)
+                out = self._run_backbone(embeds, mask, position_ids, None)
+            h = out.last_hidden_state[:, -1]
+            next_position = next_position + 1
+
+            stop_now = active & (torch.sigmoid(self.stop_head(h).squeeze(-1).float()) > config.stop_threshold)
+            stopped = stopped | stop_now
+            finished = finished | stop_now | (index + 1 >= limit)
+            yield PatchStep(index=index, patch=patch, active=active, finished=finished.clone(), stopped=stopped.clone())
+            if bool(finished.all()):
+                break
+
+    @staticmethod
+    def _initial_history(
+        prompt_patches: torch.Tensor, prompt_mask: torch.Tensor, num_history: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, _, patch_size, dim = prompt_patches.shape
+        history = prompt_patches.new_zeros(batch, num_history, patch_size, dim)
+        valid = torch.zeros(batch, num_history, dtype=torch.bool, device=prompt_patches.device)
+        if num_history == 0 or prompt_patches.shape[1] == 0:
+            return history, valid
+        counts = prompt_mask.sum(1)  # real prompt patches per row (real ones come first)
+        for j in range(num_history):
+            source = counts - num_history + j  # index of the prompt patch that lands in history slot j
+            ok = source >= 0
+            gathered = prompt_patches[torch.arange(batch), source.clamp(min=0)]
+            history[:, j] = torch.where(ok[:, None, None], gathered, history[:, j])
+            valid[:, j] = ok
+        return history, valid
+
+    def _check_generation_inputs(
+        self, input_ids, attention_mask, prompt_features, prompt_attention_mask, max_new_patches,
+        num_inference_steps, guidance_scale, temperature, generator,
+    ):
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
+            raise ValueError(f"input_ids must be a non-empty [batch, text_length] tensor, got {_shape(input_ids)}.")
+        batch = input_ids.shape[0]
+        if attention_mask is not None:
+            if attention_mask.shape != input_ids.shape:
+                raise ValueError(
+                    f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}."
+                )
+            if bool((attention_mask.sum(1) == 0).any()):
+                raise ValueError("attention_mask has a row with no text token; every row needs text to speak.")
+        if prompt_features is not None:
+            if not isinstance(prompt_features, torch.Tensor) or prompt_features.dim() != 3:
+                raise ValueError(
+                    f"prompt_features must be a [batch, frames, feature_dim] tensor, got {_shape(prompt_features)}."
+                )
+            if prompt_features.shape[0] != batch:
+                raise ValueError(
+                    f"input_ids has batch size {batch} but prompt_features has {prompt_features.shape[0]}; "
+                    "give one prompt per text row."
+                )
+            if prompt_features.shape[-1] != self.config.feature_dim:
+                raise ValueError(
+                    f"prompt_features has feature_dim {prompt_features.shape[-1]}, the model expects "
+                    f"config.feature_dim={self.config.feature_dim}."
+                )
+            if not bool(torch.isfinite(prompt_features).all()):
+                raise ValueError("prompt_features contains NaN or Inf values.")
+            if prompt_attention_mask is not None and prompt_attention_mask.shape != prompt_features.shape[:2]:
+                raise ValueError(
+                    f"prompt_attention_mask {tuple(prompt_attention_mask.shape)} must be [batch, frames] = "
+                    f"{tuple(prompt_features.shape[:2])}."
+                )
+        elif prompt_attention_mask is not None:
+            raise ValueError("prompt_attention_mask was given without prompt_features.")
+        if max_new_patches is not None and (isinstance(max_new_patches, bool) or not isinstance(max_new_patches, int)
+                                            or max_new_patches < 1):
+            raise ValueError(f"max_new_patches must be an integer >= 1 or None, got {max_new_patches!r}.")
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}.")
+        if not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale) or guidance_scale < 0:
+            raise ValueError(
+                f"guidance_scale must be a finite number >= 0 (1 disables guidance), got {guidance_scale!r}."
+            )
+        if not isinstance(temperature, (int, float)) or not 0.0 <= temperature <= 1.0:
+            raise ValueError(f"temperature must be in [0, 1] (0 = deterministic), got {temperature!r}.")
+        if isinstance(generator, list) and len(generator) != batch:
+            raise ValueError(f"got {len(generator)} generators for a batch of {batch}; pass one per row or a single one.")
+
+
+@functools.cache
+def _cache_argument_name(backbone_class: type) -> str:
+    parameters = inspect.signature(backbone_class.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def _shape(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return f"{type(value).__name__}"
+
+
+__all__ = [
+    "DiTARPreTrainedModel",
+    "DiTARForConditionalGeneration",
+    "DiTAROutput",
+    "DiTARGenerationOutput",
+    "PatchStep",
+]
