@@ -1,8 +1,9 @@
 """DiTAR for the Hugging Face ecosystem: `from_pretrained`, Accelerate training, a diffusers pipeline."""
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
 
 from .configuration_ditar import DiTARConfig
+from .feature_extraction_ditar import DiTARFeatureExtractor
 from .modeling_ditar import (
     DiTARForConditionalGeneration,
     DiTARGenerationOutput,
@@ -10,14 +11,30 @@ from .modeling_ditar import (
     DiTARPreTrainedModel,
     PatchStep,
 )
+from .pipeline_ditar import DiTARPipeline, DiTARPipelineOutput, build_pipeline
+from .processing_ditar import DiTARProcessor
 from .sampling import PatchSampler
+from .tokenization_ditar import DiTARTextFrontend, build_ditar_tokenizer
+from .vocoder_griffinlim import GriffinLimVocoder
+from .vocoders import DiTARVocoder
 
 # Registration is local and idempotent (exist_ok) so importing twice, or next to remote code, never fails.
 AutoConfig.register("ditar", DiTARConfig, exist_ok=True)
 AutoModel.register(DiTARConfig, DiTARForConditionalGeneration, exist_ok=True)
+AutoFeatureExtractor.register(DiTARConfig, DiTARFeatureExtractor, exist_ok=True)
+AutoProcessor.register(DiTARConfig, DiTARProcessor, exist_ok=True)
 
 __all__ = [
     "DiTARConfig",
+    "DiTARFeatureExtractor",
+    "DiTARPipeline",
+    "DiTARPipelineOutput",
+    "DiTARProcessor",
+    "build_pipeline",
+    "DiTARTextFrontend",
+    "DiTARVocoder",
+    "GriffinLimVocoder",
+    "build_ditar_tokenizer",
     "DiTARForConditionalGeneration",
     "DiTARGenerationOutput",
     "DiTAROutput",

@@ -1,0 +1,344 @@
+#!/usr/bin/env python
+"""Train DiTAR with Accelerate.
+
+    python examples/train.py --config examples/configs/tiny.yaml                 # one process (CPU or one GPU)
+    accelerate launch examples/train.py --config examples/configs/default.yaml   # multi-GPU / multi-node
+    ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 examples/train.py --config examples/configs/tiny.yaml  # CPU DDP
+    python examples/train.py --config ... --resume                               # continue the same run
+
+The dataset is a `datasets` folder written by `examples/build_corpus.py` (columns `features`, `text`, `speaker_id`).
+Checkpoints are written to `<output_dir>/checkpoints/step-N` through a temporary folder and a rename, so a killed run
+never leaves a half-written checkpoint; `--resume` continues from the newest one with the same data order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers.training_utils import EMAModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from training_eval import text_use_gap, write_loss_plot, write_validation_sample  # noqa: E402
+
+from modeling_ditar import DiTARConfig, DiTARForConditionalGeneration  # noqa: E402
+from modeling_ditar.training_data import PairedLengthBatcher, Utterance, collate_examples  # noqa: E402
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "data/corpus"
+    output_dir: str = "runs/default"
+    model: dict = field(default_factory=dict)  # DiTARConfig kwargs (ignored with init_from)
+    init_from: str | None = None  # a model folder or pipeline folder to start from
+    max_steps: int = 10000
+    learning_rate: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 200
+    decay_start: float = 0.9  # fraction of max_steps after which the lr decays (cosine) to min_lr_ratio
+    weight_decay: float = 0.01
+    adam_betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = 1.0
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str | None = None  # None lets `accelerate launch --mixed_precision` decide
+    max_batch_frames: int = 2000
+    max_example_frames: int = 500
+    pair_prob: float = 0.5
+    ema_decay: float = 0.999
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    eval_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    num_threads: int | None = None
+
+    @classmethod
+    def load(cls, path: str) -> TrainConfig:
+        text = Path(path).read_text()
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
+        if "adam_betas" in data:
+            data["adam_betas"] = tuple(data["adam_betas"])
+        return cls(**data)
+
+
+class TrainState:
+    """Position in the data stream, saved with every checkpoint."""
+
+    def __init__(self):
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+
+    def state_dict(self):
+        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+
+    def load_state_dict(self, state):
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+
+
+def lr_lambda(cfg: TrainConfig):
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        start = int(cfg.decay_start * cfg.max_steps)
+        if step < start:
+            return 1.0
+        progress = min(1.0, (step - start) / max(1, cfg.max_steps - start))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
+    from modeling_ditar import DiTARProcessor
+
+    if cfg.init_from:
+        source = Path(cfg.init_from)
+        model_dir = source / "model" if (source / "model").is_dir() else source
+        processor_dir = source / "processor" if (source / "processor").is_dir() else source
+        model = DiTARForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
+        processor = DiTARProcessor.from_pretrained(processor_dir)
+        return model, processor
+    processor = DiTARProcessor.from_pretrained(dataset_dir / "processor")
+    stats = processor.feature_extractor
+    kwargs = dict(cfg.model)
+    kwargs.setdefault("feature_dim", stats.feature_size)
+    kwargs["feature_mean"] = list(stats.feature_mean) if stats.feature_mean is not None else None
+    kwargs["feature_std"] = list(stats.feature_std) if stats.feature_std is not None else None
+    text_config = dict(kwargs.pop("text_config", {}))
+    text_config.setdefault("model_type", "qwen2")
+    text_config["vocab_size"] = len(processor.tokenizer)
+    model = DiTARForConditionalGeneration(DiTARConfig(text_config=text_config, **kwargs))
+    return model, processor
+
+
+def load_utterances(split, processor, model: DiTARForConditionalGeneration) -> list[Utterance]:
+    utterances = []
+    for row in split:
+        features = model.normalize_features(torch.tensor(row["features"], dtype=torch.float32))
+        token_ids = processor.encode_text(row["text"])
+        utterances.append(Utterance(token_ids=token_ids, features=features.half(), speaker=str(row["speaker_id"])))
+    return utterances
+
+
+def newest_checkpoint(directory: Path) -> Path | None:
+    steps = [p for p in directory.glob("step-*") if p.is_dir() and p.name.split("-")[1].isdigit()]
+    return max(steps, key=lambda p: int(p.name.split("-")[1])) if steps else None
+
+
+def save_checkpoint(accelerator: Accelerator, directory: Path, step: int, keep: int):
+    """Write through a temporary folder and rename, so a crash never leaves a half-written `step-N`."""
+    final = directory / f"step-{step}"
+    tmp = directory / f".tmp-step-{step}"
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in sorted(directory.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML or JSON file with TrainConfig fields")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
+    parser.add_argument("--output-dir", help="override output_dir")
+    parser.add_argument("--max-steps", type=int, help="override max_steps")
+    parser.add_argument("--stop-after", type=int, help="exit after this many steps of this invocation (testing)")
+    parser.add_argument("--init-from", help="override init_from: a DiTAR model or pipeline folder to fine-tune")
+    args = parser.parse_args(argv)
+
+    cfg = TrainConfig.load(args.config)
+    if args.output_dir:
+        cfg.output_dir = args.output_dir
+    if args.max_steps:
+        cfg.max_steps = args.max_steps
+    if args.init_from:
+        cfg.init_from = args.init_from
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    out = Path(cfg.output_dir)
+    checkpoints = out / "checkpoints"
+    if not args.resume and newest_checkpoint(checkpoints) is not None:
+        raise SystemExit(f"{checkpoints} already holds checkpoints: pass --resume to continue, or pick another output_dir")
+
+    log_with = []
+    try:
+        import tensorboard  # noqa: F401
+
+        log_with = ["tensorboard"]
+    except ImportError:
+        pass
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        mixed_precision=cfg.mixed_precision,
+        log_with=log_with,
+        project_dir=str(out),
+    )
+    set_seed(cfg.seed)
+
+    from datasets import load_from_disk
+
+    dataset_dir = Path(cfg.dataset)
+    data = load_from_disk(str(dataset_dir))
+    model, processor = load_model_and_processor(cfg, dataset_dir)
+    train = load_utterances(data["train"], processor, model)
+    valid = load_utterances(data["validation"].select(range(min(16, len(data["validation"])))), processor, model)
+    space_ids = processor.encode_text(" ", allow_empty=True)
+
+    batcher = PairedLengthBatcher(
+        [u.features.shape[0] for u in train], [u.speaker for u in train], cfg.max_batch_frames,
+        cfg.max_example_frames, cfg.pair_prob, cfg.seed, num_replicas=accelerator.num_processes,
+        rank=accelerator.process_index,
+    )
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=0.75)
+    state = TrainState()
+    accelerator.register_for_checkpointing(ema)
+    accelerator.register_for_checkpointing(state)
+
+    if args.resume:
+        latest = newest_checkpoint(checkpoints)
+        if latest is None:
+            raise SystemExit(f"--resume: no checkpoint in {checkpoints}")
+        accelerator.load_state(str(latest))
+        accelerator.print(f"resumed from {latest} at step {state.step}")
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        processor.save_pretrained(out / "processor")
+    accelerator.init_trackers("ditar", config={k: str(v) for k, v in asdict(cfg).items()})
+
+    csv_path = out / "log.csv"
+    columns = ["step", "epoch", "loss", "diffusion_loss", "stop_loss", "lr", "grad_norm", "frames_per_s", "elapsed_s"]
+    if accelerator.is_main_process and not csv_path.exists():
+        with csv_path.open("w", newline="") as f:
+            csv.writer(f).writerow(columns)
+
+    pad_id = processor.tokenizer.pad_token_id or 0
+    model.train()
+    started, steps_this_run, window = time.time(), 0, {"frames": 0, "t": time.time()}
+    sums = {"loss": 0.0, "diffusion_loss": 0.0, "stop_loss": 0.0, "n": 0}
+    while state.step < cfg.max_steps:
+        batches = batcher.epoch(state.epoch)
+        while state.batch_in_epoch < len(batches) and state.step < cfg.max_steps:
+            batch = collate_examples(batches[state.batch_in_epoch], train, pad_id, space_ids)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            state.batch_in_epoch += 1
+            with accelerator.accumulate(model):
+                output = model(**batch)
+                accelerator.backward(output.loss)
+                grad_norm = None
+                if accelerator.sync_gradients:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            window["frames"] += int(batch["speech_attention_mask"].sum())
+            for key in ("loss", "diffusion_loss", "stop_loss"):
+                sums[key] += float(getattr(output, key).detach())
+            sums["n"] += 1
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            steps_this_run += 1
+            ema.step(accelerator.unwrap_model(model).parameters())
+
+            if state.step % cfg.log_every == 0:
+                now = time.time()
+                logs = {k: sums[k] / sums["n"] for k in ("loss", "diffusion_loss", "stop_loss")}
+                logs.update(
+                    lr=scheduler.get_last_lr()[0],
+                    grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
+                    frames_per_s=window["frames"] / (now - window["t"]),
+                )
+                accelerator.log(logs, step=state.step)
+                if accelerator.is_main_process:
+                    with csv_path.open("a", newline="") as f:
+                        csv.writer(f).writerow(
+                            [state.step, state.epoch] + [f"{logs[c]:.6g}" for c in columns[2:-1]]
+                            + [f"{now - started:.1f}"]
+                        )
+                    print(
+                        f"step {state.step} epoch {state.epoch} loss {logs['loss']:.4f} "
+                        f"(diff {logs['diffusion_loss']:.4f} stop {logs['stop_loss']:.4f}) lr {logs['lr']:.2e} "
+                        f"{logs['frames_per_s']:.0f} frames/s",
+                        flush=True,
+                    )
+                sums = {"loss": 0.0, "diffusion_loss": 0.0, "stop_loss": 0.0, "n": 0}
+                window = {"frames": 0, "t": now}
+
+            if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
+                save_checkpoint(accelerator, checkpoints, state.step, cfg.keep_checkpoints)
+            if accelerator.is_main_process and (state.step % cfg.eval_every == 0 or state.step == cfg.max_steps):
+                evaluate(accelerator.unwrap_model(model), ema, processor, valid, pad_id, space_ids, out, state.step)
+                write_loss_plot(csv_path, out / "loss.png")
+            if args.stop_after and steps_this_run >= args.stop_after:
+                accelerator.end_training()
+                return
+        if state.batch_in_epoch >= len(batches):
+            state.epoch += 1
+            state.batch_in_epoch = 0
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(model)
+        ema.store(final.parameters())
+        ema.copy_to(final.parameters())
+        final.save_pretrained(out / "final" / "model")
+        processor.save_pretrained(out / "final" / "processor")
+        ema.restore(final.parameters())
+    accelerator.end_training()
+
+
+@torch.no_grad()
+def evaluate(model, ema, processor, valid, pad_id, space_ids, out: Path, step: int):
+    """EMA weights: the right-vs-wrong-transcript loss gap (cheap sign that the text is used) and one sample."""
+    was_training = model.training
+    ema.store(model.parameters())
+    ema.copy_to(model.parameters())
+    model.eval()
+    try:
+        gap = text_use_gap(model, valid, pad_id)
+        with (out / "text_use.csv").open("a") as f:
+            f.write(f"{step},{gap['right']:.5f},{gap['wrong']:.5f},{gap['penalty']:.4f}\n")
+        print(f"eval step {step}: x0-MSE at t=1 right text {gap['right']:.4f} wrong text {gap['wrong']:.4f} "
+              f"(+{100 * gap['penalty']:.1f}%)", flush=True)
+        write_validation_sample(model, processor, valid, space_ids, out / "samples" / f"step-{step}")
+    finally:
+        ema.restore(model.parameters())
+        model.train(was_training)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,399 @@
+"""DiTARPipeline: text (+ a voice prompt) -> waveform, with the anatomy of diffusers' audio pipelines.
+
+text, prompt audio -> DiTARProcessor -> DiTARForConditionalGeneration.generate_patches (aggregation encoder -> backbone
+-> LocDiT sampler stepped by `scheduler`) -> de-normalise -> vocoder (chunked, see `streaming.py`) -> waveform.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
+from diffusers.utils import logging
+
+from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
+from .processing_ditar import DiTARProcessor
+from .streaming import StreamingVocoder
+
+logger = logging.get_logger(__name__)
+
+DEFAULT_VOICE_DIR = "default_voice"
+EMBEDDED_DEFAULT = Path(__file__).resolve().parent / "default"
+OUTPUT_TYPES = ("np", "pt", "features")
+# Texts longer than this (characters) are spoken sentence by sentence with the same voice prompt, which keeps the
+# backbone sequence, and so time per patch and memory, bounded.
+MAX_CHARS_PER_SEGMENT = 250
+SENTENCE_PAUSE_SECONDS = 0.15
+
+
+@dataclass
+class DiTARPipelineOutput(AudioPipelineOutput):
+    """audios: `np.ndarray`/`torch.Tensor` [B, samples] (zero-padded; see `audio_lengths`) or, for
+    output_type="features", de-normalised features [B, T, D]. audio_lengths: real samples (or frames) per row.
+    stopped: per row, whether the stop head ended generation (False: `max_new_patches` did)."""
+
+    audio_lengths: list[int] | None = None
+    stopped: list[bool] | None = None
+
+
+class DiTARPipeline(DiffusionPipeline):
+    r"""
+    Zero-shot text-to-speech with DiTAR.
+
+    Components: `model` ([`DiTARForConditionalGeneration`]), `processor` ([`DiTARProcessor`]), `scheduler` (a
+    flow-matching scheduler such as [`FlowMatchEulerDiscreteScheduler`], used for every patch's ODE), `vocoder`
+    (features -> waveform, e.g. [`GriffinLimVocoder`]). A default voice (prompt audio + transcript) can be saved with
+    the pipeline and is used when `prompt_audio` is not given.
+    """
+
+    model_cpu_offload_seq = "model->vocoder"
+    _optional_components = []
+
+    def __init__(self, model: DiTARForConditionalGeneration, processor: DiTARProcessor, scheduler, vocoder):
+        super().__init__()
+        self.register_modules(model=model, processor=processor, scheduler=scheduler, vocoder=vocoder)
+        self.default_voice: tuple[np.ndarray, int, str] | None = None
+        self._check_components()
+
+    def _check_components(self):
+        fe, config = self.processor.feature_extractor, self.model.config
+        if fe.feature_size != config.feature_dim:
+            raise ValueError(
+                f"processor features have {fe.feature_size} channels but the model expects feature_dim={config.feature_dim}."
+            )
+        if (fe.feature_mean is None) != (config.feature_mean is None) or (
+            fe.feature_mean is not None
+            and not np.allclose(fe.feature_mean, config.feature_mean, atol=1e-5)
+        ):
+            raise ValueError(
+                "the processor's feature_mean/feature_std differ from the model config's; the prompt would be "
+                "normalised differently from the training data. Save both from the same statistics."
+            )
+
+    @property
+    def sample_rate(self) -> int:
+        return int(getattr(self.vocoder, "sampling_rate", self.processor.sampling_rate))
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # default voice and persistence
+
+    def set_default_voice(self, audio, text: str, sampling_rate: int | None = None):
+        """Voice used when `prompt_audio` is not given: `audio` (path or array) and its transcript `text`."""
+        waveform = self.processor.load_prompt_audio(audio, sampling_rate)
+        self.processor.encode_text(text)  # fail now, not at synthesis time
+        self.default_voice = (waveform.numpy(), self.processor.sampling_rate, text)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+        super().save_pretrained(save_directory, **kwargs)
+        if self.default_voice is not None:
+            import soundfile as sf
+
+            voice_dir = Path(save_directory) / DEFAULT_VOICE_DIR
+            voice_dir.mkdir(parents=True, exist_ok=True)
+            audio, rate, text = self.default_voice
+            sf.write(voice_dir / "prompt.wav", audio, rate, subtype="FLOAT")
+            (voice_dir / "prompt.txt").write_text(text + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None, **kwargs):
+        """Load a saved pipeline folder (or Hub repo). With no argument, the default checkpoint embedded in the package."""
+        if pretrained_model_name_or_path is None:
+            if not (EMBEDDED_DEFAULT / "model_index.json").is_file():
+                raise ValueError(
+                    "No embedded default checkpoint is installed with this copy of modeling_ditar; pass a pipeline "
+                    "folder: DiTARPipeline.from_pretrained('path/to/pipeline')."
+                )
+            pretrained_model_name_or_path = EMBEDDED_DEFAULT
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        voice_dir = _resolve_voice_dir(pretrained_model_name_or_path, kwargs)
+        if voice_dir is not None:
+            pipe.set_default_voice(str(voice_dir / "prompt.wav"), (voice_dir / "prompt.txt").read_text("utf-8").strip())
+        return pipe
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # inputs
+
+    def check_inputs(self, text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature,
+                     max_new_patches, output_type):
+        texts = [text] if isinstance(text, str) else text
+        if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"text must be a string or a non-empty list of strings, got {text!r:.80}.")
+        for t in texts:
+            if not t.strip():
+                raise ValueError("text is empty or whitespace only; give the words to speak.")
+        if isinstance(prompt_audio, (list, tuple)) and len(prompt_audio) not in (1, len(texts)):
+            raise ValueError(
+                f"got {len(prompt_audio)} prompt_audio for {len(texts)} texts; give one prompt for all or one per text."
+            )
+        if isinstance(prompt_text, (list, tuple)) and len(prompt_text) not in (1, len(texts)):
+            raise ValueError(
+                f"got {len(prompt_text)} prompt_text for {len(texts)} texts; give one transcript for all or one per text."
+            )
+        if prompt_audio is None and prompt_text is not None:
+            raise ValueError("prompt_text was given without prompt_audio; pass both or neither.")
+        if prompt_audio is None and self.default_voice is None:
+            raise ValueError(
+                "no prompt_audio was given and this pipeline has no default voice; pass prompt_audio and prompt_text "
+                "or call pipe.set_default_voice(audio, transcript)."
+            )
+        if num_inference_steps is not None and (
+            isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1
+        ):
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}.")
+        if guidance_scale is not None and (not isinstance(guidance_scale, (int, float)) or guidance_scale < 0):
+            raise ValueError(f"guidance_scale must be a number >= 0 (1 disables guidance), got {guidance_scale!r}.")
+        if temperature is not None and (not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1):
+            raise ValueError(f"temperature must be in [0, 1] (0 = deterministic), got {temperature!r}.")
+        if max_new_patches is not None and (
+            isinstance(max_new_patches, bool) or not isinstance(max_new_patches, int) or max_new_patches < 1
+        ):
+            raise ValueError(f"max_new_patches must be an integer >= 1 or None, got {max_new_patches!r}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+
+    def encode_inputs(self, texts: list[str], prompt_audio, prompt_text, sampling_rate) -> dict[str, torch.Tensor]:
+        if prompt_audio is None:
+            audio, rate, transcript = self.default_voice
+            prompt_audio, prompt_text, sampling_rate = audio, transcript, rate
+        inputs = self.processor(texts, prompt_text=prompt_text, prompt_audio=prompt_audio, sampling_rate=sampling_rate)
+        frames = inputs["prompt_attention_mask"].sum(1)
+        patch = self.model.config.patch_size
+        if bool((frames < patch).any()):
+            seconds = patch * self.processor.feature_extractor.hop_length / self.processor.sampling_rate
+            raise ValueError(
+                f"prompt_audio is shorter than one patch ({patch} frames = {seconds:.3f} s); give a longer prompt "
+                "(a few seconds works best)."
+            )
+        return {k: v.to(self._execution_device) for k, v in inputs.items()}
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # generation
+
+    def _patch_steps(self, inputs, num_inference_steps, guidance_scale, temperature, max_new_patches, generator,
+                     callback_on_patch_end) -> Iterator[PatchStep]:
+        steps = self.model.generate_patches(
+            inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            prompt_features=inputs["prompt_features"],
+            prompt_attention_mask=inputs["prompt_attention_mask"],
+            max_new_patches=max_new_patches,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            temperature=temperature,
+            generator=generator,
+            scheduler=self.scheduler,
+        )
+        limit = max_new_patches or int(self.model.default_max_new_patches(inputs["attention_mask"].sum(1)).max())
+        with self.progress_bar(total=limit) as progress:
+            for step in steps:
+                if callback_on_patch_end is not None:
+                    callback_on_patch_end(self, step.index, step)
+                progress.update()
+                yield step
+
+    def _streaming_vocoder(self) -> StreamingVocoder:
+        return StreamingVocoder(self.vocoder)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        text: str | list[str],
+        prompt_audio=None,
+        prompt_text: str | list[str] | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        temperature: float | None = None,
+        max_new_patches: int | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_patch_end: Callable[[DiTARPipeline, int, PatchStep], None] | None = None,
+        sampling_rate: int | None = None,
+    ) -> DiTARPipelineOutput | tuple:
+        r"""
+        Args:
+            text: what to say; a list gives a batch.
+            prompt_audio / prompt_text: the voice to clone (path or array, and its transcript); one for all texts or one
+                per text. Default: the pipeline's default voice.
+            num_inference_steps: LocDiT ODE steps per patch (default from the model config, 10).
+            guidance_scale: LM guidance g >= 0, v = v(0) + g (v(h) - v(0)); 1 disables it (paper's w = g - 1).
+            temperature: tau in [0, 1], where on the reverse ODE noise is injected; 0 is deterministic.
+            max_new_patches: cap on generated patches per text (default derived from the text length).
+            generator: `torch.Generator` (or one per text) for reproducible sampling.
+            output_type: "np" (float32 waveforms), "pt" (tensors) or "features" (de-normalised features).
+            callback_on_patch_end: `fn(pipe, patch_index, patch_step)` after every generated patch.
+            sampling_rate: rate of array prompts (files carry their own).
+        Returns:
+            [`DiTARPipelineOutput`] or `(audios,)`.
+        """
+        # 1. check inputs
+        self.check_inputs(text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature,
+                          max_new_patches, output_type)
+        texts = [text] if isinstance(text, str) else list(text)
+
+        # 2. long texts are spoken sentence by sentence with the same voice
+        segments = [split_sentences(t, MAX_CHARS_PER_SEGMENT) for t in texts]
+        if any(len(s) > 1 for s in segments):
+            outputs = [
+                self._generate_segments(segs, _pick(prompt_audio, i), _pick(prompt_text, i), sampling_rate,
+                                        num_inference_steps, guidance_scale, temperature, max_new_patches,
+                                        _pick(generator, i), callback_on_patch_end)
+                for i, segs in enumerate(segments)
+            ]
+            features = [o[0] for o in outputs]
+            stopped = [o[1] for o in outputs]
+        else:
+            # 3. encode text and prompt, 4. generate all rows together
+            inputs = self.encode_inputs(texts, prompt_audio, prompt_text, sampling_rate)
+            features, stopped = self._generate_rows(inputs, num_inference_steps, guidance_scale, temperature,
+                                                    max_new_patches, generator, callback_on_patch_end)
+
+        # 5. post-process: de-normalised features or waveform through the vocoder
+        if output_type == "features":
+            items = features
+        else:
+            items = [self._streaming_vocoder().decode(f) for f in features]
+        lengths = [int(x.shape[0]) for x in items]
+        padded = torch.zeros((len(items), max(lengths), *items[0].shape[1:]))
+        for row, x in enumerate(items):
+            padded[row, : x.shape[0]] = x
+        audios = padded.numpy() if output_type == "np" else padded
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (audios,)
+        return DiTARPipelineOutput(audios=audios, audio_lengths=lengths, stopped=stopped)
+
+    def _generate_rows(self, inputs, num_inference_steps, guidance_scale, temperature, max_new_patches, generator,
+                       callback_on_patch_end) -> tuple[list[torch.Tensor], list[bool]]:
+        patches, counts, stopped = [], None, None
+        for step in self._patch_steps(inputs, num_inference_steps, guidance_scale, temperature, max_new_patches,
+                                      generator, callback_on_patch_end):
+            patches.append(step.patch)
+            counts = step.active.long() if counts is None else counts + step.active.long()
+            stopped = step.stopped
+        frames = torch.stack(patches, dim=1).flatten(1, 2)  # [B, N*P, D]
+        frames = self.model.denormalize_features(frames.float()).cpu()
+        patch = self.model.config.patch_size
+        return [frames[row, : int(counts[row]) * patch] for row in range(frames.shape[0])], stopped.tolist()
+
+    def _generate_segments(self, segments, prompt_audio, prompt_text, sampling_rate, num_inference_steps,
+                           guidance_scale, temperature, max_new_patches, generator, callback_on_patch_end):
+        pause = self._pause_frames()
+        pieces, all_stopped = [], True
+        for segment in segments:
+            inputs = self.encode_inputs([segment], prompt_audio, prompt_text, sampling_rate)
+            features, stopped = self._generate_rows(inputs, num_inference_steps, guidance_scale, temperature,
+                                                    max_new_patches, generator, callback_on_patch_end)
+            pieces += [features[0], pause]
+            all_stopped = all_stopped and stopped[0]
+        return torch.cat(pieces[:-1]), all_stopped
+
+    def _pause_frames(self) -> torch.Tensor:
+        """Frames of silence between sentences: the feature value of silence is the log floor."""
+        fe = self.processor.feature_extractor
+        count = max(1, round(SENTENCE_PAUSE_SECONDS * fe.sampling_rate / fe.hop_length))
+        return torch.full((count, fe.feature_size), float(np.log(fe.log_floor)))
+
+    @torch.no_grad()
+    def stream(
+        self,
+        text: str,
+        prompt_audio=None,
+        prompt_text: str | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        temperature: float | None = None,
+        max_new_patches: int | None = None,
+        generator: torch.Generator | None = None,
+        sampling_rate: int | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Yield float32 waveform chunks while patches are generated; joined, they equal `pipe(...).audios[0]` for the
+        same arguments and seed."""
+        if not isinstance(text, str):
+            raise ValueError("stream() speaks one text at a time; pass a string (call it once per text).")
+        self.check_inputs(text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature,
+                          max_new_patches, "np")
+        vocoder = self._streaming_vocoder()
+        segments = split_sentences(text, MAX_CHARS_PER_SEGMENT)
+        for index, segment in enumerate(segments):
+            inputs = self.encode_inputs([segment], prompt_audio, prompt_text, sampling_rate)
+            for step in self._patch_steps(inputs, num_inference_steps, guidance_scale, temperature, max_new_patches,
+                                          generator, None):
+                if bool(step.active[0]):
+                    frames = self.model.denormalize_features(step.patch[0].float()).cpu()
+                    for chunk in vocoder.push(frames):
+                        yield chunk.numpy()
+            if index + 1 < len(segments):
+                for chunk in vocoder.push(self._pause_frames()):
+                    yield chunk.numpy()
+        for chunk in vocoder.flush():
+            yield chunk.numpy()
+
+
+def split_sentences(text: str, max_chars: int = MAX_CHARS_PER_SEGMENT) -> list[str]:
+    """Split a long text at sentence ends into pieces of at most about `max_chars` characters (a single sentence
+    longer than that is split at commas, then at spaces). Short texts come back unchanged as one piece."""
+    text = " ".join(text.split())
+    if len(text) <= max_chars:
+        return [text]
+    sentences = re.split(r"(?<=[.!?;])\s+", text)
+    pieces: list[str] = []
+    for sentence in sentences:
+        parts = [sentence]
+        if len(sentence) > max_chars:
+            parts = _split_long(sentence, max_chars)
+        for part in parts:
+            if pieces and len(pieces[-1]) + 1 + len(part) <= max_chars:
+                pieces[-1] = pieces[-1] + " " + part
+            else:
+                pieces.append(part)
+    return [p for p in pieces if p.strip()]
+
+
+def _split_long(sentence: str, max_chars: int) -> list[str]:
+    out, current = [], ""
+    for word in re.split(r"(?<=,)\s+|\s+", sentence):
+        if current and len(current) + 1 + len(word) > max_chars:
+            out.append(current)
+            current = word
+        else:
+            current = f"{current} {word}".strip()
+    if current:
+        out.append(current)
+    return out
+
+
+def _pick(value, index: int):
+    if isinstance(value, (list, tuple)):
+        return value[index] if len(value) > 1 else value[0]
+    return value
+
+
+def _resolve_voice_dir(source, kwargs) -> Path | None:
+    local = Path(source)
+    if local.is_dir():
+        voice = local / DEFAULT_VOICE_DIR
+        return voice if (voice / "prompt.wav").is_file() else None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        wav = hf_hub_download(str(source), f"{DEFAULT_VOICE_DIR}/prompt.wav", revision=kwargs.get("revision"))
+        hf_hub_download(str(source), f"{DEFAULT_VOICE_DIR}/prompt.txt", revision=kwargs.get("revision"))
+        return Path(wav).parent
+    except Exception:  # a Hub repo without a default voice, or offline: the pipeline simply has none
+        return None
+
+
+def build_pipeline(model: DiTARForConditionalGeneration, processor: DiTARProcessor, vocoder=None,
+                   scheduler=None) -> DiTARPipeline:
+    """Assemble a pipeline with the default scheduler and a Griffin-Lim vocoder matching the processor."""
+    vocoder = vocoder if vocoder is not None else processor.build_vocoder()
+    scheduler = scheduler if scheduler is not None else FlowMatchEulerDiscreteScheduler(shift=1.0)
+    return DiTARPipeline(model=model, processor=processor, scheduler=scheduler, vocoder=vocoder)

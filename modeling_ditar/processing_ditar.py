@@ -1,0 +1,151 @@
+"""DiTARProcessor: text + prompt transcript + prompt audio -> model inputs.
+
+input_ids = tokens(prompt_text) + [space] + tokens(text) (prompt transcript first, as the prompt audio is the first part
+of the speech), right-padded; prompt audio -> mono, resampled, log-mel, normalised `prompt_features`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import BatchFeature, ProcessorMixin
+
+from .audio_utils import load_audio
+from .tokenization_ditar import DiTARTextFrontend
+
+
+class DiTARProcessor(ProcessorMixin):
+    r"""
+    Wraps a [`DiTARFeatureExtractor`] and a DiTAR character tokenizer (see [`build_ditar_tokenizer`]); phonemization
+    (espeak-ng) is on when the tokenizer was built with `phonemize=True`.
+    """
+
+    def __init__(self, feature_extractor, tokenizer, chat_template=None):
+        super().__init__(feature_extractor, tokenizer, chat_template=chat_template)
+        self.frontend = DiTARTextFrontend(tokenizer)
+
+    @property
+    def sampling_rate(self) -> int:
+        return self.feature_extractor.sampling_rate
+
+    @property
+    def model_input_names(self):
+        return ["input_ids", "attention_mask", "prompt_features", "prompt_attention_mask"]
+
+    def encode_text(self, text: str, allow_empty: bool = False, on_unknown: str = "warn") -> list[int]:
+        """Token ids of one text through the front end (normalise, optionally phonemize, map characters).
+
+        `allow_empty=True` accepts a whitespace-only string (used for the separator between prompt and target text)."""
+        if allow_empty and isinstance(text, str) and not text.strip():
+            space = self.frontend.tokenizer.convert_tokens_to_ids(" ")
+            return [space] if text and space != self.frontend.unk_token_id else []
+        return self.frontend.encode(text, on_unknown=on_unknown)
+
+    def __call__(
+        self,
+        text: str | list[str] | None = None,
+        prompt_text: str | list[str] | None = None,
+        prompt_audio=None,
+        sampling_rate: int | None = None,
+        return_tensors: str = "pt",
+        on_unknown: str = "warn",
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Args:
+            text: the text to speak, or a list of texts (one row each).
+            prompt_text: transcript of `prompt_audio`, one for all rows or one per row.
+            prompt_audio: a path, an array/tensor (needs `sampling_rate`), or a list of those (one per row); any rate,
+                mono or multichannel, int or float samples.
+            sampling_rate: rate of array prompts; files carry their own.
+        Returns:
+            `BatchFeature` with `input_ids`, `attention_mask` and, with a prompt, `prompt_features` [B, T, D]
+            (normalised) and `prompt_attention_mask`.
+        """
+        if kwargs:
+            raise TypeError(f"DiTARProcessor got unexpected arguments {sorted(kwargs)}.")
+        if return_tensors != "pt":
+            raise ValueError(f"return_tensors must be 'pt', got {return_tensors!r}.")
+        texts = _as_list(text, "text")
+        batch = len(texts)
+        prompt_texts = None if prompt_text is None else _broadcast(_as_list(prompt_text, "prompt_text"), batch, "prompt_text")
+        prompt_audios = None
+        if prompt_audio is not None:
+            audios = prompt_audio if isinstance(prompt_audio, (list, tuple)) else [prompt_audio]
+            if len(audios) == 0:
+                raise ValueError("prompt_audio is an empty list; give one clip, one per text, or None.")
+            prompt_audios = _broadcast(list(audios), batch, "prompt_audio")
+        if prompt_audios is not None and prompt_texts is None:
+            raise ValueError(
+                "prompt_audio was given without prompt_text: DiTAR continues the prompt, so it needs the transcript of "
+                "the prompt audio. Pass prompt_text=... (what is said in the prompt audio)."
+            )
+        if prompt_texts is not None and prompt_audios is None:
+            raise ValueError("prompt_text was given without prompt_audio; pass both (voice cloning) or neither.")
+
+        ids = []
+        for row, target in enumerate(texts):
+            row_ids = self.encode_text(target, on_unknown=on_unknown)
+            if prompt_texts is not None:
+                row_ids = self.encode_text(prompt_texts[row], on_unknown=on_unknown) + self.encode_text(
+                    " ", allow_empty=True
+                ) + row_ids
+            ids.append(row_ids)
+        length = max(len(r) for r in ids)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((batch, length), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros(batch, length, dtype=torch.long)
+        for row, row_ids in enumerate(ids):
+            input_ids[row, : len(row_ids)] = torch.tensor(row_ids)
+            attention_mask[row, : len(row_ids)] = 1
+        data = {"input_ids": input_ids, "attention_mask": attention_mask}
+
+        if prompt_audios is not None:
+            waves = [self.load_prompt_audio(a, sampling_rate) for a in prompt_audios]
+            features = self.feature_extractor(
+                [w.numpy() for w in waves], sampling_rate=self.sampling_rate, return_tensors="pt"
+            )
+            data["prompt_features"] = features["input_features"]
+            data["prompt_attention_mask"] = features["attention_mask"]
+        return BatchFeature(data=data, tensor_type=None)
+
+    def load_prompt_audio(self, audio, sampling_rate: int | None = None) -> torch.Tensor:
+        """A prompt clip as mono float32 at the feature extractor's rate; clear errors for missing, unreadable, empty,
+        non-finite or silent audio."""
+        if isinstance(audio, (str, bytes)) or hasattr(audio, "__fspath__"):
+            waveform, _ = load_audio(audio, sampling_rate=self.sampling_rate)
+        else:
+            if sampling_rate is None:
+                raise ValueError(
+                    "prompt_audio is an array but sampling_rate is missing; pass sampling_rate=<Hz of the array>."
+                )
+            if isinstance(audio, np.ndarray) or isinstance(audio, torch.Tensor):
+                waveform = self.feature_extractor.prepare_audio(audio, sampling_rate)
+            else:
+                raise TypeError(f"prompt_audio must be a path, numpy array or torch tensor, got {type(audio).__name__}.")
+            return waveform
+        return self.feature_extractor.prepare_audio(waveform, self.sampling_rate)
+
+    def build_vocoder(self, n_iter: int = 32):
+        """A Griffin-Lim vocoder matching this processor's features."""
+        from .vocoder_griffinlim import GriffinLimVocoder
+
+        return GriffinLimVocoder.from_feature_extractor(self.feature_extractor, n_iter=n_iter)
+
+
+def _as_list(value, name: str) -> list[str]:
+    if value is None:
+        raise ValueError(f"{name} is required.")
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValueError(f"{name} must be a string or a non-empty list of strings, got {value!r:.80}.")
+
+
+def _broadcast(values: list, batch: int, name: str) -> list:
+    if len(values) == 1:
+        return values * batch
+    if len(values) != batch:
+        raise ValueError(f"got {len(values)} {name} for {batch} texts; give one {name} for all texts or one per text.")
+    return values

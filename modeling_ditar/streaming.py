@@ -1,0 +1,91 @@
+"""Chunked vocoding that streams: audio leaves as soon as enough frames exist, and the one-shot result is the very same
+computation run over the whole sequence, so joined stream chunks equal the one-shot waveform exactly.
+
+Chunk k owns output samples [k*C*hop, (k+1)*C*hop). It is decoded from frames [k*C - left, (k+1)*C + lookahead)
+(clipped to what exists), and its first `crossfade` samples are blended with the tail the previous chunk decoded past
+its end, which hides phase jumps between independently vocoded windows (Griffin-Lim has no state to carry over).
+A vocoder maps F frames to (F - 1) * hop samples (centred STFT frames), so the whole output has (T - 1) * hop samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class StreamingVocoder:
+    def __init__(
+        self,
+        vocoder: torch.nn.Module,
+        chunk_frames: int = 25,
+        left_context_frames: int = 8,
+        lookahead_frames: int = 8,
+        crossfade_samples: int | None = None,
+    ):
+        hop = int(vocoder.hop_length)
+        if chunk_frames < 1 or left_context_frames < 0 or lookahead_frames < 0:
+            raise ValueError("chunk_frames must be >= 1 and the context/lookahead frame counts >= 0.")
+        self.vocoder = vocoder
+        self.hop = hop
+        self.chunk = chunk_frames
+        self.left = left_context_frames
+        self.crossfade = min(hop * 2, chunk_frames * hop) if crossfade_samples is None else crossfade_samples
+        # the tail past a chunk's end must come from inside the decoded window
+        self.lookahead = max(lookahead_frames, math.ceil(self.crossfade / hop) + 1)
+        fade = torch.linspace(0.0, 1.0, self.crossfade + 2)[1:-1] if self.crossfade > 0 else torch.zeros(0)
+        self._fade_in = fade
+        self.reset()
+
+    def reset(self):
+        self._frames: list[torch.Tensor] = []
+        self._num_frames = 0
+        self._next_chunk = 0
+        self._tail: torch.Tensor | None = None
+
+    def push(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Add frames [n, D] (de-normalised features) and return the audio chunks that became ready."""
+        if frames.shape[0]:
+            self._frames.append(frames.detach().float().cpu())
+            self._num_frames += frames.shape[0]
+        ready = []
+        while (self._next_chunk + 1) * self.chunk + self.lookahead <= self._num_frames:
+            ready.append(self._emit(final=False))
+        return ready
+
+    def flush(self) -> list[torch.Tensor]:
+        """Emit everything left once no more frames will come."""
+        ready = []
+        total_samples = max(0, self._num_frames - 1) * self.hop
+        while self._next_chunk * self.chunk * self.hop < total_samples:
+            ready.append(self._emit(final=True))
+        return ready
+
+    def decode(self, frames: torch.Tensor) -> torch.Tensor:
+        """One-shot: the whole sequence [T, D] -> waveform [(T - 1) * hop], identical to joining `push` + `flush`."""
+        self.reset()
+        chunks = self.push(frames) + self.flush()
+        self.reset()
+        return torch.cat(chunks) if chunks else torch.zeros(0)
+
+    def _emit(self, final: bool) -> torch.Tensor:
+        features = torch.cat(self._frames) if len(self._frames) > 1 else self._frames[0]
+        self._frames = [features]
+        k, hop = self._next_chunk, self.hop
+        total_samples = (self._num_frames - 1) * hop
+        start_frame = max(0, k * self.chunk - self.left)
+        end_frame = min(self._num_frames, (k + 1) * self.chunk + self.lookahead)
+        audio = self.vocoder(features[None, start_frame:end_frame])[0].float().cpu()
+        offset = start_frame * hop  # global index of audio[0]
+        core_start, core_end = k * self.chunk * hop, min((k + 1) * self.chunk * hop, total_samples)
+        is_last = core_end >= total_samples
+        tail_end = core_end if is_last else core_end + self.crossfade
+        segment = audio[core_start - offset : tail_end - offset]
+        core = segment[: core_end - core_start].clone()
+        if self._tail is not None and self.crossfade > 0:
+            n = min(self.crossfade, core.shape[0], self._tail.shape[0])
+            fade = self._fade_in[:n]
+            core[:n] = self._tail[:n] * (1 - fade) + core[:n] * fade
+        self._tail = None if is_last else segment[core_end - core_start :]
+        self._next_chunk += 1
+        return core

@@ -1,0 +1,127 @@
+"""Training data plumbing: deterministic length-bucketed batches of (text, speech) examples and their collation.
+
+An example is one utterance, or (with `pair_prob`) two utterances of the same speaker joined as
+"text_a text_b" / features_a ++ features_b, so that prompt continuation (zero-shot cloning) is what the model learns.
+The batch order is a pure function of (seed, epoch), so a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Utterance:
+    token_ids: list[int]
+    features: torch.Tensor  # [T, D] normalised
+    speaker: str
+
+
+class PairedLengthBatcher:
+    """Plans the batches of one epoch: each batch is a list of (index, partner index or -1), holding at most
+    `max_batch_frames` padded frames (longest example x batch size)."""
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        speakers: Sequence[str],
+        max_batch_frames: int,
+        max_example_frames: int,
+        pair_prob: float = 0.5,
+        seed: int = 0,
+        pool_size: int = 256,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ):
+        if max_batch_frames < max_example_frames:
+            raise ValueError(
+                f"max_batch_frames={max_batch_frames} must be >= max_example_frames={max_example_frames}."
+            )
+        self.lengths = list(lengths)
+        self.speakers = list(speakers)
+        self.max_batch_frames = max_batch_frames
+        self.max_example_frames = max_example_frames
+        self.pair_prob = pair_prob
+        self.seed = seed
+        self.pool_size = pool_size
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.by_speaker: dict[str, list[int]] = {}
+        for index, speaker in enumerate(self.speakers):
+            self.by_speaker.setdefault(speaker, []).append(index)
+
+    def epoch(self, epoch: int) -> list[list[tuple[int, int]]]:
+        """This replica's batches for `epoch` (every replica gets the same number of batches)."""
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        examples = []
+        for index in order:
+            partner = -1
+            if rng.random() < self.pair_prob:
+                candidates = self.by_speaker[self.speakers[index]]
+                choice = candidates[rng.randrange(len(candidates))]
+                if choice != index and self.lengths[index] + self.lengths[choice] <= self.max_example_frames:
+                    partner = choice
+            length = self.lengths[index] + (self.lengths[partner] if partner >= 0 else 0)
+            if length <= self.max_example_frames:
+                examples.append((index, partner, length))
+
+        batches = []
+        for start in range(0, len(examples), self.pool_size):
+            pool = sorted(examples[start : start + self.pool_size], key=lambda e: e[2])
+            batch, longest = [], 0
+            for example in pool:
+                new_longest = max(longest, example[2])
+                if batch and new_longest * (len(batch) + 1) > self.max_batch_frames:
+                    batches.append(batch)
+                    batch, new_longest = [], example[2]
+                batch.append(example)
+                longest = new_longest
+            if batch:
+                batches.append(batch)
+        rng.shuffle(batches)
+        usable = len(batches) - len(batches) % self.num_replicas
+        return [[(i, j) for i, j, _ in b] for b in batches[self.rank : usable : self.num_replicas]]
+
+
+def collate_examples(
+    pairs: Sequence[tuple[int, int]],
+    utterances: Sequence[Utterance],
+    pad_token_id: int,
+    space_token_ids: Sequence[int] = (),
+) -> dict[str, torch.Tensor]:
+    """Right-padded model inputs for `DiTARForConditionalGeneration.forward`."""
+    texts, features = [], []
+    for index, partner in pairs:
+        first = utterances[index]
+        if partner >= 0:
+            second = utterances[partner]
+            texts.append(second.token_ids + list(space_token_ids) + first.token_ids)
+            features.append(torch.cat([second.features, first.features]))
+        else:
+            texts.append(first.token_ids)
+            features.append(first.features)
+    batch = len(texts)
+    text_len = max(len(t) for t in texts)
+    frames = max(f.shape[0] for f in features)
+    dim = features[0].shape[1]
+    input_ids = torch.full((batch, text_len), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros(batch, text_len, dtype=torch.long)
+    speech = torch.zeros(batch, frames, dim)
+    speech_mask = torch.zeros(batch, frames, dtype=torch.long)
+    for row, (ids, feats) in enumerate(zip(texts, features, strict=True)):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+        speech[row, : feats.shape[0]] = feats.float()
+        speech_mask[row, : feats.shape[0]] = 1
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "speech_features": speech,
+        "speech_attention_mask": speech_mask,
+    }
