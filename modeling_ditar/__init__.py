@@ -2,6 +2,7 @@
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
 
+from .audio_utils import load_audio, resample_audio
 from .configuration_ditar import DiTARConfig
 from .feature_extraction_ditar import DiTARFeatureExtractor
 from .modeling_ditar import (
@@ -31,6 +32,8 @@ __all__ = [
     "DiTARPipelineOutput",
     "DiTARProcessor",
     "build_pipeline",
+    "load_audio",
+    "resample_audio",
     "DiTARTextFrontend",
     "DiTARVocoder",
     "GriffinLimVocoder",

@@ -1,0 +1,272 @@
+"""Audio helpers shared by the feature extractor and the vocoders: loading, validation, mono downmix, resampling and the
+mel filter bank.
+
+Everything here is pure torch/numpy (plus `soundfile` for reading files); no torchaudio, librosa or scipy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import lru_cache
+
+import numpy as np
+import torch
+from transformers.audio_utils import mel_filter_bank
+
+__all__ = ["load_audio", "resample_audio", "to_mono_float32", "validate_sampling_rate", "ditar_mel_filter_bank"]
+
+# A clip with more channels than this along its first axis is read as [samples, channels] instead.
+MAX_CHANNELS = 8
+# A clip whose peak absolute value is below this is "silence" and is rejected where audio content is needed.
+SILENCE_PEAK = 1e-6
+# Above this many kernel elements the polyphase resampler falls back to direct (per-output-sample) evaluation.
+_MAX_POLYPHASE_KERNEL = 1 << 22
+
+
+def validate_sampling_rate(sampling_rate, name: str = "sampling_rate") -> int:
+    """Returns `sampling_rate` as a positive int, or raises a `ValueError` that names `name`."""
+    if sampling_rate is None:
+        raise ValueError(
+            f"`{name}` is required: pass the sampling rate (in Hz) of the audio so that it can be resampled correctly."
+        )
+    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, float, np.integer, np.floating)):
+        raise ValueError(f"`{name}` must be a positive integer (Hz), got {sampling_rate!r}.")
+    if not math.isfinite(float(sampling_rate)) or float(sampling_rate) != int(sampling_rate) or int(sampling_rate) < 1:
+        raise ValueError(f"`{name}` must be a positive integer (Hz), got {sampling_rate!r}.")
+    return int(sampling_rate)
+
+
+def _integer_scale(dtype: torch.dtype) -> float:
+    return {torch.int8: 128.0, torch.int16: 32768.0, torch.int32: 2147483648.0, torch.int64: 9223372036854775808.0}[
+        dtype
+    ]
+
+
+def to_mono_float32(audio, *, check_silence: bool = True, name: str = "audio") -> torch.Tensor:
+    """Converts one clip to a 1-D float32 torch tensor in [-1, 1] (for integer input) and validates it.
+
+    Accepts a numpy array, a torch tensor or a list of numbers, shaped `[samples]`, `[channels, samples]` (channels <= 8)
+    or `[samples, channels]`; leading/trailing axes of size 1 are squeezed. Integer PCM (int8/int16/int32/int64, uint8)
+    is scaled to [-1, 1]; channels are averaged. Raises `ValueError` (naming `name`) for empty audio, NaN/Inf samples,
+    an unsupported shape or dtype and, when `check_silence`, for audio whose peak is below 1e-6.
+    """
+    if isinstance(audio, (list, tuple)):
+        try:
+            audio = np.asarray(audio, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"`{name}` must be a numeric array of samples; could not convert it: {err}") from err
+    if isinstance(audio, np.ndarray):
+        if audio.dtype == np.uint8:
+            audio = (audio.astype(np.float32) - 128.0) / 128.0
+        elif audio.dtype == np.uint16:
+            audio = (audio.astype(np.float32) - 32768.0) / 32768.0
+        if audio.dtype.kind not in "iuf":
+            raise ValueError(f"`{name}` must hold integer PCM or floating-point samples, got dtype {audio.dtype}.")
+        tensor = torch.from_numpy(np.ascontiguousarray(audio))
+    elif isinstance(audio, torch.Tensor):
+        tensor = audio.detach()
+    else:
+        raise ValueError(
+            f"`{name}` must be a numpy array, a torch tensor or a list of samples, got {type(audio).__name__}."
+        )
+
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise ValueError(f"`{name}` must hold integer PCM or real floating-point samples, got dtype {tensor.dtype}.")
+    if tensor.dtype == torch.uint8:
+        tensor = (tensor.float() - 128.0) / 128.0
+    elif not tensor.is_floating_point():
+        scale = _integer_scale(tensor.dtype)
+        tensor = (tensor.double() / scale).float()
+    else:
+        tensor = tensor.float()
+
+    if tensor.numel() == 0:
+        raise ValueError(f"`{name}` is empty (shape {tuple(tensor.shape)}); it must contain at least one sample.")
+
+    # squeeze axes of size 1 beyond the two we understand, e.g. [1, 1, T] or [T, 1, 1]
+    while tensor.dim() > 2 and 1 in tensor.shape:
+        tensor = tensor.squeeze(tensor.shape.index(1))
+    if tensor.dim() == 0:
+        tensor = tensor.reshape(1)
+    if tensor.dim() == 2:
+        rows, cols = tensor.shape
+        if rows <= MAX_CHANNELS and (rows <= cols or cols > MAX_CHANNELS):
+            tensor = tensor.mean(dim=0)  # [channels, samples]
+        elif cols <= MAX_CHANNELS:
+            tensor = tensor.mean(dim=1)  # [samples, channels]
+        else:
+            raise ValueError(
+                f"`{name}` has shape {tuple(tensor.shape)}: a 2-D clip must be [channels, samples] or "
+                f"[samples, channels] with at most {MAX_CHANNELS} channels. Pass a batch of clips as a list."
+            )
+    elif tensor.dim() != 1:
+        raise ValueError(
+            f"`{name}` has shape {tuple(tensor.shape)}; expected [samples], [channels, samples] or [samples, channels]."
+        )
+
+    finite = torch.isfinite(tensor)
+    if not bool(finite.all()):
+        n_nan = int(torch.isnan(tensor).sum())
+        n_inf = int((~finite).sum()) - n_nan
+        raise ValueError(
+            f"`{name}` contains non-finite samples ({n_nan} NaN, {n_inf} Inf); clean or re-decode the audio."
+        )
+    if check_silence:
+        peak = float(tensor.abs().max())
+        if peak < SILENCE_PEAK:
+            raise ValueError(
+                f"`{name}` is silent (peak absolute amplitude {peak:.3g} < {SILENCE_PEAK:g} after downmixing to mono); "
+                "it must contain audible speech."
+            )
+    return tensor.contiguous()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# resampling: windowed sinc (Hann window) at gcd-reduced rates
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _sinc_kernel(t: torch.Tensor, cutoff: float, zeros: int) -> torch.Tensor:
+    """Low-pass kernel h(t) = cutoff * sinc(cutoff * t) * hann, t in input samples, cutoff relative to input Nyquist."""
+    half_width = zeros / cutoff
+    window = torch.where(
+        t.abs() <= half_width, torch.cos(0.5 * math.pi * t / half_width) ** 2, torch.zeros((), dtype=t.dtype)
+    )
+    return cutoff * torch.sinc(cutoff * t) * window
+
+
+@lru_cache(maxsize=16)
+def _polyphase_kernel(orig: int, new: int, zeros: int, rolloff: float) -> tuple[torch.Tensor, int]:
+    """Kernel [new, 1, orig + 2 * width] in float64 for `conv1d(stride=orig)`; phase j holds output sample q*new + j."""
+    cutoff = min(1.0, new / orig) * rolloff
+    width = math.ceil(zeros / cutoff)
+    taps = torch.arange(orig + 2 * width, dtype=torch.float64)  # tap i reads input sample q*orig + i - width
+    phase = torch.arange(new, dtype=torch.float64)[:, None] * (orig / new)  # output position within the block
+    kernel = _sinc_kernel(phase + width - taps[None, :], cutoff, zeros)
+    return kernel[:, None, :], width
+
+
+def resample_audio(
+    waveform: torch.Tensor,
+    orig_sampling_rate: int,
+    target_sampling_rate: int,
+    *,
+    zeros: int = 16,
+    rolloff: float = 0.945,
+) -> torch.Tensor:
+    """Band-limited resampling of `[..., samples]` from `orig_sampling_rate` to `target_sampling_rate`.
+
+    A Hann-windowed sinc low-pass (cut-off `rolloff` x the lower Nyquist, `zeros` zero crossings on each side) is evaluated
+    at the gcd-reduced ratio up/down, as a polyphase `conv1d`. Output sample k sits at input time k * orig / target, so
+    sample 0 is aligned, and the output has `ceil(samples * target / orig)` samples. Samples outside the clip are zero.
+    Ratios whose reduced factors are huge (e.g. 44101 -> 24000) are evaluated output sample by output sample instead.
+    """
+    orig = validate_sampling_rate(orig_sampling_rate, "orig_sampling_rate")
+    target = validate_sampling_rate(target_sampling_rate, "target_sampling_rate")
+    if orig == target:
+        return waveform
+    if zeros < 1 or not 0.0 < rolloff <= 1.0:
+        raise ValueError(f"`zeros` must be >= 1 and `rolloff` in (0, 1], got zeros={zeros}, rolloff={rolloff}.")
+    g = math.gcd(orig, target)
+    orig, new = orig // g, target // g
+    dtype = waveform.dtype if waveform.is_floating_point() else torch.float32
+    lead = waveform.shape[:-1]
+    x = waveform.reshape(-1, waveform.shape[-1]).to(torch.float64)
+    length = x.shape[-1]
+    out_len = math.ceil(length * new / orig)
+    cutoff = min(1.0, new / orig) * rolloff
+
+    if new * (orig + 2 * math.ceil(zeros / cutoff)) <= _MAX_POLYPHASE_KERNEL:
+        kernel, width = _polyphase_kernel(orig, new, zeros, rolloff)
+        kernel = kernel.to(x.device)
+        blocks = math.ceil(out_len / new)
+        needed = (blocks - 1) * orig + kernel.shape[-1]  # padded input length the conv must see
+        x_pad = torch.nn.functional.pad(x, (width, max(0, needed - length - width)))
+        y = torch.nn.functional.conv1d(x_pad[:, None, :], kernel, stride=orig)  # [rows, new, blocks]
+        y = y.transpose(1, 2).reshape(x.shape[0], -1)[:, :out_len]
+    else:
+        y = _resample_direct(x, orig, new, out_len, cutoff, zeros)
+    return y.to(dtype).reshape(*lead, out_len)
+
+
+def _resample_direct(x: torch.Tensor, orig: int, new: int, out_len: int, cutoff: float, zeros: int) -> torch.Tensor:
+    """Evaluates the same windowed-sinc filter at every output position (slow path for unwieldy rate ratios)."""
+    width = math.ceil(zeros / cutoff)
+    length = x.shape[-1]
+    x_pad = torch.nn.functional.pad(x, (width + 1, width + 1))
+    offsets = torch.arange(-width, width + 1, device=x.device)
+    out = []
+    for start in range(0, out_len, 16384):
+        k = torch.arange(start, min(out_len, start + 16384), device=x.device, dtype=torch.float64)
+        pos = k * (orig / new)  # output sample position in input samples
+        base = torch.floor(pos).long()
+        idx = base[:, None] + offsets[None, :]  # [chunk, taps]
+        weights = _sinc_kernel(pos[:, None] - idx.to(torch.float64), cutoff, zeros)
+        gathered = x_pad[:, (idx + width + 1).clamp(0, length + 2 * width + 1)]  # [rows, chunk, taps]
+        out.append((gathered * weights[None]).sum(-1))
+    return torch.cat(out, dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# files
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def load_audio(path_or_array, sampling_rate: int | None = None) -> tuple[torch.Tensor, int]:
+    """Loads one clip as a mono float32 torch tensor and returns `(waveform, sampling_rate)`.
+
+    Args:
+        path_or_array: a path to an audio file readable by `soundfile` (wav, flac, ogg, ...), or an array/tensor of
+            samples (any layout accepted by [`to_mono_float32`]).
+        sampling_rate: the rate of the returned audio. A file is resampled to it (`None` keeps the file's own rate).
+            An array is taken to be at this rate already, so it is required for arrays.
+
+    Raises:
+        FileNotFoundError: the path does not exist (the message names it).
+        ValueError: the file cannot be decoded (the message names the path and the decoder's reason), or the audio is
+            empty or has NaN/Inf samples, or an array was given without `sampling_rate`.
+    """
+    if isinstance(path_or_array, (str, os.PathLike)):
+        path = os.fspath(path_or_array)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"Audio file not found: {path!r}")
+        if os.path.isdir(path):
+            raise ValueError(f"Could not read audio file {path!r}: it is a directory, not a file.")
+        import soundfile
+
+        try:
+            data, file_rate = soundfile.read(path, dtype="float32", always_2d=True)  # [samples, channels]
+        except Exception as err:  # soundfile raises LibsndfileError/RuntimeError/TypeError depending on the failure
+            raise ValueError(f"Could not read audio file {path!r}: {err}") from err
+        waveform = to_mono_float32(data.T, check_silence=False, name=f"audio file {path!r}")
+        if sampling_rate is not None:
+            target = validate_sampling_rate(sampling_rate)
+            waveform = resample_audio(waveform, file_rate, target)
+            file_rate = target
+        return waveform, int(file_rate)
+
+    rate = validate_sampling_rate(sampling_rate)
+    return to_mono_float32(path_or_array, check_silence=False), rate
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# mel filter bank (shared by the feature extractor and the Griffin-Lim vocoder so both use exactly the same one)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def ditar_mel_filter_bank(
+    sampling_rate: int, n_fft: int, num_mel_bins: int, f_min: float = 0.0, f_max: float | None = None
+) -> torch.Tensor:
+    """Slaney-normalised, Slaney-scale mel filter bank `[n_fft // 2 + 1, num_mel_bins]` (float32), as librosa's default."""
+    filters = mel_filter_bank(
+        num_frequency_bins=n_fft // 2 + 1,
+        num_mel_filters=num_mel_bins,
+        min_frequency=float(f_min),
+        max_frequency=float(sampling_rate / 2 if f_max is None else f_max),
+        sampling_rate=sampling_rate,
+        norm="slaney",
+        mel_scale="slaney",
+        dtype=np.float32,
+    )
+    return torch.from_numpy(np.ascontiguousarray(filters, dtype=np.float32))

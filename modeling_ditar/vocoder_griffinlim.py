@@ -1,0 +1,284 @@
+"""Griffin-Lim vocoder in pure torch: the default, weight-free DiTAR vocoder.
+
+Shapes: B batch, T frames, D mel bins, F = n_fft // 2 + 1 frequency bins, S samples.
+
+log-mel [B, T, D] --exp--> mel --pinv(mel filter bank), clamp >= 1e-8--> |STFT| [B, F, T]
+    --fast Griffin-Lim (momentum 0.99, 32 iterations, torch.stft/istft)--> waveform [B, (T - 1) * hop_length]
+
+Measured on espeak-ng speech (research/offline.md section 4): 24 kHz / 100 mels / pinv / 32 iterations keeps Whisper WER
+at the level of the original audio (STOI 0.974), and pinv is as good as NNLS at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from functools import lru_cache
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import logging
+
+from .audio_utils import ditar_mel_filter_bank
+from .vocoders import DiTARVocoder
+
+logger = logging.get_logger(__name__)
+
+# keyword arguments of `from_pretrained` that locate the config (forwarded to `load_config`)
+_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
+
+__all__ = ["GriffinLimVocoder"]
+
+
+@lru_cache(maxsize=8)
+def _filter_banks(sampling_rate: int, n_fft: int, num_mel_bins: int, f_min: float, f_max: float):
+    """The mel filter bank `[F, D]` and its pseudo-inverse (transposed to `[F, D]`), cached per configuration."""
+    mel_filters = ditar_mel_filter_bank(sampling_rate, n_fft, num_mel_bins, f_min, f_max)
+    # numpy's pinv: torch.linalg.pinv's first call initialises MKL's LAPACK, which took seconds on a loaded 2-core box
+    inverse = np.linalg.pinv(mel_filters.numpy().astype(np.float64).T)
+    return mel_filters, torch.from_numpy(inverse.astype(np.float32))
+
+
+class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
+    r"""
+    Fast Griffin-Lim (Perraudin et al., 2013) from log-mel frames. It has no weights; its config is saved and loaded
+    with diffusers' `save_pretrained` / `from_pretrained` (an empty safetensors file stands in for the weights), so a
+    [`DiTARPipeline`] can hold it as its `vocoder` module.
+
+    The STFT parameters must match the feature extractor's; build it with [`GriffinLimVocoder.from_feature_extractor`].
+
+    Args:
+        sampling_rate (`int`, defaults to 24000), n_fft (`int`, defaults to 1024), hop_length (`int`, defaults to 256),
+        win_length (`int`, *optional*, defaults to `n_fft`), num_mel_bins (`int`, defaults to 100), f_min (`float`),
+        f_max (`float`, *optional*, defaults to `sampling_rate / 2`): the analysis parameters of the features.
+        n_iter (`int`, defaults to 32): Griffin-Lim iterations.
+        momentum (`float`, defaults to 0.99): fast Griffin-Lim momentum (0 gives the classic algorithm).
+        seed (`int`, defaults to 0): seed of the random initial phase when `forward` gets no `generator`, so the same
+            input always gives the same audio.
+        min_magnitude (`float`, defaults to 1e-8): floor of the pseudo-inverse linear magnitude.
+
+    Output length: T frames give `(T - 1) * hop_length` samples (see [`DiTARVocoder.num_samples`]).
+    """
+
+    config_name = "config.json"
+    _supports_gradient_checkpointing = False
+
+    @register_to_config
+    def __init__(
+        self,
+        sampling_rate: int = 24000,
+        n_fft: int = 1024,
+        hop_length: int = 256,
+        win_length: int | None = None,
+        num_mel_bins: int = 100,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        n_iter: int = 32,
+        momentum: float = 0.99,
+        seed: int = 0,
+        min_magnitude: float = 1e-8,
+    ):
+        super().__init__()
+        for name, value in (("sampling_rate", sampling_rate), ("n_fft", n_fft), ("hop_length", hop_length)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if isinstance(num_mel_bins, bool) or not isinstance(num_mel_bins, int) or num_mel_bins < 1:
+            raise ValueError(f"`num_mel_bins` must be a positive integer, got {num_mel_bins!r}.")
+        win_length = n_fft if win_length is None else win_length
+        if isinstance(win_length, bool) or not isinstance(win_length, int) or not hop_length <= win_length <= n_fft:
+            raise ValueError(
+                f"`win_length` must be an integer in [hop_length, n_fft] = [{hop_length}, {n_fft}], got {win_length!r}."
+            )
+        if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
+            raise ValueError(f"`n_iter` must be a non-negative integer, got {n_iter!r}.")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"`momentum` must be in [0, 1), got {momentum!r}.")
+        if not (isinstance(min_magnitude, (int, float)) and min_magnitude > 0 and math.isfinite(min_magnitude)):
+            raise ValueError(f"`min_magnitude` must be a positive float, got {min_magnitude!r}.")
+        f_max_value = sampling_rate / 2 if f_max is None else float(f_max)
+        if not 0.0 <= f_min < f_max_value <= sampling_rate / 2:
+            raise ValueError(f"Need 0 <= `f_min` < `f_max` <= sampling_rate / 2, got f_min={f_min}, f_max={f_max}.")
+
+        # plain attributes (the DiTARVocoder interface), so they need not be read through `self.config`
+        self.sampling_rate = sampling_rate
+        self.hop_length = hop_length
+        self.n_fft = n_fft
+        self.win_length = win_length
+        self.num_mel_bins = num_mel_bins
+        self.n_iter = n_iter
+        self.momentum = float(momentum)
+        self.seed = int(seed)
+        self.min_magnitude = float(min_magnitude)
+
+        self._f_min, self._f_max = float(f_min), f_max_value
+        # non-persistent buffers: rebuilt from the config, never saved, but follow `.to(device)`
+        for name, value in self._build_buffers().items():
+            self.register_buffer(name, value, persistent=False)
+
+    def _build_buffers(self) -> dict[str, torch.Tensor]:
+        mel_filters, inverse = _filter_banks(
+            self.sampling_rate, self.n_fft, self.num_mel_bins, self._f_min, self._f_max
+        )
+        return {
+            "mel_filters": mel_filters.clone(),  # [F, D]
+            "inverse_mel_filters": inverse.clone(),  # [F, D]: mel -> |STFT|
+            "window": torch.hann_window(self.win_length, periodic=True),
+        }
+
+    def to(self, *args, **kwargs):
+        """`Module.to`, minus any dtype: the vocoder always computes in float32 (see `_apply`)."""
+        kwargs.pop("dtype", None)
+        args = tuple(arg for arg in args if not isinstance(arg, torch.dtype))
+        if not args and not kwargs:
+            return self
+        return super().to(*args, **kwargs)
+
+    def _apply(self, fn, recurse=True):
+        """Moves the buffers like any module but keeps them float32: Griffin-Lim runs in float32 whatever dtype a
+        pipeline is cast to (`torch.stft` has no half-precision CPU kernel, and a half-precision pseudo-inverse is
+        inaccurate), so casting rebuilds them from the config instead of rounding them."""
+        super()._apply(fn, recurse)
+        if any(buffer.dtype != torch.float32 for buffer in self._buffers.values()):
+            device = self.window.device
+            for name, value in self._build_buffers().items():
+                self._buffers[name] = value.to(device)
+        return self
+
+    @classmethod
+    def from_feature_extractor(cls, feature_extractor, n_iter: int = 32, **kwargs) -> GriffinLimVocoder:
+        """Builds a vocoder whose STFT and mel parameters match `feature_extractor` (a [`DiTARFeatureExtractor`])."""
+        return cls(
+            sampling_rate=int(feature_extractor.sampling_rate),
+            n_fft=int(feature_extractor.n_fft),
+            hop_length=int(feature_extractor.hop_length),
+            win_length=int(feature_extractor.win_length),
+            num_mel_bins=int(feature_extractor.feature_size),
+            f_min=float(feature_extractor.f_min),
+            f_max=float(feature_extractor.f_max),
+            n_iter=n_iter,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # persistence: only the config. ModelMixin's weight-file logic would look for a weights file that an empty state
+    # dict never produces, so both directions are overridden; the signatures accept (and ignore) the weight-related
+    # arguments that `DiffusionPipeline.save_pretrained` / `from_pretrained` pass to every component.
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, is_main_process: bool = True, push_to_hub: bool = False, **kwargs
+    ) -> None:
+        """Writes `config.json` to `save_directory` (there are no weights to save)."""
+        if os.path.isfile(save_directory):
+            raise ValueError(f"`save_directory` must be a directory, got the file {os.fspath(save_directory)!r}.")
+        if not is_main_process:
+            return
+        push_kwargs = {
+            k: kwargs[k] for k in ("commit_message", "private", "create_pr", "token", "repo_id") if k in kwargs
+        }
+        self.save_config(save_directory, push_to_hub=push_to_hub, **push_kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> GriffinLimVocoder:
+        """Builds the vocoder from a saved `config.json` (local folder or Hub repo). Keyword arguments named like
+        config fields (e.g. `n_iter=64`) override the saved values; `device_map` given as a single device moves the
+        buffers there; weight-loading arguments (`torch_dtype`, `variant`, ...) are accepted and ignored."""
+        hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        config = cls.load_config(pretrained_model_name_or_path, **hub_kwargs)
+        init_names = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in init_names}
+        device_map = kwargs.pop("device_map", None)
+        if kwargs:
+            logger.info(f"{cls.__name__}.from_pretrained ignores {sorted(kwargs)} (it has no weights).")
+        model = cls.from_config(config, **overrides)
+        if isinstance(device_map, (str, torch.device)) and str(device_map) not in ("auto", "balanced", "sequential"):
+            model = model.to(device_map)
+        return model
+
+    def mel_to_magnitude(self, features: torch.Tensor) -> torch.Tensor:
+        """Log-mel `[B, T, D]` -> linear STFT magnitude `[B, F, T]` through the pseudo-inverse filter bank."""
+        mel = torch.exp(features.float())
+        magnitude = torch.matmul(mel, self.inverse_mel_filters.float().T)  # [B, T, F]
+        return magnitude.clamp(min=self.min_magnitude).transpose(1, 2)
+
+    def _stft(self, waveform: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        return torch.stft(
+            waveform,
+            self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
+        )
+
+    def _istft(self, spec: torch.Tensor, window: torch.Tensor, length: int) -> torch.Tensor:
+        return torch.istft(
+            spec,
+            self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=window,
+            center=True,
+            length=length,
+        )
+
+    def _initial_phase(self, batch: int, frames: int, generator, device: torch.device) -> torch.Tensor:
+        """Uniform random phase `[B, F, T]`, drawn on CPU as [T, F] per row so a row does not depend on the batch."""
+        bins = self.n_fft // 2 + 1
+        if generator is None:
+            generators = [torch.Generator().manual_seed(self.seed) for _ in range(batch)]
+        elif isinstance(generator, (list, tuple)):
+            if len(generator) != batch:
+                raise ValueError(f"Got {len(generator)} generators for a batch of {batch}; pass one per row or one.")
+            generators = list(generator)
+        else:
+            generators = [generator] * batch
+        phases = []
+        for g in generators:
+            g_device = g.device if isinstance(g, torch.Generator) else torch.device("cpu")
+            draw = torch.rand(frames, bins, generator=g, device=g_device)
+            phases.append(draw.T.to(device))
+        return torch.polar(torch.ones((), device=device), 2 * math.pi * torch.stack(phases))
+
+    @torch.no_grad()
+    def forward(
+        self,
+        features: torch.Tensor,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        n_iter: int | None = None,
+    ) -> torch.Tensor:
+        """Inverts un-normalised log-mel `features [B, T, D]` (or `[T, D]`) to `waveform [B, (T - 1) * hop_length]`.
+
+        Args:
+            features: un-normalised log-mel frames, as produced by `DiTARFeatureExtractor.compute_log_mel`.
+            generator: a `torch.Generator` (or one per row) for the random initial phase. When `None`, every row uses a
+                fresh generator seeded with `config.seed`, so the same input always gives the same audio and a row's
+                audio does not depend on the rest of the batch.
+            n_iter: overrides `config.n_iter` for this call.
+        """
+        features = self._check_features(features, self.num_mel_bins)
+        n_iter = self.n_iter if n_iter is None else int(n_iter)
+        batch, frames, _ = features.shape
+        length = self.num_samples(frames)
+        device = features.device
+        if length == 0:
+            return features.new_zeros(batch, 0)
+
+        magnitude = self.mel_to_magnitude(features.to(self.inverse_mel_filters.device))  # [B, F, T]
+        device = magnitude.device
+        window = self.window.float()
+        angles = self._initial_phase(batch, frames, generator, device)  # [B, F, T], unit modulus
+        alpha = self.momentum / (1.0 + self.momentum)
+        previous = torch.zeros_like(angles)
+        for _ in range(n_iter):
+            rebuilt = self._stft(self._istft(magnitude * angles, window, length), window)  # [B, F, T]
+            angles = rebuilt - alpha * previous  # fast Griffin-Lim: extrapolate along the projections
+            previous = rebuilt
+            angles = angles / angles.abs().clamp(min=1e-16)
+        waveform = self._istft(magnitude * angles, window, length)  # [B, S]
+        return waveform.to(features.device)

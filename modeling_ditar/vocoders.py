@@ -1,0 +1,54 @@
+"""The vocoder interface of DiTAR: un-normalised log-mel frames -> waveform.
+
+Shapes: B batch, T frames, D mel bins, S samples.
+
+Every vocoder (Griffin-Lim by default; a neural vocoder or a VAE decoder can be plugged in) is a `torch.nn.Module` that
+maps `features [B, T, D]` (the *un-normalised* log-mel of [`DiTARFeatureExtractor.compute_log_mel`]; de-normalise
+model outputs first) to `waveform [B, S]` at `sampling_rate`, and exposes `sampling_rate`, `hop_length` and
+`num_samples(num_frames)` so that callers can trim padded rows and align streamed chunks.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["DiTARVocoder"]
+
+
+class DiTARVocoder(torch.nn.Module):
+    """Base class of DiTAR vocoders. Subclasses set `sampling_rate` and `hop_length` and implement `forward`.
+
+    Convention: T input frames give `num_samples(T)` output samples. The base class defines it as
+    `(T - 1) * hop_length`, which inverts the feature extractor's centred framing (`T = 1 + S // hop_length`);
+    a vocoder with another convention overrides `num_samples`.
+    """
+
+    sampling_rate: int
+    hop_length: int
+
+    def num_samples(self, num_frames: int) -> int:
+        """Number of output samples for `num_frames` input frames."""
+        return max(int(num_frames) - 1, 0) * int(self.hop_length)
+
+    def forward(self, features: torch.Tensor, **kwargs) -> torch.Tensor:  # pragma: no cover - interface
+        """`features [B, T, D]` un-normalised log-mel -> `waveform [B, num_samples(T)]` (float32)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement `forward(features) -> waveform`.")
+
+    def _check_features(self, features: torch.Tensor, num_mel_bins: int) -> torch.Tensor:
+        """Validates `features` and returns it as `[B, T, D]` float32 (a `[T, D]` input gets a batch axis)."""
+        if not isinstance(features, torch.Tensor):
+            raise ValueError(f"`features` must be a torch.Tensor [B, T, D], got {type(features).__name__}.")
+        if features.dim() == 2:
+            features = features[None]
+        if features.dim() != 3 or features.shape[-1] != num_mel_bins:
+            raise ValueError(
+                f"`features` must have shape [B, T, {num_mel_bins}] (un-normalised log-mel), got {tuple(features.shape)}."
+            )
+        if features.shape[1] < 1:
+            raise ValueError("`features` has no frames (T = 0).")
+        if not features.is_floating_point():
+            raise ValueError(f"`features` must be floating point, got dtype {features.dtype}.")
+        features = features.float()
+        if not bool(torch.isfinite(features).all()):
+            raise ValueError("`features` contains NaN or Inf values; the vocoder cannot invert them.")
+        return features
