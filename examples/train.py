@@ -43,6 +43,7 @@ class TrainConfig:
     output_dir: str = "runs/default"
     model: dict = field(default_factory=dict)  # DiTARConfig kwargs (ignored with init_from)
     init_from: str | None = None  # a model folder or pipeline folder to start from
+    phonemize: bool = True  # text front end for a new model: espeak-ng phonemes (True) or characters
     max_steps: int = 10000
     learning_rate: float = 1e-3
     min_lr_ratio: float = 0.1
@@ -110,7 +111,7 @@ def lr_lambda(cfg: TrainConfig):
 
 
 def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
-    from modeling_ditar import DiTARProcessor
+    from modeling_ditar import DiTARFeatureExtractor, DiTARProcessor, build_ditar_tokenizer
 
     if cfg.init_from:
         source = Path(cfg.init_from)
@@ -119,7 +120,10 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
         model = DiTARForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
         processor = DiTARProcessor.from_pretrained(processor_dir)
         return model, processor
-    processor = DiTARProcessor.from_pretrained(dataset_dir / "processor")
+    processor = DiTARProcessor(
+        DiTARFeatureExtractor.from_pretrained(dataset_dir / "feature_extractor"),
+        build_ditar_tokenizer(phonemize=cfg.phonemize),
+    )
     stats = processor.feature_extractor
     kwargs = dict(cfg.model)
     kwargs.setdefault("feature_dim", stats.feature_size)

@@ -1,0 +1,688 @@
+#!/usr/bin/env python
+"""Build a multi-speaker TTS corpus as a ``datasets.DatasetDict`` (train / validation / test) on disk.
+
+Synthetic mode (default, fully offline; needs ``apt-get install espeak-ng fortunes``):
+
+* ``train``: ``--num-train-speakers`` random espeak-ng voices (random variant files, ``corpus/voices.py``),
+  ``--utts-per-speaker`` fortune sentences each.
+* ``validation``: ``--num-val-speakers`` *other* random voices on sentences that never occur in train or test.
+* ``test``: stock espeak-ng voices (``en-us+m3``, ``en-us+f2``, ...; never used for training) on unseen sentences.
+  For evaluation only.
+
+Real-corpus mode (``--from-hub-dataset``, needs the network): converts a hub speech dataset such as LibriTTS-R to
+the same columns, e.g.::
+
+    python examples/build_corpus.py --out data/libritts_r --from-hub-dataset mythicinfinity/libritts_r \\
+        --hub-config clean --hub-splits train=train.clean.100,validation=dev.clean,test=test.clean \\
+        --text-column text_normalized --audio-column audio --speaker-column speaker_id
+
+Columns of every split: ``audio`` (float32 list, mono, in [-1, 1], leading/trailing silence cut to
+``--keep-silence``), ``sampling_rate`` (int), ``text``, ``speaker_id``, ``voice``, ``duration`` (seconds).
+``voice`` is the variant file text preceded by an espeak comment with base voice and rate
+(``// espeak-ng -v en-us+v00012 -s 171``; still a valid variant file), the stock voice name for test, or
+``NAME:SPLIT`` for hub corpora.
+The ``datasets.Audio`` feature is deliberately not used: decoding it needs torchcodec, which does not work with
+the CPU torch build here.  Read a row with ``np.asarray(row["audio"], dtype=np.float32)``.
+
+``--features`` adds a ``features`` column ([frames, n_mels] unnormalised log-mel from
+``modeling_ditar.feature_extraction_ditar.DiTARFeatureExtractor.compute_log_mel``), writes per-channel
+train-split mean/std to ``OUT/feature_stats.json`` and the feature extractor (with the stats) to
+``OUT/feature_extractor``.
+
+Small example (about 10 s on 2 cores)::
+
+    python examples/build_corpus.py --out data/corpus_small --num-train-speakers 20 --num-val-speakers 4 \\
+        --utts-per-speaker 10 --features
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+_HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(_HERE))  # examples/ -> "corpus" namespace package
+from corpus.sentences import DEFAULT_FORTUNES_DIR, load_sentences  # noqa: E402
+from corpus.voices import Voice, VoiceBank, espeak_binary, stock_eval_voices, synthesize  # noqa: E402
+
+PROBE_SENTENCE = "The quick brown fox jumps over the lazy dog, then it takes a nap in the warm afternoon sun."
+ESPEAK_SR = 22050
+SPLITS = ("train", "validation", "test")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# audio helpers
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _scipy_signal():
+    try:
+        import scipy.signal
+
+        return scipy.signal
+    except ImportError:  # pragma: no cover - scipy is optional
+        return None
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample mono float audio (polyphase filter with scipy, linear interpolation without it)."""
+    if orig_sr == target_sr or audio.size == 0:
+        return audio.astype(np.float32, copy=False)
+    sig = _scipy_signal()
+    if sig is not None:
+        g = math.gcd(int(orig_sr), int(target_sr))
+        out = sig.resample_poly(audio.astype(np.float64), target_sr // g, orig_sr // g)
+    else:
+        n_out = int(round(audio.size * target_sr / orig_sr))
+        t_out = np.arange(n_out) * (orig_sr / target_sr)
+        out = np.interp(t_out, np.arange(audio.size), audio.astype(np.float64))
+    return out.astype(np.float32)
+
+
+def trim_silence(audio: np.ndarray, sr: int, keep_sec: float = 0.1, threshold_db: float = -40.0,
+                 frame_sec: float = 0.01) -> np.ndarray:
+    """Cut leading/trailing silence longer than ``keep_sec`` (frames quieter than ``threshold_db`` re. peak)."""
+    if audio.size == 0:
+        return audio
+    peak = float(np.max(np.abs(audio)))
+    if peak <= 0:
+        return audio[:0]
+    hop = max(1, int(sr * frame_sec))
+    n = audio.size // hop
+    if n == 0:
+        return audio
+    frames = audio[: n * hop].reshape(n, hop)
+    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-20)
+    loud = np.nonzero(20 * np.log10(rms / peak + 1e-20) > threshold_db)[0]
+    if loud.size == 0:
+        return audio[:0]
+    keep = int(sr * keep_sec)
+    start = max(0, loud[0] * hop - keep)
+    end = min(audio.size, (loud[-1] + 1) * hop + keep)
+    return audio[start:end]
+
+
+def prepare_audio(audio: np.ndarray, sr: int, target_sr: int, keep_sec: float = 0.1) -> np.ndarray:
+    """Mono float32 -> trimmed -> resampled (the same processing for synthetic and hub audio)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:  # soundfile gives [samples, channels]
+        audio = audio.mean(axis=1)
+    return np.clip(resample(trim_silence(audio, sr, keep_sec=keep_sec), sr, target_sr), -1.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# synthesis workers
+# --------------------------------------------------------------------------------------------------------------
+
+_WORKER_DIR: str | None = None
+
+
+def _init_worker(tmp_root: str) -> None:
+    global _WORKER_DIR
+    _WORKER_DIR = tempfile.mkdtemp(prefix=f"w{os.getpid()}_", dir=tmp_root)
+
+
+def _synth_job(job: dict) -> dict:
+    """Synthesize one utterance; returns the job with ``audio`` (or ``error``) filled in."""
+    import soundfile as sf
+
+    wav = os.path.join(_WORKER_DIR or tempfile.gettempdir(), f"{os.getpid()}.wav")
+    try:
+        synthesize(job["text"], job["voice"], wav, speed=job["speed"])
+        audio, sr = sf.read(wav, dtype="float32", always_2d=False)
+    except Exception as e:  # noqa: BLE001 - reported by the caller
+        return {**job, "audio": None, "error": f"{type(e).__name__}: {e}"}
+    audio = prepare_audio(audio, sr, job["target_sr"], keep_sec=job["keep_sec"])
+    return {**job, "audio": audio, "error": None}
+
+
+def _probe_job(voice: Voice | str) -> str:
+    wav = os.path.join(_WORKER_DIR or tempfile.gettempdir(), f"probe{os.getpid()}.wav")
+    synthesize(PROBE_SENTENCE, voice, wav, speed=170)
+    with open(wav, "rb") as f:
+        return hashlib.md5(f.read()).hexdigest()
+
+
+def check_voice_distinctness(pool, voices: list[Voice], max_collision_rate: float = 0.01) -> dict:
+    """Synthesize one probe sentence per voice and compare md5s.
+
+    A voice *collides* when its audio is byte-identical to another voice's audio or to its plain base voice
+    (espeak-ng silently falls back to the base voice for a variant it cannot see, e.g. beyond the 349-entry
+    voice list, or a missing variant file).  Raises RuntimeError when more than ``max_collision_rate`` collide.
+    """
+    md5s = pool.map(_probe_job, voices, chunksize=8)
+    # plain base voices from the *same* data dirs: what a silent fallback to the base voice would produce
+    plain = sorted({(v.base, v.path) for v in voices if isinstance(v, Voice)}, key=str)
+    plain_voices = [Voice(name="", base=b, variant="", speed=170, path=p) for b, p in plain]
+    plain_md5 = set(pool.map(_probe_job, plain_voices, chunksize=8)) if plain_voices else set()
+    seen: dict[str, list[int]] = {}
+    for i, m in enumerate(md5s):
+        seen.setdefault(m, []).append(i)
+    colliding = sorted({i for idx in seen.values() if len(idx) > 1 for i in idx}
+                       | {i for i, m in enumerate(md5s) if m in plain_md5})
+    rate = len(colliding) / max(1, len(voices))
+    info = {"voices": len(voices), "distinct_md5": len(seen), "colliding": len(colliding), "rate": rate,
+            "colliding_names": [voices[i].espeak_name for i in colliding[:20]]}
+    if rate > max_collision_rate:
+        raise RuntimeError(
+            f"VOICE CHECK FAILED: {len(colliding)}/{len(voices)} voices ({100 * rate:.1f}%) gave byte-identical "
+            f"audio to another voice or to their plain base voice, e.g. {info['colliding_names'][:8]}. espeak-ng is "
+            "probably falling back to its default voice (too many voices visible in one data dir, see "
+            "shared/research/proto.md section 6).")
+    return info
+
+
+# --------------------------------------------------------------------------------------------------------------
+# planning
+# --------------------------------------------------------------------------------------------------------------
+
+
+def plan_synthetic(args, sentences: list[str], bank: VoiceBank) -> dict[str, list[dict]]:
+    """Assign sentences and per-utterance speeds.  Sentence pools are disjoint across splits."""
+    rng = random.Random(f"plan-{args.seed}")
+    stock = stock_eval_voices()[: args.num_test_voices]
+    n_test = len(stock) * args.test_utts_per_voice
+    n_val = args.num_val_speakers * args.utts_per_speaker
+    if n_test + n_val + args.utts_per_speaker > len(sentences):
+        raise ValueError(f"not enough sentences ({len(sentences)}) for {n_test} test + {n_val} validation utterances")
+    test_pool = sentences[:n_test]
+    val_pool = sentences[n_test:n_test + n_val]
+    train_pool = sentences[n_test + n_val:]
+    common = {"target_sr": args.sampling_rate, "keep_sec": args.keep_silence}
+
+    def jitter(speed: int) -> int:
+        return int(min(450, max(80, speed + rng.randint(-args.speed_jitter, args.speed_jitter))))
+
+    plan: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    k = 0
+    for s in range(args.num_train_speakers):
+        v = bank[s]
+        for _ in range(args.utts_per_speaker):  # cycle through the train pool: unique until it runs out
+            plan["train"].append({**common, "split": "train", "speaker_id": f"train{s:05d}", "voice": v,
+                                  "text": train_pool[k % len(train_pool)], "speed": jitter(v.speed)})
+            k += 1
+    for s in range(args.num_val_speakers):
+        v = bank[args.num_train_speakers + s]
+        for j in range(args.utts_per_speaker):
+            plan["validation"].append({**common, "split": "validation", "speaker_id": f"val{s:05d}", "voice": v,
+                                       "text": val_pool[s * args.utts_per_speaker + j], "speed": jitter(v.speed)})
+    for s, name in enumerate(stock):
+        v = Voice.stock(name, speed=args.test_speed)
+        for j in range(args.test_utts_per_voice):
+            plan["test"].append({**common, "split": "test", "speaker_id": f"stock_{name}", "voice": v,
+                                 "text": test_pool[s * args.test_utts_per_voice + j], "speed": jitter(v.speed)})
+    return plan
+
+
+# --------------------------------------------------------------------------------------------------------------
+# dataset construction
+# --------------------------------------------------------------------------------------------------------------
+
+
+def base_features():
+    from datasets import Features, List, Value
+
+    return Features({
+        "audio": List(Value("float32")),
+        "sampling_rate": Value("int32"),
+        "text": Value("string"),
+        "speaker_id": Value("string"),
+        "voice": Value("string"),
+        "duration": Value("float32"),
+    })
+
+
+def _list_array(arrays: list[np.ndarray]):
+    """pyarrow list<float32> array from 1-D numpy arrays without going through Python lists."""
+    import pyarrow as pa
+
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([a.size for a in arrays])
+    values = pa.array(np.concatenate(arrays).astype(np.float32, copy=False) if arrays else np.zeros(0, np.float32))
+    if offsets[-1] < 2**31 - 1:
+        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
+    return pa.LargeListArray.from_arrays(pa.array(offsets), values).cast(pa.list_(pa.float32()))
+
+
+def _list2d_array(mats: list[np.ndarray]):
+    """pyarrow list<list<float32>> array from [frames, D] numpy arrays."""
+    import pyarrow as pa
+
+    dim = mats[0].shape[1] if mats else 0
+    values = pa.array(np.concatenate([m.reshape(-1) for m in mats]).astype(np.float32, copy=False)
+                      if mats else np.zeros(0, np.float32))
+    n_frames = sum(m.shape[0] for m in mats)
+    inner = pa.ListArray.from_arrays(pa.array(np.arange(0, n_frames * dim + 1, max(dim, 1), dtype=np.int32)[: n_frames + 1]),
+                                     values)
+    outer = np.zeros(len(mats) + 1, dtype=np.int32)
+    outer[1:] = np.cumsum([m.shape[0] for m in mats])
+    return pa.ListArray.from_arrays(pa.array(outer), inner)
+
+
+def rows_to_table(rows: list[dict]):
+    """pyarrow Table with the corpus columns from row dicts (``audio`` as 1-D float32 numpy arrays)."""
+    import pyarrow as pa
+
+    return pa.table({
+        "audio": _list_array([r["audio"] for r in rows]),
+        "sampling_rate": pa.array([int(r["sampling_rate"]) for r in rows], type=pa.int32()),
+        "text": pa.array([r["text"] for r in rows], type=pa.string()),
+        "speaker_id": pa.array([r["speaker_id"] for r in rows], type=pa.string()),
+        "voice": pa.array([r["voice"] for r in rows], type=pa.string()),
+        "duration": pa.array([float(r["duration"]) for r in rows], type=pa.float32()),
+    })
+
+
+def synthesize_split(pool, jobs: list[dict], path: str, min_sec: float, max_sec: float, stats: dict,
+                     batch_rows: int = 64):
+    """Run the jobs on the pool and stream the rows into an Arrow file; returns ``Dataset.from_file(path)``."""
+    from datasets import Dataset
+    from datasets.arrow_writer import ArrowWriter
+
+    writer = ArrowWriter(features=base_features(), path=path)
+    buf: list[dict] = []
+    for r in pool.imap(_synth_job, jobs, chunksize=4):
+        if r["error"] is not None:
+            stats["errors"] += 1
+            if stats["errors"] <= 5:
+                print(f"  [warn] {r['split']} {r['voice'].espeak_name}: {r['error']}", file=sys.stderr)
+            continue
+        dur = r["audio"].size / r["target_sr"]
+        if not min_sec <= dur <= max_sec:
+            stats["dropped_duration"] += 1
+            continue
+        buf.append({"audio": r["audio"], "sampling_rate": r["target_sr"], "text": r["text"],
+                    "speaker_id": r["speaker_id"], "voice": r["voice"].describe(), "duration": dur})
+        if len(buf) >= batch_rows:
+            writer.write_table(rows_to_table(buf))
+            buf = []
+    if buf:
+        writer.write_table(rows_to_table(buf))
+    writer.finalize()
+    writer.close()
+    return Dataset.from_file(path)
+
+
+def _make_pool(num_proc: int, tmp_root: str):
+    _scipy_signal()  # import scipy once in the parent; forked workers inherit it (saves ~0.5 s per worker)
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    return ctx.Pool(num_proc, initializer=_init_worker, initargs=(tmp_root,))
+
+
+def build_synthetic(args, cache_dir: str, tmp_root: str):
+    from datasets import DatasetDict
+
+    if espeak_binary() is None:
+        raise SystemExit("espeak-ng not found: apt-get install espeak-ng")
+    sentences = load_sentences(args.fortunes_dir, seed=args.seed, min_words=args.min_words, max_words=args.max_words)
+    n_voices = args.num_train_speakers + args.num_val_speakers
+    bank = VoiceBank(os.path.join(tmp_root, "voices"), n_voices, seed=args.seed, per_dir=args.voices_per_dir,
+                     speed_range=(args.min_speed, args.max_speed))
+    plan = plan_synthetic(args, sentences, bank)
+    print(f"[plan] {len(sentences)} sentences; voices: {args.num_train_speakers} train + {args.num_val_speakers} "
+          f"validation in {math.ceil(n_voices / args.voices_per_dir)} data dir(s), "
+          f"{len({j['speaker_id'] for j in plan['test']})} stock test voices; "
+          + ", ".join(f"{s} {len(plan[s])} utts" for s in SPLITS), flush=True)
+    splits = {}
+    stats = {"errors": 0, "dropped_duration": 0}
+    with _make_pool(args.num_proc, tmp_root) as pool:
+        for split in SPLITS:
+            if not plan[split]:
+                continue
+            t = time.time()
+            splits[split] = synthesize_split(pool, plan[split], os.path.join(cache_dir, f"{split}.arrow"),
+                                             args.min_sec, args.max_sec, stats)
+            print(f"[synth] {split}: {len(splits[split])} utts in {time.time() - t:.1f}s", flush=True)
+        if stats["errors"]:
+            print(f"[warn] {stats['errors']} utterances failed to synthesize", file=sys.stderr)
+        if stats["dropped_duration"]:
+            print(f"[info] {stats['dropped_duration']} utterances dropped outside [{args.min_sec}, {args.max_sec}] s")
+        if stats["errors"] > 0.01 * sum(len(p) for p in plan.values()):
+            raise RuntimeError(f"{stats['errors']} synthesis failures (more than 1%)")
+
+        # voice distinctness check: train + validation voices (<=1% may collide), stock test voices (none may)
+        t = time.time()
+        info = check_voice_distinctness(pool, list(bank))
+        test_voices = [Voice.stock(n) for n in stock_eval_voices()[: args.num_test_voices]]
+        tinfo = check_voice_distinctness(pool, test_voices, max_collision_rate=0.0) if len(test_voices) > 1 else None
+    print(f"[voices] {info['distinct_md5']}/{info['voices']} distinct probe md5s, {info['colliding']} colliding "
+          f"({100 * info['rate']:.2f}%)" + (f"; stock test voices {tinfo['distinct_md5']}/{tinfo['voices']} distinct"
+                                             if tinfo else "") + f" [{time.time() - t:.1f}s]", flush=True)
+    return DatasetDict(splits), {"voice_check": info, "stock_voice_check": tinfo, **stats}
+
+
+# ---- hub / real corpora ---------------------------------------------------------------------------------------
+
+
+def _decode_audio_value(value, fallback_sr: int | None):
+    """(array, sr) from an undecoded Audio value {"bytes", "path"}, a decoded {"array", "sampling_rate"} or a list."""
+    import io
+
+    import soundfile as sf
+
+    if isinstance(value, dict):
+        if value.get("array") is not None:
+            return np.asarray(value["array"], dtype=np.float32), int(value["sampling_rate"])
+        if value.get("bytes"):
+            return sf.read(io.BytesIO(value["bytes"]), dtype="float32", always_2d=False)
+        if value.get("path"):
+            return sf.read(value["path"], dtype="float32", always_2d=False)
+        raise ValueError("empty audio value")
+    if fallback_sr is None:
+        raise ValueError("audio given as a plain array needs a sampling-rate column")
+    return np.asarray(value, dtype=np.float32), int(fallback_sr)
+
+
+def _convert_batch(table, text_column: str, audio_column: str, speaker_column: str | None, sr_column: str | None,
+                   target_sr: int, keep_sec: float, source: str):
+    audios = table[audio_column].to_pylist()
+    srs = table[sr_column].to_pylist() if sr_column else [None] * len(audios)
+    texts = table[text_column].to_pylist()
+    spks = table[speaker_column].to_pylist() if speaker_column else ["unknown"] * len(audios)
+    rows = []
+    for value, fsr, text, spk in zip(audios, srs, texts, spks, strict=True):
+        audio, sr = _decode_audio_value(value, fsr)
+        audio = prepare_audio(audio, sr, target_sr, keep_sec=keep_sec)
+        rows.append({"audio": audio, "sampling_rate": target_sr, "text": str(text).strip(), "speaker_id": str(spk),
+                     "voice": source, "duration": audio.size / target_sr})
+    return rows_to_table(rows)
+
+
+def convert_speech_dataset(ds, *, text_column: str, audio_column: str, speaker_column: str | None = None,
+                           sampling_rate_column: str | None = None, target_sr: int = 24000, min_sec: float = 1.0,
+                           max_sec: float = 8.0, keep_sec: float = 0.1, num_proc: int | None = None,
+                           source: str = ""):
+    """Convert any speech ``datasets.Dataset`` (text + audio [+ speaker]) to this corpus' columns.
+
+    The audio may be an ``Audio`` column (cast to ``Audio(decode=False)`` and decoded with soundfile, so torchcodec
+    is never needed), a ``{"array", "sampling_rate"}`` struct, or a plain float list plus ``sampling_rate_column``.
+    Audio is trimmed and resampled exactly like the synthetic corpus.  Works offline on a local
+    ``Dataset.from_dict`` with the same columns.
+    """
+    from datasets import Audio
+
+    for col in (text_column, audio_column, speaker_column, sampling_rate_column):
+        if col is not None and col not in ds.column_names:
+            raise KeyError(f"column {col!r} not in dataset columns {ds.column_names}")
+    if isinstance(ds.features.get(audio_column), Audio):
+        ds = ds.cast_column(audio_column, Audio(decode=False))
+    out = ds.with_format("arrow").map(
+        _convert_batch, batched=True, batch_size=32, remove_columns=ds.column_names, features=base_features(),
+        num_proc=num_proc if num_proc and num_proc > 1 and len(ds) >= 2 * num_proc else None,
+        fn_kwargs={"text_column": text_column, "audio_column": audio_column, "speaker_column": speaker_column,
+                   "sr_column": sampling_rate_column, "target_sr": target_sr, "keep_sec": keep_sec,
+                   "source": source}, desc="convert").with_format(None)
+    return out.filter(lambda d: [min_sec <= x <= max_sec for x in d], input_columns="duration", batched=True)
+
+
+def build_from_hub(args):
+    from datasets import DatasetDict, load_dataset
+
+    mapping = dict(item.split("=", 1) for item in args.hub_splits.split(","))
+    out = {}
+    for split, hub_split in mapping.items():
+        ds = load_dataset(args.from_hub_dataset, args.hub_config, split=hub_split)
+        if args.hub_max_utts and len(ds) > args.hub_max_utts:
+            ds = ds.shuffle(seed=args.seed).select(range(args.hub_max_utts))
+        out[split] = convert_speech_dataset(
+            ds, text_column=args.text_column, audio_column=args.audio_column, speaker_column=args.speaker_column,
+            sampling_rate_column=args.sampling_rate_column, target_sr=args.sampling_rate, min_sec=args.min_sec,
+            max_sec=args.max_sec, keep_sec=args.keep_silence, num_proc=args.num_proc,
+            source=f"{args.from_hub_dataset}:{hub_split}")
+        print(f"[hub] {split} <- {args.from_hub_dataset}:{hub_split}: {len(out[split])} utts", flush=True)
+    return DatasetDict(out), {}
+
+
+# ---- features ---------------------------------------------------------------------------------------------------
+
+
+def feature_extractor_kwargs(args) -> dict:
+    kw: dict = {}
+    if args.feature_config:  # e.g. a saved preprocessor_config.json; its stats are recomputed here
+        kw.update(json.loads(Path(args.feature_config).read_text()))
+        for key in ("feature_extractor_type", "processor_class", "feature_mean", "feature_std"):
+            kw.pop(key, None)
+    for flag, key in (("n_mels", "feature_size"), ("hop_length", "hop_length"), ("n_fft", "n_fft")):
+        if getattr(args, flag) is not None:
+            kw[key] = getattr(args, flag)
+    kw.setdefault("sampling_rate", args.sampling_rate)
+    if kw["sampling_rate"] != args.sampling_rate:
+        raise SystemExit(f"feature config sampling_rate {kw['sampling_rate']} != --sampling-rate {args.sampling_rate}")
+    return kw
+
+
+def load_feature_extractor_class():
+    try:
+        from modeling_ditar.feature_extraction_ditar import DiTARFeatureExtractor
+    except ImportError:
+        sys.path.insert(0, str(_HERE.parent))  # repo root, when the package is not installed
+        from modeling_ditar.feature_extraction_ditar import DiTARFeatureExtractor
+    return DiTARFeatureExtractor
+
+
+_FE = None
+
+
+def _get_fe(fe_kwargs: dict):
+    global _FE
+    if _FE is None:
+        _FE = load_feature_extractor_class()(**fe_kwargs)
+    return _FE
+
+
+def _features_batch(table, fe_kwargs: dict, threads: int):
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    fe = _get_fe(fe_kwargs)
+    col = table["audio"].combine_chunks() if hasattr(table["audio"], "combine_chunks") else table["audio"]
+    mats = []
+    with torch.no_grad():
+        for i in range(len(col)):
+            wav = torch.from_numpy(np.array(col[i].values.to_numpy(zero_copy_only=False), dtype=np.float32))
+            mel = fe.compute_log_mel(wav)
+            mel = mel.detach().cpu().float().numpy() if isinstance(mel, torch.Tensor) else np.asarray(mel, np.float32)
+            if mel.ndim != 2:
+                raise ValueError(f"compute_log_mel returned shape {mel.shape}, expected [frames, D]")
+            mats.append(mel)
+    return table.append_column("features", _list2d_array(mats))
+
+
+def add_features(dsd, fe_kwargs: dict, num_proc: int):
+    """Add ``features`` ([frames, D] log-mel, float32 lists) to every split with ``Dataset.map``."""
+    import torch
+    from datasets import List, Value
+
+    global _FE
+    _FE = load_feature_extractor_class()(**fe_kwargs)  # built in the parent: forked map workers inherit it
+    threads = torch.get_num_threads()
+    out = {}
+    try:
+        for split, ds in dsd.items():
+            feats = ds.features.copy()
+            feats["features"] = List(List(Value("float32")))
+            nproc = num_proc if num_proc > 1 and len(ds) >= 2 * num_proc else None
+            out[split] = ds.with_format("arrow").map(
+                _features_batch, batched=True, batch_size=16, features=feats, num_proc=nproc,
+                fn_kwargs={"fe_kwargs": fe_kwargs, "threads": 1 if nproc else max(1, min(threads, num_proc))},
+                desc=f"log-mel {split}").with_format(None)
+    finally:
+        torch.set_num_threads(threads)
+    return type(dsd)(out)
+
+
+def feature_stats(ds, column: str = "features", batch_rows: int = 256) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-channel mean/std of a [frames, D] list column over all frames (float64 accumulation, streaming)."""
+    table = ds.with_format("arrow")
+    total = None
+    sq = None
+    n = 0
+    for start in range(0, len(ds), batch_rows):
+        col = table[start:start + batch_rows][column]
+        values = col.combine_chunks() if hasattr(col, "combine_chunks") else col
+        frames = values.flatten()  # list<list<float>> -> list<float> (one per frame)
+        if len(frames) == 0:
+            continue
+        dim = len(frames[0])
+        x = frames.flatten().to_numpy(zero_copy_only=False).astype(np.float64).reshape(-1, dim)
+        total = x.sum(0) if total is None else total + x.sum(0)
+        sq = (x * x).sum(0) if sq is None else sq + (x * x).sum(0)
+        n += x.shape[0]
+    if n == 0:
+        raise ValueError("no feature frames")
+    mean = total / n
+    std = np.sqrt(np.maximum(sq / n - mean * mean, 1e-10))
+    return mean, std, n
+
+
+def save_feature_artifacts(dsd, fe_kwargs: dict, out: Path) -> dict:
+    mean, std, n = feature_stats(dsd["train"])
+    stats = {"feature_mean": [float(v) for v in mean], "feature_std": [float(v) for v in std], "num_frames": int(n)}
+    (out / "feature_stats.json").write_text(json.dumps(stats, indent=1))
+    cls = load_feature_extractor_class()
+    try:
+        fe = cls(**fe_kwargs, feature_mean=stats["feature_mean"], feature_std=stats["feature_std"])
+    except TypeError:  # an extractor without stats arguments: attributes still end up in the saved config
+        fe = cls(**fe_kwargs)
+        fe.feature_mean = stats["feature_mean"]
+        fe.feature_std = stats["feature_std"]
+    fe.save_pretrained(str(out / "feature_extractor"))
+    return stats
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------------------
+
+
+def summarize(dsd, elapsed: float) -> dict:
+    rows = {}
+    total_utts = 0
+    total_sec = 0.0
+    for split, ds in dsd.items():
+        d = np.asarray(ds.with_format("numpy", columns=["duration"])["duration"], dtype=np.float64)
+        spk = len(set(ds["speaker_id"]))
+        rows[split] = {"utterances": len(ds), "hours": float(d.sum() / 3600), "speakers": spk,
+                       "mean_duration": float(d.mean()) if d.size else 0.0,
+                       "sentences": len(set(ds["text"]))}
+        total_utts += len(ds)
+        total_sec += float(d.sum())
+    print(f"{'split':<11} {'utts':>7} {'hours':>7} {'speakers':>8} {'sentences':>9} {'mean s':>7}")
+    for split, r in rows.items():
+        print(f"{split:<11} {r['utterances']:>7} {r['hours']:>7.3f} {r['speakers']:>8} {r['sentences']:>9} "
+              f"{r['mean_duration']:>7.2f}")
+    print(f"total: {total_utts} utterances, {total_sec / 3600:.3f} h of audio in {elapsed:.1f} s "
+          f"({total_utts / max(elapsed, 1e-9):.1f} utt/s, {total_sec / max(elapsed, 1e-9):.0f}x real time)")
+    return {"splits": rows, "seconds": elapsed, "utterances": total_utts, "hours": total_sec / 3600}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        pass
+
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=_Formatter,
+        epilog="Load the result with datasets.load_from_disk(OUT); a summary is written to OUT/corpus_summary.json.")
+    p.add_argument("--out", required=True, help="output dir for DatasetDict.save_to_disk (replaced if it exists)")
+    p.add_argument("--seed", type=int, default=0, help="seed for voices, sentence shuffling and assignment")
+    p.add_argument("--num-proc", type=int, default=2, help="worker processes (synthesis, conversion, features)")
+    p.add_argument("--sampling-rate", type=int, default=24000, help="target sampling rate of the audio column")
+    p.add_argument("--min-sec", type=float, default=1.0, help="drop utterances shorter than this (after trimming)")
+    p.add_argument("--max-sec", type=float, default=8.0, help="drop utterances longer than this (after trimming)")
+    p.add_argument("--keep-silence", type=float, default=0.1, help="seconds of leading/trailing silence kept")
+
+    g = p.add_argument_group("synthetic espeak-ng corpus")
+    g.add_argument("--num-train-speakers", type=int, default=20, help="random variant voices in train")
+    g.add_argument("--num-val-speakers", type=int, default=4, help="other random voices in validation")
+    g.add_argument("--utts-per-speaker", type=int, default=10, help="utterances per train/validation speaker")
+    g.add_argument("--num-test-voices", type=int, default=len(stock_eval_voices()),
+                   help=f"stock espeak voices in test (max {len(stock_eval_voices())}: {', '.join(stock_eval_voices())})")
+    g.add_argument("--test-utts-per-voice", type=int, default=None, help="default: --utts-per-speaker")
+    g.add_argument("--min-speed", type=int, default=140, help="slowest speaker rate (words/min)")
+    g.add_argument("--max-speed", type=int, default=200, help="fastest speaker rate (words/min)")
+    g.add_argument("--speed-jitter", type=int, default=10, help="per-utterance +- rate change (words/min)")
+    g.add_argument("--test-speed", type=int, default=170, help="rate of the stock test voices (words/min)")
+    g.add_argument("--min-words", type=int, default=4, help="shortest sentence")
+    g.add_argument("--max-words", type=int, default=20, help="longest sentence")
+    g.add_argument("--fortunes-dir", default=DEFAULT_FORTUNES_DIR, help="Debian fortunes dir (text source)")
+    g.add_argument("--voices-per-dir", type=int, default=150,
+                   help="custom variants per private espeak-ng data dir (<=150; espeak's voice list caps at 349)")
+
+    h = p.add_argument_group("real corpus from the Hugging Face hub (needs network)")
+    h.add_argument("--from-hub-dataset", metavar="NAME", help="e.g. mythicinfinity/libritts_r; replaces synthesis")
+    h.add_argument("--hub-config", default=None, help="dataset config, e.g. clean")
+    h.add_argument("--hub-splits", default="train=train",
+                   help="OUT_SPLIT=HUB_SPLIT pairs, e.g. train=train.clean.100,validation=dev.clean,test=test.clean")
+    h.add_argument("--text-column", default="text", help="transcript column (LibriTTS-R: text_normalized)")
+    h.add_argument("--audio-column", default="audio", help="audio column (Audio feature or {'array','sampling_rate'})")
+    h.add_argument("--speaker-column", default=None, help="speaker column (LibriTTS-R: speaker_id)")
+    h.add_argument("--sampling-rate-column", default=None, help="only when audio is a plain array")
+    h.add_argument("--hub-max-utts", type=int, default=None, help="random subset per split")
+
+    f = p.add_argument_group("log-mel features")
+    f.add_argument("--features", action="store_true", help="add a 'features' column and write feature stats")
+    f.add_argument("--feature-config", metavar="JSON", help="DiTARFeatureExtractor kwargs (a JSON file)")
+    f.add_argument("--n-mels", type=int, default=None, help="overrides feature_size")
+    f.add_argument("--hop-length", type=int, default=None, help="overrides hop_length")
+    f.add_argument("--n-fft", type=int, default=None, help="overrides n_fft")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.test_utts_per_voice is None:
+        args.test_utts_per_voice = args.utts_per_speaker
+    if not 0 <= args.num_test_voices <= len(stock_eval_voices()):
+        raise SystemExit(f"--num-test-voices must be in 0..{len(stock_eval_voices())}")
+    if args.min_speed > args.max_speed:
+        raise SystemExit("--min-speed > --max-speed")
+    fe_kwargs = feature_extractor_kwargs(args) if args.features else None
+    out = Path(args.out)
+    t0 = time.time()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    tmp_root = tempfile.mkdtemp(prefix="ditar_corpus_", dir=shm)
+    cache_dir = tempfile.mkdtemp(prefix=f".{out.name}_cache_", dir=out.parent)
+    try:
+        if args.from_hub_dataset:
+            dsd, info = build_from_hub(args)
+        else:
+            dsd, info = build_synthetic(args, cache_dir, tmp_root)
+        t_synth = time.time() - t0
+        if fe_kwargs is not None:
+            t = time.time()
+            dsd = add_features(dsd, fe_kwargs, args.num_proc)
+            print(f"[features] log-mel ({fe_kwargs}) in {time.time() - t:.1f}s", flush=True)
+        if out.exists():
+            shutil.rmtree(out)
+        dsd.save_to_disk(str(out))
+        if fe_kwargs is not None:
+            st = save_feature_artifacts(dsd, fe_kwargs, out)
+            print(f"[features] stats over {st['num_frames']} train frames -> {out / 'feature_stats.json'}, "
+                  f"{out / 'feature_extractor'}")
+        summary = summarize(dsd, time.time() - t0)
+        summary["synthesis_seconds"] = t_synth
+        summary["info"] = info
+        summary["args"] = {k: v for k, v in vars(args).items()}
+        (out / "corpus_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        return summary
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+        shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,430 @@
+"""Tests of the synthetic corpus builder (examples/build_corpus.py, examples/corpus/).
+
+The espeak-ng tests are skipped when the ``espeak-ng`` binary is absent (``apt-get install espeak-ng``).
+They use a tiny fortunes dir written to tmp_path, so the ``fortunes`` package is not needed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+import build_corpus as bc  # noqa: E402
+from corpus.sentences import clean_sentence, fortune_entries, load_sentences, split_sentences  # noqa: E402
+from corpus.voices import (  # noqa: E402
+    BASE_VOICES,
+    MAX_VARIANTS_PER_DIR,
+    Voice,
+    VoiceBank,
+    parse_variant,
+    probe_md5s,
+    random_variant,
+    stock_eval_voices,
+)
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng binary not installed")
+
+PROBE = "The quick brown fox jumps over the lazy dog."
+
+# 60 clean sentences of 4-12 words for tiny builds (no dependency on the fortunes package)
+_WORDS = ("apple river stone cloud garden window letter silver market doctor winter candle forest engine "
+          "yellow museum pocket ladder basket summer").split()
+
+
+def _tiny_fortunes(root: Path, n: int = 60) -> Path:
+    rng = random.Random(0)
+    entries = []
+    for i in range(n):
+        words = rng.sample(_WORDS, rng.randint(4, 9))
+        entries.append(f"The {' '.join(words)} number {'abcdefghijklmnopqrstuvwxyz'[i % 26]} is here.\n\t\t-- Someone")
+    d = root / "fortunes"
+    d.mkdir()
+    (d / "wisdom").write_text("\n%\n".join(entries) + "\n%\n")
+    (d / "ethnic").write_text("This sentence must never appear anywhere.\n%\n")
+    return d
+
+
+# --------------------------------------------------------------------------------------------------------------
+# variants and voices
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_random_variants_parse_and_differ():
+    rng = random.Random(123)
+    texts = [random_variant(rng, f"t{i}") for i in range(40)]
+    assert len(set(texts)) == len(texts)
+    for t in texts:
+        v = parse_variant(t)
+        assert v["language"] == "variant"
+        base, top = v["pitch"]
+        assert 70 <= base <= 210 and base < top <= 300
+        assert all(f"formant{k}" in v for k in range(9))
+        for k in range(9):
+            freq, height, width = v[f"formant{k}"]
+            assert 80 <= freq <= 125 and 70 <= height <= 120 and 70 <= width <= 170
+        assert 0 <= v["roughness"][0] <= 4 and 0 <= v["flutter"][0] <= 6
+        assert 85 <= v["voicing"][0] <= 115
+        if "klatt" in v:
+            assert 1 <= v["klatt"][0] <= 4
+    # every optional feature shows up somewhere in 40 voices
+    joined = "\n".join(texts)
+    for key in ("breath ", "breathw ", "tone ", "klatt ", "gender female", "gender male"):
+        assert key in joined
+    with pytest.raises(ValueError):
+        parse_variant("language variant\nbogus 1 2\n")
+
+
+def test_espeak_name_rewrites_en_gb():
+    assert Voice(name="v1", base="en-gb", variant="", speed=170, path="/x").espeak_name == "en+v1"
+    assert Voice(name="", base="en-gb", variant="", speed=170, path="/x").espeak_name == "en-gb"
+    assert Voice.stock("en-us+m3").espeak_name == "en-us+m3"
+
+
+@needs_espeak
+def test_voice_bank_layout(tmp_path):
+    bank = VoiceBank(tmp_path / "vb", 5, seed=0, per_dir=2)
+    assert len(bank) == 5
+    dirs = sorted({v.path for v in bank})
+    assert len(dirs) == 3  # 2 + 2 + 1
+    for d in dirs:
+        data = Path(d) / "espeak-ng-data"
+        assert (data / "phontab").is_file() and (data / "en_dict").is_file()
+        assert not (data / "voices" / "mb").exists()
+        assert {p.name for p in (data / "lang").rglob("*") if p.is_file()} <= {
+            "en", "en-029", "en-GB-scotland", "en-GB-x-gbclan", "en-GB-x-gbcwmd", "en-GB-x-rp", "en-US", "en-US-nyc"}
+        assert not list(data.glob("de_dict"))
+        listed = subprocess.run(["espeak-ng", f"--path={d}", "--voices=variant"], capture_output=True, text=True).stdout
+        names = [v.name for v in bank if v.path == d]
+        assert all(n in listed for n in names)
+        assert "m3" not in listed.split()  # no stock variants
+    with pytest.raises(ValueError):
+        VoiceBank(tmp_path / "vb2", 1, per_dir=MAX_VARIANTS_PER_DIR + 1)
+
+
+@needs_espeak
+def test_five_random_voices_give_distinct_audio(tmp_path):
+    bank = VoiceBank(tmp_path / "vb", 5, seed=1)
+    md5s = probe_md5s(list(bank), PROBE, tmp_path / "w")
+    assert len(set(md5s)) == 5
+    # none of them is a silent fallback to its plain base voice
+    plain = probe_md5s([Voice(name="", base=v.base, variant="", speed=170, path=v.path) for v in bank], PROBE,
+                       tmp_path / "w")
+    assert not set(md5s) & set(plain)
+
+
+@needs_espeak
+def test_every_base_voice_honours_the_variant(tmp_path):
+    """'en-gb+NAME' silently ignores NAME in espeak-ng 1.51: every base voice we use must really apply the variant."""
+    bank = VoiceBank(tmp_path / "vb", 1, seed=0)
+    v0 = bank[0]
+    for base in BASE_VOICES:
+        with_variant = Voice(name=v0.name, base=base, variant=v0.variant, speed=170, path=v0.path)
+        plain = Voice(name="", base=base, variant="", speed=170, path=v0.path)
+        a, b = probe_md5s([with_variant, plain], PROBE, tmp_path / "w")
+        assert a != b, base
+
+
+@needs_espeak
+def test_stock_eval_voices_distinct_and_not_fallbacks(tmp_path):
+    stock = stock_eval_voices()
+    assert len(stock) >= 6
+    md5s = probe_md5s(stock, PROBE, tmp_path / "w")
+    assert len(set(md5s)) == len(stock)
+    bases = sorted({Voice.stock(s).base for s in stock})
+    plain = probe_md5s(bases, PROBE, tmp_path / "w")
+    assert not set(md5s) & set(plain)
+
+
+@needs_espeak
+def test_synthesize_rejects_missing_voice(tmp_path):
+    from corpus.voices import synthesize
+
+    with pytest.raises(RuntimeError):
+        synthesize("Hello there.", "xx-nonexistent+m1", tmp_path / "x.wav")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# sentences
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("s", [
+    "Today is the tomorrow you worried about yesterday.",
+    "Love tells us many things that are not so.",
+    "Don't look back, something might be gaining on you.",
+    "Is it a well-known fact that the boys' dog barks?",
+])
+def test_clean_sentence_accepts(s):
+    assert clean_sentence(s) == s
+
+
+@pytest.mark.parametrize("s", [
+    "There are 10 kinds of people.",  # digits
+    "Only three words.",  # < 4 words
+    " ".join(["word"] * 21) + ".",  # > 20 words
+    "The NASA budget was cut again today.",  # all-caps word
+    "DO NOT PANIC AT ALL.",  # all caps
+    "Caf\u00e9 society is a strange thing indeed.",  # non-ASCII
+    "Q: What is the meaning of it all?",  # speaker label
+    "A. That is the only kind I know.",  # answer label
+    "Duty, n: What one expects from others.",  # dictionary definition
+    "Mr. Smith went to the market today.",  # abbreviation
+    "this does not start with a capital letter.",
+    "This one has no final punctuation mark",
+    "He said 'no way' and went home again.",  # single quotes
+    "The price (in dollars) was much too high.",  # brackets
+    "Wait for it... the end is near now.",  # ellipsis
+    "Send mail to someone at example dot com/foo please.",  # symbols
+])
+def test_clean_sentence_rejects(s):
+    assert clean_sentence(s) is None
+
+
+def test_clean_sentence_normalizes():
+    assert clean_sentence('A clash of doctrine is not a disaster -- it is an opportunity.') == \
+        "A clash of doctrine is not a disaster, it is an opportunity."
+    assert clean_sentence('"Sir, I exist!" said the man to the universe.') == \
+        "Sir, I exist! said the man to the universe."
+
+
+def test_split_sentences_keeps_abbreviations():
+    parts = split_sentences("I met Mr. Smith at noon. He was late! Was he sorry?")
+    assert parts == ["I met Mr. Smith at noon.", "He was late!", "Was he sorry?"]
+
+
+def test_fortune_entries_and_categories(tmp_path):
+    d = tmp_path / "f"
+    (d / "off").mkdir(parents=True)
+    (d / "wisdom").write_text("A dream will always triumph over reality, once it is given the chance.\n"
+                              "\t\t-- Stanislaw Lem\n%\nLine one of it\ncontinues here and ends now.\n%\n"
+                              "A DUPLICATE dream will do.\n%\nIf people lack knowledge and desire\n"
+                              "Then they can not act.  But this sentence survives.\n%\nA dream will always triumph over reality, once it "
+                              "is given the chance!\n%\n")
+    (d / "wisdom.dat").write_bytes(b"\x00\x01")
+    (d / "wisdom.u8").symlink_to(d / "wisdom")
+    (d / "ethnic").write_text("An ethnic joke that must be skipped here.\n%\n")
+    (d / "drugs").write_text("A drug joke that must be skipped here.\n%\n")
+    (d / "off" / "wisdom").write_text("An offensive fortune that must be skipped.\n%\n")
+    entries = list(fortune_entries(d / "wisdom"))
+    assert entries[0] == "A dream will always triumph over reality, once it is given the chance."
+    assert entries[1] == "Line one of it continues here and ends now."
+    assert entries[3].startswith("If people lack knowledge and desire / Then")  # verse break marked
+    a = load_sentences(d, seed=1)
+    assert sorted(a) == sorted(["A dream will always triumph over reality, once it is given the chance.",
+                                "Line one of it continues here and ends now.",
+                                "But this sentence survives."])  # dedup: "!" variant dropped; verse dropped
+    assert load_sentences(d, seed=1) == a  # deterministic
+
+
+@pytest.mark.skipif(not Path("/usr/share/games/fortunes/wisdom").exists(), reason="fortunes package not installed")
+def test_load_real_fortunes():
+    sents = load_sentences(seed=0)
+    assert len(sents) > 5000
+    assert len(set(sents)) == len(sents)
+    assert load_sentences(seed=0)[:50] == sents[:50] and load_sentences(seed=1)[:50] != sents[:50]
+    for s in sents[:500]:
+        assert 4 <= len(s.split()) <= 20 and not any(c.isdigit() for c in s)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# audio helpers
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_scipy", [True, False])
+def test_trim_and_resample(monkeypatch, use_scipy):
+    if not use_scipy:
+        monkeypatch.setattr(bc, "_scipy_signal", lambda: None)  # numpy interpolation fallback
+    elif bc._scipy_signal() is None:
+        pytest.skip("scipy not installed")
+    sr = 22050
+    t = np.arange(sr) / sr
+    tone = 0.5 * np.sin(2 * np.pi * 220 * t).astype(np.float32)
+    x = np.concatenate([np.zeros(sr, np.float32), tone, np.zeros(2 * sr, np.float32)])
+    y = bc.trim_silence(x, sr, keep_sec=0.1)
+    assert abs(y.size / sr - 1.2) < 0.03
+    z = bc.resample(y, sr, 24000)
+    assert z.dtype == np.float32 and abs(z.size - y.size * 24000 / sr) <= 1
+    assert bc.trim_silence(np.zeros(1000, np.float32), sr).size == 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# builds
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _check_dataset(out: Path, n_train_spk: int, n_val_spk: int, sr: int = 24000):
+    from datasets import load_from_disk
+
+    dsd = load_from_disk(str(out))
+    assert set(dsd) == {"train", "validation", "test"}
+    for split, ds in dsd.items():
+        assert {"audio", "sampling_rate", "text", "speaker_id", "voice", "duration"} <= set(ds.column_names)
+        assert len(ds) > 0, split
+        row = ds[0]
+        audio = np.asarray(row["audio"], dtype=np.float32)
+        assert row["sampling_rate"] == sr
+        assert abs(audio.size / sr - row["duration"]) < 1e-3
+        assert 1.0 <= row["duration"] <= 8.0
+        assert 0.05 < np.abs(audio).max() <= 1.0
+    spk = {s: set(dsd[s]["speaker_id"]) for s in dsd}
+    txt = {s: set(dsd[s]["text"]) for s in dsd}
+    assert len(spk["train"]) == n_train_spk and len(spk["validation"]) == n_val_spk
+    for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
+        assert not spk[a] & spk[b], (a, b)
+        assert not txt[a] & txt[b], (a, b)
+    assert all(v.startswith("stock_") for v in spk["test"])
+    assert all(v in stock_eval_voices() for v in dsd["test"]["voice"])
+    train_voices = set(dsd["train"]["voice"])
+    assert len(train_voices) == n_train_spk and all("language variant" in v for v in train_voices)
+    assert not train_voices & set(dsd["validation"]["voice"])
+    return dsd
+
+
+@needs_espeak
+def test_tiny_build(tmp_path):
+    fortunes = _tiny_fortunes(tmp_path)
+    out = tmp_path / "corpus"
+    t = time.time()
+    summary = bc.main(["--out", str(out), "--num-train-speakers", "3", "--num-val-speakers", "1",
+                       "--utts-per-speaker", "2", "--num-test-voices", "1", "--fortunes-dir", str(fortunes),
+                       "--num-proc", "2"])
+    elapsed = time.time() - t
+    assert elapsed < 30, elapsed  # ~3 s on 2 cores
+    dsd = _check_dataset(out, 3, 1)
+    assert len(dsd["train"]) == 6 and len(dsd["validation"]) == 2 and len(dsd["test"]) == 2
+    assert "must never appear" not in " ".join(dsd["train"]["text"])
+    assert summary["info"]["voice_check"]["colliding"] == 0
+    assert json.loads((out / "corpus_summary.json").read_text())["utterances"] == 10
+
+
+class _StandInFE:
+    """Stand-in with DiTARFeatureExtractor's interface, used only if modeling_ditar's class is missing."""
+
+    def __init__(self, feature_size=100, sampling_rate=24000, n_fft=1024, hop_length=256, feature_mean=None,
+                 feature_std=None, **kwargs):
+        self.feature_size, self.sampling_rate, self.n_fft, self.hop_length = feature_size, sampling_rate, n_fft, hop_length
+        self.feature_mean, self.feature_std = feature_mean, feature_std
+
+    def compute_log_mel(self, waveform):
+        import torch
+
+        spec = torch.stft(waveform, self.n_fft, self.hop_length, window=torch.hann_window(self.n_fft),
+                          return_complex=True).abs()[: self.feature_size]
+        return torch.log(spec.clamp(min=1e-5)).T
+
+    def save_pretrained(self, path):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / "preprocessor_config.json").write_text(json.dumps(self.__dict__))
+
+
+@needs_espeak
+def test_tiny_build_with_features(tmp_path, monkeypatch):
+    try:
+        from modeling_ditar.feature_extraction_ditar import DiTARFeatureExtractor  # noqa: F401
+
+        real = True
+    except ImportError:
+        monkeypatch.setattr(bc, "load_feature_extractor_class", lambda: _StandInFE)
+        real = False
+    fortunes = _tiny_fortunes(tmp_path)
+    cfg = tmp_path / "fe.json"
+    cfg.write_text(json.dumps({"feature_size": 100, "n_fft": 1024, "hop_length": 256}))
+    out = tmp_path / "corpus"
+    bc.main(["--out", str(out), "--num-train-speakers", "2", "--num-val-speakers", "1", "--utts-per-speaker", "3",
+             "--num-test-voices", "1", "--test-utts-per-voice", "2", "--fortunes-dir", str(fortunes),
+             "--features", "--feature-config", str(cfg), "--n-mels", "80", "--hop-length", "240"])
+    dsd = _check_dataset(out, 2, 1)
+    for ds in dsd.values():
+        row = ds[0]
+        feats = np.asarray(row["features"], dtype=np.float32)
+        assert feats.shape == (1 + len(row["audio"]) // 240, 80)
+        assert np.isfinite(feats).all()
+    stats = json.loads((out / "feature_stats.json").read_text())
+    assert len(stats["feature_mean"]) == 80 and len(stats["feature_std"]) == 80
+    assert min(stats["feature_std"]) > 0
+    train = np.concatenate([np.asarray(f, dtype=np.float64) for f in dsd["train"]["features"]])
+    np.testing.assert_allclose(stats["feature_mean"], train.mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(stats["feature_std"], train.std(0), rtol=1e-3, atol=1e-4)
+    saved = json.loads((out / "feature_extractor" / "preprocessor_config.json").read_text())
+    assert saved["hop_length"] == 240 and saved["feature_size"] == 80
+    np.testing.assert_allclose(saved["feature_mean"], stats["feature_mean"])
+    if real:
+        from modeling_ditar.feature_extraction_ditar import DiTARFeatureExtractor
+
+        fe = DiTARFeatureExtractor.from_pretrained(str(out / "feature_extractor"))
+        assert fe.hop_length == 240 and fe.feature_std == pytest.approx(stats["feature_std"])
+
+
+def _wav_bytes(x: np.ndarray, sr: int) -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, x, sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def _fake_hub_dataset(n: int = 6, sr: int = 16000):
+    from datasets import Audio, Dataset
+
+    rng = np.random.default_rng(0)
+    audio, texts, spk = [], [], []
+    for i in range(n):
+        secs = 0.5 if i == 0 else 2.0  # the first one is too short after trimming
+        x = np.concatenate([np.zeros(int(0.6 * sr)), 0.3 * rng.standard_normal(int(secs * sr)), np.zeros(int(0.6 * sr))])
+        audio.append({"bytes": _wav_bytes(x.astype(np.float32), sr), "path": None})
+        texts.append(f"utterance number {i}")
+        spk.append(100 + i % 2)
+    ds = Dataset.from_dict({"audio": audio, "text_normalized": texts, "speaker_id": spk})
+    return ds.cast_column("audio", Audio(sampling_rate=sr))
+
+
+def test_convert_local_speech_dataset():
+    ds = _fake_hub_dataset()
+    out = bc.convert_speech_dataset(ds, text_column="text_normalized", audio_column="audio",
+                                    speaker_column="speaker_id", target_sr=24000, num_proc=2, source="fake")
+    assert len(out) == 5  # 0.5 s clip dropped by --min-sec 1
+    row = out[0]
+    assert row["sampling_rate"] == 24000 and row["speaker_id"] in ("100", "101") and row["voice"] == "fake"
+    assert abs(row["duration"] - 2.2) < 0.05  # 0.6 s silences trimmed to 0.1 s each side
+    # {"array", "sampling_rate"} structs and plain arrays + a rate column work as well
+    from datasets import Dataset
+
+    x = (0.3 * np.sin(np.arange(32000) / 5)).astype(np.float32)
+    d2 = Dataset.from_dict({"a": [{"array": x, "sampling_rate": 16000}], "t": ["hello world"]})
+    assert bc.convert_speech_dataset(d2, text_column="t", audio_column="a")[0]["duration"] == pytest.approx(2.0, abs=0.01)
+    d3 = Dataset.from_dict({"a": [x], "sr": [16000], "t": ["hello world"]})
+    r3 = bc.convert_speech_dataset(d3, text_column="t", audio_column="a", sampling_rate_column="sr")[0]
+    assert r3["speaker_id"] == "unknown" and len(r3["audio"]) == 48000
+
+
+def test_hub_cli_path_offline(tmp_path, monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(name, config=None, split=None, **kw):
+        calls.append((name, config, split))
+        return _fake_hub_dataset()
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    out = tmp_path / "hub"
+    bc.main(["--out", str(out), "--from-hub-dataset", "someone/libritts_r", "--hub-config", "clean",
+             "--hub-splits", "train=train.clean.100,validation=dev.clean,test=test.clean",
+             "--text-column", "text_normalized", "--audio-column", "audio", "--speaker-column", "speaker_id"])
+    assert calls == [("someone/libritts_r", "clean", s) for s in ("train.clean.100", "dev.clean", "test.clean")]
+    dsd = datasets.load_from_disk(str(out))
+    assert set(dsd) == {"train", "validation", "test"} and len(dsd["train"]) == 5
+    assert dsd["test"][0]["voice"] == "someone/libritts_r:test.clean"
