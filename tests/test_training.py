@@ -1,0 +1,111 @@
+"""Training script: a tiny run resumes after an interruption with exactly the same loss curve."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "examples" / "train.py"
+
+
+def _tiny_corpus(directory: Path):
+    from datasets import Dataset, DatasetDict
+
+    from modeling_ditar import DiTARFeatureExtractor
+
+    generator = torch.Generator().manual_seed(0)
+    words = ["hello world", "a small test", "speech is fun", "more words here", "the quick fox", "good day"]
+
+    def split(num, offset):
+        rows = {"features": [], "text": [], "speaker_id": []}
+        for i in range(num):
+            frames = 12 + 4 * (i % 5)
+            rows["features"].append((torch.randn(frames, 8, generator=generator) - 4).tolist())
+            rows["text"].append(words[(i + offset) % len(words)])
+            rows["speaker_id"].append(f"spk{(i + offset) % 3}")
+        return Dataset.from_dict(rows)
+
+    DatasetDict({"train": split(24, 0), "validation": split(4, 1)}).save_to_disk(str(directory / "corpus"))
+    fe = DiTARFeatureExtractor(feature_size=8, sampling_rate=16000, n_fft=256, hop_length=160,
+                               feature_mean=[-4.0] * 8, feature_std=[1.0] * 8)
+    fe.save_pretrained(directory / "corpus" / "feature_extractor")
+
+
+def _config(directory: Path) -> Path:
+    config = {
+        "dataset": str(directory / "corpus"),
+        "phonemize": False,
+        "model": {
+            "patch_size": 2, "num_history_patches": 1, "history_dropout_prob": 0.3,
+            "encoder_hidden_size": 32, "encoder_num_layers": 1, "encoder_num_heads": 4, "encoder_intermediate_size": 64,
+            "locdit_hidden_size": 32, "locdit_num_layers": 1, "locdit_num_heads": 4, "locdit_intermediate_size": 64,
+            "text_config": {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                            "num_attention_heads": 4, "num_key_value_heads": 2},
+        },
+        "max_steps": 6, "learning_rate": 1e-3, "warmup_steps": 2, "max_batch_frames": 120, "max_example_frames": 60,
+        "checkpoint_every": 3, "eval_every": 100, "log_every": 1, "num_threads": 1,
+    }
+    path = directory / "tiny.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _train(config: Path, output: Path, *extra: str):
+    result = subprocess.run(
+        [sys.executable, str(TRAIN), "--config", str(config), "--output-dir", str(output), *extra],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _losses(output: Path) -> dict[int, str]:
+    with (output / "log.csv").open() as f:
+        return {int(row["step"]): row["loss"] for row in csv.DictReader(f)}
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    _tiny_corpus(tmp_path)
+    config = _config(tmp_path)
+    _train(config, tmp_path / "straight")
+    _train(config, tmp_path / "interrupted", "--stop-after", "3")
+    assert sorted(p.name for p in (tmp_path / "interrupted" / "checkpoints").iterdir()) == ["step-3"]
+    resumed = _train(config, tmp_path / "interrupted", "--resume")
+    assert "resumed from" in resumed.stdout
+
+    straight, interrupted = _losses(tmp_path / "straight"), _losses(tmp_path / "interrupted")
+    assert set(straight) == set(range(1, 7))
+    assert {step: interrupted[step] for step in range(4, 7)} == {step: straight[step] for step in range(4, 7)}
+    # the finished run exports EMA weights that load as a DiTAR model
+    from modeling_ditar import DiTARForConditionalGeneration
+
+    model = DiTARForConditionalGeneration.from_pretrained(tmp_path / "straight" / "final" / "model")
+    assert model.config.patch_size == 2
+
+
+def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
+    _tiny_corpus(tmp_path)
+    config = _config(tmp_path)
+    _train(config, tmp_path / "run", "--stop-after", "3")
+    result = subprocess.run(
+        [sys.executable, str(TRAIN), "--config", str(config), "--output-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert result.returncode != 0
+    assert "--resume" in result.stderr
+
+
+@pytest.mark.parametrize("bad", [{"max_stepz": 3}])
+def test_unknown_setting_is_rejected(tmp_path, bad):
+    sys.path.insert(0, str(ROOT / "examples"))
+    from train import TrainConfig
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="max_stepz"):
+        TrainConfig.load(str(path))
