@@ -6,6 +6,7 @@ text, prompt audio -> DiTARProcessor -> DiTARForConditionalGeneration.generate_p
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -112,6 +113,7 @@ class DiTARPipeline(DiffusionPipeline):
                 )
             pretrained_model_name_or_path = EMBEDDED_DEFAULT
         pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        _align_cpu_tensors(pipe.model)
         voice_dir = _resolve_voice_dir(pretrained_model_name_or_path, kwargs)
         if voice_dir is not None:
             pipe.set_default_voice(str(voice_dir / "prompt.wav"), (voice_dir / "prompt.txt").read_text("utf-8").strip())
@@ -315,15 +317,26 @@ class DiTARPipeline(DiffusionPipeline):
         sampling_rate: int | None = None,
     ) -> Iterator[np.ndarray]:
         """Yield float32 waveform chunks while patches are generated; joined, they equal `pipe(...).audios[0]` for the
-        same arguments and seed."""
+        same arguments and seed. The arguments (and the prompt audio) are checked when `stream` is called, before the
+        first chunk is asked for."""
         if not isinstance(text, str):
             raise ValueError("stream() speaks one text at a time; pass a string (call it once per text).")
         self.check_inputs(text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature,
                           max_new_patches, "np")
-        vocoder = self._streaming_vocoder()
         segments = split_sentences(text, MAX_CHARS_PER_SEGMENT)
+        first_inputs = self.encode_inputs([segments[0]], prompt_audio, prompt_text, sampling_rate)  # fail now
+        return self._stream(segments, first_inputs, prompt_audio, prompt_text, num_inference_steps, guidance_scale,
+                            temperature, max_new_patches, generator, sampling_rate)
+
+    @torch.no_grad()
+    def _stream(self, segments, first_inputs, prompt_audio, prompt_text, num_inference_steps, guidance_scale,
+                temperature, max_new_patches, generator, sampling_rate) -> Iterator[np.ndarray]:
+        vocoder = self._streaming_vocoder()
         for index, segment in enumerate(segments):
-            inputs = self.encode_inputs([segment], prompt_audio, prompt_text, sampling_rate)
+            if index == 0:
+                inputs = first_inputs
+            else:
+                inputs = self.encode_inputs([segment], prompt_audio, prompt_text, sampling_rate)
             for step in self._patch_steps(inputs, num_inference_steps, guidance_scale, temperature, max_new_patches,
                                           generator, None):
                 if bool(step.active[0]):
@@ -337,37 +350,57 @@ class DiTARPipeline(DiffusionPipeline):
             yield chunk.numpy()
 
 
+# a sentence ends at . ! ? ; or … (optionally followed by a closing quote or bracket) and whitespace
+_SENTENCE_END = re.compile(r"(?<=[.!?;\u2026])\s+|(?<=[.!?;\u2026][\"')\]])\s+")
+_CLAUSE_END = re.compile(r"(?<=[,:])\s+")
+
+
 def split_sentences(text: str, max_chars: int = MAX_CHARS_PER_SEGMENT) -> list[str]:
-    """Split a long text at sentence ends into pieces of at most about `max_chars` characters (a single sentence
-    longer than that is split at commas, then at spaces). Short texts come back unchanged as one piece."""
+    """Split a long text at sentence ends into pieces of at most `max_chars` characters, packing whole sentences
+    greedily (a single sentence longer than that is split at commas/colons, then at spaces; a single word longer than
+    `max_chars` stays whole). Whitespace runs become one space; `" ".join(pieces)` gives back that text. Short texts
+    come back as one piece."""
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+        raise ValueError(f"max_chars must be an integer >= 1, got {max_chars!r}.")
     text = " ".join(text.split())
     if len(text) <= max_chars:
         return [text]
-    sentences = re.split(r"(?<=[.!?;])\s+", text)
-    pieces: list[str] = []
-    for sentence in sentences:
-        parts = [sentence]
-        if len(sentence) > max_chars:
-            parts = _split_long(sentence, max_chars)
-        for part in parts:
-            if pieces and len(pieces[-1]) + 1 + len(part) <= max_chars:
-                pieces[-1] = pieces[-1] + " " + part
-            else:
-                pieces.append(part)
-    return [p for p in pieces if p.strip()]
+    parts: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        parts += [sentence] if len(sentence) <= max_chars else _split_long(sentence, max_chars)
+    return _pack(parts, max_chars)
 
 
 def _split_long(sentence: str, max_chars: int) -> list[str]:
-    out, current = [], ""
-    for word in re.split(r"(?<=,)\s+|\s+", sentence):
-        if current and len(current) + 1 + len(word) > max_chars:
-            out.append(current)
-            current = word
+    """Pieces of one over-long sentence: clauses (split after commas and colons), packed; a clause still too long is
+    split at spaces."""
+    parts: list[str] = []
+    for clause in _CLAUSE_END.split(sentence):
+        parts += [clause] if len(clause) <= max_chars else clause.split(" ")
+    return _pack(parts, max_chars)
+
+
+def _pack(parts: list[str], max_chars: int) -> list[str]:
+    """Join consecutive parts with spaces while the result stays within `max_chars`."""
+    pieces: list[str] = []
+    for part in parts:
+        if not part:
+            continue
+        if pieces and len(pieces[-1]) + 1 + len(part) <= max_chars:
+            pieces[-1] = pieces[-1] + " " + part
         else:
-            current = f"{current} {word}".strip()
-    if current:
-        out.append(current)
-    return out
+            pieces.append(part)
+    return pieces
+
+
+def _align_cpu_tensors(module: torch.nn.Module, alignment: int = 64) -> None:
+    """Copy CPU parameters and buffers that sit at unaligned addresses (views into a memory-mapped safetensors file)
+    into freshly allocated memory. CPU kernels (MKL/oneDNN) take other code paths for unaligned data, which changes
+    results in the last bits; without this a loaded pipeline does not reproduce the saved one's audio bit for bit."""
+    with torch.no_grad():
+        for tensor in itertools.chain(module.parameters(), module.buffers()):
+            if tensor.device.type == "cpu" and tensor.numel() and tensor.data_ptr() % alignment:
+                tensor.data = tensor.data.clone()
 
 
 def _pick(value, index: int):

@@ -85,10 +85,10 @@ class DiTARProcessor(ProcessorMixin):
 
         ids = []
         for row, target in enumerate(texts):
-            row_ids = self.encode_text(target, on_unknown=on_unknown)
+            row_ids = self._encode_argument(target, "text", row, batch, on_unknown)
             if prompt_texts is not None:
-                row_ids = self.encode_text(prompt_texts[row], on_unknown=on_unknown) + self.encode_text(
-                    " ", allow_empty=True
+                row_ids = self._encode_argument(prompt_texts[row], "prompt_text", row, batch, on_unknown) + (
+                    self.encode_text(" ", allow_empty=True)
                 ) + row_ids
             ids.append(row_ids)
         length = max(len(r) for r in ids)
@@ -109,9 +109,29 @@ class DiTARProcessor(ProcessorMixin):
             data["prompt_attention_mask"] = features["attention_mask"]
         return BatchFeature(data=data, tensor_type=None)
 
+    def _encode_argument(self, value: str, name: str, row: int, batch: int, on_unknown: str) -> list[int]:
+        """`encode_text`, with errors prefixed by the argument (and row) they come from: the front end's messages
+        speak of `text`, which would be misleading for `prompt_text`."""
+        try:
+            return self.encode_text(value, on_unknown=on_unknown)
+        except ValueError as err:
+            where = f"{name}[{row}]" if batch > 1 else name
+            if where == "text":  # the front end's messages already name `text`
+                raise
+            raise ValueError(f"{where}: {err}") from err
+
     def load_prompt_audio(self, audio, sampling_rate: int | None = None) -> torch.Tensor:
-        """A prompt clip as mono float32 at the feature extractor's rate; clear errors for missing, unreadable, empty,
-        non-finite or silent audio."""
+        """A prompt clip as mono float32 at the feature extractor's rate; clear errors (prefixed `prompt_audio:`) for
+        missing, unreadable, empty, non-finite or silent audio."""
+        try:
+            return self._load_prompt_audio(audio, sampling_rate)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"prompt_audio: {err}") from err
+        except ValueError as err:
+            message = str(err)
+            raise ValueError(message if message.startswith("prompt_audio") else f"prompt_audio: {message}") from err
+
+    def _load_prompt_audio(self, audio, sampling_rate: int | None = None) -> torch.Tensor:
         if isinstance(audio, (str, bytes)) or hasattr(audio, "__fspath__"):
             waveform, _ = load_audio(audio, sampling_rate=self.sampling_rate)
         else:
