@@ -1,6 +1,6 @@
 """Configuration of DiTAR (Diffusion Transformer Autoregressive modeling for speech generation)."""
 
-from __future__ import annotations
+import math
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
@@ -72,16 +72,16 @@ class DiTARConfig(PreTrainedConfig):
     locdit_num_layers: int = 4
     locdit_num_heads: int = 4
     locdit_intermediate_size: int = 1024
-    cfg_dropout_prob: float = 0.1
-    history_dropout_prob: float = 0.0
-    stop_threshold: float = 0.5
-    stop_loss_weight: float = 1.0
-    max_patches_per_text_token: float = 3.0
+    cfg_dropout_prob: float | int = 0.1
+    history_dropout_prob: float | int = 0.0
+    stop_threshold: float | int = 0.5
+    stop_loss_weight: float | int = 1.0
+    max_patches_per_text_token: float | int = 3.0
     min_max_new_patches: int = 16
-    guidance_scale: float = 2.0
-    temperature: float = 0.5
+    guidance_scale: float | int = 2.0
+    temperature: float | int = 0.5
     num_inference_steps: int = 10
-    initializer_range: float = 0.02
+    initializer_range: float | int = 0.02
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -104,7 +104,8 @@ class DiTARConfig(PreTrainedConfig):
         need(0.0 < self.stop_threshold < 1.0, "stop_threshold", "it must be in (0, 1)")
         need(self.stop_loss_weight >= 0.0, "stop_loss_weight", "it must be >= 0")
         need(self.max_patches_per_text_token > 0.0, "max_patches_per_text_token", "it must be > 0")
-        need(self.guidance_scale >= 0.0, "guidance_scale", "it must be >= 0 (1 disables guidance)")
+        need(math.isfinite(self.guidance_scale) and self.guidance_scale >= 0.0, "guidance_scale",
+             "it must be a finite number >= 0 (1 disables guidance)")
         need(0.0 <= self.temperature <= 1.0, "temperature", "it must be in [0, 1]")
         need(self.encoder_hidden_size % self.encoder_num_heads == 0, "encoder_hidden_size",
              f"it must be divisible by encoder_num_heads={self.encoder_num_heads}")

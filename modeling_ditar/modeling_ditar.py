@@ -174,7 +174,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         positions first (speech_mask [B, N']). Rows are right-padded (training) or left-padded (generation, so every
         row's last real position is the last column).
         Returns embeds [B, S, H], attention_mask [B, S], position_ids [B, S] and speech_index [B, N'] (column of each
-        speech position in the merged sequence; padded positions point at column 0).
+        speech position in the merged sequence; padded positions point at the last column).
         """
         batch, _, hidden = text_embeds.shape
         text_mask, speech_mask = text_mask.bool(), speech_mask.bool()
@@ -339,6 +339,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
                 f"speech_attention_mask {tuple(speech_attention_mask.shape)} must be [batch, frames] = "
                 f"{tuple(speech_features.shape[:2])}."
             )
+        _check_right_padded(speech_attention_mask, "speech_attention_mask")
 
     # ----------------------------------------------------------------------------------------------------------------
     # generation
@@ -545,6 +546,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
                     f"prompt_attention_mask {tuple(prompt_attention_mask.shape)} must be [batch, frames] = "
                     f"{tuple(prompt_features.shape[:2])}."
                 )
+            _check_right_padded(prompt_attention_mask, "prompt_attention_mask")
         elif prompt_attention_mask is not None:
             raise ValueError("prompt_attention_mask was given without prompt_features.")
         if max_new_patches is not None and (isinstance(max_new_patches, bool) or not isinstance(max_new_patches, int)
@@ -560,6 +562,16 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             raise ValueError(f"temperature must be in [0, 1] (0 = deterministic), got {temperature!r}.")
         if isinstance(generator, list) and len(generator) != batch:
             raise ValueError(f"got {len(generator)} generators for a batch of {batch}; pass one per row or a single one.")
+
+
+def _check_right_padded(mask: torch.Tensor | None, name: str):
+    """Frame masks must hold each row's real frames first (right padding): patches are cut from the start."""
+    if mask is None:
+        return
+    lengths = mask.long().sum(1, keepdim=True)
+    expected = torch.arange(mask.shape[1], device=mask.device)[None] < lengths
+    if not bool((mask.bool() == expected).all()):
+        raise ValueError(f"{name} must be right-padded (real frames first, then zeros); pad frames at the end.")
 
 
 @functools.cache

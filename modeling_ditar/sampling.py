@@ -66,6 +66,17 @@ class PatchSampler:
             }
         return self._grid_cache[key]
 
+    def _check_sigmas(self, expected: torch.Tensor):
+        """The scheduler must step exactly on the sigmas it was given: a shifted or non-flow-matching scheduler would
+        silently solve another ODE."""
+        sigmas = getattr(self.scheduler, "sigmas", None)
+        wanted = torch.cat([expected, expected.new_zeros(1)])
+        if sigmas is None or sigmas.shape != wanted.shape or not torch.allclose(sigmas.cpu().float(), wanted, atol=1e-5):
+            raise TypeError(
+                f"{type(self.scheduler).__name__} does not step on the sigmas it is given (a `shift` != 1, dynamic "
+                "shifting, or not a flow-matching scheduler); use FlowMatchEulerDiscreteScheduler(shift=1.0)."
+            )
+
     @staticmethod
     def noise_injection_index(temperature: float, num_inference_steps: int) -> int:
         """Index into the grid t = [1, ..., 0] of the point nearest to tau where fresh noise is injected
@@ -96,6 +107,7 @@ class PatchSampler:
         grid = self._grid(num_inference_steps, torch.device(device))
         eta = self.noise_injection_index(temperature, num_inference_steps)
         self.scheduler.set_timesteps(sigmas=grid["flow_sigmas"].tolist(), device=device)
+        self._check_sigmas(grid["flow_sigmas"])
         self.scheduler.set_begin_index(0)
 
         if eta == 0:

@@ -205,6 +205,9 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         return magnitude.clamp(min=self.min_magnitude).transpose(1, 2)
 
     def _stft(self, waveform: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+        # Reflect padding needs more than n_fft // 2 samples; very short signals (a few frames) are zero-padded instead,
+        # as in the feature extractor.
+        pad_mode = "reflect" if waveform.shape[-1] > self.n_fft // 2 else "constant"
         return torch.stft(
             waveform,
             self.n_fft,
@@ -212,7 +215,7 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             win_length=self.win_length,
             window=window,
             center=True,
-            pad_mode="reflect",
+            pad_mode=pad_mode,
             return_complex=True,
         )
 

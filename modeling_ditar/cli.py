@@ -1,0 +1,334 @@
+"""The `ditar` command line: zero-shot text-to-speech with a saved DiTAR pipeline.
+
+    ditar synthesize "Hello there." -o hello.wav
+    ditar synthesize "Hello there." --prompt-audio me.wav --prompt-text "What I say in me.wav." -o hello.wav
+
+User errors (a missing file, a bad value, no model) end with exit code 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROG = "ditar"
+
+DESCRIPTION = """\
+DiTAR zero-shot text-to-speech: speak any text in the voice of a short audio prompt (a few seconds of speech and
+its transcript), or in the default voice saved with the model.
+
+commands:
+  synthesize    speak a text and write it to an audio file"""
+
+EPILOG = """\
+examples:
+  ditar synthesize "Hello there." -o hello.wav
+  ditar synthesize "Hello there." --prompt-audio me.wav --prompt-text "What I say in me.wav." -o hello.wav
+  ditar synthesize "A long story. In many sentences." --stream -o story.wav --model path/to/pipeline
+  echo "Text from a pipe." | ditar synthesize - -o piped.flac --seed 0
+
+Run 'ditar synthesize --help' for every option."""
+
+SYNTH_DESCRIPTION = """\
+Speak TEXT and write it to an audio file (the format follows the extension: .wav, .flac, .ogg, ...).
+Long texts are split into sentences and spoken one after the other in the same voice."""
+
+SYNTH_EPILOG = """\
+examples:
+  ditar synthesize "Hello there." -o hello.wav
+      the embedded default model and its default voice
+  ditar synthesize "Hello there." --prompt-audio me.wav --prompt-text "What I say in me.wav." -o hello.wav
+      clone the voice of me.wav (any sample rate, mono or stereo; 3-10 seconds work best)
+  ditar synthesize "Hello there." --model ./my-pipeline --steps 16 --guidance-scale 3 --temperature 0 -o hi.wav
+      a local pipeline folder, more sampler steps, stronger guidance, deterministic sampling
+  ditar synthesize "A long text ..." --stream -o long.wav
+      write the audio while it is generated (a player can follow the growing file)
+
+exit status: 0 on success, 2 on a user error (bad argument, missing file, no model), 130 when interrupted."""
+
+
+class UsageError(Exception):
+    """A mistake of the user: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) that still say where to look."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
+def _int_at_least(minimum: int):
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _float_in(low: float, high: float | None):
+    allowed = f"a number >= {low:g}" if high is None else f"a number in [{low:g}, {high:g}]"
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {value!r}") from None
+        if not math.isfinite(number) or number < low or (high is not None and number > high):
+            raise argparse.ArgumentTypeError(f"expected {allowed}, got {value!r}")
+        return number
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    def formatter(prog):
+        return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+    parser = _Parser(prog=PROG, usage=f"{PROG} [-h] [--version] COMMAND ...", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=formatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    # the commands are listed in DESCRIPTION (argparse's own listing of sub-commands reads poorly)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS, parser_class=_Parser)
+
+    synth = commands.add_parser(
+        "synthesize", prog=f"{PROG} synthesize", description=SYNTH_DESCRIPTION,
+        epilog=SYNTH_EPILOG, formatter_class=formatter,
+    )
+    synth.add_argument("text", metavar="TEXT", help="the text to speak ('-' reads it from standard input)")
+    synth.add_argument("-o", "--output", metavar="FILE", required=True,
+                       help="audio file to write (.wav, .flac, .ogg, ...); overwritten if it exists")
+    voice = synth.add_argument_group("voice", "the voice to clone; without both, the model's default voice is used")
+    voice.add_argument("--prompt-audio", metavar="FILE",
+                       help="a few seconds of speech in the voice to clone (any sample rate, mono or stereo)")
+    voice.add_argument("--prompt-text", metavar="TEXT", help="the transcript of --prompt-audio (required with it)")
+    model = synth.add_argument_group("model")
+    model.add_argument("--model", metavar="PATH",
+                       help="pipeline folder saved with DiTARPipeline.save_pretrained, or a Hub repository id "
+                            "(default: the model embedded in this installation)")
+    model.add_argument("--device", default="cpu", metavar="DEVICE",
+                       help="torch device to run on, e.g. cpu, cuda, cuda:1, mps (default: %(default)s)")
+    sampling = synth.add_argument_group("sampling (defaults come from the model config)")
+    sampling.add_argument("--steps", type=_int_at_least(1), metavar="N",
+                          help="diffusion (ODE) steps per patch; more is slower and smoother (model default: 10)")
+    sampling.add_argument("--guidance-scale", type=_float_in(0.0, None), metavar="G",
+                          help="LM guidance scale g >= 0; 1 disables guidance, larger follows the text more closely")
+    sampling.add_argument("--temperature", type=_float_in(0.0, 1.0), metavar="T",
+                          help="sampling temperature in [0, 1]; 0 is deterministic, 1 the most varied")
+    sampling.add_argument("--max-new-patches", type=_int_at_least(1), metavar="N",
+                          help="cap on generated patches per sentence group (default: from the text length)")
+    sampling.add_argument("--seed", type=int, metavar="N", help="random seed, for reproducible audio")
+    out = synth.add_argument_group("output")
+    out.add_argument("--stream", action="store_true",
+                     help="write the audio to FILE while it is generated instead of all at the end")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
+    synth.set_defaults(handler=_synthesize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ditar` console script; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and argument errors (already printed)
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
+    if args.command is None:
+        print(f"{PROG}: error: choose a command, e.g. '{PROG} synthesize' (see '{PROG} --help')", file=sys.stderr)
+        return 2
+    try:
+        return args.handler(args)
+    except UsageError as err:
+        print(f"{PROG}: error: {_one_line(str(err))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# synthesize
+
+
+def _synthesize(args: argparse.Namespace) -> int:
+    text = _read_text(args.text)
+    output = _check_output(args.output)
+    if args.prompt_audio is not None and args.prompt_text is None:
+        raise UsageError("--prompt-audio needs --prompt-text, the transcript of what is said in it")
+    if args.prompt_text is not None and args.prompt_audio is None:
+        raise UsageError("--prompt-text was given without --prompt-audio; pass both, or neither for the default voice")
+    if args.prompt_audio is not None:
+        prompt = Path(args.prompt_audio)
+        if not prompt.is_file():
+            raise UsageError(f"--prompt-audio: no such file: {str(prompt)!r}")
+
+    import torch
+
+    pipe = _load_pipeline(args.model, args.device, quiet=args.quiet)
+    pipe.set_progress_bar_config(disable=args.quiet, desc="Generating", unit="patch", leave=False)
+    call = dict(
+        text=text,
+        prompt_audio=args.prompt_audio,
+        prompt_text=args.prompt_text,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        temperature=args.temperature,
+        max_new_patches=args.max_new_patches,
+        generator=None if args.seed is None else torch.Generator().manual_seed(args.seed),
+    )
+    start = time.perf_counter()
+    try:
+        if args.stream:
+            seconds, first = _write_stream(pipe, call, output)
+            stopped = None
+        else:
+            result = pipe(**call)
+            audio = result.audios[0][: result.audio_lengths[0]]
+            _write_atomic(output, audio, pipe.sample_rate)
+            seconds, first, stopped = len(audio) / pipe.sample_rate, None, result.stopped[0]
+    except (ValueError, FileNotFoundError) as err:  # the pipeline's input checks
+        raise UsageError(str(err)) from err
+    elapsed = time.perf_counter() - start
+    if not args.quiet:
+        if stopped is False:
+            print(f"{PROG}: warning: generation was cut at the patch limit (--max-new-patches or the default for this "
+                  "text length); the end of the text may be missing", file=sys.stderr)
+        extra = "" if first is None else f", first audio after {first:.2f} s"
+        print(f"Wrote {output} ({seconds:.2f} s of audio at {pipe.sample_rate} Hz in {elapsed:.2f} s{extra})",
+              file=sys.stderr)
+    return 0
+
+
+def _read_text(text: str) -> str:
+    if text == "-":
+        text = sys.stdin.read()
+    if not text.strip():
+        raise UsageError("TEXT is empty; give the words to speak (or '-' to read them from standard input)")
+    return text
+
+
+def _check_output(path: str) -> Path:
+    import soundfile as sf
+
+    output = Path(path).expanduser()
+    if output.is_dir():
+        raise UsageError(f"--output: {str(output)!r} is a folder; give a file name such as speech.wav")
+    if not output.parent.is_dir():
+        raise UsageError(f"--output: the folder {str(output.parent)!r} does not exist")
+    extension = output.suffix.lstrip(".").upper()
+    if extension not in sf.available_formats():
+        known = ", ".join(sorted("." + f.lower() for f in ("WAV", "FLAC", "OGG") if f in sf.available_formats()))
+        raise UsageError(f"--output: cannot tell the audio format from {output.name!r}; use an extension such as {known}")
+    return output
+
+
+def _load_pipeline(model: str | None, device: str, quiet: bool):
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from . import DiTARPipeline
+    from .pipeline_ditar import EMBEDDED_DEFAULT
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    if model is None:
+        if not (EMBEDDED_DEFAULT / "model_index.json").is_file():
+            raise UsageError(
+                "no default model is installed with this copy of modeling_ditar; pass --model PATH "
+                "(a pipeline folder saved with DiTARPipeline.save_pretrained)"
+            )
+    elif Path(model).expanduser().exists():
+        folder = Path(model).expanduser()
+        if not (folder / "model_index.json").is_file():
+            raise UsageError(f"--model: {model!r} is not a DiTAR pipeline folder (it has no model_index.json)")
+        model = str(folder)
+    elif _looks_like_a_path(model):
+        raise UsageError(f"--model: no such folder: {model!r}")
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise UsageError(f"--device: {err}") from err
+    if not quiet:
+        print(f"Loading {'the default model' if model is None else model} ...", file=sys.stderr)
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # "Couldn't connect to the Hub ..." would repeat the error below
+    try:
+        pipe = DiTARPipeline.from_pretrained(model)
+    except (OSError, ValueError) as err:  # not found locally nor on the Hub (offline), or not a DiTAR pipeline
+        raise UsageError(f"--model: could not load {model!r}: {err}") from err
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+    try:
+        return pipe.to(device)
+    except (RuntimeError, AssertionError) as err:  # e.g. CUDA asked for on a machine without it
+        raise UsageError(f"--device: cannot use {str(device)!r}: {err}") from err
+
+
+def _write_atomic(output: Path, audio, sample_rate: int) -> None:
+    """Write next to the target and rename into place, so a failure never leaves a truncated file behind."""
+    import numpy as np
+    import soundfile as sf
+
+    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=output.suffix, dir=output.parent)
+    os.close(handle)
+    try:
+        sf.write(temporary, np.clip(audio, -1.0, 1.0), sample_rate)
+        os.replace(temporary, output)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _write_stream(pipe, call: dict, output: Path) -> tuple[float, float]:
+    """Write chunks as `pipe.stream` yields them; returns (seconds of audio, seconds until the first chunk)."""
+    import numpy as np
+    import soundfile as sf
+
+    start = time.perf_counter()
+    chunks = pipe.stream(**call)  # checks the inputs (and reads the prompt) before the file is opened
+    samples, first = 0, None
+    try:
+        with sf.SoundFile(output, "w", samplerate=pipe.sample_rate, channels=1) as handle:
+            for chunk in chunks:
+                if first is None:
+                    first = time.perf_counter() - start
+                handle.write(np.clip(chunk, -1.0, 1.0))
+                handle.flush()
+                samples += len(chunk)
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    return samples / pipe.sample_rate, first if first is not None else 0.0
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """A Hub repository id is `name` or `owner/name`; anything else is meant as a local folder."""
+    return name.startswith((".", "~", "/")) or "\\" in name or name.count("/") > 1 or os.path.isabs(name)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("modeling-ditar")
+    except Exception:  # not installed as a distribution (e.g. run from a source tree)
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""The `ditar` command line, run in-process with a tiny pipeline saved to a temporary folder (and once as a process)."""
+
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from pipeline_helpers import (  # noqa: F401  (single_thread is an autouse fixture)
+    SR,
+    get_dummy_pipeline,
+    single_thread,
+    tone,
+    write_wav,
+)
+
+from modeling_ditar import cli
+from modeling_ditar import pipeline_ditar as pipeline_module
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline")
+    get_dummy_pipeline().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def prompt(tmp_path):
+    return write_wav(tmp_path / "prompt.wav", tone(0.05, sr=16000), sr=16000)
+
+
+def run(capsys, *argv):
+    """`ditar ARGV` in-process: (exit status, stdout, stderr)."""
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def expected_audio(model_dir, text, seed, **kwargs):
+    pipe = pipeline_module.DiTARPipeline.from_pretrained(model_dir)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(text, generator=torch.Generator().manual_seed(seed), **kwargs)
+    return np.clip(out.audios[0][: out.audio_lengths[0]], -1, 1)
+
+
+def test_synthesize_with_prompt(capsys, tmp_path, model_dir, prompt):
+    output = tmp_path / "out.wav"
+    code, _, err = run(capsys, "synthesize", "Hello there.", "--prompt-audio", prompt, "--prompt-text", "the prompt",
+                       "-o", output, "--model", model_dir, "--steps", 2, "--guidance-scale", 1.5, "--temperature",
+                       0.3, "--max-new-patches", 3, "--seed", 4)
+    assert code == 0, err
+    audio, rate = sf.read(output, dtype="float32")
+    assert rate == SR and sf.info(output).subtype == "PCM_16"
+    expected = expected_audio(model_dir, "Hello there.", 4, prompt_audio=prompt, prompt_text="the prompt",
+                              num_inference_steps=2, guidance_scale=1.5, temperature=0.3, max_new_patches=3)
+    np.testing.assert_allclose(audio, expected, atol=1.5 / 32768, rtol=0)  # PCM_16 quantisation
+    assert "Wrote" in err and "cut at the patch limit" in err  # the random stop head never fires
+    assert not list(tmp_path.glob(".out.wav.*"))  # the temporary file was renamed into place
+
+
+def test_default_voice_and_progress_bar(capsys, tmp_path, model_dir):
+    output = tmp_path / "out.flac"
+    code, _, err = run(capsys, "synthesize", "Hello there.", "-o", output, "--model", model_dir,
+                       "--max-new-patches", 3, "--seed", 0)
+    assert code == 0, err
+    assert "Generating:" in err and "/3 [" in err  # the progress bar (cleared when done: leave=False)
+    audio, rate = sf.read(output, dtype="float32")
+    np.testing.assert_allclose(audio, expected_audio(model_dir, "Hello there.", 0, max_new_patches=3),
+                               atol=1.5 / 32768, rtol=0)
+    # --quiet: no progress bar, no summary
+    code, out, err = run(capsys, "synthesize", "Hello there.", "-o", output, "--model", model_dir,
+                         "--max-new-patches", 3, "-q")
+    assert code == 0 and out == "" and err == ""
+
+
+def test_stream_writes_the_same_audio(capsys, tmp_path, model_dir):
+    text = "A sentence that is part of a long paragraph. " * 12  # three segments
+    args = [text, "--model", model_dir, "--max-new-patches", 8, "--seed", 1, "-q"]
+    assert run(capsys, "synthesize", *args, "-o", tmp_path / "a.wav")[0] == 0
+    code, _, err = run(capsys, "synthesize", *args[:-1], "--stream", "-o", tmp_path / "b.wav")
+    assert code == 0, err
+    assert "first audio after" in err
+    a, _ = sf.read(tmp_path / "a.wav", dtype="int16")
+    b, _ = sf.read(tmp_path / "b.wav", dtype="int16")
+    assert a.shape == b.shape and len(a) > 3 * 8 * 2 * 16
+    np.testing.assert_array_equal(a, b)
+
+
+def test_text_from_stdin(capsys, tmp_path, model_dir, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("Hello from a pipe.\n"))
+    code, _, err = run(capsys, "synthesize", "-", "-o", tmp_path / "s.wav", "--model", model_dir,
+                       "--max-new-patches", 2, "-q")
+    assert code == 0, err and (tmp_path / "s.wav").is_file()
+
+
+def test_embedded_default_model(capsys, tmp_path, model_dir, monkeypatch):
+    monkeypatch.setattr(pipeline_module, "EMBEDDED_DEFAULT", tmp_path / "not-installed")
+    code, out, err = run(capsys, "synthesize", "Hello.", "-o", tmp_path / "x.wav")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("ditar: error: no default model is installed") and "--model" in err
+    assert not (tmp_path / "x.wav").exists()
+    default = tmp_path / "default"
+    shutil.copytree(model_dir, default)
+    monkeypatch.setattr(pipeline_module, "EMBEDDED_DEFAULT", default)
+    code, _, err = run(capsys, "synthesize", "Hello.", "-o", tmp_path / "x.wav", "--max-new-patches", 2, "-q")
+    assert code == 0, err and (tmp_path / "x.wav").is_file()
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    fake = tmp_path / "fake.wav"
+    fake.write_text("plain text, not audio")
+    return {
+        "fake": fake,
+        "empty": write_wav(tmp_path / "empty.wav", np.zeros(0, np.float32)),
+        "silent": write_wav(tmp_path / "silent.wav", np.zeros(800, np.float32)),
+        "short": write_wav(tmp_path / "short.wav", tone(0.001)),
+        "good": write_wav(tmp_path / "good.wav", tone()),
+        "nan": write_wav(tmp_path / "nan.wav", np.r_[tone(), np.nan].astype(np.float32), subtype="FLOAT"),
+    }
+
+
+USER_ERRORS = [
+    # (arguments after "synthesize", expected words in the one-line message)
+    (["Hi.", "--steps", "0"], "argument --steps: expected an integer >= 1"),
+    (["Hi.", "--steps", "two"], "argument --steps: expected an integer >= 1"),
+    (["Hi.", "--temperature", "1.5"], r"argument --temperature: expected a number in \[0, 1\]"),
+    (["Hi.", "--guidance-scale", "-1"], "argument --guidance-scale: expected a number >= 0"),
+    (["Hi.", "--max-new-patches", "0"], "argument --max-new-patches: expected an integer >= 1"),
+    (["Hi.", "--seed", "x"], "argument --seed: invalid int value"),
+    (["Hi.", "--bogus"], "unrecognized arguments: --bogus"),
+    (["   "], "TEXT is empty"),
+    (["你好"], "not in the vocabulary"),
+    (["Hi.", "--prompt-audio", "{tmp}/missing.wav", "--prompt-text", "x"], "--prompt-audio: no such file"),
+    (["Hi.", "--prompt-audio", "{fake}", "--prompt-text", "x"], "prompt_audio: Could not read audio file"),
+    (["Hi.", "--prompt-audio", "{empty}", "--prompt-text", "x"], "prompt_audio: .* is empty"),
+    (["Hi.", "--prompt-audio", "{silent}", "--prompt-text", "x"], "prompt_audio: .* is silent"),
+    (["Hi.", "--prompt-audio", "{short}", "--prompt-text", "x"], "prompt_audio is shorter than one patch"),
+    (["Hi.", "--prompt-audio", "{nan}", "--prompt-text", "x"], "non-finite samples"),
+    (["Hi.", "--stream", "--prompt-audio", "{silent}", "--prompt-text", "x"], "prompt_audio: .* is silent"),
+    (["Hi.", "--stream", "--temperature", "0.5", "--steps", "1", "--guidance-scale", "1"] + ["--model", "{tmp}/x"],
+     "--model: no such folder"),
+    (["Hi.", "--prompt-audio", "{silent}"], "--prompt-audio needs --prompt-text"),
+    (["Hi.", "--prompt-text", "x"], "--prompt-text was given without --prompt-audio"),
+    (["Hi.", "--prompt-audio", "{good}", "--prompt-text", "你好"], "prompt_text: .*not in the vocabulary"),
+    (["Hi.", "--model", "{tmp}/no-such-model"], "--model: no such folder"),
+    (["Hi.", "--model", "no-such-org/no-such-model"], "--model: could not load 'no-such-org/no-such-model'"),
+    (["Hi.", "--model", "{tmp}"], "is not a DiTAR pipeline folder"),
+    (["Hi.", "--device", "warp-drive"], "--device"),
+    (["Hi.", "-o", "{tmp}/no/such/folder/x.wav"], "--output: the folder .* does not exist"),
+    (["Hi.", "-o", "{tmp}"], "--output: .* is a folder"),
+    (["Hi.", "-o", "{tmp}/x.unknown"], "--output: cannot tell the audio format"),
+]
+
+
+@pytest.mark.parametrize("argv, message", USER_ERRORS, ids=[m for _, m in USER_ERRORS])
+def test_user_errors_exit_2_with_one_line(capsys, tmp_path, model_dir, bad_files, argv, message):
+    import re
+
+    names = {"tmp": tmp_path, **bad_files}
+    argv = [a.format(**names) for a in argv]
+    if "-o" not in argv:
+        argv += ["-o", str(tmp_path / "out.wav")]
+    if "--model" not in argv:
+        argv += ["--model", str(model_dir)]
+    if "--max-new-patches" not in argv:
+        argv += ["--max-new-patches", "2"]
+    code, out, err = run(capsys, "synthesize", *argv)
+    assert code == 2
+    assert out == "" and "Traceback" not in err
+    *status, error = err.splitlines()
+    assert error.startswith("ditar") and re.search(message, error), err  # the message: one line
+    assert all(line.startswith("Loading ") for line in status), err  # at most the "Loading PATH ..." status line
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_no_command_and_unknown_command(capsys):
+    code, _, err = run(capsys)
+    assert code == 2 and err.count("\n") == 1 and "choose a command" in err
+    code, _, err = run(capsys, "speak")
+    assert code == 2 and err.count("\n") == 1 and "invalid choice: 'speak'" in err
+
+
+def test_help_reads_well(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    assert "text-to-speech" in out and "synthesize" in out and "examples:" in out
+    code, out, _ = run(capsys, "synthesize", "--help")
+    assert code == 0
+    for option in ("--prompt-audio", "--prompt-text", "--model", "--steps", "--guidance-scale", "--temperature",
+                   "--max-new-patches", "--seed", "--stream", "-o FILE, --output FILE", "examples:", "exit status"):
+        assert option in out, option
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("ditar ")
+
+
+@pytest.mark.filterwarnings("ignore:'modeling_ditar.cli' found in sys.modules:RuntimeWarning")
+def test_module_main_guard(capsys, monkeypatch):
+    """`python -m modeling_ditar.cli` runs `main` (in-process: the package is already imported here)."""
+    monkeypatch.setattr(sys, "argv", ["ditar", "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module("modeling_ditar.cli", run_name="__main__")
+    assert exit_.value.code == 0
+    assert "synthesize" in capsys.readouterr().out
+
+
+def test_console_script_help_in_a_subprocess():
+    """The installed `ditar` script, as a user runs it (slow-ish: a fresh process imports torch and transformers)."""
+    script = Path(sys.executable).with_name("ditar")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "modeling_ditar.cli"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "usage: ditar" in result.stdout and "examples:" in result.stdout

@@ -1,0 +1,387 @@
+"""DiTARPipeline: anatomy, outputs, batching, persistence, default voice, long texts and bad inputs (tiny, CPU)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from pipeline_helpers import (  # noqa: F401  (single_thread is an autouse fixture)
+    FEATURE_DIM,
+    HOP,
+    PATCH,
+    SR,
+    VOICE_TEXT,
+    get_dummy_components,
+    get_dummy_inputs,
+    get_dummy_pipeline,
+    single_thread,
+    tone,
+    write_wav,
+)
+
+from modeling_ditar import DiTARPipeline, DiTARPipelineOutput, PatchStep
+from modeling_ditar import pipeline_ditar as pipeline_module
+from modeling_ditar.pipeline_ditar import split_sentences
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return get_dummy_pipeline()
+
+
+def samples(patches: int) -> int:
+    """Waveform length of `patches` generated patches (T frames -> (T - 1) * hop samples)."""
+    return (patches * PATCH - 1) * HOP
+
+
+def assert_close_audio(actual, expected, rel=1e-5):
+    """Equal up to float rounding: padded/batched matmuls round differently in the last bits, and Griffin-Lim (fed the
+    random-weight model's loud features) amplifies that, so the tolerance is relative to the peak."""
+    np.testing.assert_allclose(actual, expected, atol=rel * float(np.abs(expected).max()), rtol=0)
+
+
+class ScriptedStop(torch.nn.Module):
+    """Stop head that ends row r after its `stop_after[r]`-th patch."""
+
+    def __init__(self, stop_after):
+        super().__init__()
+        self.stop_after, self.calls = stop_after, 0
+
+    def forward(self, hidden):
+        self.calls += 1
+        logits = torch.full((hidden.shape[0], 1), -30.0)
+        for row, after in enumerate(self.stop_after):
+            if after is not None and self.calls >= after:
+                logits[row] = 30.0
+        return logits
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# anatomy and outputs
+
+
+def test_components_and_sample_rate(pipe):
+    assert set(pipe.components) == {"model", "processor", "scheduler", "vocoder"}
+    assert pipe.sample_rate == SR == pipe.vocoder.sampling_rate
+    out = pipe(**get_dummy_inputs())
+    assert isinstance(out, DiTARPipelineOutput)
+    assert out.stopped == [False]  # the random stop head never fires: max_new_patches ended it
+
+
+def test_output_type_np(pipe):
+    out = pipe(**get_dummy_inputs(text=["hello there", "a second text"]))
+    assert isinstance(out.audios, np.ndarray) and out.audios.dtype == np.float32
+    assert out.audios.shape == (2, samples(3))
+    assert out.audio_lengths == [samples(3)] * 2
+    assert np.isfinite(out.audios).all() and np.abs(out.audios).max() > 0
+
+
+def test_output_type_pt_equals_np(pipe):
+    np_out = pipe(**get_dummy_inputs(output_type="np"))
+    pt_out = pipe(**get_dummy_inputs(output_type="pt"))
+    assert isinstance(pt_out.audios, torch.Tensor) and pt_out.audios.dtype == torch.float32
+    np.testing.assert_array_equal(pt_out.audios.numpy(), np_out.audios)
+    assert pt_out.audio_lengths == np_out.audio_lengths
+
+
+def test_output_type_features_are_denormalised(pipe):
+    inputs = get_dummy_inputs(output_type="features")
+    out = pipe(**inputs)
+    assert isinstance(out.audios, torch.Tensor) and out.audios.shape == (1, 3 * PATCH, FEATURE_DIM)
+    assert out.audio_lengths == [3 * PATCH]
+    # the same generation through the model directly, de-normalised with the feature extractor's statistics
+    model_inputs = pipe.processor(inputs["text"], prompt_text=inputs["prompt_text"], prompt_audio=inputs["prompt_audio"],
+                                  sampling_rate=SR)
+    generated = pipe.model.generate(**model_inputs, max_new_patches=3, num_inference_steps=2, guidance_scale=2.0,
+                                    temperature=0.5, generator=torch.Generator().manual_seed(0),
+                                    scheduler=pipe.scheduler)
+    expected = pipe.processor.feature_extractor.denormalize(generated.features)
+    torch.testing.assert_close(out.audios, expected)
+    # and the waveform is those features through the vocoder
+    audio = pipe(**get_dummy_inputs()).audios[0]
+    np.testing.assert_allclose(pipe._streaming_vocoder().decode(out.audios[0]).numpy(), audio, atol=1e-6, rtol=0)
+
+
+def test_return_dict_false_gives_a_tuple(pipe):
+    out = pipe(**get_dummy_inputs(return_dict=False))
+    assert isinstance(out, tuple) and len(out) == 1
+    np.testing.assert_array_equal(out[0], pipe(**get_dummy_inputs()).audios)
+
+
+def test_audio_lengths_and_stopped_per_row():
+    pipe = get_dummy_pipeline()
+    pipe.model.stop_head = ScriptedStop([2, None])
+    out = pipe(**get_dummy_inputs(text=["one", "two"]))
+    assert out.stopped == [True, False]
+    assert out.audio_lengths == [samples(2), samples(3)]
+    assert out.audios.shape == (2, samples(3))
+    assert not out.audios[0, samples(2):].any()  # zero padding after a row's end
+    pipe.model.stop_head = ScriptedStop([1, None])
+    features = pipe(**get_dummy_inputs(text=["one", "two"], output_type="features"))
+    assert features.audio_lengths == [PATCH, 3 * PATCH]
+    assert features.stopped == [True, False]
+
+
+def test_row_that_stops_after_one_short_patch_is_vocoded():
+    pipe = get_dummy_pipeline()
+    pipe.model.stop_head = ScriptedStop([1, None])  # 1 patch = 2 frames = 16 samples < n_fft // 2 = 32
+    out = pipe(**get_dummy_inputs(text=["one", "two"]))
+    assert out.audio_lengths == [samples(1), samples(3)]
+
+
+def test_seed_reproduces_and_differs(pipe):
+    a = pipe(**get_dummy_inputs(seed=0)).audios
+    np.testing.assert_array_equal(a, pipe(**get_dummy_inputs(seed=0)).audios)
+    assert not np.array_equal(a, pipe(**get_dummy_inputs(seed=1)).audios)
+
+
+def test_callback_on_patch_end(pipe):
+    calls = []
+    pipe(**get_dummy_inputs(max_new_patches=4, callback_on_patch_end=lambda p, i, s: calls.append((p, i, s))))
+    assert [i for _, i, _ in calls] == [0, 1, 2, 3]
+    assert all(p is pipe for p, _, _ in calls)
+    assert all(isinstance(s, PatchStep) and s.patch.shape == (1, PATCH, FEATURE_DIM) for _, _, s in calls)
+
+
+def test_progress_bar(capsys):
+    pipe = get_dummy_pipeline()
+    pipe.set_progress_bar_config(disable=False)
+    pipe(**get_dummy_inputs(max_new_patches=3))
+    assert "3/3" in capsys.readouterr().err
+    pipe.set_progress_bar_config(disable=True)
+    pipe(**get_dummy_inputs(max_new_patches=3))
+    assert "3/3" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# batching
+
+
+def test_batch_rows_equal_single_calls_with_per_row_generators(pipe):
+    texts = ["hello there", "a much longer second text"]
+    batch = pipe(**get_dummy_inputs(text=texts, generator=[torch.Generator().manual_seed(s) for s in (3, 4)]))
+    for row, (text, seed) in enumerate(zip(texts, (3, 4), strict=True)):
+        single = pipe(**get_dummy_inputs(text=text, seed=seed))
+        assert_close_audio(batch.audios[row], single.audios[0])
+
+
+def test_batch_with_one_prompt_per_text(pipe):
+    prompts, transcripts = [tone(0.04), tone(0.06, freq=300.0)], ["the prompt", "another one"]
+    gens = [torch.Generator().manual_seed(s) for s in (5, 6)]
+    batch = pipe(**get_dummy_inputs(text=["first", "second"], prompt_audio=prompts, prompt_text=transcripts,
+                                    generator=gens))
+    assert batch.audios.shape == (2, samples(3))
+    for row in range(2):
+        single = pipe(**get_dummy_inputs(text=["first", "second"][row], prompt_audio=prompts[row],
+                                         prompt_text=transcripts[row], seed=5 + row))
+        assert_close_audio(batch.audios[row], single.audios[0])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# default voice and persistence
+
+
+def test_default_voice_is_used_without_prompt(pipe):
+    voice, rate, transcript = pipe.default_voice
+    assert transcript == VOICE_TEXT and rate == SR
+    with_default = pipe("hello there", max_new_patches=3, generator=torch.Generator().manual_seed(0))
+    explicit = pipe("hello there", prompt_audio=voice, prompt_text=VOICE_TEXT, sampling_rate=rate, max_new_patches=3,
+                    generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(with_default.audios, explicit.audios)
+
+
+def test_no_prompt_and_no_default_voice_is_an_error():
+    pipe = get_dummy_pipeline(default_voice=False)
+    with pytest.raises(ValueError, match="no prompt_audio was given and this pipeline has no default voice"):
+        pipe("hello there")
+
+
+def test_save_and_load_round_trip_gives_identical_audio(tmp_path, pipe):
+    pipe.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert {"model", "processor", "scheduler", "vocoder"} <= set(index)
+    assert (tmp_path / "default_voice" / "prompt.wav").is_file()
+    assert (tmp_path / "default_voice" / "prompt.txt").read_text().strip() == VOICE_TEXT
+    loaded = DiTARPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.sample_rate == pipe.sample_rate
+    np.testing.assert_array_equal(loaded.default_voice[0], pipe.default_voice[0])
+    for kwargs in (get_dummy_inputs(), dict(text="hello there", max_new_patches=3)):  # explicit prompt, default voice
+        a = pipe(**{**kwargs, "generator": torch.Generator().manual_seed(7)}).audios
+        b = loaded(**{**kwargs, "generator": torch.Generator().manual_seed(7)}).audios
+        np.testing.assert_array_equal(a, b)
+
+
+def test_save_without_default_voice(tmp_path):
+    get_dummy_pipeline(default_voice=False).save_pretrained(tmp_path)
+    assert not (tmp_path / "default_voice").exists()
+    assert DiTARPipeline.from_pretrained(tmp_path).default_voice is None
+
+
+def test_from_pretrained_without_argument_uses_embedded_default(tmp_path, monkeypatch, pipe):
+    monkeypatch.setattr(pipeline_module, "EMBEDDED_DEFAULT", tmp_path / "not-installed")
+    with pytest.raises(ValueError, match="No embedded default checkpoint"):
+        DiTARPipeline.from_pretrained()
+    pipe.save_pretrained(tmp_path / "default")
+    monkeypatch.setattr(pipeline_module, "EMBEDDED_DEFAULT", tmp_path / "default")
+    loaded = DiTARPipeline.from_pretrained()
+    assert loaded.default_voice is not None and loaded.default_voice[2] == VOICE_TEXT
+
+
+def test_set_default_voice_checks_its_inputs(pipe):
+    with pytest.raises(ValueError, match="prompt_audio: .*silent"):
+        pipe.set_default_voice(np.zeros(400, np.float32), "text", sampling_rate=SR)
+    with pytest.raises(ValueError, match="empty"):
+        pipe.set_default_voice(tone(), "  ", sampling_rate=SR)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# long texts
+
+
+def test_split_sentences_short_text_is_one_piece():
+    assert split_sentences("  Hello   there.\nHow are you?  ") == ["Hello there. How are you?"]
+    assert split_sentences("One. Two. Three.", max_chars=16) == ["One. Two. Three."]
+
+
+def test_split_sentences_at_sentence_ends():
+    text = "First sentence here. Second one! Is this the third? Yes; fourth. " * 3
+    pieces = split_sentences(text, max_chars=40)
+    assert " ".join(pieces) == " ".join(text.split())
+    assert all(len(p) <= 40 for p in pieces)
+    assert all(p[-1] in ".!?;" for p in pieces)  # every cut is at a sentence end
+    # sentences are packed greedily: no two neighbours would fit together
+    assert all(len(a) + 1 + len(b) > 40 for a, b in zip(pieces, pieces[1:], strict=False))
+    # a closing quote after the full stop still ends the sentence; a decimal point does not
+    assert split_sentences('He said "Stop." Then he left.', max_chars=20) == ['He said "Stop."', "Then he left."]
+    assert split_sentences("Pi is 3.14159 roughly. Yes.", max_chars=22) == ["Pi is 3.14159 roughly.", "Yes."]
+
+
+def test_split_sentences_long_sentence_at_commas_then_spaces():
+    sentence = "aaaa bbbb, cccc dddd, eeee ffff gggg hhhh iiii jjjj kkkk."
+    pieces = split_sentences(sentence, max_chars=20)
+    # clauses stay whole (a greedy split at spaces would give "aaaa bbbb, cccc"); the over-long last clause is split
+    # at spaces
+    assert pieces == ["aaaa bbbb,", "cccc dddd, eeee ffff", "gggg hhhh iiii jjjj", "kkkk."]
+    assert " ".join(pieces) == sentence and all(len(p) <= 20 for p in pieces)
+    assert split_sentences("x" * 30 + " y.", max_chars=10) == ["x" * 30, "y."]  # a word is never cut
+    with pytest.raises(ValueError, match="max_chars"):
+        split_sentences("text", max_chars=0)
+
+
+def test_long_text_gives_audio_for_every_segment(monkeypatch):
+    pipe = get_dummy_pipeline()
+    sentence = "This is one sentence of a long paragraph. "
+    text = sentence * 15  # > MAX_CHARS_PER_SEGMENT
+    segments = split_sentences(text)
+    assert len(segments) == 3
+    spoken, calls = [], []
+    encode = pipe.encode_inputs
+    monkeypatch.setattr(pipe, "encode_inputs", lambda texts, *a: spoken.extend(texts) or encode(texts, *a))
+    out = pipe(**get_dummy_inputs(text=text, max_new_patches=2, callback_on_patch_end=lambda *a: calls.append(a[1])))
+    assert spoken == segments  # in order, each with the same voice prompt
+    assert calls == [0, 1] * 3
+    pause = pipe._pause_frames().shape[0]
+    frames = 3 * 2 * PATCH + 2 * pause
+    assert out.audio_lengths == [(frames - 1) * HOP]
+    # every segment's stretch of audio carries sound
+    seg = 2 * PATCH * HOP
+    starts = [0, (2 * PATCH + pause) * HOP, 2 * (2 * PATCH + pause) * HOP]
+    assert all(np.abs(out.audios[0, s : s + seg]).max() > 1e-3 for s in starts)
+    features = pipe(**get_dummy_inputs(text=text, max_new_patches=2, output_type="features"))
+    assert features.audio_lengths == [frames]
+
+
+def test_long_text_in_a_batch_with_a_short_one():
+    pipe = get_dummy_pipeline()
+    long = "Another sentence in a long text. " * 10
+    out = pipe(**get_dummy_inputs(text=[long, "short"], max_new_patches=2,
+                                  generator=[torch.Generator().manual_seed(s) for s in (1, 2)]))
+    assert out.audio_lengths[1] == samples(2)
+    assert out.audio_lengths[0] > 2 * samples(2)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# prompt audio formats
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100])
+@pytest.mark.parametrize("layout", ["mono", "stereo", "int16"])
+def test_prompt_formats_are_converted(pipe, rate, layout):
+    wave = tone(0.05, sr=rate)
+    audio = {"mono": wave, "stereo": np.stack([wave, 0.5 * wave]), "int16": np.round(wave * 32767).astype(np.int16)}
+    out = pipe(**get_dummy_inputs(prompt_audio=audio[layout], sampling_rate=rate))
+    assert out.audios.shape == (1, samples(3)) and np.isfinite(out.audios).all() and np.abs(out.audios).max() > 0
+
+
+@pytest.mark.parametrize("rate, subtype", [(8000, "PCM_16"), (44100, "PCM_16"), (22050, "FLOAT")])
+def test_prompt_files_are_converted(pipe, tmp_path, rate, subtype):
+    wave = tone(0.05, sr=rate)
+    path = write_wav(tmp_path / "p.wav", np.stack([wave, wave], axis=1), sr=rate, subtype=subtype)  # stereo file
+    out = pipe(**get_dummy_inputs(prompt_audio=path, sampling_rate=None))
+    assert out.audios.shape == (1, samples(3)) and np.abs(out.audios).max() > 0
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# bad inputs: each a clear error naming the argument
+
+
+BAD_CALLS = [
+    (dict(text=""), "text is empty"),
+    (dict(text=" \t\n "), "text is empty"),
+    (dict(text=["fine", "  "]), "text is empty"),
+    (dict(text=[]), "text must be a string or a non-empty list"),
+    (dict(text=None), "text must be a string"),
+    (dict(text="你好"), "text.*not in the vocabulary"),
+    (dict(text="@@@@"), "text.*not in the vocabulary"),
+    (dict(prompt_text=None), "prompt_audio was given without prompt_text"),
+    (dict(prompt_audio=None), "prompt_text was given without prompt_audio"),
+    (dict(prompt_text="你好"), "prompt_text: .*vocabulary"),
+    (dict(prompt_audio=np.zeros(0, np.float32)), "prompt_audio: .*empty"),
+    (dict(prompt_audio=tone(0.001)), "prompt_audio is shorter than one patch"),
+    (dict(prompt_audio=np.zeros(400, np.float32)), "prompt_audio: .*silent"),
+    (dict(prompt_audio=np.r_[tone(), np.nan].astype(np.float32)), "prompt_audio: .*NaN"),
+    (dict(prompt_audio=np.r_[tone(), -np.inf].astype(np.float32)), "prompt_audio: .*Inf"),
+    (dict(sampling_rate=None), "sampling_rate is missing"),
+    (dict(text=["a", "b", "c"], prompt_audio=[tone(), tone()]), "got 2 prompt_audio for 3 texts"),
+    (dict(text=["a", "b", "c"], prompt_text=["x", "y"]), "got 2 prompt_text for 3 texts"),
+    (dict(guidance_scale=-0.5), "guidance_scale must be a number >= 0"),
+    (dict(guidance_scale="2"), "guidance_scale"),
+    (dict(temperature=-0.1), r"temperature must be in \[0, 1\]"),
+    (dict(temperature=1.5), r"temperature must be in \[0, 1\]"),
+    (dict(num_inference_steps=0), "num_inference_steps must be an integer >= 1"),
+    (dict(num_inference_steps=2.5), "num_inference_steps must be an integer >= 1"),
+    (dict(max_new_patches=0), "max_new_patches must be an integer >= 1"),
+    (dict(max_new_patches=-3), "max_new_patches must be an integer >= 1"),
+    (dict(output_type="wav"), "output_type must be one of"),
+    (dict(generator=[torch.Generator()] * 3), "got 3 generators for a batch of 1"),
+]
+
+
+@pytest.mark.parametrize("kwargs, match", BAD_CALLS, ids=[m for _, m in BAD_CALLS])
+def test_bad_inputs_raise_a_clear_error(pipe, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pipe(**get_dummy_inputs(**kwargs))
+
+
+def test_bad_prompt_files_raise_a_clear_error(pipe, tmp_path):
+    with pytest.raises(FileNotFoundError, match="prompt_audio: .*nope.wav"):
+        pipe(**get_dummy_inputs(prompt_audio=str(tmp_path / "nope.wav")))
+    fake = tmp_path / "fake.wav"
+    fake.write_text("RIFF? no, just text")
+    with pytest.raises(ValueError, match="prompt_audio: Could not read audio file"):
+        pipe(**get_dummy_inputs(prompt_audio=str(fake)))
+    for name, audio, match in [
+        ("empty.wav", np.zeros(0, np.float32), "empty"),
+        ("silent.wav", np.zeros(800, np.float32), "silent"),
+        ("short.wav", tone(0.001), "shorter than one patch"),
+    ]:
+        with pytest.raises(ValueError, match=f"prompt_audio.*{match}"):
+            pipe(**get_dummy_inputs(prompt_audio=write_wav(tmp_path / name, audio), sampling_rate=None))
+
+
+def test_components_must_agree():
+    components = get_dummy_components()
+    components["model"].config.feature_dim = FEATURE_DIM + 1
+    with pytest.raises(ValueError, match="feature_dim"):
+        DiTARPipeline(**components)

@@ -1,0 +1,169 @@
+"""Streaming: chunked vocoding (StreamingVocoder) and DiTARPipeline.stream (tiny, CPU)."""
+
+import numpy as np
+import pytest
+import torch
+from pipeline_helpers import (  # noqa: F401  (single_thread is an autouse fixture)
+    HOP,
+    SR,
+    get_dummy_inputs,
+    get_dummy_pipeline,
+    get_dummy_processor,
+    single_thread,
+    tone,
+)
+
+from modeling_ditar.pipeline_ditar import split_sentences
+from modeling_ditar.streaming import StreamingVocoder
+
+
+@pytest.fixture(scope="module")
+def vocoder():
+    return get_dummy_processor().build_vocoder(n_iter=3)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return get_dummy_pipeline()
+
+
+def features(frames: int, seed: int = 0) -> torch.Tensor:
+    """Plausible de-normalised log-mel frames [T, D] (the log-mel of a tone plus noise)."""
+    fe = get_dummy_processor().feature_extractor
+    base = fe.compute_log_mel(torch.from_numpy(tone(frames * HOP / SR + 0.01)))[:frames]
+    return base + 0.3 * torch.randn(base.shape, generator=torch.Generator().manual_seed(seed))
+
+
+def stream_in_pieces(streamer: StreamingVocoder, frames: torch.Tensor, sizes) -> list[torch.Tensor]:
+    chunks, start = [], 0
+    for size in sizes:
+        chunks += streamer.push(frames[start : start + size])
+        start += size
+    assert start >= frames.shape[0]
+    return chunks + streamer.flush()
+
+
+@pytest.mark.parametrize("sizes", [[200], [1] * 90, [2] * 45, [7, 30, 3, 50], [0, 90]], ids=["one", "ones", "patches",
+                                                                                           "uneven", "empty-push"])
+def test_joined_chunks_equal_one_shot_decode(vocoder, sizes):
+    frames = features(90)
+    streamer = StreamingVocoder(vocoder, chunk_frames=10, left_context_frames=4, lookahead_frames=3)
+    one_shot = streamer.decode(frames)
+    assert one_shot.shape == ((90 - 1) * HOP,)
+    chunks = stream_in_pieces(streamer, frames, sizes)
+    assert len(chunks) == 9  # ceil(89 * hop / (10 * hop))
+    assert all(c.shape[0] == 10 * HOP for c in chunks[:-1])
+    assert torch.equal(torch.cat(chunks), one_shot)
+
+
+def test_chunks_leave_as_soon_as_lookahead_is_there(vocoder):
+    streamer = StreamingVocoder(vocoder, chunk_frames=10, left_context_frames=4, lookahead_frames=3)
+    frames = features(40)
+    assert streamer.push(frames[:12]) == []  # chunk 0 needs frames [0, 10 + lookahead)
+    assert len(streamer.push(frames[12:13])) == 1
+    assert len(streamer.push(frames[13:23])) == 1
+    assert len(streamer.push(frames[23:40])) == 1  # chunk 2 (needs 33 frames); chunk 3 would need 43
+    last = streamer.flush()
+    assert len(last) == 1 and last[0].shape == (9 * HOP,)  # samples [30 hop, 39 hop)
+
+
+def test_default_settings_and_edge_lengths(vocoder):
+    streamer = StreamingVocoder(vocoder)
+    assert streamer.decode(features(1)).shape == (0,)  # one frame gives no samples
+    for frames in (4, 24, 26, 60):  # shorter than one chunk, around a chunk boundary, several chunks
+        x = features(frames, seed=frames)
+        one_shot = streamer.decode(x)
+        assert one_shot.shape == ((frames - 1) * HOP,)
+        assert torch.isfinite(one_shot).all()
+        assert torch.equal(torch.cat(stream_in_pieces(streamer, x, [3] * 30)), one_shot)
+        streamer.reset()
+
+
+def test_crossfade_hides_chunk_seams(vocoder):
+    """Chunked Griffin-Lim cannot equal whole-sequence Griffin-Lim, but the crossfaded result must not jump at seams
+    more than the signal itself moves between neighbouring samples."""
+    frames = features(60)
+    audio = StreamingVocoder(vocoder, chunk_frames=10, left_context_frames=6, lookahead_frames=4).decode(frames)
+    steps = (audio[1:] - audio[:-1]).abs()
+    seams = torch.tensor([k * 10 * HOP - 1 for k in range(1, 5)])
+    assert float(steps[seams].max()) <= 4 * float(steps.quantile(0.99))
+
+
+def test_bad_settings(vocoder):
+    with pytest.raises(ValueError, match="chunk_frames"):
+        StreamingVocoder(vocoder, chunk_frames=0)
+    with pytest.raises(ValueError, match="lookahead"):
+        StreamingVocoder(vocoder, lookahead_frames=-1)
+
+
+def test_very_short_sequences_are_vocoded(vocoder):
+    assert vocoder.n_fft // 2 >= 2 * HOP  # 2 and 3 frames give 16 and 32 samples, not more than the STFT padding
+    for frames in (2, 3):
+        assert StreamingVocoder(vocoder).decode(features(frames)).shape == ((frames - 1) * HOP,)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# DiTARPipeline.stream
+
+
+def test_stream_equals_one_shot(pipe):
+    inputs = get_dummy_inputs(max_new_patches=40)  # 80 frames: several chunks of the default 25 frames
+    one_shot = pipe(**inputs)
+    chunks = list(pipe.stream(**get_dummy_inputs(max_new_patches=40)))
+    assert len(chunks) >= 3
+    assert all(isinstance(c, np.ndarray) and c.dtype == np.float32 and c.ndim == 1 for c in chunks)
+    joined = np.concatenate(chunks)
+    assert joined.shape[0] == one_shot.audio_lengths[0]
+    np.testing.assert_allclose(joined, one_shot.audios[0], atol=1e-6, rtol=0)
+
+
+def test_stream_with_default_voice_equals_one_shot(pipe):
+    args = dict(text="hello there", max_new_patches=20, temperature=0.0)
+    one_shot = pipe(**args).audios[0]
+    np.testing.assert_allclose(np.concatenate(list(pipe.stream(**args))), one_shot, atol=1e-6, rtol=0)
+
+
+def test_stream_of_long_text_equals_one_shot(pipe):
+    text = "A sentence that is part of a long paragraph. " * 12
+    assert len(split_sentences(text)) == 3
+    one_shot = pipe(**get_dummy_inputs(text=text, max_new_patches=4))
+    chunks = list(pipe.stream(**get_dummy_inputs(text=text, max_new_patches=4)))
+    np.testing.assert_allclose(np.concatenate(chunks), one_shot.audios[0], atol=1e-6, rtol=0)
+
+
+def test_stream_yields_before_generation_ends(monkeypatch):
+    pipe = get_dummy_pipeline()
+    produced = []
+    generate_patches = pipe.model.generate_patches
+
+    def counting(*args, **kwargs):
+        for step in generate_patches(*args, **kwargs):
+            produced.append(step.index)
+            yield step
+
+    monkeypatch.setattr(pipe.model, "generate_patches", counting)
+    stream = pipe.stream(**get_dummy_inputs(max_new_patches=40))
+    next(stream)
+    assert 0 < len(produced) < 40  # the first chunk came while patches were still being generated
+    rest = list(stream)
+    assert len(produced) == 40 and rest
+
+
+def test_stream_checks_inputs_when_called(pipe, tmp_path):
+    """Errors come from the call itself, not from the first `next()` (a CLI must not open its output file first)."""
+    with pytest.raises(ValueError, match="text is empty"):
+        pipe.stream("  ")
+    with pytest.raises(ValueError, match="temperature"):
+        pipe.stream(**get_dummy_inputs(temperature=2.0))
+    with pytest.raises(FileNotFoundError, match="prompt_audio"):
+        pipe.stream(**get_dummy_inputs(prompt_audio=str(tmp_path / "missing.wav")))
+    with pytest.raises(ValueError, match="prompt_audio: .*silent"):
+        pipe.stream(**get_dummy_inputs(prompt_audio=np.zeros(400, np.float32)))
+    with pytest.raises(ValueError, match="one text at a time"):
+        pipe.stream(["a", "b"])
+
+
+def test_stream_chunk_sizes(pipe):
+    """Chunk k holds samples [k*C*hop, (k+1)*C*hop): every chunk but the last is exactly chunk_frames * hop long."""
+    chunks = list(pipe.stream(**get_dummy_inputs(max_new_patches=40)))
+    assert {c.shape[0] for c in chunks[:-1]} == {25 * HOP}
