@@ -97,8 +97,10 @@ class TrainState:
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
 
 
-def lr_lambda(cfg: TrainConfig):
-    def factor(step: int) -> float:
+def lr_lambda(cfg: TrainConfig, num_processes: int = 1):
+    # Accelerate steps a prepared scheduler once per process for every optimizer step, so count real steps.
+    def factor(calls: int) -> float:
+        step = calls // num_processes
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
         start = int(cfg.decay_start * cfg.max_steps)
@@ -226,7 +228,7 @@ def main(argv=None):
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, accelerator.num_processes))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=0.75)
     state = TrainState()
@@ -282,11 +284,13 @@ def main(argv=None):
 
             if state.step % cfg.log_every == 0:
                 now = time.time()
-                logs = {k: sums[k] / sums["n"] for k in ("loss", "diffusion_loss", "stop_loss")}
+                local = torch.tensor([sums[k] / sums["n"] for k in ("loss", "diffusion_loss", "stop_loss")])
+                mean = accelerator.reduce(local.to(accelerator.device), reduction="mean").cpu()  # over processes
+                logs = dict(zip(("loss", "diffusion_loss", "stop_loss"), mean.tolist(), strict=True))
                 logs.update(
                     lr=scheduler.get_last_lr()[0],
                     grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
-                    frames_per_s=window["frames"] / (now - window["t"]),
+                    frames_per_s=window["frames"] * accelerator.num_processes / (now - window["t"]),
                 )
                 accelerator.log(logs, step=state.step)
                 if accelerator.is_main_process:

@@ -109,3 +109,26 @@ def test_unknown_setting_is_rejected(tmp_path, bad):
     path.write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="max_stepz"):
         TrainConfig.load(str(path))
+
+
+@pytest.mark.slow
+def test_two_process_cpu_data_parallel_run(tmp_path):
+    """DDP over gloo with 2 CPU processes (examples/scripts/train_ddp_cpu.sh)."""
+    _tiny_corpus(tmp_path)
+    config = _config(tmp_path)
+    result = subprocess.run(
+        ["bash", str(ROOT / "examples" / "scripts" / "train_ddp_cpu.sh"), str(config), str(tmp_path / "ddp")],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(_losses(tmp_path / "ddp")) == list(range(1, 7))
+    assert (tmp_path / "ddp" / "final" / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("name", ["accelerate_multigpu.yaml", "accelerate_fsdp2_multinode.yaml",
+                                  "accelerate_deepspeed_z2.yaml"])
+def test_accelerate_launch_configs_parse(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(ROOT / "examples" / "configs" / name))
+    assert config.num_processes >= 8
