@@ -245,6 +245,9 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
         processor.save_pretrained(out / "processor")
+        # position -> name of every parameter: optimizer and EMA states are stored by position (resume_pack.py)
+        names = [name for name, _ in accelerator.unwrap_model(model).named_parameters()]
+        (out / "param_names.json").write_text(json.dumps(names))
     accelerator.init_trackers("ditar", config={k: str(v) for k, v in asdict(cfg).items()})
 
     csv_path = out / "log.csv"
