@@ -119,7 +119,15 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
         source = Path(cfg.init_from)
         model_dir = source / "model" if (source / "model").is_dir() else source
         processor_dir = source / "processor" if (source / "processor").is_dir() else source
-        model = DiTARForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
+        # Training-time settings of the run config (dropouts, loss weights, ...) override the saved ones; a setting that
+        # changes a tensor's shape makes from_pretrained report which tensor does not fit. New parts (e.g. a CTC head)
+        # start freshly initialised.
+        config = DiTARConfig.from_pretrained(model_dir)
+        for key, value in cfg.model.items():
+            if key != "text_config":
+                setattr(config, key, value)
+        config._check_values()
+        model = DiTARForConditionalGeneration.from_pretrained(model_dir, config=config, dtype=torch.float32)
         processor = DiTARProcessor.from_pretrained(processor_dir)
         return model, processor
     processor = DiTARProcessor(

@@ -16,6 +16,7 @@ from .pipeline_ditar import DiTARPipeline, DiTARPipelineOutput, build_pipeline
 from .processing_ditar import DiTARProcessor
 from .sampling import PatchSampler
 from .tokenization_ditar import DiTARTextFrontend, build_ditar_tokenizer
+from .vae_features import VAEPromptEncoder, VAEVocoder, compute_latent_statistics, ditar_config_kwargs
 from .vocoder_griffinlim import GriffinLimVocoder
 from .vocoders import DiTARVocoder
 
@@ -24,6 +25,12 @@ AutoConfig.register("ditar", DiTARConfig, exist_ok=True)
 AutoModel.register(DiTARConfig, DiTARForConditionalGeneration, exist_ok=True)
 AutoFeatureExtractor.register(DiTARConfig, DiTARFeatureExtractor, exist_ok=True)
 AutoProcessor.register(DiTARConfig, DiTARProcessor, exist_ok=True)
+# Hub code: `save_pretrained` writes `auto_map` and copies the code files (with their relative imports), so saved
+# folders load with `AutoModel/AutoConfig/AutoProcessor.from_pretrained(folder, trust_remote_code=True)` where this
+# package is not installed. Where it is installed, transformers prefers the registered classes above.
+DiTARConfig.register_for_auto_class("AutoConfig")
+DiTARForConditionalGeneration.register_for_auto_class("AutoModel")
+DiTARProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
     "DiTARConfig",
@@ -36,6 +43,10 @@ __all__ = [
     "resample_audio",
     "DiTARTextFrontend",
     "DiTARVocoder",
+    "VAEPromptEncoder",
+    "VAEVocoder",
+    "compute_latent_statistics",
+    "ditar_config_kwargs",
     "GriffinLimVocoder",
     "build_ditar_tokenizer",
     "DiTARForConditionalGeneration",

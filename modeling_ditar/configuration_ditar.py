@@ -45,6 +45,10 @@ class DiTARConfig(PreTrainedConfig):
             training, which forces the model to rely on the LM output early in training.
         stop_threshold (`float`, defaults to 0.5): generation stops a row when sigmoid(stop logit) exceeds it.
         stop_loss_weight (`float`, defaults to 1.0): weight of the stop BCE in the total loss.
+        ctc_loss_weight (`float`, defaults to 0.0): weight of an optional auxiliary CTC loss that asks the backbone
+            output at each patch to name the text tokens being spoken (`ctc_frames_per_patch` predictions per patch).
+            Not in the paper; 0 (the default) builds no CTC head. It makes the LM align text and speech much earlier
+            on small compute budgets. The head is not used at inference.
         max_patches_per_text_token (`float`) / min_max_new_patches (`int`): default bound on generated patches,
             `ceil(max_patches_per_text_token * text_length) + min_max_new_patches`.
         guidance_scale (`float`, defaults to 2.0): default LM-guidance scale g, v = v(0) + g (v(h) - v(0)).
@@ -76,6 +80,8 @@ class DiTARConfig(PreTrainedConfig):
     history_dropout_prob: float | int = 0.0
     stop_threshold: float | int = 0.5
     stop_loss_weight: float | int = 1.0
+    ctc_loss_weight: float | int = 0.0
+    ctc_frames_per_patch: int = 2
     max_patches_per_text_token: float | int = 3.0
     min_max_new_patches: int = 16
     guidance_scale: float | int = 2.0
@@ -103,6 +109,8 @@ class DiTARConfig(PreTrainedConfig):
             need(0.0 <= getattr(self, field) < 1.0, field, "it must be a probability in [0, 1)")
         need(0.0 < self.stop_threshold < 1.0, "stop_threshold", "it must be in (0, 1)")
         need(self.stop_loss_weight >= 0.0, "stop_loss_weight", "it must be >= 0")
+        need(self.ctc_loss_weight >= 0.0, "ctc_loss_weight", "it must be >= 0 (0 disables the CTC head)")
+        need(self.ctc_frames_per_patch >= 1, "ctc_frames_per_patch", "it must be an integer >= 1")
         need(self.max_patches_per_text_token > 0.0, "max_patches_per_text_token", "it must be > 0")
         need(math.isfinite(self.guidance_scale) and self.guidance_scale >= 0.0, "guidance_scale",
              "it must be a finite number >= 0 (1 disables guidance)")

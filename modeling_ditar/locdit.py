@@ -3,12 +3,22 @@
 Sequence per item: [condition token = proj(h_i) + time embedding(t), K*P history frames, P noisy frames],
 bidirectional attention, velocity read at the noisy positions only.
 
-Shapes: M items, P frames per patch, K history patches, D feature dim, C LocDiT width, H backbone hidden size.
+Shapes: M items, P frames per patch, K history patches, D feature dim, C LocDiT width, H backbone hidden size,
+N+1 points of the sampling time grid.
+
+`forward` is the one-call interface (training and reference). Sampling calls LocDiT ten times per patch with the same
+condition and history, so `prepare_context` computes what does not change between those calls once (condition
+projection, history tokens with their positions, the key mask, dropped when nothing is masked), `embed_time` embeds the
+whole time grid once, and `forward_prepared` runs one ODE step from them; the result equals `forward` (same operations on
+the same values).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
@@ -17,6 +27,32 @@ from .transformer_blocks import DiTARTransformerStack
 
 # Continuous t in [0, 1] is scaled like a discrete diffusion timestep before the sinusoidal embedding.
 TIMESTEP_SCALE = 1000.0
+
+
+@dataclass
+class LocDiTContext:
+    """What LocDiT's input holds apart from the noisy patch and the time, for M items (see `prepare_context`).
+
+    cond: [M, C] projected LM output. history: [M, K*P, C] history tokens with their position embeddings, or None.
+    key_mask: [M, 1+K*P+P] bool or None when every token may be attended to. cond_position: [C];
+    noisy_positions: [P, C].
+    """
+
+    cond: torch.Tensor
+    history: torch.Tensor | None
+    key_mask: torch.Tensor | None
+    cond_position: torch.Tensor
+    noisy_positions: torch.Tensor
+
+    def select(self, rows: torch.Tensor) -> LocDiTContext:
+        """The context of a subset of the items (`rows`: index tensor)."""
+        return LocDiTContext(
+            self.cond[rows],
+            None if self.history is None else self.history[rows],
+            None if self.key_mask is None else self.key_mask[rows],
+            self.cond_position,
+            self.noisy_positions,
+        )
 
 
 class LocDiT(nn.Module):
@@ -55,17 +91,71 @@ class LocDiT(nn.Module):
             [M, P, D] predicted velocity v = cos(pi t/2) eps - sin(pi t/2) x0.
         """
         dtype = self.in_proj.weight.dtype
-        time_emb = self.time_embedding(self.time_proj(timestep * TIMESTEP_SCALE).to(dtype))  # [M, C]
+        time_emb = self.embed_time(timestep)  # [M, C]
         cond_token = (self.cond_proj(cond.to(dtype)) + time_emb)[:, None]  # [M, 1, C]
         tokens = [cond_token]
         if history is not None and history.shape[1] > 0:
             tokens.append(self.in_proj(history.to(dtype)))  # [M, K*P, C]
         tokens.append(self.in_proj(noisy.to(dtype)))  # [M, P, C]
         hidden = torch.cat(tokens, dim=1)
+        key_mask = self._key_mask(history, history_mask)
+        hidden = self.transformer(hidden, key_mask, queries=slice(-self.patch_size, None))  # [M, P, C]
+        return self.out_proj(hidden)  # [M, P, D]
 
-        key_mask = None
-        if history is not None and history_mask is not None and not bool(history_mask.all()):
-            always = history_mask.new_ones(history_mask.shape[0], 1)
-            key_mask = torch.cat([always, history_mask, always.expand(-1, self.patch_size)], dim=1)
-        hidden = self.transformer(hidden, key_mask)
-        return self.out_proj(hidden[:, -self.patch_size :])  # [M, P, D]
+    def _key_mask(self, history: torch.Tensor | None, history_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """[M, 1+K*P+P] bool, or None when nothing is masked (the unmasked attention is cheaper and equal)."""
+        if history is None or history.shape[1] == 0 or history_mask is None or bool(history_mask.all()):
+            return None
+        always = history_mask.new_ones(history_mask.shape[0], 1)
+        return torch.cat([always, history_mask, always.expand(-1, self.patch_size)], dim=1)
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # sampling: per-patch context computed once, one call per ODE step
+
+    def embed_time(self, timestep: torch.Tensor) -> torch.Tensor:
+        """[M] times in [0, 1] -> [M, C] time embeddings."""
+        dtype = self.in_proj.weight.dtype
+        return self.time_embedding(self.time_proj(timestep * TIMESTEP_SCALE).to(dtype))
+
+    def supports_prepared_calls(self) -> bool:
+        """`prepare_context` + `forward_prepared` are used only where they equal `forward` exactly: without autograd and
+        with stock submodules (otherwise callers use `forward`)."""
+        return (
+            self.transformer.use_fast_path()
+            and type(self.in_proj) is nn.Linear
+            and type(self.cond_proj) is nn.Linear
+            and type(self.out_proj) is nn.Linear
+            and not (self._forward_hooks or self._forward_pre_hooks)
+        )
+
+    def prepare_context(
+        self, cond: torch.Tensor, history: torch.Tensor | None = None, history_mask: torch.Tensor | None = None
+    ) -> LocDiTContext:
+        """The parts of LocDiT's input that stay fixed while one patch is solved (arguments as in `forward`)."""
+        dtype = self.in_proj.weight.dtype
+        positions = self.transformer.position_embedding.to(dtype)
+        history_tokens = None
+        offset = 1
+        if history is not None and history.shape[1] > 0:
+            offset += history.shape[1]
+            history_tokens = self.in_proj(history.to(dtype)) + positions[1:offset]  # [M, K*P, C]
+        return LocDiTContext(
+            cond=self.cond_proj(cond.to(dtype)),
+            history=history_tokens,
+            key_mask=self._key_mask(history, history_mask),
+            cond_position=positions[0],
+            noisy_positions=positions[offset : offset + self.patch_size],
+        )
+
+    def forward_prepared(self, noisy: torch.Tensor, time_emb: torch.Tensor, context: LocDiTContext) -> torch.Tensor:
+        """Velocity [M, P, D] for x_t `noisy` [M, P, D] and time embeddings `time_emb` ([M, C] or [1, C], from
+        `embed_time`); equals `forward` with the arguments that made `context`."""
+        cond_token = ((context.cond + time_emb) + context.cond_position)[:, None]  # [M, 1, C]
+        noisy_tokens = F.linear(noisy.to(context.cond.dtype), self.in_proj.weight, self.in_proj.bias)
+        noisy_tokens = noisy_tokens + context.noisy_positions  # [M, P, C]
+        if context.history is None:
+            hidden = torch.cat([cond_token, noisy_tokens], dim=1)
+        else:
+            hidden = torch.cat([cond_token, context.history, noisy_tokens], dim=1)
+        hidden = self.transformer.forward_fast(hidden, context.key_mask, queries=slice(-self.patch_size, None))
+        return F.linear(hidden, self.out_proj.weight, self.out_proj.bias)  # [M, P, D]

@@ -20,14 +20,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, DynamicCache, PreTrainedModel
+from transformers import AutoModel, DynamicCache, PreTrainedModel, StaticCache
 from transformers import initialization as init
+from transformers.cache_utils import DynamicLayer
 from transformers.utils import ModelOutput, logging
 
 from .aggregation_encoder import DiTARAggregationEncoder
 from .configuration_ditar import DiTARConfig
 from .locdit import LocDiT
-from .sampling import PatchSampler, cosine_alpha_sigma, guided_velocity
+from .sampling import GuidedVelocity, PatchSampler, cosine_alpha_sigma
 from .transformer_blocks import DiTARTransformerStack
 
 logger = logging.get_logger(__name__)
@@ -37,8 +38,8 @@ logger = logging.get_logger(__name__)
 class DiTAROutput(ModelOutput):
     """Training output of [`DiTARForConditionalGeneration.forward`].
 
-    loss: diffusion_loss + stop_loss_weight * stop_loss. diffusion_loss: velocity MSE on the noisy patch positions.
-    stop_loss: BCE of the stop head. stop_logits: [B, 1+N] at start-of-speech and every patch position.
+    loss: diffusion_loss + stop_loss_weight * stop_loss (+ ctc_loss_weight * ctc_loss). diffusion_loss: velocity MSE
+    on the noisy patch positions. stop_loss: BCE of the stop head. ctc_loss: the optional auxiliary CTC loss. stop_logits: [B, 1+N] at start-of-speech and every patch position.
     speech_hidden_states: [B, 1+N, H] backbone outputs at those positions.
     """
 
@@ -47,6 +48,7 @@ class DiTAROutput(ModelOutput):
     stop_loss: torch.FloatTensor | None = None
     stop_logits: torch.FloatTensor | None = None
     speech_hidden_states: torch.FloatTensor | None = None
+    ctc_loss: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -73,6 +75,36 @@ class PatchStep:
     active: torch.Tensor
     finished: torch.Tensor
     stopped: torch.Tensor
+
+
+@dataclass
+class GenerationSpeedups:
+    """How [`DiTARForConditionalGeneration.generate`] runs; `model.generation_speedups` holds one.
+
+    Every switch keeps the numbers (equal to float32 rounding; `tests/test_fast_generation.py` checks each against the
+    reference path, which `DiTARForConditionalGeneration.disable_fast_generation()` selects):
+
+    fast_blocks: lean inference path of the diffusers blocks and LocDiT's per-patch prepared inputs (condition and
+        history projected once per patch, time embeddings once per grid, only the noisy positions computed in the last
+        block).
+    inline_euler: the Euler update written inline on step sizes taken from the scheduler's sigmas (otherwise
+        `scheduler.step` every step); only for a plain `FlowMatchEulerDiscreteScheduler`.
+    skip_full_masks: no backbone attention mask on cached one-token steps when no row is padded (batch 1).
+    prune_finished: rows that have finished leave the batch and the KV cache, so a batch costs less as rows stop. A row
+        then runs in a smaller batch, which changes float rounding (about 1e-6), hence off by default.
+    static_cache: transformers' `StaticCache` sized to prefix + max_new_patches instead of `DynamicCache` (no pruning).
+    compile: `torch.compile` LocDiT's per-step call (`compile_mode`, `compile_dynamic` are passed on); falls back to
+        eager, with a warning, if compiling fails.
+    """
+
+    fast_blocks: bool = True
+    inline_euler: bool = True
+    skip_full_masks: bool = True
+    prune_finished: bool = False
+    static_cache: bool = False
+    compile: bool = False
+    compile_mode: str | None = None
+    compile_dynamic: bool | None = None
 
 
 class DiTARPreTrainedModel(PreTrainedModel):
@@ -111,7 +143,17 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         self.aggregation_encoder = DiTARAggregationEncoder(config)
         self.locdit = LocDiT(config)
         self.stop_head = nn.Linear(config.text_config.hidden_size, 1)
+        # Optional auxiliary alignment loss (config.ctc_loss_weight): per patch, `ctc_frames_per_patch` distributions
+        # over the text vocabulary plus a blank (the last class).
+        self.ctc_head = (
+            nn.Linear(config.text_config.hidden_size, config.ctc_frames_per_patch * (config.text_config.vocab_size + 1))
+            if config.ctc_loss_weight > 0
+            else None
+        )
         self.speech_start_embedding = nn.Parameter(torch.zeros(config.text_config.hidden_size))
+        # inference settings (not weights, not config): see `enable_fast_generation`
+        self.generation_speedups = GenerationSpeedups()
+        self._compiled_locdit_step = None
         self.post_init()
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -276,14 +318,39 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
 
         diffusion_loss = self._diffusion_loss(hidden[:, :-1], patches, patch_mask)
         loss = diffusion_loss + config.stop_loss_weight * stop_loss
+        ctc_loss = None
+        if self.ctc_head is not None:
+            ctc_loss = self._ctc_loss(hidden[:, 1:], num_patches, input_ids, text_mask)
+            loss = loss + config.ctc_loss_weight * ctc_loss
         if not return_dict:
-            return (loss, diffusion_loss, stop_loss, stop_logits, hidden)
+            extra = (ctc_loss,) if ctc_loss is not None else ()
+            return (loss, diffusion_loss, stop_loss, stop_logits, hidden, *extra)
         return DiTAROutput(
             loss=loss,
             diffusion_loss=diffusion_loss,
             stop_loss=stop_loss,
             stop_logits=stop_logits,
             speech_hidden_states=hidden,
+            ctc_loss=ctc_loss,
+        )
+
+    def _ctc_loss(self, patch_hidden: torch.Tensor, num_patches: torch.Tensor, input_ids: torch.Tensor,
+                  text_mask: torch.Tensor) -> torch.Tensor:
+        """CTC between the backbone outputs at the patches (patch_hidden [B, N, H], F predictions each) and each row's
+        text tokens; utterances too short for their text contribute zero (zero_infinity)."""
+        batch, num, _ = patch_hidden.shape
+        frames = self.config.ctc_frames_per_patch
+        classes = self.config.text_config.vocab_size + 1
+        logits = self.ctc_head(patch_hidden).float().view(batch, num * frames, classes)
+        log_probs = logits.log_softmax(-1).transpose(0, 1)  # [N*F, B, C]
+        text_mask = text_mask.bool()
+        return F.ctc_loss(
+            log_probs,
+            input_ids[text_mask],
+            input_lengths=num_patches * frames,
+            target_lengths=text_mask.sum(1),
+            blank=classes - 1,
+            zero_infinity=True,
         )
 
     def _diffusion_loss(self, cond: torch.Tensor, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
@@ -344,6 +411,54 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
     # ----------------------------------------------------------------------------------------------------------------
     # generation
 
+    def enable_fast_generation(
+        self,
+        compile: bool = True,
+        static_cache: bool = False,
+        prune_finished: bool = True,
+        compile_mode: str | None = None,
+        compile_dynamic: bool | None = None,
+    ) -> DiTARForConditionalGeneration:
+        """Turn on every generation speed-up (see [`GenerationSpeedups`]); `compile=True` also compiles LocDiT's
+        per-step call with `torch.compile` on the first generation (tens of seconds once per process and input shape; it
+        falls back to eager with a warning where compiling is not possible). Returns the model."""
+        self.generation_speedups = GenerationSpeedups(
+            static_cache=static_cache, prune_finished=prune_finished, compile=compile,
+            compile_mode=compile_mode, compile_dynamic=compile_dynamic,
+        )
+        self._compiled_locdit_step = None
+        return self
+
+    def disable_fast_generation(self) -> DiTARForConditionalGeneration:
+        """Generate on the reference path: diffusers blocks' own forward, `scheduler.step` every ODE step, full masks,
+        no pruning, no compile. Returns the model."""
+        self.generation_speedups = GenerationSpeedups(
+            fast_blocks=False, inline_euler=False, skip_full_masks=False, prune_finished=False
+        )
+        self._compiled_locdit_step = None
+        self._apply_block_setting()
+        return self
+
+    def _apply_block_setting(self):
+        fast = self.generation_speedups.fast_blocks
+        for module in self.modules():
+            if isinstance(module, DiTARTransformerStack):
+                module.fast_inference = fast
+
+    def _new_cache(self, batch: int, max_length: int):
+        if self.generation_speedups.static_cache:
+            return StaticCache(config=self.config.text_config, max_cache_len=max_length)
+        return DynamicCache(config=self.config.text_config)
+
+    def _locdit_step_fn(self) -> Callable | None:
+        """LocDiT's per-step call for the sampler: None (eager `forward_prepared`) or a compiled one."""
+        settings = self.generation_speedups
+        if not (settings.compile and settings.fast_blocks):
+            return None
+        if self._compiled_locdit_step is None:
+            self._compiled_locdit_step = _CompiledLocDiTStep(settings.compile_mode, settings.compile_dynamic)
+        return self._compiled_locdit_step
+
     def default_max_new_patches(self, text_lengths: torch.Tensor) -> torch.Tensor:
         """Per-row bound on generated patches derived from the number of text tokens (never unbounded)."""
         factor = self.config.max_patches_per_text_token
@@ -380,6 +495,10 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             use_cache: reuse the backbone's KV cache (`DynamicCache`); False recomputes the whole sequence each patch.
             scheduler: a diffusers flow-matching scheduler; default `FlowMatchEulerDiscreteScheduler(shift=1)`.
             patch_callback: called with a [`PatchStep`] after every patch.
+
+        Speed: `self.generation_speedups` ([`GenerationSpeedups`]) selects the fast paths; the defaults give the same
+        numbers as the reference path (`disable_fast_generation()`), `enable_fast_generation()` adds pruning of finished
+        rows, `torch.compile` and optionally a static cache (INFERENCE.md).
         """
         patches, stopped, lengths = [], None, None
         for step in self.generate_patches(
@@ -418,7 +537,12 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         use_cache: bool = True,
         scheduler=None,
     ) -> Iterator[PatchStep]:
-        """The autoregressive loop of [`generate`] as an iterator of [`PatchStep`]s (for streaming)."""
+        """The autoregressive loop of [`generate`] as an iterator of [`PatchStep`]s (for streaming).
+
+        Per patch: LocDiT solves the patch's ODE (condition and history prepared once, `num_inference_steps` calls with
+        cond/uncond packed), the aggregation encoder embeds the patch and the backbone takes one cached step. With
+        `generation_speedups.prune_finished`, rows that have finished leave the batch and the KV cache; their
+        `PatchStep.patch` rows are then zeros."""
         config = self.config
         num_inference_steps = config.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance_scale = config.guidance_scale if guidance_scale is None else guidance_scale
@@ -452,32 +576,48 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             if max_new_patches is None
             else torch.full((batch,), max_new_patches, device=device, dtype=torch.long)
         )
-        sampler = PatchSampler(scheduler)
-        cache = DynamicCache(config=config.text_config) if use_cache else None
+        max_steps = int(limit.max())
+        speedups = self.generation_speedups
+        self._apply_block_setting()
+        sampler = PatchSampler(scheduler, use_scheduler_step=not speedups.inline_euler)
+        cache = self._new_cache(batch, embeds.shape[1] + max_steps) if use_cache else None
         out = self._run_backbone(embeds, mask, position_ids, cache)
         h = out.last_hidden_state[:, -1]  # [B, H]
         next_position = position_ids[:, -1] + 1
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         stopped = torch.zeros(batch, dtype=torch.bool, device=device)
+        # With no padded row (e.g. batch 1) every later mask is all ones: one-token cached steps need none (same result).
+        step_mask_needed = not (use_cache and speedups.skip_full_masks and bool(mask.all()))
+        # Finished rows leave the batch (and the KV cache) when that is possible; `rows` maps the rows still being
+        # computed to their index in the full batch.
+        prune = speedups.prune_finished and (cache is None or _cache_can_select_rows(cache))
+        rows = torch.arange(batch, device=device)
+        locdit_step = self._locdit_step_fn()
+        time_cache: dict = {}
 
-        for index in range(int(limit.max())):
-            history_frames = history.flatten(1, 2) if num_history > 0 else None  # [B, K*P, D]
+        for index in range(max_steps):
+            width = rows.shape[0]
+            history_frames = history.flatten(1, 2) if num_history > 0 else None  # [b, K*P, D]
             history_mask = history_valid.repeat_interleave(patch_size, dim=1) if num_history > 0 else None
-            velocity = guided_velocity(self.locdit, h, history_frames, history_mask, guidance_scale)
+            velocity = GuidedVelocity(
+                self.locdit, h, history_frames, history_mask, guidance_scale, time_cache=time_cache,
+                forward_fn=locdit_step,
+            )
             patch = sampler.sample(
-                velocity, (batch, patch_size, config.feature_dim), num_inference_steps, temperature,
+                velocity, (width, patch_size, config.feature_dim), num_inference_steps, temperature,
                 generator=generator, device=device, dtype=dtype,
-            )  # [B, P, D]
+                noise_rows=None if width == batch else (batch, rows),
+            )  # [b, P, D]
             active = ~finished
             if num_history > 0:
                 history = torch.cat([history[:, 1:], patch[:, None]], dim=1)
-                history_valid = torch.cat([history_valid[:, 1:], history_valid.new_ones(batch, 1)], dim=1)
+                history_valid = torch.cat([history_valid[:, 1:], history_valid.new_ones(width, 1)], dim=1)
 
             # feed the new patch back; the backbone output at it predicts the next patch and whether to stop
-            patch_embed = self.embed_patches(patch[:, None])  # [B, 1, H]
-            mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
+            patch_embed = self.embed_patches(patch[:, None])  # [b, 1, H]
+            mask = torch.cat([mask, mask.new_ones(width, 1)], dim=1)
             if use_cache:
-                out = self._run_backbone(patch_embed, mask, next_position[:, None], cache)
+                out = self._run_backbone(patch_embed, mask if step_mask_needed else None, next_position[:, None], cache)
             else:
                 embeds = torch.cat([embeds, patch_embed], dim=1)
                 position_ids = torch.cat([position_ids, next_position[:, None]], dim=1)
@@ -485,12 +625,29 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             h = out.last_hidden_state[:, -1]
             next_position = next_position + 1
 
-            stop_now = active & (torch.sigmoid(self.stop_head(h).squeeze(-1).float()) > config.stop_threshold)
+            if width < batch:  # the stop head sees the full batch (rows that left it get zeros and are inactive)
+                h_full = h.new_zeros(batch, h.shape[-1]).index_copy_(0, rows, h)
+                full_patch = patch.new_zeros(batch, *patch.shape[1:]).index_copy_(0, rows, patch)
+            else:
+                h_full, full_patch = h, patch
+            stop_now = active & (torch.sigmoid(self.stop_head(h_full).squeeze(-1).float()) > config.stop_threshold)
             stopped = stopped | stop_now
             finished = finished | stop_now | (index + 1 >= limit)
-            yield PatchStep(index=index, patch=patch, active=active, finished=finished.clone(), stopped=stopped.clone())
+            yield PatchStep(
+                index=index, patch=full_patch, active=active, finished=finished.clone(), stopped=stopped.clone()
+            )
             if bool(finished.all()):
                 break
+            if prune:
+                keep = (~finished[rows]).nonzero().flatten()  # positions in the current batch of rows going on
+                if keep.shape[0] < width:
+                    rows, h, next_position, mask = rows[keep], h[keep], next_position[keep], mask[keep]
+                    if num_history > 0:
+                        history, history_valid = history[keep], history_valid[keep]
+                    if use_cache:
+                        cache.batch_select_indices(keep)
+                    else:
+                        embeds, position_ids = embeds[keep], position_ids[keep]
 
     @staticmethod
     def _initial_history(
@@ -564,6 +721,39 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             raise ValueError(f"got {len(generator)} generators for a batch of {batch}; pass one per row or a single one.")
 
 
+def _locdit_forward_prepared(locdit: LocDiT, noisy: torch.Tensor, time_emb: torch.Tensor, context) -> torch.Tensor:
+    return locdit.forward_prepared(noisy, time_emb, context)
+
+
+class _CompiledLocDiTStep:
+    """`torch.compile`d `LocDiT.forward_prepared` that falls back to eager (once, with a warning) if compiling fails."""
+
+    def __init__(self, mode: str | None, dynamic: bool | None):
+        self.failed = False
+        try:
+            self.compiled = torch.compile(_locdit_forward_prepared, mode=mode, dynamic=dynamic)
+        except Exception as error:  # noqa: BLE001 - e.g. an unsupported platform or Python version
+            self._fail(error)
+
+    def _fail(self, error: Exception):
+        self.failed = True
+        logger.warning(f"torch.compile of LocDiT is not available ({type(error).__name__}: {error}); generating eagerly.")
+
+    def __call__(self, locdit: LocDiT, noisy: torch.Tensor, time_emb: torch.Tensor, context) -> torch.Tensor:
+        if not self.failed:
+            try:
+                return self.compiled(locdit, noisy, time_emb, context)
+            except Exception as error:  # noqa: BLE001 - compiler errors come in many types; eager re-raises real ones
+                self._fail(error)
+        return locdit.forward_prepared(noisy, time_emb, context)
+
+
+def _cache_can_select_rows(cache) -> bool:
+    """Whether `cache.batch_select_indices` really drops rows (dynamic layers do; static and stub layers do not)."""
+    layers = getattr(cache, "layers", None)
+    return isinstance(cache, DynamicCache) and bool(layers) and all(isinstance(layer, DynamicLayer) for layer in layers)
+
+
 def _check_right_padded(mask: torch.Tensor | None, name: str):
     """Frame masks must hold each row's real frames first (right padding): patches are cut from the start."""
     if mask is None:
@@ -592,4 +782,5 @@ __all__ = [
     "DiTAROutput",
     "DiTARGenerationOutput",
     "PatchStep",
+    "GenerationSpeedups",
 ]

@@ -2,6 +2,11 @@
 
 text, prompt audio -> DiTARProcessor -> DiTARForConditionalGeneration.generate_patches (aggregation encoder -> backbone
 -> LocDiT sampler stepped by `scheduler`) -> de-normalise -> vocoder (chunked, see `streaming.py`) -> waveform.
+With a `vae` component (diffusers' AutoencoderOobleck) instead of a vocoder, the features are VAE latents: the prompt
+audio is encoded by the VAE and the generated latents are decoded by it (`vae_features.py`).
+
+A saved pipeline folder carries its code (`hub_utils.write_pipeline_remote_code`), so it also loads with
+`DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` where this package is not installed.
 """
 
 from __future__ import annotations
@@ -15,17 +20,43 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from diffusers import ConfigMixin, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.utils import logging
+from transformers import PreTrainedModel, ProcessorMixin
 
+# Loading a local folder with trust_remote_code, diffusers copies only the modules that the pipeline file imports
+# directly, so every module the pipeline needs, also indirectly, is imported here (the ones marked F401 only for that;
+# tests/test_remote_code.py checks that the list is complete).
+from .aggregation_encoder import DiTARAggregationEncoder  # noqa: F401
+from .audio_utils import load_audio  # noqa: F401
+from .configuration_ditar import DiTARConfig  # noqa: F401
+from .feature_extraction_ditar import DiTARFeatureExtractor  # noqa: F401
+from .hub_utils import installed_libraries, write_pipeline_remote_code
+from .locdit import LocDiT  # noqa: F401
 from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
 from .processing_ditar import DiTARProcessor
+from .sampling import PatchSampler  # noqa: F401
 from .streaming import StreamingVocoder
+from .tokenization_ditar import DiTARTextFrontend  # noqa: F401
+from .transformer_blocks import DiTARTransformerBlock  # noqa: F401
+from .vae_features import (
+    VAEPromptEncoder,
+    VAEVocoder,
+    encode_waveforms,
+    vae_hop_length,
+    vae_latent_dim,
+    vae_sampling_rate,
+)
+from .vocoder_griffinlim import GriffinLimVocoder  # noqa: F401
+from .vocoders import DiTARVocoder  # noqa: F401
 
 logger = logging.get_logger(__name__)
 
 DEFAULT_VOICE_DIR = "default_voice"
+# the package (or remote-code module folder) this file lives in, e.g. "modeling_ditar"
+_PACKAGE = __name__.rpartition(".")[0]
+_CODE_DIR = Path(__file__).resolve().parent
 EMBEDDED_DEFAULT = Path(__file__).resolve().parent / "default"
 OUTPUT_TYPES = ("np", "pt", "features")
 # Texts longer than this (characters) are spoken sentence by sentence with the same voice prompt, which keeps the
@@ -49,22 +80,45 @@ class DiTARPipeline(DiffusionPipeline):
     Zero-shot text-to-speech with DiTAR.
 
     Components: `model` ([`DiTARForConditionalGeneration`]), `processor` ([`DiTARProcessor`]), `scheduler` (a
-    flow-matching scheduler such as [`FlowMatchEulerDiscreteScheduler`], used for every patch's ODE), `vocoder`
-    (features -> waveform, e.g. [`GriffinLimVocoder`]). A default voice (prompt audio + transcript) can be saved with
-    the pipeline and is used when `prompt_audio` is not given.
+    flow-matching scheduler such as [`FlowMatchEulerDiscreteScheduler`], used for every patch's ODE), and either
+    `vocoder` (log-mel features -> waveform, e.g. [`GriffinLimVocoder`]) or `vae` (an `AutoencoderOobleck` whose
+    latents are the features: it encodes the prompt audio and decodes the output). A default voice (prompt audio +
+    transcript) can be saved with the pipeline and is used when `prompt_audio` is not given.
     """
 
-    model_cpu_offload_seq = "model->vocoder"
-    _optional_components = []
+    model_cpu_offload_seq = "model->vocoder->vae"
+    _optional_components = ["vocoder", "vae"]
 
-    def __init__(self, model: DiTARForConditionalGeneration, processor: DiTARProcessor, scheduler, vocoder):
+    # `model` is a DiTARForConditionalGeneration and `processor` a DiTARProcessor. The annotations name their stable
+    # base classes: loading remote code, diffusers re-executes a module for every component it loads from it, after it
+    # has resolved these annotations, so the DiTAR classes themselves would fail its type check with a warning.
+    def __init__(self, model: PreTrainedModel, processor: ProcessorMixin, scheduler, vocoder=None, vae=None):
         super().__init__()
-        self.register_modules(model=model, processor=processor, scheduler=scheduler, vocoder=vocoder)
+        self.register_modules(model=model, processor=processor, scheduler=scheduler, vocoder=vocoder, vae=vae)
         self.default_voice: tuple[np.ndarray, int, str] | None = None
+        self._vae_pause: torch.Tensor | None = None
         self._check_components()
+        # weights loaded from a memory-mapped file can sit at unaligned addresses (see `_align_cpu_tensors`)
+        for module in (model, vae):
+            if isinstance(module, torch.nn.Module):
+                _align_cpu_tensors(module)
 
     def _check_components(self):
         fe, config = self.processor.feature_extractor, self.model.config
+        if self.vae is not None:
+            if self.vocoder is not None:
+                raise ValueError(
+                    "give either a vocoder (log-mel features) or a vae (VAE latent features), not both; the VAE "
+                    "decodes the latents itself."
+                )
+            if vae_latent_dim(self.vae) != config.feature_dim:
+                raise ValueError(
+                    f"the vae has {vae_latent_dim(self.vae)}-dim latents but the model expects "
+                    f"feature_dim={config.feature_dim}; build the model config with vae_features.ditar_config_kwargs(vae)."
+                )
+            return
+        if self.vocoder is None:
+            raise ValueError("a vocoder is required (or a vae, for a model trained on VAE latents).")
         if fe.feature_size != config.feature_dim:
             raise ValueError(
                 f"processor features have {fe.feature_size} channels but the model expects feature_dim={config.feature_dim}."
@@ -79,20 +133,40 @@ class DiTARPipeline(DiffusionPipeline):
             )
 
     @property
+    def components(self) -> dict:
+        """The components this pipeline holds; an optional one that is not set (the `vae` of a log-mel pipeline, the
+        `vocoder` of a VAE pipeline) is left out. `DiTARPipeline(**pipe.components)` rebuilds the pipeline."""
+        return {k: v for k, v in super().components.items() if v is not None or k not in self._optional_components}
+
+    @property
     def sample_rate(self) -> int:
+        if self.vae is not None:
+            return vae_sampling_rate(self.vae)
         return int(getattr(self.vocoder, "sampling_rate", self.processor.sampling_rate))
+
+    @property
+    def _prompt_rate(self) -> int:
+        """Rate prompt audio is brought to: the VAE's, or the feature extractor's."""
+        return vae_sampling_rate(self.vae) if self.vae is not None else self.processor.sampling_rate
 
     # ----------------------------------------------------------------------------------------------------------------
     # default voice and persistence
 
     def set_default_voice(self, audio, text: str, sampling_rate: int | None = None):
         """Voice used when `prompt_audio` is not given: `audio` (path or array) and its transcript `text`."""
-        waveform = self.processor.load_prompt_audio(audio, sampling_rate)
+        waveform = self.processor.load_prompt_audio(audio, sampling_rate, target_rate=self._prompt_rate)
         self.processor.encode_text(text)  # fail now, not at synthesis time
-        self.default_voice = (waveform.numpy(), self.processor.sampling_rate, text)
+        self.default_voice = (waveform.numpy(), self._prompt_rate, text)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+    def save_pretrained(self, save_directory: str | os.PathLike, remote_code: bool = True, **kwargs):
+        """Save every component, the default voice and (with `remote_code`, the default) the code that lets the folder
+        load with `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` without this package."""
+        push = kwargs.pop("push_to_hub", False)
+        hub_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "token", "create_pr")
+                      if k in kwargs}
         super().save_pretrained(save_directory, **kwargs)
+        if remote_code:
+            write_pipeline_remote_code(self, save_directory)
         if self.default_voice is not None:
             import soundfile as sf
 
@@ -101,10 +175,15 @@ class DiTARPipeline(DiffusionPipeline):
             audio, rate, text = self.default_voice
             sf.write(voice_dir / "prompt.wav", audio, rate, subtype="FLOAT")
             (voice_dir / "prompt.txt").write_text(text + "\n", encoding="utf-8")
+        if push:
+            self.push_to_hub(hub_kwargs.pop("repo_id", Path(save_directory).name), **hub_kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None, **kwargs):
-        """Load a saved pipeline folder (or Hub repo). With no argument, the default checkpoint embedded in the package."""
+        """Load a saved pipeline folder (or Hub repo). With no argument, the default checkpoint embedded in the package.
+
+        The package's own classes are used (the code files saved in the folder for remote code are not executed), and
+        the folder's default voice, if any, is loaded."""
         if pretrained_model_name_or_path is None:
             if not (EMBEDDED_DEFAULT / "model_index.json").is_file():
                 raise ValueError(
@@ -112,12 +191,50 @@ class DiTARPipeline(DiffusionPipeline):
                     "folder: DiTARPipeline.from_pretrained('path/to/pipeline')."
                 )
             pretrained_model_name_or_path = EMBEDDED_DEFAULT
-        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        _align_cpu_tensors(pipe.model)
-        voice_dir = _resolve_voice_dir(pretrained_model_name_or_path, kwargs)
-        if voice_dir is not None:
-            pipe.set_default_voice(str(voice_dir / "prompt.wav"), (voice_dir / "prompt.txt").read_text("utf-8").strip())
+        source = str(pretrained_model_name_or_path)
+        if not os.path.isdir(source):
+            # diffusers' own download would resolve the folder's remote-code pipeline class; fetch the whole repo
+            from huggingface_hub import snapshot_download
+
+            hub = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "force_download")
+                   if kwargs.get(k) is not None}
+            local = snapshot_download(source, **hub)
+        else:
+            local = source
+        pipe = super().from_pretrained(local, **kwargs)
+        if local != source:  # record the repo id, as diffusers does (without a second voice lookup)
+            ConfigMixin.register_to_config(pipe, _name_or_path=source)
         return pipe
+
+    @classmethod
+    def load_config(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`model_index.json` with the remote-code component names mapped to this package's modules (see
+        `hub_utils.installed_libraries`), so that loading through the class never runs code from the folder."""
+        out = super().load_config(pretrained_model_name_or_path, *args, **kwargs)
+        if isinstance(out, tuple):
+            return (installed_libraries(out[0], _PACKAGE, _CODE_DIR), *out[1:])
+        return installed_libraries(out, _PACKAGE, _CODE_DIR)
+
+    def register_to_config(self, **kwargs):
+        super().register_to_config(**kwargs)
+        # diffusers records where a pipeline was loaded from right after building it (also for remote code, where our
+        # `from_pretrained` is not called): that is when the folder's default voice can be found
+        source = kwargs.get("_name_or_path")
+        if source is not None and getattr(self, "default_voice", "unset") is None:
+            voice_dir = _resolve_voice_dir(source, {})
+            if voice_dir is not None:
+                self.set_default_voice(
+                    str(voice_dir / "prompt.wav"), (voice_dir / "prompt.txt").read_text("utf-8").strip()
+                )
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload the pipeline (weights, remote code, default voice) with a rendered model card in one commit.
+
+        Keywords: `commit_message`, `private`, `token`, `revision`, `create_pr`, and card settings such as
+        `results="eval/results.json"` (see `hub_utils.push_to_hub` and `hub_utils.render_model_card`)."""
+        from .hub_utils import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
 
     # ----------------------------------------------------------------------------------------------------------------
     # inputs
@@ -164,11 +281,14 @@ class DiTARPipeline(DiffusionPipeline):
         if prompt_audio is None:
             audio, rate, transcript = self.default_voice
             prompt_audio, prompt_text, sampling_rate = audio, transcript, rate
-        inputs = self.processor(texts, prompt_text=prompt_text, prompt_audio=prompt_audio, sampling_rate=sampling_rate)
+        encoder = VAEPromptEncoder(self.vae, self.model.normalize_features) if self.vae is not None else None
+        inputs = self.processor(texts, prompt_text=prompt_text, prompt_audio=prompt_audio, sampling_rate=sampling_rate,
+                                prompt_encoder=encoder)
         frames = inputs["prompt_attention_mask"].sum(1)
         patch = self.model.config.patch_size
         if bool((frames < patch).any()):
-            seconds = patch * self.processor.feature_extractor.hop_length / self.processor.sampling_rate
+            hop = vae_hop_length(self.vae) if self.vae is not None else self.processor.feature_extractor.hop_length
+            seconds = patch * hop / self._prompt_rate
             raise ValueError(
                 f"prompt_audio is shorter than one patch ({patch} frames = {seconds:.3f} s); give a longer prompt "
                 "(a few seconds works best)."
@@ -201,7 +321,7 @@ class DiTARPipeline(DiffusionPipeline):
                 yield step
 
     def _streaming_vocoder(self) -> StreamingVocoder:
-        return StreamingVocoder(self.vocoder)
+        return StreamingVocoder(VAEVocoder(self.vae) if self.vae is not None else self.vocoder)
 
     @torch.no_grad()
     def __call__(
@@ -298,7 +418,14 @@ class DiTARPipeline(DiffusionPipeline):
         return torch.cat(pieces[:-1]), all_stopped
 
     def _pause_frames(self) -> torch.Tensor:
-        """Frames of silence between sentences: the feature value of silence is the log floor."""
+        """Frames of silence between sentences: the feature value of silence is the log floor (for a VAE: the latents
+        of silent audio)."""
+        if self.vae is not None:
+            if self._vae_pause is None:
+                rate = vae_sampling_rate(self.vae)
+                silence = torch.zeros(max(1, round(SENTENCE_PAUSE_SECONDS * rate)))
+                self._vae_pause = encode_waveforms(self.vae, [silence])[0][0]  # [T, D]
+            return self._vae_pause
         fe = self.processor.feature_extractor
         count = max(1, round(SENTENCE_PAUSE_SECONDS * fe.sampling_rate / fe.hop_length))
         return torch.full((count, fe.feature_size), float(np.log(fe.log_floor)))
@@ -425,8 +552,10 @@ def _resolve_voice_dir(source, kwargs) -> Path | None:
 
 
 def build_pipeline(model: DiTARForConditionalGeneration, processor: DiTARProcessor, vocoder=None,
-                   scheduler=None) -> DiTARPipeline:
-    """Assemble a pipeline with the default scheduler and a Griffin-Lim vocoder matching the processor."""
-    vocoder = vocoder if vocoder is not None else processor.build_vocoder()
+                   scheduler=None, vae=None) -> DiTARPipeline:
+    """Assemble a pipeline with the default scheduler and a Griffin-Lim vocoder matching the processor (or, with
+    `vae`, no vocoder: the VAE decodes the latents)."""
+    if vae is None and vocoder is None:
+        vocoder = processor.build_vocoder()
     scheduler = scheduler if scheduler is not None else FlowMatchEulerDiscreteScheduler(shift=1.0)
-    return DiTARPipeline(model=model, processor=processor, scheduler=scheduler, vocoder=vocoder)
+    return DiTARPipeline(model=model, processor=processor, scheduler=scheduler, vocoder=vocoder, vae=vae)

@@ -1,17 +1,32 @@
 """DiTARProcessor: text + prompt transcript + prompt audio -> model inputs.
 
 input_ids = tokens(prompt_text) + [space] + tokens(text) (prompt transcript first, as the prompt audio is the first part
-of the speech), right-padded; prompt audio -> mono, resampled, log-mel, normalised `prompt_features`.
+of the speech), right-padded; prompt audio -> mono, resampled, log-mel (or another `prompt_encoder`, e.g. a VAE),
+normalised `prompt_features`.
+
+Text goes through DiTAR's character front end (normalise, optionally phonemize, one token per character) when the
+tokenizer is a DiTAR character tokenizer ([`build_ditar_tokenizer`]), and straight through the tokenizer otherwise (the
+subword tokenizer of a pretrained LM the backbone was initialised from, see `conversion/init_from_lm.py`).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import unicodedata
+from collections.abc import Callable
+
 import numpy as np
 import torch
-from transformers import BatchFeature, ProcessorMixin
+from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 
-from .audio_utils import load_audio
+from .audio_utils import load_audio, resample_audio, to_mono_float32, validate_sampling_rate
+from .feature_extraction_ditar import DiTARFeatureExtractor
 from .tokenization_ditar import DiTARTextFrontend
+
+# keyword arguments of `from_pretrained` that locate files (forwarded to the feature extractor and the tokenizer)
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+_WHITESPACE = re.compile(r"\s+")
 
 
 class DiTARProcessor(ProcessorMixin):
@@ -22,11 +37,36 @@ class DiTARProcessor(ProcessorMixin):
 
     def __init__(self, feature_extractor, tokenizer, chat_template=None):
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template)
-        self.frontend = DiTARTextFrontend(tokenizer)
+        # DiTAR's character tokenizer records `phonemize` in its init kwargs; any other tokenizer is used as it is
+        self.frontend = DiTARTextFrontend(tokenizer) if "phonemize" in (tokenizer.init_kwargs or {}) else None
+
+    @property
+    def text_mode(self) -> str:
+        """"characters" (DiTAR's character front end) or "tokenizer" (a subword tokenizer, used as it is)."""
+        return "characters" if self.frontend is not None else "tokenizer"
 
     @property
     def sampling_rate(self) -> int:
         return self.feature_extractor.sampling_rate
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> DiTARProcessor:
+        """Load a saved processor folder (or Hub repo).
+
+        The feature extractor is built from this module's [`DiTARFeatureExtractor`] rather than looked up through
+        `AutoFeatureExtractor`, so the processor also loads as remote code (`trust_remote_code=True`) in a Python
+        where `modeling_ditar` is not installed; the tokenizer is an ordinary transformers tokenizer."""
+        hub = {key: kwargs[key] for key in _HUB_KWARGS if kwargs.get(key) is not None}
+        feature_extractor = DiTARFeatureExtractor.from_pretrained(pretrained_model_name_or_path, **hub)
+        tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **hub)
+        return cls(feature_extractor, tokenizer)
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload this processor (with its code, for `trust_remote_code=True`, and a model card); see
+        [`hub_utils.push_to_hub`] for the arguments."""
+        from .hub_utils import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
 
     @property
     def model_input_names(self):
@@ -36,10 +76,27 @@ class DiTARProcessor(ProcessorMixin):
         """Token ids of one text through the front end (normalise, optionally phonemize, map characters).
 
         `allow_empty=True` accepts a whitespace-only string (used for the separator between prompt and target text)."""
+        if self.frontend is None:
+            return self._encode_with_tokenizer(text, allow_empty)
         if allow_empty and isinstance(text, str) and not text.strip():
             space = self.frontend.tokenizer.convert_tokens_to_ids(" ")
             return [space] if text and space != self.frontend.unk_token_id else []
         return self.frontend.encode(text, on_unknown=on_unknown)
+
+    def _encode_with_tokenizer(self, text: str, allow_empty: bool) -> list[int]:
+        """Subword tokenizers: NFKC and whitespace runs collapsed to one space, then the tokenizer without special
+        tokens. A whitespace-only `text` (the prompt/target separator) keeps one space."""
+        if not isinstance(text, str):
+            raise ValueError(f"`text` must be a string, got {type(text).__name__}.")
+        if allow_empty and not text.strip():
+            return self.tokenizer.encode(" ", add_special_tokens=False) if text else []
+        normalized = _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+        if not normalized:
+            raise ValueError(f"`text` is empty or whitespace only ({text!r}); give at least one word to speak.")
+        ids = self.tokenizer.encode(normalized, add_special_tokens=False)
+        if not ids:
+            raise ValueError(f"`text` {text!r} encodes to no tokens.")
+        return ids
 
     def __call__(
         self,
@@ -49,6 +106,7 @@ class DiTARProcessor(ProcessorMixin):
         sampling_rate: int | None = None,
         return_tensors: str = "pt",
         on_unknown: str = "warn",
+        prompt_encoder: Callable | None = None,
         **kwargs,
     ) -> BatchFeature:
         """
@@ -58,6 +116,9 @@ class DiTARProcessor(ProcessorMixin):
             prompt_audio: a path, an array/tensor (needs `sampling_rate`), or a list of those (one per row); any rate,
                 mono or multichannel, int or float samples.
             sampling_rate: rate of array prompts; files carry their own.
+            prompt_encoder: replaces the log-mel feature extractor for the prompt audio (e.g. a VAE encoder, see
+                `vae_features.VAEPromptEncoder`): an object with a `sampling_rate` attribute, called with the list of
+                mono waveforms at that rate, returning normalised `(features [B, T, D], attention_mask [B, T])`.
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask` and, with a prompt, `prompt_features` [B, T, D]
             (normalised) and `prompt_attention_mask`.
@@ -101,12 +162,17 @@ class DiTARProcessor(ProcessorMixin):
         data = {"input_ids": input_ids, "attention_mask": attention_mask}
 
         if prompt_audios is not None:
-            waves = [self.load_prompt_audio(a, sampling_rate) for a in prompt_audios]
-            features = self.feature_extractor(
-                [w.numpy() for w in waves], sampling_rate=self.sampling_rate, return_tensors="pt"
-            )
-            data["prompt_features"] = features["input_features"]
-            data["prompt_attention_mask"] = features["attention_mask"]
+            if prompt_encoder is not None:
+                rate = int(prompt_encoder.sampling_rate)
+                waves = [self.load_prompt_audio(a, sampling_rate, target_rate=rate) for a in prompt_audios]
+                data["prompt_features"], data["prompt_attention_mask"] = prompt_encoder(waves)
+            else:
+                waves = [self.load_prompt_audio(a, sampling_rate) for a in prompt_audios]
+                features = self.feature_extractor(
+                    [w.numpy() for w in waves], sampling_rate=self.sampling_rate, return_tensors="pt"
+                )
+                data["prompt_features"] = features["input_features"]
+                data["prompt_attention_mask"] = features["attention_mask"]
         return BatchFeature(data=data, tensor_type=None)
 
     def _encode_argument(self, value: str, name: str, row: int, batch: int, on_unknown: str) -> list[int]:
@@ -120,10 +186,12 @@ class DiTARProcessor(ProcessorMixin):
                 raise
             raise ValueError(f"{where}: {err}") from err
 
-    def load_prompt_audio(self, audio, sampling_rate: int | None = None) -> torch.Tensor:
-        """A prompt clip as mono float32 at the feature extractor's rate; clear errors (prefixed `prompt_audio:`) for
-        missing, unreadable, empty, non-finite or silent audio."""
+    def load_prompt_audio(self, audio, sampling_rate: int | None = None, target_rate: int | None = None) -> torch.Tensor:
+        """A prompt clip as mono float32 at the feature extractor's rate (or `target_rate`); clear errors (prefixed
+        `prompt_audio:`) for missing, unreadable, empty, non-finite or silent audio."""
         try:
+            if target_rate is not None and int(target_rate) != self.sampling_rate:
+                return self._load_prompt_audio_at(audio, sampling_rate, int(target_rate))
             return self._load_prompt_audio(audio, sampling_rate)
         except FileNotFoundError as err:
             raise FileNotFoundError(f"prompt_audio: {err}") from err
@@ -145,6 +213,19 @@ class DiTARProcessor(ProcessorMixin):
                 raise TypeError(f"prompt_audio must be a path, numpy array or torch tensor, got {type(audio).__name__}.")
             return waveform
         return self.feature_extractor.prepare_audio(waveform, self.sampling_rate)
+
+    @staticmethod
+    def _load_prompt_audio_at(audio, sampling_rate: int | None, target_rate: int) -> torch.Tensor:
+        if isinstance(audio, (str, bytes)) or hasattr(audio, "__fspath__"):
+            waveform, _ = load_audio(audio, sampling_rate=target_rate)
+            return to_mono_float32(waveform, check_silence=True)
+        if sampling_rate is None:
+            raise ValueError("prompt_audio is an array but sampling_rate is missing; pass sampling_rate=<Hz of the array>.")
+        if not isinstance(audio, (np.ndarray, torch.Tensor)):
+            raise TypeError(f"prompt_audio must be a path, numpy array or torch tensor, got {type(audio).__name__}.")
+        rate = validate_sampling_rate(sampling_rate)
+        waveform = to_mono_float32(audio, check_silence=True)
+        return resample_audio(waveform, rate, target_rate) if rate != target_rate else waveform
 
     def build_vocoder(self, n_iter: int = 32):
         """A Griffin-Lim vocoder matching this processor's features."""

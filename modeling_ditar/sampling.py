@@ -40,31 +40,63 @@ class PatchSampler:
 
     One instance holds one scheduler; the time grid is shared by all rows, so a batch is solved in lockstep. Constants
     of the grid are computed once per `num_inference_steps` and reused for every patch.
+
+    The scheduler is always the source of the sigmas (it is given the cosine grid and checked to step on exactly it).
+    With a plain `FlowMatchEulerDiscreteScheduler` the Euler update itself is written inline on step sizes precomputed
+    from the scheduler's sigmas (the same float32 operations as `scheduler.step`, without its per-step Python state
+    and index lookups); `use_scheduler_step=True`, or any other scheduler class, calls `scheduler.step` every step.
     """
 
-    def __init__(self, scheduler: FlowMatchEulerDiscreteScheduler | None = None):
+    def __init__(self, scheduler: FlowMatchEulerDiscreteScheduler | None = None, use_scheduler_step: bool = False):
         self.scheduler = scheduler if scheduler is not None else default_scheduler()
         if not hasattr(self.scheduler, "set_timesteps") or "sigmas" not in _parameters(self.scheduler.set_timesteps):
             raise TypeError(
                 f"scheduler must be a flow-matching scheduler whose `set_timesteps` accepts `sigmas` "
                 f"(e.g. FlowMatchEulerDiscreteScheduler); got {type(self.scheduler).__name__}."
             )
-        self._grid_cache: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+        self.use_scheduler_step = use_scheduler_step
+        self._grid_cache: dict[tuple[int, str], dict] = {}
+        self._eta_cache: dict[tuple[float, int], int] = {}
+
+    @property
+    def inline_euler(self) -> bool:
+        """True when the Euler update is done inline (see the class docstring)."""
+        scheduler = self.scheduler
+        return (
+            not self.use_scheduler_step
+            and type(scheduler) is FlowMatchEulerDiscreteScheduler
+            and not scheduler.config.get("stochastic_sampling", False)
+        )
 
     def _grid(self, num_inference_steps: int, device: torch.device) -> dict[str, torch.Tensor]:
         key = (num_inference_steps, str(device))
         if key not in self._grid_cache:
             t = torch.linspace(1.0, 0.0, num_inference_steps + 1, dtype=torch.float64)  # t_N = 1 ... t_0 = 0
             alpha, sigma = cosine_alpha_sigma(t)
-            self._grid_cache[key] = {
+            grid = {
                 "t": t.float().to(device),
                 "alpha": alpha.float().to(device),
                 "sigma": sigma.float().to(device),
                 # flow-matching sigmas for the scheduler (without the terminal 0, which it appends itself)
                 "flow_sigmas": (sigma / (alpha + sigma))[:-1].float(),
                 "scale": (alpha + sigma).float().to(device),
+                "noise_at": [bool(s > 0) for s in sigma],  # a grid point where re-noising changes anything
             }
+            # per-step 0-d constants, indexed once here instead of every step
+            for name in ("t", "alpha", "sigma", "scale"):
+                grid[name + "_steps"] = list(grid[name].unbind())
+            self._grid_cache[key] = grid
         return self._grid_cache[key]
+
+    def _euler_steps(self, grid: dict, num_inference_steps: int, device) -> list[torch.Tensor]:
+        """Step sizes sigma_{n+1} - sigma_n of the scheduler's own (checked) sigmas, as `scheduler.step` computes
+        them; set once per grid."""
+        if "dt" not in grid:
+            self.scheduler.set_timesteps(sigmas=grid["flow_sigmas"].tolist(), device=device)
+            self._check_sigmas(grid["flow_sigmas"])
+            sigmas = self.scheduler.sigmas.to(device)
+            grid["dt"] = [sigmas[n + 1] - sigmas[n] for n in range(num_inference_steps)]
+        return grid["dt"]
 
     def _check_sigmas(self, expected: torch.Tensor):
         """The scheduler must step exactly on the sigmas it was given: a shifted or non-flow-matching scheduler would
@@ -85,6 +117,12 @@ class PatchSampler:
         t = torch.linspace(1.0, 0.0, num_inference_steps + 1, dtype=torch.float64)
         return int(torch.argmin((t - temperature).abs()).item())
 
+    def _noise_injection_index(self, temperature: float, num_inference_steps: int) -> int:
+        key = (float(temperature), num_inference_steps)
+        if key not in self._eta_cache:
+            self._eta_cache[key] = self.noise_injection_index(temperature, num_inference_steps)
+        return self._eta_cache[key]
+
     def sample(
         self,
         velocity_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -94,40 +132,144 @@ class PatchSampler:
         generator: torch.Generator | list[torch.Generator] | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        noise_rows: tuple[int, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Returns x0 of shape `shape` ([B, P, D]).
 
-        `velocity_fn(x_t, t)` returns the (already guided) velocity for x_t [B, P, D] at time t [B].
+        `velocity_fn(x_t, t)` returns the (already guided) velocity for x_t [B, P, D] at time t [B]. A velocity that
+        also has `at_step(x_t, n, t_grid)` (e.g. [`GuidedVelocity`]) is called through it with the grid index n, which
+        lets it reuse per-grid work such as time embeddings; both must give the same values.
 
         Temperature (paper 3.4): the solve starts from zeros at t = 1 and is deterministic, except that on reaching the
         grid point t_eta nearest to tau the current x0 estimate is re-noised with fresh Gaussian noise,
         x = alpha(t_eta) x0_hat + sigma(t_eta) eps. tau = 1 is ordinary sampling from noise, tau = 0 is deterministic.
         Reusing the x0 estimate of the step that lands on t_eta costs no extra network evaluation.
+
+        `noise_rows=(num_rows, rows)`: the B rows being solved are rows `rows` of a batch of `num_rows` (the others have
+        finished); noise is drawn for the whole batch, as `generator` would for it, and the solved rows' part is used,
+        so a row's numbers do not depend on which other rows are still being solved.
         """
-        grid = self._grid(num_inference_steps, torch.device(device))
-        eta = self.noise_injection_index(temperature, num_inference_steps)
+        device = torch.device(device)
+        grid = self._grid(num_inference_steps, device)
+        eta = self._noise_injection_index(temperature, num_inference_steps)
+
+        def noise() -> torch.Tensor:
+            if noise_rows is None:
+                return randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+            num_rows, rows = noise_rows
+            full = randn_tensor((num_rows, *shape[1:]), generator=generator, device=device, dtype=torch.float32)
+            return full[rows]
+
+        x = noise() if eta == 0 else torch.zeros(shape, device=device, dtype=torch.float32)
+        batch = shape[0]
+        at_step = getattr(velocity_fn, "at_step", None)
+        t_grid = grid["t"]
+
+        def velocity(x: torch.Tensor, n: int) -> torch.Tensor:
+            if at_step is not None:
+                return at_step(x.to(dtype), n, t_grid).float()
+            return velocity_fn(x.to(dtype), grid["t_steps"][n].expand(batch)).float()
+
+        alphas, sigmas, scales = grid["alpha_steps"], grid["sigma_steps"], grid["scale_steps"]
+        if self.inline_euler:
+            dts = self._euler_steps(grid, num_inference_steps, device)
+            for n in range(num_inference_steps):
+                v = velocity(x, n)
+                alpha, sigma = alphas[n], sigmas[n]
+                x0_hat = alpha * x - sigma * v
+                eps_hat = sigma * x + alpha * v
+                y = x / scales[n]
+                y = y + dts[n] * (eps_hat - x0_hat)  # FlowMatchEulerDiscreteScheduler.step, float32
+                x = y * scales[n + 1]
+                if n + 1 == eta and grid["noise_at"][n + 1]:
+                    x = alphas[n + 1] * x0_hat + sigmas[n + 1] * noise()
+            return x.to(dtype)
+
         self.scheduler.set_timesteps(sigmas=grid["flow_sigmas"].tolist(), device=device)
         self._check_sigmas(grid["flow_sigmas"])
         self.scheduler.set_begin_index(0)
-
-        if eta == 0:
-            x = randn_tensor(shape, generator=generator, device=torch.device(device), dtype=torch.float32)
-        else:
-            x = torch.zeros(shape, device=device, dtype=torch.float32)
-        batch = shape[0]
         for n, timestep in enumerate(self.scheduler.timesteps):
-            t = grid["t"][n].expand(batch)
-            alpha, sigma = grid["alpha"][n], grid["sigma"][n]
-            v = velocity_fn(x.to(dtype), t).float()
+            v = velocity(x, n)
+            alpha, sigma = alphas[n], sigmas[n]
             x0_hat = alpha * x - sigma * v
             eps_hat = sigma * x + alpha * v
-            y = x / grid["scale"][n]
+            y = x / scales[n]
             y = self.scheduler.step(eps_hat - x0_hat, timestep, y, return_dict=False)[0]
-            x = y * grid["scale"][n + 1]
-            if n + 1 == eta and grid["sigma"][n + 1] > 0:
-                noise = randn_tensor(shape, generator=generator, device=torch.device(device), dtype=torch.float32)
-                x = grid["alpha"][n + 1] * x0_hat + grid["sigma"][n + 1] * noise
+            x = y * scales[n + 1]
+            if n + 1 == eta and grid["noise_at"][n + 1]:
+                x = alphas[n + 1] * x0_hat + sigmas[n + 1] * noise()
         return x.to(dtype)
+
+
+class GuidedVelocity:
+    """LM guidance: v = v(0) + g (v(h) - v(0)); cond and uncond branches packed in one LocDiT batch.
+
+    g = 1 runs the conditional branch alone (no guidance), g = 0 the unconditional branch alone. Calling it,
+    `velocity(x_t, t)`, runs `locdit(...)`; `at_step(x_t, n, t_grid)` (used by [`PatchSampler`]) gives the same values
+    from LocDiT's prepared calls: the condition and history part of the input is computed once per patch, the time
+    embeddings once per grid (`time_cache`, a dict that may be shared by the patches of one generation).
+    `forward_fn(locdit, x_t, time_emb, context)`, when given, stands in for `locdit.forward_prepared` (a compiled
+    version of it, say).
+    """
+
+    def __init__(
+        self,
+        locdit: torch.nn.Module,
+        cond: torch.Tensor,
+        history: torch.Tensor | None,
+        history_mask: torch.Tensor | None,
+        guidance_scale: float,
+        time_cache: dict | None = None,
+        forward_fn: Callable | None = None,
+    ):
+        self.locdit = locdit
+        # `forward_fn(locdit, x_t, time_emb, context)` replaces `locdit.forward_prepared` (e.g. a compiled version)
+        self.forward_fn = forward_fn
+        self.guidance_scale = guidance_scale
+        self.packed = guidance_scale not in (0.0, 1.0)
+        if guidance_scale == 0.0:
+            cond = torch.zeros_like(cond)
+        elif self.packed:
+            cond = torch.cat([cond, torch.zeros_like(cond)])
+            history = None if history is None else torch.cat([history, history])
+            history_mask = None if history_mask is None else torch.cat([history_mask, history_mask])
+        self.cond, self.history, self.history_mask = cond, history, history_mask
+        self.time_cache = {} if time_cache is None else time_cache
+        self._context = None
+        self._prepared: bool | None = None
+
+    def _combine(self, v: torch.Tensor) -> torch.Tensor:
+        if not self.packed:
+            return v
+        v_cond, v_uncond = v.chunk(2)
+        return v_uncond + self.guidance_scale * (v_cond - v_uncond)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.packed:
+            x, t = torch.cat([x, x]), torch.cat([t, t])
+        return self._combine(self.locdit(x, t, self.cond, self.history, self.history_mask))
+
+    def at_step(self, x: torch.Tensor, n: int, t_grid: torch.Tensor) -> torch.Tensor:
+        if self._prepared is None:
+            self._prepared = bool(getattr(self.locdit, "supports_prepared_calls", lambda: False)())
+        if not self._prepared:
+            return self(x, t_grid[n].expand(x.shape[0]))
+        if self._context is None:
+            self._context = self.locdit.prepare_context(self.cond, self.history, self.history_mask)
+        if self.packed:
+            x = torch.cat([x, x])
+        if self.time_cache.get("grid") is not t_grid:
+            # keeping a reference to the grid makes the identity check safe
+            self.time_cache.clear()
+            self.time_cache["grid"] = t_grid
+        # [M, C] per grid point, embedded with as many rows as `__call__` would use, so the numbers are the same
+        key = (n, x.shape[0])
+        time_emb = self.time_cache.get(key)
+        if time_emb is None:
+            time_emb = self.time_cache[key] = self.locdit.embed_time(t_grid[n].expand(x.shape[0]))
+        if self.forward_fn is not None:
+            return self._combine(self.forward_fn(self.locdit, x, time_emb, self._context))
+        return self._combine(self.locdit.forward_prepared(x, time_emb, self._context))
 
 
 def guided_velocity(
@@ -136,26 +278,11 @@ def guided_velocity(
     history: torch.Tensor | None,
     history_mask: torch.Tensor | None,
     guidance_scale: float,
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """LM guidance: v = v(0) + g (v(h) - v(0)); cond and uncond branches packed in one LocDiT batch.
-
-    g = 1 runs the conditional branch alone (no guidance), g = 0 the unconditional branch alone.
-    """
-    if guidance_scale == 1.0:
-        return lambda x, t: locdit(x, t, cond, history, history_mask)
-    if guidance_scale == 0.0:
-        return lambda x, t: locdit(x, t, torch.zeros_like(cond), history, history_mask)
-
-    packed_cond = torch.cat([cond, torch.zeros_like(cond)])
-    packed_history = None if history is None else torch.cat([history, history])
-    packed_mask = None if history_mask is None else torch.cat([history_mask, history_mask])
-
-    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        v = locdit(torch.cat([x, x]), torch.cat([t, t]), packed_cond, packed_history, packed_mask)
-        v_cond, v_uncond = v.chunk(2)
-        return v_uncond + guidance_scale * (v_cond - v_uncond)
-
-    return velocity
+    time_cache: dict | None = None,
+) -> GuidedVelocity:
+    """LM guidance: v = v(0) + g (v(h) - v(0)); cond and uncond branches packed in one LocDiT batch (see
+    [`GuidedVelocity`]). g = 1 runs the conditional branch alone (no guidance), g = 0 the unconditional branch alone."""
+    return GuidedVelocity(locdit, cond, history, history_mask, guidance_scale, time_cache)
 
 
 def _parameters(fn) -> set[str]:

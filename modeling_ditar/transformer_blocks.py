@@ -1,19 +1,29 @@
 """Bidirectional transformer stack built from diffusers blocks, shared by the aggregation encoder and LocDiT.
 
-Shapes: M items (patches), S tokens per item, C channels.
+Shapes: M items (patches), S tokens per item, Q positions whose output is wanted, C channels.
+
+Inference fast path: these stacks run thousands of times per utterance on sequences of 5-13 tokens, where the Python
+side of diffusers' `BasicTransformerBlock` (argument handling, `inspect.signature` in `Attention.forward`, mask
+preparation per head) costs about as much as the arithmetic. Without autograd, a block whose submodules are the stock
+ones (plain `nn.Linear`, `LayerNorm`, the default attention processor) is therefore evaluated by
+`DiTARTransformerBlock.fast_forward`, which calls the same parameters in the same order (so the same numbers, bit for
+bit on CPU) with fewer Python layers. Anything else (training, activation checkpointing, a custom attention processor,
+LoRA-wrapped linears, `fast_inference = False`) takes the diffusers `forward`.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from diffusers.models.attention import BasicTransformerBlock
+from diffusers.models.attention_processor import AttnProcessor2_0
 from torch import nn
 
 
 class DiTARTransformerBlock(BasicTransformerBlock):
     """Pre-LayerNorm self-attention + GELU feed-forward block (diffusers `BasicTransformerBlock`), no causal mask.
 
-    Subclassed only to give it our own name for `_no_split_modules` (device maps, FSDP wrapping).
+    Subclassed to give it our own name for `_no_split_modules` (device maps, FSDP wrapping) and a lean inference path.
     """
 
     def __init__(self, dim: int, num_heads: int, intermediate_size: int):
@@ -26,6 +36,55 @@ class DiTARTransformerBlock(BasicTransformerBlock):
             norm_type="layer_norm",
             ff_inner_dim=intermediate_size,
         )
+
+    def supports_fast_forward(self) -> bool:
+        """True when `fast_forward` computes exactly what `forward` does (stock submodules, no hooks to honour)."""
+        attn, ff = self.attn1, self.ff.net
+        linears = (attn.to_q, attn.to_k, attn.to_v, attn.to_out[0], ff[0].proj, ff[2])
+        return (
+            type(attn.processor) is AttnProcessor2_0
+            and all(type(layer) is nn.Linear for layer in linears)
+            and type(self.norm1) is nn.LayerNorm
+            and type(self.norm3) is nn.LayerNorm
+            and attn.rescale_output_factor == 1.0
+            and not attn.residual_connection
+            and attn.norm_q is None
+            and attn.norm_k is None
+            and self._chunk_size is None
+            and not (self._forward_hooks or self._forward_pre_hooks or attn._forward_hooks or attn._forward_pre_hooks)
+        )
+
+    def fast_forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, queries: slice | None = None
+    ) -> torch.Tensor:
+        """The block's math without the diffusers plumbing (no dropout: inference only).
+
+        hidden_states [M, S, C]; attention_mask None or bool [M, 1, 1, S] (True = may be attended to); with `queries`
+        only those positions are computed as queries (keys and values still come from all S tokens), which is exact
+        for a last block whose other outputs are never read. Returns [M, S or Q, C].
+        """
+        attn = self.attn1
+        batch, length, channels = hidden_states.shape
+        heads = attn.heads
+        head_dim = channels // heads
+        norm = F.layer_norm(hidden_states, (channels,), self.norm1.weight, self.norm1.bias, self.norm1.eps)
+        key = F.linear(norm, attn.to_k.weight, attn.to_k.bias)
+        value = F.linear(norm, attn.to_v.weight, attn.to_v.bias)
+        if queries is not None:
+            hidden_states = hidden_states[:, queries]
+            norm = norm[:, queries]
+        query = F.linear(norm, attn.to_q.weight, attn.to_q.bias)
+        query = query.view(batch, -1, heads, head_dim).transpose(1, 2)  # [M, heads, Q, C/heads]
+        key = key.view(batch, -1, heads, head_dim).transpose(1, 2)  # [M, heads, S, C/heads]
+        value = value.view(batch, -1, heads, head_dim).transpose(1, 2)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0)
+        out = out.transpose(1, 2).reshape(batch, -1, heads * head_dim)
+        out = F.linear(out, attn.to_out[0].weight, attn.to_out[0].bias)
+        hidden_states = out + hidden_states
+        norm = F.layer_norm(hidden_states, (channels,), self.norm3.weight, self.norm3.bias, self.norm3.eps)
+        ff_in, ff_out = self.ff.net[0], self.ff.net[2]
+        inner = F.gelu(F.linear(norm, ff_in.proj.weight, ff_in.proj.bias), approximate=ff_in.approximate)
+        return F.linear(inner, ff_out.weight, ff_out.bias) + hidden_states
 
 
 class DiTARTransformerStack(nn.Module):
@@ -40,15 +99,47 @@ class DiTARTransformerStack(nn.Module):
         self.norm_out = nn.LayerNorm(dim)
         # transformers' activation checkpointing switches this flag and sets `_gradient_checkpointing_func`.
         self.gradient_checkpointing = False
+        # inference without autograd uses `DiTARTransformerBlock.fast_forward` where it is exact (module docstring);
+        # False forces the diffusers blocks' own `forward` (the reference path).
+        self.fast_inference = True
 
-    def forward(self, hidden_states: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        # hidden_states: [M, S, C]; key_mask: [M, S] bool, True where a token may be attended to.
+    def use_fast_path(self) -> bool:
+        return (
+            self.fast_inference
+            and not torch.is_grad_enabled()
+            and type(self.norm_out) is nn.LayerNorm
+            and all(block.supports_fast_forward() for block in self.blocks)
+        )
+
+    def forward(
+        self, hidden_states: torch.Tensor, key_mask: torch.Tensor | None = None, queries: slice | None = None
+    ) -> torch.Tensor:
+        """hidden_states: [M, S, C]; key_mask: [M, S] bool, True where a token may be attended to; `queries` (a slice
+        of positions) returns only those outputs ([M, Q, C]; the output at a position does not depend on which other
+        positions are returned, so this equals slicing the full output). Returns [M, S or Q, C]."""
         seq_len = hidden_states.shape[1]
         hidden_states = hidden_states + self.position_embedding[:seq_len].to(hidden_states.dtype)
+        if self.use_fast_path():
+            return self.forward_fast(hidden_states, key_mask, queries)
         attention_mask = None if key_mask is None else key_mask[:, None, :]  # [M, 1, S], broadcast over queries
         for block in self.blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 hidden_states = self._gradient_checkpointing_func(block.__call__, hidden_states, attention_mask)
             else:
                 hidden_states = block(hidden_states, attention_mask=attention_mask)
+        if queries is not None:
+            hidden_states = hidden_states[:, queries]
         return self.norm_out(hidden_states)
+
+    def forward_fast(
+        self, hidden_states: torch.Tensor, key_mask: torch.Tensor | None = None, queries: slice | None = None
+    ) -> torch.Tensor:
+        """The inference path on inputs that already carry their position embeddings (see `forward`)."""
+        attention_mask = None if key_mask is None else key_mask[:, None, None, :]  # [M, 1, 1, S]
+        last = len(self.blocks) - 1
+        for index, block in enumerate(self.blocks):
+            hidden_states = block.fast_forward(hidden_states, attention_mask, queries if index == last else None)
+        if queries is not None and last < 0:
+            hidden_states = hidden_states[:, queries]
+        norm = self.norm_out
+        return F.layer_norm(hidden_states, norm.normalized_shape, norm.weight, norm.bias, norm.eps)

@@ -1,0 +1,94 @@
+"""Shared by the conversion scripts: safe output folders, weight files read without unpickling, shape checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without installing the package
+    sys.path.insert(0, str(ROOT))
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ConversionError(SystemExit):
+    """A clear, user-facing failure (exits with status 1 and the message)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def check_output_folder(out: Path, force: bool) -> None:
+    """Refuse a non-empty output folder unless `force`; a file in the way is always refused."""
+    if out.exists() and not out.is_dir():
+        raise ConversionError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ConversionError(f"{out} is not empty; pass --force to replace it")
+
+
+def staging_folder(out: Path) -> Path:
+    """A fresh temporary folder next to `out`: written completely, then renamed into place by `publish`."""
+    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def publish(tmp: Path, out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+def load_weights(folder_or_file: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint: `model.safetensors`, a sharded `model.safetensors.index.json`, any `*.safetensors`
+    file, or (only when no safetensors exist) `pytorch_model.bin` read with `torch.load(weights_only=True)`."""
+    from safetensors.torch import load_file
+
+    path = Path(folder_or_file)
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        if path.suffix == ".bin":
+            return torch.load(path, map_location="cpu", weights_only=True)
+        raise ConversionError(f"{path}: expected a .safetensors (or .bin) weight file")
+    if (path / "model.safetensors").is_file():
+        return load_file(str(path / "model.safetensors"))
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        tensors = {}
+        for shard in shards:
+            tensors.update(load_file(str(path / shard)))
+        return tensors
+    if (path / "pytorch_model.bin").is_file():
+        return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise ConversionError(f"{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
+
+
+def check_state_dict(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], source: str) -> None:
+    """Raise a ConversionError that names every missing, unexpected or wrongly shaped tensor."""
+    problems = []
+    for name in sorted(set(expected) - set(given)):
+        problems.append(f"missing in {source}: {name} (model expects {tuple(expected[name].shape)})")
+    for name in sorted(set(given) - set(expected)):
+        problems.append(f"not in the model: {name} {tuple(given[name].shape)} from {source}")
+    for name in sorted(set(expected) & set(given)):
+        if tuple(expected[name].shape) != tuple(given[name].shape):
+            problems.append(
+                f"shape mismatch for {name}: {source} has {tuple(given[name].shape)}, the model expects "
+                f"{tuple(expected[name].shape)}"
+            )
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise ConversionError(
+            f"{source} does not fit the model ({len(problems)} problem(s)):\n  " + "\n  ".join(shown)
+        )

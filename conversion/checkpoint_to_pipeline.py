@@ -1,0 +1,253 @@
+#!/usr/bin/env python
+"""Turn a training checkpoint of examples/train.py into a Hub-ready DiTAR pipeline folder with its model card.
+
+    python conversion/checkpoint_to_pipeline.py runs/default out/ditar-default \\
+        --voice-audio voice.wav --voice-text "What is said in voice.wav." --results eval/default/results.json
+    hf upload org/ditar-default out/ditar-default .          # the one command that publishes it
+
+SOURCE is a run folder (the newest `checkpoints/step-N`, or --step N) or one Accelerate checkpoint folder
+(`save_state`: model.safetensors, the EMA state custom_checkpoint_*.pkl, ...). The model config is rebuilt from the
+run's train_config.json and processor/ exactly as train.py builds it (or given with --model-config); weights are the
+EMA weights (default, what train.py's final model holds) or the raw weights (--weights raw). Every tensor is checked
+against the model and a mismatch names the tensor. Only safetensors files and torch.load(weights_only=True) are read.
+
+The output holds model/, processor/, scheduler/, vocoder/ (or vae/ with --vae), the code for trust_remote_code=True,
+the default voice (--voice-audio/--voice-text) and README.md. It is written to a temporary folder and renamed into
+place; a non-empty OUT is only replaced with --force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    DTYPES,
+    ROOT,
+    ConversionError,
+    check_output_folder,
+    check_state_dict,
+    load_weights,
+    publish,
+    staging_folder,
+)
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile wrappers, should a checkpoint carry them
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", type=Path, help="run folder (with checkpoints/) or one checkpoints/step-N folder")
+    p.add_argument("out", type=Path, help="pipeline folder to write")
+    p.add_argument("--force", action="store_true", help="replace OUT if it is not empty")
+    p.add_argument("--step", type=int, help="checkpoint step in a run folder (default: the newest)")
+    p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA weights (default) or raw weights")
+    p.add_argument("--model-config", type=Path, help="config.json (or a model folder) instead of train_config.json")
+    p.add_argument("--processor", type=Path, help="processor folder (default: RUN/processor)")
+    p.add_argument("--vae", type=Path, help="AutoencoderOobleck folder, for a model trained on its latents")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="dtype of the saved weights")
+    p.add_argument("--voice-audio", type=Path, help="default voice: prompt audio")
+    p.add_argument("--voice-text", help="default voice: transcript of --voice-audio")
+    c = p.add_argument_group("model card")
+    c.add_argument("--card-preset", choices=["embedded-default"], help="texts of a card we publish")
+    c.add_argument("--results", type=Path, help="results.json of examples/evaluate.py (else placeholders)")
+    c.add_argument("--name", help="model name (card title)")
+    c.add_argument("--summary", help="one paragraph under the title")
+    c.add_argument("--repo-id", help="Hub repo id for the card's code snippets")
+    c.add_argument("--license", default="apache-2.0")
+    c.add_argument("--datasets", nargs="*", help="training datasets (Hub dataset ids)")
+    c.add_argument("--base-model", help="Hub id of the LM the backbone was initialised from")
+    return p
+
+
+def locate_checkpoint(source: Path, step: int | None) -> tuple[Path, Path | None]:
+    """(checkpoint folder, run folder or None)."""
+    if (source / "model.safetensors").is_file():
+        run = source.parent.parent if source.parent.name == "checkpoints" else None
+        return source, run
+    checkpoints = source / "checkpoints"
+    if not checkpoints.is_dir():
+        raise ConversionError(f"{source}: neither a checkpoint (model.safetensors) nor a run folder (checkpoints/)")
+    steps = {int(p.name.split("-")[1]): p for p in checkpoints.glob("step-*")
+             if p.is_dir() and p.name.split("-")[1].isdigit() and (p / "model.safetensors").is_file()}
+    if not steps:
+        raise ConversionError(f"{checkpoints}: no step-N checkpoint with a model.safetensors")
+    if step is None:
+        return steps[max(steps)], source
+    if step not in steps:
+        raise ConversionError(f"{checkpoints}: no step-{step} (have {sorted(steps)})")
+    return steps[step], source
+
+
+def load_processor(args, run: Path | None, train_config: dict | None):
+    from modeling_ditar import DiTARProcessor
+
+    candidates = [args.processor] if args.processor else []
+    if run is not None:
+        candidates.append(run / "processor")
+    if train_config and train_config.get("init_from"):
+        init = Path(train_config["init_from"])
+        candidates.append(init / "processor" if (init / "processor").is_dir() else init)
+    for folder in candidates:
+        if folder is not None and (folder / "processor_config.json").is_file():
+            return DiTARProcessor.from_pretrained(folder)
+    raise ConversionError(f"no processor folder found (tried {[str(c) for c in candidates]}); pass --processor")
+
+
+def build_config(args, run: Path | None, train_config: dict | None, processor):
+    """The DiTARConfig the checkpoint was trained with (train.py's `load_model_and_processor`)."""
+    from modeling_ditar import DiTARConfig
+
+    if args.model_config is not None:
+        return DiTARConfig.from_pretrained(args.model_config)
+    if train_config is None:
+        raise ConversionError("no train_config.json next to the checkpoint; pass --model-config")
+    if train_config.get("init_from"):
+        init = Path(train_config["init_from"])
+        return DiTARConfig.from_pretrained(init / "model" if (init / "model").is_dir() else init)
+    fe = processor.feature_extractor
+    kwargs = dict(train_config.get("model") or {})
+    kwargs.setdefault("feature_dim", fe.feature_size)
+    kwargs["feature_mean"] = list(fe.feature_mean) if fe.feature_mean is not None else None
+    kwargs["feature_std"] = list(fe.feature_std) if fe.feature_std is not None else None
+    text_config = dict(kwargs.pop("text_config", {}))
+    text_config.setdefault("model_type", "qwen2")
+    text_config["vocab_size"] = len(processor.tokenizer)
+    return DiTARConfig(text_config=text_config, **kwargs)
+
+
+def _strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, tensor in state.items():
+        for prefix in WRAPPER_PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+        out[name] = tensor
+    return out
+
+
+def find_ema_state(checkpoint: Path) -> dict | None:
+    """The diffusers EMAModel state saved by Accelerate's register_for_checkpointing (a dict with shadow_params)."""
+    for path in sorted(checkpoint.glob("custom_checkpoint_*.pkl")):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - a file that needs unpickling is skipped, never unpickled
+            print(f"skipping {path.name}: not loadable with weights_only=True ({type(err).__name__})", file=sys.stderr)
+            continue
+        if isinstance(state, dict) and isinstance(state.get("shadow_params"), list):
+            return state
+    return None
+
+
+def load_checkpoint_state(model, checkpoint: Path, run: Path | None, weights: str) -> dict[str, torch.Tensor]:
+    expected = model.state_dict()
+    state = _strip_wrappers(load_weights(checkpoint / "model.safetensors"))
+    check_state_dict(expected, state, f"{checkpoint / 'model.safetensors'}")
+    if weights == "raw":
+        return state
+    ema = find_ema_state(checkpoint)
+    if ema is None:
+        raise ConversionError(
+            f"{checkpoint}: no EMA state (custom_checkpoint_*.pkl with shadow_params); pass --weights raw"
+        )
+    shadow = ema["shadow_params"]
+    names_file = run / "param_names.json" if run is not None else None
+    if names_file is not None and names_file.is_file():
+        names = json.loads(names_file.read_text())
+    else:  # EMAModel stores parameters in model.parameters() order, which the rebuilt model reproduces
+        names = [name for name, _ in model.named_parameters()]
+    if len(shadow) != len(names):
+        raise ConversionError(
+            f"the EMA state holds {len(shadow)} tensors but the model has {len(names)} parameters; "
+            "was the checkpoint written for another model config?"
+        )
+    ema_state = dict(zip(names, shadow, strict=True))
+    check_state_dict({n: expected[n] for n in names if n in expected}, ema_state, f"{checkpoint} (EMA)")
+    return {**state, **{n: t.to(state[n].dtype) for n, t in ema_state.items()}}
+
+
+def card_kwargs(args, checkpoint: Path, step_info: str) -> dict:
+    preset = {}
+    if args.card_preset == "embedded-default":
+        sys.path.insert(0, str(ROOT / "model_cards"))
+        from make_card import EMBEDDED_DEFAULT
+
+        preset = dict(EMBEDDED_DEFAULT)
+    training = preset.get("training", "")
+    training = (training + "\n\n" if training else "") + f"Converted from `{step_info}`."
+    return dict(
+        model_name=args.name or preset.get("name", "DiTAR"),
+        summary=args.summary or preset.get("summary"),
+        repo_id=args.repo_id or preset.get("repo_id"),
+        results=args.results,
+        eval_dataset_name=preset.get("eval_dataset_name", "DiTAR zero-shot evaluation cases"),
+        eval_dataset_type=preset.get("eval_dataset_type", "custom"),
+        eval_dataset_split=preset.get("eval_dataset_split"),
+        license=args.license,
+        datasets=args.datasets,
+        base_model=args.base_model,
+        details=preset.get("details"),
+        training=training,
+    )
+
+
+def convert(args) -> Path:
+    from modeling_ditar import DiTARForConditionalGeneration, build_pipeline
+    from modeling_ditar.hub_utils import describe_pipeline_folder, render_model_card
+
+    check_output_folder(args.out, args.force)
+    if (args.voice_audio is None) != (args.voice_text is None):
+        raise ConversionError("give --voice-audio and --voice-text together")
+    if args.results is not None and not args.results.is_file():
+        raise ConversionError(f"--results {args.results}: no such file")
+    checkpoint, run = locate_checkpoint(args.source, args.step)
+    train_config = None
+    if run is not None and (run / "train_config.json").is_file():
+        train_config = json.loads((run / "train_config.json").read_text())
+    processor = load_processor(args, run, train_config)
+    config = build_config(args, run, train_config, processor)
+    torch.manual_seed(0)
+    model = DiTARForConditionalGeneration(config).eval()
+    state = load_checkpoint_state(model, checkpoint, run, args.weights)
+    model.load_state_dict(state, strict=True)
+    model.to(DTYPES[args.dtype])
+
+    vae = None
+    if args.vae is not None:
+        from diffusers import AutoencoderOobleck
+
+        vae = AutoencoderOobleck.from_pretrained(args.vae).eval()
+    pipe = build_pipeline(model, processor, vae=vae)
+    if args.voice_audio is not None:
+        pipe.set_default_voice(str(args.voice_audio), args.voice_text)
+
+    tmp = staging_folder(args.out)
+    try:
+        pipe.save_pretrained(tmp)
+        kwargs = card_kwargs(args, checkpoint, f"{checkpoint.parent.name}/{checkpoint.name}, {args.weights} weights")
+        kwargs["details"] = {**(kwargs["details"] or {}), **describe_pipeline_folder(tmp)}
+        render_model_card(kind="pipeline", **kwargs).save(str(tmp / "README.md"))
+        publish(tmp, args.out)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"wrote {args.out} from {checkpoint} ({args.weights} weights); publish it with: "
+          f"hf upload <org>/<name> {args.out} .")
+    return args.out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    convert(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Render a DiTAR model card (README.md for the Hub) from model_cards/ditar_template.md.
+
+The card of the embedded default checkpoint (model_cards/ditar-espeak-tiny.md) is produced by
+
+    python model_cards/make_card.py --preset embedded-default --out model_cards/ditar-espeak-tiny.md --force
+    # once examples/evaluate.py has run on the trained checkpoint, fill in the numbers:
+    python model_cards/make_card.py --preset embedded-default --results eval/default/results.json \\
+        --pipeline modeling_ditar/default --out model_cards/ditar-espeak-tiny.md --force
+
+The whole embedded-default folder (pipeline + this card as its README.md) comes from a training run with
+
+    python conversion/checkpoint_to_pipeline.py runs/default modeling_ditar/default --card-preset embedded-default \
+        --voice-audio voice.wav --voice-text "..." --results eval/default/results.json --force
+
+Without --results every evaluation number is a clearly marked placeholder and the metadata has no model-index; with it
+the model-index carries the WER (%) and SIM of the results' "model" row. Any other card:
+
+    python model_cards/make_card.py --out hub/README.md --pipeline hub --results eval/results.json \\
+        --name "DiTAR base" --repo-id org/ditar-base --datasets mythicinfinity/libritts_r --force
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EMBEDDED_DEFAULT = dict(
+    name="DiTAR espeak tiny (embedded default)",
+    summary=(
+        "The small checkpoint that ships inside the `modeling-ditar` package and answers "
+        "`DiTARPipeline.from_pretrained()` and `ditar synthesize` when no model is given. It is a demonstration model, "
+        "about 9.5 M parameters trained on two CPU cores on synthetic espeak-ng speech: expect far lower quality than "
+        "the paper's models (see Evaluation)."
+    ),
+    details={
+        "backbone": "Qwen2 architecture (random init), 6 layers, hidden 256, 4 heads; IPA characters via espeak-ng",
+        "aggregation encoder": "1 layer, width 256",
+        "LocDiT": "3 layers, width 256; 2 history patches; patches of 4 frames (12.5 patches per second)",
+        "audio": "16 kHz, 80 log-mel bins, hop 320 (50 frames per second); Griffin-Lim vocoder (no weights)",
+    },
+    training=(
+        "`python examples/train.py --config examples/configs/default.yaml` (Accelerate, EMA 0.999) on a synthetic "
+        "multi-speaker corpus built offline by `examples/build_corpus.py`: random espeak-ng voice variants reading "
+        "fortune sentences; the test voices are stock espeak-ng voices never seen in training. The corpus is not on the "
+        "Hub, so the card lists no training dataset."
+    ),
+    repo_id=None,
+    eval_dataset_name="espeak-ng test voices (examples/evaluate.py cases)",
+    eval_dataset_type="custom",
+    eval_dataset_split="test",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, type=Path, help="card file to write (e.g. FOLDER/README.md)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument("--preset", choices=["embedded-default"], help="texts of a card we publish")
+    p.add_argument("--results", type=Path, help="results.json written by examples/evaluate.py")
+    p.add_argument("--pipeline", type=Path, help="a saved pipeline folder to describe (architecture, parameters)")
+    p.add_argument("--kind", default="pipeline", choices=["pipeline", "model", "processor"])
+    p.add_argument("--name", help="model name (card title)")
+    p.add_argument("--summary", help="one paragraph under the title")
+    p.add_argument("--repo-id", help="Hub repo id used in the code snippets")
+    p.add_argument("--license", default="apache-2.0")
+    p.add_argument("--language", nargs="+", default=["en"])
+    p.add_argument("--datasets", nargs="*", help="training datasets (Hub dataset ids)")
+    p.add_argument("--base-model", help="Hub id of the LM the backbone was initialised from")
+    p.add_argument("--tags", nargs="*", help="extra tags")
+    p.add_argument("--eval-dataset-name", help="name of the evaluation data in the model-index")
+    p.add_argument("--eval-dataset-type", help="Hub id (or 'custom') of the evaluation data in the model-index")
+    p.add_argument("--eval-split", help="split of the evaluation data")
+    p.add_argument("--template", type=Path, help="Jinja template (default model_cards/ditar_template.md)")
+    return p
+
+
+def render(args: argparse.Namespace):
+    sys.path.insert(0, str(ROOT))
+    from modeling_ditar.hub_utils import describe_pipeline_folder, render_model_card
+
+    preset = dict(EMBEDDED_DEFAULT) if args.preset == "embedded-default" else {}
+    details = dict(preset.get("details", {}))
+    if args.pipeline is not None:
+        if not (args.pipeline / "model_index.json").is_file():
+            raise SystemExit(f"--pipeline {args.pipeline}: not a saved pipeline folder (no model_index.json)")
+        details.update(describe_pipeline_folder(args.pipeline))
+    return render_model_card(
+        kind=args.kind,
+        model_name=args.name or preset.get("name", "DiTAR"),
+        summary=args.summary or preset.get("summary"),
+        repo_id=args.repo_id or preset.get("repo_id"),
+        results=args.results,
+        eval_dataset_name=args.eval_dataset_name or preset.get("eval_dataset_name", "DiTAR zero-shot evaluation cases"),
+        eval_dataset_type=args.eval_dataset_type or preset.get("eval_dataset_type", "custom"),
+        eval_dataset_split=args.eval_split or preset.get("eval_dataset_split"),
+        license=args.license,
+        language=args.language,
+        datasets=args.datasets,
+        base_model=args.base_model,
+        tags=args.tags,
+        details=details,
+        training=preset.get("training"),
+        template_path=args.template,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.out.exists() and not args.force:
+        raise SystemExit(f"{args.out} exists; pass --force to overwrite it")
+    if args.results is not None and not args.results.is_file():
+        raise SystemExit(f"--results {args.results}: no such file")
+    card = render(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    card.save(str(args.out))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

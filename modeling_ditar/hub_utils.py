@@ -1,0 +1,464 @@
+"""Hub helpers: folders that load as remote code, model cards, and uploads.
+
+Remote code. `DiTARConfig`, `DiTARForConditionalGeneration` and `DiTARProcessor` are registered for the Auto classes
+(`__init__.py`), so their `save_pretrained` writes `auto_map` and copies their code files (with every module they import
+relatively). A pipeline folder additionally gets, from [`write_pipeline_remote_code`]:
+
+    model_index.json   "_class_name": ["pipeline_ditar", "DiTARPipeline"], "model": ["modeling_ditar", ...], ...
+    pipeline_ditar.py  (+ every module it imports relatively, at the root)
+    model/modeling_ditar.py, processor/processing_ditar.py, vocoder/vocoder_griffinlim.py  (+ their relative imports)
+
+so that `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` works where `modeling_ditar` is not
+installed. `DiTARPipeline.from_pretrained` maps those file names back to the installed modules ([`installed_libraries`]),
+so the package's own classes are used when it is installed and nothing is executed from the folder.
+
+Model cards. [`render_model_card`] fills a Jinja template (`model_cards/ditar_template.md` in the repository, else a
+built-in copy of its essentials) through `huggingface_hub.ModelCard`, with Hub metadata (library_name, pipeline_tag,
+license, tags, datasets, base_model and, given `examples/evaluate.py` results, a model-index with WER and SIM).
+
+Uploads. [`push_to_hub`] saves an object into a temporary folder, writes its card and commits every file with one
+`HfApi.create_commit`; [`commit_operations`] lists those operations, so everything up to the network call is testable.
+
+This module only uses relative imports lazily, so it can travel as remote code with the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = [
+    "commit_operations",
+    "installed_libraries",
+    "load_results",
+    "push_to_hub",
+    "render_model_card",
+    "save_for_hub",
+    "write_pipeline_remote_code",
+]
+
+CODE_DIR = Path(__file__).resolve().parent
+PAPER_URL = "https://arxiv.org/abs/2502.03930"
+DEFAULT_TAGS = ["text-to-speech", "ditar", "zero-shot-tts", "voice-cloning", "speech-synthesis", "custom_code"]
+# `from .x import y` / `import .x` at the start of a line (indented lazy imports too), like transformers and diffusers
+_RELATIVE_IMPORT = re.compile(r"^\s*(?:from\s+\.(\w+)\s+import|import\s+\.(\w+))", flags=re.MULTILINE)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# remote code
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def relative_imports(path: str | os.PathLike) -> list[str]:
+    """Module names imported relatively by one file (`from .x import` / `import .x`), in order of appearance."""
+    text = Path(path).read_text(encoding="utf-8")
+    return list(dict.fromkeys(a or b for a, b in _RELATIVE_IMPORT.findall(text)))
+
+
+def code_closure(path: str | os.PathLike) -> list[Path]:
+    """The file and every sibling module it imports relatively, recursively (the files remote code needs)."""
+    path = Path(path)
+    seen: dict[Path, None] = {path: None}
+    queue = [path]
+    while queue:
+        current = queue.pop(0)
+        for name in relative_imports(current):
+            sibling = path.parent / f"{name}.py"
+            if not sibling.is_file():
+                raise FileNotFoundError(f"{current} imports .{name}, but {sibling} does not exist.")
+            if sibling not in seen:
+                seen[sibling] = None
+                queue.append(sibling)
+    return list(seen)
+
+
+def module_file(cls: type) -> Path | None:
+    module = sys.modules.get(cls.__module__)
+    file = getattr(module, "__file__", None)
+    return Path(file).resolve() if file else None
+
+
+def _copy_files(files: list[Path], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        target = folder / file.name
+        if not target.is_file() or target.read_bytes() != file.read_bytes():
+            shutil.copyfile(file, target)
+
+
+def write_pipeline_remote_code(pipeline, folder: str | os.PathLike) -> dict:
+    """Make a saved pipeline folder self-contained for `trust_remote_code=True` (see the module docstring).
+
+    Components whose class is defined next to the pipeline's own module (DiTAR's model, processor and vocoder) get their
+    code in their folder and are recorded by file name; others (diffusers' scheduler and VAE) are left as they are.
+    Returns the new `model_index.json` content."""
+    folder = Path(folder)
+    pipeline_file = module_file(type(pipeline))
+    if pipeline_file is None:
+        raise ValueError(f"cannot find the source file of {type(pipeline).__name__}; it must live in a module file.")
+    _copy_files(code_closure(pipeline_file), folder)
+    index_path = folder / "model_index.json"
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    index["_class_name"] = [pipeline_file.stem, type(pipeline).__name__]
+    for name, component in pipeline.components.items():
+        if component is None:
+            continue
+        source = module_file(type(component))
+        if source is None or source.parent != pipeline_file.parent:
+            continue
+        _copy_files(code_closure(source), folder / name)
+        index[name] = [source.stem, type(component).__name__]
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return index
+
+
+def installed_libraries(config: dict, package: str, code_dir: str | os.PathLike = CODE_DIR) -> dict:
+    """A `model_index.json` dict with the remote-code names of our components (`["modeling_ditar", cls]`, the file in
+    the component folder) replaced by the installed modules (`["<package>.modeling_ditar", cls]`), and `_class_name`
+    made a plain string, so diffusers imports nothing from the folder."""
+    config = dict(config)
+    if isinstance(config.get("_class_name"), (list, tuple)):
+        config["_class_name"] = config["_class_name"][1]
+    for key, value in list(config.items()):
+        if key.startswith("_") or not isinstance(value, (list, tuple)) or len(value) != 2:
+            continue
+        library, class_name = value
+        if isinstance(library, str) and "." not in library and (Path(code_dir) / f"{library}.py").is_file():
+            config[key] = [f"{package}.{library}", class_name]
+    return config
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# model cards
+# ----------------------------------------------------------------------------------------------------------------------
+
+REPO_TEMPLATE = CODE_DIR.parent / "model_cards" / "ditar_template.md"
+# The essentials of model_cards/ditar_template.md, for installs without the repository's model_cards folder.
+FALLBACK_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ model_name }}
+
+{{ summary }}
+
+This is a [DiTAR]({{ paper_url }}) zero-shot text-to-speech {{ kind }} (Diffusion Transformer Autoregressive modeling).
+
+## Evaluation
+
+{{ results_table }}
+
+## Use it
+
+```python
+{{ usage }}
+```
+"""
+
+PLACEHOLDER = "_placeholder_"
+
+
+def load_results(path: str | os.PathLike) -> dict:
+    """Read an `examples/evaluate.py` results.json and check it has the expected rows."""
+    results = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
+        raise ValueError(f"{path}: not an examples/evaluate.py results.json (no 'rows' list).")
+    for row in results["rows"]:
+        if "key" not in row or "name" not in row:
+            raise ValueError(f"{path}: every row needs 'key' and 'name' (got {sorted(row)}).")
+    return results
+
+
+def _number(value, percent: bool = False, digits: int = 3):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return round(100 * float(value), 2) if percent else round(float(value), digits)
+
+
+def results_table(results: dict | None) -> str:
+    """Markdown table of the evaluation rows, or a table of clearly marked placeholders without results."""
+    header = "| system | cases | WER (%) | WER capped (%) | SIM (prompt) | stop rate | RTF |\n|---|---|---|---|---|---|---|"
+    if results is None:
+        row = f"| DiTAR (this checkpoint) | {PLACEHOLDER} | " + " | ".join([PLACEHOLDER] * 5) + " |"
+        note = (
+            "**No evaluation has been run for this checkpoint yet: every number above is a placeholder.** Fill them "
+            "with `python model_cards/make_card.py --results <eval>/results.json ...` after `examples/evaluate.py`."
+        )
+        return f"{header}\n{row}\n\n{note}"
+
+    def cell(value, percent=False, digits=3):
+        number = _number(value, percent, digits)
+        return "–" if number is None else (f"{number:.2f}" if percent else f"{number:.{digits}f}")
+
+    lines = [header]
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['name']} | {r.get('cases', '–')} | {cell(r.get('wer'), True)} | {cell(r.get('wer_capped'), True)} | "
+            f"{cell(r.get('sim_prompt'))} | {cell(r.get('stop_rate'), digits=2)} | {cell(r.get('rtf'), digits=2)} |"
+        )
+    meta = results.get("meta", {})
+    settings = meta.get("settings", {})
+    details = []
+    if meta.get("num_cases"):
+        details.append(f"{meta['num_cases']} cases")
+    for key in ("steps", "guidance_scale", "temperature", "seed"):
+        if settings.get(key) is not None:
+            details.append(f"{key} {settings[key]}")
+    if meta.get("asr"):
+        details.append(f"ASR: {meta['asr'] if isinstance(meta['asr'], str) else json.dumps(meta['asr'])}")
+    if meta.get("speaker"):
+        speaker = meta["speaker"]
+        details.append(f"SIM: {speaker if isinstance(speaker, str) else json.dumps(speaker)}")
+    if meta.get("date"):
+        details.append(f"run {meta['date']}")
+    note = "WER: corpus-level, lowercased, punctuation stripped. SIM: speaker-embedding cosine to the prompt."
+    return "\n".join(lines) + "\n\n" + note + ("\n\nSettings: " + "; ".join(details) if details else "")
+
+
+def eval_results(results: dict, dataset_name: str, dataset_type: str, dataset_split: str | None = None,
+                 row_key: str = "model") -> list:
+    """`huggingface_hub.EvalResult`s (WER in %, SIM) of one row of an evaluate.py results.json."""
+    from huggingface_hub import EvalResult
+
+    row = next((r for r in results["rows"] if r["key"] == row_key), None)
+    if row is None:
+        raise ValueError(f"results.json has no {row_key!r} row (rows: {[r['key'] for r in results['rows']]}).")
+    common = dict(task_type="text-to-speech", task_name="Zero-shot text-to-speech", dataset_type=dataset_type,
+                  dataset_name=dataset_name, dataset_split=dataset_split)
+    out = []
+    if _number(row.get("wer"), percent=True) is not None:
+        out.append(EvalResult(metric_type="wer", metric_name="WER (%)", metric_value=_number(row["wer"], True),
+                              **common))
+    if _number(row.get("sim_prompt")) is not None:
+        out.append(EvalResult(metric_type="speaker_similarity", metric_name="SIM", metric_value=_number(
+            row["sim_prompt"]), **common))
+    if not out:
+        raise ValueError(f"the {row_key!r} row of results.json has neither WER nor SIM.")
+    return out
+
+
+def _kind_of(obj) -> str:
+    names = {cls.__name__ for cls in type(obj).__mro__}
+    if "DiffusionPipeline" in names:
+        return "pipeline"
+    if "ProcessorMixin" in names:
+        return "processor"
+    return "model"
+
+
+def _usage(kind: str, repo_id: str) -> str:
+    if kind == "pipeline":
+        return (
+            "# with the package: pip install modeling-ditar\n"
+            "import torch\n"
+            "from modeling_ditar import DiTARPipeline\n"
+            f'pipe = DiTARPipeline.from_pretrained("{repo_id}")\n'
+            'out = pipe("Hello there.", prompt_audio="me.wav", prompt_text="What I say in me.wav.",\n'
+            "           generator=torch.manual_seed(0))\n\n"
+            "# without the package (code from this repository):\n"
+            "from diffusers import DiffusionPipeline\n"
+            "from huggingface_hub import snapshot_download\n"
+            f'pipe = DiffusionPipeline.from_pretrained(snapshot_download("{repo_id}"), trust_remote_code=True)'
+        )
+    if kind == "processor":
+        return (
+            "from transformers import AutoProcessor\n"
+            f'processor = AutoProcessor.from_pretrained("{repo_id}", trust_remote_code=True)'
+        )
+    return (
+        "from transformers import AutoModel\n"
+        f'model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)  # DiTARForConditionalGeneration'
+    )
+
+
+def render_model_card(
+    *,
+    kind: str = "pipeline",
+    model_name: str = "DiTAR",
+    summary: str | None = None,
+    repo_id: str | None = None,
+    results: dict | str | os.PathLike | None = None,
+    eval_dataset_name: str = "DiTAR zero-shot evaluation cases",
+    eval_dataset_type: str = "custom",
+    eval_dataset_split: str | None = None,
+    license: str = "apache-2.0",
+    language: list[str] | None = None,
+    datasets: list[str] | None = None,
+    base_model: str | None = None,
+    tags: list[str] | None = None,
+    details: dict | None = None,
+    training: str | None = None,
+    template_path: str | os.PathLike | None = None,
+):
+    """A `huggingface_hub.ModelCard` for a DiTAR pipeline, model or processor.
+
+    Args:
+        kind: "pipeline" (library diffusers), "model" or "processor" (library transformers).
+        results: an `examples/evaluate.py` results.json (path or dict). Without it the evaluation table holds clearly
+            marked placeholders and the metadata has no model-index.
+        eval_dataset_*: how the model-index names the evaluation data (`dataset_type` should be a Hub dataset id when
+            there is one).
+        datasets / base_model: training data (Hub dataset ids) and the LM the backbone started from.
+        details: architecture facts shown as a list (e.g. from [`describe_pipeline_folder`]).
+        template_path: a Jinja template; default `model_cards/ditar_template.md` or the built-in fallback.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    if kind not in ("pipeline", "model", "processor"):
+        raise ValueError(f"kind must be 'pipeline', 'model' or 'processor', got {kind!r}.")
+    if results is not None and not isinstance(results, dict):
+        results = load_results(results)
+    repo_id = repo_id or "<org>/<name>"
+    card_data = ModelCardData(
+        library_name="diffusers" if kind == "pipeline" else "transformers",
+        pipeline_tag="text-to-speech",
+        license=license,
+        language=language or ["en"],
+        tags=list(dict.fromkeys(DEFAULT_TAGS + list(tags or []))),
+        datasets=list(datasets) if datasets else None,
+        base_model=base_model,
+        model_name=model_name if results is not None else None,
+        eval_results=eval_results(results, eval_dataset_name, eval_dataset_type, eval_dataset_split)
+        if results is not None else None,
+    )
+    template = Path(template_path) if template_path is not None else (REPO_TEMPLATE if REPO_TEMPLATE.is_file() else None)
+    kwargs = dict(
+        model_name=model_name,
+        summary=summary or f"A DiTAR zero-shot text-to-speech {kind}.",
+        kind=kind,
+        repo_id=repo_id,
+        paper_url=PAPER_URL,
+        results_table=results_table(results),
+        has_results=results is not None,
+        usage=_usage(kind, repo_id),
+        details="\n".join(f"- {k}: {v}" for k, v in (details or {}).items()),
+        training=training or "",
+        license=license,
+    )
+    if template is not None:
+        return ModelCard.from_template(card_data, template_path=str(template), **kwargs)
+    return ModelCard.from_template(card_data, template_str=FALLBACK_TEMPLATE, **kwargs)
+
+
+def describe_pipeline_folder(folder: str | os.PathLike) -> dict:
+    """Architecture facts of a saved pipeline folder (read from its JSON files only), for a card's details list."""
+    folder = Path(folder)
+    details = {}
+    config_path = folder / "model" / "config.json"
+    if config_path.is_file():
+        config = json.loads(config_path.read_text())
+        text = config.get("text_config", {})
+        details["backbone"] = (
+            f"{text.get('model_type', '?')}, {_layers(text.get('num_hidden_layers', '?'))}, "
+            f"hidden {text.get('hidden_size', '?')}, vocabulary {text.get('vocab_size', '?')}"
+        )
+        details["LocDiT"] = f"{_layers(config.get('locdit_num_layers'))}, width {config.get('locdit_hidden_size')}"
+        details["aggregation encoder"] = (
+            f"{_layers(config.get('encoder_num_layers'))}, width {config.get('encoder_hidden_size')}"
+        )
+        details["patches"] = (
+            f"{config.get('patch_size')} frames, {config.get('num_history_patches')} history patches"
+        )
+        details["features"] = f"{config.get('feature_dim')} channels"
+        weights = folder / "model" / "model.safetensors"
+        if weights.is_file():
+            details["parameters"] = f"{_count_parameters(weights) / 1e6:.1f} M"
+    index_path = folder / "model_index.json"
+    if index_path.is_file():
+        index = json.loads(index_path.read_text())
+        if index.get("vae") and index["vae"][0]:
+            details["features"] = details.get("features", "") + f" (VAE latents, {index['vae'][1]})"
+        elif index.get("vocoder") and index["vocoder"][0]:
+            details["vocoder"] = index["vocoder"][1]
+    fe_path = folder / "processor" / "processor_config.json"
+    if fe_path.is_file():
+        fe = json.loads(fe_path.read_text()).get("feature_extractor", {})
+        if fe:
+            details["audio"] = (
+                f"{fe.get('sampling_rate')} Hz, {fe.get('feature_size')} log-mel bins, hop {fe.get('hop_length')}"
+            )
+    return details
+
+
+def _layers(count) -> str:
+    return f"{count} layer" if count == 1 else f"{count} layers"
+
+
+def _count_parameters(path: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():
+            total += math.prod(f.get_slice(key).get_shape())
+    return total
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# uploads
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def save_for_hub(obj, folder: str | os.PathLike, *, card=None, repo_id: str | None = None, **card_kwargs) -> Path:
+    """Save a pipeline, model or processor into `folder` as it goes to the Hub: weights, configs, remote code and a
+    README.md model card (`card`, or one rendered with `card_kwargs`, see [`render_model_card`])."""
+    folder = Path(folder)
+    obj.save_pretrained(folder)
+    if card is None:
+        card = render_model_card(kind=_kind_of(obj), repo_id=repo_id, **card_kwargs)
+    card.save(str(folder / "README.md"))
+    return folder
+
+
+def commit_operations(folder: str | os.PathLike) -> list:
+    """One `CommitOperationAdd` per file of `folder` (paths relative to it, '/'-separated), hidden files skipped."""
+    from huggingface_hub import CommitOperationAdd
+
+    folder = Path(folder)
+    operations = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in relative.parts):
+            operations.append(CommitOperationAdd(path_in_repo=relative.as_posix(), path_or_fileobj=str(path)))
+    return operations
+
+
+def push_to_hub(
+    obj,
+    repo_id: str,
+    *,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    private: bool | None = None,
+    token: str | bool | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    card=None,
+    api=None,
+    **card_kwargs,
+):
+    """Upload a DiTAR pipeline, model or processor to `repo_id` in one commit, with its remote code and a rendered
+    model card (pass `results="eval/results.json"` to fill the evaluation; other keywords go to
+    [`render_model_card`]). Returns the `CommitInfo`.
+
+    `api` is an `HfApi` (created with `token` when not given); the repository is created if it does not exist."""
+    from huggingface_hub import HfApi
+
+    api = api if api is not None else HfApi(token=token)
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    with tempfile.TemporaryDirectory() as tmp:
+        save_for_hub(obj, tmp, card=card, repo_id=repo_id, **card_kwargs)
+        return api.create_commit(
+            repo_id=repo_id,
+            operations=commit_operations(tmp),
+            commit_message=commit_message or f"Upload DiTAR {_kind_of(obj)}",
+            commit_description=commit_description,
+            revision=revision,
+            create_pr=create_pr,
+        )

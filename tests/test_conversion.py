@@ -1,0 +1,274 @@
+"""conversion/: a training checkpoint -> a Hub-ready pipeline folder, and DiTAR initialised from a pretrained causal LM.
+
+The checkpoint comes from a real (tiny, 6-step) run of examples/train.py, so the Accelerate state layout and the EMA
+state are exactly what training writes; train.py's own final model (EMA weights) is the reference.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from pipeline_helpers import single_thread, tone  # noqa: F401  (single_thread is an autouse fixture)
+from safetensors.torch import load_file, save_file
+from test_training import _config, _tiny_corpus, _train
+
+from modeling_ditar import DiTARForConditionalGeneration, DiTARPipeline, DiTARProcessor, build_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ("checkpoint_to_pipeline", "init_from_lm", "vae_latent_stats")
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"conversion_{name}", ROOT / "conversion" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def features(pipe, seed: int = 3) -> np.ndarray:
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe("hello world", prompt_audio=np.random.default_rng(0).standard_normal(1600).astype(np.float32) * 0.1,
+               prompt_text="good day", sampling_rate=16000, num_inference_steps=2, max_new_patches=4,
+               output_type="features", generator=torch.Generator().manual_seed(seed))
+    return out.audios.numpy()
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_has_help(name, capsys):
+    module = load_script(name)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# training checkpoint -> pipeline
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("train")
+    _tiny_corpus(directory)
+    _train(_config(directory), directory / "run")
+    return directory / "run"
+
+
+def reference_pipeline(run: Path) -> DiTARPipeline:
+    """train.py's final model (EMA weights) and processor."""
+    model = DiTARForConditionalGeneration.from_pretrained(run / "final" / "model", dtype=torch.float32).eval()
+    return build_pipeline(model, DiTARProcessor.from_pretrained(run / "final" / "processor"))
+
+
+def test_checkpoint_to_pipeline_reproduces_the_trained_model(run, tmp_path):
+    convert = load_script("checkpoint_to_pipeline")
+    out = tmp_path / "pipe"
+    convert.main([str(run), str(out), "--voice-audio", _wav(tmp_path), "--voice-text", "good day"])
+    pipe = DiTARPipeline.from_pretrained(out)
+    reference = reference_pipeline(run)
+    np.testing.assert_array_equal(features(pipe), features(reference))  # the newest checkpoint is the final step
+    for name, tensor in reference.model.state_dict().items():
+        torch.testing.assert_close(pipe.model.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+    assert pipe.default_voice is not None and pipe.default_voice[2] == "good day"
+    # a Hub-ready folder: remote code, card with valid metadata (placeholders without results)
+    assert json.loads((out / "model_index.json").read_text())["_class_name"] == ["pipeline_ditar", "DiTARPipeline"]
+    card = ModelCard.load(out / "README.md")
+    assert card.data.pipeline_tag == "text-to-speech" and card.data.library_name == "diffusers"
+    assert card.data.eval_results is None and "_placeholder_" in card.text
+    assert "step-6, ema weights" in card.text
+
+
+def test_raw_weights_and_a_single_checkpoint_folder(run, tmp_path):
+    convert = load_script("checkpoint_to_pipeline")
+    checkpoint = run / "checkpoints" / "step-3"
+    convert.main([str(checkpoint), str(tmp_path / "raw"), "--weights", "raw"])
+    pipe = DiTARPipeline.from_pretrained(tmp_path / "raw")
+    raw = load_file(str(checkpoint / "model.safetensors"))
+    for name, tensor in raw.items():
+        torch.testing.assert_close(pipe.model.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+    # the same step through the run folder and --step, EMA weights: differ from the raw ones
+    convert.main([str(run), str(tmp_path / "ema3"), "--step", "3"])
+    ema = DiTARPipeline.from_pretrained(tmp_path / "ema3")
+    assert not torch.equal(ema.model.stop_head.weight, pipe.model.stop_head.weight)
+    with pytest.raises(SystemExit, match=r"no step-4 \(have \[3, 6\]\)"):
+        convert.main([str(run), str(tmp_path / "x"), "--step", "4"])
+
+
+def test_results_fill_the_model_index(run, tmp_path):
+    results = {"meta": {"num_cases": 3, "settings": {"steps": 10, "seed": 0}},
+               "rows": [{"key": "gt", "name": "ground truth", "cases": 3, "wer": 0.05, "sim_prompt": 0.81},
+                        {"key": "model", "name": "DiTAR tiny", "cases": 3, "wer": 0.25, "wer_capped": 0.2,
+                         "sim_prompt": 0.7123, "stop_rate": 1.0, "rtf": 0.5}]}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    convert = load_script("checkpoint_to_pipeline")
+    convert.main([str(run), str(tmp_path / "pipe"), "--results", str(path), "--name", "DiTAR test",
+                  "--repo-id", "org/ditar-test", "--datasets", "org/speech"])
+    card = ModelCard.load(tmp_path / "pipe" / "README.md")
+    metrics = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert metrics == {"wer": 25.0, "speaker_similarity": 0.712}
+    assert card.data.datasets == ["org/speech"] and "_placeholder_" not in card.text
+    assert 'DiTARPipeline.from_pretrained("org/ditar-test")' in card.text
+
+
+def test_output_folder_is_never_silently_replaced(run, tmp_path):
+    convert = load_script("checkpoint_to_pipeline")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="not empty; pass --force"):
+        convert.main([str(run), str(out)])
+    assert (out / "keep.txt").read_text() == "mine"
+    convert.main([str(run), str(out), "--force"])
+    assert not (out / "keep.txt").exists() and (out / "model_index.json").is_file()
+    assert not list(tmp_path.glob(".tmp-*"))  # the staging folder was renamed into place
+
+
+def test_a_checkpoint_that_does_not_fit_names_the_tensor(run, tmp_path):
+    convert = load_script("checkpoint_to_pipeline")
+    config = json.loads((run / "final" / "model" / "config.json").read_text())
+    config["locdit_intermediate_size"] = 48
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match=r"shape mismatch for locdit\.transformer\.blocks\.0\.ff\.net\.0\.proj\.weight"):
+        convert.main([str(run), str(tmp_path / "out"), "--model-config", str(tmp_path / "config.json")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_end_to_end(run, tmp_path):
+    out = tmp_path / "cli"
+    result = subprocess.run([sys.executable, str(ROOT / "conversion" / "checkpoint_to_pipeline.py"), str(run),
+                             str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "hf upload" in result.stdout
+    np.testing.assert_array_equal(features(DiTARPipeline.from_pretrained(out)), features(reference_pipeline(run)))
+
+
+def _wav(tmp_path: Path) -> str:
+    from pipeline_helpers import write_wav
+
+    return write_wav(tmp_path / "voice.wav", tone(0.2, sr=16000), sr=16000)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# pretrained causal LM -> DiTAR
+# ----------------------------------------------------------------------------------------------------------------------
+
+LM_CONFIGS = {
+    "qwen2": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=320, max_position_embeddings=256, tie_word_embeddings=True),
+    "llama": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=320, max_position_embeddings=256, tie_word_embeddings=False),
+}
+
+
+def save_tiny_lm(folder: Path, model_type: str) -> Path:
+    """A random causal LM with a small byte-level BPE tokenizer, saved like a Hub checkpoint."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(["hello world, a small test of speech.", "the quick brown fox jumps."] * 20, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>",
+                                        pad_token="<|endoftext|>")
+    torch.manual_seed(1)
+    config = AutoConfig.for_model(model_type, **LM_CONFIGS[model_type])
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("model_type", ["qwen2", "llama"])
+def test_init_from_lm(tmp_path, model_type):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    lm_dir = save_tiny_lm(tmp_path / "lm", model_type)
+    speech = {"patch_size": 2, "num_history_patches": 1, "encoder_hidden_size": 32, "encoder_num_layers": 1,
+              "encoder_num_heads": 4, "encoder_intermediate_size": 64, "locdit_hidden_size": 32,
+              "locdit_num_layers": 1, "locdit_num_heads": 4, "locdit_intermediate_size": 64}
+    (tmp_path / "speech.json").write_text(json.dumps(speech))
+    from pipeline_helpers import get_dummy_feature_extractor
+
+    get_dummy_feature_extractor().save_pretrained(tmp_path / "fe")
+    load_script("init_from_lm").main([str(lm_dir), str(tmp_path / "out"), "--speech-config",
+                                      str(tmp_path / "speech.json"), "--feature-extractor", str(tmp_path / "fe")])
+
+    pipe = DiTARPipeline.from_pretrained(tmp_path / "out")
+    lm = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=torch.float32)
+    model = pipe.model
+    assert model.config.text_config.model_type == model_type and model.config.patch_size == 2
+    backbone = model.language_model.state_dict()
+    lm_backbone = lm.model.state_dict()
+    assert backbone.keys() == lm_backbone.keys()
+    for name, tensor in lm_backbone.items():  # backbone = the LM's weights, text embeddings included
+        torch.testing.assert_close(backbone[name], tensor, rtol=0, atol=0, msg=name)
+    # the speech parts are freshly initialised (LocDiT's output projection at zero, DiT practice)
+    assert torch.count_nonzero(model.locdit.out_proj.weight) == 0
+    special = model.aggregation_encoder.special_token
+    assert 0.005 < float(special.detach().std()) < 0.05
+    # the LM's own tokenizer, used as it is
+    tokenizer = AutoTokenizer.from_pretrained(lm_dir)
+    assert pipe.processor.text_mode == "tokenizer"
+    assert pipe.processor.tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert pipe.processor.encode_text("hello  world") == tokenizer.encode("hello world", add_special_tokens=False)
+    batch = pipe.processor("the quick fox", prompt_text="hello world", prompt_audio=tone(0.05), sampling_rate=8000)
+    space = tokenizer.encode(" ", add_special_tokens=False)
+    assert batch["input_ids"][0].tolist() == (tokenizer.encode("hello world", add_special_tokens=False) + space
+                                              + tokenizer.encode("the quick fox", add_special_tokens=False))
+    # it trains and generates
+    loss = model(input_ids=batch["input_ids"], speech_features=torch.randn(1, 12, 8)).loss
+    assert torch.isfinite(loss)
+    pipe.set_progress_bar_config(disable=True)
+    audio = pipe("the quick fox", prompt_audio=tone(0.05), prompt_text="hello world", sampling_rate=8000,
+                 max_new_patches=2, num_inference_steps=2).audios
+    assert np.isfinite(audio).all()
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert "untrained" in card.text
+
+
+def test_init_from_lm_checks_shapes_and_reads_bin_safely(tmp_path):
+    lm_dir = save_tiny_lm(tmp_path / "lm", "qwen2")
+    init = load_script("init_from_lm")
+    # a pytorch_model.bin is read with torch.load(weights_only=True) when no safetensors exist
+    state = load_file(str(lm_dir / "model.safetensors"))
+    torch.save(state, lm_dir / "pytorch_model.bin")
+    (lm_dir / "model.safetensors").unlink()
+    init.main([str(lm_dir), str(tmp_path / "from_bin")])
+    assert (tmp_path / "from_bin" / "model_index.json").is_file()
+    # a tensor of the wrong shape is named
+    state["model.layers.1.mlp.up_proj.weight"] = torch.zeros(48, 32)
+    save_file(state, str(lm_dir / "model.safetensors"))
+    with pytest.raises(SystemExit, match=r"shape mismatch for layers\.1\.mlp\.up_proj\.weight: .* \(48, 32\), the "
+                                         r"model expects \(64, 32\)"):
+        init.main([str(lm_dir), str(tmp_path / "bad")])
+    with pytest.raises(SystemExit, match="not empty; pass --force"):
+        init.main([str(lm_dir), str(tmp_path / "from_bin")])
+
+
+def test_init_from_lm_then_fine_tune_with_train_py(tmp_path):
+    """The initialised folder is what examples/train.py --init-from expects (model/ + processor/ with the LM tokenizer)."""
+    _tiny_corpus(tmp_path)
+    config = json.loads(_config(tmp_path).read_text())
+    save_tiny_lm(tmp_path / "lm", "qwen2")
+    (tmp_path / "speech.json").write_text(json.dumps({k: v for k, v in config["model"].items() if k != "text_config"}))
+    load_script("init_from_lm").main([str(tmp_path / "lm"), str(tmp_path / "init"), "--speech-config",
+                                      str(tmp_path / "speech.json"), "--feature-extractor",
+                                      str(tmp_path / "corpus" / "feature_extractor")])
+    config.update(init_from=str(tmp_path / "init"), max_steps=2)
+    (tmp_path / "ft.json").write_text(json.dumps(config))
+    result = _train(tmp_path / "ft.json", tmp_path / "run")
+    assert "step 2 " in result.stdout
+    tuned = DiTARForConditionalGeneration.from_pretrained(tmp_path / "run" / "final" / "model")
+    assert tuned.config.text_config.vocab_size == LM_CONFIGS["qwen2"]["vocab_size"]

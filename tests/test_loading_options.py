@@ -1,0 +1,127 @@
+"""Loading options users expect: dtype=torch.bfloat16, device_map="auto" (with a `_no_split_modules` that keeps every
+block on one device) and attn_implementation="sdpa"/"eager" (CPU; an accelerator only changes where the blocks go)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from model_helpers import TEXT_CONFIGS
+from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline, single_thread  # noqa: F401  (autouse fixture)
+from transformers import AutoModel
+
+from modeling_ditar import DiTARConfig, DiTARForConditionalGeneration, DiTARPipeline
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")  # diffusers' Oobleck (VAE test)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("loading")
+    pipe = get_dummy_pipeline()
+    pipe.save_pretrained(folder / "pipeline")
+    pipe.model.save_pretrained(folder / "model")
+    return folder
+
+
+def generation_inputs(pipe):
+    inputs = pipe.processor("hello there", prompt_text="the prompt", prompt_audio=get_dummy_inputs()["prompt_audio"],
+                            sampling_rate=8000)
+    return dict(inputs)
+
+
+def generate(model, inputs, **kwargs):
+    kwargs = {"max_new_patches": 3, "temperature": 0.0, "generator": torch.Generator().manual_seed(0), **kwargs}
+    return model.generate(**inputs, **kwargs).features
+
+
+@pytest.mark.parametrize("backbone, layer", [("qwen2", "Qwen2DecoderLayer"), ("llama", "LlamaDecoderLayer")])
+def test_no_split_modules_lists_our_blocks_and_the_backbone_layer(backbone, layer):
+    config = DiTARConfig(text_config=dict(TEXT_CONFIGS[backbone]), feature_dim=8, patch_size=2, encoder_hidden_size=32,
+                         encoder_num_layers=1, encoder_num_heads=4, encoder_intermediate_size=64, locdit_hidden_size=32,
+                         locdit_num_layers=1, locdit_num_heads=4, locdit_intermediate_size=64)
+    model = DiTARForConditionalGeneration(config)
+    assert set(model._no_split_modules) == {"DiTARTransformerBlock", layer}
+    names = {type(m).__name__ for m in model.modules()}
+    assert set(model._no_split_modules) <= names  # FSDP's wrap policy raises for a listed class that is absent
+
+
+def test_device_map_never_splits_a_block(saved):
+    """accelerate's planner (what device_map="auto" runs) under many memory budgets: every DiTAR block and backbone
+    layer lands on exactly one device."""
+    from accelerate import infer_auto_device_map
+
+    model = AutoModel.from_pretrained(saved / "model")
+    blocks = [name for name, m in model.named_modules() if type(m).__name__ in model._no_split_modules]
+    devices_seen = set()
+    for budget in range(20_000, 180_000, 8_000):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Device 0 is not available" on a CPU-only machine
+            device_map = infer_auto_device_map(model, max_memory={0: budget, 1: budget, "cpu": 10**9},
+                                               no_split_module_classes=model._no_split_modules)
+        for block in blocks:
+            placed = {device for name, device in device_map.items()
+                      if name == block or name.startswith(block + ".") or block.startswith(name + ".")}
+            assert len(placed) == 1, (budget, block, placed)
+        devices_seen |= set(device_map.values())
+    assert {0, 1, "cpu"} <= devices_seen  # the budgets did spread the model over several devices
+
+
+def test_device_map_auto_loads_and_generates_the_same(saved):
+    pipe = get_dummy_pipeline()
+    inputs = generation_inputs(pipe)
+    plain = AutoModel.from_pretrained(saved / "model")
+    mapped = AutoModel.from_pretrained(saved / "model", device_map="auto")
+    assert {p.device.type for p in mapped.parameters()} == {"cpu"}  # no accelerator here: everything on the CPU
+    torch.testing.assert_close(generate(mapped, inputs), generate(plain, inputs))
+
+
+def test_bfloat16(saved):
+    pipe = get_dummy_pipeline()
+    inputs = generation_inputs(pipe)
+    model = AutoModel.from_pretrained(saved / "model", dtype=torch.bfloat16)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    features = generate(model, inputs)
+    reference = generate(AutoModel.from_pretrained(saved / "model"), inputs)
+    assert torch.isfinite(features).all()
+    assert float((features.float() - reference).abs().mean()) < 0.1 * float(reference.abs().mean())
+    # saved in bfloat16, it comes back in bfloat16 (dtype="auto" is the default)
+    model.save_pretrained(saved / "bf16")
+    assert next(AutoModel.from_pretrained(saved / "bf16").parameters()).dtype == torch.bfloat16
+    # the pipeline: dtype= casts the model; the audio stays float32
+    loaded = DiTARPipeline.from_pretrained(saved / "pipeline", dtype=torch.bfloat16)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.model.dtype == torch.bfloat16
+    audio = loaded(**get_dummy_inputs()).audios
+    assert audio.dtype == np.float32 and np.isfinite(audio).all()
+
+
+def test_bfloat16_vae_pipeline(tmp_path):
+    from test_vae import get_dummy_vae_pipeline, inputs
+
+    get_dummy_vae_pipeline().save_pretrained(tmp_path)
+    pipe = DiTARPipeline.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.model.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16
+    audio = pipe(**inputs()).audios
+    assert audio.dtype == np.float32 and np.isfinite(audio).all() and np.abs(audio).max() > 0
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_attn_implementation(saved, implementation):
+    pipe = get_dummy_pipeline()
+    inputs = generation_inputs(pipe)
+    model = AutoModel.from_pretrained(saved / "model", attn_implementation=implementation)
+    assert model.config._attn_implementation == implementation
+    assert model.language_model.config._attn_implementation == implementation
+    reference = AutoModel.from_pretrained(saved / "model")  # sdpa is the default
+    assert reference.config._attn_implementation == "sdpa"
+    torch.testing.assert_close(generate(model, inputs), generate(reference, inputs), rtol=1e-4, atol=1e-4)
+    batch = dict(input_ids=inputs["input_ids"], speech_features=torch.randn(1, 12, 8, generator=torch.manual_seed(0)))
+    losses = []
+    for m in (model, reference):
+        torch.manual_seed(0)  # the training loss draws its noise and times from the global generator
+        losses.append(m(**batch).loss)
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-4, atol=1e-5)

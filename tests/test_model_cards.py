@@ -1,0 +1,182 @@
+"""Model cards (model_cards/: template, generator, the embedded default's card) and push_to_hub up to the upload.
+
+The Hub is never contacted: the metadata is parsed back with huggingface_hub, and push_to_hub runs against a stand-in
+for `HfApi` that records the repository and commit it would create.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from huggingface_hub import CommitOperationAdd, ModelCard
+from pipeline_helpers import get_dummy_pipeline, single_thread  # noqa: F401  (single_thread is an autouse fixture)
+
+from modeling_ditar import hub_utils
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CARD = ROOT / "model_cards" / "ditar-espeak-tiny.md"
+RESULTS = {
+    "meta": {"num_cases": 10, "date": "2026-11-25T12:00:00", "settings": {"steps": 10, "guidance_scale": 2.0,
+                                                                           "temperature": 0.5, "seed": 0}},
+    "rows": [
+        {"key": "gt", "name": "ground truth", "cases": 10, "wer": 0.021, "wer_capped": 0.021, "sim_prompt": 0.86},
+        {"key": "model", "name": "DiTAR espeak tiny", "cases": 10, "wer": 0.1834, "wer_capped": 0.15,
+         "sim_prompt": 0.7456, "stop_rate": 0.9, "rtf": 0.31},
+    ],
+}
+
+
+def make_card_module():
+    spec = importlib.util.spec_from_file_location("make_card", ROOT / "model_cards" / "make_card.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def results_file(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(RESULTS))
+    return path
+
+
+def test_embedded_default_card_has_valid_metadata_and_marked_placeholders():
+    card = ModelCard.load(DEFAULT_CARD)
+    data = card.data
+    assert data.library_name == "diffusers" and data.pipeline_tag == "text-to-speech"
+    assert data.license == "apache-2.0" and data.language == ["en"]
+    assert {"text-to-speech", "ditar", "custom_code"} <= set(data.tags)
+    assert data.eval_results is None  # no invented numbers: the model-index waits for examples/evaluate.py
+    assert "_placeholder_" in card.text and "every number above is a placeholder" in card.text
+
+
+def test_embedded_default_card_is_up_to_date_with_the_generator(tmp_path):
+    out = tmp_path / "card.md"
+    make_card_module().main(["--preset", "embedded-default", "--out", str(out)])
+    assert out.read_text() == DEFAULT_CARD.read_text(), (
+        "model_cards/ditar-espeak-tiny.md is stale: python model_cards/make_card.py --preset embedded-default "
+        "--out model_cards/ditar-espeak-tiny.md --force"
+    )
+
+
+def test_results_fill_the_default_card(tmp_path, results_file):
+    out = tmp_path / "card.md"
+    make_card_module().main(["--preset", "embedded-default", "--results", str(results_file), "--out", str(out),
+                             "--datasets", "org/espeak-corpus", "--base-model", "Qwen/Qwen2.5-0.5B"])
+    card = ModelCard.load(out)
+    results = {r.metric_type: r for r in card.data.eval_results}
+    assert results["wer"].metric_value == 18.34 and results["wer"].metric_name == "WER (%)"
+    assert results["speaker_similarity"].metric_value == 0.746
+    assert results["wer"].task_type == "text-to-speech" and results["wer"].dataset_split == "test"
+    assert card.data.model_name == "DiTAR espeak tiny (embedded default)"
+    assert card.data.datasets == ["org/espeak-corpus"] and card.data.base_model == "Qwen/Qwen2.5-0.5B"
+    assert "_placeholder_" not in card.text
+    assert "| DiTAR espeak tiny | 10 | 18.34 | 15.00 | 0.746 | 0.90 | 0.31 |" in card.text
+    assert "| ground truth | 10 | 2.10 |" in card.text
+    # the YAML itself round-trips through huggingface_hub
+    reparsed = ModelCard(card.content)
+    assert reparsed.data.to_dict()["model-index"][0]["results"][0]["metrics"][0]["value"] == 18.34
+
+
+def test_generator_refuses_to_overwrite_and_checks_its_inputs(tmp_path, results_file):
+    make_card = make_card_module()
+    out = tmp_path / "card.md"
+    out.write_text("mine")
+    with pytest.raises(SystemExit, match="pass --force"):
+        make_card.main(["--out", str(out)])
+    assert out.read_text() == "mine"
+    with pytest.raises(SystemExit, match="no such file"):
+        make_card.main(["--out", str(tmp_path / "x.md"), "--results", str(tmp_path / "missing.json")])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rows": [{"key": "gt", "name": "ground truth"}]}))
+    with pytest.raises(ValueError, match="no 'model' row"):
+        make_card.main(["--out", str(tmp_path / "y.md"), "--results", str(bad)])
+
+
+def test_builtin_template_gives_the_same_metadata(monkeypatch):
+    with_repo = hub_utils.render_model_card(results=RESULTS, repo_id="org/x")
+    monkeypatch.setattr(hub_utils, "REPO_TEMPLATE", Path("/nonexistent/template.md"))
+    builtin = hub_utils.render_model_card(results=RESULTS, repo_id="org/x")
+    assert builtin.data.to_dict() == with_repo.data.to_dict()
+    assert "DiTARPipeline.from_pretrained(\"org/x\")" in builtin.text
+
+
+def test_card_kinds():
+    model_card = hub_utils.render_model_card(kind="model", repo_id="org/m")
+    assert model_card.data.library_name == "transformers"
+    assert 'AutoModel.from_pretrained("org/m", trust_remote_code=True)' in model_card.text
+    with pytest.raises(ValueError, match="kind must be"):
+        hub_utils.render_model_card(kind="vocoder")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# push_to_hub: everything up to the upload
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class RecordingApi:
+    """Stands in for `huggingface_hub.HfApi`: records what would be sent and checks the files exist at commit time."""
+
+    def __init__(self):
+        self.calls = []
+
+    def create_repo(self, repo_id, private=None, exist_ok=False, **kwargs):
+        self.calls.append(("create_repo", repo_id, private, exist_ok))
+        return SimpleNamespace(repo_id=repo_id)
+
+    def create_commit(self, repo_id, operations, commit_message, commit_description=None, revision=None,
+                      create_pr=False, **kwargs):
+        files = {}
+        for op in operations:
+            assert isinstance(op, CommitOperationAdd)
+            files[op.path_in_repo] = Path(op.path_or_fileobj).read_bytes()  # still there during the commit
+        self.calls.append(("create_commit", repo_id, commit_message, revision, create_pr))
+        self.files = files
+        return SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/0")
+
+
+def test_pipeline_push_to_hub_uploads_the_folder_with_its_card(results_file):
+    api = RecordingApi()
+    pipe = get_dummy_pipeline()
+    info = pipe.push_to_hub("org/ditar-tiny", api=api, private=True, results=str(results_file),
+                            commit_message="first upload", create_pr=True)
+    assert info.commit_url.endswith("/commit/0")
+    assert api.calls[0] == ("create_repo", "org/ditar-tiny", True, True)
+    assert api.calls[1] == ("create_commit", "org/ditar-tiny", "first upload", None, True)
+    files = api.files
+    for expected in ("README.md", "model_index.json", "pipeline_ditar.py", "model/model.safetensors",
+                     "model/config.json", "model/modeling_ditar.py", "processor/processor_config.json",
+                     "processor/processing_ditar.py", "vocoder/vocoder_griffinlim.py", "scheduler/scheduler_config.json",
+                     "default_voice/prompt.wav", "default_voice/prompt.txt"):
+        assert expected in files, expected
+    assert not any("__pycache__" in name or name.startswith(".") for name in files)
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.library_name == "diffusers" and card.data.eval_results[0].metric_value == 18.34
+    assert 'DiTARPipeline.from_pretrained("org/ditar-tiny")' in card.text
+
+
+def test_model_and_processor_push_to_hub(tmp_path):
+    pipe = get_dummy_pipeline()
+    api = RecordingApi()
+    hub_utils.push_to_hub(pipe.model, "org/ditar-model", api=api)
+    assert {"README.md", "config.json", "model.safetensors", "modeling_ditar.py", "configuration_ditar.py",
+            "locdit.py"} <= set(api.files)
+    assert ModelCard(api.files["README.md"].decode()).data.library_name == "transformers"
+    assert api.calls[1][2] == "Upload DiTAR model"
+    api = RecordingApi()
+    pipe.processor.push_to_hub("org/ditar-processor", api=api)
+    assert {"README.md", "processor_config.json", "tokenizer.json", "processing_ditar.py",
+            "feature_extraction_ditar.py"} <= set(api.files)
+
+
+def test_commit_operations_skip_hidden_files(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "w.bin").write_bytes(b"1")
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / ".cache" / "x").write_text("x")
+    (tmp_path / "README.md").write_text("hi")
+    assert [op.path_in_repo for op in hub_utils.commit_operations(tmp_path)] == ["README.md", "a/w.bin"]
