@@ -146,13 +146,63 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
     return model, processor
 
 
-def load_utterances(split, processor, model: DiTARForConditionalGeneration) -> list[Utterance]:
+_ENCODER = None
+
+
+def _encode_in_worker(text: str) -> list[int]:
+    return _ENCODER.encode_text(text)
+
+
+def encode_texts(processor, texts: list[str], num_proc: int = 1) -> dict[str, list[int]]:
+    """Token ids of every distinct text; phonemizing is ~5 ms a sentence, so large corpora use forked workers."""
+    global _ENCODER
+    unique = sorted(set(texts))
+    if num_proc <= 1 or len(unique) < 200:
+        return {t: processor.encode_text(t) for t in unique}
+    import multiprocessing as mp
+
+    _ENCODER = processor
+    with mp.get_context("fork").Pool(num_proc) as pool:
+        ids = pool.map(_encode_in_worker, unique, chunksize=64)
+    _ENCODER = None
+    return dict(zip(unique, ids, strict=True))
+
+
+def load_utterances(split, processor, model: DiTARForConditionalGeneration, num_proc: int = 1) -> list[Utterance]:
+    texts, speakers = split["text"], split["speaker_id"]
+    token_ids = encode_texts(processor, texts, num_proc)
+    features = split.with_format("numpy", columns=["features"])  # one array per row, ~4x faster than lists
     utterances = []
-    for row in split:
-        features = model.normalize_features(torch.tensor(row["features"], dtype=torch.float32))
-        token_ids = processor.encode_text(row["text"])
-        utterances.append(Utterance(token_ids=token_ids, features=features.half(), speaker=str(row["speaker_id"])))
+    for i in range(len(split)):
+        feats = model.normalize_features(torch.from_numpy(features[i]["features"]).float())
+        utterances.append(Utterance(token_ids=token_ids[texts[i]], features=feats.half(), speaker=str(speakers[i])))
     return utterances
+
+
+class TimeBudget:
+    """`--time-budget-min`: size max_steps from the measured step rate so that the run (with its lr decay) ends on
+    time, e.g. on a borrowed GPU. The estimate is refreshed until the decay phase starts, then frozen."""
+
+    def __init__(self, minutes: float, cfg: TrainConfig, start_step: int):
+        self.deadline = time.time() + 60 * minutes
+        self.cfg, self.start_step = cfg, start_step
+        self.mark: tuple[int, float] | None = None
+
+    def update(self, step: int) -> None:
+        now = time.time()
+        if now >= self.deadline:
+            self.cfg.max_steps = step
+            return
+        if step == self.start_step + 20:  # skip the first steps (allocator and kernel warm-up)
+            self.mark = (step, now)
+        decaying = step >= int(self.cfg.decay_start * self.cfg.max_steps)
+        if self.mark is None or decaying or (step - self.mark[0]) % 50 or step == self.mark[0]:
+            return
+        rate = (step - self.mark[0]) / (now - self.mark[1])
+        first = step == self.mark[0] + 50
+        self.cfg.max_steps = max(step + 1, step + int(rate * (self.deadline - now) * 0.97))
+        if first or step % 500 == 0:
+            print(f"time budget: {rate:.2f} steps/s -> max_steps {self.cfg.max_steps}", flush=True)
 
 
 def newest_checkpoint(directory: Path) -> Path | None:
@@ -186,6 +236,10 @@ def main(argv=None):
     parser.add_argument("--max-steps", type=int, help="override max_steps")
     parser.add_argument("--stop-after", type=int, help="exit after this many steps of this invocation (testing)")
     parser.add_argument("--init-from", help="override init_from: a DiTAR model or pipeline folder to fine-tune")
+    parser.add_argument("--time-budget-min", type=float,
+                        help="end the run (lr decay, checkpoint, final EMA model) after about this many minutes: "
+                             "max_steps is set from the measured step rate")
+    parser.add_argument("--num-proc", type=int, default=1, help="processes for phonemizing the corpus at start-up")
     args = parser.parse_args(argv)
 
     cfg = TrainConfig.load(args.config)
@@ -224,8 +278,9 @@ def main(argv=None):
     dataset_dir = Path(cfg.dataset)
     data = load_from_disk(str(dataset_dir))
     model, processor = load_model_and_processor(cfg, dataset_dir)
-    train = load_utterances(data["train"], processor, model)
+    train = load_utterances(data["train"], processor, model, args.num_proc)
     valid = load_utterances(data["validation"].select(range(min(16, len(data["validation"])))), processor, model)
+    accelerator.print(f"{len(train)} training utterances ({sum(u.features.shape[0] for u in train)} frames)")
     space_ids = processor.encode_text(" ", allow_empty=True)
 
     batcher = PairedLengthBatcher(
@@ -268,6 +323,7 @@ def main(argv=None):
     model.train()
     started, steps_this_run, window = time.time(), 0, {"frames": 0, "t": time.time()}
     sums = {"loss": 0.0, "diffusion_loss": 0.0, "stop_loss": 0.0, "n": 0}
+    budget = TimeBudget(args.time_budget_min, cfg, state.step) if args.time_budget_min else None
     while state.step < cfg.max_steps:
         batches = batcher.epoch(state.epoch)
         while state.batch_in_epoch < len(batches) and state.step < cfg.max_steps:
@@ -292,6 +348,8 @@ def main(argv=None):
             state.step += 1
             steps_this_run += 1
             ema.step(accelerator.unwrap_model(model).parameters())
+            if budget is not None:
+                budget.update(state.step)
 
             if state.step % cfg.log_every == 0:
                 now = time.time()

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Build the corpus and train the default model on one GPU machine with no network, in a fixed time budget.
+#   bash examples/scripts/prepare_device_bundle.sh        # here, once: .espeak/ and .whl/
+#   bash examples/scripts/train_on_gpu.sh OUT_DIR MINUTES [NUM_TRAIN_SPEAKERS]   # there, with .espeak and .whl
+# MINUTES is the whole script's budget: training gets what is left after the corpus, less 1.5 minutes for the final
+# evaluation and the export.
+# Writes OUT_DIR/model (EMA weights, fp16, shards under 12 MB) and OUT_DIR/logs.tar.gz (training log, CSV, loss plot,
+# text-use gaps, validation sample, corpus summary).
+set -euo pipefail
+start=$(date +%s)
+out=${1:?output folder}; minutes=${2:?training minutes}; speakers=${3:-800}
+cd "$(dirname "$0")/../.."
+if [ -d .whl ] && [ -z "${SKIP_WHEELS:-}" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+if [ -d .espeak ]; then
+  export PATH=$PWD/.espeak/bin:$PATH LD_LIBRARY_PATH=$PWD/.espeak/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export ESPEAK_DATA_PATH=$PWD/.espeak
+  fortunes=$PWD/.espeak/fortunes
+else
+  fortunes=/usr/share/games/fortunes
+fi
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+nproc=$(nproc)
+# Fail in seconds, not minutes, when something is missing.
+espeak-ng --version
+python3 -c "import torch, transformers, diffusers, datasets, soundfile, phonemizer, espeakng_loader, modeling_ditar
+print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__,
+      'diffusers', diffusers.__version__, 'datasets', datasets.__version__)
+from modeling_ditar import build_ditar_tokenizer; print(build_ditar_tokenizer(phonemize=True).encode('Hello there.'))"
+mkdir -p "$out" runs/gpu
+# SMOKE=1: a corpus of a few utterances, to check the whole script on a CPU in a minute
+if [ -n "${SMOKE:-}" ]; then sizes="--utts-per-speaker 2 --num-val-speakers 2 --num-test-voices 1 --test-utts-per-voice 2"
+else sizes="--utts-per-speaker 25 --num-val-speakers 20 --num-test-voices 12 --test-utts-per-voice 20"; fi
+t0=$(date +%s)
+# shellcheck disable=SC2086
+python3 examples/build_corpus.py --out data/corpus --num-train-speakers "$speakers" $sizes --sampling-rate 16000 --max-sec 8 \
+  --max-speed 190 --features --feature-config examples/configs/features_16k_80mel.json --num-proc "$nproc" \
+  --fortunes-dir "$fortunes" 2>&1 | tail -n 25
+echo "corpus built in $(( $(date +%s) - t0 )) s"
+train_minutes=$(python3 -c "print(round($minutes - ($(date +%s) - $start) / 60 - 1.5, 2))")
+echo "training for $train_minutes minutes"
+python3 examples/train.py --config examples/configs/default-gpu.yaml --time-budget-min "$train_minutes" --num-proc "$nproc" \
+  2>&1 | tee runs/gpu/train.log.txt || true
+tar czf "$out/logs.tar.gz" runs/gpu/log.csv runs/gpu/loss.png runs/gpu/text_use.csv runs/gpu/samples runs/gpu/processor \
+  runs/gpu/train.log.txt runs/gpu/train_config.json data/corpus/corpus_summary.json data/corpus/feature_stats.json || true
+python3 - "$out" <<'PY'
+import sys, torch
+from modeling_ditar import DiTARForConditionalGeneration
+model = DiTARForConditionalGeneration.from_pretrained("runs/gpu/final/model", dtype=torch.float32).half()
+model.save_pretrained("runs/gpu/export", max_shard_size="12MB")  # plus remote-code files, which are not needed here
+import shutil, pathlib
+dst = pathlib.Path(sys.argv[1]) / "model"
+dst.mkdir(parents=True, exist_ok=True)
+for f in pathlib.Path("runs/gpu/export").iterdir():
+    if f.suffix in (".json", ".safetensors"):
+        shutil.copy(f, dst / f.name)
+print("exported", sum(p.numel() for p in model.parameters()), "parameters")
+PY
+ls -la "$out" "$out/model"
