@@ -5,8 +5,10 @@
         --voice-audio voice.wav --voice-text "What is said in voice.wav." --results eval/default/results.json
     hf upload org/ditar-default out/ditar-default .          # the one command that publishes it
 
-SOURCE is a run folder (the newest `checkpoints/step-N`, or --step N) or one Accelerate checkpoint folder
-(`save_state`: model.safetensors, the EMA state custom_checkpoint_*.pkl, ...). The model config is rebuilt from the
+SOURCE is a run folder (the newest `checkpoints/step-N`, or --step N), one Accelerate checkpoint folder
+(`save_state`: model.safetensors, the EMA state custom_checkpoint_*.pkl, ...), or a model folder written by
+`save_pretrained` (config.json + weights, e.g. a run's final/model, which already holds the EMA weights; give its
+processor with --processor). The model config is rebuilt from the
 run's train_config.json and processor/ exactly as train.py builds it (or given with --model-config); weights are the
 EMA weights (default, what train.py's final model holds) or the raw weights (--weights raw). Every tensor is checked
 against the model and a mismatch names the tensor. Only safetensors files and torch.load(weights_only=True) are read.
@@ -42,7 +44,8 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile wrappers, sh
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", type=Path, help="run folder (with checkpoints/) or one checkpoints/step-N folder")
+    p.add_argument("source", type=Path,
+                   help="run folder (with checkpoints/), one checkpoints/step-N folder, or a save_pretrained model folder")
     p.add_argument("out", type=Path, help="pipeline folder to write")
     p.add_argument("--force", action="store_true", help="replace OUT if it is not empty")
     p.add_argument("--step", type=int, help="checkpoint step in a run folder (default: the newest)")
@@ -197,14 +200,19 @@ def card_kwargs(args, checkpoint: Path, step_info: str) -> dict:
 
 
 def convert(args) -> Path:
-    from modeling_ditar import DiTARForConditionalGeneration, build_pipeline
-    from modeling_ditar.hub_utils import describe_pipeline_folder, render_model_card
+    from modeling_ditar import DiTARForConditionalGeneration
 
     check_output_folder(args.out, args.force)
     if (args.voice_audio is None) != (args.voice_text is None):
         raise ConversionError("give --voice-audio and --voice-text together")
     if args.results is not None and not args.results.is_file():
         raise ConversionError(f"--results {args.results}: no such file")
+    if is_model_folder(args.source):
+        if args.step is not None or args.weights != "ema" or args.model_config is not None:
+            raise ConversionError(f"{args.source} is a model folder: --step, --weights and --model-config do not apply")
+        processor = load_processor(args, None, None)
+        model = DiTARForConditionalGeneration.from_pretrained(args.source, dtype=torch.float32).eval()
+        return finish(args, model, processor, args.source, f"{args.source.name} (save_pretrained weights)")
     checkpoint, run = locate_checkpoint(args.source, args.step)
     train_config = None
     if run is not None and (run / "train_config.json").is_file():
@@ -215,6 +223,20 @@ def convert(args) -> Path:
     model = DiTARForConditionalGeneration(config).eval()
     state = load_checkpoint_state(model, checkpoint, run, args.weights)
     model.load_state_dict(state, strict=True)
+    return finish(args, model, processor, checkpoint,
+                  f"{checkpoint.parent.name}/{checkpoint.name}, {args.weights} weights")
+
+
+def is_model_folder(source: Path) -> bool:
+    return (source / "config.json").is_file() and not (source / "checkpoints").is_dir() and not any(
+        source.glob("custom_checkpoint_*.pkl"))
+
+
+def finish(args, model, processor, source: Path, step_info: str) -> Path:
+    """Pipeline around the loaded model, default voice, card; written through a staging folder."""
+    from modeling_ditar import build_pipeline
+    from modeling_ditar.hub_utils import describe_pipeline_folder, render_model_card
+
     model.to(DTYPES[args.dtype])
 
     vae = None
@@ -229,7 +251,7 @@ def convert(args) -> Path:
     tmp = staging_folder(args.out)
     try:
         pipe.save_pretrained(tmp)
-        kwargs = card_kwargs(args, checkpoint, f"{checkpoint.parent.name}/{checkpoint.name}, {args.weights} weights")
+        kwargs = card_kwargs(args, source, step_info)
         kwargs["details"] = {**(kwargs["details"] or {}), **describe_pipeline_folder(tmp)}
         render_model_card(kind="pipeline", **kwargs).save(str(tmp / "README.md"))
         publish(tmp, args.out)
@@ -238,7 +260,7 @@ def convert(args) -> Path:
 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    print(f"wrote {args.out} from {checkpoint} ({args.weights} weights); publish it with: "
+    print(f"wrote {args.out} from {step_info}; publish it with: "
           f"hf upload <org>/<name> {args.out} .")
     return args.out
 

@@ -122,7 +122,6 @@ def measure_size(size, args, matmul_rate, log):
     p, ids = nar_inputs(nar, tokenizer, prompt_features, text_for(1), 1, 1)
     nar_sample(nar, p, ids, run_steps=1)
 
-    rows = []
     per_patch_time: dict[int, float] = {}  # batch -> seconds per patch (for budget projections)
     nar_rate = None
     flop_cache: dict = {}
@@ -173,9 +172,8 @@ def measure_size(size, args, matmul_rate, log):
             )
             if batch == 1:
                 row.update(first_chunk_and_vocoder(pipe, seconds, patches, args, features))
-            rows.append(row)
             log(format_progress(row))
-    return rows
+            yield row  # written out at once: a long grid can be stopped and resumed
 
 
 def first_chunk_and_vocoder(pipe, seconds, patches, args, features) -> dict:
@@ -457,6 +455,15 @@ def main(argv=None):
 
     if args.from_jsonl:
         rows = [json.loads(line) for path in args.from_jsonl for line in Path(path).read_text().splitlines() if line]
+        latest = {(r["size"], r["seconds"], r["batch"], r["threads"], r["settings"]): r for r in rows}  # last wins
+        rows = sorted(latest.values(), key=lambda r: (r["threads"], r["params"], r["batch"], r["seconds"]))
+        # FLOPs per second of speech do not depend on the batch or threads: fill runs made with --no-flops
+        flops = {(r["size"], r["seconds"]): r for r in rows if r.get("flops_ditar_per_audio_s")}
+        for r in rows:
+            if not r.get("flops_ditar_per_audio_s") and (r["size"], r["seconds"]) in flops:
+                source = flops[(r["size"], r["seconds"])]
+                r["flops_ditar_per_audio_s"] = source["flops_ditar_per_audio_s"]
+                r["flops_nar_per_audio_s"] = source["flops_nar_per_audio_s"]
         print(report(rows, out_dir, f"Results from {', '.join(args.from_jsonl)}"))
         return
     if args.quick:

@@ -40,10 +40,14 @@ DITAR_SIZES = {
     # the ~40M model of examples/benchmark_rtf.py
     "40M": dict(hidden=512, layers=6, heads=8, kv_heads=4, intermediate=2048,
                 encoder=(384, 2, 1536), locdit=(384, 6, 1536)),
+    # the same total with the paper's emphasis: parameters in the backbone (runs once per patch), a small LocDiT
+    # (runs 2 x NFE times per patch). The paper's per-size table was not available (research/paper.md).
+    "40M-lm": dict(hidden=512, layers=8, heads=8, kv_heads=4, intermediate=2048,
+                   encoder=(256, 2, 1024), locdit=(256, 4, 1024)),
 }
 
 # NAR width / heads / FFN multiple per DiTAR size; the depth is chosen to match the DiTAR parameter count
-NAR_WIDTHS = {"ship": (256, 4, 4), "40M": (512, 8, 4)}
+NAR_WIDTHS = {"ship": (256, 4, 4), "40M": (512, 8, 4), "40M-lm": (512, 8, 4)}
 
 PROMPT_TEXT = "This is the voice that the model should imitate."
 SENTENCE = ("The quick brown fox jumps over the lazy dog, and then it runs across the wide green field "
