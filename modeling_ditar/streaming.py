@@ -1,8 +1,9 @@
 """Chunked vocoding that streams: audio leaves as soon as enough frames exist, and the one-shot result is the very same
 computation run over the whole sequence, so joined stream chunks equal the one-shot waveform exactly.
 
-Chunk k owns output samples [k*C*hop, (k+1)*C*hop). It is decoded from frames [k*C - left, (k+1)*C + lookahead)
-(clipped to what exists), and its first `crossfade` samples are blended with the tail the previous chunk decoded past
+Chunk 0 owns the output samples of frames [0, F0) and chunk k >= 1 those of frames [F0 + (k-1)*C, F0 + k*C): a short
+first chunk (F0 < C) makes the first audio leave early, later chunks are longer and cheaper per second. Chunk k is
+decoded from its frames widened by `left` frames before and `lookahead` frames after (clipped to what exists), and its first `crossfade` samples are blended with the tail the previous chunk decoded past
 its end, which hides phase jumps between independently vocoded windows (Griffin-Lim has no state to carry over).
 A vocoder maps F frames to (F - 1) * hop samples (centred STFT frames), so the whole output has (T - 1) * hop samples.
 """
@@ -22,15 +23,20 @@ class StreamingVocoder:
         left_context_frames: int = 8,
         lookahead_frames: int = 8,
         crossfade_samples: int | None = None,
+        first_chunk_frames: int | None = 12,
     ):
         hop = int(vocoder.hop_length)
-        if chunk_frames < 1 or left_context_frames < 0 or lookahead_frames < 0:
-            raise ValueError("chunk_frames must be >= 1 and the context/lookahead frame counts >= 0.")
+        first = chunk_frames if first_chunk_frames is None else first_chunk_frames
+        if chunk_frames < 1 or first < 1 or left_context_frames < 0 or lookahead_frames < 0:
+            raise ValueError("chunk_frames and first_chunk_frames must be >= 1 and the context/lookahead frame counts "
+                             ">= 0.")
         self.vocoder = vocoder
         self.hop = hop
         self.chunk = chunk_frames
+        self.first = min(first, chunk_frames)  # the first chunk is never the longer one
         self.left = left_context_frames
-        self.crossfade = min(hop * 2, chunk_frames * hop) if crossfade_samples is None else crossfade_samples
+        shortest = min(self.first, chunk_frames)
+        self.crossfade = min(hop * 2, shortest * hop) if crossfade_samples is None else crossfade_samples
         # the tail past a chunk's end must come from inside the decoded window
         self.lookahead = max(lookahead_frames, math.ceil(self.crossfade / hop) + 1)
         fade = torch.linspace(0.0, 1.0, self.crossfade + 2)[1:-1] if self.crossfade > 0 else torch.zeros(0)
@@ -49,15 +55,22 @@ class StreamingVocoder:
             self._frames.append(frames.detach().float().cpu())
             self._num_frames += frames.shape[0]
         ready = []
-        while (self._next_chunk + 1) * self.chunk + self.lookahead <= self._num_frames:
+        while self._chunk_end(self._next_chunk) + self.lookahead <= self._num_frames:
             ready.append(self._emit(final=False))
         return ready
+
+    def _chunk_end(self, k: int) -> int:
+        """Frame index where chunk k's own samples end (chunk k starts where chunk k - 1 ends, chunk 0 at 0)."""
+        return self.first + k * self.chunk
+
+    def _chunk_start(self, k: int) -> int:
+        return 0 if k == 0 else self._chunk_end(k - 1)
 
     def flush(self) -> list[torch.Tensor]:
         """Emit everything left once no more frames will come."""
         ready = []
         total_samples = max(0, self._num_frames - 1) * self.hop
-        while self._next_chunk * self.chunk * self.hop < total_samples:
+        while self._chunk_start(self._next_chunk) * self.hop < total_samples:
             ready.append(self._emit(final=True))
         return ready
 
@@ -73,11 +86,12 @@ class StreamingVocoder:
         self._frames = [features]
         k, hop = self._next_chunk, self.hop
         total_samples = (self._num_frames - 1) * hop
-        start_frame = max(0, k * self.chunk - self.left)
-        end_frame = min(self._num_frames, (k + 1) * self.chunk + self.lookahead)
+        first_frame, last_frame = self._chunk_start(k), self._chunk_end(k)
+        start_frame = max(0, first_frame - self.left)
+        end_frame = min(self._num_frames, last_frame + self.lookahead)
         audio = self.vocoder(features[None, start_frame:end_frame])[0].float().cpu()
         offset = start_frame * hop  # global index of audio[0]
-        core_start, core_end = k * self.chunk * hop, min((k + 1) * self.chunk * hop, total_samples)
+        core_start, core_end = first_frame * hop, min(last_frame * hop, total_samples)
         is_last = core_end >= total_samples
         tail_end = core_end if is_last else core_end + self.crossfade
         segment = audio[core_start - offset : tail_end - offset]

@@ -272,3 +272,21 @@ def test_init_from_lm_then_fine_tune_with_train_py(tmp_path):
     assert "step 2 " in result.stdout
     tuned = DiTARForConditionalGeneration.from_pretrained(tmp_path / "run" / "final" / "model")
     assert tuned.config.text_config.vocab_size == LM_CONFIGS["qwen2"]["vocab_size"]
+
+
+def test_a_saved_model_folder_becomes_a_pipeline(run, tmp_path):
+    """train.py's final/model (or a GPU run's exported model) is a save_pretrained folder: convert it as is."""
+    convert = load_script("checkpoint_to_pipeline")
+    out = tmp_path / "from-model"
+    convert.main([str(run / "final" / "model"), str(out), "--processor", str(run / "final" / "processor"),
+                  "--dtype", "float16"])
+    pipe = DiTARPipeline.from_pretrained(out)
+    reference = reference_pipeline(run)
+    for name, tensor in reference.model.state_dict().items():
+        assert pipe.model.state_dict()[name].dtype == torch.float16, name
+        torch.testing.assert_close(pipe.model.state_dict()[name].float(), tensor.half().float(), rtol=0, atol=0,
+                                   msg=name)
+    assert "save_pretrained weights" in (out / "README.md").read_text()
+    with pytest.raises(convert.ConversionError, match="model folder"):
+        convert.main([str(run / "final" / "model"), str(tmp_path / "bad"), "--weights", "raw",
+                      "--processor", str(run / "final" / "processor")])

@@ -47,7 +47,7 @@ def stream_in_pieces(streamer: StreamingVocoder, frames: torch.Tensor, sizes) ->
                                                                                            "uneven", "empty-push"])
 def test_joined_chunks_equal_one_shot_decode(vocoder, sizes):
     frames = features(90)
-    streamer = StreamingVocoder(vocoder, chunk_frames=10, left_context_frames=4, lookahead_frames=3)
+    streamer = StreamingVocoder(vocoder, chunk_frames=10, left_context_frames=4, lookahead_frames=3, first_chunk_frames=None)
     one_shot = streamer.decode(frames)
     assert one_shot.shape == ((90 - 1) * HOP,)
     chunks = stream_in_pieces(streamer, frames, sizes)
@@ -57,7 +57,7 @@ def test_joined_chunks_equal_one_shot_decode(vocoder, sizes):
 
 
 def test_chunks_leave_as_soon_as_lookahead_is_there(vocoder):
-    streamer = StreamingVocoder(vocoder, chunk_frames=10, left_context_frames=4, lookahead_frames=3)
+    streamer = StreamingVocoder(vocoder, chunk_frames=10, left_context_frames=4, lookahead_frames=3, first_chunk_frames=None)
     frames = features(40)
     assert streamer.push(frames[:12]) == []  # chunk 0 needs frames [0, 10 + lookahead)
     assert len(streamer.push(frames[12:13])) == 1
@@ -83,13 +83,30 @@ def test_crossfade_hides_chunk_seams(vocoder):
     """Chunked Griffin-Lim cannot equal whole-sequence Griffin-Lim, but the crossfaded result must not jump at seams
     more than the signal itself moves between neighbouring samples."""
     frames = features(60)
-    audio = StreamingVocoder(vocoder, chunk_frames=10, left_context_frames=6, lookahead_frames=4).decode(frames)
+    audio = StreamingVocoder(vocoder, chunk_frames=10, left_context_frames=6, lookahead_frames=4,
+                             first_chunk_frames=None).decode(frames)
     steps = (audio[1:] - audio[:-1]).abs()
     seams = torch.tensor([k * 10 * HOP - 1 for k in range(1, 5)])
     assert float(steps[seams].max()) <= 4 * float(steps.quantile(0.99))
 
 
+@pytest.mark.parametrize("sizes", [[200], [1] * 90, [4] * 23, [7, 30, 3, 50]], ids=["one", "ones", "patches", "uneven"])
+def test_a_short_first_chunk_leaves_early_and_joins_exactly(vocoder, sizes):
+    frames = features(90)
+    streamer = StreamingVocoder(vocoder, chunk_frames=25, left_context_frames=8, lookahead_frames=8,
+                                first_chunk_frames=12)
+    one_shot = streamer.decode(frames)
+    assert one_shot.shape == ((90 - 1) * HOP,)
+    chunks = stream_in_pieces(streamer, frames, sizes)
+    assert [c.shape[0] // HOP for c in chunks] == [12, 25, 25, 25, 2]  # 12 + 3 x 25 + the 2 frames' samples left
+    assert torch.equal(torch.cat(chunks), one_shot)
+    streamer.reset()
+    assert streamer.push(frames[:19]) == [] and len(streamer.push(frames[19:20])) == 1  # 12 + lookahead 8 frames
+
+
 def test_bad_settings(vocoder):
+    with pytest.raises(ValueError, match="first_chunk_frames"):
+        StreamingVocoder(vocoder, first_chunk_frames=0)
     with pytest.raises(ValueError, match="chunk_frames"):
         StreamingVocoder(vocoder, chunk_frames=0)
     with pytest.raises(ValueError, match="lookahead"):
@@ -164,6 +181,7 @@ def test_stream_checks_inputs_when_called(pipe, tmp_path):
 
 
 def test_stream_chunk_sizes(pipe):
-    """Chunk k holds samples [k*C*hop, (k+1)*C*hop): every chunk but the last is exactly chunk_frames * hop long."""
+    """A short first chunk (12 frames, so the first audio leaves early), then chunks of chunk_frames * hop samples."""
     chunks = list(pipe.stream(**get_dummy_inputs(max_new_patches=40)))
-    assert {c.shape[0] for c in chunks[:-1]} == {25 * HOP}
+    assert chunks[0].shape[0] == 12 * HOP
+    assert {c.shape[0] for c in chunks[1:-1]} == {25 * HOP}

@@ -153,3 +153,52 @@ def test_resume_pack_round_trip_continues_the_run(tmp_path):
     assert sorted(second) == [4, 5, 6]
     for step in (4, 5, 6):
         assert float(second[step]) == pytest.approx(float(straight[step]), rel=2e-2)
+
+
+def _train_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", TRAIN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_script"] = module  # dataclasses look their module up there
+    if str(TRAIN.parent) not in sys.path:
+        sys.path.insert(0, str(TRAIN.parent))
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_time_budget_sizes_the_run_from_the_step_rate(monkeypatch):
+    train = _train_module()
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(train.time, "time", lambda: clock["now"])
+    cfg = train.TrainConfig(max_steps=10**6, decay_start=0.6)
+    budget = train.TimeBudget(10.0, cfg, start_step=0)  # 600 s
+    for step in range(1, 71):  # 2 steps per second
+        clock["now"] += 0.5
+        budget.update(step)
+    # 35 s used, 565 s left at 2 steps/s (minus the 3% margin) -> about 70 + 1096 steps
+    assert 1100 < cfg.max_steps < 1200, cfg.max_steps
+    for step in range(71, 760):  # same rate: the estimate holds, until the decay phase (0.6 x ~1185) freezes it
+        clock["now"] += 0.5
+        budget.update(step)
+    frozen = cfg.max_steps
+    assert 1150 < frozen < 1200 and 759 >= 0.6 * frozen
+    for step in range(760, 900):  # now twice as fast: the frozen estimate stays
+        clock["now"] += 0.25
+        budget.update(step)
+    assert cfg.max_steps == frozen
+    clock["now"] += 10_000  # past the deadline: the run ends at this step
+    budget.update(900)
+    assert cfg.max_steps == 900
+
+
+def test_parallel_text_encoding_equals_serial():
+    from modeling_ditar import DiTARFeatureExtractor, DiTARProcessor, build_ditar_tokenizer
+
+    train = _train_module()
+    processor = DiTARProcessor(DiTARFeatureExtractor(feature_size=8), build_ditar_tokenizer(phonemize=False))
+    texts = [f"sentence number {i}, said twice." for i in range(250)] * 2
+    serial = train.encode_texts(processor, texts, num_proc=1)
+    parallel = train.encode_texts(processor, texts, num_proc=2)
+    assert serial == parallel and len(serial) == 250
+    assert serial[texts[3]] == processor.encode_text(texts[3])
