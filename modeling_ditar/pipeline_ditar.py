@@ -191,6 +191,9 @@ class DiTARPipeline(DiffusionPipeline):
                     "folder: DiTARPipeline.from_pretrained('path/to/pipeline')."
                 )
             pretrained_model_name_or_path = EMBEDDED_DEFAULT
+            # stored in float16 to stay small; computed in float32 unless asked otherwise (CPU half precision is slow)
+            if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None:
+                kwargs["dtype"] = torch.float32
         source = str(pretrained_model_name_or_path)
         if not os.path.isdir(source):
             # diffusers' own download would resolve the folder's remote-code pipeline class; fetch the whole repo

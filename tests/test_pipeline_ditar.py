@@ -228,6 +228,20 @@ def test_from_pretrained_without_argument_uses_embedded_default(tmp_path, monkey
     assert loaded.default_voice is not None and loaded.default_voice[2] == VOICE_TEXT
 
 
+def test_the_installed_embedded_default_loads_in_float32_and_speaks(tmp_path):
+    """The checkpoint shipped in modeling_ditar/default: stored in float16 (<= 25 MB), computed in float32."""
+    if not (pipeline_module.EMBEDDED_DEFAULT / "model_index.json").is_file():
+        pytest.skip("no embedded default in this checkout")
+    size = sum(f.stat().st_size for f in pipeline_module.EMBEDDED_DEFAULT.rglob("*") if f.is_file())
+    assert size <= 25 * 2**20, size
+    pipe = DiTARPipeline.from_pretrained()
+    assert pipe.model.dtype == torch.float32 and pipe.default_voice is not None
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe("Hello there.", num_inference_steps=2, max_new_patches=6, generator=torch.Generator().manual_seed(0))
+    audio = out.audios[0][: out.audio_lengths[0]]
+    assert audio.shape[0] > 0 and np.isfinite(audio).all() and np.abs(audio).max() > 0
+
+
 def test_set_default_voice_checks_its_inputs(pipe):
     with pytest.raises(ValueError, match="prompt_audio: .*silent"):
         pipe.set_default_voice(np.zeros(400, np.float32), "text", sampling_rate=SR)

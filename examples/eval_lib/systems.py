@@ -147,17 +147,17 @@ def load_pipeline(path: str | os.PathLike | None = None):
     """A DiTARPipeline from a saved pipeline folder (`model_index.json`), from a training output folder with `model/`
     and `processor/` (e.g. `runs/x/final`, vocoded with Griffin-Lim matching the processor), or, with no path, the
     checkpoint embedded in the package."""
+    import torch
+
     from modeling_ditar import DiTARForConditionalGeneration, DiTARPipeline, DiTARProcessor, build_pipeline
 
     if path is None:
         pipe = DiTARPipeline.from_pretrained()
     else:
         folder = Path(path)
-        if (folder / "model_index.json").is_file():
-            pipe = DiTARPipeline.from_pretrained(str(folder))
+        if (folder / "model_index.json").is_file():  # float32 compute also for folders stored in half precision
+            pipe = DiTARPipeline.from_pretrained(str(folder), dtype=torch.float32)
         elif (folder / "model").is_dir() and (folder / "processor").is_dir():
-            import torch
-
             model = DiTARForConditionalGeneration.from_pretrained(str(folder / "model"), dtype=torch.float32).eval()
             pipe = build_pipeline(model, DiTARProcessor.from_pretrained(str(folder / "processor")))
         else:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the corpus and train the default model on one GPU machine with no network, in a fixed time budget.
 #   bash examples/scripts/prepare_device_bundle.sh        # here, once: .espeak/ and .whl/
-#   bash examples/scripts/train_on_gpu.sh OUT_DIR MINUTES [NUM_TRAIN_SPEAKERS]   # there, with .espeak and .whl
+#   bash examples/scripts/train_on_gpu.sh OUT_DIR MINUTES [NUM_TRAIN_SPEAKERS [CONFIG]]   # there, with .espeak, .whl
 # MINUTES is the whole script's budget: training gets what is left after the corpus, less 1.5 minutes for the final
 # evaluation and the export.
 # Writes OUT_DIR/model (EMA weights, fp16, shards under 12 MB) and OUT_DIR/logs.tar.gz (training log, CSV, loss plot,
@@ -9,6 +9,7 @@
 set -euo pipefail
 start=$(date +%s)
 out=${1:?output folder}; minutes=${2:?training minutes}; speakers=${3:-800}
+config=${4:-examples/configs/default-gpu.yaml}  # e.g. default-gpu-no-history.yaml for the history ablation
 cd "$(dirname "$0")/../.."
 if [ -d .whl ] && [ -z "${SKIP_WHEELS:-}" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -43,7 +44,7 @@ python3 examples/build_corpus.py --out data/corpus --num-train-speakers "$speake
 echo "corpus built in $(( $(date +%s) - t0 )) s"
 train_minutes=$(python3 -c "print(round($minutes - ($(date +%s) - $start) / 60 - 1.5, 2))")
 echo "training for $train_minutes minutes"
-python3 examples/train.py --config examples/configs/default-gpu.yaml --time-budget-min "$train_minutes" --num-proc "$nproc" \
+python3 examples/train.py --config "$config" --output-dir runs/gpu --time-budget-min "$train_minutes" --num-proc "$nproc" \
   2>&1 | tee runs/gpu/train.log.txt || true
 tar czf "$out/logs.tar.gz" runs/gpu/log.csv runs/gpu/loss.png runs/gpu/text_use.csv runs/gpu/samples runs/gpu/processor \
   runs/gpu/train.log.txt runs/gpu/train_config.json data/corpus/corpus_summary.json data/corpus/feature_stats.json || true
