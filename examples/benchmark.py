@@ -18,7 +18,7 @@ For each model size, speech length and batch size it reports, from the same proc
   GFLOP/s        achieved rate, also as a fraction of this machine's fp32 matmul rate (2048^3 GEMM, same threads)
 
 Models (random weights; cost does not depend on them): DiTAR `ship` (the shipped default, ~9.8M parameters) and `40M`
-(the 40M model of examples/benchmark_rtf.py), 10 LocDiT steps, guidance 2, temperature 0.5, the stop head silenced and
+(LocDiT-heavy) and `40M-lm` (parameters in the backbone, as in the paper), 10 LocDiT steps, guidance 2, temperature 0.5, the stop head silenced and
 the length forced with `max_new_patches`; a 3 s voice prompt with its transcript. The NAR baseline
 (benchmark_lib/models.py) is a full-sequence DiT over prompt + output frames from diffusers `BasicTransformerBlock`s with
 AdaLN-single time conditioning, depth chosen to match the DiTAR parameter count, F5-TTS sampling: 32 Euler steps,

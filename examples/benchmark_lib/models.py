@@ -37,7 +37,7 @@ DITAR_SIZES = {
     # the shipped default model (examples/configs/default.yaml)
     "ship": dict(hidden=256, layers=6, heads=4, kv_heads=4, intermediate=1024,
                  encoder=(256, 1, 1024), locdit=(256, 3, 1024)),
-    # the ~40M model of examples/benchmark_rtf.py
+    # ~40M with a LocDiT-heavy split
     "40M": dict(hidden=512, layers=6, heads=8, kv_heads=4, intermediate=2048,
                 encoder=(384, 2, 1536), locdit=(384, 6, 1536)),
     # the same total with the paper's emphasis: parameters in the backbone (runs once per patch), a small LocDiT
