@@ -9,7 +9,6 @@ missing (de-)normalisation shows up in the numbers.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from modeling_ditar import (
@@ -31,16 +30,6 @@ PATCH = 2
 FEATURE_MEAN = [-9.0 + 0.25 * i for i in range(FEATURE_DIM)]
 FEATURE_STD = [1.0 + 0.1 * i for i in range(FEATURE_DIM)]
 VOICE_TEXT = "a test voice"
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: with 2 intra-op threads on a loaded 2-core box, every op waits for a busy core (measured 2.7 s vs
-    0.015 s per 4-patch pipeline call). Restored afterwards so other test files keep their setting."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tone(seconds: float = 0.05, sr: int = SR, freq: float = 220.0, amplitude: float = 0.3) -> np.ndarray:

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from pipeline_helpers import (  # noqa: F401  (single_thread is an autouse fixture)
+from pipeline_helpers import (
     SR,
     get_dummy_pipeline,
-    single_thread,
     tone,
     write_wav,
 )

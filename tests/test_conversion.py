@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from huggingface_hub import ModelCard
-from pipeline_helpers import single_thread, tone  # noqa: F401  (single_thread is an autouse fixture)
+from pipeline_helpers import tone
 from safetensors.torch import load_file, save_file
 from test_training import _config, _tiny_corpus, _train
 

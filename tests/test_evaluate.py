@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pipeline_helpers import SR, get_dummy_pipeline, single_thread, tone, write_wav  # noqa: F401  (autouse fixture)
+from pipeline_helpers import SR, get_dummy_pipeline, tone, write_wav
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))

@@ -25,13 +25,6 @@ P, D, K, H = TESTER.patch_size, TESTER.feature_dim, TESTER.num_history_patches, 
 SHAPE = (3, P, D)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def make_model(**overrides):
     return TESTER.get_model(**overrides)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from model_helpers import TEXT_CONFIGS
-from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline, single_thread  # noqa: F401  (autouse fixture)
+from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
 from transformers import AutoModel
 
 from modeling_ditar import DiTARConfig, DiTARForConditionalGeneration, DiTARPipeline

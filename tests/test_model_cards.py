@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import CommitOperationAdd, ModelCard
-from pipeline_helpers import get_dummy_pipeline, single_thread  # noqa: F401  (single_thread is an autouse fixture)
+from pipeline_helpers import get_dummy_pipeline
 
 from modeling_ditar import hub_utils
 

@@ -25,14 +25,6 @@ P, D, K, H = TESTER.patch_size, TESTER.feature_dim, TESTER.num_history_patches, 
 OUTPUT_FIELDS = ("loss", "diffusion_loss", "stop_loss", "stop_logits", "speech_hidden_states")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one intra-op thread is much faster than two on a shared, busy CPU.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def make_model(**overrides) -> DiTARForConditionalGeneration:
     """Tiny model in eval mode whose LocDiT output projection is random (not the zero init)."""

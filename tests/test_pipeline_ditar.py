@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from pipeline_helpers import (  # noqa: F401  (single_thread is an autouse fixture)
+from pipeline_helpers import (
     FEATURE_DIM,
     HOP,
     PATCH,
@@ -14,7 +14,6 @@ from pipeline_helpers import (  # noqa: F401  (single_thread is an autouse fixtu
     get_dummy_components,
     get_dummy_inputs,
     get_dummy_pipeline,
-    single_thread,
     tone,
     write_wav,
 )

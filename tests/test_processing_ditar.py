@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from pipeline_helpers import (  # noqa: F401  (single_thread is an autouse fixture)
+from pipeline_helpers import (
     FEATURE_MEAN,
     FEATURE_STD,
     HOP,
     SR,
     get_dummy_processor,
-    single_thread,
     tone,
     write_wav,
 )

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from pipeline_helpers import (  # noqa: F401  (single_thread is an autouse fixture)
+from pipeline_helpers import (
     SR,
     get_dummy_pipeline,
-    single_thread,
     tone,
 )
 from transformers import AutoModel, AutoProcessor

@@ -11,14 +11,6 @@ from modeling_ditar.sampling import PatchSampler, cosine_alpha_sigma
 SHAPE = (3, 2, 8)  # [B, P, D]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: one intra-op thread is much faster than two on a shared, busy CPU.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def target_x0(seed: int = 0) -> torch.Tensor:
     return torch.randn(SHAPE, generator=torch.Generator().manual_seed(seed))

@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from pipeline_helpers import (  # noqa: F401  (single_thread is an autouse fixture)
+from pipeline_helpers import (
     HOP,
     SR,
     get_dummy_inputs,
     get_dummy_pipeline,
     get_dummy_processor,
-    single_thread,
     tone,
 )
 

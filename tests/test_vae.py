@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderOobleck
-from pipeline_helpers import (  # noqa: F401  (single_thread is an autouse fixture)
+from pipeline_helpers import (
     SR,
     VOICE_TEXT,
     get_dummy_config,
     get_dummy_processor,
-    single_thread,
     tone,
     write_wav,
 )
