@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -33,16 +35,19 @@ def check_output_folder(out: Path, force: bool) -> None:
         raise ConversionError(f"{out} is not empty; pass --force to replace it")
 
 
-def staging_folder(out: Path) -> Path:
-    """A fresh temporary folder next to `out`: written completely, then renamed into place by `publish`."""
+@contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """A fresh temporary folder next to `out` to write into; renamed into place (replacing `out`) when the block
+    ends, removed when it raises, so a failed conversion never leaves a half-written `out`."""
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    return tmp
-
-
-def publish(tmp: Path, out: Path) -> None:
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

@@ -35,8 +35,7 @@ from _common import (  # noqa: E402
     check_output_folder,
     check_state_dict,
     load_weights,
-    publish,
-    staging_folder,
+    staged_output,
 )
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile wrappers, should a checkpoint carry them
@@ -113,15 +112,9 @@ def build_config(args, run: Path | None, train_config: dict | None, processor):
     if train_config.get("init_from"):
         init = Path(train_config["init_from"])
         return DiTARConfig.from_pretrained(init / "model" if (init / "model").is_dir() else init)
-    fe = processor.feature_extractor
-    kwargs = dict(train_config.get("model") or {})
-    kwargs.setdefault("feature_dim", fe.feature_size)
-    kwargs["feature_mean"] = list(fe.feature_mean) if fe.feature_mean is not None else None
-    kwargs["feature_std"] = list(fe.feature_std) if fe.feature_std is not None else None
-    text_config = dict(kwargs.pop("text_config", {}))
-    text_config.setdefault("model_type", "qwen2")
-    text_config["vocab_size"] = len(processor.tokenizer)
-    return DiTARConfig(text_config=text_config, **kwargs)
+    from modeling_ditar.training_data import model_config_for_processor
+
+    return model_config_for_processor(processor, train_config.get("model"))
 
 
 def _strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -248,18 +241,11 @@ def finish(args, model, processor, source: Path, step_info: str) -> Path:
     if args.voice_audio is not None:
         pipe.set_default_voice(str(args.voice_audio), args.voice_text)
 
-    tmp = staging_folder(args.out)
-    try:
+    with staged_output(args.out) as tmp:
         pipe.save_pretrained(tmp)
         kwargs = card_kwargs(args, source, step_info)
         kwargs["details"] = {**(kwargs["details"] or {}), **describe_pipeline_folder(tmp)}
         render_model_card(kind="pipeline", **kwargs).save(str(tmp / "README.md"))
-        publish(tmp, args.out)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f"wrote {args.out} from {step_info}; publish it with: "
           f"hf upload <org>/<name> {args.out} .")
     return args.out

@@ -34,8 +34,7 @@ from _common import (  # noqa: E402
     check_output_folder,
     check_state_dict,
     load_weights,
-    publish,
-    staging_folder,
+    staged_output,
 )
 
 
@@ -130,8 +129,7 @@ def convert(args) -> Path:
     processor = DiTARProcessor(fe, tokenizer)
     pipe = build_pipeline(model, processor)
 
-    tmp = staging_folder(args.out)
-    try:
+    with staged_output(args.out) as tmp:
         pipe.save_pretrained(tmp)
         render_model_card(
             kind="pipeline",
@@ -143,12 +141,6 @@ def convert(args) -> Path:
             base_model=args.base_model,
             details=describe_pipeline_folder(tmp),
         ).save(str(tmp / "README.md"))
-        publish(tmp, args.out)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f"wrote {args.out}: backbone {type(backbone).__name__} with {len(mapped)} tensors from {args.lm}"
           + (f" (not used: {', '.join(unused)})" if unused else "")
           + "; aggregation encoder, LocDiT, stop head and start-of-speech embedding freshly initialised")

@@ -34,7 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from training_eval import text_use_gap, write_loss_plot, write_validation_sample  # noqa: E402
 
 from modeling_ditar import DiTARConfig, DiTARForConditionalGeneration  # noqa: E402
-from modeling_ditar.training_data import PairedLengthBatcher, Utterance, collate_examples  # noqa: E402
+from modeling_ditar.training_data import (  # noqa: E402
+    PairedLengthBatcher,
+    Utterance,
+    collate_examples,
+    model_config_for_processor,
+)
 
 
 @dataclass
@@ -134,15 +139,7 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
         DiTARFeatureExtractor.from_pretrained(dataset_dir / "feature_extractor"),
         build_ditar_tokenizer(phonemize=cfg.phonemize),
     )
-    stats = processor.feature_extractor
-    kwargs = dict(cfg.model)
-    kwargs.setdefault("feature_dim", stats.feature_size)
-    kwargs["feature_mean"] = list(stats.feature_mean) if stats.feature_mean is not None else None
-    kwargs["feature_std"] = list(stats.feature_std) if stats.feature_std is not None else None
-    text_config = dict(kwargs.pop("text_config", {}))
-    text_config.setdefault("model_type", "qwen2")
-    text_config["vocab_size"] = len(processor.tokenizer)
-    model = DiTARForConditionalGeneration(DiTARConfig(text_config=text_config, **kwargs))
+    model = DiTARForConditionalGeneration(model_config_for_processor(processor, cfg.model))
     return model, processor
 
 

@@ -14,6 +14,24 @@ from dataclasses import dataclass
 import torch
 
 
+def model_config_for_processor(processor, model_kwargs: dict | None = None):
+    """The `DiTARConfig` of a new model trained with `processor`: `model_kwargs` (a run config's `model:` section)
+    plus what the processor fixes: feature size and normalisation statistics, and the tokenizer's vocabulary size
+    (backbone type Qwen2 unless `text_config` names another). Used by train.py and by the conversion script that
+    rebuilds a run's config."""
+    from .configuration_ditar import DiTARConfig
+
+    fe = processor.feature_extractor
+    kwargs = dict(model_kwargs or {})
+    kwargs.setdefault("feature_dim", fe.feature_size)
+    kwargs["feature_mean"] = list(fe.feature_mean) if fe.feature_mean is not None else None
+    kwargs["feature_std"] = list(fe.feature_std) if fe.feature_std is not None else None
+    text_config = dict(kwargs.pop("text_config", {}))
+    text_config.setdefault("model_type", "qwen2")
+    text_config["vocab_size"] = len(processor.tokenizer)
+    return DiTARConfig(text_config=text_config, **kwargs)
+
+
 @dataclass
 class Utterance:
     token_ids: list[int]
