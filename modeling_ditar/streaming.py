@@ -35,8 +35,7 @@ class StreamingVocoder:
         self.chunk = chunk_frames
         self.first = min(first, chunk_frames)  # the first chunk is never the longer one
         self.left = left_context_frames
-        shortest = min(self.first, chunk_frames)
-        self.crossfade = min(hop * 2, shortest * hop) if crossfade_samples is None else crossfade_samples
+        self.crossfade = min(hop * 2, self.first * hop) if crossfade_samples is None else crossfade_samples
         # the tail past a chunk's end must come from inside the decoded window
         self.lookahead = max(lookahead_frames, math.ceil(self.crossfade / hop) + 1)
         fade = torch.linspace(0.0, 1.0, self.crossfade + 2)[1:-1] if self.crossfade > 0 else torch.zeros(0)
