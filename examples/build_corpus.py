@@ -6,6 +6,7 @@ Synthetic mode (default, fully offline; needs ``apt-get install espeak-ng fortun
 * ``train``: ``--num-train-speakers`` random espeak-ng voices (random variant files, ``corpus/voices.py``),
   ``--utts-per-speaker`` fortune sentences each.
 * ``validation``: ``--num-val-speakers`` *other* random voices on sentences that never occur in train or test.
+  ``--heldout-utts-per-speaker N`` adds N unseen sentences of every *train* voice (fine-tuning on a few voices).
 * ``test``: stock espeak-ng voices (``en-us+m3``, ``en-us+f2``, ...; never used for training) on unseen sentences.
   For evaluation only.
 
@@ -195,11 +196,14 @@ def plan_synthetic(args, sentences: list[str], bank: VoiceBank) -> dict[str, lis
     stock = stock_eval_voices()[: args.num_test_voices]
     n_test = len(stock) * args.test_utts_per_voice
     n_val = args.num_val_speakers * args.utts_per_speaker
-    if n_test + n_val + args.utts_per_speaker > len(sentences):
-        raise ValueError(f"not enough sentences ({len(sentences)}) for {n_test} test + {n_val} validation utterances")
+    n_heldout = args.num_train_speakers * args.heldout_utts_per_speaker
+    if n_test + n_val + n_heldout + args.utts_per_speaker > len(sentences):
+        raise ValueError(f"not enough sentences ({len(sentences)}) for {n_test} test + {n_val + n_heldout} validation "
+                         "utterances")
     test_pool = sentences[:n_test]
     val_pool = sentences[n_test:n_test + n_val]
-    train_pool = sentences[n_test + n_val:]
+    heldout_pool = sentences[n_test + n_val:n_test + n_val + n_heldout]
+    train_pool = sentences[n_test + n_val + n_heldout:]
     common = {"target_sr": args.sampling_rate, "keep_sec": args.keep_silence}
 
     def jitter(speed: int) -> int:
@@ -218,6 +222,12 @@ def plan_synthetic(args, sentences: list[str], bank: VoiceBank) -> dict[str, lis
         for j in range(args.utts_per_speaker):
             plan["validation"].append({**common, "split": "validation", "speaker_id": f"val{s:05d}", "voice": v,
                                        "text": val_pool[s * args.utts_per_speaker + j], "speed": jitter(v.speed)})
+    for s in range(args.num_train_speakers):  # same voices as train, sentences train never saw (speaker adaptation)
+        v = bank[s]
+        for j in range(args.heldout_utts_per_speaker):
+            plan["validation"].append({**common, "split": "validation", "speaker_id": f"train{s:05d}", "voice": v,
+                                       "text": heldout_pool[s * args.heldout_utts_per_speaker + j],
+                                       "speed": jitter(v.speed)})
     for s, name in enumerate(stock):
         v = Voice.stock(name, speed=args.test_speed)
         for j in range(args.test_utts_per_voice):
@@ -608,6 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-train-speakers", type=int, default=20, help="random variant voices in train")
     g.add_argument("--num-val-speakers", type=int, default=4, help="other random voices in validation")
     g.add_argument("--utts-per-speaker", type=int, default=10, help="utterances per train/validation speaker")
+    g.add_argument("--heldout-utts-per-speaker", type=int, default=0,
+                   help="also put this many unseen sentences of every TRAIN voice into validation (for fine-tuning "
+                        "on a few voices and scoring the same voices on new sentences)")
     g.add_argument("--num-test-voices", type=int, default=len(stock_eval_voices()),
                    help=f"stock espeak voices in test (max {len(stock_eval_voices())}: {', '.join(stock_eval_voices())})")
     g.add_argument("--test-utts-per-voice", type=int, default=None, help="default: --utts-per-speaker")

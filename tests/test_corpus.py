@@ -428,3 +428,29 @@ def test_hub_cli_path_offline(tmp_path, monkeypatch):
     dsd = datasets.load_from_disk(str(out))
     assert set(dsd) == {"train", "validation", "test"} and len(dsd["train"]) == 5
     assert dsd["test"][0]["voice"] == "someone/libritts_r:test.clean"
+
+
+def test_heldout_sentences_of_train_voices_go_to_validation(tmp_path):
+    """--heldout-utts-per-speaker: validation also holds unseen sentences of every train voice (fine-tuning data)."""
+    sentences = [f"Sentence number {i} is here." for i in range(200)]
+    bank = VoiceBank(tmp_path / "voices", 4, seed=3)
+
+    def plan(*extra):
+        args = bc.build_parser().parse_args(["--out", str(tmp_path / "x"), "--num-train-speakers", "3",
+                                             "--num-val-speakers", "1", "--utts-per-speaker", "5",
+                                             "--num-test-voices", "1", *extra])
+        args.test_utts_per_voice = args.utts_per_speaker
+        return bc.plan_synthetic(args, sentences, bank)
+
+    base, held = plan(), plan("--heldout-utts-per-speaker", "2")
+    train_speakers = {job["speaker_id"] for job in held["train"]}
+    heldout = [job for job in held["validation"] if job["speaker_id"] in train_speakers]
+    assert len(heldout) == 3 * 2 and len(held["validation"]) == 5 + 6
+    train_texts = {job["text"] for job in held["train"]}
+    assert not train_texts & {job["text"] for job in held["validation"]}
+    assert not train_texts & {job["text"] for job in held["test"]}
+    for job in heldout:  # same voice object as the speaker's train utterances
+        assert any(t["voice"] is job["voice"] for t in held["train"] if t["speaker_id"] == job["speaker_id"])
+    # without the option, nothing moves: existing corpora rebuild the same
+    assert [j["text"] for j in base["train"]] == [j["text"] for j in plan("--heldout-utts-per-speaker", "0")["train"]]
+    assert len(base["validation"]) == 5

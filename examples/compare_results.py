@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""Put several `examples/evaluate.py` results side by side, with the training behind each model row.
+
+    python examples/compare_results.py --out docs/ablation/history.md --title "History ablation" \
+        "K=2=outputs/eval/ablation-history2@runs/ablation-history2" \
+        "K=0=outputs/eval/ablation-history0@runs/ablation-history0"
+
+Each entry is LABEL=EVAL_DIR[@RUN_DIR]: EVAL_DIR holds results.json; RUN_DIR (optional) is the train.py output folder,
+from which the steps, wall time, the last logged diffusion loss and the last right-vs-wrong-transcript penalty are read.
+The ground-truth rows (gt, resynth) are shown once, from the first results that have them. RTF is left out on purpose:
+these evaluations often share the CPU with training, which makes their timings meaningless (see INFERENCE.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_lib.report import DASH, _num, _pct  # noqa: E402
+
+COLUMNS = ("system", "training", "train diffusion loss", "wrong-text penalty", "cases", "WER", "WER (capped)",
+           "words recognised", "SIM (prompt)", "SIM (GT)", "stop rate", "duration ratio")
+
+
+def parse_entry(text: str) -> tuple[str, Path, Path | None]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=EVAL_DIR[@RUN_DIR]")
+    label, rest = text.rsplit("=", 1)
+    eval_dir, _, run_dir = rest.partition("@")
+    return label, Path(eval_dir), Path(run_dir) if run_dir else None
+
+
+def training_summary(run_dir: Path | None) -> dict:
+    """Steps, minutes, mean diffusion loss of the last 4 log lines, last text-use penalty of a train.py run."""
+    if run_dir is None:
+        return {}
+    out: dict = {}
+    log = run_dir / "log.csv"
+    if log.is_file():
+        rows = list(csv.DictReader(log.open()))
+        if rows:
+            tail = rows[-4:]
+            out["steps"] = int(rows[-1]["step"])
+            out["minutes"] = float(rows[-1]["elapsed_s"]) / 60
+            out["diffusion_loss"] = sum(float(r["diffusion_loss"]) for r in tail) / len(tail)
+    text_use = run_dir / "text_use.csv"
+    if text_use.is_file():
+        lines = [line.split(",") for line in text_use.read_text().splitlines() if line and line[0].isdigit()]
+        if lines:
+            out["penalty"] = float(lines[-1][3])
+            out["penalty_step"] = int(lines[-1][0])
+    return out
+
+
+def table_row(label: str, row: dict, train: dict) -> list[str]:
+    recognised = DASH if not row.get("ref_words") else f"{row['hits']}/{row['ref_words']} ({_pct(row['recognised'])})"
+    training = DASH if "steps" not in train else f"{train['steps']} steps, {train['minutes']:.0f} min"
+    penalty = DASH if "penalty" not in train else f"{100 * train['penalty']:+.1f}% (step {train['penalty_step']})"
+    return [label, training, _num(train.get("diffusion_loss")), penalty, str(row["cases"]), _pct(row.get("wer")),
+            _pct(row.get("wer_capped")), recognised, _num(row.get("sim_prompt")), _num(row.get("sim_gt")),
+            _pct(row.get("stop_rate")), _num(row.get("duration_ratio"), 2)]
+
+
+def compare(entries: list[tuple[str, Path, Path | None]], title: str) -> str:
+    lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    commands = []
+    reference_shown: set[str] = set()
+    for label, eval_dir, run_dir in entries:
+        path = eval_dir / "results.json"
+        if not path.is_file():
+            raise SystemExit(f"{path} not found: run examples/evaluate.py --out {eval_dir} first")
+        results = json.loads(path.read_text())
+        commands.append(results.get("meta", {}).get("command", ""))
+        for row in results["rows"]:
+            if row["key"] in ("gt", "resynth"):
+                if row["key"] in reference_shown:
+                    continue
+                reference_shown.add(row["key"])
+                cells = table_row(row["name"], row, {})
+            else:
+                cells = table_row(label, row, training_summary(run_dir))
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += ["", "Training: optimizer steps and wall minutes of the run; train diffusion loss: mean of its last four "
+              "logged values; wrong-text penalty: x0 error at t = 1 with a wrong transcript vs the right one on "
+              "validation utterances (EMA weights; how much the model uses the text). The other columns are "
+              "examples/evaluate.py's (see its results.md).", "", "Commands:", ""]
+    lines += [f"- `{c}`" for c in commands if c]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("entries", nargs="+", type=parse_entry, help="LABEL=EVAL_DIR[@RUN_DIR]")
+    parser.add_argument("--out", help="markdown file to write (default: print only)")
+    parser.add_argument("--title", default="DiTAR evaluation comparison")
+    args = parser.parse_args(argv)
+    text = compare(args.entries, args.title)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

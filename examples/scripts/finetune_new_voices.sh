@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Fine-tune the shipped default on a few new voices and measure, before and after, how close its speech comes to them.
+#   bash examples/scripts/finetune_new_voices.sh
+# 1. data/newvoices: 6 random espeak-ng voices (seed 2026; the default never heard them), 60 training sentences each and
+#    6 held-out sentences each (validation split: same voices, sentences the fine-tuning never sees).
+# 2. cases: prompt = one held-out utterance of a voice, target = another held-out sentence of the same voice.
+# 3. the shipped default on those cases (plus the ground truth and its resynthesis), fine-tuning with
+#    examples/configs/finetune-new-voices.yaml (init_from modeling_ditar/default), the fine-tuned model on the same cases.
+# 4. docs/finetune/new_voices.md puts both side by side.
+# Re-running skips finished steps (and resumes the fine-tuning from its checkpoint).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cases=data/eval/newvoices18/cases.jsonl
+
+[ -f data/newvoices/dataset_dict.json ] || python examples/build_corpus.py --out data/newvoices --seed 2026 \
+  --num-train-speakers 6 --num-val-speakers 0 --utts-per-speaker 60 --heldout-utts-per-speaker 6 --num-test-voices 0 \
+  --sampling-rate 16000 --max-sec 8 --max-speed 190 --features --feature-config examples/configs/features_16k_80mel.json
+[ -f "$cases" ] || python examples/evaluate.py --make-cases-from data/newvoices --split validation --num-cases 18 \
+  --min-prompt-seconds 2 --out "$cases"
+[ -f outputs/eval/newvoices-before/results.json ] || python examples/evaluate.py --cases "$cases" \
+  --rows gt,resynth,model --label "shipped default" --out outputs/eval/newvoices-before
+
+run=runs/finetune-new-voices
+if [ ! -d "$run/final/model" ]; then
+  resume=()
+  [ -d "$run/checkpoints" ] && resume=(--resume)
+  python examples/train.py --config examples/configs/finetune-new-voices.yaml "${resume[@]}"
+fi
+[ -f outputs/eval/newvoices-after/results.json ] || python examples/evaluate.py --cases "$cases" --rows model \
+  --pipeline "$run/final" --label "fine-tuned" --out outputs/eval/newvoices-after
+
+python examples/compare_results.py --out docs/finetune/new_voices.md \
+  --title "Fine-tuning the shipped default on 6 new voices (2 CPU cores)" \
+  "shipped default=outputs/eval/newvoices-before" \
+  "fine-tuned=outputs/eval/newvoices-after@$run"

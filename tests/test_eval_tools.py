@@ -1,0 +1,135 @@
+"""Tests of the evaluation helpers around examples/evaluate.py: out-of-domain cases and side-by-side comparisons."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from pipeline_helpers import tone, write_wav
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+import compare_results  # noqa: E402
+import make_ood_cases  # noqa: E402
+from eval_lib.cases import load_cases  # noqa: E402
+
+# ----------------------------------------------------------------------------------------------------------------------
+# out-of-domain cases
+
+
+def _fake_librivox(root: Path) -> Path:
+    folder = root / "librivox"
+    folder.mkdir()
+    for i, text in enumerate(["he was not an ill disposed young man", "he might even have been made amiable",
+                              "unless to be rather cold hearted"]):
+        write_wav(folder / f"clip-{i:04d}.wav", tone(0.5, freq=200.0 + 10 * i))
+        (folder / f"clip-{i:04d}.txt").write_text(f"  {text}\n")
+    return folder
+
+
+def _fake_flite(voice, text, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(path, tone(0.1 + 0.01 * len(text.split())))
+
+
+def test_ood_cases_flite_and_librivox(tmp_path, monkeypatch):
+    monkeypatch.setattr(make_ood_cases, "flite_say", _fake_flite)
+    out = tmp_path / "ood" / "cases.jsonl"
+    make_ood_cases.main(["--out", str(out), "--flite-voices", "slt,rms", "--flite-cases-per-voice", "2",
+                         "--sentences-from", "", "--librivox-dir", str(_fake_librivox(tmp_path))])
+    cases = load_cases(out)  # checks that every audio file exists, relative to the JSONL
+    assert [c.id for c in cases] == ["flite-slt-00", "flite-slt-01", "flite-rms-00", "flite-rms-01",
+                                     "librivox-0000", "librivox-0001", "librivox-0002"]
+    assert all(c.has_ground_truth for c in cases)
+    flite = [c for c in cases if c.id.startswith("flite")]
+    texts = [t for c in flite for t in (c.prompt_text, c.target_text)]
+    assert len(set(texts)) == len(texts)  # every prompt and target sentence differs
+    real = [c for c in cases if c.id.startswith("librivox")]
+    # each clip prompts for the next clip's transcript, whose recording is the ground truth; whitespace is tidied
+    assert real[0].prompt_text == "he was not an ill disposed young man"
+    assert real[0].target_text == real[1].prompt_text and real[-1].target_text == real[0].prompt_text
+    assert Path(real[0].target_audio).name == Path(real[1].prompt_audio).name
+    # the clips are copied beside the cases, so the case set stands alone
+    assert all(Path(c.prompt_audio).parent == out.parent / "wavs" for c in cases)
+    assert '"prompt_audio": "wavs/' in out.read_text()
+
+
+def test_ood_cases_reject_a_folder_without_clips(tmp_path):
+    with pytest.raises(SystemExit, match="LibriVox"):
+        make_ood_cases.main(["--out", str(tmp_path / "c.jsonl"), "--flite-voices", "", "--librivox-dir",
+                             str(tmp_path)])
+
+
+def test_ood_cases_need_some_source(tmp_path):
+    with pytest.raises(SystemExit, match="no cases"):
+        make_ood_cases.main(["--out", str(tmp_path / "c.jsonl"), "--flite-voices", "", "--no-librivox"])
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed (apt-get install flite)")
+def test_real_flite_writes_16k_speech(tmp_path):
+    import soundfile as sf
+
+    make_ood_cases.flite_say("slt", "Hello there.", tmp_path / "a.wav")
+    info = sf.info(tmp_path / "a.wav")
+    assert info.samplerate == 16000 and 0.3 < info.duration < 3.0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# side-by-side comparison
+
+
+def _results(folder: Path, model_name: str, sim: float, with_reference: bool) -> Path:
+    def row(key, name, **kw):
+        base = {"key": key, "name": name, "cases": 4, "failed": 0, "wer": 0.3, "wer_capped": 0.3, "recognised": 0.75,
+                "ref_words": 40, "hits": 30, "sim_prompt": 0.85, "sim_gt": None, "stop_rate": None,
+                "duration_ratio": 1.0}
+        base.update(kw)
+        return base
+
+    rows = [row("gt", "ground truth"), row("resynth", "ground truth resynthesised", sim_prompt=0.8)] if with_reference else []
+    rows.append(row("model", model_name, wer=2.0, wer_capped=0.95, recognised=0.05, hits=2, sim_prompt=sim,
+                    stop_rate=1.0, duration_ratio=1.2))
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"meta": {"command": f"evaluate {folder.name}"}, "rows": rows}))
+    return folder
+
+
+def _run_dir(folder: Path) -> Path:
+    folder.mkdir()
+    header = "step,epoch,loss,diffusion_loss,stop_loss,lr,grad_norm,frames_per_s,elapsed_s\n"
+    lines = [f"{s},0,1.0,{d},0.01,1e-4,0.5,1000,{s * 3}\n" for s, d in [(25, 0.9), (50, 0.5), (75, 0.4), (100, 0.3),
+                                                                         (125, 0.2)]]
+    (folder / "log.csv").write_text(header + "".join(lines))
+    (folder / "text_use.csv").write_text("step,right,wrong,penalty\n60,0.5,0.51,0.02\n120,0.4,0.46,0.15\n")
+    return folder
+
+
+def test_compare_results_table(tmp_path):
+    before = _results(tmp_path / "before", "shipped", 0.70, with_reference=True)
+    after = _results(tmp_path / "after", "tuned", 0.78, with_reference=True)
+    run = _run_dir(tmp_path / "run")
+    out = tmp_path / "docs" / "cmp.md"
+    text = compare_results.main(["--out", str(out), "--title", "Before and after", f"default={before}",
+                                 f"fine-tuned={after}@{run}"])
+    assert out.read_text() == text and text.startswith("# Before and after\n")
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in table] == ["| system", "| ground truth", "| ground truth resynthesised",
+                                                       "| default", "| fine-tuned"]  # references shown once
+    tuned = table[-1].split(" | ")
+    assert tuned[1] == "125 steps, 6 min"  # elapsed 375 s
+    assert tuned[2] == "0.350"  # mean of the last four logged diffusion losses
+    assert tuned[3] == "+15.0% (step 120)"
+    assert tuned[8] == "0.780" and table[-2].split(" | ")[8] == "0.700"
+    assert table[-2].split(" | ")[1] == "–"  # no run folder given
+    assert "- `evaluate before`" in text and "- `evaluate after`" in text
+
+
+def test_compare_results_errors(tmp_path):
+    with pytest.raises(SystemExit, match="results.json not found"):
+        compare_results.main([f"x={tmp_path}"])
+    with pytest.raises(SystemExit):
+        compare_results.main(["no-equals-sign"])
