@@ -65,16 +65,42 @@ def table_row(label: str, row: dict, train: dict) -> list[str]:
             _pct(row.get("stop_rate")), _num(row.get("duration_ratio"), 2)]
 
 
-def compare(entries: list[tuple[str, Path, Path | None]], title: str) -> str:
-    lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+def model_sims(results: dict) -> dict[str, float]:
+    """Case id -> SIM(prompt) of the model row."""
+    sims = {}
+    for case in results.get("cases", []):
+        row = case.get("rows", {}).get("model")
+        if row is not None and row.get("sim_prompt") is not None:
+            sims[case["id"]] = row["sim_prompt"]
+    return sims
+
+
+def paired_sim_line(label: str, base_label: str, base: dict[str, float], other: dict[str, float]) -> str | None:
+    """Mean per-case SIM change on the cases both systems share, with its standard error and how many went up."""
+    shared = sorted(base.keys() & other.keys())
+    if len(shared) < 2:
+        return None
+    diffs = [other[k] - base[k] for k in shared]
+    mean = sum(diffs) / len(diffs)
+    se = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) ** 0.5
+    ups = sum(d > 0 for d in diffs)
+    return (f"- {label} vs {base_label}: SIM (prompt) {mean:+.3f} ± {se:.3f} (standard error, {len(shared)} paired "
+            f"cases; higher in {ups} of {len(shared)})")
+
+
+def compare(entries: list[tuple[str, Path, Path | None]], title: str, intro: str = "") -> str:
+    lines = [f"# {title}", "", *([intro, ""] if intro else [])]
+    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     commands = []
     reference_shown: set[str] = set()
+    paired: list[tuple[str, dict[str, float]]] = []
     for label, eval_dir, run_dir in entries:
         path = eval_dir / "results.json"
         if not path.is_file():
             raise SystemExit(f"{path} not found: run examples/evaluate.py --out {eval_dir} first")
         results = json.loads(path.read_text())
         commands.append(results.get("meta", {}).get("command", ""))
+        paired.append((label, model_sims(results)))
         for row in results["rows"]:
             if row["key"] in ("gt", "resynth"):
                 if row["key"] in reference_shown:
@@ -87,7 +113,11 @@ def compare(entries: list[tuple[str, Path, Path | None]], title: str) -> str:
     lines += ["", "Training: optimizer steps and wall minutes of the run; train diffusion loss: mean of its last four "
               "logged values; wrong-text penalty: x0 error at t = 1 with a wrong transcript vs the right one on "
               "validation utterances (EMA weights; how much the model uses the text). The other columns are "
-              "examples/evaluate.py's (see its results.md).", "", "Commands:", ""]
+              "examples/evaluate.py's (see its results.md).", ""]
+    lines_paired = [paired_sim_line(label, paired[0][0], paired[0][1], sims) for label, sims in paired[1:]]
+    if any(lines_paired):
+        lines += ["Paired per case:", "", *[line for line in lines_paired if line], ""]
+    lines += ["Commands:", ""]
     lines += [f"- `{c}`" for c in commands if c]
     return "\n".join(lines) + "\n"
 
@@ -97,8 +127,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("entries", nargs="+", type=parse_entry, help="LABEL=EVAL_DIR[@RUN_DIR]")
     parser.add_argument("--out", help="markdown file to write (default: print only)")
     parser.add_argument("--title", default="DiTAR evaluation comparison")
+    parser.add_argument("--intro", default="", help="a paragraph under the title (what was compared, and how)")
     args = parser.parse_args(argv)
-    text = compare(args.entries, args.title)
+    text = compare(args.entries, args.title, args.intro)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)

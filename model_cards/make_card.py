@@ -57,6 +57,9 @@ EMBEDDED_DEFAULT = dict(
     eval_dataset_name="espeak-ng test voices (examples/evaluate.py cases)",
     eval_dataset_type="custom",
     eval_dataset_split="test",
+    # further tables, shown when the file is there (python examples/evaluate.py ... then copy its results.json here)
+    extra_results=[("Out-of-domain prompts: flite voices and real speech (LibriVox); no bar",
+                    ROOT / "model_cards" / "results" / "ditar-espeak-tiny-ood.json")],
 )
 
 
@@ -66,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--preset", choices=["embedded-default"], help="texts of a card we publish")
     p.add_argument("--results", type=Path, help="results.json written by examples/evaluate.py")
+    p.add_argument("--extra-results", nargs=2, action="append", metavar=("TITLE", "RESULTS_JSON"), default=[],
+                   help="a further evaluation shown as its own table (repeatable), e.g. out-of-domain prompts")
     p.add_argument("--pipeline", type=Path, help="a saved pipeline folder to describe (architecture, parameters)")
     p.add_argument("--kind", default="pipeline", choices=["pipeline", "model", "processor"])
     p.add_argument("--name", help="model name (card title)")
@@ -110,6 +115,8 @@ def render(args: argparse.Namespace):
         details=details,
         training=preset.get("training"),
         template_path=args.template,
+        extra_results=[(title, path) for title, path in preset.get("extra_results", []) if path.is_file()]
+        + [(title, Path(path)) for title, path in args.extra_results],
     )
 
 
@@ -117,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.out.exists() and not args.force:
         raise SystemExit(f"{args.out} exists; pass --force to overwrite it")
-    if args.results is not None and not args.results.is_file():
-        raise SystemExit(f"--results {args.results}: no such file")
+    for path in [args.results, *(Path(p) for _, p in args.extra_results)]:
+        if path is not None and not path.is_file():
+            raise SystemExit(f"{path}: no such file")
     card = render(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     card.save(str(args.out))

@@ -153,7 +153,9 @@ This is a [DiTAR]({{ paper_url }}) zero-shot text-to-speech {{ kind }} (Diffusio
 ## Evaluation
 
 {{ results_table }}
-
+{% if extra_results %}
+{{ extra_results }}
+{% endif %}
 ## Use it
 
 ```python
@@ -219,6 +221,16 @@ def results_table(results: dict | None) -> str:
         details.append(f"run {meta['date']}")
     note = "WER: corpus-level, lowercased, punctuation stripped. SIM: speaker-embedding cosine to the prompt."
     return "\n".join(lines) + "\n\n" + note + ("\n\nSettings: " + "; ".join(details) if details else "")
+
+
+def extra_results_tables(extra: list[tuple[str, dict | str | os.PathLike]] | None) -> str:
+    """One `### title` section with a results table per (title, results.json) pair."""
+    sections = []
+    for title, results in extra or []:
+        if not isinstance(results, dict):
+            results = load_results(results)
+        sections.append(f"### {title}\n\n{results_table(results)}")
+    return "\n\n".join(sections)
 
 
 def eval_results(results: dict, dataset_name: str, dataset_type: str, dataset_split: str | None = None,
@@ -295,6 +307,7 @@ def render_model_card(
     details: dict | None = None,
     training: str | None = None,
     template_path: str | os.PathLike | None = None,
+    extra_results: list[tuple[str, dict | str | os.PathLike]] | None = None,
 ):
     """A `huggingface_hub.ModelCard` for a DiTAR pipeline, model or processor.
 
@@ -307,6 +320,8 @@ def render_model_card(
         datasets / base_model: training data (Hub dataset ids) and the LM the backbone started from.
         details: architecture facts shown as a list (e.g. from [`describe_pipeline_folder`]).
         template_path: a Jinja template; default `model_cards/ditar_template.md` or the built-in fallback.
+        extra_results: (title, results.json) pairs shown as further tables under the main one (e.g. out-of-domain
+            prompts, which have no bar); they do not enter the model-index.
     """
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -335,6 +350,7 @@ def render_model_card(
         repo_id=repo_id,
         paper_url=PAPER_URL,
         results_table=results_table(results),
+        extra_results=extra_results_tables(extra_results),
         has_results=results is not None,
         usage=_usage(kind, repo_id),
         details="\n".join(f"- {k}: {v}" for k, v in (details or {}).items()),

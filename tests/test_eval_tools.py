@@ -93,8 +93,10 @@ def _results(folder: Path, model_name: str, sim: float, with_reference: bool) ->
     rows = [row("gt", "ground truth"), row("resynth", "ground truth resynthesised", sim_prompt=0.8)] if with_reference else []
     rows.append(row("model", model_name, wer=2.0, wer_capped=0.95, recognised=0.05, hits=2, sim_prompt=sim,
                     stop_rate=1.0, duration_ratio=1.2))
+    cases = [{"id": f"c{i}", "rows": {"model": {"sim_prompt": sim + 0.01 * i}}} for i in range(4)]
     folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps({"meta": {"command": f"evaluate {folder.name}"}, "rows": rows}))
+    (folder / "results.json").write_text(json.dumps({"meta": {"command": f"evaluate {folder.name}"}, "rows": rows,
+                                                     "cases": cases}))
     return folder
 
 
@@ -113,9 +115,10 @@ def test_compare_results_table(tmp_path):
     after = _results(tmp_path / "after", "tuned", 0.78, with_reference=True)
     run = _run_dir(tmp_path / "run")
     out = tmp_path / "docs" / "cmp.md"
-    text = compare_results.main(["--out", str(out), "--title", "Before and after", f"default={before}",
+    text = compare_results.main(["--out", str(out), "--title", "Before and after", "--intro", "Six voices.",
+                                 f"default={before}",
                                  f"fine-tuned={after}@{run}"])
-    assert out.read_text() == text and text.startswith("# Before and after\n")
+    assert out.read_text() == text and text.startswith("# Before and after\n\nSix voices.\n\n| system")
     table = [line for line in text.splitlines() if line.startswith("| ")]
     assert [line.split(" | ")[0] for line in table] == ["| system", "| ground truth", "| ground truth resynthesised",
                                                        "| default", "| fine-tuned"]  # references shown once
@@ -125,6 +128,8 @@ def test_compare_results_table(tmp_path):
     assert tuned[3] == "+15.0% (step 120)"
     assert tuned[8] == "0.780" and table[-2].split(" | ")[8] == "0.700"
     assert table[-2].split(" | ")[1] == "–"  # no run folder given
+    # per-case SIM differences on the shared cases: every case +0.08, so no spread
+    assert "- fine-tuned vs default: SIM (prompt) +0.080 ± 0.000 (standard error, 4 paired cases; higher in 4 of 4)" in text
     assert "- `evaluate before`" in text and "- `evaluate after`" in text
 
 

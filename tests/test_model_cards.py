@@ -189,3 +189,21 @@ def test_commit_operations_skip_hidden_files(tmp_path):
     (tmp_path / ".cache" / "x").write_text("x")
     (tmp_path / "README.md").write_text("hi")
     assert [op.path_in_repo for op in hub_utils.commit_operations(tmp_path)] == ["README.md", "a/w.bin"]
+
+
+def test_extra_results_are_further_tables_outside_the_model_index(tmp_path, results_file):
+    ood = dict(RESULTS, rows=[{"key": "model", "name": "DiTAR on flite", "cases": 3, "wer": 0.5, "wer_capped": 0.4,
+                               "sim_prompt": 0.61, "stop_rate": 1.0, "rtf": 0.4}])
+    ood_file = tmp_path / "ood.json"
+    ood_file.write_text(json.dumps(ood))
+    out = tmp_path / "card.md"
+    make_card_module().main(["--results", str(results_file), "--extra-results", "Out-of-domain voices", str(ood_file),
+                             "--out", str(out)])
+    card = ModelCard.load(out)
+    assert "### Out-of-domain voices" in card.text
+    assert "| DiTAR on flite | 3 | 50.00 | 40.00 | 0.610 | 1.00 | 0.40 |" in card.text
+    assert card.text.index("| DiTAR espeak tiny |") < card.text.index("### Out-of-domain voices") < card.text.index(
+        "## Use it")
+    assert {r.metric_value for r in card.data.eval_results} == {18.34, 0.746}  # only the main results
+    with pytest.raises(SystemExit, match="no such file"):
+        make_card_module().main(["--extra-results", "x", str(tmp_path / "missing.json"), "--out", str(tmp_path / "y")])

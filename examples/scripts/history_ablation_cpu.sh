@@ -25,7 +25,7 @@ wait
 for k in 2 0; do
   res=outputs/eval/ablation-history$k
   [ -f "$res/results.json" ] || python examples/evaluate.py --cases "$cases" --rows model \
-    --pipeline runs/ablation-history$k/final --label "DiTAR K=$k" --threads 2 --out "$res" &
+    --pipeline runs/ablation-history$k/final --label "DiTAR K=$k" --threads 1 --out "$res" &
 done
 wait
 python examples/compare_results.py --out docs/ablation/history.md \
