@@ -338,7 +338,8 @@ def build_synthetic(args, cache_dir: str, tmp_root: str):
         raise SystemExit("espeak-ng not found: apt-get install espeak-ng")
     sentences = load_sentences(args.fortunes_dir, seed=args.seed, min_words=args.min_words, max_words=args.max_words)
     n_voices = args.num_train_speakers + args.num_val_speakers
-    bank = VoiceBank(os.path.join(tmp_root, "voices"), n_voices, seed=args.seed, per_dir=args.voices_per_dir,
+    voice_seed = args.seed if args.voice_seed is None else args.voice_seed
+    bank = VoiceBank(os.path.join(tmp_root, "voices"), n_voices, seed=voice_seed, per_dir=args.voices_per_dir,
                      speed_range=(args.min_speed, args.max_speed))
     plan = plan_synthetic(args, sentences, bank)
     print(f"[plan] {len(sentences)} sentences; voices: {args.num_train_speakers} train + {args.num_val_speakers} "
@@ -608,6 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Load the result with datasets.load_from_disk(OUT); a summary is written to OUT/corpus_summary.json.")
     p.add_argument("--out", required=True, help="output dir for DatasetDict.save_to_disk (replaced if it exists)")
     p.add_argument("--seed", type=int, default=0, help="seed for voices, sentence shuffling and assignment")
+    p.add_argument("--voice-seed", type=int, default=None,
+                   help="seed of the random voices alone (default: --seed); new voices, same sentence split, so a "
+                        "continued training run never sees the test sentences")
     p.add_argument("--num-proc", type=int, default=2, help="worker processes (synthesis, conversion, features)")
     p.add_argument("--sampling-rate", type=int, default=24000, help="target sampling rate of the audio column")
     p.add_argument("--min-sec", type=float, default=1.0, help="drop utterances shorter than this (after trimming)")

@@ -454,3 +454,19 @@ def test_heldout_sentences_of_train_voices_go_to_validation(tmp_path):
     # without the option, nothing moves: existing corpora rebuild the same
     assert [j["text"] for j in base["train"]] == [j["text"] for j in plan("--heldout-utts-per-speaker", "0")["train"]]
     assert len(base["validation"]) == 5
+
+
+@needs_espeak
+def test_voice_seed_changes_the_voices_not_the_sentences(tmp_path):
+    """--voice-seed: new random voices for a continued run, while the train/validation/test sentence split stays."""
+    fortunes = _tiny_fortunes(tmp_path)
+    built = {}
+    for name, extra in (("a", []), ("b", ["--voice-seed", "5"])):
+        bc.main(["--out", str(tmp_path / name), "--num-train-speakers", "2", "--num-val-speakers", "1",
+                 "--utts-per-speaker", "2", "--num-test-voices", "1", "--fortunes-dir", str(fortunes),
+                 "--num-proc", "1", *extra])
+        built[name] = _check_dataset(tmp_path / name, 2, 1)
+    for split in ("train", "validation", "test"):
+        assert built["a"][split]["text"] == built["b"][split]["text"]
+    assert set(built["a"]["train"]["voice"]).isdisjoint(built["b"]["train"]["voice"])
+    assert built["a"]["test"]["voice"] == built["b"]["test"]["voice"]  # stock voices

@@ -202,3 +202,22 @@ def test_parallel_text_encoding_equals_serial():
     parallel = train.encode_texts(processor, texts, num_proc=2)
     assert serial == parallel and len(serial) == 250
     assert serial[texts[3]] == processor.encode_text(texts[3])
+
+
+TRAIN_CONFIGS = sorted(p.name for p in (ROOT / "examples" / "configs").glob("*.yaml") if not p.name.startswith("accelerate"))
+
+
+@pytest.mark.parametrize("name", TRAIN_CONFIGS)
+def test_every_training_config_loads(name):
+    """Every shipped run config parses into TrainConfig, builds a valid model config, and names an existing init_from."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    from train import TrainConfig
+
+    from modeling_ditar import DiTARConfig
+
+    cfg = TrainConfig.load(str(ROOT / "examples" / "configs" / name))
+    if cfg.init_from:
+        assert (ROOT / cfg.init_from).is_dir(), cfg.init_from
+    else:
+        DiTARConfig(**cfg.model)
+    assert 0 < cfg.warmup_steps < cfg.max_steps and 0 <= cfg.decay_start <= 1

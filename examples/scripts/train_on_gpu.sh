@@ -2,6 +2,8 @@
 # Build the corpus and train the default model on one GPU machine with no network, in a fixed time budget.
 #   bash examples/scripts/prepare_device_bundle.sh        # here, once: .espeak/ and .whl/
 #   bash examples/scripts/train_on_gpu.sh OUT_DIR MINUTES [NUM_TRAIN_SPEAKERS [CONFIG]]   # there, with .espeak, .whl
+# Continue the shipped default instead of starting afresh (GPU sessions then add up), on voices it has not heard:
+#   VOICE_SEED=1 bash examples/scripts/train_on_gpu.sh OUT_DIR 8.8 800 examples/configs/default-gpu-continue.yaml
 # MINUTES is the whole script's budget: training gets what is left after the corpus, less 1.5 minutes for the final
 # evaluation and the export.
 # Writes OUT_DIR/model (EMA weights, fp16, shards under 12 MB) and OUT_DIR/logs.tar.gz (training log, CSV, loss plot,
@@ -38,7 +40,7 @@ if [ -n "${SMOKE:-}" ]; then sizes="--utts-per-speaker 2 --num-val-speakers 2 --
 else sizes="--utts-per-speaker 25 --num-val-speakers 20 --num-test-voices 12 --test-utts-per-voice 20"; fi
 t0=$(date +%s)
 # shellcheck disable=SC2086
-python3 examples/build_corpus.py --out data/corpus --num-train-speakers "$speakers" $sizes --sampling-rate 16000 --max-sec 8 \
+python3 examples/build_corpus.py --out data/corpus --voice-seed "${VOICE_SEED:-0}" --num-train-speakers "$speakers" $sizes --sampling-rate 16000 --max-sec 8 \
   --max-speed 190 --features --feature-config examples/configs/features_16k_80mel.json --num-proc "$nproc" \
   --fortunes-dir "$fortunes" 2>&1 | tail -n 25
 echo "corpus built in $(( $(date +%s) - t0 )) s"
