@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -81,8 +82,8 @@ def paired_sim_line(label: str, base_label: str, base: dict[str, float], other: 
     if len(shared) < 2:
         return None
     diffs = [other[k] - base[k] for k in shared]
-    mean = sum(diffs) / len(diffs)
-    se = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) ** 0.5
+    mean = statistics.fmean(diffs)
+    se = statistics.stdev(diffs) / len(diffs) ** 0.5
     ups = sum(d > 0 for d in diffs)
     return (f"- {label} vs {base_label}: SIM (prompt) {mean:+.3f} ± {se:.3f} (standard error, {len(shared)} paired "
             f"cases; higher in {ups} of {len(shared)})")
