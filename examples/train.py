@@ -290,7 +290,8 @@ def main(argv=None):
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, accelerator.num_processes))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=0.75)
+    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=0.75,
+                   foreach=True)  # one multi-tensor update instead of a few kernels per parameter
     state = TrainState()
     accelerator.register_for_checkpointing(ema)
     accelerator.register_for_checkpointing(state)
@@ -325,7 +326,8 @@ def main(argv=None):
         batches = batcher.epoch(state.epoch)
         while state.batch_in_epoch < len(batches) and state.step < cfg.max_steps:
             batch = collate_examples(batches[state.batch_in_epoch], train, pad_id, space_ids)
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            window["frames"] += int(batch["speech_attention_mask"].sum())  # on the CPU: no device sync
+            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
             state.batch_in_epoch += 1
             with accelerator.accumulate(model):
                 output = model(**batch)
@@ -336,9 +338,8 @@ def main(argv=None):
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            window["frames"] += int(batch["speech_attention_mask"].sum())
-            for key in ("loss", "diffusion_loss", "stop_loss"):
-                sums[key] += float(getattr(output, key).detach())
+            for key in ("loss", "diffusion_loss", "stop_loss"):  # stays on the device until the next log line
+                sums[key] = sums[key] + getattr(output, key).detach().float()
             sums["n"] += 1
             if not accelerator.sync_gradients:
                 continue
@@ -350,8 +351,9 @@ def main(argv=None):
 
             if state.step % cfg.log_every == 0:
                 now = time.time()
-                local = torch.tensor([sums[k] / sums["n"] for k in ("loss", "diffusion_loss", "stop_loss")])
-                mean = accelerator.reduce(local.to(accelerator.device), reduction="mean").cpu()  # over processes
+                local = torch.stack([torch.as_tensor(sums[k], device=accelerator.device) / sums["n"]
+                                     for k in ("loss", "diffusion_loss", "stop_loss")])
+                mean = accelerator.reduce(local, reduction="mean").cpu()  # over processes
                 logs = dict(zip(("loss", "diffusion_loss", "stop_loss"), mean.tolist(), strict=True))
                 logs.update(
                     lr=scheduler.get_last_lr()[0],
