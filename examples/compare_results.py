@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_lib.report import DASH, _num, _pct  # noqa: E402
+from eval_lib.report import DASH, _num, _pct, recognised_cell  # noqa: E402
 
 COLUMNS = ("system", "training", "train diffusion loss", "wrong-text penalty", "cases", "WER", "WER (capped)",
            "words recognised", "SIM (prompt)", "SIM (GT)", "stop rate", "duration ratio")
@@ -58,11 +58,10 @@ def training_summary(run_dir: Path | None) -> dict:
 
 
 def table_row(label: str, row: dict, train: dict) -> list[str]:
-    recognised = DASH if not row.get("ref_words") else f"{row['hits']}/{row['ref_words']} ({_pct(row['recognised'])})"
     training = DASH if "steps" not in train else f"{train['steps']} steps, {train['minutes']:.0f} min"
     penalty = DASH if "penalty" not in train else f"{100 * train['penalty']:+.1f}% (step {train['penalty_step']})"
     return [label, training, _num(train.get("diffusion_loss")), penalty, str(row["cases"]), _pct(row.get("wer")),
-            _pct(row.get("wer_capped")), recognised, _num(row.get("sim_prompt")), _num(row.get("sim_gt")),
+            _pct(row.get("wer_capped")), recognised_cell(row), _num(row.get("sim_prompt")), _num(row.get("sim_gt")),
             _pct(row.get("stop_rate")), _num(row.get("duration_ratio"), 2)]
 
 

@@ -351,8 +351,7 @@ def main(argv=None):
 
             if state.step % cfg.log_every == 0:
                 now = time.time()
-                local = torch.stack([torch.as_tensor(sums[k], device=accelerator.device) / sums["n"]
-                                     for k in ("loss", "diffusion_loss", "stop_loss")])
+                local = torch.stack([sums[k] for k in ("loss", "diffusion_loss", "stop_loss")]) / sums["n"]
                 mean = accelerator.reduce(local, reduction="mean").cpu()  # over processes
                 logs = dict(zip(("loss", "diffusion_loss", "stop_loss"), mean.tolist(), strict=True))
                 logs.update(

@@ -3,8 +3,9 @@ computation run over the whole sequence, so joined stream chunks equal the one-s
 
 Chunk 0 owns the output samples of frames [0, F0) and chunk k >= 1 those of frames [F0 + (k-1)*C, F0 + k*C): a short
 first chunk (F0 < C) makes the first audio leave early, later chunks are longer and cheaper per second. Chunk k is
-decoded from its frames widened by `left` frames before and `lookahead` frames after (clipped to what exists), and its first `crossfade` samples are blended with the tail the previous chunk decoded past
-its end, which hides phase jumps between independently vocoded windows (Griffin-Lim has no state to carry over).
+decoded from its frames widened by `left` frames before and `lookahead` frames after (clipped to what exists), and its
+first `crossfade` samples are blended with the tail the previous chunk decoded past its end, which hides phase jumps
+between independently vocoded windows (Griffin-Lim has no state to carry over).
 A vocoder maps F frames to (F - 1) * hop samples (centred STFT frames), so the whole output has (T - 1) * hop samples.
 """
 

@@ -16,14 +16,18 @@ def _num(value, digits: int = 3) -> str:
     return DASH if value is None else f"{value:.{digits}f}"
 
 
+def recognised_cell(row: dict) -> str:
+    """"hits/reference words (percent)" of a results row, or a dash when it has no reference words."""
+    return DASH if not row.get("ref_words") else f"{row['hits']}/{row['ref_words']} ({_pct(row['recognised'])})"
+
+
 def table_row(row: dict) -> list[str]:
-    recognised = DASH if not row.get("ref_words") else f"{row['hits']}/{row['ref_words']} ({_pct(row['recognised'])})"
     cases = str(row["cases"]) + (f" ({row['failed']} failed)" if row.get("failed") else "")
     sim = _num(row.get("sim_prompt"))
     if row.get("sim_prompt") is not None and row.get("sim_prompt_n", row["cases"]) != row["cases"]:
         sim += f" (n={row['sim_prompt_n']})"
     return [
-        row["name"], cases, _pct(row.get("wer")), _pct(row.get("wer_capped")), recognised, sim,
+        row["name"], cases, _pct(row.get("wer")), _pct(row.get("wer_capped")), recognised_cell(row), sim,
         _num(row.get("sim_gt")), _pct(row.get("stop_rate")), _num(row.get("duration_ratio"), 2),
         DASH if row.get("mean_seconds") is None else f"{row['mean_seconds']:.2f} s", _num(row.get("rtf")),
     ]
