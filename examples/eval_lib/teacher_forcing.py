@@ -1,0 +1,80 @@
+"""Teacher-forced sampling: every target patch is sampled by LocDiT from the backbone output over the *ground-truth*
+prefix (prompt + the real target patches before it) and the real history patches, instead of from the model's own
+earlier patches.
+
+Compared with free-running generation (the `model` row) it separates two causes of unintelligible output:
+* teacher-forced speech is intelligible, generated speech is not -> the per-patch model is good enough and the loop
+  drifts on its own outputs (exposure bias, stop/length errors);
+* teacher-forced speech is unintelligible too -> the per-patch prediction itself (text use, LocDiT quality) limits.
+The ground truth also fixes the length, so the row never "fails to stop".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from modeling_ditar.sampling import GuidedVelocity, PatchSampler
+
+
+@torch.no_grad()
+def teacher_forced_patches(model, scheduler, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                           prompt_frames: torch.Tensor, target_frames: torch.Tensor, num_inference_steps: int,
+                           guidance_scale: float, temperature: float,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Normalised patches [Nt, P, D] for the Nt = len(target_frames) // P target patches of one row.
+
+    input_ids / attention_mask [1, L]: prompt transcript + target text as the processor encodes them; prompt_frames
+    [Tp, D] and target_frames [Tt, D]: normalised real frames. Patch j is sampled from the backbone output over the text
+    and the real patches before it, with the K real patches before it as history, using the settings of generation.
+    Frames that do not fill a whole patch are dropped, as generation drops them from the prompt.
+    """
+    config = model.config
+    patch, num_history = config.patch_size, config.num_history_patches
+    device, dtype = model.device, model.dtype
+    num_prompt = prompt_frames.shape[0] // patch
+    num_target = target_frames.shape[0] // patch
+    if num_target == 0:
+        raise ValueError(f"the target is shorter than one patch ({patch} frames); give a longer target_audio.")
+    frames = torch.cat([prompt_frames[: num_prompt * patch], target_frames[: num_target * patch]])
+    frames = frames[None].to(device=device, dtype=dtype)  # [1, T, D]
+
+    out = model(input_ids=input_ids.to(device), speech_features=frames, attention_mask=attention_mask.to(device),
+                return_dict=True)
+    hidden = out.speech_hidden_states[0]  # [1+N, H]; row i is the backbone output that predicts patch i
+    targets = torch.arange(num_prompt, num_prompt + num_target, device=device)
+    cond = hidden[targets]  # [Nt, H]
+    history = history_mask = None
+    if num_history > 0:
+        patches = frames.reshape(1, -1, patch, frames.shape[-1])  # [1, N, P, D]
+        windows, window_mask = model._history_windows(patches, num_history)  # [1, N, K, P, D], [1, N, K]
+        history = windows[0, targets].flatten(1, 2)  # [Nt, K*P, D]
+        history_mask = window_mask[0, targets].repeat_interleave(patch, dim=1)  # [Nt, K*P]
+    velocity = GuidedVelocity(model.locdit, cond, history, history_mask, guidance_scale)
+    sampler = PatchSampler(scheduler, use_scheduler_step=not model.generation_speedups.inline_euler)
+    return sampler.sample(velocity, (num_target, patch, config.feature_dim), num_inference_steps, temperature,
+                          generator=generator, device=device, dtype=dtype)
+
+
+def teacher_forced_features(pipe, target_audio: np.ndarray, target_rate: int, text: str, prompt_audio, prompt_text: str,
+                            num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                            temperature: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """De-normalised features [Nt*P, D] of a case's target utterance, every patch sampled from the real prefix, with the
+    pipeline's defaults for the settings left out."""
+    if pipe.vae is not None:
+        raise ValueError("teacher forcing is implemented for log-mel pipelines; this pipeline uses a VAE.")
+    model, processor = pipe.model, pipe.processor
+    config = model.config
+    inputs = pipe.encode_inputs([text], prompt_audio, prompt_text, None)  # text ids + normalised prompt frames
+    prompt_frames = inputs["prompt_features"][0, : int(inputs["prompt_attention_mask"][0].sum())]
+    wave = processor.load_prompt_audio(target_audio, target_rate)
+    target_frames = processor.feature_extractor([wave.numpy()], sampling_rate=processor.sampling_rate,
+                                                return_tensors="pt")["input_features"][0]
+    patches = teacher_forced_patches(
+        model, pipe.scheduler, inputs["input_ids"], inputs["attention_mask"], prompt_frames, target_frames,
+        config.num_inference_steps if num_inference_steps is None else num_inference_steps,
+        config.guidance_scale if guidance_scale is None else guidance_scale,
+        config.temperature if temperature is None else temperature,
+        generator,
+    )
+    return model.denormalize_features(patches.flatten(0, 1).float()).cpu()
