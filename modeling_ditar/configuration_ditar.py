@@ -49,6 +49,9 @@ class DiTARConfig(PreTrainedConfig):
             output at each patch to name the text tokens being spoken (`ctc_frames_per_patch` predictions per patch).
             Not in the paper; 0 (the default) builds no CTC head. It makes the LM align text and speech much earlier
             on small compute budgets. The head is not used at inference.
+        ctc_position (`str`, defaults to "patch"): which backbone outputs the CTC head reads. "patch": the output at
+            each patch, which has seen that patch (recognising what is being said); "prediction": the output that
+            predicts each patch, i.e. the one before it, the condition LocDiT receives (forecasting what is said next).
         max_patches_per_text_token (`float`) / min_max_new_patches (`int`): default bound on generated patches,
             `ceil(max_patches_per_text_token * text_length) + min_max_new_patches`.
         guidance_scale (`float`, defaults to 2.0): default LM-guidance scale g, v = v(0) + g (v(h) - v(0)).
@@ -82,6 +85,7 @@ class DiTARConfig(PreTrainedConfig):
     stop_loss_weight: float | int = 1.0
     ctc_loss_weight: float | int = 0.0
     ctc_frames_per_patch: int = 2
+    ctc_position: str = "patch"
     max_patches_per_text_token: float | int = 3.0
     min_max_new_patches: int = 16
     guidance_scale: float | int = 2.0
@@ -111,6 +115,7 @@ class DiTARConfig(PreTrainedConfig):
         need(self.stop_loss_weight >= 0.0, "stop_loss_weight", "it must be >= 0")
         need(self.ctc_loss_weight >= 0.0, "ctc_loss_weight", "it must be >= 0 (0 disables the CTC head)")
         need(self.ctc_frames_per_patch >= 1, "ctc_frames_per_patch", "it must be an integer >= 1")
+        need(self.ctc_position in ("patch", "prediction"), "ctc_position", "it must be 'patch' or 'prediction'")
         need(self.max_patches_per_text_token > 0.0, "max_patches_per_text_token", "it must be > 0")
         need(math.isfinite(self.guidance_scale) and self.guidance_scale >= 0.0, "guidance_scale",
              "it must be a finite number >= 0 (1 disables guidance)")

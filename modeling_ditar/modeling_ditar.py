@@ -320,7 +320,9 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         loss = diffusion_loss + config.stop_loss_weight * stop_loss
         ctc_loss = None
         if self.ctc_head is not None:
-            ctc_loss = self._ctc_loss(hidden[:, 1:], num_patches, input_ids, text_mask)
+            # hidden[:, i] predicts patch i and has seen patches < i; hidden[:, i + 1] has seen patch i itself
+            ctc_hidden = hidden[:, :-1] if config.ctc_position == "prediction" else hidden[:, 1:]
+            ctc_loss = self._ctc_loss(ctc_hidden, num_patches, input_ids, text_mask)
             loss = loss + config.ctc_loss_weight * ctc_loss
         if not return_dict:
             extra = (ctc_loss,) if ctc_loss is not None else ()

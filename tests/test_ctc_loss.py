@@ -43,6 +43,30 @@ def test_ctc_loss_depends_on_the_transcript(tester):
     assert not torch.allclose(model(**wrong).ctc_loss, right)
 
 
+@pytest.mark.parametrize("position, columns", [("patch", slice(1, None)), ("prediction", slice(None, -1))])
+def test_ctc_position_picks_the_backbone_outputs_it_reads(tester, position, columns):
+    """"patch": the outputs at the patches (hidden[:, 1:]); "prediction": the outputs that predict them
+    (hidden[:, :-1], start-of-speech included), i.e. what LocDiT is conditioned on."""
+    model = tester.get_model(ctc_loss_weight=1.0, ctc_position=position).eval()
+    inputs = tester.prepare_inputs()
+    torch.manual_seed(0)
+    out = model(**inputs)
+    _, patch_mask = model.patchify(inputs["speech_features"], inputs.get("speech_attention_mask"))
+    expected = model._ctc_loss(out.speech_hidden_states[:, columns], patch_mask.sum(1), inputs["input_ids"],
+                               inputs.get("attention_mask", torch.ones_like(inputs["input_ids"])))
+    torch.testing.assert_close(out.ctc_loss, expected)
+
+
+def test_the_two_ctc_positions_differ(tester):
+    losses = []
+    for position in ("patch", "prediction"):
+        torch.manual_seed(0)
+        model = tester.get_model(ctc_loss_weight=1.0, ctc_position=position).eval()
+        torch.manual_seed(1)
+        losses.append(model(**tester.prepare_inputs()).ctc_loss)
+    assert not torch.allclose(*losses)
+
+
 def test_text_longer_than_the_speech_allows_contributes_zero_not_inf(tester):
     model = tester.get_model(ctc_loss_weight=1.0, ctc_frames_per_patch=1)
     inputs = tester.prepare_inputs()
@@ -63,7 +87,7 @@ def test_return_tuple_appends_the_ctc_loss(tester):
     torch.testing.assert_close(as_tuple[-1], as_dict.ctc_loss)
 
 
-@pytest.mark.parametrize("bad", [{"ctc_loss_weight": -0.1}, {"ctc_frames_per_patch": 0}])
+@pytest.mark.parametrize("bad", [{"ctc_loss_weight": -0.1}, {"ctc_frames_per_patch": 0}, {"ctc_position": "next"}])
 def test_invalid_ctc_settings(tester, bad):
     field = next(iter(bad))
     with pytest.raises(ValueError, match=field):

@@ -118,3 +118,29 @@ def test_evaluate_cli_runs_the_teacher_forced_row(tmp_path):
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert saved["cases"][0]["rows"].keys() == {"tf", "model"}
     assert (tmp_path / "eval" / "wavs" / "tf" / "c0.wav").is_file()
+
+
+@pytest.mark.parametrize("ctc", [False, True])
+def test_probe_scores_every_prediction_and_the_ctc_head(tmp_path, ctc):
+    spec = importlib.util.spec_from_file_location("ditar_tf_probe", EXAMPLES / "teacher_forcing_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    pipe = get_dummy_pipeline(**({"ctc_loss_weight": 0.1, "ctc_position": "prediction"} if ctc else {}))
+    pipe.save_pretrained(tmp_path / "pipe")
+    cases = [Case(id="c0", prompt_audio=write_wav(tmp_path / "p.wav", tone(0.04)), prompt_text="the prompt",
+                  target_text="hello there", target_audio=write_wav(tmp_path / "t.wav", tone(0.064))),
+             Case(id="ood", prompt_audio=write_wav(tmp_path / "q.wav", tone(0.05)), prompt_text="a recording",
+                  target_text="hello there")]
+    path = write_cases(cases, tmp_path / "cases.jsonl")
+    means, ctc_rate = probe.main(["--cases", str(path), "--pipeline", str(tmp_path / "pipe"), "--steps", "2",
+                                  "--threads", "1"])
+    assert list(means) == ["previous real patch repeated", "prompt mean frame", "teacher-forced, g=0",
+                           "teacher-forced, g=1", "teacher-forced, g=2", "teacher-forced, g=4",
+                           "teacher-forced, g=2, wrong text"]
+    assert all(np.isfinite(v) and v >= 0 for v in means.values())
+    assert means["teacher-forced, g=2"] != means["teacher-forced, g=2, wrong text"]  # the text reaches LocDiT
+    assert (ctc_rate is not None) == ctc and (ctc_rate is None or ctc_rate >= 0)
+    assert probe.edit_distance([1, 2, 3], [1, 3]) == 1 and probe.edit_distance([], [4, 5]) == 2
+    only_prompts = write_cases(cases[1:], tmp_path / "prompt_only.jsonl")
+    with pytest.raises(SystemExit, match="no case has target_audio"):
+        probe.main(["--cases", str(only_prompts), "--pipeline", str(tmp_path / "pipe"), "--threads", "1"])
