@@ -69,6 +69,12 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     num_threads: int | None = None
+    # cuDNN's fused attention (the SDPA kernel PyTorch picked on an H200 in bf16) builds an execution plan for every new
+    # tensor shape (reported at hundreds of ms per build), and many batches here have new text/speech lengths. On one
+    # H200 the 10M default took 375 ms per step on unseen batch shapes against ~27 ms of GPU work and ~94 ms of CPU op
+    # time per step on repeated shapes (docs/benchmark/training_step); the plan builds are the suspected cause, not yet
+    # confirmed with this off. False keeps SDPA on its flash/memory-efficient kernels.
+    cudnn_attention: bool = False
 
     @classmethod
     def load(cls, path: str) -> TrainConfig:
@@ -202,6 +208,12 @@ class TimeBudget:
             print(f"time budget: {rate:.2f} steps/s -> max_steps {self.cfg.max_steps}", flush=True)
 
 
+def configure_attention(cfg: TrainConfig):
+    """Process-wide SDPA kernel choice for training on CUDA (see TrainConfig.cudnn_attention); no effect on a CPU."""
+    if torch.cuda.is_available():
+        torch.backends.cuda.enable_cudnn_sdp(bool(cfg.cudnn_attention))
+
+
 def newest_checkpoint(directory: Path) -> Path | None:
     steps = [p for p in directory.glob("step-*") if p.is_dir() and p.name.split("-")[1].isdigit()]
     return max(steps, key=lambda p: int(p.name.split("-")[1])) if steps else None
@@ -248,6 +260,7 @@ def main(argv=None):
         cfg.init_from = args.init_from
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    configure_attention(cfg)
     # Tiny values (Adam second moments, near-zero activations) turn denormal on CPU and make every op ~10x slower.
     torch.set_flush_denormal(True)
     out = Path(cfg.output_dir)

@@ -221,3 +221,36 @@ def test_every_training_config_loads(name):
     else:
         DiTARConfig(**cfg.model)
     assert 0 < cfg.warmup_steps < cfg.max_steps and 0 <= cfg.decay_start <= 1
+
+
+def test_cudnn_attention_is_off_for_training_on_cuda_unless_asked(monkeypatch):
+    train = _train_module()
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        train.configure_attention(train.TrainConfig())
+        assert torch.backends.cuda.cudnn_sdp_enabled()  # a CPU run leaves the global setting alone
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        train.configure_attention(train.TrainConfig())
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        train.configure_attention(train.TrainConfig(cudnn_attention=True))
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)
+
+
+def test_profile_training_step_prints_the_phases(tmp_path):
+    _tiny_corpus(tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "profile_training_step.py"), "--config", str(_config(tmp_path)),
+         "--steps", "2", "--warmup", "1", "--profile-steps", "1", "--top", "5", "--cudnn-attention", "off"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "cuDNN attention off" in out
+    for phase in ("collate", "to device", "forward", "backward", "optimizer", "ema"):
+        assert f"| {phase} | " in out
+    assert "steps/s" in out and "torch.profiler, 1 steps" in out
+    assert not (tmp_path / "runs").exists()  # nothing is saved
