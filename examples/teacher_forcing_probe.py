@@ -9,9 +9,10 @@ For every case with target audio, each target patch is sampled from the real pre
 deterministically (temperature 0), and its mean squared error to the real patch is averaged over all patches. Rows:
   * two baselines that know nothing of the text: the previous real patch repeated, and the prompt's mean frame;
   * guidance scales 0 (LocDiT unconditional: history only), 1 (conditional, no guidance), 2 and 4;
-  * guidance 2 with a wrong target text (one fixed unrelated sentence; the prompt transcript stays right).
-A model that uses the text has a clearly lower error with the right text than with the wrong one and at g >= 1 than at
-g = 0. With a CTC head, the greedy CTC token error rate of the backbone outputs it was trained on is printed too (how
+  * guidance 1 and 2 with a wrong target text (one fixed unrelated sentence; the prompt transcript stays right).
+A model that uses the text has a clearly lower error with the right text than with the wrong one; g = 1 against g = 0
+shows what the backbone output adds to the history at all. `--steps 1` scores the x0 estimate at t = 1 (the posterior
+mean, what examples/training_eval.py's penalty measures) instead of a sample. With a CTC head, the greedy CTC token error rate of the backbone outputs it was trained on is printed too (how
 well the backbone can name the tokens at all, without forecasting them).
 """
 
@@ -78,8 +79,9 @@ def probe(pipe, cases, steps: int) -> tuple[dict[str, float], float | None, int]
         for g in (0.0, 1.0, 2.0, 4.0):
             rows[f"teacher-forced, g={g:g}"] = teacher_forced_patches(
                 model, pipe.scheduler, inputs["input_ids"], inputs["attention_mask"], prompt, target, steps, g, 0.0)
-        rows["teacher-forced, g=2, wrong text"] = teacher_forced_patches(
-            model, pipe.scheduler, wrong["input_ids"], wrong["attention_mask"], prompt, target, steps, 2.0, 0.0)
+        for g in (1.0, 2.0):
+            rows[f"teacher-forced, g={g:g}, wrong text"] = teacher_forced_patches(
+                model, pipe.scheduler, wrong["input_ids"], wrong["attention_mask"], prompt, target, steps, g, 0.0)
         for name, patches in rows.items():
             errors.setdefault(name, []).append(((patches.float() - real) ** 2).mean().item())
         if model.ctc_head is not None:

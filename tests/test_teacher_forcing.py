@@ -136,7 +136,7 @@ def test_probe_scores_every_prediction_and_the_ctc_head(tmp_path, ctc):
                                   "--threads", "1"])
     assert list(means) == ["previous real patch repeated", "prompt mean frame", "teacher-forced, g=0",
                            "teacher-forced, g=1", "teacher-forced, g=2", "teacher-forced, g=4",
-                           "teacher-forced, g=2, wrong text"]
+                           "teacher-forced, g=1, wrong text", "teacher-forced, g=2, wrong text"]
     assert all(np.isfinite(v) and v >= 0 for v in means.values())
     assert means["teacher-forced, g=2"] != means["teacher-forced, g=2, wrong text"]  # the text reaches LocDiT
     assert (ctc_rate is not None) == ctc and (ctc_rate is None or ctc_rate >= 0)
