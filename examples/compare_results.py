@@ -6,7 +6,8 @@
         "K=0=outputs/eval/ablation-history0@runs/ablation-history0"
 
 Each entry is LABEL=EVAL_DIR[@RUN_DIR]: EVAL_DIR holds results.json; RUN_DIR (optional) is the train.py output folder,
-from which the steps, wall time, the last logged diffusion loss and the last right-vs-wrong-transcript penalty are read.
+from which the steps, wall time, the last logged diffusion loss and the last right-vs-wrong-transcript penalty (and,
+when logged, the same in prompt + target rows) are read.
 The ground-truth rows (gt, resynth) are shown once, from the first results that have them. RTF is left out on purpose:
 these evaluations often share the CPU with training, which makes their timings meaningless (see INFERENCE.md).
 """
@@ -54,12 +55,16 @@ def training_summary(run_dir: Path | None) -> dict:
         if lines:
             out["penalty"] = float(lines[-1][3])
             out["penalty_step"] = int(lines[-1][0])
+            if len(lines[-1]) >= 7:  # train.py also logs the gap in prompt + target rows
+                out["continuation_penalty"] = float(lines[-1][6])
     return out
 
 
 def table_row(label: str, row: dict, train: dict) -> list[str]:
     training = DASH if "steps" not in train else f"{train['steps']} steps, {train['minutes']:.0f} min"
     penalty = DASH if "penalty" not in train else f"{100 * train['penalty']:+.1f}% (step {train['penalty_step']})"
+    if "continuation_penalty" in train:
+        penalty += f"; prompt + target {100 * train['continuation_penalty']:+.1f}%"
     return [label, training, _num(train.get("diffusion_loss")), penalty, str(row["cases"]), _pct(row.get("wer")),
             _pct(row.get("wer_capped")), recognised_cell(row), _num(row.get("sim_prompt")), _num(row.get("sim_gt")),
             _pct(row.get("stop_rate")), _num(row.get("duration_ratio"), 2)]
@@ -112,7 +117,8 @@ def compare(entries: list[tuple[str, Path, Path | None]], title: str, intro: str
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", "Training: optimizer steps and wall minutes of the run; train diffusion loss: mean of its last four "
               "logged values; wrong-text penalty: x0 error at t = 1 with a wrong transcript vs the right one on "
-              "validation utterances (EMA weights; how much the model uses the text). The other columns are "
+              "validation utterances (EMA weights; how much the model uses the text), single utterances and, where "
+              "logged, prompt + target rows scored on the target. The other columns are "
               "examples/evaluate.py's (see its results.md).", ""]
     lines_paired = [paired_sim_line(label, paired[0][0], paired[0][1], sims) for label, sims in paired[1:]]
     if any(lines_paired):

@@ -31,7 +31,12 @@ from diffusers.training_utils import EMAModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from training_eval import text_use_gap, write_loss_plot, write_validation_sample  # noqa: E402
+from training_eval import (  # noqa: E402
+    continuation_text_use_gap,
+    text_use_gap,
+    write_loss_plot,
+    write_validation_sample,
+)
 
 from modeling_ditar import DiTARConfig, DiTARForConditionalGeneration  # noqa: E402
 from modeling_ditar.training_data import (  # noqa: E402
@@ -420,10 +425,16 @@ def evaluate(model, ema, processor, valid, pad_id, space_ids, out: Path, step: i
     model.eval()
     try:
         gap = text_use_gap(model, valid, pad_id)
+        # the same in prompt + target rows, scored on the target: how generation uses the text
+        cont = continuation_text_use_gap(model, valid, pad_id, space_ids) if len(valid) > 1 else None
+        cells = [f"{gap['right']:.5f}", f"{gap['wrong']:.5f}", f"{gap['penalty']:.4f}"]
+        if cont is not None:
+            cells += [f"{cont['right']:.5f}", f"{cont['wrong']:.5f}", f"{cont['penalty']:.4f}"]
         with (out / "text_use.csv").open("a") as f:
-            f.write(f"{step},{gap['right']:.5f},{gap['wrong']:.5f},{gap['penalty']:.4f}\n")
+            f.write(",".join([str(step), *cells]) + "\n")
+        continued = "" if cont is None else f"; prompt + target {100 * cont['penalty']:+.1f}%"
         print(f"eval step {step}: x0-MSE at t=1 right text {gap['right']:.4f} wrong text {gap['wrong']:.4f} "
-              f"(+{100 * gap['penalty']:.1f}%)", flush=True)
+              f"(+{100 * gap['penalty']:.1f}%{continued})", flush=True)
         write_validation_sample(model, processor, valid, space_ids, out / "samples" / f"step-{step}")
     finally:
         ema.restore(model.parameters())

@@ -1,8 +1,14 @@
-"""Evaluation helpers used during training: text-use diagnostic, validation sample, loss plot."""
+"""Evaluation helpers used during training: text-use diagnostics, validation sample, loss plot.
+
+The text-use gaps of a saved model, on the first validation utterances of a corpus:
+
+    python examples/training_eval.py --model modeling_ditar/default --dataset data/corpus
+"""
 
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import torch
@@ -11,12 +17,15 @@ from modeling_ditar.training_data import collate_examples
 
 
 @torch.no_grad()
-def x0_error_at_t1(model, batch) -> float:
+def x0_error_at_t1(model, batch, select: torch.Tensor | None = None) -> float:
     """Teacher-forced x0 MSE at t = 1, where LocDiT only has h and the history to go on. Comparing it with the right
-    and with a wrong transcript measures how much the model uses the text (proto.md section 5)."""
+    and with a wrong transcript measures how much the model uses the text (proto.md section 5). `select` [B, N]: score
+    only these patches (e.g. the target part of prompt + target rows)."""
     output = model(**batch)
     hidden = output.speech_hidden_states[:, :-1]  # [B, N, H]: the outputs that predict patch 1..N
     patches, patch_mask = model.patchify(batch["speech_features"].to(model.dtype), batch["speech_attention_mask"])
+    if select is not None:
+        patch_mask = patch_mask & select[:, : patch_mask.shape[1]].to(patch_mask.device)
     history = history_mask = None
     if model.config.num_history_patches > 0:
         windows, window_mask = model._history_windows(patches, model.config.num_history_patches)
@@ -31,6 +40,8 @@ def x0_error_at_t1(model, batch) -> float:
 
 
 def text_use_gap(model, utterances, pad_id: int) -> dict:
+    """Single utterances, every transcript swapped for another row's: how much the text is used where no speech
+    precedes."""
     pairs = [(i, -1) for i in range(len(utterances))]
     batch = collate_examples(pairs, utterances, pad_id)
     batch = {k: v.to(model.device) for k, v in batch.items()}
@@ -39,6 +50,43 @@ def text_use_gap(model, utterances, pad_id: int) -> dict:
     shifted["input_ids"] = batch["input_ids"].roll(1, dims=0)
     shifted["attention_mask"] = batch["attention_mask"].roll(1, dims=0)
     wrong = x0_error_at_t1(model, shifted)
+    return {"right": right, "wrong": wrong, "penalty": wrong / right - 1}
+
+
+def continuation_text_use_gap(model, utterances, pad_id: int, space_ids=()) -> dict:
+    """Prompt + target rows, as generation runs: each utterance is the target, prompted by the next utterance of the
+    same speaker (or the next one); the wrong transcript replaces only the target's text (by another row's) and only
+    the target's patches are scored. docs/diagnostics/teacher_forcing.md found the text used far less here than where
+    no speech precedes."""
+    count = len(utterances)
+    if count < 2:
+        raise ValueError("continuation_text_use_gap needs at least 2 utterances.")
+    partners = []
+    for i, utterance in enumerate(utterances):
+        same = [j for j in range(i + 1, i + count) if utterances[j % count].speaker == utterance.speaker]
+        partners.append(same[0] % count if same else (i + 1) % count)
+    pairs = [(i, partner) for i, partner in enumerate(partners)]
+    patch = model.config.patch_size
+    right_batch = collate_examples(pairs, utterances, pad_id, space_ids)
+    # the prompt occupies the first frames of each row; its patches (and one straddling the boundary) are not scored
+    starts = torch.tensor([-(-utterances[p].features.shape[0] // patch) for p in partners])
+    num_patches = right_batch["speech_features"].shape[1] // patch
+    select = torch.arange(num_patches)[None] >= starts[:, None]
+    # wrong: each target's transcript is another row's target transcript (a different sentence where possible)
+    donors = [next((d % count for d in range(i + 1, i + count)
+                    if utterances[d % count].token_ids != utterances[i].token_ids), (i + 1) % count)
+              for i in range(count)]
+    texts = [utterances[partners[i]].token_ids + list(space_ids) + utterances[donors[i]].token_ids for i in range(count)]
+    wrong_batch = dict(right_batch)
+    wrong_batch["input_ids"] = torch.full((count, max(map(len, texts))), pad_id, dtype=torch.long)
+    wrong_batch["attention_mask"] = torch.zeros_like(wrong_batch["input_ids"])
+    for row, ids in enumerate(texts):
+        wrong_batch["input_ids"][row, : len(ids)] = torch.tensor(ids)
+        wrong_batch["attention_mask"][row, : len(ids)] = 1
+    right_batch = {k: v.to(model.device) for k, v in right_batch.items()}
+    wrong_batch = {k: v.to(model.device) for k, v in wrong_batch.items()}
+    right = x0_error_at_t1(model, right_batch, select)
+    wrong = x0_error_at_t1(model, wrong_batch, select)
     return {"right": right, "wrong": wrong, "penalty": wrong / right - 1}
 
 
@@ -99,3 +147,36 @@ def write_loss_plot(csv_path: Path, png_path: Path):
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)
+
+
+def main(argv=None):
+    import argparse
+
+    from datasets import load_from_disk
+
+    from modeling_ditar import DiTARForConditionalGeneration, DiTARProcessor
+
+    parser = argparse.ArgumentParser(description="Right-vs-wrong-transcript x0 error of a saved DiTAR model.")
+    parser.add_argument("--model", required=True, help="a pipeline folder (model/, processor/) or a train.py final/")
+    parser.add_argument("--dataset", required=True, help="a corpus written by build_corpus.py --features")
+    parser.add_argument("--num-utterances", type=int, default=16, help="first N validation utterances (train.py: 16)")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train import load_utterances
+
+    folder = Path(args.model)
+    model = DiTARForConditionalGeneration.from_pretrained(str(folder / "model"), dtype=torch.float32).eval()
+    processor = DiTARProcessor.from_pretrained(str(folder / "processor"))
+    split = load_from_disk(args.dataset)["validation"]
+    valid = load_utterances(split.select(range(min(args.num_utterances, len(split)))), processor, model)
+    pad_id = processor.tokenizer.pad_token_id or 0
+    single = text_use_gap(model, valid, pad_id)
+    continued = continuation_text_use_gap(model, valid, pad_id, processor.encode_text(" ", allow_empty=True))
+    for name, gap in (("single utterances", single), ("prompt + target", continued)):
+        print(f"{name}: x0-MSE at t=1 right text {gap['right']:.4f} wrong text {gap['wrong']:.4f} "
+              f"({100 * gap['penalty']:+.1f}%)")
+    return single, continued
+
+
+if __name__ == "__main__":
+    main()

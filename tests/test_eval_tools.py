@@ -106,7 +106,7 @@ def _run_dir(folder: Path) -> Path:
     lines = [f"{s},0,1.0,{d},0.01,1e-4,0.5,1000,{s * 3}\n" for s, d in [(25, 0.9), (50, 0.5), (75, 0.4), (100, 0.3),
                                                                          (125, 0.2)]]
     (folder / "log.csv").write_text(header + "".join(lines))
-    (folder / "text_use.csv").write_text("step,right,wrong,penalty\n60,0.5,0.51,0.02\n120,0.4,0.46,0.15\n")
+    (folder / "text_use.csv").write_text("step,right,wrong,penalty\n60,0.5,0.51,0.02\n120,0.4,0.46,0.15,0.4,0.42,0.05\n")
     return folder
 
 
@@ -125,7 +125,7 @@ def test_compare_results_table(tmp_path):
     tuned = table[-1].split(" | ")
     assert tuned[1] == "125 steps, 6 min"  # elapsed 375 s
     assert tuned[2] == "0.350"  # mean of the last four logged diffusion losses
-    assert tuned[3] == "+15.0% (step 120)"
+    assert tuned[3] == "+15.0% (step 120); prompt + target +5.0%"
     assert tuned[8] == "0.780" and table[-2].split(" | ")[8] == "0.700"
     assert table[-2].split(" | ")[1] == "–"  # no run folder given
     # per-case SIM differences on the shared cases: every case +0.08, so no spread

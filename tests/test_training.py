@@ -86,6 +86,9 @@ def test_resume_continues_the_same_run(tmp_path):
 
     model = DiTARForConditionalGeneration.from_pretrained(tmp_path / "straight" / "final" / "model")
     assert model.config.patch_size == 2
+    # the final evaluation logs both text-use gaps: single utterances, then prompt + target rows
+    step, *gaps = (tmp_path / "straight" / "text_use.csv").read_text().splitlines()[-1].split(",")
+    assert step == "6" and len(gaps) == 6 and all(float(g) == float(g) for g in gaps)
 
 
 def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
@@ -254,3 +257,56 @@ def test_profile_training_step_prints_the_phases(tmp_path):
         assert f"| {phase} | " in out
     assert "steps/s" in out and "torch.profiler, 1 steps" in out
     assert not (tmp_path / "runs").exists()  # nothing is saved
+
+
+def _utterances(count: int, speakers: list[str], frames=(9, 13, 10, 16, 11, 12)):
+    from modeling_ditar.training_data import Utterance
+
+    generator = torch.Generator().manual_seed(0)
+    return [Utterance(token_ids=[5 + i, 6 + i, 7], features=torch.randn(frames[i % len(frames)], 8, generator=generator),
+                      speaker=speakers[i % len(speakers)]) for i in range(count)]
+
+
+def test_continuation_text_use_gap_swaps_only_the_target_text_and_scores_only_the_target(monkeypatch):
+    sys.path.insert(0, str(ROOT / "examples"))
+    import training_eval
+    from model_helpers import DiTARModelTester
+
+    model = DiTARModelTester().get_model().eval()  # patch size 2, 8 features
+    utterances = _utterances(4, ["a", "b"])  # partners: 0 <-> 2 (speaker a), 1 <-> 3 (speaker b)
+    seen = []
+    real = training_eval.x0_error_at_t1
+
+    def spy(model, batch, select=None):
+        seen.append((batch, select))
+        return real(model, batch, select)
+
+    monkeypatch.setattr(training_eval, "x0_error_at_t1", spy)
+    gap = training_eval.continuation_text_use_gap(model, utterances, pad_id=0, space_ids=[3])
+    assert gap["penalty"] == pytest.approx(gap["wrong"] / gap["right"] - 1) and gap["right"] > 0
+    (right, select), (wrong, select_wrong) = seen
+    assert torch.equal(select, select_wrong)
+    partners, donors = [2, 3, 0, 1], [1, 2, 3, 0]
+    for row in range(4):
+        prompt = utterances[partners[row]]
+        n_right, n_wrong = int(right["attention_mask"][row].sum()), int(wrong["attention_mask"][row].sum())
+        assert right["input_ids"][row, :n_right].tolist() == prompt.token_ids + [3] + utterances[row].token_ids
+        assert wrong["input_ids"][row, :n_wrong].tolist() == prompt.token_ids + [3] + utterances[donors[row]].token_ids
+        first_target_patch = -(-prompt.features.shape[0] // 2)  # patches touching the prompt are not scored
+        assert not select[row, :first_target_patch].any() and select[row, first_target_patch:].all()
+    assert torch.equal(right["speech_features"], wrong["speech_features"])
+    with pytest.raises(ValueError, match="at least 2"):
+        training_eval.continuation_text_use_gap(model, utterances[:1], pad_id=0)
+
+
+def test_training_eval_cli_prints_both_gaps(tmp_path):
+    _tiny_corpus(tmp_path)
+    config = _config(tmp_path)
+    _train(config, tmp_path / "run")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "training_eval.py"), "--model", str(tmp_path / "run" / "final"),
+         "--dataset", str(tmp_path / "corpus"), "--num-utterances", "4"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "single utterances: x0-MSE" in result.stdout and "prompt + target: x0-MSE" in result.stdout
