@@ -141,6 +141,8 @@ def test_probe_scores_every_prediction_and_the_ctc_head(tmp_path, ctc):
     assert means["teacher-forced, g=2"] != means["teacher-forced, g=2, wrong text"]  # the text reaches LocDiT
     assert (ctc_rate is not None) == ctc and (ctc_rate is None or ctc_rate >= 0)
     assert probe.edit_distance([1, 2, 3], [1, 3]) == 1 and probe.edit_distance([], [4, 5]) == 2
+    with pytest.raises(ValueError, match="at least 2 cases"):
+        probe.main(["--cases", str(path), "--pipeline", str(tmp_path / "pipe"), "--wrong-text", "other-case"])
     only_prompts = write_cases(cases[1:], tmp_path / "prompt_only.jsonl")
     with pytest.raises(SystemExit, match="no case has target_audio"):
         probe.main(["--cases", str(only_prompts), "--pipeline", str(tmp_path / "pipe"), "--threads", "1"])
