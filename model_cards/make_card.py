@@ -35,7 +35,10 @@ EMBEDDED_DEFAULT = dict(
         "`DiTARPipeline.from_pretrained()` and `ditar synthesize` when no model is given. It is an early demonstration "
         "model, 9.9 M parameters trained for 6 minutes on one GPU on synthetic espeak-ng speech: it clones the voice "
         "and the timing of speech (it stops on its own, with plausible durations) but does not yet say the words "
-        "(see Evaluation: its WER is far above the bar)."
+        "(see Evaluation: its WER is far above the bar). Sampled from the real speech so far (teacher-forced), its "
+        "patches are unintelligible too and hardly depend on the transcript once speech is in context: the model has "
+        "not yet learned to forecast the next sounds from the text (docs/diagnostics/teacher_forcing.md in the "
+        "repository)."
     ),
     details={
         "backbone": "Qwen2 architecture (random init), 6 layers, hidden 256, 4 heads; IPA characters via espeak-ng",
