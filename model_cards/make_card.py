@@ -33,7 +33,7 @@ EMBEDDED_DEFAULT = dict(
     summary=(
         "The small checkpoint that ships inside the `modeling-ditar` package and answers "
         "`DiTARPipeline.from_pretrained()` and `ditar synthesize` when no model is given. It is an early demonstration "
-        "model, 9.9 M parameters trained for 6 minutes on one GPU on synthetic espeak-ng speech: it clones the voice "
+        "model, 9.9 M parameters trained for 12 minutes (two runs) on one GPU on synthetic espeak-ng speech: it clones the voice "
         "and the timing of speech (it stops on its own, with plausible durations) but does not yet say the words "
         "(see Evaluation: its WER is far above the bar). Sampled from the real speech so far (teacher-forced), its "
         "patches are unintelligible too and hardly depend on the transcript once speech is in context: the model has "
@@ -53,8 +53,12 @@ EMBEDDED_DEFAULT = dict(
         "fortune sentences, 19,823 utterances, 17.9 h; built in 51 s on 16 cores), then 1,742 steps of "
         "`examples/train.py` in a 6.1-minute budget: batches of 24,000 frames (8 min of speech), bf16 autocast, "
         "AdamW lr 2e-3 with warm-up and cosine decay, EMA 0.999, history dropout 0.5, classifier-free-guidance "
-        "dropout 0.1, auxiliary CTC loss 0.1. The test voices are stock espeak-ng voices never seen in training. The "
-        "corpus is not on the Hub, so the card lists no training dataset."
+        "dropout 0.1, auxiliary CTC loss 0.1. Then, in a second GPU session, `VOICE_SEED=1 bash "
+        "examples/scripts/train_on_gpu.sh OUT 8.8 800 examples/configs/default-gpu-continue.yaml`: 800 other random "
+        "voices (19,836 utterances, 18.0 h, same sentence split), 1,484 more steps from those weights in 6.15 minutes, "
+        "batches of 48,000 frames, lr 1e-3 with warm-up and cosine decay (docs/training/gpu_continuation.md). The test "
+        "voices are stock espeak-ng voices never seen in training. The corpus is not on the Hub, so the card lists no "
+        "training dataset."
     ),
     repo_id=None,
     eval_dataset_name="espeak-ng test voices (examples/evaluate.py cases)",

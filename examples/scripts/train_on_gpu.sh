@@ -2,8 +2,8 @@
 # Build the corpus and train the default model on one GPU machine with no network, in a fixed time budget.
 #   bash examples/scripts/prepare_device_bundle.sh        # here, once: .espeak/ and .whl/
 #   bash examples/scripts/train_on_gpu.sh OUT_DIR MINUTES [NUM_TRAIN_SPEAKERS [CONFIG]]   # there, with .espeak, .whl
-# Continue the shipped default instead of starting afresh (GPU sessions then add up), on voices it has not heard:
-#   VOICE_SEED=1 bash examples/scripts/train_on_gpu.sh OUT_DIR 8.8 800 examples/configs/default-gpu-continue.yaml
+# Continue the embedded default instead of starting afresh (GPU sessions then add up), on voices not heard yet:
+#   VOICE_SEED=2 bash examples/scripts/train_on_gpu.sh OUT_DIR 8.8 800 examples/configs/default-gpu-continue.yaml
 # MINUTES is the whole script's budget: training gets what is left after the corpus, less 1.5 minutes for the final
 # evaluation and the export.
 # Writes OUT_DIR/model (EMA weights, fp16, shards under 12 MB) and OUT_DIR/logs.tar.gz (training log, CSV, loss plot,
