@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from training_eval import (  # noqa: E402
     continuation_text_use_gap,
+    spread_rows,
     text_use_gap,
     write_loss_plot,
     write_validation_sample,
@@ -72,6 +73,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     eval_every: int = 500
     log_every: int = 10
+    eval_utterances: int = 64  # validation utterances of the text-use gaps, spread over the voices (16 until session 4)
     seed: int = 0
     num_threads: int | None = None
     # cuDNN's fused attention (the SDPA kernel PyTorch picked on an H200 in bf16) builds an execution plan for every new
@@ -294,7 +296,8 @@ def main(argv=None):
     data = load_from_disk(str(dataset_dir))
     model, processor = load_model_and_processor(cfg, dataset_dir)
     train = load_utterances(data["train"], processor, model, args.num_proc)
-    valid = load_utterances(data["validation"].select(range(min(16, len(data["validation"])))), processor, model)
+    valid_rows = spread_rows(len(data["validation"]), cfg.eval_utterances)
+    valid = load_utterances(data["validation"].select(valid_rows), processor, model)
     accelerator.print(f"{len(train)} training utterances ({sum(u.features.shape[0] for u in train)} frames)")
     space_ids = processor.encode_text(" ", allow_empty=True)
 

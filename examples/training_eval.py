@@ -1,6 +1,6 @@
 """Evaluation helpers used during training: text-use diagnostics, validation sample, loss plot.
 
-The text-use gaps of a saved model, on the first validation utterances of a corpus:
+The text-use gaps of a saved model, on validation utterances of a corpus picked as train.py picks them:
 
     python examples/training_eval.py --model modeling_ditar/default --dataset data/corpus
 """
@@ -14,6 +14,14 @@ from pathlib import Path
 import torch
 
 from modeling_ditar.training_data import collate_examples
+
+
+def spread_rows(num_rows: int, count: int) -> list[int]:
+    """`count` row indices spread evenly over `num_rows` rows (all of them when there are fewer): the validation split
+    is stored voice by voice, so its first rows would all be one voice."""
+    if count >= num_rows:
+        return list(range(num_rows))
+    return sorted({round(i * (num_rows - 1) / max(count - 1, 1)) for i in range(count)})
 
 
 @torch.no_grad()
@@ -159,7 +167,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Right-vs-wrong-transcript x0 error of a saved DiTAR model.")
     parser.add_argument("--model", required=True, help="a pipeline folder (model/, processor/) or a train.py final/")
     parser.add_argument("--dataset", required=True, help="a corpus written by build_corpus.py --features")
-    parser.add_argument("--num-utterances", type=int, default=16, help="first N validation utterances (train.py: 16)")
+    parser.add_argument("--num-utterances", type=int, default=64,
+                        help="validation utterances, spread over the split as train.py picks them (its eval_utterances)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train import load_utterances
@@ -168,7 +177,7 @@ def main(argv=None):
     model = DiTARForConditionalGeneration.from_pretrained(str(folder / "model"), dtype=torch.float32).eval()
     processor = DiTARProcessor.from_pretrained(str(folder / "processor"))
     split = load_from_disk(args.dataset)["validation"]
-    valid = load_utterances(split.select(range(min(args.num_utterances, len(split)))), processor, model)
+    valid = load_utterances(split.select(spread_rows(len(split), args.num_utterances)), processor, model)
     pad_id = processor.tokenizer.pad_token_id or 0
     single = text_use_gap(model, valid, pad_id)
     continued = continuation_text_use_gap(model, valid, pad_id, processor.encode_text(" ", allow_empty=True))

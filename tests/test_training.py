@@ -310,3 +310,13 @@ def test_training_eval_cli_prints_both_gaps(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "single utterances: x0-MSE" in result.stdout and "prompt + target: x0-MSE" in result.stdout
+
+
+def test_text_use_utterances_are_spread_over_the_voices():
+    sys.path.insert(0, str(ROOT / "examples"))
+    from training_eval import spread_rows
+
+    rows = spread_rows(496, 64)
+    assert len(rows) == 64 and rows[0] == 0 and rows[-1] == 495 and rows == sorted(set(rows))
+    assert max(b - a for a, b in zip(rows, rows[1:], strict=False)) <= 8  # every voice of 25 rows is visited
+    assert spread_rows(4, 64) == [0, 1, 2, 3] and spread_rows(10, 1) == [0]
