@@ -6,12 +6,17 @@
 #   VOICE_SEED=2 bash examples/scripts/train_on_gpu.sh OUT_DIR 8.8 800 examples/configs/default-gpu-continue.yaml
 # MINUTES is the whole script's budget: training gets what is left after the corpus, less 1.5 minutes for the final
 # evaluation and the export.
+# A second, shorter call on the still-warm machine (within its idle time; data/ and runs/ stay there) spends the rest
+# of a session's device time on more steps from the first call's result, without rebuilding the corpus:
+#   REUSE_CORPUS=1 RUN_DIR=runs/gpu-b INIT_FROM=runs/gpu/final bash examples/scripts/train_on_gpu.sh OUT_DIR 3.5 800 \
+#       examples/configs/default-gpu-continue.yaml
 # Writes OUT_DIR/model (EMA weights, fp16, shards under 12 MB) and OUT_DIR/logs.tar.gz (training log, CSV, loss plot,
 # text-use gaps, validation sample, corpus summary).
 set -euo pipefail
 start=$(date +%s)
 out=${1:?output folder}; minutes=${2:?training minutes}; speakers=${3:-800}
 config=${4:-examples/configs/default-gpu.yaml}  # e.g. default-gpu-no-history.yaml for the history ablation
+run=${RUN_DIR:-runs/gpu}
 cd "$(dirname "$0")/../.."
 if [ -d .whl ] && [ -z "${SKIP_WHEELS:-}" ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -34,31 +39,36 @@ python3 -c "import torch, transformers, diffusers, datasets, soundfile, phonemiz
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__,
       'diffusers', diffusers.__version__, 'datasets', datasets.__version__)
 from modeling_ditar import build_ditar_tokenizer; print(build_ditar_tokenizer(phonemize=True).encode('Hello there.'))"
-mkdir -p "$out" runs/gpu
+mkdir -p "$out" "$run"
 # SMOKE=1: a corpus of a few utterances, to check the whole script on a CPU in a minute
 if [ -n "${SMOKE:-}" ]; then sizes="--utts-per-speaker 2 --num-val-speakers 2 --num-test-voices 1 --test-utts-per-voice 2"
 else sizes="--utts-per-speaker 25 --num-val-speakers 20 --num-test-voices 12 --test-utts-per-voice 20"; fi
 t0=$(date +%s)
-# shellcheck disable=SC2086
-python3 examples/build_corpus.py --out data/corpus --voice-seed "${VOICE_SEED:-0}" --num-train-speakers "$speakers" $sizes --sampling-rate 16000 --max-sec 8 \
-  --max-speed 190 --features --feature-config examples/configs/features_16k_80mel.json --num-proc "$nproc" \
-  --fortunes-dir "$fortunes" 2>&1 | tail -n 25
+if [ -n "${REUSE_CORPUS:-}" ] && [ -f data/corpus/dataset_dict.json ]; then
+  echo "reusing data/corpus"
+else
+  # shellcheck disable=SC2086
+  python3 examples/build_corpus.py --out data/corpus --voice-seed "${VOICE_SEED:-0}" --num-train-speakers "$speakers" $sizes --sampling-rate 16000 --max-sec 8 \
+    --max-speed 190 --features --feature-config examples/configs/features_16k_80mel.json --num-proc "$nproc" \
+    --fortunes-dir "$fortunes" 2>&1 | tail -n 25
+fi
 echo "corpus built in $(( $(date +%s) - t0 )) s"
 train_minutes=$(python3 -c "print(round($minutes - ($(date +%s) - $start) / 60 - 1.5, 2))")
 echo "training for $train_minutes minutes"
-python3 examples/train.py --config "$config" --output-dir runs/gpu --time-budget-min "$train_minutes" --num-proc "$nproc" \
-  2>&1 | tee runs/gpu/train.log.txt || true
-tar czf "$out/logs.tar.gz" runs/gpu/log.csv runs/gpu/loss.png runs/gpu/text_use.csv runs/gpu/samples runs/gpu/processor \
-  runs/gpu/train.log.txt runs/gpu/train_config.json data/corpus/corpus_summary.json data/corpus/feature_stats.json || true
-python3 - "$out" <<'PY'
+python3 examples/train.py --config "$config" --output-dir "$run" --time-budget-min "$train_minutes" --num-proc "$nproc" \
+  ${INIT_FROM:+--init-from "$INIT_FROM"} 2>&1 | tee "$run/train.log.txt" || true
+tar czf "$out/logs.tar.gz" "$run"/log.csv "$run"/loss.png "$run"/text_use.csv "$run"/samples "$run"/processor \
+  "$run"/train.log.txt "$run"/train_config.json data/corpus/corpus_summary.json data/corpus/feature_stats.json || true
+python3 - "$out" "$run" <<'PY'
 import sys, torch
 from modeling_ditar import DiTARForConditionalGeneration
-model = DiTARForConditionalGeneration.from_pretrained("runs/gpu/final/model", dtype=torch.float32).half()
-model.save_pretrained("runs/gpu/export", max_shard_size="12MB")  # plus remote-code files, which are not needed here
+run = sys.argv[2]
+model = DiTARForConditionalGeneration.from_pretrained(f"{run}/final/model", dtype=torch.float32).half()
+model.save_pretrained(f"{run}/export", max_shard_size="12MB")  # plus remote-code files, which are not needed here
 import shutil, pathlib
 dst = pathlib.Path(sys.argv[1]) / "model"
 dst.mkdir(parents=True, exist_ok=True)
-for f in pathlib.Path("runs/gpu/export").iterdir():
+for f in pathlib.Path(f"{run}/export").iterdir():
     if f.suffix in (".json", ".safetensors"):
         shutil.copy(f, dst / f.name)
 print("exported", sum(p.numel() for p in model.parameters()), "parameters")
