@@ -128,10 +128,7 @@ def main(argv=None):
         cfg.mixed_precision = args.mixed_precision
     if args.cudnn_attention:
         cfg.cudnn_attention = args.cudnn_attention == "on"
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    train_lib.configure_attention(cfg)
-    torch.set_flush_denormal(True)
+    train_lib.configure_process(cfg)
     setup = build(cfg, args.num_proc)
     device = setup[0].device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_lib import load_cases, load_pipeline  # noqa: E402
 from eval_lib.systems import read_audio  # noqa: E402
-from eval_lib.teacher_forcing import teacher_forced_patches  # noqa: E402
+from eval_lib.teacher_forcing import real_frames, teacher_forced_patches  # noqa: E402
 
 WRONG_TEXT = "The quick brown fox jumps over the lazy dog while seven wizards quietly hex a jovial bog."
 
@@ -56,7 +56,7 @@ def ctc_greedy(model, hidden: torch.Tensor) -> list[int]:
 @torch.no_grad()
 def probe(pipe, cases, steps: int, temperature: float = 0.0, wrong_text: str = "fixed"
           ) -> tuple[dict[str, float], float | None, int]:
-    model, processor = pipe.model, pipe.processor
+    model = pipe.model
     patch = model.config.patch_size
     errors: dict[str, list[float]] = {}
     ctc_errors = ctc_tokens = 0
@@ -73,8 +73,7 @@ def probe(pipe, cases, steps: int, temperature: float = 0.0, wrong_text: str = "
         wrong = pipe.encode_inputs([wrong_sentence], case.prompt_audio, case.prompt_text, None)
         prompt = inputs["prompt_features"][0, : int(inputs["prompt_attention_mask"][0].sum())]
         audio, rate = read_audio(case.target_audio)
-        target = processor.feature_extractor([processor.load_prompt_audio(audio, rate).numpy()],
-                                             sampling_rate=processor.sampling_rate, return_tensors="pt")["input_features"][0]
+        target = real_frames(pipe, audio, rate)
         num = target.shape[0] // patch
         real = target[: num * patch].reshape(num, patch, -1).float()
         last_prompt = prompt[(prompt.shape[0] // patch - 1) * patch: prompt.shape[0] // patch * patch]

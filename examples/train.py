@@ -221,6 +221,15 @@ def configure_attention(cfg: TrainConfig):
         torch.backends.cuda.enable_cudnn_sdp(bool(cfg.cudnn_attention))
 
 
+def configure_process(cfg: TrainConfig):
+    """Process-wide torch settings of a run: threads, attention kernels, denormals."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    configure_attention(cfg)
+    # Tiny values (Adam second moments, near-zero activations) turn denormal on CPU and make every op ~10x slower.
+    torch.set_flush_denormal(True)
+
+
 def newest_checkpoint(directory: Path) -> Path | None:
     steps = [p for p in directory.glob("step-*") if p.is_dir() and p.name.split("-")[1].isdigit()]
     return max(steps, key=lambda p: int(p.name.split("-")[1])) if steps else None
@@ -265,11 +274,7 @@ def main(argv=None):
         cfg.max_steps = args.max_steps
     if args.init_from:
         cfg.init_from = args.init_from
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    configure_attention(cfg)
-    # Tiny values (Adam second moments, near-zero activations) turn denormal on CPU and make every op ~10x slower.
-    torch.set_flush_denormal(True)
+    configure_process(cfg)
     out = Path(cfg.output_dir)
     checkpoints = out / "checkpoints"
     if not args.resume and newest_checkpoint(checkpoints) is not None:

@@ -56,6 +56,14 @@ def teacher_forced_patches(model, scheduler, input_ids: torch.Tensor, attention_
                           generator=generator, device=device, dtype=dtype)
 
 
+def real_frames(pipe, audio, rate: int) -> torch.Tensor:
+    """Normalised frames [T, D] of a recording, exactly as the processor computes them for a prompt."""
+    processor = pipe.processor
+    wave = processor.load_prompt_audio(audio, rate)
+    return processor.feature_extractor([wave.numpy()], sampling_rate=processor.sampling_rate,
+                                       return_tensors="pt")["input_features"][0]
+
+
 def teacher_forced_features(pipe, target_audio: np.ndarray, target_rate: int, text: str, prompt_audio, prompt_text: str,
                             num_inference_steps: int | None = None, guidance_scale: float | None = None,
                             temperature: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -63,13 +71,11 @@ def teacher_forced_features(pipe, target_audio: np.ndarray, target_rate: int, te
     pipeline's defaults for the settings left out."""
     if pipe.vae is not None:
         raise ValueError("teacher forcing is implemented for log-mel pipelines; this pipeline uses a VAE.")
-    model, processor = pipe.model, pipe.processor
+    model = pipe.model
     config = model.config
     inputs = pipe.encode_inputs([text], prompt_audio, prompt_text, None)  # text ids + normalised prompt frames
     prompt_frames = inputs["prompt_features"][0, : int(inputs["prompt_attention_mask"][0].sum())]
-    wave = processor.load_prompt_audio(target_audio, target_rate)
-    target_frames = processor.feature_extractor([wave.numpy()], sampling_rate=processor.sampling_rate,
-                                                return_tensors="pt")["input_features"][0]
+    target_frames = real_frames(pipe, target_audio, target_rate)
     patches = teacher_forced_patches(
         model, pipe.scheduler, inputs["input_ids"], inputs["attention_mask"], prompt_frames, target_frames,
         config.num_inference_steps if num_inference_steps is None else num_inference_steps,
