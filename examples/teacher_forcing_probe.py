@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_lib import load_cases, load_pipeline  # noqa: E402
 from eval_lib.systems import read_audio  # noqa: E402
-from eval_lib.teacher_forcing import real_frames, teacher_forced_patches  # noqa: E402
+from eval_lib.teacher_forcing import real_frames, sample_teacher_forced, teacher_forced_prefix  # noqa: E402
 
 WRONG_TEXT = "The quick brown fox jumps over the lazy dog while seven wizards quietly hex a jovial bog."
 
@@ -81,23 +81,20 @@ def probe(pipe, cases, steps: int, temperature: float = 0.0, wrong_text: str = "
             "previous real patch repeated": torch.cat([last_prompt[None], real[:-1]]),
             "prompt mean frame": prompt.mean(0).expand_as(real),
         }
-        for g in (0.0, 1.0, 2.0, 4.0):
-            rows[f"teacher-forced, g={g:g}"] = teacher_forced_patches(
-                model, pipe.scheduler, inputs["input_ids"], inputs["attention_mask"], prompt, target, steps, g, temperature,
-                generator=torch.Generator().manual_seed(0))
-        for g in (1.0, 2.0):
-            rows[f"teacher-forced, g={g:g}, wrong text"] = teacher_forced_patches(
-                model, pipe.scheduler, wrong["input_ids"], wrong["attention_mask"], prompt, target, steps, g, temperature,
-                generator=torch.Generator().manual_seed(0))
+        right_prefix = teacher_forced_prefix(model, inputs["input_ids"], inputs["attention_mask"], prompt, target)
+        wrong_prefix = teacher_forced_prefix(model, wrong["input_ids"], wrong["attention_mask"], prompt, target)
+        settings = [(right_prefix, g, "") for g in (0.0, 1.0, 2.0, 4.0)]
+        settings += [(wrong_prefix, g, ", wrong text") for g in (1.0, 2.0)]
+        for prefix, g, label in settings:
+            rows[f"teacher-forced, g={g:g}{label}"] = sample_teacher_forced(
+                model, pipe.scheduler, prefix, steps, g, temperature, generator=torch.Generator().manual_seed(0))
         for name, patches in rows.items():
             errors.setdefault(name, []).append(((patches.float() - real) ** 2).mean().item())
         if model.ctc_head is not None:
-            frames = torch.cat([prompt[: prompt.shape[0] // patch * patch], target[: num * patch]])[None]
-            hidden = model(input_ids=inputs["input_ids"], speech_features=frames.to(model.dtype),
-                           attention_mask=inputs["attention_mask"], return_dict=True).speech_hidden_states
-            hidden = hidden[:, :-1] if model.config.ctc_position == "prediction" else hidden[:, 1:]
+            hidden = right_prefix.hidden  # [1+N, H]
+            hidden = hidden[:-1] if model.config.ctc_position == "prediction" else hidden[1:]
             reference = inputs["input_ids"][0].tolist()
-            ctc_errors += edit_distance(ctc_greedy(model, hidden[0]), reference)
+            ctc_errors += edit_distance(ctc_greedy(model, hidden), reference)
             ctc_tokens += len(reference)
     means = {name: sum(v) / len(v) for name, v in errors.items()}
     return means, (ctc_errors / ctc_tokens if ctc_tokens else None), used

@@ -11,24 +11,40 @@ The ground truth also fixes the length, so the row never "fails to stop".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from modeling_ditar.sampling import GuidedVelocity, PatchSampler
 
 
+@dataclass
+class TeacherForcedPrefix:
+    """What the backbone gives every target patch of one row, from the real prefix; the same for any sampler setting.
+
+    cond [Nt, H]: the backbone outputs that predict the Nt target patches; history [Nt, K*P, D] and history_mask
+    [Nt, K*P] (None without history): the real patches before each; hidden [1+N, H]: all backbone outputs of the row
+    (start-of-speech, then one per prompt and target patch)."""
+
+    cond: torch.Tensor
+    history: torch.Tensor | None
+    history_mask: torch.Tensor | None
+    hidden: torch.Tensor
+
+    @property
+    def num_patches(self) -> int:
+        return self.cond.shape[0]
+
+
 @torch.no_grad()
-def teacher_forced_patches(model, scheduler, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                           prompt_frames: torch.Tensor, target_frames: torch.Tensor, num_inference_steps: int,
-                           guidance_scale: float, temperature: float,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
-    """Normalised patches [Nt, P, D] for the Nt = len(target_frames) // P target patches of one row.
+def teacher_forced_prefix(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_frames: torch.Tensor,
+                          target_frames: torch.Tensor) -> TeacherForcedPrefix:
+    """One backbone pass over text + real prompt + real target patches.
 
     input_ids / attention_mask [1, L]: prompt transcript + target text as the processor encodes them; prompt_frames
-    [Tp, D] and target_frames [Tt, D]: normalised real frames. Patch j is sampled from the backbone output over the text
-    and the real patches before it, with the K real patches before it as history, using the settings of generation.
-    Frames that do not fill a whole patch are dropped, as generation drops them from the prompt.
-    """
+    [Tp, D] and target_frames [Tt, D]: normalised real frames. Frames that do not fill a whole patch are dropped, as
+    generation drops them from the prompt."""
     config = model.config
     patch, num_history = config.patch_size, config.num_history_patches
     device, dtype = model.device, model.dtype
@@ -43,17 +59,36 @@ def teacher_forced_patches(model, scheduler, input_ids: torch.Tensor, attention_
                 return_dict=True)
     hidden = out.speech_hidden_states[0]  # [1+N, H]; row i is the backbone output that predicts patch i
     targets = torch.arange(num_prompt, num_prompt + num_target, device=device)
-    cond = hidden[targets]  # [Nt, H]
     history = history_mask = None
     if num_history > 0:
         patches = frames.reshape(1, -1, patch, frames.shape[-1])  # [1, N, P, D]
         windows, window_mask = model._history_windows(patches, num_history)  # [1, N, K, P, D], [1, N, K]
         history = windows[0, targets].flatten(1, 2)  # [Nt, K*P, D]
         history_mask = window_mask[0, targets].repeat_interleave(patch, dim=1)  # [Nt, K*P]
-    velocity = GuidedVelocity(model.locdit, cond, history, history_mask, guidance_scale)
+    return TeacherForcedPrefix(hidden[targets], history, history_mask, hidden)
+
+
+@torch.no_grad()
+def sample_teacher_forced(model, scheduler, prefix: TeacherForcedPrefix, num_inference_steps: int,
+                          guidance_scale: float, temperature: float,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """Normalised patches [Nt, P, D]: LocDiT solves every target patch from its prefix, with generation's sampler."""
+    config = model.config
+    velocity = GuidedVelocity(model.locdit, prefix.cond, prefix.history, prefix.history_mask, guidance_scale)
     sampler = PatchSampler(scheduler, use_scheduler_step=not model.generation_speedups.inline_euler)
-    return sampler.sample(velocity, (num_target, patch, config.feature_dim), num_inference_steps, temperature,
-                          generator=generator, device=device, dtype=dtype)
+    return sampler.sample(velocity, (prefix.num_patches, config.patch_size, config.feature_dim), num_inference_steps,
+                          temperature, generator=generator, device=model.device, dtype=model.dtype)
+
+
+def teacher_forced_patches(model, scheduler, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                           prompt_frames: torch.Tensor, target_frames: torch.Tensor, num_inference_steps: int,
+                           guidance_scale: float, temperature: float,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Normalised patches [Nt, P, D] for the Nt = len(target_frames) // P target patches of one row: patch j is sampled
+    from the backbone output over the text and the real patches before it, with the K real patches before it as
+    history, using the settings of generation (`teacher_forced_prefix`, then `sample_teacher_forced`)."""
+    prefix = teacher_forced_prefix(model, input_ids, attention_mask, prompt_frames, target_frames)
+    return sample_teacher_forced(model, scheduler, prefix, num_inference_steps, guidance_scale, temperature, generator)
 
 
 def real_frames(pipe, audio, rate: int) -> torch.Tensor:
