@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ def x0_error_at_t1(model, batch, select: torch.Tensor | None = None) -> float:
     hidden = output.speech_hidden_states[:, :-1]  # [B, N, H]: the outputs that predict patch 1..N
     patches, patch_mask = model.patchify(batch["speech_features"].to(model.dtype), batch["speech_attention_mask"])
     if select is not None:
-        patch_mask = patch_mask & select[:, : patch_mask.shape[1]].to(patch_mask.device)
+        patch_mask = patch_mask & select.to(patch_mask.device)
     history = history_mask = None
     if model.config.num_history_patches > 0:
         windows, window_mask = model._history_windows(patches, model.config.num_history_patches)
@@ -84,13 +85,10 @@ def continuation_text_use_gap(model, utterances, pad_id: int, space_ids=()) -> d
     donors = [next((d % count for d in range(i + 1, i + count)
                     if utterances[d % count].token_ids != utterances[i].token_ids), (i + 1) % count)
               for i in range(count)]
-    texts = [utterances[partners[i]].token_ids + list(space_ids) + utterances[donors[i]].token_ids for i in range(count)]
-    wrong_batch = dict(right_batch)
-    wrong_batch["input_ids"] = torch.full((count, max(map(len, texts))), pad_id, dtype=torch.long)
-    wrong_batch["attention_mask"] = torch.zeros_like(wrong_batch["input_ids"])
-    for row, ids in enumerate(texts):
-        wrong_batch["input_ids"][row, : len(ids)] = torch.tensor(ids)
-        wrong_batch["attention_mask"][row, : len(ids)] = 1
+    # rows count + i: utterance i's features under the donor's transcript, still prompted by its partner
+    swapped = [replace(u, token_ids=utterances[donors[i]].token_ids) for i, u in enumerate(utterances)]
+    wrong_batch = collate_examples([(count + i, partner) for i, partner in pairs], utterances + swapped, pad_id,
+                                   space_ids)
     right_batch = {k: v.to(model.device) for k, v in right_batch.items()}
     wrong_batch = {k: v.to(model.device) for k, v in wrong_batch.items()}
     right = x0_error_at_t1(model, right_batch, select)
