@@ -32,6 +32,12 @@ def model_config_for_processor(processor, model_kwargs: dict | None = None):
     return DiTARConfig(text_config=text_config, **kwargs)
 
 
+# Default length-sorting pool (PairedLengthBatcher): about this many batches of the longest examples, at least
+# MIN_POOL_SIZE examples (the size every CPU run so far used, so their data order is unchanged).
+POOL_BATCHES = 64
+MIN_POOL_SIZE = 256
+
+
 @dataclass
 class Utterance:
     token_ids: list[int]
@@ -41,7 +47,13 @@ class Utterance:
 
 class PairedLengthBatcher:
     """Plans the batches of one epoch: each batch is a list of (index, partner index or -1), holding at most
-    `max_batch_frames` padded frames (longest example x batch size)."""
+    `max_batch_frames` padded frames (longest example x batch size).
+
+    The shuffled examples are sorted by length in pools of `pool_size` and each pool is cut into batches, so a pool
+    must hold many batches' worth: with one or two, most batches are the pool's part-filled remainder (at 48,000 frames
+    per batch and pools of 256 examples, batches held 45% real frames on the espeak corpus; pools of 4,096: 92%).
+    The default (None) sizes pools to about 64 batches of the longest examples, at least 256.
+    """
 
     def __init__(
         self,
@@ -51,7 +63,7 @@ class PairedLengthBatcher:
         max_example_frames: int,
         pair_prob: float = 0.5,
         seed: int = 0,
-        pool_size: int = 256,
+        pool_size: int | None = None,
         num_replicas: int = 1,
         rank: int = 0,
     ):
@@ -65,6 +77,10 @@ class PairedLengthBatcher:
         self.max_example_frames = max_example_frames
         self.pair_prob = pair_prob
         self.seed = seed
+        if pool_size is None:
+            pool_size = max(MIN_POOL_SIZE, POOL_BATCHES * max_batch_frames // max_example_frames)
+        if pool_size < 1:
+            raise ValueError(f"pool_size={pool_size} must be >= 1 (or None for the default).")
         self.pool_size = pool_size
         self.num_replicas = num_replicas
         self.rank = rank
