@@ -338,15 +338,25 @@ def main(argv=None):
     accelerator.init_trackers("ditar", config={k: str(v) for k, v in asdict(cfg).items()})
 
     csv_path = out / "log.csv"
-    columns = ["step", "epoch", "loss", "diffusion_loss", "stop_loss", "lr", "grad_norm", "frames_per_s", "elapsed_s"]
+    # losses logged: the total, its two paper terms, and the optional auxiliary ones the model has
+    model_config = accelerator.unwrap_model(model).config
+    loss_keys = ["loss", "diffusion_loss", "stop_loss"]
+    if model_config.ctc_loss_weight > 0:
+        loss_keys.append("ctc_loss")
+    if model_config.guided_attention_weight > 0:
+        loss_keys.append("guided_attention_loss")
+    columns = ["step", "epoch", *loss_keys, "lr", "grad_norm", "frames_per_s", "elapsed_s"]
     if accelerator.is_main_process and not csv_path.exists():
         with csv_path.open("w", newline="") as f:
             csv.writer(f).writerow(columns)
+    elif csv_path.exists():  # a resumed run keeps its file's columns (runs from before the auxiliary-loss columns)
+        with csv_path.open(newline="") as f:
+            columns = next(csv.reader(f))
 
     pad_id = processor.tokenizer.pad_token_id or 0
     model.train()
     started, steps_this_run, window = time.time(), 0, {"frames": 0, "t": time.time()}
-    sums = {"loss": 0.0, "diffusion_loss": 0.0, "stop_loss": 0.0, "n": 0}
+    sums = dict.fromkeys(loss_keys, 0.0) | {"n": 0}
     budget = TimeBudget(args.time_budget_min, cfg, state.step) if args.time_budget_min else None
     while state.step < cfg.max_steps:
         batches = batcher.epoch(state.epoch)
@@ -364,7 +374,7 @@ def main(argv=None):
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            for key in ("loss", "diffusion_loss", "stop_loss"):  # stays on the device until the next log line
+            for key in loss_keys:  # stays on the device until the next log line
                 sums[key] = sums[key] + getattr(output, key).detach().float()
             sums["n"] += 1
             if not accelerator.sync_gradients:
@@ -377,9 +387,9 @@ def main(argv=None):
 
             if state.step % cfg.log_every == 0:
                 now = time.time()
-                local = torch.stack([sums[k] for k in ("loss", "diffusion_loss", "stop_loss")]) / sums["n"]
+                local = torch.stack([sums[k] for k in loss_keys]) / sums["n"]
                 mean = accelerator.reduce(local, reduction="mean").cpu()  # over processes
-                logs = dict(zip(("loss", "diffusion_loss", "stop_loss"), mean.tolist(), strict=True))
+                logs = dict(zip(loss_keys, mean.tolist(), strict=True))
                 logs.update(
                     lr=scheduler.get_last_lr()[0],
                     grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
@@ -389,16 +399,18 @@ def main(argv=None):
                 if accelerator.is_main_process:
                     with csv_path.open("a", newline="") as f:
                         csv.writer(f).writerow(
-                            [state.step, state.epoch] + [f"{logs[c]:.6g}" for c in columns[2:-1]]
+                            [state.step, state.epoch] + [f"{logs.get(c, float('nan')):.6g}" for c in columns[2:-1]]
                             + [f"{now - started:.1f}"]
                         )
                     print(
                         f"step {state.step} epoch {state.epoch} loss {logs['loss']:.4f} "
-                        f"(diff {logs['diffusion_loss']:.4f} stop {logs['stop_loss']:.4f}) lr {logs['lr']:.2e} "
+                        f"(diff {logs['diffusion_loss']:.4f} stop {logs['stop_loss']:.4f}"
+                        + "".join(f" {k.removesuffix('_loss')} {logs[k]:.4f}" for k in loss_keys[3:])
+                        + f") lr {logs['lr']:.2e} "
                         f"{logs['frames_per_s']:.0f} frames/s",
                         flush=True,
                     )
-                sums = {"loss": 0.0, "diffusion_loss": 0.0, "stop_loss": 0.0, "n": 0}
+                sums = dict.fromkeys(loss_keys, 0.0) | {"n": 0}
                 window = {"frames": 0, "t": now}
 
             if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:

@@ -145,8 +145,9 @@ def write_loss_plot(csv_path: Path, png_path: Path):
         return
     steps = [int(r["step"]) for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("loss", "diffusion_loss", "stop_loss"):
-        ax.plot(steps, [float(r[key]) for r in rows], label=key)
+    for key in ("loss", "diffusion_loss", "stop_loss", "ctc_loss", "guided_attention_loss"):
+        if key in rows[0]:  # the auxiliary losses only where the run has them
+            ax.plot(steps, [float(r[key]) for r in rows], label=key)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.legend()

@@ -52,6 +52,11 @@ class DiTARConfig(PreTrainedConfig):
         ctc_position (`str`, defaults to "patch"): which backbone outputs the CTC head reads. "patch": the output at
             each patch, which has seen that patch (recognising what is being said); "prediction": the output that
             predicts each patch, i.e. the one before it, the condition LocDiT receives (forecasting what is said next).
+        guided_attention_weight (`float`, defaults to 0.0): weight of an optional guided-attention loss (Tachibana et
+            al., 2017; not in the paper) that pulls the attention of the backbone heads `guided_attention_heads`
+            ([layer, head] pairs) from each speech position onto the text near the text-speech diagonal, a band of
+            relative width `guided_attention_sigma`. For small budgets, where the backbone learns to read the text
+            but not to follow it (modeling_ditar/guided_attention.py). Training only; 0 disables it.
         max_patches_per_text_token (`float`) / min_max_new_patches (`int`): default bound on generated patches,
             `ceil(max_patches_per_text_token * text_length) + min_max_new_patches`.
         guidance_scale (`float`, defaults to 2.0): default LM-guidance scale g, v = v(0) + g (v(h) - v(0)).
@@ -86,6 +91,9 @@ class DiTARConfig(PreTrainedConfig):
     ctc_loss_weight: float | int = 0.0
     ctc_frames_per_patch: int = 2
     ctc_position: str = "patch"
+    guided_attention_weight: float | int = 0.0
+    guided_attention_heads: list | None = None
+    guided_attention_sigma: float | int = 0.2
     max_patches_per_text_token: float | int = 3.0
     min_max_new_patches: int = 16
     guidance_scale: float | int = 2.0
@@ -116,6 +124,14 @@ class DiTARConfig(PreTrainedConfig):
         need(self.ctc_loss_weight >= 0.0, "ctc_loss_weight", "it must be >= 0 (0 disables the CTC head)")
         need(self.ctc_frames_per_patch >= 1, "ctc_frames_per_patch", "it must be an integer >= 1")
         need(self.ctc_position in ("patch", "prediction"), "ctc_position", "it must be 'patch' or 'prediction'")
+        need(self.guided_attention_weight >= 0.0, "guided_attention_weight", "it must be >= 0 (0 disables it)")
+        need(self.guided_attention_sigma > 0.0, "guided_attention_sigma", "it must be > 0 (0.2 in the paper)")
+        heads = self.guided_attention_heads
+        need(heads is None or (isinstance(heads, (list, tuple)) and len(heads) > 0 and all(
+            isinstance(h, (list, tuple)) and len(h) == 2 and all(isinstance(i, int) and i >= 0 for i in h)
+            for h in heads)), "guided_attention_heads", "it must be a non-empty list of [layer, head] pairs")
+        need(self.guided_attention_weight == 0.0 or heads is not None, "guided_attention_heads",
+             "guided_attention_weight > 0 needs the [layer, head] pairs to guide")
         need(self.max_patches_per_text_token > 0.0, "max_patches_per_text_token", "it must be > 0")
         need(math.isfinite(self.guidance_scale) and self.guidance_scale >= 0.0, "guidance_scale",
              "it must be a finite number >= 0 (1 disables guidance)")

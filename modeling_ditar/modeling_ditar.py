@@ -11,6 +11,7 @@ Frames beyond the last whole patch (T mod P) are dropped: a patch is used only w
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -27,6 +28,7 @@ from transformers.utils import ModelOutput, logging
 
 from .aggregation_encoder import DiTARAggregationEncoder
 from .configuration_ditar import DiTARConfig
+from .guided_attention import AttentionReader, guided_attention_loss
 from .locdit import LocDiT
 from .sampling import GuidedVelocity, PatchSampler, cosine_alpha_sigma
 from .transformer_blocks import DiTARTransformerStack
@@ -49,6 +51,7 @@ class DiTAROutput(ModelOutput):
     stop_logits: torch.FloatTensor | None = None
     speech_hidden_states: torch.FloatTensor | None = None
     ctc_loss: torch.FloatTensor | None = None
+    guided_attention_loss: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -304,7 +307,10 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         embeds, merged_mask, position_ids, speech_index = self._merge_sequences(
             text_embeds, text_mask, speech_embeds, speech_mask, left_pad=False
         )
-        backbone_out = self._run_backbone(embeds, merged_mask, position_ids, None)
+        guide = config.guided_attention_weight > 0
+        with AttentionReader(self.language_model, [tuple(h) for h in config.guided_attention_heads]) if guide \
+                else contextlib.nullcontext() as reader:
+            backbone_out = self._run_backbone(embeds, merged_mask, position_ids, None)
         hidden = backbone_out.last_hidden_state.gather(
             1, speech_index[..., None].expand(-1, -1, hidden_size)
         )  # [B, 1+N, H]
@@ -324,8 +330,14 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             ctc_hidden = hidden[:, :-1] if config.ctc_position == "prediction" else hidden[:, 1:]
             ctc_loss = self._ctc_loss(ctc_hidden, num_patches, input_ids, text_mask)
             loss = loss + config.ctc_loss_weight * ctc_loss
+        guided_loss = None
+        if guide:
+            # speech_index[:, j] is the position whose output predicts patch j (start-of-speech for patch 0)
+            guided_loss = guided_attention_loss(reader, speech_index[:, :-1], patch_mask, merged_mask,
+                                                text_mask.sum(1), config.guided_attention_sigma)
+            loss = loss + config.guided_attention_weight * guided_loss
         if not return_dict:
-            extra = (ctc_loss,) if ctc_loss is not None else ()
+            extra = tuple(extra_loss for extra_loss in (ctc_loss, guided_loss) if extra_loss is not None)
             return (loss, diffusion_loss, stop_loss, stop_logits, hidden, *extra)
         return DiTAROutput(
             loss=loss,
@@ -334,6 +346,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             stop_logits=stop_logits,
             speech_hidden_states=hidden,
             ctc_loss=ctc_loss,
+            guided_attention_loss=guided_loss,
         )
 
     def _ctc_loss(self, patch_hidden: torch.Tensor, num_patches: torch.Tensor, input_ids: torch.Tensor,

@@ -146,3 +146,41 @@ def test_probe_scores_every_prediction_and_the_ctc_head(tmp_path, ctc):
     only_prompts = write_cases(cases[1:], tmp_path / "prompt_only.jsonl")
     with pytest.raises(SystemExit, match="no case has target_audio"):
         probe.main(["--cases", str(only_prompts), "--pipeline", str(tmp_path / "pipe"), "--threads", "1"])
+
+
+def _alignment_probe():
+    spec = importlib.util.spec_from_file_location("ditar_alignment_probe", EXAMPLES / "attention_alignment_probe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_alignment_scores_tell_a_following_head_from_a_blind_one():
+    probe = _alignment_probe()
+    text_len, prompt_text_len, num_prompt, num_target = 30, 10, 5, 8
+    rows = num_prompt + num_target
+    attention = np.zeros((1, 2, rows, text_len + 1 + rows))
+    for j in range(num_target):  # head 0 reads the target text at a constant rate
+        token = int(prompt_text_len + (j + 0.5) / num_target * (text_len - prompt_text_len))
+        attention[0, 0, num_prompt + j, token] = 1.0
+    attention[0, 1, :, :text_len] = 1.0 / text_len  # head 1 spreads over all the text
+    scores = probe.head_scores({"attention": attention, "text_len": text_len, "prompt_text_len": prompt_text_len,
+                                "num_prompt": num_prompt, "num_target": num_target})
+    assert scores["error"][0, 0] <= 0.5 and scores["corr"][0, 0] > 0.99
+    assert scores["error"][0, 1] > scores["constant_error"]  # the middle of the whole text, not of the target
+    assert np.allclose(scores["text_mass"], 1.0)
+
+
+def test_alignment_probe_runs_on_a_pipeline(tmp_path):
+    probe = _alignment_probe()
+    pipe = get_dummy_pipeline()
+    pipe.save_pretrained(tmp_path / "pipe")
+    case = Case(id="c0", prompt_audio=write_wav(tmp_path / "p.wav", tone(0.04)), prompt_text="the prompt",
+                target_text="hello there", target_audio=write_wav(tmp_path / "t.wav", tone(0.064)))
+    path = write_cases([case], tmp_path / "cases.jsonl")
+    mean, constant = probe.main(["--cases", str(path), "--pipeline", str(tmp_path / "pipe"), "--threads", "1",
+                                 "--plot", str(tmp_path / "attention.png")])
+    config = pipe.model.config.text_config
+    assert mean["error"].shape == (config.num_hidden_layers, config.num_attention_heads)
+    assert np.all((mean["text_mass"] >= 0) & (mean["text_mass"] <= 1 + 1e-6)) and constant > 0
+    assert (tmp_path / "attention.png").stat().st_size > 0

@@ -36,7 +36,7 @@ def _tiny_corpus(directory: Path):
     fe.save_pretrained(directory / "corpus" / "feature_extractor")
 
 
-def _config(directory: Path) -> Path:
+def _config(directory: Path, **model_overrides) -> Path:
     config = {
         "dataset": str(directory / "corpus"),
         "phonemize": False,
@@ -50,6 +50,7 @@ def _config(directory: Path) -> Path:
         "max_steps": 6, "learning_rate": 1e-3, "warmup_steps": 2, "max_batch_frames": 120, "max_example_frames": 60,
         "checkpoint_every": 3, "eval_every": 100, "log_every": 1, "num_threads": 1,
     }
+    config["model"].update(model_overrides)
     path = directory / "tiny.json"
     path.write_text(json.dumps(config))
     return path
@@ -89,6 +90,21 @@ def test_resume_continues_the_same_run(tmp_path):
     # the final evaluation logs both text-use gaps: single utterances, then prompt + target rows
     step, *gaps = (tmp_path / "straight" / "text_use.csv").read_text().splitlines()[-1].split(",")
     assert step == "6" and len(gaps) == 6 and all(float(g) == float(g) for g in gaps)
+
+
+def test_auxiliary_losses_are_logged_in_their_own_columns(tmp_path):
+    _tiny_corpus(tmp_path)
+    config = _config(tmp_path, ctc_loss_weight=0.1, guided_attention_weight=0.5, guided_attention_heads=[[0, 1]])
+    run = _train(config, tmp_path / "run", "--max-steps", "3")
+    with (tmp_path / "run" / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    for row in rows:
+        ctc, guided = float(row["ctc_loss"]), float(row["guided_attention_loss"])
+        assert ctc > 0 and 0 < guided <= 1
+        parts = float(row["diffusion_loss"]) + float(row["stop_loss"]) + 0.1 * ctc + 0.5 * guided
+        assert abs(float(row["loss"]) - parts) < 1e-4  # the total is the weighted sum of the logged parts
+    assert " guided_attention " in run.stdout
 
 
 def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
