@@ -60,6 +60,10 @@ def training_summary(run_dir: Path | None) -> dict:
     return out
 
 
+# how rows other than the model's own are named next to an entry's label
+ROW_SUFFIX = {"tf": "teacher-forced"}
+
+
 def table_row(label: str, row: dict, train: dict) -> list[str]:
     training = DASH if "steps" not in train else f"{train['steps']} steps, {train['minutes']:.0f} min"
     penalty = DASH if "penalty" not in train else f"{100 * train['penalty']:+.1f}% (step {train['penalty_step']})"
@@ -112,8 +116,9 @@ def compare(entries: list[tuple[str, Path, Path | None]], title: str, intro: str
                     continue
                 reference_shown.add(row["key"])
                 cells = table_row(row["name"], row, {})
-            else:
-                cells = table_row(label, row, training_summary(run_dir))
+            else:  # the model row under the entry's label; its teacher-forced row (--rows tf) says so
+                name = label if row["key"] == "model" else f"{label}, {ROW_SUFFIX.get(row['key'], row['key'])}"
+                cells = table_row(name, row, training_summary(run_dir))
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", "Training: optimizer steps and wall minutes of the run; train diffusion loss: mean of its last four "
               "logged values; wrong-text penalty: x0 error at t = 1 with a wrong transcript vs the right one on "

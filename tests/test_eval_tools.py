@@ -82,7 +82,7 @@ def test_real_flite_writes_16k_speech(tmp_path):
 # side-by-side comparison
 
 
-def _results(folder: Path, model_name: str, sim: float, with_reference: bool) -> Path:
+def _results(folder: Path, model_name: str, sim: float, with_reference: bool, teacher_forced: bool = False) -> Path:
     def row(key, name, **kw):
         base = {"key": key, "name": name, "cases": 4, "failed": 0, "wer": 0.3, "wer_capped": 0.3, "recognised": 0.75,
                 "ref_words": 40, "hits": 30, "sim_prompt": 0.85, "sim_gt": None, "stop_rate": None,
@@ -91,6 +91,8 @@ def _results(folder: Path, model_name: str, sim: float, with_reference: bool) ->
         return base
 
     rows = [row("gt", "ground truth"), row("resynth", "ground truth resynthesised", sim_prompt=0.8)] if with_reference else []
+    if teacher_forced:
+        rows.append(row("tf", f"{model_name} teacher-forced", sim_prompt=sim + 0.05))
     rows.append(row("model", model_name, wer=2.0, wer_capped=0.95, recognised=0.05, hits=2, sim_prompt=sim,
                     stop_rate=1.0, duration_ratio=1.2))
     cases = [{"id": f"c{i}", "rows": {"model": {"sim_prompt": sim + 0.01 * i}}} for i in range(4)]
@@ -112,7 +114,7 @@ def _run_dir(folder: Path) -> Path:
 
 def test_compare_results_table(tmp_path):
     before = _results(tmp_path / "before", "shipped", 0.70, with_reference=True)
-    after = _results(tmp_path / "after", "tuned", 0.78, with_reference=True)
+    after = _results(tmp_path / "after", "tuned", 0.78, with_reference=True, teacher_forced=True)
     run = _run_dir(tmp_path / "run")
     out = tmp_path / "docs" / "cmp.md"
     text = compare_results.main(["--out", str(out), "--title", "Before and after", "--intro", "Six voices.",
@@ -121,13 +123,14 @@ def test_compare_results_table(tmp_path):
     assert out.read_text() == text and text.startswith("# Before and after\n\nSix voices.\n\n| system")
     table = [line for line in text.splitlines() if line.startswith("| ")]
     assert [line.split(" | ")[0] for line in table] == ["| system", "| ground truth", "| ground truth resynthesised",
-                                                       "| default", "| fine-tuned"]  # references shown once
+                                                       "| default", "| fine-tuned, teacher-forced", "| fine-tuned"]
+    # references shown once; a teacher-forced row is named as such
     tuned = table[-1].split(" | ")
     assert tuned[1] == "125 steps, 6 min"  # elapsed 375 s
     assert tuned[2] == "0.350"  # mean of the last four logged diffusion losses
     assert tuned[3] == "+15.0% (step 120); prompt + target +5.0%"
-    assert tuned[8] == "0.780" and table[-2].split(" | ")[8] == "0.700"
-    assert table[-2].split(" | ")[1] == "–"  # no run folder given
+    assert tuned[8] == "0.780" and table[-3].split(" | ")[8] == "0.700" and table[-2].split(" | ")[8] == "0.830"
+    assert table[-3].split(" | ")[1] == "–"  # no run folder given
     # per-case SIM differences on the shared cases: every case +0.08, so no spread
     assert "- fine-tuned vs default: SIM (prompt) +0.080 ± 0.000 (standard error, 4 paired cases; higher in 4 of 4)" in text
     assert "- `evaluate before`" in text and "- `evaluate after`" in text

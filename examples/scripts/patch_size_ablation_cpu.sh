@@ -5,7 +5,8 @@
 # the same recipe), trained first if it is missing. All three are scored by examples/evaluate.py (teacher-forced and
 # free-running rows) on the same unseen (validation voice, validation sentence) cases.
 #   bash examples/scripts/patch_size_ablation_cpu.sh [NUM_CASES]
-# Re-running resumes unfinished arms from their checkpoints and skips finished evaluations.
+# Re-running resumes unfinished arms from their checkpoints and skips finished evaluations; it rewrites the table
+# part of docs/ablation/patch_size.md (the reading below it is written by hand).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 num_cases=${1:-12}
@@ -35,6 +36,7 @@ evaluate_arm 4 runs/ablation-history2 &
 evaluate_arm 2 runs/ablation-patch2 &
 wait
 evaluate_arm 8 runs/ablation-patch8
+reading=$(sed -n '/^## Reading/,$p' docs/ablation/patch_size.md 2>/dev/null || true)
 python examples/compare_results.py --out docs/ablation/patch_size.md \
   --title "Patch-size ablation in miniature (2 CPU cores, 800 steps each, from scratch)" \
   --intro "The paper's Table 5 ablation of the patch size P (frames per patch; the backbone runs at 50/P Hz): P = 2, \
@@ -45,3 +47,4 @@ examples/scripts/patch_size_ablation_cpu.sh." \
   "DiTAR P=2=outputs/eval/ablation-patch2@runs/ablation-patch2" \
   "DiTAR P=4=outputs/eval/ablation-patch4@runs/ablation-history2" \
   "DiTAR P=8=outputs/eval/ablation-patch8@runs/ablation-patch8"
+[ -z "$reading" ] || printf '\n%s\n' "$reading" >> docs/ablation/patch_size.md
