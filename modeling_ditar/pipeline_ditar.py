@@ -32,6 +32,7 @@ from .aggregation_encoder import DiTARAggregationEncoder  # noqa: F401
 from .audio_utils import load_audio  # noqa: F401
 from .configuration_ditar import DiTARConfig  # noqa: F401
 from .feature_extraction_ditar import DiTARFeatureExtractor  # noqa: F401
+from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import installed_libraries, write_pipeline_remote_code
 from .locdit import LocDiT  # noqa: F401
 from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
