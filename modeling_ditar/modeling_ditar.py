@@ -307,9 +307,10 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         embeds, merged_mask, position_ids, speech_index = self._merge_sequences(
             text_embeds, text_mask, speech_embeds, speech_mask, left_pad=False
         )
-        guide = config.guided_attention_weight > 0
-        with AttentionReader(self.language_model, [tuple(h) for h in config.guided_attention_heads]) if guide \
-                else contextlib.nullcontext() as reader:
+        reader = None
+        if config.guided_attention_weight > 0:
+            reader = AttentionReader(self.language_model, [tuple(h) for h in config.guided_attention_heads])
+        with reader or contextlib.nullcontext():
             backbone_out = self._run_backbone(embeds, merged_mask, position_ids, None)
         hidden = backbone_out.last_hidden_state.gather(
             1, speech_index[..., None].expand(-1, -1, hidden_size)
@@ -331,7 +332,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             ctc_loss = self._ctc_loss(ctc_hidden, num_patches, input_ids, text_mask)
             loss = loss + config.ctc_loss_weight * ctc_loss
         guided_loss = None
-        if guide:
+        if reader is not None:
             # speech_index[:, j] is the position whose output predicts patch j (start-of-speech for patch 0)
             guided_loss = guided_attention_loss(reader, speech_index[:, :-1], patch_mask, merged_mask,
                                                 text_mask.sum(1), config.guided_attention_sigma)
