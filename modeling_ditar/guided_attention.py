@@ -34,6 +34,7 @@ class AttentionReader:
             raise TypeError(f"{type(backbone).__name__} has no `layers`: guided attention needs a decoder-only backbone "
                             "like Llama or Qwen2.")
         self.modules = {}
+        self.rotary = {}  # layer -> its modeling file's apply_rotary_pos_emb, looked up once
         for layer, head in heads:
             if not 0 <= layer < len(layers):
                 raise ValueError(f"guided attention layer {layer} does not exist: the backbone has {len(layers)} "
@@ -43,6 +44,11 @@ class AttentionReader:
             if attention is None or missing:
                 raise TypeError(f"layer {layer}'s attention ({type(attention).__name__}) lacks {missing or 'self_attn'}: "
                                 "guided attention supports Llama-style attention modules (q_proj, k_proj, rotary).")
+            rotary = getattr(sys.modules[type(attention).__module__], "apply_rotary_pos_emb", None)
+            if rotary is None:
+                raise TypeError(f"{type(attention).__module__} has no apply_rotary_pos_emb: guided attention supports "
+                                "Llama-style rotary attention.")
+            self.rotary[layer] = rotary
             num_heads = attention.config.num_attention_heads
             if not 0 <= head < num_heads:
                 raise ValueError(f"guided attention head {head} does not exist: layer {layer} has {num_heads} heads "
@@ -72,11 +78,7 @@ class AttentionReader:
             k = module.k_proj(hidden).view(batch, length, -1, module.head_dim)
             if getattr(module, "q_norm", None) is not None:  # Qwen3-style per-head norms
                 q, k = module.q_norm(q), module.k_norm(k)
-            rotary = getattr(sys.modules[type(module).__module__], "apply_rotary_pos_emb", None)
-            if rotary is None:
-                raise TypeError(f"{type(module).__module__} has no apply_rotary_pos_emb: guided attention supports "
-                                "Llama-style rotary attention.")
-            q, k = rotary(q.transpose(1, 2), k.transpose(1, 2), cos, sin)  # [B, heads, S, d], [B, kv heads, S, d]
+            q, k = self.rotary[layer](q.transpose(1, 2), k.transpose(1, 2), cos, sin)  # [B, heads, S, d], [B, kv heads, S, d]
             self._captured[layer] = (q * module.scaling, k)
 
         return hook
