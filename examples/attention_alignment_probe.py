@@ -52,7 +52,7 @@ def case_attention(pipe, case) -> dict:
              for head in range(text_config.num_attention_heads)]
     with AttentionReader(model.language_model, heads) as reader:
         model(input_ids=input_ids, speech_features=frames.to(model.dtype), attention_mask=inputs["attention_mask"],
-              return_dict=True)
+              speech_position_rate=inputs.get("speech_position_rate"), return_dict=True)
     length = text_len + 1 + num_prompt + num_target
     rows = torch.arange(text_len, text_len + num_prompt + num_target)[None]  # position predicting patch j
     key_mask = torch.ones(1, length, dtype=torch.bool)

@@ -72,7 +72,7 @@ def ditar_generate(model, inputs, patches, args, batch):
         inputs["input_ids"], attention_mask=inputs["attention_mask"], prompt_features=inputs["prompt_features"],
         prompt_attention_mask=inputs["prompt_attention_mask"], max_new_patches=patches,
         num_inference_steps=args.steps, guidance_scale=args.guidance_scale, temperature=args.temperature,
-        generator=torch.Generator().manual_seed(0),
+        generator=torch.Generator().manual_seed(0), speech_position_rate=inputs.get("speech_position_rate"),
     )
 
 

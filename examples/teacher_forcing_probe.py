@@ -81,8 +81,10 @@ def probe(pipe, cases, steps: int, temperature: float = 0.0, wrong_text: str = "
             "previous real patch repeated": torch.cat([last_prompt[None], real[:-1]]),
             "prompt mean frame": prompt.mean(0).expand_as(real),
         }
-        right_prefix = teacher_forced_prefix(model, inputs["input_ids"], inputs["attention_mask"], prompt, target)
-        wrong_prefix = teacher_forced_prefix(model, wrong["input_ids"], wrong["attention_mask"], prompt, target)
+        right_prefix = teacher_forced_prefix(model, inputs["input_ids"], inputs["attention_mask"], prompt, target,
+                                             inputs.get("speech_position_rate"))
+        wrong_prefix = teacher_forced_prefix(model, wrong["input_ids"], wrong["attention_mask"], prompt, target,
+                                             wrong.get("speech_position_rate"))
         settings = [(right_prefix, g, "") for g in (0.0, 1.0, 2.0, 4.0)]
         settings += [(wrong_prefix, g, ", wrong text") for g in (1.0, 2.0)]
         for prefix, g, label in settings:

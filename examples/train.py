@@ -304,6 +304,10 @@ def main(argv=None):
     valid_rows = spread_rows(len(data["validation"]), cfg.eval_utterances)
     valid = load_utterances(data["validation"].select(valid_rows), processor, model)
     accelerator.print(f"{len(train)} training utterances ({sum(u.features.shape[0] for u in train)} frames)")
+    if not cfg.init_from and "text_tokens_per_frame" not in cfg.model:
+        # the rate "aligned" speech positions assume when a caller gives no prompt: this corpus's median
+        rates = sorted(len(u.token_ids) / u.features.shape[0] for u in train)
+        model.config.text_tokens_per_frame = round(rates[len(rates) // 2], 4)
     space_ids = processor.encode_text(" ", allow_empty=True)
 
     batcher = PairedLengthBatcher(

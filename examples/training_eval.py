@@ -58,6 +58,7 @@ def text_use_gap(model, utterances, pad_id: int) -> dict:
     shifted = dict(batch)
     shifted["input_ids"] = batch["input_ids"].roll(1, dims=0)
     shifted["attention_mask"] = batch["attention_mask"].roll(1, dims=0)
+    del shifted["speech_position_rate"]  # "aligned" positions: the rate of the wrong transcript over these frames
     wrong = x0_error_at_t1(model, shifted)
     return {"right": right, "wrong": wrong, "penalty": wrong / right - 1}
 
@@ -107,6 +108,7 @@ def write_validation_sample(model, processor, utterances, space_ids, out_dir: Pa
         ids,
         prompt_features=prompt.features[None].float().to(model.device),
         generator=torch.Generator().manual_seed(0),
+        speech_position_rate=len(prompt.token_ids) / prompt.features.shape[0],  # the prompt's, as the processor's
     )
     length = int(generated.lengths[0])
     features = model.denormalize_features(generated.features[0, :length].float().cpu())

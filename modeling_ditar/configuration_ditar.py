@@ -57,6 +57,18 @@ class DiTARConfig(PreTrainedConfig):
             ([layer, head] pairs) from each speech position onto the text near the text-speech diagonal, a band of
             relative width `guided_attention_sigma`. For small budgets, where the backbone learns to read the text
             but not to follow it (modeling_ditar/guided_attention.py). Training only; 0 disables it.
+        speech_positions (`str`, defaults to "sequential"): position ids the backbone's rotary embedding sees.
+            "sequential" (the paper's single stream): text tokens 0..L-1, then the speech positions L, L+1, ...
+            "aligned" (not in the paper): text tokens 0..L-1 and the speech position after j patches at
+            j * patch_size * r, where r is the speaking rate in text tokens per feature frame, so that a speech position
+            sits near the text being spoken and a head can find it by relative position alone instead of learning the
+            alignment from content (modeling_ditar/speech_positions.py). r comes from the prompt (its transcript length
+            over its frames; the processor returns it as `speech_position_rate`), from the training example, or
+            from `text_tokens_per_frame` when there is no prompt.
+        text_tokens_per_frame (`float`, defaults to 0.25): speaking rate used by "aligned" positions when no prompt
+            gives one (train.py sets it to the training corpus's median).
+        speech_position_jitter (`float`, defaults to 0.0): with "aligned" positions, training multiplies each row's
+            rate by exp(jitter * N(0, 1)) so that the model learns to follow the text when the rate estimate is off.
         max_patches_per_text_token (`float`) / min_max_new_patches (`int`): default bound on generated patches,
             `ceil(max_patches_per_text_token * text_length) + min_max_new_patches`.
         guidance_scale (`float`, defaults to 2.0): default LM-guidance scale g, v = v(0) + g (v(h) - v(0)).
@@ -94,6 +106,9 @@ class DiTARConfig(PreTrainedConfig):
     guided_attention_weight: float | int = 0.0
     guided_attention_heads: list | None = None
     guided_attention_sigma: float | int = 0.2
+    speech_positions: str = "sequential"
+    text_tokens_per_frame: float | int = 0.25
+    speech_position_jitter: float | int = 0.0
     max_patches_per_text_token: float | int = 3.0
     min_max_new_patches: int = 16
     guidance_scale: float | int = 2.0
@@ -132,6 +147,11 @@ class DiTARConfig(PreTrainedConfig):
             for h in heads)), "guided_attention_heads", "it must be a non-empty list of [layer, head] pairs")
         need(self.guided_attention_weight == 0.0 or heads is not None, "guided_attention_heads",
              "guided_attention_weight > 0 needs the [layer, head] pairs to guide")
+        need(self.speech_positions in ("sequential", "aligned"), "speech_positions",
+             "it must be 'sequential' (the paper's) or 'aligned'")
+        need(math.isfinite(self.text_tokens_per_frame) and self.text_tokens_per_frame > 0.0, "text_tokens_per_frame",
+             "it must be a finite number > 0 (text tokens per feature frame, about 0.25 for phonemes at 50 frames/s)")
+        need(0.0 <= self.speech_position_jitter <= 1.0, "speech_position_jitter", "it must be in [0, 1]")
         need(self.max_patches_per_text_token > 0.0, "max_patches_per_text_token", "it must be > 0")
         need(math.isfinite(self.guidance_scale) and self.guidance_scale >= 0.0, "guidance_scale",
              "it must be a finite number >= 0 (1 disables guidance)")

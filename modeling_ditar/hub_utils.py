@@ -381,6 +381,8 @@ def describe_pipeline_folder(folder: str | os.PathLike) -> dict:
         details["patches"] = (
             f"{config.get('patch_size')} frames, {config.get('num_history_patches')} history patches"
         )
+        if config.get("speech_positions", "sequential") != "sequential":
+            details["patches"] += f", {config['speech_positions']} speech positions"
         details["features"] = f"{config.get('feature_dim')} channels"
         weights = folder / "model" / "model.safetensors"
         if weights.is_file():

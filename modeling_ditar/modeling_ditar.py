@@ -31,6 +31,7 @@ from .configuration_ditar import DiTARConfig
 from .guided_attention import AttentionReader, guided_attention_loss
 from .locdit import LocDiT
 from .sampling import GuidedVelocity, PatchSampler, cosine_alpha_sigma
+from .speech_positions import aligned_positions, check_rate, jitter_rate, speaking_rate
 from .transformer_blocks import DiTARTransformerStack
 
 logger = logging.get_logger(__name__)
@@ -212,6 +213,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         speech_embeds: torch.Tensor,
         speech_mask: torch.Tensor,
         left_pad: bool,
+        speech_positions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pack each row's real text tokens followed by its real speech positions contiguously.
 
@@ -220,6 +222,9 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         row's last real position is the last column).
         Returns embeds [B, S, H], attention_mask [B, S], position_ids [B, S] and speech_index [B, N'] (column of each
         speech position in the merged sequence; padded positions point at the last column).
+        Position ids count the merged sequence (0 at each row's first real column) unless `speech_positions` [B, N']
+        (float, config `speech_positions="aligned"`) is given: then text tokens count 0..L-1 and speech columns take
+        those values.
         """
         batch, _, hidden = text_embeds.shape
         text_mask, speech_mask = text_mask.bool(), speech_mask.bool()
@@ -240,7 +245,13 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
 
         columns = torch.arange(length, device=text_embeds.device)[None]
         attention_mask = (columns >= offset[:, None]) & (columns < (offset + total)[:, None])
-        position_ids = (columns - offset[:, None]).clamp(min=0)
+        if speech_positions is None:
+            position_ids = (columns - offset[:, None]).clamp(min=0)
+        else:
+            positions = torch.zeros(batch, length + 1, device=text_embeds.device, dtype=torch.float32)
+            positions = positions.scatter(1, text_index, (text_mask.long().cumsum(1) - 1).float())
+            positions = positions.scatter(1, speech_index, speech_positions.float())
+            position_ids = positions[:, :length]
         return merged[:, :length], attention_mask.long(), position_ids, speech_index.clamp(max=length - 1)
 
     def _run_backbone(self, embeds, attention_mask, position_ids, cache: DynamicCache | None):
@@ -272,6 +283,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         speech_features: torch.FloatTensor,
         attention_mask: torch.LongTensor | None = None,
         speech_attention_mask: torch.LongTensor | None = None,
+        speech_position_rate: torch.FloatTensor | float | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> DiTAROutput | tuple:
@@ -282,6 +294,9 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             speech_features: [B, T, D] normalised features of the whole utterance (prompt part included).
             attention_mask: [B, L] 1 for real text tokens.
             speech_attention_mask: [B, T] 1 for real frames (right padding).
+            speech_position_rate: [B] text tokens per feature frame for `speech_positions="aligned"` (ignored by
+                "sequential" models); by default each row's text length over its frames. Training on prompt +
+                target pairs passes the prompt part's rate, which is what generation can know.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
@@ -304,8 +319,19 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         speech_mask = torch.cat([patch_mask.new_ones(batch, 1), patch_mask], dim=1)  # [B, 1+N]
         text_embeds = self.get_input_embeddings()(input_ids)  # [B, L, H]
 
+        speech_positions = None
+        if config.speech_positions == "aligned":
+            if speech_position_rate is None:
+                frames = (speech_attention_mask.sum(1) if speech_attention_mask is not None
+                          else torch.full((batch,), speech_features.shape[1], device=device))
+                rate = speaking_rate(text_mask.sum(1), frames)
+            else:
+                rate = check_rate(speech_position_rate, batch, device)
+            if self.training:
+                rate = jitter_rate(rate, config.speech_position_jitter)
+            speech_positions = aligned_positions(speech_embeds.shape[1], rate * config.patch_size)
         embeds, merged_mask, position_ids, speech_index = self._merge_sequences(
-            text_embeds, text_mask, speech_embeds, speech_mask, left_pad=False
+            text_embeds, text_mask, speech_embeds, speech_mask, left_pad=False, speech_positions=speech_positions
         )
         reader = None
         if config.guided_attention_weight > 0:
@@ -495,6 +521,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         use_cache: bool = True,
         scheduler=None,
         patch_callback: Callable[[PatchStep], None] | None = None,
+        speech_position_rate: torch.FloatTensor | float | None = None,
     ) -> DiTARGenerationOutput:
         """Generate speech features patch by patch.
 
@@ -511,6 +538,9 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             use_cache: reuse the backbone's KV cache (`DynamicCache`); False recomputes the whole sequence each patch.
             scheduler: a diffusers flow-matching scheduler; default `FlowMatchEulerDiscreteScheduler(shift=1)`.
             patch_callback: called with a [`PatchStep`] after every patch.
+            speech_position_rate: [B] text tokens per feature frame of the prompt (the processor returns it as
+                `speech_position_rate`); used by `speech_positions="aligned"` models, which otherwise assume
+                `config.text_tokens_per_frame`; ignored by "sequential" ones.
 
         Speed: `self.generation_speedups` ([`GenerationSpeedups`]) selects the fast paths; the defaults give the same
         numbers as the reference path (`disable_fast_generation()`), `enable_fast_generation()` adds pruning of finished
@@ -529,6 +559,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             generator=generator,
             use_cache=use_cache,
             scheduler=scheduler,
+            speech_position_rate=speech_position_rate,
         ):
             patches.append(step.patch * step.active[:, None, None])
             stopped = step.stopped
@@ -552,6 +583,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         generator: torch.Generator | list[torch.Generator] | None = None,
         use_cache: bool = True,
         scheduler=None,
+        speech_position_rate: torch.FloatTensor | float | None = None,
     ) -> Iterator[PatchStep]:
         """The autoregressive loop of [`generate`] as an iterator of [`PatchStep`]s (for streaming).
 
@@ -580,8 +612,14 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         start = self.speech_start_embedding.to(dtype).expand(batch, 1, hidden_size)
         speech_embeds = torch.cat([start, self.embed_patches(prompt_patches)], dim=1)
         speech_mask = torch.cat([prompt_mask.new_ones(batch, 1), prompt_mask], dim=1)
+        speech_positions, position_step = None, 1
+        if config.speech_positions == "aligned":
+            rate = config.text_tokens_per_frame if speech_position_rate is None else speech_position_rate
+            position_step = check_rate(rate, batch, device) * patch_size  # text tokens per patch
+            speech_positions = aligned_positions(speech_embeds.shape[1], position_step)
         embeds, mask, position_ids, _ = self._merge_sequences(
-            self.get_input_embeddings()(input_ids), text_mask, speech_embeds, speech_mask, left_pad=True
+            self.get_input_embeddings()(input_ids), text_mask, speech_embeds, speech_mask, left_pad=True,
+            speech_positions=speech_positions,
         )
 
         # 2. history: the last K real prompt patches of each row, right-aligned; missing ones masked
@@ -599,7 +637,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         cache = self._new_cache(batch, embeds.shape[1] + max_steps) if use_cache else None
         out = self._run_backbone(embeds, mask, position_ids, cache)
         h = out.last_hidden_state[:, -1]  # [B, H]
-        next_position = position_ids[:, -1] + 1
+        next_position = position_ids[:, -1] + position_step
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         stopped = torch.zeros(batch, dtype=torch.bool, device=device)
         # With no padded row (e.g. batch 1) every later mask is all ones: one-token cached steps need none (same result).
@@ -639,7 +677,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
                 position_ids = torch.cat([position_ids, next_position[:, None]], dim=1)
                 out = self._run_backbone(embeds, mask, position_ids, None)
             h = out.last_hidden_state[:, -1]
-            next_position = next_position + 1
+            next_position = next_position + position_step
 
             if width < batch:  # the stop head sees the full batch (rows that left it get zeros and are inactive)
                 h_full = h.new_zeros(batch, h.shape[-1]).index_copy_(0, rows, h)
@@ -658,6 +696,8 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
                 keep = (~finished[rows]).nonzero().flatten()  # positions in the current batch of rows going on
                 if keep.shape[0] < width:
                     rows, h, next_position, mask = rows[keep], h[keep], next_position[keep], mask[keep]
+                    if isinstance(position_step, torch.Tensor):
+                        position_step = position_step[keep]
                     if num_history > 0:
                         history, history_valid = history[keep], history_valid[keep]
                     if use_cache:

@@ -38,6 +38,7 @@ from .locdit import LocDiT  # noqa: F401
 from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
 from .processing_ditar import DiTARProcessor
 from .sampling import PatchSampler  # noqa: F401
+from .speech_positions import speaking_rate  # noqa: F401
 from .streaming import StreamingVocoder
 from .tokenization_ditar import DiTARTextFrontend  # noqa: F401
 from .transformer_blocks import DiTARTransformerBlock  # noqa: F401
@@ -315,6 +316,7 @@ class DiTARPipeline(DiffusionPipeline):
             temperature=temperature,
             generator=generator,
             scheduler=self.scheduler,
+            speech_position_rate=inputs.get("speech_position_rate"),
         )
         limit = max_new_patches or int(self.model.default_max_new_patches(inputs["attention_mask"].sum(1)).max())
         with self.progress_bar(total=limit) as progress:

@@ -22,6 +22,7 @@ from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 
 from .audio_utils import load_audio, resample_audio, to_mono_float32, validate_sampling_rate
 from .feature_extraction_ditar import DiTARFeatureExtractor
+from .speech_positions import speaking_rate
 from .tokenization_ditar import DiTARTextFrontend
 
 # keyword arguments of `from_pretrained` that locate files (forwarded to the feature extractor and the tokenizer)
@@ -70,7 +71,7 @@ class DiTARProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self):
-        return ["input_ids", "attention_mask", "prompt_features", "prompt_attention_mask"]
+        return ["input_ids", "attention_mask", "prompt_features", "prompt_attention_mask", "speech_position_rate"]
 
     def encode_text(self, text: str, allow_empty: bool = False, on_unknown: str = "warn") -> list[int]:
         """Token ids of one text through the front end (normalise, optionally phonemize, map characters).
@@ -121,7 +122,8 @@ class DiTARProcessor(ProcessorMixin):
                 mono waveforms at that rate, returning normalised `(features [B, T, D], attention_mask [B, T])`.
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask` and, with a prompt, `prompt_features` [B, T, D]
-            (normalised) and `prompt_attention_mask`.
+            (normalised), `prompt_attention_mask` and `speech_position_rate` [B] (the prompt's speaking rate, its
+            transcript's tokens per feature frame, which models with `speech_positions="aligned"` use).
         """
         if kwargs:
             raise TypeError(f"DiTARProcessor got unexpected arguments {sorted(kwargs)}.")
@@ -144,13 +146,13 @@ class DiTARProcessor(ProcessorMixin):
         if prompt_texts is not None and prompt_audios is None:
             raise ValueError("prompt_text was given without prompt_audio; pass both (voice cloning) or neither.")
 
-        ids = []
+        ids, prompt_lengths = [], []
         for row, target in enumerate(texts):
             row_ids = self._encode_argument(target, "text", row, batch, on_unknown)
             if prompt_texts is not None:
-                row_ids = self._encode_argument(prompt_texts[row], "prompt_text", row, batch, on_unknown) + (
-                    self.encode_text(" ", allow_empty=True)
-                ) + row_ids
+                prompt_ids = self._encode_argument(prompt_texts[row], "prompt_text", row, batch, on_unknown)
+                prompt_lengths.append(len(prompt_ids))
+                row_ids = prompt_ids + self.encode_text(" ", allow_empty=True) + row_ids
             ids.append(row_ids)
         length = max(len(r) for r in ids)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -173,6 +175,9 @@ class DiTARProcessor(ProcessorMixin):
                 )
                 data["prompt_features"] = features["input_features"]
                 data["prompt_attention_mask"] = features["attention_mask"]
+            data["speech_position_rate"] = speaking_rate(
+                torch.tensor(prompt_lengths), torch.as_tensor(data["prompt_attention_mask"]).sum(1)
+            )
         return BatchFeature(data=data, tensor_type=None)
 
     def _encode_argument(self, value: str, name: str, row: int, batch: int, on_unknown: str) -> list[int]:

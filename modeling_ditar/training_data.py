@@ -129,17 +129,21 @@ def collate_examples(
     pad_token_id: int,
     space_token_ids: Sequence[int] = (),
 ) -> dict[str, torch.Tensor]:
-    """Right-padded model inputs for `DiTARForConditionalGeneration.forward`."""
-    texts, features = [], []
+    """Right-padded model inputs for `DiTARForConditionalGeneration.forward`. A pair (index, partner >= 0) is the
+    partner's utterance as the prompt followed by the index's; `speech_position_rate` is then the prompt part's
+    speaking rate (what generation knows), else the utterance's own."""
+    texts, features, rates = [], [], []
     for index, partner in pairs:
         first = utterances[index]
         if partner >= 0:
             second = utterances[partner]
             texts.append(second.token_ids + list(space_token_ids) + first.token_ids)
             features.append(torch.cat([second.features, first.features]))
+            rates.append(len(second.token_ids) / second.features.shape[0])
         else:
             texts.append(first.token_ids)
             features.append(first.features)
+            rates.append(len(first.token_ids) / first.features.shape[0])
     batch = len(texts)
     text_len = max(len(t) for t in texts)
     frames = max(f.shape[0] for f in features)
@@ -158,4 +162,5 @@ def collate_examples(
         "attention_mask": attention_mask,
         "speech_features": speech,
         "speech_attention_mask": speech_mask,
+        "speech_position_rate": torch.tensor(rates, dtype=torch.float32),
     }

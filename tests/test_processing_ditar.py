@@ -30,7 +30,7 @@ def test_input_ids_are_prompt_text_space_text(processor):
     assert out["input_ids"].tolist() == [expected]
     assert out["attention_mask"].tolist() == [[1] * len(expected)]
     assert processor.tokenizer.decode(expected) == "the prompt. hello there."
-    assert set(out) == {"input_ids", "attention_mask", "prompt_features", "prompt_attention_mask"}
+    assert set(out) == {"input_ids", "attention_mask", "prompt_features", "prompt_attention_mask", "speech_position_rate"}
     # without a prompt only the text
     plain = processor("Hello there.")
     assert set(plain) == {"input_ids", "attention_mask"}

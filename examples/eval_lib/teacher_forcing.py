@@ -39,12 +39,13 @@ class TeacherForcedPrefix:
 
 @torch.no_grad()
 def teacher_forced_prefix(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_frames: torch.Tensor,
-                          target_frames: torch.Tensor) -> TeacherForcedPrefix:
+                          target_frames: torch.Tensor, speech_position_rate=None) -> TeacherForcedPrefix:
     """One backbone pass over text + real prompt + real target patches.
 
     input_ids / attention_mask [1, L]: prompt transcript + target text as the processor encodes them; prompt_frames
     [Tp, D] and target_frames [Tt, D]: normalised real frames. Frames that do not fill a whole patch are dropped, as
-    generation drops them from the prompt."""
+    generation drops them from the prompt. speech_position_rate: the processor's (the prompt's speaking rate), which
+    models with "aligned" speech positions use as generation does."""
     config = model.config
     patch, num_history = config.patch_size, config.num_history_patches
     device, dtype = model.device, model.dtype
@@ -56,7 +57,7 @@ def teacher_forced_prefix(model, input_ids: torch.Tensor, attention_mask: torch.
     frames = frames[None].to(device=device, dtype=dtype)  # [1, T, D]
 
     out = model(input_ids=input_ids.to(device), speech_features=frames, attention_mask=attention_mask.to(device),
-                return_dict=True)
+                speech_position_rate=speech_position_rate, return_dict=True)
     hidden = out.speech_hidden_states[0]  # [1+N, H]; row i is the backbone output that predicts patch i
     targets = torch.arange(num_prompt, num_prompt + num_target, device=device)
     history = history_mask = None
@@ -83,11 +84,12 @@ def sample_teacher_forced(model, scheduler, prefix: TeacherForcedPrefix, num_inf
 def teacher_forced_patches(model, scheduler, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                            prompt_frames: torch.Tensor, target_frames: torch.Tensor, num_inference_steps: int,
                            guidance_scale: float, temperature: float,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+                           generator: torch.Generator | None = None, speech_position_rate=None) -> torch.Tensor:
     """Normalised patches [Nt, P, D] for the Nt = len(target_frames) // P target patches of one row: patch j is sampled
     from the backbone output over the text and the real patches before it, with the K real patches before it as
     history, using the settings of generation (`teacher_forced_prefix`, then `sample_teacher_forced`)."""
-    prefix = teacher_forced_prefix(model, input_ids, attention_mask, prompt_frames, target_frames)
+    prefix = teacher_forced_prefix(model, input_ids, attention_mask, prompt_frames, target_frames,
+                                   speech_position_rate)
     return sample_teacher_forced(model, scheduler, prefix, num_inference_steps, guidance_scale, temperature, generator)
 
 
@@ -117,5 +119,6 @@ def teacher_forced_features(pipe, target_audio: np.ndarray, target_rate: int, te
         config.guidance_scale if guidance_scale is None else guidance_scale,
         config.temperature if temperature is None else temperature,
         generator,
+        speech_position_rate=inputs.get("speech_position_rate"),
     )
     return model.denormalize_features(patches.flatten(0, 1).float()).cpu()
