@@ -5,7 +5,8 @@
         "K=2=outputs/eval/ablation-history2@runs/ablation-history2" \
         "K=0=outputs/eval/ablation-history0@runs/ablation-history0"
 
-Each entry is LABEL=EVAL_DIR[@RUN_DIR]: EVAL_DIR holds results.json; RUN_DIR (optional) is the train.py output folder,
+Each entry is LABEL=EVAL_DIR[@RUN_DIR[:STEP]]: EVAL_DIR holds results.json; RUN_DIR (optional) is the train.py output
+folder (STEP: read its logs only up to that step, for a model saved part-way through a run that was continued later),
 from which the steps, wall time, the last logged diffusion loss and the last right-vs-wrong-transcript penalty (and,
 when logged, the same in prompt + target rows) are read.
 The ground-truth rows (gt, resynth) are shown once, from the first results that have them. RTF is left out on purpose:
@@ -28,22 +29,29 @@ COLUMNS = ("system", "training", "train diffusion loss", "wrong-text penalty", "
            "words recognised", "SIM (prompt)", "SIM (GT)", "stop rate", "duration ratio")
 
 
-def parse_entry(text: str) -> tuple[str, Path, Path | None]:
+def parse_entry(text: str) -> tuple[str, Path, Path | None, int | None]:
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=EVAL_DIR[@RUN_DIR]")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=EVAL_DIR[@RUN_DIR[:STEP]]")
     label, rest = text.rsplit("=", 1)
     eval_dir, _, run_dir = rest.partition("@")
-    return label, Path(eval_dir), Path(run_dir) if run_dir else None
+    step = None
+    head, colon, tail = run_dir.rpartition(":")
+    if colon and tail.isdigit():
+        run_dir, step = head, int(tail)
+    return label, Path(eval_dir), Path(run_dir) if run_dir else None, step
 
 
-def training_summary(run_dir: Path | None) -> dict:
-    """Steps, minutes, mean diffusion loss of the last 4 log lines, last text-use penalty of a train.py run."""
+def training_summary(run_dir: Path | None, up_to_step: int | None = None) -> dict:
+    """Steps, minutes, mean diffusion loss of the last 4 log lines, last text-use penalty of a train.py run (of its
+    log up to `up_to_step`, for a model saved part-way through a run that was continued)."""
     if run_dir is None:
         return {}
     out: dict = {}
     log = run_dir / "log.csv"
     if log.is_file():
         rows = list(csv.DictReader(log.open()))
+        if up_to_step is not None:
+            rows = [r for r in rows if int(r["step"]) <= up_to_step]
         if rows:
             tail = rows[-4:]
             out["steps"] = int(rows[-1]["step"])
@@ -52,6 +60,8 @@ def training_summary(run_dir: Path | None) -> dict:
     text_use = run_dir / "text_use.csv"
     if text_use.is_file():
         lines = [line.split(",") for line in text_use.read_text().splitlines() if line and line[0].isdigit()]
+        if up_to_step is not None:
+            lines = [line for line in lines if int(line[0]) <= up_to_step]
         if lines:
             out["penalty"] = float(lines[-1][3])
             out["penalty_step"] = int(lines[-1][0])
@@ -97,13 +107,15 @@ def paired_sim_line(label: str, base_label: str, base: dict[str, float], other: 
             f"cases; higher in {ups} of {len(shared)})")
 
 
-def compare(entries: list[tuple[str, Path, Path | None]], title: str, intro: str = "") -> str:
+def compare(entries: list[tuple], title: str, intro: str = "") -> str:
+    """entries: (label, eval_dir, run_dir or None[, step]) as parse_entry gives them."""
     lines = [f"# {title}", "", *([intro, ""] if intro else [])]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     commands = []
     reference_shown: set[str] = set()
     paired: list[tuple[str, dict[str, float]]] = []
-    for label, eval_dir, run_dir in entries:
+    for label, eval_dir, run_dir, *step in entries:
+        up_to_step = step[0] if step else None
         path = eval_dir / "results.json"
         if not path.is_file():
             raise SystemExit(f"{path} not found: run examples/evaluate.py --out {eval_dir} first")
@@ -118,7 +130,7 @@ def compare(entries: list[tuple[str, Path, Path | None]], title: str, intro: str
                 cells = table_row(row["name"], row, {})
             else:  # the model row under the entry's label; its teacher-forced row (--rows tf) says so
                 name = label if row["key"] == "model" else f"{label}, {ROW_SUFFIX.get(row['key'], row['key'])}"
-                cells = table_row(name, row, training_summary(run_dir))
+                cells = table_row(name, row, training_summary(run_dir, up_to_step))
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", "Training: optimizer steps and wall minutes of the run; train diffusion loss: mean of its last four "
               "logged values; wrong-text penalty: x0 error at t = 1 with a wrong transcript vs the right one on "
@@ -135,7 +147,7 @@ def compare(entries: list[tuple[str, Path, Path | None]], title: str, intro: str
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("entries", nargs="+", type=parse_entry, help="LABEL=EVAL_DIR[@RUN_DIR]")
+    parser.add_argument("entries", nargs="+", type=parse_entry, help="LABEL=EVAL_DIR[@RUN_DIR[:STEP]]")
     parser.add_argument("--out", help="markdown file to write (default: print only)")
     parser.add_argument("--title", default="DiTAR evaluation comparison")
     parser.add_argument("--intro", default="", help="a paragraph under the title (what was compared, and how)")

@@ -141,3 +141,17 @@ def test_compare_results_errors(tmp_path):
         compare_results.main([f"x={tmp_path}"])
     with pytest.raises(SystemExit):
         compare_results.main(["no-equals-sign"])
+
+
+def test_compare_results_reads_a_continued_run_up_to_the_given_step(tmp_path):
+    """RUN_DIR:STEP summarises the run as it was at STEP (a model saved part-way, the run continued later)."""
+    after = _results(tmp_path / "after", "tuned", 0.78, with_reference=True)
+    run = _run_dir(tmp_path / "run")
+    text = compare_results.main([f"at-100={after}@{run}:100", f"at-end={after}@{run}"])
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in text.splitlines() if line.startswith("| at-")}
+    assert rows["| at-100"][1] == "100 steps, 5 min"
+    assert rows["| at-100"][2] == "0.525"  # mean of the diffusion losses logged at 25..100
+    assert rows["| at-100"][3] == "+2.0% (step 60)"
+    assert rows["| at-end"][1] == "125 steps, 6 min" and rows["| at-end"][3].startswith("+15.0% (step 120)")
+    assert compare_results.parse_entry("x=a@runs/r:800") == ("x", Path("a"), Path("runs/r"), 800)
+    assert compare_results.parse_entry("x=a@C:/runs/r") == ("x", Path("a"), Path("C:/runs/r"), None)
