@@ -193,3 +193,21 @@ class ScriptedStopHead(torch.nn.Module):
 
 def generators(seeds: list[int]) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(seed) for seed in seeds]
+
+
+def seeded(fn, seed: int = 0):
+    """fn() after torch.manual_seed(seed): the training loss samples noise, times and dropout."""
+    torch.manual_seed(seed)
+    return fn()
+
+
+def reference_velocity(locdit, cond, history, history_mask, guidance):
+    """The guided velocity v(0) + g (v(h) - v(0)) from plain LocDiT calls, to check generation against."""
+    def velocity(x, t):
+        v_cond = locdit(x, t, cond, history, history_mask)
+        if guidance == 1.0:
+            return v_cond
+        v_uncond = locdit(x, t, torch.zeros_like(cond), history, history_mask)
+        return v_uncond + guidance * (v_cond - v_uncond)
+
+    return velocity

@@ -11,6 +11,8 @@ from model_helpers import (
     DiTARModelTester,
     ScriptedStopHead,
     generators,
+    reference_velocity,
+    seeded,
     select_row,
     set_stop_logit,
 )
@@ -29,11 +31,6 @@ OUTPUT_FIELDS = ("loss", "diffusion_loss", "stop_loss", "stop_logits", "speech_h
 def make_model(**overrides) -> DiTARForConditionalGeneration:
     """Tiny model in eval mode whose LocDiT output projection is random (not the zero init)."""
     return TESTER.get_model(**overrides)
-
-
-def seeded(fn, seed: int = 0):
-    torch.manual_seed(seed)
-    return fn()
 
 
 def locdit_inputs(batch: int = 3, seed: int = 0):
@@ -499,17 +496,6 @@ def test_packed_guidance_equals_two_separate_calls(with_history):
         v_cond = model.locdit(x, t, cond, history, history_mask)
         v_uncond = model.locdit(x, t, torch.zeros_like(cond), history, history_mask)
     torch.testing.assert_close(guided, v_uncond + 2.5 * (v_cond - v_uncond), atol=1e-5, rtol=1e-5)
-
-
-def reference_velocity(locdit, cond, history, history_mask, guidance):
-    def velocity(x, t):
-        v_cond = locdit(x, t, cond, history, history_mask)
-        if guidance == 1.0:
-            return v_cond
-        v_uncond = locdit(x, t, torch.zeros_like(cond), history, history_mask)
-        return v_uncond + guidance * (v_cond - v_uncond)
-
-    return velocity
 
 
 @pytest.mark.parametrize("guidance", [1.0, 2.5])

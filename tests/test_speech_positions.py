@@ -12,6 +12,8 @@ from model_helpers import (
     DiTARModelTester,
     ScriptedStopHead,
     generators,
+    reference_velocity,
+    seeded,
     select_row,
     set_stop_logit,
 )
@@ -30,11 +32,6 @@ def make_model(**overrides) -> DiTARForConditionalGeneration:
     """Tiny eval-mode model with "aligned" speech positions (random LocDiT output projection)."""
     overrides.setdefault("speech_positions", "aligned")
     return TESTER.get_model(**overrides)
-
-
-def seeded(fn, seed: int = 0):
-    torch.manual_seed(seed)
-    return fn()
 
 
 class PositionRecorder:
@@ -364,17 +361,6 @@ def test_aligned_batch_of_one_matches_the_padded_batch_row(left_pad):
             **single, max_new_patches=3, temperature=0.0, speech_position_rate=RATES[1 - row : 2 - row]
         )
         assert (wrong.features[0] - deterministic.features[row]).abs().max() > 1e-4
-
-
-def reference_velocity(locdit, cond, history, history_mask, guidance):
-    def velocity(x, t):
-        v_cond = locdit(x, t, cond, history, history_mask)
-        if guidance == 1.0:
-            return v_cond
-        v_uncond = locdit(x, t, torch.zeros_like(cond), history, history_mask)
-        return v_uncond + guidance * (v_cond - v_uncond)
-
-    return velocity
 
 
 @pytest.mark.parametrize("prompt_patches", [0, 2])
