@@ -107,15 +107,14 @@ def paired_sim_line(label: str, base_label: str, base: dict[str, float], other: 
             f"cases; higher in {ups} of {len(shared)})")
 
 
-def compare(entries: list[tuple], title: str, intro: str = "") -> str:
-    """entries: (label, eval_dir, run_dir or None[, step]) as parse_entry gives them."""
+def compare(entries: list[tuple[str, Path, Path | None, int | None]], title: str, intro: str = "") -> str:
+    """entries: (label, eval_dir, run_dir or None, step or None) as parse_entry gives them."""
     lines = [f"# {title}", "", *([intro, ""] if intro else [])]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     commands = []
     reference_shown: set[str] = set()
     paired: list[tuple[str, dict[str, float]]] = []
-    for label, eval_dir, run_dir, *step in entries:
-        up_to_step = step[0] if step else None
+    for label, eval_dir, run_dir, up_to_step in entries:
         path = eval_dir / "results.json"
         if not path.is_file():
             raise SystemExit(f"{path} not found: run examples/evaluate.py --out {eval_dir} first")

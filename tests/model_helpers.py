@@ -211,3 +211,35 @@ def reference_velocity(locdit, cond, history, history_mask, guidance):
         return v_uncond + guidance * (v_cond - v_uncond)
 
     return velocity
+
+
+@torch.no_grad()
+def generation_reference_from_forward(model, input_ids, attention_mask, prompt, new_patches: int, steps: int,
+                                      guidance: float, **forward_kwargs) -> torch.Tensor:
+    """What deterministic generation must produce, built from the training forward: per new patch, the LM output of
+    the teacher-forced forward at the current position, the last K patches as history, the per-patch ODE solve.
+    prompt [B, prompt patches * P, D]; forward_kwargs go to every forward (e.g. speech_position_rate)."""
+    from modeling_ditar import PatchSampler
+
+    config = model.config
+    P, D, K = config.patch_size, config.feature_dim, config.num_history_patches
+    batch, prompt_patches = prompt.shape[0], prompt.shape[1] // P
+    sampler = PatchSampler()
+    frames = prompt  # [B, frames so far, D]
+    valid = torch.zeros(batch, K * P, dtype=torch.bool)
+    valid[:, K * P - prompt_patches * P :] = True
+    expected = []
+    for index in range(new_patches):
+        dummy = torch.zeros(batch, P, D)  # causal LM: a patch after the current position changes nothing before it
+        hidden = model(
+            input_ids=input_ids, attention_mask=attention_mask, speech_features=torch.cat([frames, dummy], dim=1),
+            **forward_kwargs,
+        ).speech_hidden_states[:, prompt_patches + index]
+        history = torch.cat([torch.zeros(batch, K * P, D), frames], dim=1)[:, -K * P :]
+        patch = sampler.sample(
+            reference_velocity(model.locdit, hidden, history, valid, guidance), (batch, P, D), steps, 0.0
+        )
+        expected.append(patch)
+        frames = torch.cat([frames, patch], dim=1)
+        valid = torch.cat([valid[:, P:], torch.ones(batch, P, dtype=torch.bool)], dim=1)
+    return torch.cat(expected, dim=1)

@@ -10,15 +10,15 @@ import torch
 from model_helpers import (
     DiTARModelTester,
     ScriptedStopHead,
+    generation_reference_from_forward,
     generators,
-    reference_velocity,
     seeded,
     select_row,
     set_stop_logit,
 )
 from transformers import AutoModel
 
-from modeling_ditar import DiTARForConditionalGeneration, DiTAROutput, PatchSampler
+from modeling_ditar import DiTARForConditionalGeneration, DiTAROutput
 from modeling_ditar.sampling import guided_velocity
 from modeling_ditar.transformer_blocks import DiTARTransformerStack
 
@@ -520,25 +520,8 @@ def test_generation_matches_a_reference_built_from_the_training_forward(guidance
         **kwargs,
     )
 
-    sampler = PatchSampler()
-    frames = prompt  # [B, frames so far, D]
-    valid = torch.zeros(2, K * P, dtype=torch.bool)
-    valid[:, K * P - prompt_patches * P :] = True
-    expected = []
-    with torch.no_grad():
-        for index in range(new_patches):
-            dummy = torch.zeros(2, P, D)  # causal LM: a patch after the current position changes nothing before it
-            hidden = model(
-                input_ids=ids, attention_mask=mask, speech_features=torch.cat([frames, dummy], dim=1)
-            ).speech_hidden_states[:, prompt_patches + index]
-            history = torch.cat([torch.zeros(2, K * P, D), frames], dim=1)[:, -K * P :]
-            patch = sampler.sample(
-                reference_velocity(model.locdit, hidden, history, valid, guidance), (2, P, D), steps, 0.0
-            )
-            expected.append(patch)
-            frames = torch.cat([frames, patch], dim=1)
-            valid = torch.cat([valid[:, P:], torch.ones(2, P, dtype=torch.bool)], dim=1)
-    torch.testing.assert_close(out.features, torch.cat(expected, dim=1), atol=1e-5, rtol=1e-5)
+    expected = generation_reference_from_forward(model, ids, mask, prompt, new_patches, steps, guidance)
+    torch.testing.assert_close(out.features, expected, atol=1e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
