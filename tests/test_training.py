@@ -211,6 +211,61 @@ def test_time_budget_sizes_the_run_from_the_step_rate(monkeypatch):
     assert cfg.max_steps == 900
 
 
+def test_time_budget_counts_from_the_process_start(monkeypatch):
+    """The minutes include train.py's start-up (loading the corpus took minutes on a GPU machine and ran the call over
+    its limit): a budget whose start-up already used it all ends at the first step."""
+    train = _train_module()
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(train.time, "time", lambda: clock["now"])
+    cfg = train.TrainConfig(max_steps=10**6)
+    budget = train.TimeBudget(5.0, cfg, start_step=0, started=clock["now"] - 301)
+    budget.update(1)
+    assert cfg.max_steps == 1
+    cfg = train.TrainConfig(max_steps=10**6, decay_start=0.6)
+    budget = train.TimeBudget(10.0, cfg, start_step=0, started=clock["now"] - 300)  # half of it already gone
+    for step in range(1, 71):  # 2 steps per second
+        clock["now"] += 0.5
+        budget.update(step)
+    assert 500 < cfg.max_steps < 600, cfg.max_steps  # 265 s left at 2 steps/s (3% margin): about 70 + 514
+
+
+def _features_dataset(lengths, width=3, num_shards=1):
+    from datasets import Dataset, concatenate_datasets
+
+    rows = [(torch.arange(n * width, dtype=torch.float32).reshape(n, width) + 100 * i).tolist()
+            for i, n in enumerate(lengths)]
+    parts = [Dataset.from_dict({"features": rows[i::num_shards]}) for i in range(num_shards)]
+    return concatenate_datasets(parts) if num_shards > 1 else parts[0]
+
+
+@pytest.mark.parametrize("num_shards", [1, 3])
+def test_feature_arrays_equal_row_by_row_access(num_shards):
+    import numpy as np
+
+    train = _train_module()
+    data = _features_dataset([4, 1, 7, 2, 5, 3, 6], num_shards=num_shards)  # several Arrow chunks when sharded
+    rows = data.with_format("numpy")
+    arrays = train.feature_arrays(data)
+    assert len(arrays) == len(data)
+    for i, array in enumerate(arrays):
+        np.testing.assert_array_equal(array, rows[i]["features"])
+    picked = data.select([5, 0, 6])  # an indices mapping, as for the validation utterances
+    for array, i in zip(train.feature_arrays(picked), [5, 0, 6], strict=True):
+        np.testing.assert_array_equal(array, rows[i]["features"])
+
+
+def test_feature_arrays_reject_ragged_frames_and_missing_rows():
+    from datasets import Dataset
+
+    train = _train_module()
+    ragged = Dataset.from_dict({"features": [[[1.0, 2.0], [3.0]], [[4.0, 5.0]]]})
+    with pytest.raises(ValueError, match="mixes frames of 1 and 2 values"):
+        train.feature_arrays(ragged)
+    missing = Dataset.from_dict({"features": [[[1.0, 2.0]], None]})
+    with pytest.raises(ValueError, match="missing values"):
+        train.feature_arrays(missing)
+
+
 def test_parallel_text_encoding_equals_serial():
     from modeling_ditar import DiTARFeatureExtractor, DiTARProcessor, build_ditar_tokenizer
 
