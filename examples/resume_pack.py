@@ -3,11 +3,15 @@
 
     python examples/resume_pack.py pack runs/default/checkpoints/step-3000 resume/default
     python examples/resume_pack.py unpack resume/default runs/default       # then: train.py --config ... --resume
+    python examples/resume_pack.py ema-model runs/gpu/checkpoints/step-1000 runs/gpu/step-1000-model --dtype float16
 
 The pack keeps what continuing the run needs and nothing that must be unpickled: fp32 weights, EMA weights (fp16),
 Adam moments (bf16), the optimizer/scheduler/EMA scalars and the data position (JSON), and the torch RNG state. Files
 are sharded below 20 MB. Reduced precision of the EMA and Adam moments is the only difference from the original
 checkpoint (a perturbation far below one optimizer step).
+
+`ema-model` turns a checkpoint's EMA weights into a model folder, the same one train.py writes as `final/model` at the
+end of a run: for a run stopped before its end (a borrowed GPU's time ran out), or to evaluate a mid-run checkpoint.
 """
 
 from __future__ import annotations
@@ -130,6 +134,35 @@ def unpack(pack_dir: Path, run_dir: Path):
           f"--output-dir {run_dir} --resume")
 
 
+def ema_model(checkpoint: Path, out: Path, dtype: str = "float32", max_shard_size: str = "5GB") -> Path:
+    from modeling_ditar import DiTARConfig, DiTARForConditionalGeneration
+
+    run = checkpoint.parent.parent
+    config_dir = run / "model_config"  # written by train.py at the start of a run
+    if not (config_dir / "config.json").is_file():
+        raise SystemExit(f"{config_dir}/config.json is missing: only runs started by this train.py version record it")
+    names = json.loads((run / "param_names.json").read_text())
+    shadow = torch.load(checkpoint / "custom_checkpoint_0.pkl", map_location="cpu", weights_only=True)["shadow_params"]
+    model = DiTARForConditionalGeneration(DiTARConfig.from_pretrained(config_dir))
+    params = dict(model.named_parameters())
+    if sorted(names) != sorted(params) or len(shadow) != len(names):
+        raise ValueError(f"{checkpoint} does not hold this model's parameters (model_config.json of another run?)")
+    with torch.no_grad():
+        for name, value in zip(names, shadow, strict=True):
+            if params[name].shape != value.shape:
+                raise ValueError(f"{name}: checkpoint {tuple(value.shape)} vs model {tuple(params[name].shape)}")
+            params[name].copy_(value)
+    tmp = out.with_name(f".tmp-{out.name}")  # a crash never leaves a half-written model folder in place
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.to(getattr(torch, dtype)).save_pretrained(tmp, max_shard_size=max_shard_size)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    print(f"wrote the EMA weights of {checkpoint} to {out} ({dtype})")
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,11 +172,18 @@ def main(argv=None):
     u = sub.add_parser("unpack", help="pack folder -> <run>/checkpoints/step-N")
     u.add_argument("pack", type=Path)
     u.add_argument("run", type=Path)
+    e = sub.add_parser("ema-model", help="checkpoint folder -> model folder with its EMA weights")
+    e.add_argument("checkpoint", type=Path)
+    e.add_argument("out", type=Path)
+    e.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    e.add_argument("--max-shard-size", default="5GB", help='e.g. "12MB" for files that travel in small pieces')
     args = parser.parse_args(argv)
     if args.command == "pack":
         pack(args.checkpoint, args.out)
-    else:
+    elif args.command == "unpack":
         unpack(args.pack, args.run)
+    else:
+        ema_model(args.checkpoint, args.out, args.dtype, args.max_shard_size)
 
 
 if __name__ == "__main__":

@@ -367,6 +367,8 @@ def main(argv=None):
         # position -> name of every parameter: optimizer and EMA states are stored by position (resume_pack.py)
         names = [name for name, _ in accelerator.unwrap_model(model).named_parameters()]
         (out / "param_names.json").write_text(json.dumps(names))
+        # the architecture, so that any checkpoint's EMA weights become a model folder (resume_pack.py ema-model)
+        accelerator.unwrap_model(model).config.save_pretrained(out / "model_config")
     accelerator.init_trackers("ditar", config={k: str(v) for k, v in asdict(cfg).items()})
 
     csv_path = out / "log.csv"

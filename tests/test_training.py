@@ -172,6 +172,17 @@ def test_resume_pack_round_trip_continues_the_run(tmp_path):
     assert sorted(second) == [4, 5, 6]
     for step in (4, 5, 6):
         assert float(second[step]) == pytest.approx(float(straight[step]), rel=2e-2)
+    # a checkpoint's EMA weights as a model folder: at the last step, exactly the run's final model
+    result = subprocess.run([sys.executable, str(pack), "ema-model", str(tmp_path / "straight" / "checkpoints" / "step-6"),
+                             str(tmp_path / "ema6")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    from safetensors.torch import load_file
+
+    final, exported = (load_file(str(d / "model.safetensors")) for d in (tmp_path / "straight" / "final" / "model",
+                                                                         tmp_path / "ema6"))
+    assert sorted(final) == sorted(exported)
+    assert all(torch.equal(final[k], exported[k]) for k in final)
+    assert not any(p.name.startswith(".tmp") for p in tmp_path.iterdir())
 
 
 def _train_module():

@@ -54,11 +54,19 @@ else
 fi
 echo "corpus built in $(( $(date +%s) - t0 )) s"
 train_minutes=$(python3 -c "print(round($minutes - ($(date +%s) - $start) / 60 - 1.5, 2))")
-echo "training for $train_minutes minutes"
-python3 examples/train.py --config "$config" --output-dir "$run" --time-budget-min "$train_minutes" --num-proc "$nproc" \
-  ${INIT_FROM:+--init-from "$INIT_FROM"} 2>&1 | tee "$run/train.log.txt" || true
+echo "training for $train_minutes minutes (start-up included)"
+# train.py ends itself on time (--time-budget-min); the hard stop 40 s later keeps the export below from being cut off
+# if it does not, and the export then takes the newest checkpoint's EMA weights.
+timeout "$(python3 -c "print(int($train_minutes * 60 + 40))")" python3 examples/train.py --config "$config" \
+  --output-dir "$run" --time-budget-min "$train_minutes" --num-proc "$nproc" ${INIT_FROM:+--init-from "$INIT_FROM"} 2>&1 \
+  | tee "$run/train.log.txt" || true
 tar czf "$out/logs.tar.gz" "$run"/log.csv "$run"/loss.png "$run"/text_use.csv "$run"/samples "$run"/processor \
   "$run"/train.log.txt "$run"/train_config.json data/corpus/corpus_summary.json data/corpus/feature_stats.json || true
+if [ ! -f "$run/final/model/config.json" ]; then
+  newest=$(ls -d "$run"/checkpoints/step-* | sort -t- -k2 -n | tail -n 1)
+  echo "no final model: exporting the EMA weights of $newest"
+  python3 examples/resume_pack.py ema-model "$newest" "$run/final/model"
+fi
 python3 - "$out" "$run" <<'PY'
 import sys, torch
 from modeling_ditar import DiTARForConditionalGeneration
