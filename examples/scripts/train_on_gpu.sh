@@ -63,7 +63,7 @@ timeout "$(python3 -c "print(int($train_minutes * 60 + 40))")" python3 examples/
 tar czf "$out/logs.tar.gz" "$run"/log.csv "$run"/loss.png "$run"/text_use.csv "$run"/samples "$run"/processor \
   "$run"/train.log.txt "$run"/train_config.json data/corpus/corpus_summary.json data/corpus/feature_stats.json || true
 if [ ! -f "$run/final/model/config.json" ]; then
-  newest=$(ls -d "$run"/checkpoints/step-* | sort -t- -k2 -n | tail -n 1)
+  newest=$(ls -d "$run"/checkpoints/step-* | awk -F'step-' '{print $NF, $0}' | sort -n | tail -n 1 | cut -d' ' -f2)
   echo "no final model: exporting the EMA weights of $newest"
   python3 examples/resume_pack.py ema-model "$newest" "$run/final/model"
 fi
