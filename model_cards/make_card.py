@@ -33,13 +33,12 @@ EMBEDDED_DEFAULT = dict(
     summary=(
         "The small checkpoint that ships inside the `modeling-ditar` package and answers "
         "`DiTARPipeline.from_pretrained()` and `ditar synthesize` when no model is given. It is an early demonstration "
-        "model, 9.9 M parameters trained for 12 minutes (two runs) on one GPU on synthetic espeak-ng speech: it clones the voice "
-        "and the timing of speech (it stops on its own, with plausible durations) but does not yet say the words "
-        "(see Evaluation: its WER is far above the bar). Sampled from the real speech so far (teacher-forced), its "
-        "patches are still mostly unintelligible (15% of the words recognised, against 3% generated and 74% for the "
-        "resynthesised ground truth) and hardly depend on the transcript once speech is in context: the model has not "
-        "yet learned to forecast the next sounds from the text (docs/diagnostics/teacher_forcing.md in the "
-        "repository)."
+        "model, 9.9 M parameters trained for about 13 minutes (three runs) on one GPU on synthetic espeak-ng speech: it "
+        "clones the voice and the timing of speech (it stops on its own, with plausible durations) and has begun to "
+        "say some of the words, but only some (see Evaluation: its WER is far above the bar). Sampled from the real "
+        "speech so far (teacher-forced), 25% of its words are recognised, against 8% generated and 74% for the "
+        "resynthesised ground truth: the per-patch prediction is still the limit (docs/diagnostics/teacher_forcing.md "
+        "and docs/training/gpu_continuation.md in the repository)."
     ),
     details={
         "backbone": "Qwen2 architecture (random init), 6 layers, hidden 256, 4 heads; IPA characters via espeak-ng",
@@ -57,7 +56,12 @@ EMBEDDED_DEFAULT = dict(
         "dropout 0.1, auxiliary CTC loss 0.1. Then, in a second GPU session, `VOICE_SEED=1 bash "
         "examples/scripts/train_on_gpu.sh OUT 8.8 800 examples/configs/default-gpu-continue.yaml`: 800 other random "
         "voices (19,836 utterances, 18.0 h, same sentence split), 1,484 more steps from those weights in 6.15 minutes, "
-        "batches of 48,000 frames, lr 1e-3 with warm-up and cosine decay (docs/training/gpu_continuation.md). The test "
+        "batches of 48,000 frames, lr 1e-3 with warm-up and cosine decay. Then, in a third, `VOICE_SEED=2 bash "
+        "examples/scripts/train_on_gpu.sh OUT 9.4 1200 examples/configs/default-gpu-continue-aligned.yaml`: 1,200 "
+        "other random voices (29,762 utterances, 26.9 h), speech positions switched to \"aligned\" (not in the paper: "
+        "the speech after j patches sits at position j x 4 x r, r = the prompt's text tokens per frame), batches of "
+        "96,000 frames, lr 1e-3; the call ran out of time at step ~1,650 and the shipped weights are the EMA of its "
+        "step-1,000 checkpoint (about 88M frames, 139 s of training; docs/training/gpu_continuation.md). The test "
         "voices are stock espeak-ng voices never seen in training. The corpus is not on the Hub, so the card lists no "
         "training dataset."
     ),
