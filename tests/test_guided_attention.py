@@ -69,7 +69,7 @@ def test_guided_loss_falls_when_optimised():
     losses = []
     for _ in range(30):
         loss = model(**inputs).guided_attention_loss
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
