@@ -33,5 +33,5 @@ for setting in "2.0 0.5 10" "1.5 0.5 10" "3.0 0.5 10" "4.0 0.5 10" "2.0 1.0 10" 
 done
 python examples/compare_results.py --out docs/sweeps/sampling_newvoices48.md \
   --title "Sampling settings on 48 cases of 24 voices no run has heard" \
-  --intro "LM guidance g, temperature τ and ODE steps of ${pipeline:-the embedded default}: \`bash examples/scripts/sampling_sweep.sh ${pipeline}\`. The first row is the shipped setting." \
+  --intro "LM guidance g, temperature τ and ODE steps of ${pipeline:-the embedded default}: \`bash examples/scripts/sampling_sweep.sh${pipeline:+ $pipeline}\`. The first row is the shipped setting." \
   "${entries[@]}"
