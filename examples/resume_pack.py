@@ -146,7 +146,7 @@ def ema_model(checkpoint: Path, out: Path, dtype: str = "float32", max_shard_siz
     model = DiTARForConditionalGeneration(DiTARConfig.from_pretrained(config_dir))
     params = dict(model.named_parameters())
     if sorted(names) != sorted(params) or len(shadow) != len(names):
-        raise ValueError(f"{checkpoint} does not hold this model's parameters (model_config.json of another run?)")
+        raise ValueError(f"{checkpoint} does not hold this model's parameters (model_config/ of another run?)")
     with torch.no_grad():
         for name, value in zip(names, shadow, strict=True):
             if params[name].shape != value.shape:

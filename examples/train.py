@@ -181,8 +181,8 @@ def encode_texts(processor, texts: list[str], num_proc: int = 1) -> dict[str, li
 
 def feature_arrays(split, column: str = "features") -> list[np.ndarray]:
     """Every row's [frames, dims] array, read from the Arrow buffers in one pass per chunk (read-only views). Row-by-row
-    access costs ~2 ms a row: a minute for 30k utterances here, over two minutes on a GPU machine's CPU, where it ate
-    a borrowed GPU's time. This takes milliseconds."""
+    access costs ~2 ms a row (about a minute for 30k utterances on this project's CPUs), start-up time that a borrowed
+    GPU's budget pays for; this takes milliseconds."""
     import pyarrow.compute as pc
 
     table = split.with_format("arrow", columns=[column])[:]  # follows a select()/shuffle() indices mapping
