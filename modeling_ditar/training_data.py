@@ -139,11 +139,11 @@ def collate_examples(
             second = utterances[partner]
             texts.append(second.token_ids + list(space_token_ids) + first.token_ids)
             features.append(torch.cat([second.features, first.features]))
-            rates.append(len(second.token_ids) / second.features.shape[0])
         else:
             texts.append(first.token_ids)
             features.append(first.features)
-            rates.append(len(first.token_ids) / first.features.shape[0])
+        rated = utterances[partner] if partner >= 0 else first  # the prompt part, or the utterance itself
+        rates.append(len(rated.token_ids) / rated.features.shape[0])
     batch = len(texts)
     text_len = max(len(t) for t in texts)
     frames = max(f.shape[0] for f in features)
