@@ -24,7 +24,7 @@ name=${name:-default}
 name=$name-$(sha256sum "${pipeline:-modeling_ditar/default}/model/model.safetensors" | cut -c1-8)
 entries=()
 # guidance temperature steps; the first is the shipped setting and also scores the ground-truth rows
-for setting in "2.0 0.5 10" "1.5 0.5 10" "3.0 0.5 10" "4.0 0.5 10" "2.0 1.0 10" "2.0 0.0 10" "2.0 0.5 20"; do
+for setting in "2.0 0.5 10" "1.5 0.5 10" "3.0 0.5 10" "4.0 0.5 10" "2.0 1.0 10" "2.0 0.0 10" "2.0 0.5 20" "1.0 0.5 10"; do
   read -r g t s <<< "$setting"
   out=outputs/eval/sweep-newvoices48/$name-g$g-t$t-s$s
   rows=model

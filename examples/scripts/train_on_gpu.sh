@@ -3,7 +3,7 @@
 #   bash examples/scripts/prepare_device_bundle.sh        # here, once: .espeak/ and .whl/
 #   bash examples/scripts/train_on_gpu.sh OUT_DIR MINUTES [NUM_TRAIN_SPEAKERS [CONFIG]]   # there, with .espeak, .whl
 # Continue the embedded default instead of starting afresh (GPU sessions then add up), on voices not heard yet:
-#   VOICE_SEED=3 bash examples/scripts/train_on_gpu.sh OUT_DIR 9.4 1200 examples/configs/default-gpu-continue.yaml
+#   VOICE_SEED=5 bash examples/scripts/train_on_gpu.sh OUT_DIR 9.4 1200 examples/configs/default-gpu-continue.yaml
 # MINUTES is the whole script's budget: training gets what is left after the corpus, less 1.5 minutes for the final
 # evaluation and the export.
 # A second, shorter call on the still-warm machine (within its idle time; data/ and runs/ stay there) spends the rest
