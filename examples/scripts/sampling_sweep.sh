@@ -23,7 +23,8 @@ name=${name:-default}
 # the weights' hash in the folder names: a new default never reuses the outputs of the one it replaced
 name=$name-$(sha256sum "${pipeline:-modeling_ditar/default}/model/model.safetensors" | cut -c1-8)
 entries=()
-# guidance temperature steps; the first is the shipped setting and also scores the ground-truth rows
+# guidance temperature steps; the first is the reference the others are paired against and also scores the
+# ground-truth rows (the shipped setting is modeling_ditar/default/model/config.json's)
 for setting in "2.0 0.5 10" "1.5 0.5 10" "3.0 0.5 10" "4.0 0.5 10" "2.0 1.0 10" "2.0 0.0 10" "2.0 0.5 20" "1.0 0.5 10"; do
   read -r g t s <<< "$setting"
   out=outputs/eval/sweep-newvoices48/$name-g$g-t$t-s$s
@@ -35,5 +36,5 @@ for setting in "2.0 0.5 10" "1.5 0.5 10" "3.0 0.5 10" "4.0 0.5 10" "2.0 1.0 10" 
 done
 python examples/compare_results.py --out docs/sweeps/sampling_newvoices48.md \
   --title "Sampling settings on 48 cases of 24 voices no run has heard" \
-  --intro "LM guidance g, temperature τ and ODE steps of ${pipeline:-the embedded default}: \`bash examples/scripts/sampling_sweep.sh${pipeline:+ $pipeline}\`. The first row is the shipped setting." \
+  --intro "LM guidance g, temperature τ and ODE steps of ${pipeline:-the embedded default}: \`bash examples/scripts/sampling_sweep.sh${pipeline:+ $pipeline}\`. The first row is the reference the others are paired against; the shipped setting is the one in modeling_ditar/default/model/config.json." \
   "${entries[@]}"
