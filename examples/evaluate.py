@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--asr-temperature-fallback", action="store_true",
                    help="Whisper's temperature fallback on repetition loops (not reproducible run to run); default: "
                         "deterministic temperature-0 decoding")
+    e.add_argument("--asr-redecode-loops", action="store_true",
+                   help="decode a clip once more, at temperature 0 with a repetition penalty, when Whisper's "
+                        "transcript is a repetition loop (compression ratio > 2.4); deterministic")
     e.add_argument("--steps", type=int, default=None, help="LocDiT ODE steps per patch (default: model config)")
     e.add_argument("--guidance-scale", type=float, default=None, help="LM guidance g (default: model config)")
     e.add_argument("--temperature", type=float, default=None, help="sampling temperature tau (default: model config)")
@@ -192,7 +195,8 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None) -> d
         from eval_lib.asr import WhisperASR
 
         asr = WhisperASR(args.asr_model, cpu_threads=max(1, args.threads),
-                         temperature_fallback=args.asr_temperature_fallback)
+                         temperature_fallback=args.asr_temperature_fallback,
+                         redecode_loops=args.asr_redecode_loops)
     if speaker_encoder is None:
         from eval_lib.speaker import ResemblyzerEncoder
 

@@ -376,6 +376,55 @@ def _espeak(path: Path, text: str, voice: str = "en-us") -> np.ndarray:
     return audio, rate
 
 
+class _Segment:
+    def __init__(self, text, compression_ratio):
+        self.text, self.compression_ratio = text, compression_ratio
+
+
+class _LoopingWhisper:
+    """Stands in for faster_whisper.WhisperModel: loops at temperature 0 unless a repetition penalty is given."""
+
+    def __init__(self, redecoded=("no matter how much you do", 1.0)):
+        self.calls, self.redecoded = [], redecoded
+
+    def transcribe(self, audio, **options):
+        self.calls.append(options)
+        if options.get("repetition_penalty"):
+            return [_Segment(*self.redecoded)], None
+        return [_Segment("no matter" + " do," * 40, 12.0)], None
+
+
+def _asr_with(model, redecode_loops):
+    asr = asr_mod.WhisperASR.__new__(asr_mod.WhisperASR)  # no weights needed: the decoding logic only
+    asr.language, asr.beam_size, asr.temperatures, asr.redecode_loops, asr.model = "en", 5, (0.0,), redecode_loops, model
+    return asr
+
+
+def test_repetition_loops_are_redecoded_only_when_asked():
+    audio = np.ones(16000, dtype=np.float32)
+    looping = _LoopingWhisper()
+    assert _asr_with(looping, redecode_loops=False).transcribe(audio, 16000).count("do,") == 40
+    assert len(looping.calls) == 1
+    looping = _LoopingWhisper()
+    assert _asr_with(looping, redecode_loops=True).transcribe(audio, 16000) == "no matter how much you do"
+    assert looping.calls[1]["repetition_penalty"] == asr_mod.LOOP_REPETITION_PENALTY
+    assert all(call["temperature"] == [0.0] for call in looping.calls)  # deterministic both times
+    # a re-decode that loops as badly is not taken
+    worse = _LoopingWhisper(redecoded=("do do do do do do", 20.0))
+    assert _asr_with(worse, redecode_loops=True).transcribe(audio, 16000).count("do,") == 40
+
+
+def test_clean_transcripts_are_decoded_once():
+    class Clean(_LoopingWhisper):
+        def transcribe(self, audio, **options):
+            self.calls.append(options)
+            return [_Segment("hello there", 1.1)], None
+
+    clean = Clean()
+    assert _asr_with(clean, redecode_loops=True).transcribe(np.ones(16000, dtype=np.float32), 16000) == "hello there"
+    assert len(clean.calls) == 1 and not asr_mod.is_repetition_loop([]) and asr_mod.max_compression_ratio([]) == 0.0
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (_HAS_WHISPER and _HAS_ESPEAK), reason="needs the eval extra and espeak-ng")
 def test_real_whisper_base_transcribes_espeak(tmp_path):

@@ -80,6 +80,17 @@ def whisper_base_dir(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+LOOP_COMPRESSION_RATIO = 2.4  # Whisper's own threshold for a failed (looping) decode
+LOOP_REPETITION_PENALTY = 1.2
+
+
+def max_compression_ratio(segments) -> float:
+    """The largest gzip compression ratio faster-whisper reports for the segments (0 for none)."""
+    return max((float(s.compression_ratio) for s in segments), default=0.0)
+
+
+def is_repetition_loop(segments) -> bool:
+    return max_compression_ratio(segments) > LOOP_COMPRESSION_RATIO
 
 
 class WhisperASR:
@@ -90,10 +101,15 @@ class WhisperASR:
     checkpoints can be compared. Whisper's usual temperature fallback (re-decode by sampling when the output is a
     repetition loop, compression ratio > 2.4) is `temperature_fallback=True`; it rescues some loops ("you don't have
     to, you don't have to, ...") but its sampling cannot be seeded from Python (ctranslate2 samples in its own worker
-    threads), so transcripts then vary from run to run."""
+    threads), so transcripts then vary from run to run.
+
+    `redecode_loops=True` is a deterministic alternative: a clip whose transcript has a segment over Whisper's
+    compression-ratio threshold (a repetition loop: "do, do, do, ..." read off a 3-second clip) is decoded once more at
+    temperature 0 with a repetition penalty, and the second transcript is kept if it compresses less."""
 
     def __init__(self, model_dir: str | os.PathLike | None = None, cpu_threads: int = 1, beam_size: int = 5,
-                 compute_type: str = "int8", language: str = "en", temperature_fallback: bool = False):
+                 compute_type: str = "int8", language: str = "en", temperature_fallback: bool = False,
+                 redecode_loops: bool = False):
         from faster_whisper import WhisperModel
 
         self.model_dir = Path(model_dir) if model_dir is not None else whisper_base_dir()
@@ -102,6 +118,7 @@ class WhisperASR:
         self.compute_type = compute_type
         self.language = language
         self.temperatures = FALLBACK_TEMPERATURES if temperature_fallback else (0.0,)
+        self.redecode_loops = bool(redecode_loops)
         self.model = WhisperModel(str(self.model_dir), device="cpu", compute_type=compute_type,
                                   cpu_threads=self.cpu_threads, local_files_only=True)
 
@@ -115,12 +132,20 @@ class WhisperASR:
             from modeling_ditar import resample_audio
 
             audio = resample_audio(torch.from_numpy(audio), int(sampling_rate), WHISPER_SR).numpy()
-        segments, _ = self.model.transcribe(
-            audio.astype(np.float32), language=self.language, beam_size=self.beam_size,
-            temperature=list(self.temperatures),
-            condition_on_previous_text=False, vad_filter=False,
-        )
+        audio = audio.astype(np.float32)
+        segments = self._decode(audio)
+        if self.redecode_loops and is_repetition_loop(segments):
+            again = self._decode(audio, repetition_penalty=LOOP_REPETITION_PENALTY)
+            if max_compression_ratio(again) < max_compression_ratio(segments):
+                segments = again
         return " ".join(s.text.strip() for s in segments).strip()
+
+    def _decode(self, audio: np.ndarray, **options) -> list:
+        segments, _ = self.model.transcribe(
+            audio, language=self.language, beam_size=self.beam_size, temperature=list(self.temperatures),
+            condition_on_previous_text=False, vad_filter=False, **options,
+        )
+        return list(segments)
 
     def describe(self) -> dict:
         import faster_whisper
@@ -128,4 +153,6 @@ class WhisperASR:
         return {"engine": f"faster-whisper {faster_whisper.__version__}", "model_dir": str(self.model_dir),
                 "compute_type": self.compute_type, "beam_size": self.beam_size,
                 "temperature": list(self.temperatures),
+                **({"redecode_loops": {"compression_ratio_above": LOOP_COMPRESSION_RATIO,
+                                       "repetition_penalty": LOOP_REPETITION_PENALTY}} if self.redecode_loops else {}),
                 "language": self.language, "cpu_threads": self.cpu_threads}
