@@ -36,8 +36,9 @@ EMBEDDED_DEFAULT = dict(
         "model, 9.9 M parameters trained for about 23 minutes (five runs) on one GPU on synthetic espeak-ng speech: it "
         "clones the voice (speaker similarity above the bar) and the timing (it stops on its own, with durations "
         "within a few percent of the ground truth) and says most of the words: on unseen stock voices Whisper-base "
-        "recognises 61% of them, against 74% for the resynthesised ground truth. Its WER is still above the bar (see "
-        "Evaluation; two of the 100 cases are Whisper repetition loops that add 16 points). Sampled from the real "
+        "recognises 61% of them, against 74% for the resynthesised ground truth. Its WER is still above the bar "
+        "(Evaluation: 68.4% against at most 49.2%); two of the 100 cases are Whisper repetition loops, and with those "
+        "re-decoded deterministically (`examples/evaluate.py --asr-redecode-loops`) it is 51.6%. Sampled from the real "
         "speech so far (teacher-forced) it recognises no more words than generated: the per-patch prediction is the "
         "limit, not the autoregressive loop (docs/training/gpu_continuation.md in the repository)."
     ),
