@@ -376,6 +376,47 @@ def _espeak(path: Path, text: str, voice: str = "en-us") -> np.ndarray:
     return audio, rate
 
 
+def test_rate_oracle_probe_generates_with_the_target_rate(tmp_path):
+    from modeling_ditar import DiTARPipeline
+
+    spec = importlib.util.spec_from_file_location("rate_oracle_probe", EXAMPLES / "rate_oracle_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    pipe = get_dummy_pipeline(speech_positions="aligned")
+    pipe.save_pretrained(tmp_path / "pipe")
+    cases = [c for c in load_cases(_cases(tmp_path)) if c.target_audio is not None]
+    path = write_cases(cases, tmp_path / "with_targets.jsonl")
+    original = DiTARPipeline.encode_inputs
+    seen = []
+
+    def spy(self, texts, *args, **kwargs):
+        inputs = original(self, texts, *args, **kwargs)
+        seen.append(float(inputs["speech_position_rate"][0]))
+        return inputs
+
+    original_steps = DiTARPipeline._patch_steps
+    generated_with = []
+
+    def steps_spy(self, inputs, *args, **kwargs):
+        generated_with.append(float(inputs["speech_position_rate"][0]))
+        return original_steps(self, inputs, *args, **kwargs)
+
+    DiTARPipeline.encode_inputs, DiTARPipeline._patch_steps = spy, steps_spy
+    try:
+        results, ratios = probe.run(["--cases", str(path), "--pipeline", str(tmp_path / "pipe"), "--out",
+                                     str(tmp_path / "eval"), "--steps", "2", "--max-new-patches", "3"],
+                                    asr=StubASR(), speaker_encoder=StubSpeaker())
+        assert DiTARPipeline.encode_inputs is spy  # the probe put back what it found
+    finally:
+        DiTARPipeline.encode_inputs, DiTARPipeline._patch_steps = original, original_steps
+    assert generated_with == pytest.approx([seen[1], seen[3]])  # generation used the targets' rates
+    assert [r["key"] for r in results["rows"]] == ["model"] and results["rows"][0]["name"] == "target rate (oracle)"
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)
+    # per case: the prompt's rate, then the target's (the oracle): the ratio is theirs
+    assert ratios[0] == pytest.approx(seen[1] / seen[0]) and ratios[1] == pytest.approx(seen[3] / seen[2])
+    assert ratios[0] != pytest.approx(1.0)  # prompt (0.04 s tone, "the prompt") and target differ in rate
+
+
 class _Segment:
     def __init__(self, text, compression_ratio):
         self.text, self.compression_ratio = text, compression_ratio
