@@ -38,8 +38,11 @@ def run(argv: list[str], asr=None, speaker_encoder=None) -> tuple[dict, list[flo
     evaluate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(evaluate)
     args = evaluate.build_parser().parse_args(argv)
-    cases = {case.target_text: case for case in load_cases(args.cases)}
-    if any(case.target_audio is None for case in cases.values()):
+    listed = load_cases(args.cases)
+    cases = {case.target_text: case for case in listed}
+    if len(cases) != len(listed):
+        raise SystemExit(f"{args.cases}: two cases share a target text; the oracle rate is looked up by it")
+    if any(case.target_audio is None for case in listed):
         raise SystemExit(f"{args.cases}: every case needs target audio for the oracle rate")
 
     oracle: dict[str, float] = {}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # LM guidance scale, temperature and ODE steps of a pipeline, on 48 (voice, sentence) cases no training run has seen:
-# 24 random espeak-ng voices of voice seed 1000 (runs so far used seeds 0-2; VoiceBank draws voices in sequence, so a
+# 24 random espeak-ng voices of voice seed 1000 (runs so far used seeds 0-4; VoiceBank draws voices in sequence, so a
 # corpus's validation voices of seed 0 are voices an 800-voice seed-0 run trained on), reading validation sentences
 # (never in any corpus's train split, and not the test sentences). Writes docs/sweeps/sampling_newvoices48.md.
 #   bash examples/scripts/sampling_sweep.sh [PIPELINE]     # default: the embedded default; ~35 minutes on 2 cores
