@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--guidance-scale", type=float, default=None, help="LM guidance g (default: model config)")
     e.add_argument("--temperature", type=float, default=None, help="sampling temperature tau (default: model config)")
     e.add_argument("--max-new-patches", type=int, default=None, help="cap on generated patches per case")
+    e.add_argument("--num-candidates", type=int, default=None,
+                   help="candidates sampled per case, the one the model's CTC head ranks best kept (default: model "
+                        "config; 1 = plain sampling); the model row only")
     e.add_argument("--seed", type=int, default=0, help="case builder seed; sampling seed (per case: seed + case id)")
     e.add_argument("--max-cases", type=int, default=None, help="evaluate only the first N cases")
     e.add_argument("--threads", type=int, default=1, help="torch and Whisper CPU threads")
@@ -162,7 +165,8 @@ def build_systems(args, rows: list[str]) -> tuple[list, str | None]:
         else:
             systems.append(PipelineSystem(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
                                           temperature=args.temperature, max_new_patches=args.max_new_patches,
-                                          seed=args.seed, name=args.label, source=pipe_source))
+                                          seed=args.seed, name=args.label, source=pipe_source,
+                                          num_candidates=args.num_candidates))
     return systems, pipe_source
 
 

@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="sampling temperature in [0, 1]; 0 is deterministic, 1 the most varied")
     sampling.add_argument("--max-new-patches", type=_int_at_least(1), metavar="N",
                           help="cap on generated patches per sentence group (default: from the text length)")
+    sampling.add_argument("--candidates", type=_int_at_least(1), metavar="K",
+                          help="sample K candidates and keep the one the model's CTC head reads as the text most "
+                               "closely; about K/2 times slower (model default: its config's num_candidates)")
     sampling.add_argument("--seed", type=int, metavar="N", help="random seed, for reproducible audio")
     out = synth.add_argument_group("output")
     out.add_argument("--stream", action="store_true",
@@ -171,6 +174,8 @@ def _synthesize(args: argparse.Namespace) -> int:
         prompt = Path(args.prompt_audio)
         if not prompt.is_file():
             raise UsageError(f"--prompt-audio: no such file: {str(prompt)!r}")
+    if args.stream and args.candidates is not None and args.candidates > 1:
+        raise UsageError("--stream writes one candidate as it is generated; drop --candidates or --stream")
 
     import torch
 
@@ -192,7 +197,7 @@ def _synthesize(args: argparse.Namespace) -> int:
             seconds, first = _write_stream(pipe, call, output)
             stopped = None
         else:
-            result = pipe(**call)
+            result = pipe(**call, num_candidates=args.candidates)
             audio = result.audios[0][: result.audio_lengths[0]]
             _write_atomic(output, audio, pipe.sample_rate)
             seconds, first, stopped = len(audio) / pipe.sample_rate, None, result.stopped[0]

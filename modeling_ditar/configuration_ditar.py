@@ -75,6 +75,10 @@ class DiTARConfig(PreTrainedConfig):
             The paper writes (1 + w) v(h) - w v(0), so g = 1 + w; g = 1 disables guidance.
         temperature (`float`, defaults to 0.5): default temperature tau in [0, 1] (paper section 3.4).
         num_inference_steps (`int`, defaults to 10): default number of LocDiT ODE steps per patch.
+        num_candidates (`int`, defaults to 1): default number of candidates the pipeline samples per text (as one
+            batch); with more than 1 it keeps the one whose speech the model's own CTC head reads as the text most
+            closely (`transcript_ctc_loss`), so it needs `ctc_loss_weight > 0`. Not in the paper: best-of-K
+            sampling with the model as its own judge, at the cost of a K-row batch.
     """
 
     model_type = "ditar"
@@ -114,6 +118,7 @@ class DiTARConfig(PreTrainedConfig):
     guidance_scale: float | int = 2.0
     temperature: float | int = 0.5
     num_inference_steps: int = 10
+    num_candidates: int = 1
     initializer_range: float | int = 0.02
     tie_word_embeddings: bool = False
 
@@ -156,6 +161,10 @@ class DiTARConfig(PreTrainedConfig):
         need(math.isfinite(self.guidance_scale) and self.guidance_scale >= 0.0, "guidance_scale",
              "it must be a finite number >= 0 (1 disables guidance)")
         need(0.0 <= self.temperature <= 1.0, "temperature", "it must be in [0, 1]")
+        need(not isinstance(self.num_candidates, bool) and isinstance(self.num_candidates, int)
+             and self.num_candidates >= 1, "num_candidates", "it must be an integer >= 1 (1 samples one candidate)")
+        need(self.num_candidates == 1 or self.ctc_loss_weight > 0, "num_candidates",
+             "more than 1 candidate needs the CTC head that ranks them (ctc_loss_weight > 0)")
         need(self.encoder_hidden_size % self.encoder_num_heads == 0, "encoder_hidden_size",
              f"it must be divisible by encoder_num_heads={self.encoder_num_heads}")
         need(self.locdit_hidden_size % self.locdit_num_heads == 0, "locdit_hidden_size",

@@ -70,6 +70,21 @@ class DiTARGenerationOutput(ModelOutput):
 
 
 @dataclass
+class _SpeechPass:
+    """What one backbone pass over text + speech gives the training loss: hidden [B, 1+N, H] (start-of-speech, then
+    one output per patch), patches [B, N, P, D] with patch_mask [B, N] and num_patches [B], speech_mask [B, 1+N],
+    speech_index [B, 1+N] (positions of the speech outputs in the merged sequence) and merged_mask [B, S]."""
+
+    hidden: torch.Tensor
+    patches: torch.Tensor
+    patch_mask: torch.Tensor
+    num_patches: torch.Tensor
+    speech_mask: torch.Tensor
+    speech_index: torch.Tensor
+    merged_mask: torch.Tensor
+
+
+@dataclass
 class PatchStep:
     """One step of [`DiTARForConditionalGeneration.generate_patches`]: the patch just produced for every row
     ([B, P, D]), which rows were still active when it was produced, and which rows are finished after it."""
@@ -301,46 +316,16 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
         self._check_training_inputs(input_ids, speech_features, attention_mask, speech_attention_mask)
-        batch = input_ids.shape[0]
         device = input_ids.device
         text_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
 
-        patches, patch_mask = self.patchify(speech_features.to(self.dtype), speech_attention_mask)  # [B,N,P,D] [B,N]
-        num_patches = patch_mask.sum(1)
-        if bool((num_patches == 0).any()):
-            rows = (num_patches == 0).nonzero().flatten().tolist()
-            raise ValueError(
-                f"speech_features rows {rows} have fewer than patch_size={config.patch_size} real frames; "
-                "drop such utterances or pad them with real audio."
-            )
-        hidden_size = config.text_config.hidden_size
-        start = self.speech_start_embedding.to(self.dtype).expand(batch, 1, hidden_size)
-        speech_embeds = torch.cat([start, self.embed_patches(patches)], dim=1)  # [B, 1+N, H]
-        speech_mask = torch.cat([patch_mask.new_ones(batch, 1), patch_mask], dim=1)  # [B, 1+N]
-        text_embeds = self.get_input_embeddings()(input_ids)  # [B, L, H]
-
-        speech_positions = None
-        if config.speech_positions == "aligned":
-            if speech_position_rate is None:
-                frames = (speech_attention_mask.sum(1) if speech_attention_mask is not None
-                          else torch.full((batch,), speech_features.shape[1], device=device))
-                rate = speaking_rate(text_mask.sum(1), frames)
-            else:
-                rate = check_rate(speech_position_rate, batch, device)
-            if self.training:
-                rate = jitter_rate(rate, config.speech_position_jitter)
-            speech_positions = aligned_positions(speech_embeds.shape[1], rate * config.patch_size)
-        embeds, merged_mask, position_ids, speech_index = self._merge_sequences(
-            text_embeds, text_mask, speech_embeds, speech_mask, left_pad=False, speech_positions=speech_positions
-        )
         reader = None
         if config.guided_attention_weight > 0:
             reader = AttentionReader(self.language_model, [tuple(h) for h in config.guided_attention_heads])
-        with reader or contextlib.nullcontext():
-            backbone_out = self._run_backbone(embeds, merged_mask, position_ids, None)
-        hidden = backbone_out.last_hidden_state.gather(
-            1, speech_index[..., None].expand(-1, -1, hidden_size)
-        )  # [B, 1+N, H]
+        speech = self._speech_pass(input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate,
+                                   reader)
+        hidden, patches, patch_mask, num_patches = speech.hidden, speech.patches, speech.patch_mask, speech.num_patches
+        speech_mask, speech_index, merged_mask = speech.speech_mask, speech.speech_index, speech.merged_mask
 
         # Stop: target 1 at the last real patch, 0 at start-of-speech and every earlier patch.
         stop_logits = self.stop_head(hidden).squeeze(-1).float()  # [B, 1+N]
@@ -376,10 +361,79 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             guided_attention_loss=guided_loss,
         )
 
+    def _speech_pass(self, input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate,
+                     reader=None) -> _SpeechPass:
+        """One backbone pass over [text] [start-of-speech] [patches of speech_features] (right-padded rows), shared by
+        the training loss and `transcript_ctc_loss`. `reader` (guided attention) watches the backbone's attention."""
+        config = self.config
+        batch, device = input_ids.shape[0], input_ids.device
+        patches, patch_mask = self.patchify(speech_features.to(self.dtype), speech_attention_mask)  # [B,N,P,D] [B,N]
+        num_patches = patch_mask.sum(1)
+        if bool((num_patches == 0).any()):
+            rows = (num_patches == 0).nonzero().flatten().tolist()
+            raise ValueError(
+                f"speech_features rows {rows} have fewer than patch_size={config.patch_size} real frames; "
+                "drop such utterances or pad them with real audio."
+            )
+        hidden_size = config.text_config.hidden_size
+        start = self.speech_start_embedding.to(self.dtype).expand(batch, 1, hidden_size)
+        speech_embeds = torch.cat([start, self.embed_patches(patches)], dim=1)  # [B, 1+N, H]
+        speech_mask = torch.cat([patch_mask.new_ones(batch, 1), patch_mask], dim=1)  # [B, 1+N]
+        text_embeds = self.get_input_embeddings()(input_ids)  # [B, L, H]
+
+        speech_positions = None
+        if config.speech_positions == "aligned":
+            if speech_position_rate is None:
+                frames = (speech_attention_mask.sum(1) if speech_attention_mask is not None
+                          else torch.full((batch,), speech_features.shape[1], device=device))
+                rate = speaking_rate(text_mask.sum(1), frames)
+            else:
+                rate = check_rate(speech_position_rate, batch, device)
+            if self.training:
+                rate = jitter_rate(rate, config.speech_position_jitter)
+            speech_positions = aligned_positions(speech_embeds.shape[1], rate * config.patch_size)
+        embeds, merged_mask, position_ids, speech_index = self._merge_sequences(
+            text_embeds, text_mask, speech_embeds, speech_mask, left_pad=False, speech_positions=speech_positions
+        )
+        with reader or contextlib.nullcontext():
+            backbone_out = self._run_backbone(embeds, merged_mask, position_ids, None)
+        hidden = backbone_out.last_hidden_state.gather(
+            1, speech_index[..., None].expand(-1, -1, hidden_size)
+        )  # [B, 1+N, H]
+
+        return _SpeechPass(hidden, patches, patch_mask, num_patches, speech_mask, speech_index, merged_mask)
+
+    def transcript_ctc_loss(
+        self,
+        input_ids: torch.LongTensor,
+        speech_features: torch.FloatTensor,
+        attention_mask: torch.LongTensor | None = None,
+        speech_attention_mask: torch.LongTensor | None = None,
+        speech_position_rate: torch.FloatTensor | float | None = None,
+    ) -> torch.FloatTensor:
+        """Per row, the CTC head's negative log-likelihood of the transcript given the speech, per text token: [B].
+
+        Lower means speech whose patches the head reads as its text in order; it is `inf` where the speech has too
+        few patches for its text. Generation with `num_candidates > 1` keeps the candidate with the lowest value.
+        Inputs as for `forward` (right-padded rows, normalised features); call it in eval mode (training mode jitters
+        the speaking rate of "aligned" positions)."""
+        if self.ctc_head is None:
+            raise ValueError(
+                "this model has no CTC head (config.ctc_loss_weight = 0), so it cannot score transcripts; train with "
+                "ctc_loss_weight > 0 or generate with num_candidates=1."
+            )
+        self._check_training_inputs(input_ids, speech_features, attention_mask, speech_attention_mask)
+        text_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        speech = self._speech_pass(input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate)
+        ctc_hidden = speech.hidden[:, :-1] if self.config.ctc_position == "prediction" else speech.hidden[:, 1:]
+        nll = self._ctc_loss(ctc_hidden, speech.num_patches, input_ids, text_mask, reduction="none",
+                             zero_infinity=False)
+        return nll / text_mask.sum(1).clamp(min=1)
+
     def _ctc_loss(self, patch_hidden: torch.Tensor, num_patches: torch.Tensor, input_ids: torch.Tensor,
-                  text_mask: torch.Tensor) -> torch.Tensor:
+                  text_mask: torch.Tensor, reduction: str = "mean", zero_infinity: bool = True) -> torch.Tensor:
         """CTC between the backbone outputs at the patches (patch_hidden [B, N, H], F predictions each) and each row's
-        text tokens; utterances too short for their text contribute zero (zero_infinity)."""
+        text tokens; for training, utterances too short for their text contribute zero (zero_infinity)."""
         batch, num, _ = patch_hidden.shape
         frames = self.config.ctc_frames_per_patch
         classes = self.config.text_config.vocab_size + 1
@@ -392,7 +446,8 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             input_lengths=num_patches * frames,
             target_lengths=text_mask.sum(1),
             blank=classes - 1,
-            zero_infinity=True,
+            reduction=reduction,
+            zero_infinity=zero_infinity,
         )
 
     def _diffusion_loss(self, cond: torch.Tensor, patches: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:

@@ -245,7 +245,7 @@ class DiTARPipeline(DiffusionPipeline):
     # inputs
 
     def check_inputs(self, text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature,
-                     max_new_patches, output_type):
+                     max_new_patches, output_type, num_candidates=None):
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
             raise ValueError(f"text must be a string or a non-empty list of strings, got {text!r:.80}.")
@@ -281,6 +281,14 @@ class DiTARPipeline(DiffusionPipeline):
             raise ValueError(f"max_new_patches must be an integer >= 1 or None, got {max_new_patches!r}.")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        if num_candidates is not None:
+            if isinstance(num_candidates, bool) or not isinstance(num_candidates, int) or num_candidates < 1:
+                raise ValueError(f"num_candidates must be an integer >= 1, got {num_candidates!r}.")
+            if num_candidates > 1 and self.model.ctc_head is None:
+                raise ValueError(
+                    f"num_candidates={num_candidates} needs the model's CTC head to rank the candidates, and this "
+                    "model has none (config.ctc_loss_weight = 0); use num_candidates=1."
+                )
 
     def encode_inputs(self, texts: list[str], prompt_audio, prompt_text, sampling_rate) -> dict[str, torch.Tensor]:
         if prompt_audio is None:
@@ -344,6 +352,7 @@ class DiTARPipeline(DiffusionPipeline):
         return_dict: bool = True,
         callback_on_patch_end: Callable[[DiTARPipeline, int, PatchStep], None] | None = None,
         sampling_rate: int | None = None,
+        num_candidates: int | None = None,
     ) -> DiTARPipelineOutput | tuple:
         r"""
         Args:
@@ -358,13 +367,17 @@ class DiTARPipeline(DiffusionPipeline):
             output_type: "np" (float32 waveforms), "pt" (tensors) or "features" (de-normalised features).
             callback_on_patch_end: `fn(pipe, patch_index, patch_step)` after every generated patch.
             sampling_rate: rate of array prompts (files carry their own).
+            num_candidates: K candidates sampled per text (as one batch of K rows per text); the one whose speech the
+                model's CTC head reads as the text most closely is kept (`transcript_ctc_loss`). Default from the
+                model config (1 = plain sampling). The callback sees all K rows of every text.
         Returns:
             [`DiTARPipelineOutput`] or `(audios,)`.
         """
         # 1. check inputs
         self.check_inputs(text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature,
-                          max_new_patches, output_type)
+                          max_new_patches, output_type, num_candidates)
         texts = [text] if isinstance(text, str) else list(text)
+        num_candidates = self.model.config.num_candidates if num_candidates is None else num_candidates
 
         # 2. long texts are spoken sentence by sentence with the same voice
         segments = [split_sentences(t, MAX_CHARS_PER_SEGMENT) for t in texts]
@@ -372,7 +385,7 @@ class DiTARPipeline(DiffusionPipeline):
             outputs = [
                 self._generate_segments(segs, _pick(prompt_audio, i), _pick(prompt_text, i), sampling_rate,
                                         num_inference_steps, guidance_scale, temperature, max_new_patches,
-                                        _pick(generator, i), callback_on_patch_end)
+                                        _pick(generator, i), callback_on_patch_end, num_candidates)
                 for i, segs in enumerate(segments)
             ]
             features = [o[0] for o in outputs]
@@ -381,7 +394,7 @@ class DiTARPipeline(DiffusionPipeline):
             # 3. encode text and prompt, 4. generate all rows together
             inputs = self.encode_inputs(texts, prompt_audio, prompt_text, sampling_rate)
             features, stopped = self._generate_rows(inputs, num_inference_steps, guidance_scale, temperature,
-                                                    max_new_patches, generator, callback_on_patch_end)
+                                                    max_new_patches, generator, callback_on_patch_end, num_candidates)
 
         # 5. post-process: de-normalised features or waveform through the vocoder
         if output_type == "features":
@@ -399,26 +412,54 @@ class DiTARPipeline(DiffusionPipeline):
         return DiTARPipelineOutput(audios=audios, audio_lengths=lengths, stopped=stopped)
 
     def _generate_rows(self, inputs, num_inference_steps, guidance_scale, temperature, max_new_patches, generator,
-                       callback_on_patch_end) -> tuple[list[torch.Tensor], list[bool]]:
+                       callback_on_patch_end, num_candidates: int = 1) -> tuple[list[torch.Tensor], list[bool]]:
+        """De-normalised features and stop flags per text; with K = num_candidates > 1 every text is sampled K times
+        in one batch and the candidate with the lowest `transcript_ctc_loss` is kept."""
+        if num_candidates > 1:
+            batch = inputs["input_ids"].shape[0]
+            generator = _candidate_generators(generator, batch, num_candidates)
+            inputs = {key: value.repeat_interleave(num_candidates, dim=0) for key, value in inputs.items()}
         patches, counts, stopped = [], None, None
         for step in self._patch_steps(inputs, num_inference_steps, guidance_scale, temperature, max_new_patches,
                                       generator, callback_on_patch_end):
             patches.append(step.patch)
             counts = step.active.long() if counts is None else counts + step.active.long()
             stopped = step.stopped
-        frames = torch.stack(patches, dim=1).flatten(1, 2)  # [B, N*P, D]
-        frames = self.model.denormalize_features(frames.float()).cpu()
+        frames = torch.stack(patches, dim=1).flatten(1, 2)  # [B*K, N*P, D], normalised
         patch = self.model.config.patch_size
-        return [frames[row, : int(counts[row]) * patch] for row in range(frames.shape[0])], stopped.tolist()
+        rows = [frames[row, : int(counts[row]) * patch] for row in range(frames.shape[0])]
+        stopped = stopped.tolist()
+        if num_candidates > 1:
+            scores = self._candidate_scores(inputs, rows).view(-1, num_candidates)  # [B, K]
+            best = [text * num_candidates + int(scores[text].argmin()) for text in range(scores.shape[0])]
+            rows, stopped = [rows[i] for i in best], [stopped[i] for i in best]
+        return [self.model.denormalize_features(r.float()).cpu() for r in rows], stopped
+
+    def _candidate_scores(self, inputs, rows: list[torch.Tensor]) -> torch.Tensor:
+        """`transcript_ctc_loss` of every generated row ([B*K]) over its text and its prompt + generated patches
+        (normalised), scored as the backbone saw them during generation: the prompt cut to whole patches."""
+        model, patch = self.model, self.model.config.patch_size
+        scores = []
+        for row, generated in enumerate(rows):
+            text = inputs["input_ids"][row][inputs["attention_mask"][row].bool()]
+            prompt = inputs["prompt_features"][row][inputs["prompt_attention_mask"][row].bool()]
+            prompt = prompt[: (prompt.shape[0] // patch) * patch]
+            speech = torch.cat([prompt, generated.to(prompt.dtype)])
+            rate = inputs.get("speech_position_rate")
+            scores.append(model.transcript_ctc_loss(
+                text[None], speech[None].to(model.dtype), speech_position_rate=None if rate is None else rate[row:row + 1],
+            )[0])
+        return torch.stack(scores).float()
 
     def _generate_segments(self, segments, prompt_audio, prompt_text, sampling_rate, num_inference_steps,
-                           guidance_scale, temperature, max_new_patches, generator, callback_on_patch_end):
+                           guidance_scale, temperature, max_new_patches, generator, callback_on_patch_end,
+                           num_candidates: int = 1):
         pause = self._pause_frames()
         pieces, all_stopped = [], True
         for segment in segments:
             inputs = self.encode_inputs([segment], prompt_audio, prompt_text, sampling_rate)
             features, stopped = self._generate_rows(inputs, num_inference_steps, guidance_scale, temperature,
-                                                    max_new_patches, generator, callback_on_patch_end)
+                                                    max_new_patches, generator, callback_on_patch_end, num_candidates)
             pieces += [features[0], pause]
             all_stopped = all_stopped and stopped[0]
         return torch.cat(pieces[:-1]), all_stopped
@@ -449,9 +490,10 @@ class DiTARPipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         sampling_rate: int | None = None,
     ) -> Iterator[np.ndarray]:
-        """Yield float32 waveform chunks while patches are generated; joined, they equal `pipe(...).audios[0]` for the
-        same arguments and seed. The arguments (and the prompt audio) are checked when `stream` is called, before the
-        first chunk is asked for."""
+        """Yield float32 waveform chunks while patches are generated; joined, they equal
+        `pipe(..., num_candidates=1).audios[0]` for the same arguments and seed. Streaming always samples a single
+        candidate, whatever `config.num_candidates` says: ranking candidates needs them whole. The arguments (and the
+        prompt audio) are checked when `stream` is called, before the first chunk is asked for."""
         if not isinstance(text, str):
             raise ValueError("stream() speaks one text at a time; pass a string (call it once per text).")
         self.check_inputs(text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature,
@@ -534,6 +576,21 @@ def _align_cpu_tensors(module: torch.nn.Module, alignment: int = 64) -> None:
         for tensor in itertools.chain(module.parameters(), module.buffers()):
             if tensor.device.type == "cpu" and tensor.numel() and tensor.data_ptr() % alignment:
                 tensor.data = tensor.data.clone()
+
+
+def _candidate_generators(generator, batch: int, num_candidates: int):
+    """Generators for a batch whose rows were repeated num_candidates times: a single generator (or None) serves the
+    whole batch; a list of one per text gives every candidate of text i its own generator, seeded from generator i,
+    so a text's candidates still do not depend on the rest of the batch."""
+    if not isinstance(generator, (list, tuple)):
+        return generator
+    if len(generator) != batch:
+        raise ValueError(f"got {len(generator)} generators for {batch} texts; pass one per text or a single one.")
+    children = []
+    for parent in generator:
+        seeds = torch.randint(0, 2**62, (num_candidates,), generator=parent, device=parent.device)
+        children += [torch.Generator(device=parent.device).manual_seed(int(seed)) for seed in seeds]
+    return children
 
 
 def _pick(value, index: int):

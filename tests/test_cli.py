@@ -91,6 +91,18 @@ def test_stream_writes_the_same_audio(capsys, tmp_path, model_dir):
     np.testing.assert_array_equal(a, b)
 
 
+def test_candidates_keep_the_best_of_k(capsys, tmp_path):
+    folder = tmp_path / "ctc-pipeline"
+    get_dummy_pipeline(ctc_loss_weight=1.0).save_pretrained(folder)
+    code, _, err = run(capsys, "synthesize", "Hello there.", "--model", folder, "--max-new-patches", 3, "--seed", 2,
+                       "--candidates", 3, "-q", "-o", tmp_path / "best.wav")
+    assert code == 0, err
+    audio, _ = sf.read(tmp_path / "best.wav", dtype="float32")
+    expected = expected_audio(folder, "Hello there.", 2, max_new_patches=3, num_candidates=3)
+    np.testing.assert_allclose(audio, expected, atol=1.5 / 32768, rtol=0)
+    assert not np.allclose(expected, expected_audio(folder, "Hello there.", 2, max_new_patches=3)[: len(expected)])
+
+
 def test_text_from_stdin(capsys, tmp_path, model_dir, monkeypatch):
     monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("Hello from a pipe.\n"))
     code, _, err = run(capsys, "synthesize", "-", "-o", tmp_path / "s.wav", "--model", model_dir,
@@ -134,6 +146,9 @@ USER_ERRORS = [
     (["Hi.", "--guidance-scale", "-1"], "argument --guidance-scale: expected a number >= 0"),
     (["Hi.", "--max-new-patches", "0"], "argument --max-new-patches: expected an integer >= 1"),
     (["Hi.", "--seed", "x"], "argument --seed: invalid int value"),
+    (["Hi.", "--candidates", "0"], "argument --candidates: expected an integer >= 1"),
+    (["Hi.", "--candidates", "2", "--stream"], "--stream writes one candidate"),
+    (["Hi.", "--candidates", "2"], "num_candidates=2 needs the model's CTC head"),
     (["Hi.", "--bogus"], "unrecognized arguments: --bogus"),
     (["   "], "TEXT is empty"),
     (["你好"], "not in the vocabulary"),
@@ -194,7 +209,7 @@ def test_help_reads_well(capsys):
     code, out, _ = run(capsys, "synthesize", "--help")
     assert code == 0
     for option in ("--prompt-audio", "--prompt-text", "--model", "--steps", "--guidance-scale", "--temperature",
-                   "--max-new-patches", "--seed", "--stream", "-o FILE, --output FILE", "examples:", "exit status"):
+                   "--max-new-patches", "--candidates", "--seed", "--stream", "-o FILE, --output FILE", "examples:", "exit status"):
         assert option in out, option
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.startswith("ditar ")

@@ -105,8 +105,9 @@ class PipelineSystem:
 
     def __init__(self, pipe, num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  temperature: float | None = None, max_new_patches: int | None = None, seed: int = 0,
-                 name: str = ROW_NAMES["model"], source: str = ""):
+                 name: str = ROW_NAMES["model"], source: str = "", num_candidates: int | None = None):
         self.pipe = pipe
+        self.num_candidates = num_candidates
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
         self.temperature = temperature
@@ -125,7 +126,8 @@ class PipelineSystem:
         start = time.perf_counter()
         out = self.pipe(case.target_text, prompt_audio=case.prompt_audio, prompt_text=case.prompt_text,
                         num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
-                        temperature=self.temperature, max_new_patches=self.max_new_patches, generator=generator)
+                        temperature=self.temperature, max_new_patches=self.max_new_patches, generator=generator,
+                        num_candidates=self.num_candidates)
         seconds = time.perf_counter() - start
         audio = np.asarray(out.audios[0][: out.audio_lengths[0]], dtype=np.float32)
         return SystemOutput(audio, int(self.pipe.sample_rate), compute_seconds=seconds, stopped=bool(out.stopped[0]))
@@ -138,6 +140,7 @@ class PipelineSystem:
             "guidance_scale": self.guidance_scale if self.guidance_scale is not None else config.guidance_scale,
             "temperature": self.temperature if self.temperature is not None else config.temperature,
             "max_new_patches": self.max_new_patches,
+            "num_candidates": self.num_candidates or getattr(config, "num_candidates", 1),
             "seed": self.seed,
             "per_case_seed": "sha256(f'{seed}:{case_id}')",
             "parameters": int(sum(p.numel() for p in self.pipe.model.parameters())),
@@ -180,6 +183,7 @@ class TeacherForcedSystem(PipelineSystem):
     def describe(self) -> dict:
         info = super().describe()
         info.pop("max_new_patches")
+        info.pop("num_candidates")
         info["prefix"] = "ground truth (prompt + real target patches before each patch), real history patches"
         return info
 

@@ -1,0 +1,194 @@
+"""Best-of-K sampling: `num_candidates` candidates per text, the one the model's own CTC head reads as the text most
+closely (`transcript_ctc_loss`) kept."""
+
+import numpy as np
+import pytest
+import torch
+from model_helpers import DiTARModelTester, select_row
+from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
+
+from modeling_ditar import DiTARConfig
+from modeling_ditar.pipeline_ditar import _candidate_generators
+
+
+@pytest.fixture
+def tester():
+    return DiTARModelTester()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the score
+
+
+def test_transcript_ctc_loss_is_the_training_ctc_loss_of_one_row(tester):
+    model = tester.get_model(ctc_loss_weight=1.0)
+    row = select_row(tester.prepare_inputs(), 0)
+    torch.manual_seed(0)
+    expected = model(**row).ctc_loss
+    torch.testing.assert_close(model.transcript_ctc_loss(**row), expected.reshape(1))
+
+
+def test_transcript_ctc_loss_scores_rows_independently_of_their_batch(tester):
+    model = tester.get_model(ctc_loss_weight=1.0)
+    inputs = tester.prepare_inputs()
+    batched = model.transcript_ctc_loss(**inputs)
+    assert batched.shape == (2,)
+    for row in range(2):
+        torch.testing.assert_close(batched[row:row + 1], model.transcript_ctc_loss(**select_row(inputs, row)))
+
+
+def test_transcript_ctc_loss_depends_on_the_transcript(tester):
+    """An untrained head has no preference; the score must at least depend on the text (whether it ranks speech
+    usefully is measured by the evaluation: docs/sweeps/candidates_newvoices48.md)."""
+    model = tester.get_model(ctc_loss_weight=1.0)
+    row = select_row(tester.prepare_inputs(), 0)
+    wrong = dict(row, input_ids=(row["input_ids"] + 1) % model.config.text_config.vocab_size)
+    assert not torch.allclose(model.transcript_ctc_loss(**row), model.transcript_ctc_loss(**wrong))
+
+
+def test_transcript_ctc_loss_is_inf_when_the_speech_is_too_short_for_the_text(tester):
+    """Training zeroes such rows (zero_infinity); as a ranking score they must come last, not first."""
+    model = tester.get_model(ctc_loss_weight=1.0, ctc_frames_per_patch=1)
+    ids = torch.arange(1, 11)[None]  # 10 tokens
+    speech = torch.randn(1, 4, model.config.feature_dim)  # 2 patches = 2 CTC frames
+    assert torch.isinf(model.transcript_ctc_loss(ids, speech)).all()
+    torch.manual_seed(0)
+    assert model(input_ids=ids, speech_features=speech).ctc_loss == 0
+
+
+def test_transcript_ctc_loss_needs_a_ctc_head(tester):
+    model = tester.get_model()
+    with pytest.raises(ValueError, match="no CTC head.*num_candidates=1"):
+        model.transcript_ctc_loss(**tester.prepare_inputs())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the config
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_config_rejects_a_bad_num_candidates(tester, value):
+    with pytest.raises(ValueError, match="num_candidates"):
+        tester.get_config(num_candidates=value, ctc_loss_weight=1.0)
+
+
+@pytest.mark.parametrize("value", [2.5, "4", True])
+def test_config_rejects_a_non_integer_num_candidates(tester, value):
+    with pytest.raises(Exception, match="num_candidates"):  # noqa: B017  (the hub's StrictDataclass error)
+        tester.get_config(num_candidates=value, ctc_loss_weight=1.0)
+
+
+def test_config_needs_a_ctc_head_for_several_candidates(tester):
+    with pytest.raises(ValueError, match="num_candidates.*ctc_loss_weight > 0"):
+        tester.get_config(num_candidates=4)
+
+
+def test_config_num_candidates_round_trips(tester, tmp_path):
+    config = tester.get_config(num_candidates=4, ctc_loss_weight=0.1)
+    config.save_pretrained(tmp_path)
+    assert DiTARConfig.from_pretrained(tmp_path).num_candidates == 4
+    assert tester.get_config().num_candidates == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the pipeline
+
+
+@pytest.fixture
+def pipe():
+    return get_dummy_pipeline(ctc_loss_weight=1.0)
+
+
+def _candidates_by_hand(pipe, inputs: dict, seed: int, k: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The K candidates of one text, generated as K separate texts with the generators best-of-K derives, and their
+    scores computed from the processor's inputs."""
+    children = _candidate_generators([torch.Generator().manual_seed(seed)], 1, k)
+    out = pipe(**dict(inputs, text=[inputs["text"]] * k, generator=children, output_type="features",
+                      num_candidates=1))
+    features = [torch.as_tensor(out.audios[i][: out.audio_lengths[i]]) for i in range(k)]
+    model, patch = pipe.model, pipe.model.config.patch_size
+    enc = pipe.encode_inputs([inputs["text"]], inputs["prompt_audio"], inputs["prompt_text"], inputs["sampling_rate"])
+    prompt = enc["prompt_features"][0][enc["prompt_attention_mask"][0].bool()]
+    prompt = prompt[: (prompt.shape[0] // patch) * patch]
+    with torch.no_grad():
+        scores = torch.stack([
+            model.transcript_ctc_loss(enc["input_ids"], torch.cat([prompt, model.normalize_features(f)])[None],
+                                      speech_position_rate=enc.get("speech_position_rate"))[0]
+            for f in features
+        ])
+    return features, scores
+
+
+def test_best_of_k_keeps_the_candidate_with_the_lowest_score(pipe):
+    inputs = get_dummy_inputs(max_new_patches=4)
+    features, scores = _candidates_by_hand(pipe, inputs, seed=3, k=3)
+    assert len({round(float(s), 5) for s in scores}) == 3, "the tiny model must give distinct scores"
+    out = pipe(**dict(inputs, generator=[torch.Generator().manual_seed(3)], output_type="features",
+                      num_candidates=3))
+    best = features[int(scores.argmin())]
+    assert out.audio_lengths == [best.shape[0]]
+    torch.testing.assert_close(torch.as_tensor(out.audios[0][: out.audio_lengths[0]]), best)
+
+
+def test_best_of_k_samples_k_rows_per_text_in_one_batch(pipe):
+    rows = []
+    pipe(**get_dummy_inputs(text=["hello there", "a second text"], num_candidates=3),
+         callback_on_patch_end=lambda p, i, step: rows.append(step.patch.shape[0]))
+    assert rows and set(rows) == {6}
+
+
+def test_num_candidates_defaults_to_the_model_config():
+    pipe = get_dummy_pipeline(ctc_loss_weight=1.0, num_candidates=2)
+    rows = []
+    out = pipe(**get_dummy_inputs(), callback_on_patch_end=lambda p, i, step: rows.append(step.patch.shape[0]))
+    assert set(rows) == {2} and out.audios.shape[0] == 1
+    rows.clear()
+    pipe(**get_dummy_inputs(num_candidates=1), callback_on_patch_end=lambda p, i, step: rows.append(step.patch.shape[0]))
+    assert set(rows) == {1}
+
+
+def test_one_candidate_is_plain_sampling(pipe):
+    plain = pipe(**get_dummy_inputs()).audios
+    np.testing.assert_array_equal(pipe(**get_dummy_inputs(num_candidates=1)).audios, plain)
+
+
+def test_a_text_s_candidates_do_not_depend_on_the_rest_of_the_batch(pipe):
+    alone = pipe(**get_dummy_inputs(generator=[torch.Generator().manual_seed(5)], num_candidates=2))
+    batch = pipe(**get_dummy_inputs(text=["hello there", "something else entirely"], num_candidates=2,
+                                    generator=[torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]))
+    length = alone.audio_lengths[0]
+    assert batch.audio_lengths[0] == length
+    np.testing.assert_allclose(batch.audios[0][:length], alone.audios[0][:length], atol=1e-5)
+
+
+def test_best_of_k_is_reproducible_and_speaks_long_texts_sentence_by_sentence(pipe):
+    text = "First sentence here. " * 12 + "And the last one."
+    first = pipe(**get_dummy_inputs(text=text, num_candidates=2, max_new_patches=2))
+    again = pipe(**get_dummy_inputs(text=text, num_candidates=2, max_new_patches=2))
+    np.testing.assert_array_equal(first.audios, again.audios)
+    assert first.audios.shape[0] == 1 and first.audio_lengths[0] > 0
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, True, "2"])
+def test_pipeline_rejects_a_bad_num_candidates(pipe, value):
+    with pytest.raises(ValueError, match="num_candidates must be an integer >= 1"):
+        pipe(**get_dummy_inputs(num_candidates=value))
+
+
+def test_pipeline_needs_a_ctc_head_for_several_candidates():
+    pipe = get_dummy_pipeline()
+    with pytest.raises(ValueError, match="num_candidates=2 needs the model's CTC head"):
+        pipe(**get_dummy_inputs(num_candidates=2))
+
+
+def test_a_list_of_generators_must_match_the_texts():
+    with pytest.raises(ValueError, match="got 1 generators for 2 texts"):
+        _candidate_generators([torch.Generator()], 2, 3)
+
+
+def test_stream_samples_one_candidate_whatever_the_config_says():
+    pipe = get_dummy_pipeline(ctc_loss_weight=1.0, num_candidates=3)
+    inputs = get_dummy_inputs()
+    streamed = np.concatenate(list(pipe.stream(**{k: v for k, v in inputs.items()})))
+    single = pipe(**get_dummy_inputs(num_candidates=1))
+    np.testing.assert_allclose(streamed, single.audios[0][: single.audio_lengths[0]], atol=1e-5)
