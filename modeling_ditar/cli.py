@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--seed", type=int, metavar="N", help="random seed, for reproducible audio")
     out = synth.add_argument_group("output")
     out.add_argument("--stream", action="store_true",
-                     help="write the audio to FILE while it is generated instead of all at the end")
+                     help="write the audio to FILE while it is generated instead of all at the end (one "
+                          "candidate: the model's num_candidates does not apply)")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     synth.set_defaults(handler=_synthesize)
     return parser

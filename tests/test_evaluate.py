@@ -485,3 +485,33 @@ def test_real_resemblyzer_separates_speakers(tmp_path):
     a2 = enc.embed(*_espeak(tmp_path / "a2.wav", "Today is the tomorrow you worried about yesterday.", "en-us+m3"))
     b = enc.embed(*_espeak(tmp_path / "b.wav", "Today is the tomorrow you worried about yesterday.", "en-us+f2"))
     assert cosine(a1, a2) > cosine(a2, b)
+
+
+def test_candidate_ranking_probe_scores_k_seeds_as_the_pipeline_ranks_them(tmp_path):
+    spec = importlib.util.spec_from_file_location("candidate_ranking_probe", EXAMPLES / "candidate_ranking_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    get_dummy_pipeline(ctc_loss_weight=1.0, max_patches_per_text_token=0.1).save_pretrained(tmp_path / "pipe")
+    path = _cases(tmp_path)
+    rows, records = probe.run(["--cases", str(path), "--pipeline", str(tmp_path / "pipe"), "--num-candidates", "3",
+                               "--out", str(tmp_path / "probe")], asr=StubASR("hello"), speaker_encoder=StubSpeaker())
+    assert len(records) == len(load_cases(path)) and all(len(r["candidates"]) == 3 for r in records)
+    assert list(rows) == ["seed 0", "single seed, mean of K", "CTC best of 2", "CTC best of 3", "oracle best of 3"]
+    # candidate k is the evaluation's sample with seed k
+    import torch
+
+    from modeling_ditar import DiTARPipeline
+
+    pipe = DiTARPipeline.from_pretrained(tmp_path / "pipe")
+    pipe.set_progress_bar_config(disable=True)
+    case = load_cases(path)[0]
+    seconds = [c["seconds"] for c in records[0]["candidates"]]
+    for k in range(3):
+        out = pipe(case.target_text, prompt_audio=case.prompt_audio, prompt_text=case.prompt_text,
+                   generator=torch.Generator().manual_seed(case_seed(k, case.id)), num_candidates=1)
+        assert out.audio_lengths[0] / pipe.sample_rate == pytest.approx(seconds[k])
+    scores = [c["ctc"] for c in records[0]["candidates"]]
+    assert all(np.isfinite(scores)) and len(set(scores)) == 3
+    assert (tmp_path / "probe" / "summary.md").read_text().count("| CTC best of") == 2
+    with pytest.raises(SystemExit):
+        probe.parse_args(["--cases", "x", "--out", "y", "--num-candidates", "1"])
