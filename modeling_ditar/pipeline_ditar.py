@@ -439,13 +439,13 @@ class DiTARPipeline(DiffusionPipeline):
         """`transcript_ctc_loss` of every generated row ([B*K]) over its text and its prompt + generated patches
         (normalised), scored as the backbone saw them during generation: the prompt cut to whole patches."""
         model, patch = self.model, self.model.config.patch_size
+        rate = inputs.get("speech_position_rate")
         scores = []
         for row, generated in enumerate(rows):
             text = inputs["input_ids"][row][inputs["attention_mask"][row].bool()]
             prompt = inputs["prompt_features"][row][inputs["prompt_attention_mask"][row].bool()]
             prompt = prompt[: (prompt.shape[0] // patch) * patch]
             speech = torch.cat([prompt, generated.to(prompt.dtype)])
-            rate = inputs.get("speech_position_rate")
             scores.append(model.transcript_ctc_loss(
                 text[None], speech[None].to(model.dtype), speech_position_rate=None if rate is None else rate[row:row + 1],
             )[0])
