@@ -338,9 +338,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         loss = diffusion_loss + config.stop_loss_weight * stop_loss
         ctc_loss = None
         if self.ctc_head is not None:
-            # hidden[:, i] predicts patch i and has seen patches < i; hidden[:, i + 1] has seen patch i itself
-            ctc_hidden = hidden[:, :-1] if config.ctc_position == "prediction" else hidden[:, 1:]
-            ctc_loss = self._ctc_loss(ctc_hidden, num_patches, input_ids, text_mask)
+            ctc_loss = self._ctc_loss(self._ctc_hidden(hidden), num_patches, input_ids, text_mask)
             loss = loss + config.ctc_loss_weight * ctc_loss
         guided_loss = None
         if reader is not None:
@@ -425,10 +423,14 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         self._check_training_inputs(input_ids, speech_features, attention_mask, speech_attention_mask)
         text_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
         speech = self._speech_pass(input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate)
-        ctc_hidden = speech.hidden[:, :-1] if self.config.ctc_position == "prediction" else speech.hidden[:, 1:]
-        nll = self._ctc_loss(ctc_hidden, speech.num_patches, input_ids, text_mask, reduction="none",
+        nll = self._ctc_loss(self._ctc_hidden(speech.hidden), speech.num_patches, input_ids, text_mask, reduction="none",
                              zero_infinity=False)
         return nll / text_mask.sum(1).clamp(min=1)
+
+    def _ctc_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The backbone outputs [B, N, H] the CTC head reads, out of all speech outputs [B, 1+N, H]: hidden[:, i]
+        predicts patch i and has seen patches < i; hidden[:, i + 1] has seen patch i itself."""
+        return hidden[:, :-1] if self.config.ctc_position == "prediction" else hidden[:, 1:]
 
     def _ctc_loss(self, patch_hidden: torch.Tensor, num_patches: torch.Tensor, input_ids: torch.Tensor,
                   text_mask: torch.Tensor, reduction: str = "mean", zero_infinity: bool = True) -> torch.Tensor:
