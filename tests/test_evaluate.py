@@ -515,3 +515,20 @@ def test_candidate_ranking_probe_scores_k_seeds_as_the_pipeline_ranks_them(tmp_p
     assert (tmp_path / "probe" / "summary.md").read_text().count("| CTC best of") == 2
     with pytest.raises(SystemExit):
         probe.parse_args(["--cases", "x", "--out", "y", "--num-candidates", "1"])
+
+
+def test_recognizer_judge_probe_model_reads_half_rate_frames_and_scores_a_transcript():
+    spec = importlib.util.spec_from_file_location("recognizer_judge_probe", EXAMPLES / "recognizer_judge_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    import torch
+
+    torch.manual_seed(0)
+    model = probe.PhonemeRecognizer(feature_dim=8, vocab_size=10, width=16, layers=1, heads=2).eval()
+    features = torch.randn(2, 9, 8)
+    mask = torch.tensor([[True] * 9, [True] * 5 + [False] * 4])
+    logits, out_mask = model(features, mask)
+    assert logits.shape == (2, 5, 11) and out_mask.sum(1).tolist() == [5, 3]
+    with torch.no_grad():
+        short, long = model.nll_per_token(features[0], [1, 2]), model.nll_per_token(features[0], [1, 2, 3, 4, 5, 6])
+    assert np.isfinite(short) and short > 0 and long == float("inf")  # 6 tokens cannot fit in 5 frames
