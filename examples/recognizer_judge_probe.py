@@ -228,8 +228,11 @@ def main(argv=None) -> int:
     r.add_argument("--pipeline", default=None, help="pipeline the probe used (default: the embedded default)")
     r.add_argument("--threads", type=int, default=2, help="torch CPU threads (the probe's, for the same samples)")
     args = p.parse_args(argv)
-    torch.set_num_threads(getattr(args, "threads", 2))
-    train(args) if args.command == "train" else rank(args)
+    if args.command == "train":
+        torch.set_num_threads(2)
+        train(args)
+    else:
+        rank(args)  # sets its own --threads
     return 0
 
 

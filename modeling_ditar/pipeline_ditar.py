@@ -431,7 +431,7 @@ class DiTARPipeline(DiffusionPipeline):
         stopped = stopped.tolist()
         if num_candidates > 1:
             scores = self._candidate_scores(inputs, rows).view(-1, num_candidates)  # [B, K]
-            best = [text * num_candidates + int(scores[text].argmin()) for text in range(scores.shape[0])]
+            best = (torch.arange(scores.shape[0]) * num_candidates + scores.argmin(1).cpu()).tolist()
             rows, stopped = [rows[i] for i in best], [stopped[i] for i in best]
         return [self.model.denormalize_features(r.float()).cpu() for r in rows], stopped
 
