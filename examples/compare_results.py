@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Put several `examples/evaluate.py` results side by side, with the training behind each model row.
 
-    python examples/compare_results.py --out docs/ablation/history.md --title "History ablation" \
+    python examples/compare_results.py --out docs/research/ablation/history.md --title "History ablation" \
         "K=2=outputs/eval/ablation-history2@runs/ablation-history2" \
         "K=0=outputs/eval/ablation-history0@runs/ablation-history0"
 

@@ -46,7 +46,7 @@ EMBEDDED_DEFAULT = dict(
         "WER (each case's errors at most its reference length) is 41.9% (42.7% without re-decoding) against 1.5 x "
         "31.2% = 46.8% for the resynthesis. Sampled from the real speech so far (teacher-forced) one candidate recognises no more words "
         "than generated: the per-patch prediction is the limit, not the autoregressive loop "
-        "(docs/training/gpu_continuation.md and docs/sweeps/candidates_newvoices48.md in the repository)."
+        "(docs/research/training/gpu_continuation.md and docs/research/sweeps/candidates_newvoices48.md in the repository)."
     ),
     details={
         "backbone": "Qwen2 architecture (random init), 6 layers, hidden 256, 4 heads; IPA characters via espeak-ng",
@@ -67,7 +67,7 @@ EMBEDDED_DEFAULT = dict(
         "examples/scripts/train_on_gpu.sh OUT 8.8 800 examples/configs/default-gpu-continue.yaml`: 800 other random "
         "voices (19,836 utterances, 18.0 h, same sentence split), 1,484 more steps from those weights in 6.15 minutes, "
         "batches of 48,000 frames, lr 1e-3 with warm-up and cosine decay. Then, in a third, `VOICE_SEED=2 bash "
-        "examples/scripts/train_on_gpu.sh OUT 9.4 1200 examples/configs/default-gpu-continue-aligned.yaml`: 1,200 "
+        "examples/scripts/train_on_gpu.sh OUT 9.4 1200 examples/research/configs/default-gpu-continue-aligned.yaml`: 1,200 "
         "other random voices (29,762 utterances, 26.9 h), speech positions switched to \"aligned\" (not in the paper: "
         "the speech after j patches sits at position j x 4 x r, r = the prompt's text tokens per frame), batches of "
         "96,000 frames, lr 1e-3; the call ran out of time at step ~1,650 and the shipped weights are the EMA of its "
@@ -76,7 +76,7 @@ EMBEDDED_DEFAULT = dict(
         "(29,746 utterances, 27.1 h), 2,689 steps in 6.4 minutes at lr 1e-3 with cosine decay to 5e-5 (~234M frames), "
         "and in a second call `VOICE_SEED=4 bash examples/scripts/train_on_gpu.sh OUT 4.5 800 "
         "examples/configs/default-gpu-polish.yaml`: 800 other voices, 844 steps at a peak lr of 4e-4 with decay "
-        "(docs/training/gpu_continuation.md). About 23 minutes of GPU training in all (6.1 + 6.15 + 2.3 + 6.2 + 1.7). The test "
+        "(docs/research/training/gpu_continuation.md). About 23 minutes of GPU training in all (6.1 + 6.15 + 2.3 + 6.2 + 1.7). The test "
         "voices are stock espeak-ng voices never seen in training. The corpus is not on the Hub, so the card lists no "
         "training dataset."
     ),

@@ -39,7 +39,7 @@ def test_transcript_ctc_loss_scores_rows_independently_of_their_batch(tester):
 
 def test_transcript_ctc_loss_depends_on_the_transcript(tester):
     """An untrained head has no preference; the score must at least depend on the text (whether it ranks speech
-    usefully is measured by the evaluation: docs/sweeps/candidates_newvoices48.md)."""
+    usefully is measured by the evaluation: docs/research/sweeps/candidates_newvoices48.md)."""
     model = tester.get_model(ctc_loss_weight=1.0)
     row = select_row(tester.prepare_inputs(), 0)
     wrong = dict(row, input_ids=(row["input_ids"] + 1) % model.config.text_config.vocab_size)

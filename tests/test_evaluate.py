@@ -18,6 +18,7 @@ import pytest
 from pipeline_helpers import SR, get_dummy_pipeline, tone, write_wav
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+RESEARCH = EXAMPLES / "research"  # the research probes
 sys.path.insert(0, str(EXAMPLES))
 
 # loaded under its own name: `import evaluate` could pick up Hugging Face's `evaluate` package
@@ -379,7 +380,7 @@ def _espeak(path: Path, text: str, voice: str = "en-us") -> np.ndarray:
 def test_rate_oracle_probe_generates_with_the_target_rate(tmp_path):
     from modeling_ditar import DiTARPipeline
 
-    spec = importlib.util.spec_from_file_location("rate_oracle_probe", EXAMPLES / "rate_oracle_probe.py")
+    spec = importlib.util.spec_from_file_location("rate_oracle_probe", RESEARCH / "rate_oracle_probe.py")
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
     pipe = get_dummy_pipeline(speech_positions="aligned")
@@ -488,7 +489,7 @@ def test_real_resemblyzer_separates_speakers(tmp_path):
 
 
 def test_candidate_ranking_probe_scores_k_seeds_as_the_pipeline_ranks_them(tmp_path):
-    spec = importlib.util.spec_from_file_location("candidate_ranking_probe", EXAMPLES / "candidate_ranking_probe.py")
+    spec = importlib.util.spec_from_file_location("candidate_ranking_probe", RESEARCH / "candidate_ranking_probe.py")
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
     get_dummy_pipeline(ctc_loss_weight=1.0, max_patches_per_text_token=0.1).save_pretrained(tmp_path / "pipe")
@@ -518,7 +519,7 @@ def test_candidate_ranking_probe_scores_k_seeds_as_the_pipeline_ranks_them(tmp_p
 
 
 def test_recognizer_judge_probe_model_reads_half_rate_frames_and_scores_a_transcript():
-    spec = importlib.util.spec_from_file_location("recognizer_judge_probe", EXAMPLES / "recognizer_judge_probe.py")
+    spec = importlib.util.spec_from_file_location("recognizer_judge_probe", RESEARCH / "recognizer_judge_probe.py")
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
     import torch

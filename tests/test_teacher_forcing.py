@@ -18,6 +18,7 @@ import torch
 from pipeline_helpers import HOP, PATCH, SR, get_dummy_pipeline, tone, write_wav
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+RESEARCH = EXAMPLES / "research"  # the research probes
 sys.path.insert(0, str(EXAMPLES))
 from eval_lib.cases import Case, write_cases  # noqa: E402
 from eval_lib.systems import TeacherForcedSystem, case_seed  # noqa: E402
@@ -122,7 +123,7 @@ def test_evaluate_cli_runs_the_teacher_forced_row(tmp_path):
 
 @pytest.mark.parametrize("ctc", [False, True])
 def test_probe_scores_every_prediction_and_the_ctc_head(tmp_path, ctc):
-    spec = importlib.util.spec_from_file_location("ditar_tf_probe", EXAMPLES / "teacher_forcing_probe.py")
+    spec = importlib.util.spec_from_file_location("ditar_tf_probe", RESEARCH / "teacher_forcing_probe.py")
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
     pipe = get_dummy_pipeline(**({"ctc_loss_weight": 0.1, "ctc_position": "prediction"} if ctc else {}))
@@ -149,7 +150,7 @@ def test_probe_scores_every_prediction_and_the_ctc_head(tmp_path, ctc):
 
 
 def _alignment_probe():
-    spec = importlib.util.spec_from_file_location("ditar_alignment_probe", EXAMPLES / "attention_alignment_probe.py")
+    spec = importlib.util.spec_from_file_location("ditar_alignment_probe", RESEARCH / "attention_alignment_probe.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

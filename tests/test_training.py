@@ -289,7 +289,13 @@ def test_parallel_text_encoding_equals_serial():
     assert serial[texts[3]] == processor.encode_text(texts[3])
 
 
-TRAIN_CONFIGS = sorted(p.name for p in (ROOT / "examples" / "configs").glob("*.yaml") if not p.name.startswith("accelerate"))
+CONFIG_DIRS = (ROOT / "examples" / "configs", ROOT / "examples" / "research" / "configs")
+TRAIN_CONFIGS = sorted(
+    str(p.relative_to(ROOT / "examples"))
+    for d in CONFIG_DIRS
+    for p in d.glob("*.yaml")
+    if not p.name.startswith("accelerate")
+)
 
 
 @pytest.mark.parametrize("name", TRAIN_CONFIGS)
@@ -300,7 +306,7 @@ def test_every_training_config_loads(name):
 
     from modeling_ditar import DiTARConfig
 
-    cfg = TrainConfig.load(str(ROOT / "examples" / "configs" / name))
+    cfg = TrainConfig.load(str(ROOT / "examples" / name))
     if cfg.init_from:
         assert (ROOT / cfg.init_from).is_dir(), cfg.init_from
     else:
@@ -328,7 +334,8 @@ def test_cudnn_attention_is_off_for_training_on_cuda_unless_asked(monkeypatch):
 def test_profile_training_step_prints_the_phases(tmp_path):
     _tiny_corpus(tmp_path)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "profile_training_step.py"), "--config", str(_config(tmp_path)),
+        [sys.executable, str(ROOT / "examples" / "research" / "profile_training_step.py"),
+         "--config", str(_config(tmp_path)),
          "--steps", "2", "--warmup", "1", "--profile-steps", "1", "--top", "5", "--cudnn-attention", "off"],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )

@@ -6,7 +6,7 @@
 # 2. cases: prompt = one held-out utterance of a voice, target = another held-out sentence of the same voice.
 # 3. the shipped default on those cases (plus the ground truth and its resynthesis), fine-tuning with
 #    examples/configs/finetune-new-voices.yaml (init_from modeling_ditar/default), the fine-tuned model on the same cases.
-# 4. docs/finetune/new_voices.md puts both side by side.
+# 4. docs/research/finetune/new_voices.md puts both side by side.
 # Re-running skips finished steps (and resumes the fine-tuning from its checkpoint).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,7 +29,7 @@ fi
 [ -f outputs/eval/newvoices-after/results.json ] || python examples/evaluate.py --cases "$cases" --rows model \
   --pipeline "$run/final" --label "fine-tuned" --out outputs/eval/newvoices-after
 
-python examples/compare_results.py --out docs/finetune/new_voices.md \
+python examples/compare_results.py --out docs/research/finetune/new_voices.md \
   --title "Fine-tuning the shipped default on 6 new voices (2 CPU cores)" \
   --intro "6 random espeak-ng voices the default never heard (build_corpus.py --seed 2026), 60 sentences each for \
 training; the cases prompt with one held-out sentence of a voice and ask for another held-out sentence of the same \

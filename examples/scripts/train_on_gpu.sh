@@ -18,7 +18,7 @@
 set -euo pipefail
 start=$(date +%s)
 out=${1:?output folder}; minutes=${2:?training minutes}; speakers=${3:-800}
-config=${4:-examples/configs/default-gpu.yaml}  # e.g. default-gpu-no-history.yaml for the history ablation
+config=${4:-examples/configs/default-gpu.yaml}  # e.g. examples/research/configs/default-gpu-no-history.yaml
 run=${RUN_DIR:-runs/gpu}
 cd "$(dirname "$0")/../.."
 if [ -d .whl ] && [ -z "${SKIP_WHEELS:-}" ]; then
