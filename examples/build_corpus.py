@@ -17,6 +17,13 @@ the same columns, e.g.::
         --hub-config clean --hub-splits train=train.clean.100,validation=dev.clean,test=test.clean \\
         --text-column text_normalized --audio-column audio --speaker-column speaker_id
 
+Folder mode (``--from-folder``, offline): your own recordings, listed in ``DIR/metadata.csv`` with the columns
+``file_name`` (relative to DIR), ``text`` (the transcript) and optionally ``speaker_id``; ``--val-fraction`` of them
+become the validation split::
+
+    python examples/build_corpus.py --out data/my_voices --from-folder my_recordings --sampling-rate 16000 \
+        --features --feature-config examples/configs/features_16k_80mel.json
+
 Columns of every split: ``audio`` (float32 list, mono, in [-1, 1], leading/trailing silence cut to
 ``--keep-silence``), ``sampling_rate`` (int), ``text``, ``speaker_id``, ``voice``, ``duration`` (seconds).
 ``voice`` is the variant file text preceded by an espeak comment with base voice and rate
@@ -438,6 +445,45 @@ def convert_speech_dataset(ds, *, text_column: str, audio_column: str, speaker_c
     return out.filter(lambda d: [min_sec <= x <= max_sec for x in d], input_columns="duration", batched=True)
 
 
+def read_folder_metadata(folder: Path) -> list[dict]:
+    """Rows of FOLDER/metadata.csv (columns file_name, text and optionally speaker_id; the `datasets` audiofolder
+    layout), with each file_name resolved against FOLDER."""
+    import csv
+
+    with open(folder / "metadata.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"file_name", "text"} <= set(rows[0]):
+        raise SystemExit(f"{folder / 'metadata.csv'}: needs a header with file_name and text (optional speaker_id)")
+    missing = [r["file_name"] for r in rows if not (folder / r["file_name"]).is_file()]
+    if missing:
+        raise SystemExit(f"{folder}: {len(missing)} audio files named in metadata.csv are missing, e.g. {missing[0]}")
+    return [{"audio": {"path": str(folder / r["file_name"])}, "text": r["text"],
+             "speaker_id": r.get("speaker_id") or "speaker"} for r in rows]
+
+
+def build_from_folder(args):
+    """A folder of audio files with a metadata.csv: a random --val-fraction of the utterances (at least one) is held
+    out as the validation split, the rest is train."""
+    from datasets import Dataset, DatasetDict
+
+    folder = Path(args.from_folder)
+    rows = read_folder_metadata(folder)
+    if len(rows) < 2:
+        raise SystemExit(f"{folder}: at least 2 utterances are needed (one for train, one for validation)")
+    order = np.random.default_rng(args.seed).permutation(len(rows))
+    num_val = min(len(rows) - 1, max(1, round(args.val_fraction * len(rows))))
+    out = {}
+    for split, index in (("train", order[num_val:]), ("validation", order[:num_val])):
+        picked = [rows[i] for i in sorted(index)]
+        ds = Dataset.from_dict({key: [r[key] for r in picked] for key in ("audio", "text", "speaker_id")})
+        out[split] = convert_speech_dataset(
+            ds, text_column="text", audio_column="audio", speaker_column="speaker_id", target_sr=args.sampling_rate,
+            min_sec=args.min_sec, max_sec=args.max_sec, keep_sec=args.keep_silence, num_proc=args.num_proc,
+            source=f"{folder.name}:{split}")
+        print(f"[folder] {split} <- {folder}: {len(out[split])} utts", flush=True)
+    return DatasetDict(out), {}
+
+
 def build_from_hub(args):
     from datasets import DatasetDict, load_dataset
 
@@ -638,6 +684,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--voices-per-dir", type=int, default=150,
                    help="custom variants per private espeak-ng data dir (<=150; espeak's voice list caps at 349)")
 
+    d = p.add_argument_group("real corpus from a folder of recordings (offline)")
+    d.add_argument("--from-folder", metavar="DIR",
+                   help="DIR/metadata.csv names the audio files (columns file_name, text, optional speaker_id; any "
+                        "format soundfile reads); replaces synthesis")
+    d.add_argument("--val-fraction", type=float, default=0.05,
+                   help="share of the folder's utterances held out as the validation split (at least one)")
+
     h = p.add_argument_group("real corpus from the Hugging Face hub (needs network)")
     h.add_argument("--from-hub-dataset", metavar="NAME", help="e.g. mythicinfinity/libritts_r; replaces synthesis")
     h.add_argument("--hub-config", default=None, help="dataset config, e.g. clean")
@@ -674,7 +727,9 @@ def main(argv: list[str] | None = None) -> dict:
     tmp_root = tempfile.mkdtemp(prefix="ditar_corpus_", dir=shm)
     cache_dir = tempfile.mkdtemp(prefix=f".{out.name}_cache_", dir=out.parent)
     try:
-        if args.from_hub_dataset:
+        if args.from_folder:
+            dsd, info = build_from_folder(args)
+        elif args.from_hub_dataset:
             dsd, info = build_from_hub(args)
         else:
             dsd, info = build_synthetic(args, cache_dir, tmp_root)

@@ -430,6 +430,33 @@ def test_hub_cli_path_offline(tmp_path, monkeypatch):
     assert dsd["test"][0]["voice"] == "someone/libritts_r:test.clean"
 
 
+def test_folder_of_recordings_becomes_a_corpus(tmp_path):
+    """--from-folder: a folder of audio files with a metadata.csv (file_name, text, speaker_id) is converted offline,
+    with a held-out validation split, and the train split's rows keep their transcripts and speakers."""
+    import datasets
+    import soundfile as sf
+
+    folder = tmp_path / "recordings"
+    (folder / "clips").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = ["file_name,text,speaker_id"]
+    for i in range(10):
+        sf.write(folder / "clips" / f"u{i}.flac", 0.1 * rng.standard_normal(22050 * 2).astype(np.float32), 22050)
+        lines.append(f'clips/u{i}.flac,"Sentence number {i}, spoken.",{"ann" if i % 2 else "bob"}')
+    (folder / "metadata.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "corpus"
+    bc.main(["--out", str(out), "--from-folder", str(folder), "--sampling-rate", "16000", "--val-fraction", "0.2",
+             "--num-proc", "1"])
+    dsd = datasets.load_from_disk(str(out))
+    assert set(dsd) == {"train", "validation"} and (len(dsd["train"]), len(dsd["validation"])) == (8, 2)
+    texts = set(dsd["train"]["text"]) | set(dsd["validation"]["text"])
+    assert texts == {f"Sentence number {i}, spoken." for i in range(10)}
+    assert set(dsd["train"]["speaker_id"]) <= {"ann", "bob"} and dsd["train"][0]["sampling_rate"] == 16000
+    (folder / "metadata.csv").write_text("file_name,text\nclips/missing.wav,Hello.\nclips/u0.flac,Hi.\n")
+    with pytest.raises(SystemExit, match="missing"):
+        bc.main(["--out", str(tmp_path / "bad"), "--from-folder", str(folder)])
+
+
 def test_heldout_sentences_of_train_voices_go_to_validation(tmp_path):
     """--heldout-utts-per-speaker: validation also holds unseen sentences of every train voice (fine-tuning data)."""
     sentences = [f"Sentence number {i} is here." for i in range(200)]
