@@ -31,61 +31,55 @@ ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DEFAULT = dict(
     name="DiTAR espeak tiny (embedded default)",
     summary=(
-        "The small checkpoint that ships inside the `modeling-ditar` package and answers "
-        "`DiTARPipeline.from_pretrained()` and `ditar synthesize` when no model is given. It is an early demonstration "
-        "model, 9.9 M parameters trained for about 23 minutes (five runs) on one GPU on synthetic espeak-ng speech: it "
-        "clones the voice (speaker similarity above the bar) and the timing (it stops on its own, with durations "
-        "within a few percent of the ground truth) and says most of the words. It samples 4 candidates per text and "
-        "keeps the one its own CTC head reads as the text most closely (`num_candidates: 4` in its config; not in the "
-        "paper; about 1.7 times the compute of one sample, real-time factor 1.3 on 2 CPU cores against 0.66; `num_candidates=1` "
-        "or `ditar synthesize --candidates 1` for plain sampling). On unseen stock voices Whisper-base recognises 67% "
-        "of the words (one candidate: 61%; resynthesised ground truth: 74%), and the WER, 45.3%, meets the bar of at "
-        "most 49.2% (Evaluation, with `examples/evaluate.py --asr-redecode-loops`, which decodes a clip once more, at "
-        "temperature 0 with a repetition penalty, when Whisper's transcript is a repetition loop). Without that "
-        "re-decoding two of the 100 clips send Whisper into loops (\"do, do, do, ...\") and the WER is 66.0%; the capped "
-        "WER (each case's errors at most its reference length) is 41.9% (42.7% without re-decoding) against 1.5 x "
-        "31.2% = 46.8% for the resynthesis. Sampled from the real speech so far (teacher-forced) one candidate recognises no more words "
-        "than generated: the per-patch prediction is the limit, not the autoregressive loop "
-        "(docs/research/training/gpu_continuation.md and docs/research/sweeps/candidates_newvoices48.md in the repository)."
+        "A small English text-to-speech model that ships inside the `modeling-ditar` Python package: "
+        "`ditar synthesize \"Hello there.\" -o hello.wav` or `DiTARPipeline.from_pretrained()` uses it with no "
+        "download. Give it 3 to 10 seconds of clean speech and the transcript of that speech, and it speaks any English "
+        "text in that voice (zero-shot voice cloning); without a prompt it speaks in its default voice. It is an early "
+        "demonstration model (9.9 M parameters) trained only on synthetic espeak-ng voices. On espeak-ng voices it never "
+        "heard, Whisper recognises about two thirds of its words (WER 45.3%, against 32.8% for the same speech "
+        "resynthesised) and its speaker similarity to the prompt is 0.78 (resynthesised speech: 0.83). It does not yet clone natural or human voices "
+        "well: with such prompts most of its words are lost and the similarity drops to about 0.6 (out-of-domain table "
+        "below). It runs at about real time on 2 CPU cores. English only."
     ),
     details={
         "backbone": "Qwen2 architecture (random init), 6 layers, hidden 256, 4 heads; IPA characters via espeak-ng",
         "aggregation encoder": "1 layer, width 256",
         "LocDiT": "3 layers, width 256; 2 history patches; patches of 4 frames (12.5 patches per second)",
+        "speech positions": "\"aligned\" (not in the paper): the speech after j patches sits at position "
+                            "j x 4 x r, r = the prompt's text tokens per frame, next to the text being spoken",
         "audio": "16 kHz, 80 log-mel bins, hop 320 (50 frames per second); Griffin-Lim vocoder (no weights)",
         "weights": "stored in float16 (20 MB), loaded in float32 by `DiTARPipeline.from_pretrained()`",
-        "sampling": "10 LocDiT steps per patch, LM guidance g = 1.5, temperature 0.5; best of 4 candidates ranked by "
-                    "the model's CTC head (`transcript_ctc_loss`)",
+        "sampling": "10 LocDiT steps per patch, LM guidance g = 1.5, temperature 0.5; best of 4 candidates: every "
+                    "text is sampled 4 times in one batch and the candidate the model's own CTC head reads as the "
+                    "text most closely is kept (`num_candidates: 4`; not in the paper; about 1.7 times the compute "
+                    "of one sample, real-time factor 1.3 on 2 CPU cores against 0.66; `num_candidates=1` or "
+                    "`ditar synthesize --candidates 1` for plain sampling)",
+        "evaluation notes": "WER with Whisper-base and `examples/evaluate.py --asr-redecode-loops`, which decodes a "
+                            "clip once more, at temperature 0 with a repetition penalty, when Whisper's transcript is "
+                            "a repetition loop; without it two of the 100 clips send Whisper into loops and the WER "
+                            "is 66.0%. The capped WER (each case's errors at most its reference length) is 41.9%. "
+                            "Best of 4 recognises 67% of the words (one candidate: 61%; resynthesised ground truth: "
+                            "74%). Details: docs/research/sweeps/candidates_newvoices48.md in the repository",
     },
     training=(
-        "`bash examples/scripts/train_on_gpu.sh OUT 8.8 800` on one H200 (config `examples/configs/default-gpu.yaml`): "
-        "a synthetic corpus built offline by `examples/build_corpus.py` (800 random espeak-ng voice variants reading "
-        "fortune sentences, 19,823 utterances, 17.9 h; built in 51 s on 16 cores), then 1,742 steps of "
-        "`examples/train.py` in a 6.1-minute budget: batches of 24,000 frames (8 min of speech), bf16 autocast, "
-        "AdamW lr 2e-3 with warm-up and cosine decay, EMA 0.999, history dropout 0.5, classifier-free-guidance "
-        "dropout 0.1, auxiliary CTC loss 0.1. Then, in a second GPU session, `VOICE_SEED=1 bash "
-        "examples/scripts/train_on_gpu.sh OUT 8.8 800 examples/configs/default-gpu-continue.yaml`: 800 other random "
-        "voices (19,836 utterances, 18.0 h, same sentence split), 1,484 more steps from those weights in 6.15 minutes, "
-        "batches of 48,000 frames, lr 1e-3 with warm-up and cosine decay. Then, in a third, `VOICE_SEED=2 bash "
-        "examples/scripts/train_on_gpu.sh OUT 9.4 1200 examples/research/configs/default-gpu-continue-aligned.yaml`: 1,200 "
-        "other random voices (29,762 utterances, 26.9 h), speech positions switched to \"aligned\" (not in the paper: "
-        "the speech after j patches sits at position j x 4 x r, r = the prompt's text tokens per frame), batches of "
-        "96,000 frames, lr 1e-3; the call ran out of time at step ~1,650 and the shipped weights are the EMA of its "
-        "step-1,000 checkpoint (about 88M frames, 139 s of training). Then, in a fourth session, `VOICE_SEED=3 bash "
-        "examples/scripts/train_on_gpu.sh OUT 9.4 1200 examples/configs/default-gpu-continue.yaml`: 1,200 other voices "
-        "(29,746 utterances, 27.1 h), 2,689 steps in 6.4 minutes at lr 1e-3 with cosine decay to 5e-5 (~234M frames), "
-        "and in a second call `VOICE_SEED=4 bash examples/scripts/train_on_gpu.sh OUT 4.5 800 "
-        "examples/configs/default-gpu-polish.yaml`: 800 other voices, 844 steps at a peak lr of 4e-4 with decay "
-        "(docs/research/training/gpu_continuation.md). About 23 minutes of GPU training in all (6.1 + 6.15 + 2.3 + 6.2 + 1.7). The test "
-        "voices are stock espeak-ng voices never seen in training. The corpus is not on the Hub, so the card lists no "
-        "training dataset."
+        "About 23 minutes on one H200 GPU, in five runs that each continued the previous weights on new random "
+        "voices, about 4,800 voices and more than 100 hours of speech in all. The corpus is synthetic and built "
+        "offline by `examples/build_corpus.py`: random espeak-ng voice variants reading fortune sentences. Training "
+        "used `examples/train.py` with `examples/configs/default-gpu.yaml`, then `examples/configs/default-gpu-continue.yaml` "
+        "(once with aligned speech positions switched on, "
+        "`examples/research/configs/default-gpu-continue-aligned.yaml`) and `examples/configs/default-gpu-polish.yaml`, "
+        "driven by `examples/scripts/train_on_gpu.sh`: batches of 24,000 to 96,000 frames, bf16 autocast, AdamW with "
+        "warm-up and cosine decay (peak lr 2e-3, then 1e-3, then 4e-4), EMA 0.999, history dropout 0.5, "
+        "classifier-free-guidance dropout 0.1, auxiliary CTC loss 0.1. The full log is "
+        "docs/research/training/gpu_continuation.md in the repository. The test voices are stock espeak-ng voices "
+        "never seen in training. The corpus is not on the Hub, so the card lists no training dataset."
     ),
     repo_id=None,
     eval_dataset_name="espeak-ng test voices (examples/evaluate.py cases)",
     eval_dataset_type="custom",
     eval_dataset_split="test",
     # further tables, shown when the file is there (python examples/evaluate.py ... then copy its results.json here)
-    extra_results=[("Out-of-domain prompts: flite voices and real speech (LibriVox); no bar",
+    extra_results=[("Out-of-domain prompts: flite voices and a real human reader (LibriVox)",
                     ROOT / "model_cards" / "results" / "ditar-espeak-tiny-ood.json")],
 )
 
