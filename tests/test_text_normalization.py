@@ -1,0 +1,362 @@
+"""Text normalisation (numbers, currency, dates, ... spelled out), the language/script check and the front end's
+handling of control, invisible and unreadable characters (offline; phonemizer tests skip without espeak-ng)."""
+
+import logging
+
+import pytest
+
+from modeling_ditar.language_check import check_script, guess_latin_language, non_latin_scripts
+from modeling_ditar.text_normalization import (
+    clean_text,
+    has_speakable_content,
+    normalize_text,
+    number_to_words,
+    unspeakable_characters,
+)
+from modeling_ditar.tokenization_ditar import DiTARTextFrontend, build_ditar_tokenizer
+
+# input -> expected normalised text
+CASES = [
+    # the sentence of the issue
+    (
+        "Dr. Smith paid $3.50 on 12/05/2024.",
+        "Doctor Smith paid three dollars fifty cents on December fifth, twenty twenty four.",
+    ),
+    # cardinals, decimals, negatives, separators
+    ("I have 42 apples.", "I have forty two apples."),
+    (
+        "A population of 1,234,567.",
+        "A population of one million two hundred and thirty four thousand five hundred and sixty seven.",
+    ),
+    ("Room 101.", "Room one hundred and one."),
+    ("Pi is 3.14159.", "Pi is three point one four one five nine."),
+    ("It is -5 outside.", "It is minus five outside."),
+    ("Temperature -3.5.", "Temperature minus three point five."),
+    ("Agent 007.", "Agent zero zero seven."),
+    ("Version 2.0 is out.", "Version two point zero is out."),
+    ("I saw 0 birds.", "I saw zero birds."),
+    # currency
+    ("It costs $1.", "It costs one dollar."),
+    ("It costs $0.99.", "It costs ninety nine cents."),
+    ("It costs $1,250.75 now.", "It costs one thousand two hundred and fifty dollars seventy five cents now."),
+    ("They raised $2 million.", "They raised two million dollars."),
+    ("They raised $3.5 billion.", "They raised three point five billion dollars."),
+    ("A £5.20 ticket.", "A five pounds twenty pence ticket."),
+    ("Only €20.", "Only twenty euros."),
+    ("It was 20€.", "It was twenty euros."),
+    ("A 50¢ stamp.", "A fifty cents stamp."),
+    ("It costs $5.", "It costs five dollars."),
+    # dates (numeric dates are month first, US convention, unless the first number cannot be a month)
+    ("Born on 2024-12-05.", "Born on December fifth, twenty twenty four."),
+    ("Due 25/12/2024.", "Due December twenty fifth, twenty twenty four."),
+    ("On 7/4/1776 they signed.", "On July fourth, seventeen seventy six they signed."),
+    ("On December 5, 2024, we met.", "On December fifth, twenty twenty four, we met."),
+    ("On Dec. 5th we met.", "On December fifth we met."),
+    ("On 5 December 2024 we met.", "On the fifth of December, twenty twenty four we met."),
+    ("See you March 3.", "See you March third."),
+    # times
+    ("Meet at 3:30 pm.", "Meet at three thirty PM."),
+    ("Meet at 3:30 p.m. Then go.", "Meet at three thirty PM. Then go."),
+    ("Meet at 14:05.", "Meet at fourteen oh five."),
+    ("Meet at 12:00.", "Meet at twelve o'clock."),
+    ("Meet at 18:00.", "Meet at eighteen hundred."),
+    ("Meet at 7am sharp.", "Meet at seven AM sharp."),
+    # ordinals, percentages, years, decades, ranges
+    ("The 1st, 2nd, 3rd and 23rd.", "The first, second, third and twenty third."),
+    ("The 100th time.", "The one hundredth time."),
+    ("Up 50% today.", "Up fifty percent today."),
+    ("Down 3.5 % today.", "Down three point five percent today."),
+    ("In 1999 and 2024.", "In nineteen ninety nine and twenty twenty four."),
+    ("In 2005.", "In two thousand and five."),
+    ("The 1990s were fun.", "The nineteen nineties were fun."),
+    ("The 80s were loud.", "The eighties were loud."),
+    ("The years 1990–2000.", "The years nineteen ninety to two thousand."),
+    # units and fractions
+    ("We walked 5 km and 1 km.", "We walked five kilometers and one kilometer."),
+    ("It weighs 3 kg.", "It weighs three kilograms."),
+    ("It is 90°F outside.", "It is ninety degrees Fahrenheit outside."),
+    ("Add 3/4 cup.", "Add three quarters cup."),
+    ("Add 1/2 cup.", "Add one half cup."),
+    # abbreviations
+    ("Mr. and Mrs. Smith met Ms. Jones.", "Mister and Missus Smith met Miz Jones."),
+    ("St. Louis is on Main St.", "Saint Louis is on Main Street."),
+    ("Apples, pears, etc.", "Apples, pears, et cetera."),
+    ("Fruit, e.g. apples.", "Fruit, for example apples."),
+    ("Some, i.e. three.", "Some, that is three."),
+    ("Cats vs. dogs.", "Cats versus dogs."),
+    ("No. 5 and #1.", "number five and number one."),
+    ("Prof. Lee spoke.", "Professor Lee spoke."),
+    ("John Smith Jr. Went home.", "John Smith Junior. Went home."),
+    # symbols
+    ("Salt & pepper.", "Salt and pepper."),
+    ("1 + 1 = 2.", "one plus one equals two."),
+    ("Write to tom@example.com.", "Write to tom at example.com."),
+    ("The value of π is 3.14.", "The value of pi is three point one four."),
+    ("*bold* and _under_.", "bold and under."),
+    ("An A4 sheet.", "An A four sheet."),
+    # text without written forms is unchanged
+    ("The quick brown fox jumps over the lazy dog.", "The quick brown fox jumps over the lazy dog."),
+    ("Hello, world!", "Hello, world!"),
+]
+
+
+def test_enough_cases():
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("text, expected", CASES, ids=[c[0][:40] for c in CASES])
+def test_normalize_text(text, expected):
+    assert normalize_text(text) == expected
+
+
+def test_number_to_words():
+    assert number_to_words("1,000") == "one thousand"
+    assert number_to_words("-0.5") == "minus zero point five"
+    assert number_to_words(12) == "twelve"
+    assert (
+        number_to_words("1234567890123456")
+        == "one two three four five six seven eight nine zero one two three four five six"
+    )
+
+
+def test_clean_text_and_speakable():
+    assert clean_text("Hello.\x00World.") == "Hello. World."
+    assert clean_text("wor\u200bld \u200c\u200dgo\ufeff") == "world go"
+    assert clean_text("café\u00ad") == "café"
+    assert not has_speakable_content("...!!! ?")
+    assert has_speakable_content("A.")
+    assert unspeakable_characters("Hello ☃ world 😀 $5") == ["☃", "😀"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# language check
+# --------------------------------------------------------------------------------------------------------------------
+
+ENGLISH = [
+    "Hello.",
+    "Yes.",
+    "Hi there!",
+    "Thank you.",
+    "Good morning, Marie.",
+    "Hello world.",
+    "Okay, let's go.",
+    "See you later, José.",
+    "Bon voyage, my friend!",
+    "Jean-Pierre and Françoise live in Paris.",
+    "Angela Merkel met Emmanuel Macron in Berlin.",
+    "We ordered croissants, a latte and a crème brûlée at the café.",
+    "The quick brown fox jumps over the lazy dog.",
+    "She said it was a fait accompli, and that was that.",
+    "His Weltanschauung was shaped by the war.",
+    "The mariachi band played at the fiesta in San Antonio.",
+    "Please call me back when you get a chance.",
+    "The meeting has been moved to Thursday afternoon.",
+    "I can't believe it's already the end of the year.",
+    "Dr. Smith paid $3.50 on 12/05/2024.",
+    "Our flight to Los Angeles leaves at 3:30 pm from gate 23.",
+    "Do you want pasta or pizza for dinner tonight?",
+    "Tokyo, Seoul and Beijing are large cities.",
+    "Gustav Mahler composed ten symphonies, although the last is unfinished.",
+    "Déjà vu is the feeling that you have lived through the present situation before.",
+    "The rendezvous point was a small restaurant near the river.",
+    "In the beginning God created the heaven and the earth.",
+    "Climate scientists warn that global temperatures will keep rising unless emissions fall sharply.",
+    "After the concert we walked along the beach, talking about music, travel and everything else that came to mind, "
+    "until the sun came up.",
+    "El Niño affects the weather across the Pacific.",
+    "Come on!",
+    "Wow.",
+    "No way.",
+    "Mamma mia, that was a close one.",
+    "Pablo Picasso, Salvador Dalí and Joan Miró were Spanish painters.",
+    "The soufflé collapsed, but the pâté was excellent.",
+    "Ich bin ein Berliner is a famous line from a speech by John F. Kennedy.",
+    "Rock and roll will never die.",
+    "Is it raining in Barcelona today?",
+    "Their new album sounds great.",
+    "Ha ha.",
+    "Leonardo da Vinci and Vincent van Gogh.",
+]
+FRENCH = [
+    "Bonjour, comment allez-vous aujourd'hui ?",
+    "Je voudrais un café et un croissant, s'il vous plaît.",
+    "Le chat dort sur le canapé depuis ce matin.",
+    "Nous allons à la plage demain si il fait beau.",
+    "Il est important de bien dormir chaque nuit.",
+    "Elle a acheté une nouvelle voiture la semaine dernière.",
+    "Où se trouve la gare la plus proche ?",
+    "Les enfants jouent dans le jardin avec leurs amis.",
+    "Je ne sais pas ce que tu veux dire.",
+    "La réunion commence à neuf heures précises.",
+    "Merci beaucoup pour votre aide.",
+    "C'est la vie.",
+]
+GERMAN = [
+    "Guten Morgen, wie geht es Ihnen heute?",
+    "Ich möchte bitte einen Kaffee und ein Stück Kuchen.",
+    "Die Katze schläft seit heute Morgen auf dem Sofa.",
+    "Wir fahren morgen an den See, wenn das Wetter schön ist.",
+    "Es ist wichtig, jede Nacht gut zu schlafen.",
+    "Sie hat letzte Woche ein neues Auto gekauft.",
+    "Wo ist der nächste Bahnhof?",
+    "Die Kinder spielen mit ihren Freunden im Garten.",
+    "Ich weiß nicht, was du meinst.",
+    "Die Besprechung beginnt um neun Uhr.",
+    "Vielen Dank für Ihre Hilfe.",
+    "Das ist nicht so einfach.",
+]
+SPANISH = [
+    "Buenos días, ¿cómo está usted hoy?",
+    "Quisiera un café y un trozo de pastel, por favor.",
+    "El gato duerme en el sofá desde esta mañana.",
+    "Mañana vamos a la playa si hace buen tiempo.",
+    "Es importante dormir bien todas las noches.",
+    "Ella compró un coche nuevo la semana pasada.",
+    "¿Dónde está la estación de tren más cercana?",
+    "Los niños juegan en el jardín con sus amigos.",
+    "No sé lo que quieres decir.",
+    "La reunión empieza a las nueve en punto.",
+    "Muchas gracias por su ayuda.",
+    "No es tan fácil como parece.",
+]
+
+
+def test_no_false_positive_on_english():
+    assert len(ENGLISH) >= 30
+    flagged = {text: guess_latin_language(text) for text in ENGLISH if guess_latin_language(text)}
+    assert flagged == {}
+
+
+@pytest.mark.parametrize("language, sentences", [("French", FRENCH), ("German", GERMAN), ("Spanish", SPANISH)])
+def test_latin_languages_are_named(language, sentences):
+    assert len(sentences) >= 10
+    assert [guess_latin_language(s) for s in sentences] == [language] * len(sentences)
+
+
+@pytest.mark.parametrize(
+    "text, script",
+    [
+        ("你好，世界", "Han"),
+        ("こんにちは", "Hiragana"),
+        ("안녕하세요", "Hangul"),
+        ("مرحبا بالعالم", "Arabic"),
+        ("שלום עולם", "Hebrew"),
+        ("Привет, мир", "Cyrillic"),
+        ("Καλημέρα κόσμε", "Greek"),
+        ("नमस्ते दुनिया", "Devanagari"),
+        ("สวัสดีชาวโลก", "Thai"),
+        ("Hello 世界", "Han"),
+    ],
+)
+def test_other_scripts_raise_naming_the_script(text, script):
+    with pytest.raises(ValueError, match=f"{script} script.*English only"):
+        check_script(text)
+
+
+def test_isolated_greek_letters_are_allowed():
+    assert non_latin_scripts("The angle α is small, and π is about 3.14.") == {}
+    assert "GREEK" in non_latin_scripts("αβ")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the front end
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grapheme():
+    return DiTARTextFrontend(build_ditar_tokenizer())
+
+
+@pytest.fixture(scope="module")
+def phonemes():
+    pytest.importorskip("phonemizer")
+    frontend = DiTARTextFrontend(build_ditar_tokenizer(phonemize=True))
+    try:
+        frontend.text_to_symbols("Hello.")
+    except (ImportError, ValueError) as err:  # no espeak-ng library reachable
+        pytest.skip(f"espeak-ng unavailable: {err}")
+    return frontend
+
+
+def test_issue_sentence_reads_like_its_spelled_out_form(phonemes):
+    written = phonemes.text_to_symbols("Dr. Smith paid $3.50 on 12/05/2024")
+    spoken = phonemes.text_to_symbols(
+        "Doctor Smith paid three dollars fifty cents on December fifth, twenty twenty four"
+    )
+    assert written == spoken
+    assert "slˈæʃ" not in written and "pˈɔɪnt" not in written
+
+
+def test_normalization_can_be_turned_off_and_is_saved(tmp_path, grapheme):
+    assert grapheme.normalize_text and grapheme.check_language
+    assert grapheme.decode(grapheme.encode("I have 42 apples.")) == "i have forty two apples."
+    off = DiTARTextFrontend(build_ditar_tokenizer(), normalize_text=False)
+    assert off.decode(off.encode("I have 42 apples.")) == "i have 42 apples."
+    off.save_pretrained(tmp_path)
+    assert DiTARTextFrontend.from_pretrained(tmp_path).normalize_text is False
+    # setting the attribute writes through to the tokenizer (a processor saved afterwards keeps it)
+    frontend = DiTARTextFrontend(build_ditar_tokenizer())
+    frontend.check_language = False
+    assert frontend.tokenizer.init_kwargs["check_language"] is False
+    assert DiTARTextFrontend(frontend.tokenizer).check_language is False
+    # another espeak language is neither normalised nor checked as English
+    french = DiTARTextFrontend(build_ditar_tokenizer(language="fr-fr"))
+    assert not french.is_english and french.normalize("J'ai 42 ans.") == "j'ai 42 ans."
+
+
+def test_old_tokenizers_default_to_normalizing():
+    tokenizer = build_ditar_tokenizer(phonemize=True)
+    del tokenizer.init_kwargs["normalize_text"], tokenizer.init_kwargs["check_language"]
+    frontend = DiTARTextFrontend(tokenizer)
+    assert frontend.normalize_text and frontend.check_language
+
+
+def test_control_and_invisible_characters(grapheme):
+    assert grapheme.decode(grapheme.encode("Hello.\x00World.")) == "hello. world."
+    assert grapheme.decode(grapheme.encode("wor\u200bld")) == "world"
+    assert grapheme.decode(grapheme.encode("\ufeffhi\u200d there")) == "hi there"
+
+
+@pytest.mark.parametrize("text", ["...!!!", "?", "\x00\u200b", "-- ..."])
+def test_nothing_to_speak(grapheme, text):
+    with pytest.raises(ValueError, match="nothing to speak|empty"):
+        grapheme.encode(text)
+
+
+def test_other_script_in_frontend_raises(grapheme):
+    with pytest.raises(ValueError, match="Arabic script.*English only"):
+        grapheme.encode("مرحبا")
+
+
+def test_foreign_language_warns_naming_it(grapheme, caplog):
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        grapheme.encode("Je ne sais pas ce que tu veux dire.")
+    assert "looks French" in caplog.text and "English only" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        grapheme.encode("Jean-Pierre and Françoise live in Paris.")
+    assert "looks" not in caplog.text
+
+
+def test_symbols_without_reading_are_dropped_or_named(phonemes, caplog):
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        symbols = phonemes.text_to_symbols("Hello ☃ world 😀.")
+    assert symbols == phonemes.text_to_symbols("Hello world.")
+    assert "snowman" in caplog.text and "dropped" in caplog.text  # named in the warning, not spoken
+    with pytest.raises(ValueError, match="U\\+2603"):
+        phonemes.encode("Hello ☃", on_unknown="error")
+    assert phonemes.unknown_characters("Hello ☃") == ["☃"]
+    with pytest.raises(ValueError, match="nothing to speak"):
+        phonemes.encode("☃ 😀")
+
+
+def test_on_unknown_acts_before_phonemization(phonemes):
+    # with the script check off, other scripts reach the unknown-character policy instead of espeak-ng
+    unchecked = DiTARTextFrontend(phonemes.tokenizer, check_language=False)
+    try:
+        with pytest.raises(ValueError, match="no reading.*你"):
+            unchecked.encode("Hello 你好", on_unknown="error")
+        assert unchecked.text_to_symbols("Hello 你好", on_unknown="replace") == unchecked.text_to_symbols("Hello")
+    finally:
+        unchecked.check_language = True  # the tokenizer is shared with the fixture
