@@ -1,15 +1,24 @@
 """DiTAR for the Hugging Face ecosystem: `from_pretrained`, Accelerate training, a diffusers pipeline."""
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
+# When this process is the `ditar` command, its arguments are checked (and --help answered) before the imports below
+# load torch, which takes seconds; anywhere else this does nothing.
+from .cli import check_command_line as _check_command_line
+
+_check_command_line()
+
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForTextToWaveform, AutoProcessor
 
 from .audio_utils import load_audio, resample_audio
 from .configuration_ditar import DiTARConfig
 from .feature_extraction_ditar import DiTARFeatureExtractor
+from .generation_ditar import DiTARGenerationConfig
 from .modeling_ditar import (
     DiTARForConditionalGeneration,
+    DiTARForTextToSpeech,
     DiTARGenerationOutput,
     DiTAROutput,
     DiTARPreTrainedModel,
+    DiTARSpeechOutput,
     PatchStep,
 )
 from .pipeline_ditar import DiTARPipeline, DiTARPipelineOutput, build_pipeline
@@ -23,6 +32,7 @@ from .vocoders import DiTARVocoder
 # Registration is local and idempotent (exist_ok) so importing twice, or next to remote code, never fails.
 AutoConfig.register("ditar", DiTARConfig, exist_ok=True)
 AutoModel.register(DiTARConfig, DiTARForConditionalGeneration, exist_ok=True)
+AutoModelForTextToWaveform.register(DiTARConfig, DiTARForTextToSpeech, exist_ok=True)
 AutoFeatureExtractor.register(DiTARConfig, DiTARFeatureExtractor, exist_ok=True)
 AutoProcessor.register(DiTARConfig, DiTARProcessor, exist_ok=True)
 # Hub code: `save_pretrained` writes `auto_map` and copies the code files (with their relative imports), so saved
@@ -30,11 +40,13 @@ AutoProcessor.register(DiTARConfig, DiTARProcessor, exist_ok=True)
 # package is not installed. Where it is installed, transformers prefers the registered classes above.
 DiTARConfig.register_for_auto_class("AutoConfig")
 DiTARForConditionalGeneration.register_for_auto_class("AutoModel")
+DiTARForTextToSpeech.register_for_auto_class("AutoModelForTextToWaveform")
 DiTARProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
     "DiTARConfig",
     "DiTARFeatureExtractor",
+    "DiTARGenerationConfig",
     "DiTARPipeline",
     "DiTARPipelineOutput",
     "DiTARProcessor",
@@ -50,6 +62,8 @@ __all__ = [
     "GriffinLimVocoder",
     "build_ditar_tokenizer",
     "DiTARForConditionalGeneration",
+    "DiTARForTextToSpeech",
+    "DiTARSpeechOutput",
     "DiTARGenerationOutput",
     "DiTAROutput",
     "DiTARPreTrainedModel",

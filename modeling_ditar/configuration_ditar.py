@@ -6,6 +6,11 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .generation_ditar import GENERATION_DEFAULTS, check_generation_settings
+
+# keys that configs written before generation configs existed may still carry (see `DiTARConfig.__post_init__`)
+LEGACY_GENERATION_KEYS = tuple(key for key in GENERATION_DEFAULTS if key != "max_new_patches")
+
 # A small Qwen2 backbone is the default so that `DiTARConfig()` builds a model that fits on a laptop.
 _DEFAULT_TEXT_CONFIG = {
     "hidden_size": 256,
@@ -43,7 +48,6 @@ class DiTARConfig(PreTrainedConfig):
             (LM guidance, paper section 3.3).
         history_dropout_prob (`float`, defaults to 0.0): probability of hiding the history patches from LocDiT during
             training, which forces the model to rely on the LM output early in training.
-        stop_threshold (`float`, defaults to 0.5): generation stops a row when sigmoid(stop logit) exceeds it.
         stop_loss_weight (`float`, defaults to 1.0): weight of the stop BCE in the total loss.
         ctc_loss_weight (`float`, defaults to 0.0): weight of an optional auxiliary CTC loss that asks the backbone
             output at each patch to name the text tokens being spoken (`ctc_frames_per_patch` predictions per patch).
@@ -69,16 +73,14 @@ class DiTARConfig(PreTrainedConfig):
             gives one (train.py sets it to the training corpus's median).
         speech_position_jitter (`float`, defaults to 0.0): with "aligned" positions, training multiplies each row's
             rate by exp(jitter * N(0, 1)) so that the model learns to follow the text when the rate estimate is off.
-        max_patches_per_text_token (`float`) / min_max_new_patches (`int`): default bound on generated patches,
-            `ceil(max_patches_per_text_token * text_length) + min_max_new_patches`.
-        guidance_scale (`float`, defaults to 2.0): default LM-guidance scale g, v = v(0) + g (v(h) - v(0)).
-            The paper writes (1 + w) v(h) - w v(0), so g = 1 + w; g = 1 disables guidance.
-        temperature (`float`, defaults to 0.5): default temperature tau in [0, 1] (paper section 3.4).
-        num_inference_steps (`int`, defaults to 10): default number of LocDiT ODE steps per patch.
-        num_candidates (`int`, defaults to 1): default number of candidates the pipeline samples per text (as one
-            batch); with more than 1 it keeps the one whose speech the model's own CTC head reads as the text most
-            closely (`transcript_ctc_loss`), so it needs `ctc_loss_weight > 0`. Not in the paper: best-of-K
-            sampling with the model as its own judge, at the cost of a K-row batch.
+
+    vocoder_config (`dict`, *optional*): the vocoder that [`DiTARForTextToSpeech`] holds to return waveforms, e.g.
+        `{"vocoder_type": "griffin_lim", "sampling_rate": 16000, ...}` (the arguments of [`GriffinLimVocoder`]). Not used
+        by [`DiTARForConditionalGeneration`], which returns features.
+
+    Sampling settings (steps, guidance, temperature, candidates, stop threshold and length limits) live in the model's
+    generation config (`generation_config.json`, a `DiTARGenerationConfig`), not here. Configs written before that still
+    load: their sampling values are read aside and become the model's generation config.
     """
 
     model_type = "ditar"
@@ -102,7 +104,6 @@ class DiTARConfig(PreTrainedConfig):
     locdit_intermediate_size: int = 1024
     cfg_dropout_prob: float | int = 0.1
     history_dropout_prob: float | int = 0.0
-    stop_threshold: float | int = 0.5
     stop_loss_weight: float | int = 1.0
     ctc_loss_weight: float | int = 0.0
     ctc_frames_per_patch: int = 2
@@ -113,18 +114,24 @@ class DiTARConfig(PreTrainedConfig):
     speech_positions: str = "sequential"
     text_tokens_per_frame: float | int = 0.25
     speech_position_jitter: float | int = 0.0
-    max_patches_per_text_token: float | int = 3.0
-    min_max_new_patches: int = 16
-    guidance_scale: float | int = 2.0
-    temperature: float | int = 0.5
-    num_inference_steps: int = 10
-    num_candidates: int = 1
+    vocoder_config: dict | None = None
     initializer_range: float | int = 0.02
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
+        # Read sampling settings of older configs aside before the base class drops `temperature`; the model turns them
+        # into its generation config (`DiTARGenerationConfig.from_model_config`), so they are never written back here.
+        legacy = {key: kwargs.pop(key) for key in LEGACY_GENERATION_KEYS if key in kwargs}
         super().__post_init__(**kwargs)
+        if legacy:
+            check_generation_settings(legacy)
+        self._legacy_generation_settings = legacy
         self._check_values()
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        output.pop("_legacy_generation_settings", None)
+        return output
 
     def _check_values(self):
         def need(condition: bool, field: str, allowed: str):
@@ -133,13 +140,11 @@ class DiTARConfig(PreTrainedConfig):
 
         for field in ("feature_dim", "patch_size", "encoder_hidden_size", "encoder_num_layers", "encoder_num_heads",
                       "encoder_intermediate_size", "locdit_hidden_size", "locdit_num_layers", "locdit_num_heads",
-                      "locdit_intermediate_size", "num_inference_steps"):
+                      "locdit_intermediate_size"):
             need(getattr(self, field) >= 1, field, "it must be an integer >= 1")
         need(self.num_history_patches >= 0, "num_history_patches", "it must be >= 0 (0 disables history)")
-        need(self.min_max_new_patches >= 1, "min_max_new_patches", "it must be >= 1")
         for field in ("cfg_dropout_prob", "history_dropout_prob"):
             need(0.0 <= getattr(self, field) < 1.0, field, "it must be a probability in [0, 1)")
-        need(0.0 < self.stop_threshold < 1.0, "stop_threshold", "it must be in (0, 1)")
         need(self.stop_loss_weight >= 0.0, "stop_loss_weight", "it must be >= 0")
         need(self.ctc_loss_weight >= 0.0, "ctc_loss_weight", "it must be >= 0 (0 disables the CTC head)")
         need(self.ctc_frames_per_patch >= 1, "ctc_frames_per_patch", "it must be an integer >= 1")
@@ -157,14 +162,6 @@ class DiTARConfig(PreTrainedConfig):
         need(math.isfinite(self.text_tokens_per_frame) and self.text_tokens_per_frame > 0.0, "text_tokens_per_frame",
              "it must be a finite number > 0 (text tokens per feature frame, about 0.25 for phonemes at 50 frames/s)")
         need(0.0 <= self.speech_position_jitter <= 1.0, "speech_position_jitter", "it must be in [0, 1]")
-        need(self.max_patches_per_text_token > 0.0, "max_patches_per_text_token", "it must be > 0")
-        need(math.isfinite(self.guidance_scale) and self.guidance_scale >= 0.0, "guidance_scale",
-             "it must be a finite number >= 0 (1 disables guidance)")
-        need(0.0 <= self.temperature <= 1.0, "temperature", "it must be in [0, 1]")
-        need(not isinstance(self.num_candidates, bool) and isinstance(self.num_candidates, int)
-             and self.num_candidates >= 1, "num_candidates", "it must be an integer >= 1 (1 samples one candidate)")
-        need(self.num_candidates == 1 or self.ctc_loss_weight > 0, "num_candidates",
-             "more than 1 candidate needs the CTC head that ranks them (ctc_loss_weight > 0)")
         need(self.encoder_hidden_size % self.encoder_num_heads == 0, "encoder_hidden_size",
              f"it must be divisible by encoder_num_heads={self.encoder_num_heads}")
         need(self.locdit_hidden_size % self.locdit_num_heads == 0, "locdit_hidden_size",

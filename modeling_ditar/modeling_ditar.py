@@ -21,18 +21,29 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, DynamicCache, PreTrainedModel, StaticCache
+from transformers import AutoModel, DynamicCache, GenerationMixin, PreTrainedModel, StaticCache
 from transformers import initialization as init
 from transformers.cache_utils import DynamicLayer
 from transformers.utils import ModelOutput, logging
 
 from .aggregation_encoder import DiTARAggregationEncoder
 from .configuration_ditar import DiTARConfig
+from .generation_ditar import (
+    GENERATION_DEFAULTS,
+    DiTARGenerationConfig,
+    GenerationSettings,
+    candidate_generators,
+    reject_unknown_kwargs,
+    resolve_generation_settings,
+    split_generation_kwargs,
+)
 from .guided_attention import AttentionReader, guided_attention_loss
 from .locdit import LocDiT
 from .sampling import GuidedVelocity, PatchSampler, cosine_alpha_sigma
 from .speech_positions import aligned_positions, check_rate, jitter_rate, speaking_rate
+from .streaming import StreamingVocoder
 from .transformer_blocks import DiTARTransformerStack
+from .vocoder_griffinlim import GriffinLimVocoder
 
 logger = logging.get_logger(__name__)
 
@@ -151,11 +162,24 @@ class DiTARPreTrainedModel(PreTrainedModel):
             init.normal_(module.special_token, mean=0.0, std=std)
         elif isinstance(module, DiTARForConditionalGeneration):
             init.normal_(module.speech_start_embedding, mean=0.0, std=std)
+        elif isinstance(module, GriffinLimVocoder):
+            # no weights, only buffers computed from its config; rebuilt here because loading creates them empty
+            for name, value in module._build_buffers().items():
+                init.copy_(getattr(module, name), value)
         else:
             super()._init_weights(module)
 
 
-class DiTARForConditionalGeneration(DiTARPreTrainedModel):
+class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
+    r"""
+    DiTAR: aggregation encoder -> causal LM backbone -> LocDiT. `forward` is the training loss; `generate` samples
+    speech features patch by patch with the settings of `generation_config` ([`DiTARGenerationConfig`]).
+    """
+
+    # Inheriting GenerationMixin directly keeps the class the same whether it is imported or loaded as remote code
+    # (transformers adds the mixin to remote classes that lack it); `generate` below replaces the token loop.
+    generation_config_class = DiTARGenerationConfig
+
     def __init__(self, config: DiTARConfig):
         super().__init__(config)
         self.language_model = AutoModel.from_config(config.text_config)
@@ -313,6 +337,11 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
                 "sequential" models); by default each row's text length over its frames. Training on prompt +
                 target pairs passes the prompt part's rate, which is what generation can know.
         """
+        reject_unknown_kwargs(
+            "forward", kwargs,
+            ("input_ids", "speech_features", "attention_mask", "speech_attention_mask", "speech_position_rate",
+             "return_dict"),
+        )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
         self._check_training_inputs(input_ids, speech_features, attention_mask, speech_attention_mask)
@@ -426,6 +455,29 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         nll = self._ctc_loss(self._ctc_hidden(speech.hidden), speech.num_patches, input_ids, text_mask, reduction="none",
                              zero_infinity=False)
         return nll / text_mask.sum(1).clamp(min=1)
+
+    def score_candidates(self, inputs: dict, rows: list[torch.Tensor]) -> torch.Tensor:
+        """`transcript_ctc_loss` of every generated row ([B*K]): its text and its prompt + generated patches
+        (normalised), scored as the backbone saw them during generation, the prompt cut to whole patches. `inputs` are
+        the generation inputs (`input_ids`, `attention_mask`, `prompt_features`, `prompt_attention_mask`, optional
+        `speech_position_rate`), one row per candidate."""
+        patch = self.config.patch_size
+        rate = inputs.get("speech_position_rate")
+        prompts, prompt_masks = inputs.get("prompt_features"), inputs.get("prompt_attention_mask")
+        scores = []
+        for row, generated in enumerate(rows):
+            text = inputs["input_ids"][row][inputs["attention_mask"][row].bool()]
+            if prompts is not None:
+                prompt = prompts[row] if prompt_masks is None else prompts[row][prompt_masks[row].bool()]
+                prompt = prompt[: (prompt.shape[0] // patch) * patch]
+                speech = torch.cat([prompt, generated.to(prompt.dtype)])
+            else:
+                speech = generated
+            scores.append(self.transcript_ctc_loss(
+                text[None], speech[None].to(self.dtype),
+                speech_position_rate=None if rate is None else rate[row : row + 1],
+            )[0])
+        return torch.stack(scores).float()
 
     def _ctc_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """The backbone outputs [B, N, H] the CTC head reads, out of all speech outputs [B, 1+N, H]: hidden[:, i]
@@ -558,10 +610,25 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             self._compiled_locdit_step = _CompiledLocDiTStep(settings.compile_mode, settings.compile_dynamic)
         return self._compiled_locdit_step
 
-    def default_max_new_patches(self, text_lengths: torch.Tensor) -> torch.Tensor:
-        """Per-row bound on generated patches derived from the number of text tokens (never unbounded)."""
-        factor = self.config.max_patches_per_text_token
-        return (text_lengths.float() * factor).ceil().long() + self.config.min_max_new_patches
+    def generation_settings(self, generation_config=None, **overrides) -> GenerationSettings:
+        """The sampling settings of one call: `overrides` that are not None, else `generation_config` (default: the
+        model's), else the library defaults; every value checked."""
+        settings = resolve_generation_settings(
+            generation_config if generation_config is not None else self.generation_config, **overrides
+        )
+        if settings.num_candidates > 1 and self.ctc_head is None:
+            raise ValueError(
+                f"num_candidates={settings.num_candidates} needs the model's CTC head to rank the candidates, and "
+                "this model has none (config.ctc_loss_weight = 0); use num_candidates=1."
+            )
+        return settings
+
+    def default_max_new_patches(self, text_lengths: torch.Tensor, settings: GenerationSettings | None = None):
+        """Per-row bound on generated patches derived from the number of text tokens (never unbounded):
+        `ceil(max_patches_per_text_token * text_length) + min_max_new_patches` from the generation settings."""
+        settings = settings if settings is not None else self.generation_settings()
+        factor = settings.max_patches_per_text_token
+        return (text_lengths.float() * factor).ceil().long() + settings.min_max_new_patches
 
     @torch.no_grad()
     def generate(
@@ -579,6 +646,8 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         scheduler=None,
         patch_callback: Callable[[PatchStep], None] | None = None,
         speech_position_rate: torch.FloatTensor | float | None = None,
+        generation_config=None,
+        **kwargs,
     ) -> DiTARGenerationOutput:
         """Generate speech features patch by patch.
 
@@ -588,7 +657,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
                 whole patch are dropped.
             max_new_patches: bound on generated patches; default per row
                 `ceil(max_patches_per_text_token * text_length) + min_max_new_patches`.
-            num_inference_steps, guidance_scale, temperature: sampler settings (defaults from the config).
+            num_inference_steps, guidance_scale, temperature: sampler settings (defaults from `generation_config`).
                 guidance_scale g >= 0: v = v(0) + g (v(h) - v(0)), 1 disables guidance (paper's w = g - 1).
                 temperature tau in [0, 1]: time on the reverse ODE where noise is injected; 0 is deterministic.
             generator: a `torch.Generator` or one per row (per-row generators make a row independent of its batch).
@@ -598,6 +667,8 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             speech_position_rate: [B] text tokens per feature frame of the prompt (the processor returns it as
                 `speech_position_rate`); used by `speech_positions="aligned"` models, which otherwise assume
                 `config.text_tokens_per_frame`; ignored by "sequential" ones.
+            generation_config: a `GenerationConfig` to use instead of `self.generation_config`; keyword arguments
+                that name a DiTAR generation setting (e.g. `stop_threshold`) override it for this call.
 
         Speed: `self.generation_speedups` ([`GenerationSpeedups`]) selects the fast paths; the defaults give the same
         numbers as the reference path (`disable_fast_generation()`), `enable_fast_generation()` adds pruning of finished
@@ -617,6 +688,8 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             use_cache=use_cache,
             scheduler=scheduler,
             speech_position_rate=speech_position_rate,
+            generation_config=generation_config,
+            **kwargs,
         ):
             patches.append(step.patch * step.active[:, None, None])
             stopped = step.stopped
@@ -641,6 +714,8 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         use_cache: bool = True,
         scheduler=None,
         speech_position_rate: torch.FloatTensor | float | None = None,
+        generation_config=None,
+        **kwargs,
     ) -> Iterator[PatchStep]:
         """The autoregressive loop of [`generate`] as an iterator of [`PatchStep`]s (for streaming).
 
@@ -649,13 +724,19 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         `generation_speedups.prune_finished`, rows that have finished leave the batch and the KV cache; their
         `PatchStep.patch` rows are then zeros."""
         config = self.config
-        num_inference_steps = config.num_inference_steps if num_inference_steps is None else num_inference_steps
-        guidance_scale = config.guidance_scale if guidance_scale is None else guidance_scale
-        temperature = config.temperature if temperature is None else temperature
-        self._check_generation_inputs(
-            input_ids, attention_mask, prompt_features, prompt_attention_mask, max_new_patches,
-            num_inference_steps, guidance_scale, temperature, generator,
+        known = ("stop_threshold", "max_patches_per_text_token", "min_max_new_patches")
+        reject_unknown_kwargs("generate", {k: v for k, v in kwargs.items() if k not in known}, (
+            "input_ids", "attention_mask", "prompt_features", "prompt_attention_mask", "max_new_patches",
+            "num_inference_steps", "guidance_scale", "temperature", "generator", "use_cache", "scheduler",
+            "patch_callback", "speech_position_rate", "generation_config", *known,
+        ))
+        settings = self.generation_settings(
+            generation_config, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            temperature=temperature, max_new_patches=max_new_patches, **kwargs,
         )
+        num_inference_steps, guidance_scale = settings.num_inference_steps, settings.guidance_scale
+        temperature, max_new_patches = settings.temperature, settings.max_new_patches
+        self._check_generation_inputs(input_ids, attention_mask, prompt_features, prompt_attention_mask, generator)
         batch, device, dtype = input_ids.shape[0], input_ids.device, self.dtype
         hidden_size, patch_size, num_history = config.text_config.hidden_size, config.patch_size, config.num_history_patches
         text_mask = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
@@ -683,7 +764,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
         history, history_valid = self._initial_history(prompt_patches, prompt_mask, num_history)
 
         limit = (
-            self.default_max_new_patches(text_mask.sum(1))
+            self.default_max_new_patches(text_mask.sum(1), settings)
             if max_new_patches is None
             else torch.full((batch,), max_new_patches, device=device, dtype=torch.long)
         )
@@ -741,7 +822,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
                 full_patch = patch.new_zeros(batch, *patch.shape[1:]).index_copy_(0, rows, patch)
             else:
                 h_full, full_patch = h, patch
-            stop_now = active & (torch.sigmoid(self.stop_head(h_full).squeeze(-1).float()) > config.stop_threshold)
+            stop_now = active & (torch.sigmoid(self.stop_head(h_full).squeeze(-1).float()) > settings.stop_threshold)
             stopped = stopped | stop_now
             finished = finished | stop_now | (index + 1 >= limit)
             yield PatchStep(
@@ -780,10 +861,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             valid[:, j] = ok
         return history, valid
 
-    def _check_generation_inputs(
-        self, input_ids, attention_mask, prompt_features, prompt_attention_mask, max_new_patches,
-        num_inference_steps, guidance_scale, temperature, generator,
-    ):
+    def _check_generation_inputs(self, input_ids, attention_mask, prompt_features, prompt_attention_mask, generator):
         if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
             raise ValueError(f"input_ids must be a non-empty [batch, text_length] tensor, got {_shape(input_ids)}.")
         batch = input_ids.shape[0]
@@ -819,19 +897,117 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel):
             _check_right_padded(prompt_attention_mask, "prompt_attention_mask")
         elif prompt_attention_mask is not None:
             raise ValueError("prompt_attention_mask was given without prompt_features.")
-        if max_new_patches is not None and (isinstance(max_new_patches, bool) or not isinstance(max_new_patches, int)
-                                            or max_new_patches < 1):
-            raise ValueError(f"max_new_patches must be an integer >= 1 or None, got {max_new_patches!r}.")
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}.")
-        if not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale) or guidance_scale < 0:
-            raise ValueError(
-                f"guidance_scale must be a finite number >= 0 (1 disables guidance), got {guidance_scale!r}."
+        generators = generator if isinstance(generator, (list, tuple)) else [generator]
+        if generator is not None and not all(isinstance(g, torch.Generator) for g in generators):
+            raise TypeError(
+                f"generator must be a torch.Generator or a list of them (one per row), got {generator!r:.60}; "
+                "for a seed, pass generator=torch.Generator().manual_seed(seed)."
             )
-        if not isinstance(temperature, (int, float)) or not 0.0 <= temperature <= 1.0:
-            raise ValueError(f"temperature must be in [0, 1] (0 = deterministic), got {temperature!r}.")
-        if isinstance(generator, list) and len(generator) != batch:
+        if isinstance(generator, (list, tuple)) and len(generator) != batch:
             raise ValueError(f"got {len(generator)} generators for a batch of {batch}; pass one per row or a single one.")
+
+
+@dataclass
+class DiTARSpeechOutput(ModelOutput):
+    """Output of [`DiTARForTextToSpeech.generate`].
+
+    audio: one float32 waveform [samples] per text, at `sampling_rate`.
+    sampling_rate: the vocoder's rate (Hz).
+    features: the de-normalised features [T, D] each waveform was vocoded from.
+    stopped: [B] True where the stop head ended the text, False where the patch limit did.
+    """
+
+    audio: list[torch.FloatTensor] | None = None
+    sampling_rate: int | None = None
+    features: list[torch.FloatTensor] | None = None
+    stopped: torch.BoolTensor | None = None
+
+
+def build_vocoder(vocoder_config: dict) -> nn.Module:
+    """The vocoder described by a `DiTARConfig.vocoder_config` (`{"vocoder_type": "griffin_lim", ...}`)."""
+    options = dict(vocoder_config)
+    kind = options.pop("vocoder_type", "griffin_lim")
+    if kind != "griffin_lim":
+        raise ValueError(f"vocoder_config names vocoder_type={kind!r}; this version knows 'griffin_lim'.")
+    return GriffinLimVocoder(**options)
+
+
+class DiTARForTextToSpeech(DiTARForConditionalGeneration):
+    r"""
+    DiTAR with its vocoder: text (and a voice prompt) in, waveforms out. The class behind `AutoModelForTextToWaveform`
+    and transformers' `pipeline("text-to-speech")`; it has the weights of [`DiTARForConditionalGeneration`] plus the
+    vocoder described by `config.vocoder_config`, as speech models in transformers hold their codec.
+
+    `generate` samples `num_candidates` candidates per text when the generation config asks for more than one and keeps
+    the one the model's CTC head reads as the text most closely, then vocodes it.
+    """
+
+    output_modalities = ("audio",)
+
+    def __init__(self, config: DiTARConfig):
+        if config.vocoder_config is None:
+            raise ValueError(
+                "DiTARForTextToSpeech needs config.vocoder_config (the vocoder that turns features into audio); use "
+                "DiTARForConditionalGeneration for features only, or save the model from a DiTARPipeline."
+            )
+        super().__init__(config)
+        self.vocoder = build_vocoder(config.vocoder_config)
+
+    @property
+    def sampling_rate(self) -> int:
+        return int(self.vocoder.sampling_rate)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        prompt_features: torch.FloatTensor | None = None,
+        prompt_attention_mask: torch.LongTensor | None = None,
+        speech_position_rate: torch.FloatTensor | float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        generation_config=None,
+        **kwargs,
+    ) -> DiTARSpeechOutput:
+        """Speak each row of `input_ids` (from [`DiTARProcessor`], which also prepares the voice prompt).
+
+        Keyword arguments: DiTAR's generation settings (`num_inference_steps`, `guidance_scale`, `temperature`,
+        `num_candidates`, `max_new_patches`, `stop_threshold`, ...; defaults from `generation_config`). Standard
+        `GenerationConfig` flags that callers pass to every model (`max_new_tokens`, `pad_token_id`,
+        `return_dict_in_generate`, ...) are accepted and have no effect: DiTAR's length is bounded by `max_new_patches`
+        and the stop head. Any other keyword is an error.
+        """
+        settings_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in GENERATION_DEFAULTS}
+        _, unknown = split_generation_kwargs(kwargs)
+        reject_unknown_kwargs("generate", unknown, (
+            "input_ids", "attention_mask", "prompt_features", "prompt_attention_mask", "speech_position_rate",
+            "generator", "generation_config", *GENERATION_DEFAULTS,
+        ))
+        settings = self.generation_settings(generation_config, **settings_kwargs)
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be a [batch, text_length] tensor, got {_shape(input_ids)}.")
+        batch, k = input_ids.shape[0], settings.num_candidates
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "prompt_features": prompt_features,
+                  "prompt_attention_mask": prompt_attention_mask, "speech_position_rate": speech_position_rate}
+        inputs = {key: value for key, value in inputs.items() if value is not None}
+        if inputs.get("attention_mask") is None:
+            inputs["attention_mask"] = torch.ones_like(input_ids)
+        if k > 1:
+            generator = candidate_generators(generator, batch, k)
+            inputs = {key: value.repeat_interleave(k, dim=0) if isinstance(value, torch.Tensor) and value.dim() else value
+                      for key, value in inputs.items()}
+        settings_kwargs.pop("num_candidates", None)
+        out = super().generate(**inputs, generator=generator, generation_config=generation_config, **settings_kwargs)
+        rows = [out.features[row, : int(out.lengths[row])] for row in range(out.features.shape[0])]
+        best = list(range(batch))
+        if k > 1:
+            scores = self.score_candidates(inputs, rows).view(batch, k)
+            best = (torch.arange(batch) * k + scores.argmin(1).cpu()).tolist()
+        features = [self.denormalize_features(rows[i].float()).cpu() for i in best]
+        audio = [StreamingVocoder(self.vocoder).decode(f) for f in features]
+        return DiTARSpeechOutput(
+            audio=audio, sampling_rate=self.sampling_rate, features=features, stopped=out.stopped[best].cpu()
+        )
 
 
 def _locdit_forward_prepared(locdit: LocDiT, noisy: torch.Tensor, time_emb: torch.Tensor, context) -> torch.Tensor:

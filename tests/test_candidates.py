@@ -3,12 +3,13 @@ closely (`transcript_ctc_loss`) kept."""
 
 import numpy as np
 import pytest
+from transformers import GenerationConfig
 import torch
 from model_helpers import DiTARModelTester, select_row
 from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
 
 from modeling_ditar import DiTARConfig
-from modeling_ditar.pipeline_ditar import _candidate_generators
+from modeling_ditar.generation_ditar import candidate_generators as _candidate_generators
 
 
 @pytest.fixture
@@ -78,16 +79,20 @@ def test_config_rejects_a_non_integer_num_candidates(tester, value):
         tester.get_config(num_candidates=value, ctc_loss_weight=1.0)
 
 
-def test_config_needs_a_ctc_head_for_several_candidates(tester):
-    with pytest.raises(ValueError, match="num_candidates.*ctc_loss_weight > 0"):
-        tester.get_config(num_candidates=4)
+def test_several_candidates_need_a_ctc_head(tester):
+    model = tester.get_model(num_candidates=4)  # a setting, so the model builds; generating is what needs the head
+    inputs = tester.prepare_generation_inputs()
+    with pytest.raises(ValueError, match="num_candidates=4 needs the model's CTC head"):
+        model.generate(**inputs)
 
 
-def test_config_num_candidates_round_trips(tester, tmp_path):
-    config = tester.get_config(num_candidates=4, ctc_loss_weight=0.1)
-    config.save_pretrained(tmp_path)
-    assert DiTARConfig.from_pretrained(tmp_path).num_candidates == 4
-    assert tester.get_config().num_candidates == 1
+def test_num_candidates_round_trips_through_the_generation_config(tester, tmp_path):
+    model = tester.get_model(num_candidates=4, ctc_loss_weight=0.1)
+    assert model.generation_config.num_candidates == 4
+    model.save_pretrained(tmp_path)
+    assert GenerationConfig.from_pretrained(tmp_path).num_candidates == 4
+    assert type(model).from_pretrained(tmp_path).generation_settings().num_candidates == 4
+    assert tester.get_model().generation_settings().num_candidates == 1
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -171,7 +176,7 @@ def test_best_of_k_is_reproducible_and_speaks_long_texts_sentence_by_sentence(pi
 
 @pytest.mark.parametrize("value", [0, -2, 1.5, True, "2"])
 def test_pipeline_rejects_a_bad_num_candidates(pipe, value):
-    with pytest.raises(ValueError, match="num_candidates must be an integer >= 1"):
+    with pytest.raises(ValueError, match="`num_candidates` must be an integer >= 1"):
         pipe(**get_dummy_inputs(num_candidates=value))
 
 

@@ -7,7 +7,7 @@ from model_helpers import TEXT_CONFIGS, DiTARModelTester
 from transformers import AutoConfig, LlamaConfig, Qwen2Config
 
 import modeling_ditar  # noqa: F401  (registers "ditar" with the Auto classes)
-from modeling_ditar import DiTARConfig
+from modeling_ditar import DiTARConfig, DiTARGenerationConfig
 
 TEXT_CONFIG_CLASSES = {"qwen2": Qwen2Config, "llama": LlamaConfig}
 
@@ -22,8 +22,6 @@ def with_stats(backbone: str) -> DiTARConfig:
         feature_mean=[0.5 * i for i in range(8)],
         feature_std=[1.0 + 0.25 * i for i in range(8)],
         patch_size=3,
-        stop_threshold=0.7,
-        guidance_scale=1.5,
     )
 
 
@@ -33,7 +31,9 @@ def test_default_config_builds_a_small_qwen2_backbone():
     assert isinstance(config.text_config, Qwen2Config)
     assert config.text_config.hidden_size == 256 and config.text_config.num_hidden_layers == 4
     assert (config.feature_dim, config.patch_size, config.num_history_patches) == (100, 4, 2)
-    assert (config.guidance_scale, config.temperature, config.num_inference_steps) == (2.0, 0.5, 10)
+    generation = DiTARGenerationConfig.from_model_config(config)
+    assert (generation.guidance_scale, generation.temperature, generation.num_inference_steps) == (2.0, 0.5, 10)
+    assert generation.do_sample and generation.num_candidates == 1 and generation.max_new_patches is None
     assert config.feature_mean is None and config.feature_std is None
 
 
@@ -50,7 +50,7 @@ def test_dict_round_trip(backbone):
     assert type(restored.text_config) is TEXT_CONFIG_CLASSES[backbone]
     assert restored.text_config.hidden_size == TEXT_CONFIGS[backbone]["hidden_size"]
     assert restored.feature_mean == config.feature_mean and restored.feature_std == config.feature_std
-    assert (restored.patch_size, restored.stop_threshold, restored.guidance_scale) == (3, 0.7, 1.5)
+    assert restored.patch_size == 3
     assert restored.to_dict() == as_dict
 
 
@@ -153,8 +153,21 @@ def test_invalid_config_json_is_rejected_when_loading(tmp_path):
 )
 def test_boundary_values_are_accepted(overrides):
     config = tiny_config(**overrides)
+    generation = DiTARGenerationConfig.from_model_config(config)
     for key, value in overrides.items():
-        assert getattr(config, key) == value
+        assert getattr(generation if key in ("temperature", "guidance_scale") else config, key) == value
+
+
+def test_sampling_settings_of_older_configs_move_to_the_generation_config(tmp_path):
+    """Configs written before generation configs kept the sampling settings; they load, become the generation
+    config's values and are not written back into config.json (transformers refuses generation flags there)."""
+    config = tiny_config(guidance_scale=1.5, temperature=0.2, num_inference_steps=6, stop_threshold=0.7)
+    assert not {"guidance_scale", "temperature", "num_inference_steps", "stop_threshold"} & set(config.to_dict())
+    generation = DiTARGenerationConfig.from_model_config(config)
+    assert (generation.guidance_scale, generation.temperature, generation.num_inference_steps) == (1.5, 0.2, 6)
+    assert generation.stop_threshold == 0.7
+    config.save_pretrained(tmp_path)  # no "generation parameters in the model config" error
+    assert "temperature" not in json.loads((tmp_path / "config.json").read_text())
 
 
 @pytest.mark.parametrize(

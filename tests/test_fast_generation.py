@@ -349,7 +349,7 @@ def test_pruning_finished_rows_equals_the_unpruned_batch(use_cache, generator):
     torch.testing.assert_close(pruned.features, unpruned.features, atol=1e-5, rtol=0)
     assert torch.equal(pruned.lengths, unpruned.lengths) and torch.equal(pruned.stopped, unpruned.stopped)
     # the LocDiT batch (cond + uncond) shrinks as rows stop: 3 rows for patch 1, then 2, then 1
-    steps = model.config.num_inference_steps
+    steps = model.generation_settings().num_inference_steps
     assert recorder.sizes == [6] * steps + [4] * 2 * steps + [2] * 2 * steps
     for a, b in zip(pruned_steps, unpruned_steps, strict=True):
         assert torch.equal(a.active, b.active) and torch.equal(a.finished, b.finished)

@@ -62,7 +62,7 @@ def sample_candidates(pipe, case, num_candidates: int) -> list[dict]:
                    output_type="features", generator=generator, num_candidates=1)
         features = torch.as_tensor(np.asarray(out.audios[0][: out.audio_lengths[0]]), dtype=torch.float32)
         with torch.no_grad():
-            score = float(pipe._candidate_scores(inputs, [model.normalize_features(features)])[0])
+            score = float(pipe.model.score_candidates(inputs, [model.normalize_features(features)])[0])
         candidates.append({"seed": k, "features": features, "ctc": score, "stopped": bool(out.stopped[0])})
     return candidates
 

@@ -1,0 +1,144 @@
+"""Generation settings of DiTAR, kept in a `transformers.GenerationConfig` (`generation_config.json`).
+
+DiTAR samples continuous patches, not tokens, so most of GenerationConfig's token-sampling flags do not apply. Its own
+knobs are stored next to them as extra attributes:
+
+- `num_inference_steps`: LocDiT ODE steps per patch;
+- `guidance_scale` g >= 0: LM guidance, v = v(0) + g (v(h) - v(0)); 1 disables it (the paper's w = g - 1);
+- `temperature` tau in [0, 1]: the time on the reverse ODE at which fresh noise is injected (0 = deterministic);
+- `num_candidates`: candidates sampled per text; the one the model's CTC head reads as the text most closely is kept;
+- `max_new_patches`: a fixed cap on generated patches, or None for the per-text bound
+  `ceil(max_patches_per_text_token * text_length) + min_max_new_patches`;
+- `stop_threshold`: a row stops when sigmoid(stop logit) exceeds it.
+
+`do_sample=True` is recorded because DiTAR always samples (temperature 0 only moves where the noise enters), which also
+keeps GenerationConfig's own validation quiet about `temperature`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from transformers import GenerationConfig
+
+GENERATION_DEFAULTS: dict = {
+    "num_inference_steps": 10,
+    "guidance_scale": 2.0,
+    "temperature": 0.5,
+    "num_candidates": 1,
+    "max_new_patches": None,
+    "max_patches_per_text_token": 3.0,
+    "min_max_new_patches": 16,
+    "stop_threshold": 0.5,
+}
+
+
+class DiTARGenerationConfig(GenerationConfig):
+    """A `GenerationConfig` whose DiTAR settings (see the module docstring) default to `GENERATION_DEFAULTS`."""
+
+    def __init__(self, **kwargs):
+        for key, value in GENERATION_DEFAULTS.items():
+            kwargs.setdefault(key, value)
+        kwargs.setdefault("do_sample", True)
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_model_config(cls, model_config) -> DiTARGenerationConfig:
+        """The defaults, updated with the sampling settings that configs written before generation configs existed
+        kept in the model config (`DiTARConfig` reads them aside)."""
+        legacy = getattr(model_config, "_legacy_generation_settings", None) or {}
+        return cls(**legacy)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """The resolved DiTAR settings of one generation call."""
+
+    num_inference_steps: int
+    guidance_scale: float
+    temperature: float
+    num_candidates: int
+    max_new_patches: int | None
+    max_patches_per_text_token: float
+    min_max_new_patches: int
+    stop_threshold: float
+
+
+def resolve_generation_settings(generation_config: GenerationConfig | None, **overrides) -> GenerationSettings:
+    """Settings for one call: each override that is not None, else the generation config's value, else the default.
+    Every value is checked, so a bad setting fails here with its name, from a call or from a saved file alike."""
+    values = {}
+    for key, default in GENERATION_DEFAULTS.items():
+        value = overrides.pop(key, None)
+        if value is None and generation_config is not None:
+            value = getattr(generation_config, key, None)
+        values[key] = default if value is None and key != "max_new_patches" else value
+    if overrides:
+        raise TypeError(f"unknown generation settings: {sorted(overrides)}; known: {sorted(GENERATION_DEFAULTS)}.")
+    check_generation_settings(values)
+    return GenerationSettings(**values)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_generation_settings(values: dict) -> None:
+    """Raise a ValueError naming the first invalid setting in `values` (keys of `GENERATION_DEFAULTS`)."""
+    rules = {
+        "num_inference_steps": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        "guidance_scale": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0 (1 disables guidance)"),
+        "temperature": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1] (0 = deterministic)"),
+        "num_candidates": (lambda v: _is_int(v) and v >= 1, "an integer >= 1 (1 samples one candidate)"),
+        "max_new_patches": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1 or None"),
+        "max_patches_per_text_token": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+        "min_max_new_patches": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        "stop_threshold": (lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+    }
+    for key, value in values.items():
+        valid, allowed = rules[key]
+        if not valid(value):
+            raise ValueError(f"`{key}` must be {allowed}, got {value!r}.")
+
+
+def reject_unknown_kwargs(method: str, kwargs: dict, known) -> None:
+    """Raise a TypeError naming every unexpected keyword argument of `method`, with the closest known name, so that a
+    misspelt argument (`speech_atention_mask`) fails instead of being ignored."""
+    if not kwargs:
+        return
+    import difflib
+
+    parts = []
+    for name in sorted(kwargs):
+        close = difflib.get_close_matches(name, list(known), n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise TypeError(f"{method}() got unexpected keyword arguments: {', '.join(parts)}.")
+
+
+def candidate_generators(generator, batch: int, num_candidates: int):
+    """Generators for a batch whose rows were repeated num_candidates times: a single generator (or None) serves the
+    whole batch; a list of one per text gives every candidate of text i its own generator, seeded from generator i,
+    so a text's candidates still do not depend on the rest of the batch."""
+    if not isinstance(generator, (list, tuple)):
+        return generator
+    if len(generator) != batch:
+        raise ValueError(f"got {len(generator)} generators for {batch} texts; pass one per text or a single one.")
+    children = []
+    for parent in generator:
+        seeds = torch.randint(0, 2**62, (num_candidates,), generator=parent, device=parent.device)
+        children += [torch.Generator(device=parent.device).manual_seed(int(seed)) for seed in seeds]
+    return children
+
+
+def split_generation_kwargs(kwargs: dict) -> tuple[dict, dict]:
+    """Split keyword arguments into standard `GenerationConfig` flags (which callers such as transformers' pipelines
+    pass to every model: `max_new_tokens`, `pad_token_id`, `return_dict_in_generate`, ...) and the rest."""
+    standard = {key for key in vars(GenerationConfig()) if not key.startswith("_")}
+    flags = {key: value for key, value in kwargs.items() if key in standard}
+    return flags, {key: value for key, value in kwargs.items() if key not in standard}
