@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
 # Create .venv with everything needed to run the examples and the tests (CPU).
+# System packages (installed when run as root on a machine with apt-get; skipped when already present):
+#   espeak-ng  the text front end's phonemes and the synthetic training voices
+#   fortunes   sentences for the synthetic corpus (examples/build_corpus.py) and its tests
+#   flite      out-of-domain evaluation voices (examples/make_ood_cases.py) and its tests
 set -euo pipefail
 cd "$(dirname "$0")"
-if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && ! command -v espeak-ng >/dev/null 2>&1; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null || true
+missing=()
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+[ -d /usr/share/games/fortunes ] || missing+=(fortunes)
+command -v flite >/dev/null 2>&1 || missing+=(flite)
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing system packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "warning: missing system packages ${missing[*]} (install them with your package manager;" \
+         "some tests and corpus tools need them)" >&2
+  fi
 fi
 python3 -m venv .venv
 . .venv/bin/activate
 pip install -q -U pip
 pip install -q torch==2.13.0          # the CPU build first, or pip pulls a multi-GB CUDA build
-pip install -q -e ".[dev,phonemize,train]"
+pip install -q -e ".[dev,train]"      # synthesis alone needs only `pip install -e .`
