@@ -1,4 +1,4 @@
-"""DiTAR inference benchmark (issue 6): speed, latency, memory and compute against a non-autoregressive baseline.
+"""DiTAR inference benchmark: speed, latency, memory and compute against a non-autoregressive baseline.
 
     python examples/benchmark.py --quick                       # ~5 minutes: shipped size, 5 and 10 s, batch 1 and 4
     python examples/benchmark.py                               # full grid: ship + 40M, 5/10/20/40 s, batch 1/4/16
@@ -441,7 +441,7 @@ def main(argv=None):
     parser.add_argument("--ditar-budget", type=float, default=120.0, help="max seconds per timed DiTAR run")
     parser.add_argument("--no-nar", action="store_true")
     parser.add_argument("--no-flops", action="store_true")
-    parser.add_argument("--reference", action="store_true", help="DiTAR on the reference path (before issue 6)")
+    parser.add_argument("--reference", action="store_true", help="DiTAR on the reference path (no fast-generation shortcuts)")
     parser.add_argument("--compile", action="store_true", help="model.enable_fast_generation(compile=True)")
     parser.add_argument("--prune", action="store_true", help="drop finished rows (no effect: rows never stop here)")
     parser.add_argument("--static-cache", action="store_true")

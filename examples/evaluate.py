@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Zero-shot TTS evaluation of a DiTAR pipeline (issue #4), offline.
+"""Zero-shot TTS evaluation of a DiTAR pipeline, offline.
 
 Rows (`--rows`, comma-separated, in this order):
   gt       "ground truth": the case's target_audio (WER, SIM to the prompt)

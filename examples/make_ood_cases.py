@@ -4,7 +4,7 @@
     python examples/make_ood_cases.py --out data/eval/ood/cases.jsonl
     python examples/evaluate.py --cases data/eval/ood/cases.jsonl --out outputs/eval/ood
 
-Two sources, both offline once fetched (issue #4 asks for them as a report without a bar):
+Two sources, both offline once fetched:
 
 * flite voices (``apt-get install flite``): for each voice, a prompt sentence and a different target sentence, both
   spoken by flite, so the cases have a ground truth (and a resynthesised ground truth row).

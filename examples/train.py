@@ -74,7 +74,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     eval_every: int = 500
     log_every: int = 10
-    eval_utterances: int = 64  # validation utterances of the text-use gaps, spread over the voices (16 until session 4)
+    eval_utterances: int = 64  # validation utterances of the text-use gaps, spread over the voices
     seed: int = 0
     num_threads: int | None = None
     # cuDNN's fused attention (the SDPA kernel PyTorch picked on an H200 in bf16) builds an execution plan for every new

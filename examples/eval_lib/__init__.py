@@ -1,4 +1,4 @@
-"""Zero-shot TTS evaluation for DiTAR (issue #4): WER with an offline Whisper, speaker similarity with Resemblyzer,
+"""Zero-shot TTS evaluation for DiTAR: WER with an offline Whisper, speaker similarity with Resemblyzer,
 stop rate, duration ratio and real-time factor, for the rows "ground truth", "ground truth resynthesised", "DiTAR teacher-forced" and
 "DiTAR".
 

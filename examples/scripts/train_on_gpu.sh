@@ -2,15 +2,13 @@
 # Build the corpus and train the default model on one GPU machine with no network, in a fixed time budget.
 #   bash examples/scripts/prepare_device_bundle.sh        # here, once: .espeak/ and .whl/
 #   bash examples/scripts/train_on_gpu.sh OUT_DIR MINUTES [NUM_TRAIN_SPEAKERS [CONFIG]]   # there, with .espeak, .whl
-# Continue the embedded default instead of starting afresh (GPU sessions then add up), on voices not heard yet:
+# Continue the embedded default instead of starting afresh, on voices it has not heard (VOICE_SEED picks them):
 #   VOICE_SEED=5 bash examples/scripts/train_on_gpu.sh OUT_DIR 9.4 1200 examples/configs/default-gpu-continue.yaml
-# MINUTES is the whole script's budget: training gets what is left after the corpus, less 1 minute for the final
-# evaluation and the export (they took 32 s and 23 s in session 8's two calls; 1.5 minutes before that).
-# Session 8 spent its 15 device minutes as a 9.4-minute call (timeout_s 595) and then a fresh machine's 4.5-minute call
-# (timeout_s 290) continuing the first's result, shipped by then as the default, on new voices (seed+1):
 #   VOICE_SEED=6 bash examples/scripts/train_on_gpu.sh OUT_DIR 4.5 800 examples/configs/default-gpu-polish.yaml
-# A second, shorter call on the still-warm machine (within its idle time; data/ and runs/ stay there) spends the rest
-# of a session's device time on more steps from the first call's result, without rebuilding the corpus:
+# MINUTES is the whole script's budget: training gets what is left after the corpus, less 1 minute for the final
+# evaluation and the export (they took 23-32 s on an H200).
+# A second, shorter call on the same machine (data/ and runs/ still there) trains more steps from the first call's
+# result without rebuilding the corpus:
 #   REUSE_CORPUS=1 RUN_DIR=runs/gpu-b INIT_FROM=runs/gpu/final bash examples/scripts/train_on_gpu.sh OUT_DIR 3.5 800 \
 #       examples/configs/default-gpu-continue.yaml
 # Writes OUT_DIR/model (EMA weights, fp16, shards under 12 MB) and OUT_DIR/logs.tar.gz (training log, CSV, loss plot,
