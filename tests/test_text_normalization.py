@@ -5,15 +5,18 @@ import logging
 
 import pytest
 
-from modeling_ditar.language_check import check_script, guess_latin_language, non_latin_scripts
-from modeling_ditar.text_normalization import (
+from modeling_ditar.tokenization_ditar import (
+    DiTARTextFrontend,
+    build_ditar_tokenizer,
+    check_script,
     clean_text,
+    guess_latin_language,
     has_speakable_content,
+    non_latin_scripts,
     normalize_text,
     number_to_words,
     unspeakable_characters,
 )
-from modeling_ditar.tokenization_ditar import DiTARTextFrontend, build_ditar_tokenizer
 
 # input -> expected normalised text
 CASES = [
