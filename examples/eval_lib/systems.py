@@ -133,7 +133,7 @@ class PipelineSystem:
         return SystemOutput(audio, int(self.pipe.sample_rate), compute_seconds=seconds, stopped=bool(out.stopped[0]))
 
     def describe(self) -> dict:
-        config = self.pipe.model.config
+        config = self.pipe.model.generation_config  # the sampling defaults live in the generation config
         return {
             "source": self.source,
             "num_inference_steps": self.num_inference_steps or config.num_inference_steps,

@@ -109,7 +109,7 @@ def teacher_forced_features(pipe, target_audio: np.ndarray, target_rate: int, te
     if pipe.vae is not None:
         raise ValueError("teacher forcing is implemented for log-mel pipelines; this pipeline uses a VAE.")
     model = pipe.model
-    config = model.config
+    config = model.generation_config  # the sampling defaults live in the generation config
     inputs = pipe.encode_inputs([text], prompt_audio, prompt_text, None)  # text ids + normalised prompt frames
     prompt_frames = inputs["prompt_features"][0, : int(inputs["prompt_attention_mask"][0].sum())]
     target_frames = real_frames(pipe, target_audio, target_rate)
