@@ -468,7 +468,6 @@ _SYMBOLS = {
     "%": " percent ",
     "+": " plus ",
     "=": " equals ",
-    "@": " at ",
     "×": " times ",
     "÷": " divided by ",
     "±": " plus or minus ",
@@ -534,6 +533,7 @@ _ABBREVIATION_PATTERN = _abbreviation_pattern(_ABBREVIATIONS)
 _SAINT_OR_STREET = re.compile(r"(?<![\w.])St\.(?=\s|$|[,;:!?)])(\s+(?=[A-Z]))?")
 _SENTENCE_END_AFTER = re.compile(r"\s*($|[\"')\]]*\s+[A-Z])")
 _SYMBOL_PATTERN = re.compile("|".join(map(re.escape, _SYMBOLS)))
+_AT = re.compile(r"(?<=\w)@(?=\w)")  # in an address ("tom@example.com"); a lone "@" has no reading
 _GREEK_LETTER = re.compile(r"(?<![^\W\d_])[\u0370-\u03ff](?![^\W\d_])")
 
 
@@ -772,6 +772,7 @@ def normalize_text(text: str) -> str:
     for pattern, replacement in _PASSES:
         text = pattern.sub(replacement, text)
     text = _SYMBOL_PATTERN.sub(lambda m: _SYMBOLS[m.group(0)], text)
+    text = _AT.sub(" at ", text)
     if any(ch in _FORMATTING for ch in text):
         text = "".join(" " if ch in _FORMATTING else ch for ch in text)
     text = _SPACES.sub(" ", text)
@@ -1170,9 +1171,11 @@ class DiTARTextFrontend:
             normalized = _WHITESPACE.sub(" ", "".join(" " if ch in dropped else ch for ch in normalized)).strip()
             normalized = re.sub(r" +([,.;:!?])", r"\1", normalized)
         if not has_speakable_content(normalized):
+            missing = list(dict.fromkeys(ch for ch in normalized if ch not in self._vocab and not ch.isspace()))
             raise ValueError(
                 f"`text` {text!r} has nothing to speak: no letter or digit"
                 + (" once unreadable characters are dropped" if unreadable else "")
+                + (f" ({', '.join(map(repr, missing))} not in the vocabulary)" if missing else "")
                 + ". Give at least one word."
             )
         if not self.use_phonemes:

@@ -321,7 +321,7 @@ def test_control_and_invisible_characters(grapheme):
     assert grapheme.decode(grapheme.encode("\ufeffhi\u200d there")) == "hi there"
 
 
-@pytest.mark.parametrize("text", ["...!!!", "?", "\x00\u200b", "-- ..."])
+@pytest.mark.parametrize("text", ["...!!!", "?", "\x00\u200b", "-- ...", "@@@@"])
 def test_nothing_to_speak(grapheme, text):
     with pytest.raises(ValueError, match="nothing to speak|empty"):
         grapheme.encode(text)
@@ -363,3 +363,20 @@ def test_on_unknown_acts_before_phonemization(phonemes):
         assert unchecked.text_to_symbols("Hello 你好", on_unknown="replace") == unchecked.text_to_symbols("Hello")
     finally:
         unchecked.check_language = True  # the tokenizer is shared with the fixture
+
+
+def test_processor_normalizes_and_saves_the_option(tmp_path):
+    from pipeline_helpers import get_dummy_processor
+
+    from modeling_ditar import DiTARProcessor
+
+    processor = get_dummy_processor()
+    assert processor.tokenizer.decode(processor("Room 42.")["input_ids"][0]) == "room forty two."
+    processor.frontend.normalize_text = False
+    assert processor.tokenizer.decode(processor("Room 42.")["input_ids"][0]) == "room 42."
+    processor.save_pretrained(tmp_path)
+    reloaded = DiTARProcessor.from_pretrained(tmp_path)
+    assert reloaded.frontend.normalize_text is False
+    assert reloaded.tokenizer.decode(reloaded("Room 42.")["input_ids"][0]) == "room 42."
+    with pytest.raises(ValueError, match="nothing to speak"):
+        reloaded("...!!!")
