@@ -41,6 +41,7 @@ __all__ = [
     "render_model_card",
     "save_for_hub",
     "write_pipeline_remote_code",
+    "write_transformers_entry_points",
 ]
 
 CODE_DIR = Path(__file__).resolve().parent
@@ -132,6 +133,50 @@ def installed_libraries(config: dict, package: str, code_dir: str | os.PathLike 
         if isinstance(library, str) and "." not in library and (Path(code_dir) / f"{library}.py").is_file():
             config[key] = [f"{package}.{library}", class_name]
     return config
+
+
+# Auto classes a pipeline folder's root answers (transformers' text-to-speech models live under
+# AutoModelForTextToWaveform; AutoModel gives the feature-level model with the same weights).
+ROOT_AUTO_MAP = {
+    "AutoConfig": "configuration_ditar.DiTARConfig",
+    "AutoModel": "modeling_ditar.DiTARForConditionalGeneration",
+    "AutoModelForTextToWaveform": "modeling_ditar.DiTARForTextToSpeech",
+}
+
+
+def write_transformers_entry_points(pipeline, folder: str | os.PathLike) -> bool:
+    """Give a saved pipeline folder the files transformers reads at a repository's root: `config.json` (the model's
+    config with its vocoder's, for `DiTARForTextToSpeech`), `generation_config.json`, the weights (hard links to
+    `model/`'s files where the file system allows, so they take no extra space; the Hub stores equal files once) and
+    the processor's files. Skipped (returns False) for pipelines whose features are decoded by a VAE or a vocoder
+    other than Griffin-Lim, which the text-to-speech model cannot hold."""
+    folder = Path(folder)
+    vocoder = getattr(pipeline, "vocoder", None)
+    if getattr(pipeline, "vae", None) is not None or vocoder is None or type(vocoder).__name__ != "GriffinLimVocoder":
+        return False
+    config = json.loads((folder / "model" / "config.json").read_text(encoding="utf-8"))
+    config["vocoder_config"] = {"vocoder_type": "griffin_lim",
+                                **{k: v for k, v in dict(vocoder.config).items() if not k.startswith("_")}}
+    config["architectures"] = ["DiTARForTextToSpeech"]
+    config["auto_map"] = dict(ROOT_AUTO_MAP)
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for source in sorted((folder / "model").iterdir()):
+        if source.name == "config.json" or source.suffix == ".py" or not source.is_file():
+            continue
+        _link_or_copy(source, folder / source.name)
+    for source in sorted((folder / "processor").iterdir()):
+        if source.is_file() and source.suffix != ".py":
+            shutil.copyfile(source, folder / source.name)
+    return True
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or one without hard links
+        shutil.copyfile(source, target)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from transformers.cache_utils import DynamicLayer
 from transformers.utils import ModelOutput, logging
 
 from .aggregation_encoder import DiTARAggregationEncoder
+from .audio_utils import soft_limit
 from .configuration_ditar import DiTARConfig
 from .generation_ditar import (
     GENERATION_DEFAULTS,
@@ -1004,7 +1005,8 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
             scores = self.score_candidates(inputs, rows).view(batch, k)
             best = (torch.arange(batch) * k + scores.argmin(1).cpu()).tolist()
         features = [self.denormalize_features(rows[i].float()).cpu() for i in best]
-        audio = [StreamingVocoder(self.vocoder).decode(f) for f in features]
+        # the pipeline's decoding: chunked Griffin-Lim and the soft limiter that keeps peaks below full scale
+        audio = [StreamingVocoder(self.vocoder, limiter=soft_limit).decode(f) for f in features]
         return DiTARSpeechOutput(
             audio=audio, sampling_rate=self.sampling_rate, features=features, stopped=out.stopped[best].cpu()
         )

@@ -14,13 +14,14 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import ConfigMixin, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.utils import logging
 from transformers import PreTrainedModel, ProcessorMixin
@@ -29,14 +30,17 @@ from transformers import PreTrainedModel, ProcessorMixin
 # directly, so every module the pipeline needs, also indirectly, is imported here (the ones marked F401 only for that;
 # tests/test_remote_code.py checks that the list is complete).
 from .aggregation_encoder import DiTARAggregationEncoder  # noqa: F401
-from .audio_utils import load_audio  # noqa: F401
+from .audio_utils import load_audio, soft_limit  # noqa: F401
 from .configuration_ditar import DiTARConfig  # noqa: F401
 from .feature_extraction_ditar import DiTARFeatureExtractor  # noqa: F401
+from .generation_ditar import candidate_generators
+from .generation_progress import GenerationProgress
 from .guided_attention import AttentionReader  # noqa: F401
-from .hub_utils import installed_libraries, write_pipeline_remote_code
+from .hub_utils import installed_libraries, write_pipeline_remote_code, write_transformers_entry_points
 from .locdit import LocDiT  # noqa: F401
 from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
-from .processing_ditar import DiTARProcessor
+from .processing_ditar import DEFAULT_VOICE_DIR, DiTARProcessor, write_default_voice
+from .prompt_audio import check_prompt_length, fit_prompts
 from .sampling import PatchSampler  # noqa: F401
 from .speech_positions import speaking_rate  # noqa: F401
 from .streaming import StreamingVocoder
@@ -55,7 +59,6 @@ from .vocoders import DiTARVocoder  # noqa: F401
 
 logger = logging.get_logger(__name__)
 
-DEFAULT_VOICE_DIR = "default_voice"
 # the package (or remote-code module folder) this file lives in, e.g. "modeling_ditar"
 _PACKAGE = __name__.rpartition(".")[0]
 _CODE_DIR = Path(__file__).resolve().parent
@@ -97,7 +100,6 @@ class DiTARPipeline(DiffusionPipeline):
     def __init__(self, model: PreTrainedModel, processor: ProcessorMixin, scheduler, vocoder=None, vae=None):
         super().__init__()
         self.register_modules(model=model, processor=processor, scheduler=scheduler, vocoder=vocoder, vae=vae)
-        self.default_voice: tuple[np.ndarray, int, str] | None = None
         self._vae_pause: torch.Tensor | None = None
         self._check_components()
         # weights loaded from a memory-mapped file can sit at unaligned addresses (see `_align_cpu_tensors`)
@@ -154,29 +156,34 @@ class DiTARPipeline(DiffusionPipeline):
     # ----------------------------------------------------------------------------------------------------------------
     # default voice and persistence
 
+    @property
+    def default_voice(self) -> tuple[np.ndarray, int, str] | None:
+        """(waveform, rate, transcript) of the voice used when `prompt_audio` is not given; the processor holds it."""
+        return self.processor.default_voice
+
     def set_default_voice(self, audio, text: str, sampling_rate: int | None = None):
         """Voice used when `prompt_audio` is not given: `audio` (path or array) and its transcript `text`."""
-        waveform = self.processor.load_prompt_audio(audio, sampling_rate, target_rate=self._prompt_rate)
-        self.processor.encode_text(text)  # fail now, not at synthesis time
-        self.default_voice = (waveform.numpy(), self._prompt_rate, text)
+        self.processor.set_default_voice(audio, text, sampling_rate, target_rate=self._prompt_rate)
 
     def save_pretrained(self, save_directory: str | os.PathLike, remote_code: bool = True, **kwargs):
-        """Save every component, the default voice and (with `remote_code`, the default) the code that lets the folder
-        load with `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` without this package."""
+        """Save every component and the default voice, and (with `remote_code`, the default) the code that lets the
+        folder load without this package. The folder also serves transformers: its root holds the text-to-speech model
+        (`config.json`, `generation_config.json`, the weights, linked to `model/`'s where the file system allows) and the
+        processor, for `pipeline("text-to-speech")`, `AutoModelForTextToWaveform`, `AutoModel` and `AutoProcessor`.
+
+        diffusers saves each component in its own subfolder and has no hook for files at the root, hence the override.
+        """
         push = kwargs.pop("push_to_hub", False)
         hub_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "token", "create_pr")
                       if k in kwargs}
         super().save_pretrained(save_directory, **kwargs)
+        # one copy of the default voice, at the root, where the processor looks for it from any subfolder
+        shutil.rmtree(Path(save_directory) / "processor" / DEFAULT_VOICE_DIR, ignore_errors=True)
+        if self.default_voice is not None:
+            write_default_voice(save_directory, *self.default_voice)
         if remote_code:
             write_pipeline_remote_code(self, save_directory)
-        if self.default_voice is not None:
-            import soundfile as sf
-
-            voice_dir = Path(save_directory) / DEFAULT_VOICE_DIR
-            voice_dir.mkdir(parents=True, exist_ok=True)
-            audio, rate, text = self.default_voice
-            sf.write(voice_dir / "prompt.wav", audio, rate, subtype="FLOAT")
-            (voice_dir / "prompt.txt").write_text(text + "\n", encoding="utf-8")
+        write_transformers_entry_points(self, save_directory)
         if push:
             self.push_to_hub(hub_kwargs.pop("repo_id", Path(save_directory).name), **hub_kwargs)
 
@@ -207,8 +214,8 @@ class DiTARPipeline(DiffusionPipeline):
         else:
             local = source
         pipe = super().from_pretrained(local, **kwargs)
-        if local != source:  # record the repo id, as diffusers does (without a second voice lookup)
-            ConfigMixin.register_to_config(pipe, _name_or_path=source)
+        if local != source:  # record the repo id, as diffusers does
+            pipe.register_to_config(_name_or_path=source)
         return pipe
 
     @classmethod
@@ -219,18 +226,6 @@ class DiTARPipeline(DiffusionPipeline):
         if isinstance(out, tuple):
             return (installed_libraries(out[0], _PACKAGE, _CODE_DIR), *out[1:])
         return installed_libraries(out, _PACKAGE, _CODE_DIR)
-
-    def register_to_config(self, **kwargs):
-        super().register_to_config(**kwargs)
-        # diffusers records where a pipeline was loaded from right after building it (also for remote code, where our
-        # `from_pretrained` is not called): that is when the folder's default voice can be found
-        source = kwargs.get("_name_or_path")
-        if source is not None and getattr(self, "default_voice", "unset") is None:
-            voice_dir = _resolve_voice_dir(source, {})
-            if voice_dir is not None:
-                self.set_default_voice(
-                    str(voice_dir / "prompt.wav"), (voice_dir / "prompt.txt").read_text("utf-8").strip()
-                )
 
     def push_to_hub(self, repo_id: str, **kwargs):
         """Upload the pipeline (weights, remote code, default voice) with a rendered model card in one commit.
@@ -267,28 +262,13 @@ class DiTARPipeline(DiffusionPipeline):
                 "no prompt_audio was given and this pipeline has no default voice; pass prompt_audio and prompt_text "
                 "or call pipe.set_default_voice(audio, transcript)."
             )
-        if num_inference_steps is not None and (
-            isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1
-        ):
-            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}.")
-        if guidance_scale is not None and (not isinstance(guidance_scale, (int, float)) or guidance_scale < 0):
-            raise ValueError(f"guidance_scale must be a number >= 0 (1 disables guidance), got {guidance_scale!r}.")
-        if temperature is not None and (not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1):
-            raise ValueError(f"temperature must be in [0, 1] (0 = deterministic), got {temperature!r}.")
-        if max_new_patches is not None and (
-            isinstance(max_new_patches, bool) or not isinstance(max_new_patches, int) or max_new_patches < 1
-        ):
-            raise ValueError(f"max_new_patches must be an integer >= 1 or None, got {max_new_patches!r}.")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
-        if num_candidates is not None:
-            if isinstance(num_candidates, bool) or not isinstance(num_candidates, int) or num_candidates < 1:
-                raise ValueError(f"num_candidates must be an integer >= 1, got {num_candidates!r}.")
-            if num_candidates > 1 and self.model.ctc_head is None:
-                raise ValueError(
-                    f"num_candidates={num_candidates} needs the model's CTC head to rank the candidates, and this "
-                    "model has none (config.ctc_loss_weight = 0); use num_candidates=1."
-                )
+        # the sampler's settings, checked by the same rules as the generation config's
+        self.model.generation_settings(
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, temperature=temperature,
+            max_new_patches=max_new_patches, num_candidates=num_candidates,
+        )
 
     def encode_inputs(self, texts: list[str], prompt_audio, prompt_text, sampling_rate) -> dict[str, torch.Tensor]:
         if prompt_audio is None:
@@ -298,14 +278,9 @@ class DiTARPipeline(DiffusionPipeline):
         inputs = self.processor(texts, prompt_text=prompt_text, prompt_audio=prompt_audio, sampling_rate=sampling_rate,
                                 prompt_encoder=encoder)
         frames = inputs["prompt_attention_mask"].sum(1)
-        patch = self.model.config.patch_size
-        if bool((frames < patch).any()):
-            hop = vae_hop_length(self.vae) if self.vae is not None else self.processor.feature_extractor.hop_length
-            seconds = patch * hop / self._prompt_rate
-            raise ValueError(
-                f"prompt_audio is shorter than one patch ({patch} frames = {seconds:.3f} s); give a longer prompt "
-                "(a few seconds works best)."
-            )
+        hop = vae_hop_length(self.vae) if self.vae is not None else self.processor.feature_extractor.hop_length
+        check_prompt_length(frames, self.model.config.patch_size, self.model.config.num_history_patches, hop,
+                            self._prompt_rate)
         return {k: v.to(self._execution_device) for k, v in inputs.items()}
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -326,16 +301,19 @@ class DiTARPipeline(DiffusionPipeline):
             scheduler=self.scheduler,
             speech_position_rate=inputs.get("speech_position_rate"),
         )
-        limit = max_new_patches or int(self.model.default_max_new_patches(inputs["attention_mask"].sum(1)).max())
-        with self.progress_bar(total=limit) as progress:
-            for step in steps:
-                if callback_on_patch_end is not None:
-                    callback_on_patch_end(self, step.index, step)
-                progress.update()
-                yield step
+        # the call's one progress bar (see `generation_progress`), or one for this generation alone
+        progress, own = GenerationProgress.for_generation(self)
+        progress.start_segment(inputs, max_new_patches)
+        for step in steps:
+            if callback_on_patch_end is not None:
+                callback_on_patch_end(self, step.index, step)
+            progress.update()
+            yield step
+        progress.end_segment(close=own)
 
     def _streaming_vocoder(self) -> StreamingVocoder:
-        return StreamingVocoder(VAEVocoder(self.vae) if self.vae is not None else self.vocoder)
+        # the soft limiter keeps peaks below -1 dBFS, chunk by chunk (stream and one-shot stay identical)
+        return StreamingVocoder(VAEVocoder(self.vae) if self.vae is not None else self.vocoder, limiter=soft_limit)
 
     @torch.no_grad()
     def __call__(
@@ -376,11 +354,14 @@ class DiTARPipeline(DiffusionPipeline):
         # 1. check inputs
         self.check_inputs(text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature,
                           max_new_patches, output_type, num_candidates)
+        prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         texts = [text] if isinstance(text, str) else list(text)
-        num_candidates = self.model.config.num_candidates if num_candidates is None else num_candidates
+        num_candidates = self.model.generation_settings(num_candidates=num_candidates).num_candidates
 
         # 2. long texts are spoken sentence by sentence with the same voice
         segments = [split_sentences(t, MAX_CHARS_PER_SEGMENT) for t in texts]
+        GenerationProgress.begin(self, [len(s) for segs in segments for s in segs] if any(len(s) > 1 for s in segments)
+                                 else [1])
         if any(len(s) > 1 for s in segments):
             outputs = [
                 self._generate_segments(segs, _pick(prompt_audio, i), _pick(prompt_text, i), sampling_rate,
@@ -395,6 +376,8 @@ class DiTARPipeline(DiffusionPipeline):
             inputs = self.encode_inputs(texts, prompt_audio, prompt_text, sampling_rate)
             features, stopped = self._generate_rows(inputs, num_inference_steps, guidance_scale, temperature,
                                                     max_new_patches, generator, callback_on_patch_end, num_candidates)
+
+        GenerationProgress.end(self)
 
         # 5. post-process: de-normalised features or waveform through the vocoder
         if output_type == "features":
@@ -417,7 +400,7 @@ class DiTARPipeline(DiffusionPipeline):
         in one batch and the candidate with the lowest `transcript_ctc_loss` is kept."""
         if num_candidates > 1:
             batch = inputs["input_ids"].shape[0]
-            generator = _candidate_generators(generator, batch, num_candidates)
+            generator = candidate_generators(generator, batch, num_candidates)
             inputs = {key: value.repeat_interleave(num_candidates, dim=0) for key, value in inputs.items()}
         patches, counts, stopped = [], None, None
         for step in self._patch_steps(inputs, num_inference_steps, guidance_scale, temperature, max_new_patches,
@@ -430,26 +413,10 @@ class DiTARPipeline(DiffusionPipeline):
         rows = [frames[row, : int(counts[row]) * patch] for row in range(frames.shape[0])]
         stopped = stopped.tolist()
         if num_candidates > 1:
-            scores = self._candidate_scores(inputs, rows).view(-1, num_candidates)  # [B, K]
+            scores = self.model.score_candidates(inputs, rows).view(-1, num_candidates)  # [B, K]
             best = (torch.arange(scores.shape[0]) * num_candidates + scores.argmin(1).cpu()).tolist()
             rows, stopped = [rows[i] for i in best], [stopped[i] for i in best]
         return [self.model.denormalize_features(r.float()).cpu() for r in rows], stopped
-
-    def _candidate_scores(self, inputs, rows: list[torch.Tensor]) -> torch.Tensor:
-        """`transcript_ctc_loss` of every generated row ([B*K]) over its text and its prompt + generated patches
-        (normalised), scored as the backbone saw them during generation: the prompt cut to whole patches."""
-        model, patch = self.model, self.model.config.patch_size
-        rate = inputs.get("speech_position_rate")
-        scores = []
-        for row, generated in enumerate(rows):
-            text = inputs["input_ids"][row][inputs["attention_mask"][row].bool()]
-            prompt = inputs["prompt_features"][row][inputs["prompt_attention_mask"][row].bool()]
-            prompt = prompt[: (prompt.shape[0] // patch) * patch]
-            speech = torch.cat([prompt, generated.to(prompt.dtype)])
-            scores.append(model.transcript_ctc_loss(
-                text[None], speech[None].to(model.dtype), speech_position_rate=None if rate is None else rate[row:row + 1],
-            )[0])
-        return torch.stack(scores).float()
 
     def _generate_segments(self, segments, prompt_audio, prompt_text, sampling_rate, num_inference_steps,
                            guidance_scale, temperature, max_new_patches, generator, callback_on_patch_end,
@@ -492,12 +459,13 @@ class DiTARPipeline(DiffusionPipeline):
     ) -> Iterator[np.ndarray]:
         """Yield float32 waveform chunks while patches are generated; joined, they equal
         `pipe(..., num_candidates=1).audios[0]` for the same arguments and seed. Streaming always samples a single
-        candidate, whatever `config.num_candidates` says: ranking candidates needs them whole. The arguments (and the
+        candidate, whatever the generation config's `num_candidates` says: ranking candidates needs them whole. The arguments (and the
         prompt audio) are checked when `stream` is called, before the first chunk is asked for."""
         if not isinstance(text, str):
             raise ValueError("stream() speaks one text at a time; pass a string (call it once per text).")
         self.check_inputs(text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature,
                           max_new_patches, "np")
+        prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         segments = split_sentences(text, MAX_CHARS_PER_SEGMENT)
         first_inputs = self.encode_inputs([segments[0]], prompt_audio, prompt_text, sampling_rate)  # fail now
         return self._stream(segments, first_inputs, prompt_audio, prompt_text, num_inference_steps, guidance_scale,
@@ -507,7 +475,9 @@ class DiTARPipeline(DiffusionPipeline):
     def _stream(self, segments, first_inputs, prompt_audio, prompt_text, num_inference_steps, guidance_scale,
                 temperature, max_new_patches, generator, sampling_rate) -> Iterator[np.ndarray]:
         vocoder = self._streaming_vocoder()
+        progress = GenerationProgress(self, [len(s) for s in segments])
         for index, segment in enumerate(segments):
+            self._generation_progress = progress  # this stream's one bar (a call between two chunks installs its own)
             if index == 0:
                 inputs = first_inputs
             else:
@@ -521,6 +491,7 @@ class DiTARPipeline(DiffusionPipeline):
             if index + 1 < len(segments):
                 for chunk in vocoder.push(self._pause_frames()):
                     yield chunk.numpy()
+        GenerationProgress.end(self, progress)
         for chunk in vocoder.flush():
             yield chunk.numpy()
 
@@ -578,40 +549,10 @@ def _align_cpu_tensors(module: torch.nn.Module, alignment: int = 64) -> None:
                 tensor.data = tensor.data.clone()
 
 
-def _candidate_generators(generator, batch: int, num_candidates: int):
-    """Generators for a batch whose rows were repeated num_candidates times: a single generator (or None) serves the
-    whole batch; a list of one per text gives every candidate of text i its own generator, seeded from generator i,
-    so a text's candidates still do not depend on the rest of the batch."""
-    if not isinstance(generator, (list, tuple)):
-        return generator
-    if len(generator) != batch:
-        raise ValueError(f"got {len(generator)} generators for {batch} texts; pass one per text or a single one.")
-    children = []
-    for parent in generator:
-        seeds = torch.randint(0, 2**62, (num_candidates,), generator=parent, device=parent.device)
-        children += [torch.Generator(device=parent.device).manual_seed(int(seed)) for seed in seeds]
-    return children
-
-
 def _pick(value, index: int):
     if isinstance(value, (list, tuple)):
         return value[index] if len(value) > 1 else value[0]
     return value
-
-
-def _resolve_voice_dir(source, kwargs) -> Path | None:
-    local = Path(source)
-    if local.is_dir():
-        voice = local / DEFAULT_VOICE_DIR
-        return voice if (voice / "prompt.wav").is_file() else None
-    try:
-        from huggingface_hub import hf_hub_download
-
-        wav = hf_hub_download(str(source), f"{DEFAULT_VOICE_DIR}/prompt.wav", revision=kwargs.get("revision"))
-        hf_hub_download(str(source), f"{DEFAULT_VOICE_DIR}/prompt.txt", revision=kwargs.get("revision"))
-        return Path(wav).parent
-    except Exception:  # a Hub repo without a default voice, or offline: the pipeline simply has none
-        return None
 
 
 def build_pipeline(model: DiTARForConditionalGeneration, processor: DiTARProcessor, vocoder=None,

@@ -15,6 +15,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from .tokenization_ditar import DiTARTextFrontend
 # keyword arguments of `from_pretrained` that locate files (forwarded to the feature extractor and the tokenizer)
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
 _WHITESPACE = re.compile(r"\s+")
+# The default voice lives in this folder of a saved repository (at its root, next to `model_index.json` in a pipeline
+# folder): `prompt.wav` and its transcript `prompt.txt`.
+DEFAULT_VOICE_DIR = "default_voice"
 
 
 class DiTARProcessor(ProcessorMixin):
@@ -40,6 +44,27 @@ class DiTARProcessor(ProcessorMixin):
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template)
         # DiTAR's character tokenizer records `phonemize` in its init kwargs; any other tokenizer is used as it is
         self.frontend = DiTARTextFrontend(tokenizer) if "phonemize" in (tokenizer.init_kwargs or {}) else None
+        # (mono float32 waveform, its rate, transcript): the voice used when a call gives no prompt
+        self.default_voice: tuple[np.ndarray, int, str] | None = None
+
+    def set_default_voice(self, audio, text: str, sampling_rate: int | None = None, target_rate: int | None = None):
+        """Voice used when a call gives no `prompt_audio`: `audio` (path or array, with `sampling_rate` for arrays) and
+        its transcript `text`, both checked now. `target_rate` keeps the waveform at another rate than the feature
+        extractor's (a VAE's). `None` for both clears it."""
+        if audio is None and text is None:
+            self.default_voice = None
+            return
+        rate = self.sampling_rate if target_rate is None else int(target_rate)
+        waveform = self.load_prompt_audio(audio, sampling_rate, target_rate=rate)
+        self.encode_text(text)  # fail now, not at synthesis time
+        self.default_voice = (waveform.numpy(), rate, text)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+        """`ProcessorMixin.save_pretrained`, plus the default voice (`default_voice/prompt.wav` and `prompt.txt`)."""
+        out = super().save_pretrained(save_directory, **kwargs)
+        if self.default_voice is not None:
+            write_default_voice(save_directory, *self.default_voice)
+        return out
 
     @property
     def text_mode(self) -> str:
@@ -59,8 +84,17 @@ class DiTARProcessor(ProcessorMixin):
         where `modeling_ditar` is not installed; the tokenizer is an ordinary transformers tokenizer."""
         hub = {key: kwargs[key] for key in _HUB_KWARGS if kwargs.get(key) is not None}
         feature_extractor = DiTARFeatureExtractor.from_pretrained(pretrained_model_name_or_path, **hub)
-        tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **hub)
-        return cls(feature_extractor, tokenizer)
+        tokenizer = _load_tokenizer(pretrained_model_name_or_path, hub)
+        processor = cls(feature_extractor, tokenizer)
+        voice = find_default_voice(pretrained_model_name_or_path, hub)
+        if voice is not None:
+            import soundfile as sf
+
+            wav = str(voice / "prompt.wav")
+            # kept at the rate it was saved at: a VAE pipeline's voice is at the VAE's rate, not the processor's
+            processor.set_default_voice(wav, (voice / "prompt.txt").read_text("utf-8").strip(),
+                                        target_rate=sf.info(wav).samplerate)
+        return processor
 
     def push_to_hub(self, repo_id: str, **kwargs):
         """Upload this processor (with its code, for `trust_remote_code=True`, and a model card); see
@@ -108,6 +142,7 @@ class DiTARProcessor(ProcessorMixin):
         return_tensors: str = "pt",
         on_unknown: str = "warn",
         prompt_encoder: Callable | None = None,
+        use_default_voice: bool = True,
         **kwargs,
     ) -> BatchFeature:
         """
@@ -120,6 +155,7 @@ class DiTARProcessor(ProcessorMixin):
             prompt_encoder: replaces the log-mel feature extractor for the prompt audio (e.g. a VAE encoder, see
                 `vae_features.VAEPromptEncoder`): an object with a `sampling_rate` attribute, called with the list of
                 mono waveforms at that rate, returning normalised `(features [B, T, D], attention_mask [B, T])`.
+            use_default_voice: with no `prompt_audio`, use the default voice if there is one (else no prompt).
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask` and, with a prompt, `prompt_features` [B, T, D]
             (normalised), `prompt_attention_mask` and `speech_position_rate` [B] (the prompt's speaking rate, its
@@ -127,6 +163,8 @@ class DiTARProcessor(ProcessorMixin):
         """
         if kwargs:
             raise TypeError(f"DiTARProcessor got unexpected arguments {sorted(kwargs)}.")
+        if prompt_audio is None and prompt_text is None and use_default_voice and self.default_voice is not None:
+            prompt_audio, sampling_rate, prompt_text = self.default_voice
         if return_tensors != "pt":
             raise ValueError(f"return_tensors must be 'pt', got {return_tensors!r}.")
         texts = _as_list(text, "text")
@@ -179,6 +217,40 @@ class DiTARProcessor(ProcessorMixin):
                 torch.tensor(prompt_lengths), torch.as_tensor(data["prompt_attention_mask"]).sum(1)
             )
         return BatchFeature(data=data, tensor_type=None)
+
+    def apply_chat_template(self, conversation, chat_template=None, tokenize: bool = True, return_dict: bool = True,
+                            add_generation_prompt: bool = True, processor_kwargs: dict | None = None, **kwargs):
+        """Model inputs from a conversation, the form in which transformers' text-to-speech pipeline passes a voice:
+
+            [{"role": "user", "content": [{"type": "audio", "path": "me.wav"},
+                                          {"type": "text", "text": "What I say in me.wav."}]},
+             {"role": "user", "content": "The text to speak."}]
+
+        The message with an audio item is the voice prompt (its text items are the transcript; an array is given as
+        `"audio"` with `"sampling_rate"`), and the last message is what to say. Without an audio message the default
+        voice speaks. DiTAR needs no template: the conversation maps directly to `prompt_audio`, `prompt_text` and
+        `text`, so only `tokenize=True, return_dict=True` is supported."""
+        if not tokenize or not return_dict:
+            raise ValueError("DiTARProcessor.apply_chat_template returns model inputs: use tokenize=True, return_dict=True.")
+        if not isinstance(conversation, (list, tuple)) or not conversation:
+            raise ValueError("conversation must be a non-empty list of {'role': ..., 'content': ...} messages.")
+        voices, texts = [], []
+        for index, message in enumerate(conversation):
+            if not isinstance(message, dict) or "content" not in message:
+                raise ValueError(f"message {index} must be a dict with 'role' and 'content' keys, got {message!r:.80}.")
+            audio, text = _message_parts(message["content"], index)
+            (voices if audio is not None else texts).append((audio, text))
+        if len(voices) > 1:
+            raise ValueError(f"the conversation has {len(voices)} messages with audio; DiTAR clones one voice per text.")
+        if not texts or not texts[-1][1]:
+            raise ValueError("the last message must hold the text to speak (a text item, without audio).")
+        options = {**(processor_kwargs or {}), **kwargs}
+        if voices:
+            (audio, rate), transcript = voices[0]
+            if not transcript:
+                raise ValueError("the voice message needs the transcript of its audio as a text item.")
+            options.update(prompt_audio=audio, prompt_text=transcript, sampling_rate=rate)
+        return self(texts[-1][1], **options)
 
     def _encode_argument(self, value: str, name: str, row: int, batch: int, on_unknown: str) -> list[int]:
         """`encode_text`, with errors prefixed by the argument (and row) they come from: the front end's messages
@@ -255,3 +327,70 @@ def _broadcast(values: list, batch: int, name: str) -> list:
     if len(values) != batch:
         raise ValueError(f"got {len(values)} {name} for {batch} texts; give one {name} for all texts or one per text.")
     return values
+
+
+def _load_tokenizer(source, hub: dict):
+    """The tokenizer saved in `source`, by the class its `tokenizer_config.json` names. `AutoTokenizer` would first
+    read the folder's `config.json`, which in a pipeline folder is the model's: that asks for remote code (a prompt, or
+    an error) where this library is not imported, although the tokenizer itself is an ordinary transformers class."""
+    from transformers.models.auto.tokenization_auto import get_tokenizer_config, tokenizer_class_from_name
+
+    name = get_tokenizer_config(source, **hub).get("tokenizer_class")
+    tokenizer_class = tokenizer_class_from_name(name) if name else None
+    if tokenizer_class is None:
+        return AutoTokenizer.from_pretrained(source, **hub)
+    return tokenizer_class.from_pretrained(source, **hub)
+
+
+def _message_parts(content, index: int):
+    """((audio, sampling_rate) or None, text) of one chat message's content."""
+    if isinstance(content, str):
+        return None, content
+    if not isinstance(content, (list, tuple)):
+        raise ValueError(f"message {index}: content must be a string or a list of items, got {type(content).__name__}.")
+    audio, words = None, []
+    for item in content:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "text":
+            words.append(str(item.get("text", "")))
+        elif kind == "audio":
+            source = item.get("path", item.get("audio"))
+            if source is None or "url" in item:
+                raise ValueError(f"message {index}: an audio item needs a local 'path' or an 'audio' array (no URLs).")
+            audio = (source, item.get("sampling_rate"))
+        else:
+            raise ValueError(f"message {index}: items must be of type 'text' or 'audio', got {item!r:.60}.")
+    return audio, " ".join(w.strip() for w in words if w.strip())
+
+
+def write_default_voice(folder: str | os.PathLike, audio: np.ndarray, rate: int, text: str) -> None:
+    """Save a default voice as `folder/default_voice/prompt.wav` (float32) and `prompt.txt`."""
+    import soundfile as sf
+
+    voice_dir = Path(folder) / DEFAULT_VOICE_DIR
+    voice_dir.mkdir(parents=True, exist_ok=True)
+    sf.write(voice_dir / "prompt.wav", audio, rate, subtype="FLOAT")
+    (voice_dir / "prompt.txt").write_text(text + "\n", encoding="utf-8")
+
+
+def find_default_voice(source: str | os.PathLike, hub: dict | None = None) -> Path | None:
+    """The `default_voice` folder of a saved processor or pipeline: in the folder itself or, for a processor saved in
+    a subfolder of a pipeline, at the repository root. For a Hub repository the two files are downloaded. None when
+    there is no default voice."""
+    hub = dict(hub or {})
+    subfolder = hub.pop("subfolder", None)
+    local = Path(source) / subfolder if subfolder else Path(source)
+    if local.is_dir():
+        for folder in (local, local.parent):
+            if (folder / DEFAULT_VOICE_DIR / "prompt.wav").is_file():
+                return folder / DEFAULT_VOICE_DIR
+        return None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        options = {k: v for k, v in hub.items() if k in ("cache_dir", "revision", "token", "local_files_only")}
+        wav = hf_hub_download(str(source), f"{DEFAULT_VOICE_DIR}/prompt.wav", **options)
+        hf_hub_download(str(source), f"{DEFAULT_VOICE_DIR}/prompt.txt", **options)
+        return Path(wav).parent
+    except Exception:  # a repository without a default voice, or no network: there is simply none
+        return None
