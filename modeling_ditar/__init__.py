@@ -1,5 +1,6 @@
 """DiTAR for the Hugging Face ecosystem: `from_pretrained`, Accelerate training, a diffusers pipeline."""
 
+# ruff: noqa: E402 (the command-line check below must run before the imports that load torch)
 # When this process is the `ditar` command, its arguments are checked (and --help answered) before the imports below
 # load torch, which takes seconds; anywhere else this does nothing.
 from .cli import check_command_line as _check_command_line

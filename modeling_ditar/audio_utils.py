@@ -14,7 +14,14 @@ import numpy as np
 import torch
 from transformers.audio_utils import mel_filter_bank
 
-__all__ = ["load_audio", "resample_audio", "to_mono_float32", "validate_sampling_rate", "ditar_mel_filter_bank"]
+__all__ = [
+    "load_audio",
+    "resample_audio",
+    "to_mono_float32",
+    "validate_sampling_rate",
+    "ditar_mel_filter_bank",
+    "soft_limit",
+]
 
 # A clip with more channels than this along its first axis is read as [samples, channels] instead.
 MAX_CHANNELS = 8
@@ -248,6 +255,31 @@ def load_audio(path_or_array, sampling_rate: int | None = None) -> tuple[torch.T
 
     rate = validate_sampling_rate(sampling_rate)
     return to_mono_float32(path_or_array, check_silence=False), rate
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# output level
+# ----------------------------------------------------------------------------------------------------------------------
+
+# Output peaks stay below -1 dBFS; samples below -6 dBFS pass unchanged.
+LIMIT_CEILING = 0.89
+LIMIT_KNEE = 0.5
+
+
+def soft_limit(audio: torch.Tensor, knee: float = LIMIT_KNEE, ceiling: float = LIMIT_CEILING) -> torch.Tensor:
+    """Sample-wise soft limiter: |x| <= knee passes unchanged, louder samples are bent smoothly towards `ceiling`,
+    knee + (ceiling - knee) * tanh((|x| - knee) / (ceiling - knee)), which has slope 1 at the knee and never reaches
+    the ceiling, so the output never clips. It holds no state and never raises a level (quiet speech is not pumped up),
+    so chunks limited one by one join to the limited whole: streaming-safe, unlike a whole-utterance normalisation."""
+    if not 0.0 < knee < ceiling:
+        raise ValueError(f"soft_limit needs 0 < knee < ceiling, got knee={knee}, ceiling={ceiling}.")
+    magnitude = audio.abs()
+    over = magnitude > knee
+    if not bool(over.any()):
+        return audio
+    span = ceiling - knee
+    bent = knee + span * torch.tanh((magnitude - knee) / span)
+    return torch.where(over, torch.sign(audio) * bent, audio)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@
     ditar synthesize "Hello there." --prompt-audio me.wav --prompt-text "What I say in me.wav." -o hello.wav
 
 User errors (a missing file, a bad value, no model) end with exit code 2 and one line on stderr, never a traceback.
+This module imports nothing heavy at import time, and when the process is the `ditar` command the package's
+`__init__` calls `check_command_line` before its own imports load torch: --help and argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ examples:
   ditar synthesize "Hello there." -o hello.wav
       the embedded default model and its default voice
   ditar synthesize "Hello there." --prompt-audio me.wav --prompt-text "What I say in me.wav." -o hello.wav
-      clone the voice of me.wav (any sample rate, mono or stereo; 3-10 seconds work best)
+      clone the voice of me.wav (any sample rate, mono or stereo; 3-8 seconds work best)
   ditar synthesize "Hello there." --model ./my-pipeline --steps 16 --guidance-scale 3 --temperature 0 -o hi.wav
       a local pipeline folder, more sampler steps, stronger guidance, deterministic sampling
   ditar synthesize "A long text ..." --stream -o long.wav
@@ -110,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="audio file to write (.wav, .flac, .ogg, ...); overwritten if it exists")
     voice = synth.add_argument_group("voice", "the voice to clone; without both, the model's default voice is used")
     voice.add_argument("--prompt-audio", metavar="FILE",
-                       help="a few seconds of speech in the voice to clone (any sample rate, mono or stereo)")
+                       help="3-8 seconds of speech in the voice to clone (any sample rate, mono or stereo); a longer "
+                            "one is cut at a pause to at most 8 s, with its transcript cut to match (a warning says "
+                            "what was kept)")
     voice.add_argument("--prompt-text", metavar="TEXT", help="the transcript of --prompt-audio (required with it)")
     model = synth.add_argument_group("model")
     model.add_argument("--model", metavar="PATH",
@@ -136,20 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the audio to FILE while it is generated instead of all at the end (one "
                           "candidate: the model's num_candidates does not apply)")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
-    synth.set_defaults(handler=_synthesize)
+    synth.set_defaults(handler=_synthesize, check=_check_synthesize)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ditar` console script; returns the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # --help, --version and argument errors (already printed)
-        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
-    if args.command is None:
-        print(f"{PROG}: error: choose a command, e.g. '{PROG} synthesize' (see '{PROG} --help')", file=sys.stderr)
-        return 2
+    args = _parse(argv)
+    if isinstance(args, int):
+        return args
     try:
         return args.handler(args)
     except UsageError as err:
@@ -160,12 +159,73 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace | int:
+    """The parsed arguments, or the exit status when parsing ended the command (help, version, an error: printed)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and argument errors (already printed)
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 2
+    if args.command is None:
+        print(f"{PROG}: error: choose a command, e.g. '{PROG} synthesize' (see '{PROG} --help')", file=sys.stderr)
+        return 2
+    return args
+
+
+def check_command_line() -> None:
+    """When this process is the `ditar` command (its console script, or `python -m modeling_ditar.cli`), check the
+    command line and exit at once on --help, --version or a user error. The package's `__init__` calls this before its
+    imports load torch (seconds), so checking arguments costs no more than parsing them; valid arguments run as usual."""
+    how = _launched_as()
+    if how is None:
+        return
+    args = _parse(sys.argv[1:])
+    if isinstance(args, int):
+        raise SystemExit(args)
+    try:
+        # standard input is read now (and kept) only where `main` will run in this very module
+        args.check(args, read_stdin=how == "script")
+    except UsageError as err:
+        print(f"{PROG}: error: {_one_line(str(err))}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if how == "module":  # runpy runs this file as __main__ next: it must not find it imported already
+        sys.modules.pop(__name__, None)
+
+
+def _launched_as() -> str | None:
+    """"script" when the interpreter runs the `ditar` console script, "module" for `python -m modeling_ditar.cli`,
+    else None (the interpreter's own command line, `sys.orig_argv`, tells)."""
+    argv = list(getattr(sys, "orig_argv", None) or [])[1:]
+    takes_value = {"-X", "-W", "--check-hash-based-pycs"}
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "-m" or (arg.startswith("-m") and len(arg) > 2):
+            module = argv[index + 1] if arg == "-m" and index + 1 < len(argv) else arg[2:]
+            return "module" if module == __name__ or module == "modeling_ditar.cli" else None
+        if arg == "-c" or arg.startswith("-c") and not arg.startswith("--"):
+            return None
+        if arg in takes_value:
+            index += 2
+            continue
+        if arg.startswith("-") and arg != "-":
+            index += 1
+            continue
+        name = arg.replace("\\", "/").rsplit("/", 1)[-1].lower()
+        for suffix in (".exe", "-script.py", ".py"):
+            name = name.removesuffix(suffix)
+        return "script" if name == PROG else None
+    return None
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # synthesize
 
 
-def _synthesize(args: argparse.Namespace) -> int:
-    text = _read_text(args.text)
+def _check_synthesize(args: argparse.Namespace, read_stdin: bool = True) -> tuple[str | None, Path]:
+    """The checks that need no model (nor torch): (text, output path). With `read_stdin=False` a TEXT of '-' is not
+    read yet (None)."""
+    text = _read_text(args.text) if read_stdin or args.text != "-" else None
     output = _check_output(args.output)
     if args.prompt_audio is not None and args.prompt_text is None:
         raise UsageError("--prompt-audio needs --prompt-text, the transcript of what is said in it")
@@ -177,6 +237,11 @@ def _synthesize(args: argparse.Namespace) -> int:
             raise UsageError(f"--prompt-audio: no such file: {str(prompt)!r}")
     if args.stream and args.candidates is not None and args.candidates > 1:
         raise UsageError("--stream writes one candidate as it is generated; drop --candidates or --stream")
+    return text, output
+
+
+def _synthesize(args: argparse.Namespace) -> int:
+    text, output = _check_synthesize(args)
 
     import torch
 
@@ -215,9 +280,15 @@ def _synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+_stdin_text: str | None = None
+
+
 def _read_text(text: str) -> str:
+    global _stdin_text
     if text == "-":
-        text = sys.stdin.read()
+        if _stdin_text is None:  # read once: the early check and the command itself both ask
+            _stdin_text = sys.stdin.read()
+        text = _stdin_text
     if not text.strip():
         raise UsageError("TEXT is empty; give the words to speak (or '-' to read them from standard input)")
     return text

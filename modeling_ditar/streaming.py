@@ -12,6 +12,7 @@ A vocoder maps F frames to (F - 1) * hop samples (centred STFT frames), so the w
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -25,13 +26,17 @@ class StreamingVocoder:
         lookahead_frames: int = 8,
         crossfade_samples: int | None = None,
         first_chunk_frames: int | None = 12,
+        limiter: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
+        """`limiter`: a stateless sample-wise function applied to every emitted chunk (e.g. `audio_utils.soft_limit`),
+        so that one-shot and streamed audio stay identical."""
         hop = int(vocoder.hop_length)
         first = chunk_frames if first_chunk_frames is None else first_chunk_frames
         if chunk_frames < 1 or first < 1 or left_context_frames < 0 or lookahead_frames < 0:
             raise ValueError("chunk_frames and first_chunk_frames must be >= 1 and the context/lookahead frame counts "
                              ">= 0.")
         self.vocoder = vocoder
+        self.limiter = limiter
         self.hop = hop
         self.chunk = chunk_frames
         self.first = min(first, chunk_frames)  # the first chunk is never the longer one
@@ -102,4 +107,4 @@ class StreamingVocoder:
             core[:n] = self._tail[:n] * (1 - fade) + core[:n] * fade
         self._tail = None if is_last else segment[core_end - core_start :]
         self._next_chunk += 1
-        return core
+        return core if self.limiter is None else self.limiter(core)

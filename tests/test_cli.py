@@ -156,7 +156,7 @@ USER_ERRORS = [
     (["Hi.", "--prompt-audio", "{fake}", "--prompt-text", "x"], "prompt_audio: Could not read audio file"),
     (["Hi.", "--prompt-audio", "{empty}", "--prompt-text", "x"], "prompt_audio: .* is empty"),
     (["Hi.", "--prompt-audio", "{silent}", "--prompt-text", "x"], "prompt_audio: .* is silent"),
-    (["Hi.", "--prompt-audio", "{short}", "--prompt-text", "x"], "prompt_audio is shorter than one patch"),
+    (["Hi.", "--prompt-audio", "{short}", "--prompt-text", "x"], "prompt_audio is shorter than the model needs"),
     (["Hi.", "--prompt-audio", "{nan}", "--prompt-text", "x"], "non-finite samples"),
     (["Hi.", "--stream", "--prompt-audio", "{silent}", "--prompt-text", "x"], "prompt_audio: .* is silent"),
     (["Hi.", "--stream", "--temperature", "0.5", "--steps", "1", "--guidance-scale", "1"] + ["--model", "{tmp}/x"],
@@ -233,3 +233,72 @@ def test_console_script_help_in_a_subprocess():
     result = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     assert "usage: ditar" in result.stdout and "examples:" in result.stdout
+
+
+def _imported_modules(stderr: str) -> set[str]:
+    """Module names from `python -X importtime` output."""
+    return {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_arguments_are_checked_before_torch_is_imported(tmp_path):
+    """`ditar` answers --help and argument errors before the package imports torch (which takes seconds): both the
+    console script and `python -m modeling_ditar.cli`, whose package `__init__` checks the command line first."""
+    out = str(tmp_path / "out.wav")
+    write_wav(tmp_path / "prompt.wav", tone(0.05))
+    cases = [
+        (["--help"], 0, "", "usage: ditar"),
+        (["synthesize", "--help"], 0, "", "--prompt-audio FILE"),
+        (["--version"], 0, "", "ditar "),
+        ([], 2, "choose a command", ""),
+        (["synthesize", "Hi."], 2, "the following arguments are required: -o/--output", ""),
+        (["synthesize", "Hi.", "-o", out, "--steps", "0"], 2, "--steps: expected an integer >= 1, got '0'", ""),
+        (["synthesize", "Hi.", "-o", out, "--temperature", "2"], 2, r"--temperature: expected a number in [0, 1]", ""),
+        (["synthesize", "   ", "-o", out], 2, "TEXT is empty", ""),
+        (["synthesize", "Hi.", "-o", str(tmp_path / "out.mp9")], 2, "cannot tell the audio format", ""),
+        (["synthesize", "Hi.", "-o", str(tmp_path / "nope" / "o.wav")], 2, "does not exist", ""),
+        (["synthesize", "Hi.", "-o", out, "--prompt-audio", str(tmp_path / "missing.wav"), "--prompt-text", "x"], 2,
+         "--prompt-audio: no such file", ""),
+        (["synthesize", "Hi.", "-o", out, "--prompt-audio", str(tmp_path / "prompt.wav")], 2,
+         "--prompt-audio needs --prompt-text", ""),
+        (["synthesize", "Hi.", "-o", out, "--prompt-text", "x"], 2, "--prompt-text was given without --prompt-audio", ""),
+        (["synthesize", "Hi.", "-o", out, "--stream", "--candidates", "2"], 2, "--stream writes one candidate", ""),
+    ]
+    script = Path(sys.executable).with_name("ditar")
+    launchers = [[sys.executable, "-X", "importtime", "-m", "modeling_ditar.cli"]]
+    if script.exists():
+        launchers.append([sys.executable, "-X", "importtime", str(script)])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for launcher in launchers:
+        for argv, status, error, output in cases:
+            result = subprocess.run([*launcher, *argv], capture_output=True, text=True, timeout=60, env=env)
+            assert result.returncode == status, (argv, result.stderr[-2000:])
+            imported = _imported_modules(result.stderr)
+            assert "modeling_ditar" in imported and "torch" not in imported, argv
+            messages = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+            assert error in "\n".join(messages), (argv, messages)
+            assert output in result.stdout
+            assert "Traceback" not in result.stderr
+    if script.exists():  # the text from standard input is read once, by the early check, and kept for the command
+        result = subprocess.run([sys.executable, "-X", "importtime", str(script), "synthesize", "-", "-o", out],
+                                input="  \n", capture_output=True, text=True, timeout=60, env=env)
+        assert result.returncode == 2 and "TEXT is empty" in result.stderr
+        assert "torch" not in _imported_modules(result.stderr)
+
+
+def test_only_the_ditar_command_checks_early(monkeypatch):
+    """The early check runs for the console script and `-m modeling_ditar.cli`, never for other programs."""
+    for orig_argv, expected in [
+        (["python", "/venv/bin/ditar", "synthesize"], "script"),
+        (["python3", "-X", "importtime", "-u", "/venv/bin/ditar"], "script"),
+        (["python", "C:\\venv\\Scripts\\ditar-script.py"], "script"),
+        (["python", "-m", "modeling_ditar.cli", "--help"], "module"),
+        (["python", "-W", "ignore", "-mmodeling_ditar.cli"], "module"),
+        (["python", "-m", "pytest", "tests"], None),
+        (["python", "-c", "import modeling_ditar"], None),
+        (["python", "train.py", "--config", "ditar"], None),
+        (["python"], None),
+    ]:
+        monkeypatch.setattr(sys, "orig_argv", orig_argv)
+        assert cli._launched_as() == expected, orig_argv
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "pytest"])
+    cli.check_command_line()  # not the command: does nothing (and never exits)

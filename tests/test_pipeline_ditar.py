@@ -351,7 +351,7 @@ BAD_CALLS = [
     (dict(prompt_audio=None), "prompt_text was given without prompt_audio"),
     (dict(prompt_text="你好"), "prompt_text: .*vocabulary"),
     (dict(prompt_audio=np.zeros(0, np.float32)), "prompt_audio: .*empty"),
-    (dict(prompt_audio=tone(0.001)), "prompt_audio is shorter than one patch"),
+    (dict(prompt_audio=tone(0.001)), "prompt_audio is shorter than the model needs"),
     (dict(prompt_audio=np.zeros(400, np.float32)), "prompt_audio: .*silent"),
     (dict(prompt_audio=np.r_[tone(), np.nan].astype(np.float32)), "prompt_audio: .*NaN"),
     (dict(prompt_audio=np.r_[tone(), -np.inf].astype(np.float32)), "prompt_audio: .*Inf"),
@@ -387,7 +387,7 @@ def test_bad_prompt_files_raise_a_clear_error(pipe, tmp_path):
     for name, audio, match in [
         ("empty.wav", np.zeros(0, np.float32), "empty"),
         ("silent.wav", np.zeros(800, np.float32), "silent"),
-        ("short.wav", tone(0.001), "shorter than one patch"),
+        ("short.wav", tone(0.001), "shorter than the model needs"),
     ]:
         with pytest.raises(ValueError, match=f"prompt_audio.*{match}"):
             pipe(**get_dummy_inputs(prompt_audio=write_wav(tmp_path / name, audio), sampling_rate=None))

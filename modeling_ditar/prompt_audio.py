@@ -1,0 +1,192 @@
+"""The voice prompt's working range: prompts longer than the model was trained on are cut at a pause (with the matching
+start of their transcript), and prompts too short for the model are refused with a clear error.
+
+Why an upper bound: the prompt is the prefix the model continues, and its speaking rate (transcript tokens per frame)
+sets the speech positions of "aligned" models. The training recipe keeps utterances of 1 to 8 seconds and a prompt is
+one utterance, so a longer prompt is a context the model never saw: a 60 s prompt made the default model speak a
+6-word sentence for 9.7 s. Cutting it back to 8 s at a pause, with the transcript cut in proportion to the speech kept,
+restores the normal length (a transcript left whole would claim far more words than the kept audio holds, and the
+model then reads the prompt as very fast speech).
+
+Why a lower bound: LocDiT predicts every patch from the `num_history_patches` patches before it, and the first
+generated patch takes them from the end of the prompt; the backbone reads the prompt as whole patches only. A prompt
+shorter than that history (and than two patches) gives the model no voice to continue, so it is an error.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+
+# The longest prompt the training recipe shows the model (its utterances are 1-8 s, a prompt is one utterance).
+MAX_PROMPT_SECONDS = 8.0
+# The pause search looks back at most this share of the limit (a cut at 4 s of an 8 s limit at worst).
+_SEARCH_FRACTION = 0.5
+# Energy frames, and the shortest quiet run that counts as a pause between words or sentences.
+_FRAME_SECONDS = 0.01
+_MIN_PAUSE_SECONDS = 0.08
+# Silence kept after the last kept word (training utterances keep 0.1 s of trailing silence).
+_KEEP_SILENCE_SECONDS = 0.1
+_SENTENCE_END = re.compile(r"[.!?;\u2026][\"')\]]*$")
+_CLAUSE_END = re.compile(r"[,:][\"')\]]*$")
+
+
+def min_prompt_frames(patch_size: int, num_history_patches: int) -> int:
+    """Fewest feature frames a prompt must have: the history LocDiT conditions the first patch on, at least two patches."""
+    return max(2, int(num_history_patches)) * int(patch_size)
+
+
+def check_prompt_length(frames, patch_size: int, num_history_patches: int, hop_length: int, sampling_rate: int):
+    """Raise a `ValueError` naming the length, the minimum and the fix when a row's prompt has too few frames."""
+    frames = torch.as_tensor(frames)
+    minimum = min_prompt_frames(patch_size, num_history_patches)
+    short = (frames < minimum).nonzero().flatten().tolist()
+    if not short:
+        return
+    have = int(frames[short[0]])
+    # a clip of S samples has 1 + S // hop (centred) frames
+    seconds, need = have * hop_length / sampling_rate, (minimum - 1) * hop_length / sampling_rate
+    row = f" (row {short[0]})" if frames.numel() > 1 else ""
+    raise ValueError(
+        f"prompt_audio{row} is shorter than the model needs: {have} feature frames (under {seconds:.3g} s), and this "
+        f"model needs at least {minimum} frames ({need:.3g} s: {minimum // patch_size} patches of {patch_size}) to "
+        f"continue a voice. Give a longer prompt: 3-{MAX_PROMPT_SECONDS:g} s of clear speech with its exact transcript "
+        "works best."
+    )
+
+
+def frame_energy_db(waveform: np.ndarray, sampling_rate: int) -> tuple[np.ndarray, int]:
+    """RMS level (dB) of consecutive 10 ms frames, smoothed over 3 frames; returns (levels, samples per frame)."""
+    size = max(1, round(_FRAME_SECONDS * sampling_rate))
+    count = len(waveform) // size
+    frames = np.asarray(waveform[: count * size], dtype=np.float64).reshape(count, size)
+    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    if count >= 3:
+        level = np.convolve(np.pad(level, 1, mode="edge"), np.ones(3) / 3, mode="valid")
+    return level, size
+
+
+def find_pause(waveform: np.ndarray, sampling_rate: int, limit: int, earliest: int = 0) -> int:
+    """Sample index in (earliest, limit] to cut `waveform` at: inside the latest pause (a run of quiet frames of at
+    least 80 ms) that starts before `limit`, 0.1 s after the speech before it ends; without such a pause, the quietest
+    frame of the range (the latest of equally quiet ones)."""
+    level, size = frame_energy_db(waveform, sampling_rate)
+    first, last = max(0, earliest // size), min(len(level), limit // size)
+    if last - first < 2:
+        return limit
+    # quiet: within the lowest fifth of the clip's level range (robust to a noise floor and to loudness)
+    low, high = np.percentile(level, 5), np.percentile(level, 95)
+    quiet = level <= low + 0.2 * (high - low)
+    min_run = max(1, round(_MIN_PAUSE_SECONDS / _FRAME_SECONDS))
+    keep = max(1, round(_KEEP_SILENCE_SECONDS / _FRAME_SECONDS))
+    end = last
+    while end > first:
+        if not quiet[end - 1]:
+            end -= 1
+            continue
+        start = end
+        while start > 0 and quiet[start - 1]:
+            start -= 1
+        run_end = end
+        while run_end < len(quiet) and quiet[run_end]:  # the pause may go on past the limit
+            run_end += 1
+        if run_end - start >= min_run and start >= first:
+            cut = start + min(keep, (run_end - start) // 2)
+            return min(cut * size, limit)
+        end = start
+    window = level[first:last]
+    quietest = first + int(np.flatnonzero(window <= window.min() + 1e-9)[-1])
+    return min(quietest * size + size // 2, limit)
+
+
+def cut_transcript(text: str, fraction: float) -> str:
+    """The first words of `text` covering about `fraction` of its characters, cut at a word boundary; a boundary after
+    a sentence end (or, less strongly, a comma) close to that point is preferred, since pauses fall there."""
+    words = text.split()
+    if len(words) < 2:
+        return text.strip()
+    total = len(" ".join(words))
+    target = fraction * total
+    best, best_score, position = 1, float("inf"), 0
+    for count in range(1, len(words)):
+        position += len(words[count - 1]) + (1 if count > 1 else 0)
+        weight = 0.4 if _SENTENCE_END.search(words[count - 1]) else 0.7 if _CLAUSE_END.search(words[count - 1]) else 1.0
+        score = abs(position - target) * weight
+        if score < best_score:
+            best, best_score = count, score
+    return " ".join(words[:best])
+
+
+def trim_prompt(
+    waveform, sampling_rate: int, transcript: str, max_seconds: float = MAX_PROMPT_SECONDS, min_samples: int = 0
+) -> tuple[torch.Tensor, str, str | None]:
+    """Cut a prompt longer than `max_seconds` at a pause and its transcript in proportion to the speech kept.
+
+    Returns (waveform, transcript, message): the inputs unchanged and `None` when the prompt fits, else the kept start
+    of both and a sentence saying what was cut."""
+    audio = waveform.numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform, dtype=np.float32)
+    limit = int(max_seconds * sampling_rate)
+    if len(audio) <= limit:
+        return torch.as_tensor(audio), transcript, None
+    earliest = max(min_samples, int(limit * (1 - _SEARCH_FRACTION)))
+    cut = find_pause(audio, sampling_rate, limit, earliest)
+    # the share of the speech (not of the silence) that was kept sets the share of the transcript kept
+    level, size = frame_energy_db(audio, sampling_rate)
+    low, high = np.percentile(level, 5), np.percentile(level, 95)
+    voiced = level > low + 0.2 * (high - low)
+    fraction = voiced[: cut // size].sum() / max(1, voiced.sum())
+    kept_text = cut_transcript(transcript, float(fraction))
+    kept_words, all_words = len(kept_text.split()), len(transcript.split())
+    message = (
+        f"prompt_audio is {len(audio) / sampling_rate:.1f} s long, longer than the {max_seconds:g} s the model was "
+        f"trained on: it was cut at a pause to its first {cut / sampling_rate:.2f} s, and prompt_text to the "
+        f"{kept_words} of its {all_words} words that fit the speech kept ({kept_text!r:.80}). For the best result give "
+        f"a prompt of at most {max_seconds:g} s with its exact transcript."
+    )
+    return torch.as_tensor(audio[:cut].copy()), kept_text, message
+
+
+def fit_prompts(pipe, prompt_audio, prompt_text, sampling_rate, max_seconds: float | None = None):
+    """The pipeline's prompts, with every one longer than `max_seconds` (default `MAX_PROMPT_SECONDS`) cut at a pause
+    (see `trim_prompt`) and a warning per cut. Returns (prompt_audio, prompt_text, sampling_rate) to use instead; when nothing is cut they are the
+    arguments as given (the default voice too, when `prompt_audio` is None)."""
+    from diffusers.utils import logging
+
+    logger = logging.get_logger(pipe.__module__)
+    max_seconds = MAX_PROMPT_SECONDS if max_seconds is None else max_seconds
+    if prompt_audio is None:
+        if pipe.default_voice is None:
+            return prompt_audio, prompt_text, sampling_rate
+        audio, rate, transcript = pipe.default_voice
+        fitted, text, message = trim_prompt(audio, rate, transcript, max_seconds)
+        if message is None:
+            return prompt_audio, prompt_text, sampling_rate
+        logger.warning("the default voice's " + message)
+        return fitted.numpy(), text, rate
+    many = isinstance(prompt_audio, (list, tuple))
+    audios = list(prompt_audio) if many else [prompt_audio]
+    texts = list(prompt_text) if isinstance(prompt_text, (list, tuple)) else [prompt_text] * len(audios)
+    if len(texts) == 1 and len(audios) > 1:
+        texts = texts * len(audios)
+    rate = pipe._prompt_rate
+    new_audios, new_texts, changed = [], [], False
+    for index, (audio, text) in enumerate(zip(audios, texts, strict=False)):
+        if not isinstance(text, str):  # no transcript: the processor names the mistake
+            return prompt_audio, prompt_text, sampling_rate
+        waveform = pipe.processor.load_prompt_audio(audio, sampling_rate, target_rate=rate)
+        fitted, kept, message = trim_prompt(waveform, rate, text, max_seconds)
+        if message is None:
+            new_audios.append(waveform.numpy())
+            new_texts.append(text)
+            continue
+        changed = True
+        logger.warning((f"prompt {index}: " if many and len(audios) > 1 else "") + message)
+        new_audios.append(fitted.numpy())
+        new_texts.append(kept)
+    if not changed:
+        return prompt_audio, prompt_text, sampling_rate
+    if many:
+        return new_audios, new_texts, rate
+    return new_audios[0], new_texts[0], rate
