@@ -494,7 +494,7 @@ _NOT_BEFORE = r"(?![\w]|[.,]\d)"  # and ends it (a sentence-final period is fine
 
 _CURRENCY_SYMBOLS = "".join(map(re.escape, _CURRENCIES))
 _CURRENCY_BEFORE = re.compile(
-    rf"(-)?([{_CURRENCY_SYMBOLS}])\s?({_NUM})(?:\s?({'|'.join(_SCALES)})\b|(?:\s?([kKmMbB]n?)\b))?{_NOT_BEFORE}"
+    rf"(-)?([{_CURRENCY_SYMBOLS}])\s?({_NUM}|\.\d+)(?:\s?({'|'.join(_SCALES)})\b|(?:\s?([kKmMbB]n?)\b))?{_NOT_BEFORE}"
 )
 _CURRENCY_AFTER = re.compile(rf"{_NOT_AFTER}({_NUM})\s?([{_CURRENCY_SYMBOLS}])(?!\d)")
 _CENTS = re.compile(rf"{_NOT_AFTER}(\d+)\s?¢")
@@ -505,11 +505,14 @@ _MONTH_DAY = re.compile(
     rf"\b({_MONTH_ALT})(\.?)\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?!:\d)(?:(,?)\s+(\d{{4}})\b(?![.,]\d))?", re.IGNORECASE
 )
 _DAY_MONTH = re.compile(
-    rf"{_NOT_AFTER}(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH_ALT})\b\.?(?:,?\s+(\d{{4}})\b(?![.,]\d))?",
+    rf"(\bthe\s+)?{_NOT_AFTER}(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH_ALT})\b"
+    rf"(\.)?(?:,?\s+(\d{{4}})\b(?![.,]\d))?",
     re.IGNORECASE,
 )
 _TIME = re.compile(rf"{_NOT_AFTER}(\d{{1,2}}):(\d{{2}})(?::(\d{{2}}))?(?:\s?([AaPp])\.?\s?[Mm]\b(\.)?)?(?![\w:]|\.\d)")
 _HOUR_AMPM = re.compile(rf"{_NOT_AFTER}(\d{{1,2}})\s?([AaPp])\.?\s?[Mm]\b(\.)?")
+_DIGIT_GROUPS = re.compile(r"(?<![\w.-])\d+(?:-\d+){2,}(?![\w-]|\.\d)")  # 1-800-555-1234: digit by digit
+_NUMBER_SLASH = re.compile(r"(?<=\d)/(?=\d)")  # 24/7, 50/50, 9/11 (dates and small fractions are read before)
 _RANGE = re.compile(rf"{_NOT_AFTER}({_NUM})\s?[–—]\s?({_NUM}){_NOT_BEFORE}")
 _ORDINAL = re.compile(rf"{_NOT_AFTER}({_INT})(st|nd|rd|th)\b", re.IGNORECASE)
 _PERCENT = re.compile(rf"{_NOT_AFTER}(-?{_NUM})\s?%")
@@ -556,6 +559,7 @@ def _currency(match: re.Match) -> str:
     if scale:
         return f"{sign}{number_to_words(number)} {scale} {many}"
     whole, _, fraction = number.replace(",", "").partition(".")
+    whole = whole or "0"
     if fraction and len(fraction) == 2:
         cents = int(fraction)
         parts = [] if int(whole) == 0 and cents else [_amount(whole, one, many)]
@@ -617,12 +621,15 @@ def _month_day(match: re.Match) -> str:
 
 
 def _day_month(match: re.Match) -> str:
-    day, month_text, year = match.groups()
+    the, day, month_text, period, year = match.groups()
     if not 1 <= int(day) <= 31 or (month_text.lower() == "may" and month_text != "May"):
         return match.group(0)
-    spoken = f"the {ordinal_to_words(day)} of {_MONTH_NAMES[month_text.lower()]}"
+    spoken = f"{the or 'the '}{ordinal_to_words(day)} of {_MONTH_NAMES[month_text.lower()]}"
     if year:
         spoken += f", {year_to_words(year)}"
+    if period:  # the end of a sentence after a full month name, or of an abbreviation ("Dec.")
+        full = month_text.lower() in (m.lower() for m in _MONTHS)
+        spoken += "." if full and not year else _keep_period(match, period)
     return spoken
 
 
@@ -734,6 +741,7 @@ _PASSES: list[tuple[re.Pattern, object]] = [
     (_NUMERIC_DATE, _numeric_date),
     (_MONTH_DAY, _month_day),
     (_DAY_MONTH, _day_month),
+    (_DIGIT_GROUPS, lambda m: " ".join(_digits(group) for group in m.group(0).split("-"))),
     (_TIME, _time),
     (_HOUR_AMPM, _hour_ampm),
     (_RANGE, _range),
@@ -741,6 +749,7 @@ _PASSES: list[tuple[re.Pattern, object]] = [
     (_PERCENT, _percent),
     (_WITH_UNIT, _with_unit),
     (_FRACTION, _fraction),
+    (_NUMBER_SLASH, lambda m: " "),
     (_NUMBER_SIGN, lambda m: "number "),
     (_YEAR, _year),
     (_DECADE, lambda m: _plural(number_to_words(m.group(1)))),

@@ -97,6 +97,12 @@ CASES = [
     ("The value of π is 3.14.", "The value of pi is three point one four."),
     ("*bold* and _under_.", "bold and under."),
     ("An A4 sheet.", "An A four sheet."),
+    # phone numbers, slashes between numbers, more dates and amounts
+    ("Call 1-800-555-1234.", "Call one eight zero zero five five five one two three four."),
+    ("Open 24/7.", "Open twenty four seven."),
+    ("The 2nd of May.", "The second of May."),
+    ("Due 12-05-2024.", "Due December fifth, twenty twenty four."),
+    ("Only $.99 today.", "Only ninety nine cents today."),
     # text without written forms is unchanged
     ("The quick brown fox jumps over the lazy dog.", "The quick brown fox jumps over the lazy dog."),
     ("Hello, world!", "Hello, world!"),
