@@ -3,12 +3,11 @@ closely (`transcript_ctc_loss`) kept."""
 
 import numpy as np
 import pytest
-from transformers import GenerationConfig
 import torch
 from model_helpers import DiTARModelTester, select_row
 from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
+from transformers import GenerationConfig
 
-from modeling_ditar import DiTARConfig
 from modeling_ditar.generation_ditar import candidate_generators as _candidate_generators
 
 
