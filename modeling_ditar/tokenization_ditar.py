@@ -755,12 +755,15 @@ _PASSES: list[tuple[re.Pattern, object]] = [
     (_DECADE, lambda m: _plural(number_to_words(m.group(1)))),
     (_NUMBER, _number),
     (_LEFTOVER_DIGITS, lambda m: f" {number_to_words(m.group(0))} "),  # digits glued to letters: "A4", "mp3"
+]
+_WORD_PASSES: list[tuple[re.Pattern, object]] = [  # the passes that do not need a digit
     (_TITLE_PATTERN, _title),
     (_SAINT_OR_STREET, _saint_or_street),
     (_ABBREVIATION_PATTERN, _abbreviation),
     (_GREEK_LETTER, _greek_letter),
 ]
 
+_HAS_DIGIT = re.compile(r"\d")
 _SPACES = re.compile(r"[ \t]+")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r" +([,.;:!?)\]])")
 
@@ -778,7 +781,8 @@ def normalize_text(text: str) -> str:
         raise ValueError(f"`text` must be a string, got {type(text).__name__}.")
     text = text.replace("−", "-")  # U+2212 minus sign
     text = re.sub(r"(?<=\d)\s?[xX×]\s?(?=\d)", " by ", text)  # 1920x1080
-    for pattern, replacement in _PASSES:
+    passes = _PASSES + _WORD_PASSES if _HAS_DIGIT.search(text) else _WORD_PASSES
+    for pattern, replacement in passes:
         text = pattern.sub(replacement, text)
     text = _SYMBOL_PATTERN.sub(lambda m: _SYMBOLS[m.group(0)], text)
     text = _AT.sub(" at ", text)
