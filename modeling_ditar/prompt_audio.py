@@ -139,11 +139,12 @@ def trim_prompt(
     fraction = voiced[: cut // size].sum() / max(1, voiced.sum())
     kept_text = cut_transcript(transcript, float(fraction))
     kept_words, all_words = len(kept_text.split()), len(transcript.split())
+    ending = kept_text if len(kept_text) <= 60 else "..." + kept_text[-50:].split(" ", 1)[-1]
     message = (
         f"prompt_audio is {len(audio) / sampling_rate:.1f} s long, longer than the {max_seconds:g} s the model was "
-        f"trained on: it was cut at a pause to its first {cut / sampling_rate:.2f} s, and prompt_text to the "
-        f"{kept_words} of its {all_words} words that fit the speech kept ({kept_text!r:.80}). For the best result give "
-        f"a prompt of at most {max_seconds:g} s with its exact transcript."
+        f"trained on: it was cut at a pause to its first {cut / sampling_rate:.2f} s, and prompt_text to the first "
+        f"{kept_words} of its {all_words} words, in proportion to the speech kept ({ending!r}). For the best result "
+        f"give a prompt of at most {max_seconds:g} s with its exact transcript."
     )
     return torch.as_tensor(audio[:cut].copy()), kept_text, message
 
