@@ -159,6 +159,10 @@ def write_transformers_entry_points(pipeline, folder: str | os.PathLike) -> bool
                                 **{k: v for k, v in dict(vocoder.config).items() if not k.startswith("_")}}
     config["architectures"] = ["DiTARForTextToSpeech"]
     config["auto_map"] = dict(ROOT_AUTO_MAP)
+    if config.get("dtype") == "float16":
+        # stored in half precision to stay small, computed in float32 unless a caller asks otherwise (`dtype=`): CPUs
+        # have no fast float16 kernels (a sentence took 3x as long in float16 as in float32 on 2 cores)
+        config["dtype"] = "float32"
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     for source in sorted((folder / "model").iterdir()):
         if source.name == "config.json" or source.suffix == ".py" or not source.is_file():

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -669,18 +668,34 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
                 `speech_position_rate`); used by `speech_positions="aligned"` models, which otherwise assume
                 `config.text_tokens_per_frame`; ignored by "sequential" ones.
             generation_config: a `GenerationConfig` to use instead of `self.generation_config`; keyword arguments
-                that name a DiTAR generation setting (e.g. `stop_threshold`) override it for this call.
+                that name a DiTAR generation setting (e.g. `num_candidates`, `stop_threshold`) override it for this call.
+
+        With `num_candidates` K > 1 every text is sampled K times in one batch (a list of generators gives each
+        candidate of text i a generator seeded from generator i) and the candidate whose speech the CTC head reads as
+        the text most closely (`score_candidates`) is kept; `patch_callback` then sees all K rows of every text.
 
         Speed: `self.generation_speedups` ([`GenerationSpeedups`]) selects the fast paths; the defaults give the same
         numbers as the reference path (`disable_fast_generation()`), `enable_fast_generation()` adds pruning of finished
         rows, `torch.compile` and optionally a static cache (INFERENCE.md).
         """
+        num_candidates = self.generation_settings(generation_config, num_candidates=kwargs.pop("num_candidates", None),
+                                                  **{k: v for k, v in kwargs.items() if k in GENERATION_DEFAULTS}
+                                                  ).num_candidates
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "prompt_features": prompt_features,
+                  "prompt_attention_mask": prompt_attention_mask, "speech_position_rate": speech_position_rate}
+        batch = input_ids.shape[0] if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 else None
+        if num_candidates > 1 and batch is not None:
+            if inputs["attention_mask"] is None:
+                inputs["attention_mask"] = torch.ones_like(input_ids)
+            generator = candidate_generators(generator, batch, num_candidates)
+            inputs = {key: value.repeat_interleave(num_candidates, dim=0)
+                      if isinstance(value, torch.Tensor) and value.dim() else value for key, value in inputs.items()}
         patches, stopped, lengths = [], None, None
         for step in self.generate_patches(
-            input_ids,
-            attention_mask=attention_mask,
-            prompt_features=prompt_features,
-            prompt_attention_mask=prompt_attention_mask,
+            inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            prompt_features=inputs["prompt_features"],
+            prompt_attention_mask=inputs["prompt_attention_mask"],
             max_new_patches=max_new_patches,
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
@@ -688,7 +703,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
             generator=generator,
             use_cache=use_cache,
             scheduler=scheduler,
-            speech_position_rate=speech_position_rate,
+            speech_position_rate=inputs["speech_position_rate"],
             generation_config=generation_config,
             **kwargs,
         ):
@@ -697,8 +712,16 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
             lengths = step.active.long() if lengths is None else lengths + step.active.long()
             if patch_callback is not None:
                 patch_callback(step)
-        features = torch.stack(patches, dim=1).flatten(1, 2)  # [B, N*P, D]
-        return DiTARGenerationOutput(features=features, lengths=lengths * self.config.patch_size, stopped=stopped)
+        features = torch.stack(patches, dim=1).flatten(1, 2)  # [B*K, N*P, D]
+        lengths = lengths * self.config.patch_size
+        if num_candidates > 1 and batch is not None:
+            rows = [features[row, : int(lengths[row])] for row in range(features.shape[0])]
+            scores = self.score_candidates({k: v for k, v in inputs.items() if v is not None}, rows)
+            best = torch.arange(batch, device=scores.device) * num_candidates + scores.view(batch, num_candidates).argmin(1)
+            best = best.to(features.device)
+            features, lengths, stopped = features[best], lengths[best], stopped[best]
+            features = features[:, : int(lengths.max())]
+        return DiTARGenerationOutput(features=features, lengths=lengths, stopped=stopped)
 
     @torch.no_grad()
     def generate_patches(
@@ -984,32 +1007,17 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
             "input_ids", "attention_mask", "prompt_features", "prompt_attention_mask", "speech_position_rate",
             "generator", "generation_config", *GENERATION_DEFAULTS,
         ))
-        settings = self.generation_settings(generation_config, **settings_kwargs)
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
-            raise ValueError(f"input_ids must be a [batch, text_length] tensor, got {_shape(input_ids)}.")
-        batch, k = input_ids.shape[0], settings.num_candidates
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "prompt_features": prompt_features,
-                  "prompt_attention_mask": prompt_attention_mask, "speech_position_rate": speech_position_rate}
-        inputs = {key: value for key, value in inputs.items() if value is not None}
-        if inputs.get("attention_mask") is None:
-            inputs["attention_mask"] = torch.ones_like(input_ids)
-        if k > 1:
-            generator = candidate_generators(generator, batch, k)
-            inputs = {key: value.repeat_interleave(k, dim=0) if isinstance(value, torch.Tensor) and value.dim() else value
-                      for key, value in inputs.items()}
-        settings_kwargs.pop("num_candidates", None)
-        out = super().generate(**inputs, generator=generator, generation_config=generation_config, **settings_kwargs)
-        rows = [out.features[row, : int(out.lengths[row])] for row in range(out.features.shape[0])]
-        best = list(range(batch))
-        if k > 1:
-            scores = self.score_candidates(inputs, rows).view(batch, k)
-            best = (torch.arange(batch) * k + scores.argmin(1).cpu()).tolist()
-        features = [self.denormalize_features(rows[i].float()).cpu() for i in best]
+        out = super().generate(
+            input_ids, attention_mask=attention_mask, prompt_features=prompt_features,
+            prompt_attention_mask=prompt_attention_mask, speech_position_rate=speech_position_rate, generator=generator,
+            generation_config=generation_config, **settings_kwargs,
+        )
+        features = [self.denormalize_features(out.features[row, : int(out.lengths[row])].float()).cpu()
+                    for row in range(out.features.shape[0])]
         # the pipeline's decoding: chunked Griffin-Lim and the soft limiter that keeps peaks below full scale
         audio = [StreamingVocoder(self.vocoder, limiter=soft_limit).decode(f) for f in features]
-        return DiTARSpeechOutput(
-            audio=audio, sampling_rate=self.sampling_rate, features=features, stopped=out.stopped[best].cpu()
-        )
+        return DiTARSpeechOutput(audio=audio, sampling_rate=self.sampling_rate, features=features,
+                                 stopped=out.stopped.cpu())
 
 
 def _locdit_forward_prepared(locdit: LocDiT, noisy: torch.Tensor, time_emb: torch.Tensor, context) -> torch.Tensor:

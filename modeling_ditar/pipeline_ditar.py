@@ -11,7 +11,9 @@ A saved pipeline folder carries its code (`hub_utils.write_pipeline_remote_code`
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import os
 import re
 import shutil
@@ -176,7 +178,8 @@ class DiTARPipeline(DiffusionPipeline):
         push = kwargs.pop("push_to_hub", False)
         hub_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "token", "create_pr")
                       if k in kwargs}
-        super().save_pretrained(save_directory, **kwargs)
+        with _parameters_stored_as(self.model, getattr(self, "_stored_dtype", None)):
+            super().save_pretrained(save_directory, **kwargs)
         # one copy of the default voice, at the root, where the processor looks for it from any subfolder
         shutil.rmtree(Path(save_directory) / "processor" / DEFAULT_VOICE_DIR, ignore_errors=True)
         if self.default_voice is not None:
@@ -216,6 +219,9 @@ class DiTARPipeline(DiffusionPipeline):
         pipe = super().from_pretrained(local, **kwargs)
         if local != source:  # record the repo id, as diffusers does
             pipe.register_to_config(_name_or_path=source)
+        # the dtype the weights were stored in: saving writes them in it again while they still fit it exactly (a
+        # float16 checkpoint computed in float32 stays float16 on disk), see `_parameters_stored_as`
+        pipe._stored_dtype = _stored_dtype(Path(local) / "model" / "config.json")
         return pipe
 
     @classmethod
@@ -547,6 +553,36 @@ def _align_cpu_tensors(module: torch.nn.Module, alignment: int = 64) -> None:
         for tensor in itertools.chain(module.parameters(), module.buffers()):
             if tensor.device.type == "cpu" and tensor.numel() and tensor.data_ptr() % alignment:
                 tensor.data = tensor.data.clone()
+
+
+def _stored_dtype(config_file: Path) -> torch.dtype | None:
+    try:
+        name = json.loads(config_file.read_text(encoding="utf-8")).get("dtype")
+    except (OSError, ValueError):
+        return None
+    dtype = getattr(torch, name, None) if isinstance(name, str) else None
+    return dtype if isinstance(dtype, torch.dtype) else None
+
+
+@contextlib.contextmanager
+def _parameters_stored_as(model: torch.nn.Module, dtype: torch.dtype | None):
+    """While saving, hold the parameters in `dtype` (the dtype they were loaded from) if every value survives the round
+    trip exactly, i.e. the model was only upcast for computing and not trained since; otherwise save them as they are.
+    Buffers (computed, e.g. rotary frequencies) are left alone."""
+    params = [p for p in model.parameters() if p.is_floating_point()]
+    current = params[0].dtype if params else None
+    if dtype is None or current is None or dtype == current or not all(
+        torch.equal(p.data, p.data.to(dtype).to(p.dtype)) for p in params
+    ):
+        yield
+        return
+    for p in params:
+        p.data = p.data.to(dtype)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.data = p.data.to(current)
 
 
 def _pick(value, index: int):
