@@ -33,7 +33,7 @@ EMBEDDED_DEFAULT = dict(
     summary=(
         "A small English text-to-speech model that ships inside the `modeling-ditar` Python package: "
         "`ditar synthesize \"Hello there.\" -o hello.wav` or `DiTARPipeline.from_pretrained()` uses it with no "
-        "download. Give it 3 to 10 seconds of clean speech and the transcript of that speech, and it speaks any English "
+        "download. Give it 3 to 8 seconds of clean speech and the transcript of that speech, and it speaks any English "
         "text in that voice (zero-shot voice cloning); without a prompt it speaks in its default voice. It is an early "
         "demonstration model (9.9 M parameters) trained only on synthetic espeak-ng voices. On espeak-ng voices it never "
         "heard, Whisper recognises about two thirds of its words (WER 45.3%, against 32.8% for the same speech "

@@ -2,7 +2,7 @@
 (an optional training loss; not in the DiTAR paper).
 
 Why: the shipped default's backbone reads the text it has heard (its CTC head decodes it) but no attention head
-follows the text while speech is produced (examples/attention_alignment_probe.py), so it cannot tell which sound
+follows the text while speech is produced (attention read out with `AttentionReader`), so it cannot tell which sound
 comes next. Guided attention (Tachibana et al., 2017, "Efficiently trainable text-to-speech system based on deep
 convolutional networks with guided attention") is the classic cheap fix for slow alignment learning in
 attention-based TTS: a penalty on a head's attention far from the text-speech diagonal.

@@ -12,9 +12,9 @@ so that `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` work
 installed. `DiTARPipeline.from_pretrained` maps those file names back to the installed modules ([`installed_libraries`]),
 so the package's own classes are used when it is installed and nothing is executed from the folder.
 
-Model cards. [`render_model_card`] fills a Jinja template (`model_cards/ditar_template.md` in the repository, else a
-built-in copy of its essentials) through `huggingface_hub.ModelCard`, with Hub metadata (library_name, pipeline_tag,
-license, tags, datasets, base_model and, given `examples/evaluate.py` results, a model-index with WER and SIM).
+Model cards. [`render_model_card`] fills a Jinja template (the project's card template when it sits next to the
+package, else a built-in copy of its essentials) through `huggingface_hub.ModelCard`, with Hub metadata (library_name, pipeline_tag,
+license, tags, datasets, base_model and, given evaluation results, a model-index with WER and SIM).
 
 Uploads. [`push_to_hub`] saves an object into a temporary folder, writes its card and commits every file with one
 `HfApi.create_commit`; [`commit_operations`] lists those operations, so everything up to the network call is testable.
@@ -188,7 +188,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 REPO_TEMPLATE = CODE_DIR.parent / "model_cards" / "ditar_template.md"
-# The essentials of model_cards/ditar_template.md, for installs without the repository's model_cards folder.
+# The essentials of the project's card template, for installs that do not have it next to the package.
 FALLBACK_TEMPLATE = """---
 {{ card_data }}
 ---
@@ -216,10 +216,10 @@ PLACEHOLDER = "_placeholder_"
 
 
 def load_results(path: str | os.PathLike) -> dict:
-    """Read an `examples/evaluate.py` results.json and check it has the expected rows."""
+    """Read an evaluation results.json (a `rows` list of systems with WER, SIM, ...) and check its rows."""
     results = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
-        raise ValueError(f"{path}: not an examples/evaluate.py results.json (no 'rows' list).")
+        raise ValueError(f"{path}: not an evaluation results.json (no 'rows' list).")
     for row in results["rows"]:
         if "key" not in row or "name" not in row:
             raise ValueError(f"{path}: every row needs 'key' and 'name' (got {sorted(row)}).")
@@ -239,7 +239,7 @@ def results_table(results: dict | None) -> str:
         row = f"| DiTAR (this checkpoint) | {PLACEHOLDER} | " + " | ".join([PLACEHOLDER] * 5) + " |"
         note = (
             "**No evaluation has been run for this checkpoint yet: every number above is a placeholder.** Fill them "
-            "with `python model_cards/make_card.py --results <eval>/results.json ...` after `examples/evaluate.py`."
+            "by rendering the card again with evaluation results (`render_model_card(..., results=results_json)`)."
         )
         return f"{header}\n{row}\n\n{note}"
 
@@ -316,13 +316,24 @@ def _kind_of(obj) -> str:
 def _usage(kind: str, repo_id: str) -> str:
     if kind == "pipeline":
         return (
-            "# with the package: pip install modeling-ditar\n"
+            "# transformers (add trust_remote_code=True where the modeling-ditar package is not installed)\n"
+            "import modeling_ditar  # with the package: registers DiTAR with the Auto classes\n"
+            "from transformers import pipeline\n"
+            f'tts = pipeline("text-to-speech", model="{repo_id}")\n'
+            'out = tts("Hello there.")  # {"audio": ..., "sampling_rate": ...}, in the default voice\n'
+            "voice = [{\"role\": \"user\", \"content\": [{\"type\": \"audio\", \"path\": \"me.wav\"},\n"
+            "                                     {\"type\": \"text\", \"text\": \"What I say in me.wav.\"}]},\n"
+            "         {\"role\": \"user\", \"content\": \"Hello there.\"}]\n"
+            "out = tts(voice)  # cloned from me.wav\n\n"
+            "# diffusers, with streaming (pip install modeling-ditar)\n"
             "import torch\n"
             "from modeling_ditar import DiTARPipeline\n"
             f'pipe = DiTARPipeline.from_pretrained("{repo_id}")\n'
             'out = pipe("Hello there.", prompt_audio="me.wav", prompt_text="What I say in me.wav.",\n'
-            "           generator=torch.manual_seed(0))\n\n"
-            "# without the package (code from this repository):\n"
+            "           generator=torch.manual_seed(0))\n"
+            'for chunk in pipe.stream("A long text."):\n'
+            "    ...\n\n"
+            "# diffusers without the package (code from this repository):\n"
             "from diffusers import DiffusionPipeline\n"
             "from huggingface_hub import snapshot_download\n"
             f'pipe = DiffusionPipeline.from_pretrained(snapshot_download("{repo_id}"), trust_remote_code=True)'
@@ -361,14 +372,14 @@ def render_model_card(
     """A `huggingface_hub.ModelCard` for a DiTAR pipeline, model or processor.
 
     Args:
-        kind: "pipeline" (library diffusers), "model" or "processor" (library transformers).
-        results: an `examples/evaluate.py` results.json (path or dict). Without it the evaluation table holds clearly
+        kind: "pipeline", "model" or "processor" (the card's library is transformers for all three).
+        results: an evaluation results.json (path or dict). Without it the evaluation table holds clearly
             marked placeholders and the metadata has no model-index.
         eval_dataset_*: how the model-index names the evaluation data (`dataset_type` should be a Hub dataset id when
             there is one).
         datasets / base_model: training data (Hub dataset ids) and the LM the backbone started from.
         details: architecture facts shown as a list (e.g. from [`describe_pipeline_folder`]).
-        template_path: a Jinja template; default `model_cards/ditar_template.md` or the built-in fallback.
+        template_path: a Jinja template; default the project's card template or the built-in fallback.
         extra_results: (title, results.json) pairs shown as further tables under the main one (e.g. out-of-domain
             prompts, which have no bar); they do not enter the model-index.
     """
@@ -380,7 +391,9 @@ def render_model_card(
         results = load_results(results)
     repo_id = repo_id or "<org>/<name>"
     card_data = ModelCardData(
-        library_name="diffusers" if kind == "pipeline" else "transformers",
+        # a pipeline folder's root is a transformers text-to-speech model, so the Hub's snippet is transformers'
+        # pipeline("text-to-speech"); the `custom_code` tag makes it pass trust_remote_code=True
+        library_name="transformers",
         pipeline_tag="text-to-speech",
         license=license,
         language=language or ["en"],

@@ -75,12 +75,19 @@ class LocDiT(nn.Module):
     def forward(
         self,
         noisy: torch.Tensor,
-        timestep: torch.Tensor,
-        cond: torch.Tensor,
+        timestep: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
         history: torch.Tensor | None = None,
         history_mask: torch.Tensor | None = None,
+        *,
+        time_emb: torch.Tensor | None = None,
+        context: LocDiTContext | None = None,
     ) -> torch.Tensor:
         """
+        Called with `time_emb` and `context` (from `embed_time` and `prepare_context`) instead of timestep, cond and
+        history, it runs `forward_prepared`: one ODE step of the sampler, entered through `nn.Module.__call__` so that
+        hooks on LocDiT run on that path too.
+
         Args:
             noisy: [M, P, D] x_t.
             timestep: [M] diffusion time t in [0, 1] (1 = pure noise).
@@ -90,6 +97,8 @@ class LocDiT(nn.Module):
         Returns:
             [M, P, D] predicted velocity v = cos(pi t/2) eps - sin(pi t/2) x0.
         """
+        if context is not None:
+            return self.forward_prepared(noisy, time_emb, context)
         dtype = self.in_proj.weight.dtype
         time_emb = self.embed_time(timestep)  # [M, C]
         cond_token = (self.cond_proj(cond.to(dtype)) + time_emb)[:, None]  # [M, 1, C]
@@ -125,7 +134,6 @@ class LocDiT(nn.Module):
             and type(self.in_proj) is nn.Linear
             and type(self.cond_proj) is nn.Linear
             and type(self.out_proj) is nn.Linear
-            and not (self._forward_hooks or self._forward_pre_hooks)
         )
 
     def prepare_context(

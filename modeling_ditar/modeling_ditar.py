@@ -111,7 +111,7 @@ class PatchStep:
 class GenerationSpeedups:
     """How [`DiTARForConditionalGeneration.generate`] runs; `model.generation_speedups` holds one.
 
-    Every switch keeps the numbers (equal to float32 rounding; `tests/test_fast_generation.py` checks each against the
+    Every switch keeps the numbers (equal to float32 rounding; the library's tests check each against the
     reference path, which `DiTARForConditionalGeneration.disable_fast_generation()` selects):
 
     fast_blocks: lean inference path of the diffusers blocks and LocDiT's per-patch prepared inputs (condition and
@@ -676,7 +676,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
 
         Speed: `self.generation_speedups` ([`GenerationSpeedups`]) selects the fast paths; the defaults give the same
         numbers as the reference path (`disable_fast_generation()`), `enable_fast_generation()` adds pruning of finished
-        rows, `torch.compile` and optionally a static cache (INFERENCE.md).
+        rows, `torch.compile` and optionally a static cache.
         """
         num_candidates = self.generation_settings(generation_config, num_candidates=kwargs.pop("num_candidates", None),
                                                   **{k: v for k, v in kwargs.items() if k in GENERATION_DEFAULTS}
@@ -1021,7 +1021,7 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
 
 
 def _locdit_forward_prepared(locdit: LocDiT, noisy: torch.Tensor, time_emb: torch.Tensor, context) -> torch.Tensor:
-    return locdit.forward_prepared(noisy, time_emb, context)
+    return locdit(noisy, time_emb=time_emb, context=context)
 
 
 class _CompiledLocDiTStep:
@@ -1044,7 +1044,7 @@ class _CompiledLocDiTStep:
                 return self.compiled(locdit, noisy, time_emb, context)
             except Exception as error:  # noqa: BLE001 - compiler errors come in many types; eager re-raises real ones
                 self._fail(error)
-        return locdit.forward_prepared(noisy, time_emb, context)
+        return locdit(noisy, time_emb=time_emb, context=context)
 
 
 def _cache_can_select_rows(cache) -> bool:

@@ -29,8 +29,7 @@ from diffusers.utils import logging
 from transformers import PreTrainedModel, ProcessorMixin
 
 # Loading a local folder with trust_remote_code, diffusers copies only the modules that the pipeline file imports
-# directly, so every module the pipeline needs, also indirectly, is imported here (the ones marked F401 only for that;
-# tests/test_remote_code.py checks that the list is complete).
+# directly, so every module the pipeline needs, also indirectly, is imported here (the ones marked F401 only for that).
 from .aggregation_encoder import DiTARAggregationEncoder  # noqa: F401
 from .audio_utils import load_audio, soft_limit  # noqa: F401
 from .configuration_ditar import DiTARConfig  # noqa: F401

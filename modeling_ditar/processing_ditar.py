@@ -6,7 +6,7 @@ normalised `prompt_features`.
 
 Text goes through DiTAR's character front end (normalise, optionally phonemize, one token per character) when the
 tokenizer is a DiTAR character tokenizer ([`build_ditar_tokenizer`]), and straight through the tokenizer otherwise (the
-subword tokenizer of a pretrained LM the backbone was initialised from, see `conversion/init_from_lm.py`).
+subword tokenizer of a pretrained LM the backbone was initialised from).
 """
 
 from __future__ import annotations

@@ -269,7 +269,7 @@ class GuidedVelocity:
             time_emb = self.time_cache[key] = self.locdit.embed_time(t_grid[n].expand(x.shape[0]))
         if self.forward_fn is not None:
             return self._combine(self.forward_fn(self.locdit, x, time_emb, self._context))
-        return self._combine(self.locdit.forward_prepared(x, time_emb, self._context))
+        return self._combine(self.locdit(x, time_emb=time_emb, context=self._context))
 
 
 def guided_velocity(

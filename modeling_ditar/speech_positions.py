@@ -3,8 +3,8 @@
 The paper's backbone reads one stream: text tokens at positions 0..L-1, then the speech positions L, L+1, ... With
 rotary embeddings a head sees only relative distances, and the text token being spoken at speech position j sits at a
 distance that depends on the text length L and on j, so the backbone has to learn the text-speech alignment from
-content, which a small model on a small budget does slowly (docs/diagnostics/attention_alignment.md: no head of the
-shipped default follows the text).
+content, which a small model on a small budget does slowly (read out with `AttentionReader`, no head of a small
+model trained briefly followed the text).
 
 "aligned" positions put the speech position after j patches at j * patch_size * r, r being the speaking rate in text
 tokens per feature frame. The text spoken in patch j then sits at a relative distance near zero, whatever L and j, so

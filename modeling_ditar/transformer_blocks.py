@@ -8,7 +8,11 @@ preparation per head) costs about as much as the arithmetic. Without autograd, a
 ones (plain `nn.Linear`, `LayerNorm`, the default attention processor) is therefore evaluated by
 `DiTARTransformerBlock.fast_forward`, which calls the same parameters in the same order (so the same numbers, bit for
 bit on CPU) with fewer Python layers. Anything else (training, activation checkpointing, a custom attention processor,
-LoRA-wrapped linears, `fast_inference = False`) takes the diffusers `forward`.
+LoRA-wrapped linears, feed-forward chunking, `fast_inference = False`) takes the diffusers `forward`.
+
+The fast path still enters every block through `nn.Module.__call__` (`block(..., fast=True)`), so forward hooks on the
+blocks and wrappers of their `forward` (accelerate's device hooks) run as usual. It reads the attention module's weights
+directly, so hooks registered on `attn1` itself are not called: set `fast_inference = False` for those.
 """
 
 from __future__ import annotations
@@ -36,9 +40,25 @@ class DiTARTransformerBlock(BasicTransformerBlock):
             norm_type="layer_norm",
             ff_inner_dim=intermediate_size,
         )
+        # set through diffusers' public `set_chunk_feed_forward` (see below); the fast path does not chunk
+        self.feed_forward_chunking = False
+
+    def set_chunk_feed_forward(self, chunk_size: int | None, dim: int = 0):
+        """diffusers' feed-forward chunking (`ModelMixin.enable_forward_chunking` calls this); recorded so that the
+        fast path, which does not chunk, steps aside while it is on."""
+        super().set_chunk_feed_forward(chunk_size, dim)
+        self.feed_forward_chunking = chunk_size is not None
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args,
+                fast: bool = False, queries: slice | None = None, **kwargs) -> torch.Tensor:
+        """diffusers' `BasicTransformerBlock.forward`, or with `fast=True` (inference, see `supports_fast_forward`)
+        `fast_forward`, which takes a bool mask [M, 1, 1, S] and optional `queries`."""
+        if fast:
+            return self.fast_forward(hidden_states, attention_mask, queries)
+        return super().forward(hidden_states, attention_mask, *args, **kwargs)
 
     def supports_fast_forward(self) -> bool:
-        """True when `fast_forward` computes exactly what `forward` does (stock submodules, no hooks to honour)."""
+        """True when `fast_forward` computes exactly what `forward` does (stock submodules, no chunking)."""
         attn, ff = self.attn1, self.ff.net
         linears = (attn.to_q, attn.to_k, attn.to_v, attn.to_out[0], ff[0].proj, ff[2])
         return (
@@ -50,8 +70,7 @@ class DiTARTransformerBlock(BasicTransformerBlock):
             and not attn.residual_connection
             and attn.norm_q is None
             and attn.norm_k is None
-            and self._chunk_size is None
-            and not (self._forward_hooks or self._forward_pre_hooks or attn._forward_hooks or attn._forward_pre_hooks)
+            and not self.feed_forward_chunking
         )
 
     def fast_forward(
@@ -138,7 +157,7 @@ class DiTARTransformerStack(nn.Module):
         attention_mask = None if key_mask is None else key_mask[:, None, None, :]  # [M, 1, 1, S]
         last = len(self.blocks) - 1
         for index, block in enumerate(self.blocks):
-            hidden_states = block.fast_forward(hidden_states, attention_mask, queries if index == last else None)
+            hidden_states = block(hidden_states, attention_mask, fast=True, queries=queries if index == last else None)
         if queries is not None and last < 0:
             hidden_states = hidden_states[:, queries]
         norm = self.norm_out

@@ -160,7 +160,7 @@ def compute_latent_statistics(vae, audios: Iterable, sampling_rate: int | None =
 
     Args:
         audios: paths, `(array, rate)` pairs, arrays at `sampling_rate`, or dicts with `array`/`audio` and
-            `sampling_rate` (rows of a corpus written by `examples/build_corpus.py`, or `datasets` audio dicts).
+            `sampling_rate` (e.g. `datasets` audio dicts).
         min_std: floor of the standard deviation (a dead channel must not divide by zero).
     Returns:
         `{"feature_mean": [D], "feature_std": [D], "num_frames": int, "num_clips": int}` (float64 accumulation).

@@ -82,7 +82,7 @@ def test_checkpoint_to_pipeline_reproduces_the_trained_model(run, tmp_path):
     # a Hub-ready folder: remote code, card with valid metadata (placeholders without results)
     assert json.loads((out / "model_index.json").read_text())["_class_name"] == ["pipeline_ditar", "DiTARPipeline"]
     card = ModelCard.load(out / "README.md")
-    assert card.data.pipeline_tag == "text-to-speech" and card.data.library_name == "diffusers"
+    assert card.data.pipeline_tag == "text-to-speech" and card.data.library_name == "transformers"
     assert card.data.eval_results is None and "_placeholder_" in card.text
     assert "step-6, ema weights" in card.text
 

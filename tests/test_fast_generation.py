@@ -168,16 +168,36 @@ def test_fast_blocks_are_not_used_with_autograd_or_custom_attention():
 
 
 def test_fast_blocks_respect_forward_hooks():
+    """The fast path enters blocks and LocDiT through `nn.Module.__call__`, so hooks run and change the output exactly
+    as they do on the diffusers path."""
     model = make_model()
     block = model.locdit.transformer.blocks[0]
     seen = []
-    handle = block.register_forward_hook(lambda *_: seen.append(1))
+    handles = [block.register_forward_hook(lambda _m, _i, out: seen.append(1) or out * 0.5),
+               model.locdit.register_forward_hook(lambda _m, _i, out: out + 1.0)]
+    x, t, cond, history, history_mask = locdit_inputs()
     with torch.no_grad():
-        model.locdit(*locdit_inputs())
-    assert seen == [1]  # the hooked block ran through `forward`
-    handle.remove()
+        assert model.locdit.transformer.use_fast_path() and model.locdit.supports_prepared_calls()
+        fast = model.locdit(x, t, cond, history, history_mask)
+        prepared = model.locdit(x, time_emb=model.locdit.embed_time(t),
+                                context=model.locdit.prepare_context(cond, history, history_mask))
+        model.locdit.transformer.fast_inference = False
+        reference = model.locdit(x, t, cond, history, history_mask)
+    assert seen == [1, 1, 1]  # the hooked block ran on every path
+    assert torch.equal(fast, reference) and torch.equal(prepared, reference)
+    for handle in handles:
+        handle.remove()
+
+
+def test_feed_forward_chunking_takes_the_diffusers_path():
+    model = make_model()
+    stack = model.locdit.transformer
     with torch.no_grad():
-        assert model.locdit.transformer.use_fast_path()
+        assert stack.use_fast_path()
+        stack.blocks[0].set_chunk_feed_forward(2, dim=1)  # what diffusers' enable_forward_chunking calls
+        assert not stack.use_fast_path()
+        stack.blocks[0].set_chunk_feed_forward(None)
+        assert stack.use_fast_path()
 
 
 @pytest.mark.parametrize("masked", [False, True])

@@ -47,7 +47,7 @@ def results_file(tmp_path):
 def test_embedded_default_card_has_valid_metadata_and_marked_placeholders():
     card = ModelCard.load(DEFAULT_CARD)
     data = card.data
-    assert data.library_name == "diffusers" and data.pipeline_tag == "text-to-speech"
+    assert data.library_name == "transformers" and data.pipeline_tag == "text-to-speech"
     assert data.license == "apache-2.0" and data.language == ["en"]
     assert {"text-to-speech", "ditar", "custom_code"} <= set(data.tags)
     results = DEFAULT_CARD.parent / "results" / "ditar-espeak-tiny.json"
@@ -164,7 +164,7 @@ def test_pipeline_push_to_hub_uploads_the_folder_with_its_card(results_file):
         assert expected in files, expected
     assert not any("__pycache__" in name or name.startswith(".") for name in files)
     card = ModelCard(files["README.md"].decode())
-    assert card.data.library_name == "diffusers" and card.data.eval_results[0].metric_value == 18.34
+    assert card.data.library_name == "transformers" and card.data.eval_results[0].metric_value == 18.34
     assert 'DiTARPipeline.from_pretrained("org/ditar-tiny")' in card.text
 
 
