@@ -94,6 +94,4 @@ def check_state_dict(expected: dict[str, torch.Tensor], given: dict[str, torch.T
             )
     if problems:
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-        raise ConversionError(
-            f"{source} does not fit the model ({len(problems)} problem(s)):\n  " + "\n  ".join(shown)
-        )
+        raise ConversionError(f"{source} does not fit the model ({len(problems)} problem(s)):\n  " + "\n  ".join(shown))

@@ -43,8 +43,11 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile wrappers, sh
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", type=Path,
-                   help="run folder (with checkpoints/), one checkpoints/step-N folder, or a save_pretrained model folder")
+    p.add_argument(
+        "source",
+        type=Path,
+        help="run folder (with checkpoints/), one checkpoints/step-N folder, or a save_pretrained model folder",
+    )
     p.add_argument("out", type=Path, help="pipeline folder to write")
     p.add_argument("--force", action="store_true", help="replace OUT if it is not empty")
     p.add_argument("--step", type=int, help="checkpoint step in a run folder (default: the newest)")
@@ -75,8 +78,11 @@ def locate_checkpoint(source: Path, step: int | None) -> tuple[Path, Path | None
     checkpoints = source / "checkpoints"
     if not checkpoints.is_dir():
         raise ConversionError(f"{source}: neither a checkpoint (model.safetensors) nor a run folder (checkpoints/)")
-    steps = {int(p.name.split("-")[1]): p for p in checkpoints.glob("step-*")
-             if p.is_dir() and p.name.split("-")[1].isdigit() and (p / "model.safetensors").is_file()}
+    steps = {
+        int(p.name.split("-")[1]): p
+        for p in checkpoints.glob("step-*")
+        if p.is_dir() and p.name.split("-")[1].isdigit() and (p / "model.safetensors").is_file()
+    }
     if not steps:
         raise ConversionError(f"{checkpoints}: no step-N checkpoint with a model.safetensors")
     if step is None:
@@ -122,7 +128,7 @@ def _strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for name, tensor in state.items():
         for prefix in WRAPPER_PREFIXES:
             if name.startswith(prefix):
-                name = name[len(prefix):]
+                name = name[len(prefix) :]
         out[name] = tensor
     return out
 
@@ -216,13 +222,17 @@ def convert(args) -> Path:
     model = DiTARForConditionalGeneration(config).eval()
     state = load_checkpoint_state(model, checkpoint, run, args.weights)
     model.load_state_dict(state, strict=True)
-    return finish(args, model, processor, checkpoint,
-                  f"{checkpoint.parent.name}/{checkpoint.name}, {args.weights} weights")
+    return finish(
+        args, model, processor, checkpoint, f"{checkpoint.parent.name}/{checkpoint.name}, {args.weights} weights"
+    )
 
 
 def is_model_folder(source: Path) -> bool:
-    return (source / "config.json").is_file() and not (source / "checkpoints").is_dir() and not any(
-        source.glob("custom_checkpoint_*.pkl"))
+    return (
+        (source / "config.json").is_file()
+        and not (source / "checkpoints").is_dir()
+        and not any(source.glob("custom_checkpoint_*.pkl"))
+    )
 
 
 def finish(args, model, processor, source: Path, step_info: str) -> Path:
@@ -246,8 +256,7 @@ def finish(args, model, processor, source: Path, step_info: str) -> Path:
         kwargs = card_kwargs(args, source, step_info)
         kwargs["details"] = {**(kwargs["details"] or {}), **describe_pipeline_folder(tmp)}
         render_model_card(kind="pipeline", **kwargs).save(str(tmp / "README.md"))
-    print(f"wrote {args.out} from {step_info}; publish it with: "
-          f"hf upload <org>/<name> {args.out} .")
+    print(f"wrote {args.out} from {step_info}; publish it with: hf upload <org>/<name> {args.out} .")
     return args.out
 
 

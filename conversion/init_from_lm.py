@@ -104,7 +104,11 @@ def convert(args) -> Path:
             f"the tokenizer of {args.lm} has {len(tokenizer)} tokens but the LM's embedding has only "
             f"{lm_config.vocab_size} rows"
         )
-    fe = DiTARFeatureExtractor.from_pretrained(args.feature_extractor) if args.feature_extractor else DiTARFeatureExtractor()
+    fe = (
+        DiTARFeatureExtractor.from_pretrained(args.feature_extractor)
+        if args.feature_extractor
+        else DiTARFeatureExtractor()
+    )
     speech = _read_mapping(args.speech_config) if args.speech_config else {}
     if "feature_dim" in speech and speech["feature_dim"] != fe.feature_size:
         raise ConversionError(
@@ -141,9 +145,11 @@ def convert(args) -> Path:
             base_model=args.base_model,
             details=describe_pipeline_folder(tmp),
         ).save(str(tmp / "README.md"))
-    print(f"wrote {args.out}: backbone {type(backbone).__name__} with {len(mapped)} tensors from {args.lm}"
-          + (f" (not used: {', '.join(unused)})" if unused else "")
-          + "; aggregation encoder, LocDiT, stop head and start-of-speech embedding freshly initialised")
+    print(
+        f"wrote {args.out}: backbone {type(backbone).__name__} with {len(mapped)} tensors from {args.lm}"
+        + (f" (not used: {', '.join(unused)})" if unused else "")
+        + "; aggregation encoder, LocDiT, stop head and start-of-speech embedding freshly initialised"
+    )
     return args.out
 
 

@@ -53,8 +53,10 @@ def clips(args):
     missing = {"audio", "sampling_rate"} - set(split.column_names)
     if missing:
         raise ConversionError(f"{args.corpus}: the {args.split!r} split has no column(s) {sorted(missing)}")
-    return ({"audio": row["audio"], "sampling_rate": row["sampling_rate"]}
-            for row in split.select_columns(["audio", "sampling_rate"]))
+    return (
+        {"audio": row["audio"], "sampling_rate": row["sampling_rate"]}
+        for row in split.select_columns(["audio", "sampling_rate"])
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     stats = compute_latent_statistics(vae, source)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(stats, indent=1) + "\n")
-    print(f"wrote {args.out}: {len(stats['feature_mean'])} channels over {stats['num_frames']} frames "
-          f"of {stats['num_clips']} clips")
+    print(
+        f"wrote {args.out}: {len(stats['feature_mean'])} channels over {stats['num_frames']} frames "
+        f"of {stats['num_clips']} clips"
+    )
     return 0
 
 

@@ -69,10 +69,16 @@ def parse_list(text: str, kind=float):
 
 def ditar_generate(model, inputs, patches, args, batch):
     return model.generate(
-        inputs["input_ids"], attention_mask=inputs["attention_mask"], prompt_features=inputs["prompt_features"],
-        prompt_attention_mask=inputs["prompt_attention_mask"], max_new_patches=patches,
-        num_inference_steps=args.steps, guidance_scale=args.guidance_scale, temperature=args.temperature,
-        generator=torch.Generator().manual_seed(0), speech_position_rate=inputs.get("speech_position_rate"),
+        inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
+        prompt_features=inputs["prompt_features"],
+        prompt_attention_mask=inputs["prompt_attention_mask"],
+        max_new_patches=patches,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        temperature=args.temperature,
+        generator=torch.Generator().manual_seed(0),
+        speech_position_rate=inputs.get("speech_position_rate"),
     )
 
 
@@ -109,9 +115,11 @@ def measure_size(size, args, matmul_rate, log):
     params = count_parameters(model)
     nar = build_nar(size, params, len(tokenizer))
     nar_params = count_parameters(nar)
-    log(f"\n[{size}] DiTAR {params / 1e6:.1f}M parameters (backbone {count_parameters(model.language_model) / 1e6:.1f}M, "
+    log(
+        f"\n[{size}] DiTAR {params / 1e6:.1f}M parameters (backbone {count_parameters(model.language_model) / 1e6:.1f}M, "
         f"encoder {count_parameters(model.aggregation_encoder) / 1e6:.1f}M, LocDiT {count_parameters(model.locdit) / 1e6:.1f}M); "
-        f"NAR baseline {nar_params / 1e6:.1f}M ({len(nar.blocks)} blocks)")
+        f"NAR baseline {nar_params / 1e6:.1f}M ({len(nar.blocks)} blocks)"
+    )
 
     # warm-up (allocator, kernels, compile) and the prompt's features
     warm = ditar_inputs(pipe, 5, 1)
@@ -152,23 +160,37 @@ def measure_size(size, args, matmul_rate, log):
                 out = timed_run(lambda: ditar_generate(model, inputs, timed_patches, args, batch), ditar_timing)  # noqa: B023
                 features = out.features
                 if nar_steps:
-                    timed_run(lambda: nar_sample(nar, prompt, text_ids, steps=NAR_STEPS, run_steps=nar_steps),  # noqa: B023
-                              nar_timing)
+                    timed_run(
+                        lambda: nar_sample(nar, prompt, text_ids, steps=NAR_STEPS, run_steps=nar_steps),  # noqa: B023
+                        nar_timing,
+                    )
             ditar_wall = ditar_timing.best * patches / timed_patches
             per_patch_time[batch] = ditar_timing.best / timed_patches
             nar_wall = nar_timing.best * NAR_STEPS / nar_steps if nar_steps else None
             if nar_steps and nar_step_row is not None:
                 nar_rate = nar_step_row * batch * nar_steps / nar_timing.best
             row = dict(
-                size=size, params=params, nar_params=nar_params, nar_blocks=len(nar.blocks), seconds=seconds,
-                batch=batch, threads=args.threads, patches=patches, ditar_timed_patches=timed_patches,
-                ditar_wall=ditar_wall, ditar_clean=ditar_timing.is_clean, ditar_peak_mb=ditar_timing.peak_bytes / 2**20,
-                nar_frames=nar_frames, nar_timed_steps=nar_steps, nar_wall=nar_wall,
+                size=size,
+                params=params,
+                nar_params=nar_params,
+                nar_blocks=len(nar.blocks),
+                seconds=seconds,
+                batch=batch,
+                threads=args.threads,
+                patches=patches,
+                ditar_timed_patches=timed_patches,
+                ditar_wall=ditar_wall,
+                ditar_clean=ditar_timing.is_clean,
+                ditar_peak_mb=ditar_timing.peak_bytes / 2**20,
+                nar_frames=nar_frames,
+                nar_timed_steps=nar_steps,
+                nar_wall=nar_wall,
                 nar_clean=nar_timing.is_clean if nar_steps else None,
                 nar_peak_mb=nar_timing.peak_bytes / 2**20 if nar_steps else None,
                 flops_ditar_per_audio_s=flops_ditar_row / seconds if flops_ditar_row else None,
                 flops_nar_per_audio_s=nar_step_row * NAR_STEPS / seconds if nar_step_row else None,
-                matmul_flops_per_s=matmul_rate, settings=settings_name(args),
+                matmul_flops_per_s=matmul_rate,
+                settings=settings_name(args),
             )
             if batch == 1:
                 row.update(first_chunk_and_vocoder(pipe, seconds, patches, args, features))
@@ -179,15 +201,23 @@ def measure_size(size, args, matmul_rate, log):
 def first_chunk_and_vocoder(pipe, seconds, patches, args, features) -> dict:
     """Time to the first streamed chunk (best of `repeats`) and Griffin-Lim time for the generated features."""
     best = float("inf")
-    call = dict(prompt_audio=prompt_audio(), prompt_text=PROMPT_TEXT, sampling_rate=SAMPLING_RATE,
-                num_inference_steps=args.steps, guidance_scale=args.guidance_scale, temperature=args.temperature,
-                max_new_patches=patches)
+    call = dict(
+        prompt_audio=prompt_audio(),
+        prompt_text=PROMPT_TEXT,
+        sampling_rate=SAMPLING_RATE,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        temperature=args.temperature,
+        max_new_patches=patches,
+    )
     timing = Timing(threads=args.threads)
     for run in range(max(1, args.repeats)):
+
         def first():
             stream = pipe.stream(text_for(seconds), generator=torch.Generator().manual_seed(run), **call)  # noqa: B023
             next(stream)
             stream.close()
+
         timed_run(first, timing)
     best = timing.best
     vocoder = None
@@ -208,9 +238,11 @@ def settings_name(args) -> str:
 
 def format_progress(row) -> str:
     nar = "-" if row["nar_wall"] is None else f"{row['nar_wall'] / row['seconds']:.2f}"
-    return (f"  {row['seconds']:>4g} s x{row['batch']:<2d}: DiTAR RTF {row['ditar_wall'] / row['seconds']:.3f}"
-            f"{'' if row['ditar_clean'] else ' (contended)'}  NAR RTF {nar}"
-            + (f"  first chunk {row['first_chunk_s'] * 1e3:.0f} ms" if "first_chunk_s" in row else ""))
+    return (
+        f"  {row['seconds']:>4g} s x{row['batch']:<2d}: DiTAR RTF {row['ditar_wall'] / row['seconds']:.3f}"
+        f"{'' if row['ditar_clean'] else ' (contended)'}  NAR RTF {nar}"
+        + (f"  first chunk {row['first_chunk_s'] * 1e3:.0f} ms" if "first_chunk_s" in row else "")
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -243,8 +275,7 @@ def knobs(size, args, log):
     one = ditar_inputs(pipe, seconds, 1)
     rows = []
 
-    def run(name, inputs, batch, steps=args.steps, guidance=args.guidance_scale, settings=None, dtype=None,
-            stops=None):
+    def run(name, inputs, batch, steps=args.steps, guidance=args.guidance_scale, settings=None, dtype=None, stops=None):
         model.generation_speedups = settings or GenerationSpeedups()
         model._compiled_locdit_step = None
         if dtype is not None:
@@ -266,13 +297,19 @@ def knobs(size, args, log):
             model.stop_head = original_stop
             model.to(torch.float32)
         rows.append((name, batch, timing.best, timing.is_clean, warm))
-        log(f"  {name:<48} batch {batch:>2}: {timing.best:7.3f} s  RTF {timing.best / seconds:.3f}"
-            f"{'' if timing.is_clean else ' (contended)'}")
+        log(
+            f"  {name:<48} batch {batch:>2}: {timing.best:7.3f} s  RTF {timing.best / seconds:.3f}"
+            f"{'' if timing.is_clean else ' (contended)'}"
+        )
 
     log(f"\n[{size}] knobs, {seconds:g} s of speech ({patches} patches), {args.threads} thread(s)")
     run("default (fast paths, 10 steps, guidance 2)", one, 1)
-    run("reference path (disable_fast_generation)", one, 1,
-        settings=GenerationSpeedups(fast_blocks=False, inline_euler=False, skip_full_masks=False))
+    run(
+        "reference path (disable_fast_generation)",
+        one,
+        1,
+        settings=GenerationSpeedups(fast_blocks=False, inline_euler=False, skip_full_masks=False),
+    )
     run("torch.compile of LocDiT (enable_fast_generation)", one, 1, settings=GenerationSpeedups(compile=True))
     run("static KV cache", one, 1, settings=GenerationSpeedups(static_cache=True))
     run("6 steps", one, 1, steps=6)
@@ -283,8 +320,13 @@ def knobs(size, args, log):
     many = ditar_inputs(pipe, seconds, batch)
     stops = [max(1, round(patches * (r + 1) / batch)) for r in range(batch)]  # rows stop evenly spread in time
     run("16 rows stopping evenly, no pruning", many, batch, stops=stops)
-    run("16 rows stopping evenly, prune_finished", many, batch, stops=stops,
-        settings=GenerationSpeedups(prune_finished=True))
+    run(
+        "16 rows stopping evenly, prune_finished",
+        many,
+        batch,
+        stops=stops,
+        settings=GenerationSpeedups(prune_finished=True),
+    )
     model.generation_speedups = GenerationSpeedups()
     return rows
 
@@ -294,9 +336,11 @@ def knobs(size, args, log):
 
 
 def table(rows) -> str:
-    head = ("| model | params (DiTAR / NAR) | speech s | batch | DiTAR RTF | NAR RTF | NAR / DiTAR time | "
-            "DiTAR audio-s/s | NAR audio-s/s | first chunk ms | e2e RTF (+GL) | peak MB DiTAR / NAR |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|")
+    head = (
+        "| model | params (DiTAR / NAR) | speech s | batch | DiTAR RTF | NAR RTF | NAR / DiTAR time | "
+        "DiTAR audio-s/s | NAR audio-s/s | first chunk ms | e2e RTF (+GL) | peak MB DiTAR / NAR |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     lines = [head]
     for r in rows:
         d_rtf = r["ditar_wall"] / r["seconds"]
@@ -312,8 +356,7 @@ def table(rows) -> str:
         else:
             nar_rtf = ratio = nar_tp = nar_mem = "skipped"
         first = f"{r['first_chunk_s'] * 1e3:.0f}" if r.get("first_chunk_s") is not None else ""
-        e2e = (f"{(r['ditar_wall'] + r['vocoder_wall']) / r['seconds']:.3f}"
-               if r.get("vocoder_wall") is not None else "")
+        e2e = f"{(r['ditar_wall'] + r['vocoder_wall']) / r['seconds']:.3f}" if r.get("vocoder_wall") is not None else ""
         lines.append(
             f"| {r['size']} | {r['params'] / 1e6:.1f}M / {r['nar_params'] / 1e6:.1f}M | {r['seconds']:g} | "
             f"{r['batch']} | {proj_d}{d_rtf:.3f}{flag_d} | {nar_rtf} | {ratio} | "
@@ -324,8 +367,11 @@ def table(rows) -> str:
 
 
 def compute_table(rows) -> str:
-    lines = ["| model | speech s | batch | DiTAR GFLOP / s-audio | NAR GFLOP / s-audio | DiTAR GFLOP/s (of matmul) | "
-             "NAR GFLOP/s (of matmul) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | speech s | batch | DiTAR GFLOP / s-audio | NAR GFLOP / s-audio | DiTAR GFLOP/s (of matmul) | "
+        "NAR GFLOP/s (of matmul) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r.get("flops_ditar_per_audio_s") is None:
             continue
@@ -350,16 +396,20 @@ def targets(rows) -> str:
         r10 = by.get((size, 10.0, 1))
         r40 = by.get((size, 40.0, 1))
         if r10 and r10["nar_wall"]:
-            ratios = [f"{s:g} s: {by[(size, s, 1)]['nar_wall'] / by[(size, s, 1)]['ditar_wall']:.1f}x"
-                      for s in sorted({r["seconds"] for r in rows if r["size"] == size})
-                      if (size, s, 1) in by and by[(size, s, 1)]["nar_wall"]]
+            ratios = [
+                f"{s:g} s: {by[(size, s, 1)]['nar_wall'] / by[(size, s, 1)]['ditar_wall']:.1f}x"
+                for s in sorted({r["seconds"] for r in rows if r["size"] == size})
+                if (size, s, 1) in by and by[(size, s, 1)]["nar_wall"]
+            ]
             out.append(f"- {size}: DiTAR vs NAR speed-up at batch 1: {', '.join(ratios)}")
         if r10 and r40:
             out.append(f"- {size}: 40 s costs {r40['ditar_wall'] / r10['ditar_wall']:.2f}x the time of 10 s (batch 1)")
         if r10:
             e2e = (r10["ditar_wall"] + (r10.get("vocoder_wall") or 0)) / 10
-            out.append(f"- {size}: batch-1 RTF at 10 s {r10['ditar_wall'] / 10:.3f} (with Griffin-Lim {e2e:.3f}), "
-                       f"first chunk {r10.get('first_chunk_s', float('nan')) * 1e3:.0f} ms")
+            out.append(
+                f"- {size}: batch-1 RTF at 10 s {r10['ditar_wall'] / 10:.3f} (with Griffin-Lim {e2e:.3f}), "
+                f"first chunk {r10.get('first_chunk_s', float('nan')) * 1e3:.0f} ms"
+            )
     return "\n".join(out)
 
 
@@ -380,24 +430,47 @@ def plot(rows, path: Path):
                 continue
             color = colors[(i * len(batches) + j) % len(colors)]
             xs = [r["seconds"] for r in sel]
-            axes[0].plot(xs, [r["ditar_wall"] / r["seconds"] for r in sel], "o-", color=color,
-                         label=f"DiTAR {size} b{batch}")
+            axes[0].plot(
+                xs, [r["ditar_wall"] / r["seconds"] for r in sel], "o-", color=color, label=f"DiTAR {size} b{batch}"
+            )
             nar = [(r["seconds"], r["nar_wall"] / r["seconds"]) for r in sel if r["nar_wall"]]
             if nar:
                 axes[0].plot(*zip(*nar, strict=True), "s--", color=color, alpha=0.7, label=f"NAR {size} b{batch}")
-            axes[1].plot(xs, [r["batch"] * r["seconds"] / r["ditar_wall"] for r in sel], "o-", color=color,
-                         label=f"DiTAR {size} b{batch}")
+            axes[1].plot(
+                xs,
+                [r["batch"] * r["seconds"] / r["ditar_wall"] for r in sel],
+                "o-",
+                color=color,
+                label=f"DiTAR {size} b{batch}",
+            )
             if nar:
-                axes[1].plot([r["seconds"] for r in sel if r["nar_wall"]],
-                             [r["batch"] * r["seconds"] / r["nar_wall"] for r in sel if r["nar_wall"]], "s--",
-                             color=color, alpha=0.7, label=f"NAR {size} b{batch}")
-        sel = sorted((r for r in rows if r["size"] == size and r["batch"] == batches[0]
-                      and r.get("flops_ditar_per_audio_s")), key=lambda r: r["seconds"])
+                axes[1].plot(
+                    [r["seconds"] for r in sel if r["nar_wall"]],
+                    [r["batch"] * r["seconds"] / r["nar_wall"] for r in sel if r["nar_wall"]],
+                    "s--",
+                    color=color,
+                    alpha=0.7,
+                    label=f"NAR {size} b{batch}",
+                )
+        sel = sorted(
+            (r for r in rows if r["size"] == size and r["batch"] == batches[0] and r.get("flops_ditar_per_audio_s")),
+            key=lambda r: r["seconds"],
+        )
         if sel:
-            axes[2].plot([r["seconds"] for r in sel], [r["flops_ditar_per_audio_s"] / 1e9 for r in sel], "o-",
-                         color=colors[i], label=f"DiTAR {size}")
-            axes[2].plot([r["seconds"] for r in sel], [r["flops_nar_per_audio_s"] / 1e9 for r in sel], "s--",
-                         color=colors[i], label=f"NAR {size}")
+            axes[2].plot(
+                [r["seconds"] for r in sel],
+                [r["flops_ditar_per_audio_s"] / 1e9 for r in sel],
+                "o-",
+                color=colors[i],
+                label=f"DiTAR {size}",
+            )
+            axes[2].plot(
+                [r["seconds"] for r in sel],
+                [r["flops_nar_per_audio_s"] / 1e9 for r in sel],
+                "s--",
+                color=colors[i],
+                label=f"NAR {size}",
+            )
     axes[0].axhline(1.0, color="grey", lw=0.8)
     titles = ("real-time factor (lower is faster)", "throughput (speech s per wall s)", "GFLOP per second of speech")
     for ax, title in zip(axes, titles, strict=True):
@@ -415,9 +488,20 @@ def plot(rows, path: Path):
 
 
 def report(rows, out_dir: Path, header: str) -> str:
-    text = "\n".join([header, "", table(rows), "", compute_table(rows), "", targets(rows), "",
-                      "~ projected from a timed prefix (NAR: fewer than 32 steps; DiTAR: fewer patches); "
-                      "* no clean run (CPU shared with other work)."])
+    text = "\n".join(
+        [
+            header,
+            "",
+            table(rows),
+            "",
+            compute_table(rows),
+            "",
+            targets(rows),
+            "",
+            "~ projected from a timed prefix (NAR: fewer than 32 steps; DiTAR: fewer patches); "
+            "* no clean run (CPU shared with other work).",
+        ]
+    )
     (out_dir / "table.md").write_text(text + "\n")
     plot(rows, out_dir / "benchmark.png")
     return text
@@ -433,15 +517,22 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--guidance-scale", type=float, default=2.0)
     parser.add_argument("--temperature", type=float, default=0.5)
-    parser.add_argument("--nar-timed-steps", type=int, default=NAR_STEPS,
-                        help="NAR steps actually run per timed run (scaled to 32)")
+    parser.add_argument(
+        "--nar-timed-steps", type=int, default=NAR_STEPS, help="NAR steps actually run per timed run (scaled to 32)"
+    )
     parser.add_argument("--nar-budget", type=float, default=60.0, help="max seconds per timed NAR run")
-    parser.add_argument("--nar-max-step-seconds", type=float, default=90.0,
-                        help="skip the NAR point if one of its steps is estimated to take longer")
+    parser.add_argument(
+        "--nar-max-step-seconds",
+        type=float,
+        default=90.0,
+        help="skip the NAR point if one of its steps is estimated to take longer",
+    )
     parser.add_argument("--ditar-budget", type=float, default=120.0, help="max seconds per timed DiTAR run")
     parser.add_argument("--no-nar", action="store_true")
     parser.add_argument("--no-flops", action="store_true")
-    parser.add_argument("--reference", action="store_true", help="DiTAR on the reference path (no fast-generation shortcuts)")
+    parser.add_argument(
+        "--reference", action="store_true", help="DiTAR on the reference path (no fast-generation shortcuts)"
+    )
     parser.add_argument("--compile", action="store_true", help="model.enable_fast_generation(compile=True)")
     parser.add_argument("--prune", action="store_true", help="drop finished rows (no effect: rows never stop here)")
     parser.add_argument("--static-cache", action="store_true")
@@ -474,19 +565,24 @@ def main(argv=None):
     args.batches = parse_list(args.batches, int)
     torch.set_num_threads(args.threads)
     if args.knobs:
-        print(f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s); "
-              f"load average {os.getloadavg()[0]:.2f}", flush=True)
+        print(
+            f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s); "
+            f"load average {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
         for size in args.sizes:
             knobs(size, args, lambda m: print(m, flush=True))
         return
 
     matmul_rate = matmul_flops_per_second()
     load = os.getloadavg()
-    header = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-              f"{args.threads} thread(s); fp32 matmul {matmul_rate / 1e9:.0f} GFLOP/s; load average before "
-              f"{load[0]:.2f}; DiTAR: {args.steps} steps, guidance {args.guidance_scale:g}, temperature "
-              f"{args.temperature:g}, settings {settings_name(args)}; NAR: {NAR_STEPS} steps, CFG packed; "
-              f"prompt 3 s ({FRAMES_PER_SECOND:g} frames/s)")
+    header = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.threads} thread(s); fp32 matmul {matmul_rate / 1e9:.0f} GFLOP/s; load average before "
+        f"{load[0]:.2f}; DiTAR: {args.steps} steps, guidance {args.guidance_scale:g}, temperature "
+        f"{args.temperature:g}, settings {settings_name(args)}; NAR: {NAR_STEPS} steps, CFG packed; "
+        f"prompt 3 s ({FRAMES_PER_SECOND:g} frames/s)"
+    )
     print(header, flush=True)
     results = out_dir / "results.jsonl"
     rows = []
@@ -496,8 +592,10 @@ def main(argv=None):
             with results.open("a") as f:
                 f.write(json.dumps(row) + "\n")
     print("\n" + report(rows, out_dir, header))
-    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-          f"results appended to {results}, table and plot in {out_dir}")
+    print(
+        f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        f"results appended to {results}, table and plot in {out_dir}"
+    )
 
 
 if __name__ == "__main__":

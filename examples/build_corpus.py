@@ -99,8 +99,9 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def trim_silence(audio: np.ndarray, sr: int, keep_sec: float = 0.1, threshold_db: float = -40.0,
-                 frame_sec: float = 0.01) -> np.ndarray:
+def trim_silence(
+    audio: np.ndarray, sr: int, keep_sec: float = 0.1, threshold_db: float = -40.0, frame_sec: float = 0.01
+) -> np.ndarray:
     """Cut leading/trailing silence longer than ``keep_sec`` (frames quieter than ``threshold_db`` re. peak)."""
     if audio.size == 0:
         return audio
@@ -178,17 +179,24 @@ def check_voice_distinctness(pool, voices: list[Voice], max_collision_rate: floa
     seen: dict[str, list[int]] = {}
     for i, m in enumerate(md5s):
         seen.setdefault(m, []).append(i)
-    colliding = sorted({i for idx in seen.values() if len(idx) > 1 for i in idx}
-                       | {i for i, m in enumerate(md5s) if m in plain_md5})
+    colliding = sorted(
+        {i for idx in seen.values() if len(idx) > 1 for i in idx} | {i for i, m in enumerate(md5s) if m in plain_md5}
+    )
     rate = len(colliding) / max(1, len(voices))
-    info = {"voices": len(voices), "distinct_md5": len(seen), "colliding": len(colliding), "rate": rate,
-            "colliding_names": [voices[i].espeak_name for i in colliding[:20]]}
+    info = {
+        "voices": len(voices),
+        "distinct_md5": len(seen),
+        "colliding": len(colliding),
+        "rate": rate,
+        "colliding_names": [voices[i].espeak_name for i in colliding[:20]],
+    }
     if rate > max_collision_rate:
         raise RuntimeError(
             f"VOICE CHECK FAILED: {len(colliding)}/{len(voices)} voices ({100 * rate:.1f}%) gave byte-identical "
             f"audio to another voice or to their plain base voice, e.g. {info['colliding_names'][:8]}. espeak-ng is "
             "probably falling back to its default voice (too many voices visible in one data dir, see "
-            "shared/research/proto.md section 6).")
+            "shared/research/proto.md section 6)."
+        )
     return info
 
 
@@ -205,12 +213,13 @@ def plan_synthetic(args, sentences: list[str], bank: VoiceBank) -> dict[str, lis
     n_val = args.num_val_speakers * args.utts_per_speaker
     n_heldout = args.num_train_speakers * args.heldout_utts_per_speaker
     if n_test + n_val + n_heldout + args.utts_per_speaker > len(sentences):
-        raise ValueError(f"not enough sentences ({len(sentences)}) for {n_test} test + {n_val + n_heldout} validation "
-                         "utterances")
+        raise ValueError(
+            f"not enough sentences ({len(sentences)}) for {n_test} test + {n_val + n_heldout} validation utterances"
+        )
     test_pool = sentences[:n_test]
-    val_pool = sentences[n_test:n_test + n_val]
-    heldout_pool = sentences[n_test + n_val:n_test + n_val + n_heldout]
-    train_pool = sentences[n_test + n_val + n_heldout:]
+    val_pool = sentences[n_test : n_test + n_val]
+    heldout_pool = sentences[n_test + n_val : n_test + n_val + n_heldout]
+    train_pool = sentences[n_test + n_val + n_heldout :]
     common = {"target_sr": args.sampling_rate, "keep_sec": args.keep_silence}
 
     def jitter(speed: int) -> int:
@@ -221,25 +230,56 @@ def plan_synthetic(args, sentences: list[str], bank: VoiceBank) -> dict[str, lis
     for s in range(args.num_train_speakers):
         v = bank[s]
         for _ in range(args.utts_per_speaker):  # cycle through the train pool: unique until it runs out
-            plan["train"].append({**common, "split": "train", "speaker_id": f"train{s:05d}", "voice": v,
-                                  "text": train_pool[k % len(train_pool)], "speed": jitter(v.speed)})
+            plan["train"].append(
+                {
+                    **common,
+                    "split": "train",
+                    "speaker_id": f"train{s:05d}",
+                    "voice": v,
+                    "text": train_pool[k % len(train_pool)],
+                    "speed": jitter(v.speed),
+                }
+            )
             k += 1
     for s in range(args.num_val_speakers):
         v = bank[args.num_train_speakers + s]
         for j in range(args.utts_per_speaker):
-            plan["validation"].append({**common, "split": "validation", "speaker_id": f"val{s:05d}", "voice": v,
-                                       "text": val_pool[s * args.utts_per_speaker + j], "speed": jitter(v.speed)})
+            plan["validation"].append(
+                {
+                    **common,
+                    "split": "validation",
+                    "speaker_id": f"val{s:05d}",
+                    "voice": v,
+                    "text": val_pool[s * args.utts_per_speaker + j],
+                    "speed": jitter(v.speed),
+                }
+            )
     for s in range(args.num_train_speakers):  # same voices as train, sentences train never saw (speaker adaptation)
         v = bank[s]
         for j in range(args.heldout_utts_per_speaker):
-            plan["validation"].append({**common, "split": "validation", "speaker_id": f"train{s:05d}", "voice": v,
-                                       "text": heldout_pool[s * args.heldout_utts_per_speaker + j],
-                                       "speed": jitter(v.speed)})
+            plan["validation"].append(
+                {
+                    **common,
+                    "split": "validation",
+                    "speaker_id": f"train{s:05d}",
+                    "voice": v,
+                    "text": heldout_pool[s * args.heldout_utts_per_speaker + j],
+                    "speed": jitter(v.speed),
+                }
+            )
     for s, name in enumerate(stock):
         v = Voice.stock(name, speed=args.test_speed)
         for j in range(args.test_utts_per_voice):
-            plan["test"].append({**common, "split": "test", "speaker_id": f"stock_{name}", "voice": v,
-                                 "text": test_pool[s * args.test_utts_per_voice + j], "speed": jitter(v.speed)})
+            plan["test"].append(
+                {
+                    **common,
+                    "split": "test",
+                    "speaker_id": f"stock_{name}",
+                    "voice": v,
+                    "text": test_pool[s * args.test_utts_per_voice + j],
+                    "speed": jitter(v.speed),
+                }
+            )
     return plan
 
 
@@ -251,14 +291,16 @@ def plan_synthetic(args, sentences: list[str], bank: VoiceBank) -> dict[str, lis
 def base_features():
     from datasets import Features, List, Value
 
-    return Features({
-        "audio": List(Value("float32")),
-        "sampling_rate": Value("int32"),
-        "text": Value("string"),
-        "speaker_id": Value("string"),
-        "voice": Value("string"),
-        "duration": Value("float32"),
-    })
+    return Features(
+        {
+            "audio": List(Value("float32")),
+            "sampling_rate": Value("int32"),
+            "text": Value("string"),
+            "speaker_id": Value("string"),
+            "voice": Value("string"),
+            "duration": Value("float32"),
+        }
+    )
 
 
 def _list_array(arrays: list[np.ndarray]):
@@ -278,11 +320,15 @@ def _list2d_array(mats: list[np.ndarray]):
     import pyarrow as pa
 
     dim = mats[0].shape[1] if mats else 0
-    values = pa.array(np.concatenate([m.reshape(-1) for m in mats]).astype(np.float32, copy=False)
-                      if mats else np.zeros(0, np.float32))
+    values = pa.array(
+        np.concatenate([m.reshape(-1) for m in mats]).astype(np.float32, copy=False)
+        if mats
+        else np.zeros(0, np.float32)
+    )
     n_frames = sum(m.shape[0] for m in mats)
-    inner = pa.ListArray.from_arrays(pa.array(np.arange(0, n_frames * dim + 1, max(dim, 1), dtype=np.int32)[: n_frames + 1]),
-                                     values)
+    inner = pa.ListArray.from_arrays(
+        pa.array(np.arange(0, n_frames * dim + 1, max(dim, 1), dtype=np.int32)[: n_frames + 1]), values
+    )
     outer = np.zeros(len(mats) + 1, dtype=np.int32)
     outer[1:] = np.cumsum([m.shape[0] for m in mats])
     return pa.ListArray.from_arrays(pa.array(outer), inner)
@@ -292,18 +338,21 @@ def rows_to_table(rows: list[dict]):
     """pyarrow Table with the corpus columns from row dicts (``audio`` as 1-D float32 numpy arrays)."""
     import pyarrow as pa
 
-    return pa.table({
-        "audio": _list_array([r["audio"] for r in rows]),
-        "sampling_rate": pa.array([int(r["sampling_rate"]) for r in rows], type=pa.int32()),
-        "text": pa.array([r["text"] for r in rows], type=pa.string()),
-        "speaker_id": pa.array([r["speaker_id"] for r in rows], type=pa.string()),
-        "voice": pa.array([r["voice"] for r in rows], type=pa.string()),
-        "duration": pa.array([float(r["duration"]) for r in rows], type=pa.float32()),
-    })
+    return pa.table(
+        {
+            "audio": _list_array([r["audio"] for r in rows]),
+            "sampling_rate": pa.array([int(r["sampling_rate"]) for r in rows], type=pa.int32()),
+            "text": pa.array([r["text"] for r in rows], type=pa.string()),
+            "speaker_id": pa.array([r["speaker_id"] for r in rows], type=pa.string()),
+            "voice": pa.array([r["voice"] for r in rows], type=pa.string()),
+            "duration": pa.array([float(r["duration"]) for r in rows], type=pa.float32()),
+        }
+    )
 
 
-def synthesize_split(pool, jobs: list[dict], path: str, min_sec: float, max_sec: float, stats: dict,
-                     batch_rows: int = 64):
+def synthesize_split(
+    pool, jobs: list[dict], path: str, min_sec: float, max_sec: float, stats: dict, batch_rows: int = 64
+):
     """Run the jobs on the pool and stream the rows into an Arrow file; returns ``Dataset.from_file(path)``."""
     from datasets import Dataset
     from datasets.arrow_writer import ArrowWriter
@@ -320,8 +369,16 @@ def synthesize_split(pool, jobs: list[dict], path: str, min_sec: float, max_sec:
         if not min_sec <= dur <= max_sec:
             stats["dropped_duration"] += 1
             continue
-        buf.append({"audio": r["audio"], "sampling_rate": r["target_sr"], "text": r["text"],
-                    "speaker_id": r["speaker_id"], "voice": r["voice"].describe(), "duration": dur})
+        buf.append(
+            {
+                "audio": r["audio"],
+                "sampling_rate": r["target_sr"],
+                "text": r["text"],
+                "speaker_id": r["speaker_id"],
+                "voice": r["voice"].describe(),
+                "duration": dur,
+            }
+        )
         if len(buf) >= batch_rows:
             writer.write_table(rows_to_table(buf))
             buf = []
@@ -346,13 +403,21 @@ def build_synthetic(args, cache_dir: str, tmp_root: str):
     sentences = load_sentences(args.fortunes_dir, seed=args.seed, min_words=args.min_words, max_words=args.max_words)
     n_voices = args.num_train_speakers + args.num_val_speakers
     voice_seed = args.seed if args.voice_seed is None else args.voice_seed
-    bank = VoiceBank(os.path.join(tmp_root, "voices"), n_voices, seed=voice_seed, per_dir=args.voices_per_dir,
-                     speed_range=(args.min_speed, args.max_speed))
+    bank = VoiceBank(
+        os.path.join(tmp_root, "voices"),
+        n_voices,
+        seed=voice_seed,
+        per_dir=args.voices_per_dir,
+        speed_range=(args.min_speed, args.max_speed),
+    )
     plan = plan_synthetic(args, sentences, bank)
-    print(f"[plan] {len(sentences)} sentences; voices: {args.num_train_speakers} train + {args.num_val_speakers} "
-          f"validation in {math.ceil(n_voices / args.voices_per_dir)} data dir(s), "
-          f"{len({j['speaker_id'] for j in plan['test']})} stock test voices; "
-          + ", ".join(f"{s} {len(plan[s])} utts" for s in SPLITS), flush=True)
+    print(
+        f"[plan] {len(sentences)} sentences; voices: {args.num_train_speakers} train + {args.num_val_speakers} "
+        f"validation in {math.ceil(n_voices / args.voices_per_dir)} data dir(s), "
+        f"{len({j['speaker_id'] for j in plan['test']})} stock test voices; "
+        + ", ".join(f"{s} {len(plan[s])} utts" for s in SPLITS),
+        flush=True,
+    )
     splits = {}
     stats = {"errors": 0, "dropped_duration": 0}
     with _make_pool(args.num_proc, tmp_root) as pool:
@@ -360,8 +425,9 @@ def build_synthetic(args, cache_dir: str, tmp_root: str):
             if not plan[split]:
                 continue
             t = time.time()
-            splits[split] = synthesize_split(pool, plan[split], os.path.join(cache_dir, f"{split}.arrow"),
-                                             args.min_sec, args.max_sec, stats)
+            splits[split] = synthesize_split(
+                pool, plan[split], os.path.join(cache_dir, f"{split}.arrow"), args.min_sec, args.max_sec, stats
+            )
             print(f"[synth] {split}: {len(splits[split])} utts in {time.time() - t:.1f}s", flush=True)
         if stats["errors"]:
             print(f"[warn] {stats['errors']} utterances failed to synthesize", file=sys.stderr)
@@ -375,9 +441,13 @@ def build_synthetic(args, cache_dir: str, tmp_root: str):
         info = check_voice_distinctness(pool, list(bank))
         test_voices = [Voice.stock(n) for n in stock_eval_voices()[: args.num_test_voices]]
         tinfo = check_voice_distinctness(pool, test_voices, max_collision_rate=0.0) if len(test_voices) > 1 else None
-    print(f"[voices] {info['distinct_md5']}/{info['voices']} distinct probe md5s, {info['colliding']} colliding "
-          f"({100 * info['rate']:.2f}%)" + (f"; stock test voices {tinfo['distinct_md5']}/{tinfo['voices']} distinct"
-                                             if tinfo else "") + f" [{time.time() - t:.1f}s]", flush=True)
+    print(
+        f"[voices] {info['distinct_md5']}/{info['voices']} distinct probe md5s, {info['colliding']} colliding "
+        f"({100 * info['rate']:.2f}%)"
+        + (f"; stock test voices {tinfo['distinct_md5']}/{tinfo['voices']} distinct" if tinfo else "")
+        + f" [{time.time() - t:.1f}s]",
+        flush=True,
+    )
     return DatasetDict(splits), {"voice_check": info, "stock_voice_check": tinfo, **stats}
 
 
@@ -403,8 +473,16 @@ def _decode_audio_value(value, fallback_sr: int | None):
     return np.asarray(value, dtype=np.float32), int(fallback_sr)
 
 
-def _convert_batch(table, text_column: str, audio_column: str, speaker_column: str | None, sr_column: str | None,
-                   target_sr: int, keep_sec: float, source: str):
+def _convert_batch(
+    table,
+    text_column: str,
+    audio_column: str,
+    speaker_column: str | None,
+    sr_column: str | None,
+    target_sr: int,
+    keep_sec: float,
+    source: str,
+):
     audios = table[audio_column].to_pylist()
     srs = table[sr_column].to_pylist() if sr_column else [None] * len(audios)
     texts = table[text_column].to_pylist()
@@ -413,15 +491,33 @@ def _convert_batch(table, text_column: str, audio_column: str, speaker_column: s
     for value, fsr, text, spk in zip(audios, srs, texts, spks, strict=True):
         audio, sr = _decode_audio_value(value, fsr)
         audio = prepare_audio(audio, sr, target_sr, keep_sec=keep_sec)
-        rows.append({"audio": audio, "sampling_rate": target_sr, "text": str(text).strip(), "speaker_id": str(spk),
-                     "voice": source, "duration": audio.size / target_sr})
+        rows.append(
+            {
+                "audio": audio,
+                "sampling_rate": target_sr,
+                "text": str(text).strip(),
+                "speaker_id": str(spk),
+                "voice": source,
+                "duration": audio.size / target_sr,
+            }
+        )
     return rows_to_table(rows)
 
 
-def convert_speech_dataset(ds, *, text_column: str, audio_column: str, speaker_column: str | None = None,
-                           sampling_rate_column: str | None = None, target_sr: int = 24000, min_sec: float = 1.0,
-                           max_sec: float = 8.0, keep_sec: float = 0.1, num_proc: int | None = None,
-                           source: str = ""):
+def convert_speech_dataset(
+    ds,
+    *,
+    text_column: str,
+    audio_column: str,
+    speaker_column: str | None = None,
+    sampling_rate_column: str | None = None,
+    target_sr: int = 24000,
+    min_sec: float = 1.0,
+    max_sec: float = 8.0,
+    keep_sec: float = 0.1,
+    num_proc: int | None = None,
+    source: str = "",
+):
     """Convert any speech ``datasets.Dataset`` (text + audio [+ speaker]) to this corpus' columns.
 
     The audio may be an ``Audio`` column (cast to ``Audio(decode=False)`` and decoded with soundfile, so torchcodec
@@ -436,12 +532,28 @@ def convert_speech_dataset(ds, *, text_column: str, audio_column: str, speaker_c
             raise KeyError(f"column {col!r} not in dataset columns {ds.column_names}")
     if isinstance(ds.features.get(audio_column), Audio):
         ds = ds.cast_column(audio_column, Audio(decode=False))
-    out = ds.with_format("arrow").map(
-        _convert_batch, batched=True, batch_size=32, remove_columns=ds.column_names, features=base_features(),
-        num_proc=num_proc if num_proc and num_proc > 1 and len(ds) >= 2 * num_proc else None,
-        fn_kwargs={"text_column": text_column, "audio_column": audio_column, "speaker_column": speaker_column,
-                   "sr_column": sampling_rate_column, "target_sr": target_sr, "keep_sec": keep_sec,
-                   "source": source}, desc="convert").with_format(None)
+    out = (
+        ds.with_format("arrow")
+        .map(
+            _convert_batch,
+            batched=True,
+            batch_size=32,
+            remove_columns=ds.column_names,
+            features=base_features(),
+            num_proc=num_proc if num_proc and num_proc > 1 and len(ds) >= 2 * num_proc else None,
+            fn_kwargs={
+                "text_column": text_column,
+                "audio_column": audio_column,
+                "speaker_column": speaker_column,
+                "sr_column": sampling_rate_column,
+                "target_sr": target_sr,
+                "keep_sec": keep_sec,
+                "source": source,
+            },
+            desc="convert",
+        )
+        .with_format(None)
+    )
     return out.filter(lambda d: [min_sec <= x <= max_sec for x in d], input_columns="duration", batched=True)
 
 
@@ -457,8 +569,14 @@ def read_folder_metadata(folder: Path) -> list[dict]:
     missing = [r["file_name"] for r in rows if not (folder / r["file_name"]).is_file()]
     if missing:
         raise SystemExit(f"{folder}: {len(missing)} audio files named in metadata.csv are missing, e.g. {missing[0]}")
-    return [{"audio": {"path": str(folder / r["file_name"])}, "text": r["text"],
-             "speaker_id": r.get("speaker_id") or "speaker"} for r in rows]
+    return [
+        {
+            "audio": {"path": str(folder / r["file_name"])},
+            "text": r["text"],
+            "speaker_id": r.get("speaker_id") or "speaker",
+        }
+        for r in rows
+    ]
 
 
 def build_from_folder(args):
@@ -477,9 +595,17 @@ def build_from_folder(args):
         picked = [rows[i] for i in sorted(index)]
         ds = Dataset.from_dict({key: [r[key] for r in picked] for key in ("audio", "text", "speaker_id")})
         out[split] = convert_speech_dataset(
-            ds, text_column="text", audio_column="audio", speaker_column="speaker_id", target_sr=args.sampling_rate,
-            min_sec=args.min_sec, max_sec=args.max_sec, keep_sec=args.keep_silence, num_proc=args.num_proc,
-            source=f"{folder.name}:{split}")
+            ds,
+            text_column="text",
+            audio_column="audio",
+            speaker_column="speaker_id",
+            target_sr=args.sampling_rate,
+            min_sec=args.min_sec,
+            max_sec=args.max_sec,
+            keep_sec=args.keep_silence,
+            num_proc=args.num_proc,
+            source=f"{folder.name}:{split}",
+        )
         print(f"[folder] {split} <- {folder}: {len(out[split])} utts", flush=True)
     return DatasetDict(out), {}
 
@@ -494,10 +620,18 @@ def build_from_hub(args):
         if args.hub_max_utts and len(ds) > args.hub_max_utts:
             ds = ds.shuffle(seed=args.seed).select(range(args.hub_max_utts))
         out[split] = convert_speech_dataset(
-            ds, text_column=args.text_column, audio_column=args.audio_column, speaker_column=args.speaker_column,
-            sampling_rate_column=args.sampling_rate_column, target_sr=args.sampling_rate, min_sec=args.min_sec,
-            max_sec=args.max_sec, keep_sec=args.keep_silence, num_proc=args.num_proc,
-            source=f"{args.from_hub_dataset}:{hub_split}")
+            ds,
+            text_column=args.text_column,
+            audio_column=args.audio_column,
+            speaker_column=args.speaker_column,
+            sampling_rate_column=args.sampling_rate_column,
+            target_sr=args.sampling_rate,
+            min_sec=args.min_sec,
+            max_sec=args.max_sec,
+            keep_sec=args.keep_silence,
+            num_proc=args.num_proc,
+            source=f"{args.from_hub_dataset}:{hub_split}",
+        )
         print(f"[hub] {split} <- {args.from_hub_dataset}:{hub_split}: {len(out[split])} utts", flush=True)
     return DatasetDict(out), {}
 
@@ -572,10 +706,19 @@ def add_features(dsd, fe_kwargs: dict, num_proc: int):
             feats = ds.features.copy()
             feats["features"] = List(List(Value("float32")))
             nproc = num_proc if num_proc > 1 and len(ds) >= 2 * num_proc else None
-            out[split] = ds.with_format("arrow").map(
-                _features_batch, batched=True, batch_size=16, features=feats, num_proc=nproc,
-                fn_kwargs={"fe_kwargs": fe_kwargs, "threads": 1 if nproc else max(1, min(threads, num_proc))},
-                desc=f"log-mel {split}").with_format(None)
+            out[split] = (
+                ds.with_format("arrow")
+                .map(
+                    _features_batch,
+                    batched=True,
+                    batch_size=16,
+                    features=feats,
+                    num_proc=nproc,
+                    fn_kwargs={"fe_kwargs": fe_kwargs, "threads": 1 if nproc else max(1, min(threads, num_proc))},
+                    desc=f"log-mel {split}",
+                )
+                .with_format(None)
+            )
     finally:
         torch.set_num_threads(threads)
     return type(dsd)(out)
@@ -588,7 +731,7 @@ def feature_stats(ds, column: str = "features", batch_rows: int = 256) -> tuple[
     sq = None
     n = 0
     for start in range(0, len(ds), batch_rows):
-        col = table[start:start + batch_rows][column]
+        col = table[start : start + batch_rows][column]
         values = col.combine_chunks() if hasattr(col, "combine_chunks") else col
         frames = values.flatten()  # list<list<float>> -> list<float> (one per frame)
         if len(frames) == 0:
@@ -632,17 +775,25 @@ def summarize(dsd, elapsed: float) -> dict:
     for split, ds in dsd.items():
         d = np.asarray(ds.with_format("numpy", columns=["duration"])["duration"], dtype=np.float64)
         spk = len(set(ds["speaker_id"]))
-        rows[split] = {"utterances": len(ds), "hours": float(d.sum() / 3600), "speakers": spk,
-                       "mean_duration": float(d.mean()) if d.size else 0.0,
-                       "sentences": len(set(ds["text"]))}
+        rows[split] = {
+            "utterances": len(ds),
+            "hours": float(d.sum() / 3600),
+            "speakers": spk,
+            "mean_duration": float(d.mean()) if d.size else 0.0,
+            "sentences": len(set(ds["text"])),
+        }
         total_utts += len(ds)
         total_sec += float(d.sum())
     print(f"{'split':<11} {'utts':>7} {'hours':>7} {'speakers':>8} {'sentences':>9} {'mean s':>7}")
     for split, r in rows.items():
-        print(f"{split:<11} {r['utterances']:>7} {r['hours']:>7.3f} {r['speakers']:>8} {r['sentences']:>9} "
-              f"{r['mean_duration']:>7.2f}")
-    print(f"total: {total_utts} utterances, {total_sec / 3600:.3f} h of audio in {elapsed:.1f} s "
-          f"({total_utts / max(elapsed, 1e-9):.1f} utt/s, {total_sec / max(elapsed, 1e-9):.0f}x real time)")
+        print(
+            f"{split:<11} {r['utterances']:>7} {r['hours']:>7.3f} {r['speakers']:>8} {r['sentences']:>9} "
+            f"{r['mean_duration']:>7.2f}"
+        )
+    print(
+        f"total: {total_utts} utterances, {total_sec / 3600:.3f} h of audio in {elapsed:.1f} s "
+        f"({total_utts / max(elapsed, 1e-9):.1f} utt/s, {total_sec / max(elapsed, 1e-9):.0f}x real time)"
+    )
     return {"splits": rows, "seconds": elapsed, "utterances": total_utts, "hours": total_sec / 3600}
 
 
@@ -651,13 +802,19 @@ def build_parser() -> argparse.ArgumentParser:
         pass
 
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=_Formatter,
-        epilog="Load the result with datasets.load_from_disk(OUT); a summary is written to OUT/corpus_summary.json.")
+        description=__doc__,
+        formatter_class=_Formatter,
+        epilog="Load the result with datasets.load_from_disk(OUT); a summary is written to OUT/corpus_summary.json.",
+    )
     p.add_argument("--out", required=True, help="output dir for DatasetDict.save_to_disk (replaced if it exists)")
     p.add_argument("--seed", type=int, default=0, help="seed for voices, sentence shuffling and assignment")
-    p.add_argument("--voice-seed", type=int, default=None,
-                   help="seed of the random voices alone (default: --seed); new voices, same sentence split, so a "
-                        "continued training run never sees the test sentences")
+    p.add_argument(
+        "--voice-seed",
+        type=int,
+        default=None,
+        help="seed of the random voices alone (default: --seed); new voices, same sentence split, so a "
+        "continued training run never sees the test sentences",
+    )
     p.add_argument("--num-proc", type=int, default=2, help="worker processes (synthesis, conversion, features)")
     p.add_argument("--sampling-rate", type=int, default=24000, help="target sampling rate of the audio column")
     p.add_argument("--min-sec", type=float, default=1.0, help="drop utterances shorter than this (after trimming)")
@@ -668,11 +825,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-train-speakers", type=int, default=20, help="random variant voices in train")
     g.add_argument("--num-val-speakers", type=int, default=4, help="other random voices in validation")
     g.add_argument("--utts-per-speaker", type=int, default=10, help="utterances per train/validation speaker")
-    g.add_argument("--heldout-utts-per-speaker", type=int, default=0,
-                   help="also put this many unseen sentences of every TRAIN voice into validation (for fine-tuning "
-                        "on a few voices and scoring the same voices on new sentences)")
-    g.add_argument("--num-test-voices", type=int, default=len(stock_eval_voices()),
-                   help=f"stock espeak voices in test (max {len(stock_eval_voices())}: {', '.join(stock_eval_voices())})")
+    g.add_argument(
+        "--heldout-utts-per-speaker",
+        type=int,
+        default=0,
+        help="also put this many unseen sentences of every TRAIN voice into validation (for fine-tuning "
+        "on a few voices and scoring the same voices on new sentences)",
+    )
+    g.add_argument(
+        "--num-test-voices",
+        type=int,
+        default=len(stock_eval_voices()),
+        help=f"stock espeak voices in test (max {len(stock_eval_voices())}: {', '.join(stock_eval_voices())})",
+    )
     g.add_argument("--test-utts-per-voice", type=int, default=None, help="default: --utts-per-speaker")
     g.add_argument("--min-speed", type=int, default=140, help="slowest speaker rate (words/min)")
     g.add_argument("--max-speed", type=int, default=200, help="fastest speaker rate (words/min)")
@@ -681,21 +846,35 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-words", type=int, default=4, help="shortest sentence")
     g.add_argument("--max-words", type=int, default=20, help="longest sentence")
     g.add_argument("--fortunes-dir", default=DEFAULT_FORTUNES_DIR, help="Debian fortunes dir (text source)")
-    g.add_argument("--voices-per-dir", type=int, default=150,
-                   help="custom variants per private espeak-ng data dir (<=150; espeak's voice list caps at 349)")
+    g.add_argument(
+        "--voices-per-dir",
+        type=int,
+        default=150,
+        help="custom variants per private espeak-ng data dir (<=150; espeak's voice list caps at 349)",
+    )
 
     d = p.add_argument_group("real corpus from a folder of recordings (offline)")
-    d.add_argument("--from-folder", metavar="DIR",
-                   help="DIR/metadata.csv names the audio files (columns file_name, text, optional speaker_id; any "
-                        "format soundfile reads); replaces synthesis")
-    d.add_argument("--val-fraction", type=float, default=0.05,
-                   help="share of the folder's utterances held out as the validation split (at least one)")
+    d.add_argument(
+        "--from-folder",
+        metavar="DIR",
+        help="DIR/metadata.csv names the audio files (columns file_name, text, optional speaker_id; any "
+        "format soundfile reads); replaces synthesis",
+    )
+    d.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.05,
+        help="share of the folder's utterances held out as the validation split (at least one)",
+    )
 
     h = p.add_argument_group("real corpus from the Hugging Face hub (needs network)")
     h.add_argument("--from-hub-dataset", metavar="NAME", help="e.g. mythicinfinity/libritts_r; replaces synthesis")
     h.add_argument("--hub-config", default=None, help="dataset config, e.g. clean")
-    h.add_argument("--hub-splits", default="train=train",
-                   help="OUT_SPLIT=HUB_SPLIT pairs, e.g. train=train.clean.100,validation=dev.clean,test=test.clean")
+    h.add_argument(
+        "--hub-splits",
+        default="train=train",
+        help="OUT_SPLIT=HUB_SPLIT pairs, e.g. train=train.clean.100,validation=dev.clean,test=test.clean",
+    )
     h.add_argument("--text-column", default="text", help="transcript column (LibriTTS-R: text_normalized)")
     h.add_argument("--audio-column", default="audio", help="audio column (Audio feature or {'array','sampling_rate'})")
     h.add_argument("--speaker-column", default=None, help="speaker column (LibriTTS-R: speaker_id)")
@@ -743,8 +922,10 @@ def main(argv: list[str] | None = None) -> dict:
         dsd.save_to_disk(str(out))
         if fe_kwargs is not None:
             st = save_feature_artifacts(dsd, fe_kwargs, out)
-            print(f"[features] stats over {st['num_frames']} train frames -> {out / 'feature_stats.json'}, "
-                  f"{out / 'feature_extractor'}")
+            print(
+                f"[features] stats over {st['num_frames']} train frames -> {out / 'feature_stats.json'}, "
+                f"{out / 'feature_extractor'}"
+            )
         summary = summarize(dsd, time.time() - t0)
         summary["synthesis_seconds"] = t_synth
         summary["info"] = info

@@ -25,8 +25,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_lib.report import DASH, _num, _pct, recognised_cell  # noqa: E402
 
-COLUMNS = ("system", "training", "train diffusion loss", "wrong-text penalty", "cases", "WER", "WER (capped)",
-           "words recognised", "SIM (prompt)", "SIM (GT)", "stop rate", "duration ratio")
+COLUMNS = (
+    "system",
+    "training",
+    "train diffusion loss",
+    "wrong-text penalty",
+    "cases",
+    "WER",
+    "WER (capped)",
+    "words recognised",
+    "SIM (prompt)",
+    "SIM (GT)",
+    "stop rate",
+    "duration ratio",
+)
 
 
 def parse_entry(text: str) -> tuple[str, Path, Path | None, int | None]:
@@ -79,9 +91,20 @@ def table_row(label: str, row: dict, train: dict) -> list[str]:
     penalty = DASH if "penalty" not in train else f"{100 * train['penalty']:+.1f}% (step {train['penalty_step']})"
     if "continuation_penalty" in train:
         penalty += f"; prompt + target {100 * train['continuation_penalty']:+.1f}%"
-    return [label, training, _num(train.get("diffusion_loss")), penalty, str(row["cases"]), _pct(row.get("wer")),
-            _pct(row.get("wer_capped")), recognised_cell(row), _num(row.get("sim_prompt")), _num(row.get("sim_gt")),
-            _pct(row.get("stop_rate")), _num(row.get("duration_ratio"), 2)]
+    return [
+        label,
+        training,
+        _num(train.get("diffusion_loss")),
+        penalty,
+        str(row["cases"]),
+        _pct(row.get("wer")),
+        _pct(row.get("wer_capped")),
+        recognised_cell(row),
+        _num(row.get("sim_prompt")),
+        _num(row.get("sim_gt")),
+        _pct(row.get("stop_rate")),
+        _num(row.get("duration_ratio"), 2),
+    ]
 
 
 def model_sims(results: dict) -> dict[str, float]:
@@ -103,8 +126,10 @@ def paired_sim_line(label: str, base_label: str, base: dict[str, float], other: 
     mean = statistics.fmean(diffs)
     se = statistics.stdev(diffs) / len(diffs) ** 0.5
     ups = sum(d > 0 for d in diffs)
-    return (f"- {label} vs {base_label}: SIM (prompt) {mean:+.3f} ± {se:.3f} (standard error, {len(shared)} paired "
-            f"cases; higher in {ups} of {len(shared)})")
+    return (
+        f"- {label} vs {base_label}: SIM (prompt) {mean:+.3f} ± {se:.3f} (standard error, {len(shared)} paired "
+        f"cases; higher in {ups} of {len(shared)})"
+    )
 
 
 def compare(entries: list[tuple[str, Path, Path | None, int | None]], title: str, intro: str = "") -> str:
@@ -131,11 +156,15 @@ def compare(entries: list[tuple[str, Path, Path | None, int | None]], title: str
                 name = label if row["key"] == "model" else f"{label}, {ROW_SUFFIX.get(row['key'], row['key'])}"
                 cells = table_row(name, row, training_summary(run_dir, up_to_step))
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    lines += ["", "Training: optimizer steps and wall minutes of the run; train diffusion loss: mean of its last four "
-              "logged values; wrong-text penalty: x0 error at t = 1 with a wrong transcript vs the right one on "
-              "validation utterances (EMA weights; how much the model uses the text), single utterances and, where "
-              "logged, prompt + target rows scored on the target. The other columns are "
-              "examples/evaluate.py's (see its results.md).", ""]
+    lines += [
+        "",
+        "Training: optimizer steps and wall minutes of the run; train diffusion loss: mean of its last four "
+        "logged values; wrong-text penalty: x0 error at t = 1 with a wrong transcript vs the right one on "
+        "validation utterances (EMA weights; how much the model uses the text), single utterances and, where "
+        "logged, prompt + target rows scored on the target. The other columns are "
+        "examples/evaluate.py's (see its results.md).",
+        "",
+    ]
     lines_paired = [paired_sim_line(label, paired[0][0], paired[0][1], sims) for label, sims in paired[1:]]
     if any(lines_paired):
         lines += ["Paired per case:", "", *[line for line in lines_paired if line], ""]

@@ -71,9 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         pass
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=_Formatter)
-    p.add_argument("--out", required=True,
-                   help="evaluation: output folder; with --make-cases-from: the JSONL to write (or a folder for "
-                        "FOLDER/cases.jsonl); wavs go to wavs/ beside it")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="evaluation: output folder; with --make-cases-from: the JSONL to write (or a folder for "
+        "FOLDER/cases.jsonl); wavs go to wavs/ beside it",
+    )
     b = p.add_argument_group("case builder")
     b.add_argument("--make-cases-from", metavar="DATASET_DIR", help="corpus saved by build_corpus.py")
     b.add_argument("--split", default="test", choices=["test", "validation", "train"], help="corpus split")
@@ -83,29 +86,51 @@ def build_parser() -> argparse.ArgumentParser:
     e = p.add_argument_group("evaluation")
     e.add_argument("--cases", metavar="FILE", help="JSONL of cases (see eval_lib/cases.py)")
     e.add_argument("--rows", default="gt,resynth,model", help="comma-separated subset of gt,resynth,tf,model")
-    e.add_argument("--pipeline", metavar="PATH", default=None,
-                   help="saved DiTARPipeline folder, or a training output folder with model/ and processor/ "
-                        "(default: the pipeline embedded in the package)")
-    e.add_argument("--feature-extractor", metavar="DIR", default=None,
-                   help="for the resynth row when no pipeline is loaded (only gt/resynth rows): a saved "
-                        "DiTARFeatureExtractor, vocoded with the matching Griffin-Lim vocoder")
+    e.add_argument(
+        "--pipeline",
+        metavar="PATH",
+        default=None,
+        help="saved DiTARPipeline folder, or a training output folder with model/ and processor/ "
+        "(default: the pipeline embedded in the package)",
+    )
+    e.add_argument(
+        "--feature-extractor",
+        metavar="DIR",
+        default=None,
+        help="for the resynth row when no pipeline is loaded (only gt/resynth rows): a saved "
+        "DiTARFeatureExtractor, vocoded with the matching Griffin-Lim vocoder",
+    )
     e.add_argument("--label", default=ROW_NAMES["model"], help="name of the model row")
-    e.add_argument("--asr-model", metavar="DIR", default=None,
-                   help="faster-whisper model folder (default: whisper-base from the PyPI packages, assembled once "
-                        "into ~/.cache/ditar/whisper-base)")
-    e.add_argument("--asr-temperature-fallback", action="store_true",
-                   help="Whisper's temperature fallback on repetition loops (not reproducible run to run); default: "
-                        "deterministic temperature-0 decoding")
-    e.add_argument("--asr-redecode-loops", action="store_true",
-                   help="decode a clip once more, at temperature 0 with a repetition penalty, when Whisper's "
-                        "transcript is a repetition loop (compression ratio > 2.4); deterministic")
+    e.add_argument(
+        "--asr-model",
+        metavar="DIR",
+        default=None,
+        help="faster-whisper model folder (default: whisper-base from the PyPI packages, assembled once "
+        "into ~/.cache/ditar/whisper-base)",
+    )
+    e.add_argument(
+        "--asr-temperature-fallback",
+        action="store_true",
+        help="Whisper's temperature fallback on repetition loops (not reproducible run to run); default: "
+        "deterministic temperature-0 decoding",
+    )
+    e.add_argument(
+        "--asr-redecode-loops",
+        action="store_true",
+        help="decode a clip once more, at temperature 0 with a repetition penalty, when Whisper's "
+        "transcript is a repetition loop (compression ratio > 2.4); deterministic",
+    )
     e.add_argument("--steps", type=int, default=None, help="LocDiT ODE steps per patch (default: model config)")
     e.add_argument("--guidance-scale", type=float, default=None, help="LM guidance g (default: model config)")
     e.add_argument("--temperature", type=float, default=None, help="sampling temperature tau (default: model config)")
     e.add_argument("--max-new-patches", type=int, default=None, help="cap on generated patches per case")
-    e.add_argument("--num-candidates", type=int, default=None,
-                   help="candidates sampled per case, the one the model's CTC head ranks best kept (default: model "
-                        "config; 1 = plain sampling); the model row only")
+    e.add_argument(
+        "--num-candidates",
+        type=int,
+        default=None,
+        help="candidates sampled per case, the one the model's CTC head ranks best kept (default: model "
+        "config; 1 = plain sampling); the model row only",
+    )
     e.add_argument("--seed", type=int, default=0, help="case builder seed; sampling seed (per case: seed + case id)")
     e.add_argument("--max-cases", type=int, default=None, help="evaluate only the first N cases")
     e.add_argument("--threads", type=int, default=1, help="torch and Whisper CPU threads")
@@ -125,8 +150,14 @@ def make_cases(args) -> dict:
     out = Path(args.out)
     if out.suffix != ".jsonl":
         out = out / "cases.jsonl"
-    cases = make_cases_from_dataset(args.make_cases_from, args.split, args.num_cases, out, seed=args.seed,
-                                    min_prompt_seconds=args.min_prompt_seconds)
+    cases = make_cases_from_dataset(
+        args.make_cases_from,
+        args.split,
+        args.num_cases,
+        out,
+        seed=args.seed,
+        min_prompt_seconds=args.min_prompt_seconds,
+    )
     speakers = sorted({c.extra.get("speaker_id") for c in cases})
     print(f"wrote {len(cases)} cases ({len(speakers)} speakers) to {out}")
     return {"cases_file": str(out), "num_cases": len(cases), "speakers": speakers}
@@ -141,7 +172,11 @@ def build_systems(args, rows: list[str]) -> tuple[list, str | None]:
         try:
             pipe = load_pipeline(args.pipeline)
         except ValueError as err:
-            hint = "" if {"model", "tf"} & set(rows) else " (for the gt/resynth rows alone, --feature-extractor DIR is enough)"
+            hint = (
+                ""
+                if {"model", "tf"} & set(rows)
+                else " (for the gt/resynth rows alone, --feature-extractor DIR is enough)"
+            )
             raise SystemExit(f"cannot load the pipeline: {err}{hint}") from err
     systems = []
     for key in rows:
@@ -149,24 +184,47 @@ def build_systems(args, rows: list[str]) -> tuple[list, str | None]:
             systems.append(GroundTruthSystem())
         elif key == "resynth":
             if pipe is not None:
-                systems.append(ResynthesisSystem(pipe.processor.feature_extractor, pipe.vocoder,
-                                                 source=f"pipeline {pipe_source}"))
+                systems.append(
+                    ResynthesisSystem(pipe.processor.feature_extractor, pipe.vocoder, source=f"pipeline {pipe_source}")
+                )
             else:
                 from modeling_ditar import DiTARFeatureExtractor, GriffinLimVocoder
 
                 fe = DiTARFeatureExtractor.from_pretrained(args.feature_extractor)
-                systems.append(ResynthesisSystem(fe, GriffinLimVocoder.from_feature_extractor(fe),
-                                                 source=f"feature extractor {args.feature_extractor} + Griffin-Lim"))
+                systems.append(
+                    ResynthesisSystem(
+                        fe,
+                        GriffinLimVocoder.from_feature_extractor(fe),
+                        source=f"feature extractor {args.feature_extractor} + Griffin-Lim",
+                    )
+                )
         elif key == "tf":
             name = ROW_NAMES["tf"] if args.label == ROW_NAMES["model"] else f"{args.label} teacher-forced"
-            systems.append(TeacherForcedSystem(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
-                                               temperature=args.temperature, seed=args.seed, name=name,
-                                               source=pipe_source))
+            systems.append(
+                TeacherForcedSystem(
+                    pipe,
+                    num_inference_steps=args.steps,
+                    guidance_scale=args.guidance_scale,
+                    temperature=args.temperature,
+                    seed=args.seed,
+                    name=name,
+                    source=pipe_source,
+                )
+            )
         else:
-            systems.append(PipelineSystem(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
-                                          temperature=args.temperature, max_new_patches=args.max_new_patches,
-                                          seed=args.seed, name=args.label, source=pipe_source,
-                                          num_candidates=args.num_candidates))
+            systems.append(
+                PipelineSystem(
+                    pipe,
+                    num_inference_steps=args.steps,
+                    guidance_scale=args.guidance_scale,
+                    temperature=args.temperature,
+                    max_new_patches=args.max_new_patches,
+                    seed=args.seed,
+                    name=args.label,
+                    source=pipe_source,
+                    num_candidates=args.num_candidates,
+                )
+            )
     return systems, pipe_source
 
 
@@ -174,8 +232,16 @@ def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("torch", "transformers", "diffusers", "modeling-ditar", "faster-whisper", "ctranslate2",
-                 "resemblyzer", "jiwer"):
+    for name in (
+        "torch",
+        "transformers",
+        "diffusers",
+        "modeling-ditar",
+        "faster-whisper",
+        "ctranslate2",
+        "resemblyzer",
+        "jiwer",
+    ):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -198,9 +264,12 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None) -> d
     if asr is None:
         from eval_lib.asr import WhisperASR
 
-        asr = WhisperASR(args.asr_model, cpu_threads=max(1, args.threads),
-                         temperature_fallback=args.asr_temperature_fallback,
-                         redecode_loops=args.asr_redecode_loops)
+        asr = WhisperASR(
+            args.asr_model,
+            cpu_threads=max(1, args.threads),
+            temperature_fallback=args.asr_temperature_fallback,
+            redecode_loops=args.asr_redecode_loops,
+        )
     if speaker_encoder is None:
         from eval_lib.speaker import ResemblyzerEncoder
 

@@ -66,8 +66,17 @@ def flite_cases(voices: list[str], per_voice: int, sentences: list[str], wav_dir
             prompt, target = wav_dir / f"{case_id}_prompt.wav", wav_dir / f"{case_id}_target.wav"
             flite_say(voice, prompt_text, prompt)
             flite_say(voice, target_text, target)
-            cases.append(Case(id=case_id, prompt_audio=str(prompt), prompt_text=prompt_text, target_text=target_text,
-                              target_audio=str(target), voice=f"flite {voice}", extra={"source": "flite"}))
+            cases.append(
+                Case(
+                    id=case_id,
+                    prompt_audio=str(prompt),
+                    prompt_text=prompt_text,
+                    target_text=target_text,
+                    target_audio=str(target),
+                    voice=f"flite {voice}",
+                    extra={"source": "flite"},
+                )
+            )
     return cases
 
 
@@ -77,8 +86,22 @@ def fetch_librivox(cache: Path) -> Path:
     if folder.is_dir():
         return folder
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d", tmp,
-                        POCKETSPHINX_SDIST], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-q",
+                "-d",
+                tmp,
+                POCKETSPHINX_SDIST,
+            ],
+            check=True,
+        )
         sdist = next(Path(tmp).glob("pocketsphinx-*.tar.gz"))
         with tarfile.open(sdist) as tar:
             members = [m for m in tar.getmembers() if m.name.startswith(LIBRIVOX_MEMBER) and m.isfile()]
@@ -97,9 +120,17 @@ def librivox_cases(folder: Path, wav_dir: Path) -> list[Case]:
     cases = []
     for i, (clip, text) in enumerate(zip(clips, texts, strict=True)):
         j = (i + 1) % len(clips)
-        cases.append(Case(id=f"librivox-{clip.stem[-4:]}", prompt_audio=str(clip), prompt_text=text,
-                          target_text=texts[j], target_audio=str(clips[j]), voice="LibriVox reader (real speech)",
-                          extra={"source": "librivox"}))
+        cases.append(
+            Case(
+                id=f"librivox-{clip.stem[-4:]}",
+                prompt_audio=str(clip),
+                prompt_text=text,
+                target_text=texts[j],
+                target_audio=str(clips[j]),
+                voice="LibriVox reader (real speech)",
+                extra={"source": "librivox"},
+            )
+        )
     return cases
 
 
@@ -122,7 +153,9 @@ def main(argv: list[str] | None = None) -> list[Case]:
     cases: list[Case] = []
     if voices:
         sentences_from = args.sentences_from if args.sentences_from and Path(args.sentences_from).is_dir() else None
-        sentences = target_sentences(sentences_from, args.split, args.seed, 2 * len(voices) * args.flite_cases_per_voice)
+        sentences = target_sentences(
+            sentences_from, args.split, args.seed, 2 * len(voices) * args.flite_cases_per_voice
+        )
         cases += flite_cases(voices, args.flite_cases_per_voice, sentences, wav_dir)
     if not args.no_librivox:
         folder = Path(args.librivox_dir) if args.librivox_dir else fetch_librivox(Path(args.cache))

@@ -35,11 +35,25 @@ def random_pipeline() -> DiTARPipeline:
         DiTARFeatureExtractor(feature_size=80, sampling_rate=16000, n_fft=1280, hop_length=320, log_floor=1e-4),
         build_ditar_tokenizer(phonemize=False),
     )
-    text_config = dict(model_type="qwen2", hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, vocab_size=len(processor.tokenizer))
-    config = DiTARConfig(text_config=text_config, feature_dim=80, encoder_hidden_size=64, encoder_num_layers=1,
-                         locdit_hidden_size=64, locdit_num_layers=2, encoder_intermediate_size=128,
-                         locdit_intermediate_size=128)
+    text_config = dict(
+        model_type="qwen2",
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(processor.tokenizer),
+    )
+    config = DiTARConfig(
+        text_config=text_config,
+        feature_dim=80,
+        encoder_hidden_size=64,
+        encoder_num_layers=1,
+        locdit_hidden_size=64,
+        locdit_num_layers=2,
+        encoder_intermediate_size=128,
+        locdit_intermediate_size=128,
+    )
     pipe = build_pipeline(DiTARForConditionalGeneration(config).eval(), processor)
     rate = 16000
     t = np.arange(rate * 2) / rate
@@ -63,8 +77,10 @@ def main():
     audio = out.audios[0][: out.audio_lengths[0]]
     sf.write(args.output, audio, pipe.sample_rate)
     seconds = len(audio) / pipe.sample_rate
-    print(f"wrote {args.output}: {seconds:.2f} s of audio in {time.time() - start:.2f} s "
-          f"(stopped by the model: {out.stopped[0]})")
+    print(
+        f"wrote {args.output}: {seconds:.2f} s of audio in {time.time() - start:.2f} s "
+        f"(stopped by the model: {out.stopped[0]})"
+    )
 
 
 if __name__ == "__main__":

@@ -126,12 +126,20 @@ def unpack(pack_dir: Path, run_dir: Path):
     torch.save(ema_state, tmp / "custom_checkpoint_0.pkl")
     torch.save(meta["train_state"], tmp / "custom_checkpoint_1.pkl")
     rng = load_file(str(pack_dir / "rng.safetensors"))["torch_rng_state"]
-    torch.save({"random_state": random.Random(0).getstate(), "numpy_random_seed": np.random.RandomState(0).get_state(),
-                "torch_manual_seed": rng}, tmp / "random_states_0.pkl")
+    torch.save(
+        {
+            "random_state": random.Random(0).getstate(),
+            "numpy_random_seed": np.random.RandomState(0).get_state(),
+            "torch_manual_seed": rng,
+        },
+        tmp / "random_states_0.pkl",
+    )
     (run_dir / "param_names.json").write_text(json.dumps(names))
     tmp.rename(target)
-    print(f"unpacked {pack_dir} into {target}; continue with: python examples/train.py --config ... "
-          f"--output-dir {run_dir} --resume")
+    print(
+        f"unpacked {pack_dir} into {target}; continue with: python examples/train.py --config ... "
+        f"--output-dir {run_dir} --resume"
+    )
 
 
 def ema_model(checkpoint: Path, out: Path, dtype: str = "float32", max_shard_size: str = "5GB") -> Path:

@@ -288,9 +288,12 @@ def main(argv=None):
     parser.add_argument("--max-steps", type=int, help="override max_steps")
     parser.add_argument("--stop-after", type=int, help="exit after this many steps of this invocation (testing)")
     parser.add_argument("--init-from", help="override init_from: a DiTAR model or pipeline folder to fine-tune")
-    parser.add_argument("--time-budget-min", type=float,
-                        help="end the run (lr decay, checkpoint, final EMA model) about this many minutes after "
-                             "train.py started: max_steps is set from the measured step rate")
+    parser.add_argument(
+        "--time-budget-min",
+        type=float,
+        help="end the run (lr decay, checkpoint, final EMA model) about this many minutes after "
+        "train.py started: max_steps is set from the measured step rate",
+    )
     parser.add_argument("--num-proc", type=int, default=1, help="processes for phonemizing the corpus at start-up")
     args = parser.parse_args(argv)
 
@@ -305,7 +308,9 @@ def main(argv=None):
     out = Path(cfg.output_dir)
     checkpoints = out / "checkpoints"
     if not args.resume and newest_checkpoint(checkpoints) is not None:
-        raise SystemExit(f"{checkpoints} already holds checkpoints: pass --resume to continue, or pick another output_dir")
+        raise SystemExit(
+            f"{checkpoints} already holds checkpoints: pass --resume to continue, or pick another output_dir"
+        )
 
     log_with = []
     try:
@@ -330,8 +335,10 @@ def main(argv=None):
     train = load_utterances(data["train"], processor, model, args.num_proc)
     valid_rows = spread_rows(len(data["validation"]), cfg.eval_utterances)
     valid = load_utterances(data["validation"].select(valid_rows), processor, model)
-    accelerator.print(f"{len(train)} training utterances ({sum(u.features.shape[0] for u in train)} frames), "
-                      f"start-up {time.time() - process_started:.0f} s")
+    accelerator.print(
+        f"{len(train)} training utterances ({sum(u.features.shape[0] for u in train)} frames), "
+        f"start-up {time.time() - process_started:.0f} s"
+    )
     if not cfg.init_from and "text_tokens_per_frame" not in cfg.model:
         # the rate "aligned" speech positions assume when a caller gives no prompt: this corpus's median
         rates = sorted(len(u.token_ids) / u.features.shape[0] for u in train)
@@ -339,8 +346,13 @@ def main(argv=None):
     space_ids = processor.encode_text(" ", allow_empty=True)
 
     batcher = PairedLengthBatcher(
-        [u.features.shape[0] for u in train], [u.speaker for u in train], cfg.max_batch_frames,
-        cfg.max_example_frames, cfg.pair_prob, cfg.seed, num_replicas=accelerator.num_processes,
+        [u.features.shape[0] for u in train],
+        [u.speaker for u in train],
+        cfg.max_batch_frames,
+        cfg.max_example_frames,
+        cfg.pair_prob,
+        cfg.seed,
+        num_replicas=accelerator.num_processes,
         rank=accelerator.process_index,
     )
     optimizer = torch.optim.AdamW(
@@ -348,8 +360,9 @@ def main(argv=None):
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, accelerator.num_processes))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=0.75,
-                   foreach=True)  # one multi-tensor update instead of a few kernels per parameter
+    ema = EMAModel(
+        accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=0.75, foreach=True
+    )  # one multi-tensor update instead of a few kernels per parameter
     state = TrainState()
     accelerator.register_for_checkpointing(ema)
     accelerator.register_for_checkpointing(state)
@@ -433,7 +446,8 @@ def main(argv=None):
                 if accelerator.is_main_process:
                     with csv_path.open("a", newline="") as f:
                         csv.writer(f).writerow(
-                            [state.step, state.epoch] + [f"{logs.get(c, float('nan')):.6g}" for c in columns[2:-1]]
+                            [state.step, state.epoch]
+                            + [f"{logs.get(c, float('nan')):.6g}" for c in columns[2:-1]]
                             + [f"{now - started:.1f}"]
                         )
                     print(
@@ -487,8 +501,11 @@ def evaluate(model, ema, processor, valid, pad_id, space_ids, out: Path, step: i
         with (out / "text_use.csv").open("a") as f:
             f.write(",".join([str(step), *cells]) + "\n")
         continued = "" if cont is None else f"; prompt + target {100 * cont['penalty']:+.1f}%"
-        print(f"eval step {step}: x0-MSE at t=1 right text {gap['right']:.4f} wrong text {gap['wrong']:.4f} "
-              f"(+{100 * gap['penalty']:.1f}%{continued})", flush=True)
+        print(
+            f"eval step {step}: x0-MSE at t=1 right text {gap['right']:.4f} wrong text {gap['wrong']:.4f} "
+            f"(+{100 * gap['penalty']:.1f}%{continued})",
+            flush=True,
+        )
         write_validation_sample(model, processor, valid, space_ids, out / "samples" / f"step-{step}")
     finally:
         ema.restore(model.parameters())

@@ -83,13 +83,18 @@ def continuation_text_use_gap(model, utterances, pad_id: int, space_ids=()) -> d
     num_patches = right_batch["speech_features"].shape[1] // patch
     select = torch.arange(num_patches)[None] >= starts[:, None]
     # wrong: each target's transcript is another row's target transcript (a different sentence where possible)
-    donors = [next((d % count for d in range(i + 1, i + count)
-                    if utterances[d % count].token_ids != utterances[i].token_ids), (i + 1) % count)
-              for i in range(count)]
+    donors = [
+        next(
+            (d % count for d in range(i + 1, i + count) if utterances[d % count].token_ids != utterances[i].token_ids),
+            (i + 1) % count,
+        )
+        for i in range(count)
+    ]
     # rows count + i: utterance i's features under the donor's transcript, still prompted by its partner
     swapped = [replace(u, token_ids=utterances[donors[i]].token_ids) for i, u in enumerate(utterances)]
-    wrong_batch = collate_examples([(count + i, partner) for i, partner in pairs], utterances + swapped, pad_id,
-                                   space_ids)
+    wrong_batch = collate_examples(
+        [(count + i, partner) for i, partner in pairs], utterances + swapped, pad_id, space_ids
+    )
     right_batch = {k: v.to(model.device) for k, v in right_batch.items()}
     wrong_batch = {k: v.to(model.device) for k, v in wrong_batch.items()}
     right = x0_error_at_t1(model, right_batch, select)
@@ -168,8 +173,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Right-vs-wrong-transcript x0 error of a saved DiTAR model.")
     parser.add_argument("--model", required=True, help="a pipeline folder (model/, processor/) or a train.py final/")
     parser.add_argument("--dataset", required=True, help="a corpus written by build_corpus.py --features")
-    parser.add_argument("--num-utterances", type=int, default=64,
-                        help="validation utterances, spread over the split as train.py picks them (its eval_utterances)")
+    parser.add_argument(
+        "--num-utterances",
+        type=int,
+        default=64,
+        help="validation utterances, spread over the split as train.py picks them (its eval_utterances)",
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train import load_utterances
@@ -183,8 +192,10 @@ def main(argv=None):
     single = text_use_gap(model, valid, pad_id)
     continued = continuation_text_use_gap(model, valid, pad_id, processor.encode_text(" ", allow_empty=True))
     for name, gap in (("single utterances", single), ("prompt + target", continued)):
-        print(f"{name}: x0-MSE at t=1 right text {gap['right']:.4f} wrong text {gap['wrong']:.4f} "
-              f"({100 * gap['penalty']:+.1f}%)")
+        print(
+            f"{name}: x0-MSE at t=1 right text {gap['right']:.4f} wrong text {gap['wrong']:.4f} "
+            f"({100 * gap['penalty']:+.1f}%)"
+        )
     return single, continued
 
 

@@ -32,7 +32,7 @@ EMBEDDED_DEFAULT = dict(
     name="DiTAR espeak tiny (embedded default)",
     summary=(
         "A small English text-to-speech model that ships inside the `modeling-ditar` Python package: "
-        "`ditar synthesize \"Hello there.\" -o hello.wav` or `DiTARPipeline.from_pretrained()` uses it with no "
+        '`ditar synthesize "Hello there." -o hello.wav` or `DiTARPipeline.from_pretrained()` uses it with no '
         "download. Give it 3 to 8 seconds of clean speech and the transcript of that speech, and it speaks any English "
         "text in that voice (zero-shot voice cloning); without a prompt it speaks in its default voice. It is an early "
         "demonstration model (9.9 M parameters) trained only on synthetic espeak-ng voices. On espeak-ng voices it never "
@@ -45,21 +45,21 @@ EMBEDDED_DEFAULT = dict(
         "backbone": "Qwen2 architecture (random init), 6 layers, hidden 256, 4 heads; IPA characters via espeak-ng",
         "aggregation encoder": "1 layer, width 256",
         "LocDiT": "3 layers, width 256; 2 history patches; patches of 4 frames (12.5 patches per second)",
-        "speech positions": "\"aligned\" (not in the paper): the speech after j patches sits at position "
-                            "j x 4 x r, r = the prompt's text tokens per frame, next to the text being spoken",
+        "speech positions": '"aligned" (not in the paper): the speech after j patches sits at position '
+        "j x 4 x r, r = the prompt's text tokens per frame, next to the text being spoken",
         "audio": "16 kHz, 80 log-mel bins, hop 320 (50 frames per second); Griffin-Lim vocoder (no weights)",
         "weights": "stored in float16 (20 MB), loaded in float32 by `DiTARPipeline.from_pretrained()`",
         "sampling": "10 LocDiT steps per patch, LM guidance g = 1.5, temperature 0.5; best of 4 candidates: every "
-                    "text is sampled 4 times in one batch and the candidate the model's own CTC head reads as the "
-                    "text most closely is kept (`num_candidates: 4`; not in the paper; about 1.7 times the compute "
-                    "of one sample, real-time factor 1.3 on 2 CPU cores against 0.66; `num_candidates=1` or "
-                    "`ditar synthesize --candidates 1` for plain sampling)",
+        "text is sampled 4 times in one batch and the candidate the model's own CTC head reads as the "
+        "text most closely is kept (`num_candidates: 4`; not in the paper; about 1.7 times the compute "
+        "of one sample, real-time factor 1.3 on 2 CPU cores against 0.66; `num_candidates=1` or "
+        "`ditar synthesize --candidates 1` for plain sampling)",
         "evaluation notes": "WER with Whisper-base and `examples/evaluate.py --asr-redecode-loops`, which decodes a "
-                            "clip once more, at temperature 0 with a repetition penalty, when Whisper's transcript is "
-                            "a repetition loop; without it two of the 100 clips send Whisper into loops and the WER "
-                            "is 66.0%. The capped WER (each case's errors at most its reference length) is 41.9%. "
-                            "Best of 4 recognises 67% of the words (one candidate: 61%; resynthesised ground truth: "
-                            "74%). Details: docs/research/sweeps/candidates_newvoices48.md in the repository",
+        "clip once more, at temperature 0 with a repetition penalty, when Whisper's transcript is "
+        "a repetition loop; without it two of the 100 clips send Whisper into loops and the WER "
+        "is 66.0%. The capped WER (each case's errors at most its reference length) is 41.9%. "
+        "Best of 4 recognises 67% of the words (one candidate: 61%; resynthesised ground truth: "
+        "74%). Details: docs/research/sweeps/candidates_newvoices48.md in the repository",
     },
     training=(
         "About 23 minutes on one H200 GPU, in five runs that each continued the previous weights on new random "
@@ -79,8 +79,12 @@ EMBEDDED_DEFAULT = dict(
     eval_dataset_type="custom",
     eval_dataset_split="test",
     # further tables, shown when the file is there (python examples/evaluate.py ... then copy its results.json here)
-    extra_results=[("Out-of-domain prompts: flite voices and a real human reader (LibriVox)",
-                    ROOT / "model_cards" / "results" / "ditar-espeak-tiny-ood.json")],
+    extra_results=[
+        (
+            "Out-of-domain prompts: flite voices and a real human reader (LibriVox)",
+            ROOT / "model_cards" / "results" / "ditar-espeak-tiny-ood.json",
+        )
+    ],
 )
 
 
@@ -90,8 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument("--preset", choices=["embedded-default"], help="texts of a card we publish")
     p.add_argument("--results", type=Path, help="results.json written by examples/evaluate.py")
-    p.add_argument("--extra-results", nargs=2, action="append", metavar=("TITLE", "RESULTS_JSON"), default=[],
-                   help="a further evaluation shown as its own table (repeatable), e.g. out-of-domain prompts")
+    p.add_argument(
+        "--extra-results",
+        nargs=2,
+        action="append",
+        metavar=("TITLE", "RESULTS_JSON"),
+        default=[],
+        help="a further evaluation shown as its own table (repeatable), e.g. out-of-domain prompts",
+    )
     p.add_argument("--pipeline", type=Path, help="a saved pipeline folder to describe (architecture, parameters)")
     p.add_argument("--kind", default="pipeline", choices=["pipeline", "model", "processor"])
     p.add_argument("--name", help="model name (card title)")

@@ -97,48 +97,94 @@ def build_parser() -> argparse.ArgumentParser:
     def formatter(prog):
         return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
-    parser = _Parser(prog=PROG, usage=f"{PROG} [-h] [--version] COMMAND ...", description=DESCRIPTION, epilog=EPILOG,
-                     formatter_class=formatter)
+    parser = _Parser(
+        prog=PROG,
+        usage=f"{PROG} [-h] [--version] COMMAND ...",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=formatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     # the commands are listed in DESCRIPTION (argparse's own listing of sub-commands reads poorly)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS, parser_class=_Parser)
 
     synth = commands.add_parser(
-        "synthesize", prog=f"{PROG} synthesize", description=SYNTH_DESCRIPTION,
-        epilog=SYNTH_EPILOG, formatter_class=formatter,
+        "synthesize",
+        prog=f"{PROG} synthesize",
+        description=SYNTH_DESCRIPTION,
+        epilog=SYNTH_EPILOG,
+        formatter_class=formatter,
     )
     synth.add_argument("text", metavar="TEXT", help="the text to speak ('-' reads it from standard input)")
-    synth.add_argument("-o", "--output", metavar="FILE", required=True,
-                       help="audio file to write (.wav, .flac, .ogg, ...); overwritten if it exists")
+    synth.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        required=True,
+        help="audio file to write (.wav, .flac, .ogg, ...); overwritten if it exists",
+    )
     voice = synth.add_argument_group("voice", "the voice to clone; without both, the model's default voice is used")
-    voice.add_argument("--prompt-audio", metavar="FILE",
-                       help="3-8 seconds of speech in the voice to clone (any sample rate, mono or stereo); a longer "
-                            "one is cut at a pause to at most 8 s, with its transcript cut to match (a warning says "
-                            "what was kept)")
+    voice.add_argument(
+        "--prompt-audio",
+        metavar="FILE",
+        help="3-8 seconds of speech in the voice to clone (any sample rate, mono or stereo); a longer "
+        "one is cut at a pause to at most 8 s, with its transcript cut to match (a warning says "
+        "what was kept)",
+    )
     voice.add_argument("--prompt-text", metavar="TEXT", help="the transcript of --prompt-audio (required with it)")
     model = synth.add_argument_group("model")
-    model.add_argument("--model", metavar="PATH",
-                       help="pipeline folder saved with DiTARPipeline.save_pretrained, or a Hub repository id "
-                            "(default: the model embedded in this installation)")
-    model.add_argument("--device", default="cpu", metavar="DEVICE",
-                       help="torch device to run on, e.g. cpu, cuda, cuda:1, mps (default: %(default)s)")
+    model.add_argument(
+        "--model",
+        metavar="PATH",
+        help="pipeline folder saved with DiTARPipeline.save_pretrained, or a Hub repository id "
+        "(default: the model embedded in this installation)",
+    )
+    model.add_argument(
+        "--device",
+        default="cpu",
+        metavar="DEVICE",
+        help="torch device to run on, e.g. cpu, cuda, cuda:1, mps (default: %(default)s)",
+    )
     sampling = synth.add_argument_group("sampling (defaults come from the model config)")
-    sampling.add_argument("--steps", type=_int_at_least(1), metavar="N",
-                          help="diffusion (ODE) steps per patch; more is slower and smoother (model default: 10)")
-    sampling.add_argument("--guidance-scale", type=_float_in(0.0, None), metavar="G",
-                          help="LM guidance scale g >= 0; 1 disables guidance, larger follows the text more closely")
-    sampling.add_argument("--temperature", type=_float_in(0.0, 1.0), metavar="T",
-                          help="sampling temperature in [0, 1]; 0 is deterministic, 1 the most varied")
-    sampling.add_argument("--max-new-patches", type=_int_at_least(1), metavar="N",
-                          help="cap on generated patches per sentence group (default: from the text length)")
-    sampling.add_argument("--candidates", type=_int_at_least(1), metavar="K",
-                          help="sample K candidates and keep the one the model's CTC head reads as the text most "
-                               "closely; about K/2 times slower (model default: its config's num_candidates)")
+    sampling.add_argument(
+        "--steps",
+        type=_int_at_least(1),
+        metavar="N",
+        help="diffusion (ODE) steps per patch; more is slower and smoother (model default: 10)",
+    )
+    sampling.add_argument(
+        "--guidance-scale",
+        type=_float_in(0.0, None),
+        metavar="G",
+        help="LM guidance scale g >= 0; 1 disables guidance, larger follows the text more closely",
+    )
+    sampling.add_argument(
+        "--temperature",
+        type=_float_in(0.0, 1.0),
+        metavar="T",
+        help="sampling temperature in [0, 1]; 0 is deterministic, 1 the most varied",
+    )
+    sampling.add_argument(
+        "--max-new-patches",
+        type=_int_at_least(1),
+        metavar="N",
+        help="cap on generated patches per sentence group (default: from the text length)",
+    )
+    sampling.add_argument(
+        "--candidates",
+        type=_int_at_least(1),
+        metavar="K",
+        help="sample K candidates and keep the one the model's CTC head reads as the text most "
+        "closely; about K/2 times slower (model default: its config's num_candidates)",
+    )
     sampling.add_argument("--seed", type=int, metavar="N", help="random seed, for reproducible audio")
     out = synth.add_argument_group("output")
-    out.add_argument("--stream", action="store_true",
-                     help="write the audio to FILE while it is generated instead of all at the end (one "
-                          "candidate: the model's num_candidates does not apply)")
+    out.add_argument(
+        "--stream",
+        action="store_true",
+        help="write the audio to FILE while it is generated instead of all at the end (one "
+        "candidate: the model's num_candidates does not apply)",
+    )
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     synth.set_defaults(handler=_synthesize, check=_check_synthesize)
     return parser
@@ -193,7 +239,7 @@ def check_command_line() -> None:
 
 
 def _launched_as() -> str | None:
-    """"script" when the interpreter runs the `ditar` console script, "module" for `python -m modeling_ditar.cli`,
+    """ "script" when the interpreter runs the `ditar` console script, "module" for `python -m modeling_ditar.cli`,
     else None (the interpreter's own command line, `sys.orig_argv`, tells)."""
     argv = list(getattr(sys, "orig_argv", None) or [])[1:]
     takes_value = {"-X", "-W", "--check-hash-based-pycs"}
@@ -272,11 +318,16 @@ def _synthesize(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     if not args.quiet:
         if stopped is False:
-            print(f"{PROG}: warning: generation was cut at the patch limit (--max-new-patches or the default for this "
-                  "text length); the end of the text may be missing", file=sys.stderr)
+            print(
+                f"{PROG}: warning: generation was cut at the patch limit (--max-new-patches or the default for this "
+                "text length); the end of the text may be missing",
+                file=sys.stderr,
+            )
         extra = "" if first is None else f", first audio after {first:.2f} s"
-        print(f"Wrote {output} ({seconds:.2f} s of audio at {pipe.sample_rate} Hz in {elapsed:.2f} s{extra})",
-              file=sys.stderr)
+        print(
+            f"Wrote {output} ({seconds:.2f} s of audio at {pipe.sample_rate} Hz in {elapsed:.2f} s{extra})",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -305,7 +356,9 @@ def _check_output(path: str) -> Path:
     extension = output.suffix.lstrip(".").upper()
     if extension not in sf.available_formats():
         known = ", ".join(sorted("." + f.lower() for f in ("WAV", "FLAC", "OGG") if f in sf.available_formats()))
-        raise UsageError(f"--output: cannot tell the audio format from {output.name!r}; use an extension such as {known}")
+        raise UsageError(
+            f"--output: cannot tell the audio format from {output.name!r}; use an extension such as {known}"
+        )
     return output
 
 

@@ -138,9 +138,18 @@ class DiTARConfig(PreTrainedConfig):
             if not condition:
                 raise ValueError(f"DiTARConfig: `{field}`={getattr(self, field)!r} is invalid; {allowed}.")
 
-        for field in ("feature_dim", "patch_size", "encoder_hidden_size", "encoder_num_layers", "encoder_num_heads",
-                      "encoder_intermediate_size", "locdit_hidden_size", "locdit_num_layers", "locdit_num_heads",
-                      "locdit_intermediate_size"):
+        for field in (
+            "feature_dim",
+            "patch_size",
+            "encoder_hidden_size",
+            "encoder_num_layers",
+            "encoder_num_heads",
+            "encoder_intermediate_size",
+            "locdit_hidden_size",
+            "locdit_num_layers",
+            "locdit_num_heads",
+            "locdit_intermediate_size",
+        ):
             need(getattr(self, field) >= 1, field, "it must be an integer >= 1")
         need(self.num_history_patches >= 0, "num_history_patches", "it must be >= 0 (0 disables history)")
         for field in ("cfg_dropout_prob", "history_dropout_prob"):
@@ -152,28 +161,59 @@ class DiTARConfig(PreTrainedConfig):
         need(self.guided_attention_weight >= 0.0, "guided_attention_weight", "it must be >= 0 (0 disables it)")
         need(self.guided_attention_sigma > 0.0, "guided_attention_sigma", "it must be > 0 (0.2 in the paper)")
         heads = self.guided_attention_heads
-        need(heads is None or (isinstance(heads, (list, tuple)) and len(heads) > 0 and all(
-            isinstance(h, (list, tuple)) and len(h) == 2 and all(isinstance(i, int) and i >= 0 for i in h)
-            for h in heads)), "guided_attention_heads", "it must be a non-empty list of [layer, head] pairs")
-        need(self.guided_attention_weight == 0.0 or heads is not None, "guided_attention_heads",
-             "guided_attention_weight > 0 needs the [layer, head] pairs to guide")
-        need(self.speech_positions in ("sequential", "aligned"), "speech_positions",
-             "it must be 'sequential' (the paper's) or 'aligned'")
-        need(math.isfinite(self.text_tokens_per_frame) and self.text_tokens_per_frame > 0.0, "text_tokens_per_frame",
-             "it must be a finite number > 0 (text tokens per feature frame, about 0.25 for phonemes at 50 frames/s)")
+        need(
+            heads is None
+            or (
+                isinstance(heads, (list, tuple))
+                and len(heads) > 0
+                and all(
+                    isinstance(h, (list, tuple)) and len(h) == 2 and all(isinstance(i, int) and i >= 0 for i in h)
+                    for h in heads
+                )
+            ),
+            "guided_attention_heads",
+            "it must be a non-empty list of [layer, head] pairs",
+        )
+        need(
+            self.guided_attention_weight == 0.0 or heads is not None,
+            "guided_attention_heads",
+            "guided_attention_weight > 0 needs the [layer, head] pairs to guide",
+        )
+        need(
+            self.speech_positions in ("sequential", "aligned"),
+            "speech_positions",
+            "it must be 'sequential' (the paper's) or 'aligned'",
+        )
+        need(
+            math.isfinite(self.text_tokens_per_frame) and self.text_tokens_per_frame > 0.0,
+            "text_tokens_per_frame",
+            "it must be a finite number > 0 (text tokens per feature frame, about 0.25 for phonemes at 50 frames/s)",
+        )
         need(0.0 <= self.speech_position_jitter <= 1.0, "speech_position_jitter", "it must be in [0, 1]")
-        need(self.encoder_hidden_size % self.encoder_num_heads == 0, "encoder_hidden_size",
-             f"it must be divisible by encoder_num_heads={self.encoder_num_heads}")
-        need(self.locdit_hidden_size % self.locdit_num_heads == 0, "locdit_hidden_size",
-             f"it must be divisible by locdit_num_heads={self.locdit_num_heads}")
+        need(
+            self.encoder_hidden_size % self.encoder_num_heads == 0,
+            "encoder_hidden_size",
+            f"it must be divisible by encoder_num_heads={self.encoder_num_heads}",
+        )
+        need(
+            self.locdit_hidden_size % self.locdit_num_heads == 0,
+            "locdit_hidden_size",
+            f"it must be divisible by locdit_num_heads={self.locdit_num_heads}",
+        )
         for field in ("feature_mean", "feature_std"):
             stats = getattr(self, field)
-            need(stats is None or len(stats) == self.feature_dim, field,
-                 f"it must hold feature_dim={self.feature_dim} values (got {None if stats is None else len(stats)})")
+            need(
+                stats is None or len(stats) == self.feature_dim,
+                field,
+                f"it must hold feature_dim={self.feature_dim} values (got {None if stats is None else len(stats)})",
+            )
         if self.feature_std is not None:
             need(all(s > 0 for s in self.feature_std), "feature_std", "every value must be > 0")
-        need((self.feature_mean is None) == (self.feature_std is None), "feature_mean",
-             "feature_mean and feature_std must be given together")
+        need(
+            (self.feature_mean is None) == (self.feature_std is None),
+            "feature_mean",
+            "feature_mean and feature_std must be given together",
+        )
         if not hasattr(self.text_config, "hidden_size"):
             raise ValueError(
                 f"DiTARConfig: `text_config` must be a causal LM config with a `hidden_size` "

@@ -31,28 +31,38 @@ class AttentionReader:
     def __init__(self, backbone: nn.Module, heads: list[tuple[int, int]]):
         layers = getattr(backbone, "layers", None)
         if layers is None:
-            raise TypeError(f"{type(backbone).__name__} has no `layers`: guided attention needs a decoder-only backbone "
-                            "like Llama or Qwen2.")
+            raise TypeError(
+                f"{type(backbone).__name__} has no `layers`: guided attention needs a decoder-only backbone "
+                "like Llama or Qwen2."
+            )
         self.modules = {}
         self.rotary = {}  # layer -> its modeling file's apply_rotary_pos_emb, looked up once
         for layer, head in heads:
             if not 0 <= layer < len(layers):
-                raise ValueError(f"guided attention layer {layer} does not exist: the backbone has {len(layers)} "
-                                 f"layers (0-{len(layers) - 1}).")
+                raise ValueError(
+                    f"guided attention layer {layer} does not exist: the backbone has {len(layers)} "
+                    f"layers (0-{len(layers) - 1})."
+                )
             attention = getattr(layers[layer], "self_attn", None)
             missing = [n for n in ("q_proj", "k_proj", "head_dim", "scaling") if not hasattr(attention, n)]
             if attention is None or missing:
-                raise TypeError(f"layer {layer}'s attention ({type(attention).__name__}) lacks {missing or 'self_attn'}: "
-                                "guided attention supports Llama-style attention modules (q_proj, k_proj, rotary).")
+                raise TypeError(
+                    f"layer {layer}'s attention ({type(attention).__name__}) lacks {missing or 'self_attn'}: "
+                    "guided attention supports Llama-style attention modules (q_proj, k_proj, rotary)."
+                )
             rotary = getattr(sys.modules[type(attention).__module__], "apply_rotary_pos_emb", None)
             if rotary is None:
-                raise TypeError(f"{type(attention).__module__} has no apply_rotary_pos_emb: guided attention supports "
-                                "Llama-style rotary attention.")
+                raise TypeError(
+                    f"{type(attention).__module__} has no apply_rotary_pos_emb: guided attention supports "
+                    "Llama-style rotary attention."
+                )
             self.rotary[layer] = rotary
             num_heads = attention.config.num_attention_heads
             if not 0 <= head < num_heads:
-                raise ValueError(f"guided attention head {head} does not exist: layer {layer} has {num_heads} heads "
-                                 f"(0-{num_heads - 1}).")
+                raise ValueError(
+                    f"guided attention head {head} does not exist: layer {layer} has {num_heads} heads "
+                    f"(0-{num_heads - 1})."
+                )
             self.modules.setdefault(layer, attention)
         self.heads = list(heads)
         self._handles: list = []
@@ -78,7 +88,9 @@ class AttentionReader:
             k = module.k_proj(hidden).view(batch, length, -1, module.head_dim)
             if getattr(module, "q_norm", None) is not None:  # Qwen3-style per-head norms
                 q, k = module.q_norm(q), module.k_norm(k)
-            q, k = self.rotary[layer](q.transpose(1, 2), k.transpose(1, 2), cos, sin)  # [B, heads, S, d], [B, kv heads, S, d]
+            q, k = self.rotary[layer](
+                q.transpose(1, 2), k.transpose(1, 2), cos, sin
+            )  # [B, heads, S, d], [B, kv heads, S, d]
             self._captured[layer] = (q * module.scaling, k)
 
         return hook
@@ -102,7 +114,9 @@ def attention_rows(query: torch.Tensor, key: torch.Tensor, rows: torch.Tensor, k
     return logits.masked_fill(~allowed, float("-inf")).softmax(-1)
 
 
-def diagonal_penalty(text_len: torch.Tensor, num_rows: torch.Tensor, rows: int, keys: int, sigma: float) -> torch.Tensor:
+def diagonal_penalty(
+    text_len: torch.Tensor, num_rows: torch.Tensor, rows: int, keys: int, sigma: float
+) -> torch.Tensor:
     """Guided-attention weights [B, R, S]: for query row j of num_rows[b] and text key t of text_len[b] (text first
     in the sequence), 1 - exp(-((j + 0.5) / num_rows - (t + 0.5) / text_len)^2 / (2 sigma^2)); 1 on every other key,
     so the head is pulled onto the text near the diagonal."""
@@ -114,8 +128,14 @@ def diagonal_penalty(text_len: torch.Tensor, num_rows: torch.Tensor, rows: int, 
     return torch.where(is_text[:, None], weights, torch.ones_like(weights))
 
 
-def guided_attention_loss(reader: AttentionReader, rows: torch.Tensor, row_mask: torch.Tensor, key_mask: torch.Tensor,
-                          text_len: torch.Tensor, sigma: float) -> torch.Tensor:
+def guided_attention_loss(
+    reader: AttentionReader,
+    rows: torch.Tensor,
+    row_mask: torch.Tensor,
+    key_mask: torch.Tensor,
+    text_len: torch.Tensor,
+    sigma: float,
+) -> torch.Tensor:
     """Mean over the guided heads and the real query rows of sum_keys(attention x diagonal_penalty).
 
     rows [B, R]: the sequence positions whose outputs predict speech patches 0..R-1 (text first, right-padded

@@ -155,8 +155,10 @@ def write_transformers_entry_points(pipeline, folder: str | os.PathLike) -> bool
     if getattr(pipeline, "vae", None) is not None or vocoder is None or type(vocoder).__name__ != "GriffinLimVocoder":
         return False
     config = json.loads((folder / "model" / "config.json").read_text(encoding="utf-8"))
-    config["vocoder_config"] = {"vocoder_type": "griffin_lim",
-                                **{k: v for k, v in dict(vocoder.config).items() if not k.startswith("_")}}
+    config["vocoder_config"] = {
+        "vocoder_type": "griffin_lim",
+        **{k: v for k, v in dict(vocoder.config).items() if not k.startswith("_")},
+    }
     config["architectures"] = ["DiTARForTextToSpeech"]
     config["auto_map"] = dict(ROOT_AUTO_MAP)
     if config.get("dtype") == "float16":
@@ -234,7 +236,9 @@ def _number(value, percent: bool = False, digits: int = 3):
 
 def results_table(results: dict | None) -> str:
     """Markdown table of the evaluation rows, or a table of clearly marked placeholders without results."""
-    header = "| system | cases | WER (%) | WER capped (%) | SIM (prompt) | stop rate | RTF |\n|---|---|---|---|---|---|---|"
+    header = (
+        "| system | cases | WER (%) | WER capped (%) | SIM (prompt) | stop rate | RTF |\n|---|---|---|---|---|---|---|"
+    )
     if results is None:
         row = f"| DiTAR (this checkpoint) | {PLACEHOLDER} | " + " | ".join([PLACEHOLDER] * 5) + " |"
         note = (
@@ -282,23 +286,33 @@ def extra_results_tables(extra: list[tuple[str, dict | str | os.PathLike]] | Non
     return "\n\n".join(sections)
 
 
-def eval_results(results: dict, dataset_name: str, dataset_type: str, dataset_split: str | None = None,
-                 row_key: str = "model") -> list:
+def eval_results(
+    results: dict, dataset_name: str, dataset_type: str, dataset_split: str | None = None, row_key: str = "model"
+) -> list:
     """`huggingface_hub.EvalResult`s (WER in %, SIM) of one row of an evaluate.py results.json."""
     from huggingface_hub import EvalResult
 
     row = next((r for r in results["rows"] if r["key"] == row_key), None)
     if row is None:
         raise ValueError(f"results.json has no {row_key!r} row (rows: {[r['key'] for r in results['rows']]}).")
-    common = dict(task_type="text-to-speech", task_name="Zero-shot text-to-speech", dataset_type=dataset_type,
-                  dataset_name=dataset_name, dataset_split=dataset_split)
+    common = dict(
+        task_type="text-to-speech",
+        task_name="Zero-shot text-to-speech",
+        dataset_type=dataset_type,
+        dataset_name=dataset_name,
+        dataset_split=dataset_split,
+    )
     out = []
     if _number(row.get("wer"), percent=True) is not None:
-        out.append(EvalResult(metric_type="wer", metric_name="WER (%)", metric_value=_number(row["wer"], True),
-                              **common))
+        out.append(
+            EvalResult(metric_type="wer", metric_name="WER (%)", metric_value=_number(row["wer"], True), **common)
+        )
     if _number(row.get("sim_prompt")) is not None:
-        out.append(EvalResult(metric_type="speaker_similarity", metric_name="SIM", metric_value=_number(
-            row["sim_prompt"]), **common))
+        out.append(
+            EvalResult(
+                metric_type="speaker_similarity", metric_name="SIM", metric_value=_number(row["sim_prompt"]), **common
+            )
+        )
     if not out:
         raise ValueError(f"the {row_key!r} row of results.json has neither WER nor SIM.")
     return out
@@ -321,9 +335,9 @@ def _usage(kind: str, repo_id: str) -> str:
             "from transformers import pipeline\n"
             f'tts = pipeline("text-to-speech", model="{repo_id}")\n'
             'out = tts("Hello there.")  # {"audio": ..., "sampling_rate": ...}, in the default voice\n'
-            "voice = [{\"role\": \"user\", \"content\": [{\"type\": \"audio\", \"path\": \"me.wav\"},\n"
-            "                                     {\"type\": \"text\", \"text\": \"What I say in me.wav.\"}]},\n"
-            "         {\"role\": \"user\", \"content\": \"Hello there.\"}]\n"
+            'voice = [{"role": "user", "content": [{"type": "audio", "path": "me.wav"},\n'
+            '                                     {"type": "text", "text": "What I say in me.wav."}]},\n'
+            '         {"role": "user", "content": "Hello there."}]\n'
             "out = tts(voice)  # cloned from me.wav\n\n"
             "# diffusers, with streaming (pip install modeling-ditar)\n"
             "import torch\n"
@@ -402,9 +416,12 @@ def render_model_card(
         base_model=base_model,
         model_name=model_name if results is not None else None,
         eval_results=eval_results(results, eval_dataset_name, eval_dataset_type, eval_dataset_split)
-        if results is not None else None,
+        if results is not None
+        else None,
     )
-    template = Path(template_path) if template_path is not None else (REPO_TEMPLATE if REPO_TEMPLATE.is_file() else None)
+    template = (
+        Path(template_path) if template_path is not None else (REPO_TEMPLATE if REPO_TEMPLATE.is_file() else None)
+    )
     kwargs = dict(
         model_name=model_name,
         summary=summary or f"A DiTAR zero-shot text-to-speech {kind}.",
@@ -440,9 +457,7 @@ def describe_pipeline_folder(folder: str | os.PathLike) -> dict:
         details["aggregation encoder"] = (
             f"{_layers(config.get('encoder_num_layers'))}, width {config.get('encoder_hidden_size')}"
         )
-        details["patches"] = (
-            f"{config.get('patch_size')} frames, {config.get('num_history_patches')} history patches"
-        )
+        details["patches"] = f"{config.get('patch_size')} frames, {config.get('num_history_patches')} history patches"
         if config.get("speech_positions", "sequential") != "sequential":
             details["patches"] += f", {config['speech_positions']} speech positions"
         details["features"] = f"{config.get('feature_dim')} channels"

@@ -338,9 +338,16 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
                 target pairs passes the prompt part's rate, which is what generation can know.
         """
         reject_unknown_kwargs(
-            "forward", kwargs,
-            ("input_ids", "speech_features", "attention_mask", "speech_attention_mask", "speech_position_rate",
-             "return_dict"),
+            "forward",
+            kwargs,
+            (
+                "input_ids",
+                "speech_features",
+                "attention_mask",
+                "speech_attention_mask",
+                "speech_position_rate",
+                "return_dict",
+            ),
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
@@ -351,8 +358,9 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         reader = None
         if config.guided_attention_weight > 0:
             reader = AttentionReader(self.language_model, [tuple(h) for h in config.guided_attention_heads])
-        speech = self._speech_pass(input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate,
-                                   reader)
+        speech = self._speech_pass(
+            input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate, reader
+        )
         hidden, patches, patch_mask, num_patches = speech.hidden, speech.patches, speech.patch_mask, speech.num_patches
         speech_mask, speech_index, merged_mask = speech.speech_mask, speech.speech_index, speech.merged_mask
 
@@ -372,8 +380,9 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         guided_loss = None
         if reader is not None:
             # speech_index[:, j] is the position whose output predicts patch j (start-of-speech for patch 0)
-            guided_loss = guided_attention_loss(reader, speech_index[:, :-1], patch_mask, merged_mask,
-                                                text_mask.sum(1), config.guided_attention_sigma)
+            guided_loss = guided_attention_loss(
+                reader, speech_index[:, :-1], patch_mask, merged_mask, text_mask.sum(1), config.guided_attention_sigma
+            )
             loss = loss + config.guided_attention_weight * guided_loss
         if not return_dict:
             extra = tuple(extra_loss for extra_loss in (ctc_loss, guided_loss) if extra_loss is not None)
@@ -388,8 +397,9 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
             guided_attention_loss=guided_loss,
         )
 
-    def _speech_pass(self, input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate,
-                     reader=None) -> _SpeechPass:
+    def _speech_pass(
+        self, input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate, reader=None
+    ) -> _SpeechPass:
         """One backbone pass over [text] [start-of-speech] [patches of speech_features] (right-padded rows), shared by
         the training loss and `transcript_ctc_loss`. `reader` (guided attention) watches the backbone's attention."""
         config = self.config
@@ -411,8 +421,11 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         speech_positions = None
         if config.speech_positions == "aligned":
             if speech_position_rate is None:
-                frames = (speech_attention_mask.sum(1) if speech_attention_mask is not None
-                          else torch.full((batch,), speech_features.shape[1], device=device))
+                frames = (
+                    speech_attention_mask.sum(1)
+                    if speech_attention_mask is not None
+                    else torch.full((batch,), speech_features.shape[1], device=device)
+                )
                 rate = speaking_rate(text_mask.sum(1), frames)
             else:
                 rate = check_rate(speech_position_rate, batch, device)
@@ -452,8 +465,14 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         self._check_training_inputs(input_ids, speech_features, attention_mask, speech_attention_mask)
         text_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
         speech = self._speech_pass(input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate)
-        nll = self._ctc_loss(self._ctc_hidden(speech.hidden), speech.num_patches, input_ids, text_mask, reduction="none",
-                             zero_infinity=False)
+        nll = self._ctc_loss(
+            self._ctc_hidden(speech.hidden),
+            speech.num_patches,
+            input_ids,
+            text_mask,
+            reduction="none",
+            zero_infinity=False,
+        )
         return nll / text_mask.sum(1).clamp(min=1)
 
     def score_candidates(self, inputs: dict, rows: list[torch.Tensor]) -> torch.Tensor:
@@ -473,10 +492,13 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
                 speech = torch.cat([prompt, generated.to(prompt.dtype)])
             else:
                 speech = generated
-            scores.append(self.transcript_ctc_loss(
-                text[None], speech[None].to(self.dtype),
-                speech_position_rate=None if rate is None else rate[row : row + 1],
-            )[0])
+            scores.append(
+                self.transcript_ctc_loss(
+                    text[None],
+                    speech[None].to(self.dtype),
+                    speech_position_rate=None if rate is None else rate[row : row + 1],
+                )[0]
+            )
         return torch.stack(scores).float()
 
     def _ctc_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -484,8 +506,15 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         predicts patch i and has seen patches < i; hidden[:, i + 1] has seen patch i itself."""
         return hidden[:, :-1] if self.config.ctc_position == "prediction" else hidden[:, 1:]
 
-    def _ctc_loss(self, patch_hidden: torch.Tensor, num_patches: torch.Tensor, input_ids: torch.Tensor,
-                  text_mask: torch.Tensor, reduction: str = "mean", zero_infinity: bool = True) -> torch.Tensor:
+    def _ctc_loss(
+        self,
+        patch_hidden: torch.Tensor,
+        num_patches: torch.Tensor,
+        input_ids: torch.Tensor,
+        text_mask: torch.Tensor,
+        reduction: str = "mean",
+        zero_infinity: bool = True,
+    ) -> torch.Tensor:
         """CTC between the backbone outputs at the patches (patch_hidden [B, N, H], F predictions each) and each row's
         text tokens; for training, utterances too short for their text contribute zero (zero_infinity)."""
         batch, num, _ = patch_hidden.shape
@@ -540,7 +569,9 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         if input_ids is None or input_ids.dim() != 2:
             raise ValueError(f"input_ids must be a [batch, text_length] tensor, got {_shape(input_ids)}.")
         if speech_features is None or speech_features.dim() != 3:
-            raise ValueError(f"speech_features must be a [batch, frames, feature_dim] tensor, got {_shape(speech_features)}.")
+            raise ValueError(
+                f"speech_features must be a [batch, frames, feature_dim] tensor, got {_shape(speech_features)}."
+            )
         if speech_features.shape[0] != input_ids.shape[0]:
             raise ValueError(
                 f"input_ids has batch size {input_ids.shape[0]} but speech_features has {speech_features.shape[0]}."
@@ -551,7 +582,9 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
                 f"config.feature_dim={self.config.feature_dim}."
             )
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}.")
+            raise ValueError(
+                f"attention_mask {tuple(attention_mask.shape)} must match input_ids {tuple(input_ids.shape)}."
+            )
         if speech_attention_mask is not None and speech_attention_mask.shape != speech_features.shape[:2]:
             raise ValueError(
                 f"speech_attention_mask {tuple(speech_attention_mask.shape)} must be [batch, frames] = "
@@ -574,8 +607,11 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         per-step call with `torch.compile` on the first generation (tens of seconds once per process and input shape; it
         falls back to eager with a warning where compiling is not possible). Returns the model."""
         self.generation_speedups = GenerationSpeedups(
-            static_cache=static_cache, prune_finished=prune_finished, compile=compile,
-            compile_mode=compile_mode, compile_dynamic=compile_dynamic,
+            static_cache=static_cache,
+            prune_finished=prune_finished,
+            compile=compile,
+            compile_mode=compile_mode,
+            compile_dynamic=compile_dynamic,
         )
         self._compiled_locdit_step = None
         return self
@@ -678,18 +714,29 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         numbers as the reference path (`disable_fast_generation()`), `enable_fast_generation()` adds pruning of finished
         rows, `torch.compile` and optionally a static cache.
         """
-        num_candidates = self.generation_settings(generation_config, num_candidates=kwargs.pop("num_candidates", None),
-                                                  **{k: v for k, v in kwargs.items() if k in GENERATION_DEFAULTS}
-                                                  ).num_candidates
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "prompt_features": prompt_features,
-                  "prompt_attention_mask": prompt_attention_mask, "speech_position_rate": speech_position_rate}
+        num_candidates = self.generation_settings(
+            generation_config,
+            num_candidates=kwargs.pop("num_candidates", None),
+            **{k: v for k, v in kwargs.items() if k in GENERATION_DEFAULTS},
+        ).num_candidates
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "prompt_features": prompt_features,
+            "prompt_attention_mask": prompt_attention_mask,
+            "speech_position_rate": speech_position_rate,
+        }
         batch = input_ids.shape[0] if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 else None
         if num_candidates > 1 and batch is not None:
             if inputs["attention_mask"] is None:
                 inputs["attention_mask"] = torch.ones_like(input_ids)
             generator = candidate_generators(generator, batch, num_candidates)
-            inputs = {key: value.repeat_interleave(num_candidates, dim=0)
-                      if isinstance(value, torch.Tensor) and value.dim() else value for key, value in inputs.items()}
+            inputs = {
+                key: value.repeat_interleave(num_candidates, dim=0)
+                if isinstance(value, torch.Tensor) and value.dim()
+                else value
+                for key, value in inputs.items()
+            }
         patches, stopped, lengths = [], None, None
         for step in self.generate_patches(
             inputs["input_ids"],
@@ -717,7 +764,9 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         if num_candidates > 1 and batch is not None:
             rows = [features[row, : int(lengths[row])] for row in range(features.shape[0])]
             scores = self.score_candidates({k: v for k, v in inputs.items() if v is not None}, rows)
-            best = torch.arange(batch, device=scores.device) * num_candidates + scores.view(batch, num_candidates).argmin(1)
+            best = torch.arange(batch, device=scores.device) * num_candidates + scores.view(
+                batch, num_candidates
+            ).argmin(1)
             best = best.to(features.device)
             features, lengths, stopped = features[best], lengths[best], stopped[best]
             features = features[:, : int(lengths.max())]
@@ -749,21 +798,47 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         `PatchStep.patch` rows are then zeros."""
         config = self.config
         known = ("stop_threshold", "max_patches_per_text_token", "min_max_new_patches")
-        reject_unknown_kwargs("generate", {k: v for k, v in kwargs.items() if k not in known}, (
-            "input_ids", "attention_mask", "prompt_features", "prompt_attention_mask", "max_new_patches",
-            "num_inference_steps", "guidance_scale", "temperature", "generator", "use_cache", "scheduler",
-            "patch_callback", "speech_position_rate", "generation_config", *known,
-        ))
+        reject_unknown_kwargs(
+            "generate",
+            {k: v for k, v in kwargs.items() if k not in known},
+            (
+                "input_ids",
+                "attention_mask",
+                "prompt_features",
+                "prompt_attention_mask",
+                "max_new_patches",
+                "num_inference_steps",
+                "guidance_scale",
+                "temperature",
+                "generator",
+                "use_cache",
+                "scheduler",
+                "patch_callback",
+                "speech_position_rate",
+                "generation_config",
+                *known,
+            ),
+        )
         settings = self.generation_settings(
-            generation_config, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-            temperature=temperature, max_new_patches=max_new_patches, **kwargs,
+            generation_config,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            temperature=temperature,
+            max_new_patches=max_new_patches,
+            **kwargs,
         )
         num_inference_steps, guidance_scale = settings.num_inference_steps, settings.guidance_scale
         temperature, max_new_patches = settings.temperature, settings.max_new_patches
         self._check_generation_inputs(input_ids, attention_mask, prompt_features, prompt_attention_mask, generator)
         batch, device, dtype = input_ids.shape[0], input_ids.device, self.dtype
-        hidden_size, patch_size, num_history = config.text_config.hidden_size, config.patch_size, config.num_history_patches
-        text_mask = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+        hidden_size, patch_size, num_history = (
+            config.text_config.hidden_size,
+            config.patch_size,
+            config.num_history_patches,
+        )
+        text_mask = (
+            attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+        )
 
         # 1. prefix: [text] [start-of-speech] [prompt patches], left-padded so every row ends in the last column
         if prompt_features is not None:
@@ -780,7 +855,11 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
             position_step = check_rate(rate, batch, device) * patch_size  # text tokens per patch
             speech_positions = aligned_positions(speech_embeds.shape[1], position_step)
         embeds, mask, position_ids, _ = self._merge_sequences(
-            self.get_input_embeddings()(input_ids), text_mask, speech_embeds, speech_mask, left_pad=True,
+            self.get_input_embeddings()(input_ids),
+            text_mask,
+            speech_embeds,
+            speech_mask,
+            left_pad=True,
             speech_positions=speech_positions,
         )
 
@@ -816,12 +895,22 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
             history_frames = history.flatten(1, 2) if num_history > 0 else None  # [b, K*P, D]
             history_mask = history_valid.repeat_interleave(patch_size, dim=1) if num_history > 0 else None
             velocity = GuidedVelocity(
-                self.locdit, h, history_frames, history_mask, guidance_scale, time_cache=time_cache,
+                self.locdit,
+                h,
+                history_frames,
+                history_mask,
+                guidance_scale,
+                time_cache=time_cache,
                 forward_fn=locdit_step,
             )
             patch = sampler.sample(
-                velocity, (width, patch_size, config.feature_dim), num_inference_steps, temperature,
-                generator=generator, device=device, dtype=dtype,
+                velocity,
+                (width, patch_size, config.feature_dim),
+                num_inference_steps,
+                temperature,
+                generator=generator,
+                device=device,
+                dtype=dtype,
                 noise_rows=None if width == batch else (batch, rows),
             )  # [b, P, D]
             active = ~finished
@@ -928,7 +1017,9 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
                 "for a seed, pass generator=torch.Generator().manual_seed(seed)."
             )
         if isinstance(generator, (list, tuple)) and len(generator) != batch:
-            raise ValueError(f"got {len(generator)} generators for a batch of {batch}; pass one per row or a single one.")
+            raise ValueError(
+                f"got {len(generator)} generators for a batch of {batch}; pass one per row or a single one."
+            )
 
 
 @dataclass
@@ -1003,21 +1094,39 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
         """
         settings_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in GENERATION_DEFAULTS}
         _, unknown = split_generation_kwargs(kwargs)
-        reject_unknown_kwargs("generate", unknown, (
-            "input_ids", "attention_mask", "prompt_features", "prompt_attention_mask", "speech_position_rate",
-            "generator", "generation_config", *GENERATION_DEFAULTS,
-        ))
-        out = super().generate(
-            input_ids, attention_mask=attention_mask, prompt_features=prompt_features,
-            prompt_attention_mask=prompt_attention_mask, speech_position_rate=speech_position_rate, generator=generator,
-            generation_config=generation_config, **settings_kwargs,
+        reject_unknown_kwargs(
+            "generate",
+            unknown,
+            (
+                "input_ids",
+                "attention_mask",
+                "prompt_features",
+                "prompt_attention_mask",
+                "speech_position_rate",
+                "generator",
+                "generation_config",
+                *GENERATION_DEFAULTS,
+            ),
         )
-        features = [self.denormalize_features(out.features[row, : int(out.lengths[row])].float()).cpu()
-                    for row in range(out.features.shape[0])]
+        out = super().generate(
+            input_ids,
+            attention_mask=attention_mask,
+            prompt_features=prompt_features,
+            prompt_attention_mask=prompt_attention_mask,
+            speech_position_rate=speech_position_rate,
+            generator=generator,
+            generation_config=generation_config,
+            **settings_kwargs,
+        )
+        features = [
+            self.denormalize_features(out.features[row, : int(out.lengths[row])].float()).cpu()
+            for row in range(out.features.shape[0])
+        ]
         # the pipeline's decoding: chunked Griffin-Lim and the soft limiter that keeps peaks below full scale
         audio = [StreamingVocoder(self.vocoder, limiter=soft_limit).decode(f) for f in features]
-        return DiTARSpeechOutput(audio=audio, sampling_rate=self.sampling_rate, features=features,
-                                 stopped=out.stopped.cpu())
+        return DiTARSpeechOutput(
+            audio=audio, sampling_rate=self.sampling_rate, features=features, stopped=out.stopped.cpu()
+        )
 
 
 def _locdit_forward_prepared(locdit: LocDiT, noisy: torch.Tensor, time_emb: torch.Tensor, context) -> torch.Tensor:
@@ -1036,7 +1145,9 @@ class _CompiledLocDiTStep:
 
     def _fail(self, error: Exception):
         self.failed = True
-        logger.warning(f"torch.compile of LocDiT is not available ({type(error).__name__}: {error}); generating eagerly.")
+        logger.warning(
+            f"torch.compile of LocDiT is not available ({type(error).__name__}: {error}); generating eagerly."
+        )
 
     def __call__(self, locdit: LocDiT, noisy: torch.Tensor, time_emb: torch.Tensor, context) -> torch.Tensor:
         if not self.failed:

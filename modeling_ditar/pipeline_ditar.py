@@ -129,8 +129,7 @@ class DiTARPipeline(DiffusionPipeline):
                 f"processor features have {fe.feature_size} channels but the model expects feature_dim={config.feature_dim}."
             )
         if (fe.feature_mean is None) != (config.feature_mean is None) or (
-            fe.feature_mean is not None
-            and not np.allclose(fe.feature_mean, config.feature_mean, atol=1e-5)
+            fe.feature_mean is not None and not np.allclose(fe.feature_mean, config.feature_mean, atol=1e-5)
         ):
             raise ValueError(
                 "the processor's feature_mean/feature_std differ from the model config's; the prompt would be "
@@ -175,8 +174,9 @@ class DiTARPipeline(DiffusionPipeline):
         diffusers saves each component in its own subfolder and has no hook for files at the root, hence the override.
         """
         push = kwargs.pop("push_to_hub", False)
-        hub_kwargs = {k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "token", "create_pr")
-                      if k in kwargs}
+        hub_kwargs = {
+            k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "token", "create_pr") if k in kwargs
+        }
         with _parameters_stored_as(self.model, getattr(self, "_stored_dtype", None)):
             super().save_pretrained(save_directory, **kwargs)
         # one copy of the default voice, at the root, where the processor looks for it from any subfolder
@@ -210,8 +210,11 @@ class DiTARPipeline(DiffusionPipeline):
             # diffusers' own download would resolve the folder's remote-code pipeline class; fetch the whole repo
             from huggingface_hub import snapshot_download
 
-            hub = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "force_download")
-                   if kwargs.get(k) is not None}
+            hub = {
+                k: kwargs[k]
+                for k in ("cache_dir", "revision", "token", "local_files_only", "force_download")
+                if kwargs.get(k) is not None
+            }
             local = snapshot_download(source, **hub)
         else:
             local = source
@@ -244,8 +247,18 @@ class DiTARPipeline(DiffusionPipeline):
     # ----------------------------------------------------------------------------------------------------------------
     # inputs
 
-    def check_inputs(self, text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature,
-                     max_new_patches, output_type, num_candidates=None):
+    def check_inputs(
+        self,
+        text,
+        prompt_audio,
+        prompt_text,
+        num_inference_steps,
+        guidance_scale,
+        temperature,
+        max_new_patches,
+        output_type,
+        num_candidates=None,
+    ):
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
             raise ValueError(f"text must be a string or a non-empty list of strings, got {text!r:.80}.")
@@ -271,8 +284,11 @@ class DiTARPipeline(DiffusionPipeline):
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
         # the sampler's settings, checked by the same rules as the generation config's
         self.model.generation_settings(
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, temperature=temperature,
-            max_new_patches=max_new_patches, num_candidates=num_candidates,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            temperature=temperature,
+            max_new_patches=max_new_patches,
+            num_candidates=num_candidates,
         )
 
     def encode_inputs(self, texts: list[str], prompt_audio, prompt_text, sampling_rate) -> dict[str, torch.Tensor]:
@@ -280,19 +296,33 @@ class DiTARPipeline(DiffusionPipeline):
             audio, rate, transcript = self.default_voice
             prompt_audio, prompt_text, sampling_rate = audio, transcript, rate
         encoder = VAEPromptEncoder(self.vae, self.model.normalize_features) if self.vae is not None else None
-        inputs = self.processor(texts, prompt_text=prompt_text, prompt_audio=prompt_audio, sampling_rate=sampling_rate,
-                                prompt_encoder=encoder)
+        inputs = self.processor(
+            texts,
+            prompt_text=prompt_text,
+            prompt_audio=prompt_audio,
+            sampling_rate=sampling_rate,
+            prompt_encoder=encoder,
+        )
         frames = inputs["prompt_attention_mask"].sum(1)
         hop = vae_hop_length(self.vae) if self.vae is not None else self.processor.feature_extractor.hop_length
-        check_prompt_length(frames, self.model.config.patch_size, self.model.config.num_history_patches, hop,
-                            self._prompt_rate)
+        check_prompt_length(
+            frames, self.model.config.patch_size, self.model.config.num_history_patches, hop, self._prompt_rate
+        )
         return {k: v.to(self._execution_device) for k, v in inputs.items()}
 
     # ----------------------------------------------------------------------------------------------------------------
     # generation
 
-    def _patch_steps(self, inputs, num_inference_steps, guidance_scale, temperature, max_new_patches, generator,
-                     callback_on_patch_end) -> Iterator[PatchStep]:
+    def _patch_steps(
+        self,
+        inputs,
+        num_inference_steps,
+        guidance_scale,
+        temperature,
+        max_new_patches,
+        generator,
+        callback_on_patch_end,
+    ) -> Iterator[PatchStep]:
         steps = self.model.generate_patches(
             inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
@@ -357,21 +387,41 @@ class DiTARPipeline(DiffusionPipeline):
             [`DiTARPipelineOutput`] or `(audios,)`.
         """
         # 1. check inputs
-        self.check_inputs(text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature,
-                          max_new_patches, output_type, num_candidates)
+        self.check_inputs(
+            text,
+            prompt_audio,
+            prompt_text,
+            num_inference_steps,
+            guidance_scale,
+            temperature,
+            max_new_patches,
+            output_type,
+            num_candidates,
+        )
         prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         texts = [text] if isinstance(text, str) else list(text)
         num_candidates = self.model.generation_settings(num_candidates=num_candidates).num_candidates
 
         # 2. long texts are spoken sentence by sentence with the same voice
         segments = [split_sentences(t, MAX_CHARS_PER_SEGMENT) for t in texts]
-        GenerationProgress.begin(self, [len(s) for segs in segments for s in segs] if any(len(s) > 1 for s in segments)
-                                 else [1])
+        GenerationProgress.begin(
+            self, [len(s) for segs in segments for s in segs] if any(len(s) > 1 for s in segments) else [1]
+        )
         if any(len(s) > 1 for s in segments):
             outputs = [
-                self._generate_segments(segs, _pick(prompt_audio, i), _pick(prompt_text, i), sampling_rate,
-                                        num_inference_steps, guidance_scale, temperature, max_new_patches,
-                                        _pick(generator, i), callback_on_patch_end, num_candidates)
+                self._generate_segments(
+                    segs,
+                    _pick(prompt_audio, i),
+                    _pick(prompt_text, i),
+                    sampling_rate,
+                    num_inference_steps,
+                    guidance_scale,
+                    temperature,
+                    max_new_patches,
+                    _pick(generator, i),
+                    callback_on_patch_end,
+                    num_candidates,
+                )
                 for i, segs in enumerate(segments)
             ]
             features = [o[0] for o in outputs]
@@ -379,8 +429,16 @@ class DiTARPipeline(DiffusionPipeline):
         else:
             # 3. encode text and prompt, 4. generate all rows together
             inputs = self.encode_inputs(texts, prompt_audio, prompt_text, sampling_rate)
-            features, stopped = self._generate_rows(inputs, num_inference_steps, guidance_scale, temperature,
-                                                    max_new_patches, generator, callback_on_patch_end, num_candidates)
+            features, stopped = self._generate_rows(
+                inputs,
+                num_inference_steps,
+                guidance_scale,
+                temperature,
+                max_new_patches,
+                generator,
+                callback_on_patch_end,
+                num_candidates,
+            )
 
         GenerationProgress.end(self)
 
@@ -399,8 +457,17 @@ class DiTARPipeline(DiffusionPipeline):
             return (audios,)
         return DiTARPipelineOutput(audios=audios, audio_lengths=lengths, stopped=stopped)
 
-    def _generate_rows(self, inputs, num_inference_steps, guidance_scale, temperature, max_new_patches, generator,
-                       callback_on_patch_end, num_candidates: int = 1) -> tuple[list[torch.Tensor], list[bool]]:
+    def _generate_rows(
+        self,
+        inputs,
+        num_inference_steps,
+        guidance_scale,
+        temperature,
+        max_new_patches,
+        generator,
+        callback_on_patch_end,
+        num_candidates: int = 1,
+    ) -> tuple[list[torch.Tensor], list[bool]]:
         """De-normalised features and stop flags per text; with K = num_candidates > 1 every text is sampled K times
         in one batch and the candidate with the lowest `transcript_ctc_loss` is kept."""
         if num_candidates > 1:
@@ -408,8 +475,9 @@ class DiTARPipeline(DiffusionPipeline):
             generator = candidate_generators(generator, batch, num_candidates)
             inputs = {key: value.repeat_interleave(num_candidates, dim=0) for key, value in inputs.items()}
         patches, counts, stopped = [], None, None
-        for step in self._patch_steps(inputs, num_inference_steps, guidance_scale, temperature, max_new_patches,
-                                      generator, callback_on_patch_end):
+        for step in self._patch_steps(
+            inputs, num_inference_steps, guidance_scale, temperature, max_new_patches, generator, callback_on_patch_end
+        ):
             patches.append(step.patch)
             counts = step.active.long() if counts is None else counts + step.active.long()
             stopped = step.stopped
@@ -423,15 +491,34 @@ class DiTARPipeline(DiffusionPipeline):
             rows, stopped = [rows[i] for i in best], [stopped[i] for i in best]
         return [self.model.denormalize_features(r.float()).cpu() for r in rows], stopped
 
-    def _generate_segments(self, segments, prompt_audio, prompt_text, sampling_rate, num_inference_steps,
-                           guidance_scale, temperature, max_new_patches, generator, callback_on_patch_end,
-                           num_candidates: int = 1):
+    def _generate_segments(
+        self,
+        segments,
+        prompt_audio,
+        prompt_text,
+        sampling_rate,
+        num_inference_steps,
+        guidance_scale,
+        temperature,
+        max_new_patches,
+        generator,
+        callback_on_patch_end,
+        num_candidates: int = 1,
+    ):
         pause = self._pause_frames()
         pieces, all_stopped = [], True
         for segment in segments:
             inputs = self.encode_inputs([segment], prompt_audio, prompt_text, sampling_rate)
-            features, stopped = self._generate_rows(inputs, num_inference_steps, guidance_scale, temperature,
-                                                    max_new_patches, generator, callback_on_patch_end, num_candidates)
+            features, stopped = self._generate_rows(
+                inputs,
+                num_inference_steps,
+                guidance_scale,
+                temperature,
+                max_new_patches,
+                generator,
+                callback_on_patch_end,
+                num_candidates,
+            )
             pieces += [features[0], pause]
             all_stopped = all_stopped and stopped[0]
         return torch.cat(pieces[:-1]), all_stopped
@@ -468,17 +555,39 @@ class DiTARPipeline(DiffusionPipeline):
         prompt audio) are checked when `stream` is called, before the first chunk is asked for."""
         if not isinstance(text, str):
             raise ValueError("stream() speaks one text at a time; pass a string (call it once per text).")
-        self.check_inputs(text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature,
-                          max_new_patches, "np")
+        self.check_inputs(
+            text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature, max_new_patches, "np"
+        )
         prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         segments = split_sentences(text, MAX_CHARS_PER_SEGMENT)
         first_inputs = self.encode_inputs([segments[0]], prompt_audio, prompt_text, sampling_rate)  # fail now
-        return self._stream(segments, first_inputs, prompt_audio, prompt_text, num_inference_steps, guidance_scale,
-                            temperature, max_new_patches, generator, sampling_rate)
+        return self._stream(
+            segments,
+            first_inputs,
+            prompt_audio,
+            prompt_text,
+            num_inference_steps,
+            guidance_scale,
+            temperature,
+            max_new_patches,
+            generator,
+            sampling_rate,
+        )
 
     @torch.no_grad()
-    def _stream(self, segments, first_inputs, prompt_audio, prompt_text, num_inference_steps, guidance_scale,
-                temperature, max_new_patches, generator, sampling_rate) -> Iterator[np.ndarray]:
+    def _stream(
+        self,
+        segments,
+        first_inputs,
+        prompt_audio,
+        prompt_text,
+        num_inference_steps,
+        guidance_scale,
+        temperature,
+        max_new_patches,
+        generator,
+        sampling_rate,
+    ) -> Iterator[np.ndarray]:
         vocoder = self._streaming_vocoder()
         progress = GenerationProgress(self, [len(s) for s in segments])
         for index, segment in enumerate(segments):
@@ -487,8 +596,9 @@ class DiTARPipeline(DiffusionPipeline):
                 inputs = first_inputs
             else:
                 inputs = self.encode_inputs([segment], prompt_audio, prompt_text, sampling_rate)
-            for step in self._patch_steps(inputs, num_inference_steps, guidance_scale, temperature, max_new_patches,
-                                          generator, None):
+            for step in self._patch_steps(
+                inputs, num_inference_steps, guidance_scale, temperature, max_new_patches, generator, None
+            ):
                 if bool(step.active[0]):
                     frames = self.model.denormalize_features(step.patch[0].float()).cpu()
                     for chunk in vocoder.push(frames):
@@ -570,8 +680,11 @@ def _parameters_stored_as(model: torch.nn.Module, dtype: torch.dtype | None):
     Buffers (computed, e.g. rotary frequencies) are left alone."""
     params = [p for p in model.parameters() if p.is_floating_point()]
     current = params[0].dtype if params else None
-    if dtype is None or current is None or dtype == current or not all(
-        torch.equal(p.data, p.data.to(dtype).to(p.dtype)) for p in params
+    if (
+        dtype is None
+        or current is None
+        or dtype == current
+        or not all(torch.equal(p.data, p.data.to(dtype).to(p.dtype)) for p in params)
     ):
         yield
         return
@@ -590,8 +703,9 @@ def _pick(value, index: int):
     return value
 
 
-def build_pipeline(model: DiTARForConditionalGeneration, processor: DiTARProcessor, vocoder=None,
-                   scheduler=None, vae=None) -> DiTARPipeline:
+def build_pipeline(
+    model: DiTARForConditionalGeneration, processor: DiTARProcessor, vocoder=None, scheduler=None, vae=None
+) -> DiTARPipeline:
     """Assemble a pipeline with the default scheduler and a Griffin-Lim vocoder matching the processor (or, with
     `vae`, no vocoder: the VAE decodes the latents)."""
     if vae is None and vocoder is None:

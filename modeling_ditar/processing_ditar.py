@@ -68,7 +68,7 @@ class DiTARProcessor(ProcessorMixin):
 
     @property
     def text_mode(self) -> str:
-        """"characters" (DiTAR's character front end) or "tokenizer" (a subword tokenizer, used as it is)."""
+        """ "characters" (DiTAR's character front end) or "tokenizer" (a subword tokenizer, used as it is)."""
         return "characters" if self.frontend is not None else "tokenizer"
 
     @property
@@ -92,8 +92,9 @@ class DiTARProcessor(ProcessorMixin):
 
             wav = str(voice / "prompt.wav")
             # kept at the rate it was saved at: a VAE pipeline's voice is at the VAE's rate, not the processor's
-            processor.set_default_voice(wav, (voice / "prompt.txt").read_text("utf-8").strip(),
-                                        target_rate=sf.info(wav).samplerate)
+            processor.set_default_voice(
+                wav, (voice / "prompt.txt").read_text("utf-8").strip(), target_rate=sf.info(wav).samplerate
+            )
         return processor
 
     def push_to_hub(self, repo_id: str, **kwargs):
@@ -169,7 +170,9 @@ class DiTARProcessor(ProcessorMixin):
             raise ValueError(f"return_tensors must be 'pt', got {return_tensors!r}.")
         texts = _as_list(text, "text")
         batch = len(texts)
-        prompt_texts = None if prompt_text is None else _broadcast(_as_list(prompt_text, "prompt_text"), batch, "prompt_text")
+        prompt_texts = (
+            None if prompt_text is None else _broadcast(_as_list(prompt_text, "prompt_text"), batch, "prompt_text")
+        )
         prompt_audios = None
         if prompt_audio is not None:
             audios = prompt_audio if isinstance(prompt_audio, (list, tuple)) else [prompt_audio]
@@ -218,8 +221,16 @@ class DiTARProcessor(ProcessorMixin):
             )
         return BatchFeature(data=data, tensor_type=None)
 
-    def apply_chat_template(self, conversation, chat_template=None, tokenize: bool = True, return_dict: bool = True,
-                            add_generation_prompt: bool = True, processor_kwargs: dict | None = None, **kwargs):
+    def apply_chat_template(
+        self,
+        conversation,
+        chat_template=None,
+        tokenize: bool = True,
+        return_dict: bool = True,
+        add_generation_prompt: bool = True,
+        processor_kwargs: dict | None = None,
+        **kwargs,
+    ):
         """Model inputs from a conversation, the form in which transformers' text-to-speech pipeline passes a voice:
 
             [{"role": "user", "content": [{"type": "audio", "path": "me.wav"},
@@ -231,7 +242,9 @@ class DiTARProcessor(ProcessorMixin):
         voice speaks. DiTAR needs no template: the conversation maps directly to `prompt_audio`, `prompt_text` and
         `text`, so only `tokenize=True, return_dict=True` is supported."""
         if not tokenize or not return_dict:
-            raise ValueError("DiTARProcessor.apply_chat_template returns model inputs: use tokenize=True, return_dict=True.")
+            raise ValueError(
+                "DiTARProcessor.apply_chat_template returns model inputs: use tokenize=True, return_dict=True."
+            )
         if not isinstance(conversation, (list, tuple)) or not conversation:
             raise ValueError("conversation must be a non-empty list of {'role': ..., 'content': ...} messages.")
         voices, texts = [], []
@@ -241,7 +254,9 @@ class DiTARProcessor(ProcessorMixin):
             audio, text = _message_parts(message["content"], index)
             (voices if audio is not None else texts).append((audio, text))
         if len(voices) > 1:
-            raise ValueError(f"the conversation has {len(voices)} messages with audio; DiTAR clones one voice per text.")
+            raise ValueError(
+                f"the conversation has {len(voices)} messages with audio; DiTAR clones one voice per text."
+            )
         if not texts or not texts[-1][1]:
             raise ValueError("the last message must hold the text to speak (a text item, without audio).")
         options = {**(processor_kwargs or {}), **kwargs}
@@ -263,7 +278,9 @@ class DiTARProcessor(ProcessorMixin):
                 raise
             raise ValueError(f"{where}: {err}") from err
 
-    def load_prompt_audio(self, audio, sampling_rate: int | None = None, target_rate: int | None = None) -> torch.Tensor:
+    def load_prompt_audio(
+        self, audio, sampling_rate: int | None = None, target_rate: int | None = None
+    ) -> torch.Tensor:
         """A prompt clip as mono float32 at the feature extractor's rate (or `target_rate`); clear errors (prefixed
         `prompt_audio:`) for missing, unreadable, empty, non-finite or silent audio."""
         try:
@@ -287,7 +304,9 @@ class DiTARProcessor(ProcessorMixin):
             if isinstance(audio, np.ndarray) or isinstance(audio, torch.Tensor):
                 waveform = self.feature_extractor.prepare_audio(audio, sampling_rate)
             else:
-                raise TypeError(f"prompt_audio must be a path, numpy array or torch tensor, got {type(audio).__name__}.")
+                raise TypeError(
+                    f"prompt_audio must be a path, numpy array or torch tensor, got {type(audio).__name__}."
+                )
             return waveform
         return self.feature_extractor.prepare_audio(waveform, self.sampling_rate)
 
@@ -297,7 +316,9 @@ class DiTARProcessor(ProcessorMixin):
             waveform, _ = load_audio(audio, sampling_rate=target_rate)
             return to_mono_float32(waveform, check_silence=True)
         if sampling_rate is None:
-            raise ValueError("prompt_audio is an array but sampling_rate is missing; pass sampling_rate=<Hz of the array>.")
+            raise ValueError(
+                "prompt_audio is an array but sampling_rate is missing; pass sampling_rate=<Hz of the array>."
+            )
         if not isinstance(audio, (np.ndarray, torch.Tensor)):
             raise TypeError(f"prompt_audio must be a path, numpy array or torch tensor, got {type(audio).__name__}.")
         rate = validate_sampling_rate(sampling_rate)

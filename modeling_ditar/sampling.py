@@ -103,7 +103,11 @@ class PatchSampler:
         silently solve another ODE."""
         sigmas = getattr(self.scheduler, "sigmas", None)
         wanted = torch.cat([expected, expected.new_zeros(1)])
-        if sigmas is None or sigmas.shape != wanted.shape or not torch.allclose(sigmas.cpu().float(), wanted, atol=1e-5):
+        if (
+            sigmas is None
+            or sigmas.shape != wanted.shape
+            or not torch.allclose(sigmas.cpu().float(), wanted, atol=1e-5)
+        ):
             raise TypeError(
                 f"{type(self.scheduler).__name__} does not step on the sigmas it is given (a `shift` != 1, dynamic "
                 "shifting, or not a flow-matching scheduler); use FlowMatchEulerDiscreteScheduler(shift=1.0)."

@@ -33,8 +33,9 @@ class StreamingVocoder:
         hop = int(vocoder.hop_length)
         first = chunk_frames if first_chunk_frames is None else first_chunk_frames
         if chunk_frames < 1 or first < 1 or left_context_frames < 0 or lookahead_frames < 0:
-            raise ValueError("chunk_frames and first_chunk_frames must be >= 1 and the context/lookahead frame counts "
-                             ">= 0.")
+            raise ValueError(
+                "chunk_frames and first_chunk_frames must be >= 1 and the context/lookahead frame counts >= 0."
+            )
         self.vocoder = vocoder
         self.limiter = limiter
         self.hop = hop

@@ -68,9 +68,7 @@ class PairedLengthBatcher:
         rank: int = 0,
     ):
         if max_batch_frames < max_example_frames:
-            raise ValueError(
-                f"max_batch_frames={max_batch_frames} must be >= max_example_frames={max_example_frames}."
-            )
+            raise ValueError(f"max_batch_frames={max_batch_frames} must be >= max_example_frames={max_example_frames}.")
         self.lengths = list(lengths)
         self.speakers = list(speakers)
         self.max_batch_frames = max_batch_frames

@@ -49,8 +49,15 @@ class DiTARTransformerBlock(BasicTransformerBlock):
         super().set_chunk_feed_forward(chunk_size, dim)
         self.feed_forward_chunking = chunk_size is not None
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args,
-                fast: bool = False, queries: slice | None = None, **kwargs) -> torch.Tensor:
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *args,
+        fast: bool = False,
+        queries: slice | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
         """diffusers' `BasicTransformerBlock.forward`, or with `fast=True` (inference, see `supports_fast_forward`)
         `fast_forward`, which takes a bool mask [M, 1, 1, S] and optional `queries`."""
         if fast:

@@ -67,8 +67,9 @@ def _parameter(vae) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_waveforms(vae, waveforms: list[torch.Tensor], generator: torch.Generator | None = None,
-                     sample: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_waveforms(
+    vae, waveforms: list[torch.Tensor], generator: torch.Generator | None = None, sample: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mono waveforms at the VAE's rate -> un-normalised latents [B, T, D] (right-padded with zeros) and a [B, T] mask.
 
     Each clip is padded with zeros to a whole number of latent frames and encoded on its own (the encoder is
@@ -154,8 +155,7 @@ def _clips(audios: Iterable, sampling_rate: int | None) -> Iterable[tuple[torch.
 
 
 @torch.no_grad()
-def compute_latent_statistics(vae, audios: Iterable, sampling_rate: int | None = None,
-                              min_std: float = 1e-5) -> dict:
+def compute_latent_statistics(vae, audios: Iterable, sampling_rate: int | None = None, min_std: float = 1e-5) -> dict:
     """Per-channel mean and standard deviation of the VAE latents over a dataset.
 
     Args:

@@ -203,6 +203,7 @@ def seeded(fn, seed: int = 0):
 
 def reference_velocity(locdit, cond, history, history_mask, guidance):
     """The guided velocity v(0) + g (v(h) - v(0)) from plain LocDiT calls, to check generation against."""
+
     def velocity(x, t):
         v_cond = locdit(x, t, cond, history, history_mask)
         if guidance == 1.0:
@@ -214,8 +215,9 @@ def reference_velocity(locdit, cond, history, history_mask, guidance):
 
 
 @torch.no_grad()
-def generation_reference_from_forward(model, input_ids, attention_mask, prompt, new_patches: int, steps: int,
-                                      guidance: float, **forward_kwargs) -> torch.Tensor:
+def generation_reference_from_forward(
+    model, input_ids, attention_mask, prompt, new_patches: int, steps: int, guidance: float, **forward_kwargs
+) -> torch.Tensor:
     """What deterministic generation must produce, built from the training forward: per new patch, the LM output of
     the teacher-forced forward at the current position, the last K patches as history, the per-patch ODE solve.
     prompt [B, prompt patches * P, D]; forward_kwargs go to every forward (e.g. speech_position_rate)."""
@@ -232,7 +234,9 @@ def generation_reference_from_forward(model, input_ids, attention_mask, prompt, 
     for index in range(new_patches):
         dummy = torch.zeros(batch, P, D)  # causal LM: a patch after the current position changes nothing before it
         hidden = model(
-            input_ids=input_ids, attention_mask=attention_mask, speech_features=torch.cat([frames, dummy], dim=1),
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            speech_features=torch.cat([frames, dummy], dim=1),
             **forward_kwargs,
         ).speech_hidden_states[:, prompt_patches + index]
         history = torch.cat([torch.zeros(batch, K * P, D), frames], dim=1)[:, -K * P :]

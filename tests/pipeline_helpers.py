@@ -41,8 +41,12 @@ def tone(seconds: float = 0.05, sr: int = SR, freq: float = 220.0, amplitude: fl
 
 def get_dummy_feature_extractor(**overrides) -> DiTARFeatureExtractor:
     kwargs = dict(
-        feature_size=FEATURE_DIM, sampling_rate=SR, n_fft=N_FFT, hop_length=HOP,
-        feature_mean=FEATURE_MEAN, feature_std=FEATURE_STD,
+        feature_size=FEATURE_DIM,
+        sampling_rate=SR,
+        n_fft=N_FFT,
+        hop_length=HOP,
+        feature_mean=FEATURE_MEAN,
+        feature_std=FEATURE_STD,
     )
     kwargs.update(overrides)
     return DiTARFeatureExtractor(**kwargs)
@@ -55,16 +59,36 @@ def get_dummy_processor(**fe_overrides) -> DiTARProcessor:
 def get_dummy_config(vocab_size: int, **overrides) -> DiTARConfig:
     kwargs = dict(
         text_config=dict(
-            model_type="qwen2", hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=512, tie_word_embeddings=False,
+            model_type="qwen2",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=vocab_size,
+            max_position_embeddings=512,
+            tie_word_embeddings=False,
         ),
-        feature_dim=FEATURE_DIM, patch_size=PATCH, num_history_patches=2,
-        feature_mean=FEATURE_MEAN, feature_std=FEATURE_STD,
-        encoder_hidden_size=32, encoder_num_layers=1, encoder_num_heads=4, encoder_intermediate_size=64,
-        locdit_hidden_size=32, locdit_num_layers=1, locdit_num_heads=4, locdit_intermediate_size=64,
-        num_inference_steps=2, guidance_scale=2.0, temperature=0.5,
+        feature_dim=FEATURE_DIM,
+        patch_size=PATCH,
+        num_history_patches=2,
+        feature_mean=FEATURE_MEAN,
+        feature_std=FEATURE_STD,
+        encoder_hidden_size=32,
+        encoder_num_layers=1,
+        encoder_num_heads=4,
+        encoder_intermediate_size=64,
+        locdit_hidden_size=32,
+        locdit_num_layers=1,
+        locdit_num_heads=4,
+        locdit_intermediate_size=64,
+        num_inference_steps=2,
+        guidance_scale=2.0,
+        temperature=0.5,
         # the random stop head must not stop: lengths then come from max_new_patches (or the text-length default)
-        stop_threshold=0.999, max_patches_per_text_token=0.25, min_max_new_patches=2,
+        stop_threshold=0.999,
+        max_patches_per_text_token=0.25,
+        min_max_new_patches=2,
     )
     kwargs.update(overrides)
     return DiTARConfig(**kwargs)

@@ -34,7 +34,7 @@ def test_transcript_ctc_loss_scores_rows_independently_of_their_batch(tester):
     batched = model.transcript_ctc_loss(**inputs)
     assert batched.shape == (2,)
     for row in range(2):
-        torch.testing.assert_close(batched[row:row + 1], model.transcript_ctc_loss(**select_row(inputs, row)))
+        torch.testing.assert_close(batched[row : row + 1], model.transcript_ctc_loss(**select_row(inputs, row)))
 
 
 def test_transcript_ctc_loss_depends_on_the_transcript(tester):
@@ -107,19 +107,23 @@ def _candidates_by_hand(pipe, inputs: dict, seed: int, k: int) -> tuple[list[tor
     """The K candidates of one text, generated as K separate texts with the generators best-of-K derives, and their
     scores computed from the processor's inputs."""
     children = _candidate_generators([torch.Generator().manual_seed(seed)], 1, k)
-    out = pipe(**dict(inputs, text=[inputs["text"]] * k, generator=children, output_type="features",
-                      num_candidates=1))
+    out = pipe(**dict(inputs, text=[inputs["text"]] * k, generator=children, output_type="features", num_candidates=1))
     features = [torch.as_tensor(out.audios[i][: out.audio_lengths[i]]) for i in range(k)]
     model, patch = pipe.model, pipe.model.config.patch_size
     enc = pipe.encode_inputs([inputs["text"]], inputs["prompt_audio"], inputs["prompt_text"], inputs["sampling_rate"])
     prompt = enc["prompt_features"][0][enc["prompt_attention_mask"][0].bool()]
     prompt = prompt[: (prompt.shape[0] // patch) * patch]
     with torch.no_grad():
-        scores = torch.stack([
-            model.transcript_ctc_loss(enc["input_ids"], torch.cat([prompt, model.normalize_features(f)])[None],
-                                      speech_position_rate=enc.get("speech_position_rate"))[0]
-            for f in features
-        ])
+        scores = torch.stack(
+            [
+                model.transcript_ctc_loss(
+                    enc["input_ids"],
+                    torch.cat([prompt, model.normalize_features(f)])[None],
+                    speech_position_rate=enc.get("speech_position_rate"),
+                )[0]
+                for f in features
+            ]
+        )
     return features, scores
 
 
@@ -127,8 +131,7 @@ def test_best_of_k_keeps_the_candidate_with_the_lowest_score(pipe):
     inputs = get_dummy_inputs(max_new_patches=4)
     features, scores = _candidates_by_hand(pipe, inputs, seed=3, k=3)
     assert len({round(float(s), 5) for s in scores}) == 3, "the tiny model must give distinct scores"
-    out = pipe(**dict(inputs, generator=[torch.Generator().manual_seed(3)], output_type="features",
-                      num_candidates=3))
+    out = pipe(**dict(inputs, generator=[torch.Generator().manual_seed(3)], output_type="features", num_candidates=3))
     best = features[int(scores.argmin())]
     assert out.audio_lengths == [best.shape[0]]
     torch.testing.assert_close(torch.as_tensor(out.audios[0][: out.audio_lengths[0]]), best)
@@ -136,8 +139,10 @@ def test_best_of_k_keeps_the_candidate_with_the_lowest_score(pipe):
 
 def test_best_of_k_samples_k_rows_per_text_in_one_batch(pipe):
     rows = []
-    pipe(**get_dummy_inputs(text=["hello there", "a second text"], num_candidates=3),
-         callback_on_patch_end=lambda p, i, step: rows.append(step.patch.shape[0]))
+    pipe(
+        **get_dummy_inputs(text=["hello there", "a second text"], num_candidates=3),
+        callback_on_patch_end=lambda p, i, step: rows.append(step.patch.shape[0]),
+    )
     assert rows and set(rows) == {6}
 
 
@@ -147,7 +152,9 @@ def test_num_candidates_defaults_to_the_model_config():
     out = pipe(**get_dummy_inputs(), callback_on_patch_end=lambda p, i, step: rows.append(step.patch.shape[0]))
     assert set(rows) == {2} and out.audios.shape[0] == 1
     rows.clear()
-    pipe(**get_dummy_inputs(num_candidates=1), callback_on_patch_end=lambda p, i, step: rows.append(step.patch.shape[0]))
+    pipe(
+        **get_dummy_inputs(num_candidates=1), callback_on_patch_end=lambda p, i, step: rows.append(step.patch.shape[0])
+    )
     assert set(rows) == {1}
 
 
@@ -158,8 +165,13 @@ def test_one_candidate_is_plain_sampling(pipe):
 
 def test_a_text_s_candidates_do_not_depend_on_the_rest_of_the_batch(pipe):
     alone = pipe(**get_dummy_inputs(generator=[torch.Generator().manual_seed(5)], num_candidates=2))
-    batch = pipe(**get_dummy_inputs(text=["hello there", "something else entirely"], num_candidates=2,
-                                    generator=[torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]))
+    batch = pipe(
+        **get_dummy_inputs(
+            text=["hello there", "something else entirely"],
+            num_candidates=2,
+            generator=[torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)],
+        )
+    )
     length = alone.audio_lengths[0]
     assert batch.audio_lengths[0] == length
     np.testing.assert_allclose(batch.audios[0][:length], alone.audios[0][:length], atol=1e-5)

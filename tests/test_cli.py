@@ -50,14 +50,43 @@ def expected_audio(model_dir, text, seed, **kwargs):
 
 def test_synthesize_with_prompt(capsys, tmp_path, model_dir, prompt):
     output = tmp_path / "out.wav"
-    code, _, err = run(capsys, "synthesize", "Hello there.", "--prompt-audio", prompt, "--prompt-text", "the prompt",
-                       "-o", output, "--model", model_dir, "--steps", 2, "--guidance-scale", 1.5, "--temperature",
-                       0.3, "--max-new-patches", 3, "--seed", 4)
+    code, _, err = run(
+        capsys,
+        "synthesize",
+        "Hello there.",
+        "--prompt-audio",
+        prompt,
+        "--prompt-text",
+        "the prompt",
+        "-o",
+        output,
+        "--model",
+        model_dir,
+        "--steps",
+        2,
+        "--guidance-scale",
+        1.5,
+        "--temperature",
+        0.3,
+        "--max-new-patches",
+        3,
+        "--seed",
+        4,
+    )
     assert code == 0, err
     audio, rate = sf.read(output, dtype="float32")
     assert rate == SR and sf.info(output).subtype == "PCM_16"
-    expected = expected_audio(model_dir, "Hello there.", 4, prompt_audio=prompt, prompt_text="the prompt",
-                              num_inference_steps=2, guidance_scale=1.5, temperature=0.3, max_new_patches=3)
+    expected = expected_audio(
+        model_dir,
+        "Hello there.",
+        4,
+        prompt_audio=prompt,
+        prompt_text="the prompt",
+        num_inference_steps=2,
+        guidance_scale=1.5,
+        temperature=0.3,
+        max_new_patches=3,
+    )
     np.testing.assert_allclose(audio, expected, atol=1.5 / 32768, rtol=0)  # PCM_16 quantisation
     assert "Wrote" in err and "cut at the patch limit" in err  # the random stop head never fires
     assert not list(tmp_path.glob(".out.wav.*"))  # the temporary file was renamed into place
@@ -65,16 +94,19 @@ def test_synthesize_with_prompt(capsys, tmp_path, model_dir, prompt):
 
 def test_default_voice_and_progress_bar(capsys, tmp_path, model_dir):
     output = tmp_path / "out.flac"
-    code, _, err = run(capsys, "synthesize", "Hello there.", "-o", output, "--model", model_dir,
-                       "--max-new-patches", 3, "--seed", 0)
+    code, _, err = run(
+        capsys, "synthesize", "Hello there.", "-o", output, "--model", model_dir, "--max-new-patches", 3, "--seed", 0
+    )
     assert code == 0, err
     assert "Generating:" in err and "/3 [" in err  # the progress bar (cleared when done: leave=False)
     audio, rate = sf.read(output, dtype="float32")
-    np.testing.assert_allclose(audio, expected_audio(model_dir, "Hello there.", 0, max_new_patches=3),
-                               atol=1.5 / 32768, rtol=0)
+    np.testing.assert_allclose(
+        audio, expected_audio(model_dir, "Hello there.", 0, max_new_patches=3), atol=1.5 / 32768, rtol=0
+    )
     # --quiet: no progress bar, no summary
-    code, out, err = run(capsys, "synthesize", "Hello there.", "-o", output, "--model", model_dir,
-                         "--max-new-patches", 3, "-q")
+    code, out, err = run(
+        capsys, "synthesize", "Hello there.", "-o", output, "--model", model_dir, "--max-new-patches", 3, "-q"
+    )
     assert code == 0 and out == "" and err == ""
 
 
@@ -94,8 +126,22 @@ def test_stream_writes_the_same_audio(capsys, tmp_path, model_dir):
 def test_candidates_keep_the_best_of_k(capsys, tmp_path):
     folder = tmp_path / "ctc-pipeline"
     get_dummy_pipeline(ctc_loss_weight=1.0).save_pretrained(folder)
-    code, _, err = run(capsys, "synthesize", "Hello there.", "--model", folder, "--max-new-patches", 3, "--seed", 2,
-                       "--candidates", 3, "-q", "-o", tmp_path / "best.wav")
+    code, _, err = run(
+        capsys,
+        "synthesize",
+        "Hello there.",
+        "--model",
+        folder,
+        "--max-new-patches",
+        3,
+        "--seed",
+        2,
+        "--candidates",
+        3,
+        "-q",
+        "-o",
+        tmp_path / "best.wav",
+    )
     assert code == 0, err
     audio, _ = sf.read(tmp_path / "best.wav", dtype="float32")
     expected = expected_audio(folder, "Hello there.", 2, max_new_patches=3, num_candidates=3)
@@ -105,8 +151,9 @@ def test_candidates_keep_the_best_of_k(capsys, tmp_path):
 
 def test_text_from_stdin(capsys, tmp_path, model_dir, monkeypatch):
     monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("Hello from a pipe.\n"))
-    code, _, err = run(capsys, "synthesize", "-", "-o", tmp_path / "s.wav", "--model", model_dir,
-                       "--max-new-patches", 2, "-q")
+    code, _, err = run(
+        capsys, "synthesize", "-", "-o", tmp_path / "s.wav", "--model", model_dir, "--max-new-patches", 2, "-q"
+    )
     assert code == 0, err and (tmp_path / "s.wav").is_file()
 
 
@@ -159,8 +206,10 @@ USER_ERRORS = [
     (["Hi.", "--prompt-audio", "{short}", "--prompt-text", "x"], "prompt_audio is shorter than the model needs"),
     (["Hi.", "--prompt-audio", "{nan}", "--prompt-text", "x"], "non-finite samples"),
     (["Hi.", "--stream", "--prompt-audio", "{silent}", "--prompt-text", "x"], "prompt_audio: .* is silent"),
-    (["Hi.", "--stream", "--temperature", "0.5", "--steps", "1", "--guidance-scale", "1"] + ["--model", "{tmp}/x"],
-     "--model: no such folder"),
+    (
+        ["Hi.", "--stream", "--temperature", "0.5", "--steps", "1", "--guidance-scale", "1"] + ["--model", "{tmp}/x"],
+        "--model: no such folder",
+    ),
     (["Hi.", "--prompt-audio", "{silent}"], "--prompt-audio needs --prompt-text"),
     (["Hi.", "--prompt-text", "x"], "--prompt-text was given without --prompt-audio"),
     (["Hi.", "--prompt-audio", "{good}", "--prompt-text", "你好"], "prompt_text: .*not in the vocabulary"),
@@ -208,8 +257,21 @@ def test_help_reads_well(capsys):
     assert "text-to-speech" in out and "synthesize" in out and "examples:" in out
     code, out, _ = run(capsys, "synthesize", "--help")
     assert code == 0
-    for option in ("--prompt-audio", "--prompt-text", "--model", "--steps", "--guidance-scale", "--temperature",
-                   "--max-new-patches", "--candidates", "--seed", "--stream", "-o FILE, --output FILE", "examples:", "exit status"):
+    for option in (
+        "--prompt-audio",
+        "--prompt-text",
+        "--model",
+        "--steps",
+        "--guidance-scale",
+        "--temperature",
+        "--max-new-patches",
+        "--candidates",
+        "--seed",
+        "--stream",
+        "-o FILE, --output FILE",
+        "examples:",
+        "exit status",
+    ):
         assert option in out, option
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.startswith("ditar ")
@@ -256,11 +318,24 @@ def test_arguments_are_checked_before_torch_is_imported(tmp_path):
         (["synthesize", "   ", "-o", out], 2, "TEXT is empty", ""),
         (["synthesize", "Hi.", "-o", str(tmp_path / "out.mp9")], 2, "cannot tell the audio format", ""),
         (["synthesize", "Hi.", "-o", str(tmp_path / "nope" / "o.wav")], 2, "does not exist", ""),
-        (["synthesize", "Hi.", "-o", out, "--prompt-audio", str(tmp_path / "missing.wav"), "--prompt-text", "x"], 2,
-         "--prompt-audio: no such file", ""),
-        (["synthesize", "Hi.", "-o", out, "--prompt-audio", str(tmp_path / "prompt.wav")], 2,
-         "--prompt-audio needs --prompt-text", ""),
-        (["synthesize", "Hi.", "-o", out, "--prompt-text", "x"], 2, "--prompt-text was given without --prompt-audio", ""),
+        (
+            ["synthesize", "Hi.", "-o", out, "--prompt-audio", str(tmp_path / "missing.wav"), "--prompt-text", "x"],
+            2,
+            "--prompt-audio: no such file",
+            "",
+        ),
+        (
+            ["synthesize", "Hi.", "-o", out, "--prompt-audio", str(tmp_path / "prompt.wav")],
+            2,
+            "--prompt-audio needs --prompt-text",
+            "",
+        ),
+        (
+            ["synthesize", "Hi.", "-o", out, "--prompt-text", "x"],
+            2,
+            "--prompt-text was given without --prompt-audio",
+            "",
+        ),
         (["synthesize", "Hi.", "-o", out, "--stream", "--candidates", "2"], 2, "--stream writes one candidate", ""),
     ]
     script = Path(sys.executable).with_name("ditar")
@@ -279,8 +354,14 @@ def test_arguments_are_checked_before_torch_is_imported(tmp_path):
             assert output in result.stdout
             assert "Traceback" not in result.stderr
     if script.exists():  # the text from standard input is read once, by the early check, and kept for the command
-        result = subprocess.run([sys.executable, "-X", "importtime", str(script), "synthesize", "-", "-o", out],
-                                input="  \n", capture_output=True, text=True, timeout=60, env=env)
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", str(script), "synthesize", "-", "-o", out],
+            input="  \n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         assert result.returncode == 2 and "TEXT is empty" in result.stderr
         assert "torch" not in _imported_modules(result.stderr)
 

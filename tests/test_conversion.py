@@ -35,9 +35,16 @@ def load_script(name: str):
 
 def features(pipe, seed: int = 3) -> np.ndarray:
     pipe.set_progress_bar_config(disable=True)
-    out = pipe("hello world", prompt_audio=np.random.default_rng(0).standard_normal(1600).astype(np.float32) * 0.1,
-               prompt_text="good day", sampling_rate=16000, num_inference_steps=2, max_new_patches=4,
-               output_type="features", generator=torch.Generator().manual_seed(seed))
+    out = pipe(
+        "hello world",
+        prompt_audio=np.random.default_rng(0).standard_normal(1600).astype(np.float32) * 0.1,
+        prompt_text="good day",
+        sampling_rate=16000,
+        num_inference_steps=2,
+        max_new_patches=4,
+        output_type="features",
+        generator=torch.Generator().manual_seed(seed),
+    )
     return out.audios.numpy()
 
 
@@ -104,15 +111,39 @@ def test_raw_weights_and_a_single_checkpoint_folder(run, tmp_path):
 
 
 def test_results_fill_the_model_index(run, tmp_path):
-    results = {"meta": {"num_cases": 3, "settings": {"steps": 10, "seed": 0}},
-               "rows": [{"key": "gt", "name": "ground truth", "cases": 3, "wer": 0.05, "sim_prompt": 0.81},
-                        {"key": "model", "name": "DiTAR tiny", "cases": 3, "wer": 0.25, "wer_capped": 0.2,
-                         "sim_prompt": 0.7123, "stop_rate": 1.0, "rtf": 0.5}]}
+    results = {
+        "meta": {"num_cases": 3, "settings": {"steps": 10, "seed": 0}},
+        "rows": [
+            {"key": "gt", "name": "ground truth", "cases": 3, "wer": 0.05, "sim_prompt": 0.81},
+            {
+                "key": "model",
+                "name": "DiTAR tiny",
+                "cases": 3,
+                "wer": 0.25,
+                "wer_capped": 0.2,
+                "sim_prompt": 0.7123,
+                "stop_rate": 1.0,
+                "rtf": 0.5,
+            },
+        ],
+    }
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
     convert = load_script("checkpoint_to_pipeline")
-    convert.main([str(run), str(tmp_path / "pipe"), "--results", str(path), "--name", "DiTAR test",
-                  "--repo-id", "org/ditar-test", "--datasets", "org/speech"])
+    convert.main(
+        [
+            str(run),
+            str(tmp_path / "pipe"),
+            "--results",
+            str(path),
+            "--name",
+            "DiTAR test",
+            "--repo-id",
+            "org/ditar-test",
+            "--datasets",
+            "org/speech",
+        ]
+    )
     card = ModelCard.load(tmp_path / "pipe" / "README.md")
     metrics = {r.metric_type: r.metric_value for r in card.data.eval_results}
     assert metrics == {"wer": 25.0, "speaker_similarity": 0.712}
@@ -138,15 +169,21 @@ def test_a_checkpoint_that_does_not_fit_names_the_tensor(run, tmp_path):
     config = json.loads((run / "final" / "model" / "config.json").read_text())
     config["locdit_intermediate_size"] = 48
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(SystemExit, match=r"shape mismatch for locdit\.transformer\.blocks\.0\.ff\.net\.0\.proj\.weight"):
+    with pytest.raises(
+        SystemExit, match=r"shape mismatch for locdit\.transformer\.blocks\.0\.ff\.net\.0\.proj\.weight"
+    ):
         convert.main([str(run), str(tmp_path / "out"), "--model-config", str(tmp_path / "config.json")])
     assert not (tmp_path / "out").exists()
 
 
 def test_cli_end_to_end(run, tmp_path):
     out = tmp_path / "cli"
-    result = subprocess.run([sys.executable, str(ROOT / "conversion" / "checkpoint_to_pipeline.py"), str(run),
-                             str(out)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "conversion" / "checkpoint_to_pipeline.py"), str(run), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "hf upload" in result.stdout
     np.testing.assert_array_equal(features(DiTARPipeline.from_pretrained(out)), features(reference_pipeline(run)))
@@ -163,10 +200,26 @@ def _wav(tmp_path: Path) -> str:
 # ----------------------------------------------------------------------------------------------------------------------
 
 LM_CONFIGS = {
-    "qwen2": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, vocab_size=320, max_position_embeddings=256, tie_word_embeddings=True),
-    "llama": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, vocab_size=320, max_position_embeddings=256, tie_word_embeddings=False),
+    "qwen2": dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=320,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+    ),
+    "llama": dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=320,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+    ),
 }
 
 
@@ -178,11 +231,11 @@ def save_tiny_lm(folder: Path, model_type: str) -> Path:
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     backend.train_from_iterator(["hello world, a small test of speech.", "the quick brown fox jumps."] * 20, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>",
-                                        pad_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
     torch.manual_seed(1)
     config = AutoConfig.for_model(model_type, **LM_CONFIGS[model_type])
     AutoModelForCausalLM.from_config(config).save_pretrained(folder)
@@ -195,15 +248,32 @@ def test_init_from_lm(tmp_path, model_type):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     lm_dir = save_tiny_lm(tmp_path / "lm", model_type)
-    speech = {"patch_size": 2, "num_history_patches": 1, "encoder_hidden_size": 32, "encoder_num_layers": 1,
-              "encoder_num_heads": 4, "encoder_intermediate_size": 64, "locdit_hidden_size": 32,
-              "locdit_num_layers": 1, "locdit_num_heads": 4, "locdit_intermediate_size": 64}
+    speech = {
+        "patch_size": 2,
+        "num_history_patches": 1,
+        "encoder_hidden_size": 32,
+        "encoder_num_layers": 1,
+        "encoder_num_heads": 4,
+        "encoder_intermediate_size": 64,
+        "locdit_hidden_size": 32,
+        "locdit_num_layers": 1,
+        "locdit_num_heads": 4,
+        "locdit_intermediate_size": 64,
+    }
     (tmp_path / "speech.json").write_text(json.dumps(speech))
     from pipeline_helpers import get_dummy_feature_extractor
 
     get_dummy_feature_extractor().save_pretrained(tmp_path / "fe")
-    load_script("init_from_lm").main([str(lm_dir), str(tmp_path / "out"), "--speech-config",
-                                      str(tmp_path / "speech.json"), "--feature-extractor", str(tmp_path / "fe")])
+    load_script("init_from_lm").main(
+        [
+            str(lm_dir),
+            str(tmp_path / "out"),
+            "--speech-config",
+            str(tmp_path / "speech.json"),
+            "--feature-extractor",
+            str(tmp_path / "fe"),
+        ]
+    )
 
     pipe = DiTARPipeline.from_pretrained(tmp_path / "out")
     lm = AutoModelForCausalLM.from_pretrained(lm_dir, dtype=torch.float32)
@@ -225,14 +295,23 @@ def test_init_from_lm(tmp_path, model_type):
     assert pipe.processor.encode_text("hello  world") == tokenizer.encode("hello world", add_special_tokens=False)
     batch = pipe.processor("the quick fox", prompt_text="hello world", prompt_audio=tone(0.05), sampling_rate=8000)
     space = tokenizer.encode(" ", add_special_tokens=False)
-    assert batch["input_ids"][0].tolist() == (tokenizer.encode("hello world", add_special_tokens=False) + space
-                                              + tokenizer.encode("the quick fox", add_special_tokens=False))
+    assert batch["input_ids"][0].tolist() == (
+        tokenizer.encode("hello world", add_special_tokens=False)
+        + space
+        + tokenizer.encode("the quick fox", add_special_tokens=False)
+    )
     # it trains and generates
     loss = model(input_ids=batch["input_ids"], speech_features=torch.randn(1, 12, 8)).loss
     assert torch.isfinite(loss)
     pipe.set_progress_bar_config(disable=True)
-    audio = pipe("the quick fox", prompt_audio=tone(0.05), prompt_text="hello world", sampling_rate=8000,
-                 max_new_patches=2, num_inference_steps=2).audios
+    audio = pipe(
+        "the quick fox",
+        prompt_audio=tone(0.05),
+        prompt_text="hello world",
+        sampling_rate=8000,
+        max_new_patches=2,
+        num_inference_steps=2,
+    ).audios
     assert np.isfinite(audio).all()
     card = ModelCard.load(tmp_path / "out" / "README.md")
     assert "untrained" in card.text
@@ -250,8 +329,11 @@ def test_init_from_lm_checks_shapes_and_reads_bin_safely(tmp_path):
     # a tensor of the wrong shape is named
     state["model.layers.1.mlp.up_proj.weight"] = torch.zeros(48, 32)
     save_file(state, str(lm_dir / "model.safetensors"))
-    with pytest.raises(SystemExit, match=r"shape mismatch for layers\.1\.mlp\.up_proj\.weight: .* \(48, 32\), the "
-                                         r"model expects \(64, 32\)"):
+    with pytest.raises(
+        SystemExit,
+        match=r"shape mismatch for layers\.1\.mlp\.up_proj\.weight: .* \(48, 32\), the "
+        r"model expects \(64, 32\)",
+    ):
         init.main([str(lm_dir), str(tmp_path / "bad")])
     with pytest.raises(SystemExit, match="not empty; pass --force"):
         init.main([str(lm_dir), str(tmp_path / "from_bin")])
@@ -263,9 +345,16 @@ def test_init_from_lm_then_fine_tune_with_train_py(tmp_path):
     config = json.loads(_config(tmp_path).read_text())
     save_tiny_lm(tmp_path / "lm", "qwen2")
     (tmp_path / "speech.json").write_text(json.dumps({k: v for k, v in config["model"].items() if k != "text_config"}))
-    load_script("init_from_lm").main([str(tmp_path / "lm"), str(tmp_path / "init"), "--speech-config",
-                                      str(tmp_path / "speech.json"), "--feature-extractor",
-                                      str(tmp_path / "corpus" / "feature_extractor")])
+    load_script("init_from_lm").main(
+        [
+            str(tmp_path / "lm"),
+            str(tmp_path / "init"),
+            "--speech-config",
+            str(tmp_path / "speech.json"),
+            "--feature-extractor",
+            str(tmp_path / "corpus" / "feature_extractor"),
+        ]
+    )
     config.update(init_from=str(tmp_path / "init"), max_steps=2)
     (tmp_path / "ft.json").write_text(json.dumps(config))
     result = _train(tmp_path / "ft.json", tmp_path / "run")
@@ -278,15 +367,25 @@ def test_a_saved_model_folder_becomes_a_pipeline(run, tmp_path):
     """train.py's final/model (or a GPU run's exported model) is a save_pretrained folder: convert it as is."""
     convert = load_script("checkpoint_to_pipeline")
     out = tmp_path / "from-model"
-    convert.main([str(run / "final" / "model"), str(out), "--processor", str(run / "final" / "processor"),
-                  "--dtype", "float16"])
+    convert.main(
+        [str(run / "final" / "model"), str(out), "--processor", str(run / "final" / "processor"), "--dtype", "float16"]
+    )
     pipe = DiTARPipeline.from_pretrained(out)
     reference = reference_pipeline(run)
     for name, tensor in reference.model.state_dict().items():
         assert pipe.model.state_dict()[name].dtype == torch.float16, name
-        torch.testing.assert_close(pipe.model.state_dict()[name].float(), tensor.half().float(), rtol=0, atol=0,
-                                   msg=name)
+        torch.testing.assert_close(
+            pipe.model.state_dict()[name].float(), tensor.half().float(), rtol=0, atol=0, msg=name
+        )
     assert "save_pretrained weights" in (out / "README.md").read_text()
     with pytest.raises(convert.ConversionError, match="model folder"):
-        convert.main([str(run / "final" / "model"), str(tmp_path / "bad"), "--weights", "raw",
-                      "--processor", str(run / "final" / "processor")])
+        convert.main(
+            [
+                str(run / "final" / "model"),
+                str(tmp_path / "bad"),
+                "--weights",
+                "raw",
+                "--processor",
+                str(run / "final" / "processor"),
+            ]
+        )

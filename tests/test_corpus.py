@@ -39,8 +39,10 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="esp
 PROBE = "The quick brown fox jumps over the lazy dog."
 
 # 60 clean sentences of 4-12 words for tiny builds (no dependency on the fortunes package)
-_WORDS = ("apple river stone cloud garden window letter silver market doctor winter candle forest engine "
-          "yellow museum pocket ladder basket summer").split()
+_WORDS = (
+    "apple river stone cloud garden window letter silver market doctor winter candle forest engine "
+    "yellow museum pocket ladder basket summer"
+).split()
 
 
 def _tiny_fortunes(root: Path, n: int = 60) -> Path:
@@ -103,7 +105,15 @@ def test_voice_bank_layout(tmp_path):
         assert (data / "phontab").is_file() and (data / "en_dict").is_file()
         assert not (data / "voices" / "mb").exists()
         assert {p.name for p in (data / "lang").rglob("*") if p.is_file()} <= {
-            "en", "en-029", "en-GB-scotland", "en-GB-x-gbclan", "en-GB-x-gbcwmd", "en-GB-x-rp", "en-US", "en-US-nyc"}
+            "en",
+            "en-029",
+            "en-GB-scotland",
+            "en-GB-x-gbclan",
+            "en-GB-x-gbcwmd",
+            "en-GB-x-rp",
+            "en-US",
+            "en-US-nyc",
+        }
         assert not list(data.glob("de_dict"))
         listed = subprocess.run(["espeak-ng", f"--path={d}", "--voices=variant"], capture_output=True, text=True).stdout
         names = [v.name for v in bank if v.path == d]
@@ -119,8 +129,9 @@ def test_five_random_voices_give_distinct_audio(tmp_path):
     md5s = probe_md5s(list(bank), PROBE, tmp_path / "w")
     assert len(set(md5s)) == 5
     # none of them is a silent fallback to its plain base voice
-    plain = probe_md5s([Voice(name="", base=v.base, variant="", speed=170, path=v.path) for v in bank], PROBE,
-                       tmp_path / "w")
+    plain = probe_md5s(
+        [Voice(name="", base=v.base, variant="", speed=170, path=v.path) for v in bank], PROBE, tmp_path / "w"
+    )
     assert not set(md5s) & set(plain)
 
 
@@ -160,43 +171,52 @@ def test_synthesize_rejects_missing_voice(tmp_path):
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("s", [
-    "Today is the tomorrow you worried about yesterday.",
-    "Love tells us many things that are not so.",
-    "Don't look back, something might be gaining on you.",
-    "Is it a well-known fact that the boys' dog barks?",
-])
+@pytest.mark.parametrize(
+    "s",
+    [
+        "Today is the tomorrow you worried about yesterday.",
+        "Love tells us many things that are not so.",
+        "Don't look back, something might be gaining on you.",
+        "Is it a well-known fact that the boys' dog barks?",
+    ],
+)
 def test_clean_sentence_accepts(s):
     assert clean_sentence(s) == s
 
 
-@pytest.mark.parametrize("s", [
-    "There are 10 kinds of people.",  # digits
-    "Only three words.",  # < 4 words
-    " ".join(["word"] * 21) + ".",  # > 20 words
-    "The NASA budget was cut again today.",  # all-caps word
-    "DO NOT PANIC AT ALL.",  # all caps
-    "Caf\u00e9 society is a strange thing indeed.",  # non-ASCII
-    "Q: What is the meaning of it all?",  # speaker label
-    "A. That is the only kind I know.",  # answer label
-    "Duty, n: What one expects from others.",  # dictionary definition
-    "Mr. Smith went to the market today.",  # abbreviation
-    "this does not start with a capital letter.",
-    "This one has no final punctuation mark",
-    "He said 'no way' and went home again.",  # single quotes
-    "The price (in dollars) was much too high.",  # brackets
-    "Wait for it... the end is near now.",  # ellipsis
-    "Send mail to someone at example dot com/foo please.",  # symbols
-])
+@pytest.mark.parametrize(
+    "s",
+    [
+        "There are 10 kinds of people.",  # digits
+        "Only three words.",  # < 4 words
+        " ".join(["word"] * 21) + ".",  # > 20 words
+        "The NASA budget was cut again today.",  # all-caps word
+        "DO NOT PANIC AT ALL.",  # all caps
+        "Caf\u00e9 society is a strange thing indeed.",  # non-ASCII
+        "Q: What is the meaning of it all?",  # speaker label
+        "A. That is the only kind I know.",  # answer label
+        "Duty, n: What one expects from others.",  # dictionary definition
+        "Mr. Smith went to the market today.",  # abbreviation
+        "this does not start with a capital letter.",
+        "This one has no final punctuation mark",
+        "He said 'no way' and went home again.",  # single quotes
+        "The price (in dollars) was much too high.",  # brackets
+        "Wait for it... the end is near now.",  # ellipsis
+        "Send mail to someone at example dot com/foo please.",  # symbols
+    ],
+)
 def test_clean_sentence_rejects(s):
     assert clean_sentence(s) is None
 
 
 def test_clean_sentence_normalizes():
-    assert clean_sentence('A clash of doctrine is not a disaster -- it is an opportunity.') == \
-        "A clash of doctrine is not a disaster, it is an opportunity."
-    assert clean_sentence('"Sir, I exist!" said the man to the universe.') == \
-        "Sir, I exist! said the man to the universe."
+    assert (
+        clean_sentence("A clash of doctrine is not a disaster -- it is an opportunity.")
+        == "A clash of doctrine is not a disaster, it is an opportunity."
+    )
+    assert (
+        clean_sentence('"Sir, I exist!" said the man to the universe.') == "Sir, I exist! said the man to the universe."
+    )
 
 
 def test_split_sentences_keeps_abbreviations():
@@ -207,11 +227,13 @@ def test_split_sentences_keeps_abbreviations():
 def test_fortune_entries_and_categories(tmp_path):
     d = tmp_path / "f"
     (d / "off").mkdir(parents=True)
-    (d / "wisdom").write_text("A dream will always triumph over reality, once it is given the chance.\n"
-                              "\t\t-- Stanislaw Lem\n%\nLine one of it\ncontinues here and ends now.\n%\n"
-                              "A DUPLICATE dream will do.\n%\nIf people lack knowledge and desire\n"
-                              "Then they can not act.  But this sentence survives.\n%\nA dream will always triumph over reality, once it "
-                              "is given the chance!\n%\n")
+    (d / "wisdom").write_text(
+        "A dream will always triumph over reality, once it is given the chance.\n"
+        "\t\t-- Stanislaw Lem\n%\nLine one of it\ncontinues here and ends now.\n%\n"
+        "A DUPLICATE dream will do.\n%\nIf people lack knowledge and desire\n"
+        "Then they can not act.  But this sentence survives.\n%\nA dream will always triumph over reality, once it "
+        "is given the chance!\n%\n"
+    )
     (d / "wisdom.dat").write_bytes(b"\x00\x01")
     (d / "wisdom.u8").symlink_to(d / "wisdom")
     (d / "ethnic").write_text("An ethnic joke that must be skipped here.\n%\n")
@@ -222,9 +244,13 @@ def test_fortune_entries_and_categories(tmp_path):
     assert entries[1] == "Line one of it continues here and ends now."
     assert entries[3].startswith("If people lack knowledge and desire / Then")  # verse break marked
     a = load_sentences(d, seed=1)
-    assert sorted(a) == sorted(["A dream will always triumph over reality, once it is given the chance.",
-                                "Line one of it continues here and ends now.",
-                                "But this sentence survives."])  # dedup: "!" variant dropped; verse dropped
+    assert sorted(a) == sorted(
+        [
+            "A dream will always triumph over reality, once it is given the chance.",
+            "Line one of it continues here and ends now.",
+            "But this sentence survives.",
+        ]
+    )  # dedup: "!" variant dropped; verse dropped
     assert load_sentences(d, seed=1) == a  # deterministic
 
 
@@ -298,9 +324,24 @@ def test_tiny_build(tmp_path):
     fortunes = _tiny_fortunes(tmp_path)
     out = tmp_path / "corpus"
     t = time.time()
-    summary = bc.main(["--out", str(out), "--num-train-speakers", "3", "--num-val-speakers", "1",
-                       "--utts-per-speaker", "2", "--num-test-voices", "1", "--fortunes-dir", str(fortunes),
-                       "--num-proc", "2"])
+    summary = bc.main(
+        [
+            "--out",
+            str(out),
+            "--num-train-speakers",
+            "3",
+            "--num-val-speakers",
+            "1",
+            "--utts-per-speaker",
+            "2",
+            "--num-test-voices",
+            "1",
+            "--fortunes-dir",
+            str(fortunes),
+            "--num-proc",
+            "2",
+        ]
+    )
     elapsed = time.time() - t
     assert elapsed < 30, elapsed  # ~3 s on 2 cores
     dsd = _check_dataset(out, 3, 1)
@@ -313,16 +354,30 @@ def test_tiny_build(tmp_path):
 class _StandInFE:
     """Stand-in with DiTARFeatureExtractor's interface, used only if modeling_ditar's class is missing."""
 
-    def __init__(self, feature_size=100, sampling_rate=24000, n_fft=1024, hop_length=256, feature_mean=None,
-                 feature_std=None, **kwargs):
-        self.feature_size, self.sampling_rate, self.n_fft, self.hop_length = feature_size, sampling_rate, n_fft, hop_length
+    def __init__(
+        self,
+        feature_size=100,
+        sampling_rate=24000,
+        n_fft=1024,
+        hop_length=256,
+        feature_mean=None,
+        feature_std=None,
+        **kwargs,
+    ):
+        self.feature_size, self.sampling_rate, self.n_fft, self.hop_length = (
+            feature_size,
+            sampling_rate,
+            n_fft,
+            hop_length,
+        )
         self.feature_mean, self.feature_std = feature_mean, feature_std
 
     def compute_log_mel(self, waveform):
         import torch
 
-        spec = torch.stft(waveform, self.n_fft, self.hop_length, window=torch.hann_window(self.n_fft),
-                          return_complex=True).abs()[: self.feature_size]
+        spec = torch.stft(
+            waveform, self.n_fft, self.hop_length, window=torch.hann_window(self.n_fft), return_complex=True
+        ).abs()[: self.feature_size]
         return torch.log(spec.clamp(min=1e-5)).T
 
     def save_pretrained(self, path):
@@ -343,9 +398,31 @@ def test_tiny_build_with_features(tmp_path, monkeypatch):
     cfg = tmp_path / "fe.json"
     cfg.write_text(json.dumps({"feature_size": 100, "n_fft": 1024, "hop_length": 256}))
     out = tmp_path / "corpus"
-    bc.main(["--out", str(out), "--num-train-speakers", "2", "--num-val-speakers", "1", "--utts-per-speaker", "3",
-             "--num-test-voices", "1", "--test-utts-per-voice", "2", "--fortunes-dir", str(fortunes),
-             "--features", "--feature-config", str(cfg), "--n-mels", "80", "--hop-length", "240"])
+    bc.main(
+        [
+            "--out",
+            str(out),
+            "--num-train-speakers",
+            "2",
+            "--num-val-speakers",
+            "1",
+            "--utts-per-speaker",
+            "3",
+            "--num-test-voices",
+            "1",
+            "--test-utts-per-voice",
+            "2",
+            "--fortunes-dir",
+            str(fortunes),
+            "--features",
+            "--feature-config",
+            str(cfg),
+            "--n-mels",
+            "80",
+            "--hop-length",
+            "240",
+        ]
+    )
     dsd = _check_dataset(out, 2, 1)
     for ds in dsd.values():
         row = ds[0]
@@ -383,7 +460,9 @@ def _fake_hub_dataset(n: int = 6, sr: int = 16000):
     audio, texts, spk = [], [], []
     for i in range(n):
         secs = 0.5 if i == 0 else 2.0  # the first one is too short after trimming
-        x = np.concatenate([np.zeros(int(0.6 * sr)), 0.3 * rng.standard_normal(int(secs * sr)), np.zeros(int(0.6 * sr))])
+        x = np.concatenate(
+            [np.zeros(int(0.6 * sr)), 0.3 * rng.standard_normal(int(secs * sr)), np.zeros(int(0.6 * sr))]
+        )
         audio.append({"bytes": _wav_bytes(x.astype(np.float32), sr), "path": None})
         texts.append(f"utterance number {i}")
         spk.append(100 + i % 2)
@@ -393,8 +472,15 @@ def _fake_hub_dataset(n: int = 6, sr: int = 16000):
 
 def test_convert_local_speech_dataset():
     ds = _fake_hub_dataset()
-    out = bc.convert_speech_dataset(ds, text_column="text_normalized", audio_column="audio",
-                                    speaker_column="speaker_id", target_sr=24000, num_proc=2, source="fake")
+    out = bc.convert_speech_dataset(
+        ds,
+        text_column="text_normalized",
+        audio_column="audio",
+        speaker_column="speaker_id",
+        target_sr=24000,
+        num_proc=2,
+        source="fake",
+    )
     assert len(out) == 5  # 0.5 s clip dropped by --min-sec 1
     row = out[0]
     assert row["sampling_rate"] == 24000 and row["speaker_id"] in ("100", "101") and row["voice"] == "fake"
@@ -404,7 +490,9 @@ def test_convert_local_speech_dataset():
 
     x = (0.3 * np.sin(np.arange(32000) / 5)).astype(np.float32)
     d2 = Dataset.from_dict({"a": [{"array": x, "sampling_rate": 16000}], "t": ["hello world"]})
-    assert bc.convert_speech_dataset(d2, text_column="t", audio_column="a")[0]["duration"] == pytest.approx(2.0, abs=0.01)
+    assert bc.convert_speech_dataset(d2, text_column="t", audio_column="a")[0]["duration"] == pytest.approx(
+        2.0, abs=0.01
+    )
     d3 = Dataset.from_dict({"a": [x], "sr": [16000], "t": ["hello world"]})
     r3 = bc.convert_speech_dataset(d3, text_column="t", audio_column="a", sampling_rate_column="sr")[0]
     assert r3["speaker_id"] == "unknown" and len(r3["audio"]) == 48000
@@ -421,9 +509,24 @@ def test_hub_cli_path_offline(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     out = tmp_path / "hub"
-    bc.main(["--out", str(out), "--from-hub-dataset", "someone/libritts_r", "--hub-config", "clean",
-             "--hub-splits", "train=train.clean.100,validation=dev.clean,test=test.clean",
-             "--text-column", "text_normalized", "--audio-column", "audio", "--speaker-column", "speaker_id"])
+    bc.main(
+        [
+            "--out",
+            str(out),
+            "--from-hub-dataset",
+            "someone/libritts_r",
+            "--hub-config",
+            "clean",
+            "--hub-splits",
+            "train=train.clean.100,validation=dev.clean,test=test.clean",
+            "--text-column",
+            "text_normalized",
+            "--audio-column",
+            "audio",
+            "--speaker-column",
+            "speaker_id",
+        ]
+    )
     assert calls == [("someone/libritts_r", "clean", s) for s in ("train.clean.100", "dev.clean", "test.clean")]
     dsd = datasets.load_from_disk(str(out))
     assert set(dsd) == {"train", "validation", "test"} and len(dsd["train"]) == 5
@@ -445,8 +548,20 @@ def test_folder_of_recordings_becomes_a_corpus(tmp_path):
         lines.append(f'clips/u{i}.flac,"Sentence number {i}, spoken.",{"ann" if i % 2 else "bob"}')
     (folder / "metadata.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "corpus"
-    bc.main(["--out", str(out), "--from-folder", str(folder), "--sampling-rate", "16000", "--val-fraction", "0.2",
-             "--num-proc", "1"])
+    bc.main(
+        [
+            "--out",
+            str(out),
+            "--from-folder",
+            str(folder),
+            "--sampling-rate",
+            "16000",
+            "--val-fraction",
+            "0.2",
+            "--num-proc",
+            "1",
+        ]
+    )
     dsd = datasets.load_from_disk(str(out))
     assert set(dsd) == {"train", "validation"} and (len(dsd["train"]), len(dsd["validation"])) == (8, 2)
     texts = set(dsd["train"]["text"]) | set(dsd["validation"]["text"])
@@ -463,9 +578,21 @@ def test_heldout_sentences_of_train_voices_go_to_validation(tmp_path):
     bank = VoiceBank(tmp_path / "voices", 4, seed=3)
 
     def plan(*extra):
-        args = bc.build_parser().parse_args(["--out", str(tmp_path / "x"), "--num-train-speakers", "3",
-                                             "--num-val-speakers", "1", "--utts-per-speaker", "5",
-                                             "--num-test-voices", "1", *extra])
+        args = bc.build_parser().parse_args(
+            [
+                "--out",
+                str(tmp_path / "x"),
+                "--num-train-speakers",
+                "3",
+                "--num-val-speakers",
+                "1",
+                "--utts-per-speaker",
+                "5",
+                "--num-test-voices",
+                "1",
+                *extra,
+            ]
+        )
         args.test_utts_per_voice = args.utts_per_speaker
         return bc.plan_synthetic(args, sentences, bank)
 
@@ -489,9 +616,25 @@ def test_voice_seed_changes_the_voices_not_the_sentences(tmp_path):
     fortunes = _tiny_fortunes(tmp_path)
     built = {}
     for name, extra in (("a", []), ("b", ["--voice-seed", "5"])):
-        bc.main(["--out", str(tmp_path / name), "--num-train-speakers", "2", "--num-val-speakers", "1",
-                 "--utts-per-speaker", "2", "--num-test-voices", "1", "--fortunes-dir", str(fortunes),
-                 "--num-proc", "1", *extra])
+        bc.main(
+            [
+                "--out",
+                str(tmp_path / name),
+                "--num-train-speakers",
+                "2",
+                "--num-val-speakers",
+                "1",
+                "--utts-per-speaker",
+                "2",
+                "--num-test-voices",
+                "1",
+                "--fortunes-dir",
+                str(fortunes),
+                "--num-proc",
+                "1",
+                *extra,
+            ]
+        )
         built[name] = _check_dataset(tmp_path / name, 2, 1)
     for split in ("train", "validation", "test"):
         assert built["a"][split]["text"] == built["b"][split]["text"]

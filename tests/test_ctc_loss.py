@@ -45,15 +45,19 @@ def test_ctc_loss_depends_on_the_transcript(tester):
 
 @pytest.mark.parametrize("position, columns", [("patch", slice(1, None)), ("prediction", slice(None, -1))])
 def test_ctc_position_picks_the_backbone_outputs_it_reads(tester, position, columns):
-    """"patch": the outputs at the patches (hidden[:, 1:]); "prediction": the outputs that predict them
+    """ "patch": the outputs at the patches (hidden[:, 1:]); "prediction": the outputs that predict them
     (hidden[:, :-1], start-of-speech included), i.e. what LocDiT is conditioned on."""
     model = tester.get_model(ctc_loss_weight=1.0, ctc_position=position).eval()
     inputs = tester.prepare_inputs()
     torch.manual_seed(0)
     out = model(**inputs)
     _, patch_mask = model.patchify(inputs["speech_features"], inputs.get("speech_attention_mask"))
-    expected = model._ctc_loss(out.speech_hidden_states[:, columns], patch_mask.sum(1), inputs["input_ids"],
-                               inputs.get("attention_mask", torch.ones_like(inputs["input_ids"])))
+    expected = model._ctc_loss(
+        out.speech_hidden_states[:, columns],
+        patch_mask.sum(1),
+        inputs["input_ids"],
+        inputs.get("attention_mask", torch.ones_like(inputs["input_ids"])),
+    )
     torch.testing.assert_close(out.ctc_loss, expected)
 
 

@@ -72,8 +72,13 @@ def test_text_to_speech_pipeline_clones_a_voice_given_as_a_conversation(saved):
     tts = pipeline("text-to-speech", model=str(saved))
     prompt = np.load(saved.parent / "prompt.npy")
     conversation = [
-        {"role": "user", "content": [{"type": "audio", "audio": prompt, "sampling_rate": 8000},
-                                     {"type": "text", "text": VOICE_TEXT}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "audio", "audio": prompt, "sampling_rate": 8000},
+                {"type": "text", "text": VOICE_TEXT},
+            ],
+        },
         {"role": "user", "content": TEXT},
     ]
     out = tts(conversation, generate_kwargs={"generator": torch.Generator().manual_seed(0), "num_candidates": 1})
@@ -145,17 +150,35 @@ REMOTE = textwrap.dedent(
 
 def test_every_entry_point_works_where_the_package_cannot_be_imported(saved):
     script = HIDE_PACKAGE.replace("REPO", repr(str(ROOT))) + REMOTE
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(saved.parent), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "HF_MODULES_CACHE": str(saved.parent / "modules"), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", script, str(saved), str(saved.parent / "reference.npy")],
-                            capture_output=True, text=True, env=env, cwd=str(saved.parent), stdin=subprocess.DEVNULL,
-                            timeout=600)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(saved.parent),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_MODULES_CACHE": str(saved.parent / "modules"),
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(saved), str(saved.parent / "reference.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(saved.parent),
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "Do you wish to run the custom code" not in result.stdout + result.stderr
     report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("REPORT "))[7:])
     assert report == {
-        "tts_class": "DiTARForTextToSpeech", "tts": True, "tta_batch": [True, True], "auto_tts": True,
-        "auto_model": "DiTARGenerationOutput", "diffusers": True, "modules": [],
+        "tts_class": "DiTARForTextToSpeech",
+        "tts": True,
+        "tta_batch": [True, True],
+        "auto_tts": True,
+        "auto_model": "DiTARGenerationOutput",
+        "diffusers": True,
+        "modules": [],
     }
 
 

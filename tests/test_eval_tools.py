@@ -24,8 +24,13 @@ from eval_lib.cases import load_cases  # noqa: E402
 def _fake_librivox(root: Path) -> Path:
     folder = root / "librivox"
     folder.mkdir()
-    for i, text in enumerate(["he was not an ill disposed young man", "he might even have been made amiable",
-                              "unless to be rather cold hearted"]):
+    for i, text in enumerate(
+        [
+            "he was not an ill disposed young man",
+            "he might even have been made amiable",
+            "unless to be rather cold hearted",
+        ]
+    ):
         write_wav(folder / f"clip-{i:04d}.wav", tone(0.5, freq=200.0 + 10 * i))
         (folder / f"clip-{i:04d}.txt").write_text(f"  {text}\n")
     return folder
@@ -39,11 +44,30 @@ def _fake_flite(voice, text, path):
 def test_ood_cases_flite_and_librivox(tmp_path, monkeypatch):
     monkeypatch.setattr(make_ood_cases, "flite_say", _fake_flite)
     out = tmp_path / "ood" / "cases.jsonl"
-    make_ood_cases.main(["--out", str(out), "--flite-voices", "slt,rms", "--flite-cases-per-voice", "2",
-                         "--sentences-from", "", "--librivox-dir", str(_fake_librivox(tmp_path))])
+    make_ood_cases.main(
+        [
+            "--out",
+            str(out),
+            "--flite-voices",
+            "slt,rms",
+            "--flite-cases-per-voice",
+            "2",
+            "--sentences-from",
+            "",
+            "--librivox-dir",
+            str(_fake_librivox(tmp_path)),
+        ]
+    )
     cases = load_cases(out)  # checks that every audio file exists, relative to the JSONL
-    assert [c.id for c in cases] == ["flite-slt-00", "flite-slt-01", "flite-rms-00", "flite-rms-01",
-                                     "librivox-0000", "librivox-0001", "librivox-0002"]
+    assert [c.id for c in cases] == [
+        "flite-slt-00",
+        "flite-slt-01",
+        "flite-rms-00",
+        "flite-rms-01",
+        "librivox-0000",
+        "librivox-0001",
+        "librivox-0002",
+    ]
     assert all(c.has_ground_truth for c in cases)
     flite = [c for c in cases if c.id.startswith("flite")]
     texts = [t for c in flite for t in (c.prompt_text, c.target_text)]
@@ -60,8 +84,7 @@ def test_ood_cases_flite_and_librivox(tmp_path, monkeypatch):
 
 def test_ood_cases_reject_a_folder_without_clips(tmp_path):
     with pytest.raises(SystemExit, match="LibriVox"):
-        make_ood_cases.main(["--out", str(tmp_path / "c.jsonl"), "--flite-voices", "", "--librivox-dir",
-                             str(tmp_path)])
+        make_ood_cases.main(["--out", str(tmp_path / "c.jsonl"), "--flite-voices", "", "--librivox-dir", str(tmp_path)])
 
 
 def test_ood_cases_need_some_source(tmp_path):
@@ -84,31 +107,63 @@ def test_real_flite_writes_16k_speech(tmp_path):
 
 def _results(folder: Path, model_name: str, sim: float, with_reference: bool, teacher_forced: bool = False) -> Path:
     def row(key, name, **kw):
-        base = {"key": key, "name": name, "cases": 4, "failed": 0, "wer": 0.3, "wer_capped": 0.3, "recognised": 0.75,
-                "ref_words": 40, "hits": 30, "sim_prompt": 0.85, "sim_gt": None, "stop_rate": None,
-                "duration_ratio": 1.0}
+        base = {
+            "key": key,
+            "name": name,
+            "cases": 4,
+            "failed": 0,
+            "wer": 0.3,
+            "wer_capped": 0.3,
+            "recognised": 0.75,
+            "ref_words": 40,
+            "hits": 30,
+            "sim_prompt": 0.85,
+            "sim_gt": None,
+            "stop_rate": None,
+            "duration_ratio": 1.0,
+        }
         base.update(kw)
         return base
 
-    rows = [row("gt", "ground truth"), row("resynth", "ground truth resynthesised", sim_prompt=0.8)] if with_reference else []
+    rows = (
+        [row("gt", "ground truth"), row("resynth", "ground truth resynthesised", sim_prompt=0.8)]
+        if with_reference
+        else []
+    )
     if teacher_forced:
         rows.append(row("tf", f"{model_name} teacher-forced", sim_prompt=sim + 0.05))
-    rows.append(row("model", model_name, wer=2.0, wer_capped=0.95, recognised=0.05, hits=2, sim_prompt=sim,
-                    stop_rate=1.0, duration_ratio=1.2))
+    rows.append(
+        row(
+            "model",
+            model_name,
+            wer=2.0,
+            wer_capped=0.95,
+            recognised=0.05,
+            hits=2,
+            sim_prompt=sim,
+            stop_rate=1.0,
+            duration_ratio=1.2,
+        )
+    )
     cases = [{"id": f"c{i}", "rows": {"model": {"sim_prompt": sim + 0.01 * i}}} for i in range(4)]
     folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps({"meta": {"command": f"evaluate {folder.name}"}, "rows": rows,
-                                                     "cases": cases}))
+    (folder / "results.json").write_text(
+        json.dumps({"meta": {"command": f"evaluate {folder.name}"}, "rows": rows, "cases": cases})
+    )
     return folder
 
 
 def _run_dir(folder: Path) -> Path:
     folder.mkdir()
     header = "step,epoch,loss,diffusion_loss,stop_loss,lr,grad_norm,frames_per_s,elapsed_s\n"
-    lines = [f"{s},0,1.0,{d},0.01,1e-4,0.5,1000,{s * 3}\n" for s, d in [(25, 0.9), (50, 0.5), (75, 0.4), (100, 0.3),
-                                                                         (125, 0.2)]]
+    lines = [
+        f"{s},0,1.0,{d},0.01,1e-4,0.5,1000,{s * 3}\n"
+        for s, d in [(25, 0.9), (50, 0.5), (75, 0.4), (100, 0.3), (125, 0.2)]
+    ]
     (folder / "log.csv").write_text(header + "".join(lines))
-    (folder / "text_use.csv").write_text("step,right,wrong,penalty\n60,0.5,0.51,0.02\n120,0.4,0.46,0.15,0.4,0.42,0.05\n")
+    (folder / "text_use.csv").write_text(
+        "step,right,wrong,penalty\n60,0.5,0.51,0.02\n120,0.4,0.46,0.15,0.4,0.42,0.05\n"
+    )
     return folder
 
 
@@ -117,13 +172,28 @@ def test_compare_results_table(tmp_path):
     after = _results(tmp_path / "after", "tuned", 0.78, with_reference=True, teacher_forced=True)
     run = _run_dir(tmp_path / "run")
     out = tmp_path / "docs" / "cmp.md"
-    text = compare_results.main(["--out", str(out), "--title", "Before and after", "--intro", "Six voices.",
-                                 f"default={before}",
-                                 f"fine-tuned={after}@{run}"])
+    text = compare_results.main(
+        [
+            "--out",
+            str(out),
+            "--title",
+            "Before and after",
+            "--intro",
+            "Six voices.",
+            f"default={before}",
+            f"fine-tuned={after}@{run}",
+        ]
+    )
     assert out.read_text() == text and text.startswith("# Before and after\n\nSix voices.\n\n| system")
     table = [line for line in text.splitlines() if line.startswith("| ")]
-    assert [line.split(" | ")[0] for line in table] == ["| system", "| ground truth", "| ground truth resynthesised",
-                                                       "| default", "| fine-tuned, teacher-forced", "| fine-tuned"]
+    assert [line.split(" | ")[0] for line in table] == [
+        "| system",
+        "| ground truth",
+        "| ground truth resynthesised",
+        "| default",
+        "| fine-tuned, teacher-forced",
+        "| fine-tuned",
+    ]
     # references shown once; a teacher-forced row is named as such
     tuned = table[-1].split(" | ")
     assert tuned[1] == "125 steps, 6 min"  # elapsed 375 s
@@ -132,7 +202,10 @@ def test_compare_results_table(tmp_path):
     assert tuned[8] == "0.780" and table[-3].split(" | ")[8] == "0.700" and table[-2].split(" | ")[8] == "0.830"
     assert table[-3].split(" | ")[1] == "–"  # no run folder given
     # per-case SIM differences on the shared cases: every case +0.08, so no spread
-    assert "- fine-tuned vs default: SIM (prompt) +0.080 ± 0.000 (standard error, 4 paired cases; higher in 4 of 4)" in text
+    assert (
+        "- fine-tuned vs default: SIM (prompt) +0.080 ± 0.000 (standard error, 4 paired cases; higher in 4 of 4)"
+        in text
+    )
     assert "- `evaluate before`" in text and "- `evaluate after`" in text
 
 

@@ -120,8 +120,16 @@ def _tiny_corpus(root: Path) -> Path:
     for k, (speaker, texts) in enumerate(sentences.items()):
         for j, text in enumerate(texts):
             audio = tone(0.3 + 0.05 * j, sr=16000, freq=150.0 + 40 * k + 5 * j)
-            rows.append({"audio": audio.tolist(), "sampling_rate": 16000, "text": text, "speaker_id": speaker,
-                         "voice": speaker.removeprefix("stock_"), "duration": len(audio) / 16000})
+            rows.append(
+                {
+                    "audio": audio.tolist(),
+                    "sampling_rate": 16000,
+                    "text": text,
+                    "speaker_id": speaker,
+                    "voice": speaker.removeprefix("stock_"),
+                    "duration": len(audio) / 16000,
+                }
+            )
     test = Dataset.from_list(rows)
     train = Dataset.from_list(rows[:2])
     path = root / "corpus"
@@ -156,7 +164,8 @@ def test_make_cases_same_speaker_different_sentence(tmp_path):
     assert lines[0]["prompt_audio"].startswith("wavs/") and lines[0]["voice"]
     reloaded = load_cases(out)
     assert [(c.id, c.prompt_audio, c.target_audio, c.target_text) for c in reloaded] == [
-        (c.id, c.prompt_audio, c.target_audio, c.target_text) for c in cases]
+        (c.id, c.prompt_audio, c.target_audio, c.target_text) for c in cases
+    ]
     # the same seed gives the same cases; speaker stock_c cannot give a second pair (its other sentence is the same)
     again = make_cases_from_dataset(corpus, "test", 10, tmp_path / "again.jsonl", seed=1)
     assert [c.target_text for c in again[:4]] == [c.target_text for c in cases]
@@ -171,8 +180,9 @@ def test_select_pairs_skips_speakers_without_a_second_sentence():
 
 def test_case_builder_cli(tmp_path):
     corpus = _tiny_corpus(tmp_path)
-    info = ev.main(["--make-cases-from", str(corpus), "--split", "test", "--num-cases", "2", "--out",
-                    str(tmp_path / "c")])
+    info = ev.main(
+        ["--make-cases-from", str(corpus), "--split", "test", "--num-cases", "2", "--out", str(tmp_path / "c")]
+    )
     assert info["num_cases"] == 2 and Path(info["cases_file"]) == tmp_path / "c" / "cases.jsonl"
     assert len(list((tmp_path / "c" / "wavs").glob("*.wav"))) == 4
 
@@ -182,8 +192,18 @@ def test_load_cases_validates_and_allows_prompt_only_cases(tmp_path):
     path = tmp_path / "cases.jsonl"
     path.write_text(
         "# out-of-domain prompt: no ground truth\n"
-        + json.dumps({"id": "ood", "prompt_audio": "p.wav", "prompt_text": "a b", "target_text": "c d",
-                      "voice": "flite slt", "speaker_id": "slt"}) + "\n\n")
+        + json.dumps(
+            {
+                "id": "ood",
+                "prompt_audio": "p.wav",
+                "prompt_text": "a b",
+                "target_text": "c d",
+                "voice": "flite slt",
+                "speaker_id": "slt",
+            }
+        )
+        + "\n\n"
+    )
     (case,) = load_cases(path)
     assert case.prompt_audio == str(tmp_path / "p.wav") and not case.has_ground_truth
     assert case.extra == {"speaker_id": "slt"}
@@ -210,16 +230,41 @@ def test_case_seed_depends_on_seed_and_id_only():
 
 
 def _row(**overrides):
-    row = {"key": "model", "name": "DiTAR", "cases": 3, "failed": 0, "wer": 1.25, "wer_capped": 0.9, "recognised": 0.1,
-           "ref_words": 10, "hits": 1, "sim_prompt": 0.4567, "sim_prompt_n": 3, "sim_gt": None, "stop_rate": 2 / 3,
-           "duration_ratio": 1.234, "mean_seconds": 2.5, "rtf": 0.5}
+    row = {
+        "key": "model",
+        "name": "DiTAR",
+        "cases": 3,
+        "failed": 0,
+        "wer": 1.25,
+        "wer_capped": 0.9,
+        "recognised": 0.1,
+        "ref_words": 10,
+        "hits": 1,
+        "sim_prompt": 0.4567,
+        "sim_prompt_n": 3,
+        "sim_gt": None,
+        "stop_rate": 2 / 3,
+        "duration_ratio": 1.234,
+        "mean_seconds": 2.5,
+        "rtf": 0.5,
+    }
     row.update(overrides)
     return row
 
 
 def test_render_table():
-    gt = _row(key="gt", name="ground truth", wer=0.2, wer_capped=0.2, recognised=0.8, hits=8, stop_rate=None,
-              duration_ratio=1.0, rtf=None, sim_prompt_n=2)
+    gt = _row(
+        key="gt",
+        name="ground truth",
+        wer=0.2,
+        wer_capped=0.2,
+        recognised=0.8,
+        hits=8,
+        stop_rate=None,
+        duration_ratio=1.0,
+        rtf=None,
+        sim_prompt_n=2,
+    )
     table = render_table([gt, _row()])
     lines = table.splitlines()
     assert lines[0].startswith("| system | cases | WER | WER (capped) | words recognised | SIM (prompt)")
@@ -239,10 +284,24 @@ def _cases(tmp_path) -> Path:
     for i, text in enumerate(["hello there", "hello big world"]):
         prompt = write_wav(tmp_path / f"p{i}.wav", tone(0.04, freq=200.0 + 30 * i))
         target = write_wav(tmp_path / f"t{i}.wav", tone(0.064, freq=210.0 + 30 * i))
-        cases.append(Case(id=f"c{i}", prompt_audio=prompt, prompt_text="the prompt", target_text=text,
-                          target_audio=target, voice="tone"))
-    cases.append(Case(id="ood", prompt_audio=write_wav(tmp_path / "p_ood.wav", tone(0.05, freq=300.0)),
-                      prompt_text="a real recording", target_text="hello there"))
+        cases.append(
+            Case(
+                id=f"c{i}",
+                prompt_audio=prompt,
+                prompt_text="the prompt",
+                target_text=text,
+                target_audio=target,
+                voice="tone",
+            )
+        )
+    cases.append(
+        Case(
+            id="ood",
+            prompt_audio=write_wav(tmp_path / "p_ood.wav", tone(0.05, freq=300.0)),
+            prompt_text="a real recording",
+            target_text="hello there",
+        )
+    )
     return write_cases(cases, tmp_path / "cases.jsonl")
 
 
@@ -270,8 +329,24 @@ def test_evaluate_cli_end_to_end_with_tiny_pipeline(tmp_path):
     pipe.save_pretrained(tmp_path / "pipe")
     cases = _cases(tmp_path)
     out = tmp_path / "eval"
-    argv = ["--cases", str(cases), "--pipeline", str(tmp_path / "pipe"), "--out", str(out), "--steps", "2",
-            "--guidance-scale", "2", "--temperature", "0.5", "--seed", "3", "--label", "DiTAR tiny"]
+    argv = [
+        "--cases",
+        str(cases),
+        "--pipeline",
+        str(tmp_path / "pipe"),
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--guidance-scale",
+        "2",
+        "--temperature",
+        "0.5",
+        "--seed",
+        "3",
+        "--label",
+        "DiTAR tiny",
+    ]
     results = ev.main(argv, asr=StubASR(), speaker_encoder=StubSpeaker())
     keys = [r["key"] for r in results["rows"]]
     assert keys == ["gt", "resynth", "model"]
@@ -288,9 +363,28 @@ def test_evaluate_cli_end_to_end_with_tiny_pipeline(tmp_path):
     assert "| DiTAR tiny | 3 |" in md and "## Per case" in md
     assert sorted(p.name for p in (out / "wavs" / "model").iterdir()) == ["c0.wav", "c1.wav", "ood.wav"]
     # the same seed gives the same audio
-    again = ev.main(["--cases", str(cases), "--pipeline", str(tmp_path / "pipe"), "--out", str(tmp_path / "eval2"),
-                     "--steps", "2", "--guidance-scale", "2", "--temperature", "0.5", "--seed", "3", "--rows", "model"],
-                    asr=StubASR(), speaker_encoder=StubSpeaker())
+    again = ev.main(
+        [
+            "--cases",
+            str(cases),
+            "--pipeline",
+            str(tmp_path / "pipe"),
+            "--out",
+            str(tmp_path / "eval2"),
+            "--steps",
+            "2",
+            "--guidance-scale",
+            "2",
+            "--temperature",
+            "0.5",
+            "--seed",
+            "3",
+            "--rows",
+            "model",
+        ],
+        asr=StubASR(),
+        speaker_encoder=StubSpeaker(),
+    )
     import soundfile as sf
 
     a, _ = sf.read(out / "wavs" / "model" / "c1.wav")
@@ -302,9 +396,21 @@ def test_evaluate_cli_end_to_end_with_tiny_pipeline(tmp_path):
 def test_gt_rows_without_pipeline_use_the_feature_extractor(tmp_path):
     pipe = get_dummy_pipeline()
     pipe.processor.feature_extractor.save_pretrained(tmp_path / "fe")
-    results = ev.main(["--cases", str(_cases(tmp_path)), "--rows", "gt,resynth", "--feature-extractor",
-                       str(tmp_path / "fe"), "--out", str(tmp_path / "o"), "--no-per-case"],
-                      asr=StubASR(), speaker_encoder=StubSpeaker())
+    results = ev.main(
+        [
+            "--cases",
+            str(_cases(tmp_path)),
+            "--rows",
+            "gt,resynth",
+            "--feature-extractor",
+            str(tmp_path / "fe"),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-per-case",
+        ],
+        asr=StubASR(),
+        speaker_encoder=StubSpeaker(),
+    )
     assert [r["key"] for r in results["rows"]] == ["gt", "resynth"]
     assert "Griffin-Lim" in results["rows"][1]["settings"]["source"]
     assert "## Per case" not in (tmp_path / "o" / "results.md").read_text()
@@ -335,8 +441,7 @@ def test_failed_case_counts_as_silence(tmp_path):
         def describe(self):
             return {}
 
-    results = run_evaluation(load_cases(_cases(tmp_path))[:1], [Broken()], StubASR(), StubSpeaker(),
-                             log=lambda s: None)
+    results = run_evaluation(load_cases(_cases(tmp_path))[:1], [Broken()], StubASR(), StubSpeaker(), log=lambda s: None)
     (row,) = results["rows"]
     assert row["failed"] == 1 and row["wer"] == 1.0 and row["hits"] == 0
     assert results["cases"][0]["rows"]["model"]["error"].startswith("ValueError")
@@ -404,9 +509,22 @@ def test_rate_oracle_probe_generates_with_the_target_rate(tmp_path):
 
     DiTARPipeline.encode_inputs, DiTARPipeline._patch_steps = spy, steps_spy
     try:
-        results, ratios = probe.run(["--cases", str(path), "--pipeline", str(tmp_path / "pipe"), "--out",
-                                     str(tmp_path / "eval"), "--steps", "2", "--max-new-patches", "3"],
-                                    asr=StubASR(), speaker_encoder=StubSpeaker())
+        results, ratios = probe.run(
+            [
+                "--cases",
+                str(path),
+                "--pipeline",
+                str(tmp_path / "pipe"),
+                "--out",
+                str(tmp_path / "eval"),
+                "--steps",
+                "2",
+                "--max-new-patches",
+                "3",
+            ],
+            asr=StubASR(),
+            speaker_encoder=StubSpeaker(),
+        )
         assert DiTARPipeline.encode_inputs is spy  # the probe put back what it found
     finally:
         DiTARPipeline.encode_inputs, DiTARPipeline._patch_steps = original, original_steps
@@ -438,7 +556,13 @@ class _LoopingWhisper:
 
 def _asr_with(model, redecode_loops):
     asr = asr_mod.WhisperASR.__new__(asr_mod.WhisperASR)  # no weights needed: the decoding logic only
-    asr.language, asr.beam_size, asr.temperatures, asr.redecode_loops, asr.model = "en", 5, (0.0,), redecode_loops, model
+    asr.language, asr.beam_size, asr.temperatures, asr.redecode_loops, asr.model = (
+        "en",
+        5,
+        (0.0,),
+        redecode_loops,
+        model,
+    )
     return asr
 
 
@@ -494,8 +618,20 @@ def test_candidate_ranking_probe_scores_k_seeds_as_the_pipeline_ranks_them(tmp_p
     spec.loader.exec_module(probe)
     get_dummy_pipeline(ctc_loss_weight=1.0, max_patches_per_text_token=0.1).save_pretrained(tmp_path / "pipe")
     path = _cases(tmp_path)
-    rows, records = probe.run(["--cases", str(path), "--pipeline", str(tmp_path / "pipe"), "--num-candidates", "3",
-                               "--out", str(tmp_path / "probe")], asr=StubASR("hello"), speaker_encoder=StubSpeaker())
+    rows, records = probe.run(
+        [
+            "--cases",
+            str(path),
+            "--pipeline",
+            str(tmp_path / "pipe"),
+            "--num-candidates",
+            "3",
+            "--out",
+            str(tmp_path / "probe"),
+        ],
+        asr=StubASR("hello"),
+        speaker_encoder=StubSpeaker(),
+    )
     assert len(records) == len(load_cases(path)) and all(len(r["candidates"]) == 3 for r in records)
     assert list(rows) == ["seed 0", "single seed, mean of K", "CTC best of 2", "CTC best of 3", "oracle best of 3"]
     # candidate k is the evaluation's sample with seed k
@@ -508,8 +644,13 @@ def test_candidate_ranking_probe_scores_k_seeds_as_the_pipeline_ranks_them(tmp_p
     case = load_cases(path)[0]
     seconds = [c["seconds"] for c in records[0]["candidates"]]
     for k in range(3):
-        out = pipe(case.target_text, prompt_audio=case.prompt_audio, prompt_text=case.prompt_text,
-                   generator=torch.Generator().manual_seed(case_seed(k, case.id)), num_candidates=1)
+        out = pipe(
+            case.target_text,
+            prompt_audio=case.prompt_audio,
+            prompt_text=case.prompt_text,
+            generator=torch.Generator().manual_seed(case_seed(k, case.id)),
+            num_candidates=1,
+        )
         assert out.audio_lengths[0] / pipe.sample_rate == pytest.approx(seconds[k])
     scores = [c["ctc"] for c in records[0]["candidates"]]
     assert all(np.isfinite(scores)) and len(set(scores)) == 3

@@ -25,7 +25,6 @@ P, D, K, H = TESTER.patch_size, TESTER.feature_dim, TESTER.num_history_patches, 
 SHAPE = (3, P, D)
 
 
-
 def make_model(**overrides):
     return TESTER.get_model(**overrides)
 
@@ -64,7 +63,9 @@ def test_inline_euler_equals_scheduler_step(temperature, steps):
     fast, reference = PatchSampler(), PatchSampler(use_scheduler_step=True)
     assert fast.inline_euler and not reference.inline_euler
     out = fast.sample(nonlinear_velocity, SHAPE, steps, temperature, generator=torch.Generator().manual_seed(3))
-    expected = reference.sample(nonlinear_velocity, SHAPE, steps, temperature, generator=torch.Generator().manual_seed(3))
+    expected = reference.sample(
+        nonlinear_velocity, SHAPE, steps, temperature, generator=torch.Generator().manual_seed(3)
+    )
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
     assert torch.equal(out, expected)  # the same float32 operations on the same constants
 
@@ -149,7 +150,9 @@ def test_stack_queries_equal_slicing_the_full_output():
         for fast in (True, False):
             stack.fast_inference = fast
             full = stack(hidden, key_mask)
-            torch.testing.assert_close(stack(hidden, key_mask, queries=slice(-P, None)), full[:, -P:], atol=1e-6, rtol=0)
+            torch.testing.assert_close(
+                stack(hidden, key_mask, queries=slice(-P, None)), full[:, -P:], atol=1e-6, rtol=0
+            )
             torch.testing.assert_close(stack(hidden, key_mask, queries=slice(0, 1)), full[:, :1], atol=1e-6, rtol=0)
 
 
@@ -173,14 +176,17 @@ def test_fast_blocks_respect_forward_hooks():
     model = make_model()
     block = model.locdit.transformer.blocks[0]
     seen = []
-    handles = [block.register_forward_hook(lambda _m, _i, out: seen.append(1) or out * 0.5),
-               model.locdit.register_forward_hook(lambda _m, _i, out: out + 1.0)]
+    handles = [
+        block.register_forward_hook(lambda _m, _i, out: seen.append(1) or out * 0.5),
+        model.locdit.register_forward_hook(lambda _m, _i, out: out + 1.0),
+    ]
     x, t, cond, history, history_mask = locdit_inputs()
     with torch.no_grad():
         assert model.locdit.transformer.use_fast_path() and model.locdit.supports_prepared_calls()
         fast = model.locdit(x, t, cond, history, history_mask)
-        prepared = model.locdit(x, time_emb=model.locdit.embed_time(t),
-                                context=model.locdit.prepare_context(cond, history, history_mask))
+        prepared = model.locdit(
+            x, time_emb=model.locdit.embed_time(t), context=model.locdit.prepare_context(cond, history, history_mask)
+        )
         model.locdit.transformer.fast_inference = False
         reference = model.locdit(x, t, cond, history, history_mask)
     assert seen == [1, 1, 1]  # the hooked block ran on every path
@@ -296,8 +302,9 @@ def test_batch_of_one_skips_the_mask_and_equals_the_reference():
     reference = reference_copy(model)
     inputs = {k: v[:1] for k, v in generation_inputs().items()}
     seen = []
-    handle = model.language_model.register_forward_pre_hook(lambda _, a, kw: seen.append(kw["attention_mask"]),
-                                                             with_kwargs=True)
+    handle = model.language_model.register_forward_pre_hook(
+        lambda _, a, kw: seen.append(kw["attention_mask"]), with_kwargs=True
+    )
     fast = model.generate(**inputs, max_new_patches=3, temperature=0.0)
     handle.remove()
     assert seen[0] is not None and all(mask is None for mask in seen[1:])  # the prefill keeps its mask
@@ -359,13 +366,25 @@ def test_pruning_finished_rows_equals_the_unpruned_batch(use_cache, generator):
 
     temperature = 0.0 if generator == "none" else 0.7
     unpruned_steps, pruned_steps = [], []
-    unpruned = model.generate(**inputs, max_new_patches=5, temperature=temperature, generator=gen(),
-                              use_cache=use_cache, patch_callback=unpruned_steps.append)
+    unpruned = model.generate(
+        **inputs,
+        max_new_patches=5,
+        temperature=temperature,
+        generator=gen(),
+        use_cache=use_cache,
+        patch_callback=unpruned_steps.append,
+    )
     model.stop_head.calls = 0
     model.enable_fast_generation(compile=False, prune_finished=True)
     recorder = LocDiTBatchSizes(model)
-    pruned = model.generate(**inputs, max_new_patches=5, temperature=temperature, generator=gen(),
-                            use_cache=use_cache, patch_callback=pruned_steps.append)
+    pruned = model.generate(
+        **inputs,
+        max_new_patches=5,
+        temperature=temperature,
+        generator=gen(),
+        use_cache=use_cache,
+        patch_callback=pruned_steps.append,
+    )
     torch.testing.assert_close(pruned.features, unpruned.features, atol=1e-5, rtol=0)
     assert torch.equal(pruned.lengths, unpruned.lengths) and torch.equal(pruned.stopped, unpruned.stopped)
     # the LocDiT batch (cond + uncond) shrinks as rows stop: 3 rows for patch 1, then 2, then 1
@@ -373,8 +392,9 @@ def test_pruning_finished_rows_equals_the_unpruned_batch(use_cache, generator):
     assert recorder.sizes == [6] * steps + [4] * 2 * steps + [2] * 2 * steps
     for a, b in zip(pruned_steps, unpruned_steps, strict=True):
         assert torch.equal(a.active, b.active) and torch.equal(a.finished, b.finished)
-        torch.testing.assert_close(a.patch * a.active[:, None, None], b.patch * b.active[:, None, None], atol=1e-5,
-                                   rtol=0)
+        torch.testing.assert_close(
+            a.patch * a.active[:, None, None], b.patch * b.active[:, None, None], atol=1e-5, rtol=0
+        )
         assert torch.equal(a.patch[~a.active], torch.zeros_like(a.patch[~a.active]))  # rows that left give zeros
 
 
@@ -468,6 +488,8 @@ def test_compiled_locdit_matches_eager():
     model.enable_fast_generation(compile=True, compile_dynamic=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        compiled = model.generate(**inputs, max_new_patches=3, temperature=0.5, generator=torch.Generator().manual_seed(2))
+        compiled = model.generate(
+            **inputs, max_new_patches=3, temperature=0.5, generator=torch.Generator().manual_seed(2)
+        )
     assert not model._compiled_locdit_step.failed
     torch.testing.assert_close(compiled.features, eager.features, atol=1e-5, rtol=0)

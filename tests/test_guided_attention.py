@@ -30,8 +30,9 @@ def test_reader_matches_the_backbone_attention_weights(backbone):
         ours = attention_rows(q, k, rows, mask)
         theirs = out.attentions[layer][:, head]
         real = mask.bool()[:, :, None]  # padded query rows are not compared
-        torch.testing.assert_close(ours.masked_fill(~real, 0), theirs.float().masked_fill(~real, 0),
-                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            ours.masked_fill(~real, 0), theirs.float().masked_fill(~real, 0), atol=1e-5, rtol=1e-4
+        )
 
 
 def test_penalty_is_zero_on_the_diagonal_and_one_off_the_text():
@@ -76,13 +77,16 @@ def test_guided_loss_falls_when_optimised():
     assert losses[-1] < 0.5 * losses[0]
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"guided_attention_weight": 0.1}, "guided_attention_heads"),
-    ({"guided_attention_weight": -1.0, "guided_attention_heads": HEADS}, "guided_attention_weight"),
-    ({"guided_attention_heads": [[1]]}, "guided_attention_heads"),
-    ({"guided_attention_heads": [], "guided_attention_weight": 0.1}, "guided_attention_heads"),
-    ({"guided_attention_sigma": 0.0}, "guided_attention_sigma"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"guided_attention_weight": 0.1}, "guided_attention_heads"),
+        ({"guided_attention_weight": -1.0, "guided_attention_heads": HEADS}, "guided_attention_weight"),
+        ({"guided_attention_heads": [[1]]}, "guided_attention_heads"),
+        ({"guided_attention_heads": [], "guided_attention_weight": 0.1}, "guided_attention_heads"),
+        ({"guided_attention_sigma": 0.0}, "guided_attention_sigma"),
+    ],
+)
 def test_bad_guided_attention_settings_are_clear_errors(overrides, match):
     with pytest.raises(ValueError, match=match):
         DiTARConfig(**overrides)

@@ -27,8 +27,9 @@ def saved(tmp_path_factory):
 
 
 def generation_inputs(pipe):
-    inputs = pipe.processor("hello there", prompt_text="the prompt", prompt_audio=get_dummy_inputs()["prompt_audio"],
-                            sampling_rate=8000)
+    inputs = pipe.processor(
+        "hello there", prompt_text="the prompt", prompt_audio=get_dummy_inputs()["prompt_audio"], sampling_rate=8000
+    )
     return dict(inputs)
 
 
@@ -39,9 +40,19 @@ def generate(model, inputs, **kwargs):
 
 @pytest.mark.parametrize("backbone, layer", [("qwen2", "Qwen2DecoderLayer"), ("llama", "LlamaDecoderLayer")])
 def test_no_split_modules_lists_our_blocks_and_the_backbone_layer(backbone, layer):
-    config = DiTARConfig(text_config=dict(TEXT_CONFIGS[backbone]), feature_dim=8, patch_size=2, encoder_hidden_size=32,
-                         encoder_num_layers=1, encoder_num_heads=4, encoder_intermediate_size=64, locdit_hidden_size=32,
-                         locdit_num_layers=1, locdit_num_heads=4, locdit_intermediate_size=64)
+    config = DiTARConfig(
+        text_config=dict(TEXT_CONFIGS[backbone]),
+        feature_dim=8,
+        patch_size=2,
+        encoder_hidden_size=32,
+        encoder_num_layers=1,
+        encoder_num_heads=4,
+        encoder_intermediate_size=64,
+        locdit_hidden_size=32,
+        locdit_num_layers=1,
+        locdit_num_heads=4,
+        locdit_intermediate_size=64,
+    )
     model = DiTARForConditionalGeneration(config)
     assert set(model._no_split_modules) == {"DiTARTransformerBlock", layer}
     names = {type(m).__name__ for m in model.modules()}
@@ -59,11 +70,15 @@ def test_device_map_never_splits_a_block(saved):
     for budget in range(20_000, 180_000, 8_000):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Device 0 is not available" on a CPU-only machine
-            device_map = infer_auto_device_map(model, max_memory={0: budget, 1: budget, "cpu": 10**9},
-                                               no_split_module_classes=model._no_split_modules)
+            device_map = infer_auto_device_map(
+                model, max_memory={0: budget, 1: budget, "cpu": 10**9}, no_split_module_classes=model._no_split_modules
+            )
         for block in blocks:
-            placed = {device for name, device in device_map.items()
-                      if name == block or name.startswith(block + ".") or block.startswith(name + ".")}
+            placed = {
+                device
+                for name, device in device_map.items()
+                if name == block or name.startswith(block + ".") or block.startswith(name + ".")
+            }
             assert len(placed) == 1, (budget, block, placed)
         devices_seen |= set(device_map.values())
     assert {0, 1, "cpu"} <= devices_seen  # the budgets did spread the model over several devices

@@ -20,12 +20,23 @@ from modeling_ditar import hub_utils
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CARD = ROOT / "model_cards" / "ditar-espeak-tiny.md"
 RESULTS = {
-    "meta": {"num_cases": 10, "date": "2026-11-25T12:00:00", "settings": {"steps": 10, "guidance_scale": 2.0,
-                                                                           "temperature": 0.5, "seed": 0}},
+    "meta": {
+        "num_cases": 10,
+        "date": "2026-11-25T12:00:00",
+        "settings": {"steps": 10, "guidance_scale": 2.0, "temperature": 0.5, "seed": 0},
+    },
     "rows": [
         {"key": "gt", "name": "ground truth", "cases": 10, "wer": 0.021, "wer_capped": 0.021, "sim_prompt": 0.86},
-        {"key": "model", "name": "DiTAR espeak tiny", "cases": 10, "wer": 0.1834, "wer_capped": 0.15,
-         "sim_prompt": 0.7456, "stop_rate": 0.9, "rtf": 0.31},
+        {
+            "key": "model",
+            "name": "DiTAR espeak tiny",
+            "cases": 10,
+            "wer": 0.1834,
+            "wer_capped": 0.15,
+            "sim_prompt": 0.7456,
+            "stop_rate": 0.9,
+            "rtf": 0.31,
+        },
     ],
 }
 
@@ -74,8 +85,20 @@ def test_embedded_default_card_is_up_to_date_with_the_generator(tmp_path):
 
 def test_results_fill_the_default_card(tmp_path, results_file):
     out = tmp_path / "card.md"
-    make_card_module().main(["--preset", "embedded-default", "--results", str(results_file), "--out", str(out),
-                             "--datasets", "org/espeak-corpus", "--base-model", "Qwen/Qwen2.5-0.5B"])
+    make_card_module().main(
+        [
+            "--preset",
+            "embedded-default",
+            "--results",
+            str(results_file),
+            "--out",
+            str(out),
+            "--datasets",
+            "org/espeak-corpus",
+            "--base-model",
+            "Qwen/Qwen2.5-0.5B",
+        ]
+    )
     card = ModelCard.load(out)
     results = {r.metric_type: r for r in card.data.eval_results}
     assert results["wer"].metric_value == 18.34 and results["wer"].metric_name == "WER (%)"
@@ -111,7 +134,7 @@ def test_builtin_template_gives_the_same_metadata(monkeypatch):
     monkeypatch.setattr(hub_utils, "REPO_TEMPLATE", Path("/nonexistent/template.md"))
     builtin = hub_utils.render_model_card(results=RESULTS, repo_id="org/x")
     assert builtin.data.to_dict() == with_repo.data.to_dict()
-    assert "DiTARPipeline.from_pretrained(\"org/x\")" in builtin.text
+    assert 'DiTARPipeline.from_pretrained("org/x")' in builtin.text
 
 
 def test_card_kinds():
@@ -137,8 +160,9 @@ class RecordingApi:
         self.calls.append(("create_repo", repo_id, private, exist_ok))
         return SimpleNamespace(repo_id=repo_id)
 
-    def create_commit(self, repo_id, operations, commit_message, commit_description=None, revision=None,
-                      create_pr=False, **kwargs):
+    def create_commit(
+        self, repo_id, operations, commit_message, commit_description=None, revision=None, create_pr=False, **kwargs
+    ):
         files = {}
         for op in operations:
             assert isinstance(op, CommitOperationAdd)
@@ -151,16 +175,32 @@ class RecordingApi:
 def test_pipeline_push_to_hub_uploads_the_folder_with_its_card(results_file):
     api = RecordingApi()
     pipe = get_dummy_pipeline()
-    info = pipe.push_to_hub("org/ditar-tiny", api=api, private=True, results=str(results_file),
-                            commit_message="first upload", create_pr=True)
+    info = pipe.push_to_hub(
+        "org/ditar-tiny",
+        api=api,
+        private=True,
+        results=str(results_file),
+        commit_message="first upload",
+        create_pr=True,
+    )
     assert info.commit_url.endswith("/commit/0")
     assert api.calls[0] == ("create_repo", "org/ditar-tiny", True, True)
     assert api.calls[1] == ("create_commit", "org/ditar-tiny", "first upload", None, True)
     files = api.files
-    for expected in ("README.md", "model_index.json", "pipeline_ditar.py", "model/model.safetensors",
-                     "model/config.json", "model/modeling_ditar.py", "processor/processor_config.json",
-                     "processor/processing_ditar.py", "vocoder/vocoder_griffinlim.py", "scheduler/scheduler_config.json",
-                     "default_voice/prompt.wav", "default_voice/prompt.txt"):
+    for expected in (
+        "README.md",
+        "model_index.json",
+        "pipeline_ditar.py",
+        "model/model.safetensors",
+        "model/config.json",
+        "model/modeling_ditar.py",
+        "processor/processor_config.json",
+        "processor/processing_ditar.py",
+        "vocoder/vocoder_griffinlim.py",
+        "scheduler/scheduler_config.json",
+        "default_voice/prompt.wav",
+        "default_voice/prompt.txt",
+    ):
         assert expected in files, expected
     assert not any("__pycache__" in name or name.startswith(".") for name in files)
     card = ModelCard(files["README.md"].decode())
@@ -172,14 +212,25 @@ def test_model_and_processor_push_to_hub(tmp_path):
     pipe = get_dummy_pipeline()
     api = RecordingApi()
     hub_utils.push_to_hub(pipe.model, "org/ditar-model", api=api)
-    assert {"README.md", "config.json", "model.safetensors", "modeling_ditar.py", "configuration_ditar.py",
-            "locdit.py"} <= set(api.files)
+    assert {
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "modeling_ditar.py",
+        "configuration_ditar.py",
+        "locdit.py",
+    } <= set(api.files)
     assert ModelCard(api.files["README.md"].decode()).data.library_name == "transformers"
     assert api.calls[1][2] == "Upload DiTAR model"
     api = RecordingApi()
     pipe.processor.push_to_hub("org/ditar-processor", api=api)
-    assert {"README.md", "processor_config.json", "tokenizer.json", "processing_ditar.py",
-            "feature_extraction_ditar.py"} <= set(api.files)
+    assert {
+        "README.md",
+        "processor_config.json",
+        "tokenizer.json",
+        "processing_ditar.py",
+        "feature_extraction_ditar.py",
+    } <= set(api.files)
 
 
 def test_commit_operations_skip_hidden_files(tmp_path):
@@ -192,18 +243,35 @@ def test_commit_operations_skip_hidden_files(tmp_path):
 
 
 def test_extra_results_are_further_tables_outside_the_model_index(tmp_path, results_file):
-    ood = dict(RESULTS, rows=[{"key": "model", "name": "DiTAR on flite", "cases": 3, "wer": 0.5, "wer_capped": 0.4,
-                               "sim_prompt": 0.61, "stop_rate": 1.0, "rtf": 0.4}])
+    ood = dict(
+        RESULTS,
+        rows=[
+            {
+                "key": "model",
+                "name": "DiTAR on flite",
+                "cases": 3,
+                "wer": 0.5,
+                "wer_capped": 0.4,
+                "sim_prompt": 0.61,
+                "stop_rate": 1.0,
+                "rtf": 0.4,
+            }
+        ],
+    )
     ood_file = tmp_path / "ood.json"
     ood_file.write_text(json.dumps(ood))
     out = tmp_path / "card.md"
-    make_card_module().main(["--results", str(results_file), "--extra-results", "Out-of-domain voices", str(ood_file),
-                             "--out", str(out)])
+    make_card_module().main(
+        ["--results", str(results_file), "--extra-results", "Out-of-domain voices", str(ood_file), "--out", str(out)]
+    )
     card = ModelCard.load(out)
     assert "### Out-of-domain voices" in card.text
     assert "| DiTAR on flite | 3 | 50.00 | 40.00 | 0.610 | 1.00 | 0.40 |" in card.text
-    assert card.text.index("| DiTAR espeak tiny |") < card.text.index("### Out-of-domain voices") < card.text.index(
-        "## Use it")
+    assert (
+        card.text.index("| DiTAR espeak tiny |")
+        < card.text.index("### Out-of-domain voices")
+        < card.text.index("## Use it")
+    )
     assert {r.metric_value for r in card.data.eval_results} == {18.34, 0.746}  # only the main results
     with pytest.raises(SystemExit, match="no such file"):
         make_card_module().main(["--extra-results", "x", str(tmp_path / "missing.json"), "--out", str(tmp_path / "y")])

@@ -27,7 +27,6 @@ P, D, K, H = TESTER.patch_size, TESTER.feature_dim, TESTER.num_history_patches, 
 OUTPUT_FIELDS = ("loss", "diffusion_loss", "stop_loss", "stop_logits", "speech_hidden_states")
 
 
-
 def make_model(**overrides) -> DiTARForConditionalGeneration:
     """Tiny model in eval mode whose LocDiT output projection is random (not the zero init)."""
     return TESTER.get_model(**overrides)
@@ -759,6 +758,10 @@ def test_no_history_model_trains_and_generates():
     assert bool(torch.isfinite(out.loss))
     out.loss.backward()
     model.eval()
-    generated = model.generate(**TESTER.prepare_generation_inputs(), max_new_patches=3, temperature=0.5,
-                               generator=torch.Generator().manual_seed(0))
+    generated = model.generate(
+        **TESTER.prepare_generation_inputs(),
+        max_new_patches=3,
+        temperature=0.5,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert bool(torch.isfinite(generated.features).all()) and generated.features.abs().max() > 0

@@ -89,11 +89,18 @@ def test_output_type_features_are_denormalised(pipe):
     assert isinstance(out.audios, torch.Tensor) and out.audios.shape == (1, 3 * PATCH, FEATURE_DIM)
     assert out.audio_lengths == [3 * PATCH]
     # the same generation through the model directly, de-normalised with the feature extractor's statistics
-    model_inputs = pipe.processor(inputs["text"], prompt_text=inputs["prompt_text"], prompt_audio=inputs["prompt_audio"],
-                                  sampling_rate=SR)
-    generated = pipe.model.generate(**model_inputs, max_new_patches=3, num_inference_steps=2, guidance_scale=2.0,
-                                    temperature=0.5, generator=torch.Generator().manual_seed(0),
-                                    scheduler=pipe.scheduler)
+    model_inputs = pipe.processor(
+        inputs["text"], prompt_text=inputs["prompt_text"], prompt_audio=inputs["prompt_audio"], sampling_rate=SR
+    )
+    generated = pipe.model.generate(
+        **model_inputs,
+        max_new_patches=3,
+        num_inference_steps=2,
+        guidance_scale=2.0,
+        temperature=0.5,
+        generator=torch.Generator().manual_seed(0),
+        scheduler=pipe.scheduler,
+    )
     expected = pipe.processor.feature_extractor.denormalize(generated.features)
     torch.testing.assert_close(out.audios, expected)
     # and the waveform is those features through the vocoder
@@ -114,7 +121,7 @@ def test_audio_lengths_and_stopped_per_row():
     assert out.stopped == [True, False]
     assert out.audio_lengths == [samples(2), samples(3)]
     assert out.audios.shape == (2, samples(3))
-    assert not out.audios[0, samples(2):].any()  # zero padding after a row's end
+    assert not out.audios[0, samples(2) :].any()  # zero padding after a row's end
     pipe.model.stop_head = ScriptedStop([1, None])
     features = pipe(**get_dummy_inputs(text=["one", "two"], output_type="features"))
     assert features.audio_lengths == [PATCH, 3 * PATCH]
@@ -167,12 +174,16 @@ def test_batch_rows_equal_single_calls_with_per_row_generators(pipe):
 def test_batch_with_one_prompt_per_text(pipe):
     prompts, transcripts = [tone(0.04), tone(0.06, freq=300.0)], ["the prompt", "another one"]
     gens = [torch.Generator().manual_seed(s) for s in (5, 6)]
-    batch = pipe(**get_dummy_inputs(text=["first", "second"], prompt_audio=prompts, prompt_text=transcripts,
-                                    generator=gens))
+    batch = pipe(
+        **get_dummy_inputs(text=["first", "second"], prompt_audio=prompts, prompt_text=transcripts, generator=gens)
+    )
     assert batch.audios.shape == (2, samples(3))
     for row in range(2):
-        single = pipe(**get_dummy_inputs(text=["first", "second"][row], prompt_audio=prompts[row],
-                                         prompt_text=transcripts[row], seed=5 + row))
+        single = pipe(
+            **get_dummy_inputs(
+                text=["first", "second"][row], prompt_audio=prompts[row], prompt_text=transcripts[row], seed=5 + row
+            )
+        )
         assert_close_audio(batch.audios[row], single.audios[0])
 
 
@@ -184,8 +195,14 @@ def test_default_voice_is_used_without_prompt(pipe):
     voice, rate, transcript = pipe.default_voice
     assert transcript == VOICE_TEXT and rate == SR
     with_default = pipe("hello there", max_new_patches=3, generator=torch.Generator().manual_seed(0))
-    explicit = pipe("hello there", prompt_audio=voice, prompt_text=VOICE_TEXT, sampling_rate=rate, max_new_patches=3,
-                    generator=torch.Generator().manual_seed(0))
+    explicit = pipe(
+        "hello there",
+        prompt_audio=voice,
+        prompt_text=VOICE_TEXT,
+        sampling_rate=rate,
+        max_new_patches=3,
+        generator=torch.Generator().manual_seed(0),
+    )
     np.testing.assert_array_equal(with_default.audios, explicit.audios)
 
 
@@ -308,8 +325,11 @@ def test_long_text_gives_audio_for_every_segment(monkeypatch):
 def test_long_text_in_a_batch_with_a_short_one():
     pipe = get_dummy_pipeline()
     long = "Another sentence in a long text. " * 10
-    out = pipe(**get_dummy_inputs(text=[long, "short"], max_new_patches=2,
-                                  generator=[torch.Generator().manual_seed(s) for s in (1, 2)]))
+    out = pipe(
+        **get_dummy_inputs(
+            text=[long, "short"], max_new_patches=2, generator=[torch.Generator().manual_seed(s) for s in (1, 2)]
+        )
+    )
     assert out.audio_lengths[1] == samples(2)
     assert out.audio_lengths[0] > 2 * samples(2)
 

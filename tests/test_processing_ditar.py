@@ -30,7 +30,13 @@ def test_input_ids_are_prompt_text_space_text(processor):
     assert out["input_ids"].tolist() == [expected]
     assert out["attention_mask"].tolist() == [[1] * len(expected)]
     assert processor.tokenizer.decode(expected) == "the prompt. hello there."
-    assert set(out) == {"input_ids", "attention_mask", "prompt_features", "prompt_attention_mask", "speech_position_rate"}
+    assert set(out) == {
+        "input_ids",
+        "attention_mask",
+        "prompt_features",
+        "prompt_attention_mask",
+        "speech_position_rate",
+    }
     # without a prompt only the text
     plain = processor("Hello there.")
     assert set(plain) == {"input_ids", "attention_mask"}
@@ -67,7 +73,7 @@ def test_one_prompt_per_text_pads_prompt_frames(processor):
     frames = out["prompt_attention_mask"].sum(1).tolist()
     assert frames == [1 + len(short) // HOP, 1 + len(long) // HOP]
     assert out["prompt_features"].shape == (2, max(frames), 8)
-    assert (out["prompt_features"][0, frames[0]:] == 0).all()  # padding_value
+    assert (out["prompt_features"][0, frames[0] :] == 0).all()  # padding_value
     assert out["input_ids"][1, :3].tolist() == processor.encode_text("cde")
 
 
@@ -136,18 +142,30 @@ def test_int16_and_other_rates_are_converted(processor, tmp_path):
         (dict(text="hi", prompt_audio=tone(), sampling_rate=SR), "without prompt_text"),
         (dict(text="hi", prompt_text="ab"), "prompt_text was given without prompt_audio"),
         (dict(text="hi", prompt_text="ab", prompt_audio=tone()), "sampling_rate is missing"),
-        (dict(text=["a", "b", "c"], prompt_text="ab", prompt_audio=[tone(), tone()], sampling_rate=SR),
-         "got 2 prompt_audio for 3 texts"),
-        (dict(text=["a", "b", "c"], prompt_text=["x", "y"], prompt_audio=tone(), sampling_rate=SR),
-         "got 2 prompt_text for 3 texts"),
-        (dict(text="hi", prompt_text="ab", prompt_audio=np.zeros(0, np.float32), sampling_rate=SR),
-         "prompt_audio: .*empty"),
-        (dict(text="hi", prompt_text="ab", prompt_audio=np.zeros(400, np.float32), sampling_rate=SR),
-         "prompt_audio: .*silent"),
-        (dict(text="hi", prompt_text="ab", prompt_audio=np.r_[tone(), np.nan].astype(np.float32), sampling_rate=SR),
-         "prompt_audio: .*1 NaN"),
-        (dict(text="hi", prompt_text="ab", prompt_audio=np.r_[tone(), np.inf].astype(np.float32), sampling_rate=SR),
-         "prompt_audio: .*1 Inf"),
+        (
+            dict(text=["a", "b", "c"], prompt_text="ab", prompt_audio=[tone(), tone()], sampling_rate=SR),
+            "got 2 prompt_audio for 3 texts",
+        ),
+        (
+            dict(text=["a", "b", "c"], prompt_text=["x", "y"], prompt_audio=tone(), sampling_rate=SR),
+            "got 2 prompt_text for 3 texts",
+        ),
+        (
+            dict(text="hi", prompt_text="ab", prompt_audio=np.zeros(0, np.float32), sampling_rate=SR),
+            "prompt_audio: .*empty",
+        ),
+        (
+            dict(text="hi", prompt_text="ab", prompt_audio=np.zeros(400, np.float32), sampling_rate=SR),
+            "prompt_audio: .*silent",
+        ),
+        (
+            dict(text="hi", prompt_text="ab", prompt_audio=np.r_[tone(), np.nan].astype(np.float32), sampling_rate=SR),
+            "prompt_audio: .*1 NaN",
+        ),
+        (
+            dict(text="hi", prompt_text="ab", prompt_audio=np.r_[tone(), np.inf].astype(np.float32), sampling_rate=SR),
+            "prompt_audio: .*1 Inf",
+        ),
         (dict(text=None), "text is required"),
         (dict(text="hi", return_tensors="np"), "return_tensors"),
     ],

@@ -140,8 +140,11 @@ def saved(tmp_path_factory):
     np.savez(data / "model_inputs.npz", **model_inputs)
     # what the package gives for the saved model folder (weights read from the file, like remote code reads them)
     loaded = AutoModel.from_pretrained(data / "model")
-    features = loaded.generate(**{k: torch.from_numpy(v) for k, v in model_inputs.items()}, max_new_patches=3,
-                               generator=torch.Generator().manual_seed(1)).features
+    features = loaded.generate(
+        **{k: torch.from_numpy(v) for k, v in model_inputs.items()},
+        max_new_patches=3,
+        generator=torch.Generator().manual_seed(1),
+    ).features
     np.save(data / "model_features.npy", features.numpy())
     vae_pipe = get_dummy_vae_pipeline()
     vae_pipe.save_pretrained(data / "vae_pipeline")
@@ -161,8 +164,15 @@ def remote_report(saved):
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": "1",
     }
-    result = subprocess.run([sys.executable, "-c", script, str(saved)], capture_output=True, text=True, env=env,
-                            cwd=str(saved), stdin=subprocess.DEVNULL, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(saved)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(saved),
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     # (transformers' "Do you wish to run the custom code? [y/N]" prompt has no newline)
     lines = [line for line in result.stdout.splitlines() if "REPORT {" in line]
@@ -222,8 +232,10 @@ def test_saved_folders_carry_the_code_as_it_is(saved):
             assert (saved / "pipeline" / sub / file.name).read_bytes() == file.read_bytes(), (sub, file.name)
     assert {p.name for p in (saved / "model").glob("*.py")} == {f.name for f in expected["model"]}
     config = json.loads((saved / "model" / "config.json").read_text())
-    assert config["auto_map"] == {"AutoConfig": "configuration_ditar.DiTARConfig",
-                                  "AutoModel": "modeling_ditar.DiTARForConditionalGeneration"}
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_ditar.DiTARConfig",
+        "AutoModel": "modeling_ditar.DiTARForConditionalGeneration",
+    }
     processor_config = json.loads((saved / "processor" / "processor_config.json").read_text())
     assert processor_config["auto_map"] == {"AutoProcessor": "processing_ditar.DiTARProcessor"}
 

@@ -11,7 +11,6 @@ from modeling_ditar.sampling import PatchSampler, cosine_alpha_sigma
 SHAPE = (3, 2, 8)  # [B, P, D]
 
 
-
 def target_x0(seed: int = 0) -> torch.Tensor:
     return torch.randn(SHAPE, generator=torch.Generator().manual_seed(seed))
 

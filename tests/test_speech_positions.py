@@ -142,7 +142,9 @@ def test_merge_puts_text_at_0_to_L_minus_1_and_speech_at_the_given_positions(tex
         text_embeds, text_mask, speech_embeds, speech_mask, left_pad=left_pad
     )
     # the layout does not depend on the positions
-    assert torch.equal(embeds, plain_embeds) and torch.equal(mask, plain_mask) and torch.equal(speech_index, plain_index)
+    assert (
+        torch.equal(embeds, plain_embeds) and torch.equal(mask, plain_mask) and torch.equal(speech_index, plain_index)
+    )
     assert positions.shape == mask.shape and positions.is_floating_point()
     for row in range(2):
         real_text = text_mask[row].nonzero().flatten().tolist()
@@ -193,11 +195,15 @@ def test_forward_gives_the_backbone_aligned_positions():
     for row, (text_len, frames, patches) in enumerate([(7, 12, 6), (4, 7, 3)]):
         real = text_len + 1 + patches  # right-padded merge: the real columns come first
         torch.testing.assert_close(
-            explicit[row, :real], expected_forward_positions(text_len, 1 + patches, float(RATES[row])), atol=1e-6,
+            explicit[row, :real],
+            expected_forward_positions(text_len, 1 + patches, float(RATES[row])),
+            atol=1e-6,
             rtol=0,
         )
         torch.testing.assert_close(
-            default[row, :real], expected_forward_positions(text_len, 1 + patches, text_len / frames), atol=1e-6,
+            default[row, :real],
+            expected_forward_positions(text_len, 1 + patches, text_len / frames),
+            atol=1e-6,
             rtol=0,
         )
 
@@ -255,7 +261,9 @@ def test_jitter_scales_each_rows_rate_in_train_mode():
         speech = slice(text_len, text_len + 1 + patches)
         torch.testing.assert_close(
             exact[row, : text_len + 1 + patches],
-            expected_forward_positions(text_len, 1 + patches, float(RATES[row])), atol=1e-6, rtol=0,
+            expected_forward_positions(text_len, 1 + patches, float(RATES[row])),
+            atol=1e-6,
+            rtol=0,
         )
         # text positions are not jittered; speech positions stay j * P * r' with one r' per row, r' != r
         assert torch.equal(first[row, :text_len], torch.arange(text_len).float())
@@ -308,8 +316,10 @@ def test_generation_positions_step_by_patch_size_times_rate():
         step = P * float(RATES[row])
         real = text_len + 1 + prompt_patches  # left-padded: the row's real columns are the last ones
         torch.testing.assert_close(
-            prefill[row, -real:], expected_forward_positions(text_len, 1 + prompt_patches, float(RATES[row])),
-            atol=1e-6, rtol=0,
+            prefill[row, -real:],
+            expected_forward_positions(text_len, 1 + prompt_patches, float(RATES[row])),
+            atol=1e-6,
+            rtol=0,
         )
         for index, positions in enumerate(steps):
             assert positions.shape == (2, 1)
@@ -352,7 +362,10 @@ def test_aligned_batch_of_one_matches_the_padded_batch_row(left_pad):
         alone = model.generate(**single, max_new_patches=3, temperature=0.0, speech_position_rate=RATES[row : row + 1])
         torch.testing.assert_close(alone.features[0], deterministic.features[row], atol=1e-5, rtol=0)
         alone = model.generate(  # a Python float is accepted too
-            **single, max_new_patches=3, temperature=1.0, generator=generators([5 + row]),
+            **single,
+            max_new_patches=3,
+            temperature=1.0,
+            generator=generators([5 + row]),
             speech_position_rate=float(RATES[row]),
         )
         torch.testing.assert_close(alone.features[0], sampled.features[row], atol=1e-5, rtol=0)
@@ -375,12 +388,19 @@ def test_aligned_generation_matches_a_reference_built_from_the_training_forward(
     kwargs = {"prompt_features": prompt} if prompt_patches else {}
     steps, new_patches, guidance = 3, 3, 2.5
     out = model.generate(
-        input_ids=ids, attention_mask=mask, max_new_patches=new_patches, temperature=0.0, guidance_scale=guidance,
-        num_inference_steps=steps, speech_position_rate=RATES, **kwargs,
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_patches=new_patches,
+        temperature=0.0,
+        guidance_scale=guidance,
+        num_inference_steps=steps,
+        speech_position_rate=RATES,
+        **kwargs,
     )
 
-    expected = generation_reference_from_forward(model, ids, mask, prompt, new_patches, steps, guidance,
-                                                 speech_position_rate=RATES)
+    expected = generation_reference_from_forward(
+        model, ids, mask, prompt, new_patches, steps, guidance, speech_position_rate=RATES
+    )
     torch.testing.assert_close(out.features, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -395,8 +415,14 @@ def test_pruning_finished_rows_keeps_each_rows_position_step(use_cache):
 
     def run(m):
         m.stop_head.calls = 0
-        return m.generate(**inputs, max_new_patches=5, temperature=0.7, generator=generators([1, 2, 3]),
-                          use_cache=use_cache, speech_position_rate=rates)
+        return m.generate(
+            **inputs,
+            max_new_patches=5,
+            temperature=0.7,
+            generator=generators([1, 2, 3]),
+            use_cache=use_cache,
+            speech_position_rate=rates,
+        )
 
     expected = run(reference)
     widths = []
@@ -454,9 +480,18 @@ def test_generate_rejects_bad_rates(rate, error, match):
         make_model().generate(**TESTER.prepare_generation_inputs(), max_new_patches=1, speech_position_rate=rate)
 
 
-@pytest.mark.parametrize("rate", [0.3, 1, torch.tensor(0.3), torch.tensor([0.3]), torch.tensor([0.3, 0.3]),
-                                  torch.tensor([0.3, 0.3], dtype=torch.float64)],
-                         ids=["float", "int", "0-dim", "one-value", "per-row", "float64"])
+@pytest.mark.parametrize(
+    "rate",
+    [
+        0.3,
+        1,
+        torch.tensor(0.3),
+        torch.tensor([0.3]),
+        torch.tensor([0.3, 0.3]),
+        torch.tensor([0.3, 0.3], dtype=torch.float64),
+    ],
+    ids=["float", "int", "0-dim", "one-value", "per-row", "float64"],
+)
 def test_a_number_or_a_broadcast_tensor_is_accepted(rate):
     model = make_model()
     set_stop_logit(model, -30.0)

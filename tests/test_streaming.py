@@ -42,11 +42,16 @@ def stream_in_pieces(streamer: StreamingVocoder, frames: torch.Tensor, sizes) ->
     return chunks + streamer.flush()
 
 
-@pytest.mark.parametrize("sizes", [[200], [1] * 90, [2] * 45, [7, 30, 3, 50], [0, 90]], ids=["one", "ones", "patches",
-                                                                                           "uneven", "empty-push"])
+@pytest.mark.parametrize(
+    "sizes",
+    [[200], [1] * 90, [2] * 45, [7, 30, 3, 50], [0, 90]],
+    ids=["one", "ones", "patches", "uneven", "empty-push"],
+)
 def test_joined_chunks_equal_one_shot_decode(vocoder, sizes):
     frames = features(90)
-    streamer = StreamingVocoder(vocoder, chunk_frames=10, left_context_frames=4, lookahead_frames=3, first_chunk_frames=None)
+    streamer = StreamingVocoder(
+        vocoder, chunk_frames=10, left_context_frames=4, lookahead_frames=3, first_chunk_frames=None
+    )
     one_shot = streamer.decode(frames)
     assert one_shot.shape == ((90 - 1) * HOP,)
     chunks = stream_in_pieces(streamer, frames, sizes)
@@ -56,7 +61,9 @@ def test_joined_chunks_equal_one_shot_decode(vocoder, sizes):
 
 
 def test_chunks_leave_as_soon_as_lookahead_is_there(vocoder):
-    streamer = StreamingVocoder(vocoder, chunk_frames=10, left_context_frames=4, lookahead_frames=3, first_chunk_frames=None)
+    streamer = StreamingVocoder(
+        vocoder, chunk_frames=10, left_context_frames=4, lookahead_frames=3, first_chunk_frames=None
+    )
     frames = features(40)
     assert streamer.push(frames[:12]) == []  # chunk 0 needs frames [0, 10 + lookahead)
     assert len(streamer.push(frames[12:13])) == 1
@@ -82,8 +89,9 @@ def test_crossfade_hides_chunk_seams(vocoder):
     """Chunked Griffin-Lim cannot equal whole-sequence Griffin-Lim, but the crossfaded result must not jump at seams
     more than the signal itself moves between neighbouring samples."""
     frames = features(60)
-    audio = StreamingVocoder(vocoder, chunk_frames=10, left_context_frames=6, lookahead_frames=4,
-                             first_chunk_frames=None).decode(frames)
+    audio = StreamingVocoder(
+        vocoder, chunk_frames=10, left_context_frames=6, lookahead_frames=4, first_chunk_frames=None
+    ).decode(frames)
     steps = (audio[1:] - audio[:-1]).abs()
     seams = torch.tensor([k * 10 * HOP - 1 for k in range(1, 5)])
     assert float(steps[seams].max()) <= 4 * float(steps.quantile(0.99))
@@ -92,8 +100,9 @@ def test_crossfade_hides_chunk_seams(vocoder):
 @pytest.mark.parametrize("sizes", [[200], [1] * 90, [4] * 23, [7, 30, 3, 50]], ids=["one", "ones", "patches", "uneven"])
 def test_a_short_first_chunk_leaves_early_and_joins_exactly(vocoder, sizes):
     frames = features(90)
-    streamer = StreamingVocoder(vocoder, chunk_frames=25, left_context_frames=8, lookahead_frames=8,
-                                first_chunk_frames=12)
+    streamer = StreamingVocoder(
+        vocoder, chunk_frames=25, left_context_frames=8, lookahead_frames=8, first_chunk_frames=12
+    )
     one_shot = streamer.decode(frames)
     assert one_shot.shape == ((90 - 1) * HOP,)
     chunks = stream_in_pieces(streamer, frames, sizes)

@@ -31,8 +31,9 @@ def _tiny_corpus(directory: Path):
         return Dataset.from_dict(rows)
 
     DatasetDict({"train": split(24, 0), "validation": split(4, 1)}).save_to_disk(str(directory / "corpus"))
-    fe = DiTARFeatureExtractor(feature_size=8, sampling_rate=16000, n_fft=256, hop_length=160,
-                               feature_mean=[-4.0] * 8, feature_std=[1.0] * 8)
+    fe = DiTARFeatureExtractor(
+        feature_size=8, sampling_rate=16000, n_fft=256, hop_length=160, feature_mean=[-4.0] * 8, feature_std=[1.0] * 8
+    )
     fe.save_pretrained(directory / "corpus" / "feature_extractor")
 
 
@@ -41,14 +42,35 @@ def _config(directory: Path, **model_overrides) -> Path:
         "dataset": str(directory / "corpus"),
         "phonemize": False,
         "model": {
-            "patch_size": 2, "num_history_patches": 1, "history_dropout_prob": 0.3,
-            "encoder_hidden_size": 32, "encoder_num_layers": 1, "encoder_num_heads": 4, "encoder_intermediate_size": 64,
-            "locdit_hidden_size": 32, "locdit_num_layers": 1, "locdit_num_heads": 4, "locdit_intermediate_size": 64,
-            "text_config": {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                            "num_attention_heads": 4, "num_key_value_heads": 2},
+            "patch_size": 2,
+            "num_history_patches": 1,
+            "history_dropout_prob": 0.3,
+            "encoder_hidden_size": 32,
+            "encoder_num_layers": 1,
+            "encoder_num_heads": 4,
+            "encoder_intermediate_size": 64,
+            "locdit_hidden_size": 32,
+            "locdit_num_layers": 1,
+            "locdit_num_heads": 4,
+            "locdit_intermediate_size": 64,
+            "text_config": {
+                "model_type": "qwen2",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+            },
         },
-        "max_steps": 6, "learning_rate": 1e-3, "warmup_steps": 2, "max_batch_frames": 120, "max_example_frames": 60,
-        "checkpoint_every": 3, "eval_every": 100, "log_every": 1, "num_threads": 1,
+        "max_steps": 6,
+        "learning_rate": 1e-3,
+        "warmup_steps": 2,
+        "max_batch_frames": 120,
+        "max_example_frames": 60,
+        "checkpoint_every": 3,
+        "eval_every": 100,
+        "log_every": 1,
+        "num_threads": 1,
     }
     config["model"].update(model_overrides)
     path = directory / "tiny.json"
@@ -59,7 +81,10 @@ def _config(directory: Path, **model_overrides) -> Path:
 def _train(config: Path, output: Path, *extra: str):
     result = subprocess.run(
         [sys.executable, str(TRAIN), "--config", str(config), "--output-dir", str(output), *extra],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -113,7 +138,10 @@ def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
     _train(config, tmp_path / "run", "--stop-after", "3")
     result = subprocess.run(
         [sys.executable, str(TRAIN), "--config", str(config), "--output-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert result.returncode != 0
     assert "--resume" in result.stderr
@@ -137,15 +165,19 @@ def test_two_process_cpu_data_parallel_run(tmp_path):
     config = _config(tmp_path)
     result = subprocess.run(
         ["bash", str(ROOT / "examples" / "scripts" / "train_ddp_cpu.sh"), str(config), str(tmp_path / "ddp")],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(_losses(tmp_path / "ddp")) == list(range(1, 7))
     assert (tmp_path / "ddp" / "final" / "model" / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("name", ["accelerate_multigpu.yaml", "accelerate_fsdp2_multinode.yaml",
-                                  "accelerate_deepspeed_z2.yaml"])
+@pytest.mark.parametrize(
+    "name", ["accelerate_multigpu.yaml", "accelerate_fsdp2_multinode.yaml", "accelerate_deepspeed_z2.yaml"]
+)
 def test_accelerate_launch_configs_parse(name):
     from accelerate.commands.config.config_args import load_config_from_file
 
@@ -161,10 +193,13 @@ def test_resume_pack_round_trip_continues_the_run(tmp_path):
     _train(config, tmp_path / "straight")
     _train(config, tmp_path / "first", "--stop-after", "3")
     pack = ROOT / "examples" / "resume_pack.py"
-    for args in (["pack", tmp_path / "first" / "checkpoints" / "step-3", tmp_path / "pack"],
-                 ["unpack", tmp_path / "pack", tmp_path / "second"]):
-        result = subprocess.run([sys.executable, str(pack), *map(str, args)], capture_output=True, text=True,
-                                cwd=ROOT, timeout=120)
+    for args in (
+        ["pack", tmp_path / "first" / "checkpoints" / "step-3", tmp_path / "pack"],
+        ["unpack", tmp_path / "pack", tmp_path / "second"],
+    ):
+        result = subprocess.run(
+            [sys.executable, str(pack), *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=120
+        )
         assert result.returncode == 0, result.stderr[-2000:]
     assert all(p.suffix in {".safetensors", ".json"} for p in (tmp_path / "pack").iterdir())
     _train(config, tmp_path / "second", "--resume")
@@ -173,13 +208,25 @@ def test_resume_pack_round_trip_continues_the_run(tmp_path):
     for step in (4, 5, 6):
         assert float(second[step]) == pytest.approx(float(straight[step]), rel=2e-2)
     # a checkpoint's EMA weights as a model folder: at the last step, exactly the run's final model
-    result = subprocess.run([sys.executable, str(pack), "ema-model", str(tmp_path / "straight" / "checkpoints" / "step-6"),
-                             str(tmp_path / "ema6")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(pack),
+            "ema-model",
+            str(tmp_path / "straight" / "checkpoints" / "step-6"),
+            str(tmp_path / "ema6"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     from safetensors.torch import load_file
 
-    final, exported = (load_file(str(d / "model.safetensors")) for d in (tmp_path / "straight" / "final" / "model",
-                                                                         tmp_path / "ema6"))
+    final, exported = (
+        load_file(str(d / "model.safetensors")) for d in (tmp_path / "straight" / "final" / "model", tmp_path / "ema6")
+    )
     assert sorted(final) == sorted(exported)
     assert all(torch.equal(final[k], exported[k]) for k in final)
     assert not any(p.name.startswith(".tmp") for p in tmp_path.iterdir())
@@ -243,8 +290,10 @@ def test_time_budget_counts_from_the_process_start(monkeypatch):
 def _features_dataset(lengths, width=3, num_shards=1):
     from datasets import Dataset, concatenate_datasets
 
-    rows = [(torch.arange(n * width, dtype=torch.float32).reshape(n, width) + 100 * i).tolist()
-            for i, n in enumerate(lengths)]
+    rows = [
+        (torch.arange(n * width, dtype=torch.float32).reshape(n, width) + 100 * i).tolist()
+        for i, n in enumerate(lengths)
+    ]
     parts = [Dataset.from_dict({"features": rows[i::num_shards]}) for i in range(num_shards)]
     return concatenate_datasets(parts) if num_shards > 1 else parts[0]
 
@@ -334,10 +383,26 @@ def test_cudnn_attention_is_off_for_training_on_cuda_unless_asked(monkeypatch):
 def test_profile_training_step_prints_the_phases(tmp_path):
     _tiny_corpus(tmp_path)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "research" / "profile_training_step.py"),
-         "--config", str(_config(tmp_path)),
-         "--steps", "2", "--warmup", "1", "--profile-steps", "1", "--top", "5", "--cudnn-attention", "off"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "examples" / "research" / "profile_training_step.py"),
+            "--config",
+            str(_config(tmp_path)),
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--profile-steps",
+            "1",
+            "--top",
+            "5",
+            "--cudnn-attention",
+            "off",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
@@ -352,8 +417,14 @@ def _utterances(count: int, speakers: list[str], frames=(9, 13, 10, 16, 11, 12))
     from modeling_ditar.training_data import Utterance
 
     generator = torch.Generator().manual_seed(0)
-    return [Utterance(token_ids=[5 + i, 6 + i, 7], features=torch.randn(frames[i % len(frames)], 8, generator=generator),
-                      speaker=speakers[i % len(speakers)]) for i in range(count)]
+    return [
+        Utterance(
+            token_ids=[5 + i, 6 + i, 7],
+            features=torch.randn(frames[i % len(frames)], 8, generator=generator),
+            speaker=speakers[i % len(speakers)],
+        )
+        for i in range(count)
+    ]
 
 
 def test_continuation_text_use_gap_swaps_only_the_target_text_and_scores_only_the_target(monkeypatch):
@@ -393,9 +464,20 @@ def test_training_eval_cli_prints_both_gaps(tmp_path):
     config = _config(tmp_path)
     _train(config, tmp_path / "run")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "training_eval.py"), "--model", str(tmp_path / "run" / "final"),
-         "--dataset", str(tmp_path / "corpus"), "--num-utterances", "4"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "examples" / "training_eval.py"),
+            "--model",
+            str(tmp_path / "run" / "final"),
+            "--dataset",
+            str(tmp_path / "corpus"),
+            "--num-utterances",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "single utterances: x0-MSE" in result.stdout and "prompt + target: x0-MSE" in result.stdout

@@ -46,9 +46,15 @@ HOP = 8
 def get_dummy_vae(seed: int = 0) -> AutoencoderOobleck:
     """Stereo, 8 kHz, hop 8 (1000 latent frames per second), 4-dim latents, ~7k parameters."""
     torch.manual_seed(seed)
-    return AutoencoderOobleck(encoder_hidden_size=2 * LATENT_DIM, downsampling_ratios=[2, 4], channel_multiples=[1, 2],
-                              decoder_channels=4, decoder_input_channels=LATENT_DIM, audio_channels=2,
-                              sampling_rate=SR).eval()
+    return AutoencoderOobleck(
+        encoder_hidden_size=2 * LATENT_DIM,
+        downsampling_ratios=[2, 4],
+        channel_multiples=[1, 2],
+        decoder_channels=4,
+        decoder_input_channels=LATENT_DIM,
+        audio_channels=2,
+        sampling_rate=SR,
+    ).eval()
 
 
 def assert_same_stats(a: dict, b: dict):
@@ -86,8 +92,15 @@ def pipe():
 
 
 def inputs(seed: int = 0, **overrides):
-    kwargs = dict(text="hello there", prompt_audio=tone(0.04), prompt_text="the prompt", sampling_rate=SR,
-                  num_inference_steps=2, max_new_patches=3, generator=torch.Generator().manual_seed(seed))
+    kwargs = dict(
+        text="hello there",
+        prompt_audio=tone(0.04),
+        prompt_text="the prompt",
+        sampling_rate=SR,
+        num_inference_steps=2,
+        max_new_patches=3,
+        generator=torch.Generator().manual_seed(seed),
+    )
     kwargs.update(overrides)
     return kwargs
 
@@ -119,8 +132,14 @@ def test_latent_statistics_over_a_dataset(tmp_path):
     stats = compute_latent_statistics(vae, clips)
     from modeling_ditar import resample_audio
 
-    frames = torch.cat([encode_waveforms(vae, [resample_audio(torch.from_numpy(a), r, SR) if r != SR
-                                               else torch.from_numpy(a)])[0][0] for a, r in clips]).double()
+    frames = torch.cat(
+        [
+            encode_waveforms(vae, [resample_audio(torch.from_numpy(a), r, SR) if r != SR else torch.from_numpy(a)])[0][
+                0
+            ]
+            for a, r in clips
+        ]
+    ).double()
     assert stats["num_clips"] == 4 and stats["num_frames"] == frames.shape[0]
     np.testing.assert_allclose(stats["feature_mean"], frames.mean(0).numpy(), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(stats["feature_std"], frames.std(0, unbiased=False).numpy(), rtol=1e-5, atol=1e-7)
@@ -155,8 +174,9 @@ def test_prompt_audio_is_encoded_to_normalised_latents(pipe):
     torch.testing.assert_close(batch["prompt_features"], pipe.model.normalize_features(latents))
     assert batch["prompt_attention_mask"].tolist() == mask.tolist()
     # a prompt at another rate is resampled to the VAE's rate first
-    resampled = pipe.processor("hi", prompt_text="a", prompt_audio=tone(0.04, sr=16000), sampling_rate=16000,
-                               prompt_encoder=encoder)
+    resampled = pipe.processor(
+        "hi", prompt_text="a", prompt_audio=tone(0.04, sr=16000), sampling_rate=16000, prompt_encoder=encoder
+    )
     assert resampled["prompt_features"].shape == batch["prompt_features"].shape
     # the prompt changes what is generated
     a = pipe(**inputs(prompt_audio=tone(0.04, freq=150.0))).audios
@@ -183,16 +203,30 @@ def test_save_and_load_round_trip(tmp_path, pipe):
     loaded.set_progress_bar_config(disable=True)
     assert isinstance(loaded.vae, AutoencoderOobleck) and loaded.vocoder is None
     np.testing.assert_array_equal(loaded(**inputs()).audios, pipe(**inputs()).audios)
-    np.testing.assert_array_equal(loaded("hello there", max_new_patches=3, generator=torch.manual_seed(1)).audios,
-                                  pipe("hello there", max_new_patches=3, generator=torch.manual_seed(1)).audios)
+    np.testing.assert_array_equal(
+        loaded("hello there", max_new_patches=3, generator=torch.manual_seed(1)).audios,
+        pipe("hello there", max_new_patches=3, generator=torch.manual_seed(1)).audios,
+    )
 
 
 def test_component_errors(pipe):
     with pytest.raises(ValueError, match="either a vocoder .* or a vae"):
-        DiTARPipeline(model=pipe.model, processor=pipe.processor, scheduler=pipe.scheduler,
-                      vocoder=pipe.processor.build_vocoder(n_iter=2), vae=pipe.vae)
-    vae8 = AutoencoderOobleck(encoder_hidden_size=16, downsampling_ratios=[2, 4], channel_multiples=[1, 2],
-                              decoder_channels=4, decoder_input_channels=8, audio_channels=1, sampling_rate=SR)
+        DiTARPipeline(
+            model=pipe.model,
+            processor=pipe.processor,
+            scheduler=pipe.scheduler,
+            vocoder=pipe.processor.build_vocoder(n_iter=2),
+            vae=pipe.vae,
+        )
+    vae8 = AutoencoderOobleck(
+        encoder_hidden_size=16,
+        downsampling_ratios=[2, 4],
+        channel_multiples=[1, 2],
+        decoder_channels=4,
+        decoder_input_channels=8,
+        audio_channels=1,
+        sampling_rate=SR,
+    )
     with pytest.raises(ValueError, match="8-dim latents but the model expects feature_dim=4"):
         DiTARPipeline(model=pipe.model, processor=pipe.processor, scheduler=pipe.scheduler, vae=vae8)
     with pytest.raises(ValueError, match="a vocoder is required"):

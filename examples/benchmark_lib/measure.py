@@ -77,6 +77,7 @@ class PeakMemory:
 
 def _busy_other_cpus(interval: float = 0.25) -> float:
     """Cores in use by other processes over `interval` seconds (machine busy time minus this process's CPU time)."""
+
     def read():
         with open("/proc/stat") as f:
             fields = [int(x) for x in f.readline().split()[1:]]

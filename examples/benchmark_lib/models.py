@@ -35,23 +35,28 @@ PATCHES_PER_SECOND = FRAMES_PER_SECOND / PATCH  # 12.5
 # backbone (qwen2) / aggregation encoder (width, layers, ffn) / LocDiT (width, layers, ffn)
 DITAR_SIZES = {
     # the shipped default model (examples/configs/default.yaml)
-    "ship": dict(hidden=256, layers=6, heads=4, kv_heads=4, intermediate=1024,
-                 encoder=(256, 1, 1024), locdit=(256, 3, 1024)),
+    "ship": dict(
+        hidden=256, layers=6, heads=4, kv_heads=4, intermediate=1024, encoder=(256, 1, 1024), locdit=(256, 3, 1024)
+    ),
     # ~40M with a LocDiT-heavy split
-    "40M": dict(hidden=512, layers=6, heads=8, kv_heads=4, intermediate=2048,
-                encoder=(384, 2, 1536), locdit=(384, 6, 1536)),
+    "40M": dict(
+        hidden=512, layers=6, heads=8, kv_heads=4, intermediate=2048, encoder=(384, 2, 1536), locdit=(384, 6, 1536)
+    ),
     # the same total with the paper's emphasis: parameters in the backbone (runs once per patch), a small LocDiT
     # (runs 2 x NFE times per patch). The paper's per-size table was not available (research/paper.md).
-    "40M-lm": dict(hidden=512, layers=8, heads=8, kv_heads=4, intermediate=2048,
-                   encoder=(256, 2, 1024), locdit=(256, 4, 1024)),
+    "40M-lm": dict(
+        hidden=512, layers=8, heads=8, kv_heads=4, intermediate=2048, encoder=(256, 2, 1024), locdit=(256, 4, 1024)
+    ),
 }
 
 # NAR width / heads / FFN multiple per DiTAR size; the depth is chosen to match the DiTAR parameter count
 NAR_WIDTHS = {"ship": (256, 4, 4), "40M": (512, 8, 4), "40M-lm": (512, 8, 4)}
 
 PROMPT_TEXT = "This is the voice that the model should imitate."
-SENTENCE = ("The quick brown fox jumps over the lazy dog, and then it runs across the wide green field "
-            "to find a quiet place under the old oak tree. ")
+SENTENCE = (
+    "The quick brown fox jumps over the lazy dog, and then it runs across the wide green field "
+    "to find a quiet place under the old oak tree. "
+)
 CHARS_PER_SECOND = 14.0  # read-aloud English, characters (with spaces) per second
 
 
@@ -82,14 +87,31 @@ def build_ditar(size: str, seed: int = 0):
     (enc_h, enc_l, enc_i), (dit_h, dit_l, dit_i) = spec["encoder"], spec["locdit"]
     config = DiTARConfig(
         text_config=dict(
-            model_type="qwen2", hidden_size=spec["hidden"], intermediate_size=spec["intermediate"],
-            num_hidden_layers=spec["layers"], num_attention_heads=spec["heads"], num_key_value_heads=spec["kv_heads"],
-            vocab_size=len(processor.tokenizer), max_position_embeddings=4096, tie_word_embeddings=False,
+            model_type="qwen2",
+            hidden_size=spec["hidden"],
+            intermediate_size=spec["intermediate"],
+            num_hidden_layers=spec["layers"],
+            num_attention_heads=spec["heads"],
+            num_key_value_heads=spec["kv_heads"],
+            vocab_size=len(processor.tokenizer),
+            max_position_embeddings=4096,
+            tie_word_embeddings=False,
         ),
-        feature_dim=NUM_MELS, patch_size=PATCH, num_history_patches=2,
-        encoder_hidden_size=enc_h, encoder_num_layers=enc_l, encoder_num_heads=4, encoder_intermediate_size=enc_i,
-        locdit_hidden_size=dit_h, locdit_num_layers=dit_l, locdit_num_heads=4, locdit_intermediate_size=dit_i,
-        num_inference_steps=10, guidance_scale=2.0, temperature=0.5, max_patches_per_text_token=8.0,
+        feature_dim=NUM_MELS,
+        patch_size=PATCH,
+        num_history_patches=2,
+        encoder_hidden_size=enc_h,
+        encoder_num_layers=enc_l,
+        encoder_num_heads=4,
+        encoder_intermediate_size=enc_i,
+        locdit_hidden_size=dit_h,
+        locdit_num_layers=dit_l,
+        locdit_num_heads=4,
+        locdit_intermediate_size=dit_i,
+        num_inference_steps=10,
+        guidance_scale=2.0,
+        temperature=0.5,
+        max_patches_per_text_token=8.0,
     )
     torch.manual_seed(seed)
     model = DiTARForConditionalGeneration(config).eval()
@@ -131,11 +153,20 @@ class NARBaselineDiT(nn.Module):
         self.in_proj = nn.Linear(2 * feature_dim + dim, dim)
         self.positions = SinusoidalPositions(dim)
         self.time = AdaLayerNormSingle(dim)
-        self.blocks = nn.ModuleList([
-            BasicTransformerBlock(dim, heads, dim // heads, activation_fn="gelu-approximate", attention_bias=True,
-                                  norm_type="ada_norm_single", ff_inner_dim=ff_mult * dim)
-            for _ in range(depth)
-        ])
+        self.blocks = nn.ModuleList(
+            [
+                BasicTransformerBlock(
+                    dim,
+                    heads,
+                    dim // heads,
+                    activation_fn="gelu-approximate",
+                    attention_bias=True,
+                    norm_type="ada_norm_single",
+                    ff_inner_dim=ff_mult * dim,
+                )
+                for _ in range(depth)
+            ]
+        )
         self.norm_out = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.scale_shift_table = nn.Parameter(torch.randn(2, dim) / dim**0.5)
         self.out_proj = nn.Linear(dim, feature_dim)
@@ -181,8 +212,15 @@ def nar_inputs(model: NARBaselineDiT, tokenizer, prompt_features: torch.Tensor, 
 
 
 @torch.no_grad()
-def nar_sample(model: NARBaselineDiT, prompt: torch.Tensor, text_ids: torch.Tensor, steps: int = 32,
-               guidance: float = 2.0, generator: torch.Generator | None = None, run_steps: int | None = None):
+def nar_sample(
+    model: NARBaselineDiT,
+    prompt: torch.Tensor,
+    text_ids: torch.Tensor,
+    steps: int = 32,
+    guidance: float = 2.0,
+    generator: torch.Generator | None = None,
+    run_steps: int | None = None,
+):
     """F5-TTS sampling: Euler from noise (t=0) to data (t=1) with sway sampling, CFG branches packed in one batch.
     `run_steps` < `steps` stops early (for timing projections: every step costs the same)."""
     batch, length, dim = prompt.shape
@@ -216,6 +254,17 @@ def flop_counter_mapping() -> dict:
 
 
 __all__ = [
-    "DITAR_SIZES", "FRAMES_PER_SECOND", "NARBaselineDiT", "PATCHES_PER_SECOND", "PROMPT_TEXT", "build_ditar",
-    "build_nar", "count_parameters", "flop_counter_mapping", "nar_inputs", "nar_sample", "prompt_audio", "text_for",
+    "DITAR_SIZES",
+    "FRAMES_PER_SECOND",
+    "NARBaselineDiT",
+    "PATCHES_PER_SECOND",
+    "PROMPT_TEXT",
+    "build_ditar",
+    "build_nar",
+    "count_parameters",
+    "flop_counter_mapping",
+    "nar_inputs",
+    "nar_sample",
+    "prompt_audio",
+    "text_for",
 ]

@@ -21,21 +21,73 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["DEFAULT_FORTUNES_DIR", "SKIP_CATEGORIES", "clean_sentence", "fortune_entries", "load_sentences",
-           "split_sentences"]
+__all__ = [
+    "DEFAULT_FORTUNES_DIR",
+    "SKIP_CATEGORIES",
+    "clean_sentence",
+    "fortune_entries",
+    "load_sentences",
+    "split_sentences",
+]
 
 DEFAULT_FORTUNES_DIR = "/usr/share/games/fortunes"
 
 #: Fortune files that are offensive, ascii art, code/computer jargon, or not prose.
-SKIP_CATEGORIES = frozenset({
-    "off", "ethnic", "drugs", "men-women", "sex", "racism", "religion",  # offensive / sensitive
-    "art", "ascii-art",  # pictures
-    "computers", "linux", "linuxcookie", "perl", "debian", "knghtbrd", "translate-me",  # computer jargon, code
-    "zippy",  # mostly all-caps non-sequiturs
-})
+SKIP_CATEGORIES = frozenset(
+    {
+        "off",
+        "ethnic",
+        "drugs",
+        "men-women",
+        "sex",
+        "racism",
+        "religion",  # offensive / sensitive
+        "art",
+        "ascii-art",  # pictures
+        "computers",
+        "linux",
+        "linuxcookie",
+        "perl",
+        "debian",
+        "knghtbrd",
+        "translate-me",  # computer jargon, code
+        "zippy",  # mostly all-caps non-sequiturs
+    }
+)
 
-_ABBREV = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "prof", "mt", "no", "gen", "col", "capt", "lt",
-           "sgt", "rev", "gov", "sen", "rep", "inc", "ltd", "co", "corp", "e.g", "i.e", "a.m", "p.m", "u.s", "ph.d"}
+_ABBREV = {
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "st",
+    "jr",
+    "sr",
+    "vs",
+    "etc",
+    "prof",
+    "mt",
+    "no",
+    "gen",
+    "col",
+    "capt",
+    "lt",
+    "sgt",
+    "rev",
+    "gov",
+    "sen",
+    "rep",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "e.g",
+    "i.e",
+    "a.m",
+    "p.m",
+    "u.s",
+    "ph.d",
+}
 _ALLOWED = re.compile(r"^[A-Za-z ,.;:!?'\-]+$")
 _WORD = re.compile(r"[A-Za-z']+")
 # split after . ! ? followed by whitespace and a capital letter (or a quote + capital)
@@ -74,8 +126,16 @@ def fortune_entries(path: str | os.PathLike) -> Iterator[str]:
 
 
 def _normalize(text: str) -> str:
-    text = (text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
-            .replace("``", '"').replace("''", '"').replace("\u2014", " -- ").replace("\t", " "))
+    text = (
+        text.replace("\u2019", "'")
+        .replace("\u2018", "'")
+        .replace("\u201c", '"')
+        .replace("\u201d", '"')
+        .replace("``", '"')
+        .replace("''", '"')
+        .replace("\u2014", " -- ")
+        .replace("\t", " ")
+    )
     text = re.sub(r"\s+--+\s+|\s+--+|--+\s+", ", ", text)  # dash as a clause break
     text = text.replace('"', "")  # quotation marks are not spoken
     text = re.sub(r"\s+", " ", text).strip()
@@ -141,9 +201,15 @@ def _category_files(root: Path, skip: Iterable[str]) -> list[Path]:
     return files
 
 
-def load_sentences(fortunes_dir: str | os.PathLike = DEFAULT_FORTUNES_DIR, *, seed: int = 0, min_words: int = 4,
-                   max_words: int = 20, skip_categories: Iterable[str] = SKIP_CATEGORIES,
-                   max_sentences: int | None = None) -> list[str]:
+def load_sentences(
+    fortunes_dir: str | os.PathLike = DEFAULT_FORTUNES_DIR,
+    *,
+    seed: int = 0,
+    min_words: int = 4,
+    max_words: int = 20,
+    skip_categories: Iterable[str] = SKIP_CATEGORIES,
+    max_sentences: int | None = None,
+) -> list[str]:
     """All clean, unique sentences of the fortune files, shuffled deterministically with ``seed``."""
     root = Path(fortunes_dir)
     files = _category_files(root, skip_categories)

@@ -109,8 +109,16 @@ def find_espeak_data_dir() -> Path:
                 candidates.append(Path(out.split("Data at:", 1)[1].strip()))
         except (OSError, subprocess.SubprocessError):
             pass
-    candidates += [Path(p) for p in ("/usr/lib/x86_64-linux-gnu/espeak-ng-data", "/usr/lib/aarch64-linux-gnu/espeak-ng-data",
-                                     "/usr/share/espeak-ng-data", "/usr/local/share/espeak-ng-data", "/usr/lib/espeak-ng-data")]
+    candidates += [
+        Path(p)
+        for p in (
+            "/usr/lib/x86_64-linux-gnu/espeak-ng-data",
+            "/usr/lib/aarch64-linux-gnu/espeak-ng-data",
+            "/usr/share/espeak-ng-data",
+            "/usr/local/share/espeak-ng-data",
+            "/usr/lib/espeak-ng-data",
+        )
+    ]
     for c in candidates:
         if (c / "phontab").is_file() and (c / "en_dict").is_file():
             return c
@@ -176,8 +184,25 @@ def parse_variant(text: str) -> dict[str, list[int] | str]:
 
     Raises ValueError on unknown keywords or malformed numbers (a light check of what espeak-ng accepts).
     """
-    known_numeric = {"pitch", "breath", "breathw", "roughness", "flutter", "voicing", "consonants", "tone", "echo",
-                     "klatt", "stressAdd", "stressAmp", "stressLength", "speed", "words", "clarity", "intonation"}
+    known_numeric = {
+        "pitch",
+        "breath",
+        "breathw",
+        "roughness",
+        "flutter",
+        "voicing",
+        "consonants",
+        "tone",
+        "echo",
+        "klatt",
+        "stressAdd",
+        "stressAmp",
+        "stressLength",
+        "speed",
+        "words",
+        "clarity",
+        "intonation",
+    }
     out: dict[str, list[int] | str] = {}
     for raw in text.splitlines():
         line = raw.split("//", 1)[0].strip()
@@ -259,9 +284,18 @@ class VoiceBank:
     list never overflows.  The same (num_voices, seed) always gives the same voices.
     """
 
-    def __init__(self, root: str | os.PathLike, num_voices: int, seed: int = 0, *,
-                 per_dir: int = MAX_VARIANTS_PER_DIR, speed_range: tuple[int, int] = (140, 200),
-                 base_voices: dict[str, float] | None = None, prefix: str = "v", data_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        num_voices: int,
+        seed: int = 0,
+        *,
+        per_dir: int = MAX_VARIANTS_PER_DIR,
+        speed_range: tuple[int, int] = (140, 200),
+        base_voices: dict[str, float] | None = None,
+        prefix: str = "v",
+        data_dir: str | os.PathLike | None = None,
+    ):
         if not 1 <= per_dir <= MAX_VARIANTS_PER_DIR:
             raise ValueError(f"per_dir must be in 1..{MAX_VARIANTS_PER_DIR} (espeak-ng voice list limit)")
         self.root = Path(root)
@@ -297,8 +331,9 @@ class VoiceBank:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def synthesize(text: str, voice: Voice | str, out_wav: str | os.PathLike, speed: int | None = None,
-               *, timeout: float = 60.0) -> None:
+def synthesize(
+    text: str, voice: Voice | str, out_wav: str | os.PathLike, speed: int | None = None, *, timeout: float = 60.0
+) -> None:
     """Speak ``text`` with ``voice`` into ``out_wav`` (espeak-ng writes 22050 Hz mono PCM_16).
 
     ``voice`` is a :class:`Voice` or a stock voice name such as ``"en-us+m3"``; ``speed`` (words per minute)
@@ -312,8 +347,15 @@ def synthesize(text: str, voice: Voice | str, out_wav: str | os.PathLike, speed:
     cmd = [exe]
     if voice.path is not None:
         cmd.append(f"--path={voice.path}")
-    cmd += ["-v", voice.espeak_name, "-s", str(int(speed if speed is not None else voice.speed)), "-w", str(out_wav),
-            "--stdin"]
+    cmd += [
+        "-v",
+        voice.espeak_name,
+        "-s",
+        str(int(speed if speed is not None else voice.speed)),
+        "-w",
+        str(out_wav),
+        "--stdin",
+    ]
     res = subprocess.run(cmd, input=text.encode(), capture_output=True, timeout=timeout)
     err = res.stderr.decode(errors="replace").strip()
     if res.returncode != 0 or not os.path.exists(out_wav) or os.path.getsize(out_wav) <= 44:

@@ -59,8 +59,11 @@ def whisper_base_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     expected = part1.stat().st_size + part2.stat().st_size
     marker = target / "assembled.json"
     model_bin = target / "model.bin"
-    if marker.is_file() and model_bin.is_file() and model_bin.stat().st_size == expected and all(
-        (target / name).is_file() for name in MODEL_FILES
+    if (
+        marker.is_file()
+        and model_bin.is_file()
+        and model_bin.stat().st_size == expected
+        and all((target / name).is_file() for name in MODEL_FILES)
     ):
         return target
     target.mkdir(parents=True, exist_ok=True)
@@ -107,9 +110,16 @@ class WhisperASR:
     compression-ratio threshold (a repetition loop: "do, do, do, ..." read off a 3-second clip) is decoded once more at
     temperature 0 with a repetition penalty, and the second transcript is kept if it compresses less."""
 
-    def __init__(self, model_dir: str | os.PathLike | None = None, cpu_threads: int = 1, beam_size: int = 5,
-                 compute_type: str = "int8", language: str = "en", temperature_fallback: bool = False,
-                 redecode_loops: bool = False):
+    def __init__(
+        self,
+        model_dir: str | os.PathLike | None = None,
+        cpu_threads: int = 1,
+        beam_size: int = 5,
+        compute_type: str = "int8",
+        language: str = "en",
+        temperature_fallback: bool = False,
+        redecode_loops: bool = False,
+    ):
         from faster_whisper import WhisperModel
 
         self.model_dir = Path(model_dir) if model_dir is not None else whisper_base_dir()
@@ -119,8 +129,13 @@ class WhisperASR:
         self.language = language
         self.temperatures = FALLBACK_TEMPERATURES if temperature_fallback else (0.0,)
         self.redecode_loops = bool(redecode_loops)
-        self.model = WhisperModel(str(self.model_dir), device="cpu", compute_type=compute_type,
-                                  cpu_threads=self.cpu_threads, local_files_only=True)
+        self.model = WhisperModel(
+            str(self.model_dir),
+            device="cpu",
+            compute_type=compute_type,
+            cpu_threads=self.cpu_threads,
+            local_files_only=True,
+        )
 
     def transcribe(self, audio: np.ndarray, sampling_rate: int) -> str:
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
@@ -142,17 +157,35 @@ class WhisperASR:
 
     def _decode(self, audio: np.ndarray, **options) -> list:
         segments, _ = self.model.transcribe(
-            audio, language=self.language, beam_size=self.beam_size, temperature=list(self.temperatures),
-            condition_on_previous_text=False, vad_filter=False, **options,
+            audio,
+            language=self.language,
+            beam_size=self.beam_size,
+            temperature=list(self.temperatures),
+            condition_on_previous_text=False,
+            vad_filter=False,
+            **options,
         )
         return list(segments)
 
     def describe(self) -> dict:
         import faster_whisper
 
-        return {"engine": f"faster-whisper {faster_whisper.__version__}", "model_dir": str(self.model_dir),
-                "compute_type": self.compute_type, "beam_size": self.beam_size,
-                "temperature": list(self.temperatures),
-                **({"redecode_loops": {"compression_ratio_above": LOOP_COMPRESSION_RATIO,
-                                       "repetition_penalty": LOOP_REPETITION_PENALTY}} if self.redecode_loops else {}),
-                "language": self.language, "cpu_threads": self.cpu_threads}
+        return {
+            "engine": f"faster-whisper {faster_whisper.__version__}",
+            "model_dir": str(self.model_dir),
+            "compute_type": self.compute_type,
+            "beam_size": self.beam_size,
+            "temperature": list(self.temperatures),
+            **(
+                {
+                    "redecode_loops": {
+                        "compression_ratio_above": LOOP_COMPRESSION_RATIO,
+                        "repetition_penalty": LOOP_REPETITION_PENALTY,
+                    }
+                }
+                if self.redecode_loops
+                else {}
+            ),
+            "language": self.language,
+            "cpu_threads": self.cpu_threads,
+        }

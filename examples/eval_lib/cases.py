@@ -50,8 +50,12 @@ class Case:
             inside = Path(path).resolve().is_relative_to(base_dir.resolve())
             return os.path.relpath(path, base_dir) if inside else str(path)
 
-        row = {"id": self.id, "prompt_audio": rel(self.prompt_audio), "prompt_text": self.prompt_text,
-               "target_text": self.target_text}
+        row = {
+            "id": self.id,
+            "prompt_audio": rel(self.prompt_audio),
+            "prompt_text": self.prompt_text,
+            "target_text": self.target_text,
+        }
         if self.target_audio is not None:
             row["target_audio"] = rel(self.target_audio)
         if self.voice is not None:
@@ -92,11 +96,17 @@ def load_cases(path: str | os.PathLike, check_files: bool = True) -> list[Case]:
                 raise FileNotFoundError(f"{where}: {name} {str(full)!r} does not exist")
             return str(full)
 
-        cases.append(Case(
-            id=row["id"], prompt_audio=resolve(row["prompt_audio"], "prompt_audio"), prompt_text=row["prompt_text"],
-            target_text=row["target_text"], target_audio=resolve(row.get("target_audio"), "target_audio"),
-            voice=row.get("voice"), extra={k: v for k, v in row.items() if k not in KNOWN},
-        ))
+        cases.append(
+            Case(
+                id=row["id"],
+                prompt_audio=resolve(row["prompt_audio"], "prompt_audio"),
+                prompt_text=row["prompt_text"],
+                target_text=row["target_text"],
+                target_audio=resolve(row.get("target_audio"), "target_audio"),
+                voice=row.get("voice"),
+                extra={k: v for k, v in row.items() if k not in KNOWN},
+            )
+        )
     if not cases:
         raise ValueError(f"{path}: no cases")
     return cases
@@ -117,8 +127,14 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "x"
 
 
-def select_pairs(speakers: list[str], texts: list[str], durations: list[float], num_cases: int, seed: int = 0,
-                 min_prompt_seconds: float = 0.0) -> list[tuple[int, int]]:
+def select_pairs(
+    speakers: list[str],
+    texts: list[str],
+    durations: list[float],
+    num_cases: int,
+    seed: int = 0,
+    min_prompt_seconds: float = 0.0,
+) -> list[tuple[int, int]]:
     """(prompt_row, target_row) pairs: same speaker, different sentence, every row used at most once, speakers
     taken in turns (a shuffled order) so the cases spread over all speakers."""
     rng = random.Random(seed)
@@ -155,8 +171,14 @@ def select_pairs(speakers: list[str], texts: list[str], durations: list[float], 
     return pairs
 
 
-def make_cases_from_dataset(dataset_dir: str | os.PathLike, split: str, num_cases: int, out_path: str | os.PathLike,
-                            seed: int = 0, min_prompt_seconds: float = 0.0) -> list[Case]:
+def make_cases_from_dataset(
+    dataset_dir: str | os.PathLike,
+    split: str,
+    num_cases: int,
+    out_path: str | os.PathLike,
+    seed: int = 0,
+    min_prompt_seconds: float = 0.0,
+) -> list[Case]:
     """Pick `num_cases` (prompt, target) pairs from `split` of a corpus saved by build_corpus.py, write the audio to
     `OUT_DIR/wavs/` (16-bit WAV at the corpus rate) and the cases to `out_path` (JSONL). Returns the cases."""
     import soundfile as sf
@@ -172,8 +194,10 @@ def make_cases_from_dataset(dataset_dir: str | os.PathLike, split: str, num_case
     durations = [float(d) for d in meta["duration"]]
     pairs = select_pairs(speakers, texts, durations, num_cases, seed=seed, min_prompt_seconds=min_prompt_seconds)
     if len(pairs) < num_cases:
-        print(f"[cases] only {len(pairs)} of {num_cases} cases possible from {split} "
-              f"({len(set(speakers))} speakers, {len(texts)} utterances)")
+        print(
+            f"[cases] only {len(pairs)} of {num_cases} cases possible from {split} "
+            f"({len(set(speakers))} speakers, {len(texts)} utterances)"
+        )
     out_path = Path(out_path)
     wav_dir = out_path.parent / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
@@ -187,13 +211,26 @@ def make_cases_from_dataset(dataset_dir: str | os.PathLike, split: str, num_case
             audio = np.clip(np.asarray(row["audio"], dtype=np.float32), -1.0, 1.0)
             paths[role] = wav_dir / f"{case_id}_{role}.wav"
             sf.write(paths[role], audio, int(row["sampling_rate"]), subtype="PCM_16")
-        cases.append(Case(
-            id=case_id, prompt_audio=str(paths["prompt"]), prompt_text=prompt["text"], target_text=target["text"],
-            target_audio=str(paths["target"]), voice=prompt["voice"] if has_voice else None,
-            extra={"speaker_id": prompt["speaker_id"], "prompt_seconds": round(durations[p], 3),
-                   "target_seconds": round(durations[t], 3),
-                   "source": {"dataset": str(dataset_dir.resolve()), "split": split, "prompt_row": int(p),
-                              "target_row": int(t)}},
-        ))
+        cases.append(
+            Case(
+                id=case_id,
+                prompt_audio=str(paths["prompt"]),
+                prompt_text=prompt["text"],
+                target_text=target["text"],
+                target_audio=str(paths["target"]),
+                voice=prompt["voice"] if has_voice else None,
+                extra={
+                    "speaker_id": prompt["speaker_id"],
+                    "prompt_seconds": round(durations[p], 3),
+                    "target_seconds": round(durations[t], 3),
+                    "source": {
+                        "dataset": str(dataset_dir.resolve()),
+                        "split": split,
+                        "prompt_row": int(p),
+                        "target_row": int(t),
+                    },
+                },
+            )
+        )
     write_cases(cases, out_path)
     return cases

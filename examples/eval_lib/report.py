@@ -4,8 +4,19 @@ from __future__ import annotations
 
 DASH = "–"
 
-COLUMNS = ("system", "cases", "WER", "WER (capped)", "words recognised", "SIM (prompt)", "SIM (GT)", "stop rate",
-           "duration ratio", "mean duration", "RTF")
+COLUMNS = (
+    "system",
+    "cases",
+    "WER",
+    "WER (capped)",
+    "words recognised",
+    "SIM (prompt)",
+    "SIM (GT)",
+    "stop rate",
+    "duration ratio",
+    "mean duration",
+    "RTF",
+)
 
 
 def _pct(value) -> str:
@@ -17,7 +28,7 @@ def _num(value, digits: int = 3) -> str:
 
 
 def recognised_cell(row: dict) -> str:
-    """"hits/reference words (percent)" of a results row, or a dash when it has no reference words."""
+    """ "hits/reference words (percent)" of a results row, or a dash when it has no reference words."""
     return DASH if not row.get("ref_words") else f"{row['hits']}/{row['ref_words']} ({_pct(row['recognised'])})"
 
 
@@ -27,9 +38,17 @@ def table_row(row: dict) -> list[str]:
     if row.get("sim_prompt") is not None and row.get("sim_prompt_n", row["cases"]) != row["cases"]:
         sim += f" (n={row['sim_prompt_n']})"
     return [
-        row["name"], cases, _pct(row.get("wer")), _pct(row.get("wer_capped")), recognised_cell(row), sim,
-        _num(row.get("sim_gt")), _pct(row.get("stop_rate")), _num(row.get("duration_ratio"), 2),
-        DASH if row.get("mean_seconds") is None else f"{row['mean_seconds']:.2f} s", _num(row.get("rtf")),
+        row["name"],
+        cases,
+        _pct(row.get("wer")),
+        _pct(row.get("wer_capped")),
+        recognised_cell(row),
+        sim,
+        _num(row.get("sim_gt")),
+        _pct(row.get("stop_rate")),
+        _num(row.get("duration_ratio"), 2),
+        DASH if row.get("mean_seconds") is None else f"{row['mean_seconds']:.2f} s",
+        _num(row.get("rtf")),
     ]
 
 
@@ -40,7 +59,10 @@ def render_table(rows: list[dict]) -> str:
 
 
 def render_case_table(results: dict, max_chars: int = 90) -> str:
-    lines = ["| case | system | WER | hits | SIM (prompt) | seconds | stopped | transcript |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| case | system | WER | hits | SIM (prompt) | seconds | stopped | transcript |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for case in results["cases"]:
         for key, row in case["rows"].items():
             words = row["words"]
@@ -49,9 +71,23 @@ def render_case_table(results: dict, max_chars: int = 90) -> str:
             if row.get("error"):
                 hyp = f"ERROR {row['error']}"[:max_chars]
             stopped = DASH if row.get("stopped") is None else str(row["stopped"])
-            lines.append("| " + " | ".join(x.replace("|", "\\|") for x in [
-                case["id"], key, _pct(words.get("wer")), f"{words['hits']}/{words['ref_words']}",
-                _num(row.get("sim_prompt")), f"{row.get('seconds', 0.0):.2f}", stopped, hyp]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    x.replace("|", "\\|")
+                    for x in [
+                        case["id"],
+                        key,
+                        _pct(words.get("wer")),
+                        f"{words['hits']}/{words['ref_words']}",
+                        _num(row.get("sim_prompt")),
+                        f"{row.get('seconds', 0.0):.2f}",
+                        stopped,
+                        hyp,
+                    ]
+                )
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -60,17 +96,23 @@ def render_markdown(results: dict, per_case: bool = True) -> str:
     meta = results.get("meta", {})
     out = ["# DiTAR zero-shot evaluation", ""]
     if meta:
-        out += [f"- command: `{meta.get('command', '')}`",
-                f"- cases: `{meta.get('cases_file', '')}` ({meta.get('num_cases', '?')} cases)",
-                f"- ASR: {meta.get('asr', {}).get('engine', '?')} ({meta.get('asr', {}).get('model_dir', '')}); "
-                f"speaker similarity: {meta.get('speaker', {}).get('engine', '?')}",
-                f"- date: {meta.get('date', '')}, threads: {meta.get('threads', '?')}, "
-                f"wall time: {meta.get('wall_seconds', 0):.1f} s", ""]
+        out += [
+            f"- command: `{meta.get('command', '')}`",
+            f"- cases: `{meta.get('cases_file', '')}` ({meta.get('num_cases', '?')} cases)",
+            f"- ASR: {meta.get('asr', {}).get('engine', '?')} ({meta.get('asr', {}).get('model_dir', '')}); "
+            f"speaker similarity: {meta.get('speaker', {}).get('engine', '?')}",
+            f"- date: {meta.get('date', '')}, threads: {meta.get('threads', '?')}, "
+            f"wall time: {meta.get('wall_seconds', 0):.1f} s",
+            "",
+        ]
         model = next((r for r in results["rows"] if r["key"] == "model"), None)
         if model is not None:
             s = model["settings"]
-            out += [f"- {model['name']}: `{s.get('source', '')}`, steps {s.get('num_inference_steps')}, "
-                    f"guidance {s.get('guidance_scale')}, temperature {s.get('temperature')}, seed {s.get('seed')}", ""]
+            out += [
+                f"- {model['name']}: `{s.get('source', '')}`, steps {s.get('num_inference_steps')}, "
+                f"guidance {s.get('guidance_scale')}, temperature {s.get('temperature')}, seed {s.get('seed')}",
+                "",
+            ]
     out += [render_table(results["rows"]), ""]
     out += [
         "WER: corpus-level (errors / reference words) after lowercasing and stripping punctuation; "

@@ -22,8 +22,14 @@ def _embed(encoder, audio, rate):
         return None
 
 
-def run_evaluation(cases: list[Case], systems: list, asr, speaker_encoder, out_dir: str | Path | None = None,
-                   log: Callable[[str], None] = print) -> dict:
+def run_evaluation(
+    cases: list[Case],
+    systems: list,
+    asr,
+    speaker_encoder,
+    out_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Score every system on every case it applies to.
 
     Returns `{"rows": [summary per system], "cases": [per-case details]}`. With `out_dir`, the produced audio is
@@ -43,9 +49,15 @@ def run_evaluation(cases: list[Case], systems: list, asr, speaker_encoder, out_d
             gt_audio, gt_rate = read_audio(case.target_audio)
             gt_seconds = gt_audio.size / gt_rate
             gt_emb = _embed(speaker_encoder, gt_audio, gt_rate)
-        record = {"id": case.id, "target_text": case.target_text, "prompt_text": case.prompt_text,
-                  "voice": case.voice, "prompt_seconds": prompt_audio.size / prompt_rate,
-                  "target_seconds": gt_seconds, "rows": {}}
+        record = {
+            "id": case.id,
+            "target_text": case.target_text,
+            "prompt_text": case.prompt_text,
+            "voice": case.voice,
+            "prompt_seconds": prompt_audio.size / prompt_rate,
+            "target_seconds": gt_seconds,
+            "rows": {},
+        }
         for system in systems:
             if not system.applies(case):
                 continue
@@ -53,8 +65,16 @@ def run_evaluation(cases: list[Case], systems: list, asr, speaker_encoder, out_d
             try:
                 out = system(case)
             except Exception as err:  # noqa: BLE001 - a failed case counts as saying nothing, and is reported
-                row.update(error=f"{type(err).__name__}: {err}", hypothesis="", seconds=0.0, compute_seconds=None,
-                           stopped=None, sim_prompt=None, sim_gt=None, duration_ratio=None)
+                row.update(
+                    error=f"{type(err).__name__}: {err}",
+                    hypothesis="",
+                    seconds=0.0,
+                    compute_seconds=None,
+                    stopped=None,
+                    sim_prompt=None,
+                    sim_gt=None,
+                    duration_ratio=None,
+                )
                 row["words"] = word_stats(case.target_text, "").to_dict()
                 log(f"  [error] {case.id} {system.key}: {row['error']}\n{traceback.format_exc(limit=3)}")
                 record["rows"][system.key] = row
@@ -83,9 +103,12 @@ def run_evaluation(cases: list[Case], systems: list, asr, speaker_encoder, out_d
             record["rows"][system.key] = row
             per_system[system.key].append(row)
             wer = stats.wer
-            log(f"[{index + 1}/{len(cases)}] {case.id} {system.key:8s} WER {'-' if wer is None else f'{100 * wer:5.1f}%'}"
+            log(
+                f"[{index + 1}/{len(cases)}] {case.id} {system.key:8s} WER {'-' if wer is None else f'{100 * wer:5.1f}%'}"
                 f" hits {stats.hits}/{stats.ref_words} SIM {_fmt(row['sim_prompt'])} dur {seconds:.2f}s"
-                + (f" stopped={out.stopped}" if out.stopped is not None else "") + f" | {hypothesis[:70]!r}")
+                + (f" stopped={out.stopped}" if out.stopped is not None else "")
+                + f" | {hypothesis[:70]!r}"
+            )
         records.append(record)
     rows = [summarize_rows(system, per_system[system.key]) for system in systems]
     return {"rows": rows, "cases": records, "eval_seconds": time.perf_counter() - start_all}
@@ -97,9 +120,10 @@ def _fmt(value):
 
 def summarize_rows(system, rows: list[dict]) -> dict:
     """Corpus-level numbers of one system."""
-    words = aggregate_word_stats(WordStats(**{k: r["words"][k] for k in
-                                              ("ref_words", "hits", "substitutions", "deletions", "insertions")})
-                                 for r in rows)
+    words = aggregate_word_stats(
+        WordStats(**{k: r["words"][k] for k in ("ref_words", "hits", "substitutions", "deletions", "insertions")})
+        for r in rows
+    )
     stopped = [r["stopped"] for r in rows if r.get("stopped") is not None]
     compute = [r["compute_seconds"] for r in rows if r.get("compute_seconds") is not None]
     audio_seconds = sum(r["seconds"] for r in rows if r.get("compute_seconds") is not None)
@@ -110,8 +134,21 @@ def summarize_rows(system, rows: list[dict]) -> dict:
         "settings": system.describe(),
         "cases": len(rows),
         "failed": sum(1 for r in rows if r.get("error")),
-        **{k: words[k] for k in ("wer", "wer_capped", "recognised", "ref_words", "hits", "errors", "substitutions",
-                                 "deletions", "insertions", "mean_utterance_wer")},
+        **{
+            k: words[k]
+            for k in (
+                "wer",
+                "wer_capped",
+                "recognised",
+                "ref_words",
+                "hits",
+                "errors",
+                "substitutions",
+                "deletions",
+                "insertions",
+                "mean_utterance_wer",
+            )
+        },
         "sim_prompt": mean_or_none(sims),
         "sim_prompt_std": float(np.std(sims)) if sims else None,
         "sim_prompt_n": len(sims),

@@ -71,5 +71,8 @@ class ResemblyzerEncoder:
         return self.encoder.embed_utterance(wav)
 
     def describe(self) -> dict:
-        return {"engine": f"resemblyzer {self.version}", "model": "GE2E VoiceEncoder (pretrained.pt in the wheel)",
-                "similarity": "cosine of embed_utterance"}
+        return {
+            "engine": f"resemblyzer {self.version}",
+            "model": "GE2E VoiceEncoder (pretrained.pt in the wheel)",
+            "similarity": "cosine of embed_utterance",
+        }

@@ -22,8 +22,12 @@ import numpy as np
 
 from .cases import Case
 
-ROW_NAMES = {"gt": "ground truth", "resynth": "ground truth resynthesised", "tf": "DiTAR teacher-forced",
-             "model": "DiTAR"}
+ROW_NAMES = {
+    "gt": "ground truth",
+    "resynth": "ground truth resynthesised",
+    "tf": "DiTAR teacher-forced",
+    "model": "DiTAR",
+}
 
 
 @dataclass
@@ -88,11 +92,26 @@ class ResynthesisSystem:
 
     def describe(self) -> dict:
         fe = self.feature_extractor
-        return {"source": self.source, "vocoder": type(self.vocoder).__name__,
-                "vocoder_config": {k: v for k, v in dict(getattr(self.vocoder, "config", {}) or {}).items()
-                                   if not k.startswith("_")},
-                "features": {k: getattr(fe, k) for k in ("sampling_rate", "feature_size", "n_fft", "hop_length",
-                                                         "win_length", "f_min", "f_max", "log_floor")}}
+        return {
+            "source": self.source,
+            "vocoder": type(self.vocoder).__name__,
+            "vocoder_config": {
+                k: v for k, v in dict(getattr(self.vocoder, "config", {}) or {}).items() if not k.startswith("_")
+            },
+            "features": {
+                k: getattr(fe, k)
+                for k in (
+                    "sampling_rate",
+                    "feature_size",
+                    "n_fft",
+                    "hop_length",
+                    "win_length",
+                    "f_min",
+                    "f_max",
+                    "log_floor",
+                )
+            },
+        }
 
 
 def case_seed(seed: int, case_id: str) -> int:
@@ -103,9 +122,18 @@ def case_seed(seed: int, case_id: str) -> int:
 class PipelineSystem:
     key = "model"
 
-    def __init__(self, pipe, num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                 temperature: float | None = None, max_new_patches: int | None = None, seed: int = 0,
-                 name: str = ROW_NAMES["model"], source: str = "", num_candidates: int | None = None):
+    def __init__(
+        self,
+        pipe,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        temperature: float | None = None,
+        max_new_patches: int | None = None,
+        seed: int = 0,
+        name: str = ROW_NAMES["model"],
+        source: str = "",
+        num_candidates: int | None = None,
+    ):
         self.pipe = pipe
         self.num_candidates = num_candidates
         self.num_inference_steps = num_inference_steps
@@ -124,10 +152,17 @@ class PipelineSystem:
 
         generator = torch.Generator().manual_seed(case_seed(self.seed, case.id))
         start = time.perf_counter()
-        out = self.pipe(case.target_text, prompt_audio=case.prompt_audio, prompt_text=case.prompt_text,
-                        num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
-                        temperature=self.temperature, max_new_patches=self.max_new_patches, generator=generator,
-                        num_candidates=self.num_candidates)
+        out = self.pipe(
+            case.target_text,
+            prompt_audio=case.prompt_audio,
+            prompt_text=case.prompt_text,
+            num_inference_steps=self.num_inference_steps,
+            guidance_scale=self.guidance_scale,
+            temperature=self.temperature,
+            max_new_patches=self.max_new_patches,
+            generator=generator,
+            num_candidates=self.num_candidates,
+        )
         seconds = time.perf_counter() - start
         audio = np.asarray(out.audios[0][: out.audio_lengths[0]], dtype=np.float32)
         return SystemOutput(audio, int(self.pipe.sample_rate), compute_seconds=seconds, stopped=bool(out.stopped[0]))
@@ -155,8 +190,16 @@ class TeacherForcedSystem(PipelineSystem):
 
     key = "tf"
 
-    def __init__(self, pipe, num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                 temperature: float | None = None, seed: int = 0, name: str = ROW_NAMES["tf"], source: str = ""):
+    def __init__(
+        self,
+        pipe,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        temperature: float | None = None,
+        seed: int = 0,
+        name: str = ROW_NAMES["tf"],
+        source: str = "",
+    ):
         super().__init__(pipe, num_inference_steps, guidance_scale, temperature, None, seed, name, source)
 
     def applies(self, case: Case) -> bool:
@@ -172,9 +215,18 @@ class TeacherForcedSystem(PipelineSystem):
         audio, rate = read_audio(case.target_audio)
         generator = torch.Generator().manual_seed(case_seed(self.seed, case.id))
         start = time.perf_counter()
-        features = teacher_forced_features(self.pipe, audio, rate, case.target_text, case.prompt_audio,
-                                           case.prompt_text, self.num_inference_steps, self.guidance_scale,
-                                           self.temperature, generator)
+        features = teacher_forced_features(
+            self.pipe,
+            audio,
+            rate,
+            case.target_text,
+            case.prompt_audio,
+            case.prompt_text,
+            self.num_inference_steps,
+            self.guidance_scale,
+            self.temperature,
+            generator,
+        )
         with torch.no_grad():
             waveform = StreamingVocoder(self.pipe.vocoder).decode(features)
         seconds = time.perf_counter() - start

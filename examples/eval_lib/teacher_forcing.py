@@ -38,8 +38,14 @@ class TeacherForcedPrefix:
 
 
 @torch.no_grad()
-def teacher_forced_prefix(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_frames: torch.Tensor,
-                          target_frames: torch.Tensor, speech_position_rate=None) -> TeacherForcedPrefix:
+def teacher_forced_prefix(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prompt_frames: torch.Tensor,
+    target_frames: torch.Tensor,
+    speech_position_rate=None,
+) -> TeacherForcedPrefix:
     """One backbone pass over text + real prompt + real target patches.
 
     input_ids / attention_mask [1, L]: prompt transcript + target text as the processor encodes them; prompt_frames
@@ -56,8 +62,13 @@ def teacher_forced_prefix(model, input_ids: torch.Tensor, attention_mask: torch.
     frames = torch.cat([prompt_frames[: num_prompt * patch], target_frames[: num_target * patch]])
     frames = frames[None].to(device=device, dtype=dtype)  # [1, T, D]
 
-    out = model(input_ids=input_ids.to(device), speech_features=frames, attention_mask=attention_mask.to(device),
-                speech_position_rate=speech_position_rate, return_dict=True)
+    out = model(
+        input_ids=input_ids.to(device),
+        speech_features=frames,
+        attention_mask=attention_mask.to(device),
+        speech_position_rate=speech_position_rate,
+        return_dict=True,
+    )
     hidden = out.speech_hidden_states[0]  # [1+N, H]; row i is the backbone output that predicts patch i
     targets = torch.arange(num_prompt, num_prompt + num_target, device=device)
     history = history_mask = None
@@ -70,26 +81,47 @@ def teacher_forced_prefix(model, input_ids: torch.Tensor, attention_mask: torch.
 
 
 @torch.no_grad()
-def sample_teacher_forced(model, scheduler, prefix: TeacherForcedPrefix, num_inference_steps: int,
-                          guidance_scale: float, temperature: float,
-                          generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_teacher_forced(
+    model,
+    scheduler,
+    prefix: TeacherForcedPrefix,
+    num_inference_steps: int,
+    guidance_scale: float,
+    temperature: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Normalised patches [Nt, P, D]: LocDiT solves every target patch from its prefix, with generation's sampler."""
     config = model.config
     velocity = GuidedVelocity(model.locdit, prefix.cond, prefix.history, prefix.history_mask, guidance_scale)
     sampler = PatchSampler(scheduler, use_scheduler_step=not model.generation_speedups.inline_euler)
-    return sampler.sample(velocity, (prefix.num_patches, config.patch_size, config.feature_dim), num_inference_steps,
-                          temperature, generator=generator, device=model.device, dtype=model.dtype)
+    return sampler.sample(
+        velocity,
+        (prefix.num_patches, config.patch_size, config.feature_dim),
+        num_inference_steps,
+        temperature,
+        generator=generator,
+        device=model.device,
+        dtype=model.dtype,
+    )
 
 
-def teacher_forced_patches(model, scheduler, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                           prompt_frames: torch.Tensor, target_frames: torch.Tensor, num_inference_steps: int,
-                           guidance_scale: float, temperature: float,
-                           generator: torch.Generator | None = None, speech_position_rate=None) -> torch.Tensor:
+def teacher_forced_patches(
+    model,
+    scheduler,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prompt_frames: torch.Tensor,
+    target_frames: torch.Tensor,
+    num_inference_steps: int,
+    guidance_scale: float,
+    temperature: float,
+    generator: torch.Generator | None = None,
+    speech_position_rate=None,
+) -> torch.Tensor:
     """Normalised patches [Nt, P, D] for the Nt = len(target_frames) // P target patches of one row: patch j is sampled
     from the backbone output over the text and the real patches before it, with the K real patches before it as
     history, using the settings of generation (`teacher_forced_prefix`, then `sample_teacher_forced`)."""
-    prefix = teacher_forced_prefix(model, input_ids, attention_mask, prompt_frames, target_frames,
-                                   speech_position_rate)
+    prefix = teacher_forced_prefix(model, input_ids, attention_mask, prompt_frames, target_frames, speech_position_rate)
     return sample_teacher_forced(model, scheduler, prefix, num_inference_steps, guidance_scale, temperature, generator)
 
 
@@ -97,13 +129,23 @@ def real_frames(pipe, audio, rate: int) -> torch.Tensor:
     """Normalised frames [T, D] of a recording, exactly as the processor computes them for a prompt."""
     processor = pipe.processor
     wave = processor.load_prompt_audio(audio, rate)
-    return processor.feature_extractor([wave.numpy()], sampling_rate=processor.sampling_rate,
-                                       return_tensors="pt")["input_features"][0]
+    return processor.feature_extractor([wave.numpy()], sampling_rate=processor.sampling_rate, return_tensors="pt")[
+        "input_features"
+    ][0]
 
 
-def teacher_forced_features(pipe, target_audio: np.ndarray, target_rate: int, text: str, prompt_audio, prompt_text: str,
-                            num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                            temperature: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def teacher_forced_features(
+    pipe,
+    target_audio: np.ndarray,
+    target_rate: int,
+    text: str,
+    prompt_audio,
+    prompt_text: str,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    temperature: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """De-normalised features [Nt*P, D] of a case's target utterance, every patch sampled from the real prefix, with the
     pipeline's defaults for the settings left out."""
     if pipe.vae is not None:
@@ -114,7 +156,12 @@ def teacher_forced_features(pipe, target_audio: np.ndarray, target_rate: int, te
     prompt_frames = inputs["prompt_features"][0, : int(inputs["prompt_attention_mask"][0].sum())]
     target_frames = real_frames(pipe, target_audio, target_rate)
     patches = teacher_forced_patches(
-        model, pipe.scheduler, inputs["input_ids"], inputs["attention_mask"], prompt_frames, target_frames,
+        model,
+        pipe.scheduler,
+        inputs["input_ids"],
+        inputs["attention_mask"],
+        prompt_frames,
+        target_frames,
         config.num_inference_steps if num_inference_steps is None else num_inference_steps,
         config.guidance_scale if guidance_scale is None else guidance_scale,
         config.temperature if temperature is None else temperature,

@@ -48,19 +48,33 @@ def case_attention(pipe, case) -> dict:
     target = real_frames(pipe, audio, rate)
     num_prompt, num_target = prompt.shape[0] // patch, target.shape[0] // patch
     frames = torch.cat([prompt[: num_prompt * patch], target[: num_target * patch]])[None]
-    heads = [(layer, head) for layer in range(text_config.num_hidden_layers)
-             for head in range(text_config.num_attention_heads)]
+    heads = [
+        (layer, head)
+        for layer in range(text_config.num_hidden_layers)
+        for head in range(text_config.num_attention_heads)
+    ]
     with AttentionReader(model.language_model, heads) as reader:
-        model(input_ids=input_ids, speech_features=frames.to(model.dtype), attention_mask=inputs["attention_mask"],
-              speech_position_rate=inputs.get("speech_position_rate"), return_dict=True)
+        model(
+            input_ids=input_ids,
+            speech_features=frames.to(model.dtype),
+            attention_mask=inputs["attention_mask"],
+            speech_position_rate=inputs.get("speech_position_rate"),
+            return_dict=True,
+        )
     length = text_len + 1 + num_prompt + num_target
     rows = torch.arange(text_len, text_len + num_prompt + num_target)[None]  # position predicting patch j
     key_mask = torch.ones(1, length, dtype=torch.bool)
-    attention = torch.stack([attention_rows(q.float(), k.float(), rows, key_mask)[0]
-                             for q, k in reader.queries_keys().values()])
+    attention = torch.stack(
+        [attention_rows(q.float(), k.float(), rows, key_mask)[0] for q, k in reader.queries_keys().values()]
+    )
     attention = attention.view(text_config.num_hidden_layers, text_config.num_attention_heads, *attention.shape[1:])
-    return {"attention": attention.numpy(), "text_len": text_len, "prompt_text_len": prompt_text_len,
-            "num_prompt": num_prompt, "num_target": num_target}
+    return {
+        "attention": attention.numpy(),
+        "text_len": text_len,
+        "prompt_text_len": prompt_text_len,
+        "num_prompt": num_prompt,
+        "num_target": num_target,
+    }
 
 
 def head_scores(item: dict) -> dict[str, np.ndarray]:
@@ -95,8 +109,12 @@ def plot(items: list[dict], heads: list[tuple[int, int]], path: str) -> None:
     item = items[0]
     fig, axes = plt.subplots(1, len(heads), figsize=(4 * len(heads), 3.6), squeeze=False)
     for ax, (layer, head) in zip(axes[0], heads, strict=True):
-        ax.imshow(item["attention"][layer, head, :, : item["text_len"]], aspect="auto", origin="lower",
-                  interpolation="nearest")
+        ax.imshow(
+            item["attention"][layer, head, :, : item["text_len"]],
+            aspect="auto",
+            origin="lower",
+            interpolation="nearest",
+        )
         ax.axvline(item["prompt_text_len"] - 0.5, color="w", lw=0.8)
         ax.axhline(item["num_prompt"] - 0.5, color="w", lw=0.8)
         ax.set_title(f"layer {layer} head {head}")
@@ -129,11 +147,15 @@ def main(argv=None):
     layers, heads = mean["error"].shape
     print(f"{len(cases)} cases, {args.pipeline or 'embedded default'}; {layers} layers x {heads} heads")
     print(f"constant guess (middle of the target text): {constant:.2f} tokens off")
-    print("| layer | head | text mass | mean tokens off | corr(most-attended token, reference) |\n|---|---|---|---|---|")
+    print(
+        "| layer | head | text mass | mean tokens off | corr(most-attended token, reference) |\n|---|---|---|---|---|"
+    )
     for flat in order[: args.top]:
         layer, head = divmod(int(flat), heads)
-        print(f"| {layer} | {head} | {mean['text_mass'][layer, head]:.2f} | {mean['error'][layer, head]:.2f} | "
-              f"{mean['corr'][layer, head]:.2f} |")
+        print(
+            f"| {layer} | {head} | {mean['text_mass'][layer, head]:.2f} | {mean['error'][layer, head]:.2f} | "
+            f"{mean['corr'][layer, head]:.2f} |"
+        )
     best = float(mean["error"].min())
     print(f"best head: {best:.2f} tokens off ({best / constant:.0%} of the constant guess's error)")
     if args.plot:

@@ -58,8 +58,14 @@ def sample_candidates(pipe, case, num_candidates: int) -> list[dict]:
     candidates = []
     for k in range(num_candidates):
         generator = torch.Generator().manual_seed(case_seed(k, case.id))
-        out = pipe(case.target_text, prompt_audio=case.prompt_audio, prompt_text=case.prompt_text,
-                   output_type="features", generator=generator, num_candidates=1)
+        out = pipe(
+            case.target_text,
+            prompt_audio=case.prompt_audio,
+            prompt_text=case.prompt_text,
+            output_type="features",
+            generator=generator,
+            num_candidates=1,
+        )
         features = torch.as_tensor(np.asarray(out.audios[0][: out.audio_lengths[0]]), dtype=torch.float32)
         with torch.no_grad():
             score = float(pipe.model.score_candidates(inputs, [model.normalize_features(features)])[0])
@@ -75,8 +81,15 @@ def summarize(records: list[dict], num_candidates: int) -> tuple[dict, str]:
         errors = sum(c["errors"] for c in chosen)
         capped = sum(min(c["errors"], c["ref_words"]) for c in chosen)
         sims = [c["sim"] for c in chosen if c["sim"] is not None]
-        return {"hits": hits, "ref_words": ref, "errors": errors, "wer": errors / ref, "wer_capped": capped / ref,
-                "sim": float(np.mean(sims)) if sims else None, "per_case_hits": [c["hits"] for c in chosen]}
+        return {
+            "hits": hits,
+            "ref_words": ref,
+            "errors": errors,
+            "wer": errors / ref,
+            "wer_capped": capped / ref,
+            "sim": float(np.mean(sims)) if sims else None,
+            "per_case_hits": [c["hits"] for c in chosen],
+        }
 
     rows = {"seed 0": total(lambda cs: cs[0])}
     singles = [total(lambda cs, k=k: cs[k]) for k in range(num_candidates)]
@@ -90,15 +103,19 @@ def summarize(records: list[dict], num_candidates: int) -> tuple[dict, str]:
     lines = ["| selection | words recognised | WER | WER (capped) | SIM (prompt) |", "|---|---|---|---|---|"]
     for name, row in rows.items():
         sim = "–" if row["sim"] is None else f"{row['sim']:.3f}"
-        lines.append(f"| {name} | {row['hits']:.1f}/{row['ref_words']} ({row['hits'] / row['ref_words']:.1%}) | "
-                     f"{row['wer']:.1%} | {row['wer_capped']:.1%} | {sim} |")
+        lines.append(
+            f"| {name} | {row['hits']:.1f}/{row['ref_words']} ({row['hits'] / row['ref_words']:.1%}) | "
+            f"{row['wer']:.1%} | {row['wer_capped']:.1%} | {sim} |"
+        )
     best = rows[f"CTC best of {num_candidates}"]["per_case_hits"]
     base = rows["seed 0"]["per_case_hits"]
     diff = np.asarray(best) - np.asarray(base)
     lines.append("")
-    lines.append(f"CTC best of {num_candidates} vs seed 0, words recognised per case: {diff.sum():+d} "
-                 f"(± {diff.std(ddof=1) * np.sqrt(len(diff)):.0f} standard error of the sum; more in "
-                 f"{int((diff > 0).sum())} cases, fewer in {int((diff < 0).sum())}).")
+    lines.append(
+        f"CTC best of {num_candidates} vs seed 0, words recognised per case: {diff.sum():+d} "
+        f"(± {diff.std(ddof=1) * np.sqrt(len(diff)):.0f} standard error of the sum; more in "
+        f"{int((diff > 0).sum())} cases, fewer in {int((diff < 0).sum())})."
+    )
     for row in rows.values():
         row.pop("per_case_hits", None)
     return rows, "\n".join(lines) + "\n"
@@ -133,20 +150,32 @@ def run(argv=None, asr=None, speaker_encoder=None) -> tuple[dict, list[dict]]:
             hypothesis = asr.transcribe(wave, pipe.sample_rate)
             embedding = speaker.embed(wave, pipe.sample_rate)
             sim = None if embedding is None or prompt_embedding is None else cosine(embedding, prompt_embedding)
-            candidates.append(cand | {"hypothesis": hypothesis, "sim": sim, "seconds": len(wave) / pipe.sample_rate}
-                              | word_stats(case.target_text, hypothesis).to_dict())
+            candidates.append(
+                cand
+                | {"hypothesis": hypothesis, "sim": sim, "seconds": len(wave) / pipe.sample_rate}
+                | word_stats(case.target_text, hypothesis).to_dict()
+            )
         records.append({"id": case.id, "target_text": case.target_text, "candidates": candidates})
         ranked = min(range(len(candidates)), key=lambda k: candidates[k]["ctc"])
-        print(f"[{index}/{len(cases)}] {case.id} hits {[c['hits'] for c in candidates]} of "
-              f"{candidates[0]['ref_words']}, CTC picks seed {ranked} ({time.perf_counter() - start:.0f} s)",
-              flush=True)
+        print(
+            f"[{index}/{len(cases)}] {case.id} hits {[c['hits'] for c in candidates]} of "
+            f"{candidates[0]['ref_words']}, CTC picks seed {ranked} ({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
     rows, table = summarize(records, args.num_candidates)
-    meta = {"command": " ".join(["python", *sys.argv]), "cases": args.cases, "num_cases": len(records),
-            "num_candidates": args.num_candidates, "pipeline": args.pipeline or "embedded default",
-            "asr": asr.describe(), "wall_seconds": time.perf_counter() - start}
+    meta = {
+        "command": " ".join(["python", *sys.argv]),
+        "cases": args.cases,
+        "num_cases": len(records),
+        "num_candidates": args.num_candidates,
+        "pipeline": args.pipeline or "embedded default",
+        "asr": asr.describe(),
+        "wall_seconds": time.perf_counter() - start,
+    }
     (out / "candidates.json").write_text(json.dumps({"meta": meta, "summary": rows, "cases": records}, indent=1))
-    (out / "summary.md").write_text(f"# Candidate ranking, {len(records)} cases, K = {args.num_candidates}\n\n"
-                                    f"`{meta['command']}`\n\n{table}")
+    (out / "summary.md").write_text(
+        f"# Candidate ranking, {len(records)} cases, K = {args.num_candidates}\n\n`{meta['command']}`\n\n{table}"
+    )
     print(table)
     return rows, records
 

@@ -46,13 +46,21 @@ def build(cfg, num_proc: int):
     data = load_from_disk(str(dataset_dir))
     model, processor = train_lib.load_model_and_processor(cfg, dataset_dir)
     utterances = train_lib.load_utterances(data["train"], processor, model, num_proc)
-    batcher = PairedLengthBatcher([u.features.shape[0] for u in utterances], [u.speaker for u in utterances],
-                                  cfg.max_batch_frames, cfg.max_example_frames, cfg.pair_prob, cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas,
-                                  weight_decay=cfg.weight_decay)
+    batcher = PairedLengthBatcher(
+        [u.features.shape[0] for u in utterances],
+        [u.speaker for u in utterances],
+        cfg.max_batch_frames,
+        cfg.max_example_frames,
+        cfg.pair_prob,
+        cfg.seed,
+    )
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
+    )
     model, optimizer = accelerator.prepare(model, optimizer)
-    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=0.75,
-                   foreach=True)
+    ema = EMAModel(
+        accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=0.75, foreach=True
+    )
     model.train()
     pad_id = processor.tokenizer.pad_token_id or 0
     space_ids = processor.encode_text(" ", allow_empty=True)
@@ -132,9 +140,12 @@ def main(argv=None):
     setup = build(cfg, args.num_proc)
     device = setup[0].device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"{args.config}: max_batch_frames {cfg.max_batch_frames}, mixed precision {cfg.mixed_precision}, {name}, "
-          f"{sum(p.numel() for p in setup[1].parameters()) / 1e6:.1f}M parameters, cuDNN attention "
-          f"{'on' if cfg.cudnn_attention else 'off'}", flush=True)
+    print(
+        f"{args.config}: max_batch_frames {cfg.max_batch_frames}, mixed precision {cfg.mixed_precision}, {name}, "
+        f"{sum(p.numel() for p in setup[1].parameters()) / 1e6:.1f}M parameters, cuDNN attention "
+        f"{'on' if cfg.cudnn_attention else 'off'}",
+        flush=True,
+    )
 
     run_steps(setup, cfg, args.warmup, 0, timed=False)
     phases, frames, _ = run_steps(setup, cfg, args.steps, args.warmup, timed=True)
@@ -145,8 +156,10 @@ def main(argv=None):
         seconds = sum(phases[phase]) / args.steps
         print(f"| {phase} | {seconds * 1e3:.1f} | {sum(phases[phase]) / total:.0%} |")
     _, frames, wall = run_steps(setup, cfg, args.steps, args.warmup + args.steps, timed=False)
-    print(f"\nunsynchronised (as train.py runs): {args.steps / wall:.2f} steps/s, {frames / wall:.0f} real frames/s",
-          flush=True)
+    print(
+        f"\nunsynchronised (as train.py runs): {args.steps / wall:.2f} steps/s, {frames / wall:.0f} real frames/s",
+        flush=True,
+    )
     if device.type == "cuda":
         print(f"peak device memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
 

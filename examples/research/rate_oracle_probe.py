@@ -63,9 +63,11 @@ def run(argv: list[str], asr=None, speaker_encoder=None) -> tuple[dict, list[flo
 
     DiTARPipeline.encode_inputs = encode_with_target_rate
     try:
-        results = evaluate.main([*argv, "--rows", "model", *([] if "--label" in argv else
-                                                              ["--label", "target rate (oracle)"])],
-                                asr=asr, speaker_encoder=speaker_encoder)
+        results = evaluate.main(
+            [*argv, "--rows", "model", *([] if "--label" in argv else ["--label", "target rate (oracle)"])],
+            asr=asr,
+            speaker_encoder=speaker_encoder,
+        )
     finally:
         DiTARPipeline.encode_inputs = original
     return results, ratios
@@ -73,8 +75,10 @@ def run(argv: list[str], asr=None, speaker_encoder=None) -> tuple[dict, list[flo
 
 def main(argv: list[str]) -> None:
     _, ratios = run(argv)
-    print(f"target/prompt rate over {len(ratios)} cases: median {statistics.median(ratios):.3f}, "
-          f"sd {statistics.stdev(ratios):.3f}, range {min(ratios):.2f}-{max(ratios):.2f}")
+    print(
+        f"target/prompt rate over {len(ratios)} cases: median {statistics.median(ratios):.3f}, "
+        f"sd {statistics.stdev(ratios):.3f}, range {min(ratios):.2f}-{max(ratios):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -41,12 +41,15 @@ class PhonemeRecognizer(nn.Module):
     def __init__(self, feature_dim: int, vocab_size: int, width: int = 144, layers: int = 3, heads: int = 4):
         super().__init__()
         self.subsample = nn.Sequential(
-            nn.Conv1d(feature_dim, width, 3, padding=1), nn.GELU(),
-            nn.Conv1d(width, width, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv1d(feature_dim, width, 3, padding=1),
+            nn.GELU(),
+            nn.Conv1d(width, width, 3, stride=2, padding=1),
+            nn.GELU(),
         )
         self.position = nn.Conv1d(width, width, 15, padding=7, groups=width)
-        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.1, batch_first=True, norm_first=True,
-                                           activation="gelu")
+        layer = nn.TransformerEncoderLayer(
+            width, heads, 4 * width, dropout=0.1, batch_first=True, norm_first=True, activation="gelu"
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, vocab_size + 1)
@@ -62,8 +65,14 @@ class PhonemeRecognizer(nn.Module):
         """CTC negative log-likelihood of one token sequence given one utterance's normalised features [T, D]."""
         logits, mask = self(features[None], torch.ones(1, features.shape[0], dtype=torch.bool))
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)
-        nll = F.ctc_loss(log_probs, torch.tensor([token_ids]), mask.sum(1), torch.tensor([len(token_ids)]),
-                         blank=logits.shape[-1] - 1, reduction="sum")
+        nll = F.ctc_loss(
+            log_probs,
+            torch.tensor([token_ids]),
+            mask.sum(1),
+            torch.tensor([len(token_ids)]),
+            blank=logits.shape[-1] - 1,
+            reduction="sum",
+        )
         return float(nll) / max(1, len(token_ids))
 
 
@@ -157,21 +166,33 @@ def train(args) -> None:
             x, mask, targets, target_lengths = collate(features, ids, index)
             logits, out_mask = model(x, mask)
             log_probs = logits.float().log_softmax(-1).transpose(0, 1)
-            loss = F.ctc_loss(log_probs, targets, out_mask.sum(1), target_lengths, blank=logits.shape[-1] - 1,
-                              zero_infinity=True)
+            loss = F.ctc_loss(
+                log_probs, targets, out_mask.sum(1), target_lengths, blank=logits.shape[-1] - 1, zero_infinity=True
+            )
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
             if step % 500 == 0:
-                print(f"step {step} loss {loss.item():.3f} ({elapsed / 60:.1f} min) validation PER "
-                      f"{phoneme_error_rate(model, val_features, val_ids):.3f}", flush=True)
+                print(
+                    f"step {step} loss {loss.item():.3f} ({elapsed / 60:.1f} min) validation PER "
+                    f"{phoneme_error_rate(model, val_features, val_ids):.3f}",
+                    flush=True,
+                )
     per = phoneme_error_rate(model, val_features, val_ids)
     print(f"done: {step} steps; validation phoneme error rate {per:.3f} (200 utterances of unseen voices)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "feature_dim": features[0].shape[1],
-                "vocab_size": len(processor.tokenizer), "steps": step, "validation_per": per}, args.out)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "feature_dim": features[0].shape[1],
+            "vocab_size": len(processor.tokenizer),
+            "steps": step,
+            "validation_per": per,
+        },
+        args.out,
+    )
 
 
 def rank(args) -> None:
@@ -194,9 +215,14 @@ def rank(args) -> None:
         token_ids = pipe.processor.tokenizer(case.target_text)["input_ids"]
         scores = []
         for k in range(len(candidates)):  # the probe's candidate k: the evaluation's sample with seed k
-            out = pipe(case.target_text, prompt_audio=case.prompt_audio, prompt_text=case.prompt_text,
-                       output_type="features", generator=torch.Generator().manual_seed(case_seed(k, case.id)),
-                       num_candidates=1)
+            out = pipe(
+                case.target_text,
+                prompt_audio=case.prompt_audio,
+                prompt_text=case.prompt_text,
+                output_type="features",
+                generator=torch.Generator().manual_seed(case_seed(k, case.id)),
+                num_candidates=1,
+            )
             features = out.audios[0][: out.audio_lengths[0]]
             with torch.no_grad():
                 scores.append(model.nll_per_token(norm(features), token_ids))

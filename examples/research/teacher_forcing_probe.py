@@ -54,8 +54,9 @@ def ctc_greedy(model, hidden: torch.Tensor) -> list[int]:
 
 
 @torch.no_grad()
-def probe(pipe, cases, steps: int, temperature: float = 0.0, wrong_text: str = "fixed"
-          ) -> tuple[dict[str, float], float | None, int]:
+def probe(
+    pipe, cases, steps: int, temperature: float = 0.0, wrong_text: str = "fixed"
+) -> tuple[dict[str, float], float | None, int]:
     model = pipe.model
     patch = model.config.patch_size
     errors: dict[str, list[float]] = {}
@@ -69,27 +70,32 @@ def probe(pipe, cases, steps: int, temperature: float = 0.0, wrong_text: str = "
             continue
         used += 1
         inputs = pipe.encode_inputs([case.target_text], case.prompt_audio, case.prompt_text, None)
-        wrong_sentence = WRONG_TEXT if wrong_text == "fixed" else others[(others.index(case) + 1) % len(others)].target_text
+        wrong_sentence = (
+            WRONG_TEXT if wrong_text == "fixed" else others[(others.index(case) + 1) % len(others)].target_text
+        )
         wrong = pipe.encode_inputs([wrong_sentence], case.prompt_audio, case.prompt_text, None)
         prompt = inputs["prompt_features"][0, : int(inputs["prompt_attention_mask"][0].sum())]
         audio, rate = read_audio(case.target_audio)
         target = real_frames(pipe, audio, rate)
         num = target.shape[0] // patch
         real = target[: num * patch].reshape(num, patch, -1).float()
-        last_prompt = prompt[(prompt.shape[0] // patch - 1) * patch: prompt.shape[0] // patch * patch]
+        last_prompt = prompt[(prompt.shape[0] // patch - 1) * patch : prompt.shape[0] // patch * patch]
         rows = {
             "previous real patch repeated": torch.cat([last_prompt[None], real[:-1]]),
             "prompt mean frame": prompt.mean(0).expand_as(real),
         }
-        right_prefix = teacher_forced_prefix(model, inputs["input_ids"], inputs["attention_mask"], prompt, target,
-                                             inputs.get("speech_position_rate"))
-        wrong_prefix = teacher_forced_prefix(model, wrong["input_ids"], wrong["attention_mask"], prompt, target,
-                                             wrong.get("speech_position_rate"))
+        right_prefix = teacher_forced_prefix(
+            model, inputs["input_ids"], inputs["attention_mask"], prompt, target, inputs.get("speech_position_rate")
+        )
+        wrong_prefix = teacher_forced_prefix(
+            model, wrong["input_ids"], wrong["attention_mask"], prompt, target, wrong.get("speech_position_rate")
+        )
         settings = [(right_prefix, g, "") for g in (0.0, 1.0, 2.0, 4.0)]
         settings += [(wrong_prefix, g, ", wrong text") for g in (1.0, 2.0)]
         for prefix, g, label in settings:
             rows[f"teacher-forced, g={g:g}{label}"] = sample_teacher_forced(
-                model, pipe.scheduler, prefix, steps, g, temperature, generator=torch.Generator().manual_seed(0))
+                model, pipe.scheduler, prefix, steps, g, temperature, generator=torch.Generator().manual_seed(0)
+            )
         for name, patches in rows.items():
             errors.setdefault(name, []).append(((patches.float() - real) ** 2).mean().item())
         if model.ctc_head is not None:
@@ -107,10 +113,18 @@ def main(argv=None):
     parser.add_argument("--cases", required=True, help="cases JSONL of examples/evaluate.py (needs target_audio)")
     parser.add_argument("--pipeline", help="pipeline folder or training output folder (default: the embedded model)")
     parser.add_argument("--steps", type=int, default=10, help="sampler steps per patch")
-    parser.add_argument("--temperature", type=float, default=0.0,
-                        help="0: deterministic from zeros (default); 1: from Gaussian noise (seed 0 per case)")
-    parser.add_argument("--wrong-text", choices=["fixed", "other-case"], default="fixed",
-                        help="the wrong transcript: one fixed unrelated sentence, or the next case's target text")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="0: deterministic from zeros (default); 1: from Gaussian noise (seed 0 per case)",
+    )
+    parser.add_argument(
+        "--wrong-text",
+        choices=["fixed", "other-case"],
+        default="fixed",
+        help="the wrong transcript: one fixed unrelated sentence, or the next case's target text",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -119,8 +133,10 @@ def main(argv=None):
     means, ctc, used = probe(load_pipeline(args.pipeline), cases, args.steps, args.temperature, args.wrong_text)
     if used == 0:
         raise SystemExit(f"{args.cases}: no case has target_audio; the probe needs the real target speech.")
-    print(f"{used} cases, {args.pipeline or 'embedded default'}; mean squared error to the real patches "
-          f"(normalised features, temperature {args.temperature:g}, wrong text: {args.wrong_text}):")
+    print(
+        f"{used} cases, {args.pipeline or 'embedded default'}; mean squared error to the real patches "
+        f"(normalised features, temperature {args.temperature:g}, wrong text: {args.wrong_text}):"
+    )
     print("| prediction | MSE |\n|---|---|")
     for name, value in means.items():
         print(f"| {name} | {value:.3f} |")
