@@ -139,8 +139,8 @@ def convert(args) -> Path:
             kind="pipeline",
             model_name=f"DiTAR initialised from {args.base_model or args.lm.name}",
             summary=(
-                "An **untrained** DiTAR pipeline: the backbone holds the weights of the pretrained LM, the speech parts "
-                "are freshly initialised. Fine-tune it (examples/train.py --init-from) before use."
+                "An **untrained** DiTAR pipeline: the backbone holds the weights of the pretrained LM, the speech "
+                "parts are freshly initialised. Fine-tune it (examples/train.py --init-from) before use."
             ),
             base_model=args.base_model,
             details=describe_pipeline_folder(tmp),

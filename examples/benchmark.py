@@ -18,16 +18,16 @@ For each model size, speech length and batch size it reports, from the same proc
   GFLOP/s        achieved rate, also as a fraction of this machine's fp32 matmul rate (2048^3 GEMM, same threads)
 
 Models (random weights; cost does not depend on them): DiTAR `ship` (the shipped default, ~9.8M parameters) and `40M`
-(LocDiT-heavy) and `40M-lm` (parameters in the backbone, as in the paper), 10 LocDiT steps, guidance 2, temperature 0.5, the stop head silenced and
-the length forced with `max_new_patches`; a 3 s voice prompt with its transcript. The NAR baseline
-(benchmark_lib/models.py) is a full-sequence DiT over prompt + output frames from diffusers `BasicTransformerBlock`s with
-AdaLN-single time conditioning, depth chosen to match the DiTAR parameter count, F5-TTS sampling: 32 Euler steps,
-CFG 2 with cond/uncond packed in one batch. Every NAR step costs the same, so long NAR runs time `--nar-timed-steps`
-steps (or fewer, to stay within `--nar-budget` seconds) and scale to 32 (marked "~"); DiTAR runs over `--ditar-budget`
-time a prefix of the patches and scale likewise (DiTAR's cost per patch is flat: the only growing term is the backbone's
-attention over its KV cache). Timed runs alternate DiTAR and NAR (`--repeats` rounds); the fastest clean run counts
-(clean: the run got its CPU time, see benchmark_lib/measure.py). Results go to `--out-dir` as JSON lines, a markdown
-table and a PNG plot.
+(LocDiT-heavy) and `40M-lm` (parameters in the backbone, as in the paper), 10 LocDiT steps, guidance 2, temperature 0.5,
+the stop head silenced and the length forced with `max_new_patches`; a 3 s voice prompt with its transcript. The NAR
+baseline (benchmark_lib/models.py) is a full-sequence DiT over prompt + output frames from diffusers
+`BasicTransformerBlock`s with AdaLN-single time conditioning, depth chosen to match the DiTAR parameter count, F5-TTS
+sampling: 32 Euler steps, CFG 2 with cond/uncond packed in one batch. Every NAR step costs the same, so long NAR runs
+time `--nar-timed-steps` steps (or fewer, to stay within `--nar-budget` seconds) and scale to 32 (marked "~"); DiTAR
+runs over `--ditar-budget` time a prefix of the patches and scale likewise (DiTAR's cost per patch is flat: the only
+growing term is the backbone's attention over its KV cache). Timed runs alternate DiTAR and NAR (`--repeats` rounds);
+the fastest clean run counts (clean: the run got its CPU time, see benchmark_lib/measure.py). Results go to `--out-dir`
+as JSON lines, a markdown table and a PNG plot.
 """
 
 from __future__ import annotations
@@ -116,8 +116,10 @@ def measure_size(size, args, matmul_rate, log):
     nar = build_nar(size, params, len(tokenizer))
     nar_params = count_parameters(nar)
     log(
-        f"\n[{size}] DiTAR {params / 1e6:.1f}M parameters (backbone {count_parameters(model.language_model) / 1e6:.1f}M, "
-        f"encoder {count_parameters(model.aggregation_encoder) / 1e6:.1f}M, LocDiT {count_parameters(model.locdit) / 1e6:.1f}M); "
+        f"\n[{size}] DiTAR {params / 1e6:.1f}M parameters "
+        f"(backbone {count_parameters(model.language_model) / 1e6:.1f}M, "
+        f"encoder {count_parameters(model.aggregation_encoder) / 1e6:.1f}M, "
+        f"LocDiT {count_parameters(model.locdit) / 1e6:.1f}M); "
         f"NAR baseline {nar_params / 1e6:.1f}M ({len(nar.blocks)} blocks)"
     )
 

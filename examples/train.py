@@ -80,8 +80,8 @@ class TrainConfig:
     # cuDNN's fused attention (the SDPA kernel PyTorch picked on an H200 in bf16) builds an execution plan for every new
     # tensor shape (reported at hundreds of ms per build), and many batches here have new text/speech lengths. On one
     # H200 the 10M default took 375 ms per step on unseen batch shapes against ~27 ms of GPU work and ~94 ms of CPU op
-    # time per step on repeated shapes (docs/research/benchmark/training_step); the plan builds are the suspected cause, not yet
-    # confirmed with this off. False keeps SDPA on its flash/memory-efficient kernels.
+    # time per step on repeated shapes (docs/research/benchmark/training_step); the plan builds are the suspected
+    # cause, not yet confirmed with this off. False keeps SDPA on its flash/memory-efficient kernels.
     cudnn_attention: bool = False
 
     @classmethod

@@ -66,8 +66,8 @@ def text_use_gap(model, utterances, pad_id: int) -> dict:
 def continuation_text_use_gap(model, utterances, pad_id: int, space_ids=()) -> dict:
     """Prompt + target rows, as generation runs: each utterance is the target, prompted by the next utterance of the
     same speaker (or the next one); the wrong transcript replaces only the target's text (by another row's) and only
-    the target's patches are scored. docs/research/diagnostics/teacher_forcing.md found the text used far less here than where
-    no speech precedes."""
+    the target's patches are scored. docs/research/diagnostics/teacher_forcing.md found the text used far less here
+    than where no speech precedes."""
     count = len(utterances)
     if count < 2:
         raise ValueError("continuation_text_use_gap needs at least 2 utterances.")

@@ -35,11 +35,11 @@ EMBEDDED_DEFAULT = dict(
         '`ditar synthesize "Hello there." -o hello.wav` or `DiTARPipeline.from_pretrained()` uses it with no '
         "download. Give it 3 to 8 seconds of clean speech and the transcript of that speech, and it speaks any English "
         "text in that voice (zero-shot voice cloning); without a prompt it speaks in its default voice. It is an early "
-        "demonstration model (9.9 M parameters) trained only on synthetic espeak-ng voices. On espeak-ng voices it never "
-        "heard, Whisper recognises about two thirds of its words (WER 45.3%, against 32.8% for the same speech "
-        "resynthesised) and its speaker similarity to the prompt is 0.78 (resynthesised speech: 0.83). It does not yet clone natural or human voices "
-        "well: with such prompts most of its words are lost and the similarity drops to about 0.6 (out-of-domain table "
-        "below). It runs at about real time on 2 CPU cores. English only."
+        "demonstration model (9.9 M parameters) trained only on synthetic espeak-ng voices. On espeak-ng voices it "
+        "never heard, Whisper recognises about two thirds of its words (WER 45.3%, against 32.8% for the same speech "
+        "resynthesised) and its speaker similarity to the prompt is 0.78 (resynthesised speech: 0.83). It does not "
+        "yet clone natural or human voices well: with such prompts most of its words are lost and the similarity "
+        "drops to about 0.6 (out-of-domain table below). It runs at about real time on 2 CPU cores. English only."
     ),
     details={
         "backbone": "Qwen2 architecture (random init), 6 layers, hidden 256, 4 heads; IPA characters via espeak-ng",
@@ -65,9 +65,11 @@ EMBEDDED_DEFAULT = dict(
         "About 23 minutes on one H200 GPU, in five runs that each continued the previous weights on new random "
         "voices, about 4,800 voices and more than 100 hours of speech in all. The corpus is synthetic and built "
         "offline by `examples/build_corpus.py`: random espeak-ng voice variants reading fortune sentences. Training "
-        "used `examples/train.py` with `examples/configs/default-gpu.yaml`, then `examples/configs/default-gpu-continue.yaml` "
+        "used `examples/train.py` with `examples/configs/default-gpu.yaml`, then "
+        "`examples/configs/default-gpu-continue.yaml` "
         "(once with aligned speech positions switched on, "
-        "`examples/research/configs/default-gpu-continue-aligned.yaml`) and `examples/configs/default-gpu-polish.yaml`, "
+        "`examples/research/configs/default-gpu-continue-aligned.yaml`) and "
+        "`examples/configs/default-gpu-polish.yaml`, "
         "driven by `examples/scripts/train_on_gpu.sh`: batches of 24,000 to 96,000 frames, bf16 autocast, AdamW with "
         "warm-up and cosine decay (peak lr 2e-3, then 1e-3, then 4e-4), EMA 0.999, history dropout 0.5, "
         "classifier-free-guidance dropout 0.1, auxiliary CTC loss 0.1. The full log is "

@@ -53,10 +53,11 @@ def _integer_scale(dtype: torch.dtype) -> float:
 def to_mono_float32(audio, *, check_silence: bool = True, name: str = "audio") -> torch.Tensor:
     """Converts one clip to a 1-D float32 torch tensor in [-1, 1] (for integer input) and validates it.
 
-    Accepts a numpy array, a torch tensor or a list of numbers, shaped `[samples]`, `[channels, samples]` (channels <= 8)
-    or `[samples, channels]`; leading/trailing axes of size 1 are squeezed. Integer PCM (int8/int16/int32/int64, uint8)
-    is scaled to [-1, 1]; channels are averaged. Raises `ValueError` (naming `name`) for empty audio, NaN/Inf samples,
-    an unsupported shape or dtype and, when `check_silence`, for audio whose peak is below 1e-6.
+    Accepts a numpy array, a torch tensor or a list of numbers, shaped `[samples]`, `[channels, samples]`
+    (channels <= 8) or `[samples, channels]`; leading/trailing axes of size 1 are squeezed. Integer PCM
+    (int8/int16/int32/int64, uint8) is scaled to [-1, 1]; channels are averaged. Raises `ValueError` (naming `name`)
+    for empty audio, NaN/Inf samples, an unsupported shape or dtype and, when `check_silence`, for audio whose peak is
+    below 1e-6.
     """
     if isinstance(audio, (list, tuple)):
         try:
@@ -164,10 +165,11 @@ def resample_audio(
 ) -> torch.Tensor:
     """Band-limited resampling of `[..., samples]` from `orig_sampling_rate` to `target_sampling_rate`.
 
-    A Hann-windowed sinc low-pass (cut-off `rolloff` x the lower Nyquist, `zeros` zero crossings on each side) is evaluated
-    at the gcd-reduced ratio up/down, as a polyphase `conv1d`. Output sample k sits at input time k * orig / target, so
-    sample 0 is aligned, and the output has `ceil(samples * target / orig)` samples. Samples outside the clip are zero.
-    Ratios whose reduced factors are huge (e.g. 44101 -> 24000) are evaluated output sample by output sample instead.
+    A Hann-windowed sinc low-pass (cut-off `rolloff` x the lower Nyquist, `zeros` zero crossings on each side) is
+    evaluated at the gcd-reduced ratio up/down, as a polyphase `conv1d`. Output sample k sits at input time k * orig /
+    target, so sample 0 is aligned, and the output has `ceil(samples * target / orig)` samples. Samples outside the clip
+    are zero. Ratios whose reduced factors are huge (e.g. 44101 -> 24000) are evaluated output sample by output sample
+    instead.
     """
     orig = validate_sampling_rate(orig_sampling_rate, "orig_sampling_rate")
     target = validate_sampling_rate(target_sampling_rate, "target_sampling_rate")
@@ -290,7 +292,8 @@ def soft_limit(audio: torch.Tensor, knee: float = LIMIT_KNEE, ceiling: float = L
 def ditar_mel_filter_bank(
     sampling_rate: int, n_fft: int, num_mel_bins: int, f_min: float = 0.0, f_max: float | None = None
 ) -> torch.Tensor:
-    """Slaney-normalised, Slaney-scale mel filter bank `[n_fft // 2 + 1, num_mel_bins]` (float32), as librosa's default."""
+    """Slaney-normalised, Slaney-scale mel filter bank `[n_fft // 2 + 1, num_mel_bins]` (float32), as librosa's
+    default."""
     filters = mel_filter_bank(
         num_frequency_bins=n_fft // 2 + 1,
         num_mel_filters=num_mel_bins,

@@ -221,7 +221,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace | int:
 def check_command_line() -> None:
     """When this process is the `ditar` command (its console script, or `python -m modeling_ditar.cli`), check the
     command line and exit at once on --help, --version or a user error. The package's `__init__` calls this before its
-    imports load torch (seconds), so checking arguments costs no more than parsing them; valid arguments run as usual."""
+    imports load torch (seconds), so checking arguments costs no more than parsing them; valid arguments run as
+    usual."""
     how = _launched_as()
     if how is None:
         return

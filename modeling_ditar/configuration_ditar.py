@@ -75,8 +75,8 @@ class DiTARConfig(PreTrainedConfig):
             rate by exp(jitter * N(0, 1)) so that the model learns to follow the text when the rate estimate is off.
 
     vocoder_config (`dict`, *optional*): the vocoder that [`DiTARForTextToSpeech`] holds to return waveforms, e.g.
-        `{"vocoder_type": "griffin_lim", "sampling_rate": 16000, ...}` (the arguments of [`GriffinLimVocoder`]). Not used
-        by [`DiTARForConditionalGeneration`], which returns features.
+        `{"vocoder_type": "griffin_lim", "sampling_rate": 16000, ...}` (the arguments of [`GriffinLimVocoder`]). Not
+        used by [`DiTARForConditionalGeneration`], which returns features.
 
     Sampling settings (steps, guidance, temperature, candidates, stop threshold and length limits) live in the model's
     generation config (`generation_config.json`, a `DiTARGenerationConfig`), not here. Configs written before that still

@@ -203,7 +203,8 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
         return waveform
 
     def compute_log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
-        """Unnormalised log-mel of `[S]` (or `[..., S]`) float audio at `self.sampling_rate` -> `[T, D]` (`[..., T, D]`).
+        """Unnormalised log-mel of `[S]` (or `[..., S]`) float audio at `self.sampling_rate` -> `[T, D]`
+        (`[..., T, D]`).
 
         `T = 1 + S // hop_length` (centred frames, reflect padding; clips shorter than `n_fft // 2 + 1` samples, which
         reflect padding cannot handle, are zero-padded instead).
@@ -288,7 +289,8 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
             return_tensors (`"pt"`, `"np"` or `None`): tensor type of the outputs. `None` gives numpy arrays (a list of
                 `[T_i, D]` arrays when not padded).
             padding (`bool` or `str`): `True`/`"longest"` pads to the longest clip, `"max_length"` to `max_length`,
-                `False`/`"do_not_pad"` keeps per-clip lengths (then clips of different lengths need `return_tensors=None`).
+                `False`/`"do_not_pad"` keeps per-clip lengths (then clips of different lengths need
+                `return_tensors=None`).
             normalize (`bool`): apply `feature_mean`/`feature_std`.
             max_length / truncation / pad_to_multiple_of: as in transformers' `pad` (in frames).
             return_attention_mask (`bool`, *optional*): defaults to `self.return_attention_mask`.

@@ -9,12 +9,13 @@ relatively). A pipeline folder additionally gets, from [`write_pipeline_remote_c
     model/modeling_ditar.py, processor/processing_ditar.py, vocoder/vocoder_griffinlim.py  (+ their relative imports)
 
 so that `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` works where `modeling_ditar` is not
-installed. `DiTARPipeline.from_pretrained` maps those file names back to the installed modules ([`installed_libraries`]),
-so the package's own classes are used when it is installed and nothing is executed from the folder.
+installed. `DiTARPipeline.from_pretrained` maps those file names back to the installed modules
+([`installed_libraries`]), so the package's own classes are used when it is installed and nothing is executed from the
+folder.
 
 Model cards. [`render_model_card`] fills a Jinja template (the project's card template when it sits next to the
-package, else a built-in copy of its essentials) through `huggingface_hub.ModelCard`, with Hub metadata (library_name, pipeline_tag,
-license, tags, datasets, base_model and, given evaluation results, a model-index with WER and SIM).
+package, else a built-in copy of its essentials) through `huggingface_hub.ModelCard`, with Hub metadata (library_name,
+pipeline_tag, license, tags, datasets, base_model and, given evaluation results, a model-index with WER and SIM).
 
 Uploads. [`push_to_hub`] saves an object into a temporary folder, writes its card and commits every file with one
 `HfApi.create_commit`; [`commit_operations`] lists those operations, so everything up to the network call is testable.

@@ -9,8 +9,8 @@ N+1 points of the sampling time grid.
 `forward` is the one-call interface (training and reference). Sampling calls LocDiT ten times per patch with the same
 condition and history, so `prepare_context` computes what does not change between those calls once (condition
 projection, history tokens with their positions, the key mask, dropped when nothing is masked), `embed_time` embeds the
-whole time grid once, and `forward_prepared` runs one ODE step from them; the result equals `forward` (same operations on
-the same values).
+whole time grid once, and `forward_prepared` runs one ODE step from them; the result equals `forward` (same operations
+on the same values).
 """
 
 from __future__ import annotations
@@ -56,6 +56,10 @@ class LocDiTContext:
 
 
 class LocDiT(nn.Module):
+    """The local diffusion transformer: predicts the velocity of one noisy patch from the backbone output (the
+    condition, with the diffusion time added), the clean frames of the previous patches and the noisy frames, with
+    bidirectional attention over that short sequence."""
+
     def __init__(self, config: DiTARConfig):
         super().__init__()
         width = config.locdit_hidden_size

@@ -53,7 +53,8 @@ class DiTAROutput(ModelOutput):
     """Training output of [`DiTARForConditionalGeneration.forward`].
 
     loss: diffusion_loss + stop_loss_weight * stop_loss (+ ctc_loss_weight * ctc_loss). diffusion_loss: velocity MSE
-    on the noisy patch positions. stop_loss: BCE of the stop head. ctc_loss: the optional auxiliary CTC loss. stop_logits: [B, 1+N] at start-of-speech and every patch position.
+    on the noisy patch positions. stop_loss: BCE of the stop head. ctc_loss: the optional auxiliary CTC loss.
+    stop_logits: [B, 1+N] at start-of-speech and every patch position.
     speech_hidden_states: [B, 1+N, H] backbone outputs at those positions.
     """
 
@@ -138,6 +139,10 @@ class GenerationSpeedups:
 
 
 class DiTARPreTrainedModel(PreTrainedModel):
+    """Base class of the DiTAR models: ties them to [`DiTARConfig`], declares the attention backends they support and
+    initialises their weights (zero output projections, normal position and special embeddings, the vocoder's
+    buffers)."""
+
     config_class = DiTARConfig
     base_model_prefix = "ditar"
     main_input_name = "input_ids"
@@ -704,7 +709,8 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
                 `speech_position_rate`); used by `speech_positions="aligned"` models, which otherwise assume
                 `config.text_tokens_per_frame`; ignored by "sequential" ones.
             generation_config: a `GenerationConfig` to use instead of `self.generation_config`; keyword arguments
-                that name a DiTAR generation setting (e.g. `num_candidates`, `stop_threshold`) override it for this call.
+                that name a DiTAR generation setting (e.g. `num_candidates`, `stop_threshold`) override it for this
+                call.
 
         With `num_candidates` K > 1 every text is sampled K times in one batch (a list of generators gives each
         candidate of text i a generator seeded from generator i) and the candidate whose speech the CTC head reads as
@@ -881,7 +887,8 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         next_position = position_ids[:, -1] + position_step
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         stopped = torch.zeros(batch, dtype=torch.bool, device=device)
-        # With no padded row (e.g. batch 1) every later mask is all ones: one-token cached steps need none (same result).
+        # With no padded row (e.g. batch 1) every later mask is all ones: one-token cached steps need none (same
+        # result).
         step_mask_needed = not (use_cache and speedups.skip_full_masks and bool(mask.all()))
         # Finished rows leave the batch (and the KV cache) when that is possible; `rows` maps the rows still being
         # computed to their index in the full batch.

@@ -119,14 +119,16 @@ class DiTARPipeline(DiffusionPipeline):
             if vae_latent_dim(self.vae) != config.feature_dim:
                 raise ValueError(
                     f"the vae has {vae_latent_dim(self.vae)}-dim latents but the model expects "
-                    f"feature_dim={config.feature_dim}; build the model config with vae_features.ditar_config_kwargs(vae)."
+                    f"feature_dim={config.feature_dim}; build the model config with "
+                    "vae_features.ditar_config_kwargs(vae)."
                 )
             return
         if self.vocoder is None:
             raise ValueError("a vocoder is required (or a vae, for a model trained on VAE latents).")
         if fe.feature_size != config.feature_dim:
             raise ValueError(
-                f"processor features have {fe.feature_size} channels but the model expects feature_dim={config.feature_dim}."
+                f"processor features have {fe.feature_size} channels but the model expects "
+                f"feature_dim={config.feature_dim}."
             )
         if (fe.feature_mean is None) != (config.feature_mean is None) or (
             fe.feature_mean is not None and not np.allclose(fe.feature_mean, config.feature_mean, atol=1e-5)
@@ -168,8 +170,8 @@ class DiTARPipeline(DiffusionPipeline):
     def save_pretrained(self, save_directory: str | os.PathLike, remote_code: bool = True, **kwargs):
         """Save every component and the default voice, and (with `remote_code`, the default) the code that lets the
         folder load without this package. The folder also serves transformers: its root holds the text-to-speech model
-        (`config.json`, `generation_config.json`, the weights, linked to `model/`'s where the file system allows) and the
-        processor, for `pipeline("text-to-speech")`, `AutoModelForTextToWaveform`, `AutoModel` and `AutoProcessor`.
+        (`config.json`, `generation_config.json`, the weights, linked to `model/`'s where the file system allows) and
+        the processor, for `pipeline("text-to-speech")`, `AutoModelForTextToWaveform`, `AutoModel` and `AutoProcessor`.
 
         diffusers saves each component in its own subfolder and has no hook for files at the root, hence the override.
         """
@@ -271,7 +273,8 @@ class DiTARPipeline(DiffusionPipeline):
             )
         if isinstance(prompt_text, (list, tuple)) and len(prompt_text) not in (1, len(texts)):
             raise ValueError(
-                f"got {len(prompt_text)} prompt_text for {len(texts)} texts; give one transcript for all or one per text."
+                f"got {len(prompt_text)} prompt_text for {len(texts)} texts; "
+                "give one transcript for all or one per text."
             )
         if prompt_audio is None and prompt_text is not None:
             raise ValueError("prompt_text was given without prompt_audio; pass both or neither.")
@@ -551,8 +554,8 @@ class DiTARPipeline(DiffusionPipeline):
     ) -> Iterator[np.ndarray]:
         """Yield float32 waveform chunks while patches are generated; joined, they equal
         `pipe(..., num_candidates=1).audios[0]` for the same arguments and seed. Streaming always samples a single
-        candidate, whatever the generation config's `num_candidates` says: ranking candidates needs them whole. The arguments (and the
-        prompt audio) are checked when `stream` is called, before the first chunk is asked for."""
+        candidate, whatever the generation config's `num_candidates` says: ranking candidates needs them whole. The
+        arguments (and the prompt audio) are checked when `stream` is called, before the first chunk is asked for."""
         if not isinstance(text, str):
             raise ValueError("stream() speaks one text at a time; pass a string (call it once per text).")
         self.check_inputs(

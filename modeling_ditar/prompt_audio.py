@@ -34,7 +34,8 @@ _CLAUSE_END = re.compile(r"[,:][\"')\]]*$")
 
 
 def min_prompt_frames(patch_size: int, num_history_patches: int) -> int:
-    """Fewest feature frames a prompt must have: the history LocDiT conditions the first patch on, at least two patches."""
+    """Fewest feature frames a prompt must have: the history LocDiT conditions the first patch on, at least two
+    patches."""
     return max(2, int(num_history_patches)) * int(patch_size)
 
 
@@ -151,8 +152,8 @@ def trim_prompt(
 
 def fit_prompts(pipe, prompt_audio, prompt_text, sampling_rate, max_seconds: float | None = None):
     """The pipeline's prompts, with every one longer than `max_seconds` (default `MAX_PROMPT_SECONDS`) cut at a pause
-    (see `trim_prompt`) and a warning per cut. Returns (prompt_audio, prompt_text, sampling_rate) to use instead; when nothing is cut they are the
-    arguments as given (the default voice too, when `prompt_audio` is None)."""
+    (see `trim_prompt`) and a warning per cut. Returns (prompt_audio, prompt_text, sampling_rate) to use instead; when
+    nothing is cut they are the arguments as given (the default voice too, when `prompt_audio` is None)."""
     from diffusers.utils import logging
 
     logger = logging.get_logger(pipe.__module__)

@@ -18,6 +18,10 @@ import torch
 
 
 class StreamingVocoder:
+    """Turns features into audio chunk by chunk: `push` frames as they are generated and get the chunks that became
+    ready, `flush` at the end; `decode` runs the same computation over a whole sequence at once, so joined chunks
+    equal the one-shot waveform exactly."""
+
     def __init__(
         self,
         vocoder: torch.nn.Module,

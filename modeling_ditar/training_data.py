@@ -40,6 +40,8 @@ MIN_POOL_SIZE = 256
 
 @dataclass
 class Utterance:
+    """One training utterance: the token ids of its text, its normalised feature frames and its speaker's label."""
+
     token_ids: list[int]
     features: torch.Tensor  # [T, D] normalised
     speaker: str

@@ -42,7 +42,8 @@ class DiTARVocoder(torch.nn.Module):
             features = features[None]
         if features.dim() != 3 or features.shape[-1] != num_mel_bins:
             raise ValueError(
-                f"`features` must have shape [B, T, {num_mel_bins}] (un-normalised log-mel), got {tuple(features.shape)}."
+                f"`features` must have shape [B, T, {num_mel_bins}] (un-normalised log-mel), "
+                f"got {tuple(features.shape)}."
             )
         if features.shape[1] < 1:
             raise ValueError("`features` has no frames (T = 0).")

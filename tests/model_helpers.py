@@ -158,8 +158,8 @@ def select_row(inputs: dict[str, torch.Tensor], row: int, left_pad: bool = False
 
 
 def randomize_output_projection(model: DiTARForConditionalGeneration, seed: int = 1, std: float = 0.2) -> None:
-    """LocDiT's output projection is zero-initialised (velocity 0 for an untrained model); give it small random values so
-    that LocDiT outputs, and every gradient upstream of it, are non-trivial."""
+    """LocDiT's output projection is zero-initialised (velocity 0 for an untrained model); give it small random values
+    so that LocDiT outputs, and every gradient upstream of it, are non-trivial."""
     generator = torch.Generator().manual_seed(seed)
     out_proj = model.locdit.out_proj
     with torch.no_grad():

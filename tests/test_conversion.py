@@ -340,7 +340,8 @@ def test_init_from_lm_checks_shapes_and_reads_bin_safely(tmp_path):
 
 
 def test_init_from_lm_then_fine_tune_with_train_py(tmp_path):
-    """The initialised folder is what examples/train.py --init-from expects (model/ + processor/ with the LM tokenizer)."""
+    """The initialised folder is what examples/train.py --init-from expects (model/ + processor/ with the LM
+    tokenizer)."""
     _tiny_corpus(tmp_path)
     config = json.loads(_config(tmp_path).read_text())
     save_tiny_lm(tmp_path / "lm", "qwen2")

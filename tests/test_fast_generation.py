@@ -1,9 +1,9 @@
 """Generation speed-ups (issue 6): every fast path equals the reference path it replaces.
 
 Reference = `model.disable_fast_generation()`: diffusers blocks' own forward, `scheduler.step` each ODE step, full
-attention masks, no pruning, no compile. The default settings (lean blocks, LocDiT prepared inputs, inline Euler, no mask
-on unpadded one-token steps) give bit-identical numbers on CPU; pruning finished rows, a static cache and torch.compile
-change float rounding only (checked to 1e-5).
+attention masks, no pruning, no compile. The default settings (lean blocks, LocDiT prepared inputs, inline Euler, no
+mask on unpadded one-token steps) give bit-identical numbers on CPU; pruning finished rows, a static cache and
+torch.compile change float rounding only (checked to 1e-5).
 """
 
 import copy

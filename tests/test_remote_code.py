@@ -1,8 +1,8 @@
 """Saved DiTAR folders load through remote code (`trust_remote_code=True`) where `modeling_ditar` is not importable, and
 give the same output as the package; with the package installed its own classes are used.
 
-The remote checks run in one subprocess in which `modeling_ditar` is hidden (an import hook refuses it and the repository
-is not on sys.path), with a fresh HF_MODULES_CACHE and no network.
+The remote checks run in one subprocess in which `modeling_ditar` is hidden (an import hook refuses it and the
+repository is not on sys.path), with a fresh HF_MODULES_CACHE and no network.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ def target_x0(seed: int = 0) -> torch.Tensor:
 
 
 class OracleVelocity:
-    """The exact velocity for a known x0: eps_hat = (x_t - cos x0) / sin, v = cos eps_hat - sin x0. Records its calls."""
+    """The exact velocity for a known x0: eps_hat = (x_t - cos x0) / sin, v = cos eps_hat - sin x0. Records its
+    calls."""
 
     def __init__(self, x0: torch.Tensor):
         self.x0 = x0

@@ -349,7 +349,8 @@ TRAIN_CONFIGS = sorted(
 
 @pytest.mark.parametrize("name", TRAIN_CONFIGS)
 def test_every_training_config_loads(name):
-    """Every shipped run config parses into TrainConfig, builds a valid model config, and names an existing init_from."""
+    """Every shipped run config parses into TrainConfig, builds a valid model config, and names an existing
+    init_from."""
     sys.path.insert(0, str(ROOT / "examples"))
     from train import TrainConfig
 

@@ -1,6 +1,6 @@
 """Zero-shot TTS evaluation for DiTAR: WER with an offline Whisper, speaker similarity with Resemblyzer,
-stop rate, duration ratio and real-time factor, for the rows "ground truth", "ground truth resynthesised", "DiTAR teacher-forced" and
-"DiTAR".
+stop rate, duration ratio and real-time factor, for the rows "ground truth", "ground truth resynthesised",
+"DiTAR teacher-forced" and "DiTAR".
 
 Modules:
     cases    -- the case format (JSONL) and the case builder from a corpus on disk

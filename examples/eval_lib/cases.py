@@ -7,7 +7,8 @@ and "ground truth resynthesised" rows and the duration ratio skip the case), `vo
 (kept as `extra`, e.g. `speaker_id`, `source`).
 
 So a real recording or a flite voice only needs prompt audio + prompt text + target text:
-    {"id": "flite-slt-01", "prompt_audio": "ood/slt_01.wav", "prompt_text": "...", "target_text": "...", "voice": "flite slt"}
+    {"id": "flite-slt-01", "prompt_audio": "ood/slt_01.wav", "prompt_text": "...", "target_text": "...",
+     "voice": "flite slt"}
 
 `make_cases_from_dataset` builds cases from a corpus written by examples/build_corpus.py: for each case a prompt
 utterance and a different utterance (different sentence) of the same speaker as the target, so the ground truth exists.

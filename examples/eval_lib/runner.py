@@ -104,7 +104,8 @@ def run_evaluation(
             per_system[system.key].append(row)
             wer = stats.wer
             log(
-                f"[{index + 1}/{len(cases)}] {case.id} {system.key:8s} WER {'-' if wer is None else f'{100 * wer:5.1f}%'}"
+                f"[{index + 1}/{len(cases)}] {case.id} {system.key:8s} "
+                f"WER {'-' if wer is None else f'{100 * wer:5.1f}%'}"
                 f" hits {stats.hits}/{stats.ref_words} SIM {_fmt(row['sim_prompt'])} dur {seconds:.2f}s"
                 + (f" stopped={out.stopped}" if out.stopped is not None else "")
                 + f" | {hypothesis[:70]!r}"

@@ -4,7 +4,8 @@ each timed with a device synchronisation between phases, then the same steps wit
 train.py sees) and, optionally, torch.profiler's most expensive operators.
 
     python examples/research/profile_training_step.py --config examples/configs/default-gpu.yaml --steps 20
-    python examples/research/profile_training_step.py --config examples/configs/default-gpu.yaml --max-batch-frames 48000
+    python examples/research/profile_training_step.py --config examples/configs/default-gpu.yaml \\
+        --max-batch-frames 48000
     python examples/research/profile_training_step.py --config examples/configs/default-gpu.yaml --cudnn-attention on
 
 The timed steps use batches the warm-up has not seen (new shapes, as in training); the profiled steps repeat the first

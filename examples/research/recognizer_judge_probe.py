@@ -1,4 +1,4 @@
-"""Could a text-blind judge rank best-of-K candidates better than the model's own CTC head?
+r"""Could a text-blind judge rank best-of-K candidates better than the model's own CTC head?
 
 The CTC head reads the backbone, which has seen the text, so it ranks generated speech partly by the text itself.
 This probe trains a small phoneme recogniser on the training corpus's speech alone (random espeak-ng voices only:
@@ -6,7 +6,8 @@ log-mel features -> CTC over the DiTAR tokenizer's IPA characters). It then asks
 `candidate_ranking_probe.py` that recogniser would keep.
 
     # 1. the recogniser (~25 min on 2 CPU cores); prints its phoneme error rate on the corpus's validation voices
-    python examples/research/recognizer_judge_probe.py train --corpus data/corpus --minutes 25 --out outputs/judge/recognizer.pt
+    python examples/research/recognizer_judge_probe.py train --corpus data/corpus --minutes 25 \
+        --out outputs/judge/recognizer.pt
     # 2. the candidates' features (the probe's seeds) and their ranking, against the probe's Whisper counts
     python examples/research/recognizer_judge_probe.py rank --cases data/eval/newvoices48/cases.jsonl \
         --probe outputs/eval/candidates-newvoices48/candidates.json --recognizer outputs/judge/recognizer.pt

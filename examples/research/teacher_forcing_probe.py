@@ -2,19 +2,23 @@
 """How much a DiTAR model's per-patch prediction uses the text: teacher-forced patches scored against the real ones in
 the normalised feature space, no ASR involved.
 
-    python examples/research/teacher_forcing_probe.py --cases data/eval/validation12/cases.jsonl            # embedded default
-    python examples/research/teacher_forcing_probe.py --cases data/eval/validation12/cases.jsonl --pipeline runs/x/pipeline
+    # the embedded default, then a pipeline folder
+    python examples/research/teacher_forcing_probe.py --cases data/eval/validation12/cases.jsonl
+    python examples/research/teacher_forcing_probe.py --cases data/eval/validation12/cases.jsonl \\
+        --pipeline runs/x/pipeline
 
 For every case with target audio, each target patch is sampled from the real prefix (`eval_lib/teacher_forcing.py`),
-deterministically (temperature 0, or --temperature), and its mean squared error to the real patch is averaged over all patches. Rows:
+deterministically (temperature 0, or --temperature), and its mean squared error to the real patch is averaged over all
+patches. Rows:
   * two baselines that know nothing of the text: the previous real patch repeated, and the prompt's mean frame;
   * guidance scales 0 (LocDiT unconditional: history only), 1 (conditional, no guidance), 2 and 4;
   * guidance 1 and 2 with a wrong target text (one fixed unrelated sentence, or with --wrong-text other-case the next
     case's target text; the prompt transcript stays right).
 A model that uses the text has a clearly lower error with the right text than with the wrong one; g = 1 against g = 0
 shows what the backbone output adds to the history at all. `--steps 1` scores the x0 estimate at t = 1 (the posterior
-mean, what examples/training_eval.py's penalty measures) instead of a sample. With a CTC head, the greedy CTC token error rate of the backbone outputs it was trained on is printed too (how
-well the backbone can name the tokens at all, without forecasting them).
+mean, what examples/training_eval.py's penalty measures) instead of a sample. With a CTC head, the greedy CTC token
+error rate of the backbone outputs it was trained on is printed too (how well the backbone can name the tokens at all,
+without forecasting them).
 """
 
 from __future__ import annotations
