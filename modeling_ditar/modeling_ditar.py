@@ -804,6 +804,11 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         `PatchStep.patch` rows are then zeros."""
         config = self.config
         known = ("stop_threshold", "max_patches_per_text_token", "min_max_new_patches")
+        if "num_candidates" in kwargs:
+            raise TypeError(
+                "generate_patches() samples every row once and takes no num_candidates; generate() samples "
+                "num_candidates per text and keeps the best."
+            )
         reject_unknown_kwargs(
             "generate",
             {k: v for k, v in kwargs.items() if k not in known},
@@ -822,6 +827,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
                 "patch_callback",
                 "speech_position_rate",
                 "generation_config",
+                "num_candidates",
                 *known,
             ),
         )

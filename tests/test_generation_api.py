@@ -1,0 +1,130 @@
+"""The generation API's contracts: settings from the generation config, strict keyword arguments, the
+text-to-speech model's requirements, voices given as conversations, and the dtype a pipeline is saved in."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from model_helpers import DiTARModelTester
+from pipeline_helpers import VOICE_TEXT, get_dummy_pipeline, tone
+from safetensors import safe_open
+
+from modeling_ditar import DiTARForTextToSpeech, DiTARGenerationConfig, DiTARPipeline
+
+
+@pytest.fixture(scope="module")
+def tester():
+    return DiTARModelTester()
+
+
+def test_forward_rejects_a_misspelt_argument_and_names_the_right_one(tester):
+    model = tester.get_model()
+    inputs = tester.prepare_inputs()
+    mask = inputs.pop("speech_attention_mask")
+    with pytest.raises(TypeError, match="'speech_atention_mask' \\(did you mean 'speech_attention_mask'\\?\\)"):
+        model(**inputs, speech_atention_mask=mask)
+
+
+def test_generate_rejects_unknown_arguments_and_bad_generators(tester):
+    model = tester.get_model()
+    inputs = tester.prepare_generation_inputs()
+    with pytest.raises(TypeError, match="'num_candidate' \\(did you mean 'num_candidates'\\?\\)"):
+        model.generate(**inputs, num_candidate=2)
+    for bad in ("seed0", 42, [1]):
+        with pytest.raises(TypeError, match="torch.Generator\\(\\).manual_seed"):
+            model.generate(**inputs, generator=bad)
+
+
+def test_call_settings_override_the_generation_config_and_are_checked(tester):
+    model = tester.get_model()
+    model.generation_config = DiTARGenerationConfig(num_inference_steps=3, guidance_scale=1.0)
+    assert model.generation_settings().num_inference_steps == 3
+    assert model.generation_settings(num_inference_steps=5).num_inference_steps == 5
+    with pytest.raises(ValueError, match="`temperature` must be a number in \\[0, 1\\]"):
+        model.generation_settings(temperature=2.0)
+    model.generation_config.guidance_scale = -1.0  # a bad saved value fails when it is used, naming it
+    with pytest.raises(ValueError, match="`guidance_scale`"):
+        model.generate(**tester.prepare_generation_inputs())
+
+
+def test_text_to_speech_model_needs_a_vocoder_config(tester):
+    with pytest.raises(ValueError, match="needs config.vocoder_config"):
+        DiTARForTextToSpeech(tester.get_config())
+
+
+def test_text_to_speech_generate_accepts_standard_generation_flags(tester):
+    vocoder = {
+        "vocoder_type": "griffin_lim",
+        "sampling_rate": 8000,
+        "n_fft": 64,
+        "hop_length": 16,
+        "num_mel_bins": 8,
+        "n_iter": 4,
+    }
+    model = DiTARForTextToSpeech(tester.get_config(vocoder_config=vocoder)).eval()
+    inputs = tester.prepare_generation_inputs()
+    seed = torch.Generator().manual_seed(0)
+    plain = model.generate(**inputs, generator=seed)
+    seed = torch.Generator().manual_seed(0)
+    # what transformers' pipeline passes to every model: accepted, no effect
+    flagged = model.generate(**inputs, generator=seed, max_new_tokens=256, pad_token_id=0, return_dict_in_generate=True)
+    assert plain.sampling_rate == 8000 and len(plain.audio) == inputs["input_ids"].shape[0]
+    for a, b in zip(plain.audio, flagged.audio, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_conversation_errors_name_the_problem():
+    processor = get_dummy_pipeline().processor
+    voice = {
+        "role": "user",
+        "content": [{"type": "audio", "audio": tone(), "sampling_rate": 8000}, {"type": "text", "text": VOICE_TEXT}],
+    }
+    with pytest.raises(ValueError, match="2 messages with audio"):
+        processor.apply_chat_template([voice, voice, {"role": "user", "content": "hi"}])
+    with pytest.raises(ValueError, match="last message must hold the text to speak"):
+        processor.apply_chat_template([voice])
+    with pytest.raises(ValueError, match="needs the transcript"):
+        processor.apply_chat_template(
+            [{"role": "user", "content": [voice["content"][0]]}, {"role": "user", "content": "hi"}]
+        )
+    with pytest.raises(ValueError, match="no URLs"):
+        processor.apply_chat_template(
+            [
+                {
+                    "role": "user",
+                    "content": [{"type": "audio", "url": "http://x/a.wav"}, {"type": "text", "text": "a"}],
+                },
+                {"role": "user", "content": "hi"},
+            ]
+        )
+    inputs = processor.apply_chat_template([voice, {"role": "user", "content": [{"type": "text", "text": "hi"}]}])
+    assert inputs["prompt_features"].shape[0] == 1
+
+
+def _weights_dtype(path) -> str:
+    with safe_open(str(path), "pt") as f:
+        return str(f.get_tensor(next(iter(f.keys()))).dtype)
+
+
+def test_saving_keeps_float16_weights_that_were_only_upcast(tmp_path):
+    pipe = get_dummy_pipeline()
+    pipe.model.to(torch.float16)
+    pipe.save_pretrained(tmp_path / "half")
+    loaded = DiTARPipeline.from_pretrained(tmp_path / "half", dtype=torch.float32)
+    assert loaded.model.dtype == torch.float32
+    loaded.save_pretrained(tmp_path / "again")
+    assert _weights_dtype(tmp_path / "again" / "model" / "model.safetensors") == "torch.float16"
+    assert json.loads((tmp_path / "again" / "model" / "config.json").read_text())["dtype"] == "float16"
+    assert loaded.model.dtype == torch.float32  # the model in memory is untouched
+    again = DiTARPipeline.from_pretrained(tmp_path / "again", dtype=torch.float32)
+    for a, b in zip(loaded.model.parameters(), again.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    # weights changed after loading no longer fit float16: they are saved as they are
+    with torch.no_grad():
+        next(loaded.model.parameters()).add_(1e-7)
+    loaded.save_pretrained(tmp_path / "trained")
+    assert _weights_dtype(tmp_path / "trained" / "model" / "model.safetensors") == "torch.float32"
+    np.testing.assert_array_equal(loaded.default_voice[0], again.default_voice[0])
