@@ -24,4 +24,4 @@ python3 -m venv .venv
 . .venv/bin/activate
 pip install -q -U pip
 pip install -q torch==2.13.0          # the CPU build first, or pip pulls a multi-GB CUDA build
-pip install -q -e ".[dev,train]"      # synthesis alone needs only `pip install -e .`
+pip install -q -e ".[dev,train,serve]"  # synthesis alone needs only `pip install -e .`; the demo: ".[demo]"

@@ -25,7 +25,8 @@ DiTAR zero-shot text-to-speech: speak any text in the voice of a short audio pro
 its transcript), or in the default voice saved with the model.
 
 commands:
-  synthesize    speak a text and write it to an audio file"""
+  synthesize    speak a text and write it to an audio file
+  serve         an OpenAI-compatible HTTP speech server with batching (needs the `serve` extra)"""
 
 EPILOG = """\
 examples:
@@ -33,8 +34,9 @@ examples:
   ditar synthesize "Hello there." --prompt-audio me.wav --prompt-text "What I say in me.wav." -o hello.wav
   ditar synthesize "A long story. In many sentences." --stream -o story.wav --model path/to/pipeline
   echo "Text from a pipe." | ditar synthesize - -o piped.flac --seed 0
+  ditar serve --port 8000
 
-Run 'ditar synthesize --help' for every option."""
+Run 'ditar synthesize --help' or 'ditar serve --help' for every option."""
 
 SYNTH_DESCRIPTION = """\
 Speak TEXT and write it to an audio file (the format follows the extension: .wav, .flac, .ogg, ...).
@@ -187,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     synth.set_defaults(handler=_synthesize, check=_check_synthesize)
+    _add_serve_parser(commands, formatter)
     return parser
 
 
@@ -441,6 +444,139 @@ def _write_stream(pipe, call: dict, output: Path) -> tuple[float, float]:
         output.unlink(missing_ok=True)
         raise
     return samples / pipe.sample_rate, first if first is not None else 0.0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# serve
+
+SERVE_DESCRIPTION = """\
+Serve the model over HTTP with OpenAI's speech API: POST /v1/audio/speech, voices uploaded once with POST /v1/voices
+(GET lists them), GET /health. Concurrent requests are batched. The guide is docs/serving.md."""
+
+SERVE_EPILOG = """\
+examples:
+  ditar serve
+      the embedded default model on http://127.0.0.1:8000
+  ditar serve --model ./my-pipeline --port 9000 --max-batch-size 16 --candidates 1
+  curl -s localhost:8000/v1/audio/speech -H 'Content-Type: application/json' \\
+       -d '{"model": "ditar", "input": "Hello there.", "voice": "default"}' -o hello.wav
+
+exit status: 0 after a clean shutdown (Ctrl-C or SIGTERM), 2 on a user error."""
+
+
+def _add_serve_parser(commands, formatter) -> None:
+    serve = commands.add_parser(
+        "serve", prog=f"{PROG} serve", description=SERVE_DESCRIPTION, epilog=SERVE_EPILOG, formatter_class=formatter
+    )
+    net = serve.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    net.add_argument("--port", type=_int_in(1, 65535), default=8000, metavar="N", help="port (default: %(default)s)")
+    model = serve.add_argument_group("model")
+    model.add_argument("--model", metavar="PATH", help="pipeline folder or Hub id (default: the embedded model)")
+    model.add_argument("--device", default="cpu", metavar="DEVICE", help="torch device (default: %(default)s)")
+    model.add_argument("--model-name", default="ditar", metavar="NAME", help="name /health reports (default: ditar)")
+    limits = serve.add_argument_group("batching and limits")
+    limits.add_argument(
+        "--max-batch-size", type=_int_at_least(1), default=8, metavar="N", help="most requests per batch (default: 8)"
+    )
+    limits.add_argument(
+        "--batch-wait-ms",
+        type=_float_in(0.0, 10000.0),
+        default=10.0,
+        metavar="MS",
+        help="how long a batch waits for more requests (default: 10)",
+    )
+    limits.add_argument(
+        "--max-queue",
+        type=_int_at_least(1),
+        default=32,
+        metavar="N",
+        help="requests queued, running or streaming at once; more get 429 (default: 32)",
+    )
+    limits.add_argument(
+        "--timeout",
+        type=_float_in(0.1, None),
+        default=120.0,
+        metavar="S",
+        help="seconds a request may wait and run; later it gets 504 (default: 120)",
+    )
+    limits.add_argument(
+        "--max-text-chars", type=_int_at_least(1), default=1000, metavar="N", help="longest input text (default: 1000)"
+    )
+    limits.add_argument(
+        "--max-upload-mb", type=_float_in(0.001, None), default=10.0, metavar="MB", help="largest voice upload (10)"
+    )
+    limits.add_argument(
+        "--max-voices", type=_int_at_least(1), default=64, metavar="N", help="uploaded voices kept (default: 64)"
+    )
+    limits.add_argument(
+        "--shutdown-timeout",
+        type=_float_in(0.0, None),
+        default=30.0,
+        metavar="S",
+        help="on Ctrl-C/SIGTERM, seconds running requests get to finish before they are cancelled (default: 30)",
+    )
+    sampling = serve.add_argument_group("sampling (defaults come from the model config)")
+    sampling.add_argument("--steps", type=_int_at_least(1), metavar="N", help="diffusion (ODE) steps per patch")
+    sampling.add_argument("--guidance-scale", type=_float_in(0.0, None), metavar="G", help="LM guidance scale")
+    sampling.add_argument("--temperature", type=_float_in(0.0, 1.0), metavar="T", help="sampling temperature")
+    sampling.add_argument(
+        "--candidates", type=_int_at_least(1), metavar="K", help="best-of-K candidates per request (1 is fastest)"
+    )
+    serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    serve.set_defaults(handler=_serve, check=_check_serve)
+
+
+def _int_in(low: int, high: int):
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{low}, {high}], got {value!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{low}, {high}], got {value!r}")
+        return number
+
+    return parse
+
+
+def _check_serve(args: argparse.Namespace, read_stdin: bool = True) -> None:
+    """The checks of `ditar serve` that need neither torch nor the server's packages loaded."""
+    from importlib.util import find_spec
+
+    missing = [name for name in ("fastapi", "uvicorn", "multipart") if find_spec(name) is None]
+    if missing:
+        raise UsageError(
+            f"ditar serve needs the serve extra ({', '.join(missing)} missing): pip install 'modeling-ditar[serve]'"
+        )
+    if args.model is not None and not Path(args.model).expanduser().exists() and _looks_like_a_path(args.model):
+        raise UsageError(f"--model: no such folder: {args.model!r}")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _check_serve(args)
+    pipe = _load_pipeline(args.model, args.device, quiet=False)
+    pipe.set_progress_bar_config(disable=True)
+
+    from .server import ServerSettings, run
+
+    settings = ServerSettings(
+        max_batch_size=args.max_batch_size,
+        batch_wait_ms=args.batch_wait_ms,
+        max_queue=args.max_queue,
+        request_timeout=args.timeout,
+        max_text_chars=args.max_text_chars,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_voices=args.max_voices,
+        shutdown_timeout=args.shutdown_timeout,
+        model_name=args.model_name,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        temperature=args.temperature,
+        num_candidates=args.candidates,
+    )
+    run(pipe, settings, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
 
 
 def _looks_like_a_path(name: str) -> bool:

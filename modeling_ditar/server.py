@@ -1,0 +1,811 @@
+"""`ditar serve`: an OpenAI-compatible speech endpoint with dynamic batching (FastAPI + uvicorn).
+
+    POST /v1/audio/speech   {"model": ..., "input": "text", "voice": "default", "response_format": "wav"}
+    POST /v1/voices         multipart: `audio` (a recording) and `text` (its transcript) -> a voice id
+    GET  /v1/voices         the voices this server speaks in
+    DELETE /v1/voices/{id}  forget an uploaded voice
+    GET  /health            liveness, queue and batching counters
+
+Concurrent requests are batched: the scheduler collects them for a few milliseconds (up to a batch size) and runs one
+pipeline call for all of them in a worker thread, with one prompt and one seeded generator per request, so a request
+speaks the same audio alone or in a batch. The queue is bounded (429 when full), every request has a timeout (504),
+texts and uploads have size limits (413), and user mistakes get 4xx JSON errors in OpenAI's shape,
+`{"error": {"message", "type", "param", "code"}}`. The guide is docs/serving.md.
+
+This module needs the `serve` extra (`pip install "modeling-ditar[serve]"`); `modeling_ditar` itself never imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import logging
+import math
+import secrets
+import struct
+import threading
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import numpy as np
+import soundfile as sf
+import torch
+from fastapi import FastAPI, File, Form, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .pipeline_ditar import MAX_CHARS_PER_SEGMENT, split_sentences
+from .prompt_audio import trim_prompt
+
+logger = logging.getLogger("ditar.server")
+
+DEFAULT_VOICE_ID = "default"
+# OpenAI's built-in voice names: answered with the default voice, so OpenAI clients work unchanged
+OPENAI_VOICES = (
+    "alloy",
+    "ash",
+    "ballad",
+    "cedar",
+    "coral",
+    "echo",
+    "fable",
+    "marin",
+    "nova",
+    "onyx",
+    "sage",
+    "shimmer",
+    "verse",
+)
+RESPONSE_FORMATS = ("wav", "pcm", "flac")
+STREAM_FORMATS = ("wav", "pcm")
+CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/L16"}
+MAX_SEED = 2**63 - 1
+
+
+@dataclass
+class ServerSettings:
+    """Limits and sampling settings of one server (the `ditar serve` options)."""
+
+    max_batch_size: int = 8
+    batch_wait_ms: float = 10.0
+    max_queue: int = 32
+    request_timeout: float = 120.0
+    max_text_chars: int = 1000
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_voices: int = 64
+    shutdown_timeout: float = 30.0
+    model_name: str = "ditar"
+    # sampling: None takes the model's generation config
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    temperature: float | None = None
+    num_candidates: int | None = None
+
+    def sampling(self, stream: bool = False) -> dict:
+        """Keyword arguments of the pipeline call (a stream always samples one candidate)."""
+        out = dict(
+            num_inference_steps=self.num_inference_steps,
+            guidance_scale=self.guidance_scale,
+            temperature=self.temperature,
+        )
+        if not stream:
+            out["num_candidates"] = self.num_candidates
+        return out
+
+    @property
+    def max_json_bytes(self) -> int:
+        """Largest JSON body accepted: room for a text at the limit (4 bytes per character, escapes) and the rest."""
+        return 16 * 1024 + 8 * self.max_text_chars
+
+
+class APIError(Exception):
+    """An error answered as `{"error": {...}}` with its HTTP status."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None, headers=None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.headers = status, message, param, code, headers
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.message, self.param, self.code, self.headers)
+
+
+def error_response(status: int, message: str, param=None, code=None, headers=None) -> JSONResponse:
+    kind = {429: "rate_limit_error", 503: "server_busy", 504: "timeout"}.get(
+        status, "invalid_request_error" if status < 500 else "server_error"
+    )
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# voices
+
+
+@dataclass
+class Voice:
+    """A voice prompt ready for the pipeline: the recording decoded, mono, resampled to the model's prompt rate and cut
+    to the model's working range, with its (possibly cut) transcript. Requests in this voice skip decoding, resampling
+    and trimming; the pipeline only computes the prompt's features, a few milliseconds.
+
+    A voice is used through `prompt()` (the pipeline's prompt arguments) and `describe()`: another kind of voice, e.g.
+    one that also holds the backbone's KV cache of its prompt, can take its place in the `VoiceStore`."""
+
+    id: str
+    name: str
+    transcript: str
+    audio: np.ndarray
+    sampling_rate: int
+    created: int = field(default_factory=lambda: int(time.time()))
+    builtin: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def prompt(self) -> dict:
+        return {"prompt_audio": self.audio, "prompt_text": self.transcript, "sampling_rate": self.sampling_rate}
+
+    def describe(self) -> dict:
+        return {
+            "id": self.id,
+            "object": "voice",
+            "name": self.name,
+            "transcript": self.transcript,
+            "seconds": round(len(self.audio) / self.sampling_rate, 3),
+            "created": self.created,
+            "builtin": self.builtin,
+            "notes": list(self.notes),
+        }
+
+
+class VoiceStore:
+    """Voices by id (thread-safe): the built-in default and the uploaded ones, at most `max_voices` uploads. OpenAI's
+    voice names ("alloy", "nova", ...) are aliases of the default voice."""
+
+    def __init__(self, max_voices: int):
+        self.max_voices = max_voices
+        self._voices: OrderedDict[str, Voice] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, voice: Voice) -> tuple[Voice, bool]:
+        """Store `voice`; (the stored voice, whether it is new). The same recording and transcript give the same id."""
+        with self._lock:
+            if voice.id in self._voices:
+                return self._voices[voice.id], False
+            uploads = sum(not v.builtin for v in self._voices.values())
+            if not voice.builtin and uploads >= self.max_voices:
+                raise APIError(
+                    429,
+                    f"the server holds its maximum of {self.max_voices} uploaded voices; delete one with "
+                    "DELETE /v1/voices/{id} (or start it with a larger --max-voices)",
+                    code="voice_limit",
+                )
+            self._voices[voice.id] = voice
+            return voice, True
+
+    def get(self, voice_id: str) -> Voice | None:
+        with self._lock:
+            return self._voices.get(DEFAULT_VOICE_ID if voice_id.lower() in OPENAI_VOICES else voice_id)
+
+    def remove(self, voice_id: str) -> Voice | None:
+        with self._lock:
+            voice = self._voices.get(voice_id)
+            if voice is None or voice.builtin:
+                return None
+            return self._voices.pop(voice_id)
+
+    def list(self) -> list[Voice]:
+        with self._lock:
+            return list(self._voices.values())
+
+
+def default_voice(pipe) -> Voice | None:
+    """The pipeline's default voice as a `Voice` at the prompt rate (None when the pipeline has none)."""
+    if pipe.default_voice is None:
+        return None
+    audio, rate, transcript = pipe.default_voice
+    target = pipe._prompt_rate
+    waveform = pipe.processor.load_prompt_audio(np.asarray(audio), rate, target_rate=target)
+    fitted, kept, message = trim_prompt(waveform, target, transcript)
+    notes = [] if message is None else [message]
+    return Voice(DEFAULT_VOICE_ID, DEFAULT_VOICE_ID, kept, fitted.numpy(), target, builtin=True, notes=notes)
+
+
+def prepare_voice(pipe, data: bytes, transcript: str, name: str | None) -> Voice:
+    """Decode an uploaded recording and check it with its transcript the way the pipeline will use them; raises
+    `APIError` (400) naming what is wrong."""
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    except Exception as err:  # libsndfile's errors for anything it cannot decode
+        raise APIError(
+            400, f"audio: could not decode the upload as audio ({err}); send WAV, FLAC or OGG", "audio", "bad_audio"
+        ) from None
+    target = pipe._prompt_rate
+    try:
+        waveform = pipe.processor.load_prompt_audio(samples, rate, target_rate=target)
+        fitted, kept, message = trim_prompt(waveform, target, transcript)
+        # the checks of a real request: the transcript's text front end and the prompt's length
+        pipe.encode_inputs(["hello"], [fitted.numpy()], [kept], target)
+    except (ValueError, TypeError) as err:
+        text = str(err)
+        param = "text" if text.startswith("prompt_text") else "audio"
+        raise APIError(400, text, param, "bad_voice") from None
+    audio = fitted.numpy().astype(np.float32)
+    digest = hashlib.sha256(audio.tobytes() + b"\0" + kept.encode("utf-8") + struct.pack("<i", target)).hexdigest()
+    voice_id = f"voice_{digest[:16]}"
+    notes = [] if message is None else [message]
+    return Voice(voice_id, name or voice_id, kept, audio, target, notes=notes)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# scheduler
+
+
+class QueueFull(Exception):
+    """The scheduler's queue holds its maximum of requests."""
+
+
+class ShuttingDown(Exception):
+    """The server is stopping and takes no new work (or dropped queued work)."""
+
+
+class _Aborted(Exception):
+    """Raised in the pipeline's patch callback to stop a batch nobody waits for any more."""
+
+
+@dataclass
+class Job:
+    """One request waiting for, or in, a batch."""
+
+    text: str
+    voice: Voice
+    seed: int
+    future: asyncio.Future
+    multi_segment: bool
+    cancelled: bool = False  # set from the event loop when the caller stopped waiting; read by the worker
+
+
+@dataclass
+class Speech:
+    """A finished request: float32 audio, and whether the model ended it itself (False: cut at the patch limit)."""
+
+    audio: np.ndarray
+    stopped: bool
+    batch_size: int
+
+
+class BatchScheduler:
+    """Dynamic batching: requests queue up; the scheduler takes the first, waits up to `batch_wait_ms` for more (up to
+    `max_batch_size`) and runs one pipeline call for them in its single worker thread, which all model work shares
+    (the pipeline is not used from two threads at once). Texts the pipeline speaks sentence by sentence (longer than
+    one segment) run alone: the pipeline generates such rows one after the other anyway.
+
+    `pending` (queued, running and streaming requests) is bounded by `max_queue`: `reserve` raises `QueueFull` beyond
+    it. A bad text in a batch fails only its own request: the batch is rerun one request at a time."""
+
+    def __init__(self, pipe, settings: ServerSettings):
+        self.pipe = pipe
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ditar-model")
+        self._queue: deque[Job] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._running = 0
+        self._streams = 0
+        self._closing = False
+        self._abort = False
+        self.stats = {"requests": 0, "batches": 0, "batched_rows": 0, "largest_batch": 0, "streams": 0}
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def close(self, timeout: float) -> None:
+        """Stop taking work, let queued and running requests finish for up to `timeout` seconds, then cancel the rest
+        (queued requests get 503, a running batch stops at its next patch)."""
+        self._closing = True
+        self._wakeup.set()
+        deadline = time.monotonic() + max(0.0, timeout)
+        while (self._queue or self._running or self._streams) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        self._abort = True
+        while self._queue:
+            job = self._queue.popleft()
+            if not job.future.done():
+                job.future.set_exception(ShuttingDown("the server shut down before this request ran"))
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, timeout=60)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + self._running + self._streams
+
+    def reserve_check(self) -> None:
+        if self._closing:
+            raise ShuttingDown("the server is shutting down")
+        if self.pending >= self.settings.max_queue:
+            raise QueueFull(f"the server's queue is full ({self.settings.max_queue} requests); retry shortly")
+
+    # -- requests
+
+    async def synthesize(self, text: str, voice: Voice, seed: int) -> Speech:
+        """Queue a request and wait for its audio (raises QueueFull, ShuttingDown, TimeoutError, ValueError)."""
+        self.reserve_check()
+        loop = asyncio.get_running_loop()
+        multi = len(split_sentences(text, MAX_CHARS_PER_SEGMENT)) > 1
+        job = Job(text, voice, seed, loop.create_future(), multi)
+        self._queue.append(job)
+        self.stats["requests"] += 1
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(job.future), self.settings.request_timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            job.cancelled = True
+            raise
+
+    def run_in_worker(self, fn, *args):
+        """Run `fn(*args)` in the model's worker thread (after the work queued there)."""
+        return asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def open_stream(self) -> None:
+        """Count a streaming request towards `pending` (raises QueueFull, ShuttingDown); `close_stream` ends it."""
+        self.reserve_check()
+        self._streams += 1
+        self.stats["streams"] += 1
+
+    def close_stream(self) -> None:
+        self._streams -= 1
+
+    # -- the loop
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            first = self._queue[0]
+            if not first.multi_segment and not self._closing:
+                end = loop.time() + self.settings.batch_wait_ms / 1000
+                while len(self._queue) < self.settings.max_batch_size and (remaining := end - loop.time()) > 0:
+                    self._wakeup.clear()
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), remaining)
+                    except TimeoutError:
+                        break
+            jobs = self._take_batch()
+            if not jobs:
+                continue
+            self._running = len(jobs)
+            try:
+                results = await loop.run_in_executor(self.executor, self._run_batch, jobs)
+            except Exception as err:  # the executor was shut down under the batch
+                results = [err] * len(jobs)
+            finally:
+                self._running = 0
+            for job, result in zip(jobs, results, strict=True):
+                if job.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    job.future.set_exception(result)
+                else:
+                    job.future.set_result(result)
+
+    def _take_batch(self) -> list[Job]:
+        """The next batch: the first live job, then (unless it speaks several segments) the following live
+        single-segment jobs with a prompt at the same rate, up to the batch size; the others keep their place."""
+        while self._queue and (self._queue[0].cancelled or self._queue[0].future.done()):
+            self._queue.popleft()
+        if not self._queue:
+            return []
+        first = self._queue.popleft()
+        jobs = [first]
+        if first.multi_segment:
+            return jobs
+        kept: deque[Job] = deque()
+        while self._queue and len(jobs) < self.settings.max_batch_size:
+            job = self._queue.popleft()
+            if job.cancelled or job.future.done():
+                continue
+            if job.multi_segment or job.voice.sampling_rate != first.voice.sampling_rate:
+                kept.append(job)
+            else:
+                jobs.append(job)
+        self._queue.extendleft(reversed(kept))
+        return jobs
+
+    def _run_batch(self, jobs: list[Job]) -> list[Speech | BaseException]:
+        """One pipeline call for `jobs` (in the worker thread); per job its `Speech` or the exception to raise."""
+
+        def check(pipe, index, step):
+            if self._abort or all(job.cancelled for job in jobs):
+                raise _Aborted()
+
+        try:
+            out = self.pipe(
+                [job.text for job in jobs],
+                prompt_audio=[job.voice.audio for job in jobs],
+                prompt_text=[job.voice.transcript for job in jobs],
+                sampling_rate=jobs[0].voice.sampling_rate,
+                generator=[torch.Generator().manual_seed(job.seed) for job in jobs],
+                callback_on_patch_end=check,
+                **self.settings.sampling(),
+            )
+        except _Aborted:
+            return [ShuttingDown("the request was cancelled")] * len(jobs)
+        except (ValueError, TypeError) as err:  # the pipeline's input checks: find the request(s) at fault
+            if len(jobs) == 1:
+                return [err]
+            return [result for job in jobs for result in self._run_batch([job])]
+        except Exception as err:
+            logger.exception("batch of %d failed", len(jobs))
+            return [err] * len(jobs)
+        self.stats["batches"] += 1
+        self.stats["batched_rows"] += len(jobs)
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(jobs))
+        return [
+            Speech(np.asarray(out.audios[i][: out.audio_lengths[i]], dtype=np.float32), bool(out.stopped[i]), len(jobs))
+            for i in range(len(jobs))
+        ]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# audio encoding
+
+
+def pcm16(audio: np.ndarray) -> np.ndarray:
+    """16-bit samples (x 32768, rounded, clipped); every response format holds these same samples."""
+    return np.clip(np.round(np.asarray(audio, dtype=np.float64) * 32768.0), -32768, 32767).astype("<i2")
+
+
+def to_pcm16(audio: np.ndarray) -> bytes:
+    return pcm16(audio).tobytes()
+
+
+def encode_audio(audio: np.ndarray, rate: int, response_format: str) -> bytes:
+    if response_format == "pcm":
+        return to_pcm16(audio)
+    buffer = io.BytesIO()
+    sf.write(buffer, pcm16(audio), rate, format=response_format.upper(), subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def streaming_wav_header(rate: int) -> bytes:
+    """A 16-bit mono WAV header whose sizes say "unknown" (0xFFFFFFFF), as streamed WAV is written."""
+    unknown = 0xFFFFFFFF
+    return (
+        b"RIFF"
+        + struct.pack("<I", unknown)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", unknown)
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# request bodies
+
+
+class VoiceRef(BaseModel):
+    """A voice given as an object, `{"id": "voice_..."}` (OpenAI's form for custom voices)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: str
+
+
+class SpeechRequest(BaseModel):
+    """The body of POST /v1/audio/speech: OpenAI's fields, and `seed` (this server's addition)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    model: str
+    input: str
+    voice: str | VoiceRef = DEFAULT_VOICE_ID
+    response_format: str = "wav"
+    speed: float = 1.0
+    stream: bool = False
+    stream_format: str | None = None
+    instructions: str | None = None
+    seed: int | None = None
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over its limit gets 413 before the app sees it (by its Content-Length, or while
+    it is read when there is none); bodies under the limit are passed on whole."""
+
+    def __init__(self, app, settings: ServerSettings):
+        self.app, self.settings = app, settings
+
+    def limit(self, path: str) -> tuple[int, str]:
+        if path.rstrip("/") == "/v1/voices":
+            return self.settings.max_upload_bytes, "--max-upload-mb"
+        return self.settings.max_json_bytes, "--max-text-chars"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        limit, option = self.limit(scope["path"])
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return await error_response(400, "the Content-Length header is not a number")(scope, receive, send)
+            if int(length) > limit:
+                return await self._too_large(int(length), limit, option, scope, receive, send)
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > limit:
+                return await self._too_large(None, limit, option, scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _too_large(size, limit, option, scope, receive, send):
+        what = "the upload" if option == "--max-upload-mb" else "the request body"
+        got = f" is {size} bytes," if size is not None else ""
+        message = f"{what}{got} over this server's limit of {limit} bytes ({option})"
+        await error_response(413, message, code="too_large")(scope, receive, send)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the app
+
+
+def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
+    """The FastAPI app serving `pipe` (a `DiTARPipeline`); run it with uvicorn (see `run`), or test it with
+    `fastapi.testclient.TestClient(create_app(pipe))` used as a context manager (which starts the scheduler)."""
+    settings = settings or ServerSettings()
+    voices = VoiceStore(settings.max_voices)
+    builtin = default_voice(pipe)
+    if builtin is not None:
+        voices.add(builtin)
+    scheduler = BatchScheduler(pipe, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        scheduler.start()
+        try:
+            yield
+        finally:
+            await scheduler.close(settings.shutdown_timeout)
+
+    app = FastAPI(title="DiTAR speech server", version="1", lifespan=lifespan)
+    app.state.pipe, app.state.settings, app.state.voices, app.state.scheduler = pipe, settings, voices, scheduler
+    app.add_middleware(BodyLimit, settings=settings)
+
+    @app.exception_handler(APIError)
+    async def api_error(request, err: APIError):
+        return err.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, err: RequestValidationError):
+        return validation_response(err.errors())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, err: StarletteHTTPException):
+        return error_response(err.status_code, str(err.detail), headers=getattr(err, "headers", None))
+
+    @app.get("/health")
+    async def health():
+        status = "shutting_down" if scheduler.closing else "ok"
+        body = {
+            "status": status,
+            "model": settings.model_name,
+            "sample_rate": pipe.sample_rate,
+            "queue": {"pending": scheduler.pending, "capacity": settings.max_queue},
+            "max_batch_size": settings.max_batch_size,
+            "stats": dict(scheduler.stats),
+        }
+        return JSONResponse(body, status_code=503 if scheduler.closing else 200)
+
+    @app.get("/v1/voices")
+    async def list_voices():
+        return {"object": "list", "data": [v.describe() for v in voices.list()]}
+
+    @app.delete("/v1/voices/{voice_id}")
+    async def delete_voice(voice_id: str):
+        if voices.remove(voice_id) is None:
+            if voices.get(voice_id) is not None:
+                raise APIError(400, f"voice {voice_id!r} is built in and cannot be deleted", "voice_id")
+            raise APIError(404, f"no voice {voice_id!r}; GET /v1/voices lists them", "voice_id", "voice_not_found")
+        return {"id": voice_id, "object": "voice", "deleted": True}
+
+    @app.post("/v1/voices")
+    async def upload_voice(
+        audio: Annotated[UploadFile, File(description="a recording of 3-8 s of speech (WAV, FLAC, OGG)")],
+        text: Annotated[str, Form(description="the exact transcript of the recording")],
+        name: Annotated[str | None, Form(description="a name to list the voice by")] = None,
+    ):
+        if not text.strip():
+            raise APIError(400, "text (the transcript of the audio) is empty", "text")
+        if len(text) > settings.max_text_chars:
+            raise APIError(
+                413, f"text is {len(text)} characters, over the limit of {settings.max_text_chars}", "text", "too_large"
+            )
+        data = await audio.read()
+        if not data:
+            raise APIError(400, "audio: the uploaded file is empty", "audio", "bad_audio")
+        if scheduler.closing:
+            raise APIError(503, "the server is shutting down", code="shutting_down")
+        voice = await scheduler.run_in_worker(prepare_voice, pipe, data, text, name)
+        stored, new = voices.add(voice)
+        return JSONResponse(stored.describe(), status_code=201 if new else 200)
+
+    @app.post("/v1/audio/speech")
+    async def speech(request: SpeechRequest):
+        text, voice, response_format, seed = check_speech_request(request, settings, voices)
+        headers = {"X-Seed": str(seed), "X-Sample-Rate": str(pipe.sample_rate)}
+        media_type = CONTENT_TYPES[response_format]
+        if response_format == "pcm":
+            media_type += f";rate={pipe.sample_rate};channels=1"
+        if request.stream:
+            return await start_stream(text, voice, seed, response_format, media_type, headers)
+        try:
+            result = await scheduler.synthesize(text, voice, seed)
+        except QueueFull as err:
+            raise APIError(429, str(err), code="queue_full", headers={"Retry-After": "1"}) from None
+        except ShuttingDown as err:
+            raise APIError(503, str(err), code="shutting_down") from None
+        except TimeoutError:
+            raise APIError(
+                504,
+                f"the request did not finish within this server's timeout of {settings.request_timeout:g} s "
+                "(--timeout); try a shorter text",
+                code="timeout",
+            ) from None
+        except (ValueError, TypeError) as err:  # the pipeline's checks of the text
+            raise APIError(400, str(err), "input", "bad_input") from None
+        headers["X-Audio-Seconds"] = f"{len(result.audio) / pipe.sample_rate:.3f}"
+        headers["X-Stopped"] = "true" if result.stopped else "false"
+        headers["X-Batch-Size"] = str(result.batch_size)
+        return Response(encode_audio(result.audio, pipe.sample_rate, response_format), media_type=media_type,
+                        headers=headers)  # fmt: skip
+
+    async def start_stream(text, voice, seed, response_format, media_type, headers):
+        """Streaming bypasses batching: the pipeline's `stream` yields chunks, each produced in the worker thread."""
+        try:
+            scheduler.open_stream()
+        except QueueFull as err:
+            raise APIError(429, str(err), code="queue_full", headers={"Retry-After": "1"}) from None
+        except ShuttingDown as err:
+            raise APIError(503, str(err), code="shutting_down") from None
+
+        def open_stream():
+            generator = torch.Generator().manual_seed(seed)
+            return pipe.stream(text, **voice.prompt(), generator=generator, **settings.sampling(stream=True))
+
+        try:
+            chunks = await asyncio.wait_for(scheduler.run_in_worker(open_stream), settings.request_timeout)
+        except BaseException as err:
+            scheduler.close_stream()
+            if isinstance(err, TimeoutError):
+                raise APIError(504, "the stream did not start within the server's timeout", code="timeout") from None
+            if isinstance(err, (ValueError, TypeError)):
+                raise APIError(400, str(err), "input", "bad_input") from None
+            raise
+
+        async def body():
+            done = object()
+            try:
+                if response_format == "wav":
+                    yield streaming_wav_header(pipe.sample_rate)
+                while not scheduler._abort:
+                    chunk = await scheduler.run_in_worker(next, chunks, done)
+                    if chunk is done:
+                        break
+                    yield to_pcm16(chunk)
+            finally:
+                scheduler.close_stream()
+                with contextlib.suppress(Exception):
+                    await scheduler.run_in_worker(chunks.close)
+
+        return StreamingResponse(body(), media_type=media_type, headers=headers)
+
+    return app
+
+
+def check_speech_request(request: SpeechRequest, settings: ServerSettings, voices: VoiceStore):
+    """(text, voice, response_format, seed) of a valid request; `APIError` naming the first problem otherwise."""
+    text = request.input
+    if not request.model.strip():
+        raise APIError(400, "model is empty; any model name is accepted (this server serves one model)", "model")
+    if not text.strip():
+        raise APIError(400, "input is empty or whitespace only; give the words to speak", "input")
+    if len(text) > settings.max_text_chars:
+        raise APIError(
+            413,
+            f"input is {len(text)} characters, over this server's limit of {settings.max_text_chars} "
+            "(--max-text-chars); split the text over several requests",
+            "input",
+            "too_large",
+        )
+    response_format = request.response_format.lower()
+    if response_format not in RESPONSE_FORMATS:
+        raise APIError(
+            400,
+            f"response_format {request.response_format!r} is not supported; use one of {', '.join(RESPONSE_FORMATS)}",
+            "response_format",
+        )
+    if not math.isfinite(request.speed) or request.speed != 1.0:
+        raise APIError(400, f"speed {request.speed!r} is not supported: this server speaks at speed 1.0 only", "speed")
+    if request.stream and response_format not in STREAM_FORMATS:
+        raise APIError(400, f"stream needs response_format wav or pcm, not {response_format!r}", "response_format")
+    if request.stream_format not in (None, "audio"):
+        raise APIError(400, f"stream_format {request.stream_format!r} is not supported; use 'audio'", "stream_format")
+    if request.instructions is not None and request.instructions.strip():
+        raise APIError(400, "instructions are not supported by this model; leave them out", "instructions")
+    seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
+    if not 0 <= seed <= MAX_SEED:
+        raise APIError(400, f"seed must be an integer in [0, 2**63 - 1], got {seed}", "seed")
+    voice_id = request.voice.id if isinstance(request.voice, VoiceRef) else request.voice
+    voice = voices.get(voice_id)
+    if voice is None:
+        known = ", ".join(repr(v.id) for v in voices.list()[:10])
+        raise APIError(
+            400, f"unknown voice {voice_id!r}; known voices: {known} (POST /v1/voices adds one)", "voice", "no_voice"
+        )
+    return text, voice, response_format, seed
+
+
+def validation_response(errors) -> JSONResponse:
+    """FastAPI's validation errors as one 400 naming the fields (malformed JSON, missing fields, wrong types)."""
+    parts, param = [], None
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "form", "query", "path")]
+        if error.get("type") == "json_invalid":
+            detail = (error.get("ctx") or {}).get("error", "")
+            return error_response(400, f"the request body is not valid JSON ({detail})", code="invalid_json")
+        where = ".".join(location)
+        if param is None and location:
+            param = location[0]
+        kind = error.get("type", "")
+        if kind == "missing":
+            parts.append(f"{where}: this field is required")
+        elif kind == "extra_forbidden":
+            parts.append(f"{where}: unknown field")
+        else:
+            parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "invalid body"))
+    return error_response(400, "; ".join(parts) or "invalid request", param, "invalid_request")
+
+
+def run(pipe, settings: ServerSettings, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Serve `pipe` with uvicorn until interrupted; on SIGINT/SIGTERM running requests get `shutdown_timeout` seconds
+    to finish, then the rest are cancelled."""
+    import uvicorn
+
+    app = create_app(pipe, settings)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+    )

@@ -1,0 +1,411 @@
+"""`ditar serve`: the OpenAI-compatible speech endpoint, voices, batching, limits and errors (tiny pipeline)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from fastapi.testclient import TestClient
+from pipeline_helpers import SR, get_dummy_pipeline, tone
+from test_cli import _imported_modules
+
+from modeling_ditar.server import BatchScheduler, ServerSettings, ShuttingDown, create_app, streaming_wav_header
+
+SPEECH = "/v1/audio/speech"
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return get_dummy_pipeline()
+
+
+def make_client(pipe, **settings) -> TestClient:
+    return TestClient(create_app(pipe, ServerSettings(**settings)))
+
+
+@pytest.fixture
+def client(pipe):
+    with make_client(pipe) as client:
+        yield client
+
+
+def wav_bytes(audio: np.ndarray, rate: int = SR, format: str = "WAV") -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, rate, format=format)
+    return buffer.getvalue()
+
+
+def decode(content: bytes) -> tuple[np.ndarray, int]:
+    return sf.read(io.BytesIO(content), dtype="float32")
+
+
+def expected_pcm(pipe, text: str, seed: int, prompt_audio=None, prompt_text=None) -> np.ndarray:
+    """What a separate pipeline call gives, as the server's 16-bit samples."""
+    if prompt_audio is None:
+        prompt_audio, rate, prompt_text = pipe.default_voice
+    out = pipe(text, prompt_audio=prompt_audio, prompt_text=prompt_text, sampling_rate=SR,
+               generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    audio = out.audios[0][: out.audio_lengths[0]]
+    return np.clip(np.round(audio.astype(np.float64) * 32768), -32768, 32767).astype(np.int16)
+
+
+def pcm(content: bytes) -> np.ndarray:
+    return np.frombuffer(content, dtype="<i2")
+
+
+def assert_error(response, status: int, param: str | None, *words: str):
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["param"] == param, error
+    for word in words:
+        assert word in error["message"], (word, error["message"])
+
+
+def upload(client, audio: bytes, text: str | None = "the prompt", name: str | None = None):
+    data = {} if text is None else {"text": text}
+    if name is not None:
+        data["name"] = name
+    files = {"audio": ("voice.wav", audio, "audio/wav")}
+    return client.post("/v1/voices", data=data, files=files)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# happy paths
+
+
+def test_health_and_voices(client, pipe):
+    health = client.get("/health")
+    assert health.status_code == 200
+    body = health.json()
+    assert body["status"] == "ok" and body["sample_rate"] == pipe.sample_rate
+    assert body["queue"] == {"pending": 0, "capacity": 32}
+    voices = client.get("/v1/voices").json()
+    assert voices["object"] == "list" and [v["id"] for v in voices["data"]] == ["default"]
+    assert voices["data"][0]["builtin"] is True
+
+
+def test_speech_wav_is_the_pipeline_audio_for_its_seed(client, pipe):
+    response = client.post(SPEECH, json={"model": "ditar", "input": "hello there", "voice": "default", "seed": 7})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "audio/wav"
+    assert response.headers["x-seed"] == "7" and response.headers["x-sample-rate"] == str(SR)
+    audio, rate = decode(response.content)
+    assert rate == SR and len(audio) > 0
+    np.testing.assert_array_equal(
+        sf.read(io.BytesIO(response.content), dtype="int16")[0], expected_pcm(pipe, "hello there", 7)
+    )
+
+
+def test_formats_and_openai_voice_names(client, pipe):
+    base = {"model": "tts-1", "input": "hello there", "seed": 3}
+    wav = client.post(SPEECH, json={**base, "voice": "default"})
+    raw = client.post(SPEECH, json={**base, "voice": "alloy", "response_format": "pcm"})
+    flac = client.post(SPEECH, json={**base, "voice": {"id": "Nova"}, "response_format": "flac"})
+    assert raw.headers["content-type"].startswith("audio/L16") and flac.headers["content-type"] == "audio/flac"
+    samples = sf.read(io.BytesIO(wav.content), dtype="int16")[0]
+    np.testing.assert_array_equal(pcm(raw.content), samples)  # OpenAI's names speak in the default voice
+    np.testing.assert_array_equal(sf.read(io.BytesIO(flac.content), dtype="int16")[0], samples)
+    unseeded = [client.post(SPEECH, json={"model": "m", "input": "hello there"}) for _ in range(2)]
+    assert unseeded[0].headers["x-seed"] != unseeded[1].headers["x-seed"]  # a random seed, reported
+
+
+def test_uploaded_voice_is_cached_and_speaks_like_the_pipeline(client, pipe):
+    prompt = tone(0.06, freq=300.0)
+    first = upload(client, wav_bytes(prompt), "the prompt", name="mine")
+    assert first.status_code == 201, first.text
+    voice = first.json()
+    assert voice["id"].startswith("voice_") and voice["name"] == "mine" and voice["transcript"] == "the prompt"
+    again = upload(client, wav_bytes(prompt), "the prompt")
+    assert again.status_code == 200 and again.json()["id"] == voice["id"]  # same recording and transcript: same id
+    assert voice["id"] in [v["id"] for v in client.get("/v1/voices").json()["data"]]
+    response = client.post(SPEECH, json={"model": "m", "input": "hello there", "voice": voice["id"], "seed": 5,
+                                         "response_format": "pcm"})  # fmt: skip
+    assert response.status_code == 200, response.text
+    decoded = sf.read(io.BytesIO(wav_bytes(prompt)), dtype="float32")[0]  # the WAV round trip of the upload
+    np.testing.assert_array_equal(pcm(response.content), expected_pcm(pipe, "hello there", 5, decoded, "the prompt"))
+    assert client.delete(f"/v1/voices/{voice['id']}").json()["deleted"] is True
+    gone = client.post(SPEECH, json={"model": "m", "input": "hello there", "voice": voice["id"]})
+    assert_error(gone, 400, "voice", "unknown voice", voice["id"])
+    assert_error(client.delete(f"/v1/voices/{voice['id']}"), 404, "voice_id", "no voice")
+    assert_error(client.delete("/v1/voices/default"), 400, "voice_id", "built in")
+
+
+def test_stream_yields_the_one_shot_audio(client, pipe):
+    body = {"model": "m", "input": "hello there", "seed": 11, "stream": True}
+    with client.stream("POST", SPEECH, json=body) as response:
+        assert response.status_code == 200
+        content = b"".join(response.iter_bytes())
+    header = streaming_wav_header(SR)
+    assert content.startswith(header)
+    np.testing.assert_array_equal(pcm(content[len(header) :]), expected_pcm(pipe, "hello there", 11))
+    raw = client.post(SPEECH, json={**body, "response_format": "pcm"})
+    assert raw.content == content[len(header) :]
+
+
+def test_concurrent_requests_are_batched_and_equal_separate_calls(pipe):
+    texts, seeds = ["hello there", "a much longer second text"], [21, 22]
+    with make_client(pipe, batch_wait_ms=2000, max_batch_size=2) as client:
+
+        def send(i):
+            body = {"model": "m", "input": texts[i], "seed": seeds[i], "response_format": "pcm"}
+            return client.post(SPEECH, json=body)
+
+        with ThreadPoolExecutor(2) as pool:
+            responses = list(pool.map(send, range(2)))
+        stats = client.get("/health").json()["stats"]
+    assert [r.headers["x-batch-size"] for r in responses] == ["2", "2"]
+    assert stats["batches"] == 1 and stats["largest_batch"] == 2
+    for response, text, seed in zip(responses, texts, seeds, strict=True):
+        expected = expected_pcm(pipe, text, seed)
+        got = pcm(response.content)
+        assert len(got) == len(expected)
+        assert np.abs(got.astype(int) - expected).max() <= 2  # batching rounds differently by ~1e-6
+
+
+def test_a_bad_text_in_a_batch_fails_only_its_own_request(pipe):
+    with make_client(pipe, batch_wait_ms=2000, max_batch_size=2) as client:
+        bodies = [{"model": "m", "input": "hello there", "seed": 1}, {"model": "m", "input": "你好", "seed": 2}]
+        with ThreadPoolExecutor(2) as pool:
+            good, bad = pool.map(lambda body: client.post(SPEECH, json=body), bodies)
+    assert good.status_code == 200
+    assert_error(bad, 400, "input", "Han script")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# malformed requests
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param", "words"),
+    [
+        ({"input": "hi"}, 400, "model", ["model", "required"]),
+        ({"model": "m"}, 400, "input", ["input", "required"]),
+        ({"model": "m", "input": 123}, 400, "input", ["input", "string"]),
+        ({"model": "m", "input": "hi", "stream": "yes"}, 400, "stream", ["stream"]),
+        ({"model": "m", "input": "hi", "speed": "fast"}, 400, "speed", ["speed"]),
+        ({"model": "m", "input": "hi", "voice": 5}, 400, "voice", ["voice"]),
+        ({"model": "m", "input": "hi", "temprature": 1}, 400, "temprature", ["temprature", "unknown field"]),
+        ({"model": "m", "input": "   "}, 400, "input", ["input is empty"]),
+        ({"model": "", "input": "hi"}, 400, "model", ["model is empty"]),
+        ({"model": "m", "input": "x" * 1001}, 413, "input", ["1001 characters", "limit of 1000"]),
+        ({"model": "m", "input": "hi", "voice": "nobody"}, 400, "voice", ["unknown voice 'nobody'", "'default'"]),
+        ({"model": "m", "input": "hi", "response_format": "mp3"}, 400, "response_format", ["'mp3'", "wav, pcm, flac"]),
+        ({"model": "m", "input": "hi", "speed": 1.5}, 400, "speed", ["speed 1.5", "1.0 only"]),
+        ({"model": "m", "input": "hi", "stream": True, "response_format": "flac"}, 400, "response_format", ["stream"]),
+        ({"model": "m", "input": "hi", "stream_format": "sse"}, 400, "stream_format", ["'sse'"]),
+        ({"model": "m", "input": "hi", "instructions": "whisper"}, 400, "instructions", ["instructions"]),
+        ({"model": "m", "input": "hi", "seed": -1}, 400, "seed", ["seed"]),
+        ({"model": "m", "input": "Ни слова"}, 400, "input", ["Cyrillic"]),
+        ({"model": "m", "input": "你好", "stream": True}, 400, "input", ["Han script"]),
+    ],
+)
+def test_malformed_speech_requests(client, body, status, param, words):
+    assert_error(client.post(SPEECH, json=body), status, param, *words)
+
+
+def test_malformed_bodies(client):
+    headers = {"Content-Type": "application/json"}
+    assert_error(client.post(SPEECH, content=b'{"model": "m", "input": ', headers=headers), 400, None, "not valid JSON")
+    assert_error(client.post(SPEECH, content=b"[1, 2]", headers=headers), 400, None, "valid dictionary")
+    assert_error(client.post(SPEECH, content=b"x" * 100_000, headers=headers), 413, None, "over this server's limit")
+    assert_error(client.get("/v1/nothing"), 404, None, "Not Found")
+    assert_error(client.get(SPEECH), 405, None, "Method Not Allowed")
+    assert client.post(SPEECH, json={"model": "m", "input": "hi", "speed": 1}).status_code == 200  # 1 is 1.0
+
+
+def test_malformed_voice_uploads(pipe):
+    with make_client(pipe, max_upload_bytes=20_000) as client:
+        assert_error(upload(client, b"not audio at all"), 400, "audio", "could not decode")
+        assert_error(upload(client, wav_bytes(np.zeros(800, np.float32))), 400, "audio", "silent")
+        assert_error(upload(client, wav_bytes(tone(0.002))), 400, "audio", "shorter than the model needs")
+        assert_error(upload(client, wav_bytes(tone(0.06)), text=None), 400, "text", "required")
+        assert_error(upload(client, wav_bytes(tone(0.06)), text="  "), 400, "text", "empty")
+        assert_error(upload(client, wav_bytes(tone(0.06)), text="你好"), 400, "text", "Han script")
+        assert_error(client.post("/v1/voices", data={"text": "the prompt"}), 400, "audio", "required")
+        assert_error(upload(client, b""), 400, "audio", "empty")
+        big = wav_bytes(tone(2.0))  # 32 kB of 16-bit samples
+        assert_error(upload(client, big), 413, None, "over this server's limit of 20000 bytes", "--max-upload-mb")
+        assert upload(client, wav_bytes(tone(0.06))).status_code == 201
+        assert client.get("/health").json()["status"] == "ok"
+
+
+def test_chunked_upload_over_the_limit_is_413(pipe):
+    with make_client(pipe, max_upload_bytes=1000) as client:
+
+        def chunks():
+            for _ in range(10):
+                yield b"y" * 500
+
+        response = client.post("/v1/voices", content=chunks(), headers={"Content-Type": "multipart/form-data"})
+    assert_error(response, 413, None, "over this server's limit of 1000 bytes")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# queue, timeouts and shutdown
+
+
+def block_worker(app) -> threading.Event:
+    """Occupy the model's worker thread until the returned event is set."""
+    release = threading.Event()
+    app.state.scheduler.executor.submit(release.wait, 30)
+    return release
+
+
+def wait_until(condition, seconds: float = 10.0):
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+def test_queue_full_answers_429(pipe):
+    with make_client(pipe, max_queue=1, batch_wait_ms=0) as client:
+        release = block_worker(client.app)
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(client.post, SPEECH, json={"model": "m", "input": "hello there"})
+            wait_until(lambda: client.app.state.scheduler.pending == 1)
+            full = client.post(SPEECH, json={"model": "m", "input": "hello there"})
+            stream = client.post(SPEECH, json={"model": "m", "input": "hello there", "stream": True})
+            release.set()
+            assert first.result().status_code == 200
+    assert_error(full, 429, None, "queue is full")
+    assert full.headers["retry-after"] == "1"
+    assert_error(stream, 429, None, "queue is full")
+
+
+def test_request_timeout_answers_504_and_its_job_is_dropped(pipe):
+    with make_client(pipe, request_timeout=0.3) as client:
+        release = block_worker(client.app)
+        late = client.post(SPEECH, json={"model": "m", "input": "hello there"})
+        release.set()
+        wait_until(lambda: client.app.state.scheduler.pending == 0)
+        assert client.post(SPEECH, json={"model": "m", "input": "hello there"}).status_code == 200
+        stats = client.get("/health").json()["stats"]
+    assert_error(late, 504, None, "timeout of 0.3 s")
+    assert stats["batches"] == 1  # the timed-out request never ran
+
+
+def test_shutdown_finishes_running_work_then_cancels_the_rest(pipe):
+    voice = create_app(pipe).state.voices.get("default")
+
+    async def finish():
+        scheduler = BatchScheduler(pipe, ServerSettings(batch_wait_ms=0))
+        scheduler.start()
+        tasks = [asyncio.ensure_future(scheduler.synthesize(t, voice, 0)) for t in ("hello there", "good bye")]
+        await asyncio.sleep(0)
+        await scheduler.close(timeout=30)
+        results = [await t for t in tasks]
+        with pytest.raises(ShuttingDown):
+            await scheduler.synthesize("too late", voice, 0)
+        return results
+
+    results = asyncio.run(finish())
+    assert all(len(r.audio) > 0 for r in results)
+
+    async def cancel():
+        scheduler = BatchScheduler(pipe, ServerSettings(batch_wait_ms=0, max_batch_size=1))
+        scheduler.start()
+        release = threading.Event()
+        scheduler.executor.submit(release.wait, 30)
+        tasks = [asyncio.ensure_future(scheduler.synthesize(t, voice, 0)) for t in ("hello there", "good bye")]
+        await asyncio.sleep(0.05)  # the first is taken into a batch (waiting for the worker), the second is queued
+        assert scheduler.pending == 2
+        threading.Timer(0.5, release.set).start()
+        started = time.monotonic()
+        await scheduler.close(timeout=0.1)
+        return await asyncio.gather(*tasks, return_exceptions=True), time.monotonic() - started
+
+    outcomes, seconds = asyncio.run(cancel())
+    assert all(isinstance(outcome, ShuttingDown) for outcome in outcomes), outcomes
+    assert seconds < 5
+
+
+def test_shutdown_stops_a_running_batch_at_its_next_patch(pipe):
+    voice = create_app(pipe).state.voices.get("default")
+    calls = []
+
+    def slow(*args):  # every LocDiT call takes 20 ms: the batch runs for seconds
+        calls.append(1)
+        time.sleep(0.02)
+
+    async def run():
+        scheduler = BatchScheduler(pipe, ServerSettings(batch_wait_ms=0))
+        scheduler.start()
+        task = asyncio.ensure_future(scheduler.synthesize("a long text to speak " * 8, voice, 0))
+        while not calls:
+            await asyncio.sleep(0.01)
+        await scheduler.close(timeout=0)
+        return await asyncio.gather(task, return_exceptions=True), len(calls)
+
+    hook = pipe.model.locdit.register_forward_hook(slow)
+    try:
+        (outcome,), count = asyncio.run(run())
+    finally:
+        hook.remove()
+    assert isinstance(outcome, ShuttingDown), outcome
+    assert count < 20  # stopped early, not after all of its patches
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the command line
+
+
+def test_serve_help_and_argument_errors_do_not_load_torch():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    launcher = [sys.executable, "-X", "importtime", "-m", "modeling_ditar.cli"]
+    for argv, status, words in [
+        (["serve", "--help"], 0, "POST /v1/audio/speech"),
+        (["serve", "--port", "70000"], 2, "--port: expected an integer in [1, 65535]"),
+        (["serve", "--max-batch-size", "0"], 2, "--max-batch-size"),
+        (["serve", "--model", "./no/such/folder"], 2, "--model: no such folder"),
+    ]:
+        result = subprocess.run([*launcher, *argv], capture_output=True, text=True, timeout=60, env=env)
+        assert result.returncode == status, (argv, result.stderr[-2000:])
+        assert "torch" not in _imported_modules(result.stderr) and "fastapi" not in _imported_modules(result.stderr)
+        messages = "\n".join(line for line in result.stderr.splitlines() if not line.startswith("import time:"))
+        assert words in result.stdout + messages, (argv, result.stdout, messages)
+
+
+def test_serve_on_loopback(tmp_path):
+    """The real command: start `ditar serve` with the tiny pipeline saved to a folder, synthesise, stop with SIGINT."""
+    folder = tmp_path / "tiny"
+    get_dummy_pipeline().save_pretrained(folder)
+    port = 8000 + os.getpid() % 1000
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [str(Path(sys.executable).with_name("ditar")), "serve", "--model", str(folder), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        import httpx
+
+        end = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < end, server.stdout.read() if server.poll() else ""
+            time.sleep(0.2)
+        response = httpx.post(f"http://127.0.0.1:{port}{SPEECH}", json={"model": "m", "input": "hello"}, timeout=30)
+        assert response.status_code == 200 and decode(response.content)[1] == SR
+        bad = httpx.post(f"http://127.0.0.1:{port}{SPEECH}", content=b"{", timeout=30)
+        assert bad.status_code == 400 and "error" in json.loads(bad.content)
+    finally:
+        server.send_signal(2)
+        output = server.communicate(timeout=60)[0]
+    assert server.returncode == 0, output
+    assert "Traceback" not in output
