@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-cases", type=int, default=None, help="evaluate only the first N cases")
     e.add_argument("--threads", type=int, default=1, help="torch and Whisper CPU threads")
     e.add_argument("--no-per-case", action="store_true", help="leave the per-case table out of results.md")
+    e.add_argument(
+        "--dnsmos",
+        action="store_true",
+        help="also score every produced clip (ground truth, resynthesised, generated) with DNSMOS P.808 and P.835 "
+        "SIG/BAK/OVRL (speechmos; about 0.3 s of CPU per audio second)",
+    )
     return p
 
 
@@ -249,7 +255,7 @@ def _versions() -> dict:
     return found
 
 
-def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None) -> dict:
+def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, quality=None) -> dict:
     import torch
 
     torch.set_num_threads(max(1, args.threads))
@@ -274,8 +280,12 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None) -> d
         from eval_lib.speaker import ResemblyzerEncoder
 
         speaker_encoder = ResemblyzerEncoder()
+    if quality is None and args.dnsmos:
+        from eval_lib.quality import DNSMOS
+
+        quality = DNSMOS()
     print(f"evaluating {len(cases)} cases, rows {rows}", flush=True)
-    results = run_evaluation(cases, systems, asr, speaker_encoder, out_dir=out)
+    results = run_evaluation(cases, systems, asr, speaker_encoder, out_dir=out, quality=quality)
     results["meta"] = {
         "command": shlex.join(argv_for_log),
         "cwd": os.getcwd(),
@@ -288,6 +298,7 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None) -> d
         "threads": args.threads,
         "asr": asr.describe(),
         "speaker": speaker_encoder.describe(),
+        "quality": quality.describe() if quality is not None else None,
         "versions": _versions(),
         "platform": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
         "wall_seconds": time.perf_counter() - started,
@@ -302,8 +313,8 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None) -> d
     return results
 
 
-def main(argv: list[str] | None = None, asr=None, speaker_encoder=None) -> dict:
-    """CLI entry point. `asr` / `speaker_encoder` replace Whisper / Resemblyzer (used by the tests)."""
+def main(argv: list[str] | None = None, asr=None, speaker_encoder=None, quality=None) -> dict:
+    """CLI entry point. `asr` / `speaker_encoder` / `quality` replace Whisper / Resemblyzer / DNSMOS (the tests)."""
     argv_for_log = ["python", *sys.argv] if argv is None else ["python", "examples/evaluate.py", *argv]
     args = build_parser().parse_args(argv)
     if args.make_cases_from:
@@ -312,7 +323,7 @@ def main(argv: list[str] | None = None, asr=None, speaker_encoder=None) -> dict:
         return make_cases(args)
     if not args.cases:
         raise SystemExit("give --cases FILE (evaluate) or --make-cases-from DATASET_DIR (build cases)")
-    return evaluate(args, argv_for_log, asr=asr, speaker_encoder=speaker_encoder)
+    return evaluate(args, argv_for_log, asr=asr, speaker_encoder=speaker_encoder, quality=quality)
 
 
 if __name__ == "__main__":

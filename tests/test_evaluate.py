@@ -674,3 +674,77 @@ def test_recognizer_judge_probe_model_reads_half_rate_frames_and_scores_a_transc
     with torch.no_grad():
         short, long = model.nll_per_token(features[0], [1, 2]), model.nll_per_token(features[0], [1, 2, 3, 4, 5, 6])
     assert np.isfinite(short) and short > 0 and long == float("inf")  # 6 tokens cannot fit in 5 frames
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# DNSMOS (--dnsmos)
+
+
+class StubQuality:
+    """Scores a clip by its length, so the means can be checked."""
+
+    def __init__(self):
+        self.calls = []
+
+    def score(self, audio, rate):
+        self.calls.append((audio.size, rate))
+        return {"p808": 3.0, "sig": 3.5, "bak": 4.0, "ovrl": audio.size / 1000}
+
+    def describe(self):
+        return {"engine": "stub"}
+
+
+def test_dnsmos_scores_every_row_and_reports_the_means(tmp_path):
+    pipe = get_dummy_pipeline()
+    cases = load_cases(_cases(tmp_path))
+    systems = [GroundTruthSystem(), ResynthesisSystem(pipe.processor.feature_extractor, pipe.vocoder)]
+    quality = StubQuality()
+    results = run_evaluation(cases, systems, StubASR(), StubSpeaker(), log=lambda s: None, quality=quality)
+    assert len(quality.calls) == 4  # 2 cases x (ground truth, resynthesised)
+    for row in results["rows"]:
+        assert row["dnsmos_n"] == 2 and row["dnsmos_p808"] == 3.0 and row["dnsmos_ovrl"] == pytest.approx(0.512)
+    assert all(r["dnsmos"]["sig"] == 3.5 for c in results["cases"] for r in c["rows"].values())
+    md = render_markdown(results)
+    assert "DNSMOS" in md and "| P.808 | SIG | BAK | OVRL |" in md
+
+
+def test_without_dnsmos_rows_have_no_dnsmos_columns(tmp_path):
+    results = run_evaluation(load_cases(_cases(tmp_path)), [GroundTruthSystem()], StubASR(), StubSpeaker(), log=print)
+    assert "dnsmos_ovrl" not in results["rows"][0] and "DNSMOS" not in render_markdown(results)
+
+
+def test_dnsmos_flag_without_speechmos_names_the_install(tmp_path, monkeypatch):
+    import eval_lib.quality as quality_mod
+
+    monkeypatch.setitem(sys.modules, "speechmos", None)  # import fails as if the package were absent
+    with pytest.raises(ImportError, match="pip install speechmos"):
+        quality_mod.DNSMOS()
+
+
+def test_dnsmos_cli_passes_the_scorer_to_every_row(tmp_path):
+    pipe = get_dummy_pipeline()
+    pipe.processor.feature_extractor.save_pretrained(tmp_path / "fe")
+    argv = ["--cases", str(_cases(tmp_path)), "--rows", "gt,resynth", "--feature-extractor", str(tmp_path / "fe")]
+    results = ev.main(
+        [*argv, "--out", str(tmp_path / "o"), "--dnsmos"],
+        asr=StubASR(),
+        speaker_encoder=StubSpeaker(),
+        quality=StubQuality(),
+    )
+    assert results["meta"]["quality"] == {"engine": "stub"}
+    assert [r["dnsmos_n"] for r in results["rows"]] == [2, 2]
+    assert "DNSMOS" in (tmp_path / "o" / "results.md").read_text()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("speechmos") is None, reason="needs speechmos (the eval extra)")
+@pytest.mark.skipif(not _HAS_ESPEAK, reason="needs espeak-ng")
+def test_real_dnsmos_penalises_noise(tmp_path):
+    from eval_lib.quality import DNSMOS
+
+    audio, rate = _espeak(tmp_path / "x.wav", "The quick brown fox jumps over the lazy dog.")
+    scorer = DNSMOS()
+    clean = scorer.score(audio, rate)
+    noisy = scorer.score(audio + 0.3 * np.random.default_rng(0).standard_normal(audio.size).astype(np.float32), rate)
+    assert set(clean) == {"p808", "sig", "bak", "ovrl"} and all(1 <= v <= 5 for v in clean.values())
+    assert noisy["bak"] < clean["bak"] - 0.5, (clean, noisy)
+    assert scorer.score(audio[: rate // 10], rate) is None  # too short to score

@@ -52,6 +52,15 @@ def table_row(row: dict) -> list[str]:
     ]
 
 
+def render_quality_table(rows: list[dict]) -> str:
+    """DNSMOS P.808 and P.835 SIG/BAK/OVRL per row (rows scored with `--dnsmos`)."""
+    lines = ["| row | clips | P.808 | SIG | BAK | OVRL |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [_num(r.get(f"dnsmos_{k}"), 2) for k in ("p808", "sig", "bak", "ovrl")]
+        lines.append(f"| {r['name']} | {r.get('dnsmos_n', 0)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def render_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in table_row(r)) + " |" for r in rows]
@@ -114,6 +123,13 @@ def render_markdown(results: dict, per_case: bool = True) -> str:
                 "",
             ]
     out += [render_table(results["rows"]), ""]
+    if any("dnsmos_ovrl" in r for r in results["rows"]):
+        out += [
+            "Naturalness and artefacts (DNSMOS, mean over the scored clips):",
+            "",
+            render_quality_table(results["rows"]),
+            "",
+        ]
     out += [
         "WER: corpus-level (errors / reference words) after lowercasing and stripping punctuation; "
         "WER (capped): each utterance's errors capped at its reference length (Whisper hallucinates on babble); "

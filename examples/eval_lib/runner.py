@@ -11,6 +11,7 @@ import numpy as np
 
 from .cases import Case, _safe
 from .metrics import WordStats, aggregate_word_stats, cosine, mean_or_none, word_stats
+from .quality import summarize_quality
 from .systems import read_audio
 
 
@@ -29,11 +30,13 @@ def run_evaluation(
     speaker_encoder,
     out_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
+    quality=None,
 ) -> dict:
     """Score every system on every case it applies to.
 
     Returns `{"rows": [summary per system], "cases": [per-case details]}`. With `out_dir`, the produced audio is
-    written to `out_dir/wavs/<system key>/<case id>.wav` (float WAV at the system's rate).
+    written to `out_dir/wavs/<system key>/<case id>.wav` (float WAV at the system's rate). With `quality` (e.g.
+    `eval_lib.quality.DNSMOS`), every produced clip also gets a `dnsmos` score and every row its means.
     """
     import soundfile as sf
 
@@ -100,6 +103,12 @@ def run_evaluation(
                 sim_gt=cosine(emb, gt_emb) if system.key != "gt" and emb is not None and gt_emb is not None else None,
                 duration_ratio=seconds / gt_seconds if gt_seconds else None,
             )
+            if quality is not None:
+                try:
+                    row["dnsmos"] = quality.score(audio, out.sampling_rate)
+                except Exception as err:  # noqa: BLE001 - a clip the scorer cannot take is a missing score
+                    log(f"  [warn] DNSMOS failed: {type(err).__name__}: {err}")
+                    row["dnsmos"] = None
             record["rows"][system.key] = row
             per_system[system.key].append(row)
             wer = stats.wer
@@ -112,6 +121,9 @@ def run_evaluation(
             )
         records.append(record)
     rows = [summarize_rows(system, per_system[system.key]) for system in systems]
+    if quality is not None:
+        for row, system in zip(rows, systems, strict=True):
+            row.update(summarize_quality(per_system[system.key]))
     return {"rows": rows, "cases": records, "eval_seconds": time.perf_counter() - start_all}
 
 
