@@ -1,0 +1,100 @@
+"""DiTAR in the browser: type a text, upload or record a voice (with its transcript), listen to or download the result.
+
+    pip install -e ".[demo]" && python app.py            # http://127.0.0.1:7860
+    python app.py --model ./my-pipeline --port 7861
+
+A Hugging Face Space runs this file as it is (the Space's `requirements.txt` installs this package and gradio); there
+GRADIO_SERVER_NAME and GRADIO_SERVER_PORT choose the address. The guide is docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from modeling_ditar import DiTARPipeline  # noqa: E402
+
+MAX_TEXT_CHARS = 1000
+EXAMPLE_TEXT = "The quick brown fox jumps over the lazy dog."
+
+INTRO = """# DiTAR text-to-speech
+Type English text and press **Speak**. To clone a voice, upload or record 3 to 8 seconds of clear speech and type
+exactly what is said in it; without a recording the model's default voice speaks. The shipped model is small and was
+trained on synthetic voices: it clones natural human voices only roughly."""
+
+
+def synthesize(pipe, text: str, voice_audio, voice_text: str, seed) -> tuple[tuple[int, np.ndarray], str]:
+    """The demo's one action: ((rate, int16 samples), a status line). User mistakes raise `gr.Error`."""
+    text = (text or "").strip()
+    if not text:
+        raise gr.Error("Type the text to speak.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise gr.Error(f"The text is {len(text)} characters long; this demo speaks at most {MAX_TEXT_CHARS}.")
+    prompt = {}
+    if voice_audio is not None:
+        if not (voice_text or "").strip():
+            raise gr.Error("Type the transcript of the voice recording (exactly what is said in it).")
+        prompt = dict(prompt_audio=voice_audio, prompt_text=voice_text.strip())  # a file path, read by the pipeline
+    try:
+        seed = int(seed) if seed is not None else 0
+    except (TypeError, ValueError):
+        raise gr.Error("The seed must be a whole number.") from None
+    try:
+        out = pipe(text, generator=torch.Generator().manual_seed(seed), **prompt)
+    except (ValueError, TypeError, FileNotFoundError) as err:  # the pipeline's checks name the problem
+        raise gr.Error(str(err)) from None
+    audio = out.audios[0][: out.audio_lengths[0]]
+    samples = np.clip(np.round(audio.astype(np.float64) * 32768), -32768, 32767).astype(np.int16)
+    voice = "the uploaded voice" if prompt else "the default voice"
+    status = f"{len(samples) / pipe.sample_rate:.2f} s of speech in {voice} (seed {seed})"
+    if not out.stopped[0]:
+        status += "; cut at the length limit, the end of the text may be missing"
+    return (pipe.sample_rate, samples), status
+
+
+def build_demo(pipe) -> gr.Blocks:
+    """The Gradio app for `pipe` (a `DiTARPipeline`)."""
+    with gr.Blocks(title="DiTAR text-to-speech") as demo:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column():
+                text = gr.Textbox(label="Text to speak", value=EXAMPLE_TEXT, lines=4, max_length=MAX_TEXT_CHARS)
+                voice_audio = gr.Audio(
+                    label="Voice to clone (optional): upload or record 3-8 s of speech",
+                    sources=["upload", "microphone"],
+                    type="filepath",  # read by the pipeline (soundfile): no ffmpeg needed
+                )
+                voice_text = gr.Textbox(label="Transcript of the voice recording", lines=2)
+                seed = gr.Number(label="Seed", value=0, precision=0)
+                speak = gr.Button("Speak", variant="primary")
+            with gr.Column():
+                result = gr.Audio(label="Speech", type="numpy", format="wav", interactive=False, elem_id="speech")
+                status = gr.Markdown(elem_id="status")
+        speak.click(
+            lambda *args: synthesize(pipe, *args),
+            inputs=[text, voice_audio, voice_text, seed],
+            outputs=[result, status],
+            api_name="speak",
+        )
+    return demo
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="DiTAR text-to-speech in the browser (Gradio).")
+    parser.add_argument("--model", help="pipeline folder or Hub id (default: the model shipped with the package)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    args = parser.parse_args(argv)
+    pipe = DiTARPipeline.from_pretrained(args.model)
+    pipe.set_progress_bar_config(disable=True)
+    build_demo(pipe).queue(default_concurrency_limit=1).launch(server_name=args.host, server_port=args.port)
+
+
+if __name__ == "__main__":
+    main()
