@@ -272,19 +272,31 @@ def kokoro_synthesize(text: str, styles: dict[str, float], speed: float = 1.0) -
     return np.asarray(audio, np.float32).ravel(), 24000
 
 
+def festival_command(text: str, voice: str, wav: str) -> list[str]:
+    """``festival --batch`` arguments that synthesize ``text`` with ``voice`` into ``wav`` (RIFF). The text goes in a
+    Scheme string (backslashes and quotes escaped), so no shell and no text2wave script are involved: text2wave
+    cannot take festival's --libdir, which the relocated festival of the GPU bundle needs (its wrapper adds
+    --libdir and --datadir)."""
+    if voice.split("_")[0] in FESTIVAL_EVAL_ONLY:
+        raise ValueError(f"festival voice {voice!r} is evaluation-only")
+    quoted = text.replace("\\", "\\\\").replace('"', '\\"')
+    wav_q = wav.replace("\\", "\\\\").replace('"', '\\"')
+    return [
+        "festival",
+        "--batch",
+        f"(voice_{voice})",
+        f'(utt.save.wave (utt.synth (Utterance Text "{quoted}")) "{wav_q}" \'riff)',
+    ]
+
+
 def festival_synthesize(text: str, voice: str, workdir: str | None = None) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
-    if voice.split("_")[0] in FESTIVAL_EVAL_ONLY:
-        raise ValueError(f"festival voice {voice!r} is evaluation-only")
-    exe = shutil.which("text2wave")
-    if exe is None:
+    if shutil.which("festival") is None:
         raise RuntimeError(f"festival not found: apt-get install festival {' '.join(FESTIVAL_TRAIN_VOICES.values())}")
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         wav = os.path.join(tmp, "f.wav")
-        subprocess.run(
-            [exe, "-eval", f"(voice_{voice})", "-o", wav], input=text.encode(), check=True, capture_output=True
-        )
+        subprocess.run(festival_command(text, voice, wav), check=True, capture_output=True, timeout=120)
         audio, sr = sf.read(wav, dtype="float32", always_2d=False)
     return audio, int(sr)
 
@@ -437,3 +449,33 @@ def apply_condition(audio: np.ndarray, sr: int, cond: dict, rng: np.random.Gener
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     target = 10 ** (cond["level"]["peak_db"] / 20) if "level" in cond else 0.9
     return (x * (target / peak) if peak > 0 else x).astype(np.float32)
+
+
+def check_mix(mix: str) -> dict[str, float]:
+    """Synthesize one sentence with every source of ``mix`` (and a pseudo-speaker in a room, noisy, on the phone):
+    the GPU script's seconds-long check that the bundle is complete. Returns seconds per source."""
+    import time
+
+    rng = random.Random(0)
+    out = {}
+    for source in parse_mix(mix):
+        if source == "espeak":
+            continue
+        t = time.time()
+        audio, sr = synthesize_base("The bundle works.", sample_base(source, rng), None)
+        audio = apply_pseudo(audio, sr, sample_pseudo(rng))
+        audio = apply_condition(
+            audio, sr, sample_condition(rng, dict.fromkeys(CONDITIONS, 1.0)), np.random.default_rng(0)
+        )
+        if audio.size < sr // 4 or not np.all(np.isfinite(audio)):
+            raise RuntimeError(f"{source}: {audio.size} samples, finite={np.all(np.isfinite(audio))}")
+        out[source] = round(time.time() - t, 2)
+    return out
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(description="check that every source of a --mix runs here")
+    p.add_argument("--check", metavar="MIX", required=True, help="e.g. piper=0.3,kokoro=0.2,festival=0.1,espeak=0.4")
+    print("natural sources ok (seconds):", check_mix(p.parse_args().check))

@@ -5,6 +5,10 @@
 # Continue the embedded default instead of starting afresh, on voices it has not heard (VOICE_SEED picks them):
 #   VOICE_SEED=5 bash examples/scripts/train_on_gpu.sh OUT_DIR 9.4 1200 examples/configs/default-gpu-continue.yaml
 #   VOICE_SEED=6 bash examples/scripts/train_on_gpu.sh OUT_DIR 4.5 800 examples/configs/default-gpu-polish.yaml
+# The natural-voice mix (examples/corpus/natural.py; needs the bundle made with NATURAL=1, i.e. .festival/ and the
+# extra wheels in .whl/): MIX and CONDITIONS go to build_corpus.py --mix / --conditions, PSEUDO_PROB to --pseudo-prob:
+#   MIX=piper=0.3,kokoro=0.2,festival=0.1,espeak=0.4 CONDITIONS=room=0.3,noise=0.3,phone=0.1,level=0.3 \
+#     bash examples/scripts/train_on_gpu.sh OUT_DIR 14 1200
 # MINUTES is the whole script's budget: training gets what is left after the corpus, less 1 minute for the final
 # evaluation and the export (they took 23-32 s on an H200).
 # A second, shorter call on the same machine (data/ and runs/ still there) trains more steps from the first call's
@@ -32,7 +36,9 @@ if [ -d .espeak ]; then
 else
   fortunes=/usr/share/games/fortunes
 fi
+[ -d .festival ] && export PATH=$PWD/.festival/bin:$PATH
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+mix=${MIX:-espeak=1}; conditions=${CONDITIONS:-room=0,noise=0,phone=0,level=0}; pseudo=${PSEUDO_PROB:-0.9}
 nproc=$(nproc)
 # Fail in seconds, not minutes, when something is missing.
 espeak-ng --version
@@ -40,6 +46,9 @@ python3 -c "import torch, transformers, diffusers, datasets, soundfile, phonemiz
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__,
       'diffusers', diffusers.__version__, 'datasets', datasets.__version__)
 from modeling_ditar import build_ditar_tokenizer; print(build_ditar_tokenizer(phonemize=True).encode('Hello there.'))"
+if [ "$mix" != "espeak=1" ]; then  # every source of the mix synthesizes one sentence, through the corpus code
+  python3 examples/corpus/natural.py --check "$mix"
+fi
 mkdir -p "$out" "$run"
 # SMOKE=1: a corpus of a few utterances, to check the whole script on a CPU in a minute
 if [ -n "${SMOKE:-}" ]; then sizes="--utts-per-speaker 2 --num-val-speakers 2 --num-test-voices 1 --test-utts-per-voice 2"
@@ -50,7 +59,7 @@ if [ -n "${REUSE_CORPUS:-}" ] && [ -f data/corpus/dataset_dict.json ]; then
 else
   # shellcheck disable=SC2086
   python3 examples/build_corpus.py --out data/corpus --voice-seed "${VOICE_SEED:-0}" --num-train-speakers "$speakers" $sizes --sampling-rate 16000 --max-sec 8 \
-    --max-speed 190 --features --feature-config examples/configs/features_16k_80mel.json --num-proc "$nproc" \
+    --max-speed 190 --mix "$mix" --conditions "$conditions" --pseudo-prob "$pseudo" --features --feature-config examples/configs/features_16k_80mel.json --num-proc "$nproc" \
     --fortunes-dir "$fortunes" 2>&1 | tail -n 25
 fi
 echo "corpus built in $(( $(date +%s) - t0 )) s"
