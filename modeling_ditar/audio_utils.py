@@ -27,6 +27,10 @@ __all__ = [
 MAX_CHANNELS = 8
 # A clip whose peak absolute value is below this is "silence" and is rejected where audio content is needed.
 SILENCE_PEAK = 1e-6
+# Float audio is full scale at 1.0; a float clip peaking above this (12 dB over full scale) is not a recording but
+# integer PCM converted with `.astype(float)` and not scaled (peaks in the thousands), and is refused: taken as it is,
+# it would give features far outside anything the model saw (short, clipped speech).
+MAX_FLOAT_PEAK = 4.0
 # Above this many kernel elements the polyphase resampler falls back to direct (per-output-sample) evaluation.
 _MAX_POLYPHASE_KERNEL = 1 << 22
 
@@ -56,8 +60,8 @@ def to_mono_float32(audio, *, check_silence: bool = True, name: str = "audio") -
     Accepts a numpy array, a torch tensor or a list of numbers, shaped `[samples]`, `[channels, samples]`
     (channels <= 8) or `[samples, channels]`; leading/trailing axes of size 1 are squeezed. Integer PCM
     (int8/int16/int32/int64, uint8) is scaled to [-1, 1]; channels are averaged. Raises `ValueError` (naming `name`)
-    for empty audio, NaN/Inf samples, an unsupported shape or dtype and, when `check_silence`, for audio whose peak is
-    below 1e-6.
+    for empty audio, NaN/Inf samples, float samples peaking above `MAX_FLOAT_PEAK` (integer PCM passed as float), an
+    unsupported shape or dtype and, when `check_silence`, for audio whose peak is below 1e-6.
     """
     if isinstance(audio, (list, tuple)):
         try:
@@ -79,6 +83,7 @@ def to_mono_float32(audio, *, check_silence: bool = True, name: str = "audio") -
             f"`{name}` must be a numpy array, a torch tensor or a list of samples, got {type(audio).__name__}."
         )
 
+    float_input = tensor.is_floating_point()
     if tensor.dtype == torch.bool or tensor.is_complex():
         raise ValueError(f"`{name}` must hold integer PCM or real floating-point samples, got dtype {tensor.dtype}.")
     if tensor.dtype == torch.uint8:
@@ -120,6 +125,14 @@ def to_mono_float32(audio, *, check_silence: bool = True, name: str = "audio") -
         raise ValueError(
             f"`{name}` contains non-finite samples ({n_nan} NaN, {n_inf} Inf); clean or re-decode the audio."
         )
+    if float_input:
+        peak = float(tensor.abs().max())
+        if peak > MAX_FLOAT_PEAK:
+            raise ValueError(
+                f"`{name}` holds float samples peaking at {peak:.6g}, far above full scale (1.0): this looks like "
+                "integer PCM converted to float without scaling. Pass the integer array as it is (int16 is scaled "
+                "by 1/32768), or divide the floats by 32768 (16-bit) / 2147483648 (32-bit)."
+            )
     if check_silence:
         peak = float(tensor.abs().max())
         if peak < SILENCE_PEAK:

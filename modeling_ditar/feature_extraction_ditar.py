@@ -283,7 +283,8 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
 
         Args:
             raw_speech: one clip (numpy array, torch tensor or list of floats; `[S]`, `[channels, S]` or
-                `[S, channels]`) or a list/tuple of clips. A batch must be a list: a 2-D array is one multichannel clip.
+                `[S, channels]`) or a list/tuple of clips. A batch must be a list: a 2-D array is one multichannel clip,
+                and a `[N, S]` array with 3 or more rows is refused as ambiguous (a stacked batch or N channels?).
             sampling_rate (`int`): rate of `raw_speech` in Hz (required); other rates than `self.sampling_rate` are
                 resampled.
             return_tensors (`"pt"`, `"np"` or `None`): tensor type of the outputs. `None` gives numpy arrays (a list of
@@ -300,7 +301,23 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
             `[B, T]` (1 for real frames).
         """
         if kwargs:
-            logger.warning_once(f"{self.__class__.__name__} ignores the unknown arguments {sorted(kwargs)}.")
+            from .generation_ditar import reject_unknown_kwargs
+
+            reject_unknown_kwargs(
+                f"{self.__class__.__name__}.__call__",
+                kwargs,
+                (
+                    "raw_speech",
+                    "sampling_rate",
+                    "return_tensors",
+                    "padding",
+                    "normalize",
+                    "max_length",
+                    "truncation",
+                    "pad_to_multiple_of",
+                    "return_attention_mask",
+                ),
+            )
         if sampling_rate is None:
             raise ValueError(
                 f"`sampling_rate` is required: pass the sampling rate (Hz) of `raw_speech`. {self.__class__.__name__} "
@@ -310,6 +327,7 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
         if return_tensors not in (None, "pt", "np"):
             raise ValueError(f"`return_tensors` must be 'pt', 'np' or None, got {return_tensors!r}.")
 
+        _refuse_stacked_batch(raw_speech)
         is_batched = isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and not _is_number(raw_speech[0])
         clips = list(raw_speech) if is_batched else [raw_speech]
         if len(clips) == 0 or (isinstance(raw_speech, (list, tuple)) and len(raw_speech) == 0):
@@ -376,6 +394,19 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
         if return_attention_mask:
             data["attention_mask"] = mask
         return BatchFeature(data, tensor_type=return_tensors)
+
+
+def _refuse_stacked_batch(raw_speech) -> None:
+    """A 2-D array of 3 or more rows, each longer than the number of rows, is ambiguous: a batch of stacked clips (as
+    other feature extractors read it) or one clip of 3-8 channels (as this one used to, averaging the clips into one).
+    Refuse it, with both fixes; `[samples, channels]` and 2-row `[channels, samples]` (stereo) stay one clip."""
+    shape = tuple(getattr(raw_speech, "shape", ()))
+    if len(shape) == 2 and 3 <= shape[0] < shape[1]:
+        raise ValueError(
+            f"`raw_speech` has shape {shape}: is that a batch of {shape[0]} clips or one clip with {shape[0]} "
+            f"channels? Pass a batch as a list of 1-D clips (`list(raw_speech)`), or one multichannel clip as "
+            "[samples, channels] (`raw_speech.T`) or already downmixed to mono."
+        )
 
 
 def _is_number(value) -> bool:

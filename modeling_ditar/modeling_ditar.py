@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import itertools
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -46,6 +48,10 @@ from .transformer_blocks import DiTARTransformerStack
 from .vocoder_griffinlim import GriffinLimVocoder
 
 logger = logging.get_logger(__name__)
+
+# The patch cap of a call without `max_new_patches` allows this many times the patches the text takes at the voice
+# prompt's speaking rate (see `DiTARForConditionalGeneration.default_max_new_patches`).
+SPEAKING_RATE_CAP_FACTOR = 3.0
 
 
 @dataclass
@@ -203,6 +209,15 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         self.generation_speedups = GenerationSpeedups()
         self._compiled_locdit_step = None
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, then a check that every weight is finite: a checkpoint holding NaN or
+        Inf raises a ValueError naming its weight file instead of loading silently."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        check_finite_parameters(model, _weights_source(pretrained_model_name_or_path, kwargs.get("subfolder")))
+        return loaded
 
     # ----------------------------------------------------------------------------------------------------------------
     # building blocks
@@ -571,9 +586,10 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         return F.mse_loss(prediction.float(), target)
 
     def _check_training_inputs(self, input_ids, speech_features, attention_mask, speech_attention_mask):
-        if input_ids is None or input_ids.dim() != 2:
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
             raise ValueError(f"input_ids must be a [batch, text_length] tensor, got {_shape(input_ids)}.")
-        if speech_features is None or speech_features.dim() != 3:
+        self._check_token_ids(input_ids)
+        if not isinstance(speech_features, torch.Tensor) or speech_features.dim() != 3:
             raise ValueError(
                 f"speech_features must be a [batch, frames, feature_dim] tensor, got {_shape(speech_features)}."
             )
@@ -596,6 +612,24 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
                 f"{tuple(speech_features.shape[:2])}."
             )
         _check_right_padded(speech_attention_mask, "speech_attention_mask")
+        _check_rows_not_empty(attention_mask, "attention_mask", "no text token; every row needs its text")
+        _check_finite(speech_features, "speech_features", speech_attention_mask)
+
+    def _check_token_ids(self, input_ids: torch.Tensor) -> None:
+        """Token ids must be integers inside the backbone's vocabulary (else the embedding lookup fails deep inside
+        torch, or reads another row's memory on some devices)."""
+        if input_ids.is_floating_point() or input_ids.is_complex() or input_ids.dtype == torch.bool:
+            raise TypeError(
+                f"input_ids must hold integer token ids (torch.long), got dtype {input_ids.dtype}; encode the text "
+                "with the processor, or pass ids.long()."
+            )
+        vocab = self.get_input_embeddings().num_embeddings
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab):
+            low, high = int(input_ids.min()), int(input_ids.max())
+            raise ValueError(
+                f"input_ids holds ids from {low} to {high}, outside the vocabulary of {vocab} tokens (0 to "
+                f"{vocab - 1}); encode the text with this model's processor (its tokenizer has the same vocabulary)."
+            )
 
     # ----------------------------------------------------------------------------------------------------------------
     # generation
@@ -664,12 +698,34 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
             )
         return settings
 
-    def default_max_new_patches(self, text_lengths: torch.Tensor, settings: GenerationSettings | None = None):
+    def default_max_new_patches(
+        self,
+        text_lengths: torch.Tensor,
+        settings: GenerationSettings | None = None,
+        prompt_frames: torch.Tensor | None = None,
+        speech_position_rate: torch.Tensor | float | None = None,
+    ):
         """Per-row bound on generated patches derived from the number of text tokens (never unbounded):
-        `ceil(max_patches_per_text_token * text_length) + min_max_new_patches` from the generation settings."""
+        `ceil(max_patches_per_text_token * text_length) + min_max_new_patches` from the generation settings.
+
+        With the prompt's length in frames (`prompt_frames` [B]) and its speaking rate (`speech_position_rate` [B],
+        its transcript's tokens per frame), the bound is also at most `SPEAKING_RATE_CAP_FACTOR` times the patches the
+        target text takes at the prompt's pace, plus `min_max_new_patches`: the text length counts the prompt's
+        transcript too, and a long transcript must not let the speech of a short text run on."""
         settings = settings if settings is not None else self.generation_settings()
         factor = settings.max_patches_per_text_token
-        return (text_lengths.float() * factor).ceil().long() + settings.min_max_new_patches
+        limit = (text_lengths.float() * factor).ceil().long() + settings.min_max_new_patches
+        if prompt_frames is None or speech_position_rate is None:
+            return limit
+        rate = torch.as_tensor(speech_position_rate, dtype=torch.float32, device=limit.device).expand(limit.shape)
+        frames = torch.as_tensor(prompt_frames, device=limit.device).float().expand(limit.shape)
+        prompt_tokens = (rate * frames).round()
+        target_tokens = (text_lengths.to(limit.device).float() - prompt_tokens).clamp(min=1.0)
+        tokens_per_patch = rate * self.config.patch_size
+        paced = (SPEAKING_RATE_CAP_FACTOR * target_tokens / tokens_per_patch.clamp(min=1e-6)).ceil()
+        paced = paced.clamp(max=float(limit.max())).long() + settings.min_max_new_patches
+        usable = (rate > 0) & (frames > 0)
+        return torch.where(usable, torch.minimum(limit, paced), limit)
 
     @torch.no_grad()
     def generate(
@@ -879,7 +935,12 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         history, history_valid = self._initial_history(prompt_patches, prompt_mask, num_history)
 
         limit = (
-            self.default_max_new_patches(text_mask.sum(1), settings)
+            self.default_max_new_patches(
+                text_mask.sum(1),
+                settings,
+                prompt_frames=prompt_mask.sum(1) * patch_size if prompt_features is not None else None,
+                speech_position_rate=speech_position_rate,
+            )
             if max_new_patches is None
             else torch.full((batch,), max_new_patches, device=device, dtype=torch.long)
         )
@@ -990,6 +1051,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
     def _check_generation_inputs(self, input_ids, attention_mask, prompt_features, prompt_attention_mask, generator):
         if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
             raise ValueError(f"input_ids must be a non-empty [batch, text_length] tensor, got {_shape(input_ids)}.")
+        self._check_token_ids(input_ids)
         batch = input_ids.shape[0]
         if attention_mask is not None:
             if attention_mask.shape != input_ids.shape:
@@ -1175,6 +1237,48 @@ def _cache_can_select_rows(cache) -> bool:
     """Whether `cache.batch_select_indices` really drops rows (dynamic layers do; static and stub layers do not)."""
     layers = getattr(cache, "layers", None)
     return isinstance(cache, DynamicCache) and bool(layers) and all(isinstance(layer, DynamicLayer) for layer in layers)
+
+
+def _check_rows_not_empty(mask: torch.Tensor | None, name: str, what: str) -> None:
+    """Raise a ValueError when a row of `mask` has no valid position (its loss or output would be meaningless)."""
+    if mask is None:
+        return
+    empty = (mask.long().sum(-1) == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"{name} row {empty[0]} has {what} (a mask with no valid position).")
+
+
+def _check_finite(values: torch.Tensor, name: str, mask: torch.Tensor | None = None) -> None:
+    """Raise a ValueError naming `name` when its (valid) values hold NaN or Inf."""
+    bad = ~torch.isfinite(values)
+    if mask is not None:
+        bad = bad & mask.bool()[..., None]
+    if bool(bad.any()):
+        raise ValueError(
+            f"{name} contains {int(bad.sum())} NaN or Inf values; clean the features (or the audio they came from)."
+        )
+
+
+def check_finite_parameters(model: nn.Module, source: str) -> None:
+    """Raise a ValueError naming `source` (the weight file or folder) when a parameter or buffer of `model` holds NaN
+    or Inf (a corrupt or diverged checkpoint would otherwise load silently and speak noise or nothing)."""
+    with torch.no_grad():
+        for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
+            if tensor.is_floating_point() and tensor.numel() and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(
+                    f"the weights loaded from {source} hold NaN or Inf values (first in {name!r}); the checkpoint is "
+                    "corrupt or its training diverged: load an earlier checkpoint."
+                )
+
+
+def _weights_source(name_or_path, subfolder: str | None = None) -> str:
+    """The weight file(s) a model was loaded from, for error messages: the folder's safetensors file or index when it
+    is local, else the repo id."""
+    folder = os.path.join(os.fspath(name_or_path), subfolder or "")
+    for candidate in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"):
+        if os.path.isfile(os.path.join(folder, candidate)):
+            return os.path.join(folder, candidate)
+    return os.fspath(name_or_path) + (f" ({subfolder})" if subfolder else "")
 
 
 def _check_right_padded(mask: torch.Tensor | None, name: str):

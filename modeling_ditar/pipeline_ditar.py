@@ -17,6 +17,8 @@ import json
 import os
 import re
 import shutil
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +43,10 @@ from .hub_utils import installed_libraries, write_pipeline_remote_code, write_tr
 from .locdit import LocDiT  # noqa: F401
 from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
 from .processing_ditar import DEFAULT_VOICE_DIR, DiTARProcessor, write_default_voice
-from .prompt_audio import check_prompt_length, fit_prompts
+from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts
 from .sampling import PatchSampler  # noqa: F401
 from .speech_positions import speaking_rate  # noqa: F401
-from .streaming import StreamingVocoder
+from .streaming import SpeechStream, StreamingVocoder
 from .tokenization_ditar import DiTARTextFrontend  # noqa: F401
 from .transformer_blocks import DiTARTransformerBlock  # noqa: F401
 from .vae_features import (
@@ -174,22 +176,37 @@ class DiTARPipeline(DiffusionPipeline):
         the processor, for `pipeline("text-to-speech")`, `AutoModelForTextToWaveform`, `AutoModel` and `AutoProcessor`.
 
         diffusers saves each component in its own subfolder and has no hook for files at the root, hence the override.
+
+        The folder is written into a temporary folder next to `save_directory` and moved into place when complete, so
+        a failed save leaves an existing `save_directory` as it was (and no half-written one), and a save over an older
+        one keeps none of its files (no stale shard or shard index).
         """
         push = kwargs.pop("push_to_hub", False)
         hub_kwargs = {
             k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "token", "create_pr") if k in kwargs
         }
-        with _parameters_stored_as(self.model, getattr(self, "_stored_dtype", None)):
-            super().save_pretrained(save_directory, **kwargs)
-        # one copy of the default voice, at the root, where the processor looks for it from any subfolder
-        shutil.rmtree(Path(save_directory) / "processor" / DEFAULT_VOICE_DIR, ignore_errors=True)
-        if self.default_voice is not None:
-            write_default_voice(save_directory, *self.default_voice)
-        if remote_code:
-            write_pipeline_remote_code(self, save_directory)
-        write_transformers_entry_points(self, save_directory)
+        target = Path(save_directory).expanduser().resolve()
+        if target.exists() and not target.is_dir():
+            raise NotADirectoryError(f"save_directory {str(target)!r} is a file; pass a folder path to save into.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+        try:
+            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; a saved folder gets the usual mode
+            with _parameters_stored_as(self.model, getattr(self, "_stored_dtype", None)):
+                super().save_pretrained(staging, **kwargs)
+            # one copy of the default voice, at the root, where the processor looks for it from any subfolder
+            shutil.rmtree(staging / "processor" / DEFAULT_VOICE_DIR, ignore_errors=True)
+            if self.default_voice is not None:
+                write_default_voice(staging, *self.default_voice)
+            if remote_code:
+                write_pipeline_remote_code(self, staging)
+            write_transformers_entry_points(self, staging)
+            _replace_folder(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         if push:
-            self.push_to_hub(hub_kwargs.pop("repo_id", Path(save_directory).name), **hub_kwargs)
+            self.push_to_hub(hub_kwargs.pop("repo_id", target.name), **hub_kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None, **kwargs):
@@ -208,6 +225,13 @@ class DiTARPipeline(DiffusionPipeline):
             if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None:
                 kwargs["dtype"] = torch.float32
         source = str(pretrained_model_name_or_path)
+        if not os.path.isdir(source) and _looks_like_a_local_path(source):
+            raise FileNotFoundError(
+                f"pretrained_model_name_or_path {source!r} does not exist"
+                + (" as a folder (it is a file)" if os.path.exists(source) else "")
+                + ": pass the folder of a pipeline saved with DiTARPipeline.save_pretrained, or a Hub repo id such as "
+                "'org/name'."
+            )
         if not os.path.isdir(source):
             # diffusers' own download would resolve the folder's remote-code pipeline class; fetch the whole repo
             from huggingface_hub import snapshot_download
@@ -220,7 +244,18 @@ class DiTARPipeline(DiffusionPipeline):
             local = snapshot_download(source, **hub)
         else:
             local = source
-        pipe = super().from_pretrained(local, **kwargs)
+        check_pipeline_folder(local)
+        try:
+            pipe = super().from_pretrained(local, **kwargs)
+        except Exception as err:
+            corrupt = _corrupt_weight_file(local)
+            if corrupt is None:
+                raise
+            path, reason = corrupt
+            raise OSError(
+                f"{path}: the weight file is truncated or corrupt ({reason}); download it again or re-save the "
+                "pipeline."
+            ) from err
         if local != source:  # record the repo id, as diffusers does
             pipe.register_to_config(_name_or_path=source)
         # the dtype the weights were stored in: saving writes them in it again while they still fit it exactly (a
@@ -260,6 +295,7 @@ class DiTARPipeline(DiffusionPipeline):
         max_new_patches,
         output_type,
         num_candidates=None,
+        generator=None,
     ):
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
@@ -286,13 +322,28 @@ class DiTARPipeline(DiffusionPipeline):
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
         # the sampler's settings, checked by the same rules as the generation config's
-        self.model.generation_settings(
+        settings = self.model.generation_settings(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
             temperature=temperature,
             max_new_patches=max_new_patches,
             num_candidates=num_candidates,
         )
+        generators = generator if isinstance(generator, (list, tuple)) else [generator]
+        if generator is not None and not all(isinstance(g, torch.Generator) for g in generators):
+            raise TypeError(
+                f"generator must be a torch.Generator or a list of them (one per text), got {generator!r:.60}; "
+                "for a seed, pass generator=torch.Generator().manual_seed(seed)."
+            )
+        if isinstance(generator, (list, tuple)) and len(generator) not in (1, len(texts)):
+            raise ValueError(
+                f"got {len(generator)} generators for a batch of {len(texts)}; pass one per text or a single one."
+            )
+        if settings.guidance_scale < 1:
+            logger.warning(
+                f"guidance_scale={settings.guidance_scale:g} is below 1: the text conditioning is weakened (0 ignores "
+                "the text), so the speech may not follow the text nor stop before the patch cap; use 1 to 3."
+            )
 
     def encode_inputs(self, texts: list[str], prompt_audio, prompt_text, sampling_rate) -> dict[str, torch.Tensor]:
         if prompt_audio is None:
@@ -311,6 +362,8 @@ class DiTARPipeline(DiffusionPipeline):
         check_prompt_length(
             frames, self.model.config.patch_size, self.model.config.num_history_patches, hop, self._prompt_rate
         )
+        if "speech_position_rate" in inputs:
+            check_prompt_speaking_rate(inputs["speech_position_rate"], frames, hop, self._prompt_rate)
         return {k: v.to(self._execution_device) for k, v in inputs.items()}
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -400,6 +453,7 @@ class DiTARPipeline(DiffusionPipeline):
             max_new_patches,
             output_type,
             num_candidates,
+            generator=generator,
         )
         prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         texts = [text] if isinstance(text, str) else list(text)
@@ -551,20 +605,35 @@ class DiTARPipeline(DiffusionPipeline):
         max_new_patches: int | None = None,
         generator: torch.Generator | None = None,
         sampling_rate: int | None = None,
-    ) -> Iterator[np.ndarray]:
+    ) -> SpeechStream:
         """Yield float32 waveform chunks while patches are generated; joined, they equal
         `pipe(..., num_candidates=1).audios[0]` for the same arguments and seed. Streaming always samples a single
         candidate, whatever the generation config's `num_candidates` says: ranking candidates needs them whole. The
-        arguments (and the prompt audio) are checked when `stream` is called, before the first chunk is asked for."""
+        arguments (generator and settings included, and the prompt audio) are checked when `stream` is called, before
+        the first chunk is asked for.
+
+        Returns a [`SpeechStream`]: iterate it for the chunks; once it is exhausted, `stream.finished_reason` is
+        `"stopped"` (the model ended the speech) or `"max_new_patches"` (the patch cap cut it, so it may be truncated),
+        and `stream.stopped` is True / False accordingly (both are None until the last chunk has been taken)."""
         if not isinstance(text, str):
             raise ValueError("stream() speaks one text at a time; pass a string (call it once per text).")
         self.check_inputs(
-            text, prompt_audio, prompt_text, num_inference_steps, guidance_scale, temperature, max_new_patches, "np"
+            text,
+            prompt_audio,
+            prompt_text,
+            num_inference_steps,
+            guidance_scale,
+            temperature,
+            max_new_patches,
+            "np",
+            generator=generator,
         )
         prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         segments = split_sentences(text, MAX_CHARS_PER_SEGMENT)
         first_inputs = self.encode_inputs([segments[0]], prompt_audio, prompt_text, sampling_rate)  # fail now
-        return self._stream(
+        stream = SpeechStream(None)
+        stream._chunks = self._stream(
+            stream,
             segments,
             first_inputs,
             prompt_audio,
@@ -576,10 +645,12 @@ class DiTARPipeline(DiffusionPipeline):
             generator,
             sampling_rate,
         )
+        return stream
 
     @torch.no_grad()
     def _stream(
         self,
+        stream: SpeechStream,
         segments,
         first_inputs,
         prompt_audio,
@@ -593,6 +664,7 @@ class DiTARPipeline(DiffusionPipeline):
     ) -> Iterator[np.ndarray]:
         vocoder = self._streaming_vocoder()
         progress = GenerationProgress(self, [len(s) for s in segments])
+        all_stopped = True
         for index, segment in enumerate(segments):
             self._generation_progress = progress  # this stream's one bar (a call between two chunks installs its own)
             if index == 0:
@@ -606,12 +678,15 @@ class DiTARPipeline(DiffusionPipeline):
                     frames = self.model.denormalize_features(step.patch[0].float()).cpu()
                     for chunk in vocoder.push(frames):
                         yield chunk.numpy()
+                segment_stopped = bool(step.stopped[0])
+            all_stopped = all_stopped and segment_stopped
             if index + 1 < len(segments):
                 for chunk in vocoder.push(self._pause_frames()):
                     yield chunk.numpy()
         GenerationProgress.end(self, progress)
         for chunk in vocoder.flush():
             yield chunk.numpy()
+        stream._finish(all_stopped)
 
 
 # a sentence ends at . ! ? ; or … (optionally followed by a closing quote or bracket) and whitespace
@@ -665,6 +740,110 @@ def _align_cpu_tensors(module: torch.nn.Module, alignment: int = 64) -> None:
         for tensor in itertools.chain(module.parameters(), module.buffers()):
             if tensor.device.type == "cpu" and tensor.numel() and tensor.data_ptr() % alignment:
                 tensor.data = tensor.data.clone()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (setting it, even briefly, would race with other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def _replace_folder(staging: Path, target: Path) -> None:
+    """Move the complete folder `staging` to `target`, replacing a folder there: the old one is first renamed aside,
+    then removed (read-only files in it included); if it cannot be removed, a warning names what is left."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.rmdir(old)
+    os.replace(target, old)
+    try:
+        os.replace(staging, target)
+    except OSError:
+        os.replace(old, target)  # put the old folder back
+        raise
+
+    def writable_then_retry(function, path, _error):
+        for folder in (os.path.dirname(path), path):
+            with contextlib.suppress(OSError):
+                os.chmod(folder, os.stat(folder).st_mode | 0o700)
+        with contextlib.suppress(OSError):
+            function(path)
+
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(old, onexc=writable_then_retry)
+    else:
+        shutil.rmtree(old, onerror=writable_then_retry)
+    if old.exists():
+        logger.warning(f"saved to {target}; the previous folder, moved to {old}, could not be removed entirely.")
+
+
+def _looks_like_a_local_path(name: str) -> bool:
+    """Whether `name` can only be a local path, not a Hub repo id ('name' or 'org/name')."""
+    return (
+        os.path.exists(name)
+        or os.path.isabs(name)
+        or name.startswith((".", "~"))
+        or "\\" in name
+        or name.count("/") > 1
+        or name.endswith("/")
+    )
+
+
+def check_pipeline_folder(folder: str | os.PathLike) -> None:
+    """Raise a FileNotFoundError naming what a pipeline folder lacks: `model_index.json`, a component's subfolder, or
+    `model/config.json` (diffusers' own errors for these name another file or none)."""
+    folder = Path(folder)
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise FileNotFoundError(
+            f"{folder} is not a DiTAR pipeline folder: it has no model_index.json. Pass the folder written by "
+            "DiTARPipeline.save_pretrained (or its Hub repo id)."
+        )
+    try:
+        entries = json.loads(index.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{index} is not valid JSON ({err}); re-save the pipeline.") from err
+    for name, value in entries.items():
+        if name.startswith("_") or not isinstance(value, list) or value[:1] == [None] or not any(value):
+            continue
+        if not (folder / name).is_dir():
+            raise FileNotFoundError(
+                f"{folder} lacks the {name}/ folder that model_index.json lists; copy the whole pipeline folder (or "
+                "re-save it with DiTARPipeline.save_pretrained)."
+            )
+    if not (folder / "model" / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{folder / 'model' / 'config.json'} is missing: the model's configuration is needed to build it; copy "
+            "the whole pipeline folder (or re-save it with DiTARPipeline.save_pretrained)."
+        )
+
+
+def _corrupt_weight_file(folder: str | os.PathLike) -> tuple[Path, str] | None:
+    """The first `.safetensors` file in a pipeline folder (root and component folders) that cannot be opened or is
+    shorter than its header says, with the reason; None when all are whole."""
+    from safetensors import safe_open
+
+    for path in sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*/*.safetensors")):
+        try:
+            with open(path, "rb") as handle:
+                header_size = int.from_bytes(handle.read(8), "little")
+                header = json.loads(handle.read(header_size)) if header_size < 100_000_000 else None
+            if header is None:
+                return path, "its header is not a safetensors header"
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            if path.stat().st_size < 8 + header_size + end:
+                return path, f"{path.stat().st_size} bytes, the header describes {8 + header_size + end}"
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as err:  # noqa: BLE001 - any failure to read it is the reason reported
+            return path, f"{type(err).__name__}: {err}"
+    return None
 
 
 def _stored_dtype(config_file: Path) -> torch.dtype | None:

@@ -11,6 +11,10 @@ model then reads the prompt as very fast speech).
 Why a lower bound: LocDiT predicts every patch from the `num_history_patches` patches before it, and the first
 generated patch takes them from the end of the prompt; the backbone reads the prompt as whole patches only. A prompt
 shorter than that history (and than two patches) gives the model no voice to continue, so it is an error.
+
+Why a speaking-rate bound: a transcript far longer than its audio can hold (2,000 characters for 3 s) is not the
+transcript of that clip; the model reads it as impossibly fast speech and does not stop. It is refused with both numbers
+(`check_prompt_speaking_rate`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ import torch
 
 # The longest prompt the training recipe shows the model (its utterances are 1-8 s, a prompt is one utterance).
 MAX_PROMPT_SECONDS = 8.0
+# A prompt whose transcript has more tokens than this per second of audio (beyond `PROMPT_TOKEN_SLACK`) is refused:
+# fluent speech is about 10-20 characters or phonemes per second.
+MAX_PROMPT_TOKENS_PER_SECOND = 40.0
+PROMPT_TOKEN_SLACK = 30
 # The pause search looks back at most this share of the limit (a cut at 4 s of an 8 s limit at worst).
 _SEARCH_FRACTION = 0.5
 # Energy frames, and the shortest quiet run that counts as a pause between words or sentences.
@@ -55,6 +63,31 @@ def check_prompt_length(frames, patch_size: int, num_history_patches: int, hop_l
         f"model needs at least {minimum} frames ({need:.3g} s: {minimum // patch_size} patches of {patch_size}) to "
         f"continue a voice. Give a longer prompt: 3-{MAX_PROMPT_SECONDS:g} s of clear speech with its exact transcript "
         "works best."
+    )
+
+
+def check_prompt_speaking_rate(rate, frames, hop_length: int, sampling_rate: int) -> None:
+    """Refuse a prompt whose transcript cannot fit its audio: more than `MAX_PROMPT_TOKENS_PER_SECOND` transcript
+    tokens per second of prompt audio, beyond a slack of `PROMPT_TOKEN_SLACK` tokens (short prompts round badly).
+
+    `rate` [B]: the transcript's tokens per feature frame (the processor's `speech_position_rate`); `frames` [B]: the
+    prompt's feature frames. Fluent speech runs at about 10-20 characters (or phonemes) per second, so 40 is far beyond
+    any speaker: such a transcript belongs to other (or longer) audio, and the model would read it as impossibly fast
+    speech and not stop."""
+    rate, frames = torch.as_tensor(rate).float().flatten(), torch.as_tensor(frames).float().flatten()
+    seconds = frames * hop_length / sampling_rate
+    tokens = (rate * frames).round()
+    bad = (tokens > MAX_PROMPT_TOKENS_PER_SECOND * seconds + PROMPT_TOKEN_SLACK).nonzero().flatten().tolist()
+    if not bad:
+        return
+    index = bad[0]
+    row = f" (row {index})" if tokens.numel() > 1 else ""
+    count, length = int(tokens[index]), float(seconds[index])
+    raise ValueError(
+        f"prompt_text{row} has {count} tokens for {length:.2f} s of prompt_audio: {count / max(length, 1e-9):.0f} "
+        f"tokens per second, far above human speech (about 10-20 per second; at most {MAX_PROMPT_TOKENS_PER_SECOND:g} "
+        "are accepted). prompt_text must be the exact transcript of prompt_audio: give the words said in the clip, or "
+        "the clip in which they are said."
     )
 
 

@@ -113,3 +113,37 @@ class StreamingVocoder:
         self._tail = None if is_last else segment[core_end - core_start :]
         self._next_chunk += 1
         return core if self.limiter is None else self.limiter(core)
+
+
+class SpeechStream:
+    """The iterator `DiTARPipeline.stream()` returns: float32 waveform chunks (numpy), and after the last chunk why
+    generation ended.
+
+    - `finished_reason`: `None` while chunks are still coming (or if the stream was closed early), then `"stopped"`
+      when the model's stop head ended every sentence, or `"max_new_patches"` when the patch cap cut a sentence short
+      (the speech may be truncated).
+    - `stopped`: `None`, then `True` / `False` with the same meaning (the `stopped` flag of the one-shot output).
+    """
+
+    def __init__(self, chunks):
+        self._chunks = chunks
+        self.finished_reason: str | None = None
+        self.stopped: bool | None = None
+
+    def _finish(self, stopped: bool) -> None:
+        self.stopped = bool(stopped)
+        self.finished_reason = "stopped" if stopped else "max_new_patches"
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._chunks)
+
+    def close(self) -> None:
+        """Stop generating (like a generator's `close`); `finished_reason` stays `None`."""
+        self._chunks.close()
+
+    def __repr__(self) -> str:
+        state = "running" if self.finished_reason is None else self.finished_reason
+        return f"{type(self).__name__}({state})"

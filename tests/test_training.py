@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,10 +96,18 @@ def _losses(output: Path) -> dict[int, str]:
         return {int(row["step"]): row["loss"] for row in csv.DictReader(f)}
 
 
-def test_resume_continues_the_same_run(tmp_path):
-    _tiny_corpus(tmp_path)
-    config = _config(tmp_path)
-    _train(config, tmp_path / "straight")
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """The tiny corpus, its config and a 6-step run never interrupted, shared by the resume tests."""
+    folder = tmp_path_factory.mktemp("straight-run")
+    _tiny_corpus(folder)
+    config = _config(folder)
+    _train(config, folder / "straight")
+    return folder, config
+
+
+def test_resume_continues_the_same_run(straight_run):
+    tmp_path, config = straight_run
     _train(config, tmp_path / "interrupted", "--stop-after", "3")
     assert sorted(p.name for p in (tmp_path / "interrupted" / "checkpoints").iterdir()) == ["step-3"]
     resumed = _train(config, tmp_path / "interrupted", "--resume")
@@ -492,3 +501,61 @@ def test_text_use_utterances_are_spread_over_the_voices():
     assert len(rows) == 64 and rows[0] == 0 and rows[-1] == 495 and rows == sorted(set(rows))
     assert max(b - a for a, b in zip(rows, rows[1:], strict=False)) <= 8  # every voice of 25 rows is visited
     assert spread_rows(4, 64) == [0, 1, 2, 3] and spread_rows(10, 1) == [0]
+
+
+_KILLED_DURING_CHECKPOINT = """
+import importlib.util, os, signal, sys
+from pathlib import Path
+from accelerate import Accelerator
+
+sys.path.insert(0, os.path.dirname(sys.argv[1]))  # as when train.py runs as a script
+spec = importlib.util.spec_from_file_location("train", sys.argv[1])
+train = sys.modules["train"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train)
+save_state, victim = Accelerator.save_state, os.environ["KILL_WRITING"]
+
+def save_state_then_die(self, output_dir=None, **kwargs):
+    result = save_state(self, output_dir, **kwargs)
+    if Path(output_dir).name == victim:  # cut the write short, as a kill -9 in the middle of it would
+        biggest = max((p for p in Path(output_dir).rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+        os.truncate(biggest, biggest.stat().st_size // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+Accelerator.save_state = save_state_then_die
+train.main(sys.argv[2:])
+"""
+
+
+def test_kill_during_checkpoint_write_resumes_from_the_last_complete_one(straight_run):
+    """The fault drill: kill -9 while step-6's checkpoint is being written. The half-written folder never becomes a
+    checkpoint, `--resume` continues from step-3 (the last complete one) and the loss curve goes on as in a run that was
+    never interrupted."""
+    tmp_path, config = straight_run
+    run = tmp_path / "killed"
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_DURING_CHECKPOINT,
+            str(TRAIN),
+            "--config",
+            str(config),
+            "--output-dir",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "KILL_WRITING": ".tmp-step-6"},
+    )
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == [".tmp-step-6", "step-3"]  # the torn write is left aside, never renamed to step-6
+    resumed = _train(config, run, "--resume")
+    assert f"resumed from {run / 'checkpoints' / 'step-3'}" in resumed.stdout
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-3", "step-6"]
+    straight, interrupted = _losses(tmp_path / "straight"), _losses(run)
+    assert {step: interrupted[step] for step in range(1, 7)} == straight
+    assert (run / "final" / "model" / "model.safetensors").is_file()
