@@ -68,8 +68,9 @@ def fetch_sdist_data(cache: Path) -> Path:
     return root
 
 
-def flite_natural_cases(voices, per_voice: int, sentences: list[str], wav_dir: Path, say=flite_say) -> list[Case]:
+def flite_natural_cases(voices, per_voice: int, sentences: list[str], wav_dir: Path, say=None) -> list[Case]:
     """`per_voice` cases per voice; case k reads target sentences[k] after the prompt sentence half the pool away."""
+    say = say or flite_say
     need = len(voices) * per_voice
     if need > len(sentences) or len(sentences) < 2:
         raise SystemExit(f"{len(voices)} voices x {per_voice} cases need {need} unseen targets, have {len(sentences)}")

