@@ -25,6 +25,7 @@ from .modeling_ditar import (
 from .pipeline_ditar import DiTARPipeline, DiTARPipelineOutput, build_pipeline
 from .processing_ditar import DiTARProcessor
 from .sampling import PatchSampler
+from .streaming import SpeechStream, StreamingVocoder
 from .tokenization_ditar import DiTARTextFrontend, build_ditar_tokenizer
 from .vae_features import VAEPromptEncoder, VAEVocoder, compute_latent_statistics, ditar_config_kwargs
 from .vocoder_griffinlim import GriffinLimVocoder
@@ -69,5 +70,7 @@ __all__ = [
     "DiTAROutput",
     "DiTARPreTrainedModel",
     "PatchSampler",
+    "SpeechStream",
+    "StreamingVocoder",
     "PatchStep",
 ]
