@@ -23,7 +23,7 @@ from .modeling_ditar import (
     PatchStep,
 )
 from .pipeline_ditar import DiTARPipeline, DiTARPipelineOutput, build_pipeline
-from .processing_ditar import DiTARProcessor
+from .processing_ditar import DiTARProcessor, DiTARVoice
 from .sampling import PatchSampler
 from .streaming import SpeechStream, StreamingVocoder
 from .tokenization_ditar import DiTARTextFrontend, build_ditar_tokenizer
@@ -52,6 +52,7 @@ __all__ = [
     "DiTARPipeline",
     "DiTARPipelineOutput",
     "DiTARProcessor",
+    "DiTARVoice",
     "build_pipeline",
     "load_audio",
     "resample_audio",

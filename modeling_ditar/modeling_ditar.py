@@ -676,6 +676,18 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
             return StaticCache(config=self.config.text_config, max_cache_len=max_length)
         return DynamicCache(config=self.config.text_config)
 
+    @torch.no_grad()
+    def text_prefix_cache(self, input_ids: torch.LongTensor) -> DynamicCache:
+        """The backbone's KV cache over text tokens that begin every row of later calls (a voice's transcript, see
+        `DiTARVoice.prefix_cache`), computed as the prefill of `generate` computes those columns: rows without padding,
+        positions from 0. Pass a copy as `past_key_values` to `generate` / `generate_patches`."""
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand(input_ids.shape[0], -1)
+        if self.config.speech_positions == "aligned":
+            positions = positions.float()
+        cache = DynamicCache(config=self.config.text_config)
+        self._run_backbone(self.get_input_embeddings()(input_ids), torch.ones_like(input_ids), positions, cache)
+        return cache
+
     def _locdit_step_fn(self) -> Callable | None:
         """LocDiT's per-step call for the sampler: None (eager `forward_prepared`) or a compiled one."""
         settings = self.generation_speedups
@@ -744,6 +756,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         patch_callback: Callable[[PatchStep], None] | None = None,
         speech_position_rate: torch.FloatTensor | float | None = None,
         generation_config=None,
+        past_key_values: DynamicCache | None = None,
         **kwargs,
     ) -> DiTARGenerationOutput:
         """Generate speech features patch by patch.
@@ -767,6 +780,9 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
             generation_config: a `GenerationConfig` to use instead of `self.generation_config`; keyword arguments
                 that name a DiTAR generation setting (e.g. `num_candidates`, `stop_threshold`) override it for this
                 call.
+            past_key_values: the backbone's KV cache of text tokens that begin every row (rows without padding), as
+                `DiTARVoice.prefix_cache(model)` returns it; the prefill then runs on the columns after them only. It
+                is extended in place: pass a fresh copy each call.
 
         With `num_candidates` K > 1 every text is sampled K times in one batch (a list of generators gives each
         candidate of text i a generator seeded from generator i) and the candidate whose speech the CTC head reads as
@@ -814,6 +830,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
             scheduler=scheduler,
             speech_position_rate=inputs["speech_position_rate"],
             generation_config=generation_config,
+            past_key_values=past_key_values,
             **kwargs,
         ):
             patches.append(step.patch * step.active[:, None, None])
@@ -850,6 +867,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         scheduler=None,
         speech_position_rate: torch.FloatTensor | float | None = None,
         generation_config=None,
+        past_key_values: DynamicCache | None = None,
         **kwargs,
     ) -> Iterator[PatchStep]:
         """The autoregressive loop of [`generate`] as an iterator of [`PatchStep`]s (for streaming).
@@ -884,6 +902,7 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
                 "speech_position_rate",
                 "generation_config",
                 "num_candidates",
+                "past_key_values",
                 *known,
             ),
         )
@@ -948,8 +967,20 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
         speedups = self.generation_speedups
         self._apply_block_setting()
         sampler = PatchSampler(scheduler, use_scheduler_step=not speedups.inline_euler)
-        cache = self._new_cache(batch, embeds.shape[1] + max_steps) if use_cache else None
-        out = self._run_backbone(embeds, mask, position_ids, cache)
+        if past_key_values is None:
+            cache = self._new_cache(batch, embeds.shape[1] + max_steps) if use_cache else None
+            out = self._run_backbone(embeds, mask, position_ids, cache)
+        else:  # the cache holds the first `cached` columns (a text prefix shared by every row): prefill the rest
+            cache, cached = past_key_values, past_key_values.get_seq_length()
+            rows_cached = _cache_rows(cache)
+            if not use_cache or not bool(mask.all()) or not 0 < cached < embeds.shape[1] or batch % rows_cached:
+                raise ValueError(
+                    "past_key_values needs use_cache=True and rows without padding that are longer than the cached "
+                    f"prefix ({cached} columns cached, rows of {embeds.shape[1]})."
+                )
+            if rows_cached != batch:
+                cache.batch_repeat_interleave(batch // rows_cached)
+            out = self._run_backbone(embeds[:, cached:], mask, position_ids[:, cached:], cache)
         h = out.last_hidden_state[:, -1]  # [B, H]
         next_position = position_ids[:, -1] + position_step
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -1157,6 +1188,7 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
         speech_position_rate: torch.FloatTensor | float | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
         generation_config=None,
+        past_key_values=None,
         **kwargs,
     ) -> DiTARSpeechOutput:
         """Speak each row of `input_ids` (from [`DiTARProcessor`], which also prepares the voice prompt).
@@ -1165,7 +1197,8 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
         `num_candidates`, `max_new_patches`, `stop_threshold`, ...; defaults from `generation_config`). Standard
         `GenerationConfig` flags that callers pass to every model (`max_new_tokens`, `pad_token_id`,
         `return_dict_in_generate`, ...) are accepted and have no effect: DiTAR's length is bounded by `max_new_patches`
-        and the stop head. Any other keyword is an error.
+        and the stop head. Any other keyword is an error. With inputs from `processor(text, voice=voice)`,
+        `past_key_values=voice.prefix_cache(model)` also skips the prefill of the voice's transcript.
         """
         settings_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in GENERATION_DEFAULTS}
         _, unknown = split_generation_kwargs(kwargs)
@@ -1180,6 +1213,7 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
                 "speech_position_rate",
                 "generator",
                 "generation_config",
+                "past_key_values",
                 *GENERATION_DEFAULTS,
             ),
         )
@@ -1191,6 +1225,7 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
             speech_position_rate=speech_position_rate,
             generator=generator,
             generation_config=generation_config,
+            past_key_values=past_key_values,
             **settings_kwargs,
         )
         features = [
@@ -1231,6 +1266,15 @@ class _CompiledLocDiTStep:
             except Exception as error:  # noqa: BLE001 - compiler errors come in many types; eager re-raises real ones
                 self._fail(error)
         return locdit(noisy, time_emb=time_emb, context=context)
+
+
+def _cache_rows(cache) -> int:
+    """Batch size of a filled KV cache (`Cache.batch_size` is not set for every layer type)."""
+    for layer in cache.layers:
+        keys = getattr(layer, "keys", None)
+        if isinstance(keys, torch.Tensor) and keys.dim() == 4:
+            return int(keys.shape[0])
+    raise ValueError("past_key_values holds no keys; build it with text_prefix_cache or DiTARVoice.prefix_cache.")
 
 
 def _cache_can_select_rows(cache) -> bool:

@@ -12,6 +12,7 @@ A saved pipeline folder carries its code (`hub_utils.write_pipeline_remote_code`
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -42,7 +43,7 @@ from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import installed_libraries, write_pipeline_remote_code, write_transformers_entry_points
 from .locdit import LocDiT  # noqa: F401
 from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
-from .processing_ditar import DEFAULT_VOICE_DIR, DiTARProcessor, write_default_voice
+from .processing_ditar import DEFAULT_VOICE_DIR, DiTARProcessor, DiTARVoice, write_default_voice
 from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts
 from .sampling import PatchSampler  # noqa: F401
 from .speech_positions import speaking_rate  # noqa: F401
@@ -168,6 +169,48 @@ class DiTARPipeline(DiffusionPipeline):
     def set_default_voice(self, audio, text: str, sampling_rate: int | None = None):
         """Voice used when `prompt_audio` is not given: `audio` (path or array) and its transcript `text`."""
         self.processor.set_default_voice(audio, text, sampling_rate, target_rate=self._prompt_rate)
+
+    def create_voice(
+        self,
+        audio=None,
+        transcript: str | None = None,
+        sampling_rate: int | None = None,
+        reuse_prefix_cache: bool = True,
+    ) -> DiTARVoice:
+        """A reusable [`DiTARVoice`] of `audio` (path or array, with `sampling_rate` for arrays) and its `transcript`
+        (default: the default voice), prepared as a call with `prompt_audio` prepares it (an over-long prompt is cut at
+        a pause) and checked now. `pipe(text, voice=voice)` and `pipe.stream(text, voice=voice)` then skip reading the
+        audio, its features and its transcript's front end, and reuse the backbone's KV cache of the transcript
+        (unless `reuse_prefix_cache=False`: then the speech is bit-identical to the plain path's, alone or batched;
+        with it, equal up to float32 rounding)."""
+        if audio is None and transcript is None and self.default_voice is None:
+            raise ValueError("create_voice needs audio and its transcript (this pipeline has no default voice).")
+        if audio is None and transcript is not None:
+            raise ValueError("transcript was given without audio; pass both (or neither, for the default voice).")
+        audio, transcript, sampling_rate = fit_prompts(self, audio, transcript, sampling_rate)
+        if audio is None:
+            audio, sampling_rate, transcript = self.default_voice
+        voice = self.processor.create_voice(audio, transcript, sampling_rate, prompt_encoder=self._prompt_encoder())
+        voice.reuse_prefix_cache = reuse_prefix_cache
+        self._check_prompts(torch.tensor([voice.prompt_features.shape[0]]), voice.speech_position_rate[None])
+        return voice
+
+    def _prompt_encoder(self) -> VAEPromptEncoder | None:
+        """The VAE's prompt encoder (None for log-mel features), with the setup a voice made with it records."""
+        if self.vae is None:
+            return None
+        encoder = VAEPromptEncoder(self.vae, self.model.normalize_features)
+        config = json.dumps(dict(self.vae.config), sort_keys=True, default=str)
+        encoder.feature_setup = {
+            "kind": "vae",
+            "sampling_rate": vae_sampling_rate(self.vae),
+            "hop_length": vae_hop_length(self.vae),
+            "latent_dim": vae_latent_dim(self.vae),
+            "vae_config_sha256": hashlib.sha256(config.encode("utf-8")).hexdigest(),
+            "feature_mean": self.model.config.feature_mean,
+            "feature_std": self.model.config.feature_std,
+        }
+        return encoder
 
     def save_pretrained(self, save_directory: str | os.PathLike, remote_code: bool = True, **kwargs):
         """Save every component and the default voice, and (with `remote_code`, the default) the code that lets the
@@ -296,6 +339,7 @@ class DiTARPipeline(DiffusionPipeline):
         output_type,
         num_candidates=None,
         generator=None,
+        voice=None,
     ):
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
@@ -312,9 +356,19 @@ class DiTARPipeline(DiffusionPipeline):
                 f"got {len(prompt_text)} prompt_text for {len(texts)} texts; "
                 "give one transcript for all or one per text."
             )
+        if voice is not None:
+            voices = voice if isinstance(voice, (list, tuple)) else [voice]
+            if prompt_audio is not None or prompt_text is not None:
+                raise ValueError("give either voice or prompt_audio and prompt_text, not both.")
+            if not voices or len(voices) not in (1, len(texts)):
+                raise ValueError(
+                    f"got {len(voices)} voices for {len(texts)} texts; give one voice for all or one per text."
+                )
+            for item in voices:
+                self.processor.check_voice(item, self._prompt_encoder())
         if prompt_audio is None and prompt_text is not None:
             raise ValueError("prompt_text was given without prompt_audio; pass both or neither.")
-        if prompt_audio is None and self.default_voice is None:
+        if prompt_audio is None and voice is None and self.default_voice is None:
             raise ValueError(
                 "no prompt_audio was given and this pipeline has no default voice; pass prompt_audio and prompt_text "
                 "or call pipe.set_default_voice(audio, transcript)."
@@ -345,26 +399,63 @@ class DiTARPipeline(DiffusionPipeline):
                 "the text), so the speech may not follow the text nor stop before the patch cap; use 1 to 3."
             )
 
-    def encode_inputs(self, texts: list[str], prompt_audio, prompt_text, sampling_rate) -> dict[str, torch.Tensor]:
-        if prompt_audio is None:
-            audio, rate, transcript = self.default_voice
-            prompt_audio, prompt_text, sampling_rate = audio, transcript, rate
-        encoder = VAEPromptEncoder(self.vae, self.model.normalize_features) if self.vae is not None else None
-        inputs = self.processor(
-            texts,
-            prompt_text=prompt_text,
-            prompt_audio=prompt_audio,
-            sampling_rate=sampling_rate,
-            prompt_encoder=encoder,
-        )
-        frames = inputs["prompt_attention_mask"].sum(1)
+    def encode_inputs(
+        self, texts: list[str], prompt_audio, prompt_text, sampling_rate, voice=None
+    ) -> dict[str, torch.Tensor]:
+        """Model inputs of `texts` in a voice: `voice` (a [`DiTARVoice`] or one per text), else the prompt (default:
+        the default voice). With one `DiTARVoice` for every row, it is also returned under "voice" (for its KV
+        cache)."""
+        encoder = self._prompt_encoder()
+        if voice is not None:
+            inputs = self.processor(texts, voice=voice, prompt_encoder=encoder)
+        else:
+            if prompt_audio is None:
+                audio, rate, transcript = self.default_voice
+                prompt_audio, prompt_text, sampling_rate = audio, transcript, rate
+            inputs = self.processor(
+                texts,
+                prompt_text=prompt_text,
+                prompt_audio=prompt_audio,
+                sampling_rate=sampling_rate,
+                prompt_encoder=encoder,
+            )
+        self._check_prompts(inputs["prompt_attention_mask"].sum(1), inputs.get("speech_position_rate"))
+        device = self._execution_device  # diffusers looks it up through every component's modules: once
+        out = {k: v.to(device) for k, v in inputs.items()}
+        voices = voice if isinstance(voice, (list, tuple)) else [voice]
+        if voice is not None and all(v is voices[0] for v in voices):
+            out["voice"] = voices[0]
+        return out
+
+    def _encode(self, texts, prompt_audio, prompt_text, sampling_rate, voice):
+        """`encode_inputs`, called with `voice` only when there is one (wrappers of `encode_inputs` that take the
+        four prompt arguments keep working)."""
+        if voice is None:
+            return self.encode_inputs(texts, prompt_audio, prompt_text, sampling_rate)
+        return self.encode_inputs(texts, prompt_audio, prompt_text, sampling_rate, voice=voice)
+
+    def _check_prompts(self, frames: torch.Tensor, rate: torch.Tensor | None) -> None:
         hop = vae_hop_length(self.vae) if self.vae is not None else self.processor.feature_extractor.hop_length
         check_prompt_length(
             frames, self.model.config.patch_size, self.model.config.num_history_patches, hop, self._prompt_rate
         )
-        if "speech_position_rate" in inputs:
-            check_prompt_speaking_rate(inputs["speech_position_rate"], frames, hop, self._prompt_rate)
-        return {k: v.to(self._execution_device) for k, v in inputs.items()}
+        if rate is not None:
+            check_prompt_speaking_rate(rate, frames, hop, self._prompt_rate)
+
+    def _voice_cache(self, inputs: dict):
+        """The backbone's KV cache of the voice's transcript for these inputs, or None where it does not apply:
+        no single voice, `reuse_prefix_cache` off, padded rows (the prefix would not start every row at column 0), a
+        static cache, training."""
+        voice = inputs.get("voice")
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        if voice is None or not voice.reuse_prefix_cache or self.model.training:
+            return None
+        if self.model.generation_speedups.static_cache or not bool(mask.all()):
+            return None
+        prefix = voice.prompt_input_ids.to(ids.device)
+        if ids.shape[1] <= prefix.numel() or not bool((ids[:, : prefix.numel()] == prefix).all()):
+            return None
+        return voice.prefix_cache(self.model, batch_size=ids.shape[0])
 
     # ----------------------------------------------------------------------------------------------------------------
     # generation
@@ -391,6 +482,7 @@ class DiTARPipeline(DiffusionPipeline):
             generator=generator,
             scheduler=self.scheduler,
             speech_position_rate=inputs.get("speech_position_rate"),
+            past_key_values=self._voice_cache(inputs),
         )
         # the call's one progress bar (see `generation_progress`), or one for this generation alone
         progress, own = GenerationProgress.for_generation(self)
@@ -422,6 +514,7 @@ class DiTARPipeline(DiffusionPipeline):
         callback_on_patch_end: Callable[[DiTARPipeline, int, PatchStep], None] | None = None,
         sampling_rate: int | None = None,
         num_candidates: int | None = None,
+        voice: DiTARVoice | list[DiTARVoice] | None = None,
     ) -> DiTARPipelineOutput | tuple:
         r"""
         Args:
@@ -439,6 +532,8 @@ class DiTARPipeline(DiffusionPipeline):
             num_candidates: K candidates sampled per text (as one batch of K rows per text); the one whose speech the
                 model's CTC head reads as the text most closely is kept (`transcript_ctc_loss`). Default from the
                 model config (1 = plain sampling). The callback sees all K rows of every text.
+            voice: a [`DiTARVoice`] from `pipe.create_voice(audio, transcript)` (or one per text) instead of
+                `prompt_audio` and `prompt_text`; same audio for the same seed, without re-processing the prompt.
         Returns:
             [`DiTARPipelineOutput`] or `(audios,)`.
         """
@@ -454,8 +549,10 @@ class DiTARPipeline(DiffusionPipeline):
             output_type,
             num_candidates,
             generator=generator,
+            voice=voice,
         )
-        prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
+        if voice is None:
+            prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         texts = [text] if isinstance(text, str) else list(text)
         num_candidates = self.model.generation_settings(num_candidates=num_candidates).num_candidates
 
@@ -478,6 +575,7 @@ class DiTARPipeline(DiffusionPipeline):
                     _pick(generator, i),
                     callback_on_patch_end,
                     num_candidates,
+                    voice=_pick(voice, i),
                 )
                 for i, segs in enumerate(segments)
             ]
@@ -485,7 +583,7 @@ class DiTARPipeline(DiffusionPipeline):
             stopped = [o[1] for o in outputs]
         else:
             # 3. encode text and prompt, 4. generate all rows together
-            inputs = self.encode_inputs(texts, prompt_audio, prompt_text, sampling_rate)
+            inputs = self._encode(texts, prompt_audio, prompt_text, sampling_rate, voice)
             features, stopped = self._generate_rows(
                 inputs,
                 num_inference_steps,
@@ -530,7 +628,10 @@ class DiTARPipeline(DiffusionPipeline):
         if num_candidates > 1:
             batch = inputs["input_ids"].shape[0]
             generator = candidate_generators(generator, batch, num_candidates)
-            inputs = {key: value.repeat_interleave(num_candidates, dim=0) for key, value in inputs.items()}
+            inputs = {
+                key: value.repeat_interleave(num_candidates, dim=0) if isinstance(value, torch.Tensor) else value
+                for key, value in inputs.items()
+            }
         patches, counts, stopped = [], None, None
         for step in self._patch_steps(
             inputs, num_inference_steps, guidance_scale, temperature, max_new_patches, generator, callback_on_patch_end
@@ -561,11 +662,12 @@ class DiTARPipeline(DiffusionPipeline):
         generator,
         callback_on_patch_end,
         num_candidates: int = 1,
+        voice: DiTARVoice | None = None,
     ):
         pause = self._pause_frames()
         pieces, all_stopped = [], True
         for segment in segments:
-            inputs = self.encode_inputs([segment], prompt_audio, prompt_text, sampling_rate)
+            inputs = self._encode([segment], prompt_audio, prompt_text, sampling_rate, voice)
             features, stopped = self._generate_rows(
                 inputs,
                 num_inference_steps,
@@ -605,6 +707,7 @@ class DiTARPipeline(DiffusionPipeline):
         max_new_patches: int | None = None,
         generator: torch.Generator | None = None,
         sampling_rate: int | None = None,
+        voice: DiTARVoice | None = None,
     ) -> SpeechStream:
         """Yield float32 waveform chunks while patches are generated; joined, they equal
         `pipe(..., num_candidates=1).audios[0]` for the same arguments and seed. Streaming always samples a single
@@ -627,10 +730,12 @@ class DiTARPipeline(DiffusionPipeline):
             max_new_patches,
             "np",
             generator=generator,
+            voice=voice,
         )
-        prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
+        if voice is None:
+            prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         segments = split_sentences(text, MAX_CHARS_PER_SEGMENT)
-        first_inputs = self.encode_inputs([segments[0]], prompt_audio, prompt_text, sampling_rate)  # fail now
+        first_inputs = self._encode([segments[0]], prompt_audio, prompt_text, sampling_rate, voice)  # fail now
         stream = SpeechStream(None)
         stream._chunks = self._stream(
             stream,
@@ -644,6 +749,7 @@ class DiTARPipeline(DiffusionPipeline):
             max_new_patches,
             generator,
             sampling_rate,
+            voice,
         )
         return stream
 
@@ -661,6 +767,7 @@ class DiTARPipeline(DiffusionPipeline):
         max_new_patches,
         generator,
         sampling_rate,
+        voice=None,
     ) -> Iterator[np.ndarray]:
         vocoder = self._streaming_vocoder()
         progress = GenerationProgress(self, [len(s) for s in segments])
@@ -670,7 +777,7 @@ class DiTARPipeline(DiffusionPipeline):
             if index == 0:
                 inputs = first_inputs
             else:
-                inputs = self.encode_inputs([segment], prompt_audio, prompt_text, sampling_rate)
+                inputs = self._encode([segment], prompt_audio, prompt_text, sampling_rate, voice)
             for step in self._patch_steps(
                 inputs, num_inference_steps, guidance_scale, temperature, max_new_patches, generator, None
             ):

@@ -11,6 +11,7 @@ subword tokenizer of a pretrained LM the backbone was initialised from).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import unicodedata
@@ -144,6 +145,7 @@ class DiTARProcessor(ProcessorMixin):
         on_unknown: str = "warn",
         prompt_encoder: Callable | None = None,
         use_default_voice: bool = True,
+        voice: DiTARVoice | list[DiTARVoice] | None = None,
         **kwargs,
     ) -> BatchFeature:
         """
@@ -157,6 +159,8 @@ class DiTARProcessor(ProcessorMixin):
                 `vae_features.VAEPromptEncoder`): an object with a `sampling_rate` attribute, called with the list of
                 mono waveforms at that rate, returning normalised `(features [B, T, D], attention_mask [B, T])`.
             use_default_voice: with no `prompt_audio`, use the default voice if there is one (else no prompt).
+            voice: a [`DiTARVoice`] (from [`create_voice`]), or one per text, instead of `prompt_audio` and
+                `prompt_text`: its stored features and transcript ids are used as they are (no audio is read).
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask` and, with a prompt, `prompt_features` [B, T, D]
             (normalised), `prompt_attention_mask` and `speech_position_rate` [B] (the prompt's speaking rate, its
@@ -164,6 +168,10 @@ class DiTARProcessor(ProcessorMixin):
         """
         if kwargs:
             raise TypeError(f"DiTARProcessor got unexpected arguments {sorted(kwargs)}.")
+        if voice is not None:
+            if prompt_audio is not None or prompt_text is not None:
+                raise ValueError("give either `voice` or `prompt_audio` and `prompt_text`, not both.")
+            return self._call_with_voice(text, voice, return_tensors, on_unknown, prompt_encoder)
         if prompt_audio is None and prompt_text is None and use_default_voice and self.default_voice is not None:
             prompt_audio, sampling_rate, prompt_text = self.default_voice
         if return_tensors != "pt":
@@ -205,20 +213,127 @@ class DiTARProcessor(ProcessorMixin):
         data = {"input_ids": input_ids, "attention_mask": attention_mask}
 
         if prompt_audios is not None:
-            if prompt_encoder is not None:
-                rate = int(prompt_encoder.sampling_rate)
-                waves = [self.load_prompt_audio(a, sampling_rate, target_rate=rate) for a in prompt_audios]
-                data["prompt_features"], data["prompt_attention_mask"] = prompt_encoder(waves)
-            else:
-                waves = [self.load_prompt_audio(a, sampling_rate) for a in prompt_audios]
-                features = self.feature_extractor(
-                    [w.numpy() for w in waves], sampling_rate=self.sampling_rate, return_tensors="pt"
-                )
-                data["prompt_features"] = features["input_features"]
-                data["prompt_attention_mask"] = features["attention_mask"]
+            data["prompt_features"], data["prompt_attention_mask"] = self._prompt_features(
+                prompt_audios, sampling_rate, prompt_encoder
+            )
             data["speech_position_rate"] = speaking_rate(
                 torch.tensor(prompt_lengths), torch.as_tensor(data["prompt_attention_mask"]).sum(1)
             )
+        return BatchFeature(data=data, tensor_type=None)
+
+    def _prompt_features(self, prompt_audios: list, sampling_rate, prompt_encoder) -> tuple[torch.Tensor, torch.Tensor]:
+        """(normalised features [B, T, D], attention mask [B, T]) of prompt clips."""
+        if prompt_encoder is not None:
+            rate = int(prompt_encoder.sampling_rate)
+            waves = [self.load_prompt_audio(a, sampling_rate, target_rate=rate) for a in prompt_audios]
+            return prompt_encoder(waves)
+        waves = [self.load_prompt_audio(a, sampling_rate) for a in prompt_audios]
+        features = self.feature_extractor(
+            [w.numpy() for w in waves], sampling_rate=self.sampling_rate, return_tensors="pt"
+        )
+        return features["input_features"], features["attention_mask"]
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # reusable voices
+
+    def create_voice(
+        self,
+        audio,
+        transcript: str,
+        sampling_rate: int | None = None,
+        prompt_encoder: Callable | None = None,
+        on_unknown: str = "warn",
+    ) -> DiTARVoice:
+        """A [`DiTARVoice`]: the prompt `audio` (path or array, with `sampling_rate` for arrays) and its `transcript`
+        processed once, to pass as `voice=` instead of `prompt_audio`/`prompt_text`. `prompt_encoder` as in
+        `__call__` (a VAE's). The audio is used as given; `DiTARPipeline.create_voice` also cuts an over-long prompt
+        at a pause, as a call with `prompt_audio` does."""
+        if not isinstance(transcript, str):
+            raise ValueError(f"transcript must be a string, got {type(transcript).__name__}.")
+        transcript_ids = self._encode_argument(transcript, "prompt_text", 0, 1, on_unknown)
+        features, mask = self._prompt_features([audio], sampling_rate, prompt_encoder)
+        frames = int(torch.as_tensor(mask)[0].sum())
+        rate = speaking_rate(torch.tensor([len(transcript_ids)]), torch.tensor([frames]))[0]
+        return DiTARVoice(
+            prompt_features=torch.as_tensor(features)[0, :frames].detach().float().cpu(),
+            prompt_input_ids=torch.tensor(transcript_ids + self.encode_text(" ", allow_empty=True), dtype=torch.long),
+            speech_position_rate=rate,
+            transcript=transcript,
+            setup=self.voice_setup(prompt_encoder),
+        )
+
+    def voice_setup(self, prompt_encoder: Callable | None = None) -> dict:
+        """What a [`DiTARVoice`] made by this processor depends on: the feature setup (the feature extractor's
+        settings and statistics, or the prompt encoder's `feature_setup`) and the text setup (tokenizer and front
+        end). A voice is only used with a processor (and encoder) of the same setup."""
+        if prompt_encoder is not None:
+            features = dict(
+                getattr(prompt_encoder, "feature_setup", None)
+                or {"kind": type(prompt_encoder).__name__, "sampling_rate": int(prompt_encoder.sampling_rate)}
+            )
+        else:
+            skip = {"feature_extractor_type", "padding_side", "padding_value", "return_attention_mask"}
+            skip.add("processor_class")
+            features = {"kind": "log-mel"}
+            features.update({k: v for k, v in self.feature_extractor.to_dict().items() if k not in skip})
+        init = self.tokenizer.init_kwargs or {}
+        text = {
+            "mode": self.text_mode,
+            "tokenizer_class": type(self.tokenizer).__name__,
+            "vocab_size": len(self.tokenizer),
+            **{key: init.get(key) for key in ("phonemize", "language", "normalize_text") if key in init},
+        }
+        # through JSON, as a saved voice holds it (tuples become lists, numpy numbers plain ones)
+        return json.loads(json.dumps({"features": features, "text": text}, default=_json_default))
+
+    def check_voice(self, voice: DiTARVoice, prompt_encoder: Callable | None = None) -> None:
+        """Raise a ValueError naming the difference when `voice` was made for another feature or text setup."""
+        if not isinstance(voice, DiTARVoice):
+            raise TypeError(f"voice must be a DiTARVoice (see create_voice), got {type(voice).__name__}.")
+        expected = self.voice_setup(prompt_encoder)
+        for part in ("features", "text"):
+            mine, theirs = expected[part], voice.setup.get(part, {})
+            for key in sorted(set(mine) | set(theirs)):
+                if mine.get(key) != theirs.get(key):
+                    raise ValueError(
+                        f"this voice was made for a different {'feature' if part == 'features' else 'text'} setup: "
+                        f"{key} is {_short(theirs.get(key))} in the voice and {_short(mine.get(key))} here. Create "
+                        "the voice again from its audio with this pipeline or processor (create_voice)."
+                    )
+
+    def _call_with_voice(self, text, voice, return_tensors, on_unknown, prompt_encoder) -> BatchFeature:
+        if return_tensors != "pt":
+            raise ValueError(f"return_tensors must be 'pt', got {return_tensors!r}.")
+        texts = _as_list(text, "text")
+        voices = list(voice) if isinstance(voice, (list, tuple)) else [voice]
+        if not voices:
+            raise ValueError("voice is an empty list; give one voice, one per text, or None.")
+        voices = _broadcast(voices, len(texts), "voice")
+        for checked in {id(v): v for v in voices}.values():
+            self.check_voice(checked, prompt_encoder)
+        ids = [
+            v.prompt_input_ids.tolist() + self._encode_argument(t, "text", row, len(texts), on_unknown)
+            for row, (t, v) in enumerate(zip(texts, voices, strict=True))
+        ]
+        length = max(len(r) for r in ids)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(texts), length), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros(len(texts), length, dtype=torch.long)
+        frames = max(v.prompt_features.shape[0] for v in voices)
+        features = torch.zeros(len(texts), frames, voices[0].prompt_features.shape[1])
+        feature_mask = torch.zeros(len(texts), frames, dtype=torch.long)
+        for row, (row_ids, v) in enumerate(zip(ids, voices, strict=True)):
+            input_ids[row, : len(row_ids)] = torch.tensor(row_ids)
+            attention_mask[row, : len(row_ids)] = 1
+            features[row, : v.prompt_features.shape[0]] = v.prompt_features
+            feature_mask[row, : v.prompt_features.shape[0]] = 1
+        data = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "prompt_features": features,
+            "prompt_attention_mask": feature_mask,
+            "speech_position_rate": torch.stack([v.speech_position_rate.float() for v in voices]),
+        }
         return BatchFeature(data=data, tensor_type=None)
 
     def apply_chat_template(
@@ -415,3 +530,163 @@ def find_default_voice(source: str | os.PathLike, hub: dict | None = None) -> Pa
         return Path(wav).parent
     except Exception:  # a repository without a default voice, or no network: there is simply none
         return None
+
+
+VOICE_CONFIG_NAME = "voice_config.json"
+VOICE_WEIGHTS_NAME = "voice.safetensors"
+VOICE_FORMAT_VERSION = 1
+
+
+class DiTARVoice:
+    r"""
+    A voice prompt processed once, for many calls: pass it as `voice=` to [`DiTARPipeline`] (`pipe(text,
+    voice=voice)`, `pipe.stream(text, voice=voice)`) or to [`DiTARProcessor`] (`processor(text, voice=voice)`, whose
+    output [`DiTARForTextToSpeech.generate`] takes). Made by `pipe.create_voice(audio, transcript)` or
+    `processor.create_voice(...)`; a call with it gives the same inputs as a call with that audio and transcript.
+
+    It holds the prompt's normalised features (`prompt_features` [T, D]), its transcript's token ids followed by the
+    prompt/target separator (`prompt_input_ids`), its speaking rate (`speech_position_rate`) and the setup they were
+    made with. A call with a voice skips loading, resampling and feature extraction of the audio and the text front end
+    of the transcript. The backbone sequence is [transcript + target text][start of speech][prompt patches], so of the
+    prefill only the transcript's tokens are shared by every call in a voice: the voice also keeps the backbone's KV
+    cache of those tokens per model ([`prefix_cache`]), which the pipeline reuses where the batch allows it (one
+    voice, rows of equal length) unless `reuse_prefix_cache` is False. That cache is computed by a shorter backbone
+    call than the full prefill, so the speech equals the plain path's up to float32 rounding, not bit for bit; with
+    `reuse_prefix_cache=False` it is bit-identical, alone or in any batch.
+
+    `save_pretrained(folder)` writes `voice.safetensors` and `voice_config.json` (no audio, no KV cache);
+    `DiTARVoice.from_pretrained(folder)` loads them. Using a voice with a processor whose feature or text setup differs
+    from the one that made it is an error.
+    """
+
+    def __init__(
+        self,
+        prompt_features: torch.Tensor,
+        prompt_input_ids: torch.Tensor,
+        speech_position_rate: torch.Tensor | float,
+        transcript: str,
+        setup: dict,
+        reuse_prefix_cache: bool = True,
+    ):
+        prompt_features = torch.as_tensor(prompt_features, dtype=torch.float32)
+        if prompt_features.dim() != 2 or prompt_features.shape[0] == 0:
+            raise ValueError(f"prompt_features must be [frames, feature_dim], got {tuple(prompt_features.shape)}.")
+        if not bool(torch.isfinite(prompt_features).all()):
+            raise ValueError("prompt_features contains NaN or Inf values.")
+        self.prompt_features = prompt_features
+        self.prompt_input_ids = torch.as_tensor(prompt_input_ids, dtype=torch.long).flatten()
+        self.speech_position_rate = torch.as_tensor(speech_position_rate, dtype=torch.float32).reshape(())
+        self.transcript = transcript
+        self.setup = setup
+        # False: the pipeline runs the whole prefill, so a call gives the same bits whatever the batch it is in
+        self.reuse_prefix_cache = bool(reuse_prefix_cache)
+        self._cache: tuple | None = None  # (model key, KV cache of prompt_input_ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"DiTARVoice(transcript={self.transcript!r:.60}, frames={self.prompt_features.shape[0]}, "
+            f"tokens={self.prompt_input_ids.numel()}, features={self.setup.get('features', {}).get('kind')})"
+        )
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # the backbone's KV cache of the transcript
+
+    def prefix_cache(self, model, batch_size: int = 1):
+        """A fresh copy of the backbone's KV cache over `prompt_input_ids` (computed once per model and weights, then
+        copied), with `batch_size` identical rows: pass it as `past_key_values` to the model's `generate` with
+        inputs from `processor(text, voice=self)` whose rows all start with these ids and have no padding. The cache
+        is rebuilt when the model's backbone weights, dtype, device or adapters change."""
+        import copy
+
+        key = _model_key(model)
+        if self._cache is None or self._cache[0] != key:
+            ids = self.prompt_input_ids[None].to(model.device)
+            self._cache = (key, model.text_prefix_cache(ids))
+        cache = copy.deepcopy(self._cache[1])
+        if batch_size > 1:
+            cache.batch_repeat_interleave(batch_size)
+        return cache
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # persistence
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Write `voice.safetensors` (features, transcript ids, speaking rate) and `voice_config.json` (transcript and
+        setup) into `save_directory`."""
+        from safetensors.torch import save_file
+
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            "prompt_features": self.prompt_features.contiguous(),
+            "prompt_input_ids": self.prompt_input_ids.contiguous(),
+            "speech_position_rate": self.speech_position_rate.reshape(1).contiguous(),
+        }
+        save_file(tensors, str(folder / VOICE_WEIGHTS_NAME), metadata={"format": "pt"})
+        config = {"format_version": VOICE_FORMAT_VERSION, "transcript": self.transcript, "setup": self.setup}
+        (folder / VOICE_CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", "utf-8")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_voice_name_or_path: str | os.PathLike, **kwargs) -> DiTARVoice:
+        """Load a voice saved with `save_pretrained` from a folder (or a Hub repo; `subfolder`, `revision`, `token`,
+        `cache_dir` and `local_files_only` are passed to the download)."""
+        from safetensors.torch import load_file
+
+        folder = Path(pretrained_voice_name_or_path)
+        if kwargs.get("subfolder"):
+            folder = folder / kwargs["subfolder"]
+        if folder.is_dir():
+            config_file, weights_file = folder / VOICE_CONFIG_NAME, folder / VOICE_WEIGHTS_NAME
+            for path in (config_file, weights_file):
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path} is missing: {folder} is not a voice saved with save_pretrained.")
+        else:
+            from huggingface_hub import hf_hub_download
+
+            keys = ("subfolder", "revision", "token", "cache_dir", "local_files_only")
+            options = {k: kwargs[k] for k in keys if kwargs.get(k) is not None}
+            source = str(pretrained_voice_name_or_path)
+            config_file = Path(hf_hub_download(source, VOICE_CONFIG_NAME, **options))
+            weights_file = Path(hf_hub_download(source, VOICE_WEIGHTS_NAME, **options))
+        config = json.loads(config_file.read_text("utf-8"))
+        if config.get("format_version") != VOICE_FORMAT_VERSION:
+            raise ValueError(
+                f"{config_file}: voice format version {config.get('format_version')!r}, this library reads "
+                f"{VOICE_FORMAT_VERSION}; create the voice again from its audio."
+            )
+        tensors = load_file(str(weights_file))
+        return cls(
+            prompt_features=tensors["prompt_features"],
+            prompt_input_ids=tensors["prompt_input_ids"],
+            speech_position_rate=tensors["speech_position_rate"][0],
+            transcript=config["transcript"],
+            setup=config["setup"],
+        )
+
+
+def _model_key(model) -> tuple:
+    """What the backbone's KV cache of a text prefix depends on: the model, its backbone's parameters (identity,
+    storage and in-place version, so loaded, replaced or edited weights count), adapter switches, dtype, device and
+    attention backend."""
+    backbone = model.language_model
+    params = tuple((id(p), p.data_ptr(), p._version) for p in backbone.parameters())
+    adapters = tuple(  # peft's adapter layers: which adapters are on, merged, and their scales
+        tuple(repr(getattr(m, name, None)) for name in ("active_adapters", "disable_adapters", "merged", "scaling"))
+        for m in backbone.modules()
+        if type(m).__module__.startswith("peft")
+    )
+    attention = getattr(model.config.text_config, "_attn_implementation", None)
+    return (id(model), str(model.dtype), str(model.device), attention, params, adapters)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .pipeline_ditar import MAX_CHARS_PER_SEGMENT, split_sentences
+from .processing_ditar import DiTARVoice
 from .prompt_audio import trim_prompt
 
 logger = logging.getLogger("ditar.server")
@@ -131,11 +132,14 @@ def error_response(status: int, message: str, param=None, code=None, headers=Non
 @dataclass
 class Voice:
     """A voice prompt ready for the pipeline: the recording decoded, mono, resampled to the model's prompt rate and cut
-    to the model's working range, with its (possibly cut) transcript. Requests in this voice skip decoding, resampling
-    and trimming; the pipeline only computes the prompt's features, a few milliseconds.
+    to the model's working range, with its (possibly cut) transcript, and processed once into a `DiTARVoice` (its
+    features and transcript ids). Requests in this voice skip decoding, resampling, trimming, feature extraction and
+    the transcript's text front end.
 
-    A voice is used through `prompt()` (the pipeline's prompt arguments) and `describe()`: another kind of voice, e.g.
-    one that also holds the backbone's KV cache of its prompt, can take its place in the `VoiceStore`."""
+    The `DiTARVoice` does not reuse the backbone's KV cache of its transcript (`reuse_prefix_cache=False`): that
+    would make a request's audio differ in the last bits between running alone and in a batch, and it saves only a
+    few milliseconds of the prefill. A voice is used through `prompt()` (the pipeline's voice argument) and
+    `describe()`."""
 
     id: str
     name: str
@@ -145,8 +149,11 @@ class Voice:
     created: int = field(default_factory=lambda: int(time.time()))
     builtin: bool = False
     notes: list[str] = field(default_factory=list)
+    processed: DiTARVoice | None = None
 
     def prompt(self) -> dict:
+        if self.processed is not None:
+            return {"voice": self.processed}
         return {"prompt_audio": self.audio, "prompt_text": self.transcript, "sampling_rate": self.sampling_rate}
 
     def describe(self) -> dict:
@@ -212,7 +219,10 @@ def default_voice(pipe) -> Voice | None:
     waveform = pipe.processor.load_prompt_audio(np.asarray(audio), rate, target_rate=target)
     fitted, kept, message = trim_prompt(waveform, target, transcript)
     notes = [] if message is None else [message]
-    return Voice(DEFAULT_VOICE_ID, DEFAULT_VOICE_ID, kept, fitted.numpy(), target, builtin=True, notes=notes)
+    processed = pipe.create_voice(fitted.numpy(), kept, target, reuse_prefix_cache=False)
+    voice = Voice(DEFAULT_VOICE_ID, DEFAULT_VOICE_ID, kept, fitted.numpy(), target, builtin=True, notes=notes)
+    voice.processed = processed
+    return voice
 
 
 def prepare_voice(pipe, data: bytes, transcript: str, name: str | None) -> Voice:
@@ -229,7 +239,7 @@ def prepare_voice(pipe, data: bytes, transcript: str, name: str | None) -> Voice
         waveform = pipe.processor.load_prompt_audio(samples, rate, target_rate=target)
         fitted, kept, message = trim_prompt(waveform, target, transcript)
         # the checks of a real request: the transcript's text front end and the prompt's length
-        pipe.encode_inputs(["hello"], [fitted.numpy()], [kept], target)
+        processed = pipe.create_voice(fitted.numpy(), kept, target, reuse_prefix_cache=False)
     except (ValueError, TypeError) as err:
         text = str(err)
         param = "text" if text.startswith("prompt_text") else "audio"
@@ -238,7 +248,7 @@ def prepare_voice(pipe, data: bytes, transcript: str, name: str | None) -> Voice
     digest = hashlib.sha256(audio.tobytes() + b"\0" + kept.encode("utf-8") + struct.pack("<i", target)).hexdigest()
     voice_id = f"voice_{digest[:16]}"
     notes = [] if message is None else [message]
-    return Voice(voice_id, name or voice_id, kept, audio, target, notes=notes)
+    return Voice(voice_id, name or voice_id, kept, audio, target, notes=notes, processed=processed)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -436,11 +446,19 @@ class BatchScheduler:
                 raise _Aborted()
 
         try:
+            voices = [job.voice.prompt() for job in jobs]
+            prompts = (
+                {"voice": [v["voice"] for v in voices]}
+                if all("voice" in v for v in voices)
+                else {
+                    "prompt_audio": [job.voice.audio for job in jobs],
+                    "prompt_text": [job.voice.transcript for job in jobs],
+                    "sampling_rate": jobs[0].voice.sampling_rate,
+                }
+            )
             out = self.pipe(
                 [job.text for job in jobs],
-                prompt_audio=[job.voice.audio for job in jobs],
-                prompt_text=[job.voice.transcript for job in jobs],
-                sampling_rate=jobs[0].voice.sampling_rate,
+                **prompts,
                 generator=[torch.Generator().manual_seed(job.seed) for job in jobs],
                 callback_on_patch_end=check,
                 **self.settings.sampling(),

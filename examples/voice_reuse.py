@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""What a reusable voice (`DiTARVoice`) saves per call: prompt processing and the prefill of its transcript.
+
+    python examples/voice_reuse.py                 # the embedded default checkpoint and its default voice
+    python examples/voice_reuse.py --threads 2 --repeats 20 --text "Some sentence to speak."
+
+Per call, with the prompt given as audio + transcript (the plain path) and as a `DiTARVoice` (made once), it times:
+- input preparation: `pipe.encode_inputs` (prompt audio -> features, transcript + text -> ids), plus for the voice the
+  copy of its cached backbone KV cache for the transcript;
+- the prefill: the backbone's first call of a generation (the whole [text][start][prompt patches] sequence, or with the
+  voice only the columns after the transcript);
+- a whole generation up to its first patch (prefill + one LocDiT patch), the latency a stream starts with.
+It also prints the largest difference between the features the two paths generate for the same seed (the voice path is
+equal up to float32 rounding: the transcript's keys and values are computed in a shorter backbone call).
+
+Medians of `--repeats` interleaved runs; the numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from modeling_ditar import DiTARPipeline
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pipeline", default=None, help="pipeline folder or Hub id (default: the embedded checkpoint)")
+    parser.add_argument("--text", default="The quick brown fox jumps over the lazy dog near the river bank.")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipe = DiTARPipeline.from_pretrained(args.pipeline)
+    pipe.set_progress_bar_config(disable=True)
+    audio, rate, transcript = pipe.default_voice
+    voice = pipe.create_voice(audio, transcript, sampling_rate=rate)
+    model = pipe.model
+
+    prefill_times: list[float] = []
+    original = model._run_backbone
+
+    def timed_backbone(*a, **k):
+        start = time.perf_counter()
+        out = original(*a, **k)
+        prefill_times.append(time.perf_counter() - start)
+        return out
+
+    def one(use_voice: bool) -> dict[str, float]:
+        t0 = time.perf_counter()
+        if use_voice:
+            inputs = pipe.encode_inputs([args.text], None, None, None, voice=voice)
+            cache = pipe._voice_cache(inputs)
+        else:
+            inputs = pipe.encode_inputs([args.text], audio, transcript, rate)
+            cache = None
+        t1 = time.perf_counter()
+        prefill_times.clear()
+        model._run_backbone = timed_backbone
+        try:
+            steps = model.generate_patches(
+                inputs["input_ids"],
+                attention_mask=inputs["attention_mask"],
+                prompt_features=inputs["prompt_features"],
+                prompt_attention_mask=inputs["prompt_attention_mask"],
+                speech_position_rate=inputs["speech_position_rate"],
+                generator=torch.Generator().manual_seed(0),
+                scheduler=pipe.scheduler,
+                past_key_values=cache,
+            )
+            next(steps)
+            steps.close()
+        finally:
+            del model._run_backbone
+        t2 = time.perf_counter()
+        return {"prepare": t1 - t0, "prefill": prefill_times[0], "first_patch": t2 - t1, "total": t2 - t0}
+
+    for use_voice in (False, True):  # warm-up
+        one(use_voice)
+    results: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for _ in range(args.repeats):
+        for use_voice in (False, True):
+            results[use_voice].append(one(use_voice))
+
+    inputs = pipe.encode_inputs([args.text], None, None, None, voice=voice)
+    columns = inputs["input_ids"].shape[1] + 1 + inputs["prompt_features"].shape[1] // model.config.patch_size
+    print(f"threads={torch.get_num_threads()}  text={args.text!r}")
+    print(
+        f"sequence: {inputs['input_ids'].shape[1]} text tokens ({voice.prompt_input_ids.numel()} of them the voice's "
+        f"transcript + separator), 1 start, {inputs['prompt_features'].shape[1] // model.config.patch_size} prompt "
+        f"patches = {columns} prefill columns; with the voice {columns - voice.prompt_input_ids.numel()} are computed"
+    )
+    print(f"{'median ms':<28}{'audio + transcript':>20}{'DiTARVoice':>14}{'saved':>10}")
+    for key, label in (
+        ("prepare", "input preparation"),
+        ("prefill", "backbone prefill"),
+        ("first_patch", "generation to 1st patch"),
+        ("total", "call to 1st patch"),
+    ):
+        plain = statistics.median(r[key] for r in results[False]) * 1000
+        reused = statistics.median(r[key] for r in results[True]) * 1000
+        print(f"{label:<28}{plain:>20.2f}{reused:>14.2f}{plain - reused:>10.2f}")
+
+    common = dict(num_candidates=1, output_type="features", max_new_patches=40)
+    a = pipe(args.text, prompt_audio=audio, prompt_text=transcript, sampling_rate=rate, **common,
+             generator=torch.Generator().manual_seed(0)).audios  # fmt: skip
+    b = pipe(args.text, voice=voice, **common, generator=torch.Generator().manual_seed(0)).audios
+    print(f"features of 40 patches, same seed: max |difference| = {float((a - b).abs().max()):.3g}")
+
+
+if __name__ == "__main__":
+    main()
