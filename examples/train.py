@@ -55,6 +55,9 @@ class TrainConfig:
     output_dir: str = "runs/default"
     model: dict = field(default_factory=dict)  # DiTARConfig kwargs (ignored with init_from)
     init_from: str | None = None  # a model folder or pipeline folder to start from
+    # LoRA fine-tuning (needs peft): {rank: 16, alpha: 32, targets: "backbone+locdit", dropout: 0.0} trains only the
+    # adapter (modeling_ditar.lora.default_lora_config) and writes final/adapter; None trains every weight
+    lora: dict | None = None
     phonemize: bool = True  # text front end for a new model: espeak-ng phonemes (True) or characters
     max_steps: int = 10000
     learning_rate: float = 1e-3
@@ -114,6 +117,13 @@ class TrainState:
 
     def load_state_dict(self, state):
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+
+
+def ema_parameters(model, cfg: TrainConfig | None) -> list:
+    """The parameters trained, averaged and checkpointed by position: all of them, or only the adapter's (LoRA)."""
+    if cfg is not None and cfg.lora:
+        return [p for p in model.parameters() if p.requires_grad]
+    return list(model.parameters())
 
 
 def lr_lambda(cfg: TrainConfig, num_processes: int = 1):
@@ -332,6 +342,18 @@ def main(argv=None):
     dataset_dir = Path(cfg.dataset)
     data = load_from_disk(str(dataset_dir))
     model, processor = load_model_and_processor(cfg, dataset_dir)
+    if cfg.lora:
+        from modeling_ditar.lora import default_lora_config
+
+        model.add_adapter(default_lora_config(**cfg.lora), adapter_name="default")
+        summary = model.adapter_summary()
+        accelerator.print(
+            f"LoRA: {summary['adapter_parameters']:,} trainable parameters ({100 * summary['fraction']:.2f}% of "
+            f"{summary['base_parameters']:,}), adapter {summary['size_mb']:.2f} MB"
+        )
+        if accelerator.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "adapter_summary.json").write_text(json.dumps(summary, indent=2))
     train = load_utterances(data["train"], processor, model, args.num_proc)
     valid_rows = spread_rows(len(data["validation"]), cfg.eval_utterances)
     valid = load_utterances(data["validation"].select(valid_rows), processor, model)
@@ -356,12 +378,16 @@ def main(argv=None):
         rank=accelerator.process_index,
     )
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
+        ema_parameters(model, cfg), lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, accelerator.num_processes))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     ema = EMAModel(
-        accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=0.75, foreach=True
+        ema_parameters(accelerator.unwrap_model(model), cfg),
+        decay=cfg.ema_decay,
+        use_ema_warmup=True,
+        power=0.75,
+        foreach=True,
     )  # one multi-tensor update instead of a few kernels per parameter
     state = TrainState()
     accelerator.register_for_checkpointing(ema)
@@ -428,7 +454,7 @@ def main(argv=None):
                 continue
             state.step += 1
             steps_this_run += 1
-            ema.step(accelerator.unwrap_model(model).parameters())
+            ema.step(ema_parameters(accelerator.unwrap_model(model), cfg))
             if budget is not None:
                 budget.update(state.step)
 
@@ -464,7 +490,9 @@ def main(argv=None):
             if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
                 save_checkpoint(accelerator, checkpoints, state.step, cfg.keep_checkpoints)
             if accelerator.is_main_process and (state.step % cfg.eval_every == 0 or state.step == cfg.max_steps):
-                evaluate(accelerator.unwrap_model(model), ema, processor, valid, pad_id, space_ids, out, state.step)
+                evaluate(
+                    accelerator.unwrap_model(model), ema, processor, valid, pad_id, space_ids, out, state.step, cfg
+                )
                 write_loss_plot(csv_path, out / "loss.png")
             if args.stop_after and steps_this_run >= args.stop_after:
                 accelerator.end_training()
@@ -476,20 +504,24 @@ def main(argv=None):
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(model)
-        ema.store(final.parameters())
-        ema.copy_to(final.parameters())
-        final.save_pretrained(out / "final" / "model")
+        ema.store(ema_parameters(final, cfg))
+        ema.copy_to(ema_parameters(final, cfg))
+        if cfg.lora:  # the adapter alone: load it onto init_from with pipe.load_lora_weights(out / "final/adapter")
+            final.save_adapter(out / "final" / "adapter")
+        else:
+            final.save_pretrained(out / "final" / "model")
         processor.save_pretrained(out / "final" / "processor")
-        ema.restore(final.parameters())
+        ema.restore(ema_parameters(final, cfg))
     accelerator.end_training()
 
 
 @torch.no_grad()
-def evaluate(model, ema, processor, valid, pad_id, space_ids, out: Path, step: int):
+def evaluate(model, ema, processor, valid, pad_id, space_ids, out: Path, step: int, cfg: TrainConfig | None = None):
     """EMA weights: the right-vs-wrong-transcript loss gap (cheap sign that the text is used) and one sample."""
     was_training = model.training
-    ema.store(model.parameters())
-    ema.copy_to(model.parameters())
+    params = ema_parameters(model, cfg)
+    ema.store(params)
+    ema.copy_to(params)
     model.eval()
     try:
         gap = text_use_gap(model, valid, pad_id)
@@ -508,7 +540,7 @@ def evaluate(model, ema, processor, valid, pad_id, space_ids, out: Path, step: i
         )
         write_validation_sample(model, processor, valid, space_ids, out / "samples" / f"step-{step}")
     finally:
-        ema.restore(model.parameters())
+        ema.restore(params)
         model.train(was_training)
 
 

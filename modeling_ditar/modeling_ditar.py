@@ -41,6 +41,7 @@ from .generation_ditar import (
 )
 from .guided_attention import AttentionReader, guided_attention_loss
 from .locdit import LocDiT
+from .lora import DiTARLoraMixin
 from .sampling import GuidedVelocity, PatchSampler, cosine_alpha_sigma
 from .speech_positions import aligned_positions, check_rate, jitter_rate, speaking_rate
 from .streaming import StreamingVocoder
@@ -181,7 +182,7 @@ class DiTARPreTrainedModel(PreTrainedModel):
             super()._init_weights(module)
 
 
-class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
+class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, GenerationMixin):
     r"""
     DiTAR: aggregation encoder -> causal LM backbone -> LocDiT. `forward` is the training loss; `generate` samples
     speech features patch by patch with the settings of `generation_config` ([`DiTARGenerationConfig`]).
@@ -516,7 +517,8 @@ class DiTARForConditionalGeneration(DiTARPreTrainedModel, GenerationMixin):
                 self.transcript_ctc_loss(
                     text[None],
                     speech[None].to(self.dtype),
-                    speech_position_rate=None if rate is None else rate[row : row + 1],
+                    # a per-row tensor, or one rate for every row (a float or a 0-d tensor, as `generate` takes)
+                    speech_position_rate=rate if not torch.is_tensor(rate) or rate.dim() == 0 else rate[row : row + 1],
                 )[0]
             )
         return torch.stack(scores).float()

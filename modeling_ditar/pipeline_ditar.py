@@ -42,6 +42,7 @@ from .generation_progress import GenerationProgress
 from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import installed_libraries, write_pipeline_remote_code, write_transformers_entry_points
 from .locdit import LocDiT  # noqa: F401
+from .lora import DiTARLoraLoaderMixin
 from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
 from .processing_ditar import DEFAULT_VOICE_DIR, DiTARProcessor, DiTARVoice, write_default_voice
 from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts
@@ -84,7 +85,7 @@ class DiTARPipelineOutput(AudioPipelineOutput):
     stopped: list[bool] | None = None
 
 
-class DiTARPipeline(DiffusionPipeline):
+class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     r"""
     Zero-shot text-to-speech with DiTAR.
 

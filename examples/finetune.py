@@ -1,0 +1,482 @@
+#!/usr/bin/env python
+"""From a folder of recordings to your voice: validate, hold out, build features, fine-tune (LoRA), evaluate, report.
+
+    python examples/finetune.py my_recordings --out runs/my-voice                  # LoRA on the shipped default
+    python examples/finetune.py my_recordings --out runs/my-voice --max-steps 600 --rank 32
+    python examples/finetune.py my_recordings --out runs/my-voice --full           # full fine-tuning instead
+    python examples/finetune.py my_recordings --out runs/my-voice                  # again: resumes where it stopped
+
+The folder holds wav/flac/ogg files with same-name .txt transcripts (clip1.wav + clip1.txt), or a metadata.csv: either
+`file_name,text[,speaker_id]` with a header, or LJSpeech's `id|text|normalized text` (audio in wavs/<id>.wav).
+
+Steps, each skipped when its output exists (so a re-run resumes; training continues from its newest checkpoint):
+  1. validation: missing/empty transcripts, unreadable or silent audio, clips too short/long and duplicates are left
+     out with a message each; other sample rates are resampled and stereo is downmixed (noted). OUT/data/clips holds
+     the cleaned mono clips, OUT/validation.md the table of what was found.
+  2. `--holdout` clips (default 4) are held out for the evaluation, never trained on; features are computed with the
+     base model's feature settings (examples/build_corpus.py's code) into OUT/data.
+  3. training with examples/train.py (Accelerate), `init_from` the base pipeline: a LoRA adapter by default
+     (OUT/adapter: adapter_model.safetensors + adapter_config.json + card), every weight with --full.
+  4. OUT/voice: the base pipeline with the fine-tuning built in and one of your clips as its default voice
+     (`ditar synthesize "Hello." --model OUT/voice -o hello.wav`).
+  5. evaluation on the held-out sentences, base vs fine-tuned, prompted with a held-out clip: SIM (Resemblyzer) and
+     WER (Whisper-base), DNSMOS with --dnsmos, when the `eval` extra is installed (skipped with a note otherwise);
+     OUT/report.md holds the table, the adapter's size and links to the audio samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+DEFAULT_BASE = str(ROOT / "modeling_ditar" / "default")
+
+
+@dataclass
+class Clip:
+    """One usable recording: its source, transcript and what had to be done to it."""
+
+    path: Path
+    text: str
+    sampling_rate: int
+    channels: int
+    seconds: float
+    speaker: str = "speaker"
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Problem:
+    """A finding of the validation: `dropped` clips are left out, the others are kept (fixed or merely noted)."""
+
+    file: str
+    issue: str
+    message: str
+    dropped: bool = True
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 1. reading and validating the folder
+
+
+def list_recordings(folder: Path) -> list[tuple[Path, str | None, str]]:
+    """(audio path, transcript or None when missing, speaker) for every recording the folder names."""
+    metadata = folder / "metadata.csv"
+    if metadata.is_file():
+        return _read_metadata(folder, metadata)
+    items = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()):
+        transcript = path.with_suffix(".txt")
+        items.append((path, transcript.read_text(encoding="utf-8") if transcript.is_file() else None, "speaker"))
+    if not items:
+        raise SystemExit(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) and no metadata.csv")
+    return items
+
+
+def _read_metadata(folder: Path, metadata: Path) -> list[tuple[Path, str | None, str]]:
+    import csv
+
+    lines = metadata.read_text(encoding="utf-8").splitlines()
+    if not lines:
+        raise SystemExit(f"{metadata}: empty")
+    if "file_name" in lines[0].split(",") and "|" not in lines[0]:
+        rows = list(csv.DictReader(lines))
+        if "text" not in rows[0] if rows else True:
+            raise SystemExit(f"{metadata}: needs a header with file_name and text (optional speaker_id)")
+        return [(folder / r["file_name"], r.get("text"), r.get("speaker_id") or "speaker") for r in rows]
+    items = []  # LJSpeech: id|text|normalized text, audio in wavs/<id>.wav (or <id>.wav next to metadata.csv)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.split("|")
+        if len(parts) < 2:
+            raise SystemExit(f"{metadata}:{number}: expected `id|text[|normalized text]` or a CSV header")
+        text = parts[2] if len(parts) > 2 and parts[2].strip() else parts[1]
+        name = parts[0].strip()
+        candidates = [folder / "wavs" / f"{name}.wav", folder / f"{name}.wav", folder / name]
+        path = next((c for c in candidates if c.is_file()), candidates[0])
+        items.append((path, text, "speaker"))
+    return items
+
+
+def validate_recordings(
+    folder: str | os.PathLike,
+    target_sr: int,
+    min_sec: float = 1.0,
+    max_sec: float = 15.0,
+) -> tuple[list[Clip], list[Problem]]:
+    """Check every recording; returns the usable clips and the problems found (one message each)."""
+    import soundfile as sf
+
+    folder = Path(folder)
+    clips, problems, seen_audio, seen_text = [], [], {}, {}
+    for path, text, speaker in list_recordings(folder):
+        name = str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+        if not path.is_file():
+            problems.append(Problem(name, "missing audio", "named in metadata.csv but not found"))
+            continue
+        if text is None:
+            problems.append(Problem(name, "missing transcript", f"no {path.with_suffix('.txt').name} next to it"))
+            continue
+        text = " ".join(text.split())
+        if not text:
+            problems.append(Problem(name, "empty transcript", "the transcript is empty"))
+            continue
+        try:
+            audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        except Exception as error:  # soundfile raises several types for broken files
+            problems.append(Problem(name, "unreadable audio", f"cannot be read as audio ({type(error).__name__})"))
+            continue
+        seconds = audio.shape[0] / sr
+        if seconds < min_sec:
+            problems.append(Problem(name, "too short", f"{seconds:.2f} s, under --min-sec {min_sec:g} s"))
+            continue
+        if seconds > max_sec:
+            problems.append(
+                Problem(name, "too long", f"{seconds:.1f} s, over --max-sec {max_sec:g} s (split it into sentences)")
+            )
+            continue
+        if float(np.abs(audio).max()) < 1e-4:
+            problems.append(Problem(name, "silent audio", "the recording is silent"))
+            continue
+        digest = hashlib.sha1(np.ascontiguousarray(audio).tobytes()).hexdigest()
+        if digest in seen_audio:
+            problems.append(Problem(name, "duplicate audio", f"the same audio as {seen_audio[digest]}"))
+            continue
+        seen_audio[digest] = name
+        clip = Clip(path, text, sr, audio.shape[1], seconds, speaker)
+        key = text.lower()
+        if key in seen_text:
+            problems.append(Problem(name, "duplicate transcript", f"the same text as {seen_text[key]}", False))
+        seen_text.setdefault(key, name)
+        if audio.shape[1] > 1:
+            clip.notes.append("downmixed")
+            problems.append(Problem(name, "stereo", f"{audio.shape[1]} channels, downmixed to mono", False))
+        if sr != target_sr:
+            clip.notes.append("resampled")
+            problems.append(Problem(name, "sample rate", f"{sr} Hz, resampled to {target_sr} Hz", False))
+        clips.append(clip)
+    return clips, problems
+
+
+def validation_table(clips: list[Clip], problems: list[Problem]) -> str:
+    lines = [f"{len(clips)} clips usable ({sum(c.seconds for c in clips) / 60:.1f} min), {len(problems)} findings", ""]
+    if problems:
+        lines += ["| file | issue | what | kept |", "|---|---|---|---|"]
+        lines += [f"| {p.file} | {p.issue} | {p.message} | {'no' if p.dropped else 'yes'} |" for p in problems]
+    return "\n".join(lines) + "\n"
+
+
+def write_clean_clips(clips: list[Clip], out: Path, target_sr: int) -> None:
+    """Mono float32 wavs at `target_sr` under OUT/data/clips and their metadata.csv."""
+    import csv
+
+    import soundfile as sf
+    from build_corpus import resample
+
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "metadata.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file_name", "text", "speaker_id"])
+        for index, clip in enumerate(clips):
+            audio, sr = sf.read(str(clip.path), dtype="float32", always_2d=True)
+            audio = audio.mean(axis=1)
+            if sr != target_sr:
+                audio = resample(audio, sr, target_sr)
+            name = f"clips/{index:05d}_{clip.path.stem}.wav"
+            (out / "clips").mkdir(exist_ok=True)
+            sf.write(str(out / name), audio, target_sr, subtype="FLOAT")
+            writer.writerow([name, clip.text, clip.speaker])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 2. corpus with features (build_corpus.py's code)
+
+
+def build_features(clean: Path, data: Path, base_processor, holdout: int, seed: int, min_sec: float, max_sec: float):
+    """The cleaned clips as a corpus (train / validation = held out) with the base model's log-mel features."""
+    import csv
+
+    from build_corpus import add_features, convert_speech_dataset, save_feature_artifacts
+    from datasets import Dataset, DatasetDict
+
+    with (clean / "metadata.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    holdout = min(holdout, max(0, len(rows) - 2))
+    order = np.random.default_rng(seed).permutation(len(rows))
+    fe = base_processor.feature_extractor
+    fe_kwargs = {
+        k: v
+        for k, v in fe.to_dict().items()
+        if k in ("feature_size", "sampling_rate", "n_fft", "hop_length", "f_min", "f_max", "log_floor", "win_length")
+    }
+    splits = {}
+    for split, index in (("train", order[holdout:]), ("validation", order[:holdout])):
+        picked = [rows[i] for i in sorted(index)]
+        ds = Dataset.from_dict(
+            {
+                "audio": [{"path": str(clean / r["file_name"])} for r in picked],
+                "text": [r["text"] for r in picked],
+                "speaker_id": [r["speaker_id"] for r in picked],
+            }
+        )
+        splits[split] = convert_speech_dataset(
+            ds,
+            text_column="text",
+            audio_column="audio",
+            speaker_column="speaker_id",
+            target_sr=fe.sampling_rate,
+            min_sec=min_sec,
+            max_sec=max_sec,
+            source=f"finetune:{split}",
+        )
+    dsd = add_features(DatasetDict(splits), fe_kwargs, 1)
+    if data.exists():
+        shutil.rmtree(data)
+    dsd.save_to_disk(str(data))
+    save_feature_artifacts(dsd, fe_kwargs, data)
+    return dsd
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 3.-5. training, export, evaluation, report
+
+
+def train_config(args, data: Path, run: Path) -> dict:
+    config = {
+        "dataset": str(data),
+        "output_dir": str(run),
+        "init_from": str(args.base),
+        "max_steps": args.max_steps,
+        "learning_rate": args.learning_rate or (3e-4 if args.full else 1e-3),
+        "min_lr_ratio": 0.1,
+        "warmup_steps": min(20, max(1, args.max_steps // 10)),
+        "decay_start": 0.3,
+        "max_batch_frames": args.max_batch_frames,
+        "max_example_frames": min(800, args.max_batch_frames),
+        "pair_prob": 0.5,
+        "ema_decay": 0.98,
+        "checkpoint_every": max(1, min(50, args.max_steps)),
+        "keep_checkpoints": 1,
+        "eval_every": args.max_steps,
+        "log_every": max(1, min(10, args.max_steps)),
+        "eval_utterances": 4,
+        "seed": args.seed,
+        "num_threads": args.threads,
+    }
+    if not args.full:
+        config["lora"] = {"rank": args.rank, "alpha": args.alpha or 2 * args.rank, "targets": args.targets}
+    return config
+
+
+def export_voice(args, run: Path, voice: Path, prompt_wav: str, prompt_text: str) -> dict:
+    """The base pipeline with the fine-tuning built in (adapter merged, or the fine-tuned weights) and a default
+    voice; returns the adapter summary (LoRA) or {}."""
+    import soundfile as sf
+    import torch
+
+    from modeling_ditar import DiTARForConditionalGeneration, DiTARPipeline
+
+    pipe = DiTARPipeline.from_pretrained(args.base)
+    summary = {}
+    if args.full:
+        pipe.model = DiTARForConditionalGeneration.from_pretrained(run / "final" / "model").eval()
+        pipe.register_modules(model=pipe.model)
+    else:
+        adapter = Path(args.out) / "adapter"
+        if adapter.exists():
+            shutil.rmtree(adapter)
+        shutil.copytree(run / "final" / "adapter", adapter)
+        pipe.load_lora_weights(adapter, adapter_name="voice")
+        summary = pipe.model.adapter_summary("voice")
+        summary["file_mb"] = (adapter / "adapter_model.safetensors").stat().st_size / 1e6
+        with torch.no_grad():
+            pipe.model.merge_and_unload()
+    audio, sr = sf.read(prompt_wav, dtype="float32")
+    pipe.set_default_voice(audio, prompt_text, sampling_rate=sr)
+    pipe.save_pretrained(voice)
+    return summary
+
+
+def eval_available() -> str | None:
+    """None when the evaluation can run, else why not."""
+    missing = [m for m in ("faster_whisper", "resemblyzer") if importlib.util.find_spec(m) is None]
+    return (
+        f"the eval extra is not installed (missing {', '.join(missing)}): pip install -e '.[eval]'" if missing else None
+    )
+
+
+def run_evaluation(args, data: Path, voice: Path, out: Path) -> dict:
+    evaluate = [sys.executable, str(HERE / "evaluate.py")]
+    cases = out / "eval" / "cases.jsonl"
+    if not cases.is_file():
+        _run(evaluate + ["--make-cases-from", str(data), "--split", "validation", "--num-cases", "20", "--out", cases])
+    extra = ["--threads", str(args.threads)] + (["--dnsmos"] if args.dnsmos else [])
+    results = {}
+    for key, rows, pipeline, label in (
+        ("before", "gt,model", args.base, "base"),
+        ("after", "model", str(voice), "fine-tuned"),
+    ):
+        target = out / "eval" / key
+        if not (target / "results.json").is_file():
+            _run(
+                evaluate
+                + ["--cases", cases, "--rows", rows, "--pipeline", pipeline, "--label", label, "--out", target]
+                + extra
+            )
+        results[key] = json.loads((target / "results.json").read_text())
+    return results
+
+
+def _run(command: list) -> None:
+    command = [str(c) for c in command]
+    print("+ " + " ".join(command), flush=True)
+    subprocess.run(command, check=True, cwd=ROOT)
+
+
+def write_report(out: Path, args, clips, problems, dsd, summary: dict, results: dict | None, note: str | None) -> str:
+    lines = [
+        f"# Fine-tuning report: {Path(args.recordings).name}",
+        "",
+        f"Base: `{args.base}`. Mode: {'full fine-tuning' if args.full else f'LoRA rank {args.rank} on {args.targets}'}"
+        f", {args.max_steps} steps. Data: {len(dsd['train'])} training clips, {len(dsd['validation'])} held out "
+        f"({len(problems)} validation findings, see validation.md).",
+        "",
+    ]
+    if summary:
+        lines += [
+            f"Adapter: {summary['adapter_parameters']:,} parameters ({100 * summary['fraction']:.2f}% of the "
+            f"{summary['base_parameters']:,} of the model), {summary['file_mb']:.2f} MB (`adapter/`).",
+            "",
+        ]
+    if results:
+        lines += ["| system | SIM to prompt | WER | DNSMOS OVRL | cases |", "|---|---|---|---|---|"]
+        for key in ("before", "after"):
+            for row in results[key]["rows"]:
+                dnsmos = next((v for k, v in row.items() if "ovrl" in k.lower() and isinstance(v, float)), None)
+                lines.append(
+                    f"| {row['name']} | {_fmt(row.get('sim_prompt'))} | {_fmt(row.get('wer'), percent=True)} | "
+                    f"{_fmt(dnsmos)} | {row['cases']} |"
+                )
+        lines += ["", "Audio samples: `eval/before/wavs/`, `eval/after/wavs/` (one file per held-out case).", ""]
+    else:
+        lines += [f"Evaluation skipped: {note}.", ""]
+    lines += [
+        "Use it:",
+        "",
+        "```bash",
+        f'ditar synthesize "Hello there." --model {out / "voice"} -o hello.wav',
+        "```",
+        "",
+    ]
+    if summary:
+        lines += [
+            "or load the adapter onto the base pipeline:",
+            "",
+            "```python",
+            f'pipe = DiTARPipeline.from_pretrained("{args.base}")',
+            f'pipe.load_lora_weights("{out / "adapter"}", adapter_name="voice")',
+            "```",
+            "",
+        ]
+    text = "\n".join(lines)
+    (out / "report.md").write_text(text)
+    return text
+
+
+def _fmt(value, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}%" if percent else f"{value:.3f}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("recordings", help="folder of wav/flac with .txt transcripts, or with a metadata.csv")
+    p.add_argument("--out", required=True, help="output folder (re-running with the same one resumes)")
+    p.add_argument("--base", default=DEFAULT_BASE, help="pipeline folder to fine-tune (default: the shipped default)")
+    p.add_argument("--full", action="store_true", help="train every weight instead of a LoRA adapter")
+    p.add_argument("--rank", type=int, default=16, help="LoRA rank")
+    p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default 2 x rank)")
+    p.add_argument("--targets", default="backbone+locdit", help="LoRA targets: backbone, backbone-mlp, locdit, encoder")
+    p.add_argument("--max-steps", type=int, default=300)
+    p.add_argument("--learning-rate", type=float, default=None, help="default 1e-3 (LoRA) or 3e-4 (--full)")
+    p.add_argument("--max-batch-frames", type=int, default=1600)
+    p.add_argument("--holdout", type=int, default=4, help="clips held out for the evaluation")
+    p.add_argument("--min-sec", type=float, default=1.0)
+    p.add_argument("--max-sec", type=float, default=15.0)
+    p.add_argument("--eval", choices=["auto", "none"], default="auto", help="none: skip the before/after evaluation")
+    p.add_argument("--dnsmos", action="store_true", help="also score DNSMOS (speechmos)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    from modeling_ditar import DiTARProcessor
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = Path(args.base)
+    processor = DiTARProcessor.from_pretrained(base / "processor" if (base / "processor").is_dir() else base)
+    target_sr = processor.feature_extractor.sampling_rate
+
+    clips, problems = validate_recordings(args.recordings, target_sr, args.min_sec, args.max_sec)
+    table = validation_table(clips, problems)
+    (out / "validation.md").write_text(table)
+    print(table, flush=True)
+    if len(clips) < args.holdout + 2:
+        raise SystemExit(f"{args.recordings}: {len(clips)} usable clips; at least {args.holdout + 2} are needed")
+
+    data, clean, run = out / "data", out / "data_clean", out / "run"
+    if not (data / "dataset_dict.json").is_file():
+        write_clean_clips(clips, clean, target_sr)
+        build_features(clean, data, processor, args.holdout, args.seed, args.min_sec, args.max_sec)
+    from datasets import load_from_disk
+
+    dsd = load_from_disk(str(data))
+    print(f"corpus: {len(dsd['train'])} training clips, {len(dsd['validation'])} held out", flush=True)
+
+    done = run / "final" / ("model" if args.full else "adapter")
+    if not done.is_dir():
+        config = out / "train_config.json"
+        config.write_text(json.dumps(train_config(args, data, run), indent=2))
+        resume = ["--resume"] if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()) else []
+        _run([sys.executable, HERE / "train.py", "--config", config, *resume])
+
+    held = dsd["validation"]
+    prompt = out / "prompt.wav"
+    import soundfile as sf
+
+    sf.write(str(prompt), np.asarray(held[0]["audio"], dtype=np.float32), held[0]["sampling_rate"])
+    summary = export_voice(args, run, out / "voice", str(prompt), held[0]["text"])
+    if summary:
+        (out / "adapter_summary.json").write_text(json.dumps(summary, indent=2))
+
+    note = "--eval none" if args.eval == "none" else eval_available()
+    if note is None and len(held) < 2:
+        note = "fewer than 2 held-out clips"
+    results = run_evaluation(args, data, out / "voice", out) if note is None else None
+    print(write_report(out, args, clips, problems, dsd, summary, results, note), flush=True)
+    return {"summary": summary, "results": results, "problems": problems}
+
+
+if __name__ == "__main__":
+    main()

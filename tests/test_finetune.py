@@ -1,0 +1,153 @@
+"""examples/finetune.py: the data-validation messages (table-driven), the metadata layouts, and the whole path from a
+folder of recordings to an adapter, a voice folder and a report on a tiny model (a few steps)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from pipeline_helpers import SR, get_dummy_pipeline, tone
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+
+pytest.importorskip("peft")
+pytest.importorskip("datasets")
+
+
+import finetune  # noqa: E402  (examples/finetune.py)
+
+
+def _clip(seconds=1.2, freq=220.0, sr=SR):
+    return tone(seconds, sr=sr, freq=freq)
+
+
+def _write(folder: Path, name: str, audio=None, text: str | None = "a clean sentence", sr: int = SR):
+    if audio is not None:
+        sf.write(str(folder / f"{name}.wav"), audio, sr)
+    if text is not None:
+        (folder / f"{name}.txt").write_text(text)
+
+
+# (clip name, how it is written, issue, part of the message, dropped)
+CASES = [
+    ("notext", lambda f: _write(f, "notext", _clip(freq=150), None), "missing transcript", "no notext.txt", True),
+    ("empty", lambda f: _write(f, "empty", _clip(freq=160), "  \n"), "empty transcript", "empty", True),
+    (
+        "broken",
+        lambda f: ((f / "broken.wav").write_bytes(b"RIFF0000WAVEjunk"), (f / "broken.txt").write_text("x y")),
+        "unreadable audio",
+        "cannot be read as audio",
+        True,
+    ),
+    ("short", lambda f: _write(f, "short", _clip(0.3, freq=170)), "too short", "0.30 s, under --min-sec 1 s", True),
+    ("long", lambda f: _write(f, "long", _clip(16.0, freq=180)), "too long", "16.0 s, over --max-sec 15 s", True),
+    ("silent", lambda f: _write(f, "silent", np.zeros(SR * 2, np.float32)), "silent audio", "silent", True),
+    ("dup", lambda f: _write(f, "dup", _clip(freq=220.0), "another text"), "duplicate audio", "same audio as", True),
+    (
+        "rate",
+        lambda f: _write(f, "rate", _clip(freq=230, sr=16000), sr=16000),
+        "sample rate",
+        "16000 Hz, resampled to",
+        False,
+    ),
+    (
+        "stereo",
+        lambda f: _write(f, "stereo", np.stack([_clip(freq=240), _clip(freq=250)], axis=1), "two channels"),
+        "stereo",
+        "2 channels, downmixed to mono",
+        False,
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recordings")
+    _write(folder, "a_good", _clip(freq=220.0), "the first sentence")  # "dup" repeats its audio
+    for _, make, *_ in CASES:
+        make(folder)
+    return finetune.validate_recordings(folder, SR, min_sec=1.0, max_sec=15.0)
+
+
+@pytest.mark.parametrize("name,make,issue,message,dropped", CASES, ids=[c[0] for c in CASES])
+def test_validation_messages(validated, name, make, issue, message, dropped):
+    clips, problems = validated
+    found = [p for p in problems if Path(p.file).stem == name]
+    assert len(found) == 1, [vars(p) for p in problems]
+    assert found[0].issue == issue and message in found[0].message and found[0].dropped is dropped
+    assert any(c.path.stem == name for c in clips) is not dropped
+    assert f"| {found[0].file} | {issue} |" in finetune.validation_table(clips, problems)
+
+
+def test_validation_keeps_good_clips_and_notes_fixes(validated):
+    clips, _ = validated
+    assert sorted(c.path.stem for c in clips) == ["a_good", "rate", "stereo"]
+    notes = {c.path.stem: c.notes for c in clips}
+    assert notes == {"a_good": [], "rate": ["resampled"], "stereo": ["downmixed"]}
+
+
+def test_metadata_csv_and_ljspeech_layouts(tmp_path):
+    csv_dir, lj_dir = tmp_path / "csv", tmp_path / "lj"
+    (csv_dir / "clips").mkdir(parents=True)
+    (lj_dir / "wavs").mkdir(parents=True)
+    sf.write(str(csv_dir / "clips" / "1.wav"), _clip(freq=200), SR)
+    (csv_dir / "metadata.csv").write_text(
+        'file_name,text,speaker_id\nclips/1.wav,"Hello, there.",anna\nclips/2.wav,x,\n'
+    )
+    clips, problems = finetune.validate_recordings(csv_dir, SR)
+    assert [(c.text, c.speaker) for c in clips] == [("Hello, there.", "anna")]
+    assert [(p.file, p.issue) for p in problems] == [("clips/2.wav", "missing audio")]
+    sf.write(str(lj_dir / "wavs" / "LJ001.wav"), _clip(freq=210), SR)
+    (lj_dir / "metadata.csv").write_text("LJ001|Printing, in 1 sense|Printing, in one sense\n")
+    clips, problems = finetune.validate_recordings(lj_dir, SR)
+    assert [c.text for c in clips] == ["Printing, in one sense"] and problems == []
+
+
+def test_from_recordings_to_a_voice_end_to_end(tmp_path, capsys):
+    from modeling_ditar import DiTARPipeline
+
+    base = tmp_path / "base"
+    get_dummy_pipeline().save_pretrained(base)
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    words = ["hello world", "a small test", "speech is fun", "more words here", "the quick fox", "good day", "yes"]
+    rng = np.random.default_rng(0)
+    for i, text in enumerate(words):
+        audio = _clip(1.0 + 0.05 * i, freq=180 + 10 * i) + 0.01 * rng.standard_normal(int((1.0 + 0.05 * i) * SR))
+        _write(recordings, f"utt{i}", audio.astype(np.float32), text)
+    _write(recordings, "notext", _clip(freq=300), None)
+    out = tmp_path / "out"
+    argv = [str(recordings), "--out", str(out), "--base", str(base), "--max-steps", "4", "--rank", "4"]
+    argv += ["--holdout", "2", "--eval", "none", "--threads", "1", "--min-sec", "0.5"]
+    result = finetune.main(argv)
+
+    assert "missing transcript" in (out / "validation.md").read_text()
+    assert {p.name for p in (out / "adapter").iterdir()} == {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "README.md",
+    }
+    summary = json.loads((out / "adapter_summary.json").read_text())
+    assert summary == pytest.approx(result["summary"]) and 0 < summary["fraction"] < 0.5
+    log = (out / "run" / "log.csv").read_text().splitlines()
+    assert log[-1].startswith("4,")  # trained 4 steps
+    report = (out / "report.md").read_text()
+    assert "Adapter:" in report and "Evaluation skipped: --eval none" in report and "5 training clips" in report
+
+    voice = DiTARPipeline.from_pretrained(out / "voice")
+    voice.set_progress_bar_config(disable=True)
+    assert voice.default_voice is not None
+    audio = voice("hello", num_inference_steps=2, max_new_patches=3).audios[0]
+    assert np.isfinite(audio).all() and audio.size > 0
+    pipe = DiTARPipeline.from_pretrained(base)
+    pipe.load_lora_weights(out / "adapter", adapter_name="me")
+    assert pipe.get_active_adapters() == ["me"]
+
+    capsys.readouterr()
+    finetune.main(argv)  # a second run resumes: nothing to train again
+    assert "+ " not in capsys.readouterr().out

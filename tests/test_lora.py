@@ -1,0 +1,193 @@
+"""LoRA adapters through peft: targets and rank, save/load/unload identity, switching, fusing, the fast path, pushes,
+and a tiny training run in which the loss goes down and only adapter parameters change."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from model_helpers import DiTARModelTester
+from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
+from test_model_cards import RecordingApi
+
+from modeling_ditar import DiTARForConditionalGeneration
+from modeling_ditar.lora import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    default_lora_config,
+    lora_target_modules,
+    push_adapter_to_hub,
+)
+
+pytest.importorskip("peft")
+
+
+def randomize_adapter(model, seed: int, scale: float = 0.2):
+    """LoRA B starts at zero (the adapter is a no-op); random values make it change the output."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
+
+
+def audio(pipe, **overrides):
+    return pipe(**get_dummy_inputs(**overrides)).audios[0]
+
+
+def lora_linears(model):
+    from peft.tuners.lora import LoraLayer
+
+    return [name for name, module in model.named_modules() if isinstance(module, LoraLayer)]
+
+
+def test_targets_and_rank():
+    model = DiTARModelTester().get_model()
+    model.add_adapter(default_lora_config(rank=4, targets="backbone+locdit"), adapter_name="a")
+    names = lora_linears(model)
+    # 2 backbone layers x q/k/v/o + 2 LocDiT blocks x (4 attention + 2 feed-forward linears)
+    assert len(names) == 2 * 4 + 2 * 6
+    assert all(name.startswith(("language_model.", "locdit.transformer.blocks.")) for name in names)
+    assert model.language_model.layers[0].self_attn.q_proj.lora_A["a"].weight.shape == (4, 32)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    summary = model.adapter_summary()
+    assert summary["layers"] == 20 and 0 < summary["fraction"] < 1
+    assert summary["size_mb"] == pytest.approx(summary["adapter_parameters"] * 4 / 1e6)
+    mlp = DiTARModelTester().get_model()
+    mlp.add_adapter(default_lora_config(rank=2, targets="backbone-mlp+encoder"))
+    assert len(lora_linears(mlp)) == 2 * 3 + 1 * 6
+    assert lora_target_modules(["q_proj"]) == ["q_proj"]
+    with pytest.raises(ValueError, match="groups of"):
+        lora_target_modules("backbone+decoder")
+
+
+def test_save_load_unload_is_bit_identical(tmp_path):
+    pipe = get_dummy_pipeline()
+    base = audio(pipe)
+    model = pipe.model
+    model.add_adapter(default_lora_config(rank=4), adapter_name="voice")
+    randomize_adapter(model, seed=1)
+    adapted = audio(pipe)
+    assert not torch.equal(torch.as_tensor(adapted), torch.as_tensor(base))
+    folder = model.save_adapter(tmp_path / "voice")
+    assert {p.name for p in folder.iterdir()} == {ADAPTER_CONFIG, ADAPTER_WEIGHTS, "README.md"}
+    config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    assert config["peft_type"] == "LORA" and config["r"] == 4
+    assert "library_name: peft" in (folder / "README.md").read_text()
+
+    pipe.unload_lora_weights()
+    assert lora_linears(model) == [] and model.peft_config == {}
+    with torch.no_grad():
+        assert model.locdit.transformer.use_fast_path()
+    assert torch.equal(torch.as_tensor(audio(pipe)), torch.as_tensor(base))  # bit for bit
+
+    fresh = get_dummy_pipeline()
+    fresh.load_lora_weights(folder, adapter_name="voice")
+    assert fresh.get_active_adapters() == ["voice"]
+    torch.testing.assert_close(torch.as_tensor(audio(fresh)), torch.as_tensor(adapted), rtol=0, atol=0)
+    fresh.disable_lora()
+    assert torch.equal(torch.as_tensor(audio(fresh)), torch.as_tensor(base))
+    fresh.enable_lora()
+    assert torch.equal(torch.as_tensor(audio(fresh)), torch.as_tensor(adapted))
+
+
+def test_switch_between_two_adapters_and_delete(tmp_path):
+    pipe = get_dummy_pipeline()
+    base = torch.as_tensor(audio(pipe))
+    outputs = {}
+    for seed, name in ((1, "a"), (2, "b")):
+        model = get_dummy_pipeline().model
+        model.add_adapter(default_lora_config(rank=4, targets="locdit"), adapter_name=name)
+        randomize_adapter(model, seed)
+        model.save_adapter(tmp_path / name)
+    for name in ("a", "b"):
+        pipe.load_lora_weights(tmp_path / name, adapter_name=name)
+        outputs[name] = torch.as_tensor(audio(pipe))
+    assert pipe.get_list_adapters() == {"model": ["a", "b"]}
+    assert not torch.equal(outputs["a"], outputs["b"])
+    pipe.set_adapters("a")
+    assert torch.equal(torch.as_tensor(audio(pipe)), outputs["a"])
+    pipe.set_adapters("b")
+    assert torch.equal(torch.as_tensor(audio(pipe)), outputs["b"])
+    with pytest.raises(ValueError, match="No adapter named"):
+        pipe.set_adapters("c")
+    pipe.delete_adapters("b")
+    assert pipe.get_active_adapters() == ["a"]
+    assert torch.equal(torch.as_tensor(audio(pipe)), outputs["a"])
+    pipe.delete_adapters("a")
+    assert torch.equal(torch.as_tensor(audio(pipe)), base)
+
+
+def test_fuse_lora_matches_unfused_and_restores_the_fast_path(tmp_path):
+    pipe = get_dummy_pipeline()
+    model = pipe.model
+    model.add_adapter(default_lora_config(rank=4, targets="backbone+backbone-mlp+locdit+encoder"), adapter_name="v")
+    randomize_adapter(model, seed=3, scale=0.1)
+    with torch.no_grad():
+        assert not model.locdit.transformer.use_fast_path()  # LoRA-wrapped linears: the diffusers path
+    unfused = torch.as_tensor(audio(pipe))
+    pipe.fuse_lora()
+    assert lora_linears(model) == []
+    with torch.no_grad():
+        assert model.locdit.transformer.use_fast_path()
+    torch.testing.assert_close(torch.as_tensor(audio(pipe)), unfused, rtol=1e-4, atol=1e-4)
+    pipe.unfuse_lora()
+    assert torch.equal(torch.as_tensor(audio(pipe)), unfused)
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()  # fused or not, unloading gives the base model back
+    assert torch.equal(torch.as_tensor(audio(pipe)), torch.as_tensor(audio(get_dummy_pipeline())))
+
+
+def test_push_adapter_to_hub_with_card(tmp_path):
+    model = DiTARModelTester().get_model()
+    model.add_adapter(default_lora_config(rank=2), adapter_name="me")
+    api = RecordingApi()
+    info = push_adapter_to_hub(model, "org/my-voice", api=api, private=True)
+    assert info.commit_url.endswith("/commit/0")
+    assert api.calls[0] == ("create_repo", "org/my-voice", True, True)
+    assert set(api.files) == {ADAPTER_CONFIG, ADAPTER_WEIGHTS, "README.md"}
+    card = ModelCard(api.files["README.md"].decode())
+    assert card.data.library_name == "peft" and "lora" in card.data.tags
+
+
+def test_tiny_lora_training_run_trains_only_the_adapter():
+    tester = DiTARModelTester()
+    model: DiTARForConditionalGeneration = tester.get_model()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    model.add_adapter(default_lora_config(rank=4, alpha=8), adapter_name="tune")
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
+    batch = tester.prepare_inputs(seed=0)
+    losses = []
+    for step in range(12):
+        torch.manual_seed(step % 2)  # the diffusion times and noise of two alternating draws
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss))
+    assert sum(losses[-4:]) < sum(losses[:4])
+    for name, parameter in model.named_parameters():
+        if "lora_" in name:
+            continue
+        original = name.replace(".base_layer", "")
+        assert torch.equal(parameter, before[original]), name  # the base weights never moved
+    assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in model.named_parameters() if "lora_B" in n)
+    model.unload_adapters()
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_candidate_ranking_takes_one_float_rate_for_every_row():
+    """train.py's validation sample passes the prompt's speaking rate as a float; with `num_candidates` > 1 (the
+    shipped default) the CTC ranking used to slice it like a per-row tensor and fail at the end of a fine-tuning run."""
+    tester = DiTARModelTester(batch_size=1)
+    model = tester.get_model(ctc_loss_weight=1.0, num_candidates=2)
+    inputs = tester.prepare_generation_inputs()
+    out = model.generate(
+        **inputs, speech_position_rate=0.5, max_new_patches=3, generator=torch.Generator().manual_seed(0)
+    )
+    assert out.features.shape[0] == 1 and torch.isfinite(out.features).all()
