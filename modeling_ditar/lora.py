@@ -243,6 +243,17 @@ class DiTARLoraMixin:
         self._ditar_adapters().clear()
         self._ditar_active = []
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """The model's own `save_pretrained`, refused while LoRA layers are in place (their weights would be saved
+        under names a plain model does not load): `save_adapter` saves the adapter, `fuse_adapters` /
+        `merge_and_unload` build it into a model that saves like any other, `unload_adapters` drops it."""
+        if _tuner_layers(self):
+            raise ValueError(
+                "LoRA adapters are loaded: save_adapter(folder) saves an adapter; fuse_lora() / merge_and_unload() "
+                "(or unload_lora_weights()) before saving the whole model or pipeline"
+            )
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def get_adapter_state_dict(self, adapter_name: str | None = None) -> dict[str, torch.Tensor]:
         """The adapter's weights under peft's names (adapter name left out), as saved in adapter_model.safetensors."""
         from peft import get_peft_model_state_dict

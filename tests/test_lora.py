@@ -12,7 +12,7 @@ from model_helpers import DiTARModelTester
 from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
 from test_model_cards import RecordingApi
 
-from modeling_ditar import DiTARForConditionalGeneration
+from modeling_ditar import DiTARForConditionalGeneration, DiTARPipeline
 from modeling_ditar.lora import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -78,6 +78,8 @@ def test_save_load_unload_is_bit_identical(tmp_path):
     assert config["peft_type"] == "LORA" and config["r"] == 4
     assert "library_name: peft" in (folder / "README.md").read_text()
 
+    with pytest.raises(ValueError, match="save_adapter"):
+        pipe.save_pretrained(tmp_path / "pipe")  # LoRA layers would be saved under names nothing loads
     pipe.unload_lora_weights()
     assert lora_linears(model) == [] and model.peft_config == {}
     with torch.no_grad():
@@ -134,6 +136,10 @@ def test_fuse_lora_matches_unfused_and_restores_the_fast_path(tmp_path):
     with torch.no_grad():
         assert model.locdit.transformer.use_fast_path()
     torch.testing.assert_close(torch.as_tensor(audio(pipe)), unfused, rtol=1e-4, atol=1e-4)
+    pipe.save_pretrained(tmp_path / "fused")  # fused: a plain pipeline with the adapter built in
+    reloaded = DiTARPipeline.from_pretrained(tmp_path / "fused")
+    reloaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(torch.as_tensor(audio(reloaded)), unfused, rtol=1e-4, atol=1e-4)
     pipe.unfuse_lora()
     assert torch.equal(torch.as_tensor(audio(pipe)), unfused)
     pipe.fuse_lora()
