@@ -559,3 +559,53 @@ def test_kill_during_checkpoint_write_resumes_from_the_last_complete_one(straigh
     straight, interrupted = _losses(tmp_path / "straight"), _losses(run)
     assert {step: interrupted[step] for step in range(1, 7)} == straight
     assert (run / "final" / "model" / "model.safetensors").is_file()
+
+
+def test_lora_run_trains_only_the_adapter_and_resumes(straight_run):
+    """`lora:` in the config: the adapter alone is optimised, averaged and checkpointed; an interrupted run resumes with
+    the same losses as an uninterrupted one and writes final/adapter (the base model of init_from is untouched)."""
+    pytest.importorskip("peft")
+    from safetensors.torch import load_file
+
+    from modeling_ditar import DiTARForConditionalGeneration
+
+    tmp_path, config = straight_run
+    data = json.loads(config.read_text())
+    data["init_from"] = str(tmp_path / "straight" / "final")  # model/ and processor/
+    data["lora"] = {"rank": 2, "alpha": 4, "targets": "backbone+locdit"}
+    data["learning_rate"] = 1e-2
+    lora_config = tmp_path / "lora.json"
+    lora_config.write_text(json.dumps(data))
+    _train(lora_config, tmp_path / "lora-straight")
+    _train(lora_config, tmp_path / "lora-resumed", "--stop-after", "3")
+    assert "resumed from" in _train(lora_config, tmp_path / "lora-resumed", "--resume").stdout
+    straight, resumed = _losses(tmp_path / "lora-straight"), _losses(tmp_path / "lora-resumed")
+    assert {s: resumed[s] for s in range(4, 7)} == {s: straight[s] for s in range(4, 7)}
+
+    final = tmp_path / "lora-straight" / "final"
+    assert not (final / "model").exists()
+    adapter = load_file(str(final / "adapter" / "adapter_model.safetensors"))
+    assert adapter and all("lora_" in key for key in adapter)
+    summary = json.loads((tmp_path / "lora-straight" / "adapter_summary.json").read_text())
+    assert summary["adapter_parameters"] == sum(t.numel() for t in adapter.values()) and summary["fraction"] < 0.5
+    base = DiTARForConditionalGeneration.from_pretrained(tmp_path / "straight" / "final" / "model")
+    adapted = DiTARForConditionalGeneration.from_pretrained(tmp_path / "straight" / "final" / "model")
+    adapted.load_adapter(final / "adapter", adapter_name="tuned")
+    inputs = {k: v[:1] for k, v in _tiny_batch(base).items()}
+    torch.manual_seed(0)
+    before = base(**inputs).loss
+    torch.manual_seed(0)
+    assert not torch.equal(adapted(**inputs).loss, before)  # the adapter's B matrices were trained away from zero
+    adapted.unload_adapters()
+    torch.manual_seed(0)
+    assert torch.equal(adapted(**inputs).loss, before)
+
+
+def _tiny_batch(model):
+    generator = torch.Generator().manual_seed(0)
+    return {
+        "input_ids": torch.randint(1, 20, (1, 5), generator=generator),
+        "attention_mask": torch.ones(1, 5, dtype=torch.long),
+        "speech_features": torch.randn(1, 8, model.config.feature_dim, generator=generator),
+        "speech_attention_mask": torch.ones(1, 8, dtype=torch.long),
+    }
