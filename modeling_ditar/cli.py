@@ -232,6 +232,8 @@ def check_command_line() -> None:
     args = _parse(sys.argv[1:])
     if isinstance(args, int):
         raise SystemExit(args)
+    if args.command in ("synthesize", "serve"):
+        quiet_thread_waits()
     try:
         # standard input is read now (and kept) only where `main` will run in this very module
         args.check(args, read_stdin=how == "script")
@@ -240,6 +242,26 @@ def check_command_line() -> None:
         raise SystemExit(2) from None
     if how == "module":  # runpy runs this file as __main__ next: it must not find it imported already
         sys.modules.pop(__name__, None)
+
+
+# OpenMP's environment for the `ditar` command (docs/inference.md, "Busy machines"): torch's CPU kernels run on GNU
+# OpenMP, whose worker threads spin-wait between parallel regions. When other processes want the cores, the spinning
+# threads take CPU time from the thread doing the work: with one core busy elsewhere, a call on 2 threads took 10 to
+# 50 times its idle time. PASSIVE makes waiting threads sleep at once.
+THREAD_WAIT_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def quiet_thread_waits(environ=None, modules=None) -> dict[str, str]:
+    """Set `THREAD_WAIT_ENVIRONMENT` in `environ` (default `os.environ`) for the OpenMP runtime torch loads, unless
+    the user set a wait policy or spin count (OMP_WAIT_POLICY, GOMP_SPINCOUNT, KMP_BLOCKTIME) or torch is already
+    imported (the runtime has read its environment then). Returns what it set. Only `ditar synthesize` and `ditar
+    serve` call this, before their imports load torch; importing the library changes no thread setting."""
+    environ = os.environ if environ is None else environ
+    modules = sys.modules if modules is None else modules
+    if "torch" in modules or any(key in environ for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")):
+        return {}
+    environ.update(THREAD_WAIT_ENVIRONMENT)
+    return dict(THREAD_WAIT_ENVIRONMENT)
 
 
 def _launched_as() -> str | None:

@@ -383,3 +383,14 @@ def test_only_the_ditar_command_checks_early(monkeypatch):
         assert cli._launched_as() == expected, orig_argv
     monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "pytest"])
     cli.check_command_line()  # not the command: does nothing (and never exits)
+
+
+def test_the_command_makes_waiting_openmp_threads_sleep_unless_the_user_chose():
+    environ: dict[str, str] = {}
+    assert cli.quiet_thread_waits(environ, modules={}) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert environ == {"OMP_WAIT_POLICY": "PASSIVE"}
+    for chosen in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "100000"}, {"KMP_BLOCKTIME": "200"}):
+        environ = dict(chosen)
+        assert cli.quiet_thread_waits(environ, modules={}) == {} and environ == chosen
+    environ = {}
+    assert cli.quiet_thread_waits(environ, modules={"torch": object()}) == {} and environ == {}  # too late to matter
