@@ -22,6 +22,17 @@ from dataclasses import dataclass
 
 import torch
 from transformers import GenerationConfig
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+# Settings allowed but far beyond normal cost: generation warns, naming what they cost (the defaults are 10 steps,
+# 1-4 candidates, and a cap from the text's length).
+COSTLY_SETTINGS: dict = {
+    "num_inference_steps": (100, "every step is one LocDiT call per patch; 10 is the default"),
+    "num_candidates": (16, "every candidate is one more row sampled for every text"),
+    "max_new_patches": (4096, "a patch is 4 frames, 4096 patches are minutes of audio"),
+}
 
 GENERATION_DEFAULTS: dict = {
     "num_inference_steps": 10,
@@ -78,6 +89,9 @@ def resolve_generation_settings(generation_config: GenerationConfig | None, **ov
     if overrides:
         raise TypeError(f"unknown generation settings: {sorted(overrides)}; known: {sorted(GENERATION_DEFAULTS)}.")
     check_generation_settings(values)
+    for key, (bound, cost) in COSTLY_SETTINGS.items():
+        if values[key] is not None and values[key] > bound:
+            logger.warning(f"{key}={values[key]} is far beyond the usual cost ({cost}); expect a slow call.")
     return GenerationSettings(**values)
 
 

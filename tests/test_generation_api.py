@@ -128,3 +128,17 @@ def test_saving_keeps_float16_weights_that_were_only_upcast(tmp_path):
     loaded.save_pretrained(tmp_path / "trained")
     assert _weights_dtype(tmp_path / "trained" / "model" / "model.safetensors") == "torch.float32"
     np.testing.assert_array_equal(loaded.default_voice[0], again.default_voice[0])
+
+
+@pytest.mark.parametrize(
+    "setting, value", [("num_inference_steps", 101), ("num_candidates", 17), ("max_new_patches", 5000)]
+)
+def test_settings_far_beyond_the_usual_cost_warn(tester, caplog, setting, value):
+    model = tester.get_model(ctc_loss_weight=0.1)
+    with caplog.at_level("WARNING"):
+        model.generation_settings(**{setting: value})
+    assert any(f"{setting}={value} is far beyond the usual cost" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        model.generation_settings()
+    assert not [r for r in caplog.records if "far beyond" in r.getMessage()]
