@@ -94,7 +94,10 @@ def default_lora_config(
 
 
 def _tuner_layers(model: nn.Module):
-    from peft.tuners.tuners_utils import BaseTunerLayer
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # without peft no LoRA layer can be in the model (saving must work on a light install)
+        return []
 
     return [(name, module) for name, module in model.named_modules() if isinstance(module, BaseTunerLayer)]
 

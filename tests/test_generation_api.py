@@ -142,3 +142,21 @@ def test_settings_far_beyond_the_usual_cost_warn(tester, caplog, setting, value)
     with caplog.at_level("WARNING"):
         model.generation_settings()
     assert not [r for r in caplog.records if "far beyond" in r.getMessage()]
+
+
+def test_saving_needs_no_peft(tester, monkeypatch):
+    """peft is optional (the train extra): the check `save_pretrained` makes for LoRA layers works where peft cannot
+    be imported (`.ci/check_lowest_versions.sh` saves pipelines in a venv without peft, end to end)."""
+    import builtins
+
+    from modeling_ditar import lora
+
+    real_import = builtins.__import__
+
+    def hide_peft(name, *args, **kwargs):
+        if name == "peft" or name.startswith("peft."):
+            raise ImportError("peft is hidden by this test")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", hide_peft)
+    assert lora._tuner_layers(tester.get_model()) == []
