@@ -194,6 +194,7 @@ def test_accelerate_launch_configs_parse(name):
     assert config.num_processes >= 8
 
 
+@pytest.mark.slow  # 43 s: two training runs and a pack/unpack; the default run stays under 5 minutes without it
 def test_resume_pack_round_trip_continues_the_run(tmp_path):
     """A checkpoint packed into small safetensors files (to carry a run across machines in git) resumes the run; the
     only difference is the reduced precision of the EMA and Adam moments."""
