@@ -244,7 +244,7 @@ def check_command_line() -> None:
         sys.modules.pop(__name__, None)
 
 
-# OpenMP's environment for the `ditar` command (docs/inference.md, "Busy machines"): torch's CPU kernels run on GNU
+# OpenMP's environment for the `ditar` command: torch's CPU kernels run on GNU
 # OpenMP, whose worker threads spin-wait between parallel regions. When other processes want the cores, the spinning
 # threads take CPU time from the thread doing the work: with one core busy elsewhere, a call on 2 threads took 10 to
 # 50 times its idle time. PASSIVE makes waiting threads sleep at once.
@@ -473,7 +473,7 @@ def _write_stream(pipe, call: dict, output: Path) -> tuple[float, float]:
 
 SERVE_DESCRIPTION = """\
 Serve the model over HTTP with OpenAI's speech API: POST /v1/audio/speech, voices uploaded once with POST /v1/voices
-(GET lists them), GET /health. Concurrent requests are batched. The guide is docs/serving.md."""
+(GET lists them), GET /health. Concurrent requests are batched."""
 
 SERVE_EPILOG = """\
 examples:

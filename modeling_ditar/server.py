@@ -10,7 +10,7 @@ Concurrent requests are batched: the scheduler collects them for a few milliseco
 pipeline call for all of them in a worker thread, with one prompt and one seeded generator per request, so a request
 speaks the same audio alone or in a batch. The queue is bounded (429 when full), every request has a timeout (504),
 texts and uploads have size limits (413), and user mistakes get 4xx JSON errors in OpenAI's shape,
-`{"error": {"message", "type", "param", "code"}}`. The guide is docs/serving.md.
+`{"error": {"message", "type", "param", "code"}}`.
 
 This module needs the `serve` extra (`pip install "modeling-ditar[serve]"`); `modeling_ditar` itself never imports it.
 """

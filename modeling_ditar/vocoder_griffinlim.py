@@ -5,7 +5,7 @@ Shapes: B batch, T frames, D mel bins, F = n_fft // 2 + 1 frequency bins, S samp
 log-mel [B, T, D] --exp--> mel --pinv(mel filter bank), clamp >= 1e-8--> |STFT| [B, F, T]
     --fast Griffin-Lim (momentum 0.99, 32 iterations, torch.stft/istft)--> waveform [B, (T - 1) * hop_length]
 
-Measured on espeak-ng speech (research/offline.md section 4): 24 kHz / 100 mels / pinv / 32 iterations keeps Whisper WER
+Measured on espeak-ng speech: 24 kHz / 100 mels / pinv / 32 iterations keeps Whisper WER
 at the level of the original audio (STOI 0.974), and pinv is as good as NNLS at a fraction of the cost.
 """
 
