@@ -27,7 +27,7 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 # Settings allowed but far beyond normal cost: generation warns, naming what they cost (the defaults are 10 steps,
-# 1-4 candidates, and a cap from the text's length).
+# 1-4 candidates, and a cap from the text's length). Once per message: one call resolves its settings several times.
 COSTLY_SETTINGS: dict = {
     "num_inference_steps": (100, "every step is one LocDiT call per patch; 10 is the default"),
     "num_candidates": (16, "every candidate is one more row sampled for every text"),
@@ -91,7 +91,7 @@ def resolve_generation_settings(generation_config: GenerationConfig | None, **ov
     check_generation_settings(values)
     for key, (bound, cost) in COSTLY_SETTINGS.items():
         if values[key] is not None and values[key] > bound:
-            logger.warning(f"{key}={values[key]} is far beyond the usual cost ({cost}); expect a slow call.")
+            logger.warning_once(f"{key}={values[key]} is far beyond the usual cost ({cost}); expect a slow call.")
     return GenerationSettings(**values)
 
 
