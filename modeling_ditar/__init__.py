@@ -29,6 +29,7 @@ from .streaming import SpeechStream, StreamingVocoder
 from .tokenization_ditar import DiTARTextFrontend, build_ditar_tokenizer
 from .vae_features import VAEPromptEncoder, VAEVocoder, compute_latent_statistics, ditar_config_kwargs
 from .vocoder_griffinlim import GriffinLimVocoder
+from .vocoder_vocos import VocosVocoder
 from .vocoders import DiTARVocoder
 
 # Registration is local and idempotent (exist_ok) so importing twice, or next to remote code, never fails.
@@ -63,6 +64,7 @@ __all__ = [
     "compute_latent_statistics",
     "ditar_config_kwargs",
     "GriffinLimVocoder",
+    "VocosVocoder",
     "build_ditar_tokenizer",
     "DiTARForConditionalGeneration",
     "DiTARForTextToSpeech",

@@ -60,6 +60,7 @@ from .vae_features import (
     vae_sampling_rate,
 )
 from .vocoder_griffinlim import GriffinLimVocoder  # noqa: F401
+from .vocoder_vocos import VocosVocoder  # noqa: F401
 from .vocoders import DiTARVocoder  # noqa: F401
 
 logger = logging.get_logger(__name__)

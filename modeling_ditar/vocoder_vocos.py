@@ -1,0 +1,336 @@
+"""Vocos neural vocoder (Siuzdak, 2023, "Vocos: Closing the gap between time-domain and Fourier-based neural
+vocoders"): log-mel frames -> complex STFT frames -> inverse STFT, at the frame rate of the features throughout.
+
+Shapes: B batch, T frames, D mel bins, H hidden size (`dim`), F = n_fft // 2 + 1 frequency bins, S samples.
+
+features [B, T, D] --embed (Conv1d k=7) + LayerNorm--> [B, T, H] --num_layers ConvNeXt blocks (depthwise Conv1d k=7,
+LayerNorm, Linear H->I, GELU, Linear I->H, layer scale, residual)--> final LayerNorm --head.out (Linear H->n_fft+2)-->
+log-magnitude [B, F, T] and phase [B, F, T] --magnitude exp(.) capped at 1e2, phase via (cos, sin)--> complex STFT
+--windowed inverse FFT + overlap-add, divided by the window envelope--> waveform [B, num_samples(T)]
+
+Module and parameter names and shapes are those of the published Vocos checkpoints (`backbone.embed`, `backbone.norm`,
+`backbone.convnext.{i}.{dwconv,norm,pwconv1,pwconv2,gamma}`, `backbone.final_layer_norm`, `head.out`), so their
+weights map one to one; their `head.istft.window` buffer is rebuilt from the config here and is not saved.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from .vocoders import DiTARVocoder
+
+__all__ = ["VocosVocoder"]
+
+PADDINGS = ("center", "same")
+# Vocos' safeguard against exploding magnitudes (exp of the predicted log-magnitude)
+MAX_MAGNITUDE = 1e2
+# overlap-add normalisation divides by the window envelope; below this it is treated as zero (no overlap)
+MIN_ENVELOPE = 1e-11
+CONV_KERNEL = 7
+# the config fields that describe the input features (the rest describe the network)
+ANALYSIS_SETTINGS = (
+    "sampling_rate",
+    "n_fft",
+    "hop_length",
+    "win_length",
+    "num_mel_bins",
+    "f_min",
+    "f_max",
+    "log_floor",
+)
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    return value
+
+
+class VocosConvNeXtBlock(nn.Module):
+    """One ConvNeXt block on `[B, H, T]`: depthwise Conv1d (k=7) -> LayerNorm -> Linear H->I -> GELU -> Linear I->H ->
+    per-channel layer scale `gamma [H]` -> residual. Keeps the shape `[B, H, T]`."""
+
+    def __init__(self, dim: int, intermediate_dim: int, layer_scale_init: float):
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size=CONV_KERNEL, padding=CONV_KERNEL // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, intermediate_dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(intermediate_dim, dim)
+        self.layer_scale_init = float(layer_scale_init)
+        self.gamma = nn.Parameter(torch.full((dim,), self.layer_scale_init))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        residual = hidden
+        x = self.dwconv(hidden).transpose(1, 2)  # [B, T, H]
+        x = self.pwconv2(self.act(self.pwconv1(self.norm(x))))
+        return residual + (self.gamma * x).transpose(1, 2)
+
+
+class VocosBackbone(nn.Module):
+    """Vocos' ConvNeXt backbone: `[B, D, T]` mel channels -> `[B, T, H]` hidden frames, at the same frame rate."""
+
+    def __init__(self, input_channels: int, dim: int, intermediate_dim: int, num_layers: int, layer_scale_init: float):
+        super().__init__()
+        self.embed = nn.Conv1d(input_channels, dim, kernel_size=CONV_KERNEL, padding=CONV_KERNEL // 2)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.convnext = nn.ModuleList(
+            [VocosConvNeXtBlock(dim, intermediate_dim, layer_scale_init) for _ in range(num_layers)]
+        )
+        self.final_layer_norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        hidden = self.norm(self.embed(features).transpose(1, 2)).transpose(1, 2)  # [B, H, T]
+        for block in self.convnext:
+            hidden = block(hidden)
+        return self.final_layer_norm(hidden.transpose(1, 2))  # [B, T, H]
+
+
+class VocosISTFTHead(nn.Module):
+    """Vocos' STFT head: hidden frames `[B, T, H]` -> complex STFT frames `[B, n_fft // 2 + 1, T]` (float32)."""
+
+    def __init__(self, dim: int, n_fft: int):
+        super().__init__()
+        self.out = nn.Linear(dim, n_fft + 2)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        # the inverse FFT runs in float32 whatever dtype the layers are cast to (no half-precision CPU FFT)
+        x = self.out(hidden).float().transpose(1, 2)  # [B, n_fft + 2, T]
+        log_magnitude, phase = x.chunk(2, dim=1)
+        magnitude = torch.exp(log_magnitude).clamp(max=MAX_MAGNITUDE)
+        # (cos, sin) of the raw output: the phase wraps here, so it needs no range of its own
+        return torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
+
+
+class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
+    r"""
+    Vocos neural vocoder: un-normalised log-mel features -> waveform through a ConvNeXt backbone that predicts STFT
+    magnitude and phase, and an inverse STFT. It is deterministic, differentiable (for GAN training) and fast on CPU.
+    Weights are saved and loaded with diffusers' `save_pretrained` / `from_pretrained` (safetensors), so a
+    [`DiTARPipeline`] can hold it as its `vocoder` component; a freshly built one has random weights and must be trained
+    (or converted from a published Vocos checkpoint with the same analysis settings) before it makes speech.
+
+    The analysis arguments describe the features the vocoder was trained on; they must equal the feature extractor's
+    (a pipeline checks them). Build a matching vocoder with [`VocosVocoder.from_feature_extractor`].
+
+    Args:
+        sampling_rate (`int`, defaults to 16000), n_fft (`int`, defaults to 1280), hop_length (`int`, defaults to 320),
+        win_length (`int`, *optional*, defaults to `n_fft`), num_mel_bins (`int`, defaults to 80), f_min (`float`,
+        defaults to 0), f_max (`float`, *optional*, defaults to `sampling_rate / 2`), log_floor (`float`, defaults to
+        1e-4): the analysis settings of the input features (the defaults are those of the default DiTAR model).
+            `n_fft` and `win_length` are also the inverse STFT's, and `num_mel_bins` is the backbone's input width.
+        dim (`int`, defaults to 256): hidden size of the backbone.
+        intermediate_dim (`int`, defaults to 768): hidden size inside each ConvNeXt block.
+        num_layers (`int`, defaults to 8): number of ConvNeXt blocks.
+        layer_scale_init (`float`, *optional*, defaults to `1 / num_layers`): initial value of each block's `gamma`.
+        padding (`str`, defaults to `"center"`): framing of the inverse STFT. `"center"`: frame t is centred on sample
+            `t * hop_length` (the feature extractor's framing), T frames give `(T - 1) * hop_length` samples.
+            `"same"`: like a "same" convolution, T frames give `T * hop_length` samples (needs `n_fft - hop_length`
+            even).
+
+    Output length: `num_samples(T)`, `(T - 1) * hop_length` for `"center"` and `T * hop_length` for `"same"`.
+
+    Streaming: the output at a sample depends on a bounded number of frames around it, given by
+    `streaming_left_context_frames` and `streaming_lookahead_frames`; [`StreamingVocoder`] uses them, so chunks decoded
+    with that context equal the whole-sequence output (up to float rounding) and need no crossfade.
+    """
+
+    config_name = "config.json"
+    _supports_gradient_checkpointing = False
+
+    @register_to_config
+    def __init__(
+        self,
+        sampling_rate: int = 16000,
+        n_fft: int = 1280,
+        hop_length: int = 320,
+        win_length: int | None = None,
+        num_mel_bins: int = 80,
+        dim: int = 256,
+        intermediate_dim: int = 768,
+        num_layers: int = 8,
+        layer_scale_init: float | None = None,
+        padding: str = "center",
+        f_min: float = 0.0,
+        f_max: float | None = None,
+        log_floor: float = 1e-4,
+    ):
+        super().__init__()
+        for name, value in (
+            ("sampling_rate", sampling_rate),
+            ("n_fft", n_fft),
+            ("hop_length", hop_length),
+            ("num_mel_bins", num_mel_bins),
+            ("dim", dim),
+            ("intermediate_dim", intermediate_dim),
+            ("num_layers", num_layers),
+        ):
+            _positive_int(value, name)
+        win_length = n_fft if win_length is None else win_length
+        if isinstance(win_length, bool) or not isinstance(win_length, int) or not hop_length <= win_length <= n_fft:
+            raise ValueError(
+                f"`win_length` must be an integer in [hop_length, n_fft] = [{hop_length}, {n_fft}], got {win_length!r}."
+            )
+        if padding not in PADDINGS:
+            raise ValueError(f"`padding` must be one of {PADDINGS}, got {padding!r}.")
+        if padding == "same" and (n_fft - hop_length) % 2:
+            raise ValueError(
+                f'padding="same" trims (n_fft - hop_length) / 2 samples at each end, so n_fft - hop_length must be '
+                f"even; got n_fft={n_fft}, hop_length={hop_length}. Use padding='center' or an even difference."
+            )
+        layer_scale = 1.0 / num_layers if layer_scale_init is None else layer_scale_init
+        if not (isinstance(layer_scale, (int, float)) and not isinstance(layer_scale, bool) and layer_scale > 0):
+            raise ValueError(
+                f"`layer_scale_init` must be a positive float (or None for 1 / num_layers), got {layer_scale!r}."
+            )
+        f_max_value = sampling_rate / 2 if f_max is None else float(f_max)
+        if not 0.0 <= f_min < f_max_value <= sampling_rate / 2:
+            raise ValueError(f"Need 0 <= `f_min` < `f_max` <= sampling_rate / 2, got f_min={f_min}, f_max={f_max}.")
+        if not (isinstance(log_floor, (int, float)) and math.isfinite(log_floor) and log_floor > 0):
+            raise ValueError(f"`log_floor` must be a positive finite float, got {log_floor!r}.")
+
+        # plain attributes (the DiTARVocoder interface, and what a pipeline compares with its feature extractor)
+        self.sampling_rate = sampling_rate
+        self.hop_length = hop_length
+        self.n_fft = n_fft
+        self.win_length = win_length
+        self.num_mel_bins = num_mel_bins
+        self.f_min, self.f_max, self.log_floor = float(f_min), f_max_value, float(log_floor)
+        self.padding = padding
+
+        self.backbone = VocosBackbone(num_mel_bins, dim, intermediate_dim, num_layers, float(layer_scale))
+        self.head = VocosISTFTHead(dim, n_fft)
+        self._initialize_backbone()
+        # non-persistent: rebuilt from the config, never saved, but follows `.to(device)`
+        self.register_buffer("window", self._build_window(), persistent=False)
+        self._check_overlap()
+
+        # Receptive field in frames: the embedding and every block's depthwise conv see 3 frames on each side; a sample
+        # then mixes the inverse FFTs of the frames whose n_fft-sample span covers it (`_frame_span`).
+        conv_reach = (CONV_KERNEL // 2) * (num_layers + 1)
+        before, after = self._frame_span()
+        # A chunk decoded with these many frames around it equals the whole-sequence output where it owns samples, so
+        # streamed audio needs no crossfade. Fewer frames would lower the latency (the lookahead is what a stream waits
+        # for) at the price of chunk seams: the outermost frames of the receptive field contribute little after
+        # training, but the result would no longer equal one-shot decoding, which streaming promises.
+        self.streaming_left_context_frames = conv_reach + before
+        self.streaming_lookahead_frames = conv_reach + after
+        self.streaming_crossfade_samples = 0
+
+    def _initialize_backbone(self):
+        # Vocos' backbone initialisation: truncated normal (std 0.02) weights and zero biases for convs and linears
+        for module in self.backbone.modules():
+            if isinstance(module, (nn.Conv1d, nn.Linear)):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+
+    def _build_window(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """Periodic Hann window of `win_length`, zero-padded to `n_fft` in the middle as `torch.istft` pads it."""
+        window = torch.hann_window(self.win_length, periodic=True, dtype=torch.float32, device=device)
+        left = (self.n_fft - self.win_length) // 2
+        return F.pad(window, (left, self.n_fft - self.win_length - left))
+
+    def _build_buffers(self) -> dict[str, torch.Tensor]:
+        """The config-derived buffers (what a model loading this vocoder on the meta device must rebuild)."""
+        return {"window": self._build_window()}
+
+    @property
+    def _trim(self) -> int:
+        """Samples dropped at the start of the overlap-added signal: frame t's centre (`"center"`) or the
+        (n_fft - hop) / 2 samples a "same" convolution pads (`"same"`) lands on sample `t * hop_length`."""
+        return self.n_fft // 2 if self.padding == "center" else (self.n_fft - self.hop_length) // 2
+
+    def _frame_span(self) -> tuple[int, int]:
+        """(frames before, frames after) a sample's own frame whose n_fft-sample span can cover it. Frame t covers
+        output samples [t * hop - trim, t * hop - trim + n_fft); the samples of frames [a, b) need frames
+        [a - before, b - 1 + after]."""
+        before = math.ceil((self.n_fft - self._trim) / self.hop_length) - 1
+        after = (self._trim - 1) // self.hop_length + 1 if self._trim > 0 else 0
+        return before, after
+
+    def _check_overlap(self):
+        """The inverse STFT divides by the window envelope; a hop too long for the window leaves samples no frame
+        covers with a non-zero weight (its reconstruction is undefined), so such settings are refused up front."""
+        frames = 2 * math.ceil(self.n_fft / self.hop_length) + 2
+        # on CPU explicitly: a model may be built on the meta device, where values cannot be read
+        envelope = self._envelope(frames, self._build_window(device="cpu"))
+        if float(envelope.min()) <= MIN_ENVELOPE:
+            raise ValueError(
+                f"hop_length={self.hop_length} is too long for a {self.win_length}-sample Hann window: some samples "
+                "get no weight in the overlap-add. Use a shorter hop_length or a longer win_length."
+            )
+
+    def num_samples(self, num_frames: int) -> int:
+        """`(T - 1) * hop_length` output samples for `"center"` padding (the feature extractor's framing), `T *
+        hop_length` for `"same"`."""
+        if self.padding == "same":
+            return max(int(num_frames), 0) * int(self.hop_length)
+        return super().num_samples(num_frames)
+
+    @classmethod
+    def from_feature_extractor(cls, feature_extractor, **kwargs) -> VocosVocoder:
+        """Builds a vocoder whose analysis settings match `feature_extractor` (a [`DiTARFeatureExtractor`]); keyword
+        arguments set the architecture (`dim`, `intermediate_dim`, `num_layers`, `layer_scale_init`, `padding`)."""
+        analysis = sorted(set(kwargs) & set(ANALYSIS_SETTINGS))
+        if analysis:
+            raise ValueError(
+                f"from_feature_extractor takes {analysis} from the feature extractor; build the feature extractor with "
+                "the settings you want, or call VocosVocoder(...) directly."
+            )
+        return cls(
+            sampling_rate=int(feature_extractor.sampling_rate),
+            n_fft=int(feature_extractor.n_fft),
+            hop_length=int(feature_extractor.hop_length),
+            win_length=int(feature_extractor.win_length),
+            num_mel_bins=int(feature_extractor.feature_size),
+            f_min=float(feature_extractor.f_min),
+            f_max=float(feature_extractor.f_max),
+            log_floor=float(feature_extractor.log_floor),
+            **kwargs,
+        )
+
+    def _apply(self, fn, recurse=True):
+        """Moves and casts like any module, but keeps the window float32: the inverse FFT runs in float32 whatever
+        dtype the layers are cast to, and a half-precision Hann window would be rounded."""
+        super()._apply(fn, recurse)
+        window = self._buffers.get("window")
+        if window is not None and window.dtype != torch.float32 and window.device.type != "meta":
+            self._buffers["window"] = self._build_window().to(window.device)
+        return self
+
+    def _envelope(self, frames: int, window: torch.Tensor) -> torch.Tensor:
+        """Sum of the squared windows over `frames` frames, trimmed like the signal: `[num_samples(frames)]`."""
+        squares = window.square()[None, :, None].expand(1, self.n_fft, frames)
+        total = (frames - 1) * self.hop_length + self.n_fft
+        folded = F.fold(squares, output_size=(1, total), kernel_size=(1, self.n_fft), stride=(1, self.hop_length))
+        return folded[0, 0, 0, self._trim : self._trim + self.num_samples(frames)]
+
+    def istft(self, spec: torch.Tensor) -> torch.Tensor:
+        """Inverse STFT of complex frames `[B, n_fft // 2 + 1, T]` -> `[B, num_samples(T)]`: windowed inverse FFT,
+        overlap-add and division by the window envelope, trimmed to the configured padding."""
+        batch, _, frames = spec.shape
+        window = self.window.float()
+        chunks = torch.fft.irfft(spec, n=self.n_fft, dim=1) * window[None, :, None]  # [B, n_fft, T]
+        total = (frames - 1) * self.hop_length + self.n_fft
+        signal = F.fold(chunks, output_size=(1, total), kernel_size=(1, self.n_fft), stride=(1, self.hop_length))
+        signal = signal[:, 0, 0, self._trim : self._trim + self.num_samples(frames)]  # [B, S]
+        return signal / self._envelope(frames, window)
+
+    def forward(self, features: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Un-normalised log-mel `features [B, T, D]` (or `[T, D]`) -> `waveform [B, num_samples(T)]` (float32).
+
+        Differentiable (no `torch.no_grad` here; wrap inference calls in it). Computes on the vocoder's device and
+        returns the waveform on the features' device. Keyword arguments other vocoders take (e.g. `generator`) are
+        accepted and ignored: the output is deterministic.
+        """
+        features = self._check_features(features, self.num_mel_bins)  # [B, T, D] float32
+        weight = self.backbone.embed.weight
+        hidden = self.backbone(features.to(device=weight.device, dtype=weight.dtype).transpose(1, 2))  # [B, T, H]
+        waveform = self.istft(self.head(hidden))  # [B, S] float32
+        return waveform.to(features.device)

@@ -1,0 +1,221 @@
+"""Tests of the Vocos neural vocoder (tiny configs: dim 16, 2 layers; CPU, offline)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from pipeline_helpers import HOP, N_FFT, get_dummy_feature_extractor, tone
+
+import modeling_ditar
+from modeling_ditar import DiTARVocoder, VocosVocoder
+
+TINY = dict(dim=16, intermediate_dim=32, num_layers=2)
+
+
+def tiny_vocoder(padding: str = "center", seed: int = 0, **kwargs) -> VocosVocoder:
+    """A tiny vocoder for the dummy feature extractor (8 kHz, 8 mel bins, hop 16, n_fft 64), with weights large
+    enough that every frame of the receptive field changes the output measurably, and audio peaks of about 0.4 (as
+    a trained vocoder's), so absolute tolerances mean what they would in use."""
+    torch.manual_seed(seed)
+    vocoder = VocosVocoder.from_feature_extractor(get_dummy_feature_extractor(), padding=padding, **{**TINY, **kwargs})
+    with torch.no_grad():
+        for block in vocoder.backbone.convnext:
+            block.gamma.fill_(1.0)
+        vocoder.head.out.weight.mul_(4.0)
+        vocoder.head.out.bias[: N_FFT // 2 + 1].fill_(-3.0)  # log-magnitudes around -3
+    return vocoder.eval()
+
+
+def log_mel(frames: int, seed: int = 0) -> torch.Tensor:
+    """Plausible un-normalised log-mel frames [T, D] of the dummy feature extractor (a tone plus noise)."""
+    fe = get_dummy_feature_extractor()
+    base = fe.compute_log_mel(torch.from_numpy(tone(frames * HOP / fe.sampling_rate + 0.01)))[:frames]
+    return base + 0.3 * torch.randn(base.shape, generator=torch.Generator().manual_seed(seed))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the module
+
+
+def test_parameter_names_and_shapes_are_those_of_vocos_checkpoints():
+    vocoder = VocosVocoder(num_mel_bins=8, n_fft=64, hop_length=16, sampling_rate=8000, **TINY)
+    dim, inter = TINY["dim"], TINY["intermediate_dim"]
+    expected = {
+        "backbone.embed.weight": (dim, 8, 7),
+        "backbone.embed.bias": (dim,),
+        "backbone.norm.weight": (dim,),
+        "backbone.norm.bias": (dim,),
+        "backbone.final_layer_norm.weight": (dim,),
+        "backbone.final_layer_norm.bias": (dim,),
+        "head.out.weight": (64 + 2, dim),
+        "head.out.bias": (64 + 2,),
+    }
+    for i in range(TINY["num_layers"]):
+        block = f"backbone.convnext.{i}"
+        expected.update(
+            {
+                f"{block}.dwconv.weight": (dim, 1, 7),
+                f"{block}.dwconv.bias": (dim,),
+                f"{block}.norm.weight": (dim,),
+                f"{block}.norm.bias": (dim,),
+                f"{block}.pwconv1.weight": (inter, dim),
+                f"{block}.pwconv1.bias": (inter,),
+                f"{block}.pwconv2.weight": (dim, inter),
+                f"{block}.pwconv2.bias": (dim,),
+                f"{block}.gamma": (dim,),
+            }
+        )
+    assert {k: tuple(v.shape) for k, v in vocoder.state_dict().items()} == expected
+    # layer scale starts at 1 / num_layers, LayerNorms use eps 1e-6 (as in Vocos)
+    assert torch.equal(vocoder.backbone.convnext[0].gamma, torch.full((dim,), 0.5))
+    assert vocoder.backbone.norm.eps == vocoder.backbone.convnext[1].norm.eps == 1e-6
+    assert VocosVocoder(**TINY, layer_scale_init=0.1).backbone.convnext[1].gamma[0].item() == pytest.approx(0.1)
+
+
+def test_defaults_match_the_default_model_features():
+    processor_config = modeling_ditar.pipeline_ditar.EMBEDDED_DEFAULT / "processor" / "processor_config.json"
+    fe = json.loads(processor_config.read_text())["feature_extractor"]
+    vocoder = VocosVocoder()
+    assert isinstance(vocoder, DiTARVocoder)
+    config = vocoder.config
+    assert (config.sampling_rate, config.n_fft, config.hop_length, config.num_mel_bins) == (
+        fe["sampling_rate"],
+        fe["n_fft"],
+        fe["hop_length"],
+        fe["feature_size"],
+    )
+    assert (vocoder.f_min, vocoder.f_max, vocoder.log_floor) == (fe["f_min"], fe["f_max"], fe["log_floor"])
+    assert (config.dim, config.intermediate_dim, config.num_layers, config.padding) == (256, 768, 8, "center")
+
+
+def test_from_feature_extractor_copies_the_analysis_settings():
+    fe = get_dummy_feature_extractor(log_floor=1e-3, f_min=50.0, f_max=3000.0)
+    vocoder = VocosVocoder.from_feature_extractor(fe, padding="same", **TINY)
+    assert (vocoder.sampling_rate, vocoder.hop_length, vocoder.n_fft, vocoder.num_mel_bins) == (8000, HOP, N_FFT, 8)
+    assert (vocoder.f_min, vocoder.f_max, vocoder.log_floor) == (50.0, 3000.0, 1e-3)
+    assert vocoder.config.padding == "same" and vocoder.config.dim == 16
+    with pytest.raises(ValueError, match="takes \\['hop_length'\\] from the feature extractor"):
+        VocosVocoder.from_feature_extractor(fe, hop_length=32, **TINY)
+
+
+@pytest.mark.parametrize("padding, extra", [("center", -1), ("same", 0)])
+def test_output_length_follows_the_padding(padding, extra):
+    vocoder = tiny_vocoder(padding)
+    for frames in (1, 2, 7, 40):
+        audio = vocoder(log_mel(frames)[None])
+        assert audio.shape == (1, (frames + extra) * HOP) == (1, vocoder.num_samples(frames))
+        assert audio.dtype == torch.float32 and torch.isfinite(audio).all()
+    assert vocoder(log_mel(5)).shape == (1, vocoder.num_samples(5))  # [T, D] gets a batch axis
+
+
+def test_center_padding_is_torch_istft_and_same_padding_is_shifted_by_half_a_hop():
+    center, same = tiny_vocoder("center"), tiny_vocoder("same")
+    frames = 30
+    with torch.no_grad():
+        spec = center.head(center.backbone(log_mel(frames)[None].transpose(1, 2)))
+        reference = torch.istft(spec, N_FFT, HOP, N_FFT, torch.hann_window(N_FFT), center=True)
+        torch.testing.assert_close(center.istft(spec), reference, atol=1e-6, rtol=0)
+        # "same" frames start (n_fft - hop) / 2 samples before a centred frame would: its sample hop / 2 + n is the
+        # centred output's sample n, and it has one more hop of samples
+        shifted = same.istft(spec)[:, HOP // 2 : HOP // 2 + (frames - 1) * HOP]
+        torch.testing.assert_close(shifted, center.istft(spec), atol=1e-6, rtol=0)
+
+
+def test_a_shorter_window_is_zero_padded_like_torch_istft():
+    vocoder = VocosVocoder.from_feature_extractor(get_dummy_feature_extractor(win_length=48), **TINY)
+    with torch.no_grad():
+        spec = vocoder.head(vocoder.backbone(log_mel(20)[None].transpose(1, 2)))
+        window = torch.hann_window(48)
+        torch.testing.assert_close(
+            vocoder.istft(spec), torch.istft(spec, N_FFT, HOP, 48, window, center=True), atol=1e-6, rtol=0
+        )
+
+
+def test_deterministic_and_batch_independent():
+    vocoder = tiny_vocoder()
+    batch = torch.stack([log_mel(20, seed=1), log_mel(20, seed=2)])
+    with torch.no_grad():
+        together = vocoder(batch)
+        alone = vocoder(batch[1:])
+        assert torch.equal(vocoder(batch), together)
+    torch.testing.assert_close(together[1:], alone, atol=1e-6, rtol=0)
+    assert not torch.allclose(together[0], together[1])
+
+
+def test_gradients_reach_every_parameter():
+    vocoder = tiny_vocoder().train()
+    features = log_mel(24)[None].requires_grad_(True)
+    vocoder(features).square().mean().backward()
+    for name, parameter in vocoder.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+    assert features.grad is not None and features.grad.abs().sum() > 0
+
+
+def test_magnitude_is_capped():
+    vocoder = tiny_vocoder()
+    with torch.no_grad():
+        vocoder.head.out.bias[: N_FFT // 2 + 1].fill_(50.0)  # log-magnitude 50: exp would overflow the audio
+        spec = vocoder.head(vocoder.backbone(log_mel(10)[None].transpose(1, 2)))
+    assert float(spec.abs().max()) <= 100.0 * (1 + 1e-6)
+
+
+def test_casting_keeps_the_window_and_output_float32():
+    vocoder = tiny_vocoder().to(torch.bfloat16)
+    assert vocoder.backbone.embed.weight.dtype == torch.bfloat16 and vocoder.window.dtype == torch.float32
+    torch.testing.assert_close(vocoder.window, torch.hann_window(N_FFT))
+    with torch.no_grad():
+        audio = vocoder(log_mel(10)[None])
+    assert audio.dtype == torch.float32 and torch.isfinite(audio).all()
+
+
+def test_save_load_round_trip(tmp_path):
+    vocoder = tiny_vocoder("same")
+    vocoder.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = VocosVocoder.from_pretrained(tmp_path)
+    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
+    assert public(loaded.config) == public(vocoder.config)
+    assert "window" not in loaded.state_dict()  # rebuilt from the config
+    with torch.no_grad():
+        assert torch.equal(loaded(log_mel(12)[None]), vocoder(log_mel(12)[None]))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# bad input
+
+
+@pytest.mark.parametrize(
+    "features, match",
+    [
+        (torch.zeros(1, 5, 80), r"shape \[B, T, 8\]"),
+        (torch.zeros(1, 0, 8), "no frames"),
+        (torch.full((1, 5, 8), float("nan")), "NaN"),
+        (torch.zeros(1, 5, 8, dtype=torch.long), "floating point"),
+        ([[0.0] * 8], "torch.Tensor"),
+    ],
+)
+def test_bad_features_raise(features, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_vocoder()(features)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"padding": "valid"}, "padding"),
+        ({"n_fft": 64, "hop_length": 15, "win_length": 64, "padding": "same"}, "even"),
+        ({"n_fft": 64, "hop_length": 16, "win_length": 128}, "win_length"),
+        ({"n_fft": 64, "hop_length": 64}, "too long"),
+        ({"num_layers": 0}, "num_layers"),
+        ({"dim": 1.5}, "dim"),
+        ({"layer_scale_init": 0.0}, "layer_scale_init"),
+        ({"f_max": 9000.0}, "f_max"),
+        ({"log_floor": -1.0}, "log_floor"),
+    ],
+)
+def test_bad_config_raises(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        VocosVocoder(sampling_rate=8000, num_mel_bins=8, **{"n_fft": 64, "hop_length": 16, **TINY, **kwargs})
