@@ -29,6 +29,7 @@ from .streaming import SpeechStream, StreamingVocoder
 from .tokenization_ditar import DiTARTextFrontend, build_ditar_tokenizer
 from .vae_features import VAEPromptEncoder, VAEVocoder, compute_latent_statistics, ditar_config_kwargs
 from .vocoder_griffinlim import GriffinLimVocoder
+from .vocoder_hifigan import SpeechT5HifiGanVocoder
 from .vocoder_vocos import VocosVocoder
 from .vocoders import DiTARVocoder
 
@@ -64,6 +65,7 @@ __all__ = [
     "compute_latent_statistics",
     "ditar_config_kwargs",
     "GriffinLimVocoder",
+    "SpeechT5HifiGanVocoder",
     "VocosVocoder",
     "build_ditar_tokenizer",
     "DiTARForConditionalGeneration",

@@ -303,18 +303,24 @@ def soft_limit(audio: torch.Tensor, knee: float = LIMIT_KNEE, ceiling: float = L
 
 
 def ditar_mel_filter_bank(
-    sampling_rate: int, n_fft: int, num_mel_bins: int, f_min: float = 0.0, f_max: float | None = None
+    sampling_rate: int,
+    n_fft: int,
+    num_mel_bins: int,
+    f_min: float = 0.0,
+    f_max: float | None = None,
+    mel_scale: str = "slaney",
+    norm: str | None = "slaney",
 ) -> torch.Tensor:
-    """Slaney-normalised, Slaney-scale mel filter bank `[n_fft // 2 + 1, num_mel_bins]` (float32), as librosa's
-    default."""
+    """Mel filter bank `[n_fft // 2 + 1, num_mel_bins]` (float32). The defaults (Slaney scale, Slaney area
+    normalisation) are librosa's default; `mel_scale="htk", norm=None` is torchaudio's `MelSpectrogram` default."""
     filters = mel_filter_bank(
         num_frequency_bins=n_fft // 2 + 1,
         num_mel_filters=num_mel_bins,
         min_frequency=float(f_min),
         max_frequency=float(sampling_rate / 2 if f_max is None else f_max),
         sampling_rate=sampling_rate,
-        norm="slaney",
-        mel_scale="slaney",
+        norm=norm,
+        mel_scale=mel_scale,
         dtype=np.float32,
     )
     return torch.from_numpy(np.ascontiguousarray(filters, dtype=np.float32))

@@ -27,7 +27,50 @@ from .audio_utils import (
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["DiTARFeatureExtractor", "load_audio"]
+__all__ = ["DiTARFeatureExtractor", "VOCODER_PRESETS", "load_audio"]
+
+MEL_SCALES = ("slaney", "htk")
+MEL_NORMS = ("slaney", None)
+LOG_MELS = {"log": math.log, "log10": math.log10}
+
+# Analysis settings that reproduce, exactly, the features a published vocoder was trained on (see
+# `DiTARFeatureExtractor.from_vocoder_preset`).
+VOCODER_PRESETS: dict[str, dict] = {
+    # transformers' SpeechT5HifiGan ("microsoft/speecht5_hifigan", HiFi-GAN V1 trained on LibriTTS): the targets of
+    # SpeechT5FeatureExtractor, i.e. 16 kHz, 64 ms Hann window, 16 ms hop, 80 Slaney mels over 80-7600 Hz, log10 with
+    # a 1e-10 floor. The vocoder normalises them itself with the statistics stored in its weights.
+    "speecht5_hifigan": {
+        "sampling_rate": 16000,
+        "feature_size": 80,
+        "n_fft": 1024,
+        "hop_length": 256,
+        "win_length": 1024,
+        "f_min": 80.0,
+        "f_max": 7600.0,
+        "mel_scale": "slaney",
+        "mel_norm": "slaney",
+        "log_mel": "log10",
+        "log_floor": 1e-10,
+        "power": 1.0,
+    },
+    # Vocos' mel vocoder ("charactr/vocos-mel-24khz", trained on LibriTTS): torchaudio's MelSpectrogram defaults
+    # (HTK scale, no filter normalisation, centred frames with reflect padding) at 24 kHz, 100 mels over 0-12 kHz,
+    # magnitude (power 1), natural log with a 1e-7 floor.
+    "vocos_mel_24khz": {
+        "sampling_rate": 24000,
+        "feature_size": 100,
+        "n_fft": 1024,
+        "hop_length": 256,
+        "win_length": 1024,
+        "f_min": 0.0,
+        "f_max": 12000.0,
+        "mel_scale": "htk",
+        "mel_norm": None,
+        "log_mel": "log",
+        "log_floor": 1e-7,
+        "power": 1.0,
+    },
+}
 
 
 def _as_positive_int(value, name: str) -> int:
@@ -61,8 +104,11 @@ def _as_stats(values, name: str, size: int, positive: bool) -> list[float] | Non
 class DiTARFeatureExtractor(SequenceFeatureExtractor):
     r"""
     Turns raw speech into the log-mel frames DiTAR models: resampling to `sampling_rate`, downmix to mono, STFT
-    magnitude, Slaney mel filter bank (transformers' `mel_filter_bank`, identical to librosa's default), natural log
-    with a floor, and optional per-bin normalisation with `feature_mean` / `feature_std`.
+    magnitude, mel filter bank (transformers' `mel_filter_bank`; by default Slaney, identical to librosa's default),
+    log with a floor, and optional per-bin normalisation with `feature_mean` / `feature_std`.
+
+    To train for a pretrained neural vocoder, build the extractor with [`~DiTARFeatureExtractor.from_vocoder_preset`],
+    which sets every analysis parameter below to the values that vocoder was trained on.
 
     Args:
         feature_size (`int`, defaults to 100): number of mel bins D.
@@ -73,6 +119,12 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
         num_mel_bins (`int`, *optional*): alias of `feature_size`; must equal it when both are given.
         f_min / f_max (`float`): mel band edges in Hz (`f_max` defaults to `sampling_rate / 2`).
         log_floor (`float`, defaults to 1e-5): mel energies are clamped to this before the log.
+        mel_scale (`str`, defaults to `"slaney"`): `"slaney"` (librosa's default) or `"htk"` (torchaudio's default).
+        mel_norm (`str` or `None`, defaults to `"slaney"`): `"slaney"` divides each triangular filter by its width
+            (librosa's default); `None` keeps unit-peak triangles (torchaudio's default).
+        log_mel (`str`, defaults to `"log"`): `"log"` (natural logarithm) or `"log10"`.
+        power (`float`, defaults to 1.0): exponent of the STFT magnitude before the filter bank (1 = magnitude,
+            2 = power spectrogram).
         feature_mean / feature_std (`list[float]`, *optional*): per-bin statistics; `normalize` computes
             `(x - mean) / std`. Identity when not given.
         padding_value (`float`, defaults to 0.0): value of padded frames in `input_features`.
@@ -92,6 +144,10 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
         f_min: float = 0.0,
         f_max: float | None = None,
         log_floor: float = 1e-5,
+        mel_scale: str = "slaney",
+        mel_norm: str | None = "slaney",
+        log_mel: str = "log",
+        power: float = 1.0,
         feature_mean: list[float] | None = None,
         feature_std: list[float] | None = None,
         padding_value: float = 0.0,
@@ -124,6 +180,14 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"`f_max` ({f_max}) must be <= sampling_rate / 2 ({nyquist}).")
         if not (isinstance(log_floor, (int, float)) and math.isfinite(log_floor) and log_floor > 0):
             raise ValueError(f"`log_floor` must be a positive finite float, got {log_floor!r}.")
+        if mel_scale not in MEL_SCALES:
+            raise ValueError(f"`mel_scale` must be one of {MEL_SCALES}, got {mel_scale!r}.")
+        if mel_norm not in MEL_NORMS:
+            raise ValueError(f"`mel_norm` must be one of {MEL_NORMS}, got {mel_norm!r}.")
+        if log_mel not in LOG_MELS:
+            raise ValueError(f"`log_mel` must be 'log' (natural) or 'log10', got {log_mel!r}.")
+        if isinstance(power, bool) or not (isinstance(power, (int, float)) and math.isfinite(power) and power > 0):
+            raise ValueError(f"`power` must be a positive float (1 = magnitude, 2 = power), got {power!r}.")
         if not (isinstance(padding_value, (int, float)) and math.isfinite(padding_value)):
             raise ValueError(f"`padding_value` must be a finite float, got {padding_value!r}.")
 
@@ -143,6 +207,10 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
         self.f_min = f_min
         self.f_max = f_max
         self.log_floor = float(log_floor)
+        self.mel_scale = mel_scale
+        self.mel_norm = mel_norm
+        self.log_mel = log_mel
+        self.power = float(power)
         self.feature_mean = _as_stats(feature_mean, "feature_mean", feature_size, positive=False)
         self.feature_std = _as_stats(feature_std, "feature_std", feature_size, positive=True)
         if (self.feature_mean is None) != (self.feature_std is None):
@@ -151,7 +219,9 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
             )
 
         # Cached tensors. Their names start with "_" and `to_dict` leaves such attributes out of the saved config.
-        self._mel_filters = ditar_mel_filter_bank(sampling_rate, n_fft, feature_size, f_min, f_max)  # [n_fft//2+1, D]
+        self._mel_filters = ditar_mel_filter_bank(
+            sampling_rate, n_fft, feature_size, f_min, f_max, mel_scale=mel_scale, norm=mel_norm
+        )  # [n_fft//2+1, D]
         self._window = torch.hann_window(win_length, periodic=True, dtype=torch.float32)
         self._mean = None if self.feature_mean is None else torch.tensor(self.feature_mean, dtype=torch.float32)
         self._std = None if self.feature_std is None else torch.tensor(self.feature_std, dtype=torch.float32)
@@ -180,6 +250,38 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
         return 1 + int(num_samples) // self.hop_length
 
     @property
+    def log_mel_floor(self) -> float:
+        """The feature value of silence: `log_floor` in the configured logarithm (`log_mel`)."""
+        return LOG_MELS[self.log_mel](self.log_floor)
+
+    @classmethod
+    def from_vocoder_preset(cls, name: str, **kwargs) -> DiTARFeatureExtractor:
+        """A feature extractor whose log-mel is exactly what a published vocoder was trained on, so that a model
+        trained on these features can be voiced by that vocoder.
+
+        Presets:
+            - `"speecht5_hifigan"`: transformers' `SpeechT5HifiGan` (`microsoft/speecht5_hifigan`): 16 kHz, n_fft
+              1024, hop 256, 80 Slaney mels over 80-7600 Hz, log10, floor 1e-10 (the log-mel targets of
+              `SpeechT5FeatureExtractor`).
+            - `"vocos_mel_24khz"`: Vocos (`charactr/vocos-mel-24khz`): 24 kHz, n_fft 1024, hop 256, 100 HTK mels
+              without filter normalisation over 0-12 kHz, natural log, floor 1e-7.
+
+        Keyword arguments set the settings a preset leaves open (`feature_mean`, `feature_std`, `padding_value`,
+        `return_attention_mask`); changing one of the preset's analysis settings is refused, since the vocoder would
+        then get features it was not trained on.
+        """
+        if name not in VOCODER_PRESETS:
+            raise ValueError(f"Unknown vocoder preset {name!r}; known presets: {sorted(VOCODER_PRESETS)}.")
+        preset = VOCODER_PRESETS[name]
+        fixed = sorted(k for k in kwargs if k in preset or k == "num_mel_bins")
+        if fixed:
+            raise ValueError(
+                f"The {name!r} preset fixes {fixed} to match the vocoder's training features; build "
+                f"`{cls.__name__}(...)` directly for other settings."
+            )
+        return cls(**preset, **kwargs)
+
+    @property
     def mel_filters(self) -> torch.Tensor:
         """The cached filter bank `[n_fft // 2 + 1, D]` (do not modify in place)."""
         return self._mel_filters
@@ -204,7 +306,7 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
 
     def compute_log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
         """Unnormalised log-mel of `[S]` (or `[..., S]`) float audio at `self.sampling_rate` -> `[T, D]`
-        (`[..., T, D]`).
+        (`[..., T, D]`), in the logarithm `log_mel` with energies clamped to `log_floor`.
 
         `T = 1 + S // hop_length` (centred frames, reflect padding; clips shorter than `n_fft // 2 + 1` samples, which
         reflect padding cannot handle, are zero-padded instead).
@@ -231,8 +333,11 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
             return_complex=True,
         )  # [rows, n_fft // 2 + 1, T]
         magnitude = spec.abs()
+        if self.power != 1.0:
+            magnitude = magnitude**self.power
         mel = torch.matmul(magnitude.transpose(-1, -2), self._mel_filters.to(device=x.device, dtype=compute_dtype))
-        log_mel = torch.log(torch.clamp(mel, min=self.log_floor))  # [rows, T, D]
+        mel = torch.clamp(mel, min=self.log_floor)
+        log_mel = torch.log10(mel) if self.log_mel == "log10" else torch.log(mel)  # [rows, T, D]
         return log_mel.reshape(*lead, log_mel.shape[-2], log_mel.shape[-1])
 
     def _stats_like(self, features):

@@ -60,6 +60,7 @@ from .vae_features import (
     vae_sampling_rate,
 )
 from .vocoder_griffinlim import GriffinLimVocoder  # noqa: F401
+from .vocoder_hifigan import SpeechT5HifiGanVocoder  # noqa: F401
 from .vocoder_vocos import VocosVocoder  # noqa: F401
 from .vocoders import DiTARVocoder  # noqa: F401
 
@@ -695,7 +696,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             return self._vae_pause
         fe = self.processor.feature_extractor
         count = max(1, round(SENTENCE_PAUSE_SECONDS * fe.sampling_rate / fe.hop_length))
-        return torch.full((count, fe.feature_size), float(np.log(fe.log_floor)))
+        return torch.full((count, fe.feature_size), float(fe.log_mel_floor))
 
     @torch.no_grad()
     def stream(
