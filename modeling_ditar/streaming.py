@@ -5,8 +5,11 @@ Chunk 0 owns the output samples of frames [0, F0) and chunk k >= 1 those of fram
 first chunk (F0 < C) makes the first audio leave early, later chunks are longer and cheaper per second. Chunk k is
 decoded from its frames widened by `left` frames before and `lookahead` frames after (clipped to what exists), and its
 first `crossfade` samples are blended with the tail the previous chunk decoded past its end, which hides phase jumps
-between independently vocoded windows (Griffin-Lim has no state to carry over).
-A vocoder maps F frames to (F - 1) * hop samples (centred STFT frames), so the whole output has (T - 1) * hop samples.
+between independently vocoded windows (Griffin-Lim has no state to carry over). A vocoder whose output depends on a
+bounded window of frames (a neural vocoder) says how many frames it needs through `streaming_left_context_frames`,
+`streaming_lookahead_frames` and `streaming_crossfade_samples` (0): its chunks then equal whole-sequence vocoding.
+A vocoder maps F frames to `vocoder.num_samples(F)` samples, (F - 1) * hop for centred STFT frames, with sample i of a
+window that starts at frame s being sample s * hop + i of the whole output.
 """
 
 from __future__ import annotations
@@ -15,6 +18,17 @@ import math
 from collections.abc import Callable
 
 import torch
+
+# context and lookahead (frames) for vocoders that do not give their own (Griffin-Lim)
+DEFAULT_CONTEXT_FRAMES = 8
+
+
+def _vocoder_setting(vocoder, name: str, value: int | None, fallback: int | None) -> int | None:
+    """`value` when given, else the vocoder's own `name` attribute when it has one, else `fallback`."""
+    if value is not None:
+        return value
+    own = getattr(vocoder, name, None)
+    return fallback if own is None else int(own)
 
 
 class StreamingVocoder:
@@ -26,15 +40,25 @@ class StreamingVocoder:
         self,
         vocoder: torch.nn.Module,
         chunk_frames: int = 25,
-        left_context_frames: int = 8,
-        lookahead_frames: int = 8,
+        left_context_frames: int | None = None,
+        lookahead_frames: int | None = None,
         crossfade_samples: int | None = None,
         first_chunk_frames: int | None = 12,
         limiter: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
-        """`limiter`: a stateless sample-wise function applied to every emitted chunk (e.g. `audio_utils.soft_limit`),
+        """`left_context_frames`, `lookahead_frames`, `crossfade_samples`: when not given, the vocoder's own
+        `streaming_left_context_frames`, `streaming_lookahead_frames`, `streaming_crossfade_samples` where it has them,
+        else 8 frames, 8 frames and two hops (at most the first chunk).
+        `limiter`: a stateless sample-wise function applied to every emitted chunk (e.g. `audio_utils.soft_limit`),
         so that one-shot and streamed audio stay identical."""
         hop = int(vocoder.hop_length)
+        left_context_frames = _vocoder_setting(
+            vocoder, "streaming_left_context_frames", left_context_frames, DEFAULT_CONTEXT_FRAMES
+        )
+        lookahead_frames = _vocoder_setting(
+            vocoder, "streaming_lookahead_frames", lookahead_frames, DEFAULT_CONTEXT_FRAMES
+        )
+        crossfade_samples = _vocoder_setting(vocoder, "streaming_crossfade_samples", crossfade_samples, None)
         first = chunk_frames if first_chunk_frames is None else first_chunk_frames
         if chunk_frames < 1 or first < 1 or left_context_frames < 0 or lookahead_frames < 0:
             raise ValueError(
@@ -76,16 +100,24 @@ class StreamingVocoder:
     def _chunk_start(self, k: int) -> int:
         return 0 if k == 0 else self._chunk_end(k - 1)
 
+    def _total_samples(self) -> int:
+        """Output samples of all frames so far (the vocoder's `num_samples`, `(T - 1) * hop` without one)."""
+        if self._num_frames == 0:
+            return 0
+        num_samples = getattr(self.vocoder, "num_samples", None)
+        return int(num_samples(self._num_frames)) if num_samples is not None else (self._num_frames - 1) * self.hop
+
     def flush(self) -> list[torch.Tensor]:
         """Emit everything left once no more frames will come."""
         ready = []
-        total_samples = max(0, self._num_frames - 1) * self.hop
+        total_samples = self._total_samples()
         while self._chunk_start(self._next_chunk) * self.hop < total_samples:
             ready.append(self._emit(final=True))
         return ready
 
     def decode(self, frames: torch.Tensor) -> torch.Tensor:
-        """One-shot: the whole sequence [T, D] -> waveform [(T - 1) * hop], identical to joining `push` + `flush`."""
+        """One-shot: the whole sequence [T, D] -> waveform [vocoder.num_samples(T)] ((T - 1) * hop for centred
+        frames), identical to joining `push` + `flush`."""
         self.reset()
         chunks = self.push(frames) + self.flush()
         self.reset()
@@ -95,11 +127,12 @@ class StreamingVocoder:
         features = torch.cat(self._frames) if len(self._frames) > 1 else self._frames[0]
         self._frames = [features]
         k, hop = self._next_chunk, self.hop
-        total_samples = (self._num_frames - 1) * hop
+        total_samples = self._total_samples()
         first_frame, last_frame = self._chunk_start(k), self._chunk_end(k)
         start_frame = max(0, first_frame - self.left)
         end_frame = min(self._num_frames, last_frame + self.lookahead)
-        audio = self.vocoder(features[None, start_frame:end_frame])[0].float().cpu()
+        with torch.no_grad():  # inference only: a neural vocoder would otherwise record a graph for every chunk
+            audio = self.vocoder(features[None, start_frame:end_frame])[0].float().cpu()
         offset = start_frame * hop  # global index of audio[0]
         core_start, core_end = first_frame * hop, min(last_frame * hop, total_samples)
         is_last = core_end >= total_samples

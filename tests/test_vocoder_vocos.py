@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
-from pipeline_helpers import HOP, N_FFT, get_dummy_feature_extractor, tone
+from pipeline_helpers import (
+    HOP,
+    N_FFT,
+    get_dummy_components,
+    get_dummy_feature_extractor,
+    get_dummy_inputs,
+    get_dummy_processor,
+    tone,
+)
 
 import modeling_ditar
-from modeling_ditar import DiTARVocoder, VocosVocoder
+from modeling_ditar import DiTARPipeline, DiTARVocoder, StreamingVocoder, VocosVocoder
 
 TINY = dict(dim=16, intermediate_dim=32, num_layers=2)
 
@@ -219,3 +228,69 @@ def test_bad_features_raise(features, match):
 def test_bad_config_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
         VocosVocoder(sampling_rate=8000, num_mel_bins=8, **{"n_fft": 64, "hop_length": 16, **TINY, **kwargs})
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# streaming
+
+
+def frames_reached(vocoder: VocosVocoder, frames: torch.Tensor, sample: int) -> tuple[int, int]:
+    """(first, last) input frame whose value changes output `sample` (the exact receptive field, by autograd)."""
+    features = frames.clone()[None].requires_grad_(True)
+    vocoder(features)[0, sample].backward()
+    reached = features.grad[0].abs().sum(-1).nonzero().flatten()
+    return int(reached.min()), int(reached.max())
+
+
+@pytest.mark.parametrize("padding", ["center", "same"])
+def test_streaming_context_is_the_exact_receptive_field(padding):
+    """The samples of frames [a, b) depend on frames [a - left, b - 1 + lookahead] and no others, so the streaming
+    context is both sufficient (exact chunks) and the least that is."""
+    vocoder = tiny_vocoder(padding)
+    frames, a, b = log_mel(80), 30, 40
+    left, lookahead = vocoder.streaming_left_context_frames, vocoder.streaming_lookahead_frames
+    assert (left, lookahead) == ({"center": (10, 11), "same": (11, 11)}[padding])
+    assert frames_reached(vocoder, frames, a * HOP)[0] == a - left
+    assert frames_reached(vocoder, frames, b * HOP - 1)[1] == b - 1 + lookahead
+    assert vocoder.streaming_crossfade_samples == 0
+
+
+def test_streaming_vocoder_takes_the_vocoders_context_and_griffin_lim_keeps_its_own():
+    vocoder = tiny_vocoder()
+    streamer = StreamingVocoder(vocoder)
+    assert (streamer.left, streamer.lookahead, streamer.crossfade) == (10, 11, 0)
+    assert StreamingVocoder(vocoder, left_context_frames=2, lookahead_frames=3).left == 2  # explicit values win
+    griffin_lim = get_dummy_processor().build_vocoder(n_iter=2)
+    streamer = StreamingVocoder(griffin_lim)
+    assert (streamer.left, streamer.lookahead, streamer.crossfade) == (8, 8, 2 * HOP)
+
+
+@pytest.mark.parametrize("padding", ["center", "same"])
+@pytest.mark.parametrize("sizes", [[200], [1] * 90, [2] * 45, [7, 30, 3, 50]], ids=["one", "ones", "patches", "uneven"])
+def test_streamed_chunks_equal_one_shot_and_whole_sequence_vocoding(padding, sizes):
+    vocoder = tiny_vocoder(padding)
+    frames = log_mel(90)
+    streamer = StreamingVocoder(vocoder, chunk_frames=10, first_chunk_frames=4)
+    one_shot = streamer.decode(frames)
+    assert one_shot.shape == (vocoder.num_samples(90),)
+    chunks, start = [], 0
+    for size in sizes:
+        chunks += streamer.push(frames[start : start + size])
+        start += size
+    chunks += streamer.flush()
+    assert [c.shape[0] // HOP for c in chunks[:3]] == [4, 10, 10]
+    assert torch.equal(torch.cat(chunks), one_shot)
+    with torch.no_grad():
+        whole = vocoder(frames[None])[0]
+    assert float((one_shot - whole).abs().max()) <= 1e-5  # float rounding only (convolutions of other lengths)
+
+
+def test_pipeline_stream_equals_one_shot_with_vocos():
+    pipe = DiTARPipeline(**{**get_dummy_components(), "vocoder": tiny_vocoder()})
+    pipe.set_progress_bar_config(disable=True)
+    one_shot = pipe(**get_dummy_inputs(max_new_patches=30))
+    chunks = list(pipe.stream(**get_dummy_inputs(max_new_patches=30)))
+    assert len(chunks) >= 3
+    joined = np.concatenate(chunks)
+    assert joined.shape[0] == one_shot.audio_lengths[0] == (2 * 30 - 1) * HOP
+    np.testing.assert_allclose(joined, one_shot.audios[0][: one_shot.audio_lengths[0]], atol=1e-6, rtol=0)
