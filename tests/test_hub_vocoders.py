@@ -6,6 +6,7 @@ Hub weights cannot be fetched here, so everything runs on random weights and tin
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -428,3 +429,233 @@ def test_pipeline_loads_as_remote_code(saved_pipeline):
     vocoder_line = next(line for line in result.stdout.splitlines() if line.startswith("VOCODER"))
     assert "vocoder_hifigan" in vocoder_line and vocoder_line.endswith("SpeechT5HifiGanVocoder")
     assert "modeling_ditar." not in vocoder_line
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Vocos' published mel checkpoint -> VocosVocoder + feature extractor
+# ----------------------------------------------------------------------------------------------------------------------
+
+DIM, INTERMEDIATE, LAYERS = 8, 16, 2
+
+
+def load_converter():
+    spec = importlib.util.spec_from_file_location(
+        "convert_vocos_checkpoint", ROOT / "conversion" / "convert_vocos_checkpoint.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def vocos_config_yaml(head_padding: str = "center", training_layout: bool = False, **backbone) -> str:
+    """charactr/vocos-mel-24khz's config.yaml with a tiny backbone (the feature and head settings are the published
+    ones)."""
+    import yaml
+
+    config = {
+        "feature_extractor": {
+            "class_path": "vocos.feature_extractors.MelSpectrogramFeatures",
+            "init_args": {"sample_rate": 24000, "n_fft": 1024, "hop_length": 256, "n_mels": 100, "padding": "center"},
+        },
+        "backbone": {
+            "class_path": "vocos.models.VocosBackbone",
+            "init_args": {
+                "input_channels": 100,
+                "dim": DIM,
+                "intermediate_dim": INTERMEDIATE,
+                "num_layers": LAYERS,
+                **backbone,
+            },
+        },
+        "head": {
+            "class_path": "vocos.heads.ISTFTHead",
+            "init_args": {"dim": DIM, "n_fft": 1024, "hop_length": 256, "padding": head_padding},
+        },
+    }
+    if training_layout:
+        config = {"model": {"class_path": "vocos.experiment.VocosExp", "init_args": config}}
+    return yaml.safe_dump(config)
+
+
+def torchaudio_htk_filter_bank(n_freqs: int, n_mels: int, sample_rate: int) -> torch.Tensor:
+    """torchaudio's melscale_fbanks(norm=None, mel_scale="htk") as documented: float32 triangles between HTK mel
+    points spaced evenly from 0 Hz to Nyquist, over n_freqs bins from 0 to sample_rate // 2. [n_freqs, n_mels]"""
+    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs)
+    m_max = 2595.0 * np.log10(1.0 + (sample_rate / 2) / 700.0)
+    f_pts = 700.0 * (10 ** (torch.linspace(0.0, float(m_max), n_mels + 2) / 2595.0) - 1.0)
+    f_diff = f_pts[1:] - f_pts[:-1]
+    slopes = f_pts[None, :] - all_freqs[:, None]
+    down = -slopes[:, :-2] / f_diff[:-1]
+    up = slopes[:, 2:] / f_diff[1:]
+    return torch.clamp(torch.minimum(down, up), min=0.0)
+
+
+def vocos_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights with the names and shapes of Vocos' state dict (Vocos.state_dict(): feature extractor buffers,
+    backbone, head)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, std=0.05):
+        return torch.randn(*shape, generator=g) * std
+
+    state = {
+        "feature_extractor.mel_spec.spectrogram.window": torch.hann_window(1024),
+        "feature_extractor.mel_spec.mel_scale.fb": torchaudio_htk_filter_bank(513, 100, 24000),
+        "backbone.embed.weight": rand(DIM, 100, 7),
+        "backbone.embed.bias": rand(DIM),
+        "backbone.norm.weight": 1 + rand(DIM),
+        "backbone.norm.bias": rand(DIM),
+        "backbone.final_layer_norm.weight": 1 + rand(DIM),
+        "backbone.final_layer_norm.bias": rand(DIM),
+        "head.out.weight": rand(1026, DIM, std=0.2),
+        "head.out.bias": rand(1026, std=0.2),
+        "head.istft.window": torch.hann_window(1024),
+    }
+    for i in range(LAYERS):
+        block = f"backbone.convnext.{i}"
+        state |= {
+            f"{block}.dwconv.weight": rand(DIM, 1, 7, std=0.3),
+            f"{block}.dwconv.bias": rand(DIM),
+            f"{block}.norm.weight": 1 + rand(DIM),
+            f"{block}.norm.bias": rand(DIM),
+            f"{block}.pwconv1.weight": rand(INTERMEDIATE, DIM, std=0.3),
+            f"{block}.pwconv1.bias": rand(INTERMEDIATE),
+            f"{block}.pwconv2.weight": rand(DIM, INTERMEDIATE, std=0.3),
+            f"{block}.pwconv2.bias": rand(DIM),
+            f"{block}.gamma": 0.5 + rand(DIM),
+        }
+    return state
+
+
+def vocos_reference_decode(state: dict[str, torch.Tensor], features: torch.Tensor) -> torch.Tensor:
+    """Vocos.decode computed straight from the raw state dict: ConvNeXt backbone, ISTFT head with torch.istft
+    (center=True). features [B, T, 100] -> [B, (T - 1) * 256]."""
+    import torch.nn.functional as F
+
+    x = F.conv1d(features.transpose(1, 2), state["backbone.embed.weight"], state["backbone.embed.bias"], padding=3)
+    x = F.layer_norm(x.transpose(1, 2), (DIM,), state["backbone.norm.weight"], state["backbone.norm.bias"], 1e-6)
+    x = x.transpose(1, 2)
+    for i in range(LAYERS):
+        p = f"backbone.convnext.{i}."
+        y = F.conv1d(x, state[p + "dwconv.weight"], state[p + "dwconv.bias"], padding=3, groups=DIM).transpose(1, 2)
+        y = F.layer_norm(y, (DIM,), state[p + "norm.weight"], state[p + "norm.bias"], 1e-6)
+        y = F.gelu(F.linear(y, state[p + "pwconv1.weight"], state[p + "pwconv1.bias"]))
+        y = F.linear(y, state[p + "pwconv2.weight"], state[p + "pwconv2.bias"])
+        x = x + (state[p + "gamma"] * y).transpose(1, 2)
+    w, b = state["backbone.final_layer_norm.weight"], state["backbone.final_layer_norm.bias"]
+    hidden = F.layer_norm(x.transpose(1, 2), (DIM,), w, b, 1e-6)
+    out = F.linear(hidden, state["head.out.weight"], state["head.out.bias"]).transpose(1, 2)
+    magnitude, phase = out.chunk(2, dim=1)
+    magnitude = torch.clip(torch.exp(magnitude), max=1e2)
+    spec = magnitude * (torch.cos(phase) + 1j * torch.sin(phase))
+    return torch.istft(spec, 1024, 256, 1024, torch.hann_window(1024), center=True)
+
+
+@pytest.fixture
+def vocos_files(tmp_path):
+    state = vocos_state_dict()
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.yaml").write_text(vocos_config_yaml())
+    return tmp_path, state
+
+
+def test_vocos_checkpoint_converts_one_to_one(vocos_files, capsys):
+    from modeling_ditar import VocosVocoder
+
+    folder, state = vocos_files
+    converter = load_converter()
+    out = folder / "converted"
+    argv = ["--checkpoint", str(folder / "pytorch_model.bin"), "--config", str(folder / "config.yaml")]
+    assert converter.main([*argv, "--out", str(out)]) == 0
+    assert "'vocos_mel_24khz' preset" in capsys.readouterr().out
+
+    vocoder = VocosVocoder.from_pretrained(out / "vocoder").eval()
+    converted = vocoder.state_dict()
+    buffers = {converter.FILTER_BANK, converter.ANALYSIS_WINDOW, converter.SYNTHESIS_WINDOW}
+    assert set(converted) == set(state) - buffers  # every weight maps, nothing is left over
+    for name, tensor in converted.items():
+        assert torch.equal(tensor, state[name]), name
+    assert (vocoder.sampling_rate, vocoder.hop_length, vocoder.n_fft, vocoder.num_mel_bins) == (24000, 256, 1024, 100)
+
+    fe = DiTARFeatureExtractor.from_pretrained(out / "feature_extractor")
+    preset = DiTARFeatureExtractor.from_vocoder_preset("vocos_mel_24khz")
+    assert fe.to_dict() == preset.to_dict()
+
+    audio = torch.from_numpy(noise(0.3, 24000, seed=7))
+    features = fe.compute_log_mel(audio)[None]  # [1, T, 100]
+    with torch.no_grad():
+        ours = vocoder(features)
+        reference = vocos_reference_decode(state, features)
+    assert ours.shape == reference.shape == (1, (features.shape[1] - 1) * 256)
+    assert float((ours - reference).abs().max()) <= 1e-5 * float(reference.abs().max())
+
+    with pytest.raises(SystemExit, match="not empty; pass --force"):
+        converter.main([*argv, "--out", str(out)])
+    assert converter.main([*argv, "--out", str(out), "--force"]) == 0
+
+
+def test_vocos_training_config_layout_is_read(tmp_path):
+    (tmp_path / "config.yaml").write_text(vocos_config_yaml(training_layout=True, layer_scale_init_value=0.25))
+    settings = load_converter().read_vocos_config(tmp_path / "config.yaml")
+    assert settings["vocoder"]["layer_scale_init"] == 0.25 and settings["vocoder"]["num_layers"] == LAYERS
+    assert settings["feature_extractor"] == VOCODER_PRESETS["vocos_mel_24khz"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("drop", r"missing in pytorch_model.bin: backbone.convnext.1.gamma"),
+        ("extra", r"not in the model: backbone.convnext.2.gamma"),
+        ("shape", r"shape mismatch for head.out.bias"),
+        ("slaney", r"feature_extractor.mel_spec.mel_scale.fb differs"),
+        ("no_window", r"missing in pytorch_model.bin: head.istft.window"),
+    ],
+)
+def test_vocos_checkpoint_problems_are_named(tmp_path, change, message):
+    state = vocos_state_dict()
+    if change == "drop":
+        del state["backbone.convnext.1.gamma"]
+    elif change == "extra":
+        state["backbone.convnext.2.gamma"] = torch.ones(DIM)
+    elif change == "shape":
+        state["head.out.bias"] = torch.zeros(1000)
+    elif change == "slaney":
+        state["feature_extractor.mel_spec.mel_scale.fb"] = DiTARFeatureExtractor(feature_size=100).mel_filters
+    elif change == "no_window":
+        del state["head.istft.window"]
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.yaml").write_text(vocos_config_yaml())
+    argv = ["--checkpoint", str(tmp_path / "pytorch_model.bin"), "--config", str(tmp_path / "config.yaml")]
+    with pytest.raises(SystemExit, match=message):
+        load_converter().main([*argv, "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (lambda: vocos_config_yaml(head_padding="same"), "head padding is 'same'"),
+        (lambda: vocos_config_yaml(adanorm_num_embeddings=4), "AdaLayerNorm"),
+        (lambda: vocos_config_yaml().replace("MelSpectrogramFeatures", "EncodecFeatures"), "only MelSpectrogramFeat"),
+        (lambda: vocos_config_yaml().replace("input_channels: 100", "input_channels: 80"), "n_mels=100 but backbone"),
+        (lambda: "backbone: {}\n", "no `feature_extractor` block"),
+    ],
+)
+def test_unsupported_vocos_configs_are_refused(tmp_path, config, message):
+    (tmp_path / "config.yaml").write_text(config())
+    with pytest.raises(SystemExit, match=message):
+        load_converter().read_vocos_config(tmp_path / "config.yaml")
+
+
+def test_converter_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_converter().main(["--help"])
+    assert exit_info.value.code == 0
+    assert "charactr/vocos-mel-24khz" in capsys.readouterr().out
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "conversion" / "convert_vocos_checkpoint.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "--checkpoint" in result.stdout
