@@ -7,6 +7,9 @@ knobs are stored next to them as extra attributes:
 - `guidance_scale` g >= 0: LM guidance, v = v(0) + g (v(h) - v(0)); 1 disables it (the paper's w = g - 1);
 - `temperature` tau in [0, 1]: the time on the reverse ODE at which fresh noise is injected (0 = deterministic);
 - `num_candidates`: candidates sampled per text; the one the model's CTC head reads as the text most closely is kept;
+- `candidate_prune_after_patches`: with several candidates, after this many patches each text keeps only the
+  candidate whose speech so far best matches a prefix of its text, and goes on with that one alone (None or 0: all
+  candidates run to the end and are ranked whole);
 - `max_new_patches`: a fixed cap on generated patches, or None for the per-text bound
   `ceil(max_patches_per_text_token * text_length) + min_max_new_patches`;
 - `stop_threshold`: a row stops when sigmoid(stop logit) exceeds it.
@@ -34,11 +37,15 @@ COSTLY_SETTINGS: dict = {
     "max_new_patches": (4096, "a patch is 4 frames, 4096 patches are minutes of audio"),
 }
 
+# settings whose None is a value of its own (no cap, no pruning), not "use the default"
+OPTIONAL_SETTINGS = ("max_new_patches", "candidate_prune_after_patches")
+
 GENERATION_DEFAULTS: dict = {
     "num_inference_steps": 10,
     "guidance_scale": 2.0,
     "temperature": 0.5,
     "num_candidates": 1,
+    "candidate_prune_after_patches": None,
     "max_new_patches": None,
     "max_patches_per_text_token": 3.0,
     "min_max_new_patches": 16,
@@ -71,6 +78,7 @@ class GenerationSettings:
     guidance_scale: float
     temperature: float
     num_candidates: int
+    candidate_prune_after_patches: int | None
     max_new_patches: int | None
     max_patches_per_text_token: float
     min_max_new_patches: int
@@ -85,7 +93,7 @@ def resolve_generation_settings(generation_config: GenerationConfig | None, **ov
         value = overrides.pop(key, None)
         if value is None and generation_config is not None:
             value = getattr(generation_config, key, None)
-        values[key] = default if value is None and key != "max_new_patches" else value
+        values[key] = default if value is None and key not in OPTIONAL_SETTINGS else value
     if overrides:
         raise TypeError(f"unknown generation settings: {sorted(overrides)}; known: {sorted(GENERATION_DEFAULTS)}.")
     check_generation_settings(values)
@@ -110,6 +118,11 @@ def check_generation_settings(values: dict) -> None:
         "guidance_scale": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0 (1 disables guidance)"),
         "temperature": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1] (0 = deterministic)"),
         "num_candidates": (lambda v: _is_int(v) and v >= 1, "an integer >= 1 (1 samples one candidate)"),
+        "candidate_prune_after_patches": (
+            lambda v: v is None or (_is_int(v) and v >= 0),
+            "an integer >= 0 or None (patches after which each text keeps its best candidate; 0 or None keeps all "
+            "candidates to the end)",
+        ),
         "max_new_patches": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1 or None"),
         "max_patches_per_text_token": (lambda v: _is_number(v) and v > 0, "a number > 0"),
         "min_max_new_patches": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),

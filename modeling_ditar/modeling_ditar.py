@@ -29,6 +29,7 @@ from transformers.utils import ModelOutput, logging
 
 from .aggregation_encoder import DiTARAggregationEncoder
 from .audio_utils import soft_limit
+from .candidate_pruning import choose_candidates, losing_candidates, prefix_ctc_loss
 from .configuration_ditar import DiTARConfig
 from .generation_ditar import (
     GENERATION_DEFAULTS,
@@ -106,13 +107,16 @@ class _SpeechPass:
 @dataclass
 class PatchStep:
     """One step of [`DiTARForConditionalGeneration.generate_patches`]: the patch just produced for every row
-    ([B, P, D]), which rows were still active when it was produced, and which rows are finished after it."""
+    ([B, P, D]), which rows were still active when it was produced, and which rows are finished after it.
+    `dropped` [B]: rows that candidate pruning has dropped as losing candidates so far (they finish there without
+    stopping); None when the call does not prune candidates."""
 
     index: int
     patch: torch.Tensor
     active: torch.Tensor
     finished: torch.Tensor
     stopped: torch.Tensor
+    dropped: torch.Tensor | None = None
 
 
 @dataclass
@@ -496,11 +500,49 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         )
         return nll / text_mask.sum(1).clamp(min=1)
 
-    def score_candidates(self, inputs: dict, rows: list[torch.Tensor]) -> torch.Tensor:
+    def transcript_prefix_ctc_loss(
+        self,
+        input_ids: torch.LongTensor,
+        speech_features: torch.FloatTensor,
+        attention_mask: torch.LongTensor | None = None,
+        speech_attention_mask: torch.LongTensor | None = None,
+        speech_position_rate: torch.FloatTensor | float | None = None,
+    ) -> torch.FloatTensor:
+        """Per row, the CTC head's negative log-likelihood of the best *prefix* of the transcript given speech that may
+        have said only part of its text so far, per CTC frame: [B].
+
+        The alignment may end anywhere in the text (`prefix_ctc_loss`), so a candidate that has spoken the first words
+        of its text well scores low whether it is ahead or behind another. Dividing by the frames, not by the tokens
+        of the prefix, keeps that fair: candidates of one text at the same point have the same frames, and a score per
+        token would favour whichever has read further. Generation with `candidate_prune_after_patches` keeps the
+        candidate with the lowest value. Inputs as for `transcript_ctc_loss`."""
+        if self.ctc_head is None:
+            raise ValueError(
+                "this model has no CTC head (config.ctc_loss_weight = 0), so it cannot score transcripts; train with "
+                "ctc_loss_weight > 0 or generate with num_candidates=1."
+            )
+        self._check_training_inputs(input_ids, speech_features, attention_mask, speech_attention_mask)
+        text_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        speech = self._speech_pass(input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate)
+        hidden = self._ctc_hidden(speech.hidden)
+        batch, num, _ = hidden.shape
+        frames, classes = self.config.ctc_frames_per_patch, self.config.text_config.vocab_size + 1
+        log_probs = self.ctc_head(hidden).float().view(batch, num * frames, classes).log_softmax(-1)
+        # right-align each row's text tokens at the start of the target rows (left-padded text is allowed)
+        text_mask = text_mask.bool()
+        lengths = text_mask.sum(1)
+        targets = torch.zeros(batch, int(lengths.max()), dtype=torch.long, device=input_ids.device)
+        targets[torch.arange(targets.shape[1], device=input_ids.device)[None] < lengths[:, None]] = input_ids[text_mask]
+        nll, _ = prefix_ctc_loss(log_probs, speech.num_patches * frames, targets, lengths, blank=classes - 1)
+        return nll / (speech.num_patches * frames).clamp(min=1)
+
+    def score_candidates(self, inputs: dict, rows: list[torch.Tensor], prefix: bool = False) -> torch.Tensor:
         """`transcript_ctc_loss` of every generated row ([B*K]): its text and its prompt + generated patches
         (normalised), scored as the backbone saw them during generation, the prompt cut to whole patches. `inputs` are
         the generation inputs (`input_ids`, `attention_mask`, `prompt_features`, `prompt_attention_mask`, optional
-        `speech_position_rate`), one row per candidate."""
+        `speech_position_rate`), one row per candidate. `prefix=True` scores unfinished candidates with
+        `transcript_prefix_ctc_loss` instead."""
+        score = self.transcript_prefix_ctc_loss if prefix else self.transcript_ctc_loss
         patch = self.config.patch_size
         rate = inputs.get("speech_position_rate")
         prompts, prompt_masks = inputs.get("prompt_features"), inputs.get("prompt_attention_mask")
@@ -514,7 +556,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             else:
                 speech = generated
             scores.append(
-                self.transcript_ctc_loss(
+                score(
                     text[None],
                     speech[None].to(self.dtype),
                     # a per-row tensor, or one rate for every row (a float or a 0-d tensor, as `generate` takes)
@@ -788,7 +830,9 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
 
         With `num_candidates` K > 1 every text is sampled K times in one batch (a list of generators gives each
         candidate of text i a generator seeded from generator i) and the candidate whose speech the CTC head reads as
-        the text most closely (`score_candidates`) is kept; `patch_callback` then sees all K rows of every text.
+        the text most closely (`score_candidates`) is kept; `patch_callback` then sees all K rows of every text. With
+        `candidate_prune_after_patches` N, each text keeps only its best candidate so far after N patches (see
+        `candidate_pruning`), so the rest costs one candidate; streaming keeps the same one.
 
         Speed: `self.generation_speedups` ([`GenerationSpeedups`]) selects the fast paths; the defaults give the same
         numbers as the reference path (`disable_fast_generation()`), `enable_fast_generation()` adds pruning of finished
@@ -817,7 +861,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 else value
                 for key, value in inputs.items()
             }
-        patches, stopped, lengths = [], None, None
+        patches, stopped, lengths, dropped = [], None, None, None
         for step in self.generate_patches(
             inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
@@ -833,10 +877,11 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             speech_position_rate=inputs["speech_position_rate"],
             generation_config=generation_config,
             past_key_values=past_key_values,
+            candidates_per_text=num_candidates if batch is not None else 1,
             **kwargs,
         ):
             patches.append(step.patch * step.active[:, None, None])
-            stopped = step.stopped
+            stopped, dropped = step.stopped, step.dropped
             lengths = step.active.long() if lengths is None else lengths + step.active.long()
             if patch_callback is not None:
                 patch_callback(step)
@@ -844,11 +889,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         lengths = lengths * self.config.patch_size
         if num_candidates > 1 and batch is not None:
             rows = [features[row, : int(lengths[row])] for row in range(features.shape[0])]
-            scores = self.score_candidates({k: v for k, v in inputs.items() if v is not None}, rows)
-            best = torch.arange(batch, device=scores.device) * num_candidates + scores.view(
-                batch, num_candidates
-            ).argmin(1)
-            best = best.to(features.device)
+            inputs = {k: v for k, v in inputs.items() if v is not None}
+            best = torch.tensor(choose_candidates(self, inputs, rows, num_candidates, dropped), device=features.device)
             features, lengths, stopped = features[best], lengths[best], stopped[best]
             features = features[:, : int(lengths.max())]
         return DiTARGenerationOutput(features=features, lengths=lengths, stopped=stopped)
@@ -870,6 +912,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         speech_position_rate: torch.FloatTensor | float | None = None,
         generation_config=None,
         past_key_values: DynamicCache | None = None,
+        candidates_per_text: int = 1,
         **kwargs,
     ) -> Iterator[PatchStep]:
         """The autoregressive loop of [`generate`] as an iterator of [`PatchStep`]s (for streaming).
@@ -877,9 +920,14 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         Per patch: LocDiT solves the patch's ODE (condition and history prepared once, `num_inference_steps` calls with
         cond/uncond packed), the aggregation encoder embeds the patch and the backbone takes one cached step. With
         `generation_speedups.prune_finished`, rows that have finished leave the batch and the KV cache; their
-        `PatchStep.patch` rows are then zeros."""
+        `PatchStep.patch` rows are then zeros.
+
+        `candidates_per_text` K: the rows are K consecutive candidates of each text, as `generate` lays them out. With
+        K > 1 and the setting `candidate_prune_after_patches` N, after N patches every text whose candidates are all
+        still running keeps only the one with the lowest `transcript_prefix_ctc_loss`; the others finish there (not
+        stopped, marked in `PatchStep.dropped`) and leave the batch and the KV cache."""
         config = self.config
-        known = ("stop_threshold", "max_patches_per_text_token", "min_max_new_patches")
+        known = ("stop_threshold", "max_patches_per_text_token", "min_max_new_patches", "candidate_prune_after_patches")
         if "num_candidates" in kwargs:
             raise TypeError(
                 "generate_patches() samples every row once and takes no num_candidates; generate() samples "
@@ -905,6 +953,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 "generation_config",
                 "num_candidates",
                 "past_key_values",
+                "candidates_per_text",
                 *known,
             ),
         )
@@ -920,6 +969,17 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         temperature, max_new_patches = settings.temperature, settings.max_new_patches
         self._check_generation_inputs(input_ids, attention_mask, prompt_features, prompt_attention_mask, generator)
         batch, device, dtype = input_ids.shape[0], input_ids.device, self.dtype
+        if not (isinstance(candidates_per_text, int) and candidates_per_text >= 1 and batch % candidates_per_text == 0):
+            raise ValueError(
+                f"candidates_per_text must be an integer >= 1 that divides the batch ({batch} rows), got "
+                f"{candidates_per_text!r}; generate() lays out num_candidates rows per text."
+            )
+        prune_after = settings.candidate_prune_after_patches if candidates_per_text > 1 else None
+        if prune_after and self.ctc_head is None:
+            raise ValueError(
+                "candidate_prune_after_patches needs the model's CTC head to rank the candidates, and this model has "
+                "none (config.ctc_loss_weight = 0); use num_candidates=1."
+            )
         hidden_size, patch_size, num_history = (
             config.text_config.hidden_size,
             config.patch_size,
@@ -992,8 +1052,19 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         step_mask_needed = not (use_cache and speedups.skip_full_masks and bool(mask.all()))
         # Finished rows leave the batch (and the KV cache) when that is possible; `rows` maps the rows still being
         # computed to their index in the full batch.
-        prune = speedups.prune_finished and (cache is None or _cache_can_select_rows(cache))
+        can_select = cache is None or _cache_can_select_rows(cache)
+        prune = speedups.prune_finished and can_select
         rows = torch.arange(batch, device=device)
+        # candidate pruning: the patches so far (until the pruning point) and the rows dropped as losing candidates
+        dropped = torch.zeros(batch, dtype=torch.bool, device=device) if prune_after else None
+        so_far: list[torch.Tensor] = []
+        score_inputs = {
+            "input_ids": input_ids,
+            "attention_mask": text_mask.long(),
+            "prompt_features": prompt_features,
+            "prompt_attention_mask": prompt_attention_mask,
+            "speech_position_rate": speech_position_rate,
+        }
         locdit_step = self._locdit_step_fn()
         time_cache: dict = {}
 
@@ -1045,13 +1116,27 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             stop_now = active & (torch.sigmoid(self.stop_head(h_full).squeeze(-1).float()) > settings.stop_threshold)
             stopped = stopped | stop_now
             finished = finished | stop_now | (index + 1 >= limit)
+            if dropped is not None and index < prune_after:
+                so_far.append(full_patch)
+                if index + 1 == prune_after:
+                    generated = torch.stack(so_far, dim=1).flatten(1, 2)  # [B, N*P, D]
+                    inputs = {k: v for k, v in score_inputs.items() if v is not None}
+                    dropped = losing_candidates(self, inputs, generated, finished, candidates_per_text)
+                    finished, so_far = finished | dropped, []
             yield PatchStep(
-                index=index, patch=full_patch, active=active, finished=finished.clone(), stopped=stopped.clone()
+                index=index,
+                patch=full_patch,
+                active=active,
+                finished=finished.clone(),
+                stopped=stopped.clone(),
+                dropped=None if dropped is None else dropped.clone(),
             )
             if bool(finished.all()):
                 break
-            if prune:
-                keep = (~finished[rows]).nonzero().flatten()  # positions in the current batch of rows going on
+            # rows that leave the batch: finished ones with `prune_finished`, else only dropped candidates
+            leaving = finished if prune else (dropped if can_select else None)
+            if leaving is not None:
+                keep = (~leaving[rows]).nonzero().flatten()  # positions in the current batch of rows going on
                 if keep.shape[0] < width:
                     rows, h, next_position, mask = rows[keep], h[keep], next_position[keep], mask[keep]
                     if isinstance(position_step, torch.Tensor):

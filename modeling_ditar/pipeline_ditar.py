@@ -35,6 +35,7 @@ from transformers import PreTrainedModel, ProcessorMixin
 # directly, so every module the pipeline needs, also indirectly, is imported here (the ones marked F401 only for that).
 from .aggregation_encoder import DiTARAggregationEncoder  # noqa: F401
 from .audio_utils import load_audio, soft_limit  # noqa: F401
+from .candidate_pruning import CandidateFollower, choose_candidates
 from .configuration_ditar import DiTARConfig  # noqa: F401
 from .feature_extraction_ditar import DiTARFeatureExtractor  # noqa: F401
 from .generation_ditar import candidate_generators
@@ -343,6 +344,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         num_candidates=None,
         generator=None,
         voice=None,
+        candidate_prune_after_patches=None,
     ):
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
@@ -385,6 +387,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             temperature=temperature,
             max_new_patches=max_new_patches,
             num_candidates=num_candidates,
+            candidate_prune_after_patches=candidate_prune_after_patches,
         )
         generators = generator if isinstance(generator, (list, tuple)) else [generator]
         if generator is not None and not all(isinstance(g, torch.Generator) for g in generators):
@@ -472,6 +475,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         max_new_patches,
         generator,
         callback_on_patch_end,
+        candidates_per_text: int = 1,
+        candidate_prune_after_patches: int | None = None,
     ) -> Iterator[PatchStep]:
         steps = self.model.generate_patches(
             inputs["input_ids"],
@@ -486,6 +491,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             scheduler=self.scheduler,
             speech_position_rate=inputs.get("speech_position_rate"),
             past_key_values=self._voice_cache(inputs),
+            candidates_per_text=candidates_per_text,
+            candidate_prune_after_patches=candidate_prune_after_patches,
         )
         # the call's one progress bar (see `generation_progress`), or one for this generation alone
         progress, own = GenerationProgress.for_generation(self)
@@ -518,6 +525,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         sampling_rate: int | None = None,
         num_candidates: int | None = None,
         voice: DiTARVoice | list[DiTARVoice] | None = None,
+        candidate_prune_after_patches: int | None = None,
     ) -> DiTARPipelineOutput | tuple:
         r"""
         Args:
@@ -535,6 +543,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             num_candidates: K candidates sampled per text (as one batch of K rows per text); the one whose speech the
                 model's CTC head reads as the text most closely is kept (`transcript_ctc_loss`). Default from the
                 model config (1 = plain sampling). The callback sees all K rows of every text.
+            candidate_prune_after_patches: with K > 1, after this many patches each text keeps only the candidate
+                whose speech so far best matches a prefix of its text, and the rest costs one candidate; 0 ranks whole
+                candidates. Default from the model config. `stream()` keeps the same candidate.
             voice: a [`DiTARVoice`] from `pipe.create_voice(audio, transcript)` (or one per text) instead of
                 `prompt_audio` and `prompt_text`; same audio for the same seed, without re-processing the prompt.
         Returns:
@@ -553,11 +564,15 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             num_candidates,
             generator=generator,
             voice=voice,
+            candidate_prune_after_patches=candidate_prune_after_patches,
         )
         if voice is None:
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         texts = [text] if isinstance(text, str) else list(text)
-        num_candidates = self.model.generation_settings(num_candidates=num_candidates).num_candidates
+        settings = self.model.generation_settings(
+            num_candidates=num_candidates, candidate_prune_after_patches=candidate_prune_after_patches
+        )
+        num_candidates, prune_after = settings.num_candidates, settings.candidate_prune_after_patches
 
         # 2. long texts are spoken sentence by sentence with the same voice
         segments = [split_sentences(t, MAX_CHARS_PER_SEGMENT) for t in texts]
@@ -579,6 +594,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                     callback_on_patch_end,
                     num_candidates,
                     voice=_pick(voice, i),
+                    prune_after=prune_after,
                 )
                 for i, segs in enumerate(segments)
             ]
@@ -596,6 +612,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 generator,
                 callback_on_patch_end,
                 num_candidates,
+                prune_after=prune_after,
             )
 
         GenerationProgress.end(self)
@@ -625,32 +642,48 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         generator,
         callback_on_patch_end,
         num_candidates: int = 1,
+        prune_after: int | None = None,
     ) -> tuple[list[torch.Tensor], list[bool]]:
         """De-normalised features and stop flags per text; with K = num_candidates > 1 every text is sampled K times
-        in one batch and the candidate with the lowest `transcript_ctc_loss` is kept."""
-        if num_candidates > 1:
-            batch = inputs["input_ids"].shape[0]
-            generator = candidate_generators(generator, batch, num_candidates)
-            inputs = {
-                key: value.repeat_interleave(num_candidates, dim=0) if isinstance(value, torch.Tensor) else value
-                for key, value in inputs.items()
-            }
-        patches, counts, stopped = [], None, None
+        in one batch and one candidate is kept (pruned after `prune_after` patches, else ranked whole; see
+        `candidate_pruning`)."""
+        inputs, generator = self._candidate_rows(inputs, generator, num_candidates)
+        patches, counts, stopped, dropped = [], None, None, None
         for step in self._patch_steps(
-            inputs, num_inference_steps, guidance_scale, temperature, max_new_patches, generator, callback_on_patch_end
+            inputs,
+            num_inference_steps,
+            guidance_scale,
+            temperature,
+            max_new_patches,
+            generator,
+            callback_on_patch_end,
+            candidates_per_text=num_candidates,
+            candidate_prune_after_patches=prune_after,
         ):
             patches.append(step.patch)
             counts = step.active.long() if counts is None else counts + step.active.long()
-            stopped = step.stopped
+            stopped, dropped = step.stopped, step.dropped
         frames = torch.stack(patches, dim=1).flatten(1, 2)  # [B*K, N*P, D], normalised
         patch = self.model.config.patch_size
         rows = [frames[row, : int(counts[row]) * patch] for row in range(frames.shape[0])]
         stopped = stopped.tolist()
         if num_candidates > 1:
-            scores = self.model.score_candidates(inputs, rows).view(-1, num_candidates)  # [B, K]
-            best = (torch.arange(scores.shape[0]) * num_candidates + scores.argmin(1).cpu()).tolist()
+            best = choose_candidates(self.model, inputs, rows, num_candidates, dropped)
             rows, stopped = [rows[i] for i in best], [stopped[i] for i in best]
         return [self.model.denormalize_features(r.float()).cpu() for r in rows], stopped
+
+    @staticmethod
+    def _candidate_rows(inputs: dict, generator, num_candidates: int):
+        """The inputs and generators of K = num_candidates candidates per text: every row repeated K times in place
+        (one-shot and streaming lay the rows out alike, so they sample and keep the same candidate)."""
+        if num_candidates == 1:
+            return inputs, generator
+        generator = candidate_generators(generator, inputs["input_ids"].shape[0], num_candidates)
+        inputs = {
+            key: value.repeat_interleave(num_candidates, dim=0) if isinstance(value, torch.Tensor) else value
+            for key, value in inputs.items()
+        }
+        return inputs, generator
 
     def _generate_segments(
         self,
@@ -666,6 +699,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         callback_on_patch_end,
         num_candidates: int = 1,
         voice: DiTARVoice | None = None,
+        prune_after: int | None = None,
     ):
         pause = self._pause_frames()
         pieces, all_stopped = [], True
@@ -680,6 +714,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 generator,
                 callback_on_patch_end,
                 num_candidates,
+                prune_after=prune_after,
             )
             pieces += [features[0], pause]
             all_stopped = all_stopped and stopped[0]
@@ -711,12 +746,16 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         generator: torch.Generator | None = None,
         sampling_rate: int | None = None,
         voice: DiTARVoice | None = None,
+        num_candidates: int | None = None,
+        candidate_prune_after_patches: int | None = None,
     ) -> SpeechStream:
-        """Yield float32 waveform chunks while patches are generated; joined, they equal
-        `pipe(..., num_candidates=1).audios[0]` for the same arguments and seed. Streaming always samples a single
-        candidate, whatever the generation config's `num_candidates` says: ranking candidates needs them whole. The
-        arguments (generator and settings included, and the prompt audio) are checked when `stream` is called, before
-        the first chunk is asked for.
+        """Yield float32 waveform chunks while patches are generated; joined, they equal `pipe(...).audios[0]` for the
+        same arguments and seed, candidates included: streaming samples `num_candidates` candidates (default: the
+        generation config's) and keeps the same one as `pipe(...)`. Until only one candidate is left it plays
+        nothing, so the first audio comes after `candidate_prune_after_patches` patches when that is set, and only at
+        the end of each sentence when it is not (whole candidates are ranked); `num_candidates=1` streams from the
+        first patch. The arguments (generator and settings included, and the prompt audio) are checked when `stream`
+        is called, before the first chunk is asked for.
 
         Returns a [`SpeechStream`]: iterate it for the chunks; once it is exhausted, `stream.finished_reason` is
         `"stopped"` (the model ended the speech) or `"max_new_patches"` (the patch cap cut it, so it may be truncated),
@@ -732,8 +771,13 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             temperature,
             max_new_patches,
             "np",
+            num_candidates,
             generator=generator,
             voice=voice,
+            candidate_prune_after_patches=candidate_prune_after_patches,
+        )
+        settings = self.model.generation_settings(
+            num_candidates=num_candidates, candidate_prune_after_patches=candidate_prune_after_patches
         )
         if voice is None:
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
@@ -753,6 +797,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             generator,
             sampling_rate,
             voice,
+            candidates=(settings.num_candidates, settings.candidate_prune_after_patches),
         )
         return stream
 
@@ -771,7 +816,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         generator,
         sampling_rate,
         voice=None,
+        candidates: tuple[int, int | None] = (1, None),
     ) -> Iterator[np.ndarray]:
+        num_candidates, prune_after = candidates
         vocoder = self._streaming_vocoder()
         progress = GenerationProgress(self, [len(s) for s in segments])
         all_stopped = True
@@ -781,15 +828,29 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 inputs = first_inputs
             else:
                 inputs = self._encode([segment], prompt_audio, prompt_text, sampling_rate, voice)
-            for step in self._patch_steps(
-                inputs, num_inference_steps, guidance_scale, temperature, max_new_patches, generator, None
-            ):
-                if bool(step.active[0]):
-                    frames = self.model.denormalize_features(step.patch[0].float()).cpu()
-                    for chunk in vocoder.push(frames):
-                        yield chunk.numpy()
-                segment_stopped = bool(step.stopped[0])
-            all_stopped = all_stopped and segment_stopped
+            # the rows of one-shot generation; the candidate it keeps is played once it is known
+            inputs, segment_generator = self._candidate_rows(inputs, generator, num_candidates)
+            follower = CandidateFollower(
+                num_candidates,
+                lambda rows, dropped, inputs=inputs: choose_candidates(
+                    self.model, inputs, rows, num_candidates, dropped
+                )[0],
+            )
+            steps = self._patch_steps(
+                inputs,
+                num_inference_steps,
+                guidance_scale,
+                temperature,
+                max_new_patches,
+                segment_generator,
+                None,
+                candidates_per_text=num_candidates,
+                candidate_prune_after_patches=prune_after,
+            )
+            for step in steps:
+                yield from self._vocode_patches(vocoder, follower.push(step))
+            yield from self._vocode_patches(vocoder, follower.finish())
+            all_stopped = all_stopped and follower.stopped
             if index + 1 < len(segments):
                 for chunk in vocoder.push(self._pause_frames()):
                     yield chunk.numpy()
@@ -797,6 +858,12 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         for chunk in vocoder.flush():
             yield chunk.numpy()
         stream._finish(all_stopped)
+
+    def _vocode_patches(self, vocoder: StreamingVocoder, patches: list[torch.Tensor]) -> Iterator[np.ndarray]:
+        """The waveform chunks that normalised patches ([P, D] each) complete."""
+        for patch in patches:
+            for chunk in vocoder.push(self.model.denormalize_features(patch.float()).cpu()):
+                yield chunk.numpy()
 
 
 # a sentence ends at . ! ? ; or … (optionally followed by a closing quote or bracket) and whitespace

@@ -465,9 +465,9 @@ def _(ctx):
     return ctx.pipe.stream(**stream_args(prompt_audio="/no/such.wav"))
 
 
-@case("stream-unknown-keyword", S, "num_candidates=2 (not a stream argument)", TypeError, "num_candidates")
+@case("stream-unknown-keyword", S, "output_type='pt' (not a stream argument)", TypeError, "output_type")
 def _(ctx):
-    return ctx.pipe.stream(**stream_args(), num_candidates=2)
+    return ctx.pipe.stream(**stream_args(), output_type="pt")
 
 
 @case("stream-reason-before", S, "finished_reason before the first chunk")

@@ -1,0 +1,347 @@
+"""Candidate pruning: best-of-K candidates judged on a prefix of their text after `candidate_prune_after_patches`
+patches, the best one continued alone; one-shot generation, `generate` and streaming keep the same candidate."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from model_helpers import DiTARModelTester, ScriptedStopHead
+from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
+from transformers import GenerationConfig
+
+from modeling_ditar.candidate_pruning import CandidateFollower, prefix_ctc_loss
+from modeling_ditar.modeling_ditar import PatchStep
+
+# ---------------------------------------------------------------------------------------------------------------------
+# prefix CTC
+
+
+def _prefix_log_probs_by_enumeration(log_probs: torch.Tensor, target: list[int], blank: int) -> list[float]:
+    """log p(target[:m]) for m = 0..len(target), summing every frame path ([T] classes) that collapses to the prefix."""
+    frames, classes = log_probs.shape
+    totals = [0.0] * (len(target) + 1)
+    for path in itertools.product(range(classes), repeat=frames):
+        labels = [c for i, c in enumerate(path) if c != blank and (i == 0 or c != path[i - 1])]
+        if labels == target[: len(labels)]:
+            totals[len(labels)] += math.exp(sum(float(log_probs[t, c]) for t, c in enumerate(path)))
+    return [math.log(p) if p > 0 else -math.inf for p in totals]
+
+
+def test_prefix_ctc_loss_by_hand():
+    """Two frames, labels {0, 1}, blank 2, text "0 1": p("") = b1 b2, p("0") = a1 a2 + a1 b2 + b1 a2 (0 0, 0 -, - 0),
+    p("0 1") = a1 c2. The frames say "0" then blank, so the best prefix is "0", not the whole text."""
+    probs = torch.tensor([[0.7, 0.1, 0.2], [0.1, 0.2, 0.7]])  # [T, C]: columns 0, 1, blank
+    (a1, c1, b1), (a2, c2, b2) = probs.tolist()
+    expected = {0: b1 * b2, 1: a1 * a2 + a1 * b2 + b1 * a2, 2: a1 * c2}
+    assert max(expected, key=expected.get) == 1
+    nll, length = prefix_ctc_loss(probs.log()[None], torch.tensor([2]), torch.tensor([[0, 1]]), torch.tensor([2]), 2)
+    assert int(length) == 1
+    torch.testing.assert_close(nll, torch.tensor([-math.log(expected[1])]))
+    # the whole text is what plain CTC scores, and it is less likely here
+    whole = F.ctc_loss(probs.log()[:, None], torch.tensor([[0, 1]]), [2], [2], blank=2, reduction="none")
+    torch.testing.assert_close(whole, torch.tensor([-math.log(expected[2])]))
+
+
+def test_prefix_ctc_loss_matches_enumerating_every_path():
+    generator = torch.Generator().manual_seed(0)
+    blank, classes = 3, 4
+    targets = torch.tensor([[0, 1, 1, 2], [2, 0, 0, 0], [1, 1, 0, 2]])  # a repeated label needs a blank between
+    target_lengths = torch.tensor([4, 1, 3])
+    input_lengths = torch.tensor([5, 3, 4])  # padded frames of shorter rows must not count
+    log_probs = torch.randn(3, 5, classes, generator=generator).mul(2).log_softmax(-1)
+    nll, lengths = prefix_ctc_loss(log_probs, input_lengths, targets, target_lengths, blank)
+    for row in range(3):
+        target = targets[row, : target_lengths[row]].tolist()
+        prefixes = _prefix_log_probs_by_enumeration(log_probs[row, : input_lengths[row]], target, blank)
+        best = max(range(len(prefixes)), key=prefixes.__getitem__)
+        assert int(lengths[row]) == best
+        torch.testing.assert_close(nll[row], torch.tensor(-prefixes[best]), rtol=1e-5, atol=1e-5)
+
+
+def test_prefix_ctc_loss_is_at_most_the_ctc_loss_of_the_whole_text():
+    generator = torch.Generator().manual_seed(1)
+    log_probs = torch.randn(4, 12, 6, generator=generator).log_softmax(-1)
+    targets = torch.randint(0, 5, (4, 5), generator=generator)
+    target_lengths, input_lengths = torch.tensor([5, 3, 4, 2]), torch.tensor([12, 12, 9, 6])
+    nll, _ = prefix_ctc_loss(log_probs, input_lengths, targets, target_lengths, blank=5)
+    whole = F.ctc_loss(log_probs.transpose(0, 1), targets, input_lengths, target_lengths, blank=5, reduction="none")
+    assert bool((nll <= whole + 1e-5).all()) and bool((nll < whole - 1e-3).any())
+
+
+def test_prefix_ctc_loss_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="log_probs \\[B, T, C\\] and targets \\[B, L\\]"):
+        prefix_ctc_loss(torch.zeros(2, 3, 4), torch.tensor([3, 3]), torch.zeros(3, 2), torch.tensor([2, 2]), 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the model's prefix score
+
+
+@pytest.fixture
+def tester():
+    return DiTARModelTester()
+
+
+def test_transcript_prefix_ctc_loss_scores_speech_too_short_for_its_whole_text(tester):
+    """Two patches cannot say ten tokens: the whole-text loss is inf, the prefix loss is the best start, per frame."""
+    model = tester.get_model(ctc_loss_weight=1.0, ctc_frames_per_patch=1)
+    ids = torch.arange(1, 11)[None]
+    speech = torch.randn(1, 4, model.config.feature_dim, generator=torch.Generator().manual_seed(0))
+    assert torch.isinf(model.transcript_ctc_loss(ids, speech)).all()
+    with torch.no_grad():
+        score = model.transcript_prefix_ctc_loss(ids, speech)
+    assert score.shape == (1,) and bool(torch.isfinite(score).all()) and float(score) > 0
+
+
+def test_transcript_prefix_ctc_loss_is_at_most_the_whole_text_loss(tester):
+    model = tester.get_model(ctc_loss_weight=1.0)
+    inputs = tester.prepare_inputs()
+    tokens = inputs["attention_mask"].sum(1)
+    frames = inputs["speech_attention_mask"].sum(1) // model.config.patch_size * model.config.ctc_frames_per_patch
+    with torch.no_grad():
+        whole = model.transcript_ctc_loss(**inputs) * tokens
+        prefix = model.transcript_prefix_ctc_loss(**inputs) * frames
+    assert bool((prefix <= whole + 1e-4).all())
+
+
+def test_transcript_prefix_ctc_loss_needs_a_ctc_head(tester):
+    with pytest.raises(ValueError, match="no CTC head"):
+        tester.get_model().transcript_prefix_ctc_loss(**tester.prepare_inputs())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the setting
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "8", True])
+def test_a_bad_pruning_point_is_refused_with_its_name(tester, value):
+    model = tester.get_model(ctc_loss_weight=1.0)
+    with pytest.raises(ValueError, match="`candidate_prune_after_patches` must be an integer >= 0 or None"):
+        model.generation_settings(candidate_prune_after_patches=value)
+
+
+def test_a_bad_pruning_point_is_refused_by_the_pipeline_and_in_a_saved_generation_config(tmp_path):
+    pipe = get_dummy_pipeline(ctc_loss_weight=1.0)
+    with pytest.raises(ValueError, match="candidate_prune_after_patches"):
+        pipe(**get_dummy_inputs(num_candidates=2, candidate_prune_after_patches=-3))
+    with pytest.raises(ValueError, match="candidate_prune_after_patches"):
+        pipe.stream(**get_dummy_inputs(max_new_patches=None), candidate_prune_after_patches=2.5)
+    config = GenerationConfig(candidate_prune_after_patches=-1)
+    with pytest.raises(ValueError, match="candidate_prune_after_patches"):
+        pipe.model.generation_settings(config)
+
+
+def test_pruning_needs_a_ctc_head_and_a_whole_number_of_texts(tester):
+    model = tester.get_model()  # no CTC head
+    inputs = tester.prepare_generation_inputs()
+    with pytest.raises(ValueError, match="candidate_prune_after_patches needs the model's CTC head"):
+        next(model.generate_patches(**inputs, candidates_per_text=2, candidate_prune_after_patches=1))
+    with pytest.raises(ValueError, match="candidates_per_text must be an integer >= 1 that divides the batch"):
+        next(model.generate_patches(**inputs, candidates_per_text=3))
+
+
+def test_the_pruning_point_round_trips_through_the_generation_config(tester, tmp_path):
+    model = tester.get_model(ctc_loss_weight=1.0, num_candidates=4, candidate_prune_after_patches=8)
+    assert model.generation_settings().candidate_prune_after_patches == 8
+    model.save_pretrained(tmp_path)
+    assert GenerationConfig.from_pretrained(tmp_path).candidate_prune_after_patches == 8
+    assert type(model).from_pretrained(tmp_path).generation_settings().candidate_prune_after_patches == 8
+    # a call can switch pruning off (0), and configs written before the setting existed do not prune
+    assert model.generation_settings(candidate_prune_after_patches=0).candidate_prune_after_patches == 0
+    assert tester.get_model().generation_settings().candidate_prune_after_patches is None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# pruning in generation
+
+
+@pytest.fixture
+def pipe():
+    return get_dummy_pipeline(ctc_loss_weight=1.0)
+
+
+def _patch_widths(model) -> list[int]:
+    """Record the rows of every generated patch that `embed_patches` embeds ([rows, 1, P, D]; the prompt and the
+    scoring passes embed several patches per row)."""
+    widths, embed = [], model.embed_patches
+
+    def counting(patches):
+        if patches.shape[1] == 1:
+            widths.append(patches.shape[0])
+        return embed(patches)
+
+    model.embed_patches = counting
+    return widths
+
+
+def test_pruning_keeps_exactly_one_candidate_per_text_and_goes_on_with_it_alone(pipe):
+    k, n, total = 3, 2, 6
+    steps = []
+    widths = _patch_widths(pipe.model)
+    pipe(
+        **get_dummy_inputs(
+            text=["hello there", "a second text"],
+            max_new_patches=total,
+            generator=[torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)],
+        ),
+        num_candidates=k,
+        candidate_prune_after_patches=n,
+        callback_on_patch_end=lambda _pipe, _index, step: steps.append(step),
+    )
+    assert len(steps) == total
+    for step in steps[: n - 1]:
+        assert not bool(step.dropped.any()) and bool(step.active.all())
+    for step in steps[n - 1 :]:
+        assert step.dropped.view(2, k).sum(1).tolist() == [k - 1, k - 1]  # one candidate left per text
+    for step in steps[n:]:
+        assert torch.equal(step.active, ~steps[-1].dropped)
+    # the backbone and LocDiT compute 2 texts x 3 candidates until the pruning point, then 2 rows
+    assert widths == [2 * k] * n + [2] * (total - n)
+
+
+def _unpruned_candidates(pipe, seed: int, k: int, total: int) -> torch.Tensor:
+    """[K, total, P, D] normalised patches of the K candidates, run to the end."""
+    steps = []
+    pipe(
+        **get_dummy_inputs(max_new_patches=total, generator=torch.Generator().manual_seed(seed)),
+        num_candidates=k,
+        candidate_prune_after_patches=0,
+        output_type="features",
+        callback_on_patch_end=lambda _pipe, _index, step: steps.append(step.patch),
+    )
+    return torch.stack(steps, dim=1)
+
+
+def test_the_kept_candidate_is_the_best_prefix_and_continues_deterministically(pipe):
+    k, n, total, seed = 3, 2, 6, 4
+    unpruned = _unpruned_candidates(pipe, seed, k, total)
+    inputs = get_dummy_inputs(max_new_patches=total)
+    enc = pipe.encode_inputs([inputs["text"]], inputs["prompt_audio"], inputs["prompt_text"], inputs["sampling_rate"])
+    enc, _ = pipe._candidate_rows(enc, None, k)
+    with torch.no_grad():
+        prefix_scores = pipe.model.score_candidates(enc, [row[:n].flatten(0, 1) for row in unpruned], prefix=True)
+    assert len({round(float(s), 5) for s in prefix_scores}) == k, "the tiny model must give distinct scores"
+    expected = int(prefix_scores.argmin())
+
+    def pruned():
+        kept = []
+        out = pipe(
+            **dict(inputs, generator=torch.Generator().manual_seed(seed)),
+            num_candidates=k,
+            candidate_prune_after_patches=n,
+            output_type="features",
+            callback_on_patch_end=lambda _pipe, _index, step: kept.append(step),
+        )
+        return out, kept
+
+    out, steps = pruned()
+    assert (~steps[-1].dropped).nonzero().flatten().tolist() == [expected]
+    features = torch.as_tensor(out.audios[0][: out.audio_lengths[0]])
+    patch = pipe.model.config.patch_size
+    reference = pipe.model.denormalize_features(unpruned[expected].flatten(0, 1).float())
+    # the first n patches are the unpruned run's; after them the row runs alone (noise still drawn for every row,
+    # so it continues the same sample, to the rounding of a smaller batch)
+    torch.testing.assert_close(features[: n * patch], reference[: n * patch], rtol=0, atol=0)
+    torch.testing.assert_close(features, reference, rtol=1e-4, atol=1e-4)
+    again, _ = pruned()
+    np.testing.assert_array_equal(again.audios, out.audios)
+
+
+def test_a_text_whose_candidate_finished_before_the_pruning_point_is_ranked_whole(pipe):
+    pipe.model.stop_head = ScriptedStopHead([1, None, None])  # candidate 0 stops after its first patch
+    runs = {}
+    for n in (0, 3):
+        steps = []
+        runs[n] = pipe(
+            **get_dummy_inputs(max_new_patches=5),
+            num_candidates=3,
+            candidate_prune_after_patches=n,
+            callback_on_patch_end=lambda _pipe, _index, step, steps=steps: steps.append(step),
+        )
+        pipe.model.stop_head.calls = 0
+        if n:
+            assert not bool(steps[-1].dropped.any())
+    np.testing.assert_array_equal(runs[3].audios, runs[0].audios)
+
+
+def test_generate_keeps_the_candidate_the_pipeline_keeps(pipe):
+    inputs = get_dummy_inputs(max_new_patches=6)
+    settings = {"num_candidates": 3, "candidate_prune_after_patches": 2}
+    one_shot = pipe(**dict(inputs, generator=torch.Generator().manual_seed(7)), output_type="features", **settings)
+    enc = pipe.encode_inputs([inputs["text"]], inputs["prompt_audio"], inputs["prompt_text"], inputs["sampling_rate"])
+    out = pipe.model.generate(
+        **enc,
+        max_new_patches=6,
+        num_inference_steps=inputs["num_inference_steps"],
+        guidance_scale=inputs["guidance_scale"],
+        temperature=inputs["temperature"],
+        generator=torch.Generator().manual_seed(7),
+        **settings,
+    )
+    features = pipe.model.denormalize_features(out.features[0, : int(out.lengths[0])].float())
+    torch.testing.assert_close(features, torch.as_tensor(one_shot.audios[0][: one_shot.audio_lengths[0]]))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# streaming
+
+
+@pytest.mark.parametrize(
+    "num_candidates, prune_after, text",
+    [
+        (3, 2, "hello there"),
+        (3, 0, "hello there"),  # whole ranking: the stream waits for the end of the sentence
+        (2, 1, "First sentence here. " * 12 + "And the last one."),  # sentence by sentence
+    ],
+)
+def test_stream_equals_one_shot_with_candidates(pipe, num_candidates, prune_after, text):
+    settings = {"num_candidates": num_candidates, "candidate_prune_after_patches": prune_after}
+    inputs = get_dummy_inputs(text=text, max_new_patches=5)
+    one_shot = pipe(**dict(inputs, generator=torch.Generator().manual_seed(3)), **settings)
+    stream = pipe.stream(**dict(inputs, generator=torch.Generator().manual_seed(3)), **settings)
+    streamed = np.concatenate(list(stream))
+    np.testing.assert_array_equal(streamed, one_shot.audios[0][: one_shot.audio_lengths[0]])
+    assert stream.stopped == one_shot.stopped[0]
+
+
+def test_stream_follows_the_generation_config():
+    pipe = get_dummy_pipeline(ctc_loss_weight=1.0, num_candidates=3, candidate_prune_after_patches=2)
+    inputs = get_dummy_inputs(max_new_patches=5)
+    one_shot = pipe(**inputs)
+    streamed = np.concatenate(list(pipe.stream(**get_dummy_inputs(max_new_patches=5))))
+    np.testing.assert_array_equal(streamed, one_shot.audios[0][: one_shot.audio_lengths[0]])
+
+
+def _step(index: int, k: int, dropped: list[bool] | None, stopped: bool = False) -> PatchStep:
+    patch = torch.full((k, 2, 3), float(index))
+    patch[:, 0, 0] = torch.arange(k, dtype=torch.float)  # which row a patch came from
+    dropped_tensor = None if dropped is None else torch.tensor(dropped)
+    active = torch.ones(k, dtype=torch.bool) if index == 0 or dropped is None else ~dropped_tensor
+    return PatchStep(
+        index=index,
+        patch=patch,
+        active=active,
+        finished=torch.zeros(k, dtype=torch.bool) if dropped is None else dropped_tensor.clone(),
+        stopped=torch.full((k,), stopped),
+        dropped=dropped_tensor,
+    )
+
+
+def test_the_follower_plays_nothing_until_one_candidate_is_left():
+    follower = CandidateFollower(3, choose=lambda rows, dropped: pytest.fail("nothing left to rank"))
+    assert follower.push(_step(0, 3, [False, False, False])) == []
+    released = follower.push(_step(1, 3, [True, False, True]))  # the pruning point: row 1 kept
+    assert [int(p[0, 0]) for p in released] == [1, 1] and [float(p[1, 1]) for p in released] == [0.0, 1.0]
+    later = follower.push(_step(2, 3, [True, False, True], stopped=True))
+    assert len(later) == 1 and float(later[0][1, 1]) == 2.0
+    assert follower.finish() == [] and follower.stopped
+
+
+def test_the_follower_ranks_whole_candidates_at_the_end_without_pruning():
+    follower = CandidateFollower(2, choose=lambda rows, dropped: 1)
+    assert follower.push(_step(0, 2, None)) == [] and follower.push(_step(1, 2, None)) == []
+    kept = follower.finish()
+    assert [int(p[0, 0]) for p in kept] == [1, 1] and follower.kept == 1
