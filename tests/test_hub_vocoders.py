@@ -305,12 +305,9 @@ def test_streamed_chunks_equal_the_whole_sequence():
     vocoder.load_state_dict(random_hifigan().state_dict())
     vocoder.eval()
     features = torch.randn(70, 80) - 4.0
-    streamer = StreamingVocoder(
-        vocoder,
-        left_context_frames=vocoder.streaming_left_context_frames,
-        lookahead_frames=vocoder.streaming_lookahead_frames,
-        crossfade_samples=vocoder.streaming_crossfade_samples,
-    )
+    streamer = StreamingVocoder(vocoder)  # takes the vocoder's own context, lookahead and (no) crossfade
+    reach = receptive_field_frames(vocoder.config)
+    assert (streamer.left, streamer.lookahead, streamer.crossfade) == (reach, reach, 0)
     with torch.no_grad():
         chunks = []
         for start in range(0, 70, 7):
@@ -322,6 +319,10 @@ def test_streamed_chunks_equal_the_whole_sequence():
     assert torch.equal(torch.cat(chunks), one_shot)
     assert one_shot.shape == whole.shape
     assert (one_shot - whole).abs().max() < 1e-5
+    # less context than the receptive field is allowed (lower latency) but no longer exact
+    with torch.no_grad():
+        short = StreamingVocoder(vocoder, left_context_frames=4, lookahead_frames=4).decode(features)
+    assert (short - whole).abs().max() > 1e-3
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -659,3 +660,20 @@ def test_converter_help(capsys):
         timeout=120,
     )
     assert result.returncode == 0 and "--checkpoint" in result.stdout
+
+
+def test_a_saved_pipeline_takes_the_pretrained_vocoder(saved_pipeline, tmp_path):
+    """The guide's recipe: a run's pipeline folder (Griffin-Lim) rebuilt with the HiFi-GAN as its vocoder gives the
+    HiFi-GAN pipeline's audio, and saves as a HiFi-GAN pipeline."""
+    pipe = hifigan_pipeline()
+    hifigan = pipe.vocoder
+    build_pipeline(pipe.model, pipe.processor).save_pretrained(tmp_path / "griffin_lim")
+    assert json.loads((tmp_path / "griffin_lim" / "model_index.json").read_text())["vocoder"][1] == "GriffinLimVocoder"
+    loaded = DiTARPipeline.from_pretrained(tmp_path / "griffin_lim")
+    hifigan.check_feature_extractor(loaded.processor.feature_extractor)
+    swapped = DiTARPipeline(**{**loaded.components, "vocoder": hifigan})
+    swapped.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(speak(swapped).audios, np.load(saved_pipeline.parent / "audio.npy"))
+    swapped.save_pretrained(tmp_path / "hifigan")
+    index = json.loads((tmp_path / "hifigan" / "model_index.json").read_text())
+    assert index["vocoder"] == ["vocoder_hifigan", "SpeechT5HifiGanVocoder"]
