@@ -145,19 +145,31 @@ ROOT_AUTO_MAP = {
 }
 
 
+# vocoder class -> the `vocoder_type` under which `DiTARForTextToSpeech` holds it (`modeling_ditar.build_vocoder`)
+TRANSFORMERS_VOCODER_TYPES = {"GriffinLimVocoder": "griffin_lim", "VocosVocoder": "vocos"}
+SAFE_WEIGHTS_INDEX = "model.safetensors.index.json"
+# the root file with the text-to-speech model's vocoder weights (named as the model holds them, `vocoder.*`)
+ROOT_VOCODER_WEIGHTS = "model-vocoder.safetensors"
+
+
 def write_transformers_entry_points(pipeline, folder: str | os.PathLike) -> bool:
     """Give a saved pipeline folder the files transformers reads at a repository's root: `config.json` (the model's
-    config with its vocoder's, for `DiTARForTextToSpeech`), `generation_config.json`, the weights (hard links to
-    `model/`'s files where the file system allows, so they take no extra space; the Hub stores equal files once) and
-    the processor's files. Skipped (returns False) for pipelines whose features are decoded by a VAE or a vocoder
-    other than Griffin-Lim, which the text-to-speech model cannot hold."""
+    config with its vocoder's, for `DiTARForTextToSpeech`), `generation_config.json`, the weights and the processor's
+    files. Skipped (returns False) for pipelines whose features are decoded by a VAE or by a vocoder the
+    text-to-speech model cannot hold (one not in `TRANSFORMERS_VOCODER_TYPES`).
+
+    Weights: with a weight-free vocoder (Griffin-Lim), hard links to `model/`'s files where the file system allows, so
+    they take no extra space (the Hub stores equal files once). With a neural vocoder, a sharded-checkpoint index
+    (`model.safetensors.index.json`) whose model entries point at `model/`'s own files and whose `vocoder.*` entries
+    point at a root file holding the vocoder's weights under the names the text-to-speech model gives them."""
     folder = Path(folder)
     vocoder = getattr(pipeline, "vocoder", None)
-    if getattr(pipeline, "vae", None) is not None or vocoder is None or type(vocoder).__name__ != "GriffinLimVocoder":
+    vocoder_type = TRANSFORMERS_VOCODER_TYPES.get(type(vocoder).__name__)
+    if getattr(pipeline, "vae", None) is not None or vocoder is None or vocoder_type is None:
         return False
     config = json.loads((folder / "model" / "config.json").read_text(encoding="utf-8"))
     config["vocoder_config"] = {
-        "vocoder_type": "griffin_lim",
+        "vocoder_type": vocoder_type,
         **{k: v for k, v in dict(vocoder.config).items() if not k.startswith("_")},
     }
     config["architectures"] = ["DiTARForTextToSpeech"]
@@ -167,14 +179,42 @@ def write_transformers_entry_points(pipeline, folder: str | os.PathLike) -> bool
         # have no fast float16 kernels (a sentence took 3x as long in float16 as in float32 on 2 cores)
         config["dtype"] = "float32"
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    vocoder_weights = vocoder.state_dict()  # empty for Griffin-Lim (its buffers are not saved)
     for source in sorted((folder / "model").iterdir()):
         if source.name == "config.json" or source.suffix == ".py" or not source.is_file():
             continue
+        if vocoder_weights and (source.suffix == ".safetensors" or source.name == SAFE_WEIGHTS_INDEX):
+            continue  # listed in the root index instead
         _link_or_copy(source, folder / source.name)
+    if vocoder_weights:
+        _write_root_weight_index(folder, vocoder_weights)
     for source in sorted((folder / "processor").iterdir()):
         if source.is_file() and source.suffix != ".py":
             shutil.copyfile(source, folder / source.name)
     return True
+
+
+def _write_root_weight_index(folder: Path, vocoder_weights: dict) -> None:
+    """The root's sharded-checkpoint index for a text-to-speech model with a neural vocoder: the model's tensors stay
+    in `model/` (the index names those files; nothing is copied) and the vocoder's are written once more, prefixed
+    `vocoder.`, to `ROOT_VOCODER_WEIGHTS` (they are small next to the model)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    model_index = folder / "model" / SAFE_WEIGHTS_INDEX
+    if model_index.is_file():
+        shards = json.loads(model_index.read_text(encoding="utf-8"))["weight_map"]
+        weight_map = {key: f"model/{shard}" for key, shard in shards.items()}
+    else:
+        with safe_open(str(folder / "model" / "model.safetensors"), framework="pt") as f:
+            weight_map = {key: "model/model.safetensors" for key in f.keys()}
+    tensors = {f"vocoder.{name}": tensor.detach().cpu().contiguous() for name, tensor in vocoder_weights.items()}
+    save_file(tensors, str(folder / ROOT_VOCODER_WEIGHTS), metadata={"format": "pt"})
+    weight_map.update({name: ROOT_VOCODER_WEIGHTS for name in tensors})
+    total_size = sum((folder / file).stat().st_size for file in set(weight_map.values()))
+    index = {"metadata": {"total_size": total_size}, "weight_map": dict(sorted(weight_map.items()))}
+    (folder / "model.safetensors").unlink(missing_ok=True)  # a single-file checkpoint would shadow the index
+    (folder / SAFE_WEIGHTS_INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

@@ -48,6 +48,7 @@ from .speech_positions import aligned_positions, check_rate, jitter_rate, speaki
 from .streaming import StreamingVocoder
 from .transformer_blocks import DiTARTransformerStack
 from .vocoder_griffinlim import GriffinLimVocoder
+from .vocoder_vocos import VocosConvNeXtBlock, VocosVocoder
 
 logger = logging.get_logger(__name__)
 
@@ -178,10 +179,13 @@ class DiTARPreTrainedModel(PreTrainedModel):
             init.normal_(module.special_token, mean=0.0, std=std)
         elif isinstance(module, DiTARForConditionalGeneration):
             init.normal_(module.speech_start_embedding, mean=0.0, std=std)
-        elif isinstance(module, GriffinLimVocoder):
-            # no weights, only buffers computed from its config; rebuilt here because loading creates them empty
+        elif isinstance(module, (GriffinLimVocoder, VocosVocoder)):
+            # buffers computed from its config (its layers, if any, are initialised as modules of their own); rebuilt
+            # here because loading creates them empty
             for name, value in module._build_buffers().items():
                 init.copy_(getattr(module, name), value)
+        elif isinstance(module, VocosConvNeXtBlock):
+            init.constant_(module.gamma, module.layer_scale_init)
         else:
             super()._init_weights(module)
 
@@ -195,6 +199,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
     # Inheriting GenerationMixin directly keeps the class the same whether it is imported or loaded as remote code
     # (transformers adds the mixin to remote classes that lack it); `generate` below replaces the token loop.
     generation_config_class = DiTARGenerationConfig
+    # a pipeline folder's root weights also hold the text-to-speech model's vocoder, which this model does not use
+    _keys_to_ignore_on_load_unexpected = [r"^vocoder\."]
 
     def __init__(self, config: DiTARConfig):
         super().__init__(config)
@@ -1231,13 +1237,18 @@ class DiTARSpeechOutput(ModelOutput):
     stopped: torch.BoolTensor | None = None
 
 
+# `vocoder_type` of a `DiTARConfig.vocoder_config` -> the vocoder class it builds (the other keys are its arguments)
+VOCODER_TYPES = {"griffin_lim": GriffinLimVocoder, "vocos": VocosVocoder}
+
+
 def build_vocoder(vocoder_config: dict) -> nn.Module:
-    """The vocoder described by a `DiTARConfig.vocoder_config` (`{"vocoder_type": "griffin_lim", ...}`)."""
+    """The vocoder described by a `DiTARConfig.vocoder_config` (`{"vocoder_type": "griffin_lim" | "vocos", ...}`); a
+    neural vocoder is built with random weights, which loading the model then fills."""
     options = dict(vocoder_config)
     kind = options.pop("vocoder_type", "griffin_lim")
-    if kind != "griffin_lim":
-        raise ValueError(f"vocoder_config names vocoder_type={kind!r}; this version knows 'griffin_lim'.")
-    return GriffinLimVocoder(**options)
+    if kind not in VOCODER_TYPES:
+        raise ValueError(f"vocoder_config names vocoder_type={kind!r}; this version knows {sorted(VOCODER_TYPES)}.")
+    return VOCODER_TYPES[kind](**options)
 
 
 class DiTARForTextToSpeech(DiTARForConditionalGeneration):

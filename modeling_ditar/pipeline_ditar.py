@@ -132,6 +132,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             return
         if self.vocoder is None:
             raise ValueError("a vocoder is required (or a vae, for a model trained on VAE latents).")
+        # a vocoder that records the analysis settings it was trained on checks them against the feature extractor
+        check_features = getattr(self.vocoder, "check_feature_extractor", None)
+        if check_features is not None:
+            check_features(fe)
         if fe.feature_size != config.feature_dim:
             raise ValueError(
                 f"processor features have {fe.feature_size} channels but the model expects "

@@ -295,6 +295,33 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             **kwargs,
         )
 
+    def check_feature_extractor(self, feature_extractor) -> None:
+        """Raises a `ValueError` naming every analysis setting (sampling rate, n_fft, hop, window, mel bins, mel band
+        and log floor) in which `feature_extractor` (a [`DiTARFeatureExtractor`]) differs from the features this
+        vocoder expects, with both values; a pipeline calls it when it is built."""
+        expected = {
+            "sampling_rate": self.sampling_rate,
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "win_length": self.win_length,
+            "feature_size": self.num_mel_bins,
+            "f_min": self.f_min,
+            "f_max": self.f_max,
+            "log_floor": self.log_floor,
+        }
+        wrong = []
+        for name, value in expected.items():
+            actual = getattr(feature_extractor, name, None)
+            if actual is None or not math.isclose(float(actual), float(value), rel_tol=1e-6):
+                wrong.append(f"{name}: vocoder {value!r}, feature extractor {actual!r}")
+        if wrong:
+            raise ValueError(
+                f"The {type(self).__name__} expects other features than the feature extractor computes ("
+                + "; ".join(wrong)
+                + "). Use a vocoder trained on this feature extractor's settings (`VocosVocoder.from_feature_extractor`"
+                " builds an untrained one) or the feature extractor the vocoder was trained with."
+            )
+
     def _apply(self, fn, recurse=True):
         """Moves and casts like any module, but keeps the window float32: the inverse FFT runs in float32 whatever
         dtype the layers are cast to, and a half-precision Hann window would be rounded."""

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -13,12 +17,23 @@ from pipeline_helpers import (
     get_dummy_components,
     get_dummy_feature_extractor,
     get_dummy_inputs,
+    get_dummy_pipeline,
     get_dummy_processor,
     tone,
 )
+from test_remote_code import HIDE_PACKAGE, ROOT
+from transformers import AutoModel, AutoModelForTextToWaveform, AutoProcessor
 
 import modeling_ditar
-from modeling_ditar import DiTARPipeline, DiTARVocoder, StreamingVocoder, VocosVocoder
+from modeling_ditar import (
+    DiTARForConditionalGeneration,
+    DiTARForTextToSpeech,
+    DiTARPipeline,
+    DiTARVocoder,
+    StreamingVocoder,
+    VocosVocoder,
+)
+from modeling_ditar.modeling_ditar import build_vocoder
 
 TINY = dict(dim=16, intermediate_dim=32, num_layers=2)
 
@@ -294,3 +309,146 @@ def test_pipeline_stream_equals_one_shot_with_vocos():
     joined = np.concatenate(chunks)
     assert joined.shape[0] == one_shot.audio_lengths[0] == (2 * 30 - 1) * HOP
     np.testing.assert_allclose(joined, one_shot.audios[0][: one_shot.audio_lengths[0]], atol=1e-6, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# loading: build_vocoder, pipeline folders, the transformers entry points, remote code
+
+
+def test_build_vocoder_knows_vocos():
+    vocoder = tiny_vocoder("same")
+    config = {k: v for k, v in vocoder.config.items() if not k.startswith("_")}
+    built = build_vocoder({"vocoder_type": "vocos", **config})
+    assert isinstance(built, VocosVocoder) and built.config.padding == "same" and built.config.dim == 16
+    with pytest.raises(ValueError, match=r"vocoder_type='hifi'; this version knows \['griffin_lim', 'vocos'\]"):
+        build_vocoder({"vocoder_type": "hifi"})
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"hop_length": 32}, "hop_length: vocoder 32, feature extractor 16"),
+        ({"sampling_rate": 16000}, "sampling_rate: vocoder 16000, feature extractor 8000"),
+        ({"n_fft": 128}, "n_fft: vocoder 128, feature extractor 64"),
+        ({"num_mel_bins": 10}, "feature_size: vocoder 10, feature extractor 8"),
+    ],
+)
+def test_a_pipeline_refuses_a_vocoder_for_other_features(setting, message):
+    analysis = dict(sampling_rate=8000, n_fft=N_FFT, hop_length=HOP, num_mel_bins=8, f_max=4000.0, log_floor=1e-5)
+    matching = VocosVocoder(**{**analysis, **TINY})
+    DiTARPipeline(**{**get_dummy_components(), "vocoder": matching})  # the dummy extractor's settings: accepted
+    with pytest.raises(ValueError, match=re.escape(message)):
+        DiTARPipeline(**{**get_dummy_components(), "vocoder": VocosVocoder(**{**analysis, **TINY, **setting})})
+
+
+def reference_audio(pipe, seed: int = 0) -> np.ndarray:
+    out = pipe("hello there", generator=torch.Generator().manual_seed(seed), num_candidates=1, max_new_patches=12)
+    return out.audios[0][: out.audio_lengths[0]]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A tiny pipeline with a Vocos vocoder (weights away from any initialisation), saved, and its audio."""
+    folder = tmp_path_factory.mktemp("vocos") / "pipeline"
+    pipe = get_dummy_pipeline()
+    pipe = DiTARPipeline(**{**pipe.components, "vocoder": tiny_vocoder(seed=3)})
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(folder)
+    np.save(folder.parent / "reference.npy", reference_audio(pipe))
+    return folder, pipe
+
+
+def test_pipeline_round_trip_keeps_the_trained_vocoder(saved):
+    folder, pipe = saved
+    assert (folder / "vocoder" / "diffusion_pytorch_model.safetensors").is_file()
+    assert json.loads((folder / "model_index.json").read_text())["vocoder"] == ["vocoder_vocos", "VocosVocoder"]
+    loaded = DiTARPipeline.from_pretrained(folder)
+    loaded.set_progress_bar_config(disable=True)
+    assert isinstance(loaded.vocoder, VocosVocoder)
+    for name, tensor in pipe.vocoder.state_dict().items():
+        assert torch.equal(loaded.vocoder.state_dict()[name], tensor), name
+    np.testing.assert_array_equal(reference_audio(loaded), np.load(folder.parent / "reference.npy"))
+
+
+def test_the_text_to_speech_model_at_the_root_gets_the_vocoder_weights(saved):
+    folder, pipe = saved
+    config = json.loads((folder / "config.json").read_text())
+    assert config["vocoder_config"]["vocoder_type"] == "vocos" and config["vocoder_config"]["dim"] == 16
+    assert not (folder / "model.safetensors").exists()  # a single file would shadow the index
+    index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    assert index["vocoder.head.out.weight"] == "model-vocoder.safetensors"
+    assert index["stop_head.weight"] == "model/model.safetensors"  # the model's weights are not copied
+    model, info = AutoModelForTextToWaveform.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]  # every vocoder weight came from the folder
+    # the feature-level model skips the vocoder's weights without reporting them
+    features_model, info = AutoModel.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert isinstance(model, DiTARForTextToSpeech) and isinstance(model.vocoder, VocosVocoder)
+    assert type(features_model) is DiTARForConditionalGeneration
+    for name, tensor in pipe.vocoder.state_dict().items():
+        assert torch.equal(model.vocoder.state_dict()[name], tensor), name
+    torch.testing.assert_close(model.vocoder.window, torch.hann_window(N_FFT))
+    inputs = AutoProcessor.from_pretrained(folder)("hello there")
+    speech = model.generate(**inputs, generator=torch.Generator().manual_seed(0), num_candidates=1, max_new_patches=12)
+    np.testing.assert_allclose(speech.audio[0].numpy(), np.load(folder.parent / "reference.npy"), atol=1e-6, rtol=0)
+
+
+REMOTE = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, torch
+    torch.set_num_threads(1)
+    from diffusers import DiffusionPipeline
+    from transformers import AutoModelForTextToWaveform, AutoProcessor
+
+    folder, reference = sys.argv[1], np.load(sys.argv[2])
+    seed = lambda: torch.Generator().manual_seed(0)
+    close = lambda audio: bool(audio.shape == reference.shape and np.abs(audio - reference).max() < 1e-6)
+    report = {}
+    pipe = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe("hello there", generator=seed(), num_candidates=1, max_new_patches=12)
+    report["pipeline_vocoder"] = type(pipe.vocoder).__name__
+    report["pipeline"] = close(out.audios[0][: out.audio_lengths[0]])
+    model = AutoModelForTextToWaveform.from_pretrained(folder, trust_remote_code=True)
+    inputs = AutoProcessor.from_pretrained(folder, trust_remote_code=True)("hello there")
+    speech = model.generate(**inputs, generator=seed(), num_candidates=1, max_new_patches=12)
+    report["model_vocoder"] = type(model.vocoder).__name__
+    report["model"] = close(speech.audio[0].numpy())
+    report["modules"] = sorted(m for m in sys.modules if m.split(".")[0] == "modeling_ditar")
+    print("REPORT " + json.dumps(report))
+    """
+)
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch, transformers and diffusers: about 20 s on 2 busy cores
+def test_remote_code_loads_the_vocoder_where_the_package_cannot_be_imported(saved):
+    folder, _ = saved
+    script = HIDE_PACKAGE.replace("REPO", repr(str(ROOT))) + REMOTE
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(folder.parent),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_MODULES_CACHE": str(folder.parent / "modules"),
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(folder), str(folder.parent / "reference.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(folder.parent),
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("REPORT "))[7:])
+    assert report == {
+        "pipeline_vocoder": "VocosVocoder",
+        "pipeline": True,
+        "model_vocoder": "VocosVocoder",
+        "model": True,
+        "modules": [],
+    }
