@@ -25,7 +25,7 @@ from transformers import PreTrainedModel, SpeechT5HifiGan, SpeechT5HifiGanConfig
 
 from .vocoders import DiTARVocoder
 
-__all__ = ["SpeechT5HifiGanVocoder", "receptive_field_frames"]
+__all__ = ["SpeechT5HifiGanVocoder", "build_speecht5_hifigan", "receptive_field_frames"]
 
 # The feature extractor preset whose features this vocoder expects (see `DiTARFeatureExtractor.from_vocoder_preset`).
 FEATURE_PRESET = "speecht5_hifigan"
@@ -138,3 +138,10 @@ class SpeechT5HifiGanVocoder(DiTARVocoder, SpeechT5HifiGan):
         weight = self.conv_pre.weight
         waveform = SpeechT5HifiGan.forward(self, features.to(device=weight.device, dtype=weight.dtype))  # [B, T*hop]
         return waveform[:, : self.num_samples(frames)].float()
+
+
+def build_speecht5_hifigan(**options) -> SpeechT5HifiGanVocoder:
+    """A vocoder with random weights from the fields of a `SpeechT5HifiGanConfig` as its `to_dict()` /
+    `to_diff_dict()` write them (the `vocoder_config` of a text-to-speech DiTAR config, minus `vocoder_type`); loading
+    the model then fills the weights."""
+    return SpeechT5HifiGanVocoder(SpeechT5HifiGanConfig.from_dict(options))
