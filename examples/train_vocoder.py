@@ -1,0 +1,535 @@
+#!/usr/bin/env python
+"""Train DiTAR's neural vocoder (`VocosVocoder`: ConvNeXt backbone + iSTFT head) as a GAN, with Accelerate.
+
+    python examples/train_vocoder.py --config examples/configs/vocoder-cpu.yaml              # CPU or one GPU
+    python examples/train_vocoder.py --config examples/configs/vocoder-cpu.yaml --resume     # continue the same run
+    python examples/train_vocoder.py --config examples/configs/vocoder-gpu.yaml --time-budget-min 4
+    python examples/train_vocoder.py --config examples/configs/vocoder-cpu.yaml --data my_recordings  # wav/flac folder
+    accelerate launch examples/train_vocoder.py --config ...                                 # several GPUs
+
+Data: a corpus folder of `examples/build_corpus.py` (its `train` split; `validation` gives the resynthesis samples; the
+`test` split of evaluation-only voices is never read) or a folder of audio files. Every step draws `batch_size` random
+segments of `segment_seconds` (whole hops), computes their log-mel with the feature extractor of `feature_extractor` on
+the training device, and trains the generator to invert them:
+
+    generator loss  = mel_weight * L1(log-mel(G(x)), x)  [+ stft_weight * multi-resolution STFT loss]
+                      + adv(MPD) + mrd_weight * adv(MRD) + feature_matching_weight * (fm(MPD) + mrd_weight * fm(MRD))
+    discriminators  = adversarial loss (hinge or least squares) of MPD + mrd_weight * MRD on real vs G(x)
+
+The adversarial terms start at `disc_start_step` (before it the generator learns from the mel loss alone).
+
+Output: `checkpoints/step-N` (Accelerate state through a temporary folder and a rename, so a killed run never leaves a
+half-written one; `--resume` continues from the newest with the same data), `log.csv` (training losses), `eval.csv`
+(validation log-mel L1 of the EMA generator), `samples/step-N/*.wav` (validation resynthesis; the originals in
+`samples/reference`), `feature_extractor/` and, at every evaluation and at the end, `vocoder/`: the EMA generator,
+loadable with `VocosVocoder.from_pretrained(output_dir / "vocoder")`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers.training_utils import EMAModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train import TimeBudget, TrainState, configure_process, lr_lambda, newest_checkpoint, save_checkpoint  # noqa: E402
+from training_eval import spread_rows  # noqa: E402
+from vocoder_training.data import (  # noqa: E402
+    SegmentSampler,
+    hop_aligned,
+    is_corpus,
+    load_corpus_clips,
+    load_folder_clips,
+)
+from vocoder_training.discriminators import VocoderDiscriminators  # noqa: E402
+from vocoder_training.losses import (  # noqa: E402
+    ADVERSARIAL_KINDS,
+    MelLoss,
+    MultiResolutionSTFTLoss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+
+from modeling_ditar import DiTARFeatureExtractor  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# settings of the feature extractor that the vocoder's config must share
+FEATURE_KEYS = ("sampling_rate", "n_fft", "hop_length", "win_length", "num_mel_bins", "f_min", "f_max", "log_floor")
+LOSS_KEYS = ("generator_loss", "mel_loss", "stft_loss", "adversarial_loss", "feature_matching_loss", "disc_loss")
+
+
+@dataclass
+class VocoderTrainConfig:
+    dataset: str = "data/corpus"  # a build_corpus.py corpus or a folder of audio files
+    train_split: str = "train"
+    validation_split: str = "validation"
+    output_dir: str = "runs/vocoder"
+    # a processor / feature-extractor folder or a JSON file of DiTARFeatureExtractor arguments: the features the
+    # vocoder inverts (the default: the shipped model's, 16 kHz, 80 mel bins, hop 320)
+    feature_extractor: str = "modeling_ditar/default/processor"
+    vocoder: dict = field(default_factory=dict)  # VocosVocoder architecture arguments (dim, num_layers, ...)
+    init_from: str | None = None  # a vocoder folder (or a pipeline folder with vocoder/) to continue from
+    segment_seconds: float = 1.0
+    batch_size: int = 8  # segments per step and process
+    gain_db: list[float] | None = None  # [low, high]: a random gain per segment, e.g. [-9, 0]
+    max_steps: int = 10000
+    learning_rate: float = 2e-4
+    disc_learning_rate: float | None = None  # None: learning_rate
+    warmup_steps: int = 0
+    decay_start: float = 0.0  # fraction of max_steps after which both lrs decay (cosine) to min_lr_ratio
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    adam_betas: tuple[float, float] = (0.8, 0.9)
+    grad_clip: float | None = 100.0  # None: no clipping (the norm is still logged)
+    disc_start_step: int = 0  # steps of mel-only generator training before the discriminators switch on
+    adversarial_loss: str = "hinge"  # or "lsgan"
+    mel_weight: float = 45.0
+    feature_matching_weight: float = 1.0
+    mrd_weight: float = 0.1  # weight of the multi-resolution discriminator's terms against the multi-period one's
+    stft_weight: float = 0.0
+    stft_resolutions: list[list[int]] = field(default_factory=lambda: [[512, 128, 512], [1024, 256, 1024]])
+    mpd_periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
+    mpd_channels: list[int] = field(default_factory=lambda: [32, 128, 512, 1024])
+    mrd_resolutions: list[list[int]] = field(
+        default_factory=lambda: [[512, 128, 512], [1024, 256, 1024], [2048, 512, 2048]]
+    )
+    mrd_channels: int = 32
+    ema_decay: float = 0.999
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    eval_every: int = 500
+    log_every: int = 10
+    eval_clips: int = 4  # validation clips resynthesised at every evaluation
+    eval_seconds: float = 4.0  # at most this much of each
+    seed: int = 0
+    num_threads: int | None = None
+    mixed_precision: str | None = None  # None lets `accelerate launch --mixed_precision` decide
+    allow_tf32: bool = True  # TF32 matmuls and convolutions on CUDA
+
+    # read by train.configure_process; a vocoder has no attention layers
+    cudnn_attention = False
+
+    @classmethod
+    def load(cls, path: str) -> VocoderTrainConfig:
+        text = Path(path).read_text()
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown vocoder training settings {sorted(unknown)}")
+        if "adam_betas" in data:
+            data["adam_betas"] = tuple(data["adam_betas"])
+        cfg = cls(**data)
+        cfg.check()
+        return cfg
+
+    def check(self):
+        """Raises ValueError naming the first setting that cannot work."""
+        if self.adversarial_loss not in ADVERSARIAL_KINDS:
+            raise ValueError(f"adversarial_loss must be one of {ADVERSARIAL_KINDS}, got {self.adversarial_loss!r}")
+        for name in ("batch_size", "max_steps", "checkpoint_every", "eval_every", "log_every", "keep_checkpoints"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("disc_start_step", "warmup_steps", "eval_clips"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("mel_weight", "feature_matching_weight", "mrd_weight", "stft_weight"):
+            if not float(getattr(self, name)) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.segment_seconds > 0 or not self.eval_seconds > 0:
+            raise ValueError("segment_seconds and eval_seconds must be > 0")
+        if self.gain_db is not None and len(self.gain_db) != 2:
+            raise ValueError(f"gain_db must be [low_db, high_db], got {self.gain_db}")
+
+
+def resolve_path(path: str) -> Path:
+    """A path as given, else relative to the repository (so the default feature extractor is found from anywhere)."""
+    given = Path(path)
+    return given if given.exists() or given.is_absolute() else ROOT / given
+
+
+def load_feature_extractor(path: str) -> DiTARFeatureExtractor:
+    """The feature extractor of a processor or feature-extractor folder, or of a JSON file of its arguments."""
+    source = resolve_path(path)
+    if source.is_file():
+        return DiTARFeatureExtractor(**json.loads(source.read_text()))
+    if not source.is_dir():
+        raise ValueError(f"feature_extractor {path!r} is neither a folder nor a JSON file")
+    return DiTARFeatureExtractor.from_pretrained(source)
+
+
+def build_generator(cfg: VocoderTrainConfig, feature_extractor: DiTARFeatureExtractor):
+    """A new `VocosVocoder` for the feature extractor, or the one of `init_from` (checked against it)."""
+    from modeling_ditar.vocoder_vocos import VocosVocoder
+
+    if not cfg.init_from:
+        return VocosVocoder.from_feature_extractor(feature_extractor, **cfg.vocoder)
+    source = resolve_path(cfg.init_from)
+    folder = source / "vocoder" if (source / "vocoder").is_dir() else source
+    generator = VocosVocoder.from_pretrained(folder)
+    expected = VocosVocoder.from_feature_extractor(feature_extractor).config
+    wrong = [
+        f"{k}={generator.config[k]!r} (features: {expected[k]!r})"
+        for k in FEATURE_KEYS
+        if k in generator.config and k in expected and generator.config[k] != expected[k]
+    ]
+    if wrong:
+        raise ValueError(
+            f"init_from {folder} was trained on other features than {cfg.feature_extractor}: {', '.join(wrong)}; "
+            "point feature_extractor at the features it was trained on"
+        )
+    return generator
+
+
+def load_clips(cfg: VocoderTrainConfig, sampling_rate: int, audio_folder: bool = False):
+    """(train clips, validation clips, a line describing them). A corpus gives its train and validation splits; a
+    folder holds out `eval_clips` files spread over it when it has at least twice as many (else it validates on
+    training files)."""
+    dataset = Path(cfg.dataset)
+    if not dataset.exists():
+        raise ValueError(
+            f"dataset {cfg.dataset!r} does not exist; build one with examples/build_corpus.py or give a "
+            "folder of audio files"
+        )
+    if is_corpus(dataset) and not audio_folder:
+        train = load_corpus_clips(dataset, cfg.train_split, sampling_rate)
+        try:
+            valid = load_corpus_clips(dataset, cfg.validation_split, sampling_rate)
+        except ValueError as err:
+            print(f"no validation clips ({err}); validating on training clips", flush=True)
+            valid = train
+        valid = [valid[i] for i in spread_rows(len(valid), cfg.eval_clips)]
+        return train, valid, f"corpus {dataset} ({cfg.train_split})"
+    if is_corpus(dataset):
+        raise ValueError(f"--data takes a folder of audio files, and {dataset} is a corpus: pass it with --dataset")
+    clips, names = load_folder_clips(dataset, sampling_rate)
+    held = spread_rows(len(clips), cfg.eval_clips) if len(clips) >= 2 * cfg.eval_clips else []
+    valid = [clips[i] for i in held] or [clips[i] for i in spread_rows(len(clips), cfg.eval_clips)]
+    train = [c for i, c in enumerate(clips) if i not in set(held)]
+    note = f"{len(held)} held out for validation" if held else "validating on training files (too few to hold out)"
+    return train, valid, f"folder {dataset} ({len(names)} files, {note})"
+
+
+def export_checkpoint(cfg: VocoderTrainConfig, checkpoint: Path, out: Path):
+    """The EMA generator of a checkpoint as a vocoder folder `out` (what a run writes as `vocoder/` when it evaluates):
+    for a run cut off before its last evaluation."""
+    feature_extractor = load_feature_extractor(cfg.feature_extractor)
+    generator = build_generator(cfg, feature_extractor)
+    # Accelerate names registered objects by registration order: the EMA comes first (custom_checkpoint_0)
+    path = Path(checkpoint) / "custom_checkpoint_0.pkl"
+    if not path.is_file():
+        raise ValueError(f"{checkpoint} is not a checkpoint of train_vocoder.py (no {path.name})")
+    ema = EMAModel(generator.parameters())
+    ema.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    ema.copy_to(generator.parameters())
+    save_folder_atomically(generator.save_pretrained, Path(out))
+    print(f"exported the EMA generator of {checkpoint} to {out}", flush=True)
+
+
+def save_folder_atomically(save, final: Path):
+    """`save(tmp)` writes a folder that replaces `final` once complete: a crash never leaves a half-written one."""
+    tmp, old = final.with_name(f".{final.name}-tmp"), final.with_name(f".{final.name}-old")
+    for stale in (tmp, old):
+        if stale.exists():
+            shutil.rmtree(stale)
+    save(tmp)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def split_logits(logits: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Logits of the discriminators on `cat([real, fake])` -> (logits on the real half, logits on the fake half)."""
+    halves = [x.chunk(2) for x in logits]
+    return [h[0] for h in halves], [h[1] for h in halves]
+
+
+def main(argv=None):
+    process_started = time.time()  # --time-budget-min counts the start-up too
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="YAML or JSON file with VocoderTrainConfig fields")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
+    parser.add_argument("--output-dir", help="override output_dir")
+    parser.add_argument("--dataset", help="override dataset: a build_corpus.py corpus or a folder of audio files")
+    parser.add_argument("--data", help="train on a folder of wav/flac/ogg files (searched recursively)")
+    parser.add_argument("--max-steps", type=int, help="override max_steps")
+    parser.add_argument("--init-from", help="override init_from: a vocoder folder to continue training")
+    parser.add_argument("--stop-after", type=int, help="exit after this many steps of this invocation (testing)")
+    parser.add_argument(
+        "--time-budget-min",
+        type=float,
+        help="end the run (lr decay, checkpoint, final vocoder) about this many minutes after the script started: "
+        "max_steps is set from the measured step rate",
+    )
+    parser.add_argument(
+        "--export-checkpoint",
+        metavar="CHECKPOINT",
+        help="write the EMA generator of this checkpoint (output_dir/checkpoints/step-N) as output_dir/vocoder, exit",
+    )
+    args = parser.parse_args(argv)
+    if args.data and args.dataset:
+        raise SystemExit("give either --data (a folder of audio files) or --dataset, not both")
+
+    cfg = VocoderTrainConfig.load(args.config)
+    cfg.dataset = args.data or args.dataset or cfg.dataset
+    if args.output_dir:
+        cfg.output_dir = args.output_dir
+    if args.max_steps:
+        cfg.max_steps = args.max_steps
+    if args.init_from:
+        cfg.init_from = args.init_from
+    configure_process(cfg)
+    if args.export_checkpoint:
+        export_checkpoint(cfg, Path(args.export_checkpoint), Path(cfg.output_dir) / "vocoder")
+        return
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = cfg.allow_tf32
+        torch.backends.cudnn.allow_tf32 = cfg.allow_tf32
+        torch.backends.cudnn.benchmark = True  # every batch has the same shape
+    out = Path(cfg.output_dir)
+    checkpoints = out / "checkpoints"
+    if not args.resume and newest_checkpoint(checkpoints) is not None:
+        raise SystemExit(
+            f"{checkpoints} already holds checkpoints: pass --resume to continue, or pick another output_dir"
+        )
+
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, project_dir=str(out))
+    set_seed(cfg.seed)
+    feature_extractor = load_feature_extractor(cfg.feature_extractor)
+    rate, hop = feature_extractor.sampling_rate, feature_extractor.hop_length
+    train_clips, valid_clips, described = load_clips(cfg, rate, audio_folder=bool(args.data))
+    sampler = SegmentSampler(train_clips, hop_aligned(cfg.segment_seconds, rate, hop), cfg.seed, cfg.gain_db)
+    accelerator.print(
+        f"{described}: {len(train_clips)} training clips ({sampler.total_samples / rate / 3600:.2f} h), "
+        f"segments of {sampler.segment_samples} samples, start-up {time.time() - process_started:.0f} s"
+    )
+
+    generator = build_generator(cfg, feature_extractor)
+    discriminators = VocoderDiscriminators(cfg.mpd_periods, cfg.mpd_channels, cfg.mrd_resolutions, cfg.mrd_channels)
+    accelerator.print(
+        f"generator {sum(p.numel() for p in generator.parameters()) / 1e6:.2f}M parameters, "
+        f"discriminators {sum(p.numel() for p in discriminators.parameters()) / 1e6:.2f}M"
+    )
+    opt_g = torch.optim.AdamW(
+        generator.parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
+    )
+    opt_d = torch.optim.AdamW(
+        discriminators.parameters(),
+        lr=cfg.disc_learning_rate or cfg.learning_rate,
+        betas=cfg.adam_betas,
+        weight_decay=cfg.weight_decay,
+    )
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda(cfg, accelerator.num_processes))
+    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, lr_lambda(cfg, accelerator.num_processes))
+    generator, discriminators, opt_g, opt_d, sched_g, sched_d = accelerator.prepare(
+        generator, discriminators, opt_g, opt_d, sched_g, sched_d
+    )
+    ema = EMAModel(
+        accelerator.unwrap_model(generator).parameters(),
+        decay=cfg.ema_decay,
+        use_ema_warmup=True,
+        power=0.75,
+        foreach=True,
+    )
+    state = TrainState()
+    accelerator.register_for_checkpointing(ema)
+    accelerator.register_for_checkpointing(state)
+    if args.resume:
+        latest = newest_checkpoint(checkpoints)
+        if latest is None:
+            raise SystemExit(f"--resume: no checkpoint in {checkpoints}")
+        accelerator.load_state(str(latest))
+        accelerator.print(f"resumed from {latest} at step {state.step}")
+
+    csv_path = out / "log.csv"
+    columns = ["step", *LOSS_KEYS, "lr", "grad_norm_g", "grad_norm_d", "audio_s_per_s", "elapsed_s"]
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        feature_extractor.save_pretrained(out / "feature_extractor")
+        if not csv_path.exists():
+            with csv_path.open("w", newline="") as f:
+                csv.writer(f).writerow(columns)
+
+    mel_loss = MelLoss(feature_extractor)
+    stft_loss = MultiResolutionSTFTLoss(cfg.stft_resolutions) if cfg.stft_weight > 0 else None
+    # The discriminators' scheduler steps from step 0 (so both lrs follow one schedule) while their optimizer waits
+    # for disc_start_step; torch warns once about that order.
+    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+    clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
+    raw_discriminators = accelerator.unwrap_model(discriminators)
+    generator.train()
+    discriminators.train()
+    started, steps_this_run, window = time.time(), 0, {"segments": 0, "t": time.time()}
+    sums: dict = {}
+    budget = TimeBudget(args.time_budget_min, cfg, state.step, process_started) if args.time_budget_min else None
+    while state.step < cfg.max_steps:
+        audio = sampler.batch(state.step, cfg.batch_size, accelerator.process_index).to(accelerator.device)
+        with torch.no_grad():
+            features = feature_extractor.compute_log_mel(audio)  # [B, T, D], T = 1 + S / hop
+        generated = generator(features)  # [B, S]
+        adversarial = state.step >= cfg.disc_start_step
+        losses, grad_norm_d = {}, None
+        if adversarial:
+            output = discriminators(torch.cat([audio, generated.detach()]))
+            real_mpd, fake_mpd = split_logits(output["mpd"][0])
+            real_mrd, fake_mrd = split_logits(output["mrd"][0])
+            disc = discriminator_loss(real_mpd, fake_mpd, cfg.adversarial_loss) + cfg.mrd_weight * discriminator_loss(
+                real_mrd, fake_mrd, cfg.adversarial_loss
+            )
+            opt_d.zero_grad(set_to_none=True)
+            accelerator.backward(disc)
+            grad_norm_d = accelerator.clip_grad_norm_(discriminators.parameters(), clip)
+            opt_d.step()
+            losses["disc_loss"] = disc.detach()
+        sched_d.step()
+
+        mel = mel_loss(generated, features)
+        total = cfg.mel_weight * mel
+        losses["mel_loss"] = mel.detach()
+        if stft_loss is not None:
+            stft = stft_loss(generated, audio)
+            total = total + cfg.stft_weight * stft
+            losses["stft_loss"] = stft.detach()
+        if adversarial:
+            # The generator's loss needs no gradient for the discriminators' weights: frozen, the backward pass only
+            # goes through their activations (a third less work), and the unwrapped module skips the all-reduce of
+            # several processes. The real audio's activations are targets only, so they need no graph at all.
+            raw_discriminators.requires_grad_(False)
+            with accelerator.autocast():
+                with torch.no_grad():
+                    real_output = raw_discriminators(audio)
+                fake_output = raw_discriminators(generated)
+            adv = fm = 0.0
+            for key, weight in (("mpd", 1.0), ("mrd", cfg.mrd_weight)):
+                fake = fake_output[key][0]
+                adv = adv + weight * generator_adversarial_loss(fake, cfg.adversarial_loss)
+                fm = fm + weight * feature_matching_loss(real_output[key][1], fake_output[key][1])
+            total = total + adv + cfg.feature_matching_weight * fm
+            losses["adversarial_loss"], losses["feature_matching_loss"] = adv.detach(), fm.detach()
+        losses["generator_loss"] = total.detach()
+        opt_g.zero_grad(set_to_none=True)
+        accelerator.backward(total)
+        raw_discriminators.requires_grad_(True)
+        grad_norm_g = accelerator.clip_grad_norm_(generator.parameters(), clip)
+        opt_g.step()
+        sched_g.step()
+
+        for key, value in losses.items():  # stays on the device until the next log line
+            total_so_far, count = sums.get(key, (0.0, 0))
+            sums[key] = (total_so_far + value.float(), count + 1)
+        sums["grad_norm_g"] = grad_norm_g
+        if grad_norm_d is not None:
+            sums["grad_norm_d"] = grad_norm_d
+        window["segments"] += cfg.batch_size
+        state.step += 1
+        steps_this_run += 1
+        ema.step(accelerator.unwrap_model(generator).parameters())
+        if budget is not None:
+            budget.update(state.step)
+
+        if state.step % cfg.log_every == 0:
+            now = time.time()
+            means = {k: v[0] / v[1] for k, v in sums.items() if isinstance(v, tuple)}
+            local = torch.stack([torch.as_tensor(means.get(k, math.nan), device=accelerator.device) for k in LOSS_KEYS])
+            logs = dict(zip(LOSS_KEYS, accelerator.reduce(local.float(), reduction="mean").cpu().tolist(), strict=True))
+            logs["lr"] = sched_g.get_last_lr()[0]
+            logs["grad_norm_g"] = float(sums["grad_norm_g"])
+            logs["grad_norm_d"] = float(sums["grad_norm_d"]) if "grad_norm_d" in sums else math.nan
+            seconds = window["segments"] * accelerator.num_processes * sampler.segment_samples / rate
+            logs["audio_s_per_s"] = seconds / (now - window["t"])
+            if accelerator.is_main_process:
+                with csv_path.open("a", newline="") as f:
+                    csv.writer(f).writerow(
+                        [state.step] + [f"{logs[c]:.6g}" for c in columns[1:-1]] + [f"{now - started:.1f}"]
+                    )
+                gan = ""
+                if not math.isnan(logs["disc_loss"]):  # the discriminators are on
+                    gan = (
+                        f" adv {logs['adversarial_loss']:.3f} fm {logs['feature_matching_loss']:.3f} "
+                        f"disc {logs['disc_loss']:.3f}"
+                    )
+                print(
+                    f"step {state.step} mel {logs['mel_loss']:.4f}{gan} lr {logs['lr']:.2e} "
+                    f"{logs['audio_s_per_s']:.1f} s audio/s",
+                    flush=True,
+                )
+            sums, window = {}, {"segments": 0, "t": now}
+
+        if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
+            save_checkpoint(accelerator, checkpoints, state.step, cfg.keep_checkpoints)
+        if accelerator.is_main_process and (state.step % cfg.eval_every == 0 or state.step == cfg.max_steps):
+            evaluate(accelerator.unwrap_model(generator), ema, feature_extractor, valid_clips, out, state.step, cfg)
+        if args.stop_after and steps_this_run >= args.stop_after:
+            break
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
+@torch.no_grad()
+def evaluate(generator, ema, feature_extractor, clips, out: Path, step: int, cfg: VocoderTrainConfig):
+    """With the EMA weights: resynthesise the validation clips (wavs and their log-mel L1 in eval.csv) and save the
+    generator as `out/vocoder`."""
+    import soundfile as sf
+
+    rate, hop = feature_extractor.sampling_rate, feature_extractor.hop_length
+    limit = hop_aligned(cfg.eval_seconds, rate, hop)
+    ema.store(generator.parameters())
+    ema.copy_to(generator.parameters())
+    was_training = generator.training
+    generator.eval()
+    try:
+        samples, references = out / "samples" / f"step-{step}", out / "samples" / "reference"
+        samples.mkdir(parents=True, exist_ok=True)
+        write_references = not references.exists()
+        references.mkdir(parents=True, exist_ok=True)
+        errors = []
+        for index, clip in enumerate(clips):
+            length = max(hop, min(limit, len(clip) // hop * hop))  # whole hops: frames and samples line up
+            audio = torch.zeros(length)
+            audio[: min(length, len(clip))] = torch.tensor(
+                clip[:length], dtype=torch.float32
+            )  # a copy: views are read-only
+            device = next(generator.parameters()).device
+            features = feature_extractor.compute_log_mel(audio[None].to(device))
+            resynthesised = generator(features)
+            errors.append(float((feature_extractor.compute_log_mel(resynthesised) - features).abs().mean()))
+            sf.write(samples / f"clip-{index}.wav", resynthesised[0].float().cpu().numpy(), rate)
+            if write_references:
+                sf.write(references / f"clip-{index}.wav", audio.numpy(), rate)
+        mel_l1 = sum(errors) / max(len(errors), 1)
+        eval_csv = out / "eval.csv"
+        new = not eval_csv.exists()
+        with eval_csv.open("a", newline="") as f:
+            if new:
+                f.write("step,val_mel_l1\n")
+            f.write(f"{step},{mel_l1:.6g}\n")
+        print(f"eval step {step}: validation log-mel L1 {mel_l1:.4f} (EMA weights)", flush=True)
+        save_folder_atomically(generator.save_pretrained, out / "vocoder")
+    finally:
+        ema.restore(generator.parameters())
+        generator.train(was_training)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Training audio of the vocoder: clips from a corpus or a folder, and reproducible random segments of them.
+
+A corpus is a `datasets.DatasetDict` saved by `examples/build_corpus.py` (float32 `audio` lists and a `sampling_rate`
+column); a folder holds audio files soundfile reads (wav, flac, ogg), searched recursively. Clips at another rate than
+the feature extractor's are resampled when loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["AUDIO_SUFFIXES", "SegmentSampler", "hop_aligned", "is_corpus", "load_corpus_clips", "load_folder_clips"]
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+# The corpus split that holds evaluation-only voices (build_corpus.py's stock espeak-ng voices): never trained on.
+EVALUATION_ONLY_SPLITS = ("test",)
+
+
+def hop_aligned(seconds: float, sampling_rate: int, hop_length: int) -> int:
+    """`seconds` as a whole number of hops (at least one), in samples: T frames of the feature extractor then cover
+    exactly the `(T - 1) * hop_length` samples the vocoder returns."""
+    if not seconds > 0:
+        raise ValueError(f"a segment must be longer than 0 seconds, got {seconds}")
+    return max(1, round(seconds * sampling_rate / hop_length)) * hop_length
+
+
+def is_corpus(path: Path) -> bool:
+    """Whether `path` is a `datasets` folder (a DatasetDict or a Dataset saved with `save_to_disk`)."""
+    return (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
+
+
+def _resample(clip: np.ndarray, rate: int, target: int) -> np.ndarray:
+    from modeling_ditar.audio_utils import resample_audio
+
+    return resample_audio(torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32)), rate, target).numpy()
+
+
+def load_corpus_clips(path: Path, split: str, sampling_rate: int) -> list[np.ndarray]:
+    """Every clip of `split` as a float32 array at `sampling_rate`. The audio is read from the Arrow buffers in one pass
+    per chunk (memory-mapped views, no copy); only clips at another rate are copied (resampled)."""
+    import pyarrow.compute as pc
+    from datasets import load_from_disk
+
+    if split in EVALUATION_ONLY_SPLITS:
+        raise ValueError(
+            f"split {split!r} of a corpus holds evaluation-only voices and is never trained on; use 'train' (or "
+            "'validation' for the validation clips)"
+        )
+    data = load_from_disk(str(path))
+    if hasattr(data, "keys"):
+        if split not in data:
+            raise ValueError(f"{path} has no split {split!r}; it has {sorted(data.keys())}")
+        data = data[split]
+    missing = {"audio", "sampling_rate"} - set(data.column_names)
+    if missing:
+        raise ValueError(
+            f"{path} ({split}) lacks the columns {sorted(missing)}; build it with examples/build_corpus.py"
+        )
+    table = data.with_format("arrow", columns=["audio", "sampling_rate"])[:]
+    rates = table.column("sampling_rate").to_numpy()
+    clips = []
+    for chunk in table.column("audio").chunks:
+        lengths = pc.list_value_length(chunk).to_numpy(zero_copy_only=False)
+        values = chunk.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        clips.extend(values[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True))
+    clips = [
+        c if int(r) == sampling_rate else _resample(c, int(r), sampling_rate) for c, r in zip(clips, rates, strict=True)
+    ]
+    return [c for c in clips if len(c) > 0]
+
+
+def load_folder_clips(path: Path, sampling_rate: int) -> tuple[list[np.ndarray], list[str]]:
+    """Every audio file under `path` (sorted by path) as a mono float32 array at `sampling_rate`, and the file names."""
+    from modeling_ditar.audio_utils import load_audio
+
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a folder; give a folder of {'/'.join(AUDIO_SUFFIXES)} files or a corpus")
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise ValueError(f"{path} holds no {'/'.join(AUDIO_SUFFIXES)} files (searched recursively)")
+    clips = [load_audio(f, sampling_rate=sampling_rate)[0].numpy() for f in files]
+    return clips, [str(f.relative_to(path)) for f in files]
+
+
+class SegmentSampler:
+    """Random fixed-length segments of a list of clips, a pure function of `(seed, step, rank)`: a resumed run draws
+    exactly the batches the uninterrupted run would have, with no sampler state to save.
+
+    A segment's clip is drawn with probability proportional to its length (every second of audio is equally likely);
+    clips shorter than a segment are zero-padded at the end.
+
+    Args:
+        clips (`list[np.ndarray]`): mono float32 clips at the training rate.
+        segment_samples (`int`): samples per segment S (a multiple of the hop, see `hop_aligned`).
+        seed (`int`): seed of the draw.
+        gain_db (`tuple[float, float]`, *optional*): a random gain drawn uniformly in this range (dB) per segment; the
+            result is clipped to [-1, 1].
+    """
+
+    def __init__(self, clips: list[np.ndarray], segment_samples: int, seed: int = 0, gain_db=None):
+        if not clips:
+            raise ValueError("no training audio: the clip list is empty")
+        self.clips = clips
+        self.segment_samples = int(segment_samples)
+        self.seed = int(seed)
+        if gain_db is not None:
+            low, high = (float(g) for g in gain_db)
+            if low > high:
+                raise ValueError(f"`gain_db` must be [low, high] with low <= high, got {list(gain_db)}")
+            gain_db = (low, high)
+        self.gain_db = gain_db
+        self.cumulative = np.cumsum([len(c) for c in clips])
+
+    @property
+    def total_samples(self) -> int:
+        """Samples of audio the segments are drawn from."""
+        return int(self.cumulative[-1])
+
+    def batch(self, step: int, batch_size: int, rank: int = 0) -> torch.Tensor:
+        """Segments of step `step` for process `rank`: `[batch_size, segment_samples]` float32 (CPU)."""
+        rng = np.random.default_rng([self.seed, int(step), int(rank)])
+        out = np.zeros((batch_size, self.segment_samples), dtype=np.float32)
+        picks = np.searchsorted(self.cumulative, rng.integers(0, self.cumulative[-1], size=batch_size), side="right")
+        for row, index in enumerate(picks):
+            clip = self.clips[index]
+            if len(clip) > self.segment_samples:
+                start = int(rng.integers(0, len(clip) - self.segment_samples + 1))
+                out[row] = clip[start : start + self.segment_samples]
+            else:
+                out[row, : len(clip)] = clip
+        if self.gain_db is not None:
+            gains = 10.0 ** (rng.uniform(*self.gain_db, size=(batch_size, 1)) / 20.0)
+            out = np.clip(out * gains.astype(np.float32), -1.0, 1.0)
+        return torch.from_numpy(out)

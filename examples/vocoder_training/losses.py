@@ -1,0 +1,110 @@
+"""Losses of GAN vocoder training (HiFi-GAN, Vocos): adversarial (hinge or least squares), feature matching, L1 log-mel
+and an optional multi-resolution STFT loss.
+
+Shapes: B batch, S samples, T frames, D mel bins. Discriminator outputs are lists with one entry per sub-discriminator
+(see `discriminators.py`); every adversarial and feature-matching loss is the mean over sub-discriminators, so that
+its scale does not depend on how many there are.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "MelLoss",
+    "MultiResolutionSTFTLoss",
+    "discriminator_loss",
+    "feature_matching_loss",
+    "generator_adversarial_loss",
+]
+
+ADVERSARIAL_KINDS = ("hinge", "lsgan")
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in ADVERSARIAL_KINDS:
+        raise ValueError(f"adversarial loss must be one of {ADVERSARIAL_KINDS}, got {kind!r}")
+    return kind
+
+
+def discriminator_loss(real: list[torch.Tensor], fake: list[torch.Tensor], kind: str = "hinge") -> torch.Tensor:
+    """The discriminators' loss on logits of real and generated audio. Hinge (Vocos): `relu(1 - D(y)) +
+    relu(1 + D(G(x)))`; least squares (HiFi-GAN): `(1 - D(y))^2 + D(G(x))^2`. Means over patches, then over
+    sub-discriminators."""
+    _check_kind(kind)
+    terms = []
+    for r, f in zip(real, fake, strict=True):
+        if kind == "hinge":
+            terms.append(torch.relu(1 - r).mean() + torch.relu(1 + f).mean())
+        else:
+            terms.append((1 - r).square().mean() + f.square().mean())
+    return torch.stack(terms).mean()
+
+
+def generator_adversarial_loss(fake: list[torch.Tensor], kind: str = "hinge") -> torch.Tensor:
+    """The generator's adversarial loss on the logits of its audio: `relu(1 - D(G(x)))` (hinge) or
+    `(1 - D(G(x)))^2` (least squares), means over patches, then over sub-discriminators."""
+    _check_kind(kind)
+    terms = [torch.relu(1 - f).mean() if kind == "hinge" else (1 - f).square().mean() for f in fake]
+    return torch.stack(terms).mean()
+
+
+def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Per sub-discriminator, the sum over its layers of the mean absolute difference between the activations on real
+    and on generated audio; then the mean over sub-discriminators. The real activations are targets (no gradient)."""
+    terms = []
+    for layers_real, layers_fake in zip(real, fake, strict=True):
+        terms.append(sum((r.detach() - f).abs().mean() for r, f in zip(layers_real, layers_fake, strict=True)))
+    return torch.stack(terms).mean()
+
+
+class MelLoss(torch.nn.Module):
+    """L1 distance between log-mel spectrograms, computed with the feature extractor the vocoder is trained for (so
+    the loss looks at exactly what the vocoder is given).
+
+    `forward(audio [B, S], target_log_mel [B, T, D])`: `target_log_mel` is `compute_log_mel` of the real audio (the
+    vocoder's input, reused rather than recomputed); the audio must have the same length as the real audio.
+    """
+
+    def __init__(self, feature_extractor):
+        super().__init__()
+        self.feature_extractor = feature_extractor
+
+    def forward(self, audio: torch.Tensor, target_log_mel: torch.Tensor) -> torch.Tensor:
+        log_mel = self.feature_extractor.compute_log_mel(audio)
+        if log_mel.shape != target_log_mel.shape:
+            raise ValueError(
+                f"log-mel of the audio has shape {tuple(log_mel.shape)} but the target has "
+                f"{tuple(target_log_mel.shape)}: the audio must have as many samples as the clip the target came from"
+            )
+        return (log_mel - target_log_mel).abs().mean()
+
+
+class MultiResolutionSTFTLoss(torch.nn.Module):
+    """Spectral convergence plus L1 log-magnitude distance, averaged over STFT resolutions (Parallel WaveGAN's auxiliary
+    loss). `forward(audio [B, S], target [B, S])`.
+
+    Args:
+        resolutions (`list[list[int]]`): `(n_fft, hop_length, win_length)` of each STFT.
+        floor (`float`, defaults to 1e-5): magnitudes are clamped to this before the log.
+    """
+
+    def __init__(self, resolutions: list[list[int]] | None = None, floor: float = 1e-5):
+        super().__init__()
+        self.resolutions = [tuple(int(v) for v in r) for r in (resolutions or [[512, 128, 512], [1024, 256, 1024]])]
+        self.floor = float(floor)
+
+    def _magnitude(self, audio: torch.Tensor, n_fft: int, hop: int, win: int) -> torch.Tensor:
+        window = torch.hann_window(win, device=audio.device, dtype=torch.float32)
+        spec = torch.stft(audio.float(), n_fft, hop, win, window=window, center=True, return_complex=True)
+        return spec.abs().clamp(min=self.floor)
+
+    def forward(self, audio: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if audio.shape != target.shape:
+            raise ValueError(f"audio {tuple(audio.shape)} and target {tuple(target.shape)} must have the same shape")
+        total = audio.new_zeros(())
+        for n_fft, hop, win in self.resolutions:
+            pred, true = self._magnitude(audio, n_fft, hop, win), self._magnitude(target, n_fft, hop, win)
+            convergence = torch.linalg.vector_norm(true - pred) / torch.linalg.vector_norm(true).clamp(min=self.floor)
+            total = total + convergence + (pred.log() - true.log()).abs().mean()
+        return total / len(self.resolutions)

@@ -1,0 +1,282 @@
+"""Vocoder training (examples/train_vocoder.py): discriminators, losses, segments, and a tiny GAN run that checkpoints,
+resumes with the same losses and saves a vocoder folder that loads and speaks the right length."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+from train_vocoder import VocoderTrainConfig, main  # noqa: E402
+from vocoder_training.data import SegmentSampler, hop_aligned, load_corpus_clips  # noqa: E402
+from vocoder_training.discriminators import (  # noqa: E402
+    MultiPeriodDiscriminator,
+    MultiResolutionDiscriminator,
+    VocoderDiscriminators,
+)
+from vocoder_training.losses import (  # noqa: E402
+    MelLoss,
+    MultiResolutionSTFTLoss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+
+from modeling_ditar import DiTARFeatureExtractor  # noqa: E402
+
+RATE = 16000
+
+
+def _clip(index: int, seconds: float) -> np.ndarray:
+    """A harmonic tone with a little noise: speech-like enough for a few training steps."""
+    t = np.arange(int(RATE * seconds)) / RATE
+    f0 = 110 + 30 * index
+    tone = sum(0.2 / k * np.sin(2 * np.pi * k * f0 * t) for k in range(1, 5))
+    noise = 0.02 * np.random.default_rng(index).standard_normal(len(t))
+    return (tone + noise).astype(np.float32)
+
+
+def _corpus(folder: Path) -> Path:
+    """A DatasetDict in build_corpus.py's layout (train / validation / test) with a few short clips."""
+    from datasets import Dataset, DatasetDict
+
+    def split(num, offset):
+        clips = [_clip(i + offset, 0.3 + 0.2 * (i % 3)) for i in range(num)]
+        return Dataset.from_dict(
+            {
+                "audio": [c.tolist() for c in clips],
+                "sampling_rate": [RATE] * num,
+                "text": ["a tone"] * num,
+                "speaker_id": [f"spk{(i + offset) % 2}" for i in range(num)],
+                "voice": ["synthetic"] * num,
+                "duration": [len(c) / RATE for c in clips],
+            }
+        )
+
+    path = folder / "corpus"
+    DatasetDict({"train": split(6, 0), "validation": split(2, 10), "test": split(2, 20)}).save_to_disk(str(path))
+    return path
+
+
+def _config(folder: Path, **overrides) -> Path:
+    config = {
+        "feature_extractor": "modeling_ditar/default/processor",
+        "vocoder": {"dim": 16, "intermediate_dim": 32, "num_layers": 1},
+        "segment_seconds": 0.2,
+        "batch_size": 2,
+        "max_steps": 6,
+        "learning_rate": 5e-4,
+        "disc_start_step": 2,
+        "mpd_periods": [2, 3],
+        "mpd_channels": [4, 8],
+        "mrd_resolutions": [[256, 64, 256]],
+        "mrd_channels": 4,
+        "stft_weight": 1.0,
+        "checkpoint_every": 3,
+        "eval_every": 6,
+        "log_every": 1,
+        "eval_clips": 2,
+        "eval_seconds": 0.4,
+        "num_threads": 1,
+    }
+    config.update(overrides)
+    path = folder / "vocoder-test.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _rows(run: Path) -> dict[int, dict]:
+    with (run / "log.csv").open() as f:
+        return {int(row["step"]): row for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """A tiny corpus, its config and a 6-step run (2 mel-only steps, then GAN steps) never interrupted."""
+    folder = tmp_path_factory.mktemp("vocoder-run")
+    corpus, config = _corpus(folder), _config(folder)
+    main(["--config", str(config), "--dataset", str(corpus), "--output-dir", str(folder / "straight")])
+    return folder, corpus, config
+
+
+def test_tiny_run_logs_finite_losses_and_saves_a_vocoder(straight_run):
+    from modeling_ditar.vocoder_vocos import VocosVocoder
+
+    folder, _, _ = straight_run
+    run = folder / "straight"
+    rows = _rows(run)
+    assert sorted(rows) == list(range(1, 7))
+    for step, row in rows.items():
+        assert math.isfinite(float(row["mel_loss"])) and math.isfinite(float(row["generator_loss"]))
+        # the discriminators switch on at disc_start_step = 2 (steps 0 and 1 are mel-only)
+        assert math.isfinite(float(row["disc_loss"])) == (step > 2)
+        assert math.isfinite(float(row["feature_matching_loss"])) == (step > 2)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-3", "step-6"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["reference", "step-6"]
+    assert len(list((run / "samples" / "step-6").glob("*.wav"))) == 2
+    step, mel_l1 = (run / "eval.csv").read_text().splitlines()[-1].split(",")
+    assert step == "6" and math.isfinite(float(mel_l1))
+
+    vocoder = VocosVocoder.from_pretrained(run / "vocoder")
+    assert vocoder.config.dim == 16 and vocoder.sampling_rate == RATE and vocoder.hop_length == 320
+    features = DiTARFeatureExtractor.from_pretrained(run / "feature_extractor").compute_log_mel(
+        torch.from_numpy(_clip(3, 0.64))
+    )
+    with torch.no_grad():
+        audio = vocoder(features[None])
+    assert audio.shape == (1, (features.shape[0] - 1) * 320) and bool(torch.isfinite(audio).all())
+
+    # a checkpoint's EMA generator exports as the same kind of folder (for a run cut off before its last evaluation)
+    _, _, config = straight_run
+    exported = folder / "exported"
+    main(
+        ["--config", str(config), "--output-dir", str(exported), "--export-checkpoint", str(run / "checkpoints/step-3")]
+    )
+    earlier = VocosVocoder.from_pretrained(exported / "vocoder")
+    assert {k: v for k, v in earlier.config.items() if not k.startswith("_")} == {
+        k: v for k, v in vocoder.config.items() if not k.startswith("_")
+    }
+    assert not torch.equal(earlier.head.out.weight, vocoder.head.out.weight)  # the EMA of step 3, not of step 6
+
+
+def test_resume_continues_at_the_right_step_with_the_same_losses(straight_run):
+    folder, corpus, config = straight_run
+    run = folder / "interrupted"
+    args = ["--config", str(config), "--dataset", str(corpus), "--output-dir", str(run)]
+    main([*args, "--stop-after", "3"])
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-3"]
+    assert not (run / "vocoder").exists()
+    with pytest.raises(SystemExit, match="--resume"):
+        main(args)
+    main([*args, "--resume"])
+    straight, resumed = _rows(folder / "straight"), _rows(run)
+    assert sorted(resumed) == list(range(1, 7))
+    keys = ["generator_loss", "mel_loss", "stft_loss", "adversarial_loss", "feature_matching_loss", "disc_loss"]
+    assert [[resumed[s][k] for k in keys] for s in range(4, 7)] == [[straight[s][k] for k in keys] for s in range(4, 7)]
+    assert (run / "vocoder" / "config.json").is_file()
+
+
+def test_folder_of_audio_files_trains(tmp_path):
+    import soundfile as sf
+
+    (tmp_path / "wavs" / "sub").mkdir(parents=True)
+    for i in range(3):
+        sf.write(tmp_path / "wavs" / ("sub" if i else "") / f"clip{i}.wav", _clip(i, 0.5), RATE)
+    sf.write(tmp_path / "wavs" / "clip_44k.flac", np.zeros(22050, np.float32) + _clip(9, 0.5)[:1], 44100)
+    config = _config(tmp_path, max_steps=2, disc_start_step=1, checkpoint_every=2, eval_every=2, eval_clips=1)
+    main(["--config", str(config), "--data", str(tmp_path / "wavs"), "--output-dir", str(tmp_path / "run")])
+    assert sorted(_rows(tmp_path / "run")) == [1, 2]
+    assert (tmp_path / "run" / "vocoder" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_discriminator_output_shapes():
+    audio = torch.randn(3, 1600)
+    mpd = MultiPeriodDiscriminator(periods=[2, 3, 5], channels=[4, 8])
+    logits, features = mpd(audio)
+    assert len(logits) == len(features) == 3
+    for period, scores, layers in zip([2, 3, 5], logits, features, strict=True):
+        rows = math.ceil(1600 / period)
+        for _ in range(2):  # two strided layers (stride 3 along the folded time axis, kernel 5, padding 2)
+            rows = (rows - 1) // 3 + 1
+        assert scores.shape == (3, rows * period)
+        assert [layer.shape[1] for layer in layers] == [4, 8, 8, 1]
+    mrd = MultiResolutionDiscriminator(resolutions=[[256, 64, 256], [512, 128, 512]], channels=4)
+    logits, features = mrd(audio)
+    assert [s.shape for s in logits] == [(3, 26 * 17), (3, 13 * 33)]  # frames x (bins halved three times)
+    assert all(len(layers) == 6 and layers[0].shape[1] == 4 for layers in features)
+    both = VocoderDiscriminators([2], [4], [[256, 64, 256]], 4)(audio)
+    assert set(both) == {"mpd", "mrd"}
+    with pytest.raises(ValueError, match=r"\[B, S\]"):
+        mpd(audio[None])
+
+
+def test_losses():
+    fe = DiTARFeatureExtractor.from_pretrained(ROOT / "modeling_ditar" / "default" / "processor")
+    audio = torch.from_numpy(np.stack([_clip(0, 0.4), _clip(1, 0.4)]))
+    target = fe.compute_log_mel(audio)
+    mel = MelLoss(fe)
+    assert float(mel(audio, target)) == 0.0
+    assert float(mel(audio.flip(0), target)) > 0.1
+    with pytest.raises(ValueError, match="samples"):
+        mel(audio[:, :-320], target)
+    stft = MultiResolutionSTFTLoss([[256, 64, 256]])
+    assert float(stft(audio, audio)) == 0.0 and float(stft(audio.flip(0), audio)) > 0.1
+
+    confident_real, confident_fake = [torch.full((2, 5), 1.5)], [torch.full((2, 5), -2.0)]
+    assert float(discriminator_loss(confident_real, confident_fake, "hinge")) == 0.0
+    assert float(generator_adversarial_loss(confident_fake, "hinge")) == 3.0
+    assert float(discriminator_loss([torch.ones(2, 5)], [torch.zeros(2, 5)], "lsgan")) == 0.0
+    assert float(generator_adversarial_loss([torch.zeros(2, 5)], "lsgan")) == 1.0
+    layers = [[torch.randn(2, 4, 7), torch.randn(2, 1, 7)]]
+    assert float(feature_matching_loss(layers, layers)) == 0.0
+    shifted = [[x + 0.5 for x in layers[0]]]
+    assert abs(float(feature_matching_loss(layers, shifted)) - 1.0) < 1e-6  # 0.5 per layer, summed over 2 layers
+    with pytest.raises(ValueError, match="hinge"):
+        generator_adversarial_loss(confident_fake, "wasserstein")
+
+
+def test_segments_are_hop_aligned_reproducible_and_padded():
+    assert hop_aligned(1.0, 16000, 320) == 16000 and hop_aligned(0.305, 16000, 320) == 4800
+    clips = [_clip(0, 1.0), _clip(1, 0.1)]
+    sampler = SegmentSampler(clips, 3200, seed=3, gain_db=[-6, 0])
+    first = sampler.batch(7, 16)
+    assert first.shape == (16, 3200) and first.dtype == torch.float32
+    assert torch.equal(first, sampler.batch(7, 16))  # a function of the step: a resumed run sees the same data
+    assert not torch.equal(first, sampler.batch(8, 16)) and not torch.equal(first, sampler.batch(7, 16, rank=1))
+    short = SegmentSampler([clips[1]], 3200, seed=0).batch(0, 2)
+    assert torch.equal(short[:, :1600], torch.from_numpy(clips[1]).expand(2, -1)) and not short[:, 1600:].any()
+    assert float(first.abs().max()) <= float(np.abs(clips[0]).max()) + 1e-6  # gains of -6..0 dB only attenuate
+
+
+def test_the_evaluation_only_split_and_bad_settings_are_refused(tmp_path):
+    corpus = _corpus(tmp_path)
+    with pytest.raises(ValueError, match="evaluation-only"):
+        load_corpus_clips(corpus, "test", RATE)
+    assert len(load_corpus_clips(corpus, "train", RATE)) == 6
+    assert len(load_corpus_clips(corpus, "train", 8000)[0]) == len(_clip(0, 0.3)) // 2  # resampled on load
+    for bad, match in [({"max_stepz": 3}, "max_stepz"), ({"adversarial_loss": "wgan"}, "adversarial_loss")]:
+        with pytest.raises(ValueError, match=match):
+            VocoderTrainConfig.load(str(_config(tmp_path, **bad)))
+
+
+@pytest.mark.parametrize("name", ["vocoder-tiny.yaml", "vocoder-cpu.yaml", "vocoder-gpu.yaml"])
+def test_shipped_configs_load(name):
+    cfg = VocoderTrainConfig.load(str(EXAMPLES / "configs" / name))
+    assert cfg.dataset and cfg.feature_extractor == "modeling_ditar/default/processor"
+
+
+@pytest.mark.slow  # about a minute on 2 busy cores: builds a tiny espeak-ng corpus (needs espeak-ng and fortunes)
+def test_gpu_script_smoke_run_on_cpu(tmp_path):
+    """examples/scripts/train_vocoder_on_gpu.sh end to end with SMOKE=1 and the tiny config, as on a GPU machine but
+    with this interpreter (SKIP_WHEELS: the bundle's wheels are for the GPU image's Python)."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "SKIP_WHEELS": "1",
+        "SMOKE": "1",
+        "RUN_DIR": str(tmp_path / "run"),
+        "DATA_DIR": str(tmp_path / "corpus"),
+    }
+    script = EXAMPLES / "scripts" / "train_vocoder_on_gpu.sh"
+    result = subprocess.run(
+        ["bash", str(script), str(tmp_path / "out"), "0.2", "examples/configs/vocoder-tiny.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "out" / "vocoder" / "config.json").is_file()
+    assert (tmp_path / "out" / "logs.tar.gz").is_file() and list((tmp_path / "out" / "samples").glob("*/*.wav"))
+    assert "expected" in result.stdout and "log-mel L1" in result.stdout
