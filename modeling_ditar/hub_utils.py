@@ -146,7 +146,11 @@ ROOT_AUTO_MAP = {
 
 
 # vocoder class -> the `vocoder_type` under which `DiTARForTextToSpeech` holds it (`modeling_ditar.build_vocoder`)
-TRANSFORMERS_VOCODER_TYPES = {"GriffinLimVocoder": "griffin_lim", "VocosVocoder": "vocos"}
+TRANSFORMERS_VOCODER_TYPES = {
+    "GriffinLimVocoder": "griffin_lim",
+    "VocosVocoder": "vocos",
+    "SpeechT5HifiGanVocoder": "speecht5_hifigan",
+}
 SAFE_WEIGHTS_INDEX = "model.safetensors.index.json"
 # the root file with the text-to-speech model's vocoder weights (named as the model holds them, `vocoder.*`)
 ROOT_VOCODER_WEIGHTS = "model-vocoder.safetensors"
@@ -168,9 +172,11 @@ def write_transformers_entry_points(pipeline, folder: str | os.PathLike) -> bool
     if getattr(pipeline, "vae", None) is not None or vocoder is None or vocoder_type is None:
         return False
     config = json.loads((folder / "model" / "config.json").read_text(encoding="utf-8"))
+    # a transformers config (the SpeechT5 HiFi-GAN) is not a mapping; its non-default fields rebuild it
+    settings = vocoder.config.to_diff_dict() if hasattr(vocoder.config, "to_diff_dict") else dict(vocoder.config)
     config["vocoder_config"] = {
         "vocoder_type": vocoder_type,
-        **{k: v for k, v in dict(vocoder.config).items() if not k.startswith("_")},
+        **{k: v for k, v in settings.items() if not k.startswith("_")},
     }
     config["architectures"] = ["DiTARForTextToSpeech"]
     config["auto_map"] = dict(ROOT_AUTO_MAP)

@@ -48,6 +48,7 @@ from .speech_positions import aligned_positions, check_rate, jitter_rate, speaki
 from .streaming import StreamingVocoder
 from .transformer_blocks import DiTARTransformerStack
 from .vocoder_griffinlim import GriffinLimVocoder
+from .vocoder_hifigan import build_speecht5_hifigan
 from .vocoder_vocos import VocosConvNeXtBlock, VocosVocoder
 
 logger = logging.get_logger(__name__)
@@ -1237,13 +1238,14 @@ class DiTARSpeechOutput(ModelOutput):
     stopped: torch.BoolTensor | None = None
 
 
-# `vocoder_type` of a `DiTARConfig.vocoder_config` -> the vocoder class it builds (the other keys are its arguments)
-VOCODER_TYPES = {"griffin_lim": GriffinLimVocoder, "vocos": VocosVocoder}
+# `vocoder_type` of a `DiTARConfig.vocoder_config` -> the vocoder class it builds (the other keys are its arguments;
+# for "speecht5_hifigan", the fields of transformers' SpeechT5HifiGanConfig)
+VOCODER_TYPES = {"griffin_lim": GriffinLimVocoder, "vocos": VocosVocoder, "speecht5_hifigan": build_speecht5_hifigan}
 
 
 def build_vocoder(vocoder_config: dict) -> nn.Module:
-    """The vocoder described by a `DiTARConfig.vocoder_config` (`{"vocoder_type": "griffin_lim" | "vocos", ...}`); a
-    neural vocoder is built with random weights, which loading the model then fills."""
+    """The vocoder described by a `DiTARConfig.vocoder_config` (`{"vocoder_type": "griffin_lim" | "vocos" |
+    "speecht5_hifigan", ...}`); a neural vocoder is built with random weights, which loading the model then fills."""
     options = dict(vocoder_config)
     kind = options.pop("vocoder_type", "griffin_lim")
     if kind not in VOCODER_TYPES:

@@ -393,7 +393,8 @@ def test_pipeline_runs_end_to_end_and_round_trips(saved_pipeline):
 
 @pytest.mark.slow
 def test_pipeline_loads_as_remote_code(saved_pipeline):
-    """Where the package is not installed, the saved folder loads with trust_remote_code and gives the same audio."""
+    """Where the package is not installed, the saved folder loads with trust_remote_code, as a pipeline and as the
+    text-to-speech model at its root, and both give the same audio."""
     from test_remote_code import HIDE_PACKAGE
 
     script = HIDE_PACKAGE.replace("REPO", repr(str(ROOT))) + (
@@ -408,6 +409,15 @@ def test_pipeline_loads_as_remote_code(saved_pipeline):
         "           generator=torch.Generator().manual_seed(0))\n"
         "print('VOCODER', type(pipe.vocoder).__module__, type(pipe.vocoder).__name__)\n"
         "print('EQUAL', bool(np.array_equal(out.audios, np.load(sys.argv[2]))))\n"
+        "from transformers import AutoModelForTextToWaveform, AutoProcessor\n"
+        "model = AutoModelForTextToWaveform.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+        "inputs = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)('hello there',\n"
+        "    prompt_audio=(0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), prompt_text='the prompt',\n"
+        "    sampling_rate=16000)\n"
+        "speech = model.generate(**inputs, generator=torch.Generator().manual_seed(0), max_new_patches=3,\n"
+        "                        num_inference_steps=2)\n"
+        "difference = np.abs(speech.audio[0].numpy() - np.load(sys.argv[2])[0]).max()\n"
+        "print('MODEL', type(model.vocoder).__name__, bool(difference < 1e-6))\n"
     )
     env = {
         "PATH": "/usr/bin:/bin",
@@ -430,6 +440,7 @@ def test_pipeline_loads_as_remote_code(saved_pipeline):
     vocoder_line = next(line for line in result.stdout.splitlines() if line.startswith("VOCODER"))
     assert "vocoder_hifigan" in vocoder_line and vocoder_line.endswith("SpeechT5HifiGanVocoder")
     assert "modeling_ditar." not in vocoder_line
+    assert "MODEL SpeechT5HifiGanVocoder True" in result.stdout, result.stdout[-3000:]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -677,3 +688,39 @@ def test_a_saved_pipeline_takes_the_pretrained_vocoder(saved_pipeline, tmp_path)
     swapped.save_pretrained(tmp_path / "hifigan")
     index = json.loads((tmp_path / "hifigan" / "model_index.json").read_text())
     assert index["vocoder"] == ["vocoder_hifigan", "SpeechT5HifiGanVocoder"]
+
+
+def test_the_text_to_speech_model_at_the_root_holds_the_hifigan(saved_pipeline):
+    """The saved folder's root is a DiTARForTextToSpeech whose vocoder is the HiFi-GAN with the pipeline's weights;
+    its audio is the pipeline's."""
+    from transformers import AutoModel, AutoModelForTextToWaveform
+
+    from modeling_ditar import DiTARForTextToSpeech
+    from modeling_ditar.modeling_ditar import build_vocoder
+
+    config = json.loads((saved_pipeline / "config.json").read_text())
+    assert config["vocoder_config"]["vocoder_type"] == "speecht5_hifigan"
+    assert config["vocoder_config"]["resblock_kernel_sizes"] == [3]
+    assert isinstance(build_vocoder(config["vocoder_config"]), SpeechT5HifiGanVocoder)
+    model, info = AutoModelForTextToWaveform.from_pretrained(saved_pipeline, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert isinstance(model, DiTARForTextToSpeech) and isinstance(model.vocoder, SpeechT5HifiGanVocoder)
+    assert model.sampling_rate == 16000
+    pipeline_vocoder = DiTARPipeline.from_pretrained(saved_pipeline).vocoder
+    for name, tensor in pipeline_vocoder.state_dict().items():
+        assert torch.equal(model.vocoder.state_dict()[name], tensor), name  # mean and scale included
+    features_model, info = AutoModel.from_pretrained(saved_pipeline, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert type(features_model) is DiTARForConditionalGeneration
+    t = np.arange(1600) / 16000
+    inputs = DiTARProcessor.from_pretrained(saved_pipeline)(
+        "hello there",
+        prompt_audio=(0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32),
+        prompt_text="the prompt",
+        sampling_rate=16000,
+    )
+    speech = model.generate(
+        **inputs, generator=torch.Generator().manual_seed(0), max_new_patches=3, num_inference_steps=2
+    )
+    reference = np.load(saved_pipeline.parent / "audio.npy")[0]
+    np.testing.assert_allclose(speech.audio[0].numpy(), reference, atol=1e-6, rtol=0)

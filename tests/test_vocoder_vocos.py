@@ -320,7 +320,8 @@ def test_build_vocoder_knows_vocos():
     config = {k: v for k, v in vocoder.config.items() if not k.startswith("_")}
     built = build_vocoder({"vocoder_type": "vocos", **config})
     assert isinstance(built, VocosVocoder) and built.config.padding == "same" and built.config.dim == 16
-    with pytest.raises(ValueError, match=r"vocoder_type='hifi'; this version knows \['griffin_lim', 'vocos'\]"):
+    known = r"\['griffin_lim', 'speecht5_hifigan', 'vocos'\]"
+    with pytest.raises(ValueError, match=r"vocoder_type='hifi'; this version knows " + known):
         build_vocoder({"vocoder_type": "hifi"})
 
 
