@@ -130,6 +130,11 @@ def read_vocos_config(path: Path) -> dict:
         "f_min": 0.0,
         "f_max": features["sample_rate"] / 2,
         "log_floor": LOG_FLOOR,
+        # recorded in the vocoder's config so that a pipeline refuses Slaney or log10 features for it
+        "mel_scale": "htk",
+        "mel_norm": None,
+        "log_mel": "log",
+        "power": 1.0,
     }
     feature_extractor = {
         "sampling_rate": vocoder["sampling_rate"],
@@ -139,11 +144,11 @@ def read_vocos_config(path: Path) -> dict:
         "win_length": vocoder["win_length"],
         "f_min": vocoder["f_min"],
         "f_max": vocoder["f_max"],
-        "mel_scale": "htk",
-        "mel_norm": None,
-        "log_mel": "log",
-        "log_floor": LOG_FLOOR,
-        "power": 1.0,
+        "mel_scale": vocoder["mel_scale"],
+        "mel_norm": vocoder["mel_norm"],
+        "log_mel": vocoder["log_mel"],
+        "log_floor": vocoder["log_floor"],
+        "power": vocoder["power"],
     }
     return {"vocoder": vocoder, "feature_extractor": feature_extractor}
 
@@ -188,6 +193,7 @@ def convert(checkpoint_path: Path, config_path: Path):
     check_buffers(checkpoint, feature_extractor, source)
 
     vocoder = VocosVocoder(**settings["vocoder"]).eval()
+    vocoder.check_feature_extractor(feature_extractor)  # the pair must agree, as a pipeline will require
     weights = {k: v for k, v in checkpoint.items() if k not in (FILTER_BANK, ANALYSIS_WINDOW, SYNTHESIS_WINDOW)}
     check_state_dict(vocoder.state_dict(), weights, source)
     vocoder.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)

@@ -2,8 +2,9 @@
 
 Shapes: B batch, T frames, D mel bins, F = n_fft // 2 + 1 frequency bins, S samples.
 
-log-mel [B, T, D] --exp--> mel --pinv(mel filter bank), clamp >= 1e-8--> |STFT| [B, F, T]
-    --fast Griffin-Lim (momentum 0.99, 32 iterations, torch.stft/istft)--> waveform [B, (T - 1) * hop_length]
+log-mel [B, T, D] --exp (10 ** x for log10 features)--> mel --pinv(mel filter bank), 1 / power root, clamp >= 1e-8-->
+    |STFT| [B, F, T] --fast Griffin-Lim (momentum 0.99, 32 iterations, torch.stft/istft)--> waveform
+    [B, (T - 1) * hop_length]
 
 Measured on espeak-ng speech: 24 kHz / 100 mels / pinv / 32 iterations keeps Whisper WER
 at the level of the original audio (STOI 0.974), and pinv is as good as NNLS at a fraction of the cost.
@@ -23,6 +24,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import logging
 
 from .audio_utils import ditar_mel_filter_bank
+from .feature_extraction_ditar import LOG_MELS, MEL_NORMS, MEL_SCALES
 from .vocoders import DiTARVocoder
 
 logger = logging.get_logger(__name__)
@@ -33,10 +35,36 @@ _HUB_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "to
 __all__ = ["GriffinLimVocoder"]
 
 
+# the config fields that must equal the feature extractor's (`check_feature_extractor`), under the extractor's names
+ANALYSIS_SETTINGS = {
+    "sampling_rate": "sampling_rate",
+    "n_fft": "n_fft",
+    "hop_length": "hop_length",
+    "win_length": "win_length",
+    "num_mel_bins": "feature_size",
+    "f_min": "f_min",
+    "f_max": "f_max",
+    "mel_scale": "mel_scale",
+    "mel_norm": "mel_norm",
+    "log_mel": "log_mel",
+    "power": "power",
+}
+
+
 @lru_cache(maxsize=8)
-def _filter_banks(sampling_rate: int, n_fft: int, num_mel_bins: int, f_min: float, f_max: float):
+def _filter_banks(
+    sampling_rate: int,
+    n_fft: int,
+    num_mel_bins: int,
+    f_min: float,
+    f_max: float,
+    mel_scale: str = "slaney",
+    mel_norm: str | None = "slaney",
+):
     """The mel filter bank `[F, D]` and its pseudo-inverse (transposed to `[F, D]`), cached per configuration."""
-    mel_filters = ditar_mel_filter_bank(sampling_rate, n_fft, num_mel_bins, f_min, f_max)
+    mel_filters = ditar_mel_filter_bank(
+        sampling_rate, n_fft, num_mel_bins, f_min, f_max, mel_scale=mel_scale, norm=mel_norm
+    )
     # numpy's pinv: torch.linalg.pinv's first call initialises MKL's LAPACK, which took seconds on a loaded 2-core box
     inverse = np.linalg.pinv(mel_filters.numpy().astype(np.float64).T)
     return mel_filters, torch.from_numpy(inverse.astype(np.float32))
@@ -48,12 +76,19 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
     with diffusers' `save_pretrained` / `from_pretrained` (an empty safetensors file stands in for the weights), so a
     [`DiTARPipeline`] can hold it as its `vocoder` module.
 
-    The STFT parameters must match the feature extractor's; build it with [`GriffinLimVocoder.from_feature_extractor`].
+    The STFT and mel parameters must match the feature extractor's; build it with
+    [`GriffinLimVocoder.from_feature_extractor`]. A pipeline refuses a mismatch ([`check_feature_extractor`]).
 
     Args:
         sampling_rate (`int`, defaults to 24000), n_fft (`int`, defaults to 1024), hop_length (`int`, defaults to 256),
         win_length (`int`, *optional*, defaults to `n_fft`), num_mel_bins (`int`, defaults to 100), f_min (`float`),
         f_max (`float`, *optional*, defaults to `sampling_rate / 2`): the analysis parameters of the features.
+        mel_scale (`str`, defaults to `"slaney"`), mel_norm (`str` or `None`, defaults to `"slaney"`): the mel filter
+            bank of the features (`"htk"` / `None` for torchaudio-style features), whose pseudo-inverse maps mel
+            energies back to STFT magnitudes.
+        log_mel (`str`, defaults to `"log"`): the logarithm of the features, `"log"` (natural) or `"log10"`.
+        power (`float`, defaults to 1.0): the exponent applied to the STFT magnitude before the filter bank (2 for
+            power spectrograms); its root is taken after the pseudo-inverse.
         n_iter (`int`, defaults to 32): Griffin-Lim iterations.
         momentum (`float`, defaults to 0.99): fast Griffin-Lim momentum (0 gives the classic algorithm).
         seed (`int`, defaults to 0): seed of the random initial phase when `forward` gets no `generator`, so the same
@@ -80,6 +115,10 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         momentum: float = 0.99,
         seed: int = 0,
         min_magnitude: float = 1e-8,
+        mel_scale: str = "slaney",
+        mel_norm: str | None = "slaney",
+        log_mel: str = "log",
+        power: float = 1.0,
     ):
         super().__init__()
         for name, value in (("sampling_rate", sampling_rate), ("n_fft", n_fft), ("hop_length", hop_length)):
@@ -101,6 +140,14 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         f_max_value = sampling_rate / 2 if f_max is None else float(f_max)
         if not 0.0 <= f_min < f_max_value <= sampling_rate / 2:
             raise ValueError(f"Need 0 <= `f_min` < `f_max` <= sampling_rate / 2, got f_min={f_min}, f_max={f_max}.")
+        if mel_scale not in MEL_SCALES:
+            raise ValueError(f"`mel_scale` must be one of {MEL_SCALES}, got {mel_scale!r}.")
+        if mel_norm not in MEL_NORMS:
+            raise ValueError(f"`mel_norm` must be one of {MEL_NORMS}, got {mel_norm!r}.")
+        if log_mel not in LOG_MELS:
+            raise ValueError(f"`log_mel` must be 'log' (natural) or 'log10', got {log_mel!r}.")
+        if isinstance(power, bool) or not (isinstance(power, (int, float)) and math.isfinite(power) and power > 0):
+            raise ValueError(f"`power` must be a positive float (1 = magnitude, 2 = power), got {power!r}.")
 
         # plain attributes (the DiTARVocoder interface), so they need not be read through `self.config`
         self.sampling_rate = sampling_rate
@@ -112,6 +159,7 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         self.momentum = float(momentum)
         self.seed = int(seed)
         self.min_magnitude = float(min_magnitude)
+        self.mel_scale, self.mel_norm, self.log_mel, self.power = mel_scale, mel_norm, log_mel, float(power)
 
         self._f_min, self._f_max = float(f_min), f_max_value
         # non-persistent buffers: rebuilt from the config, never saved, but follow `.to(device)`
@@ -120,7 +168,7 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
 
     def _build_buffers(self) -> dict[str, torch.Tensor]:
         mel_filters, inverse = _filter_banks(
-            self.sampling_rate, self.n_fft, self.num_mel_bins, self._f_min, self._f_max
+            self.sampling_rate, self.n_fft, self.num_mel_bins, self._f_min, self._f_max, self.mel_scale, self.mel_norm
         )
         return {
             "mel_filters": mel_filters.clone(),  # [F, D]
@@ -149,7 +197,14 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
 
     @classmethod
     def from_feature_extractor(cls, feature_extractor, n_iter: int = 32, **kwargs) -> GriffinLimVocoder:
-        """Builds a vocoder whose STFT and mel parameters match `feature_extractor` (a [`DiTARFeatureExtractor`])."""
+        """Builds a vocoder whose STFT and mel parameters match `feature_extractor` (a [`DiTARFeatureExtractor`]);
+        keyword arguments set the Griffin-Lim options (`momentum`, `seed`, `min_magnitude`)."""
+        analysis = sorted(set(kwargs) & set(ANALYSIS_SETTINGS))
+        if analysis:
+            raise ValueError(
+                f"from_feature_extractor takes {analysis} from the feature extractor; build the feature extractor with "
+                "the settings you want, or call GriffinLimVocoder(...) directly."
+            )
         return cls(
             sampling_rate=int(feature_extractor.sampling_rate),
             n_fft=int(feature_extractor.n_fft),
@@ -158,9 +213,37 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             num_mel_bins=int(feature_extractor.feature_size),
             f_min=float(feature_extractor.f_min),
             f_max=float(feature_extractor.f_max),
+            # getattr defaults: a feature extractor from before these options computed Slaney natural-log magnitudes
+            mel_scale=getattr(feature_extractor, "mel_scale", "slaney"),
+            mel_norm=getattr(feature_extractor, "mel_norm", "slaney"),
+            log_mel=getattr(feature_extractor, "log_mel", "log"),
+            power=float(getattr(feature_extractor, "power", 1.0)),
             n_iter=n_iter,
             **kwargs,
         )
+
+    def check_feature_extractor(self, feature_extractor) -> None:
+        """Raises a `ValueError` naming every analysis setting (sampling rate, STFT, mel bins, mel band, mel scale and
+        normalisation, logarithm, power) in which `feature_extractor` (a [`DiTARFeatureExtractor`]) differs from the
+        features this vocoder inverts, with both values; a pipeline calls it when it is built. Griffin-Lim given
+        other features does not fail, it makes wrong audio (wrong pitch, loudness or spectral tilt)."""
+        # the values in effect (`f_max=None` in the config means sampling_rate / 2, `win_length=None` means n_fft)
+        inverted = {**dict(self.config), "win_length": self.win_length, "f_min": self._f_min, "f_max": self._f_max}
+        wrong = []
+        for name, extractor_name in ANALYSIS_SETTINGS.items():
+            value, actual = inverted[name], getattr(feature_extractor, extractor_name, None)
+            if isinstance(value, (int, float)) and isinstance(actual, (int, float)):
+                same = math.isclose(float(actual), float(value), rel_tol=1e-6)
+            else:  # the mel scale, norm and logarithm are names (mel_norm may be None)
+                same = actual == value
+            if not same:
+                wrong.append(f"{extractor_name}: vocoder {value!r}, feature extractor {actual!r}")
+        if wrong:
+            raise ValueError(
+                f"The {type(self).__name__} inverts other features than the feature extractor computes ("
+                + "; ".join(wrong)
+                + "). Build the vocoder with `GriffinLimVocoder.from_feature_extractor(feature_extractor)`."
+            )
 
     # ------------------------------------------------------------------------------------------------------------------
     # persistence: only the config. ModelMixin's weight-file logic would look for a weights file that an empty state
@@ -200,8 +283,12 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
 
     def mel_to_magnitude(self, features: torch.Tensor) -> torch.Tensor:
         """Log-mel `[B, T, D]` -> linear STFT magnitude `[B, F, T]` through the pseudo-inverse filter bank."""
-        mel = torch.exp(features.float())
-        magnitude = torch.matmul(mel, self.inverse_mel_filters.float().T)  # [B, T, F]
+        features = features.float()
+        mel = torch.exp(features) if self.log_mel == "log" else torch.pow(10.0, features)
+        magnitude = torch.matmul(mel, self.inverse_mel_filters.float().T)  # [B, T, F]: |STFT| ** power
+        if self.power != 1.0:
+            # the pseudo-inverse can go negative between filter peaks; no root of those (the floor below takes them)
+            magnitude = magnitude.clamp(min=0.0).pow(1.0 / self.power)
         return magnitude.clamp(min=self.min_magnitude).transpose(1, 2)
 
     def _stft(self, waveform: torch.Tensor, window: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from .feature_extraction_ditar import LOG_MELS, MEL_NORMS, MEL_SCALES
 from .vocoders import DiTARVocoder
 
 __all__ = ["VocosVocoder"]
@@ -43,6 +44,10 @@ ANALYSIS_SETTINGS = (
     "f_min",
     "f_max",
     "log_floor",
+    "mel_scale",
+    "mel_norm",
+    "log_mel",
+    "power",
 )
 
 
@@ -123,8 +128,12 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         sampling_rate (`int`, defaults to 16000), n_fft (`int`, defaults to 1280), hop_length (`int`, defaults to 320),
         win_length (`int`, *optional*, defaults to `n_fft`), num_mel_bins (`int`, defaults to 80), f_min (`float`,
         defaults to 0), f_max (`float`, *optional*, defaults to `sampling_rate / 2`), log_floor (`float`, defaults to
-        1e-4): the analysis settings of the input features (the defaults are those of the default DiTAR model).
-            `n_fft` and `win_length` are also the inverse STFT's, and `num_mel_bins` is the backbone's input width.
+        1e-4), mel_scale (`str`, defaults to `"slaney"`), mel_norm (`str` or `None`, defaults to `"slaney"`), log_mel
+        (`str`, defaults to `"log"`), power (`float`, defaults to 1.0): the analysis settings of the input features
+        (the defaults are those of the default DiTAR model; Vocos' published checkpoints take HTK mels without filter
+        normalisation, `mel_scale="htk", mel_norm=None`). `n_fft` and `win_length` are also the inverse STFT's, and
+        `num_mel_bins` is the backbone's input width. The network never reads the mel settings: they record what it
+        was trained on, so that `check_feature_extractor` can refuse other features.
         dim (`int`, defaults to 256): hidden size of the backbone.
         intermediate_dim (`int`, defaults to 768): hidden size inside each ConvNeXt block.
         num_layers (`int`, defaults to 8): number of ConvNeXt blocks.
@@ -160,6 +169,10 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         f_min: float = 0.0,
         f_max: float | None = None,
         log_floor: float = 1e-4,
+        mel_scale: str = "slaney",
+        mel_norm: str | None = "slaney",
+        log_mel: str = "log",
+        power: float = 1.0,
     ):
         super().__init__()
         for name, value in (
@@ -194,6 +207,14 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             raise ValueError(f"Need 0 <= `f_min` < `f_max` <= sampling_rate / 2, got f_min={f_min}, f_max={f_max}.")
         if not (isinstance(log_floor, (int, float)) and math.isfinite(log_floor) and log_floor > 0):
             raise ValueError(f"`log_floor` must be a positive finite float, got {log_floor!r}.")
+        if mel_scale not in MEL_SCALES:
+            raise ValueError(f"`mel_scale` must be one of {MEL_SCALES}, got {mel_scale!r}.")
+        if mel_norm not in MEL_NORMS:
+            raise ValueError(f"`mel_norm` must be one of {MEL_NORMS}, got {mel_norm!r}.")
+        if log_mel not in LOG_MELS:
+            raise ValueError(f"`log_mel` must be 'log' (natural) or 'log10', got {log_mel!r}.")
+        if isinstance(power, bool) or not (isinstance(power, (int, float)) and math.isfinite(power) and power > 0):
+            raise ValueError(f"`power` must be a positive float (1 = magnitude, 2 = power), got {power!r}.")
 
         # plain attributes (the DiTARVocoder interface, and what a pipeline compares with its feature extractor)
         self.sampling_rate = sampling_rate
@@ -202,6 +223,7 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         self.win_length = win_length
         self.num_mel_bins = num_mel_bins
         self.f_min, self.f_max, self.log_floor = float(f_min), f_max_value, float(log_floor)
+        self.mel_scale, self.mel_norm, self.log_mel, self.power = mel_scale, mel_norm, log_mel, float(power)
         self.padding = padding
 
         self.backbone = VocosBackbone(num_mel_bins, dim, intermediate_dim, num_layers, float(layer_scale))
@@ -292,13 +314,19 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             f_min=float(feature_extractor.f_min),
             f_max=float(feature_extractor.f_max),
             log_floor=float(feature_extractor.log_floor),
+            # getattr defaults: a feature extractor from before these options computed Slaney natural-log magnitudes
+            mel_scale=getattr(feature_extractor, "mel_scale", "slaney"),
+            mel_norm=getattr(feature_extractor, "mel_norm", "slaney"),
+            log_mel=getattr(feature_extractor, "log_mel", "log"),
+            power=float(getattr(feature_extractor, "power", 1.0)),
             **kwargs,
         )
 
     def check_feature_extractor(self, feature_extractor) -> None:
-        """Raises a `ValueError` naming every analysis setting (sampling rate, n_fft, hop, window, mel bins, mel band
-        and log floor) in which `feature_extractor` (a [`DiTARFeatureExtractor`]) differs from the features this
-        vocoder expects, with both values; a pipeline calls it when it is built."""
+        """Raises a `ValueError` naming every analysis setting (sampling rate, n_fft, hop, window, mel bins, mel band,
+        log floor, mel scale and normalisation, logarithm and power) in which `feature_extractor` (a
+        [`DiTARFeatureExtractor`]) differs from the features this vocoder expects, with both values; a pipeline calls
+        it when it is built."""
         expected = {
             "sampling_rate": self.sampling_rate,
             "n_fft": self.n_fft,
@@ -308,11 +336,19 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             "f_min": self.f_min,
             "f_max": self.f_max,
             "log_floor": self.log_floor,
+            "mel_scale": self.mel_scale,
+            "mel_norm": self.mel_norm,
+            "log_mel": self.log_mel,
+            "power": self.power,
         }
         wrong = []
         for name, value in expected.items():
             actual = getattr(feature_extractor, name, None)
-            if actual is None or not math.isclose(float(actual), float(value), rel_tol=1e-6):
+            if isinstance(value, (int, float)) and isinstance(actual, (int, float)):
+                same = math.isclose(float(actual), float(value), rel_tol=1e-6)
+            else:  # the mel scale, norm and logarithm are names (mel_norm may be None)
+                same = actual == value
+            if not same:
                 wrong.append(f"{name}: vocoder {value!r}, feature extractor {actual!r}")
         if wrong:
             raise ValueError(

@@ -592,6 +592,13 @@ def test_vocos_checkpoint_converts_one_to_one(vocos_files, capsys):
     fe = DiTARFeatureExtractor.from_pretrained(out / "feature_extractor")
     preset = DiTARFeatureExtractor.from_vocoder_preset("vocos_mel_24khz")
     assert fe.to_dict() == preset.to_dict()
+    # the vocoder records Vocos' HTK, unnormalised, natural-log features, so a pipeline refuses Slaney or log10 ones
+    assert (vocoder.config.mel_scale, vocoder.config.mel_norm, vocoder.config.log_mel) == ("htk", None, "log")
+    vocoder.check_feature_extractor(fe)
+    with pytest.raises(ValueError, match="mel_scale: vocoder 'htk', feature extractor 'slaney'"):
+        vocoder.check_feature_extractor(
+            DiTARFeatureExtractor(**{**VOCODER_PRESETS["vocos_mel_24khz"], "mel_scale": "slaney"})
+        )
 
     audio = torch.from_numpy(noise(0.3, 24000, seed=7))
     features = fe.compute_log_mel(audio)[None]  # [1, T, 100]

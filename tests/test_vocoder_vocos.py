@@ -124,6 +124,44 @@ def test_from_feature_extractor_copies_the_analysis_settings():
         VocosVocoder.from_feature_extractor(fe, hop_length=32, **TINY)
 
 
+def test_the_mel_options_are_recorded_checked_and_default_for_old_configs(tmp_path):
+    vocos_features = modeling_ditar.DiTARFeatureExtractor.from_vocoder_preset("vocos_mel_24khz")
+    vocoder = VocosVocoder.from_feature_extractor(vocos_features, **TINY)
+    assert (vocoder.mel_scale, vocoder.mel_norm, vocoder.log_mel, vocoder.power) == ("htk", None, "log", 1.0)
+    vocoder.check_feature_extractor(vocos_features)
+    # the same STFT, band, floor and logarithm with Slaney mels: only the filter bank differs, and the check sees it
+    slaney = modeling_ditar.DiTARFeatureExtractor(
+        feature_size=100, f_max=12000.0, log_floor=1e-7, mel_scale="slaney", mel_norm="slaney"
+    )
+    with pytest.raises(ValueError) as error:
+        vocoder.check_feature_extractor(slaney)
+    assert (
+        "mel_scale: vocoder 'htk', feature extractor 'slaney'; mel_norm: vocoder None, feature extractor 'slaney'"
+        in (str(error.value))
+    )
+    with pytest.raises(ValueError, match="takes \\['mel_scale'\\] from the feature extractor"):
+        VocosVocoder.from_feature_extractor(vocos_features, mel_scale="slaney", **TINY)
+
+    # a config saved before these options existed loads with the features it was trained on: Slaney, natural log
+    old = tiny_vocoder()
+    old.save_pretrained(tmp_path)
+    config_file = tmp_path / "config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(
+        json.dumps({k: v for k, v in config.items() if k not in ("mel_scale", "mel_norm", "log_mel", "power")})
+    )
+    loaded = VocosVocoder.from_pretrained(tmp_path)
+    assert (loaded.config.mel_scale, loaded.config.mel_norm, loaded.config.log_mel, loaded.config.power) == (
+        "slaney",
+        "slaney",
+        "log",
+        1.0,
+    )
+    loaded.check_feature_extractor(get_dummy_feature_extractor())
+    with torch.no_grad():
+        assert torch.equal(loaded(log_mel(12)[None]), old(log_mel(12)[None]))
+
+
 @pytest.mark.parametrize("padding, extra", [("center", -1), ("same", 0)])
 def test_output_length_follows_the_padding(padding, extra):
     vocoder = tiny_vocoder(padding)
@@ -238,6 +276,10 @@ def test_bad_features_raise(features, match):
         ({"layer_scale_init": 0.0}, "layer_scale_init"),
         ({"f_max": 9000.0}, "f_max"),
         ({"log_floor": -1.0}, "log_floor"),
+        ({"mel_scale": "kaldi"}, "mel_scale"),
+        ({"mel_norm": "area"}, "mel_norm"),
+        ({"log_mel": "ln"}, "log_mel"),
+        ({"power": -1.0}, "power"),
     ],
 )
 def test_bad_config_raises(kwargs, match):
@@ -332,6 +374,10 @@ def test_build_vocoder_knows_vocos():
         ({"sampling_rate": 16000}, "sampling_rate: vocoder 16000, feature extractor 8000"),
         ({"n_fft": 128}, "n_fft: vocoder 128, feature extractor 64"),
         ({"num_mel_bins": 10}, "feature_size: vocoder 10, feature extractor 8"),
+        ({"mel_scale": "htk"}, "mel_scale: vocoder 'htk', feature extractor 'slaney'"),
+        ({"mel_norm": None}, "mel_norm: vocoder None, feature extractor 'slaney'"),
+        ({"log_mel": "log10"}, "log_mel: vocoder 'log10', feature extractor 'log'"),
+        ({"power": 2.0}, "power: vocoder 2.0, feature extractor 1.0"),
     ],
 )
 def test_a_pipeline_refuses_a_vocoder_for_other_features(setting, message):

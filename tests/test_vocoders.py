@@ -1,5 +1,7 @@
 """Tests of the vocoder interface and the Griffin-Lim vocoder (tiny signals, CPU, offline)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -105,7 +107,15 @@ def test_bad_features_raise(vocoder, features, match):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"hop_length": 0}, "hop_length"), ({"momentum": 1.0}, "momentum"), ({"win_length": 2048}, "win_length")],
+    [
+        ({"hop_length": 0}, "hop_length"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"win_length": 2048}, "win_length"),
+        ({"mel_scale": "kaldi"}, "mel_scale"),
+        ({"mel_norm": "area"}, "mel_norm"),
+        ({"log_mel": "ln"}, "log_mel"),
+        ({"power": 0.0}, "power"),
+    ],
 )
 def test_bad_config_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -121,3 +131,118 @@ def test_stays_float32_when_cast(fe):
     assert vocoder.dtype == torch.float32 and vocoder.inverse_mel_filters.dtype == torch.float32
     assert torch.equal(vocoder(features.to(torch.bfloat16).float()), vocoder(features.to(torch.bfloat16)))
     assert torch.equal(vocoder(features), reference)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# feature options (mel scale and normalisation, logarithm, power) and the feature-extractor check
+
+
+def spectral_convergence(fe, reference: torch.Tensor, audio: torch.Tensor) -> float:
+    """`||S_ref| - |S_audio||_F / ||S_ref||_F` of the STFT magnitudes (`fe`'s STFT); 0 is a perfect resynthesis."""
+    n = min(reference.shape[-1], audio.shape[-1])
+    window = torch.hann_window(fe.win_length)
+    stft = lambda x: torch.stft(x[:n], fe.n_fft, fe.hop_length, fe.win_length, window, return_complex=True).abs()  # noqa: E731
+    return float((stft(reference) - stft(audio)).norm() / stft(reference).norm())
+
+
+def resynthesis_error(fe, vocoder) -> float:
+    signal = harmonic(0.4, sr=fe.sampling_rate)
+    return spectral_convergence(fe, signal, vocoder(fe.compute_log_mel(signal)[None])[0])
+
+
+def test_shipped_config_without_the_feature_options_inverts_as_before():
+    from modeling_ditar.audio_utils import ditar_mel_filter_bank
+    from modeling_ditar.pipeline_ditar import EMBEDDED_DEFAULT
+    from modeling_ditar.processing_ditar import DiTARProcessor
+
+    saved = json.loads((EMBEDDED_DEFAULT / "vocoder" / "config.json").read_text())
+    assert not {"mel_scale", "mel_norm", "log_mel", "power"} & set(saved)  # written before these options existed
+    vocoder = GriffinLimVocoder.from_pretrained(EMBEDDED_DEFAULT / "vocoder")
+    config = vocoder.config
+    assert (config.mel_scale, config.mel_norm, config.log_mel, config.power) == ("slaney", "slaney", "log", 1.0)
+    vocoder.check_feature_extractor(DiTARProcessor.from_pretrained(EMBEDDED_DEFAULT / "processor").feature_extractor)
+    # the magnitude estimate is the one these options replaced, bit for bit: exp, Slaney pseudo-inverse, floor
+    filters = ditar_mel_filter_bank(16000, 1280, 80, 0.0, 8000.0).double().numpy()
+    inverse = torch.from_numpy(np.linalg.pinv(filters.T).astype(np.float32))  # [F, D]
+    features = torch.randn(2, 9, 80, generator=torch.Generator().manual_seed(0)) - 4.0
+    before = torch.matmul(torch.exp(features), inverse.T).clamp(min=1e-8).transpose(1, 2)
+    assert torch.equal(vocoder.mel_to_magnitude(features), before)
+
+
+@pytest.mark.parametrize(
+    "make_fe",
+    [
+        lambda: DiTARFeatureExtractor.from_vocoder_preset("speecht5_hifigan"),  # log10, 16 kHz, 80 mels 80-7600 Hz
+        lambda: DiTARFeatureExtractor.from_vocoder_preset("vocos_mel_24khz"),  # HTK mels, unnormalised filters
+        lambda: DiTARFeatureExtractor(power=2.0),  # power spectrogram
+    ],
+    ids=["speecht5_hifigan", "vocos_mel_24khz", "power2"],
+)
+def test_inverts_the_features_of_other_analysis_settings(fe, vocoder, make_fe):
+    other = make_fe()
+    matched = resynthesis_error(other, GriffinLimVocoder.from_feature_extractor(other))
+    # measured: 0.24 with the default features; 0.42 (speecht5: fewer, narrower mels at 16 kHz), 0.23, 0.31
+    assert matched < 2.0 * resynthesis_error(fe, vocoder), matched
+    # what a vocoder built from the STFT settings alone (the Slaney natural-log magnitude inverse) gives:
+    # 0.98, 31 and 28 (the wrong loudness and spectral tilt)
+    stft_only = GriffinLimVocoder(
+        sampling_rate=other.sampling_rate,
+        n_fft=other.n_fft,
+        hop_length=other.hop_length,
+        num_mel_bins=other.feature_size,
+        f_min=other.f_min,
+        f_max=other.f_max,
+    )
+    assert resynthesis_error(other, stft_only) > 2.0 * matched
+
+
+def test_from_feature_extractor_copies_the_feature_options_and_they_round_trip(tmp_path):
+    fe = DiTARFeatureExtractor.from_vocoder_preset("speecht5_hifigan")
+    vocoder = GriffinLimVocoder.from_feature_extractor(fe, n_iter=3)
+    vocoder.check_feature_extractor(fe)
+    vocoder.save_pretrained(tmp_path)
+    loaded = GriffinLimVocoder.from_pretrained(tmp_path)
+    assert (loaded.config.mel_scale, loaded.config.mel_norm, loaded.config.log_mel) == ("slaney", "slaney", "log10")
+    assert (loaded.sampling_rate, loaded.num_mel_bins, loaded.config.f_min, loaded.config.f_max) == (
+        16000,
+        80,
+        80,
+        7600,
+    )
+    features = fe.compute_log_mel(harmonic(0.05, sr=16000))[None]
+    assert torch.equal(loaded(features), vocoder(features))
+    htk = GriffinLimVocoder.from_feature_extractor(DiTARFeatureExtractor.from_vocoder_preset("vocos_mel_24khz"))
+    assert (htk.config.mel_scale, htk.config.mel_norm, htk.config.log_mel) == ("htk", None, "log")
+    with pytest.raises(ValueError, match=r"takes \['log_mel'\] from the feature extractor"):
+        GriffinLimVocoder.from_feature_extractor(fe, log_mel="log")
+
+
+def test_check_feature_extractor_names_each_mismatch_with_both_values_and_the_fix(fe, vocoder):
+    vocoder.check_feature_extractor(fe)
+    other = DiTARFeatureExtractor(mel_scale="htk", mel_norm=None, log_mel="log10", power=2.0, hop_length=240)
+    with pytest.raises(ValueError) as error:
+        vocoder.check_feature_extractor(other)
+    message = str(error.value)
+    for part in (
+        "hop_length: vocoder 256, feature extractor 240",
+        "mel_scale: vocoder 'slaney', feature extractor 'htk'",
+        "mel_norm: vocoder 'slaney', feature extractor None",
+        "log_mel: vocoder 'log', feature extractor 'log10'",
+        "power: vocoder 1.0, feature extractor 2.0",
+        "GriffinLimVocoder.from_feature_extractor(feature_extractor)",
+    ):
+        assert part in message, (part, message)
+    for name in ("n_fft", "sampling_rate", "feature_size", "f_min", "f_max", "win_length"):
+        assert f"{name}:" not in message
+
+
+def test_a_pipeline_refuses_a_griffin_lim_vocoder_for_other_features():
+    from pipeline_helpers import get_dummy_components, get_dummy_feature_extractor
+
+    from modeling_ditar import DiTARPipeline
+
+    components = get_dummy_components()
+    DiTARPipeline(**components)  # the processor's own Griffin-Lim: accepted
+    log10 = GriffinLimVocoder.from_feature_extractor(get_dummy_feature_extractor(log_mel="log10"), n_iter=2)
+    with pytest.raises(ValueError, match="log_mel: vocoder 'log10', feature extractor 'log'"):
+        DiTARPipeline(**{**components, "vocoder": log10})
