@@ -184,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument(
         "--stream",
         action="store_true",
-        help="write the audio to FILE while it is generated instead of all at the end (one "
-        "candidate: the model's num_candidates does not apply)",
+        help="write the audio to FILE while it is generated instead of all at the end (the same audio; with several "
+        "candidates, writing starts once one candidate is left)",
     )
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     synth.set_defaults(handler=_synthesize, check=_check_synthesize)
@@ -332,7 +332,7 @@ def _synthesize(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         if args.stream:
-            seconds, first = _write_stream(pipe, call, output)
+            seconds, first = _write_stream(pipe, dict(call, num_candidates=args.candidates), output)
             stopped = None
         else:
             result = pipe(**call, num_candidates=args.candidates)
