@@ -62,7 +62,7 @@ import numpy as np
 
 _HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(_HERE))  # examples/ -> "corpus" namespace package
-from corpus import natural  # noqa: E402
+from corpus import natural, natural_pack  # noqa: E402
 from corpus.sentences import DEFAULT_FORTUNES_DIR, load_sentences  # noqa: E402
 from corpus.voices import Voice, VoiceBank, espeak_binary, stock_eval_voices, synthesize  # noqa: E402
 
@@ -481,6 +481,7 @@ def build_synthetic(args, cache_dir: str, tmp_root: str):
     if espeak_binary() is None:
         raise SystemExit("espeak-ng not found: apt-get install espeak-ng")
     sentences = load_sentences(args.fortunes_dir, seed=args.seed, min_words=args.min_words, max_words=args.max_words)
+    sentences = sentences[args.skip_sentences :]  # held out by another corpus of the same --seed (natural_pack.py)
     sources = speaker_sources(args)
     check_sources({src for split in sources.values() for src in split})
     n_voices = sum(src == "espeak" for split in sources.values() for src in split)
@@ -1023,6 +1024,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-words", type=int, default=20, help="longest sentence")
     g.add_argument("--fortunes-dir", default=DEFAULT_FORTUNES_DIR, help="Debian fortunes dir (text source)")
     g.add_argument(
+        "--skip-sentences",
+        type=int,
+        default=0,
+        help="leave the first N sentences of the shuffled list unread (another corpus with the same --seed keeps them "
+        "for its test and validation splits)",
+    )
+    g.add_argument(
+        "--add-pack",
+        action="append",
+        default=[],
+        metavar="PACK_DIR",
+        help="append a natural-voice pack's train and validation rows (examples/corpus/natural_pack.py; speaker ids "
+        "prefixed with the pack's name) to the synthesized splits, before features; repeatable",
+    )
+    g.add_argument(
         "--voices-per-dir",
         type=int,
         default=150,
@@ -1074,6 +1090,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"--num-test-voices must be in 0..{len(stock_eval_voices())}")
     if args.min_speed > args.max_speed:
         raise SystemExit("--min-speed > --max-speed")
+    for pack in args.add_pack:  # a bad pack fails now, not after minutes of synthesis
+        natural_pack.read_info(pack)
     fe_kwargs = feature_extractor_kwargs(args) if args.features else None
     out = Path(args.out)
     t0 = time.time()
@@ -1088,6 +1106,8 @@ def main(argv: list[str] | None = None) -> dict:
             dsd, info = build_from_hub(args)
         else:
             dsd, info = build_synthetic(args, cache_dir, tmp_root)
+        if args.add_pack:
+            dsd, info = natural_pack.merge_into(dsd, info, args.add_pack, args.sampling_rate, cache_dir)
         t_synth = time.time() - t0
         if fe_kwargs is not None:
             t = time.time()

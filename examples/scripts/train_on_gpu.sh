@@ -5,10 +5,13 @@
 # Continue the embedded default instead of starting afresh, on voices it has not heard (VOICE_SEED picks them):
 #   VOICE_SEED=5 bash examples/scripts/train_on_gpu.sh OUT_DIR 9.4 1200 examples/configs/default-gpu-continue.yaml
 #   VOICE_SEED=6 bash examples/scripts/train_on_gpu.sh OUT_DIR 4.5 800 examples/configs/default-gpu-polish.yaml
-# The natural-voice mix (examples/corpus/natural.py; needs the bundle made with NATURAL=1, i.e. .festival/ and the
-# extra wheels in .whl/): MIX and CONDITIONS go to build_corpus.py --mix / --conditions, PSEUDO_PROB to --pseudo-prob:
-#   MIX=piper=0.3,kokoro=0.2,festival=0.1,espeak=0.4 CONDITIONS=room=0.3,noise=0.3,phone=0.1,level=0.3 \
-#     bash examples/scripts/train_on_gpu.sh OUT_DIR 14 1200
+# Natural voices come from a pack built on a CPU machine and committed (examples/corpus/natural_pack.py; their
+# synthesizers are ~160 MB and cannot travel): PACK appends its train and validation rows to the espeak-ng corpus built
+# here (build_corpus.py --add-pack; NUM_TRAIN_SPEAKERS stays the espeak-ng count), and the log shows rows per source:
+#   PACK=data_packs/natural-v1 bash examples/scripts/train_on_gpu.sh OUT_DIR 14 1200
+# CONDITIONS (build_corpus.py --conditions) gives espeak-ng speakers acoustic conditions too, e.g.
+# CONDITIONS=noise=0.2,phone=0.05,level=0.2 (room needs pyroomacoustics, which the bundle does not carry). MIX with
+# piper, kokoro or festival stops at once: those sources do not run here.
 # MINUTES is the whole script's budget: training gets what is left after the corpus, less 1 minute for the final
 # evaluation and the export (they took 23-32 s on an H200).
 # A second, shorter call on the same machine (data/ and runs/ still there) trains more steps from the first call's
@@ -23,9 +26,19 @@ out=${1:?output folder}; minutes=${2:?training minutes}; speakers=${3:-800}
 config=${4:-examples/configs/default-gpu.yaml}  # e.g. examples/research/configs/default-gpu-no-history.yaml
 run=${RUN_DIR:-runs/gpu}
 cd "$(dirname "$0")/../.."
+site=${SITE_DIR:-/tmp/site}
 if [ -d .whl ] && [ -z "${SKIP_WHEELS:-}" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
+  cross=()
+  if [ "$(python3 -c 'import sys; print(sys.version_info[:2] == (3, 12))')" != True ]; then
+    # the wheels are the GPU image's (cp312); a smoke test elsewhere installs them as they are: the pure-Python ones
+    # (transformers, diffusers, datasets, ...) are what it exercises
+    echo "python3 is not 3.12: installing the cp312 wheels of .whl for a smoke test"
+    cross=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64
+           --platform manylinux2014_x86_64 --only-binary=:all:)
+  fi
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "${cross[@]}" \
+    .whl/*.whl
+  export PYTHONPATH=$site:$PWD
 else
   export PYTHONPATH=$PWD
 fi
@@ -36,19 +49,31 @@ if [ -d .espeak ]; then
 else
   fortunes=/usr/share/games/fortunes
 fi
-[ -d .festival ] && export PATH=$PWD/.festival/bin:$PATH
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-mix=${MIX:-espeak=1}; conditions=${CONDITIONS:-room=0,noise=0,phone=0,level=0}; pseudo=${PSEUDO_PROB:-0.9}
+conditions=${CONDITIONS:-room=0,noise=0,phone=0,level=0}
+if [ -n "${MIX:-}" ] && [ "$MIX" != espeak=1 ]; then
+  echo "MIX=$MIX: natural sources are not synthesized on the GPU machine: Piper, Kokoro and festival (~160 MB) do not" \
+       "fit its 64 MiB transfer limit. Their speech comes from a pack built on a CPU machine: PACK=data_packs/natural-v1" \
+       "(examples/corpus/natural_pack.py build; docs/research/natural_voice_corpus.md)." >&2
+  exit 1
+fi
+pack_args=()
+if [ -n "${PACK:-}" ]; then  # a missing or incomplete pack stops here, not after the espeak-ng synthesis
+  python3 examples/corpus/natural_pack.py info "$PACK"
+  pack_args=(--add-pack "$PACK")
+fi
 nproc=$(nproc)
 # Fail in seconds, not minutes, when something is missing.
 espeak-ng --version
 python3 -c "import torch, transformers, diffusers, datasets, soundfile, phonemizer, espeakng_loader, modeling_ditar
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__,
       'diffusers', diffusers.__version__, 'datasets', datasets.__version__)
-from modeling_ditar import build_ditar_tokenizer; print(build_ditar_tokenizer(phonemize=True).encode('Hello there.'))"
-if [ "$mix" != "espeak=1" ]; then  # every source of the mix synthesizes one sentence, through the corpus code
-  python3 examples/corpus/natural.py --check "$mix"
-fi
+from modeling_ditar import DiTARTextFrontend, build_ditar_tokenizer
+print(DiTARTextFrontend(build_ditar_tokenizer(phonemize=True)).phonemize('Hello there.'))
+from phonemizer.backend.espeak.wrapper import EspeakWrapper  # the library the phonemizer now uses (1.52 expected)
+print('phonemizer espeak-ng', EspeakWrapper().version, EspeakWrapper().library_path)
+import sys; sys.path.insert(0, 'examples'); from corpus import natural
+if natural.parse_conditions('$conditions')['room'] > 0: import pyroomacoustics  # CONDITIONS room needs it"
 mkdir -p "$out" "$run"
 # SMOKE=1: a corpus of a few utterances, to check the whole script on a CPU in a minute
 if [ -n "${SMOKE:-}" ]; then sizes="--utts-per-speaker 2 --num-val-speakers 2 --num-test-voices 1 --test-utts-per-voice 2"
@@ -59,10 +84,27 @@ if [ -n "${REUSE_CORPUS:-}" ] && [ -f data/corpus/dataset_dict.json ]; then
 else
   # shellcheck disable=SC2086
   python3 examples/build_corpus.py --out data/corpus --voice-seed "${VOICE_SEED:-0}" --num-train-speakers "$speakers" $sizes --sampling-rate 16000 --max-sec 8 \
-    --max-speed 190 --mix "$mix" --conditions "$conditions" --pseudo-prob "$pseudo" --features --feature-config examples/configs/features_16k_80mel.json --num-proc "$nproc" \
+    --max-speed 190 --conditions "$conditions" "${pack_args[@]}" --features --feature-config examples/configs/features_16k_80mel.json --num-proc "$nproc" \
     --fortunes-dir "$fortunes" 2>&1 | tail -n 25
 fi
 echo "corpus built in $(( $(date +%s) - t0 )) s"
+# what train.py will read: rows per source of each split, and the pack's rows must be among them
+python3 - "${PACK:-}" <<'PY'
+import collections, sys
+from datasets import load_from_disk
+sys.path.insert(0, "examples")
+corpus = load_from_disk("data/corpus")
+for split in ("train", "validation"):
+    counts = collections.Counter(corpus[split]["source"])
+    print(f"[corpus] {split}: {len(corpus[split])} rows, per source {dict(sorted(counts.items()))}")
+if sys.argv[1]:
+    from corpus.natural_pack import read_info
+    prefix = read_info(sys.argv[1])["name"] + ":"
+    rows = sum(s.startswith(prefix) for s in corpus["train"]["speaker_id"])
+    print(f"[corpus] train rows from the pack {sys.argv[1]}: {rows}")
+    if not rows:
+        sys.exit(f"PACK={sys.argv[1]} was given but data/corpus has none of its rows (REUSE_CORPUS of an older corpus?)")
+PY
 train_minutes=$(python3 -c "print(round($minutes - ($(date +%s) - $start) / 60 - 1.0, 2))")
 echo "training for $train_minutes minutes (start-up included)"
 # train.py ends itself on time (--time-budget-min); the hard stop 40 s later keeps the export below from being cut off
