@@ -5,6 +5,10 @@
     python examples/benchmark.py --sizes 40M --seconds 10,40 --batches 1 --repeats 3
     python examples/benchmark.py --from-jsonl outputs/benchmark/results.jsonl   # table + plot from saved results
     python examples/benchmark.py --knobs --sizes ship          # cost of each inference knob (10 s, batch 1 and 16)
+    python examples/benchmark.py --systems ditar,ditar-1cand,pocket,f5,nar --seconds 10,20,40 --batches 1,4,16
+                                 # the shipped default against Pocket TTS, F5-TTS small and the NAR baseline
+                                 # (benchmark_lib/systems.py; F5 needs examples/scripts/install_f5tts_bench_env.sh)
+    python examples/benchmark.py --systems ditar,ditar-1cand,pocket,f5,nar --quick   # ~6 minutes: 10 s, batch 1, 4
 
 For each model size, speech length and batch size it reports, from the same process, threads and inputs:
   RTF            wall seconds / seconds of speech per row (generation of mel features; < 1 is faster than real time)
@@ -509,6 +513,42 @@ def report(rows, out_dir: Path, header: str) -> str:
     return text
 
 
+def compare_systems(args, out_dir: Path):
+    """`--systems`: every system at every (length, batch) point, interleaved round by round (see systems.py)."""
+    from benchmark_lib.systems import SYSTEMS_NOTES, build_systems, measure_grid, systems_table
+
+    def log(message):
+        print(message, flush=True)
+
+    load = os.getloadavg()
+    header = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.threads} thread(s); load average before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+        f"{time.strftime('%Y-%m-%d')}"
+    )
+    log(header)
+    systems = build_systems([s for s in args.systems.split(",") if s], args, log)
+    results = out_dir / "systems.jsonl"
+    rows = []
+    try:
+        for system in systems:
+            log(f"  {system.describe()}")
+        for row in measure_grid(systems, args, log):
+            rows.append(row)
+            with results.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+    finally:
+        for system in systems:
+            system.close()
+    after = os.getloadavg()
+    text = "\n".join(
+        [header, *(f"- {s.describe()}" for s in systems), "", systems_table(rows), "", SYSTEMS_NOTES]
+        + [f"\nload average after: {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}"]
+    )
+    (out_dir / "systems.md").write_text(text + "\n")
+    log("\n" + text + f"\nresults appended to {results}, table in {out_dir / 'systems.md'}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="ship,40M")
@@ -542,6 +582,14 @@ def main(argv=None):
     parser.add_argument("--out-dir", default="outputs/benchmark")
     parser.add_argument("--from-jsonl", nargs="*", help="only re-render the table and plot from saved results")
     parser.add_argument("--knobs", action="store_true", help="time the inference knobs instead of the grid")
+    parser.add_argument(
+        "--systems", help="compare systems instead of sizes: ditar, ditar-1cand, pocket, f5, nar (comma-separated)"
+    )
+    parser.add_argument("--ditar-model", help="DiTAR pipeline folder for --systems (default: the shipped default)")
+    parser.add_argument("--f5-python", default=".venv-f5/bin/python", help="python of the F5-TTS environment")
+    parser.add_argument(
+        "--quiet-wait", type=float, default=20.0, help="--systems: max seconds a timed run waits for free cores"
+    )
     args = parser.parse_args(argv)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -559,13 +607,19 @@ def main(argv=None):
                 r["flops_nar_per_audio_s"] = source["flops_nar_per_audio_s"]
         print(report(rows, out_dir, f"Results from {', '.join(args.from_jsonl)}"))
         return
-    if args.quick:
+    if args.quick and args.systems:
+        args.seconds, args.batches, args.repeats = "10", "1,4", 1
+        args.nar_timed_steps, args.ditar_budget, args.nar_max_step_seconds = 1, 20.0, 30.0
+        args.quiet_wait = min(args.quiet_wait, 3.0)
+    elif args.quick:
         args.sizes, args.seconds, args.batches, args.repeats = "ship", "5,10", "1,4", 1
         args.nar_timed_steps = min(args.nar_timed_steps, 4)
     args.sizes = [s for s in args.sizes.split(",") if s]
     args.seconds = parse_list(args.seconds)
     args.batches = parse_list(args.batches, int)
     torch.set_num_threads(args.threads)
+    if args.systems:
+        return compare_systems(args, out_dir)
     if args.knobs:
         print(
             f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} thread(s); "

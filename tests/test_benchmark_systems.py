@@ -1,0 +1,165 @@
+"""The benchmark's system adapters (examples/benchmark_lib): Pocket TTS from transformers, the F5-TTS runner's
+protocol, the unit planning and the table. Tiny configs, seconds each; the F5 runner's own test runs only where its
+environment (examples/scripts/install_f5tts_bench_env.sh) exists."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+
+from benchmark_lib import systems  # noqa: E402
+from benchmark_lib.pocket import (  # noqa: E402
+    build_pocket_tts,
+    frames_for,
+    pocket_decode,
+    pocket_first_audio,
+    pocket_generate,
+    pocket_inputs,
+)
+from transformers import PocketTTSAudioTokenizerConfig, PocketTTSConfig  # noqa: E402
+
+F5_PYTHON = ROOT / ".venv-f5" / "bin" / "python"
+
+
+def tiny_pocket():
+    config = PocketTTSConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        flow_head_config=dict(hidden_size=16, num_hidden_layers=1, condition_dim=32, frequency_embedding_size=16),
+    )
+    codec = PocketTTSAudioTokenizerConfig(
+        encoder_config=None,
+        hidden_size=32,
+        num_filters=4,
+        num_hidden_layers=1,
+        intermediate_size=32,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        upsample_groups=32,
+    )
+    return build_pocket_tts(config, codec)
+
+
+def test_pocket_generates_the_requested_frames_and_decodes_them():
+    model, codec = tiny_pocket()
+    inputs = pocket_inputs(model, text_chars=40, batch=2, prompt_seconds=1.0)
+    assert inputs["input_ids"][:, 0].eq(model.config.audio_prompt_bos_token_id).all()
+    assert inputs["input_ids"][:, -1].eq(model.config.audio_bos_token_id).all()
+    assert inputs["audio_prompt_latents"].shape == (2, frames_for(model, 1.0), model.config.latent_dim)
+    latents = pocket_generate(model, inputs, frames=7)
+    assert latents.shape == (2, 7, model.config.latent_dim)  # the silenced end-of-speech head never stops it
+    audio = pocket_decode(codec, latents)
+    assert audio.shape == (2, 1, 7 * codec.config.frame_size)
+    first = pocket_first_audio(model, codec, pocket_inputs(model, 40, 1, 1.0))
+    assert first.shape == (1, 1, codec.config.frame_size)
+
+
+def test_pocket_published_size_and_frame_rate():
+    from transformers import PocketTTSForConditionalGeneration
+
+    config = PocketTTSConfig()
+    assert config.frame_rate == 12.5
+    with torch.device("meta"):
+        model = PocketTTSForConditionalGeneration(config)
+    assert 85e6 < sum(p.numel() for p in model.parameters()) < 95e6  # ~90M + a ~10M codec decoder: "100M"
+
+
+def test_pocket_rejects_bad_inputs():
+    model, _ = tiny_pocket()
+    with pytest.raises(ValueError, match="batch"):
+        pocket_inputs(model, text_chars=10, batch=0)
+    with pytest.raises(ValueError, match="frames"):
+        pocket_generate(model, pocket_inputs(model, 10, 1, 1.0), frames=0)
+    with pytest.raises(ValueError, match="latent_dim"):
+        build_pocket_tts(PocketTTSConfig(), PocketTTSAudioTokenizerConfig(encoder_config=None, latent_dim=16))
+
+
+def test_pocket_system_runs_and_counts_flops():
+    system = systems.PocketSystem(*[m.config for m in tiny_pocket()])
+    system.quiet_wait = 0.0  # do not wait for a quiet machine in a test
+    timing = systems.Timing(threads=1)
+    system.run(1.0, 2, 8, timing)
+    assert len(timing.walls) == 1 and timing.walls[0] > 0
+    generation, decoder = system.flops(2.0)
+    assert generation > 0 and decoder > 0
+    assert system.first_audio(1.0, timing) and system.decode(1.0, timing)
+
+
+class _FakeSystem(systems.BenchSystem):
+    def __init__(self, name, min_units, units):
+        self.name, self.min_units, self._units = name, min_units, units
+
+    def units(self, seconds):
+        return self._units
+
+
+def test_plan_units_projects_and_skips():
+    args = argparse.Namespace(ditar_budget=10.0, nar_budget=10.0, nar_timed_steps=32, nar_max_step_seconds=5.0)
+    ar, nar = _FakeSystem("ar", 16, 125), _FakeSystem("nar", 1, 32)
+    assert systems.plan_units(ar, 10.0, 1, {}, args) == 125  # no estimate yet: the whole run
+    assert systems.plan_units(nar, 10.0, 1, {}, args) == systems.FIRST_STEPS
+    times = {"ar": (10.0, 1, 0.01), "nar": (10.0, 1, 1.0)}
+    assert systems.plan_units(ar, 10.0, 1, times, args) == 125  # 1.25 s fits the budget
+    assert systems.plan_units(ar, 10.0, 16, times, args) == 62  # 0.16 s a patch: the prefix that fits 10 s
+    assert systems.plan_units(nar, 10.0, 1, times, args) == 10
+    assert systems.plan_units(nar, 40.0, 4, times, args) == 0  # one step estimated over 5 s: skipped
+
+
+def test_systems_table_marks_projection_and_first_audio():
+    base = dict(params=1e6, seconds=10.0, threads=1, units=32, clean=True, peak_mb=5.0)
+    rows = [
+        dict(base, system="f5", batch=1, timed_units=2, wall=20.0, decoder_wall=1.0, gflop_per_audio_s=3.0),
+        dict(base, system="nar", batch=1, timed_units=32, wall=5.0),
+        dict(base, system="nar", batch=16, timed_units=0, wall=None, clean=None),
+    ]
+    table = systems.systems_table(rows)
+    assert "| f5 | 1.0M | 10 | 1 | ~2.000 | 0.50 | =21000 | 2.100 | 3.0 | 5 |" in table
+    assert "| nar | 1.0M | 10 | 1 | 0.500 | 2.00 | >5000 |" in table
+    assert "| nar | 1.0M | 10 | 16 | skipped |" in table
+
+
+def test_unknown_system_is_rejected():
+    with pytest.raises(ValueError, match="unknown system"):
+        systems.build_systems(["ditar", "vall-e"], argparse.Namespace(ditar_model=None), print)
+
+
+@pytest.mark.slow  # importing the F5-TTS stack takes ~15 s
+@pytest.mark.skipif(not F5_PYTHON.is_file(), reason="no F5-TTS environment (install_f5tts_bench_env.sh)")
+def test_f5_runner_protocol_with_a_tiny_model():
+    arch = dict(dim=32, depth=1, heads=2, ff_mult=2, text_dim=16, conv_layers=1)
+    vocos = dict(dim=16, intermediate_dim=32, num_layers=1)
+    requests = [
+        dict(op="info"),
+        dict(op="generate", seconds=0.5, batch=2, steps=2, quiet_wait=0.0),
+        dict(op="vocode", seconds=0.5, quiet_wait=0.0),
+        dict(op="flops", seconds=0.5),
+        dict(op="nonsense"),
+        dict(op="quit"),
+    ]
+    result = subprocess.run(
+        [str(F5_PYTHON), str(ROOT / "examples/benchmark_lib/f5_runner.py"), "--arch", json.dumps(arch)]
+        + ["--vocos", json.dumps(vocos)],
+        input="".join(json.dumps(r) + "\n" for r in requests),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    replies = [json.loads(line) for line in result.stdout.splitlines()]
+    assert replies[0] == {"ready": True}, result.stderr[-2000:]
+    info, generate, vocode, flops, error = replies[1:]
+    assert info["config"] == "F5TTS_v1_Small" and info["nfe"] == 32 and info["frames_per_second"] == 93.75
+    assert generate["wall"] > 0 and vocode["wall"] > 0
+    assert flops["nfe"] > 0 and flops["vocoder"] > 0
+    assert "unknown op" in error["error"]
