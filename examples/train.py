@@ -72,6 +72,10 @@ class TrainConfig:
     max_batch_frames: int = 2000
     max_example_frames: int = 500
     pair_prob: float = 0.5
+    # per-source weight of the corpus's `source` column, e.g. {piper: 4, kokoro: 4, festival: 4}: each utterance of that
+    # source appears that many times per epoch on average (sources not named: 1), so that a small natural-voice pack
+    # weighs more than its share of the audio; the resulting share per source is logged
+    source_weights: dict | None = None
     ema_decay: float = 0.999
     checkpoint_every: int = 250
     keep_checkpoints: int = 2
@@ -224,6 +228,38 @@ def load_utterances(split, processor, model: DiTARForConditionalGeneration, num_
     return utterances
 
 
+def source_weights(split, weights: dict | None, train: list[Utterance], log=print) -> list[float] | None:
+    """Per-utterance epoch weights from `TrainConfig.source_weights` and the split's `source` column; logs each
+    source's share of the training frames before and after weighting."""
+    if not weights:
+        return None
+    if "source" not in split.column_names:
+        raise ValueError(
+            "source_weights needs the corpus's `source` column; rebuild the corpus with examples/build_corpus.py "
+            "or remove source_weights from the config."
+        )
+    sources = [str(s) for s in split["source"]]
+    unknown = set(weights) - set(sources)
+    if unknown:
+        known = sorted(set(sources))
+        raise ValueError(f"source_weights names {sorted(unknown)}, not in this corpus (its sources: {known}).")
+    bad = {k: v for k, v in weights.items() if not isinstance(v, (int, float)) or not 0 <= v < float("inf")}
+    if bad:
+        raise ValueError(f"source_weights must be finite numbers >= 0, got {bad}.")
+    per_utt = [float(weights.get(s, 1.0)) for s in sources]
+    frames: dict[str, list[float]] = {}
+    for s, w, u in zip(sources, per_utt, train, strict=True):
+        f = frames.setdefault(s, [0.0, 0.0])
+        f[0] += u.features.shape[0]
+        f[1] += w * u.features.shape[0]
+    before, after = sum(f[0] for f in frames.values()), sum(f[1] for f in frames.values())
+    log(
+        "source shares of training frames (before -> after source_weights): "
+        + ", ".join(f"{s} {100 * f[0] / before:.1f}% -> {100 * f[1] / after:.1f}%" for s, f in sorted(frames.items()))
+    )
+    return per_utt
+
+
 class TimeBudget:
     """`--time-budget-min`: size max_steps from the measured step rate so that the run (with its lr decay) ends on
     time, e.g. on a borrowed GPU. The estimate is refreshed until the decay phase starts, then frozen. The minutes
@@ -367,6 +403,7 @@ def main(argv=None):
         model.config.text_tokens_per_frame = round(rates[len(rates) // 2], 4)
     space_ids = processor.encode_text(" ", allow_empty=True)
 
+    weights = source_weights(data["train"], cfg.source_weights, train, accelerator.print)
     batcher = PairedLengthBatcher(
         [u.features.shape[0] for u in train],
         [u.speaker for u in train],
@@ -376,6 +413,7 @@ def main(argv=None):
         cfg.seed,
         num_replicas=accelerator.num_processes,
         rank=accelerator.process_index,
+        weights=weights,
     )
     optimizer = torch.optim.AdamW(
         ema_parameters(model, cfg), lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay

@@ -68,7 +68,10 @@ class PairedLengthBatcher:
         pool_size: int | None = None,
         num_replicas: int = 1,
         rank: int = 0,
+        weights: Sequence[float] | None = None,
     ):
+        """`weights`: how many times each example appears per epoch on average (e.g. 3.0 for a rare source that
+        should weigh three times its share; 0 leaves it out); the fractional part is drawn per epoch. None: once."""
         if max_batch_frames < max_example_frames:
             raise ValueError(f"max_batch_frames={max_batch_frames} must be >= max_example_frames={max_example_frames}.")
         self.lengths = list(lengths)
@@ -84,6 +87,13 @@ class PairedLengthBatcher:
         self.pool_size = pool_size
         self.num_replicas = num_replicas
         self.rank = rank
+        if weights is not None:
+            weights = [float(w) for w in weights]
+            if len(weights) != len(self.lengths):
+                raise ValueError(f"weights has {len(weights)} values for {len(self.lengths)} examples; give one each.")
+            if any(not (w >= 0 and w < float("inf")) for w in weights):
+                raise ValueError("weights must be finite and >= 0 (the mean number of appearances per epoch).")
+        self.weights = weights
         self.by_speaker: dict[str, list[int]] = {}
         for index, speaker in enumerate(self.speakers):
             self.by_speaker.setdefault(speaker, []).append(index)
@@ -91,7 +101,13 @@ class PairedLengthBatcher:
     def epoch(self, epoch: int) -> list[list[tuple[int, int]]]:
         """This replica's batches for `epoch` (every replica gets the same number of batches)."""
         rng = random.Random(self.seed * 1_000_003 + epoch)
-        order = list(range(len(self.lengths)))
+        if self.weights is None:
+            order = list(range(len(self.lengths)))
+        else:  # an example of weight 2.4 appears twice, and a third time with probability 0.4
+            order = []
+            for index, weight in enumerate(self.weights):
+                repeats = int(weight) + (weight > int(weight) and rng.random() < weight - int(weight))
+                order.extend([index] * repeats)
         rng.shuffle(order)
         examples = []
         for index in order:

@@ -610,3 +610,23 @@ def _tiny_batch(model):
         "speech_features": torch.randn(1, 8, model.config.feature_dim, generator=generator),
         "speech_attention_mask": torch.ones(1, 8, dtype=torch.long),
     }
+
+
+def test_source_weights_give_per_utterance_weights_and_log_the_shares():
+    import torch
+    from datasets import Dataset
+
+    train_module = _train_module()
+    split = Dataset.from_dict({"source": ["espeak", "espeak", "piper", "kokoro"]})
+    utts = [train_module.Utterance([1], torch.zeros(n, 2), "s") for n in (100, 100, 50, 50)]
+    lines = []
+    weights = train_module.source_weights(split, {"piper": 4, "kokoro": 2}, utts, lines.append)
+    assert weights == [1.0, 1.0, 4.0, 2.0]
+    assert "piper 16.7% -> 40.0%" in lines[0] and "espeak 66.7% -> 40.0%" in lines[0]
+    assert train_module.source_weights(split, None, utts) is None
+    with pytest.raises(ValueError, match="festival"):
+        train_module.source_weights(split, {"festival": 3}, utts)
+    with pytest.raises(ValueError, match=">= 0"):
+        train_module.source_weights(split, {"piper": -1}, utts)
+    with pytest.raises(ValueError, match="source"):
+        train_module.source_weights(Dataset.from_dict({"text": ["a"] * 4}), {"piper": 2}, utts)

@@ -75,3 +75,27 @@ def test_bad_pool_size_is_a_clear_error():
     lengths, speakers = corpus(num=10)
     with pytest.raises(ValueError, match="pool_size"):
         PairedLengthBatcher(lengths, speakers, 1600, 800, pool_size=0)
+
+
+def test_weights_repeat_examples_per_epoch_and_none_keeps_the_old_order():
+    lengths, speakers = corpus(num=1000)
+    plain = PairedLengthBatcher(lengths, speakers, 4000, 800, seed=5)
+    ones = PairedLengthBatcher(lengths, speakers, 4000, 800, seed=5, weights=[1.0] * 1000)
+    assert plain.epoch(0) == ones.epoch(0)  # integer weights draw no extra random numbers
+    weights = [3.0 if i < 100 else (0.0 if i < 200 else 0.5) for i in range(1000)]
+    batcher = PairedLengthBatcher(lengths, speakers, 4000, 800, seed=5, weights=weights)
+    counts = [0] * 1000
+    for epoch in range(4):
+        for batch in batcher.epoch(epoch):
+            for index, _ in batch:
+                counts[index] += 1
+    assert all(c == 12 for c in counts[:100])  # weight 3: exactly three times an epoch
+    assert all(c == 0 for c in counts[100:200])  # weight 0: never
+    assert 0.35 < sum(counts[200:]) / (4 * 800) < 0.65  # weight 0.5: about every other epoch
+
+
+@pytest.mark.parametrize("weights", [[1.0] * 5, [-1.0] * 3000, [float("nan")] * 3000])
+def test_bad_weights_are_a_clear_error(weights):
+    lengths, speakers = corpus()
+    with pytest.raises(ValueError, match="weights"):
+        PairedLengthBatcher(lengths, speakers, 4000, 800, weights=weights)
