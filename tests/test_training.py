@@ -630,3 +630,11 @@ def test_source_weights_give_per_utterance_weights_and_log_the_shares():
         train_module.source_weights(split, {"piper": -1}, utts)
     with pytest.raises(ValueError, match="source"):
         train_module.source_weights(Dataset.from_dict({"text": ["a"] * 4}), {"piper": 2}, utts)
+
+
+def test_gpu_session_script_parses_and_its_model_config_loads():
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", str(ROOT / "examples/scripts/gpu_session.sh")], check=False).returncode == 0
+    cfg = _train_module().TrainConfig.load(str(ROOT / "examples/configs/default-gpu-natural.yaml"))
+    assert cfg.source_weights == {"piper": 5, "kokoro": 5, "festival": 5} and cfg.init_from == "modeling_ditar/default"

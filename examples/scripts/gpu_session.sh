@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One call on a borrowed GPU machine that trains the default model and the vocoder at the same time on the one GPU.
+# The model's training step is host-bound (on an H200 ~27 ms of GPU work in a ~217 ms step: see
+# docs/research/benchmark/training_step), so the vocoder's GAN training fills GPU time that would otherwise sit idle.
+#   bash examples/scripts/prepare_device_bundle.sh                                  # here, once: .espeak/ and .whl/
+#   PACK=data_packs/natural-v1 VOICE_SEED=5 bash examples/scripts/gpu_session.sh OUT 9.3 [SPEAKERS [CONFIG [VCONFIG]]]
+# there, carrying .espeak and .whl (run's carry), with OUT the run's $OUT. SPEAKERS: espeak-ng training speakers of the
+# corpus (default 800); CONFIG: the model's (default examples/configs/default-gpu-natural.yaml); VCONFIG: the vocoder's
+# (default examples/configs/vocoder-gpu.yaml). PACK (default data_packs/natural-v1; empty for none) joins the corpus.
+# Steps: train_on_gpu.sh builds data/corpus (espeak-ng voices + the pack, features) and trains the model in MINUTES;
+# as soon as the corpus exists, train_vocoder_on_gpu.sh trains the vocoder on its audio for what is left of MINUTES.
+# Both end on time by themselves (--time-budget-min). OUT then holds what fits the device's return limits (at most 8
+# files, 2 folders down): OUT/model/ (the model, fp16, shards under 12 MB), OUT/vocoder.tar.gz (the vocoder folder)
+# and OUT/logs.tar.gz (both runs' logs, the corpus summary and the vocoder's validation samples).
+# SMOKE=1 checks the whole script on a CPU in a few minutes with tiny configs (give them as CONFIG and VCONFIG, both
+# with dataset: data/corpus).
+set -euo pipefail
+start=$(date +%s)
+out=${1:?output folder}; minutes=${2:?minutes for the whole call}; speakers=${3:-800}
+config=${4:-examples/configs/default-gpu-natural.yaml}; vconfig=${5:-examples/configs/vocoder-gpu.yaml}
+cd "$(dirname "$0")/../.."
+work=${WORK_DIR:-/tmp/gpu_session}
+rm -rf "$work" && mkdir -p "$work" "$out"
+rm -rf data/corpus  # the vocoder starts when this corpus is complete: never on an earlier call's
+export PACK=${PACK-data_packs/natural-v1} SITE_DIR=${SITE_DIR:-/tmp/site}
+echo "gpu_session: model $config, vocoder $vconfig, $speakers espeak-ng speakers, pack '${PACK}', $minutes minutes"
+bash examples/scripts/train_on_gpu.sh "$work/model" "$minutes" "$speakers" "$config" > "$work/model.log" 2>&1 &
+model_pid=$!
+until [ -f data/corpus/corpus_summary.json ]; do
+  if ! kill -0 "$model_pid" 2>/dev/null; then
+    echo "the model script ended before the corpus existed:" >&2; tail -n 40 "$work/model.log" >&2; exit 1
+  fi
+  sleep 3
+done
+left=$(python3 -c "print(round($minutes - ($(date +%s) - $start) / 60, 2))")
+echo "corpus ready after $(( $(date +%s) - start )) s; vocoder gets $left minutes"
+vocoder_status=0
+SKIP_WHEELS=1 PYTHONPATH=$SITE_DIR REUSE_CORPUS=1 DATA_DIR=data/corpus RUN_DIR=runs/vocoder-gpu RESERVE_MIN=0.7 \
+  bash examples/scripts/train_vocoder_on_gpu.sh "$work/vocoder" "$left" "$vconfig" > "$work/vocoder.log" 2>&1 \
+  || vocoder_status=$?
+model_status=0
+wait "$model_pid" || model_status=$?
+echo "model script exit $model_status, vocoder script exit $vocoder_status, $(( $(date +%s) - start )) s in all"
+tail -n 25 "$work/model.log"
+tail -n 12 "$work/vocoder.log"
+rm -rf "$out/model" && mkdir -p "$out/model"
+if [ -d "$work/model/model" ]; then cp "$work/model/model/"* "$out/model/"; fi
+if [ -d "$work/vocoder/vocoder" ]; then tar czf "$out/vocoder.tar.gz" -C "$work/vocoder" vocoder; fi
+tar czf "$out/logs.tar.gz" -C "$work" model.log vocoder.log $(cd "$work" && ls -d model/logs.tar.gz vocoder/logs.tar.gz \
+  vocoder/samples 2>/dev/null) || true
+ls -la "$out" "$out/model"
+exit $(( model_status || vocoder_status ))
