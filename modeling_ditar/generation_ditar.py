@@ -12,7 +12,10 @@ knobs are stored next to them as extra attributes:
   candidates run to the end and are ranked whole);
 - `max_new_patches`: a fixed cap on generated patches, or None for the per-text bound
   `ceil(max_patches_per_text_token * text_length) + min_max_new_patches`;
-- `stop_threshold`: a row stops when sigmoid(stop logit) exceeds it.
+- `stop_threshold`: a row stops when sigmoid(stop logit) exceeds it;
+- `distilled_guidance_scale`: set by few-step distillation, the LM guidance scale folded into LocDiT's weights (it
+  samples guided with the conditional branch alone, one LocDiT call per step), so `guidance_scale` must be 1; None
+  for a LocDiT that was not distilled.
 
 `do_sample=True` is recorded because DiTAR always samples (temperature 0 only moves where the noise enters), which also
 keeps GenerationConfig's own validation quiet about `temperature`.
@@ -38,7 +41,7 @@ COSTLY_SETTINGS: dict = {
 }
 
 # settings whose None is a value of its own (no cap, no pruning), not "use the default"
-OPTIONAL_SETTINGS = ("max_new_patches", "candidate_prune_after_patches")
+OPTIONAL_SETTINGS = ("max_new_patches", "candidate_prune_after_patches", "distilled_guidance_scale")
 
 GENERATION_DEFAULTS: dict = {
     "num_inference_steps": 10,
@@ -50,6 +53,7 @@ GENERATION_DEFAULTS: dict = {
     "max_patches_per_text_token": 3.0,
     "min_max_new_patches": 16,
     "stop_threshold": 0.5,
+    "distilled_guidance_scale": None,
 }
 
 
@@ -83,6 +87,7 @@ class GenerationSettings:
     max_patches_per_text_token: float
     min_max_new_patches: int
     stop_threshold: float
+    distilled_guidance_scale: float | None = None
 
 
 def resolve_generation_settings(generation_config: GenerationConfig | None, **overrides) -> GenerationSettings:
@@ -127,11 +132,22 @@ def check_generation_settings(values: dict) -> None:
         "max_patches_per_text_token": (lambda v: _is_number(v) and v > 0, "a number > 0"),
         "min_max_new_patches": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
         "stop_threshold": (lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+        "distilled_guidance_scale": (
+            lambda v: v is None or (_is_number(v) and v >= 0),
+            "None or the finite guidance scale >= 0 that distillation folded into LocDiT",
+        ),
     }
     for key, value in values.items():
         valid, allowed = rules[key]
         if not valid(value):
             raise ValueError(f"`{key}` must be {allowed}, got {value!r}.")
+    folded, scale = values.get("distilled_guidance_scale"), values.get("guidance_scale")
+    if folded is not None and scale is not None and scale != 1:
+        # a folded LocDiT has no trained unconditional branch: guiding it again would extrapolate towards noise
+        raise ValueError(
+            f"`guidance_scale` must be 1 for this model: its LocDiT was distilled with guidance {folded:g} folded in "
+            f"(`distilled_guidance_scale`), got guidance_scale={scale!r}; leave guidance_scale unset or pass 1."
+        )
 
 
 def reject_unknown_kwargs(method: str, kwargs: dict, known) -> None:

@@ -137,6 +137,7 @@ class PatchSampler:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         noise_rows: tuple[int, torch.Tensor] | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Returns x0 of shape `shape` ([B, P, D]).
 
@@ -152,12 +153,21 @@ class PatchSampler:
         `noise_rows=(num_rows, rows)`: the B rows being solved are rows `rows` of a batch of `num_rows` (the others have
         finished); noise is drawn for the whole batch, as `generator` would for it, and the solved rows' part is used,
         so a row's numbers do not depend on which other rows are still being solved.
+
+        `noise`: a standard normal [B, P, D] used as the solve's one Gaussian draw instead of drawing it (`generator`
+        and `noise_rows` are then unused). Distillation pairs a teacher's and a student's solves on the same draw.
         """
         device = torch.device(device)
         grid = self._grid(num_inference_steps, device)
         eta = self._noise_injection_index(temperature, num_inference_steps)
 
+        given_noise = noise
+        if given_noise is not None and tuple(given_noise.shape) != tuple(shape):
+            raise ValueError(f"noise must have the sample's shape {tuple(shape)}, got {tuple(given_noise.shape)}.")
+
         def noise() -> torch.Tensor:
+            if given_noise is not None:
+                return given_noise.to(device=device, dtype=torch.float32)
             if noise_rows is None:
                 return randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
             num_rows, rows = noise_rows

@@ -1,0 +1,459 @@
+#!/usr/bin/env python
+"""Few-step LocDiT: distil a pipeline's guided multi-step patch sampler into K (1 or 2) unguided steps.
+
+    python examples/distill_locdit.py --config examples/configs/distill-cpu.yaml
+    python examples/distill_locdit.py --config examples/configs/distill-cpu.yaml --student-steps 1 \\
+        --output-dir runs/distill-locdit-k1        # same teacher endpoints (pairs_dir), another student
+
+Method: direct regression onto the teacher's sampler endpoints (Luhman & Luhman 2021, "Knowledge distillation in
+iterative generative models"), with the backbone frozen, so only LocDiT learns.
+
+- Contexts. The teacher's backbone runs teacher-forced over corpus utterances (half of them behind a prompt utterance
+  of the same speaker, as in generation with a voice prompt). Every real patch gives one context: the backbone output
+  h that predicts it, and its K history patches (masked at the start of speech).
+- Teacher endpoints. For each context and one Gaussian draw eps, the teacher's own sampler (its generation config:
+  steps, LM guidance, temperature) gives the patch x0 = F(h, history, eps). With temperature tau the solve is
+  deterministic apart from that one draw (injected at t ~ tau), so F is a function and x0 a regression target.
+  Endpoints are computed once, in shards under `pairs_dir`, and reused by every student and epoch.
+- Student. A copy of the teacher's LocDiT (same architecture, initialised from it) runs the same sampler with K steps,
+  guidance 1 (the conditional branch alone: the teacher's guidance is folded into its weights, one LocDiT call per
+  step) and the same eps, differentiably; the loss is the MSE between its patch and the teacher's, in normalised
+  feature space. With K = 2 and tau = 0.5 the student's first step starts from zeros at t = 1 and eps enters at
+  t = 0.5, as in the teacher; with K = 1 the grid [1, 0] starts from eps at t = 1, and the student learns the map
+  eps -> teacher sample in one call.
+- Output. `OUTPUT_DIR/pipeline`: the teacher's pipeline with the student LocDiT, whose generation config sets
+  `num_inference_steps` K, `guidance_scale` 1 and `distilled_guidance_scale` g (which makes any other guidance scale
+  an error). The teacher's multi-step sampler is unchanged: any pipeline can still be run with more steps.
+
+Resumable: finished pair shards are kept; `OUTPUT_DIR/checkpoint.pt` (student, optimizer, step, RNG, log) is written
+atomically every `save_every` steps and at the end, and a rerun with the same config continues from it. `--time-budget-
+min` stops training (saving and exporting) when the minutes have passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/
+import train as train_lib  # noqa: E402
+
+from modeling_ditar import DiTARPipeline  # noqa: E402
+from modeling_ditar.sampling import GuidedVelocity, PatchSampler  # noqa: E402
+from modeling_ditar.training_data import collate_examples  # noqa: E402
+
+PAIRS_META = "pairs_meta.json"
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class DistillConfig:
+    """One distillation run (a YAML file's keys; see examples/configs/distill-*.yaml)."""
+
+    output_dir: str | None = None  # required (config or --output-dir), as is corpus
+    corpus: str | None = None
+    teacher: str = "modeling_ditar/default"
+    split: str = "train"
+    pairs_dir: str | None = None  # default OUTPUT_DIR/pairs; share it between students of one teacher
+    student_steps: int = 2
+    teacher_steps: int | None = None  # None: the teacher's generation config (as are the next two)
+    guidance_scale: float | None = None
+    temperature: float | None = None
+    num_pair_shards: int = 8  # the last shard is held out for validation
+    utterances_per_shard: int = 64
+    utterances_per_pass: int = 8  # rows of one teacher-forced backbone pass
+    prompt_prob: float = 0.5
+    teacher_chunk: int = 1024  # contexts solved together by the teacher sampler
+    batch_size: int = 256
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    max_steps: int = 2000
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    save_every: int = 100
+    time_budget_min: float | None = None
+    seed: int = 0
+    threads: int | None = None
+    device: str = "cpu"
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> DistillConfig:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: a distillation config is a mapping of settings, got {type(raw).__name__}.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {unknown}; known: {sorted(known)}.")
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = cls(**raw)
+        cfg.check()
+        return cfg
+
+    def check(self):
+        for name in ("output_dir", "corpus"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} is not set: give `{name}:` in the config or --{name.replace('_', '-')}.")
+        if self.student_steps not in (1, 2, 3, 4):
+            raise ValueError(f"student_steps must be 1-4 (a few-step student), got {self.student_steps!r}.")
+        if self.num_pair_shards < 2:
+            raise ValueError(f"num_pair_shards must be >= 2 (the last one is held out), got {self.num_pair_shards}.")
+        for name in ("utterances_per_shard", "utterances_per_pass", "teacher_chunk", "batch_size"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}.")
+        if not (isinstance(self.max_steps, int) and self.max_steps >= 0):
+            raise ValueError(f"max_steps must be an integer >= 0, got {self.max_steps!r}.")
+        if not 0 <= self.prompt_prob <= 1:
+            raise ValueError(f"prompt_prob must be in [0, 1], got {self.prompt_prob!r}.")
+
+    @property
+    def pairs_path(self) -> Path:
+        return Path(self.pairs_dir) if self.pairs_dir else Path(self.output_dir) / "pairs"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# teacher endpoints
+
+
+def teacher_settings(cfg: DistillConfig, pipe: DiTARPipeline) -> dict:
+    """Steps, guidance and temperature of the teacher's sampler: the config's values, else its generation config."""
+    settings = pipe.model.generation_settings(
+        pipe.model.generation_config,
+        num_inference_steps=cfg.teacher_steps,
+        guidance_scale=cfg.guidance_scale,
+        temperature=cfg.temperature,
+    )
+    if settings.distilled_guidance_scale is not None:
+        raise ValueError("the teacher is itself a distilled student; distil from the multi-step pipeline it came from.")
+    return {
+        "steps": settings.num_inference_steps,
+        "guidance_scale": settings.guidance_scale,
+        "temperature": settings.temperature,
+    }
+
+
+def patch_contexts(model, batch: dict) -> dict[str, torch.Tensor]:
+    """Teacher-forced contexts of every real patch of a collated batch.
+
+    Returns cond [M, H] (the backbone output that predicts the patch), history [M, K*P, D] and history_mask
+    [M, K*P] (bool; both empty tensors with K = 0), and target patches [M, P, D] (the recorded speech, unused by the
+    loss but kept for inspection)."""
+    out = model(**batch, return_dict=True)
+    patches, patch_mask = model.patchify(batch["speech_features"].to(model.dtype), batch["speech_attention_mask"])
+    cond = out.speech_hidden_states[:, :-1][patch_mask]  # [M, H]
+    num_history, patch_size = model.config.num_history_patches, model.config.patch_size
+    if num_history > 0:
+        windows, window_mask = model._history_windows(patches, num_history)
+        history = windows[patch_mask].flatten(1, 2)  # [M, K*P, D]
+        history_mask = window_mask[patch_mask].repeat_interleave(patch_size, dim=1)  # [M, K*P]
+    else:
+        history = patches.new_zeros(cond.shape[0], 0, patches.shape[-1])
+        history_mask = torch.zeros(cond.shape[0], 0, dtype=torch.bool, device=cond.device)
+    return {"cond": cond, "history": history, "history_mask": history_mask, "speech": patches[patch_mask]}
+
+
+def solve(locdit, contexts: dict, noise: torch.Tensor, steps: int, guidance_scale: float, temperature: float):
+    """The pipeline's patch sampler on M contexts with the given Gaussian draw: [M, P, D]. Differentiable when
+    called with autograd enabled (LocDiT then runs its plain `forward`)."""
+    history = contexts["history"] if contexts["history"].shape[1] > 0 else None
+    history_mask = contexts["history_mask"] if history is not None else None
+    velocity = GuidedVelocity(locdit, contexts["cond"], history, history_mask, guidance_scale)
+    return PatchSampler().sample(
+        velocity, tuple(noise.shape), steps, temperature, device=noise.device, dtype=torch.float32, noise=noise
+    )
+
+
+@torch.no_grad()
+def make_shard(pipe, utterances, shard: int, cfg: DistillConfig, settings: dict, pad_id: int, space_ids) -> dict:
+    """Teacher endpoints for one shard of utterances, deterministic in (seed, shard)."""
+    model, device = pipe.model, torch.device(cfg.device)
+    rng = random.Random(cfg.seed * 1_000_003 + shard)
+    by_speaker: dict[str, list[int]] = {}
+    for index, utt in enumerate(utterances):
+        by_speaker.setdefault(utt.speaker, []).append(index)
+    picks = [rng.randrange(len(utterances)) for _ in range(cfg.utterances_per_shard)]
+    rows = []
+    for index in picks:
+        same = [j for j in by_speaker[utterances[index].speaker] if j != index]
+        partner = rng.choice(same) if same and rng.random() < cfg.prompt_prob else -1
+        rows.append((index, partner))
+    contexts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(rows), cfg.utterances_per_pass):
+        batch = collate_examples(rows[start : start + cfg.utterances_per_pass], utterances, pad_id, space_ids)
+        part = patch_contexts(model, {k: v.to(device) for k, v in batch.items()})
+        for key, value in part.items():
+            contexts.setdefault(key, []).append(value)
+    ctx = {key: torch.cat(values) for key, values in contexts.items()}
+    items = ctx["cond"].shape[0]
+    generator = torch.Generator(device="cpu").manual_seed(cfg.seed * 1_000_003 + shard)
+    noise = torch.randn(items, *ctx["speech"].shape[1:], generator=generator).to(device)
+    targets = []
+    for start in range(0, items, cfg.teacher_chunk):
+        chunk = {key: value[start : start + cfg.teacher_chunk] for key, value in ctx.items()}
+        targets.append(
+            solve(
+                model.locdit,
+                chunk,
+                noise[start : start + cfg.teacher_chunk],
+                settings["steps"],
+                settings["guidance_scale"],
+                settings["temperature"],
+            )
+        )
+    # float32 on the CPU: a shard of 64 utterances (~2,500 patches) is ~10 MB
+    return {
+        "cond": ctx["cond"].float().cpu(),
+        "history": ctx["history"].float().cpu(),
+        "history_mask": ctx["history_mask"].cpu(),
+        "noise": noise.cpu(),
+        "target": torch.cat(targets).float().cpu(),
+    }
+
+
+def atomic_save(obj, path: Path):
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def ensure_pairs(pipe, cfg: DistillConfig, settings: dict, log) -> list[Path]:
+    """Compute the missing pair shards (kept ones are reused); returns every shard's path."""
+    pairs = cfg.pairs_path
+    pairs.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "teacher": str(Path(cfg.teacher).resolve()),
+        "corpus": str(Path(cfg.corpus).resolve()),
+        "split": cfg.split,
+        "seed": cfg.seed,
+        "utterances_per_shard": cfg.utterances_per_shard,
+        "prompt_prob": cfg.prompt_prob,
+        **{f"teacher_{k}": v for k, v in settings.items()},
+    }
+    meta_path = pairs / PAIRS_META
+    if meta_path.is_file():
+        kept = json.loads(meta_path.read_text())
+        if kept != meta:
+            changed = sorted(k for k in meta if kept.get(k) != meta[k])
+            raise ValueError(
+                f"{pairs} holds teacher endpoints made with other settings ({changed}); use another pairs_dir or "
+                "delete it."
+            )
+    else:
+        meta_path.write_text(json.dumps(meta, indent=1))
+    paths = [pairs / f"shard-{i:04d}.pt" for i in range(cfg.num_pair_shards)]
+    missing = [i for i, path in enumerate(paths) if not path.is_file()]
+    if missing:
+        processor = pipe.processor
+        from datasets import load_from_disk
+
+        split = load_from_disk(cfg.corpus)[cfg.split]
+        utterances = train_lib.load_utterances(split, processor, pipe.model)
+        pad_id = processor.tokenizer.pad_token_id or 0
+        space_ids = processor.encode_text(" ", allow_empty=True)
+        for i in missing:
+            start = time.time()
+            shard = make_shard(pipe, utterances, i, cfg, settings, pad_id, space_ids)
+            atomic_save(shard, paths[i])
+            log(f"pairs shard {i}: {shard['target'].shape[0]} endpoints in {time.time() - start:.1f} s")
+    return paths
+
+
+def load_pairs(paths: list[Path]) -> dict[str, torch.Tensor]:
+    shards = [torch.load(path, weights_only=True) for path in paths]
+    return {key: torch.cat([shard[key] for shard in shards]) for key in shards[0]}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# student
+
+
+def student_loss(student, pairs: dict, rows: torch.Tensor, steps: int, temperature: float, device) -> torch.Tensor:
+    """MSE between the student's K-step unguided patch and the teacher's endpoint for the same context and noise."""
+    batch = {key: value[rows].to(device) for key, value in pairs.items()}
+    patch = solve(student, batch, batch["noise"], steps, 1.0, temperature)
+    return F.mse_loss(patch, batch["target"])
+
+
+@torch.no_grad()
+def validation_loss(student, pairs: dict, steps: int, temperature: float, device, guidance_scale: float = 1.0):
+    """Mean patch MSE over held-out pairs (with `guidance_scale` != 1: an undistilled LocDiT at K guided steps)."""
+    total, items = 0.0, pairs["target"].shape[0]
+    for start in range(0, items, 1024):
+        batch = {key: value[start : start + 1024].to(device) for key, value in pairs.items()}
+        patch = solve(student, batch, batch["noise"], steps, guidance_scale, temperature)
+        total += F.mse_loss(patch, batch["target"], reduction="sum").item()
+    return total / pairs["target"].numel()
+
+
+def lr_at(step: int, cfg: DistillConfig) -> float:
+    """Linear warm-up, then cosine decay to 10% over max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_student(pipe, cfg: DistillConfig, settings: dict, paths: list[Path], log, started: float) -> dict:
+    """Train (or resume) the student; returns the final checkpoint dict."""
+    device = torch.device(cfg.device)
+    train_pairs, valid_pairs = load_pairs(paths[:-1]), load_pairs(paths[-1:])
+    items = train_pairs["target"].shape[0]
+    temperature = settings["temperature"]
+    student = copy.deepcopy(pipe.model.locdit).float().to(device).requires_grad_(True)  # the teacher is frozen
+    optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    out = Path(cfg.output_dir)
+    ckpt_path = out / CHECKPOINT
+    run_key = {"student_steps": cfg.student_steps, "pairs": str(cfg.pairs_path.resolve()), **settings}
+    if ckpt_path.is_file():
+        state = torch.load(ckpt_path, weights_only=False)
+        if state["run_key"] != run_key:
+            raise ValueError(
+                f"{ckpt_path} belongs to another run ({state['run_key']}), this one is {run_key}; use another "
+                "output_dir."
+            )
+        student.load_state_dict(state["student"])
+        optimizer.load_state_dict(state["optimizer"])
+        log(f"resumed at step {state['step']}")
+    else:
+        # the two references: the teacher's LocDiT at K guided steps (no distillation) and the student before training
+        undistilled = validation_loss(
+            pipe.model.locdit, valid_pairs, cfg.student_steps, temperature, device, settings["guidance_scale"]
+        )
+        initial = validation_loss(student, valid_pairs, cfg.student_steps, temperature, device)
+        log(f"held-out MSE before training: undistilled guided {undistilled:.4f}, student init {initial:.4f}")
+        baseline = {"undistilled_guided": undistilled, "initial": initial}
+        state = {"step": 0, "log": [], "run_key": run_key, "baseline": baseline}
+
+    student.train()
+    while state["step"] < cfg.max_steps:
+        if cfg.time_budget_min is not None and time.time() - started > 60 * cfg.time_budget_min:
+            log(f"time budget of {cfg.time_budget_min} min reached at step {state['step']}")
+            break
+        step = state["step"]
+        # the batch is a pure function of (seed, step): a resumed run sees the batches it would have seen
+        generator = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
+        rows = torch.randint(0, items, (cfg.batch_size,), generator=generator)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = student_loss(student, train_pairs, rows, cfg.student_steps, temperature, device)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"distillation loss is {loss.item()} at step {step}; lower learning_rate.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        optimizer.step()
+        state["step"] = step + 1
+        entry = {"step": step + 1, "loss": loss.item(), "seconds": round(time.time() - started, 1)}
+        if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.max_steps:
+            student.eval()
+            entry["valid_mse"] = validation_loss(student, valid_pairs, cfg.student_steps, temperature, device)
+            student.train()
+            log(json.dumps(entry))
+        state["log"].append(entry)
+        if state["step"] % cfg.save_every == 0:
+            save_state(student, optimizer, state, ckpt_path)
+    student.eval()
+    state["final_valid_mse"] = validation_loss(student, valid_pairs, cfg.student_steps, temperature, device)
+    save_state(student, optimizer, state, ckpt_path)
+    state["student"] = student.state_dict()
+    return state
+
+
+def save_state(student, optimizer, state: dict, path: Path):
+    atomic_save({**state, "student": student.state_dict(), "optimizer": optimizer.state_dict()}, path)
+
+
+def export_pipeline(pipe, student_state: dict, cfg: DistillConfig, settings: dict, target: Path):
+    """The teacher's pipeline with the student LocDiT and a K-step, guidance-folded generation config."""
+    model = pipe.model
+    model.locdit.load_state_dict({k: v.to(model.dtype) for k, v in student_state.items()})
+    generation = model.generation_config
+    generation.num_inference_steps = cfg.student_steps
+    generation.guidance_scale = 1.0
+    generation.distilled_guidance_scale = float(settings["guidance_scale"])
+    generation.temperature = settings["temperature"]
+    pipe.save_pretrained(target)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="examples/configs/distill-*.yaml")
+    parser.add_argument("--output-dir", default=None, help="overrides the config's output_dir")
+    parser.add_argument("--teacher", default=None, help="overrides the config's teacher pipeline folder")
+    parser.add_argument("--corpus", default=None, help="overrides the config's corpus (build_corpus.py --features)")
+    parser.add_argument("--pairs-dir", default=None, help="overrides the config's pairs_dir")
+    parser.add_argument("--student-steps", type=int, default=None, help="overrides the config's student_steps K")
+    parser.add_argument("--max-steps", type=int, default=None, help="overrides the config's max_steps")
+    parser.add_argument("--time-budget-min", type=float, default=None, help="stop training after these minutes")
+    parser.add_argument("--device", default=None, help="overrides the config's device (cpu, cuda)")
+    parser.add_argument("--pairs-only", action="store_true", help="compute the teacher endpoints, then stop")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> Path | None:
+    args = parse_args(argv)
+    started = time.time()
+    cfg = DistillConfig.from_yaml(
+        args.config,
+        output_dir=args.output_dir,
+        teacher=args.teacher,
+        corpus=args.corpus,
+        pairs_dir=args.pairs_dir,
+        student_steps=args.student_steps,
+        max_steps=args.max_steps,
+        time_budget_min=args.time_budget_min,
+        device=args.device,
+    )
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "distill_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    log_file = (out / "log.txt").open("a")
+
+    def log(message: str):
+        line = f"[{time.time() - started:7.1f}s] {message}"
+        print(line, flush=True)
+        log_file.write(line + "\n")
+        log_file.flush()
+
+    torch.manual_seed(cfg.seed)
+    pipe = DiTARPipeline.from_pretrained(cfg.teacher)
+    pipe.model.to(cfg.device).eval().requires_grad_(False)
+    settings = teacher_settings(cfg, pipe)
+    log(f"teacher {cfg.teacher}: {settings}; student K={cfg.student_steps}")
+    paths = ensure_pairs(pipe, cfg, settings, log)
+    if args.pairs_only:
+        return None
+    state = train_student(pipe, cfg, settings, paths, log, started)
+    target = out / "pipeline"
+    export_pipeline(pipe, state["student"], cfg, settings, target)
+    summary = {
+        "step": state["step"],
+        "final_valid_mse": state["final_valid_mse"],
+        "baseline_valid_mse": state["baseline"],
+        "teacher": settings,
+        "student_steps": cfg.student_steps,
+        "pipeline": str(target),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    log(f"wrote {target}: {json.dumps(summary)}")
+    return target
+
+
+if __name__ == "__main__":
+    main()
