@@ -172,3 +172,9 @@ def test_bad_configs_name_the_setting(tmp_path):
         distill_locdit.DistillConfig.from_yaml(bad)
     with pytest.raises(ValueError, match="corpus is not set"):
         distill_locdit.DistillConfig.from_yaml(TINY, output_dir="y")
+
+
+@pytest.mark.parametrize("name", ["distill-cpu.yaml", "distill-gpu.yaml"])  # distill-tiny.yaml: the run tests
+def test_shipped_configs_load(name):
+    cfg = distill_locdit.DistillConfig.from_yaml(TINY.parent / name)
+    assert cfg.student_steps in (1, 2) and (Path(__file__).resolve().parents[1] / cfg.teacher).is_dir()
