@@ -25,7 +25,7 @@ from diffusers.utils import logging
 
 from .audio_utils import ditar_mel_filter_bank
 from .feature_extraction_ditar import LOG_MELS, MEL_NORMS, MEL_SCALES
-from .vocoders import DiTARVocoder
+from .vocoders import DiTARVocoder, feature_analysis_settings
 
 logger = logging.get_logger(__name__)
 
@@ -205,22 +205,7 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
                 f"from_feature_extractor takes {analysis} from the feature extractor; build the feature extractor with "
                 "the settings you want, or call GriffinLimVocoder(...) directly."
             )
-        return cls(
-            sampling_rate=int(feature_extractor.sampling_rate),
-            n_fft=int(feature_extractor.n_fft),
-            hop_length=int(feature_extractor.hop_length),
-            win_length=int(feature_extractor.win_length),
-            num_mel_bins=int(feature_extractor.feature_size),
-            f_min=float(feature_extractor.f_min),
-            f_max=float(feature_extractor.f_max),
-            # getattr defaults: a feature extractor from before these options computed Slaney natural-log magnitudes
-            mel_scale=getattr(feature_extractor, "mel_scale", "slaney"),
-            mel_norm=getattr(feature_extractor, "mel_norm", "slaney"),
-            log_mel=getattr(feature_extractor, "log_mel", "log"),
-            power=float(getattr(feature_extractor, "power", 1.0)),
-            n_iter=n_iter,
-            **kwargs,
-        )
+        return cls(**feature_analysis_settings(feature_extractor), n_iter=n_iter, **kwargs)
 
     def check_feature_extractor(self, feature_extractor) -> None:
         """Raises a `ValueError` naming every analysis setting (sampling rate, STFT, mel bins, mel band, mel scale and
@@ -229,21 +214,12 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         other features does not fail, it makes wrong audio (wrong pitch, loudness or spectral tilt)."""
         # the values in effect (`f_max=None` in the config means sampling_rate / 2, `win_length=None` means n_fft)
         inverted = {**dict(self.config), "win_length": self.win_length, "f_min": self._f_min, "f_max": self._f_max}
-        wrong = []
-        for name, extractor_name in ANALYSIS_SETTINGS.items():
-            value, actual = inverted[name], getattr(feature_extractor, extractor_name, None)
-            if isinstance(value, (int, float)) and isinstance(actual, (int, float)):
-                same = math.isclose(float(actual), float(value), rel_tol=1e-6)
-            else:  # the mel scale, norm and logarithm are names (mel_norm may be None)
-                same = actual == value
-            if not same:
-                wrong.append(f"{extractor_name}: vocoder {value!r}, feature extractor {actual!r}")
-        if wrong:
-            raise ValueError(
-                f"The {type(self).__name__} inverts other features than the feature extractor computes ("
-                + "; ".join(wrong)
-                + "). Build the vocoder with `GriffinLimVocoder.from_feature_extractor(feature_extractor)`."
-            )
+        self._raise_on_feature_mismatch(
+            {name: inverted[name] for name in ANALYSIS_SETTINGS},
+            feature_extractor,
+            "inverts",
+            "Build the vocoder with `GriffinLimVocoder.from_feature_extractor(feature_extractor)`.",
+        )
 
     # ------------------------------------------------------------------------------------------------------------------
     # persistence: only the config. ModelMixin's weight-file logic would look for a weights file that an empty state

@@ -24,7 +24,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .feature_extraction_ditar import LOG_MELS, MEL_NORMS, MEL_SCALES
-from .vocoders import DiTARVocoder
+from .vocoders import DiTARVocoder, feature_analysis_settings
 
 __all__ = ["VocosVocoder"]
 
@@ -305,58 +305,20 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
                 f"from_feature_extractor takes {analysis} from the feature extractor; build the feature extractor with "
                 "the settings you want, or call VocosVocoder(...) directly."
             )
-        return cls(
-            sampling_rate=int(feature_extractor.sampling_rate),
-            n_fft=int(feature_extractor.n_fft),
-            hop_length=int(feature_extractor.hop_length),
-            win_length=int(feature_extractor.win_length),
-            num_mel_bins=int(feature_extractor.feature_size),
-            f_min=float(feature_extractor.f_min),
-            f_max=float(feature_extractor.f_max),
-            log_floor=float(feature_extractor.log_floor),
-            # getattr defaults: a feature extractor from before these options computed Slaney natural-log magnitudes
-            mel_scale=getattr(feature_extractor, "mel_scale", "slaney"),
-            mel_norm=getattr(feature_extractor, "mel_norm", "slaney"),
-            log_mel=getattr(feature_extractor, "log_mel", "log"),
-            power=float(getattr(feature_extractor, "power", 1.0)),
-            **kwargs,
-        )
+        return cls(**feature_analysis_settings(feature_extractor, with_log_floor=True), **kwargs)
 
     def check_feature_extractor(self, feature_extractor) -> None:
         """Raises a `ValueError` naming every analysis setting (sampling rate, n_fft, hop, window, mel bins, mel band,
         log floor, mel scale and normalisation, logarithm and power) in which `feature_extractor` (a
         [`DiTARFeatureExtractor`]) differs from the features this vocoder expects, with both values; a pipeline calls
         it when it is built."""
-        expected = {
-            "sampling_rate": self.sampling_rate,
-            "n_fft": self.n_fft,
-            "hop_length": self.hop_length,
-            "win_length": self.win_length,
-            "feature_size": self.num_mel_bins,
-            "f_min": self.f_min,
-            "f_max": self.f_max,
-            "log_floor": self.log_floor,
-            "mel_scale": self.mel_scale,
-            "mel_norm": self.mel_norm,
-            "log_mel": self.log_mel,
-            "power": self.power,
-        }
-        wrong = []
-        for name, value in expected.items():
-            actual = getattr(feature_extractor, name, None)
-            if isinstance(value, (int, float)) and isinstance(actual, (int, float)):
-                same = math.isclose(float(actual), float(value), rel_tol=1e-6)
-            else:  # the mel scale, norm and logarithm are names (mel_norm may be None)
-                same = actual == value
-            if not same:
-                wrong.append(f"{name}: vocoder {value!r}, feature extractor {actual!r}")
-        if wrong:
-            raise ValueError(
-                f"The {type(self).__name__} expects other features than the feature extractor computes ("
-                + "; ".join(wrong)
-                + "). Use a vocoder trained on this feature extractor's settings (`VocosVocoder.from_feature_extractor`"
-                " builds an untrained one) or the feature extractor the vocoder was trained with."
-            )
+        self._raise_on_feature_mismatch(
+            {name: getattr(self, name) for name in ANALYSIS_SETTINGS},
+            feature_extractor,
+            "expects",
+            "Use a vocoder trained on this feature extractor's settings (`VocosVocoder.from_feature_extractor` "
+            "builds an untrained one) or the feature extractor the vocoder was trained with.",
+        )
 
     def _apply(self, fn, recurse=True):
         """Moves and casts like any module, but keeps the window float32: the inverse FFT runs in float32 whatever

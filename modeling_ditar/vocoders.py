@@ -10,9 +10,36 @@ model outputs first) to `waveform [B, S]` at `sampling_rate`, and exposes `sampl
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["DiTARVocoder"]
+__all__ = ["DiTARVocoder", "feature_analysis_settings"]
+
+# vocoder config name -> feature extractor attribute, for the settings that decide what a feature frame means
+FEATURE_EXTRACTOR_NAMES = {"num_mel_bins": "feature_size"}
+
+
+def feature_analysis_settings(feature_extractor, with_log_floor: bool = False) -> dict:
+    """The analysis settings of `feature_extractor` (a [`DiTARFeatureExtractor`]) as vocoder config keyword arguments:
+    sampling rate, STFT, mel bins and band, mel scale and normalisation, logarithm and power (and the log floor)."""
+    settings = {
+        "sampling_rate": int(feature_extractor.sampling_rate),
+        "n_fft": int(feature_extractor.n_fft),
+        "hop_length": int(feature_extractor.hop_length),
+        "win_length": int(feature_extractor.win_length),
+        "num_mel_bins": int(feature_extractor.feature_size),
+        "f_min": float(feature_extractor.f_min),
+        "f_max": float(feature_extractor.f_max),
+        # getattr defaults: a feature extractor from before these options computed Slaney natural-log magnitudes
+        "mel_scale": getattr(feature_extractor, "mel_scale", "slaney"),
+        "mel_norm": getattr(feature_extractor, "mel_norm", "slaney"),
+        "log_mel": getattr(feature_extractor, "log_mel", "log"),
+        "power": float(getattr(feature_extractor, "power", 1.0)),
+    }
+    if with_log_floor:
+        settings["log_floor"] = float(feature_extractor.log_floor)
+    return settings
 
 
 class DiTARVocoder(torch.nn.Module):
@@ -33,6 +60,26 @@ class DiTARVocoder(torch.nn.Module):
     def forward(self, features: torch.Tensor, **kwargs) -> torch.Tensor:  # pragma: no cover - interface
         """`features [B, T, D]` un-normalised log-mel -> `waveform [B, num_samples(T)]` (float32)."""
         raise NotImplementedError(f"{type(self).__name__} must implement `forward(features) -> waveform`.")
+
+    def _raise_on_feature_mismatch(self, expected: dict, feature_extractor, verb: str, fix: str) -> None:
+        """Raises a `ValueError` naming every setting of `expected` (vocoder config names -> the values in effect) in
+        which `feature_extractor` differs, with both values, then `fix`."""
+        wrong = []
+        for name, value in expected.items():
+            extractor_name = FEATURE_EXTRACTOR_NAMES.get(name, name)
+            actual = getattr(feature_extractor, extractor_name, None)
+            if isinstance(value, (int, float)) and isinstance(actual, (int, float)):
+                same = math.isclose(float(actual), float(value), rel_tol=1e-6)
+            else:  # the mel scale, norm and logarithm are names (mel_norm may be None)
+                same = actual == value
+            if not same:
+                wrong.append(f"{extractor_name}: vocoder {value!r}, feature extractor {actual!r}")
+        if wrong:
+            raise ValueError(
+                f"The {type(self).__name__} {verb} other features than the feature extractor computes ("
+                + "; ".join(wrong)
+                + f"). {fix}"
+            )
 
     def _check_features(self, features: torch.Tensor, num_mel_bins: int) -> torch.Tensor:
         """Validates `features` and returns it as `[B, T, D]` float32 (a `[T, D]` input gets a batch axis)."""
