@@ -292,3 +292,35 @@ def test_device_bundle_dry_run_lists_the_wheels_and_refuses_natural():
     env = {**os.environ, "DRY_RUN": "1", "NATURAL": "1"}
     natural = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
     assert natural.returncode == 1 and "data_packs/natural-v1" in natural.stderr
+
+
+def test_paired_eval_sums_per_case_differences(tmp_path):
+    sys.path.insert(0, str(EXAMPLES / "research"))
+    import paired_eval
+
+    def run(name, hits, sims, seconds):
+        cases = [
+            {
+                "id": f"c{i}",
+                "rows": {
+                    "model": {
+                        "error": None,
+                        "words": {"hits": h, "errors": 5 - h, "ref_words": 5},
+                        "sim_prompt": s,
+                        "compute_seconds": seconds,
+                        "stopped": True,
+                    }
+                },
+            }
+            for i, (h, s) in enumerate(zip(hits, sims, strict=True))
+        ]
+        (tmp_path / name).write_text(json.dumps({"cases": cases}))
+        return str(tmp_path / name)
+
+    a = run("a.json", [1, 2, 3], [0.5, 0.5, 0.5], 2.0)
+    b = run("b.json", [2, 4, 3], [0.6, 0.7, 0.5], 1.0)
+    line = paired_eval.main([a, b])
+    assert "3 cases: words +3 ± 2, capped errors -3 ± 2" in line and "SIM +0.100 ± 0.058" in line
+    assert "compute 0.50x, stopped 3/3" in line
+    with pytest.raises(SystemExit, match="usage"):
+        paired_eval.main([a])
