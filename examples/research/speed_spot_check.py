@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""Spot check of the shipped default's speed on one sentence, batch 1, 2 threads: RTF (best of 3 calls) and the time
+to the first streamed chunk (best of 2), for the default sampling and three cheaper settings.
+
+    python examples/research/speed_spot_check.py
+
+Quick and rough: one sentence and no load control. For the real comparison use examples/benchmark.py.
+"""
+
+import time
+
+import torch
+
+from modeling_ditar import DiTARPipeline
+
+TEXT = "The quick brown fox jumps over the lazy dog near the river bank."
+SETTINGS = {
+    "default (best of 4, pruned after 12)": {},
+    "one candidate": {"num_candidates": 1},
+    "default, 2 steps": {"num_inference_steps": 2},
+    "one candidate, 2 steps": {"num_candidates": 1, "num_inference_steps": 2},
+}
+
+
+def spot_check(pipe: DiTARPipeline, label: str, **settings) -> str:
+    calls = []
+    for _ in range(3):
+        start = time.perf_counter()
+        out = pipe(TEXT, generator=torch.manual_seed(0), **settings)
+        calls.append(time.perf_counter() - start)
+    seconds = out.audios[0].shape[-1] / pipe.vocoder.sampling_rate
+    firsts = []
+    for _ in range(2):
+        start = time.perf_counter()
+        stream = pipe.stream(TEXT, generator=torch.manual_seed(0), **settings)
+        next(iter(stream))
+        firsts.append(time.perf_counter() - start)
+        for _chunk in stream:  # finish the stream before the next call
+            pass
+    return (
+        f"{label}: RTF {min(calls) / seconds:.3f} ({min(calls):.2f} s for {seconds:.2f} s), "
+        f"first streamed audio {min(firsts):.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    pipeline = DiTARPipeline.from_pretrained("modeling_ditar/default")
+    for name, kwargs in SETTINGS.items():
+        print(spot_check(pipeline, name, **kwargs), flush=True)
