@@ -24,8 +24,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import logging
 
 from .audio_utils import ditar_mel_filter_bank
-from .feature_extraction_ditar import LOG_MELS, MEL_NORMS, MEL_SCALES
-from .vocoders import DiTARVocoder, feature_analysis_settings
+from .vocoders import DiTARVocoder, check_mel_options, feature_analysis_settings
 
 logger = logging.get_logger(__name__)
 
@@ -137,17 +136,7 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             raise ValueError(f"`momentum` must be in [0, 1), got {momentum!r}.")
         if not (isinstance(min_magnitude, (int, float)) and min_magnitude > 0 and math.isfinite(min_magnitude)):
             raise ValueError(f"`min_magnitude` must be a positive float, got {min_magnitude!r}.")
-        f_max_value = sampling_rate / 2 if f_max is None else float(f_max)
-        if not 0.0 <= f_min < f_max_value <= sampling_rate / 2:
-            raise ValueError(f"Need 0 <= `f_min` < `f_max` <= sampling_rate / 2, got f_min={f_min}, f_max={f_max}.")
-        if mel_scale not in MEL_SCALES:
-            raise ValueError(f"`mel_scale` must be one of {MEL_SCALES}, got {mel_scale!r}.")
-        if mel_norm not in MEL_NORMS:
-            raise ValueError(f"`mel_norm` must be one of {MEL_NORMS}, got {mel_norm!r}.")
-        if log_mel not in LOG_MELS:
-            raise ValueError(f"`log_mel` must be 'log' (natural) or 'log10', got {log_mel!r}.")
-        if isinstance(power, bool) or not (isinstance(power, (int, float)) and math.isfinite(power) and power > 0):
-            raise ValueError(f"`power` must be a positive float (1 = magnitude, 2 = power), got {power!r}.")
+        f_max_value = check_mel_options(sampling_rate, f_min, f_max, mel_scale, mel_norm, log_mel, power)
 
         # plain attributes (the DiTARVocoder interface), so they need not be read through `self.config`
         self.sampling_rate = sampling_rate

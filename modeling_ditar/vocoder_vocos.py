@@ -23,8 +23,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .feature_extraction_ditar import LOG_MELS, MEL_NORMS, MEL_SCALES
-from .vocoders import DiTARVocoder, feature_analysis_settings
+from .vocoders import DiTARVocoder, check_mel_options, feature_analysis_settings
 
 __all__ = ["VocosVocoder"]
 
@@ -202,19 +201,9 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             raise ValueError(
                 f"`layer_scale_init` must be a positive float (or None for 1 / num_layers), got {layer_scale!r}."
             )
-        f_max_value = sampling_rate / 2 if f_max is None else float(f_max)
-        if not 0.0 <= f_min < f_max_value <= sampling_rate / 2:
-            raise ValueError(f"Need 0 <= `f_min` < `f_max` <= sampling_rate / 2, got f_min={f_min}, f_max={f_max}.")
+        f_max_value = check_mel_options(sampling_rate, f_min, f_max, mel_scale, mel_norm, log_mel, power)
         if not (isinstance(log_floor, (int, float)) and math.isfinite(log_floor) and log_floor > 0):
             raise ValueError(f"`log_floor` must be a positive finite float, got {log_floor!r}.")
-        if mel_scale not in MEL_SCALES:
-            raise ValueError(f"`mel_scale` must be one of {MEL_SCALES}, got {mel_scale!r}.")
-        if mel_norm not in MEL_NORMS:
-            raise ValueError(f"`mel_norm` must be one of {MEL_NORMS}, got {mel_norm!r}.")
-        if log_mel not in LOG_MELS:
-            raise ValueError(f"`log_mel` must be 'log' (natural) or 'log10', got {log_mel!r}.")
-        if isinstance(power, bool) or not (isinstance(power, (int, float)) and math.isfinite(power) and power > 0):
-            raise ValueError(f"`power` must be a positive float (1 = magnitude, 2 = power), got {power!r}.")
 
         # plain attributes (the DiTARVocoder interface, and what a pipeline compares with its feature extractor)
         self.sampling_rate = sampling_rate
