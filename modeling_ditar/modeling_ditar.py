@@ -489,14 +489,9 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         few patches for its text. Generation with `num_candidates > 1` keeps the candidate with the lowest value.
         Inputs as for `forward` (right-padded rows, normalised features); call it in eval mode (training mode jitters
         the speaking rate of "aligned" positions)."""
-        if self.ctc_head is None:
-            raise ValueError(
-                "this model has no CTC head (config.ctc_loss_weight = 0), so it cannot score transcripts; train with "
-                "ctc_loss_weight > 0 or generate with num_candidates=1."
-            )
-        self._check_training_inputs(input_ids, speech_features, attention_mask, speech_attention_mask)
-        text_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
-        speech = self._speech_pass(input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate)
+        text_mask, speech = self._transcript_speech_pass(
+            input_ids, speech_features, attention_mask, speech_attention_mask, speech_position_rate
+        )
         nll = self._ctc_loss(
             self._ctc_hidden(speech.hidden),
             speech.num_patches,
@@ -523,24 +518,17 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         of the prefix, keeps that fair: candidates of one text at the same point have the same frames, and a score per
         token would favour whichever has read further. Generation with `candidate_prune_after_patches` keeps the
         candidate with the lowest value. Inputs as for `transcript_ctc_loss`."""
-        if self.ctc_head is None:
-            raise ValueError(
-                "this model has no CTC head (config.ctc_loss_weight = 0), so it cannot score transcripts; train with "
-                "ctc_loss_weight > 0 or generate with num_candidates=1."
-            )
-        self._check_training_inputs(input_ids, speech_features, attention_mask, speech_attention_mask)
-        text_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
-        speech = self._speech_pass(input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate)
-        hidden = self._ctc_hidden(speech.hidden)
-        batch, num, _ = hidden.shape
-        frames, classes = self.config.ctc_frames_per_patch, self.config.text_config.vocab_size + 1
-        log_probs = self.ctc_head(hidden).float().view(batch, num * frames, classes).log_softmax(-1)
+        text_mask, speech = self._transcript_speech_pass(
+            input_ids, speech_features, attention_mask, speech_attention_mask, speech_position_rate
+        )
+        log_probs = self._ctc_log_probs(self._ctc_hidden(speech.hidden))  # [B, N*F, C]
+        frames, blank = self.config.ctc_frames_per_patch, log_probs.shape[-1] - 1
         # right-align each row's text tokens at the start of the target rows (left-padded text is allowed)
         text_mask = text_mask.bool()
         lengths = text_mask.sum(1)
-        targets = torch.zeros(batch, int(lengths.max()), dtype=torch.long, device=input_ids.device)
+        targets = torch.zeros(len(lengths), int(lengths.max()), dtype=torch.long, device=input_ids.device)
         targets[torch.arange(targets.shape[1], device=input_ids.device)[None] < lengths[:, None]] = input_ids[text_mask]
-        nll, _ = prefix_ctc_loss(log_probs, speech.num_patches * frames, targets, lengths, blank=classes - 1)
+        nll, _ = prefix_ctc_loss(log_probs, speech.num_patches * frames, targets, lengths, blank=blank)
         return nll / (speech.num_patches * frames).clamp(min=1)
 
     def score_candidates(self, inputs: dict, rows: list[torch.Tensor], prefix: bool = False) -> torch.Tensor:
@@ -577,6 +565,26 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         predicts patch i and has seen patches < i; hidden[:, i + 1] has seen patch i itself."""
         return hidden[:, :-1] if self.config.ctc_position == "prediction" else hidden[:, 1:]
 
+    def _transcript_speech_pass(
+        self, input_ids, speech_features, attention_mask, speech_attention_mask, speech_position_rate
+    ) -> tuple[torch.Tensor, _SpeechPass]:
+        """The text mask and the backbone pass that transcript scoring reads, after checking there is a CTC head."""
+        if self.ctc_head is None:
+            raise ValueError(
+                "this model has no CTC head (config.ctc_loss_weight = 0), so it cannot score transcripts; train with "
+                "ctc_loss_weight > 0 or generate with num_candidates=1."
+            )
+        self._check_training_inputs(input_ids, speech_features, attention_mask, speech_attention_mask)
+        text_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        speech = self._speech_pass(input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate)
+        return text_mask, speech
+
+    def _ctc_log_probs(self, patch_hidden: torch.Tensor) -> torch.Tensor:
+        """Per-frame CTC log-probabilities [B, N*F, C] (F predictions per patch; the last class is the blank)."""
+        batch, num, _ = patch_hidden.shape
+        frames, classes = self.config.ctc_frames_per_patch, self.config.text_config.vocab_size + 1
+        return self.ctc_head(patch_hidden).float().view(batch, num * frames, classes).log_softmax(-1)
+
     def _ctc_loss(
         self,
         patch_hidden: torch.Tensor,
@@ -588,18 +596,14 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
     ) -> torch.Tensor:
         """CTC between the backbone outputs at the patches (patch_hidden [B, N, H], F predictions each) and each row's
         text tokens; for training, utterances too short for their text contribute zero (zero_infinity)."""
-        batch, num, _ = patch_hidden.shape
-        frames = self.config.ctc_frames_per_patch
-        classes = self.config.text_config.vocab_size + 1
-        logits = self.ctc_head(patch_hidden).float().view(batch, num * frames, classes)
-        log_probs = logits.log_softmax(-1).transpose(0, 1)  # [N*F, B, C]
+        log_probs = self._ctc_log_probs(patch_hidden).transpose(0, 1)  # [N*F, B, C]
         text_mask = text_mask.bool()
         return F.ctc_loss(
             log_probs,
             input_ids[text_mask],
-            input_lengths=num_patches * frames,
+            input_lengths=num_patches * self.config.ctc_frames_per_patch,
             target_lengths=text_mask.sum(1),
-            blank=classes - 1,
+            blank=log_probs.shape[-1] - 1,
             reduction=reduction,
             zero_infinity=zero_infinity,
         )
