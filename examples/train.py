@@ -302,6 +302,21 @@ def configure_process(cfg: TrainConfig):
     torch.set_flush_denormal(True)
 
 
+def register_and_resume(accelerator: Accelerator, ema, checkpoints: Path, resume: bool) -> TrainState:
+    """Registers the EMA weights and a step counter with Accelerate's checkpoints and, with `resume`, loads the newest
+    checkpoint in `checkpoints`; returns the step counter."""
+    state = TrainState()
+    accelerator.register_for_checkpointing(ema)
+    accelerator.register_for_checkpointing(state)
+    if resume:
+        latest = newest_checkpoint(checkpoints)
+        if latest is None:
+            raise SystemExit(f"--resume: no checkpoint in {checkpoints}")
+        accelerator.load_state(str(latest))
+        accelerator.print(f"resumed from {latest} at step {state.step}")
+    return state
+
+
 def newest_checkpoint(directory: Path) -> Path | None:
     steps = [p for p in directory.glob("step-*") if p.is_dir() and p.name.split("-")[1].isdigit()]
     return max(steps, key=lambda p: int(p.name.split("-")[1])) if steps else None
@@ -427,16 +442,7 @@ def main(argv=None):
         power=0.75,
         foreach=True,
     )  # one multi-tensor update instead of a few kernels per parameter
-    state = TrainState()
-    accelerator.register_for_checkpointing(ema)
-    accelerator.register_for_checkpointing(state)
-
-    if args.resume:
-        latest = newest_checkpoint(checkpoints)
-        if latest is None:
-            raise SystemExit(f"--resume: no checkpoint in {checkpoints}")
-        accelerator.load_state(str(latest))
-        accelerator.print(f"resumed from {latest} at step {state.step}")
+    state = register_and_resume(accelerator, ema, checkpoints, args.resume)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))

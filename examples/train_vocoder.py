@@ -46,7 +46,14 @@ from diffusers.training_utils import EMAModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train import TimeBudget, TrainState, configure_process, lr_lambda, newest_checkpoint, save_checkpoint  # noqa: E402
+from train import (  # noqa: E402
+    TimeBudget,
+    configure_process,
+    lr_lambda,
+    newest_checkpoint,
+    register_and_resume,
+    save_checkpoint,
+)
 from training_eval import spread_rows  # noqa: E402
 from vocoder_training.data import (  # noqa: E402
     SegmentSampler,
@@ -351,15 +358,7 @@ def main(argv=None):
         power=0.75,
         foreach=True,
     )
-    state = TrainState()
-    accelerator.register_for_checkpointing(ema)
-    accelerator.register_for_checkpointing(state)
-    if args.resume:
-        latest = newest_checkpoint(checkpoints)
-        if latest is None:
-            raise SystemExit(f"--resume: no checkpoint in {checkpoints}")
-        accelerator.load_state(str(latest))
-        accelerator.print(f"resumed from {latest} at step {state.step}")
+    state = register_and_resume(accelerator, ema, checkpoints, args.resume)
 
     csv_path = out / "log.csv"
     columns = ["step", *LOSS_KEYS, "lr", "grad_norm_g", "grad_norm_d", "audio_s_per_s", "elapsed_s"]
