@@ -23,6 +23,18 @@ def _check_audio(audio: torch.Tensor) -> torch.Tensor:
     return audio
 
 
+def conv_stack_scores(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """A sub-discriminator's layers: leaky-ReLU convolutions, then the score map; returns the flattened scores [B, *]
+    and every layer's output (the features that feature matching compares)."""
+    features = []
+    for conv in convs:
+        x = nn.functional.leaky_relu(conv(x), LEAKY_SLOPE)
+        features.append(x)
+    x = post(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """One period p of the multi-period discriminator: the waveform folded into `[B, 1, S / p, p]` (sample t at row
     t // p, column t % p), then 2-D convolutions whose kernels span rows only, so each column (samples p apart) is
@@ -48,13 +60,7 @@ class PeriodDiscriminator(nn.Module):
             mode = "reflect" if extra < samples else "constant"
             audio = nn.functional.pad(audio[:, None], (0, extra), mode=mode)[:, 0]
         x = audio.reshape(batch, 1, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = nn.functional.leaky_relu(conv(x), LEAKY_SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return conv_stack_scores(self.convs, self.post, x)
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -118,13 +124,7 @@ class ResolutionDiscriminator(nn.Module):
             return_complex=True,
         )  # [B, n_fft // 2 + 1, frames]
         x = spec.abs().transpose(1, 2)[:, None]  # [B, 1, frames, bins]
-        features = []
-        for conv in self.convs:
-            x = nn.functional.leaky_relu(conv(x), LEAKY_SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return conv_stack_scores(self.convs, self.post, x)
 
 
 class MultiResolutionDiscriminator(nn.Module):
