@@ -8,6 +8,11 @@
 
 The folder holds wav/flac/ogg files with same-name .txt transcripts (clip1.wav + clip1.txt), or a metadata.csv: either
 `file_name,text[,speaker_id]` with a header, or LJSpeech's `id|text|normalized text` (audio in wavs/<id>.wav).
+A `datasets` audio dataset works too, saved with `save_to_disk` or a Hub id, with --dataset (and --split,
+--text-column, --audio-column): its rows are written out as such a folder (OUT/source) and checked the same way.
+
+    python examples/finetune.py my_dataset_folder --dataset --out runs/my-voice
+    python examples/finetune.py user/my-voice-recordings --dataset --split train --text-column sentence --out runs/me
 
 Steps, each skipped when its output exists (so a re-run resumes; training continues from its newest checkpoint):
   1. validation: missing/empty transcripts, unreadable or silent audio, clips too short/long and duplicates are left
@@ -203,6 +208,69 @@ def write_clean_clips(clips: list[Clip], out: Path, target_sr: int) -> None:
             (out / "clips").mkdir(exist_ok=True)
             sf.write(str(out / name), audio, target_sr, subtype="FLOAT")
             writer.writerow([name, clip.text, clip.speaker])
+
+
+def load_audio_dataset(source: str, split: str):
+    """A `datasets.Dataset`: a folder saved with `save_to_disk` (a Dataset, or a DatasetDict and its `split`) or a
+    Hub dataset id (`load_dataset(source, split=split)`)."""
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    path = Path(source)
+    if path.is_dir():
+        if not any((path / name).is_file() for name in ("dataset_info.json", "dataset_dict.json", "state.json")):
+            raise SystemExit(
+                f"{source}: not a dataset saved with save_to_disk; for a folder of recordings leave out --dataset"
+            )
+        ds = load_from_disk(str(path))
+    else:
+        ds = load_dataset(source, split=split)
+    if isinstance(ds, DatasetDict):
+        if split not in ds:
+            raise SystemExit(f"{source}: no split {split!r}; it has {sorted(ds)} (choose one with --split)")
+        ds = ds[split]
+    return ds
+
+
+def dataset_to_folder(ds, folder: Path, text_column: str, audio_column: str, speaker_column: str | None) -> None:
+    """Write every row of an audio dataset as `NNNNN.wav` + `NNNNN.txt` (and a metadata.csv when it names speakers),
+    so that it goes through the same validation as a folder of recordings. Rows whose audio cannot be decoded are
+    written as empty files, which the validation reports as unreadable."""
+    import csv
+
+    import soundfile as sf
+    from build_corpus import _decode_audio_value
+    from datasets import Audio
+
+    missing = [c for c in (text_column, audio_column, speaker_column) if c and c not in ds.column_names]
+    if missing:
+        raise SystemExit(
+            f"dataset columns {ds.column_names} lack {missing}: name them with --text-column / --audio-column"
+            " / --speaker-column"
+        )
+    if isinstance(ds.features.get(audio_column), Audio):
+        ds = ds.cast_column(audio_column, Audio(decode=False))  # soundfile decodes; torchcodec is not needed
+    tmp = folder.with_name(folder.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    rows = []
+    for index, row in enumerate(ds):
+        name = f"{index:05d}.wav"
+        try:
+            audio, sr = _decode_audio_value(row[audio_column], None)
+            sf.write(str(tmp / name), audio, sr)
+        except Exception:  # noqa: BLE001 - any decoding failure is reported per clip by the validation
+            (tmp / name).write_bytes(b"")
+        text = row[text_column]
+        speaker = str(row[speaker_column]) if speaker_column else "speaker"
+        rows.append((name, "" if text is None else str(text), speaker))
+    with (tmp / "metadata.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file_name", "text", "speaker_id"])
+        writer.writerows(rows)
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -408,7 +476,16 @@ def _fmt(value, percent: bool = False) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("recordings", help="folder of wav/flac with .txt transcripts, or with a metadata.csv")
+    p.add_argument(
+        "recordings",
+        help="folder of wav/flac with .txt transcripts, or with a metadata.csv; with --dataset a datasets folder "
+        "(save_to_disk) or a Hub dataset id",
+    )
+    p.add_argument("--dataset", action="store_true", help="`recordings` is a datasets audio dataset")
+    p.add_argument("--split", default="train", help="--dataset: the split to use")
+    p.add_argument("--text-column", default="text", help="--dataset: the transcript column")
+    p.add_argument("--audio-column", default="audio", help="--dataset: the audio column")
+    p.add_argument("--speaker-column", default=None, help="--dataset: an optional speaker column")
     p.add_argument("--out", required=True, help="output folder (re-running with the same one resumes)")
     p.add_argument("--base", default=DEFAULT_BASE, help="pipeline folder to fine-tune (default: the shipped default)")
     p.add_argument("--full", action="store_true", help="train every weight instead of a LoRA adapter")
@@ -438,7 +515,13 @@ def main(argv: list[str] | None = None) -> dict:
     processor = DiTARProcessor.from_pretrained(base / "processor" if (base / "processor").is_dir() else base)
     target_sr = processor.feature_extractor.sampling_rate
 
-    clips, problems = validate_recordings(args.recordings, target_sr, args.min_sec, args.max_sec)
+    recordings = args.recordings
+    if args.dataset:
+        recordings = out / "source"
+        if not (recordings / "metadata.csv").is_file():
+            ds = load_audio_dataset(args.recordings, args.split)
+            dataset_to_folder(ds, recordings, args.text_column, args.audio_column, args.speaker_column)
+    clips, problems = validate_recordings(recordings, target_sr, args.min_sec, args.max_sec)
     table = validation_table(clips, problems)
     (out / "validation.md").write_text(table)
     print(table, flush=True)

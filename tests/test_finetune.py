@@ -151,3 +151,60 @@ def test_from_recordings_to_a_voice_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     finetune.main(argv)  # a second run resumes: nothing to train again
     assert "+ " not in capsys.readouterr().out
+
+
+def test_a_datasets_audio_dataset_becomes_a_checked_folder(tmp_path):
+    import io
+
+    from datasets import Audio, Dataset
+
+    def wav_bytes(audio):  # an Audio column stored as encoded files, as datasets keeps it
+        buffer = io.BytesIO()
+        sf.write(buffer, audio, SR, format="WAV", subtype="FLOAT")
+        return {"bytes": buffer.getvalue(), "path": None}
+
+    clips = [_clip(1.2, freq=200), _clip(1.3, freq=260), _clip(0.2, freq=300)]
+    ds = Dataset.from_dict(
+        {
+            "audio": [wav_bytes(c) for c in clips],
+            "sentence": ["hello there", "", "too short"],
+            "who": ["anna", "anna", "ben"],
+        }
+    ).cast_column("audio", Audio(sampling_rate=SR))
+    ds.save_to_disk(str(tmp_path / "saved"))
+
+    loaded = finetune.load_audio_dataset(str(tmp_path / "saved"), "train")
+    folder = tmp_path / "source"
+    finetune.dataset_to_folder(loaded, folder, "sentence", "audio", "who")
+    clips_ok, problems = finetune.validate_recordings(folder, SR)
+    assert [(c.text, c.speaker) for c in clips_ok] == [("hello there", "anna")]
+    assert sorted((p.file, p.issue) for p in problems) == [("00001.wav", "empty transcript"), ("00002.wav", "too short")]
+    data, sr = sf.read(str(folder / "00000.wav"), dtype="float32")
+    assert sr == SR and np.allclose(data, clips[0], atol=1e-4)
+
+    with pytest.raises(SystemExit, match="--text-column"):
+        finetune.dataset_to_folder(loaded, tmp_path / "x", "text", "audio", None)
+    with pytest.raises(SystemExit, match="not a dataset saved with save_to_disk"):
+        finetune.load_audio_dataset(str(tmp_path / "source"), "train")
+
+
+def test_finetune_command_takes_a_saved_dataset(tmp_path):
+    import io
+
+    from datasets import Dataset
+
+    base = tmp_path / "base"
+    get_dummy_pipeline().save_pretrained(base)
+    rows = {"audio": [], "text": []}
+    for i, text in enumerate(["hello world", "a small test", "speech is fun", "more words here", "good day"]):
+        buffer = io.BytesIO()
+        sf.write(buffer, _clip(1.0 + 0.05 * i, freq=180 + 10 * i), SR, format="WAV")
+        rows["audio"].append({"bytes": buffer.getvalue(), "path": None})
+        rows["text"].append(text)
+    Dataset.from_dict(rows).save_to_disk(str(tmp_path / "ds"))
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "ds"), "--dataset", "--out", str(out), "--base", str(base), "--max-steps", "1"]
+    argv += ["--rank", "2", "--holdout", "2", "--eval", "none", "--threads", "1", "--min-sec", "0.5"]
+    finetune.main(argv)
+    assert len(list((out / "source").glob("*.wav"))) == 5
+    assert "3 training clips, 2 held out" in (out / "report.md").read_text()
