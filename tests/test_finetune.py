@@ -178,7 +178,8 @@ def test_a_datasets_audio_dataset_becomes_a_checked_folder(tmp_path):
     finetune.dataset_to_folder(loaded, folder, "sentence", "audio", "who")
     clips_ok, problems = finetune.validate_recordings(folder, SR)
     assert [(c.text, c.speaker) for c in clips_ok] == [("hello there", "anna")]
-    assert sorted((p.file, p.issue) for p in problems) == [("00001.wav", "empty transcript"), ("00002.wav", "too short")]
+    found = sorted((p.file, p.issue) for p in problems)
+    assert found == [("00001.wav", "empty transcript"), ("00002.wav", "too short")]
     data, sr = sf.read(str(folder / "00000.wav"), dtype="float32")
     assert sr == SR and np.allclose(data, clips[0], atol=1e-4)
 
