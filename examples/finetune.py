@@ -2,7 +2,7 @@
 """From a folder of recordings to your voice: validate, hold out, build features, fine-tune (LoRA), evaluate, report.
 
     python examples/finetune.py my_recordings --out runs/my-voice                  # LoRA on the shipped default
-    python examples/finetune.py my_recordings --out runs/my-voice --max-steps 600 --rank 32
+    python examples/finetune.py my_recordings --out runs/my-voice --max-steps 600 --rank 16
     python examples/finetune.py my_recordings --out runs/my-voice --full           # full fine-tuning instead
     python examples/finetune.py my_recordings --out runs/my-voice                  # again: resumes where it stopped
 
@@ -475,6 +475,8 @@ def _fmt(value, percent: bool = False) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from modeling_ditar.lora import DEFAULT_RANK, DEFAULT_TARGETS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "recordings",
@@ -489,9 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (re-running with the same one resumes)")
     p.add_argument("--base", default=DEFAULT_BASE, help="pipeline folder to fine-tune (default: the shipped default)")
     p.add_argument("--full", action="store_true", help="train every weight instead of a LoRA adapter")
-    p.add_argument("--rank", type=int, default=16, help="LoRA rank")
+    p.add_argument("--rank", type=int, default=DEFAULT_RANK, help="LoRA rank")
     p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default 2 x rank)")
-    p.add_argument("--targets", default="backbone+locdit", help="LoRA targets: backbone, backbone-mlp, locdit, encoder")
+    p.add_argument(
+        "--targets",
+        default=DEFAULT_TARGETS,
+        help="LoRA targets joined by '+': backbone, backbone-mlp, locdit, encoder (default: all of them)",
+    )
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--learning-rate", type=float, default=None, help="default 1e-3 (LoRA) or 3e-4 (--full)")
     p.add_argument("--max-batch-frames", type=int, default=1600)

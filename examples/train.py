@@ -55,7 +55,7 @@ class TrainConfig:
     output_dir: str = "runs/default"
     model: dict = field(default_factory=dict)  # DiTARConfig kwargs (ignored with init_from)
     init_from: str | None = None  # a model folder or pipeline folder to start from
-    # LoRA fine-tuning (needs peft): {rank: 16, alpha: 32, targets: "backbone+locdit", dropout: 0.0} trains only the
+    # LoRA fine-tuning (needs peft): {rank: 8, alpha: 16, targets: "all", dropout: 0.0} trains only the
     # adapter (modeling_ditar.lora.default_lora_config) and writes final/adapter; None trains every weight
     lora: dict | None = None
     phonemize: bool = True  # text front end for a new model: espeak-ng phonemes (True) or characters
