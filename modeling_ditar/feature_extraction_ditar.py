@@ -33,6 +33,20 @@ MEL_SCALES = ("slaney", "htk")
 MEL_NORMS = ("slaney", None)
 LOG_MELS = {"log": math.log, "log10": math.log10}
 
+
+def check_mel_transform(mel_scale, mel_norm, log_mel, power) -> None:
+    """Validates the mel scale, filter normalisation, logarithm and spectrogram power (shared by the feature extractor
+    and the vocoders that record the features they expect)."""
+    if mel_scale not in MEL_SCALES:
+        raise ValueError(f"`mel_scale` must be one of {MEL_SCALES}, got {mel_scale!r}.")
+    if mel_norm not in MEL_NORMS:
+        raise ValueError(f"`mel_norm` must be one of {MEL_NORMS}, got {mel_norm!r}.")
+    if log_mel not in LOG_MELS:
+        raise ValueError(f"`log_mel` must be 'log' (natural) or 'log10', got {log_mel!r}.")
+    if isinstance(power, bool) or not (isinstance(power, (int, float)) and math.isfinite(power) and power > 0):
+        raise ValueError(f"`power` must be a positive float (1 = magnitude, 2 = power), got {power!r}.")
+
+
 # Analysis settings that reproduce, exactly, the features a published vocoder was trained on (see
 # `DiTARFeatureExtractor.from_vocoder_preset`).
 VOCODER_PRESETS: dict[str, dict] = {
@@ -180,14 +194,7 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"`f_max` ({f_max}) must be <= sampling_rate / 2 ({nyquist}).")
         if not (isinstance(log_floor, (int, float)) and math.isfinite(log_floor) and log_floor > 0):
             raise ValueError(f"`log_floor` must be a positive finite float, got {log_floor!r}.")
-        if mel_scale not in MEL_SCALES:
-            raise ValueError(f"`mel_scale` must be one of {MEL_SCALES}, got {mel_scale!r}.")
-        if mel_norm not in MEL_NORMS:
-            raise ValueError(f"`mel_norm` must be one of {MEL_NORMS}, got {mel_norm!r}.")
-        if log_mel not in LOG_MELS:
-            raise ValueError(f"`log_mel` must be 'log' (natural) or 'log10', got {log_mel!r}.")
-        if isinstance(power, bool) or not (isinstance(power, (int, float)) and math.isfinite(power) and power > 0):
-            raise ValueError(f"`power` must be a positive float (1 = magnitude, 2 = power), got {power!r}.")
+        check_mel_transform(mel_scale, mel_norm, log_mel, power)
         if not (isinstance(padding_value, (int, float)) and math.isfinite(padding_value)):
             raise ValueError(f"`padding_value` must be a finite float, got {padding_value!r}.")
 

@@ -23,19 +23,12 @@ FEATURE_EXTRACTOR_NAMES = {"num_mel_bins": "feature_size"}
 def check_mel_options(sampling_rate: int, f_min, f_max, mel_scale, mel_norm, log_mel, power) -> float:
     """Validates the mel band, scale, normalisation, logarithm and power of a vocoder's features (the values a
     [`DiTARFeatureExtractor`] accepts) and returns `f_max` in effect (`None` means `sampling_rate / 2`)."""
-    from .feature_extraction_ditar import LOG_MELS, MEL_NORMS, MEL_SCALES
+    from .feature_extraction_ditar import check_mel_transform
 
     f_max_value = sampling_rate / 2 if f_max is None else float(f_max)
     if not 0.0 <= f_min < f_max_value <= sampling_rate / 2:
         raise ValueError(f"Need 0 <= `f_min` < `f_max` <= sampling_rate / 2, got f_min={f_min}, f_max={f_max}.")
-    if mel_scale not in MEL_SCALES:
-        raise ValueError(f"`mel_scale` must be one of {MEL_SCALES}, got {mel_scale!r}.")
-    if mel_norm not in MEL_NORMS:
-        raise ValueError(f"`mel_norm` must be one of {MEL_NORMS}, got {mel_norm!r}.")
-    if log_mel not in LOG_MELS:
-        raise ValueError(f"`log_mel` must be 'log' (natural) or 'log10', got {log_mel!r}.")
-    if isinstance(power, bool) or not (isinstance(power, (int, float)) and math.isfinite(power) and power > 0):
-        raise ValueError(f"`power` must be a positive float (1 = magnitude, 2 = power), got {power!r}.")
+    check_mel_transform(mel_scale, mel_norm, log_mel, power)
     return f_max_value
 
 
