@@ -232,7 +232,7 @@ def load_audio_dataset(source: str, split: str):
 
 
 def dataset_to_folder(ds, folder: Path, text_column: str, audio_column: str, speaker_column: str | None) -> None:
-    """Write every row of an audio dataset as `NNNNN.wav` + `NNNNN.txt` (and a metadata.csv when it names speakers),
+    """Write every row of an audio dataset as `NNNNN.wav` listed with its transcript and speaker in a metadata.csv,
     so that it goes through the same validation as a folder of recordings. Rows whose audio cannot be decoded are
     written as empty files, which the validation reports as unreadable."""
     import csv
