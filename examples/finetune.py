@@ -274,18 +274,82 @@ def dataset_to_folder(ds, folder: Path, text_column: str, audio_column: str, spe
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# 1b. replay: speech of the kind the base model learnt from, mixed in so it keeps following new text
+
+
+REPLAY_PER_SPEAKER = 4  # utterances per replay speaker, so that prompt/target pairs of one speaker exist
+
+
+def write_replay_clips(folder: Path, count: int, target_sr: int, seed: int, exclude: set[str]) -> None:
+    """`count` utterances of espeak-ng random-variant speakers (`REPLAY_PER_SPEAKER` each), on sentences of the
+    `fortunes` package that are not among `exclude`, as wavs at `target_sr` + metadata.csv (file_name, text,
+    speaker_id). Nothing is downloaded: espeak-ng and fortunes are system packages (setup.sh installs them)."""
+    import csv
+    import tempfile
+
+    import soundfile as sf
+    from build_corpus import prepare_audio
+    from corpus.sentences import load_sentences
+    from corpus.voices import VoiceBank, synthesize
+
+    if (folder / "metadata.csv").is_file():
+        return
+    excluded = {" ".join(text.lower().split()) for text in exclude}
+    sentences = [t for t in load_sentences(seed=seed, max_words=16) if " ".join(t.lower().split()) not in excluded]
+    if len(sentences) < count:
+        raise SystemExit(f"--replay {count}: only {len(sentences)} replay sentences are available")
+    tmp = folder.with_name(folder.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "clips").mkdir(parents=True)
+    speakers = -(-count // REPLAY_PER_SPEAKER)
+    bank = VoiceBank(tmp / "espeak", speakers, seed=seed, prefix="r")
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for index, text in enumerate(sentences[:count]):
+            voice = bank[index // REPLAY_PER_SPEAKER]
+            wav = Path(work) / "say.wav"
+            synthesize(text, voice, wav)
+            audio, sr = sf.read(str(wav), dtype="float32")
+            name = f"clips/{index:05d}.wav"
+            sf.write(str(tmp / name), prepare_audio(audio, sr, target_sr), target_sr, subtype="FLOAT")
+            rows.append([name, text, f"replay-{voice.name}"])
+    shutil.rmtree(tmp / "espeak")
+    with (tmp / "metadata.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file_name", "text", "speaker_id"])
+        writer.writerows(rows)
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # 2. corpus with features (build_corpus.py's code)
 
 
-def build_features(clean: Path, data: Path, base_processor, holdout: int, seed: int, min_sec: float, max_sec: float):
-    """The cleaned clips as a corpus (train / validation = held out) with the base model's log-mel features."""
+def build_features(
+    clean: Path,
+    data: Path,
+    base_processor,
+    holdout: int,
+    seed: int,
+    min_sec: float,
+    max_sec: float,
+    replay: Path | None = None,
+):
+    """The cleaned clips as a corpus (train / validation = held out) with the base model's log-mel features; the
+    clips of `replay` (a folder from [`write_replay_clips`]) join the training split only."""
     import csv
 
     from build_corpus import add_features, convert_speech_dataset, save_feature_artifacts
-    from datasets import Dataset, DatasetDict
+    from datasets import Dataset, DatasetDict, concatenate_datasets
 
-    with (clean / "metadata.csv").open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    def read_rows(folder: Path) -> list[dict]:
+        with (folder / "metadata.csv").open(newline="", encoding="utf-8") as f:
+            return [{**row, "file_name": str(folder / row["file_name"])} for row in csv.DictReader(f)]
+
+    rows = read_rows(clean)
     holdout = min(holdout, max(0, len(rows) - 2))
     order = np.random.default_rng(seed).permutation(len(rows))
     fe = base_processor.feature_extractor
@@ -294,17 +358,16 @@ def build_features(clean: Path, data: Path, base_processor, holdout: int, seed: 
         for k, v in fe.to_dict().items()
         if k in ("feature_size", "sampling_rate", "n_fft", "hop_length", "f_min", "f_max", "log_floor", "win_length")
     }
-    splits = {}
-    for split, index in (("train", order[holdout:]), ("validation", order[:holdout])):
-        picked = [rows[i] for i in sorted(index)]
+
+    def convert(picked: list[dict], source: str):
         ds = Dataset.from_dict(
             {
-                "audio": [{"path": str(clean / r["file_name"])} for r in picked],
+                "audio": [{"path": r["file_name"]} for r in picked],
                 "text": [r["text"] for r in picked],
                 "speaker_id": [r["speaker_id"] for r in picked],
             }
         )
-        splits[split] = convert_speech_dataset(
+        return convert_speech_dataset(
             ds,
             text_column="text",
             audio_column="audio",
@@ -312,8 +375,14 @@ def build_features(clean: Path, data: Path, base_processor, holdout: int, seed: 
             target_sr=fe.sampling_rate,
             min_sec=min_sec,
             max_sec=max_sec,
-            source=f"finetune:{split}",
+            source=source,
         )
+
+    splits = {}
+    for split, index in (("train", order[holdout:]), ("validation", order[:holdout])):
+        splits[split] = convert([rows[i] for i in sorted(index)], f"finetune:{split}")
+    if replay is not None:
+        splits["train"] = concatenate_datasets([splits["train"], convert(read_rows(replay), "finetune:replay")])
     dsd = add_features(DatasetDict(splits), fe_kwargs, 1)
     if data.exists():
         shutil.rmtree(data)
@@ -350,6 +419,8 @@ def train_config(args, data: Path, run: Path) -> dict:
     }
     if not args.full:
         config["lora"] = {"rank": args.rank, "alpha": args.alpha or 2 * args.rank, "targets": args.targets}
+        if args.dora:
+            config["lora"]["use_dora"] = True
     return config
 
 
@@ -423,7 +494,9 @@ def write_report(out: Path, args, clips, problems, dsd, summary: dict, results: 
         f"# Fine-tuning report: {Path(args.recordings).name}",
         "",
         f"Base: `{args.base}`. Mode: {'full fine-tuning' if args.full else f'LoRA rank {args.rank} on {args.targets}'}"
-        f", {args.max_steps} steps. Data: {len(dsd['train'])} training clips, {len(dsd['validation'])} held out "
+        f", {args.max_steps} steps. Data: {len(dsd['train']) - args.replay} training clips"
+        f"{f' + {args.replay} replay utterances (espeak-ng)' if args.replay else ''}, "
+        f"{len(dsd['validation'])} held out "
         f"({len(problems)} validation findings, see validation.md).",
         "",
     ]
@@ -498,6 +571,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_TARGETS,
         help="LoRA targets joined by '+': backbone, backbone-mlp, locdit, encoder (default: all of them)",
     )
+    p.add_argument(
+        "--dora", action="store_true", help="DoRA: LoRA plus a learnt magnitude per output row (peft use_dora)"
+    )
+    p.add_argument(
+        "--replay",
+        type=int,
+        default=0,
+        help="mix this many synthetic espeak-ng utterances (new sentences, random voices) into the training clips, "
+        "so the model keeps following new text while it learns the voice",
+    )
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--learning-rate", type=float, default=None, help="default 1e-3 (LoRA) or 3e-4 (--full)")
     p.add_argument("--max-batch-frames", type=int, default=1600)
@@ -535,13 +618,23 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"{args.recordings}: {len(clips)} usable clips; at least {args.holdout + 2} are needed")
 
     data, clean, run = out / "data", out / "data_clean", out / "run"
+    replay = out / "replay" if args.replay else None
     if not (data / "dataset_dict.json").is_file():
         write_clean_clips(clips, clean, target_sr)
-        build_features(clean, data, processor, args.holdout, args.seed, args.min_sec, args.max_sec)
+        if replay is not None:
+            write_replay_clips(replay, args.replay, target_sr, args.seed, {clip.text for clip in clips})
+        build_features(clean, data, processor, args.holdout, args.seed, args.min_sec, args.max_sec, replay)
     from datasets import load_from_disk
 
     dsd = load_from_disk(str(data))
-    print(f"corpus: {len(dsd['train'])} training clips, {len(dsd['validation'])} held out", flush=True)
+    replayed = sum(voice == "finetune:replay" for voice in dsd["train"]["voice"])
+    if replayed != args.replay:
+        raise SystemExit(
+            f"{data} was built with --replay {replayed}, not {args.replay}: use that value, or a new --out"
+        )
+    extra = f" and {replayed} replay utterances" if replayed else ""
+    held_out = len(dsd["validation"])
+    print(f"corpus: {len(dsd['train']) - replayed} training clips{extra}, {held_out} held out", flush=True)
 
     done = run / "final" / ("model" if args.full else "adapter")
     if not done.is_dir():

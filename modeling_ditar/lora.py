@@ -46,6 +46,9 @@ TARGET_GROUPS = {
     # the aggregation encoder's diffusers blocks
     "encoder": r"aggregation_encoder\.transformer\.blocks\.\d+\."
     r"(attn1\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.(0\.proj|2))",
+    # where features enter and leave the stacks: LocDiT's input, output and conditioning projections and the
+    # aggregation encoder's input and output projections (small, but they touch the speech features directly)
+    "io": r"(locdit\.(in_proj|out_proj|cond_proj)|aggregation_encoder\.(in_proj|out_proj))",
 }
 # Every linear of the transformer stacks at a low rank: on a new voice this matched full fine-tuning's gain in speaker
 # similarity where the attention projections alone at twice the rank (about the same size) fell short. "all" names it.
@@ -299,13 +302,14 @@ class DiTARLoraMixin:
         fused = {}
         with torch.no_grad():
             for name, layer in _tuner_layers(self):
-                base = layer.get_base_layer()
-                merged = copy.deepcopy(base)
-                for adapter in names:
-                    if adapter in layer.lora_A:
-                        delta = layer.get_delta_weight(adapter) * lora_scale
-                        merged.weight.add_(delta.to(merged.weight.dtype))
-                _set_submodule(self, name, merged)
+                # peft's own merge on a copy: it knows each variant's rule (DoRA's weight renormalisation too)
+                copied = copy.deepcopy(layer)
+                present = [adapter for adapter in names if adapter in copied.lora_A]
+                for adapter in present:
+                    copied.scaling[adapter] *= lora_scale
+                if present:
+                    copied.merge(adapter_names=present)
+                _set_submodule(self, name, copied.get_base_layer())
                 fused[name] = layer
         self._ditar_fused = fused
 
@@ -366,7 +370,8 @@ def adapter_card(config, state: dict, adapter_name: str = "default") -> str:
         "",
         f"# DiTAR LoRA adapter ({adapter_name})",
         "",
-        f"A LoRA adapter for a DiTAR text-to-speech model{f' ({base})' if base else ''}: rank {config.r}, alpha "
+        f"A {'DoRA (weight-decomposed LoRA)' if getattr(config, 'use_dora', False) else 'LoRA'} adapter for a DiTAR "
+        f"text-to-speech model{f' ({base})' if base else ''}: rank {config.r}, alpha "
         f"{config.lora_alpha}, {parameters:,} parameters, on `{targets}`.",
         "",
         "```python",

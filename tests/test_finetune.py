@@ -209,3 +209,37 @@ def test_finetune_command_takes_a_saved_dataset(tmp_path):
     finetune.main(argv)
     assert len(list((out / "source").glob("*.wav"))) == 5
     assert "3 training clips, 2 held out" in (out / "report.md").read_text()
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/games/fortunes").is_dir() or finetune.shutil.which("espeak-ng") is None,
+    reason="replay speech needs espeak-ng and fortunes (setup.sh installs them)",
+)
+def test_replay_utterances_join_the_training_split_only_and_dora_trains(tmp_path):
+    from datasets import load_from_disk
+
+    base = tmp_path / "base"
+    get_dummy_pipeline().save_pretrained(base)
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    for i, text in enumerate(["hello world", "a small test", "speech is fun", "more words here", "good day"]):
+        _write(recordings, f"utt{i}", _clip(1.0 + 0.05 * i, freq=180 + 10 * i), text)
+    out = tmp_path / "out"
+    argv = [str(recordings), "--out", str(out), "--base", str(base), "--max-steps", "2", "--rank", "2", "--dora"]
+    argv += ["--holdout", "2", "--eval", "none", "--threads", "1", "--min-sec", "0.5", "--replay", "6"]
+    finetune.main(argv)
+
+    corpus = load_from_disk(str(out / "data"))
+    replay = [row for row in corpus["train"] if row["voice"] == "finetune:replay"]
+    assert len(replay) == 6 and len(corpus["train"]) == 9
+    # 4 utterances per replay speaker: two espeak-ng voices, so prompt/target pairs of one speaker exist
+    assert sorted({row["speaker_id"] for row in replay}) == ["replay-r00000", "replay-r00001"]
+    assert all(row["voice"] != "finetune:replay" for row in corpus["validation"])
+    assert not {row["text"] for row in replay} & {"hello world", "a small test", "speech is fun"}
+    assert "3 training clips + 6 replay utterances" in (out / "report.md").read_text()
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert config["use_dora"] is True
+    assert "DoRA" in (out / "adapter" / "README.md").read_text()
+
+    with pytest.raises(SystemExit, match="built with --replay 6"):
+        finetune.main([*argv[:-1], "3"])

@@ -64,7 +64,7 @@ def test_targets_and_rank():
     everything.add_adapter(default_lora_config())  # the default: every group ("all"), rank 8
     # 2 backbone layers x (4 attention + 3 MLP) + 2 LocDiT blocks x 6 + 1 encoder block x 6
     assert len(lora_linears(everything)) == 2 * 7 + 2 * 6 + 1 * 6
-    assert lora_target_modules("all") == lora_target_modules("backbone+backbone-mlp+locdit+encoder")
+    assert lora_target_modules("all") == lora_target_modules("backbone+backbone-mlp+locdit+encoder+io")
     with pytest.raises(ValueError, match="groups of"):
         lora_target_modules("backbone+decoder")
 
@@ -150,6 +150,28 @@ def test_fuse_lora_matches_unfused_and_restores_the_fast_path(tmp_path):
     pipe.fuse_lora()
     pipe.unload_lora_weights()  # fused or not, unloading gives the base model back
     assert torch.equal(torch.as_tensor(audio(pipe)), torch.as_tensor(audio(get_dummy_pipeline())))
+
+
+def test_dora_adapter_fuses_saves_and_loads(tmp_path):
+    # DoRA rescales each merged weight row, so fusing must follow peft's merge rule, not add B @ A
+    pipe = get_dummy_pipeline()
+    base = torch.as_tensor(audio(pipe))
+    pipe.model.add_adapter(default_lora_config(rank=4, targets="all", use_dora=True), adapter_name="d")
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, parameter in pipe.model.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    unfused = torch.as_tensor(audio(pipe))
+    assert not torch.allclose(unfused, base)
+    pipe.model.save_adapter(tmp_path / "dora")
+    assert any("magnitude" in key for key in pipe.model.get_adapter_state_dict("d"))
+    pipe.fuse_lora()
+    torch.testing.assert_close(torch.as_tensor(audio(pipe)), unfused, rtol=1e-4, atol=1e-4)
+    pipe.unload_lora_weights()
+    assert torch.equal(torch.as_tensor(audio(pipe)), base)
+    pipe.load_lora_weights(tmp_path / "dora", adapter_name="again")
+    assert torch.equal(torch.as_tensor(audio(pipe)), unfused)
 
 
 def test_push_adapter_to_hub_with_card(tmp_path):
