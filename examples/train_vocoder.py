@@ -184,6 +184,22 @@ def load_feature_extractor(path: str) -> DiTARFeatureExtractor:
     return DiTARFeatureExtractor.from_pretrained(source)
 
 
+def check_resumed_features(saved: Path, feature_extractor: DiTARFeatureExtractor) -> None:
+    """A resumed run must make the features its checkpoints were trained on: a vocoder learnt on one mel layout
+    would load its weights (the shapes may even match) and then be trained on another."""
+    if not saved.is_dir():
+        return
+    before = DiTARFeatureExtractor.from_pretrained(saved).to_dict()
+    now = feature_extractor.to_dict()
+    keys = [*FEATURE_KEYS, "mel_scale", "mel_norm", "log_mel", "power"]
+    wrong = [f"{k}={now.get(k)!r} (the run: {before.get(k)!r})" for k in keys if now.get(k) != before.get(k)]
+    if wrong:
+        raise SystemExit(
+            f"--resume: the feature extractor differs from the one this run was trained with ({saved}): "
+            f"{', '.join(wrong)}. Resume with the run's feature_extractor, or start a new output_dir"
+        )
+
+
 def build_generator(cfg: VocoderTrainConfig, feature_extractor: DiTARFeatureExtractor):
     """A new `VocosVocoder` for the feature extractor, or the one of `init_from` (checked against it)."""
     from modeling_ditar.vocoder_vocos import VocosVocoder
@@ -323,6 +339,8 @@ def main(argv=None):
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, project_dir=str(out))
     set_seed(cfg.seed)
     feature_extractor = load_feature_extractor(cfg.feature_extractor)
+    if args.resume:
+        check_resumed_features(out / "feature_extractor", feature_extractor)
     rate, hop = feature_extractor.sampling_rate, feature_extractor.hop_length
     train_clips, valid_clips, described = load_clips(cfg, rate, audio_folder=bool(args.data))
     sampler = SegmentSampler(train_clips, hop_aligned(cfg.segment_seconds, rate, hop), cfg.seed, cfg.gain_db)

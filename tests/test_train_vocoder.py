@@ -158,6 +158,14 @@ def test_resume_continues_at_the_right_step_with_the_same_losses(straight_run):
     assert not (run / "vocoder").exists()
     with pytest.raises(SystemExit, match="--resume"):
         main(args)
+    # resuming with other features would train the checkpoint's vocoder on a mel layout it never saw
+    other = DiTARFeatureExtractor.from_pretrained(ROOT / "modeling_ditar/default/processor")
+    other.f_max = other.f_max / 2
+    other.save_pretrained(folder / "other-features")
+    (folder / "other").mkdir()
+    other_config = _config(folder / "other", feature_extractor=str(folder / "other-features"))
+    with pytest.raises(SystemExit, match=r"feature extractor differs .*f_max="):
+        main(["--config", str(other_config), *args[2:], "--resume"])
     main([*args, "--resume"])
     straight, resumed = _rows(folder / "straight"), _rows(run)
     assert sorted(resumed) == list(range(1, 7))
