@@ -1277,6 +1277,15 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
             )
         super().__init__(config)
         self.vocoder = build_vocoder(config.vocoder_config)
+        # the model writes feature_dim mel bins per frame; a vocoder reading another number would fail at the first
+        # generate (or, for a matrix-shaped mismatch, speak noise), so refuse the pairing when the model is built
+        bins = getattr(self.vocoder, "num_mel_bins", None)
+        if bins is not None and int(bins) != config.feature_dim:
+            raise ValueError(
+                f"config.vocoder_config describes a vocoder that reads {int(bins)} mel bins, but the model makes "
+                f"config.feature_dim={config.feature_dim}: set the vocoder's num_mel_bins to {config.feature_dim} "
+                "(its features must be the processor's), or use a model trained on the vocoder's features."
+            )
 
     @property
     def sampling_rate(self) -> int:

@@ -55,6 +55,13 @@ def test_text_to_speech_model_needs_a_vocoder_config(tester):
         DiTARForTextToSpeech(tester.get_config())
 
 
+def test_text_to_speech_model_refuses_a_vocoder_of_other_mel_bins(tester):
+    vocoder = {"vocoder_type": "griffin_lim", "sampling_rate": 8000, "n_fft": 64, "hop_length": 16}
+    with pytest.raises(ValueError, match=r"reads 9 mel bins, but the model makes config.feature_dim=8"):
+        DiTARForTextToSpeech(tester.get_config(vocoder_config={**vocoder, "num_mel_bins": 9}))
+    DiTARForTextToSpeech(tester.get_config(vocoder_config={**vocoder, "num_mel_bins": 8}))
+
+
 def test_text_to_speech_generate_accepts_standard_generation_flags(tester):
     vocoder = {
         "vocoder_type": "griffin_lim",
