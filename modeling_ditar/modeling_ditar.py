@@ -539,26 +539,36 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         `transcript_prefix_ctc_loss` instead."""
         score = self.transcript_prefix_ctc_loss if prefix else self.transcript_ctc_loss
         patch = self.config.patch_size
-        rate = inputs.get("speech_position_rate")
         prompts, prompt_masks = inputs.get("prompt_features"), inputs.get("prompt_attention_mask")
-        scores = []
+        texts, speeches = [], []
         for row, generated in enumerate(rows):
-            text = inputs["input_ids"][row][inputs["attention_mask"][row].bool()]
+            texts.append(inputs["input_ids"][row][inputs["attention_mask"][row].bool()])
             if prompts is not None:
                 prompt = prompts[row] if prompt_masks is None else prompts[row][prompt_masks[row].bool()]
                 prompt = prompt[: (prompt.shape[0] // patch) * patch]
-                speech = torch.cat([prompt, generated.to(prompt.dtype)])
+                speeches.append(torch.cat([prompt, generated.to(prompt.dtype)]))
             else:
-                speech = generated
-            scores.append(
-                score(
-                    text[None],
-                    speech[None].to(self.dtype),
-                    # a per-row tensor, or one rate for every row (a float or a 0-d tensor, as `generate` takes)
-                    speech_position_rate=rate if not torch.is_tensor(rate) or rate.dim() == 0 else rate[row : row + 1],
-                )[0]
-            )
-        return torch.stack(scores).float()
+                speeches.append(generated)
+        # one backbone pass for every row: right-padded text and speech with their masks, as in training batches
+        text_lengths = [len(text) for text in texts]
+        speech_lengths = [speech.shape[0] for speech in speeches]
+        input_ids = texts[0].new_zeros(len(rows), max(text_lengths))
+        speech = speeches[0].new_zeros(len(rows), max(speech_lengths), speeches[0].shape[-1])
+        for row, (text, frames) in enumerate(zip(texts, speeches, strict=True)):
+            input_ids[row, : len(text)] = text
+            speech[row, : frames.shape[0]] = frames
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        attention_mask = (positions[None] < input_ids.new_tensor(text_lengths)[:, None]).long()
+        positions = torch.arange(speech.shape[1], device=speech.device)
+        speech_mask = (positions[None] < torch.tensor(speech_lengths, device=speech.device)[:, None]).long()
+        # a per-row tensor, or one rate for every row (a float or a 0-d tensor, as `generate` takes)
+        return score(
+            input_ids,
+            speech.to(self.dtype),
+            attention_mask=attention_mask,
+            speech_attention_mask=speech_mask,
+            speech_position_rate=inputs.get("speech_position_rate"),
+        ).float()
 
     def _ctc_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """The backbone outputs [B, N, H] the CTC head reads, out of all speech outputs [B, 1+N, H]: hidden[:, i]

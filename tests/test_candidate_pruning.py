@@ -12,7 +12,7 @@ from model_helpers import DiTARModelTester, ScriptedStopHead
 from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
 from transformers import GenerationConfig
 
-from modeling_ditar.candidate_pruning import CandidateFollower, prefix_ctc_loss
+from modeling_ditar.candidate_pruning import CandidateFollower, prefix_ctc_loss, select_rows
 from modeling_ditar.modeling_ditar import PatchStep
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -345,3 +345,18 @@ def test_the_follower_ranks_whole_candidates_at_the_end_without_pruning():
     assert follower.push(_step(0, 2, None)) == [] and follower.push(_step(1, 2, None)) == []
     kept = follower.finish()
     assert [int(p[0, 0]) for p in kept] == [1, 1] and follower.kept == 1
+
+
+@pytest.mark.parametrize("prefix", [False, True])
+def test_scoring_rows_of_different_lengths_in_one_pass_equals_scoring_each_alone(pipe, prefix):
+    # score_candidates pads texts and speech to one batch; padding must not change any row's score
+    k, total = 3, 6
+    unpruned = _unpruned_candidates(pipe, 5, k, total)
+    inputs = get_dummy_inputs(max_new_patches=total)
+    enc = pipe.encode_inputs([inputs["text"]], inputs["prompt_audio"], inputs["prompt_text"], inputs["sampling_rate"])
+    enc, _ = pipe._candidate_rows(enc, None, k)
+    rows = [unpruned[row, : total - 2 * row].flatten(0, 1) for row in range(k)]  # 6, 4 and 2 patches
+    with torch.no_grad():
+        together = pipe.model.score_candidates(enc, rows, prefix=prefix)
+        alone = [pipe.model.score_candidates(select_rows(enc, [row]), [rows[row]], prefix=prefix) for row in range(k)]
+    torch.testing.assert_close(together, torch.cat(alone), rtol=1e-5, atol=1e-6)
