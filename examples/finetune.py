@@ -569,7 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--targets",
         default=DEFAULT_TARGETS,
-        help="LoRA targets joined by '+': backbone, backbone-mlp, locdit, encoder (default: all of them)",
+        help="LoRA targets joined by '+': backbone, backbone-mlp, locdit, encoder, io (LocDiT's and the encoder's "
+        "input/output projections), heads (CTC and stop heads), or all (default: the first four)",
     )
     p.add_argument(
         "--dora", action="store_true", help="DoRA: LoRA plus a learnt magnitude per output row (peft use_dora)"

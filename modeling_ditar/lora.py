@@ -49,9 +49,12 @@ TARGET_GROUPS = {
     # where features enter and leave the stacks: LocDiT's input, output and conditioning projections and the
     # aggregation encoder's input and output projections (small, but they touch the speech features directly)
     "io": r"(locdit\.(in_proj|out_proj|cond_proj)|aggregation_encoder\.(in_proj|out_proj))",
+    # the heads on the backbone: the CTC head (which also ranks candidates at generation) and the stop head
+    "heads": r"(ctc_head|stop_head)",
 }
 # Every linear of the transformer stacks at a low rank: on a new voice this matched full fine-tuning's gain in speaker
-# similarity where the attention projections alone at twice the rank (about the same size) fell short. "all" names it.
+# similarity where the attention projections alone at twice the rank (about the same size) fell short. "all" adds the
+# small "io" and "heads" groups.
 DEFAULT_TARGETS = "backbone+backbone-mlp+locdit+encoder"
 DEFAULT_RANK = 8
 

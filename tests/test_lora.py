@@ -64,9 +64,19 @@ def test_targets_and_rank():
     everything.add_adapter(default_lora_config())  # the default: every group ("all"), rank 8
     # 2 backbone layers x (4 attention + 3 MLP) + 2 LocDiT blocks x 6 + 1 encoder block x 6
     assert len(lora_linears(everything)) == 2 * 7 + 2 * 6 + 1 * 6
-    assert lora_target_modules("all") == lora_target_modules("backbone+backbone-mlp+locdit+encoder+io")
+    assert lora_target_modules("all") == lora_target_modules("backbone+backbone-mlp+locdit+encoder+io+heads")
     with pytest.raises(ValueError, match="groups of"):
         lora_target_modules("backbone+decoder")
+    edges = DiTARModelTester().get_model()  # the projections where features enter and leave, and the heads
+    edges.add_adapter(default_lora_config(rank=2, targets="io+heads"))
+    assert sorted(lora_linears(edges)) == [
+        "aggregation_encoder.in_proj",
+        "aggregation_encoder.out_proj",
+        "locdit.cond_proj",
+        "locdit.in_proj",
+        "locdit.out_proj",
+        "stop_head",  # and ctc_head, in a model trained with a CTC loss
+    ]
 
 
 def test_save_load_unload_is_bit_identical(tmp_path):
