@@ -231,11 +231,24 @@ def load_audio_dataset(source: str, split: str):
     return ds
 
 
+def publish_clip_folder(tmp: Path, rows: list, folder: Path) -> None:
+    """Write `rows` (file_name, text, speaker_id) as tmp/metadata.csv, then move `tmp` to `folder` in one rename, so
+    an interrupted run never leaves a half-written folder that a rerun would take as finished."""
+    import csv
+
+    with (tmp / "metadata.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file_name", "text", "speaker_id"])
+        writer.writerows(rows)
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+
+
 def dataset_to_folder(ds, folder: Path, text_column: str, audio_column: str, speaker_column: str | None) -> None:
     """Write every row of an audio dataset as `NNNNN.wav` listed with its transcript and speaker in a metadata.csv,
     so that it goes through the same validation as a folder of recordings. Rows whose audio cannot be decoded are
     written as empty files, which the validation reports as unreadable."""
-    import csv
 
     import soundfile as sf
     from build_corpus import _decode_audio_value
@@ -264,13 +277,7 @@ def dataset_to_folder(ds, folder: Path, text_column: str, audio_column: str, spe
         text = row[text_column]
         speaker = str(row[speaker_column]) if speaker_column else "speaker"
         rows.append((name, "" if text is None else str(text), speaker))
-    with (tmp / "metadata.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file_name", "text", "speaker_id"])
-        writer.writerows(rows)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    publish_clip_folder(tmp, rows, folder)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -284,7 +291,6 @@ def write_replay_clips(folder: Path, count: int, target_sr: int, seed: int, excl
     """`count` utterances of espeak-ng random-variant speakers (`REPLAY_PER_SPEAKER` each), on sentences of the
     `fortunes` package that are not among `exclude`, as wavs at `target_sr` + metadata.csv (file_name, text,
     speaker_id). Nothing is downloaded: espeak-ng and fortunes are system packages (setup.sh installs them)."""
-    import csv
     import tempfile
 
     import soundfile as sf
@@ -315,13 +321,7 @@ def write_replay_clips(folder: Path, count: int, target_sr: int, seed: int, excl
             sf.write(str(tmp / name), prepare_audio(audio, sr, target_sr), target_sr, subtype="FLOAT")
             rows.append([name, text, f"replay-{voice.name}"])
     shutil.rmtree(tmp / "espeak")
-    with (tmp / "metadata.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file_name", "text", "speaker_id"])
-        writer.writerows(rows)
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    publish_clip_folder(tmp, rows, folder)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
