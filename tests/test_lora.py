@@ -61,9 +61,9 @@ def test_targets_and_rank():
     assert len(lora_linears(mlp)) == 2 * 3 + 1 * 6
     assert lora_target_modules(["q_proj"]) == ["q_proj"]
     everything = DiTARModelTester().get_model()
-    everything.add_adapter(default_lora_config())  # the default: every group ("all"), rank 8
-    # 2 backbone layers x (4 attention + 3 MLP) + 2 LocDiT blocks x 6 + 1 encoder block x 6
-    assert len(lora_linears(everything)) == 2 * 7 + 2 * 6 + 1 * 6
+    everything.add_adapter(default_lora_config())  # the default: every group but the heads, rank 8
+    # 2 backbone layers x (4 attention + 3 MLP) + 2 LocDiT blocks x 6 + 1 encoder block x 6 + 5 in/out projections
+    assert len(lora_linears(everything)) == 2 * 7 + 2 * 6 + 1 * 6 + 5
     assert lora_target_modules("all") == lora_target_modules("backbone+backbone-mlp+locdit+encoder+io+heads")
     with pytest.raises(ValueError, match="groups of"):
         lora_target_modules("backbone+decoder")
