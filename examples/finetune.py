@@ -596,8 +596,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_arguments(args) -> None:
+    """Refuse settings that cannot work before any data is read or written, naming the fix."""
+    if args.full and args.dora:
+        raise SystemExit("--dora trains a DoRA adapter; --full trains every weight: choose one")
+    if args.replay < 0:
+        raise SystemExit(f"--replay {args.replay}: give a number of utterances >= 0")
+    if args.max_steps < 1:
+        raise SystemExit(f"--max-steps {args.max_steps}: give at least 1")
+    if not args.full:
+        if args.rank < 1:
+            raise SystemExit(f"--rank {args.rank}: give a LoRA rank >= 1")
+        from modeling_ditar.lora import lora_target_modules
+
+        try:
+            lora_target_modules(args.targets)
+        except ValueError as error:
+            raise SystemExit(f"--targets: {error}") from None
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
+    check_arguments(args)
     from modeling_ditar import DiTARProcessor
 
     out = Path(args.out)

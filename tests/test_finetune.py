@@ -243,3 +243,19 @@ def test_replay_utterances_join_the_training_split_only_and_dora_trains(tmp_path
 
     with pytest.raises(SystemExit, match="built with --replay 6"):
         finetune.main([*argv[:-1], "3"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--full", "--dora"], "--dora trains a DoRA adapter; --full trains every weight"),
+        (["--replay", "-1"], "--replay -1"),
+        (["--max-steps", "0"], "--max-steps 0"),
+        (["--rank", "0"], "--rank 0"),
+        (["--targets", "backbone+decoder"], "--targets: LoRA targets 'backbone\\+decoder'"),
+    ],
+)
+def test_impossible_settings_are_refused_before_any_work(tmp_path, extra, message):
+    with pytest.raises(SystemExit, match=message):
+        finetune.main([str(tmp_path / "recordings"), "--out", str(tmp_path / "out"), *extra])
+    assert not (tmp_path / "out").exists()  # refused before anything was written
