@@ -561,7 +561,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         attention_mask = (positions[None] < input_ids.new_tensor(text_lengths)[:, None]).long()
         positions = torch.arange(speech.shape[1], device=speech.device)
         speech_mask = (positions[None] < torch.tensor(speech_lengths, device=speech.device)[:, None]).long()
-        # a per-row tensor, or one rate for every row (a float or a 0-d tensor, as `generate` takes)
+        # speech_position_rate: one per row, or one for every row (a float or a 0-d tensor), as `generate` takes it
         return score(
             input_ids,
             speech.to(self.dtype),
