@@ -57,6 +57,9 @@ TARGET_GROUPS = {
 # heads, which did not add to the gain.
 DEFAULT_TARGETS = "backbone+backbone-mlp+locdit+encoder+io"
 DEFAULT_RANK = 8
+# Name endings (peft `modules_to_save` matches module names by their end) of the normalisation layers of the backbone
+# (Qwen2 / Llama names), LocDiT and the aggregation encoder: `train_norms=True` trains a copy of each per adapter.
+NORM_MODULES = ("input_layernorm", "post_attention_layernorm", "language_model.norm", "norm1", "norm3", "norm_out")
 
 
 def _require_peft():
@@ -88,11 +91,13 @@ def default_lora_config(
     alpha: float | None = None,
     targets: str | list[str] = DEFAULT_TARGETS,
     dropout: float = 0.0,
+    train_norms: bool = False,
     **kwargs,
 ):
     """A `peft.LoraConfig` for DiTAR: rank `rank`, `lora_alpha` = `alpha` (default 2 x rank), LoRA on `targets`
     (see [`lora_target_modules`]). On the shipped default (9.9M parameters) the default, rank 8 on every group but the
-    heads, trains 4.5% of the parameters (an adapter of 1.8 MB in float32)."""
+    heads, trains 4.5% of the parameters (an adapter of 1.8 MB in float32). `train_norms=True` also trains each
+    normalisation layer's scale and shift (a copy per adapter, peft's `modules_to_save`; 8,448 more parameters)."""
     from peft import LoraConfig
 
     _require_peft()
@@ -101,6 +106,7 @@ def default_lora_config(
         lora_alpha=2 * rank if alpha is None else alpha,
         lora_dropout=dropout,
         target_modules=lora_target_modules(targets),
+        **({"modules_to_save": list(NORM_MODULES)} if train_norms else {}),
         **kwargs,
     )
 
@@ -112,6 +118,27 @@ def _tuner_layers(model: nn.Module):
         return []
 
     return [(name, module) for name, module in model.named_modules() if isinstance(module, BaseTunerLayer)]
+
+
+def _trained_copies(model: nn.Module):
+    """peft's wrappers of modules trained whole per adapter (`modules_to_save`), with their names."""
+    try:
+        from peft.utils.other import AuxiliaryTrainingWrapper
+    except ImportError:
+        return []
+
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, AuxiliaryTrainingWrapper)]
+
+
+def _active_copy(wrapper, names: list[str]) -> str | None:
+    """The one adapter among `names` whose trained copy `wrapper` holds (None: the original module runs)."""
+    holders = [name for name in names if name in wrapper.modules_to_save]
+    if len(holders) > 1:
+        raise ValueError(
+            f"Adapters {holders} each train their own copy of the normalisation layers; only one of them can be "
+            "active at a time: set_adapter one of them"
+        )
+    return holders[0] if holders else None
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -204,20 +231,24 @@ class DiTARLoraMixin:
         unknown = [name for name in names if name not in self._ditar_adapters()]
         if unknown:
             raise ValueError(f"No adapter named {unknown}; loaded: {sorted(self._ditar_adapters())}")
+        copies = [(wrapper, _active_copy(wrapper, names)) for _, wrapper in _trained_copies(self)]
         for _, layer in _tuner_layers(self):
             layer.enable_adapters(True)
             layer.set_adapter(names)
+        for wrapper, active in copies:
+            wrapper.enable_adapters(True)
+            wrapper.set_adapter([active] if active else [])
         self._ditar_active = names
 
     def disable_adapters(self) -> None:
         """Run the base model (adapters stay loaded; `enable_adapters` turns them back on)."""
         self._check_has_adapters()
-        for _, layer in _tuner_layers(self):
+        for _, layer in _tuner_layers(self) + _trained_copies(self):
             layer.enable_adapters(False)
 
     def enable_adapters(self) -> None:
         self._check_has_adapters()
-        for _, layer in _tuner_layers(self):
+        for _, layer in _tuner_layers(self) + _trained_copies(self):
             layer.enable_adapters(True)
 
     def active_adapters(self) -> list[str]:
@@ -240,6 +271,9 @@ class DiTARLoraMixin:
         for _, layer in _tuner_layers(self):
             for name in names:
                 layer.delete_adapter(name)
+        for _, wrapper in _trained_copies(self):
+            for name in names:
+                wrapper.delete_adapter(name, None)  # set_adapter below activates the remaining adapter's copy
         for name in names:
             del adapters[name]
         remaining = [name for name in getattr(self, "_ditar_active", []) if name in adapters]
@@ -252,6 +286,8 @@ class DiTARLoraMixin:
             self.unfuse_adapters()
         for name, layer in _tuner_layers(self):
             _set_submodule(self, name, layer.get_base_layer())
+        for name, wrapper in _trained_copies(self):
+            _set_submodule(self, name, wrapper.original_module)
         flags = self.__dict__.pop("_ditar_requires_grad", None) or {}
         for name, parameter in self.named_parameters():
             parameter.requires_grad_(flags.get(name, parameter.requires_grad))
@@ -262,7 +298,7 @@ class DiTARLoraMixin:
         """The model's own `save_pretrained`, refused while LoRA layers are in place (their weights would be saved
         under names a plain model does not load): `save_adapter` saves the adapter, `fuse_adapters` /
         `merge_and_unload` build it into a model that saves like any other, `unload_adapters` drops it."""
-        if _tuner_layers(self):
+        if _tuner_layers(self) or _trained_copies(self):
             raise ValueError(
                 "LoRA adapters are loaded: save_adapter(folder) saves an adapter; fuse_lora() / merge_and_unload() "
                 "(or unload_lora_weights()) before saving the whole model or pipeline"
@@ -314,6 +350,16 @@ class DiTARLoraMixin:
                     copied.merge(adapter_names=present)
                 _set_submodule(self, name, copied.get_base_layer())
                 fused[name] = layer
+            for name, wrapper in _trained_copies(self):
+                active = _active_copy(wrapper, names)
+                if active is None:
+                    plain = wrapper.original_module
+                else:  # the trained copy, moved lora_scale of the way from the original
+                    plain = copy.deepcopy(wrapper.modules_to_save[active])
+                    for trained, original in zip(plain.parameters(), wrapper.original_module.parameters(), strict=True):
+                        trained.copy_(original + lora_scale * (trained - original))
+                _set_submodule(self, name, plain)
+                fused[name] = wrapper
         self._ditar_fused = fused
 
     def merge_and_unload(self, adapter_names: list[str] | None = None) -> None:
@@ -340,14 +386,16 @@ class DiTARLoraMixin:
         """Parameters of one adapter, of the base model, their ratio and the adapter's size in MB (float32 file)."""
         state = self.get_adapter_state_dict(adapter_name)
         adapter = sum(t.numel() for t in state.values())
-        base = sum(p.numel() for n, p in self.named_parameters() if "lora_" not in n)
+        base = sum(p.numel() for n, p in self.named_parameters() if "lora_" not in n and "modules_to_save." not in n)
         size = sum(t.numel() * t.element_size() for t in state.values())
+        # a LoRA layer's keys are "<layer>.lora_A.weight", ...; a trained normalisation layer's "<layer>.weight"
+        layers = {k.split(".lora_")[0] if ".lora_" in k else k.rsplit(".", 1)[0] for k in state}
         return {
             "adapter_parameters": adapter,
             "base_parameters": base,
             "fraction": adapter / base,
             "size_mb": size / 1e6,
-            "layers": len({k.split(".lora_")[0] for k in state}),
+            "layers": len(layers),
         }
 
 

@@ -215,7 +215,7 @@ def test_finetune_command_takes_a_saved_dataset(tmp_path):
     not Path("/usr/share/games/fortunes").is_dir() or finetune.shutil.which("espeak-ng") is None,
     reason="replay speech needs espeak-ng and fortunes (setup.sh installs them)",
 )
-def test_replay_utterances_join_the_training_split_only_and_dora_trains(tmp_path):
+def test_replay_utterances_join_the_training_split_only_and_dora_with_norms_trains(tmp_path):
     from datasets import load_from_disk
 
     base = tmp_path / "base"
@@ -226,6 +226,7 @@ def test_replay_utterances_join_the_training_split_only_and_dora_trains(tmp_path
         _write(recordings, f"utt{i}", _clip(1.0 + 0.05 * i, freq=180 + 10 * i), text)
     out = tmp_path / "out"
     argv = [str(recordings), "--out", str(out), "--base", str(base), "--max-steps", "2", "--rank", "2", "--dora"]
+    argv += ["--train-norms"]
     argv += ["--holdout", "2", "--eval", "none", "--threads", "1", "--min-sec", "0.5", "--replay", "6"]
     finetune.main(argv)
 
@@ -238,7 +239,11 @@ def test_replay_utterances_join_the_training_split_only_and_dora_trains(tmp_path
     assert not {row["text"] for row in replay} & {"hello world", "a small test", "speech is fun"}
     assert "3 training clips + 6 replay utterances" in (out / "report.md").read_text()
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
-    assert config["use_dora"] is True
+    assert config["use_dora"] is True and "norm1" in config["modules_to_save"]
+    from safetensors.torch import load_file
+
+    saved = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    assert any(key.endswith("norm1.weight") for key in saved)  # the trained normalisation layers travel too
     assert "DoRA" in (out / "adapter" / "README.md").read_text()
 
     with pytest.raises(SystemExit, match="built with --replay 6"):
@@ -248,7 +253,8 @@ def test_replay_utterances_join_the_training_split_only_and_dora_trains(tmp_path
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--full", "--dora"], "--dora trains a DoRA adapter; --full trains every weight"),
+        (["--full", "--dora"], "--dora shapes a LoRA adapter; --full trains every weight"),
+        (["--full", "--train-norms"], "--train-norms shapes a LoRA adapter"),
         (["--replay", "-1"], "--replay -1"),
         (["--max-steps", "0"], "--max-steps 0"),
         (["--rank", "0"], "--rank 0"),

@@ -184,6 +184,61 @@ def test_dora_adapter_fuses_saves_and_loads(tmp_path):
     assert torch.equal(torch.as_tensor(audio(pipe)), unfused)
 
 
+def _randomize_norm_adapter(model, adapter: str, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if f"lora_A.{adapter}." in name or f"lora_B.{adapter}." in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+            elif f"modules_to_save.{adapter}." in name:  # the adapter's own copy of a normalisation layer
+                parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.2)
+
+
+def test_adapters_that_train_the_norms_save_load_switch_fuse_and_unload(tmp_path):
+    pipe = get_dummy_pipeline()
+    base = torch.as_tensor(audio(pipe))
+    model = pipe.model
+    model.add_adapter(default_lora_config(rank=2, train_norms=True), adapter_name="a")
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("norm1.modules_to_save.a" in n for n in trainable) and any("input_layernorm" in n for n in trainable)
+    summary = model.adapter_summary("a")
+    norms = sum(p.numel() for n, p in model.named_parameters() if "modules_to_save.a." in n)
+    assert norms > 0 and summary["adapter_parameters"] == norms + sum(
+        p.numel() for n, p in model.named_parameters() if "lora_" in n
+    )
+    _randomize_norm_adapter(model, "a", seed=1)
+    with_a = torch.as_tensor(audio(pipe))
+    model.save_adapter(tmp_path / "a")
+    model.add_adapter(default_lora_config(rank=2, train_norms=True), adapter_name="b")
+    _randomize_norm_adapter(model, "b", seed=2)
+    with_b = torch.as_tensor(audio(pipe))
+    assert not torch.allclose(with_a, with_b) and not torch.allclose(with_a, base)
+    pipe.set_adapters("a")
+    assert torch.equal(torch.as_tensor(audio(pipe)), with_a)
+    with pytest.raises(ValueError, match="only one of them can be active"):
+        pipe.set_adapters(["a", "b"])
+    pipe.disable_lora()
+    assert torch.equal(torch.as_tensor(audio(pipe)), base)
+    pipe.enable_lora()
+    pipe.fuse_lora()
+    torch.testing.assert_close(torch.as_tensor(audio(pipe)), with_a, rtol=1e-4, atol=1e-4)
+    pipe.unfuse_lora()
+    pipe.delete_adapters("a")
+    assert torch.equal(torch.as_tensor(audio(pipe)), with_b)
+    pipe.unload_lora_weights()
+    assert torch.equal(torch.as_tensor(audio(pipe)), base)
+    assert all(type(m).__name__ != "ModulesToSaveWrapper" for m in model.modules())
+
+    fresh = get_dummy_pipeline()
+    fresh.load_lora_weights(tmp_path / "a", adapter_name="again")
+    assert torch.equal(torch.as_tensor(audio(fresh)), with_a)
+    fresh.model.merge_and_unload()
+    fresh.save_pretrained(tmp_path / "merged")  # a plain pipeline with the adapter, norms included, built in
+    merged = DiTARPipeline.from_pretrained(tmp_path / "merged")
+    merged.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(torch.as_tensor(audio(merged)), with_a, rtol=1e-4, atol=1e-4)
+
+
 def test_push_adapter_to_hub_with_card(tmp_path):
     model = DiTARModelTester().get_model()
     model.add_adapter(default_lora_config(rank=2), adapter_name="me")
