@@ -189,10 +189,11 @@ def check_resumed_features(saved: Path, feature_extractor: DiTARFeatureExtractor
     would load its weights (the shapes may even match) and then be trained on another."""
     if not saved.is_dir():
         return
-    before = DiTARFeatureExtractor.from_pretrained(saved).to_dict()
-    now = feature_extractor.to_dict()
-    keys = [*FEATURE_KEYS, "mel_scale", "mel_norm", "log_mel", "power"]
-    wrong = [f"{k}={now.get(k)!r} (the run: {before.get(k)!r})" for k in keys if now.get(k) != before.get(k)]
+    from modeling_ditar.vocoders import feature_analysis_settings
+
+    before = feature_analysis_settings(DiTARFeatureExtractor.from_pretrained(saved), with_log_floor=True)
+    now = feature_analysis_settings(feature_extractor, with_log_floor=True)
+    wrong = [f"{k}={now[k]!r} (the run: {before[k]!r})" for k in now if now[k] != before[k]]
     if wrong:
         raise SystemExit(
             f"--resume: the feature extractor differs from the one this run was trained with ({saved}): "
