@@ -549,24 +549,18 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 speeches.append(torch.cat([prompt, generated.to(prompt.dtype)]))
             else:
                 speeches.append(generated)
+
         # one backbone pass for every row: right-padded text and speech with their masks, as in training batches
-        text_lengths = [len(text) for text in texts]
-        speech_lengths = [speech.shape[0] for speech in speeches]
-        input_ids = texts[0].new_zeros(len(rows), max(text_lengths))
-        speech = speeches[0].new_zeros(len(rows), max(speech_lengths), speeches[0].shape[-1])
-        for row, (text, frames) in enumerate(zip(texts, speeches, strict=True)):
-            input_ids[row, : len(text)] = text
-            speech[row, : frames.shape[0]] = frames
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        attention_mask = (positions[None] < input_ids.new_tensor(text_lengths)[:, None]).long()
-        positions = torch.arange(speech.shape[1], device=speech.device)
-        speech_mask = (positions[None] < torch.tensor(speech_lengths, device=speech.device)[:, None]).long()
+        def pad(tensors: list[torch.Tensor]) -> torch.Tensor:
+            return nn.utils.rnn.pad_sequence(tensors, batch_first=True)
+
+        speech_masks = [torch.ones(len(speech), dtype=torch.long, device=speech.device) for speech in speeches]
         # speech_position_rate: one per row, or one for every row (a float or a 0-d tensor), as `generate` takes it
         return score(
-            input_ids,
-            speech.to(self.dtype),
-            attention_mask=attention_mask,
-            speech_attention_mask=speech_mask,
+            pad(texts),
+            pad(speeches).to(self.dtype),
+            attention_mask=pad([torch.ones_like(text) for text in texts]),
+            speech_attention_mask=pad(speech_masks),
             speech_position_rate=inputs.get("speech_position_rate"),
         ).float()
 
