@@ -123,11 +123,11 @@ def _tuner_layers(model: nn.Module):
 def _trained_copies(model: nn.Module):
     """peft's wrappers of modules trained whole per adapter (`modules_to_save`), with their names."""
     try:
-        from peft.utils.other import AuxiliaryTrainingWrapper
+        from peft.utils.other import ModulesToSaveWrapper
     except ImportError:
         return []
 
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, AuxiliaryTrainingWrapper)]
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, ModulesToSaveWrapper)]
 
 
 def _active_copy(wrapper, names: list[str]) -> str | None:
