@@ -3,8 +3,13 @@
 Shapes: B batch, T frames, D mel bins, F = n_fft // 2 + 1 frequency bins, S samples.
 
 log-mel [B, T, D] --exp (10 ** x for log10 features)--> mel --pinv(mel filter bank), 1 / power root, clamp >= 1e-8-->
-    |STFT| [B, F, T] --fast Griffin-Lim (momentum 0.99, 32 iterations, torch.stft/istft)--> waveform
+    |STFT| [B, F, T] --fast Griffin-Lim (momentum 0.99, 32 iterations, torch.stft + overlap-add iSTFT)--> waveform
     [B, (T - 1) * hop_length]
+
+The inverse STFT is written out (irfft, window, overlap-add, divide by the window envelope) rather than calling
+`torch.istft`, which rebuilds the envelope and checks it on every call: Griffin-Lim calls it once per iteration on the
+same frame count, so the envelope is computed once per length and cached. It equals `torch.istft` up to float32
+rounding (about 1e-8) and took a third of its time on a 2-core CPU (110 vs 300 us for 45 frames).
 
 Measured on espeak-ng speech: 24 kHz / 100 mels / pinv / 32 iterations keeps Whisper WER
 at the level of the original audio (STOI 0.974), and pinv is as good as NNLS at a fraction of the cost.
@@ -24,7 +29,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import logging
 
 from .audio_utils import ditar_mel_filter_bank
-from .vocoders import DiTARVocoder, check_mel_options, feature_analysis_settings
+from .vocoders import DiTARVocoder, check_mel_options, feature_analysis_settings, overlap_add, padded_hann_window
 
 logger = logging.get_logger(__name__)
 
@@ -48,6 +53,22 @@ ANALYSIS_SETTINGS = {
     "log_mel": "log_mel",
     "power": "power",
 }
+
+
+@lru_cache(maxsize=64)
+def _istft_window_and_envelope(
+    n_fft: int, hop_length: int, win_length: int, frames: int, length: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the Hann window padded to n_fft [n_fft], the summed squared windows of `frames` frames cut to the centred
+    `length` samples [length]) for `GriffinLimVocoder._istft`; raises like `torch.istft` where the envelope vanishes."""
+    window = padded_hann_window(win_length, n_fft, device=device)
+    envelope = overlap_add(window.square().expand(1, frames, n_fft), hop_length)[0, n_fft // 2 : n_fft // 2 + length]
+    if envelope.numel() and bool(envelope.abs().min() < 1e-11):
+        raise ValueError(
+            f"The squared Hann window of {win_length} samples at hop {hop_length} sums to zero somewhere (the NOLA "
+            "condition fails), so the STFT cannot be inverted; use a hop_length of at most half the win_length."
+        )
+    return window, envelope
 
 
 @lru_cache(maxsize=8)
@@ -137,6 +158,9 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         if not (isinstance(min_magnitude, (int, float)) and min_magnitude > 0 and math.isfinite(min_magnitude)):
             raise ValueError(f"`min_magnitude` must be a positive float, got {min_magnitude!r}.")
         f_max_value = check_mel_options(sampling_rate, f_min, f_max, mel_scale, mel_norm, log_mel, power)
+        # refuse a window the inverse STFT cannot divide out now, not at the first call (a few frames cover every case)
+        frames = 2 * math.ceil(n_fft / hop_length) + 2
+        _istft_window_and_envelope(n_fft, hop_length, win_length, frames, (frames - 1) * hop_length, "cpu")
 
         # plain attributes (the DiTARVocoder interface), so they need not be read through `self.config`
         self.sampling_rate = sampling_rate
@@ -271,16 +295,15 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             return_complex=True,
         )
 
-    def _istft(self, spec: torch.Tensor, window: torch.Tensor, length: int) -> torch.Tensor:
-        return torch.istft(
-            spec,
-            self.n_fft,
-            hop_length=self.hop_length,
-            win_length=self.win_length,
-            window=window,
-            center=True,
-            length=length,
+    def _istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        """`torch.istft(spec [B, F, T], center=True, length=length)` with this vocoder's Hann window; the envelope
+        comes from a cache (see the module docstring)."""
+        window, envelope = _istft_window_and_envelope(
+            self.n_fft, self.hop_length, self.win_length, spec.shape[-1], length, spec.device
         )
+        frames = torch.fft.irfft(spec.transpose(1, 2), n=self.n_fft, dim=-1) * window  # [B, T, n_fft]
+        start = self.n_fft // 2
+        return overlap_add(frames, self.hop_length)[:, start : start + length] / envelope
 
     def _initial_phase(self, batch: int, frames: int, generator, device: torch.device) -> torch.Tensor:
         """Uniform random phase `[B, F, T]`, drawn on CPU as [T, F] per row so a row does not depend on the batch."""
@@ -331,9 +354,10 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         alpha = self.momentum / (1.0 + self.momentum)
         previous = torch.zeros_like(angles)
         for _ in range(n_iter):
-            rebuilt = self._stft(self._istft(magnitude * angles, window, length), window)  # [B, F, T]
-            angles = rebuilt - alpha * previous  # fast Griffin-Lim: extrapolate along the projections
+            rebuilt = self._stft(self._istft(magnitude * angles, length), window)  # [B, F, T]
+            # fast Griffin-Lim: extrapolate along the projections, then keep the phase (sgn(z) = z / |z|, 0 at 0: one
+            # kernel, a third of the time of z / |z| on a CPU)
+            angles = torch.sgn(torch.sub(rebuilt, previous, alpha=alpha))
             previous = rebuilt
-            angles = angles / angles.abs().clamp(min=1e-16)
-        waveform = self._istft(magnitude * angles, window, length)  # [B, S]
+        waveform = self._istft(magnitude * angles, length)  # [B, S]
         return waveform.to(features.device)

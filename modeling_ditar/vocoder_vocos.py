@@ -18,12 +18,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .vocoders import DiTARVocoder, check_mel_options, feature_analysis_settings
+from .vocoders import DiTARVocoder, check_mel_options, feature_analysis_settings, overlap_add, padded_hann_window
 
 __all__ = ["VocosVocoder"]
 
@@ -243,9 +242,7 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
 
     def _build_window(self, device: torch.device | str | None = None) -> torch.Tensor:
         """Periodic Hann window of `win_length`, zero-padded to `n_fft` in the middle as `torch.istft` pads it."""
-        window = torch.hann_window(self.win_length, periodic=True, dtype=torch.float32, device=device)
-        left = (self.n_fft - self.win_length) // 2
-        return F.pad(window, (left, self.n_fft - self.win_length - left))
+        return padded_hann_window(self.win_length, self.n_fft, device=device)
 
     def _build_buffers(self) -> dict[str, torch.Tensor]:
         """The config-derived buffers (what a model loading this vocoder on the meta device must rebuild)."""
@@ -320,20 +317,16 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
 
     def _envelope(self, frames: int, window: torch.Tensor) -> torch.Tensor:
         """Sum of the squared windows over `frames` frames, trimmed like the signal: `[num_samples(frames)]`."""
-        squares = window.square()[None, :, None].expand(1, self.n_fft, frames)
-        total = (frames - 1) * self.hop_length + self.n_fft
-        folded = F.fold(squares, output_size=(1, total), kernel_size=(1, self.n_fft), stride=(1, self.hop_length))
-        return folded[0, 0, 0, self._trim : self._trim + self.num_samples(frames)]
+        folded = overlap_add(window.square().expand(1, frames, self.n_fft), self.hop_length)
+        return folded[0, self._trim : self._trim + self.num_samples(frames)]
 
     def istft(self, spec: torch.Tensor) -> torch.Tensor:
         """Inverse STFT of complex frames `[B, n_fft // 2 + 1, T]` -> `[B, num_samples(T)]`: windowed inverse FFT,
         overlap-add and division by the window envelope, trimmed to the configured padding."""
-        batch, _, frames = spec.shape
+        frames = spec.shape[-1]
         window = self.window.float()
-        chunks = torch.fft.irfft(spec, n=self.n_fft, dim=1) * window[None, :, None]  # [B, n_fft, T]
-        total = (frames - 1) * self.hop_length + self.n_fft
-        signal = F.fold(chunks, output_size=(1, total), kernel_size=(1, self.n_fft), stride=(1, self.hop_length))
-        signal = signal[:, 0, 0, self._trim : self._trim + self.num_samples(frames)]  # [B, S]
+        chunks = torch.fft.irfft(spec.transpose(1, 2), n=self.n_fft, dim=-1) * window  # [B, T, n_fft]
+        signal = overlap_add(chunks, self.hop_length)[:, self._trim : self._trim + self.num_samples(frames)]  # [B, S]
         return signal / self._envelope(frames, window)
 
     def forward(self, features: torch.Tensor, **kwargs) -> torch.Tensor:

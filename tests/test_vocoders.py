@@ -246,3 +246,23 @@ def test_a_pipeline_refuses_a_griffin_lim_vocoder_for_other_features():
     log10 = GriffinLimVocoder.from_feature_extractor(get_dummy_feature_extractor(log_mel="log10"), n_iter=2)
     with pytest.raises(ValueError, match="log_mel: vocoder 'log10', feature extractor 'log'"):
         DiTARPipeline(**{**components, "vocoder": log10})
+
+
+@pytest.mark.parametrize(
+    "n_fft, hop_length, win_length",
+    [(64, 16, 64), (64, 24, 64), (64, 16, 48), (1280, 320, 1280)],  # 24: the fold path; 48: a zero-padded window
+)
+def test_inverse_stft_equals_torch_istft(n_fft, hop_length, win_length):
+    vocoder = GriffinLimVocoder(
+        sampling_rate=16000, n_fft=n_fft, hop_length=hop_length, win_length=win_length, num_mel_bins=8
+    )
+    spec = torch.randn(2, n_fft // 2 + 1, 11, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    window = torch.hann_window(win_length, periodic=True)
+    for length in (10 * hop_length, 7 * hop_length + 3):
+        expected = torch.istft(spec, n_fft, hop_length, win_length, window, center=True, length=length)
+        torch.testing.assert_close(vocoder._istft(spec, length), expected, atol=1e-6, rtol=0)
+
+
+def test_a_window_the_inverse_stft_cannot_divide_out_is_refused_when_built():
+    with pytest.raises(ValueError, match="NOLA.*hop_length of at most half"):
+        GriffinLimVocoder(sampling_rate=16000, n_fft=64, hop_length=64, win_length=64, num_mel_bins=8)
