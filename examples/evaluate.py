@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="candidates sampled per case, the one the model's CTC head ranks best kept (default: model "
         "config; 1 = plain sampling); the model row only",
     )
+    e.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="the model's compute dtype (the vocoder stays float32)",
+    )
     e.add_argument("--seed", type=int, default=0, help="case builder seed; sampling seed (per case: seed + case id)")
     e.add_argument("--max-cases", type=int, default=None, help="evaluate only the first N cases")
     e.add_argument("--threads", type=int, default=1, help="torch and Whisper CPU threads")
@@ -176,7 +182,7 @@ def build_systems(args, rows: list[str]) -> tuple[list, str | None]:
     if need_pipe or args.pipeline is not None:
         pipe_source = args.pipeline or "embedded default"
         try:
-            pipe = load_pipeline(args.pipeline)
+            pipe = load_pipeline(args.pipeline, dtype=args.dtype)
         except ValueError as err:
             hint = (
                 ""

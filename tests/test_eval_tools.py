@@ -324,3 +324,24 @@ def test_paired_eval_sums_per_case_differences(tmp_path):
     assert "compute 0.50x, stopped 3/3" in line
     with pytest.raises(SystemExit, match="usage"):
         paired_eval.main([a])
+
+
+def test_paired_eval_pairs_dnsmos_and_another_row(tmp_path):
+    sys.path.insert(0, str(EXAMPLES / "research"))
+    import paired_eval
+
+    def run(name, p808s):
+        rows = [
+            {"error": None, "words": {"hits": 3, "errors": 2, "ref_words": 5}, "sim_prompt": 0.5, "dnsmos": d}
+            for d in ({"p808": p, "ovrl": p - 1} for p in p808s)
+        ]
+        cases = [{"id": f"c{i}", "rows": {"resynth": row}} for i, row in enumerate(rows)]
+        (tmp_path / name).write_text(json.dumps({"cases": cases}))
+        return str(tmp_path / name)
+
+    a, b = run("a.json", [2.0, 2.5, 3.0]), run("b.json", [2.5, 3.0, 3.5])
+    line = paired_eval.main([a, b, "--row", "resynth"])
+    assert "3 cases: words +0 ± 0" in line and "DNSMOS P.808 +0.500 ± 0.000, OVRL +0.500 ± 0.000" in line
+    assert "compute" not in line and "stopped" not in line
+    with pytest.raises(SystemExit, match="only 0 case"):
+        paired_eval.main([a, b])  # no model row in these runs

@@ -240,10 +240,10 @@ class TeacherForcedSystem(PipelineSystem):
         return info
 
 
-def load_pipeline(path: str | os.PathLike | None = None):
+def load_pipeline(path: str | os.PathLike | None = None, dtype: str = "float32"):
     """A DiTARPipeline from a saved pipeline folder (`model_index.json`), from a training output folder with `model/`
     and `processor/` (e.g. `runs/x/final`, vocoded with Griffin-Lim matching the processor), or, with no path, the
-    checkpoint embedded in the package."""
+    checkpoint embedded in the package. The model computes in `dtype` (a torch dtype name); the vocoder in float32."""
     import torch
 
     from modeling_ditar import DiTARForConditionalGeneration, DiTARPipeline, DiTARProcessor, build_pipeline
@@ -261,5 +261,7 @@ def load_pipeline(path: str | os.PathLike | None = None):
             raise FileNotFoundError(
                 f"{folder} is neither a saved DiTARPipeline (model_index.json) nor a folder with model/ and processor/"
             )
+    if dtype != "float32":
+        pipe.model.to(getattr(torch, dtype))
     pipe.set_progress_bar_config(disable=True)
     return pipe

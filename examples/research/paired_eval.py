@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Paired comparison of two `examples/evaluate.py` runs of the model row on the same cases: B minus A per case.
 
-    python examples/research/paired_eval.py outputs/eval/A/results.json outputs/eval/B/results.json
+    python examples/research/paired_eval.py outputs/eval/A/results.json outputs/eval/B/results.json [--row resynth]
 
 Prints the sums over cases of the differences in words recognised and in capped errors (each case's errors capped at
 its number of words) with the standard error of the paired sum, the mean SIM(prompt) difference with its standard
-error, the ratio of summed compute seconds (B / A; only meaningful when both ran under the same load) and B's stops.
+error, the mean DNSMOS P.808 and OVRL differences (when both runs have them, `--dnsmos`), the ratio of summed compute
+seconds (B / A; only meaningful when both ran under the same load) and B's stops. `--row` pairs another row than
+`model` (e.g. `resynth`, for two vocoders).
 """
 
 import json
@@ -13,9 +15,9 @@ import math
 import sys
 
 
-def load(path: str) -> dict:
+def load(path: str, row: str = "model") -> dict:
     data = json.load(open(path))
-    return {c["id"]: c["rows"]["model"] for c in data["cases"] if c["rows"].get("model", {}).get("error") is None}
+    return {c["id"]: c["rows"][row] for c in data["cases"] if row in c["rows"] and c["rows"][row].get("error") is None}
 
 
 def paired(a: dict, b: dict, ids: list, value) -> tuple[float, float, float, float]:
@@ -27,21 +29,33 @@ def paired(a: dict, b: dict, ids: list, value) -> tuple[float, float, float, flo
 
 
 def main(argv: list[str]) -> str:
+    row = "model"
+    if len(argv) == 4 and argv[2] == "--row":
+        row, argv = argv[3], argv[:2]
     if len(argv) != 2:
-        raise SystemExit("usage: paired_eval.py A/results.json B/results.json")
-    a, b = load(argv[0]), load(argv[1])
+        raise SystemExit("usage: paired_eval.py A/results.json B/results.json [--row ROW]")
+    a, b = load(argv[0], row), load(argv[1], row)
     ids = sorted(set(a) & set(b))
     if len(ids) < 2:
         raise SystemExit(f"only {len(ids)} case(s) in both runs: nothing to pair")
     hits = paired(a, b, ids, lambda r: r["words"]["hits"])
     errors = paired(a, b, ids, lambda r: min(r["words"]["errors"], r["words"]["ref_words"]))
     sim = paired(a, b, ids, lambda r: r["sim_prompt"])
-    compute = sum(b[i]["compute_seconds"] for i in ids) / sum(a[i]["compute_seconds"] for i in ids)
-    stopped = sum(bool(b[i]["stopped"]) for i in ids)
-    return (
+    quality = ""
+    if all(a[i].get("dnsmos") and b[i].get("dnsmos") for i in ids):
+        p808 = paired(a, b, ids, lambda r: r["dnsmos"]["p808"])
+        ovrl = paired(a, b, ids, lambda r: r["dnsmos"]["ovrl"])
+        quality = f"DNSMOS P.808 {p808[2]:+.3f} ± {p808[3]:.3f}, OVRL {ovrl[2]:+.3f} ± {ovrl[3]:.3f}, "
+    text = (
         f"{len(ids)} cases: words {hits[0]:+.0f} ± {hits[1]:.0f}, capped errors {errors[0]:+.0f} ± {errors[1]:.0f}, "
-        f"SIM {sim[2]:+.3f} ± {sim[3]:.3f}, compute {compute:.2f}x, stopped {stopped}/{len(ids)}"
+        f"SIM {sim[2]:+.3f} ± {sim[3]:.3f}, {quality}"
     )
+    if all(a[i].get("compute_seconds") and b[i].get("compute_seconds") for i in ids):
+        compute = sum(b[i]["compute_seconds"] for i in ids) / sum(a[i]["compute_seconds"] for i in ids)
+        text += f"compute {compute:.2f}x, "
+    if all("stopped" in b[i] for i in ids):
+        text += f"stopped {sum(bool(b[i]['stopped']) for i in ids)}/{len(ids)}"
+    return text.rstrip(", ")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="pipeline folder (default: the embedded default)")
     parser.add_argument("--text", default=TEXT)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32", help="model dtype")
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument(
         "--setting",
@@ -96,6 +97,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pipe = DiTARPipeline.from_pretrained(args.model) if args.model else DiTARPipeline.from_pretrained()
     pipe.set_progress_bar_config(disable=True)
+    pipe.model.to(getattr(torch, args.dtype))
     timer = ExclusiveTimer()
     model = pipe.model
     hook(model.locdit, "LocDiT", timer)
