@@ -1044,21 +1044,32 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         speedups = self.generation_speedups
         self._apply_block_setting()
         sampler = PatchSampler(scheduler, use_scheduler_step=not speedups.inline_euler)
+        cache = past_key_values
+        if cache is None and use_cache:
+            cache = self._new_cache(batch, embeds.shape[1] + max_steps)
+        # The K candidates of a text share its prefix (generate() repeats the text's inputs): the prefill runs on one
+        # row per text, and its keys and values are repeated K times (a dynamic cache can; a static one cannot).
+        same = _same_prefix_per_candidate(cache, candidates_per_text, embeds, mask, position_ids)
+        repeats = candidates_per_text if same else 1
+        unique = slice(None, None, repeats)
         if past_key_values is None:
-            cache = self._new_cache(batch, embeds.shape[1] + max_steps) if use_cache else None
-            out = self._run_backbone(embeds, mask, position_ids, cache)
+            out = self._run_backbone(embeds[unique], mask[unique], position_ids[unique], cache)
         else:  # the cache holds the first `cached` columns (a text prefix shared by every row): prefill the rest
-            cache, cached = past_key_values, past_key_values.get_seq_length()
-            rows_cached = _cache_rows(cache)
+            cached, rows_cached = cache.get_seq_length(), _cache_rows(cache)
             if not use_cache or not bool(mask.all()) or not 0 < cached < embeds.shape[1] or batch % rows_cached:
                 raise ValueError(
                     "past_key_values needs use_cache=True and rows without padding that are longer than the cached "
                     f"prefix ({cached} columns cached, rows of {embeds.shape[1]})."
                 )
-            if rows_cached != batch:
-                cache.batch_repeat_interleave(batch // rows_cached)
-            out = self._run_backbone(embeds[:, cached:], mask, position_ids[:, cached:], cache)
-        h = out.last_hidden_state[:, -1]  # [B, H]
+            if (batch // repeats) % rows_cached:
+                repeats, unique = 1, slice(None)
+            if rows_cached != batch // repeats:
+                cache.batch_repeat_interleave(batch // repeats // rows_cached)
+            out = self._run_backbone(embeds[unique, cached:], mask[unique], position_ids[unique, cached:], cache)
+        h = out.last_hidden_state[:, -1]  # [B / repeats, H]
+        if repeats > 1:
+            cache.batch_repeat_interleave(repeats)
+            h = h.repeat_interleave(repeats, dim=0)  # [B, H]
         next_position = position_ids[:, -1] + position_step
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         stopped = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -1392,6 +1403,18 @@ def _cache_rows(cache) -> int:
         if isinstance(keys, torch.Tensor) and keys.dim() == 4:
             return int(keys.shape[0])
     raise ValueError("past_key_values holds no keys; build it with text_prefix_cache or DiTARVoice.prefix_cache.")
+
+
+def _same_prefix_per_candidate(cache, candidates: int, *prefix: torch.Tensor) -> bool:
+    """Whether every group of `candidates` consecutive rows has one prefix (each of `prefix`: embeddings, mask,
+    positions, batch first), so that the prefill can run once per group and a dynamic `cache` repeat it."""
+    if candidates <= 1 or cache is None or not _cache_can_select_rows(cache):
+        return False
+    for tensor in prefix:
+        grouped = tensor.reshape(-1, candidates, *tensor.shape[1:])
+        if not bool((grouped == grouped[:, :1]).all()):
+            return False
+    return True
 
 
 def _cache_can_select_rows(cache) -> bool:

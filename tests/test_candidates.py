@@ -210,3 +210,57 @@ def test_stream_keeps_the_candidate_one_shot_keeps():
     streamed = np.concatenate(list(pipe.stream(**{k: v for k, v in inputs.items()})))
     one_shot = pipe(**get_dummy_inputs())
     np.testing.assert_array_equal(streamed, one_shot.audios[0][: one_shot.audio_lengths[0]])
+
+
+def _prefill_rows(pipe, **call) -> int:
+    """Rows of the first backbone call (the prefill) of one pipeline call."""
+    rows = []
+    handle = pipe.model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["inputs_embeds"].shape[0]), with_kwargs=True
+    )
+    try:
+        pipe(**call)
+    finally:
+        handle.remove()
+    return rows[0]
+
+
+def test_the_prefill_runs_once_per_text_and_its_cache_serves_every_candidate(pipe):
+    """The K candidates of a text share its prefix: the prefill computes one row per text, and the candidates equal
+    candidates generated as separate texts (`test_best_of_k_keeps_the_candidate_with_the_lowest_score`)."""
+    texts = get_dummy_inputs(text=["hello there", "a second text"], num_candidates=3)
+    assert _prefill_rows(pipe, **texts) == 2
+    voice = pipe.create_voice(texts["prompt_audio"], texts["prompt_text"], sampling_rate=texts["sampling_rate"])
+    with_voice = {k: v for k, v in texts.items() if k not in ("prompt_audio", "prompt_text", "sampling_rate")}
+    assert _prefill_rows(pipe, **with_voice, voice=voice) == 2
+    assert _prefill_rows(pipe, **dict(texts, num_candidates=1)) == 2
+
+
+def test_rows_with_different_prefixes_are_prefilled_separately(pipe):
+    """generate_patches called directly with `candidates_per_text` rows that are not copies of one text prefills every
+    row."""
+    model = pipe.model
+    call = get_dummy_inputs()
+    inputs = pipe.encode_inputs(
+        ["hello there", "hello therf"], call["prompt_audio"], call["prompt_text"], call["sampling_rate"]
+    )
+    rows = []
+    handle = model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(kwargs["inputs_embeds"].shape[0]), with_kwargs=True
+    )
+    try:
+        steps = list(
+            model.generate_patches(
+                inputs["input_ids"],
+                attention_mask=inputs["attention_mask"],
+                prompt_features=inputs["prompt_features"],
+                prompt_attention_mask=inputs["prompt_attention_mask"],
+                speech_position_rate=inputs.get("speech_position_rate"),
+                max_new_patches=2,
+                generator=torch.Generator().manual_seed(0),
+                candidates_per_text=2,
+            )
+        )
+    finally:
+        handle.remove()
+    assert rows[0] == 2 and len(steps) == 2
