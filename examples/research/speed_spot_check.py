@@ -15,7 +15,7 @@ from modeling_ditar import DiTARPipeline
 
 TEXT = "The quick brown fox jumps over the lazy dog near the river bank."
 SETTINGS = {
-    "default (best of 4, pruned after 12; 2 steps)": {},
+    "default (best of 4, pruned after 12; 4 steps)": {},
     "one candidate": {"num_candidates": 1},
     "default, 10 steps": {"num_inference_steps": 10},
     "one candidate, 10 steps": {"num_candidates": 1, "num_inference_steps": 10},
