@@ -298,12 +298,19 @@ def results_table(results: dict | None) -> str:
         number = _number(value, percent, digits)
         return "–" if number is None else (f"{number:.2f}" if percent else f"{number:.{digits}f}")
 
+    # naturalness (DNSMOS, evaluated with --dnsmos) as two more columns when any row has it
+    dnsmos = any(r.get("dnsmos_p808") is not None for r in results["rows"])
+    if dnsmos:
+        header = header.replace(" RTF |\n", " RTF | DNSMOS P.808 | DNSMOS OVRL |\n") + "---|---|"
     lines = [header]
     for r in results["rows"]:
-        lines.append(
+        line = (
             f"| {r['name']} | {r.get('cases', '–')} | {cell(r.get('wer'), True)} | {cell(r.get('wer_capped'), True)} | "
             f"{cell(r.get('sim_prompt'))} | {cell(r.get('stop_rate'), digits=2)} | {cell(r.get('rtf'), digits=2)} |"
         )
+        if dnsmos:
+            line += f" {cell(r.get('dnsmos_p808'), digits=2)} | {cell(r.get('dnsmos_ovrl'), digits=2)} |"
+        lines.append(line)
     meta = results.get("meta", {})
     settings = meta.get("settings", {})
     details = []
@@ -320,6 +327,8 @@ def results_table(results: dict | None) -> str:
     if meta.get("date"):
         details.append(f"run {meta['date']}")
     note = "WER: corpus-level, lowercased, punctuation stripped. SIM: speaker-embedding cosine to the prompt."
+    if dnsmos:
+        note += " DNSMOS: a non-intrusive estimate of listeners' quality ratings (1-5; P.808, and P.835's OVRL)."
     return "\n".join(lines) + "\n\n" + note + ("\n\nSettings: " + "; ".join(details) if details else "")
 
 

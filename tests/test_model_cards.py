@@ -275,3 +275,15 @@ def test_extra_results_are_further_tables_outside_the_model_index(tmp_path, resu
     assert {r.metric_value for r in card.data.eval_results} == {18.34, 0.746}  # only the main results
     with pytest.raises(SystemExit, match="no such file"):
         make_card_module().main(["--extra-results", "x", str(tmp_path / "missing.json"), "--out", str(tmp_path / "y")])
+
+
+def test_dnsmos_scores_become_two_columns_of_the_results_table():
+    rows = [
+        {"name": "ground truth", "cases": 2, "wer": 0.1, "sim_prompt": 0.9, "dnsmos_p808": 3.44, "dnsmos_ovrl": 2.57},
+        {"name": "DiTAR", "cases": 2, "wer": 0.4, "sim_prompt": 0.7, "stop_rate": 1.0, "rtf": 0.3},
+    ]
+    table = hub_utils.results_table({"rows": rows})
+    assert "| RTF | DNSMOS P.808 | DNSMOS OVRL |\n|---|---|---|---|---|---|---|---|---|" in table
+    assert "| ground truth | 2 | 10.00 | – | 0.900 | – | – | 3.44 | 2.57 |" in table
+    assert "| DiTAR | 2 | 40.00 | – | 0.700 | 1.00 | 0.30 | – | – |" in table
+    assert "DNSMOS" not in hub_utils.results_table({"rows": rows[1:]})
