@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=_int_at_least(1),
         metavar="N",
-        help="diffusion (ODE) steps per patch; more is slower and smoother (model default: 10)",
+        help="diffusion (ODE) steps per patch; more is slower (the embedded default: 4; the paper: 10)",
     )
     sampling.add_argument(
         "--guidance-scale",

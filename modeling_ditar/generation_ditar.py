@@ -32,10 +32,10 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-# Settings allowed but far beyond normal cost: generation warns, naming what they cost (the defaults are 10 steps,
+# Settings allowed but far beyond normal cost: generation warns, naming what they cost (the defaults are 4-10 steps,
 # 1-4 candidates, and a cap from the text's length). Once per message: one call resolves its settings several times.
 COSTLY_SETTINGS: dict = {
-    "num_inference_steps": (100, "every step is one LocDiT call per patch; 10 is the default"),
+    "num_inference_steps": (100, "every step is one LocDiT call per patch; 4 to 10 are usual"),
     "num_candidates": (16, "every candidate is one more row sampled for every text"),
     "max_new_patches": (4096, "a patch is 4 frames, 4096 patches are minutes of audio"),
 }
