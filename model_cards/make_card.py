@@ -53,9 +53,9 @@ EMBEDDED_DEFAULT = dict(
         "sampling": "4 LocDiT steps per patch, LM guidance g = 1.5, temperature 0.5; best of 4 candidates: every "
         "text is sampled 4 times in one batch, after 12 patches the candidate whose speech so far the model's own CTC "
         "head reads as a prefix of the text most closely goes on alone (`num_candidates: 4`, "
-        "`candidate_prune_after_patches: 12`; not in the paper). Real-time factor 0.19 for 10 s of speech on 2 CPU "
+        "`candidate_prune_after_patches: 12`; not in the paper). Real-time factor 0.18 for 10 s of speech on 2 CPU "
         "cores (0.16 with `num_candidates=1` or `ditar synthesize --candidates 1`, which also streams its first audio "
-        "after 0.14 s instead of 0.5 s). `num_inference_steps=10` gives the paper's sampling at about twice the "
+        "after 0.11 s instead of 0.42 s). `num_inference_steps=10` gives the paper's sampling at about twice the "
         "cost, with the same words and SIM within noise (docs/research/sweeps/fast_default.md in the repository)",
         "evaluation notes": "WER with Whisper-base and `examples/evaluate.py --asr-redecode-loops --dnsmos`, which "
         "decodes a clip once more, at temperature 0 with a repetition penalty, when Whisper's transcript is a "
@@ -63,7 +63,8 @@ EMBEDDED_DEFAULT = dict(
         "Whisper transcribes babble at length cannot dominate. On the natural-voice set the uncapped WER is high "
         "because a few cases gain many insertions; the capped WER and the share of words recognised (57%) are the "
         "steadier figures. Griffin-Lim, not the model, limits DNSMOS: the resynthesised ground truth scores about the "
-        "same",
+        "same. The RTF column was measured during the evaluation, with other evaluations sharing the 2 CPU cores; "
+        "the idle figure is in the sampling line above",
     },
     training=(
         "About 23 minutes on one H200 GPU, in five runs that each continued the previous weights on new random "
