@@ -521,15 +521,43 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         text_mask, speech = self._transcript_speech_pass(
             input_ids, speech_features, attention_mask, speech_attention_mask, speech_position_rate
         )
-        log_probs = self._ctc_log_probs(self._ctc_hidden(speech.hidden))  # [B, N*F, C]
+        return self._prefix_ctc_score(speech.hidden, speech.num_patches, input_ids, text_mask)
+
+    def _prefix_ctc_score(
+        self, speech_hidden: torch.Tensor, num_patches: torch.Tensor, input_ids: torch.Tensor, text_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """`transcript_prefix_ctc_loss` from the backbone outputs at [start][patches] (`speech_hidden` [B, 1+N, H],
+        right-padded, `num_patches` [B] real patches) and the text (`input_ids` [B, L], real where `text_mask`)."""
+        log_probs = self._ctc_log_probs(self._ctc_hidden(speech_hidden))  # [B, N*F, C]
         frames, blank = self.config.ctc_frames_per_patch, log_probs.shape[-1] - 1
         # right-align each row's text tokens at the start of the target rows (left-padded text is allowed)
         text_mask = text_mask.bool()
         lengths = text_mask.sum(1)
         targets = torch.zeros(len(lengths), int(lengths.max()), dtype=torch.long, device=input_ids.device)
         targets[torch.arange(targets.shape[1], device=input_ids.device)[None] < lengths[:, None]] = input_ids[text_mask]
-        nll, _ = prefix_ctc_loss(log_probs, speech.num_patches * frames, targets, lengths, blank=blank)
-        return nll / (speech.num_patches * frames).clamp(min=1)
+        nll, _ = prefix_ctc_loss(log_probs, num_patches * frames, targets, lengths, blank=blank)
+        return nll / (num_patches * frames).clamp(min=1)
+
+    def _prefix_scores_from_states(
+        self,
+        prefix_states: torch.Tensor,
+        prefix_mask: torch.Tensor,
+        patch_states: torch.Tensor,
+        input_ids: torch.Tensor,
+        text_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """`transcript_prefix_ctc_loss` of every generated row ([B]) from the backbone states generation already has,
+        instead of a second backbone pass over prompt + generated patches (`score_candidates(..., prefix=True)`; the
+        same states up to float rounding, since that pass sees the same tokens at the same positions): the prefill's
+        at [start][prompt patches] (`prefix_states` [B, 1+N', H], real ones where `prefix_mask`) and each decode
+        step's at the patch it was fed (`patch_states` [B, N, H])."""
+        rows = [
+            torch.cat([prefix_states[row][prefix_mask[row].bool()], patch_states[row]])
+            for row in range(prefix_states.shape[0])
+        ]
+        num_patches = torch.tensor([len(row) - 1 for row in rows], device=patch_states.device)
+        speech_hidden = nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        return self._prefix_ctc_score(speech_hidden, num_patches, input_ids, text_mask).float()
 
     def score_candidates(self, inputs: dict, rows: list[torch.Tensor], prefix: bool = False) -> torch.Tensor:
         """`transcript_ctc_loss` of every generated row ([B*K]): its text and its prompt + generated patches
@@ -1018,7 +1046,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             rate = config.text_tokens_per_frame if speech_position_rate is None else speech_position_rate
             position_step = check_rate(rate, batch, device) * patch_size  # text tokens per patch
             speech_positions = aligned_positions(speech_embeds.shape[1], position_step)
-        embeds, mask, position_ids, _ = self._merge_sequences(
+        embeds, mask, position_ids, speech_columns = self._merge_sequences(
             self.get_input_embeddings()(input_ids),
             text_mask,
             speech_embeds,
@@ -1067,9 +1095,18 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 cache.batch_repeat_interleave(batch // repeats // rows_cached)
             out = self._run_backbone(embeds[unique, cached:], mask[unique], position_ids[unique, cached:], cache)
         h = out.last_hidden_state[:, -1]  # [B / repeats, H]
+        # candidate pruning scores the speech so far from the backbone states generation computes anyway: the
+        # prefill's at [start][prompt patches] and each step's at the new patch (`_prefix_scores_from_states`)
+        prefix_states = None
+        if prune_after:
+            first_column = embeds.shape[1] - out.last_hidden_state.shape[1]  # columns a voice's cache held
+            prefix_states = out.last_hidden_state.gather(
+                1, (speech_columns[unique] - first_column)[..., None].expand(-1, -1, hidden_size)
+            )  # [B / repeats, 1+N', H]
         if repeats > 1:
             cache.batch_repeat_interleave(repeats)
             h = h.repeat_interleave(repeats, dim=0)  # [B, H]
+            prefix_states = None if prefix_states is None else prefix_states.repeat_interleave(repeats, dim=0)
         next_position = position_ids[:, -1] + position_step
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         stopped = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -1084,6 +1121,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         # candidate pruning: the patches so far (until the pruning point) and the rows dropped as losing candidates
         dropped = torch.zeros(batch, dtype=torch.bool, device=device) if prune_after else None
         so_far: list[torch.Tensor] = []
+        states_so_far: list[torch.Tensor] = []
         score_inputs = {
             "input_ids": input_ids,
             "attention_mask": text_mask.long(),
@@ -1144,11 +1182,15 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             finished = finished | stop_now | (index + 1 >= limit)
             if dropped is not None and index < prune_after:
                 so_far.append(full_patch)
+                states_so_far.append(h_full)
                 if index + 1 == prune_after:
                     generated = torch.stack(so_far, dim=1).flatten(1, 2)  # [B, N*P, D]
                     inputs = {k: v for k, v in score_inputs.items() if v is not None}
-                    dropped = losing_candidates(self, inputs, generated, finished, candidates_per_text)
-                    finished, so_far = finished | dropped, []
+                    scores = self._prefix_scores_from_states(
+                        prefix_states, speech_mask, torch.stack(states_so_far, dim=1), input_ids, text_mask
+                    )
+                    dropped = losing_candidates(self, inputs, generated, finished, candidates_per_text, scores=scores)
+                    finished, so_far, states_so_far = finished | dropped, [], []
             yield PatchStep(
                 index=index,
                 patch=full_patch,

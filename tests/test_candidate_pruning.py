@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from model_helpers import DiTARModelTester, ScriptedStopHead
-from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
+from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline, tone
 from transformers import GenerationConfig
 
-from modeling_ditar.candidate_pruning import CandidateFollower, prefix_ctc_loss, select_rows
+from modeling_ditar.candidate_pruning import CandidateFollower, losing_candidates, prefix_ctc_loss, select_rows
 from modeling_ditar.modeling_ditar import PatchStep
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -360,3 +360,34 @@ def test_scoring_rows_of_different_lengths_in_one_pass_equals_scoring_each_alone
         together = pipe.model.score_candidates(enc, rows, prefix=prefix)
         alone = [pipe.model.score_candidates(select_rows(enc, [row]), [rows[row]], prefix=prefix) for row in range(k)]
     torch.testing.assert_close(together, torch.cat(alone), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("ctc_position", ["patch", "prediction"])
+@pytest.mark.parametrize("with_voice", [False, True])
+def test_pruning_scores_from_the_generation_states_equal_a_scoring_pass(monkeypatch, ctc_position, with_voice):
+    """Generation scores the candidates at the pruning point from the backbone states it already computed (the
+    prefill's and each step's) instead of a second backbone pass; the scores equal that pass's within float rounding,
+    for prompts of different lengths in one batch and for a voice whose transcript the backbone cache already holds."""
+    import modeling_ditar.modeling_ditar as modeling
+
+    pipe = get_dummy_pipeline(ctc_loss_weight=1.0, ctc_position=ctc_position)
+    seen = []
+
+    def checking(model, inputs, generated, finished, num_candidates, scores=None):
+        with torch.no_grad():
+            reference = model.score_candidates(inputs, list(generated), prefix=True)
+        seen.append((scores, reference))
+        return losing_candidates(model, inputs, generated, finished, num_candidates, scores=scores)
+
+    monkeypatch.setattr(modeling, "losing_candidates", checking)
+    call = get_dummy_inputs(max_new_patches=5, num_candidates=3, candidate_prune_after_patches=2)
+    if with_voice:
+        voice = pipe.create_voice(
+            call.pop("prompt_audio"), call.pop("prompt_text"), sampling_rate=call["sampling_rate"]
+        )
+        pipe(**call, voice=voice)
+    else:
+        pipe(**dict(call, text=["hello there", "a second text"], prompt_audio=[tone(0.04), tone(0.09)]))
+    ((scores, reference),) = seen
+    assert scores is not None and scores.shape == reference.shape
+    torch.testing.assert_close(scores, reference, atol=1e-5, rtol=1e-5)
