@@ -394,3 +394,22 @@ def test_the_command_makes_waiting_openmp_threads_sleep_unless_the_user_chose():
         assert cli.quiet_thread_waits(environ, modules={}) == {} and environ == chosen
     environ = {}
     assert cli.quiet_thread_waits(environ, modules={"torch": object()}) == {} and environ == {}  # too late to matter
+
+
+def test_synthesize_runs_on_one_thread_unless_told_otherwise(capsys, tmp_path, model_dir, monkeypatch):
+    """One text on one torch thread (fastest on small and shared machines for this model size); `--threads N` or a
+    user's OMP_NUM_THREADS decide otherwise."""
+    assert cli.synthesis_threads(None, {}) == 1
+    assert cli.synthesis_threads(None, {"OMP_NUM_THREADS": "4"}) is None  # the user's choice stands
+    assert cli.synthesis_threads(3, {"OMP_NUM_THREADS": "4"}) == 3
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    common = ["--model", model_dir, "--steps", 2, "--max-new-patches", 2, "--seed", 0, "-q"]
+    torch.set_num_threads(2)
+    code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "a.wav", *common)
+    assert code == 0, err
+    assert torch.get_num_threads() == 1
+    code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "b.wav", "--threads", 2, *common)
+    assert code == 0, err
+    assert torch.get_num_threads() == 2
+    code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "c.wav", "--threads", 0, *common)
+    assert code == 2 and "--threads" in err
