@@ -85,33 +85,21 @@ def select_rows(inputs: dict, index: list[int]) -> dict:
     }
 
 
-def losing_candidates(
-    model,
-    inputs: dict,
-    generated: torch.Tensor,
-    finished: torch.Tensor,
-    num_candidates: int,
-    scores: torch.Tensor | None = None,
-):
+def losing_candidates(scores: torch.Tensor, finished: torch.Tensor, num_candidates: int) -> torch.Tensor:
     """Rows to drop at the pruning point: [B*K] bool.
 
-    `generated` [B*K, N*P, D] holds the N patches (normalised) every row has produced so far and `finished` [B*K] the
-    rows that have already finished. For each text whose K candidates are all still running, every candidate except
-    the one with the lowest `transcript_prefix_ctc_loss` is dropped (ties keep the first). A text with a finished
-    candidate keeps all K: its candidates are ranked whole at the end. `scores` [B*K], when given, are those losses
-    already computed (generation reads them from its own backbone states); otherwise they are computed here."""
+    `scores` [B*K] are every row's `transcript_prefix_ctc_loss` of the speech so far (generation reads them from its
+    own backbone states; `score_candidates(..., prefix=True)` computes them from patches) and `finished` [B*K] the rows
+    that have already finished. For each text whose K candidates are all still running, every candidate except the one
+    with the lowest score is dropped (ties keep the first). A text with a finished candidate keeps all K: its
+    candidates are ranked whole at the end."""
     running = ~finished.view(-1, num_candidates).any(1)  # [B]
     dropped = torch.zeros_like(finished)
     if not bool(running.any()):
         return dropped
     texts = running.nonzero().flatten().tolist()
     index = [text * num_candidates + k for text in texts for k in range(num_candidates)]
-    if scores is None:
-        scores = model.score_candidates(select_rows(inputs, index), [generated[row] for row in index], prefix=True)
-    else:
-        scores = scores[index]
-    scores = scores.view(len(texts), num_candidates)
-    best = scores.argmin(1).tolist()
+    best = scores[index].view(len(texts), num_candidates).argmin(1).tolist()
     for text, keep in zip(texts, best, strict=True):
         rows = [text * num_candidates + k for k in range(num_candidates) if k != keep]
         dropped[rows] = True

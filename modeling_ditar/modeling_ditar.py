@@ -1118,17 +1118,10 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         can_select = cache is None or _cache_can_select_rows(cache)
         prune = speedups.prune_finished and can_select
         rows = torch.arange(batch, device=device)
-        # candidate pruning: the patches so far (until the pruning point) and the rows dropped as losing candidates
+        # candidate pruning: the backbone states at the patches so far (until the pruning point) and the rows dropped
+        # as losing candidates
         dropped = torch.zeros(batch, dtype=torch.bool, device=device) if prune_after else None
-        so_far: list[torch.Tensor] = []
         states_so_far: list[torch.Tensor] = []
-        score_inputs = {
-            "input_ids": input_ids,
-            "attention_mask": text_mask.long(),
-            "prompt_features": prompt_features,
-            "prompt_attention_mask": prompt_attention_mask,
-            "speech_position_rate": speech_position_rate,
-        }
         locdit_step = self._locdit_step_fn()
         time_cache: dict = {}
 
@@ -1181,16 +1174,13 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             stopped = stopped | stop_now
             finished = finished | stop_now | (index + 1 >= limit)
             if dropped is not None and index < prune_after:
-                so_far.append(full_patch)
                 states_so_far.append(h_full)
                 if index + 1 == prune_after:
-                    generated = torch.stack(so_far, dim=1).flatten(1, 2)  # [B, N*P, D]
-                    inputs = {k: v for k, v in score_inputs.items() if v is not None}
                     scores = self._prefix_scores_from_states(
                         prefix_states, speech_mask, torch.stack(states_so_far, dim=1), input_ids, text_mask
                     )
-                    dropped = losing_candidates(self, inputs, generated, finished, candidates_per_text, scores=scores)
-                    finished, so_far, states_so_far = finished | dropped, [], []
+                    dropped = losing_candidates(scores, finished, candidates_per_text)
+                    finished, states_so_far = finished | dropped, []
             yield PatchStep(
                 index=index,
                 patch=full_patch,

@@ -371,16 +371,23 @@ def test_pruning_scores_from_the_generation_states_equal_a_scoring_pass(monkeypa
     import modeling_ditar.modeling_ditar as modeling
 
     pipe = get_dummy_pipeline(ctc_loss_weight=1.0, ctc_position=ctc_position)
-    seen = []
+    generation_inputs, scored, patches = {}, [], []
+    generate_patches = pipe.model.generate_patches
 
-    def checking(model, inputs, generated, finished, num_candidates, scores=None):
-        with torch.no_grad():
-            reference = model.score_candidates(inputs, list(generated), prefix=True)
-        seen.append((scores, reference))
-        return losing_candidates(model, inputs, generated, finished, num_candidates, scores=scores)
+    def recording(input_ids, **kwargs):  # the inputs generation ran on, for the scoring pass below
+        keys = ("attention_mask", "prompt_features", "prompt_attention_mask", "speech_position_rate")
+        generation_inputs.update(input_ids=input_ids, **{key: kwargs[key] for key in keys if kwargs[key] is not None})
+        return generate_patches(input_ids, **kwargs)
 
+    def checking(scores, finished, num_candidates):
+        scored.append(scores)
+        return losing_candidates(scores, finished, num_candidates)
+
+    monkeypatch.setattr(pipe.model, "generate_patches", recording)
     monkeypatch.setattr(modeling, "losing_candidates", checking)
-    call = get_dummy_inputs(max_new_patches=5, num_candidates=3, candidate_prune_after_patches=2)
+    n = 2
+    call = get_dummy_inputs(max_new_patches=5, num_candidates=3, candidate_prune_after_patches=n)
+    call["callback_on_patch_end"] = lambda _pipe, _index, step: patches.append(step.patch)
     if with_voice:
         voice = pipe.create_voice(
             call.pop("prompt_audio"), call.pop("prompt_text"), sampling_rate=call["sampling_rate"]
@@ -388,6 +395,9 @@ def test_pruning_scores_from_the_generation_states_equal_a_scoring_pass(monkeypa
         pipe(**call, voice=voice)
     else:
         pipe(**dict(call, text=["hello there", "a second text"], prompt_audio=[tone(0.04), tone(0.09)]))
-    ((scores, reference),) = seen
+    generated = torch.stack(patches[:n], dim=1).flatten(1, 2)  # [B*K, N*P, D]: every row's patches until pruning
+    with torch.no_grad():
+        reference = pipe.model.score_candidates(generation_inputs, list(generated), prefix=True)
+    (scores,) = scored
     assert scores is not None and scores.shape == reference.shape
     torch.testing.assert_close(scores, reference, atol=1e-5, rtol=1e-5)

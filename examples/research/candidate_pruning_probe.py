@@ -81,8 +81,9 @@ def pruned_choice(model, inputs, rows, finished_at, k: int, n: int) -> int:
     if min(finished_at) <= n:  # a candidate finished within n patches: whole ranking
         return choose_candidates(model, inputs, rows, k)[0]
     patch = model.config.patch_size
-    generated = torch.stack([r[: n * patch] for r in rows])
-    dropped = losing_candidates(model, inputs, generated, torch.zeros(k, dtype=torch.bool), k)
+    with torch.no_grad():
+        scores = model.score_candidates(inputs, [r[: n * patch] for r in rows], prefix=True)
+    dropped = losing_candidates(scores, torch.zeros(k, dtype=torch.bool), k)
     return int((~dropped).nonzero()[0])
 
 
