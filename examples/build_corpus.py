@@ -494,6 +494,9 @@ def build_synthetic(args, cache_dir: str, tmp_root: str):
         speed_range=(args.min_speed, args.max_speed),
     )
     plan = plan_synthetic(args, sentences, bank)
+    for split in SPLITS:  # planned whole (the same sentences, voices and speeds), synthesised in part
+        if split not in args.only_splits:
+            plan[split] = []
     print(
         f"[plan] {len(sentences)} sentences; voices: {args.num_train_speakers} train + {args.num_val_speakers} "
         f"validation in {math.ceil(n_voices / args.voices_per_dir)} data dir(s), "
@@ -1016,6 +1019,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.9,
         help="probability that a natural-source speaker is a pseudo-speaker (pitch, formant, tempo, EQ transform)",
     )
+    g.add_argument(
+        "--only-splits",
+        type=lambda text: [s.strip() for s in text.split(",") if s.strip()],
+        default=list(SPLITS),
+        metavar="SPLIT,...",
+        help="synthesise only these splits of the planned corpus, with the sentences, voices and speeds the whole "
+        "corpus would give them, e.g. validation,test to rebuild a corpus's evaluation splits (default: all)",
+    )
     g.add_argument("--min-speed", type=int, default=140, help="slowest speaker rate (words/min)")
     g.add_argument("--max-speed", type=int, default=200, help="fastest speaker rate (words/min)")
     g.add_argument("--speed-jitter", type=int, default=10, help="per-utterance +- rate change (words/min)")
@@ -1090,6 +1101,11 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"--num-test-voices must be in 0..{len(stock_eval_voices())}")
     if args.min_speed > args.max_speed:
         raise SystemExit("--min-speed > --max-speed")
+    unknown = sorted(set(args.only_splits) - set(SPLITS))
+    if unknown or not args.only_splits:
+        raise SystemExit(f"--only-splits {','.join(args.only_splits)}: choose among {','.join(SPLITS)}")
+    if args.features and "train" not in args.only_splits:
+        raise SystemExit("--features computes its statistics on the train split: add train to --only-splits")
     for pack in args.add_pack:  # a bad pack fails now, not after minutes of synthesis
         natural_pack.read_info(pack)
     fe_kwargs = feature_extractor_kwargs(args) if args.features else None

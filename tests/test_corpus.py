@@ -642,6 +642,26 @@ def test_voice_seed_changes_the_voices_not_the_sentences(tmp_path):
     assert built["a"]["test"]["voice"] == built["b"]["test"]["voice"]  # stock voices
 
 
+@needs_espeak
+def test_only_splits_rebuilds_a_corpus_s_evaluation_splits_as_the_whole_build_makes_them(tmp_path):
+    from datasets import load_from_disk
+
+    fortunes = _tiny_fortunes(tmp_path)
+    common = ["--num-train-speakers", "2", "--num-val-speakers", "1", "--utts-per-speaker", "2"]
+    common += ["--num-test-voices", "1", "--fortunes-dir", str(fortunes), "--num-proc", "1"]
+    bc.main(["--out", str(tmp_path / "whole"), *common])
+    bc.main(["--out", str(tmp_path / "eval"), *common, "--only-splits", "validation,test"])
+    whole, evaluation = load_from_disk(str(tmp_path / "whole")), load_from_disk(str(tmp_path / "eval"))
+    assert set(evaluation) == {"validation", "test"}
+    for split in ("validation", "test"):
+        for column in ("text", "voice", "speaker_id"):
+            assert evaluation[split][column] == whole[split][column]
+    with pytest.raises(SystemExit, match="choose among train,validation,test"):
+        bc.main(["--out", str(tmp_path / "x"), *common, "--only-splits", "dev"])
+    with pytest.raises(SystemExit, match="add train to --only-splits"):
+        bc.main(["--out", str(tmp_path / "x"), *common, "--only-splits", "test", "--features"])
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # natural-voice sources, pseudo-speakers and acoustic conditions (corpus/natural.py, --mix / --conditions)
 
