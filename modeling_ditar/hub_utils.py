@@ -283,9 +283,12 @@ def _number(value, percent: bool = False, digits: int = 3):
 
 def results_table(results: dict | None) -> str:
     """Markdown table of the evaluation rows, or a table of clearly marked placeholders without results."""
-    header = (
-        "| system | cases | WER (%) | WER capped (%) | SIM (prompt) | stop rate | RTF |\n|---|---|---|---|---|---|---|"
-    )
+    columns = ["system", "cases", "WER (%)", "WER capped (%)", "SIM (prompt)", "stop rate", "RTF"]
+    # naturalness (DNSMOS, evaluated with --dnsmos) as two more columns when any row has it
+    dnsmos = results is not None and any(r.get("dnsmos_p808") is not None for r in results["rows"])
+    if dnsmos:
+        columns += ["DNSMOS P.808", "DNSMOS OVRL"]
+    header = "| " + " | ".join(columns) + " |\n" + "|---" * len(columns) + "|"
     if results is None:
         row = f"| DiTAR (this checkpoint) | {PLACEHOLDER} | " + " | ".join([PLACEHOLDER] * 5) + " |"
         note = (
@@ -298,10 +301,6 @@ def results_table(results: dict | None) -> str:
         number = _number(value, percent, digits)
         return "–" if number is None else (f"{number:.2f}" if percent else f"{number:.{digits}f}")
 
-    # naturalness (DNSMOS, evaluated with --dnsmos) as two more columns when any row has it
-    dnsmos = any(r.get("dnsmos_p808") is not None for r in results["rows"])
-    if dnsmos:
-        header = header.replace(" RTF |\n", " RTF | DNSMOS P.808 | DNSMOS OVRL |\n") + "---|---|"
     lines = [header]
     for r in results["rows"]:
         line = (
