@@ -21,6 +21,12 @@ iterative generative models"), with the backbone frozen, so only LocDiT learns.
   feature space. With K = 2 and tau = 0.5 the student's first step starts from zeros at t = 1 and eps enters at
   t = 0.5, as in the teacher; with K = 1 the grid [1, 0] starts from eps at t = 1, and the student learns the map
   eps -> teacher sample in one call.
+- On-policy rounds (DAgger, Ross et al. 2011). Teacher-forced contexts alone leave an exposure gap: a student that
+  matches the teacher from real contexts can still lose words when it runs on its own output. With
+  `on_policy_rounds` R, at steps `on_policy_start + r * on_policy_every` the current student generates free-running
+  (one candidate, its own K steps) for `on_policy_utterances` corpus texts, half behind a prompt utterance of the same
+  speaker; every patch it solved gives a context and its draw eps, and the teacher labels them from the same eps.
+  From then on a fraction `on_policy_fraction` of each batch comes from these on-policy pairs.
 - Output. `OUTPUT_DIR/pipeline`: the teacher's pipeline with the student LocDiT, whose generation config sets
   `num_inference_steps` K, `guidance_scale` 1 and `distilled_guidance_scale` g (which makes any other guidance scale
   an error). The teacher's multi-step sampler is unchanged: any pipeline can still be run with more steps.
@@ -33,6 +39,7 @@ min` stops training (saving and exporting) when the minutes have passed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import json
@@ -86,6 +93,11 @@ class DistillConfig:
     eval_every: int = 100
     save_every: int = 100
     time_budget_min: float | None = None
+    on_policy_rounds: int = 0  # DAgger rounds: contexts from the student's own free-running generations
+    on_policy_start: int = 0  # step of the first round
+    on_policy_every: int = 500  # steps between rounds
+    on_policy_utterances: int = 64  # texts generated per round
+    on_policy_fraction: float = 0.5  # share of each batch drawn from on-policy pairs once a round exists
     seed: int = 0
     threads: int | None = None
     device: str = "cpu"
@@ -119,6 +131,27 @@ class DistillConfig:
             raise ValueError(f"max_steps must be an integer >= 0, got {self.max_steps!r}.")
         if not 0 <= self.prompt_prob <= 1:
             raise ValueError(f"prompt_prob must be in [0, 1], got {self.prompt_prob!r}.")
+        for name in ("on_policy_rounds", "on_policy_start"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}.")
+        for name in ("on_policy_every", "on_policy_utterances"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}.")
+        if not 0 < self.on_policy_fraction < 1:
+            raise ValueError(
+                f"on_policy_fraction must be in (0, 1) (the rest of each batch stays teacher-forced), got "
+                f"{self.on_policy_fraction!r}."
+            )
+        if self.on_policy_rounds and self.on_policy_start >= self.max_steps:
+            raise ValueError(
+                f"on_policy_start={self.on_policy_start} is not before max_steps={self.max_steps}: no round would run; "
+                "lower on_policy_start or set on_policy_rounds: 0."
+            )
+
+    def on_policy_round_steps(self) -> list[int]:
+        """The steps at which a round of on-policy contexts is generated (those before max_steps)."""
+        steps = [self.on_policy_start + r * self.on_policy_every for r in range(self.on_policy_rounds)]
+        return [step for step in steps if step < self.max_steps]
 
     @property
     def pairs_path(self) -> Path:
@@ -257,19 +290,126 @@ def ensure_pairs(pipe, cfg: DistillConfig, settings: dict, log) -> list[Path]:
     paths = [pairs / f"shard-{i:04d}.pt" for i in range(cfg.num_pair_shards)]
     missing = [i for i, path in enumerate(paths) if not path.is_file()]
     if missing:
-        processor = pipe.processor
-        from datasets import load_from_disk
-
-        split = load_from_disk(cfg.corpus)[cfg.split]
-        utterances = train_lib.load_utterances(split, processor, pipe.model)
-        pad_id = processor.tokenizer.pad_token_id or 0
-        space_ids = processor.encode_text(" ", allow_empty=True)
+        utterances, pad_id, space_ids = corpus_utterances(pipe, cfg)
         for i in missing:
             start = time.time()
             shard = make_shard(pipe, utterances, i, cfg, settings, pad_id, space_ids)
             atomic_save(shard, paths[i])
             log(f"pairs shard {i}: {shard['target'].shape[0]} endpoints in {time.time() - start:.1f} s")
     return paths
+
+
+def corpus_utterances(pipe, cfg: DistillConfig):
+    """The corpus split's utterances (token ids, normalised features, speaker), the pad id and the space's ids."""
+    from datasets import load_from_disk
+
+    processor = pipe.processor
+    split = load_from_disk(cfg.corpus)[cfg.split]
+    utterances = train_lib.load_utterances(split, processor, pipe.model)
+    pad_id = processor.tokenizer.pad_token_id or 0
+    return utterances, pad_id, processor.encode_text(" ", allow_empty=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# on-policy contexts
+
+
+@contextlib.contextmanager
+def recording_patch_solves(generator: torch.Generator):
+    """Records every patch that generation solves while the block runs: the solved rows' context (cond, history,
+    history_mask), the Gaussian draw eps and the patch. The draw is taken here from `generator` and handed to the
+    sampler as its `noise`, so a record holds exactly what was solved; the sampler itself is unchanged."""
+    records: list[dict[str, torch.Tensor]] = []
+    original = PatchSampler.sample
+
+    def sample(self, velocity_fn, shape, num_inference_steps, temperature, *args, **kwargs):
+        rows = shape[0]
+        noise = torch.randn(shape, generator=generator).to(kwargs.get("device") or "cpu")
+        kwargs["noise"] = noise
+        patch = original(self, velocity_fn, shape, num_inference_steps, temperature, *args, **kwargs)
+        history = velocity_fn.history
+        cond = velocity_fn.cond[:rows]  # with packed guidance the first half is the conditional branch
+        records.append(
+            {
+                "cond": cond.float().cpu(),
+                "history": (
+                    history[:rows].float().cpu() if history is not None else cond.new_zeros(rows, 0, shape[-1]).cpu()
+                ),
+                "history_mask": (
+                    velocity_fn.history_mask[:rows].cpu()
+                    if history is not None
+                    else torch.zeros(rows, 0, dtype=torch.bool)
+                ),
+                "noise": noise.float().cpu(),
+                "patch": patch.float().cpu(),
+            }
+        )
+        return patch
+
+    PatchSampler.sample = sample
+    try:
+        yield records
+    finally:
+        PatchSampler.sample = original
+
+
+@torch.no_grad()
+def make_on_policy_round(
+    pipe, student_model, utterances, round_index: int, cfg: DistillConfig, settings: dict, space_ids
+) -> dict:
+    """One DAgger round: `student_model` (the teacher's model holding the current student LocDiT) generates
+    free-running, one candidate at its K unguided steps, for `on_policy_utterances` corpus texts (with probability
+    `prompt_prob` behind a prompt utterance of the same speaker); the teacher labels every solved patch's context from
+    the same draw. Deterministic in (seed, round, student weights). Returns the pairs and the student's own patches."""
+    device = torch.device(cfg.device)
+    rng = random.Random(cfg.seed * 1_000_003 + 7_654_321 * (round_index + 1))
+    by_speaker: dict[str, list[int]] = {}
+    for index, utt in enumerate(utterances):
+        by_speaker.setdefault(utt.speaker, []).append(index)
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7_654_321 * (round_index + 1))
+    with recording_patch_solves(generator) as records:
+        for _ in range(cfg.on_policy_utterances):
+            index = rng.randrange(len(utterances))
+            same = [j for j in by_speaker[utterances[index].speaker] if j != index]
+            partner = rng.choice(same) if same and rng.random() < cfg.prompt_prob else -1
+            target = utterances[index]
+            inputs: dict = {}
+            if partner >= 0:
+                prompt = utterances[partner]
+                ids = prompt.token_ids + list(space_ids) + target.token_ids
+                inputs["prompt_features"] = prompt.features.float()[None].to(device)
+                inputs["speech_position_rate"] = len(prompt.token_ids) / prompt.features.shape[0]
+            else:
+                ids = target.token_ids
+            student_model.generate(
+                input_ids=torch.tensor([ids], device=device),
+                num_inference_steps=cfg.student_steps,
+                guidance_scale=1.0,
+                temperature=settings["temperature"],
+                num_candidates=1,
+                **inputs,
+            )
+    pairs = {key: torch.cat([r[key] for r in records]) for key in records[0]}
+    student_patches = pairs.pop("patch")
+    targets = []
+    for start in range(0, student_patches.shape[0], cfg.teacher_chunk):
+        chunk = {key: value[start : start + cfg.teacher_chunk].to(device) for key, value in pairs.items()}
+        targets.append(
+            solve(
+                pipe.model.locdit,
+                chunk,
+                chunk["noise"],
+                settings["steps"],
+                settings["guidance_scale"],
+                settings["temperature"],
+            )
+            .float()
+            .cpu()
+        )
+    pairs["target"] = torch.cat(targets)
+    # the student's error on its own contexts before it trains on them: the exposure gap this round closes
+    pairs_error = F.mse_loss(student_patches, pairs["target"]).item()
+    return {"pairs": pairs, "student_mse": pairs_error}
 
 
 def load_pairs(paths: list[Path]) -> dict[str, torch.Tensor]:
@@ -318,6 +458,13 @@ def train_student(pipe, cfg: DistillConfig, settings: dict, paths: list[Path], l
     out = Path(cfg.output_dir)
     ckpt_path = out / CHECKPOINT
     run_key = {"student_steps": cfg.student_steps, "pairs": str(cfg.pairs_path.resolve()), **settings}
+    round_steps = cfg.on_policy_round_steps()
+    if round_steps:
+        run_key.update(
+            on_policy_steps=round_steps,
+            on_policy_utterances=cfg.on_policy_utterances,
+            on_policy_fraction=cfg.on_policy_fraction,
+        )
     if ckpt_path.is_file():
         state = torch.load(ckpt_path, weights_only=False)
         if state["run_key"] != run_key:
@@ -338,18 +485,62 @@ def train_student(pipe, cfg: DistillConfig, settings: dict, paths: list[Path], l
         baseline = {"undistilled_guided": undistilled, "initial": initial}
         state = {"step": 0, "log": [], "run_key": run_key, "baseline": baseline}
 
+    # on-policy rounds: the pairs of every round reached so far (kept on disk, so a resumed run reloads them)
+    rounds: list[dict[str, torch.Tensor]] = []
+    on_policy: dict[str, torch.Tensor] | None = None
+    student_model = None
+    corpus = None
+
+    def round_pairs(round_index: int) -> dict[str, torch.Tensor]:
+        nonlocal student_model, corpus
+        path = out / "on_policy" / f"round-{round_index:02d}.pt"
+        if path.is_file():
+            return torch.load(path, weights_only=True)
+        if student_model is None:
+            student_model = copy.deepcopy(pipe.model)
+            corpus = corpus_utterances(pipe, cfg)
+        student_model.locdit.load_state_dict({k: v.to(student_model.dtype) for k, v in student.state_dict().items()})
+        begin = time.time()
+        made = make_on_policy_round(pipe, student_model, corpus[0], round_index, cfg, settings, corpus[2])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save(made["pairs"], path)
+        log(
+            f"on-policy round {round_index} at step {state['step']}: {made['pairs']['target'].shape[0]} contexts from "
+            f"{cfg.on_policy_utterances} free-running generations in {time.time() - begin:.1f} s; the student's MSE "
+            f"on them before training: {made['student_mse']:.4f}"
+        )
+        state.setdefault("on_policy_mse", []).append(
+            {"round": round_index, "step": state["step"], "mse": made["student_mse"]}
+        )
+        return made["pairs"]
+
     student.train()
     while state["step"] < cfg.max_steps:
         if cfg.time_budget_min is not None and time.time() - started > 60 * cfg.time_budget_min:
             log(f"time budget of {cfg.time_budget_min} min reached at step {state['step']}")
             break
         step = state["step"]
+        reached = sum(1 for round_step in round_steps if round_step <= step)
+        if reached > len(rounds):
+            student.eval()
+            while len(rounds) < reached:
+                rounds.append(round_pairs(len(rounds)))
+            student.train()
+            on_policy = {key: torch.cat([r[key] for r in rounds]) for key in rounds[0]}
         # the batch is a pure function of (seed, step): a resumed run sees the batches it would have seen
         generator = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
-        rows = torch.randint(0, items, (cfg.batch_size,), generator=generator)
+        batch_pairs = train_pairs
+        if on_policy is None:
+            rows = torch.randint(0, items, (cfg.batch_size,), generator=generator)
+        else:
+            on_rows = round(cfg.on_policy_fraction * cfg.batch_size)
+            tf_rows = torch.randint(0, items, (cfg.batch_size - on_rows,), generator=generator)
+            op_rows = torch.randint(0, on_policy["target"].shape[0], (on_rows,), generator=generator)
+            batch_pairs = {key: torch.cat([train_pairs[key][tf_rows], on_policy[key][op_rows]]) for key in train_pairs}
+            rows = torch.arange(cfg.batch_size)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = student_loss(student, train_pairs, rows, cfg.student_steps, temperature, device)
+        loss = student_loss(student, batch_pairs, rows, cfg.student_steps, temperature, device)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"distillation loss is {loss.item()} at step {step}; lower learning_rate.")
         optimizer.zero_grad(set_to_none=True)

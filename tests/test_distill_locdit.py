@@ -178,3 +178,73 @@ def test_bad_configs_name_the_setting(tmp_path):
 def test_shipped_configs_load(name):
     cfg = distill_locdit.DistillConfig.from_yaml(TINY.parent / name)
     assert cfg.student_steps in (1, 2) and (Path(__file__).resolve().parents[1] / cfg.teacher).is_dir()
+
+
+def _on_policy_config(tmp_path: Path) -> Path:
+    config = tmp_path / "on-policy.yaml"
+    config.write_text(
+        TINY.read_text()
+        + "on_policy_rounds: 2\non_policy_start: 2\non_policy_every: 2\n"
+        + "on_policy_utterances: 2\non_policy_fraction: 0.5\n"
+    )
+    return config
+
+
+def test_recorded_solves_are_what_generation_sampled(teacher_and_corpus):
+    """Every record holds the solved rows' context and draw: re-solving it gives the generated patch, and the
+    records cover every active row of every patch."""
+    model = DiTARPipeline.from_pretrained(str(teacher_and_corpus[0])).model
+    steps = []
+    with distill_locdit.recording_patch_solves(torch.Generator().manual_seed(4)) as records:
+        out = model.generate(
+            input_ids=torch.tensor([[5, 6, 7, 8]]),
+            num_inference_steps=2,
+            guidance_scale=1.0,
+            temperature=0.5,
+            num_candidates=1,
+            max_new_patches=5,
+            patch_callback=steps.append,
+        )
+    assert out is not None and len(records) == len(steps) > 0
+    for record, step in zip(records, steps, strict=True):
+        assert record["cond"].shape[0] == int(step.active.sum())
+        with torch.no_grad():
+            again = distill_locdit.solve(model.locdit, record, record["noise"], 2, 1.0, 0.5)
+        torch.testing.assert_close(again, record["patch"])
+        torch.testing.assert_close(step.patch[step.active], record["patch"])
+    # the sampler is restored after the block
+    assert PatchSampler.sample is not None and "recording" not in PatchSampler.sample.__qualname__
+
+
+def test_on_policy_rounds_join_the_batches(teacher_and_corpus, full_run, tmp_path, monkeypatch):
+    (tmp_path / "pairs").symlink_to(full_run[0].parent / "pairs")
+    teacher, corpus = teacher_and_corpus
+    seen, real_loss = [], distill_locdit.student_loss
+
+    def keep_batch(student, pairs, rows, *args, **kwargs):
+        seen.append({key: value[rows] for key, value in pairs.items()})
+        return real_loss(student, pairs, rows, *args, **kwargs)
+
+    monkeypatch.setattr(distill_locdit, "student_loss", keep_batch)
+    argv = ["--config", str(_on_policy_config(tmp_path)), "--teacher", str(teacher), "--corpus", str(corpus)]
+    distill_locdit.main([*argv, "--output-dir", str(tmp_path / "run"), "--pairs-dir", str(tmp_path / "pairs")])
+    state = torch.load(tmp_path / "run" / distill_locdit.CHECKPOINT, weights_only=False)
+    assert [entry["round"] for entry in state["on_policy_mse"]] == [0, 1]
+    assert all(torch.isfinite(torch.tensor(entry["mse"])) for entry in state["on_policy_mse"])
+    round0 = torch.load(tmp_path / "run" / "on_policy" / "round-00.pt", weights_only=True)
+    assert round0["cond"].shape[0] == round0["target"].shape[0] > 0
+    half = 8  # batch 16, on_policy_fraction 0.5
+    assert all(len(batch["cond"]) == 16 for batch in seen)
+    # before the first round every row is teacher-forced; from step 2 on, the batch's second half is on-policy
+    assert not any(torch.equal(row, other) for row in seen[0]["cond"] for other in round0["cond"])
+    assert all(any(torch.equal(row, other) for other in round0["cond"]) for row in seen[2]["cond"][half:])
+
+
+def test_on_policy_settings_are_checked(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("corpus: x\noutput_dir: y\non_policy_fraction: 1.0\n")
+    with pytest.raises(ValueError, match="on_policy_fraction must be in \\(0, 1\\)"):
+        distill_locdit.DistillConfig.from_yaml(bad)
+    bad.write_text("corpus: x\noutput_dir: y\nmax_steps: 10\non_policy_rounds: 1\non_policy_start: 10\n")
+    with pytest.raises(ValueError, match="on_policy_start=10 is not before max_steps=10"):
+        distill_locdit.DistillConfig.from_yaml(bad)
