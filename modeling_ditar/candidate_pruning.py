@@ -8,10 +8,12 @@ judges them:
   the batch and its KV cache, so the rest of the text costs one candidate.
 - **Ranking**: candidates still in the running at the end (all K without pruning, or where a candidate finished
   before the pruning point) are scored whole (`DiTARForConditionalGeneration.score_candidates`) and the best is kept.
+- **Shared start** (`candidate_shared_patches` S): the K candidates of a text take the same draws for their first S
+  patches, so they begin alike and branch after them.
 
 One-shot generation and streaming apply the same policy to the same rows, so they keep the same candidate: streaming
-buffers a text's K candidates until only one is left (the pruning point, or the end without pruning) and then plays
-it (`CandidateFollower`).
+plays the patches all K candidates share as they come, buffers the rest until only one candidate is left (the pruning
+point, or the end without pruning) and then plays it (`CandidateFollower`).
 """
 
 from __future__ import annotations
@@ -131,7 +133,10 @@ class CandidateFollower:
 
     `choose(rows, dropped)` returns the kept row given every row's features ([T_i, D] normalised) and the rows pruning
     dropped ([K] bool or None), as `choose_candidates` does for one text; it is called only when more than one
-    candidate is still in the running at the end."""
+    candidate is still in the running at the end.
+
+    Patches that every candidate has, equal to the last bit, are handed out at once, whichever candidate is kept
+    (the setting `candidate_shared_patches` makes the first ones so)."""
 
     def __init__(self, num_candidates: int, choose: Callable[[list[torch.Tensor], torch.Tensor | None], int]):
         self.num_candidates = num_candidates
@@ -139,10 +144,12 @@ class CandidateFollower:
         self.kept: int | None = 0 if num_candidates == 1 else None
         self.stopped = False
         self._buffers: list[list[torch.Tensor]] = [[] for _ in range(num_candidates)]
+        self._handed_out = 0  # leading patches of every buffer already handed out (the same in every candidate)
+        self._agreeing = True  # every candidate's patches have been the same so far
 
     def push(self, step) -> list[torch.Tensor]:
-        """The kept candidate's patches ([P, D] each, normalised) that this step makes known (none while several
-        candidates are in the running)."""
+        """The kept candidate's patches ([P, D] each, normalised) that this step makes known: while several candidates
+        are in the running, only a patch that all of them share."""
         if self.kept is not None:
             self.stopped = bool(step.stopped[self.kept])
             return [step.patch[self.kept]] if bool(step.active[self.kept]) else []
@@ -152,10 +159,23 @@ class CandidateFollower:
         self._last = step
         survivors = self._survivors(step)
         if len(survivors) > 1:
-            return []
+            return self._shared_patch(step)
         self.kept = survivors[0]
         self.stopped = bool(step.stopped[self.kept])
         return self._take(self.kept)
+
+    def _shared_patch(self, step) -> list[torch.Tensor]:
+        """This step's patch when every candidate made it and all of them are equal so far (else nothing, from then on:
+        the candidates have branched)."""
+        if self._agreeing:
+            patch = step.patch[0]
+            self._agreeing = bool(step.active.all()) and all(
+                torch.equal(step.patch[row], patch) for row in range(1, self.num_candidates)
+            )
+        if not self._agreeing:
+            return []
+        self._handed_out += 1
+        return [patch]
 
     def finish(self) -> list[torch.Tensor]:
         """The kept candidate's remaining patches once the steps are over (ranking the candidates left, if several)."""
@@ -171,5 +191,5 @@ class CandidateFollower:
         return [row for row in range(self.num_candidates) if dropped is None or not bool(dropped[row])]
 
     def _take(self, row: int) -> list[torch.Tensor]:
-        patches, self._buffers = self._buffers[row], []
+        patches, self._buffers = self._buffers[row][self._handed_out :], []
         return patches

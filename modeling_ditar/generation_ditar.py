@@ -10,6 +10,9 @@ knobs are stored next to them as extra attributes:
 - `candidate_prune_after_patches`: with several candidates, after this many patches each text keeps only the
   candidate whose speech so far best matches a prefix of its text, and goes on with that one alone (None or 0: all
   candidates run to the end and are ranked whole);
+- `candidate_shared_patches`: with several candidates, each text's candidates share their first N patches (one
+  Gaussian draw for all of them), so streaming can play those patches before the candidates are ranked; the
+  candidates differ from patch N on (0: from the first patch);
 - `max_new_patches`: a fixed cap on generated patches, or None for the per-text bound
   `ceil(max_patches_per_text_token * text_length) + min_max_new_patches`;
 - `stop_threshold`: a row stops when sigmoid(stop logit) exceeds it;
@@ -49,6 +52,7 @@ GENERATION_DEFAULTS: dict = {
     "temperature": 0.5,
     "num_candidates": 1,
     "candidate_prune_after_patches": None,
+    "candidate_shared_patches": 0,
     "max_new_patches": None,
     "max_patches_per_text_token": 3.0,
     "min_max_new_patches": 16,
@@ -83,6 +87,7 @@ class GenerationSettings:
     temperature: float
     num_candidates: int
     candidate_prune_after_patches: int | None
+    candidate_shared_patches: int
     max_new_patches: int | None
     max_patches_per_text_token: float
     min_max_new_patches: int
@@ -128,6 +133,10 @@ def check_generation_settings(values: dict) -> None:
             "an integer >= 0 or None (patches after which each text keeps its best candidate; 0 or None keeps all "
             "candidates to the end)",
         ),
+        "candidate_shared_patches": (
+            lambda v: _is_int(v) and v >= 0,
+            "an integer >= 0 (patches that each text's candidates share before they branch; 0 shares none)",
+        ),
         "max_new_patches": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1 or None"),
         "max_patches_per_text_token": (lambda v: _is_number(v) and v > 0, "a number > 0"),
         "min_max_new_patches": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
@@ -141,6 +150,13 @@ def check_generation_settings(values: dict) -> None:
         valid, allowed = rules[key]
         if not valid(value):
             raise ValueError(f"`{key}` must be {allowed}, got {value!r}.")
+    shared, prune = values.get("candidate_shared_patches"), values.get("candidate_prune_after_patches")
+    if shared and prune and shared >= prune:
+        # at the pruning point the candidates would still be identical, and ranking them would choose nothing
+        raise ValueError(
+            f"`candidate_shared_patches`={shared} must be less than `candidate_prune_after_patches`={prune}: the "
+            "candidates must have branched before they are ranked; share fewer patches or prune later."
+        )
     folded, scale = values.get("distilled_guidance_scale"), values.get("guidance_scale")
     if folded is not None and scale is not None and scale != 1:
         # a folded LocDiT has no trained unconditional branch: guiding it again would extrapolate towards noise

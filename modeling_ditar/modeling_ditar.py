@@ -968,9 +968,17 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         `candidates_per_text` K: the rows are K consecutive candidates of each text, as `generate` lays them out. With
         K > 1 and the setting `candidate_prune_after_patches` N, after N patches every text whose candidates are all
         still running keeps only the one with the lowest `transcript_prefix_ctc_loss`; the others finish there (not
-        stopped, marked in `PatchStep.dropped`) and leave the batch and the KV cache."""
+        stopped, marked in `PatchStep.dropped`) and leave the batch and the KV cache. With the setting
+        `candidate_shared_patches` S, a text's K candidates take the same draws for their first S patches, so those
+        patches are the same in every candidate (streaming plays them before the ranking)."""
         config = self.config
-        known = ("stop_threshold", "max_patches_per_text_token", "min_max_new_patches", "candidate_prune_after_patches")
+        known = (
+            "stop_threshold",
+            "max_patches_per_text_token",
+            "min_max_new_patches",
+            "candidate_prune_after_patches",
+            "candidate_shared_patches",
+        )
         if "num_candidates" in kwargs:
             raise TypeError(
                 "generate_patches() samples every row once and takes no num_candidates; generate() samples "
@@ -1018,6 +1026,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 f"{candidates_per_text!r}; generate() lays out num_candidates rows per text."
             )
         prune_after = settings.candidate_prune_after_patches if candidates_per_text > 1 else None
+        shared_patches = settings.candidate_shared_patches if candidates_per_text > 1 else 0
         if prune_after and self.ctc_head is None:
             raise ValueError(
                 "candidate_prune_after_patches needs the model's CTC head to rank the candidates, and this model has "
@@ -1147,6 +1156,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 device=device,
                 dtype=dtype,
                 noise_rows=None if width == batch else (batch, rows),
+                # a text's candidates share the first draws, so they share their first patches
+                shared_noise_rows=candidates_per_text if index < shared_patches else 1,
             )  # [b, P, D]
             active = ~finished
             if num_history > 0:

@@ -755,10 +755,11 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     ) -> SpeechStream:
         """Yield float32 waveform chunks while patches are generated; joined, they equal `pipe(...).audios[0]` for the
         same arguments and seed, candidates included: streaming samples `num_candidates` candidates (default: the
-        generation config's) and keeps the same one as `pipe(...)`. Until only one candidate is left it plays
-        nothing, so the first audio comes after `candidate_prune_after_patches` patches when that is set, and only at
-        the end of each sentence when it is not (whole candidates are ranked); `num_candidates=1` streams from the
-        first patch. The arguments (generator and settings included, and the prompt audio) are checked when `stream`
+        generation config's) and keeps the same one as `pipe(...)`. Until only one candidate is left it plays only
+        the patches all candidates share (the generation config's `candidate_shared_patches`), so the rest of the
+        audio comes after `candidate_prune_after_patches` patches when that is set, and only at the end of each
+        sentence when it is not (whole candidates are ranked); `num_candidates=1` streams from the first patch. The
+        arguments (generator and settings included, and the prompt audio) are checked when `stream`
         is called, before the first chunk is asked for.
 
         Returns a [`SpeechStream`]: iterate it for the chunks; once it is exhausted, `stream.finished_reason` is

@@ -138,6 +138,7 @@ class PatchSampler:
         dtype: torch.dtype = torch.float32,
         noise_rows: tuple[int, torch.Tensor] | None = None,
         noise: torch.Tensor | None = None,
+        shared_noise_rows: int = 1,
     ) -> torch.Tensor:
         """Returns x0 of shape `shape` ([B, P, D]).
 
@@ -156,6 +157,10 @@ class PatchSampler:
 
         `noise`: a standard normal [B, P, D] used as the solve's one Gaussian draw instead of drawing it (`generator`
         and `noise_rows` are then unused). Distillation pairs a teacher's and a student's solves on the same draw.
+
+        `shared_noise_rows` G > 1: the batch (the whole batch of `noise_rows`) is made of groups of G consecutive rows,
+        and every row of a group gets its group's first draw; the generator is consumed as without sharing. Rows with
+        the same inputs then give the same patch (the candidates of one text before they branch).
         """
         device = torch.device(device)
         grid = self._grid(num_inference_steps, device)
@@ -164,15 +169,27 @@ class PatchSampler:
         given_noise = noise
         if given_noise is not None and tuple(given_noise.shape) != tuple(shape):
             raise ValueError(f"noise must have the sample's shape {tuple(shape)}, got {tuple(given_noise.shape)}.")
+        full_rows = shape[0] if noise_rows is None else noise_rows[0]
+        if not (isinstance(shared_noise_rows, int) and shared_noise_rows >= 1 and full_rows % shared_noise_rows == 0):
+            raise ValueError(
+                f"shared_noise_rows must be an integer >= 1 that divides the batch ({full_rows} rows), got "
+                f"{shared_noise_rows!r}."
+            )
+
+        def shared(draw: torch.Tensor) -> torch.Tensor:
+            if shared_noise_rows == 1:
+                return draw
+            groups = draw.unflatten(0, (-1, shared_noise_rows))
+            return groups[:, :1].expand_as(groups).flatten(0, 1)
 
         def noise() -> torch.Tensor:
             if given_noise is not None:
                 return given_noise.to(device=device, dtype=torch.float32)
             if noise_rows is None:
-                return randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+                return shared(randn_tensor(shape, generator=generator, device=device, dtype=torch.float32))
             num_rows, rows = noise_rows
             full = randn_tensor((num_rows, *shape[1:]), generator=generator, device=device, dtype=torch.float32)
-            return full[rows]
+            return shared(full)[rows]
 
         x = noise() if eta == 0 else torch.zeros(shape, device=device, dtype=torch.float32)
         batch = shape[0]

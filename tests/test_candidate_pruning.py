@@ -13,6 +13,7 @@ from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline, tone
 from transformers import GenerationConfig
 
 from modeling_ditar.candidate_pruning import CandidateFollower, losing_candidates, prefix_ctc_loss, select_rows
+from modeling_ditar.generation_ditar import check_generation_settings
 from modeling_ditar.modeling_ditar import PatchStep
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -401,3 +402,69 @@ def test_pruning_scores_from_the_generation_states_equal_a_scoring_pass(monkeypa
     (scores,) = scored
     assert scores is not None and scores.shape == reference.shape
     torch.testing.assert_close(scores, reference, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a shared start: candidates that begin alike, so streaming can play their first patches before the ranking
+
+
+def test_shared_patches_are_the_same_in_every_candidate_and_branch_after_them(pipe):
+    k, shared, total, seed = 3, 2, 6, 4
+    apart = _unpruned_candidates(pipe, seed, k, total)
+    pipe.model.generation_config.candidate_shared_patches = shared
+    together = _unpruned_candidates(pipe, seed, k, total)
+    for row in range(1, k):
+        assert torch.equal(together[row, :shared], together[0, :shared])
+        assert not torch.equal(together[row, shared], together[0, shared])
+    # the first candidate takes its own draws throughout (the others borrow them), so it is the unshared run's
+    torch.testing.assert_close(together[0], apart[0], rtol=0, atol=0)
+    assert not torch.equal(together[1], apart[1])
+
+
+def test_a_shared_start_must_end_before_the_pruning_point(tester):
+    model = tester.get_model(ctc_loss_weight=1.0)
+    assert model.generation_settings(candidate_shared_patches=3, candidate_prune_after_patches=4)
+    assert model.generation_settings(candidate_shared_patches=5, candidate_prune_after_patches=0)  # whole ranking
+    with pytest.raises(ValueError, match="`candidate_shared_patches`=4 must be less than `candidate_prune_after"):
+        model.generation_settings(candidate_shared_patches=4, candidate_prune_after_patches=4)
+    for value in (-1, 1.5, None):
+        with pytest.raises(ValueError, match="`candidate_shared_patches` must be an integer >= 0"):
+            check_generation_settings({"candidate_shared_patches": value})
+
+
+@pytest.mark.parametrize("prune_after", [4, 0])
+def test_stream_equals_one_shot_with_a_shared_start(prune_after):
+    pipe = get_dummy_pipeline(
+        ctc_loss_weight=1.0, num_candidates=3, candidate_prune_after_patches=prune_after, candidate_shared_patches=2
+    )
+    inputs = get_dummy_inputs(max_new_patches=6)
+    one_shot = pipe(**dict(inputs, generator=torch.Generator().manual_seed(3)))
+    stream = pipe.stream(**dict(inputs, generator=torch.Generator().manual_seed(3)))
+    np.testing.assert_array_equal(np.concatenate(list(stream)), one_shot.audios[0][: one_shot.audio_lengths[0]])
+
+
+def _shared_step(index: int, k: int, same: bool, dropped: list[bool] | None = None) -> PatchStep:
+    step = _step(index, k, dropped)
+    if same:
+        step.patch[:, 0, 0] = 0.0  # every row made the same patch
+    return step
+
+
+def test_the_follower_plays_shared_patches_at_once_and_the_kept_candidate_after_them():
+    follower = CandidateFollower(3, choose=lambda rows, dropped: pytest.fail("nothing left to rank"))
+    first = follower.push(_shared_step(0, 3, same=True, dropped=[False] * 3))
+    second = follower.push(_shared_step(1, 3, same=True, dropped=[False] * 3))
+    assert [float(p[1, 1]) for p in first + second] == [0.0, 1.0]
+    assert follower.push(_shared_step(2, 3, same=False, dropped=[False] * 3)) == []  # branched: wait
+    # a later patch that happens to agree again is not played: the candidates already differ
+    assert follower.push(_shared_step(3, 3, same=True, dropped=[False] * 3)) == []
+    released = follower.push(_shared_step(4, 3, same=False, dropped=[True, False, True]))
+    assert [float(p[1, 1]) for p in released] == [2.0, 3.0, 4.0] and [int(p[0, 0]) for p in released] == [1, 0, 1]
+
+
+def test_the_follower_hands_out_shared_patches_once_when_it_ranks_whole_candidates():
+    follower = CandidateFollower(2, choose=lambda rows, dropped: 1)
+    assert len(follower.push(_shared_step(0, 2, same=True))) == 1
+    assert follower.push(_shared_step(1, 2, same=False)) == []
+    kept = follower.finish()
+    assert [float(p[1, 1]) for p in kept] == [1.0] and int(kept[0][0, 0]) == 1

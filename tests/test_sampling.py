@@ -232,3 +232,24 @@ def test_incompatible_scheduler_is_rejected_or_gives_the_exact_solve(scheduler):
     except (TypeError, ValueError):
         return  # rejecting the scheduler is an acceptable fix
     torch.testing.assert_close(out, x0, atol=1e-4, rtol=0)
+
+
+def test_shared_noise_rows_give_each_group_its_first_rows_draw():
+    sampler = PatchSampler()
+    shape = (4, *SHAPE[1:])
+
+    def run(groups, noise_rows=None):
+        rows_shape = shape if noise_rows is None else (len(noise_rows[1]), *shape[1:])
+        generator = torch.Generator().manual_seed(5)
+        return sampler.sample(
+            nonlinear_velocity, rows_shape, 5, 0.5, generator=generator, noise_rows=noise_rows, shared_noise_rows=groups
+        )
+
+    apart, together = run(1), run(2)
+    assert torch.equal(together[1], together[0]) and torch.equal(together[3], together[2])
+    assert torch.equal(together[0], apart[0]) and torch.equal(together[2], apart[2])  # the generator is read as before
+    assert not torch.equal(apart[1], apart[0])
+    # with rows that have left the batch, groups are rows of the whole batch
+    assert torch.equal(run(2, noise_rows=(4, torch.tensor([1, 3]))), together[[1, 3]])
+    with pytest.raises(ValueError, match="shared_noise_rows must be an integer >= 1 that divides the batch"):
+        run(3)
