@@ -129,6 +129,25 @@ def test_systems_table_marks_projection_and_first_audio():
     assert "| nar | 1.0M | 10 | 16 | skipped |" in table
 
 
+def test_gapless_start_waits_for_the_chunk_that_would_leave_a_gap():
+    # 0.3 s of audio at 0.1 s; the next chunk comes at 0.6 s: starting at 0.1 would leave a 0.2 s gap
+    assert systems.gapless_start([0.1, 0.6, 0.7], [0.3, 1.0, 1.0]) == pytest.approx(0.3)
+    assert systems.gapless_start([0.1, 0.2, 0.3], [0.3, 1.0, 1.0]) == pytest.approx(0.1)  # ahead of playback
+    rows = [dict(params=1e6, seconds=10.0, threads=1, units=32, clean=True, peak_mb=5.0, system="ditar", batch=1)]
+    rows[0].update(timed_units=32, wall=2.0, first_audio_s=0.12, gapless_start_s=0.3)
+    assert "| 0.200 | 5.00 | 120 (300) |" in systems.systems_table(rows)
+
+
+def test_ditar_gapless_start_runs_the_whole_stream():
+    from pipeline_helpers import get_dummy_pipeline
+
+    system = systems.DiTARSystem(get_dummy_pipeline(), num_candidates=1)
+    system.quiet_wait = 0.0
+    system.units = lambda seconds: 3
+    start = system.gapless_start(1.0)
+    assert 0 < start < 60
+
+
 def test_unknown_system_is_rejected():
     with pytest.raises(ValueError, match="unknown system"):
         systems.build_systems(["ditar", "vall-e"], argparse.Namespace(ditar_model=None), print)
