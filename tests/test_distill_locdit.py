@@ -172,6 +172,12 @@ def test_bad_configs_name_the_setting(tmp_path):
         distill_locdit.DistillConfig.from_yaml(bad)
     with pytest.raises(ValueError, match="corpus is not set"):
         distill_locdit.DistillConfig.from_yaml(TINY, output_dir="y")
+    bad.write_text("corpus: x\noutput_dir: y\non_policy_fraction: 1.0\n")
+    with pytest.raises(ValueError, match="on_policy_fraction must be in \\(0, 1\\)"):
+        distill_locdit.DistillConfig.from_yaml(bad)
+    bad.write_text("corpus: x\noutput_dir: y\nmax_steps: 10\non_policy_rounds: 1\non_policy_start: 10\n")
+    with pytest.raises(ValueError, match="on_policy_start=10 is not before max_steps=10"):
+        distill_locdit.DistillConfig.from_yaml(bad)
 
 
 @pytest.mark.parametrize("name", ["distill-cpu.yaml", "distill-gpu.yaml"])  # distill-tiny.yaml: the run tests
@@ -238,13 +244,3 @@ def test_on_policy_rounds_join_the_batches(teacher_and_corpus, full_run, tmp_pat
     # before the first round every row is teacher-forced; from step 2 on, the batch's second half is on-policy
     assert not any(torch.equal(row, other) for row in seen[0]["cond"] for other in round0["cond"])
     assert all(any(torch.equal(row, other) for other in round0["cond"]) for row in seen[2]["cond"][half:])
-
-
-def test_on_policy_settings_are_checked(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("corpus: x\noutput_dir: y\non_policy_fraction: 1.0\n")
-    with pytest.raises(ValueError, match="on_policy_fraction must be in \\(0, 1\\)"):
-        distill_locdit.DistillConfig.from_yaml(bad)
-    bad.write_text("corpus: x\noutput_dir: y\nmax_steps: 10\non_policy_rounds: 1\non_policy_start: 10\n")
-    with pytest.raises(ValueError, match="on_policy_start=10 is not before max_steps=10"):
-        distill_locdit.DistillConfig.from_yaml(bad)

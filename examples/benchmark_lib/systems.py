@@ -143,19 +143,22 @@ class DiTARSystem(BenchSystem):
     def run(self, seconds, batch, units, timing):
         timed_run(lambda: self.generate(seconds, batch, units), timing, self.quiet_wait)
 
-    def first_audio(self, seconds, timing):
+    def stream(self, seconds):
+        """The pipeline's stream of a `seconds`-long text, seeded, with the system's candidate policy."""
         extra = {} if self.num_candidates is None else {"num_candidates": self.num_candidates}
+        return self.pipe.stream(
+            text_for(seconds),
+            prompt_audio=prompt_audio(),
+            prompt_text=PROMPT_TEXT,
+            sampling_rate=SAMPLING_RATE,
+            max_new_patches=self.units(seconds),
+            generator=torch.Generator().manual_seed(0),
+            **extra,
+        )
 
+    def first_audio(self, seconds, timing):
         def first():
-            stream = self.pipe.stream(
-                text_for(seconds),
-                prompt_audio=prompt_audio(),
-                prompt_text=PROMPT_TEXT,
-                sampling_rate=SAMPLING_RATE,
-                max_new_patches=self.units(seconds),
-                generator=torch.Generator().manual_seed(0),
-                **extra,
-            )
+            stream = self.stream(seconds)
             next(stream)
             stream.close()
 
@@ -166,18 +169,9 @@ class DiTARSystem(BenchSystem):
         """Seconds from the call until playback can start and never run dry: over the whole stream, the latest
         chunk arrival minus the audio before it. A stream that stays ahead of playback gives its first chunk's time;
         one that pauses (say, to rank candidates) after a short first chunk gives more."""
-        extra = {} if self.num_candidates is None else {"num_candidates": self.num_candidates}
         wait_until_quiet(1, self.quiet_wait)
         started = time.perf_counter()
-        stream = self.pipe.stream(
-            text_for(seconds),
-            prompt_audio=prompt_audio(),
-            prompt_text=PROMPT_TEXT,
-            sampling_rate=SAMPLING_RATE,
-            max_new_patches=self.units(seconds),
-            generator=torch.Generator().manual_seed(0),
-            **extra,
-        )
+        stream = self.stream(seconds)
         arrivals, durations = [], []
         for chunk in stream:
             arrivals.append(time.perf_counter() - started)
