@@ -162,22 +162,25 @@ def test_folded_guidance_refuses_a_second_guidance(full_run):
         pipe("hello world", max_new_patches=2, guidance_scale=1.5)
 
 
-def test_bad_configs_name_the_setting(tmp_path):
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ("student_step: 2", "unknown settings \\['student_step'\\]"),
+        ("num_pair_shards: 1", "num_pair_shards must be >= 2"),
+        ("on_policy_fraction: 1.0", "on_policy_fraction must be in \\(0, 1\\)"),
+        ("max_steps: 10\non_policy_rounds: 1\non_policy_start: 10", "on_policy_start=10 is not before max_steps=10"),
+    ],
+)
+def test_bad_configs_name_the_setting(tmp_path, settings, message):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("corpus: x\noutput_dir: y\nstudent_step: 2\n")
-    with pytest.raises(ValueError, match="unknown settings \\['student_step'\\]"):
+    bad.write_text(f"corpus: x\noutput_dir: y\n{settings}\n")
+    with pytest.raises(ValueError, match=message):
         distill_locdit.DistillConfig.from_yaml(bad)
-    bad.write_text("corpus: x\noutput_dir: y\nnum_pair_shards: 1\n")
-    with pytest.raises(ValueError, match="num_pair_shards must be >= 2"):
-        distill_locdit.DistillConfig.from_yaml(bad)
+
+
+def test_a_config_without_corpus_is_refused():
     with pytest.raises(ValueError, match="corpus is not set"):
         distill_locdit.DistillConfig.from_yaml(TINY, output_dir="y")
-    bad.write_text("corpus: x\noutput_dir: y\non_policy_fraction: 1.0\n")
-    with pytest.raises(ValueError, match="on_policy_fraction must be in \\(0, 1\\)"):
-        distill_locdit.DistillConfig.from_yaml(bad)
-    bad.write_text("corpus: x\noutput_dir: y\nmax_steps: 10\non_policy_rounds: 1\non_policy_start: 10\n")
-    with pytest.raises(ValueError, match="on_policy_start=10 is not before max_steps=10"):
-        distill_locdit.DistillConfig.from_yaml(bad)
 
 
 @pytest.mark.parametrize("name", ["distill-cpu.yaml", "distill-gpu.yaml"])  # distill-tiny.yaml: the run tests
