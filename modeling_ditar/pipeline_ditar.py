@@ -264,7 +264,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         """Load a saved pipeline folder (or Hub repo). With no argument, the default checkpoint embedded in the package.
 
         The package's own classes are used (the code files saved in the folder for remote code are not executed), and
-        the folder's default voice, if any, is loaded."""
+        the folder's default voice, if any, is loaded. A model stored in half precision (float16 or bfloat16, to stay
+        small) computes in float32 unless `dtype=` says otherwise, as diffusers pipelines load: CPUs without native
+        half-precision kernels run it several times slower, and the result would depend on how the folder was
+        named rather than on what was asked."""
         if pretrained_model_name_or_path is None:
             if not (EMBEDDED_DEFAULT / "model_index.json").is_file():
                 raise ValueError(
@@ -272,9 +275,6 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                     "folder: DiTARPipeline.from_pretrained('path/to/pipeline')."
                 )
             pretrained_model_name_or_path = EMBEDDED_DEFAULT
-            # stored in float16 to stay small; computed in float32 unless asked otherwise (CPU half precision is slow)
-            if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None:
-                kwargs["dtype"] = torch.float32
         source = str(pretrained_model_name_or_path)
         if not os.path.isdir(source) and _looks_like_a_local_path(source):
             raise FileNotFoundError(
@@ -296,6 +296,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         else:
             local = source
         check_pipeline_folder(local)
+        stored = _stored_dtype(Path(local) / "model" / "config.json")
+        if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None and stored in HALF_DTYPES:
+            kwargs["dtype"] = torch.float32
         try:
             pipe = super().from_pretrained(local, **kwargs)
         except Exception as err:
@@ -311,7 +314,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             pipe.register_to_config(_name_or_path=source)
         # the dtype the weights were stored in: saving writes them in it again while they still fit it exactly (a
         # float16 checkpoint computed in float32 stays float16 on disk), see `_parameters_stored_as`
-        pipe._stored_dtype = _stored_dtype(Path(local) / "model" / "config.json")
+        pipe._stored_dtype = stored
         return pipe
 
     @classmethod
@@ -1026,6 +1029,10 @@ def _corrupt_weight_file(folder: str | os.PathLike) -> tuple[Path, str] | None:
         except Exception as err:  # noqa: BLE001 - any failure to read it is the reason reported
             return path, f"{type(err).__name__}: {err}"
     return None
+
+
+# dtypes a checkpoint is stored in to stay small, and computed in float32 unless a caller asks for them
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def _stored_dtype(config_file: Path) -> torch.dtype | None:

@@ -371,7 +371,7 @@ def test_a_saved_model_folder_becomes_a_pipeline(run, tmp_path):
     convert.main(
         [str(run / "final" / "model"), str(out), "--processor", str(run / "final" / "processor"), "--dtype", "float16"]
     )
-    pipe = DiTARPipeline.from_pretrained(out)
+    pipe = DiTARPipeline.from_pretrained(out, dtype=torch.float16)  # as stored; by default it computes in float32
     reference = reference_pipeline(run)
     for name, tensor in reference.model.state_dict().items():
         assert pipe.model.state_dict()[name].dtype == torch.float16, name

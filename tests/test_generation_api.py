@@ -116,6 +116,19 @@ def _weights_dtype(path) -> str:
         return str(f.get_tensor(next(iter(f.keys()))).dtype)
 
 
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_a_folder_stored_in_half_precision_computes_in_float32_unless_asked(tmp_path, half):
+    pipe = get_dummy_pipeline()
+    pipe.model.to(half)
+    pipe.save_pretrained(tmp_path / "half")
+    assert DiTARPipeline.from_pretrained(tmp_path / "half").model.dtype == torch.float32
+    assert DiTARPipeline.from_pretrained(str(tmp_path / "half"), dtype=half).model.dtype == half
+    assert DiTARPipeline.from_pretrained(tmp_path / "half", torch_dtype=half).model.dtype == half
+    # a float32 folder is loaded as it is
+    get_dummy_pipeline().save_pretrained(tmp_path / "full")
+    assert DiTARPipeline.from_pretrained(tmp_path / "full").model.dtype == torch.float32
+
+
 def test_saving_keeps_float16_weights_that_were_only_upcast(tmp_path):
     pipe = get_dummy_pipeline()
     pipe.model.to(torch.float16)
