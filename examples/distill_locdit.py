@@ -210,20 +210,47 @@ def solve(locdit, contexts: dict, noise: torch.Tensor, steps: int, guidance_scal
     )
 
 
+def speakers_index(utterances) -> dict[str, list[int]]:
+    """Speaker -> indices of its utterances."""
+    by_speaker: dict[str, list[int]] = {}
+    for index, utt in enumerate(utterances):
+        by_speaker.setdefault(utt.speaker, []).append(index)
+    return by_speaker
+
+
+def prompt_partner(index: int, utterances, by_speaker: dict, rng: random.Random, prompt_prob: float) -> int:
+    """Another utterance of the same speaker to speak before `index` as its prompt (with probability `prompt_prob`),
+    else -1."""
+    same = [j for j in by_speaker[utterances[index].speaker] if j != index]
+    return rng.choice(same) if same and rng.random() < prompt_prob else -1
+
+
+def teacher_endpoints(locdit, contexts: dict, noise: torch.Tensor, cfg: DistillConfig, settings: dict) -> torch.Tensor:
+    """The teacher's sampler endpoints [M, P, D] (float32, CPU) for M contexts and their draws, `teacher_chunk` at a
+    time."""
+    targets = []
+    for start in range(0, noise.shape[0], cfg.teacher_chunk):
+        chunk = {key: value[start : start + cfg.teacher_chunk] for key, value in contexts.items()}
+        patch = solve(
+            locdit,
+            chunk,
+            noise[start : start + cfg.teacher_chunk],
+            settings["steps"],
+            settings["guidance_scale"],
+            settings["temperature"],
+        )
+        targets.append(patch.float().cpu())
+    return torch.cat(targets)
+
+
 @torch.no_grad()
 def make_shard(pipe, utterances, shard: int, cfg: DistillConfig, settings: dict, pad_id: int, space_ids) -> dict:
     """Teacher endpoints for one shard of utterances, deterministic in (seed, shard)."""
     model, device = pipe.model, torch.device(cfg.device)
     rng = random.Random(cfg.seed * 1_000_003 + shard)
-    by_speaker: dict[str, list[int]] = {}
-    for index, utt in enumerate(utterances):
-        by_speaker.setdefault(utt.speaker, []).append(index)
+    by_speaker = speakers_index(utterances)
     picks = [rng.randrange(len(utterances)) for _ in range(cfg.utterances_per_shard)]
-    rows = []
-    for index in picks:
-        same = [j for j in by_speaker[utterances[index].speaker] if j != index]
-        partner = rng.choice(same) if same and rng.random() < cfg.prompt_prob else -1
-        rows.append((index, partner))
+    rows = [(index, prompt_partner(index, utterances, by_speaker, rng, cfg.prompt_prob)) for index in picks]
     contexts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(rows), cfg.utterances_per_pass):
         batch = collate_examples(rows[start : start + cfg.utterances_per_pass], utterances, pad_id, space_ids)
@@ -234,26 +261,13 @@ def make_shard(pipe, utterances, shard: int, cfg: DistillConfig, settings: dict,
     items = ctx["cond"].shape[0]
     generator = torch.Generator(device="cpu").manual_seed(cfg.seed * 1_000_003 + shard)
     noise = torch.randn(items, *ctx["speech"].shape[1:], generator=generator).to(device)
-    targets = []
-    for start in range(0, items, cfg.teacher_chunk):
-        chunk = {key: value[start : start + cfg.teacher_chunk] for key, value in ctx.items()}
-        targets.append(
-            solve(
-                model.locdit,
-                chunk,
-                noise[start : start + cfg.teacher_chunk],
-                settings["steps"],
-                settings["guidance_scale"],
-                settings["temperature"],
-            )
-        )
     # float32 on the CPU: a shard of 64 utterances (~2,500 patches) is ~10 MB
     return {
         "cond": ctx["cond"].float().cpu(),
         "history": ctx["history"].float().cpu(),
         "history_mask": ctx["history_mask"].cpu(),
         "noise": noise.cpu(),
-        "target": torch.cat(targets).float().cpu(),
+        "target": teacher_endpoints(model.locdit, ctx, noise, cfg, settings),
     }
 
 
@@ -362,16 +376,12 @@ def make_on_policy_round(
     `prompt_prob` behind a prompt utterance of the same speaker); the teacher labels every solved patch's context from
     the same draw. Deterministic in (seed, round, student weights). Returns the pairs and the student's own patches."""
     device = torch.device(cfg.device)
-    rng = random.Random(cfg.seed * 1_000_003 + 7_654_321 * (round_index + 1))
-    by_speaker: dict[str, list[int]] = {}
-    for index, utt in enumerate(utterances):
-        by_speaker.setdefault(utt.speaker, []).append(index)
-    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7_654_321 * (round_index + 1))
-    with recording_patch_solves(generator) as records:
+    seed = cfg.seed * 1_000_003 + 7_654_321 * (round_index + 1)
+    rng, by_speaker = random.Random(seed), speakers_index(utterances)
+    with recording_patch_solves(torch.Generator().manual_seed(seed)) as records:
         for _ in range(cfg.on_policy_utterances):
             index = rng.randrange(len(utterances))
-            same = [j for j in by_speaker[utterances[index].speaker] if j != index]
-            partner = rng.choice(same) if same and rng.random() < cfg.prompt_prob else -1
+            partner = prompt_partner(index, utterances, by_speaker, rng, cfg.prompt_prob)
             target = utterances[index]
             inputs: dict = {}
             if partner >= 0:
@@ -391,25 +401,10 @@ def make_on_policy_round(
             )
     pairs = {key: torch.cat([r[key] for r in records]) for key in records[0]}
     student_patches = pairs.pop("patch")
-    targets = []
-    for start in range(0, student_patches.shape[0], cfg.teacher_chunk):
-        chunk = {key: value[start : start + cfg.teacher_chunk].to(device) for key, value in pairs.items()}
-        targets.append(
-            solve(
-                pipe.model.locdit,
-                chunk,
-                chunk["noise"],
-                settings["steps"],
-                settings["guidance_scale"],
-                settings["temperature"],
-            )
-            .float()
-            .cpu()
-        )
-    pairs["target"] = torch.cat(targets)
+    on_device = {key: value.to(device) for key, value in pairs.items()}
+    pairs["target"] = teacher_endpoints(pipe.model.locdit, on_device, on_device["noise"], cfg, settings)
     # the student's error on its own contexts before it trains on them: the exposure gap this round closes
-    pairs_error = F.mse_loss(student_patches, pairs["target"]).item()
-    return {"pairs": pairs, "student_mse": pairs_error}
+    return {"pairs": pairs, "student_mse": F.mse_loss(student_patches, pairs["target"]).item()}
 
 
 def load_pairs(paths: list[Path]) -> dict[str, torch.Tensor]:
