@@ -82,6 +82,7 @@ class StreamingVocoder:
         self._num_frames = 0
         self._next_chunk = 0
         self._tail: torch.Tensor | None = None
+        self._vocoder_state: dict = {}
 
     def push(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """Add frames [n, D] (de-normalised features) and return the audio chunks that became ready."""
@@ -132,7 +133,13 @@ class StreamingVocoder:
         start_frame = max(0, first_frame - self.left)
         end_frame = min(self._num_frames, last_frame + self.lookahead)
         with torch.no_grad():  # inference only: a neural vocoder would otherwise record a graph for every chunk
-            audio = self.vocoder(features[None, start_frame:end_frame])[0].float().cpu()
+            # a vocoder whose output carries state from window to window (e.g. an integrated phase) decodes its
+            # windows itself, with a state this stream keeps for it
+            decode_window = getattr(self.vocoder, "decode_stream_window", None)
+            if decode_window is not None:
+                audio = decode_window(features, start_frame, end_frame, self._vocoder_state)[0].float().cpu()
+            else:
+                audio = self.vocoder(features[None, start_frame:end_frame])[0].float().cpu()
         offset = start_frame * hop  # global index of audio[0]
         core_start, core_end = first_frame * hop, min(last_frame * hop, total_samples)
         is_last = core_end >= total_samples

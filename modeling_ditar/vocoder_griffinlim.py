@@ -29,6 +29,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import logging
 
 from .audio_utils import ditar_mel_filter_bank
+from .phase_reconstruction import phase_gradient_phase
 from .vocoders import DiTARVocoder, check_mel_options, feature_analysis_settings, overlap_add, padded_hann_window
 
 logger = logging.get_logger(__name__)
@@ -37,6 +38,9 @@ logger = logging.get_logger(__name__)
 _HUB_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
 
 __all__ = ["GriffinLimVocoder"]
+
+#: the values of `GriffinLimVocoder(initial_phase=...)`
+INITIAL_PHASES = ("random", "phase_gradient")
 
 
 # the config fields that must equal the feature extractor's (`check_feature_extractor`), under the extractor's names
@@ -114,6 +118,16 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         seed (`int`, defaults to 0): seed of the random initial phase when `forward` gets no `generator`, so the same
             input always gives the same audio.
         min_magnitude (`float`, defaults to 1e-8): floor of the pseudo-inverse linear magnitude.
+        initial_phase (`str`, defaults to `"random"`): where the iterations start. `"random"` draws uniform phases.
+            `"phase_gradient"` integrates the phase from the magnitude's own gradients below
+            `phase_gradient_max_frequency` (see `phase_reconstruction.phase_gradient_phase`) and draws random phases
+            above it, where the mel filters are too wide to show the harmonics. The iterations then refine only the
+            phases above that band and hold the integrated ones fixed: iterating them too would pull the coherent low
+            band back towards a phase that merely fits the blurred pseudo-inverse magnitude.
+        phase_gradient_max_frequency (`float`, defaults to 2000.0): the upper edge, in Hz, of the band whose phase is
+            integrated with `initial_phase="phase_gradient"`.
+        phase_gradient_tolerance_db (`float`, defaults to 40.0): bins this far below their frame's loudest bin are
+            treated as noise by the phase integration.
 
     Output length: T frames give `(T - 1) * hop_length` samples (see [`DiTARVocoder.num_samples`]).
     """
@@ -139,6 +153,9 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         mel_norm: str | None = "slaney",
         log_mel: str = "log",
         power: float = 1.0,
+        initial_phase: str = "random",
+        phase_gradient_max_frequency: float = 2000.0,
+        phase_gradient_tolerance_db: float = 40.0,
     ):
         super().__init__()
         for name, value in (("sampling_rate", sampling_rate), ("n_fft", n_fft), ("hop_length", hop_length)):
@@ -158,6 +175,14 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         if not (isinstance(min_magnitude, (int, float)) and min_magnitude > 0 and math.isfinite(min_magnitude)):
             raise ValueError(f"`min_magnitude` must be a positive float, got {min_magnitude!r}.")
         f_max_value = check_mel_options(sampling_rate, f_min, f_max, mel_scale, mel_norm, log_mel, power)
+        if initial_phase not in INITIAL_PHASES:
+            raise ValueError(f"`initial_phase` must be one of {INITIAL_PHASES}, got {initial_phase!r}.")
+        for name, value in (
+            ("phase_gradient_max_frequency", phase_gradient_max_frequency),
+            ("phase_gradient_tolerance_db", phase_gradient_tolerance_db),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ValueError(f"`{name}` must be a positive number, got {value!r}.")
         # refuse a window the inverse STFT cannot divide out now, not at the first call (a few frames cover every case)
         frames = 2 * math.ceil(n_fft / hop_length) + 2
         _istft_window_and_envelope(n_fft, hop_length, win_length, frames, (frames - 1) * hop_length, "cpu")
@@ -173,6 +198,12 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         self.seed = int(seed)
         self.min_magnitude = float(min_magnitude)
         self.mel_scale, self.mel_norm, self.log_mel, self.power = mel_scale, mel_norm, log_mel, float(power)
+        self.initial_phase = initial_phase
+        # bins whose centre lies below the band edge get the integrated phase
+        self.phase_gradient_bins = min(
+            n_fft // 2 + 1, math.ceil(float(phase_gradient_max_frequency) * n_fft / sampling_rate)
+        )
+        self.phase_gradient_tolerance_db = float(phase_gradient_tolerance_db)
 
         self._f_min, self._f_max = float(f_min), f_max_value
         # non-persistent buffers: rebuilt from the config, never saved, but follow `.to(device)`
@@ -334,23 +365,45 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
 
         Args:
             features: un-normalised log-mel frames, as produced by `DiTARFeatureExtractor.compute_log_mel`.
-            generator: a `torch.Generator` (or one per row) for the random initial phase. When `None`, every row uses a
-                fresh generator seeded with `config.seed`, so the same input always gives the same audio and a row's
-                audio does not depend on the rest of the batch.
+            generator: a `torch.Generator` (or one per row) for the random initial phase (above the integrated band
+                with `initial_phase="phase_gradient"`). When `None`, every row uses a fresh generator seeded with
+                `config.seed`, so the same input always gives the same audio and a row's audio does not depend on the
+                rest of the batch.
             n_iter: overrides `config.n_iter` for this call.
         """
         features = self._check_features(features, self.num_mel_bins)
-        n_iter = self.n_iter if n_iter is None else int(n_iter)
-        batch, frames, _ = features.shape
-        length = self.num_samples(frames)
-        device = features.device
-        if length == 0:
-            return features.new_zeros(batch, 0)
-
+        if self.num_samples(features.shape[1]) == 0:
+            return features.new_zeros(features.shape[0], 0)
         magnitude = self.mel_to_magnitude(features.to(self.inverse_mel_filters.device))  # [B, F, T]
+        held = self._integrated_phase(magnitude) if self.initial_phase == "phase_gradient" else None
+        return self._invert(magnitude, held, generator, n_iter).to(features.device)
+
+    def _integrated_phase(self, magnitude: torch.Tensor, first_phase: torch.Tensor | None = None) -> torch.Tensor:
+        """The phase-gradient phase `[B, F_low, T]` of the low band of `magnitude [B, F, T]`."""
+        return phase_gradient_phase(
+            magnitude[:, : self.phase_gradient_bins],
+            self.hop_length,
+            self.n_fft,
+            self.win_length,
+            self.phase_gradient_tolerance_db,
+            first_phase=first_phase,
+        )
+
+    def _invert(
+        self, magnitude: torch.Tensor, held_phase: torch.Tensor | None, generator, n_iter: int | None
+    ) -> torch.Tensor:
+        """Fast Griffin-Lim on `magnitude [B, F, T]` from random phases, with the lowest bins' phases fixed to
+        `held_phase [B, F_low, T]` (radians) when given. Returns `[B, S]`."""
+        n_iter = self.n_iter if n_iter is None else int(n_iter)
+        batch, _, frames = magnitude.shape
+        length = self.num_samples(frames)
         device = magnitude.device
         window = self.window.float()
         angles = self._initial_phase(batch, frames, generator, device)  # [B, F, T], unit modulus
+        held = None  # the integrated low band, held fixed while the iterations refine the phases above it
+        if held_phase is not None:
+            held = torch.polar(torch.ones_like(held_phase), held_phase)
+            angles = torch.cat([held, angles[:, held.shape[1] :]], dim=1)
         alpha = self.momentum / (1.0 + self.momentum)
         previous = torch.zeros_like(angles)
         for _ in range(n_iter):
@@ -359,5 +412,30 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             # kernel, a third of the time of z / |z| on a CPU)
             angles = torch.sgn(torch.sub(rebuilt, previous, alpha=alpha))
             previous = rebuilt
-        waveform = self._istft(magnitude * angles, length)  # [B, S]
-        return waveform.to(features.device)
+            if held is not None:
+                angles = torch.cat([held, angles[:, held.shape[1] :]], dim=1)
+        return self._istft(magnitude * angles, length)  # [B, S]
+
+    @torch.no_grad()
+    def decode_stream_window(self, features: torch.Tensor, start: int, end: int, state: dict) -> torch.Tensor:
+        """What `StreamingVocoder` calls instead of `self(features[None, start:end])` to decode one window of a stream
+        (`features [T, D]`: every frame so far; `state`: a dict the stream keeps for this vocoder, empty at its start).
+
+        With `initial_phase="phase_gradient"` the integrated phase of a window continues from the phase the previous
+        window computed for frame `start - 1`, so the low band's phase is the same as if the whole sequence had been
+        integrated at once, instead of restarting in every window (which made the partials jump where chunks are
+        cross-faded). Otherwise this is `self(features[None, start:end])`."""
+        if self.initial_phase != "phase_gradient":
+            return self(features[None, start:end])
+        features = self._check_features(features, self.num_mel_bins)
+        previous = state.get("phase_by_frame", {}).get(start - 1)
+        first = start - 1 if previous is not None else start
+        magnitude = self.mel_to_magnitude(features[:, first:end].to(self.inverse_mel_filters.device))
+        phase = self._integrated_phase(magnitude, first_phase=previous)
+        # the frames a later window may start from: all but the last, whose time derivative was one-sided here
+        state["phase_by_frame"] = {first + i: phase[:, :, i] for i in range(phase.shape[-1] - 1)}
+        if previous is not None:
+            magnitude, phase = magnitude[..., 1:], phase[..., 1:]
+        if self.num_samples(magnitude.shape[-1]) == 0:
+            return features.new_zeros(features.shape[0], 0)
+        return self._invert(magnitude, phase, None, None).to(features.device)

@@ -1,0 +1,113 @@
+"""Phase from STFT magnitude by phase-gradient integration (Průša, Balazs and Søndergaard, "A Noniterative Method for
+Reconstruction of Phase From STFT Magnitude", IEEE/ACM TASLP 2017; frame by frame as in Průša and Holighaus, "Phase
+Vocoder Done Right", EUSIPCO 2017).
+
+Shapes: B batch, F frequency bins (n_fft // 2 + 1, or the first bins only), T frames.
+
+For a Gaussian window exp(-pi t^2 / lambda) the STFT phase phi and the log-magnitude s are tied (phase referenced to
+the window centre, time x in samples, frequency w in cycles per sample):
+
+    d phi / d x = (1 / lambda) d s / d w + 2 pi w        (instantaneous frequency)
+    d phi / d w = -lambda d s / d x                       (local group delay)
+
+A Hann window of L samples behaves like lambda = 0.25645 L^2. Each frame's phase is then built from the previous one:
+the bins at spectral peaks advance by the instantaneous frequency over one hop (trapezoid rule), and every other bin
+takes its peak's phase plus the integral of the group-delay term across frequency, from the peak down the slope it sits
+on. That keeps the partials of voiced speech coherent across the bins of one peak and across frames, which random or
+Griffin-Lim phases do not. The heap of the paper, which orders the whole integration by magnitude, is replaced by this
+per-frame peak ownership so that the work is a few vectorised operations per frame.
+
+Bins weaker than `tolerance_db` below their frame's loudest bin carry noise; they keep the time-integrated phase.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["HANN_GAUSSIAN_LAMBDA", "phase_gradient_phase"]
+
+#: lambda / L^2 of the Gaussian that best matches a Hann window of L samples (Průša et al. 2017)
+HANN_GAUSSIAN_LAMBDA = 0.25645
+
+
+def _peak_owners(magnitude: torch.Tensor, strong: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For one frame `magnitude [B, F]`: the index of the spectral peak each bin belongs to (the peak at the top of the
+    slope the bin is on) `[B, F]`, and whether the row has any peak `[B]`. Peaks are strict local maxima among the
+    `strong` bins."""
+    bins = magnitude.shape[-1]
+    index = torch.arange(bins, device=magnitude.device).expand_as(magnitude)
+    left = torch.nn.functional.pad(magnitude[:, :-1], (1, 0), value=-math.inf)
+    right = torch.nn.functional.pad(magnitude[:, 1:], (0, 1), value=-math.inf)
+    is_peak = (magnitude >= left) & (magnitude > right) & strong
+    previous_peak = torch.cummax(torch.where(is_peak, index, -1), dim=-1).values  # last peak at or below each bin
+    next_peak = torch.where(is_peak, index, bins).flip(-1).cummin(dim=-1).values.flip(-1)  # first peak at or above
+    rising = right > magnitude  # the bin is on a slope that climbs towards higher frequencies
+    owner = torch.where(rising, next_peak, previous_peak)
+    owner = torch.where(owner < 0, next_peak, owner)
+    owner = torch.where(owner >= bins, previous_peak, owner)
+    return owner.clamp(0, bins - 1), is_peak.any(dim=-1)
+
+
+def phase_gradient_phase(
+    magnitude: torch.Tensor,
+    hop_length: int,
+    n_fft: int,
+    win_length: int,
+    tolerance_db: float = 40.0,
+    first_phase: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Phase `[B, F, T]` (radians, `torch.stft`'s convention: referenced to the frame start, `center=True`) for the
+    STFT magnitude `magnitude [B, F, T]` of a Hann-windowed STFT. F may be fewer than `n_fft // 2 + 1` bins (the
+    lowest ones): each bin's phase depends only on its own and its neighbours' magnitudes.
+
+    The first frame takes `first_phase [B, F]` (in this function's output convention), or 0. Frame n's phase depends
+    on frame n - 1's phase and on the magnitudes of frames n - 1 to n + 1 (the time derivative is a centred
+    difference; one-sided at the last frame). So a sequence can be continued piece by piece exactly: start the next
+    piece one frame before its first new frame, with that frame's phase as `first_phase`."""
+    if magnitude.dim() != 3:
+        raise ValueError(f"magnitude must be [B, F, T], got shape {tuple(magnitude.shape)}.")
+    batch, bins, frames = magnitude.shape
+    if frames == 0 or bins == 0:
+        return magnitude.new_zeros(magnitude.shape)
+    magnitude = magnitude.float()
+    lam = HANN_GAUSSIAN_LAMBDA * float(win_length) ** 2
+    log_magnitude = torch.log(magnitude.clamp(min=1e-30))
+    # derivatives of the log-magnitude per bin and per frame (centred differences, one-sided at the edges)
+    d_bin = torch.gradient(log_magnitude, dim=1)[0] if bins > 1 else torch.zeros_like(log_magnitude)
+    d_frame = torch.gradient(log_magnitude, dim=2)[0] if frames > 1 else torch.zeros_like(log_magnitude)
+    centre_frequency = 2 * math.pi * torch.arange(bins, device=magnitude.device, dtype=torch.float32) / n_fft
+    # phase advance over one hop (radians), and phase change from one bin to the next (radians)
+    advance = hop_length * (n_fft / lam * d_bin + centre_frequency[:, None])
+    across = -(lam / (hop_length * n_fft)) * d_frame
+    # integral of `across` from bin 0 to each bin (trapezoid rule)
+    steps = 0.5 * (across[:, 1:] + across[:, :-1])
+    across_integral = torch.cat([across.new_zeros(batch, 1, frames), steps.cumsum(dim=1)], dim=1)  # [B, F, T]
+
+    floor = magnitude.amax(dim=1, keepdim=True) * 10.0 ** (-tolerance_db / 20.0)  # [B, 1, T]
+    strong = magnitude > floor
+    phase = torch.empty_like(magnitude)
+    bin_shift = math.pi * torch.arange(bins, device=magnitude.device, dtype=torch.float32)[None]
+    # from the window-centre reference of the relations above to torch.stft's frame-start reference: + pi * bin
+    if first_phase is not None and tuple(first_phase.shape) != (batch, bins):
+        raise ValueError(f"first_phase must be [B, F] = [{batch}, {bins}], got shape {tuple(first_phase.shape)}.")
+    previous = magnitude.new_zeros(batch, bins)
+    for n in range(frames):
+        if n == 0:
+            if first_phase is not None:
+                phase[:, :, 0] = first_phase.float()
+                previous = torch.remainder(first_phase.float() - bin_shift, 2 * math.pi)
+                continue
+            from_time = previous
+        else:
+            from_time = previous + 0.5 * (advance[:, :, n - 1] + advance[:, :, n])
+        owner, has_peak = _peak_owners(magnitude[:, :, n], strong[:, :, n])
+        integral = across_integral[:, :, n]
+        from_peak = from_time.gather(1, owner) + integral - integral.gather(1, owner)
+        use_peak = strong[:, :, n] & has_peak[:, None]
+        # wrapped every frame so that float32 keeps its precision over long utterances
+        current = torch.remainder(torch.where(use_peak, from_peak, from_time), 2 * math.pi)
+        phase[:, :, n] = torch.remainder(current + bin_shift, 2 * math.pi)
+        previous = current
+    return phase
