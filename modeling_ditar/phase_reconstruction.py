@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 __all__ = ["HANN_GAUSSIAN_LAMBDA", "phase_gradient_phase"]
@@ -33,21 +34,21 @@ HANN_GAUSSIAN_LAMBDA = 0.25645
 
 
 def _peak_owners(magnitude: torch.Tensor, strong: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For one frame `magnitude [B, F]`: the index of the spectral peak each bin belongs to (the peak at the top of the
-    slope the bin is on) `[B, F]`, and whether the row has any peak `[B]`. Peaks are strict local maxima among the
-    `strong` bins."""
-    bins = magnitude.shape[-1]
-    index = torch.arange(bins, device=magnitude.device).expand_as(magnitude)
-    left = torch.nn.functional.pad(magnitude[:, :-1], (1, 0), value=-math.inf)
-    right = torch.nn.functional.pad(magnitude[:, 1:], (0, 1), value=-math.inf)
+    """For frames `magnitude [B, F, T]`: the index of the spectral peak each bin belongs to (the peak at the top of
+    the slope the bin is on) `[B, F, T]`, and whether each frame has any peak `[B, T]`. Peaks are local maxima among
+    the `strong` bins."""
+    bins = magnitude.shape[1]
+    index = torch.arange(bins, device=magnitude.device)[None, :, None].expand_as(magnitude)
+    left = torch.nn.functional.pad(magnitude[:, :-1], (0, 0, 1, 0), value=-math.inf)
+    right = torch.nn.functional.pad(magnitude[:, 1:], (0, 0, 0, 1), value=-math.inf)
     is_peak = (magnitude >= left) & (magnitude > right) & strong
-    previous_peak = torch.cummax(torch.where(is_peak, index, -1), dim=-1).values  # last peak at or below each bin
-    next_peak = torch.where(is_peak, index, bins).flip(-1).cummin(dim=-1).values.flip(-1)  # first peak at or above
+    previous_peak = torch.cummax(torch.where(is_peak, index, -1), dim=1).values  # last peak at or below each bin
+    next_peak = torch.where(is_peak, index, bins).flip(1).cummin(dim=1).values.flip(1)  # first peak at or above
     rising = right > magnitude  # the bin is on a slope that climbs towards higher frequencies
     owner = torch.where(rising, next_peak, previous_peak)
     owner = torch.where(owner < 0, next_peak, owner)
     owner = torch.where(owner >= bins, previous_peak, owner)
-    return owner.clamp(0, bins - 1), is_peak.any(dim=-1)
+    return owner.clamp(0, bins - 1), is_peak.any(dim=1)
 
 
 def phase_gradient_phase(
@@ -87,27 +88,35 @@ def phase_gradient_phase(
 
     floor = magnitude.amax(dim=1, keepdim=True) * 10.0 ** (-tolerance_db / 20.0)  # [B, 1, T]
     strong = magnitude > floor
-    phase = torch.empty_like(magnitude)
+    # everything that depends on the magnitudes alone, for all frames at once: which peak each bin follows and the
+    # phase it adds to that peak's, and the time step of every bin
+    owner, has_peak = _peak_owners(magnitude, strong)  # [B, F, T], [B, T]
+    use_peak = strong & has_peak[:, None]
+    from_owner = across_integral - across_integral.gather(1, owner)
+    time_step = 0.5 * (advance[..., :-1] + advance[..., 1:])  # [B, F, T - 1]: frame n - 1 -> n
     bin_shift = math.pi * torch.arange(bins, device=magnitude.device, dtype=torch.float32)[None]
     # from the window-centre reference of the relations above to torch.stft's frame-start reference: + pi * bin
     if first_phase is not None and tuple(first_phase.shape) != (batch, bins):
         raise ValueError(f"first_phase must be [B, F] = [{batch}, {bins}], got shape {tuple(first_phase.shape)}.")
-    previous = magnitude.new_zeros(batch, bins)
-    for n in range(frames):
-        if n == 0:
-            if first_phase is not None:
-                phase[:, :, 0] = first_phase.float()
-                previous = torch.remainder(first_phase.float() - bin_shift, 2 * math.pi)
-                continue
-            from_time = previous
-        else:
-            from_time = previous + 0.5 * (advance[:, :, n - 1] + advance[:, :, n])
-        owner, has_peak = _peak_owners(magnitude[:, :, n], strong[:, :, n])
-        integral = across_integral[:, :, n]
-        from_peak = from_time.gather(1, owner) + integral - integral.gather(1, owner)
-        use_peak = strong[:, :, n] & has_peak[:, None]
+
+    # the recursion over frames, on small arrays: numpy's per-call cost is a fraction of torch's
+    owner_np, use_np, from_owner_np = owner.cpu().numpy(), use_peak.cpu().numpy(), from_owner.cpu().numpy()
+    time_step_np = time_step.cpu().numpy()
+    shift_np = bin_shift.cpu().numpy()
+    two_pi = np.float32(2 * math.pi)
+    phase = np.empty((batch, bins, frames), dtype=np.float32)
+    if first_phase is not None:
+        previous = np.mod(first_phase.float().cpu().numpy() - shift_np, two_pi)
+    else:  # the first frame's peaks start at phase 0 and the other bins take their peak's phase plus the integral
+        previous = np.mod(np.where(use_np[..., 0], from_owner_np[..., 0], 0), two_pi).astype(np.float32)
+    phase[..., 0] = previous
+    for n in range(1, frames):
+        from_time = previous + time_step_np[..., n - 1]
+        from_peak = np.take_along_axis(from_time, owner_np[..., n], 1) + from_owner_np[..., n]
         # wrapped every frame so that float32 keeps its precision over long utterances
-        current = torch.remainder(torch.where(use_peak, from_peak, from_time), 2 * math.pi)
-        phase[:, :, n] = torch.remainder(current + bin_shift, 2 * math.pi)
-        previous = current
-    return phase
+        previous = np.mod(np.where(use_np[..., n], from_peak, from_time), two_pi)
+        phase[..., n] = previous
+    phase = np.mod(phase + shift_np[..., None], two_pi)
+    if first_phase is not None:
+        phase[..., 0] = first_phase.float().cpu().numpy()
+    return torch.from_numpy(phase).to(magnitude.device)
