@@ -45,6 +45,7 @@ from .hub_utils import installed_libraries, write_pipeline_remote_code, write_tr
 from .locdit import LocDiT  # noqa: F401
 from .lora import DiTARLoraLoaderMixin
 from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
+from .phase_reconstruction import phase_gradient_phase  # noqa: F401
 from .processing_ditar import DEFAULT_VOICE_DIR, DiTARProcessor, DiTARVoice, write_default_voice
 from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts
 from .sampling import PatchSampler  # noqa: F401

@@ -83,6 +83,15 @@ def test_embedded_default_card_is_up_to_date_with_the_generator(tmp_path):
     )
 
 
+def test_the_embedded_default_carries_its_card():
+    """The embedded pipeline folder's README.md is the card that `push_to_hub` / the Hub shows for it."""
+    embedded = ROOT / "modeling_ditar" / "default" / "README.md"
+    assert embedded.read_text() == DEFAULT_CARD.read_text(), (
+        "modeling_ditar/default/README.md differs from model_cards/ditar-espeak-tiny.md: "
+        "cp model_cards/ditar-espeak-tiny.md modeling_ditar/default/README.md"
+    )
+
+
 def test_results_fill_the_default_card(tmp_path, results_file):
     out = tmp_path / "card.md"
     make_card_module().main(

@@ -1,0 +1,128 @@
+#!/usr/bin/env python
+"""How much of Griffin-Lim's loss is its phase? Resynthesise ground-truth speech through the pipeline's features with
+several weight-free phase choices and score each with Whisper (words recognised) and DNSMOS.
+
+    python examples/research/vocoder_phase_probe.py --cases data/eval/val48/cases.jsonl --num-cases 24 \\
+        --variant 'gl16={"n_iter": 16}' \\
+        --variant 'pg2000+8={"initial_phase": "phase_gradient", "n_iter": 8}' --oracle --chunked
+
+A variant is NAME=JSON, the keyword arguments of `GriffinLimVocoder.from_config(pipe.vocoder.config, **JSON)`.
+`--oracle` adds two rows that use the phase of the real recording (not available at synthesis time): with the
+pseudo-inverse magnitude of the features, and with the recording's own magnitude. `--chunked` decodes as the pipeline
+does (`StreamingVocoder`: windows with left context, look-ahead and cross-fades); otherwise each clip is inverted
+whole. Only cases with a target recording are used. Cases are taken in file order (choose on validation cases).
+
+`--generated` vocodes the pipeline's own speech instead: each case's target text, cloned from its prompt (seed 0, the
+pipeline's generation settings), generated once and vocoded with every variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eval_lib.asr import WhisperASR  # noqa: E402
+from eval_lib.cases import load_cases  # noqa: E402
+from eval_lib.metrics import word_stats  # noqa: E402
+from eval_lib.quality import DNSMOS  # noqa: E402
+
+from modeling_ditar import DiTARPipeline, GriffinLimVocoder  # noqa: E402
+from modeling_ditar.audio_utils import load_audio, soft_limit  # noqa: E402
+from modeling_ditar.streaming import StreamingVocoder  # noqa: E402
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    name, _, settings = text.partition("=")
+    return name, json.loads(settings) if settings else {}
+
+
+def oracle_rows(vocoder: GriffinLimVocoder, audio: torch.Tensor, features: torch.Tensor) -> dict[str, np.ndarray]:
+    """The recording's own STFT phase, with the features' pseudo-inverse magnitude and with its own magnitude."""
+    frames = features.shape[1]
+    length = vocoder.num_samples(frames)
+    audio = torch.nn.functional.pad(audio[:length], (0, max(0, length - audio.shape[0])))[None]
+    spectrum = vocoder._stft(audio, vocoder.window)[..., :frames]
+    angles = torch.sgn(spectrum)
+    return {
+        "oracle phase, pseudo-inverse magnitude": vocoder._istft(vocoder.mel_to_magnitude(features) * angles, length),
+        "oracle phase and magnitude": vocoder._istft(spectrum, length),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", required=True)
+    parser.add_argument("--num-cases", type=int, default=None)
+    parser.add_argument("--pipeline", default=None, help="pipeline folder (default: the embedded default)")
+    parser.add_argument("--variant", action="append", default=[], help="NAME=JSON vocoder settings (repeatable)")
+    parser.add_argument("--oracle", action="store_true", help="add the rows with the recording's own phase")
+    parser.add_argument("--chunked", action="store_true", help="decode as the pipeline does (StreamingVocoder)")
+    parser.add_argument("--generated", action="store_true", help="vocode generated speech, not the recording's")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="write the per-case scores here (JSON)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    pipe = DiTARPipeline.from_pretrained(args.pipeline) if args.pipeline else DiTARPipeline.from_pretrained()
+    pipe.set_progress_bar_config(disable=True)
+    extractor = pipe.processor.feature_extractor
+    variants = {
+        name: GriffinLimVocoder.from_config(pipe.vocoder.config, **settings)
+        for name, settings in map(parse_variant, args.variant)
+    }
+    if not variants and not args.oracle:
+        parser.error("give at least one --variant or --oracle")
+    cases = [case for case in load_cases(args.cases) if case.has_ground_truth][: args.num_cases]
+    if args.generated and args.oracle:
+        parser.error("--oracle needs the recording's own speech; leave out --generated")
+    asr, dnsmos = WhisperASR(redecode_loops=True), DNSMOS()
+
+    scores: dict[str, list[dict]] = {}
+    for case in cases:
+        audio, _ = load_audio(case.target_audio, sampling_rate=extractor.sampling_rate)
+        if args.generated:
+            out = pipe(
+                case.target_text,
+                prompt_audio=case.prompt_audio,
+                prompt_text=case.prompt_text,
+                generator=torch.manual_seed(0),
+                output_type="features",
+            )
+            features = out.audios[:1, : int(out.audio_lengths[0])].float()
+        else:
+            features = extractor.compute_log_mel(audio).reshape(1, -1, extractor.feature_size)
+        outputs = {}
+        for name, vocoder in variants.items():
+            if args.chunked:
+                outputs[name] = StreamingVocoder(vocoder, limiter=soft_limit).decode(features[0])
+            else:
+                outputs[name] = soft_limit(vocoder(features)[0])
+        if args.oracle:
+            outputs.update({k: soft_limit(v[0]) for k, v in oracle_rows(pipe.vocoder, audio, features).items()})
+        for name, waveform in outputs.items():
+            waveform = waveform.numpy()
+            words = word_stats(case.target_text, asr.transcribe(waveform, extractor.sampling_rate))
+            quality = dnsmos.score(waveform, extractor.sampling_rate) or {}
+            scores.setdefault(name, []).append({"id": case.id, "hits": words.hits, "words": words.ref_words, **quality})
+
+    print(f"{len(cases)} cases ({'chunked as the pipeline decodes' if args.chunked else 'whole clips'})")
+    print("| phase | words recognised | DNSMOS P.808 | SIG | BAK | OVRL |")
+    print("|---|---|---|---|---|---|")
+    for name, rows in scores.items():
+        hits, words = sum(r["hits"] for r in rows), sum(r["words"] for r in rows)
+        means = [np.mean([r[k] for r in rows if k in r]) for k in ("p808", "sig", "bak", "ovrl")]
+        print(f"| {name} | {hits}/{words} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"command": " ".join(sys.argv), "scores": scores}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
