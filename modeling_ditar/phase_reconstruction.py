@@ -27,7 +27,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["HANN_GAUSSIAN_LAMBDA", "phase_gradient_phase"]
+__all__ = ["HANN_GAUSSIAN_LAMBDA", "phase_gradient_phase", "strong_bins"]
 
 #: lambda / L^2 of the Gaussian that best matches a Hann window of L samples (Průša et al. 2017)
 HANN_GAUSSIAN_LAMBDA = 0.25645
@@ -51,6 +51,17 @@ def _peak_owners(magnitude: torch.Tensor, strong: torch.Tensor) -> tuple[torch.T
     return owner.clamp(0, bins - 1), is_peak.any(dim=1)
 
 
+def strong_bins(magnitude: torch.Tensor, tolerance_db: float, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """`[B, F, T]` bool: the bins of `magnitude [B, F, T]` within `tolerance_db` of `reference [B, T]` (default: each
+    frame's loudest bin). The phase of the others is not worth integrating: they carry noise."""
+    batch, _, frames = magnitude.shape
+    if reference is None:
+        reference = magnitude.amax(dim=1)
+    elif tuple(reference.shape) != (batch, frames):
+        raise ValueError(f"reference must be [B, T] = [{batch}, {frames}], got shape {tuple(reference.shape)}.")
+    return magnitude > reference.float()[:, None] * 10.0 ** (-tolerance_db / 20.0)
+
+
 def phase_gradient_phase(
     magnitude: torch.Tensor,
     hop_length: int,
@@ -58,6 +69,7 @@ def phase_gradient_phase(
     win_length: int,
     tolerance_db: float = 40.0,
     first_phase: torch.Tensor | None = None,
+    reference: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Phase `[B, F, T]` (radians, `torch.stft`'s convention: referenced to the frame start, `center=True`) for the
     STFT magnitude `magnitude [B, F, T]` of a Hann-windowed STFT. F may be fewer than `n_fft // 2 + 1` bins (the
@@ -66,7 +78,10 @@ def phase_gradient_phase(
     The first frame takes `first_phase [B, F]` (in this function's output convention), or 0. Frame n's phase depends
     on frame n - 1's phase and on the magnitudes of frames n - 1 to n + 1 (the time derivative is a centred
     difference; one-sided at the last frame). So a sequence can be continued piece by piece exactly: start the next
-    piece one frame before its first new frame, with that frame's phase as `first_phase`."""
+    piece one frame before its first new frame, with that frame's phase as `first_phase`.
+
+    `reference [B, T]`: the magnitude each frame's `tolerance_db` is counted down from (default: the frame's own
+    loudest bin). Bins below it keep the time-integrated phase."""
     if magnitude.dim() != 3:
         raise ValueError(f"magnitude must be [B, F, T], got shape {tuple(magnitude.shape)}.")
     batch, bins, frames = magnitude.shape
@@ -86,8 +101,7 @@ def phase_gradient_phase(
     steps = 0.5 * (across[:, 1:] + across[:, :-1])
     across_integral = torch.cat([across.new_zeros(batch, 1, frames), steps.cumsum(dim=1)], dim=1)  # [B, F, T]
 
-    floor = magnitude.amax(dim=1, keepdim=True) * 10.0 ** (-tolerance_db / 20.0)  # [B, 1, T]
-    strong = magnitude > floor
+    strong = strong_bins(magnitude, tolerance_db, reference)
     # everything that depends on the magnitudes alone, for all frames at once: which peak each bin follows and the
     # phase it adds to that peak's, and the time step of every bin
     owner, has_peak = _peak_owners(magnitude, strong)  # [B, F, T], [B, T]

@@ -29,7 +29,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import logging
 
 from .audio_utils import ditar_mel_filter_bank
-from .phase_reconstruction import phase_gradient_phase
+from .phase_reconstruction import phase_gradient_phase, strong_bins
 from .vocoders import DiTARVocoder, check_mel_options, feature_analysis_settings, overlap_add, padded_hann_window
 
 logger = logging.get_logger(__name__)
@@ -41,6 +41,8 @@ __all__ = ["GriffinLimVocoder"]
 
 #: the values of `GriffinLimVocoder(initial_phase=...)`
 INITIAL_PHASES = ("random", "phase_gradient")
+#: the values of `GriffinLimVocoder(phase_gradient_reference=...)`
+PHASE_GRADIENT_REFERENCES = ("frame", "running_max")
 
 
 # the config fields that must equal the feature extractor's (`check_feature_extractor`), under the extractor's names
@@ -126,8 +128,15 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             band back towards a phase that merely fits the blurred pseudo-inverse magnitude.
         phase_gradient_max_frequency (`float`, defaults to 2000.0): the upper edge, in Hz, of the band whose phase is
             integrated with `initial_phase="phase_gradient"`.
-        phase_gradient_tolerance_db (`float`, defaults to 40.0): bins this far below their frame's loudest bin are
-            treated as noise by the phase integration.
+        phase_gradient_tolerance_db (`float`, defaults to 40.0): bins this far below the reference are treated as
+            noise by the phase integration.
+        phase_gradient_reference (`str`, defaults to `"running_max"`): what the tolerance counts down from:
+            `"running_max"`, the loudest bin of the band so far (the paper counts from the loudest of the whole
+            spectrogram; a running maximum keeps streaming exact), so that the quiet frames of pauses and babble are
+            not integrated as if they were voiced, or `"frame"`, each frame's own loudest bin.
+        phase_gradient_weak_bins (`str`, defaults to `"iterated"`): the bins of the band below the tolerance start from
+            random phases and are refined by the iterations (`"iterated"`, as the paper gives them random phases), or
+            keep their time-integrated phase and are held with the rest of the band (`"held"`).
 
     Output length: T frames give `(T - 1) * hop_length` samples (see [`DiTARVocoder.num_samples`]).
     """
@@ -156,6 +165,8 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         initial_phase: str = "random",
         phase_gradient_max_frequency: float = 2000.0,
         phase_gradient_tolerance_db: float = 40.0,
+        phase_gradient_reference: str = "running_max",
+        phase_gradient_weak_bins: str = "iterated",
     ):
         super().__init__()
         for name, value in (("sampling_rate", sampling_rate), ("n_fft", n_fft), ("hop_length", hop_length)):
@@ -175,6 +186,11 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         if not (isinstance(min_magnitude, (int, float)) and min_magnitude > 0 and math.isfinite(min_magnitude)):
             raise ValueError(f"`min_magnitude` must be a positive float, got {min_magnitude!r}.")
         f_max_value = check_mel_options(sampling_rate, f_min, f_max, mel_scale, mel_norm, log_mel, power)
+        if phase_gradient_reference not in PHASE_GRADIENT_REFERENCES:
+            raise ValueError(
+                f"`phase_gradient_reference` must be one of {PHASE_GRADIENT_REFERENCES}, "
+                f"got {phase_gradient_reference!r}."
+            )
         if initial_phase not in INITIAL_PHASES:
             raise ValueError(f"`initial_phase` must be one of {INITIAL_PHASES}, got {initial_phase!r}.")
         for name, value in (
@@ -204,6 +220,12 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             n_fft // 2 + 1, math.ceil(float(phase_gradient_max_frequency) * n_fft / sampling_rate)
         )
         self.phase_gradient_tolerance_db = float(phase_gradient_tolerance_db)
+        self.phase_gradient_reference = phase_gradient_reference
+        if phase_gradient_weak_bins not in ("held", "iterated"):
+            raise ValueError(
+                f"`phase_gradient_weak_bins` must be 'held' or 'iterated', got {phase_gradient_weak_bins!r}."
+            )
+        self.phase_gradient_weak_bins = phase_gradient_weak_bins
 
         self._f_min, self._f_max = float(f_min), f_max_value
         # non-persistent buffers: rebuilt from the config, never saved, but follow `.to(device)`
@@ -375,19 +397,47 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         if self.num_samples(features.shape[1]) == 0:
             return features.new_zeros(features.shape[0], 0)
         magnitude = self.mel_to_magnitude(features.to(self.inverse_mel_filters.device))  # [B, F, T]
-        held = self._integrated_phase(magnitude) if self.initial_phase == "phase_gradient" else None
+        held = None
+        if self.initial_phase == "phase_gradient":
+            held = self._held_phase(magnitude, *self._integrated_phase(magnitude))
         return self._invert(magnitude, held, generator, n_iter).to(features.device)
 
-    def _integrated_phase(self, magnitude: torch.Tensor, first_phase: torch.Tensor | None = None) -> torch.Tensor:
-        """The phase-gradient phase `[B, F_low, T]` of the low band of `magnitude [B, F, T]`."""
-        return phase_gradient_phase(
-            magnitude[:, : self.phase_gradient_bins],
+    def _integrated_phase(
+        self,
+        magnitude: torch.Tensor,
+        first_phase: torch.Tensor | None = None,
+        loudest_before: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The phase-gradient phase `[B, F_low, T]` of the low band of `magnitude [B, F, T]`, and the running maximum
+        of the low band's magnitude up to each frame `[B, T]` (continued from `loudest_before [B]`), from which the
+        tolerance is counted with `phase_gradient_reference="running_max"`."""
+        low = magnitude[:, : self.phase_gradient_bins]
+        loudest = low.amax(dim=1)  # [B, T]
+        if loudest_before is not None:
+            loudest = torch.cat([loudest_before[:, None], loudest], dim=1)
+        loudest = loudest.cummax(dim=1).values
+        if loudest_before is not None:
+            loudest = loudest[:, 1:]
+        reference = loudest if self.phase_gradient_reference == "running_max" else None
+        phase = phase_gradient_phase(
+            low,
             self.hop_length,
             self.n_fft,
             self.win_length,
             self.phase_gradient_tolerance_db,
             first_phase=first_phase,
+            reference=reference,
         )
+        return phase, loudest
+
+    def _held_phase(self, magnitude: torch.Tensor, phase: torch.Tensor, loudest: torch.Tensor) -> torch.Tensor:
+        """The integrated `phase` with NaN where a bin is not held (see `_invert`)."""
+        if self.phase_gradient_weak_bins != "iterated":
+            return phase
+        # bins below the tolerance carry noise: they start from random phases and the iterations refine them
+        reference = loudest if self.phase_gradient_reference == "running_max" else None
+        low = magnitude[:, : self.phase_gradient_bins]
+        return phase.masked_fill(~strong_bins(low, self.phase_gradient_tolerance_db, reference), math.nan)
 
     def _invert(
         self, magnitude: torch.Tensor, held_phase: torch.Tensor | None, generator, n_iter: int | None
@@ -402,8 +452,12 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         angles = self._initial_phase(batch, frames, generator, device)  # [B, F, T], unit modulus
         held = None  # the integrated low band, held fixed while the iterations refine the phases above it
         if held_phase is not None:
-            held = torch.polar(torch.ones_like(held_phase), held_phase)
-            angles = torch.cat([held, angles[:, held.shape[1] :]], dim=1)
+            # NaN marks a bin of the band that is not held (it starts random and is iterated like the bins above)
+            free = torch.isnan(held_phase)
+            held = torch.polar(torch.ones_like(held_phase), held_phase.nan_to_num(0.0))
+            low = held.shape[1]
+            held = torch.where(free, angles[:, :low], held) if bool(free.any()) else held
+            angles = torch.cat([held, angles[:, low:]], dim=1)
         alpha = self.momentum / (1.0 + self.momentum)
         previous = torch.zeros_like(angles)
         for _ in range(n_iter):
@@ -413,7 +467,9 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             angles = torch.sgn(torch.sub(rebuilt, previous, alpha=alpha))
             previous = rebuilt
             if held is not None:
-                angles = torch.cat([held, angles[:, held.shape[1] :]], dim=1)
+                low = held.shape[1]
+                kept = torch.where(free, angles[:, :low], held) if bool(free.any()) else held
+                angles = torch.cat([kept, angles[:, low:]], dim=1)
         return self._istft(magnitude * angles, length)  # [B, S]
 
     @torch.no_grad()
@@ -431,9 +487,14 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         previous = state.get("phase_by_frame", {}).get(start - 1)
         first = start - 1 if previous is not None else start
         magnitude = self.mel_to_magnitude(features[:, first:end].to(self.inverse_mel_filters.device))
-        phase = self._integrated_phase(magnitude, first_phase=previous)
+        loudest_before = (
+            state["loudest_by_frame"][first - 1] if first - 1 in state.get("loudest_by_frame", {}) else None
+        )
+        phase, loudest = self._integrated_phase(magnitude, first_phase=previous, loudest_before=loudest_before)
         # the frames a later window may start from: all but the last, whose time derivative was one-sided here
         state["phase_by_frame"] = {first + i: phase[:, :, i] for i in range(phase.shape[-1] - 1)}
+        state["loudest_by_frame"] = {first + i: loudest[:, i] for i in range(loudest.shape[-1])}
+        phase = self._held_phase(magnitude, phase, loudest)
         if previous is not None:
             magnitude, phase = magnitude[..., 1:], phase[..., 1:]
         if self.num_samples(magnitude.shape[-1]) == 0:

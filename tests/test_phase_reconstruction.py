@@ -64,6 +64,28 @@ def test_integration_continues_piece_by_piece_exactly(fe):
     assert float(angle_error.abs().max()) < 1e-3
 
 
+def test_the_reference_decides_which_bins_follow_their_peak():
+    """With a loud reference every bin of a quiet frame is below the tolerance and keeps its time-integrated phase;
+    with the frame's own maximum its peak's neighbours follow the peak (different phases)."""
+    magnitude = stft(GriffinLimVocoder(), harmonic(0.3)).abs()[:, :200]
+    args = (256, 1024, 1024)
+    own = phase_gradient_phase(magnitude, *args)
+    loud = torch.full(magnitude.shape[::2], float(magnitude.max()) * 1e4)
+    quiet = phase_gradient_phase(magnitude, *args, reference=loud)
+    assert not torch.allclose(own, quiet)
+    # nothing follows a peak: each bin advances by its own instantaneous frequency over a hop (trapezoid rule), which
+    # for a Hann window of L samples is hop * (n_fft / (0.25645 L^2) * d log|X| / d bin + 2 pi bin / n_fft)
+    hop, n_fft, window = args
+    slope = torch.gradient(torch.log(magnitude.clamp(min=1e-30)), dim=1)[0]
+    bins = torch.arange(magnitude.shape[1], dtype=torch.float32)[None, :, None]
+    advance = hop * (n_fft / (0.25645 * window**2) * slope + 2 * math.pi * bins / n_fft)
+    expected_step = 0.5 * (advance[..., 1:] + advance[..., :-1])
+    step = torch.polar(torch.ones_like(quiet[..., 1:]), quiet[..., 1:] - quiet[..., :-1])
+    torch.testing.assert_close(step, torch.polar(torch.ones_like(expected_step), expected_step), atol=2e-3, rtol=0)
+    with pytest.raises(ValueError, match="reference must be"):
+        phase_gradient_phase(magnitude, *args, reference=loud[:, :-1])
+
+
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match=r"\[B, F, T\]"):
         phase_gradient_phase(torch.ones(4, 5), 2, 8, 8)
@@ -78,6 +100,7 @@ def test_bad_inputs_raise():
         (dict(initial_phase="zeros"), "initial_phase"),
         (dict(phase_gradient_max_frequency=0), "phase_gradient_max_frequency"),
         (dict(phase_gradient_tolerance_db=float("inf")), "phase_gradient_tolerance_db"),
+        (dict(phase_gradient_reference="utterance"), "phase_gradient_reference"),
     ],
 )
 def test_bad_config_raises(kwargs, match):
@@ -98,8 +121,11 @@ def test_vocoder_config_round_trips_and_band_edge(tmp_path, fe):
 
 
 def test_iterations_refine_only_the_band_above_the_integrated_one(fe, monkeypatch):
-    """The phases of the integrated band go into every iteration unchanged; the ones above start random."""
-    vocoder = GriffinLimVocoder.from_feature_extractor(fe, n_iter=3, initial_phase="phase_gradient")
+    """With every bin of the band held, the band's phases go into every iteration unchanged; the ones above start
+    random."""
+    vocoder = GriffinLimVocoder.from_feature_extractor(
+        fe, n_iter=3, initial_phase="phase_gradient", phase_gradient_reference="frame", phase_gradient_weak_bins="held"
+    )
     features = fe.compute_log_mel(harmonic(0.3))[None]
     low = vocoder.phase_gradient_bins
     seen = []
@@ -115,12 +141,52 @@ def test_iterations_refine_only_the_band_above_the_integrated_one(fe, monkeypatc
     assert not torch.allclose(seen[0][:, low:], seen[-1][:, low:])
 
 
-def test_streamed_windows_continue_the_integrated_phase(fe, monkeypatch):
-    """Each streamed window starts its integration from the phase the window before computed, so every window's
-    low band has the phase of the whole sequence integrated at once; joined chunks still equal one-shot decoding."""
-    vocoder = GriffinLimVocoder.from_feature_extractor(fe, n_iter=2, initial_phase="phase_gradient")
-    features = fe.compute_log_mel(harmonic(1.2))  # [T, D]
-    whole = vocoder._integrated_phase(vocoder.mel_to_magnitude(features[None]))
+def test_weak_bins_can_be_left_to_the_iterations(fe, monkeypatch):
+    """With phase_gradient_weak_bins="iterated" only the band's strong bins are held; its weak bins start random and
+    change from iteration to iteration like the bins above the band, and no NaN reaches the audio."""
+    vocoder = GriffinLimVocoder.from_feature_extractor(
+        fe, n_iter=3, initial_phase="phase_gradient", phase_gradient_weak_bins="iterated"
+    )
+    features = fe.compute_log_mel(harmonic(0.3))[None]
+    features[:, 10:14] -= 6.0  # a quiet stretch, so that some frames have weak bins
+    magnitude = vocoder.mel_to_magnitude(features)
+    held = vocoder._held_phase(magnitude, *vocoder._integrated_phase(magnitude))
+    weak = torch.isnan(held)
+    assert weak.any() and (~weak).any()
+    seen = []
+    istft = vocoder._istft
+    monkeypatch.setattr(vocoder, "_istft", lambda spec, length: seen.append(spec) or istft(spec, length))
+    audio = vocoder(features)
+    assert torch.isfinite(audio).all()
+    low = vocoder.phase_gradient_bins
+    strong_values = magnitude[:, :low] * torch.polar(torch.ones_like(held), held.nan_to_num(0.0))
+    for spec in seen:
+        torch.testing.assert_close(spec[:, :low][~weak], strong_values[~weak])
+    assert not torch.allclose(seen[0][:, :low][weak], seen[-1][:, :low][weak])
+    with pytest.raises(ValueError, match="phase_gradient_weak_bins"):
+        GriffinLimVocoder(phase_gradient_weak_bins="random")
+
+
+@pytest.mark.parametrize(
+    "reference, weak_bins", [("frame", "held"), ("running_max", "held"), ("running_max", "iterated")]
+)
+def test_streamed_windows_continue_the_integrated_phase(fe, monkeypatch, reference, weak_bins):
+    """Each streamed window starts its integration from the phase (and running maximum) the window before computed,
+    so every window's low band has the phase of the whole sequence integrated at once; joined chunks still equal
+    one-shot decoding."""
+    vocoder = GriffinLimVocoder.from_feature_extractor(
+        fe,
+        n_iter=2,
+        initial_phase="phase_gradient",
+        phase_gradient_reference=reference,
+        phase_gradient_weak_bins=weak_bins,
+    )
+    # a loud start then a quieter stretch, so that the running maximum differs from each frame's own
+    signal = harmonic(1.2)
+    signal[: signal.shape[0] // 3] *= 8.0
+    features = fe.compute_log_mel(signal)  # [T, D]
+    magnitude = vocoder.mel_to_magnitude(features[None])
+    whole = vocoder._held_phase(magnitude, *vocoder._integrated_phase(magnitude))
     held = []
     invert = vocoder._invert
     monkeypatch.setattr(vocoder, "_invert", lambda m, h, g, n: held.append(h) or invert(m, h, g, n))
@@ -135,6 +201,10 @@ def test_streamed_windows_continue_the_integrated_phase(fe, monkeypatch):
         # find the window's frames in the whole sequence: windows are contiguous ranges of frames
         for offset in range(whole.shape[-1] - phase.shape[-1] + 1):
             window = whole[..., offset : offset + phase.shape[-1]]
+            # bins that are not held (NaN) must be the same bins in both
+            if not torch.equal(torch.isnan(phase[..., :-1]), torch.isnan(window[..., :-1])):
+                continue
+            phase, window = phase.nan_to_num(0.0), window.nan_to_num(0.0)
             error = torch.polar(torch.ones_like(phase), phase) - torch.polar(torch.ones_like(window), window)
             # the window's last frame had a one-sided time derivative, as the sequence's last frame has
             if float(error[..., :-1].abs().max()) < 1e-3:
