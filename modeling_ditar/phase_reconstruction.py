@@ -17,7 +17,8 @@ on. That keeps the partials of voiced speech coherent across the bins of one pea
 Griffin-Lim phases do not. The heap of the paper, which orders the whole integration by magnitude, is replaced by this
 per-frame peak ownership so that the work is a few vectorised operations per frame.
 
-Bins weaker than `tolerance_db` below their frame's loudest bin carry noise; they keep the time-integrated phase.
+Bins more than `tolerance_db` below a reference (by default their frame's loudest bin) carry noise; they keep the
+time-integrated phase.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def phase_gradient_phase(
     if magnitude.dim() != 3:
         raise ValueError(f"magnitude must be [B, F, T], got shape {tuple(magnitude.shape)}.")
     batch, bins, frames = magnitude.shape
+    if first_phase is not None and tuple(first_phase.shape) != (batch, bins):
+        raise ValueError(f"first_phase must be [B, F] = [{batch}, {bins}], got shape {tuple(first_phase.shape)}.")
     if frames == 0 or bins == 0:
         return magnitude.new_zeros(magnitude.shape)
     magnitude = magnitude.float()
@@ -108,15 +111,12 @@ def phase_gradient_phase(
     use_peak = strong & has_peak[:, None]
     from_owner = across_integral - across_integral.gather(1, owner)
     time_step = 0.5 * (advance[..., :-1] + advance[..., 1:])  # [B, F, T - 1]: frame n - 1 -> n
-    bin_shift = math.pi * torch.arange(bins, device=magnitude.device, dtype=torch.float32)[None]
-    # from the window-centre reference of the relations above to torch.stft's frame-start reference: + pi * bin
-    if first_phase is not None and tuple(first_phase.shape) != (batch, bins):
-        raise ValueError(f"first_phase must be [B, F] = [{batch}, {bins}], got shape {tuple(first_phase.shape)}.")
 
     # the recursion over frames, on small arrays: numpy's per-call cost is a fraction of torch's
     owner_np, use_np, from_owner_np = owner.cpu().numpy(), use_peak.cpu().numpy(), from_owner.cpu().numpy()
     time_step_np = time_step.cpu().numpy()
-    shift_np = bin_shift.cpu().numpy()
+    # from the window-centre reference of the relations above to torch.stft's frame-start reference: + pi * bin
+    shift_np = (np.pi * np.arange(bins, dtype=np.float32))[None]
     two_pi = np.float32(2 * math.pi)
     phase = np.empty((batch, bins, frames), dtype=np.float32)
     if first_phase is not None:

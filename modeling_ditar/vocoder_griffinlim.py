@@ -43,6 +43,8 @@ __all__ = ["GriffinLimVocoder"]
 INITIAL_PHASES = ("random", "phase_gradient")
 #: the values of `GriffinLimVocoder(phase_gradient_reference=...)`
 PHASE_GRADIENT_REFERENCES = ("frame", "running_max")
+#: the values of `GriffinLimVocoder(phase_gradient_weak_bins=...)`
+PHASE_GRADIENT_WEAK_BINS = ("held", "iterated")
 
 
 # the config fields that must equal the feature extractor's (`check_feature_extractor`), under the extractor's names
@@ -186,13 +188,13 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         if not (isinstance(min_magnitude, (int, float)) and min_magnitude > 0 and math.isfinite(min_magnitude)):
             raise ValueError(f"`min_magnitude` must be a positive float, got {min_magnitude!r}.")
         f_max_value = check_mel_options(sampling_rate, f_min, f_max, mel_scale, mel_norm, log_mel, power)
-        if phase_gradient_reference not in PHASE_GRADIENT_REFERENCES:
-            raise ValueError(
-                f"`phase_gradient_reference` must be one of {PHASE_GRADIENT_REFERENCES}, "
-                f"got {phase_gradient_reference!r}."
-            )
-        if initial_phase not in INITIAL_PHASES:
-            raise ValueError(f"`initial_phase` must be one of {INITIAL_PHASES}, got {initial_phase!r}.")
+        for name, value, allowed in (
+            ("initial_phase", initial_phase, INITIAL_PHASES),
+            ("phase_gradient_reference", phase_gradient_reference, PHASE_GRADIENT_REFERENCES),
+            ("phase_gradient_weak_bins", phase_gradient_weak_bins, PHASE_GRADIENT_WEAK_BINS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
         for name, value in (
             ("phase_gradient_max_frequency", phase_gradient_max_frequency),
             ("phase_gradient_tolerance_db", phase_gradient_tolerance_db),
@@ -221,10 +223,6 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         )
         self.phase_gradient_tolerance_db = float(phase_gradient_tolerance_db)
         self.phase_gradient_reference = phase_gradient_reference
-        if phase_gradient_weak_bins not in ("held", "iterated"):
-            raise ValueError(
-                f"`phase_gradient_weak_bins` must be 'held' or 'iterated', got {phase_gradient_weak_bins!r}."
-            )
         self.phase_gradient_weak_bins = phase_gradient_weak_bins
 
         self._f_min, self._f_max = float(f_min), f_max_value
@@ -397,9 +395,7 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         if self.num_samples(features.shape[1]) == 0:
             return features.new_zeros(features.shape[0], 0)
         magnitude = self.mel_to_magnitude(features.to(self.inverse_mel_filters.device))  # [B, F, T]
-        held = None
-        if self.initial_phase == "phase_gradient":
-            held = self._held_phase(magnitude, *self._integrated_phase(magnitude))
+        held = self._integrated_phase(magnitude)[1] if self.initial_phase == "phase_gradient" else None
         return self._invert(magnitude, held, generator, n_iter).to(features.device)
 
     def _integrated_phase(
@@ -407,17 +403,15 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         magnitude: torch.Tensor,
         first_phase: torch.Tensor | None = None,
         loudest_before: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The phase-gradient phase `[B, F_low, T]` of the low band of `magnitude [B, F, T]`, and the running maximum
-        of the low band's magnitude up to each frame `[B, T]` (continued from `loudest_before [B]`), from which the
-        tolerance is counted with `phase_gradient_reference="running_max"`."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For the low band of `magnitude [B, F, T]`: the phase-gradient phase `[B, F_low, T]`; the phase to hold,
+        with NaN where a weak bin is left to the iterations (`phase_gradient_weak_bins="iterated"`, see `_invert`);
+        and the running maximum of the band's magnitude up to each frame `[B, T]` (continued from `loudest_before
+        [B]`), which the tolerance counts from with `phase_gradient_reference="running_max"`."""
         low = magnitude[:, : self.phase_gradient_bins]
-        loudest = low.amax(dim=1)  # [B, T]
+        loudest = low.amax(dim=1).cummax(dim=1).values  # [B, T]
         if loudest_before is not None:
-            loudest = torch.cat([loudest_before[:, None], loudest], dim=1)
-        loudest = loudest.cummax(dim=1).values
-        if loudest_before is not None:
-            loudest = loudest[:, 1:]
+            loudest = torch.maximum(loudest, loudest_before[:, None])
         reference = loudest if self.phase_gradient_reference == "running_max" else None
         phase = phase_gradient_phase(
             low,
@@ -428,16 +422,11 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             first_phase=first_phase,
             reference=reference,
         )
-        return phase, loudest
-
-    def _held_phase(self, magnitude: torch.Tensor, phase: torch.Tensor, loudest: torch.Tensor) -> torch.Tensor:
-        """The integrated `phase` with NaN where a bin is not held (see `_invert`)."""
-        if self.phase_gradient_weak_bins != "iterated":
-            return phase
-        # bins below the tolerance carry noise: they start from random phases and the iterations refine them
-        reference = loudest if self.phase_gradient_reference == "running_max" else None
-        low = magnitude[:, : self.phase_gradient_bins]
-        return phase.masked_fill(~strong_bins(low, self.phase_gradient_tolerance_db, reference), math.nan)
+        held = phase
+        if self.phase_gradient_weak_bins == "iterated":
+            # bins below the tolerance carry noise: they start from random phases and the iterations refine them
+            held = phase.masked_fill(~strong_bins(low, self.phase_gradient_tolerance_db, reference), math.nan)
+        return phase, held, loudest
 
     def _invert(
         self, magnitude: torch.Tensor, held_phase: torch.Tensor | None, generator, n_iter: int | None
@@ -450,14 +439,16 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         device = magnitude.device
         window = self.window.float()
         angles = self._initial_phase(batch, frames, generator, device)  # [B, F, T], unit modulus
-        held = None  # the integrated low band, held fixed while the iterations refine the phases above it
         if held_phase is not None:
-            # NaN marks a bin of the band that is not held (it starts random and is iterated like the bins above)
-            free = torch.isnan(held_phase)
+            # the integrated low band is held fixed while the iterations refine the phases above it; NaN marks a bin
+            # of the band that is not held (it starts random and is iterated like the bins above)
+            low, hold = held_phase.shape[1], ~torch.isnan(held_phase)
             held = torch.polar(torch.ones_like(held_phase), held_phase.nan_to_num(0.0))
-            low = held.shape[1]
-            held = torch.where(free, angles[:, :low], held) if bool(free.any()) else held
-            angles = torch.cat([held, angles[:, low:]], dim=1)
+
+            def keep_held(angles: torch.Tensor) -> torch.Tensor:
+                return torch.cat([torch.where(hold, held, angles[:, :low]), angles[:, low:]], dim=1)
+
+            angles = keep_held(angles)
         alpha = self.momentum / (1.0 + self.momentum)
         previous = torch.zeros_like(angles)
         for _ in range(n_iter):
@@ -466,10 +457,8 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             # kernel, a third of the time of z / |z| on a CPU)
             angles = torch.sgn(torch.sub(rebuilt, previous, alpha=alpha))
             previous = rebuilt
-            if held is not None:
-                low = held.shape[1]
-                kept = torch.where(free, angles[:, :low], held) if bool(free.any()) else held
-                angles = torch.cat([kept, angles[:, low:]], dim=1)
+            if held_phase is not None:
+                angles = keep_held(angles)
         return self._istft(magnitude * angles, length)  # [B, S]
 
     @torch.no_grad()
@@ -490,13 +479,12 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         loudest_before = (
             state["loudest_by_frame"][first - 1] if first - 1 in state.get("loudest_by_frame", {}) else None
         )
-        phase, loudest = self._integrated_phase(magnitude, first_phase=previous, loudest_before=loudest_before)
+        phase, held, loudest = self._integrated_phase(magnitude, previous, loudest_before)
         # the frames a later window may start from: all but the last, whose time derivative was one-sided here
         state["phase_by_frame"] = {first + i: phase[:, :, i] for i in range(phase.shape[-1] - 1)}
         state["loudest_by_frame"] = {first + i: loudest[:, i] for i in range(loudest.shape[-1])}
-        phase = self._held_phase(magnitude, phase, loudest)
         if previous is not None:
-            magnitude, phase = magnitude[..., 1:], phase[..., 1:]
+            magnitude, held = magnitude[..., 1:], held[..., 1:]
         if self.num_samples(magnitude.shape[-1]) == 0:
             return features.new_zeros(features.shape[0], 0)
-        return self._invert(magnitude, phase, None, None).to(features.device)
+        return self._invert(magnitude, held, None, None).to(features.device)
