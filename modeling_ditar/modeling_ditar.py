@@ -29,6 +29,7 @@ from transformers.utils import ModelOutput, logging
 
 from .aggregation_encoder import DiTARAggregationEncoder
 from .audio_utils import soft_limit
+from .backbone_decoding import decode_step, growing_dynamic_cache, make_cache_grow_in_place, supports_decode_step
 from .candidate_pruning import choose_candidates, losing_candidates, prefix_ctc_loss
 from .configuration_ditar import DiTARConfig
 from .generation_ditar import (
@@ -134,6 +135,9 @@ class GenerationSpeedups:
     inline_euler: the Euler update written inline on step sizes taken from the scheduler's sigmas (otherwise
         `scheduler.step` every step); only for a plain `FlowMatchEulerDiscreteScheduler`.
     skip_full_masks: no backbone attention mask on cached one-token steps when no row is padded (batch 1).
+    fast_backbone: the backbone's one-token steps run its decoder layers' own parts without transformers' per-call
+        wrappers (Llama, Mistral and Qwen2 layers; others take the model's forward), and the dynamic KV cache grows in
+        place instead of being copied for every token (`backbone_decoding`).
     prune_finished: rows that have finished leave the batch and the KV cache, so a batch costs less as rows stop. A row
         then runs in a smaller batch, which changes float rounding (about 1e-6), hence off by default.
     static_cache: transformers' `StaticCache` sized to prefix + max_new_patches instead of `DynamicCache` (no pruning).
@@ -144,6 +148,7 @@ class GenerationSpeedups:
     fast_blocks: bool = True
     inline_euler: bool = True
     skip_full_masks: bool = True
+    fast_backbone: bool = True
     prune_finished: bool = False
     static_cache: bool = False
     compile: bool = False
@@ -746,7 +751,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         """Generate on the reference path: diffusers blocks' own forward, `scheduler.step` every ODE step, full masks,
         no pruning, no compile. Returns the model."""
         self.generation_speedups = GenerationSpeedups(
-            fast_blocks=False, inline_euler=False, skip_full_masks=False, prune_finished=False
+            fast_blocks=False, inline_euler=False, skip_full_masks=False, fast_backbone=False, prune_finished=False
         )
         self._compiled_locdit_step = None
         self._apply_block_setting()
@@ -761,6 +766,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
     def _new_cache(self, batch: int, max_length: int):
         if self.generation_speedups.static_cache:
             return StaticCache(config=self.config.text_config, max_cache_len=max_length)
+        if self.generation_speedups.fast_backbone:
+            return growing_dynamic_cache(self.config.text_config)
         return DynamicCache(config=self.config.text_config)
 
     @torch.no_grad()
@@ -1084,6 +1091,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         cache = past_key_values
         if cache is None and use_cache:
             cache = self._new_cache(batch, embeds.shape[1] + max_steps)
+        elif cache is not None and speedups.fast_backbone:
+            make_cache_grow_in_place(cache)  # a voice's prefix cache: generation appends to it in any case
         # The K candidates of a text share its prefix (generate() repeats the text's inputs): the prefill runs on one
         # row per text, and its keys and values are repeated K times (a dynamic cache can; a static one cannot).
         same = _same_prefix_per_candidate(cache, candidates_per_text, embeds, mask, position_ids)
@@ -1122,6 +1131,9 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         # With no padded row (e.g. batch 1) every later mask is all ones: one-token cached steps need none (same
         # result).
         step_mask_needed = not (use_cache and speedups.skip_full_masks and bool(mask.all()))
+        fast_steps = (
+            use_cache and speedups.fast_backbone and supports_decode_step(self.language_model, cache, step_mask_needed)
+        )
         # Finished rows leave the batch (and the KV cache) when that is possible; `rows` maps the rows still being
         # computed to their index in the full batch.
         can_select = cache is None or _cache_can_select_rows(cache)
@@ -1167,7 +1179,11 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             # feed the new patch back; the backbone output at it predicts the next patch and whether to stop
             patch_embed = self.embed_patches(patch[:, None])  # [b, 1, H]
             mask = torch.cat([mask, mask.new_ones(width, 1)], dim=1)
-            if use_cache:
+            if fast_steps:
+                out = decode_step(
+                    self.language_model, patch_embed, mask if step_mask_needed else None, next_position[:, None], cache
+                )
+            elif use_cache:
                 out = self._run_backbone(patch_embed, mask if step_mask_needed else None, next_position[:, None], cache)
             else:
                 embeds = torch.cat([embeds, patch_embed], dim=1)

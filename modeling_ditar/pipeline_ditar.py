@@ -35,6 +35,7 @@ from transformers import PreTrainedModel, ProcessorMixin
 # directly, so every module the pipeline needs, also indirectly, is imported here (the ones marked F401 only for that).
 from .aggregation_encoder import DiTARAggregationEncoder  # noqa: F401
 from .audio_utils import load_audio, soft_limit  # noqa: F401
+from .backbone_decoding import decode_step  # noqa: F401
 from .candidate_pruning import CandidateFollower, choose_candidates
 from .configuration_ditar import DiTARConfig  # noqa: F401
 from .feature_extraction_ditar import DiTARFeatureExtractor  # noqa: F401

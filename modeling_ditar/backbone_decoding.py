@@ -1,0 +1,192 @@
+"""The backbone's one-token decode step without transformers' per-call wrappers, and a KV cache that grows in place.
+
+Generation runs the backbone once per patch on one new token. At the embedded default's size (a 6-layer, 256-wide
+Qwen2) such a step is a few million multiply-adds per row, and most of its time goes to what surrounds them: the model's
+output capturing and mask preparation, each layer's argument plumbing and deprecation wrappers, and `DynamicCache`'s
+`torch.cat`, which copies the whole cache for every new token (quadratic in the length).
+
+`decode_step` runs the decoder layers' own parts in the order their `forward` runs them: the model's rotary embedding,
+the norms' and MLP's `forward`, the modeling module's `apply_rotary_pos_emb` and the attention function the config
+selects, with the projections applied to their own weights. So it equals the model's forward bit for bit and only
+skips the wrappers. It is used where that holds (`supports_decode_step`): Llama, Mistral and Qwen2 decoder layers with
+plain linear projections, full attention, the sdpa or eager attention function, no hooks and no autograd. Anything else
+takes the model's forward.
+
+`GrowingDynamicLayer` is a `DynamicLayer` whose keys and values are views of buffers with room to spare (doubled when
+full), so appending a token writes it in place. Everything else about the layer (cropping, selecting or repeating rows,
+lengths) is `DynamicLayer`'s own, on those views.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+from transformers.modeling_outputs import BaseModelOutputWithPast
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+# Decoder layers whose forward is: norm -> q/k/v projections -> rotary -> cache update -> attention -> o projection ->
+# residual -> norm -> MLP -> residual, with `apply_rotary_pos_emb` and `eager_attention_forward` in their module.
+SUPPORTED_DECODER_LAYERS = {
+    "transformers.models.llama.modeling_llama": "LlamaDecoderLayer",
+    "transformers.models.mistral.modeling_mistral": "MistralDecoderLayer",
+    "transformers.models.qwen2.modeling_qwen2": "Qwen2DecoderLayer",
+}
+MINIMUM_CAPACITY = 64
+
+
+class GrowingDynamicLayer(DynamicLayer):
+    """A `DynamicLayer` that appends in place: `keys` and `values` are views of the first `length` positions of buffers
+    with spare room, reallocated at twice the needed size when full. After anything that replaces `keys` with another
+    tensor (selecting or repeating rows), the next update copies it into a new buffer."""
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self._key_buffer = self._value_buffer = None
+
+    def _buffer_holds_keys(self, length: int, new: torch.Tensor) -> bool:
+        buffer = getattr(self, "_key_buffer", None)
+        return (
+            buffer is not None
+            and length > 0
+            and self.keys.data_ptr() == buffer.data_ptr()
+            and self.values.data_ptr() == self._value_buffer.data_ptr()
+            and self.keys.stride() == buffer.stride()
+            and self.keys.shape[:2] == new.shape[:2] == buffer.shape[:2]
+            and buffer.dtype == new.dtype
+        )
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        length = self.keys.shape[-2] if self.keys.dim() == 4 else 0
+        end = length + key_states.shape[-2]
+        if not (self._buffer_holds_keys(length, key_states) and end <= self._key_buffer.shape[-2]):
+            capacity = max(MINIMUM_CAPACITY, 2 * end)
+            keys = key_states.new_empty((*key_states.shape[:2], capacity, key_states.shape[-1]))
+            values = value_states.new_empty((*value_states.shape[:2], capacity, value_states.shape[-1]))
+            if length:
+                keys[:, :, :length] = self.keys
+                values[:, :, :length] = self.values
+            self._key_buffer, self._value_buffer = keys, values
+        self._key_buffer[:, :, length:end] = key_states
+        self._value_buffer[:, :, length:end] = value_states
+        self.keys = self._key_buffer[:, :, :end]
+        self.values = self._value_buffer[:, :, :end]
+        return self.keys, self.values
+
+    def reset(self) -> None:
+        self._key_buffer = self._value_buffer = None
+        super().reset()
+
+
+def growing_dynamic_cache(config) -> DynamicCache:
+    """A `DynamicCache` for `config` whose plain dynamic layers grow in place (other layer types are kept)."""
+    cache = DynamicCache(config=config)
+    make_cache_grow_in_place(cache)
+    return cache
+
+
+def make_cache_grow_in_place(cache) -> None:
+    """Swap the plain `DynamicLayer`s of a `DynamicCache` for `GrowingDynamicLayer`s holding the same keys and values
+    (the next update copies them into a buffer with room to spare). Other caches are left as they are."""
+    if not isinstance(cache, DynamicCache):
+        return
+    for index, layer in enumerate(cache.layers):
+        if type(layer) is not DynamicLayer:
+            continue
+        grown = GrowingDynamicLayer()
+        grown.__dict__.update(layer.__dict__)
+        grown._key_buffer = grown._value_buffer = None
+        cache.layers[index] = grown
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or getattr(module, "_forward_hooks_with_kwargs", None)
+        or hasattr(module, "_hf_hook")  # accelerate's device and offload hooks
+    )
+
+
+def supports_decode_step(language_model: nn.Module, cache, masked: bool = False) -> bool:
+    """Whether `decode_step` equals `language_model`'s forward for one new token appended to `cache` (see the module
+    docstring); `masked`: the step will get an attention mask (padded rows)."""
+    from torch.nn.modules import module as torch_module
+
+    config = getattr(language_model, "config", None)
+    layers = getattr(language_model, "layers", None)
+    if (
+        torch.is_grad_enabled()
+        # a static cache attends over its whole preallocated length, which the model's mask handles
+        or not isinstance(cache, DynamicCache)
+        or not all(isinstance(layer, DynamicLayer) and not layer.is_sliding for layer in cache.layers)
+        or config is None
+        or not layers
+        or not isinstance(getattr(language_model, "rotary_emb", None), nn.Module)
+        or not isinstance(getattr(language_model, "norm", None), nn.Module)
+        or len(layers) != getattr(config, "num_hidden_layers", len(layers))
+        or any(kind != "full_attention" for kind in (getattr(config, "layer_types", None) or ()))
+        or getattr(config, "sliding_window", None) is not None
+        and getattr(config, "use_sliding_window", True)
+        or config._attn_implementation not in ("sdpa", "eager")
+        or masked
+        and config._attn_implementation != "sdpa"
+        or torch_module._global_forward_hooks
+        or torch_module._global_forward_pre_hooks
+    ):
+        return False
+    for layer in layers:
+        attention = getattr(layer, "self_attn", None)
+        if SUPPORTED_DECODER_LAYERS.get(type(layer).__module__) != type(layer).__name__ or attention is None:
+            return False
+        projections = [getattr(attention, name, None) for name in ("q_proj", "k_proj", "v_proj", "o_proj")]
+        if any(type(projection) is not nn.Linear for projection in projections):
+            return False
+        if getattr(attention, "sliding_window", None) is not None:
+            return False
+    return not any(_has_hooks(module) for module in language_model.modules())
+
+
+def decode_step(
+    language_model: nn.Module,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.Tensor,
+    cache,
+) -> BaseModelOutputWithPast:
+    """One new token through a backbone that `supports_decode_step`: inputs_embeds [B, 1, H], attention_mask [B, L] (1
+    where a cached or new column may be attended to) or None when no row is padded, position_ids [B, 1]; appends to
+    `cache` and returns the last hidden state [B, 1, H] as the model's forward would."""
+    batch = inputs_embeds.shape[0]
+    config = language_model.config
+    layers = language_model.layers
+    modeling = importlib.import_module(type(layers[0]).__module__)
+    attention_function = ALL_ATTENTION_FUNCTIONS.get_interface(
+        config._attn_implementation, modeling.eager_attention_forward
+    )
+    # sdpa's mask for one query at the end of the cache: every unpadded column (causality holds for all of them)
+    mask = None if attention_mask is None else attention_mask[:, None, None, :].bool()
+    hidden = inputs_embeds
+    cos, sin = language_model.rotary_emb(hidden, position_ids)
+    for index, layer in enumerate(layers):
+        attention = layer.self_attn
+        shape = (batch, 1, -1, attention.head_dim)
+        normed = layer.input_layernorm.forward(hidden)
+        query = F.linear(normed, attention.q_proj.weight, attention.q_proj.bias).view(shape).transpose(1, 2)
+        key = F.linear(normed, attention.k_proj.weight, attention.k_proj.bias).view(shape).transpose(1, 2)
+        value = F.linear(normed, attention.v_proj.weight, attention.v_proj.bias).view(shape).transpose(1, 2)
+        query, key = modeling.apply_rotary_pos_emb(query, key, cos, sin)
+        key, value = cache.update(key, value, index)
+        out, _ = attention_function(attention, query, key, value, mask, dropout=0.0, scaling=attention.scaling)
+        out = F.linear(out.reshape(batch, 1, -1).contiguous(), attention.o_proj.weight, attention.o_proj.bias)
+        hidden = hidden + out
+        hidden = hidden + layer.mlp.forward(layer.post_attention_layernorm.forward(hidden))
+    return BaseModelOutputWithPast(last_hidden_state=language_model.norm.forward(hidden))
