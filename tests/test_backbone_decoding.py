@@ -67,6 +67,22 @@ def test_decode_step_equals_the_model_forward(kind, padded, attention):
         assert torch.equal(fast.keys, reference.keys) and torch.equal(fast.values, reference.values)
 
 
+def test_decode_step_equals_the_model_forward_in_bfloat16_with_gqa_heads():
+    model = backbone().to(torch.bfloat16)  # 4 query heads share 2 key/value heads
+    reference_cache, fast_cache = DynamicCache(config=model.config), growing_dynamic_cache(model.config)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        prefix = torch.randn(2, 5, model.config.hidden_size, generator=generator).to(torch.bfloat16)
+        model(inputs_embeds=prefix, cache=reference_cache, use_cache=True)
+        model(inputs_embeds=prefix, cache=fast_cache, use_cache=True)
+        for step in range(3):
+            embeds = torch.randn(2, 1, model.config.hidden_size, generator=generator).to(torch.bfloat16)
+            positions = torch.full((2, 1), 5 + step)
+            expected = model(inputs_embeds=embeds, position_ids=positions, cache=reference_cache).last_hidden_state
+            got = decode_step(model, embeds, None, positions, fast_cache).last_hidden_state
+            assert got.dtype == torch.bfloat16 and torch.equal(got, expected)
+
+
 def test_growing_layer_appends_in_place_and_equals_a_dynamic_layer():
     grown, plain = GrowingDynamicLayer(), DynamicLayer()
     generator = torch.Generator().manual_seed(0)
