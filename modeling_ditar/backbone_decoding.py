@@ -121,27 +121,24 @@ def supports_decode_step(language_model: nn.Module, cache, masked: bool = False)
     docstring); `masked`: the step will get an attention mask (padded rows)."""
     from torch.nn.modules import module as torch_module
 
+    if torch.is_grad_enabled() or torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return False
+    # a static or sliding cache attends over columns the model's own mask selects
+    if not isinstance(cache, DynamicCache) or not all(
+        isinstance(layer, DynamicLayer) and not layer.is_sliding for layer in cache.layers
+    ):
+        return False
     config = getattr(language_model, "config", None)
     layers = getattr(language_model, "layers", None)
-    if (
-        torch.is_grad_enabled()
-        # a static cache attends over its whole preallocated length, which the model's mask handles
-        or not isinstance(cache, DynamicCache)
-        or not all(isinstance(layer, DynamicLayer) and not layer.is_sliding for layer in cache.layers)
-        or config is None
-        or not layers
-        or not isinstance(getattr(language_model, "rotary_emb", None), nn.Module)
-        or not isinstance(getattr(language_model, "norm", None), nn.Module)
-        or len(layers) != getattr(config, "num_hidden_layers", len(layers))
-        or any(kind != "full_attention" for kind in (getattr(config, "layer_types", None) or ()))
-        or getattr(config, "sliding_window", None) is not None
-        and getattr(config, "use_sliding_window", True)
-        or config._attn_implementation not in ("sdpa", "eager")
-        or masked
-        and config._attn_implementation != "sdpa"
-        or torch_module._global_forward_hooks
-        or torch_module._global_forward_pre_hooks
-    ):
+    if config is None or not layers or len(layers) != getattr(config, "num_hidden_layers", len(layers)):
+        return False
+    if not all(isinstance(getattr(language_model, name, None), nn.Module) for name in ("rotary_emb", "norm")):
+        return False
+    sliding = getattr(config, "sliding_window", None) is not None and getattr(config, "use_sliding_window", True)
+    if sliding or any(kind != "full_attention" for kind in (getattr(config, "layer_types", None) or ())):
+        return False
+    # eager attention takes a float mask, which is left to the model's forward
+    if config._attn_implementation not in ("sdpa", "eager") or (masked and config._attn_implementation != "sdpa"):
         return False
     for layer in layers:
         attention = getattr(layer, "self_attn", None)
