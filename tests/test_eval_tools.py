@@ -324,6 +324,10 @@ def test_paired_eval_sums_per_case_differences(tmp_path):
     assert "compute 0.50x, stopped 3/3" in line
     with pytest.raises(SystemExit, match="usage"):
         paired_eval.main([a])
+    # a clip too short to embed has no SIM: its words still count, its SIM is left out and the count is said
+    c = run("c.json", [2, 4, 0], [0.6, 0.7, None], 1.0)
+    line = paired_eval.main([a, c])
+    assert "words +0 ± " in line and "SIM +0.150 ± 0.050 (2 cases with SIM in both)" in line
 
 
 def test_paired_eval_pairs_dnsmos_and_another_row(tmp_path):
