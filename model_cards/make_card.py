@@ -61,7 +61,7 @@ EMBEDDED_DEFAULT = dict(
         "decodes a clip once more, at temperature 0 with a repetition penalty, when Whisper's transcript is a "
         "repetition loop. The capped WER counts each case's errors up to its reference length, so a case where "
         "Whisper transcribes babble at length cannot dominate. On the natural-voice set the uncapped WER is high "
-        "because a few cases gain many insertions; the capped WER and the share of words recognised (57%) are the "
+        "because a few cases gain many insertions; the capped WER and the share of words recognised (58%) are the "
         "steadier figures. Griffin-Lim, not the model, limits DNSMOS: the resynthesised ground truth scores about the "
         "same. The RTF column was measured during the evaluation, with other evaluations sharing the 2 CPU cores; "
         "the idle figure is in the sampling line above",

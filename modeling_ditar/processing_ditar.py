@@ -24,6 +24,7 @@ from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 
 from .audio_utils import load_audio, resample_audio, to_mono_float32, validate_sampling_rate
 from .feature_extraction_ditar import DiTARFeatureExtractor
+from .prompt_audio import PROMPT_LEVEL_TARGET_DB, QUIET_PROMPT_FLOOR_DB, raise_quiet_prompt
 from .speech_positions import speaking_rate
 from .tokenization_ditar import DiTARTextFrontend
 
@@ -47,6 +48,9 @@ class DiTARProcessor(ProcessorMixin):
         self.frontend = DiTARTextFrontend(tokenizer) if "phonemize" in (tokenizer.init_kwargs or {}) else None
         # (mono float32 waveform, its rate, transcript): the voice used when a call gives no prompt
         self.default_voice: tuple[np.ndarray, int, str] | None = None
+        # prompts quieter than this active-speech level (dBFS) are raised to `prompt_level_target_db`; None turns it off
+        self.quiet_prompt_floor_db: float | None = QUIET_PROMPT_FLOOR_DB
+        self.prompt_level_target_db: float = PROMPT_LEVEL_TARGET_DB
 
     def set_default_voice(self, audio, text: str, sampling_rate: int | None = None, target_rate: int | None = None):
         """Voice used when a call gives no `prompt_audio`: `audio` (path or array, with `sampling_rate` for arrays) and
@@ -397,11 +401,17 @@ class DiTARProcessor(ProcessorMixin):
         self, audio, sampling_rate: int | None = None, target_rate: int | None = None
     ) -> torch.Tensor:
         """A prompt clip as mono float32 at the feature extractor's rate (or `target_rate`); clear errors (prefixed
-        `prompt_audio:`) for missing, unreadable, empty, non-finite or silent audio."""
+        `prompt_audio:`) for missing, unreadable, empty, non-finite or silent audio. A clip quieter than
+        `quiet_prompt_floor_db` (active-speech RMS, dBFS) is raised to `prompt_level_target_db`: the model only heard
+        voices at ordinary recording levels."""
         try:
             if target_rate is not None and int(target_rate) != self.sampling_rate:
-                return self._load_prompt_audio_at(audio, sampling_rate, int(target_rate))
-            return self._load_prompt_audio(audio, sampling_rate)
+                rate = int(target_rate)
+                waveform = self._load_prompt_audio_at(audio, sampling_rate, rate)
+            else:
+                rate = self.sampling_rate
+                waveform = self._load_prompt_audio(audio, sampling_rate)
+            return raise_quiet_prompt(waveform, rate, self.quiet_prompt_floor_db, self.prompt_level_target_db)
         except FileNotFoundError as err:
             raise FileNotFoundError(f"prompt_audio: {err}") from err
         except ValueError as err:

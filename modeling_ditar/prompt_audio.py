@@ -32,6 +32,11 @@ MAX_PROMPT_TOKENS_PER_SECOND = 40.0
 PROMPT_TOKEN_SLACK = 30
 # The pause search looks back at most this share of the limit (a cut at 4 s of an 8 s limit at worst).
 _SEARCH_FRACTION = 0.5
+# Prompts quieter than this (active-speech RMS, dBFS) are raised to `PROMPT_LEVEL_TARGET_DB` before their features are
+# computed. The training recipe's clips sit at about -22 to -15 dBFS (peak-normalised speech); a prompt recorded much
+# quieter is a voice at a loudness the model never heard, and the embedded default then often failed to stop.
+QUIET_PROMPT_FLOOR_DB = -24.0
+PROMPT_LEVEL_TARGET_DB = -20.0
 # Energy frames, and the shortest quiet run that counts as a pause between words or sentences.
 _FRAME_SECONDS = 0.01
 _MIN_PAUSE_SECONDS = 0.08
@@ -100,6 +105,32 @@ def frame_energy_db(waveform: np.ndarray, sampling_rate: int) -> tuple[np.ndarra
     if count >= 3:
         level = np.convolve(np.pad(level, 1, mode="edge"), np.ones(3) / 3, mode="valid")
     return level, size
+
+
+def speech_level_db(waveform, sampling_rate: int) -> float:
+    """Active-speech RMS level of a clip in dBFS: the mean power of its 20 ms frames within 40 dB of the loudest one
+    (so pauses and a quiet noise floor do not count)."""
+    audio = np.asarray(waveform, dtype=np.float64).reshape(-1)
+    size = max(1, round(0.02 * sampling_rate))
+    count = len(audio) // size
+    if count == 0:
+        return float(10 * np.log10(np.mean(audio**2) + 1e-12)) if len(audio) else -120.0
+    power = np.mean(audio[: count * size].reshape(count, size) ** 2, axis=1) + 1e-12
+    active = power[power > power.max() * 1e-4]
+    return float(10 * np.log10(np.mean(active)))
+
+
+def raise_quiet_prompt(waveform: torch.Tensor, sampling_rate: int, floor_db: float | None, target_db: float):
+    """`waveform` scaled up to an active-speech level of `target_db` when its level is below `floor_db` (never so far
+    that its peak passes 0.99); other clips, and every clip with `floor_db=None`, are returned as they are."""
+    if floor_db is None:
+        return waveform
+    level = speech_level_db(waveform, sampling_rate)
+    if level >= floor_db:
+        return waveform
+    peak = float(waveform.abs().max())
+    gain = min(10 ** ((target_db - level) / 20), 0.99 / peak if peak > 0 else 1.0)
+    return waveform * gain if gain > 1.0 else waveform
 
 
 def find_pause(waveform: np.ndarray, sampling_rate: int, limit: int, earliest: int = 0) -> int:
