@@ -44,12 +44,11 @@ class GrowingDynamicLayer(DynamicLayer):
     with spare room, reallocated at twice the needed size when full. After anything that replaces `keys` with another
     tensor (selecting or repeating rows), the next update copies it into a new buffer."""
 
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        super().lazy_initialization(key_states, value_states)
-        self._key_buffer = self._value_buffer = None
+    _key_buffer: torch.Tensor | None = None
+    _value_buffer: torch.Tensor | None = None
 
     def _buffer_holds_keys(self, length: int, new: torch.Tensor) -> bool:
-        buffer = getattr(self, "_key_buffer", None)
+        buffer = self._key_buffer
         return (
             buffer is not None
             and length > 0
@@ -65,7 +64,7 @@ class GrowingDynamicLayer(DynamicLayer):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        length = self.keys.shape[-2] if self.keys.dim() == 4 else 0
+        length = self.get_seq_length()
         end = length + key_states.shape[-2]
         if not (self._buffer_holds_keys(length, key_states) and end <= self._key_buffer.shape[-2]):
             capacity = max(MINIMUM_CAPACITY, 2 * end)
@@ -103,7 +102,6 @@ def make_cache_grow_in_place(cache) -> None:
             continue
         grown = GrowingDynamicLayer()
         grown.__dict__.update(layer.__dict__)
-        grown._key_buffer = grown._value_buffer = None
         cache.layers[index] = grown
 
 
