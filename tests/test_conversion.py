@@ -23,7 +23,7 @@ from test_training import _config, _tiny_corpus, _train
 from modeling_ditar import DiTARForConditionalGeneration, DiTARPipeline, DiTARProcessor, build_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("checkpoint_to_pipeline", "init_from_lm", "vae_latent_stats")
+SCRIPTS = ("checkpoint_to_pipeline", "init_from_lm", "interpolate_weights", "vae_latent_stats")
 
 
 def load_script(name: str):
@@ -390,3 +390,68 @@ def test_a_saved_model_folder_becomes_a_pipeline(run, tmp_path):
                 str(run / "final" / "processor"),
             ]
         )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# interpolation of a fine-tuned model with its base (WiSE-FT)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_interpolate_weights_mixes_two_pipelines(tmp_path):
+    """alpha 0 gives the base back, alpha 1 the fine-tuned weights, 0.3 the float32 mix stored in the base's dtype;
+    the output is the base folder with new weights, and it loads and generates."""
+    from pipeline_helpers import get_dummy_pipeline
+
+    interpolate = load_script("interpolate_weights")
+    base_pipe, tuned_pipe = get_dummy_pipeline(seed=0), get_dummy_pipeline(seed=1)
+    base_pipe.model.to(torch.float16)  # the embedded default is stored in float16
+    base_pipe.save_pretrained(tmp_path / "base")
+    tuned_pipe.model.save_pretrained(tmp_path / "tuned")
+    base = load_file(str(tmp_path / "base" / "model" / "model.safetensors"))
+    tuned = load_file(str(tmp_path / "tuned" / "model.safetensors"))
+
+    for alpha in (0.0, 0.3, 1.0):
+        out = tmp_path / f"mixed-{alpha}"
+        interpolate.main([str(tmp_path / "base"), str(tmp_path / "tuned"), str(out), "--alpha", str(alpha)])
+        mixed = load_file(str(out / "model" / "model.safetensors"))
+        assert mixed.keys() == base.keys()
+        for name, b in base.items():
+            expected = ((1 - alpha) * b.float() + alpha * tuned[name].float()).to(b.dtype)
+            assert mixed[name].dtype == b.dtype and torch.equal(mixed[name], expected), name
+    assert all(
+        torch.equal(load_file(str(tmp_path / "mixed-0.0/model/model.safetensors"))[n], t) for n, t in base.items()
+    )
+    # everything but the weights is the base folder's
+    for path in (tmp_path / "base").rglob("*"):
+        if path.is_file() and path.suffix != ".safetensors":
+            assert (tmp_path / "mixed-0.3" / path.relative_to(tmp_path / "base")).read_bytes() == path.read_bytes()
+    pipe = DiTARPipeline.from_pretrained(tmp_path / "mixed-0.3")
+    assert pipe.model.dtype == torch.float32  # a float16 folder computes in float32
+    assert np.isfinite(features(pipe)).all()
+
+
+def test_interpolate_weights_refuses_bad_inputs(tmp_path):
+    from pipeline_helpers import get_dummy_pipeline
+
+    interpolate = load_script("interpolate_weights")
+    get_dummy_pipeline(seed=0).save_pretrained(tmp_path / "base")
+    tuned = load_file(str(tmp_path / "base" / "model" / "model.safetensors"))
+    name = next(iter(tuned))
+    tuned[name] = torch.zeros(3, 5)
+    del tuned[sorted(tuned)[-1]]
+    save_file(tuned, str(tmp_path / "tuned.safetensors"))
+    with pytest.raises(interpolate.ConversionError, match="2 problem") as error:
+        interpolate.main(
+            [str(tmp_path / "base"), str(tmp_path / "tuned.safetensors"), str(tmp_path / "o"), "--alpha", "0.5"]
+        )
+    assert f"shape mismatch for {name}" in str(error.value) and "missing in" in str(error.value)
+    with pytest.raises(interpolate.ConversionError, match=r"--alpha must lie in \[0, 1\]"):
+        interpolate.main([str(tmp_path / "base"), str(tmp_path / "base"), str(tmp_path / "o"), "--alpha", "1.5"])
+    with pytest.raises(interpolate.ConversionError, match="one of the inputs"):
+        interpolate.main([str(tmp_path / "base"), str(tmp_path / "base"), str(tmp_path / "base"), "--alpha", "0.5"])
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("keep me")
+    with pytest.raises(interpolate.ConversionError, match="not empty; pass --force"):
+        interpolate.main([str(tmp_path / "base"), str(tmp_path / "base"), str(tmp_path / "full"), "--alpha", "0.5"])
+    assert (tmp_path / "full" / "x").read_text() == "keep me"
+    assert not (tmp_path / "o").exists()

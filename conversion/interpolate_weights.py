@@ -1,0 +1,114 @@
+#!/usr/bin/env python
+"""Interpolate a fine-tuned DiTAR model with the model it started from (WiSE-FT, Wortsman et al., CVPR 2022).
+
+    python conversion/interpolate_weights.py modeling_ditar/default runs/my-finetune/final/model out/ditar-mixed \\
+        --alpha 0.3
+
+Every weight of OUT is (1 - alpha) * BASE + alpha * FINETUNED, computed in float32 and stored in the dtype BASE stores
+it in. Fine-tuning on a narrow corpus (a few voices, a new domain, a small batch) moves a model far from where a
+large run left it: it gains on the new data and forgets some of the rest. A point on the line between the two often
+keeps most of the gain and most of what was there before, at no cost at inference. Choose alpha on validation data
+of both kinds; alpha 0 gives BASE back and alpha 1 FINETUNED.
+
+BASE is a pipeline folder (with model/) or a model folder; OUT is a copy of it (processor, scheduler, vocoder, default
+voice, code and all) with new model weights, written to a temporary folder and renamed into place. FINETUNED is a
+model folder, a pipeline folder or a weight file, with the same tensors as BASE: a missing, extra or wrongly shaped
+tensor is named. Only safetensors files and torch.load(weights_only=True) are read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ConversionError, check_output_folder, check_state_dict, load_weights, staged_output  # noqa: E402
+
+
+def model_folder(folder: Path) -> Path:
+    """The folder holding a model's config.json and weights: FOLDER/model for a pipeline folder, else FOLDER."""
+    return folder / "model" if (folder / "model" / "config.json").is_file() else folder
+
+
+def interpolate(
+    base: dict[str, torch.Tensor], finetuned: dict[str, torch.Tensor], alpha: float
+) -> dict[str, torch.Tensor]:
+    """(1 - alpha) * base + alpha * finetuned per tensor, in float32, cast back to base's dtype. Integer and boolean
+    tensors (buffers such as position ids) must be equal and are copied."""
+    mixed = {}
+    for name, b in base.items():
+        f = finetuned[name]
+        if not b.is_floating_point():
+            if not torch.equal(b, f.to(b.dtype)):
+                raise ConversionError(f"{name} is a {b.dtype} tensor that differs between the two models")
+            mixed[name] = b.clone()
+            continue
+        mixed[name] = ((1.0 - alpha) * b.float() + alpha * f.float()).to(b.dtype).contiguous()
+    return mixed
+
+
+def save_like(tensors: dict[str, torch.Tensor], source: Path, target: Path) -> None:
+    """Write tensors into target in the file layout of source: one model.safetensors, or the shards its
+    model.safetensors.index.json names (the index is copied with the rest of the folder)."""
+    from safetensors.torch import save_file
+
+    index = source / "model.safetensors.index.json"
+    if (source / "model.safetensors").is_file():
+        save_file(tensors, str(target / "model.safetensors"), metadata={"format": "pt"})
+        return
+    if not index.is_file():
+        raise ConversionError(f"{source}: the base model has no model.safetensors or model.safetensors.index.json")
+    shards: dict[str, dict[str, torch.Tensor]] = {}
+    for name, shard in json.loads(index.read_text())["weight_map"].items():
+        shards.setdefault(shard, {})[name] = tensors[name]
+    for shard, part in shards.items():
+        save_file(part, str(target / shard), metadata={"format": "pt"})
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    parser.add_argument("base", type=Path, help="the model fine-tuning started from: a pipeline or model folder")
+    parser.add_argument("finetuned", type=Path, help="the fine-tuned model: a model or pipeline folder, or weight file")
+    parser.add_argument("out", type=Path, help="folder to write: a copy of BASE with the interpolated weights")
+    parser.add_argument("--alpha", type=float, required=True, help="weight of FINETUNED, from 0 (BASE) to 1")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it is not empty")
+    args = parser.parse_args(argv)
+
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ConversionError(f"--alpha must lie in [0, 1] (0 gives BASE, 1 FINETUNED), got {args.alpha}")
+    if not args.base.is_dir():
+        raise ConversionError(f"{args.base} is not a folder: give the base pipeline or model folder")
+    if args.out.resolve() in (args.base.resolve(), args.finetuned.resolve()):
+        raise ConversionError(f"{args.out} is one of the inputs; write the result to a new folder")
+    check_output_folder(args.out, args.force)
+    base_model = model_folder(args.base)
+    base = load_weights(base_model)
+    finetuned_source = args.finetuned if args.finetuned.is_file() else model_folder(args.finetuned)
+    finetuned = load_weights(finetuned_source)
+    check_state_dict(base, finetuned, str(finetuned_source))
+    mixed = interpolate(base, finetuned, args.alpha)
+
+    relative = base_model.relative_to(args.base)
+    with staged_output(args.out) as tmp:
+        shutil.rmtree(tmp)
+        shutil.copytree(args.base, tmp, ignore=shutil.ignore_patterns("__pycache__"))
+        target = tmp / relative
+        for weights in target.glob("*.safetensors"):
+            weights.unlink()
+        save_like(mixed, base_model, target)
+    changed = sum(not torch.equal(mixed[n], base[n]) for n in base)
+    print(
+        f"wrote {args.out}: (1 - {args.alpha}) * {args.base} + {args.alpha} * {finetuned_source}; "
+        f"{changed} of {len(base)} tensors changed"
+    )
+
+
+if __name__ == "__main__":
+    main()
