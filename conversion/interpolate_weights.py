@@ -97,8 +97,7 @@ def main(argv=None) -> None:
 
     relative = base_model.relative_to(args.base)
     with staged_output(args.out) as tmp:
-        shutil.rmtree(tmp)
-        shutil.copytree(args.base, tmp, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(args.base, tmp, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
         target = tmp / relative
         for weights in target.glob("*.safetensors"):
             weights.unlink()
