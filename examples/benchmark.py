@@ -15,7 +15,8 @@ For each model size, speech length and batch size it reports, from the same proc
   throughput     seconds of speech produced per wall second (batch x length / wall)
   first chunk    time to the first streamed waveform chunk of `DiTARPipeline.stream` (batch 1: text and prompt in,
                  Griffin-Lim chunk out). The NAR baseline cannot stream: its first audio comes after the full solve.
-  e2e RTF        batch 1: RTF plus Griffin-Lim (32 iterations) vocoding of the result
+  e2e RTF        batch 1: RTF plus the pipeline's Griffin-Lim vocoding of the result (16 iterations unless its
+                 folder says otherwise; the size grid's published table used 32)
   peak MB        extra resident memory at the peak of the run (VmHWM reset per run; see benchmark_lib/measure.py)
   GFLOP / s-audio FLOPs per second of speech: DiTAR counted with torch's FlopCounterMode over whole generations
                  (prefill + patches; attention added where CPU SDPA is not counted), NAR over one network evaluation x32

@@ -450,7 +450,7 @@ class DiTARProcessor(ProcessorMixin):
         waveform = to_mono_float32(audio, check_silence=True)
         return resample_audio(waveform, rate, target_rate) if rate != target_rate else waveform
 
-    def build_vocoder(self, n_iter: int = 32):
+    def build_vocoder(self, n_iter: int = 16):
         """A Griffin-Lim vocoder matching this processor's features."""
         from .vocoder_griffinlim import GriffinLimVocoder
 

@@ -117,7 +117,9 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         log_mel (`str`, defaults to `"log"`): the logarithm of the features, `"log"` (natural) or `"log10"`.
         power (`float`, defaults to 1.0): the exponent applied to the STFT magnitude before the filter bank (2 for
             power spectrograms); its root is taken after the pseudo-inverse.
-        n_iter (`int`, defaults to 32): Griffin-Lim iterations.
+        n_iter (`int`, defaults to 16): Griffin-Lim iterations. With fast Griffin-Lim's momentum, 16 iterations
+            from random phases lost no words against 32 on resynthesised and generated speech and scored higher on
+            DNSMOS P.808 (more iterations fit the phase to the blurred pseudo-inverse magnitude), at half the time.
         momentum (`float`, defaults to 0.99): fast Griffin-Lim momentum (0 gives the classic algorithm).
         seed (`int`, defaults to 0): seed of the random initial phase when `forward` gets no `generator`, so the same
             input always gives the same audio.
@@ -156,7 +158,7 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         num_mel_bins: int = 100,
         f_min: float = 0.0,
         f_max: float | None = None,
-        n_iter: int = 32,
+        n_iter: int = 16,
         momentum: float = 0.99,
         seed: int = 0,
         min_magnitude: float = 1e-8,
@@ -260,7 +262,7 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         return self
 
     @classmethod
-    def from_feature_extractor(cls, feature_extractor, n_iter: int = 32, **kwargs) -> GriffinLimVocoder:
+    def from_feature_extractor(cls, feature_extractor, n_iter: int = 16, **kwargs) -> GriffinLimVocoder:
         """Builds a vocoder whose STFT and mel parameters match `feature_extractor` (a [`DiTARFeatureExtractor`]);
         keyword arguments set the Griffin-Lim options (`momentum`, `seed`, `min_magnitude`)."""
         analysis = sorted(set(kwargs) & set(ANALYSIS_SETTINGS))

@@ -266,3 +266,20 @@ def test_inverse_stft_equals_torch_istft(n_fft, hop_length, win_length):
 def test_a_window_the_inverse_stft_cannot_divide_out_is_refused_when_built():
     with pytest.raises(ValueError, match="NOLA.*hop_length of at most half"):
         GriffinLimVocoder(sampling_rate=16000, n_fft=64, hop_length=64, win_length=64, num_mel_bins=8)
+
+
+def test_new_vocoder_from_the_default_processor_is_the_default_vocoder():
+    """A pipeline built from a processor (build_pipeline, checkpoint conversion) vocodes like the embedded default:
+    the Griffin-Lim settings chosen for it, 16 iterations among them, are the class defaults."""
+    from pathlib import Path
+
+    from modeling_ditar.processing_ditar import DiTARProcessor
+
+    default = Path(__file__).resolve().parents[1] / "modeling_ditar" / "default"
+    processor = DiTARProcessor.from_pretrained(default / "processor")
+    saved = json.loads((default / "vocoder" / "config.json").read_text())
+    built = dict(processor.build_vocoder().config)
+    assert built["n_iter"] == 16
+    for key, value in saved.items():
+        if not key.startswith("_"):
+            assert built[key] == pytest.approx(value), key
