@@ -450,11 +450,12 @@ class DiTARProcessor(ProcessorMixin):
         waveform = to_mono_float32(audio, check_silence=True)
         return resample_audio(waveform, rate, target_rate) if rate != target_rate else waveform
 
-    def build_vocoder(self, n_iter: int = 16):
-        """A Griffin-Lim vocoder matching this processor's features."""
+    def build_vocoder(self, **kwargs):
+        """A Griffin-Lim vocoder matching this processor's features; keyword arguments (`n_iter`, ...) set its
+        Griffin-Lim options, the class defaults otherwise."""
         from .vocoder_griffinlim import GriffinLimVocoder
 
-        return GriffinLimVocoder.from_feature_extractor(self.feature_extractor, n_iter=n_iter)
+        return GriffinLimVocoder.from_feature_extractor(self.feature_extractor, **kwargs)
 
 
 def _as_list(value, name: str) -> list[str]:

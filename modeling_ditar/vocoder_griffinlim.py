@@ -262,16 +262,17 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         return self
 
     @classmethod
-    def from_feature_extractor(cls, feature_extractor, n_iter: int = 16, **kwargs) -> GriffinLimVocoder:
+    def from_feature_extractor(cls, feature_extractor, **kwargs) -> GriffinLimVocoder:
         """Builds a vocoder whose STFT and mel parameters match `feature_extractor` (a [`DiTARFeatureExtractor`]);
-        keyword arguments set the Griffin-Lim options (`momentum`, `seed`, `min_magnitude`)."""
+        keyword arguments set the Griffin-Lim options (`n_iter`, `momentum`, `seed`, `min_magnitude`, ...), the
+        class defaults otherwise."""
         analysis = sorted(set(kwargs) & set(ANALYSIS_SETTINGS))
         if analysis:
             raise ValueError(
                 f"from_feature_extractor takes {analysis} from the feature extractor; build the feature extractor with "
                 "the settings you want, or call GriffinLimVocoder(...) directly."
             )
-        return cls(**feature_analysis_settings(feature_extractor), n_iter=n_iter, **kwargs)
+        return cls(**feature_analysis_settings(feature_extractor), **kwargs)
 
     def check_feature_extractor(self, feature_extractor) -> None:
         """Raises a `ValueError` naming every analysis setting (sampling rate, STFT, mel bins, mel band, mel scale and
