@@ -4,6 +4,8 @@
     python examples/distill_locdit.py --config examples/configs/distill-cpu.yaml
     python examples/distill_locdit.py --config examples/configs/distill-cpu.yaml --student-steps 1 \\
         --output-dir runs/distill-locdit-k1        # same teacher endpoints (pairs_dir), another student
+    python examples/distill_locdit.py --config examples/configs/distill-gpu.yaml --assemble STUDENT_DIR \\
+        --output-dir outputs/distilled             # a student brought back from a GPU machine -> a pipeline
 
 Method: direct regression onto the teacher's sampler endpoints (Luhman & Luhman 2021, "Knowledge distillation in
 iterative generative models"), with the backbone frozen, so only LocDiT learns.
@@ -30,6 +32,8 @@ iterative generative models"), with the backbone frozen, so only LocDiT learns.
 - Output. `OUTPUT_DIR/pipeline`: the teacher's pipeline with the student LocDiT, whose generation config sets
   `num_inference_steps` K, `guidance_scale` 1 and `distilled_guidance_scale` g (which makes any other guidance scale
   an error). The teacher's multi-step sampler is unchanged: any pipeline can still be run with more steps.
+  `OUTPUT_DIR/student` holds what the student adds to the teacher (LocDiT in float16, the generation config), small
+  enough to bring back from a GPU machine; `--assemble OUTPUT_DIR/student` rebuilds the pipeline from it elsewhere.
 
 Resumable: finished pair shards are kept; `OUTPUT_DIR/checkpoint.pt` (student, optimizer, step, RNG, log) is written
 atomically every `save_every` steps and at the end, and a rerun with the same config continues from it. `--time-budget-
@@ -575,6 +579,41 @@ def export_pipeline(pipe, student_state: dict, cfg: DistillConfig, settings: dic
     pipe.save_pretrained(target)
 
 
+STUDENT_WEIGHTS = "locdit.safetensors"
+GENERATION_CONFIG = "generation_config.json"
+
+
+def save_student(pipeline_dir: Path, locdit, target: Path):
+    """What the student adds to its teacher, small enough to send back from a borrowed machine: LocDiT's weights in
+    float16 (about 5 MB for the shipped default, against 40 MB for the whole float32 pipeline) and the K-step
+    generation config. `assemble` rebuilds the pipeline from these and the teacher."""
+    from safetensors.torch import save_file
+
+    target.mkdir(parents=True, exist_ok=True)
+    weights = {key: value.detach().to("cpu", torch.float16).contiguous() for key, value in locdit.state_dict().items()}
+    save_file(weights, str(target / STUDENT_WEIGHTS))
+    (target / GENERATION_CONFIG).write_text((Path(pipeline_dir) / "model" / GENERATION_CONFIG).read_text())
+
+
+def assemble(teacher: str, student_dir: Path, target: Path) -> Path:
+    """The teacher's pipeline with a saved student's LocDiT and generation config (see `save_student`)."""
+    from safetensors.torch import load_file
+
+    student_dir = Path(student_dir)
+    for name in (STUDENT_WEIGHTS, GENERATION_CONFIG):
+        if not (student_dir / name).is_file():
+            raise FileNotFoundError(
+                f"{student_dir} has no {name}: give the student folder a distillation run writes (OUTPUT_DIR/student)."
+            )
+    pipe = DiTARPipeline.from_pretrained(teacher)
+    model = pipe.model
+    weights = load_file(str(student_dir / STUDENT_WEIGHTS))
+    model.locdit.load_state_dict({key: value.to(model.dtype) for key, value in weights.items()})
+    model.generation_config = type(model.generation_config).from_pretrained(str(student_dir))
+    pipe.save_pretrained(target)
+    return target
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="examples/configs/distill-*.yaml")
@@ -587,6 +626,13 @@ def parse_args(argv=None):
     parser.add_argument("--time-budget-min", type=float, default=None, help="stop training after these minutes")
     parser.add_argument("--device", default=None, help="overrides the config's device (cpu, cuda)")
     parser.add_argument("--pairs-only", action="store_true", help="compute the teacher endpoints, then stop")
+    parser.add_argument(
+        "--assemble",
+        metavar="STUDENT_DIR",
+        default=None,
+        help="only build OUTPUT_DIR/pipeline from the teacher and STUDENT_DIR (a run's OUTPUT_DIR/student, e.g. one "
+        "brought back from a GPU machine), then stop",
+    )
     return parser.parse_args(argv)
 
 
@@ -608,6 +654,10 @@ def main(argv=None) -> Path | None:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if args.assemble:
+        target = assemble(cfg.teacher, Path(args.assemble), out / "pipeline")
+        print(f"wrote {target}: the teacher {cfg.teacher} with the student of {args.assemble}")
+        return target
     (out / "distill_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     log_file = (out / "log.txt").open("a")
 
@@ -628,6 +678,7 @@ def main(argv=None) -> Path | None:
     state = train_student(pipe, cfg, settings, paths, log, started)
     target = out / "pipeline"
     export_pipeline(pipe, state["student"], cfg, settings, target)
+    save_student(target, pipe.model.locdit, out / "student")
     summary = {
         "step": state["step"],
         "final_valid_mse": state["final_valid_mse"],

@@ -150,6 +150,25 @@ def test_written_pipeline_samples_with_k_unguided_calls(full_run):
     assert len(calls) == 10
 
 
+def test_student_folder_rebuilds_the_written_pipeline(teacher_and_corpus, full_run, tmp_path):
+    out, target = full_run
+    student = out / "student"
+    assert sorted(p.name for p in student.iterdir()) == ["generation_config.json", "locdit.safetensors"]
+    teacher, corpus = teacher_and_corpus
+    argv = ["--config", str(TINY), "--teacher", str(teacher), "--corpus", str(corpus)]
+    rebuilt = distill_locdit.main([*argv, "--output-dir", str(tmp_path / "rebuilt"), "--assemble", str(student)])
+    written, assembled = DiTARPipeline.from_pretrained(str(target)), DiTARPipeline.from_pretrained(str(rebuilt))
+    assert assembled.model.generation_config.to_dict() == written.model.generation_config.to_dict()
+    assembled_state = assembled.model.state_dict()
+    assert list(assembled_state) == list(written.model.state_dict())
+    for (name, want), got in zip(written.model.state_dict().items(), assembled_state.values(), strict=True):
+        if name.startswith("locdit."):  # LocDiT travels in float16; everything else is the teacher's
+            want = want.half().to(want.dtype)
+        torch.testing.assert_close(got, want, rtol=0, atol=0, msg=name)
+    with pytest.raises(FileNotFoundError, match="has no locdit.safetensors"):
+        distill_locdit.main([*argv, "--output-dir", str(tmp_path / "x"), "--assemble", str(tmp_path)])
+
+
 def test_folded_guidance_refuses_a_second_guidance(full_run):
     config = DiTARGenerationConfig(distilled_guidance_scale=1.5, guidance_scale=1.0)
     assert resolve_generation_settings(config).distilled_guidance_scale == 1.5
