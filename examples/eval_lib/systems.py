@@ -240,10 +240,11 @@ class TeacherForcedSystem(PipelineSystem):
         return info
 
 
-def load_pipeline(path: str | os.PathLike | None = None, dtype: str = "float32"):
+def load_pipeline(path: str | os.PathLike | None = None, dtype: str = "float32", locdit_dtype: str | None = None):
     """A DiTARPipeline from a saved pipeline folder (`model_index.json`), from a training output folder with `model/`
     and `processor/` (e.g. `runs/x/final`, vocoded with Griffin-Lim matching the processor), or, with no path, the
-    checkpoint embedded in the package. The model computes in `dtype` (a torch dtype name); the vocoder in float32."""
+    checkpoint embedded in the package. The model computes in `dtype` (a torch dtype name), LocDiT alone in
+    `locdit_dtype` where given; the vocoder in float32."""
     import torch
 
     from modeling_ditar import DiTARForConditionalGeneration, DiTARPipeline, DiTARProcessor, build_pipeline
@@ -263,5 +264,7 @@ def load_pipeline(path: str | os.PathLike | None = None, dtype: str = "float32")
             )
     if dtype != "float32":
         pipe.model.to(getattr(torch, dtype))
+    if locdit_dtype is not None:
+        pipe.model.locdit.to(getattr(torch, locdit_dtype))
     pipe.set_progress_bar_config(disable=True)
     return pipe
