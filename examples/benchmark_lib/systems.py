@@ -4,6 +4,8 @@
                  steps, guidance, temperature, candidates (best of 4) and `candidate_prune_after_patches` (12). Only the
                  length is forced: the stop head is silenced and `max_new_patches` set.
     ditar-1cand  the same model and settings with `num_candidates=1`.
+    ditar-locbf16  the shipped default with LocDiT alone in bfloat16 (the rest float32): faster only on CPUs that
+                 multiply bfloat16 natively (AVX512-BF16, AMX).
     pocket       Pocket TTS from transformers at its published size, random weights, fixed length (`pocket.py`).
     f5           F5-TTS small in its own environment, random weights, 32 NFE + CFG (`f5_runner.py`, a subprocess).
     nar          the NAR DiT baseline of `models.py`, sized to the shipped default's parameter count.
@@ -16,6 +18,7 @@ system alike; the fastest clean run counts (`measure.py`).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -40,7 +43,7 @@ from .models import (
 )
 
 NAR_STEPS = 32
-SYSTEMS = ("ditar", "ditar-1cand", "pocket", "f5", "nar")
+SYSTEMS = ("ditar", "ditar-1cand", "ditar-locbf16", "pocket", "f5", "nar")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -117,6 +120,7 @@ class DiTARSystem(BenchSystem):
                 if s.num_candidates > 1 and s.candidate_prune_after_patches
                 else ""
             )
+            + (f"; LocDiT in {dtype}" if (dtype := self.model.locdit.in_proj.weight.dtype) != torch.float32 else "")
         )
 
     def units(self, seconds):
@@ -390,6 +394,10 @@ def build_systems(names, args, log) -> list[BenchSystem]:
                 systems.append(DiTARSystem(pipe))
             elif name == "ditar-1cand":
                 systems.append(DiTARSystem(pipe, num_candidates=1, name="ditar-1cand"))
+            elif name == "ditar-locbf16":
+                locbf16 = copy.deepcopy(pipe)
+                locbf16.model.locdit.to(torch.bfloat16)
+                systems.append(DiTARSystem(locbf16, name="ditar-locbf16"))
             elif name == "pocket":
                 systems.append(PocketSystem())
             elif name == "nar":
