@@ -95,6 +95,13 @@ def _float_in(low: float, high: float | None):
     return parse
 
 
+LOCDIT_DTYPE_HELP = (
+    "compute dtype of the per-patch diffusion transformer (LocDiT) alone; the rest stays float32. bfloat16 is faster "
+    "on CPUs that multiply bfloat16 natively (AMX, AVX512-BF16): first audio about 0.85x, batches 0.75-0.85x; "
+    "elsewhere it is slower (default: float32)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     def formatter(prog):
         return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
@@ -154,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads for torch (default: 1, or OMP_NUM_THREADS when set; one thread was the fastest for one "
         "text on 2 cores, idle or busy)",
     )
+    model.add_argument("--locdit-dtype", choices=("float32", "bfloat16"), default="float32", help=LOCDIT_DTYPE_HELP)
     sampling = synth.add_argument_group("sampling (defaults come from the model config)")
     sampling.add_argument(
         "--steps",
@@ -338,7 +346,7 @@ def _synthesize(args: argparse.Namespace) -> int:
     threads = synthesis_threads(args.threads)
     if threads is not None:
         torch.set_num_threads(threads)
-    pipe = _load_pipeline(args.model, args.device, quiet=args.quiet)
+    pipe = _load_pipeline(args.model, args.device, quiet=args.quiet, locdit_dtype=args.locdit_dtype)
     pipe.set_progress_bar_config(disable=args.quiet, desc="Generating", unit="patch", leave=False)
     call = dict(
         text=text,
@@ -409,7 +417,7 @@ def _check_output(path: str) -> Path:
     return output
 
 
-def _load_pipeline(model: str | None, device: str, quiet: bool):
+def _load_pipeline(model: str | None, device: str, quiet: bool, locdit_dtype: str = "float32"):
     import torch
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -447,9 +455,13 @@ def _load_pipeline(model: str | None, device: str, quiet: bool):
     finally:
         diffusers_logging.set_verbosity(verbosity)
     try:
-        return pipe.to(device)
+        pipe = pipe.to(device)
     except (RuntimeError, AssertionError) as err:  # e.g. CUDA asked for on a machine without it
         raise UsageError(f"--device: cannot use {str(device)!r}: {err}") from err
+    # LocDiT's small matrices run about twice as fast in bfloat16 where the CPU multiplies it natively; its layer norms,
+    # GELU and attention do not, so the whole call gains less. Quality stayed within the noise of paired evaluations.
+    pipe.model.locdit.to(getattr(torch, locdit_dtype))
+    return pipe
 
 
 def _write_atomic(output: Path, audio, sample_rate: int) -> None:
@@ -517,6 +529,7 @@ def _add_serve_parser(commands, formatter) -> None:
     model = serve.add_argument_group("model")
     model.add_argument("--model", metavar="PATH", help="pipeline folder or Hub id (default: the embedded model)")
     model.add_argument("--device", default="cpu", metavar="DEVICE", help="torch device (default: %(default)s)")
+    model.add_argument("--locdit-dtype", choices=("float32", "bfloat16"), default="float32", help=LOCDIT_DTYPE_HELP)
     model.add_argument("--model-name", default="ditar", metavar="NAME", help="name /health reports (default: ditar)")
     limits = serve.add_argument_group("batching and limits")
     limits.add_argument(
@@ -598,7 +611,7 @@ def _check_serve(args: argparse.Namespace, read_stdin: bool = True) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     _check_serve(args)
-    pipe = _load_pipeline(args.model, args.device, quiet=False)
+    pipe = _load_pipeline(args.model, args.device, quiet=False, locdit_dtype=args.locdit_dtype)
     pipe.set_progress_bar_config(disable=True)
 
     from .server import ServerSettings, run

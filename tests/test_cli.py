@@ -413,3 +413,18 @@ def test_synthesize_runs_on_one_thread_unless_told_otherwise(capsys, tmp_path, m
     assert torch.get_num_threads() == 2
     code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "c.wav", "--threads", 0, *common)
     assert code == 2 and "--threads" in err
+
+
+def test_locdit_dtype_runs_the_diffusion_head_alone_in_bfloat16(capsys, tmp_path, model_dir):
+    pipe = cli._load_pipeline(str(model_dir), "cpu", quiet=True, locdit_dtype="bfloat16")
+    assert pipe.model.locdit.in_proj.weight.dtype == torch.bfloat16
+    assert pipe.model.language_model.embed_tokens.weight.dtype == torch.float32
+    assert cli._load_pipeline(str(model_dir), "cpu", quiet=True).model.locdit.in_proj.weight.dtype == torch.float32
+    common = ["--model", model_dir, "--steps", 2, "--max-new-patches", 2, "--seed", 0, "-q"]
+    code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "a.wav", "--locdit-dtype", "bfloat16", *common)
+    assert code == 0, err
+    audio, _ = sf.read(tmp_path / "a.wav")
+    assert audio.size > 0 and np.isfinite(audio).all()
+    code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "b.wav", "--locdit-dtype", "int8", *common)
+    assert code == 2 and "--locdit-dtype" in err and "bfloat16" in err
+    assert cli.build_parser().parse_args(["serve", "--locdit-dtype", "bfloat16"]).locdit_dtype == "bfloat16"

@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """Spot check of the shipped default's speed on one sentence, batch 1, 2 threads: RTF (best of 3 calls) and the time
-to the first streamed chunk (best of 2), for the default sampling, cheaper and dearer settings, and bfloat16 weights.
+to the first streamed chunk (best of 2), for the default sampling, cheaper and dearer settings, LocDiT alone in
+bfloat16, and all weights in bfloat16.
 
-    python examples/research/speed_spot_check.py
+    python examples/research/speed_spot_check.py [--threads 1]
 
 Quick and rough: one sentence and no load control. For the real comparison use examples/benchmark.py.
 """
 
+import argparse
 import time
 
 import torch
@@ -44,11 +46,16 @@ def spot_check(pipe: DiTARPipeline, label: str, **settings) -> str:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=2)
+    torch.set_num_threads(parser.parse_args().threads)
     pipeline = DiTARPipeline.from_pretrained("modeling_ditar/default")
     pipeline.set_progress_bar_config(disable=True)
     for name, kwargs in SETTINGS.items():
         print(spot_check(pipeline, name, **kwargs), flush=True)
+    pipeline.model.locdit.to(torch.bfloat16)  # `ditar synthesize --locdit-dtype bfloat16`
+    for name in list(SETTINGS)[:2]:
+        print(spot_check(pipeline, f"{name}, LocDiT in bfloat16", **SETTINGS[name]), flush=True)
     pipeline.model.to(torch.bfloat16)  # fast only where the CPU multiplies bfloat16 natively (AVX512-BF16, AMX)
     for name in list(SETTINGS)[:2]:
         print(spot_check(pipeline, f"{name}, bfloat16 weights", **SETTINGS[name]), flush=True)
