@@ -55,9 +55,10 @@ EMBEDDED_DEFAULT = dict(
         "sampling": "4 LocDiT steps per patch, LM guidance g = 1.5, temperature 0.5; best of 4 candidates: every "
         "text is sampled 4 times in one batch, after 12 patches the candidate whose speech so far the model's own CTC "
         "head reads as a prefix of the text most closely goes on alone (`num_candidates: 4`, "
-        "`candidate_prune_after_patches: 12`; not in the paper). Real-time factor 0.18 for 10 s of speech on 2 CPU "
-        "cores (0.16 with `num_candidates=1` or `ditar synthesize --candidates 1`, which also streams its first audio "
-        "after 0.11 s instead of 0.33 s). `num_inference_steps=10` gives the paper's sampling at about twice the "
+        "`candidate_prune_after_patches: 12`; not in the paper). Real-time factor 0.12 for 10 s of speech on 2 CPU "
+        "cores, first streamed audio after 0.24 s (0.11 and 0.09 s with `num_candidates=1` or `ditar synthesize "
+        "--candidates 1`; timings on shared virtual machines vary by up to 30% from day to day). "
+        "`num_inference_steps=10` gives the paper's sampling at about twice the "
         "cost, with the same words and SIM within noise (docs/research/sweeps/fast_default.md in the repository)",
         "evaluation notes": "WER with Whisper-base and `examples/evaluate.py --asr-redecode-loops --dnsmos`, which "
         "decodes a clip once more, at temperature 0 with a repetition penalty, when Whisper's transcript is a "
