@@ -281,8 +281,14 @@ def atomic_save(obj, path: Path):
     os.replace(tmp, path)
 
 
-def ensure_pairs(pipe, cfg: DistillConfig, settings: dict, log) -> list[Path]:
-    """Compute the missing pair shards (kept ones are reused); returns every shard's path."""
+# With a time budget, teacher endpoints may take at most this share of it (their cost on a new machine is unknown);
+# training then uses the shards made so far, the last of them held out.
+PAIRS_BUDGET_SHARE = 0.5
+
+
+def ensure_pairs(pipe, cfg: DistillConfig, settings: dict, log, deadline: float | None = None) -> list[Path]:
+    """Compute the missing pair shards (kept ones are reused); returns the paths of the shards that exist, in order.
+    Past `deadline` (a `time.time()` value) no further shard is started once two exist."""
     pairs = cfg.pairs_path
     pairs.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -310,11 +316,18 @@ def ensure_pairs(pipe, cfg: DistillConfig, settings: dict, log) -> list[Path]:
     if missing:
         utterances, pad_id, space_ids = corpus_utterances(pipe, cfg)
         for i in missing:
+            made = sum(path.is_file() for path in paths)
+            if deadline is not None and time.time() > deadline and made >= 2:
+                log(
+                    f"teacher endpoints used their share of the time budget: training on {made} of "
+                    f"{cfg.num_pair_shards} shards (the last one made is held out)"
+                )
+                break
             start = time.time()
             shard = make_shard(pipe, utterances, i, cfg, settings, pad_id, space_ids)
             atomic_save(shard, paths[i])
             log(f"pairs shard {i}: {shard['target'].shape[0]} endpoints in {time.time() - start:.1f} s")
-    return paths
+    return [path for path in paths if path.is_file()]
 
 
 def corpus_utterances(pipe, cfg: DistillConfig):
@@ -608,7 +621,13 @@ def assemble(teacher: str, student_dir: Path, target: Path) -> Path:
     pipe = DiTARPipeline.from_pretrained(teacher)
     model = pipe.model
     weights = load_file(str(student_dir / STUDENT_WEIGHTS))
-    model.locdit.load_state_dict({key: value.to(model.dtype) for key, value in weights.items()})
+    try:
+        model.locdit.load_state_dict({key: value.to(model.dtype) for key, value in weights.items()})
+    except RuntimeError as error:  # missing, unexpected or differently shaped tensors
+        raise ValueError(
+            f"The student in {student_dir} does not fit the LocDiT of the teacher {teacher}: give the teacher it was "
+            f"distilled from (--teacher). {error}"
+        ) from error
     model.generation_config = type(model.generation_config).from_pretrained(str(student_dir))
     pipe.save_pretrained(target)
     return target
@@ -672,7 +691,8 @@ def main(argv=None) -> Path | None:
     pipe.model.to(cfg.device).eval().requires_grad_(False)
     settings = teacher_settings(cfg, pipe)
     log(f"teacher {cfg.teacher}: {settings}; student K={cfg.student_steps}")
-    paths = ensure_pairs(pipe, cfg, settings, log)
+    deadline = None if cfg.time_budget_min is None else started + 60 * cfg.time_budget_min * PAIRS_BUDGET_SHARE
+    paths = ensure_pairs(pipe, cfg, settings, log, deadline)
     if args.pairs_only:
         return None
     state = train_student(pipe, cfg, settings, paths, log, started)

@@ -167,6 +167,11 @@ def test_student_folder_rebuilds_the_written_pipeline(teacher_and_corpus, full_r
         torch.testing.assert_close(got, want, rtol=0, atol=0, msg=name)
     with pytest.raises(FileNotFoundError, match="has no locdit.safetensors"):
         distill_locdit.main([*argv, "--output-dir", str(tmp_path / "x"), "--assemble", str(tmp_path)])
+    other = tmp_path / "other_teacher"
+    get_dummy_pipeline(seed=0, locdit_hidden_size=48).save_pretrained(other)
+    argv[argv.index("--teacher") + 1] = str(other)
+    with pytest.raises(ValueError, match="does not fit the LocDiT of the teacher"):
+        distill_locdit.main([*argv, "--output-dir", str(tmp_path / "y"), "--assemble", str(student)])
 
 
 def test_folded_guidance_refuses_a_second_guidance(full_run):
@@ -266,3 +271,18 @@ def test_on_policy_rounds_join_the_batches(teacher_and_corpus, full_run, tmp_pat
     # before the first round every row is teacher-forced; from step 2 on, the batch's second half is on-policy
     assert not any(torch.equal(row, other) for row in seen[0]["cond"] for other in round0["cond"])
     assert all(any(torch.equal(row, other) for other in round0["cond"]) for row in seen[2]["cond"][half:])
+
+
+def test_teacher_endpoints_stop_at_their_share_of_the_time_budget(teacher_and_corpus, tmp_path):
+    """On a machine where endpoints are slower than planned, training still gets time: past half the budget no
+    further shard is started once two exist, and the run trains on (and holds out from) the shards made."""
+    config = tmp_path / "three_shards.yaml"
+    config.write_text(TINY.read_text().replace("num_pair_shards: 2", "num_pair_shards: 3"))
+    teacher, corpus = teacher_and_corpus
+    out = tmp_path / "run"
+    argv = ["--config", str(config), "--teacher", str(teacher), "--corpus", str(corpus), "--output-dir", str(out)]
+    target = distill_locdit.main([*argv, "--time-budget-min", "1e-6"])
+    assert sorted(p.name for p in (out / "pairs").glob("shard-*.pt")) == ["shard-0000.pt", "shard-0001.pt"]
+    log = (out / "log.txt").read_text()
+    assert "training on 2 of 3 shards" in log
+    assert (target / "model_index.json").is_file() and (out / "student" / "locdit.safetensors").is_file()
