@@ -470,7 +470,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         prefix = voice.prompt_input_ids.to(ids.device)
         if ids.shape[1] <= prefix.numel() or not bool((ids[:, : prefix.numel()] == prefix).all()):
             return None
-        return voice.prefix_cache(self.model, batch_size=ids.shape[0])
+        # one row: `generate` repeats it for the texts, and with best of K prefills the rest of the prompt once per text
+        # and repeats that for the candidates; a cache of all K x texts rows would make it prefill every candidate
+        return voice.prefix_cache(self.model)
 
     # ----------------------------------------------------------------------------------------------------------------
     # generation

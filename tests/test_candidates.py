@@ -236,6 +236,33 @@ def test_the_prefill_runs_once_per_text_and_its_cache_serves_every_candidate(pip
     assert _prefill_rows(pipe, **dict(texts, num_candidates=1)) == 2
 
 
+def test_a_voice_with_its_cached_transcript_prefills_the_prompt_once_per_text(pipe):
+    """With a reused voice the backbone's cache already holds the transcript; the rest of the prompt is prefilled on
+    one row per text and repeated for the K candidates, as without a voice (it used to run on every candidate)."""
+    call = get_dummy_inputs(num_candidates=3)
+    voice = pipe.create_voice(call["prompt_audio"], call["prompt_text"], sampling_rate=call["sampling_rate"])
+    with_voice = {k: v for k, v in call.items() if k not in ("prompt_audio", "prompt_text", "sampling_rate")}
+    pipe(**with_voice, voice=voice)  # computes the voice's transcript cache
+
+    def prefill(**kwargs) -> tuple[int, int]:  # rows and columns of a call's first backbone pass
+        shapes = []
+        handle = pipe.model.language_model.register_forward_pre_hook(
+            lambda module, args, kw: shapes.append(tuple(kw["inputs_embeds"].shape[:2])), with_kwargs=True
+        )
+        try:
+            pipe(**kwargs)
+        finally:
+            handle.remove()
+        return shapes[0]
+
+    rows, full = prefill(**call)  # the same prompt as audio and transcript: no cache
+    assert rows == 1
+    # the transcript's columns come from the cache; the rest is prefilled once per text
+    transcript = voice.prompt_input_ids.numel()
+    assert prefill(**with_voice, voice=voice) == (1, full - transcript)
+    assert prefill(**dict(with_voice, text=[call["text"], call["text"]]), voice=voice) == (2, full - transcript)
+
+
 def test_rows_with_different_prefixes_are_prefilled_separately(pipe):
     """generate_patches called directly with `candidates_per_text` rows that are not copies of one text prefills every
     row."""
