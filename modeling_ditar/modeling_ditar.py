@@ -282,6 +282,15 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             return patches.new_zeros(patches.shape[0], 0, self.config.text_config.hidden_size)
         return self.aggregation_encoder(patches.to(self.dtype))
 
+    def _embed_prompt_patches(self, patches: torch.Tensor, candidates: int) -> torch.Tensor:
+        """`embed_patches` of the voice prompts, run once per text where its `candidates` consecutive rows hold the
+        same prompt (generate() repeats each text's inputs for its candidates) and repeated for them."""
+        if candidates > 1 and patches.shape[1] > 0:
+            grouped = patches.reshape(-1, candidates, *patches.shape[1:])
+            if bool((grouped == grouped[:, :1]).all()):
+                return self.embed_patches(grouped[:, 0]).repeat_interleave(candidates, dim=0)
+        return self.embed_patches(patches)
+
     @staticmethod
     def _merge_sequences(
         text_embeds: torch.Tensor,
@@ -1055,7 +1064,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             prompt_patches = torch.zeros(batch, 0, patch_size, config.feature_dim, device=device, dtype=dtype)
             prompt_mask = torch.zeros(batch, 0, dtype=torch.bool, device=device)
         start = self.speech_start_embedding.to(dtype).expand(batch, 1, hidden_size)
-        speech_embeds = torch.cat([start, self.embed_patches(prompt_patches)], dim=1)
+        speech_embeds = torch.cat([start, self._embed_prompt_patches(prompt_patches, candidates_per_text)], dim=1)
         speech_mask = torch.cat([prompt_mask.new_ones(batch, 1), prompt_mask], dim=1)
         speech_positions, position_step = None, 1
         if config.speech_positions == "aligned":

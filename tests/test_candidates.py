@@ -236,6 +236,26 @@ def test_the_prefill_runs_once_per_text_and_its_cache_serves_every_candidate(pip
     assert _prefill_rows(pipe, **dict(texts, num_candidates=1)) == 2
 
 
+def test_the_prompt_is_encoded_once_per_text_and_serves_every_candidate(pipe):
+    """The aggregation encoder embeds each text's voice prompt once, not once per candidate, with the same result."""
+    rows = []
+    handle = pipe.model.aggregation_encoder.register_forward_pre_hook(lambda module, args: rows.append(args[0].shape))
+    try:
+        out = pipe(**get_dummy_inputs(text=["hello there", "a second text"], num_candidates=3))
+    finally:
+        handle.remove()
+    assert tuple(rows[0][:1]) == (2,) and rows[0][1] > 1  # the prompt's patches, one row per text
+    model = pipe.model
+    call = get_dummy_inputs()
+    inputs = pipe.encode_inputs(["hello there"] * 3, call["prompt_audio"], call["prompt_text"], call["sampling_rate"])
+    patches, _ = model.patchify(inputs["prompt_features"], inputs["prompt_attention_mask"])
+    with torch.no_grad():
+        once = model._embed_prompt_patches(patches, 3)
+        each = model.embed_patches(patches)
+    torch.testing.assert_close(once, each, rtol=0, atol=1e-6)
+    assert out.audios.shape[0] == 2
+
+
 def test_a_voice_with_its_cached_transcript_prefills_the_prompt_once_per_text(pipe):
     """With a reused voice the backbone's cache already holds the transcript; the rest of the prompt is prefilled on
     one row per text and repeated for the K candidates, as without a voice (it used to run on every candidate)."""
