@@ -56,8 +56,8 @@ EMBEDDED_DEFAULT = dict(
         "text is sampled 4 times in one batch, after 12 patches the candidate whose speech so far the model's own CTC "
         "head reads as a prefix of the text most closely goes on alone (`num_candidates: 4`, "
         "`candidate_prune_after_patches: 12`; not in the paper). Real-time factor 0.12 for 10 s of speech on 2 CPU "
-        "cores, first streamed audio after 0.24 s (0.11 and 0.09 s with `num_candidates=1` or `ditar synthesize "
-        "--candidates 1`; timings on shared virtual machines vary by up to 30% from day to day). "
+        "cores, first streamed audio after 0.24 s (RTF 0.11 and first audio after 0.09 s with `num_candidates=1` or "
+        "`ditar synthesize --candidates 1`; timings on shared virtual machines vary by up to 30% from day to day). "
         "`num_inference_steps=10` gives the paper's sampling at about twice the "
         "cost, with the same words and SIM within noise (docs/research/sweeps/fast_default.md in the repository)",
         "evaluation notes": "WER with Whisper-base and `examples/evaluate.py --asr-redecode-loops --dnsmos`, which "
