@@ -328,6 +328,10 @@ def test_paired_eval_sums_per_case_differences(tmp_path):
     c = run("c.json", [2, 4, 0], [0.6, 0.7, None], 1.0)
     line = paired_eval.main([a, c])
     assert "words +0 ± " in line and "SIM +0.150 ± 0.050 (2 cases with SIM in both)" in line
+    # fewer than two such cases (a broken vocoder's clips): the rest is still paired
+    d = run("d.json", [0, 0, 1], [None, None, 0.4], 1.0)
+    line = paired_eval.main([a, d])
+    assert "words -5 ± " in line and "SIM not paired (1 cases with SIM in both)" in line
 
 
 def test_paired_eval_pairs_dnsmos_and_another_row(tmp_path):

@@ -42,8 +42,12 @@ def main(argv: list[str]) -> str:
     errors = paired(a, b, ids, lambda r: min(r["words"]["errors"], r["words"]["ref_words"]))
     # a clip too short to embed (a row that stopped at once) has no SIM: pair SIM over the cases where both have one
     sim_ids = [i for i in ids if a[i].get("sim_prompt") is not None and b[i].get("sim_prompt") is not None]
-    sim = paired(a, b, sim_ids, lambda r: r["sim_prompt"])
     sim_cases = "" if len(sim_ids) == len(ids) else f" ({len(sim_ids)} cases with SIM in both)"
+    if len(sim_ids) >= 2:
+        sim = paired(a, b, sim_ids, lambda r: r["sim_prompt"])
+        sim_text = f"SIM {sim[2]:+.3f} ± {sim[3]:.3f}{sim_cases}"
+    else:  # e.g. a vocoder whose clips are all too short or silent to embed
+        sim_text = f"SIM not paired{sim_cases}"
     quality = ""
     if all(a[i].get("dnsmos") and b[i].get("dnsmos") for i in ids):
         p808 = paired(a, b, ids, lambda r: r["dnsmos"]["p808"])
@@ -51,7 +55,7 @@ def main(argv: list[str]) -> str:
         quality = f"DNSMOS P.808 {p808[2]:+.3f} ± {p808[3]:.3f}, OVRL {ovrl[2]:+.3f} ± {ovrl[3]:.3f}, "
     text = (
         f"{len(ids)} cases: words {hits[0]:+.0f} ± {hits[1]:.0f}, capped errors {errors[0]:+.0f} ± {errors[1]:.0f}, "
-        f"SIM {sim[2]:+.3f} ± {sim[3]:.3f}{sim_cases}, {quality}"
+        f"{sim_text}, {quality}"
     )
     if all(a[i].get("compute_seconds") and b[i].get("compute_seconds") for i in ids):
         compute = sum(b[i]["compute_seconds"] for i in ids) / sum(a[i]["compute_seconds"] for i in ids)

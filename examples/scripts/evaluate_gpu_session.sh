@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Score what one GPU call (examples/scripts/gpu_session.sh) brought back against the shipped default, on this CPU,
+# in one command: every arm paired per case on the validation sets, so that the choice is made there and only the
+# chosen arm meets the test sets once.
+#   bash examples/scripts/evaluate_gpu_session.sh RETURNED [EVAL_DIR]
+# RETURNED: the folder the device call's files landed in (model/, vocoder.tar.gz, distill.tar.gz; any may be missing).
+# EVAL_DIR (default outputs/gpu_eval) gets arms/ (pipeline folders), eval/ (evaluate.py outputs) and summary.txt.
+# Arms, each a copy of the shipped default (modeling_ditar/default) with one part replaced:
+#   model-a1.0, model-a0.5, model-a0.3  the returned model's weights blended into the default's at ALPHAS
+#                                       (conversion/interpolate_weights.py; 1.0 = the returned model alone). The
+#                                       default is itself a blend, and continuing it alone has lost words before
+#                                       (docs/research/training/cpu_natural_continuation.md), so blends are scored too.
+#   vocoder                             the default speaking through the returned vocoder (also its resynthesis of
+#                                       the ground truth, against Griffin-Lim's)
+#   student                             the default with the returned few-step LocDiT (distill_locdit.py --assemble)
+# Sets: SETS (default "val48 natval48 natcond48"), each data/eval/SET/cases.jsonl (how to build them:
+# docs/research/sweeps/phase_gradient_vocoder.md and docs/research/sweeps/prompt_level.md). examples/evaluate.py runs
+# with --asr-redecode-loops --dnsmos on one thread, JOBS (default 2) at a time; finished evaluations are kept, so a
+# rerun continues. MAX_CASES limits the cases per set (a quick check of the script itself). PYTHON defaults to
+# .venv/bin/python where it exists.
+set -euo pipefail
+returned=$(cd "${1:?the folder where the files of the GPU call landed}" && pwd)
+cd "$(dirname "$0")/../.."
+eval_dir=${2:-outputs/gpu_eval}
+sets=${SETS:-val48 natval48 natcond48}
+alphas=${ALPHAS:-1.0 0.5 0.3}
+jobs=${JOBS:-2}
+python=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+default=modeling_ditar/default
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+for set in $sets; do
+  if [ ! -f "data/eval/$set/cases.jsonl" ]; then
+    echo "data/eval/$set/cases.jsonl is missing: build it first (docs/research/sweeps/phase_gradient_vocoder.md," \
+         "docs/research/sweeps/prompt_level.md), or leave it out of SETS" >&2
+    exit 1
+  fi
+done
+mkdir -p "$eval_dir/arms" "$eval_dir/eval" "$eval_dir/returned"
+
+# 1. arms: pipeline folders
+arms=()
+if [ -f "$returned/model/config.json" ]; then
+  for alpha in $alphas; do
+    arm=model-a$alpha
+    if [ ! -f "$eval_dir/arms/$arm/model_index.json" ]; then
+      "$python" conversion/interpolate_weights.py "$default" "$returned/model" "$eval_dir/arms/$arm" --alpha "$alpha" \
+        --force
+    fi
+    arms+=("$arm")
+  done
+else
+  echo "no model/ in $returned: no model arms"
+fi
+if [ -f "$returned/vocoder.tar.gz" ]; then
+  if [ ! -f "$eval_dir/arms/vocoder/model_index.json" ]; then
+    tar xzf "$returned/vocoder.tar.gz" -C "$eval_dir/returned"
+    "$python" - "$default" "$eval_dir/returned/vocoder" "$eval_dir/arms/vocoder" <<'PY'
+import sys
+
+from modeling_ditar import DiTARPipeline, VocosVocoder
+
+default, vocoder, target = sys.argv[1:]
+pipe = DiTARPipeline.from_pretrained(default)
+DiTARPipeline(**{**pipe.components, "vocoder": VocosVocoder.from_pretrained(vocoder)}).save_pretrained(target)
+print(f"wrote {target}: {default} with the vocoder of {vocoder}")
+PY
+  fi
+  arms+=(vocoder)
+else
+  echo "no vocoder.tar.gz in $returned: no vocoder arm"
+fi
+if [ -f "$returned/distill.tar.gz" ]; then
+  if [ ! -f "$eval_dir/arms/student/pipeline/model_index.json" ]; then
+    tar xzf "$returned/distill.tar.gz" -C "$eval_dir/returned"
+    "$python" examples/distill_locdit.py --config examples/configs/distill-gpu.yaml --teacher "$default" \
+      --assemble "$eval_dir/returned/student" --output-dir "$eval_dir/arms/student"
+  fi
+  arms+=(student)
+else
+  echo "no distill.tar.gz in $returned: no student arm"
+fi
+if [ ${#arms[@]} -eq 0 ]; then echo "nothing to evaluate in $returned" >&2; exit 1; fi
+echo "arms: ${arms[*]}; sets: $sets"
+
+# 2. evaluations, JOBS at a time: the default and every arm on every set
+pipeline_of() {
+  case $1 in
+    default) echo "$default" ;;
+    student) echo "$eval_dir/arms/student/pipeline" ;;
+    *) echo "$eval_dir/arms/$1" ;;
+  esac
+}
+evaluate() {  # ARM SET
+  local out="$eval_dir/eval/$1-$2" rows=model
+  if [ -f "$out/results.json" ]; then return 0; fi
+  case $1 in default | vocoder) rows=resynth,model ;; esac
+  "$python" examples/evaluate.py --cases "data/eval/$2/cases.jsonl" --rows "$rows" --asr-redecode-loops --threads 1 \
+    --dnsmos --pipeline "$(pipeline_of "$1")" --label "$1" ${MAX_CASES:+--max-cases "$MAX_CASES"} --out "$out" \
+    > "$out.log" 2>&1 || { echo "evaluation $1 on $2 failed: $out.log" >&2; return 1; }
+  echo "evaluated $1 on $2"
+}
+started=$(date +%s)
+running=0
+status=0
+for set in $sets; do
+  for arm in default "${arms[@]}"; do
+    evaluate "$arm" "$set" &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then wait -n || status=1; running=$((running - 1)); fi
+  done
+done
+while [ "$running" -gt 0 ]; do wait -n || status=1; running=$((running - 1)); done
+echo "evaluations took $(( $(date +%s) - started )) s"
+
+# 3. every arm paired against the default, per set
+{
+  echo "Returned: $returned; arms against the shipped default, paired per case (examples/research/paired_eval.py)."
+  for set in $sets; do
+    echo "== $set"
+    for arm in "${arms[@]}"; do
+      if [ -f "$eval_dir/eval/$arm-$set/results.json" ]; then
+        echo "$arm: $("$python" examples/research/paired_eval.py "$eval_dir/eval/default-$set/results.json" \
+          "$eval_dir/eval/$arm-$set/results.json" | tail -n 1)"
+        if [ "$arm" = vocoder ]; then
+          echo "vocoder, resynthesised ground truth: $("$python" examples/research/paired_eval.py \
+            "$eval_dir/eval/default-$set/results.json" "$eval_dir/eval/$arm-$set/results.json" --row resynth \
+            | tail -n 1)"
+        fi
+      fi
+    done
+  done
+} | tee "$eval_dir/summary.txt"
+exit $status
