@@ -13,8 +13,8 @@
 #   vocoder                             the default speaking through the returned vocoder (also its resynthesis of
 #                                       the ground truth, against Griffin-Lim's)
 #   student                             the default with the returned few-step LocDiT (distill_locdit.py --assemble)
-# Sets: SETS (default "val48 natval48 natcond48"), each data/eval/SET/cases.jsonl (how to build them:
-# docs/research/sweeps/phase_gradient_vocoder.md and docs/research/sweeps/prompt_level.md). examples/evaluate.py runs
+# Sets: SETS (default "val48 natval48 natcond48"), each data/eval/SET/cases.jsonl (`bash
+# examples/scripts/build_eval_sets.sh` rebuilds them on a fresh machine in about 2 minutes). examples/evaluate.py runs
 # with --asr-redecode-loops --dnsmos on one thread, JOBS (default 2) at a time; finished evaluations are kept, so a
 # rerun continues. MAX_CASES limits the cases per set (a quick check of the script itself). PYTHON defaults to
 # .venv/bin/python where it exists.
@@ -30,8 +30,8 @@ default=modeling_ditar/default
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 for set in $sets; do
   if [ ! -f "data/eval/$set/cases.jsonl" ]; then
-    echo "data/eval/$set/cases.jsonl is missing: build it first (docs/research/sweeps/phase_gradient_vocoder.md," \
-         "docs/research/sweeps/prompt_level.md), or leave it out of SETS" >&2
+    echo "data/eval/$set/cases.jsonl is missing: build it first (bash examples/scripts/build_eval_sets.sh $set)," \
+         "or leave it out of SETS" >&2
     exit 1
   fi
 done
