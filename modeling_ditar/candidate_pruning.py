@@ -6,6 +6,9 @@ judges them:
 - **Pruning** (`candidate_prune_after_patches` N): after N patches, each text whose K candidates are all still running
   keeps only the one whose speech so far best matches *a prefix* of its text (`prefix_ctc_loss`); the others leave
   the batch and its KV cache, so the rest of the text costs one candidate.
+- **Early pruning** (`candidate_early_prune_after_patches` E < N, `candidate_early_prune_margin` m): after E patches a
+  text already keeps its best candidate when the runner-up's prefix score is worse by at least m. Where the
+  candidates are that close the first patches cannot tell them apart yet, and the text waits for N.
 - **Ranking**: candidates still in the running at the end (all K without pruning, or where a candidate finished
   before the pruning point) are scored whole (`DiTARForConditionalGeneration.score_candidates`) and the best is kept.
 - **Shared start** (`candidate_shared_patches` S): the K candidates of a text take the same draws for their first S
@@ -87,22 +90,33 @@ def select_rows(inputs: dict, index: list[int]) -> dict:
     }
 
 
-def losing_candidates(scores: torch.Tensor, finished: torch.Tensor, num_candidates: int) -> torch.Tensor:
+def losing_candidates(
+    scores: torch.Tensor, finished: torch.Tensor, num_candidates: int, margin: float | None = None
+) -> torch.Tensor:
     """Rows to drop at the pruning point: [B*K] bool.
 
     `scores` [B*K] are every row's `transcript_prefix_ctc_loss` of the speech so far (generation reads them from its
     own backbone states; `score_candidates(..., prefix=True)` computes them from patches) and `finished` [B*K] the rows
     that have already finished. For each text whose K candidates are all still running, every candidate except the one
     with the lowest score is dropped (ties keep the first). A text with a finished candidate keeps all K: its
-    candidates are ranked whole at the end."""
+    candidates are ranked whole at the end. With `margin` (an early pruning point), only texts whose runner-up scores
+    worse than the best by at least `margin` are decided; the others keep all K."""
     running = ~finished.view(-1, num_candidates).any(1)  # [B]
     dropped = torch.zeros_like(finished)
     if not bool(running.any()):
         return dropped
     texts = running.nonzero().flatten().tolist()
     index = [text * num_candidates + k for text in texts for k in range(num_candidates)]
-    best = scores[index].view(len(texts), num_candidates).argmin(1).tolist()
-    for text, keep in zip(texts, best, strict=True):
+    grouped = scores[index].view(len(texts), num_candidates)
+    best = grouped.argmin(1).tolist()
+    if margin is not None:
+        ranked = grouped.sort(1).values
+        decided = ((ranked[:, 1] - ranked[:, 0]) >= margin).tolist()
+    else:
+        decided = [True] * len(texts)
+    for text, keep, decide in zip(texts, best, decided, strict=True):
+        if not decide:
+            continue
         rows = [text * num_candidates + k for k in range(num_candidates) if k != keep]
         dropped[rows] = True
     return dropped

@@ -10,6 +10,9 @@ knobs are stored next to them as extra attributes:
 - `candidate_prune_after_patches`: with several candidates, after this many patches each text keeps only the
   candidate whose speech so far best matches a prefix of its text, and goes on with that one alone (None or 0: all
   candidates run to the end and are ranked whole);
+- `candidate_early_prune_after_patches` E and `candidate_early_prune_margin` m: with pruning, after E patches (fewer
+  than `candidate_prune_after_patches`) a text already keeps its best candidate when the runner-up's prefix score is
+  worse by at least m; texts whose best candidates are that close wait for the usual pruning point (None: off);
 - `candidate_shared_patches`: with several candidates, each text's candidates share their first N patches (one
   Gaussian draw for all of them), so streaming can play those patches before the candidates are ranked; the
   candidates differ from patch N on (0: from the first patch);
@@ -44,7 +47,12 @@ COSTLY_SETTINGS: dict = {
 }
 
 # settings whose None is a value of its own (no cap, no pruning), not "use the default"
-OPTIONAL_SETTINGS = ("max_new_patches", "candidate_prune_after_patches", "distilled_guidance_scale")
+OPTIONAL_SETTINGS = (
+    "max_new_patches",
+    "candidate_prune_after_patches",
+    "candidate_early_prune_after_patches",
+    "distilled_guidance_scale",
+)
 
 GENERATION_DEFAULTS: dict = {
     "num_inference_steps": 10,
@@ -52,6 +60,8 @@ GENERATION_DEFAULTS: dict = {
     "temperature": 0.5,
     "num_candidates": 1,
     "candidate_prune_after_patches": None,
+    "candidate_early_prune_after_patches": None,
+    "candidate_early_prune_margin": 0.0,
     "candidate_shared_patches": 0,
     "max_new_patches": None,
     "max_patches_per_text_token": 3.0,
@@ -87,6 +97,8 @@ class GenerationSettings:
     temperature: float
     num_candidates: int
     candidate_prune_after_patches: int | None
+    candidate_early_prune_after_patches: int | None
+    candidate_early_prune_margin: float
     candidate_shared_patches: int
     max_new_patches: int | None
     max_patches_per_text_token: float
@@ -133,6 +145,15 @@ def check_generation_settings(values: dict) -> None:
             "an integer >= 0 or None (patches after which each text keeps its best candidate; 0 or None keeps all "
             "candidates to the end)",
         ),
+        "candidate_early_prune_after_patches": (
+            lambda v: v is None or (_is_int(v) and v >= 0),
+            "an integer >= 0 or None (patches after which a text whose best candidate leads by the margin keeps it; "
+            "0 or None: off)",
+        ),
+        "candidate_early_prune_margin": (
+            lambda v: _is_number(v) and v >= 0,
+            "a finite number >= 0 (how much worse the runner-up's prefix score must be for an early choice)",
+        ),
         "candidate_shared_patches": (
             lambda v: _is_int(v) and v >= 0,
             "an integer >= 0 (patches that each text's candidates share before they branch; 0 shares none)",
@@ -156,6 +177,13 @@ def check_generation_settings(values: dict) -> None:
         raise ValueError(
             f"`candidate_shared_patches`={shared} must be less than `candidate_prune_after_patches`={prune}: the "
             "candidates must have branched before they are ranked; share fewer patches or prune later."
+        )
+    early = values.get("candidate_early_prune_after_patches")
+    if early and (not prune or early >= prune or (shared and shared >= early)):
+        # an early choice only makes sense before the usual one, and after the candidates have branched
+        raise ValueError(
+            f"`candidate_early_prune_after_patches`={early} needs `candidate_prune_after_patches` above it (got "
+            f"{prune!r}) and `candidate_shared_patches` below it (got {shared!r}); set them so, or leave it None."
         )
     folded, scale = values.get("distilled_guidance_scale"), values.get("guidance_scale")
     if folded is not None and scale is not None and scale != 1:

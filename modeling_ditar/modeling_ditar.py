@@ -993,6 +993,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             "max_patches_per_text_token",
             "min_max_new_patches",
             "candidate_prune_after_patches",
+            "candidate_early_prune_after_patches",
+            "candidate_early_prune_margin",
             "candidate_shared_patches",
         )
         if "num_candidates" in kwargs:
@@ -1042,6 +1044,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 f"{candidates_per_text!r}; generate() lays out num_candidates rows per text."
             )
         prune_after = settings.candidate_prune_after_patches if candidates_per_text > 1 else None
+        early_prune = settings.candidate_early_prune_after_patches if prune_after else None
         shared_patches = settings.candidate_shared_patches if candidates_per_text > 1 else 0
         if prune_after and self.ctc_head is None:
             raise ValueError(
@@ -1211,12 +1214,21 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             finished = finished | stop_now | (index + 1 >= limit)
             if dropped is not None and index < prune_after:
                 states_so_far.append(h_full)
-                if index + 1 == prune_after:
+                if index + 1 in (early_prune, prune_after):
                     scores = self._prefix_scores_from_states(
                         prefix_states, speech_mask, torch.stack(states_so_far, dim=1), input_ids, text_mask
                     )
-                    dropped = losing_candidates(scores, finished, candidates_per_text)
-                    finished, states_so_far = finished | dropped, []
+                    # early: only texts whose best candidate leads by the margin; texts decided early count as having
+                    # finished candidates at the usual point and are left alone there
+                    if index + 1 == early_prune:
+                        margin = settings.candidate_early_prune_margin
+                        losers = losing_candidates(scores, finished, candidates_per_text, margin=margin)
+                    else:
+                        losers = losing_candidates(scores, finished, candidates_per_text)
+                    dropped = dropped | losers
+                    finished = finished | dropped
+                    if index + 1 == prune_after:
+                        states_so_far = []
             yield PatchStep(
                 index=index,
                 patch=full_patch,

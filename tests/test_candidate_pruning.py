@@ -468,3 +468,84 @@ def test_the_follower_hands_out_shared_patches_once_when_it_ranks_whole_candidat
     assert follower.push(_shared_step(1, 2, same=False)) == []
     kept = follower.finish()
     assert [float(p[1, 1]) for p in kept] == [1.0] and int(kept[0][0, 0]) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# early pruning: decide the texts whose best candidate already leads by a margin
+
+
+def test_an_early_margin_decides_only_the_texts_with_a_clear_leader():
+    scores = torch.tensor([1.5, 1.0, 2.0, 2.01])  # text 0: row 1 leads by 0.5; text 1: rows 2 and 3 within 0.01
+    running = torch.zeros(4, dtype=torch.bool)
+    assert losing_candidates(scores, running, 2, margin=0.1).tolist() == [True, False, False, False]
+    assert losing_candidates(scores, running, 2, margin=0.0).tolist() == [True, False, False, True]
+    assert losing_candidates(scores, running, 2).tolist() == [True, False, False, True]  # the usual point: all
+
+
+def _features(pipe, seed: int, **settings) -> list[torch.Tensor]:
+    generators = [torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)]
+    out = pipe(
+        **get_dummy_inputs(
+            text=["hello there", "a second text"], max_new_patches=6, output_type="features", generator=generators
+        ),
+        num_candidates=3,
+        **{k: v for k, v in settings.items() if k == "candidate_prune_after_patches"},
+    )
+    return [out.audios[row][: out.audio_lengths[row]] for row in range(2)]
+
+
+def _with_early(pipe, early, margin):
+    pipe.model.generation_config.candidate_early_prune_after_patches = early
+    pipe.model.generation_config.candidate_early_prune_margin = margin
+
+
+def test_early_pruning_with_margin_zero_is_pruning_there_and_with_a_huge_margin_the_usual_point(pipe):
+    _with_early(pipe, None, 0.0)
+    at_two, at_four = (
+        _features(pipe, 5, candidate_prune_after_patches=2),
+        _features(pipe, 5, candidate_prune_after_patches=4),
+    )
+    assert any(a.shape != b.shape or not torch.equal(a, b) for a, b in zip(at_two, at_four, strict=True))
+    _with_early(pipe, 2, 0.0)
+    always = _features(pipe, 5, candidate_prune_after_patches=4)
+    _with_early(pipe, 2, 1e9)
+    never = _features(pipe, 5, candidate_prune_after_patches=4)
+    for got, want in zip(always + never, at_two + at_four, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_a_text_decided_early_leaves_the_batch_there_and_streaming_plays_it_like_one_shot(pipe):
+    k = 3
+    widths = _patch_widths(pipe.model)
+    _with_early(pipe, 2, 0.0)
+    steps = []
+    pipe(
+        **get_dummy_inputs(max_new_patches=6, generator=torch.Generator().manual_seed(3)),
+        num_candidates=k,
+        candidate_prune_after_patches=4,
+        callback_on_patch_end=lambda _pipe, _index, step: steps.append(step),
+    )
+    assert widths == [k, k, 1, 1, 1, 1]
+    assert steps[1].dropped.sum() == k - 1 and not bool(steps[0].dropped.any())
+    settings = {"num_candidates": k, "candidate_prune_after_patches": 4}
+    for margin in (0.0, 1e-3, 1e9):
+        _with_early(pipe, 2, margin)
+        inputs = get_dummy_inputs(max_new_patches=6)
+        one_shot = pipe(**dict(inputs, generator=torch.Generator().manual_seed(3)), **settings)
+        stream = pipe.stream(**dict(inputs, generator=torch.Generator().manual_seed(3)), **settings)
+        np.testing.assert_array_equal(np.concatenate(list(stream)), one_shot.audios[0][: one_shot.audio_lengths[0]])
+
+
+def test_early_pruning_needs_a_later_usual_point_and_a_margin_of_zero_or_more(tester):
+    model = tester.get_model(ctc_loss_weight=1.0)
+    assert model.generation_settings(candidate_prune_after_patches=4, candidate_early_prune_after_patches=2)
+    for prune in (2, 0):
+        with pytest.raises(ValueError, match="`candidate_early_prune_after_patches`=2 needs"):
+            model.generation_settings(candidate_prune_after_patches=prune, candidate_early_prune_after_patches=2)
+    with pytest.raises(ValueError, match="`candidate_early_prune_after_patches`=2 needs"):
+        model.generation_settings(
+            candidate_prune_after_patches=4, candidate_early_prune_after_patches=2, candidate_shared_patches=2
+        )
+    for margin in (-0.1, math.inf, "0.1"):
+        with pytest.raises(ValueError, match="`candidate_early_prune_margin` must be a finite number >= 0"):
+            check_generation_settings({"candidate_early_prune_margin": margin})

@@ -10,7 +10,8 @@ rounding). Each candidate is transcribed by Whisper once, so every choice is sco
     python examples/research/candidate_pruning_probe.py --cases data/eval/validation24/cases.jsonl \
         --prune-after 4,8,12,16,24 --threads 1 --out outputs/eval/pruning-probe-validation24
 
-Writes OUT/candidates.json (per case: every candidate's patches, transcript, word counts; each choice) and
+Writes OUT/candidates.json (per case: every candidate's patches, transcript, word counts; each choice and the
+candidates' prefix scores at each N, for replaying other policies) and
 OUT/summary.md: per choice, agreement with whole ranking, words recognised, capped errors and the patches decoded
 (all K rows up to N, then the kept one) against whole best-of-K.
 """
@@ -76,15 +77,16 @@ def sample_candidates(pipe, case, k: int, seed: int):
     return model, rows, steps[-1].stopped.tolist(), inputs, finished_at
 
 
-def pruned_choice(model, inputs, rows, finished_at, k: int, n: int) -> int:
-    """The row `candidate_prune_after_patches=n` keeps for this case."""
+def pruned_choice(model, inputs, rows, finished_at, k: int, n: int) -> tuple[int, list[float] | None]:
+    """The row `candidate_prune_after_patches=n` keeps for this case, and the candidates' prefix scores after n
+    patches (None where a candidate finished within n patches and whole ranking decides)."""
     if min(finished_at) <= n:  # a candidate finished within n patches: whole ranking
-        return choose_candidates(model, inputs, rows, k)[0]
+        return choose_candidates(model, inputs, rows, k)[0], None
     patch = model.config.patch_size
     with torch.no_grad():
         scores = model.score_candidates(inputs, [r[: n * patch] for r in rows], prefix=True)
     dropped = losing_candidates(scores, torch.zeros(k, dtype=torch.bool), k)
-    return int((~dropped).nonzero()[0])
+    return int((~dropped).nonzero()[0]), [float(x) for x in scores.reshape(-1)]
 
 
 def main(argv=None) -> int:
@@ -101,10 +103,11 @@ def main(argv=None) -> int:
     start = time.time()
     for number, case in enumerate(cases):
         model, rows, stopped, inputs, finished_at = sample_candidates(pipe, case, k, args.seed)
+        prefix_scores = {}
         with torch.no_grad():
             choices = {"whole": choose_candidates(model, inputs, rows, k)[0]}
             for n in points:
-                choices[f"N={n}"] = pruned_choice(model, inputs, rows, finished_at, k, n)
+                choices[f"N={n}"], prefix_scores[f"N={n}"] = pruned_choice(model, inputs, rows, finished_at, k, n)
         candidates = []
         for row in rows:
             audio = pipe._streaming_vocoder().decode(model.denormalize_features(row.float()))
@@ -118,7 +121,10 @@ def main(argv=None) -> int:
                     "capped_errors": stats.capped_errors,
                 }
             )
-        records.append({"id": case.id, "choices": choices, "stopped": stopped, "candidates": candidates})
+        records.append(
+            {"id": case.id, "choices": choices, "prefix_scores": prefix_scores, "stopped": stopped,
+             "candidates": candidates}
+        )  # fmt: skip
         print(f"[{number + 1}/{len(cases)}] {case.id} {choices} ({time.time() - start:.0f} s)", flush=True)
     (out / "candidates.json").write_text(json.dumps({"args": vars(args), "cases": records}, indent=1))
     (out / "summary.md").write_text(summarize(records, points, k))
