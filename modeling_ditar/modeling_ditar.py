@@ -1220,15 +1220,9 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                     )
                     # early: only texts whose best candidate leads by the margin; texts decided early count as having
                     # finished candidates at the usual point and are left alone there
-                    if index + 1 == early_prune:
-                        margin = settings.candidate_early_prune_margin
-                        losers = losing_candidates(scores, finished, candidates_per_text, margin=margin)
-                    else:
-                        losers = losing_candidates(scores, finished, candidates_per_text)
-                    dropped = dropped | losers
+                    margin = settings.candidate_early_prune_margin if index + 1 == early_prune else None
+                    dropped = dropped | losing_candidates(scores, finished, candidates_per_text, margin=margin)
                     finished = finished | dropped
-                    if index + 1 == prune_after:
-                        states_so_far = []
             yield PatchStep(
                 index=index,
                 patch=full_patch,

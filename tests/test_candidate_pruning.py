@@ -380,9 +380,9 @@ def test_pruning_scores_from_the_generation_states_equal_a_scoring_pass(monkeypa
         generation_inputs.update(input_ids=input_ids, **{key: kwargs[key] for key in keys if kwargs[key] is not None})
         return generate_patches(input_ids, **kwargs)
 
-    def checking(scores, finished, num_candidates):
+    def checking(scores, finished, num_candidates, margin=None):
         scored.append(scores)
-        return losing_candidates(scores, finished, num_candidates)
+        return losing_candidates(scores, finished, num_candidates, margin=margin)
 
     monkeypatch.setattr(pipe.model, "generate_patches", recording)
     monkeypatch.setattr(modeling, "losing_candidates", checking)
