@@ -285,10 +285,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
     def _embed_prompt_patches(self, patches: torch.Tensor, candidates: int) -> torch.Tensor:
         """`embed_patches` of the voice prompts, run once per text where its `candidates` consecutive rows hold the
         same prompt (generate() repeats each text's inputs for its candidates) and repeated for them."""
-        if candidates > 1 and patches.shape[1] > 0:
-            grouped = patches.reshape(-1, candidates, *patches.shape[1:])
-            if bool((grouped == grouped[:, :1]).all()):
-                return self.embed_patches(grouped[:, 0]).repeat_interleave(candidates, dim=0)
+        if patches.shape[1] > 0 and _repeated_per_candidate(candidates, patches):
+            return self.embed_patches(patches[::candidates]).repeat_interleave(candidates, dim=0)
         return self.embed_patches(patches)
 
     @staticmethod
@@ -1482,9 +1480,15 @@ def _cache_rows(cache) -> int:
 def _same_prefix_per_candidate(cache, candidates: int, *prefix: torch.Tensor) -> bool:
     """Whether every group of `candidates` consecutive rows has one prefix (each of `prefix`: embeddings, mask,
     positions, batch first), so that the prefill can run once per group and a dynamic `cache` repeat it."""
-    if candidates <= 1 or cache is None or not _cache_can_select_rows(cache):
+    return cache is not None and _cache_can_select_rows(cache) and _repeated_per_candidate(candidates, *prefix)
+
+
+def _repeated_per_candidate(candidates: int, *tensors: torch.Tensor) -> bool:
+    """Whether every group of `candidates` consecutive rows (batch first) of each tensor is one row repeated, as
+    generate() lays out a text's candidates."""
+    if candidates <= 1:
         return False
-    for tensor in prefix:
+    for tensor in tensors:
         grouped = tensor.reshape(-1, candidates, *tensor.shape[1:])
         if not bool((grouped == grouped[:, :1]).all()):
             return False
