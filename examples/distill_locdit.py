@@ -596,16 +596,18 @@ STUDENT_WEIGHTS = "locdit.safetensors"
 GENERATION_CONFIG = "generation_config.json"
 
 
-def save_student(pipeline_dir: Path, locdit, target: Path):
-    """What the student adds to its teacher, small enough to send back from a borrowed machine: LocDiT's weights in
-    float16 (about 5 MB for the shipped default, against 40 MB for the whole float32 pipeline) and the K-step
-    generation config. `assemble` rebuilds the pipeline from these and the teacher."""
+def save_student(model, target: Path):
+    """What the student adds to its teacher (`model`, after `export_pipeline`), small enough to send back from a
+    borrowed machine: LocDiT's weights in float16 (about 5 MB for the shipped default, against 40 MB for the whole
+    float32 pipeline) and the K-step generation config. `assemble` rebuilds the pipeline from these and the teacher."""
     from safetensors.torch import save_file
 
     target.mkdir(parents=True, exist_ok=True)
-    weights = {key: value.detach().to("cpu", torch.float16).contiguous() for key, value in locdit.state_dict().items()}
-    save_file(weights, str(target / STUDENT_WEIGHTS))
-    (target / GENERATION_CONFIG).write_text((Path(pipeline_dir) / "model" / GENERATION_CONFIG).read_text())
+    state = model.locdit.state_dict()
+    save_file(
+        {key: value.detach().to("cpu", torch.float16) for key, value in state.items()}, str(target / STUDENT_WEIGHTS)
+    )
+    model.generation_config.save_pretrained(target)
 
 
 def assemble(teacher: str, student_dir: Path, target: Path) -> Path:
@@ -698,7 +700,7 @@ def main(argv=None) -> Path | None:
     state = train_student(pipe, cfg, settings, paths, log, started)
     target = out / "pipeline"
     export_pipeline(pipe, state["student"], cfg, settings, target)
-    save_student(target, pipe.model.locdit, out / "student")
+    save_student(pipe.model, out / "student")
     summary = {
         "step": state["step"],
         "final_valid_mse": state["final_valid_mse"],
