@@ -22,7 +22,8 @@ iterative generative models"), with the backbone frozen, so only LocDiT learns.
   step) and the same eps, differentiably; the loss is the MSE between its patch and the teacher's, in normalised
   feature space. With K = 2 and tau = 0.5 the student's first step starts from zeros at t = 1 and eps enters at
   t = 0.5, as in the teacher; with K = 1 the grid [1, 0] starts from eps at t = 1, and the student learns the map
-  eps -> teacher sample in one call.
+  eps -> teacher sample in one call. With `student_guidance_scale` g the student instead keeps LM guidance at g: each
+  step runs both branches (one call of twice the rows) and the loss is taken on the guided patch.
 - On-policy rounds (DAgger, Ross et al. 2011). Teacher-forced contexts alone leave an exposure gap: a student that
   matches the teacher from real contexts can still lose words when it runs on its own output. With
   `on_policy_rounds` R, at steps `on_policy_start + r * on_policy_every` the current student generates free-running
@@ -80,6 +81,10 @@ class DistillConfig:
     split: str = "train"
     pairs_dir: str | None = None  # default OUTPUT_DIR/pairs; share it between students of one teacher
     student_steps: int = 2
+    # None: the student runs unguided (guidance 1) and the teacher's guidance is folded into its weights, one LocDiT
+    # call per step. A number g: the student keeps LM guidance at g, both branches in one call of twice the rows,
+    # and learns the teacher's endpoint through the guided combination.
+    student_guidance_scale: float | None = None
     teacher_steps: int | None = None  # None: the teacher's generation config (as are the next two)
     guidance_scale: float | None = None
     temperature: float | None = None
@@ -126,6 +131,13 @@ class DistillConfig:
                 raise ValueError(f"{name} is not set: give `{name}:` in the config or --{name.replace('_', '-')}.")
         if self.student_steps not in (1, 2, 3, 4):
             raise ValueError(f"student_steps must be 1-4 (a few-step student), got {self.student_steps!r}.")
+        if self.student_guidance_scale is not None and not (
+            isinstance(self.student_guidance_scale, (int, float)) and self.student_guidance_scale > 1
+        ):
+            raise ValueError(
+                f"student_guidance_scale must be a number > 1 (LM guidance kept by the student) or unset (guidance "
+                f"folded into the student), got {self.student_guidance_scale!r}."
+            )
         if self.num_pair_shards < 2:
             raise ValueError(f"num_pair_shards must be >= 2 (the last one is held out), got {self.num_pair_shards}.")
         for name in ("utterances_per_shard", "utterances_per_pass", "teacher_chunk", "batch_size"):
@@ -156,6 +168,11 @@ class DistillConfig:
         """The steps at which a round of on-policy contexts is generated (those before max_steps)."""
         steps = [self.on_policy_start + r * self.on_policy_every for r in range(self.on_policy_rounds)]
         return [step for step in steps if step < self.max_steps]
+
+    @property
+    def student_guidance(self) -> float:
+        """The guidance scale the student is sampled with (1: folded)."""
+        return 1.0 if self.student_guidance_scale is None else float(self.student_guidance_scale)
 
     @property
     def pairs_path(self) -> Path:
@@ -389,9 +406,10 @@ def make_on_policy_round(
     pipe, student_model, utterances, round_index: int, cfg: DistillConfig, settings: dict, space_ids
 ) -> dict:
     """One DAgger round: `student_model` (the teacher's model holding the current student LocDiT) generates
-    free-running, one candidate at its K unguided steps, for `on_policy_utterances` corpus texts (with probability
-    `prompt_prob` behind a prompt utterance of the same speaker); the teacher labels every solved patch's context from
-    the same draw. Deterministic in (seed, round, student weights). Returns the pairs and the student's own patches."""
+    free-running, one candidate at its K steps (unguided, or at `student_guidance_scale`), for
+    `on_policy_utterances` corpus texts (with probability `prompt_prob` behind a prompt utterance of the same speaker);
+    the teacher labels every solved patch's context from the same draw. Deterministic in (seed, round, student
+    weights). Returns the pairs and the student's own patches."""
     device = torch.device(cfg.device)
     seed = cfg.seed * 1_000_003 + 7_654_321 * (round_index + 1)
     rng, by_speaker = random.Random(seed), speakers_index(utterances)
@@ -411,7 +429,7 @@ def make_on_policy_round(
             student_model.generate(
                 input_ids=torch.tensor([ids], device=device),
                 num_inference_steps=cfg.student_steps,
-                guidance_scale=1.0,
+                guidance_scale=cfg.student_guidance,
                 temperature=settings["temperature"],
                 num_candidates=1,
                 **inputs,
@@ -433,10 +451,13 @@ def load_pairs(paths: list[Path]) -> dict[str, torch.Tensor]:
 # student
 
 
-def student_loss(student, pairs: dict, rows: torch.Tensor, steps: int, temperature: float, device) -> torch.Tensor:
-    """MSE between the student's K-step unguided patch and the teacher's endpoint for the same context and noise."""
+def student_loss(
+    student, pairs: dict, rows: torch.Tensor, steps: int, temperature: float, device, guidance_scale: float = 1.0
+) -> torch.Tensor:
+    """MSE between the student's K-step patch (at `guidance_scale`; 1: unguided) and the teacher's endpoint for the
+    same context and noise."""
     batch = {key: value[rows].to(device) for key, value in pairs.items()}
-    patch = solve(student, batch, batch["noise"], steps, 1.0, temperature)
+    patch = solve(student, batch, batch["noise"], steps, guidance_scale, temperature)
     return F.mse_loss(patch, batch["target"])
 
 
@@ -470,6 +491,9 @@ def train_student(pipe, cfg: DistillConfig, settings: dict, paths: list[Path], l
     out = Path(cfg.output_dir)
     ckpt_path = out / CHECKPOINT
     run_key = {"student_steps": cfg.student_steps, "pairs": str(cfg.pairs_path.resolve()), **settings}
+    if cfg.student_guidance_scale is not None:
+        run_key["student_guidance_scale"] = cfg.student_guidance
+    guidance = cfg.student_guidance
     round_steps = cfg.on_policy_round_steps()
     if round_steps:
         run_key.update(
@@ -492,7 +516,7 @@ def train_student(pipe, cfg: DistillConfig, settings: dict, paths: list[Path], l
         undistilled = validation_loss(
             pipe.model.locdit, valid_pairs, cfg.student_steps, temperature, device, settings["guidance_scale"]
         )
-        initial = validation_loss(student, valid_pairs, cfg.student_steps, temperature, device)
+        initial = validation_loss(student, valid_pairs, cfg.student_steps, temperature, device, guidance)
         log(f"held-out MSE before training: undistilled guided {undistilled:.4f}, student init {initial:.4f}")
         baseline = {"undistilled_guided": undistilled, "initial": initial}
         state = {"step": 0, "log": [], "run_key": run_key, "baseline": baseline}
@@ -552,7 +576,7 @@ def train_student(pipe, cfg: DistillConfig, settings: dict, paths: list[Path], l
             rows = torch.arange(cfg.batch_size)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = student_loss(student, batch_pairs, rows, cfg.student_steps, temperature, device)
+        loss = student_loss(student, batch_pairs, rows, cfg.student_steps, temperature, device, guidance)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"distillation loss is {loss.item()} at step {step}; lower learning_rate.")
         optimizer.zero_grad(set_to_none=True)
@@ -563,14 +587,14 @@ def train_student(pipe, cfg: DistillConfig, settings: dict, paths: list[Path], l
         entry = {"step": step + 1, "loss": loss.item(), "seconds": round(time.time() - started, 1)}
         if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.max_steps:
             student.eval()
-            entry["valid_mse"] = validation_loss(student, valid_pairs, cfg.student_steps, temperature, device)
+            entry["valid_mse"] = validation_loss(student, valid_pairs, cfg.student_steps, temperature, device, guidance)
             student.train()
             log(json.dumps(entry))
         state["log"].append(entry)
         if state["step"] % cfg.save_every == 0:
             save_state(student, optimizer, state, ckpt_path)
     student.eval()
-    state["final_valid_mse"] = validation_loss(student, valid_pairs, cfg.student_steps, temperature, device)
+    state["final_valid_mse"] = validation_loss(student, valid_pairs, cfg.student_steps, temperature, device, guidance)
     save_state(student, optimizer, state, ckpt_path)
     state["student"] = student.state_dict()
     return state
@@ -581,13 +605,18 @@ def save_state(student, optimizer, state: dict, path: Path):
 
 
 def export_pipeline(pipe, student_state: dict, cfg: DistillConfig, settings: dict, target: Path):
-    """The teacher's pipeline with the student LocDiT and a K-step, guidance-folded generation config."""
+    """The teacher's pipeline with the student LocDiT and a K-step generation config: guidance folded (guidance 1 and
+    `distilled_guidance_scale`, which makes any other guidance an error), or the student's own guidance scale."""
     model = pipe.model
     model.locdit.load_state_dict({k: v.to(model.dtype) for k, v in student_state.items()})
     generation = model.generation_config
     generation.num_inference_steps = cfg.student_steps
-    generation.guidance_scale = 1.0
-    generation.distilled_guidance_scale = float(settings["guidance_scale"])
+    if cfg.student_guidance_scale is None:
+        generation.guidance_scale = 1.0
+        generation.distilled_guidance_scale = float(settings["guidance_scale"])
+    else:
+        generation.guidance_scale = cfg.student_guidance
+        generation.distilled_guidance_scale = None
     generation.temperature = settings["temperature"]
     pipe.save_pretrained(target)
 
@@ -643,6 +672,12 @@ def parse_args(argv=None):
     parser.add_argument("--corpus", default=None, help="overrides the config's corpus (build_corpus.py --features)")
     parser.add_argument("--pairs-dir", default=None, help="overrides the config's pairs_dir")
     parser.add_argument("--student-steps", type=int, default=None, help="overrides the config's student_steps K")
+    parser.add_argument(
+        "--student-guidance-scale",
+        type=float,
+        default=None,
+        help="overrides the config's student_guidance_scale (the student keeps LM guidance at this scale)",
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="overrides the config's max_steps")
     parser.add_argument("--time-budget-min", type=float, default=None, help="stop training after these minutes")
     parser.add_argument("--device", default=None, help="overrides the config's device (cpu, cuda)")
@@ -667,6 +702,7 @@ def main(argv=None) -> Path | None:
         corpus=args.corpus,
         pairs_dir=args.pairs_dir,
         student_steps=args.student_steps,
+        student_guidance_scale=args.student_guidance_scale,
         max_steps=args.max_steps,
         time_budget_min=args.time_budget_min,
         device=args.device,
@@ -692,7 +728,7 @@ def main(argv=None) -> Path | None:
     pipe = DiTARPipeline.from_pretrained(cfg.teacher)
     pipe.model.to(cfg.device).eval().requires_grad_(False)
     settings = teacher_settings(cfg, pipe)
-    log(f"teacher {cfg.teacher}: {settings}; student K={cfg.student_steps}")
+    log(f"teacher {cfg.teacher}: {settings}; student K={cfg.student_steps}, guidance {cfg.student_guidance}")
     deadline = None if cfg.time_budget_min is None else started + 60 * cfg.time_budget_min * PAIRS_BUDGET_SHARE
     paths = ensure_pairs(pipe, cfg, settings, log, deadline)
     if args.pairs_only:
@@ -707,6 +743,7 @@ def main(argv=None) -> Path | None:
         "baseline_valid_mse": state["baseline"],
         "teacher": settings,
         "student_steps": cfg.student_steps,
+        "student_guidance_scale": cfg.student_guidance,
         "pipeline": str(target),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -174,6 +174,34 @@ def test_student_folder_rebuilds_the_written_pipeline(teacher_and_corpus, full_r
         distill_locdit.main([*argv, "--output-dir", str(tmp_path / "y"), "--assemble", str(student)])
 
 
+def test_a_guided_student_learns_through_guidance_and_keeps_it(teacher_and_corpus, full_run, tmp_path, monkeypatch):
+    """With `student_guidance_scale` the loss is taken on the student's guided patch (both branches), rounds
+    generate with it, and the written pipeline samples with it: one call of two rows per step."""
+    (tmp_path / "pairs").symlink_to(full_run[0].parent / "pairs")  # the same teacher endpoints
+    scales, real_solve = [], distill_locdit.solve
+
+    def spy(locdit, contexts, noise, steps, guidance_scale, temperature):
+        if torch.is_grad_enabled():
+            scales.append(guidance_scale)
+        return real_solve(locdit, contexts, noise, steps, guidance_scale, temperature)
+
+    monkeypatch.setattr(distill_locdit, "solve", spy)
+    target = _run(teacher_and_corpus, tmp_path / "run", "--student-guidance-scale", "1.5")
+    assert scales == [1.5] * 6  # every training step, through the guided combination
+    state = torch.load(tmp_path / "run" / distill_locdit.CHECKPOINT, weights_only=False)
+    assert state["run_key"]["student_guidance_scale"] == 1.5
+    pipe = DiTARPipeline.from_pretrained(str(target))
+    pipe.set_progress_bar_config(disable=True)
+    generation = pipe.model.generation_config
+    assert generation.guidance_scale == 1.5 and generation.distilled_guidance_scale is None
+    calls = []
+    pipe.model.locdit.register_forward_hook(lambda module, args, out: calls.append(out.shape[0]))
+    pipe("hello world", max_new_patches=3, num_candidates=1, generator=torch.Generator().manual_seed(0))
+    assert calls == [2] * 6  # 3 patches x K=2 steps, conditional and unconditional rows together
+    with pytest.raises(ValueError, match="belongs to another run"):  # the folded run's checkpoint is not resumed
+        _run(teacher_and_corpus, tmp_path / "run")
+
+
 def test_folded_guidance_refuses_a_second_guidance(full_run):
     config = DiTARGenerationConfig(distilled_guidance_scale=1.5, guidance_scale=1.0)
     assert resolve_generation_settings(config).distilled_guidance_scale == 1.5
@@ -191,6 +219,7 @@ def test_folded_guidance_refuses_a_second_guidance(full_run):
     [
         ("student_step: 2", "unknown settings \\['student_step'\\]"),
         ("num_pair_shards: 1", "num_pair_shards must be >= 2"),
+        ("student_guidance_scale: 1.0", "student_guidance_scale must be a number > 1"),
         ("on_policy_fraction: 1.0", "on_policy_fraction must be in \\(0, 1\\)"),
         ("max_steps: 10\non_policy_rounds: 1\non_policy_start: 10", "on_policy_start=10 is not before max_steps=10"),
     ],
