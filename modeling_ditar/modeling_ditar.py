@@ -1117,6 +1117,11 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                     "past_key_values needs use_cache=True and rows without padding that are longer than the cached "
                     f"prefix ({cached} columns cached, rows of {embeds.shape[1]})."
                 )
+            if repeats > 1 and rows_cached == batch and _cache_repeated_per_candidate(cache, repeats):
+                # one cached row per candidate (e.g. `prefix_cache(model, batch_size=B*K)`): keep one per text, so the
+                # rest of the prefix is prefilled once per text as with a one-row-per-text cache
+                cache.batch_select_indices(torch.arange(0, batch, repeats, device=device))
+                rows_cached = batch // repeats
             if (batch // repeats) % rows_cached:
                 repeats, unique = 1, slice(None)
             if rows_cached != batch // repeats:
@@ -1481,6 +1486,17 @@ def _same_prefix_per_candidate(cache, candidates: int, *prefix: torch.Tensor) ->
     """Whether every group of `candidates` consecutive rows has one prefix (each of `prefix`: embeddings, mask,
     positions, batch first), so that the prefill can run once per group and a dynamic `cache` repeat it."""
     return cache is not None and _cache_can_select_rows(cache) and _repeated_per_candidate(candidates, *prefix)
+
+
+def _cache_repeated_per_candidate(cache, candidates: int) -> bool:
+    """Whether every group of `candidates` consecutive rows of a filled KV cache holds the same keys and values."""
+    tensors = [
+        tensor
+        for layer in cache.layers
+        for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None))
+        if isinstance(tensor, torch.Tensor) and tensor.dim() == 4
+    ]
+    return bool(tensors) and _repeated_per_candidate(candidates, *tensors)
 
 
 def _repeated_per_candidate(candidates: int, *tensors: torch.Tensor) -> bool:

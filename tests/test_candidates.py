@@ -283,6 +283,39 @@ def test_a_voice_with_its_cached_transcript_prefills_the_prompt_once_per_text(pi
     assert prefill(**dict(with_voice, text=[call["text"], call["text"]]), voice=voice) == (2, full - transcript)
 
 
+def test_a_voice_cache_with_a_row_per_candidate_is_prefilled_once_per_text(pipe):
+    """`generate` handed a voice cache with one row per candidate (`prefix_cache(model, batch_size=B*K)`) keeps one row
+    per text and prefills the rest of the prefix once per text; the audio equals the one-row cache's."""
+    model = pipe.model
+    call = get_dummy_inputs(num_candidates=3)
+    voice = pipe.create_voice(call["prompt_audio"], call["prompt_text"], sampling_rate=call["sampling_rate"])
+    inputs = pipe.processor(text=[call["text"]], voice=voice, return_tensors="pt")
+    inputs = {k: v for k, v in inputs.items() if k not in ("input_values", "sampling_rate")}
+    voice.prefix_cache(model)  # the transcript's cache is computed here, not inside the calls below
+
+    def run(cache_rows: int):
+        rows = []
+        handle = model.language_model.register_forward_pre_hook(
+            lambda module, args, kw: rows.append(tuple(kw["inputs_embeds"].shape[:2])), with_kwargs=True
+        )
+        try:
+            out = model.generate(
+                **inputs,
+                num_candidates=3,
+                max_new_patches=4,
+                past_key_values=voice.prefix_cache(model, batch_size=cache_rows),
+                generator=torch.Generator().manual_seed(0),
+            )
+        finally:
+            handle.remove()
+        return rows[0], out
+
+    (one_rows, one_cols), one = run(1)
+    (rows, cols), per_candidate = run(3)
+    assert (rows, cols) == (one_rows, one_cols) and rows == 1  # it used to prefill all 3 rows
+    torch.testing.assert_close(per_candidate.features, one.features, rtol=0, atol=0)
+
+
 def test_rows_with_different_prefixes_are_prefilled_separately(pipe):
     """generate_patches called directly with `candidates_per_text` rows that are not copies of one text prefills every
     row."""
