@@ -193,6 +193,12 @@ def teacher_settings(cfg: DistillConfig, pipe: DiTARPipeline) -> dict:
     )
     if settings.distilled_guidance_scale is not None:
         raise ValueError("the teacher is itself a distilled student; distil from the multi-step pipeline it came from.")
+    if settings.num_inference_steps <= cfg.student_steps:
+        raise ValueError(
+            f"the teacher samples with {settings.num_inference_steps} LocDiT step(s), no more than the student's "
+            f"{cfg.student_steps}: it is probably a distilled student itself. Distil from a multi-step pipeline, or "
+            "set teacher_steps."
+        )
     return {
         "steps": settings.num_inference_steps,
         "guidance_scale": settings.guidance_scale,

@@ -214,6 +214,17 @@ def test_folded_guidance_refuses_a_second_guidance(full_run):
         pipe("hello world", max_new_patches=2, guidance_scale=1.5)
 
 
+def test_a_teacher_with_no_more_steps_than_the_student_is_refused(teacher_and_corpus, tmp_path):
+    """A one-step student as the teacher (say, a distilled default) would only be copied: named error."""
+    pipe = DiTARPipeline.from_pretrained(str(teacher_and_corpus[0]))
+    pipe.model.generation_config.num_inference_steps = 2
+    cfg = distill_locdit.DistillConfig(corpus="c", output_dir=str(tmp_path), student_steps=2)
+    with pytest.raises(ValueError, match="teacher samples with 2 LocDiT step"):
+        distill_locdit.teacher_settings(cfg, pipe)
+    cfg.teacher_steps = 4  # the teacher's multi-step sampler, asked for explicitly
+    assert distill_locdit.teacher_settings(cfg, pipe)["steps"] == 4
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [
