@@ -10,6 +10,13 @@ large run left it: it gains on the new data and forgets some of the rest. A poin
 keeps most of the gain and most of what was there before, at no cost at inference. Choose alpha on validation data
 of both kinds; alpha 0 gives BASE back and alpha 1 FINETUNED.
 
+`--module-alpha PREFIX=A` (repeatable) gives the tensors whose names start with PREFIX (a module path such as `locdit`
+or `language_model.model.layers.5`) their own alpha; the longest matching prefix wins, and a prefix that matches no
+tensor is an error. Modules learn different things from one fine-tune (the backbone reads the text, LocDiT draws the
+sound), so they may be worth moving by different amounts:
+
+    python conversion/interpolate_weights.py BASE FINETUNED OUT --alpha 0.3 --module-alpha locdit=0.6
+
 BASE is a pipeline folder (with model/) or a model folder; OUT is a copy of it (processor, scheduler, vocoder, default
 voice, code and all) with new model weights, written to a temporary folder and renamed into place. FINETUNED is a
 model folder, a pipeline folder or a weight file, with the same tensors as BASE: a missing, extra or wrongly shaped
@@ -35,11 +42,48 @@ def model_folder(folder: Path) -> Path:
     return folder / "model" if (folder / "model" / "config.json").is_file() else folder
 
 
+def parse_module_alphas(specs: list[str]) -> dict[str, float]:
+    """`PREFIX=ALPHA` strings -> {prefix: alpha}, each alpha in [0, 1]."""
+    alphas = {}
+    for spec in specs:
+        prefix, sep, value = spec.partition("=")
+        prefix = prefix.strip().rstrip(".")
+        try:
+            alpha = float(value) if sep else None
+        except ValueError:
+            alpha = None
+        if not prefix or alpha is None:
+            raise ConversionError(f"--module-alpha takes PREFIX=ALPHA (e.g. locdit=0.6), got {spec!r}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ConversionError(f"--module-alpha {prefix}: alpha must lie in [0, 1], got {alpha}")
+        if prefix in alphas:
+            raise ConversionError(f"--module-alpha names {prefix!r} twice")
+        alphas[prefix] = alpha
+    return alphas
+
+
+def alpha_for(name: str, alpha: float, module_alphas: dict[str, float]) -> float:
+    """The alpha of tensor `name`: that of the longest module prefix it lies in, else the global one."""
+    matches = [p for p in module_alphas if name == p or name.startswith(p + ".")]
+    return module_alphas[max(matches, key=len)] if matches else alpha
+
+
 def interpolate(
-    base: dict[str, torch.Tensor], finetuned: dict[str, torch.Tensor], alpha: float
+    base: dict[str, torch.Tensor],
+    finetuned: dict[str, torch.Tensor],
+    alpha: float,
+    module_alphas: dict[str, float] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """(1 - alpha) * base + alpha * finetuned per tensor, in float32, cast back to base's dtype. Integer and boolean
-    tensors (buffers such as position ids) must be equal and are copied."""
+    """(1 - a) * base + a * finetuned per tensor, in float32, cast back to base's dtype, with a = alpha or the
+    tensor's module alpha. Integer and boolean tensors (buffers such as position ids) must be equal and are copied."""
+    module_alphas = module_alphas or {}
+    unused = [p for p in module_alphas if not any(n == p or n.startswith(p + ".") for n in base)]
+    if unused:
+        tops = sorted({n.split(".")[0] for n in base})
+        raise ConversionError(
+            f"--module-alpha prefix(es) {', '.join(map(repr, unused))} match no tensor; the model's top-level modules "
+            f"are {', '.join(tops)}"
+        )
     mixed = {}
     for name, b in base.items():
         f = finetuned[name]
@@ -48,7 +92,8 @@ def interpolate(
                 raise ConversionError(f"{name} is a {b.dtype} tensor that differs between the two models")
             mixed[name] = b.clone()
             continue
-        mixed[name] = ((1.0 - alpha) * b.float() + alpha * f.float()).to(b.dtype).contiguous()
+        a = alpha_for(name, alpha, module_alphas)
+        mixed[name] = ((1.0 - a) * b.float() + a * f.float()).to(b.dtype).contiguous()
     return mixed
 
 
@@ -78,11 +123,19 @@ def main(argv=None) -> None:
     parser.add_argument("finetuned", type=Path, help="the fine-tuned model: a model or pipeline folder, or weight file")
     parser.add_argument("out", type=Path, help="folder to write: a copy of BASE with the interpolated weights")
     parser.add_argument("--alpha", type=float, required=True, help="weight of FINETUNED, from 0 (BASE) to 1")
+    parser.add_argument(
+        "--module-alpha",
+        action="append",
+        default=[],
+        metavar="PREFIX=ALPHA",
+        help="another alpha for the tensors under a module prefix (e.g. locdit=0.6); repeatable, longest prefix wins",
+    )
     parser.add_argument("--force", action="store_true", help="replace OUT if it is not empty")
     args = parser.parse_args(argv)
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ConversionError(f"--alpha must lie in [0, 1] (0 gives BASE, 1 FINETUNED), got {args.alpha}")
+    module_alphas = parse_module_alphas(args.module_alpha)
     if not args.base.is_dir():
         raise ConversionError(f"{args.base} is not a folder: give the base pipeline or model folder")
     if args.out.resolve() in (args.base.resolve(), args.finetuned.resolve()):
@@ -93,7 +146,7 @@ def main(argv=None) -> None:
     finetuned_source = args.finetuned if args.finetuned.is_file() else model_folder(args.finetuned)
     finetuned = load_weights(finetuned_source)
     check_state_dict(base, finetuned, str(finetuned_source))
-    mixed = interpolate(base, finetuned, args.alpha)
+    mixed = interpolate(base, finetuned, args.alpha, module_alphas)
 
     relative = base_model.relative_to(args.base)
     with staged_output(args.out) as tmp:
@@ -103,8 +156,9 @@ def main(argv=None) -> None:
             weights.unlink()
         save_like(mixed, base_model, target)
     changed = sum(not torch.equal(mixed[n], base[n]) for n in base)
+    per_module = "".join(f", {prefix} at {a}" for prefix, a in module_alphas.items())
     print(
-        f"wrote {args.out}: (1 - {args.alpha}) * {args.base} + {args.alpha} * {finetuned_source}; "
+        f"wrote {args.out}: (1 - {args.alpha}) * {args.base} + {args.alpha} * {finetuned_source}{per_module}; "
         f"{changed} of {len(base)} tensors changed"
     )
 

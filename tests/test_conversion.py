@@ -455,3 +455,50 @@ def test_interpolate_weights_refuses_bad_inputs(tmp_path):
         interpolate.main([str(tmp_path / "base"), str(tmp_path / "base"), str(tmp_path / "full"), "--alpha", "0.5"])
     assert (tmp_path / "full" / "x").read_text() == "keep me"
     assert not (tmp_path / "o").exists()
+
+
+def test_interpolate_weights_gives_a_module_its_own_alpha(tmp_path):
+    """--module-alpha PREFIX=A mixes the tensors under PREFIX at A and the rest at --alpha; the longest prefix wins;
+    a prefix that matches nothing or a malformed value is refused before anything is written."""
+    from pipeline_helpers import get_dummy_pipeline
+
+    interpolate = load_script("interpolate_weights")
+    get_dummy_pipeline(seed=0).save_pretrained(tmp_path / "base")
+    get_dummy_pipeline(seed=1).model.save_pretrained(tmp_path / "tuned")
+    base = load_file(str(tmp_path / "base" / "model" / "model.safetensors"))
+    tuned = load_file(str(tmp_path / "tuned" / "model.safetensors"))
+    first_locdit_block = next(n for n in base if n.startswith("locdit.") and ".blocks.0." in n)
+    block_prefix = first_locdit_block.split(".blocks.0.")[0] + ".blocks.0"
+
+    out = tmp_path / "mixed"
+    interpolate.main(
+        [str(tmp_path / "base"), str(tmp_path / "tuned"), str(out), "--alpha", "0.3"]
+        + ["--module-alpha", "locdit=1.0", "--module-alpha", f"{block_prefix}=0.6"]
+    )
+    mixed = load_file(str(out / "model" / "model.safetensors"))
+    seen = set()
+    for name, b in base.items():
+        if name.startswith(block_prefix + "."):
+            alpha = 0.6
+        elif name.startswith("locdit."):
+            alpha = 1.0
+        else:
+            alpha = 0.3
+        seen.add(alpha)
+        expected = ((1 - alpha) * b.float() + alpha * tuned[name].float()).to(b.dtype)
+        assert torch.equal(mixed[name], expected), name
+    assert seen == {0.3, 0.6, 1.0}
+    assert DiTARPipeline.from_pretrained(out).model.locdit is not None
+
+    for bad, message in (
+        ("locdt=0.5", r"'locdt' match no tensor; the model's top-level modules are .*locdit"),
+        ("locdit", "takes PREFIX=ALPHA"),
+        ("locdit=high", "takes PREFIX=ALPHA"),
+        ("locdit=1.5", r"alpha must lie in \[0, 1\]"),
+    ):
+        with pytest.raises(interpolate.ConversionError, match=message):
+            interpolate.main(
+                [str(tmp_path / "base"), str(tmp_path / "tuned"), str(tmp_path / "o"), "--alpha", "0.3"]
+                + ["--module-alpha", bad]
+            )
+    assert not (tmp_path / "o").exists()
