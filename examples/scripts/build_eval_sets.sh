@@ -10,6 +10,10 @@
 #             (evaluation only)
 #   natval48  46 training-legal natural validation cases (Piper, Kokoro, festival voices with pseudo-speakers)
 #   natcond48 44 such cases with rooms, noise, the telephone band and level changes on prompt and target
+#   natcondfresh160  151 more such cases with other seeds (not built by default; ask for it by name): enough
+#             degraded prompts to count how often a model fails to stop on them, which 44 cases cannot tell. A
+#             rebuild gave 150 (one prompt fell under the 2 s minimum; the ids after it shift by one, texts and
+#             voices stay)
 # Checked against the sets the notes were measured on (2026-12-03, 90 s in all on 2 cores): val48, test100 and natural
 # come back case for case (ids, texts, voices, durations); natval48 and natcond48 come back with the same ids, texts,
 # voices and speakers but not the same audio (durations differ by a few percent: the natural synthesizers' sampling
@@ -53,6 +57,13 @@ if wanted natcond48; then
     --num-train-speakers 1 --num-val-speakers 48 --utts-per-speaker 2 --num-test-voices 0 \
     --only-splits validation --sampling-rate 16000 --num-proc 1
   cases "$root/natcond_corpus" validation 48 natcond48
+fi
+if wanted natcondfresh160; then
+  "$python" examples/build_corpus.py --out "$root/natcondfresh_corpus" --seed 41 --voice-seed 4141 \
+    --mix piper=0.55,kokoro=0.15,festival=0.3 --conditions room=0.5,noise=0.5,phone=0.3,level=0.5 \
+    --num-train-speakers 1 --num-val-speakers 160 --utts-per-speaker 2 --num-test-voices 0 \
+    --only-splits validation --sampling-rate 16000 --num-proc 2
+  cases "$root/natcondfresh_corpus" validation 160 natcondfresh160
 fi
 for set in $sets; do
   if [ -f "$root/eval/$set/cases.jsonl" ]; then
