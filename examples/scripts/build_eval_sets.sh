@@ -45,25 +45,17 @@ fi
 if wanted natural; then
   "$python" examples/make_natural_cases.py --out "$root/eval/natural/cases.jsonl"
 fi
-if wanted natval48; then
-  "$python" examples/build_corpus.py --out "$root/natval_corpus" --seed 11 --voice-seed 1111 \
-    --mix piper=0.55,kokoro=0.15,festival=0.3 --num-train-speakers 1 --num-val-speakers 48 --utts-per-speaker 2 \
-    --num-test-voices 0 --only-splits validation --sampling-rate 16000
-  cases "$root/natval_corpus" validation 48 natval48
-fi
-if wanted natcond48; then
-  "$python" examples/build_corpus.py --out "$root/natcond_corpus" --seed 21 --voice-seed 2121 \
-    --mix piper=0.55,kokoro=0.15,festival=0.3 --conditions room=0.5,noise=0.5,phone=0.3,level=0.5 \
-    --num-train-speakers 1 --num-val-speakers 48 --utts-per-speaker 2 --num-test-voices 0 \
-    --only-splits validation --sampling-rate 16000 --num-proc 1
-  cases "$root/natcond_corpus" validation 48 natcond48
-fi
+natural_set() {  # SET CORPUS SEED VOICE_SEED SPEAKERS [more build_corpus.py options]: training-legal natural voices
+  "$python" examples/build_corpus.py --out "$root/$2" --seed "$3" --voice-seed "$4" \
+    --mix piper=0.55,kokoro=0.15,festival=0.3 --num-train-speakers 1 --num-val-speakers "$5" --utts-per-speaker 2 \
+    --num-test-voices 0 --only-splits validation --sampling-rate 16000 "${@:6}"
+  cases "$root/$2" validation "$5" "$1"
+}
+conditions=room=0.5,noise=0.5,phone=0.3,level=0.5
+if wanted natval48; then natural_set natval48 natval_corpus 11 1111 48; fi
+if wanted natcond48; then natural_set natcond48 natcond_corpus 21 2121 48 --conditions "$conditions" --num-proc 1; fi
 if wanted natcondfresh160; then
-  "$python" examples/build_corpus.py --out "$root/natcondfresh_corpus" --seed 41 --voice-seed 4141 \
-    --mix piper=0.55,kokoro=0.15,festival=0.3 --conditions room=0.5,noise=0.5,phone=0.3,level=0.5 \
-    --num-train-speakers 1 --num-val-speakers 160 --utts-per-speaker 2 --num-test-voices 0 \
-    --only-splits validation --sampling-rate 16000 --num-proc 2
-  cases "$root/natcondfresh_corpus" validation 160 natcondfresh160
+  natural_set natcondfresh160 natcondfresh_corpus 41 4141 160 --conditions "$conditions" --num-proc 2
 fi
 for set in $sets; do
   if [ -f "$root/eval/$set/cases.jsonl" ]; then
