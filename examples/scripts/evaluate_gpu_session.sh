@@ -14,7 +14,10 @@
 #                                       the ground truth, against Griffin-Lim's)
 #   student                             the default with the returned few-step LocDiT (distill_locdit.py --assemble)
 # Sets: SETS (default "val48 natval48 natcond48"), each data/eval/SET/cases.jsonl (`bash
-# examples/scripts/build_eval_sets.sh` rebuilds them on a fresh machine in about 2 minutes). examples/evaluate.py runs
+# examples/scripts/build_eval_sets.sh` rebuilds them on a fresh machine in about 2 minutes). STUDENT_SETS (default
+# "natcondfresh160", skipped with a note when its cases are missing: `bash examples/scripts/build_eval_sets.sh
+# natcondfresh160`) are scored for the student and the default only: 151 degraded prompts, enough to count how often a
+# few-step LocDiT fails to stop where the default does not (one case of natcond48 could not tell). examples/evaluate.py runs
 # with --asr-redecode-loops --dnsmos on one thread, JOBS (default 2) at a time; finished evaluations are kept, so a
 # rerun continues. MAX_CASES limits the cases per set (a quick check of the script itself). PYTHON defaults to
 # .venv/bin/python where it exists.
@@ -23,6 +26,7 @@ returned=$(cd "${1:?the folder where the files of the GPU call landed}" && pwd)
 cd "$(dirname "$0")/../.."
 eval_dir=${2:-outputs/gpu_eval}
 sets=${SETS:-val48 natval48 natcond48}
+student_sets=${STUDENT_SETS-natcondfresh160}
 alphas=${ALPHAS:-1.0 0.5 0.3}
 jobs=${JOBS:-2}
 python=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
@@ -80,7 +84,16 @@ else
   echo "no distill.tar.gz in $returned: no student arm"
 fi
 if [ ${#arms[@]} -eq 0 ]; then echo "nothing to evaluate in $returned" >&2; exit 1; fi
-echo "arms: ${arms[*]}; sets: $sets"
+extra_sets=""
+if [[ " ${arms[*]} " == *" student "* ]]; then
+  for set in $student_sets; do
+    if [ -f "data/eval/$set/cases.jsonl" ]; then extra_sets="$extra_sets $set"; else
+      echo "data/eval/$set/cases.jsonl is missing: the student is not scored on $set" \
+           "(bash examples/scripts/build_eval_sets.sh $set builds it)"
+    fi
+  done
+fi
+echo "arms: ${arms[*]}; sets: $sets${extra_sets:+; the student also on:$extra_sets}"
 
 # 2. evaluations, JOBS at a time: the default and every arm on every set
 pipeline_of() {
@@ -109,13 +122,20 @@ for set in $sets; do
     if [ "$running" -ge "$jobs" ]; then wait -n || status=1; running=$((running - 1)); fi
   done
 done
+for set in $extra_sets; do
+  for arm in default student; do
+    evaluate "$arm" "$set" &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then wait -n || status=1; running=$((running - 1)); fi
+  done
+done
 while [ "$running" -gt 0 ]; do wait -n || status=1; running=$((running - 1)); done
 echo "evaluations took $(( $(date +%s) - started )) s"
 
 # 3. every arm paired against the default, per set
 {
   echo "Returned: $returned; arms against the shipped default, paired per case (examples/research/paired_eval.py)."
-  for set in $sets; do
+  for set in $sets $extra_sets; do
     echo "== $set"
     for arm in "${arms[@]}"; do
       if [ -f "$eval_dir/eval/$arm-$set/results.json" ]; then
