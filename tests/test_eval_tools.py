@@ -294,6 +294,45 @@ def test_device_bundle_dry_run_lists_the_wheels_and_refuses_natural():
     assert natural.returncode == 1 and "data_packs/natural-v1" in natural.stderr
 
 
+def test_build_eval_sets_gives_each_natural_set_its_own_seeds_and_conditions(tmp_path):
+    """With PYTHON=echo the script prints the commands it would run: each natural-voice set is built from its own
+    seeds, speaker count and conditions (the clean set without), and its cases go to its own folder."""
+    script = EXAMPLES / "scripts" / "build_eval_sets.sh"
+    env = {**os.environ, "PYTHON": "echo", "EVAL_ROOT": str(tmp_path), "FORCE": "1"}
+    result = subprocess.run(
+        ["bash", str(script), "natval48 natcond48 natcondfresh160"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    builds = [line.split() for line in lines if "examples/build_corpus.py" in line]
+    cases = [line.split() for line in lines if "--make-cases-from" in line]
+
+    def option(words, name):
+        return words[words.index(name) + 1] if name in words else None
+
+    expected = {  # set: (corpus folder, seed, voice seed, speakers, conditions)
+        "natval48": ("natval_corpus", "11", "1111", "48", None),
+        "natcond48": ("natcond_corpus", "21", "2121", "48", "room=0.5,noise=0.5,phone=0.3,level=0.5"),
+        "natcondfresh160": ("natcondfresh_corpus", "41", "4141", "160", "room=0.5,noise=0.5,phone=0.3,level=0.5"),
+    }
+    assert len(builds) == len(cases) == len(expected)
+    for build, make, (name, (corpus, seed, voice_seed, speakers, conditions)) in zip(
+        builds, cases, expected.items(), strict=True
+    ):
+        assert option(build, "--out") == f"{tmp_path}/{corpus}"
+        assert (option(build, "--seed"), option(build, "--voice-seed")) == (seed, voice_seed)
+        assert option(build, "--num-val-speakers") == speakers and option(build, "--conditions") == conditions
+        assert option(build, "--only-splits") == "validation" and option(build, "--num-test-voices") == "0"
+        assert option(make, "--make-cases-from") == f"{tmp_path}/{corpus}" and option(make, "--num-cases") == speakers
+        assert option(make, "--out") == f"{tmp_path}/eval/{name}/cases.jsonl"
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (EXAMPLES / "scripts").glob("*.sh")))
+def test_example_shell_scripts_parse(script):
+    result = subprocess.run(["bash", "-n", str(EXAMPLES / "scripts" / script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def test_paired_eval_sums_per_case_differences(tmp_path):
     sys.path.insert(0, str(EXAMPLES / "research"))
     import paired_eval
