@@ -62,9 +62,14 @@ def parse_module_alphas(specs: list[str]) -> dict[str, float]:
     return alphas
 
 
+def in_module(name: str, prefix: str) -> bool:
+    """Whether tensor `name` lies under the module path `prefix` (whole path components: `locdit` is not `locdit2`)."""
+    return name == prefix or name.startswith(prefix + ".")
+
+
 def alpha_for(name: str, alpha: float, module_alphas: dict[str, float]) -> float:
     """The alpha of tensor `name`: that of the longest module prefix it lies in, else the global one."""
-    matches = [p for p in module_alphas if name == p or name.startswith(p + ".")]
+    matches = [p for p in module_alphas if in_module(name, p)]
     return module_alphas[max(matches, key=len)] if matches else alpha
 
 
@@ -77,7 +82,7 @@ def interpolate(
     """(1 - a) * base + a * finetuned per tensor, in float32, cast back to base's dtype, with a = alpha or the
     tensor's module alpha. Integer and boolean tensors (buffers such as position ids) must be equal and are copied."""
     module_alphas = module_alphas or {}
-    unused = [p for p in module_alphas if not any(n == p or n.startswith(p + ".") for n in base)]
+    unused = [p for p in module_alphas if not any(in_module(n, p) for n in base)]
     if unused:
         tops = sorted({n.split(".")[0] for n in base})
         raise ConversionError(

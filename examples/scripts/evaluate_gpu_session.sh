@@ -115,19 +115,13 @@ evaluate() {  # ARM SET
 started=$(date +%s)
 running=0
 status=0
-for set in $sets; do
-  for arm in default "${arms[@]}"; do
-    evaluate "$arm" "$set" &
-    running=$((running + 1))
-    if [ "$running" -ge "$jobs" ]; then wait -n || status=1; running=$((running - 1)); fi
-  done
-done
-for set in $extra_sets; do
-  for arm in default student; do
-    evaluate "$arm" "$set" &
-    running=$((running + 1))
-    if [ "$running" -ge "$jobs" ]; then wait -n || status=1; running=$((running - 1)); fi
-  done
+queue=()  # "ARM SET": the default and every arm on SETS, then the default and the student on the extra sets
+for set in $sets; do for arm in default "${arms[@]}"; do queue+=("$arm $set"); done; done
+for set in $extra_sets; do queue+=("default $set" "student $set"); done
+for job in "${queue[@]}"; do
+  evaluate $job &
+  running=$((running + 1))
+  if [ "$running" -ge "$jobs" ]; then wait -n || status=1; running=$((running - 1)); fi
 done
 while [ "$running" -gt 0 ]; do wait -n || status=1; running=$((running - 1)); done
 echo "evaluations took $(( $(date +%s) - started )) s"
