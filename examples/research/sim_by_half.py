@@ -44,22 +44,29 @@ def main(argv=None) -> None:
     root = args.cases.parent
     cases = [json.loads(line) for line in args.cases.read_text().splitlines() if line.strip()]
     encoder = ResemblyzerEncoder()
+    # the prompt's embedding and the real recording's halves are the same for every run: computed once per case
+    references = {}
+    for case in cases:
+        if not case.get("target_audio"):
+            continue
+        prompt, rate = sf.read(str(root / case["prompt_audio"]), dtype="float32")
+        reference = encoder.embed(prompt, rate)
+        first, second = halves(encoder, root / case["target_audio"])
+        if reference is not None and first is not None and second is not None:
+            references[case["id"]] = (reference, (float(first @ reference), float(second @ reference)))
     for run in args.runs:
         rows = ["model"] + (["tf"] if (run / "wavs" / "tf").is_dir() else [])
         sims = []
-        for case in cases:
-            if not case.get("target_audio"):
-                continue
-            prompt, rate = sf.read(str(root / case["prompt_audio"]), dtype="float32")
-            reference = encoder.embed(prompt, rate)
-            clips = {"gt": root / case["target_audio"]}
-            clips.update({row: run / "wavs" / row / f"{case['id']}.wav" for row in rows})
-            if reference is None or not all(path.is_file() for path in clips.values()):
+        for case_id, (reference, gt) in references.items():
+            clips = {row: run / "wavs" / row / f"{case_id}.wav" for row in rows}
+            if not all(path.is_file() for path in clips.values()):
                 continue
             pairs = {name: halves(encoder, path) for name, path in clips.items()}
             if any(a is None or b is None for a, b in pairs.values()):
                 continue
-            sims.append({name: (float(a @ reference), float(b @ reference)) for name, (a, b) in pairs.items()})
+            sims.append(
+                {"gt": gt, **{name: (float(a @ reference), float(b @ reference)) for name, (a, b) in pairs.items()}}
+            )
         print(f"{run} ({len(sims)} cases)")
         for name in ["gt", *rows]:
             first = [s[name][0] for s in sims]
