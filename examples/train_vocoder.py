@@ -13,10 +13,14 @@ segments of `segment_seconds` (whole hops), computes their log-mel with the feat
 the training device, and trains the generator to invert them:
 
     generator loss  = mel_weight * L1(log-mel(G(x)), x)  [+ stft_weight * multi-resolution STFT loss]
+                      [+ magnitude_weight * log-magnitude MSE + phase_weight * anti-wrapped phase errors]
                       + adv(MPD) + mrd_weight * adv(MRD) + feature_matching_weight * (fm(MPD) + mrd_weight * fm(MRD))
     discriminators  = adversarial loss (hinge or least squares) of MPD + mrd_weight * MRD on real vs G(x)
 
-The adversarial terms start at `disc_start_step` (before it the generator learns from the mel loss alone).
+The adversarial terms start at `disc_start_step` (before it the generator learns from the other losses alone);
+`adversarial: false` never starts them. The magnitude and phase terms (APNet) compare the generator's predicted STFT
+frames with the real audio's STFT at the same framing: they teach the phase directly, which a GAN learns slowly, so
+they are the recipe for training without discriminators (on a CPU: a generator step costs a small share of a GAN step).
 
 Output: `checkpoints/step-N` (Accelerate state through a temporary folder and a rename, so a killed run never leaves a
 half-written one; `--resume` continues from the newest with the same data), `log.csv` (training losses), `eval.csv`
@@ -67,6 +71,7 @@ from vocoder_training.losses import (  # noqa: E402
     ADVERSARIAL_KINDS,
     MelLoss,
     MultiResolutionSTFTLoss,
+    SpectrumLoss,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -77,7 +82,16 @@ from modeling_ditar import DiTARFeatureExtractor  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 # settings of the feature extractor that the vocoder's config must share
 FEATURE_KEYS = ("sampling_rate", "n_fft", "hop_length", "win_length", "num_mel_bins", "f_min", "f_max", "log_floor")
-LOSS_KEYS = ("generator_loss", "mel_loss", "stft_loss", "adversarial_loss", "feature_matching_loss", "disc_loss")
+LOSS_KEYS = (
+    "generator_loss",
+    "mel_loss",
+    "stft_loss",
+    "magnitude_loss",
+    "phase_loss",
+    "adversarial_loss",
+    "feature_matching_loss",
+    "disc_loss",
+)
 
 
 @dataclass
@@ -104,11 +118,14 @@ class VocoderTrainConfig:
     adam_betas: tuple[float, float] = (0.8, 0.9)
     grad_clip: float | None = 100.0  # None: no clipping (the norm is still logged)
     disc_start_step: int = 0  # steps of mel-only generator training before the discriminators switch on
+    adversarial: bool = True  # false: no discriminators at all (train with the magnitude and phase losses)
     adversarial_loss: str = "hinge"  # or "lsgan"
     mel_weight: float = 45.0
     feature_matching_weight: float = 1.0
     mrd_weight: float = 0.1  # weight of the multi-resolution discriminator's terms against the multi-period one's
     stft_weight: float = 0.0
+    magnitude_weight: float = 0.0  # log-magnitude MSE of the predicted STFT frames against the audio's (APNet)
+    phase_weight: float = 0.0  # anti-wrapped instantaneous phase + group delay + instantaneous frequency errors
     stft_resolutions: list[list[int]] = field(default_factory=lambda: [[512, 128, 512], [1024, 256, 1024]])
     mpd_periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
     mpd_channels: list[int] = field(default_factory=lambda: [32, 128, 512, 1024])
@@ -159,11 +176,25 @@ class VocoderTrainConfig:
         for name in ("disc_start_step", "warmup_steps", "eval_clips"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("mel_weight", "feature_matching_weight", "mrd_weight", "stft_weight"):
+        for name in (
+            "mel_weight",
+            "feature_matching_weight",
+            "mrd_weight",
+            "stft_weight",
+            "magnitude_weight",
+            "phase_weight",
+        ):
             if not float(getattr(self, name)) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.segment_seconds > 0 or not self.eval_seconds > 0:
             raise ValueError("segment_seconds and eval_seconds must be > 0")
+        if not isinstance(self.adversarial, bool):
+            raise ValueError(f"adversarial must be true or false, got {self.adversarial!r}")
+        if not self.adversarial and self.mel_weight + self.stft_weight + self.magnitude_weight + self.phase_weight == 0:
+            raise ValueError(
+                "adversarial: false leaves the generator no loss: set mel_weight, stft_weight, magnitude_weight or "
+                "phase_weight above 0"
+            )
         if self.gain_db is not None and len(self.gain_db) != 2:
             raise ValueError(f"gain_db must be [low_db, high_db], got {self.gain_db}")
 
@@ -391,6 +422,10 @@ def main(argv=None):
 
     mel_loss = MelLoss(feature_extractor)
     stft_loss = MultiResolutionSTFTLoss(cfg.stft_resolutions) if cfg.stft_weight > 0 else None
+    raw_generator = accelerator.unwrap_model(generator)
+    spectrum_loss = None
+    if cfg.magnitude_weight > 0 or cfg.phase_weight > 0:
+        spectrum_loss = SpectrumLoss(raw_generator.n_fft, raw_generator.hop_length, raw_generator.win_length)
     # The discriminators' scheduler steps from step 0 (so both lrs follow one schedule) while their optimizer waits
     # for disc_start_step; torch warns once about that order.
     warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
@@ -405,8 +440,11 @@ def main(argv=None):
         audio = sampler.batch(state.step, cfg.batch_size, accelerator.process_index).to(accelerator.device)
         with torch.no_grad():
             features = feature_extractor.compute_log_mel(audio)  # [B, T, D], T = 1 + S / hop
-        generated = generator(features)  # [B, S]
-        adversarial = state.step >= cfg.disc_start_step
+        if spectrum_loss is not None:
+            generated, spectrum = generator(features, return_spectrum=True)  # [B, S], [B, F, T] complex
+        else:
+            generated = generator(features)  # [B, S]
+        adversarial = cfg.adversarial and state.step >= cfg.disc_start_step
         losses, grad_norm_d = {}, None
         if adversarial:
             output = discriminators(torch.cat([audio, generated.detach()]))
@@ -429,6 +467,10 @@ def main(argv=None):
             stft = stft_loss(generated, audio)
             total = total + cfg.stft_weight * stft
             losses["stft_loss"] = stft.detach()
+        if spectrum_loss is not None:
+            magnitude, phase = spectrum_loss(spectrum, audio)
+            total = total + cfg.magnitude_weight * magnitude + cfg.phase_weight * phase
+            losses["magnitude_loss"], losses["phase_loss"] = magnitude.detach(), phase.detach()
         if adversarial:
             # The generator's loss needs no gradient for the discriminators' weights: frozen, the backward pass only
             # goes through their activations (a third less work), and the unwrapped module skips the all-reduce of
@@ -487,8 +529,11 @@ def main(argv=None):
                         f" adv {logs['adversarial_loss']:.3f} fm {logs['feature_matching_loss']:.3f} "
                         f"disc {logs['disc_loss']:.3f}"
                     )
+                spectral = ""
+                if not math.isnan(logs["phase_loss"]):
+                    spectral = f" magnitude {logs['magnitude_loss']:.4f} phase {logs['phase_loss']:.4f}"
                 print(
-                    f"step {state.step} mel {logs['mel_loss']:.4f}{gan} lr {logs['lr']:.2e} "
+                    f"step {state.step} mel {logs['mel_loss']:.4f}{spectral}{gan} lr {logs['lr']:.2e} "
                     f"{logs['audio_s_per_s']:.1f} s audio/s",
                     flush=True,
                 )

@@ -329,15 +329,20 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         signal = overlap_add(chunks, self.hop_length)[:, self._trim : self._trim + self.num_samples(frames)]  # [B, S]
         return signal / self._envelope(frames, window)
 
-    def forward(self, features: torch.Tensor, **kwargs) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, return_spectrum: bool = False, **kwargs
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Un-normalised log-mel `features [B, T, D]` (or `[T, D]`) -> `waveform [B, num_samples(T)]` (float32).
 
         Differentiable (no `torch.no_grad` here; wrap inference calls in it). Computes on the vocoder's device and
-        returns the waveform on the features' device. Keyword arguments other vocoders take (e.g. `generator`) are
-        accepted and ignored: the output is deterministic.
+        returns the waveform on the features' device. With `return_spectrum=True` it returns `(waveform, spectrum)`,
+        the complex STFT frames `[B, n_fft // 2 + 1, T]` the waveform was inverted from (on the vocoder's device), for
+        losses that supervise them directly. Keyword arguments other vocoders take (e.g. `generator`) are accepted and
+        ignored: the output is deterministic.
         """
         features = self._check_features(features, self.num_mel_bins)  # [B, T, D] float32
         weight = self.backbone.embed.weight
         hidden = self.backbone(features.to(device=weight.device, dtype=weight.dtype).transpose(1, 2))  # [B, T, H]
-        waveform = self.istft(self.head(hidden))  # [B, S] float32
-        return waveform.to(features.device)
+        spectrum = self.head(hidden)  # [B, F, T] complex64
+        waveform = self.istft(spectrum).to(features.device)  # [B, S] float32
+        return (waveform, spectrum) if return_spectrum else waveform

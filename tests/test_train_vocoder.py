@@ -27,6 +27,8 @@ from vocoder_training.discriminators import (  # noqa: E402
 from vocoder_training.losses import (  # noqa: E402
     MelLoss,
     MultiResolutionSTFTLoss,
+    SpectrumLoss,
+    anti_wrapped,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -257,7 +259,50 @@ def test_the_evaluation_only_split_and_bad_settings_are_refused(tmp_path):
             VocoderTrainConfig.load(str(_config(tmp_path, **bad)))
 
 
-@pytest.mark.parametrize("name", ["vocoder-tiny.yaml", "vocoder-cpu.yaml", "vocoder-gpu.yaml"])
+def test_spectrum_loss_is_zero_for_the_audio_own_stft_and_ignores_whole_turns_of_phase():
+    from modeling_ditar.vocoder_vocos import VocosVocoder
+
+    vocoder = VocosVocoder(dim=16, intermediate_dim=32, num_layers=1)
+    audio = torch.from_numpy(np.stack([_clip(0, 0.4), _clip(1, 0.4)]))
+    loss = SpectrumLoss(vocoder.n_fft, vocoder.hop_length, vocoder.win_length)
+    true = loss.target(audio)
+    # the target uses the vocoder's framing: its inverse STFT gives the audio back
+    assert torch.allclose(vocoder.istft(true), audio, atol=1e-5)
+    assert [float(x) for x in loss(true, audio)] == [0.0, 0.0]
+    turned = true * torch.exp(torch.tensor(2j * math.pi))  # a whole turn: the same phase
+    assert float(loss(turned, audio)[1]) < 1e-4
+    magnitude, phase = loss(true * torch.exp(torch.tensor(0.5j)), audio)  # every phase off by 0.5 rad
+    # instantaneous phase 0.5; differences across frequency and time unchanged
+    assert float(magnitude) < 1e-8 and abs(float(phase) - 0.5) < 1e-3
+    magnitude, _ = loss(true * 2, audio)
+    assert abs(float(magnitude) - math.log(2) ** 2) < 1e-2  # (log 2)^2 wherever the floor does not clip
+    assert torch.allclose(
+        anti_wrapped(torch.tensor([0.1, 2 * math.pi + 0.1, -0.1, math.pi])), torch.tensor([0.1, 0.1, 0.1, math.pi])
+    )
+    with pytest.raises(ValueError, match="n_fft and hop"):
+        loss(true[..., :-1], audio)
+    features = torch.randn(2, true.shape[-1], 80)
+    waveform, spectrum = vocoder(features, return_spectrum=True)
+    assert spectrum.shape == true.shape and torch.equal(waveform, vocoder(features))
+
+
+def test_a_run_without_discriminators_learns_from_magnitude_and_phase(tmp_path):
+    corpus = _corpus(tmp_path)
+    config = _config(tmp_path, adversarial=False, magnitude_weight=1.0, phase_weight=1.0, max_steps=4, eval_every=4)
+    main(["--config", str(config), "--dataset", str(corpus), "--output-dir", str(tmp_path / "run")])
+    rows = _rows(tmp_path / "run")
+    assert sorted(rows) == [1, 2, 3, 4]
+    for row in rows.values():
+        assert math.isfinite(float(row["magnitude_loss"])) and math.isfinite(float(row["phase_loss"]))
+        assert math.isnan(float(row["disc_loss"])) and math.isnan(float(row["adversarial_loss"]))
+    assert (tmp_path / "run" / "vocoder" / "config.json").is_file()
+    with pytest.raises(ValueError, match="no loss"):
+        VocoderTrainConfig.load(str(_config(tmp_path, adversarial=False, mel_weight=0.0, stft_weight=0.0)))
+
+
+@pytest.mark.parametrize(
+    "name", ["vocoder-tiny.yaml", "vocoder-cpu.yaml", "vocoder-cpu-phase.yaml", "vocoder-gpu.yaml"]
+)
 def test_shipped_configs_load(name):
     cfg = VocoderTrainConfig.load(str(EXAMPLES / "configs" / name))
     assert cfg.dataset and cfg.feature_extractor == "modeling_ditar/default/processor"

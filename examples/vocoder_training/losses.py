@@ -1,5 +1,6 @@
-"""Losses of GAN vocoder training (HiFi-GAN, Vocos): adversarial (hinge or least squares), feature matching, L1 log-mel
-and an optional multi-resolution STFT loss.
+"""Losses of vocoder training (HiFi-GAN, Vocos, APNet): adversarial (hinge or least squares), feature matching, L1
+log-mel, an optional multi-resolution STFT loss, and direct supervision of the predicted STFT frames (log-magnitude and
+anti-wrapping phase losses) for a generator that predicts them, such as Vocos.
 
 Shapes: B batch, S samples, T frames, D mel bins. Discriminator outputs are lists with one entry per sub-discriminator
 (see `discriminators.py`); every adversarial and feature-matching loss is the mean over sub-discriminators, so that
@@ -13,6 +14,8 @@ import torch
 __all__ = [
     "MelLoss",
     "MultiResolutionSTFTLoss",
+    "SpectrumLoss",
+    "anti_wrapped",
     "discriminator_loss",
     "feature_matching_loss",
     "generator_adversarial_loss",
@@ -108,3 +111,55 @@ class MultiResolutionSTFTLoss(torch.nn.Module):
             convergence = torch.linalg.vector_norm(true - pred) / torch.linalg.vector_norm(true).clamp(min=self.floor)
             total = total + convergence + (pred.log() - true.log()).abs().mean()
         return total / len(self.resolutions)
+
+
+def anti_wrapped(difference: torch.Tensor) -> torch.Tensor:
+    """`|x - 2 pi round(x / 2 pi)|`: the distance between two phases on the circle (APNet's anti-wrapping function),
+    so that a phase error of 2 pi costs nothing."""
+    return (difference - 2 * torch.pi * torch.round(difference / (2 * torch.pi))).abs()
+
+
+class SpectrumLoss(torch.nn.Module):
+    """Supervises a vocoder's predicted STFT frames with the real audio's STFT at the same framing (Ai and Ling, 2023,
+    "APNet"): a mean squared log-magnitude error, and the anti-wrapped errors of the phase itself (instantaneous
+    phase), of its difference across frequency (group delay) and across time (instantaneous frequency).
+
+    The phase losses are what a generator trained on magnitudes alone (mel, STFT and adversarial losses) never sees:
+    without them it must find a consistent phase by itself, which is what GAN training is slow at.
+
+    Args:
+        n_fft, hop_length, win_length (`int`): the vocoder's inverse-STFT framing; the target STFT is centred with a
+            periodic Hann window, so frame t is centred on sample `t * hop_length`, as the vocoder's frames are.
+        floor (`float`, defaults to 1e-5): magnitudes are clamped to this before the log.
+
+    `forward(spectrum [B, F, T] complex, audio [B, S])` returns `(magnitude_loss, phase_loss)`, the phase loss being
+    the sum of the three phase terms.
+    """
+
+    def __init__(self, n_fft: int, hop_length: int, win_length: int | None = None, floor: float = 1e-5):
+        super().__init__()
+        self.n_fft, self.hop_length = int(n_fft), int(hop_length)
+        self.win_length = int(win_length or n_fft)
+        self.floor = float(floor)
+
+    def target(self, audio: torch.Tensor) -> torch.Tensor:
+        window = torch.hann_window(self.win_length, device=audio.device, dtype=torch.float32)
+        return torch.stft(
+            audio.float(), self.n_fft, self.hop_length, self.win_length, window=window, center=True, return_complex=True
+        )
+
+    def forward(self, spectrum: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        true = self.target(audio)
+        if spectrum.shape != true.shape:
+            raise ValueError(
+                f"predicted STFT frames {tuple(spectrum.shape)} do not match the audio's STFT {tuple(true.shape)}: "
+                "the vocoder's n_fft and hop must be the loss's, and the audio the clip the features came from"
+            )
+        log_pred = spectrum.abs().clamp(min=self.floor).log()
+        log_true = true.abs().clamp(min=self.floor).log()
+        magnitude = (log_pred - log_true).square().mean()
+        phase_pred, phase_true = spectrum.angle(), true.angle()
+        instantaneous = anti_wrapped(phase_pred - phase_true).mean()
+        group_delay = anti_wrapped(phase_pred.diff(dim=-2) - phase_true.diff(dim=-2)).mean()
+        frequency = anti_wrapped(phase_pred.diff(dim=-1) - phase_true.diff(dim=-1)).mean()
+        return magnitude, instantaneous + group_delay + frequency
