@@ -27,6 +27,7 @@ from .vocoders import DiTARVocoder, check_mel_options, feature_analysis_settings
 __all__ = ["VocosVocoder"]
 
 PADDINGS = ("center", "same")
+PHASE_MODELS = ("direct", "integrated")
 # Vocos' safeguard against exploding magnitudes (exp of the predicted log-magnitude)
 MAX_MAGNITUDE = 1e2
 # overlap-add normalisation divides by the window envelope; below this it is treated as zero (no overlap)
@@ -111,6 +112,51 @@ class VocosISTFTHead(nn.Module):
         return torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
 
 
+class IntegratedPhaseISTFTHead(nn.Module):
+    """An STFT head whose phase is integrated over time: `[B, T, H]` -> complex STFT frames `[B, F, T]` (float32).
+
+    A convolutional network sees the same features in every frame of a steady sound, so a phase it predicts frame by
+    frame cannot advance from one frame to the next as a steady partial's does (by its frequency times the hop). This
+    head predicts what is local instead: per bin, the deviation of the instantaneous frequency from the bin's centre
+    frequency and a phase offset. The phase of frame t is the centre frequency's exact advance over t hops, plus the sum
+    of the deviations up to t, plus the offset, so a steady partial keeps advancing however long it lasts.
+
+    The phase then depends on every earlier frame, so chunked decoding must carry the running sum from chunk to chunk
+    (`initial_phase` in, the last frame's integrated deviation out).
+    """
+
+    def __init__(self, dim: int, n_fft: int, hop_length: int):
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.bins = n_fft // 2 + 1
+        self.out = nn.Linear(dim, 3 * self.bins)
+        # start with no deviation and no offset: the phase of a partial at each bin's centre frequency
+        nn.init.zeros_(self.out.weight[self.bins :])
+        nn.init.zeros_(self.out.bias[self.bins :])
+
+    def centre_phase(self, start_frame: int, frames: int, device) -> torch.Tensor:
+        """`[F, T]`: the phase of a partial at bin k's centre frequency in frame t, `2 pi k (t hop - n_fft / 2) /
+        n_fft` (the inverse FFT puts a frame's time origin at its start, n_fft / 2 before its centre), computed modulo
+        2 pi in integers so that it stays exact for any length."""
+        k = torch.arange(self.bins, device=device)[:, None]
+        t = torch.arange(start_frame, start_frame + frames, device=device)[None]
+        turns = (k * (self.hop_length * t - self.n_fft // 2)) % self.n_fft
+        return turns.float() * (2 * math.pi / self.n_fft)
+
+    def forward(
+        self, hidden: torch.Tensor, start_frame: int = 0, initial_phase: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.out(hidden).float().transpose(1, 2)  # [B, 3F, T]
+        log_magnitude, deviation, offset = x.split(self.bins, dim=1)
+        integrated = deviation.cumsum(dim=-1)
+        if initial_phase is not None:
+            integrated = integrated + initial_phase[..., None]
+        phase = self.centre_phase(start_frame, x.shape[-1], x.device) + integrated + offset
+        magnitude = torch.exp(log_magnitude).clamp(max=MAX_MAGNITUDE)
+        spectrum = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
+        return spectrum, integrated[..., -1]
+
+
 class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
     r"""
     Vocos neural vocoder: un-normalised log-mel features -> waveform through a ConvNeXt backbone that predicts STFT
@@ -140,6 +186,10 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             `t * hop_length` (the feature extractor's framing), T frames give `(T - 1) * hop_length` samples.
             `"same"`: like a "same" convolution, T frames give `T * hop_length` samples (needs `n_fft - hop_length`
             even).
+        phase (`str`, defaults to `"direct"`): how the head makes the phase. `"direct"`: Vocos' head, a phase per
+            frame and bin (the published checkpoints). `"integrated"`: per bin, an instantaneous-frequency deviation
+            summed over time plus an offset ([`IntegratedPhaseISTFTHead`]), so steady partials keep advancing; its
+            output depends on every earlier frame, so it does not stream in independent windows.
 
     Output length: `num_samples(T)`, `(T - 1) * hop_length` for `"center"` and `T * hop_length` for `"same"`.
 
@@ -171,6 +221,7 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         mel_norm: str | None = "slaney",
         log_mel: str = "log",
         power: float = 1.0,
+        phase: str = "direct",
     ):
         super().__init__()
         for name, value in (
@@ -188,6 +239,8 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             raise ValueError(
                 f"`win_length` must be an integer in [hop_length, n_fft] = [{hop_length}, {n_fft}], got {win_length!r}."
             )
+        if phase not in PHASE_MODELS:
+            raise ValueError(f"`phase` must be one of {PHASE_MODELS}, got {phase!r}.")
         if padding not in PADDINGS:
             raise ValueError(f"`padding` must be one of {PADDINGS}, got {padding!r}.")
         if padding == "same" and (n_fft - hop_length) % 2:
@@ -215,7 +268,11 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         self.padding = padding
 
         self.backbone = VocosBackbone(num_mel_bins, dim, intermediate_dim, num_layers, float(layer_scale))
-        self.head = VocosISTFTHead(dim, n_fft)
+        self.phase = phase
+        if phase == "integrated":
+            self.head = IntegratedPhaseISTFTHead(dim, n_fft, hop_length)
+        else:
+            self.head = VocosISTFTHead(dim, n_fft)
         self._initialize_backbone()
         # non-persistent: rebuilt from the config, never saved, but follows `.to(device)`
         self.register_buffer("window", self._build_window(), persistent=False)
@@ -344,5 +401,7 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         weight = self.backbone.embed.weight
         hidden = self.backbone(features.to(device=weight.device, dtype=weight.dtype).transpose(1, 2))  # [B, T, H]
         spectrum = self.head(hidden)  # [B, F, T] complex64
+        if self.phase == "integrated":
+            spectrum = spectrum[0]  # (spectrum, running phase): one call decodes the whole sequence
         waveform = self.istft(spectrum).to(features.device)  # [B, S] float32
         return (waveform, spectrum) if return_spectrum else waveform

@@ -7,6 +7,8 @@ several weight-free phase choices and score each with Whisper (words recognised)
         --variant 'pg2000+8={"initial_phase": "phase_gradient", "n_iter": 8}' --oracle --chunked
 
 A variant is NAME=JSON, the keyword arguments of `GriffinLimVocoder.from_config(pipe.vocoder.config, **JSON)`.
+`--vocoder NAME=DIR` adds a trained vocoder folder (e.g. `VocosVocoder`, the `vocoder/` of a train_vocoder.py run),
+which must take the pipeline's features.
 `--oracle` adds two rows that use the phase of the real recording (not available at synthesis time): with the
 pseudo-inverse magnitude of the features, and with the recording's own magnitude. `--chunked` decodes as the pipeline
 does (`StreamingVocoder`: windows with left context, look-ahead and cross-fades); otherwise each clip is inverted
@@ -36,6 +38,7 @@ from eval_lib.quality import DNSMOS  # noqa: E402
 from modeling_ditar import DiTARPipeline, GriffinLimVocoder  # noqa: E402
 from modeling_ditar.audio_utils import load_audio, soft_limit  # noqa: E402
 from modeling_ditar.streaming import StreamingVocoder  # noqa: E402
+from modeling_ditar.vocoder_vocos import VocosVocoder  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -62,6 +65,9 @@ def main() -> None:
     parser.add_argument("--num-cases", type=int, default=None)
     parser.add_argument("--pipeline", default=None, help="pipeline folder (default: the embedded default)")
     parser.add_argument("--variant", action="append", default=[], help="NAME=JSON vocoder settings (repeatable)")
+    parser.add_argument(
+        "--vocoder", action="append", default=[], help="NAME=DIR of a trained VocosVocoder (repeatable)"
+    )
     parser.add_argument("--oracle", action="store_true", help="add the rows with the recording's own phase")
     parser.add_argument("--chunked", action="store_true", help="decode as the pipeline does (StreamingVocoder)")
     parser.add_argument("--generated", action="store_true", help="vocode generated speech, not the recording's")
@@ -77,8 +83,11 @@ def main() -> None:
         name: GriffinLimVocoder.from_config(pipe.vocoder.config, **settings)
         for name, settings in map(parse_variant, args.variant)
     }
+    for name, _, folder in (text.partition("=") for text in args.vocoder):
+        variants[name] = VocosVocoder.from_pretrained(folder).eval()
+        variants[name].check_feature_extractor(extractor)
     if not variants and not args.oracle:
-        parser.error("give at least one --variant or --oracle")
+        parser.error("give at least one --variant, --vocoder or --oracle")
     cases = [case for case in load_cases(args.cases) if case.has_ground_truth][: args.num_cases]
     if args.generated and args.oracle:
         parser.error("--oracle needs the recording's own speech; leave out --generated")
@@ -103,7 +112,8 @@ def main() -> None:
             if args.chunked:
                 outputs[name] = StreamingVocoder(vocoder, limiter=soft_limit).decode(features[0])
             else:
-                outputs[name] = soft_limit(vocoder(features)[0])
+                with torch.no_grad():
+                    outputs[name] = soft_limit(vocoder(features)[0])
         if args.oracle:
             outputs.update({k: soft_limit(v[0]) for k, v in oracle_rows(pipe.vocoder, audio, features).items()})
         for name, waveform in outputs.items():

@@ -132,12 +132,29 @@ class SpectrumLoss(torch.nn.Module):
             periodic Hann window, so frame t is centred on sample `t * hop_length`, as the vocoder's frames are.
         floor (`float`, defaults to 1e-5): magnitudes are clamped to this before the log.
 
+        phase_terms (`list[str]`, defaults to all three): which phase terms to sum. The instantaneous phase itself is
+            unpredictable where the recording's phase at its start is arbitrary (a steady sound's phase depends on when
+            the clip began), so a generator that integrates its phase may leave it out.
+
     `forward(spectrum [B, F, T] complex, audio [B, S])` returns `(magnitude_loss, phase_loss)`, the phase loss being
-    the sum of the three phase terms.
+    the sum of the chosen phase terms.
     """
 
-    def __init__(self, n_fft: int, hop_length: int, win_length: int | None = None, floor: float = 1e-5):
+    PHASE_TERMS = ("instantaneous", "group_delay", "frequency")
+
+    def __init__(
+        self,
+        n_fft: int,
+        hop_length: int,
+        win_length: int | None = None,
+        floor: float = 1e-5,
+        phase_terms: list[str] | tuple[str, ...] = PHASE_TERMS,
+    ):
         super().__init__()
+        unknown = set(phase_terms) - set(self.PHASE_TERMS)
+        if unknown or not phase_terms:
+            raise ValueError(f"phase_terms must be a non-empty subset of {self.PHASE_TERMS}, got {list(phase_terms)}")
+        self.phase_terms = tuple(phase_terms)
         self.n_fft, self.hop_length = int(n_fft), int(hop_length)
         self.win_length = int(win_length or n_fft)
         self.floor = float(floor)
@@ -159,7 +176,9 @@ class SpectrumLoss(torch.nn.Module):
         log_true = true.abs().clamp(min=self.floor).log()
         magnitude = (log_pred - log_true).square().mean()
         phase_pred, phase_true = spectrum.angle(), true.angle()
-        instantaneous = anti_wrapped(phase_pred - phase_true).mean()
-        group_delay = anti_wrapped(phase_pred.diff(dim=-2) - phase_true.diff(dim=-2)).mean()
-        frequency = anti_wrapped(phase_pred.diff(dim=-1) - phase_true.diff(dim=-1)).mean()
-        return magnitude, instantaneous + group_delay + frequency
+        terms = {
+            "instantaneous": lambda: anti_wrapped(phase_pred - phase_true).mean(),
+            "group_delay": lambda: anti_wrapped(phase_pred.diff(dim=-2) - phase_true.diff(dim=-2)).mean(),
+            "frequency": lambda: anti_wrapped(phase_pred.diff(dim=-1) - phase_true.diff(dim=-1)).mean(),
+        }
+        return magnitude, sum(terms[name]() for name in self.phase_terms)
