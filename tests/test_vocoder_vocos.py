@@ -499,3 +499,49 @@ def test_remote_code_loads_the_vocoder_where_the_package_cannot_be_imported(save
         "model": True,
         "modules": [],
     }
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the head that integrates its phase
+
+
+def test_integrated_phase_advances_a_steady_partial_however_long_it_lasts(tmp_path):
+    """Frame-by-frame phase cannot advance where the features do not change; the integrated head's phase does: with
+    no predicted deviation or offset, bin k advances by its centre frequency over a hop in every frame, and its
+    origin is the frame start, as in `torch.stft` (so a click at a frame centre has phase pi k)."""
+    vocoder = tiny_vocoder(phase="integrated")
+    bins = N_FFT // 2 + 1
+    assert vocoder.head.out.weight.shape == (3 * bins, TINY["dim"])
+    with torch.no_grad():
+        vocoder.head.out.weight[bins:].zero_()
+        vocoder.head.out.bias[bins:].zero_()
+        steady = log_mel(1).expand(40, -1)[None]  # the same features in every frame
+        _, spectrum = vocoder(steady, return_spectrum=True)
+    k = torch.arange(bins)[:, None]
+    t = torch.arange(40)[None]
+    expected = 2 * torch.pi * k * (t * HOP - N_FFT // 2) / N_FFT
+    error = spectrum[0].angle() - expected
+    assert float((error - 2 * torch.pi * torch.round(error / (2 * torch.pi))).abs().max()) < 1e-3
+    # a direct head gives the same phase in every frame of steady features
+    direct = tiny_vocoder()
+    with torch.no_grad():
+        _, flat = direct(steady, return_spectrum=True)
+    assert torch.allclose(flat[0, :, 10:30].angle(), flat[0, :, 10:11].angle().expand(-1, 20), atol=1e-5)
+
+    vocoder.save_pretrained(tmp_path)
+    loaded = VocosVocoder.from_pretrained(tmp_path)
+    assert loaded.config.phase == "integrated"
+    with torch.no_grad():
+        assert torch.equal(loaded(log_mel(12)[None]), vocoder(log_mel(12)[None]))
+
+
+def test_integrated_phase_is_exact_for_long_inputs_and_refuses_windowed_streaming():
+    vocoder = tiny_vocoder(phase="integrated")
+    late = vocoder.head.centre_phase(10**7, 3, "cpu")  # computed in integers: no float error after many frames
+    k = torch.arange(N_FFT // 2 + 1)[:, None]
+    turns = (k * (HOP * torch.arange(10**7, 10**7 + 3)[None] - N_FFT // 2)) % N_FFT
+    assert torch.allclose(late, turns.float() * 2 * torch.pi / N_FFT)
+    with pytest.raises(NotImplementedError, match="integrates its phase"):
+        StreamingVocoder(vocoder)
+    with pytest.raises(ValueError, match="`phase` must be one of"):
+        tiny_vocoder(phase="learned")
