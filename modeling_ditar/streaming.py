@@ -51,9 +51,9 @@ class StreamingVocoder:
         else 8 frames, 8 frames and two hops (at most the first chunk).
         `limiter`: a stateless sample-wise function applied to every emitted chunk (e.g. `audio_utils.soft_limit`),
         so that one-shot and streamed audio stay identical."""
-        if getattr(vocoder, "phase", "direct") == "integrated":
+        if getattr(vocoder, "phase", "direct") != "direct":
             raise NotImplementedError(
-                "this vocoder integrates its phase over the whole sequence (phase='integrated'), so windows decoded "
+                f"this vocoder carries its phase over the whole sequence (phase={vocoder.phase!r}), so windows decoded "
                 "apart do not join into its one-shot output; decode the whole sequence, or use a vocoder with "
                 "phase='direct' or Griffin-Lim for streaming"
             )

@@ -27,7 +27,7 @@ from .vocoders import DiTARVocoder, check_mel_options, feature_analysis_settings
 __all__ = ["VocosVocoder"]
 
 PADDINGS = ("center", "same")
-PHASE_MODELS = ("direct", "integrated")
+PHASE_MODELS = ("direct", "integrated", "recurrent")
 # Vocos' safeguard against exploding magnitudes (exp of the predicted log-magnitude)
 MAX_MAGNITUDE = 1e2
 # overlap-add normalisation divides by the window envelope; below this it is treated as zero (no overlap)
@@ -157,6 +157,55 @@ class IntegratedPhaseISTFTHead(nn.Module):
         return spectrum, integrated[..., -1]
 
 
+class RecurrentPhaseISTFTHead(nn.Module):
+    """An STFT head whose phase is carried from frame to frame by a gated phasor per bin: `[B, T, H]` -> complex STFT
+    frames `[B, F, T]` (float32).
+
+    Per bin and frame the network predicts a log-magnitude, an instantaneous-frequency deviation `d` from the bin's
+    centre frequency, a phase `p` and a gate `g` in (0, 1). The running phasor is
+
+        z_t = g_t * z_{t-1} * exp(i (w_k hop + d_t)) + (1 - g_t) * exp(i (p_t - pi k))
+
+    and the frame's phase is the angle of `z_t`. With the gate open a partial keeps advancing by its frequency over
+    each hop however long it lasts (which a phase predicted frame by frame from unchanging features cannot do); closed,
+    the phase restarts from the local prediction, so a new sound's bins take their relative phases from what the
+    network sees around its onset rather than from the sum of everything before it (which integrating the frequency
+    alone would impose). `w_k hop` is taken modulo 2 pi in integers; `- pi k` puts the phase origin at the frame start,
+    as the inverse FFT does.
+    """
+
+    def __init__(self, dim: int, n_fft: int, hop_length: int):
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.bins = n_fft // 2 + 1
+        self.out = nn.Linear(dim, 4 * self.bins)
+        nn.init.zeros_(self.out.weight[self.bins :])
+        nn.init.zeros_(self.out.bias[self.bins :])  # no deviation, phase 0, gate 0.5 at the start
+        k = torch.arange(self.bins)
+        advance = (k * hop_length) % n_fft * (2 * math.pi / n_fft)
+        origin = (k % 2) * math.pi  # pi k modulo 2 pi
+        self.register_buffer("advance", torch.polar(torch.ones(self.bins), advance), persistent=False)
+        self.register_buffer("origin", torch.polar(torch.ones(self.bins), -origin), persistent=False)
+
+    def forward(self, hidden: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(spectrum [B, F, T], last phasor [B, F])`; `state` is the phasor before the first frame (zero when None),
+        for decoding a sequence in consecutive pieces."""
+        x = self.out(hidden).float()  # [B, T, 4F]
+        log_magnitude, deviation, phase, gate = x.split(self.bins, dim=-1)
+        rotation = self.advance * torch.polar(torch.ones_like(deviation), deviation)  # [B, T, F]
+        gate = torch.sigmoid(gate)
+        fresh = (1 - gate) * (self.origin * torch.polar(torch.ones_like(phase), phase))
+        z = torch.zeros_like(fresh[:, 0]) if state is None else state
+        phasors = []
+        for t in range(x.shape[1]):
+            z = gate[:, t] * z * rotation[:, t] + fresh[:, t]
+            phasors.append(z)
+        phasor = torch.stack(phasors, dim=-1)  # [B, F, T]
+        unit = phasor / phasor.abs().clamp(min=1e-6)
+        magnitude = torch.exp(log_magnitude).clamp(max=MAX_MAGNITUDE).transpose(1, 2)
+        return magnitude * unit, z
+
+
 class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
     r"""
     Vocos neural vocoder: un-normalised log-mel features -> waveform through a ConvNeXt backbone that predicts STFT
@@ -189,7 +238,9 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         phase (`str`, defaults to `"direct"`): how the head makes the phase. `"direct"`: Vocos' head, a phase per
             frame and bin (the published checkpoints). `"integrated"`: per bin, an instantaneous-frequency deviation
             summed over time plus an offset ([`IntegratedPhaseISTFTHead`]), so steady partials keep advancing; its
-            output depends on every earlier frame, so it does not stream in independent windows.
+            output depends on every earlier frame, so it does not stream in independent windows. `"recurrent"`: a gated
+            phasor per bin carried from frame to frame ([`RecurrentPhaseISTFTHead`]): it continues a partial's phase
+            or restarts it from a local prediction; it does not stream in independent windows either.
 
     Output length: `num_samples(T)`, `(T - 1) * hop_length` for `"center"` and `T * hop_length` for `"same"`.
 
@@ -271,6 +322,8 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         self.phase = phase
         if phase == "integrated":
             self.head = IntegratedPhaseISTFTHead(dim, n_fft, hop_length)
+        elif phase == "recurrent":
+            self.head = RecurrentPhaseISTFTHead(dim, n_fft, hop_length)
         else:
             self.head = VocosISTFTHead(dim, n_fft)
         self._initialize_backbone()
@@ -401,7 +454,7 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         weight = self.backbone.embed.weight
         hidden = self.backbone(features.to(device=weight.device, dtype=weight.dtype).transpose(1, 2))  # [B, T, H]
         spectrum = self.head(hidden)  # [B, F, T] complex64
-        if self.phase == "integrated":
+        if self.phase != "direct":
             spectrum = spectrum[0]  # (spectrum, running phase): one call decodes the whole sequence
         waveform = self.istft(spectrum).to(features.device)  # [B, S] float32
         return (waveform, spectrum) if return_spectrum else waveform

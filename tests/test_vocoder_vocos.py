@@ -541,7 +541,39 @@ def test_integrated_phase_is_exact_for_long_inputs_and_refuses_windowed_streamin
     k = torch.arange(N_FFT // 2 + 1)[:, None]
     turns = (k * (HOP * torch.arange(10**7, 10**7 + 3)[None] - N_FFT // 2)) % N_FFT
     assert torch.allclose(late, turns.float() * 2 * torch.pi / N_FFT)
-    with pytest.raises(NotImplementedError, match="integrates its phase"):
+    with pytest.raises(NotImplementedError, match="carries its phase"):
         StreamingVocoder(vocoder)
     with pytest.raises(ValueError, match="`phase` must be one of"):
         tiny_vocoder(phase="learned")
+
+
+def test_recurrent_phase_restarts_where_the_gate_closes_and_then_advances_by_the_frequency(tmp_path):
+    """The gated phasor: with the gate closed a frame takes the predicted phase (origin at the frame start, -pi k);
+    opened after that onset, every bin advances by its centre frequency plus the predicted deviation over each hop,
+    for as long as the gate stays open, even where the features never change."""
+    vocoder = tiny_vocoder(phase="recurrent")
+    bins, frames = N_FFT // 2 + 1, 30
+    local = torch.rand(bins, generator=torch.Generator().manual_seed(0)) * 6
+    deviation = torch.linspace(-1, 1, bins)
+    out = torch.zeros(1, frames, 4 * bins)
+    out[..., bins : 2 * bins] = deviation
+    out[..., 2 * bins : 3 * bins] = local
+    out[..., 3 * bins :] = 8.0  # open ...
+    out[:, :3, 3 * bins :] = -8.0  # ... after three closed frames
+    vocoder.head.out.forward = lambda hidden: out
+    with torch.no_grad():
+        spectrum, last = vocoder.head(torch.zeros(1, frames, TINY["dim"]))
+    wrap = lambda x: (x - 2 * torch.pi * torch.round(x / (2 * torch.pi))).abs()  # noqa: E731
+    k = torch.arange(bins)[:, None]
+    phase = spectrum[0].angle()
+    assert float(wrap(phase[:, :3] - (local[:, None] - torch.pi * k)).max()) < 1e-2
+    advance = 2 * torch.pi * k * HOP / N_FFT + deviation[:, None]
+    assert float(wrap(phase.diff(dim=-1)[:, 3:] - advance).max()) < 1e-2
+    # decoding in two pieces with the carried phasor gives the same frames
+    vocoder.head.out.forward = lambda hidden: out[:, : hidden.shape[1]]
+    first, state = vocoder.head(torch.zeros(1, 10, TINY["dim"]))
+    vocoder.head.out.forward = lambda hidden: out[:, 10:]
+    second, _ = vocoder.head(torch.zeros(1, frames - 10, TINY["dim"]), state=state)
+    torch.testing.assert_close(torch.cat([first, second], dim=-1), spectrum)
+    with pytest.raises(NotImplementedError, match="carries its phase"):
+        StreamingVocoder(tiny_vocoder(phase="recurrent"))
