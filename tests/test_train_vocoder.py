@@ -301,7 +301,15 @@ def test_a_run_without_discriminators_learns_from_magnitude_and_phase(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["vocoder-tiny.yaml", "vocoder-cpu.yaml", "vocoder-cpu-phase.yaml", "vocoder-gpu.yaml"]
+    "name",
+    [
+        "vocoder-tiny.yaml",
+        "vocoder-cpu.yaml",
+        "vocoder-cpu-phase.yaml",
+        "vocoder-cpu-integrated.yaml",
+        "vocoder-cpu-recurrent.yaml",
+        "vocoder-gpu.yaml",
+    ],
 )
 def test_shipped_configs_load(name):
     cfg = VocoderTrainConfig.load(str(EXAMPLES / "configs" / name))
