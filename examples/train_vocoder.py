@@ -384,25 +384,29 @@ def main(argv=None):
     )
 
     generator = build_generator(cfg, feature_extractor)
-    discriminators = VocoderDiscriminators(cfg.mpd_periods, cfg.mpd_channels, cfg.mrd_resolutions, cfg.mrd_channels)
-    accelerator.print(
-        f"generator {sum(p.numel() for p in generator.parameters()) / 1e6:.2f}M parameters, "
-        f"discriminators {sum(p.numel() for p in discriminators.parameters()) / 1e6:.2f}M"
-    )
     opt_g = torch.optim.AdamW(
         generator.parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
     )
-    opt_d = torch.optim.AdamW(
-        discriminators.parameters(),
-        lr=cfg.disc_learning_rate or cfg.learning_rate,
-        betas=cfg.adam_betas,
-        weight_decay=cfg.weight_decay,
-    )
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda(cfg, accelerator.num_processes))
-    sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, lr_lambda(cfg, accelerator.num_processes))
-    generator, discriminators, opt_g, opt_d, sched_g, sched_d = accelerator.prepare(
-        generator, discriminators, opt_g, opt_d, sched_g, sched_d
-    )
+    described_parameters = f"generator {sum(p.numel() for p in generator.parameters()) / 1e6:.2f}M parameters"
+    discriminators = opt_d = sched_d = None
+    if cfg.adversarial:
+        discriminators = VocoderDiscriminators(cfg.mpd_periods, cfg.mpd_channels, cfg.mrd_resolutions, cfg.mrd_channels)
+        described_parameters += f", discriminators {sum(p.numel() for p in discriminators.parameters()) / 1e6:.2f}M"
+        opt_d = torch.optim.AdamW(
+            discriminators.parameters(),
+            lr=cfg.disc_learning_rate or cfg.learning_rate,
+            betas=cfg.adam_betas,
+            weight_decay=cfg.weight_decay,
+        )
+        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, lr_lambda(cfg, accelerator.num_processes))
+        generator, discriminators, opt_g, opt_d, sched_g, sched_d = accelerator.prepare(
+            generator, discriminators, opt_g, opt_d, sched_g, sched_d
+        )
+    else:
+        generator, opt_g, sched_g = accelerator.prepare(generator, opt_g, sched_g)
+        described_parameters += ", no discriminators"
+    accelerator.print(described_parameters)
     ema = EMAModel(
         accelerator.unwrap_model(generator).parameters(),
         decay=cfg.ema_decay,
@@ -434,9 +438,10 @@ def main(argv=None):
     # for disc_start_step; torch warns once about that order.
     warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
     clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-    raw_discriminators = accelerator.unwrap_model(discriminators)
+    raw_discriminators = accelerator.unwrap_model(discriminators) if discriminators is not None else None
     generator.train()
-    discriminators.train()
+    if discriminators is not None:
+        discriminators.train()
     started, steps_this_run, window = time.time(), 0, {"segments": 0, "t": time.time()}
     sums: dict = {}
     budget = TimeBudget(args.time_budget_min, cfg, state.step, process_started) if args.time_budget_min else None
@@ -462,7 +467,8 @@ def main(argv=None):
             grad_norm_d = accelerator.clip_grad_norm_(discriminators.parameters(), clip)
             opt_d.step()
             losses["disc_loss"] = disc.detach()
-        sched_d.step()
+        if sched_d is not None:
+            sched_d.step()
 
         mel = mel_loss(generated, features)
         total = cfg.mel_weight * mel
@@ -494,7 +500,8 @@ def main(argv=None):
         losses["generator_loss"] = total.detach()
         opt_g.zero_grad(set_to_none=True)
         accelerator.backward(total)
-        raw_discriminators.requires_grad_(True)
+        if raw_discriminators is not None:
+            raw_discriminators.requires_grad_(True)
         grad_norm_g = accelerator.clip_grad_norm_(generator.parameters(), clip)
         opt_g.step()
         sched_g.step()
