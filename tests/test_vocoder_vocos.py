@@ -541,6 +541,13 @@ def test_integrated_phase_is_exact_for_long_inputs_and_refuses_windowed_streamin
     k = torch.arange(N_FFT // 2 + 1)[:, None]
     turns = (k * (HOP * torch.arange(10**7, 10**7 + 3)[None] - N_FFT // 2)) % N_FFT
     assert torch.allclose(late, turns.float() * 2 * torch.pi / N_FFT)
+    # decoding in two pieces, the second starting where the first ended with its running sum, gives the same frames
+    hidden = torch.randn(1, 20, TINY["dim"])
+    with torch.no_grad():
+        whole, _ = vocoder.head(hidden)
+        first, running = vocoder.head(hidden[:, :8])
+        second, _ = vocoder.head(hidden[:, 8:], start_frame=8, initial_phase=running)
+    torch.testing.assert_close(torch.cat([first, second], dim=-1), whole, atol=1e-5, rtol=1e-5)
     with pytest.raises(NotImplementedError, match="carries its phase"):
         StreamingVocoder(vocoder)
     with pytest.raises(ValueError, match="`phase` must be one of"):
