@@ -112,6 +112,16 @@ class VocosISTFTHead(nn.Module):
         return torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
 
 
+def _carried_phase_projection(dim: int, n_fft: int, hop_length: int, outputs: int) -> tuple[int, int, int, nn.Linear]:
+    """(n_fft, hop_length, bins, projection) of a head that carries its phase across frames: a Linear from the hidden
+    size to `outputs` values per bin, the first a log-magnitude, the others zero at the start (weights and biases)."""
+    bins = n_fft // 2 + 1
+    out = nn.Linear(dim, outputs * bins)
+    nn.init.zeros_(out.weight[bins:])
+    nn.init.zeros_(out.bias[bins:])
+    return n_fft, hop_length, bins, out
+
+
 class IntegratedPhaseISTFTHead(nn.Module):
     """An STFT head whose phase is integrated over time: `[B, T, H]` -> complex STFT frames `[B, F, T]` (float32).
 
@@ -127,12 +137,8 @@ class IntegratedPhaseISTFTHead(nn.Module):
 
     def __init__(self, dim: int, n_fft: int, hop_length: int):
         super().__init__()
-        self.n_fft, self.hop_length = n_fft, hop_length
-        self.bins = n_fft // 2 + 1
-        self.out = nn.Linear(dim, 3 * self.bins)
-        # start with no deviation and no offset: the phase of a partial at each bin's centre frequency
-        nn.init.zeros_(self.out.weight[self.bins :])
-        nn.init.zeros_(self.out.bias[self.bins :])
+        # log-magnitude, deviation, offset; no deviation and no offset at the start: a partial at each bin's centre
+        self.n_fft, self.hop_length, self.bins, self.out = _carried_phase_projection(dim, n_fft, hop_length, 3)
 
     def centre_phase(self, start_frame: int, frames: int, device) -> torch.Tensor:
         """`[F, T]`: the phase of a partial at bin k's centre frequency in frame t, `2 pi k (t hop - n_fft / 2) /
@@ -176,11 +182,8 @@ class RecurrentPhaseISTFTHead(nn.Module):
 
     def __init__(self, dim: int, n_fft: int, hop_length: int):
         super().__init__()
-        self.n_fft, self.hop_length = n_fft, hop_length
-        self.bins = n_fft // 2 + 1
-        self.out = nn.Linear(dim, 4 * self.bins)
-        nn.init.zeros_(self.out.weight[self.bins :])
-        nn.init.zeros_(self.out.bias[self.bins :])  # no deviation, phase 0, gate 0.5 at the start
+        # log-magnitude, deviation, phase, gate; no deviation, phase 0 and gate 0.5 at the start
+        self.n_fft, self.hop_length, self.bins, self.out = _carried_phase_projection(dim, n_fft, hop_length, 4)
         k = torch.arange(self.bins)
         advance = (k * hop_length) % n_fft * (2 * math.pi / n_fft)
         origin = (k % 2) * math.pi  # pi k modulo 2 pi
