@@ -392,3 +392,26 @@ def test_paired_eval_pairs_dnsmos_and_another_row(tmp_path):
     assert "compute" not in line and "stopped" not in line
     with pytest.raises(SystemExit, match="only 0 case"):
         paired_eval.main([a, b])  # no model row in these runs
+
+
+def test_vocoder_phase_errors_are_zero_for_the_recording_and_near_chance_for_a_random_phase():
+    import torch
+
+    sys.path.insert(0, str(EXAMPLES / "research"))
+    sys.path.insert(0, str(EXAMPLES))
+    from vocoder_phase_errors import phase_errors
+    from vocoder_training.losses import SpectrumLoss
+
+    spectrum = SpectrumLoss(1280, 320)
+    t = torch.arange(16000) / 16000
+    recording = (0.3 * torch.sin(2 * torch.pi * 220 * t) * (1 + torch.sin(2 * torch.pi * 3 * t)))[None]
+    same = phase_errors(recording, recording, spectrum)
+    assert all(value < 1e-6 for value in same.values())
+    true = spectrum.target(recording)
+    random_phase = torch.polar(true.abs(), torch.rand(true.shape, generator=torch.Generator().manual_seed(0)) * 6.3)
+    scrambled = torch.istft(random_phase, 1280, 320, 1280, torch.hann_window(1280), center=True, length=16000)
+    errors = phase_errors(scrambled, recording, spectrum)
+    # the inverse STFT makes the random phase partly consistent, so the heard bins end somewhat below chance (pi / 2)
+    assert 0.8 < errors["gd_weighted"] < 1.7 and 0.8 < errors["iaf_weighted"] < 1.7
+    # a shorter output is compared over the common length
+    assert phase_errors(recording[:, :8000], recording, spectrum)["gd"] < 1e-6

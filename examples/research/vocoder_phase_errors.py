@@ -4,7 +4,11 @@ vocoder and with trained vocoder folders, and compare the STFT of each output wa
 vocoder's framing (n_fft 1280, hop 320 for the default features):
 
     python examples/research/vocoder_phase_errors.py --cases data/eval/vocval16/cases.jsonl --num-cases 6 \\
-        --vocoder direct=runs/vocoder-cpu-phase/vocoder --vocoder recurrent=runs/vocoder-cpu-recurrent/vocoder
+        --vocoder direct=runs/vocoder-cpu-phase/vocoder --vocoder recurrent=runs/vocoder-cpu-recurrent/vocoder \\
+        --variant 'random phase={"n_iter": 0}'
+
+`--variant NAME=JSON` adds a Griffin-Lim vocoder built from the pipeline's (`GriffinLimVocoder.from_config(config,
+**JSON)`): `{"n_iter": 0}` is a random phase passed once through the inverse STFT, the floor a learned phase must beat.
 
 Per vocoder: the anti-wrapped group-delay error (GD: the phase difference between neighbouring bins) and
 instantaneous-frequency error (IAF: between neighbouring frames), each averaged over all bins and weighted by the
@@ -16,6 +20,7 @@ overlapping frames, not the predicted frames themselves.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -26,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eval_lib.cases import load_cases  # noqa: E402
 from vocoder_training.losses import SpectrumLoss, anti_wrapped  # noqa: E402
 
-from modeling_ditar import DiTARPipeline  # noqa: E402
+from modeling_ditar import DiTARPipeline, GriffinLimVocoder  # noqa: E402
 from modeling_ditar.audio_utils import load_audio  # noqa: E402
 from modeling_ditar.vocoder_vocos import VocosVocoder  # noqa: E402
 
@@ -58,6 +63,7 @@ def main() -> None:
     parser.add_argument(
         "--vocoder", action="append", default=[], help="NAME=DIR of a trained VocosVocoder (repeatable)"
     )
+    parser.add_argument("--variant", action="append", default=[], help="NAME=JSON Griffin-Lim settings (repeatable)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -68,6 +74,8 @@ def main() -> None:
     for name, _, folder in (text.partition("=") for text in args.vocoder):
         vocoders[name] = VocosVocoder.from_pretrained(folder).eval()
         vocoders[name].check_feature_extractor(extractor)
+    for name, _, settings in (text.partition("=") for text in args.variant):
+        vocoders[name] = GriffinLimVocoder.from_config(pipe.vocoder.config, **json.loads(settings or "{}"))
     spectrum = SpectrumLoss(extractor.n_fft, extractor.hop_length, extractor.win_length)
     cases = [case for case in load_cases(args.cases) if case.has_ground_truth][: args.num_cases]
     totals: dict[str, dict[str, float]] = {name: {} for name in vocoders}
