@@ -8,11 +8,13 @@ several weight-free phase choices and score each with Whisper (words recognised)
 
 A variant is NAME=JSON, the keyword arguments of `GriffinLimVocoder.from_config(pipe.vocoder.config, **JSON)`.
 `--vocoder NAME=DIR` adds a trained vocoder folder (e.g. `VocosVocoder`, the `vocoder/` of a train_vocoder.py run),
-which must take the pipeline's features.
-`--oracle` adds two rows that use the phase of the real recording (not available at synthesis time): with the
-pseudo-inverse magnitude of the features, and with the recording's own magnitude. `--chunked` decodes as the pipeline
-does (`StreamingVocoder`: windows with left context, look-ahead and cross-fades); otherwise each clip is inverted
-whole. Only cases with a target recording are used. Cases are taken in file order (choose on validation cases).
+which must take the pipeline's features. `--gl-magnitude NAME=DIR` runs the pipeline's Griffin-Lim on the STFT
+magnitude such a vocoder predicts, instead of the mel filter bank's pseudo-inverse (its phase is not used).
+`--oracle` adds rows that use the real recording (not available at synthesis time): its phase with the pseudo-inverse
+magnitude of the features, its phase and magnitude, and Griffin-Lim (the pipeline's settings) on its magnitude.
+`--chunked` decodes as the pipeline does (`StreamingVocoder`: windows with left context, look-ahead and cross-fades);
+otherwise each clip is inverted whole. Only cases with a target recording are used. Cases are taken in file order
+(choose on validation cases).
 
 `--generated` vocodes the pipeline's own speech instead: each case's target text, cloned from its prompt (seed 0, the
 pipeline's generation settings), generated once and vocoded with every variant.
@@ -56,7 +58,15 @@ def oracle_rows(vocoder: GriffinLimVocoder, audio: torch.Tensor, features: torch
     return {
         "oracle phase, pseudo-inverse magnitude": vocoder._istft(vocoder.mel_to_magnitude(features) * angles, length),
         "oracle phase and magnitude": vocoder._istft(spectrum, length),
+        "Griffin-Lim on the oracle magnitude": vocoder._invert(spectrum.abs(), None, None, None),
     }
+
+
+def griffin_lim_on_predicted_magnitude(griffin_lim: GriffinLimVocoder, vocoder, features: torch.Tensor) -> torch.Tensor:
+    """Griffin-Lim (its own settings) on the STFT magnitude `vocoder` predicts from `features [1, T, D]`."""
+    with torch.no_grad():
+        _, spectrum = vocoder(features, return_spectrum=True)
+    return griffin_lim._invert(spectrum.abs().float(), None, None, None)
 
 
 def main() -> None:
@@ -67,6 +77,9 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], help="NAME=JSON vocoder settings (repeatable)")
     parser.add_argument(
         "--vocoder", action="append", default=[], help="NAME=DIR of a trained VocosVocoder (repeatable)"
+    )
+    parser.add_argument(
+        "--gl-magnitude", action="append", default=[], help="NAME=DIR: Griffin-Lim on a trained vocoder's magnitude"
     )
     parser.add_argument("--oracle", action="store_true", help="add the rows with the recording's own phase")
     parser.add_argument("--chunked", action="store_true", help="decode as the pipeline does (StreamingVocoder)")
@@ -86,8 +99,12 @@ def main() -> None:
     for name, _, folder in (text.partition("=") for text in args.vocoder):
         variants[name] = VocosVocoder.from_pretrained(folder).eval()
         variants[name].check_feature_extractor(extractor)
-    if not variants and not args.oracle:
-        parser.error("give at least one --variant, --vocoder or --oracle")
+    magnitude_models = {}
+    for name, _, folder in (text.partition("=") for text in args.gl_magnitude):
+        magnitude_models[name] = VocosVocoder.from_pretrained(folder).eval()
+        magnitude_models[name].check_feature_extractor(extractor)
+    if not variants and not magnitude_models and not args.oracle:
+        parser.error("give at least one --variant, --vocoder, --gl-magnitude or --oracle")
     cases = [case for case in load_cases(args.cases) if case.has_ground_truth][: args.num_cases]
     if args.generated and args.oracle:
         parser.error("--oracle needs the recording's own speech; leave out --generated")
@@ -114,6 +131,8 @@ def main() -> None:
             else:
                 with torch.no_grad():
                     outputs[name] = soft_limit(vocoder(features)[0])
+        for name, model in magnitude_models.items():
+            outputs[name] = soft_limit(griffin_lim_on_predicted_magnitude(pipe.vocoder, model, features)[0])
         if args.oracle:
             outputs.update({k: soft_limit(v[0]) for k, v in oracle_rows(pipe.vocoder, audio, features).items()})
         for name, waveform in outputs.items():
