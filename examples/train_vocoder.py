@@ -125,6 +125,7 @@ class VocoderTrainConfig:
     mrd_weight: float = 0.1  # weight of the multi-resolution discriminator's terms against the multi-period one's
     stft_weight: float = 0.0
     magnitude_weight: float = 0.0  # log-magnitude MSE of the predicted STFT frames against the audio's (APNet)
+    magnitude_loss: str = "log_mse"  # or "convergence_log_l1" (spectral convergence + L1 log-magnitude)
     phase_weight: float = 0.0  # anti-wrapped instantaneous phase + group delay + instantaneous frequency errors
     phase_terms: list[str] = field(default_factory=lambda: ["instantaneous", "group_delay", "frequency"])
     stft_resolutions: list[list[int]] = field(default_factory=lambda: [[512, 128, 512], [1024, 256, 1024]])
@@ -189,7 +190,7 @@ class VocoderTrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.segment_seconds > 0 or not self.eval_seconds > 0:
             raise ValueError("segment_seconds and eval_seconds must be > 0")
-        SpectrumLoss(1, 1, phase_terms=self.phase_terms)  # raises on unknown terms
+        SpectrumLoss(1, 1, phase_terms=self.phase_terms, magnitude_loss=self.magnitude_loss)  # raises if unknown
         if not isinstance(self.adversarial, bool):
             raise ValueError(f"adversarial must be true or false, got {self.adversarial!r}")
         if not self.adversarial and self.mel_weight + self.stft_weight + self.magnitude_weight + self.phase_weight == 0:
@@ -432,7 +433,11 @@ def main(argv=None):
     spectrum_loss = None
     if cfg.magnitude_weight > 0 or cfg.phase_weight > 0:
         spectrum_loss = SpectrumLoss(
-            raw_generator.n_fft, raw_generator.hop_length, raw_generator.win_length, phase_terms=cfg.phase_terms
+            raw_generator.n_fft,
+            raw_generator.hop_length,
+            raw_generator.win_length,
+            phase_terms=cfg.phase_terms,
+            magnitude_loss=cfg.magnitude_loss,
         )
     # The discriminators' scheduler steps from step 0 (so both lrs follow one schedule) while their optimizer waits
     # for disc_start_step; torch warns once about that order.

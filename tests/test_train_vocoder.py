@@ -281,6 +281,12 @@ def test_spectrum_loss_is_zero_for_the_audio_own_stft_and_ignores_whole_turns_of
     )
     with pytest.raises(ValueError, match="n_fft and hop"):
         loss(true[..., :-1], audio)
+    convergence = SpectrumLoss(vocoder.n_fft, vocoder.hop_length, magnitude_loss="convergence_log_l1")
+    assert float(convergence(true, audio)[0]) == 0.0
+    # doubling every magnitude: convergence 1 plus log 2 wherever the floor does not clip
+    assert abs(float(convergence(true * 2, audio)[0]) - (1 + math.log(2))) < 2e-2
+    with pytest.raises(ValueError, match="magnitude_loss"):
+        SpectrumLoss(1280, 320, magnitude_loss="l2")
     features = torch.randn(2, true.shape[-1], 80)
     waveform, spectrum = vocoder(features, return_spectrum=True)
     assert spectrum.shape == true.shape and torch.equal(waveform, vocoder(features))

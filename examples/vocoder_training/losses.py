@@ -132,6 +132,9 @@ class SpectrumLoss(torch.nn.Module):
             periodic Hann window, so frame t is centred on sample `t * hop_length`, as the vocoder's frames are.
         floor (`float`, defaults to 1e-5): magnitudes are clamped to this before the log.
 
+        magnitude_loss (`str`, defaults to `"log_mse"`): APNet's mean squared log-magnitude error, or
+            `"convergence_log_l1"`: spectral convergence (the relative error of the linear magnitudes, which the loud
+            bins lead) plus the mean absolute log-magnitude error, as Parallel WaveGAN's STFT loss.
         phase_terms (`list[str]`, defaults to all three): which phase terms to sum. The instantaneous phase itself is
             unpredictable where the recording's phase at its start is arbitrary (a steady sound's phase depends on when
             the clip began), so a generator that integrates its phase may leave it out.
@@ -141,6 +144,7 @@ class SpectrumLoss(torch.nn.Module):
     """
 
     PHASE_TERMS = ("instantaneous", "group_delay", "frequency")
+    MAGNITUDE_LOSSES = ("log_mse", "convergence_log_l1")
 
     def __init__(
         self,
@@ -149,8 +153,12 @@ class SpectrumLoss(torch.nn.Module):
         win_length: int | None = None,
         floor: float = 1e-5,
         phase_terms: list[str] | tuple[str, ...] = PHASE_TERMS,
+        magnitude_loss: str = "log_mse",
     ):
         super().__init__()
+        if magnitude_loss not in self.MAGNITUDE_LOSSES:
+            raise ValueError(f"magnitude_loss must be one of {self.MAGNITUDE_LOSSES}, got {magnitude_loss!r}")
+        self.magnitude_loss = magnitude_loss
         unknown = set(phase_terms) - set(self.PHASE_TERMS)
         if unknown or not phase_terms:
             raise ValueError(f"phase_terms must be a non-empty subset of {self.PHASE_TERMS}, got {list(phase_terms)}")
@@ -172,9 +180,15 @@ class SpectrumLoss(torch.nn.Module):
                 f"predicted STFT frames {tuple(spectrum.shape)} do not match the audio's STFT {tuple(true.shape)}: "
                 "the vocoder's n_fft and hop must be the loss's, and the audio the clip the features came from"
             )
-        log_pred = spectrum.abs().clamp(min=self.floor).log()
-        log_true = true.abs().clamp(min=self.floor).log()
-        magnitude = (log_pred - log_true).square().mean()
+        pred_magnitude, true_magnitude = spectrum.abs(), true.abs()
+        log_pred = pred_magnitude.clamp(min=self.floor).log()
+        log_true = true_magnitude.clamp(min=self.floor).log()
+        if self.magnitude_loss == "log_mse":
+            magnitude = (log_pred - log_true).square().mean()
+        else:  # spectral convergence (led by the loud bins) + L1 log-magnitude, per clip
+            difference = torch.linalg.vector_norm(true_magnitude - pred_magnitude, dim=(-2, -1))
+            convergence = difference / torch.linalg.vector_norm(true_magnitude, dim=(-2, -1)).clamp(min=self.floor)
+            magnitude = convergence.mean() + (log_pred - log_true).abs().mean()
         phase_pred, phase_true = spectrum.angle(), true.angle()
         terms = {
             "instantaneous": lambda: anti_wrapped(phase_pred - phase_true).mean(),
