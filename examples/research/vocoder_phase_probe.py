@@ -36,6 +36,7 @@ from eval_lib.asr import WhisperASR  # noqa: E402
 from eval_lib.cases import load_cases  # noqa: E402
 from eval_lib.metrics import word_stats  # noqa: E402
 from eval_lib.quality import DNSMOS  # noqa: E402
+from eval_lib.speaker import ResemblyzerEncoder  # noqa: E402
 
 from modeling_ditar import DiTARPipeline, GriffinLimVocoder  # noqa: E402
 from modeling_ditar.audio_utils import load_audio, soft_limit  # noqa: E402
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--oracle", action="store_true", help="add the rows with the recording's own phase")
     parser.add_argument("--chunked", action="store_true", help="decode as the pipeline does (StreamingVocoder)")
     parser.add_argument("--generated", action="store_true", help="vocode generated speech, not the recording's")
+    parser.add_argument("--sim", action="store_true", help="also score speaker similarity to the prompt (Resemblyzer)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="write the per-case scores here (JSON)")
     args = parser.parse_args()
@@ -109,6 +111,7 @@ def main() -> None:
     if args.generated and args.oracle:
         parser.error("--oracle needs the recording's own speech; leave out --generated")
     asr, dnsmos = WhisperASR(redecode_loops=True), DNSMOS()
+    speaker = ResemblyzerEncoder() if args.sim else None
 
     scores: dict[str, list[dict]] = {}
     for case in cases:
@@ -135,19 +138,46 @@ def main() -> None:
             outputs[name] = soft_limit(griffin_lim_on_predicted_magnitude(pipe.vocoder, model, features)[0])
         if args.oracle:
             outputs.update({k: soft_limit(v[0]) for k, v in oracle_rows(pipe.vocoder, audio, features).items()})
+        prompt_embedding = None
+        if speaker is not None:
+            prompt_audio, _ = load_audio(case.prompt_audio, sampling_rate=extractor.sampling_rate)
+            prompt_embedding = speaker.embed(np.asarray(prompt_audio), extractor.sampling_rate)
         for name, waveform in outputs.items():
             waveform = waveform.numpy()
             words = word_stats(case.target_text, asr.transcribe(waveform, extractor.sampling_rate))
             quality = dnsmos.score(waveform, extractor.sampling_rate) or {}
-            scores.setdefault(name, []).append({"id": case.id, "hits": words.hits, "words": words.ref_words, **quality})
+            row = {"id": case.id, "hits": words.hits, "words": words.ref_words, **quality}
+            if prompt_embedding is not None:
+                embedding = speaker.embed(waveform, extractor.sampling_rate)
+                if embedding is not None:
+                    row["sim"] = float(np.dot(embedding, prompt_embedding))
+            scores.setdefault(name, []).append(row)
 
     print(f"{len(cases)} cases ({'chunked as the pipeline decodes' if args.chunked else 'whole clips'})")
-    print("| phase | words recognised | DNSMOS P.808 | SIG | BAK | OVRL |")
-    print("|---|---|---|---|---|---|")
+    keys = ("p808", "sig", "bak", "ovrl") + (("sim",) if speaker is not None else ())
+    print("| phase | words recognised | DNSMOS P.808 | SIG | BAK | OVRL |" + (" SIM |" if speaker is not None else ""))
+    print("|---|---|---|---|---|---|" + ("---|" if speaker is not None else ""))
     for name, rows in scores.items():
         hits, words = sum(r["hits"] for r in rows), sum(r["words"] for r in rows)
-        means = [np.mean([r[k] for r in rows if k in r]) for k in ("p808", "sig", "bak", "ovrl")]
+        means = [np.mean([r[k] for r in rows if k in r]) for k in keys]
         print(f"| {name} | {hits}/{words} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    names = list(scores)
+    if len(names) > 1:  # every row paired against the first, case by case: mean difference ± its standard error
+        print(f"\npaired against {names[0]} (mean per-case difference ± standard error)")
+        for name in names[1:]:
+            parts = []
+            for key in ("hits",) + keys:
+                diffs = [
+                    b[key] - a[key]
+                    for a, b in zip(scores[names[0]], scores[name], strict=True)
+                    if key in a and key in b
+                ]
+                if len(diffs) > 1:
+                    se = np.std(diffs, ddof=1) / np.sqrt(len(diffs))
+                    total = key == "hits"
+                    value, error = (np.sum(diffs), se * len(diffs)) if total else (np.mean(diffs), se)
+                    parts.append(f"{'words' if total else key} {value:+.3f} ± {error:.3f}")
+            print(f"  {name}: " + ", ".join(parts))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"command": " ".join(sys.argv), "scores": scores}, indent=1))
