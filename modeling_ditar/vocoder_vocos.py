@@ -244,6 +244,10 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             output depends on every earlier frame, so it does not stream in independent windows. `"recurrent"`: a gated
             phasor per bin carried from frame to frame ([`RecurrentPhaseISTFTHead`]): it continues a partial's phase
             or restarts it from a local prediction; it does not stream in independent windows either.
+        griffin_lim_iterations (`int`, *optional*): when set, the head's magnitude is inverted with that many
+            Griffin-Lim iterations (momentum 0.99, seed 0, as [`GriffinLimVocoder`]) instead of with its own phase: a
+            network trained on the STFT magnitude alone then replaces the mel filter bank's pseudo-inverse in front of
+            Griffin-Lim. Streams like Griffin-Lim, in cross-faded windows.
 
     Output length: `num_samples(T)`, `(T - 1) * hop_length` for `"center"` and `T * hop_length` for `"same"`.
 
@@ -276,6 +280,7 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         log_mel: str = "log",
         power: float = 1.0,
         phase: str = "direct",
+        griffin_lim_iterations: int | None = None,
     ):
         super().__init__()
         for name, value in (
@@ -295,6 +300,18 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             )
         if phase not in PHASE_MODELS:
             raise ValueError(f"`phase` must be one of {PHASE_MODELS}, got {phase!r}.")
+        if griffin_lim_iterations is not None:
+            if isinstance(griffin_lim_iterations, bool) or not isinstance(griffin_lim_iterations, int):
+                raise ValueError(
+                    f"`griffin_lim_iterations` must be a non-negative integer or None, got {griffin_lim_iterations!r}."
+                )
+            if griffin_lim_iterations < 0:
+                raise ValueError(f"`griffin_lim_iterations` must be >= 0, got {griffin_lim_iterations}.")
+            if phase != "direct":
+                raise ValueError(
+                    f"`griffin_lim_iterations` takes the phase from Griffin-Lim, so `phase` must be 'direct' (its "
+                    f"output is then unused), got {phase!r}."
+                )
         if padding not in PADDINGS:
             raise ValueError(f"`padding` must be one of {PADDINGS}, got {padding!r}.")
         if padding == "same" and (n_fft - hop_length) % 2:
@@ -345,6 +362,16 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         self.streaming_left_context_frames = conv_reach + before
         self.streaming_lookahead_frames = conv_reach + after
         self.streaming_crossfade_samples = 0
+        self.griffin_lim_iterations = griffin_lim_iterations
+        self._magnitude_context_frames = conv_reach
+        if griffin_lim_iterations is not None:
+            # Griffin-Lim's phase differs from window to window: a stream decodes windows as Griffin-Lim's own do
+            # (8 frames of context on each side, cross-faded joins), and each window's magnitude is computed from the
+            # window's frames and `conv_reach` frames before it (`decode_stream_window`), never from later frames, so
+            # a stream and a one-shot call (which decodes the same windows) give the same audio.
+            self.streaming_left_context_frames = None
+            self.streaming_lookahead_frames = None
+            self.streaming_crossfade_samples = None
 
     def _initialize_backbone(self):
         # Vocos' backbone initialisation: truncated normal (std 0.02) weights and zero biases for convs and linears
@@ -459,5 +486,36 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         spectrum = self.head(hidden)  # [B, F, T] complex64
         if self.phase != "direct":
             spectrum = spectrum[0]  # (spectrum, running phase): one call decodes the whole sequence
-        waveform = self.istft(spectrum).to(features.device)  # [B, S] float32
+        if self.griffin_lim_iterations is not None:
+            waveform = self._griffin_lim(spectrum.device)._invert(spectrum.abs().detach(), None, None, None)
+        else:
+            waveform = self.istft(spectrum)  # [B, S] float32
+        waveform = waveform.to(features.device)
         return (waveform, spectrum) if return_spectrum else waveform
+
+    def _griffin_lim(self, device) -> torch.nn.Module:
+        """The Griffin-Lim inverter of `griffin_lim_iterations` (the default's momentum and seed), built on first use
+        from this vocoder's analysis settings and kept out of the module tree (it has no weights to save or load)."""
+        from .vocoder_griffinlim import GriffinLimVocoder
+
+        inverter = self.__dict__.get("_griffin_lim_inverter")
+        if inverter is None:
+            analysis = {name: getattr(self, name) for name in ANALYSIS_SETTINGS if name != "log_floor"}
+            inverter = GriffinLimVocoder(**analysis, n_iter=self.griffin_lim_iterations)
+        if inverter.window.device != torch.device(device):
+            inverter = inverter.to(device)
+        self.__dict__["_griffin_lim_inverter"] = inverter
+        return inverter
+
+    @torch.no_grad()
+    def decode_stream_window(self, features: torch.Tensor, start: int, end: int, state: dict) -> torch.Tensor:
+        """What `StreamingVocoder` calls to decode frames `[start, end)` of `features [T, D]` (every frame so far).
+        With `griffin_lim_iterations`, the magnitude of those frames is computed from them and the frames before them
+        that the network sees (never from later frames, which a stream may not have yet), then inverted with
+        Griffin-Lim; otherwise this is `self(features[None, start:end])`."""
+        if self.griffin_lim_iterations is None:
+            return self(features[None, start:end])
+        first = max(0, start - self._magnitude_context_frames)
+        _, spectrum = self(features[None, first:end], return_spectrum=True)
+        magnitude = spectrum.abs()[..., start - first :]
+        return self._griffin_lim(magnitude.device)._invert(magnitude, None, None, None).to(features.device)

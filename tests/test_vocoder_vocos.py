@@ -584,3 +584,50 @@ def test_recurrent_phase_restarts_where_the_gate_closes_and_then_advances_by_the
     torch.testing.assert_close(torch.cat([first, second], dim=-1), spectrum)
     with pytest.raises(NotImplementedError, match="carries its phase"):
         StreamingVocoder(tiny_vocoder(phase="recurrent"))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# a learned magnitude in front of Griffin-Lim
+
+
+def test_griffin_lim_on_the_learned_magnitude_is_griffin_lim_of_the_head_magnitude_and_streams_as_one_shot(tmp_path):
+    """With `griffin_lim_iterations` the head's phase is unused: the waveform is Griffin-Lim (that many iterations,
+    seed 0) on the head's magnitude; it saves and loads with the setting, and a stream of pushes joins into exactly
+    the one-shot decode (both decode the same windows, whose magnitudes never look at later frames)."""
+    from modeling_ditar import GriffinLimVocoder
+
+    vocoder = tiny_vocoder(griffin_lim_iterations=4)
+    features = log_mel(60)[None]
+    with torch.no_grad():
+        audio, spectrum = vocoder(features, return_spectrum=True)
+    griffin_lim = GriffinLimVocoder.from_feature_extractor(get_dummy_feature_extractor(), n_iter=4)
+    assert torch.equal(audio, griffin_lim._invert(spectrum.abs(), None, None, None))
+    assert not torch.allclose(audio, vocoder.istft(spectrum), atol=1e-3)  # not the head's own phase
+    vocoder.save_pretrained(tmp_path)
+    loaded = VocosVocoder.from_pretrained(tmp_path).eval()
+    assert loaded.config.griffin_lim_iterations == 4
+    with torch.no_grad():
+        assert torch.equal(loaded(features), audio)
+    stream = StreamingVocoder(loaded)
+    assert stream.crossfade > 0 and stream.left == 8  # Griffin-Lim's windows, not the network's receptive field
+    one_shot = stream.decode(features[0])
+    stream.reset()
+    chunks = []
+    for start in range(0, 60, 7):
+        chunks += stream.push(features[0, start : start + 7])
+    chunks += stream.flush()
+    assert torch.equal(torch.cat(chunks), one_shot)
+    assert one_shot.shape == (loaded.num_samples(60),)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"griffin_lim_iterations": -1}, ">= 0"),
+        ({"griffin_lim_iterations": 2.0}, "non-negative integer"),
+        ({"griffin_lim_iterations": 4, "phase": "recurrent"}, "must be 'direct'"),
+    ],
+)
+def test_bad_griffin_lim_settings_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_vocoder(**kwargs)
