@@ -7,7 +7,8 @@ decoded from its frames widened by `left` frames before and `lookahead` frames a
 first `crossfade` samples are blended with the tail the previous chunk decoded past its end, which hides phase jumps
 between independently vocoded windows (Griffin-Lim has no state to carry over). A vocoder whose output depends on a
 bounded window of frames (a neural vocoder) says how many frames it needs through `streaming_left_context_frames`,
-`streaming_lookahead_frames` and `streaming_crossfade_samples` (0): its chunks then equal whole-sequence vocoding.
+`streaming_lookahead_frames` and `streaming_crossfade_samples` (0): its chunks then equal whole-sequence vocoding. One
+that cannot be decoded in windows at all says why in `streaming_unsupported_reason`, and is refused.
 A vocoder maps F frames to `vocoder.num_samples(F)` samples, (F - 1) * hop for centred STFT frames, with sample i of a
 window that starts at frame s being sample s * hop + i of the whole output.
 """
@@ -51,12 +52,9 @@ class StreamingVocoder:
         else 8 frames, 8 frames and two hops (at most the first chunk).
         `limiter`: a stateless sample-wise function applied to every emitted chunk (e.g. `audio_utils.soft_limit`),
         so that one-shot and streamed audio stay identical."""
-        if getattr(vocoder, "phase", "direct") != "direct":
-            raise NotImplementedError(
-                f"this vocoder carries its phase over the whole sequence (phase={vocoder.phase!r}), so windows decoded "
-                "apart do not join into its one-shot output; decode the whole sequence, or use a vocoder with "
-                "phase='direct' or Griffin-Lim for streaming"
-            )
+        unsupported = getattr(vocoder, "streaming_unsupported_reason", None)
+        if unsupported:  # a vocoder whose output cannot be decoded in windows says why
+            raise NotImplementedError(unsupported)
         hop = int(vocoder.hop_length)
         left_context_frames = _vocoder_setting(
             vocoder, "streaming_left_context_frames", left_context_frames, DEFAULT_CONTEXT_FRAMES

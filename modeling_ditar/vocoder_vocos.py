@@ -355,23 +355,32 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         # then mixes the inverse FFTs of the frames whose n_fft-sample span covers it (`_frame_span`).
         conv_reach = (CONV_KERNEL // 2) * (num_layers + 1)
         before, after = self._frame_span()
-        # A chunk decoded with these many frames around it equals the whole-sequence output where it owns samples, so
-        # streamed audio needs no crossfade. Fewer frames would lower the latency (the lookahead is what a stream waits
-        # for) at the price of chunk seams: the outermost frames of the receptive field contribute little after
-        # training, but the result would no longer equal one-shot decoding, which streaming promises.
-        self.streaming_left_context_frames = conv_reach + before
-        self.streaming_lookahead_frames = conv_reach + after
-        self.streaming_crossfade_samples = 0
         self.griffin_lim_iterations = griffin_lim_iterations
         self._magnitude_context_frames = conv_reach
-        if griffin_lim_iterations is not None:
+        if griffin_lim_iterations is None:
+            # A chunk decoded with these many frames around it equals the whole-sequence output where it owns samples,
+            # so streamed audio needs no crossfade. Fewer frames would lower the latency (the lookahead is what a
+            # stream waits for) at the price of chunk seams: the outermost frames of the receptive field contribute
+            # little after training, but the result would no longer equal one-shot decoding, which streaming promises.
+            self.streaming_left_context_frames = conv_reach + before
+            self.streaming_lookahead_frames = conv_reach + after
+            self.streaming_crossfade_samples = 0
+        else:
             # Griffin-Lim's phase differs from window to window: a stream decodes windows as Griffin-Lim's own do
-            # (8 frames of context on each side, cross-faded joins), and each window's magnitude is computed from the
+            # (its default context on each side, cross-faded joins), and each window's magnitude is computed from the
             # window's frames and `conv_reach` frames before it (`decode_stream_window`), never from later frames, so
             # a stream and a one-shot call (which decodes the same windows) give the same audio.
             self.streaming_left_context_frames = None
             self.streaming_lookahead_frames = None
             self.streaming_crossfade_samples = None
+        # why this vocoder cannot be decoded in windows at all (None: it can), for `StreamingVocoder` to refuse it
+        self.streaming_unsupported_reason = None
+        if phase != "direct":
+            self.streaming_unsupported_reason = (
+                f"this vocoder carries its phase over the whole sequence (phase={phase!r}), so windows decoded apart "
+                "do not join into its one-shot output; decode the whole sequence, or use a vocoder with "
+                "phase='direct' or Griffin-Lim for streaming"
+            )
 
     def _initialize_backbone(self):
         # Vocos' backbone initialisation: truncated normal (std 0.02) weights and zero biases for convs and linears
@@ -481,17 +490,22 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         ignored: the output is deterministic.
         """
         features = self._check_features(features, self.num_mel_bins)  # [B, T, D] float32
-        weight = self.backbone.embed.weight
-        hidden = self.backbone(features.to(device=weight.device, dtype=weight.dtype).transpose(1, 2))  # [B, T, H]
-        spectrum = self.head(hidden)  # [B, F, T] complex64
-        if self.phase != "direct":
-            spectrum = spectrum[0]  # (spectrum, running phase): one call decodes the whole sequence
+        spectrum = self.spectrum(features)  # [B, F, T] complex64
         if self.griffin_lim_iterations is not None:
             waveform = self._griffin_lim(spectrum.device)._invert(spectrum.abs().detach(), None, None, None)
         else:
             waveform = self.istft(spectrum)  # [B, S] float32
         waveform = waveform.to(features.device)
         return (waveform, spectrum) if return_spectrum else waveform
+
+    def spectrum(self, features: torch.Tensor) -> torch.Tensor:
+        """Checked log-mel `features [B, T, D]` -> the head's complex STFT frames `[B, n_fft // 2 + 1, T]` (float32,
+        on the vocoder's device), before any inversion."""
+        weight = self.backbone.embed.weight
+        hidden = self.backbone(features.to(device=weight.device, dtype=weight.dtype).transpose(1, 2))  # [B, T, H]
+        spectrum = self.head(hidden)
+        # the heads that carry their phase also return their running state: one call decodes the whole sequence
+        return spectrum if self.phase == "direct" else spectrum[0]
 
     def _griffin_lim(self, device) -> torch.nn.Module:
         """The Griffin-Lim inverter of `griffin_lim_iterations` (the default's momentum and seed), built on first use
@@ -516,6 +530,6 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         if self.griffin_lim_iterations is None:
             return self(features[None, start:end])
         first = max(0, start - self._magnitude_context_frames)
-        _, spectrum = self(features[None, first:end], return_spectrum=True)
+        spectrum = self.spectrum(self._check_features(features[None, first:end], self.num_mel_bins))
         magnitude = spectrum.abs()[..., start - first :]
         return self._griffin_lim(magnitude.device)._invert(magnitude, None, None, None).to(features.device)

@@ -37,6 +37,7 @@ from eval_lib.cases import load_cases  # noqa: E402
 from eval_lib.metrics import word_stats  # noqa: E402
 from eval_lib.quality import DNSMOS  # noqa: E402
 from eval_lib.speaker import ResemblyzerEncoder  # noqa: E402
+from paired_eval import paired  # noqa: E402
 
 from modeling_ditar import DiTARPipeline, GriffinLimVocoder  # noqa: E402
 from modeling_ditar.audio_utils import load_audio, soft_limit  # noqa: E402
@@ -61,13 +62,6 @@ def oracle_rows(vocoder: GriffinLimVocoder, audio: torch.Tensor, features: torch
         "oracle phase and magnitude": vocoder._istft(spectrum, length),
         "Griffin-Lim on the oracle magnitude": vocoder._invert(spectrum.abs(), None, None, None),
     }
-
-
-def griffin_lim_on_predicted_magnitude(griffin_lim: GriffinLimVocoder, vocoder, features: torch.Tensor) -> torch.Tensor:
-    """Griffin-Lim (its own settings) on the STFT magnitude `vocoder` predicts from `features [1, T, D]`."""
-    with torch.no_grad():
-        _, spectrum = vocoder(features, return_spectrum=True)
-    return griffin_lim._invert(spectrum.abs().float(), None, None, None)
 
 
 def main() -> None:
@@ -101,11 +95,11 @@ def main() -> None:
     for name, _, folder in (text.partition("=") for text in args.vocoder):
         variants[name] = VocosVocoder.from_pretrained(folder).eval()
         variants[name].check_feature_extractor(extractor)
-    magnitude_models = {}
     for name, _, folder in (text.partition("=") for text in args.gl_magnitude):
-        magnitude_models[name] = VocosVocoder.from_pretrained(folder).eval()
-        magnitude_models[name].check_feature_extractor(extractor)
-    if not variants and not magnitude_models and not args.oracle:
+        # the vocoder's magnitude in front of Griffin-Lim with the pipeline's iteration count
+        variants[name] = VocosVocoder.from_pretrained(folder, griffin_lim_iterations=pipe.vocoder.n_iter).eval()
+        variants[name].check_feature_extractor(extractor)
+    if not variants and not args.oracle:
         parser.error("give at least one --variant, --vocoder, --gl-magnitude or --oracle")
     cases = [case for case in load_cases(args.cases) if case.has_ground_truth][: args.num_cases]
     if args.generated and args.oracle:
@@ -134,8 +128,6 @@ def main() -> None:
             else:
                 with torch.no_grad():
                     outputs[name] = soft_limit(vocoder(features)[0])
-        for name, model in magnitude_models.items():
-            outputs[name] = soft_limit(griffin_lim_on_predicted_magnitude(pipe.vocoder, model, features)[0])
         if args.oracle:
             outputs.update({k: soft_limit(v[0]) for k, v in oracle_rows(pipe.vocoder, audio, features).items()})
         prompt_embedding = None
@@ -162,21 +154,17 @@ def main() -> None:
         means = [np.mean([r[k] for r in rows if k in r]) for k in keys]
         print(f"| {name} | {hits}/{words} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
     names = list(scores)
-    if len(names) > 1:  # every row paired against the first, case by case: mean difference ± its standard error
-        print(f"\npaired against {names[0]} (mean per-case difference ± standard error)")
+    if len(names) > 1:  # every row paired against the first, case by case
+        print(f"\npaired against {names[0]} (words: summed differences; the rest: mean differences; ± standard error)")
+        first = {r["id"]: r for r in scores[names[0]]}
         for name in names[1:]:
-            parts = []
+            other, parts = {r["id"]: r for r in scores[name]}, []
             for key in ("hits",) + keys:
-                diffs = [
-                    b[key] - a[key]
-                    for a, b in zip(scores[names[0]], scores[name], strict=True)
-                    if key in a and key in b
-                ]
-                if len(diffs) > 1:
-                    se = np.std(diffs, ddof=1) / np.sqrt(len(diffs))
-                    total = key == "hits"
-                    value, error = (np.sum(diffs), se * len(diffs)) if total else (np.mean(diffs), se)
-                    parts.append(f"{'words' if total else key} {value:+.3f} ± {error:.3f}")
+                ids = [i for i in first if key in first[i] and key in other.get(i, {})]
+                if len(ids) > 1:
+                    total, total_se, mean, mean_se = paired(first, other, ids, lambda row, key=key: row[key])
+                    value, error = (total, total_se) if key == "hits" else (mean, mean_se)
+                    parts.append(f"{'words' if key == 'hits' else key} {value:+.3f} ± {error:.3f}")
             print(f"  {name}: " + ", ".join(parts))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
