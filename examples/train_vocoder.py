@@ -243,7 +243,9 @@ def build_generator(cfg: VocoderTrainConfig, feature_extractor: DiTARFeatureExtr
         return VocosVocoder.from_feature_extractor(feature_extractor, **cfg.vocoder)
     source = resolve_path(cfg.init_from)
     folder = source / "vocoder" if (source / "vocoder").is_dir() else source
-    generator = VocosVocoder.from_pretrained(folder)
+    # settings given under `vocoder:` override the saved ones (e.g. `griffin_lim_iterations` to train the magnitude
+    # through Griffin-Lim); architecture settings must match the saved weights
+    generator = VocosVocoder.from_pretrained(folder, **cfg.vocoder)
     expected = VocosVocoder.from_feature_extractor(feature_extractor).config
     wrong = [
         f"{k}={generator.config[k]!r} (features: {expected[k]!r})"

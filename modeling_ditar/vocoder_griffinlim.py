@@ -436,6 +436,13 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
     ) -> torch.Tensor:
         """Fast Griffin-Lim on `magnitude [B, F, T]` from random phases, with the lowest bins' phases fixed to
         `held_phase [B, F_low, T]` (radians) when given. Returns `[B, S]`."""
+        angles = self._phases(magnitude, held_phase, generator, n_iter)
+        return self._istft(magnitude * angles, self.num_samples(magnitude.shape[-1]))  # [B, S]
+
+    def _phases(
+        self, magnitude: torch.Tensor, held_phase: torch.Tensor | None, generator, n_iter: int | None
+    ) -> torch.Tensor:
+        """The unit phasors `[B, F, T]` fast Griffin-Lim ends with on `magnitude [B, F, T]` (see `_invert`)."""
         n_iter = self.n_iter if n_iter is None else int(n_iter)
         batch, _, frames = magnitude.shape
         length = self.num_samples(frames)
@@ -462,7 +469,7 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             previous = rebuilt
             if held_phase is not None:
                 angles = keep_held(angles)
-        return self._istft(magnitude * angles, length)  # [B, S]
+        return angles
 
     @torch.no_grad()
     def decode_stream_window(self, features: torch.Tensor, start: int, end: int, state: dict) -> torch.Tensor:

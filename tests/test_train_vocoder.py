@@ -308,6 +308,44 @@ def test_a_run_without_discriminators_learns_from_magnitude_and_phase(tmp_path):
         VocoderTrainConfig.load(str(_config(tmp_path, adversarial=False, mel_weight=0.0, stft_weight=0.0)))
 
 
+def test_a_magnitude_network_continues_through_griffin_lim(tmp_path):
+    """The two-stage recipe: a magnitude network, then the same weights continued with `griffin_lim_iterations` set
+    under `vocoder:` (overriding the saved config) and losses on Griffin-Lim's waveform, which reach the weights."""
+    from modeling_ditar.vocoder_vocos import VocosVocoder
+
+    corpus = _corpus(tmp_path)
+    first = _config(
+        tmp_path,
+        adversarial=False,
+        mel_weight=0.0,
+        stft_weight=0.0,
+        magnitude_weight=1.0,
+        magnitude_loss="convergence_log_l1",
+        max_steps=2,
+        eval_every=2,
+    )
+    main(["--config", str(first), "--dataset", str(corpus), "--output-dir", str(tmp_path / "magnitude")])
+    second = _config(
+        tmp_path,
+        adversarial=False,
+        mel_weight=1.0,
+        stft_weight=1.0,
+        magnitude_weight=1.0,
+        magnitude_loss="convergence_log_l1",
+        max_steps=2,
+        eval_every=2,
+        init_from=str(tmp_path / "magnitude" / "vocoder"),
+        vocoder={"griffin_lim_iterations": 2},
+    )
+    main(["--config", str(second), "--dataset", str(corpus), "--output-dir", str(tmp_path / "through")])
+    for row in _rows(tmp_path / "through").values():
+        assert float(row["grad_norm_g"]) > 0 and math.isfinite(float(row["stft_loss"]))
+    before = VocosVocoder.from_pretrained(tmp_path / "magnitude" / "vocoder")
+    after = VocosVocoder.from_pretrained(tmp_path / "through" / "vocoder")
+    assert before.config.griffin_lim_iterations is None and after.config.griffin_lim_iterations == 2
+    assert not torch.equal(before.head.out.weight, after.head.out.weight)
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -316,6 +354,9 @@ def test_a_run_without_discriminators_learns_from_magnitude_and_phase(tmp_path):
         "vocoder-cpu-phase.yaml",
         "vocoder-cpu-integrated.yaml",
         "vocoder-cpu-recurrent.yaml",
+        "vocoder-cpu-magnitude.yaml",
+        "vocoder-cpu-magnitude-sc.yaml",
+        "vocoder-cpu-magnitude-gl.yaml",
         "vocoder-gpu.yaml",
     ],
 )

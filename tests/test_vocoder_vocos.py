@@ -264,6 +264,28 @@ def test_bad_features_raise(features, match):
         tiny_vocoder()(features)
 
 
+def test_a_waveform_loss_reaches_the_learned_magnitude_through_the_last_inverse_stft():
+    """Trained through Griffin-Lim, the waveform keeps a graph to the magnitude through the last inverse STFT only:
+    its gradient is that of the inverse STFT with Griffin-Lim's final phases held fixed, and the audio is the
+    inference audio."""
+    from modeling_ditar import GriffinLimVocoder
+
+    vocoder = tiny_vocoder(griffin_lim_iterations=3)
+    features = log_mel(20)[None]
+    audio, spectrum = vocoder(features, return_spectrum=True)
+    with torch.no_grad():
+        assert torch.equal(audio, vocoder(features))
+    spectrum.retain_grad()
+    target = torch.randn_like(audio)
+    (audio - target).square().sum().backward()
+    assert spectrum.grad is not None and spectrum.grad.abs().sum() > 0
+    griffin_lim = GriffinLimVocoder.from_feature_extractor(get_dummy_feature_extractor(), n_iter=3)
+    held = griffin_lim._phases(spectrum.detach().abs(), None, None, None)
+    fixed = spectrum.detach().clone().requires_grad_(True)
+    (griffin_lim._istft(fixed.abs() * held, audio.shape[-1]) - target).square().sum().backward()
+    torch.testing.assert_close(spectrum.grad, fixed.grad)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -437,7 +459,9 @@ def test_the_text_to_speech_model_at_the_root_gets_the_vocoder_weights(saved):
     torch.testing.assert_close(model.vocoder.window, torch.hann_window(N_FFT))
     inputs = AutoProcessor.from_pretrained(folder)("hello there")
     speech = model.generate(**inputs, generator=torch.Generator().manual_seed(0), num_candidates=1, max_new_patches=12)
-    np.testing.assert_allclose(speech.audio[0].numpy(), np.load(folder.parent / "reference.npy"), atol=1e-6, rtol=0)
+    # the same computation by another path (generate, not the pipeline): float32 rounding differs by CPU kernel, seen
+    # up to 1.5e-6 on one machine
+    np.testing.assert_allclose(speech.audio[0].numpy(), np.load(folder.parent / "reference.npy"), atol=1e-5, rtol=0)
 
 
 REMOTE = textwrap.dedent(
