@@ -314,29 +314,14 @@ def test_a_magnitude_network_continues_through_griffin_lim(tmp_path):
     from modeling_ditar.vocoder_vocos import VocosVocoder
 
     corpus = _corpus(tmp_path)
-    first = _config(
-        tmp_path,
-        adversarial=False,
-        mel_weight=0.0,
-        stft_weight=0.0,
-        magnitude_weight=1.0,
-        magnitude_loss="convergence_log_l1",
-        max_steps=2,
-        eval_every=2,
+    # no discriminators; the magnitude loss alone first, then waveform losses through Griffin-Lim as well
+    common = dict(
+        adversarial=False, magnitude_weight=1.0, magnitude_loss="convergence_log_l1", max_steps=2, eval_every=2
     )
+    first = _config(tmp_path, mel_weight=0.0, stft_weight=0.0, **common)
     main(["--config", str(first), "--dataset", str(corpus), "--output-dir", str(tmp_path / "magnitude")])
-    second = _config(
-        tmp_path,
-        adversarial=False,
-        mel_weight=1.0,
-        stft_weight=1.0,
-        magnitude_weight=1.0,
-        magnitude_loss="convergence_log_l1",
-        max_steps=2,
-        eval_every=2,
-        init_from=str(tmp_path / "magnitude" / "vocoder"),
-        vocoder={"griffin_lim_iterations": 2},
-    )
+    through = {"init_from": str(tmp_path / "magnitude" / "vocoder"), "vocoder": {"griffin_lim_iterations": 2}}
+    second = _config(tmp_path, mel_weight=1.0, stft_weight=1.0, **common, **through)
     main(["--config", str(second), "--dataset", str(corpus), "--output-dir", str(tmp_path / "through")])
     for row in _rows(tmp_path / "through").values():
         assert float(row["grad_norm_g"]) > 0 and math.isfinite(float(row["stft_loss"]))
