@@ -435,8 +435,13 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         self, magnitude: torch.Tensor, held_phase: torch.Tensor | None, generator, n_iter: int | None
     ) -> torch.Tensor:
         """Fast Griffin-Lim on `magnitude [B, F, T]` from random phases, with the lowest bins' phases fixed to
-        `held_phase [B, F_low, T]` (radians) when given. Returns `[B, S]`."""
-        angles = self._phases(magnitude, held_phase, generator, n_iter)
+        `held_phase [B, F_low, T]` (radians) when given. Returns `[B, S]`.
+
+        The phases are found without a graph (their gradient through the iterations is large and erratic, and would
+        cost every iteration's inverse and forward STFT again); the waveform keeps a graph to `magnitude` through the
+        last inverse STFT, so a loss on it can train a network that predicts the magnitude."""
+        with torch.no_grad():
+            angles = self._phases(magnitude, held_phase, generator, n_iter)
         return self._istft(magnitude * angles, self.num_samples(magnitude.shape[-1]))  # [B, S]
 
     def _phases(

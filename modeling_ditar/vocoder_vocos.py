@@ -492,14 +492,9 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         features = self._check_features(features, self.num_mel_bins)  # [B, T, D] float32
         spectrum = self.spectrum(features)  # [B, F, T] complex64
         if self.griffin_lim_iterations is not None:
-            # The phases come from the iterations without a graph (their gradient is large and erratic, and costs 16
-            # inverse and forward STFTs); the magnitude keeps its graph through the last inverse STFT, so a loss on
-            # the waveform teaches the magnitude that sounds right with Griffin-Lim's phases.
-            magnitude = spectrum.abs()
-            inverter = self._griffin_lim(spectrum.device)
-            with torch.no_grad():
-                angles = inverter._phases(magnitude, None, None, None)
-            waveform = inverter._istft(magnitude * angles, inverter.num_samples(magnitude.shape[-1]))
+            # a loss on this waveform reaches the magnitude through Griffin-Lim's last inverse STFT (its phases held),
+            # so it teaches the magnitude that sounds right with Griffin-Lim's phases
+            waveform = self._griffin_lim(spectrum.device)._invert(spectrum.abs(), None, None, None)
         else:
             waveform = self.istft(spectrum)  # [B, S] float32
         waveform = waveform.to(features.device)

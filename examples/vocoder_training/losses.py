@@ -108,9 +108,20 @@ class MultiResolutionSTFTLoss(torch.nn.Module):
         total = audio.new_zeros(())
         for n_fft, hop, win in self.resolutions:
             pred, true = self._magnitude(audio, n_fft, hop, win), self._magnitude(target, n_fft, hop, win)
-            convergence = torch.linalg.vector_norm(true - pred) / torch.linalg.vector_norm(true).clamp(min=self.floor)
-            total = total + convergence + (pred.log() - true.log()).abs().mean()
+            total = total + convergence_log_l1(pred, true, self.floor)
         return total / len(self.resolutions)
+
+
+def convergence_log_l1(pred: torch.Tensor, true: torch.Tensor, floor: float, per_clip: bool = False) -> torch.Tensor:
+    """Parallel WaveGAN's STFT loss on magnitudes `[B, F, T]`: spectral convergence (the relative error of the linear
+    magnitudes, led by the loud bins; over the whole batch, or per clip and averaged) plus the mean absolute
+    log-magnitude error (magnitudes clamped to `floor` before the log)."""
+    dim = (-2, -1) if per_clip else None
+    convergence = torch.linalg.vector_norm(true - pred, dim=dim) / torch.linalg.vector_norm(true, dim=dim).clamp(
+        min=floor
+    )
+    log_error = (pred.clamp(min=floor).log() - true.clamp(min=floor).log()).abs().mean()
+    return convergence.mean() + log_error
 
 
 def anti_wrapped(difference: torch.Tensor) -> torch.Tensor:
@@ -181,14 +192,11 @@ class SpectrumLoss(torch.nn.Module):
                 "the vocoder's n_fft and hop must be the loss's, and the audio the clip the features came from"
             )
         pred_magnitude, true_magnitude = spectrum.abs(), true.abs()
-        log_pred = pred_magnitude.clamp(min=self.floor).log()
-        log_true = true_magnitude.clamp(min=self.floor).log()
         if self.magnitude_loss == "log_mse":
-            magnitude = (log_pred - log_true).square().mean()
-        else:  # spectral convergence (led by the loud bins) + L1 log-magnitude, per clip
-            difference = torch.linalg.vector_norm(true_magnitude - pred_magnitude, dim=(-2, -1))
-            convergence = difference / torch.linalg.vector_norm(true_magnitude, dim=(-2, -1)).clamp(min=self.floor)
-            magnitude = convergence.mean() + (log_pred - log_true).abs().mean()
+            log_pred = pred_magnitude.clamp(min=self.floor).log()
+            magnitude = (log_pred - true_magnitude.clamp(min=self.floor).log()).square().mean()
+        else:
+            magnitude = convergence_log_l1(pred_magnitude, true_magnitude, self.floor, per_clip=True)
         phase_pred, phase_true = spectrum.angle(), true.angle()
         terms = {
             "instantaneous": lambda: anti_wrapped(phase_pred - phase_true).mean(),
