@@ -148,6 +148,19 @@ def test_ditar_gapless_start_runs_the_whole_stream():
     assert 0 < start < 60
 
 
+def test_ditar_system_names_the_pipeline_it_measures(tmp_path):
+    """A table row must not call a --ditar-model folder (e.g. a student) the shipped default."""
+    from pipeline_helpers import get_dummy_pipeline
+
+    folder = tmp_path / "student"
+    get_dummy_pipeline().save_pretrained(folder)
+    args = argparse.Namespace(ditar_model=str(folder), quiet_wait=0.0)
+    built = systems.build_systems(["ditar", "ditar-1cand"], args, print)
+    names = [s.describe().split(",")[0] for s in built]
+    assert names == [f"ditar: pipeline {folder}", f"ditar-1cand: pipeline {folder}"]
+    assert systems.DiTARSystem(get_dummy_pipeline()).describe().startswith("ditar: shipped default, ")
+
+
 def test_unknown_system_is_rejected():
     with pytest.raises(ValueError, match="unknown system"):
         systems.build_systems(["ditar", "vall-e"], argparse.Namespace(ditar_model=None), print)

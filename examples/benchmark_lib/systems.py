@@ -102,8 +102,9 @@ class DiTARSystem(BenchSystem):
 
     min_units = 16  # past the shipped pruning point (12 patches), after which a patch costs one candidate
 
-    def __init__(self, pipe, num_candidates: int | None = None, name: str = "ditar"):
+    def __init__(self, pipe, num_candidates: int | None = None, name: str = "ditar", source: str = "shipped default"):
         self.pipe, self.model, self.name, self.num_candidates = pipe, pipe.model, name, num_candidates
+        self.source = source  # what the table calls the pipeline: the shipped default or the folder given
         self.streams = True
         settings = self.model.generation_settings(num_candidates=num_candidates)
         self.settings = settings
@@ -113,7 +114,7 @@ class DiTARSystem(BenchSystem):
     def describe(self) -> str:
         s = self.settings
         return (
-            f"{self.name}: shipped default, {self.params / 1e6:.1f}M parameters; {s.num_inference_steps} LocDiT steps, "
+            f"{self.name}: {self.source}, {self.params / 1e6:.1f}M parameters; {s.num_inference_steps} LocDiT steps, "
             f"guidance {s.guidance_scale:g}, temperature {s.temperature:g}, {s.num_candidates} candidate(s)"
             + (
                 f" pruned after {s.candidate_prune_after_patches} patches"
@@ -384,6 +385,7 @@ def build_systems(names, args, log) -> list[BenchSystem]:
         raise ValueError(f"unknown system(s) {unknown}: choose from {', '.join(SYSTEMS)}")
     pipe = DiTARPipeline.from_pretrained(args.ditar_model) if args.ditar_model else DiTARPipeline.from_pretrained()
     pipe.set_progress_bar_config(disable=True)
+    source = f"pipeline {args.ditar_model}" if args.ditar_model else "shipped default"
     with torch.no_grad():
         pipe.model.stop_head.weight.zero_()
         pipe.model.stop_head.bias.fill_(-30.0)  # never stops: the length comes from max_new_patches
@@ -391,13 +393,13 @@ def build_systems(names, args, log) -> list[BenchSystem]:
     for name in names:
         try:
             if name == "ditar":
-                systems.append(DiTARSystem(pipe))
+                systems.append(DiTARSystem(pipe, source=source))
             elif name == "ditar-1cand":
-                systems.append(DiTARSystem(pipe, num_candidates=1, name="ditar-1cand"))
+                systems.append(DiTARSystem(pipe, num_candidates=1, name="ditar-1cand", source=source))
             elif name == "ditar-locbf16":
                 locbf16 = copy.deepcopy(pipe)
                 locbf16.model.locdit.to(torch.bfloat16)
-                systems.append(DiTARSystem(locbf16, name="ditar-locbf16"))
+                systems.append(DiTARSystem(locbf16, name="ditar-locbf16", source=source))
             elif name == "pocket":
                 systems.append(PocketSystem())
             elif name == "nar":

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One call on a borrowed GPU machine that trains the default model, the vocoder and a few-step LocDiT at the same time
-# on the one GPU. The model's training step is host-bound (on an H200 ~27 ms of GPU work in a ~217 ms step: see
-# docs/research/benchmark/training_step), so the vocoder's GAN training and the LocDiT distillation fill GPU time that
-# would otherwise sit idle; the distillation runs at a lower CPU priority (nice 5) so that it takes host time from the
-# model's training last.
+# on the one GPU. It was written on the premise that the model's training step is host-bound (on an H200 ~27 ms of GPU
+# work in a ~217 ms step: see docs/research/benchmark/training_step), so that the vocoder's GAN training and the LocDiT
+# distillation would fill idle GPU time; the distillation runs at a lower CPU priority (nice 5). Measured on an H200
+# (docs/research/training/gpu_natural_session.md), the premise does not hold: beside them the model trained at 1.32
+# steps/s, alone at 6.24. When the model matters most, train it alone (train_on_gpu.sh) and the others in their own
+# calls (train_vocoder_on_gpu.sh, distill_locdit.py).
 #   bash examples/scripts/prepare_device_bundle.sh                                  # here, once: .espeak/ and .whl/
 #   PACK=data_packs/natural-v1 VOICE_SEED=5 bash examples/scripts/gpu_session.sh OUT 9.3 [SPEAKERS [CONFIG [VCONFIG \
 #       [DCONFIG]]]]
