@@ -53,7 +53,7 @@ from modeling_ditar.training_data import (  # noqa: E402
 class TrainConfig:
     dataset: str = "data/corpus"
     output_dir: str = "runs/default"
-    model: dict = field(default_factory=dict)  # DiTARConfig kwargs (ignored with init_from)
+    model: dict = field(default_factory=dict)  # DiTARConfig kwargs (with init_from: overrides of the saved ones)
     init_from: str | None = None  # a model folder or pipeline folder to start from
     # LoRA fine-tuning (needs peft): {rank: 8, alpha: 16, targets: "all", dropout: 0.0} trains only the
     # adapter (modeling_ditar.lora.default_lora_config) and writes final/adapter; None trains every weight

@@ -48,6 +48,11 @@ class DiTARConfig(PreTrainedConfig):
             (LM guidance, paper section 3.3).
         history_dropout_prob (`float`, defaults to 0.0): probability of hiding the history patches from LocDiT during
             training, which forces the model to rely on the LM output early in training.
+        input_noise_std (`float`, defaults to 0.0): during training, Gaussian noise added to the speech patches the
+            backbone reads (not to LocDiT's history or targets), with a standard deviation drawn per row uniformly from
+            [0, input_noise_std] in normalised feature units. At inference the backbone reads the model's own patches,
+            which differ from real speech; noisy inputs in training teach it to keep its place in the text anyway
+            (conditioning augmentation, Ho et al., 2021). Not in the paper; 0 (the default) adds none.
         stop_loss_weight (`float`, defaults to 1.0): weight of the stop BCE in the total loss.
         ctc_loss_weight (`float`, defaults to 0.0): weight of an optional auxiliary CTC loss that asks the backbone
             output at each patch to name the text tokens being spoken (`ctc_frames_per_patch` predictions per patch).
@@ -104,6 +109,7 @@ class DiTARConfig(PreTrainedConfig):
     locdit_intermediate_size: int = 1024
     cfg_dropout_prob: float | int = 0.1
     history_dropout_prob: float | int = 0.0
+    input_noise_std: float | int = 0.0
     stop_loss_weight: float | int = 1.0
     ctc_loss_weight: float | int = 0.0
     ctc_frames_per_patch: int = 2
@@ -154,6 +160,7 @@ class DiTARConfig(PreTrainedConfig):
         need(self.num_history_patches >= 0, "num_history_patches", "it must be >= 0 (0 disables history)")
         for field in ("cfg_dropout_prob", "history_dropout_prob"):
             need(0.0 <= getattr(self, field) < 1.0, field, "it must be a probability in [0, 1)")
+        need(self.input_noise_std >= 0.0, "input_noise_std", "it must be >= 0 (0 adds no noise)")
         need(self.stop_loss_weight >= 0.0, "stop_loss_weight", "it must be >= 0")
         need(self.ctc_loss_weight >= 0.0, "ctc_loss_weight", "it must be >= 0 (0 disables the CTC head)")
         need(self.ctc_frames_per_patch >= 1, "ctc_frames_per_patch", "it must be an integer >= 1")

@@ -458,7 +458,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             )
         hidden_size = config.text_config.hidden_size
         start = self.speech_start_embedding.to(self.dtype).expand(batch, 1, hidden_size)
-        speech_embeds = torch.cat([start, self.embed_patches(patches)], dim=1)  # [B, 1+N, H]
+        speech_embeds = torch.cat([start, self.embed_patches(self._noisy_inputs(patches))], dim=1)  # [B, 1+N, H]
         speech_mask = torch.cat([patch_mask.new_ones(batch, 1), patch_mask], dim=1)  # [B, 1+N]
         text_embeds = self.get_input_embeddings()(input_ids)  # [B, L, H]
 
@@ -486,6 +486,15 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         )  # [B, 1+N, H]
 
         return _SpeechPass(hidden, patches, patch_mask, num_patches, speech_mask, speech_index, merged_mask)
+
+    def _noisy_inputs(self, patches: torch.Tensor) -> torch.Tensor:
+        """The patches the backbone reads in training, with `input_noise_std` noise (a level per row); the clean patches
+        stay the diffusion targets and LocDiT's history. Unchanged outside training."""
+        max_std = self.config.input_noise_std
+        if not self.training or max_std <= 0:
+            return patches
+        std = torch.rand(patches.shape[0], 1, 1, 1, device=patches.device) * max_std
+        return patches + (std * torch.randn(patches.shape, device=patches.device)).to(patches.dtype)
 
     def transcript_ctc_loss(
         self,

@@ -117,6 +117,35 @@ def test_training_losses_match_their_definition():
     torch.testing.assert_close(out.loss, out.diffusion_loss + 0.7 * out.stop_loss)
 
 
+def test_input_noise_reaches_the_backbone_inputs_only_and_only_in_training():
+    """input_noise_std: the aggregation encoder (the backbone's input) reads noisy patches in training, at a level per
+    row of at most input_noise_std; LocDiT's history stays the clean patches; eval mode reads clean patches."""
+    model = make_model(input_noise_std=0.5, cfg_dropout_prob=0.0)
+    inputs = TESTER.prepare_inputs()  # 6 and 3 whole patches
+    patches = inputs["speech_features"][:, : 6 * P].reshape(2, 6, P, D)
+    seen = {}
+    model.aggregation_encoder.register_forward_pre_hook(lambda _, args: seen.__setitem__("encoder", args[0].clone()))
+    original_forward = model.locdit.forward
+
+    def recording_forward(noisy, timestep, cond, history=None, history_mask=None):
+        seen["history"], seen["history_mask"] = history, history_mask
+        return original_forward(noisy, timestep, cond, history, history_mask)
+
+    model.locdit.forward = recording_forward
+    model.train()
+    torch.manual_seed(0)
+    model(**inputs).loss.backward()
+    difference = seen["encoder"][:, :6] - patches
+    row_std = difference.flatten(1).std(dim=1)
+    assert bool((row_std > 0).all()) and bool((row_std < 0.5 * 1.3).all())
+    # the last item of row 0 (patch 5) has patches 3 and 4 as its clean history
+    torch.testing.assert_close(seen["history"][5], patches[0, 3:5].flatten(0, 1))
+    model.eval()
+    with torch.no_grad():
+        model(**inputs)
+    torch.testing.assert_close(seen["encoder"][:, :6], patches)
+
+
 def test_return_dict_false_returns_the_dataclass_fields_as_a_tuple():
     model = make_model().train()
     inputs = TESTER.prepare_inputs()
