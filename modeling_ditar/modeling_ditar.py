@@ -493,8 +493,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         max_std = self.config.input_noise_std
         if not self.training or max_std <= 0:
             return patches
-        std = torch.rand(patches.shape[0], 1, 1, 1, device=patches.device) * max_std
-        return patches + (std * torch.randn(patches.shape, device=patches.device)).to(patches.dtype)
+        std = torch.rand(patches.shape[0], 1, 1, 1, device=patches.device, dtype=patches.dtype) * max_std
+        return patches + std * torch.randn_like(patches)
 
     def transcript_ctc_loss(
         self,
