@@ -13,6 +13,11 @@
 #   REUSE_CORPUS=1                train on DATA_DIR as it is, e.g. DATA_DIR=data/corpus after train_on_gpu.sh built it
 #                                 on the same machine (the vocoder needs no corpus of its own)
 #   RUN_DIR                       the training run (default runs/vocoder-gpu); INIT_FROM: a vocoder folder to continue
+#                                 (the generator only: the discriminators start anew)
+#   RESUME=1                      continue RUN_DIR from its newest checkpoint (generator, discriminators, optimisers,
+#                                 EMA), e.g. a second call on the same warm machine; with REUSE_CORPUS=1 it starts in
+#                                 seconds. The lr schedule is re-sized to the new budget: it rises again to where the
+#                                 cosine decay of the longer run would be, then decays to its floor by the end
 #   SMOKE=1                       a corpus of a few utterances: checks the whole script on a CPU in a minute, e.g.
 #                                 SMOKE=1 bash examples/scripts/train_vocoder_on_gpu.sh /tmp/v 0.2 examples/configs/vocoder-tiny.yaml
 # MINUTES is the whole script's budget: training gets what is left after the corpus, less RESERVE_MIN (default 0.5) for
@@ -51,6 +56,12 @@ from modeling_ditar.vocoder_vocos import VocosVocoder
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'diffusers', diffusers.__version__,
       'datasets', datasets.__version__, 'accelerate', accelerate.__version__)"
 python3 examples/train_vocoder.py --help > /dev/null
+if [ -n "${RESUME:-}" ] && ! ls -d "$run"/checkpoints/step-* > /dev/null 2>&1; then
+  echo "RESUME=1 but $run has no checkpoint to continue (a fresh machine?): nothing trained" >&2
+  exit 1
+fi
+# the folder an earlier call exported must not pass for this call's result if this one is cut off before its export
+[ -n "${RESUME:-}" ] && rm -rf "$run/vocoder"
 mkdir -p "$out" "$run"
 t0=$(date +%s)
 if [ -n "${REUSE_CORPUS:-}" ] && [ -f "$data/dataset_dict.json" ]; then
@@ -73,7 +84,7 @@ echo "training for $train_minutes minutes (start-up included)"
 # train_vocoder.py ends itself on time (--time-budget-min); the hard stop 40 s later keeps the export below from being
 # cut off if it does not, and the export then takes the newest checkpoint's EMA weights.
 timeout "$(python3 -c "print(int($train_minutes * 60 + 40))")" python3 examples/train_vocoder.py --config "$config" \
-  --dataset "$data" --output-dir "$run" --time-budget-min "$train_minutes" ${INIT_FROM:+--init-from "$INIT_FROM"} \
+  --dataset "$data" --output-dir "$run" --time-budget-min "$train_minutes" ${INIT_FROM:+--init-from "$INIT_FROM"} ${RESUME:+--resume} \
   2>&1 | tee "$run/train.log.txt" || true
 if [ ! -f "$run/vocoder/config.json" ]; then
   newest=$(ls -d "$run"/checkpoints/step-* | awk -F'step-' '{print $NF, $0}' | sort -n | tail -n 1 | cut -d' ' -f2)
