@@ -53,6 +53,15 @@ class DiTARConfig(PreTrainedConfig):
             [0, input_noise_std] in normalised feature units. At inference the backbone reads the model's own patches,
             which differ from real speech; noisy inputs in training teach it to keep its place in the text anyway
             (conditioning augmentation, Ho et al., 2021). Not in the paper; 0 (the default) adds none.
+        scheduled_sampling_prob (`float`, defaults to 0.0): during training, the largest share of the speech patches
+            the backbone reads that are replaced by the model's own sample of them (each row draws its share uniformly
+            from [0, scheduled_sampling_prob], then each patch is replaced with that probability). Each sample is what
+            generation would have produced at that patch from the real speech before it: a first backbone pass over the
+            real patches, without gradients, then LocDiT's sampler with the generation config's steps, guidance and
+            temperature. LocDiT's history and targets stay the real patches. It trains the backbone on inputs like the
+            ones it reads when generating, whose errors otherwise compound into lost words (parallel scheduled
+            sampling, Duckworth et al., 2019). Not in the paper; it costs a training step about one backbone forward
+            and a few LocDiT forwards more. 0 (the default) replaces none.
         stop_loss_weight (`float`, defaults to 1.0): weight of the stop BCE in the total loss.
         ctc_loss_weight (`float`, defaults to 0.0): weight of an optional auxiliary CTC loss that asks the backbone
             output at each patch to name the text tokens being spoken (`ctc_frames_per_patch` predictions per patch).
@@ -110,6 +119,7 @@ class DiTARConfig(PreTrainedConfig):
     cfg_dropout_prob: float | int = 0.1
     history_dropout_prob: float | int = 0.0
     input_noise_std: float | int = 0.0
+    scheduled_sampling_prob: float | int = 0.0
     stop_loss_weight: float | int = 1.0
     ctc_loss_weight: float | int = 0.0
     ctc_frames_per_patch: int = 2
@@ -161,6 +171,11 @@ class DiTARConfig(PreTrainedConfig):
         for field in ("cfg_dropout_prob", "history_dropout_prob"):
             need(0.0 <= getattr(self, field) < 1.0, field, "it must be a probability in [0, 1)")
         need(self.input_noise_std >= 0.0, "input_noise_std", "it must be >= 0 (0 adds no noise)")
+        need(
+            0.0 <= self.scheduled_sampling_prob <= 1.0,
+            "scheduled_sampling_prob",
+            "it must be a probability in [0, 1] (0 replaces no input patch)",
+        )
         need(self.stop_loss_weight >= 0.0, "stop_loss_weight", "it must be >= 0")
         need(self.ctc_loss_weight >= 0.0, "ctc_loss_weight", "it must be >= 0 (0 disables the CTC head)")
         need(self.ctc_frames_per_patch >= 1, "ctc_frames_per_patch", "it must be an integer >= 1")

@@ -402,8 +402,15 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         reader = None
         if config.guided_attention_weight > 0:
             reader = AttentionReader(self.language_model, [tuple(h) for h in config.guided_attention_heads])
+        input_patches = None
+        if self.training and config.scheduled_sampling_prob > 0:
+            input_patches = self._noisy_inputs(
+                self._scheduled_sampling_inputs(
+                    input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate
+                )
+            )
         speech = self._speech_pass(
-            input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate, reader
+            input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate, reader, input_patches
         )
         hidden, patches, patch_mask, num_patches = speech.hidden, speech.patches, speech.patch_mask, speech.num_patches
         speech_mask, speech_index, merged_mask = speech.speech_mask, speech.speech_index, speech.merged_mask
@@ -442,10 +449,19 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         )
 
     def _speech_pass(
-        self, input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate, reader=None
+        self,
+        input_ids,
+        speech_features,
+        text_mask,
+        speech_attention_mask,
+        speech_position_rate,
+        reader=None,
+        input_patches=None,
     ) -> _SpeechPass:
         """One backbone pass over [text] [start-of-speech] [patches of speech_features] (right-padded rows), shared by
-        the training loss and `transcript_ctc_loss`. `reader` (guided attention) watches the backbone's attention."""
+        the training loss and `transcript_ctc_loss`. `reader` (guided attention) watches the backbone's attention.
+        `input_patches` [B, N, P, D], when given, are what the backbone reads in place of speech_features' own patches
+        (which stay the returned targets); otherwise it reads those, with `input_noise_std` noise in training."""
         config = self.config
         batch, device = input_ids.shape[0], input_ids.device
         patches, patch_mask = self.patchify(speech_features.to(self.dtype), speech_attention_mask)  # [B,N,P,D] [B,N]
@@ -458,7 +474,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             )
         hidden_size = config.text_config.hidden_size
         start = self.speech_start_embedding.to(self.dtype).expand(batch, 1, hidden_size)
-        speech_embeds = torch.cat([start, self.embed_patches(self._noisy_inputs(patches))], dim=1)  # [B, 1+N, H]
+        reads = self._noisy_inputs(patches) if input_patches is None else input_patches.to(patches.dtype)
+        speech_embeds = torch.cat([start, self.embed_patches(reads)], dim=1)  # [B, 1+N, H]
         speech_mask = torch.cat([patch_mask.new_ones(batch, 1), patch_mask], dim=1)  # [B, 1+N]
         text_embeds = self.get_input_embeddings()(input_ids)  # [B, L, H]
 
@@ -486,6 +503,45 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         )  # [B, 1+N, H]
 
         return _SpeechPass(hidden, patches, patch_mask, num_patches, speech_mask, speech_index, merged_mask)
+
+    @torch.no_grad()
+    def _scheduled_sampling_inputs(
+        self, input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate
+    ) -> torch.Tensor:
+        """The patches the backbone reads in training with `scheduled_sampling_prob`: each row draws a share in
+        [0, scheduled_sampling_prob] and each of its real patches is replaced with that probability by the patch
+        generation would have sampled there from the real speech before it (the backbone's output over the real
+        patches, the K real patches before it as LocDiT's history, the generation config's steps, guidance and
+        temperature). No gradient flows through the samples: they are inputs, like the real patches."""
+        config = self.config
+        patches, patch_mask = self.patchify(speech_features.to(self.dtype), speech_attention_mask)
+        replace = patch_mask & (
+            torch.rand(patch_mask.shape, device=patch_mask.device)
+            < torch.rand(patch_mask.shape[0], 1, device=patch_mask.device) * config.scheduled_sampling_prob
+        )  # [B, N]
+        if not bool(replace.any()):
+            return patches
+        real = self._speech_pass(
+            input_ids, speech_features, text_mask, speech_attention_mask, speech_position_rate, input_patches=patches
+        )
+        cond = real.hidden[:, :-1][replace]  # [R, H]: the output at patch j-1 (start-of-speech for j = 0) predicts j
+        history = history_mask = None
+        if config.num_history_patches > 0:
+            windows, window_mask = self._history_windows(patches, config.num_history_patches)
+            history = windows[replace].flatten(1, 2)  # [R, K*P, D]
+            history_mask = window_mask[replace].repeat_interleave(config.patch_size, dim=1)  # [R, K*P]
+        settings = resolve_generation_settings(self.generation_config)
+        sampled = PatchSampler().sample(
+            GuidedVelocity(self.locdit, cond, history, history_mask, settings.guidance_scale),
+            (cond.shape[0], config.patch_size, config.feature_dim),
+            settings.num_inference_steps,
+            settings.temperature,
+            device=patches.device,
+            dtype=self.dtype,
+        )  # [R, P, D]
+        mixed = patches.clone()
+        mixed[replace] = sampled.to(patches.dtype)
+        return mixed
 
     def _noisy_inputs(self, patches: torch.Tensor) -> torch.Tensor:
         """The patches the backbone reads in training, with `input_noise_std` noise (a level per row); the clean patches

@@ -100,6 +100,8 @@ def test_unknown_kwargs_are_kept_through_a_round_trip(tmp_path):
         ({"cfg_dropout_prob": 1.0}, "cfg_dropout_prob"),
         ({"history_dropout_prob": -0.5}, "history_dropout_prob"),
         ({"input_noise_std": -0.1}, "input_noise_std"),
+        ({"scheduled_sampling_prob": -0.1}, "scheduled_sampling_prob"),
+        ({"scheduled_sampling_prob": 1.5}, "scheduled_sampling_prob"),
         ({"feature_mean": [0.0] * 7, "feature_std": [1.0] * 7}, "feature_mean"),
         ({"feature_mean": [0.0] * 8, "feature_std": [1.0] * 9}, "feature_std"),
         ({"feature_mean": [0.0] * 8, "feature_std": [1.0] * 7 + [0.0]}, "feature_std"),

@@ -146,6 +146,44 @@ def test_input_noise_reaches_the_backbone_inputs_only_and_only_in_training():
     torch.testing.assert_close(seen["encoder"][:, :6], patches)
 
 
+def test_scheduled_sampling_feeds_the_backbone_its_own_samples_in_training_only():
+    """scheduled_sampling_prob: a first pass reads the real patches; the second (the one with gradients) reads some
+    of them replaced by LocDiT's samples from that pass's outputs; LocDiT's history and the targets stay real; eval
+    mode reads the real patches once."""
+    model = make_model(scheduled_sampling_prob=1.0, cfg_dropout_prob=0.0)
+    inputs = TESTER.prepare_inputs()  # 6 and 3 whole patches
+    patches = inputs["speech_features"][:, : 6 * P].reshape(2, 6, P, D)
+    real = torch.zeros(2, 6, dtype=torch.bool)
+    real[0], real[1, :3] = True, True
+    seen = {"encoder": []}
+    model.aggregation_encoder.register_forward_pre_hook(lambda _, args: seen["encoder"].append(args[0].clone()))
+    original_forward = model.locdit.forward
+
+    def recording_forward(*args, **kwargs):
+        if torch.is_grad_enabled():  # the loss's LocDiT call (noisy, timestep, cond, history, ...), not the sampler's
+            seen["history"] = args[3]
+        return original_forward(*args, **kwargs)
+
+    model.locdit.forward = recording_forward
+    model.train()
+    torch.manual_seed(1)
+    model(**inputs).loss.backward()
+    first, second = seen["encoder"]
+    torch.testing.assert_close(first[:, :6], patches)  # the first pass reads the real speech
+    changed = (second[:, :6] - patches).flatten(2).abs().amax(-1) > 0  # [2, 6]
+    assert bool(changed.any()) and not bool(changed[~real].any())  # only real patches are replaced
+    assert bool((second[:, :6][changed] - patches[changed]).abs().amax() < 20)  # samples, not garbage
+    torch.testing.assert_close(second[:, :6][~changed], patches[~changed])
+    torch.testing.assert_close(seen["history"][5], patches[0, 3:5].flatten(0, 1))  # LocDiT's history stays real
+    assert all(p.grad is not None for p in model.aggregation_encoder.parameters() if p.requires_grad)
+    seen["encoder"].clear()
+    model.eval()
+    with torch.no_grad():
+        model(**inputs)
+    assert len(seen["encoder"]) == 1
+    torch.testing.assert_close(seen["encoder"][0][:, :6], patches)
+
+
 def test_return_dict_false_returns_the_dataclass_fields_as_a_tuple():
     model = make_model().train()
     inputs = TESTER.prepare_inputs()
