@@ -58,6 +58,9 @@ class TrainConfig:
     # LoRA fine-tuning (needs peft): {rank: 8, alpha: 16, targets: "all", dropout: 0.0} trains only the
     # adapter (modeling_ditar.lora.default_lora_config) and writes final/adapter; None trains every weight
     lora: dict | None = None
+    # only these top-level modules of the model train (e.g. [locdit]: the backbone, the aggregation encoder and the
+    # heads keep their init_from weights); None trains every weight. Their names: `model.named_children()`
+    trainable_modules: list | None = None
     phonemize: bool = True  # text front end for a new model: espeak-ng phonemes (True) or characters
     max_steps: int = 10000
     learning_rate: float = 1e-3
@@ -123,9 +126,24 @@ class TrainState:
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
 
 
+def freeze_all_but(model, modules: list, log=print) -> None:
+    """`trainable_modules`: every parameter outside the named top-level modules stops training."""
+    children = dict(model.named_children())
+    unknown = [name for name in modules if name not in children]
+    if unknown:
+        raise SystemExit(f"trainable_modules: {unknown} are not modules of the model; pick from {sorted(children)}.")
+    for name, child in children.items():
+        child.requires_grad_(name in modules)
+    for name, parameter in model.named_parameters(recurse=False):
+        parameter.requires_grad_(False)  # e.g. speech_start_embedding: part of the backbone's input
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"trainable_modules {modules}: {trained:,} of {sum(p.numel() for p in model.parameters()):,} parameters train")
+
+
 def ema_parameters(model, cfg: TrainConfig | None) -> list:
-    """The parameters trained, averaged and checkpointed by position: all of them, or only the adapter's (LoRA)."""
-    if cfg is not None and cfg.lora:
+    """The parameters trained, averaged and checkpointed by position: all of them, or only the adapter's (LoRA) or
+    the `trainable_modules`' ones."""
+    if cfg is not None and (cfg.lora or cfg.trainable_modules):
         return [p for p in model.parameters() if p.requires_grad]
     return list(model.parameters())
 
@@ -405,6 +423,8 @@ def main(argv=None):
         if accelerator.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
             (out / "adapter_summary.json").write_text(json.dumps(summary, indent=2))
+    if cfg.trainable_modules:
+        freeze_all_but(model, cfg.trainable_modules, accelerator.print)
     train = load_utterances(data["train"], processor, model, args.num_proc)
     valid_rows = spread_rows(len(data["validation"]), cfg.eval_utterances)
     valid = load_utterances(data["validation"].select(valid_rows), processor, model)

@@ -603,6 +603,38 @@ def test_lora_run_trains_only_the_adapter_and_resumes(straight_run):
     assert torch.equal(adapted(**inputs).loss, before)
 
 
+def test_trainable_modules_train_only_those_and_leave_the_rest_as_init_from(straight_run):
+    """`trainable_modules: [locdit]`: LocDiT's weights move, every other weight of the final model is init_from's
+    exactly; a name that is not a module of the model stops the run with the names to pick from."""
+    from safetensors.torch import load_file
+
+    tmp_path, config = straight_run
+    data = json.loads(config.read_text())
+    data["init_from"] = str(tmp_path / "straight" / "final")
+    data["trainable_modules"] = ["locdit"]
+    data["learning_rate"] = 1e-2
+    partial = tmp_path / "locdit-only.json"
+    partial.write_text(json.dumps(data))
+    out = _train(partial, tmp_path / "locdit-only")
+    assert "trainable_modules ['locdit']" in out.stdout
+    before = load_file(str(tmp_path / "straight" / "final" / "model" / "model.safetensors"))
+    after = load_file(str(tmp_path / "locdit-only" / "final" / "model" / "model.safetensors"))
+    assert before.keys() == after.keys()
+    moved = {key for key in before if not torch.equal(before[key], after[key])}
+    assert moved and all(key.startswith("locdit.") for key in moved)
+
+    data["trainable_modules"] = ["locdit", "decoder"]
+    partial.write_text(json.dumps(data))
+    failed = subprocess.run(
+        [sys.executable, str(TRAIN), "--config", str(partial), "--output-dir", str(tmp_path / "bad")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert failed.returncode != 0 and "['decoder'] are not modules of the model" in failed.stderr
+
+
 def _tiny_batch(model):
     generator = torch.Generator().manual_seed(0)
     return {
