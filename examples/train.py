@@ -134,7 +134,7 @@ def freeze_all_but(model, modules: list, log=print) -> None:
         raise SystemExit(f"trainable_modules: {unknown} are not modules of the model; pick from {sorted(children)}.")
     for name, child in children.items():
         child.requires_grad_(name in modules)
-    for name, parameter in model.named_parameters(recurse=False):
+    for parameter in model.parameters(recurse=False):
         parameter.requires_grad_(False)  # e.g. speech_start_embedding: part of the backbone's input
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"trainable_modules {modules}: {trained:,} of {sum(p.numel() for p in model.parameters()):,} parameters train")

@@ -71,7 +71,8 @@ def main(argv=None):
     from modeling_ditar import DiTARPipeline
 
     cases = load_cases(args.cases)[: args.max_cases]
-    print("| pipeline | generated delta | spread | contour | real delta | spread | contour |\n|---|---|---|---|---|---|---|")
+    print("| pipeline | generated delta | spread | contour | real delta | spread | contour |")
+    print("|---|---|---|---|---|---|---|")
     for item in args.pipelines:
         name, _, folder = item.partition("=")
         generated, real = probe(DiTARPipeline.from_pretrained(folder), cases)
