@@ -79,15 +79,26 @@ def _config(directory: Path, **model_overrides) -> Path:
     return path
 
 
-def _train(config: Path, output: Path, *extra: str):
-    result = subprocess.run(
+def _run_train(config: Path, output: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, str(TRAIN), "--config", str(config), "--output-dir", str(output), *extra],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=ROOT,
     )
+
+
+def _train(config: Path, output: Path, *extra: str):
+    result = _run_train(config, output, *extra)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _train_failing(config: Path, output: Path, *extra: str):
+    """A train.py run that must stop with an error; returns it for the message."""
+    result = _run_train(config, output, *extra)
+    assert result.returncode != 0, result.stdout[-2000:]
     return result
 
 
@@ -145,14 +156,7 @@ def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
     _tiny_corpus(tmp_path)
     config = _config(tmp_path)
     _train(config, tmp_path / "run", "--stop-after", "3")
-    result = subprocess.run(
-        [sys.executable, str(TRAIN), "--config", str(config), "--output-dir", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert result.returncode != 0
+    result = _train_failing(config, tmp_path / "run")
     assert "--resume" in result.stderr
 
 
@@ -625,14 +629,8 @@ def test_trainable_modules_train_only_those_and_leave_the_rest_as_init_from(stra
 
     data["trainable_modules"] = ["locdit", "decoder"]
     partial.write_text(json.dumps(data))
-    failed = subprocess.run(
-        [sys.executable, str(TRAIN), "--config", str(partial), "--output-dir", str(tmp_path / "bad")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert failed.returncode != 0 and "['decoder'] are not modules of the model" in failed.stderr
+    failed = _train_failing(partial, tmp_path / "bad")
+    assert "['decoder'] are not modules of the model" in failed.stderr
 
 
 def _tiny_batch(model):
