@@ -25,19 +25,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/
 from eval_lib import load_cases  # noqa: E402
 from eval_lib.systems import read_audio  # noqa: E402
+from eval_lib.teacher_forcing import real_frames  # noqa: E402
 
 
-def sharpness(features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tuple[float, float, float]:
-    z = (features.float() - mean) / std
+def sharpness(z: torch.Tensor) -> tuple[float, float, float]:
+    """(delta, spread, contour) of normalised features [T, D]."""
     delta = (z[1:] - z[:-1]).abs().mean().item()
     return delta, z.std(0).mean().item(), z.mean(1).std().item()
 
 
 @torch.no_grad()
 def probe(pipe, cases) -> tuple[np.ndarray, np.ndarray]:
-    model = pipe.model
-    mean, std = torch.tensor(model.config.feature_mean), torch.tensor(model.config.feature_std)
-    extractor = pipe.processor.feature_extractor
     generated, real = [], []
     for index, case in enumerate(cases):
         if case.target_audio is None:
@@ -51,12 +49,9 @@ def probe(pipe, cases) -> tuple[np.ndarray, np.ndarray]:
             output_type="features",
             generator=torch.Generator().manual_seed(index),
         )
-        features = torch.as_tensor(np.asarray(out.audios[0][: out.audio_lengths[0]])).float()  # [T, D]
-        audio, rate = read_audio(case.target_audio)
-        wave = pipe.processor.load_prompt_audio(audio, rate)  # resampled as a prompt would be
-        target = extractor.compute_log_mel(torch.as_tensor(wave).float())
-        generated.append(sharpness(features, mean, std))
-        real.append(sharpness(target, mean, std))
+        features = torch.as_tensor(np.asarray(out.audios[0][: out.audio_lengths[0]])).float()  # [T, D], de-normalised
+        generated.append(sharpness(pipe.model.normalize_features(features)))
+        real.append(sharpness(real_frames(pipe, *read_audio(case.target_audio)).float()))  # as a prompt is read
     return np.array(generated).mean(0), np.array(real).mean(0)
 
 
