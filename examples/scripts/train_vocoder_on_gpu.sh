@@ -56,12 +56,13 @@ from modeling_ditar.vocoder_vocos import VocosVocoder
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'diffusers', diffusers.__version__,
       'datasets', datasets.__version__, 'accelerate', accelerate.__version__)"
 python3 examples/train_vocoder.py --help > /dev/null
-if [ -n "${RESUME:-}" ] && ! ls -d "$run"/checkpoints/step-* > /dev/null 2>&1; then
-  echo "RESUME=1 but $run has no checkpoint to continue (a fresh machine?): nothing trained" >&2
-  exit 1
+if [ -n "${RESUME:-}" ]; then
+  if ! ls -d "$run"/checkpoints/step-* > /dev/null 2>&1; then
+    echo "RESUME=1 but $run has no checkpoint to continue (a fresh machine?): nothing trained" >&2
+    exit 1
+  fi
+  rm -rf "$run/vocoder"  # an earlier call's export must not pass for this call's if this one is cut off before it
 fi
-# the folder an earlier call exported must not pass for this call's result if this one is cut off before its export
-[ -n "${RESUME:-}" ] && rm -rf "$run/vocoder"
 mkdir -p "$out" "$run"
 t0=$(date +%s)
 if [ -n "${REUSE_CORPUS:-}" ] && [ -f "$data/dataset_dict.json" ]; then
@@ -84,8 +85,8 @@ echo "training for $train_minutes minutes (start-up included)"
 # train_vocoder.py ends itself on time (--time-budget-min); the hard stop 40 s later keeps the export below from being
 # cut off if it does not, and the export then takes the newest checkpoint's EMA weights.
 timeout "$(python3 -c "print(int($train_minutes * 60 + 40))")" python3 examples/train_vocoder.py --config "$config" \
-  --dataset "$data" --output-dir "$run" --time-budget-min "$train_minutes" ${INIT_FROM:+--init-from "$INIT_FROM"} ${RESUME:+--resume} \
-  2>&1 | tee "$run/train.log.txt" || true
+  --dataset "$data" --output-dir "$run" --time-budget-min "$train_minutes" ${INIT_FROM:+--init-from "$INIT_FROM"} \
+  ${RESUME:+--resume} 2>&1 | tee "$run/train.log.txt" || true
 if [ ! -f "$run/vocoder/config.json" ]; then
   newest=$(ls -d "$run"/checkpoints/step-* | awk -F'step-' '{print $NF, $0}' | sort -n | tail -n 1 | cut -d' ' -f2)
   echo "no vocoder folder: exporting the EMA weights of $newest"
