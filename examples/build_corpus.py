@@ -1050,6 +1050,13 @@ def build_parser() -> argparse.ArgumentParser:
         "prefixed with the pack's name) to the synthesized splits, before features; repeatable",
     )
     g.add_argument(
+        "--pack-drop-conditions",
+        default="",
+        metavar="NAMES",
+        help="leave out the --add-pack rows recorded under these acoustic conditions, e.g. room,noise,phone (the "
+        "names the pack's voice column uses: room, noise, phone, level)",
+    )
+    g.add_argument(
         "--voices-per-dir",
         type=int,
         default=150,
@@ -1108,6 +1115,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--features computes its statistics on the train split: add train to --only-splits")
     for pack in args.add_pack:  # a bad pack fails now, not after minutes of synthesis
         natural_pack.read_info(pack)
+    pack_drop = natural.parse_condition_names(args.pack_drop_conditions, "--pack-drop-conditions")
+    if pack_drop and not args.add_pack:
+        raise SystemExit("--pack-drop-conditions filters the rows of --add-pack: add a pack, or leave it out")
     fe_kwargs = feature_extractor_kwargs(args) if args.features else None
     out = Path(args.out)
     t0 = time.time()
@@ -1123,7 +1133,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             dsd, info = build_synthetic(args, cache_dir, tmp_root)
         if args.add_pack:
-            dsd, info = natural_pack.merge_into(dsd, info, args.add_pack, args.sampling_rate, cache_dir)
+            dsd, info = natural_pack.merge_into(dsd, info, args.add_pack, args.sampling_rate, cache_dir, pack_drop)
         t_synth = time.time() - t0
         if fe_kwargs is not None:
             t = time.time()

@@ -28,6 +28,8 @@ from corpus import natural_pack  # noqa: E402
 from slim_wheel import slim_wheel  # noqa: E402
 
 SR = 16000
+# conditions in the voice column, as examples/corpus/natural.py's describe() writes them
+CONDITION_OF = {"train00001": " | room dims=[4, 5, 3] rt60=0.3", "train00002": " | noise snr_db=12 | level peak_db=-20"}
 
 
 def _clip(freq: float, seconds: float, sr: int = SR) -> np.ndarray:
@@ -50,7 +52,7 @@ def _rows(split: str, speakers: list[str], sources: list[str], per_speaker: int,
                     "sampling_rate": SR,
                     "text": f"{split} sentence number {n}.",
                     "speaker_id": spk,
-                    "voice": f"{src}:fake {spk}",
+                    "voice": f"{src}:fake {spk}" + CONDITION_OF.get(spk, ""),
                     "duration": audio.size / SR,
                     "source": src,
                 }
@@ -208,6 +210,47 @@ def test_merge_into_resamples_to_the_corpus_rate(pack, tmp_path):
     row = next(r for r in merged["validation"] if r["speaker_id"].startswith("natural-test:"))
     assert row["sampling_rate"] == 24000 and len(row["audio"]) == pytest.approx(row["duration"] * 24000, abs=1)
     assert row["duration"] == pytest.approx(0.6, abs=1e-3)
+
+
+def test_conditions_in_reads_the_voice_column():
+    from corpus.natural import conditions_in, parse_condition_names
+
+    voice = "piper:joe | length_scale=1.1 | pseudo pitch=1.1 eq=peak@500:+1 | room dims=[4, 5, 3] | phone mulaw=True"
+    assert conditions_in(voice) == {"room", "phone"}
+    assert conditions_in("espeak:en-us+m3 | level peak_db=-20") == {"level"}
+    assert conditions_in("kokoro jf_alpha*0.5+jm_kumo*0.5 speed=1.0") == set()
+    assert parse_condition_names(" room, noise ", "--x") == ["room", "noise"]
+    with pytest.raises(ValueError, match=r"unknown condition\(s\) \['rooms'\]; choose among room, noise"):
+        parse_condition_names("rooms", "--x")
+
+
+def test_merge_into_leaves_out_pack_rows_by_condition(pack, tmp_path):
+    pack_dir, _ = pack
+
+    def merged_speakers(drop):
+        merged, out = natural_pack.merge_into(
+            _espeak_corpus("unrelated."), {}, [str(pack_dir)], SR, str(tmp_path), drop_conditions=drop
+        )
+        pack_rows = [r["speaker_id"] for r in merged["train"] if r["source"] != "espeak"]
+        espeak_rows = [r["speaker_id"] for r in merged["train"] if r["source"] == "espeak"]
+        return sorted(set(pack_rows)), len(espeak_rows), out["pack"][0]["dropped_conditions"]
+
+    kept, espeak, dropped = merged_speakers(["room"])
+    assert kept == ["natural-test:train00000", "natural-test:train00002"]  # the kokoro speaker was in a room
+    assert espeak == 4 and dropped == {"conditions": ["room"], "rows": 2}  # the corpus's own rows stay
+    kept, _, dropped = merged_speakers(["room", "noise", "phone"])
+    assert kept == ["natural-test:train00000"] and dropped["rows"] == 4
+    assert merged_speakers([])[0] == [f"natural-test:train0000{k}" for k in range(3)]
+    with pytest.raises(ValueError, match="unknown conditions"):
+        merged_speakers(["reverb"])
+
+
+def test_build_corpus_pack_drop_conditions_needs_a_pack_and_known_names(pack, tmp_path):
+    with pytest.raises(SystemExit, match="filters the rows of --add-pack"):
+        bc.main(["--out", str(tmp_path / "c"), "--pack-drop-conditions", "room", "--num-train-speakers", "1"])
+    with pytest.raises(ValueError, match="unknown condition"):
+        bc.main(["--out", str(tmp_path / "c"), "--add-pack", str(pack[0]), "--pack-drop-conditions", "echo"])
+    assert not (tmp_path / "c").exists()
 
 
 def test_build_corpus_refuses_a_bad_pack_before_synthesis(tmp_path):

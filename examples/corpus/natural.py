@@ -190,6 +190,20 @@ def describe(spec: dict, utt: dict | None = None) -> str:
     return " | ".join(parts)
 
 
+def conditions_in(voice: str) -> set[str]:
+    """The acoustic conditions a corpus row's ``voice`` column names (as `describe` writes them): ``{"room", ...}``."""
+    return {part.split(" ", 1)[0] for part in voice.split(" | ")[1:]} & set(CONDITIONS)
+
+
+def parse_condition_names(text: str, what: str) -> list[str]:
+    """``"room,noise"`` -> ``["room", "noise"]``; an unknown name stops with the valid ones."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(CONDITIONS))
+    if unknown:
+        raise ValueError(f"{what} {text!r}: unknown condition(s) {unknown}; choose among {', '.join(CONDITIONS)}")
+    return names
+
+
 # --------------------------------------------------------------------------------------------------------------
 # synthesis (lazy per process: each worker loads its own onnxruntime sessions with one thread)
 # --------------------------------------------------------------------------------------------------------------

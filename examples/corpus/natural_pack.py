@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -315,19 +316,26 @@ def load(pack_dir: str | os.PathLike, split: str = "train") -> list[dict]:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def merge_into(dsd, info: dict, pack_dirs: list[str], sampling_rate: int, cache_dir: str):
+def merge_into(
+    dsd, info: dict, pack_dirs: list[str], sampling_rate: int, cache_dir: str, drop_conditions: Iterable[str] = ()
+):
     """Append each pack's train and validation rows to the matching splits of `dsd` (a `DatasetDict` in the corpus
     layout, before features). Speaker ids get the prefix `PACKNAME:` so that they cannot collide with the corpus's
     own; train rows whose sentence is in the corpus's test or validation split are dropped (those sentences stay
-    unseen in training). Audio is resampled to `sampling_rate` when the pack's differs.
+    unseen in training). Rows recorded under any of `drop_conditions` (names of `natural.CONDITIONS`, read from
+    their `voice` column) are left out of both splits. Audio is resampled to `sampling_rate` when the pack's differs.
 
     Returns `(dsd, info)` with `info["pack"]` (one entry per pack: prefix, rows per split and source, dropped rows) and
     the pack's speakers and utterances added to `info["mix"]`'s per-source counts.
     """
     import build_corpus as bc  # examples/ is on sys.path when build_corpus.py calls this
+    from corpus.natural import CONDITIONS, conditions_in
     from datasets import Dataset, DatasetDict, concatenate_datasets
     from datasets.arrow_writer import ArrowWriter
 
+    drop_conditions = set(drop_conditions)
+    if drop_conditions - set(CONDITIONS):
+        raise ValueError(f"unknown conditions {sorted(drop_conditions - set(CONDITIONS))}; choose among {CONDITIONS}")
     held_out = {t for split in ("test", "validation") if split in dsd for t in dsd[split]["text"]}
     splits = dict(dsd)
     entries = []
@@ -336,10 +344,15 @@ def merge_into(dsd, info: dict, pack_dirs: list[str], sampling_rate: int, cache_
         prefix = f"{pinfo.get('name') or Path(pack_dir).name}:"
         entry = {"dir": str(pack_dir), "prefix": prefix, "mix": pinfo.get("mix"), "conditions": pinfo.get("conditions")}
         entry["splits"], entry["dropped_held_out_sentences"] = {}, 0
+        entry["dropped_conditions"] = {"conditions": sorted(drop_conditions), "rows": 0}
         for split in PACK_SPLITS:
             if split not in pinfo["splits"]:
                 continue
             rows = load(pack_dir, split)
+            if drop_conditions:
+                kept = [r for r in rows if not conditions_in(r["voice"]) & drop_conditions]
+                entry["dropped_conditions"]["rows"] += len(rows) - len(kept)
+                rows = kept
             if split == "train":
                 kept = [r for r in rows if r["text"] not in held_out]
                 entry["dropped_held_out_sentences"] += len(rows) - len(kept)
@@ -376,7 +389,9 @@ def merge_into(dsd, info: dict, pack_dirs: list[str], sampling_rate: int, cache_
         counts = {s: {src: v["utterances"] for src, v in e["per_source"].items()} for s, e in entry["splits"].items()}
         print(
             f"[pack] {prefix[:-1]}: " + "; ".join(f"{s} {json.dumps(c)}" for s, c in counts.items())
-            + f"; {entry['dropped_held_out_sentences']} train rows dropped (held-out sentences)",
+            + f"; {entry['dropped_held_out_sentences']} train rows dropped (held-out sentences)"
+            + (f", {entry['dropped_conditions']['rows']} rows dropped ({', '.join(sorted(drop_conditions))})"
+               if drop_conditions else ""),
             flush=True,
         )  # fmt: skip
     info = {**info, "pack": entries}

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/
+from corpus.natural import conditions_in  # noqa: E402
 from feature_smoothness_probe import sharpness  # noqa: E402
-
-CONDITIONS = ("room", "noise", "phone")
 
 
 def group_of(voice: str, source: str) -> tuple[str, str]:
-    conditions = [name for name in CONDITIONS if f"| {name} " in voice]
+    conditions = [name for name in ("room", "noise", "phone") if name in conditions_in(voice)]
     return ("espeak" if source == "espeak" else "natural"), "+".join(conditions) or "clean"
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
-
-def has_condition(voice: str, conditions: list[str]) -> bool:
-    return any(f"| {name} " in voice for name in conditions)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/
+from corpus.natural import conditions_in, parse_condition_names  # noqa: E402
 
 
 def main(argv=None):
@@ -34,17 +34,21 @@ def main(argv=None):
     source, out = Path(args.corpus), Path(args.out)
     if out.exists():
         raise SystemExit(f"{out} exists; remove it or choose another --out folder")
-    conditions = [c.strip() for c in args.drop.split(",") if c.strip()]
+    try:
+        conditions = set(parse_condition_names(args.drop, "--drop"))
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     corpus = load_from_disk(str(source))
     kept = corpus.filter(
-        lambda voice: not has_condition(voice, conditions), input_columns="voice", num_proc=args.num_proc
+        lambda voice: not conditions_in(voice) & conditions, input_columns="voice", num_proc=args.num_proc
     )
     kept.save_to_disk(str(out))
     for item in source.iterdir():  # everything but the splits and the dataset's own index
         if item.name not in corpus and item.name != "dataset_dict.json":
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, out / item.name)
+    names = ", ".join(sorted(conditions))
     for split in corpus:
-        print(f"{split}: kept {kept[split].num_rows} of {corpus[split].num_rows} rows without {', '.join(conditions)}")
+        print(f"{split}: kept {kept[split].num_rows} of {corpus[split].num_rows} rows without {names}")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,10 @@ pack_args=()
 if [ -n "${PACK:-}" ]; then  # a missing or incomplete pack stops here, not after the espeak-ng synthesis
   python3 examples/corpus/natural_pack.py info "$PACK"
   pack_args=(--add-pack "$PACK")
+  # PACK_DROP_CONDITIONS=room,noise,phone leaves out the pack's speakers recorded in rooms, with noise or through the
+  # phone band (build_corpus.py --pack-drop-conditions): in short continuations they smear what the model generates
+  # (docs/research/diagnostics/natural_voice_drift.md)
+  if [ -n "${PACK_DROP_CONDITIONS:-}" ]; then pack_args+=(--pack-drop-conditions "$PACK_DROP_CONDITIONS"); fi
 fi
 nproc=$(nproc)
 # Fail in seconds, not minutes, when something is missing.
