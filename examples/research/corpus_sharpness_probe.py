@@ -28,7 +28,8 @@ from feature_smoothness_probe import sharpness  # noqa: E402
 
 
 def group_of(voice: str, source: str) -> tuple[str, str]:
-    conditions = [name for name in ("room", "noise", "phone") if name in conditions_in(voice)]
+    named = conditions_in(voice)
+    conditions = [name for name in ("room", "noise", "phone") if name in named]
     return ("espeak" if source == "espeak" else "natural"), "+".join(conditions) or "clean"
 
 

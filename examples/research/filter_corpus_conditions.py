@@ -64,8 +64,8 @@ def main(argv=None):
         if item.name not in corpus and item.name != "dataset_dict.json":
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, out / item.name)
     names = ", ".join(sorted(conditions))
+    share = f"{args.keep_fraction:.0%} of their speakers kept"
     for split in corpus:
-        share = f"{args.keep_fraction:.0%} of their speakers kept"
         print(f"{split}: kept {kept[split].num_rows} of {corpus[split].num_rows} rows ({names}: {share})")
 
 
