@@ -60,11 +60,13 @@ from train import (  # noqa: E402
 )
 from training_eval import spread_rows  # noqa: E402
 from vocoder_training.data import (  # noqa: E402
+    AlignedSegmentSampler,
     SegmentSampler,
     hop_aligned,
     is_corpus,
     load_corpus_clips,
     load_folder_clips,
+    load_teacher_forced_clips,
 )
 from vocoder_training.discriminators import VocoderDiscriminators  # noqa: E402
 from vocoder_training.losses import (  # noqa: E402
@@ -105,6 +107,12 @@ class VocoderTrainConfig:
     feature_extractor: str = "modeling_ditar/default/processor"
     vocoder: dict = field(default_factory=dict)  # VocosVocoder architecture arguments (dim, num_layers, ...)
     init_from: str | None = None  # a vocoder folder (or a pipeline folder with vocoder/) to continue from
+    # a corpus of the model's own (teacher-forced) features next to their recordings, written by
+    # vocoder_training/teacher_forced_corpus.py: `teacher_forced_share` of each batch's segments take their input
+    # features from it (the losses still compare with the recording), so the vocoder learns the features it is given
+    # at synthesis time, not only a recording's
+    teacher_forced_corpus: str | None = None
+    teacher_forced_share: float = 0.5
     segment_seconds: float = 1.0
     batch_size: int = 8  # segments per step and process
     gain_db: list[float] | None = None  # [low, high]: a random gain per segment, e.g. [-9, 0]
@@ -198,8 +206,22 @@ class VocoderTrainConfig:
                 "adversarial: false leaves the generator no loss: set mel_weight, stft_weight, magnitude_weight or "
                 "phase_weight above 0"
             )
+        if not 0.0 <= float(self.teacher_forced_share) <= 1.0:
+            raise ValueError(f"teacher_forced_share must lie in [0, 1], got {self.teacher_forced_share}")
+        if self.teacher_forced_corpus is not None and teacher_forced_rows(self) == 0:
+            raise ValueError(
+                f"teacher_forced_share {self.teacher_forced_share} of batch_size {self.batch_size} is no segment: "
+                "raise it, or leave teacher_forced_corpus out"
+            )
         if self.gain_db is not None and len(self.gain_db) != 2:
             raise ValueError(f"gain_db must be [low_db, high_db], got {self.gain_db}")
+
+
+def teacher_forced_rows(cfg: VocoderTrainConfig) -> int:
+    """Segments per batch whose input features come from the teacher-forced corpus (0 without one)."""
+    if cfg.teacher_forced_corpus is None:
+        return 0
+    return int(round(cfg.teacher_forced_share * cfg.batch_size))
 
 
 def resolve_path(path: str) -> Path:
@@ -334,6 +356,11 @@ def main(argv=None):
     parser.add_argument("--data", help="train on a folder of wav/flac/ogg files (searched recursively)")
     parser.add_argument("--max-steps", type=int, help="override max_steps")
     parser.add_argument("--init-from", help="override init_from: a vocoder folder to continue training")
+    parser.add_argument(
+        "--teacher-forced-corpus",
+        help="override teacher_forced_corpus: the model's features of the recordings "
+        "(vocoder_training/teacher_forced_corpus.py)",
+    )
     parser.add_argument("--stop-after", type=int, help="exit after this many steps of this invocation (testing)")
     parser.add_argument(
         "--time-budget-min",
@@ -358,6 +385,9 @@ def main(argv=None):
         cfg.max_steps = args.max_steps
     if args.init_from:
         cfg.init_from = args.init_from
+    if args.teacher_forced_corpus:
+        cfg.teacher_forced_corpus = args.teacher_forced_corpus
+        cfg.check()
     configure_process(cfg)
     if args.export_checkpoint:
         export_checkpoint(cfg, Path(args.export_checkpoint), Path(cfg.output_dir) / "vocoder")
@@ -385,6 +415,21 @@ def main(argv=None):
         f"{described}: {len(train_clips)} training clips ({sampler.total_samples / rate / 3600:.2f} h), "
         f"segments of {sampler.segment_samples} samples, start-up {time.time() - process_started:.0f} s"
     )
+    num_teacher_forced = teacher_forced_rows(cfg)
+    teacher_forced = None
+    if num_teacher_forced:
+        pairs = load_teacher_forced_clips(Path(cfg.teacher_forced_corpus), cfg.train_split, rate)
+        teacher_forced = AlignedSegmentSampler(pairs, sampler.segment_samples, hop, cfg.seed)
+        if teacher_forced.pairs[0][1].shape[1] != feature_extractor.feature_size:
+            raise SystemExit(
+                f"{cfg.teacher_forced_corpus} holds {teacher_forced.pairs[0][1].shape[1]}-bin features and the "
+                f"vocoder inverts {feature_extractor.feature_size}: write it with the matching pipeline"
+            )
+        accelerator.print(
+            f"teacher-forced corpus {cfg.teacher_forced_corpus}: {len(teacher_forced.pairs)} utterances "
+            f"({teacher_forced.total_samples / rate / 3600:.2f} h; {teacher_forced.skipped} shorter than a segment "
+            f"left out), {num_teacher_forced} of {cfg.batch_size} segments per batch"
+        )
 
     generator = build_generator(cfg, feature_extractor)
     opt_g = torch.optim.AdamW(
@@ -453,13 +498,22 @@ def main(argv=None):
     sums: dict = {}
     budget = TimeBudget(args.time_budget_min, cfg, state.step, process_started) if args.time_budget_min else None
     while state.step < cfg.max_steps:
-        audio = sampler.batch(state.step, cfg.batch_size, accelerator.process_index).to(accelerator.device)
+        rank = accelerator.process_index
+        audio = sampler.batch(state.step, cfg.batch_size - num_teacher_forced, rank)
+        model_made = None
+        if teacher_forced is not None:
+            tf_audio, model_made = teacher_forced.batch(state.step, num_teacher_forced, rank)
+            audio = torch.cat([audio, tf_audio])
+        audio = audio.to(accelerator.device)
         with torch.no_grad():
-            features = feature_extractor.compute_log_mel(audio)  # [B, T, D], T = 1 + S / hop
+            features = feature_extractor.compute_log_mel(audio)  # [B, T, D], T = 1 + S / hop: the losses' target
+        inputs = features
+        if model_made is not None:  # the last rows read the model's features of their recordings
+            inputs = torch.cat([features[: cfg.batch_size - num_teacher_forced], model_made.to(features)])
         if spectrum_loss is not None:
-            generated, spectrum = generator(features, return_spectrum=True)  # [B, S], [B, F, T] complex
+            generated, spectrum = generator(inputs, return_spectrum=True)  # [B, S], [B, F, T] complex
         else:
-            generated = generator(features)  # [B, S]
+            generated = generator(inputs)  # [B, S]
         adversarial = cfg.adversarial and state.step >= cfg.disc_start_step
         losses, grad_norm_d = {}, None
         if adversarial:

@@ -12,7 +12,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["AUDIO_SUFFIXES", "SegmentSampler", "hop_aligned", "is_corpus", "load_corpus_clips", "load_folder_clips"]
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "AlignedSegmentSampler",
+    "SegmentSampler",
+    "hop_aligned",
+    "is_corpus",
+    "load_corpus_clips",
+    "load_folder_clips",
+    "load_teacher_forced_clips",
+]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 # The corpus split that holds evaluation-only voices (build_corpus.py's stock espeak-ng voices): never trained on.
@@ -71,6 +80,44 @@ def load_corpus_clips(path: Path, split: str, sampling_rate: int) -> list[np.nda
         c if int(r) == sampling_rate else _resample(c, int(r), sampling_rate) for c, r in zip(clips, rates, strict=True)
     ]
     return [c for c in clips if len(c) > 0]
+
+
+def load_teacher_forced_clips(path: Path, split: str, sampling_rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(audio [S], model features [T, D]) of every row of `split` of a corpus written by
+    `vocoder_training/teacher_forced_corpus.py`: the features are the feature extractor's frames 0..T-1 of the audio,
+    as the model sampled them."""
+    from datasets import load_from_disk
+
+    if split in EVALUATION_ONLY_SPLITS:
+        raise ValueError(f"split {split!r} of a corpus holds evaluation-only voices and is never trained on")
+    if not is_corpus(path):
+        raise ValueError(
+            f"teacher_forced_corpus {str(path)!r} is not a corpus folder; write one with "
+            "examples/vocoder_training/teacher_forced_corpus.py"
+        )
+    data = load_from_disk(str(path))
+    if hasattr(data, "keys"):
+        if split not in data:
+            raise ValueError(f"{path} has no split {split!r}; it has {sorted(data.keys())}")
+        data = data[split]
+    missing = {"audio", "sampling_rate", "model_features"} - set(data.column_names)
+    if missing:
+        raise ValueError(
+            f"{path} ({split}) lacks the columns {sorted(missing)}; write it with "
+            "examples/vocoder_training/teacher_forced_corpus.py"
+        )
+    rates = set(int(r) for r in data["sampling_rate"])
+    if rates != {int(sampling_rate)}:
+        raise ValueError(
+            f"{path} holds audio at {sorted(rates)} Hz and the vocoder's features are at {sampling_rate} Hz: write the "
+            "corpus with the pipeline whose feature extractor the vocoder inverts"
+        )
+    data = data.with_format("numpy", columns=["audio", "model_features"])
+    pairs = []
+    for row in data:
+        features = np.stack(row["model_features"]) if row["model_features"].dtype == object else row["model_features"]
+        pairs.append((row["audio"].astype(np.float32), features.astype(np.float32)))
+    return pairs
 
 
 def load_folder_clips(path: Path, sampling_rate: int) -> tuple[list[np.ndarray], list[str]]:
@@ -136,3 +183,50 @@ class SegmentSampler:
             gains = 10.0 ** (rng.uniform(*self.gain_db, size=(batch_size, 1)) / 20.0)
             out = np.clip(out * gains.astype(np.float32), -1.0, 1.0)
         return torch.from_numpy(out)
+
+
+class AlignedSegmentSampler:
+    """Random fixed-length segments of (audio, features) pairs whose features are frames 0..T-1 of the audio (the
+    feature extractor's centred frames, `hop_length` samples apart), a pure function of `(seed, step, rank)`.
+
+    A segment of `segment_samples` S = (T - 1) * hop samples starting at frame f covers the features' frames
+    f..f+T-1, as `compute_log_mel` of the segment would (up to the reflect padding of its two edge frames). Pairs
+    with fewer than T frames are left out (`skipped` counts them); a pair is drawn with probability proportional to
+    its frames.
+    """
+
+    def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], segment_samples: int, hop_length: int, seed=0):
+        self.segment_samples, self.hop_length, self.seed = int(segment_samples), int(hop_length), int(seed)
+        if self.segment_samples % self.hop_length:
+            raise ValueError(f"segment_samples {segment_samples} is not a whole number of hops ({hop_length})")
+        self.frames = self.segment_samples // self.hop_length + 1
+        self.pairs = [
+            (audio, features)
+            for audio, features in pairs
+            if len(features) >= self.frames and len(audio) >= (len(features) - 1) * self.hop_length
+        ]
+        self.skipped = len(pairs) - len(self.pairs)
+        if not self.pairs:
+            raise ValueError(
+                f"no (audio, features) pair is long enough for a segment of {self.frames} frames; use shorter "
+                "segments or longer utterances"
+            )
+        self.cumulative = np.cumsum([len(f) - self.frames + 1 for _, f in self.pairs])
+
+    @property
+    def total_samples(self) -> int:
+        return int(sum((len(f) - 1) * self.hop_length for _, f in self.pairs))
+
+    def batch(self, step: int, batch_size: int, rank: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Segments of step `step` for process `rank`: audio `[batch_size, S]` and features `[batch_size, T, D]`."""
+        rng = np.random.default_rng([self.seed, int(step), int(rank), 1])  # not the audio sampler's draw
+        draws = rng.integers(0, self.cumulative[-1], size=batch_size)
+        picks = np.searchsorted(self.cumulative, draws, side="right")
+        audio = np.zeros((batch_size, self.segment_samples), dtype=np.float32)
+        features = np.zeros((batch_size, self.frames, self.pairs[0][1].shape[1]), dtype=np.float32)
+        for row, (index, draw) in enumerate(zip(picks, draws, strict=True)):
+            clip, frames = self.pairs[index]
+            start = int(draw - (self.cumulative[index - 1] if index else 0))  # uniform over the pair's start frames
+            audio[row] = clip[start * self.hop_length : start * self.hop_length + self.segment_samples]
+            features[row] = frames[start : start + self.frames]
+        return torch.from_numpy(audio), torch.from_numpy(features)
