@@ -245,6 +245,32 @@ def test_merge_into_leaves_out_pack_rows_by_condition(pack, tmp_path):
         merged_speakers(["reverb"])
 
 
+def test_filter_writes_a_pack_without_the_conditioned_rows(pack, tmp_path):
+    pack_dir, source_info = pack
+    info = natural_pack.main(["filter", str(pack_dir), str(tmp_path / "natural-clean"), "--drop-conditions", "room"])
+    assert info["name"] == "natural-clean" and info["filtered_from"] == "natural-test"
+    assert info["dropped_conditions"] == ["room"] and "--drop-conditions room" in info["filter_command"]
+    assert natural_pack.read_info(tmp_path / "natural-clean") == info
+    rows = natural_pack.load(tmp_path / "natural-clean", "train")
+    assert sorted({r["speaker_id"] for r in rows}) == ["train00000", "train00002"]  # the room speaker is gone
+    assert info["splits"]["train"]["utterances"] == 4 and set(info["splits"]["train"]["per_source"]) == {
+        "piper",
+        "festival",
+    }
+    kept = {r["text"]: r["audio"] for r in natural_pack.load(pack_dir, "train")}
+    for row in rows:  # the audio is the source pack's, bytes copied, not re-encoded
+        np.testing.assert_array_equal(row["audio"], kept[row["text"]])
+    assert info["splits"]["validation"] == source_info["splits"]["validation"] | {
+        "file_bytes": info["splits"]["validation"]["file_bytes"]
+    }
+    with pytest.raises(SystemExit, match="exists"):
+        natural_pack.main(["filter", str(pack_dir), str(tmp_path / "natural-clean"), "--drop-conditions", "room"])
+    with pytest.raises(SystemExit, match="unknown condition"):
+        natural_pack.main(["filter", str(pack_dir), str(tmp_path / "x"), "--drop-conditions", "reverb"])
+    with pytest.raises(SystemExit, match="another folder"):
+        natural_pack.main(["filter", str(pack_dir), str(pack_dir), "--drop-conditions", "room"])
+
+
 def test_build_corpus_pack_drop_conditions_needs_a_pack_and_known_names(pack, tmp_path):
     with pytest.raises(SystemExit, match="filters the rows of --add-pack"):
         bc.main(["--out", str(tmp_path / "c"), "--pack-drop-conditions", "room", "--num-train-speakers", "1"])

@@ -273,6 +273,60 @@ def export(
     return info
 
 
+def filter_pack(
+    source_dir: str | os.PathLike, pack_dir: str | os.PathLike, drop_conditions: Iterable[str], command=None
+) -> dict:
+    """Write a copy of a pack without the rows recorded under `drop_conditions` (e.g. room, noise, phone); the Opus
+    bytes are copied as they are. Returns the new `pack_info.json`: the source's, with new split counts, its own name
+    and `filtered_from` / `dropped_conditions`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, str(_HERE.parent))
+    from corpus import natural
+
+    source_dir, pack_dir = Path(source_dir), Path(pack_dir)
+    drop = set(drop_conditions)
+    unknown = sorted(drop - set(natural.CONDITIONS))
+    if unknown or not drop:
+        raise ValueError(f"drop_conditions {sorted(drop)}: choose one or more of {', '.join(natural.CONDITIONS)}")
+    if source_dir.resolve() == pack_dir.resolve():
+        raise ValueError(f"{pack_dir} is the source pack: write the filtered copy to another folder")
+    info = read_info(source_dir)
+    if pack_dir.exists():
+        raise ValueError(f"{pack_dir} exists; remove it or choose another folder")
+    pack_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{pack_dir.name}_", dir=pack_dir.parent))
+    new = {**info, "name": pack_dir.name, "splits": {}}
+    try:
+        for split in info["splits"]:
+            table = pq.read_table(source_dir / f"{split}.parquet")
+            keep = [not (natural.conditions_in(v) & drop) for v in table.column("voice").to_pylist()]
+            table = table.filter(pa.array(keep))
+            pq.write_table(table, tmp / f"{split}.parquet", compression="zstd")
+            blobs = table.column("audio_opus").to_pylist()
+            stats = _split_stats(
+                table.column("source").to_pylist(),
+                table.column("speaker_id").to_pylist(),
+                np.asarray(table.column("duration").to_pylist(), np.float64),
+                [len(b) for b in blobs],
+            )
+            stats["file_bytes"] = (tmp / f"{split}.parquet").stat().st_size
+            new["splits"][split] = stats
+        new["hours"] = round(sum(s["hours"] for s in new["splits"].values()), 4)
+        new["total_bytes"] = sum(s["file_bytes"] for s in new["splits"].values())
+        new["filtered_from"] = info["name"]
+        new["dropped_conditions"] = sorted(drop)
+        new["filter_command"] = command
+        new["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        (tmp / INFO_FILE).write_text(json.dumps(new, indent=1) + "\n")
+        tmp.chmod(0o755)
+        tmp.rename(pack_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return new
+
+
 def read_info(pack_dir: str | os.PathLike) -> dict:
     """`pack_info.json` of a pack, after checking that the folder is a complete pack of a known format."""
     pack_dir = Path(pack_dir)
@@ -497,6 +551,10 @@ def main(argv: list[str] | None = None) -> dict:
     e.add_argument("corpus_dir")
     e.add_argument("pack_dir")
     e.add_argument("--compression-level", type=float, default=DEFAULT_COMPRESSION)
+    f = sub.add_parser("filter", help="copy a pack without the rows recorded under some acoustic conditions")
+    f.add_argument("source_dir")
+    f.add_argument("pack_dir")
+    f.add_argument("--drop-conditions", required=True, help="e.g. room,noise,phone")
     i = sub.add_parser("info", help="check a pack and print its pack_info.json")
     i.add_argument("pack_dir")
     args = p.parse_args(argv)
@@ -521,6 +579,18 @@ def main(argv: list[str] | None = None) -> dict:
     elif args.cmd == "export":
         command = "python examples/corpus/natural_pack.py export " + shlex.join([args.corpus_dir, args.pack_dir])
         info = export(args.corpus_dir, args.pack_dir, args.compression_level, command=command)
+    elif args.cmd == "filter":
+        sys.path.insert(0, str(_HERE.parent))
+        from corpus import natural
+
+        try:
+            drop = natural.parse_condition_names(args.drop_conditions, "--drop-conditions")
+            command = "python examples/corpus/natural_pack.py filter " + shlex.join(
+                [args.source_dir, args.pack_dir, "--drop-conditions", args.drop_conditions]
+            )
+            info = filter_pack(args.source_dir, args.pack_dir, drop, command=command)
+        except ValueError as err:
+            raise SystemExit(str(err)) from err
     else:
         info = read_info(args.pack_dir)
     print(summary_line(info))

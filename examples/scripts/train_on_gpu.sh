@@ -9,6 +9,7 @@
 # synthesizers are ~160 MB and cannot travel): PACK appends its train and validation rows to the espeak-ng corpus built
 # here (build_corpus.py --add-pack; NUM_TRAIN_SPEAKERS stays the espeak-ng count), and the log shows rows per source:
 #   PACK=data_packs/natural-v1 bash examples/scripts/train_on_gpu.sh OUT_DIR 14 1200
+# Several packs are separated by commas: PACK=data_packs/natural-v1,data_packs/natural-v2-clean
 # CONDITIONS (build_corpus.py --conditions) gives espeak-ng speakers acoustic conditions too, e.g.
 # CONDITIONS=noise=0.2,phone=0.05,level=0.2 (room needs pyroomacoustics, which the bundle does not carry). MIX with
 # piper, kokoro or festival stops at once: those sources do not run here.
@@ -59,8 +60,11 @@ if [ -n "${MIX:-}" ] && [ "$MIX" != espeak=1 ]; then
 fi
 pack_args=()
 if [ -n "${PACK:-}" ]; then  # a missing or incomplete pack stops here, not after the espeak-ng synthesis
-  python3 examples/corpus/natural_pack.py info "$PACK"
-  pack_args=(--add-pack "$PACK")
+  IFS=',' read -r -a packs <<< "$PACK"  # PACK=data_packs/a,data_packs/b: several packs
+  for pack in "${packs[@]}"; do
+    python3 examples/corpus/natural_pack.py info "$pack"
+    pack_args+=(--add-pack "$pack")
+  done
   # PACK_DROP_CONDITIONS=room,noise,phone leaves out the pack's speakers recorded in rooms, with noise or through the
   # phone band (build_corpus.py --pack-drop-conditions): in short continuations they smear what the model generates
   # (docs/research/diagnostics/natural_voice_drift.md)
@@ -101,13 +105,13 @@ corpus = load_from_disk("data/corpus")
 for split in ("train", "validation"):
     counts = collections.Counter(corpus[split]["source"])
     print(f"[corpus] {split}: {len(corpus[split])} rows, per source {dict(sorted(counts.items()))}")
-if sys.argv[1]:
+for pack in filter(None, sys.argv[1].split(",")):
     from corpus.natural_pack import read_info
-    prefix = read_info(sys.argv[1])["name"] + ":"
+    prefix = read_info(pack)["name"] + ":"
     rows = sum(s.startswith(prefix) for s in corpus["train"]["speaker_id"])
-    print(f"[corpus] train rows from the pack {sys.argv[1]}: {rows}")
+    print(f"[corpus] train rows from the pack {pack}: {rows}")
     if not rows:
-        sys.exit(f"PACK={sys.argv[1]} was given but data/corpus has none of its rows (REUSE_CORPUS of an older corpus?)")
+        sys.exit(f"PACK names {pack}, but data/corpus has none of its rows (REUSE_CORPUS of an older corpus?)")
 PY
 train_minutes=$(python3 -c "print(round($minutes - ($(date +%s) - $start) / 60 - 1.0, 2))")
 echo "training for $train_minutes minutes (start-up included)"

@@ -4,7 +4,8 @@
 # with network by examples/scripts/prepare_device_bundle.sh.
 #   bash examples/scripts/train_vocoder_on_gpu.sh OUT_DIR MINUTES [CONFIG]      # CONFIG: examples/configs/vocoder-gpu.yaml
 # Environment:
-#   PACK                          a natural-voice pack (examples/corpus/natural_pack.py, e.g. data_packs/natural-v1):
+#   PACK                          natural-voice packs, comma-separated (examples/corpus/natural_pack.py, e.g.
+#                                 data_packs/natural-v1):
 #                                 its train and validation rows join the espeak-ng corpus (build_corpus.py --add-pack);
 #                                 natural synthesizers do not run on the GPU machine, so MIX is not taken here
 #   CONDITIONS                    build_corpus.py --conditions for the espeak-ng speakers, e.g. noise=0.2,level=0.3
@@ -48,7 +49,10 @@ if [ -n "${MIX:-}" ] && [ "$MIX" != espeak=1 ]; then
   exit 1
 fi
 pack_args=()
-if [ -n "${PACK:-}" ]; then pack_args=(--add-pack "$PACK"); fi
+if [ -n "${PACK:-}" ]; then  # PACK=data_packs/a,data_packs/b: several packs
+  IFS=',' read -r -a packs <<< "$PACK"
+  for pack in "${packs[@]}"; do pack_args+=(--add-pack "$pack"); done
+fi
 nproc=$(nproc)
 # Fail in seconds, not minutes, when something is missing.
 python3 -c "import torch, diffusers, datasets, soundfile, accelerate
