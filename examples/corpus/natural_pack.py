@@ -11,6 +11,12 @@ counts, hours, bytes, codec, the build command and the builder's package version
     python examples/corpus/natural_pack.py build data_packs/natural-v1 --num-train-speakers 400 --utts-per-speaker 4
     python examples/corpus/natural_pack.py export data/c_natural data_packs/natural-v1   # an existing corpus folder
     python examples/corpus/natural_pack.py info data_packs/natural-v1
+    # a copy without the rows recorded in rooms, with noise or through the telephone band
+    python examples/corpus/natural_pack.py filter data_packs/natural-v1 /tmp/natural-v1-clean \
+        --drop-conditions room,noise,phone
+    # a second pack of new speakers and new sentences (the first read sentences 740-2203 of the seed-0 order)
+    python examples/corpus/natural_pack.py build data_packs/natural-v2-clean --num-train-speakers 150 \
+        --num-val-speakers 6 --conditions room=0,noise=0,phone=0,level=0.3 --voice-seed 1 --skip-sentences 2220
 
 On the GPU machine ``build_corpus.py --add-pack data_packs/natural-v1`` appends the pack's rows to the espeak-ng corpus
 it synthesizes there (``merge_into``), before log-mel features are computed. Any other script reads the audio with::
@@ -478,6 +484,7 @@ def build(
     conditions: str = DEFAULT_CONDITIONS,
     pseudo_prob: float = 0.9,
     seed: int = 0,
+    voice_seed: int | None = None,
     skip_sentences: int = GPU_HELDOUT_SENTENCES,
     num_proc: int = 2,
     compression_level: float = DEFAULT_COMPRESSION,
@@ -500,6 +507,8 @@ def build(
         "--max-sec", "8", "--mix", mix, "--conditions", conditions, "--pseudo-prob", str(pseudo_prob),
         "--seed", str(seed), "--skip-sentences", str(skip_sentences), "--num-proc", str(num_proc),
     ]  # fmt: skip
+    if voice_seed is not None:  # other speakers over the same sentence order (a second pack beside a first)
+        argv += ["--voice-seed", str(voice_seed)]
     if fortunes_dir:
         argv += ["--fortunes-dir", fortunes_dir]
     if command is None:  # the same build from the command line
@@ -508,6 +517,7 @@ def build(
              str(num_val_speakers), "--utts-per-speaker", str(utts_per_speaker), "--mix", mix, "--conditions",
              conditions, "--pseudo-prob", str(pseudo_prob), "--seed", str(seed), "--skip-sentences",
              str(skip_sentences), "--compression-level", str(compression_level)]
+            + (["--voice-seed", str(voice_seed)] if voice_seed is not None else [])
         )  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="natural_pack_", dir=work_dir))
     corpus = Path(corpus_dir) if corpus_dir else work / "corpus"
@@ -535,7 +545,13 @@ def main(argv: list[str] | None = None) -> dict:
     b.add_argument("--mix", default=DEFAULT_MIX, help="speaker shares of piper / kokoro / festival")
     b.add_argument("--conditions", default=DEFAULT_CONDITIONS, help="per-speaker probability of each condition")
     b.add_argument("--pseudo-prob", type=float, default=0.9)
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="sentence order (keep 0: --skip-sentences counts in it)")
+    b.add_argument(
+        "--voice-seed",
+        type=int,
+        default=None,
+        help="speakers (default: --seed): a second pack takes another, --skip-sentences past the first's sentences",
+    )
     b.add_argument(
         "--skip-sentences",
         type=int,
@@ -568,6 +584,7 @@ def main(argv: list[str] | None = None) -> dict:
             conditions=args.conditions,
             pseudo_prob=args.pseudo_prob,
             seed=args.seed,
+            voice_seed=args.voice_seed,
             skip_sentences=args.skip_sentences,
             num_proc=args.num_proc,
             compression_level=args.compression_level,
