@@ -371,3 +371,24 @@ def test_train_on_gpu_refuses_natural_sources_at_once(tmp_path):
     )  # fmt: skip
     assert r.returncode == 1 and "PACK=data_packs/natural-v1" in r.stderr and "64 MiB" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_build_passes_the_voice_seed_and_sentence_skip_to_build_corpus(tmp_path, monkeypatch):
+    """A second pack: other speakers (--voice-seed) over the same sentence order, past the first pack's sentences."""
+    calls = []
+
+    def fake_main(argv):
+        calls.append(argv)
+        _fake_corpus(Path(argv[argv.index("--out") + 1]))
+
+    monkeypatch.setattr(bc, "main", fake_main)
+    common = dict(num_train_speakers=3, num_val_speakers=1, utts_per_speaker=2, skip_sentences=2220)
+    info = natural_pack.build(tmp_path / "second", voice_seed=1, **common)
+    argv = calls[0]
+    assert argv[argv.index("--voice-seed") + 1] == "1" and argv[argv.index("--seed") + 1] == "0"
+    assert argv[argv.index("--skip-sentences") + 1] == "2220"
+    assert "--voice-seed 1" in info["build_command"] and "--voice-seed 1" in info["corpus_command"]
+    natural_pack.build(tmp_path / "first", **common)
+    assert "--voice-seed" not in calls[1]  # unset: build_corpus.py's default (the --seed)
+    with pytest.raises(ValueError, match="names espeak"):
+        natural_pack.build(tmp_path / "x", mix="espeak=1", **common)
