@@ -191,8 +191,8 @@ class AlignedSegmentSampler:
 
     A segment of `segment_samples` S = (T - 1) * hop samples starting at frame f covers the features' frames
     f..f+T-1, as `compute_log_mel` of the segment would (up to the reflect padding of its two edge frames). Pairs
-    with fewer than T frames are left out (`skipped` counts them); a pair is drawn with probability proportional to
-    its frames.
+    with fewer than T frames are left out (`skipped` counts them); every start frame of every pair is equally likely
+    (a pair is drawn in proportion to its T'-T+1 start frames, T' its frames).
     """
 
     def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], segment_samples: int, hop_length: int, seed=0):
