@@ -145,14 +145,16 @@ def teacher_forced_features(
     guidance_scale: float | None = None,
     temperature: float | None = None,
     generator: torch.Generator | None = None,
+    prompt_sampling_rate: int | None = None,
 ) -> torch.Tensor:
     """De-normalised features [Nt*P, D] of a case's target utterance, every patch sampled from the real prefix, with the
-    pipeline's defaults for the settings left out."""
+    pipeline's defaults for the settings left out. `prompt_sampling_rate`: the rate of an array `prompt_audio` (a path
+    needs none)."""
     if pipe.vae is not None:
         raise ValueError("teacher forcing is implemented for log-mel pipelines; this pipeline uses a VAE.")
     model = pipe.model
     config = model.generation_config  # the sampling defaults live in the generation config
-    inputs = pipe.encode_inputs([text], prompt_audio, prompt_text, None)  # text ids + normalised prompt frames
+    inputs = pipe.encode_inputs([text], prompt_audio, prompt_text, prompt_sampling_rate)  # ids + normalised prompt
     prompt_frames = inputs["prompt_features"][0, : int(inputs["prompt_attention_mask"][0].sum())]
     target_frames = real_frames(pipe, target_audio, target_rate)
     patches = teacher_forced_patches(

@@ -47,10 +47,9 @@ def _resample(clip: np.ndarray, rate: int, target: int) -> np.ndarray:
     return resample_audio(torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32)), rate, target).numpy()
 
 
-def load_corpus_clips(path: Path, split: str, sampling_rate: int) -> list[np.ndarray]:
-    """Every clip of `split` as a float32 array at `sampling_rate`. The audio is read from the Arrow buffers in one pass
-    per chunk (memory-mapped views, no copy); only clips at another rate are copied (resampled)."""
-    import pyarrow.compute as pc
+def _open_split(path: Path, split: str, columns: tuple[str, ...], how_to_build: str):
+    """The `datasets` split `split` of the corpus at `path`, after refusing evaluation-only splits and checking that it
+    has `columns` (a missing one is named, with `how_to_build`)."""
     from datasets import load_from_disk
 
     if split in EVALUATION_ONLY_SPLITS:
@@ -63,11 +62,18 @@ def load_corpus_clips(path: Path, split: str, sampling_rate: int) -> list[np.nda
         if split not in data:
             raise ValueError(f"{path} has no split {split!r}; it has {sorted(data.keys())}")
         data = data[split]
-    missing = {"audio", "sampling_rate"} - set(data.column_names)
+    missing = set(columns) - set(data.column_names)
     if missing:
-        raise ValueError(
-            f"{path} ({split}) lacks the columns {sorted(missing)}; build it with examples/build_corpus.py"
-        )
+        raise ValueError(f"{path} ({split}) lacks the columns {sorted(missing)}; {how_to_build}")
+    return data
+
+
+def load_corpus_clips(path: Path, split: str, sampling_rate: int) -> list[np.ndarray]:
+    """Every clip of `split` as a float32 array at `sampling_rate`. The audio is read from the Arrow buffers in one pass
+    per chunk (memory-mapped views, no copy); only clips at another rate are copied (resampled)."""
+    import pyarrow.compute as pc
+
+    data = _open_split(path, split, ("audio", "sampling_rate"), "build it with examples/build_corpus.py")
     table = data.with_format("arrow", columns=["audio", "sampling_rate"])[:]
     rates = table.column("sampling_rate").to_numpy()
     clips = []
@@ -86,26 +92,10 @@ def load_teacher_forced_clips(path: Path, split: str, sampling_rate: int) -> lis
     """(audio [S], model features [T, D]) of every row of `split` of a corpus written by
     `vocoder_training/teacher_forced_corpus.py`: the features are the feature extractor's frames 0..T-1 of the audio,
     as the model sampled them."""
-    from datasets import load_from_disk
-
-    if split in EVALUATION_ONLY_SPLITS:
-        raise ValueError(f"split {split!r} of a corpus holds evaluation-only voices and is never trained on")
+    how_to_build = "write it with examples/vocoder_training/teacher_forced_corpus.py"
     if not is_corpus(path):
-        raise ValueError(
-            f"teacher_forced_corpus {str(path)!r} is not a corpus folder; write one with "
-            "examples/vocoder_training/teacher_forced_corpus.py"
-        )
-    data = load_from_disk(str(path))
-    if hasattr(data, "keys"):
-        if split not in data:
-            raise ValueError(f"{path} has no split {split!r}; it has {sorted(data.keys())}")
-        data = data[split]
-    missing = {"audio", "sampling_rate", "model_features"} - set(data.column_names)
-    if missing:
-        raise ValueError(
-            f"{path} ({split}) lacks the columns {sorted(missing)}; write it with "
-            "examples/vocoder_training/teacher_forced_corpus.py"
-        )
+        raise ValueError(f"teacher_forced_corpus {str(path)!r} is not a corpus folder; {how_to_build}")
+    data = _open_split(path, split, ("audio", "sampling_rate", "model_features"), how_to_build)
     rates = set(int(r) for r in data["sampling_rate"])
     if rates != {int(sampling_rate)}:
         raise ValueError(

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from eval_lib.teacher_forcing import real_frames, teacher_forced_patches  # noqa: E402
+from eval_lib.teacher_forcing import teacher_forced_features  # noqa: E402
 
 from vocoder_training.data import EVALUATION_ONLY_SPLITS  # noqa: E402
 
@@ -66,26 +66,17 @@ def pick_rows(
 @torch.no_grad()
 def model_features(pipe, target: np.ndarray, prompt: np.ndarray, rate: int, text: str, prompt_text: str, generator):
     """(prepared target audio [S], teacher-forced log-mel [T, D]) with T the target's whole patches' frames."""
-    model = pipe.model
-    config = model.generation_config
-    inputs = pipe.encode_inputs([text], prompt, prompt_text, rate)
-    prompt_frames = inputs["prompt_features"][0, : int(inputs["prompt_attention_mask"][0].sum())]
     audio = pipe.processor.load_prompt_audio(target, rate)  # the level the processor gives a recording
-    target_frames = real_frames(pipe, audio.numpy(), pipe.processor.sampling_rate)
-    patches = teacher_forced_patches(
-        model,
-        pipe.scheduler,
-        inputs["input_ids"],
-        inputs["attention_mask"],
-        prompt_frames,
-        target_frames,
-        config.num_inference_steps,
-        config.guidance_scale,
-        config.temperature,
-        generator,
-        speech_position_rate=inputs.get("speech_position_rate"),
+    features = teacher_forced_features(
+        pipe,
+        audio.numpy(),
+        pipe.processor.sampling_rate,
+        text,
+        prompt,
+        prompt_text,
+        generator=generator,
+        prompt_sampling_rate=rate,
     )
-    features = model.denormalize_features(patches.flatten(0, 1).float()).cpu()
     return audio.numpy().astype(np.float32), features.numpy().astype(np.float32)
 
 
