@@ -114,6 +114,27 @@ def test_evaluation_only_splits_and_bad_arguments_are_refused(tmp_path, teacher_
         load_teacher_forced_clips(out, "train", 24000)
 
 
+def test_a_row_that_cannot_be_teacher_forced_is_left_out_not_the_run(tmp_path):
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    clips = [_speech_like(0, 1.2), np.zeros(RATE, np.float32), _speech_like(1, 1.4)]  # the second is silent
+    rows = {
+        "audio": [c.tolist() for c in clips],
+        "sampling_rate": [RATE] * 3,
+        "text": ["a short test sentence."] * 3,
+        "speaker_id": ["spk0"] * 3,
+        "source": ["piper"] * 3,
+    }
+    DatasetDict({"train": Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "corpus"))
+    out = tmp_path / "tf"
+    build_main(["--corpus", str(tmp_path / "corpus"), "--pipeline", str(DEFAULT), "--out", str(out)])
+    info = json.loads((out / "teacher_forced_info.json").read_text())
+    left_out = info["rows_left_out"]["train"]  # the silent row, and any row it was the voice prompt of
+    assert 1 in left_out and len(load_from_disk(str(out))["train"]) == 3 - len(left_out) >= 1
+    with pytest.raises(SystemExit, match="no validation split"):
+        build_main(["--corpus", str(tmp_path / "corpus"), "--out", str(tmp_path / "x"), "--validation-rows", "2"])
+
+
 def test_aligned_segments_cover_the_same_frames_as_their_audio():
     """With the recording's own log-mel as the 'model features', a segment's features are the log-mel of its audio
     (away from the two reflect-padded edge frames)."""

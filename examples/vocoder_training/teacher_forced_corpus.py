@@ -83,23 +83,29 @@ def model_features(pipe, target: np.ndarray, prompt: np.ndarray, rate: int, text
 def build_split(pipe, data, max_rows: int | None, seed: int, source_caps=None, log_every: int = 100):
     from datasets import Dataset
 
+    data = data.select_columns([c for c in (*COLUMNS, "source") if c in data.column_names])  # not stored features
     speakers = [str(s) for s in data["speaker_id"]]
     sources = [str(s) for s in data["source"]] if "source" in data.column_names else ["unknown"] * len(data)
     pairs = pick_rows(speakers, sources, max_rows, seed, source_caps)
     generator = torch.Generator().manual_seed(seed)
     columns = {k: [] for k in ("audio", "sampling_rate", "model_features", "text", "speaker_id", "source")}
-    started = time.time()
+    started, skipped = time.time(), []
     for done, (row, prompt_row) in enumerate(pairs, 1):
         target, prompt = data[row], data[prompt_row]
-        audio, feats = model_features(
-            pipe,
-            np.asarray(target["audio"], dtype=np.float32),
-            np.asarray(prompt["audio"], dtype=np.float32),
-            int(target["sampling_rate"]),
-            target["text"],
-            prompt["text"],
-            generator,
-        )
+        try:
+            audio, feats = model_features(
+                pipe,
+                np.asarray(target["audio"], dtype=np.float32),
+                np.asarray(prompt["audio"], dtype=np.float32),
+                int(target["sampling_rate"]),
+                target["text"],
+                prompt["text"],
+                generator,
+            )
+        except ValueError as err:  # a silent or too short clip: one row lost, not the run
+            skipped.append(row)
+            print(f"  row {row} left out: {err}", flush=True)
+            continue
         columns["audio"].append(audio)
         columns["sampling_rate"].append(pipe.processor.sampling_rate)
         columns["model_features"].append(feats)
@@ -108,7 +114,9 @@ def build_split(pipe, data, max_rows: int | None, seed: int, source_caps=None, l
         columns["source"].append(sources[row])
         if done % log_every == 0 or done == len(pairs):
             print(f"  {done}/{len(pairs)} rows, {time.time() - started:.0f} s", flush=True)
-    return Dataset.from_dict(columns)
+    if not columns["audio"]:
+        raise SystemExit(f"no row could be teacher-forced ({len(skipped)} left out); see the messages above")
+    return Dataset.from_dict(columns), skipped
 
 
 def parse_source_caps(text: str) -> dict[str, int]:
@@ -162,9 +170,14 @@ def main(argv=None):
     pipe = DiTARPipeline.from_pretrained(args.pipeline)
     if pipe.vae is not None:
         raise SystemExit("teacher-forced features need a log-mel pipeline; this one decodes a VAE latent")
-    splits = {"train": build_split(pipe, corpus[args.split], args.max_rows, args.seed, source_caps)}
+    if args.validation_rows and "validation" not in corpus:
+        raise SystemExit(f"--validation-rows: {args.corpus} has no validation split; leave the option out")
+    splits, skipped = {}, {}
+    splits["train"], skipped["train"] = build_split(pipe, corpus[args.split], args.max_rows, args.seed, source_caps)
     if args.validation_rows:
-        splits["validation"] = build_split(pipe, corpus["validation"], args.validation_rows, args.seed + 1)
+        splits["validation"], skipped["validation"] = build_split(
+            pipe, corpus["validation"], args.validation_rows, args.seed + 1
+        )
     result = DatasetDict(splits)
     rate = pipe.processor.sampling_rate
     durations = {k: sum(len(a) for a in v.with_format("numpy")["audio"]) / rate for k, v in splits.items()}
@@ -176,6 +189,7 @@ def main(argv=None):
         "rows": {k: len(v) for k, v in result.items()},
         "hours": {k: round(seconds / 3600, 4) for k, seconds in durations.items()},
         "per_source": {k: {s: v["source"].count(s) for s in sorted(set(v["source"]))} for k, v in result.items()},
+        "rows_left_out": skipped,
         "seed": args.seed,
         "command": " ".join(sys.argv),
     }
