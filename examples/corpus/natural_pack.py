@@ -286,6 +286,7 @@ def filter_pack(
     bytes are copied as they are. Returns the new `pack_info.json`: the source's, with new split counts, its own name
     and `filtered_from` / `dropped_conditions`."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     sys.path.insert(0, str(_HERE.parent))
@@ -310,12 +311,11 @@ def filter_pack(
             keep = [not (natural.conditions_in(v) & drop) for v in table.column("voice").to_pylist()]
             table = table.filter(pa.array(keep))
             pq.write_table(table, tmp / f"{split}.parquet", compression="zstd")
-            blobs = table.column("audio_opus").to_pylist()
             stats = _split_stats(
                 table.column("source").to_pylist(),
                 table.column("speaker_id").to_pylist(),
                 np.asarray(table.column("duration").to_pylist(), np.float64),
-                [len(b) for b in blobs],
+                pc.binary_length(table.column("audio_opus")).to_pylist(),  # the bytes' lengths, not the bytes
             )
             stats["file_bytes"] = (tmp / f"{split}.parquet").stat().st_size
             new["splits"][split] = stats

@@ -105,8 +105,8 @@ corpus = load_from_disk("data/corpus")
 for split in ("train", "validation"):
     counts = collections.Counter(corpus[split]["source"])
     print(f"[corpus] {split}: {len(corpus[split])} rows, per source {dict(sorted(counts.items()))}")
+from corpus.natural_pack import read_info
 for pack in filter(None, sys.argv[1].split(",")):
-    from corpus.natural_pack import read_info
     prefix = read_info(pack)["name"] + ":"
     rows = sum(s.startswith(prefix) for s in corpus["train"]["speaker_id"])
     print(f"[corpus] train rows from the pack {pack}: {rows}")

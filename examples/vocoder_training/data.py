@@ -102,12 +102,8 @@ def load_teacher_forced_clips(path: Path, split: str, sampling_rate: int) -> lis
             f"{path} holds audio at {sorted(rates)} Hz and the vocoder's features are at {sampling_rate} Hz: write the "
             "corpus with the pipeline whose feature extractor the vocoder inverts"
         )
-    data = data.with_format("numpy", columns=["audio", "model_features"])
-    pairs = []
-    for row in data:
-        features = np.stack(row["model_features"]) if row["model_features"].dtype == object else row["model_features"]
-        pairs.append((row["audio"].astype(np.float32), features.astype(np.float32)))
-    return pairs
+    data = data.with_format("numpy", columns=["audio", "model_features"])  # features come as [T, D] arrays
+    return [(row["audio"].astype(np.float32), row["model_features"].astype(np.float32)) for row in data]
 
 
 def load_folder_clips(path: Path, sampling_rate: int) -> tuple[list[np.ndarray], list[str]]:
