@@ -436,6 +436,9 @@ def export_voice(args, run: Path, voice: Path, prompt_wav: str, prompt_text: str
     from modeling_ditar import DiTARForConditionalGeneration, DiTARPipeline
 
     pipe = DiTARPipeline.from_pretrained(args.base)
+    if pipe.model.candidate_locdit is not None:  # distilled from the base's LocDiT, which the fine-tuning changed
+        pipe.model.remove_candidate_locdit()
+        print("the base's candidate LocDiT is left out: it was distilled from the model before fine-tuning", flush=True)
     summary = {}
     if args.full:
         pipe.model = DiTARForConditionalGeneration.from_pretrained(run / "final" / "model").eval()

@@ -174,6 +174,15 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
         # changes a tensor's shape makes from_pretrained report which tensor does not fit. New parts (e.g. a CTC head)
         # start freshly initialised.
         config = DiTARConfig.from_pretrained(model_dir)
+        if cfg.model.get("candidate_locdit"):
+            raise ValueError(
+                "model.candidate_locdit: train.py does not train a candidate LocDiT (it is distilled from a trained "
+                "model: examples/distill_locdit.py, then conversion/add_candidate_locdit.py); remove the setting."
+            )
+        if config.candidate_locdit:
+            # a student distilled from the LocDiT and backbone that training is about to change would no longer match
+            print(f"{model_dir}: its candidate LocDiT is left out of training and of the trained model", flush=True)
+            config.candidate_locdit = False
         for key, value in cfg.model.items():
             if key != "text_config":
                 setattr(config, key, value)

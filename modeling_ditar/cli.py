@@ -460,7 +460,7 @@ def _load_pipeline(model: str | None, device: str, quiet: bool, locdit_dtype: st
         raise UsageError(f"--device: cannot use {str(device)!r}: {err}") from err
     # LocDiT's small matrices run about twice as fast in bfloat16 where the CPU multiplies it natively; its layer norms,
     # GELU and attention do not, so the whole call gains less. Quality stayed within the noise of paired evaluations.
-    pipe.model.locdit.to(getattr(torch, locdit_dtype))
+    pipe.model.set_locdit_dtype(getattr(torch, locdit_dtype))
     return pipe
 
 

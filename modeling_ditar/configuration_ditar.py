@@ -44,6 +44,13 @@ class DiTARConfig(PreTrainedConfig):
             The model itself works on normalised features; the processor and pipeline (de)normalise with these.
         encoder_*: width, depth, heads and FFN width of the aggregation encoder.
         locdit_*: width, depth, heads and FFN width of LocDiT.
+        candidate_locdit (`bool`, defaults to False): the model also holds `candidate_locdit`, a second LocDiT of the
+            same shape that samples the patches while a text's candidates compete (generation with several candidates,
+            until `candidate_prune_after_patches`), with the generation config's `candidate_num_inference_steps`.
+            Typically a one- or two-step student distilled from `locdit`: the candidate phase is the part of a call
+            that streaming waits for, so a cheaper sampler there brings the first audio forward, and the chosen
+            candidate goes on with the full sampler. Not in the paper; trained only by distillation (fine-tuning
+            changes the backbone it was distilled against, so training scripts drop it).
         cfg_dropout_prob (`float`, defaults to 0.1): probability of replacing the LM output by zeros during training
             (LM guidance, paper section 3.3).
         history_dropout_prob (`float`, defaults to 0.0): probability of hiding the history patches from LocDiT during
@@ -116,6 +123,7 @@ class DiTARConfig(PreTrainedConfig):
     locdit_num_layers: int = 4
     locdit_num_heads: int = 4
     locdit_intermediate_size: int = 1024
+    candidate_locdit: bool = False
     cfg_dropout_prob: float | int = 0.1
     history_dropout_prob: float | int = 0.0
     input_noise_std: float | int = 0.0

@@ -13,6 +13,10 @@ knobs are stored next to them as extra attributes:
 - `candidate_early_prune_after_patches` E and `candidate_early_prune_margin` m: with pruning, after E patches (fewer
   than `candidate_prune_after_patches`) a text already keeps its best candidate when the runner-up's prefix score is
   worse by at least m; texts whose best candidates are that close wait for the usual pruning point (None: off);
+- `candidate_num_inference_steps`: with several candidates, LocDiT ODE steps per patch while the candidates compete
+  (the patches before `candidate_prune_after_patches`, or all of them without pruning); a model with a
+  `candidate_locdit` (see `DiTARConfig`) samples those patches with it. None: `num_inference_steps` and the model's
+  own LocDiT;
 - `candidate_shared_patches`: with several candidates, each text's candidates share their first N patches (one
   Gaussian draw for all of them), so streaming can play those patches before the candidates are ranked; the
   candidates differ from patch N on (0: from the first patch);
@@ -42,6 +46,7 @@ logger = logging.get_logger(__name__)
 # 1-4 candidates, and a cap from the text's length). Once per message: one call resolves its settings several times.
 COSTLY_SETTINGS: dict = {
     "num_inference_steps": (100, "every step is one LocDiT call per patch; 4 to 10 are usual"),
+    "candidate_num_inference_steps": (100, "every step is one LocDiT call per patch and candidate; 1 to 10 are usual"),
     "num_candidates": (16, "every candidate is one more row sampled for every text"),
     "max_new_patches": (4096, "a patch is 4 frames, 4096 patches are minutes of audio"),
 }
@@ -51,6 +56,7 @@ OPTIONAL_SETTINGS = (
     "max_new_patches",
     "candidate_prune_after_patches",
     "candidate_early_prune_after_patches",
+    "candidate_num_inference_steps",
     "distilled_guidance_scale",
 )
 
@@ -63,6 +69,7 @@ GENERATION_DEFAULTS: dict = {
     "candidate_early_prune_after_patches": None,
     "candidate_early_prune_margin": 0.0,
     "candidate_shared_patches": 0,
+    "candidate_num_inference_steps": None,
     "max_new_patches": None,
     "max_patches_per_text_token": 3.0,
     "min_max_new_patches": 16,
@@ -100,6 +107,7 @@ class GenerationSettings:
     candidate_early_prune_after_patches: int | None
     candidate_early_prune_margin: float
     candidate_shared_patches: int
+    candidate_num_inference_steps: int | None
     max_new_patches: int | None
     max_patches_per_text_token: float
     min_max_new_patches: int
@@ -157,6 +165,10 @@ def check_generation_settings(values: dict) -> None:
         "candidate_shared_patches": (
             lambda v: _is_int(v) and v >= 0,
             "an integer >= 0 (patches that each text's candidates share before they branch; 0 shares none)",
+        ),
+        "candidate_num_inference_steps": (
+            lambda v: v is None or (_is_int(v) and v >= 1),
+            "an integer >= 1 or None (LocDiT steps per patch while candidates compete; None: num_inference_steps)",
         ),
         "max_new_patches": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1 or None"),
         "max_patches_per_text_token": (lambda v: _is_number(v) and v > 0, "a number > 0"),

@@ -206,13 +206,16 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
     # (transformers adds the mixin to remote classes that lack it); `generate` below replaces the token loop.
     generation_config_class = DiTARGenerationConfig
     # a pipeline folder's root weights also hold the text-to-speech model's vocoder, which this model does not use
-    _keys_to_ignore_on_load_unexpected = [r"^vocoder\."]
+    # ... and a folder whose model has a candidate LocDiT loads into a config without one (training drops it)
+    _keys_to_ignore_on_load_unexpected = [r"^vocoder\.", r"^candidate_locdit\."]
 
     def __init__(self, config: DiTARConfig):
         super().__init__(config)
         self.language_model = AutoModel.from_config(config.text_config)
         self.aggregation_encoder = DiTARAggregationEncoder(config)
         self.locdit = LocDiT(config)
+        # optional: a cheaper LocDiT (a distilled few-step student) for the patches sampled while candidates compete
+        self.candidate_locdit = LocDiT(config) if config.candidate_locdit else None
         self.stop_head = nn.Linear(config.text_config.hidden_size, 1)
         # Optional auxiliary alignment loss (config.ctc_loss_weight): per patch, `ctc_frames_per_patch` distributions
         # over the text vocabulary plus a blank (the last class).
@@ -829,6 +832,22 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         self._apply_block_setting()
         return self
 
+    def set_locdit_dtype(self, dtype: torch.dtype) -> DiTARForConditionalGeneration:
+        """Cast LocDiT (and the candidate LocDiT, if any) to `dtype` and leave the rest of the model as it is: LocDiT's
+        small matrices gain most from bfloat16 on CPUs that multiply it natively. LocDiT casts its inputs itself."""
+        for locdit in (self.locdit, self.candidate_locdit):
+            if locdit is not None:
+                locdit.to(dtype)
+        return self
+
+    def remove_candidate_locdit(self) -> DiTARForConditionalGeneration:
+        """Drop the candidate LocDiT (`config.candidate_locdit` becomes False): after LocDiT or the backbone were
+        trained further, a student distilled from the old ones no longer matches them. Candidates are then sampled with
+        LocDiT itself (at `candidate_num_inference_steps`, if set)."""
+        self.candidate_locdit = None
+        self.config.candidate_locdit = False
+        return self
+
     def _apply_block_setting(self):
         fast = self.generation_speedups.fast_blocks
         for module in self.modules():
@@ -1059,6 +1078,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             "candidate_early_prune_after_patches",
             "candidate_early_prune_margin",
             "candidate_shared_patches",
+            "candidate_num_inference_steps",
         )
         if "num_candidates" in kwargs:
             raise TypeError(
@@ -1224,25 +1244,36 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         dropped = torch.zeros(batch, dtype=torch.bool, device=device) if prune_after else None
         states_so_far: list[torch.Tensor] = []
         locdit_step = self._locdit_step_fn()
-        time_cache: dict = {}
+        # While a text's candidates compete (the patches before the pruning point, or all of them without pruning),
+        # `candidate_locdit` and `candidate_num_inference_steps` sample them when set: the cheaper sampler serves the
+        # rows that are mostly thrown away and the part of the call streaming waits for. Each LocDiT keeps its own
+        # time embeddings (`time_cache`).
+        candidate_phase = candidates_per_text > 1 and (
+            self.candidate_locdit is not None or settings.candidate_num_inference_steps is not None
+        )
+        candidate_patches = (prune_after or max_steps) if candidate_phase else 0
+        candidate_locdit = self.candidate_locdit if self.candidate_locdit is not None else self.locdit
+        candidate_steps = settings.candidate_num_inference_steps or num_inference_steps
+        time_caches: dict = {"main": {}, "candidate": {}}
 
         for index in range(max_steps):
             width = rows.shape[0]
+            in_candidate_phase = index < candidate_patches
             history_frames = history.flatten(1, 2) if num_history > 0 else None  # [b, K*P, D]
             history_mask = history_valid.repeat_interleave(patch_size, dim=1) if num_history > 0 else None
             velocity = GuidedVelocity(
-                self.locdit,
+                candidate_locdit if in_candidate_phase else self.locdit,
                 h,
                 history_frames,
                 history_mask,
                 guidance_scale,
-                time_cache=time_cache,
+                time_cache=time_caches["candidate" if in_candidate_phase else "main"],
                 forward_fn=locdit_step,
             )
             patch = sampler.sample(
                 velocity,
                 (width, patch_size, config.feature_dim),
-                num_inference_steps,
+                candidate_steps if in_candidate_phase else num_inference_steps,
                 temperature,
                 generator=generator,
                 device=device,

@@ -23,7 +23,7 @@ from test_training import _config, _tiny_corpus, _train
 from modeling_ditar import DiTARForConditionalGeneration, DiTARPipeline, DiTARProcessor, build_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("checkpoint_to_pipeline", "init_from_lm", "interpolate_weights", "vae_latent_stats")
+SCRIPTS = ("add_candidate_locdit", "checkpoint_to_pipeline", "init_from_lm", "interpolate_weights", "vae_latent_stats")
 
 
 def load_script(name: str):
@@ -501,4 +501,80 @@ def test_interpolate_weights_gives_a_module_its_own_alpha(tmp_path):
                 [str(tmp_path / "base"), str(tmp_path / "tuned"), str(tmp_path / "o"), "--alpha", "0.3"]
                 + ["--module-alpha", bad]
             )
+    assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# a distilled student as the candidate LocDiT
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _student_folder(tmp_path, base_pipe, **generation) -> Path:
+    """A student of `base_pipe` as distillation exports it: the base with another LocDiT and its own step count."""
+    from pipeline_helpers import get_dummy_pipeline
+
+    student = get_dummy_pipeline(seed=1, ctc_loss_weight=1.0)
+    student.model.load_state_dict(base_pipe.model.state_dict())
+    with torch.no_grad():
+        for parameter in student.model.locdit.parameters():
+            parameter.add_(0.01)
+    for key, value in {"num_inference_steps": 1, **generation}.items():
+        setattr(student.model.generation_config, key, value)
+    student.save_pretrained(tmp_path / "student")
+    return tmp_path / "student"
+
+
+def test_add_candidate_locdit_puts_the_students_locdit_beside_the_base(tmp_path):
+    from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
+
+    convert = load_script("add_candidate_locdit")
+    base_pipe = get_dummy_pipeline(seed=0, ctc_loss_weight=1.0)
+    base_pipe.model.to(torch.float16)  # the embedded default is stored in float16
+    base_pipe.save_pretrained(tmp_path / "base")
+    student = _student_folder(tmp_path, get_dummy_pipeline(seed=0, ctc_loss_weight=1.0))
+    convert.main([str(tmp_path / "base"), str(student), str(tmp_path / "out")])
+
+    base = load_file(str(tmp_path / "base/model/model.safetensors"))
+    out = load_file(str(tmp_path / "out/model/model.safetensors"))
+    taught = load_file(str(student / "model/model.safetensors"))
+    assert set(out) == set(base) | {"candidate_" + n for n in base if n.startswith("locdit.")}
+    for name, tensor in base.items():
+        assert torch.equal(out[name], tensor), name
+        if name.startswith("locdit."):
+            assert out["candidate_" + name].dtype == torch.float16
+            assert torch.equal(out["candidate_" + name], taught[name].to(torch.float16)), name
+    assert json.loads((tmp_path / "out/model/config.json").read_text())["candidate_locdit"] is True
+    generation = json.loads((tmp_path / "out/model/generation_config.json").read_text())
+    assert generation["candidate_num_inference_steps"] == 1
+    # everything else is the base folder's
+    for path in (tmp_path / "base").rglob("*"):
+        if path.is_file() and path.parent.name != "model":
+            assert (tmp_path / "out" / path.relative_to(tmp_path / "base")).read_bytes() == path.read_bytes()
+
+    pipe = DiTARPipeline.from_pretrained(tmp_path / "out")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.model.candidate_locdit is not None
+    out_audio = pipe(**get_dummy_inputs(max_new_patches=4), num_candidates=2, candidate_prune_after_patches=2)
+    assert np.isfinite(out_audio.audios).all()
+
+
+def test_add_candidate_locdit_refuses_a_student_that_does_not_fit(tmp_path):
+    from pipeline_helpers import get_dummy_pipeline
+
+    convert = load_script("add_candidate_locdit")
+    base_pipe = get_dummy_pipeline(seed=0, ctc_loss_weight=1.0)
+    base_pipe.save_pretrained(tmp_path / "base")
+    folded = _student_folder(tmp_path, base_pipe, guidance_scale=1.0, distilled_guidance_scale=2.0)
+    with pytest.raises(convert.ConversionError, match="folded in"):
+        convert.main([str(tmp_path / "base"), str(folded), str(tmp_path / "o")])
+    other_scale = _student_folder(tmp_path, base_pipe, guidance_scale=3.0)
+    with pytest.raises(convert.ConversionError, match="guidance_scale 3.0 and the base with 2.0"):
+        convert.main([str(tmp_path / "base"), str(other_scale), str(tmp_path / "o")])
+    get_dummy_pipeline(seed=0, ctc_loss_weight=1.0, locdit_hidden_size=16).save_pretrained(tmp_path / "narrow")
+    with pytest.raises(convert.ConversionError, match="locdit_hidden_size"):
+        convert.main([str(tmp_path / "base"), str(tmp_path / "narrow"), str(tmp_path / "o")])
+    student = _student_folder(tmp_path, base_pipe)
+    convert.main([str(tmp_path / "base"), str(student), str(tmp_path / "once")])
+    with pytest.raises(convert.ConversionError, match="already has a candidate LocDiT"):
+        convert.main([str(tmp_path / "once"), str(student), str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()

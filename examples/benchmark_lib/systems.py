@@ -398,7 +398,7 @@ def build_systems(names, args, log) -> list[BenchSystem]:
                 systems.append(DiTARSystem(pipe, num_candidates=1, name="ditar-1cand", source=source))
             elif name == "ditar-locbf16":
                 locbf16 = copy.deepcopy(pipe)
-                locbf16.model.locdit.to(torch.bfloat16)
+                locbf16.model.set_locdit_dtype(torch.bfloat16)
                 systems.append(DiTARSystem(locbf16, name="ditar-locbf16", source=source))
             elif name == "pocket":
                 systems.append(PocketSystem())

@@ -265,6 +265,6 @@ def load_pipeline(path: str | os.PathLike | None = None, dtype: str = "float32",
     if dtype != "float32":
         pipe.model.to(getattr(torch, dtype))
     if locdit_dtype is not None:
-        pipe.model.locdit.to(getattr(torch, locdit_dtype))
+        pipe.model.set_locdit_dtype(getattr(torch, locdit_dtype))
     pipe.set_progress_bar_config(disable=True)
     return pipe
