@@ -113,6 +113,7 @@ class DiTARSystem(BenchSystem):
 
     def describe(self) -> str:
         s = self.settings
+        student = self.model.candidate_locdit is not None
         return (
             f"{self.name}: {self.source}, {self.params / 1e6:.1f}M parameters; {s.num_inference_steps} LocDiT steps, "
             f"guidance {s.guidance_scale:g}, temperature {s.temperature:g}, {s.num_candidates} candidate(s)"
@@ -122,6 +123,12 @@ class DiTARSystem(BenchSystem):
                 else ""
             )
             + (f"; LocDiT in {dtype}" if (dtype := self.model.locdit.in_proj.weight.dtype) != torch.float32 else "")
+            + (
+                f"; candidates sampled with {'the candidate LocDiT' if student else 'LocDiT'} at "
+                f"{s.candidate_num_inference_steps or s.num_inference_steps} step(s)"
+                if s.num_candidates > 1 and (student or s.candidate_num_inference_steps)
+                else ""
+            )
         )
 
     def units(self, seconds):
