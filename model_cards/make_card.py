@@ -47,11 +47,14 @@ EMBEDDED_DEFAULT = dict(
     details={
         "backbone": "Qwen2 architecture (random init), 6 layers, hidden 256, 4 heads; IPA characters via espeak-ng",
         "aggregation encoder": "1 layer, width 256",
-        "LocDiT": "3 layers, width 256; 2 history patches; patches of 4 frames (12.5 patches per second)",
+        "LocDiT": "3 layers, width 256; 2 history patches; patches of 4 frames (12.5 patches per second); a second "
+        "LocDiT of the same shape, distilled to one guided step, samples the candidates before they are ranked "
+        "(`candidate_locdit`, not in the paper)",
         "speech positions": '"aligned" (not in the paper): the speech after j patches sits at position '
         "j x 4 x r, r = the prompt's text tokens per frame, next to the text being spoken",
         "audio": "16 kHz, 80 log-mel bins, hop 320 (50 frames per second); Griffin-Lim vocoder (no weights)",
-        "weights": "stored in float16 (20 MB), loaded in float32 by `DiTARPipeline.from_pretrained()`",
+        "weights": "stored in float16 (25 MB, 12.5 M parameters of which 2.6 M are the candidate LocDiT), loaded in "
+        "float32 by `DiTARPipeline.from_pretrained()`",
         "sampling": "4 LocDiT steps per patch, LM guidance g = 1.5, temperature 0.5; best of 4 candidates: every "
         "text is sampled 4 times in one batch, after 12 patches the candidate whose speech so far the model's own CTC "
         "head reads as a prefix of the text most closely goes on alone (`num_candidates: 4`, "

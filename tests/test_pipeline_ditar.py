@@ -252,6 +252,10 @@ def test_the_installed_embedded_default_loads_in_float32_and_speaks(tmp_path):
     assert size <= 25 * 2**20, size
     pipe = DiTARPipeline.from_pretrained()
     assert pipe.model.dtype == torch.float32 and pipe.default_voice is not None
+    # best of 4 samples its candidates with the one-step candidate LocDiT, the kept one with the 4-step LocDiT
+    settings = pipe.model.generation_settings()
+    assert pipe.model.candidate_locdit is not None and settings.candidate_num_inference_steps == 1
+    assert settings.num_candidates == 4 and settings.num_inference_steps == 4
     pipe.set_progress_bar_config(disable=True)
     out = pipe("Hello there.", num_inference_steps=2, max_new_patches=6, generator=torch.Generator().manual_seed(0))
     audio = out.audios[0][: out.audio_lengths[0]]
