@@ -35,14 +35,14 @@ EMBEDDED_DEFAULT = dict(
         '`ditar synthesize "Hello there." -o hello.wav` or `DiTARPipeline.from_pretrained()` uses it with no '
         "download. Give it 3 to 8 seconds of clean speech and the transcript of that speech, and it speaks any English "
         "text in that voice (zero-shot voice cloning); without a prompt it speaks in its default voice. It is an early "
-        "demonstration model (9.9 M parameters) trained on synthetic voices: mostly espeak-ng voices, and lightly on "
+        "demonstration model (12.5 M parameters) trained on synthetic voices: mostly espeak-ng voices, and lightly on "
         "neural and diphone voices built from real speakers (Piper, Kokoro, festival). On espeak-ng voices it "
-        "never heard, Whisper recognises about two thirds of its words (WER 43.7%, against 27.5% for the same speech "
+        "never heard, Whisper recognises about two thirds of its words (WER 40.5%, against 28.9% for the same speech "
         "resynthesised) and its speaker similarity to the prompt is 0.78 (resynthesised speech: 0.82). It does not "
         "yet clone natural or human voices well: with flite voices and real recordings as prompts Whisper recognises "
-        "about two thirds of its words (WER 56%) and the similarity drops to about 0.6 (natural-voice table below). "
-        "On 2 CPU cores "
-        "it generates 3 to 5 times faster than real time. English only."
+        "63% of its words (WER 50% with each case's errors capped at its length) and the similarity drops to about "
+        "0.6 (natural-voice table below). On 2 CPU cores it generates about 7 times faster than real time and "
+        "streams its first audio after 0.15-0.19 s. English only."
     ),
     details={
         "backbone": "Qwen2 architecture (random init), 6 layers, hidden 256, 4 heads; IPA characters via espeak-ng",
@@ -59,18 +59,26 @@ EMBEDDED_DEFAULT = dict(
         "text is sampled 4 times in one batch, after 12 patches the candidate whose speech so far the model's own CTC "
         "head reads as a prefix of the text most closely goes on alone (`num_candidates: 4`, "
         "`candidate_prune_after_patches: 12`; not in the paper). Real-time factor 0.12 for 10 s of speech on 2 CPU "
-        "cores, first streamed audio after 0.24 s (RTF 0.11 and first audio after 0.09 s with `num_candidates=1` or "
-        "`ditar synthesize --candidates 1`; timings on shared virtual machines vary by up to 30% from day to day). "
-        "`num_inference_steps=10` gives the paper's sampling at about twice the "
-        "cost, with the same words and SIM within noise (docs/research/sweeps/fast_default.md in the repository)",
+        "cores, first streamed audio after 0.16-0.19 s (RTF 0.15 and first audio after 0.11 s with `num_candidates=1` "
+        "or `ditar synthesize --candidates 1`; 2026-12-05 on a 2-core AMD EPYC VM; timings on shared virtual machines "
+        "vary by up to 30% from day to day). The candidates are sampled with the candidate LocDiT in one step "
+        "(`candidate_num_inference_steps: 1`) and the kept one goes on with the 4-step LocDiT: first audio 0.16 s "
+        "instead of 0.28 s in an interleaved comparison, with words, SIM and DNSMOS within noise on both tables below "
+        "(docs/research/sweeps/candidate_locdit.md in the repository). "
+        "`num_inference_steps=10` gives the paper's sampling after the candidates are ranked at about twice the "
+        "cost, with the same words and SIM within noise (docs/research/sweeps/fast_default.md in the repository); "
+        "`pipe.model.remove_candidate_locdit()` samples the candidates with the 4-step LocDiT too",
         "evaluation notes": "WER with Whisper-base and `examples/evaluate.py --asr-redecode-loops --dnsmos`, which "
         "decodes a clip once more, at temperature 0 with a repetition penalty, when Whisper's transcript is a "
         "repetition loop. The capped WER counts each case's errors up to its reference length, so a case where "
         "Whisper transcribes babble at length cannot dominate. On the natural-voice set the uncapped WER is high "
-        "because a few cases gain many insertions; the capped WER and the share of words recognised (65%) are the "
+        "because a few cases gain many insertions (one LibriVox case did not stop and ran on to its length limit); the "
+        "capped WER and the share of words recognised (63%) are the "
         "steadier figures. Griffin-Lim, not the model, limits DNSMOS: the resynthesised ground truth scores about the "
         "same. The RTF column was measured during the evaluation, with other evaluations sharing the 2 CPU cores; "
-        "the idle figure is in the sampling line above",
+        "the idle figure is in the sampling line above. Whisper's figures differ a little from one machine to "
+        "another: the previous default (without the candidate LocDiT) measured WER 43.7% on the espeak-ng pairs on "
+        "the machine of its card and 40.4% on the one that made these tables",
     },
     training=(
         "About 23 minutes on one H200 GPU, in five runs that each continued the previous weights on new random "
@@ -91,7 +99,11 @@ EMBEDDED_DEFAULT = dict(
         "(`examples/configs/default-cpu-natural.yaml`, 3,719 steps of 1,600 frames). The shipped weights are "
         "0.7 x the GPU-trained weights + 0.3 x that fine-tuned model (`conversion/interpolate_weights.py`): the "
         "fine-tuned model alone lost words, the interpolation gains words on natural voices and keeps the "
-        "espeak-ng figures; docs/research/training/cpu_natural_continuation.md in the repository. No voice or "
+        "espeak-ng figures; docs/research/training/cpu_natural_continuation.md in the repository. The candidate "
+        "LocDiT was then distilled from the shipped LocDiT on 2 CPU cores in 63 minutes (`examples/distill_locdit.py "
+        "--config examples/configs/distill-guided-natural-cpu.yaml`: regression onto the 4-step sampler's patches "
+        "from the same noise, one guided step, the backbone frozen, 4,500 steps with on-policy rounds, on the same "
+        "training voices) and added with `conversion/add_candidate_locdit.py`. No voice or "
         "recording of the evaluation sets was used in training. The corpus is not on the Hub, so the card lists no "
         "training dataset."
     ),
