@@ -233,11 +233,20 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """`PreTrainedModel.from_pretrained`, then a check that every weight is finite: a checkpoint holding NaN or
-        Inf raises a ValueError naming its weight file instead of loading silently."""
-        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
-        check_finite_parameters(model, _weights_source(pretrained_model_name_or_path, kwargs.get("subfolder")))
-        return loaded
+        Inf raises a ValueError naming its weight file instead of loading silently. A config with `candidate_locdit`
+        whose weights hold none is refused too: a freshly initialised candidate LocDiT would sample noise."""
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        source = _weights_source(pretrained_model_name_or_path, kwargs.get("subfolder"))
+        missing = sorted(key for key in info.get("missing_keys", ()) if key.startswith("candidate_locdit."))
+        if missing and model.candidate_locdit is not None:
+            raise ValueError(
+                f"{source}: the config sets candidate_locdit, but the weights hold no candidate LocDiT ({len(missing)} "
+                f"tensors missing, e.g. {missing[0]}). Load with candidate_locdit=False to sample the candidates with "
+                "LocDiT itself, or save the model again with its distilled candidate LocDiT."
+            )
+        check_finite_parameters(model, source)
+        return (model, info) if output_loading_info else model
 
     # ----------------------------------------------------------------------------------------------------------------
     # building blocks

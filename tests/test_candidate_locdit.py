@@ -195,3 +195,12 @@ def test_training_from_a_pipeline_with_a_candidate_locdit_leaves_it_out(tmp_path
         train.load_model_and_processor(
             train.TrainConfig(init_from=str(tmp_path / "pipe"), model={"candidate_locdit": True}), tmp_path
         )
+
+
+def test_a_config_with_a_candidate_locdit_and_weights_without_one_is_refused(tmp_path):
+    plain = get_dummy_pipeline(ctc_loss_weight=1.0).model
+    plain.save_pretrained(tmp_path / "model")
+    with pytest.raises(ValueError, match="the weights hold no candidate LocDiT.*candidate_locdit=False"):
+        DiTARForConditionalGeneration.from_pretrained(tmp_path / "model", candidate_locdit=True)
+    model, info = DiTARForConditionalGeneration.from_pretrained(tmp_path / "model", output_loading_info=True)
+    assert model.candidate_locdit is None and not info["missing_keys"]
