@@ -78,7 +78,8 @@ EMBEDDED_DEFAULT = dict(
         "same. The RTF column was measured during the evaluation, with other evaluations sharing the 2 CPU cores; "
         "the idle figure is in the sampling line above. Whisper's figures differ a little from one machine to "
         "another: the previous default (without the candidate LocDiT) measured WER 43.7% on the espeak-ng pairs on "
-        "the machine of its card and 40.4% on the one that made these tables",
+        "the machine of its card and 40.4-41.1% in two runs on the one that made these tables (Whisper's transcripts "
+        "of the same audio vary a little from run to run there)",
     },
     training=(
         "About 23 minutes on one H200 GPU, in five runs that each continued the previous weights on new random "
