@@ -31,6 +31,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -223,6 +226,13 @@ class DiTARLoraMixin:
         missing = [key for key in getattr(result, "unexpected_keys", []) if "lora_" in key]
         if missing:
             raise ValueError(f"{peft_model_id}: {len(missing)} adapter weights match no layer, e.g. {missing[0]}")
+        if getattr(self, "candidate_locdit", None) is not None:
+            # the student was distilled from the LocDiT and backbone before the adapter changed them
+            logger.warning_once(
+                "This model samples its candidates with a candidate LocDiT distilled from the model without the "
+                "adapter, so the adapter does not shape the candidates' first patches; call "
+                "`model.remove_candidate_locdit()` to sample them with the adapted LocDiT (slower first audio)."
+            )
 
     def set_adapter(self, adapter_name: str | list[str]) -> None:
         """Make `adapter_name` (or several, which then add up) the active adapter(s); enables adapters."""

@@ -204,3 +204,23 @@ def test_a_config_with_a_candidate_locdit_and_weights_without_one_is_refused(tmp
         DiTARForConditionalGeneration.from_pretrained(tmp_path / "model", candidate_locdit=True)
     model, info = DiTARForConditionalGeneration.from_pretrained(tmp_path / "model", output_loading_info=True)
     assert model.candidate_locdit is None and not info["missing_keys"]
+
+
+def test_a_lora_adapter_leaves_the_candidate_locdit_alone_and_says_so(tmp_path):
+    pytest.importorskip("peft")
+    from transformers.testing_utils import CaptureLogger
+
+    from modeling_ditar import lora
+    from modeling_ditar.lora import default_lora_config
+
+    pipe = _pipe()
+    pipe.model.add_adapter(default_lora_config(rank=2), adapter_name="voice")
+    adapted = [name for name, module in pipe.model.named_modules() if hasattr(module, "lora_A")]
+    assert any(name.startswith("locdit.") for name in adapted)
+    assert not any(name.startswith("candidate_locdit.") for name in adapted)
+    folder = pipe.model.save_adapter(tmp_path / "voice")
+
+    fresh = _pipe()
+    with CaptureLogger(lora.logger) as captured:
+        fresh.load_lora_weights(folder, adapter_name="voice")
+    assert "remove_candidate_locdit()" in captured.out
