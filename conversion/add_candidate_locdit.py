@@ -14,7 +14,9 @@ generation config sets `candidate_num_inference_steps`.
 
 The student must have BASE's LocDiT shape and sample with guidance at BASE's scale (a student distilled with
 `student_guidance_scale`): the candidate phase uses the call's guidance scale for both LocDiTs, so a student whose
-guidance was folded into its weights (`distilled_guidance_scale`) is refused. Only safetensors files are read.
+guidance was folded into its weights (`distilled_guidance_scale`) is refused. A BASE that already has a candidate
+LocDiT (the embedded default does) needs `--replace`; a student distilled from such a BASE has it too, and only its
+`locdit.*` tensors are taken. Only safetensors files are read.
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ def main(argv=None) -> None:
     parser.add_argument("student", type=Path, help="a few-step student distilled from BASE: a pipeline or model folder")
     parser.add_argument("out", type=Path, help="folder to write: a copy of BASE with the candidate LocDiT")
     parser.add_argument("--force", action="store_true", help="replace OUT if it is not empty")
+    parser.add_argument(
+        "--replace", action="store_true", help="BASE already has a candidate LocDiT: put the student in its place"
+    )
     args = parser.parse_args(argv)
 
     if not (args.base / "model" / "config.json").is_file():
@@ -94,8 +99,10 @@ def main(argv=None) -> None:
     check_output_folder(args.out, args.force)
     base_model, student_model = args.base / "model", model_folder(args.student)
     base_config, student_config = read_json(base_model / "config.json"), read_json(student_model / "config.json")
-    if base_config.get("candidate_locdit"):
-        raise ConversionError(f"{args.base} already has a candidate LocDiT; start from a pipeline without one")
+    if base_config.get("candidate_locdit") and not args.replace:
+        raise ConversionError(
+            f"{args.base} already has a candidate LocDiT; pass --replace to put the student in its place"
+        )
     shape_keys = (*LOCDIT_SHAPE_KEYS, "feature_dim", "patch_size")
     different = [key for key in shape_keys if base_config.get(key) != student_config.get(key)]
     if different:
@@ -104,8 +111,10 @@ def main(argv=None) -> None:
     steps = student_steps(base_generation, read_json(student_model / "generation_config.json"), args.student)
 
     base = load_weights(base_model)
-    if any(name.startswith("candidate_locdit.") for name in base):
-        raise ConversionError(f"{base_model} already holds candidate_locdit weights")
+    if args.replace:  # the student takes the old candidate LocDiT's place
+        base = {name: tensor for name, tensor in base.items() if not name.startswith("candidate_locdit.")}
+    elif any(name.startswith("candidate_locdit.") for name in base):
+        raise ConversionError(f"{base_model} already holds candidate_locdit weights; pass --replace to replace them")
     weights = {**base, **candidate_weights(base, load_weights(student_model), str(student_model))}
 
     from safetensors.torch import save_file

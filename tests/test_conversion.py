@@ -509,7 +509,7 @@ def test_interpolate_weights_gives_a_module_its_own_alpha(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _student_folder(tmp_path, base_pipe, **generation) -> Path:
+def _student_folder(tmp_path, base_pipe, shift: float = 0.01, **generation) -> Path:
     """A student of `base_pipe` as distillation exports it: the base with another LocDiT and its own step count."""
     from pipeline_helpers import get_dummy_pipeline
 
@@ -517,7 +517,7 @@ def _student_folder(tmp_path, base_pipe, **generation) -> Path:
     student.model.load_state_dict(base_pipe.model.state_dict())
     with torch.no_grad():
         for parameter in student.model.locdit.parameters():
-            parameter.add_(0.01)
+            parameter.add_(shift)
     for key, value in {"num_inference_steps": 1, **generation}.items():
         setattr(student.model.generation_config, key, value)
     student.save_pretrained(tmp_path / "student")
@@ -575,6 +575,18 @@ def test_add_candidate_locdit_refuses_a_student_that_does_not_fit(tmp_path):
         convert.main([str(tmp_path / "base"), str(tmp_path / "narrow"), str(tmp_path / "o")])
     student = _student_folder(tmp_path, base_pipe)
     convert.main([str(tmp_path / "base"), str(student), str(tmp_path / "once")])
-    with pytest.raises(convert.ConversionError, match="already has a candidate LocDiT"):
+    with pytest.raises(convert.ConversionError, match="already has a candidate LocDiT; pass --replace"):
         convert.main([str(tmp_path / "once"), str(student), str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
+    # --replace: another student takes the first one's place, and nothing else changes
+    other = _student_folder(tmp_path / "second", base_pipe, shift=0.02)
+    convert.main([str(tmp_path / "once"), str(other), str(tmp_path / "twice"), "--replace"])
+    once = load_file(str(tmp_path / "once/model/model.safetensors"))
+    twice = load_file(str(tmp_path / "twice/model/model.safetensors"))
+    taught = load_file(str(other / "model/model.safetensors"))
+    assert once.keys() == twice.keys() and not torch.equal(
+        once["candidate_locdit.in_proj.weight"], twice["candidate_locdit.in_proj.weight"]
+    )
+    for name, tensor in twice.items():
+        expected = taught[name[len("candidate_") :]] if name.startswith("candidate_locdit.") else once[name]
+        assert torch.equal(tensor, expected.to(tensor.dtype)), name
