@@ -238,8 +238,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         output_loading_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
         source = _weights_source(pretrained_model_name_or_path, kwargs.get("subfolder"))
-        missing = sorted(key for key in info.get("missing_keys", ()) if key.startswith("candidate_locdit."))
-        if missing and model.candidate_locdit is not None:
+        missing = sorted(key for key in info["missing_keys"] if key.startswith("candidate_locdit."))
+        if missing:
             raise ValueError(
                 f"{source}: the config sets candidate_locdit, but the weights hold no candidate LocDiT ({len(missing)} "
                 f"tensors missing, e.g. {missing[0]}). Load with candidate_locdit=False to sample the candidates with "
@@ -1254,13 +1254,10 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         states_so_far: list[torch.Tensor] = []
         locdit_step = self._locdit_step_fn()
         # While a text's candidates compete (the patches before the pruning point, or all of them without pruning),
-        # `candidate_locdit` and `candidate_num_inference_steps` sample them when set: the cheaper sampler serves the
-        # rows that are mostly thrown away and the part of the call streaming waits for. Each LocDiT keeps its own
-        # time embeddings (`time_cache`).
-        candidate_phase = candidates_per_text > 1 and (
-            self.candidate_locdit is not None or settings.candidate_num_inference_steps is not None
-        )
-        candidate_patches = (prune_after or max_steps) if candidate_phase else 0
+        # `candidate_locdit` and `candidate_num_inference_steps` sample them when set (else LocDiT and its steps): the
+        # cheaper sampler serves the rows that are mostly thrown away and the part of the call streaming waits for.
+        # Each phase keeps its own time embeddings (`time_cache`).
+        candidate_patches = (prune_after or max_steps) if candidates_per_text > 1 else 0
         candidate_locdit = self.candidate_locdit if self.candidate_locdit is not None else self.locdit
         candidate_steps = settings.candidate_num_inference_steps or num_inference_steps
         time_caches: dict = {"main": {}, "candidate": {}}
