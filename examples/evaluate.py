@@ -143,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="LocDiT's compute dtype alone (default: --dtype); e.g. bfloat16 with a float32 backbone",
     )
+    e.add_argument(
+        "--matmul-dtype",
+        choices=("float32", "bfloat16"),
+        default=None,
+        help="the dtype the transformers' linears multiply in (set_matmul_dtype; default: as loaded); bfloat16 is "
+        "faster on CPUs with native bfloat16",
+    )
     e.add_argument("--seed", type=int, default=0, help="case builder seed; sampling seed (per case: seed + case id)")
     e.add_argument("--max-cases", type=int, default=None, help="evaluate only the first N cases")
     e.add_argument("--threads", type=int, default=1, help="torch and Whisper CPU threads")
@@ -188,7 +195,9 @@ def build_systems(args, rows: list[str]) -> tuple[list, str | None]:
     if need_pipe or args.pipeline is not None:
         pipe_source = args.pipeline or "embedded default"
         try:
-            pipe = load_pipeline(args.pipeline, dtype=args.dtype, locdit_dtype=args.locdit_dtype)
+            pipe = load_pipeline(
+                args.pipeline, dtype=args.dtype, locdit_dtype=args.locdit_dtype, matmul_dtype=args.matmul_dtype
+            )
         except ValueError as err:
             hint = (
                 ""

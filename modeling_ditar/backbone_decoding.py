@@ -6,11 +6,11 @@ output capturing and mask preparation, each layer's argument plumbing and deprec
 `torch.cat`, which copies the whole cache for every new token (quadratic in the length).
 
 `decode_step` runs the decoder layers' own parts in the order their `forward` runs them: the model's rotary embedding,
-the norms' and MLP's `forward`, the modeling module's `apply_rotary_pos_emb` and the attention function the config
-selects, with the projections applied to their own weights. So it equals the model's forward bit for bit and only
-skips the wrappers. It is used where that holds (`supports_decode_step`): Llama, Mistral and Qwen2 decoder layers with
-plain linear projections, full attention, the sdpa or eager attention function, no hooks and no autograd. Anything else
-takes the model's forward.
+the norms', projections' and MLP's `forward`, the modeling module's `apply_rotary_pos_emb` and the attention function
+the config selects. So it equals the model's forward bit for bit and only skips the wrappers. It is used where that
+holds (`supports_decode_step`): Llama, Mistral and Qwen2 decoder layers with plain (or low-precision) linear
+projections, full attention, the sdpa or eager attention function, no hooks and no autograd. Anything else takes the
+model's forward.
 
 `GrowingDynamicLayer` is a `DynamicLayer` whose keys and values are views of buffers with room to spare (doubled when
 full), so appending a token writes it in place. Everything else about the layer (cropping, selecting or repeating rows,
@@ -22,12 +22,13 @@ from __future__ import annotations
 import importlib
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .low_precision import is_plain_linear
 
 # Decoder layers whose forward is: norm -> q/k/v projections -> rotary -> cache update -> attention -> o projection ->
 # residual -> norm -> MLP -> residual, with `apply_rotary_pos_emb` and `eager_attention_forward` in their module.
@@ -143,7 +144,7 @@ def supports_decode_step(language_model: nn.Module, cache, masked: bool = False)
         if SUPPORTED_DECODER_LAYERS.get(type(layer).__module__) != type(layer).__name__ or attention is None:
             return False
         projections = [getattr(attention, name, None) for name in ("q_proj", "k_proj", "v_proj", "o_proj")]
-        if any(type(projection) is not nn.Linear for projection in projections):
+        if not all(is_plain_linear(projection) for projection in projections):
             return False
         if getattr(attention, "sliding_window", None) is not None:
             return False
@@ -175,13 +176,13 @@ def decode_step(
         attention = layer.self_attn
         shape = (batch, 1, -1, attention.head_dim)
         normed = layer.input_layernorm.forward(hidden)
-        query = F.linear(normed, attention.q_proj.weight, attention.q_proj.bias).view(shape).transpose(1, 2)
-        key = F.linear(normed, attention.k_proj.weight, attention.k_proj.bias).view(shape).transpose(1, 2)
-        value = F.linear(normed, attention.v_proj.weight, attention.v_proj.bias).view(shape).transpose(1, 2)
+        query = attention.q_proj.forward(normed).view(shape).transpose(1, 2)
+        key = attention.k_proj.forward(normed).view(shape).transpose(1, 2)
+        value = attention.v_proj.forward(normed).view(shape).transpose(1, 2)
         query, key = modeling.apply_rotary_pos_emb(query, key, cos, sin)
         key, value = cache.update(key, value, index)
         out, _ = attention_function(attention, query, key, value, mask, dropout=0.0, scaling=attention.scaling)
-        out = F.linear(out.reshape(batch, 1, -1).contiguous(), attention.o_proj.weight, attention.o_proj.bias)
+        out = attention.o_proj.forward(out.reshape(batch, 1, -1).contiguous())
         hidden = hidden + out
         hidden = hidden + layer.mlp.forward(layer.post_attention_layernorm.forward(hidden))
     return BaseModelOutputWithPast(last_hidden_state=language_model.norm.forward(hidden))

@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
 from .configuration_ditar import DiTARConfig
+from .low_precision import is_plain_linear
 from .transformer_blocks import DiTARTransformerStack
 
 # Continuous t in [0, 1] is scaled like a discrete diffusion timestep before the sinusoidal embedding.
@@ -135,9 +135,9 @@ class LocDiT(nn.Module):
         with stock submodules (otherwise callers use `forward`)."""
         return (
             self.transformer.use_fast_path()
-            and type(self.in_proj) is nn.Linear
-            and type(self.cond_proj) is nn.Linear
-            and type(self.out_proj) is nn.Linear
+            and is_plain_linear(self.in_proj)
+            and is_plain_linear(self.cond_proj)
+            and is_plain_linear(self.out_proj)
         )
 
     def prepare_context(
@@ -163,11 +163,11 @@ class LocDiT(nn.Module):
         """Velocity [M, P, D] for x_t `noisy` [M, P, D] and time embeddings `time_emb` ([M, C] or [1, C], from
         `embed_time`); equals `forward` with the arguments that made `context`."""
         cond_token = ((context.cond + time_emb) + context.cond_position)[:, None]  # [M, 1, C]
-        noisy_tokens = F.linear(noisy.to(context.cond.dtype), self.in_proj.weight, self.in_proj.bias)
+        noisy_tokens = self.in_proj.forward(noisy.to(context.cond.dtype))
         noisy_tokens = noisy_tokens + context.noisy_positions  # [M, P, C]
         if context.history is None:
             hidden = torch.cat([cond_token, noisy_tokens], dim=1)
         else:
             hidden = torch.cat([cond_token, context.history, noisy_tokens], dim=1)
         hidden = self.transformer.forward_fast(hidden, context.key_mask, queries=slice(-self.patch_size, None))
-        return F.linear(hidden, self.out_proj.weight, self.out_proj.bias)  # [M, P, D]
+        return self.out_proj.forward(hidden)  # [M, P, D]

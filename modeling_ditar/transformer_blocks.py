@@ -5,14 +5,16 @@ Shapes: M items (patches), S tokens per item, Q positions whose output is wanted
 Inference fast path: these stacks run thousands of times per utterance on sequences of 5-13 tokens, where the Python
 side of diffusers' `BasicTransformerBlock` (argument handling, `inspect.signature` in `Attention.forward`, mask
 preparation per head) costs about as much as the arithmetic. Without autograd, a block whose submodules are the stock
-ones (plain `nn.Linear`, `LayerNorm`, the default attention processor) is therefore evaluated by
-`DiTARTransformerBlock.fast_forward`, which calls the same parameters in the same order (so the same numbers, bit for
-bit on CPU) with fewer Python layers. Anything else (training, activation checkpointing, a custom attention processor,
-LoRA-wrapped linears, feed-forward chunking, `fast_inference = False`) takes the diffusers `forward`.
+ones (plain `nn.Linear` or the library's low-precision linear, `LayerNorm`, the default attention processor) is
+therefore evaluated by `DiTARTransformerBlock.fast_forward`, which calls the same modules' `forward` in the same order
+(so the same numbers, bit for bit on CPU) with fewer Python layers. Anything else (training, activation checkpointing,
+a custom attention processor, LoRA-wrapped linears, feed-forward chunking, `fast_inference = False`) takes the
+diffusers `forward`.
 
 The fast path still enters every block through `nn.Module.__call__` (`block(..., fast=True)`), so forward hooks on the
-blocks and wrappers of their `forward` (accelerate's device hooks) run as usual. It reads the attention module's weights
-directly, so hooks registered on `attn1` itself are not called: set `fast_inference = False` for those.
+blocks and wrappers of their `forward` (accelerate's device hooks) run as usual. It calls the `forward` of the attention
+module's and feed-forward's linears directly, so hooks registered on `attn1` or on those linears are not called: set
+`fast_inference = False` for those.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import torch.nn.functional as F
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.attention_processor import AttnProcessor2_0
 from torch import nn
+
+from .low_precision import is_plain_linear
 
 
 class DiTARTransformerBlock(BasicTransformerBlock):
@@ -70,7 +74,7 @@ class DiTARTransformerBlock(BasicTransformerBlock):
         linears = (attn.to_q, attn.to_k, attn.to_v, attn.to_out[0], ff[0].proj, ff[2])
         return (
             type(attn.processor) is AttnProcessor2_0
-            and all(type(layer) is nn.Linear for layer in linears)
+            and all(is_plain_linear(layer) for layer in linears)
             and type(self.norm1) is nn.LayerNorm
             and type(self.norm3) is nn.LayerNorm
             and attn.rescale_output_factor == 1.0
@@ -94,23 +98,23 @@ class DiTARTransformerBlock(BasicTransformerBlock):
         heads = attn.heads
         head_dim = channels // heads
         norm = F.layer_norm(hidden_states, (channels,), self.norm1.weight, self.norm1.bias, self.norm1.eps)
-        key = F.linear(norm, attn.to_k.weight, attn.to_k.bias)
-        value = F.linear(norm, attn.to_v.weight, attn.to_v.bias)
+        key = attn.to_k.forward(norm)
+        value = attn.to_v.forward(norm)
         if queries is not None:
             hidden_states = hidden_states[:, queries]
             norm = norm[:, queries]
-        query = F.linear(norm, attn.to_q.weight, attn.to_q.bias)
+        query = attn.to_q.forward(norm)
         query = query.view(batch, -1, heads, head_dim).transpose(1, 2)  # [M, heads, Q, C/heads]
         key = key.view(batch, -1, heads, head_dim).transpose(1, 2)  # [M, heads, S, C/heads]
         value = value.view(batch, -1, heads, head_dim).transpose(1, 2)
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0)
         out = out.transpose(1, 2).reshape(batch, -1, heads * head_dim)
-        out = F.linear(out, attn.to_out[0].weight, attn.to_out[0].bias)
+        out = attn.to_out[0].forward(out)
         hidden_states = out + hidden_states
         norm = F.layer_norm(hidden_states, (channels,), self.norm3.weight, self.norm3.bias, self.norm3.eps)
         ff_in, ff_out = self.ff.net[0], self.ff.net[2]
-        inner = F.gelu(F.linear(norm, ff_in.proj.weight, ff_in.proj.bias), approximate=ff_in.approximate)
-        return F.linear(inner, ff_out.weight, ff_out.bias) + hidden_states
+        inner = F.gelu(ff_in.proj.forward(norm), approximate=ff_in.approximate)
+        return ff_out.forward(inner) + hidden_states
 
 
 class DiTARTransformerStack(nn.Module):

@@ -123,6 +123,7 @@ class DiTARSystem(BenchSystem):
                 else ""
             )
             + (f"; LocDiT in {dtype}" if (dtype := self.model.locdit.in_proj.weight.dtype) != torch.float32 else "")
+            + (f"; matmuls in {self.model.matmul_dtype}" if self.model.matmul_dtype != torch.float32 else "")
             + (
                 f"; candidates sampled with {'the candidate LocDiT' if student else 'LocDiT'} at "
                 f"{s.candidate_num_inference_steps or s.num_inference_steps} step(s)"

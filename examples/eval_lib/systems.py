@@ -240,11 +240,17 @@ class TeacherForcedSystem(PipelineSystem):
         return info
 
 
-def load_pipeline(path: str | os.PathLike | None = None, dtype: str = "float32", locdit_dtype: str | None = None):
+def load_pipeline(
+    path: str | os.PathLike | None = None,
+    dtype: str = "float32",
+    locdit_dtype: str | None = None,
+    matmul_dtype: str | None = None,
+):
     """A DiTARPipeline from a saved pipeline folder (`model_index.json`), from a training output folder with `model/`
     and `processor/` (e.g. `runs/x/final`, vocoded with Griffin-Lim matching the processor), or, with no path, the
     checkpoint embedded in the package. The model computes in `dtype` (a torch dtype name), LocDiT alone in
-    `locdit_dtype` where given; the vocoder in float32."""
+    `locdit_dtype` where given, the transformers' linears multiply in `matmul_dtype` where given
+    (`set_matmul_dtype`); the vocoder in float32."""
     import torch
 
     from modeling_ditar import DiTARForConditionalGeneration, DiTARPipeline, DiTARProcessor, build_pipeline
@@ -266,5 +272,7 @@ def load_pipeline(path: str | os.PathLike | None = None, dtype: str = "float32",
         pipe.model.to(getattr(torch, dtype))
     if locdit_dtype is not None:
         pipe.model.set_locdit_dtype(getattr(torch, locdit_dtype))
+    if matmul_dtype is not None:
+        pipe.model.set_matmul_dtype(matmul_dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -3,6 +3,8 @@
 
     python examples/research/first_audio_ab.py modeling_ditar/default outputs/ditar-candidate-locdit --rounds 7
     python examples/research/first_audio_ab.py A B --locdit-dtype bfloat16   # every LocDiT of every pipeline in bf16
+    python examples/research/first_audio_ab.py modeling_ditar/default@float32 modeling_ditar/default@bfloat16
+                                          # FOLDER@DTYPE: that pipeline multiplies in DTYPE (`set_matmul_dtype`)
 
 Each pipeline runs the benchmark's DiTAR system (examples/benchmark_lib: 10 s of text, a 3 s voice prompt, the stop
 head silenced and the length forced, so every pipeline makes the same amount of speech; its own candidate policy). The
@@ -27,20 +29,27 @@ from benchmark_lib.systems import DiTARSystem  # noqa: E402
 from modeling_ditar import DiTARPipeline  # noqa: E402
 
 
-def load(folder: str, locdit_dtype: str | None) -> DiTARSystem:
+def load(spec: str, locdit_dtype: str | None) -> DiTARSystem:
+    folder, _, matmul_dtype = spec.partition("@")
     pipe = DiTARPipeline.from_pretrained(folder)
+    if matmul_dtype:
+        pipe.model.set_matmul_dtype(matmul_dtype)
     pipe.set_progress_bar_config(disable=True)
     with torch.no_grad():  # the benchmark's forced length: the same speech from every pipeline
         pipe.model.stop_head.weight.zero_()
         pipe.model.stop_head.bias.fill_(-30.0)
     if locdit_dtype:
         pipe.model.set_locdit_dtype(getattr(torch, locdit_dtype))
-    return DiTARSystem(pipe, source=folder)
+    return DiTARSystem(pipe, source=spec)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("pipelines", nargs="+", help="pipeline folders")
+    parser.add_argument(
+        "pipelines",
+        nargs="+",
+        help="pipeline folders, each optionally FOLDER@float32 or FOLDER@bfloat16 (its matmul dtype)",
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="speech per call")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)

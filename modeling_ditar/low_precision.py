@@ -1,0 +1,103 @@
+"""Matrix multiplications in bfloat16 with float32 everywhere else, for CPUs that multiply bfloat16 natively.
+
+At the embedded default's size a generation step is a handful of small matrix products per patch. On a CPU they are
+bound by memory traffic (the backbone's one-token steps read every weight once per patch) or by multiply throughput
+(LocDiT's short sequences). CPUs with AVX512-BF16 or AMX multiply bfloat16 at twice the float32 rate and read half the
+bytes, so the linears of the transformers gain most from it. Norms, softmax attention, residual sums and the KV cache
+stay in float32, where bfloat16 rounding would accumulate over layers and patches.
+
+`LowPrecisionLinear` is an `nn.Linear` (same parameters, same state dict, still float32) that, when no gradient is
+needed, multiplies with a copy of its weight and bias in `matmul_dtype` and returns its output in the input's dtype.
+The copy is refreshed whenever the float32 parameters change (in place, by loading, or by moving the module), so it can
+never serve stale weights. With autograd it is a plain `nn.Linear`, so training is unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# dtypes a linear may multiply in; float32 means "as stored" (the plain nn.Linear)
+MATMUL_DTYPES = (torch.float32, torch.bfloat16)
+
+
+class LowPrecisionLinear(nn.Linear):
+    """`nn.Linear` that multiplies in `matmul_dtype` without autograd (see the module docstring). Made from an
+    `nn.Linear` in place by `set_linear_matmul_dtype`, never constructed directly."""
+
+    matmul_dtype: torch.dtype = torch.bfloat16
+    _low_precision_key: tuple | None = None
+    _low_precision_weight: torch.Tensor | None = None
+    _low_precision_bias: torch.Tensor | None = None
+
+    def _parameters_key(self) -> tuple:
+        bias = self.bias
+        return (
+            self.matmul_dtype,
+            self.weight.data_ptr(),
+            self.weight._version,
+            None if bias is None else bias.data_ptr(),
+            None if bias is None else bias._version,
+        )
+
+    def low_precision_parameters(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight and bias in `matmul_dtype`, copied again only after the float32 ones changed."""
+        key = self._parameters_key()
+        if key != self._low_precision_key:
+            with torch.no_grad():
+                self._low_precision_weight = self.weight.detach().to(self.matmul_dtype)
+                self._low_precision_bias = None if self.bias is None else self.bias.detach().to(self.matmul_dtype)
+            self._low_precision_key = key
+        return self._low_precision_weight, self._low_precision_bias
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.weight.dtype == self.matmul_dtype or (
+            torch.is_grad_enabled() and (self.weight.requires_grad or input.requires_grad)
+        ):
+            return F.linear(input, self.weight, self.bias)
+        weight, bias = self.low_precision_parameters()
+        return F.linear(input.to(weight.dtype), weight, bias).to(input.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, matmul_dtype={self.matmul_dtype}"
+
+
+def is_plain_linear(module: nn.Module) -> bool:
+    """An `nn.Linear` whose `forward` is the stock one or the low-precision one (no adapter, no quantised layer):
+    fast inference paths call its `forward` directly."""
+    return type(module) in (nn.Linear, LowPrecisionLinear)
+
+
+def set_linear_matmul_dtype(module: nn.Module, dtype: torch.dtype) -> int:
+    """Make every plain `nn.Linear` inside `module` multiply in `dtype` (bfloat16), or back to a plain `nn.Linear`
+    (float32). Parameters and state dict are untouched. Returns how many linears were switched."""
+    if dtype not in MATMUL_DTYPES:
+        names = ", ".join(str(d) for d in MATMUL_DTYPES)
+        raise ValueError(f"matmul dtype {dtype} is not supported; use one of {names}.")
+    switched = 0
+    for submodule in module.modules():
+        if not is_plain_linear(submodule):
+            continue
+        if dtype == torch.float32:
+            if type(submodule) is LowPrecisionLinear:
+                submodule.__class__ = nn.Linear
+                for name in ("matmul_dtype", "_low_precision_key", "_low_precision_weight", "_low_precision_bias"):
+                    submodule.__dict__.pop(name, None)
+                switched += 1
+        else:
+            submodule.__class__ = LowPrecisionLinear
+            submodule.matmul_dtype = dtype
+            submodule._low_precision_key = None
+            switched += 1
+    return switched
+
+
+def cpu_multiplies_bfloat16() -> bool:
+    """Whether this CPU has native bfloat16 multiplication (x86 AVX512-BF16 or AMX-BF16), where bfloat16 linears are
+    faster than float32 ones; elsewhere they are emulated and slower."""
+    try:
+        capabilities = torch.cpu.get_capabilities()
+    except Exception:  # an older torch or an unknown platform: assume not
+        return False
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))

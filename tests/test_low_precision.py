@@ -1,0 +1,153 @@
+"""bfloat16 matmuls with float32 everywhere else (`set_matmul_dtype`, `low_precision.LowPrecisionLinear`)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from model_helpers import DiTARModelTester, set_stop_logit
+from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
+from torch import nn
+
+from modeling_ditar.backbone_decoding import supports_decode_step
+from modeling_ditar.low_precision import LowPrecisionLinear, cpu_multiplies_bfloat16, set_linear_matmul_dtype
+
+TESTER = DiTARModelTester()
+
+
+def _linear(seed=0, bias=True):
+    torch.manual_seed(seed)
+    return nn.Linear(16, 8, bias=bias)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_low_precision_linear_multiplies_bfloat16_copies_and_returns_the_input_dtype(bias):
+    linear = _linear(bias=bias)
+    x = torch.randn(3, 5, 16)
+    exact = linear(x)
+    assert set_linear_matmul_dtype(linear, torch.bfloat16) == 1 and type(linear) is LowPrecisionLinear
+    with torch.no_grad():
+        out = linear(x)
+    expected = F.linear(x.bfloat16(), linear.weight.bfloat16(), None if linear.bias is None else linear.bias.bfloat16())
+    assert out.dtype == torch.float32 and torch.equal(out, expected.float())
+    assert not torch.equal(out, exact)  # it did round
+    torch.testing.assert_close(out, exact, atol=0.05, rtol=0.02)
+    assert linear.weight.dtype == torch.float32  # the parameters themselves stay float32
+
+
+def test_low_precision_linear_follows_changes_of_its_weights():
+    linear = _linear()
+    set_linear_matmul_dtype(linear, torch.bfloat16)
+    x = torch.randn(2, 16)
+    with torch.no_grad():
+        first = linear(x)
+        linear.weight.mul_(2.0)  # in place
+        doubled = linear(x)
+        linear.load_state_dict(_linear(seed=1).state_dict())  # loading copies in place too
+        loaded = linear(x)
+    assert not torch.equal(first, doubled) and not torch.equal(doubled, loaded)
+    fresh = _linear(seed=1)
+    set_linear_matmul_dtype(fresh, torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(loaded, fresh(x))
+
+
+def test_low_precision_linear_with_autograd_is_a_plain_linear():
+    linear, plain = _linear(), _linear()
+    set_linear_matmul_dtype(linear, torch.bfloat16)
+    x = torch.randn(4, 16)
+    out = linear(x)
+    assert torch.equal(out, plain(x))  # float32 while gradients are wanted: training is unchanged
+    out.sum().backward()
+    assert linear.weight.grad is not None
+
+
+def test_switching_back_to_float32_restores_the_plain_linear():
+    linear = _linear()
+    x = torch.randn(2, 16)
+    exact = linear(x)
+    set_linear_matmul_dtype(linear, torch.bfloat16)
+    with torch.no_grad():
+        linear(x)
+    assert set_linear_matmul_dtype(linear, torch.float32) == 1
+    assert type(linear) is nn.Linear and "_low_precision_weight" not in vars(linear)
+    assert torch.equal(linear(x), exact)
+
+
+def test_an_unsupported_matmul_dtype_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="bfloat16"):
+        set_linear_matmul_dtype(_linear(), torch.float16)
+    with pytest.raises(ValueError, match=r"torch.bfloat16.*torch.float32"):
+        TESTER.get_model().set_matmul_dtype("float16")
+
+
+def test_set_matmul_dtype_switches_the_transformers_and_keeps_parameters_and_state_dict():
+    model = TESTER.get_model(candidate_locdit=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert model.set_matmul_dtype(torch.bfloat16) is model and model.matmul_dtype == torch.bfloat16
+    switched = {name for name, m in model.named_modules() if type(m) is LowPrecisionLinear}
+    for prefix in ("language_model.layers.", "aggregation_encoder.", "locdit.", "candidate_locdit."):
+        assert any(name.startswith(prefix) for name in switched), prefix
+    assert not any(name.startswith(("stop_head", "ctc_head", "language_model.embed")) for name in switched)
+    after = model.state_dict()
+    assert list(after) == list(before) and all(torch.equal(before[k], v) for k, v in after.items())
+    model.set_matmul_dtype("float32")
+    assert model.matmul_dtype == torch.float32
+    assert not any(type(m) is LowPrecisionLinear for m in model.modules())
+
+
+def test_bfloat16_matmuls_keep_the_fast_paths_and_equal_the_reference_path():
+    """The lean backbone step and LocDiT's prepared calls run low-precision linears through their own forward, so the
+    fast paths still equal the reference path (diffusers blocks, the model's forward) bit for bit."""
+    model = TESTER.get_model()
+    set_stop_logit(model, -30.0)
+    model.set_matmul_dtype(torch.bfloat16)
+    reference = copy.deepcopy(model).disable_fast_generation()
+    inputs = TESTER.prepare_generation_inputs()
+    with torch.no_grad():
+        assert model.locdit.supports_prepared_calls()
+        assert supports_decode_step(model.language_model, model._new_cache(2, 8))
+    kwargs = dict(max_new_patches=4, guidance_scale=2.0, temperature=0.5)
+    fast = model.generate(**inputs, **kwargs, generator=torch.Generator().manual_seed(0))
+    slow = reference.generate(**inputs, **kwargs, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(fast.features, slow.features)
+    exact = TESTER.get_model()
+    set_stop_logit(exact, -30.0)
+    float32 = exact.generate(**inputs, **kwargs, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(fast.features, float32.features)  # the switch is live
+
+
+def test_bfloat16_matmuls_stream_like_one_shot_and_save_float32_weights(tmp_path):
+    pipe = get_dummy_pipeline(ctc_loss_weight=1.0, candidate_locdit=True)
+    pipe.model.generation_config.candidate_num_inference_steps = 1
+    torch.manual_seed(0)
+    with torch.no_grad():  # the dummy LocDiTs' zero output projections would ignore every matmul
+        for parameter in pipe.model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    exact = pipe(**get_dummy_inputs(max_new_patches=12, num_candidates=2))
+    pipe.model.set_matmul_dtype(torch.bfloat16)
+    one_shot = pipe(**get_dummy_inputs(max_new_patches=12, num_candidates=2))
+    audio = one_shot.audios[0][: one_shot.audio_lengths[0]]
+    assert audio.dtype == np.float32 and np.isfinite(audio).all()
+    assert not np.array_equal(audio, exact.audios[0][: exact.audio_lengths[0]])
+    joined = np.concatenate(list(pipe.stream(**get_dummy_inputs(max_new_patches=12, num_candidates=2))))
+    np.testing.assert_array_equal(joined, audio)
+    pipe.save_pretrained(tmp_path)
+    reloaded = type(pipe).from_pretrained(tmp_path)
+    assert reloaded.model.matmul_dtype == torch.float32
+    for key, value in pipe.model.state_dict().items():
+        assert torch.equal(reloaded.model.state_dict()[key], value), key
+
+
+def test_cpu_multiplies_bfloat16_reads_torch_capabilities(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})
+    assert cpu_multiplies_bfloat16()
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True, "amx_bf16": False})
+    assert not cpu_multiplies_bfloat16()
+
+    def broken():
+        raise RuntimeError("no cpuinfo")
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", broken)
+    assert not cpu_multiplies_bfloat16()
