@@ -95,6 +95,11 @@ def _float_in(low: float, high: float | None):
     return parse
 
 
+MATMUL_DTYPE_HELP = (
+    "dtype the model's transformers multiply in (norms, attention and sums stay float32): auto = bfloat16 on CPUs that "
+    "multiply it natively (AVX512-BF16, AMX; first audio about 0.8x), float32 elsewhere (default: the model folder's "
+    "setting; the embedded default's is auto)"
+)
 LOCDIT_DTYPE_HELP = (
     "compute dtype of the per-patch diffusion transformer (LocDiT) alone; the rest stays float32. bfloat16 is faster "
     "on CPUs that multiply bfloat16 natively (AMX, AVX512-BF16): first audio about 0.85x, batches 0.75-0.85x; "
@@ -162,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         "text on 2 cores, idle or busy)",
     )
     model.add_argument("--locdit-dtype", choices=("float32", "bfloat16"), default="float32", help=LOCDIT_DTYPE_HELP)
+    model.add_argument("--matmul-dtype", choices=("auto", "float32", "bfloat16"), default=None, help=MATMUL_DTYPE_HELP)
     sampling = synth.add_argument_group("sampling (defaults come from the model config)")
     sampling.add_argument(
         "--steps",
@@ -346,7 +352,9 @@ def _synthesize(args: argparse.Namespace) -> int:
     threads = synthesis_threads(args.threads)
     if threads is not None:
         torch.set_num_threads(threads)
-    pipe = _load_pipeline(args.model, args.device, quiet=args.quiet, locdit_dtype=args.locdit_dtype)
+    pipe = _load_pipeline(
+        args.model, args.device, quiet=args.quiet, locdit_dtype=args.locdit_dtype, matmul_dtype=args.matmul_dtype
+    )
     pipe.set_progress_bar_config(disable=args.quiet, desc="Generating", unit="patch", leave=False)
     call = dict(
         text=text,
@@ -417,7 +425,9 @@ def _check_output(path: str) -> Path:
     return output
 
 
-def _load_pipeline(model: str | None, device: str, quiet: bool, locdit_dtype: str = "float32"):
+def _load_pipeline(
+    model: str | None, device: str, quiet: bool, locdit_dtype: str = "float32", matmul_dtype: str | None = None
+):
     import torch
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -461,6 +471,8 @@ def _load_pipeline(model: str | None, device: str, quiet: bool, locdit_dtype: st
     # LocDiT's small matrices run about twice as fast in bfloat16 where the CPU multiplies it natively; its layer norms,
     # GELU and attention do not, so the whole call gains less. Quality stayed within the noise of paired evaluations.
     pipe.model.set_locdit_dtype(getattr(torch, locdit_dtype))
+    # chosen again now that the model is on its device ("auto" means bfloat16 only on a CPU that multiplies it)
+    pipe.model.set_matmul_dtype(matmul_dtype or pipe.config.matmul_dtype)
     return pipe
 
 
@@ -530,6 +542,7 @@ def _add_serve_parser(commands, formatter) -> None:
     model.add_argument("--model", metavar="PATH", help="pipeline folder or Hub id (default: the embedded model)")
     model.add_argument("--device", default="cpu", metavar="DEVICE", help="torch device (default: %(default)s)")
     model.add_argument("--locdit-dtype", choices=("float32", "bfloat16"), default="float32", help=LOCDIT_DTYPE_HELP)
+    model.add_argument("--matmul-dtype", choices=("auto", "float32", "bfloat16"), default=None, help=MATMUL_DTYPE_HELP)
     model.add_argument("--model-name", default="ditar", metavar="NAME", help="name /health reports (default: ditar)")
     limits = serve.add_argument_group("batching and limits")
     limits.add_argument(
@@ -611,7 +624,9 @@ def _check_serve(args: argparse.Namespace, read_stdin: bool = True) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     _check_serve(args)
-    pipe = _load_pipeline(args.model, args.device, quiet=False, locdit_dtype=args.locdit_dtype)
+    pipe = _load_pipeline(
+        args.model, args.device, quiet=False, locdit_dtype=args.locdit_dtype, matmul_dtype=args.matmul_dtype
+    )
     pipe.set_progress_bar_config(disable=True)
 
     from .server import ServerSettings, run

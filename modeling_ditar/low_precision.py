@@ -8,8 +8,10 @@ stay in float32, where bfloat16 rounding would accumulate over layers and patche
 
 `LowPrecisionLinear` is an `nn.Linear` (same parameters, same state dict, still float32) that, when no gradient is
 needed, multiplies with a copy of its weight and bias in `matmul_dtype` and returns its output in the input's dtype.
-The copy is refreshed whenever the float32 parameters change (in place, by loading, or by moving the module), so it can
-never serve stale weights. With autograd it is a plain `nn.Linear`, so training is unchanged.
+The copy is refreshed whenever the float32 parameters change: in place (an optimiser step, `load_state_dict`, anything
+under `torch.no_grad()`), by being replaced, or by moving the module. Writes through `.data` bypass the version counter
+this relies on; after such a write, `set_matmul_dtype` again makes fresh copies. With autograd it is a plain
+`nn.Linear`, so training is unchanged.
 """
 
 from __future__ import annotations
@@ -91,6 +93,26 @@ def set_linear_matmul_dtype(module: nn.Module, dtype: torch.dtype) -> int:
             submodule._low_precision_key = None
             switched += 1
     return switched
+
+
+def resolve_matmul_dtype(matmul_dtype: torch.dtype | str | None, model: nn.Module | None = None) -> torch.dtype:
+    """The dtype a model's linears should multiply in: "auto" is bfloat16 for a float32 model on a CPU that multiplies
+    bfloat16 natively and float32 otherwise (it needs the model); None is float32; names ("bfloat16", "float32") and
+    dtypes pass through. Anything else is refused with the choices."""
+    if matmul_dtype is None:
+        return torch.float32
+    if isinstance(matmul_dtype, str):
+        if matmul_dtype == "auto" and model is not None:
+            parameter = next(model.parameters())
+            native = parameter.device.type == "cpu" and parameter.dtype == torch.float32 and cpu_multiplies_bfloat16()
+            return torch.bfloat16 if native else torch.float32
+        matmul_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(matmul_dtype, matmul_dtype)
+    if matmul_dtype not in MATMUL_DTYPES:
+        raise ValueError(
+            f"matmul_dtype {matmul_dtype!r} is not supported: pass 'auto' (bfloat16 on CPUs that multiply it "
+            "natively), torch.bfloat16 or torch.float32."
+        )
+    return matmul_dtype
 
 
 def cpu_multiplies_bfloat16() -> bool:

@@ -44,7 +44,7 @@ from .generation_ditar import (
 from .guided_attention import AttentionReader, guided_attention_loss
 from .locdit import LocDiT
 from .lora import DiTARLoraMixin
-from .low_precision import MATMUL_DTYPES, LowPrecisionLinear, set_linear_matmul_dtype
+from .low_precision import LowPrecisionLinear, resolve_matmul_dtype, set_linear_matmul_dtype
 from .sampling import GuidedVelocity, PatchSampler, cosine_alpha_sigma
 from .speech_positions import aligned_positions, check_rate, jitter_rate, speaking_rate
 from .streaming import StreamingVocoder
@@ -850,21 +850,15 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 locdit.to(dtype)
         return self
 
-    def set_matmul_dtype(self, dtype: torch.dtype | str) -> DiTARForConditionalGeneration:
+    def set_matmul_dtype(self, dtype: torch.dtype | str | None) -> DiTARForConditionalGeneration:
         """Multiply in `dtype` inside the model's transformers: the linears of the backbone's decoder layers, the
         aggregation encoder and LocDiT (and the candidate LocDiT) keep their float32 parameters and multiply a
         `torch.bfloat16` copy of them, while norms, attention, residual sums and the KV cache stay in float32
         (`low_precision.LowPrecisionLinear`). On CPUs that multiply bfloat16 natively (AVX512-BF16, AMX) this makes
-        generation markedly faster; elsewhere it is slower. `torch.float32` (or "float32") switches back. Embeddings,
-        heads and the vocoder are left as they are; parameters, state dict and training are unchanged. Returns the
-        model."""
-        if isinstance(dtype, str):
-            dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(dtype, dtype)
-        if dtype not in MATMUL_DTYPES:
-            raise ValueError(
-                f"matmul dtype {dtype!r} is not supported: pass torch.bfloat16 (faster on CPUs with native bfloat16) "
-                "or torch.float32 (the stored precision)."
-            )
+        generation markedly faster; elsewhere it is slower. "auto" picks bfloat16 for a float32 model on such a CPU
+        and float32 otherwise; `torch.float32` (or "float32", None) switches back. Embeddings, heads and the vocoder
+        are left as they are; parameters, state dict and training are unchanged. Returns the model."""
+        dtype = resolve_matmul_dtype(dtype, self)
         for module in (self.language_model.layers, self.aggregation_encoder, self.locdit, self.candidate_locdit):
             if module is not None:
                 set_linear_matmul_dtype(module, dtype)

@@ -45,6 +45,7 @@ from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import installed_libraries, write_pipeline_remote_code, write_transformers_entry_points
 from .locdit import LocDiT  # noqa: F401
 from .lora import DiTARLoraLoaderMixin
+from .low_precision import resolve_matmul_dtype
 from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
 from .phase_reconstruction import phase_gradient_phase  # noqa: F401
 from .processing_ditar import DEFAULT_VOICE_DIR, DiTARProcessor, DiTARVoice, write_default_voice
@@ -107,9 +108,23 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     # `model` is a DiTARForConditionalGeneration and `processor` a DiTARProcessor. The annotations name their stable
     # base classes: loading remote code, diffusers re-executes a module for every component it loads from it, after it
     # has resolved these annotations, so the DiTAR classes themselves would fail its type check with a warning.
-    def __init__(self, model: PreTrainedModel, processor: ProcessorMixin, scheduler, vocoder=None, vae=None):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        processor: ProcessorMixin,
+        scheduler,
+        vocoder=None,
+        vae=None,
+        matmul_dtype: str | None = None,
+    ):
         super().__init__()
         self.register_modules(model=model, processor=processor, scheduler=scheduler, vocoder=vocoder, vae=vae)
+        # how the model multiplies, saved with the pipeline (model_index.json) like any pipeline setting; None leaves
+        # the model as it was given
+        if matmul_dtype is not None:
+            matmul_dtype = "auto" if matmul_dtype == "auto" else str(resolve_matmul_dtype(matmul_dtype)).split(".")[-1]
+            model.set_matmul_dtype(matmul_dtype)
+        self.register_to_config(matmul_dtype=matmul_dtype)
         self._vae_pause: torch.Tensor | None = None
         self._check_components()
         # weights loaded from a memory-mapped file can sit at unaligned addresses (see `_align_cpu_tensors`)
@@ -269,7 +284,16 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         the folder's default voice, if any, is loaded. A model stored in half precision (float16 or bfloat16, to stay
         small) computes in float32 unless `dtype=` says otherwise, as diffusers pipelines load: CPUs without native
         half-precision kernels run it several times slower, and the result would depend on how the folder was
-        named rather than on what was asked."""
+        named rather than on what was asked.
+
+        `matmul_dtype`: the dtype the model's transformers multiply in (see
+        [`DiTARForConditionalGeneration.set_matmul_dtype`]); default: the folder's `model_index.json` setting. "auto"
+        (the embedded default's setting) picks bfloat16 for a float32 model on a CPU that multiplies bfloat16
+        natively (AVX512-BF16 or AMX) and float32 elsewhere, when the pipeline is built; after moving the pipeline to
+        another device, `pipe.model.set_matmul_dtype("auto")` decides again. `torch.float32` keeps every
+        multiplication in float32."""
+        if kwargs.get("matmul_dtype") not in (None, "auto"):
+            resolve_matmul_dtype(kwargs["matmul_dtype"])  # a bad value is refused before anything loads
         if pretrained_model_name_or_path is None:
             if not (EMBEDDED_DEFAULT / "model_index.json").is_file():
                 raise ValueError(

@@ -428,3 +428,21 @@ def test_locdit_dtype_runs_the_diffusion_head_alone_in_bfloat16(capsys, tmp_path
     code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "b.wav", "--locdit-dtype", "int8", *common)
     assert code == 2 and "--locdit-dtype" in err and "bfloat16" in err
     assert cli.build_parser().parse_args(["serve", "--locdit-dtype", "bfloat16"]).locdit_dtype == "bfloat16"
+
+
+def test_matmul_dtype_follows_the_folder_and_the_flag(capsys, tmp_path, model_dir, monkeypatch):
+    from modeling_ditar.low_precision import LowPrecisionLinear
+
+    monkeypatch.setattr("modeling_ditar.low_precision.cpu_multiplies_bfloat16", lambda: True)
+    assert cli._load_pipeline(str(model_dir), "cpu", quiet=True).model.matmul_dtype == torch.float32  # folder: None
+    pipe = cli._load_pipeline(str(model_dir), "cpu", quiet=True, matmul_dtype="auto")
+    assert pipe.model.matmul_dtype == torch.bfloat16
+    assert any(type(m) is LowPrecisionLinear for m in pipe.model.locdit.modules())
+    common = ["--model", model_dir, "--steps", 2, "--max-new-patches", 2, "--seed", 0, "-q"]
+    code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "a.wav", "--matmul-dtype", "bfloat16", *common)
+    assert code == 0, err
+    audio, _ = sf.read(tmp_path / "a.wav")
+    assert audio.size > 0 and np.isfinite(audio).all()
+    code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "b.wav", "--matmul-dtype", "float16", *common)
+    assert code == 2 and "--matmul-dtype" in err and "auto" in err
+    assert cli.build_parser().parse_args(["serve", "--matmul-dtype", "float32"]).matmul_dtype == "float32"

@@ -78,7 +78,7 @@ def test_switching_back_to_float32_restores_the_plain_linear():
 def test_an_unsupported_matmul_dtype_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="bfloat16"):
         set_linear_matmul_dtype(_linear(), torch.float16)
-    with pytest.raises(ValueError, match=r"torch.bfloat16.*torch.float32"):
+    with pytest.raises(ValueError, match=r"auto.*torch.bfloat16 or torch.float32"):
         TESTER.get_model().set_matmul_dtype("float16")
 
 
@@ -151,3 +151,48 @@ def test_cpu_multiplies_bfloat16_reads_torch_capabilities(monkeypatch):
 
     monkeypatch.setattr(torch.cpu, "get_capabilities", broken)
     assert not cpu_multiplies_bfloat16()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the pipeline setting (model_index.json), as diffusers pipelines keep theirs
+
+
+def _saved_pipeline(tmp_path, matmul_dtype=None):
+    pipe = get_dummy_pipeline()
+    if matmul_dtype is not None:
+        pipe.register_to_config(matmul_dtype=matmul_dtype)
+    pipe.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_a_pipeline_built_in_memory_saves_no_matmul_setting_and_reloads_in_float32(tmp_path):
+    import json
+
+    folder = _saved_pipeline(tmp_path)
+    assert json.loads((folder / "model_index.json").read_text())["matmul_dtype"] is None
+    pipe = type(get_dummy_pipeline()).from_pretrained(folder)
+    assert pipe.config.matmul_dtype is None and pipe.model.matmul_dtype == torch.float32
+
+
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_in_the_folder_picks_bfloat16_only_on_a_cpu_that_multiplies_it(tmp_path, monkeypatch, native, expected):
+    monkeypatch.setattr("modeling_ditar.low_precision.cpu_multiplies_bfloat16", lambda: native)
+    folder = _saved_pipeline(tmp_path, matmul_dtype="auto")
+    pipe = type(get_dummy_pipeline()).from_pretrained(folder)
+    assert pipe.config.matmul_dtype == "auto" and pipe.model.matmul_dtype == expected
+    # an argument overrides the folder's setting, as for any diffusers pipeline setting
+    exact = type(pipe).from_pretrained(folder, matmul_dtype="float32")
+    assert exact.model.matmul_dtype == torch.float32 and exact.config.matmul_dtype == "float32"
+
+
+def test_a_model_that_is_not_float32_is_left_alone_by_auto(monkeypatch):
+    monkeypatch.setattr("modeling_ditar.low_precision.cpu_multiplies_bfloat16", lambda: True)
+    model = TESTER.get_model().to(torch.bfloat16)
+    model.set_matmul_dtype("auto")
+    assert not any(type(m) is LowPrecisionLinear for m in model.modules())
+
+
+def test_a_bad_matmul_dtype_is_refused_before_loading(tmp_path):
+    folder = _saved_pipeline(tmp_path)
+    with pytest.raises(ValueError, match="matmul_dtype 'float16' is not supported"):
+        type(get_dummy_pipeline()).from_pretrained(folder, matmul_dtype="float16")

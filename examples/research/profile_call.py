@@ -106,6 +106,8 @@ def main() -> None:
     timer = ExclusiveTimer()
     model = pipe.model
     hook(model.locdit, "LocDiT", timer)
+    if model.candidate_locdit is not None:
+        hook(model.candidate_locdit, "candidate LocDiT", timer)
     # The backbone is timed by wrapping what calls it: hooks on it would turn off its lean one-token step, which steps
     # aside for hooks (modeling_ditar.backbone_decoding).
     wrap(model, "_run_backbone", "backbone", timer)
