@@ -162,6 +162,27 @@ def test_fuse_lora_matches_unfused_and_restores_the_fast_path(tmp_path):
     assert torch.equal(torch.as_tensor(audio(pipe)), torch.as_tensor(audio(get_dummy_pipeline())))
 
 
+def test_fusing_into_bfloat16_matmul_layers_uses_the_fused_weights():
+    """Fusing writes the adapter into the float32 weights; the bfloat16 copies the layers multiply with must follow,
+    or the fused model would speak with the base weights."""
+    pipe = get_dummy_pipeline()
+    model = pipe.model
+    with torch.no_grad():  # the dummy LocDiT's zero output projection would hide every weight change
+        model.locdit.out_proj.weight.normal_(0.0, 0.05)
+    model.set_matmul_dtype(torch.bfloat16)
+    base = torch.as_tensor(audio(pipe))  # the base copies are made here
+    model.add_adapter(default_lora_config(rank=4, targets="backbone+backbone-mlp+locdit+encoder"), adapter_name="v")
+    randomize_adapter(model, seed=3, scale=0.1)
+    unfused = torch.as_tensor(audio(pipe))
+    pipe.fuse_lora()
+    with torch.no_grad():
+        assert model.locdit.transformer.use_fast_path() and model.matmul_dtype == torch.bfloat16
+    fused = torch.as_tensor(audio(pipe))
+    assert (fused - unfused).abs().max() < 0.5 * (base - unfused).abs().max()
+    pipe.unload_lora_weights()
+    assert torch.equal(torch.as_tensor(audio(pipe)), base)
+
+
 def test_dora_adapter_fuses_saves_and_loads(tmp_path):
     # DoRA rescales each merged weight row, so fusing must follow peft's merge rule, not add B @ A
     pipe = get_dummy_pipeline()
