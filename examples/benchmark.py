@@ -585,7 +585,7 @@ def main(argv=None):
     parser.add_argument("--knobs", action="store_true", help="time the inference knobs instead of the grid")
     parser.add_argument(
         "--systems",
-        help="compare systems instead of sizes: ditar, ditar-1cand, ditar-fp32, ditar-locbf16, pocket, f5, nar "
+        help="compare systems instead of sizes: ditar, ditar-1cand, ditar-bf16, ditar-locbf16, pocket, f5, nar "
         "(comma-separated)",
     )
     parser.add_argument("--ditar-model", help="DiTAR pipeline folder for --systems (default: the shipped default)")
