@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_lib.cases import Case, write_cases  # noqa: E402
-from eval_lib.eval_sentences import HARVARD  # noqa: E402
+from eval_lib.eval_sentences import HARVARD, HARVARD_MORE  # noqa: E402
 from eval_lib.metrics import normalize_text  # noqa: E402
 from make_ood_cases import POCKETSPHINX_SDIST, flite_say, librivox_cases  # noqa: E402
 
@@ -138,13 +138,20 @@ def main(argv: list[str] | None = None) -> list[Case]:
     p.add_argument("--per-voice", type=int, default=8, help="cases per flite voice")
     p.add_argument("--sdist-data", help="pocketsphinx-5.1.1/test/data (default: pip download, cached)")
     p.add_argument("--no-real", action="store_true", help="flite cases only")
+    p.add_argument(
+        "--sentences",
+        choices=("harvard-1-5", "harvard-more"),
+        default="harvard-1-5",
+        help="the sentence pool (harvard-more: 50 other Harvard sentences, for a second set that shares none)",
+    )
     p.add_argument("--fortunes-dir", default=None, help="the training text, to check the targets are unseen")
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "ditar"), help="where the sdist is unpacked")
     args = p.parse_args(argv)
     out = Path(args.out)
     wav_dir = out.parent / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
-    sentences = check_unseen(HARVARD, args.fortunes_dir)
+    pool = HARVARD if args.sentences == "harvard-1-5" else HARVARD_MORE
+    sentences = check_unseen(pool, args.fortunes_dir)
     voices = [v for v in args.flite_voices.split(",") if v]
     n_flite = len(voices) * args.per_voice
     cases = flite_natural_cases(voices, args.per_voice, sentences, wav_dir) if voices else []

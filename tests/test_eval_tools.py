@@ -237,7 +237,7 @@ def test_compare_results_reads_a_continued_run_up_to_the_given_step(tmp_path):
 # natural-voice evaluation set (make_natural_cases.py)
 
 import make_natural_cases  # noqa: E402
-from eval_lib.eval_sentences import HARVARD  # noqa: E402
+from eval_lib.eval_sentences import HARVARD, HARVARD_MORE  # noqa: E402
 
 
 def _fake_sdist_data(root: Path) -> Path:
@@ -261,6 +261,18 @@ def test_natural_cases_cover_every_flite_voice_and_real_recording(tmp_path, monk
     unseen = [c.target_text for c in cases if c.target_text in HARVARD]
     assert len(unseen) == len(set(unseen)) == len(flite) + 3 + 1  # unique unseen targets
     assert all(c.prompt_text != c.target_text for c in cases)
+
+
+def test_a_second_natural_set_shares_no_sentence_with_the_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(make_natural_cases, "flite_say", _fake_flite)
+    out = tmp_path / "natural2" / "cases.jsonl"
+    cases = make_natural_cases.main(
+        ["--out", str(out), "--sentences", "harvard-more", "--per-voice", "10", "--no-real"]
+    )
+    assert len(cases) == 50 and {c.extra["source"] for c in cases} == {"flite"}
+    assert not set(HARVARD) & set(HARVARD_MORE)
+    texts = {c.target_text for c in cases} | {c.prompt_text for c in cases}
+    assert texts <= set(HARVARD_MORE) and len({c.target_text for c in cases}) == 50
 
 
 def test_natural_cases_skip_sentences_the_training_text_has(tmp_path):

@@ -1,6 +1,9 @@
-"""Evaluation-only target sentences: Harvard sentences lists 1-5 (IEEE 1969 "Recommended Practice for Speech Quality
-Measurements", phonetically balanced, public domain). The training corpus reads Debian fortunes, so these are a
-sentence pool training never saw; `make_natural_cases.py` also checks that none of them occurs among the fortunes."""
+"""Evaluation-only target sentences: Harvard sentences lists 1-5 (`HARVARD`) and 50 further Harvard sentences
+(`HARVARD_MORE`, from later lists) (IEEE 1969 "Recommended Practice for Speech Quality Measurements", phonetically
+balanced, public domain). The training corpus reads Debian fortunes, so these are a sentence pool training never saw;
+`make_natural_cases.py` also checks that none of them occurs among the fortunes. `HARVARD_MORE` was written down from
+memory of the published lists, so a word may differ here and there; its sentences serve as unseen English sentences
+either way, and none of them is in `HARVARD`."""
 
 HARVARD = (
     # list 1
@@ -58,4 +61,57 @@ HARVARD = (
     "Hop over the fence and plunge in.",
     "The friendly gang left the drug store.",
     "Mesh wire keeps chicks inside.",
+)
+
+HARVARD_MORE = (
+    "The frosty air passed through the coat.",
+    "The crooked maze failed to fool the mouse.",
+    "Adding fast leads to wrong sums.",
+    "The show was a flop from the very start.",
+    "A saw is a tool used for making boards.",
+    "The wagon moved on well oiled wheels.",
+    "March the soldiers past the next hill.",
+    "A cup of sugar makes sweet fudge.",
+    "Place a rosebush near the porch steps.",
+    "Both lost their lives in the raging storm.",
+    "We talked of the side show in the circus.",
+    "Use a pencil to write the first draft.",
+    "He ran half way to the hardware store.",
+    "The clock struck to mark the third period.",
+    "A small creek cut across the field.",
+    "Cars and busses stalled in snow drifts.",
+    "The set of china hit the floor with a crash.",
+    "This is a grand season for hikes on the road.",
+    "The dune rose from the edge of the water.",
+    "Those words were the cue for the actor to leave.",
+    "A yacht slid around the point into the bay.",
+    "The two met while playing on the sand.",
+    "The ink stain dried on the finished page.",
+    "The walled town was seized without a fight.",
+    "The lease ran out in sixteen weeks.",
+    "A tame squirrel makes a nice pet.",
+    "The horn of the car woke the sleeping cop.",
+    "The heart beat strongly and with firm strokes.",
+    "The pearl was worn in a thin silver ring.",
+    "The fruit peel was cut in thick slices.",
+    "The sink is the thing in which we pile dishes.",
+    "A whiff of it will cure the most stubborn cold.",
+    "The facts don't always show who is right.",
+    "She flaps her cape as she parades the street.",
+    "The loss of the cruiser was a blow to the fleet.",
+    "Loop the braid to the left and then over.",
+    "Plead with the lawyer to drop the lost cause.",
+    "Calves thrive on tender spring grass.",
+    "Post no bills on this office wall.",
+    "Tear a thin sheet from the yellow pad.",
+    "A streak of color ran down the left edge.",
+    "Crouch before you jump or miss the mark.",
+    "Pack the kits and don't forget the salt.",
+    "The square peg will settle in the round hole.",
+    "Fine soap saves tender skin.",
+    "Poached eggs and tea must suffice.",
+    "Bad nerves are jangled by a door slam.",
+    "Ship maps are different from those for planes.",
+    "Dimes showered down from all sides.",
+    "They sang the same tunes at each party.",
 )

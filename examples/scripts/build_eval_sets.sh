@@ -10,6 +10,7 @@
 #             (evaluation only)
 #   natval48  46 training-legal natural validation cases (Piper, Kokoro, festival voices with pseudo-speakers)
 #   natcond48 44 such cases with rooms, noise, the telephone band and level changes on prompt and target
+#   natural2  (only when named) 50 flite cases on 50 other Harvard sentences: a second natural-voice set
 #   natcondfresh160  151 more such cases with other seeds (not built by default; ask for it by name): enough
 #             degraded prompts to count how often a model fails to stop on them, which 44 cases cannot tell. A
 #             rebuild gave 150 (one prompt fell under the 2 s minimum; the ids after it shift by one, texts and
@@ -44,6 +45,10 @@ if wanted val48 || wanted test100; then
 fi
 if wanted natural; then
   "$python" examples/make_natural_cases.py --out "$root/eval/natural/cases.jsonl"
+fi
+if wanted natural2; then  # a second flite set on 50 other Harvard sentences (not built by default)
+  "$python" examples/make_natural_cases.py --out "$root/eval/natural2/cases.jsonl" --sentences harvard-more \
+    --per-voice 10 --no-real
 fi
 natural_set() {  # SET CORPUS SEED VOICE_SEED SPEAKERS [more build_corpus.py options]: training-legal natural voices
   "$python" examples/build_corpus.py --out "$root/$2" --seed "$3" --voice-seed "$4" \
