@@ -415,22 +415,14 @@ def test_synthesize_runs_on_one_thread_unless_told_otherwise(capsys, tmp_path, m
     assert code == 2 and "--threads" in err
 
 
-def test_locdit_dtype_runs_the_diffusion_head_alone_in_bfloat16(capsys, tmp_path, model_dir):
+def test_locdit_dtype_runs_the_diffusion_head_alone_in_bfloat16(model_dir):
     pipe = cli._load_pipeline(str(model_dir), "cpu", quiet=True, locdit_dtype="bfloat16")
     assert pipe.model.locdit.in_proj.weight.dtype == torch.bfloat16
     assert pipe.model.language_model.embed_tokens.weight.dtype == torch.float32
     assert cli._load_pipeline(str(model_dir), "cpu", quiet=True).model.locdit.in_proj.weight.dtype == torch.float32
-    common = ["--model", model_dir, "--steps", 2, "--max-new-patches", 2, "--seed", 0, "-q"]
-    code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "a.wav", "--locdit-dtype", "bfloat16", *common)
-    assert code == 0, err
-    audio, _ = sf.read(tmp_path / "a.wav")
-    assert audio.size > 0 and np.isfinite(audio).all()
-    code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "b.wav", "--locdit-dtype", "int8", *common)
-    assert code == 2 and "--locdit-dtype" in err and "bfloat16" in err
-    assert cli.build_parser().parse_args(["serve", "--locdit-dtype", "bfloat16"]).locdit_dtype == "bfloat16"
 
 
-def test_matmul_dtype_follows_the_folder_and_the_flag(capsys, tmp_path, model_dir, monkeypatch):
+def test_matmul_dtype_follows_the_folder_unless_the_flag_says_otherwise(model_dir, monkeypatch):
     from modeling_ditar.low_precision import LowPrecisionLinear
 
     monkeypatch.setattr("modeling_ditar.low_precision.cpu_multiplies_bfloat16", lambda: True)
@@ -438,11 +430,18 @@ def test_matmul_dtype_follows_the_folder_and_the_flag(capsys, tmp_path, model_di
     pipe = cli._load_pipeline(str(model_dir), "cpu", quiet=True, matmul_dtype="auto")
     assert pipe.model.matmul_dtype == torch.bfloat16
     assert any(type(m) is LowPrecisionLinear for m in pipe.model.locdit.modules())
+
+
+@pytest.mark.parametrize(
+    "flag, bad, named",
+    [("--locdit-dtype", "int8", "bfloat16"), ("--matmul-dtype", "float16", "auto")],
+)
+def test_dtype_flags_synthesize_and_refuse_other_values(capsys, tmp_path, model_dir, flag, bad, named):
     common = ["--model", model_dir, "--steps", 2, "--max-new-patches", 2, "--seed", 0, "-q"]
-    code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "a.wav", "--matmul-dtype", "bfloat16", *common)
+    code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "a.wav", flag, "bfloat16", *common)
     assert code == 0, err
     audio, _ = sf.read(tmp_path / "a.wav")
     assert audio.size > 0 and np.isfinite(audio).all()
-    code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "b.wav", "--matmul-dtype", "float16", *common)
-    assert code == 2 and "--matmul-dtype" in err and "auto" in err
-    assert cli.build_parser().parse_args(["serve", "--matmul-dtype", "float32"]).matmul_dtype == "float32"
+    code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "b.wav", flag, bad, *common)
+    assert code == 2 and flag in err and named in err
+    assert getattr(cli.build_parser().parse_args(["serve", flag, "float32"]), flag[2:].replace("-", "_")) == "float32"
