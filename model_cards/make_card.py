@@ -41,8 +41,8 @@ EMBEDDED_DEFAULT = dict(
         "resynthesised) and its speaker similarity to the prompt is 0.78 (resynthesised speech: 0.82). It does not "
         "yet clone natural or human voices well: with flite voices and real recordings as prompts Whisper recognises "
         "63% of its words (WER 50% with each case's errors capped at its length) and the similarity drops to about "
-        "0.6 (natural-voice table below). On 2 CPU cores it generates about 7 times faster than real time and "
-        "streams its first audio after 0.15-0.19 s. English only."
+        "0.6 (natural-voice table below). On 2 CPU cores it generates about 8 times faster than real time and "
+        "streams its first audio after 0.12-0.19 s. English only."
     ),
     details={
         "backbone": "Qwen2 architecture (random init), 6 layers, hidden 256, 4 heads; IPA characters via espeak-ng",
@@ -54,14 +54,19 @@ EMBEDDED_DEFAULT = dict(
         "j x 4 x r, r = the prompt's text tokens per frame, next to the text being spoken",
         "audio": "16 kHz, 80 log-mel bins, hop 320 (50 frames per second); Griffin-Lim vocoder (no weights)",
         "weights": "stored in float16 (25 MB, 12.5 M parameters of which 2.6 M are the candidate LocDiT), loaded in "
-        "float32 by `DiTARPipeline.from_pretrained()`",
+        "float32 by `DiTARPipeline.from_pretrained()`; on CPUs that multiply bfloat16 natively (AVX512-BF16, AMX) its "
+        "transformers' linears multiply bfloat16 copies of them, everything else in float32 (`matmul_dtype: auto` in "
+        "model_index.json; `matmul_dtype=torch.float32` turns it off). The tables below were measured in float32; "
+        "paired against it, bfloat16 products kept words, SIM and DNSMOS within noise on six sets "
+        "(docs/research/benchmark/bfloat16_matmuls.md in the repository)",
         "sampling": "4 LocDiT steps per patch, LM guidance g = 1.5, temperature 0.5; best of 4 candidates: every "
         "text is sampled 4 times in one batch, after 12 patches the candidate whose speech so far the model's own CTC "
         "head reads as a prefix of the text most closely goes on alone (`num_candidates: 4`, "
-        "`candidate_prune_after_patches: 12`; not in the paper). Real-time factor 0.12 for 10 s of speech on 2 CPU "
-        "cores, first streamed audio after 0.16-0.19 s (RTF 0.15 and first audio after 0.11 s with `num_candidates=1` "
-        "or `ditar synthesize --candidates 1`; 2026-12-05 on a 2-core AMD EPYC VM; timings on shared virtual machines "
-        "vary by up to 30% from day to day). The candidates are sampled with the candidate LocDiT in one step "
+        "`candidate_prune_after_patches: 12`; not in the paper). Real-time factor 0.11-0.13 for 10 s of speech on 2 "
+        "CPU cores with native bfloat16, first streamed audio after 0.12-0.14 s (in float32: RTF 0.12-0.15, first "
+        "audio after 0.16-0.19 s; RTF 0.12 and first audio after 0.10 s with `num_candidates=1` or `ditar synthesize "
+        "--candidates 1`; 2026-12-05 on a 2-core AMD EPYC VM; timings on shared virtual machines vary by up to 30% "
+        "from day to day). The candidates are sampled with the candidate LocDiT in one step "
         "(`candidate_num_inference_steps: 1`) and the kept one goes on with the 4-step LocDiT: first audio 0.16 s "
         "instead of 0.28 s in an interleaved comparison, with words, SIM and DNSMOS within noise on both tables below "
         "(docs/research/sweeps/candidate_locdit.md in the repository). "

@@ -115,7 +115,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         scheduler,
         vocoder=None,
         vae=None,
-        matmul_dtype: str | None = None,
+        matmul_dtype: str | torch.dtype | None = None,
     ):
         super().__init__()
         self.register_modules(model=model, processor=processor, scheduler=scheduler, vocoder=vocoder, vae=vae)

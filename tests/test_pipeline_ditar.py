@@ -256,6 +256,11 @@ def test_the_installed_embedded_default_loads_in_float32_and_speaks(tmp_path):
     settings = pipe.model.generation_settings()
     assert pipe.model.candidate_locdit is not None and settings.candidate_num_inference_steps == 1
     assert settings.num_candidates == 4 and settings.num_inference_steps == 4
+    # its products in bfloat16 where the CPU multiplies bfloat16 natively, else float32
+    from modeling_ditar.low_precision import cpu_multiplies_bfloat16
+
+    assert pipe.config.matmul_dtype == "auto"
+    assert pipe.model.matmul_dtype == (torch.bfloat16 if cpu_multiplies_bfloat16() else torch.float32)
     pipe.set_progress_bar_config(disable=True)
     out = pipe("Hello there.", num_inference_steps=2, max_new_patches=6, generator=torch.Generator().manual_seed(0))
     audio = out.audios[0][: out.audio_lengths[0]]
