@@ -585,8 +585,8 @@ def main(argv=None):
     parser.add_argument("--knobs", action="store_true", help="time the inference knobs instead of the grid")
     parser.add_argument(
         "--systems",
-        help="compare systems instead of sizes: ditar, ditar-1cand, ditar-bf16, ditar-locbf16, pocket, f5, nar "
-        "(comma-separated)",
+        help="compare systems instead of sizes: ditar, ditar-1cand, ditar-fp32, ditar-bf16, ditar-locbf16, pocket, f5, "
+        "nar (comma-separated)",
     )
     parser.add_argument("--ditar-model", help="DiTAR pipeline folder for --systems (default: the shipped default)")
     parser.add_argument("--f5-python", default=".venv-f5/bin/python", help="python of the F5-TTS environment")

@@ -63,7 +63,7 @@ EMBEDDED_DEFAULT = dict(
         "text is sampled 4 times in one batch, after 12 patches the candidate whose speech so far the model's own CTC "
         "head reads as a prefix of the text most closely goes on alone (`num_candidates: 4`, "
         "`candidate_prune_after_patches: 12`; not in the paper). Real-time factor 0.11-0.13 for 10 s of speech on 2 "
-        "CPU cores with native bfloat16, first streamed audio after 0.12-0.14 s (in float32: RTF 0.12-0.15, first "
+        "CPU cores with native bfloat16, first streamed audio after 0.12-0.15 s (in float32: RTF 0.12-0.15, first "
         "audio after 0.16-0.19 s; RTF 0.12 and first audio after 0.10 s with `num_candidates=1` or `ditar synthesize "
         "--candidates 1`; 2026-12-05 on a 2-core AMD EPYC VM; timings on shared virtual machines vary by up to 30% "
         "from day to day). The candidates are sampled with the candidate LocDiT in one step "

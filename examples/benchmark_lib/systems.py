@@ -1,12 +1,14 @@
 """The systems `examples/benchmark.py --systems ...` compares, behind one small interface, and the interleaved grid.
 
     ditar        the shipped default (`DiTARPipeline.from_pretrained()`), as shipped: its generation_config.json decides
-                 steps, guidance, temperature, candidates (best of 4) and `candidate_prune_after_patches` (12). Only the
+                 steps, guidance, temperature, candidates (best of 4) and `candidate_prune_after_patches` (12), and
+                 its `matmul_dtype` ("auto": bfloat16 products on CPUs that multiply bfloat16 natively). Only the
                  length is forced: the stop head is silenced and `max_new_patches` set.
     ditar-1cand  the same model and settings with `num_candidates=1`.
+    ditar-fp32   the shipped default with every product in float32 (`set_matmul_dtype(torch.float32)`): what CPUs
+                 without native bfloat16 run.
     ditar-bf16   the shipped default whose transformers multiply in bfloat16 (`set_matmul_dtype(torch.bfloat16)`;
-                 norms, attention, sums and the KV cache stay float32): faster only on CPUs that multiply bfloat16
-                 natively (AVX512-BF16, AMX).
+                 norms, attention, sums and the KV cache stay float32), whatever the CPU.
     ditar-locbf16  the shipped default with LocDiT alone in bfloat16 (weights and activations), the rest float32.
     pocket       Pocket TTS from transformers at its published size, random weights, fixed length (`pocket.py`).
     f5           F5-TTS small in its own environment, random weights, 32 NFE + CFG (`f5_runner.py`, a subprocess).
@@ -45,7 +47,7 @@ from .models import (
 )
 
 NAR_STEPS = 32
-SYSTEMS = ("ditar", "ditar-1cand", "ditar-bf16", "ditar-locbf16", "pocket", "f5", "nar")
+SYSTEMS = ("ditar", "ditar-1cand", "ditar-fp32", "ditar-bf16", "ditar-locbf16", "pocket", "f5", "nar")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -406,6 +408,10 @@ def build_systems(names, args, log) -> list[BenchSystem]:
                 systems.append(DiTARSystem(pipe, source=source))
             elif name == "ditar-1cand":
                 systems.append(DiTARSystem(pipe, num_candidates=1, name="ditar-1cand", source=source))
+            elif name == "ditar-fp32":
+                fp32 = copy.deepcopy(pipe)
+                fp32.model.set_matmul_dtype(torch.float32)
+                systems.append(DiTARSystem(fp32, name="ditar-fp32", source=source))
             elif name == "ditar-bf16":
                 bf16 = copy.deepcopy(pipe)
                 bf16.model.set_matmul_dtype(torch.bfloat16)
