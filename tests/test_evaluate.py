@@ -355,6 +355,7 @@ def test_evaluate_cli_end_to_end_with_tiny_pipeline(tmp_path):
     assert model["stop_rate"] == 0.0  # the dummy stop head never fires
     assert model["rtf"] > 0 and model["duration_ratio"] > 0 and model["sim_prompt_n"] == 3
     assert model["settings"]["num_inference_steps"] == 2 and model["settings"]["seed"] == 3
+    assert model["settings"]["matmul_dtype"] == "float32"  # what the model multiplied in, for the record
     saved = json.loads((out / "results.json").read_text())
     assert saved["meta"]["command"].startswith("python examples/evaluate.py --cases")
     assert saved["meta"]["settings"]["rows"] == "gt,resynth,model" and saved["meta"]["num_cases"] == 3

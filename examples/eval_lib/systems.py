@@ -179,6 +179,7 @@ class PipelineSystem:
             "seed": self.seed,
             "per_case_seed": "sha256(f'{seed}:{case_id}')",
             "parameters": int(sum(p.numel() for p in self.pipe.model.parameters())),
+            "matmul_dtype": str(getattr(self.pipe.model, "matmul_dtype", "")).replace("torch.", ""),
             "sample_rate": int(self.pipe.sample_rate),
             "vocoder": type(self.pipe.vocoder).__name__,
         }
