@@ -10,7 +10,8 @@ stay in float32, where bfloat16 rounding would accumulate over layers and patche
 needed, multiplies with a copy of its weight and bias in `matmul_dtype` and returns its output in the input's dtype.
 The copy is refreshed whenever the float32 parameters change: in place (an optimiser step, `load_state_dict`, anything
 under `torch.no_grad()`), by being replaced, or by moving the module. Writes through `.data` bypass the version counter
-this relies on; after such a write, `set_matmul_dtype` again makes fresh copies. With autograd it is a plain
+this relies on, as do in-place writes to weights that were created under `torch.inference_mode()` (they have no
+version counter); after such a write, `set_matmul_dtype` again makes fresh copies. With autograd it is a plain
 `nn.Linear`, so training is unchanged.
 """
 
@@ -34,14 +35,7 @@ class LowPrecisionLinear(nn.Linear):
     _low_precision_bias: torch.Tensor | None = None
 
     def _parameters_key(self) -> tuple:
-        bias = self.bias
-        return (
-            self.matmul_dtype,
-            self.weight.data_ptr(),
-            self.weight._version,
-            None if bias is None else bias.data_ptr(),
-            None if bias is None else bias._version,
-        )
+        return (self.matmul_dtype, *_tensor_key(self.weight), *_tensor_key(self.bias))
 
     def low_precision_parameters(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The weight and bias in `matmul_dtype`, copied again only after the float32 ones changed."""
@@ -63,6 +57,14 @@ class LowPrecisionLinear(nn.Linear):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, matmul_dtype={self.matmul_dtype}"
+
+
+def _tensor_key(tensor: torch.Tensor | None) -> tuple:
+    """Address and version counter: both change whenever the tensor is replaced or written in place. Tensors made under
+    `torch.inference_mode()` have no version counter; for them only a replacement is seen."""
+    if tensor is None:
+        return (None, None)
+    return (tensor.data_ptr(), None if tensor.is_inference() else tensor._version)
 
 
 def is_plain_linear(module: nn.Module) -> bool:

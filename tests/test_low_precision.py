@@ -196,3 +196,17 @@ def test_a_bad_matmul_dtype_is_refused_before_loading(tmp_path):
     folder = _saved_pipeline(tmp_path)
     with pytest.raises(ValueError, match="matmul_dtype 'float16' is not supported"):
         type(get_dummy_pipeline()).from_pretrained(folder, matmul_dtype="float16")
+
+
+def test_weights_made_under_inference_mode_work_and_a_new_switch_refreshes_them():
+    with torch.inference_mode():
+        linear = _linear()
+    set_linear_matmul_dtype(linear, torch.bfloat16)
+    x = torch.randn(2, 16)
+    with torch.inference_mode():
+        first = linear(x)
+        linear.weight.mul_(2.0)  # no version counter on inference tensors: not seen ...
+        set_linear_matmul_dtype(linear, torch.bfloat16)  # ... until the switch is made again
+        doubled = linear(x)
+    expected = F.linear(x.bfloat16(), linear.weight.bfloat16(), linear.bias.bfloat16()).float()
+    assert not torch.equal(first, doubled) and torch.equal(doubled, expected)
