@@ -52,7 +52,12 @@ class LowPrecisionLinear(nn.Linear):
             torch.is_grad_enabled() and (self.weight.requires_grad or input.requires_grad)
         ):
             return F.linear(input, self.weight, self.bias)
-        weight, bias = self.low_precision_parameters()
+        if torch.compiler.is_compiling():
+            # traced code cannot read the copies' key (addresses break the graph): cast inline, never stale
+            weight = self.weight.to(self.matmul_dtype)
+            bias = None if self.bias is None else self.bias.to(self.matmul_dtype)
+        else:
+            weight, bias = self.low_precision_parameters()
         return F.linear(input.to(weight.dtype), weight, bias).to(input.dtype)
 
     def extra_repr(self) -> str:

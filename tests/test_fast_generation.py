@@ -477,11 +477,12 @@ def _can_compile() -> bool:
 
 
 @pytest.mark.skipif(not _can_compile(), reason="torch.compile on CPU needs a C++ compiler")
-def test_compiled_locdit_matches_eager():
+@pytest.mark.parametrize("matmul_dtype", [torch.float32, torch.bfloat16])
+def test_compiled_locdit_matches_eager(matmul_dtype):
     import torch._dynamo
 
     torch._dynamo.reset()
-    model = make_model()
+    model = make_model().set_matmul_dtype(matmul_dtype)  # bfloat16: the low-precision linears trace too
     set_stop_logit(model, -30.0)
     inputs = generation_inputs()
     eager = model.generate(**inputs, max_new_patches=3, temperature=0.5, generator=torch.Generator().manual_seed(2))
