@@ -851,26 +851,27 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         return self
 
     def set_matmul_dtype(self, dtype: torch.dtype | str | None) -> DiTARForConditionalGeneration:
-        """Multiply in `dtype` inside the model's transformers: the linears of the backbone's decoder layers, the
-        aggregation encoder and LocDiT (and the candidate LocDiT) keep their float32 parameters and multiply a
-        `torch.bfloat16` copy of them, while norms, attention, residual sums and the KV cache stay in float32
-        (`low_precision.LowPrecisionLinear`). On CPUs that multiply bfloat16 natively (AVX512-BF16, AMX) this makes
+        """Multiply in `dtype` inside the model's transformers: the linears of the backbone, the aggregation encoder and
+        LocDiT (and the candidate LocDiT) keep their float32 parameters and multiply a `torch.bfloat16` copy of them,
+        while norms, attention, residual sums and the KV cache stay in float32 (`low_precision.LowPrecisionLinear`). On CPUs that multiply bfloat16 natively (AVX512-BF16, AMX) this makes
         generation markedly faster; elsewhere it is slower. "auto" picks bfloat16 for a float32 model on such a CPU
         and float32 otherwise; `torch.float32` (or "float32", None) switches back. Embeddings, heads and the vocoder
         are left as they are; parameters, state dict and training are unchanged. Returns the model."""
         dtype = resolve_matmul_dtype(dtype, self)
-        for module in (self.language_model.layers, self.aggregation_encoder, self.locdit, self.candidate_locdit):
+        # the backbone's linears are its decoder layers' (its embeddings are not linears; a backbone built on other
+        # layer types, such as GPT-2's Conv1D, keeps multiplying in its own dtype)
+        for module in (self.language_model, self.aggregation_encoder, self.locdit, self.candidate_locdit):
             if module is not None:
                 set_linear_matmul_dtype(module, dtype)
         return self
 
     @property
     def matmul_dtype(self) -> torch.dtype:
-        """The dtype the backbone's decoder layers multiply in (see `set_matmul_dtype`)."""
-        for module in self.language_model.layers.modules():
+        """The dtype the backbone multiplies in (see `set_matmul_dtype`)."""
+        for module in self.language_model.modules():
             if isinstance(module, LowPrecisionLinear) and module.weight.dtype != module.matmul_dtype:
                 return module.matmul_dtype
-        return self.language_model.layers[0].self_attn.q_proj.weight.dtype
+        return next(p.dtype for p in self.language_model.parameters() if p.is_floating_point())
 
     def remove_candidate_locdit(self) -> DiTARForConditionalGeneration:
         """Drop the candidate LocDiT (`config.candidate_locdit` becomes False): after LocDiT or the backbone were

@@ -210,3 +210,17 @@ def test_weights_made_under_inference_mode_work_and_a_new_switch_refreshes_them(
         doubled = linear(x)
     expected = F.linear(x.bfloat16(), linear.weight.bfloat16(), linear.bias.bfloat16()).float()
     assert not torch.equal(first, doubled) and torch.equal(doubled, expected)
+
+
+def test_a_backbone_without_linear_layers_keeps_its_products_and_the_rest_switches():
+    """GPT-2's decoder is built from Conv1D layers, not linears: the switch leaves them as they are."""
+    gpt2 = {"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 4, "vocab_size": 154, "n_positions": 512}
+    model = TESTER.get_model(text_config=gpt2)
+    model.set_matmul_dtype(torch.bfloat16)
+    assert model.matmul_dtype == torch.float32  # the backbone multiplies as before
+    assert any(type(m) is LowPrecisionLinear for m in model.locdit.modules())
+    inputs = TESTER.prepare_generation_inputs()
+    out = model.generate(**inputs, max_new_patches=2, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.features).all()
+    model.set_matmul_dtype("float32")
+    assert not any(type(m) is LowPrecisionLinear for m in model.modules())
