@@ -853,10 +853,11 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
     def set_matmul_dtype(self, dtype: torch.dtype | str | None) -> DiTARForConditionalGeneration:
         """Multiply in `dtype` inside the model's transformers: the linears of the backbone, the aggregation encoder and
         LocDiT (and the candidate LocDiT) keep their float32 parameters and multiply a `torch.bfloat16` copy of them,
-        while norms, attention, residual sums and the KV cache stay in float32 (`low_precision.LowPrecisionLinear`). On CPUs that multiply bfloat16 natively (AVX512-BF16, AMX) this makes
-        generation markedly faster; elsewhere it is slower. "auto" picks bfloat16 for a float32 model on such a CPU
-        and float32 otherwise; `torch.float32` (or "float32", None) switches back. Embeddings, heads and the vocoder
-        are left as they are; parameters, state dict and training are unchanged. Returns the model."""
+        while norms, attention, residual sums and the KV cache stay in float32 (`low_precision.LowPrecisionLinear`).
+        On CPUs that multiply bfloat16 natively (AVX512-BF16, AMX) this makes generation markedly faster; elsewhere it
+        is slower. "auto" picks bfloat16 for a float32 model on such a CPU and float32 otherwise; `torch.float32` (or
+        "float32", None) switches back. Embeddings, heads and the vocoder are left as they are; parameters, state dict
+        and training are unchanged. Returns the model."""
         dtype = resolve_matmul_dtype(dtype, self)
         # the backbone's linears are its decoder layers' (its embeddings are not linears; a backbone built on other
         # layer types, such as GPT-2's Conv1D, keeps multiplying in its own dtype)
