@@ -108,6 +108,11 @@ class TrainConfig:
             raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
         if "adam_betas" in data:
             data["adam_betas"] = tuple(data["adam_betas"])
+        if data.get("mixed_precision") is False:  # YAML 1.1 reads a bare `no` as false
+            data["mixed_precision"] = "no"
+        precision = data.get("mixed_precision")
+        if precision is not None and precision not in ("no", "fp16", "bf16", "fp8"):
+            raise ValueError(f"{path}: mixed_precision must be no, fp16, bf16 or fp8 (or unset), got {precision!r}")
         return cls(**data)
 
 

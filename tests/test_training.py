@@ -171,6 +171,18 @@ def test_unknown_setting_is_rejected(tmp_path, bad):
         TrainConfig.load(str(path))
 
 
+def test_mixed_precision_no_in_yaml_means_no_and_a_bad_value_is_named(tmp_path):
+    sys.path.insert(0, str(ROOT / "examples"))
+    from train import TrainConfig
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text("mixed_precision: no\n")  # YAML 1.1 reads this as false
+    assert TrainConfig.load(str(path)).mixed_precision == "no"
+    path.write_text("mixed_precision: bfloat16\n")
+    with pytest.raises(ValueError, match="mixed_precision must be no, fp16, bf16 or fp8"):
+        TrainConfig.load(str(path))
+
+
 @pytest.mark.slow
 def test_two_process_cpu_data_parallel_run(tmp_path):
     """DDP over gloo with 2 CPU processes (examples/scripts/train_ddp_cpu.sh)."""
