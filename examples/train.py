@@ -108,12 +108,18 @@ class TrainConfig:
             raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
         if "adam_betas" in data:
             data["adam_betas"] = tuple(data["adam_betas"])
-        if data.get("mixed_precision") is False:  # YAML 1.1 reads a bare `no` as false
-            data["mixed_precision"] = "no"
-        precision = data.get("mixed_precision")
-        if precision is not None and precision not in ("no", "fp16", "bf16", "fp8"):
-            raise ValueError(f"{path}: mixed_precision must be no, fp16, bf16 or fp8 (or unset), got {precision!r}")
+        check_mixed_precision(data, path)
         return cls(**data)
+
+
+def check_mixed_precision(data: dict, path: str) -> None:
+    """A config's `mixed_precision`, in place: YAML 1.1 reads a bare `no` as false, which accelerate would refuse;
+    anything else that accelerate does not know is refused here, naming the choices."""
+    if data.get("mixed_precision") is False:
+        data["mixed_precision"] = "no"
+    precision = data.get("mixed_precision")
+    if precision is not None and precision not in ("no", "fp16", "bf16", "fp8"):
+        raise ValueError(f"{path}: mixed_precision must be no, fp16, bf16 or fp8 (or unset), got {precision!r}")
 
 
 class TrainState:

@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train import (  # noqa: E402
     TimeBudget,
+    check_mixed_precision,
     configure_process,
     lr_lambda,
     newest_checkpoint,
@@ -172,6 +173,7 @@ class VocoderTrainConfig:
             raise ValueError(f"{path}: unknown vocoder training settings {sorted(unknown)}")
         if "adam_betas" in data:
             data["adam_betas"] = tuple(data["adam_betas"])
+        check_mixed_precision(data, path)
         cfg = cls(**data)
         cfg.check()
         return cfg

@@ -171,16 +171,17 @@ def test_unknown_setting_is_rejected(tmp_path, bad):
         TrainConfig.load(str(path))
 
 
-def test_mixed_precision_no_in_yaml_means_no_and_a_bad_value_is_named(tmp_path):
+@pytest.mark.parametrize("trainer", ["train", "train_vocoder"])
+def test_mixed_precision_no_in_yaml_means_no_and_a_bad_value_is_named(tmp_path, trainer):
     sys.path.insert(0, str(ROOT / "examples"))
-    from train import TrainConfig
-
+    module = __import__(trainer)
+    config = module.TrainConfig if trainer == "train" else module.VocoderTrainConfig
     path = tmp_path / "cfg.yaml"
     path.write_text("mixed_precision: no\n")  # YAML 1.1 reads this as false
-    assert TrainConfig.load(str(path)).mixed_precision == "no"
+    assert config.load(str(path)).mixed_precision == "no"
     path.write_text("mixed_precision: bfloat16\n")
     with pytest.raises(ValueError, match="mixed_precision must be no, fp16, bf16 or fp8"):
-        TrainConfig.load(str(path))
+        config.load(str(path))
 
 
 @pytest.mark.slow
