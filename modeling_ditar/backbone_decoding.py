@@ -81,6 +81,24 @@ class GrowingDynamicLayer(DynamicLayer):
         self.values = self._value_buffer[:, :, :end]
         return self.keys, self.values
 
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        """`DynamicLayer`'s repeat (each row `repeats` times in a row), written straight into buffers with room to
+        spare: best of K repeats a text's prefilled cache for its K candidates, and the next update then appends in
+        place instead of copying the repeated cache once more."""
+        if self.get_seq_length() == 0:
+            return super().batch_repeat_interleave(repeats)
+        length = self.keys.shape[-2]
+        capacity = max(MINIMUM_CAPACITY, 2 * (length + 1))
+        buffers = []
+        for tensor in (self.keys, self.values):
+            batch, heads, _, dim = tensor.shape
+            buffer = tensor.new_empty((batch * repeats, heads, capacity, dim))
+            buffer.view(batch, repeats, heads, capacity, dim)[:, :, :, :length] = tensor[:, None]
+            buffers.append(buffer)
+        self._key_buffer, self._value_buffer = buffers
+        self.keys = self._key_buffer[:, :, :length]
+        self.values = self._value_buffer[:, :, :length]
+
     def reset(self) -> None:
         self._key_buffer = self._value_buffer = None
         super().reset()

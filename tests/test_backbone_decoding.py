@@ -108,8 +108,11 @@ def test_growing_layer_appends_in_place_and_equals_a_dynamic_layer():
     grown.batch_select_indices(rows), plain.batch_select_indices(rows)
     append(1)  # the selected rows are a new tensor: copied into a new buffer
     grown.batch_repeat_interleave(2), plain.batch_repeat_interleave(2)
+    assert torch.equal(grown.keys, plain.keys) and torch.equal(grown.values, plain.values)
+    buffer = grown._key_buffer  # repeated straight into a buffer with room: the next token is appended in place
     keys = torch.randn(4, 2, 1, 4, generator=generator)
     assert torch.equal(grown.update(keys, keys)[0], plain.update(keys, keys)[0])
+    assert grown._key_buffer is buffer and torch.equal(grown.values, plain.values)
     grown.reset()
     assert grown.get_seq_length() == 0 and grown.update(keys, keys)[0].shape[-2] == 1
 
