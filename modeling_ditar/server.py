@@ -4,7 +4,7 @@
     POST /v1/voices         multipart: `audio` (a recording) and `text` (its transcript) -> a voice id
     GET  /v1/voices         the voices this server speaks in
     DELETE /v1/voices/{id}  forget an uploaded voice
-    GET  /health            liveness, queue and batching counters
+    GET  /health            liveness, compute device and matmul dtype, queue and batching counters
 
 Concurrent requests are batched: the scheduler collects them for a few milliseconds (up to a batch size) and runs one
 pipeline call for all of them in a worker thread, with one prompt and one seeded generator per request, so a request
@@ -638,6 +638,8 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
             "status": status,
             "model": settings.model_name,
             "sample_rate": pipe.sample_rate,
+            # where and how the model computes: the matmul dtype depends on the CPU when the folder says "auto"
+            "compute": {"device": str(pipe.device), "matmul_dtype": str(pipe.model.matmul_dtype).replace("torch.", "")},
             "queue": {"pending": scheduler.pending, "capacity": settings.max_queue},
             "max_batch_size": settings.max_batch_size,
             "stats": dict(scheduler.stats),

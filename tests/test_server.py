@@ -93,6 +93,7 @@ def test_health_and_voices(client, pipe):
     body = health.json()
     assert body["status"] == "ok" and body["sample_rate"] == pipe.sample_rate
     assert body["queue"] == {"pending": 0, "capacity": 32}
+    assert body["compute"] == {"device": "cpu", "matmul_dtype": "float32"}  # a folder without "auto"
     voices = client.get("/v1/voices").json()
     assert voices["object"] == "list" and [v["id"] for v in voices["data"]] == ["default"]
     assert voices["data"][0]["builtin"] is True
