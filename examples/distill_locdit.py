@@ -110,6 +110,9 @@ class DistillConfig:
     seed: int = 0
     threads: int | None = None
     device: str = "cpu"
+    # "bf16": the student's training steps under bfloat16 autocast (validation stays float32). On a CPU that multiplies
+    # bfloat16 natively a step of the guided one-step recipe took 0.34 s instead of 0.56 s.
+    mixed_precision: str = "no"
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> DistillConfig:
@@ -121,6 +124,8 @@ class DistillConfig:
         if unknown:
             raise ValueError(f"{path}: unknown settings {unknown}; known: {sorted(known)}.")
         raw.update({k: v for k, v in overrides.items() if v is not None})
+        if raw.get("mixed_precision") is False:  # YAML 1.1 reads a bare `no` as false
+            raw["mixed_precision"] = "no"
         cfg = cls(**raw)
         cfg.check()
         return cfg
@@ -138,6 +143,8 @@ class DistillConfig:
                 f"student_guidance_scale must be a number > 1 (LM guidance kept by the student) or unset (guidance "
                 f"folded into the student), got {self.student_guidance_scale!r}."
             )
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"mixed_precision must be no or bf16, got {self.mixed_precision!r}.")
         if self.num_pair_shards < 2:
             raise ValueError(f"num_pair_shards must be >= 2 (the last one is held out), got {self.num_pair_shards}.")
         for name in ("utterances_per_shard", "utterances_per_pass", "teacher_chunk", "batch_size"):
@@ -582,7 +589,8 @@ def train_student(pipe, cfg: DistillConfig, settings: dict, paths: list[Path], l
             rows = torch.arange(cfg.batch_size)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = student_loss(student, batch_pairs, rows, cfg.student_steps, temperature, device, guidance)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16"):
+            loss = student_loss(student, batch_pairs, rows, cfg.student_steps, temperature, device, guidance)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"distillation loss is {loss.item()} at step {step}; lower learning_rate.")
         optimizer.zero_grad(set_to_none=True)

@@ -232,6 +232,7 @@ def test_a_teacher_with_no_more_steps_than_the_student_is_refused(teacher_and_co
         ("num_pair_shards: 1", "num_pair_shards must be >= 2"),
         ("student_guidance_scale: 1.0", "student_guidance_scale must be a number > 1"),
         ("on_policy_fraction: 1.0", "on_policy_fraction must be in \\(0, 1\\)"),
+        ("mixed_precision: fp16", "mixed_precision must be no or bf16"),
         ("max_steps: 10\non_policy_rounds: 1\non_policy_start: 10", "on_policy_start=10 is not before max_steps=10"),
     ],
 )
@@ -240,6 +241,23 @@ def test_bad_configs_name_the_setting(tmp_path, settings, message):
     bad.write_text(f"corpus: x\noutput_dir: y\n{settings}\n")
     with pytest.raises(ValueError, match=message):
         distill_locdit.DistillConfig.from_yaml(bad)
+
+
+def test_bf16_autocast_trains_the_student_with_finite_losses(teacher_and_corpus, full_run, tmp_path):
+    config = tmp_path / "bf16.yaml"
+    config.write_text(TINY.read_text() + "mixed_precision: bf16\n")
+    teacher, corpus = teacher_and_corpus
+    out = tmp_path / "run"
+    argv = ["--config", str(config), "--teacher", str(teacher), "--corpus", str(corpus), "--output-dir", str(out)]
+    distill_locdit.main([*argv, "--pairs-dir", str(full_run[0].parent / "pairs")])  # the same teacher endpoints
+    state = torch.load(out / distill_locdit.CHECKPOINT, weights_only=False)
+    losses = [entry["loss"] for entry in state["log"]]
+    assert state["step"] == 6 and all(torch.isfinite(torch.tensor(losses)))
+    float32 = torch.load(full_run[0] / distill_locdit.CHECKPOINT, weights_only=False)["log"][0]["loss"]
+    assert losses[0] != float32 and abs(losses[0] - float32) < 0.05 * float32  # bf16 rounding, same batch
+    no = tmp_path / "no.yaml"
+    no.write_text("corpus: x\noutput_dir: y\nmixed_precision: no\n")  # YAML reads a bare no as false
+    assert distill_locdit.DistillConfig.from_yaml(no).mixed_precision == "no"
 
 
 def test_a_config_without_corpus_is_refused():
