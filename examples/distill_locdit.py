@@ -739,8 +739,10 @@ def main(argv=None) -> Path | None:
         log_file.flush()
 
     torch.manual_seed(cfg.seed)
+    # the teacher computes in float32 (its endpoints and the held-out error do not depend on the CPU); the written
+    # pipeline keeps the teacher folder's matmul_dtype setting for its users
     pipe = DiTARPipeline.from_pretrained(cfg.teacher)
-    pipe.model.to(cfg.device).eval().requires_grad_(False)
+    pipe.model.to(cfg.device).eval().requires_grad_(False).set_matmul_dtype(torch.float32)
     settings = teacher_settings(cfg, pipe)
     log(f"teacher {cfg.teacher}: {settings}; student K={cfg.student_steps}, guidance {cfg.student_guidance}")
     deadline = None if cfg.time_budget_min is None else started + 60 * cfg.time_budget_min * PAIRS_BUDGET_SHARE
