@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processor", type=Path, help="processor folder (default: RUN/processor)")
     p.add_argument("--vae", type=Path, help="AutoencoderOobleck folder, for a model trained on its latents")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="dtype of the saved weights")
+    p.add_argument(
+        "--matmul-dtype",
+        choices=["auto", "float32", "bfloat16"],
+        help="the pipeline's matmul_dtype setting (auto: bfloat16 products on CPUs that multiply them natively); "
+        "default: none (float32), or auto with --card-preset embedded-default, as the shipped folder has",
+    )
     p.add_argument("--voice-audio", type=Path, help="default voice: prompt audio")
     p.add_argument("--voice-text", help="default voice: transcript of --voice-audio")
     c = p.add_argument_group("model card")
@@ -248,6 +254,9 @@ def finish(args, model, processor, source: Path, step_info: str) -> Path:
 
         vae = AutoencoderOobleck.from_pretrained(args.vae).eval()
     pipe = build_pipeline(model, processor, vae=vae)
+    matmul_dtype = args.matmul_dtype or ("auto" if args.card_preset == "embedded-default" else None)
+    if matmul_dtype is not None:  # a setting of the folder (model_index.json); the weights are saved as they are
+        pipe.register_to_config(matmul_dtype=matmul_dtype)
     if args.voice_audio is not None:
         pipe.set_default_voice(str(args.voice_audio), args.voice_text)
 

@@ -110,6 +110,17 @@ def test_raw_weights_and_a_single_checkpoint_folder(run, tmp_path):
         convert.main([str(run), str(tmp_path / "x"), "--step", "4"])
 
 
+@pytest.mark.parametrize(
+    "extra, expected",
+    [([], None), (["--matmul-dtype", "auto"], "auto"), (["--card-preset", "embedded-default"], "auto")],
+)
+def test_the_pipeline_matmul_setting(run, tmp_path, extra, expected):
+    """The shipped folder says matmul_dtype "auto"; a default made again from a run must keep saying it."""
+    convert = load_script("checkpoint_to_pipeline")
+    convert.main([str(run), str(tmp_path / "pipe"), *extra])
+    assert json.loads((tmp_path / "pipe" / "model_index.json").read_text())["matmul_dtype"] == expected
+
+
 def test_results_fill_the_model_index(run, tmp_path):
     results = {
         "meta": {"num_cases": 3, "settings": {"steps": 10, "seed": 0}},
