@@ -111,7 +111,8 @@ class DistillConfig:
     threads: int | None = None
     device: str = "cpu"
     # "bf16": the student's training steps under bfloat16 autocast (validation stays float32). On a CPU that multiplies
-    # bfloat16 natively a step of the guided one-step recipe took 0.34 s instead of 0.56 s.
+    # bfloat16 natively a step of the guided one-step recipe took 0.34 s instead of 0.56 s, and after 1,000 steps the
+    # held-out error was the same (0.01307 against 0.01306).
     mixed_precision: str = "no"
 
     @classmethod
