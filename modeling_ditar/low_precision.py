@@ -102,24 +102,30 @@ def set_linear_matmul_dtype(module: nn.Module, dtype: torch.dtype) -> int:
     return switched
 
 
-def resolve_matmul_dtype(matmul_dtype: torch.dtype | str | None, model: nn.Module | None = None) -> torch.dtype:
-    """The dtype a model's linears should multiply in: "auto" is bfloat16 for a float32 model on a CPU that multiplies
-    bfloat16 natively and float32 otherwise (it needs the model); None is float32; names ("bfloat16", "float32") and
-    dtypes pass through. Anything else is refused with the choices."""
-    if matmul_dtype is None:
-        return torch.float32
-    if isinstance(matmul_dtype, str):
-        if matmul_dtype == "auto" and model is not None:
-            parameter = next(model.parameters())
-            native = parameter.device.type == "cpu" and parameter.dtype == torch.float32 and cpu_multiplies_bfloat16()
-            return torch.bfloat16 if native else torch.float32
-        matmul_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(matmul_dtype, matmul_dtype)
-    if matmul_dtype not in MATMUL_DTYPES:
+def matmul_dtype_setting(matmul_dtype: torch.dtype | str | None) -> str | None:
+    """A matmul dtype as a pipeline keeps it: None (leave the model as it is), "auto", "float32" or "bfloat16", from
+    those names or a torch dtype. Anything else is refused with the choices."""
+    if matmul_dtype is None or matmul_dtype == "auto":
+        return matmul_dtype
+    names = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
+    name = names.get(matmul_dtype) if isinstance(matmul_dtype, torch.dtype) else matmul_dtype
+    if name not in names.values():
         raise ValueError(
             f"matmul_dtype {matmul_dtype!r} is not supported: pass 'auto' (bfloat16 on CPUs that multiply it "
             "natively), torch.bfloat16 or torch.float32."
         )
-    return matmul_dtype
+    return name
+
+
+def resolve_matmul_dtype(matmul_dtype: torch.dtype | str | None, model: nn.Module) -> torch.dtype:
+    """The dtype `model`'s linears should multiply in: "auto" is bfloat16 for a float32 model on a CPU that multiplies
+    bfloat16 natively and float32 otherwise; None is float32 (see `matmul_dtype_setting` for the accepted values)."""
+    setting = matmul_dtype_setting(matmul_dtype)
+    if setting == "auto":
+        parameter = next(model.parameters())
+        native = parameter.device.type == "cpu" and parameter.dtype == torch.float32 and cpu_multiplies_bfloat16()
+        return torch.bfloat16 if native else torch.float32
+    return torch.bfloat16 if setting == "bfloat16" else torch.float32
 
 
 def cpu_multiplies_bfloat16() -> bool:

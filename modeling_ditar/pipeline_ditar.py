@@ -45,7 +45,7 @@ from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import installed_libraries, write_pipeline_remote_code, write_transformers_entry_points
 from .locdit import LocDiT  # noqa: F401
 from .lora import DiTARLoraLoaderMixin
-from .low_precision import resolve_matmul_dtype
+from .low_precision import matmul_dtype_setting
 from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
 from .phase_reconstruction import phase_gradient_phase  # noqa: F401
 from .processing_ditar import DEFAULT_VOICE_DIR, DiTARProcessor, DiTARVoice, write_default_voice
@@ -121,8 +121,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         self.register_modules(model=model, processor=processor, scheduler=scheduler, vocoder=vocoder, vae=vae)
         # how the model multiplies, saved with the pipeline (model_index.json) like any pipeline setting; None leaves
         # the model as it was given
+        matmul_dtype = matmul_dtype_setting(matmul_dtype)
         if matmul_dtype is not None:
-            matmul_dtype = "auto" if matmul_dtype == "auto" else str(resolve_matmul_dtype(matmul_dtype)).split(".")[-1]
             model.set_matmul_dtype(matmul_dtype)
         self.register_to_config(matmul_dtype=matmul_dtype)
         self._vae_pause: torch.Tensor | None = None
@@ -292,8 +292,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         natively (AVX512-BF16 or AMX) and float32 elsewhere, when the pipeline is built; after moving the pipeline to
         another device, `pipe.model.set_matmul_dtype("auto")` decides again. `torch.float32` keeps every
         multiplication in float32."""
-        if kwargs.get("matmul_dtype") not in (None, "auto"):
-            resolve_matmul_dtype(kwargs["matmul_dtype"])  # a bad value is refused before anything loads
+        matmul_dtype_setting(kwargs.get("matmul_dtype"))  # a bad value is refused before anything loads
         if pretrained_model_name_or_path is None:
             if not (EMBEDDED_DEFAULT / "model_index.json").is_file():
                 raise ValueError(
