@@ -6,8 +6,11 @@ Everything here is pure torch/numpy (plus `soundfile` for reading files); no tor
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import sys
+from collections.abc import Mapping
 from functools import lru_cache
 
 import numpy as np
@@ -16,6 +19,7 @@ from transformers.audio_utils import mel_filter_bank
 
 __all__ = [
     "load_audio",
+    "unpack_audio",
     "resample_audio",
     "to_mono_float32",
     "validate_sampling_rate",
@@ -233,6 +237,47 @@ def _resample_direct(x: torch.Tensor, orig: int, new: int, out_len: int, cutoff:
 # ----------------------------------------------------------------------------------------------------------------------
 # files
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+def unpack_audio(audio, sampling_rate: int | None = None):
+    """`(audio, sampling_rate)` for the audio inputs that carry their own rate, which then wins over `sampling_rate`:
+
+    - a `datasets` Audio value, `{"array": ..., "sampling_rate": ...}` (its "path" is ignored), or the
+      `{"raw": ..., "sampling_rate": ...}` dict that transformers' audio pipelines take (without its own
+      "sampling_rate", the dict's array is at `sampling_rate`);
+    - an undecoded `datasets` value, `{"path": ..., "bytes": ...}`: the bytes are decoded, else the path is returned;
+    - a torchcodec `AudioDecoder` (what `datasets` 4 returns): all its samples, channels averaged.
+
+    Anything else (a path, an array, a tensor) comes back as it is, with `sampling_rate`."""
+    decoders = sys.modules.get("torchcodec.decoders")  # an AudioDecoder means torchcodec is already imported
+    if decoders is not None and isinstance(audio, getattr(decoders, "AudioDecoder", ())):
+        samples = audio.get_all_samples()
+        return samples.data.float().mean(0), int(samples.sample_rate)
+    if not isinstance(audio, Mapping):
+        return audio, sampling_rate
+    array = audio.get("array", audio.get("raw"))
+    if array is not None:
+        rate = audio.get("sampling_rate", sampling_rate)
+        if rate is None:
+            raise ValueError(
+                "an audio dict with an array needs its 'sampling_rate' (Hz), as a `datasets` Audio value has, or "
+                f"pass sampling_rate=...; got keys {sorted(audio)}."
+            )
+        return array, rate
+    if audio.get("bytes") is not None:
+        import soundfile
+
+        try:
+            data, rate = soundfile.read(io.BytesIO(audio["bytes"]), dtype="float32", always_2d=True)
+        except Exception as err:  # soundfile's errors differ by failure; name the source instead
+            raise ValueError(f"could not decode the audio dict's 'bytes': {err}") from err
+        return data.T, int(rate)
+    if audio.get("path") is not None:
+        return audio["path"], sampling_rate
+    raise ValueError(
+        "an audio dict needs 'array' (or 'raw') and 'sampling_rate', as a `datasets` Audio value has, or 'bytes' or "
+        f"'path'; got keys {sorted(audio)}."
+    )
 
 
 def load_audio(path_or_array, sampling_rate: int | None = None) -> tuple[torch.Tensor, int]:

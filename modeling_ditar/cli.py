@@ -11,6 +11,8 @@ This module imports nothing heavy at import time, and when the process is the `d
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import math
 import os
 import sys
@@ -368,14 +370,14 @@ def _synthesize(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     try:
-        if args.stream:
-            seconds, first = _write_stream(pipe, dict(call, num_candidates=args.candidates), output)
-            stopped = None
-        else:
-            result = pipe(**call, num_candidates=args.candidates)
-            audio = result.audios[0][: result.audio_lengths[0]]
-            _write_atomic(output, audio, pipe.sample_rate)
-            seconds, first, stopped = len(audio) / pipe.sample_rate, None, result.stopped[0]
+        with _without_cap_warning():  # said below in the command's own words, and not with -q
+            if args.stream:
+                seconds, first, stopped = _write_stream(pipe, dict(call, num_candidates=args.candidates), output)
+            else:
+                result = pipe(**call, num_candidates=args.candidates)
+                audio = result.audios[0][: result.audio_lengths[0]]
+                _write_atomic(output, audio, pipe.sample_rate)
+                seconds, first, stopped = len(audio) / pipe.sample_rate, None, result.stopped[0]
     except (ValueError, FileNotFoundError) as err:  # the pipeline's input checks
         raise UsageError(str(err)) from err
     elapsed = time.perf_counter() - start
@@ -491,8 +493,27 @@ def _write_atomic(output: Path, audio, sample_rate: int) -> None:
         raise
 
 
-def _write_stream(pipe, call: dict, output: Path) -> tuple[float, float]:
-    """Write chunks as `pipe.stream` yields them; returns (seconds of audio, seconds until the first chunk)."""
+@contextlib.contextmanager
+def _without_cap_warning():
+    """Drops the pipeline's warning that the patch cap ended the text, which `synthesize` words itself."""
+    from .pipeline_ditar import CUT_BY_CAP_WARNING
+    from .pipeline_ditar import logger as pipeline_logger
+
+    class DropCapWarning(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return CUT_BY_CAP_WARNING not in record.getMessage()
+
+    drop = DropCapWarning()
+    pipeline_logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        pipeline_logger.removeFilter(drop)
+
+
+def _write_stream(pipe, call: dict, output: Path) -> tuple[float, float, bool]:
+    """Write chunks as `pipe.stream` yields them; returns (seconds of audio, seconds until the first chunk, whether
+    the model ended the speech itself)."""
     import numpy as np
     import soundfile as sf
 
@@ -510,7 +531,7 @@ def _write_stream(pipe, call: dict, output: Path) -> tuple[float, float]:
     except BaseException:
         output.unlink(missing_ok=True)
         raise
-    return samples / pipe.sample_rate, first if first is not None else 0.0
+    return samples / pipe.sample_rate, first if first is not None else 0.0, bool(chunks.stopped)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

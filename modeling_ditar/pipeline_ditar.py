@@ -70,6 +70,9 @@ from .vocoders import DiTARVocoder  # noqa: F401
 
 logger = logging.get_logger(__name__)
 
+# Said when the derived patch cap, not the stop head, ended a text (the CLI words its own warning and drops this one).
+CUT_BY_CAP_WARNING = "the patch cap derived from the text length ended"
+
 # the package (or remote-code module folder) this file lives in, e.g. "modeling_ditar"
 _PACKAGE = __name__.rpartition(".")[0]
 _CODE_DIR = Path(__file__).resolve().parent
@@ -650,6 +653,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             )
 
         GenerationProgress.end(self)
+        self._warn_if_cut(stopped, max_new_patches)
 
         # 5. post-process: de-normalised features or waveform through the vocoder
         if output_type == "features":
@@ -665,6 +669,22 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if not return_dict:
             return (audios,)
         return DiTARPipelineOutput(audios=audios, audio_lengths=lengths, stopped=stopped)
+
+    def _warn_if_cut(self, stopped: list[bool], max_new_patches: int | None) -> None:
+        """Warn when the patch cap derived from a text's length, not the model, ended it: the model then failed to
+        stop (speech that runs on with wrong words, or an end that is missing). A cap the caller chose is not news."""
+        if max_new_patches is not None or getattr(self.model.generation_config, "max_new_patches", None) is not None:
+            return
+        cut = [row for row, done in enumerate(stopped) if not done]
+        if not cut:
+            return
+        one = len(cut) == 1
+        which = "The text" if len(stopped) == 1 else f"Text{'' if one else 's'} {', '.join(map(str, cut))} of the batch"
+        logger.warning(
+            f"{which} did not end on {'its' if one else 'their'} own: {CUT_BY_CAP_WARNING} {'it' if one else 'them'}, "
+            "so the end may be missing or the speech may run on with wrong words (`stopped` is False there). Another "
+            "seed or a cleaner voice prompt of 3-8 s usually helps; `max_new_patches` sets the cap."
+        )
 
     def _generate_rows(
         self,
@@ -892,6 +912,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         GenerationProgress.end(self, progress)
         for chunk in vocoder.flush():
             yield chunk.numpy()
+        self._warn_if_cut([all_stopped], max_new_patches)
         stream._finish(all_stopped)
 
     def _vocode_patches(self, vocoder: StreamingVocoder, patches: list[torch.Tensor]) -> Iterator[np.ndarray]:

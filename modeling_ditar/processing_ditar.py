@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 
-from .audio_utils import load_audio, resample_audio, to_mono_float32, validate_sampling_rate
+from .audio_utils import load_audio, resample_audio, to_mono_float32, unpack_audio, validate_sampling_rate
 from .feature_extraction_ditar import DiTARFeatureExtractor
 from .prompt_audio import PROMPT_LEVEL_TARGET_DB, QUIET_PROMPT_FLOOR_DB, raise_quiet_prompt
 from .speech_positions import speaking_rate
@@ -34,6 +34,10 @@ _WHITESPACE = re.compile(r"\s+")
 # The default voice lives in this folder of a saved repository (at its root, next to `model_index.json` in a pipeline
 # folder): `prompt.wav` and its transcript `prompt.txt`.
 DEFAULT_VOICE_DIR = "default_voice"
+PROMPT_AUDIO_TYPES = (
+    "prompt_audio must be a path, a numpy array or torch tensor (with sampling_rate), a `datasets` Audio value "
+    "({{'array': ..., 'sampling_rate': ...}}) or a torchcodec AudioDecoder; got {}."
+)
 
 
 class DiTARProcessor(ProcessorMixin):
@@ -405,6 +409,7 @@ class DiTARProcessor(ProcessorMixin):
         `quiet_prompt_floor_db` (active-speech RMS, dBFS) is raised to `prompt_level_target_db`: the model only heard
         voices at ordinary recording levels."""
         try:
+            audio, sampling_rate = unpack_audio(audio, sampling_rate)
             if target_rate is not None and int(target_rate) != self.sampling_rate:
                 rate = int(target_rate)
                 waveform = self._load_prompt_audio_at(audio, sampling_rate, rate)
@@ -422,17 +427,13 @@ class DiTARProcessor(ProcessorMixin):
         if isinstance(audio, (str, bytes)) or hasattr(audio, "__fspath__"):
             waveform, _ = load_audio(audio, sampling_rate=self.sampling_rate)
         else:
+            if not isinstance(audio, (np.ndarray, torch.Tensor)):
+                raise TypeError(PROMPT_AUDIO_TYPES.format(type(audio).__name__))
             if sampling_rate is None:
                 raise ValueError(
                     "prompt_audio is an array but sampling_rate is missing; pass sampling_rate=<Hz of the array>."
                 )
-            if isinstance(audio, np.ndarray) or isinstance(audio, torch.Tensor):
-                waveform = self.feature_extractor.prepare_audio(audio, sampling_rate)
-            else:
-                raise TypeError(
-                    f"prompt_audio must be a path, numpy array or torch tensor, got {type(audio).__name__}."
-                )
-            return waveform
+            return self.feature_extractor.prepare_audio(audio, sampling_rate)
         return self.feature_extractor.prepare_audio(waveform, self.sampling_rate)
 
     @staticmethod
@@ -440,12 +441,12 @@ class DiTARProcessor(ProcessorMixin):
         if isinstance(audio, (str, bytes)) or hasattr(audio, "__fspath__"):
             waveform, _ = load_audio(audio, sampling_rate=target_rate)
             return to_mono_float32(waveform, check_silence=True)
+        if not isinstance(audio, (np.ndarray, torch.Tensor)):
+            raise TypeError(PROMPT_AUDIO_TYPES.format(type(audio).__name__))
         if sampling_rate is None:
             raise ValueError(
                 "prompt_audio is an array but sampling_rate is missing; pass sampling_rate=<Hz of the array>."
             )
-        if not isinstance(audio, (np.ndarray, torch.Tensor)):
-            raise TypeError(f"prompt_audio must be a path, numpy array or torch tensor, got {type(audio).__name__}.")
         rate = validate_sampling_rate(sampling_rate)
         waveform = to_mono_float32(audio, check_silence=True)
         return resample_audio(waveform, rate, target_rate) if rate != target_rate else waveform
@@ -626,7 +627,9 @@ class DiTARVoice:
         setup) into `save_directory`."""
         from safetensors.torch import save_file
 
-        folder = Path(save_directory)
+        folder = Path(save_directory).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"save_directory {str(folder)!r} is a file; pass a folder path to save into.")
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {
             "prompt_features": self.prompt_features.contiguous(),

@@ -325,9 +325,39 @@ def _(ctx):
     return call(ctx, prompt_audio=tone(0.001))
 
 
-@case("pipe-prompt-dict", P, "prompt_audio={'array': ...}", TypeError, "prompt_audio must be a path")
+@case("pipe-prompt-dict", P, "prompt_audio={'array': ..., 'sampling_rate': ...} (a `datasets` Audio value)")
 def _(ctx):
-    return call(ctx, prompt_audio={"array": tone(0.1)})
+    out = call(ctx, prompt_audio={"array": tone(0.1), "sampling_rate": SR, "path": "x.wav"}, sampling_rate=None)
+    reference = call(ctx, prompt_audio=tone(0.1))
+    expect(np.array_equal(out.audios, reference.audios), "a datasets Audio value differs from its array")
+    return "same audio as its array at its own sampling rate"
+
+
+@case(
+    "pipe-prompt-dict-no-rate",
+    P,
+    "prompt_audio={'array': ...} and no sampling_rate",
+    ValueError,
+    "prompt_audio: an audio dict with an array needs its 'sampling_rate'",
+)
+def _(ctx):
+    return call(ctx, prompt_audio={"array": tone(0.1)}, sampling_rate=None)
+
+
+@case(
+    "pipe-prompt-dict-keys",
+    P,
+    "prompt_audio={'audio': ...}",
+    ValueError,
+    r"prompt_audio: an audio dict needs 'array' \(or 'raw'\) and 'sampling_rate'.*got keys \['audio'\]",
+)
+def _(ctx):
+    return call(ctx, prompt_audio={"audio": tone(0.1)})
+
+
+@case("pipe-prompt-object", P, "prompt_audio=object()", TypeError, "prompt_audio must be a path, a numpy array")
+def _(ctx):
+    return call(ctx, prompt_audio=object())
 
 
 @case("pipe-prompt-count-mismatch", P, "3 prompt_audio for 2 texts", ValueError, "3 prompt_audio for 2 texts")

@@ -445,3 +445,16 @@ def test_dtype_flags_synthesize_and_refuse_other_values(capsys, tmp_path, model_
     code, _, err = run(capsys, "synthesize", "Hi.", "-o", tmp_path / "b.wav", flag, bad, *common)
     assert code == 2 and flag in err and named in err
     assert getattr(cli.build_parser().parse_args(["serve", flag, "float32"]), flag[2:].replace("-", "_")) == "float32"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_text_the_cap_ended_is_said_once_in_the_command_s_words(capsys, tmp_path, model_dir, stream):
+    """The pipeline warns when the derived cap ends a text; `synthesize` says it once, its own way, in both modes,
+    and not with -q."""
+    args = ["synthesize", "Hi.", "-o", tmp_path / "out.wav", "--model", model_dir, "--seed", 0]
+    args += ["--stream"] if stream else []
+    code, _, err = run(capsys, *args)  # no --max-new-patches: the cap for the text's length ends it
+    assert code == 0, err
+    assert err.count("cut at the patch limit") == 1 and "did not end on its own" not in err
+    code, out, err = run(capsys, *args, "-q")
+    assert code == 0 and out == "" and err == ""

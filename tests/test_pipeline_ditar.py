@@ -427,3 +427,29 @@ def test_components_must_agree():
     components["model"].config.feature_dim = FEATURE_DIM + 1
     with pytest.raises(ValueError, match="feature_dim"):
         DiTARPipeline(**components)
+
+
+def test_a_text_the_derived_cap_ended_is_warned_about(caplog):
+    """Where the model failed to stop and the cap for the text's length ended the text, one-shot and streaming warn
+    (the caller may not look at `stopped`); a cap the caller chose, or a text that stopped, says nothing."""
+    import logging
+
+    pipe = get_dummy_pipeline()
+    pipe.model.generation_config.min_max_new_patches = 2  # a short derived cap keeps the test fast
+    pipe.model.stop_head = ScriptedStop([2, None])
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        out = pipe(**get_dummy_inputs(text=["one", "two"], max_new_patches=None))
+    assert out.stopped == [True, False]
+    assert "Text 1 of the batch did not end on its own" in caplog.text and "max_new_patches" in caplog.text
+    caplog.clear()
+    pipe.model.stop_head = ScriptedStop([None])
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        stream = pipe.stream(**get_dummy_inputs(text="one", max_new_patches=None))
+        chunks = list(stream)
+    assert chunks and stream.stopped is False and "The text did not end on its own" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        pipe(**get_dummy_inputs(text="one"))  # max_new_patches=3, chosen by the caller
+        pipe.model.stop_head = ScriptedStop([1])
+        pipe(**get_dummy_inputs(text="one", max_new_patches=None))
+    assert "did not end" not in caplog.text

@@ -188,3 +188,44 @@ def test_bad_prompt_files(processor, tmp_path):
         processor("hi", prompt_text="ab", prompt_audio=write_wav(tmp_path / "zero.wav", np.zeros(400, np.float32)))
     with pytest.raises(TypeError, match="prompt_audio must be a path"):
         processor("hi", prompt_text="ab", prompt_audio=object(), sampling_rate=SR)
+
+
+def test_prompt_audio_as_a_datasets_value_or_an_audio_decoder(processor, tmp_path, monkeypatch):
+    """The audio values `datasets` rows hold are prompts as they are: {'array', 'sampling_rate'} (decoded),
+    {'path', 'bytes'} (undecoded) and torchcodec's AudioDecoder (datasets 4); their own rate wins."""
+    import io
+    import sys
+    import types
+
+    import soundfile as sf
+
+    wave = tone(0.1, sr=8000)
+    reference = processor("hi", prompt_text="ab", prompt_audio=wave, sampling_rate=8000)["prompt_features"]
+
+    def features(audio, **kwargs):
+        return processor("hi", prompt_text="ab", prompt_audio=audio, **kwargs)["prompt_features"]
+
+    row = {"array": wave, "sampling_rate": 8000, "path": "clip.wav"}
+    torch.testing.assert_close(features(row), reference)
+    torch.testing.assert_close(features(row, sampling_rate=SR), reference)  # the value's own rate wins
+    torch.testing.assert_close(features({"raw": wave}, sampling_rate=8000), reference)
+    buffer = io.BytesIO()
+    sf.write(buffer, wave, 8000, format="WAV", subtype="FLOAT")
+    torch.testing.assert_close(features({"path": None, "bytes": buffer.getvalue()}), reference)
+    path = write_wav(tmp_path / "clip.wav", wave, sr=8000, subtype="FLOAT")
+    torch.testing.assert_close(features({"path": path, "bytes": None}), reference)
+
+    class AudioDecoder:  # torchcodec.decoders.AudioDecoder's interface: get_all_samples() -> data [C, N], rate
+        def get_all_samples(self):
+            stereo = torch.from_numpy(np.stack([wave, wave]))
+            return types.SimpleNamespace(data=stereo, sample_rate=8000)
+
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", types.SimpleNamespace(AudioDecoder=AudioDecoder))
+    torch.testing.assert_close(features(AudioDecoder()), reference)
+
+    with pytest.raises(ValueError, match="prompt_audio: an audio dict with an array needs its 'sampling_rate'"):
+        features({"array": wave})
+    with pytest.raises(ValueError, match=r"prompt_audio: an audio dict needs .*got keys \['wave'\]"):
+        features({"wave": wave})
+    with pytest.raises(ValueError, match="prompt_audio: could not decode the audio dict's 'bytes'"):
+        features({"bytes": b"not audio"})

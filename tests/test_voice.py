@@ -119,6 +119,10 @@ def test_save_and_load_without_audio(pipe, voice, tmp_path):
     assert torch.equal(loaded.speech_position_rate, voice.speech_position_rate)
     assert loaded.transcript == TRANSCRIPT and loaded.setup == voice.setup
     np.testing.assert_array_equal(pipe(voice=loaded, **settings()).audios, pipe(voice=voice, **settings()).audios)
+    (tmp_path / "file").write_text("kept")
+    with pytest.raises(NotADirectoryError, match="save_directory .*file' is a file; pass a folder path"):
+        voice.save_pretrained(tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "kept"
 
 
 def test_a_voice_of_another_setup_is_refused(pipe, voice, tmp_path):
