@@ -361,9 +361,10 @@ class DiTARProcessor(ProcessorMixin):
              {"role": "user", "content": "The text to speak."}]
 
         The message with an audio item is the voice prompt (its text items are the transcript; an array is given as
-        `"audio"` with `"sampling_rate"`), and the last message is what to say. Without an audio message the default
-        voice speaks. DiTAR needs no template: the conversation maps directly to `prompt_audio`, `prompt_text` and
-        `text`, so only `tokenize=True, return_dict=True` is supported."""
+        `"audio"` with `"sampling_rate"`, or a `datasets` Audio value as `"audio"`), and the last message is what to
+        say. Without an audio message the default voice speaks. DiTAR needs no template: the conversation maps
+        directly to `prompt_audio`, `prompt_text` and `text`, so only `tokenize=True, return_dict=True` is
+        supported."""
         if not tokenize or not return_dict:
             raise ValueError(
                 "DiTARProcessor.apply_chat_template returns model inputs: use tokenize=True, return_dict=True."
@@ -505,6 +506,11 @@ def _message_parts(content, index: int):
             source = item.get("path", item.get("audio"))
             if source is None or "url" in item:
                 raise ValueError(f"message {index}: an audio item needs a local 'path' or an 'audio' array (no URLs).")
+            if isinstance(source, (np.ndarray, torch.Tensor)) and item.get("sampling_rate") is None:
+                raise ValueError(
+                    f"message {index}: an audio item with an array needs its rate beside it: "
+                    "{'type': 'audio', 'audio': array, 'sampling_rate': 16000} (Hz of the array)."
+                )
             audio = (source, item.get("sampling_rate"))
         else:
             raise ValueError(f"message {index}: items must be of type 'text' or 'audio', got {item!r:.60}.")

@@ -107,8 +107,24 @@ def test_conversation_errors_name_the_problem():
                 {"role": "user", "content": "hi"},
             ]
         )
+    with pytest.raises(ValueError, match="message 0: an audio item with an array needs its rate beside it"):
+        processor.apply_chat_template(
+            [
+                {"role": "user", "content": [{"type": "audio", "audio": tone()}, {"type": "text", "text": "a"}]},
+                {"role": "user", "content": "hi"},
+            ]
+        )
     inputs = processor.apply_chat_template([voice, {"role": "user", "content": [{"type": "text", "text": "hi"}]}])
     assert inputs["prompt_features"].shape[0] == 1
+    # a `datasets` Audio value carries its rate
+    row = {"array": tone(), "sampling_rate": 8000}
+    as_row = processor.apply_chat_template(
+        [
+            {"role": "user", "content": [{"type": "audio", "audio": row}, voice["content"][1]]},
+            {"role": "user", "content": "hi"},
+        ]
+    )
+    torch.testing.assert_close(as_row["prompt_features"], inputs["prompt_features"])
 
 
 def _weights_dtype(path) -> str:
