@@ -69,6 +69,11 @@ class DiTARConfig(PreTrainedConfig):
             ones it reads when generating, whose errors otherwise compound into lost words (parallel scheduled
             sampling, Duckworth et al., 2019). Not in the paper; it costs a training step about one backbone forward
             and a few LocDiT forwards more. 0 (the default) replaces none.
+        diffusion_batch_mul (`int`, defaults to 1): during training, how many noise levels LocDiT's loss draws for
+            every patch: each patch's LM output, history and target are repeated this many times with their own noise
+            level and noise. The backbone runs once per step, so LocDiT learns from more samples for little extra cost
+            where the backbone dominates the step (as MAR's diffusion batch multiplier of 4 does: Li et al., 2024).
+            The loss stays the mean over all of them. Not in the paper; 1 (the default) draws one.
         stop_loss_weight (`float`, defaults to 1.0): weight of the stop BCE in the total loss.
         ctc_loss_weight (`float`, defaults to 0.0): weight of an optional auxiliary CTC loss that asks the backbone
             output at each patch to name the text tokens being spoken (`ctc_frames_per_patch` predictions per patch).
@@ -128,6 +133,7 @@ class DiTARConfig(PreTrainedConfig):
     history_dropout_prob: float | int = 0.0
     input_noise_std: float | int = 0.0
     scheduled_sampling_prob: float | int = 0.0
+    diffusion_batch_mul: int = 1
     stop_loss_weight: float | int = 1.0
     ctc_loss_weight: float | int = 0.0
     ctc_frames_per_patch: int = 2
@@ -173,6 +179,7 @@ class DiTARConfig(PreTrainedConfig):
             "locdit_num_layers",
             "locdit_num_heads",
             "locdit_intermediate_size",
+            "diffusion_batch_mul",
         ):
             need(getattr(self, field) >= 1, field, "it must be an integer >= 1")
         need(self.num_history_patches >= 0, "num_history_patches", "it must be >= 0 (0 disables history)")

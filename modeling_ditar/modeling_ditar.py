@@ -735,8 +735,9 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         the noisy patch. cond [B, N, H], patches [B, N, P, D], patch_mask [B, N]."""
         config = self.config
         num_history = config.num_history_patches
-        x0 = patches[patch_mask]  # [M, P, D]
-        h = cond[patch_mask]  # [M, H]
+        repeats = config.diffusion_batch_mul if self.training else 1
+        x0 = patches[patch_mask].repeat(repeats, 1, 1)  # [M * repeats, P, D]: each copy gets its own noise level
+        h = cond[patch_mask].repeat(repeats, 1)  # [M * repeats, H]
         items = x0.shape[0]
         device = x0.device
         if self.training and config.cfg_dropout_prob > 0:
@@ -746,8 +747,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         history = history_mask = None
         if num_history > 0:
             windows, window_mask = self._history_windows(patches, num_history)
-            history = windows[patch_mask].flatten(1, 2)  # [M, K*P, D]
-            item_mask = window_mask[patch_mask]  # [M, K]
+            history = windows[patch_mask].flatten(1, 2).repeat(repeats, 1, 1)  # [M * repeats, K*P, D]
+            item_mask = window_mask[patch_mask].repeat(repeats, 1)  # [M * repeats, K]
             if self.training and config.history_dropout_prob > 0:
                 item_mask = item_mask & (torch.rand(items, 1, device=device) >= config.history_dropout_prob)
             history_mask = item_mask.repeat_interleave(config.patch_size, dim=1)  # [M, K*P]

@@ -100,6 +100,7 @@ def test_unknown_kwargs_are_kept_through_a_round_trip(tmp_path):
         ({"cfg_dropout_prob": 1.0}, "cfg_dropout_prob"),
         ({"history_dropout_prob": -0.5}, "history_dropout_prob"),
         ({"input_noise_std": -0.1}, "input_noise_std"),
+        ({"diffusion_batch_mul": 0}, "diffusion_batch_mul"),
         ({"scheduled_sampling_prob": -0.1}, "scheduled_sampling_prob"),
         ({"scheduled_sampling_prob": 1.5}, "scheduled_sampling_prob"),
         ({"feature_mean": [0.0] * 7, "feature_std": [1.0] * 7}, "feature_mean"),

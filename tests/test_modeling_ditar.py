@@ -117,6 +117,46 @@ def test_training_losses_match_their_definition():
     torch.testing.assert_close(out.loss, out.diffusion_loss + 0.7 * out.stop_loss)
 
 
+def test_diffusion_batch_mul_repeats_each_patch_with_its_own_noise_level_in_training_only():
+    """diffusion_batch_mul R: in training LocDiT's one loss call holds every patch R times (same LM output, history
+    and target, other noise levels), and the loss is the v-prediction MSE over all of them; eval mode draws one."""
+    repeats, items = 3, 9  # 6 and 3 whole patches
+    model = make_model(diffusion_batch_mul=repeats, cfg_dropout_prob=0.0)
+    inputs = TESTER.prepare_inputs()
+    patches = inputs["speech_features"][:, : 6 * P].reshape(2, 6, P, D)
+    x0 = torch.cat([patches[0], patches[1, :3]])  # the 9 targets in loss order
+    calls = []
+    original_forward = model.locdit.forward
+
+    def recording_forward(noisy, timestep, cond, history=None, history_mask=None):
+        output = original_forward(noisy, timestep, cond, history, history_mask)
+        calls.append((noisy, timestep, cond, history, history_mask, output))
+        return output
+
+    model.locdit.forward = recording_forward
+    model.train()
+    torch.manual_seed(0)
+    out = model(**inputs)
+    out.loss.backward()
+    noisy, t, cond, history, history_mask, prediction = calls[0]
+    assert noisy.shape == (repeats * items, P, D) and t.shape == (repeats * items,)
+    for n in range(1, repeats):
+        part = slice(n * items, (n + 1) * items)
+        torch.testing.assert_close(cond[part], cond[:items])
+        torch.testing.assert_close(history[part], history[:items])
+        assert torch.equal(history_mask[part], history_mask[:items])
+        assert not torch.equal(t[part], t[:items])
+    alpha, sigma = torch.cos(t * math.pi / 2)[:, None, None], torch.sin(t * math.pi / 2)[:, None, None]
+    target_x0 = x0.repeat(repeats, 1, 1)
+    noise = (noisy - alpha * target_x0) / sigma
+    target = alpha * noise - sigma * target_x0
+    torch.testing.assert_close(out.diffusion_loss, (prediction - target).pow(2).mean(), atol=1e-5, rtol=1e-3)
+    model.eval()
+    with torch.no_grad():
+        model(**inputs)
+    assert calls[-1][0].shape == (items, P, D)
+
+
 def test_input_noise_reaches_the_backbone_inputs_only_and_only_in_training():
     """input_noise_std: the aggregation encoder (the backbone's input) reads noisy patches in training, at a level per
     row of at most input_noise_std; LocDiT's history stays the clean patches; eval mode reads clean patches."""
