@@ -21,6 +21,11 @@ BASE is a pipeline folder (with model/) or a model folder; OUT is a copy of it (
 voice, code and all) with new model weights, written to a temporary folder and renamed into place. FINETUNED is a
 model folder, a pipeline folder or a weight file, with the same tensors as BASE: a missing, extra or wrongly shaped
 tensor is named. Only safetensors files and torch.load(weights_only=True) are read.
+
+A BASE with a candidate LocDiT (a student distilled from BASE's LocDiT, as the embedded default has) and a FINETUNED
+without one (training leaves it out) give an OUT without it: the mixed LocDiT is not the one it was distilled from.
+OUT's candidates are then sampled with LocDiT at its own steps; `examples/distill_locdit.py` and
+`conversion/add_candidate_locdit.py` give it a new student.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ConversionError, check_output_folder, check_state_dict, load_weights, staged_output  # noqa: E402
+
+CANDIDATE = "candidate_locdit."
 
 
 def model_folder(folder: Path) -> Path:
@@ -114,10 +121,26 @@ def save_like(tensors: dict[str, torch.Tensor], source: Path, target: Path) -> N
     if not index.is_file():
         raise ConversionError(f"{source}: the base model has no model.safetensors or model.safetensors.index.json")
     shards: dict[str, dict[str, torch.Tensor]] = {}
-    for name, shard in json.loads(index.read_text())["weight_map"].items():
+    layout = json.loads(index.read_text())
+    layout["weight_map"] = {name: shard for name, shard in layout["weight_map"].items() if name in tensors}
+    for name, shard in layout["weight_map"].items():
         shards.setdefault(shard, {})[name] = tensors[name]
     for shard, part in shards.items():
         save_file(part, str(target / shard), metadata={"format": "pt"})
+    (target / index.name).write_text(json.dumps(layout, indent=2) + "\n")
+
+
+def leave_out_candidate_locdit(model_dir: Path) -> None:
+    """Mark a model folder as having no candidate LocDiT: its config says so, and the generation config drops the
+    student's step count (LocDiT samples the candidates at its own steps), as `remove_candidate_locdit()` does."""
+    config_path = model_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "candidate_locdit": False}, indent=2) + "\n")
+    generation_path = model_dir / "generation_config.json"
+    if generation_path.is_file():
+        generation = json.loads(generation_path.read_text())
+        generation["candidate_num_inference_steps"] = None
+        generation_path.write_text(json.dumps(generation, indent=2) + "\n")
 
 
 def main(argv=None) -> None:
@@ -150,6 +173,10 @@ def main(argv=None) -> None:
     base = load_weights(base_model)
     finetuned_source = args.finetuned if args.finetuned.is_file() else model_folder(args.finetuned)
     finetuned = load_weights(finetuned_source)
+    student = [name for name in base if name.startswith(CANDIDATE)]
+    drop_student = bool(student) and not any(name.startswith(CANDIDATE) for name in finetuned)
+    if drop_student:
+        base = {name: tensor for name, tensor in base.items() if not name.startswith(CANDIDATE)}
     check_state_dict(base, finetuned, str(finetuned_source))
     mixed = interpolate(base, finetuned, args.alpha, module_alphas)
 
@@ -160,12 +187,20 @@ def main(argv=None) -> None:
         for weights in target.glob("*.safetensors"):
             weights.unlink()
         save_like(mixed, base_model, target)
+        if drop_student:
+            leave_out_candidate_locdit(target)
     changed = sum(not torch.equal(mixed[n], base[n]) for n in base)
     per_module = "".join(f", {prefix} at {a}" for prefix, a in module_alphas.items())
     print(
         f"wrote {args.out}: (1 - {args.alpha}) * {args.base} + {args.alpha} * {finetuned_source}{per_module}; "
         f"{changed} of {len(base)} tensors changed"
     )
+    if drop_student:
+        print(
+            f"{args.base}'s candidate LocDiT ({len(student)} tensors) is left out: {finetuned_source} has none, and it "
+            "was distilled from another LocDiT. The candidates are sampled with LocDiT at its own steps; "
+            "examples/distill_locdit.py and conversion/add_candidate_locdit.py give OUT a new one."
+        )
 
 
 if __name__ == "__main__":

@@ -198,6 +198,7 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
             if key != "text_config":
                 setattr(config, key, value)
         config._check_values()
+        # loaded without its candidate LocDiT, the model also drops the student's candidate step count
         model = DiTARForConditionalGeneration.from_pretrained(model_dir, config=config, dtype=torch.float32)
         processor = DiTARProcessor.from_pretrained(processor_dir)
         return model, processor

@@ -235,7 +235,9 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """`PreTrainedModel.from_pretrained`, then a check that every weight is finite: a checkpoint holding NaN or
         Inf raises a ValueError naming its weight file instead of loading silently. A config with `candidate_locdit`
-        whose weights hold none is refused too: a freshly initialised candidate LocDiT would sample noise."""
+        whose weights hold none is refused too: a freshly initialised candidate LocDiT would sample noise. Loaded with
+        `candidate_locdit=False` from a folder that has one, the model also drops that student's
+        `candidate_num_inference_steps`, as `remove_candidate_locdit()` does."""
         output_loading_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
         source = _weights_source(pretrained_model_name_or_path, kwargs.get("subfolder"))
@@ -246,6 +248,15 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 f"tensors missing, e.g. {missing[0]}). Load with candidate_locdit=False to sample the candidates with "
                 "LocDiT itself, or save the model again with its distilled candidate LocDiT."
             )
+        if model.candidate_locdit is None and model.generation_config.candidate_num_inference_steps is not None:
+            hub = {
+                k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token", "local_files_only") if k in kwargs
+            }
+            stored, _ = cls.config_class.get_config_dict(pretrained_model_name_or_path, **hub)
+            if stored.get("candidate_locdit"):
+                # loaded without the folder's candidate LocDiT (candidate_locdit=False): as remove_candidate_locdit()
+                # does, the student's step count goes with it, so that LocDiT samples the candidates at its own steps
+                model.generation_config.candidate_num_inference_steps = None
         check_finite_parameters(model, source)
         return (model, info) if output_loading_info else model
 
@@ -878,7 +889,11 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
     def remove_candidate_locdit(self) -> DiTARForConditionalGeneration:
         """Drop the candidate LocDiT (`config.candidate_locdit` becomes False): after LocDiT or the backbone were
         trained further, a student distilled from the old ones no longer matches them. Candidates are then sampled with
-        LocDiT itself (at `candidate_num_inference_steps`, if set)."""
+        LocDiT itself at `num_inference_steps`: the generation config's `candidate_num_inference_steps` was the
+        student's step count (one step of a LocDiT trained for several would give poor candidates), so it is reset to
+        None. Set it again to sample the candidates with fewer LocDiT steps."""
+        if self.candidate_locdit is not None or self.config.candidate_locdit:
+            self.generation_config.candidate_num_inference_steps = None
         self.candidate_locdit = None
         self.config.candidate_locdit = False
         return self

@@ -112,6 +112,21 @@ def test_fewer_candidate_steps_without_a_candidate_locdit_use_locdit():
     assert calls["locdit"] == PRUNE_AFTER * 1 + (5 - PRUNE_AFTER) * 2
 
 
+def test_removing_the_candidate_locdit_samples_the_candidates_at_locdit_s_own_steps():
+    """The one step was the student's: after remove_candidate_locdit() LocDiT samples every patch at its 2 steps (one
+    step of a LocDiT trained for several would give poor candidates)."""
+    pipe = _pipe(candidate_steps=1)
+    pipe.model.remove_candidate_locdit()
+    assert pipe.model.candidate_locdit is None and pipe.model.generation_config.candidate_num_inference_steps is None
+    calls = {"locdit": 0}
+    pipe.model.locdit.register_forward_pre_hook(lambda *args: calls.__setitem__("locdit", calls["locdit"] + 1))
+    pipe(**get_dummy_inputs(max_new_patches=5), num_candidates=3, candidate_prune_after_patches=PRUNE_AFTER)
+    assert calls["locdit"] == 5 * 2
+    pipe.model.generation_config.candidate_num_inference_steps = 1  # chosen again: LocDiT at one step
+    pipe.model.remove_candidate_locdit()  # nothing left to remove: the caller's setting stays
+    assert pipe.model.generation_config.candidate_num_inference_steps == 1
+
+
 def test_without_pruning_every_patch_is_a_candidate_patch():
     pipe = _pipe(candidate_steps=1)
     calls = _count_calls(pipe.model)
@@ -161,6 +176,7 @@ def test_a_config_without_the_candidate_locdit_loads_the_folder_without_it(tmp_p
     pipe.model.save_pretrained(tmp_path / "model")
     loaded = DiTARForConditionalGeneration.from_pretrained(tmp_path / "model", candidate_locdit=False)
     assert loaded.candidate_locdit is None
+    assert loaded.generation_settings().candidate_num_inference_steps is None  # the student's setting went with it
     for key, value in pipe.model.locdit.state_dict().items():
         torch.testing.assert_close(loaded.locdit.state_dict()[key], value)
     assert "candidate_locdit" not in caplog.text
@@ -191,6 +207,9 @@ def test_training_from_a_pipeline_with_a_candidate_locdit_leaves_it_out(tmp_path
     for key, value in pipe.model.locdit.state_dict().items():
         torch.testing.assert_close(model.locdit.state_dict()[key], value)
     assert "candidate LocDiT is left out" in capsys.readouterr().out
+    # the student's one step goes with it: LocDiT samples the candidates at its own steps
+    assert pipe.model.generation_config.candidate_num_inference_steps == 1
+    assert model.generation_settings().candidate_num_inference_steps is None
     with pytest.raises(ValueError, match="does not train a candidate LocDiT"):
         train.load_model_and_processor(
             train.TrainConfig(init_from=str(tmp_path / "pipe"), model={"candidate_locdit": True}), tmp_path

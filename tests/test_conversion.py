@@ -441,6 +441,37 @@ def test_interpolate_weights_mixes_two_pipelines(tmp_path):
     assert np.isfinite(features(pipe)).all()
 
 
+def test_interpolate_weights_leaves_out_a_candidate_locdit_the_finetuned_model_lacks(tmp_path):
+    """A base with a candidate LocDiT (a student of its LocDiT) mixed with a trained model without one (training leaves
+    it out) gives a folder without it that loads, and whose candidates LocDiT samples at its own steps; two models that
+    both have one mix theirs like any weight."""
+    from pipeline_helpers import get_dummy_pipeline
+
+    interpolate = load_script("interpolate_weights")
+    base_pipe = get_dummy_pipeline(seed=0, candidate_locdit=True)
+    base_pipe.model.generation_config.candidate_num_inference_steps = 1
+    base_pipe.save_pretrained(tmp_path / "base")
+    get_dummy_pipeline(seed=1).model.save_pretrained(tmp_path / "tuned")
+    interpolate.main([str(tmp_path / "base"), str(tmp_path / "tuned"), str(tmp_path / "out"), "--alpha", "0.5"])
+    mixed = load_file(str(tmp_path / "out/model/model.safetensors"))
+    assert mixed and not any(name.startswith("candidate_locdit.") for name in mixed)
+    assert json.loads((tmp_path / "out/model/config.json").read_text())["candidate_locdit"] is False
+    generation = json.loads((tmp_path / "out/model/generation_config.json").read_text())
+    assert generation["candidate_num_inference_steps"] is None and generation["num_candidates"] == (
+        base_pipe.model.generation_config.num_candidates
+    )
+    pipe = DiTARPipeline.from_pretrained(tmp_path / "out")
+    assert (
+        pipe.model.candidate_locdit is None and pipe.model.generation_settings().candidate_num_inference_steps is None
+    )
+    assert np.isfinite(features(pipe)).all()
+
+    interpolate.main([str(tmp_path / "base"), str(tmp_path / "base"), str(tmp_path / "same"), "--alpha", "0.5"])
+    assert any(
+        name.startswith("candidate_locdit.") for name in load_file(str(tmp_path / "same/model/model.safetensors"))
+    )
+
+
 def test_interpolate_weights_refuses_bad_inputs(tmp_path):
     from pipeline_helpers import get_dummy_pipeline
 
