@@ -68,12 +68,8 @@ def test_forward_outputs_have_documented_shapes():
     torch.testing.assert_close(out.loss, out.diffusion_loss + 0.5 * out.stop_loss)
 
 
-def test_training_losses_match_their_definition():
-    """Record the single LocDiT call of the training forward and rebuild both losses from the definitions: patch i is
-    predicted from the LM output one position earlier and its K previous clean patches, with a v-prediction target;
-    the stop target is 1 at each row's last real patch."""
-    model = make_model(stop_loss_weight=0.7)
-    inputs = TESTER.prepare_inputs()  # 6 and 3 whole patches
+def record_locdit_calls(model) -> list:
+    """Every later LocDiT call of `model` as (noisy, timestep, cond, history, history_mask, output)."""
     calls = []
     original_forward = model.locdit.forward
 
@@ -83,6 +79,16 @@ def test_training_losses_match_their_definition():
         return output
 
     model.locdit.forward = recording_forward
+    return calls
+
+
+def test_training_losses_match_their_definition():
+    """Record the single LocDiT call of the training forward and rebuild both losses from the definitions: patch i is
+    predicted from the LM output one position earlier and its K previous clean patches, with a v-prediction target;
+    the stop target is 1 at each row's last real patch."""
+    model = make_model(stop_loss_weight=0.7)
+    inputs = TESTER.prepare_inputs()  # 6 and 3 whole patches
+    calls = record_locdit_calls(model)
     with torch.no_grad():
         out = model(**inputs)
     assert len(calls) == 1
@@ -125,15 +131,7 @@ def test_diffusion_batch_mul_repeats_each_patch_with_its_own_noise_level_in_trai
     inputs = TESTER.prepare_inputs()
     patches = inputs["speech_features"][:, : 6 * P].reshape(2, 6, P, D)
     x0 = torch.cat([patches[0], patches[1, :3]])  # the 9 targets in loss order
-    calls = []
-    original_forward = model.locdit.forward
-
-    def recording_forward(noisy, timestep, cond, history=None, history_mask=None):
-        output = original_forward(noisy, timestep, cond, history, history_mask)
-        calls.append((noisy, timestep, cond, history, history_mask, output))
-        return output
-
-    model.locdit.forward = recording_forward
+    calls = record_locdit_calls(model)
     model.train()
     torch.manual_seed(0)
     out = model(**inputs)
