@@ -762,7 +762,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             item_mask = window_mask[patch_mask].repeat(repeats, 1)  # [M * repeats, K]
             if self.training and config.history_dropout_prob > 0:
                 item_mask = item_mask & (torch.rand(items, 1, device=device) >= config.history_dropout_prob)
-            history_mask = item_mask.repeat_interleave(config.patch_size, dim=1)  # [M, K*P]
+            history_mask = item_mask.repeat_interleave(config.patch_size, dim=1)  # [M * repeats, K*P]
 
         t = torch.rand(items, device=device)
         noise = torch.randn(x0.shape, device=device, dtype=torch.float32)
