@@ -43,6 +43,29 @@ def load(spec: str, locdit_dtype: str | None) -> DiTARSystem:
     return DiTARSystem(pipe, source=spec)
 
 
+def interleaved_timings(systems: list, rounds: int, seconds: float) -> tuple[list[list[float]], list[list[float]]]:
+    """Per system, the seconds to the first streamed chunk and the RTF of whole calls of `seconds` of speech, over
+    `rounds` rounds after a warm-up round; the systems take turns in an order that rotates every round."""
+    first: list[list[float]] = [[] for _ in systems]
+    whole: list[list[float]] = [[] for _ in systems]
+    for round_index in range(rounds + 1):
+        shift = round_index % len(systems)
+        for i in [*range(shift, len(systems)), *range(shift)]:
+            system = systems[i]
+            start = time.perf_counter()
+            stream = system.stream(seconds)
+            next(stream)
+            elapsed = time.perf_counter() - start
+            stream.close()
+            start = time.perf_counter()
+            system.generate(seconds, 1, system.units(seconds))
+            total = time.perf_counter() - start
+            if round_index:
+                first[i].append(elapsed)
+                whole[i].append(total / seconds)
+    return first, whole
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -57,23 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     systems = [load(folder, args.locdit_dtype) for folder in args.pipelines]
-    first: dict[int, list[float]] = {i: [] for i in range(len(systems))}
-    whole: dict[int, list[float]] = {i: [] for i in range(len(systems))}
-    for round_index in range(args.rounds + 1):
-        shift = round_index % len(systems)
-        for i in [*range(shift, len(systems)), *range(shift)]:
-            system = systems[i]
-            start = time.perf_counter()
-            stream = system.stream(args.seconds)
-            next(stream)
-            elapsed = time.perf_counter() - start
-            stream.close()
-            start = time.perf_counter()
-            system.generate(args.seconds, 1, system.units(args.seconds))
-            total = time.perf_counter() - start
-            if round_index:
-                first[i].append(elapsed)
-                whole[i].append(total / args.seconds)
+    first, whole = interleaved_timings(systems, args.rounds, args.seconds)
     print(
         f"{args.rounds} rounds, {args.seconds:g} s of speech, {args.threads} thread(s), "
         f"LocDiT {args.locdit_dtype or 'as loaded'}"

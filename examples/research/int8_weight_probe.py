@@ -21,13 +21,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_lib.systems import DiTARSystem  # noqa: E402
+from first_audio_ab import interleaved_timings  # noqa: E402
 
 from modeling_ditar import DiTARPipeline  # noqa: E402
 from modeling_ditar.low_precision import LowPrecisionLinear  # noqa: E402
@@ -103,30 +104,14 @@ def main() -> None:
         error = (moved[:frames] - base[:frames]).abs().mean().item()
         print(f"  {name}: mean |difference| {error:.4f} over {frames} frames (lengths {len(moved)} / {len(base)})")
 
-    systems = {name: forced(pipe) for name, pipe in pipes.items()}
-    first = {name: [] for name in systems}
-    whole = {name: [] for name in systems}
-    names = list(systems)
-    for round_index in range(args.rounds + 1):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            system = systems[name]
-            start = time.perf_counter()
-            stream = system.stream(args.seconds)
-            next(stream)
-            elapsed = time.perf_counter() - start
-            stream.close()
-            start = time.perf_counter()
-            system.generate(args.seconds, 1, system.units(args.seconds))
-            if round_index:
-                first[name].append(elapsed)
-                whole[name].append((time.perf_counter() - start) / args.seconds)
+    names = list(pipes)
+    first, whole = interleaved_timings([forced(pipes[name]) for name in names], args.rounds, args.seconds)
     print(f"{args.rounds} rounds, {args.seconds:g} s of speech, {args.threads} thread(s), best of 4 as shipped:")
-    for name in names:
+    for i, name in enumerate(names):
         print(
-            f"  {name}: first audio best {min(first[name]) * 1000:.0f} ms, median "
-            f"{statistics.median(first[name]) * 1000:.0f} ms; RTF best {min(whole[name]):.3f}, median "
-            f"{statistics.median(whole[name]):.3f}"
+            f"  {name}: first audio best {min(first[i]) * 1000:.0f} ms, median "
+            f"{statistics.median(first[i]) * 1000:.0f} ms; RTF best {min(whole[i]):.3f}, median "
+            f"{statistics.median(whole[i]):.3f}"
         )
 
 
