@@ -607,7 +607,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         texts = [text] if isinstance(text, str) else list(text)
         settings = self.model.generation_settings(
-            num_candidates=num_candidates, candidate_prune_after_patches=candidate_prune_after_patches
+            num_candidates=num_candidates,
+            candidate_prune_after_patches=candidate_prune_after_patches,
+            max_new_patches=max_new_patches,
         )
         num_candidates, prune_after = settings.num_candidates, settings.candidate_prune_after_patches
 
@@ -653,7 +655,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             )
 
         GenerationProgress.end(self)
-        self._warn_if_cut(stopped, max_new_patches)
+        self._warn_if_cut(stopped, settings.max_new_patches)
 
         # 5. post-process: de-normalised features or waveform through the vocoder
         if output_type == "features":
@@ -672,8 +674,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
 
     def _warn_if_cut(self, stopped: list[bool], max_new_patches: int | None) -> None:
         """Warn when the patch cap derived from a text's length, not the model, ended it: the model then failed to
-        stop (speech that runs on with wrong words, or an end that is missing). A cap the caller chose is not news."""
-        if max_new_patches is not None or getattr(self.model.generation_config, "max_new_patches", None) is not None:
+        stop (speech that runs on with wrong words, or an end that is missing). A cap the caller chose (the call's
+        resolved `max_new_patches`, from the call or the generation config) is not news."""
+        if max_new_patches is not None:
             return
         cut = [row for row, done in enumerate(stopped) if not done]
         if not cut:
@@ -832,7 +835,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             candidate_prune_after_patches=candidate_prune_after_patches,
         )
         settings = self.model.generation_settings(
-            num_candidates=num_candidates, candidate_prune_after_patches=candidate_prune_after_patches
+            num_candidates=num_candidates,
+            candidate_prune_after_patches=candidate_prune_after_patches,
+            max_new_patches=max_new_patches,
         )
         if voice is None:
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
@@ -848,7 +853,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             num_inference_steps,
             guidance_scale,
             temperature,
-            max_new_patches,
+            settings.max_new_patches,  # the call's or the generation config's; None derives a cap per text
             generator,
             sampling_rate,
             voice,
