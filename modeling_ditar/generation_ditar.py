@@ -235,6 +235,25 @@ def candidate_generators(generator, batch: int, num_candidates: int):
     return children
 
 
+def repeat_for_candidates(inputs: dict, generator, num_candidates: int) -> tuple[dict, object]:
+    """The inputs and generators of K = num_candidates candidates per text: every batched tensor's rows repeated K
+    times in place (text i's candidates are rows i*K ... i*K+K-1), and the generators from `candidate_generators`.
+    A missing attention mask becomes all ones, since ranking the candidates reads it. K = 1 returns both unchanged."""
+    if num_candidates == 1:
+        return inputs, generator
+    input_ids = inputs["input_ids"]
+    generator = candidate_generators(generator, input_ids.shape[0], num_candidates)
+    if inputs.get("attention_mask") is None:
+        inputs = {**inputs, "attention_mask": torch.ones_like(input_ids)}
+    inputs = {
+        key: value.repeat_interleave(num_candidates, dim=0)
+        if isinstance(value, torch.Tensor) and value.dim()
+        else value
+        for key, value in inputs.items()
+    }
+    return inputs, generator
+
+
 def split_generation_kwargs(kwargs: dict) -> tuple[dict, dict]:
     """Split keyword arguments into standard `GenerationConfig` flags (which callers such as transformers' pipelines
     pass to every model: `max_new_tokens`, `pad_token_id`, `return_dict_in_generate`, ...) and the rest."""

@@ -36,8 +36,8 @@ from .generation_ditar import (
     GENERATION_DEFAULTS,
     DiTARGenerationConfig,
     GenerationSettings,
-    candidate_generators,
     reject_unknown_kwargs,
+    repeat_for_candidates,
     resolve_generation_settings,
     split_generation_kwargs,
 )
@@ -1042,16 +1042,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             "speech_position_rate": speech_position_rate,
         }
         batch = input_ids.shape[0] if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 else None
-        if num_candidates > 1 and batch is not None:
-            if inputs["attention_mask"] is None:
-                inputs["attention_mask"] = torch.ones_like(input_ids)
-            generator = candidate_generators(generator, batch, num_candidates)
-            inputs = {
-                key: value.repeat_interleave(num_candidates, dim=0)
-                if isinstance(value, torch.Tensor) and value.dim()
-                else value
-                for key, value in inputs.items()
-            }
+        if batch is not None:  # malformed input_ids are refused by generate_patches, with the reason
+            inputs, generator = repeat_for_candidates(inputs, generator, num_candidates)
         patches, stopped, lengths, dropped = [], None, None, None
         for step in self.generate_patches(
             inputs["input_ids"],

@@ -39,7 +39,7 @@ from .backbone_decoding import decode_step  # noqa: F401
 from .candidate_pruning import CandidateFollower, choose_candidates
 from .configuration_ditar import DiTARConfig  # noqa: F401
 from .feature_extraction_ditar import DiTARFeatureExtractor  # noqa: F401
-from .generation_ditar import candidate_generators
+from .generation_ditar import repeat_for_candidates
 from .generation_progress import GenerationProgress
 from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import installed_libraries, write_pipeline_remote_code, write_transformers_entry_points
@@ -92,6 +92,19 @@ class DiTARPipelineOutput(AudioPipelineOutput):
 
     audio_lengths: list[int] | None = None
     stopped: list[bool] | None = None
+
+
+@dataclass(frozen=True)
+class _Sampling:
+    """The sampler settings of one `__call__` or `stream`, resolved once and handed unchanged to every generation it
+    makes (each sentence of a long text, each candidate batch)."""
+
+    num_inference_steps: int | None
+    guidance_scale: float | None
+    temperature: float | None
+    max_new_patches: int | None  # the call's or the generation config's; None derives a cap per text
+    num_candidates: int = 1
+    prune_after: int | None = None  # candidate_prune_after_patches
 
 
 class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
@@ -504,36 +517,28 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     # generation
 
     def _patch_steps(
-        self,
-        inputs,
-        num_inference_steps,
-        guidance_scale,
-        temperature,
-        max_new_patches,
-        generator,
-        callback_on_patch_end,
-        candidates_per_text: int = 1,
-        candidate_prune_after_patches: int | None = None,
+        self, inputs: dict, sampling: _Sampling, generator, callback_on_patch_end=None
     ) -> Iterator[PatchStep]:
+        """`generate_patches` over rows laid out as `repeat_for_candidates` lays them out (K candidates per text)."""
         steps = self.model.generate_patches(
             inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
             prompt_features=inputs["prompt_features"],
             prompt_attention_mask=inputs["prompt_attention_mask"],
-            max_new_patches=max_new_patches,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            temperature=temperature,
+            max_new_patches=sampling.max_new_patches,
+            num_inference_steps=sampling.num_inference_steps,
+            guidance_scale=sampling.guidance_scale,
+            temperature=sampling.temperature,
             generator=generator,
             scheduler=self.scheduler,
             speech_position_rate=inputs.get("speech_position_rate"),
             past_key_values=self._voice_cache(inputs),
-            candidates_per_text=candidates_per_text,
-            candidate_prune_after_patches=candidate_prune_after_patches,
+            candidates_per_text=sampling.num_candidates,
+            candidate_prune_after_patches=sampling.prune_after,
         )
         # the call's one progress bar (see `generation_progress`), or one for this generation alone
         progress, own = GenerationProgress.for_generation(self)
-        progress.start_segment(inputs, max_new_patches)
+        progress.start_segment(inputs, sampling.max_new_patches)
         for step in steps:
             if callback_on_patch_end is not None:
                 callback_on_patch_end(self, step.index, step)
@@ -606,12 +611,14 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if voice is None:
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         texts = [text] if isinstance(text, str) else list(text)
-        settings = self.model.generation_settings(
-            num_candidates=num_candidates,
-            candidate_prune_after_patches=candidate_prune_after_patches,
-            max_new_patches=max_new_patches,
+        sampling = self._sampling(
+            num_inference_steps,
+            guidance_scale,
+            temperature,
+            max_new_patches,
+            num_candidates,
+            candidate_prune_after_patches,
         )
-        num_candidates, prune_after = settings.num_candidates, settings.candidate_prune_after_patches
 
         # 2. long texts are spoken sentence by sentence with the same voice
         segments = [split_sentences(t, MAX_CHARS_PER_SEGMENT) for t in texts]
@@ -625,15 +632,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                     _pick(prompt_audio, i),
                     _pick(prompt_text, i),
                     sampling_rate,
-                    num_inference_steps,
-                    guidance_scale,
-                    temperature,
-                    max_new_patches,
+                    _pick(voice, i),
+                    sampling,
                     _pick(generator, i),
                     callback_on_patch_end,
-                    num_candidates,
-                    voice=_pick(voice, i),
-                    prune_after=prune_after,
                 )
                 for i, segs in enumerate(segments)
             ]
@@ -642,20 +644,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         else:
             # 3. encode text and prompt, 4. generate all rows together
             inputs = self._encode(texts, prompt_audio, prompt_text, sampling_rate, voice)
-            features, stopped = self._generate_rows(
-                inputs,
-                num_inference_steps,
-                guidance_scale,
-                temperature,
-                max_new_patches,
-                generator,
-                callback_on_patch_end,
-                num_candidates,
-                prune_after=prune_after,
-            )
+            features, stopped = self._generate_rows(inputs, sampling, generator, callback_on_patch_end)
 
         GenerationProgress.end(self)
-        self._warn_if_cut(stopped, settings.max_new_patches)
+        self._warn_if_cut(stopped, sampling.max_new_patches)
 
         # 5. post-process: de-normalised features or waveform through the vocoder
         if output_type == "features":
@@ -689,34 +681,40 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             "seed or a cleaner voice prompt of 3-8 s usually helps; `max_new_patches` sets the cap."
         )
 
-    def _generate_rows(
+    def _sampling(
         self,
-        inputs,
         num_inference_steps,
         guidance_scale,
         temperature,
         max_new_patches,
-        generator,
-        callback_on_patch_end,
-        num_candidates: int = 1,
-        prune_after: int | None = None,
+        num_candidates,
+        candidate_prune_after_patches,
+    ) -> _Sampling:
+        """The call's sampler settings; candidates and the patch cap resolved against the generation config."""
+        settings = self.model.generation_settings(
+            num_candidates=num_candidates,
+            candidate_prune_after_patches=candidate_prune_after_patches,
+            max_new_patches=max_new_patches,
+        )
+        return _Sampling(
+            num_inference_steps,
+            guidance_scale,
+            temperature,
+            settings.max_new_patches,
+            settings.num_candidates,
+            settings.candidate_prune_after_patches,
+        )
+
+    def _generate_rows(
+        self, inputs: dict, sampling: _Sampling, generator, callback_on_patch_end=None
     ) -> tuple[list[torch.Tensor], list[bool]]:
         """De-normalised features and stop flags per text; with K = num_candidates > 1 every text is sampled K times
         in one batch and one candidate is kept (pruned after `prune_after` patches, else ranked whole; see
         `candidate_pruning`)."""
-        inputs, generator = self._candidate_rows(inputs, generator, num_candidates)
+        num_candidates = sampling.num_candidates
+        inputs, generator = repeat_for_candidates(inputs, generator, num_candidates)
         patches, counts, stopped, dropped = [], None, None, None
-        for step in self._patch_steps(
-            inputs,
-            num_inference_steps,
-            guidance_scale,
-            temperature,
-            max_new_patches,
-            generator,
-            callback_on_patch_end,
-            candidates_per_text=num_candidates,
-            candidate_prune_after_patches=prune_after,
-        ):
+        for step in self._patch_steps(inputs, sampling, generator, callback_on_patch_end):
             patches.append(step.patch)
             counts = step.active.long() if counts is None else counts + step.active.long()
             stopped, dropped = step.stopped, step.dropped
@@ -729,50 +727,23 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             rows, stopped = [rows[i] for i in best], [stopped[i] for i in best]
         return [self.model.denormalize_features(r.float()).cpu() for r in rows], stopped
 
-    @staticmethod
-    def _candidate_rows(inputs: dict, generator, num_candidates: int):
-        """The inputs and generators of K = num_candidates candidates per text: every row repeated K times in place
-        (one-shot and streaming lay the rows out alike, so they sample and keep the same candidate)."""
-        if num_candidates == 1:
-            return inputs, generator
-        generator = candidate_generators(generator, inputs["input_ids"].shape[0], num_candidates)
-        inputs = {
-            key: value.repeat_interleave(num_candidates, dim=0) if isinstance(value, torch.Tensor) else value
-            for key, value in inputs.items()
-        }
-        return inputs, generator
-
     def _generate_segments(
         self,
-        segments,
+        segments: list[str],
         prompt_audio,
         prompt_text,
         sampling_rate,
-        num_inference_steps,
-        guidance_scale,
-        temperature,
-        max_new_patches,
+        voice: DiTARVoice | None,
+        sampling: _Sampling,
         generator,
         callback_on_patch_end,
-        num_candidates: int = 1,
-        voice: DiTARVoice | None = None,
-        prune_after: int | None = None,
-    ):
+    ) -> tuple[torch.Tensor, bool]:
+        """One text spoken sentence by sentence with the same voice, a short pause between sentences."""
         pause = self._pause_frames()
         pieces, all_stopped = [], True
         for segment in segments:
             inputs = self._encode([segment], prompt_audio, prompt_text, sampling_rate, voice)
-            features, stopped = self._generate_rows(
-                inputs,
-                num_inference_steps,
-                guidance_scale,
-                temperature,
-                max_new_patches,
-                generator,
-                callback_on_patch_end,
-                num_candidates,
-                prune_after=prune_after,
-            )
+            features, stopped = self._generate_rows(inputs, sampling, generator, callback_on_patch_end)
             pieces += [features[0], pause]
             all_stopped = all_stopped and stopped[0]
         return torch.cat(pieces[:-1]), all_stopped
@@ -834,10 +805,13 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             voice=voice,
             candidate_prune_after_patches=candidate_prune_after_patches,
         )
-        settings = self.model.generation_settings(
-            num_candidates=num_candidates,
-            candidate_prune_after_patches=candidate_prune_after_patches,
-            max_new_patches=max_new_patches,
+        sampling = self._sampling(
+            num_inference_steps,
+            guidance_scale,
+            temperature,
+            max_new_patches,
+            num_candidates,
+            candidate_prune_after_patches,
         )
         if voice is None:
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
@@ -845,19 +819,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         first_inputs = self._encode([segments[0]], prompt_audio, prompt_text, sampling_rate, voice)  # fail now
         stream = SpeechStream(None)
         stream._chunks = self._stream(
-            stream,
-            segments,
-            first_inputs,
-            prompt_audio,
-            prompt_text,
-            num_inference_steps,
-            guidance_scale,
-            temperature,
-            settings.max_new_patches,  # the call's or the generation config's; None derives a cap per text
-            generator,
-            sampling_rate,
-            voice,
-            candidates=(settings.num_candidates, settings.candidate_prune_after_patches),
+            stream, segments, first_inputs, prompt_audio, prompt_text, sampling_rate, voice, sampling, generator
         )
         return stream
 
@@ -869,16 +831,12 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         first_inputs,
         prompt_audio,
         prompt_text,
-        num_inference_steps,
-        guidance_scale,
-        temperature,
-        max_new_patches,
-        generator,
         sampling_rate,
-        voice=None,
-        candidates: tuple[int, int | None] = (1, None),
+        voice: DiTARVoice | None,
+        sampling: _Sampling,
+        generator,
     ) -> Iterator[np.ndarray]:
-        num_candidates, prune_after = candidates
+        num_candidates = sampling.num_candidates
         vocoder = self._streaming_vocoder()
         progress = GenerationProgress(self, [len(s) for s in segments])
         all_stopped = True
@@ -889,25 +847,14 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             else:
                 inputs = self._encode([segment], prompt_audio, prompt_text, sampling_rate, voice)
             # the rows of one-shot generation; the candidate it keeps is played once it is known
-            inputs, segment_generator = self._candidate_rows(inputs, generator, num_candidates)
+            inputs, segment_generator = repeat_for_candidates(inputs, generator, num_candidates)
             follower = CandidateFollower(
                 num_candidates,
                 lambda rows, dropped, inputs=inputs: choose_candidates(
                     self.model, inputs, rows, num_candidates, dropped
                 )[0],
             )
-            steps = self._patch_steps(
-                inputs,
-                num_inference_steps,
-                guidance_scale,
-                temperature,
-                max_new_patches,
-                segment_generator,
-                None,
-                candidates_per_text=num_candidates,
-                candidate_prune_after_patches=prune_after,
-            )
-            for step in steps:
+            for step in self._patch_steps(inputs, sampling, segment_generator):
                 yield from self._vocode_patches(vocoder, follower.push(step))
             yield from self._vocode_patches(vocoder, follower.finish())
             all_stopped = all_stopped and follower.stopped
@@ -917,7 +864,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         GenerationProgress.end(self, progress)
         for chunk in vocoder.flush():
             yield chunk.numpy()
-        self._warn_if_cut([all_stopped], max_new_patches)
+        self._warn_if_cut([all_stopped], sampling.max_new_patches)
         stream._finish(all_stopped)
 
     def _vocode_patches(self, vocoder: StreamingVocoder, patches: list[torch.Tensor]) -> Iterator[np.ndarray]:

@@ -13,7 +13,7 @@ from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline, tone
 from transformers import GenerationConfig
 
 from modeling_ditar.candidate_pruning import CandidateFollower, losing_candidates, prefix_ctc_loss, select_rows
-from modeling_ditar.generation_ditar import check_generation_settings
+from modeling_ditar.generation_ditar import check_generation_settings, repeat_for_candidates
 from modeling_ditar.modeling_ditar import PatchStep
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ def test_the_kept_candidate_is_the_best_prefix_and_continues_deterministically(p
     unpruned = _unpruned_candidates(pipe, seed, k, total)
     inputs = get_dummy_inputs(max_new_patches=total)
     enc = pipe.encode_inputs([inputs["text"]], inputs["prompt_audio"], inputs["prompt_text"], inputs["sampling_rate"])
-    enc, _ = pipe._candidate_rows(enc, None, k)
+    enc, _ = repeat_for_candidates(enc, None, k)
     with torch.no_grad():
         prefix_scores = pipe.model.score_candidates(enc, [row[:n].flatten(0, 1) for row in unpruned], prefix=True)
     assert len({round(float(s), 5) for s in prefix_scores}) == k, "the tiny model must give distinct scores"
@@ -355,7 +355,7 @@ def test_scoring_rows_of_different_lengths_in_one_pass_equals_scoring_each_alone
     unpruned = _unpruned_candidates(pipe, 5, k, total)
     inputs = get_dummy_inputs(max_new_patches=total)
     enc = pipe.encode_inputs([inputs["text"]], inputs["prompt_audio"], inputs["prompt_text"], inputs["sampling_rate"])
-    enc, _ = pipe._candidate_rows(enc, None, k)
+    enc, _ = repeat_for_candidates(enc, None, k)
     rows = [unpruned[row, : total - 2 * row].flatten(0, 1) for row in range(k)]  # 6, 4 and 2 patches
     with torch.no_grad():
         together = pipe.model.score_candidates(enc, rows, prefix=prefix)
@@ -549,3 +549,20 @@ def test_early_pruning_needs_a_later_usual_point_and_a_margin_of_zero_or_more(te
     for margin in (-0.1, math.inf, "0.1"):
         with pytest.raises(ValueError, match="`candidate_early_prune_margin` must be a finite number >= 0"):
             check_generation_settings({"candidate_early_prune_margin": margin})
+
+
+def test_repeat_for_candidates_repeats_rows_in_place_and_fills_a_missing_mask():
+    """Text i's K candidates are rows i*K ... i*K+K-1 of every batched tensor; a scalar rate stays as it is; ranking
+    needs an attention mask, so a missing one becomes all ones; K = 1 hands back what it was given."""
+    inputs = {
+        "input_ids": torch.tensor([[1, 2], [3, 4]]),
+        "attention_mask": None,
+        "speech_position_rate": torch.tensor(0.5),
+    }
+    same, generator = repeat_for_candidates(inputs, "g", 1)
+    assert same is inputs and generator == "g"
+    repeated, generators = repeat_for_candidates(inputs, [torch.Generator().manual_seed(s) for s in (0, 1)], 3)
+    assert repeated["input_ids"].tolist() == [[1, 2]] * 3 + [[3, 4]] * 3
+    assert repeated["attention_mask"].tolist() == [[1, 1]] * 6
+    assert repeated["speech_position_rate"] is inputs["speech_position_rate"]
+    assert len(generators) == 6 and inputs["attention_mask"] is None  # the caller's dict is not changed

@@ -35,6 +35,7 @@ from eval_lib.metrics import word_stats  # noqa: E402
 from eval_lib.systems import case_seed, load_pipeline  # noqa: E402
 
 from modeling_ditar.candidate_pruning import choose_candidates, losing_candidates  # noqa: E402
+from modeling_ditar.generation_ditar import repeat_for_candidates  # noqa: E402
 from modeling_ditar.prompt_audio import fit_prompts  # noqa: E402
 
 
@@ -72,7 +73,7 @@ def sample_candidates(pipe, case, k: int, seed: int):
     counts = torch.stack([s.active for s in steps], dim=1).sum(1)  # [K]
     rows = [patches[row, : int(counts[row])].flatten(0, 1) for row in range(k)]
     prompt_audio, prompt_text, rate = fit_prompts(pipe, case.prompt_audio, case.prompt_text, None)  # as pipe() does
-    inputs, _ = pipe._candidate_rows(pipe.encode_inputs([case.target_text], prompt_audio, prompt_text, rate), None, k)
+    inputs, _ = repeat_for_candidates(pipe.encode_inputs([case.target_text], prompt_audio, prompt_text, rate), None, k)
     finished_at = counts.tolist()  # a row finishes after its last patch
     return model, rows, steps[-1].stopped.tolist(), inputs, finished_at
 
