@@ -74,6 +74,12 @@ class DiTARConfig(PreTrainedConfig):
             level and noise. The backbone runs once per step, so LocDiT learns from more samples for little extra cost
             where the backbone dominates the step (as MAR's diffusion batch multiplier of 4 does: Li et al., 2024).
             The loss stays the mean over all of them. Not in the paper; 1 (the default) draws one.
+        diffusion_time_shift (`float`, defaults to 1.0): during training, where LocDiT's loss draws its noise levels.
+            A uniform draw u becomes t = s u / (1 + (s - 1) u) (t = 1 is pure noise), the time shift of rectified-flow
+            schedules (Esser et al., 2024): s > 1 draws more noisy patches, where the content of a patch is decided,
+            s < 1 more nearly clean ones, where its detail is. A patch of several correlated frames keeps its content
+            readable at more noise than one frame does, which is the case for s > 1 made for images of many pixels.
+            Not in the paper; 1 (the default) draws t uniformly.
         stop_loss_weight (`float`, defaults to 1.0): weight of the stop BCE in the total loss.
         ctc_loss_weight (`float`, defaults to 0.0): weight of an optional auxiliary CTC loss that asks the backbone
             output at each patch to name the text tokens being spoken (`ctc_frames_per_patch` predictions per patch).
@@ -134,6 +140,7 @@ class DiTARConfig(PreTrainedConfig):
     input_noise_std: float | int = 0.0
     scheduled_sampling_prob: float | int = 0.0
     diffusion_batch_mul: int = 1
+    diffusion_time_shift: float | int = 1.0
     stop_loss_weight: float | int = 1.0
     ctc_loss_weight: float | int = 0.0
     ctc_frames_per_patch: int = 2
@@ -185,6 +192,11 @@ class DiTARConfig(PreTrainedConfig):
         need(self.num_history_patches >= 0, "num_history_patches", "it must be >= 0 (0 disables history)")
         for field in ("cfg_dropout_prob", "history_dropout_prob"):
             need(0.0 <= getattr(self, field) < 1.0, field, "it must be a probability in [0, 1)")
+        need(
+            self.diffusion_time_shift > 0.0,
+            "diffusion_time_shift",
+            "it must be > 0 (1 draws noise levels uniformly, > 1 favours noisier patches)",
+        )
         need(self.input_noise_std >= 0.0, "input_noise_std", "it must be >= 0 (0 adds no noise)")
         need(
             0.0 <= self.scheduled_sampling_prob <= 1.0,

@@ -45,7 +45,7 @@ from .guided_attention import AttentionReader, guided_attention_loss
 from .locdit import LocDiT
 from .lora import DiTARLoraMixin
 from .low_precision import LowPrecisionLinear, resolve_matmul_dtype, set_linear_matmul_dtype
-from .sampling import GuidedVelocity, PatchSampler, cosine_alpha_sigma
+from .sampling import GuidedVelocity, PatchSampler, cosine_alpha_sigma, shifted_time
 from .speech_positions import aligned_positions, check_rate, jitter_rate, speaking_rate
 from .streaming import StreamingVocoder
 from .transformer_blocks import DiTARTransformerStack
@@ -764,7 +764,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 item_mask = item_mask & (torch.rand(items, 1, device=device) >= config.history_dropout_prob)
             history_mask = item_mask.repeat_interleave(config.patch_size, dim=1)  # [M * repeats, K*P]
 
-        t = torch.rand(items, device=device)
+        t = shifted_time(torch.rand(items, device=device), config.diffusion_time_shift if self.training else 1.0)
         noise = torch.randn(x0.shape, device=device, dtype=torch.float32)
         alpha, sigma = cosine_alpha_sigma(t)
         alpha, sigma = alpha[:, None, None], sigma[:, None, None]

@@ -21,6 +21,14 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
 
+def shifted_time(u: torch.Tensor, shift: float) -> torch.Tensor:
+    """Map times in [0, 1] through the rectified-flow time shift t = s u / (1 + (s - 1) u): 0 and 1 stay fixed, s > 1
+    moves the rest towards 1 (noise), s < 1 towards 0; s = 1 returns `u` itself."""
+    if shift == 1.0:
+        return u
+    return shift * u / (1.0 + (shift - 1.0) * u)
+
+
 def cosine_alpha_sigma(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """alpha_t = cos(pi t / 2), sigma_t = sin(pi t / 2); exact zeros at the ends keep t=0 and t=1 clean."""
     alpha = torch.cos(t * (math.pi / 2))

@@ -101,6 +101,8 @@ def test_unknown_kwargs_are_kept_through_a_round_trip(tmp_path):
         ({"history_dropout_prob": -0.5}, "history_dropout_prob"),
         ({"input_noise_std": -0.1}, "input_noise_std"),
         ({"diffusion_batch_mul": 0}, "diffusion_batch_mul"),
+        ({"diffusion_time_shift": 0.0}, "diffusion_time_shift"),
+        ({"diffusion_time_shift": -2.0}, "diffusion_time_shift"),
         ({"scheduled_sampling_prob": -0.1}, "scheduled_sampling_prob"),
         ({"scheduled_sampling_prob": 1.5}, "scheduled_sampling_prob"),
         ({"feature_mean": [0.0] * 7, "feature_std": [1.0] * 7}, "feature_mean"),

@@ -19,7 +19,7 @@ from model_helpers import (
 from transformers import AutoModel
 
 from modeling_ditar import DiTARForConditionalGeneration, DiTAROutput
-from modeling_ditar.sampling import guided_velocity
+from modeling_ditar.sampling import guided_velocity, shifted_time
 from modeling_ditar.transformer_blocks import DiTARTransformerStack
 
 TESTER = DiTARModelTester()
@@ -153,6 +153,37 @@ def test_diffusion_batch_mul_repeats_each_patch_with_its_own_noise_level_in_trai
     with torch.no_grad():
         model(**inputs)
     assert calls[-1][0].shape == (items, P, D)
+
+
+def test_shifted_time_keeps_the_ends_and_moves_the_middle_towards_noise_for_shifts_above_one():
+    u = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0])
+    assert shifted_time(u, 1.0) is u
+    shifted = shifted_time(u, 3.0)
+    torch.testing.assert_close(shifted, torch.tensor([0.0, 0.25, 0.75, 27 / 28, 1.0]))
+    torch.testing.assert_close(shifted_time(shifted, 1 / 3), u)  # s and 1/s undo each other
+
+
+def test_diffusion_time_shift_draws_noisier_levels_in_training_only():
+    """diffusion_time_shift s: in training LocDiT's noise levels are the uniform draw mapped through the time shift
+    (the same torch.rand draw as without it, so s = 1 is the paper's loss bit for bit); eval mode draws uniformly, so
+    validation losses stay comparable between models trained with different shifts."""
+    inputs = TESTER.prepare_inputs()
+    drawn = {}
+    for shift in (1.0, 3.0):
+        model = make_model(diffusion_time_shift=shift, cfg_dropout_prob=0.0)
+        calls = record_locdit_calls(model)
+        model.train()
+        torch.manual_seed(0)
+        model(**inputs)
+        model.eval()
+        torch.manual_seed(0)
+        with torch.no_grad():
+            model(**inputs)
+        drawn[shift] = (calls[0][1], calls[-1][1])
+    uniform, uniform_eval = drawn[1.0]
+    torch.testing.assert_close(drawn[3.0][0], shifted_time(uniform, 3.0))
+    assert drawn[3.0][0].mean() > uniform.mean()
+    torch.testing.assert_close(drawn[3.0][1], uniform_eval)
 
 
 def test_input_noise_reaches_the_backbone_inputs_only_and_only_in_training():
