@@ -27,37 +27,8 @@ out=${1:?output folder}; minutes=${2:?training minutes}; speakers=${3:-800}
 config=${4:-examples/configs/default-gpu.yaml}  # e.g. examples/research/configs/default-gpu-no-history.yaml
 run=${RUN_DIR:-runs/gpu}
 cd "$(dirname "$0")/../.."
-site=${SITE_DIR:-/tmp/site}
-if [ -d .whl ] && [ -z "${SKIP_WHEELS:-}" ]; then
-  cross=()
-  if [ "$(python3 -c 'import sys; print(sys.version_info[:2] == (3, 12))')" != True ]; then
-    # the wheels are the GPU image's (cp312); a smoke test elsewhere installs them as they are: the pure-Python ones
-    # (transformers, diffusers, datasets, ...) are what it exercises
-    echo "python3 is not 3.12: installing the cp312 wheels of .whl for a smoke test"
-    cross=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64
-           --platform manylinux2014_x86_64 --only-binary=:all:)
-  fi
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "${cross[@]}" \
-    .whl/*.whl
-  export PYTHONPATH=$site:$PWD
-else
-  export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD  # SKIP_WHEELS: keep a site folder an earlier install made
-fi
-if [ -d .espeak ]; then
-  export PATH=$PWD/.espeak/bin:$PATH LD_LIBRARY_PATH=$PWD/.espeak/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  export ESPEAK_DATA_PATH=$PWD/.espeak
-  fortunes=$PWD/.espeak/fortunes
-else
-  fortunes=/usr/share/games/fortunes
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+source examples/scripts/device_env.sh  # wheels, espeak-ng, fortunes; refuses MIX
 conditions=${CONDITIONS:-room=0,noise=0,phone=0,level=0}
-if [ -n "${MIX:-}" ] && [ "$MIX" != espeak=1 ]; then
-  echo "MIX=$MIX: natural sources are not synthesized on the GPU machine: Piper, Kokoro and festival (~160 MB) do not" \
-       "fit its 64 MiB transfer limit. Their speech comes from a pack built on a CPU machine: PACK=data_packs/natural-v1" \
-       "(examples/corpus/natural_pack.py build; docs/research/natural_voice_corpus.md)." >&2
-  exit 1
-fi
 pack_args=()
 if [ -n "${PACK:-}" ]; then  # a missing or incomplete pack stops here, not after the espeak-ng synthesis
   IFS=',' read -r -a packs <<< "$PACK"  # PACK=data_packs/a,data_packs/b: several packs

@@ -29,25 +29,8 @@ start=$(date +%s)
 out=${1:?output folder}; minutes=${2:?minutes}; config=${3:-examples/configs/vocoder-gpu.yaml}
 run=${RUN_DIR:-runs/vocoder-gpu}; data=${DATA_DIR:-data/corpus_vocoder}
 cd "$(dirname "$0")/../.."
-if [ -d .whl ] && [ -z "${SKIP_WHEELS:-}" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD  # SKIP_WHEELS: keep a site folder an earlier install made
-fi
-if [ -d .espeak ]; then
-  export PATH=$PWD/.espeak/bin:$PATH LD_LIBRARY_PATH=$PWD/.espeak/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  export ESPEAK_DATA_PATH=$PWD/.espeak
-  fortunes=$PWD/.espeak/fortunes
-else
-  fortunes=/usr/share/games/fortunes
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+source examples/scripts/device_env.sh  # wheels, espeak-ng, fortunes; refuses MIX
 conditions=${CONDITIONS:-room=0,noise=0,phone=0,level=0}
-if [ -n "${MIX:-}" ] && [ "$MIX" != espeak=1 ]; then
-  echo "MIX=$MIX: natural sources are not synthesized on the GPU machine; give their speech as PACK=" >&2
-  exit 1
-fi
 pack_args=()
 if [ -n "${PACK:-}" ]; then  # PACK=data_packs/a,data_packs/b: several packs
   IFS=',' read -r -a packs <<< "$PACK"
