@@ -58,7 +58,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/
 import train as train_lib  # noqa: E402
@@ -117,13 +116,7 @@ class DistillConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> DistillConfig:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: a distillation config is a mapping of settings, got {type(raw).__name__}.")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown settings {unknown}; known: {sorted(known)}.")
+        raw = train_lib.read_settings(path, cls, "distillation")
         raw.update({k: v for k, v in overrides.items() if v is not None})
         if raw.get("mixed_precision") is False:  # YAML 1.1 reads a bare `no` as false
             raw["mixed_precision"] = "no"
@@ -710,18 +703,21 @@ def parse_args(argv=None):
 def main(argv=None) -> Path | None:
     args = parse_args(argv)
     started = time.time()
-    cfg = DistillConfig.from_yaml(
-        args.config,
-        output_dir=args.output_dir,
-        teacher=args.teacher,
-        corpus=args.corpus,
-        pairs_dir=args.pairs_dir,
-        student_steps=args.student_steps,
-        student_guidance_scale=args.student_guidance_scale,
-        max_steps=args.max_steps,
-        time_budget_min=args.time_budget_min,
-        device=args.device,
-    )
+    try:
+        cfg = DistillConfig.from_yaml(
+            args.config,
+            output_dir=args.output_dir,
+            teacher=args.teacher,
+            corpus=args.corpus,
+            pairs_dir=args.pairs_dir,
+            student_steps=args.student_steps,
+            student_guidance_scale=args.student_guidance_scale,
+            max_steps=args.max_steps,
+            time_budget_min=args.time_budget_min,
+            device=args.device,
+        )
+    except (OSError, ValueError) as error:  # a missing, unreadable or wrong config: its message, not a traceback
+        raise SystemExit(f"error: {error}") from None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.output_dir)

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import json
 import math
 import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -96,20 +97,48 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str) -> TrainConfig:
-        text = Path(path).read_text()
-        if path.endswith((".yaml", ".yml")):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
+        data = read_settings(path, cls, "training")
         if "adam_betas" in data:
             data["adam_betas"] = tuple(data["adam_betas"])
         check_mixed_precision(data, path)
         return cls(**data)
+
+
+def read_settings(path: str | Path, cls, kind: str) -> dict:
+    """The settings a YAML (.yaml, .yml) or JSON config file gives for the dataclass `cls`, as a dict. ValueError names
+    what is wrong with the file: unreadable syntax, something other than a mapping of settings, or a setting `cls` does
+    not have (with the nearest known name, which is usually the typo's fix). An empty file gives no settings."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    text = path.read_text()
+    is_yaml = path.suffix in (".yaml", ".yml")
+    try:
+        if is_yaml:
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text) if text.strip() else None
+    except ValueError as error:  # json.JSONDecodeError
+        raise ValueError(f"{path}: not valid JSON: {error}") from None
+    except Exception as error:  # yaml.YAMLError, imported lazily
+        raise ValueError(f"{path}: not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path}: a {kind} config is a mapping of settings (`name: value` lines), got a {type(data).__name__}."
+        )
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(known), key=str)
+    if unknown:
+        named = []
+        for name in unknown:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            named.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+        raise ValueError(f"{path}: unknown {kind} settings: {', '.join(named)}")
+    return data
 
 
 def check_mixed_precision(data: dict, path: str) -> None:
@@ -397,13 +426,21 @@ def main(argv=None):
     parser.add_argument("--num-proc", type=int, default=1, help="processes for phonemizing the corpus at start-up")
     args = parser.parse_args(argv)
 
-    cfg = TrainConfig.load(args.config)
+    try:
+        cfg = TrainConfig.load(args.config)
+    except (OSError, ValueError) as error:  # a missing, unreadable or wrong config: its message, not a traceback
+        raise SystemExit(f"error: {error}") from None
     if args.output_dir:
         cfg.output_dir = args.output_dir
     if args.max_steps:
         cfg.max_steps = args.max_steps
     if args.init_from:
         cfg.init_from = args.init_from
+    if not any((Path(cfg.dataset) / name).is_file() for name in ("dataset_dict.json", "dataset_info.json")):
+        raise SystemExit(
+            f"error: dataset {cfg.dataset!r} is not a corpus folder (datasets' save_to_disk): build one with "
+            f"examples/build_corpus.py (docs/training.md), or set `dataset:` in {args.config}"
+        )
     configure_process(cfg)
     out = Path(cfg.output_dir)
     checkpoints = out / "checkpoints"

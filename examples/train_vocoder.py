@@ -56,6 +56,7 @@ from train import (  # noqa: E402
     configure_process,
     lr_lambda,
     newest_checkpoint,
+    read_settings,
     register_and_resume,
     save_checkpoint,
 )
@@ -161,16 +162,7 @@ class VocoderTrainConfig:
 
     @classmethod
     def load(cls, path: str) -> VocoderTrainConfig:
-        text = Path(path).read_text()
-        if path.endswith((".yaml", ".yml")):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{path}: unknown vocoder training settings {sorted(unknown)}")
+        data = read_settings(path, cls, "vocoder training")
         if "adam_betas" in data:
             data["adam_betas"] = tuple(data["adam_betas"])
         check_mixed_precision(data, path)
@@ -379,7 +371,10 @@ def main(argv=None):
     if args.data and args.dataset:
         raise SystemExit("give either --data (a folder of audio files) or --dataset, not both")
 
-    cfg = VocoderTrainConfig.load(args.config)
+    try:
+        cfg = VocoderTrainConfig.load(args.config)
+    except (OSError, ValueError) as error:  # a missing, unreadable or wrong config: its message, not a traceback
+        raise SystemExit(f"error: {error}") from None
     cfg.dataset = args.data or args.dataset or cfg.dataset
     if args.output_dir:
         cfg.output_dir = args.output_dir

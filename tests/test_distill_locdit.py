@@ -228,7 +228,7 @@ def test_a_teacher_with_no_more_steps_than_the_student_is_refused(teacher_and_co
 @pytest.mark.parametrize(
     "settings, message",
     [
-        ("student_step: 2", "unknown settings \\['student_step'\\]"),
+        ("student_step: 2", "unknown distillation settings: 'student_step' \\(did you mean 'student_steps'\\?\\)"),
         ("num_pair_shards: 1", "num_pair_shards must be >= 2"),
         ("student_guidance_scale: 1.0", "student_guidance_scale must be a number > 1"),
         ("on_policy_fraction: 1.0", "on_policy_fraction must be in \\(0, 1\\)"),

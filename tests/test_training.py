@@ -171,6 +171,44 @@ def test_unknown_setting_is_rejected(tmp_path, bad):
         TrainConfig.load(str(path))
 
 
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        (
+            "typo.yaml",
+            "learing_rate: 1.0e-4\n",
+            "unknown training settings: 'learing_rate' \\(did you mean 'learning_rate'\\?\\)",
+        ),
+        ("list.yaml", "- dataset\n", "a training config is a mapping of settings .* got a list"),
+        ("broken.yaml", "dataset: [data\n", "not valid YAML"),
+        ("broken.json", '{"dataset": ', "not valid JSON"),
+    ],
+)
+def test_a_bad_config_file_is_named_without_a_traceback(tmp_path, name, text, message):
+    """train.py's main exits with one line naming the file and what is wrong (and the likely fix of a typo)."""
+    train = _train_module()
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SystemExit, match=f"^error: {path}: {message}"):
+        train.main(["--config", str(path)])
+    with pytest.raises(SystemExit, match="missing.yaml: no such config file"):
+        train.main(["--config", str(tmp_path / "missing.yaml")])
+
+
+def test_an_empty_config_means_the_defaults_and_a_missing_corpus_is_named_before_anything_is_written(
+    tmp_path, monkeypatch
+):
+    train = _train_module()
+    monkeypatch.chdir(tmp_path)  # the default dataset, data/corpus, is relative: not there
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert train.TrainConfig.load(str(path)) == train.TrainConfig()
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match="dataset 'data/corpus' is not a corpus folder .* examples/build_corpus.py"):
+        train.main(["--config", str(path), "--output-dir", str(out)])
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("trainer", ["train", "train_vocoder"])
 def test_mixed_precision_no_in_yaml_means_no_and_a_bad_value_is_named(tmp_path, trainer):
     sys.path.insert(0, str(ROOT / "examples"))
