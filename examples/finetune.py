@@ -223,7 +223,12 @@ def load_audio_dataset(source: str, split: str):
             )
         ds = load_from_disk(str(path))
     else:
-        ds = load_dataset(source, split=split)
+        try:
+            ds = load_dataset(source, split=split)
+        except (ConnectionError, FileNotFoundError, ValueError) as error:  # offline, unknown id, bad split, ...
+            raise SystemExit(
+                f"{source}: no such local folder, and loading it as a Hub dataset failed: {error}"
+            ) from None
     if isinstance(ds, DatasetDict):
         if split not in ds:
             raise SystemExit(f"{source}: no split {split!r}; it has {sorted(ds)} (choose one with --split)")
@@ -597,7 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=300)
     p.add_argument("--learning-rate", type=float, default=None, help="default 3e-3 (LoRA) or 3e-4 (--full)")
     p.add_argument("--max-batch-frames", type=int, default=1600)
-    p.add_argument("--holdout", type=int, default=4, help="clips held out for the evaluation")
+    p.add_argument(
+        "--holdout", type=int, default=4, help="clips held out for the evaluation (at least 1: the voice's prompt)"
+    )
     p.add_argument("--min-sec", type=float, default=1.0)
     p.add_argument("--max-sec", type=float, default=15.0)
     p.add_argument("--eval", choices=["auto", "none"], default="auto", help="none: skip the before/after evaluation")
@@ -616,6 +623,18 @@ def check_arguments(args) -> None:
         raise SystemExit(f"--replay {args.replay}: give a number of utterances >= 0")
     if args.max_steps < 1:
         raise SystemExit(f"--max-steps {args.max_steps}: give at least 1")
+    for flag, value in (("--max-batch-frames", args.max_batch_frames), ("--threads", args.threads)):
+        if value < 1:
+            raise SystemExit(f"{flag} {value}: give at least 1")
+    if args.holdout < 1:  # the first held-out clip becomes the fine-tuned voice's default prompt
+        raise SystemExit(f"--holdout {args.holdout}: give at least 1 (a held-out clip is the new voice's prompt)")
+    if not 0 <= args.min_sec < args.max_sec:
+        raise SystemExit(
+            f"--min-sec {args.min_sec:g} --max-sec {args.max_sec:g}: give 0 <= --min-sec < --max-sec (seconds per clip)"
+        )
+    for flag, value in (("--learning-rate", args.learning_rate), ("--alpha", args.alpha)):
+        if value is not None and not value > 0:  # 0 would quietly mean the default
+            raise SystemExit(f"{flag} {value:g}: give a number > 0, or leave it out for the default")
     if not args.full:
         if args.rank < 1:
             raise SystemExit(f"--rank {args.rank}: give a LoRA rank >= 1")
@@ -625,6 +644,15 @@ def check_arguments(args) -> None:
             lora_target_modules(args.targets)
         except ValueError as error:
             raise SystemExit(f"--targets: {error}") from None
+    if not args.dataset and not Path(args.recordings).is_dir():
+        raise SystemExit(
+            f"{args.recordings}: no such folder of recordings (for a `datasets` dataset or a Hub id, add --dataset)"
+        )
+    if not Path(args.base).is_dir():
+        raise SystemExit(
+            f"--base {args.base}: no such pipeline folder (one saved with DiTARPipeline.save_pretrained; "
+            "leave --base out for the shipped model)"
+        )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -632,10 +660,13 @@ def main(argv: list[str] | None = None) -> dict:
     check_arguments(args)
     from modeling_ditar import DiTARProcessor
 
+    base = Path(args.base)
+    try:
+        processor = DiTARProcessor.from_pretrained(base / "processor" if (base / "processor").is_dir() else base)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"--base {args.base}: no DiTAR processor could be loaded from it ({error})") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = Path(args.base)
-    processor = DiTARProcessor.from_pretrained(base / "processor" if (base / "processor").is_dir() else base)
     target_sr = processor.feature_extractor.sampling_rate
 
     recordings = args.recordings

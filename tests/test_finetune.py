@@ -259,9 +259,29 @@ def test_replay_utterances_join_the_training_split_only_and_dora_with_norms_trai
         (["--max-steps", "0"], "--max-steps 0"),
         (["--rank", "0"], "--rank 0"),
         (["--targets", "backbone+decoder"], "--targets: LoRA targets 'backbone\\+decoder'"),
+        (["--holdout", "0"], "--holdout 0: give at least 1"),
+        (["--min-sec", "5", "--max-sec", "2"], "give 0 <= --min-sec < --max-sec"),
+        (["--learning-rate", "0"], "--learning-rate 0: give a number > 0"),
+        (["--alpha", "-2"], "--alpha -2: give a number > 0"),
+        (["--max-batch-frames", "0"], "--max-batch-frames 0: give at least 1"),
+        (["--threads", "0"], "--threads 0: give at least 1"),
     ],
 )
 def test_impossible_settings_are_refused_before_any_work(tmp_path, extra, message):
     with pytest.raises(SystemExit, match=message):
         finetune.main([str(tmp_path / "recordings"), "--out", str(tmp_path / "out"), *extra])
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_a_missing_recordings_folder_base_or_dataset_is_named_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match="no such folder of recordings .* add --dataset"):
+        finetune.main([str(tmp_path / "recordings"), "--out", str(out)])
+    (tmp_path / "recordings").mkdir()
+    with pytest.raises(SystemExit, match="--base .*nowhere: no such pipeline folder"):
+        finetune.main([str(tmp_path / "recordings"), "--out", str(out), "--base", str(tmp_path / "nowhere")])
+    with pytest.raises(SystemExit, match="--base .*recordings: no DiTAR processor could be loaded"):
+        finetune.main([str(tmp_path / "recordings"), "--out", str(out), "--base", str(tmp_path / "recordings")])
+    assert not out.exists()
+    with pytest.raises(SystemExit, match="no-such-dataset: no such local folder, and loading it as a Hub dataset"):
+        finetune.load_audio_dataset(str(tmp_path / "no-such-dataset"), "train")
