@@ -422,8 +422,12 @@ def test_every_training_config_loads(name):
 
     from modeling_ditar import DiTARConfig
 
-    cfg = TrainConfig.load(str(ROOT / "examples" / name))
-    if cfg.init_from:
+    path = ROOT / "examples" / name
+    cfg = TrainConfig.load(str(path))
+    if cfg.init_from and cfg.init_from.startswith("runs/"):  # made first by a command in the config's header
+        header = [line for line in path.read_text().splitlines() if line.startswith("#")]
+        assert any(cfg.init_from in line and "python " in line for line in header), cfg.init_from
+    elif cfg.init_from:
         assert (ROOT / cfg.init_from).is_dir(), cfg.init_from
     else:
         DiTARConfig(**cfg.model)
@@ -720,3 +724,33 @@ def test_gpu_session_script_parses_and_its_model_config_loads():
     assert subprocess.run(["bash", "-n", str(ROOT / "examples/scripts/gpu_session.sh")], check=False).returncode == 0
     cfg = _train_module().TrainConfig.load(str(ROOT / "examples/configs/default-gpu-natural.yaml"))
     assert cfg.source_weights == {"piper": 5, "kokoro": 5, "festival": 5} and cfg.init_from == "modeling_ditar/default"
+
+
+def test_grow_locdit_appends_identity_blocks_and_keeps_the_prediction(tmp_path):
+    """examples/research/grow_locdit.py: the grown LocDiT has the new blocks, predicts what the original did, drops
+    the candidate LocDiT and its step count, and the saved pipeline loads with the deeper LocDiT."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import importlib.util
+
+    from pipeline_helpers import get_dummy_pipeline
+
+    from modeling_ditar import DiTARPipeline
+
+    spec = importlib.util.spec_from_file_location("grow_locdit", ROOT / "examples" / "research" / "grow_locdit.py")
+    grow = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grow)
+    pipe = get_dummy_pipeline(candidate_locdit=True)
+    pipe.model.generation_config.candidate_num_inference_steps = 1
+    base = tmp_path / "base"
+    pipe.save_pretrained(base)
+    layers = pipe.model.config.locdit_num_layers
+    grown = grow.grow_locdit(pipe.model, layers + 2)
+    assert grown.config.locdit_num_layers == layers + 2 and grown.candidate_locdit is None
+    assert grown.generation_config.candidate_num_inference_steps is None
+    assert pipe.model.generation_config.candidate_num_inference_steps == 1  # the original is left as it was
+    assert grow.check_same_prediction(pipe.model, grown) < 1e-5
+    with pytest.raises(SystemExit, match="give more"):
+        grow.grow_locdit(pipe.model, layers)
+    grow.main([str(base), str(tmp_path / "grown"), "--layers", str(layers + 1)])
+    loaded = DiTARPipeline.from_pretrained(tmp_path / "grown")
+    assert len(loaded.model.locdit.transformer.blocks) == layers + 1
