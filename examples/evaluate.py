@@ -281,13 +281,21 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
 
     torch.set_num_threads(max(1, args.threads))
     rows = parse_rows(args.rows)
-    cases = load_cases(args.cases)
+    if args.max_cases is not None and args.max_cases < 1:
+        raise SystemExit(f"--max-cases {args.max_cases}: give at least 1, or leave it out for every case")
+    try:
+        cases = load_cases(args.cases)
+    except (OSError, ValueError) as error:  # a missing, empty or malformed cases file: its message, no traceback
+        raise SystemExit(f"error: {error}") from None
     if args.max_cases is not None:
         cases = cases[: args.max_cases]
+    started = time.perf_counter()
+    try:
+        systems, _ = build_systems(args, rows)
+    except FileNotFoundError as error:  # a --pipeline or --feature-extractor path that is not there
+        raise SystemExit(f"error: {error}") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    systems, _ = build_systems(args, rows)
     if asr is None:
         from eval_lib.asr import WhisperASR
 

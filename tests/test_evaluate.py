@@ -749,3 +749,20 @@ def test_real_dnsmos_penalises_noise(tmp_path):
     assert set(clean) == {"p808", "sig", "bak", "ovrl"} and all(1 <= v <= 5 for v in clean.values())
     assert noisy["bak"] < clean["bak"] - 0.5, (clean, noisy)
     assert scorer.score(audio[: rate // 10], rate) is None  # too short to score
+
+
+def test_a_missing_cases_file_pipeline_or_zero_cases_ends_with_one_line_before_anything_is_written(tmp_path):
+    out = tmp_path / "out"
+    stubs = {"asr": StubASR(), "speaker_encoder": StubSpeaker()}
+    with pytest.raises(SystemExit, match="^error: .*no-cases.jsonl"):
+        ev.main(["--cases", str(tmp_path / "no-cases.jsonl"), "--out", str(out)], **stubs)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(SystemExit, match="^error: .*empty.jsonl: no cases"):
+        ev.main(["--cases", str(empty), "--out", str(out)], **stubs)
+    cases = _cases(tmp_path)
+    with pytest.raises(SystemExit, match="--max-cases 0: give at least 1"):
+        ev.main(["--cases", str(cases), "--out", str(out), "--max-cases", "0"], **stubs)
+    with pytest.raises(SystemExit, match="^error: .*nowhere is neither a saved DiTARPipeline"):
+        ev.main(["--cases", str(cases), "--out", str(out), "--pipeline", str(tmp_path / "nowhere")], **stubs)
+    assert not out.exists()
