@@ -770,13 +770,29 @@ def build_from_folder(args):
     return DatasetDict(out), {}
 
 
+def parse_hub_splits(text: str) -> dict[str, str]:
+    """``train=train.clean.100,validation=dev.clean`` -> {corpus split: Hub split}; ValueError names a bad pair."""
+    mapping = {}
+    for item in text.split(","):
+        split, sep, hub_split = item.partition("=")
+        if not sep or split.strip() not in SPLITS or not hub_split.strip():
+            raise ValueError(
+                f"--hub-splits {text!r}: give OUT_SPLIT=HUB_SPLIT pairs separated by commas, OUT_SPLIT among "
+                f"{', '.join(SPLITS)} (e.g. train=train.clean.100,validation=dev.clean)"
+            )
+        mapping[split.strip()] = hub_split.strip()
+    return mapping
+
+
 def build_from_hub(args):
     from datasets import DatasetDict, load_dataset
 
-    mapping = dict(item.split("=", 1) for item in args.hub_splits.split(","))
     out = {}
-    for split, hub_split in mapping.items():
-        ds = load_dataset(args.from_hub_dataset, args.hub_config, split=hub_split)
+    for split, hub_split in parse_hub_splits(args.hub_splits).items():
+        try:
+            ds = load_dataset(args.from_hub_dataset, args.hub_config, split=hub_split)
+        except (ConnectionError, FileNotFoundError, ValueError) as error:  # offline, unknown id or split, ...
+            raise SystemExit(f"--from-hub-dataset {args.from_hub_dataset} ({hub_split}): {error}") from None
         if args.hub_max_utts and len(ds) > args.hub_max_utts:
             ds = ds.shuffle(seed=args.seed).select(range(args.hub_max_utts))
         out[split] = convert_speech_dataset(
@@ -1113,9 +1129,33 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"--only-splits {','.join(args.only_splits)}: choose among {','.join(SPLITS)}")
     if args.features and "train" not in args.only_splits:
         raise SystemExit("--features computes its statistics on the train split: add train to --only-splits")
-    for pack in args.add_pack:  # a bad pack fails now, not after minutes of synthesis
-        natural_pack.read_info(pack)
-    pack_drop = natural.parse_condition_names(args.pack_drop_conditions, "--pack-drop-conditions")
+    synthetic = not (args.from_folder or args.from_hub_dataset)
+    if synthetic and "train" in args.only_splits and args.num_train_speakers < 1 and not args.add_pack:
+        raise SystemExit(
+            f"--num-train-speakers {args.num_train_speakers} makes no train split: give at least 1, add speakers "
+            "with --add-pack, or leave train out of --only-splits"
+        )
+    if not 0 <= args.min_sec < args.max_sec:
+        raise SystemExit(
+            f"--min-sec {args.min_sec:g} --max-sec {args.max_sec:g}: give 0 <= --min-sec < --max-sec (seconds per "
+            "utterance; every utterance outside them is dropped)"
+        )
+    if args.from_folder and not (Path(args.from_folder) / "metadata.csv").is_file():
+        what = "has no metadata.csv" if Path(args.from_folder).is_dir() else "is not a folder"
+        raise SystemExit(
+            f"--from-folder {args.from_folder} {what}: it needs DIR/metadata.csv with the columns file_name and text "
+            "(optionally speaker_id), one row per audio file"
+        )
+    try:  # every setting that names things is read now, not after minutes of synthesis
+        natural.parse_mix(args.mix)
+        natural.parse_conditions(args.conditions)
+        if args.from_hub_dataset:
+            parse_hub_splits(args.hub_splits)
+        for pack in args.add_pack:
+            natural_pack.read_info(pack)
+        pack_drop = natural.parse_condition_names(args.pack_drop_conditions, "--pack-drop-conditions")
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     if pack_drop and not args.add_pack:
         raise SystemExit("--pack-drop-conditions filters the rows of --add-pack: add a pack, or leave it out")
     fe_kwargs = feature_extractor_kwargs(args) if args.features else None
@@ -1134,6 +1174,12 @@ def main(argv: list[str] | None = None) -> dict:
             dsd, info = build_synthetic(args, cache_dir, tmp_root)
         if args.add_pack:
             dsd, info = natural_pack.merge_into(dsd, info, args.add_pack, args.sampling_rate, cache_dir, pack_drop)
+        if "train" in dsd and len(dsd["train"]) == 0:  # checked before an existing corpus at OUT is replaced
+            kept = f"; the corpus already at {out} was kept" if out.exists() else ""
+            raise SystemExit(
+                f"no training utterances were made (check --min-sec/--max-sec and the speaker and utterance counts): "
+                f"nothing written{kept}"
+            )
         t_synth = time.time() - t0
         if fe_kwargs is not None:
             t = time.time()

@@ -828,3 +828,29 @@ def test_build_corpus_with_a_natural_mix(tmp_path):
     assert set(dsd["train"]["source"]) == {"piper", "espeak"} and set(dsd["test"]["source"]) == {"espeak"}
     assert summary["info"]["mix"]["mix"] == {"piper": 0.5, "espeak": 0.5}
     assert json.loads((out / "corpus_summary.json").read_text())["info"]["mix"]["train_speakers_per_condition"]
+
+
+def test_settings_that_cannot_make_a_corpus_are_refused_and_an_existing_corpus_is_kept(tmp_path):
+    """One line, before any synthesis, for a setting that cannot work; and a build that makes no training utterance
+    (here every sentence is shorter than --min-sec) stops before it replaces the corpus already at --out."""
+    out = tmp_path / "corpus"
+    for args, message in [
+        (["--min-sec", "5", "--max-sec", "1"], "give 0 <= --min-sec < --max-sec"),
+        (["--num-train-speakers", "0"], "--num-train-speakers 0 makes no train split"),
+        (["--mix", "bogus=1"], "^error: --mix: unknown name 'bogus'"),
+        (["--conditions", "room=2"], "^error: --conditions: probabilities must be in \\[0, 1\\]"),
+        (["--add-pack", str(tmp_path / "no-pack")], "^error: natural-voice pack .* does not exist"),
+        (["--from-folder", str(tmp_path / "no-folder")], "no-folder is not a folder: it needs DIR/metadata.csv"),
+        (["--from-hub-dataset", "a/b", "--hub-splits", "train"], "^error: --hub-splits 'train': give OUT_SPLIT="),
+    ]:
+        with pytest.raises(SystemExit, match=message):
+            bc.main(["--out", str(out), *args])
+    assert not out.exists()
+    out.mkdir()
+    (out / "kept.txt").write_text("an earlier corpus")
+    fortunes = _tiny_fortunes(tmp_path)
+    small = ["--num-train-speakers", "1", "--num-val-speakers", "1", "--utts-per-speaker", "2", "--num-test-voices"]
+    small += ["0", "--fortunes-dir", str(fortunes), "--num-proc", "1", "--min-sec", "30", "--max-sec", "40"]
+    with pytest.raises(SystemExit, match="no training utterances were made .* the corpus already at .* was kept"):
+        bc.main(["--out", str(out), *small])
+    assert (out / "kept.txt").read_text() == "an earlier corpus"
