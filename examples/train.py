@@ -101,7 +101,41 @@ class TrainConfig:
         if "adam_betas" in data:
             data["adam_betas"] = tuple(data["adam_betas"])
         check_mixed_precision(data, path)
-        return cls(**data)
+        cfg = cls(**data)
+        cfg.check(path)
+        return cfg
+
+    def check(self, source: str = "the training config") -> None:
+        """ValueError naming the first setting that cannot work (before any data is read or written)."""
+        problems = []
+        for name in (
+            "max_steps",
+            "max_batch_frames",
+            "max_example_frames",
+            "gradient_accumulation_steps",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "eval_every",
+            "log_every",
+        ):
+            if not getattr(self, name) >= 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "eval_utterances", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not self.grad_clip > 0:
+            problems.append(f"grad_clip must be > 0 (the largest gradient norm), got {self.grad_clip!r}")
+        for name in ("min_lr_ratio", "decay_start", "pair_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0 <= self.ema_decay < 1:
+            problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.num_threads is not None and not self.num_threads >= 1:
+            problems.append(f"num_threads must be at least 1 (or unset), got {self.num_threads!r}")
+        if problems:
+            raise ValueError(f"{source}: {problems[0]}")
 
 
 def read_settings(path: str | Path, cls, kind: str) -> dict:
@@ -436,6 +470,17 @@ def main(argv=None):
         cfg.max_steps = args.max_steps
     if args.init_from:
         cfg.init_from = args.init_from
+    if args.max_steps is not None and args.max_steps < 1:
+        raise SystemExit(f"error: --max-steps {args.max_steps}: give at least 1")
+    if args.time_budget_min is not None and not args.time_budget_min > 0:
+        raise SystemExit(f"error: --time-budget-min {args.time_budget_min:g}: give a number of minutes > 0")
+    if args.num_proc < 1:
+        raise SystemExit(f"error: --num-proc {args.num_proc}: give at least 1")
+    if cfg.init_from and not Path(cfg.init_from).is_dir():
+        raise SystemExit(
+            f"error: init_from {cfg.init_from!r} is not a folder: give a DiTAR model or pipeline folder "
+            "(one saved with save_pretrained, e.g. modeling_ditar/default)"
+        )
     if not any((Path(cfg.dataset) / name).is_file() for name in ("dataset_dict.json", "dataset_info.json")):
         raise SystemExit(
             f"error: dataset {cfg.dataset!r} is not a corpus folder (datasets' save_to_disk): build one with "

@@ -375,6 +375,10 @@ def main(argv=None):
         cfg = VocoderTrainConfig.load(args.config)
     except (OSError, ValueError) as error:  # a missing, unreadable or wrong config: its message, not a traceback
         raise SystemExit(f"error: {error}") from None
+    if args.max_steps is not None and args.max_steps < 1:
+        raise SystemExit(f"error: --max-steps {args.max_steps}: give at least 1")
+    if args.time_budget_min is not None and not args.time_budget_min > 0:
+        raise SystemExit(f"error: --time-budget-min {args.time_budget_min:g}: give a number of minutes > 0")
     cfg.dataset = args.data or args.dataset or cfg.dataset
     if args.output_dir:
         cfg.output_dir = args.output_dir
@@ -384,7 +388,15 @@ def main(argv=None):
         cfg.init_from = args.init_from
     if args.teacher_forced_corpus:
         cfg.teacher_forced_corpus = args.teacher_forced_corpus
-        cfg.check()
+        try:
+            cfg.check()
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
+    if not args.export_checkpoint and not Path(cfg.dataset).exists():  # said before anything is written
+        raise SystemExit(
+            f"error: dataset {cfg.dataset!r} does not exist: build one with examples/build_corpus.py, or give a "
+            "folder of audio files with --data"
+        )
     configure_process(cfg)
     if args.export_checkpoint:
         export_checkpoint(cfg, Path(args.export_checkpoint), Path(cfg.output_dir) / "vocoder")

@@ -375,3 +375,15 @@ def test_gpu_script_smoke_run_on_cpu(tmp_path):
     assert (tmp_path / "out" / "vocoder" / "config.json").is_file()
     assert (tmp_path / "out" / "logs.tar.gz").is_file() and list((tmp_path / "out" / "samples").glob("*/*.wav"))
     assert "expected" in result.stdout and "log-mel L1" in result.stdout
+
+
+def test_the_command_line_names_what_cannot_work_before_anything_is_written(tmp_path):
+    config = _config(tmp_path, dataset=str(tmp_path / "no-corpus"), output_dir=str(tmp_path / "run"))
+    for extra, message in [
+        (["--max-steps", "-1"], "--max-steps -1: give at least 1"),
+        (["--time-budget-min", "0"], "--time-budget-min 0: give a number of minutes > 0"),
+        ([], "dataset .*no-corpus' does not exist: build one"),
+    ]:
+        with pytest.raises(SystemExit, match=message):
+            main(["--config", str(config), *extra])
+    assert not (tmp_path / "run").exists()

@@ -195,6 +195,45 @@ def test_a_bad_config_file_is_named_without_a_traceback(tmp_path, name, text, me
         train.main(["--config", str(tmp_path / "missing.yaml")])
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("max_steps: 0", "max_steps must be at least 1, got 0"),
+        ("learning_rate: 0", "learning_rate must be > 0"),
+        ("ema_decay: 1.0", "ema_decay must be in \\[0, 1\\)"),
+        ("decay_start: 1.5", "decay_start must be in \\[0, 1\\]"),
+        ("max_batch_frames: -5", "max_batch_frames must be at least 1"),
+        ("num_threads: 0", "num_threads must be at least 1"),
+    ],
+)
+def test_a_setting_that_cannot_work_is_named(tmp_path, text, message):
+    train = _train_module()
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ValueError, match=message):
+        train.TrainConfig.load(str(path))
+
+
+def test_command_line_overrides_that_cannot_work_are_refused_before_anything_is_written(tmp_path):
+    """--max-steps -1 used to export the starting weights as a "trained" model after 0 steps; --time-budget-min 0 was
+    ignored; an init_from that is not there ended in a Hub-id OSError."""
+    train = _train_module()
+    path = tmp_path / "cfg.yaml"
+    path.write_text(f"dataset: {tmp_path}\n")
+    (tmp_path / "dataset_dict.json").write_text("{}")  # looks like a corpus; nothing gets that far
+    out = tmp_path / "run"
+    base = ["--config", str(path), "--output-dir", str(out)]
+    for extra, message in [
+        (["--max-steps", "-1"], "--max-steps -1: give at least 1"),
+        (["--time-budget-min", "0"], "--time-budget-min 0: give a number of minutes > 0"),
+        (["--num-proc", "0"], "--num-proc 0: give at least 1"),
+        (["--init-from", str(tmp_path / "nowhere")], "init_from .*nowhere' is not a folder"),
+    ]:
+        with pytest.raises(SystemExit, match=message):
+            train.main([*base, *extra])
+    assert not out.exists()
+
+
 def test_an_empty_config_means_the_defaults_and_a_missing_corpus_is_named_before_anything_is_written(
     tmp_path, monkeypatch
 ):
