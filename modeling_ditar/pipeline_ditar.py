@@ -397,9 +397,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
             raise ValueError(f"text must be a string or a non-empty list of strings, got {text!r:.80}.")
-        for t in texts:
+        for index, t in enumerate(texts):
             if not t.strip():
-                raise ValueError("text is empty or whitespace only; give the words to speak.")
+                which = "text" if isinstance(text, str) else f"text[{index}] of the {len(texts)} texts"
+                raise ValueError(f"{which} is empty or whitespace only; give the words to speak.")
         if isinstance(prompt_audio, (list, tuple)) and len(prompt_audio) not in (1, len(texts)):
             raise ValueError(
                 f"got {len(prompt_audio)} prompt_audio for {len(texts)} texts; give one prompt for all or one per text."

@@ -230,6 +230,7 @@ for _id, _text, _match in (
     ("pipe-text-int", 42, "text must be"),
     ("pipe-text-empty-list", [], "text must be"),
     ("pipe-text-list-with-none", ["hi", None], "text must be"),
+    ("pipe-text-list-with-empty", ["hi", "  "], "text\\[1\\] of the 2 texts is empty"),
     ("pipe-text-punctuation-only", "...!!!", "text"),
 ):
     case(_id, P, f"text={_text!r}", ValueError, _match)(lambda ctx, _t=_text: call(ctx, text=_t))

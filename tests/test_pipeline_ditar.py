@@ -371,7 +371,7 @@ def test_prompt_files_are_converted(pipe, tmp_path, rate, subtype):
 BAD_CALLS = [
     (dict(text=""), "text is empty"),
     (dict(text=" \t\n "), "text is empty"),
-    (dict(text=["fine", "  "]), "text is empty"),
+    (dict(text=["fine", "  "]), r"text\[1\] of the 2 texts is empty"),
     (dict(text=[]), "text must be a string or a non-empty list"),
     (dict(text=None), "text must be a string"),
     (dict(text="你好"), "text.*not in the vocabulary"),
