@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -67,13 +68,21 @@ def main():
     parser.add_argument("text", nargs="?", default="Hello there, this is DiTAR speaking.")
     parser.add_argument("-o", "--output", default="quickstart.wav")
     args = parser.parse_args()
+    output = Path(args.output)  # checked before generating, so no audio is lost to a bad path
+    if not output.parent.is_dir():
+        parser.error(f"{output.parent} does not exist: create it, or write elsewhere with -o")
+    if output.suffix.lstrip(".").upper() not in sf.available_formats():
+        parser.error(f"cannot write {output.name!r}: give a file name ending in .wav, .flac or .ogg")
     if (EMBEDDED_DEFAULT / "model_index.json").is_file():
         pipe, max_new_patches = DiTARPipeline.from_pretrained(), None
     else:
         print("no embedded checkpoint installed: using a tiny RANDOM-weight pipeline (the wav will be noise)")
         pipe, max_new_patches = random_pipeline(), 25
     start = time.time()
-    out = pipe(args.text, max_new_patches=max_new_patches, generator=torch.Generator().manual_seed(0))
+    try:
+        out = pipe(args.text, max_new_patches=max_new_patches, generator=torch.Generator().manual_seed(0))
+    except ValueError as error:  # a text the model cannot speak: the pipeline names the problem
+        parser.error(str(error))
     audio = out.audios[0][: out.audio_lengths[0]]
     sf.write(args.output, audio, pipe.sample_rate)
     seconds = len(audio) / pipe.sample_rate
