@@ -42,6 +42,7 @@ from training_eval import (  # noqa: E402
 )
 
 from modeling_ditar import DiTARConfig, DiTARForConditionalGeneration  # noqa: E402
+from modeling_ditar.configuration_ditar import LEGACY_GENERATION_KEYS  # noqa: E402
 from modeling_ditar.training_data import (  # noqa: E402
     PairedLengthBatcher,
     Utterance,
@@ -134,6 +135,12 @@ class TrainConfig:
             problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.num_threads is not None and not self.num_threads >= 1:
             problems.append(f"num_threads must be at least 1 (or unset), got {self.num_threads!r}")
+        # DiTARConfig keeps any keyword it is given, so a misspelt model setting would otherwise train without it
+        known = set(DiTARConfig().to_dict()) | set(LEGACY_GENERATION_KEYS)  # generation settings it still takes
+        for name in sorted(set(self.model or {}) - known, key=str):
+            close = difflib.get_close_matches(str(name), sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else " (see DiTARConfig's arguments)"
+            problems.append(f"model.{name} is not a DiTARConfig setting{hint}")
         if problems:
             raise ValueError(f"{source}: {problems[0]}")
 
