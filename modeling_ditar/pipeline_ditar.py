@@ -39,7 +39,7 @@ from .backbone_decoding import decode_step  # noqa: F401
 from .candidate_pruning import CandidateFollower, choose_candidates
 from .configuration_ditar import DiTARConfig  # noqa: F401
 from .feature_extraction_ditar import DiTARFeatureExtractor  # noqa: F401
-from .generation_ditar import repeat_for_candidates
+from .generation_ditar import GenerationSettings, repeat_for_candidates
 from .generation_progress import GenerationProgress
 from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import installed_libraries, write_pipeline_remote_code, write_transformers_entry_points
@@ -92,19 +92,6 @@ class DiTARPipelineOutput(AudioPipelineOutput):
 
     audio_lengths: list[int] | None = None
     stopped: list[bool] | None = None
-
-
-@dataclass(frozen=True)
-class _Sampling:
-    """The sampler settings of one `__call__` or `stream`, resolved once and handed unchanged to every generation it
-    makes (each sentence of a long text, each candidate batch)."""
-
-    num_inference_steps: int | None
-    guidance_scale: float | None
-    temperature: float | None
-    max_new_patches: int | None  # the call's or the generation config's; None derives a cap per text
-    num_candidates: int = 1
-    prune_after: int | None = None  # candidate_prune_after_patches
 
 
 class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
@@ -518,7 +505,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     # generation
 
     def _patch_steps(
-        self, inputs: dict, sampling: _Sampling, generator, callback_on_patch_end=None
+        self, inputs: dict, sampling: GenerationSettings, generator, callback_on_patch_end=None
     ) -> Iterator[PatchStep]:
         """`generate_patches` over rows laid out as `repeat_for_candidates` lays them out (K candidates per text)."""
         steps = self.model.generate_patches(
@@ -535,7 +522,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             speech_position_rate=inputs.get("speech_position_rate"),
             past_key_values=self._voice_cache(inputs),
             candidates_per_text=sampling.num_candidates,
-            candidate_prune_after_patches=sampling.prune_after,
+            candidate_prune_after_patches=sampling.candidate_prune_after_patches,
         )
         # the call's one progress bar (see `generation_progress`), or one for this generation alone
         progress, own = GenerationProgress.for_generation(self)
@@ -612,13 +599,14 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if voice is None:
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         texts = [text] if isinstance(text, str) else list(text)
-        sampling = self._sampling(
-            num_inference_steps,
-            guidance_scale,
-            temperature,
-            max_new_patches,
-            num_candidates,
-            candidate_prune_after_patches,
+        # the call's settings, resolved once (call, then generation config) for every generation it makes
+        sampling = self.model.generation_settings(
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            temperature=temperature,
+            max_new_patches=max_new_patches,
+            num_candidates=num_candidates,
+            candidate_prune_after_patches=candidate_prune_after_patches,
         )
 
         # 2. long texts are spoken sentence by sentence with the same voice
@@ -682,36 +670,12 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             "seed or a cleaner voice prompt of 3-8 s usually helps; `max_new_patches` sets the cap."
         )
 
-    def _sampling(
-        self,
-        num_inference_steps,
-        guidance_scale,
-        temperature,
-        max_new_patches,
-        num_candidates,
-        candidate_prune_after_patches,
-    ) -> _Sampling:
-        """The call's sampler settings; candidates and the patch cap resolved against the generation config."""
-        settings = self.model.generation_settings(
-            num_candidates=num_candidates,
-            candidate_prune_after_patches=candidate_prune_after_patches,
-            max_new_patches=max_new_patches,
-        )
-        return _Sampling(
-            num_inference_steps,
-            guidance_scale,
-            temperature,
-            settings.max_new_patches,
-            settings.num_candidates,
-            settings.candidate_prune_after_patches,
-        )
-
     def _generate_rows(
-        self, inputs: dict, sampling: _Sampling, generator, callback_on_patch_end=None
+        self, inputs: dict, sampling: GenerationSettings, generator, callback_on_patch_end=None
     ) -> tuple[list[torch.Tensor], list[bool]]:
         """De-normalised features and stop flags per text; with K = num_candidates > 1 every text is sampled K times
-        in one batch and one candidate is kept (pruned after `prune_after` patches, else ranked whole; see
-        `candidate_pruning`)."""
+        in one batch and one candidate is kept (pruned after `candidate_prune_after_patches` patches, else ranked
+        whole; see `candidate_pruning`)."""
         num_candidates = sampling.num_candidates
         inputs, generator = repeat_for_candidates(inputs, generator, num_candidates)
         patches, counts, stopped, dropped = [], None, None, None
@@ -735,7 +699,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         prompt_text,
         sampling_rate,
         voice: DiTARVoice | None,
-        sampling: _Sampling,
+        sampling: GenerationSettings,
         generator,
         callback_on_patch_end,
     ) -> tuple[torch.Tensor, bool]:
@@ -806,13 +770,14 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             voice=voice,
             candidate_prune_after_patches=candidate_prune_after_patches,
         )
-        sampling = self._sampling(
-            num_inference_steps,
-            guidance_scale,
-            temperature,
-            max_new_patches,
-            num_candidates,
-            candidate_prune_after_patches,
+        # the call's settings, resolved once (call, then generation config) for every generation it makes
+        sampling = self.model.generation_settings(
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            temperature=temperature,
+            max_new_patches=max_new_patches,
+            num_candidates=num_candidates,
+            candidate_prune_after_patches=candidate_prune_after_patches,
         )
         if voice is None:
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
@@ -834,7 +799,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         prompt_text,
         sampling_rate,
         voice: DiTARVoice | None,
-        sampling: _Sampling,
+        sampling: GenerationSettings,
         generator,
     ) -> Iterator[np.ndarray]:
         num_candidates = sampling.num_candidates
