@@ -153,18 +153,18 @@ def read_settings(path: str | Path, cls, kind: str) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such config file")
     text = path.read_text()
-    is_yaml = path.suffix in (".yaml", ".yml")
-    try:
-        if is_yaml:
-            import yaml
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
 
+        try:
             data = yaml.safe_load(text)
-        else:
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {error}") from None
+    else:
+        try:
             data = json.loads(text) if text.strip() else None
-    except ValueError as error:  # json.JSONDecodeError
-        raise ValueError(f"{path}: not valid JSON: {error}") from None
-    except Exception as error:  # yaml.YAMLError, imported lazily
-        raise ValueError(f"{path}: not valid YAML: {error}") from None
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON: {error}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

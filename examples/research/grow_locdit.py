@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from pathlib import Path
 
 import torch
@@ -77,12 +76,9 @@ def main(argv=None) -> None:
     before = sum(p.numel() for p in pipe.model.locdit.parameters())
     after = sum(p.numel() for p in grown.locdit.parameters())
     pipe.register_modules(model=grown)
-    pipe.save_pretrained(args.out)
     # the saved folder keeps the base's matmul setting, not the float32 of the check
-    index_path = args.out / "model_index.json"
-    index = json.loads(index_path.read_text())
-    index["matmul_dtype"] = json.loads((Path(args.base) / "model_index.json").read_text()).get("matmul_dtype")
-    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    pipe.register_to_config(matmul_dtype=DiTARPipeline.load_config(args.base).get("matmul_dtype"))
+    pipe.save_pretrained(args.out)
     print(
         f"wrote {args.out}: LocDiT {pipe.model.config.locdit_num_layers} blocks, {before / 1e6:.2f}M -> "
         f"{after / 1e6:.2f}M parameters; same prediction (max difference {difference:.1e})"
