@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         "config; 1 = plain sampling); the model row only",
     )
     e.add_argument(
+        "--prompt-spectrum-match",
+        type=float,
+        default=None,
+        help="how far the speech's average spectrum is moved towards the prompt's, 0-1 (default: model config); "
+        "the model row only",
+    )
+    e.add_argument(
         "--dtype",
         choices=("float32", "bfloat16", "float16"),
         default="float32",
@@ -188,6 +195,22 @@ def make_cases(args) -> dict:
     return {"cases_file": str(out), "num_cases": len(cases), "speakers": speakers}
 
 
+def check_sampling_settings(pipe, args) -> None:
+    """The sampler settings of the command line, checked once by the model's own rules: a bad value would otherwise
+    fail every case and still write an evaluation of failures."""
+    try:
+        pipe.model.generation_settings(
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            temperature=args.temperature,
+            max_new_patches=args.max_new_patches,
+            num_candidates=args.num_candidates,
+            prompt_spectrum_match=args.prompt_spectrum_match,
+        )
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
 def build_systems(args, rows: list[str]) -> tuple[list, str | None]:
     pipe = None
     pipe_source = None
@@ -205,6 +228,7 @@ def build_systems(args, rows: list[str]) -> tuple[list, str | None]:
                 else " (for the gt/resynth rows alone, --feature-extractor DIR is enough)"
             )
             raise SystemExit(f"cannot load the pipeline: {err}{hint}") from err
+        check_sampling_settings(pipe, args)
     systems = []
     for key in rows:
         if key == "gt":
@@ -250,6 +274,7 @@ def build_systems(args, rows: list[str]) -> tuple[list, str | None]:
                     name=args.label,
                     source=pipe_source,
                     num_candidates=args.num_candidates,
+                    prompt_spectrum_match=args.prompt_spectrum_match,
                 )
             )
     return systems, pipe_source

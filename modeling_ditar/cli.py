@@ -202,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="sample K candidates and keep the one the model's CTC head reads as the text most "
         "closely; about K/2 times slower (model default: its config's num_candidates)",
     )
+    sampling.add_argument(
+        "--prompt-spectrum-match",
+        type=_float_in(0.0, 1.0),
+        metavar="S",
+        help="how far the speech's average spectrum (voice colour) is moved towards the prompt's, in [0, 1]; 0 leaves "
+        "it as generated (model default: its config's prompt_spectrum_match)",
+    )
     sampling.add_argument("--seed", type=int, metavar="N", help="random seed, for reproducible audio")
     out = synth.add_argument_group("output")
     out.add_argument(
@@ -367,6 +374,7 @@ def _synthesize(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         max_new_patches=args.max_new_patches,
         generator=None if args.seed is None else torch.Generator().manual_seed(args.seed),
+        prompt_spectrum_match=args.prompt_spectrum_match,
     )
     start = time.perf_counter()
     try:
@@ -613,6 +621,12 @@ def _add_serve_parser(commands, formatter) -> None:
     sampling.add_argument(
         "--candidates", type=_int_at_least(1), metavar="K", help="best-of-K candidates per request (1 is fastest)"
     )
+    sampling.add_argument(
+        "--prompt-spectrum-match",
+        type=_float_in(0.0, 1.0),
+        metavar="S",
+        help="how far the speech's average spectrum is moved towards the voice's, in [0, 1]",
+    )
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(handler=_serve, check=_check_serve)
 
@@ -666,6 +680,7 @@ def _serve(args: argparse.Namespace) -> int:
         guidance_scale=args.guidance_scale,
         temperature=args.temperature,
         num_candidates=args.candidates,
+        prompt_spectrum_match=args.prompt_spectrum_match,
     )
     run(pipe, settings, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -23,6 +23,9 @@ knobs are stored next to them as extra attributes:
 - `max_new_patches`: a fixed cap on generated patches, or None for the per-text bound
   `ceil(max_patches_per_text_token * text_length) + min_max_new_patches`;
 - `stop_threshold`: a row stops when sigmoid(stop logit) exceeds it;
+- `prompt_spectrum_match` in [0, 1]: how far the pipeline moves the generated speech's long-term average spectrum
+  towards the voice prompt's before vocoding (log-mel features only; see `spectrum_matching`); 0 leaves the speech as
+  generated. The model's own `generate` returns the patches as sampled;
 - `distilled_guidance_scale`: set by few-step distillation, the LM guidance scale folded into LocDiT's weights (it
   samples guided with the conditional branch alone, one LocDiT call per step), so `guidance_scale` must be 1; None
   for a LocDiT that was not distilled.
@@ -75,6 +78,7 @@ GENERATION_DEFAULTS: dict = {
     "min_max_new_patches": 16,
     "stop_threshold": 0.5,
     "distilled_guidance_scale": None,
+    "prompt_spectrum_match": 0.0,
 }
 
 
@@ -113,6 +117,7 @@ class GenerationSettings:
     min_max_new_patches: int
     stop_threshold: float
     distilled_guidance_scale: float | None = None
+    prompt_spectrum_match: float = 0.0
 
 
 def resolve_generation_settings(generation_config: GenerationConfig | None, **overrides) -> GenerationSettings:
@@ -177,6 +182,10 @@ def check_generation_settings(values: dict) -> None:
         "distilled_guidance_scale": (
             lambda v: v is None or (_is_number(v) and v >= 0),
             "None or the finite guidance scale >= 0 that distillation folded into LocDiT",
+        ),
+        "prompt_spectrum_match": (
+            lambda v: _is_number(v) and 0 <= v <= 1,
+            "a number in [0, 1] (how far to move the speech's average spectrum towards the prompt's; 0: not at all)",
         ),
     }
     for key, value in values.items():

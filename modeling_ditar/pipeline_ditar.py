@@ -51,6 +51,7 @@ from .phase_reconstruction import phase_gradient_phase  # noqa: F401
 from .processing_ditar import DEFAULT_VOICE_DIR, DiTARProcessor, DiTARVoice, write_default_voice
 from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts
 from .sampling import PatchSampler  # noqa: F401
+from .spectrum_matching import PromptSpectrumMatch
 from .speech_positions import speaking_rate  # noqa: F401
 from .streaming import SpeechStream, StreamingVocoder
 from .tokenization_ditar import DiTARTextFrontend  # noqa: F401
@@ -380,6 +381,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         generator=None,
         voice=None,
         candidate_prune_after_patches=None,
+        prompt_spectrum_match=None,
     ):
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
@@ -424,7 +426,14 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             max_new_patches=max_new_patches,
             num_candidates=num_candidates,
             candidate_prune_after_patches=candidate_prune_after_patches,
+            prompt_spectrum_match=prompt_spectrum_match,
         )
+        if settings.prompt_spectrum_match > 0 and self.vae is not None:
+            raise ValueError(
+                f"prompt_spectrum_match={settings.prompt_spectrum_match:g} moves log-mel spectra, and this pipeline "
+                "generates VAE latents; pass prompt_spectrum_match=0 (or set "
+                "pipe.model.generation_config.prompt_spectrum_match = 0)."
+            )
         generators = generator if isinstance(generator, (list, tuple)) else [generator]
         if generator is not None and not all(isinstance(g, torch.Generator) for g in generators):
             raise TypeError(
@@ -556,6 +565,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         num_candidates: int | None = None,
         voice: DiTARVoice | list[DiTARVoice] | None = None,
         candidate_prune_after_patches: int | None = None,
+        prompt_spectrum_match: float | None = None,
     ) -> DiTARPipelineOutput | tuple:
         r"""
         Args:
@@ -578,6 +588,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 candidates. Default from the model config. `stream()` keeps the same candidate.
             voice: a [`DiTARVoice`] from `pipe.create_voice(audio, transcript)` (or one per text) instead of
                 `prompt_audio` and `prompt_text`; same audio for the same seed, without re-processing the prompt.
+            prompt_spectrum_match: in [0, 1], how far the speech's long-term average spectrum is moved towards the
+                voice prompt's before vocoding (speech frames only, estimated as it is generated; see
+                `spectrum_matching`); 0 leaves it as generated. Default from the model's generation config. Applies
+                to log-mel features (not to a VAE's latents); `output_type="features"` returns the moved features.
         Returns:
             [`DiTARPipelineOutput`] or `(audios,)`.
         """
@@ -595,6 +609,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             generator=generator,
             voice=voice,
             candidate_prune_after_patches=candidate_prune_after_patches,
+            prompt_spectrum_match=prompt_spectrum_match,
         )
         if voice is None:
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
@@ -607,6 +622,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             max_new_patches=max_new_patches,
             num_candidates=num_candidates,
             candidate_prune_after_patches=candidate_prune_after_patches,
+            prompt_spectrum_match=prompt_spectrum_match,
         )
 
         # 2. long texts are spoken sentence by sentence with the same voice
@@ -677,6 +693,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         in one batch and one candidate is kept (pruned after `candidate_prune_after_patches` patches, else ranked
         whole; see `candidate_pruning`)."""
         num_candidates = sampling.num_candidates
+        matchers = [self._spectrum_match(inputs, row, sampling) for row in range(inputs["input_ids"].shape[0])]
         inputs, generator = repeat_for_candidates(inputs, generator, num_candidates)
         patches, counts, stopped, dropped = [], None, None, None
         for step in self._patch_steps(inputs, sampling, generator, callback_on_patch_end):
@@ -690,7 +707,17 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if num_candidates > 1:
             best = choose_candidates(self.model, inputs, rows, num_candidates, dropped)
             rows, stopped = [rows[i] for i in best], [stopped[i] for i in best]
-        return [self.model.denormalize_features(r.float()).cpu() for r in rows], stopped
+        features = [self.model.denormalize_features(r.float()).cpu() for r in rows]
+        return [f if match is None else match(f) for f, match in zip(features, matchers, strict=True)], stopped
+
+    def _spectrum_match(self, inputs: dict, row: int, sampling: GenerationSettings) -> PromptSpectrumMatch | None:
+        """The prompt spectrum matching of one text's speech (its prompt's frames, de-normalised), or None when the
+        call's `prompt_spectrum_match` is 0."""
+        frames = int(inputs["prompt_attention_mask"][row].sum())
+        if sampling.prompt_spectrum_match == 0 or frames == 0:
+            return None
+        prompt = self.model.denormalize_features(inputs["prompt_features"][row, :frames].float()).cpu()
+        return PromptSpectrumMatch(prompt, sampling.prompt_spectrum_match)
 
     def _generate_segments(
         self,
@@ -741,6 +768,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         voice: DiTARVoice | None = None,
         num_candidates: int | None = None,
         candidate_prune_after_patches: int | None = None,
+        prompt_spectrum_match: float | None = None,
     ) -> SpeechStream:
         """Yield float32 waveform chunks while patches are generated; joined, they equal `pipe(...).audios[0]` for the
         same arguments and seed, candidates included: streaming samples `num_candidates` candidates (default: the
@@ -769,6 +797,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             generator=generator,
             voice=voice,
             candidate_prune_after_patches=candidate_prune_after_patches,
+            prompt_spectrum_match=prompt_spectrum_match,
         )
         # the call's settings, resolved once (call, then generation config) for every generation it makes
         sampling = self.model.generation_settings(
@@ -778,6 +807,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             max_new_patches=max_new_patches,
             num_candidates=num_candidates,
             candidate_prune_after_patches=candidate_prune_after_patches,
+            prompt_spectrum_match=prompt_spectrum_match,
         )
         if voice is None:
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
@@ -812,6 +842,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 inputs = first_inputs
             else:
                 inputs = self._encode([segment], prompt_audio, prompt_text, sampling_rate, voice)
+            match = self._spectrum_match(inputs, 0, sampling)  # as one-shot generation moves this segment's frames
             # the rows of one-shot generation; the candidate it keeps is played once it is known
             inputs, segment_generator = repeat_for_candidates(inputs, generator, num_candidates)
             follower = CandidateFollower(
@@ -821,8 +852,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 )[0],
             )
             for step in self._patch_steps(inputs, sampling, segment_generator):
-                yield from self._vocode_patches(vocoder, follower.push(step))
-            yield from self._vocode_patches(vocoder, follower.finish())
+                yield from self._vocode_patches(vocoder, follower.push(step), match)
+            yield from self._vocode_patches(vocoder, follower.finish(), match)
             all_stopped = all_stopped and follower.stopped
             if index + 1 < len(segments):
                 for chunk in vocoder.push(self._pause_frames()):
@@ -833,10 +864,13 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         self._warn_if_cut([all_stopped], sampling.max_new_patches)
         stream._finish(all_stopped)
 
-    def _vocode_patches(self, vocoder: StreamingVocoder, patches: list[torch.Tensor]) -> Iterator[np.ndarray]:
-        """The waveform chunks that normalised patches ([P, D] each) complete."""
+    def _vocode_patches(
+        self, vocoder: StreamingVocoder, patches: list[torch.Tensor], match: PromptSpectrumMatch | None = None
+    ) -> Iterator[np.ndarray]:
+        """The waveform chunks that normalised patches ([P, D] each, in order) complete, moved by `match` first."""
         for patch in patches:
-            for chunk in vocoder.push(self.model.denormalize_features(patch.float()).cpu()):
+            frames = self.model.denormalize_features(patch.float()).cpu()
+            for chunk in vocoder.push(frames if match is None else match(frames)):
                 yield chunk.numpy()
 
 

@@ -88,6 +88,7 @@ class ServerSettings:
     guidance_scale: float | None = None
     temperature: float | None = None
     num_candidates: int | None = None
+    prompt_spectrum_match: float | None = None
 
     def sampling(self, stream: bool = False) -> dict:
         """Keyword arguments of the pipeline call (a stream always samples one candidate)."""
@@ -95,6 +96,7 @@ class ServerSettings:
             num_inference_steps=self.num_inference_steps,
             guidance_scale=self.guidance_scale,
             temperature=self.temperature,
+            prompt_spectrum_match=self.prompt_spectrum_match,
         )
         if not stream:
             out["num_candidates"] = self.num_candidates

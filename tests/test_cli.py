@@ -70,6 +70,8 @@ def test_synthesize_with_prompt(capsys, tmp_path, model_dir, prompt):
         0.3,
         "--max-new-patches",
         3,
+        "--prompt-spectrum-match",
+        0.7,
         "--seed",
         4,
     )
@@ -86,6 +88,7 @@ def test_synthesize_with_prompt(capsys, tmp_path, model_dir, prompt):
         guidance_scale=1.5,
         temperature=0.3,
         max_new_patches=3,
+        prompt_spectrum_match=0.7,
     )
     np.testing.assert_allclose(audio, expected, atol=1.5 / 32768, rtol=0)  # PCM_16 quantisation
     assert "Wrote" in err and "cut at the patch limit" in err  # the random stop head never fires
@@ -190,6 +193,7 @@ USER_ERRORS = [
     (["Hi.", "--steps", "0"], "argument --steps: expected an integer >= 1"),
     (["Hi.", "--steps", "two"], "argument --steps: expected an integer >= 1"),
     (["Hi.", "--temperature", "1.5"], r"argument --temperature: expected a number in \[0, 1\]"),
+    (["Hi.", "--prompt-spectrum-match", "2"], r"argument --prompt-spectrum-match: expected a number in \[0, 1\]"),
     (["Hi.", "--guidance-scale", "-1"], "argument --guidance-scale: expected a number >= 0"),
     (["Hi.", "--max-new-patches", "0"], "argument --max-new-patches: expected an integer >= 1"),
     (["Hi.", "--seed", "x"], "argument --seed: invalid int value"),

@@ -133,9 +133,11 @@ class PipelineSystem:
         name: str = ROW_NAMES["model"],
         source: str = "",
         num_candidates: int | None = None,
+        prompt_spectrum_match: float | None = None,
     ):
         self.pipe = pipe
         self.num_candidates = num_candidates
+        self.prompt_spectrum_match = prompt_spectrum_match
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
         self.temperature = temperature
@@ -162,6 +164,7 @@ class PipelineSystem:
             max_new_patches=self.max_new_patches,
             generator=generator,
             num_candidates=self.num_candidates,
+            prompt_spectrum_match=self.prompt_spectrum_match,
         )
         seconds = time.perf_counter() - start
         audio = np.asarray(out.audios[0][: out.audio_lengths[0]], dtype=np.float32)
@@ -176,6 +179,9 @@ class PipelineSystem:
             "temperature": self.temperature if self.temperature is not None else config.temperature,
             "max_new_patches": self.max_new_patches,
             "num_candidates": self.num_candidates or getattr(config, "num_candidates", 1),
+            "prompt_spectrum_match": self.prompt_spectrum_match
+            if self.prompt_spectrum_match is not None
+            else getattr(config, "prompt_spectrum_match", 0.0),
             "seed": self.seed,
             "per_case_seed": "sha256(f'{seed}:{case_id}')",
             "parameters": int(sum(p.numel() for p in self.pipe.model.parameters())),
