@@ -119,7 +119,9 @@ def render_markdown(results: dict, per_case: bool = True) -> str:
             s = model["settings"]
             out += [
                 f"- {model['name']}: `{s.get('source', '')}`, steps {s.get('num_inference_steps')}, "
-                f"guidance {s.get('guidance_scale')}, temperature {s.get('temperature')}, seed {s.get('seed')}",
+                f"guidance {s.get('guidance_scale')}, temperature {s.get('temperature')}, "
+                f"candidates {s.get('num_candidates')}, prompt spectrum match {s.get('prompt_spectrum_match', 0.0)}, "
+                f"seed {s.get('seed')}",
                 "",
             ]
     out += [render_table(results["rows"]), ""]
