@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the model row only",
     )
     e.add_argument(
+        "--prompt-spread-match",
+        type=float,
+        default=None,
+        help="how far each mel bin's spread over the speech is scaled towards the prompt's, 0-1 (default: model "
+        "config; sets the loaded pipeline's generation config); the model row only",
+    )
+    e.add_argument(
         "--dtype",
         choices=("float32", "bfloat16", "float16"),
         default="float32",
@@ -228,6 +235,8 @@ def build_systems(args, rows: list[str]) -> tuple[list, str | None]:
                 else " (for the gt/resynth rows alone, --feature-extractor DIR is enough)"
             )
             raise SystemExit(f"cannot load the pipeline: {err}{hint}") from err
+        if args.prompt_spread_match is not None:
+            pipe.model.generation_config.prompt_spread_match = args.prompt_spread_match
         check_sampling_settings(pipe, args)
     systems = []
     for key in rows:

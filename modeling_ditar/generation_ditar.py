@@ -26,6 +26,8 @@ knobs are stored next to them as extra attributes:
 - `prompt_spectrum_match` in [0, 1]: how far the pipeline moves the generated speech's long-term average spectrum
   towards the voice prompt's before vocoding (log-mel features only; see `spectrum_matching`); 0 leaves the speech as
   generated. The model's own `generate` returns the patches as sampled;
+- `prompt_spread_match` in [0, 1]: with it, the pipeline also scales how much each mel bin of the speech varies over
+  time towards the prompt's (the exponent of the spread ratio; 0 leaves it as generated);
 - `distilled_guidance_scale`: set by few-step distillation, the LM guidance scale folded into LocDiT's weights (it
   samples guided with the conditional branch alone, one LocDiT call per step), so `guidance_scale` must be 1; None
   for a LocDiT that was not distilled.
@@ -79,6 +81,7 @@ GENERATION_DEFAULTS: dict = {
     "stop_threshold": 0.5,
     "distilled_guidance_scale": None,
     "prompt_spectrum_match": 0.0,
+    "prompt_spread_match": 0.0,
 }
 
 
@@ -118,6 +121,7 @@ class GenerationSettings:
     stop_threshold: float
     distilled_guidance_scale: float | None = None
     prompt_spectrum_match: float = 0.0
+    prompt_spread_match: float = 0.0
 
 
 def resolve_generation_settings(generation_config: GenerationConfig | None, **overrides) -> GenerationSettings:
@@ -186,6 +190,10 @@ def check_generation_settings(values: dict) -> None:
         "prompt_spectrum_match": (
             lambda v: _is_number(v) and 0 <= v <= 1,
             "a number in [0, 1] (how far to move the speech's average spectrum towards the prompt's; 0: not at all)",
+        ),
+        "prompt_spread_match": (
+            lambda v: _is_number(v) and 0 <= v <= 1,
+            "a number in [0, 1] (how far to scale the speech's spread per mel bin towards the prompt's; 0: not at all)",
         ),
     }
     for key, value in values.items():

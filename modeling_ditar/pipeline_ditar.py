@@ -428,12 +428,12 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             candidate_prune_after_patches=candidate_prune_after_patches,
             prompt_spectrum_match=prompt_spectrum_match,
         )
-        if settings.prompt_spectrum_match > 0 and self.vae is not None:
-            raise ValueError(
-                f"prompt_spectrum_match={settings.prompt_spectrum_match:g} moves log-mel spectra, and this pipeline "
-                "generates VAE latents; pass prompt_spectrum_match=0 (or set "
-                "pipe.model.generation_config.prompt_spectrum_match = 0)."
-            )
+        for name in ("prompt_spectrum_match", "prompt_spread_match"):
+            if getattr(settings, name) > 0 and self.vae is not None:
+                raise ValueError(
+                    f"{name}={getattr(settings, name):g} changes log-mel spectra, and this pipeline generates VAE "
+                    f"latents; pass {name}=0 where the call takes it, or set pipe.model.generation_config.{name} = 0."
+                )
         generators = generator if isinstance(generator, (list, tuple)) else [generator]
         if generator is not None and not all(isinstance(g, torch.Generator) for g in generators):
             raise TypeError(
@@ -714,10 +714,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         """The prompt spectrum matching of one text's speech (its prompt's frames, de-normalised), or None when the
         call's `prompt_spectrum_match` is 0."""
         frames = int(inputs["prompt_attention_mask"][row].sum())
-        if sampling.prompt_spectrum_match == 0 or frames == 0:
+        if (sampling.prompt_spectrum_match == 0 and sampling.prompt_spread_match == 0) or frames == 0:
             return None
         prompt = self.model.denormalize_features(inputs["prompt_features"][row, :frames].float()).cpu()
-        return PromptSpectrumMatch(prompt, sampling.prompt_spectrum_match)
+        return PromptSpectrumMatch(prompt, sampling.prompt_spectrum_match, spread_strength=sampling.prompt_spread_match)
 
     def _generate_segments(
         self,

@@ -12,6 +12,11 @@ which starts at the prompt's spectrum with the weight of `prior_frames` frames. 
 touched, the correction grows as speech accumulates, and streaming gives exactly what one-shot generation gives
 (the same frames in the same order make the same running sums).
 
+Optionally (`spread_strength`) the spread of each bin over the speech frames is matched too: a small model's speech
+varies less from frame to frame than the voice it clones (it is smoother, "over-smoothed" in the words of statistical
+parametric synthesis, whose global-variance compensation this is), so each bin's deviation from its running mean is
+scaled by (the prompt's spread / the running spread) ** spread_strength, with the same causal running estimate.
+
 It applies to log-mel features (the feature extractor's log-mel frames); a pipeline that generates VAE latents has no
 spectrum to match.
 """
@@ -32,9 +37,15 @@ class PromptSpectrumMatch:
             all the way to the prompt's.
         prior_frames: weight, in frames, of the starting estimate of the generated speech's average (the prompt's own):
             the correction reaches half its full size after about this many speech frames.
+        spread_strength: in [0, 1], the exponent of the per-bin spread ratio (0: the spread is left as generated).
     """
 
-    def __init__(self, prompt_frames: torch.Tensor, strength: float, prior_frames: float = 25.0):
+    # the spread of a bin is never scaled by more than this factor either way
+    MAX_SPREAD_RATIO = 2.0
+
+    def __init__(
+        self, prompt_frames: torch.Tensor, strength: float, prior_frames: float = 25.0, spread_strength: float = 0.0
+    ):
         if prompt_frames.ndim != 2 or prompt_frames.shape[0] < 1:
             raise ValueError(f"prompt_frames must be [T, D] with T >= 1, got {tuple(prompt_frames.shape)}.")
         self.strength = float(strength)
@@ -44,20 +55,24 @@ class PromptSpectrumMatch:
         self._silence = torch.quantile(energy, 0.1)
         self._speech = torch.quantile(energy, 0.5)
         weights = self._speech_weight(prompt_frames)
+        if float(weights.sum()) == 0:  # a constant prompt (all frames equally loud): every frame counts alike
+            weights = torch.ones_like(weights)
         frames = prompt_frames.double()
-        if float(weights.sum()) > 0:
-            self.target = (weights[:, None] * frames).sum(0) / weights.sum()
-        else:  # a constant prompt (all frames equally loud): every frame is as much speech as any other
-            self.target = frames.mean(0)
+        self.target = (weights[:, None] * frames).sum(0) / weights.sum()
+        self.target_variance = (weights[:, None] * (frames - self.target) ** 2).sum(0) / weights.sum()
         self._sum = prior_frames * self.target
         self._weight = torch.tensor(float(prior_frames), dtype=torch.float64)
+        # the spread: running first and second moments of the (shifted) speech frames, started at the prompt's
+        self.spread_strength = float(spread_strength)
+        self._moment1 = prior_frames * self.target
+        self._moment2 = prior_frames * (self.target_variance + self.target**2)
 
     def _speech_weight(self, frames: torch.Tensor) -> torch.Tensor:
         span = (self._speech - self._silence).clamp_min(1e-3)
         return ((frames.double().mean(-1) - self._silence) / span).clamp(0.0, 1.0)
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        if frames.shape[0] == 0 or self.strength == 0.0:
+        if frames.shape[0] == 0 or (self.strength == 0.0 and self.spread_strength == 0.0):
             return frames
         weights = self._speech_weight(frames)
         values = frames.double().to(self.target.device)
@@ -66,4 +81,16 @@ class PromptSpectrumMatch:
         self._sum, self._weight = sums[-1], counts[-1]
         running = sums / counts[:, None]
         shifted = values + self.strength * weights[:, None] * (self.target - running)
+        if self.spread_strength > 0.0:
+            shifted = self._match_spread(shifted, weights, counts)
         return shifted.to(frames.dtype)
+
+    def _match_spread(self, shifted: torch.Tensor, weights: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        moment1 = self._moment1 + torch.cumsum(weights[:, None] * shifted, dim=0)
+        moment2 = self._moment2 + torch.cumsum(weights[:, None] * shifted**2, dim=0)
+        self._moment1, self._moment2 = moment1[-1], moment2[-1]
+        mean = moment1 / counts[:, None]
+        variance = (moment2 / counts[:, None] - mean**2).clamp_min(1e-6)
+        ratio = (self.target_variance.clamp_min(1e-6) / variance).sqrt()
+        ratio = ratio.clamp(1 / self.MAX_SPREAD_RATIO, self.MAX_SPREAD_RATIO) ** self.spread_strength
+        return shifted + weights[:, None] * (mean + (shifted - mean) * ratio - shifted)

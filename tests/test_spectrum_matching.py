@@ -57,6 +57,32 @@ def test_speech_moves_towards_the_prompt_and_pauses_stay():
     assert first < 0.1 * before.abs().max()
 
 
+def test_spread_patch_by_patch_equals_all_at_once_and_moves_towards_the_prompt():
+    prompt = _utterance(200, -3.0, PROMPT_SHAPE, 0)
+    prompt[40:] = prompt[40:].mean(0) + 2.0 * (prompt[40:] - prompt[40:].mean(0))  # a livelier voice
+    generated = _utterance(400, -3.0, PROMPT_SHAPE, 1)
+    whole = PromptSpectrumMatch(prompt, 0.5, spread_strength=1.0)(generated)
+    match = PromptSpectrumMatch(prompt, 0.5, spread_strength=1.0)
+    pieces = torch.cat([match(generated[i : i + 4]) for i in range(0, 400, 4)])
+    torch.testing.assert_close(pieces, whole, rtol=0, atol=1e-6)
+    # late in the utterance each bin varies much more, towards the prompt's speech (twice the generated spread; the
+    # prompt's quieter speech frames count less, so its spread is measured a little smaller than that)
+    spread = whole[-150:].std(0) / generated[-150:].std(0)
+    assert bool(((spread > 1.5) & (spread < 2.2)).all()), spread
+    # without it, the spread stays about the generated one (the mean shift itself varies a little over time)
+    plain = PromptSpectrumMatch(prompt, 0.5)(generated)[-150:].std(0) / generated[-150:].std(0)
+    torch.testing.assert_close(plain, torch.ones(DIM, dtype=plain.dtype), atol=0.05, rtol=0)
+
+
+def test_spread_ratio_is_bounded():
+    prompt = _utterance(200, -3.0, PROMPT_SHAPE, 0)
+    generated = _utterance(400, -3.0, PROMPT_SHAPE, 1)
+    generated[80:] = generated[80:].mean(0) + 0.01 * (generated[80:] - generated[80:].mean(0))  # nearly flat speech
+    moved = PromptSpectrumMatch(prompt, 0.0, spread_strength=1.0)(generated)
+    ratio = moved[-150:].std(0) / generated[-150:].std(0)
+    assert float(ratio.max()) <= PromptSpectrumMatch.MAX_SPREAD_RATIO + 1e-6
+
+
 def test_bad_prompt_frames():
     with pytest.raises(ValueError, match="prompt_frames must be"):
         PromptSpectrumMatch(torch.zeros(0, DIM), 0.5)
@@ -116,5 +142,22 @@ def test_vae_pipeline_refuses_it():
     from test_vae import get_dummy_vae_pipeline
 
     vae_pipe = get_dummy_vae_pipeline()
-    with pytest.raises(ValueError, match="VAE latents"):
+    with pytest.raises(ValueError, match="prompt_spectrum_match=0.5 changes log-mel spectra.*VAE latents"):
         vae_pipe("hello there", max_new_patches=2, prompt_spectrum_match=0.5)
+    vae_pipe.model.generation_config.prompt_spread_match = 0.5
+    with pytest.raises(ValueError, match="prompt_spread_match=0.5 .*generation_config.prompt_spread_match = 0"):
+        vae_pipe("hello there", max_new_patches=2)
+
+
+def test_spread_from_the_generation_config_streams_like_one_shot():
+    pipe = get_dummy_pipeline()
+    plain = pipe(**get_dummy_inputs(max_new_patches=40), output_type="features").audios[0]
+    pipe.model.generation_config.prompt_spread_match = 1.0
+    spread = pipe(**get_dummy_inputs(max_new_patches=40), output_type="features").audios[0]
+    assert not torch.allclose(spread, plain)
+    one_shot = pipe(**get_dummy_inputs(max_new_patches=40))
+    streamed = np.concatenate(list(pipe.stream(**get_dummy_inputs(max_new_patches=40))))
+    np.testing.assert_allclose(streamed, one_shot.audios[0], atol=1e-6, rtol=0)
+    pipe.model.generation_config.prompt_spread_match = 1.5
+    with pytest.raises(ValueError, match="`prompt_spread_match` must be a number in \\[0, 1\\]"):
+        pipe(**get_dummy_inputs())

@@ -182,6 +182,7 @@ class PipelineSystem:
             "prompt_spectrum_match": self.prompt_spectrum_match
             if self.prompt_spectrum_match is not None
             else getattr(config, "prompt_spectrum_match", 0.0),
+            "prompt_spread_match": getattr(config, "prompt_spread_match", 0.0),
             "seed": self.seed,
             "per_case_seed": "sha256(f'{seed}:{case_id}')",
             "parameters": int(sum(p.numel() for p in self.pipe.model.parameters())),
