@@ -242,6 +242,8 @@ for _id, _name, _value, _exc in (
     ("pipe-guidance-nan", "guidance_scale", float("nan"), ValueError),
     ("pipe-guidance-string", "guidance_scale", "2", ValueError),
     ("pipe-temperature-above-1", "temperature", 2.0, ValueError),
+    ("pipe-spectrum-match-above-1", "prompt_spectrum_match", 1.5, ValueError),
+    ("pipe-spectrum-match-string", "prompt_spectrum_match", "0.5", ValueError),
     ("pipe-max-new-patches-zero", "max_new_patches", 0, ValueError),
     ("pipe-max-new-patches-bool", "max_new_patches", True, ValueError),
     ("pipe-num-candidates-zero", "num_candidates", 0, ValueError),
@@ -254,6 +256,22 @@ for _id, _name, _value, _exc in (
     ("pipe-sampling-rate-float", "sampling_rate", 8000.5, ValueError),
 ):
     case(_id, P, f"{_name}={_value!r}", _exc, re.escape(_name))(lambda ctx, _n=_name, _v=_value: call(ctx, **{_n: _v}))
+
+
+@case(
+    "pipe-spread-match-in-generation-config",
+    P,
+    "generation_config.prompt_spread_match = 2",
+    ValueError,
+    "prompt_spread_match.*\\[0, 1\\]",
+)
+def _(ctx):
+    config = ctx.pipe.model.generation_config
+    config.prompt_spread_match = 2
+    try:
+        return call(ctx)
+    finally:
+        config.prompt_spread_match = 0.0
 
 
 @case("pipe-unknown-keyword", P, "guidance=2.0 (misspelt guidance_scale)", TypeError, "guidance")
@@ -946,6 +964,12 @@ def _(ctx):
 @case("cli-bad-steps", C, "--steps 0")
 def _(ctx):
     return cli_error("synthesize", "hi", "--steps", "0", "-o", str(ctx.folder("cli") / "a.wav"), match="steps")
+
+
+@case("cli-bad-spectrum-match", C, "--prompt-spectrum-match 2")
+def _(ctx):
+    out = str(ctx.folder("cli") / "a.wav")
+    return cli_error("synthesize", "hi", "--prompt-spectrum-match", "2", "-o", out, match="prompt-spectrum-match")
 
 
 @case("cli-missing-model", C, "--model ./no/such/folder")

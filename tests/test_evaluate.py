@@ -765,4 +765,12 @@ def test_a_missing_cases_file_pipeline_or_zero_cases_ends_with_one_line_before_a
         ev.main(["--cases", str(cases), "--out", str(out), "--max-cases", "0"], **stubs)
     with pytest.raises(SystemExit, match="^error: .*nowhere is neither a saved DiTARPipeline"):
         ev.main(["--cases", str(cases), "--out", str(out), "--pipeline", str(tmp_path / "nowhere")], **stubs)
+    # a sampler setting no call accepts would fail every case and still write an evaluation of failures
+    for flag, value, named in (
+        ("--temperature", "3", "`temperature` must be a number in \\[0, 1\\]"),
+        ("--prompt-spectrum-match", "2", "`prompt_spectrum_match` must be a number in \\[0, 1\\]"),
+        ("--prompt-spread-match", "-1", "`prompt_spread_match` must be a number in \\[0, 1\\]"),
+    ):
+        with pytest.raises(SystemExit, match=f"^error: {named}"):
+            ev.main(["--cases", str(cases), "--out", str(out), "--rows", "model", flag, value], **stubs)
     assert not out.exists()
