@@ -25,7 +25,8 @@ knobs are stored next to them as extra attributes:
 - `stop_threshold`: a row stops when sigmoid(stop logit) exceeds it;
 - `prompt_spectrum_match` in [0, 1]: how far the pipeline moves the generated speech's long-term average spectrum
   towards the voice prompt's before vocoding (log-mel features only; see `spectrum_matching`); 0 leaves the speech as
-  generated. The model's own `generate` returns the patches as sampled;
+  generated. `DiTARForTextToSpeech.generate` (transformers' text-to-speech pipeline) does the same; the
+  feature-level `DiTARForConditionalGeneration.generate` returns the patches as sampled;
 - `prompt_spread_match` in [0, 1]: with it, the pipeline also scales how much each mel bin of the speech varies over
   time towards the prompt's (the exponent of the spread ratio; 0 leaves it as generated);
 - `distilled_guidance_scale`: set by few-step distillation, the LM guidance scale folded into LocDiT's weights (it

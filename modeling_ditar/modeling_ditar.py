@@ -46,6 +46,7 @@ from .locdit import LocDiT
 from .lora import DiTARLoraMixin
 from .low_precision import LowPrecisionLinear, resolve_matmul_dtype, set_linear_matmul_dtype
 from .sampling import GuidedVelocity, PatchSampler, cosine_alpha_sigma, shifted_time
+from .spectrum_matching import prompt_spectrum_matches
 from .speech_positions import aligned_positions, check_rate, jitter_rate, speaking_rate
 from .streaming import StreamingVocoder
 from .transformer_blocks import DiTARTransformerStack
@@ -1572,6 +1573,10 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
             self.denormalize_features(out.features[row, : int(out.lengths[row])].float()).cpu()
             for row in range(out.features.shape[0])
         ]
+        # the pipeline's post-processing: the speech's spectrum moved towards its prompt's (generation settings)
+        settings = self.generation_settings(generation_config, **settings_kwargs)
+        matches = prompt_spectrum_matches(self, prompt_features, prompt_attention_mask, settings)
+        features = [f if match is None else match(f) for f, match in itertools.zip_longest(features, matches)]
         # the pipeline's decoding: chunked Griffin-Lim and the soft limiter that keeps peaks below full scale
         audio = [StreamingVocoder(self.vocoder, limiter=soft_limit).decode(f) for f in features]
         return DiTARSpeechOutput(

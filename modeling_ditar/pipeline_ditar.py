@@ -51,7 +51,7 @@ from .phase_reconstruction import phase_gradient_phase  # noqa: F401
 from .processing_ditar import DEFAULT_VOICE_DIR, DiTARProcessor, DiTARVoice, write_default_voice
 from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts
 from .sampling import PatchSampler  # noqa: F401
-from .spectrum_matching import PromptSpectrumMatch
+from .spectrum_matching import PromptSpectrumMatch, prompt_spectrum_matches
 from .speech_positions import speaking_rate  # noqa: F401
 from .streaming import SpeechStream, StreamingVocoder
 from .tokenization_ditar import DiTARTextFrontend  # noqa: F401
@@ -693,7 +693,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         in one batch and one candidate is kept (pruned after `candidate_prune_after_patches` patches, else ranked
         whole; see `candidate_pruning`)."""
         num_candidates = sampling.num_candidates
-        matchers = [self._spectrum_match(inputs, row, sampling) for row in range(inputs["input_ids"].shape[0])]
+        matchers = self._spectrum_matches(inputs, sampling)
         inputs, generator = repeat_for_candidates(inputs, generator, num_candidates)
         patches, counts, stopped, dropped = [], None, None, None
         for step in self._patch_steps(inputs, sampling, generator, callback_on_patch_end):
@@ -710,14 +710,12 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         features = [self.model.denormalize_features(r.float()).cpu() for r in rows]
         return [f if match is None else match(f) for f, match in zip(features, matchers, strict=True)], stopped
 
-    def _spectrum_match(self, inputs: dict, row: int, sampling: GenerationSettings) -> PromptSpectrumMatch | None:
-        """The prompt spectrum matching of one text's speech (its prompt's frames, de-normalised), or None when the
-        call's `prompt_spectrum_match` is 0."""
-        frames = int(inputs["prompt_attention_mask"][row].sum())
-        if (sampling.prompt_spectrum_match == 0 and sampling.prompt_spread_match == 0) or frames == 0:
-            return None
-        prompt = self.model.denormalize_features(inputs["prompt_features"][row, :frames].float()).cpu()
-        return PromptSpectrumMatch(prompt, sampling.prompt_spectrum_match, spread_strength=sampling.prompt_spread_match)
+    def _spectrum_matches(self, inputs: dict, sampling: GenerationSettings) -> list[PromptSpectrumMatch | None]:
+        """The prompt spectrum matching of each text's speech (None where the call's settings switch it off)."""
+        matches = prompt_spectrum_matches(
+            self.model, inputs.get("prompt_features"), inputs.get("prompt_attention_mask"), sampling
+        )
+        return matches or [None] * inputs["input_ids"].shape[0]
 
     def _generate_segments(
         self,
@@ -842,7 +840,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 inputs = first_inputs
             else:
                 inputs = self._encode([segment], prompt_audio, prompt_text, sampling_rate, voice)
-            match = self._spectrum_match(inputs, 0, sampling)  # as one-shot generation moves this segment's frames
+            match = self._spectrum_matches(inputs, sampling)[0]  # as one-shot generation moves this segment's frames
             # the rows of one-shot generation; the candidate it keeps is played once it is known
             inputs, segment_generator = repeat_for_candidates(inputs, generator, num_candidates)
             follower = CandidateFollower(

@@ -94,3 +94,26 @@ class PromptSpectrumMatch:
         ratio = (self.target_variance.clamp_min(1e-6) / variance).sqrt()
         ratio = ratio.clamp(1 / self.MAX_SPREAD_RATIO, self.MAX_SPREAD_RATIO) ** self.spread_strength
         return shifted + weights[:, None] * (mean + (shifted - mean) * ratio - shifted)
+
+
+def prompt_spectrum_matches(
+    model, prompt_features: torch.Tensor | None, prompt_attention_mask: torch.Tensor | None, settings
+) -> list[PromptSpectrumMatch | None]:
+    """One matcher per row of a batch's voice prompts (`prompt_features` [B, T, D] normalised, as the processor makes
+    them), or Nones where the resolved generation `settings` switch both matchings off or a row has no prompt.
+    `model` de-normalises the features (`model.denormalize_features`)."""
+    if prompt_features is None:
+        return []
+    strength, spread = settings.prompt_spectrum_match, settings.prompt_spread_match
+    rows = prompt_features.shape[0]
+    if strength == 0 and spread == 0:
+        return [None] * rows
+    matches = []
+    for row in range(rows):
+        frames = prompt_features.shape[1] if prompt_attention_mask is None else int(prompt_attention_mask[row].sum())
+        if frames == 0:
+            matches.append(None)
+            continue
+        prompt = model.denormalize_features(prompt_features[row, :frames].float()).cpu()
+        matches.append(PromptSpectrumMatch(prompt, strength, spread_strength=spread))
+    return matches

@@ -61,6 +61,25 @@ def test_text_to_speech_pipeline_speaks_in_the_default_voice(saved):
     np.testing.assert_allclose(out["audio"], np.load(saved.parent / "reference.npy"), atol=ATOL)
 
 
+def test_text_to_speech_pipeline_matches_the_prompt_spectrum_like_the_diffusers_pipeline(tmp_path):
+    """A folder whose generation config asks for prompt spectrum (and spread) matching speaks the same through
+    transformers' pipeline as through DiTARPipeline, and differently from a folder without it."""
+    pipe = get_dummy_pipeline(ctc_loss_weight=0.1)
+    pipe.set_progress_bar_config(disable=True)
+    plain = _reference(pipe, max_new_patches=30)
+    pipe.model.generation_config.prompt_spectrum_match = 1.0
+    pipe.model.generation_config.prompt_spread_match = 0.5
+    pipe.save_pretrained(tmp_path / "matched")
+    reference = _reference(pipe, max_new_patches=30)
+    assert not np.allclose(reference, plain)
+    tts = pipeline("text-to-speech", model=str(tmp_path / "matched"))
+    out = tts(
+        TEXT,
+        generate_kwargs={"generator": torch.Generator().manual_seed(0), "num_candidates": 1, "max_new_patches": 30},
+    )
+    np.testing.assert_allclose(out["audio"], reference, atol=ATOL)
+
+
 def test_text_to_audio_pipeline_takes_a_batch_and_the_default_candidates(saved):
     tta = pipeline("text-to-audio", model=str(saved))
     outs = tta([TEXT, "good day to you"])
