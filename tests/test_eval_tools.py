@@ -427,3 +427,24 @@ def test_vocoder_phase_errors_are_zero_for_the_recording_and_near_chance_for_a_r
     assert 0.8 < errors["gd_weighted"] < 1.7 and 0.8 < errors["iaf_weighted"] < 1.7
     # a shorter output is compared over the common length
     assert phase_errors(recording[:, :8000], recording, spectrum)["gd"] < 1e-6
+
+
+def test_prompt_colour_probe_smooth_part_and_arguments():
+    import torch
+
+    sys.path.insert(0, str(EXAMPLES / "research"))
+    import prompt_colour_probe
+
+    bins = torch.arange(80, dtype=torch.float64)
+    level_and_tilt = 2.0 + torch.cos(torch.pi * (bins + 0.5) / 80)
+    wiggle = torch.cos(torch.pi * (bins + 0.5) * 17 / 80)
+    # the first two DCT coefficients keep the level and the tilt and leave out a formant-scale wiggle
+    torch.testing.assert_close(prompt_colour_probe.smooth_part(level_and_tilt + wiggle, 2), level_and_tilt)
+    args, rest = prompt_colour_probe.parse_args(["--neutralise", "0.5", "--post", "1", "--cases", "c.jsonl"])
+    assert (args.neutralise, args.post, args.smooth_coefficients) == (0.5, 1.0, None) and rest == ["--cases", "c.jsonl"]
+    with pytest.raises(SystemExit, match="--neutralise must be in"):
+        prompt_colour_probe.parse_args(["--neutralise", "2", "--post", "0.5"])
+    with pytest.raises(SystemExit, match="--smooth-coefficients must be >= 1"):
+        prompt_colour_probe.parse_args(["--neutralise", "1", "--post", "0.5", "--smooth-coefficients", "0"])
+    with pytest.raises(SystemExit, match="no such folder"):
+        prompt_colour_probe.reference_spectrum("/no/such/corpus", 4)
