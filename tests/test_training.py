@@ -769,6 +769,47 @@ def test_gpu_session_script_parses_and_its_model_config_loads():
     assert cfg.source_weights == {"piper": 5, "kokoro": 5, "festival": 5} and cfg.init_from == "modeling_ditar/default"
 
 
+def test_grow_backbone_appends_identity_layers_and_speaks_the_same(tmp_path):
+    """examples/research/grow_backbone.py: the grown backbone has the new layers, its outputs are the original's, the
+    saved pipeline loads with them and speaks exactly the same audio (candidate LocDiT and its steps kept)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import importlib.util
+
+    from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
+
+    from modeling_ditar import DiTARPipeline
+
+    sys.path.insert(0, str(ROOT / "examples" / "research"))
+    spec = importlib.util.spec_from_file_location("grow_backbone", ROOT / "examples" / "research" / "grow_backbone.py")
+    grow = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grow)
+    pipe = get_dummy_pipeline(candidate_locdit=True)
+    pipe.model.generation_config.candidate_num_inference_steps = 1
+    base = tmp_path / "base"
+    pipe.save_pretrained(base)
+    layers = pipe.model.config.text_config.num_hidden_layers
+    grown = grow.grow_backbone(pipe.model, layers + 2)
+    assert grown.config.text_config.num_hidden_layers == layers + 2 and len(grown.language_model.layers) == layers + 2
+    assert grown.candidate_locdit is not None and grown.generation_config.candidate_num_inference_steps == 1
+    assert grow.check_same_prediction(pipe.model, grown) < 1e-6
+    with pytest.raises(SystemExit, match="give more"):
+        grow.grow_backbone(pipe.model, layers)
+    grow.main([str(base), str(tmp_path / "grown"), "--layers", str(layers + 1)])
+    loaded = DiTARPipeline.from_pretrained(tmp_path / "grown")
+    loaded.set_progress_bar_config(disable=True)
+    assert len(loaded.model.language_model.layers) == layers + 1
+    original = DiTARPipeline.from_pretrained(base)
+    original.set_progress_bar_config(disable=True)
+    import numpy as np
+
+    np.testing.assert_allclose(
+        loaded(**get_dummy_inputs(max_new_patches=8)).audios[0],
+        original(**get_dummy_inputs(max_new_patches=8)).audios[0],
+        atol=1e-6,
+        rtol=0,
+    )
+
+
 def test_grow_locdit_appends_identity_blocks_and_keeps_the_prediction(tmp_path):
     """examples/research/grow_locdit.py: the grown LocDiT has the new blocks, predicts what the original did, drops
     the candidate LocDiT and its step count, and the saved pipeline loads with the deeper LocDiT."""

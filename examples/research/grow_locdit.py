@@ -61,6 +61,13 @@ def check_same_prediction(old: DiTARForConditionalGeneration, new: DiTARForCondi
     return float((a.float() - b.float()).abs().max())
 
 
+def save_grown(pipe: DiTARPipeline, grown: DiTARForConditionalGeneration, base: str, out: Path) -> None:
+    """Save `pipe` with `grown` as its model, keeping the base folder's matmul setting (the check ran in float32)."""
+    pipe.register_modules(model=grown)
+    pipe.register_to_config(matmul_dtype=DiTARPipeline.load_config(base).get("matmul_dtype"))
+    pipe.save_pretrained(out)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("base", help="a pipeline folder")
@@ -75,10 +82,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"the grown LocDiT predicts differently (max difference {difference:.2e}); nothing saved")
     before = sum(p.numel() for p in pipe.model.locdit.parameters())
     after = sum(p.numel() for p in grown.locdit.parameters())
-    pipe.register_modules(model=grown)
-    # the saved folder keeps the base's matmul setting, not the float32 of the check
-    pipe.register_to_config(matmul_dtype=DiTARPipeline.load_config(args.base).get("matmul_dtype"))
-    pipe.save_pretrained(args.out)
+    save_grown(pipe, grown, args.base, args.out)
     print(
         f"wrote {args.out}: LocDiT {pipe.model.config.locdit_num_layers} blocks, {before / 1e6:.2f}M -> "
         f"{after / 1e6:.2f}M parameters; same prediction (max difference {difference:.1e})"
