@@ -19,6 +19,9 @@
 # result without rebuilding the corpus:
 #   REUSE_CORPUS=1 RUN_DIR=runs/gpu-b INIT_FROM=runs/gpu/final bash examples/scripts/train_on_gpu.sh OUT_DIR 3.5 800 \
 #       examples/configs/default-gpu-continue.yaml
+# GROW_BACKBONE_LAYERS=N first deepens the model training starts from (INIT_FROM, else the config's init_from) to N
+# backbone layers with identity layers (examples/research/grow_backbone.py; same audio before training), here, in
+# seconds: the payload has no room for a second model folder.
 # Writes OUT_DIR/model (EMA weights, fp16, shards under 12 MB) and OUT_DIR/logs.tar.gz (training log, CSV, loss plot,
 # text-use gaps, validation sample, corpus summary).
 set -euo pipefail
@@ -84,6 +87,12 @@ for pack in filter(None, sys.argv[1].split(",")):
     if not rows:
         sys.exit(f"PACK names {pack}, but data/corpus has none of its rows (REUSE_CORPUS of an older corpus?)")
 PY
+if [ -n "${GROW_BACKBONE_LAYERS:-}" ]; then
+  base=${INIT_FROM:-$(python3 -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('init_from') or '')" "$config")}
+  if [ -z "$base" ]; then echo "GROW_BACKBONE_LAYERS needs a model to grow: set INIT_FROM or init_from in $config" >&2; exit 2; fi
+  python3 examples/research/grow_backbone.py "$base" "$run/grown" --layers "$GROW_BACKBONE_LAYERS" 2>&1 | grep -v '^Loading\|^Writing'
+  INIT_FROM="$run/grown"
+fi
 train_minutes=$(python3 -c "print(round($minutes - ($(date +%s) - $start) / 60 - 1.0, 2))")
 echo "training for $train_minutes minutes (start-up included)"
 # train.py ends itself on time (--time-budget-min); the hard stop 40 s later keeps the export below from being cut off
