@@ -769,24 +769,31 @@ def test_gpu_session_script_parses_and_its_model_config_loads():
     assert cfg.source_weights == {"piper": 5, "kokoro": 5, "festival": 5} and cfg.init_from == "modeling_ditar/default"
 
 
+def _growth_script_and_base(name: str, tmp_path):
+    """examples/research/NAME.py loaded as a module, and a tiny pipeline with a candidate LocDiT saved as the base."""
+    import importlib.util
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "examples" / "research"))
+    from pipeline_helpers import get_dummy_pipeline
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / "research" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    pipe = get_dummy_pipeline(candidate_locdit=True)
+    pipe.model.generation_config.candidate_num_inference_steps = 1
+    pipe.save_pretrained(tmp_path / "base")
+    return script, pipe, tmp_path / "base"
+
+
 def test_grow_backbone_appends_identity_layers_and_speaks_the_same(tmp_path):
     """examples/research/grow_backbone.py: the grown backbone has the new layers, its outputs are the original's, the
     saved pipeline loads with them and speaks exactly the same audio (candidate LocDiT and its steps kept)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import importlib.util
-
-    from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
+    from pipeline_helpers import get_dummy_inputs
 
     from modeling_ditar import DiTARPipeline
 
-    sys.path.insert(0, str(ROOT / "examples" / "research"))
-    spec = importlib.util.spec_from_file_location("grow_backbone", ROOT / "examples" / "research" / "grow_backbone.py")
-    grow = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(grow)
-    pipe = get_dummy_pipeline(candidate_locdit=True)
-    pipe.model.generation_config.candidate_num_inference_steps = 1
-    base = tmp_path / "base"
-    pipe.save_pretrained(base)
+    grow, pipe, base = _growth_script_and_base("grow_backbone", tmp_path)
     layers = pipe.model.config.text_config.num_hidden_layers
     grown = grow.grow_backbone(pipe.model, layers + 2)
     assert grown.config.text_config.num_hidden_layers == layers + 2 and len(grown.language_model.layers) == layers + 2
@@ -813,20 +820,9 @@ def test_grow_backbone_appends_identity_layers_and_speaks_the_same(tmp_path):
 def test_grow_locdit_appends_identity_blocks_and_keeps_the_prediction(tmp_path):
     """examples/research/grow_locdit.py: the grown LocDiT has the new blocks, predicts what the original did, drops
     the candidate LocDiT and its step count, and the saved pipeline loads with the deeper LocDiT."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import importlib.util
-
-    from pipeline_helpers import get_dummy_pipeline
-
     from modeling_ditar import DiTARPipeline
 
-    spec = importlib.util.spec_from_file_location("grow_locdit", ROOT / "examples" / "research" / "grow_locdit.py")
-    grow = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(grow)
-    pipe = get_dummy_pipeline(candidate_locdit=True)
-    pipe.model.generation_config.candidate_num_inference_steps = 1
-    base = tmp_path / "base"
-    pipe.save_pretrained(base)
+    grow, pipe, base = _growth_script_and_base("grow_locdit", tmp_path)
     layers = pipe.model.config.locdit_num_layers
     grown = grow.grow_locdit(pipe.model, layers + 2)
     assert grown.config.locdit_num_layers == layers + 2 and grown.candidate_locdit is None

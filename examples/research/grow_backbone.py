@@ -15,7 +15,6 @@ audio.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from pathlib import Path
@@ -24,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from grow_locdit import save_grown  # noqa: E402
+from grow_locdit import grow_and_save  # noqa: E402
 
-from modeling_ditar import DiTARForConditionalGeneration, DiTARPipeline  # noqa: E402
+from modeling_ditar import DiTARForConditionalGeneration  # noqa: E402
 
 
 def grow_backbone(model: DiTARForConditionalGeneration, layers: int) -> DiTARForConditionalGeneration:
@@ -70,24 +69,7 @@ def check_same_prediction(old: DiTARForConditionalGeneration, new: DiTARForCondi
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("base", help="a pipeline folder")
-    parser.add_argument("out", type=Path, help="where to save the grown pipeline")
-    parser.add_argument("--layers", type=int, required=True, help="backbone decoder layers of the grown model")
-    args = parser.parse_args(argv)
-    # float32 products for the check: the pipeline's own setting (kept in the saved folder) may multiply in bfloat16
-    pipe = DiTARPipeline.from_pretrained(args.base, matmul_dtype="float32")
-    grown = grow_backbone(pipe.model, args.layers)
-    difference = check_same_prediction(pipe.model, grown)
-    if difference > 1e-5:
-        raise SystemExit(f"the grown backbone predicts differently (max difference {difference:.2e}); nothing saved")
-    before = sum(p.numel() for p in pipe.model.language_model.parameters())
-    after = sum(p.numel() for p in grown.language_model.parameters())
-    save_grown(pipe, grown, args.base, args.out)
-    print(
-        f"wrote {args.out}: backbone {args.layers} layers, {before / 1e6:.2f}M -> {after / 1e6:.2f}M parameters; "
-        f"same prediction (max difference {difference:.1e})"
-    )
+    grow_and_save(argv, __doc__, "backbone", grow_backbone, check_same_prediction, "language_model")
 
 
 if __name__ == "__main__":

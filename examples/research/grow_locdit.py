@@ -61,32 +61,33 @@ def check_same_prediction(old: DiTARForConditionalGeneration, new: DiTARForCondi
     return float((a.float() - b.float()).abs().max())
 
 
-def save_grown(pipe: DiTARPipeline, grown: DiTARForConditionalGeneration, base: str, out: Path) -> None:
-    """Save `pipe` with `grown` as its model, keeping the base folder's matmul setting (the check ran in float32)."""
+def grow_and_save(argv, description: str, part: str, grow, check, module: str, **load_kwargs) -> None:
+    """The command line of a growth script: load BASE (float32 products for the check; the saved folder keeps the base's
+    own matmul setting), grow its model to --layers with `grow(model, layers)`, refuse to save unless `check(old,
+    new)` finds the same prediction, save to OUT and say what changed in the submodule `module`."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("base", help="a pipeline folder")
+    parser.add_argument("out", type=Path, help="where to save the grown pipeline")
+    parser.add_argument("--layers", type=int, required=True, help=f"{part} layers of the grown model")
+    args = parser.parse_args(argv)
+    pipe = DiTARPipeline.from_pretrained(args.base, matmul_dtype="float32", **load_kwargs)
+    grown = grow(pipe.model, args.layers)
+    difference = check(pipe.model, grown)
+    if difference > 1e-5:
+        raise SystemExit(f"the grown {part} predicts differently (max difference {difference:.2e}); nothing saved")
+    before = sum(p.numel() for p in pipe.model.get_submodule(module).parameters())
+    after = sum(p.numel() for p in grown.get_submodule(module).parameters())
     pipe.register_modules(model=grown)
-    pipe.register_to_config(matmul_dtype=DiTARPipeline.load_config(base).get("matmul_dtype"))
-    pipe.save_pretrained(out)
+    pipe.register_to_config(matmul_dtype=DiTARPipeline.load_config(args.base).get("matmul_dtype"))
+    pipe.save_pretrained(args.out)
+    print(
+        f"wrote {args.out}: {part} {args.layers} layers, {before / 1e6:.2f}M -> {after / 1e6:.2f}M parameters; "
+        f"same prediction (max difference {difference:.1e})"
+    )
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("base", help="a pipeline folder")
-    parser.add_argument("out", type=Path, help="where to save the grown pipeline")
-    parser.add_argument("--layers", type=int, required=True, help="LocDiT blocks of the grown model")
-    args = parser.parse_args(argv)
-    # float32 products for the check: the pipeline's own setting (kept in the saved folder) may multiply in bfloat16
-    pipe = DiTARPipeline.from_pretrained(args.base, candidate_locdit=False, matmul_dtype="float32")
-    grown = grow_locdit(pipe.model, args.layers)
-    difference = check_same_prediction(pipe.model, grown)
-    if difference > 1e-5:
-        raise SystemExit(f"the grown LocDiT predicts differently (max difference {difference:.2e}); nothing saved")
-    before = sum(p.numel() for p in pipe.model.locdit.parameters())
-    after = sum(p.numel() for p in grown.locdit.parameters())
-    save_grown(pipe, grown, args.base, args.out)
-    print(
-        f"wrote {args.out}: LocDiT {pipe.model.config.locdit_num_layers} blocks, {before / 1e6:.2f}M -> "
-        f"{after / 1e6:.2f}M parameters; same prediction (max difference {difference:.1e})"
-    )
+    grow_and_save(argv, __doc__, "LocDiT", grow_locdit, check_same_prediction, "locdit", candidate_locdit=False)
 
 
 if __name__ == "__main__":
