@@ -13,7 +13,7 @@ touched, the correction grows as speech accumulates, and streaming gives exactly
 (the same frames in the same order make the same running sums).
 
 Optionally (`spread_strength`) the spread of each bin over the speech frames is matched too: a small model's speech
-varies less from frame to frame than the voice it clones (it is smoother, "over-smoothed" in the words of statistical
+can vary over time less, or more, than the voice it clones ("over-smoothed" speech in the words of statistical
 parametric synthesis, whose global-variance compensation this is), so each bin's deviation from its running mean is
 scaled by (the prompt's spread / the running spread) ** spread_strength, with the same causal running estimate.
 
