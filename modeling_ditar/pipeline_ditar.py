@@ -382,7 +382,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         voice=None,
         candidate_prune_after_patches=None,
         prompt_spectrum_match=None,
-    ):
+    ) -> GenerationSettings:
+        """Raise a ValueError or TypeError naming the first bad argument; return the call's sampler settings, resolved
+        (call, then generation config) and checked by the generation config's rules, for every generation it makes."""
         texts = [text] if isinstance(text, str) else text
         if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) for t in texts):
             raise ValueError(f"text must be a string or a non-empty list of strings, got {text!r:.80}.")
@@ -449,6 +451,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 f"guidance_scale={settings.guidance_scale:g} is below 1: the text conditioning is weakened (0 ignores "
                 "the text), so the speech may not follow the text nor stop before the patch cap; use 1 to 3."
             )
+        return settings
 
     def encode_inputs(
         self, texts: list[str], prompt_audio, prompt_text, sampling_rate, voice=None
@@ -595,8 +598,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         Returns:
             [`DiTARPipelineOutput`] or `(audios,)`.
         """
-        # 1. check inputs
-        self.check_inputs(
+        # 1. check inputs; the call's settings, resolved once for every generation it makes
+        sampling = self.check_inputs(
             text,
             prompt_audio,
             prompt_text,
@@ -614,16 +617,6 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if voice is None:
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         texts = [text] if isinstance(text, str) else list(text)
-        # the call's settings, resolved once (call, then generation config) for every generation it makes
-        sampling = self.model.generation_settings(
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            temperature=temperature,
-            max_new_patches=max_new_patches,
-            num_candidates=num_candidates,
-            candidate_prune_after_patches=candidate_prune_after_patches,
-            prompt_spectrum_match=prompt_spectrum_match,
-        )
 
         # 2. long texts are spoken sentence by sentence with the same voice
         segments = [split_sentences(t, MAX_CHARS_PER_SEGMENT) for t in texts]
@@ -782,7 +775,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         and `stream.stopped` is True / False accordingly (both are None until the last chunk has been taken)."""
         if not isinstance(text, str):
             raise ValueError("stream() speaks one text at a time; pass a string (call it once per text).")
-        self.check_inputs(
+        sampling = self.check_inputs(
             text,
             prompt_audio,
             prompt_text,
@@ -794,16 +787,6 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             num_candidates,
             generator=generator,
             voice=voice,
-            candidate_prune_after_patches=candidate_prune_after_patches,
-            prompt_spectrum_match=prompt_spectrum_match,
-        )
-        # the call's settings, resolved once (call, then generation config) for every generation it makes
-        sampling = self.model.generation_settings(
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            temperature=temperature,
-            max_new_patches=max_new_patches,
-            num_candidates=num_candidates,
             candidate_prune_after_patches=candidate_prune_after_patches,
             prompt_spectrum_match=prompt_spectrum_match,
         )
