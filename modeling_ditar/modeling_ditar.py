@@ -1575,8 +1575,8 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
         ]
         # the pipeline's post-processing: the speech's spectrum moved towards its prompt's (generation settings)
         settings = self.generation_settings(generation_config, **settings_kwargs)
-        matches = prompt_spectrum_matches(self, prompt_features, prompt_attention_mask, settings)
-        features = [f if match is None else match(f) for f, match in itertools.zip_longest(features, matches)]
+        matches = prompt_spectrum_matches(self, prompt_features, prompt_attention_mask, settings, len(features))
+        features = [f if match is None else match(f) for f, match in zip(features, matches, strict=True)]
         # the pipeline's decoding: chunked Griffin-Lim and the soft limiter that keeps peaks below full scale
         audio = [StreamingVocoder(self.vocoder, limiter=soft_limit).decode(f) for f in features]
         return DiTARSpeechOutput(

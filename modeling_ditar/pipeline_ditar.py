@@ -705,10 +705,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
 
     def _spectrum_matches(self, inputs: dict, sampling: GenerationSettings) -> list[PromptSpectrumMatch | None]:
         """The prompt spectrum matching of each text's speech (None where the call's settings switch it off)."""
-        matches = prompt_spectrum_matches(
-            self.model, inputs.get("prompt_features"), inputs.get("prompt_attention_mask"), sampling
-        )
-        return matches or [None] * inputs["input_ids"].shape[0]
+        prompts, masks = inputs.get("prompt_features"), inputs.get("prompt_attention_mask")
+        return prompt_spectrum_matches(self.model, prompts, masks, sampling, len(inputs["input_ids"]))
 
     def _generate_segments(
         self,

@@ -54,7 +54,7 @@ class PromptSpectrumMatch:
         # (median) says how much of it is speech; prompts are 3-8 s of speech with short pauses
         self._silence = torch.quantile(energy, 0.1)
         self._speech = torch.quantile(energy, 0.5)
-        weights = self._speech_weight(prompt_frames)
+        weights = self.speech_weight(prompt_frames)
         if float(weights.sum()) == 0:  # a constant prompt (all frames equally loud): every frame counts alike
             weights = torch.ones_like(weights)
         frames = prompt_frames.double()
@@ -67,14 +67,14 @@ class PromptSpectrumMatch:
         self._moment1 = prior_frames * self.target
         self._moment2 = prior_frames * (self.target_variance + self.target**2)
 
-    def _speech_weight(self, frames: torch.Tensor) -> torch.Tensor:
+    def speech_weight(self, frames: torch.Tensor) -> torch.Tensor:
         span = (self._speech - self._silence).clamp_min(1e-3)
         return ((frames.double().mean(-1) - self._silence) / span).clamp(0.0, 1.0)
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.shape[0] == 0 or (self.strength == 0.0 and self.spread_strength == 0.0):
             return frames
-        weights = self._speech_weight(frames)
+        weights = self.speech_weight(frames)
         values = frames.double().to(self.target.device)
         sums = self._sum + torch.cumsum(weights[:, None] * values, dim=0)
         counts = self._weight + torch.cumsum(weights, dim=0)
@@ -97,16 +97,13 @@ class PromptSpectrumMatch:
 
 
 def prompt_spectrum_matches(
-    model, prompt_features: torch.Tensor | None, prompt_attention_mask: torch.Tensor | None, settings
+    model, prompt_features: torch.Tensor | None, prompt_attention_mask: torch.Tensor | None, settings, rows: int
 ) -> list[PromptSpectrumMatch | None]:
-    """One matcher per row of a batch's voice prompts (`prompt_features` [B, T, D] normalised, as the processor makes
-    them), or Nones where the resolved generation `settings` switch both matchings off or a row has no prompt.
+    """One matcher per row of a batch of `rows` texts (`prompt_features` [rows, T, D] normalised, as the processor
+    makes them), or None where the resolved generation `settings` switch both matchings off or a row has no prompt.
     `model` de-normalises the features (`model.denormalize_features`)."""
-    if prompt_features is None:
-        return []
     strength, spread = settings.prompt_spectrum_match, settings.prompt_spread_match
-    rows = prompt_features.shape[0]
-    if strength == 0 and spread == 0:
+    if prompt_features is None or (strength == 0 and spread == 0):
         return [None] * rows
     matches = []
     for row in range(rows):

@@ -93,7 +93,7 @@ def run(argv: list[str], asr=None, speaker_encoder=None) -> dict:
             if args.smooth_coefficients:
                 difference = smooth_part(difference, args.smooth_coefficients)
             shift = args.neutralise * difference
-            weights = match._speech_weight(prompt)[:, None]
+            weights = match.speech_weight(prompt)[:, None]
             features[row, :frames] = ((prompt.double() + weights * shift - mean) / std).to(features.dtype)
             prompts.append((prompt, match))
             shifts.append(shift if args.smooth_coefficients else None)
@@ -102,7 +102,7 @@ def run(argv: list[str], asr=None, speaker_encoder=None) -> dict:
         out = []
         for (prompt, match), shift, speech in zip(prompts, shifts, generated, strict=True):
             if shift is not None:  # the smooth part goes back on: the channel is the prompt's again
-                speech = (speech.double() - match._speech_weight(speech)[:, None] * shift).float()
+                speech = (speech.double() - match.speech_weight(speech)[:, None] * shift).float()
             out.append(PromptSpectrumMatch(prompt, args.post)(speech))
         return out, stopped
 
