@@ -30,7 +30,7 @@ from eval_lib.cases import Case, load_cases, make_cases_from_dataset, select_pai
 from eval_lib.metrics import WordStats, aggregate_word_stats, cosine, normalize_text, word_stats  # noqa: E402
 from eval_lib.report import render_markdown, render_table  # noqa: E402
 from eval_lib.runner import run_evaluation  # noqa: E402
-from eval_lib.systems import GroundTruthSystem, ResynthesisSystem, case_seed  # noqa: E402
+from eval_lib.systems import GroundTruthSystem, ResynthesisSystem, case_seed, read_audio  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------------------------
 # stubs behind the ASR / speaker interfaces
@@ -629,6 +629,7 @@ def test_candidate_ranking_probe_scores_k_seeds_as_the_pipeline_ranks_them(tmp_p
             "3",
             "--out",
             str(tmp_path / "probe"),
+            "--save-audio",
         ],
         asr=StubASR("hello"),
         speaker_encoder=StubSpeaker(),
@@ -653,11 +654,49 @@ def test_candidate_ranking_probe_scores_k_seeds_as_the_pipeline_ranks_them(tmp_p
             num_candidates=1,
         )
         assert out.audio_lengths[0] / pipe.sample_rate == pytest.approx(seconds[k])
+        saved, rate = read_audio(tmp_path / "probe" / "audio" / f"{case.id}_{k}.wav")
+        assert rate == pipe.sample_rate and len(saved) == out.audio_lengths[0]
     scores = [c["ctc"] for c in records[0]["candidates"]]
     assert all(np.isfinite(scores)) and len(set(scores)) == 3
     assert (tmp_path / "probe" / "summary.md").read_text().count("| CTC best of") == 2
     with pytest.raises(SystemExit):
         probe.parse_args(["--cases", "x", "--out", "y", "--num-candidates", "1"])
+
+
+def test_pocketsphinx_judge_probe_keeps_what_each_judge_ranks_first(tmp_path):
+    spec = importlib.util.spec_from_file_location("pocketsphinx_judge_probe", RESEARCH / "pocketsphinx_judge_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+
+    def cand(seed, ctc, hits, sim):
+        return {"seed": seed, "ctc": ctc, "hits": hits, "errors": 4 - hits, "ref_words": 4, "sim": sim, "seconds": 0.5}
+
+    # the CTC head prefers seed 1; the stub judge hears the most words in seed 2 and rates seed 3's pronunciation best
+    records = [
+        {"id": f"case{i}", "target_text": "one two three four", "candidates": [cand(0, 3.0, 1, 0.5), cand(1, 1.0, 2, 0.6),
+                                                                                cand(2, 2.0, 4, 0.7), cand(3, 4.0, 3, 0.4)]}
+        for i in range(3)
+    ]
+    (tmp_path / "audio").mkdir()
+    for r in records:
+        for c in r["candidates"]:
+            write_wav(tmp_path / "audio" / f"{r['id']}_{c['seed']}.wav", tone(0.1 * (c["seed"] + 1), SR), SR)
+    (tmp_path / "candidates.json").write_text(json.dumps({"meta": {"command": "probe"}, "cases": records}))
+
+    class StubJudge:
+        def score(self, wave, rate, text):
+            seed = round(len(wave) / rate / 0.1) - 1
+            return {"ps_hypothesis": "", "ps_errors": [3, 2, 0, 1][seed], "ps_hits": 0, "ps_gop": [0, 1, 2, 3][seed]}
+
+    table, judged = probe.run([str(tmp_path)], judge=StubJudge())
+    assert probe.picks(judged[0]["candidates"]) == {
+        "seed 0": 0, "CTC head": 1, "ps-wer": 2, "ps-gop": 3, "ctc+ps-wer": 2, "ctc+ps-gop": 1, "oracle": 2
+    }
+    assert "| ps-wer | 12/12 (100.0%) | 0.0% | 0.700 | +6 ± 0 | +0.1000 ± 0.0000 |" in table
+    assert (tmp_path / "pocketsphinx_judges.md").exists()
+    with pytest.raises(SystemExit, match="--save-audio"):
+        shutil.rmtree(tmp_path / "audio")
+        probe.run([str(tmp_path)], judge=StubJudge())
 
 
 def test_recognizer_judge_probe_model_reads_half_rate_frames_and_scores_a_transcript():

@@ -12,7 +12,8 @@ measures here; it never chooses. The summary compares, over all cases:
     python examples/research/candidate_ranking_probe.py --cases data/eval/newvoices48/cases.jsonl --num-candidates 4 \
         --threads 2 --out outputs/eval/candidates-newvoices48
 
-Writes OUT/candidates.json (every candidate's score, transcript, word counts and SIM) and OUT/summary.md.
+Writes OUT/candidates.json (every candidate's score, transcript, word counts and SIM) and OUT/summary.md; with
+`--save-audio` also every candidate's waveform, OUT/audio/<case id>_<k>.wav, for judges scored afterwards.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--asr-redecode-loops", action="store_true", help="as in evaluate.py")
     p.add_argument("--threads", type=int, default=1, help="torch and Whisper CPU threads")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--save-audio",
+        action="store_true",
+        help="also write every candidate's waveform to OUT/audio/<case id>_<k>.wav (for judges scored afterwards)",
+    )
     args = p.parse_args(argv)
     if args.num_candidates < 2:
         p.error("--num-candidates must be >= 2 (there is nothing to rank with one)")
@@ -147,6 +153,11 @@ def run(argv=None, asr=None, speaker_encoder=None) -> tuple[dict, list[dict]]:
         for cand in sample_candidates(pipe, case, args.num_candidates):
             with torch.no_grad():
                 wave = StreamingVocoder(pipe.vocoder).decode(cand.pop("features")).numpy().astype(np.float32)
+            if args.save_audio:
+                import soundfile as sf
+
+                (out / "audio").mkdir(exist_ok=True)
+                sf.write(out / "audio" / f"{case.id}_{cand['seed']}.wav", wave, pipe.sample_rate)
             hypothesis = asr.transcribe(wave, pipe.sample_rate)
             embedding = speaker.embed(wave, pipe.sample_rate)
             sim = None if embedding is None or prompt_embedding is None else cosine(embedding, prompt_embedding)
