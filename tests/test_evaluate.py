@@ -672,11 +672,8 @@ def test_pocketsphinx_judge_probe_keeps_what_each_judge_ranks_first(tmp_path):
         return {"seed": seed, "ctc": ctc, "hits": hits, "errors": 4 - hits, "ref_words": 4, "sim": sim, "seconds": 0.5}
 
     # the CTC head prefers seed 1; the stub judge hears the most words in seed 2 and rates seed 3's pronunciation best
-    records = [
-        {"id": f"case{i}", "target_text": "one two three four", "candidates": [cand(0, 3.0, 1, 0.5), cand(1, 1.0, 2, 0.6),
-                                                                                cand(2, 2.0, 4, 0.7), cand(3, 4.0, 3, 0.4)]}
-        for i in range(3)
-    ]
+    four = [cand(0, 3.0, 1, 0.5), cand(1, 1.0, 2, 0.6), cand(2, 2.0, 4, 0.7), cand(3, 4.0, 3, 0.4)]
+    records = [{"id": f"case{i}", "target_text": "one two three four", "candidates": four} for i in range(3)]
     (tmp_path / "audio").mkdir()
     for r in records:
         for c in r["candidates"]:
@@ -690,13 +687,40 @@ def test_pocketsphinx_judge_probe_keeps_what_each_judge_ranks_first(tmp_path):
 
     table, judged = probe.run([str(tmp_path)], judge=StubJudge())
     assert probe.picks(judged[0]["candidates"]) == {
-        "seed 0": 0, "CTC head": 1, "ps-wer": 2, "ps-gop": 3, "ctc+ps-wer": 2, "ctc+ps-gop": 1, "oracle": 2
+        "seed 0": 0,
+        "CTC head": 1,
+        "ps-wer": 2,
+        "ps-gop": 3,
+        "ctc+ps-wer": 2,
+        "ctc+ps-gop": 1,
+        "oracle": 2,
     }
     assert "| ps-wer | 12/12 (100.0%) | 0.0% | 0.700 | +6 ± 0 | +0.1000 ± 0.0000 |" in table
     assert (tmp_path / "pocketsphinx_judges.md").exists()
     with pytest.raises(SystemExit, match="--save-audio"):
         shutil.rmtree(tmp_path / "audio")
         probe.run([str(tmp_path)], judge=StubJudge())
+
+
+def test_consensus_judge_probe_keeps_the_candidate_closest_to_the_others():
+    pytest.importorskip("librosa")
+    spec = importlib.util.spec_from_file_location("consensus_judge_probe", RESEARCH / "consensus_judge_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    rng = np.random.default_rng(0)
+    word = rng.normal(size=(20, 6))
+    # three candidates say the same thing at different speeds; the fourth says something else
+    frames = [np.repeat(word, 2, axis=0), word, np.repeat(word, 3, axis=0)[::2], rng.normal(size=(30, 6))]
+    for metric in probe.METRICS:
+        scores = probe.consensus(frames, metric)
+        assert int(np.argmax(scores)) == 3 and scores[1] < scores[3]
+    cands = [
+        {"ctc": ctc, "errors": e, "hits": 4 - e, "consensus_euclidean": m, "consensus_cosine": m}
+        for ctc, e, m in ((2.0, 3, 0.9), (1.0, 2, 0.5), (3.0, 0, 0.1), (4.0, 1, 0.2))
+    ]
+    chosen = probe.picks(cands)
+    assert chosen["CTC head"] == 1 and chosen["consensus (euclidean)"] == 2 and chosen["oracle"] == 2
+    assert chosen["CTC + consensus (euclidean)"] == 1  # ranks 0+2 against 2+0: the head breaks the tie
 
 
 def test_recognizer_judge_probe_model_reads_half_rate_frames_and_scores_a_transcript():

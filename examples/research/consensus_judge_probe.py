@@ -1,0 +1,125 @@
+"""Would the consensus of the candidates (minimum Bayes risk) pick better best-of-K candidates than the CTC head?
+
+A misread word is one sample's accident; the words every candidate says alike are more likely right. So keep the
+candidate closest, on average, to the other candidates of its text: distance = dynamic time warping between their
+normalised log-mel frames (each candidate's own mean removed, so that content, not colour, counts), divided by the
+warping path's length. Euclidean and cosine frame distances, each alone and as a rank sum with the CTC head.
+Text-blind and training-free. Reads the candidates `candidate_ranking_probe.py --save-audio` wrote:
+
+    python examples/research/consensus_judge_probe.py outputs/eval/candidates-natval48
+
+Whisper's counts and Resemblyzer's SIM come from the ranking probe: they only measure. Writes PROBE/consensus_judges.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/
+
+from eval_lib.systems import load_pipeline, read_audio  # noqa: E402
+from eval_lib.teacher_forcing import real_frames  # noqa: E402
+
+METRICS = ("euclidean", "cosine")
+
+
+def warped_distance(a: np.ndarray, b: np.ndarray, metric: str) -> float:
+    """Mean frame distance along the best warping path between [T_a, D] and [T_b, D]."""
+    import librosa
+
+    cost, path = librosa.sequence.dtw(X=a.T, Y=b.T, metric=metric, backtrack=True)
+    return float(cost[-1, -1] / len(path))
+
+
+def consensus(frames: list[np.ndarray], metric: str) -> list[float]:
+    """Each candidate's mean warped distance to the others (lower = more typical)."""
+    k = len(frames)
+    distances = np.zeros((k, k))
+    for i in range(k):
+        for j in range(i + 1, k):
+            distances[i, j] = distances[j, i] = warped_distance(frames[i], frames[j], metric)
+    return (distances.sum(1) / (k - 1)).tolist()
+
+
+def ranks(values: list[float]) -> list[int]:
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0] * len(values)
+    for rank, i in enumerate(order):
+        out[i] = rank
+    return out
+
+
+def picks(candidates: list[dict]) -> dict[str, int]:
+    n = range(len(candidates))
+    ctc = ranks([c["ctc"] for c in candidates])
+    out = {"seed 0": 0, "CTC head": ctc.index(0)}
+    for metric in METRICS:
+        mbr = ranks([c[f"consensus_{metric}"] for c in candidates])
+        out[f"consensus ({metric})"] = mbr.index(0)
+        out[f"CTC + consensus ({metric})"] = min(n, key=lambda i, mbr=mbr: (ctc[i] + mbr[i], ctc[i]))
+    out["oracle"] = min(n, key=lambda i: (candidates[i]["errors"], -candidates[i]["hits"]))
+    return out
+
+
+def summarize(records: list[dict]) -> str:
+    chosen = {name: [] for name in picks(records[0]["candidates"])}
+    for record in records:
+        for name, index in picks(record["candidates"]).items():
+            chosen[name].append(record["candidates"][index])
+    ref = sum(c["ref_words"] for c in chosen["seed 0"])
+    base_hits = np.array([c["hits"] for c in chosen["CTC head"]], dtype=float)
+    base_sim = np.array([c["sim"] for c in chosen["CTC head"]], dtype=float)
+    lines = [
+        "| selection | words recognised | SIM (prompt) | words vs CTC head (± SE of the sum) | SIM vs CTC head |",
+        "|---|---|---|---|---|",
+    ]
+    for name, cands in chosen.items():
+        hits = np.array([c["hits"] for c in cands], dtype=float)
+        sims = np.array([c["sim"] for c in cands], dtype=float)
+        dh, ds = hits - base_hits, sims - base_sim
+        se_words, se_sim = dh.std(ddof=1) * math.sqrt(len(dh)), ds.std(ddof=1) / math.sqrt(len(ds))
+        lines.append(
+            f"| {name} | {hits.sum():.0f}/{ref} ({hits.sum() / ref:.1%}) | {sims.mean():.3f} | {dh.sum():+.0f} ± "
+            f"{se_words:.0f} | {ds.mean():+.4f} ± {se_sim:.4f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None, pipe=None) -> str:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("probe", help="the folder candidate_ranking_probe.py --save-audio wrote")
+    p.add_argument(
+        "--pipeline",
+        default=None,
+        help="the pipeline whose feature extractor reads the audio (default: the embedded default)",
+    )
+    args = p.parse_args(argv)
+    folder = Path(args.probe)
+    if not (folder / "audio").is_dir():
+        raise SystemExit(f"{folder}/audio is missing: run candidate_ranking_probe.py with --save-audio")
+    records = json.loads((folder / "candidates.json").read_text())["cases"]
+    pipe = pipe or load_pipeline(args.pipeline)
+    for record in records:
+        frames = []
+        for cand in record["candidates"]:
+            wave, rate = read_audio(folder / "audio" / f"{record['id']}_{cand['seed']}.wav")
+            z = real_frames(pipe, wave, rate).float().numpy()
+            frames.append(z - z.mean(0, keepdims=True))
+        for metric in METRICS:
+            for cand, value in zip(record["candidates"], consensus(frames, metric), strict=True):
+                cand[f"consensus_{metric}"] = value
+    table = summarize(records)
+    text = f"# Consensus as a judge, {len(records)} cases\n\n`python {' '.join(sys.argv)}`\n\n{table}"
+    (folder / "consensus_judges.md").write_text(text)
+    print(text)
+    return table
+
+
+if __name__ == "__main__":
+    main()
