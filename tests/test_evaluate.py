@@ -629,7 +629,7 @@ def test_candidate_ranking_probe_scores_k_seeds_as_the_pipeline_ranks_them(tmp_p
             "3",
             "--out",
             str(tmp_path / "probe"),
-            "--save-audio",
+            "--save-candidates",
         ],
         asr=StubASR("hello"),
         speaker_encoder=StubSpeaker(),
@@ -654,8 +654,18 @@ def test_candidate_ranking_probe_scores_k_seeds_as_the_pipeline_ranks_them(tmp_p
             num_candidates=1,
         )
         assert out.audio_lengths[0] / pipe.sample_rate == pytest.approx(seconds[k])
-        saved, rate = read_audio(tmp_path / "probe" / "audio" / f"{case.id}_{k}.wav")
+        saved, rate = read_audio(tmp_path / "probe" / "candidates" / f"{case.id}_{k}.wav")
         assert rate == pipe.sample_rate and len(saved) == out.audio_lengths[0]
+        features = torch.load(tmp_path / "probe" / "candidates" / f"{case.id}_{k}.pt")
+        features_out = pipe(
+            case.target_text,
+            prompt_audio=case.prompt_audio,
+            prompt_text=case.prompt_text,
+            generator=torch.Generator().manual_seed(case_seed(k, case.id)),
+            num_candidates=1,
+            output_type="features",
+        )
+        torch.testing.assert_close(features, torch.as_tensor(features_out.audios[0][: features_out.audio_lengths[0]]))
     scores = [c["ctc"] for c in records[0]["candidates"]]
     assert all(np.isfinite(scores)) and len(set(scores)) == 3
     assert (tmp_path / "probe" / "summary.md").read_text().count("| CTC best of") == 2
@@ -674,10 +684,10 @@ def test_pocketsphinx_judge_probe_keeps_what_each_judge_ranks_first(tmp_path):
     # the CTC head prefers seed 1; the stub judge hears the most words in seed 2 and rates seed 3's pronunciation best
     four = [cand(0, 3.0, 1, 0.5), cand(1, 1.0, 2, 0.6), cand(2, 2.0, 4, 0.7), cand(3, 4.0, 3, 0.4)]
     records = [{"id": f"case{i}", "target_text": "one two three four", "candidates": four} for i in range(3)]
-    (tmp_path / "audio").mkdir()
+    (tmp_path / "candidates").mkdir()
     for r in records:
         for c in r["candidates"]:
-            write_wav(tmp_path / "audio" / f"{r['id']}_{c['seed']}.wav", tone(0.1 * (c["seed"] + 1), SR), SR)
+            write_wav(tmp_path / "candidates" / f"{r['id']}_{c['seed']}.wav", tone(0.1 * (c["seed"] + 1), SR), SR)
     (tmp_path / "candidates.json").write_text(json.dumps({"meta": {"command": "probe"}, "cases": records}))
 
     class StubJudge:
@@ -697,8 +707,8 @@ def test_pocketsphinx_judge_probe_keeps_what_each_judge_ranks_first(tmp_path):
     }
     assert "| ps-wer | 12/12 (100.0%) | 0.0% | 0.700 | +6 ± 0 | +0.1000 ± 0.0000 |" in table
     assert (tmp_path / "pocketsphinx_judges.md").exists()
-    with pytest.raises(SystemExit, match="--save-audio"):
-        shutil.rmtree(tmp_path / "audio")
+    with pytest.raises(SystemExit, match="--save-candidates"):
+        shutil.rmtree(tmp_path / "candidates")
         probe.run([str(tmp_path)], judge=StubJudge())
 
 

@@ -13,7 +13,8 @@ measures here; it never chooses. The summary compares, over all cases:
         --threads 2 --out outputs/eval/candidates-newvoices48
 
 Writes OUT/candidates.json (every candidate's score, transcript, word counts and SIM) and OUT/summary.md; with
-`--save-audio` also every candidate's waveform, OUT/audio/<case id>_<k>.wav, for judges scored afterwards.
+`--save-candidates` also every candidate's waveform and features, OUT/candidates/<case id>_<k>.wav and .pt (the
+de-normalised features the pipeline returned), for judges scored afterwards.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch and Whisper CPU threads")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
-        "--save-audio",
+        "--save-candidates",
         action="store_true",
-        help="also write every candidate's waveform to OUT/audio/<case id>_<k>.wav (for judges scored afterwards)",
+        help="also write every candidate's waveform and features to OUT/candidates/<case id>_<k>.wav and .pt (for "
+        "judges scored afterwards)",
     )
     args = p.parse_args(argv)
     if args.num_candidates < 2:
@@ -151,13 +153,15 @@ def run(argv=None, asr=None, speaker_encoder=None) -> tuple[dict, list[dict]]:
         prompt_embedding = speaker.embed(prompt_audio, prompt_rate)
         candidates = []
         for cand in sample_candidates(pipe, case, args.num_candidates):
+            features = cand.pop("features")
             with torch.no_grad():
-                wave = StreamingVocoder(pipe.vocoder).decode(cand.pop("features")).numpy().astype(np.float32)
-            if args.save_audio:
+                wave = StreamingVocoder(pipe.vocoder).decode(features).numpy().astype(np.float32)
+            if args.save_candidates:
                 import soundfile as sf
 
-                (out / "audio").mkdir(exist_ok=True)
-                sf.write(out / "audio" / f"{case.id}_{cand['seed']}.wav", wave, pipe.sample_rate)
+                (out / "candidates").mkdir(exist_ok=True)
+                sf.write(out / "candidates" / f"{case.id}_{cand['seed']}.wav", wave, pipe.sample_rate)
+                torch.save(features, out / "candidates" / f"{case.id}_{cand['seed']}.pt")
             hypothesis = asr.transcribe(wave, pipe.sample_rate)
             embedding = speaker.embed(wave, pipe.sample_rate)
             sim = None if embedding is None or prompt_embedding is None else cosine(embedding, prompt_embedding)

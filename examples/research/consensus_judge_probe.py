@@ -4,7 +4,7 @@ A misread word is one sample's accident; the words every candidate says alike ar
 candidate closest, on average, to the other candidates of its text: distance = dynamic time warping between their
 normalised log-mel frames (each candidate's own mean removed, so that content, not colour, counts), divided by the
 warping path's length. Euclidean and cosine frame distances, each alone and as a rank sum with the CTC head.
-Text-blind and training-free. Reads the candidates `candidate_ranking_probe.py --save-audio` wrote:
+Text-blind and training-free. Reads the candidates `candidate_ranking_probe.py --save-candidates` wrote:
 
     python examples/research/consensus_judge_probe.py outputs/eval/candidates-natval48
 
@@ -93,7 +93,7 @@ def summarize(records: list[dict]) -> str:
 
 def main(argv=None, pipe=None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("probe", help="the folder candidate_ranking_probe.py --save-audio wrote")
+    p.add_argument("probe", help="the folder candidate_ranking_probe.py --save-candidates wrote")
     p.add_argument(
         "--pipeline",
         default=None,
@@ -101,14 +101,14 @@ def main(argv=None, pipe=None) -> str:
     )
     args = p.parse_args(argv)
     folder = Path(args.probe)
-    if not (folder / "audio").is_dir():
-        raise SystemExit(f"{folder}/audio is missing: run candidate_ranking_probe.py with --save-audio")
+    if not (folder / "candidates").is_dir():
+        raise SystemExit(f"{folder}/candidates is missing: run candidate_ranking_probe.py with --save-candidates")
     records = json.loads((folder / "candidates.json").read_text())["cases"]
     pipe = pipe or load_pipeline(args.pipeline)
     for record in records:
         frames = []
         for cand in record["candidates"]:
-            wave, rate = read_audio(folder / "audio" / f"{record['id']}_{cand['seed']}.wav")
+            wave, rate = read_audio(folder / "candidates" / f"{record['id']}_{cand['seed']}.wav")
             z = real_frames(pipe, wave, rate).float().numpy()
             frames.append(z - z.mean(0, keepdims=True))
         for metric in METRICS:

@@ -3,7 +3,7 @@
 The CTC head reads the backbone, which generated the speech, so it shares the model's blind spots. pocketsphinx (PyPI
 `pocketsphinx`, whose wheel carries an English acoustic model, a dictionary and a language model, all trained on human
 speech) is a different kind of recogniser altogether: a hidden Markov model over cepstra. This probe scores the
-candidates that `candidate_ranking_probe.py --save-audio` wrote, four ways, and asks which candidate each would keep:
+candidates that `candidate_ranking_probe.py --save-candidates` wrote, four ways, and asks which one each would keep:
 
 * ``ps-wer``: free decoding with pocketsphinx's English language model, errors against the target text (the
   evaluation's normaliser); fewest errors wins, ties go to the CTC head's order;
@@ -14,7 +14,7 @@ candidates that `candidate_ranking_probe.py --save-audio` wrote, four ways, and 
 Whisper's counts and Resemblyzer's SIM come from the ranking probe: they only measure, they never choose.
 
     python examples/research/candidate_ranking_probe.py --cases data/eval/natval48/cases.jsonl --num-candidates 4 \
-        --asr-redecode-loops --threads 2 --save-audio --out outputs/eval/candidates-natval48
+        --asr-redecode-loops --threads 2 --save-candidates --out outputs/eval/candidates-natval48
     python examples/research/pocketsphinx_judge_probe.py outputs/eval/candidates-natval48
 
 Writes PROBE/pocketsphinx_judges.json (each candidate's judge scores) and PROBE/pocketsphinx_judges.md.
@@ -144,17 +144,17 @@ def summarize(records: list[dict]) -> str:
 
 def run(argv=None, judge=None) -> tuple[str, list[dict]]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("probe", help="the folder candidate_ranking_probe.py --save-audio wrote")
+    p.add_argument("probe", help="the folder candidate_ranking_probe.py --save-candidates wrote")
     args = p.parse_args(argv)
     folder = Path(args.probe)
     data = json.loads((folder / "candidates.json").read_text())
-    if not (folder / "audio").is_dir():
-        raise SystemExit(f"{folder}/audio is missing: run candidate_ranking_probe.py with --save-audio")
+    if not (folder / "candidates").is_dir():
+        raise SystemExit(f"{folder}/candidates is missing: run candidate_ranking_probe.py with --save-candidates")
     judge = judge or PocketsphinxJudge()
     records, start = data["cases"], time.perf_counter()
     for index, record in enumerate(records, 1):
         for cand in record["candidates"]:
-            wave, rate = read_audio(folder / "audio" / f"{record['id']}_{cand['seed']}.wav")
+            wave, rate = read_audio(folder / "candidates" / f"{record['id']}_{cand['seed']}.wav")
             cand.update(judge.score(wave, rate, record["target_text"]))
         print(f"[{index}/{len(records)}] {record['id']} ({time.perf_counter() - start:.0f} s)", flush=True)
     table = summarize(records)
