@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -25,6 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/
 
 from eval_lib.systems import load_pipeline, read_audio  # noqa: E402
 from eval_lib.teacher_forcing import real_frames  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from judge_table import oracle_pick, rank_sum_pick, ranks, selection_table  # noqa: E402
 
 METRICS = ("euclidean", "cosine")
 
@@ -47,48 +49,15 @@ def consensus(frames: list[np.ndarray], metric: str) -> list[float]:
     return (distances.sum(1) / (k - 1)).tolist()
 
 
-def ranks(values: list[float]) -> list[int]:
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    out = [0] * len(values)
-    for rank, i in enumerate(order):
-        out[i] = rank
-    return out
-
-
 def picks(candidates: list[dict]) -> dict[str, int]:
-    n = range(len(candidates))
-    ctc = ranks([c["ctc"] for c in candidates])
-    out = {"seed 0": 0, "CTC head": ctc.index(0)}
+    ctc = [c["ctc"] for c in candidates]
+    out = {"seed 0": 0, "CTC head": ranks(ctc).index(0)}
     for metric in METRICS:
-        mbr = ranks([c[f"consensus_{metric}"] for c in candidates])
-        out[f"consensus ({metric})"] = mbr.index(0)
-        out[f"CTC + consensus ({metric})"] = min(n, key=lambda i, mbr=mbr: (ctc[i] + mbr[i], ctc[i]))
-    out["oracle"] = min(n, key=lambda i: (candidates[i]["errors"], -candidates[i]["hits"]))
+        distance = [c[f"consensus_{metric}"] for c in candidates]
+        out[f"consensus ({metric})"] = ranks(distance).index(0)
+        out[f"CTC + consensus ({metric})"] = rank_sum_pick(ctc, distance)
+    out["oracle"] = oracle_pick(candidates)
     return out
-
-
-def summarize(records: list[dict]) -> str:
-    chosen = {name: [] for name in picks(records[0]["candidates"])}
-    for record in records:
-        for name, index in picks(record["candidates"]).items():
-            chosen[name].append(record["candidates"][index])
-    ref = sum(c["ref_words"] for c in chosen["seed 0"])
-    base_hits = np.array([c["hits"] for c in chosen["CTC head"]], dtype=float)
-    base_sim = np.array([c["sim"] for c in chosen["CTC head"]], dtype=float)
-    lines = [
-        "| selection | words recognised | SIM (prompt) | words vs CTC head (± SE of the sum) | SIM vs CTC head |",
-        "|---|---|---|---|---|",
-    ]
-    for name, cands in chosen.items():
-        hits = np.array([c["hits"] for c in cands], dtype=float)
-        sims = np.array([c["sim"] for c in cands], dtype=float)
-        dh, ds = hits - base_hits, sims - base_sim
-        se_words, se_sim = dh.std(ddof=1) * math.sqrt(len(dh)), ds.std(ddof=1) / math.sqrt(len(ds))
-        lines.append(
-            f"| {name} | {hits.sum():.0f}/{ref} ({hits.sum() / ref:.1%}) | {sims.mean():.3f} | {dh.sum():+.0f} ± "
-            f"{se_words:.0f} | {ds.mean():+.4f} ± {se_sim:.4f} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def main(argv=None, pipe=None) -> str:
@@ -114,7 +83,7 @@ def main(argv=None, pipe=None) -> str:
         for metric in METRICS:
             for cand, value in zip(record["candidates"], consensus(frames, metric), strict=True):
                 cand[f"consensus_{metric}"] = value
-    table = summarize(records)
+    table = selection_table(records, picks)
     text = f"# Consensus as a judge, {len(records)} cases\n\n`python {' '.join(sys.argv)}`\n\n{table}"
     (folder / "consensus_judges.md").write_text(text)
     print(text)

@@ -37,6 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/
 from eval_lib.metrics import normalize_text, word_stats  # noqa: E402
 from eval_lib.systems import read_audio  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from judge_table import oracle_pick, rank_sum_pick, ranks, selection_table  # noqa: E402
+
 SAMPLE_RATE = 16000  # pocketsphinx's English acoustic model
 
 
@@ -86,60 +89,22 @@ class PocketsphinxJudge:
         return {"ps_hypothesis": hypothesis, "ps_errors": stats.errors, "ps_hits": stats.hits, "ps_gop": gop}
 
 
-def ranks(values: list[float]) -> list[int]:
-    """Rank of each value, 0 for the smallest (ties keep their order)."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    out = [0] * len(values)
-    for rank, i in enumerate(order):
-        out[i] = rank
-    return out
-
-
 def picks(candidates: list[dict]) -> dict[str, int]:
     """The candidate index each selection keeps."""
     n = range(len(candidates))
     ctc = [c["ctc"] for c in candidates]
     ctc_rank = ranks(ctc)
-    wer_rank = ranks([c["ps_errors"] + 1e-6 * r for c, r in zip(candidates, ctc_rank, strict=True)])
-    gop_rank = ranks([-c["ps_gop"] for c in candidates])
+    errors = [c["ps_errors"] + 1e-6 * r for c, r in zip(candidates, ctc_rank, strict=True)]  # ties: the head's order
+    gop = [-c["ps_gop"] for c in candidates]
     return {
         "seed 0": 0,
         "CTC head": min(n, key=lambda i: ctc[i]),
-        "ps-wer": min(n, key=lambda i: wer_rank[i]),
-        "ps-gop": min(n, key=lambda i: gop_rank[i]),
-        "ctc+ps-wer": min(n, key=lambda i: (ctc_rank[i] + wer_rank[i], ctc_rank[i])),
-        "ctc+ps-gop": min(n, key=lambda i: (ctc_rank[i] + gop_rank[i], ctc_rank[i])),
-        "oracle": min(n, key=lambda i: (candidates[i]["errors"], -candidates[i]["hits"])),
+        "ps-wer": min(n, key=lambda i: errors[i]),
+        "ps-gop": min(n, key=lambda i: gop[i]),
+        "ctc+ps-wer": rank_sum_pick(ctc, errors),
+        "ctc+ps-gop": rank_sum_pick(ctc, gop),
+        "oracle": oracle_pick(candidates),
     }
-
-
-def paired(diff: np.ndarray) -> str:
-    return f"{diff.sum():+.0f} ± {diff.std(ddof=1) * math.sqrt(len(diff)):.0f}"
-
-
-def summarize(records: list[dict]) -> str:
-    chosen = {name: [] for name in picks(records[0]["candidates"])}
-    for record in records:
-        for name, index in picks(record["candidates"]).items():
-            chosen[name].append(record["candidates"][index])
-    ref = sum(c["ref_words"] for c in chosen["seed 0"])
-    base = chosen["CTC head"]
-    lines = [
-        "| selection | words recognised | WER | SIM (prompt) | words vs CTC head (± SE of the sum) | SIM vs CTC head |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, cands in chosen.items():
-        hits = np.array([c["hits"] for c in cands], dtype=float)
-        errors = sum(c["errors"] for c in cands)
-        sims = np.array([c["sim"] for c in cands], dtype=float)
-        d_hits = hits - np.array([c["hits"] for c in base], dtype=float)
-        d_sim = sims - np.array([c["sim"] for c in base], dtype=float)
-        se_sim = d_sim.std(ddof=1) / math.sqrt(len(d_sim))
-        lines.append(
-            f"| {name} | {hits.sum():.0f}/{ref} ({hits.sum() / ref:.1%}) | {errors / ref:.1%} | {sims.mean():.3f} | "
-            f"{paired(d_hits)} | {d_sim.mean():+.4f} ± {se_sim:.4f} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def run(argv=None, judge=None) -> tuple[str, list[dict]]:
@@ -157,7 +122,7 @@ def run(argv=None, judge=None) -> tuple[str, list[dict]]:
             wave, rate = read_audio(folder / "candidates" / f"{record['id']}_{cand['seed']}.wav")
             cand.update(judge.score(wave, rate, record["target_text"]))
         print(f"[{index}/{len(records)}] {record['id']} ({time.perf_counter() - start:.0f} s)", flush=True)
-    table = summarize(records)
+    table = selection_table(records, picks)
     seconds = sum(c["seconds"] for r in records for c in r["candidates"])
     wall = time.perf_counter() - start
     text = (
