@@ -733,6 +733,60 @@ def test_consensus_judge_probe_keeps_the_candidate_closest_to_the_others():
     assert chosen["CTC + consensus (euclidean)"] == 1  # ranks 0+2 against 2+0: the head breaks the tie
 
 
+def test_judge_head_probe_starts_as_the_default_head_and_scores_as_the_model_does(tmp_path):
+    spec = importlib.util.spec_from_file_location("judge_head_probe", RESEARCH / "judge_head_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    import torch
+
+    from modeling_ditar.training_data import Utterance, collate_examples
+
+    pipe = get_dummy_pipeline(ctc_loss_weight=1.0)
+    model = pipe.model.eval()
+    torch.manual_seed(0)
+    dim = model.config.feature_dim
+    utterances = [
+        Utterance(token_ids=pipe.processor.encode_text(text), features=torch.randn(frames, dim), speaker=speaker)
+        for text, frames, speaker in (("hello there", 24, "a"), ("a big world", 32, "a"), ("good day", 20, "b"))
+    ]
+    pairs = [(0, 1), (1, 0), (2, -1)]
+    examples = probe.collect(
+        pipe, utterances, pairs, pad_id=0, space_ids=pipe.processor.encode_text(" ", allow_empty=True), batch_size=2
+    )
+    assert [len(e["targets"]) for e in examples] == [
+        len(utterances[1].token_ids) + 1 + len(utterances[0].token_ids),
+        len(utterances[0].token_ids) + 1 + len(utterances[1].token_ids),
+        len(utterances[2].token_ids),
+    ]
+    # a new head with its layers at the identity gives the model's own transcript loss on the collected outputs
+    head = probe.JudgeHead(model.ctc_head, layers=2).eval()
+    batch = collate_examples(pairs, utterances, 0, pipe.processor.encode_text(" ", allow_empty=True))
+    with torch.no_grad():
+        expected = model.transcript_ctc_loss(
+            batch["input_ids"],
+            batch["speech_features"],
+            batch["attention_mask"],
+            batch["speech_attention_mask"],
+            batch["speech_position_rate"],
+        )
+        nll, _ = probe.ctc_batch(head, examples, model.config.ctc_frames_per_patch)
+    per_token = nll / torch.tensor([len(e["targets"]) for e in examples])
+    torch.testing.assert_close(per_token, expected, atol=2e-3, rtol=1e-3)
+    metrics = probe.evaluate_head(head, examples, model.config.ctc_frames_per_patch)
+    assert metrics["loss_per_token"] > 0 and 0 <= metrics["token_error_rate"]
+    assert probe.edit_distance([1, 2, 3], [1, 3]) == 1 and probe.edit_distance([], [4, 5]) == 2
+    # ranking swaps the head in for the call only, and with the default's own head scores as score_candidates does
+    case = load_cases(_cases(tmp_path))[0]
+    features = [torch.randn(12, dim).abs(), torch.randn(16, dim).abs()]
+    inputs = pipe.encode_inputs([case.target_text], case.prompt_audio, case.prompt_text, None)
+    with torch.no_grad():
+        own = [float(model.score_candidates(inputs, [model.normalize_features(f)])[0]) for f in features]
+    default_head = model.ctc_head
+    scores = probe.judge_scores(pipe, head, case, features)
+    assert model.ctc_head is default_head
+    assert scores == pytest.approx(own, rel=1e-3, abs=1e-3)
+
+
 def test_recognizer_judge_probe_model_reads_half_rate_frames_and_scores_a_transcript():
     spec = importlib.util.spec_from_file_location("recognizer_judge_probe", RESEARCH / "recognizer_judge_probe.py")
     probe = importlib.util.module_from_spec(spec)
