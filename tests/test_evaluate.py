@@ -731,6 +731,10 @@ def test_consensus_judge_probe_keeps_the_candidate_closest_to_the_others():
     chosen = probe.picks(cands)
     assert chosen["CTC head"] == 1 and chosen["consensus (euclidean)"] == 2 and chosen["oracle"] == 2
     assert chosen["CTC + consensus (euclidean)"] == 1  # ranks 0+2 against 2+0: the head breaks the tie
+    assert "closest to the real recording (cosine)" not in chosen  # only where the cases have their recording
+    for cand, distance in zip(cands, (0.3, 0.2, 0.4, 0.1), strict=True):
+        cand["recording_euclidean"] = cand["recording_cosine"] = distance
+    assert probe.picks(cands)["closest to the real recording (cosine)"] == 3
 
 
 def test_judge_head_probe_starts_as_the_default_head_and_scores_as_the_model_does(tmp_path):

@@ -4,7 +4,9 @@ A misread word is one sample's accident; the words every candidate says alike ar
 candidate closest, on average, to the other candidates of its text: distance = dynamic time warping between their
 normalised log-mel frames (each candidate's own mean removed, so that content, not colour, counts), divided by the
 warping path's length. Euclidean and cosine frame distances, each alone and as a rank sum with the CTC head.
-Text-blind and training-free. Reads the candidates `candidate_ranking_probe.py --save-candidates` wrote:
+Text-blind and training-free. Where the cases have their real recording, the candidate closest to it by the same
+distance is shown too (a judge no generation could have, asking whether closeness to the right speech is a usable
+label for training a judge). Reads the candidates `candidate_ranking_probe.py --save-candidates` wrote:
 
     python examples/research/consensus_judge_probe.py outputs/eval/candidates-natval48
 
@@ -22,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/
 
+from eval_lib.cases import load_cases  # noqa: E402
 from eval_lib.systems import load_pipeline, read_audio  # noqa: E402
 from eval_lib.teacher_forcing import real_frames  # noqa: E402
 
@@ -56,6 +59,10 @@ def picks(candidates: list[dict]) -> dict[str, int]:
         distance = [c[f"consensus_{metric}"] for c in candidates]
         out[f"consensus ({metric})"] = ranks(distance).index(0)
         out[f"CTC + consensus ({metric})"] = rank_sum_pick(ctc, distance)
+        if f"recording_{metric}" in candidates[0]:
+            out[f"closest to the real recording ({metric})"] = ranks(
+                [c[f"recording_{metric}"] for c in candidates]
+            ).index(0)
     out["oracle"] = oracle_pick(candidates)
     return out
 
@@ -72,9 +79,15 @@ def main(argv=None, pipe=None) -> str:
     folder = Path(args.probe)
     if not (folder / "candidates").is_dir():
         raise SystemExit(f"{folder}/candidates is missing: run candidate_ranking_probe.py with --save-candidates")
-    records = json.loads((folder / "candidates.json").read_text())["cases"]
+    data = json.loads((folder / "candidates.json").read_text())
+    records = data["cases"]
+    cases = {case.id: case for case in load_cases(data["meta"]["cases"])}
     pipe = pipe or load_pipeline(args.pipeline)
     for record in records:
+        recording = None
+        if cases[record["id"]].target_audio:
+            z = real_frames(pipe, *read_audio(cases[record["id"]].target_audio)).float().numpy()
+            recording = z - z.mean(0, keepdims=True)
         frames = []
         for cand in record["candidates"]:
             wave, rate = read_audio(folder / "candidates" / f"{record['id']}_{cand['seed']}.wav")
@@ -83,6 +96,9 @@ def main(argv=None, pipe=None) -> str:
         for metric in METRICS:
             for cand, value in zip(record["candidates"], consensus(frames, metric), strict=True):
                 cand[f"consensus_{metric}"] = value
+            if recording is not None:
+                for cand, z in zip(record["candidates"], frames, strict=True):
+                    cand[f"recording_{metric}"] = warped_distance(z, recording, metric)
     table = selection_table(records, picks)
     text = f"# Consensus as a judge, {len(records)} cases\n\n`python {' '.join(sys.argv)}`\n\n{table}"
     (folder / "consensus_judges.md").write_text(text)
