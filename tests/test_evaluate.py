@@ -645,27 +645,26 @@ def test_candidate_ranking_probe_scores_k_seeds_as_the_pipeline_ranks_them(tmp_p
     pipe.set_progress_bar_config(disable=True)
     case = load_cases(path)[0]
     seconds = [c["seconds"] for c in records[0]["candidates"]]
-    for k in range(3):
-        out = pipe(
+
+    def sample(k, **kwargs):
+        generator = torch.Generator().manual_seed(case_seed(k, case.id))
+        return pipe(
             case.target_text,
             prompt_audio=case.prompt_audio,
             prompt_text=case.prompt_text,
-            generator=torch.Generator().manual_seed(case_seed(k, case.id)),
+            generator=generator,
             num_candidates=1,
+            **kwargs,
         )
+
+    for k in range(3):
+        out = sample(k)
         assert out.audio_lengths[0] / pipe.sample_rate == pytest.approx(seconds[k])
         saved, rate = read_audio(tmp_path / "probe" / "candidates" / f"{case.id}_{k}.wav")
         assert rate == pipe.sample_rate and len(saved) == out.audio_lengths[0]
         features = torch.load(tmp_path / "probe" / "candidates" / f"{case.id}_{k}.pt")
-        features_out = pipe(
-            case.target_text,
-            prompt_audio=case.prompt_audio,
-            prompt_text=case.prompt_text,
-            generator=torch.Generator().manual_seed(case_seed(k, case.id)),
-            num_candidates=1,
-            output_type="features",
-        )
-        torch.testing.assert_close(features, torch.as_tensor(features_out.audios[0][: features_out.audio_lengths[0]]))
+        out = sample(k, output_type="features")
+        torch.testing.assert_close(features, torch.as_tensor(out.audios[0][: out.audio_lengths[0]]))
     scores = [c["ctc"] for c in records[0]["candidates"]]
     assert all(np.isfinite(scores)) and len(set(scores)) == 3
     assert (tmp_path / "probe" / "summary.md").read_text().count("| CTC best of") == 2

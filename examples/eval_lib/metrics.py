@@ -92,6 +92,16 @@ def aggregate_word_stats(stats: Iterable[WordStats]) -> dict:
     }
 
 
+def edit_distance(a: list, b: list) -> int:
+    """Levenshtein distance between two sequences (substitutions, insertions and deletions each cost 1)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        diagonal, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (x != y))
+    return row[-1]
+
+
 def cosine(a, b) -> float:
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()

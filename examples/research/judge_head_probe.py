@@ -39,6 +39,7 @@ EXAMPLES = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(EXAMPLES))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from eval_lib.metrics import edit_distance  # noqa: E402
 from judge_table import oracle_pick, rank_sum_pick, ranks, selection_table  # noqa: E402
 
 
@@ -145,15 +146,6 @@ def ctc_batch(head: JudgeHead, examples: list[dict], frames_per_patch: int) -> t
         zero_infinity=True,
     )
     return nll, log_probs
-
-
-def edit_distance(a: list[int], b: list[int]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        previous, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
-    return row[-1]
 
 
 @torch.no_grad()

@@ -31,19 +31,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/
 from eval_lib import load_cases, load_pipeline  # noqa: E402
+from eval_lib.metrics import edit_distance  # noqa: E402
 from eval_lib.systems import read_audio  # noqa: E402
 from eval_lib.teacher_forcing import real_frames, sample_teacher_forced, teacher_forced_prefix  # noqa: E402
 
 WRONG_TEXT = "The quick brown fox jumps over the lazy dog while seven wizards quietly hex a jovial bog."
-
-
-def edit_distance(a: list[int], b: list[int]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        diagonal, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (x != y))
-    return row[-1]
 
 
 def ctc_greedy(model, hidden: torch.Tensor) -> list[int]:
