@@ -790,6 +790,22 @@ def test_judge_head_probe_starts_as_the_default_head_and_scores_as_the_model_doe
     assert scores == pytest.approx(own, rel=1e-3, abs=1e-3)
 
 
+def test_self_training_corpus_pairs_speakers_and_keeps_the_best_stopped_rows():
+    spec = importlib.util.spec_from_file_location("self_training_corpus", RESEARCH / "self_training_corpus.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    speakers = ["a", "a", "b", "b", "b", "c", "d", "d"]
+    sources = ["piper", "piper", "kokoro", "kokoro", "kokoro", "piper", "espeak", "espeak"]
+    pairs = probe.prompt_pairs(speakers, sources, {"piper", "kokoro"}, None, seed=0, passes=2)
+    # every row of a kept source with another utterance of its speaker ("c" has none; "d" is espeak-ng), twice
+    assert sorted(target for target, _ in pairs) == sorted([0, 1, 2, 3, 4] * 2)
+    assert all(target != prompt and speakers[target] == speakers[prompt] for target, prompt in pairs)
+    assert len(probe.prompt_pairs(speakers, sources, {"piper", "kokoro"}, 3, seed=0, passes=2)) == 3
+    rows = [{"stopped": s, "ctc": c} for s, c in ((True, 0.5), (True, 0.1), (False, 0.0), (True, 0.9), (True, 0.3))]
+    assert [r["ctc"] for r in probe.keep_best(rows, 0.5)] == [0.1, 0.3]  # the run-on row never counts
+    assert len(probe.keep_best(rows, 1.0)) == 4
+
+
 def test_recognizer_judge_probe_model_reads_half_rate_frames_and_scores_a_transcript():
     spec = importlib.util.spec_from_file_location("recognizer_judge_probe", RESEARCH / "recognizer_judge_probe.py")
     probe = importlib.util.module_from_spec(spec)
