@@ -93,7 +93,8 @@ class PromptSpectrumMatch:
         variance = (moment2 / counts[:, None] - mean**2).clamp_min(1e-6)
         ratio = (self.target_variance.clamp_min(1e-6) / variance).sqrt()
         ratio = ratio.clamp(1 / self.MAX_SPREAD_RATIO, self.MAX_SPREAD_RATIO) ** self.spread_strength
-        return shifted + weights[:, None] * (mean + (shifted - mean) * ratio - shifted)
+        # each frame's deviation from the running mean scaled by the ratio, as far as the frame is speech
+        return shifted + weights[:, None] * (ratio - 1) * (shifted - mean)
 
 
 def prompt_spectrum_matches(

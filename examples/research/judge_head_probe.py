@@ -129,7 +129,9 @@ def collect_command(args) -> None:
 
 
 def ctc_batch(head: JudgeHead, examples: list[dict], frames_per_patch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(CTC negative log-likelihood per row [B], log-probabilities [B, N*F, C]) of a batch of examples."""
+    """(CTC negative log-likelihood per row [B], log-probabilities [B, N*F, C]) of a batch of examples. The loss is the
+    model's `_ctc_loss`, written out because that calls its head without a padding mask, which the bidirectional
+    layers need on padded batches."""
     hidden = nn.utils.rnn.pad_sequence([e["hidden"].float() for e in examples], batch_first=True)
     lengths = torch.tensor([len(e["hidden"]) for e in examples])
     mask = torch.arange(hidden.shape[1])[None] < lengths[:, None]
