@@ -81,8 +81,6 @@ def run(argv: list[str], asr=None, speaker_encoder=None) -> dict:
     original = DiTARPipeline._generate_rows
 
     def generate_rows(self, inputs, sampling, generator, callback_on_patch_end=None):
-        mean = torch.tensor(self.model.config.feature_mean, dtype=torch.float64)
-        std = torch.tensor(self.model.config.feature_std, dtype=torch.float64)
         features = inputs["prompt_features"].clone()
         prompts, shifts = [], []
         for row in range(features.shape[0]):
@@ -94,7 +92,7 @@ def run(argv: list[str], asr=None, speaker_encoder=None) -> dict:
                 difference = smooth_part(difference, args.smooth_coefficients)
             shift = args.neutralise * difference
             weights = match.speech_weight(prompt)[:, None]
-            features[row, :frames] = ((prompt.double() + weights * shift - mean) / std).to(features.dtype)
+            features[row, :frames] = self.model.normalize_features(prompt.double() + weights * shift).to(features.dtype)
             prompts.append((prompt, match))
             shifts.append(shift if args.smooth_coefficients else None)
         plain = dataclasses.replace(sampling, prompt_spectrum_match=0.0, prompt_spread_match=0.0)
