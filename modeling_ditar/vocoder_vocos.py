@@ -30,6 +30,9 @@ PADDINGS = ("center", "same")
 PHASE_MODELS = ("direct", "integrated", "recurrent")
 # Vocos' safeguard against exploding magnitudes (exp of the predicted log-magnitude)
 MAX_MAGNITUDE = 1e2
+# both magnitudes of a geometric mix are floored here first: the pseudo-inverse of the mel filter bank is near zero
+# between some filter peaks, and a log of it would pull those bins to silence
+MIX_MAGNITUDE_FLOOR = 1e-5
 # overlap-add normalisation divides by the window envelope; below this it is treated as zero (no overlap)
 MIN_ENVELOPE = 1e-11
 CONV_KERNEL = 7
@@ -248,6 +251,12 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             Griffin-Lim iterations (momentum 0.99, seed 0, as [`GriffinLimVocoder`]) instead of with its own phase: a
             network trained on the STFT magnitude alone then replaces the mel filter bank's pseudo-inverse in front of
             Griffin-Lim. Streams like Griffin-Lim, in cross-faded windows.
+        network_magnitude_weight (`float`, defaults to 1.0): with `griffin_lim_iterations`, the magnitude Griffin-Lim
+            inverts is a geometric mix, the network's magnitude to this power times the mel filter bank's
+            pseudo-inverse to the rest (both floored at 1e-5). 1 takes the network's alone; 0 the
+            pseudo-inverse alone, as [`GriffinLimVocoder`] inverts it (but floored at 1e-5). A network trained on
+            recordings sharpens the smoother features of generated speech into detail that was never there; a mix
+            keeps part of the features' own spectrum while the network still cleans the signal.
 
     Output length: `num_samples(T)`, `(T - 1) * hop_length` for `"center"` and `T * hop_length` for `"same"`.
 
@@ -281,6 +290,7 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         power: float = 1.0,
         phase: str = "direct",
         griffin_lim_iterations: int | None = None,
+        network_magnitude_weight: float = 1.0,
     ):
         super().__init__()
         for name, value in (
@@ -312,6 +322,17 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
                     f"`griffin_lim_iterations` takes the phase from Griffin-Lim, so `phase` must be 'direct' (its "
                     f"output is then unused), got {phase!r}."
                 )
+        if not (
+            isinstance(network_magnitude_weight, (int, float))
+            and not isinstance(network_magnitude_weight, bool)
+            and 0.0 <= network_magnitude_weight <= 1.0
+        ):
+            raise ValueError(f"`network_magnitude_weight` must be a float in [0, 1], got {network_magnitude_weight!r}.")
+        if network_magnitude_weight != 1.0 and griffin_lim_iterations is None:
+            raise ValueError(
+                "`network_magnitude_weight` mixes the network's magnitude with the features' pseudo-inverse in front "
+                "of Griffin-Lim, so it needs `griffin_lim_iterations`; set it, or leave the weight at 1.0."
+            )
         if padding not in PADDINGS:
             raise ValueError(f"`padding` must be one of {PADDINGS}, got {padding!r}.")
         if padding == "same" and (n_fft - hop_length) % 2:
@@ -356,6 +377,7 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         conv_reach = (CONV_KERNEL // 2) * (num_layers + 1)
         before, after = self._frame_span()
         self.griffin_lim_iterations = griffin_lim_iterations
+        self.network_magnitude_weight = float(network_magnitude_weight)
         self._magnitude_context_frames = conv_reach
         if griffin_lim_iterations is None:
             # A chunk decoded with these many frames around it equals the whole-sequence output where it owns samples,
@@ -494,7 +516,8 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         if self.griffin_lim_iterations is not None:
             # a loss on this waveform reaches the magnitude through Griffin-Lim's last inverse STFT (its phases held),
             # so it teaches the magnitude that sounds right with Griffin-Lim's phases
-            waveform = self._griffin_lim(spectrum.device)._invert(spectrum.abs(), None, None, None)
+            magnitude = self._griffin_lim_magnitude(spectrum.abs(), features)
+            waveform = self._griffin_lim(spectrum.device)._invert(magnitude, None, None, None)
         else:
             waveform = self.istft(spectrum)  # [B, S] float32
         waveform = waveform.to(features.device)
@@ -508,6 +531,16 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         spectrum = self.head(hidden)
         # the heads that carry their phase also return their running state: one call decodes the whole sequence
         return spectrum if self.phase == "direct" else spectrum[0]
+
+    def _griffin_lim_magnitude(self, magnitude: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """The magnitude Griffin-Lim inverts: the network's `magnitude [B, F, T]`, or its geometric mix with the
+        pseudo-inverse of the same frames' checked `features [B, T, D]` (`network_magnitude_weight`)."""
+        weight = self.network_magnitude_weight
+        if weight == 1.0:
+            return magnitude
+        pseudo = self._griffin_lim(magnitude.device).mel_to_magnitude(features.to(magnitude.device))
+        log_mix = weight * magnitude.clamp(min=MIX_MAGNITUDE_FLOOR).log()
+        return torch.exp(log_mix + (1.0 - weight) * pseudo.clamp(min=MIX_MAGNITUDE_FLOOR).log())
 
     def _griffin_lim(self, device) -> torch.nn.Module:
         """The Griffin-Lim inverter of `griffin_lim_iterations` (the default's momentum and seed), built on first use
@@ -532,6 +565,8 @@ class VocosVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         if self.griffin_lim_iterations is None:
             return self(features[None, start:end])
         first = max(0, start - self._magnitude_context_frames)
-        spectrum = self.spectrum(self._check_features(features[None, first:end], self.num_mel_bins))
-        magnitude = spectrum.abs()[..., start - first :]
+        window = self._check_features(features[None, first:end], self.num_mel_bins)
+        magnitude = self._griffin_lim_magnitude(
+            self.spectrum(window).abs()[..., start - first :], window[:, start - first :]
+        )
         return self._griffin_lim(magnitude.device)._invert(magnitude, None, None, None).to(features.device)

@@ -647,12 +647,56 @@ def test_griffin_lim_on_the_learned_magnitude_is_griffin_lim_of_the_head_magnitu
     assert one_shot.shape == (loaded.num_samples(60),)
 
 
+def test_a_mixed_magnitude_is_the_geometric_mean_of_the_head_and_the_pseudo_inverse_and_streams_as_one_shot(tmp_path):
+    """`network_magnitude_weight` w: Griffin-Lim inverts head^w * pseudo-inverse^(1 - w), both floored at 1e-5; w = 0
+    is the features' pseudo-inverse alone, whatever the head says. The setting saves and loads, and a stream of pushes
+    joins into exactly the one-shot decode (the pseudo-inverse is frame by frame, so windows need no more context)."""
+    from modeling_ditar import GriffinLimVocoder
+
+    features = log_mel(60)[None]
+    griffin_lim = GriffinLimVocoder.from_feature_extractor(get_dummy_feature_extractor(), n_iter=4)
+    pseudo = griffin_lim.mel_to_magnitude(features).clamp(min=1e-5)
+    vocoder = tiny_vocoder(griffin_lim_iterations=4, network_magnitude_weight=0.25)
+    with torch.no_grad():
+        audio, spectrum = vocoder(features, return_spectrum=True)
+    mixed = spectrum.abs().clamp(min=1e-5) ** 0.25 * pseudo**0.75
+    torch.testing.assert_close(audio, griffin_lim._invert(mixed, None, None, None), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        full = tiny_vocoder(griffin_lim_iterations=4)(features)
+    assert not torch.allclose(audio, full, atol=1e-3)  # the mix is not the network's magnitude alone
+    # weight 0: the head's output does not matter
+    none = tiny_vocoder(griffin_lim_iterations=4, network_magnitude_weight=0.0)
+    with torch.no_grad():
+        none.head.out.bias.add_(3.0)
+        torch.testing.assert_close(none(features), griffin_lim._invert(pseudo, None, None, None), rtol=1e-4, atol=1e-5)
+    # a stream window's pseudo-inverse is that of its own frames (not of the context frames before them)
+    window = none.decode_stream_window(features[0], 20, 40, {})
+    torch.testing.assert_close(window, griffin_lim._invert(pseudo[..., 20:40], None, None, None), rtol=1e-4, atol=1e-5)
+    vocoder.save_pretrained(tmp_path)
+    loaded = VocosVocoder.from_pretrained(tmp_path).eval()
+    assert loaded.config.network_magnitude_weight == 0.25
+    stream = StreamingVocoder(loaded)
+    one_shot = stream.decode(features[0])
+    stream.reset()
+    chunks = []
+    for start in range(0, 60, 9):
+        chunks += stream.push(features[0, start : start + 9])
+    chunks += stream.flush()
+    assert torch.equal(torch.cat(chunks), one_shot)
+    # a window mixes the magnitude of its own frames: one window over every frame is the whole-clip decode
+    whole = loaded.decode_stream_window(features[0], 0, 60, {})
+    torch.testing.assert_close(whole[0], audio[0], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
         ({"griffin_lim_iterations": -1}, ">= 0"),
         ({"griffin_lim_iterations": 2.0}, "non-negative integer"),
         ({"griffin_lim_iterations": 4, "phase": "recurrent"}, "must be 'direct'"),
+        ({"griffin_lim_iterations": 4, "network_magnitude_weight": 1.5}, r"in \[0, 1\]"),
+        ({"griffin_lim_iterations": 4, "network_magnitude_weight": True}, r"in \[0, 1\]"),
+        ({"network_magnitude_weight": 0.5}, "needs `griffin_lim_iterations`"),
     ],
 )
 def test_bad_griffin_lim_settings_raise(kwargs, match):

@@ -64,6 +64,32 @@ def oracle_rows(vocoder: GriffinLimVocoder, audio: torch.Tensor, features: torch
     }
 
 
+class MixedMagnitude(torch.nn.Module):
+    """Griffin-Lim on a mix of a trained vocoder's magnitude and the features' pseudo-inverse magnitude, two mixes the
+    library does not offer: "arithmetic" (weight * network + (1 - weight) * pseudo-inverse) and "above" (the network at
+    and above `frequency` Hz, the pseudo-inverse below). The geometric mix is the library's
+    `VocosVocoder(network_magnitude_weight=...)`. Whole clips only (no streaming)."""
+
+    def __init__(self, network: VocosVocoder, griffin_lim: GriffinLimVocoder, mix: str, weight=0.5, frequency=1000.0):
+        super().__init__()
+        if mix not in ("arithmetic", "above"):
+            raise ValueError(f"unknown mix {mix!r}")
+        self.network, self.griffin_lim = network, griffin_lim
+        self.mix, self.weight, self.frequency = mix, float(weight), float(frequency)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        features = self.network._check_features(features, self.network.num_mel_bins)
+        network = self.network.spectrum(features).abs()  # [B, F, T]
+        pseudo = self.griffin_lim.mel_to_magnitude(features)  # [B, F, T]
+        if self.mix == "arithmetic":
+            magnitude = self.weight * network + (1.0 - self.weight) * pseudo
+        else:
+            bins = torch.fft.rfftfreq(self.griffin_lim.n_fft, 1.0 / self.griffin_lim.sampling_rate)
+            above = (bins >= self.frequency).to(network.dtype)[None, :, None]
+            magnitude = above * network + (1.0 - above) * pseudo
+        return self.griffin_lim._invert(magnitude, None, None, None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", required=True)
@@ -75,6 +101,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--gl-magnitude", action="append", default=[], help="NAME=DIR: Griffin-Lim on a trained vocoder's magnitude"
+    )
+    parser.add_argument(
+        "--mixed-magnitude",
+        action="append",
+        default=[],
+        help="NAME=DIR@JSON: Griffin-Lim on a mix of the vocoder's and the pseudo-inverse magnitude; JSON settings: "
+        'mix "geometric" (the library\'s network_magnitude_weight), "arithmetic" or "above" (MixedMagnitude), weight, '
+        'frequency; e.g. v2half=DIR@{"mix": "geometric", "weight": 0.5} (whole clips only)',
     )
     parser.add_argument("--oracle", action="store_true", help="add the rows with the recording's own phase")
     parser.add_argument("--chunked", action="store_true", help="decode as the pipeline does (StreamingVocoder)")
@@ -99,6 +133,21 @@ def main() -> None:
         # the vocoder's magnitude in front of Griffin-Lim with the pipeline's iteration count
         variants[name] = VocosVocoder.from_pretrained(folder, griffin_lim_iterations=pipe.vocoder.n_iter).eval()
         variants[name].check_feature_extractor(extractor)
+    for name, _, spec in (text.partition("=") for text in args.mixed_magnitude):
+        folder, _, settings = spec.partition("@")
+        settings = json.loads(settings) if settings else {}
+        if settings.get("mix") == "geometric":  # the library's mix (as a pipeline would decode it, but whole clips)
+            network = VocosVocoder.from_pretrained(
+                folder, griffin_lim_iterations=pipe.vocoder.n_iter, network_magnitude_weight=settings.get("weight", 0.5)
+            ).eval()
+            network.check_feature_extractor(extractor)
+            variants[name] = network
+            continue
+        network = VocosVocoder.from_pretrained(folder).eval()
+        network.check_feature_extractor(extractor)
+        variants[name] = MixedMagnitude(network, pipe.vocoder, **settings).eval()
+    if args.mixed_magnitude and args.chunked:
+        parser.error("--mixed-magnitude decodes whole clips; leave out --chunked")
     if not variants and not args.oracle:
         parser.error("give at least one --variant, --vocoder, --gl-magnitude or --oracle")
     cases = [case for case in load_cases(args.cases) if case.has_ground_truth][: args.num_cases]
