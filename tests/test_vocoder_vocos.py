@@ -59,6 +59,16 @@ def log_mel(frames: int, seed: int = 0) -> torch.Tensor:
     return base + 0.3 * torch.randn(base.shape, generator=torch.Generator().manual_seed(seed))
 
 
+def pushed(streamer: StreamingVocoder, frames: torch.Tensor, sizes) -> list[torch.Tensor]:
+    """The chunks a fresh stream returns for `frames [T, D]` pushed in pieces of `sizes` frames, then flushed."""
+    streamer.reset()
+    chunks, start = [], 0
+    for size in sizes:
+        chunks += streamer.push(frames[start : start + size])
+        start += size
+    return chunks + streamer.flush()
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # the module
 
@@ -352,11 +362,7 @@ def test_streamed_chunks_equal_one_shot_and_whole_sequence_vocoding(padding, siz
     streamer = StreamingVocoder(vocoder, chunk_frames=10, first_chunk_frames=4)
     one_shot = streamer.decode(frames)
     assert one_shot.shape == (vocoder.num_samples(90),)
-    chunks, start = [], 0
-    for size in sizes:
-        chunks += streamer.push(frames[start : start + size])
-        start += size
-    chunks += streamer.flush()
+    chunks = pushed(streamer, frames, sizes)
     assert [c.shape[0] // HOP for c in chunks[:3]] == [4, 10, 10]
     assert torch.equal(torch.cat(chunks), one_shot)
     with torch.no_grad():
@@ -638,12 +644,7 @@ def test_griffin_lim_on_the_learned_magnitude_is_griffin_lim_of_the_head_magnitu
     stream = StreamingVocoder(loaded)
     assert stream.crossfade > 0 and stream.left == 8  # Griffin-Lim's windows, not the network's receptive field
     one_shot = stream.decode(features[0])
-    stream.reset()
-    chunks = []
-    for start in range(0, 60, 7):
-        chunks += stream.push(features[0, start : start + 7])
-    chunks += stream.flush()
-    assert torch.equal(torch.cat(chunks), one_shot)
+    assert torch.equal(torch.cat(pushed(stream, features[0], [7] * 9)), one_shot)
     assert one_shot.shape == (loaded.num_samples(60),)
 
 
@@ -677,12 +678,7 @@ def test_a_mixed_magnitude_is_the_geometric_mean_of_the_head_and_the_pseudo_inve
     assert loaded.config.network_magnitude_weight == 0.25
     stream = StreamingVocoder(loaded)
     one_shot = stream.decode(features[0])
-    stream.reset()
-    chunks = []
-    for start in range(0, 60, 9):
-        chunks += stream.push(features[0, start : start + 9])
-    chunks += stream.flush()
-    assert torch.equal(torch.cat(chunks), one_shot)
+    assert torch.equal(torch.cat(pushed(stream, features[0], [9] * 7)), one_shot)
     # a window mixes the magnitude of its own frames: one window over every frame is the whole-clip decode
     whole = loaded.decode_stream_window(features[0], 0, 60, {})
     torch.testing.assert_close(whole[0], audio[0], rtol=1e-4, atol=1e-5)
