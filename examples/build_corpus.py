@@ -221,8 +221,8 @@ def check_voice_distinctness(pool, voices: list[Voice], max_collision_rate: floa
         raise RuntimeError(
             f"VOICE CHECK FAILED: {len(colliding)}/{len(voices)} voices ({100 * rate:.1f}%) gave byte-identical "
             f"audio to another voice or to their plain base voice, e.g. {info['colliding_names'][:8]}. espeak-ng is "
-            "probably falling back to its default voice (too many voices visible in one data dir, see "
-            "shared/research/proto.md section 6)."
+            "probably falling back to its default voice (too many voices visible in one espeak-ng data "
+            "directory)."
         )
     return info
 

@@ -1,9 +1,8 @@
 #!/usr/bin/env python
 """Put several `examples/evaluate.py` results side by side, with the training behind each model row.
 
-    python examples/compare_results.py --out docs/research/ablation/history.md --title "History ablation" \
-        "K=2=outputs/eval/ablation-history2@runs/ablation-history2" \
-        "K=0=outputs/eval/ablation-history0@runs/ablation-history0"
+    python examples/compare_results.py --out compare.md --title "Before and after fine-tuning" \
+        "before=eval/default" "after=eval/finetuned@runs/finetuned"
 
 Each entry is LABEL=EVAL_DIR[@RUN_DIR[:STEP]]: EVAL_DIR holds results.json; RUN_DIR (optional) is the train.py output
 folder (STEP: read its logs only up to that step, for a model saved part-way through a run that was continued later),

@@ -7,7 +7,7 @@
 * Every flite voice (``apt-get install flite``): kal (8 kHz diphone), kal16, awb, rms and slt, ``--per-voice`` cases
   each (default 8), prompt and target spoken by flite, so each case has a ground truth. flite's ``awb_time`` is left
   out: it is a limited-domain voice that only speaks clock times.
-* Every real recording with a transcript found offline (../shared/research/offline.md 1c): the five LibriVox clips and
+* Every real recording with a transcript found offline: the five LibriVox clips and
   ``goforward.raw`` of the pocketsphinx 5.1.1 sdist (``pip download``, cached). Each LibriVox clip prompts once for the
   next clip (ground truth = that recording) and once for an unseen sentence (no ground truth); goforward prompts
   for an unseen sentence.

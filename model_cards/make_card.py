@@ -70,8 +70,9 @@ EMBEDDED_DEFAULT = dict(
         "(`candidate_num_inference_steps: 1`) and the kept one goes on with the 4-step LocDiT: first audio 0.16 s "
         "instead of 0.28 s in an interleaved comparison, with words, SIM and DNSMOS within noise on both tables below "
         "(docs/research/sweeps/candidate_locdit.md in the repository). "
-        "`num_inference_steps=10` gives the paper's sampling after the candidates are ranked at about twice the "
-        "cost, with the same words and SIM within noise (docs/research/sweeps/fast_default.md in the repository); "
+        "`num_inference_steps=10` gives the paper's sampling after the candidates are ranked at about 1.5 times the "
+        "cost (RTF 0.21 against 0.13-0.14 for one sentence), with the same words and SIM within noise "
+        "(docs/research/sweeps/fast_default.md in the repository); "
         "`pipe.model.remove_candidate_locdit()` samples the candidates with the 4-step LocDiT too. Before vocoding, "
         "the speech's long-term average spectrum is moved half-way towards the voice prompt's "
         "(`prompt_spectrum_match: 0.5`, not in the paper): similarity to the prompt +0.021 on the natural-voice set "
@@ -85,12 +86,10 @@ EMBEDDED_DEFAULT = dict(
         "capped WER and the share of words recognised (64%) are the "
         "steadier figures. Griffin-Lim, not the model, limits DNSMOS: the resynthesised ground truth scores about the "
         "same. The RTF column was measured during the evaluation, with other evaluations sharing the 2 CPU cores; "
-        "the idle figure is in the sampling line above. Whisper's figures differ a little from one machine to "
-        "another: the previous default (without the candidate LocDiT) measured WER 43.7% on the espeak-ng pairs on "
-        "the machine of its card and 40.4-41.1% in two runs on the one that made these tables (Whisper's transcripts "
-        "of the same audio vary a little from run to run there); with prompt spectrum matching these tables say WER "
-        "41.5% on the espeak-ng pairs where the previous card said 40.5%, and on the same machine and day the default "
-        "without it measured 41.9% (paired: +6 ± 12 words with it)",
+        "the idle figure is in the sampling line above. Whisper's transcripts of the same audio differ a little from "
+        "one machine to another and from run to run (about one point of WER), so changes to the model are judged in "
+        "paired comparisons on one machine and day: prompt spectrum matching, for example, changed the words on the "
+        "espeak-ng pairs by +6 ± 12 (WER 41.5% with it, 41.9% without)",
     },
     training=(
         "About 23 minutes on one H200 GPU, in five runs that each continued the previous weights on new random "

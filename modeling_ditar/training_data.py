@@ -33,7 +33,7 @@ def model_config_for_processor(processor, model_kwargs: dict | None = None):
 
 
 # Default length-sorting pool (PairedLengthBatcher): about this many batches of the longest examples, at least
-# MIN_POOL_SIZE examples (the size every CPU run so far used, so their data order is unchanged).
+# MIN_POOL_SIZE examples (the earlier fixed size, so existing configs keep their data order).
 POOL_BATCHES = 64
 MIN_POOL_SIZE = 256
 
