@@ -64,7 +64,7 @@ EMBEDDED_DEFAULT = dict(
         "head reads as a prefix of the text most closely goes on alone (`num_candidates: 4`, "
         "`candidate_prune_after_patches: 12`; not in the paper). Real-time factor 0.11-0.13 for 10 s of speech on 2 "
         "CPU cores with native bfloat16, first streamed audio after 0.12-0.15 s (in float32: RTF 0.12-0.15, first "
-        "audio after 0.16-0.19 s; RTF 0.12 and first audio after 0.10 s with `num_candidates=1` or `ditar synthesize "
+        "audio after 0.16-0.19 s; RTF 0.10-0.15 and first audio after 0.08-0.11 s with `num_candidates=1` or `ditar synthesize "
         "--candidates 1`; 2026-12-05 on a 2-core AMD EPYC VM; timings on shared virtual machines vary by up to 30% "
         "from day to day). The candidates are sampled with the candidate LocDiT in one step "
         "(`candidate_num_inference_steps: 1`) and the kept one goes on with the 4-step LocDiT: first audio 0.16 s "
