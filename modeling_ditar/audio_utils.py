@@ -63,7 +63,8 @@ def to_mono_float32(audio, *, check_silence: bool = True, name: str = "audio") -
 
     Accepts a numpy array, a torch tensor or a list of numbers, shaped `[samples]`, `[channels, samples]`
     (channels <= 8) or `[samples, channels]`; leading/trailing axes of size 1 are squeezed. Integer PCM
-    (int8/int16/int32/int64, uint8) is scaled to [-1, 1]; channels are averaged. Raises `ValueError` (naming `name`)
+    (int8/int16/int32/int64, uint8) is scaled to [-1, 1] (int32/int64 arrays whose values all fit 16 bits as 16-bit
+    PCM); channels are averaged. Raises `ValueError` (naming `name`)
     for empty audio, NaN/Inf samples, float samples peaking above `MAX_FLOAT_PEAK` (integer PCM passed as float), an
     unsupported shape or dtype and, when `check_silence`, for audio whose peak is below 1e-6.
     """
@@ -94,6 +95,10 @@ def to_mono_float32(audio, *, check_silence: bool = True, name: str = "audio") -
         tensor = (tensor.float() - 128.0) / 128.0
     elif not tensor.is_floating_point():
         scale = _integer_scale(tensor.dtype)
+        if tensor.dtype in (torch.int32, torch.int64) and tensor.numel() and int(tensor.abs().max()) <= 32768:
+            # 16-bit samples in a wide integer type (numpy's default int after `astype(int)`): read as 16-bit PCM.
+            # At full 32- or 64-bit scale such values would be below -96 dBFS, silence, which no recording means.
+            scale = 32768.0
         tensor = (tensor.double() / scale).float()
     else:
         tensor = tensor.float()

@@ -467,6 +467,10 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
     ) -> BatchFeature:
         """Right-pads a list of `[T_i, D]` float32 arrays into `[B, T, D]` + `attention_mask` `[B, T]`."""
         strategy = PaddingStrategy.LONGEST if padding is True else PaddingStrategy(padding or "do_not_pad")
+        if max_length is not None and (
+            isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1
+        ):
+            raise ValueError(f"`max_length` must be a positive integer (frames), got {max_length!r}.")
         if strategy == PaddingStrategy.MAX_LENGTH and max_length is None:
             raise ValueError("`padding='max_length'` needs `max_length` (in frames).")
         if truncation:

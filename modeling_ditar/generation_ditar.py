@@ -40,6 +40,7 @@ keeps GenerationConfig's own validation quiet about `temperature`.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -128,9 +129,18 @@ class GenerationSettings:
 def resolve_generation_settings(generation_config: GenerationConfig | None, **overrides) -> GenerationSettings:
     """Settings for one call: each override that is not None, else the generation config's value, else the default.
     Every value is checked, so a bad setting fails here with its name, from a call or from a saved file alike."""
+    if generation_config is not None and not isinstance(generation_config, GenerationConfig):
+        # a dict would be read as "no settings" and silently fall back to the library defaults, not the model's
+        raise TypeError(
+            f"`generation_config` must be a transformers GenerationConfig (e.g. a copy of `model.generation_config` "
+            f"with changes), got {type(generation_config).__name__}. To change single settings, pass them as "
+            "keyword arguments instead, e.g. `generate(..., num_inference_steps=4)`."
+        )
     values = {}
     for key, default in GENERATION_DEFAULTS.items():
         value = overrides.pop(key, None)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            value = int(value)  # numpy integers (e.g. from a sweep over np.arange) count as integers
         if value is None and generation_config is not None:
             value = getattr(generation_config, key, None)
         values[key] = default if value is None and key not in OPTIONAL_SETTINGS else value

@@ -442,9 +442,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 f"generator must be a torch.Generator or a list of them (one per text), got {generator!r:.60}; "
                 "for a seed, pass generator=torch.Generator().manual_seed(seed)."
             )
-        if isinstance(generator, (list, tuple)) and len(generator) not in (1, len(texts)):
+        if isinstance(generator, (list, tuple)) and len(generator) != len(texts):
             raise ValueError(
-                f"got {len(generator)} generators for a batch of {len(texts)}; pass one per text or a single one."
+                f"got {len(generator)} generators for a batch of {len(texts)}; pass a list of one per text, or a "
+                "single torch.Generator (not in a list) for the whole batch."
             )
         if settings.guidance_scale < 1:
             logger.warning(

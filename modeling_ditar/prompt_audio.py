@@ -30,6 +30,11 @@ MAX_PROMPT_SECONDS = 8.0
 # fluent speech is about 10-20 characters or phonemes per second.
 MAX_PROMPT_TOKENS_PER_SECOND = 40.0
 PROMPT_TOKEN_SLACK = 30
+# ... and one with fewer than this per second (beyond `MIN_PROMPT_TOKEN_SLACK`): a transcript that short covers a
+# fraction of what is said (e.g. "Hi." for a sentence), and the model, reading the rest of the clip as that word,
+# speaks almost nothing. Slow speech with pauses stays well above it.
+MIN_PROMPT_TOKENS_PER_SECOND = 3.0
+MIN_PROMPT_TOKEN_SLACK = 3
 # The pause search looks back at most this share of the limit (a cut at 4 s of an 8 s limit at worst).
 _SEARCH_FRACTION = 0.5
 # Prompts quieter than this (active-speech RMS, dBFS) are raised to `PROMPT_LEVEL_TARGET_DB` before their features are
@@ -73,7 +78,8 @@ def check_prompt_length(frames, patch_size: int, num_history_patches: int, hop_l
 
 def check_prompt_speaking_rate(rate, frames, hop_length: int, sampling_rate: int) -> None:
     """Refuse a prompt whose transcript cannot fit its audio: more than `MAX_PROMPT_TOKENS_PER_SECOND` transcript
-    tokens per second of prompt audio, beyond a slack of `PROMPT_TOKEN_SLACK` tokens (short prompts round badly).
+    tokens per second of prompt audio, beyond a slack of `PROMPT_TOKEN_SLACK` tokens (short prompts round badly), or
+    fewer than `MIN_PROMPT_TOKENS_PER_SECOND`, beyond `MIN_PROMPT_TOKEN_SLACK` (a transcript of part of the clip).
 
     `rate` [B]: the transcript's tokens per feature frame (the processor's `speech_position_rate`); `frames` [B]: the
     prompt's feature frames. Fluent speech runs at about 10-20 characters (or phonemes) per second, so 40 is far beyond
@@ -82,6 +88,18 @@ def check_prompt_speaking_rate(rate, frames, hop_length: int, sampling_rate: int
     rate, frames = torch.as_tensor(rate).float().flatten(), torch.as_tensor(frames).float().flatten()
     seconds = frames * hop_length / sampling_rate
     tokens = (rate * frames).round()
+    slow = (tokens + MIN_PROMPT_TOKEN_SLACK < MIN_PROMPT_TOKENS_PER_SECOND * seconds).nonzero().flatten().tolist()
+    if slow:
+        index = slow[0]
+        row = f" (row {index})" if tokens.numel() > 1 else ""
+        count, length = int(tokens[index]), float(seconds[index])
+        raise ValueError(
+            f"prompt_text{row} has only {count} tokens for {length:.2f} s of prompt_audio: "
+            f"{count / max(length, 1e-9):.1f} tokens per second, far below human speech (about 10-20 per second; at "
+            f"least {MIN_PROMPT_TOKENS_PER_SECOND:g} are accepted). prompt_text must be the complete transcript of "
+            "prompt_audio: give every word said in the clip, or cut the clip to the words of the transcript (long "
+            "silences count too)."
+        )
     bad = (tokens > MAX_PROMPT_TOKENS_PER_SECOND * seconds + PROMPT_TOKEN_SLACK).nonzero().flatten().tolist()
     if not bad:
         return

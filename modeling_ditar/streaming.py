@@ -64,9 +64,18 @@ class StreamingVocoder:
         )
         crossfade_samples = _vocoder_setting(vocoder, "streaming_crossfade_samples", crossfade_samples, None)
         first = chunk_frames if first_chunk_frames is None else first_chunk_frames
-        if chunk_frames < 1 or first < 1 or left_context_frames < 0 or lookahead_frames < 0:
-            raise ValueError(
-                "chunk_frames and first_chunk_frames must be >= 1 and the context/lookahead frame counts >= 0."
+        for name, value, least in (
+            ("chunk_frames", chunk_frames, 1),
+            ("first_chunk_frames", first, 1),
+            ("left_context_frames", left_context_frames, 0),
+            ("lookahead_frames", lookahead_frames, 0),
+            ("crossfade_samples", 0 if crossfade_samples is None else crossfade_samples, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"`{name}` must be an integer >= {least}, got {value!r}.")
+        if limiter is not None and not callable(limiter):
+            raise TypeError(
+                f"`limiter` must be a function of a waveform tensor (or None), got {type(limiter).__name__}."
             )
         self.vocoder = vocoder
         self.limiter = limiter
@@ -88,8 +97,24 @@ class StreamingVocoder:
         self._tail: torch.Tensor | None = None
         self._vocoder_state: dict = {}
 
+    def _check_frames(self, frames: torch.Tensor) -> None:
+        """Frames must be one sequence `[n, D]` of real numbers, with the same D as the frames before them."""
+        if not isinstance(frames, torch.Tensor):
+            raise TypeError(f"frames must be a torch.Tensor [n, D], got {type(frames).__name__}.")
+        if frames.dim() != 2:
+            hint = " (one sequence of a batch: frames[0])" if frames.dim() == 3 and frames.shape[0] == 1 else ""
+            raise ValueError(f"frames must be one sequence [n, D], got shape {tuple(frames.shape)}{hint}.")
+        if not frames.is_floating_point():
+            raise ValueError(f"frames must be floating point (log-mel features), got dtype {frames.dtype}.")
+        width = self._frames[0].shape[1] if self._frames else getattr(self.vocoder, "num_mel_bins", None)
+        if width is not None and frames.shape[1] != width:
+            raise ValueError(f"frames have {frames.shape[1]} features per frame; this stream takes {width}.")
+        if not bool(torch.isfinite(frames).all()):
+            raise ValueError("frames contain NaN or Inf values; the vocoder cannot invert them.")
+
     def push(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """Add frames [n, D] (de-normalised features) and return the audio chunks that became ready."""
+        self._check_frames(frames)
         if frames.shape[0]:
             self._frames.append(frames.detach().float().cpu())
             self._num_frames += frames.shape[0]

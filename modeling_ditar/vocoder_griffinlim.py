@@ -370,10 +370,12 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             generators = list(generator)
         else:
             generators = [generator] * batch
+        wrong = [type(g).__name__ for g in generators if not isinstance(g, torch.Generator)]
+        if wrong:
+            raise TypeError(f"`generator` must be a torch.Generator or a list of them (or None), got {wrong[0]}.")
         phases = []
         for g in generators:
-            g_device = g.device if isinstance(g, torch.Generator) else torch.device("cpu")
-            draw = torch.rand(frames, bins, generator=g, device=g_device)
+            draw = torch.rand(frames, bins, generator=g, device=g.device)
             phases.append(draw.T.to(device))
         return torch.polar(torch.ones((), device=device), 2 * math.pi * torch.stack(phases))
 
@@ -394,6 +396,8 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
                 rest of the batch.
             n_iter: overrides `config.n_iter` for this call.
         """
+        if n_iter is not None and (isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0):
+            raise ValueError(f"`n_iter` must be a non-negative integer (or None for config.n_iter), got {n_iter!r}.")
         features = self._check_features(features, self.num_mel_bins)
         if self.num_samples(features.shape[1]) == 0:
             return features.new_zeros(features.shape[0], 0)

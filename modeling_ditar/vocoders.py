@@ -45,6 +45,11 @@ def overlap_add(frames: torch.Tensor, hop_length: int) -> torch.Tensor:
 
 # vocoder config name -> feature extractor attribute, for the settings that decide what a feature frame means
 FEATURE_EXTRACTOR_NAMES = {"num_mel_bins": "feature_size"}
+# Natural-log mel values: a full-scale square wave reaches about 2.8 with the default analysis, so features far above
+# that come from a model pushed off its range (e.g. a very large guidance scale) or from another scale; beyond
+# MAX_LOG_MEL (a magnitude of 5e8) Griffin-Lim's exp overflows towards NaN and any vocoder returns noise.
+FULL_SCALE_LOG_MEL = 3.0
+MAX_LOG_MEL = 20.0
 
 
 def check_mel_options(sampling_rate: int, f_min, f_max, mel_scale, mel_norm, log_mel, power) -> float:
@@ -138,4 +143,16 @@ class DiTARVocoder(torch.nn.Module):
         features = features.float()
         if not bool(torch.isfinite(features).all()):
             raise ValueError("`features` contains NaN or Inf values; the vocoder cannot invert them.")
+        log_mel = getattr(self, "log_mel", None)  # mel vocoders only (a VAE's latents have no such scale)
+        if log_mel is not None:
+            scale = 1.0 if log_mel == "log" else math.log(10.0)
+            limit = MAX_LOG_MEL / scale
+            peak = float(features.max())
+            if peak > limit:
+                raise ValueError(
+                    f"`features` reach a log-mel value of {peak:.1f}, far above any recording's (full-scale audio "
+                    f"stays below about {FULL_SCALE_LOG_MEL / scale:.1f}; the limit is {limit:.1f}): they would invert "
+                    "to noise or overflow. Pass log-mel features (the logarithm of the mel magnitudes, not the "
+                    "magnitudes); for generated speech, a smaller `guidance_scale` (1 to 3) keeps them in range."
+                )
         return features

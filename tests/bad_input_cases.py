@@ -330,6 +330,49 @@ def _(ctx):
     return "same audio as the float prompt (int PCM scaled by 1/32768)"
 
 
+@case("pipe-prompt-int64-16-bit", P, "16-bit samples in an int64 array (numpy's default int)")
+def _(ctx):
+    out = call(ctx, prompt_audio=(tone(0.1) * 32767).astype(np.int64))
+    reference = call(ctx, prompt_audio=tone(0.1))
+    expect(np.allclose(out.audios, reference.audios, atol=1e-3), "int64 prompt differs from its float version")
+    return "same audio as the float prompt (values within 16 bits read as 16-bit PCM, not as silence)"
+
+
+@case(
+    "pipe-prompt-text-too-short",
+    P,
+    "prompt_text='hi' for 2 s of prompt_audio",
+    ValueError,
+    "prompt_text has only .* tokens .* complete transcript",
+)
+def _(ctx):
+    return call(ctx, prompt_audio=tone(2.0), prompt_text="hi")
+
+
+@case(
+    "pipe-prompts-stacked",
+    P,
+    "2 prompts stacked into one [2, S] array for 2 texts",
+    ValueError,
+    r"prompt_audio has shape \(2, 800\).*list\(prompt_audio\)",
+)
+def _(ctx):
+    return call(ctx, text=["hello there", "good day"], prompt_audio=np.stack([tone(0.1), tone(0.1) * 0.5]))
+
+
+@case("pipe-generator-list-of-one", P, "[generator] for 2 texts", ValueError, "1 generators for a batch of 2")
+def _(ctx):
+    return call(ctx, text=["hello there", "good day"], generator=[torch.Generator().manual_seed(0)])
+
+
+@case("pipe-steps-numpy-int", P, "num_inference_steps=np.int64(2)")
+def _(ctx):
+    out = call(ctx, num_inference_steps=np.int64(2))
+    reference = call(ctx)
+    expect(np.array_equal(out.audios, reference.audios), "numpy integer steps differ from int steps")
+    return "same audio as num_inference_steps=2"
+
+
 @case("pipe-prompt-stereo-channel-last", P, "prompt_audio [samples, 2]")
 def _(ctx):
     stereo = np.stack([tone(0.1), tone(0.1)], axis=1)
@@ -701,6 +744,18 @@ for _id, _desc, _changes, _exc, _match in (
     case(_id, G, _desc, _exc, _match)(lambda ctx, _c=_changes: generate(ctx, **_c))
 
 
+@case(
+    "gen-generation-config-dict",
+    G,
+    "generation_config={'num_inference_steps': 1}",
+    TypeError,
+    "GenerationConfig.*keyword",
+)
+def _(ctx):
+    inputs = ctx.gen_inputs()
+    return ctx.model.generate(**inputs, max_new_patches=2, generation_config={"num_inference_steps": 1})
+
+
 @case("gen-rate-bounds-cap", G, "speech_position_rate of a very fast prompt, no max_new_patches")
 def _(ctx):
     model = ctx.model
@@ -758,6 +813,20 @@ for _id, _desc, _args, _exc, _match in (
         dict(raw_speech=_CLIP, sampling_rate=SR, return_tensors="tf"),
         ValueError,
         "return_tensors",
+    ),
+    (
+        "fe-max-length-negative",
+        "truncation=True, max_length=-5",
+        dict(raw_speech=_CLIP, sampling_rate=SR, truncation=True, max_length=-5),
+        ValueError,
+        "max_length.*positive integer",
+    ),
+    (
+        "fe-max-length-float",
+        "padding='max_length', max_length=2.5",
+        dict(raw_speech=_CLIP, sampling_rate=SR, padding="max_length", max_length=2.5),
+        ValueError,
+        "max_length.*positive integer",
     ),
     (
         "fe-unknown-keyword",
@@ -929,6 +998,59 @@ for _id, _desc, _features, _exc, _match in (
 @case("voc-n-iter-negative", V, "GriffinLimVocoder(n_iter=-1)", ValueError, "n_iter")
 def _(ctx):
     return GriffinLimVocoder.from_feature_extractor(ctx.fe, n_iter=-1)
+
+
+@case("voc-call-n-iter-negative", V, "vocoder(features, n_iter=-1)", ValueError, "n_iter")
+def _(ctx):
+    return ctx.vocoder(torch.full((1, 10, 8), -5.0), n_iter=-1)
+
+
+@case("voc-generator-string", V, "vocoder(features, generator='x')", TypeError, "generator")
+def _(ctx):
+    return ctx.vocoder(torch.full((1, 10, 8), -5.0), generator="x")
+
+
+@case(
+    "voc-features-out-of-range",
+    V,
+    "log-mel values of 100 (e.g. a huge guidance_scale)",
+    ValueError,
+    "log-mel value of 100.0.*guidance_scale",
+)
+def _(ctx):
+    return ctx.vocoder(torch.full((1, 10, 8), 100.0))
+
+
+@case(
+    "voc-stream-batched-features", V, "StreamingVocoder.decode of [1, T, D]", ValueError, r"one sequence.*frames\[0\]"
+)
+def _(ctx):
+    from modeling_ditar import StreamingVocoder
+
+    return StreamingVocoder(ctx.vocoder).decode(torch.full((1, 40, 8), -5.0))
+
+
+@case("voc-stream-crossfade-negative", V, "StreamingVocoder(crossfade_samples=-5)", ValueError, "crossfade_samples")
+def _(ctx):
+    from modeling_ditar import StreamingVocoder
+
+    return StreamingVocoder(ctx.vocoder, crossfade_samples=-5)
+
+
+@case("voc-stream-chunk-float", V, "StreamingVocoder(chunk_frames=2.5)", ValueError, "chunk_frames")
+def _(ctx):
+    from modeling_ditar import StreamingVocoder
+
+    return StreamingVocoder(ctx.vocoder, chunk_frames=2.5)
+
+
+@case("voc-stream-width-change", V, "push 8-bin frames, then 5-bin frames", ValueError, "5 features per frame.*8")
+def _(ctx):
+    from modeling_ditar import StreamingVocoder
+
+    stream = StreamingVocoder(ctx.vocoder)
+    stream.push(torch.full((4, 8), -5.0))
+    return stream.push(torch.full((4, 5), -5.0))
 
 
 @case("voc-save-to-file", V, "save_pretrained('<a file>')", ValueError, "save_directory")
