@@ -57,6 +57,18 @@ _RELATIVE_IMPORT = re.compile(r"^\s*(?:from\s+\.(\w+)\s+import|import\s+\.(\w+))
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def looks_like_a_local_path(name: str) -> bool:
+    """Whether `name` can only be a local path, not a Hub repo id ('name' or 'org/name')."""
+    return (
+        os.path.exists(name)
+        or os.path.isabs(name)
+        or name.startswith((".", "~"))
+        or "\\" in name
+        or name.count("/") > 1
+        or name.endswith("/")
+    )
+
+
 def relative_imports(path: str | os.PathLike) -> list[str]:
     """Module names imported relatively by one file (`from .x import` / `import .x`), in order of appearance."""
     text = Path(path).read_text(encoding="utf-8")

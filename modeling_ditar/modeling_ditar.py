@@ -1030,6 +1030,10 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         numbers as the reference path (`disable_fast_generation()`), `enable_fast_generation()` adds pruning of finished
         rows, `torch.compile` and optionally a static cache.
         """
+        if patch_callback is not None and not callable(patch_callback):
+            raise TypeError(
+                f"patch_callback must be a function fn(patch_step) or None, got {type(patch_callback).__name__}."
+            )
         num_candidates = self.generation_settings(
             generation_config,
             num_candidates=kwargs.pop("num_candidates", None),
@@ -1410,6 +1414,12 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             raise ValueError(f"input_ids must be a non-empty [batch, text_length] tensor, got {_shape(input_ids)}.")
         self._check_token_ids(input_ids)
         batch = input_ids.shape[0]
+        for name, mask in (("attention_mask", attention_mask), ("prompt_attention_mask", prompt_attention_mask)):
+            if mask is not None and not isinstance(mask, torch.Tensor):
+                raise ValueError(
+                    f"{name} must be a torch.Tensor (1 for real positions, 0 for padding), got {type(mask).__name__}; "
+                    "pass the processor's output with return_tensors='pt'."
+                )
         if attention_mask is not None:
             if attention_mask.shape != input_ids.shape:
                 raise ValueError(
@@ -1431,6 +1441,10 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 raise ValueError(
                     f"prompt_features has feature_dim {prompt_features.shape[-1]}, the model expects "
                     f"config.feature_dim={self.config.feature_dim}."
+                )
+            if not prompt_features.is_floating_point():
+                raise ValueError(
+                    f"prompt_features must be floating point (normalised log-mel frames), got {prompt_features.dtype}."
                 )
             if not bool(torch.isfinite(prompt_features).all()):
                 raise ValueError("prompt_features contains NaN or Inf values.")

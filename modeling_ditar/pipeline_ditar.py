@@ -42,7 +42,12 @@ from .feature_extraction_ditar import DiTARFeatureExtractor  # noqa: F401
 from .generation_ditar import GenerationSettings, repeat_for_candidates
 from .generation_progress import GenerationProgress
 from .guided_attention import AttentionReader  # noqa: F401
-from .hub_utils import installed_libraries, write_pipeline_remote_code, write_transformers_entry_points
+from .hub_utils import (
+    installed_libraries,
+    looks_like_a_local_path,
+    write_pipeline_remote_code,
+    write_transformers_entry_points,
+)
 from .locdit import LocDiT  # noqa: F401
 from .lora import DiTARLoraLoaderMixin
 from .low_precision import matmul_dtype_setting
@@ -305,7 +310,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 )
             pretrained_model_name_or_path = EMBEDDED_DEFAULT
         source = str(pretrained_model_name_or_path)
-        if not os.path.isdir(source) and _looks_like_a_local_path(source):
+        if not os.path.isdir(source) and looks_like_a_local_path(source):
             raise FileNotFoundError(
                 f"pretrained_model_name_or_path {source!r} does not exist"
                 + (" as a folder (it is a file)" if os.path.exists(source) else "")
@@ -489,6 +494,14 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             return self.encode_inputs(texts, prompt_audio, prompt_text, sampling_rate)
         return self.encode_inputs(texts, prompt_audio, prompt_text, sampling_rate, voice=voice)
 
+    def _check_scripts(self, texts: list[str]) -> None:
+        """Raises the text front end's error for a text in another writing system (English models with the language
+        check on), for every text at once; its warnings come later, when each text is encoded."""
+        frontend = getattr(self.processor, "frontend", None)
+        if frontend is not None and hasattr(frontend, "check_text_script"):
+            for text in texts:
+                frontend.check_text_script(text)
+
     def _check_prompts(self, frames: torch.Tensor, rate: torch.Tensor | None) -> None:
         hop = vae_hop_length(self.vae) if self.vae is not None else self.processor.feature_extractor.hop_length
         check_prompt_length(
@@ -600,6 +613,11 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             [`DiTARPipelineOutput`] or `(audios,)`.
         """
         # 1. check inputs; the call's settings, resolved once for every generation it makes
+        if callback_on_patch_end is not None and not callable(callback_on_patch_end):
+            raise TypeError(
+                "callback_on_patch_end must be a function fn(pipe, patch_index, patch_step) or None, got "
+                f"{type(callback_on_patch_end).__name__}."
+            )
         sampling = self.check_inputs(
             text,
             prompt_audio,
@@ -621,6 +639,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
 
         # 2. long texts are spoken sentence by sentence with the same voice
         segments = [split_sentences(t, MAX_CHARS_PER_SEGMENT) for t in texts]
+        self._check_scripts([s for segs in segments for s in segs])  # before any sentence is generated
         GenerationProgress.begin(
             self, [len(s) for segs in segments for s in segs] if any(len(s) > 1 for s in segments) else [1]
         )
@@ -792,6 +811,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if voice is None:
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         segments = split_sentences(text, MAX_CHARS_PER_SEGMENT)
+        self._check_scripts(segments[1:])  # a later sentence in another script fails now, not after audio was played
         first_inputs = self._encode([segments[0]], prompt_audio, prompt_text, sampling_rate, voice)  # fail now
         stream = SpeechStream(None)
         stream._chunks = self._stream(
@@ -948,18 +968,6 @@ def _replace_folder(staging: Path, target: Path) -> None:
         logger.warning(f"saved to {target}; the previous folder, moved to {old}, could not be removed entirely.")
 
 
-def _looks_like_a_local_path(name: str) -> bool:
-    """Whether `name` can only be a local path, not a Hub repo id ('name' or 'org/name')."""
-    return (
-        os.path.exists(name)
-        or os.path.isabs(name)
-        or name.startswith((".", "~"))
-        or "\\" in name
-        or name.count("/") > 1
-        or name.endswith("/")
-    )
-
-
 def check_pipeline_folder(folder: str | os.PathLike) -> None:
     """Raise a FileNotFoundError naming what a pipeline folder lacks: `model_index.json`, a component's subfolder, or
     `model/config.json` (diffusers' own errors for these name another file or none)."""
@@ -974,6 +982,11 @@ def check_pipeline_folder(folder: str | os.PathLike) -> None:
         entries = json.loads(index.read_text(encoding="utf-8"))
     except ValueError as err:
         raise ValueError(f"{index} is not valid JSON ({err}); re-save the pipeline.") from err
+    if not isinstance(entries, dict):
+        raise ValueError(
+            f"{index} holds a JSON {type(entries).__name__}, not an object of component names; re-save the pipeline "
+            "with DiTARPipeline.save_pretrained."
+        )
     for name, value in entries.items():
         if name.startswith("_") or not isinstance(value, list) or value[:1] == [None] or not any(value):
             continue

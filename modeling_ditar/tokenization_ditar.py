@@ -1119,13 +1119,21 @@ class DiTARTextFrontend:
             text = text.lower()
         return text
 
+    def check_text_script(self, text: str) -> str:
+        """For English with `check_language`: raises `ValueError` when `text` has letters of another script (nothing
+        is logged, so a long text can be checked whole before its sentences are spoken one by one). Returns the text
+        as the check saw it (cleaned, NFKC)."""
+        text = unicodedata.normalize("NFKC", clean_text(self._check_text(text)))
+        if self.check_language and self.is_english:
+            check_script(text)
+        return text
+
     def check_text_language(self, text: str) -> str | None:
         """For English with `check_language`: raises `ValueError` when `text` has letters of another script, and
         logs a warning (and returns the language's name) when it looks like another Latin-script language."""
         if not (self.check_language and self.is_english):
             return None
-        text = unicodedata.normalize("NFKC", clean_text(self._check_text(text)))
-        check_script(text)
+        text = self.check_text_script(text)
         language = guess_latin_language(text)
         if language is not None:
             shown = text if len(text) <= 60 else text[:60] + "..."

@@ -29,6 +29,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import logging
 
 from .audio_utils import ditar_mel_filter_bank
+from .hub_utils import looks_like_a_local_path
 from .phase_reconstruction import phase_gradient_phase, strong_bins
 from .vocoders import DiTARVocoder, check_mel_options, feature_analysis_settings, overlap_add, padded_hann_window
 
@@ -313,6 +314,12 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
         config fields (e.g. `n_iter=64`) override the saved values; `device_map` given as a single device moves the
         buffers there; weight-loading arguments (`torch_dtype`, `variant`, ...) are accepted and ignored."""
         hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        source = str(pretrained_model_name_or_path)
+        if not os.path.isdir(source) and looks_like_a_local_path(source):
+            raise FileNotFoundError(
+                f"pretrained_model_name_or_path {source!r} is not a folder: pass the folder of a vocoder saved with "
+                "save_pretrained (its config.json inside), or a Hub repo id such as 'org/name'."
+            )
         config = cls.load_config(pretrained_model_name_or_path, **hub_kwargs)
         init_names = set(inspect.signature(cls.__init__).parameters) - {"self"}
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in init_names}

@@ -365,6 +365,13 @@ def _(ctx):
     return call(ctx, text=["hello there", "good day"], generator=[torch.Generator().manual_seed(0)])
 
 
+@case(
+    "pipe-callback-not-callable", P, "callback_on_patch_end=True", TypeError, "callback_on_patch_end must be a function"
+)
+def _(ctx):
+    return call(ctx, callback_on_patch_end=True)
+
+
 @case("pipe-steps-numpy-int", P, "num_inference_steps=np.int64(2)")
 def _(ctx):
     out = call(ctx, num_inference_steps=np.int64(2))
@@ -545,6 +552,17 @@ def _(ctx):
 @case("stream-generator-list", S, "2 generators for one text", ValueError, "2 generators for a batch of 1")
 def _(ctx):
     return ctx.pipe.stream(**stream_args(generator=[torch.Generator(), torch.Generator()]))
+
+
+@case(
+    "stream-long-text-other-script-later",
+    S,
+    "a 300-character text whose last sentence has a Han letter, raised at the call",
+    ValueError,
+    "Han script",
+)
+def _(ctx):
+    return ctx.pipe.stream(**stream_args(text="Hello there friend. " * 15 + "My teacher was Mr. \u738b."))
 
 
 @case("stream-steps-zero", S, "num_inference_steps=0, raised at the call", ValueError, "num_inference_steps")
@@ -742,6 +760,23 @@ for _id, _desc, _changes, _exc, _match in (
     ("gen-max-new-patches-negative", "max_new_patches=-1", {"max_new_patches": -1}, ValueError, "max_new_patches"),
 ):
     case(_id, G, _desc, _exc, _match)(lambda ctx, _c=_changes: generate(ctx, **_c))
+
+
+@case("gen-prompt-int-features", G, "int64 prompt_features", ValueError, "prompt_features must be floating point")
+def _(ctx):
+    inputs = ctx.gen_inputs()
+    return ctx.model.generate(**{**inputs, "prompt_features": inputs["prompt_features"].long()}, max_new_patches=2)
+
+
+@case("gen-patch-callback-not-callable", G, "patch_callback=5", TypeError, "patch_callback must be a function")
+def _(ctx):
+    return ctx.model.generate(**ctx.gen_inputs(), max_new_patches=2, patch_callback=5)
+
+
+@case("gen-mask-as-list", G, "attention_mask as a list", ValueError, "attention_mask must be a torch.Tensor")
+def _(ctx):
+    inputs = ctx.gen_inputs()
+    return ctx.model.generate(**{**inputs, "attention_mask": inputs["attention_mask"].tolist()}, max_new_patches=2)
 
 
 @case(
@@ -1000,6 +1035,13 @@ def _(ctx):
     return GriffinLimVocoder.from_feature_extractor(ctx.fe, n_iter=-1)
 
 
+@case(
+    "voc-from-missing-folder", V, "GriffinLimVocoder.from_pretrained('/no/such/voc')", FileNotFoundError, "not a folder"
+)
+def _(ctx):
+    return GriffinLimVocoder.from_pretrained("/no/such/voc")
+
+
 @case("voc-call-n-iter-negative", V, "vocoder(features, n_iter=-1)", ValueError, "n_iter")
 def _(ctx):
     return ctx.vocoder(torch.full((1, 10, 8), -5.0), n_iter=-1)
@@ -1150,6 +1192,13 @@ def _(ctx):
 @case("load-no-model-index", L, "a folder without model_index.json", FileNotFoundError, "model_index.json")
 def _(ctx):
     return DiTARPipeline.from_pretrained(ctx.folder("empty"))
+
+
+@case("load-model-index-list", L, "model_index.json holding a JSON list", ValueError, "JSON list.*save_pretrained")
+def _(ctx):
+    folder = ctx.copy_saved("index-list")
+    (folder / "model_index.json").write_text("[]")
+    return DiTARPipeline.from_pretrained(folder)
 
 
 @case("load-no-processor", L, "a pipeline folder without processor/", FileNotFoundError, "processor")
