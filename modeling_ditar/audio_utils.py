@@ -35,6 +35,9 @@ SILENCE_PEAK = 1e-6
 # integer PCM converted with `.astype(float)` and not scaled (peaks in the thousands), and is refused: taken as it is,
 # it would give features far outside anything the model saw (short, clipped speech).
 MAX_FLOAT_PEAK = 4.0
+# Sampling rates accepted for audio (telephone-band 2 kHz recordings to studio 768 kHz).
+MIN_AUDIO_RATE = 2000
+MAX_AUDIO_RATE = 768000
 # Above this many kernel elements the polyphase resampler falls back to direct (per-output-sample) evaluation.
 _MAX_POLYPHASE_KERNEL = 1 << 22
 
@@ -49,6 +52,12 @@ def validate_sampling_rate(sampling_rate, name: str = "sampling_rate") -> int:
         raise ValueError(f"`{name}` must be a positive integer (Hz), got {sampling_rate!r}.")
     if not math.isfinite(float(sampling_rate)) or float(sampling_rate) != int(sampling_rate) or int(sampling_rate) < 1:
         raise ValueError(f"`{name}` must be a positive integer (Hz), got {sampling_rate!r}.")
+    if not MIN_AUDIO_RATE <= int(sampling_rate) <= MAX_AUDIO_RATE:
+        # e.g. a duration or a frame rate passed by mistake: the audio would be resampled to nonsense
+        raise ValueError(
+            f"`{name}`={int(sampling_rate)} Hz is not an audio sampling rate (audio is recorded at {MIN_AUDIO_RATE} "
+            f"to {MAX_AUDIO_RATE} Hz, speech usually at 16000 to 48000); pass the rate the samples were recorded at."
+        )
     return int(sampling_rate)
 
 

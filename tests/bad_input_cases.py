@@ -254,6 +254,7 @@ for _id, _name, _value, _exc in (
     ("pipe-generator-list-of-int", "generator", [1], TypeError),
     ("pipe-sampling-rate-negative", "sampling_rate", -8000, ValueError),
     ("pipe-sampling-rate-float", "sampling_rate", 8000.5, ValueError),
+    ("pipe-sampling-rate-not-audio", "sampling_rate", 100, ValueError),
 ):
     case(_id, P, f"{_name}={_value!r}", _exc, re.escape(_name))(lambda ctx, _n=_name, _v=_value: call(ctx, **{_n: _v}))
 
