@@ -153,10 +153,12 @@ def to_mono_float32(audio, *, check_silence: bool = True, name: str = "audio") -
             )
     if check_silence:
         peak = float(tensor.abs().max())
-        if peak < SILENCE_PEAK:
+        # around the clip's mean, so that a constant offset (a DC level with no sound on it) counts as the silence it is
+        swing = float((tensor - tensor.double().mean().float()).abs().max())
+        if peak < SILENCE_PEAK or swing < SILENCE_PEAK:
             raise ValueError(
-                f"`{name}` is silent (peak absolute amplitude {peak:.3g} < {SILENCE_PEAK:g} after downmixing to mono); "
-                "it must contain audible speech."
+                f"`{name}` is silent (peak absolute amplitude {peak:.3g}, {swing:.3g} around its mean, < "
+                f"{SILENCE_PEAK:g} after downmixing to mono); it must contain audible speech."
             )
     return tensor.contiguous()
 

@@ -201,7 +201,14 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         return self.processor.default_voice
 
     def set_default_voice(self, audio, text: str, sampling_rate: int | None = None):
-        """Voice used when `prompt_audio` is not given: `audio` (path or array) and its transcript `text`."""
+        """Voice used when `prompt_audio` is not given: `audio` (path or array) and its transcript `text`. Checked now
+        as a call checks a prompt, so a voice no call could use fails here (and the previous voice stays)."""
+        if audio is None or text is None:
+            raise ValueError("set_default_voice needs both the audio and its transcript.")
+        try:
+            self.create_voice(audio, text, sampling_rate)
+        except (ValueError, FileNotFoundError) as err:
+            raise type(err)(f"the new default voice cannot be used: {err}") from err
         self.processor.set_default_voice(audio, text, sampling_rate, target_rate=self._prompt_rate)
 
     def create_voice(

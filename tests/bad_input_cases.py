@@ -305,6 +305,29 @@ def _(ctx):
     return call(ctx, prompt_audio=np.zeros(800, dtype=np.float32))
 
 
+@case(
+    "pipe-prompt-dc-only", P, "prompt_audio a constant 0.01 (a DC offset, no sound)", ValueError, "prompt_audio.*silent"
+)
+def _(ctx):
+    return call(ctx, prompt_audio=np.full(800, 0.01, dtype=np.float32))
+
+
+@case(
+    "pipe-default-voice-too-short",
+    P,
+    "set_default_voice with a 1 ms clip",
+    ValueError,
+    "new default voice cannot be used.*shorter than the model needs",
+)
+def _(ctx):
+    pipe = get_dummy_pipeline()
+    before = pipe.default_voice
+    try:
+        pipe.set_default_voice(tone(0.001), "a tone", sampling_rate=SR)
+    finally:
+        expect(pipe.default_voice is before, "the refused voice replaced the previous one")
+
+
 @case("pipe-prompt-nan", P, "prompt_audio with NaN samples", ValueError, "prompt_audio.*non-finite")
 def _(ctx):
     audio = tone(0.1)
