@@ -93,7 +93,8 @@ SENTENCE_PAUSE_SECONDS = 0.15
 @dataclass
 class DiTARPipelineOutput(AudioPipelineOutput):
     """audios: `np.ndarray`/`torch.Tensor` [B, samples] (zero-padded; see `audio_lengths`) or, for
-    output_type="features", de-normalised features [B, T, D]. audio_lengths: real samples (or frames) per row.
+    output_type="features", de-normalised features [B, T, D] (log-mel rows padded with the features of silence, the
+    feature extractor's `log_mel_floor`). audio_lengths: real samples (or frames) per row.
     stopped: per row, whether the stop head ended generation (False: `max_new_patches` did)."""
 
     audio_lengths: list[int] | None = None
@@ -680,7 +681,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         else:
             items = [self._streaming_vocoder().decode(f) for f in features]
         lengths = [int(x.shape[0]) for x in items]
-        padded = torch.zeros((len(items), max(lengths), *items[0].shape[1:]))
+        # padded log-mel rows hold silence (the features' floor), so padding vocoded by mistake stays quiet; waveforms
+        # and a VAE's latents are zero-padded
+        pad = self.processor.feature_extractor.log_mel_floor if output_type == "features" and self.vae is None else 0.0
+        padded = torch.full((len(items), max(lengths), *items[0].shape[1:]), float(pad))
         for row, x in enumerate(items):
             padded[row, : x.shape[0]] = x
         audios = padded.numpy() if output_type == "np" else padded

@@ -108,6 +108,21 @@ def test_output_type_features_are_denormalised(pipe):
     np.testing.assert_allclose(pipe._streaming_vocoder().decode(out.audios[0]).numpy(), audio, atol=1e-6, rtol=0)
 
 
+def test_feature_rows_are_padded_with_silence_and_waveforms_with_zeros(pipe, monkeypatch):
+    """Rows of different lengths: log-mel rows are padded with the features of silence (so padding vocoded by mistake
+    stays quiet), waveform rows with zeros; `audio_lengths` gives each row's real length."""
+    short, long = torch.full((4, FEATURE_DIM), -1.0), torch.full((8, FEATURE_DIM), -2.0)
+    monkeypatch.setattr(pipe, "_generate_rows", lambda *args, **kwargs: ([short, long], [True, True]))
+    out = pipe(**get_dummy_inputs(text=["one", "two"], output_type="features"))
+    floor = pipe.processor.feature_extractor.log_mel_floor
+    assert out.audio_lengths == [4, 8]
+    torch.testing.assert_close(out.audios[0, :4], short)
+    assert bool((out.audios[0, 4:] == floor).all()) and floor < -5
+    waves = pipe(**get_dummy_inputs(text=["one", "two"], output_type="pt"))
+    assert waves.audio_lengths[0] < waves.audio_lengths[1]
+    assert bool((waves.audios[0, waves.audio_lengths[0] :] == 0).all())
+
+
 def test_return_dict_false_gives_a_tuple(pipe):
     out = pipe(**get_dummy_inputs(return_dict=False))
     assert isinstance(out, tuple) and len(out) == 1
