@@ -33,7 +33,7 @@ PROMPT_TOKEN_SLACK = 30
 # ... and one with fewer than this per second (beyond `MIN_PROMPT_TOKEN_SLACK`): a transcript that short covers a
 # fraction of what is said (e.g. "Hi." for a sentence), and the model, reading the rest of the clip as that word,
 # speaks almost nothing. Slow speech with pauses stays well above it.
-MIN_PROMPT_TOKENS_PER_SECOND = 3.0
+MIN_PROMPT_TOKENS_PER_SECOND = 4.0
 MIN_PROMPT_TOKEN_SLACK = 3
 # The pause search looks back at most this share of the limit (a cut at 4 s of an 8 s limit at worst).
 _SEARCH_FRACTION = 0.5

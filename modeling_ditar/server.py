@@ -23,6 +23,7 @@ import hashlib
 import io
 import logging
 import math
+import re
 import secrets
 import struct
 import threading
@@ -68,6 +69,10 @@ RESPONSE_FORMATS = ("wav", "pcm", "flac")
 STREAM_FORMATS = ("wav", "pcm")
 CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/L16"}
 MAX_SEED = 2**63 - 1
+# An upload longer than this is refused before it is decoded: a prompt is cut to 8 s anyway, and a compressed file
+# (FLAC of silence packs ~300 samples per byte) could otherwise decode to gigabytes inside the model's worker.
+MAX_UPLOAD_SECONDS = 60.0
+MAX_VOICE_NAME_CHARS = 100
 
 
 @dataclass
@@ -184,7 +189,10 @@ class VoiceStore:
         """Store `voice`; (the stored voice, whether it is new). The same recording and transcript give the same id."""
         with self._lock:
             if voice.id in self._voices:
-                return self._voices[voice.id], False
+                stored = self._voices[voice.id]
+                if voice.name != voice.id:  # a re-upload that names the voice renames it
+                    stored.name = voice.name
+                return stored, False
             uploads = sum(not v.builtin for v in self._voices.values())
             if not voice.builtin and uploads >= self.max_voices:
                 raise APIError(
@@ -227,15 +235,41 @@ def default_voice(pipe) -> Voice | None:
     return voice
 
 
+def _decode_error(err: Exception) -> APIError:
+    # libsndfile names the in-memory file object and guesses at pipes; the client sent bytes
+    reason = str(err).replace(" (possibly a pipe?)", "")
+    reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the upload", reason)
+    return APIError(
+        400, f"audio: could not decode the upload as audio ({reason}); send WAV, FLAC or OGG", "audio", "bad_audio"
+    )
+
+
+def check_upload_length(data: bytes) -> None:
+    """Refuse an upload whose header says it is longer than `MAX_UPLOAD_SECONDS` (413), or that has no readable
+    header (400), before any sample is decoded."""
+    try:
+        info = sf.info(io.BytesIO(data))
+    except Exception as err:  # libsndfile's errors for anything it cannot read
+        raise _decode_error(err) from None
+    seconds = info.frames / info.samplerate if info.samplerate > 0 else 0.0
+    if seconds > MAX_UPLOAD_SECONDS:
+        raise APIError(
+            413,
+            f"audio: the recording is {seconds:.0f} s long; upload at most {MAX_UPLOAD_SECONDS:.0f} s (3-8 s of clear "
+            "speech with its exact transcript works best)",
+            "audio",
+            "too_large",
+        )
+
+
 def prepare_voice(pipe, data: bytes, transcript: str, name: str | None) -> Voice:
     """Decode an uploaded recording and check it with its transcript the way the pipeline will use them; raises
     `APIError` (400) naming what is wrong."""
+    check_upload_length(data)
     try:
         samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
     except Exception as err:  # libsndfile's errors for anything it cannot decode
-        raise APIError(
-            400, f"audio: could not decode the upload as audio ({err}); send WAV, FLAC or OGG", "audio", "bad_audio"
-        ) from None
+        raise _decode_error(err) from None
     target = pipe._prompt_rate
     try:
         waveform = pipe.processor.load_prompt_audio(samples, rate, target_rate=target)
@@ -672,9 +706,12 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
             raise APIError(
                 413, f"text is {len(text)} characters, over the limit of {settings.max_text_chars}", "text", "too_large"
             )
+        if name is not None and len(name) > MAX_VOICE_NAME_CHARS:
+            raise APIError(400, f"name is {len(name)} characters; give at most {MAX_VOICE_NAME_CHARS}", "name")
         data = await audio.read()
         if not data:
             raise APIError(400, "audio: the uploaded file is empty", "audio", "bad_audio")
+        check_upload_length(data)  # here too, so that an over-long upload never reaches the model's worker
         if scheduler.closing:
             raise APIError(503, "the server is shutting down", code="shutting_down")
         voice = await scheduler.run_in_worker(prepare_voice, pipe, data, text, name)

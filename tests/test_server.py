@@ -132,6 +132,9 @@ def test_uploaded_voice_is_cached_and_speaks_like_the_pipeline(client, pipe):
     assert voice["id"].startswith("voice_") and voice["name"] == "mine" and voice["transcript"] == "the prompt"
     again = upload(client, wav_bytes(prompt), "the prompt")
     assert again.status_code == 200 and again.json()["id"] == voice["id"]  # same recording and transcript: same id
+    assert again.json()["name"] == "mine"  # no name given: the voice keeps its name
+    renamed = upload(client, wav_bytes(prompt), "the prompt", name="ours")
+    assert renamed.status_code == 200 and renamed.json()["name"] == "ours"
     assert voice["id"] in [v["id"] for v in client.get("/v1/voices").json()["data"]]
     response = client.post(SPEECH, json={"model": "m", "input": "hello there", "voice": voice["id"], "seed": 5,
                                          "response_format": "pcm"})  # fmt: skip
@@ -240,6 +243,13 @@ def test_malformed_voice_uploads(pipe):
         assert_error(upload(client, b""), 400, "audio", "empty")
         big = wav_bytes(tone(2.0))  # 32 kB of 16-bit samples
         assert_error(upload(client, big), 413, None, "over this server's limit of 20000 bytes", "--max-upload-mb")
+        # a compressed file that would decode to minutes is refused from its header, before any sample is decoded
+        long_silence = wav_bytes(np.zeros(61 * SR, np.float32), format="FLAC")
+        assert len(long_silence) < 20_000
+        assert_error(upload(client, long_silence), 413, "audio", "61 s long; upload at most 60 s")
+        assert "BytesIO" not in upload(client, b"RIFF" + b"x" * 100).json()["error"]["message"]
+        assert_error(upload(client, wav_bytes(tone(1.2)), text="a"), 400, "text", "far below human speech")
+        assert_error(upload(client, wav_bytes(tone(0.06)), name="n" * 101), 400, "name", "at most 100")
         assert upload(client, wav_bytes(tone(0.06))).status_code == 201
         assert client.get("/health").json()["status"] == "ok"
 
