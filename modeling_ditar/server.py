@@ -661,6 +661,16 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, err: RequestValidationError):
+        if request.url.path == "/v1/audio/speech":
+            # a body sent without the JSON content type is not parsed at all; say so instead of "not a dictionary"
+            content_type = request.headers.get("content-type", "")
+            if not content_type.split(";")[0].strip().lower().endswith("json"):
+                shown = repr(content_type) if content_type else "no Content-Type"
+                return error_response(
+                    415, f"send the request as JSON with 'Content-Type: application/json' (got {shown})"
+                )
+            if not await request.body():
+                return error_response(400, "the request body is empty; send a JSON object with at least 'input'")
         return validation_response(err.errors())
 
     @app.exception_handler(StarletteHTTPException)

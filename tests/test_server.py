@@ -228,6 +228,11 @@ def test_malformed_bodies(client):
     assert_error(client.post(SPEECH, content=b"x" * 100_000, headers=headers), 413, None, "over this server's limit")
     assert_error(client.get("/v1/nothing"), 404, None, "Not Found")
     assert_error(client.get(SPEECH), 405, None, "Method Not Allowed")
+    assert_error(client.post(SPEECH, content=b"", headers=headers), 400, None, "body is empty")
+    body = json.dumps({"model": "m", "input": "hi"}).encode()
+    plain = client.post(SPEECH, content=body, headers={"Content-Type": "text/plain"})
+    assert_error(plain, 415, None, "Content-Type: application/json", "text/plain")
+    assert_error(client.post(SPEECH, content=body), 415, None, "no Content-Type")
     assert client.post(SPEECH, json={"model": "m", "input": "hi", "speed": 1}).status_code == 200  # 1 is 1.0
 
 
@@ -413,7 +418,8 @@ def test_serve_on_loopback(tmp_path):
             time.sleep(0.2)
         response = httpx.post(f"http://127.0.0.1:{port}{SPEECH}", json={"model": "m", "input": "hello"}, timeout=30)
         assert response.status_code == 200 and decode(response.content)[1] == SR
-        bad = httpx.post(f"http://127.0.0.1:{port}{SPEECH}", content=b"{", timeout=30)
+        json_type = {"Content-Type": "application/json"}
+        bad = httpx.post(f"http://127.0.0.1:{port}{SPEECH}", content=b"{", headers=json_type, timeout=30)
         assert bad.status_code == 400 and "error" in json.loads(bad.content)
     finally:
         server.send_signal(2)
