@@ -206,7 +206,8 @@ class VoiceStore:
 
     def get(self, voice_id: str) -> Voice | None:
         with self._lock:
-            return self._voices.get(DEFAULT_VOICE_ID if voice_id.lower() in OPENAI_VOICES else voice_id)
+            builtin = voice_id.lower() in OPENAI_VOICES or voice_id.lower() == DEFAULT_VOICE_ID  # any case, as OpenAI's
+            return self._voices.get(DEFAULT_VOICE_ID if builtin else voice_id)
 
     def remove(self, voice_id: str) -> Voice | None:
         with self._lock:

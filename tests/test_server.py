@@ -120,6 +120,8 @@ def test_formats_and_openai_voice_names(client, pipe):
     samples = sf.read(io.BytesIO(wav.content), dtype="int16")[0]
     np.testing.assert_array_equal(pcm(raw.content), samples)  # OpenAI's names speak in the default voice
     np.testing.assert_array_equal(sf.read(io.BytesIO(flac.content), dtype="int16")[0], samples)
+    capital = client.post(SPEECH, json={**base, "voice": "Default", "response_format": "pcm"})
+    np.testing.assert_array_equal(pcm(capital.content), samples)  # the built-in name in any case, as OpenAI's
     unseeded = [client.post(SPEECH, json={"model": "m", "input": "hello there"}) for _ in range(2)]
     assert unseeded[0].headers["x-seed"] != unseeded[1].headers["x-seed"]  # a random seed, reported
 
