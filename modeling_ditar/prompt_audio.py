@@ -88,30 +88,31 @@ def check_prompt_speaking_rate(rate, frames, hop_length: int, sampling_rate: int
     rate, frames = torch.as_tensor(rate).float().flatten(), torch.as_tensor(frames).float().flatten()
     seconds = frames * hop_length / sampling_rate
     tokens = (rate * frames).round()
-    slow = (tokens + MIN_PROMPT_TOKEN_SLACK < MIN_PROMPT_TOKENS_PER_SECOND * seconds).nonzero().flatten().tolist()
-    if slow:
-        index = slow[0]
-        row = f" (row {index})" if tokens.numel() > 1 else ""
-        count, length = int(tokens[index]), float(seconds[index])
-        raise ValueError(
-            f"prompt_text{row} has only {count} tokens for {length:.2f} s of prompt_audio: "
-            f"{count / max(length, 1e-9):.1f} tokens per second, far below human speech (about 10-20 per second; at "
-            f"least {MIN_PROMPT_TOKENS_PER_SECOND:g} are accepted). prompt_text must be the complete transcript of "
-            "prompt_audio: give every word said in the clip, or cut the clip to the words of the transcript (long "
-            "silences count too)."
-        )
-    bad = (tokens > MAX_PROMPT_TOKENS_PER_SECOND * seconds + PROMPT_TOKEN_SLACK).nonzero().flatten().tolist()
-    if not bad:
-        return
-    index = bad[0]
-    row = f" (row {index})" if tokens.numel() > 1 else ""
-    count, length = int(tokens[index]), float(seconds[index])
-    raise ValueError(
-        f"prompt_text{row} has {count} tokens for {length:.2f} s of prompt_audio: {count / max(length, 1e-9):.0f} "
-        f"tokens per second, far above human speech (about 10-20 per second; at most {MAX_PROMPT_TOKENS_PER_SECOND:g} "
-        "are accepted). prompt_text must be the exact transcript of prompt_audio: give the words said in the clip, or "
-        "the clip in which they are said."
-    )
+    too_slow = tokens + MIN_PROMPT_TOKEN_SLACK < MIN_PROMPT_TOKENS_PER_SECOND * seconds
+    too_fast = tokens > MAX_PROMPT_TOKENS_PER_SECOND * seconds + PROMPT_TOKEN_SLACK
+    for bad, problem in (
+        (
+            too_slow,
+            f"far below human speech (about 10-20 per second; at least {MIN_PROMPT_TOKENS_PER_SECOND:g} are accepted). "
+            "prompt_text must be the complete transcript of prompt_audio: give every word said in the clip, or cut "
+            "the clip to the words of the transcript (long silences count too).",
+        ),
+        (
+            too_fast,
+            f"far above human speech (about 10-20 per second; at most {MAX_PROMPT_TOKENS_PER_SECOND:g} are accepted). "
+            "prompt_text must be the exact transcript of prompt_audio: give the words said in the clip, or the clip "
+            "in which they are said.",
+        ),
+    ):
+        rows = bad.nonzero().flatten().tolist()
+        if rows:
+            index = rows[0]
+            row = f" (row {index})" if tokens.numel() > 1 else ""
+            count, length = int(tokens[index]), float(seconds[index])
+            raise ValueError(
+                f"prompt_text{row} has {count} tokens for {length:.2f} s of prompt_audio: "
+                f"{count / max(length, 1e-9):.1f} tokens per second, {problem}"
+            )
 
 
 def frame_energy_db(waveform: np.ndarray, sampling_rate: int) -> tuple[np.ndarray, int]:
