@@ -35,6 +35,7 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -49,7 +50,12 @@ ROOT = HERE.parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # what soundfile (libsndfile >= 1.1) decodes
+# audio formats it cannot decode: listed as left out, so that no recording disappears without a word
+OTHER_AUDIO_SUFFIXES = (".m4a", ".aac", ".wma", ".opus", ".aiff", ".aif", ".webm", ".mp4")
+# A transcript far outside human speaking rates (characters per second of audio, with a slack for short clips) does not
+# belong to its clip: fluent speech runs at about 12-18 characters per second.
+MIN_CHARS_PER_SECOND, MAX_CHARS_PER_SECOND, CHARS_SLACK = 4.0, 40.0, 3
 DEFAULT_BASE = str(ROOT / "modeling_ditar" / "default")
 
 
@@ -88,22 +94,40 @@ def list_recordings(folder: Path) -> list[tuple[Path, str | None, str]]:
     items = []
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()):
         transcript = path.with_suffix(".txt")
-        items.append((path, transcript.read_text(encoding="utf-8") if transcript.is_file() else None, "speaker"))
+        items.append((path, _read_text(transcript) if transcript.is_file() else None, "speaker"))
     if not items:
         raise SystemExit(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) and no metadata.csv")
     return items
 
 
+def _read_text(path: Path) -> str:
+    """A UTF-8 text file (a byte-order mark is allowed), or an error naming the file and the fix."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise SystemExit(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8 (e.g. `iconv -f latin1 "
+            f"-t utf-8`)"
+        ) from None
+
+
 def _read_metadata(folder: Path, metadata: Path) -> list[tuple[Path, str | None, str]]:
     import csv
 
-    lines = metadata.read_text(encoding="utf-8").splitlines()
+    lines = _read_text(metadata).splitlines()
     if not lines:
         raise SystemExit(f"{metadata}: empty")
-    if "file_name" in lines[0].split(",") and "|" not in lines[0]:
-        rows = list(csv.DictReader(lines))
+    delimiter = next((d for d in (",", ";", "\t") if "file_name" in lines[0].split(d)), None)
+    if delimiter is not None and "|" not in lines[0]:
+        rows = list(csv.DictReader(lines, delimiter=delimiter))
         if "text" not in rows[0] if rows else True:
             raise SystemExit(f"{metadata}: needs a header with file_name and text (optional speaker_id)")
+        for number, row in enumerate(rows, 2):
+            if None in row:  # more fields than the header names: an unquoted delimiter inside the text
+                raise SystemExit(
+                    f"{metadata}:{number}: {len(row) - 1 + len(row[None])} fields where the header has {len(row) - 1}; "
+                    f"put a text that contains {delimiter!r} in double quotes"
+                )
         return [(folder / r["file_name"], r.get("text"), r.get("speaker_id") or "speaker") for r in rows]
     items = []  # LJSpeech: id|text|normalized text, audio in wavs/<id>.wav (or <id>.wav next to metadata.csv)
     for number, line in enumerate(lines, 1):
@@ -125,13 +149,25 @@ def validate_recordings(
     target_sr: int,
     min_sec: float = 1.0,
     max_sec: float = 15.0,
+    text_check=None,
 ) -> tuple[list[Clip], list[Problem]]:
-    """Check every recording; returns the usable clips and the problems found (one message each)."""
+    """Check every recording; returns the usable clips and the problems found (one message each). `text_check`, when
+    given, raises `ValueError` for a transcript the model cannot speak (e.g. another writing system)."""
     import soundfile as sf
 
     folder = Path(folder)
     clips, problems, seen_audio, seen_text = [], [], {}, {}
-    for path, text, speaker in list_recordings(folder):
+    listed = list_recordings(folder)
+    named = {path.resolve() for path, _, _ in listed}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.resolve() not in named):
+        suffix, name = path.suffix.lower(), str(path.relative_to(folder))
+        if suffix in OTHER_AUDIO_SUFFIXES:
+            problems.append(Problem(name, "unsupported format", f"{suffix} cannot be read; convert it to WAV or FLAC"))
+        elif suffix in AUDIO_SUFFIXES:
+            problems.append(Problem(name, "not in metadata.csv", "audio that metadata.csv does not name; add a row"))
+        elif suffix == ".txt" and not any(path.with_suffix(s).is_file() for s in AUDIO_SUFFIXES):
+            problems.append(Problem(name, "transcript without audio", "no recording of the same name next to it"))
+    for path, text, speaker in listed:
         name = str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
         if not path.is_file():
             problems.append(Problem(name, "missing audio", "named in metadata.csv but not found"))
@@ -160,6 +196,23 @@ def validate_recordings(
         if float(np.abs(audio).max()) < 1e-4:
             problems.append(Problem(name, "silent audio", "the recording is silent"))
             continue
+        rate = len(text) / seconds
+        if len(text) + CHARS_SLACK < MIN_CHARS_PER_SECOND * seconds or len(text) > MAX_CHARS_PER_SECOND * seconds + 30:
+            problems.append(
+                Problem(
+                    name,
+                    "transcript does not fit",
+                    f"{len(text)} characters for {seconds:.1f} s ({rate:.0f} per second; speech runs at about 12-18): "
+                    "give the complete, exact transcript of this clip",
+                )
+            )
+            continue
+        if text_check is not None:
+            try:
+                text_check(text)
+            except ValueError as error:
+                problems.append(Problem(name, "text the model cannot speak", str(error)))
+                continue
         digest = hashlib.sha1(np.ascontiguousarray(audio).tobytes()).hexdigest()
         if digest in seen_audio:
             problems.append(Problem(name, "duplicate audio", f"the same audio as {seen_audio[digest]}"))
@@ -497,7 +550,11 @@ def run_evaluation(args, data: Path, voice: Path, out: Path) -> dict:
 def _run(command: list) -> None:
     command = [str(c) for c in command]
     print("+ " + " ".join(command), flush=True)
-    subprocess.run(command, check=True, cwd=ROOT)
+    try:
+        subprocess.run(command, check=True, cwd=ROOT)
+    except subprocess.CalledProcessError as error:  # its own message is above, in its output
+        name = Path(command[1]).name
+        raise SystemExit(f"{name} stopped with exit status {error.returncode} (its message is above)") from None
 
 
 def write_report(out: Path, args, clips, problems, dsd, summary: dict, results: dict | None, note: str | None) -> str:
@@ -633,8 +690,8 @@ def check_arguments(args) -> None:
             f"--min-sec {args.min_sec:g} --max-sec {args.max_sec:g}: give 0 <= --min-sec < --max-sec (seconds per clip)"
         )
     for flag, value in (("--learning-rate", args.learning_rate), ("--alpha", args.alpha)):
-        if value is not None and not value > 0:  # 0 would quietly mean the default
-            raise SystemExit(f"{flag} {value:g}: give a number > 0, or leave it out for the default")
+        if value is not None and not (value > 0 and math.isfinite(value)):  # 0 would quietly mean the default
+            raise SystemExit(f"{flag} {value:g}: give a finite number > 0, or leave it out for the default")
     if not args.full:
         if args.rank < 1:
             raise SystemExit(f"--rank {args.rank}: give a LoRA rank >= 1")
@@ -653,6 +710,47 @@ def check_arguments(args) -> None:
             f"--base {args.base}: no such pipeline folder (one saved with DiTARPipeline.save_pretrained; "
             "leave --base out for the shipped model)"
         )
+
+
+def check_same_inputs(out: Path, args, clips: list[Clip], config: dict) -> None:
+    """A re-run in the same `--out` resumes it, so it must have the same inputs: the recordings (path, transcript, size,
+    modification time), the corpus settings and the training settings are recorded in `inputs.json`, and a re-run
+    with other ones is refused (it would reuse the old corpus or resume the old run under the new report)."""
+    recordings = hashlib.sha256()
+    for clip in clips:
+        stat = clip.path.stat()
+        recordings.update(f"{clip.path.resolve()}\0{clip.text}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    corpus = {
+        "recordings": recordings.hexdigest(),
+        "holdout": args.holdout,
+        "seed": args.seed,
+        "min_sec": args.min_sec,
+        "max_sec": args.max_sec,
+        "replay": args.replay,
+        "base": str(Path(args.base).resolve()),
+    }
+    training = {key: value for key, value in config.items() if key != "num_threads"}  # threads change no result
+    record = {"corpus": corpus, "training": json.loads(json.dumps(training, default=str))}
+    path = out / "inputs.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = [
+            f"{part}.{key}"
+            for part in ("corpus", "training")
+            for key in sorted(set(before.get(part, {})) | set(record[part]))
+            if before.get(part, {}).get(key) != record[part].get(key)
+        ]
+        if changed:
+            what = ", ".join("the recordings" if c == "corpus.recordings" else c.split(".", 1)[1] for c in changed)
+            raise SystemExit(
+                f"{out} holds a fine-tuning of other inputs (changed: {what}); a re-run in the same --out resumes "
+                "it. Use a new --out, or delete this one to start over."
+            )
+    elif (out / "data" / "dataset_dict.json").is_file() or (out / "run").is_dir():
+        print(
+            f"{out}: no inputs.json (made by an older version); its corpus and run are reused as they are", flush=True
+        )
+    path.write_text(json.dumps(record, indent=2))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -675,7 +773,9 @@ def main(argv: list[str] | None = None) -> dict:
         if not (recordings / "metadata.csv").is_file():
             ds = load_audio_dataset(args.recordings, args.split)
             dataset_to_folder(ds, recordings, args.text_column, args.audio_column, args.speaker_column)
-    clips, problems = validate_recordings(recordings, target_sr, args.min_sec, args.max_sec)
+    frontend = getattr(processor, "frontend", None)
+    text_check = getattr(frontend, "check_text_script", None)
+    clips, problems = validate_recordings(recordings, target_sr, args.min_sec, args.max_sec, text_check)
     table = validation_table(clips, problems)
     (out / "validation.md").write_text(table)
     print(table, flush=True)
@@ -683,6 +783,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"{args.recordings}: {len(clips)} usable clips; at least {args.holdout + 2} are needed")
 
     data, clean, run = out / "data", out / "data_clean", out / "run"
+    check_same_inputs(out, args, clips, train_config(args, data, run))
     replay = out / "replay" if args.replay else None
     if not (data / "dataset_dict.json").is_file():
         write_clean_clips(clips, clean, target_sr)

@@ -431,6 +431,15 @@ def newest_checkpoint(directory: Path) -> Path | None:
     return max(steps, key=lambda p: int(p.name.split("-")[1])) if steps else None
 
 
+def stop_if_diverged(step: int, lr: float, what: str) -> None:
+    """Training that produced NaN or Inf cannot recover; stop before anything non-finite is saved."""
+    raise SystemExit(
+        f"training diverged at step {step}: {what} NaN or Inf (learning rate {lr:.3g}). Nothing from this step on was "
+        "saved; start again with a lower learning rate in a new output folder (an earlier checkpoint, if any, is "
+        "finite and can be resumed)."
+    )
+
+
 def save_checkpoint(accelerator: Accelerator, directory: Path, step: int, keep: int):
     """Write through a temporary folder and rename, so a crash never leaves a half-written `step-N`."""
     final = directory / f"step-{step}"
@@ -636,6 +645,10 @@ def main(argv=None):
                 now = time.time()
                 local = torch.stack([sums[k] for k in loss_keys]) / sums["n"]
                 mean = accelerator.reduce(local, reduction="mean").cpu()  # over processes
+                if not bool(torch.isfinite(mean).all()):
+                    stop_if_diverged(
+                        state.step, scheduler.get_last_lr()[0], f"the loss of the last {sums['n']} batches is"
+                    )
                 logs = dict(zip(loss_keys, mean.tolist(), strict=True))
                 logs.update(
                     lr=scheduler.get_last_lr()[0],
@@ -662,6 +675,8 @@ def main(argv=None):
                 window = {"frames": 0, "t": now}
 
             if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
+                if not all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.requires_grad):
+                    stop_if_diverged(state.step, scheduler.get_last_lr()[0], "the trained weights hold")
                 save_checkpoint(accelerator, checkpoints, state.step, cfg.keep_checkpoints)
             if accelerator.is_main_process and (state.step % cfg.eval_every == 0 or state.step == cfg.max_steps):
                 evaluate(

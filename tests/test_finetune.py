@@ -49,6 +49,27 @@ CASES = [
     ("silent", lambda f: _write(f, "silent", np.zeros(SR * 2, np.float32)), "silent audio", "silent", True),
     ("dup", lambda f: _write(f, "dup", _clip(freq=220.0), "another text"), "duplicate audio", "same audio as", True),
     (
+        "mismatch",
+        lambda f: _write(f, "mismatch", _clip(3.0, freq=260), "Yes."),
+        "transcript does not fit",
+        "4 characters for 3.0 s",
+        True,
+    ),
+    (
+        "voice",
+        lambda f: (f / "voice.m4a").write_bytes(b"\0\0\0\x20ftypM4A "),
+        "unsupported format",
+        ".m4a cannot be read",
+        True,
+    ),
+    (
+        "orphan",
+        lambda f: (f / "orphan.txt").write_text("no audio here"),
+        "transcript without audio",
+        "no recording",
+        True,
+    ),
+    (
         "rate",
         lambda f: _write(f, "rate", _clip(freq=230, sr=16000), sr=16000),
         "sample rate",
@@ -106,6 +127,34 @@ def test_metadata_csv_and_ljspeech_layouts(tmp_path):
     (lj_dir / "metadata.csv").write_text("LJ001|Printing, in 1 sense|Printing, in one sense\n")
     clips, problems = finetune.validate_recordings(lj_dir, SR)
     assert [c.text for c in clips] == ["Printing, in one sense"] and problems == []
+    # Excel's byte-order mark and semicolons; an unquoted delimiter inside a text is refused, naming the line
+    (csv_dir / "metadata.csv").write_text("\ufefffile_name;text\nclips/1.wav;Hello there.\n", encoding="utf-8")
+    clips, problems = finetune.validate_recordings(csv_dir, SR)
+    assert [c.text for c in clips] == ["Hello there."] and problems == []
+    (csv_dir / "metadata.csv").write_text("file_name,text,speaker_id\nclips/1.wav,I would like tea, please.,anna\n")
+    with pytest.raises(SystemExit, match=r"metadata.csv:2: 4 fields where the header has 3; put a text"):
+        finetune.validate_recordings(csv_dir, SR)
+    # audio the metadata does not name is listed, not silently left out
+    sf.write(str(csv_dir / "clips" / "3.wav"), _clip(freq=205), SR)
+    (csv_dir / "metadata.csv").write_text("file_name,text\nclips/1.wav,Hello there.\n")
+    clips, problems = finetune.validate_recordings(csv_dir, SR)
+    assert [(p.file, p.issue) for p in problems] == [("clips/3.wav", "not in metadata.csv")]
+
+
+def test_transcripts_that_are_not_utf8_or_not_speakable_are_named(tmp_path):
+    from modeling_ditar import DiTARTextFrontend, build_ditar_tokenizer
+
+    (tmp_path / "latin1").mkdir()
+    _write(tmp_path / "latin1", "caf", _clip(freq=215), None)
+    (tmp_path / "latin1" / "caf.txt").write_bytes("un caf\xe9 noir".encode("latin-1"))
+    with pytest.raises(SystemExit, match=r"caf.txt: not UTF-8 text .* save it as UTF-8"):
+        finetune.validate_recordings(tmp_path / "latin1", SR)
+    (tmp_path / "cyrillic").mkdir()
+    _write(tmp_path / "cyrillic", "ru", _clip(freq=225), "\u043f\u0440\u0438\u0432\u0435\u0442 \u043c\u0438\u0440")
+    check = DiTARTextFrontend(build_ditar_tokenizer(phonemize=False)).check_text_script
+    clips, problems = finetune.validate_recordings(tmp_path / "cyrillic", SR, text_check=check)
+    assert clips == [] and [(p.file, p.issue) for p in problems] == [("ru.wav", "text the model cannot speak")]
+    assert "Cyrillic" in problems[0].message
 
 
 def test_from_recordings_to_a_voice_end_to_end(tmp_path, capsys):
@@ -151,6 +200,30 @@ def test_from_recordings_to_a_voice_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     finetune.main(argv)  # a second run resumes: nothing to train again
     assert "+ " not in capsys.readouterr().out
+    # other settings or other recordings in the same --out are refused, not resumed under the new report
+    with pytest.raises(SystemExit, match=r"holds a fine-tuning of other inputs \(changed: lora\).*new --out"):
+        finetune.main([*argv, "--rank", "8"])
+    _write(recordings, "utt0", _clip(1.0, freq=400).astype(np.float32), "hello world")
+    with pytest.raises(SystemExit, match=r"changed: the recordings"):
+        finetune.main(argv)
+
+
+def test_a_diverging_run_stops_without_saving_non_finite_weights(tmp_path, capfd):
+    base = tmp_path / "base"
+    get_dummy_pipeline().save_pretrained(base)
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    for i, text in enumerate(["hello world", "a small test", "speech is fun", "more words here", "the quick fox"]):
+        _write(recordings, f"utt{i}", _clip(1.0, freq=180 + 10 * i), text)
+    out = tmp_path / "out"
+    argv = [str(recordings), "--out", str(out), "--base", str(base), "--max-steps", "4", "--rank", "4"]
+    argv += ["--holdout", "1", "--eval", "none", "--threads", "1", "--min-sec", "0.5", "--learning-rate", "1e30"]
+    with pytest.raises(SystemExit, match="train.py stopped with exit status"):
+        finetune.main(argv)
+    assert "training diverged at step" in capfd.readouterr().err
+    checkpoints = out / "run" / "checkpoints"
+    assert not checkpoints.is_dir() or not any(checkpoints.iterdir())  # nothing non-finite to resume from
+    assert not (out / "run" / "final").exists()
 
 
 def test_a_datasets_audio_dataset_becomes_a_checked_folder(tmp_path):
@@ -246,6 +319,9 @@ def test_replay_utterances_join_the_training_split_only_and_dora_with_norms_trai
     assert any(key.endswith("norm1.weight") for key in saved)  # the trained normalisation layers travel too
     assert "DoRA" in (out / "adapter" / "README.md").read_text()
 
+    with pytest.raises(SystemExit, match=r"other inputs \(changed: replay\)"):
+        finetune.main([*argv[:-1], "3"])
+    (out / "inputs.json").unlink()  # a folder made before inputs.json existed: its corpus still says how it was built
     with pytest.raises(SystemExit, match="built with --replay 6"):
         finetune.main([*argv[:-1], "3"])
 
@@ -261,8 +337,9 @@ def test_replay_utterances_join_the_training_split_only_and_dora_with_norms_trai
         (["--targets", "backbone+decoder"], "--targets: LoRA targets 'backbone\\+decoder'"),
         (["--holdout", "0"], "--holdout 0: give at least 1"),
         (["--min-sec", "5", "--max-sec", "2"], "give 0 <= --min-sec < --max-sec"),
-        (["--learning-rate", "0"], "--learning-rate 0: give a number > 0"),
-        (["--alpha", "-2"], "--alpha -2: give a number > 0"),
+        (["--learning-rate", "0"], "--learning-rate 0: give a finite number > 0"),
+        (["--learning-rate", "inf"], "--learning-rate inf: give a finite number > 0"),
+        (["--alpha", "-2"], "--alpha -2: give a finite number > 0"),
         (["--max-batch-frames", "0"], "--max-batch-frames 0: give at least 1"),
         (["--threads", "0"], "--threads 0: give at least 1"),
     ],
