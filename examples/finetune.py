@@ -436,9 +436,20 @@ def build_features(
             source=source,
         )
 
-    splits = {}
+    splits, dropped = {}, []
     for split, index in (("train", order[holdout:]), ("validation", order[:holdout])):
-        splits[split] = convert([rows[i] for i in sorted(index)], f"finetune:{split}")
+        picked = [rows[i] for i in sorted(index)]
+        splits[split] = convert(picked, f"finetune:{split}")
+        kept = set(splits[split]["text"])
+        dropped += [Path(r["file_name"]).name for r in picked if r["text"] not in kept]
+    if dropped:  # trimming their leading and trailing silence took them under --min-sec
+        print(f"left out after trimming silence (now under --min-sec {min_sec:g} s): {', '.join(dropped)}", flush=True)
+    if len(splits["validation"]) < 1 or len(splits["train"]) < 2:
+        raise SystemExit(
+            f"after trimming leading and trailing silence, {len(dropped)} clips were under --min-sec {min_sec:g} s "
+            f"({', '.join(dropped)}), which leaves {len(splits['train'])} training and {len(splits['validation'])} "
+            "held-out clips: record longer clips, or lower --min-sec"
+        )
     if replay is not None:
         splits["train"] = concatenate_datasets([splits["train"], convert(read_rows(replay), "finetune:replay")])
     dsd = add_features(DatasetDict(splits), fe_kwargs, 1)
@@ -710,6 +721,12 @@ def check_arguments(args) -> None:
             f"--base {args.base}: no such pipeline folder (one saved with DiTARPipeline.save_pretrained; "
             "leave --base out for the shipped model)"
         )
+    if not (Path(args.base) / "model_index.json").is_file() and (Path(args.base).parent / "model_index.json").is_file():
+        raise SystemExit(
+            f"--base {args.base}: a part of a pipeline; give the pipeline folder, {Path(args.base).parent}"
+        )
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise SystemExit(f"--out {args.out}: a file is in the way; give a folder (it is created if missing)")
 
 
 def check_same_inputs(out: Path, args, clips: list[Clip], config: dict) -> None:
@@ -732,11 +749,14 @@ def check_same_inputs(out: Path, args, clips: list[Clip], config: dict) -> None:
     training = {key: value for key, value in config.items() if key != "num_threads"}  # threads change no result
     record = {"corpus": corpus, "training": json.loads(json.dumps(training, default=str))}
     path = out / "inputs.json"
+    # only what was already built from them binds a re-run: the corpus, and a started run
+    built = {"corpus": (out / "data" / "dataset_dict.json").is_file(), "training": (out / "run").is_dir()}
     if path.is_file():
         before = json.loads(path.read_text())
         changed = [
             f"{part}.{key}"
             for part in ("corpus", "training")
+            if built[part]
             for key in sorted(set(before.get(part, {})) | set(record[part]))
             if before.get(part, {}).get(key) != record[part].get(key)
         ]
@@ -746,7 +766,7 @@ def check_same_inputs(out: Path, args, clips: list[Clip], config: dict) -> None:
                 f"{out} holds a fine-tuning of other inputs (changed: {what}); a re-run in the same --out resumes "
                 "it. Use a new --out, or delete this one to start over."
             )
-    elif (out / "data" / "dataset_dict.json").is_file() or (out / "run").is_dir():
+    elif any(built.values()):
         print(
             f"{out}: no inputs.json (made by an older version); its corpus and run are reused as they are", flush=True
         )

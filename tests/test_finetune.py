@@ -226,6 +226,25 @@ def test_a_diverging_run_stops_without_saving_non_finite_weights(tmp_path, capfd
     assert not (out / "run" / "final").exists()
 
 
+def test_clips_that_trimming_takes_under_min_sec_are_named_and_a_rebuild_is_possible(tmp_path):
+    base = tmp_path / "base"
+    get_dummy_pipeline().save_pretrained(base)
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    pad = np.zeros(int(0.5 * SR), np.float32)  # half a second of silence on each side: 1.4 s, then 0.4 s of speech
+    for i, text in enumerate(["hello world", "a small test", "speech is fun", "more words here", "the quick fox"]):
+        _write(recordings, f"utt{i}", np.concatenate([pad, _clip(0.4, freq=180 + 10 * i), pad]), text)
+    out = tmp_path / "out"
+    argv = [str(recordings), "--out", str(out), "--base", str(base), "--max-steps", "2", "--rank", "4"]
+    argv += ["--holdout", "1", "--eval", "none", "--threads", "1", "--min-sec", "1.0"]
+    with pytest.raises(SystemExit, match=r"after trimming leading and trailing silence, 5 clips were under --min-sec"):
+        finetune.main(argv)
+    assert not (out / "data" / "dataset_dict.json").exists()  # no broken corpus is left behind
+    # the fix the message gives works in the same --out: nothing was built from the refused settings
+    finetune.main([*argv[:-1], "0.3"])
+    assert (out / "data" / "dataset_dict.json").is_file() and (out / "adapter").is_dir()
+
+
 def test_a_datasets_audio_dataset_becomes_a_checked_folder(tmp_path):
     import io
 
@@ -360,5 +379,13 @@ def test_a_missing_recordings_folder_base_or_dataset_is_named_before_any_work(tm
     with pytest.raises(SystemExit, match="--base .*recordings: no DiTAR processor could be loaded"):
         finetune.main([str(tmp_path / "recordings"), "--out", str(out), "--base", str(tmp_path / "recordings")])
     assert not out.exists()
+    base = tmp_path / "base"
+    get_dummy_pipeline().save_pretrained(base)
+    with pytest.raises(SystemExit, match="--base .*processor: a part of a pipeline; give the pipeline folder"):
+        finetune.main([str(tmp_path / "recordings"), "--out", str(out), "--base", str(base / "processor")])
+    out.write_text("not a folder")
+    with pytest.raises(SystemExit, match="--out .*: a file is in the way"):
+        finetune.main([str(tmp_path / "recordings"), "--out", str(out), "--base", str(base)])
+    out.unlink()
     with pytest.raises(SystemExit, match="no-such-dataset: no such local folder, and loading it as a Hub dataset"):
         finetune.load_audio_dataset(str(tmp_path / "no-such-dataset"), "train")
