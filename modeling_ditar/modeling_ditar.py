@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, DynamicCache, GenerationMixin, PreTrainedModel, StaticCache
+from transformers import AutoModel, Cache, DynamicCache, GenerationMixin, PreTrainedModel, StaticCache
 from transformers import initialization as init
 from transformers.cache_utils import DynamicLayer
 from transformers.utils import ModelOutput, logging
@@ -1230,6 +1230,11 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         speedups = self.generation_speedups
         self._apply_block_setting()
         sampler = PatchSampler(scheduler, use_scheduler_step=not speedups.inline_euler)
+        if past_key_values is not None and not isinstance(past_key_values, Cache):
+            raise TypeError(
+                "past_key_values must be a transformers Cache of a text prefix (e.g. from `prefix_cache(...)`), got "
+                f"{type(past_key_values).__name__}; leave it out to encode the text from the start."
+            )
         cache = past_key_values
         if cache is None and use_cache:
             cache = self._new_cache(batch, embeds.shape[1] + max_steps)

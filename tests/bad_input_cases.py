@@ -799,6 +799,11 @@ def _(ctx):
     return ctx.model.generate(**ctx.gen_inputs(), max_new_patches=2, patch_callback=5)
 
 
+@case("gen-past-key-values-string", G, "past_key_values='x'", TypeError, "past_key_values must be a transformers Cache")
+def _(ctx):
+    return ctx.model.generate(**ctx.gen_inputs(), max_new_patches=2, past_key_values="x")
+
+
 @case("gen-mask-as-list", G, "attention_mask as a list", ValueError, "attention_mask must be a torch.Tensor")
 def _(ctx):
     inputs = ctx.gen_inputs()
