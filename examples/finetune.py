@@ -228,7 +228,10 @@ def validate_recordings(
             problems.append(Problem(name, "stereo", f"{audio.shape[1]} channels, downmixed to mono", False))
         if sr != target_sr:
             clip.notes.append("resampled")
-            problems.append(Problem(name, "sample rate", f"{sr} Hz, resampled to {target_sr} Hz", False))
+            message = f"{sr} Hz, resampled to {target_sr} Hz"
+            if sr < target_sr:  # upsampling cannot bring back what the recording never had
+                message += f": it lacks the voice above {sr // 2} Hz; record at {target_sr} Hz or more if you can"
+            problems.append(Problem(name, "sample rate", message, False))
         clips.append(clip)
     return clips, problems
 

@@ -77,6 +77,13 @@ CASES = [
         False,
     ),
     (
+        "narrow",
+        lambda f: _write(f, "narrow", _clip(freq=235, sr=4000), "a narrow band", sr=4000),
+        "sample rate",
+        "4000 Hz, resampled to 8000 Hz: it lacks the voice above 2000 Hz",
+        False,
+    ),
+    (
         "stereo",
         lambda f: _write(f, "stereo", np.stack([_clip(freq=240), _clip(freq=250)], axis=1), "two channels"),
         "stereo",
@@ -107,9 +114,9 @@ def test_validation_messages(validated, name, make, issue, message, dropped):
 
 def test_validation_keeps_good_clips_and_notes_fixes(validated):
     clips, _ = validated
-    assert sorted(c.path.stem for c in clips) == ["a_good", "rate", "stereo"]
+    assert sorted(c.path.stem for c in clips) == ["a_good", "narrow", "rate", "stereo"]
     notes = {c.path.stem: c.notes for c in clips}
-    assert notes == {"a_good": [], "rate": ["resampled"], "stereo": ["downmixed"]}
+    assert notes == {"a_good": [], "narrow": ["resampled"], "rate": ["resampled"], "stereo": ["downmixed"]}
 
 
 def test_metadata_csv_and_ljspeech_layouts(tmp_path):
