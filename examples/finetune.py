@@ -53,9 +53,6 @@ if str(HERE) not in sys.path:
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # what soundfile (libsndfile >= 1.1) decodes
 # audio formats it cannot decode: listed as left out, so that no recording disappears without a word
 OTHER_AUDIO_SUFFIXES = (".m4a", ".aac", ".wma", ".opus", ".aiff", ".aif", ".webm", ".mp4")
-# A transcript far outside human speaking rates (characters per second of audio, with a slack for short clips) does not
-# belong to its clip: fluent speech runs at about 12-18 characters per second.
-MIN_CHARS_PER_SECOND, MAX_CHARS_PER_SECOND, CHARS_SLACK = 4.0, 40.0, 3
 DEFAULT_BASE = str(ROOT / "modeling_ditar" / "default")
 
 
@@ -155,6 +152,15 @@ def validate_recordings(
     given, raises `ValueError` for a transcript the model cannot speak (e.g. another writing system)."""
     import soundfile as sf
 
+    # a transcript outside the speaking rates a voice prompt may have (characters here, where the pipeline counts
+    # tokens: both run at about 12-18 per second) does not belong to its clip
+    from modeling_ditar.prompt_audio import (
+        MAX_PROMPT_TOKENS_PER_SECOND,
+        MIN_PROMPT_TOKEN_SLACK,
+        MIN_PROMPT_TOKENS_PER_SECOND,
+        PROMPT_TOKEN_SLACK,
+    )
+
     folder = Path(folder)
     clips, problems, seen_audio, seen_text = [], [], {}, {}
     listed = list_recordings(folder)
@@ -196,8 +202,9 @@ def validate_recordings(
         if float(np.abs(audio).max()) < 1e-4:
             problems.append(Problem(name, "silent audio", "the recording is silent"))
             continue
-        rate = len(text) / seconds
-        if len(text) + CHARS_SLACK < MIN_CHARS_PER_SECOND * seconds or len(text) > MAX_CHARS_PER_SECOND * seconds + 30:
+        too_slow = len(text) + MIN_PROMPT_TOKEN_SLACK < MIN_PROMPT_TOKENS_PER_SECOND * seconds
+        if too_slow or len(text) > MAX_PROMPT_TOKENS_PER_SECOND * seconds + PROMPT_TOKEN_SLACK:
+            rate = len(text) / seconds
             problems.append(
                 Problem(
                     name,
@@ -757,14 +764,14 @@ def check_same_inputs(out: Path, args, clips: list[Clip], config: dict) -> None:
     if path.is_file():
         before = json.loads(path.read_text())
         changed = [
-            f"{part}.{key}"
+            "the recordings" if key == "recordings" else key
             for part in ("corpus", "training")
             if built[part]
             for key in sorted(set(before.get(part, {})) | set(record[part]))
             if before.get(part, {}).get(key) != record[part].get(key)
         ]
         if changed:
-            what = ", ".join("the recordings" if c == "corpus.recordings" else c.split(".", 1)[1] for c in changed)
+            what = ", ".join(changed)
             raise SystemExit(
                 f"{out} holds a fine-tuning of other inputs (changed: {what}); a re-run in the same --out resumes "
                 "it. Use a new --out, or delete this one to start over."

@@ -439,7 +439,7 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
         if return_tensors not in (None, "pt", "np"):
             raise ValueError(f"`return_tensors` must be 'pt', 'np' or None, got {return_tensors!r}.")
 
-        _refuse_stacked_batch(raw_speech)
+        refuse_stacked_clips(raw_speech)
         is_batched = isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and not _is_number(raw_speech[0])
         clips = list(raw_speech) if is_batched else [raw_speech]
         if len(clips) == 0 or (isinstance(raw_speech, (list, tuple)) and len(raw_speech) == 0):
@@ -512,16 +512,21 @@ class DiTARFeatureExtractor(SequenceFeatureExtractor):
         return BatchFeature(data, tensor_type=return_tensors)
 
 
-def _refuse_stacked_batch(raw_speech) -> None:
+def refuse_stacked_clips(audio, name: str = "raw_speech", batch: int = 1) -> None:
     """A 2-D array of 3 or more rows, each longer than the number of rows, is ambiguous: a batch of stacked clips (as
     other feature extractors read it) or one clip of 3-8 channels (as this one used to, averaging the clips into one).
-    Refuse it, with both fixes; `[samples, channels]` and 2-row `[channels, samples]` (stereo) stay one clip."""
-    shape = tuple(getattr(raw_speech, "shape", ()))
-    if len(shape) == 2 and 3 <= shape[0] < shape[1]:
+    With `batch` texts (the processor's prompts), as many rows as texts is most likely one prompt per text stacked
+    together. Both are refused, with the two fixes; `[samples, channels]` and otherwise 2-row `[channels, samples]`
+    (stereo) stay one clip."""
+    shape = tuple(getattr(audio, "shape", ()))
+    if len(shape) != 2 or not shape[0] < shape[1]:
+        return
+    if shape[0] >= 3 or shape[0] == batch > 1:
+        texts = f" for {batch} texts" if batch > 1 else ""
         raise ValueError(
-            f"`raw_speech` has shape {shape}: is that a batch of {shape[0]} clips or one clip with {shape[0]} "
-            f"channels? Pass a batch as a list of 1-D clips (`list(raw_speech)`), or one multichannel clip as "
-            "[samples, channels] (`raw_speech.T`) or already downmixed to mono."
+            f"{name} has shape {shape}{texts}: is that {shape[0]} clips stacked together or one clip with {shape[0]} "
+            f"channels? Pass a batch as a list of 1-D clips (`list({name})`), or one multichannel clip as "
+            f"[samples, channels] (`{name}.T`) or already downmixed to mono."
         )
 
 

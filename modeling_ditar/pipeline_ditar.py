@@ -647,11 +647,13 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
 
         # 2. long texts are spoken sentence by sentence with the same voice
         segments = [split_sentences(t, MAX_CHARS_PER_SEGMENT) for t in texts]
-        self._check_scripts([s for segs in segments for s in segs])  # before any sentence is generated
-        GenerationProgress.begin(
-            self, [len(s) for segs in segments for s in segs] if any(len(s) > 1 for s in segments) else [1]
-        )
-        if any(len(s) > 1 for s in segments):
+        spoken_in_turn = any(len(s) > 1 for s in segments)
+        if spoken_in_turn:
+            # texts are then encoded one sentence at a time: check them all before any sentence is generated (a batch
+            # of short texts is encoded, and checked, together before generation anyway)
+            self._check_scripts([s for segs in segments for s in segs])
+        GenerationProgress.begin(self, [len(s) for segs in segments for s in segs] if spoken_in_turn else [1])
+        if spoken_in_turn:
             outputs = [
                 self._generate_segments(
                     segs,

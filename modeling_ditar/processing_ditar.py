@@ -23,7 +23,7 @@ import torch
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 
 from .audio_utils import load_audio, resample_audio, to_mono_float32, unpack_audio, validate_sampling_rate
-from .feature_extraction_ditar import DiTARFeatureExtractor
+from .feature_extraction_ditar import DiTARFeatureExtractor, refuse_stacked_clips
 from .prompt_audio import PROMPT_LEVEL_TARGET_DB, QUIET_PROMPT_FLOOR_DB, raise_quiet_prompt
 from .speech_positions import speaking_rate
 from .tokenization_ditar import DiTARTextFrontend
@@ -191,7 +191,7 @@ class DiTARProcessor(ProcessorMixin):
         )
         prompt_audios = None
         if prompt_audio is not None:
-            _refuse_stacked_prompts(prompt_audio, batch)
+            refuse_stacked_clips(prompt_audio, "prompt_audio", batch)
             audios = prompt_audio if isinstance(prompt_audio, (list, tuple)) else [prompt_audio]
             if len(audios) == 0:
                 raise ValueError("prompt_audio is an empty list; give one clip, one per text, or None.")
@@ -711,18 +711,3 @@ def _json_default(value):
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _refuse_stacked_prompts(prompt_audio, batch: int) -> None:
-    """One 2-D array is one clip whose channels are averaged. With 3 or more rows it is as ambiguous as for the
-    feature extractor, and with as many rows as texts it is most likely one prompt per text stacked together (the
-    rows would be averaged into one voice); both are refused with the two fixes."""
-    shape = tuple(getattr(prompt_audio, "shape", ()))
-    if len(shape) != 2 or not shape[0] < shape[1]:
-        return
-    if shape[0] >= 3 or (shape[0] == batch and batch > 1):
-        raise ValueError(
-            f"prompt_audio has shape {shape} for {batch} text(s): is that {shape[0]} prompts stacked together or one "
-            f"clip with {shape[0]} channels? Pass one prompt per text as a list of 1-D clips (`list(prompt_audio)`), "
-            "or one multichannel clip as [samples, channels] (`prompt_audio.T`) or already downmixed to mono."
-        )

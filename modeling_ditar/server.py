@@ -206,8 +206,8 @@ class VoiceStore:
 
     def get(self, voice_id: str) -> Voice | None:
         with self._lock:
-            builtin = voice_id.lower() in OPENAI_VOICES or voice_id.lower() == DEFAULT_VOICE_ID  # any case, as OpenAI's
-            return self._voices.get(DEFAULT_VOICE_ID if builtin else voice_id)
+            key = voice_id.lower()  # the built-in names in any case, as OpenAI's
+            return self._voices.get(DEFAULT_VOICE_ID if key in OPENAI_VOICES or key == DEFAULT_VOICE_ID else voice_id)
 
     def remove(self, voice_id: str) -> Voice | None:
         with self._lock:
@@ -265,7 +265,7 @@ def check_upload_length(data: bytes) -> None:
 
 def prepare_voice(pipe, data: bytes, transcript: str, name: str | None) -> Voice:
     """Decode an uploaded recording and check it with its transcript the way the pipeline will use them; raises
-    `APIError` (400) naming what is wrong."""
+    `APIError` (400, or 413 for a recording too long to decode) naming what is wrong."""
     check_upload_length(data)
     try:
         samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
@@ -722,7 +722,6 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
         data = await audio.read()
         if not data:
             raise APIError(400, "audio: the uploaded file is empty", "audio", "bad_audio")
-        check_upload_length(data)  # here too, so that an over-long upload never reaches the model's worker
         if scheduler.closing:
             raise APIError(503, "the server is shutting down", code="shutting_down")
         voice = await scheduler.run_in_worker(prepare_voice, pipe, data, text, name)

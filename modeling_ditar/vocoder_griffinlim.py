@@ -65,6 +65,11 @@ ANALYSIS_SETTINGS = {
 
 
 @lru_cache(maxsize=64)
+def _check_n_iter(n_iter) -> None:
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
+        raise ValueError(f"`n_iter` must be a non-negative integer, got {n_iter!r}.")
+
+
 def _istft_window_and_envelope(
     n_fft: int, hop_length: int, win_length: int, frames: int, length: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,8 +189,7 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
             raise ValueError(
                 f"`win_length` must be an integer in [hop_length, n_fft] = [{hop_length}, {n_fft}], got {win_length!r}."
             )
-        if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
-            raise ValueError(f"`n_iter` must be a non-negative integer, got {n_iter!r}.")
+        _check_n_iter(n_iter)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"`momentum` must be in [0, 1), got {momentum!r}.")
         if not (isinstance(min_magnitude, (int, float)) and min_magnitude > 0 and math.isfinite(min_magnitude)):
@@ -403,8 +407,8 @@ class GriffinLimVocoder(DiTARVocoder, ModelMixin, ConfigMixin):
                 rest of the batch.
             n_iter: overrides `config.n_iter` for this call.
         """
-        if n_iter is not None and (isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0):
-            raise ValueError(f"`n_iter` must be a non-negative integer (or None for config.n_iter), got {n_iter!r}.")
+        if n_iter is not None:
+            _check_n_iter(n_iter)
         features = self._check_features(features, self.num_mel_bins)
         if self.num_samples(features.shape[1]) == 0:
             return features.new_zeros(features.shape[0], 0)
