@@ -918,16 +918,26 @@ def _split_long(sentence: str, max_chars: int) -> list[str]:
 
 
 def _pack(parts: list[str], max_chars: int) -> list[str]:
-    """Join consecutive parts with spaces while the result stays within `max_chars`."""
+    """Join consecutive parts with spaces while the result stays within `max_chars`. A part with no letter or digit
+    (an emoji, a dash, "...") always joins its neighbour, even past `max_chars`: alone it would be a piece with nothing
+    to speak, which the tokenizer refuses, while inside a piece it is dropped with a warning like any unreadable
+    character."""
     pieces: list[str] = []
+    held = ""  # wordless parts before the first piece with words
     for part in parts:
         if not part:
             continue
-        if pieces and len(pieces[-1]) + 1 + len(part) <= max_chars:
+        if not any(ch.isalnum() for ch in part):
+            if pieces:
+                pieces[-1] = pieces[-1] + " " + part
+            else:
+                held = f"{held} {part}".lstrip()
+        elif pieces and len(pieces[-1]) + 1 + len(part) <= max_chars:
             pieces[-1] = pieces[-1] + " " + part
         else:
-            pieces.append(part)
-    return pieces
+            pieces.append(f"{held} {part}".lstrip())
+            held = ""
+    return pieces or ([held] if held else [])
 
 
 def _align_cpu_tensors(module: torch.nn.Module, alignment: int = 64) -> None:

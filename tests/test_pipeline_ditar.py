@@ -323,6 +323,23 @@ def test_split_sentences_long_sentence_at_commas_then_spaces():
         split_sentences("text", max_chars=0)
 
 
+def test_split_sentences_never_makes_a_wordless_piece():
+    # an emoji or a dash between two full pieces joins a neighbour: alone it would have nothing to speak
+    full = "word " * 3 + "end."
+    assert split_sentences(f"{full} \U0001f600! {full}", max_chars=len(full)) == [f"{full} \U0001f600!", full]
+    assert split_sentences(f"-- ... {full} {full}", max_chars=len(full)) == [f"-- ... {full}", full]
+    assert split_sentences("!!! ??? ...", max_chars=4) == ["!!! ??? ..."]  # the tokenizer names this one
+
+
+def test_long_text_with_an_emoji_sentence_is_spoken():
+    pipe = get_dummy_pipeline()
+    sentence = "This is one sentence of a long paragraph, it is. "  # 5 make a piece of 244 characters
+    long_sentence = ("and so on " * 24).strip() + "."  # 239 characters
+    text = sentence * 5 + "\U0001f389" * 10 + "! " + long_sentence  # the emoji fits with neither neighbour
+    out = pipe(**get_dummy_inputs(text=text, max_new_patches=1))
+    assert out.audio_lengths[0] > 0
+
+
 def test_long_text_gives_audio_for_every_segment(monkeypatch):
     pipe = get_dummy_pipeline()
     sentence = "This is one sentence of a long paragraph. "
