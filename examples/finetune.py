@@ -15,9 +15,10 @@ A `datasets` audio dataset works too, saved with `save_to_disk` or a Hub id, wit
     python examples/finetune.py user/my-voice-recordings --dataset --split train --text-column sentence --out runs/me
 
 Steps, each skipped when its output exists (so a re-run resumes; training continues from its newest checkpoint):
-  1. validation: missing/empty transcripts, unreadable or silent audio, clips too short/long and duplicates are left
-     out with a message each; other sample rates are resampled and stereo is downmixed (noted). OUT/data/clips holds
-     the cleaned mono clips, OUT/validation.md the table of what was found.
+  1. validation: missing/empty transcripts, unreadable or silent audio, steady noise or hum, clips too short/long and
+     duplicates are left out with a message each; other sample rates are resampled and stereo is downmixed (noted).
+     OUT/data_clean/clips holds the cleaned mono clips (with metadata.csv), OUT/validation.md the table of what was
+     found.
   2. `--holdout` clips (default 4) are held out for the evaluation, never trained on; features are computed with the
      base model's feature settings (examples/build_corpus.py's code) into OUT/data.
   3. training with examples/train.py (Accelerate), `init_from` the base pipeline: a LoRA adapter by default
@@ -156,9 +157,11 @@ def validate_recordings(
     # tokens: both run at about 12-18 per second) does not belong to its clip
     from modeling_ditar.prompt_audio import (
         MAX_PROMPT_TOKENS_PER_SECOND,
+        MIN_PROMPT_LOUDNESS_RANGE_DB,
         MIN_PROMPT_TOKEN_SLACK,
         MIN_PROMPT_TOKENS_PER_SECOND,
         PROMPT_TOKEN_SLACK,
+        speech_band_loudness_range_db,
     )
 
     folder = Path(folder)
@@ -201,6 +204,18 @@ def validate_recordings(
             continue
         if float(np.abs(audio).max()) < 1e-4:
             problems.append(Problem(name, "silent audio", "the recording is silent"))
+            continue
+        # steady hiss, hum or a tone: a voice prompt like it is refused, so it is no voice to learn either
+        spread = speech_band_loudness_range_db(audio.mean(axis=1), sr)
+        if spread < MIN_PROMPT_LOUDNESS_RANGE_DB:
+            problems.append(
+                Problem(
+                    name,
+                    "not speech",
+                    f"its loudness in the speech band varies by only {spread:.1f} dB (speech: 15 dB or more); "
+                    "steady noise, hum or a tone",
+                )
+            )
             continue
         too_slow = len(text) + MIN_PROMPT_TOKEN_SLACK < MIN_PROMPT_TOKENS_PER_SECOND * seconds
         if too_slow or len(text) > MAX_PROMPT_TOKENS_PER_SECOND * seconds + PROMPT_TOKEN_SLACK:

@@ -24,7 +24,13 @@ from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 
 from .audio_utils import load_audio, resample_audio, to_mono_float32, unpack_audio, validate_sampling_rate
 from .feature_extraction_ditar import DiTARFeatureExtractor, refuse_stacked_clips
-from .prompt_audio import PROMPT_LEVEL_TARGET_DB, QUIET_PROMPT_FLOOR_DB, raise_quiet_prompt
+from .prompt_audio import (
+    MIN_PROMPT_LOUDNESS_RANGE_DB,
+    PROMPT_LEVEL_TARGET_DB,
+    QUIET_PROMPT_FLOOR_DB,
+    check_prompt_is_speech,
+    raise_quiet_prompt,
+)
 from .speech_positions import speaking_rate
 from .tokenization_ditar import DiTARTextFrontend
 
@@ -55,6 +61,9 @@ class DiTARProcessor(ProcessorMixin):
         # prompts quieter than this active-speech level (dBFS) are raised to `prompt_level_target_db`; None turns it off
         self.quiet_prompt_floor_db: float | None = QUIET_PROMPT_FLOOR_DB
         self.prompt_level_target_db: float = PROMPT_LEVEL_TARGET_DB
+        # prompts whose speech-band loudness varies by less than this (dB) are refused as steady noise, hum or a tone,
+        # not a voice; None turns it off
+        self.min_prompt_loudness_range_db: float | None = MIN_PROMPT_LOUDNESS_RANGE_DB
 
     def set_default_voice(self, audio, text: str, sampling_rate: int | None = None, target_rate: int | None = None):
         """Voice used when a call gives no `prompt_audio`: `audio` (path or array, with `sampling_rate` for arrays) and
@@ -407,7 +416,8 @@ class DiTARProcessor(ProcessorMixin):
         self, audio, sampling_rate: int | None = None, target_rate: int | None = None
     ) -> torch.Tensor:
         """A prompt clip as mono float32 at the feature extractor's rate (or `target_rate`); clear errors (prefixed
-        `prompt_audio:`) for missing, unreadable, empty, non-finite or silent audio. A clip quieter than
+        `prompt_audio:`) for missing, unreadable, empty, non-finite or silent audio, and for steady noise, hum or a
+        tone (speech-band loudness varying by less than `min_prompt_loudness_range_db`). A clip quieter than
         `quiet_prompt_floor_db` (active-speech RMS, dBFS) is raised to `prompt_level_target_db`: the model only heard
         voices at ordinary recording levels."""
         try:
@@ -418,6 +428,7 @@ class DiTARProcessor(ProcessorMixin):
             else:
                 rate = self.sampling_rate
                 waveform = self._load_prompt_audio(audio, sampling_rate)
+            check_prompt_is_speech(waveform, rate, self.min_prompt_loudness_range_db)
             return raise_quiet_prompt(waveform, rate, self.quiet_prompt_floor_db, self.prompt_level_target_db)
         except FileNotFoundError as err:
             raise FileNotFoundError(f"prompt_audio: {err}") from err

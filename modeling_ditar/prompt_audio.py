@@ -12,6 +12,10 @@ Why a lower bound: LocDiT predicts every patch from the `num_history_patches` pa
 generated patch takes them from the end of the prompt; the backbone reads the prompt as whole patches only. A prompt
 shorter than that history (and than two patches) gives the model no voice to continue, so it is an error.
 
+Why a loudness-range bound: speech rises and falls between syllables, words and pauses; steady noise, hum and tones
+do not. A clip of hiss with a transcript would otherwise be taken as a voice, and every sentence spoken "in" it comes
+out as noise. It is refused with its measured range (`check_prompt_is_speech`).
+
 Why a speaking-rate bound: a transcript far longer than its audio can hold (2,000 characters for 3 s) is not the
 transcript of that clip; the model reads it as impossibly fast speech and does not stop. It is refused with both numbers
 (`check_prompt_speaking_rate`).
@@ -42,6 +46,16 @@ _SEARCH_FRACTION = 0.5
 # quieter is a voice at a loudness the model never heard, and the embedded default then often failed to stop.
 QUIET_PROMPT_FLOOR_DB = -24.0
 PROMPT_LEVEL_TARGET_DB = -20.0
+# A prompt whose 300-4000 Hz band loudness varies by less than this (dB between its 10% quietest and 10% loudest 50 ms
+# stretches) is refused as not speech. Measured: 674 evaluation clips (real recordings and noisy rooms included) span
+# 15.3 dB or more, any 1 s of them 8.6 dB or more, and the same speech under white noise at 5 dB SNR 5.0 dB or more;
+# steady white, pink and brown noise, fan-like low-passed noise, mains hum with its harmonics and tones stay within
+# 2.6 dB at 8-48 kHz. Speech under noise as loud as itself (0 dB SNR) can fall below the limit.
+MIN_PROMPT_LOUDNESS_RANGE_DB = 4.0
+_SPEECH_BAND_HZ = (300.0, 4000.0)
+# Shorter clips are not judged: a 0.5 s stretch of speech can sit inside one long syllable (3.9 dB at worst among 1,700
+# random 0.5 s windows of the evaluation prompts), while every 1 s window spans 8.2 dB or more.
+_MIN_JUDGED_SECONDS = 1.0
 # Energy frames, and the shortest quiet run that counts as a pause between words or sentences.
 _FRAME_SECONDS = 0.01
 _MIN_PAUSE_SECONDS = 0.08
@@ -124,6 +138,44 @@ def frame_energy_db(waveform: np.ndarray, sampling_rate: int) -> tuple[np.ndarra
     if count >= 3:
         level = np.convolve(np.pad(level, 1, mode="edge"), np.ones(3) / 3, mode="valid")
     return level, size
+
+
+def speech_band_loudness_range_db(waveform, sampling_rate: int) -> float:
+    """How much a clip's loudness in the speech band (300-4000 Hz) varies: the difference in dB between the 90th and
+    the 10th percentile of the band's energy in 20 ms frames (10 ms apart), averaged over 5 frames. Speech spans 15 dB
+    or more, steady noise a few dB. A clip shorter than 1 s gives infinity: too short to judge."""
+    audio = np.asarray(waveform, dtype=np.float64).reshape(-1)
+    if len(audio) < _MIN_JUDGED_SECONDS * sampling_rate:
+        return float("inf")
+    size = 1 << max(0, int(np.ceil(np.log2(0.02 * sampling_rate))))
+    hop = max(1, round(_FRAME_SECONDS * sampling_rate))
+    # a Blackman-Harris window (sidelobes at -92 dB): with a Hann window, hum below the band leaks into it and beats
+    phase = 2 * np.pi * np.arange(size) / size
+    window = 0.35875 - 0.48829 * np.cos(phase) + 0.14128 * np.cos(2 * phase) - 0.01168 * np.cos(3 * phase)
+    spectrum = np.abs(np.fft.rfft(np.lib.stride_tricks.sliding_window_view(audio, size)[::hop] * window, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(size, 1.0 / sampling_rate)
+    band = (freqs >= _SPEECH_BAND_HZ[0]) & (freqs <= _SPEECH_BAND_HZ[1])
+    # band energy 60 dB under the clip's mean frame energy counts as nothing (what is left of leakage, rounding)
+    energy = np.maximum(spectrum[:, band].sum(axis=1), 1e-6 * spectrum.sum(axis=1).mean() + 1e-20)
+    # averaged over 50 ms: syllables last longer, while the frame-to-frame scatter of noise's energy evens out
+    energy = np.convolve(energy, np.ones(5) / 5, mode="valid")
+    level = 10 * np.log10(energy)
+    return float(np.percentile(level, 90) - np.percentile(level, 10))
+
+
+def check_prompt_is_speech(waveform, sampling_rate: int, min_range_db: float | None, name: str = "prompt_audio"):
+    """Refuse a clip whose speech-band loudness varies by less than `min_range_db` (see
+    [`speech_band_loudness_range_db`]): steady noise, hum or a tone, not a voice. `None` turns the check off."""
+    if min_range_db is None:
+        return
+    spread = speech_band_loudness_range_db(waveform, sampling_rate)
+    if spread < min_range_db:
+        raise ValueError(
+            f"{name} does not sound like speech: its loudness in the speech band (300-4000 Hz) varies by only "
+            f"{spread:.1f} dB, where speech rises and falls by 15 dB or more between syllables and pauses; steady "
+            "noise, hum or a tone stay within a few dB. Pass a recording of the voice speaking, with little background "
+            "noise (`processor.min_prompt_loudness_range_db = None` turns this check off)."
+        )
 
 
 def speech_level_db(waveform, sampling_rate: int) -> float:

@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from model_helpers import DiTARModelTester, set_stop_logit
-from pipeline_helpers import SR, get_dummy_feature_extractor, get_dummy_inputs, get_dummy_pipeline, tone, write_wav
+from pipeline_helpers import (
+    SR,
+    get_dummy_feature_extractor,
+    get_dummy_inputs,
+    get_dummy_pipeline,
+    spoken,
+    tone,
+    write_wav,
+)
 
 from modeling_ditar import (
     DiTARForConditionalGeneration,
@@ -372,7 +380,13 @@ for _id, _dtype, _desc, _result in (
     "prompt_text has .* tokens .* far below human speech.* complete transcript",
 )
 def _(ctx):
-    return call(ctx, prompt_audio=tone(2.0), prompt_text="hi")
+    return call(ctx, prompt_audio=spoken(2.0), prompt_text="hi")
+
+
+@case("pipe-prompt-white-noise", P, "2 s of white noise as prompt_audio", ValueError, "does not sound like speech")
+def _(ctx):
+    hiss = np.random.default_rng(0).normal(0.0, 0.05, 2 * SR).astype(np.float32)
+    return call(ctx, prompt_audio=hiss, prompt_text="a clip of hiss")
 
 
 @case(
@@ -469,13 +483,13 @@ def _(ctx):
 )
 def _(ctx):
     text = " ".join(["hello world"] * 170)[:2000]
-    return call(ctx, prompt_audio=tone(3.0), prompt_text=text, max_new_patches=None)
+    return call(ctx, prompt_audio=spoken(3.0), prompt_text=text, max_new_patches=None)
 
 
 @case("pipe-speaking-rate-cap", P, "1.5 s prompt with a 60-character transcript, no max_new_patches")
 def _(ctx):
     pipe = ctx.pipe
-    args = get_dummy_inputs(prompt_audio=tone(1.5), prompt_text="one two three four five six seven eight nine ten")
+    args = get_dummy_inputs(prompt_audio=spoken(1.5), prompt_text="one two three four five six seven eight nine ten")
     args["max_new_patches"] = None
     inputs = pipe.encode_inputs([args["text"]], args["prompt_audio"], args["prompt_text"], SR)
     settings = pipe.model.generation_settings(max_patches_per_text_token=100.0)

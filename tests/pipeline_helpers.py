@@ -39,6 +39,16 @@ def tone(seconds: float = 0.05, sr: int = SR, freq: float = 220.0, amplitude: fl
     return (amplitude * wave / 2).astype(np.float32)
 
 
+def spoken(seconds: float = 1.2, sr: int = SR, freq: float = 220.0, amplitude: float = 0.3) -> np.ndarray:
+    """`tone` switched on and off four times a second (on 60% of the time, with 10 ms ramps), loud and quiet like
+    syllables and pauses: prompts of 1 s or more must rise and fall like speech, where a steady tone is refused."""
+    wave = tone(seconds, sr=sr, freq=freq, amplitude=amplitude)
+    gate = ((np.arange(len(wave)) / sr * 4.0) % 1.0 < 0.6).astype(np.float32)
+    ramp = max(1, round(0.01 * sr))
+    envelope = np.convolve(gate, np.ones(ramp, dtype=np.float32) / ramp, mode="same")
+    return (wave * envelope).astype(np.float32)
+
+
 def get_dummy_feature_extractor(**overrides) -> DiTARFeatureExtractor:
     kwargs = dict(
         feature_size=FEATURE_DIM,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from pipeline_helpers import SR, get_dummy_pipeline, tone
+from pipeline_helpers import SR, get_dummy_pipeline, spoken
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -23,7 +23,7 @@ import finetune  # noqa: E402  (examples/finetune.py)
 
 
 def _clip(seconds=1.2, freq=220.0, sr=SR):
-    return tone(seconds, sr=sr, freq=freq)
+    return spoken(seconds, sr=sr, freq=freq)
 
 
 def _write(folder: Path, name: str, audio=None, text: str | None = "a clean sentence", sr: int = SR):
@@ -47,6 +47,13 @@ CASES = [
     ("short", lambda f: _write(f, "short", _clip(0.3, freq=170)), "too short", "0.30 s, under --min-sec 1 s", True),
     ("long", lambda f: _write(f, "long", _clip(16.0, freq=180)), "too long", "16.0 s, over --max-sec 15 s", True),
     ("silent", lambda f: _write(f, "silent", np.zeros(SR * 2, np.float32)), "silent audio", "silent", True),
+    (
+        "hiss",
+        lambda f: _write(f, "hiss", np.random.default_rng(0).normal(0, 0.05, SR * 2).astype(np.float32)),
+        "not speech",
+        "steady noise",
+        True,
+    ),
     ("dup", lambda f: _write(f, "dup", _clip(freq=220.0), "another text"), "duplicate audio", "same audio as", True),
     (
         "mismatch",
