@@ -578,6 +578,19 @@ class SpeechRequest(BaseModel):
     seed: int | None = None
 
 
+class TrailingSlash:
+    """ASGI middleware: `/v1/audio/speech/` is served as `/v1/audio/speech` (and so on for every path). Without it the
+    router answers 307, which clients that do not follow redirects for POST report as an empty reply."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and len(scope["path"]) > 1 and scope["path"].endswith("/"):
+            scope = {**scope, "path": scope["path"].rstrip("/") or "/"}
+        return await self.app(scope, receive, send)
+
+
 class BodyLimit:
     """ASGI middleware: a request body over its limit gets 413 before the app sees it (by its Content-Length, or while
     it is read when there is none); bodies under the limit are passed on whole."""
@@ -586,7 +599,7 @@ class BodyLimit:
         self.app, self.settings = app, settings
 
     def limit(self, path: str) -> tuple[int, str]:
-        if path.rstrip("/") == "/v1/voices":
+        if path == "/v1/voices":
             return self.settings.max_upload_bytes, "--max-upload-mb"
         return self.settings.max_json_bytes, "--max-text-chars"
 
@@ -655,6 +668,7 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
     app = FastAPI(title="DiTAR speech server", version="1", lifespan=lifespan)
     app.state.pipe, app.state.settings, app.state.voices, app.state.scheduler = pipe, settings, voices, scheduler
     app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(TrailingSlash)  # added last, so it runs first
 
     @app.exception_handler(APIError)
     async def api_error(request, err: APIError):

@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 import torch
 from fastapi.testclient import TestClient
-from pipeline_helpers import SR, get_dummy_pipeline, tone
+from pipeline_helpers import SR, get_dummy_pipeline, spoken, tone
 from test_cli import _imported_modules
 
 from modeling_ditar.server import BatchScheduler, ServerSettings, ShuttingDown, create_app, streaming_wav_header
@@ -109,6 +109,15 @@ def test_speech_wav_is_the_pipeline_audio_for_its_seed(client, pipe):
     np.testing.assert_array_equal(
         sf.read(io.BytesIO(response.content), dtype="int16")[0], expected_pcm(pipe, "hello there", 7)
     )
+
+
+def test_a_trailing_slash_is_served_not_redirected(client, pipe):
+    request = {"model": "ditar", "input": "hello there", "voice": "default", "seed": 7}
+    response = client.post(SPEECH + "/", json=request, follow_redirects=False)
+    assert response.status_code == 200, response.text
+    assert response.content == client.post(SPEECH, json=request).content
+    assert client.get("/health/", follow_redirects=False).status_code == 200
+    assert client.post(SPEECH + "/", content=b"", follow_redirects=False).status_code == 415  # the speech path's checks
 
 
 def test_formats_and_openai_voice_names(client, pipe):
@@ -255,7 +264,9 @@ def test_malformed_voice_uploads(pipe):
         assert len(long_silence) < 20_000
         assert_error(upload(client, long_silence), 413, "audio", "61 s long; upload at most 60 s")
         assert "BytesIO" not in upload(client, b"RIFF" + b"x" * 100).json()["error"]["message"]
-        assert_error(upload(client, wav_bytes(tone(1.2)), text="a"), 400, "text", "far below human speech")
+        assert_error(upload(client, wav_bytes(spoken(1.2)), text="a"), 400, "text", "far below human speech")
+        hiss = np.random.default_rng(0).normal(0.0, 0.05, SR * 6 // 5).astype(np.float32)  # 1.2 s
+        assert_error(upload(client, wav_bytes(hiss), text="a clip of hiss"), 400, "audio", "does not sound like speech")
         assert_error(upload(client, wav_bytes(tone(0.06)), name="n" * 101), 400, "name", "at most 100")
         assert upload(client, wav_bytes(tone(0.06))).status_code == 201
         assert client.get("/health").json()["status"] == "ok"
