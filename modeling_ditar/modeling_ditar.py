@@ -238,8 +238,18 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         Inf raises a ValueError naming its weight file instead of loading silently. A config with `candidate_locdit`
         whose weights hold none is refused too: a freshly initialised candidate LocDiT would sample noise. Loaded with
         `candidate_locdit=False` from a folder that has one, the model also drops that student's
-        `candidate_num_inference_steps`, as `remove_candidate_locdit()` does."""
+        `candidate_num_inference_steps`, as `remove_candidate_locdit()` does.
+
+        Weights stored in half precision (float16 or bfloat16, to stay small) are computed in float32 unless `dtype=`
+        asks otherwise (`dtype="auto"` keeps the stored one): CPUs without native half-precision kernels run them
+        several times slower. This holds however the model is loaded (this class, `AutoModel`, a diffusers or
+        transformers pipeline with remote code)."""
         output_loading_info = kwargs.pop("output_loading_info", False)
+        hub = {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token", "local_files_only") if k in kwargs}
+        stored, _ = cls.config_class.get_config_dict(pretrained_model_name_or_path, **hub)
+        if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None:
+            if stored.get("dtype", stored.get("torch_dtype")) in ("float16", "bfloat16"):
+                kwargs["dtype"] = torch.float32
         model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
         source = _weights_source(pretrained_model_name_or_path, kwargs.get("subfolder"))
         missing = sorted(key for key in info["missing_keys"] if key.startswith("candidate_locdit."))
@@ -250,10 +260,6 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 "LocDiT itself, or save the model again with its distilled candidate LocDiT."
             )
         if model.candidate_locdit is None and model.generation_config.candidate_num_inference_steps is not None:
-            hub = {
-                k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token", "local_files_only") if k in kwargs
-            }
-            stored, _ = cls.config_class.get_config_dict(pretrained_model_name_or_path, **hub)
             if stored.get("candidate_locdit"):
                 # loaded without the folder's candidate LocDiT (candidate_locdit=False): as remove_candidate_locdit()
                 # does, the student's step count goes with it, so that LocDiT samples the candidates at its own steps

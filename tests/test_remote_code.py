@@ -94,6 +94,12 @@ REMOTE_SCRIPT = textwrap.dedent(
     again = DiffusionPipeline.from_pretrained(f"{data}/resaved", trust_remote_code=True)
     report["resaved_equal"] = bool(np.array_equal(call(again), np.load(f"{data}/pipeline_audio.npy")))
 
+    # stored in float16, computed in float32 as the package computes it
+    pipe = DiffusionPipeline.from_pretrained(f"{data}/half_pipeline", trust_remote_code=True)
+    report["half_dtypes"] = [str(pipe.model.dtype), str(AutoModel.from_pretrained(f"{data}/half_pipeline/model",
+                             trust_remote_code=True).dtype)]
+    report["half_equal"] = bool(np.array_equal(call(pipe), np.load(f"{data}/half_audio.npy")))
+
     # a pipeline on VAE latents (AutoencoderOobleck component)
     pipe = DiffusionPipeline.from_pretrained(f"{data}/vae_pipeline", trust_remote_code=True)
     report["vae_class"] = type(pipe.vae).__name__
@@ -146,6 +152,10 @@ def saved(tmp_path_factory):
         generator=torch.Generator().manual_seed(1),
     ).features
     np.save(data / "model_features.npy", features.numpy())
+    # a pipeline whose model is stored in float16 (as the embedded default is): loaded, it computes in float32
+    pipe.model.half()
+    pipe.save_pretrained(data / "half_pipeline")
+    np.save(data / "half_audio.npy", _call(DiTARPipeline.from_pretrained(data / "half_pipeline")))
     vae_pipe = get_dummy_vae_pipeline()
     vae_pipe.save_pretrained(data / "vae_pipeline")
     np.save(data / "vae_audio.npy", _call(vae_pipe))
@@ -201,6 +211,11 @@ def test_pipeline_loads_as_remote_code_and_generates_the_same_audio(remote_repor
     assert remote_report["pipeline_equal"]
     assert remote_report["custom_pipeline_equal"]
     assert remote_report["resaved_equal"]
+
+
+def test_a_half_precision_folder_computes_in_float32_through_remote_code_too(remote_report):
+    assert remote_report["half_dtypes"] == ["torch.float32", "torch.float32"]
+    assert remote_report["half_equal"]
 
 
 def test_vae_pipeline_loads_as_remote_code(remote_report):
