@@ -308,8 +308,17 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         (the embedded default's setting) picks bfloat16 for a float32 model on a CPU that multiplies bfloat16
         natively (AVX512-BF16 or AMX) and float32 elsewhere, when the pipeline is built; after moving the pipeline to
         another device, `pipe.model.set_matmul_dtype("auto")` decides again. `torch.float32` keeps every
-        multiplication in float32."""
+        multiplication in float32.
+
+        `candidate_locdit=False` loads the model without the folder's distilled candidate LocDiT (as
+        [`DiTARForConditionalGeneration.from_pretrained`] does): LocDiT itself then samples the candidates."""
         matmul_dtype_setting(kwargs.get("matmul_dtype"))  # a bad value is refused before anything loads
+        candidate_locdit = kwargs.pop("candidate_locdit", None)
+        if candidate_locdit not in (None, False):
+            raise ValueError(
+                f"candidate_locdit={candidate_locdit!r}: on loading it can only be False (leave out the folder's "
+                "candidate LocDiT); a candidate LocDiT is added with conversion/add_candidate_locdit.py."
+            )
         if pretrained_model_name_or_path is None:
             if not (EMBEDDED_DEFAULT / "model_index.json").is_file():
                 raise ValueError(
@@ -341,6 +350,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         stored = _stored_dtype(Path(local) / "model" / "config.json")
         if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None and stored in HALF_DTYPES:
             kwargs["dtype"] = torch.float32
+        if candidate_locdit is False and "model" not in kwargs:  # diffusers passes no settings to one component
+            kwargs["model"] = DiTARForConditionalGeneration.from_pretrained(
+                Path(local) / "model", candidate_locdit=False, dtype=kwargs.get("dtype") or kwargs.get("torch_dtype")
+            )
         try:
             pipe = super().from_pretrained(local, **kwargs)
         except Exception as err:

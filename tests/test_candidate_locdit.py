@@ -9,7 +9,7 @@ import pytest
 import torch
 from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
 
-from modeling_ditar import DiTARForConditionalGeneration
+from modeling_ditar import DiTARForConditionalGeneration, DiTARPipeline
 from modeling_ditar.generation_ditar import resolve_generation_settings
 
 PRUNE_AFTER = 2
@@ -180,6 +180,17 @@ def test_a_config_without_the_candidate_locdit_loads_the_folder_without_it(tmp_p
     for key, value in pipe.model.locdit.state_dict().items():
         torch.testing.assert_close(loaded.locdit.state_dict()[key], value)
     assert "candidate_locdit" not in caplog.text
+
+
+def test_the_pipeline_loads_without_the_candidate_locdit_when_asked(tmp_path):
+    pipe = _pipe(candidate_steps=1)
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = DiTARPipeline.from_pretrained(tmp_path / "pipe", candidate_locdit=False)
+    assert loaded.model.candidate_locdit is None and not loaded.model.config.candidate_locdit
+    assert loaded.model.generation_settings().candidate_num_inference_steps is None
+    assert DiTARPipeline.from_pretrained(tmp_path / "pipe").model.candidate_locdit is not None
+    with pytest.raises(ValueError, match="can only be False"):
+        DiTARPipeline.from_pretrained(tmp_path / "pipe", candidate_locdit=True)
 
 
 def test_set_locdit_dtype_casts_both_locdits_and_nothing_else():
