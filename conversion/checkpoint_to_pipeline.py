@@ -265,7 +265,8 @@ def finish(args, model, processor, source: Path, step_info: str) -> Path:
         kwargs = card_kwargs(args, source, step_info)
         kwargs["details"] = {**(kwargs["details"] or {}), **describe_pipeline_folder(tmp)}
         render_model_card(kind="pipeline", **kwargs).save(str(tmp / "README.md"))
-    print(f"wrote {args.out} from {step_info}; publish it with: hf upload <org>/<name> {args.out} .")
+    repo = args.repo_id or "<org>/<name>"
+    print(f"wrote {args.out} from {step_info}; publish it with: hf upload {repo} {args.out} .")
     return args.out
 
 

@@ -9,7 +9,7 @@ folder (STEP: read its logs only up to that step, for a model saved part-way thr
 from which the steps, wall time, the last logged diffusion loss and the last right-vs-wrong-transcript penalty (and,
 when logged, the same in prompt + target rows) are read.
 The ground-truth rows (gt, resynth) are shown once, from the first results that have them. RTF is left out on purpose:
-these evaluations often share the CPU with training, which makes their timings meaningless (see INFERENCE.md).
+these evaluations often share the CPU with training, which makes their timings meaningless (see docs/inference.md).
 """
 
 from __future__ import annotations
