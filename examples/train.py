@@ -246,6 +246,7 @@ def lr_lambda(cfg: TrainConfig, num_processes: int = 1):
 
 def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
     from modeling_ditar import DiTARFeatureExtractor, DiTARProcessor, build_ditar_tokenizer
+    from modeling_ditar.training_data import check_corpus_features
 
     if cfg.init_from:
         source = Path(cfg.init_from)
@@ -271,6 +272,12 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
         # loaded without its candidate LocDiT, the model also drops the student's candidate step count
         model = DiTARForConditionalGeneration.from_pretrained(model_dir, config=config, dtype=torch.float32)
         processor = DiTARProcessor.from_pretrained(processor_dir)
+        check_corpus_features(
+            DiTARFeatureExtractor.get_feature_extractor_dict(dataset_dir / "feature_extractor")[0],
+            processor.feature_extractor,
+            str(dataset_dir),
+            str(source),
+        )
         return model, processor
     processor = DiTARProcessor(
         DiTARFeatureExtractor.from_pretrained(dataset_dir / "feature_extractor"),

@@ -168,7 +168,8 @@ def main(argv=None):
 
     from datasets import load_from_disk
 
-    from modeling_ditar import DiTARForConditionalGeneration, DiTARProcessor
+    from modeling_ditar import DiTARFeatureExtractor, DiTARForConditionalGeneration, DiTARProcessor
+    from modeling_ditar.training_data import check_corpus_features
 
     parser = argparse.ArgumentParser(description="Right-vs-wrong-transcript x0 error of a saved DiTAR model.")
     parser.add_argument("--model", required=True, help="a pipeline folder (model/, processor/) or a train.py final/")
@@ -186,6 +187,8 @@ def main(argv=None):
     folder = Path(args.model)
     model = DiTARForConditionalGeneration.from_pretrained(str(folder / "model"), dtype=torch.float32).eval()
     processor = DiTARProcessor.from_pretrained(str(folder / "processor"))
+    settings = DiTARFeatureExtractor.get_feature_extractor_dict(str(Path(args.dataset) / "feature_extractor"))[0]
+    check_corpus_features(settings, processor.feature_extractor, args.dataset, args.model)
     split = load_from_disk(args.dataset)["validation"]
     valid = load_utterances(split.select(spread_rows(len(split), args.num_utterances)), processor, model)
     pad_id = processor.tokenizer.pad_token_id or 0

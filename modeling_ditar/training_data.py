@@ -32,6 +32,40 @@ def model_config_for_processor(processor, model_kwargs: dict | None = None):
     return DiTARConfig(text_config=text_config, **kwargs)
 
 
+# The feature extractor settings that decide what a feature vector means (normalisation statistics do not: a model
+# keeps its own).
+FEATURE_SETTINGS = (
+    "sampling_rate",
+    "feature_size",
+    "hop_length",
+    "n_fft",
+    "win_length",
+    "f_min",
+    "f_max",
+    "mel_scale",
+    "mel_norm",
+    "power",
+    "log_mel",
+    "log_floor",
+)
+
+
+def check_corpus_features(corpus_settings: dict, feature_extractor, corpus: str, model: str) -> None:
+    """Refuse to train or evaluate a model on a corpus whose features were computed with other settings (another rate,
+    number of mel bins, hop, ...): the shapes may not fit, and where they do the model would read other features as
+    its own. `corpus_settings` is the corpus's saved feature extractor config."""
+    theirs = {k: corpus_settings.get(k) for k in FEATURE_SETTINGS if k in corpus_settings}
+    ours = {k: getattr(feature_extractor, k, None) for k in theirs}
+    differ = {k: (theirs[k], ours[k]) for k in theirs if theirs[k] != ours[k]}
+    if differ:
+        listing = ", ".join(f"{k} {a!r} (model: {b!r})" for k, (a, b) in differ.items())
+        raise ValueError(
+            f"{corpus}: its features were computed with other settings than {model}'s feature extractor: {listing}. "
+            "Rebuild the corpus with the model's settings (examples/build_corpus.py --features --feature-config JSON; "
+            "the shipped model's are in examples/configs/features_16k_80mel.json), or train a new model on it."
+        )
+
+
 # Default length-sorting pool (PairedLengthBatcher): about this many batches of the longest examples, at least
 # MIN_POOL_SIZE examples (the earlier fixed size, so existing configs keep their data order).
 POOL_BATCHES = 64

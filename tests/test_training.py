@@ -834,3 +834,22 @@ def test_grow_locdit_appends_identity_blocks_and_keeps_the_prediction(tmp_path):
     grow.main([str(base), str(tmp_path / "grown"), "--layers", str(layers + 1)])
     loaded = DiTARPipeline.from_pretrained(tmp_path / "grown")
     assert len(loaded.model.locdit.transformer.blocks) == layers + 1
+
+
+def test_a_corpus_with_other_feature_settings_than_init_from_is_refused_by_name(straight_run):
+    """The embedded default (16 kHz, 80 mel bins) on the tiny corpus's features failed deep inside the model with a
+    shape error, in train.py and in training_eval.py alike."""
+    train = _train_module()  # puts examples/ on the path
+    import training_eval
+
+    tmp_path, config = straight_run
+    corpus = Path(json.loads(config.read_text())["dataset"])
+    same = train.TrainConfig(init_from=str(tmp_path / "straight" / "final"))
+    train.load_model_and_processor(same, corpus)  # the run's own features: accepted
+    other = train.TrainConfig(init_from=str(ROOT / "modeling_ditar" / "default"))
+    with pytest.raises(
+        ValueError, match=r"other settings than .*default's feature extractor: feature_size 8 \(model: 80\), hop_length"
+    ):
+        train.load_model_and_processor(other, corpus)
+    with pytest.raises(ValueError, match="examples/configs/features_16k_80mel.json"):
+        training_eval.main(["--model", str(ROOT / "modeling_ditar" / "default"), "--dataset", str(corpus)])
