@@ -272,12 +272,13 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
         # loaded without its candidate LocDiT, the model also drops the student's candidate step count
         model = DiTARForConditionalGeneration.from_pretrained(model_dir, config=config, dtype=torch.float32)
         processor = DiTARProcessor.from_pretrained(processor_dir)
-        check_corpus_features(
-            DiTARFeatureExtractor.get_feature_extractor_dict(dataset_dir / "feature_extractor")[0],
-            processor.feature_extractor,
-            str(dataset_dir),
-            str(source),
-        )
+        if (dataset_dir / "feature_extractor").is_dir():  # written by build_corpus.py --features with the features
+            check_corpus_features(
+                DiTARFeatureExtractor.get_feature_extractor_dict(str(dataset_dir / "feature_extractor"))[0],
+                processor.feature_extractor,
+                str(dataset_dir),
+                str(source),
+            )
         return model, processor
     processor = DiTARProcessor(
         DiTARFeatureExtractor.from_pretrained(dataset_dir / "feature_extractor"),
