@@ -718,21 +718,50 @@ def convert_speech_dataset(
 
 
 def read_folder_metadata(folder: Path) -> list[dict]:
-    """Rows of FOLDER/metadata.csv (columns file_name, text and optionally speaker_id; the `datasets` audiofolder
-    layout), with each file_name resolved against FOLDER."""
+    """Rows of FOLDER/metadata.csv (columns file_name, text and optionally speaker_id, separated by commas; the
+    `datasets` audiofolder layout), with each file_name resolved against FOLDER. Every row needs a transcript and a
+    readable audio file; the rows that do not have them are named, with their line numbers."""
     import csv
 
-    with open(folder / "metadata.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"file_name", "text"} <= set(rows[0]):
-        raise SystemExit(f"{folder / 'metadata.csv'}: needs a header with file_name and text (optional speaker_id)")
-    missing = [r["file_name"] for r in rows if not (folder / r["file_name"]).is_file()]
-    if missing:
-        raise SystemExit(f"{folder}: {len(missing)} audio files named in metadata.csv are missing, e.g. {missing[0]}")
+    import soundfile as sf
+
+    path = folder / "metadata.csv"
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        header = reader.fieldnames or []
+    if not {"file_name", "text"} <= set(header):
+        first = ",".join(header)
+        hint = next((f" (this header seems to use {sep!r} instead)" for sep in (";", "\t", "|") if sep in first), "")
+        raise SystemExit(
+            f"{path}: needs a comma-separated header with file_name and text (optional speaker_id), got {first!r}{hint}"
+        )
+    if not rows:
+        raise SystemExit(f"{path}: the header has no rows under it; add one row per audio file")
+    problems = []
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        name, text = row.get("file_name") or "", row.get("text")
+        audio = folder / name
+        if not (text or "").strip():
+            problems.append(f"line {line} ({name}): no transcript")
+        elif not audio.is_file():
+            problems.append(f"line {line}: {name} is missing")
+        else:
+            try:
+                sf.info(str(audio))
+            except Exception as error:  # soundfile raises several types for files it cannot read
+                problems.append(f"line {line}: {name} is not audio soundfile can read ({type(error).__name__})")
+    if problems:
+        raise SystemExit(
+            f"{path}: {len(problems)} of {len(rows)} rows cannot be used: "
+            + "; ".join(problems[:5])
+            + ("; ..." if len(problems) > 5 else "")
+            + ". Fix them or remove the rows (examples/finetune.py lists and leaves out such clips itself)"
+        )
     return [
         {
             "audio": {"path": str(folder / r["file_name"])},
-            "text": r["text"],
+            "text": r["text"].strip(),
             "speaker_id": r.get("speaker_id") or "speaker",
         }
         for r in rows
@@ -1116,6 +1145,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_out_folder(out: Path, source: str | None) -> None:
+    """`--out` is replaced when the corpus is saved, so it must be new, empty or an earlier corpus (it has
+    dataset_dict.json), and neither hold nor lie inside the recordings of `--from-folder`."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out} is a file: give a folder for the corpus")
+    if source is not None:
+        src, dst = Path(source).resolve(), out.resolve()
+        if dst == src or src in dst.parents or dst in src.parents:
+            raise SystemExit(
+                f"--out {out} and --from-folder {source} overlap: the corpus replaces --out, which would delete the "
+                "recordings; give a folder outside them"
+            )
+    if out.is_dir() and any(out.iterdir()) and not (out / "dataset_dict.json").is_file():
+        shown = ", ".join(sorted(p.name for p in out.iterdir())[:5])
+        raise SystemExit(
+            f"--out {out} holds other files ({shown}, ...) and no corpus: the corpus replaces the whole folder, so "
+            "give a new or empty folder (an earlier corpus there is replaced)"
+        )
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.test_utts_per_voice is None:
@@ -1160,6 +1209,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--pack-drop-conditions filters the rows of --add-pack: add a pack, or leave it out")
     fe_kwargs = feature_extractor_kwargs(args) if args.features else None
     out = Path(args.out)
+    check_out_folder(out, args.from_folder)
     t0 = time.time()
     out.parent.mkdir(parents=True, exist_ok=True)
     shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None

@@ -568,8 +568,43 @@ def test_folder_of_recordings_becomes_a_corpus(tmp_path):
     assert texts == {f"Sentence number {i}, spoken." for i in range(10)}
     assert set(dsd["train"]["speaker_id"]) <= {"ann", "bob"} and dsd["train"][0]["sampling_rate"] == 16000
     (folder / "metadata.csv").write_text("file_name,text\nclips/missing.wav,Hello.\nclips/u0.flac,Hi.\n")
-    with pytest.raises(SystemExit, match="missing"):
+    with pytest.raises(SystemExit, match="1 of 2 rows cannot be used: line 2: clips/missing.wav is missing"):
         bc.main(["--out", str(tmp_path / "bad"), "--from-folder", str(folder)])
+    (folder / "notes.txt").write_text("not audio")
+    (folder / "metadata.csv").write_text("file_name,text\nclips/u0.flac,\nclips/u1.flac\nnotes.txt,Hi.\n")
+    with pytest.raises(
+        SystemExit, match="line 2 .*no transcript; line 3 .*no transcript; line 4: notes.txt is not audio"
+    ):
+        bc.main(["--out", str(tmp_path / "bad"), "--from-folder", str(folder)])
+    (folder / "metadata.csv").write_text("file_name;text\nclips/u0.flac;Hi.\n")
+    with pytest.raises(SystemExit, match="comma-separated header .* seems to use ';'"):
+        bc.main(["--out", str(tmp_path / "bad"), "--from-folder", str(folder)])
+    (folder / "metadata.csv").write_text("file_name,text\n")
+    with pytest.raises(SystemExit, match="no rows under it"):
+        bc.main(["--out", str(tmp_path / "bad"), "--from-folder", str(folder)])
+    assert not (tmp_path / "bad").exists()
+
+
+def test_out_is_never_a_folder_of_other_files_or_the_recordings(tmp_path):
+    """The corpus replaces --out whole: a folder of other files, or --out at, inside or around --from-folder (the
+    recordings themselves), were deleted."""
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    (folder / "metadata.csv").write_text("file_name,text\na.wav,Hello there.\n")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    (tmp_path / "file").write_text("mine")
+    for out, message in [
+        (notes, "holds other files \\(notes.txt, ...\\) and no corpus"),
+        (tmp_path / "file", "is a file"),
+        (folder, "overlap"),
+        (folder / "corpus", "overlap"),
+        (tmp_path, "overlap"),
+    ]:
+        with pytest.raises(SystemExit, match=message):
+            bc.main(["--out", str(out), "--from-folder", str(folder)])
+    assert (notes / "notes.txt").read_text() == "mine" and (folder / "metadata.csv").is_file()
 
 
 def test_heldout_sentences_of_train_voices_go_to_validation(tmp_path):
@@ -847,6 +882,7 @@ def test_settings_that_cannot_make_a_corpus_are_refused_and_an_existing_corpus_i
             bc.main(["--out", str(out), *args])
     assert not out.exists()
     out.mkdir()
+    (out / "dataset_dict.json").write_text('{"splits": ["train"]}')  # an earlier corpus
     (out / "kept.txt").write_text("an earlier corpus")
     fortunes = _tiny_fortunes(tmp_path)
     small = ["--num-train-speakers", "1", "--num-val-speakers", "1", "--utts-per-speaker", "2", "--num-test-voices"]
