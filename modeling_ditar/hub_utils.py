@@ -69,6 +69,34 @@ def looks_like_a_local_path(name: str) -> bool:
     )
 
 
+def folder_or_hub_files(source: str | os.PathLike, names: tuple[str, ...], what: str, **hub_kwargs) -> list[Path]:
+    """The files `names` of `what` (e.g. "a LoRA adapter") from a local folder, or else from the Hub repo `source`
+    (`hub_kwargs` go to the download). Errors name the source and what was expected instead of a Hub error about a
+    path that was meant locally: a missing local path, a file, a folder without the files, or a repo id that cannot be
+    fetched."""
+    folder, name = Path(source), str(source)
+    if folder.is_dir():
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{folder} is not {what} folder: it has no {', '.join(missing)}.")
+        return [folder / n for n in names]
+    if looks_like_a_local_path(name):
+        reason = "it is a file" if folder.exists() else "it does not exist"
+        raise FileNotFoundError(
+            f"{name} is not {what} folder ({reason}): pass the folder holding {', '.join(names)}, or a Hub repo id "
+            "such as 'org/name'."
+        )
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return [Path(hf_hub_download(name, n, **hub_kwargs)) for n in names]
+    except Exception as err:  # huggingface_hub raises many types: offline, no such repo, no such file, bad id
+        raise OSError(
+            f"{name!r} is not a folder here, and {what} could not be fetched from the Hub repo of that name "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})."
+        ) from err
+
+
 def relative_imports(path: str | os.PathLike) -> list[str]:
     """Module names imported relatively by one file (`from .x import` / `import .x`), in order of appearance."""
     text = Path(path).read_text(encoding="utf-8")

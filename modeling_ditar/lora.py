@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -149,21 +150,68 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
+# what `load_adapter` passes to the Hub download (a local folder needs none of them)
+HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "subfolder")
+
+
 def _read_adapter(source: str | os.PathLike, **hub_kwargs) -> tuple[dict, dict]:
-    """(adapter config dict, state dict) of a local adapter folder or a Hub repository."""
+    """(adapter config dict, state dict) of a local adapter folder or a Hub repository; a damaged file is named."""
     from safetensors.torch import load_file
 
-    folder = Path(source)
-    if folder.is_dir():
-        config_path, weights_path = folder / ADAPTER_CONFIG, folder / ADAPTER_WEIGHTS
-        if not config_path.is_file() or not weights_path.is_file():
-            raise FileNotFoundError(f"{folder}: an adapter folder holds {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}")
-    else:
-        from huggingface_hub import hf_hub_download
+    from .hub_utils import folder_or_hub_files
 
-        config_path = hf_hub_download(str(source), ADAPTER_CONFIG, **hub_kwargs)
-        weights_path = hf_hub_download(str(source), ADAPTER_WEIGHTS, **hub_kwargs)
-    return json.loads(Path(config_path).read_text()), load_file(str(weights_path))
+    unknown = sorted(set(hub_kwargs) - set(HUB_KWARGS))
+    if unknown:
+        raise TypeError(
+            f"load_adapter got unexpected keyword arguments {unknown}: an adapter folder holds {ADAPTER_CONFIG} and "
+            f"{ADAPTER_WEIGHTS} (no other weight file is read); for a Hub repo it takes {list(HUB_KWARGS)}."
+        )
+    config_path, weights_path = folder_or_hub_files(
+        source, (ADAPTER_CONFIG, ADAPTER_WEIGHTS), "a LoRA adapter", **hub_kwargs
+    )
+    try:
+        config = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{config_path} is not valid JSON ({err}); save the adapter again.") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path} holds a JSON {type(config).__name__}, not an adapter config; save it again.")
+    try:
+        state = load_file(str(weights_path))
+    except Exception as err:  # safetensors raises its own error type for a truncated or foreign file
+        raise ValueError(
+            f"{weights_path} is truncated or not a safetensors file ({err}); save the adapter again."
+        ) from err
+    return config, state
+
+
+def _check_adapter_fits(model: nn.Module, rank: int, state: dict, source) -> None:
+    """Refuse, before anything is injected, an adapter whose weights do not fit the model's layers (an adapter of a
+    model of another size, or of another rank than its config says), naming the first misfits."""
+    problems = []
+    for key, tensor in state.items():
+        for part, axis in ((".lora_A.", 1), (".lora_B.", 0)):
+            if part not in key:
+                continue
+            layer_name = key.split(part)[0]
+            try:
+                layer = model.get_submodule(layer_name)
+            except AttributeError:
+                problems.append(f"{layer_name} is not a layer of this model")
+                continue
+            layer = getattr(layer, "base_layer", layer)  # already wrapped by an earlier adapter
+            if not isinstance(layer, nn.Linear) or tensor.dim() != 2:
+                continue
+            size = layer.in_features if axis == 1 else layer.out_features
+            if tensor.shape[axis] != size:
+                side = "input" if axis == 1 else "output"
+                problems.append(f"{layer_name} has {side} size {tensor.shape[axis]} in the adapter, {size} here")
+            elif tensor.shape[1 - axis] != rank:
+                problems.append(
+                    f"{layer_name} has rank {tensor.shape[1 - axis]} in the adapter, r={rank} in its config"
+                )
+    if problems:
+        listing = "; ".join(dict.fromkeys(problems[:4])) + ("; ..." if len(problems) > 4 else "")
+        raise ValueError(f"{source}: this adapter does not fit this model ({listing}); nothing was loaded.")
 
 
 class DiTARLoraMixin:
@@ -215,17 +263,28 @@ class DiTARLoraMixin:
         _require_peft()
         from peft import LoraConfig, set_peft_model_state_dict
 
+        adapter_name = "default" if adapter_name is None else adapter_name
+        if not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name:
+            raise ValueError(f"adapter_name must be a non-empty string without '.', got {adapter_name!r}.")
+        if adapter_name in self._ditar_adapters():
+            raise ValueError(f"Adapter {adapter_name!r} already exists; delete_adapter it or pick another name")
         config, state = _read_adapter(peft_model_id, **hub_kwargs)
         if config.get("peft_type", "LORA") != "LORA":
             raise ValueError(f"{peft_model_id}: a {config.get('peft_type')} adapter; only LoRA is supported")
         known = set(LoraConfig.__dataclass_fields__)
         lora_config = LoraConfig(**{k: v for k, v in config.items() if k in known and k != "peft_type"})
-        adapter_name = adapter_name or "default"
-        self.add_adapter(lora_config, adapter_name)
-        result = set_peft_model_state_dict(self, state, adapter_name=adapter_name)
-        missing = [key for key in getattr(result, "unexpected_keys", []) if "lora_" in key]
-        if missing:
-            raise ValueError(f"{peft_model_id}: {len(missing)} adapter weights match no layer, e.g. {missing[0]}")
+        if not lora_config.rank_pattern:
+            _check_adapter_fits(self, lora_config.r, state, peft_model_id)
+        before = self._adapter_state()
+        try:
+            self.add_adapter(lora_config, adapter_name)
+            result = set_peft_model_state_dict(self, state, adapter_name=adapter_name)
+            missing = [key for key in getattr(result, "unexpected_keys", []) if "lora_" in key]
+            if missing:
+                raise ValueError(f"{peft_model_id}: {len(missing)} adapter weights match no layer, e.g. {missing[0]}")
+        except BaseException:
+            self._drop_failed_adapter(adapter_name, *before)  # the model as it was before the call
+            raise
         if getattr(self, "candidate_locdit", None) is not None:
             # the student was distilled from the LocDiT and backbone before the adapter changed them
             logger.warning_once(
@@ -234,10 +293,41 @@ class DiTARLoraMixin:
                 "`model.remove_candidate_locdit()` to sample them with the adapted LocDiT (slower first audio)."
             )
 
+    def _adapter_state(self) -> tuple[list[str], bool]:
+        """(active adapters, adapters switched off), to put back after a refused load."""
+        layers = _tuner_layers(self)
+        return list(getattr(self, "_ditar_active", [])), bool(layers and layers[0][1].disable_adapters)
+
+    def _drop_failed_adapter(self, name: str, active: list[str], disabled: bool) -> None:
+        """Remove what a failed `load_adapter` of `name` left (its config, layers injected before the failure) and
+        restore the adapters that were active or switched off."""
+        adapters = self._ditar_adapters()
+        adapters.pop(name, None)  # peft's injection registers the config before it touches any layer
+        if not adapters:
+            self.unload_adapters()
+            return
+        for _, layer in _tuner_layers(self):
+            if name in getattr(layer, "lora_A", {}):
+                layer.delete_adapter(name)
+        for _, wrapper in _trained_copies(self):
+            if name in wrapper.modules_to_save:
+                wrapper.delete_adapter(name, None)
+        self.set_adapter(active or next(iter(adapters)))
+        if disabled:
+            self.disable_adapters()
+
     def set_adapter(self, adapter_name: str | list[str]) -> None:
         """Make `adapter_name` (or several, which then add up) the active adapter(s); enables adapters."""
         self._check_has_adapters()
-        names = [adapter_name] if isinstance(adapter_name, str) else list(adapter_name)
+        if isinstance(adapter_name, str):
+            names = [adapter_name]
+        elif isinstance(adapter_name, (list, tuple)) and adapter_name and all(isinstance(n, str) for n in adapter_name):
+            names = list(adapter_name)
+        else:
+            raise ValueError(
+                f"Give an adapter name or a list of them, got {adapter_name!r}; loaded: "
+                f"{sorted(self._ditar_adapters())} (disable_lora() runs the base model)"
+            )
         unknown = [name for name in names if name not in self._ditar_adapters()]
         if unknown:
             raise ValueError(f"No adapter named {unknown}; loaded: {sorted(self._ditar_adapters())}")
@@ -347,7 +437,15 @@ class DiTARLoraMixin:
         self._check_has_adapters()
         if getattr(self, "_ditar_fused", None):
             raise ValueError("Adapters are already fused: unfuse_adapters() first")
-        names = list(adapter_names) if adapter_names is not None else list(getattr(self, "_ditar_active", []))
+        if isinstance(lora_scale, bool) or not isinstance(lora_scale, (int, float)) or not math.isfinite(lora_scale):
+            raise ValueError(f"lora_scale must be a finite number, got {lora_scale!r}.")
+        if adapter_names is None:
+            names = list(getattr(self, "_ditar_active", []))
+        else:
+            names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+            unknown = [name for name in names if name not in self._ditar_adapters()]
+            if unknown or not names:
+                raise ValueError(f"No adapter named {unknown or names}; loaded: {sorted(self._ditar_adapters())}")
         fused = {}
         with torch.no_grad():
             for name, layer in _tuner_layers(self):

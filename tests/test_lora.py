@@ -310,3 +310,94 @@ def test_candidate_ranking_takes_one_float_rate_for_every_row():
         **inputs, speech_position_rate=0.5, max_new_patches=3, generator=torch.Generator().manual_seed(0)
     )
     assert out.features.shape[0] == 1 and torch.isfinite(out.features).all()
+
+
+def _saved_adapter(folder, seed: int = 1, **config_overrides):
+    """An adapter of LoRA rank 4 on LoCDiT, with random weights, saved from a tiny model (with `config_overrides`)."""
+    model = get_dummy_pipeline(**config_overrides).model
+    model.add_adapter(default_lora_config(rank=4, targets="locdit"), adapter_name="voice")
+    randomize_adapter(model, seed)
+    return model.save_adapter(folder)
+
+
+def _edited(folder, target, **config_changes):
+    import shutil
+
+    shutil.copytree(folder, target)
+    config = json.loads((target / ADAPTER_CONFIG).read_text())
+    config.update(config_changes)
+    (target / ADAPTER_CONFIG).write_text(json.dumps(config))
+    return target
+
+
+def test_a_refused_adapter_leaves_the_pipeline_exactly_as_it_was(tmp_path):
+    """A refused load used to leave the adapter's name registered and part of its weights in the layers: the audio
+    changed and the name could not be loaded again."""
+    good = _saved_adapter(tmp_path / "good")
+    wide = _saved_adapter(tmp_path / "wide", locdit_hidden_size=48)  # a model of another size
+    refused = [
+        (wide, "does not fit this model .*output size 48 in the adapter, 32 here"),
+        (_edited(good, tmp_path / "rank", r=8), "rank 4 in the adapter, r=8 in its config"),
+        (_edited(good, tmp_path / "targets", target_modules=["no_such_layer"]), "no_such_layer|target modules"),
+    ]
+    pipe = get_dummy_pipeline()
+    base = torch.as_tensor(audio(pipe))
+    for folder, message in refused:  # on a pipeline without adapters
+        with pytest.raises(ValueError, match=message):
+            pipe.load_lora_weights(folder, adapter_name="x")
+        assert pipe.get_list_adapters() == {"model": []} and lora_linears(pipe.model) == []
+        assert torch.equal(torch.as_tensor(audio(pipe)), base)
+    pipe.load_lora_weights(good, adapter_name="a")
+    adapted = torch.as_tensor(audio(pipe))
+    for folder, message in refused:  # next to an active adapter, and next to a switched-off one
+        for switched_off in (False, True):
+            if switched_off:
+                pipe.disable_lora()
+            with pytest.raises(ValueError, match=message):
+                pipe.load_lora_weights(folder, adapter_name="x")
+            assert pipe.get_list_adapters() == {"model": ["a"]}
+            assert pipe.get_active_adapters() == ([] if switched_off else ["a"])
+            assert torch.equal(torch.as_tensor(audio(pipe)), base if switched_off else adapted)
+            pipe.enable_lora()
+    with pytest.raises(ValueError, match="without '.'"):
+        pipe.load_lora_weights(good, adapter_name="a.b")
+    with pytest.raises(ValueError, match="'a' already exists"):
+        pipe.load_lora_weights(good, adapter_name="a")
+    assert pipe.get_active_adapters() == ["a"] and torch.equal(torch.as_tensor(audio(pipe)), adapted)
+    pipe.load_lora_weights(good, adapter_name="x")  # the refused name is free
+    assert pipe.get_list_adapters() == {"model": ["a", "x"]}
+
+
+def test_adapter_sources_and_settings_that_cannot_work_are_named(tmp_path):
+    good = _saved_adapter(tmp_path / "good")
+    pipe = get_dummy_pipeline()
+    with pytest.raises(FileNotFoundError, match="nowhere is not a LoRA adapter folder \\(it does not exist\\)"):
+        pipe.load_lora_weights(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="is not a LoRA adapter folder \\(it is a file\\)"):
+        pipe.load_lora_weights(good / ADAPTER_CONFIG)
+    with pytest.raises(OSError, match="'org/no-adapter' is not a folder here, and a LoRA adapter could not be fetched"):
+        pipe.load_lora_weights("org/no-adapter")
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['weight_name'\\]"):
+        pipe.load_lora_weights(good, weight_name="other.safetensors")  # was ignored: the default file was loaded
+    broken = _edited(good, tmp_path / "broken")
+    (broken / ADAPTER_WEIGHTS).write_bytes(b"not safetensors")
+    with pytest.raises(ValueError, match="adapter_model.safetensors is truncated or not a safetensors file"):
+        pipe.load_lora_weights(broken)
+    (broken / ADAPTER_CONFIG).write_text("{not json")
+    with pytest.raises(ValueError, match="adapter_config.json is not valid JSON"):
+        pipe.load_lora_weights(broken)
+    assert pipe.get_list_adapters() == {"model": []}
+
+    pipe.load_lora_weights(good, adapter_name="a")
+    adapted = torch.as_tensor(audio(pipe))
+    for bad in (float("nan"), float("inf"), "0.5", True):
+        with pytest.raises(ValueError, match="lora_scale must be a finite number"):
+            pipe.fuse_lora(lora_scale=bad)
+    for names in (["zzz"], "zzz", []):
+        with pytest.raises(ValueError, match="No adapter named"):
+            pipe.fuse_lora(adapter_names=names)  # a string was read letter by letter, and nothing was fused
+    for names in (None, [], [None]):
+        with pytest.raises(ValueError, match="Give an adapter name or a list of them"):
+            pipe.set_adapters(names)
+    pipe.fuse_lora(adapter_names="a")
+    torch.testing.assert_close(torch.as_tensor(audio(pipe)), adapted)
