@@ -12,6 +12,7 @@ subword tokenizer of a pretrained LM the backbone was initialised from).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import unicodedata
@@ -291,7 +292,7 @@ class DiTARProcessor(ProcessorMixin):
             )
         else:
             skip = {"feature_extractor_type", "padding_side", "padding_value", "return_attention_mask"}
-            skip.add("processor_class")
+            skip |= _BOOKKEEPING_KEYS
             features = {"kind": "log-mel"}
             features.update({k: v for k, v in self.feature_extractor.to_dict().items() if k not in skip})
         init = self.tokenizer.init_kwargs or {}
@@ -311,13 +312,20 @@ class DiTARProcessor(ProcessorMixin):
         expected = self.voice_setup(prompt_encoder)
         for part in ("features", "text"):
             mine, theirs = expected[part], voice.setup.get(part, {})
-            for key in sorted(set(mine) | set(theirs)):
+            # (voices saved before bookkeeping keys were left out of the setup may hold them)
+            for key in sorted((set(mine) | set(theirs)) - _BOOKKEEPING_KEYS):
                 if mine.get(key) != theirs.get(key):
                     raise ValueError(
                         f"this voice was made for a different {'feature' if part == 'features' else 'text'} setup: "
                         f"{key} is {_short(theirs.get(key))} in the voice and {_short(mine.get(key))} here. Create "
                         "the voice again from its audio with this pipeline or processor (create_voice)."
                     )
+        vocab_size = expected["text"]["vocab_size"]
+        if int(voice.prompt_input_ids.max()) >= vocab_size:
+            raise ValueError(
+                f"this voice's transcript holds token ids up to {int(voice.prompt_input_ids.max())}, outside this "
+                f"tokenizer's {vocab_size}: the voice is damaged. Create it again from its audio (create_voice)."
+            )
 
     def _call_with_voice(self, text, voice, return_tensors, on_unknown, prompt_encoder) -> BatchFeature:
         if return_tensors != "pt":
@@ -567,6 +575,10 @@ VOICE_WEIGHTS_NAME = "voice.safetensors"
 VOICE_FORMAT_VERSION = 1
 
 
+# saving and remote code add these to a processor's config; they say nothing about the features or the text
+_BOOKKEEPING_KEYS = {"auto_map", "processor_class"}
+
+
 class DiTARVoice:
     r"""
     A voice prompt processed once, for many calls: pass it as `voice=` to [`DiTARPipeline`] (`pipe(text,
@@ -605,7 +617,14 @@ class DiTARVoice:
             raise ValueError("prompt_features contains NaN or Inf values.")
         self.prompt_features = prompt_features
         self.prompt_input_ids = torch.as_tensor(prompt_input_ids, dtype=torch.long).flatten()
+        if self.prompt_input_ids.numel() == 0 or int(self.prompt_input_ids.min()) < 0:
+            raise ValueError("prompt_input_ids must hold the transcript's token ids (at least one, none negative).")
         self.speech_position_rate = torch.as_tensor(speech_position_rate, dtype=torch.float32).reshape(())
+        rate = float(self.speech_position_rate)
+        if not math.isfinite(rate) or rate <= 0:
+            raise ValueError(f"speech_position_rate must be a finite number > 0 (tokens per frame), got {rate!r}.")
+        if not isinstance(transcript, str) or not isinstance(setup, dict):
+            raise ValueError("transcript must be a string and setup a dict (as create_voice makes them).")
         self.transcript = transcript
         self.setup = setup
         # False: the pipeline runs the whole prefill, so a call gives the same bits whatever the batch it is in
@@ -664,36 +683,50 @@ class DiTARVoice:
         `cache_dir` and `local_files_only` are passed to the download)."""
         from safetensors.torch import load_file
 
-        folder = Path(pretrained_voice_name_or_path)
-        if kwargs.get("subfolder"):
-            folder = folder / kwargs["subfolder"]
-        if folder.is_dir():
-            config_file, weights_file = folder / VOICE_CONFIG_NAME, folder / VOICE_WEIGHTS_NAME
-            for path in (config_file, weights_file):
-                if not path.is_file():
-                    raise FileNotFoundError(f"{path} is missing: {folder} is not a voice saved with save_pretrained.")
-        else:
-            from huggingface_hub import hf_hub_download
+        from .hub_utils import folder_or_hub_files
 
-            keys = ("subfolder", "revision", "token", "cache_dir", "local_files_only")
-            options = {k: kwargs[k] for k in keys if kwargs.get(k) is not None}
-            source = str(pretrained_voice_name_or_path)
-            config_file = Path(hf_hub_download(source, VOICE_CONFIG_NAME, **options))
-            weights_file = Path(hf_hub_download(source, VOICE_WEIGHTS_NAME, **options))
-        config = json.loads(config_file.read_text("utf-8"))
+        source = Path(pretrained_voice_name_or_path)
+        if kwargs.get("subfolder") and source.is_dir():
+            source = source / kwargs["subfolder"]
+        keys = ("subfolder", "revision", "token", "cache_dir", "local_files_only")
+        options = {k: kwargs[k] for k in keys if kwargs.get(k) is not None}
+        config_file, weights_file = folder_or_hub_files(
+            source if source.is_dir() else pretrained_voice_name_or_path,
+            (VOICE_CONFIG_NAME, VOICE_WEIGHTS_NAME),
+            "a DiTARVoice",
+            **options,
+        )
+        damaged = f"{config_file.parent} is a damaged voice folder"
+        again = "create the voice again from its audio (create_voice) and save it"
+        try:
+            config = json.loads(config_file.read_text("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{damaged}: {VOICE_CONFIG_NAME} is not valid JSON ({err}); {again}.") from err
+        if not isinstance(config, dict):
+            raise ValueError(f"{damaged}: {VOICE_CONFIG_NAME} holds a JSON {type(config).__name__}; {again}.")
         if config.get("format_version") != VOICE_FORMAT_VERSION:
             raise ValueError(
                 f"{config_file}: voice format version {config.get('format_version')!r}, this library reads "
                 f"{VOICE_FORMAT_VERSION}; create the voice again from its audio."
             )
-        tensors = load_file(str(weights_file))
-        return cls(
-            prompt_features=tensors["prompt_features"],
-            prompt_input_ids=tensors["prompt_input_ids"],
-            speech_position_rate=tensors["speech_position_rate"][0],
-            transcript=config["transcript"],
-            setup=config["setup"],
-        )
+        try:
+            tensors = load_file(str(weights_file))
+        except Exception as err:  # safetensors raises its own error type for a truncated or foreign file
+            raise ValueError(f"{damaged}: {VOICE_WEIGHTS_NAME} cannot be read ({err}); {again}.") from err
+        missing = [k for k in ("prompt_features", "prompt_input_ids", "speech_position_rate") if k not in tensors]
+        missing += [k for k in ("transcript", "setup") if k not in config]
+        if missing:
+            raise ValueError(f"{damaged}: it lacks {', '.join(missing)}; {again}.")
+        try:
+            return cls(
+                prompt_features=tensors["prompt_features"],
+                prompt_input_ids=tensors["prompt_input_ids"],
+                speech_position_rate=tensors["speech_position_rate"].reshape(-1)[0],
+                transcript=config["transcript"],
+                setup=config["setup"],
+            )
+        except (ValueError, TypeError, IndexError, OverflowError) as err:
+            raise ValueError(f"{damaged}: {err} {again[0].upper()}{again[1:]}.") from err
 
 
 def _model_key(model) -> tuple:

@@ -20,7 +20,7 @@ from pipeline_helpers import (
     tone,
 )
 
-from modeling_ditar import DiTARForTextToSpeech, DiTARVoice
+from modeling_ditar import DiTARForTextToSpeech, DiTARPipeline, DiTARVoice
 
 PROMPT = tone(0.04)
 TRANSCRIPT = "the prompt"
@@ -139,8 +139,57 @@ def test_a_voice_of_another_setup_is_refused(pipe, voice, tmp_path):
         pipe(voice=voice, prompt_audio=PROMPT, prompt_text=TRANSCRIPT, sampling_rate=SR, **settings())
     with pytest.raises(TypeError, match="must be a DiTARVoice"):
         pipe(voice="default", **settings())
-    with pytest.raises(FileNotFoundError, match="voice_config.json is missing"):
+    with pytest.raises(FileNotFoundError, match="is not a DiTARVoice folder: it has no voice_config.json"):
         DiTARVoice.from_pretrained(tmp_path)
+
+
+def test_a_voice_made_before_saving_the_pipeline_works_after_loading_it(tmp_path):
+    """Saving adds remote-code bookkeeping (auto_map) to the processor's config: it made the voice 'of another
+    setup' for the loaded pipeline, and a voice of the loaded pipeline for the one in memory."""
+    pipe = get_dummy_pipeline()
+    voice = pipe.create_voice(PROMPT, TRANSCRIPT, sampling_rate=SR)
+    expected = pipe(voice=voice, **settings()).audios
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = DiTARPipeline.from_pretrained(tmp_path / "pipe")
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(loaded(voice=voice, **settings()).audios, expected)
+    pipe(voice=loaded.create_voice(PROMPT, TRANSCRIPT, sampling_rate=SR), **settings())
+
+
+def test_a_damaged_or_missing_voice_folder_is_named(pipe, voice, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    with pytest.raises(FileNotFoundError, match="nowhere is not a DiTARVoice folder \\(it does not exist\\)"):
+        DiTARVoice.from_pretrained(tmp_path / "nowhere")
+    with pytest.raises(OSError, match="'org/no-voice' is not a folder here, and a DiTARVoice could not be fetched"):
+        DiTARVoice.from_pretrained("org/no-voice")
+    voice.save_pretrained(tmp_path / "v")
+    config_file, weights_file = tmp_path / "v" / "voice_config.json", tmp_path / "v" / "voice.safetensors"
+    config, tensors = json.loads(config_file.read_text()), load_file(str(weights_file))
+
+    def damaged(match, config_text=None, **tensor_changes):
+        config_file.write_text(json.dumps(config) if config_text is None else config_text)
+        save_file({k: v for k, v in {**tensors, **tensor_changes}.items() if v is not None}, str(weights_file))
+        with pytest.raises(ValueError, match=match):
+            DiTARVoice.from_pretrained(tmp_path / "v")
+
+    damaged("damaged voice folder: voice_config.json is not valid JSON", config_text="{")
+    damaged("damaged voice folder: voice_config.json holds a JSON list", config_text="[1]")
+    damaged("damaged voice folder: it lacks setup", config_text=json.dumps({"format_version": 1, "transcript": "x"}))
+    damaged("damaged voice folder: it lacks prompt_features", prompt_features=None)
+    damaged("damaged voice folder: prompt_input_ids must hold", prompt_input_ids=torch.zeros(0, dtype=torch.long))
+    damaged(
+        "damaged voice folder: speech_position_rate must be a finite number",
+        speech_position_rate=torch.tensor([float("nan")]),
+    )
+    weights_file.write_bytes(weights_file.read_bytes()[:40])
+    with pytest.raises(ValueError, match="damaged voice folder: voice.safetensors cannot be read"):
+        DiTARVoice.from_pretrained(tmp_path / "v")
+    ids = voice.prompt_input_ids.clone()
+    ids[0] = 10_000
+    outside = DiTARVoice(voice.prompt_features, ids, voice.speech_position_rate, voice.transcript, voice.setup)
+    with pytest.raises(ValueError, match="token ids up to 10000, outside this tokenizer's"):
+        pipe(voice=outside, **settings())
 
 
 def test_changed_weights_rebuild_the_cache():
