@@ -1090,6 +1090,39 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         return DiTARGenerationOutput(features=features, lengths=lengths, stopped=stopped)
 
     @torch.no_grad()
+    def _fit_positions(self, position_ids, limit, position_step, text_tokens, capped: bool) -> torch.Tensor:
+        """The patch cap `limit` [B] within the backbone's `max_position_embeddings`: past the positions it was trained
+        on, rotary embeddings give no usable attention and the speech degrades without an error. Inputs that fill the
+        positions themselves, and a `max_new_patches` the caller set past them, are refused; a derived cap is lowered
+        to what fits, with a warning (the pipeline speaks a long text sentence by sentence instead)."""
+        maximum = getattr(self.config.text_config, "max_position_embeddings", None)
+        if not maximum:
+            return limit
+        hint = "Give a shorter text (DiTARPipeline speaks a long text sentence by sentence)"
+        used = position_ids.float().amax(dim=1)
+        if bool((used >= maximum - 1).any()):
+            row = int(torch.nonzero(used >= maximum - 1).flatten()[0])
+            raise ValueError(
+                f"row {row}: its {int(text_tokens[row])} text tokens and prompt already reach position {int(used[row])}"
+                f" of the backbone's max_position_embeddings {maximum}. {hint}."
+            )
+        step = torch.as_tensor(position_step, dtype=torch.float32, device=limit.device).reshape(-1)
+        room = ((maximum - 1 - position_ids[:, -1].float().to(limit.device)) / step).floor().long().clamp(min=1)
+        if not bool((limit > room).any()):
+            return limit
+        row = int(torch.nonzero(limit > room).flatten()[0])
+        if capped:
+            raise ValueError(
+                f"max_new_patches={int(limit[row])} passes the backbone's max_position_embeddings {maximum} in row "
+                f"{row}, where {int(room[row])} patches fit after its {int(text_tokens[row])} text tokens and prompt. "
+                f"{hint}, or a smaller max_new_patches."
+            )
+        logger.warning_once(
+            f"The patch cap of a long text was lowered to what the backbone's max_position_embeddings ({maximum}) "
+            f"leaves ({int(room[row])} patches in row {row}): its speech may be cut. {hint}."
+        )
+        return torch.minimum(limit, room)
+
     def generate_patches(
         self,
         input_ids: torch.LongTensor,
@@ -1232,6 +1265,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             if max_new_patches is None
             else torch.full((batch,), max_new_patches, device=device, dtype=torch.long)
         )
+        limit = self._fit_positions(position_ids, limit, position_step, text_mask.sum(1), max_new_patches is not None)
         max_steps = int(limit.max())
         speedups = self.generation_speedups
         self._apply_block_setting()
@@ -1567,7 +1601,8 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
         `past_key_values=voice.prefix_cache(model)` also skips the prefill of the voice's transcript.
         """
         settings_kwargs = {key: kwargs.pop(key) for key in list(kwargs) if key in GENERATION_DEFAULTS}
-        _, unknown = split_generation_kwargs(kwargs)
+        flags, unknown = split_generation_kwargs(kwargs)
+        warn_ignored_generation_flags(flags)
         reject_unknown_kwargs(
             "generate",
             unknown,
@@ -1606,6 +1641,28 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
         audio = [StreamingVocoder(self.vocoder, limiter=soft_limit).decode(f) for f in features]
         return DiTARSpeechOutput(
             audio=audio, sampling_rate=self.sampling_rate, features=features, stopped=out.stopped.cpu()
+        )
+
+
+# Flags transformers' text-to-speech pipeline passes to every model's generate, with its own values: not the user's.
+_PIPELINE_FLAGS = {"max_new_tokens": 256, "return_dict_in_generate": True}
+_BOOKKEEPING_FLAGS = {"pad_token_id", "bos_token_id", "eos_token_id", "output_attentions", "output_hidden_states"}
+
+
+def warn_ignored_generation_flags(flags: dict) -> None:
+    """Warn once per set of standard `GenerationConfig` flags that a caller set and DiTAR does not use (e.g.
+    `max_new_tokens=50`, `do_sample=False`, `num_beams=4`): they are accepted so that generic callers work, but they
+    change nothing, which should not go unnoticed."""
+    ignored = sorted(
+        f"{key}={value!r}"
+        for key, value in flags.items()
+        if key not in _BOOKKEEPING_FLAGS and not (key in _PIPELINE_FLAGS and _PIPELINE_FLAGS[key] == value)
+    )
+    if ignored:
+        logger.warning_once(
+            f"generate ignores {', '.join(ignored)}: DiTAR's length is set by max_new_patches and its stop head, its "
+            "sampling by temperature (0: no fresh noise), guidance_scale, num_inference_steps, num_candidates and "
+            "generator."
         )
 
 

@@ -184,6 +184,15 @@ class DiTARProcessor(ProcessorMixin):
             (normalised), `prompt_attention_mask` and `speech_position_rate` [B] (the prompt's speaking rate, its
             transcript's tokens per feature frame, which models with `speech_positions="aligned"` use).
         """
+        if "processor_kwargs" in kwargs:
+            # transformers' text-to-speech pipeline hands its `processor_kwargs` over as one keyword for plain text
+            extra = kwargs.pop("processor_kwargs") or {}
+            if not isinstance(extra, dict):
+                raise TypeError(f"processor_kwargs must be a dict, got {type(extra).__name__}.")
+            given = dict(text=text, prompt_text=prompt_text, prompt_audio=prompt_audio, sampling_rate=sampling_rate)
+            given.update(return_tensors=return_tensors, on_unknown=on_unknown, prompt_encoder=prompt_encoder)
+            given.update(use_default_voice=use_default_voice, voice=voice)
+            return self(**{**given, **kwargs, **extra})
         if kwargs:
             raise TypeError(f"DiTARProcessor got unexpected arguments {sorted(kwargs)}.")
         if voice is not None:
@@ -487,6 +496,16 @@ def _as_list(value, name: str) -> list[str]:
         return [value]
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         return list(value)
+    messages = [value] if isinstance(value, dict) else value
+    if isinstance(messages, (list, tuple)) and messages and all(isinstance(v, dict) for v in messages):
+        # transformers' pipelines pass a conversation on message by message when one lacks 'role' or 'content'
+        lacking = [i for i, m in enumerate(messages) if not {"role", "content"} <= set(m)]
+        if lacking:
+            missing = sorted({"role", "content"} - set(messages[lacking[0]]))
+            raise ValueError(
+                f"{name} looks like a conversation message, but {messages[lacking[0]]!r:.60} has no "
+                f"{' or '.join(map(repr, missing))}: every message needs 'role' and 'content'."
+            )
     raise ValueError(f"{name} must be a string or a non-empty list of strings, got {value!r:.80}.")
 
 

@@ -105,6 +105,20 @@ def test_text_to_speech_pipeline_clones_a_voice_given_as_a_conversation(saved):
     np.testing.assert_allclose(out["audio"], np.load(saved.parent / "reference.npy"), atol=ATOL)
 
 
+def test_text_to_speech_pipeline_passes_processor_kwargs_for_plain_text_and_names_bad_messages(saved):
+    """transformers hands `processor_kwargs` to the processor as one keyword for plain text (a TypeError before); a
+    message without 'content' made the pipeline pass the conversation on as texts, refused as 'not a string'."""
+    tts = pipeline("text-to-speech", model=str(saved))
+    prompt = np.load(saved.parent / "prompt.npy")
+    voice = tts.processor.create_voice(prompt, VOICE_TEXT, sampling_rate=8000)
+    settings = {"generator": torch.Generator().manual_seed(0), "num_candidates": 1}
+    out = tts(TEXT, processor_kwargs={"voice": voice}, generate_kwargs=settings)
+    # the voice is the default voice's audio, so the result is the same
+    np.testing.assert_allclose(out["audio"], np.load(saved.parent / "reference.npy"), atol=ATOL)
+    with pytest.raises(ValueError, match="looks like a conversation message, but {'role': 'user'} has no 'content'"):
+        tts([{"role": "user"}, {"role": "user", "content": TEXT}])
+
+
 def test_auto_classes_load_the_root(saved):
     assert isinstance(AutoModelForTextToWaveform.from_pretrained(saved), DiTARForTextToSpeech)
     model = AutoModel.from_pretrained(saved)

@@ -83,6 +83,40 @@ def test_text_to_speech_generate_accepts_standard_generation_flags(tester):
         assert torch.equal(a, b)
 
 
+def test_standard_flags_a_caller_sets_are_named_as_ignored(tester, caplog):
+    """transformers' pipeline passes max_new_tokens=256, pad_token_id and return_dict_in_generate to every model
+    (silent); flags a user sets, such as max_new_tokens=1 or num_beams=4, change nothing and are named once."""
+    vocoder = {"vocoder_type": "griffin_lim", "sampling_rate": 8000, "n_fft": 64, "hop_length": 16, "num_mel_bins": 8}
+    model = DiTARForTextToSpeech(tester.get_config(vocoder_config=vocoder)).eval()
+    inputs = tester.prepare_generation_inputs()
+    with caplog.at_level("WARNING"):
+        model.generate(**inputs, max_new_patches=2, max_new_tokens=256, pad_token_id=0, return_dict_in_generate=True)
+    assert "generate ignores" not in caplog.text
+    with caplog.at_level("WARNING"):
+        model.generate(**inputs, max_new_patches=2, max_new_tokens=1, num_beams=4, do_sample=False)
+    assert "generate ignores do_sample=False, max_new_tokens=1, num_beams=4: DiTAR's length is set by" in caplog.text
+
+
+def test_positions_past_the_backbone_are_refused_or_the_derived_cap_lowered(tester):
+    """A text too long for the backbone's positions (256 here) ran past them with no word; the pipeline speaks long
+    texts sentence by sentence, transformers' pipeline and generate do not."""
+    model = tester.get_model().eval()
+    model.stop_head.bias.data.fill_(-20.0)  # never stops: the cap decides the length
+    assert model.config.text_config.max_position_embeddings == 256
+
+    def tokens(n):
+        return {"input_ids": torch.full((1, n), 5), "attention_mask": torch.ones(1, n, dtype=torch.long)}
+
+    with pytest.raises(ValueError, match="300 text tokens and prompt already reach position 300 of .* 256"):
+        model.generate(**tokens(300))
+    with pytest.raises(ValueError, match="max_new_patches=100 passes the backbone's max_position_embeddings 256"):
+        model.generate(**tokens(200), max_new_patches=100)
+    # the start of speech sits at position 200, so 55 patches fit before 255; the derived cap is lowered to them
+    assert int(model.default_max_new_patches(torch.tensor([200]))[0]) > 55
+    out = model.generate(**tokens(200))
+    assert int(out.lengths[0]) == 55 * model.config.patch_size
+
+
 def test_conversation_errors_name_the_problem():
     processor = get_dummy_pipeline().processor
     voice = {
