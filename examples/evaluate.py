@@ -317,18 +317,26 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
     rows = parse_rows(args.rows)
     if args.max_cases is not None and args.max_cases < 1:
         raise SystemExit(f"--max-cases {args.max_cases}: give at least 1, or leave it out for every case")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: --out {out} is a file; give a folder for the results")
     try:
         cases = load_cases(args.cases)
     except (OSError, ValueError) as error:  # a missing, empty or malformed cases file: its message, no traceback
         raise SystemExit(f"error: {error}") from None
     if args.max_cases is not None:
         cases = cases[: args.max_cases]
+    needs_truth = [row for row in rows if row in ("gt", "resynth")]
+    if needs_truth and not any(case.has_ground_truth for case in cases):
+        raise SystemExit(
+            f"error: --rows {','.join(needs_truth)} scores the ground truth, but none of the {len(cases)} cases has "
+            "target_audio; add it to the cases or leave these rows out"
+        )
     started = time.perf_counter()
     try:
         systems, _ = build_systems(args, rows)
     except FileNotFoundError as error:  # a --pipeline or --feature-extractor path that is not there
         raise SystemExit(f"error: {error}") from None
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if asr is None:
         from eval_lib.asr import WhisperASR

@@ -213,6 +213,15 @@ def test_load_cases_validates_and_allows_prompt_only_cases(tmp_path):
     path.write_text(json.dumps({"id": "x", "prompt_audio": "missing.wav", "prompt_text": "a", "target_text": "c"}))
     with pytest.raises(FileNotFoundError, match="missing.wav"):
         load_cases(path)
+    # a misspelt known field was kept as a label, so its ground truth was silently unused
+    row = {"id": "x", "prompt_audio": "p.wav", "prompt_text": "a", "target_text": "c", "target_audo": "p.wav"}
+    path.write_text(json.dumps(row))
+    with pytest.raises(ValueError, match="field 'target_audo' is not a case field; did you mean 'target_audio'"):
+        load_cases(path)
+    (tmp_path / "notes.txt").write_text("not audio")
+    path.write_text(json.dumps({"id": "x", "prompt_audio": "notes.txt", "prompt_text": "a", "target_text": "c"}))
+    with pytest.raises(ValueError, match=":1: prompt_audio .*notes.txt' is not audio soundfile can read"):
+        load_cases(path)
 
 
 def test_parse_rows():
@@ -921,3 +930,12 @@ def test_a_missing_cases_file_pipeline_or_zero_cases_ends_with_one_line_before_a
         with pytest.raises(SystemExit, match=f"^error: {named}"):
             ev.main(["--cases", str(cases), "--out", str(out), "--rows", "model", flag, value], **stubs)
     assert not out.exists()
+    (tmp_path / "file").write_text("kept")
+    with pytest.raises(SystemExit, match="^error: --out .*file is a file"):
+        ev.main(["--cases", str(cases), "--out", str(tmp_path / "file")], **stubs)
+    prompt_only = cases.parent / "prompt-only.jsonl"  # the same cases without their ground truth
+    rows = [json.loads(line) for line in cases.read_text().splitlines()]
+    prompt_only.write_text("\n".join(json.dumps({k: v for k, v in r.items() if k != "target_audio"}) for r in rows))
+    with pytest.raises(SystemExit, match="^error: --rows gt scores the ground truth, but none of the .* target_audio"):
+        ev.main(["--cases", str(prompt_only), "--out", str(out), "--rows", "gt,model"], **stubs)
+    assert not out.exists() and (tmp_path / "file").read_text() == "kept"

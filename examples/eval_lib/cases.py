@@ -16,6 +16,7 @@ utterance and a different utterance (different sentence) of the same speaker as 
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import random
@@ -83,6 +84,10 @@ def load_cases(path: str | os.PathLike, check_files: bool = True) -> list[Case]:
         missing = [k for k in REQUIRED if not isinstance(row.get(k), str) or not row[k].strip()]
         if missing:
             raise ValueError(f"{where}: missing or empty field(s) {missing}; required: {list(REQUIRED)}")
+        for key in row:  # other fields are kept as labels, but a misspelt known one would be silently unused
+            close = difflib.get_close_matches(key, [k for k in KNOWN if k not in row], n=1, cutoff=0.8)
+            if key not in KNOWN and close:
+                raise ValueError(f"{where}: field {key!r} is not a case field; did you mean {close[0]!r}?")
         if row["id"] in seen:
             raise ValueError(f"{where}: duplicate id {row['id']!r}")
         seen.add(row["id"])
@@ -95,6 +100,13 @@ def load_cases(path: str | os.PathLike, check_files: bool = True) -> list[Case]:
             full = Path(value) if os.path.isabs(value) else base / value
             if check_files and not full.is_file():
                 raise FileNotFoundError(f"{where}: {name} {str(full)!r} does not exist")
+            if check_files:
+                import soundfile as sf
+
+                try:
+                    sf.info(str(full))
+                except Exception as err:  # soundfile raises several types for a file it cannot read
+                    raise ValueError(f"{where}: {name} {str(full)!r} is not audio soundfile can read ({err})") from err
             return str(full)
 
         cases.append(
