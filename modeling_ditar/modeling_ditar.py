@@ -246,7 +246,9 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         transformers pipeline with remote code)."""
         output_loading_info = kwargs.pop("output_loading_info", False)
         hub = {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token", "local_files_only") if k in kwargs}
-        stored, _ = cls.config_class.get_config_dict(pretrained_model_name_or_path, **hub)
+        stored = {}  # the saved config (None: weights passed as a state_dict with a config)
+        if pretrained_model_name_or_path is not None:
+            stored, _ = cls.config_class.get_config_dict(pretrained_model_name_or_path, **hub)
         if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None:
             if stored.get("dtype", stored.get("torch_dtype")) in ("float16", "bfloat16"):
                 kwargs["dtype"] = torch.float32
@@ -1089,7 +1091,6 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             features = features[:, : int(lengths.max())]
         return DiTARGenerationOutput(features=features, lengths=lengths, stopped=stopped)
 
-    @torch.no_grad()
     def _fit_positions(self, position_ids, limit, position_step, text_tokens, capped: bool) -> torch.Tensor:
         """The patch cap `limit` [B] within the backbone's `max_position_embeddings`: past the positions it was trained
         on, rotary embeddings give no usable attention and the speech degrades without an error. Inputs that fill the
@@ -1123,6 +1124,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         )
         return torch.minimum(limit, room)
 
+    @torch.no_grad()
     def generate_patches(
         self,
         input_ids: torch.LongTensor,

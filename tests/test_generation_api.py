@@ -117,6 +117,14 @@ def test_positions_past_the_backbone_are_refused_or_the_derived_cap_lowered(test
     assert int(out.lengths[0]) == 55 * model.config.patch_size
 
 
+def test_patch_generation_builds_no_autograd_graph(tester):
+    """The pipeline and streaming iterate `generate_patches` directly: without no_grad every patch kept its graph."""
+    model = tester.get_model().eval()
+    with torch.enable_grad():
+        step = next(iter(model.generate_patches(**tester.prepare_generation_inputs(), max_new_patches=1)))
+    assert not step.patch.requires_grad
+
+
 def test_conversation_errors_name_the_problem():
     processor = get_dummy_pipeline().processor
     voice = {
