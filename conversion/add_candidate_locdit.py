@@ -30,7 +30,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ConversionError, check_output_folder, load_weights, staged_output  # noqa: E402
+from _common import (  # noqa: E402
+    ConversionError,
+    check_output_folder,
+    load_weights,
+    staged_output,
+    sync_transformers_root,
+)
 from interpolate_weights import model_folder  # noqa: E402
 
 LOCDIT_SHAPE_KEYS = ("locdit_hidden_size", "locdit_num_layers", "locdit_num_heads", "locdit_intermediate_size")
@@ -96,7 +102,7 @@ def main(argv=None) -> None:
         raise ConversionError(f"{args.base} is not a pipeline folder with model/config.json")
     if args.out.resolve() in (args.base.resolve(), args.student.resolve()):
         raise ConversionError(f"{args.out} is one of the inputs; write the result to a new folder")
-    check_output_folder(args.out, args.force)
+    check_output_folder(args.out, args.force, args.base, args.student)
     base_model, student_model = args.base / "model", model_folder(args.student)
     base_config, student_config = read_json(base_model / "config.json"), read_json(student_model / "config.json")
     if base_config.get("candidate_locdit") and not args.replace:
@@ -128,6 +134,7 @@ def main(argv=None) -> None:
         (target / "config.json").write_text(json.dumps({**base_config, "candidate_locdit": True}, indent=2) + "\n")
         generation = {**base_generation, "candidate_num_inference_steps": steps}
         (target / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+        sync_transformers_root(tmp)
     added = sum(t.numel() for n, t in weights.items() if n.startswith("candidate_locdit."))
     print(
         f"wrote {args.out}: {args.base} with {args.student}'s LocDiT as its candidate LocDiT ({added / 1e6:.2f}M "

@@ -207,7 +207,9 @@ def card_kwargs(args, checkpoint: Path, step_info: str) -> dict:
 def convert(args) -> Path:
     from modeling_ditar import DiTARForConditionalGeneration
 
-    check_output_folder(args.out, args.force)
+    check_output_folder(
+        args.out, args.force, args.source, args.model_config, args.processor, args.vae, args.voice_audio, args.results
+    )
     if (args.voice_audio is None) != (args.voice_text is None):
         raise ConversionError("give --voice-audio and --voice-text together")
     if args.results is not None and not args.results.is_file():

@@ -202,7 +202,7 @@ def convert(checkpoint_path: Path, config_path: Path):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    check_output_folder(args.out, args.force)
+    check_output_folder(args.out, args.force, args.checkpoint, args.config)
     vocoder, feature_extractor = convert(args.checkpoint, args.config)
     with staged_output(args.out) as folder:
         vocoder.save_pretrained(folder / "vocoder")

@@ -92,7 +92,7 @@ def convert(args) -> Path:
     )
     from modeling_ditar.hub_utils import describe_pipeline_folder, render_model_card
 
-    check_output_folder(args.out, args.force)
+    check_output_folder(args.out, args.force, args.lm, args.feature_extractor, args.speech_config)
     if not (args.lm / "config.json").is_file():
         raise ConversionError(f"{args.lm}: no config.json; give the folder of a transformers causal LM")
     lm_config = AutoConfig.from_pretrained(args.lm)

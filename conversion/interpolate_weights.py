@@ -39,7 +39,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ConversionError, check_output_folder, check_state_dict, load_weights, staged_output  # noqa: E402
+from _common import (  # noqa: E402
+    ConversionError,
+    check_output_folder,
+    check_state_dict,
+    load_weights,
+    staged_output,
+    sync_transformers_root,
+)
 
 CANDIDATE = "candidate_locdit."
 
@@ -168,7 +175,7 @@ def main(argv=None) -> None:
         raise ConversionError(f"{args.base} is not a folder: give the base pipeline or model folder")
     if args.out.resolve() in (args.base.resolve(), args.finetuned.resolve()):
         raise ConversionError(f"{args.out} is one of the inputs; write the result to a new folder")
-    check_output_folder(args.out, args.force)
+    check_output_folder(args.out, args.force, args.base, args.finetuned)
     base_model = model_folder(args.base)
     base = load_weights(base_model)
     finetuned_source = args.finetuned if args.finetuned.is_file() else model_folder(args.finetuned)
@@ -189,6 +196,8 @@ def main(argv=None) -> None:
         save_like(mixed, base_model, target)
         if drop_student:
             leave_out_candidate_locdit(target)
+        if relative == Path("model"):
+            sync_transformers_root(tmp)
     changed = sum(not torch.equal(mixed[n], base[n]) for n in base)
     per_module = "".join(f", {prefix} at {a}" for prefix, a in module_alphas.items())
     print(

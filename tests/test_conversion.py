@@ -175,6 +175,24 @@ def test_output_folder_is_never_silently_replaced(run, tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))  # the staging folder was renamed into place
 
 
+def test_force_never_replaces_the_source_or_a_folder_holding_it(run, tmp_path):
+    """With --force, an OUT that was the run (or held it, or held one of its checkpoints) was replaced by the
+    pipeline: the run's checkpoints and logs were deleted and the conversion reported success."""
+    import shutil
+
+    convert = load_script("checkpoint_to_pipeline")
+    copy = tmp_path / "runs" / "run"
+    shutil.copytree(run, copy)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    step = next((copy / "checkpoints").iterdir())
+    for source, out in ((copy, copy), (copy, tmp_path / "runs"), (step, copy), (step, copy / "checkpoints")):
+        with pytest.raises(SystemExit, match="is or holds the source .* which would delete the source"):
+            convert.main([str(source), str(out), "--force"])
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    convert.main([str(copy), str(copy / "pipeline")])  # inside the run: fine
+    assert (copy / "pipeline" / "model_index.json").is_file() and (copy / "checkpoints").is_dir()
+
+
 def test_a_checkpoint_that_does_not_fit_names_the_tensor(run, tmp_path):
     convert = load_script("checkpoint_to_pipeline")
     config = json.loads((run / "final" / "model" / "config.json").read_text())
@@ -436,6 +454,11 @@ def test_interpolate_weights_mixes_two_pipelines(tmp_path):
     for path in (tmp_path / "base").rglob("*"):
         if path.is_file() and path.suffix != ".safetensors":
             assert (tmp_path / "mixed-0.3" / path.relative_to(tmp_path / "base")).read_bytes() == path.read_bytes()
+    # the root, which transformers reads, holds the mixed weights too (it held the base's)
+    root = load_file(str(tmp_path / "mixed-0.3" / "model.safetensors"))
+    assert all(
+        torch.equal(root[n], t) for n, t in load_file(str(tmp_path / "mixed-0.3/model/model.safetensors")).items()
+    )
     pipe = DiTARPipeline.from_pretrained(tmp_path / "mixed-0.3")
     assert pipe.model.dtype == torch.float32  # a float16 folder computes in float32
     assert np.isfinite(features(pipe)).all()
@@ -588,10 +611,22 @@ def test_add_candidate_locdit_puts_the_students_locdit_beside_the_base(tmp_path)
     assert json.loads((tmp_path / "out/model/config.json").read_text())["candidate_locdit"] is True
     generation = json.loads((tmp_path / "out/model/generation_config.json").read_text())
     assert generation["candidate_num_inference_steps"] == 1
-    # everything else is the base folder's
+    # everything else is the base folder's, but for the root's transformers files, which follow model/
+    root_files = {"config.json", "generation_config.json", "model.safetensors"}
     for path in (tmp_path / "base").rglob("*"):
-        if path.is_file() and path.parent.name != "model":
+        if (
+            path.is_file()
+            and path.parent.name != "model"
+            and path.relative_to(tmp_path / "base").name not in root_files
+        ):
             assert (tmp_path / "out" / path.relative_to(tmp_path / "base")).read_bytes() == path.read_bytes()
+    for name in ("generation_config.json", "model.safetensors"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "out" / "model" / name).read_bytes()
+    assert json.loads((tmp_path / "out/config.json").read_text())["candidate_locdit"] is True
+    from transformers import AutoModelForTextToWaveform
+
+    tts_model = AutoModelForTextToWaveform.from_pretrained(tmp_path / "out")  # AutoModel had no candidate LocDiT
+    assert tts_model.candidate_locdit is not None and tts_model.generation_config.candidate_num_inference_steps == 1
 
     pipe = DiTARPipeline.from_pretrained(tmp_path / "out")
     pipe.set_progress_bar_config(disable=True)
@@ -632,3 +667,25 @@ def test_add_candidate_locdit_refuses_a_student_that_does_not_fit(tmp_path):
     for name, tensor in twice.items():
         expected = taught[name[len("candidate_") :]] if name.startswith("candidate_locdit.") else once[name]
         assert torch.equal(tensor, expected.to(tensor.dtype)), name
+
+
+def test_add_candidate_locdit_lists_the_new_weights_in_a_neural_vocoders_root_index(tmp_path):
+    """With a neural vocoder the root names model/'s weights in an index: the student's tensors must be in it, or
+    transformers' entry points load the model without them."""
+    from pipeline_helpers import get_dummy_pipeline
+    from test_vocoder_vocos import tiny_vocoder
+    from transformers import AutoModelForTextToWaveform
+
+    convert = load_script("add_candidate_locdit")
+    base_pipe = get_dummy_pipeline(seed=0, ctc_loss_weight=1.0)
+    DiTARPipeline(**{**base_pipe.components, "vocoder": tiny_vocoder(seed=3)}).save_pretrained(tmp_path / "base")
+    convert.main([str(tmp_path / "base"), str(_student_folder(tmp_path, base_pipe)), str(tmp_path / "out")])
+    index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())["weight_map"]
+    student_entries = {v for k, v in index.items() if k.startswith("candidate_locdit.")}
+    assert student_entries == {"model/model.safetensors"}
+    assert index["vocoder.head.out.weight"] == "model-vocoder.safetensors"
+    model, info = AutoModelForTextToWaveform.from_pretrained(tmp_path / "out", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and model.candidate_locdit is not None
+    student = load_file(str(tmp_path / "student" / "model" / "model.safetensors"))
+    for name, tensor in model.candidate_locdit.state_dict().items():
+        torch.testing.assert_close(tensor, student[f"locdit.{name}"].float())
