@@ -39,6 +39,7 @@ keeps GenerationConfig's own validation quiet about `temperature`.
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 from dataclasses import dataclass
@@ -136,21 +137,83 @@ def resolve_generation_settings(generation_config: GenerationConfig | None, **ov
             f"with changes), got {type(generation_config).__name__}. To change single settings, pass them as "
             "keyword arguments instead, e.g. `generate(..., num_inference_steps=4)`."
         )
-    values = {}
+    values, from_config = {}, set()
     for key, default in GENERATION_DEFAULTS.items():
-        value = overrides.pop(key, None)
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            value = int(value)  # numpy integers (e.g. from a sweep over np.arange) count as integers
+        value = _plain_number(overrides.pop(key, None))
         if value is None and generation_config is not None:
-            value = getattr(generation_config, key, None)
+            value = _plain_number(getattr(generation_config, key, None))
+            from_config.add(key)
         values[key] = default if value is None and key not in OPTIONAL_SETTINGS else value
     if overrides:
         raise TypeError(f"unknown generation settings: {sorted(overrides)}; known: {sorted(GENERATION_DEFAULTS)}.")
-    check_generation_settings(values)
+    if generation_config is not None:
+        check_config_attributes(generation_config)
+    try:
+        check_generation_settings(values)
+    except ValueError as err:
+        named = next((key for key in from_config if f"`{key}`" in str(err).split(" must be")[0]), None)
+        if named is None:
+            raise
+        raise ValueError(f"{err} (from the generation config: `model.generation_config.{named}`)") from err
     for key, (bound, cost) in COSTLY_SETTINGS.items():
         if values[key] is not None and values[key] > bound:
             logger.warning_once(f"{key}={values[key]} is far beyond the usual cost ({cost}); expect a slow call.")
     return GenerationSettings(**values)
+
+
+# Standard GenerationConfig flags that a user may expect to shape DiTAR's output (length, search, token sampling)
+IGNORED_STANDARD_FLAGS = (
+    "max_new_tokens",
+    "max_length",
+    "min_new_tokens",
+    "min_length",
+    "num_beams",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+)
+
+
+def _plain_number(value):
+    """numpy and 0-d torch numbers as Python ints and floats (`np.float32(2.0)`, `torch.tensor(0.5)`, `np.int64(4)`
+    from sweeps and arrays), so that they are checked and used like the numbers they are."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.dtype.is_complex:
+        value = value.item()
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
+def check_config_attributes(generation_config: GenerationConfig) -> None:
+    """Refuse an attribute of the generation config that looks like a misspelt DiTAR setting
+    (`generation_config.guidance_scal = 5` was kept and silently unused), and warn about standard flags set to values
+    DiTAR does not use (`max_new_tokens`, `num_beams`, ...)."""
+    defaults = vars(GenerationConfig())
+    standard = {key for key in defaults if not key.startswith("_")}
+    ignored = [
+        f"{key}={getattr(generation_config, key)!r}"
+        for key in IGNORED_STANDARD_FLAGS
+        if getattr(generation_config, key, defaults.get(key)) != defaults.get(key)
+    ]
+    if ignored:
+        logger.warning_once(
+            f"The generation config sets {', '.join(ignored)}, which DiTAR does not use: its length is set by "
+            "max_new_patches and its stop head, its sampling by temperature, guidance_scale, num_inference_steps and "
+            "num_candidates."
+        )
+    for key in vars(generation_config):
+        if key.startswith("_") or key in GENERATION_DEFAULTS or key in standard:
+            continue
+        close = difflib.get_close_matches(key, list(GENERATION_DEFAULTS), n=1, cutoff=0.8)
+        if close:
+            raise ValueError(
+                f"the generation config has `{key}`, which is not a DiTAR setting; did you mean `{close[0]}`? "
+                f"(model.generation_config.{close[0]} = ...)"
+            )
 
 
 def _is_int(value) -> bool:

@@ -46,8 +46,33 @@ def test_call_settings_override_the_generation_config_and_are_checked(tester):
     with pytest.raises(ValueError, match="`temperature` must be a number in \\[0, 1\\]"):
         model.generation_settings(temperature=2.0)
     model.generation_config.guidance_scale = -1.0  # a bad saved value fails when it is used, naming it
-    with pytest.raises(ValueError, match="`guidance_scale`"):
+    with pytest.raises(ValueError, match="`guidance_scale` .* \\(from the generation config: `model.generation_config"):
         model.generate(**tester.prepare_generation_inputs())
+
+
+def test_numpy_and_tensor_numbers_are_numbers_and_config_misspellings_are_named(tester, caplog):
+    """`guidance_scale=np.float32(2.0)` was refused as 'must be a finite number ..., got np.float32(2.0)'; a misspelt
+    attribute of the generation config (`guidance_scal`) and `num_beams` were unused silently."""
+    import numpy as np
+
+    model = tester.get_model()
+    settings = model.generation_settings(
+        guidance_scale=np.float32(2.0), temperature=torch.tensor(0.5), num_inference_steps=np.int64(3)
+    )
+    assert (settings.guidance_scale, settings.temperature, settings.num_inference_steps) == (2.0, 0.5, 3)
+    assert type(settings.guidance_scale) is float and type(settings.num_inference_steps) is int
+    model.generation_config.num_inference_steps = np.int64(2)
+    assert model.generation_settings().num_inference_steps == 2
+    model.generation_config.guidance_scal = 5.0
+    with pytest.raises(
+        ValueError, match="`guidance_scal`, which is not a DiTAR setting; did you mean `guidance_scale`"
+    ):
+        model.generation_settings()
+    del model.generation_config.guidance_scal
+    model.generation_config.num_beams = 3
+    with caplog.at_level("WARNING"):
+        model.generation_settings()
+    assert "The generation config sets num_beams=3, which DiTAR does not use" in caplog.text
 
 
 def test_text_to_speech_model_needs_a_vocoder_config(tester):
