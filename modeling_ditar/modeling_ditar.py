@@ -842,7 +842,24 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
     ) -> DiTARForConditionalGeneration:
         """Turn on every generation speed-up (see [`GenerationSpeedups`]); `compile=True` also compiles LocDiT's
         per-step call with `torch.compile` on the first generation (tens of seconds once per process and input shape; it
-        falls back to eager with a warning where compiling is not possible). Returns the model."""
+        falls back to eager with a warning where compiling is not possible). `compile_mode` is one of torch.compile's
+        modes ("default", "reduce-overhead", "max-autotune", ...) or None. Returns the model."""
+        for name, value in (("compile", compile), ("static_cache", static_cache), ("prune_finished", prune_finished)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, got {value!r}.")
+        if compile_dynamic is not None and not isinstance(compile_dynamic, bool):
+            raise ValueError(f"compile_dynamic must be True, False or None, got {compile_dynamic!r}.")
+        if compile_mode is not None:
+            try:  # torch.compile's own list, where this torch has it
+                from torch._inductor import list_mode_options
+
+                modes = sorted(list_mode_options())
+            except (ImportError, AttributeError):
+                modes = ["default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead"]
+            if compile_mode not in modes:
+                raise ValueError(f"compile_mode must be None or one of {modes}, got {compile_mode!r}.")
+            if not compile:
+                raise ValueError(f"compile_mode={compile_mode!r} needs compile=True; it sets how LocDiT is compiled.")
         self.generation_speedups = GenerationSpeedups(
             static_cache=static_cache,
             prune_finished=prune_finished,
@@ -865,7 +882,14 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
 
     def set_locdit_dtype(self, dtype: torch.dtype) -> DiTARForConditionalGeneration:
         """Cast LocDiT (and the candidate LocDiT, if any) to `dtype` and leave the rest of the model as it is: LocDiT's
-        small matrices gain most from bfloat16 on CPUs that multiply it natively. LocDiT casts its inputs itself."""
+        small matrices gain most from bfloat16 on CPUs that multiply it natively. LocDiT casts its inputs itself.
+        Casting loses precision: going back to float32 does not restore the weights (reload the model for that);
+        [`set_matmul_dtype`] multiplies in bfloat16 and keeps float32 weights."""
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(
+                f"dtype must be a floating-point torch.dtype (torch.float32, torch.bfloat16 or torch.float16), got "
+                f"{dtype!r}."
+            )
         for locdit in (self.locdit, self.candidate_locdit):
             if locdit is not None:
                 locdit.to(dtype)

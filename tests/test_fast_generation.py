@@ -516,3 +516,25 @@ def test_locdit_alone_in_bfloat16_runs_the_prepared_path_and_streams_like_one_sh
     assert audio.dtype == np.float32 and np.isfinite(audio).all() and np.abs(audio).max() > 0
     joined = np.concatenate(list(pipe.stream(**get_dummy_inputs(max_new_patches=12))))
     np.testing.assert_allclose(joined, audio, atol=1e-6, rtol=0)
+
+
+def test_fast_generation_and_locdit_dtype_settings_are_checked_when_set():
+    """`enable_fast_generation(static_cache="no")` turned the static cache on, `compile_mode="bogus"` failed only at
+    the first call (as a warning), `set_locdit_dtype("bfloat16")` raised a device-string error."""
+    from model_helpers import DiTARModelTester
+
+    model = DiTARModelTester().get_model()
+    for kwargs, message in (
+        ({"static_cache": "no"}, "static_cache must be True or False, got 'no'"),
+        ({"compile": "yes"}, "compile must be True or False"),
+        ({"prune_finished": 2}, "prune_finished must be True or False"),
+        ({"compile_dynamic": "x"}, "compile_dynamic must be True, False or None"),
+        ({"compile_mode": "bogus"}, "compile_mode must be None or one of .*'reduce-overhead'"),
+        ({"compile": False, "compile_mode": "reduce-overhead"}, "needs compile=True"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            model.enable_fast_generation(**kwargs)
+    for dtype in ("bfloat16", 5, None, torch.int8):
+        with pytest.raises(ValueError, match="dtype must be a floating-point torch.dtype"):
+            model.set_locdit_dtype(dtype)
+    assert {p.dtype for p in model.locdit.parameters()} == {torch.float32}
