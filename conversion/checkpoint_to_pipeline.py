@@ -83,7 +83,12 @@ def locate_checkpoint(source: Path, step: int | None) -> tuple[Path, Path | None
         return source, run
     checkpoints = source / "checkpoints"
     if not checkpoints.is_dir():
-        raise ConversionError(f"{source}: neither a checkpoint (model.safetensors) nor a run folder (checkpoints/)")
+        hint = ""
+        if (source / "model" / "model.safetensors").is_file():  # e.g. a run's final/ folder
+            hint = f"; its model is in {source / 'model'} (with --processor {source / 'processor'})"
+        raise ConversionError(
+            f"{source}: neither a checkpoint (model.safetensors) nor a run folder (checkpoints/){hint}"
+        )
     steps = {
         int(p.name.split("-")[1]): p
         for p in checkpoints.glob("step-*")
@@ -210,6 +215,11 @@ def convert(args) -> Path:
     check_output_folder(
         args.out, args.force, args.source, args.model_config, args.processor, args.vae, args.voice_audio, args.results
     )
+    if (args.source / "model_index.json").is_file():  # a pipeline's root looks like a model folder too
+        raise ConversionError(
+            f"{args.source} is already a pipeline folder (it has model_index.json); to rebuild one from its model, "
+            f"pass {args.source / 'model'} --processor {args.source / 'processor'}"
+        )
     if (args.voice_audio is None) != (args.voice_text is None):
         raise ConversionError("give --voice-audio and --voice-text together")
     if args.results is not None and not args.results.is_file():

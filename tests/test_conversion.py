@@ -193,6 +193,15 @@ def test_force_never_replaces_the_source_or_a_folder_holding_it(run, tmp_path):
     assert (copy / "pipeline" / "model_index.json").is_file() and (copy / "checkpoints").is_dir()
 
 
+def test_a_source_of_another_kind_says_what_to_pass(run, tmp_path):
+    convert = load_script("checkpoint_to_pipeline")
+    convert.main([str(run), str(tmp_path / "pipe")])
+    with pytest.raises(SystemExit, match="already a pipeline folder .* pass .*pipe/model --processor .*pipe/processor"):
+        convert.main([str(tmp_path / "pipe"), str(tmp_path / "again")])
+    with pytest.raises(SystemExit, match="neither a checkpoint .*; its model is in .*final/model"):
+        convert.main([str(run / "final"), str(tmp_path / "again")])
+
+
 def test_a_checkpoint_that_does_not_fit_names_the_tensor(run, tmp_path):
     convert = load_script("checkpoint_to_pipeline")
     config = json.loads((run / "final" / "model" / "config.json").read_text())
