@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmark_lib.measure import Timing, count_flops, matmul_flops_per_second, timed_run  # noqa: E402
 from benchmark_lib.models import (  # noqa: E402
+    DITAR_SIZES,
     FRAMES_PER_SECOND,
     PATCHES_PER_SECOND,
     PROMPT_TEXT,
@@ -550,6 +551,32 @@ def compare_systems(args, out_dir: Path):
     log("\n" + text + f"\nresults appended to {results}, table in {out_dir / 'systems.md'}")
 
 
+def check_arguments(parser: argparse.ArgumentParser, args) -> None:
+    """Every setting that cannot work is named before anything is built or timed."""
+    for name in ("threads", "repeats", "steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: give at least 1")
+    for name, kind in (("seconds", float), ("batches", int)):
+        try:
+            values = parse_list(getattr(args, name), kind)
+        except ValueError:
+            parser.error(f"--{name} {getattr(args, name)!r}: give comma-separated {kind.__name__}s, e.g. 5,10")
+        if not values or min(values) <= 0:
+            parser.error(f"--{name} {getattr(args, name)!r}: give comma-separated numbers above 0")
+    unknown = [s for s in args.sizes.split(",") if s and s not in DITAR_SIZES]
+    if unknown or not [s for s in args.sizes.split(",") if s]:
+        parser.error(f"--sizes {args.sizes!r}: choose among {', '.join(DITAR_SIZES)}")
+    if args.systems is not None:
+        from benchmark_lib.systems import SYSTEMS
+
+        names = [s.strip() for s in args.systems.split(",") if s.strip()]
+        unknown = [s for s in names if s not in SYSTEMS]
+        if unknown or not names:
+            parser.error(f"--systems {args.systems!r}: choose among {', '.join(SYSTEMS)} (comma-separated)")
+    if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        parser.error(f"--out-dir {args.out_dir} is a file: give a folder")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="ship,40M")
@@ -594,6 +621,7 @@ def main(argv=None):
         "--quiet-wait", type=float, default=20.0, help="--systems: max seconds a timed run waits for free cores"
     )
     args = parser.parse_args(argv)
+    check_arguments(parser, args)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -149,6 +149,14 @@ def main(argv=None) -> int:
     host = httpx.URL(url).host
     if host not in ("127.0.0.1", "localhost", "::1"):
         parser.error(f"--url must be a loopback address (127.0.0.1), got {host!r}")
+    # a phase without clients or time sends nothing and would pass having tested nothing
+    for name, value in (("clients", args.clients), ("seconds", args.seconds), ("timeout", args.timeout)):
+        if not value > 0:
+            parser.error(f"--{name} {value:g}: give a number above 0")
+    if args.serve_args and not args.spawn:
+        parser.error("--serve-args only applies with --spawn (this run would use a server it did not start)")
+    if args.json and not Path(args.json).parent.is_dir():
+        parser.error(f"--json {args.json}: the folder {Path(args.json).parent} does not exist")
     server = spawn_server(httpx.URL(url).port or 8000, args.serve_args.split()) if args.spawn else None
     try:
         health = wait_healthy(url, server)

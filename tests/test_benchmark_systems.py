@@ -199,3 +199,24 @@ def test_f5_runner_protocol_with_a_tiny_model():
     assert generate["wall"] > 0 and vocode["wall"] > 0
     assert flops["nfe"] > 0 and flops["vocoder"] > 0
     assert "unknown op" in error["error"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--threads", "0"], "--threads 0: give at least 1"),
+        (["--repeats", "0"], "--repeats 0: give at least 1"),  # ran the warm-up, then failed on an empty min()
+        (["--batches", "0"], "--batches '0': give comma-separated numbers above 0"),
+        (["--seconds", "abc"], "--seconds 'abc': give comma-separated floats"),
+        (["--sizes", "nope"], "--sizes 'nope': choose among ship"),  # a KeyError
+        (["--systems", ""], "--systems '': choose among ditar"),  # silently ran the whole size grid
+        (["--systems", "ditar,vall-e"], "--systems 'ditar,vall-e': choose among"),
+    ],
+)
+def test_benchmark_arguments_that_cannot_work_are_named_first(argv, message, capsys, tmp_path):
+    import benchmark
+
+    with pytest.raises(SystemExit):
+        benchmark.main([*argv, "--out-dir", str(tmp_path / "out")])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

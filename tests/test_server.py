@@ -439,3 +439,22 @@ def test_serve_on_loopback(tmp_path):
         output = server.communicate(timeout=60)[0]
     assert server.returncode == 0, output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--clients", "0"], "--clients 0: give a number above 0"),  # sent nothing and passed
+        (["--seconds", "-5"], "--seconds -5: give a number above 0"),
+        (["--timeout", "0"], "--timeout 0: give a number above 0"),  # every request 'lost' as if the server failed
+        (["--serve-args=--candidates 4"], "--serve-args only applies with --spawn"),  # silently ignored
+        (["--json", "/no/such/dir/r.json"], "the folder /no/such/dir does not exist"),  # failed after the whole test
+    ],
+)
+def test_load_test_arguments_that_would_test_nothing_are_refused(argv, message, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import load_test
+
+    with pytest.raises(SystemExit):
+        load_test.main(argv)
+    assert message in capsys.readouterr().err
