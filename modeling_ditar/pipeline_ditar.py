@@ -293,6 +293,34 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if push:
             self.push_to_hub(hub_kwargs.pop("repo_id", target.name), **hub_kwargs)
 
+    def to(self, *args, **kwargs):
+        """diffusers' `to`, refusing what would leave no usable pipeline: the meta device (the weights' values are
+        dropped) and dtypes that are not real floating point (the next call would fail deep inside)."""
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, torch.dtype) and (not value.is_floating_point or value.is_complex):
+                raise ValueError(f"the pipeline computes in real floating point; {value} is not (use torch.float32).")
+            if isinstance(value, (str, torch.device)) and _is_device(value) and torch.device(value).type == "meta":
+                raise ValueError(
+                    "moving the pipeline to the meta device would drop its weights' values and nothing could speak; "
+                    "the pipeline is unchanged."
+                )
+        return super().to(*args, **kwargs)
+
+    def set_progress_bar_config(self, **kwargs):
+        """diffusers' setting of the tqdm progress bar, checked now (a misspelt or fixed option failed at the next
+        call, inside tqdm)."""
+        import inspect
+
+        from tqdm import tqdm  # the options of every tqdm front end (diffusers uses tqdm.auto's)
+
+        known = set(inspect.signature(tqdm.__init__).parameters) - {"self", "iterable", "total", "args", "kwargs"}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(
+                f"set_progress_bar_config got {unknown}, which tqdm does not take here; options: {sorted(known)}."
+            )
+        return super().set_progress_bar_config(**kwargs)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None = None, **kwargs):
         """Load a saved pipeline folder (or Hub repo). With no argument, the default checkpoint embedded in the package.
@@ -616,7 +644,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             max_new_patches: cap on generated patches per text (default derived from the text length).
             generator: `torch.Generator` (or one per text) for reproducible sampling.
             output_type: "np" (float32 waveforms), "pt" (tensors) or "features" (de-normalised features).
-            callback_on_patch_end: `fn(pipe, patch_index, patch_step)` after every generated patch.
+            callback_on_patch_end: `fn(pipe, patch_index, patch_step)` after every generated patch (what it returns is
+                not used; raise in it to stop the call).
             sampling_rate: rate of array prompts (files carry their own).
             num_candidates: K candidates sampled per text (as one batch of K rows per text); the one whose speech the
                 model's CTC head reads as the text most closely is kept (`transcript_ctc_loss`). Default from the
@@ -634,6 +663,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             [`DiTARPipelineOutput`] or `(audios,)`.
         """
         # 1. check inputs; the call's settings, resolved once for every generation it makes
+        if not isinstance(return_dict, bool):
+            raise TypeError(f"return_dict must be True or False, got {return_dict!r}.")
         if callback_on_patch_end is not None and not callable(callback_on_patch_end):
             raise TypeError(
                 "callback_on_patch_end must be a function fn(pipe, patch_index, patch_step) or None, got "
@@ -898,6 +929,17 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             frames = self.model.denormalize_features(patch.float()).cpu()
             for chunk in vocoder.push(frames if match is None else match(frames)):
                 yield chunk.numpy()
+
+
+def _is_device(value) -> bool:
+    """Whether `value` (an argument of `to`) names a device."""
+    if isinstance(value, torch.device):
+        return True
+    try:
+        torch.device(value)
+    except (RuntimeError, TypeError):
+        return False
+    return True
 
 
 # a sentence ends at . ! ? ; or … (optionally followed by a closing quote or bracket) and whitespace

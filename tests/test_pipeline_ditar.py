@@ -485,3 +485,21 @@ def test_a_text_the_derived_cap_ended_is_warned_about(caplog):
         pipe.model.stop_head = ScriptedStop([1])
         pipe(**get_dummy_inputs(text="one", max_new_patches=None))
     assert "did not end" not in caplog.text
+
+
+def test_settings_that_would_break_the_next_call_are_refused_when_set():
+    """`pipe.to("meta")` dropped the weights' values and `pipe.to(torch.complex64)` was accepted, both failing at the
+    next call deep inside; a misspelt progress-bar option failed inside tqdm at the next call; `return_dict="False"`
+    (a string) returned the output object."""
+    pipe = get_dummy_pipeline()
+    expected = pipe(**get_dummy_inputs()).audios
+    for args in (("meta",), (torch.device("meta"),), (torch.complex64,), ("cpu", torch.int8)):
+        with pytest.raises(ValueError, match="meta device would drop|computes in real floating point"):
+            pipe.to(*args)
+    for options in ({"disabel": True}, {"total": 5}):
+        with pytest.raises(TypeError, match="which tqdm does not take here"):
+            pipe.set_progress_bar_config(**options)
+    with pytest.raises(TypeError, match="return_dict must be True or False, got 'False'"):
+        pipe(**get_dummy_inputs(), return_dict="False")
+    assert pipe.to("cpu", torch.float32) is pipe
+    np.testing.assert_array_equal(pipe(**get_dummy_inputs()).audios, expected)  # unchanged by the refusals
