@@ -377,6 +377,8 @@ def test_adapter_sources_and_settings_that_cannot_work_are_named(tmp_path):
         pipe.load_lora_weights(good / ADAPTER_CONFIG)
     with pytest.raises(OSError, match="'org/no-adapter' is not a folder here, and a LoRA adapter could not be fetched"):
         pipe.load_lora_weights("org/no-adapter")
+    pipe.load_lora_weights(tmp_path, subfolder="good", adapter_name="sub")  # a local subfolder, as on the Hub
+    pipe.delete_adapters("sub")
     with pytest.raises(TypeError, match="unexpected keyword arguments \\['weight_name'\\]"):
         pipe.load_lora_weights(good, weight_name="other.safetensors")  # was ignored: the default file was loaded
     broken = _edited(good, tmp_path / "broken")
