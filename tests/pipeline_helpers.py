@@ -41,7 +41,7 @@ def tone(seconds: float = 0.05, sr: int = SR, freq: float = 220.0, amplitude: fl
 
 def spoken(seconds: float = 1.2, sr: int = SR, freq: float = 220.0, amplitude: float = 0.3) -> np.ndarray:
     """`tone` switched on and off four times a second (on 60% of the time, with 10 ms ramps), loud and quiet like
-    syllables and pauses: prompts of 1 s or more must rise and fall like speech, where a steady tone is refused."""
+    syllables and pauses: prompts of 1.5 s or more must rise and fall like speech, where a steady tone is refused."""
     wave = tone(seconds, sr=sr, freq=freq, amplitude=amplitude)
     gate = ((np.arange(len(wave)) / sr * 4.0) % 1.0 < 0.6).astype(np.float32)
     ramp = max(1, round(0.01 * sr))

@@ -1,8 +1,10 @@
 """How far apart are speech and steady noise on the voice prompt's is-it-speech measure? Prints the speech-band loudness
-range (`modeling_ditar.prompt_audio.speech_band_loudness_range_db`) of every prompt and target of the evaluation sets,
-of random 1 s and 0.5 s windows of the prompts, of the prompts under white noise at 5 and 0 dB SNR, of the clips of
-training corpora, and of steady noises (white, pink, brown, low-passed, hum with harmonics) at 8-48 kHz. The check's
-limit (`MIN_PROMPT_LOUDNESS_RANGE_DB`) was chosen from these numbers. Run from the repository root:
+range (`modeling_ditar.prompt_audio.speech_band_loudness_range_db`) of every prompt and target of the evaluation sets
+long enough to be judged, of random 0.5, 1 and 1.5 s windows of the prompts (shorter ones too, to show why the check
+leaves them alone), of the prompts under white noise at 5 and 0 dB SNR, of the clips of training corpora, and of
+steady noises (white, pink, brown, low-passed, hum with harmonics) at 8-48 kHz. The check's limit
+(`MIN_PROMPT_LOUDNESS_RANGE_DB`) and the shortest clip it judges were chosen from these numbers. Run from the
+repository root:
 
     python examples/research/prompt_loudness_range.py --eval-dir data/eval --corpus data/cpu_natural_corpus
 """
@@ -39,11 +41,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import soundfile as sf
 
+    import modeling_ditar.prompt_audio as prompt_audio
     from modeling_ditar.prompt_audio import MIN_PROMPT_LOUDNESS_RANGE_DB, speech_band_loudness_range_db
 
     measure = speech_band_loudness_range_db
+    gate = prompt_audio._MIN_JUDGED_SECONDS
+
+    def measure_any_length(audio, rate):  # the measure on windows shorter than the check judges
+        prompt_audio._MIN_JUDGED_SECONDS = 0.0
+        try:
+            return measure(audio, rate)
+        finally:
+            prompt_audio._MIN_JUDGED_SECONDS = gate
+
     rng = np.random.default_rng(args.seed)
-    whole, windows, noisy = [], {1.0: [], 0.5: []}, {5: [], 0: []}
+    whole, windows, noisy = [], {0.5: [], 1.0: [], 1.5: []}, {5: [], 0: []}
     for cases in sorted(args.eval_dir.glob("*/cases.jsonl")):
         for line in cases.read_text().splitlines():
             case = json.loads(line)
@@ -59,12 +71,12 @@ def main(argv: list[str] | None = None) -> None:
                     n = int(seconds * rate)
                     for _ in range(5):
                         start = int(rng.integers(0, max(1, len(audio) - n)))
-                        found.append(measure(audio[start : start + n], rate) if len(audio) >= n else np.inf)
+                        found.append(measure_any_length(audio[start : start + n], rate) if len(audio) >= n else np.inf)
                 for snr, found in noisy.items():
                     noise = rng.standard_normal(len(audio))
                     noise *= np.sqrt(np.mean(audio**2) / np.mean(noise**2) / 10 ** (snr / 10))
                     found.append(measure(audio + noise, rate))
-    print(f"limit: {MIN_PROMPT_LOUDNESS_RANGE_DB} dB")
+    print(f"limit: {MIN_PROMPT_LOUDNESS_RANGE_DB} dB; clips under {gate:g} s are not judged")
     summary("evaluation prompts and targets, whole", whole)
     for seconds, found in windows.items():
         summary(f"evaluation prompts, random {seconds:g} s windows", found)
