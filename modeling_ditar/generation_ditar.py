@@ -40,6 +40,7 @@ keeps GenerationConfig's own validation quiet about `temperature`.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -188,12 +189,18 @@ def _plain_number(value):
     return value
 
 
+@functools.cache
+def _standard_flag_defaults() -> dict:
+    """transformers' `GenerationConfig` flags and their defaults (built once: a config takes a while to make)."""
+    return {key: value for key, value in vars(GenerationConfig()).items() if not key.startswith("_")}
+
+
 def check_config_attributes(generation_config: GenerationConfig) -> None:
     """Refuse an attribute of the generation config that looks like a misspelt DiTAR setting
     (`generation_config.guidance_scal = 5` was kept and silently unused), and warn about standard flags set to values
     DiTAR does not use (`max_new_tokens`, `num_beams`, ...)."""
-    defaults = vars(GenerationConfig())
-    standard = {key for key in defaults if not key.startswith("_")}
+    defaults = _standard_flag_defaults()
+    standard = set(defaults)
     ignored = [
         f"{key}={getattr(generation_config, key)!r}"
         for key in IGNORED_STANDARD_FLAGS
@@ -348,6 +355,6 @@ def repeat_for_candidates(inputs: dict, generator, num_candidates: int) -> tuple
 def split_generation_kwargs(kwargs: dict) -> tuple[dict, dict]:
     """Split keyword arguments into standard `GenerationConfig` flags (which callers such as transformers' pipelines
     pass to every model: `max_new_tokens`, `pad_token_id`, `return_dict_in_generate`, ...) and the rest."""
-    standard = {key for key in vars(GenerationConfig()) if not key.startswith("_")}
+    standard = _standard_flag_defaults()
     flags = {key: value for key, value in kwargs.items() if key in standard}
     return flags, {key: value for key, value in kwargs.items() if key not in standard}
