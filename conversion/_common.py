@@ -40,6 +40,13 @@ def check_output_folder(out: Path, force: bool, *sources: Path | None) -> None:
                 f"{out} is or holds the source {source}: writing it replaces the whole folder, which would delete the "
                 "source; choose another folder"
             )
+    inside = [s for s in sources if s is not None and Path(s).resolve() in target.parents]
+    if inside and out.is_dir() and any(out.iterdir()) and not (out / "model_index.json").is_file():
+        # e.g. RUN/checkpoints or a pipeline's model/: part of the source; an earlier pipeline written there is not
+        raise ConversionError(
+            f"{out} lies inside the source {inside[0]} and holds files that are not an earlier pipeline: replacing it "
+            "would delete part of the source; choose a new folder"
+        )
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ConversionError(f"{out} is not empty; pass --force to replace it")
 

@@ -188,8 +188,12 @@ def test_force_never_replaces_the_source_or_a_folder_holding_it(run, tmp_path):
     for source, out in ((copy, copy), (copy, tmp_path / "runs"), (step, copy), (step, copy / "checkpoints")):
         with pytest.raises(SystemExit, match="is or holds the source .* which would delete the source"):
             convert.main([str(source), str(out), "--force"])
+    for out in (copy / "checkpoints", copy / "final", step):  # part of the run: replacing it deletes that part
+        with pytest.raises(SystemExit, match="would delete"):
+            convert.main([str(copy), str(out), "--force"])
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
-    convert.main([str(copy), str(copy / "pipeline")])  # inside the run: fine
+    convert.main([str(copy), str(copy / "pipeline")])  # a new folder inside the run: fine
+    convert.main([str(copy), str(copy / "pipeline"), "--force"])  # and again over the earlier pipeline
     assert (copy / "pipeline" / "model_index.json").is_file() and (copy / "checkpoints").is_dir()
 
 
