@@ -745,7 +745,9 @@ def read_folder_metadata(folder: Path) -> list[dict]:
         if not (text or "").strip():
             problems.append(f"line {line} ({name}): no transcript")
         elif not audio.is_file():
-            problems.append(f"line {line}: {name} is missing")
+            problems.append(
+                f"line {line}: {name} " + ("is a folder, not an audio file" if audio.is_dir() else "is missing")
+            )
         else:
             try:
                 sf.info(str(audio))
@@ -1154,8 +1156,8 @@ def check_out_folder(out: Path, source: str | None) -> None:
         src, dst = Path(source).resolve(), out.resolve()
         if dst == src or src in dst.parents or dst in src.parents:
             raise SystemExit(
-                f"--out {out} and --from-folder {source} overlap: the corpus replaces --out, which would delete the "
-                "recordings; give a folder outside them"
+                f"--out {out} and --from-folder {source} overlap: the corpus replaces --out whole, so it must lie "
+                "outside the recordings and not hold them; give a folder outside them"
             )
     if out.is_dir() and any(out.iterdir()) and not (out / "dataset_dict.json").is_file():
         shown = ", ".join(sorted(p.name for p in out.iterdir())[:5])

@@ -320,6 +320,11 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise SystemExit(f"error: --out {out} is a file; give a folder for the results")
+    if args.asr_model is not None and not Path(args.asr_model).is_dir():
+        raise SystemExit(
+            f"error: --asr-model {args.asr_model} is not a folder: give a faster-whisper model folder, or leave it out "
+            "for whisper-base from the PyPI packages"
+        )
     try:
         cases = load_cases(args.cases)
     except (OSError, ValueError) as error:  # a missing, empty or malformed cases file: its message, no traceback

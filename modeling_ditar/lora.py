@@ -163,8 +163,8 @@ def _read_adapter(source: str | os.PathLike, **hub_kwargs) -> tuple[dict, dict]:
     unknown = sorted(set(hub_kwargs) - set(HUB_KWARGS))
     if unknown:
         raise TypeError(
-            f"load_adapter got unexpected keyword arguments {unknown}: an adapter folder holds {ADAPTER_CONFIG} and "
-            f"{ADAPTER_WEIGHTS} (no other weight file is read); for a Hub repo it takes {list(HUB_KWARGS)}."
+            f"loading an adapter got unexpected keyword arguments {unknown}: an adapter folder holds {ADAPTER_CONFIG} "
+            f"and {ADAPTER_WEIGHTS} (no other weight file is read); for a Hub repo it takes {list(HUB_KWARGS)}."
         )
     if hub_kwargs.get("subfolder") and Path(source).is_dir():  # a local folder's subfolder, as on the Hub
         source = Path(source) / hub_kwargs.pop("subfolder")
@@ -235,7 +235,10 @@ class DiTARLoraMixin:
 
     def _check_has_adapters(self) -> None:
         if not self._ditar_adapters():
-            raise ValueError("No adapter loaded: add_adapter(...) or load_adapter(...) first")
+            raise ValueError(
+                "No adapter loaded: pipe.load_lora_weights(...) first (on the model: load_adapter(...) or "
+                "add_adapter(...))"
+            )
 
     def add_adapter(self, adapter_config, adapter_name: str | None = None) -> None:
         """Insert a new LoRA adapter (a `peft.LoraConfig`, e.g. [`default_lora_config`]) and make it the active one.
@@ -248,7 +251,7 @@ class DiTARLoraMixin:
         if adapter_name in adapters:
             raise ValueError(f"Adapter {adapter_name!r} already exists; delete_adapter it or pick another name")
         if getattr(self, "_ditar_fused", None):
-            raise ValueError("Adapters are fused: unfuse_adapters() before adding another")
+            raise ValueError("Adapters are fused: unfuse them first (pipe.unfuse_lora(), or model.unfuse_adapters())")
         adapter_config = copy.deepcopy(adapter_config)
         adapter_config.base_model_name_or_path = getattr(self, "name_or_path", None) or None
         adapter_config.inference_mode = False
@@ -284,8 +287,10 @@ class DiTARLoraMixin:
             missing = [key for key in getattr(result, "unexpected_keys", []) if "lora_" in key]
             if missing:
                 raise ValueError(f"{peft_model_id}: {len(missing)} adapter weights match no layer, e.g. {missing[0]}")
-        except BaseException:
+        except BaseException as err:
             self._drop_failed_adapter(adapter_name, *before)  # the model as it was before the call
+            if type(err).__name__ == "NoMatchingPeftModuleError":  # peft's, for target_modules that match no layer
+                raise ValueError(f"{peft_model_id}: its target_modules match no layer of this model ({err})") from err
             raise
         if getattr(self, "candidate_locdit", None) is not None:
             # the student was distilled from the LocDiT and backbone before the adapter changed them

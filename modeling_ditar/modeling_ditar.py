@@ -1128,8 +1128,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         if bool((used >= maximum - 1).any()):
             row = int(torch.nonzero(used >= maximum - 1).flatten()[0])
             raise ValueError(
-                f"row {row}: its {int(text_tokens[row])} text tokens and prompt already reach position {int(used[row])}"
-                f" of the backbone's max_position_embeddings {maximum}. {hint}."
+                f"row {row}: its {int(text_tokens[row])} text tokens and its prompt need positions up to "
+                f"{int(used[row])}, past the backbone's max_position_embeddings {maximum}. {hint}."
             )
         step = torch.as_tensor(position_step, dtype=torch.float32, device=limit.device).reshape(-1)
         room = ((maximum - 1 - position_ids[:, -1].float().to(limit.device)) / step).floor().long().clamp(min=1)

@@ -933,6 +933,8 @@ def test_a_missing_cases_file_pipeline_or_zero_cases_ends_with_one_line_before_a
     (tmp_path / "file").write_text("kept")
     with pytest.raises(SystemExit, match="^error: --out .*file is a file"):
         ev.main(["--cases", str(cases), "--out", str(tmp_path / "file")], **stubs)
+    with pytest.raises(SystemExit, match="^error: --asr-model .*no-such is not a folder"):  # a Hub-id error
+        ev.main(["--cases", str(cases), "--out", str(out), "--asr-model", str(tmp_path / "no-such")], **stubs)
     prompt_only = cases.parent / "prompt-only.jsonl"  # the same cases without their ground truth
     rows = [json.loads(line) for line in cases.read_text().splitlines()]
     prompt_only.write_text("\n".join(json.dumps({k: v for k, v in r.items() if k != "target_audio"}) for r in rows))

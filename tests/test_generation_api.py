@@ -132,7 +132,7 @@ def test_positions_past_the_backbone_are_refused_or_the_derived_cap_lowered(test
     def tokens(n):
         return {"input_ids": torch.full((1, n), 5), "attention_mask": torch.ones(1, n, dtype=torch.long)}
 
-    with pytest.raises(ValueError, match="300 text tokens and prompt already reach position 300 of .* 256"):
+    with pytest.raises(ValueError, match="300 text tokens and its prompt need positions up to 300, past .* 256"):
         model.generate(**tokens(300))
     with pytest.raises(ValueError, match="max_new_patches=100 passes the backbone's max_position_embeddings 256"):
         model.generate(**tokens(200), max_new_patches=100)

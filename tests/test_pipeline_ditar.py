@@ -499,6 +499,13 @@ def test_settings_that_would_break_the_next_call_are_refused_when_set():
     for options in ({"disabel": True}, {"total": 5}):
         with pytest.raises(TypeError, match="which tqdm does not take here"):
             pipe.set_progress_bar_config(**options)
+    for options, message in (
+        ({"position": "x"}, "position must be an integer"),
+        ({"disable": "yes"}, "disable must be True, False or None"),
+        ({"ncols": "a"}, "tqdm cannot use"),
+    ):
+        with pytest.raises(TypeError, match=message):
+            pipe.set_progress_bar_config(**options)
     with pytest.raises(TypeError, match="return_dict must be True or False, got 'False'"):
         pipe(**get_dummy_inputs(), return_dict="False")
     assert pipe.to("cpu", torch.float32) is pipe
