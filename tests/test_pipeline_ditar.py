@@ -500,9 +500,9 @@ def test_settings_that_would_break_the_next_call_are_refused_when_set():
         with pytest.raises(TypeError, match="which tqdm does not take here"):
             pipe.set_progress_bar_config(**options)
     for options, message in (
-        ({"position": "x"}, "position must be an integer"),
-        ({"disable": "yes"}, "disable must be True, False or None"),
-        ({"ncols": "a"}, "tqdm cannot use"),
+        ({"position": "x"}, "position got 'x', which tqdm cannot use"),
+        ({"disable": "yes"}, "disable got 'yes'"),
+        ({"ncols": "a"}, "ncols got 'a'"),
     ):
         with pytest.raises(TypeError, match=message):
             pipe.set_progress_bar_config(**options)
