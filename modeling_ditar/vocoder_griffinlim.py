@@ -64,12 +64,12 @@ ANALYSIS_SETTINGS = {
 }
 
 
-@lru_cache(maxsize=64)
 def _check_n_iter(n_iter) -> None:
     if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
         raise ValueError(f"`n_iter` must be a non-negative integer, got {n_iter!r}.")
 
 
+@lru_cache(maxsize=64)
 def _istft_window_and_envelope(
     n_fft: int, hop_length: int, win_length: int, frames: int, length: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:

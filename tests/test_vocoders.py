@@ -300,3 +300,16 @@ def test_new_vocoder_from_the_default_processor_is_the_default_vocoder():
     for key, value in saved.items():
         if not key.startswith("_"):
             assert built[key] == pytest.approx(value), key
+
+
+def test_griffin_lim_reuses_its_window_envelope_across_calls():
+    """The inverse STFT's window envelope is cached per shape; a check inserted under its cache decorator once made
+    every call (every streamed window) recompute it."""
+    from modeling_ditar.vocoder_griffinlim import _istft_window_and_envelope
+
+    vocoder = GriffinLimVocoder(sampling_rate=16000, n_fft=1024, hop_length=256, num_mel_bins=80, n_iter=2)
+    features = torch.full((1, 20, 80), -4.0)
+    vocoder(features)
+    hits = _istft_window_and_envelope.cache_info().hits
+    vocoder(features)
+    assert _istft_window_and_envelope.cache_info().hits > hits
