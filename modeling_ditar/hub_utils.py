@@ -70,11 +70,14 @@ def looks_like_a_local_path(name: str) -> bool:
 
 
 def folder_or_hub_files(source: str | os.PathLike, names: tuple[str, ...], what: str, **hub_kwargs) -> list[Path]:
-    """The files `names` of `what` (e.g. "a LoRA adapter") from a local folder, or else from the Hub repo `source`
-    (`hub_kwargs` go to the download). Errors name the source and what was expected instead of a Hub error about a
-    path that was meant locally: a missing local path, a file, a folder without the files, or a repo id that cannot be
-    fetched."""
+    """The files `names` of `what` (e.g. "a LoRA adapter") from a local folder (its `subfolder` when `hub_kwargs` name
+    one, as on the Hub), or else from the Hub repo `source` (`hub_kwargs` go to the download). Errors name the source
+    and what was expected instead of a Hub error about a path that was meant locally: a missing local path, a file, a
+    folder without the files, or a repo id that cannot be fetched."""
     folder, name = Path(source), str(source)
+    if folder.is_dir() and hub_kwargs.get("subfolder"):
+        folder = folder / hub_kwargs["subfolder"]
+        name = str(folder)
     if folder.is_dir():
         missing = [n for n in names if not (folder / n).is_file()]
         if missing:

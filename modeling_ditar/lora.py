@@ -166,8 +166,6 @@ def _read_adapter(source: str | os.PathLike, **hub_kwargs) -> tuple[dict, dict]:
             f"loading an adapter got unexpected keyword arguments {unknown}: an adapter folder holds {ADAPTER_CONFIG} "
             f"and {ADAPTER_WEIGHTS} (no other weight file is read); for a Hub repo it takes {list(HUB_KWARGS)}."
         )
-    if hub_kwargs.get("subfolder") and Path(source).is_dir():  # a local folder's subfolder, as on the Hub
-        source = Path(source) / hub_kwargs.pop("subfolder")
     config_path, weights_path = folder_or_hub_files(
         source, (ADAPTER_CONFIG, ADAPTER_WEIGHTS), "a LoRA adapter", **hub_kwargs
     )

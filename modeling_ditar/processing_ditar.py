@@ -704,16 +704,10 @@ class DiTARVoice:
 
         from .hub_utils import folder_or_hub_files
 
-        source = Path(pretrained_voice_name_or_path)
-        if kwargs.get("subfolder") and source.is_dir():
-            source = source / kwargs["subfolder"]
         keys = ("subfolder", "revision", "token", "cache_dir", "local_files_only")
         options = {k: kwargs[k] for k in keys if kwargs.get(k) is not None}
         config_file, weights_file = folder_or_hub_files(
-            source if source.is_dir() else pretrained_voice_name_or_path,
-            (VOICE_CONFIG_NAME, VOICE_WEIGHTS_NAME),
-            "a DiTARVoice",
-            **options,
+            pretrained_voice_name_or_path, (VOICE_CONFIG_NAME, VOICE_WEIGHTS_NAME), "a DiTARVoice", **options
         )
         damaged = f"{config_file.parent} is a damaged voice folder"
         again = "create the voice again from its audio (create_voice) and save it"
