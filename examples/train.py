@@ -244,6 +244,13 @@ def lr_lambda(cfg: TrainConfig, num_processes: int = 1):
     return factor
 
 
+# how to get a corpus whose features match a model's
+REBUILD_CORPUS = (
+    "Rebuild the corpus with the model's settings (examples/build_corpus.py --features --feature-config JSON; the "
+    "shipped model's are in examples/configs/features_16k_80mel.json), or train a new model on it."
+)
+
+
 def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
     from modeling_ditar import DiTARFeatureExtractor, DiTARProcessor, build_ditar_tokenizer
     from modeling_ditar.training_data import check_corpus_features
@@ -278,6 +285,7 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
                 processor.feature_extractor,
                 str(dataset_dir),
                 str(source),
+                REBUILD_CORPUS,
             )
         return model, processor
     processor = DiTARProcessor(

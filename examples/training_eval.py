@@ -182,13 +182,13 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from train import load_utterances
+    from train import REBUILD_CORPUS, load_utterances
 
     folder = Path(args.model)
     model = DiTARForConditionalGeneration.from_pretrained(str(folder / "model"), dtype=torch.float32).eval()
     processor = DiTARProcessor.from_pretrained(str(folder / "processor"))
     settings = DiTARFeatureExtractor.get_feature_extractor_dict(str(Path(args.dataset) / "feature_extractor"))[0]
-    check_corpus_features(settings, processor.feature_extractor, args.dataset, args.model)
+    check_corpus_features(settings, processor.feature_extractor, args.dataset, args.model, REBUILD_CORPUS)
     split = load_from_disk(args.dataset)["validation"]
     valid = load_utterances(split.select(spread_rows(len(split), args.num_utterances)), processor, model)
     pad_id = processor.tokenizer.pad_token_id or 0

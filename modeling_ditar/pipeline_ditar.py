@@ -357,7 +357,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if candidate_locdit not in (None, False):
             raise ValueError(
                 f"candidate_locdit={candidate_locdit!r}: on loading it can only be False (leave out the folder's "
-                "candidate LocDiT); a candidate LocDiT is added with conversion/add_candidate_locdit.py."
+                "candidate LocDiT); loading cannot add one, a candidate LocDiT is distilled from a trained model."
             )
         if pretrained_model_name_or_path is None:
             if not (EMBEDDED_DEFAULT / "model_index.json").is_file():

@@ -50,10 +50,16 @@ FEATURE_SETTINGS = (
 )
 
 
-def check_corpus_features(corpus_settings: dict, feature_extractor, corpus: str, model: str) -> None:
+def check_corpus_features(
+    corpus_settings: dict,
+    feature_extractor,
+    corpus: str,
+    model: str,
+    fix: str = "Rebuild the corpus with the model's feature settings, or train a new model on it.",
+) -> None:
     """Refuse to train or evaluate a model on a corpus whose features were computed with other settings (another rate,
     number of mel bins, hop, ...): the shapes may not fit, and where they do the model would read other features as
-    its own. `corpus_settings` is the corpus's saved feature extractor config."""
+    its own. `corpus_settings` is the corpus's saved feature extractor config; `fix` ends the message."""
     theirs = {k: corpus_settings.get(k) for k in FEATURE_SETTINGS if k in corpus_settings}
     ours = {k: getattr(feature_extractor, k, None) for k in theirs}
     differ = {k: (theirs[k], ours[k]) for k in theirs if theirs[k] != ours[k]}
@@ -61,8 +67,7 @@ def check_corpus_features(corpus_settings: dict, feature_extractor, corpus: str,
         listing = ", ".join(f"{k} {a!r} (model: {b!r})" for k, (a, b) in differ.items())
         raise ValueError(
             f"{corpus}: its features were computed with other settings than {model}'s feature extractor: {listing}. "
-            "Rebuild the corpus with the model's settings (examples/build_corpus.py --features --feature-config JSON; "
-            "the shipped model's are in examples/configs/features_16k_80mel.json), or train a new model on it."
+            + fix
         )
 
 
