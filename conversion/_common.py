@@ -72,47 +72,26 @@ def staged_output(out: Path) -> Iterator[Path]:
 def sync_transformers_root(folder: Path) -> None:
     """After `folder/model/` was rewritten (new weights, config or generation config), make the files transformers
     reads at the pipeline's root say the same: the root `config.json` is the model's config with the root's vocoder
-    config, architecture, auto_map and compute dtype; the generation config is the model's; the root's weight files
-    are links to (or copies of) `model/`'s, or, with a neural vocoder, an index that names `model/`'s files. Without
-    this, `AutoModel` and `pipeline("text-to-speech")` loaded the old weights from a folder whose `model/` was new."""
-    from modeling_ditar.hub_utils import SAFE_WEIGHTS_INDEX, _link_or_copy
+    config, architecture, auto_map and compute dtype, and the root's other files follow `model/` as saving writes
+    them (`hub_utils.link_model_files`). Without this, `AutoModel` and `pipeline("text-to-speech")` loaded the old
+    weights from a folder whose `model/` was new."""
+    from safetensors.torch import load_file
+
+    from modeling_ditar.hub_utils import ROOT_VOCODER_WEIGHTS, SAFE_WEIGHTS_INDEX, link_model_files
 
     if not (folder / "config.json").is_file():  # no transformers entry (e.g. a VAE pipeline)
         return
-    model = folder / "model"
     root = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    config = json.loads((folder / "model" / "config.json").read_text(encoding="utf-8"))
     config.update({k: root[k] for k in ("vocoder_config", "architectures", "auto_map", "dtype") if k in root})
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    indexed = (folder / SAFE_WEIGHTS_INDEX).is_file() and any(
-        k.startswith("vocoder.")
-        for k in json.loads((folder / SAFE_WEIGHTS_INDEX).read_text(encoding="utf-8"))["weight_map"]
-    )
-    if not indexed:  # the root's weights were links to (or copies of) the old model/ files
-        for stale in [*folder.glob("*.safetensors"), folder / SAFE_WEIGHTS_INDEX]:
-            stale.unlink(missing_ok=True)
-    for source in sorted(model.iterdir()):
-        if source.name == "config.json" or source.suffix == ".py" or not source.is_file():
-            continue
-        if indexed and (source.suffix == ".safetensors" or source.name == SAFE_WEIGHTS_INDEX):
-            continue  # named by the root index below
-        (folder / source.name).unlink(missing_ok=True)
-        _link_or_copy(source, folder / source.name)
-    if indexed:
-        index = json.loads((folder / SAFE_WEIGHTS_INDEX).read_text(encoding="utf-8"))
-        vocoder = {k: v for k, v in index["weight_map"].items() if k.startswith("vocoder.")}
-        if (model / SAFE_WEIGHTS_INDEX).is_file():
-            shards = json.loads((model / SAFE_WEIGHTS_INDEX).read_text(encoding="utf-8"))["weight_map"]
-            weights = {k: f"model/{v}" for k, v in shards.items()}
-        else:
-            from safetensors import safe_open
-
-            with safe_open(str(model / "model.safetensors"), framework="pt") as f:
-                weights = {k: "model/model.safetensors" for k in f.keys()}
-        index["weight_map"] = dict(sorted({**weights, **vocoder}.items()))
-        size = sum((folder / name).stat().st_size for name in set(index["weight_map"].values()))
-        index["metadata"] = {**index.get("metadata", {}), "total_size": size}
-        (folder / SAFE_WEIGHTS_INDEX).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    vocoder_file = folder / ROOT_VOCODER_WEIGHTS
+    vocoder = {}
+    if vocoder_file.is_file():  # a neural vocoder's weights, named as the text-to-speech model names them
+        vocoder = {name.removeprefix("vocoder."): t for name, t in load_file(str(vocoder_file)).items()}
+    for stale in [*folder.glob("*.safetensors"), folder / SAFE_WEIGHTS_INDEX]:  # links to the old model/ files
+        stale.unlink(missing_ok=True)
+    link_model_files(folder, vocoder)
 
 
 def load_weights(folder_or_file: Path) -> dict[str, torch.Tensor]:

@@ -228,7 +228,16 @@ def write_transformers_entry_points(pipeline, folder: str | os.PathLike) -> bool
         # have no fast float16 kernels (a sentence took 3x as long in float16 as in float32 on 2 cores)
         config["dtype"] = "float32"
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    vocoder_weights = vocoder.state_dict()  # empty for Griffin-Lim (its buffers are not saved)
+    link_model_files(folder, vocoder.state_dict())  # no vocoder weights for Griffin-Lim (its buffers are not saved)
+    for source in sorted((folder / "processor").iterdir()):
+        if source.is_file() and source.suffix != ".py":
+            shutil.copyfile(source, folder / source.name)
+    return True
+
+
+def link_model_files(folder: Path, vocoder_weights: dict) -> None:
+    """The root's share of `model/`'s files (all but its config and code): hard links (or copies), or, with a neural
+    vocoder's weights, a root index naming `model/`'s weight files beside a root file of the vocoder's weights."""
     for source in sorted((folder / "model").iterdir()):
         if source.name == "config.json" or source.suffix == ".py" or not source.is_file():
             continue
@@ -237,10 +246,6 @@ def write_transformers_entry_points(pipeline, folder: str | os.PathLike) -> bool
         _link_or_copy(source, folder / source.name)
     if vocoder_weights:
         _write_root_weight_index(folder, vocoder_weights)
-    for source in sorted((folder / "processor").iterdir()):
-        if source.is_file() and source.suffix != ".py":
-            shutil.copyfile(source, folder / source.name)
-    return True
 
 
 def _write_root_weight_index(folder: Path, vocoder_weights: dict) -> None:
