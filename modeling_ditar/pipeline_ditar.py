@@ -299,7 +299,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         for value in (*args, *kwargs.values()):
             if isinstance(value, torch.dtype) and (not value.is_floating_point or value.is_complex):
                 raise ValueError(f"the pipeline computes in real floating point; {value} is not (use torch.float32).")
-            if isinstance(value, (str, torch.device)) and _is_device(value) and torch.device(value).type == "meta":
+            if _device_type(value) == "meta":
                 raise ValueError(
                     "moving the pipeline to the meta device would drop its weights' values and nothing could speak; "
                     "the pipeline is unchanged."
@@ -943,15 +943,14 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 yield chunk.numpy()
 
 
-def _is_device(value) -> bool:
-    """Whether `value` (an argument of `to`) names a device."""
-    if isinstance(value, torch.device):
-        return True
+def _device_type(value) -> str | None:
+    """The type of the device `value` (an argument of `to`) names, or None when it names none."""
+    if not isinstance(value, (str, torch.device)):
+        return None
     try:
-        torch.device(value)
+        return torch.device(value).type
     except (RuntimeError, TypeError):
-        return False
-    return True
+        return None
 
 
 # a sentence ends at . ! ? ; or … (optionally followed by a closing quote or bracket) and whitespace
