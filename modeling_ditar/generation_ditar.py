@@ -352,6 +352,28 @@ def repeat_for_candidates(inputs: dict, generator, num_candidates: int) -> tuple
     return inputs, generator
 
 
+# Flags transformers' text-to-speech pipeline passes to every model's generate, with its own values: not the user's.
+_PIPELINE_FLAGS = {"max_new_tokens": 256, "return_dict_in_generate": True}
+_BOOKKEEPING_FLAGS = {"pad_token_id", "bos_token_id", "eos_token_id", "output_attentions", "output_hidden_states"}
+
+
+def warn_ignored_generation_flags(flags: dict) -> None:
+    """Warn once per set of standard `GenerationConfig` flags that a caller set and DiTAR does not use (e.g.
+    `max_new_tokens=50`, `do_sample=False`, `num_beams=4`): they are accepted so that generic callers work, but they
+    change nothing, which should not go unnoticed."""
+    ignored = sorted(
+        f"{key}={value!r}"
+        for key, value in flags.items()
+        if key not in _BOOKKEEPING_FLAGS and not (key in _PIPELINE_FLAGS and _PIPELINE_FLAGS[key] == value)
+    )
+    if ignored:
+        logger.warning_once(
+            f"generate ignores {', '.join(ignored)}: DiTAR's length is set by max_new_patches and its stop head, its "
+            "sampling by temperature (0: no fresh noise), guidance_scale, num_inference_steps, num_candidates and "
+            "generator."
+        )
+
+
 def split_generation_kwargs(kwargs: dict) -> tuple[dict, dict]:
     """Split keyword arguments into standard `GenerationConfig` flags (which callers such as transformers' pipelines
     pass to every model: `max_new_tokens`, `pad_token_id`, `return_dict_in_generate`, ...) and the rest."""

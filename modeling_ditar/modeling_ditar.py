@@ -40,6 +40,7 @@ from .generation_ditar import (
     repeat_for_candidates,
     resolve_generation_settings,
     split_generation_kwargs,
+    warn_ignored_generation_flags,
 )
 from .guided_attention import AttentionReader, guided_attention_loss
 from .locdit import LocDiT
@@ -1667,28 +1668,6 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
         audio = [StreamingVocoder(self.vocoder, limiter=soft_limit).decode(f) for f in features]
         return DiTARSpeechOutput(
             audio=audio, sampling_rate=self.sampling_rate, features=features, stopped=out.stopped.cpu()
-        )
-
-
-# Flags transformers' text-to-speech pipeline passes to every model's generate, with its own values: not the user's.
-_PIPELINE_FLAGS = {"max_new_tokens": 256, "return_dict_in_generate": True}
-_BOOKKEEPING_FLAGS = {"pad_token_id", "bos_token_id", "eos_token_id", "output_attentions", "output_hidden_states"}
-
-
-def warn_ignored_generation_flags(flags: dict) -> None:
-    """Warn once per set of standard `GenerationConfig` flags that a caller set and DiTAR does not use (e.g.
-    `max_new_tokens=50`, `do_sample=False`, `num_beams=4`): they are accepted so that generic callers work, but they
-    change nothing, which should not go unnoticed."""
-    ignored = sorted(
-        f"{key}={value!r}"
-        for key, value in flags.items()
-        if key not in _BOOKKEEPING_FLAGS and not (key in _PIPELINE_FLAGS and _PIPELINE_FLAGS[key] == value)
-    )
-    if ignored:
-        logger.warning_once(
-            f"generate ignores {', '.join(ignored)}: DiTAR's length is set by max_new_patches and its stop head, its "
-            "sampling by temperature (0: no fresh noise), guidance_scale, num_inference_steps, num_candidates and "
-            "generator."
         )
 
 
