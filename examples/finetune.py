@@ -17,6 +17,7 @@ A `datasets` audio dataset works too, saved with `save_to_disk` or a Hub id, wit
 Steps, each skipped when its output exists (so a re-run resumes; training continues from its newest checkpoint):
   1. validation: missing/empty transcripts, unreadable or silent audio, steady noise or hum, clips too short/long and
      duplicates are left out with a message each; other sample rates are resampled and stereo is downmixed (noted).
+     With --asr-model, recordings without a transcript are transcribed instead (each transcript is listed).
      OUT/data_clean/clips holds the cleaned mono clips (with metadata.csv), OUT/validation.md the table of what was
      found.
   2. `--holdout` clips (default 4) are held out for the evaluation, never trained on; features are computed with the
@@ -148,9 +149,12 @@ def validate_recordings(
     min_sec: float = 1.0,
     max_sec: float = 15.0,
     text_check=None,
+    transcriber=None,
 ) -> tuple[list[Clip], list[Problem]]:
     """Check every recording; returns the usable clips and the problems found (one message each). `text_check`, when
-    given, raises `ValueError` for a transcript the model cannot speak (e.g. another writing system)."""
+    given, raises `ValueError` for a transcript the model cannot speak (e.g. another writing system). `transcriber`,
+    when given (a `PromptTranscriber`), transcribes the recordings that have no transcript (noted for each); without
+    it they are left out."""
     import soundfile as sf
 
     # a transcript outside the speaking rates a voice prompt may have (characters here, where the pipeline counts
@@ -163,6 +167,7 @@ def validate_recordings(
         PROMPT_TOKEN_SLACK,
         speech_band_loudness_range_db,
     )
+    from modeling_ditar.prompt_transcription import LOOP_COMPRESSION_RATIO, compression_ratio
 
     folder = Path(folder)
     clips, problems, seen_audio, seen_text = [], [], {}, {}
@@ -181,11 +186,17 @@ def validate_recordings(
         if not path.is_file():
             problems.append(Problem(name, "missing audio", "named in metadata.csv but not found"))
             continue
-        if text is None:
-            problems.append(Problem(name, "missing transcript", f"no {path.with_suffix('.txt').name} next to it"))
+        if text is None and transcriber is None:
+            problems.append(
+                Problem(
+                    name,
+                    "missing transcript",
+                    f"no {path.with_suffix('.txt').name} next to it (or pass --asr-model to transcribe it)",
+                )
+            )
             continue
-        text = " ".join(text.split())
-        if not text:
+        text = None if text is None else " ".join(text.split())
+        if text == "":
             problems.append(Problem(name, "empty transcript", "the transcript is empty"))
             continue
         try:
@@ -217,6 +228,17 @@ def validate_recordings(
                 )
             )
             continue
+        transcribed = text is None
+        if transcribed:
+            text = " ".join(transcriber(audio.mean(axis=1), sr).split())
+            if not text:
+                problems.append(Problem(name, "nothing heard", f"{transcriber.name} heard no words in it"))
+                continue
+            if compression_ratio(text) > LOOP_COMPRESSION_RATIO:
+                problems.append(
+                    Problem(name, "transcript repeats itself", f"{transcriber.name} looped: {text[:60]!r}...")
+                )
+                continue
         too_slow = len(text) + MIN_PROMPT_TOKEN_SLACK < MIN_PROMPT_TOKENS_PER_SECOND * seconds
         if too_slow or len(text) > MAX_PROMPT_TOKENS_PER_SECOND * seconds + PROMPT_TOKEN_SLACK:
             rate = len(text) / seconds
@@ -241,6 +263,9 @@ def validate_recordings(
             continue
         seen_audio[digest] = name
         clip = Clip(path, text, sr, audio.shape[1], seconds, speaker)
+        if transcribed:
+            clip.notes.append("transcribed")
+            problems.append(Problem(name, "transcribed", f"no transcript: {transcriber.name} heard {text!r}", False))
         key = text.lower()
         if key in seen_text:
             problems.append(Problem(name, "duplicate transcript", f"the same text as {seen_text[key]}", False))
@@ -698,6 +723,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--holdout", type=int, default=4, help="clips held out for the evaluation (at least 1: the voice's prompt)"
     )
+    p.add_argument(
+        "--asr-model",
+        metavar="MODEL",
+        help="transcribe recordings that have no transcript with this speech recognition model (a Hub id such as "
+        "openai/whisper-base, or a local folder); without it they are left out. Check the transcripts in "
+        "OUT/validation.md: a wrong one teaches the model wrong words",
+    )
     p.add_argument("--min-sec", type=float, default=1.0)
     p.add_argument("--max-sec", type=float, default=15.0)
     p.add_argument("--eval", choices=["auto", "none"], default="auto", help="none: skip the before/after evaluation")
@@ -820,7 +852,17 @@ def main(argv: list[str] | None = None) -> dict:
             dataset_to_folder(ds, recordings, args.text_column, args.audio_column, args.speaker_column)
     frontend = getattr(processor, "frontend", None)
     text_check = getattr(frontend, "check_text_script", None)
-    clips, problems = validate_recordings(recordings, target_sr, args.min_sec, args.max_sec, text_check)
+    transcriber = None
+    if args.asr_model is not None:
+        from modeling_ditar import PromptTranscriber
+
+        try:
+            transcriber = PromptTranscriber(args.asr_model)
+        except OSError as error:
+            raise SystemExit(f"--asr-model: {error}") from None
+    clips, problems = validate_recordings(
+        recordings, target_sr, args.min_sec, args.max_sec, text_check, transcriber=transcriber
+    )
     table = validation_table(clips, problems)
     (out / "validation.md").write_text(table)
     print(table, flush=True)

@@ -24,6 +24,7 @@ from .modeling_ditar import (
 )
 from .pipeline_ditar import DiTARPipeline, DiTARPipelineOutput, build_pipeline
 from .processing_ditar import DiTARProcessor, DiTARVoice
+from .prompt_transcription import PromptTranscriber
 from .sampling import PatchSampler
 from .streaming import SpeechStream, StreamingVocoder
 from .tokenization_ditar import DiTARTextFrontend, build_ditar_tokenizer
@@ -75,6 +76,7 @@ __all__ = [
     "DiTAROutput",
     "DiTARPreTrainedModel",
     "PatchSampler",
+    "PromptTranscriber",
     "SpeechStream",
     "StreamingVocoder",
     "PatchStep",

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 PROG = "ditar"
+DEFAULT_ASR_MODEL = "openai/whisper-base"  # as modeling_ditar.prompt_transcription (not imported here: it loads torch)
 
 DESCRIPTION = """\
 DiTAR zero-shot text-to-speech: speak any text in the voice of a short audio prompt (a few seconds of speech and
@@ -50,6 +51,8 @@ examples:
       the embedded default model and its default voice
   ditar synthesize "Hello there." --prompt-audio me.wav --prompt-text "What I say in me.wav." -o hello.wav
       clone the voice of me.wav (any sample rate, mono or stereo; 3-8 seconds work best)
+  ditar synthesize "Hello there." --prompt-audio me.wav -o hello.wav
+      the same, with me.wav transcribed by Whisper (--asr-model) since no --prompt-text is given
   ditar synthesize "Hello there." --model ./my-pipeline --steps 16 --guidance-scale 3 --temperature 0 -o hi.wav
       a local pipeline folder, more sampler steps, stronger guidance, deterministic sampling
   ditar synthesize "A long text ..." --stream -o long.wav
@@ -147,7 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
         "one is cut at a pause to at most 8 s, with its transcript cut to match (a warning says "
         "what was kept)",
     )
-    voice.add_argument("--prompt-text", metavar="TEXT", help="the transcript of --prompt-audio (required with it)")
+    voice.add_argument(
+        "--prompt-text",
+        metavar="TEXT",
+        help="the exact transcript of --prompt-audio; without it the clip is transcribed by --asr-model (an exact "
+        "transcript gives the better result)",
+    )
+    voice.add_argument(
+        "--asr-model",
+        metavar="MODEL",
+        help="speech recognition model that transcribes --prompt-audio when --prompt-text is not given: a Hub id or a "
+        f"local folder that transformers' automatic-speech-recognition pipeline loads (default: {DEFAULT_ASR_MODEL}, "
+        "downloaded once)",
+    )
     model = synth.add_argument_group("model")
     model.add_argument(
         "--model",
@@ -330,8 +345,10 @@ def _check_synthesize(args: argparse.Namespace, read_stdin: bool = True) -> tupl
     read yet (None)."""
     text = _read_text(args.text) if read_stdin or args.text != "-" else None
     output = _check_output(args.output)
-    if args.prompt_audio is not None and args.prompt_text is None:
-        raise UsageError("--prompt-audio needs --prompt-text, the transcript of what is said in it")
+    if args.asr_model is not None and (args.prompt_audio is None or args.prompt_text is not None):
+        raise UsageError(
+            "--asr-model transcribes --prompt-audio when --prompt-text is not given, so it is unused here; drop it"
+        )
     if args.prompt_text is not None and args.prompt_audio is None:
         raise UsageError("--prompt-text was given without --prompt-audio; pass both, or neither for the default voice")
     if args.prompt_audio is not None:
@@ -366,10 +383,14 @@ def _synthesize(args: argparse.Namespace) -> int:
         args.model, args.device, quiet=args.quiet, locdit_dtype=args.locdit_dtype, matmul_dtype=args.matmul_dtype
     )
     pipe.set_progress_bar_config(disable=args.quiet, desc="Generating", unit="patch", leave=False)
+    prompt_audio, prompt_text, prompt_rate = args.prompt_audio, args.prompt_text, None
+    if prompt_audio is not None and prompt_text is None:
+        prompt_audio, prompt_text, prompt_rate = _transcribe_prompt(pipe, args)
     call = dict(
         text=text,
-        prompt_audio=args.prompt_audio,
-        prompt_text=args.prompt_text,
+        prompt_audio=prompt_audio,
+        prompt_text=prompt_text,
+        sampling_rate=prompt_rate,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance_scale,
         temperature=args.temperature,
@@ -403,6 +424,47 @@ def _synthesize(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _transcribe_prompt(pipe, args: argparse.Namespace):
+    """(audio, transcript, rate) of --prompt-audio transcribed by --asr-model (cut at a pause first when it is longer
+    than the model's working range); says what was heard on stderr. The clip is checked before the model loads."""
+    asr = args.asr_model or DEFAULT_ASR_MODEL
+    rate = pipe._prompt_rate
+    try:
+        waveform = pipe.processor.load_prompt_audio(args.prompt_audio, target_rate=rate)
+    except (ValueError, FileNotFoundError) as err:
+        raise UsageError(str(err)) from err
+    if not args.quiet:
+        print(f"Loading {asr} to transcribe {args.prompt_audio} (no --prompt-text) ...", file=sys.stderr)
+    try:
+        with _transformers_errors_only():
+            pipe.enable_prompt_transcription(asr, device=args.device)
+            audio, transcript, rate, _ = pipe._transcribe_missing(waveform.numpy(), None, rate)
+    except OSError as err:  # not a folder, not on the Hub (or offline), not a speech recognition model
+        raise UsageError(f"--asr-model: {err}".replace("(prompt_text)", "(--prompt-text)")) from err
+    except ValueError as err:  # nothing heard, or a transcript that loops
+        raise UsageError(str(err)) from err
+    if not args.quiet:
+        print(
+            f"{PROG}: heard {transcript!r}; if that is not what is said, pass --prompt-text with the exact transcript",
+            file=sys.stderr,
+        )
+    return audio, transcript, rate
+
+
+@contextlib.contextmanager
+def _transformers_errors_only():
+    """transformers' own notices while the recogniser loads and runs (e.g. "Couldn't connect to the Hub", generation
+    argument deprecations) would repeat or bury the command's message; its errors still raise."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 _stdin_text: str | None = None
@@ -574,6 +636,12 @@ def _add_serve_parser(commands, formatter) -> None:
     model.add_argument("--locdit-dtype", choices=("float32", "bfloat16"), default="float32", help=LOCDIT_DTYPE_HELP)
     model.add_argument("--matmul-dtype", choices=("auto", "float32", "bfloat16"), default=None, help=MATMUL_DTYPE_HELP)
     model.add_argument("--model-name", default="ditar", metavar="NAME", help="name /health reports (default: ditar)")
+    model.add_argument(
+        "--asr-model",
+        metavar="MODEL",
+        help="transcribe voice uploads sent without their transcript with this speech recognition model (a Hub id "
+        f"such as {DEFAULT_ASR_MODEL} or a local folder, loaded at start); without it uploads need their transcript",
+    )
     limits = serve.add_argument_group("batching and limits")
     limits.add_argument(
         "--max-batch-size", type=_int_at_least(1), default=8, metavar="N", help="most requests per batch (default: 8)"
@@ -664,6 +732,13 @@ def _serve(args: argparse.Namespace) -> int:
         args.model, args.device, quiet=False, locdit_dtype=args.locdit_dtype, matmul_dtype=args.matmul_dtype
     )
     pipe.set_progress_bar_config(disable=True)
+    if args.asr_model is not None:
+        print(f"Loading {args.asr_model} to transcribe voice uploads without a transcript ...", file=sys.stderr)
+        try:
+            with _transformers_errors_only():
+                pipe.enable_prompt_transcription(args.asr_model, device=args.device)
+        except OSError as err:
+            raise UsageError(f"--asr-model: {err}") from err
 
     from .server import ServerSettings, run
 

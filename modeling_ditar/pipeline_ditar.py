@@ -55,6 +55,7 @@ from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
 from .phase_reconstruction import phase_gradient_phase  # noqa: F401
 from .processing_ditar import DEFAULT_VOICE_DIR, DiTARProcessor, DiTARVoice, write_default_voice
 from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts
+from .prompt_transcription import DEFAULT_ASR_MODEL, DEFAULT_LANGUAGE, PromptTranscriber, transcribe_prompt
 from .sampling import PatchSampler  # noqa: F401
 from .spectrum_matching import PromptSpectrumMatch, prompt_spectrum_matches
 from .speech_positions import speaking_rate  # noqa: F401
@@ -76,6 +77,12 @@ from .vocoders import DiTARVocoder  # noqa: F401
 
 logger = logging.get_logger(__name__)
 
+MISSING_PROMPT_TEXT = (
+    "prompt_audio was given without prompt_text: DiTAR continues the prompt, so it needs the transcript of the prompt "
+    "audio. Pass prompt_text=... (what is said in the prompt audio), or call pipe.enable_prompt_transcription() to "
+    "have a speech recognition model (Whisper) transcribe prompts given without one."
+)
+
 # Said when the derived patch cap, not the stop head, ended a text (the CLI words its own warning and drops this one).
 CUT_BY_CAP_WARNING = "the patch cap derived from the text length ended"
 
@@ -95,10 +102,13 @@ class DiTARPipelineOutput(AudioPipelineOutput):
     """audios: `np.ndarray`/`torch.Tensor` [B, samples] (zero-padded; see `audio_lengths`) or, for
     output_type="features", de-normalised features [B, T, D] (log-mel rows padded with the features of silence, the
     feature extractor's `log_mel_floor`). audio_lengths: real samples (or frames) per row.
-    stopped: per row, whether the stop head ended generation (False: `max_new_patches` did)."""
+    stopped: per row, whether the stop head ended generation (False: `max_new_patches` did).
+    prompt_transcripts: per row, the transcript the pipeline's prompt transcriber made of a prompt given without
+    `prompt_text` (see `enable_prompt_transcription`), else None; None when no prompt was transcribed."""
 
     audio_lengths: list[int] | None = None
     stopped: list[bool] | None = None
+    prompt_transcripts: list[str | None] | None = None
 
 
 class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
@@ -136,6 +146,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             model.set_matmul_dtype(matmul_dtype)
         self.register_to_config(matmul_dtype=matmul_dtype)
         self._vae_pause: torch.Tensor | None = None
+        # transcribes prompts given without prompt_text, once `enable_prompt_transcription()` sets it (not saved)
+        self.prompt_transcriber: PromptTranscriber | None = None
         self._check_components()
         # weights loaded from a memory-mapped file can sit at unaligned addresses (see `_align_cpu_tensors`)
         for module in (model, vae):
@@ -229,6 +241,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             raise ValueError("create_voice needs audio and its transcript (this pipeline has no default voice).")
         if audio is None and transcript is not None:
             raise ValueError("transcript was given without audio; pass both (or neither, for the default voice).")
+        if audio is not None and transcript is None:
+            if self.prompt_transcriber is None:
+                raise ValueError(MISSING_PROMPT_TEXT.replace("prompt_text", "transcript"))
+            audio, transcript, sampling_rate, _ = self._transcribe_missing(audio, None, sampling_rate)
         audio, transcript, sampling_rate = fit_prompts(self, audio, transcript, sampling_rate)
         if audio is None:
             audio, sampling_rate, transcript = self.default_voice
@@ -236,6 +252,63 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         voice.reuse_prefix_cache = reuse_prefix_cache
         self._check_prompts(torch.tensor([voice.prompt_features.shape[0]]), voice.speech_position_rate[None])
         return voice
+
+    def enable_prompt_transcription(
+        self,
+        asr=DEFAULT_ASR_MODEL,
+        language: str | None = DEFAULT_LANGUAGE,
+        device=None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        """Transcribe voice prompts given without `prompt_text` (in calls, `stream()` and `create_voice()`) with a
+        speech recognition model, as other zero-shot TTS systems do when the reference text is left out.
+
+        `asr`: a transformers speech recognition model (Hub id or local folder; default Whisper-base, downloaded once),
+        a transformers automatic-speech-recognition pipeline, a function `fn(waveform, sampling_rate) -> str`, or a
+        [`PromptTranscriber`]. `language` is told to multilingual Whisper models (English: what this model speaks);
+        `device` and `dtype` place a model loaded from `asr`. A prompt longer than the model's working range is cut at
+        a pause first and what is kept is transcribed. The transcripts made are in the output's `prompt_transcripts`
+        (and a `DiTARVoice`'s `transcript`). An automatic transcript can mishear words, above all in unusual voices:
+        an exact `prompt_text` stays the better input and is always used when given. Not saved with the pipeline."""
+        if isinstance(asr, PromptTranscriber):
+            self.prompt_transcriber = asr
+        else:
+            self.prompt_transcriber = PromptTranscriber(asr, language=language, device=device, dtype=dtype)
+
+    def disable_prompt_transcription(self) -> None:
+        """Require `prompt_text` with every prompt again."""
+        self.prompt_transcriber = None
+
+    def _transcribe_missing(self, prompt_audio, prompt_text, sampling_rate):
+        """(prompt_audio, prompt_text, sampling_rate, transcripts): the prompts without a transcript transcribed by
+        the prompt transcriber (the audio then comes back as arrays at the prompt rate, over-long ones cut at a pause),
+        `transcripts` the ones made (None per prompt that had one); everything as given when nothing was missing."""
+        if prompt_audio is None or self.prompt_transcriber is None:
+            return prompt_audio, prompt_text, sampling_rate, None
+        many = isinstance(prompt_audio, (list, tuple))
+        audios = list(prompt_audio) if many else [prompt_audio]
+        texts = list(prompt_text) if isinstance(prompt_text, (list, tuple)) else [prompt_text]
+        if len(texts) == 1 and len(audios) > 1:
+            texts = texts * len(audios)
+        if all(isinstance(t, str) for t in texts):
+            return prompt_audio, prompt_text, sampling_rate, None
+        rate = self._prompt_rate
+        new_audios, new_texts, made = [], [], []
+        for index, (audio, text) in enumerate(zip(audios, texts, strict=True)):
+            waveform = self.processor.load_prompt_audio(audio, sampling_rate, target_rate=rate)
+            if isinstance(text, str):
+                new_audios.append(waveform.numpy())
+                new_texts.append(text)
+                made.append(None)
+                continue
+            fitted, transcript, message = transcribe_prompt(self.prompt_transcriber, waveform, rate)
+            logger.info((f"prompt {index}: " if len(audios) > 1 else "") + message)
+            new_audios.append(fitted.numpy())
+            new_texts.append(transcript)
+            made.append(transcript)
+        if many:
+            return new_audios, new_texts, rate, made
+        return new_audios[0], new_texts[0], rate, made
 
     def _prompt_encoder(self) -> VAEPromptEncoder | None:
         """The VAE's prompt encoder (None for log-mel features), with the setup a voice made with it records."""
@@ -479,6 +552,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 self.processor.check_voice(item, self._prompt_encoder())
         if prompt_audio is None and prompt_text is not None:
             raise ValueError("prompt_text was given without prompt_audio; pass both or neither.")
+        transcripts = prompt_text if isinstance(prompt_text, (list, tuple)) else [prompt_text]
+        if prompt_audio is not None and self.prompt_transcriber is None and any(t is None for t in transcripts):
+            raise ValueError(MISSING_PROMPT_TEXT)
         if prompt_audio is None and voice is None and self.default_voice is None:
             raise ValueError(
                 "no prompt_audio was given and this pipeline has no default voice; pass prompt_audio and prompt_text "
@@ -649,7 +725,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         Args:
             text: what to say; a list gives a batch.
             prompt_audio / prompt_text: the voice to clone (path or array, and its transcript); one for all texts or one
-                per text. Default: the pipeline's default voice.
+                per text. Default: the pipeline's default voice. After `enable_prompt_transcription()`, a prompt
+                without `prompt_text` (None, or None in the list) is transcribed by a speech recognition model.
             num_inference_steps: LocDiT ODE steps per patch (default from the model config, 10).
             guidance_scale: LM guidance g >= 0, v = v(0) + g (v(h) - v(0)); 1 disables it (paper's w = g - 1).
             temperature: tau in [0, 1], where on the reverse ODE noise is injected; 0 is deterministic.
@@ -697,7 +774,11 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             candidate_prune_after_patches=candidate_prune_after_patches,
             prompt_spectrum_match=prompt_spectrum_match,
         )
+        transcripts = None
         if voice is None:
+            prompt_audio, prompt_text, sampling_rate, transcripts = self._transcribe_missing(
+                prompt_audio, prompt_text, sampling_rate
+            )
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         texts = [text] if isinstance(text, str) else list(text)
 
@@ -749,7 +830,11 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         self.maybe_free_model_hooks()
         if not return_dict:
             return (audios,)
-        return DiTARPipelineOutput(audios=audios, audio_lengths=lengths, stopped=stopped)
+        if transcripts is not None and len(transcripts) != len(texts):  # one prompt for every text
+            transcripts = transcripts * len(texts)
+        return DiTARPipelineOutput(
+            audios=audios, audio_lengths=lengths, stopped=stopped, prompt_transcripts=transcripts
+        )
 
     def _warn_if_cut(self, stopped: list[bool], max_new_patches: int | None) -> None:
         """Warn when the patch cap derived from a text's length, not the model, ended it: the model then failed to
@@ -878,11 +963,15 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             prompt_spectrum_match=prompt_spectrum_match,
         )
         if voice is None:
+            prompt_audio, prompt_text, sampling_rate, transcripts = self._transcribe_missing(
+                prompt_audio, prompt_text, sampling_rate
+            )
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
         segments = split_sentences(text, MAX_CHARS_PER_SEGMENT)
         self._check_scripts(segments[1:])  # a later sentence in another script fails now, not after audio was played
         first_inputs = self._encode([segments[0]], prompt_audio, prompt_text, sampling_rate, voice)  # fail now
         stream = SpeechStream(None)
+        stream.prompt_transcript = transcripts[0] if voice is None and transcripts else None
         stream._chunks = self._stream(
             stream, segments, first_inputs, prompt_audio, prompt_text, sampling_rate, voice, sampling, generator
         )

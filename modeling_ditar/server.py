@@ -45,6 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .pipeline_ditar import MAX_CHARS_PER_SEGMENT, split_sentences
 from .processing_ditar import DiTARVoice
 from .prompt_audio import trim_prompt
+from .prompt_transcription import transcribe_prompt
 
 logger = logging.getLogger("ditar.server")
 
@@ -263,9 +264,10 @@ def check_upload_length(data: bytes) -> None:
         )
 
 
-def prepare_voice(pipe, data: bytes, transcript: str, name: str | None) -> Voice:
+def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -> Voice:
     """Decode an uploaded recording and check it with its transcript the way the pipeline will use them; raises
-    `APIError` (400, or 413 for a recording too long to decode) naming what is wrong."""
+    `APIError` (400, or 413 for a recording too long to decode) naming what is wrong. Without a transcript the
+    pipeline's prompt transcriber (`ditar serve --asr-model`) writes one, and the voice's notes say so."""
     check_upload_length(data)
     try:
         samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
@@ -274,7 +276,10 @@ def prepare_voice(pipe, data: bytes, transcript: str, name: str | None) -> Voice
     target = pipe._prompt_rate
     try:
         waveform = pipe.processor.load_prompt_audio(samples, rate, target_rate=target)
-        fitted, kept, message = trim_prompt(waveform, target, transcript)
+        if transcript is None:
+            fitted, kept, message = transcribe_prompt(pipe.prompt_transcriber, waveform, target)
+        else:
+            fitted, kept, message = trim_prompt(waveform, target, transcript)
         # the checks of a real request: the transcript's text front end and the prompt's length
         processed = pipe.create_voice(fitted.numpy(), kept, target, reuse_prefix_cache=False)
     except (ValueError, TypeError) as err:
@@ -722,12 +727,22 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
     @app.post("/v1/voices")
     async def upload_voice(
         audio: Annotated[UploadFile, File(description="a recording of 3-8 s of speech (WAV, FLAC, OGG)")],
-        text: Annotated[str, Form(description="the exact transcript of the recording")],
+        text: Annotated[
+            str | None,
+            Form(description="the exact transcript of the recording (transcribed when left out, with --asr-model)"),
+        ] = None,
         name: Annotated[str | None, Form(description="a name to list the voice by")] = None,
     ):
-        if not text.strip():
+        if text is None and pipe.prompt_transcriber is None:
+            raise APIError(
+                400,
+                "text (the exact transcript of the audio) is missing; send it, or start the server with --asr-model "
+                "to have uploads without one transcribed",
+                "text",
+            )
+        if text is not None and not text.strip():
             raise APIError(400, "text (the transcript of the audio) is empty", "text")
-        if len(text) > settings.max_text_chars:
+        if text is not None and len(text) > settings.max_text_chars:
             raise APIError(
                 413, f"text is {len(text)} characters, over the limit of {settings.max_text_chars}", "text", "too_large"
             )

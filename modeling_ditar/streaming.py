@@ -192,12 +192,15 @@ class SpeechStream:
       when the model's stop head ended every sentence, or `"max_new_patches"` when the patch cap cut a sentence short
       (the speech may be truncated).
     - `stopped`: `None`, then `True` / `False` with the same meaning (the `stopped` flag of the one-shot output).
+    - `prompt_transcript`: the transcript the pipeline's prompt transcriber made of a prompt given without
+      `prompt_text`, else `None`.
     """
 
     def __init__(self, chunks):
         self._chunks = chunks
         self.finished_reason: str | None = None
         self.stopped: bool | None = None
+        self.prompt_transcript: str | None = None
 
     def _finish(self, stopped: bool) -> None:
         self.stopped = bool(stopped)

@@ -214,7 +214,11 @@ USER_ERRORS = [
         ["Hi.", "--stream", "--temperature", "0.5", "--steps", "1", "--guidance-scale", "1"] + ["--model", "{tmp}/x"],
         "--model: no such folder",
     ),
-    (["Hi.", "--prompt-audio", "{silent}"], "--prompt-audio needs --prompt-text"),
+    (["Hi.", "--prompt-audio", "{silent}"], "prompt_audio: .* is silent"),  # checked before a recogniser loads
+    (["Hi.", "--prompt-audio", "{good}", "--asr-model", "{tmp}/no-asr"], "--asr-model: .* is not a folder"),
+    (["Hi.", "--prompt-audio", "{good}", "--asr-model", "{tmp}"], "--asr-model: could not load"),
+    (["Hi.", "--asr-model", "{tmp}"], "--asr-model transcribes --prompt-audio when --prompt-text is not given"),
+    (["Hi.", "--prompt-audio", "{good}", "--prompt-text", "x", "--asr-model", "{tmp}"], "--asr-model .* unused"),
     (["Hi.", "--prompt-text", "x"], "--prompt-text was given without --prompt-audio"),
     (["Hi.", "--prompt-audio", "{good}", "--prompt-text", "你好"], "prompt_text: .*not in the vocabulary"),
     (["Hi.", "--model", "{tmp}/no-such-model"], "--model: no such folder"),
@@ -329,9 +333,9 @@ def test_arguments_are_checked_before_torch_is_imported(tmp_path):
             "",
         ),
         (
-            ["synthesize", "Hi.", "-o", out, "--prompt-audio", str(tmp_path / "prompt.wav")],
+            ["synthesize", "Hi.", "-o", out, "--prompt-text", "x", "--asr-model", "x"],
             2,
-            "--prompt-audio needs --prompt-text",
+            "--asr-model transcribes --prompt-audio",
             "",
         ),
         (

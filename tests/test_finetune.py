@@ -126,6 +126,35 @@ def test_validation_keeps_good_clips_and_notes_fixes(validated):
     assert notes == {"a_good": [], "narrow": ["resampled"], "rate": ["resampled"], "stereo": ["downmixed"]}
 
 
+def test_recordings_without_a_transcript_are_transcribed_with_an_asr_model(tmp_path):
+    from modeling_ditar import PromptTranscriber
+
+    heard = {"a": "a sentence heard", "b": "  ", "c": "and again " * 30}
+
+    def recogniser(audio, rate):  # tells the clips apart by their length
+        return heard["abc"[round(len(audio) / rate) - 2]]
+
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    _write(folder, "a", _clip(2.0, freq=150), None)
+    _write(folder, "b", _clip(3.0, freq=160), None)
+    _write(folder, "c", _clip(4.0, freq=170), None)
+    _write(folder, "given", _clip(freq=180), "the sentence given")
+    clips, problems = finetune.validate_recordings(folder, SR, transcriber=PromptTranscriber(recogniser))
+    assert {c.path.stem: (c.text, c.notes) for c in clips} == {
+        "a": ("a sentence heard", ["transcribed"]),
+        "given": ("the sentence given", []),
+    }
+    found = {Path(p.file).stem: p for p in problems}
+    assert found["a"].issue == "transcribed" and "heard 'a sentence heard'" in found["a"].message
+    assert not found["a"].dropped
+    assert found["b"].issue == "nothing heard" and found["b"].dropped
+    assert found["c"].issue == "transcript repeats itself" and found["c"].dropped
+    assert "given" not in found
+    _, problems = finetune.validate_recordings(folder, SR)
+    assert "--asr-model" in {Path(p.file).stem: p for p in problems}["a"].message
+
+
 def test_metadata_csv_and_ljspeech_layouts(tmp_path):
     csv_dir, lj_dir = tmp_path / "csv", tmp_path / "lj"
     (csv_dir / "clips").mkdir(parents=True)

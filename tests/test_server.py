@@ -252,7 +252,7 @@ def test_malformed_voice_uploads(pipe):
         assert_error(upload(client, b"not audio at all"), 400, "audio", "could not decode")
         assert_error(upload(client, wav_bytes(np.zeros(800, np.float32))), 400, "audio", "silent")
         assert_error(upload(client, wav_bytes(tone(0.002))), 400, "audio", "shorter than the model needs")
-        assert_error(upload(client, wav_bytes(tone(0.06)), text=None), 400, "text", "required")
+        assert_error(upload(client, wav_bytes(tone(0.06)), text=None), 400, "text", "missing", "--asr-model")
         assert_error(upload(client, wav_bytes(tone(0.06)), text="  "), 400, "text", "empty")
         assert_error(upload(client, wav_bytes(tone(0.06)), text="你好"), 400, "text", "Han script")
         assert_error(client.post("/v1/voices", data={"text": "the prompt"}), 400, "audio", "required")

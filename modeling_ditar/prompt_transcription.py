@@ -1,0 +1,220 @@
+"""Transcripts for voice prompts that come without one, from a speech recognition model.
+
+DiTAR continues its prompt: the prompt's transcript comes first in the input, then the text to speak, then the prompt's
+speech. So a voice prompt needs the transcript of what is said in it. Users often have a recording of a voice and no
+transcript; [`PromptTranscriber`] writes one with a transformers speech recognition model (Whisper-base by default, as
+other zero-shot TTS systems do), and `DiTARPipeline.enable_prompt_transcription()` makes the pipeline use it for every
+prompt given without `prompt_text`.
+
+An automatic transcript is not an exact one: Whisper mishears words, above all in unusual voices, and the model then
+reads the prompt's speech as those words. An exact `prompt_text` stays the better input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .audio_utils import resample_audio
+from .hub_utils import looks_like_a_local_path
+from .prompt_audio import MAX_PROMPT_SECONDS, find_pause
+
+DEFAULT_ASR_MODEL = "openai/whisper-base"
+# The model speaks English: a multilingual Whisper is told the language, so that a short or accented clip is not
+# "detected" as another language and transcribed or translated into it.
+DEFAULT_LANGUAGE = "en"
+# Transcripts kept per transcriber, by the audio's bytes: a call repeated with the same prompt does not run the
+# recogniser again.
+_CACHE_SIZE = 32
+_PROMPT_SEARCH_FRACTION = 0.5  # as `trim_prompt`: a cut no earlier than half the limit
+# Whisper sometimes loops on unclear audio ("you will not have any film and you will not have any film and ..." for a
+# 6 s clip, 448 tokens in 19 s on 2 CPU cores). Fluent speech is 3-5 tokens a second, so decoding stops at this many
+# per second of audio (plus a slack for short clips), a transcript that compresses more than Whisper's own loop
+# threshold is decoded once more with a repetition penalty, and one that still loops is refused.
+_MAX_TOKENS_PER_SECOND = 12
+_TOKEN_SLACK = 16
+LOOP_COMPRESSION_RATIO = 2.4
+_LOOP_REPETITION_PENALTY = 1.2
+
+
+class PromptTranscriber:
+    """Transcribe a voice prompt: `transcriber(waveform, sampling_rate) -> str`.
+
+    Args:
+        asr: a transformers speech recognition model (a Hub id or a local folder, loaded with
+            `transformers.pipeline("automatic-speech-recognition", ...)`), a pipeline of that task, or any function
+            `fn(waveform: np.ndarray, sampling_rate: int) -> str` (mono float32 audio).
+        language: the language a multilingual Whisper model is told to transcribe (models without languages ignore
+            it); None lets Whisper detect it.
+        device, dtype: where and in which precision a model loaded from `asr` runs (default: CPU, float32).
+    """
+
+    def __init__(
+        self,
+        asr: str | Callable = DEFAULT_ASR_MODEL,
+        language: str | None = DEFAULT_LANGUAGE,
+        device: str | int | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        if language is not None and not (isinstance(language, str) and language.strip()):
+            raise ValueError(f"language must be a language name or code such as 'en', or None, got {language!r}.")
+        self.language = language
+        if isinstance(asr, str) or hasattr(asr, "__fspath__"):
+            self.name = str(asr)
+            self._asr = _load_asr_pipeline(self.name, device, dtype)
+        elif callable(asr):
+            self.name = getattr(getattr(asr, "model", None), "name_or_path", None) or getattr(
+                asr, "__name__", type(asr).__name__
+            )
+            self._asr = asr
+        else:
+            raise TypeError(
+                "the speech recognition model must be a Hub id or local folder (e.g. 'openai/whisper-base'), a "
+                "transformers automatic-speech-recognition pipeline or a function fn(waveform, sampling_rate) -> str, "
+                f"got {type(asr).__name__}."
+            )
+        self._cache: OrderedDict[bytes, str] = OrderedDict()
+
+    def __call__(self, waveform, sampling_rate: int) -> str:
+        audio = _mono_float32(waveform)
+        key = audio.tobytes() + int(sampling_rate).to_bytes(4, "little")
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        if _is_transformers_asr(self._asr):
+            text = self._run_pipeline(audio, int(sampling_rate))
+        else:
+            text = self._asr(audio, int(sampling_rate))
+            if not isinstance(text, str):
+                raise TypeError(
+                    f"the prompt transcriber {self.name!r} returned {type(text).__name__}; a transcriber function must "
+                    "return the transcript as a string."
+                )
+        text = " ".join(text.split())
+        self._cache[key] = text
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return text
+
+    def _run_pipeline(self, audio: np.ndarray, sampling_rate: int) -> str:
+        asr = self._asr
+        rate = asr.feature_extractor.sampling_rate
+        if sampling_rate != rate:  # resampled here: transformers' pipeline would need torchaudio for it
+            audio = resample_audio(torch.from_numpy(audio), sampling_rate, rate).numpy()
+        generate_kwargs = {}
+        if getattr(asr.model.config, "is_encoder_decoder", False):  # a decoder that writes tokens (Whisper, ...)
+            # as a total length, which Whisper's generation config also sets (max_new_tokens next to it warns); the
+            # total counts Whisper's 4 start tokens
+            limit = getattr(asr.model.config, "max_target_positions", None) or 448
+            tokens = int(_MAX_TOKENS_PER_SECOND * len(audio) / rate) + _TOKEN_SLACK
+            generate_kwargs["max_length"] = min(tokens + 4, limit)
+        if self.language is not None and _is_multilingual_whisper(asr.model):
+            generate_kwargs.update(language=self.language, task="transcribe")
+
+        def decode(**extra) -> str:
+            options = {"generate_kwargs": {**generate_kwargs, **extra}} if generate_kwargs or extra else {}
+            result = asr({"raw": audio, "sampling_rate": rate}, **options)
+            return result["text"] if isinstance(result, dict) else str(result)
+
+        text = decode()
+        if generate_kwargs and compression_ratio(text) > LOOP_COMPRESSION_RATIO:
+            again = decode(repetition_penalty=_LOOP_REPETITION_PENALTY)
+            if compression_ratio(again) < compression_ratio(text):
+                text = again
+        return text
+
+    def __repr__(self) -> str:
+        return f"PromptTranscriber({self.name!r}, language={self.language!r})"
+
+
+def transcribe_prompt(
+    transcriber: Callable, waveform: torch.Tensor, sampling_rate: int, max_seconds: float = MAX_PROMPT_SECONDS
+) -> tuple[torch.Tensor, str, str | None]:
+    """(waveform, transcript, message) of a prompt without a transcript: a prompt longer than `max_seconds` is first
+    cut at a pause (as `trim_prompt` cuts prompts with transcripts), then what is kept is transcribed, so the
+    transcript matches the audio exactly where the recogniser is right. `message` says what was done, for a log line.
+    Raises `ValueError` when the recogniser hears no words."""
+    audio = waveform.numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform, dtype=np.float32)
+    limit = int(max_seconds * sampling_rate)
+    cut_note = ""
+    if len(audio) > limit:
+        cut = find_pause(audio, sampling_rate, limit, int(limit * (1 - _PROMPT_SEARCH_FRACTION)))
+        cut_note = (
+            f" prompt_audio is {len(audio) / sampling_rate:.1f} s long, longer than the {max_seconds:g} s the model "
+            f"was trained on: it was cut at a pause to its first {cut / sampling_rate:.2f} s before transcription."
+        )
+        audio = audio[:cut].copy()
+    transcript = transcriber(audio, sampling_rate)
+    name = getattr(transcriber, "name", None) or getattr(transcriber, "__name__", "the prompt transcriber")
+    if not transcript.strip():
+        raise ValueError(
+            f"prompt_audio: {name} heard no words in the voice prompt ({len(audio) / sampling_rate:.1f} s), so there "
+            "is no transcript to use; give the transcript of what is said in it, or a clip of clear speech."
+        )
+    if compression_ratio(transcript) > LOOP_COMPRESSION_RATIO:
+        shown = transcript if len(transcript) <= 80 else transcript[:77] + "..."
+        raise ValueError(
+            f"prompt_audio: {name}'s transcript of the voice prompt repeats itself ({shown!r}), as speech recognisers "
+            "do on audio they cannot make out; give the transcript of what is said in it, or a clip of clear speech."
+        )
+    message = (
+        f"{name} transcribed the voice prompt as {transcript!r}; an automatic transcript can mishear words, and the "
+        "exact transcript gives the best result." + cut_note
+    )
+    return torch.as_tensor(audio), transcript, message
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes of `text` per byte of its gzip compression: about 1 for ordinary sentences, far above for a transcript
+    that repeats itself (Whisper's loop test)."""
+    data = text.encode("utf-8")
+    return len(data) / len(gzip.compress(data)) if data else 0.0
+
+
+def _load_asr_pipeline(name: str, device, dtype):
+    from transformers import pipeline
+
+    if looks_like_a_local_path(name) and not os.path.isdir(os.path.expanduser(name)):
+        raise FileNotFoundError(
+            f"the speech recognition model {name!r} is not a folder; give a local model folder or a Hub id such as "
+            f"{DEFAULT_ASR_MODEL!r}."
+        )
+    try:
+        return pipeline("automatic-speech-recognition", model=os.path.expanduser(name), device=device, dtype=dtype)
+    except Exception as err:  # a missing folder, no network for a Hub id, a model of another task, ...
+        raise OSError(
+            f"could not load the speech recognition model {name!r} to transcribe voice prompts ({type(err).__name__}: "
+            f"{err}). Pass the prompt's transcript instead (prompt_text), or a model that "
+            "transformers.pipeline('automatic-speech-recognition', model=...) loads: a Hub id such as "
+            f"{DEFAULT_ASR_MODEL!r} (downloaded once) or a local folder."
+        ) from err
+
+
+def _is_transformers_asr(asr) -> bool:
+    try:
+        from transformers import AutomaticSpeechRecognitionPipeline
+    except ImportError:  # pragma: no cover - every supported transformers has it
+        return False
+    return isinstance(asr, AutomaticSpeechRecognitionPipeline)
+
+
+def _is_multilingual_whisper(model) -> bool:
+    if getattr(model.config, "model_type", None) != "whisper":
+        return False
+    generation_config = getattr(model, "generation_config", None)
+    return bool(getattr(generation_config, "is_multilingual", False)) and bool(
+        getattr(generation_config, "lang_to_id", None)
+    )
+
+
+def _mono_float32(waveform) -> np.ndarray:
+    audio = waveform.detach().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"a prompt to transcribe must be one mono waveform, got an array of shape {audio.shape}.")
+    return audio
