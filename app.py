@@ -1,7 +1,9 @@
-"""DiTAR in the browser: type a text, upload or record a voice (with its transcript), listen to or download the result.
+"""DiTAR in the browser: type a text, upload or record a voice (with its transcript, or let Whisper transcribe it),
+listen to or download the result.
 
     pip install -e ".[demo]" && python app.py            # http://127.0.0.1:7860
     python app.py --model ./my-pipeline --port 7861
+    python app.py --asr-model none                       # always ask for the voice recording's transcript
 
 A Hugging Face Space runs this file as it is (the Space's `requirements.txt` installs this package and gradio); there
 GRADIO_SERVER_NAME and GRADIO_SERVER_PORT choose the address. The guide is docs/serving.md.
@@ -22,15 +24,19 @@ from modeling_ditar import DiTARPipeline  # noqa: E402
 
 MAX_TEXT_CHARS = 1000
 EXAMPLE_TEXT = "The quick brown fox jumps over the lazy dog."
+DEFAULT_ASR_MODEL = "openai/whisper-base"
 
 INTRO = """# DiTAR text-to-speech
 Type English text and press **Speak**. To clone a voice, upload or record 3 to 8 seconds of clear speech and type
-exactly what is said in it; without a recording the model's default voice speaks. The shipped model is small and was
-trained on synthetic voices: it clones natural human voices only roughly."""
+exactly what is said in it (left empty, it is transcribed by Whisper); without a recording the model's default voice
+speaks. The shipped model is small and was trained on synthetic voices: it clones natural human voices only roughly."""
 
 
-def synthesize(pipe, text: str, voice_audio, voice_text: str, seed) -> tuple[tuple[int, np.ndarray], str]:
-    """The demo's one action: ((rate, int16 samples), a status line). User mistakes raise `gr.Error`."""
+def synthesize(
+    pipe, text: str, voice_audio, voice_text: str, seed, asr_model: str | None = DEFAULT_ASR_MODEL
+) -> tuple[tuple[int, np.ndarray], str]:
+    """The demo's one action: ((rate, int16 samples), a status line). User mistakes raise `gr.Error`. A recording
+    without a transcript is transcribed by `asr_model` (loaded on first use; None: the transcript is required)."""
     text = (text or "").strip()
     if not text:
         raise gr.Error("Type the text to speak.")
@@ -38,9 +44,18 @@ def synthesize(pipe, text: str, voice_audio, voice_text: str, seed) -> tuple[tup
         raise gr.Error(f"The text is {len(text)} characters long; this demo speaks at most {MAX_TEXT_CHARS}.")
     prompt = {}
     if voice_audio is not None:
-        if not (voice_text or "").strip():
+        prompt = dict(prompt_audio=voice_audio)  # a file path, read by the pipeline
+        if (voice_text or "").strip():
+            prompt["prompt_text"] = voice_text.strip()
+        elif asr_model is None:
             raise gr.Error("Type the transcript of the voice recording (exactly what is said in it).")
-        prompt = dict(prompt_audio=voice_audio, prompt_text=voice_text.strip())  # a file path, read by the pipeline
+        elif pipe.prompt_transcriber is None:
+            try:
+                pipe.enable_prompt_transcription(asr_model)
+            except OSError as err:
+                raise gr.Error(
+                    f"Type the transcript of the voice recording: it could not be transcribed ({err})"
+                ) from None
     try:
         seed = int(seed) if seed is not None else 0
     except (TypeError, ValueError):
@@ -53,13 +68,16 @@ def synthesize(pipe, text: str, voice_audio, voice_text: str, seed) -> tuple[tup
     samples = np.clip(np.round(audio.astype(np.float64) * 32768), -32768, 32767).astype(np.int16)
     voice = "the uploaded voice" if prompt else "the default voice"
     status = f"{len(samples) / pipe.sample_rate:.2f} s of speech in {voice} (seed {seed})"
+    if out.prompt_transcripts and out.prompt_transcripts[0]:
+        heard = out.prompt_transcripts[0]
+        status += f"; the recording was transcribed as “{heard}” (type the transcript if it is wrong)"
     if not out.stopped[0]:
         status += "; cut at the length limit, the end of the text may be missing"
     return (pipe.sample_rate, samples), status
 
 
-def build_demo(pipe) -> gr.Blocks:
-    """The Gradio app for `pipe` (a `DiTARPipeline`)."""
+def build_demo(pipe, asr_model: str | None = DEFAULT_ASR_MODEL) -> gr.Blocks:
+    """The Gradio app for `pipe` (a `DiTARPipeline`); `asr_model` transcribes recordings sent without a transcript."""
     with gr.Blocks(title="DiTAR text-to-speech") as demo:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -70,14 +88,16 @@ def build_demo(pipe) -> gr.Blocks:
                     sources=["upload", "microphone"],
                     type="filepath",  # read by the pipeline (soundfile): no ffmpeg needed
                 )
-                voice_text = gr.Textbox(label="Transcript of the voice recording", lines=2)
+                voice_text = gr.Textbox(
+                    label="Transcript of the voice recording (left empty: transcribed by Whisper)", lines=2
+                )
                 seed = gr.Number(label="Seed", value=0, precision=0)
                 speak = gr.Button("Speak", variant="primary")
             with gr.Column():
                 result = gr.Audio(label="Speech", type="numpy", format="wav", interactive=False, elem_id="speech")
                 status = gr.Markdown(elem_id="status")
         speak.click(
-            lambda *args: synthesize(pipe, *args),
+            lambda *args: synthesize(pipe, *args, asr_model=asr_model),
             inputs=[text, voice_audio, voice_text, seed],
             outputs=[result, status],
             api_name="speak",
@@ -90,10 +110,17 @@ def main(argv=None) -> None:
     parser.add_argument("--model", help="pipeline folder or Hub id (default: the model shipped with the package)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument(
+        "--asr-model",
+        default=DEFAULT_ASR_MODEL,
+        help="speech recognition model (Hub id or folder) that transcribes voice recordings sent without their "
+        "transcript, loaded on first use; 'none' requires the transcript (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     pipe = DiTARPipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
-    build_demo(pipe).queue(default_concurrency_limit=1).launch(server_name=args.host, server_port=args.port)
+    asr_model = None if args.asr_model.lower() == "none" else args.asr_model
+    build_demo(pipe, asr_model).queue(default_concurrency_limit=1).launch(server_name=args.host, server_port=args.port)
 
 
 if __name__ == "__main__":

@@ -43,12 +43,23 @@ def test_the_action_speaks_like_the_pipeline_and_names_mistakes(tmp_path):
     for args, words in [
         (("  ", None, "", 0), "Type the text"),
         (("x" * 1001, None, "", 0), "1001 characters"),
-        (("hello", voice, " ", 0), "transcript"),
+        (("hello", voice, " ", 0, None), "Type the transcript"),
+        (("hello", voice, " ", 0, str(tmp_path / "no-asr")), "Type the transcript.*could not be transcribed"),
         (("hello", str(tmp_path / "missing.wav"), "the prompt", 0), "missing.wav"),
         (("你好", None, "", 0), "Han script"),
     ]:
         with pytest.raises(gr.Error, match=words):
             app.synthesize(pipe, *args)
+
+
+def test_a_recording_without_its_transcript_is_transcribed(tmp_path):
+    app, pipe = load_app(), get_dummy_pipeline()
+    pipe.enable_prompt_transcription(lambda audio, rate: "the prompt")
+    voice = write_wav(tmp_path / "voice.wav", tone(0.06, freq=300.0))
+    (_, heard), status = app.synthesize(pipe, "hello there", voice, "", 4)
+    (_, typed), _ = app.synthesize(pipe, "hello there", voice, "the prompt", 4)
+    np.testing.assert_array_equal(heard, typed)
+    assert "transcribed as “the prompt”" in status
 
 
 def test_the_served_app_answers_through_gradio_client(tmp_path):
