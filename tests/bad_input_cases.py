@@ -293,9 +293,73 @@ def _(ctx):
     return call(ctx, prompt_audio=None)
 
 
-@case("pipe-prompt-audio-without-text", P, "prompt_audio without prompt_text", ValueError, "prompt_text")
+@case(
+    "pipe-prompt-audio-without-text",
+    P,
+    "prompt_audio without prompt_text",
+    ValueError,
+    "without prompt_text.*Pass prompt_text=.*enable_prompt_transcription",
+)
 def _(ctx):
     return call(ctx, prompt_text=None)
+
+
+@case(
+    "pipe-asr-model-missing-folder",
+    P,
+    "enable_prompt_transcription('./no-such-asr')",
+    FileNotFoundError,
+    "not a folder",
+)
+def _(ctx):
+    ctx.pipe.enable_prompt_transcription("./no-such-asr-model-folder")
+
+
+@case(
+    "pipe-asr-model-not-a-model",
+    P,
+    "enable_prompt_transcription(a folder without a model)",
+    OSError,
+    "could not load the speech recognition model.*prompt_text.*local folder",
+)
+def _(ctx):
+    with tempfile.TemporaryDirectory() as folder:
+        ctx.pipe.enable_prompt_transcription(folder)
+
+
+@case("pipe-asr-model-wrong-type", P, "enable_prompt_transcription(3)", TypeError, "Hub id or local folder.*function")
+def _(ctx):
+    ctx.pipe.enable_prompt_transcription(3)
+
+
+@case(
+    "pipe-transcriber-hears-nothing",
+    P,
+    "a prompt the transcriber hears nothing in",
+    ValueError,
+    "heard no words.*give the transcript",
+)
+def _(ctx):
+    ctx.pipe.enable_prompt_transcription(lambda audio, rate: "")
+    try:
+        return call(ctx, prompt_audio=spoken(2.0), prompt_text=None)
+    finally:
+        ctx.pipe.disable_prompt_transcription()
+
+
+@case(
+    "pipe-transcriber-loops",
+    P,
+    "a transcriber whose transcript repeats itself",
+    ValueError,
+    "repeats itself.*give the transcript",
+)
+def _(ctx):
+    ctx.pipe.enable_prompt_transcription(lambda audio, rate: "and you will not " * 40)
+    try:
+        return call(ctx, prompt_audio=spoken(2.0), prompt_text=None)
+    finally:
+        ctx.pipe.disable_prompt_transcription()
 
 
 @case("pipe-prompt-missing-file", P, "prompt_audio='/no/such.wav'", FileNotFoundError, "prompt_audio.*no/such.wav")
