@@ -292,6 +292,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             texts = texts * len(audios)
         if all(isinstance(t, str) for t in texts):
             return prompt_audio, prompt_text, sampling_rate, None
+        if len(audios) == 1 and len(texts) > 1:  # one recording, a transcript (or None) per text
+            audios, many = audios * len(texts), True
         rate = self._prompt_rate
         new_audios, new_texts, made = [], [], []
         for index, (audio, text) in enumerate(zip(audios, texts, strict=True)):
@@ -962,6 +964,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             candidate_prune_after_patches=candidate_prune_after_patches,
             prompt_spectrum_match=prompt_spectrum_match,
         )
+        transcripts = None
         if voice is None:
             prompt_audio, prompt_text, sampling_rate, transcripts = self._transcribe_missing(
                 prompt_audio, prompt_text, sampling_rate
@@ -971,7 +974,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         self._check_scripts(segments[1:])  # a later sentence in another script fails now, not after audio was played
         first_inputs = self._encode([segments[0]], prompt_audio, prompt_text, sampling_rate, voice)  # fail now
         stream = SpeechStream(None)
-        stream.prompt_transcript = transcripts[0] if voice is None and transcripts else None
+        stream.prompt_transcript = transcripts[0] if transcripts else None
         stream._chunks = self._stream(
             stream, segments, first_inputs, prompt_audio, prompt_text, sampling_rate, voice, sampling, generator
         )

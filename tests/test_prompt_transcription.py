@@ -262,6 +262,10 @@ def test_only_prompts_without_a_transcript_are_transcribed(pipe, transcribing):
     assert np.array_equal(out.audios, ref.audios)
     shared = pipe(["Hi.", "Yo."], prompt_audio=PROMPT, sampling_rate=SR, max_new_patches=2)
     assert shared.prompt_transcripts == [HEARD, HEARD]
+    one_recording = pipe(
+        ["Hi.", "Yo."], prompt_audio=PROMPT, prompt_text=["the prompt", None], sampling_rate=SR, max_new_patches=2
+    )
+    assert one_recording.prompt_transcripts == [None, HEARD]
 
 
 def test_stream_and_voices_use_the_transcriber(pipe, transcribing):
