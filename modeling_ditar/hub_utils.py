@@ -448,6 +448,8 @@ def _usage(kind: str, repo_id: str) -> str:
             f'pipe = DiTARPipeline.from_pretrained("{repo_id}")\n'
             'out = pipe("Hello there.", prompt_audio="me.wav", prompt_text="What I say in me.wav.",\n'
             "           generator=torch.manual_seed(0))\n"
+            "pipe.enable_prompt_transcription()  # no transcript at hand: Whisper-base transcribes the prompt\n"
+            'out = pipe("Hello there.", prompt_audio="me.wav")\n'
             'for chunk in pipe.stream("A long text."):\n'
             "    ...\n\n"
             "# diffusers without the package (code from this repository):\n"
