@@ -62,7 +62,7 @@ def synthesize(
         raise gr.Error("The seed must be a whole number.") from None
     try:
         out = pipe(text, generator=torch.Generator().manual_seed(seed), **prompt)
-    except (ValueError, TypeError, FileNotFoundError) as err:  # the pipeline's checks name the problem
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:  # the pipeline's checks name the problem
         raise gr.Error(str(err)) from None
     audio = out.audios[0][: out.audio_lengths[0]]
     samples = np.clip(np.round(audio.astype(np.float64) * 32768), -32768, 32767).astype(np.int16)

@@ -196,8 +196,12 @@ def validate_recordings(
             )
             continue
         text = None if text is None else " ".join(text.split())
+        if text == "" and transcriber is not None:  # a blank field or file: transcribed like a missing one
+            text = None
         if text == "":
-            problems.append(Problem(name, "empty transcript", "the transcript is empty"))
+            problems.append(
+                Problem(name, "empty transcript", "the transcript is empty (or pass --asr-model to transcribe it)")
+            )
             continue
         try:
             audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
@@ -230,7 +234,11 @@ def validate_recordings(
             continue
         transcribed = text is None
         if transcribed:
-            text = " ".join(transcriber(audio.mean(axis=1), sr).split())
+            try:
+                text = " ".join(transcriber(audio.mean(axis=1), sr).split())
+            except Exception as error:  # noqa: BLE001 - the recogniser's failure on one clip is reported for it
+                problems.append(Problem(name, "transcription failed", f"{type(error).__name__}: {error}"))
+                continue
             if not text:
                 problems.append(Problem(name, "nothing heard", f"{transcriber.name} heard no words in it"))
                 continue
@@ -353,20 +361,25 @@ def publish_clip_folder(tmp: Path, rows: list, folder: Path) -> None:
     tmp.rename(folder)
 
 
-def dataset_to_folder(ds, folder: Path, text_column: str, audio_column: str, speaker_column: str | None) -> None:
+def dataset_to_folder(
+    ds, folder: Path, text_column: str, audio_column: str, speaker_column: str | None, text_optional: bool = False
+) -> None:
     """Write every row of an audio dataset as `NNNNN.wav` listed with its transcript and speaker in a metadata.csv,
     so that it goes through the same validation as a folder of recordings. Rows whose audio cannot be decoded are
-    written as empty files, which the validation reports as unreadable."""
+    written as empty files, which the validation reports as unreadable. With `text_optional` (recordings are
+    transcribed), a dataset without the text column is written with empty transcripts."""
 
     import soundfile as sf
     from build_corpus import _decode_audio_value
     from datasets import Audio
 
-    missing = [c for c in (text_column, audio_column, speaker_column) if c and c not in ds.column_names]
+    has_text = text_column in ds.column_names
+    required = (audio_column, speaker_column) if text_optional else (text_column, audio_column, speaker_column)
+    missing = [c for c in required if c and c not in ds.column_names]
     if missing:
         raise SystemExit(
             f"dataset columns {ds.column_names} lack {missing}: name them with --text-column / --audio-column"
-            " / --speaker-column"
+            " / --speaker-column" + ("" if text_optional else " (or pass --asr-model to transcribe the recordings)")
         )
     if isinstance(ds.features.get(audio_column), Audio):
         ds = ds.cast_column(audio_column, Audio(decode=False))  # soundfile decodes; torchcodec is not needed
@@ -382,7 +395,7 @@ def dataset_to_folder(ds, folder: Path, text_column: str, audio_column: str, spe
             sf.write(str(tmp / name), audio, sr)
         except Exception:  # noqa: BLE001 - any decoding failure is reported per clip by the validation
             (tmp / name).write_bytes(b"")
-        text = row[text_column]
+        text = row[text_column] if has_text else None
         speaker = str(row[speaker_column]) if speaker_column else "speaker"
         rows.append((name, "" if text is None else str(text), speaker))
     publish_clip_folder(tmp, rows, folder)
@@ -849,7 +862,14 @@ def main(argv: list[str] | None = None) -> dict:
         recordings = out / "source"
         if not (recordings / "metadata.csv").is_file():
             ds = load_audio_dataset(args.recordings, args.split)
-            dataset_to_folder(ds, recordings, args.text_column, args.audio_column, args.speaker_column)
+            dataset_to_folder(
+                ds,
+                recordings,
+                args.text_column,
+                args.audio_column,
+                args.speaker_column,
+                text_optional=args.asr_model is not None,
+            )
     frontend = getattr(processor, "frontend", None)
     text_check = getattr(frontend, "check_text_script", None)
     transcriber = None

@@ -345,6 +345,11 @@ def _check_synthesize(args: argparse.Namespace, read_stdin: bool = True) -> tupl
     read yet (None)."""
     text = _read_text(args.text) if read_stdin or args.text != "-" else None
     output = _check_output(args.output)
+    if args.prompt_text is not None and not args.prompt_text.strip():
+        raise UsageError(
+            "--prompt-text is empty; give the transcript of --prompt-audio, or leave --prompt-text out to have the "
+            "clip transcribed"
+        )
     if args.asr_model is not None and (args.prompt_audio is None or args.prompt_text is not None):
         raise UsageError(
             "--asr-model transcribes --prompt-audio when --prompt-text is not given, so it is unused here; drop it"
@@ -442,9 +447,10 @@ def _transcribe_prompt(pipe, args: argparse.Namespace):
             pipe.enable_prompt_transcription(asr, device=args.device)
             audio, transcript, rate, _ = pipe._transcribe_missing(waveform.numpy(), None, rate)
     except OSError as err:  # not a folder, not on the Hub (or offline), not a speech recognition model
-        raise UsageError(f"--asr-model: {err}".replace("(prompt_text)", "(--prompt-text)")) from err
-    except ValueError as err:  # nothing heard, or a transcript that loops
-        raise UsageError(str(err)) from err
+        option = "--asr-model" if args.asr_model else f"no --prompt-text, so --prompt-audio is transcribed by {asr}"
+        raise UsageError(f"{option}: {err}") from err
+    except (ValueError, RuntimeError) as err:  # nothing heard, a loop, a transcript the checks refuse, a failure
+        raise UsageError(str(err).replace("(prompt_text)", "(--prompt-text)")) from err
     if not args.quiet:
         print(
             f"{PROG}: heard {transcript!r}; if that is not what is said, pass --prompt-text with the exact transcript",

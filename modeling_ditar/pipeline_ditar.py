@@ -53,7 +53,13 @@ from .lora import DiTARLoraLoaderMixin
 from .low_precision import matmul_dtype_setting
 from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
 from .phase_reconstruction import phase_gradient_phase  # noqa: F401
-from .processing_ditar import DEFAULT_VOICE_DIR, DiTARProcessor, DiTARVoice, write_default_voice
+from .processing_ditar import (
+    DEFAULT_VOICE_DIR,
+    PROMPT_AUDIO_TYPES,
+    DiTARProcessor,
+    DiTARVoice,
+    write_default_voice,
+)
 from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts
 from .prompt_transcription import DEFAULT_ASR_MODEL, DEFAULT_LANGUAGE, PromptTranscriber, transcribe_prompt
 from .sampling import PatchSampler  # noqa: F401
@@ -244,6 +250,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if audio is not None and transcript is None:
             if self.prompt_transcriber is None:
                 raise ValueError(MISSING_PROMPT_TEXT.replace("prompt_text", "transcript"))
+            if isinstance(audio, (list, tuple)):  # a voice is one recording
+                raise TypeError(PROMPT_AUDIO_TYPES.format(type(audio).__name__))
             audio, transcript, sampling_rate, _ = self._transcribe_missing(audio, None, sampling_rate)
         audio, transcript, sampling_rate = fit_prompts(self, audio, transcript, sampling_rate)
         if audio is None:
@@ -271,6 +279,11 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         (and a `DiTARVoice`'s `transcript`). An automatic transcript can mishear words, above all in unusual voices:
         an exact `prompt_text` stays the better input and is always used when given. Not saved with the pipeline."""
         if isinstance(asr, PromptTranscriber):
+            if device is not None or dtype is not None or language != DEFAULT_LANGUAGE:
+                raise ValueError(
+                    "language, device and dtype set up a recogniser loaded here; a PromptTranscriber given ready-made "
+                    "keeps its own (set them when you make it)."
+                )
             self.prompt_transcriber = asr
         else:
             self.prompt_transcriber = PromptTranscriber(asr, language=language, device=device, dtype=dtype)
@@ -280,9 +293,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         self.prompt_transcriber = None
 
     def _transcribe_missing(self, prompt_audio, prompt_text, sampling_rate):
-        """(prompt_audio, prompt_text, sampling_rate, transcripts): the prompts without a transcript transcribed by
-        the prompt transcriber (the audio then comes back as arrays at the prompt rate, over-long ones cut at a pause),
-        `transcripts` the ones made (None per prompt that had one); everything as given when nothing was missing."""
+        """(prompt_audio, prompt_text, sampling_rate, transcripts): the prompts whose transcript is None transcribed by
+        the prompt transcriber (the audio then comes back as arrays at the prompt rate, over-long ones cut at a pause
+        with a warning), `transcripts` the ones made (None per prompt that had one); everything as given when nothing
+        was missing. A transcript the prompt checks refuse is named as the recogniser's, with what it heard."""
         if prompt_audio is None or self.prompt_transcriber is None:
             return prompt_audio, prompt_text, sampling_rate, None
         many = isinstance(prompt_audio, (list, tuple))
@@ -290,27 +304,49 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         texts = list(prompt_text) if isinstance(prompt_text, (list, tuple)) else [prompt_text]
         if len(texts) == 1 and len(audios) > 1:
             texts = texts * len(audios)
-        if all(isinstance(t, str) for t in texts):
+        if all(t is not None for t in texts):  # other values than strings are the processor's to name
             return prompt_audio, prompt_text, sampling_rate, None
         if len(audios) == 1 and len(texts) > 1:  # one recording, a transcript (or None) per text
             audios, many = audios * len(texts), True
         rate = self._prompt_rate
         new_audios, new_texts, made = [], [], []
         for index, (audio, text) in enumerate(zip(audios, texts, strict=True)):
+            which = f"prompt {index}: " if len(audios) > 1 else ""
             waveform = self.processor.load_prompt_audio(audio, sampling_rate, target_rate=rate)
-            if isinstance(text, str):
+            if text is not None:
                 new_audios.append(waveform.numpy())
                 new_texts.append(text)
                 made.append(None)
                 continue
-            fitted, transcript, message = transcribe_prompt(self.prompt_transcriber, waveform, rate)
-            logger.info((f"prompt {index}: " if len(audios) > 1 else "") + message)
+            try:
+                fitted, transcript, message, cut_message = transcribe_prompt(self.prompt_transcriber, waveform, rate)
+            except (ValueError, RuntimeError) as err:
+                raise type(err)(which + str(err)) from err
+            if cut_message is not None:
+                logger.warning(which + cut_message)
+            logger.info(which + message)
+            self._check_transcript(fitted, transcript, rate, which)
             new_audios.append(fitted.numpy())
             new_texts.append(transcript)
             made.append(transcript)
         if many:
             return new_audios, new_texts, rate, made
         return new_audios[0], new_texts[0], rate, made
+
+    def _check_transcript(self, waveform: torch.Tensor, transcript: str, rate: int, which: str = "") -> None:
+        """The prompt checks of a call, run on a transcript the recogniser made, so that a refusal quotes it and does
+        not blame a `prompt_text` the user never gave."""
+        try:
+            voice = self.processor.create_voice(
+                waveform.numpy(), transcript, rate, prompt_encoder=self._prompt_encoder()
+            )
+            self._check_prompts(torch.tensor([voice.prompt_features.shape[0]]), voice.speech_position_rate[None])
+        except ValueError as err:
+            name = self.prompt_transcriber.name
+            raise ValueError(
+                f"{which}the transcript {name} made of the voice prompt, {transcript!r}, cannot be used: {err} Give "
+                "the exact transcript of the prompt (prompt_text), or a clip of clear speech."
+            ) from err
 
     def _prompt_encoder(self) -> VAEPromptEncoder | None:
         """The VAE's prompt encoder (None for log-mel features), with the setup a voice made with it records."""

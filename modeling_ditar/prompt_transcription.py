@@ -20,9 +20,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from . import prompt_audio
 from .audio_utils import resample_audio
 from .hub_utils import looks_like_a_local_path
-from .prompt_audio import MAX_PROMPT_SECONDS, find_pause
+from .prompt_audio import find_pause
 
 DEFAULT_ASR_MODEL = "openai/whisper-base"
 # The model speaks English: a multilingual Whisper is told the language, so that a short or accented clip is not
@@ -32,6 +33,8 @@ DEFAULT_LANGUAGE = "en"
 # recogniser again.
 _CACHE_SIZE = 32
 _PROMPT_SEARCH_FRACTION = 0.5  # as `trim_prompt`: a cut no earlier than half the limit
+# Below this, recognisers make words up: Whisper-base heard "Thank you." in the first 0.3 s of a sentence ("And...").
+MIN_TRANSCRIBED_SECONDS = 1.0
 # Whisper sometimes loops on unclear audio ("you will not have any film and you will not have any film and ..." for a
 # 6 s clip, 448 tokens in 19 s on 2 CPU cores). Fluent speech is 3-5 tokens a second, so decoding stops at this many
 # per second of audio (plus a slack for short clips), a transcript that compresses more than Whisper's own loop
@@ -63,7 +66,13 @@ class PromptTranscriber:
     ):
         if language is not None and not (isinstance(language, str) and language.strip()):
             raise ValueError(f"language must be a language name or code such as 'en', or None, got {language!r}.")
-        self.language = language
+        self.language = None if language is None else language.strip().lower()
+        if _is_model(asr):
+            raise TypeError(
+                f"the speech recognition model was given as a {type(asr).__name__} object; give its Hub id or folder "
+                "(e.g. 'openai/whisper-base'), or transformers.pipeline('automatic-speech-recognition', model=model, "
+                "tokenizer=..., feature_extractor=...), which prepares the audio for it."
+            )
         if isinstance(asr, str) or hasattr(asr, "__fspath__"):
             self.name = str(asr)
             self._asr = _load_asr_pipeline(self.name, device, dtype)
@@ -79,6 +88,8 @@ class PromptTranscriber:
                 f"got {type(asr).__name__}."
             )
         self._cache: OrderedDict[bytes, str] = OrderedDict()
+        if _is_transformers_asr(self._asr) and self.language is not None and _is_multilingual_whisper(self._asr.model):
+            self.language = _whisper_language(self.language)
 
     def __call__(self, waveform, sampling_rate: int) -> str:
         audio = _mono_float32(waveform)
@@ -133,24 +144,42 @@ class PromptTranscriber:
 
 
 def transcribe_prompt(
-    transcriber: Callable, waveform: torch.Tensor, sampling_rate: int, max_seconds: float = MAX_PROMPT_SECONDS
-) -> tuple[torch.Tensor, str, str | None]:
-    """(waveform, transcript, message) of a prompt without a transcript: a prompt longer than `max_seconds` is first
-    cut at a pause (as `trim_prompt` cuts prompts with transcripts), then what is kept is transcribed, so the
-    transcript matches the audio exactly where the recogniser is right. `message` says what was done, for a log line.
-    Raises `ValueError` when the recogniser hears no words."""
+    transcriber: Callable, waveform: torch.Tensor, sampling_rate: int, max_seconds: float | None = None
+) -> tuple[torch.Tensor, str, str, str | None]:
+    """(waveform, transcript, message, cut_message) of a prompt without a transcript: a prompt longer than
+    `max_seconds` is first cut at a pause (as `trim_prompt` cuts prompts with transcripts; `cut_message` says so, else
+    None), then what is kept is transcribed, so the transcript matches the audio exactly where the recogniser is right.
+    `message` says what was heard. Raises `ValueError` for a clip too short to transcribe reliably and when the
+    recogniser hears no words or loops, `RuntimeError` when the recogniser itself fails."""
     audio = waveform.numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform, dtype=np.float32)
+    max_seconds = prompt_audio.MAX_PROMPT_SECONDS if max_seconds is None else max_seconds
     limit = int(max_seconds * sampling_rate)
-    cut_note = ""
+    name = getattr(transcriber, "name", None) or getattr(transcriber, "__name__", "the prompt transcriber")
+    seconds = len(audio) / sampling_rate
+    if seconds < MIN_TRANSCRIBED_SECONDS:
+        raise ValueError(
+            f"prompt_audio is {seconds:.2f} s long, too short to transcribe reliably (recognisers make up words such "
+            f"as 'Thank you.' for short clips; at least {MIN_TRANSCRIBED_SECONDS:g} s); give its transcript, or a "
+            "longer clip (3 to 8 s of speech work best)."
+        )
+    cut_message = None
     if len(audio) > limit:
         cut = find_pause(audio, sampling_rate, limit, int(limit * (1 - _PROMPT_SEARCH_FRACTION)))
-        cut_note = (
-            f" prompt_audio is {len(audio) / sampling_rate:.1f} s long, longer than the {max_seconds:g} s the model "
-            f"was trained on: it was cut at a pause to its first {cut / sampling_rate:.2f} s before transcription."
+        cut_message = (
+            f"prompt_audio is {seconds:.1f} s long, longer than the {max_seconds:g} s the model was trained on: it was "
+            f"cut at a pause to its first {cut / sampling_rate:.2f} s, and that part was transcribed. For the best "
+            f"result give a prompt of at most {max_seconds:g} s."
         )
         audio = audio[:cut].copy()
-    transcript = transcriber(audio, sampling_rate)
-    name = getattr(transcriber, "name", None) or getattr(transcriber, "__name__", "the prompt transcriber")
+    try:
+        transcript = transcriber(audio, sampling_rate)
+    except (TypeError, ValueError):  # the transcriber's own checks of what it returns or is given
+        raise
+    except Exception as err:  # the recogniser itself failed (a model error, out of memory, ...)
+        raise RuntimeError(
+            f"the prompt transcriber {name} failed on the voice prompt ({type(err).__name__}: {err}); give the "
+            "prompt's transcript instead."
+        ) from err
     if not transcript.strip():
         raise ValueError(
             f"prompt_audio: {name} heard no words in the voice prompt ({len(audio) / sampling_rate:.1f} s), so there "
@@ -164,9 +193,9 @@ def transcribe_prompt(
         )
     message = (
         f"{name} transcribed the voice prompt as {transcript!r}; an automatic transcript can mishear words, and the "
-        "exact transcript gives the best result." + cut_note
+        "exact transcript gives the best result."
     )
-    return torch.as_tensor(audio), transcript, message
+    return torch.as_tensor(audio), transcript, message, cut_message
 
 
 def compression_ratio(text: str) -> float:
@@ -189,10 +218,32 @@ def _load_asr_pipeline(name: str, device, dtype):
     except Exception as err:  # a missing folder, no network for a Hub id, a model of another task, ...
         raise OSError(
             f"could not load the speech recognition model {name!r} to transcribe voice prompts ({type(err).__name__}: "
-            f"{err}). Pass the prompt's transcript instead (prompt_text), or a model that "
-            "transformers.pipeline('automatic-speech-recognition', model=...) loads: a Hub id such as "
-            f"{DEFAULT_ASR_MODEL!r} (downloaded once) or a local folder."
+            f"{err}). Give a model that transformers.pipeline('automatic-speech-recognition', model=...) loads (a Hub "
+            f"id such as {DEFAULT_ASR_MODEL!r}, downloaded once, or a local folder) and a device and dtype it can run "
+            "on; or give the prompt's transcript instead."
         ) from err
+
+
+def _whisper_language(language: str) -> str:
+    """Whisper's code for `language` ("en", "english", "English" -> "en"), or a ValueError listing the choices."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+    if language in LANGUAGES:
+        return language
+    if language in TO_LANGUAGE_CODE:
+        return TO_LANGUAGE_CODE[language]
+    raise ValueError(
+        f"language={language!r} is not a language Whisper knows; give a code or name such as 'en' or 'english' "
+        f"(Whisper's codes: {', '.join(sorted(LANGUAGES))}), or None to let it detect the language."
+    )
+
+
+def _is_model(asr) -> bool:
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(asr, PreTrainedModel)
 
 
 def _is_transformers_asr(asr) -> bool:

@@ -277,8 +277,10 @@ def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -
     try:
         waveform = pipe.processor.load_prompt_audio(samples, rate, target_rate=target)
         if transcript is None:
-            fitted, kept, message = transcribe_prompt(pipe.prompt_transcriber, waveform, target)
+            fitted, kept, heard, message = transcribe_prompt(pipe.prompt_transcriber, waveform, target)
+            pipe._check_transcript(fitted, kept, target)
         else:
+            heard = None
             fitted, kept, message = trim_prompt(waveform, target, transcript)
         # the checks of a real request: the transcript's text front end and the prompt's length
         processed = pipe.create_voice(fitted.numpy(), kept, target, reuse_prefix_cache=False)
@@ -286,10 +288,12 @@ def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -
         text = str(err)
         param = "text" if text.startswith("prompt_text") else "audio"
         raise APIError(400, text, param, "bad_voice") from None
+    except RuntimeError as err:  # the recogniser failed: the server's fault, said as such
+        raise APIError(500, str(err), "audio", "transcription_failed") from None
     audio = fitted.numpy().astype(np.float32)
     digest = hashlib.sha256(audio.tobytes() + b"\0" + kept.encode("utf-8") + struct.pack("<i", target)).hexdigest()
     voice_id = f"voice_{digest[:16]}"
-    notes = [] if message is None else [message]
+    notes = [note for note in (message, heard) if note is not None]
     return Voice(voice_id, name or voice_id, kept, audio, target, notes=notes, processed=processed)
 
 

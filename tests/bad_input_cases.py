@@ -320,7 +320,7 @@ def _(ctx):
     P,
     "enable_prompt_transcription(a folder without a model)",
     OSError,
-    "could not load the speech recognition model.*prompt_text.*local folder",
+    "could not load the speech recognition model.*local folder.*or give the prompt's transcript instead",
 )
 def _(ctx):
     with tempfile.TemporaryDirectory() as folder:

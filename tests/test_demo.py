@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from pipeline_helpers import SR, get_dummy_pipeline, tone, write_wav
+from pipeline_helpers import SR, get_dummy_pipeline, spoken, tone, write_wav
 
 pytestmark = pytest.mark.slow
 gr = pytest.importorskip("gradio")
@@ -54,12 +54,12 @@ def test_the_action_speaks_like_the_pipeline_and_names_mistakes(tmp_path):
 
 def test_a_recording_without_its_transcript_is_transcribed(tmp_path):
     app, pipe = load_app(), get_dummy_pipeline()
-    pipe.enable_prompt_transcription(lambda audio, rate: "the prompt")
-    voice = write_wav(tmp_path / "voice.wav", tone(0.06, freq=300.0))
+    pipe.enable_prompt_transcription(lambda audio, rate: "a voice recording of about one second")
+    voice = write_wav(tmp_path / "voice.wav", spoken(1.2))
     (_, heard), status = app.synthesize(pipe, "hello there", voice, "", 4)
-    (_, typed), _ = app.synthesize(pipe, "hello there", voice, "the prompt", 4)
+    (_, typed), _ = app.synthesize(pipe, "hello there", voice, "a voice recording of about one second", 4)
     np.testing.assert_array_equal(heard, typed)
-    assert "transcribed as “the prompt”" in status
+    assert "transcribed as “a voice recording of about one second”" in status
 
 
 def test_the_served_app_answers_through_gradio_client(tmp_path):

@@ -140,9 +140,11 @@ def test_recordings_without_a_transcript_are_transcribed_with_an_asr_model(tmp_p
     _write(folder, "b", _clip(3.0, freq=160), None)
     _write(folder, "c", _clip(4.0, freq=170), None)
     _write(folder, "given", _clip(freq=180), "the sentence given")
+    _write(folder, "blank", _clip(2.0, freq=190), "  \n")  # a blank transcript file is transcribed too
     clips, problems = finetune.validate_recordings(folder, SR, transcriber=PromptTranscriber(recogniser))
     assert {c.path.stem: (c.text, c.notes) for c in clips} == {
         "a": ("a sentence heard", ["transcribed"]),
+        "blank": ("a sentence heard", ["transcribed"]),
         "given": ("the sentence given", []),
     }
     found = {Path(p.file).stem: p for p in problems}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import soundfile as sf
 import torch
 from pipeline_helpers import SR, get_dummy_pipeline, spoken, tone, write_wav
 
-from modeling_ditar import PromptTranscriber, cli
+from modeling_ditar import PromptTranscriber, cli, prompt_audio
 from modeling_ditar import prompt_transcription as transcription
 from modeling_ditar.prompt_audio import MAX_PROMPT_SECONDS
 from modeling_ditar.prompt_transcription import compression_ratio, transcribe_prompt
@@ -183,12 +184,19 @@ def test_transcripts_are_cached_by_audio(pipe):
     assert heard.calls == 2
 
 
-def test_transcriber_arguments_are_checked(tmp_path):
+def test_transcriber_arguments_are_checked(tmp_path, whisper_dir):
+    from transformers import WhisperForConditionalGeneration
+
     with pytest.raises(TypeError, match="Hub id or local folder"):
         PromptTranscriber(3)
+    with pytest.raises(TypeError, match="WhisperForConditionalGeneration object; give its Hub id or folder"):
+        PromptTranscriber(WhisperForConditionalGeneration.from_pretrained(whisper_dir))
+    assert PromptTranscriber(whisper_dir, language=" English ").language == "en"
+    with pytest.raises(ValueError, match="language='xx' is not a language Whisper knows"):
+        PromptTranscriber(whisper_dir, language="xx")
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         PromptTranscriber(str(tmp_path / "no-such-asr"))
-    with pytest.raises(OSError, match="could not load the speech recognition model .*prompt_text"):
+    with pytest.raises(OSError, match="could not load the speech recognition model .*prompt's transcript instead"):
         PromptTranscriber(str(tmp_path))  # a folder, but no model in it
     with pytest.raises(ValueError, match="language"):
         PromptTranscriber(Heard(), language="")
@@ -201,17 +209,41 @@ def test_transcriber_arguments_are_checked(tmp_path):
 def test_a_long_prompt_is_cut_at_a_pause_before_it_is_transcribed():
     heard = Heard()
     long_prompt = torch.from_numpy(spoken(MAX_PROMPT_SECONDS + 3.0))
-    audio, text, message = transcribe_prompt(PromptTranscriber(heard), long_prompt, SR)
+    audio, text, message, cut_message = transcribe_prompt(PromptTranscriber(heard), long_prompt, SR)
     assert text == HEARD and heard.lengths == [len(audio) / SR]
     assert MAX_PROMPT_SECONDS / 2 <= len(audio) / SR <= MAX_PROMPT_SECONDS
-    assert "cut at a pause" in message and repr(HEARD) in message
+    assert "cut at a pause" in cut_message and repr(HEARD) in message
+    assert transcribe_prompt(PromptTranscriber(heard), torch.from_numpy(PROMPT), SR)[3] is None
 
 
-def test_nothing_heard_or_a_loop_is_refused_by_name():
+def test_the_pipeline_warns_when_it_cuts_a_prompt_it_transcribes(pipe, monkeypatch):
+    from diffusers.utils import logging
+
+    monkeypatch.setattr(prompt_audio, "MAX_PROMPT_SECONDS", 1.2)  # the tiny model's scale (500 frames/s)
+    pipe.enable_prompt_transcription(Heard("a few words said"))
+    logger = logging.get_logger("modeling_ditar.pipeline_ditar")
+    try:
+        with mock.patch.object(logger, "warning") as warning:
+            pipe("Hi.", prompt_audio=spoken(2.0), sampling_rate=SR, max_new_patches=2)
+    finally:
+        pipe.disable_prompt_transcription()
+    (message,), _ = warning.call_args
+    assert "cut at a pause" in message and "transcribed" in message
+
+
+def test_nothing_heard_a_loop_a_short_clip_or_a_failing_recogniser_is_refused_by_name():
     with pytest.raises(ValueError, match="heard no words .*give the transcript"):
         transcribe_prompt(PromptTranscriber(Heard("  ")), torch.from_numpy(PROMPT), SR)
     with pytest.raises(ValueError, match="repeats itself"):
         transcribe_prompt(PromptTranscriber(Heard(LOOP)), torch.from_numpy(PROMPT), SR)
+    with pytest.raises(ValueError, match="too short to transcribe reliably.*Thank you"):
+        transcribe_prompt(PromptTranscriber(Heard()), torch.from_numpy(spoken(0.6)), SR)
+
+    def broken(audio, rate):
+        raise ZeroDivisionError("division by zero")
+
+    with pytest.raises(RuntimeError, match="failed on the voice prompt .*ZeroDivisionError.*give the prompt's"):
+        transcribe_prompt(PromptTranscriber(broken), torch.from_numpy(PROMPT), SR)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -285,8 +317,37 @@ def test_a_prompt_file_is_transcribed(pipe, transcribing, tmp_path):
     assert out.prompt_transcripts == [HEARD]
 
 
+def test_what_the_recogniser_heard_is_named_when_the_prompt_checks_refuse_it(pipe):
+    pipe.enable_prompt_transcription(Heard("你好世界"))
+    try:
+        with pytest.raises(
+            ValueError, match="the transcript Heard made of the voice prompt, '你好世界', cannot be used"
+        ):
+            pipe("Hello.", prompt_audio=PROMPT, sampling_rate=SR)
+        with pytest.raises(ValueError, match="^prompt 1: the transcript Heard made"):
+            pipe(["Hi.", "Yo."], prompt_audio=PROMPT, prompt_text=["the prompt", None], sampling_rate=SR)
+    finally:
+        pipe.disable_prompt_transcription()
+
+
+def test_only_a_missing_transcript_is_transcribed(pipe, transcribing):
+    for bad in (5, b"a test voice", ["a test voice", 7]):
+        with pytest.raises((TypeError, ValueError), match="prompt_text"):
+            pipe(
+                ["Hi.", "Yo."] if isinstance(bad, list) else "Hi.",
+                prompt_audio=PROMPT,
+                prompt_text=bad,
+                sampling_rate=SR,
+            )
+    with pytest.raises(TypeError, match="got list"):
+        pipe.create_voice([PROMPT], sampling_rate=SR)
+    assert transcribing.calls == 0
+
+
 def test_enable_takes_a_transcriber_and_disable_requires_transcripts_again(pipe):
     transcriber = PromptTranscriber(Heard())
+    with pytest.raises(ValueError, match="keeps its own"):
+        pipe.enable_prompt_transcription(transcriber, language="de")
     pipe.enable_prompt_transcription(transcriber)
     assert pipe.prompt_transcriber is transcriber
     pipe.disable_prompt_transcription()
@@ -352,3 +413,11 @@ def test_server_transcribes_uploads_without_text_when_started_with_a_recogniser(
         sf.write(silent, tone(0.002), SR, format="WAV")
         bad = client.post("/v1/voices", files={"audio": ("x.wav", silent.getvalue(), "audio/wav")})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "audio"
+
+    def broken(audio, rate):
+        raise ZeroDivisionError("division by zero")
+
+    pipe.enable_prompt_transcription(broken)
+    with TestClient(create_app(pipe, ServerSettings())) as client:
+        failed = client.post("/v1/voices", files={"audio": ("me.wav", buffer.getvalue(), "audio/wav")})
+        assert failed.status_code == 500 and "failed on the voice prompt" in failed.json()["error"]["message"]
