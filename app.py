@@ -63,7 +63,7 @@ def synthesize(
     try:
         out = pipe(text, generator=torch.Generator().manual_seed(seed), **prompt)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:  # the pipeline's checks name the problem
-        raise gr.Error(str(err)) from None
+        raise gr.Error(str(err).replace("(prompt_text)", "(the transcript box)")) from None
     audio = out.audios[0][: out.audio_lengths[0]]
     samples = np.clip(np.round(audio.astype(np.float64) * 32768), -32768, 32767).astype(np.int16)
     voice = "the uploaded voice" if prompt else "the default voice"
