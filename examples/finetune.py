@@ -167,7 +167,7 @@ def validate_recordings(
         PROMPT_TOKEN_SLACK,
         speech_band_loudness_range_db,
     )
-    from modeling_ditar.prompt_transcription import LOOP_COMPRESSION_RATIO, compression_ratio
+    from modeling_ditar.prompt_transcription import LOOP_COMPRESSION_RATIO, check_enough_speech, compression_ratio
 
     folder = Path(folder)
     clips, problems, seen_audio, seen_text = [], [], {}, {}
@@ -234,6 +234,11 @@ def validate_recordings(
             continue
         transcribed = text is None
         if transcribed:
+            try:
+                check_enough_speech(audio.mean(axis=1), sr, name="the recording")
+            except ValueError as error:
+                problems.append(Problem(name, "too little speech to transcribe", str(error)))
+                continue
             try:
                 text = " ".join(transcriber(audio.mean(axis=1), sr).split())
             except Exception as error:  # noqa: BLE001 - the recogniser's failure on one clip is reported for it

@@ -304,29 +304,36 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         texts = list(prompt_text) if isinstance(prompt_text, (list, tuple)) else [prompt_text]
         if len(texts) == 1 and len(audios) > 1:
             texts = texts * len(audios)
-        if all(t is not None for t in texts):  # other values than strings are the processor's to name
-            return prompt_audio, prompt_text, sampling_rate, None
-        if len(audios) == 1 and len(texts) > 1:  # one recording, a transcript (or None) per text
+        if all(t is not None for t in texts) or any(t is not None and not isinstance(t, str) for t in texts):
+            return prompt_audio, prompt_text, sampling_rate, None  # nothing missing, or the processor names a bad one
+        recordings = len(audios)
+        if recordings == 1 and len(texts) > 1:  # one recording, a transcript (or None) per text
             audios, many = audios * len(texts), True
         rate = self._prompt_rate
-        new_audios, new_texts, made = [], [], []
+        new_audios, new_texts, made, done = [], [], [], {}
         for index, (audio, text) in enumerate(zip(audios, texts, strict=True)):
-            which = f"prompt {index}: " if len(audios) > 1 else ""
-            waveform = self.processor.load_prompt_audio(audio, sampling_rate, target_rate=rate)
+            source = index if recordings > 1 else 0  # the recording this row uses
+            which = f"prompt {source}: " if recordings > 1 else ""
             if text is not None:
-                new_audios.append(waveform.numpy())
+                new_audios.append(self.processor.load_prompt_audio(audio, sampling_rate, target_rate=rate).numpy())
                 new_texts.append(text)
                 made.append(None)
                 continue
-            try:
-                fitted, transcript, message, cut_message = transcribe_prompt(self.prompt_transcriber, waveform, rate)
-            except (ValueError, RuntimeError) as err:
-                raise type(err)(which + str(err)) from err
-            if cut_message is not None:
-                logger.warning(which + cut_message)
-            logger.info(which + message)
-            self._check_transcript(fitted, transcript, rate, which)
-            new_audios.append(fitted.numpy())
+            if source not in done:  # a recording shared by several texts is transcribed (and warned about) once
+                waveform = self.processor.load_prompt_audio(audio, sampling_rate, target_rate=rate)
+                try:
+                    fitted, transcript, message, cut_message = transcribe_prompt(
+                        self.prompt_transcriber, waveform, rate
+                    )
+                except (ValueError, RuntimeError) as err:
+                    raise type(err)(which + str(err)) from err
+                if cut_message is not None:
+                    logger.warning(which + cut_message)
+                logger.info(which + message)
+                self._check_transcript(fitted, transcript, rate, which)
+                done[source] = (fitted.numpy(), transcript)
+            fitted, transcript = done[source]
+            new_audios.append(fitted)
             new_texts.append(transcript)
             made.append(transcript)
         if many:

@@ -256,6 +256,16 @@ def cut_transcript(text: str, fraction: float) -> str:
     return " ".join(words[:best])
 
 
+def speech_frames(waveform: np.ndarray, sampling_rate: int) -> tuple[np.ndarray, int]:
+    """(which frames hold speech, frame size in samples): those above the lowest fifth of the clip's level range
+    (robust to a noise floor and to loudness; pauses and silence fall below)."""
+    level, size = frame_energy_db(waveform, sampling_rate)
+    if level.size == 0:  # shorter than one frame
+        return np.zeros(0, dtype=bool), size
+    low, high = np.percentile(level, 5), np.percentile(level, 95)
+    return level > low + 0.2 * (high - low), size
+
+
 def trim_prompt(
     waveform, sampling_rate: int, transcript: str, max_seconds: float = MAX_PROMPT_SECONDS, min_samples: int = 0
 ) -> tuple[torch.Tensor, str, str | None]:
@@ -270,9 +280,7 @@ def trim_prompt(
     earliest = max(min_samples, int(limit * (1 - _SEARCH_FRACTION)))
     cut = find_pause(audio, sampling_rate, limit, earliest)
     # the share of the speech (not of the silence) that was kept sets the share of the transcript kept
-    level, size = frame_energy_db(audio, sampling_rate)
-    low, high = np.percentile(level, 5), np.percentile(level, 95)
-    voiced = level > low + 0.2 * (high - low)
+    voiced, size = speech_frames(audio, sampling_rate)
     fraction = voiced[: cut // size].sum() / max(1, voiced.sum())
     kept_text = cut_transcript(transcript, float(fraction))
     kept_words, all_words = len(kept_text.split()), len(transcript.split())

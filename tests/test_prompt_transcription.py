@@ -229,6 +229,16 @@ def test_the_pipeline_warns_when_it_cuts_a_prompt_it_transcribes(pipe, monkeypat
         pipe.disable_prompt_transcription()
     (message,), _ = warning.call_args
     assert "cut at a pause" in message and "transcribed" in message
+    pipe.enable_prompt_transcription(Heard("a few words said"))
+    try:
+        with mock.patch.object(logger, "warning") as warning:  # one recording for two texts: one cut, one warning
+            out = pipe(
+                ["Hi.", "Yo."], prompt_audio=spoken(2.0), prompt_text=[None, None], sampling_rate=SR, max_new_patches=2
+            )
+    finally:
+        pipe.disable_prompt_transcription()
+    assert warning.call_count == 1 and warning.call_args[0][0].startswith("prompt_audio is")
+    assert out.prompt_transcripts == ["a few words said"] * 2
 
 
 def test_nothing_heard_a_loop_a_short_clip_or_a_failing_recogniser_is_refused_by_name():
@@ -236,8 +246,13 @@ def test_nothing_heard_a_loop_a_short_clip_or_a_failing_recogniser_is_refused_by
         transcribe_prompt(PromptTranscriber(Heard("  ")), torch.from_numpy(PROMPT), SR)
     with pytest.raises(ValueError, match="repeats itself"):
         transcribe_prompt(PromptTranscriber(Heard(LOOP)), torch.from_numpy(PROMPT), SR)
-    with pytest.raises(ValueError, match="too short to transcribe reliably.*Thank you"):
+    with pytest.raises(ValueError, match="holds about 0.4. s of speech .*too little to transcribe.*Thank you"):
         transcribe_prompt(PromptTranscriber(Heard()), torch.from_numpy(spoken(0.6)), SR)
+    silence = np.zeros(SR, np.float32)  # silence around a short word does not count as speech
+    padded = np.concatenate([silence, spoken(0.6), silence])
+    with pytest.raises(ValueError, match="too little to transcribe"):
+        transcribe_prompt(PromptTranscriber(Heard()), torch.from_numpy(padded), SR)
+    transcribe_prompt(PromptTranscriber(Heard()), torch.from_numpy(np.concatenate([silence, PROMPT])), SR)
 
     def broken(audio, rate):
         raise ZeroDivisionError("division by zero")
@@ -325,13 +340,20 @@ def test_what_the_recogniser_heard_is_named_when_the_prompt_checks_refuse_it(pip
         ):
             pipe("Hello.", prompt_audio=PROMPT, sampling_rate=SR)
         with pytest.raises(ValueError, match="^prompt 1: the transcript Heard made"):
+            pipe(
+                ["Hi.", "Yo."],
+                prompt_audio=[PROMPT, spoken(1.6, freq=180.0)],
+                prompt_text=["a", None],
+                sampling_rate=SR,
+            )
+        with pytest.raises(ValueError, match="^the transcript Heard made"):  # one recording: no row to name
             pipe(["Hi.", "Yo."], prompt_audio=PROMPT, prompt_text=["the prompt", None], sampling_rate=SR)
     finally:
         pipe.disable_prompt_transcription()
 
 
 def test_only_a_missing_transcript_is_transcribed(pipe, transcribing):
-    for bad in (5, b"a test voice", ["a test voice", 7]):
+    for bad in (5, b"a test voice", ["a test voice", 7], [None, 7]):
         with pytest.raises((TypeError, ValueError), match="prompt_text"):
             pipe(
                 ["Hi.", "Yo."] if isinstance(bad, list) else "Hi.",
