@@ -1257,11 +1257,13 @@ def _(ctx):
     return cli_error("synthesize", "hi", "--model", str(ctx.folder("empty")), "-o", out, match="model_index.json")
 
 
-@case("cli-audio-without-text", C, "--prompt-audio without --prompt-text")
+@case("cli-audio-without-text", C, "--prompt-audio without --prompt-text, --asr-model a missing folder")
 def _(ctx):
     folder = ctx.folder("cli")
     wav = write_wav(folder / "p.wav", tone(0.5))
-    return cli_error("synthesize", "hi", "--prompt-audio", wav, "-o", str(folder / "a.wav"), match="prompt-text")
+    missing = str(folder / "no-asr-model")
+    argv = ("synthesize", "hi", "--prompt-audio", wav, "--asr-model", missing, "-o", str(folder / "a.wav"))
+    return cli_error(*argv, match="--asr-model: the speech recognition model .* is not a folder")
 
 
 @case("cli-bad-extension", C, "-o out.xyz")
