@@ -712,6 +712,8 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
             "compute": {"device": str(pipe.device), "matmul_dtype": str(pipe.model.matmul_dtype).replace("torch.", "")},
             "queue": {"pending": scheduler.pending, "capacity": settings.max_queue},
             "max_batch_size": settings.max_batch_size,
+            # the recogniser that transcribes voice uploads sent without text (`--asr-model`), or None
+            "transcribes_uploads": getattr(pipe.prompt_transcriber, "name", None),
             "stats": dict(scheduler.stats),
         }
         return JSONResponse(body, status_code=503 if scheduler.closing else 200)

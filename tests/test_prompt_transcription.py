@@ -425,6 +425,7 @@ def test_server_transcribes_uploads_without_text_when_started_with_a_recogniser(
     buffer = io.BytesIO()
     sf.write(buffer, PROMPT, SR, format="WAV")
     with TestClient(create_app(pipe, ServerSettings())) as client:
+        assert client.get("/health").json()["transcribes_uploads"] == "Heard"
         response = client.post("/v1/voices", files={"audio": ("me.wav", buffer.getvalue(), "audio/wav")})
         assert response.status_code == 201, response.text
         voice = response.json()

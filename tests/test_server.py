@@ -94,6 +94,7 @@ def test_health_and_voices(client, pipe):
     assert body["status"] == "ok" and body["sample_rate"] == pipe.sample_rate
     assert body["queue"] == {"pending": 0, "capacity": 32}
     assert body["compute"] == {"device": "cpu", "matmul_dtype": "float32"}  # a folder without "auto"
+    assert body["transcribes_uploads"] is None  # no --asr-model: uploads need their transcript
     voices = client.get("/v1/voices").json()
     assert voices["object"] == "list" and [v["id"] for v in voices["data"]] == ["default"]
     assert voices["data"][0]["builtin"] is True
