@@ -219,11 +219,19 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         """(waveform, rate, transcript) of the voice used when `prompt_audio` is not given; the processor holds it."""
         return self.processor.default_voice
 
-    def set_default_voice(self, audio, text: str, sampling_rate: int | None = None):
-        """Voice used when `prompt_audio` is not given: `audio` (path or array) and its transcript `text`. Checked now
-        as a call checks a prompt, so a voice no call could use fails here (and the previous voice stays)."""
-        if audio is None or text is None:
-            raise ValueError("set_default_voice needs both the audio and its transcript.")
+    def set_default_voice(self, audio, text: str | None = None, sampling_rate: int | None = None):
+        """Voice used when `prompt_audio` is not given: `audio` (path or array) and its transcript `text` (after
+        `enable_prompt_transcription()`, None has it transcribed). Checked now as a call checks a prompt, so a voice
+        no call could use fails here (and the previous voice stays)."""
+        if audio is None:
+            raise ValueError("set_default_voice needs the audio of the voice (and its transcript).")
+        if text is None:
+            if self.prompt_transcriber is None:
+                raise ValueError(
+                    "set_default_voice needs the transcript of the audio; pass text=..., or call "
+                    "pipe.enable_prompt_transcription() to have it transcribed."
+                )
+            audio, text, sampling_rate, _ = self._transcribe_missing(audio, None, sampling_rate)
         try:
             self.create_voice(audio, text, sampling_rate)
         except (ValueError, FileNotFoundError) as err:

@@ -326,6 +326,16 @@ def test_stream_and_voices_use_the_transcriber(pipe, transcribing):
     assert transcribing.calls == 1  # the same clip again: the transcript is cached
 
 
+def test_a_default_voice_can_be_set_from_a_recording_alone():
+    pipe = get_dummy_pipeline()
+    with pytest.raises(ValueError, match="transcript of the audio.*enable_prompt_transcription"):
+        pipe.set_default_voice(PROMPT, sampling_rate=SR)
+    pipe.enable_prompt_transcription(Heard())
+    pipe.set_default_voice(PROMPT, sampling_rate=SR)
+    audio, rate, transcript = pipe.default_voice
+    assert transcript == HEARD and rate == SR and np.array_equal(audio, PROMPT)
+
+
 def test_a_prompt_file_is_transcribed(pipe, transcribing, tmp_path):
     path = write_wav(tmp_path / "me.wav", PROMPT)
     out = pipe("Hello.", prompt_audio=str(path), generator=seeded(), max_new_patches=3)
