@@ -266,6 +266,15 @@ def speech_frames(waveform: np.ndarray, sampling_rate: int) -> tuple[np.ndarray,
     return level > low + 0.2 * (high - low), size
 
 
+def pause_cut(audio: np.ndarray, sampling_rate: int, max_seconds: float, min_samples: int = 0) -> int | None:
+    """Where to cut a prompt longer than `max_seconds`: a pause no earlier than half the limit (see `find_pause`), in
+    samples; None when the prompt fits."""
+    limit = int(max_seconds * sampling_rate)
+    if len(audio) <= limit:
+        return None
+    return find_pause(audio, sampling_rate, limit, max(min_samples, int(limit * (1 - _SEARCH_FRACTION))))
+
+
 def trim_prompt(
     waveform, sampling_rate: int, transcript: str, max_seconds: float = MAX_PROMPT_SECONDS, min_samples: int = 0
 ) -> tuple[torch.Tensor, str, str | None]:
@@ -274,11 +283,9 @@ def trim_prompt(
     Returns (waveform, transcript, message): the inputs unchanged and `None` when the prompt fits, else the kept start
     of both and a sentence saying what was cut."""
     audio = waveform.numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform, dtype=np.float32)
-    limit = int(max_seconds * sampling_rate)
-    if len(audio) <= limit:
+    cut = pause_cut(audio, sampling_rate, max_seconds, min_samples)
+    if cut is None:
         return torch.as_tensor(audio), transcript, None
-    earliest = max(min_samples, int(limit * (1 - _SEARCH_FRACTION)))
-    cut = find_pause(audio, sampling_rate, limit, earliest)
     # the share of the speech (not of the silence) that was kept sets the share of the transcript kept
     voiced, size = speech_frames(audio, sampling_rate)
     fraction = voiced[: cut // size].sum() / max(1, voiced.sum())

@@ -26,7 +26,6 @@ import torch
 from . import prompt_audio
 from .audio_utils import resample_audio
 from .hub_utils import looks_like_a_local_path
-from .prompt_audio import find_pause
 
 DEFAULT_ASR_MODEL = "openai/whisper-base"
 # The model speaks English: a multilingual Whisper is told the language, so that a short or accented clip is not
@@ -35,7 +34,6 @@ DEFAULT_LANGUAGE = "en"
 # Transcripts kept per transcriber, by the audio's bytes: a call repeated with the same prompt does not run the
 # recogniser again.
 _CACHE_SIZE = 32
-_PROMPT_SEARCH_FRACTION = 0.5  # as `trim_prompt`: a cut no earlier than half the limit
 # With less speech than this, recognisers make words up: Whisper-base heard "Thank you." for the first 0.3 s and 0.6 s
 # of a LibriVox sentence ("And Mr. John...") with silence around them, "Hi." and "Bye." for 0.4-0.6 s of others, and
 # plausible beginnings from 0.8 s on. Measured as the clip's frames above its pauses (silence around a short word does
@@ -166,12 +164,11 @@ def transcribe_prompt(
     recogniser hears no words or loops, `RuntimeError` when the recogniser itself fails."""
     audio = waveform.numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform, dtype=np.float32)
     max_seconds = prompt_audio.MAX_PROMPT_SECONDS if max_seconds is None else max_seconds
-    limit = int(max_seconds * sampling_rate)
     name = getattr(transcriber, "name", None) or getattr(transcriber, "__name__", "the prompt transcriber")
     seconds = len(audio) / sampling_rate
     cut_message = None
-    if len(audio) > limit:
-        cut = find_pause(audio, sampling_rate, limit, int(limit * (1 - _PROMPT_SEARCH_FRACTION)))
+    cut = prompt_audio.pause_cut(audio, sampling_rate, max_seconds)
+    if cut is not None:
         cut_message = (
             f"prompt_audio is {seconds:.1f} s long, longer than the {max_seconds:g} s the model was trained on: it was "
             f"cut at a pause to its first {cut / sampling_rate:.2f} s, and that part was transcribed. For the best "
