@@ -92,7 +92,8 @@ class PromptTranscriber:
                 f"got {type(asr).__name__}."
             )
         self._cache: OrderedDict[bytes, str] = OrderedDict()
-        if _is_transformers_asr(self._asr) and self.language is not None and _is_multilingual_whisper(self._asr.model):
+        self._is_pipeline = _is_transformers_asr(self._asr)
+        if self._is_pipeline and self.language is not None and _is_multilingual_whisper(self._asr.model):
             self.language = _whisper_language(self.language)
 
     def __call__(self, waveform, sampling_rate: int) -> str:
@@ -102,21 +103,18 @@ class PromptTranscriber:
             self._cache.move_to_end(key)
             return self._cache[key]
         try:
-            if _is_transformers_asr(self._asr):
-                text = self._run_pipeline(audio, int(sampling_rate))
-            else:
-                text = self._asr(audio, int(sampling_rate))
+            run = self._run_pipeline if self._is_pipeline else self._asr
+            text = run(audio, int(sampling_rate))
         except Exception as err:  # the recogniser itself failed (a model error, out of memory, a bug in a function)
             raise RuntimeError(
                 f"the prompt transcriber {self.name} failed on the voice prompt ({type(err).__name__}: {err}); give "
                 "the prompt's transcript instead."
             ) from err
-        if not _is_transformers_asr(self._asr):
-            if not isinstance(text, str):
-                raise TypeError(
-                    f"the prompt transcriber {self.name!r} returned {type(text).__name__}; a transcriber function must "
-                    "return the transcript as a string."
-                )
+        if not isinstance(text, str):
+            raise TypeError(
+                f"the prompt transcriber {self.name!r} returned {type(text).__name__}; a transcriber function must "
+                "return the transcript as a string."
+            )
         text = " ".join(text.split())
         self._cache[key] = text
         if len(self._cache) > _CACHE_SIZE:
