@@ -348,14 +348,15 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             return new_audios, new_texts, rate, made
         return new_audios[0], new_texts[0], rate, made
 
-    def _check_transcript(self, waveform: torch.Tensor, transcript: str, rate: int, which: str = "") -> None:
+    def _check_transcript(self, waveform: torch.Tensor, transcript: str, rate: int, which: str = "") -> DiTARVoice:
         """The prompt checks of a call, run on a transcript the recogniser made, so that a refusal quotes it and does
-        not blame a `prompt_text` the user never gave."""
+        not blame a `prompt_text` the user never gave. Returns the checked voice (for callers that keep one)."""
         try:
             voice = self.processor.create_voice(
                 waveform.numpy(), transcript, rate, prompt_encoder=self._prompt_encoder()
             )
             self._check_prompts(torch.tensor([voice.prompt_features.shape[0]]), voice.speech_position_rate[None])
+            return voice
         except ValueError as err:
             name = self.prompt_transcriber.name
             raise ValueError(

@@ -276,14 +276,15 @@ def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -
     target = pipe._prompt_rate
     try:
         waveform = pipe.processor.load_prompt_audio(samples, rate, target_rate=target)
+        # the checks of a real request: the transcript's text front end and the prompt's length
         if transcript is None:
             fitted, kept, heard, message = transcribe_prompt(pipe.prompt_transcriber, waveform, target)
-            pipe._check_transcript(fitted, kept, target)
+            processed = pipe._check_transcript(fitted, kept, target)  # the voice, checked as the recogniser's
+            processed.reuse_prefix_cache = False
         else:
             heard = None
             fitted, kept, message = trim_prompt(waveform, target, transcript)
-        # the checks of a real request: the transcript's text front end and the prompt's length
-        processed = pipe.create_voice(fitted.numpy(), kept, target, reuse_prefix_cache=False)
+            processed = pipe.create_voice(fitted.numpy(), kept, target, reuse_prefix_cache=False)
     except (ValueError, TypeError) as err:
         text = str(err)
         param = "text" if text.startswith("prompt_text") else "audio"
