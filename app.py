@@ -21,10 +21,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from modeling_ditar import DiTARPipeline  # noqa: E402
+from modeling_ditar.prompt_transcription import DEFAULT_ASR_MODEL  # noqa: E402
 
 MAX_TEXT_CHARS = 1000
 EXAMPLE_TEXT = "The quick brown fox jumps over the lazy dog."
-DEFAULT_ASR_MODEL = "openai/whisper-base"
 
 INTRO = """# DiTAR text-to-speech
 Type English text and press **Speak**. To clone a voice, upload or record 3 to 8 seconds of clear speech and type
