@@ -221,7 +221,8 @@ def validate_recordings(
             problems.append(Problem(name, "silent audio", "the recording is silent"))
             continue
         # steady hiss, hum or a tone: a voice prompt like it is refused, so it is no voice to learn either
-        spread = speech_band_loudness_range_db(audio.mean(axis=1), sr)
+        mono = audio.mean(axis=1)
+        spread = speech_band_loudness_range_db(mono, sr)
         if spread < MIN_PROMPT_LOUDNESS_RANGE_DB:
             problems.append(
                 Problem(
@@ -235,12 +236,12 @@ def validate_recordings(
         transcribed = text is None
         if transcribed:
             try:
-                check_enough_speech(audio.mean(axis=1), sr, name="the recording")
+                check_enough_speech(mono, sr, name="the recording")
             except ValueError as error:
                 problems.append(Problem(name, "too little speech to transcribe", str(error)))
                 continue
             try:
-                text = " ".join(transcriber(audio.mean(axis=1), sr).split())
+                text = " ".join(transcriber(mono, sr).split())
             except Exception as error:  # noqa: BLE001 - the recogniser's failure on one clip is reported for it
                 problems.append(Problem(name, "transcription failed", f"{type(error).__name__}: {error}"))
                 continue
