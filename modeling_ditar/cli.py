@@ -360,8 +360,6 @@ def _check_synthesize(args: argparse.Namespace, read_stdin: bool = True) -> tupl
         prompt = Path(args.prompt_audio)
         if not prompt.is_file():
             raise UsageError(f"--prompt-audio: no such file: {str(prompt)!r}")
-    if args.stream and args.candidates is not None and args.candidates > 1:
-        raise UsageError("--stream writes one candidate as it is generated; drop --candidates or --stream")
     return text, output
 
 

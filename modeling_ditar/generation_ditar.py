@@ -320,10 +320,14 @@ def reject_unknown_kwargs(method: str, kwargs: dict, known) -> None:
 
 def candidate_generators(generator, batch: int, num_candidates: int):
     """Generators for a batch whose rows were repeated num_candidates times: a single generator (or None) serves the
-    whole batch; a list of one per text gives every candidate of text i its own generator, seeded from generator i,
-    so a text's candidates still do not depend on the rest of the batch."""
+    whole batch of several texts; a list of one per text gives every candidate of text i its own generator, seeded from
+    generator i, so a text's candidates still do not depend on the rest of the batch. A single generator for a single
+    text counts as a list of one: `pipe(text, generator=g)` then samples what `pipe([text, ...], generator=[g, ...])`
+    samples for that text, and what a long text's sentence groups (generated one call each) sample."""
     if not isinstance(generator, (list, tuple)):
-        return generator
+        if generator is None or batch != 1:
+            return generator
+        generator = [generator]
     if len(generator) != batch:
         raise ValueError(f"got {len(generator)} generators for {batch} texts; pass one per text or a single one.")
     children = []

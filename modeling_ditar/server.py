@@ -96,17 +96,16 @@ class ServerSettings:
     num_candidates: int | None = None
     prompt_spectrum_match: float | None = None
 
-    def sampling(self, stream: bool = False) -> dict:
-        """Keyword arguments of the pipeline call (a stream always samples one candidate)."""
-        out = dict(
+    def sampling(self) -> dict:
+        """Keyword arguments of the pipeline call, streamed or not: a stream samples the same candidates, so the same
+        seed gives the same audio either way."""
+        return dict(
             num_inference_steps=self.num_inference_steps,
             guidance_scale=self.guidance_scale,
             temperature=self.temperature,
             prompt_spectrum_match=self.prompt_spectrum_match,
+            num_candidates=self.num_candidates,
         )
-        if not stream:
-            out["num_candidates"] = self.num_candidates
-        return out
 
     @property
     def max_json_bytes(self) -> int:
@@ -805,7 +804,7 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
 
         def open_stream():
             generator = torch.Generator().manual_seed(seed)
-            return pipe.stream(text, **voice.prompt(), generator=generator, **settings.sampling(stream=True))
+            return pipe.stream(text, **voice.prompt(), generator=generator, **settings.sampling())
 
         try:
             chunks = await asyncio.wait_for(scheduler.run_in_worker(open_stream), settings.request_timeout)

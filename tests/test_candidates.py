@@ -177,6 +177,24 @@ def test_a_text_s_candidates_do_not_depend_on_the_rest_of_the_batch(pipe):
     np.testing.assert_allclose(batch.audios[0][:length], alone.audios[0][:length], atol=1e-5)
 
 
+def test_a_single_generator_for_one_text_samples_what_a_list_of_one_samples(pipe):
+    """With several candidates, `generator=g` and `generator=[g]` were different draws, so one text alone and the same
+    text in a batch (or beside a long text, which sends every row through the sentence-group path) gave other audio."""
+    seeded = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    alone = pipe(**get_dummy_inputs(generator=seeded(), num_candidates=2))
+    listed = pipe(**get_dummy_inputs(generator=[seeded()], num_candidates=2))
+    np.testing.assert_array_equal(alone.audios, listed.audios)
+    long_text = "First sentence here. " * 12 + "And the last one."
+    beside_a_long_text = pipe(
+        **get_dummy_inputs(
+            text=["hello there", long_text], num_candidates=2, generator=[seeded(), torch.Generator().manual_seed(6)]
+        )
+    )
+    length = alone.audio_lengths[0]
+    assert beside_a_long_text.audio_lengths[0] == length
+    np.testing.assert_allclose(beside_a_long_text.audios[0][:length], alone.audios[0][:length], atol=1e-5)
+
+
 def test_best_of_k_is_reproducible_and_speaks_long_texts_sentence_by_sentence(pipe):
     text = "First sentence here. " * 12 + "And the last one."
     first = pipe(**get_dummy_inputs(text=text, num_candidates=2, max_new_patches=2))

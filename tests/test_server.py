@@ -172,6 +172,23 @@ def test_stream_yields_the_one_shot_audio(client, pipe):
     assert raw.content == content[len(header) :]
 
 
+def test_a_stream_samples_the_configured_candidates_like_a_plain_request():
+    """The server's --candidates applies to streamed requests too, and the same seed gives the same audio streamed or
+    not (streams used to sample the model's own number of candidates, with another draw of the generator)."""
+    pipe = get_dummy_pipeline(ctc_loss_weight=1.0)
+    with make_client(pipe, num_candidates=3) as client:
+        body = {"model": "m", "input": "hello there", "seed": 4, "response_format": "pcm"}
+        plain = client.post(SPEECH, json=body)
+        with client.stream("POST", SPEECH, json={**body, "stream": True}) as response:
+            streamed = b"".join(response.iter_bytes())
+    assert plain.status_code == 200 and plain.content == streamed
+    prompt_audio, _, prompt_text = pipe.default_voice
+    out = pipe("hello there", prompt_audio=prompt_audio, prompt_text=prompt_text, sampling_rate=SR, num_candidates=3,
+               generator=torch.Generator().manual_seed(4))  # fmt: skip
+    expected = np.clip(np.round(out.audios[0][: out.audio_lengths[0]].astype(np.float64) * 32768), -32768, 32767)
+    np.testing.assert_array_equal(pcm(plain.content), expected.astype(np.int16))
+
+
 def test_concurrent_requests_are_batched_and_equal_separate_calls(pipe):
     texts, seeds = ["hello there", "a much longer second text"], [21, 22]
     with make_client(pipe, batch_wait_ms=2000, max_batch_size=2) as client:
