@@ -1274,24 +1274,24 @@ def _stored_dtype(config_file: Path) -> torch.dtype | None:
 def _parameters_stored_as(model: torch.nn.Module, dtype: torch.dtype | None):
     """While saving, hold the parameters in `dtype` (the dtype they were loaded from) if every value survives the round
     trip exactly, i.e. the model was only upcast for computing and not trained since; otherwise save them as they are.
-    Buffers (computed, e.g. rotary frequencies) are left alone."""
+    Buffers (computed, e.g. rotary frequencies) are left alone. Each parameter gets its own dtype back afterwards (a
+    LocDiT put in bfloat16 by `set_locdit_dtype` stays so)."""
     params = [p for p in model.parameters() if p.is_floating_point()]
-    current = params[0].dtype if params else None
     if (
         dtype is None
-        or current is None
-        or dtype == current
+        or all(p.dtype == dtype for p in params)
         or not all(torch.equal(p.data, p.data.to(dtype).to(p.dtype)) for p in params)
     ):
         yield
         return
+    dtypes = [p.dtype for p in params]
     for p in params:
         p.data = p.data.to(dtype)
     try:
         yield
     finally:
-        for p in params:
-            p.data = p.data.to(current)
+        for p, own in zip(params, dtypes):
+            p.data = p.data.to(own)
 
 
 def _pick(value, index: int):

@@ -142,3 +142,21 @@ def test_attn_implementation(saved, implementation):
         torch.manual_seed(0)  # the training loss draws its noise and times from the global generator
         losses.append(m(**batch).loss)
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-4, atol=1e-5)
+
+
+def test_saving_a_float16_folder_leaves_a_bfloat16_locdit_as_it_was(tmp_path):
+    """Saving writes a float16-stored pipeline in float16 again; it used to give every parameter the first one's
+    dtype back afterwards, so a LocDiT put in bfloat16 (`set_locdit_dtype`) silently computed in float32 again."""
+    get_dummy_pipeline().to(torch.float16).save_pretrained(tmp_path / "fp16")
+    pipe = DiTARPipeline.from_pretrained(tmp_path / "fp16")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.model.dtype == torch.float32
+    pipe.model.set_locdit_dtype(torch.bfloat16)
+    before = {name: p.dtype for name, p in pipe.model.named_parameters()}
+    assert torch.bfloat16 in before.values() and torch.float32 in before.values()
+    audio = pipe(**get_dummy_inputs()).audios
+    pipe.save_pretrained(tmp_path / "again")
+    assert {name: p.dtype for name, p in pipe.model.named_parameters()} == before
+    np.testing.assert_array_equal(pipe(**get_dummy_inputs()).audios, audio)
+    saved = AutoModel.from_pretrained(tmp_path / "again" / "model", dtype="auto")
+    assert {p.dtype for p in saved.parameters()} == {torch.float16}
