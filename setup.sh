@@ -23,5 +23,12 @@ fi
 python3 -m venv .venv
 . .venv/bin/activate
 pip install -q -U pip
-pip install -q torch==2.13.0          # the CPU build first, or pip pulls a multi-GB CUDA build
+# torch first, as the CPU build: from PyPI, Linux gets the multi-GB CUDA build. PyTorch's CPU index serves the CPU
+# build where it can be reached; elsewhere (an offline mirror with its own CPU wheel) pip's own configuration decides.
+torch_index=()
+if python3 -c "import urllib.request; urllib.request.urlopen('https://download.pytorch.org/whl/cpu/', timeout=5)" \
+    >/dev/null 2>&1; then
+  torch_index=(--extra-index-url https://download.pytorch.org/whl/cpu)
+fi
+pip install -q ${torch_index[@]+"${torch_index[@]}"} torch==2.13.0
 pip install -q -e ".[dev,train,serve]"  # synthesis alone needs only `pip install -e .`; the demo: ".[demo]"

@@ -742,7 +742,8 @@ def _check_serve(args: argparse.Namespace, read_stdin: bool = True) -> None:
     missing = [name for name in ("fastapi", "uvicorn", "multipart") if find_spec(name) is None]
     if missing:
         raise UsageError(
-            f"ditar serve needs the serve extra ({', '.join(missing)} missing): pip install 'modeling-ditar[serve]'"
+            f"ditar serve needs the serve extra ({', '.join(missing)} missing): pip install -e '.[serve]' in the DiTAR "
+            "source folder"
         )
     if args.model is not None and not Path(args.model).expanduser().exists() and _looks_like_a_path(args.model):
         raise UsageError(f"--model: no such folder: {args.model!r}")

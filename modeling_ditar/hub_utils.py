@@ -433,7 +433,7 @@ def _kind_of(obj) -> str:
 def _usage(kind: str, repo_id: str) -> str:
     if kind == "pipeline":
         return (
-            "# transformers (add trust_remote_code=True where the modeling-ditar package is not installed)\n"
+            "# transformers (add trust_remote_code=True where the DiTAR package, modeling_ditar, is not installed)\n"
             "import modeling_ditar  # with the package: registers DiTAR with the Auto classes\n"
             "from transformers import pipeline\n"
             f'tts = pipeline("text-to-speech", model="{repo_id}")\n'
@@ -442,7 +442,7 @@ def _usage(kind: str, repo_id: str) -> str:
             '                                     {"type": "text", "text": "What I say in me.wav."}]},\n'
             '         {"role": "user", "content": "Hello there."}]\n'
             "out = tts(voice)  # cloned from me.wav\n\n"
-            "# diffusers, with streaming (pip install modeling-ditar)\n"
+            "# diffusers, with streaming (the DiTAR package installed: pip install . in its source folder)\n"
             "import torch\n"
             "from modeling_ditar import DiTARPipeline\n"
             f'pipe = DiTARPipeline.from_pretrained("{repo_id}")\n'

@@ -1295,7 +1295,7 @@ def _parameters_stored_as(model: torch.nn.Module, dtype: torch.dtype | None):
     try:
         yield
     finally:
-        for p, own in zip(params, dtypes):
+        for p, own in zip(params, dtypes, strict=True):
             p.data = p.data.to(own)
 
 
