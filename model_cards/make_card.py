@@ -44,7 +44,7 @@ EMBEDDED_DEFAULT = dict(
         "(natural-voice table below). On 2 CPU cores it generates about 8 times faster than real time and "
         "streams its first audio after 0.12-0.19 s. English only. Inside the package its folder holds the weights "
         'and settings only: `DiTARPipeline.from_pretrained().save_pretrained("ditar-espeak-tiny")` writes the complete '
-        "folder (its code included) that the transformers and diffusers lines under \"Use it\" load, with that folder "
+        'folder (its code included) that the transformers and diffusers lines under "Use it" load, with that folder '
         "in place of `<org>/<name>`."
     ),
     details={
