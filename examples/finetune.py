@@ -373,7 +373,9 @@ def dataset_to_folder(
     """Write every row of an audio dataset as `NNNNN.wav` listed with its transcript and speaker in a metadata.csv,
     so that it goes through the same validation as a folder of recordings. Rows whose audio cannot be decoded are
     written as empty files, which the validation reports as unreadable. With `text_optional` (recordings are
-    transcribed), a dataset without the text column is written with empty transcripts."""
+    transcribed), a dataset without the text column is written with empty transcripts. The audio column is a
+    `datasets` Audio column, or plain sample arrays next to a `sampling_rate` column (the layout of
+    `examples/build_corpus.py`'s corpora)."""
 
     import soundfile as sf
     from build_corpus import _decode_audio_value
@@ -389,6 +391,12 @@ def dataset_to_folder(
         )
     if isinstance(ds.features.get(audio_column), Audio):
         ds = ds.cast_column(audio_column, Audio(decode=False))  # soundfile decodes; torchcodec is not needed
+    rate_column = "sampling_rate" if "sampling_rate" in ds.column_names else None
+    if len(ds) and not isinstance(ds[0][audio_column], dict) and rate_column is None:
+        raise SystemExit(
+            f"dataset column {audio_column!r} holds plain sample arrays and the dataset has no 'sampling_rate' column "
+            "to say their rate: add one, or cast the column to datasets' Audio(sampling_rate=...)"
+        )
     tmp = folder.with_name(folder.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -397,7 +405,7 @@ def dataset_to_folder(
     for index, row in enumerate(ds):
         name = f"{index:05d}.wav"
         try:
-            audio, sr = _decode_audio_value(row[audio_column], None)
+            audio, sr = _decode_audio_value(row[audio_column], row[rate_column] if rate_column else None)
             sf.write(str(tmp / name), audio, sr)
         except Exception:  # noqa: BLE001 - any decoding failure is reported per clip by the validation
             (tmp / name).write_bytes(b"")

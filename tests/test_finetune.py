@@ -326,6 +326,25 @@ def test_a_datasets_audio_dataset_becomes_a_checked_folder(tmp_path):
         finetune.load_audio_dataset(str(tmp_path / "source"), "train")
 
 
+def test_a_corpus_of_plain_sample_arrays_with_a_rate_column_becomes_a_checked_folder(tmp_path):
+    """The layout examples/build_corpus.py writes (audio as a list of floats, `sampling_rate` beside it) was written
+    as empty files and reported as unreadable audio."""
+    from datasets import Dataset
+
+    clips = [_clip(1.2, freq=200), _clip(1.3, freq=260)]
+    ds = Dataset.from_dict(
+        {"audio": [c.tolist() for c in clips], "sampling_rate": [SR, SR], "text": ["hello there", "and again"]}
+    )
+    folder = tmp_path / "source"
+    finetune.dataset_to_folder(ds, folder, "text", "audio", None)
+    clips_ok, problems = finetune.validate_recordings(folder, SR)
+    assert [c.text for c in clips_ok] == ["hello there", "and again"] and not problems
+    data, sr = sf.read(str(folder / "00001.wav"), dtype="float32")
+    assert sr == SR and np.allclose(data, clips[1], atol=1e-4)
+    with pytest.raises(SystemExit, match="plain sample arrays .* no 'sampling_rate' column"):
+        finetune.dataset_to_folder(ds.remove_columns("sampling_rate"), tmp_path / "x", "text", "audio", None)
+
+
 def test_finetune_command_takes_a_saved_dataset(tmp_path):
     import io
 
