@@ -22,18 +22,23 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
+from transformers.utils import logging
 
 from .audio_utils import load_audio, resample_audio, to_mono_float32, unpack_audio, validate_sampling_rate
 from .feature_extraction_ditar import DiTARFeatureExtractor, refuse_stacked_clips
+from . import prompt_audio as _prompt_audio
 from .prompt_audio import (
     MIN_PROMPT_LOUDNESS_RANGE_DB,
     PROMPT_LEVEL_TARGET_DB,
     QUIET_PROMPT_FLOOR_DB,
     check_prompt_is_speech,
     raise_quiet_prompt,
+    trim_prompt,
 )
 from .speech_positions import speaking_rate
 from .tokenization_ditar import DiTARTextFrontend
+
+logger = logging.get_logger(__name__)
 
 # keyword arguments of `from_pretrained` that locate files (forwarded to the feature extractor and the tokenizer)
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
@@ -391,7 +396,8 @@ class DiTARProcessor(ProcessorMixin):
         `"audio"` with `"sampling_rate"`, or a `datasets` Audio value as `"audio"`), and the last message is what to
         say. Without an audio message the default voice speaks. DiTAR needs no template: the conversation maps
         directly to `prompt_audio`, `prompt_text` and `text`, so only `tokenize=True, return_dict=True` is
-        supported."""
+        supported. A voice prompt longer than the model's prompts in training is cut at a pause, with a warning, as
+        `DiTARPipeline` cuts it (`__call__` itself uses the audio as given)."""
         if not tokenize or not return_dict:
             raise ValueError(
                 "DiTARProcessor.apply_chat_template returns model inputs: use tokenize=True, return_dict=True."
@@ -415,7 +421,14 @@ class DiTARProcessor(ProcessorMixin):
             (audio, rate), transcript = voices[0]
             if not transcript:
                 raise ValueError("the voice message needs the transcript of its audio as a text item.")
-            options.update(prompt_audio=audio, prompt_text=transcript, sampling_rate=rate)
+            waveform = self.load_prompt_audio(audio, rate)
+            fitted, kept, message = trim_prompt(
+                waveform, self.sampling_rate, transcript, _prompt_audio.MAX_PROMPT_SECONDS
+            )
+            if message is not None:
+                logger.warning(message)
+                waveform, transcript = fitted, kept
+            options.update(prompt_audio=waveform.numpy(), prompt_text=transcript, sampling_rate=self.sampling_rate)
         return self(texts[-1][1], **options)
 
     def _encode_argument(self, value: str, name: str, row: int, batch: int, on_unknown: str) -> list[int]:

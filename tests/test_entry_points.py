@@ -10,6 +10,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -226,3 +227,36 @@ def test_best_of_k_is_the_same_policy_in_the_pipeline_and_the_model(saved):
     for row in range(2):
         np.testing.assert_allclose(speech.audio[row].numpy(), out.audios[row][: out.audio_lengths[row]], atol=ATOL)
     assert speech.stopped.tolist() == out.stopped
+
+
+def test_text_to_speech_pipeline_cuts_a_long_voice_prompt_as_ditar_pipeline_does(saved, monkeypatch):
+    """transformers' pipeline used a voice prompt longer than the model's training prompts whole, where DiTARPipeline
+    cuts it at a pause with a warning: the same inputs gave other audio."""
+    from test_prompt_progress_level import speech_with_gaps
+    from transformers.utils import logging as transformers_logging
+
+    from modeling_ditar import prompt_audio
+
+    monkeypatch.setattr(prompt_audio, "MAX_PROMPT_SECONDS", 0.45)  # the tiny model's scale (500 frames/s)
+    audio, _ = speech_with_gaps([0.1, -0.12, 0.1, -0.12, 0.1])  # 0.54 s at 8 kHz
+    transcript = "one two. three four. five six."
+    conversation = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "audio", "audio": audio, "sampling_rate": 8000},
+                {"type": "text", "text": transcript},
+            ],
+        },
+        {"role": "user", "content": TEXT},
+    ]
+    tts = pipeline("text-to-speech", model=str(saved))
+    logger = transformers_logging.get_logger("modeling_ditar.processing_ditar")
+    with mock.patch.object(logger, "warning") as warning:
+        out = tts(conversation, generate_kwargs={"generator": torch.Generator().manual_seed(0), "num_candidates": 1})
+    (message,), _ = warning.call_args
+    assert "cut at a pause" in message and "'one two. three four.'" in message
+    pipe = DiTARPipeline.from_pretrained(saved)
+    pipe.set_progress_bar_config(disable=True)
+    expected = _reference(pipe, prompt_audio=audio, prompt_text=transcript, sampling_rate=8000)
+    np.testing.assert_allclose(out["audio"], expected, atol=ATOL)
