@@ -24,9 +24,9 @@ import torch
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.utils import logging
 
+from . import prompt_audio as _prompt_audio
 from .audio_utils import load_audio, resample_audio, to_mono_float32, unpack_audio, validate_sampling_rate
 from .feature_extraction_ditar import DiTARFeatureExtractor, refuse_stacked_clips
-from . import prompt_audio as _prompt_audio
 from .prompt_audio import (
     MIN_PROMPT_LOUDNESS_RANGE_DB,
     PROMPT_LEVEL_TARGET_DB,
