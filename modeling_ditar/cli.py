@@ -512,7 +512,8 @@ def _check_output(path: str) -> Path:
     if not output.parent.is_dir():
         raise UsageError(f"--output: the folder {str(output.parent)!r} does not exist")
     extension = output.suffix.lstrip(".").upper()
-    if extension not in sf.available_formats():
+    # RAW is headerless: it needs a sample format that no extension names
+    if extension not in sf.available_formats() or sf.default_subtype(extension) is None:
         known = ", ".join(sorted("." + f.lower() for f in ("WAV", "FLAC", "OGG") if f in sf.available_formats()))
         raise UsageError(
             f"--output: cannot tell the audio format from {output.name!r}; use an extension such as {known}"
@@ -579,6 +580,9 @@ def _write_atomic(output: Path, audio, sample_rate: int) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=output.suffix, dir=output.parent)
     os.close(handle)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes the file private; the audio gets the usual mode
         sf.write(temporary, np.clip(audio, -1.0, 1.0), sample_rate)
         os.replace(temporary, output)
     except BaseException:

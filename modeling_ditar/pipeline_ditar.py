@@ -789,9 +789,11 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             num_inference_steps: LocDiT ODE steps per patch (default from the model config, 10).
             guidance_scale: LM guidance g >= 0, v = v(0) + g (v(h) - v(0)); 1 disables it (paper's w = g - 1).
             temperature: tau in [0, 1], where on the reverse ODE noise is injected; 0 is deterministic.
-            max_new_patches: cap on generated patches per text (default derived from the text length).
+            max_new_patches: cap on generated patches per text; a long text is spoken in sentence groups, and the cap
+                applies to each group (default derived from each group's length).
             generator: `torch.Generator` (or one per text) for reproducible sampling.
-            output_type: "np" (float32 waveforms), "pt" (tensors) or "features" (de-normalised features).
+            output_type: "np" (float32 waveforms), "pt" (tensors) or "features" (de-normalised features, a float32
+                tensor `[B, T, D]`).
             callback_on_patch_end: `fn(pipe, patch_index, patch_step)` after every generated patch (what it returns is
                 not used; raise in it to stop the call).
             sampling_rate: rate of array prompts (files carry their own).

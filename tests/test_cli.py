@@ -93,6 +93,9 @@ def test_synthesize_with_prompt(capsys, tmp_path, model_dir, prompt):
     np.testing.assert_allclose(audio, expected, atol=1.5 / 32768, rtol=0)  # PCM_16 quantisation
     assert "Wrote" in err and "cut at the patch limit" in err  # the random stop head never fires
     assert not list(tmp_path.glob(".out.wav.*"))  # the temporary file was renamed into place
+    umask = os.umask(0)
+    os.umask(umask)
+    assert output.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary file's private mode
 
 
 def test_default_voice_and_progress_bar(capsys, tmp_path, model_dir):
@@ -240,6 +243,7 @@ USER_ERRORS = [
     (["Hi.", "-o", "{tmp}/no/such/folder/x.wav"], "--output: the folder .* does not exist"),
     (["Hi.", "-o", "{tmp}"], "--output: .* is a folder"),
     (["Hi.", "-o", "{tmp}/x.unknown"], "--output: cannot tell the audio format"),
+    (["Hi.", "-o", "{tmp}/x.raw"], "--output: cannot tell the audio format"),  # headerless: failed after generating
 ]
 
 
