@@ -6,8 +6,8 @@
     python examples/finetune.py my_recordings --out runs/my-voice --full           # full fine-tuning instead
     python examples/finetune.py my_recordings --out runs/my-voice                  # again: resumes where it stopped
 
-The folder holds wav/flac/ogg files with same-name .txt transcripts (clip1.wav + clip1.txt), or a metadata.csv: either
-`file_name,text[,speaker_id]` with a header, or LJSpeech's `id|text|normalized text` (audio in wavs/<id>.wav).
+The folder holds wav/flac/ogg/mp3 files with same-name .txt transcripts (clip1.wav + clip1.txt), or a metadata.csv:
+either `file_name,text[,speaker_id]` with a header, or LJSpeech's `id|text|normalized text` (audio in wavs/<id>.wav).
 A `datasets` audio dataset works too, saved with `save_to_disk` or a Hub id, with --dataset (and --split,
 --text-column, --audio-column): its rows are written out as such a folder (OUT/source) and checked the same way.
 
@@ -709,8 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "recordings",
-        help="folder of wav/flac with .txt transcripts, or with a metadata.csv; with --dataset a datasets folder "
-        "(save_to_disk) or a Hub dataset id",
+        help="folder of wav/flac/ogg/mp3 with .txt transcripts, or with a metadata.csv; with --dataset a datasets "
+        "folder (save_to_disk) or a Hub dataset id",
     )
     p.add_argument("--dataset", action="store_true", help="`recordings` is a datasets audio dataset")
     p.add_argument("--split", default="train", help="--dataset: the split to use")
@@ -720,7 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (re-running with the same one resumes)")
     p.add_argument("--base", default=DEFAULT_BASE, help="pipeline folder to fine-tune (default: the shipped default)")
     p.add_argument("--full", action="store_true", help="train every weight instead of a LoRA adapter")
-    p.add_argument("--rank", type=int, default=DEFAULT_RANK, help="LoRA rank")
+    p.add_argument("--rank", type=int, default=DEFAULT_RANK, help="LoRA rank (default %(default)s)")
     p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default 2 x rank)")
     p.add_argument(
         "--targets",
@@ -744,11 +744,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="mix this many synthetic espeak-ng utterances (new sentences, random voices) into the training clips, "
         "so the model keeps following new text while it learns the voice",
     )
-    p.add_argument("--max-steps", type=int, default=300)
-    p.add_argument("--learning-rate", type=float, default=None, help="default 3e-3 (LoRA) or 3e-4 (--full)")
-    p.add_argument("--max-batch-frames", type=int, default=1600)
     p.add_argument(
-        "--holdout", type=int, default=4, help="clips held out for the evaluation (at least 1: the voice's prompt)"
+        "--max-steps",
+        type=int,
+        default=300,
+        help="training steps (default %(default)s); to train longer, use a new --out (a run's settings are fixed)",
+    )
+    p.add_argument("--learning-rate", type=float, default=None, help="default 3e-3 (LoRA) or 3e-4 (--full)")
+    p.add_argument("--max-batch-frames", type=int, default=1600, help="feature frames per batch (default %(default)s)")
+    p.add_argument(
+        "--holdout",
+        type=int,
+        default=4,
+        help="clips held out for the evaluation (at least 1: the voice's prompt; default %(default)s)",
     )
     p.add_argument(
         "--asr-model",
@@ -757,11 +765,11 @@ def build_parser() -> argparse.ArgumentParser:
         "openai/whisper-base, or a local folder); without it they are left out. Check the transcripts in "
         "OUT/validation.md: a wrong one teaches the model wrong words",
     )
-    p.add_argument("--min-sec", type=float, default=1.0)
-    p.add_argument("--max-sec", type=float, default=15.0)
+    p.add_argument("--min-sec", type=float, default=1.0, help="shorter clips are left out (default %(default)s)")
+    p.add_argument("--max-sec", type=float, default=15.0, help="longer clips are left out (default %(default)s)")
     p.add_argument("--eval", choices=["auto", "none"], default="auto", help="none: skip the before/after evaluation")
     p.add_argument("--dnsmos", action="store_true", help="also score DNSMOS (speechmos)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     return p
 

@@ -714,7 +714,11 @@ def _add_serve_parser(commands, formatter) -> None:
     sampling.add_argument("--guidance-scale", type=_float_in(0.0, None), metavar="G", help="LM guidance scale")
     sampling.add_argument("--temperature", type=_float_in(0.0, 1.0), metavar="T", help="sampling temperature")
     sampling.add_argument(
-        "--candidates", type=_int_at_least(1), metavar="K", help="best-of-K candidates per request (1 is fastest)"
+        "--candidates",
+        type=_int_at_least(1),
+        metavar="K",
+        help="best-of-K candidates per request (model default: its config's num_candidates; the embedded model's "
+        "best of 4 costs close to one candidate, see docs/serving.md)",
     )
     sampling.add_argument(
         "--prompt-spectrum-match",
