@@ -1139,7 +1139,8 @@ class DiTARTextFrontend:
             shown = text if len(text) <= 60 else text[:60] + "..."
             logger.warning(
                 f"`text` {shown!r} looks {language}; the model speaks English only and will read it with English "
-                "pronunciation. Pass check_language=False to the text front end to silence this."
+                "pronunciation. Set `pipe.processor.frontend.check_language = False` (or `check_language=False` on the "
+                "text front end) to silence this; it also turns off the refusal of other scripts."
             )
         return language
 
