@@ -45,7 +45,9 @@ def target_sentences(sentences_from: str | None, split: str, seed: int, count: i
 
         texts = load_sentences(seed=seed)
     if len(texts) < count:
-        raise SystemExit(f"need {count} sentences, found {len(texts)}")
+        where = f"the {split} split of {sentences_from}" if sentences_from else "the fortunes file"
+        fix = " (a larger corpus, or --sentences-from '' for the fortunes file)" if sentences_from else ""
+        raise SystemExit(f"need {count} sentences, found {len(texts)} in {where}{fix}")
     return texts[:count]
 
 
