@@ -32,38 +32,48 @@ exactly what is said in it (left empty, it is transcribed by Whisper); without a
 speaks. The shipped model is small and was trained on synthetic voices: it clones natural human voices only roughly."""
 
 
+def user_error(message: str) -> gr.Error:
+    """A mistake of the user's: shown on the page, without a traceback on the console (gradio prints one for every
+    other error)."""
+    try:
+        return gr.Error(message, print_exception=False)
+    except TypeError:  # gradio versions before the option
+        return gr.Error(message)
+
+
 def synthesize(
     pipe, text: str, voice_audio, voice_text: str, seed, asr_model: str | None = DEFAULT_ASR_MODEL
 ) -> tuple[tuple[int, np.ndarray], str]:
-    """The demo's one action: ((rate, int16 samples), a status line). User mistakes raise `gr.Error`. A recording
-    without a transcript is transcribed by `asr_model` (loaded on first use; None: the transcript is required)."""
+    """The demo's one action: ((rate, int16 samples), a status line). User mistakes raise `gr.Error` (`user_error`).
+    A recording without a transcript is transcribed by `asr_model` (loaded on first use; None: the transcript is
+    required)."""
     text = (text or "").strip()
     if not text:
-        raise gr.Error("Type the text to speak.")
+        raise user_error("Type the text to speak.")
     if len(text) > MAX_TEXT_CHARS:
-        raise gr.Error(f"The text is {len(text)} characters long; this demo speaks at most {MAX_TEXT_CHARS}.")
+        raise user_error(f"The text is {len(text)} characters long; this demo speaks at most {MAX_TEXT_CHARS}.")
     prompt = {}
     if voice_audio is not None:
         prompt = dict(prompt_audio=voice_audio)  # a file path, read by the pipeline
         if (voice_text or "").strip():
             prompt["prompt_text"] = voice_text.strip()
         elif asr_model is None:
-            raise gr.Error("Type the transcript of the voice recording (exactly what is said in it).")
+            raise user_error("Type the transcript of the voice recording (exactly what is said in it).")
         elif pipe.prompt_transcriber is None:
             try:
                 pipe.enable_prompt_transcription(asr_model)
             except OSError as err:
-                raise gr.Error(
+                raise user_error(
                     f"Type the transcript of the voice recording: it could not be transcribed ({err})"
                 ) from None
     try:
         seed = int(seed) if seed is not None else 0
     except (TypeError, ValueError):
-        raise gr.Error("The seed must be a whole number.") from None
+        raise user_error("The seed must be a whole number.") from None
     try:
         out = pipe(text, generator=torch.Generator().manual_seed(seed), **prompt)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:  # the pipeline's checks name the problem
-        raise gr.Error(str(err).replace("(prompt_text)", "(the transcript box)")) from None
+        raise user_error(str(err).replace("(prompt_text)", "(the transcript box)")) from None
     audio = out.audios[0][: out.audio_lengths[0]]
     samples = np.clip(np.round(audio.astype(np.float64) * 32768), -32768, 32767).astype(np.int16)
     voice = "the uploaded voice" if prompt else "the default voice"
@@ -117,7 +127,10 @@ def main(argv=None) -> None:
         "transcript, loaded on first use; 'none' requires the transcript (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    pipe = DiTARPipeline.from_pretrained(args.model)
+    try:
+        pipe = DiTARPipeline.from_pretrained(args.model)
+    except (OSError, ValueError) as err:  # a missing folder, a Hub id out of reach, a folder of something else
+        parser.exit(2, f"{parser.prog}: error: --model {args.model!r}: {err}\n")
     pipe.set_progress_bar_config(disable=True)
     asr_model = None if args.asr_model.lower() == "none" else args.asr_model
     build_demo(pipe, asr_model).queue(default_concurrency_limit=1).launch(server_name=args.host, server_port=args.port)

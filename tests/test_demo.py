@@ -48,8 +48,18 @@ def test_the_action_speaks_like_the_pipeline_and_names_mistakes(tmp_path):
         (("hello", str(tmp_path / "missing.wav"), "the prompt", 0), "missing.wav"),
         (("你好", None, "", 0), "Han script"),
     ]:
-        with pytest.raises(gr.Error, match=words):
+        with pytest.raises(gr.Error, match=words) as error:
             app.synthesize(pipe, *args)
+        assert getattr(error.value, "print_exception", False) is False  # no console traceback for a user's mistake
+
+
+def test_a_model_that_cannot_be_loaded_is_one_line(tmp_path, capsys):
+    app = load_app()
+    with pytest.raises(SystemExit) as exit_info:
+        app.main(["--model", str(tmp_path / "no-such-folder")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--model" in err and "no-such-folder" in err and "Traceback" not in err
 
 
 def test_a_recording_without_its_transcript_is_transcribed(tmp_path):
