@@ -3,6 +3,7 @@
 
     python examples/voice_reuse.py                 # the embedded default checkpoint and its default voice
     python examples/voice_reuse.py --threads 2 --repeats 20 --text "Some sentence to speak."
+    python examples/voice_reuse.py --matmul-dtype auto   # as the embedded default runs (bfloat16 where native)
 
 Per call, with the prompt given as audio + transcript (the plain path) and as a `DiTARVoice` (made once), it times:
 - input preparation: `pipe.encode_inputs` (prompt audio -> features, transcript + text -> ids), plus for the voice the
@@ -11,7 +12,8 @@ Per call, with the prompt given as audio + transcript (the plain path) and as a 
   voice only the columns after the transcript);
 - a whole generation up to its first patch (prefill + one LocDiT patch), the latency a stream starts with.
 It also prints the largest difference between the features the two paths generate for the same seed (the voice path is
-equal up to float32 rounding: the transcript's keys and values are computed in a shorter backbone call), and the time
+equal up to float32 rounding: the transcript's keys and values are computed in a shorter backbone call; with bfloat16
+products the cache is not used, so the voice saves only the input preparation and the paths are equal), and the time
 to the first streamed chunk with the model's own candidate policy (the embedded default: best of 4), where the voice's
 cached rows must serve every candidate without a prefill per candidate.
 
@@ -35,10 +37,18 @@ def main() -> None:
     parser.add_argument("--text", default="The quick brown fox jumps over the lazy dog near the river bank.")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--matmul-dtype",
+        choices=["float32", "bfloat16", "auto"],
+        default="float32",
+        help="the pipeline's products (default %(default)s, where the voice's KV cache is used; the embedded default "
+        "says auto)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    pipe = DiTARPipeline.from_pretrained(args.pipeline)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(args.matmul_dtype, args.matmul_dtype)
+    pipe = DiTARPipeline.from_pretrained(args.pipeline, matmul_dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     audio, rate, transcript = pipe.default_voice
     voice = pipe.create_voice(audio, transcript, sampling_rate=rate)
@@ -91,11 +101,16 @@ def main() -> None:
 
     inputs = pipe.encode_inputs([args.text], None, None, None, voice=voice)
     columns = inputs["input_ids"].shape[1] + 1 + inputs["prompt_features"].shape[1] // model.config.patch_size
-    print(f"threads={torch.get_num_threads()}  text={args.text!r}")
+    print(f"threads={torch.get_num_threads()}  products={model.matmul_dtype}  text={args.text!r}")
     print(
         f"sequence: {inputs['input_ids'].shape[1]} text tokens ({voice.prompt_input_ids.numel()} of them the voice's "
         f"transcript + separator), 1 start, {inputs['prompt_features'].shape[1] // model.config.patch_size} prompt "
-        f"patches = {columns} prefill columns; with the voice {columns - voice.prompt_input_ids.numel()} are computed"
+        f"patches = {columns} prefill columns; "
+        + (
+            f"with the voice {columns - voice.prompt_input_ids.numel()} are computed"
+            if pipe._voice_cache(inputs) is not None
+            else "the voice's cache is not used with these products, so all are computed"
+        )
     )
     print(f"{'median ms':<28}{'audio + transcript':>20}{'DiTARVoice':>14}{'saved':>10}")
     for key, label in (
