@@ -36,7 +36,7 @@ from eval_lib.cases import load_cases  # noqa: E402
 from eval_lib.metrics import word_stats  # noqa: E402
 from eval_lib.quality import DNSMOS  # noqa: E402
 from eval_lib.speaker import ResemblyzerEncoder  # noqa: E402
-from paired_eval import paired  # noqa: E402
+from vocoder_phase_probe import print_scores  # noqa: E402
 
 from modeling_ditar import DiTARPipeline  # noqa: E402
 from modeling_ditar.audio_utils import load_audio, soft_limit  # noqa: E402
@@ -135,24 +135,8 @@ def main() -> None:
                 row["sim"] = float(np.dot(embedding, prompt_embedding))
             scores.setdefault(name, []).append(row)
 
-    keys = ("p808", "sig", "bak", "ovrl", "sim")
     print(f"{len(cases)} cases (resynthesised), whole clips")
-    print("| row | words recognised | DNSMOS P.808 | SIG | BAK | OVRL | SIM |\n|---|---|---|---|---|---|---|")
-    for name, rows in scores.items():
-        hits, words = sum(r["hits"] for r in rows), sum(r["words"] for r in rows)
-        means = [np.mean([r[k] for r in rows if k in r]) for k in keys]
-        print(f"| {name} | {hits}/{words} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
-    first = {r["id"]: r for r in scores["gl16"]}
-    print("\npaired against gl16 (words: summed differences; the rest: mean differences; ± standard error)")
-    for name in list(scores)[1:]:
-        other, parts = {r["id"]: r for r in scores[name]}, []
-        for key in ("hits",) + keys:
-            ids = [i for i in first if key in first[i] and key in other.get(i, {})]
-            if len(ids) > 1:
-                total, total_se, mean, mean_se = paired(first, other, ids, lambda row, key=key: row[key])
-                value, error = (total, total_se) if key == "hits" else (mean, mean_se)
-                parts.append(f"{'words' if key == 'hits' else key} {value:+.3f} ± {error:.3f}")
-        print(f"  {name}: " + ", ".join(parts))
+    print_scores(scores, "row", with_sim=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"command": " ".join(sys.argv), "scores": scores}, indent=1))

@@ -64,6 +64,31 @@ def oracle_rows(vocoder: GriffinLimVocoder, audio: torch.Tensor, features: torch
     }
 
 
+def print_scores(scores: dict[str, list[dict]], first_column: str, with_sim: bool) -> None:
+    """The rows' totals as a Markdown table, then every row paired against the first, case by case."""
+    keys = ("p808", "sig", "bak", "ovrl") + (("sim",) if with_sim else ())
+    print(f"| {first_column} | words recognised | DNSMOS P.808 | SIG | BAK | OVRL |" + (" SIM |" if with_sim else ""))
+    print("|---|---|---|---|---|---|" + ("---|" if with_sim else ""))
+    for name, rows in scores.items():
+        hits, words = sum(r["hits"] for r in rows), sum(r["words"] for r in rows)
+        means = [np.mean([r[k] for r in rows if k in r]) for k in keys]
+        print(f"| {name} | {hits}/{words} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    names = list(scores)
+    if len(names) < 2:
+        return
+    print(f"\npaired against {names[0]} (words: summed differences; the rest: mean differences; ± standard error)")
+    first = {r["id"]: r for r in scores[names[0]]}
+    for name in names[1:]:
+        other, parts = {r["id"]: r for r in scores[name]}, []
+        for key in ("hits",) + keys:
+            ids = [i for i in first if key in first[i] and key in other.get(i, {})]
+            if len(ids) > 1:
+                total, total_se, mean, mean_se = paired(first, other, ids, lambda row, key=key: row[key])
+                value, error = (total, total_se) if key == "hits" else (mean, mean_se)
+                parts.append(f"{'words' if key == 'hits' else key} {value:+.3f} ± {error:.3f}")
+        print(f"  {name}: " + ", ".join(parts))
+
+
 class MixedMagnitude(torch.nn.Module):
     """Griffin-Lim on a mix of a trained vocoder's magnitude and the features' pseudo-inverse magnitude, two mixes the
     library does not offer: "arithmetic" (weight * network + (1 - weight) * pseudo-inverse) and "above" (the network at
@@ -195,26 +220,7 @@ def main() -> None:
             scores.setdefault(name, []).append(row)
 
     print(f"{len(cases)} cases ({'chunked as the pipeline decodes' if args.chunked else 'whole clips'})")
-    keys = ("p808", "sig", "bak", "ovrl") + (("sim",) if speaker is not None else ())
-    print("| phase | words recognised | DNSMOS P.808 | SIG | BAK | OVRL |" + (" SIM |" if speaker is not None else ""))
-    print("|---|---|---|---|---|---|" + ("---|" if speaker is not None else ""))
-    for name, rows in scores.items():
-        hits, words = sum(r["hits"] for r in rows), sum(r["words"] for r in rows)
-        means = [np.mean([r[k] for r in rows if k in r]) for k in keys]
-        print(f"| {name} | {hits}/{words} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
-    names = list(scores)
-    if len(names) > 1:  # every row paired against the first, case by case
-        print(f"\npaired against {names[0]} (words: summed differences; the rest: mean differences; ± standard error)")
-        first = {r["id"]: r for r in scores[names[0]]}
-        for name in names[1:]:
-            other, parts = {r["id"]: r for r in scores[name]}, []
-            for key in ("hits",) + keys:
-                ids = [i for i in first if key in first[i] and key in other.get(i, {})]
-                if len(ids) > 1:
-                    total, total_se, mean, mean_se = paired(first, other, ids, lambda row, key=key: row[key])
-                    value, error = (total, total_se) if key == "hits" else (mean, mean_se)
-                    parts.append(f"{'words' if key == 'hits' else key} {value:+.3f} ± {error:.3f}")
-            print(f"  {name}: " + ", ".join(parts))
+    print_scores(scores, "phase", with_sim=speaker is not None)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"command": " ".join(sys.argv), "scores": scores}, indent=1))
