@@ -31,6 +31,13 @@ def _reference(pipe, text=TEXT, seed=0, **kwargs):
     return out.audios[0][: out.audio_lengths[0]]
 
 
+def _voice_conversation(audio, transcript: str, text: str = TEXT) -> list[dict]:
+    """transformers' text-to-speech pipeline's form of a voice: a message with the prompt audio (8 kHz, the tiny
+    model's rate) and its transcript, then the text to speak."""
+    voice = [{"type": "audio", "audio": audio, "sampling_rate": 8000}, {"type": "text", "text": transcript}]
+    return [{"role": "user", "content": voice}, {"role": "user", "content": text}]
+
+
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("entry") / "pipeline"
@@ -91,16 +98,7 @@ def test_text_to_audio_pipeline_takes_a_batch_and_the_default_candidates(saved):
 def test_text_to_speech_pipeline_clones_a_voice_given_as_a_conversation(saved):
     tts = pipeline("text-to-speech", model=str(saved))
     prompt = np.load(saved.parent / "prompt.npy")
-    conversation = [
-        {
-            "role": "user",
-            "content": [
-                {"type": "audio", "audio": prompt, "sampling_rate": 8000},
-                {"type": "text", "text": VOICE_TEXT},
-            ],
-        },
-        {"role": "user", "content": TEXT},
-    ]
+    conversation = _voice_conversation(prompt, VOICE_TEXT)
     out = tts(conversation, generate_kwargs={"generator": torch.Generator().manual_seed(0), "num_candidates": 1})
     # the conversation's voice is the default voice's audio, so the result is the same
     np.testing.assert_allclose(out["audio"], np.load(saved.parent / "reference.npy"), atol=ATOL)
@@ -240,16 +238,7 @@ def test_text_to_speech_pipeline_cuts_a_long_voice_prompt_as_ditar_pipeline_does
     monkeypatch.setattr(prompt_audio, "MAX_PROMPT_SECONDS", 0.45)  # the tiny model's scale (500 frames/s)
     audio, _ = speech_with_gaps([0.1, -0.12, 0.1, -0.12, 0.1])  # 0.54 s at 8 kHz
     transcript = "one two. three four. five six."
-    conversation = [
-        {
-            "role": "user",
-            "content": [
-                {"type": "audio", "audio": audio, "sampling_rate": 8000},
-                {"type": "text", "text": transcript},
-            ],
-        },
-        {"role": "user", "content": TEXT},
-    ]
+    conversation = _voice_conversation(audio, transcript)
     tts = pipeline("text-to-speech", model=str(saved))
     logger = transformers_logging.get_logger("modeling_ditar.processing_ditar")
     with mock.patch.object(logger, "warning") as warning:
