@@ -1271,6 +1271,11 @@ def _(ctx):
     return cli_error("synthesize", "hi", "-o", str(ctx.folder("cli") / "a.xyz"), match="output")
 
 
+@case("cli-headerless-extension", C, "-o out.raw (headerless: no sample format)")
+def _(ctx):
+    return cli_error("synthesize", "hi", "-o", str(ctx.folder("cli") / "a.raw"), match="cannot tell the audio format")
+
+
 @case("cli-missing-prompt-file", C, "--prompt-audio /no/such.wav")
 def _(ctx):
     out = str(ctx.folder("cli") / "a.wav")
