@@ -22,6 +22,8 @@ import os
 import shutil
 import sys
 import time
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -99,8 +101,6 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str) -> TrainConfig:
         data = read_settings(path, cls, "training")
-        if "adam_betas" in data:
-            data["adam_betas"] = tuple(data["adam_betas"])
         check_mixed_precision(data, path)
         cfg = cls(**data)
         cfg.check(path)
@@ -135,6 +135,33 @@ class TrainConfig:
             problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.num_threads is not None and not self.num_threads >= 1:
             problems.append(f"num_threads must be at least 1 (or unset), got {self.num_threads!r}")
+        if self.lora is not None:
+            import inspect
+
+            from modeling_ditar.lora import default_lora_config
+
+            own = [n for n in inspect.signature(default_lora_config).parameters if n != "kwargs"]
+            try:  # the rest goes to peft's LoraConfig
+                from peft import LoraConfig
+
+                known = own + [f.name for f in fields(LoraConfig)]
+            except ImportError:
+                known = own
+            for name in sorted(set(self.lora) - set(known), key=str):
+                close = difflib.get_close_matches(str(name), own, n=1) or difflib.get_close_matches(
+                    str(name), known, n=1
+                )
+                hint = (
+                    f" (did you mean {close[0]!r}?)"
+                    if close
+                    else f" (settings: {', '.join(own)}, or peft's LoraConfig)"
+                )
+                problems.append(f"lora.{name} is not a LoRA setting{hint}")
+            if self.trainable_modules:
+                problems.append(
+                    "lora and trainable_modules cannot be combined: LoRA trains its adapter and saves nothing else, "
+                    "trainable_modules trains whole modules; choose one"
+                )
         # DiTARConfig keeps any keyword it is given, so a misspelt model setting would otherwise train without it
         known = set(DiTARConfig().to_dict()) | set(LEGACY_GENERATION_KEYS)  # generation settings it still takes
         for name in sorted(set(self.model or {}) - known, key=str):
@@ -179,7 +206,71 @@ def read_settings(path: str | Path, cls, kind: str) -> dict:
             close = difflib.get_close_matches(str(name), known, n=1)
             named.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
         raise ValueError(f"{path}: unknown {kind} settings: {', '.join(named)}")
-    return data
+    if data.get("mixed_precision") is False:  # YAML 1.1 reads a bare `no` as false
+        data["mixed_precision"] = "no"
+    return typed_settings(data, cls, path)
+
+
+def typed_settings(data: dict, cls, path) -> dict:
+    """`data` with every value checked against the type of its field in `cls`, and numbers written as strings read as
+    numbers: YAML 1.1 reads `1e-3` (no dot) as the string '1e-3', and a quoted number is one too. ValueError names a
+    value of the wrong kind (`max_steps: 2.5`, `seed: abc`, `adam_betas: 0.9`), before anything runs."""
+    hints = typing.get_type_hints(cls)
+    return {
+        name: _typed(value, hints[name], f"{path}: {name}") if name in hints else value for name, value in data.items()
+    }
+
+
+def _typed(value, expected, where: str):
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        return _typed(value, options[0], where) if len(options) == 1 else value
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{where} must be true or false, got {value!r}")
+    if expected in (int, float):
+        number = _as_number(value)
+        if number is None:
+            raise ValueError(f"{where} must be a number, got {value!r}")
+        if expected is float:
+            return float(number)
+        if float(number).is_integer():
+            return int(number)
+        raise ValueError(f"{where} must be a whole number, got {value!r}")
+    if expected is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{where} must be a string, got {value!r}")
+    if origin is tuple:
+        if isinstance(value, (list, tuple)) and len(value) == len(args):
+            return tuple(_typed(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+        raise ValueError(f"{where} must be a list of {len(args)} values, got {value!r}")
+    for kind, name in ((dict, "a mapping (`name: value` lines)"), (list, "a list")):
+        if (expected is kind or origin is kind) and not isinstance(value, kind):
+            raise ValueError(f"{where} must be {name}, got {value!r}")
+    return value
+
+
+def _as_number(value) -> int | float | None:
+    """A finite int or float, from a number or a string that spells one; None otherwise (booleans included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return value
+    return None
 
 
 def check_mixed_precision(data: dict, path: str) -> None:
@@ -585,6 +676,11 @@ def main(argv=None):
         rank=accelerator.process_index,
         weights=weights,
     )
+    if batcher.too_long:
+        accelerator.print(
+            f"{batcher.too_long} of {len(train)} training utterances are longer than max_example_frames="
+            f"{cfg.max_example_frames} and are left out"
+        )
     optimizer = torch.optim.AdamW(
         ema_parameters(model, cfg), lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
     )

@@ -163,8 +163,6 @@ class VocoderTrainConfig:
     @classmethod
     def load(cls, path: str) -> VocoderTrainConfig:
         data = read_settings(path, cls, "vocoder training")
-        if "adam_betas" in data:
-            data["adam_betas"] = tuple(data["adam_betas"])
         check_mixed_precision(data, path)
         cfg = cls(**data)
         cfg.check()

@@ -133,6 +133,19 @@ class PairedLengthBatcher:
             if any(not (w >= 0 and w < float("inf")) for w in weights):
                 raise ValueError("weights must be finite and >= 0 (the mean number of appearances per epoch).")
         self.weights = weights
+        usable = [
+            length <= max_example_frames and (weights is None or weights[index] > 0)
+            for index, length in enumerate(self.lengths)
+        ]
+        if not any(usable):  # every epoch would be empty and a training loop would wait forever
+            shortest = min(self.lengths) if self.lengths else None
+            raise ValueError(
+                f"no example can be batched: max_example_frames={max_example_frames}, the shortest example has "
+                f"{shortest} frames"
+                + ("" if weights is None else " (or every example that fits has weight 0)")
+                + "; raise max_example_frames or give shorter examples."
+            )
+        self.too_long = sum(length > max_example_frames for length in self.lengths)
         self.by_speaker: dict[str, list[int]] = {}
         for index, speaker in enumerate(self.speakers):
             self.by_speaker.setdefault(speaker, []).append(index)

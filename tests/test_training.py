@@ -208,6 +208,18 @@ def test_a_bad_config_file_is_named_without_a_traceback(tmp_path, name, text, me
             "model:\n  diffusion_time_shif: 3",
             "model.diffusion_time_shif is not a DiTARConfig setting .*'diffusion_time_shift'",
         ),
+        # values of the wrong kind raised a TypeError deep in the run, or ran with a rounded number
+        ("max_steps: 2.5", "max_steps must be a whole number, got 2.5"),
+        ("seed: abc", "seed must be a number, got 'abc'"),
+        ("adam_betas: 0.9", "adam_betas must be a list of 2 values, got 0.9"),
+        ("adam_betas: [0.9]", "adam_betas must be a list of 2 values"),
+        ("num_threads: 1.5", "num_threads must be a whole number"),
+        ("gradient_accumulation_steps: 2.5", "gradient_accumulation_steps must be a whole number"),
+        ("lora: true", "lora must be a mapping"),
+        ("lora: [8]", "lora must be a mapping"),
+        ("lora:\n  alphaa: 8", "lora.alphaa is not a LoRA setting \\(did you mean 'alpha'\\?\\)"),
+        ("lora:\n  rank: 4\ntrainable_modules: [locdit]", "lora and trainable_modules cannot be combined"),
+        ("cudnn_attention: 1", "cudnn_attention must be true or false"),
     ],
 )
 def test_a_setting_that_cannot_work_is_named(tmp_path, text, message):
@@ -216,6 +228,32 @@ def test_a_setting_that_cannot_work_is_named(tmp_path, text, message):
     path.write_text(text + "\n")
     with pytest.raises(ValueError, match=message):
         train.TrainConfig.load(str(path))
+
+
+def test_numbers_written_as_strings_are_read_as_numbers(tmp_path):
+    """YAML 1.1 reads `1e-3` (no dot) as a string, which failed deep in the run with a TypeError."""
+    train = _train_module()
+    path = tmp_path / "cfg.yaml"
+    path.write_text(
+        'learning_rate: 1e-3\nmax_steps: "100"\npair_prob: "0.5"\nadam_betas: [0.9, "0.95"]\nmixed_precision: no\n'
+    )
+    cfg = train.TrainConfig.load(str(path))
+    assert cfg.learning_rate == 1e-3 and cfg.max_steps == 100 and isinstance(cfg.max_steps, int)
+    assert cfg.pair_prob == 0.5 and cfg.adam_betas == (0.9, 0.95) and cfg.mixed_precision == "no"
+
+
+def test_a_batcher_with_no_example_that_fits_is_refused():
+    """train.py waited forever, printing nothing, when no utterance fitted max_example_frames."""
+    from modeling_ditar.training_data import PairedLengthBatcher
+
+    with pytest.raises(
+        ValueError, match="no example can be batched: max_example_frames=10, the shortest example has 40"
+    ):
+        PairedLengthBatcher([40, 50], ["a", "a"], 100, 10)
+    with pytest.raises(ValueError, match="every example that fits has weight 0"):
+        PairedLengthBatcher([4, 50], ["a", "a"], 100, 10, weights=[0.0, 1.0])
+    batcher = PairedLengthBatcher([4, 50], ["a", "a"], 100, 10)
+    assert batcher.too_long == 1 and batcher.epoch(0)
 
 
 def test_command_line_overrides_that_cannot_work_are_refused_before_anything_is_written(tmp_path):
