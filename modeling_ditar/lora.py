@@ -238,6 +238,15 @@ class DiTARLoraMixin:
                 "add_adapter(...))"
             )
 
+    def _check_not_fused(self, action: str) -> None:
+        """Fusing swaps the LoRA layers out for plain ones holding the fused weights, so switching, deleting or saving
+        adapters would change the bookkeeping and not what the model speaks (or save an empty adapter)."""
+        if getattr(self, "_ditar_fused", None):
+            raise ValueError(
+                f"The adapters are fused into the weights, so {action} would not change what the model speaks: "
+                "pipe.unfuse_lora() (on the model: unfuse_adapters()) first."
+            )
+
     def add_adapter(self, adapter_config, adapter_name: str | None = None) -> None:
         """Insert a new LoRA adapter (a `peft.LoraConfig`, e.g. [`default_lora_config`]) and make it the active one.
         Only adapter parameters stay trainable."""
@@ -272,6 +281,8 @@ class DiTARLoraMixin:
         if adapter_name in self._ditar_adapters():
             raise ValueError(f"Adapter {adapter_name!r} already exists; delete_adapter it or pick another name")
         config, state = _read_adapter(peft_model_id, **hub_kwargs)
+        if not state:
+            raise ValueError(f"{peft_model_id}: the adapter file holds no weights; save the adapter again.")
         if config.get("peft_type", "LORA") != "LORA":
             raise ValueError(f"{peft_model_id}: a {config.get('peft_type')} adapter; only LoRA is supported")
         known = set(LoraConfig.__dataclass_fields__)
@@ -324,6 +335,7 @@ class DiTARLoraMixin:
     def set_adapter(self, adapter_name: str | list[str]) -> None:
         """Make `adapter_name` (or several, which then add up) the active adapter(s); enables adapters."""
         self._check_has_adapters()
+        self._check_not_fused("switching adapters")
         if isinstance(adapter_name, str):
             names = [adapter_name]
         elif isinstance(adapter_name, (list, tuple)) and adapter_name and all(isinstance(n, str) for n in adapter_name):
@@ -348,11 +360,13 @@ class DiTARLoraMixin:
     def disable_adapters(self) -> None:
         """Run the base model (adapters stay loaded; `enable_adapters` turns them back on)."""
         self._check_has_adapters()
+        self._check_not_fused("disabling them")
         for _, layer in _tuner_layers(self) + _trained_copies(self):
             layer.enable_adapters(False)
 
     def enable_adapters(self) -> None:
         self._check_has_adapters()
+        self._check_not_fused("enabling them")
         for _, layer in _tuner_layers(self) + _trained_copies(self):
             layer.enable_adapters(True)
 
@@ -370,6 +384,7 @@ class DiTARLoraMixin:
         for name in names:
             if name not in adapters:
                 raise ValueError(f"No adapter named {name!r}; loaded: {sorted(adapters)}")
+        self._check_not_fused("deleting adapters")
         if not set(adapters) - set(names):
             self.unload_adapters()
             return
@@ -415,6 +430,7 @@ class DiTARLoraMixin:
         from peft import get_peft_model_state_dict
 
         self._check_has_adapters()
+        self._check_not_fused("reading an adapter's weights (they are in the fused layers now)")
         adapter_name = adapter_name or (getattr(self, "_ditar_active", None) or [next(iter(self.peft_config))])[0]
         return get_peft_model_state_dict(self, adapter_name=adapter_name)
 
@@ -442,6 +458,12 @@ class DiTARLoraMixin:
         self._check_has_adapters()
         if getattr(self, "_ditar_fused", None):
             raise ValueError("Adapters are already fused: unfuse_adapters() first")
+        layers = _tuner_layers(self)
+        if layers and layers[0][1].disable_adapters:
+            raise ValueError(
+                "The adapters are disabled (disable_lora), so fusing them would build in what is switched off: "
+                "enable_lora() first, or unload_lora_weights() for the base model."
+            )
         if isinstance(lora_scale, bool) or not isinstance(lora_scale, (int, float)) or not math.isfinite(lora_scale):
             raise ValueError(f"lora_scale must be a finite number, got {lora_scale!r}.")
         if adapter_names is None:
@@ -585,12 +607,29 @@ class DiTARLoraLoaderMixin:
 
     def load_lora_weights(self, pretrained_model_name_or_path, adapter_name: str | None = None, **kwargs) -> None:
         """Load an adapter folder or Hub repository into the model and make it active (several can be loaded)."""
-        if adapter_name is None:
-            adapter_name = f"default_{len(self.model.peft_config)}"
+        if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
+            raise TypeError(
+                "load_lora_weights takes an adapter folder or Hub repository id, got "
+                f"{type(pretrained_model_name_or_path).__name__}."
+            )
+        if adapter_name is None:  # the first free default_N (after a deletion the count alone may be taken)
+            index = len(self.model.peft_config)
+            while f"default_{index}" in self.model.peft_config:
+                index += 1
+            adapter_name = f"default_{index}"
         self.model.load_adapter(pretrained_model_name_or_path, adapter_name=adapter_name, **kwargs)
         self.model.eval()
 
-    def set_adapters(self, adapter_names: str | list[str]) -> None:
+    def set_adapters(self, adapter_names: str | list[str], adapter_weights=None) -> None:
+        """Make these adapters the active ones. diffusers' `adapter_weights` is taken only as all 1.0 (active adapters
+        add up at their own scale); a weighted mix: `fuse_lora(lora_scale=...)` scales the fused adapters."""
+        if adapter_weights is not None:
+            weights = adapter_weights if isinstance(adapter_weights, (list, tuple)) else [adapter_weights]
+            if any(isinstance(w, bool) or not isinstance(w, (int, float)) or w != 1.0 for w in weights):
+                raise ValueError(
+                    f"adapter_weights={adapter_weights!r}: per-adapter weights are not supported (each active adapter "
+                    "adds at its own scale); leave them out, or fuse_lora(lora_scale=...) to scale fused adapters."
+                )
         self.model.set_adapter(adapter_names)
 
     def get_active_adapters(self) -> list[str]:

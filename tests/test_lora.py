@@ -403,3 +403,56 @@ def test_adapter_sources_and_settings_that_cannot_work_are_named(tmp_path):
             pipe.set_adapters(names)
     pipe.fuse_lora(adapter_names="a")
     torch.testing.assert_close(torch.as_tensor(audio(pipe)), adapted)
+
+
+def test_while_fused_the_adapter_controls_are_refused_instead_of_doing_nothing(tmp_path):
+    """Fusing swaps the LoRA layers out: switching, disabling, deleting or saving adapters then changed the bookkeeping
+    (and wrote an empty adapter) while the fused adapter went on speaking."""
+    for seed, name in ((1, "a"), (2, "b")):
+        _saved_adapter(tmp_path / name, seed=seed)
+    pipe = get_dummy_pipeline()
+    for name in ("a", "b"):
+        pipe.load_lora_weights(tmp_path / name, adapter_name=name)
+    pipe.set_adapters("a")
+    adapted_a = torch.as_tensor(audio(pipe))
+    pipe.fuse_lora()
+    for action, message in [
+        (lambda: pipe.set_adapters("b"), "switching adapters"),
+        (pipe.disable_lora, "disabling them"),
+        (pipe.enable_lora, "enabling them"),
+        (lambda: pipe.delete_adapters("a"), "deleting adapters"),
+        (lambda: pipe.model.save_adapter(tmp_path / "fused-save"), "reading an adapter's weights"),
+    ]:
+        with pytest.raises(ValueError, match=f"fused into the weights, so {message} .*unfuse_lora\\(\\)"):
+            action()
+    assert pipe.get_active_adapters() == ["a"] and pipe.get_list_adapters() == {"model": ["a", "b"]}
+    torch.testing.assert_close(torch.as_tensor(audio(pipe)), adapted_a, rtol=1e-4, atol=1e-4)
+    assert not (tmp_path / "fused-save" / ADAPTER_WEIGHTS).exists()
+    pipe.unfuse_lora()
+    pipe.set_adapters("b")  # unfused, the controls work again
+    assert not torch.equal(torch.as_tensor(audio(pipe)), adapted_a)
+    pipe.disable_lora()
+    with pytest.raises(ValueError, match="adapters are disabled .* enable_lora\\(\\) first"):
+        pipe.fuse_lora()  # fused anyway before
+    pipe.enable_lora()
+
+
+def test_small_lora_mistakes_are_named(tmp_path):
+    good = _saved_adapter(tmp_path / "good")
+    pipe = get_dummy_pipeline()
+    with pytest.raises(TypeError, match="takes an adapter folder or Hub repository id, got NoneType"):
+        pipe.load_lora_weights(None)
+    pipe.load_lora_weights(good)
+    pipe.load_lora_weights(good)
+    pipe.delete_adapters("default_0")
+    pipe.load_lora_weights(good)  # "default_1" exists: the next free name, not an error about a name never given
+    assert pipe.get_list_adapters() == {"model": ["default_1", "default_2"]}
+    pipe.set_adapters(["default_1"], adapter_weights=[1.0])  # diffusers' form, all at their own scale
+    with pytest.raises(ValueError, match="per-adapter weights are not supported"):
+        pipe.set_adapters(["default_1", "default_2"], adapter_weights=[0.5, 1.0])
+    empty = _edited(good, tmp_path / "empty")
+    from safetensors.torch import save_file
+
+    save_file({}, str(empty / ADAPTER_WEIGHTS))
+    with pytest.raises(ValueError, match="holds no weights"):
+        pipe.load_lora_weights(empty, adapter_name="empty")
