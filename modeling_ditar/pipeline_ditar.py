@@ -222,9 +222,15 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     def set_default_voice(self, audio, text: str | None = None, sampling_rate: int | None = None):
         """Voice used when `prompt_audio` is not given: `audio` (path or array) and its transcript `text` (after
         `enable_prompt_transcription()`, None has it transcribed). Checked now as a call checks a prompt, so a voice
-        no call could use fails here (and the previous voice stays)."""
+        no call could use fails here (and the previous voice stays); a recording longer than the model's prompts is
+        cut at a pause now, with one warning, and kept cut (in calls and in a saved pipeline)."""
         if audio is None:
             raise ValueError("set_default_voice needs the audio of the voice (and its transcript).")
+        if isinstance(audio, DiTARVoice):
+            raise TypeError(
+                "set_default_voice takes a recording and its transcript; a DiTARVoice holds features, not audio: "
+                "pass it as voice=... in calls instead."
+            )
         if text is None:
             if self.prompt_transcriber is None:
                 raise ValueError(
@@ -232,7 +238,11 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                     "pipe.enable_prompt_transcription() to have it transcribed."
                 )
             audio, text, sampling_rate, _ = self._transcribe_missing(audio, None, sampling_rate)
+        if isinstance(audio, (list, tuple)):
+            raise TypeError(PROMPT_AUDIO_TYPES.format(type(audio).__name__))
         try:
+            if isinstance(text, str):
+                audio, text, sampling_rate = fit_prompts(self, audio, text, sampling_rate)
             self.create_voice(audio, text, sampling_rate)
         except (ValueError, FileNotFoundError) as err:
             raise type(err)(f"the new default voice cannot be used: {err}") from err

@@ -108,6 +108,26 @@ def test_pipeline_cuts_a_long_prompt_with_a_warning(pipe, monkeypatch):
     np.testing.assert_allclose(np.concatenate(chunks), out.audios[0][: out.audio_lengths[0]], atol=1e-6, rtol=0)
 
 
+def test_a_long_default_voice_is_cut_once_when_it_is_set(monkeypatch):
+    """set_default_voice kept an over-long recording whole: every call warned and cut it again, and a saved pipeline
+    stored the whole recording."""
+    pipe = get_dummy_pipeline()
+    monkeypatch.setattr(prompt_audio, "MAX_PROMPT_SECONDS", 0.45)  # the tiny model's scale (500 frames/s)
+    audio, gaps = speech_with_gaps([0.1, -0.12, 0.1, -0.12, 0.1], SR)  # 0.54 s at 8 kHz
+    logger = logging.get_logger("modeling_ditar.pipeline_ditar")
+    with mock.patch.object(logger, "warning") as warning:
+        pipe.set_default_voice(audio, "one two. three four. five six.", sampling_rate=SR)
+        assert warning.call_count == 1 and "cut at a pause" in warning.call_args[0][0]
+        kept, rate, text = pipe.default_voice
+        assert gaps[1][0] < len(kept) <= gaps[1][1] and rate == SR and text == "one two. three four."
+        out = pipe(**get_dummy_inputs(prompt_audio=None, prompt_text=None))
+        assert warning.call_count == 1  # calls use the kept part, without cutting again
+    expected = pipe(**get_dummy_inputs(prompt_audio=audio[: len(kept)], prompt_text="one two. three four."))
+    np.testing.assert_array_equal(out.audios, expected.audios)
+    with pytest.raises(TypeError, match="a DiTARVoice holds features, not audio"):
+        pipe.set_default_voice(pipe.create_voice())
+
+
 def test_too_short_prompt_names_length_minimum_and_fix(pipe):
     # the tiny model: patches of 2 frames, 2 history patches -> at least 4 frames (hop 16 at 8 kHz)
     with pytest.raises(ValueError) as error:
