@@ -73,6 +73,9 @@ MAX_SEED = 2**63 - 1
 # An upload longer than this is refused before it is decoded: a prompt is cut to 8 s anyway, and a compressed file
 # (FLAC of silence packs ~300 samples per byte) could otherwise decode to gigabytes inside the model's worker.
 MAX_UPLOAD_SECONDS = 60.0
+# samples (frames x channels) an upload may decode to: 60 s of stereo at 48 kHz (23 MB as float32). The length alone
+# does not bound the work: a 338 kB FLAC of 59 s of silence in 8 channels at 655 kHz decoded to 1.7 GB.
+MAX_UPLOAD_SAMPLES = int(MAX_UPLOAD_SECONDS * 48_000 * 2)
 MAX_VOICE_NAME_CHARS = 100
 
 
@@ -246,8 +249,8 @@ def _decode_error(err: Exception) -> APIError:
 
 
 def check_upload_length(data: bytes) -> None:
-    """Refuse an upload whose header says it is longer than `MAX_UPLOAD_SECONDS` (413), or that has no readable
-    header (400), before any sample is decoded."""
+    """Refuse an upload whose header says it is longer than `MAX_UPLOAD_SECONDS` or holds more than
+    `MAX_UPLOAD_SAMPLES` samples (413), or that has no readable header (400), before any sample is decoded."""
     try:
         info = sf.info(io.BytesIO(data))
     except Exception as err:  # libsndfile's errors for anything it cannot read
@@ -258,6 +261,15 @@ def check_upload_length(data: bytes) -> None:
             413,
             f"audio: the recording is {seconds:.0f} s long; upload at most {MAX_UPLOAD_SECONDS:.0f} s (3-8 s of clear "
             "speech with its exact transcript works best)",
+            "audio",
+            "too_large",
+        )
+    if info.frames * max(info.channels, 1) > MAX_UPLOAD_SAMPLES:
+        raise APIError(
+            413,
+            f"audio: the recording holds {info.channels} channels at {info.samplerate} Hz, "
+            f"{info.frames * info.channels:,} samples in all; upload mono or stereo audio at up to 48 kHz (at most "
+            f"{MAX_UPLOAD_SAMPLES:,} samples)",
             "audio",
             "too_large",
         )
@@ -287,6 +299,8 @@ def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -
     except (ValueError, TypeError) as err:
         text = str(err)
         param = "text" if text.startswith("prompt_text") else "audio"
+        # the pipeline's names for what the upload's form fields are called here
+        text = text.replace("prompt_audio", "audio").replace("prompt_text", "text")
         raise APIError(400, text, param, "bad_voice") from None
     except RuntimeError as err:  # the recogniser failed: the server's fault, said as such
         raise APIError(500, str(err), "audio", "transcription_failed") from None
@@ -647,7 +661,7 @@ class BodyLimit:
     @staticmethod
     async def _too_large(size, limit, option, scope, receive, send):
         what = "the upload" if option == "--max-upload-mb" else "the request body"
-        got = f" is {size} bytes," if size is not None else ""
+        got = f" is {size} bytes," if size is not None else " is"
         message = f"{what}{got} over this server's limit of {limit} bytes ({option})"
         await error_response(413, message, code="too_large")(scope, receive, send)
 
@@ -754,6 +768,12 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
             )
         if name is not None and len(name) > MAX_VOICE_NAME_CHARS:
             raise APIError(400, f"name is {len(name)} characters; give at most {MAX_VOICE_NAME_CHARS}", "name")
+        if name is not None and (name.lower() in OPENAI_VOICES or name.lower() == DEFAULT_VOICE_ID):
+            raise APIError(
+                400,
+                f"name {name!r} is a name of the built-in default voice (voice={name!r} speaks it); choose another",
+                "name",
+            )
         data = await audio.read()
         if not data:
             raise APIError(400, "audio: the uploaded file is empty", "audio", "bad_audio")

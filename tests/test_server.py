@@ -281,6 +281,11 @@ def test_malformed_voice_uploads(pipe):
         long_silence = wav_bytes(np.zeros(61 * SR, np.float32), format="FLAC")
         assert len(long_silence) < 20_000
         assert_error(upload(client, long_silence), 413, "audio", "61 s long; upload at most 60 s")
+        # within 60 s, many channels at a high rate decoded to gigabytes (a small FLAC of silence)
+        buffer = io.BytesIO()
+        sf.write(buffer, np.zeros((4 * 192_000, 8), np.float32), 192_000, format="FLAC")
+        assert len(buffer.getvalue()) < 20_000
+        assert_error(upload(client, buffer.getvalue()), 413, "audio", "8 channels at 192000 Hz")
         assert "BytesIO" not in upload(client, b"RIFF" + b"x" * 100).json()["error"]["message"]
         assert_error(upload(client, wav_bytes(spoken(1.2)), text="a"), 400, "text", "far below human speech")
         hiss = np.random.default_rng(0).normal(0.0, 0.002, SR * 2).astype(np.float32)  # 2 s, quiet: a small FLAC
@@ -288,6 +293,10 @@ def test_malformed_voice_uploads(pipe):
             upload(client, wav_bytes(hiss, format="FLAC"), text="a clip of hiss"), 400, "audio", "not sound like speech"
         )
         assert_error(upload(client, wav_bytes(tone(0.06)), name="n" * 101), 400, "name", "at most 100")
+        # "alloy" would be listed, but voice="alloy" speaks the built-in default
+        assert_error(upload(client, wav_bytes(tone(0.06)), name="Alloy"), 400, "name", "built-in default voice")
+        silent = upload(client, wav_bytes(np.zeros(800, np.float32))).json()["error"]["message"]
+        assert "prompt_" not in silent and silent.startswith("audio:")  # the form's field names
         assert upload(client, wav_bytes(tone(0.06))).status_code == 201
         assert client.get("/health").json()["status"] == "ok"
 
