@@ -1039,6 +1039,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 prompt_audio, prompt_text, sampling_rate
             )
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
+            if prompt_audio is None and self.default_voice is not None:
+                # the voice of the whole stream: a default voice set between two chunks does not change later sentences
+                prompt_audio, sampling_rate, prompt_text = self.default_voice
         segments = split_sentences(text, MAX_CHARS_PER_SEGMENT)
         self._check_scripts(segments[1:])  # a later sentence in another script fails now, not after audio was played
         first_inputs = self._encode([segments[0]], prompt_audio, prompt_text, sampling_rate, voice)  # fail now

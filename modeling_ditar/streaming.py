@@ -201,6 +201,7 @@ class SpeechStream:
         self.finished_reason: str | None = None
         self.stopped: bool | None = None
         self.prompt_transcript: str | None = None
+        self._closed = False
 
     def _finish(self, stopped: bool) -> None:
         self.stopped = bool(stopped)
@@ -215,7 +216,8 @@ class SpeechStream:
     def close(self) -> None:
         """Stop generating (like a generator's `close`); `finished_reason` stays `None`."""
         self._chunks.close()
+        self._closed = self.finished_reason is None
 
     def __repr__(self) -> str:
-        state = "running" if self.finished_reason is None else self.finished_reason
+        state = self.finished_reason or ("closed" if self._closed else "running")
         return f"{type(self).__name__}({state})"

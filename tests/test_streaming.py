@@ -148,6 +148,22 @@ def test_stream_with_default_voice_equals_one_shot(pipe):
     np.testing.assert_allclose(np.concatenate(list(pipe.stream(**args))), one_shot, atol=1e-6, rtol=0)
 
 
+def test_a_stream_keeps_the_default_voice_it_started_with():
+    """A default voice set between two chunks of a long text used to speak the later sentences."""
+    pipe = get_dummy_pipeline()
+    text = "A sentence that is part of a long paragraph. " * 12
+    one_shot = pipe(text=text, max_new_patches=4, generator=torch.Generator().manual_seed(0)).audios[0]
+    stream = pipe.stream(text=text, max_new_patches=4, generator=torch.Generator().manual_seed(0))
+    chunks = [next(stream)]
+    pipe.set_default_voice(tone(0.06, freq=300.0), "another voice", sampling_rate=SR)
+    chunks += list(stream)
+    np.testing.assert_allclose(np.concatenate(chunks), one_shot, atol=1e-6, rtol=0)
+    closed = pipe.stream(text="hello there", max_new_patches=4)
+    next(closed)
+    closed.close()
+    assert repr(closed) == "SpeechStream(closed)" and closed.finished_reason is None
+
+
 def test_stream_of_long_text_equals_one_shot(pipe):
     text = "A sentence that is part of a long paragraph. " * 12
     assert len(split_sentences(text)) == 3
