@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
+import inspect
 import json
 import math
 import os
@@ -136,8 +137,6 @@ class TrainConfig:
         if self.num_threads is not None and not self.num_threads >= 1:
             problems.append(f"num_threads must be at least 1 (or unset), got {self.num_threads!r}")
         if self.lora is not None:
-            import inspect
-
             from modeling_ditar.lora import default_lora_config
 
             own = [n for n in inspect.signature(default_lora_config).parameters if n != "kwargs"]
@@ -168,6 +167,27 @@ class TrainConfig:
             close = difflib.get_close_matches(str(name), sorted(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else " (see DiTARConfig's arguments)"
             problems.append(f"model.{name} is not a DiTARConfig setting{hint}")
+        text_config = (self.model or {}).get("text_config")
+        if text_config is not None and self.init_from:
+            problems.append(
+                "model.text_config cannot be changed with init_from (the backbone comes from there); remove it, or "
+                "train a new model without init_from"
+            )
+        elif isinstance(text_config, dict):  # transformers' configs also keep any keyword: a typo would go unnoticed
+            from transformers import AutoConfig
+
+            model_type = text_config.get("model_type", "qwen2")
+            try:
+                backbone = AutoConfig.for_model(model_type)
+                backbone_keys = set(backbone.to_dict()) | set(inspect.signature(type(backbone).__init__).parameters)
+                backbone_keys |= {"rope_theta", "rope_scaling"}  # older names transformers still converts
+            except ValueError:
+                problems.append(f"model.text_config.model_type {model_type!r} is not a transformers model type")
+                backbone_keys = None
+            for name in sorted(set(text_config) - (backbone_keys or set(text_config)), key=str):
+                close = difflib.get_close_matches(str(name), sorted(backbone_keys), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"model.text_config.{name} is not a {model_type} config setting{hint}")
         if problems:
             raise ValueError(f"{source}: {problems[0]}")
 

@@ -220,6 +220,9 @@ def test_a_bad_config_file_is_named_without_a_traceback(tmp_path, name, text, me
         ("lora:\n  alphaa: 8", "lora.alphaa is not a LoRA setting \\(did you mean 'alpha'\\?\\)"),
         ("lora:\n  rank: 4\ntrainable_modules: [locdit]", "lora and trainable_modules cannot be combined"),
         ("cudnn_attention: 1", "cudnn_attention must be true or false"),
+        # transformers' configs keep any keyword: the typo trained a 1-layer backbone without a word
+        ("model:\n  text_config:\n    num_hiden_layers: 3", "model.text_config.num_hiden_layers is not a qwen2 config"),
+        ("init_from: x\nmodel:\n  text_config:\n    num_hidden_layers: 3", "text_config cannot be changed with init_from"),
     ],
 )
 def test_a_setting_that_cannot_work_is_named(tmp_path, text, message):
