@@ -650,6 +650,11 @@ def main(argv=None):
         log_with=log_with,
         project_dir=str(out),
     )
+    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        accelerator.print(
+            "warning: mixed_precision fp16 has no effect on the CPU (accelerate trains in float32 there); bf16 works "
+            "on CPUs that multiply bfloat16 natively"
+        )
     set_seed(cfg.seed)
 
     from datasets import load_from_disk
