@@ -115,7 +115,8 @@ def load_processor(args, run: Path | None, train_config: dict | None):
     for folder in candidates:
         if folder is not None and (folder / "processor_config.json").is_file():
             return DiTARProcessor.from_pretrained(folder)
-    raise ConversionError(f"no processor folder found (tried {[str(c) for c in candidates]}); pass --processor")
+    tried = f" (tried {', '.join(str(c) for c in candidates)})" if candidates else ""
+    raise ConversionError(f"no processor folder found{tried}; pass --processor FOLDER (the run's or the model's)")
 
 
 def build_config(args, run: Path | None, train_config: dict | None, processor):
@@ -157,7 +158,9 @@ def find_ema_state(checkpoint: Path) -> dict | None:
     return None
 
 
-def load_checkpoint_state(model, checkpoint: Path, run: Path | None, weights: str) -> dict[str, torch.Tensor]:
+def load_checkpoint_state(
+    model, checkpoint: Path, run: Path | None, weights: str, train_config: dict | None = None
+) -> dict[str, torch.Tensor]:
     expected = model.state_dict()
     state = _strip_wrappers(load_weights(checkpoint / "model.safetensors"))
     check_state_dict(expected, state, f"{checkpoint / 'model.safetensors'}")
@@ -174,6 +177,9 @@ def load_checkpoint_state(model, checkpoint: Path, run: Path | None, weights: st
         names = json.loads(names_file.read_text())
     else:  # EMAModel stores parameters in model.parameters() order, which the rebuilt model reproduces
         names = [name for name, _ in model.named_parameters()]
+    modules = (train_config or {}).get("trainable_modules")
+    if modules:  # train.py averages only the parameters that train (ema_parameters), in the same order
+        names = [name for name in names if name.split(".", 1)[0] in modules]
     if len(shadow) != len(names):
         raise ConversionError(
             f"the EMA state holds {len(shadow)} tensors but the model has {len(names)} parameters; "
@@ -224,6 +230,15 @@ def convert(args) -> Path:
         raise ConversionError("give --voice-audio and --voice-text together")
     if args.results is not None and not args.results.is_file():
         raise ConversionError(f"--results {args.results}: no such file")
+    if args.results is not None:
+        try:
+            json.loads(args.results.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConversionError(f"--results {args.results}: not a JSON file ({err})") from None
+    if args.voice_audio is not None and not args.voice_audio.is_file():
+        raise ConversionError(f"--voice-audio {args.voice_audio}: no such file")
+    if args.model_config is not None and not args.model_config.exists():
+        raise ConversionError(f"--model-config {args.model_config}: no such file or folder")
     if is_model_folder(args.source):
         if args.step is not None or args.weights != "ema" or args.model_config is not None:
             raise ConversionError(f"{args.source} is a model folder: --step, --weights and --model-config do not apply")
@@ -234,11 +249,17 @@ def convert(args) -> Path:
     train_config = None
     if run is not None and (run / "train_config.json").is_file():
         train_config = json.loads((run / "train_config.json").read_text())
+    if train_config and train_config.get("lora"):
+        raise ConversionError(
+            f"{run} is a LoRA run: it trained an adapter, not a model. Load {run / 'final' / 'adapter'} onto its base "
+            "with pipe.load_lora_weights(...), then pipe.fuse_lora() and pipe.save_pretrained(...) for a folder with "
+            "it built in (examples/finetune.py writes one)."
+        )
     processor = load_processor(args, run, train_config)
     config = build_config(args, run, train_config, processor)
     torch.manual_seed(0)
     model = DiTARForConditionalGeneration(config).eval()
-    state = load_checkpoint_state(model, checkpoint, run, args.weights)
+    state = load_checkpoint_state(model, checkpoint, run, args.weights, train_config)
     model.load_state_dict(state, strict=True)
     return finish(
         args, model, processor, checkpoint, f"{checkpoint.parent.name}/{checkpoint.name}, {args.weights} weights"
@@ -270,7 +291,10 @@ def finish(args, model, processor, source: Path, step_info: str) -> Path:
     if matmul_dtype is not None:  # a setting of the folder (model_index.json); the weights are saved as they are
         pipe.register_to_config(matmul_dtype=matmul_dtype)
     if args.voice_audio is not None:
-        pipe.set_default_voice(str(args.voice_audio), args.voice_text)
+        try:
+            pipe.set_default_voice(str(args.voice_audio), args.voice_text)
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            raise ConversionError(f"--voice-audio / --voice-text: {err}") from None
 
     with staged_output(args.out) as tmp:
         pipe.save_pretrained(tmp)

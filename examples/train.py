@@ -168,12 +168,7 @@ class TrainConfig:
             hint = f" (did you mean {close[0]!r}?)" if close else " (see DiTARConfig's arguments)"
             problems.append(f"model.{name} is not a DiTARConfig setting{hint}")
         text_config = (self.model or {}).get("text_config")
-        if text_config is not None and self.init_from:
-            problems.append(
-                "model.text_config cannot be changed with init_from (the backbone comes from there); remove it, or "
-                "train a new model without init_from"
-            )
-        elif isinstance(text_config, dict):  # transformers' configs also keep any keyword: a typo would go unnoticed
+        if isinstance(text_config, dict):  # transformers' configs also keep any keyword: a typo would go unnoticed
             from transformers import AutoConfig
 
             model_type = text_config.get("model_type", "qwen2")
@@ -383,6 +378,14 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
             # a student distilled from the LocDiT and backbone that training is about to change would no longer match
             print(f"{model_dir}: its candidate LocDiT is left out of training and of the trained model", flush=True)
             config.candidate_locdit = False
+        # the backbone comes from init_from: a text_config that says otherwise was dropped without a word
+        text_config = config.text_config.to_dict()
+        changed = {k: v for k, v in (cfg.model.get("text_config") or {}).items() if text_config.get(k) != v}
+        if changed:
+            raise ValueError(
+                f"model.text_config {changed} differs from init_from's backbone ({model_dir}), which training keeps; "
+                "remove it, or train a new model without init_from"
+            )
         for key, value in cfg.model.items():
             if key != "text_config":
                 setattr(config, key, value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -204,6 +205,27 @@ def test_a_source_of_another_kind_says_what_to_pass(run, tmp_path):
         convert.main([str(tmp_path / "pipe"), str(tmp_path / "again")])
     with pytest.raises(SystemExit, match="neither a checkpoint .*; its model is in .*final/model"):
         convert.main([str(run / "final"), str(tmp_path / "again")])
+
+
+def test_inputs_that_cannot_work_are_named_before_anything_is_built(run, tmp_path):
+    """These raised tracebacks (a missing voice file, a results file that is not JSON, a missing --model-config read
+    as a Hub id) or a misleading message (a LoRA run's adapter weights reported as 116 missing tensors)."""
+    convert = load_script("checkpoint_to_pipeline")
+    out = str(tmp_path / "out")
+    with pytest.raises(SystemExit, match="--voice-audio .*no-such.wav: no such file"):
+        convert.main([str(run), out, "--voice-audio", str(tmp_path / "no-such.wav"), "--voice-text", "hello"])
+    (tmp_path / "results.json").write_text("not json")
+    with pytest.raises(SystemExit, match="--results .*results.json: not a JSON file"):
+        convert.main([str(run), out, "--results", str(tmp_path / "results.json")])
+    with pytest.raises(SystemExit, match="--model-config .*missing.json: no such file or folder"):
+        convert.main([str(run), out, "--model-config", str(tmp_path / "missing.json")])
+    lora_run = tmp_path / "lora-run"
+    shutil.copytree(run, lora_run)
+    settings = json.loads((lora_run / "train_config.json").read_text())
+    (lora_run / "train_config.json").write_text(json.dumps({**settings, "lora": {"rank": 4}}))
+    with pytest.raises(SystemExit, match="is a LoRA run: it trained an adapter, not a model.*load_lora_weights"):
+        convert.main([str(lora_run), out])
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_checkpoint_that_does_not_fit_names_the_tensor(run, tmp_path):
