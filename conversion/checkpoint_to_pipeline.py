@@ -286,7 +286,10 @@ def finish(args, model, processor, source: Path, step_info: str) -> Path:
         from diffusers import AutoencoderOobleck
 
         vae = AutoencoderOobleck.from_pretrained(args.vae).eval()
-    pipe = build_pipeline(model, processor, vae=vae)
+    try:
+        pipe = build_pipeline(model, processor, vae=vae)
+    except ValueError as err:  # the pipeline's own checks of its parts, e.g. another --processor's statistics
+        raise ConversionError(f"the model and the processor do not belong together: {err}") from None
     matmul_dtype = args.matmul_dtype or ("auto" if args.card_preset == "embedded-default" else None)
     if matmul_dtype is not None:  # a setting of the folder (model_index.json); the weights are saved as they are
         pipe.register_to_config(matmul_dtype=matmul_dtype)

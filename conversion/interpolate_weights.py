@@ -8,7 +8,8 @@ Every weight of OUT is (1 - alpha) * BASE + alpha * FINETUNED, computed in float
 it in. Fine-tuning on a narrow corpus (a few voices, a new domain, a small batch) moves a model far from where a
 large run left it: it gains on the new data and forgets some of the rest. A point on the line between the two often
 keeps most of the gain and most of what was there before, at no cost at inference. Choose alpha on validation data
-of both kinds; alpha 0 gives BASE back and alpha 1 FINETUNED.
+of both kinds; alpha 0 gives BASE's weights back and alpha 1 FINETUNED's (a candidate LocDiT that FINETUNED lacks is
+left out of OUT either way, see below).
 
 `--module-alpha PREFIX=A` (repeatable) gives the tensors whose names start with PREFIX (a module path such as `locdit`
 or `language_model.model.layers.5`) their own alpha; the longest matching prefix wins, and a prefix that matches no
@@ -157,7 +158,7 @@ def main(argv=None) -> None:
     parser.add_argument("base", type=Path, help="the model fine-tuning started from: a pipeline or model folder")
     parser.add_argument("finetuned", type=Path, help="the fine-tuned model: a model or pipeline folder, or weight file")
     parser.add_argument("out", type=Path, help="folder to write: a copy of BASE with the interpolated weights")
-    parser.add_argument("--alpha", type=float, required=True, help="weight of FINETUNED, from 0 (BASE) to 1")
+    parser.add_argument("--alpha", type=float, required=True, help="weight of FINETUNED, from 0 (BASE's weights) to 1")
     parser.add_argument(
         "--module-alpha",
         action="append",
