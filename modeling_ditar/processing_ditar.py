@@ -707,6 +707,8 @@ class DiTARVoice:
         }
         save_file(tensors, str(folder / VOICE_WEIGHTS_NAME), metadata={"format": "pt"})
         config = {"format_version": VOICE_FORMAT_VERSION, "transcript": self.transcript, "setup": self.setup}
+        if not self.reuse_prefix_cache:  # a voice made bit-identical to the audio path stays so when reloaded
+            config["reuse_prefix_cache"] = False
         (folder / VOICE_CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", "utf-8")
 
     @classmethod
@@ -718,6 +720,9 @@ class DiTARVoice:
         from .hub_utils import folder_or_hub_files
 
         keys = ("subfolder", "revision", "token", "cache_dir", "local_files_only")
+        unknown = sorted(set(kwargs) - set(keys))
+        if unknown:
+            raise TypeError(f"DiTARVoice.from_pretrained got unexpected arguments {unknown}; it takes {list(keys)}.")
         options = {k: kwargs[k] for k in keys if kwargs.get(k) is not None}
         config_file, weights_file = folder_or_hub_files(
             pretrained_voice_name_or_path, (VOICE_CONFIG_NAME, VOICE_WEIGHTS_NAME), "a DiTARVoice", **options
@@ -744,7 +749,7 @@ class DiTARVoice:
         if missing:
             raise ValueError(f"{damaged}: it lacks {', '.join(missing)}; {again}.")
         try:
-            return cls(
+            voice = cls(
                 prompt_features=tensors["prompt_features"],
                 prompt_input_ids=tensors["prompt_input_ids"],
                 speech_position_rate=tensors["speech_position_rate"].reshape(-1)[0],
@@ -753,6 +758,8 @@ class DiTARVoice:
             )
         except (ValueError, TypeError, IndexError, OverflowError) as err:
             raise ValueError(f"{damaged}: {err} {again[0].upper()}{again[1:]}.") from err
+        voice.reuse_prefix_cache = bool(config.get("reuse_prefix_cache", True))
+        return voice
 
 
 def _model_key(model) -> tuple:

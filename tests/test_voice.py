@@ -224,10 +224,16 @@ def test_text_to_speech_model_takes_the_processors_voice_inputs_and_the_prefix_c
         model.generate(**padded, past_key_values=voice.prefix_cache(model), **options)
 
 
-def test_without_the_prefix_cache_a_voice_is_bit_identical(pipe):
+def test_without_the_prefix_cache_a_voice_is_bit_identical(pipe, tmp_path):
     voice = pipe.create_voice(PROMPT, TRANSCRIPT, sampling_rate=SR, reuse_prefix_cache=False)
     np.testing.assert_array_equal(pipe(voice=voice, **settings()).audios, plain(pipe).audios)
     assert voice._cache is None
+    voice.save_pretrained(tmp_path / "voice")  # the setting was lost on saving
+    reloaded = DiTARVoice.from_pretrained(tmp_path / "voice")
+    assert not reloaded.reuse_prefix_cache
+    np.testing.assert_array_equal(pipe(voice=reloaded, **settings()).audios, plain(pipe).audios)
+    with pytest.raises(TypeError, match="unexpected arguments \\['revison'\\]"):
+        DiTARVoice.from_pretrained(tmp_path / "voice", revison="main")  # ignored before
 
 
 def test_with_bfloat16_products_a_voice_does_not_use_its_cache_and_is_bit_identical():
