@@ -134,6 +134,11 @@ class TrainConfig:
                 problems.append(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if not 0 <= self.ema_decay < 1:
             problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.max_batch_frames < self.max_example_frames:
+            problems.append(
+                f"max_batch_frames ({self.max_batch_frames}) must be at least max_example_frames "
+                f"({self.max_example_frames}): a batch holds at least one example"
+            )
         if self.num_threads is not None and not self.num_threads >= 1:
             problems.append(f"num_threads must be at least 1 (or unset), got {self.num_threads!r}")
         if self.lora is not None:
@@ -156,6 +161,13 @@ class TrainConfig:
                     else f" (settings: {', '.join(own)}, or peft's LoraConfig)"
                 )
                 problems.append(f"lora.{name} is not a LoRA setting{hint}")
+            if "targets" in self.lora:
+                try:
+                    from modeling_ditar.lora import lora_target_modules
+
+                    lora_target_modules(self.lora["targets"])
+                except (ValueError, AttributeError, TypeError) as err:
+                    problems.append(f"lora.targets: {err}")
             if self.trainable_modules:
                 problems.append(
                     "lora and trainable_modules cannot be combined: LoRA trains its adapter and saves nothing else, "
@@ -167,6 +179,11 @@ class TrainConfig:
             close = difflib.get_close_matches(str(name), sorted(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else " (see DiTARConfig's arguments)"
             problems.append(f"model.{name} is not a DiTARConfig setting{hint}")
+        if not self.init_from and not problems and not (set(self.model or {}) - known):
+            try:  # a new model's settings, checked now rather than when the model is built after the corpus is read
+                DiTARConfig(**(self.model or {}))._check_values()
+            except (ValueError, TypeError) as err:
+                problems.append(f"model: {err}")
         text_config = (self.model or {}).get("text_config")
         if isinstance(text_config, dict):  # transformers' configs also keep any keyword: a typo would go unnoticed
             from transformers import AutoConfig

@@ -421,6 +421,7 @@ def test_init_from_lm_then_fine_tune_with_train_py(tmp_path):
         ]
     )
     config.update(init_from=str(tmp_path / "init"), max_steps=2)
+    del config["model"]["text_config"]  # the backbone is the LM's (a different one would be refused)
     (tmp_path / "ft.json").write_text(json.dumps(config))
     result = _train(tmp_path / "ft.json", tmp_path / "run")
     assert "step 2 " in result.stdout

@@ -220,6 +220,10 @@ def test_a_bad_config_file_is_named_without_a_traceback(tmp_path, name, text, me
         ("lora:\n  alphaa: 8", "lora.alphaa is not a LoRA setting \\(did you mean 'alpha'\\?\\)"),
         ("lora:\n  rank: 4\ntrainable_modules: [locdit]", "lora and trainable_modules cannot be combined"),
         ("cudnn_attention: 1", "cudnn_attention must be true or false"),
+        # named with a traceback after the corpus was read
+        ("max_batch_frames: 100\nmax_example_frames: 200", "max_batch_frames \\(100\\) must be at least max_example"),
+        ("model:\n  patch_size: 0", "model: .*patch_size"),
+        ("lora:\n  targets: backbone+nothing", "lora.targets: LoRA targets 'backbone\\+nothing'"),
         # transformers' configs keep any keyword: the typo trained a 1-layer backbone without a word
         ("model:\n  text_config:\n    num_hiden_layers: 3", "model.text_config.num_hiden_layers is not a qwen2 config"),
     ],
