@@ -125,6 +125,10 @@ def build_config(args, run: Path | None, train_config: dict | None, processor):
 
     if args.model_config is not None:
         return DiTARConfig.from_pretrained(args.model_config)
+    if run is not None and (run / "model_config" / "config.json").is_file():
+        # train.py's record of the model it trained (from init_from: without its candidate LocDiT, with the run's
+        # overrides), which init_from's own config is not
+        return DiTARConfig.from_pretrained(run / "model_config")
     if train_config is None:
         raise ConversionError("no train_config.json next to the checkpoint; pass --model-config")
     if train_config.get("init_from"):
@@ -303,7 +307,11 @@ def finish(args, model, processor, source: Path, step_info: str) -> Path:
         pipe.save_pretrained(tmp)
         kwargs = card_kwargs(args, source, step_info)
         kwargs["details"] = {**(kwargs["details"] or {}), **describe_pipeline_folder(tmp)}
-        render_model_card(kind="pipeline", **kwargs).save(str(tmp / "README.md"))
+        try:
+            card = render_model_card(kind="pipeline", **kwargs)
+        except (ValueError, KeyError, TypeError) as err:  # a --results file that is not evaluate.py's results
+            raise ConversionError(f"--results {args.results}: {err}") from None
+        card.save(str(tmp / "README.md"))
     repo = args.repo_id or "<org>/<name>"
     print(f"wrote {args.out} from {step_info}; publish it with: hf upload {repo} {args.out} .")
     return args.out

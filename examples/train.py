@@ -102,6 +102,8 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str) -> TrainConfig:
         data = read_settings(path, cls, "training")
+        if isinstance(data.get("model"), dict):  # YAML 1.1's 1e-6 is a string there too
+            data["model"] = _numbers_in(data["model"])
         check_mixed_precision(data, path)
         cfg = cls(**data)
         cfg.check(path)
@@ -192,7 +194,8 @@ class TrainConfig:
             try:
                 backbone = AutoConfig.for_model(model_type)
                 backbone_keys = set(backbone.to_dict()) | set(inspect.signature(type(backbone).__init__).parameters)
-                backbone_keys |= {"rope_theta", "rope_scaling"}  # older names transformers still converts
+                # older names transformers still converts, and settings its models read with getattr
+                backbone_keys |= {"rope_theta", "rope_scaling", "head_dim", "partial_rotary_factor", "attention_bias"}
             except ValueError:
                 problems.append(f"model.text_config.model_type {model_type!r} is not a transformers model type")
                 backbone_keys = None
@@ -287,6 +290,19 @@ def _typed(value, expected, where: str):
     return value
 
 
+def _numbers_in(settings: dict) -> dict:
+    """`settings` with every string that spells a number (nested mappings too) read as that number: model settings
+    are numbers, flags and names, and none of their names spells a number."""
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            value = _numbers_in(value)
+        elif isinstance(value, str) and _as_number(value) is not None:
+            value = _as_number(value)
+        out[key] = value
+    return out
+
+
 def _as_number(value) -> int | float | None:
     """A finite int or float, from a number or a string that spells one; None otherwise (booleans included)."""
     if isinstance(value, bool):
@@ -347,7 +363,7 @@ def freeze_all_but(model, modules: list, log=print) -> None:
 def ema_parameters(model, cfg: TrainConfig | None) -> list:
     """The parameters trained, averaged and checkpointed by position: all of them, or only the adapter's (LoRA) or
     the `trainable_modules`' ones."""
-    if cfg is not None and (cfg.lora or cfg.trainable_modules):
+    if cfg is not None and (cfg.lora is not None or cfg.trainable_modules):
         return [p for p in model.parameters() if p.requires_grad]
     return list(model.parameters())
 
@@ -395,9 +411,22 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
             # a student distilled from the LocDiT and backbone that training is about to change would no longer match
             print(f"{model_dir}: its candidate LocDiT is left out of training and of the trained model", flush=True)
             config.candidate_locdit = False
-        # the backbone comes from init_from: a text_config that says otherwise was dropped without a word
-        text_config = config.text_config.to_dict()
-        changed = {k: v for k, v in (cfg.model.get("text_config") or {}).items() if text_config.get(k) != v}
+        # the backbone comes from init_from: a text_config that says otherwise was dropped without a word. Compared as
+        # configs, since transformers moves some settings (rope_theta into rope_parameters)
+        saved = config.text_config.to_dict()
+        given = cfg.model.get("text_config") or {}
+        try:
+            merged = type(config.text_config)(**{**saved, **given}).to_dict()
+        except Exception:  # noqa: BLE001 - the config class's own validation (e.g. layer_types against the layers)
+            merged = None
+        if merged is None:  # the class refused the mix: name the given settings that differ as they stand
+            changed = {k: v for k, v in given.items() if saved.get(k) != v} or dict(given)
+        else:
+            ignore = {"transformers_version", "_name_or_path", "architectures", "dtype"}
+            keys = (set(merged) | set(saved)) - ignore
+            differs = any(merged.get(k) != saved.get(k) for k in keys)
+            # name the given settings that differ (derived ones such as layer_types follow them)
+            changed = {k: v for k, v in given.items() if merged.get(k, v) != saved.get(k)} or given if differs else {}
         if changed:
             raise ValueError(
                 f"model.text_config {changed} differs from init_from's backbone ({model_dir}), which training keeps; "
@@ -681,8 +710,11 @@ def main(argv=None):
 
     dataset_dir = Path(cfg.dataset)
     data = load_from_disk(str(dataset_dir))
-    model, processor = load_model_and_processor(cfg, dataset_dir)
-    if cfg.lora:
+    try:
+        model, processor = load_model_and_processor(cfg, dataset_dir)
+    except ValueError as error:  # settings that do not fit init_from or the corpus: the message, not a traceback
+        raise SystemExit(f"error: {error}") from None
+    if cfg.lora is not None:  # `lora: {}` is LoRA with the default settings
         from modeling_ditar.lora import default_lora_config
 
         model.add_adapter(default_lora_config(**cfg.lora), adapter_name="default")
@@ -710,17 +742,20 @@ def main(argv=None):
     space_ids = processor.encode_text(" ", allow_empty=True)
 
     weights = source_weights(data["train"], cfg.source_weights, train, accelerator.print)
-    batcher = PairedLengthBatcher(
-        [u.features.shape[0] for u in train],
-        [u.speaker for u in train],
-        cfg.max_batch_frames,
-        cfg.max_example_frames,
-        cfg.pair_prob,
-        cfg.seed,
-        num_replicas=accelerator.num_processes,
-        rank=accelerator.process_index,
-        weights=weights,
-    )
+    try:
+        batcher = PairedLengthBatcher(
+            [u.features.shape[0] for u in train],
+            [u.speaker for u in train],
+            cfg.max_batch_frames,
+            cfg.max_example_frames,
+            cfg.pair_prob,
+            cfg.seed,
+            num_replicas=accelerator.num_processes,
+            rank=accelerator.process_index,
+            weights=weights,
+        )
+    except ValueError as error:  # e.g. no utterance fits max_example_frames
+        raise SystemExit(f"error: {error}") from None
     if batcher.too_long:
         accelerator.print(
             f"{batcher.too_long} of {len(train)} training utterances are longer than max_example_frames="
@@ -852,7 +887,8 @@ def main(argv=None):
         final = accelerator.unwrap_model(model)
         ema.store(ema_parameters(final, cfg))
         ema.copy_to(ema_parameters(final, cfg))
-        if cfg.lora:  # the adapter alone: load it onto init_from with pipe.load_lora_weights(out / "final/adapter")
+        # LoRA: the adapter alone (load it onto init_from with pipe.load_lora_weights(out / "final/adapter"))
+        if cfg.lora is not None:
             final.save_adapter(out / "final" / "adapter")
         else:
             final.save_pretrained(out / "final" / "model")

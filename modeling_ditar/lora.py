@@ -238,13 +238,13 @@ class DiTARLoraMixin:
                 "add_adapter(...))"
             )
 
-    def _check_not_fused(self, action: str) -> None:
+    def _check_not_fused(self, action: str, consequence: str = "would not change what the model speaks") -> None:
         """Fusing swaps the LoRA layers out for plain ones holding the fused weights, so switching, deleting or saving
         adapters would change the bookkeeping and not what the model speaks (or save an empty adapter)."""
         if getattr(self, "_ditar_fused", None):
             raise ValueError(
-                f"The adapters are fused into the weights, so {action} would not change what the model speaks: "
-                "pipe.unfuse_lora() (on the model: unfuse_adapters()) first."
+                f"The adapters are fused into the weights, so {action} {consequence}: pipe.unfuse_lora() (on the "
+                "model: unfuse_adapters()) first."
             )
 
     def add_adapter(self, adapter_config, adapter_name: str | None = None) -> None:
@@ -276,6 +276,8 @@ class DiTARLoraMixin:
         from peft import LoraConfig, set_peft_model_state_dict
 
         adapter_name = "default" if adapter_name is None else adapter_name
+        if getattr(self, "_ditar_fused", None):
+            raise ValueError("Adapters are fused: unfuse them first (pipe.unfuse_lora(), or model.unfuse_adapters())")
         if not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name:
             raise ValueError(f"adapter_name must be a non-empty string without '.', got {adapter_name!r}.")
         if adapter_name in self._ditar_adapters():
@@ -430,7 +432,7 @@ class DiTARLoraMixin:
         from peft import get_peft_model_state_dict
 
         self._check_has_adapters()
-        self._check_not_fused("reading an adapter's weights (they are in the fused layers now)")
+        self._check_not_fused("reading an adapter's weights", "would find none (they are in the fused layers now)")
         adapter_name = adapter_name or (getattr(self, "_ditar_active", None) or [next(iter(self.peft_config))])[0]
         return get_peft_model_state_dict(self, adapter_name=adapter_name)
 
@@ -439,6 +441,7 @@ class DiTARLoraMixin:
         from safetensors.torch import save_file
 
         self._check_has_adapters()
+        self._check_not_fused("saving an adapter", "would write an empty one")
         adapter_name = adapter_name or (getattr(self, "_ditar_active", None) or [next(iter(self.peft_config))])[0]
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
@@ -625,6 +628,9 @@ class DiTARLoraLoaderMixin:
         add up at their own scale); a weighted mix: `fuse_lora(lora_scale=...)` scales the fused adapters."""
         if adapter_weights is not None:
             weights = adapter_weights if isinstance(adapter_weights, (list, tuple)) else [adapter_weights]
+            names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names or [])
+            if isinstance(adapter_weights, (list, tuple)) and len(weights) != len(names):
+                raise ValueError(f"adapter_weights has {len(weights)} values for {len(names)} adapters; give one each.")
             if any(isinstance(w, bool) or not isinstance(w, (int, float)) or w != 1.0 for w in weights):
                 raise ValueError(
                     f"adapter_weights={adapter_weights!r}: per-adapter weights are not supported (each active adapter "

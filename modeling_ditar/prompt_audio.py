@@ -317,6 +317,8 @@ def fit_prompts(pipe, prompt_audio, prompt_text, sampling_rate, max_seconds: flo
         if message is None:
             return prompt_audio, prompt_text, sampling_rate
         logger.warning("the default voice's " + message)
+        # kept cut (a folder saved with a longer voice): later calls use the kept part without a warning each
+        pipe.processor.default_voice = (fitted.numpy(), rate, text)
         return fitted.numpy(), text, rate
     many = isinstance(prompt_audio, (list, tuple))
     audios = list(prompt_audio) if many else [prompt_audio]

@@ -73,9 +73,9 @@ MAX_SEED = 2**63 - 1
 # An upload longer than this is refused before it is decoded: a prompt is cut to 8 s anyway, and a compressed file
 # (FLAC of silence packs ~300 samples per byte) could otherwise decode to gigabytes inside the model's worker.
 MAX_UPLOAD_SECONDS = 60.0
-# samples (frames x channels) an upload may decode to: 60 s of stereo at 48 kHz (23 MB as float32). The length alone
+# samples (frames x channels) an upload may decode to: 60 s of stereo at 192 kHz (92 MB as float32). The length alone
 # does not bound the work: a 338 kB FLAC of 59 s of silence in 8 channels at 655 kHz decoded to 1.7 GB.
-MAX_UPLOAD_SAMPLES = int(MAX_UPLOAD_SECONDS * 48_000 * 2)
+MAX_UPLOAD_SAMPLES = int(MAX_UPLOAD_SECONDS * 192_000 * 2)
 MAX_VOICE_NAME_CHARS = 100
 
 
@@ -268,7 +268,7 @@ def check_upload_length(data: bytes) -> None:
         raise APIError(
             413,
             f"audio: the recording holds {info.channels} channels at {info.samplerate} Hz, "
-            f"{info.frames * info.channels:,} samples in all; upload mono or stereo audio at up to 48 kHz (at most "
+            f"{info.frames * info.channels:,} samples in all; upload mono or stereo audio at up to 192 kHz (at most "
             f"{MAX_UPLOAD_SAMPLES:,} samples)",
             "audio",
             "too_large",
@@ -307,7 +307,8 @@ def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -
     audio = fitted.numpy().astype(np.float32)
     digest = hashlib.sha256(audio.tobytes() + b"\0" + kept.encode("utf-8") + struct.pack("<i", target)).hexdigest()
     voice_id = f"voice_{digest[:16]}"
-    notes = [note for note in (message, heard) if note is not None]
+    # the notes of a cut upload, in the form's field names
+    notes = [note.replace("prompt_audio", "audio").replace("prompt_text", "text") for note in (message, heard) if note]
     return Voice(voice_id, name or voice_id, kept, audio, target, notes=notes, processed=processed)
 
 

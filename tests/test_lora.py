@@ -421,13 +421,15 @@ def test_while_fused_the_adapter_controls_are_refused_instead_of_doing_nothing(t
         (pipe.disable_lora, "disabling them"),
         (pipe.enable_lora, "enabling them"),
         (lambda: pipe.delete_adapters("a"), "deleting adapters"),
-        (lambda: pipe.model.save_adapter(tmp_path / "fused-save"), "reading an adapter's weights"),
+        (lambda: pipe.model.save_adapter(tmp_path / "fused-save"), "saving an adapter"),
     ]:
         with pytest.raises(ValueError, match=f"fused into the weights, so {message} .*unfuse_lora\\(\\)"):
             action()
     assert pipe.get_active_adapters() == ["a"] and pipe.get_list_adapters() == {"model": ["a", "b"]}
     torch.testing.assert_close(torch.as_tensor(audio(pipe)), adapted_a, rtol=1e-4, atol=1e-4)
-    assert not (tmp_path / "fused-save" / ADAPTER_WEIGHTS).exists()
+    assert not (tmp_path / "fused-save").exists()
+    with pytest.raises(ValueError, match="^Adapters are fused: unfuse them first"):  # not a chained clean-up error
+        pipe.load_lora_weights(tmp_path / "a", adapter_name="c")
     pipe.unfuse_lora()
     pipe.set_adapters("b")  # unfused, the controls work again
     assert not torch.equal(torch.as_tensor(audio(pipe)), adapted_a)
@@ -448,6 +450,8 @@ def test_small_lora_mistakes_are_named(tmp_path):
     pipe.load_lora_weights(good)  # "default_1" exists: the next free name, not an error about a name never given
     assert pipe.get_list_adapters() == {"model": ["default_1", "default_2"]}
     pipe.set_adapters(["default_1"], adapter_weights=[1.0])  # diffusers' form, all at their own scale
+    with pytest.raises(ValueError, match="adapter_weights has 1 values for 2 adapters"):
+        pipe.set_adapters(["default_1", "default_2"], adapter_weights=[1.0])
     with pytest.raises(ValueError, match="per-adapter weights are not supported"):
         pipe.set_adapters(["default_1", "default_2"], adapter_weights=[0.5, 1.0])
     empty = _edited(good, tmp_path / "empty")

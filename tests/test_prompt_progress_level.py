@@ -126,6 +126,13 @@ def test_a_long_default_voice_is_cut_once_when_it_is_set(monkeypatch):
     np.testing.assert_array_equal(out.audios, expected.audios)
     with pytest.raises(TypeError, match="a DiTARVoice holds features, not audio"):
         pipe.set_default_voice(pipe.create_voice())
+    # a default voice that arrives long (a folder saved before) is cut at its first use, and kept cut
+    pipe.processor.default_voice = (audio, SR, "one two. three four. five six.")
+    with mock.patch.object(logger, "warning") as warning:
+        again = pipe(**get_dummy_inputs(prompt_audio=None, prompt_text=None))
+        pipe(**get_dummy_inputs(prompt_audio=None, prompt_text=None))
+    assert warning.call_count == 1 and len(pipe.default_voice[0]) == len(kept)
+    np.testing.assert_array_equal(again.audios, expected.audios)
 
 
 def test_too_short_prompt_names_length_minimum_and_fix(pipe):

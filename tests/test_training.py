@@ -246,6 +246,9 @@ def test_numbers_written_as_strings_are_read_as_numbers(tmp_path):
     cfg = train.TrainConfig.load(str(path))
     assert cfg.learning_rate == 1e-3 and cfg.max_steps == 100 and isinstance(cfg.max_steps, int)
     assert cfg.pair_prob == 0.5 and cfg.adam_betas == (0.9, 0.95) and cfg.mixed_precision == "no"
+    path.write_text("model:\n  ctc_loss_weight: 1e-1\n  text_config:\n    rms_norm_eps: 1e-6\n    head_dim: 16\n")
+    cfg = train.TrainConfig.load(str(path))  # nested numbers too; head_dim is read by the backbone's code
+    assert cfg.model["ctc_loss_weight"] == 0.1 and cfg.model["text_config"]["rms_norm_eps"] == 1e-6
 
 
 def test_a_batcher_with_no_example_that_fits_is_refused():
