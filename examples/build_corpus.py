@@ -726,10 +726,14 @@ def read_folder_metadata(folder: Path) -> list[dict]:
     import soundfile as sf
 
     path = folder / "metadata.csv"
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        header = reader.fieldnames or []
+    # utf-8-sig: spreadsheet programs save "CSV UTF-8" with a byte-order mark before the header
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except UnicodeDecodeError as error:
+        raise SystemExit(f"{path}: not UTF-8 text ({error}); save it with the UTF-8 encoding") from None
     if not {"file_name", "text"} <= set(header):
         first = ",".join(header)
         hint = next((f" (this header seems to use {sep!r} instead)" for sep in (";", "\t", "|") if sep in first), "")
@@ -798,6 +802,12 @@ def build_from_folder(args):
             source=f"{folder.name}:{split}",
         )
         print(f"[folder] {split} <- {folder}: {len(out[split])} utts", flush=True)
+    if len(out["validation"]) == 0:  # the held-out utterances were all outside --min-sec/--max-sec
+        raise SystemExit(
+            f"{folder}: no validation utterance is left: the {num_val} held out are all shorter than --min-sec "
+            f"{args.min_sec:g} or longer than --max-sec {args.max_sec:g} s; raise --val-fraction, change the limits "
+            "or trim the recordings"
+        )
     return DatasetDict(out), {}
 
 
@@ -1191,6 +1201,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"--min-sec {args.min_sec:g} --max-sec {args.max_sec:g}: give 0 <= --min-sec < --max-sec (seconds per "
             "utterance; every utterance outside them is dropped)"
         )
+    if not 0 < args.val_fraction < 1:
+        raise SystemExit(f"--val-fraction {args.val_fraction:g}: give a share between 0 and 1 (0.05 holds out 5%)")
     if args.from_folder and not (Path(args.from_folder) / "metadata.csv").is_file():
         what = "has no metadata.csv" if Path(args.from_folder).is_dir() else "is not a folder"
         raise SystemExit(

@@ -582,7 +582,23 @@ def test_folder_of_recordings_becomes_a_corpus(tmp_path):
     (folder / "metadata.csv").write_text("file_name,text\n")
     with pytest.raises(SystemExit, match="no rows under it"):
         bc.main(["--out", str(tmp_path / "bad"), "--from-folder", str(folder)])
+    (folder / "metadata.csv").write_bytes("file_name,text\nclips/u0.flac,Caf\xe9.\n".encode("latin-1"))
+    with pytest.raises(SystemExit, match="metadata.csv: not UTF-8 text"):  # a traceback before
+        bc.main(["--out", str(tmp_path / "bad"), "--from-folder", str(folder)])
+    with pytest.raises(SystemExit, match="--val-fraction 20: give a share between 0 and 1"):  # a percentage
+        bc.main(["--out", str(tmp_path / "bad"), "--from-folder", str(folder), "--val-fraction", "20"])
     assert not (tmp_path / "bad").exists()
+    # spreadsheets save "CSV UTF-8" with a byte-order mark, which hid the header's first column
+    rows = "".join(f"clips/u{i}.flac,Sentence {i}.\n" for i in range(3))
+    (folder / "metadata.csv").write_text("\ufefffile_name,text\n" + rows, encoding="utf-8")
+    bc.main(["--out", str(tmp_path / "bom"), "--from-folder", str(folder), "--sampling-rate", "16000"])
+    assert len(datasets.load_from_disk(str(tmp_path / "bom"))["train"]) == 2
+    # the held-out utterance outside --min-sec/--max-sec left an empty validation split, without a word
+    sf.write(folder / "clips" / "long.flac", 0.1 * rng.standard_normal(22050 * 5).astype(np.float32), 22050)
+    rows = "clips/u0.flac,One.\nclips/u1.flac,Two.\nclips/long.flac,Long.\n"  # seed 0 holds out the third row
+    (folder / "metadata.csv").write_text("file_name,text\n" + rows)
+    with pytest.raises(SystemExit, match="no validation utterance is left: the 1 held out .* --max-sec 3"):
+        bc.main(["--out", str(tmp_path / "none"), "--from-folder", str(folder), "--max-sec", "3", "--seed", "0"])
 
 
 def test_out_is_never_a_folder_of_other_files_or_the_recordings(tmp_path):
