@@ -189,14 +189,29 @@ def make_cases(args) -> dict:
     out = Path(args.out)
     if out.suffix != ".jsonl":
         out = out / "cases.jsonl"
-    cases = make_cases_from_dataset(
-        args.make_cases_from,
-        args.split,
-        args.num_cases,
-        out,
-        seed=args.seed,
-        min_prompt_seconds=args.min_prompt_seconds,
-    )
+    source = Path(args.make_cases_from)
+    if not (source / "dataset_dict.json").is_file():
+        what = "one split of a corpus" if (source / "dataset_info.json").is_file() else "not a corpus folder"
+        raise SystemExit(
+            f"error: --make-cases-from {source} is {what}: give the folder examples/build_corpus.py --out wrote (with "
+            "dataset_dict.json), and --split"
+        )
+    try:
+        cases = make_cases_from_dataset(
+            args.make_cases_from,
+            args.split,
+            args.num_cases,
+            out,
+            seed=args.seed,
+            min_prompt_seconds=args.min_prompt_seconds,
+        )
+    except ValueError as error:  # e.g. no such split: a corpus built from a folder has train and validation only
+        raise SystemExit(f"error: {error}; choose one with --split") from None
+    if not cases:
+        raise SystemExit(
+            f"error: no case could be made from the {args.split} split of {source} (a case needs two utterances of "
+            "one speaker, the prompt long enough); use a larger split, or lower --min-prompt-seconds"
+        )
     speakers = sorted({c.extra.get("speaker_id") for c in cases})
     print(f"wrote {len(cases)} cases ({len(speakers)} speakers) to {out}")
     return {"cases_file": str(out), "num_cases": len(cases), "speakers": speakers}
@@ -340,7 +355,7 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
     started = time.perf_counter()
     try:
         systems, _ = build_systems(args, rows)
-    except FileNotFoundError as error:  # a --pipeline or --feature-extractor path that is not there
+    except (FileNotFoundError, OSError) as error:  # a --pipeline or --feature-extractor path that is not there
         raise SystemExit(f"error: {error}") from None
     out.mkdir(parents=True, exist_ok=True)
     if asr is None:

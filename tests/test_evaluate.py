@@ -185,6 +185,25 @@ def test_case_builder_cli(tmp_path):
     )
     assert info["num_cases"] == 2 and Path(info["cases_file"]) == tmp_path / "c" / "cases.jsonl"
     assert len(list((tmp_path / "c" / "wavs").glob("*.wav"))) == 4
+    # mistakes named in one line (tracebacks before, or an empty cases file and exit status 0)
+    out = ["--out", str(tmp_path / "d")]
+    import shutil
+
+    from datasets import load_from_disk
+
+    load_from_disk(str(corpus))["train"].save_to_disk(str(tmp_path / "one" / "train"))  # a split folder
+    from datasets import DatasetDict
+
+    DatasetDict({"train": load_from_disk(str(corpus))["train"]}).save_to_disk(str(tmp_path / "folder-corpus"))
+    with pytest.raises(SystemExit, match="has no split 'test' .*; choose one with --split"):  # a folder's corpus
+        ev.main(["--make-cases-from", str(tmp_path / "folder-corpus"), "--split", "test", *out])
+    shutil.rmtree(tmp_path / "folder-corpus")
+    with pytest.raises(SystemExit, match="is not a corpus folder"):
+        ev.main(["--make-cases-from", str(tmp_path / "nowhere"), *out])
+    with pytest.raises(SystemExit, match="is one split of a corpus: give the folder"):
+        ev.main(["--make-cases-from", str(tmp_path / "one" / "train"), *out])
+    with pytest.raises(SystemExit, match="no case could be made from the test split"):
+        ev.main(["--make-cases-from", str(corpus), "--split", "test", "--min-prompt-seconds", "100", *out])
 
 
 def test_load_cases_validates_and_allows_prompt_only_cases(tmp_path):
