@@ -71,7 +71,9 @@ def main():
     output = Path(args.output)  # checked before generating, so no audio is lost to a bad path
     if not output.parent.is_dir():
         parser.error(f"{output.parent} does not exist: create it, or write elsewhere with -o")
-    if output.suffix.lstrip(".").upper() not in sf.available_formats():
+    if output.is_dir():
+        parser.error(f"{output} is a folder: give a file name such as {output / 'speech.wav'}")
+    if output.suffix.lstrip(".").upper() not in sf.available_formats() or sf.default_subtype(output.suffix[1:]) is None:
         parser.error(f"cannot write {output.name!r}: give a file name ending in .wav, .flac or .ogg")
     if (EMBEDDED_DEFAULT / "model_index.json").is_file():
         pipe, max_new_patches = DiTARPipeline.from_pretrained(), None

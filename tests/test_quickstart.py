@@ -32,9 +32,12 @@ def test_quickstart_writes_the_audio(tmp_path, monkeypatch, capsys):
         (["Hello.", "-o", "{tmp}/missing/hello.wav"], "missing does not exist: create it"),
         (["Hello.", "-o", "{tmp}/hello.xyz"], "cannot write 'hello.xyz'"),
         (["   ", "-o", "{tmp}/hello.wav"], "text is empty"),
+        (["Hello.", "-o", "{tmp}/folder.wav"], "folder.wav is a folder"),  # failed after generating
+        (["Hello.", "-o", "{tmp}/hello.raw"], "cannot write 'hello.raw'"),
     ],
 )
 def test_quickstart_names_a_bad_text_or_output_in_one_line(tmp_path, monkeypatch, capsys, args, message):
+    (tmp_path / "folder.wav").mkdir()
     with pytest.raises(SystemExit):
         run_quickstart(monkeypatch, *[a.format(tmp=tmp_path) for a in args])
     assert message in capsys.readouterr().err
