@@ -66,8 +66,11 @@ def training_summary(run_dir: Path | None, up_to_step: int | None = None) -> dic
         if rows:
             tail = rows[-4:]
             out["steps"] = int(rows[-1]["step"])
-            out["minutes"] = float(rows[-1]["elapsed_s"]) / 60
-            out["diffusion_loss"] = sum(float(r["diffusion_loss"]) for r in tail) / len(tail)
+            if rows[-1].get("elapsed_s"):
+                out["minutes"] = float(rows[-1]["elapsed_s"]) / 60
+            losses = [float(r["diffusion_loss"]) for r in tail if r.get("diffusion_loss")]
+            if losses:
+                out["diffusion_loss"] = sum(losses) / len(losses)
     text_use = run_dir / "text_use.csv"
     if text_use.is_file():
         lines = [line.split(",") for line in text_use.read_text().splitlines() if line and line[0].isdigit()]
@@ -86,7 +89,11 @@ ROW_SUFFIX = {"tf": "teacher-forced"}
 
 
 def table_row(label: str, row: dict, train: dict) -> list[str]:
-    training = DASH if "steps" not in train else f"{train['steps']} steps, {train['minutes']:.0f} min"
+    training = (
+        DASH
+        if "steps" not in train
+        else f"{train['steps']} steps" + (f", {train['minutes']:.0f} min" if "minutes" in train else "")
+    )
     penalty = DASH if "penalty" not in train else f"{100 * train['penalty']:+.1f}% (step {train['penalty_step']})"
     if "continuation_penalty" in train:
         penalty += f"; prompt + target {100 * train['continuation_penalty']:+.1f}%"
@@ -95,7 +102,7 @@ def table_row(label: str, row: dict, train: dict) -> list[str]:
         training,
         _num(train.get("diffusion_loss")),
         penalty,
-        str(row["cases"]),
+        str(row["cases"]) + (f" ({row['failed']} failed)" if row.get("failed") else ""),
         _pct(row.get("wer")),
         _pct(row.get("wer_capped")),
         recognised_cell(row),
@@ -136,25 +143,40 @@ def compare(entries: list[tuple[str, Path, Path | None, int | None]], title: str
     lines = [f"# {title}", "", *([intro, ""] if intro else [])]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     commands = []
-    reference_shown: set[str] = set()
+    reference_shown: set[tuple[str, str | None]] = set()
     paired: list[tuple[str, dict[str, float]]] = []
+    case_files: dict[str | None, list[str]] = {}
     for label, eval_dir, run_dir, up_to_step in entries:
         path = eval_dir / "results.json"
         if not path.is_file():
             raise SystemExit(f"{path} not found: run examples/evaluate.py --out {eval_dir} first")
-        results = json.loads(path.read_text())
+        if run_dir is not None and not run_dir.is_dir():
+            raise SystemExit(f"{label}: the run folder {run_dir} does not exist (LABEL=EVAL_DIR@RUN_DIR)")
+        try:
+            results = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise SystemExit(f"{path}: not a results.json of examples/evaluate.py ({error})") from None
+        if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
+            raise SystemExit(f"{path}: not a results.json of examples/evaluate.py (no 'rows' list)")
+        cases_file = results.get("meta", {}).get("cases_sha256")
+        case_files.setdefault(cases_file, []).append(label)
         commands.append(results.get("meta", {}).get("command", ""))
         paired.append((label, model_sims(results)))
         for row in results["rows"]:
-            if row["key"] in ("gt", "resynth"):
-                if row["key"] in reference_shown:
+            if row["key"] in ("gt", "resynth"):  # once per cases file
+                if (row["key"], cases_file) in reference_shown:
                     continue
-                reference_shown.add(row["key"])
+                reference_shown.add((row["key"], cases_file))
                 cells = table_row(row["name"], row, {})
             else:  # the model row under the entry's label; its teacher-forced row (--rows tf) says so
                 name = label if row["key"] == "model" else f"{label}, {ROW_SUFFIX.get(row['key'], row['key'])}"
                 cells = table_row(name, row, training_summary(run_dir, up_to_step))
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if len(case_files) > 1:  # different cases: the rows do not compare, and no case pairs with another
+        groups = "; ".join(", ".join(labels) for labels in case_files.values())
+        warning = f"**The entries were scored on different cases files ({groups}): their rows do not compare.**"
+        print(f"warning: {warning.strip('*')}", file=sys.stderr)
+        lines[2:2] = [warning, ""]
     lines += [
         "",
         "Training: optimizer steps and wall minutes of the run; train diffusion loss: mean of its last four "
@@ -164,7 +186,9 @@ def compare(entries: list[tuple[str, Path, Path | None, int | None]], title: str
         "examples/evaluate.py's (see its results.md).",
         "",
     ]
-    lines_paired = [paired_sim_line(label, paired[0][0], paired[0][1], sims) for label, sims in paired[1:]]
+    lines_paired = []
+    if len(case_files) == 1:  # cases pair only within one cases file
+        lines_paired = [paired_sim_line(label, paired[0][0], paired[0][1], sims) for label, sims in paired[1:]]
     if any(lines_paired):
         lines += ["Paired per case:", "", *[line for line in lines_paired if line], ""]
     lines += ["Commands:", ""]
@@ -179,6 +203,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--title", default="DiTAR evaluation comparison")
     parser.add_argument("--intro", default="", help="a paragraph under the title (what was compared, and how)")
     args = parser.parse_args(argv)
+    if args.out and Path(args.out).is_dir():
+        parser.error(f"--out {args.out} is a folder: give a markdown file name such as {Path(args.out) / 'compare.md'}")
     text = compare(args.entries, args.title, args.intro)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

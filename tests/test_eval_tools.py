@@ -217,6 +217,36 @@ def test_compare_results_errors(tmp_path):
         compare_results.main([f"x={tmp_path}"])
     with pytest.raises(SystemExit):
         compare_results.main(["no-equals-sign"])
+    # tracebacks before, or a run folder silently ignored
+    good = _results(tmp_path / "good", "shipped", 0.70, with_reference=False)
+    for content, message in [("not json", "not a results.json .*Expecting value"), ("[]", "no 'rows' list")]:
+        (tmp_path / "bad").mkdir(exist_ok=True)
+        (tmp_path / "bad" / "results.json").write_text(content)
+        with pytest.raises(SystemExit, match=message):
+            compare_results.main([f"x={tmp_path / 'bad'}"])
+    with pytest.raises(SystemExit, match="the run folder .*nowhere does not exist"):
+        compare_results.main([f"x={good}@{tmp_path / 'nowhere'}"])
+    with pytest.raises(SystemExit):
+        compare_results.main([f"x={good}", "--out", str(tmp_path)])  # a folder
+
+
+def test_compare_results_names_failed_cases_and_different_cases_files(tmp_path, capsys):
+    """A run whose cases failed showed as a plain 100% WER; entries on different cases files were put side by side
+    without a word, with one set's ground truth and SIM pairs across unrelated cases."""
+    a = _results(tmp_path / "a", "a", 0.70, with_reference=True)
+    b = _results(tmp_path / "b", "b", 0.75, with_reference=True)
+    for folder, digest in ((a, "1" * 64), (b, "2" * 64)):
+        results = json.loads((folder / "results.json").read_text())
+        results["meta"]["cases_sha256"] = digest
+        results["rows"][-1]["failed"] = 1 if folder == b else 0
+        (folder / "results.json").write_text(json.dumps(results))
+    text = compare_results.main([f"a={a}", f"b={b}"])
+    assert "**The entries were scored on different cases files (a; b): their rows do not compare.**" in text
+    assert "different cases files" in capsys.readouterr().err
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert sum(line.startswith("| ground truth |") for line in table) == 2  # one per cases file
+    assert "(1 failed)" in [line for line in table if line.startswith("| b |")][0]
+    assert "Paired per case" not in text
 
 
 def test_compare_results_reads_a_continued_run_up_to_the_given_step(tmp_path):
