@@ -718,7 +718,7 @@ def _add_serve_parser(commands, formatter) -> None:
         type=_int_at_least(1),
         metavar="K",
         help="best-of-K candidates per request (model default: its config's num_candidates; the embedded model's "
-        "best of 4 costs close to one candidate, see docs/serving.md)",
+        "best of 4 costs close to one candidate: its losers are dropped after about a second of speech)",
     )
     sampling.add_argument(
         "--prompt-spectrum-match",
