@@ -390,6 +390,23 @@ REBUILD_CORPUS = (
 )
 
 
+def backbone_changes(text_config, given: dict) -> dict:
+    """The settings of `given` that would change the backbone config `text_config` ({} when none would), compared as
+    configs, since transformers moves some settings (rope_theta into rope_parameters)."""
+    if not given:
+        return {}
+    saved = text_config.to_dict()
+    try:
+        merged = type(text_config)(**{**saved, **given}).to_dict()
+    except Exception:  # noqa: BLE001 - the class's own validation refused the mix (e.g. layer_types against the layers)
+        return {k: v for k, v in given.items() if saved.get(k) != v} or dict(given)
+    ignore = {"transformers_version", "_name_or_path", "architectures", "dtype"}
+    if all(merged.get(k) == saved.get(k) for k in (set(merged) | set(saved)) - ignore):
+        return {}
+    # the given settings that differ (derived ones, such as layer_types, follow them)
+    return {k: v for k, v in given.items() if merged.get(k, v) != saved.get(k)} or dict(given)
+
+
 def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
     from modeling_ditar import DiTARFeatureExtractor, DiTARProcessor, build_ditar_tokenizer
     from modeling_ditar.training_data import check_corpus_features
@@ -411,22 +428,8 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
             # a student distilled from the LocDiT and backbone that training is about to change would no longer match
             print(f"{model_dir}: its candidate LocDiT is left out of training and of the trained model", flush=True)
             config.candidate_locdit = False
-        # the backbone comes from init_from: a text_config that says otherwise was dropped without a word. Compared as
-        # configs, since transformers moves some settings (rope_theta into rope_parameters)
-        saved = config.text_config.to_dict()
-        given = cfg.model.get("text_config") or {}
-        try:
-            merged = type(config.text_config)(**{**saved, **given}).to_dict()
-        except Exception:  # noqa: BLE001 - the config class's own validation (e.g. layer_types against the layers)
-            merged = None
-        if merged is None:  # the class refused the mix: name the given settings that differ as they stand
-            changed = {k: v for k, v in given.items() if saved.get(k) != v} or dict(given)
-        else:
-            ignore = {"transformers_version", "_name_or_path", "architectures", "dtype"}
-            keys = (set(merged) | set(saved)) - ignore
-            differs = any(merged.get(k) != saved.get(k) for k in keys)
-            # name the given settings that differ (derived ones such as layer_types follow them)
-            changed = {k: v for k, v in given.items() if merged.get(k, v) != saved.get(k)} or given if differs else {}
+        # the backbone comes from init_from: a text_config that says otherwise was dropped without a word
+        changed = backbone_changes(config.text_config, cfg.model.get("text_config") or {})
         if changed:
             raise ValueError(
                 f"model.text_config {changed} differs from init_from's backbone ({model_dir}), which training keeps; "
