@@ -143,68 +143,74 @@ class TrainConfig:
             )
         if self.num_threads is not None and not self.num_threads >= 1:
             problems.append(f"num_threads must be at least 1 (or unset), got {self.num_threads!r}")
-        if self.lora is not None:
-            from modeling_ditar.lora import default_lora_config
-
-            own = [n for n in inspect.signature(default_lora_config).parameters if n != "kwargs"]
-            try:  # the rest goes to peft's LoraConfig
-                from peft import LoraConfig
-
-                known = own + [f.name for f in fields(LoraConfig)]
-            except ImportError:
-                known = own
-            for name in sorted(set(self.lora) - set(known), key=str):
-                close = difflib.get_close_matches(str(name), own, n=1) or difflib.get_close_matches(
-                    str(name), known, n=1
-                )
-                hint = (
-                    f" (did you mean {close[0]!r}?)"
-                    if close
-                    else f" (settings: {', '.join(own)}, or peft's LoraConfig)"
-                )
-                problems.append(f"lora.{name} is not a LoRA setting{hint}")
-            if "targets" in self.lora:
-                try:
-                    from modeling_ditar.lora import lora_target_modules
-
-                    lora_target_modules(self.lora["targets"])
-                except (ValueError, AttributeError, TypeError) as err:
-                    problems.append(f"lora.targets: {err}")
-            if self.trainable_modules:
-                problems.append(
-                    "lora and trainable_modules cannot be combined: LoRA trains its adapter and saves nothing else, "
-                    "trainable_modules trains whole modules; choose one"
-                )
+        problems += self._lora_problems()
         # DiTARConfig keeps any keyword it is given, so a misspelt model setting would otherwise train without it
         known = set(DiTARConfig().to_dict()) | set(LEGACY_GENERATION_KEYS)  # generation settings it still takes
-        for name in sorted(set(self.model or {}) - known, key=str):
-            close = difflib.get_close_matches(str(name), sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else " (see DiTARConfig's arguments)"
-            problems.append(f"model.{name} is not a DiTARConfig setting{hint}")
-        if not self.init_from and not problems and not (set(self.model or {}) - known):
+        problems += _misspelt(self.model or {}, known, "model.{name} is not a DiTARConfig setting",
+                              " (see DiTARConfig's arguments)")  # fmt: skip
+        if not self.init_from and not problems:
             try:  # a new model's settings, checked now rather than when the model is built after the corpus is read
                 DiTARConfig(**(self.model or {}))._check_values()
             except (ValueError, TypeError) as err:
                 problems.append(f"model: {err}")
         text_config = (self.model or {}).get("text_config")
         if isinstance(text_config, dict):  # transformers' configs also keep any keyword: a typo would go unnoticed
-            from transformers import AutoConfig
-
-            model_type = text_config.get("model_type", "qwen2")
-            try:
-                backbone = AutoConfig.for_model(model_type)
-                backbone_keys = set(backbone.to_dict()) | set(inspect.signature(type(backbone).__init__).parameters)
-                # older names transformers still converts, and settings its models read with getattr
-                backbone_keys |= {"rope_theta", "rope_scaling", "head_dim", "partial_rotary_factor", "attention_bias"}
-            except ValueError:
-                problems.append(f"model.text_config.model_type {model_type!r} is not a transformers model type")
-                backbone_keys = None
-            for name in sorted(set(text_config) - (backbone_keys or set(text_config)), key=str):
-                close = difflib.get_close_matches(str(name), sorted(backbone_keys), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                problems.append(f"model.text_config.{name} is not a {model_type} config setting{hint}")
+            problems += _backbone_problems(text_config)
         if problems:
             raise ValueError(f"{source}: {problems[0]}")
+
+    def _lora_problems(self) -> list[str]:
+        if self.lora is None:
+            return []
+        from modeling_ditar.lora import default_lora_config, lora_target_modules
+
+        own = [n for n in inspect.signature(default_lora_config).parameters if n != "kwargs"]
+        try:  # the rest goes to peft's LoraConfig
+            from peft import LoraConfig
+
+            known = own + [f.name for f in fields(LoraConfig)]
+        except ImportError:
+            known = own
+        fallback = f" (settings: {', '.join(own)}, or peft's LoraConfig)"
+        problems = _misspelt(self.lora, known, "lora.{name} is not a LoRA setting", fallback, prefer=own)
+        if "targets" in self.lora:
+            try:
+                lora_target_modules(self.lora["targets"])
+            except (ValueError, AttributeError, TypeError) as err:
+                problems.append(f"lora.targets: {err}")
+        if self.trainable_modules:
+            problems.append(
+                "lora and trainable_modules cannot be combined: LoRA trains its adapter and saves nothing else, "
+                "trainable_modules trains whole modules; choose one"
+            )
+        return problems
+
+
+def _misspelt(names, known, message: str, fallback: str = "", prefer=()) -> list[str]:
+    """`message` (naming `{name}`) for every name that is not in `known`, with the nearest known name (usually the
+    typo's fix; names in `prefer` first) or else `fallback`."""
+    problems = []
+    for name in sorted(set(names) - set(known), key=str):
+        close = difflib.get_close_matches(str(name), list(prefer), n=1) or difflib.get_close_matches(
+            str(name), sorted(known), n=1
+        )
+        problems.append(message.format(name=name) + (f" (did you mean {close[0]!r}?)" if close else fallback))
+    return problems
+
+
+def _backbone_problems(text_config: dict) -> list[str]:
+    """A new backbone's settings that its transformers config class does not know."""
+    from transformers import AutoConfig
+
+    model_type = text_config.get("model_type", "qwen2")
+    try:
+        backbone = AutoConfig.for_model(model_type)
+    except ValueError:
+        return [f"model.text_config.model_type {model_type!r} is not a transformers model type"]
+    known = set(backbone.to_dict()) | set(inspect.signature(type(backbone).__init__).parameters)
+    # older names transformers still converts, and settings its models read with getattr
+    known |= {"rope_theta", "rope_scaling", "head_dim", "partial_rotary_factor", "attention_bias"}
+    return _misspelt(text_config, known, f"model.text_config.{{name}} is not a {model_type} config setting")
 
 
 def read_settings(path: str | Path, cls, kind: str) -> dict:
