@@ -214,6 +214,9 @@ def _check_adapter_fits(model: nn.Module, rank: int, state: dict, source) -> Non
         raise ValueError(f"{source}: this adapter does not fit this model ({listing}); nothing was loaded.")
 
 
+FUSED_NO_NEW_ADAPTER = "Adapters are fused: unfuse them first (pipe.unfuse_lora(), or model.unfuse_adapters())"
+
+
 class DiTARLoraMixin:
     """LoRA adapters on a DiTAR model (module docstring). Adapter state: `peft_config` {name: LoraConfig}."""
 
@@ -258,7 +261,7 @@ class DiTARLoraMixin:
         if adapter_name in adapters:
             raise ValueError(f"Adapter {adapter_name!r} already exists; delete_adapter it or pick another name")
         if getattr(self, "_ditar_fused", None):
-            raise ValueError("Adapters are fused: unfuse them first (pipe.unfuse_lora(), or model.unfuse_adapters())")
+            raise ValueError(FUSED_NO_NEW_ADAPTER)
         adapter_config = copy.deepcopy(adapter_config)
         adapter_config.base_model_name_or_path = getattr(self, "name_or_path", None) or None
         adapter_config.inference_mode = False
@@ -277,7 +280,7 @@ class DiTARLoraMixin:
 
         adapter_name = "default" if adapter_name is None else adapter_name
         if getattr(self, "_ditar_fused", None):
-            raise ValueError("Adapters are fused: unfuse them first (pipe.unfuse_lora(), or model.unfuse_adapters())")
+            raise ValueError(FUSED_NO_NEW_ADAPTER)
         if not isinstance(adapter_name, str) or not adapter_name or "." in adapter_name:
             raise ValueError(f"adapter_name must be a non-empty string without '.', got {adapter_name!r}.")
         if adapter_name in self._ditar_adapters():

@@ -275,6 +275,11 @@ def check_upload_length(data: bytes) -> None:
         )
 
 
+def _form_names(text: str) -> str:
+    """The pipeline's argument names in a message, as the upload form's fields are called."""
+    return text.replace("prompt_audio", "audio").replace("prompt_text", "text")
+
+
 def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -> Voice:
     """Decode an uploaded recording and check it with its transcript the way the pipeline will use them; raises
     `APIError` (400, or 413 for a recording too long to decode) naming what is wrong. Without a transcript the
@@ -299,8 +304,7 @@ def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -
     except (ValueError, TypeError) as err:
         text = str(err)
         param = "text" if text.startswith("prompt_text") else "audio"
-        # the pipeline's names for what the upload's form fields are called here
-        text = text.replace("prompt_audio", "audio").replace("prompt_text", "text")
+        text = _form_names(text)
         raise APIError(400, text, param, "bad_voice") from None
     except RuntimeError as err:  # the recogniser failed: the server's fault, said as such
         raise APIError(500, str(err), "audio", "transcription_failed") from None
@@ -308,7 +312,7 @@ def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -
     digest = hashlib.sha256(audio.tobytes() + b"\0" + kept.encode("utf-8") + struct.pack("<i", target)).hexdigest()
     voice_id = f"voice_{digest[:16]}"
     # the notes of a cut upload, in the form's field names
-    notes = [note.replace("prompt_audio", "audio").replace("prompt_text", "text") for note in (message, heard) if note]
+    notes = [_form_names(note) for note in (message, heard) if note]
     return Voice(voice_id, name or voice_id, kept, audio, target, notes=notes, processed=processed)
 
 
