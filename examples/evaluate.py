@@ -355,7 +355,7 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
     started = time.perf_counter()
     try:
         systems, _ = build_systems(args, rows)
-    except (FileNotFoundError, OSError) as error:  # a --pipeline or --feature-extractor path that is not there
+    except OSError as error:  # a --pipeline or --feature-extractor path that is not there, or not loadable
         raise SystemExit(f"error: {error}") from None
     out.mkdir(parents=True, exist_ok=True)
     if asr is None:
