@@ -401,7 +401,30 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
     print()
     print(render_table(results["rows"]))
     print(f"\nwrote {out / 'results.md'} and {out / 'results.json'}")
+    _report_failures(results)
     return results
+
+
+def _report_failures(results: dict) -> None:
+    """Say which rows lost cases to errors. A row that failed every case measured nothing: its table line reads as
+    silence (WER 1.0), so the command fails (exit status 1) instead of passing for an evaluation; the files stay."""
+    all_failed = []
+    for row in results["rows"]:
+        if not row.get("failed"):
+            continue
+        first = next(
+            case["rows"][row["key"]]["error"]
+            for case in results["cases"]
+            if (case["rows"].get(row["key"]) or {}).get("error")
+        )
+        print(f"warning: {row['failed']} of {row['cases']} cases failed in row {row['key']!r}; first: {first}")
+        if row["failed"] == row["cases"]:
+            all_failed.append(f"{row['key']!r} ({first})")
+    if all_failed:
+        raise SystemExit(
+            f"error: every case failed in row {', '.join(all_failed)}: nothing was measured there; the errors are "
+            "in results.md (per case) and results.json"
+        )
 
 
 def main(argv: list[str] | None = None, asr=None, speaker_encoder=None, quality=None) -> dict:

@@ -30,7 +30,7 @@ from eval_lib.cases import Case, load_cases, make_cases_from_dataset, select_pai
 from eval_lib.metrics import WordStats, aggregate_word_stats, cosine, normalize_text, word_stats  # noqa: E402
 from eval_lib.report import render_markdown, render_table  # noqa: E402
 from eval_lib.runner import run_evaluation  # noqa: E402
-from eval_lib.systems import GroundTruthSystem, ResynthesisSystem, case_seed, read_audio  # noqa: E402
+from eval_lib.systems import GroundTruthSystem, ResynthesisSystem, SystemOutput, case_seed, read_audio  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------------------------
 # stubs behind the ASR / speaker interfaces
@@ -960,3 +960,38 @@ def test_a_missing_cases_file_pipeline_or_zero_cases_ends_with_one_line_before_a
     with pytest.raises(SystemExit, match="^error: --rows gt scores the ground truth, but none of the .* target_audio"):
         ev.main(["--cases", str(prompt_only), "--out", str(out), "--rows", "gt,model"], **stubs)
     assert not out.exists() and (tmp_path / "file").read_text() == "kept"
+
+
+def test_a_row_that_fails_every_case_fails_the_command_after_writing_its_results(tmp_path, monkeypatch, capsys):
+    class Broken:
+        key, name = "model", "broken"
+
+        def applies(self, case):
+            return True
+
+        def __call__(self, case):
+            raise ValueError("prompt too short")
+
+        def describe(self):
+            return {}
+
+    class FailsOnce(Broken):
+        key, name = "flaky", "fails on c1"
+
+        def __call__(self, case):
+            if case.id == "c1":
+                raise RuntimeError("out of memory")
+            return SystemOutput(tone(0.1), SR)
+
+    cases = _cases(tmp_path)
+    stubs = {"asr": StubASR(), "speaker_encoder": StubSpeaker()}
+    monkeypatch.setattr(ev, "build_systems", lambda args, rows: ([FailsOnce()], None))
+    results = ev.main(["--cases", str(cases), "--out", str(tmp_path / "partly")], **stubs)
+    assert results["rows"][0]["failed"] == 1
+    assert "warning: 1 of 3 cases failed in row 'flaky'; first: RuntimeError: out of memory" in capsys.readouterr().out
+
+    monkeypatch.setattr(ev, "build_systems", lambda args, rows: ([FailsOnce(), Broken()], None))
+    with pytest.raises(SystemExit, match="^error: every case failed in row 'model' \\(ValueError: prompt too short\\)"):
+        ev.main(["--cases", str(cases), "--out", str(tmp_path / "broken")], **stubs)
+    written = json.loads((tmp_path / "broken" / "results.json").read_text())
+    assert [r["failed"] for r in written["rows"]] == [1, 3]
