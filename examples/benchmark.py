@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -529,7 +530,13 @@ def compare_systems(args, out_dir: Path):
         f"{time.strftime('%Y-%m-%d')}"
     )
     log(header)
-    systems = build_systems([s for s in args.systems.split(",") if s], args, log)
+    skipped = []
+    systems = build_systems(_names(args.systems), args, log, skipped=skipped)
+    if not systems:
+        raise SystemExit(
+            "error: none of the requested systems could be built, nothing was measured: "
+            + "; ".join(f"{name}: {reason}" for name, reason in skipped)
+        )
     results = out_dir / "systems.jsonl"
     rows = []
     try:
@@ -544,18 +551,141 @@ def compare_systems(args, out_dir: Path):
             system.close()
     after = os.getloadavg()
     text = "\n".join(
-        [header, *(f"- {s.describe()}" for s in systems), "", systems_table(rows), "", SYSTEMS_NOTES]
+        [header, *(f"- {s.describe()}" for s in systems), *(f"- {n}: skipped, {why}" for n, why in skipped)]
+        + ["", systems_table(rows), "", SYSTEMS_NOTES]
         + [f"\nload average after: {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}"]
     )
     (out_dir / "systems.md").write_text(text + "\n")
     log("\n" + text + f"\nresults appended to {results}, table in {out_dir / 'systems.md'}")
 
 
+# Options whose default depends on --quick (None in the parser): the value --quick gives where the option is not
+# given, else the plain default. Given options are always kept.
+PLAIN_DEFAULTS = {
+    "sizes": "ship,40M",
+    "seconds": "5,10,20,40",
+    "batches": "1,4,16",
+    "repeats": 2,
+    "nar_timed_steps": NAR_STEPS,
+    "ditar_budget": 120.0,
+    "nar_max_step_seconds": 90.0,
+    "quiet_wait": 20.0,
+}
+QUICK_DEFAULTS = {
+    "grid": {"sizes": "ship", "seconds": "5,10", "batches": "1,4", "repeats": 1, "nar_timed_steps": 4},
+    "systems": {
+        "seconds": "10",
+        "batches": "1,4",
+        "repeats": 1,
+        "nar_timed_steps": 1,
+        "ditar_budget": 20.0,
+        "nar_max_step_seconds": 30.0,
+        "quiet_wait": 3.0,
+    },
+}
+# The options each mode reads besides --out-dir: any other one given would have no effect there, so it is refused.
+MODE_OPTIONS = {
+    "grid": {
+        "sizes",
+        "seconds",
+        "batches",
+        "repeats",
+        "threads",
+        "steps",
+        "guidance_scale",
+        "temperature",
+        "nar_timed_steps",
+        "nar_budget",
+        "nar_max_step_seconds",
+        "ditar_budget",
+        "no_nar",
+        "no_flops",
+        "reference",
+        "compile",
+        "prune",
+        "static_cache",
+        "quick",
+    },  # fmt: skip
+    "systems": {
+        "systems",
+        "seconds",
+        "batches",
+        "repeats",
+        "threads",
+        "nar_timed_steps",
+        "nar_budget",
+        "nar_max_step_seconds",
+        "ditar_budget",
+        "no_flops",
+        "ditar_model",
+        "f5_python",
+        "quiet_wait",
+        "quick",
+    },  # fmt: skip
+    "knobs": {"knobs", "sizes", "repeats", "threads", "steps", "guidance_scale", "temperature"},
+    "from-jsonl": {"from_jsonl"},
+}
+
+
+def mode_of(args) -> str:
+    if args.from_jsonl is not None:
+        return "from-jsonl"
+    if args.systems is not None:
+        return "systems"
+    return "knobs" if args.knobs else "grid"
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def check_arguments(parser: argparse.ArgumentParser, args) -> None:
-    """Every setting that cannot work is named before anything is built or timed."""
-    for name in ("threads", "repeats", "steps"):
+    """Every setting that cannot work, or would have no effect, is named before anything is built or timed. Fills the
+    options whose defaults depend on --quick."""
+    mode = mode_of(args)
+    ignored = [
+        "--" + name.replace("_", "-")
+        for name, value in vars(args).items()
+        if name != "out_dir" and name not in MODE_OPTIONS[mode] and value != parser.get_default(name)
+    ]
+    if ignored:
+        what = {
+            "from-jsonl": "--from-jsonl (it re-renders saved results)",
+            "systems": "--systems",
+            "knobs": "--knobs",
+            "grid": "the size grid (without --systems or --knobs)",
+        }[mode]
+        parser.error(
+            f"{', '.join(ignored)}: no effect with {what}; "
+            f"leave {'it' if len(ignored) == 1 else 'them'} out (this mode reads "
+            f"{', '.join('--' + o.replace('_', '-') for o in sorted(MODE_OPTIONS[mode]))})"
+        )
+    _check_out_dir(parser, Path(args.out_dir))
+    if mode == "from-jsonl":
+        if not args.from_jsonl:
+            parser.error("--from-jsonl: give one or more results.jsonl files of the size grid")
+        return
+    quick = QUICK_DEFAULTS.get(mode, {}) if args.quick else {}
+    for name, value in PLAIN_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick.get(name, value))
+    if args.reference and (args.compile or args.prune or args.static_cache):
+        parser.error(
+            "--reference times the path without the fast-generation shortcuts: leave out --compile, --prune "
+            "and --static-cache, or --reference"
+        )
+    for name in ("threads", "repeats", "steps", "nar_timed_steps"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} {getattr(args, name)}: give at least 1")
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: give at least 1")
+    for name in ("nar_budget", "nar_max_step_seconds", "ditar_budget"):
+        if not math.isfinite(getattr(args, name)) or getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: give a number of seconds above 0")
+    if not math.isfinite(args.quiet_wait) or args.quiet_wait < 0:
+        parser.error(f"--quiet-wait {args.quiet_wait}: give a number of seconds, 0 or more")
+    if not (math.isfinite(args.temperature) and 0 <= args.temperature <= 1):
+        parser.error(f"--temperature {args.temperature}: give a number in [0, 1]")
+    if not (math.isfinite(args.guidance_scale) and args.guidance_scale >= 0):
+        parser.error(f"--guidance-scale {args.guidance_scale}: give a number, 0 or more (1: no guidance)")
     for name, kind in (("seconds", float), ("batches", int)):
         try:
             values = parse_list(getattr(args, name), kind)
@@ -563,41 +693,91 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> None:
             parser.error(f"--{name} {getattr(args, name)!r}: give comma-separated {kind.__name__}s, e.g. 5,10")
         if not values or min(values) <= 0:
             parser.error(f"--{name} {getattr(args, name)!r}: give comma-separated numbers above 0")
-    unknown = [s for s in args.sizes.split(",") if s and s not in DITAR_SIZES]
-    if unknown or not [s for s in args.sizes.split(",") if s]:
-        parser.error(f"--sizes {args.sizes!r}: choose among {', '.join(DITAR_SIZES)}")
-    if args.systems is not None:
-        from benchmark_lib.systems import SYSTEMS
-
-        names = [s.strip() for s in args.systems.split(",") if s.strip()]
-        unknown = [s for s in names if s not in SYSTEMS]
+        if len(set(values)) < len(values):
+            parser.error(f"--{name} {getattr(args, name)!r}: a value is given twice; give each once")
+    shortest = 1 / PATCHES_PER_SECOND
+    if any(not math.isfinite(s) or round(s * PATCHES_PER_SECOND) < 1 for s in parse_list(args.seconds)):
+        parser.error(f"--seconds {args.seconds!r}: give finite lengths of at least {shortest:g} s (one patch)")
+    for name, known in (("sizes", DITAR_SIZES), ("systems", None)):
+        text = getattr(args, name)
+        if text is None:
+            continue
+        if known is None:
+            from benchmark_lib.systems import SYSTEMS as known
+        names = _names(text)
+        unknown = [n for n in names if n not in known]
         if unknown or not names:
-            parser.error(f"--systems {args.systems!r}: choose among {', '.join(SYSTEMS)} (comma-separated)")
-    if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
-        parser.error(f"--out-dir {args.out_dir} is a file: give a folder")
+            parser.error(
+                f"--{name} {text!r}: "
+                + (f"unknown {', '.join(map(repr, unknown))}; " if unknown else "")
+                + f"choose among {', '.join(known)} (comma-separated)"
+            )
+        if len(set(names)) < len(names):
+            parser.error(f"--{name} {text!r}: a name is given twice; give each once")
+    if args.ditar_model is not None and not (Path(args.ditar_model) / "model_index.json").is_file():
+        parser.error(
+            f"--ditar-model {args.ditar_model}: not a saved DiTARPipeline folder (no model_index.json); give the "
+            "folder `save_pretrained` wrote, or leave it out for the shipped default"
+        )
+
+
+def _check_out_dir(parser: argparse.ArgumentParser, out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out-dir {out} is a file: give a folder")
+    existing = next((parent for parent in out.parents if parent.exists()), Path("."))
+    if not out.exists() and (not existing.is_dir() or not os.access(existing, os.W_OK)):
+        parser.error(f"--out-dir {out}: cannot create it ({existing} is not a writable folder)")
+
+
+def read_grid_results(parser: argparse.ArgumentParser, paths: list[str]) -> list[dict]:
+    """The rows of saved size-grid results, newest last; every problem is named before anything is written."""
+    rows = []
+    for path in paths:
+        try:
+            lines = Path(path).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            parser.error(f"--from-jsonl {path}: cannot read it ({error.strerror or error})")
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                parser.error(f"--from-jsonl {path}, line {number}: not JSON ({error.msg})")
+            if not isinstance(row, dict) or not {"size", "seconds", "batch", "threads", "settings"} <= row.keys():
+                hint = " (a --systems run's systems.jsonl: its table is systems.md)" if "system" in str(row) else ""
+                parser.error(f"--from-jsonl {path}, line {number}: not a row of the size grid's results.jsonl{hint}")
+            rows.append(row)
+    if not rows:
+        parser.error(f"--from-jsonl {' '.join(paths)}: no results in them")
+    return rows
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="ship,40M")
-    parser.add_argument("--seconds", default="5,10,20,40", help="speech lengths (s)")
-    parser.add_argument("--batches", default="1,4,16")
-    parser.add_argument("--repeats", type=int, default=2, help="timed rounds (DiTAR and NAR alternate)")
+    parser.add_argument("--sizes", help="model sizes, comma-separated (default ship,40M; --quick: ship)")
+    parser.add_argument("--seconds", help="speech lengths in s (default 5,10,20,40; --quick: 5,10, with --systems 10)")
+    parser.add_argument("--batches", help="batch sizes (default 1,4,16; --quick: 1,4)")
+    parser.add_argument("--repeats", type=int, help="timed rounds, DiTAR and NAR alternate (default 2; --quick: 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: robust on a shared box)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--guidance-scale", type=float, default=2.0)
     parser.add_argument("--temperature", type=float, default=0.5)
     parser.add_argument(
-        "--nar-timed-steps", type=int, default=NAR_STEPS, help="NAR steps actually run per timed run (scaled to 32)"
+        "--nar-timed-steps",
+        type=int,
+        help=f"NAR steps actually run per timed run, scaled to {NAR_STEPS} (default {NAR_STEPS}; --quick: 4, with "
+        "--systems 1)",
     )
     parser.add_argument("--nar-budget", type=float, default=60.0, help="max seconds per timed NAR run")
     parser.add_argument(
         "--nar-max-step-seconds",
         type=float,
-        default=90.0,
-        help="skip the NAR point if one of its steps is estimated to take longer",
+        help="skip the NAR point if one of its steps is estimated to take longer (default 90; --quick --systems: 30)",
     )
-    parser.add_argument("--ditar-budget", type=float, default=120.0, help="max seconds per timed DiTAR run")
+    parser.add_argument(
+        "--ditar-budget", type=float, help="max seconds per timed DiTAR run (default 120; --quick --systems: 20)"
+    )
     parser.add_argument("--no-nar", action="store_true")
     parser.add_argument("--no-flops", action="store_true")
     parser.add_argument(
@@ -606,7 +786,11 @@ def main(argv=None):
     parser.add_argument("--compile", action="store_true", help="model.enable_fast_generation(compile=True)")
     parser.add_argument("--prune", action="store_true", help="drop finished rows (no effect: rows never stop here)")
     parser.add_argument("--static-cache", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="ship size, 5 and 10 s, batch 1 and 4, one round")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="ship size, 5 and 10 s, batch 1 and 4, one round (with --systems: 10 s); options given are kept",
+    )
     parser.add_argument("--out-dir", default="outputs/benchmark")
     parser.add_argument("--from-jsonl", nargs="*", help="only re-render the table and plot from saved results")
     parser.add_argument("--knobs", action="store_true", help="time the inference knobs instead of the grid")
@@ -616,17 +800,24 @@ def main(argv=None):
         "nar (comma-separated)",
     )
     parser.add_argument("--ditar-model", help="DiTAR pipeline folder for --systems (default: the shipped default)")
-    parser.add_argument("--f5-python", default=".venv-f5/bin/python", help="python of the F5-TTS environment")
     parser.add_argument(
-        "--quiet-wait", type=float, default=20.0, help="--systems: max seconds a timed run waits for free cores"
+        "--f5-python",
+        default=str(Path(__file__).resolve().parents[1] / ".venv-f5" / "bin" / "python"),
+        help="python of the F5-TTS environment (default: the repository's .venv-f5, which "
+        "examples/scripts/install_f5tts_bench_env.sh creates)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="--systems: max seconds a timed run waits for free cores (default 20; --quick: 3)",
     )
     args = parser.parse_args(argv)
     check_arguments(parser, args)
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     if args.from_jsonl:
-        rows = [json.loads(line) for path in args.from_jsonl for line in Path(path).read_text().splitlines() if line]
+        rows = read_grid_results(parser, args.from_jsonl)
+        out_dir.mkdir(parents=True, exist_ok=True)
         latest = {(r["size"], r["seconds"], r["batch"], r["threads"], r["settings"]): r for r in rows}  # last wins
         rows = sorted(latest.values(), key=lambda r: (r["threads"], r["params"], r["batch"], r["seconds"]))
         # FLOPs per second of speech do not depend on the batch or threads: fill runs made with --no-flops
@@ -638,14 +829,8 @@ def main(argv=None):
                 r["flops_nar_per_audio_s"] = source["flops_nar_per_audio_s"]
         print(report(rows, out_dir, f"Results from {', '.join(args.from_jsonl)}"))
         return
-    if args.quick and args.systems:
-        args.seconds, args.batches, args.repeats = "10", "1,4", 1
-        args.nar_timed_steps, args.ditar_budget, args.nar_max_step_seconds = 1, 20.0, 30.0
-        args.quiet_wait = min(args.quiet_wait, 3.0)
-    elif args.quick:
-        args.sizes, args.seconds, args.batches, args.repeats = "ship", "5,10", "1,4", 1
-        args.nar_timed_steps = min(args.nar_timed_steps, 4)
-    args.sizes = [s for s in args.sizes.split(",") if s]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    args.sizes = _names(args.sizes)
     args.seconds = parse_list(args.seconds)
     args.batches = parse_list(args.batches, int)
     torch.set_num_threads(args.threads)

@@ -208,9 +208,22 @@ def test_f5_runner_protocol_with_a_tiny_model():
         (["--repeats", "0"], "--repeats 0: give at least 1"),  # ran the warm-up, then failed on an empty min()
         (["--batches", "0"], "--batches '0': give comma-separated numbers above 0"),
         (["--seconds", "abc"], "--seconds 'abc': give comma-separated floats"),
-        (["--sizes", "nope"], "--sizes 'nope': choose among ship"),  # a KeyError
+        (["--sizes", "nope"], "--sizes 'nope': unknown 'nope'; choose among ship"),  # a KeyError
         (["--systems", ""], "--systems '': choose among ditar"),  # silently ran the whole size grid
-        (["--systems", "ditar,vall-e"], "--systems 'ditar,vall-e': choose among"),
+        (["--systems", "ditar,vall-e"], "--systems 'ditar,vall-e': unknown 'vall-e'; choose among"),
+        (["--systems", "nar,nar"], "a name is given twice"),  # two identical rows sharing one timing
+        (["--nar-timed-steps", "-1"], "--nar-timed-steps -1: give at least 1"),  # negative timings, exit 0
+        (["--seconds", "0.01"], "give finite lengths of at least 0.08 s (one patch)"),  # "skipped", wrong reason
+        (["--seconds", "nan"], "give finite lengths"),  # a ValueError deep in the run
+        (["--temperature", "2"], "--temperature 2.0: give a number in [0, 1]"),  # failed after building the model
+        (["--quiet-wait", "nan", "--systems", "nar"], "--quiet-wait nan"),  # waited without a limit
+        (["--from-jsonl"], "--from-jsonl: give one or more results.jsonl"),  # ran the whole 35-minute grid
+        (["--ditar-model", "x"], "--ditar-model: no effect with the size grid"),  # ignored, not even checked
+        (["--systems", "ditar", "--sizes", "40M", "--steps", "4"], "--sizes, --steps: no effect with --systems"),
+        (["--systems", "nar", "--no-nar"], "--no-nar: no effect with --systems"),  # nar still ran
+        (["--knobs", "--seconds", "5"], "--seconds: no effect with --knobs"),  # always 10 s
+        (["--reference", "--compile"], "leave out --compile"),  # compile dropped, settings read "reference"
+        (["--systems", "ditar", "--ditar-model", "nowhere"], "--ditar-model nowhere: not a saved DiTARPipeline"),
     ],
 )
 def test_benchmark_arguments_that_cannot_work_are_named_first(argv, message, capsys, tmp_path):
@@ -220,3 +233,58 @@ def test_benchmark_arguments_that_cannot_work_are_named_first(argv, message, cap
         benchmark.main([*argv, "--out-dir", str(tmp_path / "out")])
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_out_dir_below_a_file_is_named_first(tmp_path, capsys):
+    import benchmark
+
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(SystemExit):
+        benchmark.main(["--out-dir", str(tmp_path / "notes.txt" / "sub")])
+    assert "notes.txt is not a writable folder" in capsys.readouterr().err
+
+
+def test_quick_fills_only_the_options_not_given(monkeypatch, tmp_path):
+    """`--quick --repeats 3` ran one round: --quick overwrote the options given with it."""
+    import benchmark
+
+    seen = {}
+    monkeypatch.setattr(benchmark, "compare_systems", lambda args, out_dir: seen.update(vars(args)))
+    benchmark.main(["--systems", "nar", "--quick", "--repeats", "3", "--out-dir", str(tmp_path)])
+    assert (seen["repeats"], seen["seconds"], seen["batches"], seen["quiet_wait"]) == (3, [10.0], [1, 4], 3.0)
+    benchmark.main(["--systems", "nar", "--out-dir", str(tmp_path)])
+    assert (seen["repeats"], seen["seconds"], seen["quiet_wait"]) == (2, [5.0, 10.0, 20.0, 40.0], 20.0)
+
+
+def test_from_jsonl_names_bad_results_before_writing_anything(tmp_path, capsys):
+    import benchmark
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "table.md").write_text("the earlier table")
+    systems_rows = tmp_path / "systems.jsonl"
+    systems_rows.write_text(json.dumps({"system": "nar", "seconds": 10, "batch": 1}) + "\n")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    for path, message in (
+        (tmp_path / "missing.jsonl", "cannot read it"),
+        (systems_rows, "line 1: not a row of the size grid's results.jsonl (a --systems run's systems.jsonl"),
+        (empty, "no results in them"),
+    ):
+        with pytest.raises(SystemExit):
+            benchmark.main(["--from-jsonl", str(path), "--out-dir", str(out)])
+        assert message in capsys.readouterr().err
+    assert (out / "table.md").read_text() == "the earlier table"
+
+
+def test_every_requested_system_skipped_is_an_error_and_a_skipped_one_is_reported(monkeypatch, tmp_path):
+    import benchmark
+
+    def build(names, args, log, skipped=None):
+        skipped.append(("f5", "no F5-TTS environment at .venv-f5/bin/python"))
+        return []
+
+    monkeypatch.setattr(systems, "build_systems", build)
+    with pytest.raises(SystemExit, match="none of the requested systems could be built.*f5: no F5-TTS environment"):
+        benchmark.main(["--systems", "f5", "--quick", "--out-dir", str(tmp_path)])
+    assert not (tmp_path / "systems.md").exists()

@@ -341,7 +341,14 @@ class F5System(BenchSystem):
     def _read(self) -> dict:
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"the F5-TTS runner exited (code {self.process.poll()})")
+            try:
+                code = self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                code = None
+            raise RuntimeError(
+                f"the F5-TTS runner exited (code {code}): is {self.process.args[0]} the python of a working F5-TTS "
+                "environment? (examples/scripts/install_f5tts_bench_env.sh makes one)"
+            )
         return json.loads(line)
 
     def request(self, **request) -> dict:
@@ -388,8 +395,9 @@ class F5System(BenchSystem):
                 self.process.kill()
 
 
-def build_systems(names, args, log) -> list[BenchSystem]:
-    """The requested systems; one that cannot be built (F5 without its environment) is skipped with the reason."""
+def build_systems(names, args, log, skipped: list | None = None) -> list[BenchSystem]:
+    """The requested systems; one that cannot be built (F5 without its environment) is skipped with the reason, which
+    is logged and appended to `skipped` as `(name, reason)`."""
     from modeling_ditar import DiTARPipeline
 
     unknown = [n for n in names if n not in SYSTEMS]
@@ -431,6 +439,8 @@ def build_systems(names, args, log) -> list[BenchSystem]:
                 systems.append(F5System(args.f5_python, args.threads))
         except (FileNotFoundError, RuntimeError, ImportError) as error:
             log(f"  skipping {name}: {error}")
+            if skipped is not None:
+                skipped.append((name, str(error)))
     for system in systems:
         system.quiet_wait = args.quiet_wait
     return systems
