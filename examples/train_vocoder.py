@@ -22,17 +22,21 @@ The adversarial terms start at `disc_start_step` (before it the generator learns
 frames with the real audio's STFT at the same framing: they teach the phase directly, which a GAN learns slowly, so
 they are the recipe for training without discriminators (on a CPU: a generator step costs a small share of a GAN step).
 
-Output: `checkpoints/step-N` (Accelerate state through a temporary folder and a rename, so a killed run never leaves a
-half-written one; `--resume` continues from the newest with the same data), `log.csv` (training losses), `eval.csv`
+Output (a new or empty `output_dir`): `checkpoints/step-N` (Accelerate state through a temporary folder and a rename,
+so a killed run never leaves a half-written one; `--resume` continues from the newest with the same recipe: it refuses
+other data, losses, segments, vocoder or discriminator settings than the run's train_config.json, and lets max_steps,
+the time budget and the logging, checkpoint and evaluation intervals change), `log.csv` (training losses), `eval.csv`
 (validation log-mel L1 of the EMA generator), `samples/step-N/*.wav` (validation resynthesis; the originals in
 `samples/reference`), `feature_extractor/` and, at every evaluation and at the end, `vocoder/`: the EMA generator,
-loadable with `VocosVocoder.from_pretrained(output_dir / "vocoder")`.
+loadable with `VocosVocoder.from_pretrained(output_dir / "vocoder")`. A loss or validation L1 that turns NaN or Inf
+stops the run before anything non-finite is saved.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import json
 import math
 import os
@@ -59,6 +63,7 @@ from train import (  # noqa: E402
     read_settings,
     register_and_resume,
     save_checkpoint,
+    stop_if_diverged,
 )
 from training_eval import spread_rows  # noqa: E402
 from vocoder_training.data import (  # noqa: E402
@@ -175,9 +180,38 @@ class VocoderTrainConfig:
         for name in ("batch_size", "max_steps", "checkpoint_every", "eval_every", "log_every", "keep_checkpoints"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("disc_start_step", "warmup_steps", "eval_clips"):
+        for name in ("disc_start_step", "warmup_steps"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if int(self.eval_clips) < 1:
+            raise ValueError(f"eval_clips must be at least 1 (validation clips resynthesised), got {self.eval_clips}")
+        if not float(self.learning_rate) > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.disc_learning_rate is not None and not float(self.disc_learning_rate) > 0:
+            raise ValueError(
+                f"disc_learning_rate must be > 0, got {self.disc_learning_rate} (leave it out, or null, for the "
+                "generator's learning_rate)"
+            )
+        if self.grad_clip is not None and not float(self.grad_clip) > 0:
+            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip} (null: no clipping)")
+        if not 0.0 <= float(self.min_lr_ratio) <= 1.0:
+            raise ValueError(
+                f"min_lr_ratio must lie in [0, 1] (the share of the lr left after the decay), got {self.min_lr_ratio}"
+            )
+        if not 0.0 <= float(self.decay_start) < 1.0:
+            raise ValueError(
+                f"decay_start is the fraction of max_steps after which the lrs decay and must lie in [0, 1), got "
+                f"{self.decay_start} (at 1 or more they never decay: set min_lr_ratio: 1 for a constant lr)"
+            )
+        if not float(self.weight_decay) >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not all(0.0 <= float(b) < 1.0 for b in self.adam_betas):
+            raise ValueError(f"adam_betas must both lie in [0, 1), got {list(self.adam_betas)}")
+        if not 0.0 <= float(self.ema_decay) < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.num_threads is not None and int(self.num_threads) < 1:
+            raise ValueError(f"num_threads must be at least 1 (or null: torch's default), got {self.num_threads}")
+        self._check_lists()
         for name in (
             "mel_weight",
             "feature_matching_weight",
@@ -205,8 +239,41 @@ class VocoderTrainConfig:
                 f"teacher_forced_share {self.teacher_forced_share} of batch_size {self.batch_size} is no segment: "
                 "raise it, or leave teacher_forced_corpus out"
             )
-        if self.gain_db is not None and len(self.gain_db) != 2:
-            raise ValueError(f"gain_db must be [low_db, high_db], got {self.gain_db}")
+        gains = self.gain_db
+        if gains is not None and (
+            len(gains) != 2 or not all(_is_number(g) for g in gains) or float(gains[0]) > float(gains[1])
+        ):
+            raise ValueError(f"gain_db must be [low_db, high_db] (two numbers, low <= high), got {gains}")
+
+    def _check_lists(self):
+        """The discriminators' and the STFT loss's list settings: their shapes, before anything is built."""
+
+        def positive_ints(values) -> bool:
+            return isinstance(values, list) and all(_is_number(v) and int(v) == v and v > 0 for v in values)
+
+        for name in ("mpd_periods", "mpd_channels"):
+            values = getattr(self, name)
+            if not (positive_ints(values) and values):
+                raise ValueError(f"{name} must be a non-empty list of positive whole numbers, got {values!r}")
+        for name in ("stft_resolutions", "mrd_resolutions"):
+            values = getattr(self, name)
+            if not (
+                isinstance(values, list)
+                and values
+                and all(positive_ints(r) and len(r) == 3 and r[2] <= r[0] for r in values)
+            ):
+                raise ValueError(
+                    f"{name} must be a non-empty list of [n_fft, hop_length, win_length] (positive whole numbers, "
+                    f"win_length <= n_fft), got {values!r}"
+                )
+        if not (
+            _is_number(self.mrd_channels) and int(self.mrd_channels) == self.mrd_channels and self.mrd_channels > 0
+        ):
+            raise ValueError(f"mrd_channels must be a positive whole number, got {self.mrd_channels!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def teacher_forced_rows(cfg: VocoderTrainConfig) -> int:
@@ -226,13 +293,69 @@ def load_feature_extractor(path: str) -> DiTARFeatureExtractor:
     """The feature extractor of a processor or feature-extractor folder, or of a JSON file of its arguments."""
     source = resolve_path(path)
     if source.is_file():
-        return DiTARFeatureExtractor(**json.loads(source.read_text()))
+        try:
+            settings = json.loads(source.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"feature_extractor {path!r} is not valid JSON: {error}") from None
+        if not isinstance(settings, dict):
+            raise ValueError(
+                f"feature_extractor {path!r} must hold a JSON object of DiTARFeatureExtractor arguments, got a "
+                f"{type(settings).__name__}"
+            )
+        unknown = unknown_names(settings, feature_extractor_keys(), OTHER_LIBRARIES_NAMES)
+        if unknown:
+            raise ValueError(f"feature_extractor {path!r}: unknown feature extractor settings: {unknown}")
+        try:
+            return DiTARFeatureExtractor(**settings)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"feature_extractor {path!r}: {error}") from None
     if not source.is_dir():
         raise ValueError(f"feature_extractor {path!r} is neither a folder nor a JSON file")
-    return DiTARFeatureExtractor.from_pretrained(source)
+    try:
+        return DiTARFeatureExtractor.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as error:
+        # transformers' message on a folder without a config suggests the Hub: name the file instead
+        why = "no readable preprocessor_config.json" if isinstance(error, OSError) else str(error).splitlines()[0]
+        raise ValueError(
+            f"feature_extractor {path!r} is not a processor or feature-extractor folder ({why}): give one saved "
+            "with save_pretrained, or a JSON file of DiTARFeatureExtractor arguments"
+        ) from None
 
 
-def check_resumed_features(saved: Path, feature_extractor: DiTARFeatureExtractor) -> None:
+# what other audio libraries call the feature extractor's settings: a misspelling of these means the setting here
+OTHER_LIBRARIES_NAMES = {
+    "n_mels": "num_mel_bins",
+    "sample_rate": "sampling_rate",
+    "sr": "sampling_rate",
+    "fmin": "f_min",
+    "fmax": "f_max",
+    "hop_size": "hop_length",
+    "win_size": "win_length",
+}
+
+
+def unknown_names(names, known, aliases: dict | None = None) -> str:
+    """'' when every name is known, else the unknown ones, each with the nearest known name (a name another library
+    uses, in `aliases`, counts as its known one)."""
+    aliases = aliases or {}
+    named = []
+    for name in sorted(set(names) - set(known), key=str):
+        close = difflib.get_close_matches(str(name), sorted(aliases), n=1, cutoff=0.75)
+        close = [aliases[close[0]]] if close else difflib.get_close_matches(str(name), sorted(known), n=1)
+        named.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    return ", ".join(named)
+
+
+def feature_extractor_keys() -> set[str]:
+    """The settings a JSON file of DiTARFeatureExtractor arguments may hold: its arguments, and what
+    `save_pretrained` writes besides (so a saved preprocessor_config.json reads too)."""
+    import inspect
+
+    known = set(inspect.signature(DiTARFeatureExtractor.__init__).parameters) - {"self", "kwargs"}
+    return known | set(DiTARFeatureExtractor().to_dict()) | {"processor_class"}
+
+
+def check_resumed_features(saved: Path, feature_extractor: DiTARFeatureExtractor, what: str = "--resume") -> None:
     """A resumed run must make the features its checkpoints were trained on: a vocoder learnt on one mel layout
     would load its weights (the shapes may even match) and then be trained on another."""
     if not saved.is_dir():
@@ -244,22 +367,154 @@ def check_resumed_features(saved: Path, feature_extractor: DiTARFeatureExtractor
     wrong = [f"{k}={now[k]!r} (the run: {before[k]!r})" for k in now if now[k] != before[k]]
     if wrong:
         raise SystemExit(
-            f"--resume: the feature extractor differs from the one this run was trained with ({saved}): "
-            f"{', '.join(wrong)}. Resume with the run's feature_extractor, or start a new output_dir"
+            f"{what}: the feature extractor differs from the one this run was trained with ({saved}): "
+            f"{', '.join(wrong)}. Use the run's feature_extractor"
+            + (", or start a new output_dir" if what == "--resume" else "")
+        )
+
+
+# settings a resumed run may change: how long it runs and how often it logs, saves and evaluates, and process
+# settings; everything else is the recipe its checkpoints were trained with
+RESUMABLE_CHANGES = (
+    "output_dir",
+    "feature_extractor",  # compared by its content (check_resumed_features), not by its path
+    "max_steps",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "eval_every",
+    "log_every",
+    "eval_clips",
+    "eval_seconds",
+    "validation_split",
+    "num_threads",
+    "mixed_precision",
+    "allow_tf32",
+)
+PATH_SETTINGS = ("dataset", "init_from", "teacher_forced_corpus")
+
+
+def recipe_changes(saved: Path, cfg: VocoderTrainConfig) -> list[str]:
+    """The settings (with both values) in which `cfg` differs from the run's saved train_config.json, other than
+    RESUMABLE_CHANGES; none when the run saved none. Paths compare as the folders they name."""
+    if not saved.is_file():
+        return []
+    try:
+        before = json.loads(saved.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    now = json.loads(json.dumps(asdict(cfg)))  # tuples as lists, as they were saved
+
+    def same(key):
+        if key in PATH_SETTINGS and before[key] and now[key]:
+            return Path(before[key]).resolve() == Path(now[key]).resolve()
+        return before[key] == now[key]
+
+    return [
+        f"{key}={now[key]!r} (the run: {before[key]!r})"
+        for key in now
+        if key in before and key not in RESUMABLE_CHANGES and not same(key)
+    ]
+
+
+def check_output_dir(out: Path, resume: bool) -> Path | None:
+    """Refuses an output folder a run cannot use, before anything is loaded; returns the checkpoint to resume from
+    (None without --resume). Without --resume the folder must be new or empty: a folder of another kind (a copy of
+    a pipeline, whose vocoder/ a run would replace) or an earlier run (whose log.csv and eval.csv a run would append
+    to) is refused. Log files a wrapper writes there before the run starts (`*.log`, `*.txt`) and hidden files do not
+    count."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: output_dir {out} is a file: give a folder (a new one, or a run's for --resume)")
+    checkpoints = out / "checkpoints"
+    latest = newest_checkpoint(checkpoints) if out.is_dir() else None
+    if resume:
+        if latest is None:
+            raise SystemExit(
+                f"error: --resume: no checkpoint in {checkpoints}: run without --resume to start a new run"
+            )
+        return latest
+    if latest is not None:
+        raise SystemExit(
+            f"{checkpoints} already holds checkpoints: pass --resume to continue, or pick another output_dir"
+        )
+    entries = (
+        sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and p.suffix not in (".log", ".txt"))
+        if out.is_dir()
+        else []
+    )
+    if not entries:
+        return None
+    if (out / "train_config.json").is_file():
+        raise SystemExit(
+            f"error: output_dir {out} holds a train_vocoder.py run that saved no checkpoint (nothing to resume): "
+            "pick another --output-dir, or delete that folder to start over"
+        )
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    raise SystemExit(
+        f"error: output_dir {out} is not empty and is not a train_vocoder.py run (it holds {shown}): a run would "
+        "write its vocoder/, logs and samples into it. Pick another --output-dir (a new or empty folder), or "
+        "--resume to continue a run there"
+    )
+
+
+def check_segments(cfg: VocoderTrainConfig, feature_extractor: DiTARFeatureExtractor) -> None:
+    """A training segment must be at least as long as every STFT window computed on it (the log-mel, the STFT loss,
+    the multi-resolution discriminator, the vocoder's own frames): said here, not at step 1."""
+    rate, hop = feature_extractor.sampling_rate, feature_extractor.hop_length
+    windows = {"the feature extractor's n_fft": int(feature_extractor.n_fft)}
+    if cfg.stft_weight > 0:
+        windows["stft_resolutions"] = max(int(r[0]) for r in cfg.stft_resolutions)
+    if cfg.adversarial:
+        windows["mrd_resolutions"] = max(int(r[0]) for r in cfg.mrd_resolutions)
+    what, window = max(windows.items(), key=lambda item: item[1])
+    samples = hop_aligned(cfg.segment_seconds, rate, hop)
+    if samples < window:
+        need = math.ceil(window / hop) * hop / rate
+        raise SystemExit(
+            f"error: segment_seconds {cfg.segment_seconds:g} gives segments of {samples} samples (whole hops of {hop} "
+            f"at {rate} Hz), shorter than the largest STFT window ({window} samples, {what}): set segment_seconds to "
+            f"at least {need:g}"
         )
 
 
 def build_generator(cfg: VocoderTrainConfig, feature_extractor: DiTARFeatureExtractor):
     """A new `VocosVocoder` for the feature extractor, or the one of `init_from` (checked against it)."""
+    import inspect
+
     from modeling_ditar.vocoder_vocos import VocosVocoder
 
+    unknown = unknown_names(cfg.vocoder, set(inspect.signature(VocosVocoder.__init__).parameters) - {"self"})
+    if unknown:
+        raise ValueError(f"unknown `vocoder:` settings (VocosVocoder arguments): {unknown}")
     if not cfg.init_from:
-        return VocosVocoder.from_feature_extractor(feature_extractor, **cfg.vocoder)
+        try:
+            return VocosVocoder.from_feature_extractor(feature_extractor, **cfg.vocoder)
+        except (TypeError, ValueError) as error:  # an unknown setting, or a value the vocoder refuses
+            raise ValueError(f"the `vocoder:` settings {cfg.vocoder} do not build a VocosVocoder: {error}") from None
     source = resolve_path(cfg.init_from)
     folder = source / "vocoder" if (source / "vocoder").is_dir() else source
+    if not (folder / "config.json").is_file():
+        raise ValueError(
+            f"init_from {cfg.init_from!r} is not a vocoder folder (no config.json in {folder}): give a run's vocoder/ "
+            "folder (or the run, or a pipeline folder with a trained vocoder/)"
+        )
+    try:
+        kind = json.loads((folder / "config.json").read_text()).get("_class_name")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        kind = None
+    if kind != VocosVocoder.__name__:
+        raise ValueError(
+            f"init_from {cfg.init_from!r}: {folder} holds no trained VocosVocoder (its config.json is a {kind}): give "
+            "a train_vocoder.py run's vocoder/ folder, or leave init_from out to train a new vocoder"
+        )
     # settings given under `vocoder:` override the saved ones (e.g. `griffin_lim_iterations` to train the magnitude
     # through Griffin-Lim); architecture settings must match the saved weights
-    generator = VocosVocoder.from_pretrained(folder, **cfg.vocoder)
+    try:
+        generator = VocosVocoder.from_pretrained(folder, **cfg.vocoder)
+    except (OSError, TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(
+            f"init_from {folder} does not load as a VocosVocoder with the `vocoder:` settings {cfg.vocoder}: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
     expected = VocosVocoder.from_feature_extractor(feature_extractor).config
     wrong = [
         f"{k}={generator.config[k]!r} (features: {expected[k]!r})"
@@ -303,20 +558,38 @@ def load_clips(cfg: VocoderTrainConfig, sampling_rate: int, audio_folder: bool =
     return train, valid, f"folder {dataset} ({len(names)} files, {note})"
 
 
-def export_checkpoint(cfg: VocoderTrainConfig, checkpoint: Path, out: Path):
-    """The EMA generator of a checkpoint as a vocoder folder `out` (what a run writes as `vocoder/` when it evaluates):
-    for a run cut off before its last evaluation."""
+def export_checkpoint(cfg: VocoderTrainConfig, checkpoint: Path) -> Path:
+    """The EMA generator of a checkpoint `RUN/checkpoints/step-N` as the vocoder folder `RUN/vocoder` (what the run
+    writes when it evaluates): for a run cut off before its last evaluation. Returns that folder. ValueError (or
+    SystemExit for other features than the run's) names what does not fit."""
+    checkpoint = Path(checkpoint)
+    path = checkpoint / "custom_checkpoint_0.pkl"
+    if not checkpoint.is_dir() or checkpoint.parent.name != "checkpoints" or not path.is_file():
+        raise ValueError(
+            f"--export-checkpoint {checkpoint} is not a checkpoint of train_vocoder.py: give a run's "
+            "checkpoints/step-N folder"
+        )
+    run = checkpoint.parent.parent
     feature_extractor = load_feature_extractor(cfg.feature_extractor)
+    check_resumed_features(run / "feature_extractor", feature_extractor, "--export-checkpoint")
     generator = build_generator(cfg, feature_extractor)
     # Accelerate names registered objects by registration order: the EMA comes first (custom_checkpoint_0)
-    path = Path(checkpoint) / "custom_checkpoint_0.pkl"
-    if not path.is_file():
-        raise ValueError(f"{checkpoint} is not a checkpoint of train_vocoder.py (no {path.name})")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    shapes = [tuple(p.shape) for p in generator.parameters()]
+    saved = [tuple(p.shape) for p in state.get("shadow_params", [])]
+    if saved != shapes:
+        raise ValueError(
+            f"the EMA weights of {checkpoint} ({len(saved)} tensors) do not fit the generator of the `vocoder:` "
+            f"settings {cfg.vocoder} ({len(shapes)} tensors, or other shapes): export with the config the run was "
+            "trained with"
+        )
     ema = EMAModel(generator.parameters())
-    ema.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    ema.load_state_dict(state)
     ema.copy_to(generator.parameters())
-    save_folder_atomically(generator.save_pretrained, Path(out))
+    out = run / "vocoder"
+    save_folder_atomically(generator.save_pretrained, out)
     print(f"exported the EMA generator of {checkpoint} to {out}", flush=True)
+    return out
 
 
 def save_folder_atomically(save, final: Path):
@@ -330,6 +603,16 @@ def save_folder_atomically(save, final: Path):
         os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def stop_if_not_finite(step: int, lr: float, sums: dict, models: list) -> None:
+    """Stops the run (train.stop_if_diverged) when a loss not yet logged, or a weight, is NaN or Inf."""
+    losses = [k for k, v in sums.items() if isinstance(v, tuple) and not bool(torch.isfinite(v[0]).all())]
+    if losses:
+        stop_if_diverged(step, lr, f"the {', '.join(losses)} of a step since the last log line is")
+    for model in models:
+        if model is not None and not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            stop_if_diverged(step, lr, "the trained weights hold")
 
 
 def split_logits(logits: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -363,7 +646,8 @@ def main(argv=None):
     parser.add_argument(
         "--export-checkpoint",
         metavar="CHECKPOINT",
-        help="write the EMA generator of this checkpoint (output_dir/checkpoints/step-N) as output_dir/vocoder, exit",
+        help="write the EMA generator of this checkpoint (RUN/checkpoints/step-N) as RUN/vocoder, exit (the "
+        "config's vocoder and feature_extractor must be the run's)",
     )
     args = parser.parse_args(argv)
     if args.data and args.dataset:
@@ -390,34 +674,63 @@ def main(argv=None):
             cfg.check()
         except ValueError as error:
             raise SystemExit(f"error: {error}") from None
-    if not args.export_checkpoint and not Path(cfg.dataset).exists():  # said before anything is written
+    if args.export_checkpoint:
+        configure_process(cfg)
+        try:
+            export_checkpoint(cfg, Path(args.export_checkpoint))
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"error: {error}") from None
+        return
+    if not Path(cfg.dataset).exists():  # said before anything is written
         raise SystemExit(
             f"error: dataset {cfg.dataset!r} does not exist: build one with examples/build_corpus.py, or give a "
             "folder of audio files with --data"
         )
+    out = Path(cfg.output_dir)
+    checkpoints = out / "checkpoints"
+    latest = check_output_dir(out, args.resume)
+    if latest is not None:
+        changed = recipe_changes(out / "train_config.json", cfg)
+        if changed:
+            raise SystemExit(
+                f"error: --resume: the recipe differs from the one this run was trained with "
+                f"({out / 'train_config.json'}): {', '.join(changed)}. Resume with the run's settings (only "
+                "max_steps, --time-budget-min and how "
+                "often it logs, saves and evaluates may change), or start a new run in another --output-dir"
+            )
+        done = int(latest.name.split("-")[1])
+        if done >= cfg.max_steps:
+            raise SystemExit(
+                f"error: --resume: {latest} is at step {done} and max_steps is {cfg.max_steps}: nothing to train. "
+                f"Raise --max-steps above {done} to train on"
+            )
+    if cfg.adversarial and cfg.disc_start_step >= cfg.max_steps and not args.time_budget_min:
+        print(
+            f"note: disc_start_step {cfg.disc_start_step} >= max_steps {cfg.max_steps}: the discriminators never "
+            "switch on (set adversarial: false to train without them, or lower disc_start_step)",
+            flush=True,
+        )
     configure_process(cfg)
-    if args.export_checkpoint:
-        export_checkpoint(cfg, Path(args.export_checkpoint), Path(cfg.output_dir) / "vocoder")
-        return
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = cfg.allow_tf32
         torch.backends.cudnn.allow_tf32 = cfg.allow_tf32
         torch.backends.cudnn.benchmark = True  # every batch has the same shape
-    out = Path(cfg.output_dir)
-    checkpoints = out / "checkpoints"
-    if not args.resume and newest_checkpoint(checkpoints) is not None:
-        raise SystemExit(
-            f"{checkpoints} already holds checkpoints: pass --resume to continue, or pick another output_dir"
-        )
 
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, project_dir=str(out))
-    set_seed(cfg.seed)
-    feature_extractor = load_feature_extractor(cfg.feature_extractor)
+    try:
+        feature_extractor = load_feature_extractor(cfg.feature_extractor)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     if args.resume:
         check_resumed_features(out / "feature_extractor", feature_extractor)
+    check_segments(cfg, feature_extractor)
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, project_dir=str(out))
+    set_seed(cfg.seed)
     rate, hop = feature_extractor.sampling_rate, feature_extractor.hop_length
-    train_clips, valid_clips, described = load_clips(cfg, rate, audio_folder=bool(args.data))
-    sampler = SegmentSampler(train_clips, hop_aligned(cfg.segment_seconds, rate, hop), cfg.seed, cfg.gain_db)
+    try:
+        train_clips, valid_clips, described = load_clips(cfg, rate, audio_folder=bool(args.data))
+        sampler = SegmentSampler(train_clips, hop_aligned(cfg.segment_seconds, rate, hop), cfg.seed, cfg.gain_db)
+    except (OSError, ValueError) as error:  # a corpus or folder that holds no usable audio
+        raise SystemExit(f"error: {error}") from None
     accelerator.print(
         f"{described}: {len(train_clips)} training clips ({sampler.total_samples / rate / 3600:.2f} h), "
         f"segments of {sampler.segment_samples} samples, start-up {time.time() - process_started:.0f} s"
@@ -425,8 +738,11 @@ def main(argv=None):
     num_teacher_forced = teacher_forced_rows(cfg)
     teacher_forced = None
     if num_teacher_forced:
-        pairs = load_teacher_forced_clips(Path(cfg.teacher_forced_corpus), cfg.train_split, rate)
-        teacher_forced = AlignedSegmentSampler(pairs, sampler.segment_samples, hop, cfg.seed)
+        try:
+            pairs = load_teacher_forced_clips(Path(cfg.teacher_forced_corpus), cfg.train_split, rate)
+            teacher_forced = AlignedSegmentSampler(pairs, sampler.segment_samples, hop, cfg.seed)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"error: {error}") from None
         if teacher_forced.pairs[0][1].shape[1] != feature_extractor.feature_size:
             raise SystemExit(
                 f"{cfg.teacher_forced_corpus} holds {teacher_forced.pairs[0][1].shape[1]}-bin features and the "
@@ -438,7 +754,10 @@ def main(argv=None):
             f"left out), {num_teacher_forced} of {cfg.batch_size} segments per batch"
         )
 
-    generator = build_generator(cfg, feature_extractor)
+    try:
+        generator = build_generator(cfg, feature_extractor)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     opt_g = torch.optim.AdamW(
         generator.parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
     )
@@ -450,7 +769,7 @@ def main(argv=None):
         described_parameters += f", discriminators {sum(p.numel() for p in discriminators.parameters()) / 1e6:.2f}M"
         opt_d = torch.optim.AdamW(
             discriminators.parameters(),
-            lr=cfg.disc_learning_rate or cfg.learning_rate,
+            lr=cfg.disc_learning_rate if cfg.disc_learning_rate is not None else cfg.learning_rate,
             betas=cfg.adam_betas,
             weight_decay=cfg.weight_decay,
         )
@@ -592,6 +911,13 @@ def main(argv=None):
             means = {k: v[0] / v[1] for k, v in sums.items() if isinstance(v, tuple)}
             local = torch.stack([torch.as_tensor(means.get(k, math.nan), device=accelerator.device) for k in LOSS_KEYS])
             logs = dict(zip(LOSS_KEYS, accelerator.reduce(local.float(), reduction="mean").cpu().tolist(), strict=True))
+            diverged = [k for k in LOSS_KEYS if k in means and not math.isfinite(logs[k])]
+            if diverged:
+                stop_if_diverged(
+                    state.step,
+                    sched_g.get_last_lr()[0],
+                    f"the logged {', '.join(diverged)} (the mean of the last {cfg.log_every} steps) is",
+                )
             logs["lr"] = sched_g.get_last_lr()[0]
             logs["grad_norm_g"] = float(sums["grad_norm_g"])
             logs["grad_norm_d"] = float(sums["grad_norm_d"]) if "grad_norm_d" in sums else math.nan
@@ -618,10 +944,22 @@ def main(argv=None):
                 )
             sums, window = {}, {"segments": 0, "t": now}
 
-        if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
+        saving = state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps
+        if saving or state.step % cfg.eval_every == 0:  # nothing non-finite is saved
+            stop_if_not_finite(state.step, sched_g.get_last_lr()[0], sums, [generator, discriminators])
+        if saving:
             save_checkpoint(accelerator, checkpoints, state.step, cfg.keep_checkpoints)
         if accelerator.is_main_process and (state.step % cfg.eval_every == 0 or state.step == cfg.max_steps):
-            evaluate(accelerator.unwrap_model(generator), ema, feature_extractor, valid_clips, out, state.step, cfg)
+            evaluate(
+                accelerator.unwrap_model(generator),
+                ema,
+                feature_extractor,
+                valid_clips,
+                out,
+                state.step,
+                cfg,
+                sched_g.get_last_lr()[0],
+            )
         if args.stop_after and steps_this_run >= args.stop_after:
             break
     accelerator.wait_for_everyone()
@@ -629,9 +967,11 @@ def main(argv=None):
 
 
 @torch.no_grad()
-def evaluate(generator, ema, feature_extractor, clips, out: Path, step: int, cfg: VocoderTrainConfig):
+def evaluate(
+    generator, ema, feature_extractor, clips, out: Path, step: int, cfg: VocoderTrainConfig, lr: float = math.nan
+):
     """With the EMA weights: resynthesise the validation clips (wavs and their log-mel L1 in eval.csv) and save the
-    generator as `out/vocoder`."""
+    generator as `out/vocoder`; a non-finite L1 stops the run (train.stop_if_diverged) before anything is written."""
     import soundfile as sf
 
     rate, hop = feature_extractor.sampling_rate, feature_extractor.hop_length
@@ -641,12 +981,8 @@ def evaluate(generator, ema, feature_extractor, clips, out: Path, step: int, cfg
     was_training = generator.training
     generator.eval()
     try:
-        samples, references = out / "samples" / f"step-{step}", out / "samples" / "reference"
-        samples.mkdir(parents=True, exist_ok=True)
-        write_references = not references.exists()
-        references.mkdir(parents=True, exist_ok=True)
-        errors = []
-        for index, clip in enumerate(clips):
+        errors, outputs = [], []
+        for clip in clips:
             length = max(hop, min(limit, len(clip) // hop * hop))  # whole hops: frames and samples line up
             audio = torch.zeros(length)
             audio[: min(length, len(clip))] = torch.tensor(
@@ -656,10 +992,18 @@ def evaluate(generator, ema, feature_extractor, clips, out: Path, step: int, cfg
             features = feature_extractor.compute_log_mel(audio[None].to(device))
             resynthesised = generator(features)
             errors.append(float((feature_extractor.compute_log_mel(resynthesised) - features).abs().mean()))
+            outputs.append((audio, resynthesised))
+        mel_l1 = sum(errors) / max(len(errors), 1)
+        if not math.isfinite(mel_l1):  # before any of it is written
+            stop_if_diverged(step, lr, "the validation log-mel L1 of the EMA generator is")
+        samples, references = out / "samples" / f"step-{step}", out / "samples" / "reference"
+        samples.mkdir(parents=True, exist_ok=True)
+        write_references = not references.exists()
+        references.mkdir(parents=True, exist_ok=True)
+        for index, (audio, resynthesised) in enumerate(outputs):
             sf.write(samples / f"clip-{index}.wav", resynthesised[0].float().cpu().numpy(), rate)
             if write_references:
                 sf.write(references / f"clip-{index}.wav", audio.numpy(), rate)
-        mel_l1 = sum(errors) / max(len(errors), 1)
         eval_csv = out / "eval.csv"
         new = not eval_csv.exists()
         with eval_csv.open("a", newline="") as f:

@@ -5,6 +5,8 @@ import csv
 import json
 import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -138,12 +140,12 @@ def test_tiny_run_logs_finite_losses_and_saves_a_vocoder(straight_run):
         audio = vocoder(features[None])
     assert audio.shape == (1, (features.shape[0] - 1) * 320) and bool(torch.isfinite(audio).all())
 
-    # a checkpoint's EMA generator exports as the same kind of folder (for a run cut off before its last evaluation)
+    # a checkpoint's EMA generator exports as the same kind of folder (for a run cut off before its last evaluation),
+    # into the checkpoint's own run (a copy here), whatever output_dir the config names
     _, _, config = straight_run
     exported = folder / "exported"
-    main(
-        ["--config", str(config), "--output-dir", str(exported), "--export-checkpoint", str(run / "checkpoints/step-3")]
-    )
+    shutil.copytree(run, exported)
+    main(["--config", str(config), "--export-checkpoint", str(exported / "checkpoints/step-3")])
     earlier = VocosVocoder.from_pretrained(exported / "vocoder")
     assert {k: v for k, v in earlier.config.items() if not k.startswith("_")} == {
         k: v for k, v in vocoder.config.items() if not k.startswith("_")
@@ -387,3 +389,159 @@ def test_the_command_line_names_what_cannot_work_before_anything_is_written(tmp_
         with pytest.raises(SystemExit, match=message):
             main(["--config", str(config), *extra])
     assert not (tmp_path / "run").exists()
+
+
+def _args(config: Path, corpus: Path, out: Path, *extra) -> list[str]:
+    return ["--config", str(config), "--dataset", str(corpus), "--output-dir", str(out), *extra]
+
+
+def test_an_output_dir_that_is_not_this_script_run_is_refused(tmp_path):
+    corpus = _corpus(tmp_path)
+    config = _config(tmp_path, max_steps=4, checkpoint_every=3, eval_every=4)
+    # a copy of a pipeline folder: its vocoder/ would be replaced
+    pipeline = tmp_path / "pipeline"
+    (pipeline / "vocoder").mkdir(parents=True)
+    (pipeline / "vocoder" / "config.json").write_text("{}")
+    with pytest.raises(
+        SystemExit, match=r"not empty and is not a train_vocoder.py run .*vocoder.*another --output-dir"
+    ):
+        main(_args(config, corpus, pipeline))
+    assert sorted(p.name for p in pipeline.iterdir()) == ["vocoder"]
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(SystemExit, match="is a file"):
+        main(_args(config, corpus, tmp_path / "a-file"))
+    # --resume with no checkpoint is refused before the data is read (an empty folder would not load)
+    (tmp_path / "no-audio").mkdir()
+    with pytest.raises(SystemExit, match="--resume: no checkpoint in"):
+        main(_args(config, tmp_path / "no-audio", pipeline, "--resume"))
+    # a wrapper's log file (train.log.txt, written by tee before the run starts) does not make a folder used
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train.log.txt").write_text("")
+    main(_args(config, corpus, run, "--stop-after", "1"))  # stops before its first checkpoint
+    with pytest.raises(SystemExit, match="run that saved no checkpoint"):  # would append to its log.csv
+        main(_args(config, corpus, run))
+    assert sorted(_rows(run)) == [1]
+
+
+def test_a_diverging_run_stops_before_saving_anything_non_finite(tmp_path):
+    corpus = _corpus(tmp_path)
+    # the losses are logged every 4 steps: the checkpoint of step 3 finds the NaN first
+    config = _config(tmp_path, learning_rate=1e8, adversarial=False, log_every=4, max_steps=6)
+    with pytest.raises(SystemExit, match=r"training diverged at step 3: .*NaN or Inf"):
+        main(_args(config, corpus, tmp_path / "run"))
+    run = tmp_path / "run"
+    assert not list((run / "checkpoints").glob("step-*")) and not (run / "vocoder").exists()
+    config = _config(tmp_path, learning_rate=1e8, adversarial=False, log_every=1, max_steps=6)
+    with pytest.raises(SystemExit, match=r"training diverged at step 2: the logged .*mel_loss"):
+        main(_args(config, corpus, tmp_path / "logged"))
+    rows = _rows(tmp_path / "logged")  # step 1 only, finite
+    assert sorted(rows) == [1] and math.isfinite(float(rows[1]["mel_loss"]))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"grad_clip": 0}, "grad_clip must be > 0"),
+        ({"learning_rate": 0}, "learning_rate must be > 0"),
+        ({"disc_learning_rate": 0}, "disc_learning_rate must be > 0"),
+        ({"min_lr_ratio": -0.5}, r"min_lr_ratio must lie in \[0, 1\]"),
+        ({"decay_start": 1.0}, "never decay"),
+        ({"eval_clips": 0}, "eval_clips must be at least 1"),
+        ({"weight_decay": -1}, "weight_decay must be >= 0"),
+        ({"adam_betas": [1.5, 0.9]}, r"adam_betas must both lie in \[0, 1\)"),
+        ({"num_threads": 0}, "num_threads must be at least 1"),
+        ({"ema_decay": 1.0}, r"ema_decay must lie in \[0, 1\)"),
+        ({"mpd_periods": []}, "mpd_periods must be a non-empty list"),
+        ({"mrd_resolutions": [[256, 64]]}, r"mrd_resolutions must be a non-empty list of \[n_fft"),
+        ({"stft_resolutions": [[256, 64]]}, "stft_resolutions must be"),
+        ({"gain_db": ["a", 0]}, "gain_db must be"),
+    ],
+)
+def test_settings_out_of_range_are_refused(tmp_path, bad, message):
+    with pytest.raises(ValueError, match=message):
+        VocoderTrainConfig.load(str(_config(tmp_path, **bad)))
+
+
+def test_a_segment_shorter_than_a_window_is_refused_and_late_discriminators_are_noted(tmp_path, capsys):
+    corpus = _corpus(tmp_path)
+    config = _config(tmp_path, segment_seconds=0.001)
+    with pytest.raises(
+        SystemExit, match=r"segments of 320 samples .* shorter than .*: set segment_seconds to at least"
+    ):
+        main(_args(config, corpus, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "no-audio").mkdir()
+    config = _config(tmp_path, disc_start_step=6, max_steps=6)
+    with pytest.raises(SystemExit, match="no-audio holds no"):
+        main(["--config", str(config), "--data", str(tmp_path / "no-audio"), "--output-dir", str(tmp_path / "run")])
+    assert "the discriminators never switch on" in capsys.readouterr().out
+
+
+def test_resume_refuses_another_recipe_and_a_finished_run(straight_run, tmp_path):
+    folder, corpus, _ = straight_run
+    run = folder / "straight"
+    log = (run / "log.csv").read_text()
+    for changes, named in [
+        ({"adversarial": False}, "adversarial=False (the run: True)"),
+        ({"segment_seconds": 0.4}, "segment_seconds=0.4 (the run: 0.2)"),
+        ({"vocoder": {"dim": 32, "intermediate_dim": 32, "num_layers": 1}}, "vocoder="),
+        ({"mrd_channels": 8}, "mrd_channels=8"),
+    ]:
+        with pytest.raises(SystemExit, match=r"--resume: the recipe differs .*" + re.escape(named)):
+            main(_args(_config(tmp_path, **changes), corpus, run, "--resume"))
+    with pytest.raises(SystemExit, match=r"dataset="):
+        main(_args(_config(tmp_path), folder, run, "--resume"))
+    # max_steps (and how often it logs, saves and evaluates) may change; a finished run has nothing to train
+    with pytest.raises(SystemExit, match=r"at step 6 and max_steps is 6: nothing to train. Raise --max-steps"):
+        main(_args(_config(tmp_path, log_every=2), corpus, run, "--resume"))
+    assert (run / "log.csv").read_text() == log
+
+
+def test_export_checkpoint_writes_into_its_run_and_checks_it(straight_run, tmp_path):
+    folder, _, config = straight_run
+    run = tmp_path / "copy"
+    shutil.copytree(folder / "straight", run)
+    other = DiTARFeatureExtractor.from_pretrained(ROOT / "modeling_ditar/default/processor")
+    other.log_floor = 1e-3
+    other.save_pretrained(tmp_path / "other-features")
+    checkpoint = str(run / "checkpoints" / "step-3")
+    mismatched = _config(tmp_path, feature_extractor=str(tmp_path / "other-features"))
+    with pytest.raises(SystemExit, match=r"--export-checkpoint: the feature extractor differs .*log_floor="):
+        main(["--config", str(mismatched), "--export-checkpoint", checkpoint])
+    bigger = _config(tmp_path, vocoder={"dim": 32, "intermediate_dim": 32, "num_layers": 1})
+    with pytest.raises(SystemExit, match="do not fit the generator"):
+        main(["--config", str(bigger), "--export-checkpoint", checkpoint])
+    with pytest.raises(SystemExit, match="is not a checkpoint of train_vocoder.py"):
+        main(["--config", str(config), "--export-checkpoint", str(run)])
+    assert json.loads((run / "vocoder" / "config.json").read_text())["dim"] == 16  # the run's own, untouched
+
+
+def test_bad_inputs_end_in_one_line_errors(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    corpus = _corpus(tmp_path)
+    out = tmp_path / "run"
+    empty = tmp_path / "empty-train"
+    columns = {"audio": [], "sampling_rate": []}
+    valid = Dataset.from_dict({"audio": [_clip(0, 0.3).tolist()], "sampling_rate": [RATE]})
+    DatasetDict({"train": Dataset.from_dict(columns), "validation": valid}).save_to_disk(str(empty))
+    (tmp_path / "fe-typo.json").write_text(json.dumps({"sampling_rate": 16000, "n_melz": 80}))
+    (tmp_path / "fe-broken.json").write_text("{sampling_rate: 16000")
+    (tmp_path / "fe-empty").mkdir()
+    cases = [
+        ({}, empty, "the train split .* has no rows"),
+        ({"feature_extractor": str(tmp_path / "fe-typo.json")}, corpus, r"'n_melz' \(did you mean 'num_mel_bins'\?\)"),
+        ({"feature_extractor": str(tmp_path / "fe-broken.json")}, corpus, "is not valid JSON"),
+        ({"feature_extractor": str(tmp_path / "fe-empty")}, corpus, "is not a processor or feature-extractor folder"),
+        ({"init_from": str(ROOT / "modeling_ditar/default")}, corpus, "holds no trained VocosVocoder"),
+        ({"init_from": str(tmp_path / "nowhere")}, corpus, "is not a vocoder folder"),
+        ({"vocoder": {"dimm": 16}}, corpus, r"unknown `vocoder:` settings .*'dimm' \(did you mean 'dim'\?\)"),
+        ({"vocoder": {"dim": "16"}}, corpus, "do not build a VocosVocoder: `dim` must be a positive integer"),
+        ({"vocoder": {"dim": -4}}, corpus, "do not build a VocosVocoder"),
+    ]
+    for changes, dataset, message in cases:
+        with pytest.raises(SystemExit, match=message) as raised:
+            main(_args(_config(tmp_path, **changes), dataset, out))
+        assert str(raised.value).startswith("error: ") and "\n" not in str(raised.value)
+    assert not list(out.glob("checkpoints/step-*")) and not (out / "vocoder").exists()

@@ -57,7 +57,16 @@ def _open_split(path: Path, split: str, columns: tuple[str, ...], how_to_build: 
             f"split {split!r} of a corpus holds evaluation-only voices and is never trained on; use 'train' (or "
             "'validation' for the validation clips)"
         )
-    data = load_from_disk(str(path))
+    try:
+        data = load_from_disk(str(path))
+    except IndexError:  # datasets cannot open a DatasetDict with an empty split (a split saved with no data files)
+        if _empty_split(path / split):
+            raise ValueError(
+                f"the {split} split of {path} has no rows; build the corpus with examples/build_corpus.py"
+            ) from None
+        if not (path / split / "state.json").is_file():
+            raise ValueError(f"{path} has no split {split!r}") from None
+        data = load_from_disk(str(path / split))  # another split is the empty one
     if hasattr(data, "keys"):
         if split not in data:
             raise ValueError(f"{path} has no split {split!r}; it has {sorted(data.keys())}")
@@ -68,12 +77,24 @@ def _open_split(path: Path, split: str, columns: tuple[str, ...], how_to_build: 
     return data
 
 
+def _empty_split(folder: Path) -> bool:
+    """Whether `folder` is a split that `save_to_disk` wrote with no rows (no data files)."""
+    import json
+
+    try:
+        return json.loads((folder / "state.json").read_text()).get("_data_files") == []
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def load_corpus_clips(path: Path, split: str, sampling_rate: int) -> list[np.ndarray]:
     """Every clip of `split` as a float32 array at `sampling_rate`. The audio is read from the Arrow buffers in one pass
     per chunk (memory-mapped views, no copy); only clips at another rate are copied (resampled)."""
     import pyarrow.compute as pc
 
     data = _open_split(path, split, ("audio", "sampling_rate"), "build it with examples/build_corpus.py")
+    if len(data) == 0:
+        raise ValueError(f"the {split} split of {path} has no rows; build the corpus with examples/build_corpus.py")
     table = data.with_format("arrow", columns=["audio", "sampling_rate"])[:]
     rates = table.column("sampling_rate").to_numpy()
     clips = []
