@@ -34,11 +34,15 @@ iterative generative models"), with the backbone frozen, so only LocDiT learns.
   `num_inference_steps` K, `guidance_scale` 1 and `distilled_guidance_scale` g (which makes any other guidance scale
   an error). The teacher's multi-step sampler is unchanged: any pipeline can still be run with more steps.
   `OUTPUT_DIR/student` holds what the student adds to the teacher (LocDiT in float16, the generation config), small
-  enough to bring back from a GPU machine; `--assemble OUTPUT_DIR/student` rebuilds the pipeline from it elsewhere.
+  enough to bring back from a GPU machine; `--assemble OUTPUT_DIR/student` rebuilds the pipeline from it elsewhere
+  (it needs no corpus, and refuses to overwrite an existing OUTPUT_DIR/pipeline).
 
 Resumable: finished pair shards are kept; `OUTPUT_DIR/checkpoint.pt` (student, optimizer, step, RNG, log) is written
-atomically every `save_every` steps and at the end, and a rerun with the same config continues from it. `--time-budget-
-min` stops training (saving and exporting) when the minutes have passed.
+atomically every `save_every` steps and at the end, and a rerun with the same config continues from it (max_steps and
+the time budget may change; a changed teacher, pairs folder, number of shards or training setting is refused, named).
+`--time-budget-min` stops training (saving and exporting) when the minutes have passed. Problems with the inputs
+(config, folders, teacher, corpus, checkpoint) end the run with one `error: ...` line, before its config, pairs or
+student are written.
 """
 
 from __future__ import annotations
@@ -68,6 +72,15 @@ from modeling_ditar.training_data import collate_examples  # noqa: E402
 
 PAIRS_META = "pairs_meta.json"
 CHECKPOINT = "checkpoint.pt"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -115,23 +128,25 @@ class DistillConfig:
     mixed_precision: str = "no"
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides) -> DistillConfig:
+    def from_yaml(cls, path: str | Path, need_corpus: bool = True, **overrides) -> DistillConfig:
+        """The config file's settings with the overrides that are not None; `need_corpus=False` (--assemble) lets the
+        corpus be unset."""
         raw = train_lib.read_settings(path, cls, "distillation")
         raw.update({k: v for k, v in overrides.items() if v is not None})
         if raw.get("mixed_precision") is False:  # YAML 1.1 reads a bare `no` as false
             raw["mixed_precision"] = "no"
         cfg = cls(**raw)
-        cfg.check()
+        cfg.check(need_corpus)
         return cfg
 
-    def check(self):
-        for name in ("output_dir", "corpus"):
+    def check(self, need_corpus: bool = True):
+        for name in ("output_dir", "corpus") if need_corpus else ("output_dir",):
             if not getattr(self, name):
                 raise ValueError(f"{name} is not set: give `{name}:` in the config or --{name.replace('_', '-')}.")
         if self.student_steps not in (1, 2, 3, 4):
             raise ValueError(f"student_steps must be 1-4 (a few-step student), got {self.student_steps!r}.")
         if self.student_guidance_scale is not None and not (
-            isinstance(self.student_guidance_scale, (int, float)) and self.student_guidance_scale > 1
+            _is_number(self.student_guidance_scale) and self.student_guidance_scale > 1
         ):
             raise ValueError(
                 f"student_guidance_scale must be a number > 1 (LM guidance kept by the student) or unset (guidance "
@@ -141,11 +156,62 @@ class DistillConfig:
             raise ValueError(f"mixed_precision must be no or bf16, got {self.mixed_precision!r}.")
         if self.num_pair_shards < 2:
             raise ValueError(f"num_pair_shards must be >= 2 (the last one is held out), got {self.num_pair_shards}.")
-        for name in ("utterances_per_shard", "utterances_per_pass", "teacher_chunk", "batch_size"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+        for name in (
+            "utterances_per_shard",
+            "utterances_per_pass",
+            "teacher_chunk",
+            "batch_size",
+            "eval_every",
+            "save_every",
+        ):
+            if not (_is_int(getattr(self, name)) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}.")
-        if not (isinstance(self.max_steps, int) and self.max_steps >= 0):
-            raise ValueError(f"max_steps must be an integer >= 0, got {self.max_steps!r}.")
+        if not (_is_int(self.max_steps) and self.max_steps >= 1):
+            raise ValueError(
+                f"max_steps must be an integer >= 1 (to compute only the teacher endpoints, pass --pairs-only), got "
+                f"{self.max_steps!r}."
+            )
+        if not (_is_int(self.warmup_steps) and self.warmup_steps >= 0):
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}.")
+        if not (_is_number(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}.")
+        if not (_is_number(self.grad_clip) and self.grad_clip > 0):
+            raise ValueError(
+                f"grad_clip must be a finite number > 0 (the largest gradient norm a step applies), got "
+                f"{self.grad_clip!r}."
+            )
+        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}.")
+        if self.time_budget_min is not None and not (_is_number(self.time_budget_min) and self.time_budget_min > 0):
+            raise ValueError(
+                f"time_budget_min (--time-budget-min) must be a finite number of minutes > 0 (or unset: no budget), "
+                f"got {self.time_budget_min!r}."
+            )
+        if self.threads is not None and not (_is_int(self.threads) and self.threads >= 1):
+            raise ValueError(f"threads must be an integer >= 1 (or unset: torch's default), got {self.threads!r}.")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(
+                f"device must be a torch device such as cpu, cuda or cuda:1, got {self.device!r}."
+            ) from None
+        # the teacher's sampler settings, named by their config keys here (the sampler would name its own arguments,
+        # and only once the teacher has loaded)
+        if self.teacher_steps is not None and not (_is_int(self.teacher_steps) and self.teacher_steps >= 1):
+            raise ValueError(
+                f"teacher_steps must be an integer >= 1 (or unset: the teacher's generation config), got "
+                f"{self.teacher_steps!r}."
+            )
+        if self.guidance_scale is not None and not (_is_number(self.guidance_scale) and self.guidance_scale >= 0):
+            raise ValueError(
+                f"guidance_scale must be a finite number >= 0 (1 disables guidance; unset: the teacher's generation "
+                f"config), got {self.guidance_scale!r}."
+            )
+        if self.temperature is not None and not (_is_number(self.temperature) and 0 <= self.temperature <= 1):
+            raise ValueError(
+                f"temperature must be a number in [0, 1] (or unset: the teacher's generation config), got "
+                f"{self.temperature!r}."
+            )
         if not 0 <= self.prompt_prob <= 1:
             raise ValueError(f"prompt_prob must be in [0, 1], got {self.prompt_prob!r}.")
         for name in ("on_policy_rounds", "on_policy_start"):
@@ -163,6 +229,13 @@ class DistillConfig:
             raise ValueError(
                 f"on_policy_start={self.on_policy_start} is not before max_steps={self.max_steps}: no round would run; "
                 "lower on_policy_start or set on_policy_rounds: 0."
+            )
+        fit = len(self.on_policy_round_steps())
+        if fit < self.on_policy_rounds:
+            raise ValueError(
+                f"on_policy_rounds={self.on_policy_rounds} do not fit in max_steps={self.max_steps}: with "
+                f"on_policy_start={self.on_policy_start} and on_policy_every={self.on_policy_every} only {fit} "
+                f"round(s) start before it; set on_policy_rounds: {fit}, raise max_steps or lower on_policy_every."
             )
 
     def on_policy_round_steps(self) -> list[int]:
@@ -182,6 +255,26 @@ class DistillConfig:
 
 # ----------------------------------------------------------------------------------------------------------------------
 # teacher endpoints
+
+
+def load_teacher(teacher: str) -> DiTARPipeline:
+    """The teacher pipeline from its folder or Hub repo id; one that neither holds is named (not the Hub's error)."""
+    path = Path(teacher)
+    if path.exists() and not path.is_dir():
+        raise FileNotFoundError(
+            f"teacher {teacher} is a file, not a folder: give the folder of a DiTAR pipeline (one "
+            "DiTARPipeline.save_pretrained wrote, e.g. modeling_ditar/default) with teacher: or --teacher."
+        )
+    if path.is_dir():
+        return DiTARPipeline.from_pretrained(teacher)
+    try:
+        return DiTARPipeline.from_pretrained(teacher)  # a Hub repo id (or its local cache)
+    except (OSError, ValueError):
+        raise FileNotFoundError(
+            f"teacher {teacher} is no local folder, and no Hub repo id whose pipeline could be loaded: give the folder "
+            "of a DiTAR pipeline (one DiTARPipeline.save_pretrained wrote, e.g. modeling_ditar/default) with "
+            "teacher: or --teacher."
+        ) from None
 
 
 def teacher_settings(cfg: DistillConfig, pipe: DiTARPipeline) -> dict:
@@ -310,11 +403,12 @@ def atomic_save(obj, path: Path):
 PAIRS_BUDGET_SHARE = 0.5
 
 
-def ensure_pairs(pipe, cfg: DistillConfig, settings: dict, log, deadline: float | None = None) -> list[Path]:
+def ensure_pairs(
+    pipe, cfg: DistillConfig, settings: dict, log, deadline: float | None = None, corpus: dict | None = None
+) -> list[Path]:
     """Compute the missing pair shards (kept ones are reused); returns the paths of the shards that exist, in order.
     Past `deadline` (a `time.time()` value) no further shard is started once two exist."""
     pairs = cfg.pairs_path
-    pairs.mkdir(parents=True, exist_ok=True)
     meta = {
         "teacher": str(Path(cfg.teacher).resolve()),
         "corpus": str(Path(cfg.corpus).resolve()),
@@ -333,12 +427,14 @@ def ensure_pairs(pipe, cfg: DistillConfig, settings: dict, log, deadline: float 
                 f"{pairs} holds teacher endpoints made with other settings ({changed}); use another pairs_dir or "
                 "delete it."
             )
-    else:
-        meta_path.write_text(json.dumps(meta, indent=1))
     paths = [pairs / f"shard-{i:04d}.pt" for i in range(cfg.num_pair_shards)]
     missing = [i for i, path in enumerate(paths) if not path.is_file()]
     if missing:
-        utterances, pad_id, space_ids = corpus_utterances(pipe, cfg)
+        utterances, pad_id, space_ids = corpus_once(pipe, cfg, {} if corpus is None else corpus)
+    if not meta_path.is_file():  # only once the corpus has loaded: a wrong one must not claim the folder
+        pairs.mkdir(parents=True, exist_ok=True)
+        meta_path.write_text(json.dumps(meta, indent=1))
+    if missing:
         for i in missing:
             made = sum(path.is_file() for path in paths)
             if deadline is not None and time.time() > deadline and made >= 2:
@@ -354,13 +450,90 @@ def ensure_pairs(pipe, cfg: DistillConfig, settings: dict, log, deadline: float 
     return [path for path in paths if path.is_file()]
 
 
-def corpus_utterances(pipe, cfg: DistillConfig):
-    """The corpus split's utterances (token ids, normalised features, speaker), the pad id and the space's ids."""
-    from datasets import load_from_disk
+CORPUS_COLUMNS = ("features", "text", "speaker_id")
 
-    processor = pipe.processor
-    split = load_from_disk(cfg.corpus)[cfg.split]
-    utterances = train_lib.load_utterances(split, processor, pipe.model)
+
+def corpus_once(pipe, cfg: DistillConfig, cache: dict):
+    """`corpus_utterances`, loaded at most once per `cache` (pair shards and on-policy rounds share it)."""
+    if "corpus" not in cache:
+        cache["corpus"] = corpus_utterances(pipe, cfg)
+    return cache["corpus"]
+
+
+def corpus_utterances(pipe, cfg: DistillConfig):
+    """The corpus split's utterances (token ids, normalised features, speaker), the pad id and the space's ids.
+    ValueError (FileNotFoundError for a missing folder) names what does not fit: no corpus folder, no such split, an
+    empty split, a missing column, features of another size than the teacher's, or utterances shorter than a patch."""
+    from datasets import DatasetDict, load_from_disk
+
+    corpus = Path(cfg.corpus)
+    build = (
+        "give a corpus folder that examples/build_corpus.py --features wrote (docs/training.md) with corpus: or "
+        "--corpus"
+    )
+    if not corpus.exists():
+        raise FileNotFoundError(f"corpus {corpus} does not exist: {build}.")
+    if not corpus.is_dir():
+        raise ValueError(f"corpus {corpus} is a file, not a corpus folder: {build}.")
+    single = f"corpus {corpus} is a single Dataset, not a corpus of splits (a DatasetDict with a {cfg.split!r} split)"
+    if not (corpus / "dataset_dict.json").is_file():
+        if (corpus / "dataset_info.json").is_file():
+            raise ValueError(f"{single}: {build}.")
+        raise ValueError(f"corpus {corpus} is not a corpus folder (no dataset_dict.json): {build}.")
+    try:
+        data = load_from_disk(str(corpus))
+    except (IndexError, KeyError, ValueError, OSError) as error:  # a split saved without rows has no data file
+        raise ValueError(
+            f"corpus {corpus} cannot be loaded ({type(error).__name__}: {error}): a split without utterances or a "
+            f"damaged folder; {build}."
+        ) from None
+    if not isinstance(data, DatasetDict):
+        raise ValueError(f"{single}: {build}.")
+    if cfg.split not in data:
+        raise ValueError(f"corpus {corpus} has no split {cfg.split!r} (its splits: {sorted(data)}); set split: to one.")
+    split = data[cfg.split]
+    if len(split) == 0:
+        raise ValueError(f"corpus {corpus}: its {cfg.split!r} split is empty; {build}.")
+    missing = [name for name in CORPUS_COLUMNS if name not in split.column_names]
+    if missing:
+        raise ValueError(
+            f"corpus {corpus}: its {cfg.split!r} split has no {', '.join(missing)} column (its columns: "
+            f"{split.column_names}); distillation reads {', '.join(CORPUS_COLUMNS)}: {build}."
+        )
+    model, processor = pipe.model, pipe.processor
+    if (corpus / "feature_extractor").is_dir():  # written by build_corpus.py --features with the features
+        from modeling_ditar import DiTARFeatureExtractor
+        from modeling_ditar.training_data import check_corpus_features
+
+        check_corpus_features(
+            DiTARFeatureExtractor.get_feature_extractor_dict(str(corpus / "feature_extractor"))[0],
+            processor.feature_extractor,
+            str(corpus),
+            f"the teacher {cfg.teacher}",
+            "Rebuild the corpus with the teacher's feature settings, or distil another teacher.",
+        )
+    try:
+        arrays = train_lib.feature_arrays(split)
+    except ValueError as error:  # missing values, frames of mixed sizes
+        raise ValueError(f"corpus {corpus}: {error}") from None
+    dim, patch_size = model.config.feature_dim, model.config.patch_size
+    sizes = sorted({array.shape[1] for array in arrays if array.shape[0]})
+    if sizes and sizes != [dim]:
+        raise ValueError(
+            f"corpus {corpus}: its features have {sizes[0] if len(sizes) == 1 else sizes} values per frame, the "
+            f"teacher {cfg.teacher} reads {dim}: give the corpus built with the teacher's feature extractor, or "
+            "distil another teacher."
+        )
+    short = [index for index, array in enumerate(arrays) if array.shape[0] < patch_size]
+    if short:
+        empty = sum(1 for index in short if arrays[index].shape[0] == 0)
+        raise ValueError(
+            f"corpus {corpus}: {len(short)} of the {len(arrays)} utterances of its {cfg.split!r} split have fewer "
+            f"than patch_size={patch_size} feature frames ({f'{empty} have none; ' if empty else ''}rows "
+            f"{short[:5]}{' ...' if len(short) > 5 else ''}), and the teacher predicts whole patches: rebuild the "
+            "corpus without them (examples/build_corpus.py --min-sec) or drop those rows."
+        )
+    utterances = train_lib.load_utterances(split, processor, model)
     pad_id = processor.tokenizer.pad_token_id or 0
     return utterances, pad_id, processor.encode_text(" ", allow_empty=True)
 
@@ -487,8 +660,79 @@ def lr_at(step: int, cfg: DistillConfig) -> float:
     return cfg.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train_student(pipe, cfg: DistillConfig, settings: dict, paths: list[Path], log, started: float) -> dict:
-    """Train (or resume) the student; returns the final checkpoint dict."""
+# the settings a checkpoint is resumed with, besides those of the run key: they only shape the rest of the run
+RESUMABLE_CHANGES = "max_steps, time_budget_min, eval_every, save_every, threads and device"
+
+
+def run_key(cfg: DistillConfig, settings: dict) -> dict:
+    """What a checkpoint must share with the run that resumes it: the student, its teacher endpoints (pairs folder,
+    sampler, shards: the last one is held out) and the training settings. max_steps and the time budget may change."""
+    key = {
+        "student_steps": cfg.student_steps,
+        "pairs": str(cfg.pairs_path.resolve()),
+        **settings,
+        "num_pair_shards": cfg.num_pair_shards,
+        "learning_rate": cfg.learning_rate,
+        "batch_size": cfg.batch_size,
+        "weight_decay": cfg.weight_decay,
+        "grad_clip": cfg.grad_clip,
+        "warmup_steps": cfg.warmup_steps,
+        "mixed_precision": cfg.mixed_precision,
+    }
+    if cfg.student_guidance_scale is not None:
+        key["student_guidance_scale"] = cfg.student_guidance
+    round_steps = cfg.on_policy_round_steps()
+    if round_steps:
+        key.update(
+            on_policy_steps=round_steps,
+            on_policy_utterances=cfg.on_policy_utterances,
+            on_policy_fraction=cfg.on_policy_fraction,
+        )
+    return key
+
+
+def read_checkpoint(path: Path, key: dict) -> dict | None:
+    """The checkpoint a rerun resumes (None: none yet). ValueError when it cannot be read or belongs to a run with
+    other settings (named, with both values)."""
+    if not path.exists():
+        return None
+    start_over = "delete it to start the run over, or use another output_dir"
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as error:  # cut short (EOF, zip) or not a torch file (pickle): any of them
+        raise ValueError(
+            f"{path} cannot be read ({type(error).__name__}: {error}): it was cut short or is no checkpoint of this "
+            f"script; {start_over}."
+        ) from None
+    if not (isinstance(state, dict) and {"run_key", "student", "optimizer", "step", "log"} <= set(state)):
+        raise ValueError(f"{path} is no checkpoint of this script (it has no run key); {start_over}.")
+    kept = state["run_key"]
+    if kept != key:
+        changed = [
+            f"{name} {kept.get(name, 'unset')!r} -> {key.get(name, 'unset')!r}"
+            for name in sorted(set(kept) | set(key))
+            if kept.get(name) != key.get(name)
+        ]
+        raise ValueError(
+            f"{path} belongs to another run: {', '.join(changed)} (checkpoint -> this config). To resume it, rerun "
+            f"with its settings (only {RESUMABLE_CHANGES} may change); else use another output_dir."
+        )
+    return state
+
+
+def train_student(
+    pipe,
+    cfg: DistillConfig,
+    settings: dict,
+    paths: list[Path],
+    log,
+    started: float,
+    state: dict | None = None,
+    corpus: dict | None = None,
+) -> dict:
+    """Train (or resume from `state`, a checkpoint `read_checkpoint` accepted) the student; returns the final
+    checkpoint dict. `corpus`: a `corpus_once` cache (on-policy rounds read the corpus's texts)."""
+    corpus = {} if corpus is None else corpus
     device = torch.device(cfg.device)
     train_pairs, valid_pairs = load_pairs(paths[:-1]), load_pairs(paths[-1:])
     items = train_pairs["target"].shape[0]
@@ -497,24 +741,9 @@ def train_student(pipe, cfg: DistillConfig, settings: dict, paths: list[Path], l
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     out = Path(cfg.output_dir)
     ckpt_path = out / CHECKPOINT
-    run_key = {"student_steps": cfg.student_steps, "pairs": str(cfg.pairs_path.resolve()), **settings}
-    if cfg.student_guidance_scale is not None:
-        run_key["student_guidance_scale"] = cfg.student_guidance
     guidance = cfg.student_guidance
     round_steps = cfg.on_policy_round_steps()
-    if round_steps:
-        run_key.update(
-            on_policy_steps=round_steps,
-            on_policy_utterances=cfg.on_policy_utterances,
-            on_policy_fraction=cfg.on_policy_fraction,
-        )
-    if ckpt_path.is_file():
-        state = torch.load(ckpt_path, weights_only=False)
-        if state["run_key"] != run_key:
-            raise ValueError(
-                f"{ckpt_path} belongs to another run ({state['run_key']}), this one is {run_key}; use another "
-                "output_dir."
-            )
+    if state is not None:
         student.load_state_dict(state["student"])
         optimizer.load_state_dict(state["optimizer"])
         log(f"resumed at step {state['step']}")
@@ -526,25 +755,24 @@ def train_student(pipe, cfg: DistillConfig, settings: dict, paths: list[Path], l
         initial = validation_loss(student, valid_pairs, cfg.student_steps, temperature, device, guidance)
         log(f"held-out MSE before training: undistilled guided {undistilled:.4f}, student init {initial:.4f}")
         baseline = {"undistilled_guided": undistilled, "initial": initial}
-        state = {"step": 0, "log": [], "run_key": run_key, "baseline": baseline}
+        state = {"step": 0, "log": [], "run_key": run_key(cfg, settings), "baseline": baseline}
 
     # on-policy rounds: the pairs of every round reached so far (kept on disk, so a resumed run reloads them)
     rounds: list[dict[str, torch.Tensor]] = []
     on_policy: dict[str, torch.Tensor] | None = None
     student_model = None
-    corpus = None
 
     def round_pairs(round_index: int) -> dict[str, torch.Tensor]:
-        nonlocal student_model, corpus
+        nonlocal student_model
         path = out / "on_policy" / f"round-{round_index:02d}.pt"
         if path.is_file():
             return torch.load(path, weights_only=True)
         if student_model is None:
             student_model = copy.deepcopy(pipe.model)
-            corpus = corpus_utterances(pipe, cfg)
         student_model.locdit.load_state_dict({k: v.to(student_model.dtype) for k, v in student.state_dict().items()})
         begin = time.time()
-        made = make_on_policy_round(pipe, student_model, corpus[0], round_index, cfg, settings, corpus[2])
+        utterances, _, space_ids = corpus_once(pipe, cfg, corpus)
+        made = make_on_policy_round(pipe, student_model, utterances, round_index, cfg, settings, space_ids)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_save(made["pairs"], path)
         log(
@@ -651,13 +879,23 @@ def assemble(teacher: str, student_dir: Path, target: Path) -> Path:
     """The teacher's pipeline with a saved student's LocDiT and generation config (see `save_student`)."""
     from safetensors.torch import load_file
 
-    student_dir = Path(student_dir)
+    student_dir, target = Path(student_dir), Path(target)
+    if target.exists():
+        raise FileExistsError(
+            f"{target} already exists and --assemble does not overwrite it: give another --output-dir, or delete "
+            f"{target} first."
+        )
+    if not student_dir.is_dir():
+        raise FileNotFoundError(
+            f"--assemble {student_dir}: no such folder; give the student folder a distillation run writes "
+            "(OUTPUT_DIR/student)."
+        )
     for name in (STUDENT_WEIGHTS, GENERATION_CONFIG):
         if not (student_dir / name).is_file():
             raise FileNotFoundError(
                 f"{student_dir} has no {name}: give the student folder a distillation run writes (OUTPUT_DIR/student)."
             )
-    pipe = DiTARPipeline.from_pretrained(teacher)
+    pipe = load_teacher(teacher)
     model = pipe.model
     weights = load_file(str(student_dir / STUDENT_WEIGHTS))
     try:
@@ -700,12 +938,60 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@contextlib.contextmanager
+def refusals():
+    """A problem with the inputs (config, folders, teacher, corpus, checkpoint) ends the run with its message as one
+    `error: ...` line, not a traceback."""
+    try:
+        yield
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def check_device(name: str):
+    """Refuse a device this machine does not have (torch would fail later, e.g. with an AssertionError for cuda)."""
+    device = torch.device(name)
+    if device.type == "cpu":
+        return
+    if device.type == "mps":
+        available, count = torch.backends.mps.is_available(), 1
+    else:
+        backend = getattr(torch, device.type, None)  # torch.cuda, torch.xpu, ...
+        available = backend is not None and hasattr(backend, "is_available") and backend.is_available()
+        count = backend.device_count() if available and hasattr(backend, "device_count") else 1
+    if not available:
+        raise ValueError(
+            f"device {name!r}: this machine has no {device.type} device; use device: cpu (or --device cpu)."
+        )
+    if device.index is not None and device.index >= count:
+        raise ValueError(f"device {name!r}: this machine has {count} {device.type} device(s), numbered from 0.")
+
+
+# options that only shape a training run: --assemble refuses them rather than ignore them
+NOT_FOR_ASSEMBLE = {
+    "pairs_only": "--pairs-only",
+    "pairs_dir": "--pairs-dir",
+    "student_steps": "--student-steps",
+    "student_guidance_scale": "--student-guidance-scale",
+    "max_steps": "--max-steps",
+    "time_budget_min": "--time-budget-min",
+}
+
+
 def main(argv=None) -> Path | None:
     args = parse_args(argv)
     started = time.time()
-    try:
+    if args.assemble:
+        ignored = [flag for name, flag in NOT_FOR_ASSEMBLE.items() if getattr(args, name) not in (None, False)]
+        if ignored:
+            raise SystemExit(
+                f"error: --assemble only builds a pipeline from a trained student (its steps and guidance are in its "
+                f"generation config), so {', '.join(ignored)} would do nothing; leave them out."
+            )
+    with refusals():  # a missing, unreadable or wrong config: its message, not a traceback
         cfg = DistillConfig.from_yaml(
             args.config,
+            need_corpus=not args.assemble,  # assembling reads no corpus
             output_dir=args.output_dir,
             teacher=args.teacher,
             corpus=args.corpus,
@@ -716,17 +1002,23 @@ def main(argv=None) -> Path | None:
             time_budget_min=args.time_budget_min,
             device=args.device,
         )
-    except (OSError, ValueError) as error:  # a missing, unreadable or wrong config: its message, not a traceback
-        raise SystemExit(f"error: {error}") from None
+        out = Path(cfg.output_dir)
+        folders = {"output_dir": out} if args.assemble else {"output_dir": out, "pairs_dir": cfg.pairs_path}
+        for name, folder in folders.items():
+            if folder.exists() and not folder.is_dir():
+                raise ValueError(f"{name} {folder} is a file: give a folder (`{name}:` or --{name.replace('_', '-')}).")
+        if not args.assemble:
+            check_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if args.assemble:
-        target = assemble(cfg.teacher, Path(args.assemble), out / "pipeline")
+        with refusals():
+            target = out / "pipeline"
+            out.mkdir(parents=True, exist_ok=True)
+            assemble(cfg.teacher, Path(args.assemble), target)
         print(f"wrote {target}: the teacher {cfg.teacher} with the student of {args.assemble}")
         return target
-    (out / "distill_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    out.mkdir(parents=True, exist_ok=True)
     log_file = (out / "log.txt").open("a")
 
     def log(message: str):
@@ -738,15 +1030,25 @@ def main(argv=None) -> Path | None:
     torch.manual_seed(cfg.seed)
     # the teacher computes in float32 (its endpoints and the held-out error do not depend on the CPU); the written
     # pipeline keeps the teacher folder's matmul_dtype setting for its users
-    pipe = DiTARPipeline.from_pretrained(cfg.teacher)
-    pipe.model.to(cfg.device).eval().requires_grad_(False).set_matmul_dtype(torch.float32)
-    settings = teacher_settings(cfg, pipe)
+    with refusals():
+        pipe = load_teacher(cfg.teacher)
+        pipe.model.to(cfg.device).eval().requires_grad_(False).set_matmul_dtype(torch.float32)
+        settings = teacher_settings(cfg, pipe)
+        # a checkpoint of another run is refused before any teacher endpoint is computed
+        state = None if args.pairs_only else read_checkpoint(out / CHECKPOINT, run_key(cfg, settings))
     log(f"teacher {cfg.teacher}: {settings}; student K={cfg.student_steps}, guidance {cfg.student_guidance}")
     deadline = None if cfg.time_budget_min is None else started + 60 * cfg.time_budget_min * PAIRS_BUDGET_SHARE
-    paths = ensure_pairs(pipe, cfg, settings, log, deadline)
+    corpus: dict = {}  # loaded once, by the first that needs it
+    with refusals():  # the corpus's problems, and teacher endpoints made with other settings
+        paths = ensure_pairs(pipe, cfg, settings, log, deadline, corpus)
+        rounds = len(cfg.on_policy_round_steps())
+        if not args.pairs_only and any(not (out / "on_policy" / f"round-{r:02d}.pt").is_file() for r in range(rounds)):
+            corpus_once(pipe, cfg, corpus)  # on-policy rounds read it mid-run: its problems are found now
+    if not (args.pairs_only and (out / CHECKPOINT).exists()):  # a trained run's config describes its checkpoint
+        (out / "distill_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     if args.pairs_only:
         return None
-    state = train_student(pipe, cfg, settings, paths, log, started)
+    state = train_student(pipe, cfg, settings, paths, log, started, state, corpus)
     target = out / "pipeline"
     export_pipeline(pipe, state["student"], cfg, settings, target)
     save_student(pipe.model, out / "student")

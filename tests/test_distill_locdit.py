@@ -165,13 +165,33 @@ def test_student_folder_rebuilds_the_written_pipeline(teacher_and_corpus, full_r
         if name.startswith("locdit."):  # LocDiT travels in float16; everything else is the teacher's
             want = want.half().to(want.dtype)
         torch.testing.assert_close(got, want, rtol=0, atol=0, msg=name)
-    with pytest.raises(FileNotFoundError, match="has no locdit.safetensors"):
+    with pytest.raises(SystemExit, match="error: .* has no locdit.safetensors"):
         distill_locdit.main([*argv, "--output-dir", str(tmp_path / "x"), "--assemble", str(tmp_path)])
+    with pytest.raises(SystemExit, match="error: --assemble .*missing: no such folder"):
+        distill_locdit.main([*argv, "--output-dir", str(tmp_path / "x"), "--assemble", str(tmp_path / "missing")])
     other = tmp_path / "other_teacher"
     get_dummy_pipeline(seed=0, locdit_hidden_size=48).save_pretrained(other)
     argv[argv.index("--teacher") + 1] = str(other)
-    with pytest.raises(ValueError, match="does not fit the LocDiT of the teacher"):
+    with pytest.raises(SystemExit, match="error: The student in .* does not fit the LocDiT of the teacher"):
         distill_locdit.main([*argv, "--output-dir", str(tmp_path / "y"), "--assemble", str(student)])
+
+
+def test_assemble_keeps_an_existing_pipeline_needs_no_corpus_and_refuses_training_options(
+    teacher_and_corpus, full_run, tmp_path
+):
+    student, teacher = full_run[0] / "student", teacher_and_corpus[0]
+    argv = ["--config", str(TINY), "--teacher", str(teacher), "--assemble", str(student)]
+    out = tmp_path / "out"
+    target = distill_locdit.main([*argv, "--output-dir", str(out)])  # the config names no corpus: none needed
+    assert (target / "model_index.json").is_file()
+    before = (target / "model" / "model.safetensors").stat().st_mtime_ns
+    with pytest.raises(SystemExit, match=f"error: {target} already exists .* give another --output-dir"):
+        distill_locdit.main([*argv, "--output-dir", str(out)])
+    assert (target / "model" / "model.safetensors").stat().st_mtime_ns == before
+    for extra in (["--pairs-only"], ["--student-steps", "1"], ["--max-steps", "3"], ["--time-budget-min", "5"]):
+        with pytest.raises(SystemExit, match=f"error: --assemble .* so {extra[0]} would do nothing"):
+            distill_locdit.main([*argv, "--output-dir", str(tmp_path / "other"), *extra])
+    assert not (tmp_path / "other").exists()
 
 
 def test_a_guided_student_learns_through_guidance_and_keeps_it(teacher_and_corpus, full_run, tmp_path, monkeypatch):
@@ -198,7 +218,7 @@ def test_a_guided_student_learns_through_guidance_and_keeps_it(teacher_and_corpu
     pipe.model.locdit.register_forward_hook(lambda module, args, out: calls.append(out.shape[0]))
     pipe("hello world", max_new_patches=3, num_candidates=1, generator=torch.Generator().manual_seed(0))
     assert calls == [2] * 6  # 3 patches x K=2 steps, conditional and unconditional rows together
-    with pytest.raises(ValueError, match="belongs to another run"):  # the folded run's checkpoint is not resumed
+    with pytest.raises(SystemExit, match="belongs to another run"):  # the folded run's checkpoint is not resumed
         _run(teacher_and_corpus, tmp_path / "run")
 
 
@@ -234,6 +254,30 @@ def test_a_teacher_with_no_more_steps_than_the_student_is_refused(teacher_and_co
         ("on_policy_fraction: 1.0", "on_policy_fraction must be in \\(0, 1\\)"),
         ("mixed_precision: fp16", "mixed_precision must be no or bf16"),
         ("max_steps: 10\non_policy_rounds: 1\non_policy_start: 10", "on_policy_start=10 is not before max_steps=10"),
+        (
+            "max_steps: 1000\non_policy_rounds: 5\non_policy_every: 500",
+            "on_policy_rounds=5 do not fit in max_steps=1000: .* only 2 round\\(s\\) .* on_policy_rounds: 2",
+        ),
+        ("grad_clip: 0", "grad_clip must be a finite number > 0"),
+        ("grad_clip: -1.0", "grad_clip must be a finite number > 0"),
+        ("learning_rate: 0", "learning_rate must be a finite number > 0"),
+        ("learning_rate: -1.0e-3", "learning_rate must be a finite number > 0"),
+        ("weight_decay: -0.1", "weight_decay must be a finite number >= 0"),
+        ("warmup_steps: -5", "warmup_steps must be an integer >= 0"),
+        ("eval_every: 0", "eval_every must be an integer >= 1"),
+        ("save_every: 0", "save_every must be an integer >= 1"),
+        ("threads: 0", "threads must be an integer >= 1"),
+        ("threads: -2", "threads must be an integer >= 1"),
+        ("device: gpu", "device must be a torch device such as cpu, cuda"),
+        ("teacher_steps: 0", "teacher_steps must be an integer >= 1"),
+        ("guidance_scale: -2", "guidance_scale must be a finite number >= 0"),
+        ("temperature: 5", "temperature must be a number in \\[0, 1\\]"),
+        (
+            "max_steps: 0",
+            "max_steps must be an integer >= 1 \\(to compute only the teacher endpoints, pass --pairs-only",
+        ),
+        ("time_budget_min: 0", "time_budget_min \\(--time-budget-min\\) must be a finite number of minutes > 0"),
+        ("time_budget_min: -5", "time_budget_min \\(--time-budget-min\\) must be a finite number of minutes > 0"),
     ],
 )
 def test_bad_configs_name_the_setting(tmp_path, settings, message):
@@ -344,3 +388,166 @@ def test_teacher_endpoints_stop_at_their_share_of_the_time_budget(teacher_and_co
     log = (out / "log.txt").read_text()
     assert "training on 2 of 3 shards" in log
     assert (target / "model_index.json").is_file() and (out / "student" / "locdit.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--time-budget-min", "0", "time_budget_min \\(--time-budget-min\\) must be a finite number of minutes > 0"),
+        ("--time-budget-min", "-1", "time_budget_min \\(--time-budget-min\\) must be a finite number of minutes > 0"),
+        ("--time-budget-min", "nan", "time_budget_min \\(--time-budget-min\\) must be a finite number of minutes > 0"),
+        (
+            "--max-steps",
+            "0",
+            "max_steps must be an integer >= 1 \\(to compute only the teacher endpoints, pass --pairs",
+        ),
+        ("--student-guidance-scale", "inf", "student_guidance_scale must be a number > 1"),
+        ("--device", "foo", "device must be a torch device"),
+    ],
+)
+def test_bad_options_stop_before_anything_is_written(teacher_and_corpus, tmp_path, option, value, message):
+    """An untrained student must not be written as a distilled pipeline (a budget of 0 minutes, max_steps 0)."""
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=f"^error: {message}"):
+        _run(teacher_and_corpus, out, option, value)
+    assert not out.exists() and not (tmp_path / "pairs").exists()
+
+
+def test_a_device_this_machine_lacks_is_refused(teacher_and_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="^error: device 'cuda': this machine has no cuda device; use device: cpu"):
+        _run(teacher_and_corpus, tmp_path / "run", "--device", "cuda")
+    assert not (tmp_path / "run").exists()
+
+
+def _bad_corpora(directory: Path) -> dict[str, Path]:
+    from datasets import Dataset, DatasetDict
+
+    generator = torch.Generator().manual_seed(1)
+
+    def rows(frames, dim=FEATURE_DIM, speakers=True):
+        data = {
+            "features": [torch.randn(n, dim, generator=generator).tolist() for n in frames],
+            "text": ["hello world"] * len(frames),
+        }
+        if speakers:
+            data["speaker_id"] = ["a", "b"] * (len(frames) // 2)
+        return Dataset.from_dict(data)
+
+    corpora = {"missing": directory / "missing", "a file": directory / "a_file"}
+    corpora["a file"].write_text("x")
+    made = {
+        "a single Dataset": rows([12, 12]),
+        "no train split": DatasetDict({"validation": rows([12, 12])}),
+        "no speaker_id": DatasetDict({"train": rows([12, 12], speakers=False)}),
+        "other feature size": DatasetDict({"train": rows([12, 12], dim=FEATURE_DIM + 3)}),
+        "zero-frame rows": DatasetDict({"train": rows([12, 0, 12, 0])}),
+        "shorter than a patch": DatasetDict({"train": rows([12, 1])}),
+        "empty split": DatasetDict({"train": rows([12, 12]).select([])}),
+    }
+    for name, data in made.items():
+        data.save_to_disk(str(directory / name.replace(" ", "_")))
+        corpora[name] = directory / name.replace(" ", "_")
+    return corpora
+
+
+BAD_CORPUS_MESSAGES = {
+    "missing": "corpus .*missing does not exist: give a corpus folder that examples/build_corpus.py --features wrote",
+    "a file": "corpus .*a_file is a file, not a corpus folder",
+    "a single Dataset": "is a single Dataset, not a corpus of splits \\(a DatasetDict with a 'train' split\\)",
+    "no train split": "has no split 'train' \\(its splits: \\['validation'\\]\\); set split: to one",
+    "no speaker_id": "its 'train' split has no speaker_id column",
+    "other feature size": f"its features have {FEATURE_DIM + 3} values per frame, the teacher .* reads {FEATURE_DIM}",
+    "zero-frame rows": "2 of the 4 utterances .* fewer than patch_size=2 feature frames \\(2 have none; rows \\[1, 3",
+    "shorter than a patch": "1 of the 2 utterances .* fewer than patch_size=2 feature frames \\(rows \\[1\\]\\)",
+    "empty split": "(its 'train' split is empty|cannot be loaded .* a split without utterances)",
+}
+
+
+def test_bad_corpora_are_named_and_leave_no_pairs_folder_behind(teacher_and_corpus, tmp_path):
+    """Each corpus problem is one `error:` line; the pairs folder is not claimed (pairs_meta.json) by a corpus that did
+    not load, and the run's config is not written, so the corrected rerun goes ahead."""
+    teacher = teacher_and_corpus[0]
+    for name, path in _bad_corpora(tmp_path).items():
+        with pytest.raises(SystemExit, match=f"^error: (corpus )?.*{BAD_CORPUS_MESSAGES[name]}"):
+            _run((teacher, path), tmp_path / "run")
+        assert not (tmp_path / "pairs" / distill_locdit.PAIRS_META).exists(), name
+        assert not (tmp_path / "run" / "distill_config.json").exists(), name
+    _run(teacher_and_corpus, tmp_path / "run", "--pairs-only")  # the corrected rerun goes ahead
+    assert (tmp_path / "pairs" / distill_locdit.PAIRS_META).is_file()
+
+
+def test_bad_teachers_and_folders_are_one_line_errors(teacher_and_corpus, full_run, tmp_path, monkeypatch):
+    teacher, corpus = teacher_and_corpus
+    (tmp_path / "a_file").write_text("x")
+    monkeypatch.chdir(tmp_path)  # a relative path that does not exist is not looked up on the Hub
+    cases = {
+        "no_such_teacher": "teacher no_such_teacher is no local folder, and no Hub repo id",
+        str(tmp_path / "a_file"): "teacher .*a_file is a file, not a folder",
+        str(corpus): ".*corpus is not a DiTAR pipeline folder: it has no model_index.json",
+        str(full_run[1]): "the teacher is itself a distilled student; distil from the multi-step pipeline",
+    }
+    for bad, message in cases.items():
+        with pytest.raises(SystemExit, match=f"^error: {message}"):
+            _run((bad, corpus), tmp_path / "run")
+    with pytest.raises(SystemExit, match="^error: output_dir .*a_file is a file: give a folder"):
+        _run(teacher_and_corpus, tmp_path / "a_file")
+    argv = ["--config", str(TINY), "--teacher", str(teacher), "--corpus", str(corpus)]
+    with pytest.raises(SystemExit, match="^error: pairs_dir .*a_file is a file: give a folder"):
+        distill_locdit.main([*argv, "--output-dir", str(tmp_path / "r"), "--pairs-dir", str(tmp_path / "a_file")])
+    # teacher endpoints of another corpus
+    other = tmp_path / "other"
+    _tiny_corpus(other)
+    (tmp_path / "pairs").symlink_to(full_run[0].parent / "pairs")
+    with pytest.raises(
+        SystemExit, match="^error: .* holds teacher endpoints made with other settings \\(\\['corpus'\\]"
+    ):
+        _run((teacher, other / "corpus"), tmp_path / "run")
+
+
+def _resumable_copy(full_run, tmp_path: Path) -> Path:
+    """A folder holding the full run's checkpoint and sharing its pairs, as an interrupted run would."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (tmp_path / "pairs").symlink_to(full_run[0].parent / "pairs")
+    (out / distill_locdit.CHECKPOINT).write_bytes((full_run[0] / distill_locdit.CHECKPOINT).read_bytes())
+    (out / "distill_config.json").write_text("kept")
+    return out
+
+
+def test_resume_refuses_changed_training_settings_and_names_them(teacher_and_corpus, full_run, tmp_path):
+    out = _resumable_copy(full_run, tmp_path)
+    teacher, corpus = teacher_and_corpus
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(
+        TINY.read_text()
+        .replace("learning_rate: 1.0e-3", "learning_rate: 0.5")
+        .replace("batch_size: 16", "batch_size: 4")
+    )
+    shards = tmp_path / "shards.yaml"
+    shards.write_text(TINY.read_text().replace("num_pair_shards: 2", "num_pair_shards: 3"))
+    for config, message in (
+        (changed, "belongs to another run: batch_size 16 -> 4, learning_rate 0.001 -> 0.5 \\(checkpoint -> this"),
+        (shards, "belongs to another run: num_pair_shards 2 -> 3 \\(checkpoint"),  # the held-out shard would move
+    ):
+        argv = ["--config", str(config), "--teacher", str(teacher), "--corpus", str(corpus), "--output-dir", str(out)]
+        with pytest.raises(SystemExit, match=f"^error: .*{message}"):
+            distill_locdit.main([*argv, "--pairs-dir", str(tmp_path / "pairs")])
+        assert (out / "distill_config.json").read_text() == "kept"  # refused before the run's config is written
+    assert not (full_run[0].parent / "pairs" / "shard-0002.pt").exists()  # and before any endpoint is computed
+    _run(teacher_and_corpus, out, "--max-steps", "8")  # more steps: the same run, continued
+    state = torch.load(out / distill_locdit.CHECKPOINT, weights_only=False)
+    assert state["step"] == 8 and len(state["log"]) == 8
+
+
+def test_an_unreadable_checkpoint_is_a_one_line_error(teacher_and_corpus, full_run, tmp_path):
+    out = _resumable_copy(full_run, tmp_path)
+    ckpt = out / distill_locdit.CHECKPOINT
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # cut short
+    with pytest.raises(SystemExit, match="^error: .*checkpoint.pt cannot be read .* delete it to start the run over"):
+        _run(teacher_and_corpus, out)
+    torch.save({"step": 3}, ckpt)
+    with pytest.raises(
+        SystemExit, match="^error: .*checkpoint.pt is no checkpoint of this script \\(it has no run key"
+    ):
+        _run(teacher_and_corpus, out)
