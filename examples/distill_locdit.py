@@ -720,6 +720,28 @@ def read_checkpoint(path: Path, key: dict) -> dict | None:
     return state
 
 
+def resumed_shards(state: dict | None, paths: list[Path], log) -> list[Path]:
+    """The pair shards a run trains and validates on: those it started with when it resumes. A first run cut short by
+    its time budget makes fewer shards than `num_pair_shards`; a rerun makes the rest, and would otherwise hold out
+    another shard than the one its baseline was measured on (and train on the old one)."""
+    if state is None or "shards" not in state:  # a new run (or a checkpoint that did not record them)
+        return paths
+    by_name = {path.name: path for path in paths}
+    gone = [name for name in state["shards"] if name not in by_name]
+    if gone:
+        raise ValueError(
+            f"the pair shards {gone} this run trained on are gone from {paths[0].parent if paths else 'the pairs'}: "
+            "delete the checkpoint to start the run over, or restore them."
+        )
+    kept = [by_name[name] for name in state["shards"]]
+    if len(kept) < len(paths):
+        log(
+            f"resuming on the run's {len(kept)} pair shards ({kept[-1].name} held out); the {len(paths) - len(kept)} "
+            "made since stay unused"
+        )
+    return kept
+
+
 def train_student(
     pipe,
     cfg: DistillConfig,
@@ -755,7 +777,13 @@ def train_student(
         initial = validation_loss(student, valid_pairs, cfg.student_steps, temperature, device, guidance)
         log(f"held-out MSE before training: undistilled guided {undistilled:.4f}, student init {initial:.4f}")
         baseline = {"undistilled_guided": undistilled, "initial": initial}
-        state = {"step": 0, "log": [], "run_key": run_key(cfg, settings), "baseline": baseline}
+        state = {
+            "step": 0,
+            "log": [],
+            "run_key": run_key(cfg, settings),
+            "baseline": baseline,
+            "shards": [path.name for path in paths],  # the last one held out
+        }
 
     # on-policy rounds: the pairs of every round reached so far (kept on disk, so a resumed run reloads them)
     rounds: list[dict[str, torch.Tensor]] = []
@@ -1048,6 +1076,8 @@ def main(argv=None) -> Path | None:
         (out / "distill_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     if args.pairs_only:
         return None
+    with refusals():
+        paths = resumed_shards(state, paths, log)
     state = train_student(pipe, cfg, settings, paths, log, started, state, corpus)
     target = out / "pipeline"
     export_pipeline(pipe, state["student"], cfg, settings, target)

@@ -538,6 +538,7 @@ def test_resume_refuses_changed_training_settings_and_names_them(teacher_and_cor
     _run(teacher_and_corpus, out, "--max-steps", "8")  # more steps: the same run, continued
     state = torch.load(out / distill_locdit.CHECKPOINT, weights_only=False)
     assert state["step"] == 8 and len(state["log"]) == 8
+    assert state["shards"] == ["shard-0000.pt", "shard-0001.pt"]  # the split it trained on, for later resumes
 
 
 def test_an_unreadable_checkpoint_is_a_one_line_error(teacher_and_corpus, full_run, tmp_path):
@@ -551,3 +552,17 @@ def test_an_unreadable_checkpoint_is_a_one_line_error(teacher_and_corpus, full_r
         SystemExit, match="^error: .*checkpoint.pt is no checkpoint of this script \\(it has no run key"
     ):
         _run(teacher_and_corpus, out)
+
+
+def test_a_resumed_run_keeps_the_shards_it_started_with(tmp_path):
+    """A first run cut short by its time budget made 2 of 3 shards and held out the second; the rerun makes the third
+    and must not hold that one out instead (its baseline was measured on the second, which it would train on)."""
+    paths = [tmp_path / f"shard-{i:04d}.pt" for i in range(3)]
+    logged = []
+    assert distill_locdit.resumed_shards(None, paths, logged.append) == paths
+    assert distill_locdit.resumed_shards({"step": 3}, paths, logged.append) == paths  # checkpoints before the record
+    state = {"step": 3, "shards": ["shard-0000.pt", "shard-0001.pt"]}
+    assert distill_locdit.resumed_shards(state, paths, logged.append) == paths[:2]
+    assert logged == ["resuming on the run's 2 pair shards (shard-0001.pt held out); the 1 made since stay unused"]
+    with pytest.raises(ValueError, match="the pair shards \\['shard-0001.pt'\\] this run trained on are gone"):
+        distill_locdit.resumed_shards(state, [paths[0], paths[2]], logged.append)
