@@ -457,20 +457,24 @@ def test_load_pipeline_from_a_training_output_folder(tmp_path):
         load_pipeline(tmp_path)
 
 
+class BrokenSystem:
+    """A system whose every case raises, as a model refusing its input would."""
+
+    key, name = "model", "broken"
+
+    def applies(self, case):
+        return True
+
+    def __call__(self, case):
+        raise ValueError("prompt too short")
+
+    def describe(self):
+        return {}
+
+
 def test_failed_case_counts_as_silence(tmp_path):
-    class Broken:
-        key, name = "model", "broken"
-
-        def applies(self, case):
-            return True
-
-        def __call__(self, case):
-            raise ValueError("prompt too short")
-
-        def describe(self):
-            return {}
-
-    results = run_evaluation(load_cases(_cases(tmp_path))[:1], [Broken()], StubASR(), StubSpeaker(), log=lambda s: None)
+    cases = load_cases(_cases(tmp_path))[:1]
+    results = run_evaluation(cases, [BrokenSystem()], StubASR(), StubSpeaker(), log=lambda s: None)
     (row,) = results["rows"]
     assert row["failed"] == 1 and row["wer"] == 1.0 and row["hits"] == 0
     assert results["cases"][0]["rows"]["model"]["error"].startswith("ValueError")
@@ -963,19 +967,7 @@ def test_a_missing_cases_file_pipeline_or_zero_cases_ends_with_one_line_before_a
 
 
 def test_a_row_that_fails_every_case_fails_the_command_after_writing_its_results(tmp_path, monkeypatch, capsys):
-    class Broken:
-        key, name = "model", "broken"
-
-        def applies(self, case):
-            return True
-
-        def __call__(self, case):
-            raise ValueError("prompt too short")
-
-        def describe(self):
-            return {}
-
-    class FailsOnce(Broken):
+    class FailsOnce(BrokenSystem):
         key, name = "flaky", "fails on c1"
 
         def __call__(self, case):
@@ -990,7 +982,7 @@ def test_a_row_that_fails_every_case_fails_the_command_after_writing_its_results
     assert results["rows"][0]["failed"] == 1
     assert "warning: 1 of 3 cases failed in row 'flaky'; first: RuntimeError: out of memory" in capsys.readouterr().out
 
-    monkeypatch.setattr(ev, "build_systems", lambda args, rows: ([FailsOnce(), Broken()], None))
+    monkeypatch.setattr(ev, "build_systems", lambda args, rows: ([FailsOnce(), BrokenSystem()], None))
     with pytest.raises(SystemExit, match="^error: every case failed in row 'model' \\(ValueError: prompt too short\\)"):
         ev.main(["--cases", str(cases), "--out", str(tmp_path / "broken")], **stubs)
     written = json.loads((tmp_path / "broken" / "results.json").read_text())
