@@ -186,15 +186,22 @@ class TrainConfig:
         return problems
 
 
+def nearest_name(name, known, prefer=(), aliases: dict | None = None) -> str | None:
+    """The known name closest to a misspelt `name` (usually the typo's fix), or None: a close name in `prefer` first,
+    then a close key of `aliases` (what other libraries call a setting) gives its known name, then `known`."""
+    close = difflib.get_close_matches(str(name), list(prefer), n=1)
+    if not close and aliases:
+        close = [aliases[c] for c in difflib.get_close_matches(str(name), sorted(aliases), n=1, cutoff=0.75)]
+    return (close or difflib.get_close_matches(str(name), sorted(known), n=1) or [None])[0]
+
+
 def _misspelt(names, known, message: str, fallback: str = "", prefer=()) -> list[str]:
-    """`message` (naming `{name}`) for every name that is not in `known`, with the nearest known name (usually the
-    typo's fix; names in `prefer` first) or else `fallback`."""
+    """`message` (naming `{name}`) for every name that is not in `known`, with the nearest known name (names in
+    `prefer` first) or else `fallback`."""
     problems = []
     for name in sorted(set(names) - set(known), key=str):
-        close = difflib.get_close_matches(str(name), list(prefer), n=1) or difflib.get_close_matches(
-            str(name), sorted(known), n=1
-        )
-        problems.append(message.format(name=name) + (f" (did you mean {close[0]!r}?)" if close else fallback))
+        close = nearest_name(name, known, prefer)
+        problems.append(message.format(name=name) + (f" (did you mean {close!r}?)" if close else fallback))
     return problems
 
 
@@ -244,8 +251,8 @@ def read_settings(path: str | Path, cls, kind: str) -> dict:
     if unknown:
         named = []
         for name in unknown:
-            close = difflib.get_close_matches(str(name), known, n=1)
-            named.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+            close = nearest_name(name, known)
+            named.append(f"{name!r} (did you mean {close!r}?)" if close else repr(name))
         raise ValueError(f"{path}: unknown {kind} settings: {', '.join(named)}")
     if data.get("mixed_precision") is False:  # YAML 1.1 reads a bare `no` as false
         data["mixed_precision"] = "no"

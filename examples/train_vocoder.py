@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import difflib
 import json
 import math
 import os
@@ -59,6 +58,7 @@ from train import (  # noqa: E402
     check_mixed_precision,
     configure_process,
     lr_lambda,
+    nearest_name,
     newest_checkpoint,
     read_settings,
     register_and_resume,
@@ -337,12 +337,10 @@ OTHER_LIBRARIES_NAMES = {
 def unknown_names(names, known, aliases: dict | None = None) -> str:
     """'' when every name is known, else the unknown ones, each with the nearest known name (a name another library
     uses, in `aliases`, counts as its known one)."""
-    aliases = aliases or {}
     named = []
     for name in sorted(set(names) - set(known), key=str):
-        close = difflib.get_close_matches(str(name), sorted(aliases), n=1, cutoff=0.75)
-        close = [aliases[close[0]]] if close else difflib.get_close_matches(str(name), sorted(known), n=1)
-        named.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+        close = nearest_name(name, known, aliases=aliases)
+        named.append(f"{name!r} (did you mean {close!r}?)" if close else repr(name))
     return ", ".join(named)
 
 
