@@ -65,6 +65,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # examples/
 import train as train_lib  # noqa: E402
+from train import is_number  # noqa: E402
 
 from modeling_ditar import DiTARPipeline  # noqa: E402
 from modeling_ditar.sampling import GuidedVelocity, PatchSampler  # noqa: E402
@@ -76,11 +77,6 @@ CHECKPOINT = "checkpoint.pt"
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    """A finite int or float (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -146,7 +142,7 @@ class DistillConfig:
         if self.student_steps not in (1, 2, 3, 4):
             raise ValueError(f"student_steps must be 1-4 (a few-step student), got {self.student_steps!r}.")
         if self.student_guidance_scale is not None and not (
-            _is_number(self.student_guidance_scale) and self.student_guidance_scale > 1
+            is_number(self.student_guidance_scale) and self.student_guidance_scale > 1
         ):
             raise ValueError(
                 f"student_guidance_scale must be a number > 1 (LM guidance kept by the student) or unset (guidance "
@@ -173,16 +169,16 @@ class DistillConfig:
             )
         if not (_is_int(self.warmup_steps) and self.warmup_steps >= 0):
             raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}.")
-        if not (_is_number(self.learning_rate) and self.learning_rate > 0):
+        if not (is_number(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}.")
-        if not (_is_number(self.grad_clip) and self.grad_clip > 0):
+        if not (is_number(self.grad_clip) and self.grad_clip > 0):
             raise ValueError(
                 f"grad_clip must be a finite number > 0 (the largest gradient norm a step applies), got "
                 f"{self.grad_clip!r}."
             )
-        if not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+        if not (is_number(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}.")
-        if self.time_budget_min is not None and not (_is_number(self.time_budget_min) and self.time_budget_min > 0):
+        if self.time_budget_min is not None and not (is_number(self.time_budget_min) and self.time_budget_min > 0):
             raise ValueError(
                 f"time_budget_min (--time-budget-min) must be a finite number of minutes > 0 (or unset: no budget), "
                 f"got {self.time_budget_min!r}."
@@ -202,12 +198,12 @@ class DistillConfig:
                 f"teacher_steps must be an integer >= 1 (or unset: the teacher's generation config), got "
                 f"{self.teacher_steps!r}."
             )
-        if self.guidance_scale is not None and not (_is_number(self.guidance_scale) and self.guidance_scale >= 0):
+        if self.guidance_scale is not None and not (is_number(self.guidance_scale) and self.guidance_scale >= 0):
             raise ValueError(
                 f"guidance_scale must be a finite number >= 0 (1 disables guidance; unset: the teacher's generation "
                 f"config), got {self.guidance_scale!r}."
             )
-        if self.temperature is not None and not (_is_number(self.temperature) and 0 <= self.temperature <= 1):
+        if self.temperature is not None and not (is_number(self.temperature) and 0 <= self.temperature <= 1):
             raise ValueError(
                 f"temperature must be a number in [0, 1] (or unset: the teacher's generation config), got "
                 f"{self.temperature!r}."

@@ -316,6 +316,11 @@ def _numbers_in(settings: dict) -> dict:
     return out
 
 
+def is_number(value) -> bool:
+    """A finite int or float, not a bool (a string that spells a number is not one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _as_number(value) -> int | float | None:
     """A finite int or float, from a number or a string that spells one; None otherwise (booleans included)."""
     if isinstance(value, bool):

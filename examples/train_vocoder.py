@@ -57,6 +57,7 @@ from train import (  # noqa: E402
     TimeBudget,
     check_mixed_precision,
     configure_process,
+    is_number,
     lr_lambda,
     nearest_name,
     newest_checkpoint,
@@ -241,7 +242,7 @@ class VocoderTrainConfig:
             )
         gains = self.gain_db
         if gains is not None and (
-            len(gains) != 2 or not all(_is_number(g) for g in gains) or float(gains[0]) > float(gains[1])
+            len(gains) != 2 or not all(is_number(g) for g in gains) or float(gains[0]) > float(gains[1])
         ):
             raise ValueError(f"gain_db must be [low_db, high_db] (two numbers, low <= high), got {gains}")
 
@@ -249,7 +250,7 @@ class VocoderTrainConfig:
         """The discriminators' and the STFT loss's list settings: their shapes, before anything is built."""
 
         def positive_ints(values) -> bool:
-            return isinstance(values, list) and all(_is_number(v) and int(v) == v and v > 0 for v in values)
+            return isinstance(values, list) and all(is_number(v) and int(v) == v and v > 0 for v in values)
 
         for name in ("mpd_periods", "mpd_channels"):
             values = getattr(self, name)
@@ -266,14 +267,8 @@ class VocoderTrainConfig:
                     f"{name} must be a non-empty list of [n_fft, hop_length, win_length] (positive whole numbers, "
                     f"win_length <= n_fft), got {values!r}"
                 )
-        if not (
-            _is_number(self.mrd_channels) and int(self.mrd_channels) == self.mrd_channels and self.mrd_channels > 0
-        ):
+        if not (is_number(self.mrd_channels) and int(self.mrd_channels) == self.mrd_channels and self.mrd_channels > 0):
             raise ValueError(f"mrd_channels must be a positive whole number, got {self.mrd_channels!r}")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def teacher_forced_rows(cfg: VocoderTrainConfig) -> int:
