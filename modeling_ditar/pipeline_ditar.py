@@ -241,8 +241,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if isinstance(audio, (list, tuple)):
             raise TypeError(PROMPT_AUDIO_TYPES.format(type(audio).__name__))
         try:
-            if isinstance(text, str):
-                audio, text, sampling_rate = fit_prompts(self, audio, text, sampling_rate)
+            audio, text, sampling_rate = fit_prompts(self, audio, text, sampling_rate)  # a non-str text: unchanged
             self.create_voice(audio, text, sampling_rate)
         except (ValueError, FileNotFoundError) as err:
             raise type(err)(f"the new default voice cannot be used: {err}") from err

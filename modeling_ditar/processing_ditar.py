@@ -24,7 +24,6 @@ import torch
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.utils import logging
 
-from . import prompt_audio as _prompt_audio
 from .audio_utils import load_audio, resample_audio, to_mono_float32, unpack_audio, validate_sampling_rate
 from .feature_extraction_ditar import DiTARFeatureExtractor, refuse_stacked_clips
 from .prompt_audio import (
@@ -422,12 +421,9 @@ class DiTARProcessor(ProcessorMixin):
             if not transcript:
                 raise ValueError("the voice message needs the transcript of its audio as a text item.")
             waveform = self.load_prompt_audio(audio, rate)
-            fitted, kept, message = trim_prompt(
-                waveform, self.sampling_rate, transcript, _prompt_audio.MAX_PROMPT_SECONDS
-            )
+            waveform, transcript, message = trim_prompt(waveform, self.sampling_rate, transcript)
             if message is not None:
                 logger.warning(message)
-                waveform, transcript = fitted, kept
             options.update(prompt_audio=waveform.numpy(), prompt_text=transcript, sampling_rate=self.sampling_rate)
         return self(texts[-1][1], **options)
 
@@ -749,17 +745,16 @@ class DiTARVoice:
         if missing:
             raise ValueError(f"{damaged}: it lacks {', '.join(missing)}; {again}.")
         try:
-            voice = cls(
+            return cls(
                 prompt_features=tensors["prompt_features"],
                 prompt_input_ids=tensors["prompt_input_ids"],
                 speech_position_rate=tensors["speech_position_rate"].reshape(-1)[0],
                 transcript=config["transcript"],
                 setup=config["setup"],
+                reuse_prefix_cache=config.get("reuse_prefix_cache", True),
             )
         except (ValueError, TypeError, IndexError, OverflowError) as err:
             raise ValueError(f"{damaged}: {err} {again[0].upper()}{again[1:]}.") from err
-        voice.reuse_prefix_cache = bool(config.get("reuse_prefix_cache", True))
-        return voice
 
 
 def _model_key(model) -> tuple:

@@ -276,12 +276,14 @@ def pause_cut(audio: np.ndarray, sampling_rate: int, max_seconds: float, min_sam
 
 
 def trim_prompt(
-    waveform, sampling_rate: int, transcript: str, max_seconds: float = MAX_PROMPT_SECONDS, min_samples: int = 0
+    waveform, sampling_rate: int, transcript: str, max_seconds: float | None = None, min_samples: int = 0
 ) -> tuple[torch.Tensor, str, str | None]:
-    """Cut a prompt longer than `max_seconds` at a pause and its transcript in proportion to the speech kept.
+    """Cut a prompt longer than `max_seconds` (default `MAX_PROMPT_SECONDS`, read at call time) at a pause and its
+    transcript in proportion to the speech kept.
 
     Returns (waveform, transcript, message): the inputs unchanged and `None` when the prompt fits, else the kept start
     of both and a sentence saying what was cut."""
+    max_seconds = MAX_PROMPT_SECONDS if max_seconds is None else max_seconds
     audio = waveform.numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform, dtype=np.float32)
     cut = pause_cut(audio, sampling_rate, max_seconds, min_samples)
     if cut is None:
@@ -308,7 +310,6 @@ def fit_prompts(pipe, prompt_audio, prompt_text, sampling_rate, max_seconds: flo
     from diffusers.utils import logging
 
     logger = logging.get_logger(pipe.__module__)
-    max_seconds = MAX_PROMPT_SECONDS if max_seconds is None else max_seconds
     if prompt_audio is None:
         if pipe.default_voice is None:
             return prompt_audio, prompt_text, sampling_rate
