@@ -314,10 +314,14 @@ class DiTARLoraMixin:
                 "`model.remove_candidate_locdit()` to sample them with the adapted LocDiT (slower first audio)."
             )
 
+    def _adapters_disabled(self) -> bool:
+        """Whether the adapters are switched off (`disable_adapters`): every LoRA layer carries the same flag."""
+        layers = _tuner_layers(self)
+        return bool(layers and layers[0][1].disable_adapters)
+
     def _adapter_state(self) -> tuple[list[str], bool]:
         """(active adapters, adapters switched off), to put back after a refused load."""
-        layers = _tuner_layers(self)
-        return list(getattr(self, "_ditar_active", [])), bool(layers and layers[0][1].disable_adapters)
+        return list(getattr(self, "_ditar_active", [])), self._adapters_disabled()
 
     def _drop_failed_adapter(self, name: str, active: list[str], disabled: bool) -> None:
         """Remove what a failed `load_adapter` of `name` left (its config, layers injected before the failure) and
@@ -377,8 +381,7 @@ class DiTARLoraMixin:
 
     def active_adapters(self) -> list[str]:
         self._check_has_adapters()
-        layers = _tuner_layers(self)
-        if layers and layers[0][1].disable_adapters:
+        if self._adapters_disabled():
             return []
         return list(getattr(self, "_ditar_active", []))
 
@@ -464,8 +467,7 @@ class DiTARLoraMixin:
         self._check_has_adapters()
         if getattr(self, "_ditar_fused", None):
             raise ValueError("Adapters are already fused: unfuse_adapters() first")
-        layers = _tuner_layers(self)
-        if layers and layers[0][1].disable_adapters:
+        if self._adapters_disabled():
             raise ValueError(
                 "The adapters are disabled (disable_lora), so fusing them would build in what is switched off: "
                 "enable_lora() first, or unload_lora_weights() for the base model."

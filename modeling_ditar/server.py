@@ -66,6 +66,13 @@ OPENAI_VOICES = (
     "shimmer",
     "verse",
 )
+
+
+def is_default_voice_name(name: str) -> bool:
+    """Whether `name` speaks the built-in default voice: its id or an OpenAI voice name, in any case."""
+    return name.lower() in OPENAI_VOICES or name.lower() == DEFAULT_VOICE_ID
+
+
 RESPONSE_FORMATS = ("wav", "pcm", "flac")
 STREAM_FORMATS = ("wav", "pcm")
 CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/L16"}
@@ -209,8 +216,7 @@ class VoiceStore:
 
     def get(self, voice_id: str) -> Voice | None:
         with self._lock:
-            key = voice_id.lower()  # the built-in names in any case, as OpenAI's
-            return self._voices.get(DEFAULT_VOICE_ID if key in OPENAI_VOICES or key == DEFAULT_VOICE_ID else voice_id)
+            return self._voices.get(DEFAULT_VOICE_ID if is_default_voice_name(voice_id) else voice_id)
 
     def remove(self, voice_id: str) -> Voice | None:
         with self._lock:
@@ -773,7 +779,7 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
             )
         if name is not None and len(name) > MAX_VOICE_NAME_CHARS:
             raise APIError(400, f"name is {len(name)} characters; give at most {MAX_VOICE_NAME_CHARS}", "name")
-        if name is not None and (name.lower() in OPENAI_VOICES or name.lower() == DEFAULT_VOICE_ID):
+        if name is not None and is_default_voice_name(name):
             raise APIError(
                 400,
                 f"name {name!r} is a name of the built-in default voice (voice={name!r} speaks it); choose another",

@@ -216,7 +216,7 @@ class SpeechStream:
     def close(self) -> None:
         """Stop generating (like a generator's `close`); `finished_reason` stays `None`."""
         self._chunks.close()
-        self._closed = self.finished_reason is None
+        self._closed = True  # shown only while no finished_reason is set
 
     def __repr__(self) -> str:
         state = self.finished_reason or ("closed" if self._closed else "running")
