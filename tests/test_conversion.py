@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from pipeline_helpers import tone
+from preloaded_python import run as run_script
 from safetensors.torch import load_file, save_file
 from test_training import _config, _tiny_corpus, _train
 
@@ -242,7 +242,7 @@ def test_a_checkpoint_that_does_not_fit_names_the_tensor(run, tmp_path):
 
 def test_cli_end_to_end(run, tmp_path):
     out = tmp_path / "cli"
-    result = subprocess.run(
+    result = run_script(
         [sys.executable, str(ROOT / "conversion" / "checkpoint_to_pipeline.py"), str(run), str(out)],
         capture_output=True,
         text=True,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from pipeline_helpers import SR, get_dummy_pipeline, spoken
+from preloaded_python import run as run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -20,6 +21,13 @@ pytest.importorskip("datasets")
 
 
 import finetune  # noqa: E402  (examples/finetune.py)
+
+
+@pytest.fixture(autouse=True)
+def preloaded_train_py(monkeypatch):
+    """finetune.py starts train.py as `python train.py ...`; here that run is a fork of an interpreter that has the
+    libraries imported already (preloaded_python.py), which saves about 10 s per run."""
+    monkeypatch.setattr(finetune.subprocess, "run", run_script)
 
 
 def _clip(seconds=1.2, freq=220.0, sr=SR):

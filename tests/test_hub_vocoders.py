@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from pipeline_helpers import get_dummy_config
+from preloaded_python import run as run_script
 from transformers import SpeechT5FeatureExtractor, SpeechT5HifiGan, SpeechT5HifiGanConfig
 from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
 
@@ -671,7 +672,7 @@ def test_converter_help(capsys):
         load_converter().main(["--help"])
     assert exit_info.value.code == 0
     assert "charactr/vocos-mel-24khz" in capsys.readouterr().out
-    result = subprocess.run(
+    result = run_script(
         [sys.executable, str(ROOT / "conversion" / "convert_vocos_checkpoint.py"), "--help"],
         capture_output=True,
         text=True,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from preloaded_python import run as run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "examples" / "train.py"
@@ -80,7 +81,7 @@ def _config(directory: Path, **model_overrides) -> Path:
 
 
 def _run_train(config: Path, output: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return run_script(
         [sys.executable, str(TRAIN), "--config", str(config), "--output-dir", str(output), *extra],
         capture_output=True,
         text=True,
@@ -352,7 +353,7 @@ def test_resume_pack_round_trip_continues_the_run(tmp_path):
         ["pack", tmp_path / "first" / "checkpoints" / "step-3", tmp_path / "pack"],
         ["unpack", tmp_path / "pack", tmp_path / "second"],
     ):
-        result = subprocess.run(
+        result = run_script(
             [sys.executable, str(pack), *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=120
         )
         assert result.returncode == 0, result.stderr[-2000:]
@@ -363,7 +364,7 @@ def test_resume_pack_round_trip_continues_the_run(tmp_path):
     for step in (4, 5, 6):
         assert float(second[step]) == pytest.approx(float(straight[step]), rel=2e-2)
     # a checkpoint's EMA weights as a model folder: at the last step, exactly the run's final model
-    result = subprocess.run(
+    result = run_script(
         [
             sys.executable,
             str(pack),
@@ -543,7 +544,7 @@ def test_cudnn_attention_is_off_for_training_on_cuda_unless_asked(monkeypatch):
 
 def test_profile_training_step_prints_the_phases(tmp_path):
     _tiny_corpus(tmp_path)
-    result = subprocess.run(
+    result = run_script(
         [
             sys.executable,
             str(ROOT / "examples" / "research" / "profile_training_step.py"),
@@ -624,7 +625,7 @@ def test_training_eval_cli_prints_both_gaps(tmp_path):
     _tiny_corpus(tmp_path)
     config = _config(tmp_path)
     _train(config, tmp_path / "run")
-    result = subprocess.run(
+    result = run_script(
         [
             sys.executable,
             str(ROOT / "examples" / "training_eval.py"),
@@ -684,11 +685,12 @@ def test_kill_during_checkpoint_write_resumes_from_the_last_complete_one(straigh
     never interrupted."""
     tmp_path, config = straight_run
     run = tmp_path / "killed"
-    killed = subprocess.run(
+    wrapper = tmp_path / "killed_during_checkpoint.py"
+    wrapper.write_text(_KILLED_DURING_CHECKPOINT)
+    killed = run_script(
         [
             sys.executable,
-            "-c",
-            _KILLED_DURING_CHECKPOINT,
+            str(wrapper),
             str(TRAIN),
             "--config",
             str(config),

@@ -4,7 +4,6 @@ latents, generated latents decoded to audio), latent statistics over a dataset, 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from pipeline_helpers import (
     tone,
     write_wav,
 )
+from preloaded_python import run as run_script
 
 from modeling_ditar import (
     DiTARForConditionalGeneration,
@@ -243,9 +243,9 @@ def test_latent_stats_script(tmp_path):
     out = tmp_path / "stats.json"
     script = str(ROOT / "conversion" / "vae_latent_stats.py")
     run = [sys.executable, script, "--vae", str(tmp_path / "vae"), "--audio-dir", str(audio_dir), "--out", str(out)]
-    result = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    result = run_script(run, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     stats = json.loads(out.read_text())
     assert_same_stats(stats, compute_latent_statistics(vae, dataset_clips()))
-    again = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    again = run_script(run, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "pass --force" in again.stderr
