@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 
 PRELOAD = ("modeling_ditar", "accelerate", "datasets", "peft", "diffusers.training_utils")
 # Variables read when those libraries are imported: a run that sets them differently cannot share the server's imports.
@@ -154,12 +155,22 @@ class _Server:
 
 
 _server: _Server | None = None
+_server_failed = False
 
 
-def _the_server() -> _Server:
-    global _server
+def _the_server() -> _Server | None:
+    """The running server, started on first use; None (and a warning, once) where it cannot start: every run then
+    starts a real interpreter, slower but the same test (test_preloaded_python.py fails on it)."""
+    global _server, _server_failed
+    if _server_failed:
+        return None
     if _server is None or not _server.alive():
-        _server = _Server()
+        try:
+            _server = _Server()
+        except (OSError, RuntimeError) as error:
+            _server_failed = True
+            warnings.warn(f"scripts start real interpreters: {error}", stacklevel=3)
+            return None
     return _server
 
 
@@ -199,7 +210,7 @@ def run(args, **options) -> subprocess.CompletedProcess:
     if not _is_a_script_run(args, options):
         return _subprocess_run(args, **options)
     server = _the_server()
-    if not server.shares_imports_with(env):
+    if server is None or not server.shares_imports_with(env):
         return _subprocess_run(args, **options)
 
     argv = [str(a) for a in args[1:]]

@@ -11,6 +11,7 @@ from preloaded_python import run
 SCRIPT = """
 import os, signal, sys, threading, atexit
 import torch
+print("parent", os.getppid())
 print("argv", sys.argv[1:], "cwd", os.getcwd(), "path0", sys.path[0] == os.path.dirname(os.path.abspath(__file__)))
 print("name", __name__, "env", os.environ.get("PRELOADED_TEST"), "stdin", sys.stdin.read())
 default_sigint = signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -40,6 +41,7 @@ def test_a_run_sees_its_own_arguments_folder_environment_input_and_exit_code(scr
     monkeypatch.setenv("PRELOADED_TEST", "yes")
     result = run([sys.executable, str(script), "3", "x y"], capture_output=True, text=True, cwd=tmp_path, input="hi")
     assert result.returncode == 3, result.stderr
+    assert f"parent {os.getpid()}" not in result.stdout  # a fork of the server, not a child of this process
     assert f"argv ['3', 'x y'] cwd {tmp_path} path0 True" in result.stdout
     assert "name __main__ env yes stdin hi" in result.stdout
     assert "threads True sigint True" in result.stdout
