@@ -1545,15 +1545,20 @@ class DiTARSpeechOutput(ModelOutput):
     """Output of [`DiTARForTextToSpeech.generate`].
 
     audio: one float32 waveform [samples] per text, at `sampling_rate`.
-    sampling_rate: the vocoder's rate (Hz).
     features: the de-normalised features [T, D] each waveform was vocoded from.
     stopped: [B] True where the stop head ended the text, False where the patch limit did.
+    sampling_rate (attribute): the vocoder's rate (Hz), the model's `sampling_rate`.
     """
 
     audio: list[torch.FloatTensor] | None = None
-    sampling_rate: int | None = None
     features: list[torch.FloatTensor] | None = None
     stopped: torch.BoolTensor | None = None
+
+    # The rate is one number for the whole batch, so it is an attribute and not an output field: transformers'
+    # pipelines split every field of a batch's output row by row (`pipeline("text-to-speech", batch_size=2)`).
+    @property
+    def sampling_rate(self) -> int | None:
+        return self.__dict__.get("_sampling_rate")
 
 
 # `vocoder_type` of a `DiTARConfig.vocoder_config` -> the vocoder class it builds (the other keys are its arguments;
@@ -1666,9 +1671,9 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
         features = [f if match is None else match(f) for f, match in zip(features, matches, strict=True)]
         # the pipeline's decoding: chunked Griffin-Lim and the soft limiter that keeps peaks below full scale
         audio = [StreamingVocoder(self.vocoder, limiter=soft_limit).decode(f) for f in features]
-        return DiTARSpeechOutput(
-            audio=audio, sampling_rate=self.sampling_rate, features=features, stopped=out.stopped.cpu()
-        )
+        output = DiTARSpeechOutput(audio=audio, features=features, stopped=out.stopped.cpu())
+        output._sampling_rate = self.sampling_rate
+        return output
 
 
 def _locdit_forward_prepared(locdit: LocDiT, noisy: torch.Tensor, time_emb: torch.Tensor, context) -> torch.Tensor:

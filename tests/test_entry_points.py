@@ -95,6 +95,23 @@ def test_text_to_audio_pipeline_takes_a_batch_and_the_default_candidates(saved):
     assert all(np.abs(o["audio"]).max() < 1.0 for o in outs)
 
 
+def test_text_to_speech_pipeline_batches_texts_as_it_speaks_them_one_by_one(saved):
+    """batch_size=2: transformers splits the model's output row by row (the output's sampling rate, a field, could
+    not be split: a TypeError). With a generator per row, each row speaks as its text alone does."""
+    tts = pipeline("text-to-speech", model=str(saved))
+    texts = [TEXT, "good day to you"]
+    settings = {"num_candidates": 1, "max_new_patches": 30}
+    generators = [torch.Generator().manual_seed(seed) for seed in (0, 1)]
+    batched = tts(texts, batch_size=2, generate_kwargs={**settings, "generator": generators})
+    alone = [
+        tts(text, generate_kwargs={**settings, "generator": torch.Generator().manual_seed(seed)})
+        for seed, text in enumerate(texts)
+    ]
+    assert [o["sampling_rate"] for o in batched] == [8000, 8000]
+    for one, other in zip(batched, alone, strict=True):
+        np.testing.assert_allclose(one["audio"], other["audio"], atol=ATOL)
+
+
 def test_text_to_speech_pipeline_clones_a_voice_given_as_a_conversation(saved):
     tts = pipeline("text-to-speech", model=str(saved))
     prompt = np.load(saved.parent / "prompt.npy")
