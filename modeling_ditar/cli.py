@@ -593,7 +593,7 @@ def _write_atomic(output: Path, audio, sample_rate: int) -> None:
 @contextlib.contextmanager
 def _without_cap_warning():
     """Drops the pipeline's warning that the patch cap ended the text, which `synthesize` words itself."""
-    from .pipeline_ditar import CUT_BY_CAP_WARNING
+    from .generation_ditar import CUT_BY_CAP_WARNING
     from .pipeline_ditar import logger as pipeline_logger
 
     class DropCapWarning(logging.Filter):

@@ -361,6 +361,28 @@ _PIPELINE_FLAGS = {"max_new_tokens": 256, "return_dict_in_generate": True}
 _BOOKKEEPING_FLAGS = {"pad_token_id", "bos_token_id", "eos_token_id", "output_attentions", "output_hidden_states"}
 
 
+# Said when the derived patch cap, not the stop head, ended a text (the CLI words its own warning and drops this one).
+CUT_BY_CAP_WARNING = "the patch cap derived from the text length ended"
+
+
+def cut_by_cap_message(stopped: list[bool], max_new_patches: int | None) -> str | None:
+    """The warning for texts the patch cap derived from their length ended, not the model (it failed to stop: speech
+    that runs on with wrong words, or an end that is missing); None when every text stopped, or when the cap was the
+    caller's own (the resolved `max_new_patches`, from the call or the generation config), which is not news."""
+    if max_new_patches is not None:
+        return None
+    cut = [row for row, done in enumerate(stopped) if not done]
+    if not cut:
+        return None
+    one = len(cut) == 1
+    which = "The text" if len(stopped) == 1 else f"Text{'' if one else 's'} {', '.join(map(str, cut))} of the batch"
+    return (
+        f"{which} did not end on {'its' if one else 'their'} own: {CUT_BY_CAP_WARNING} {'it' if one else 'them'}, "
+        "so the end may be missing or the speech may run on with wrong words (`stopped` is False there). Another "
+        "seed or a cleaner voice prompt of 3-8 s usually helps; `max_new_patches` sets the cap."
+    )
+
+
 def warn_ignored_generation_flags(flags: dict) -> None:
     """Warn once per set of standard `GenerationConfig` flags that a caller set and DiTAR does not use (e.g.
     `max_new_tokens=50`, `do_sample=False`, `num_beams=4`): they are accepted so that generic callers work, but they

@@ -36,6 +36,7 @@ from .generation_ditar import (
     GENERATION_DEFAULTS,
     DiTARGenerationConfig,
     GenerationSettings,
+    cut_by_cap_message,
     reject_unknown_kwargs,
     repeat_for_candidates,
     resolve_generation_settings,
@@ -1667,6 +1668,9 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
         ]
         # the pipeline's post-processing: the speech's spectrum moved towards its prompt's (generation settings)
         settings = self.generation_settings(generation_config, **settings_kwargs)
+        message = cut_by_cap_message(out.stopped.tolist(), settings.max_new_patches)
+        if message is not None:  # as DiTARPipeline warns: transformers' pipeline drops `stopped`
+            logger.warning(message)
         matches = prompt_spectrum_matches(self, prompt_features, prompt_attention_mask, settings, len(features))
         features = [f if match is None else match(f) for f, match in zip(features, matches, strict=True)]
         # the pipeline's decoding: chunked Griffin-Lim and the soft limiter that keeps peaks below full scale

@@ -39,7 +39,7 @@ from .backbone_decoding import decode_step  # noqa: F401
 from .candidate_pruning import CandidateFollower, choose_candidates
 from .configuration_ditar import DiTARConfig  # noqa: F401
 from .feature_extraction_ditar import DiTARFeatureExtractor  # noqa: F401
-from .generation_ditar import GenerationSettings, repeat_for_candidates
+from .generation_ditar import GenerationSettings, cut_by_cap_message, repeat_for_candidates
 from .generation_progress import GenerationProgress
 from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import (
@@ -88,9 +88,6 @@ MISSING_PROMPT_TEXT = (
     "audio. Pass prompt_text=... (what is said in the prompt audio), or call pipe.enable_prompt_transcription() to "
     "have a speech recognition model (Whisper) transcribe prompts given without one."
 )
-
-# Said when the derived patch cap, not the stop head, ended a text (the CLI words its own warning and drops this one).
-CUT_BY_CAP_WARNING = "the patch cap derived from the text length ended"
 
 # the package (or remote-code module folder) this file lives in, e.g. "modeling_ditar"
 _PACKAGE = __name__.rpartition(".")[0]
@@ -907,21 +904,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         )
 
     def _warn_if_cut(self, stopped: list[bool], max_new_patches: int | None) -> None:
-        """Warn when the patch cap derived from a text's length, not the model, ended it: the model then failed to
-        stop (speech that runs on with wrong words, or an end that is missing). A cap the caller chose (the call's
-        resolved `max_new_patches`, from the call or the generation config) is not news."""
-        if max_new_patches is not None:
-            return
-        cut = [row for row, done in enumerate(stopped) if not done]
-        if not cut:
-            return
-        one = len(cut) == 1
-        which = "The text" if len(stopped) == 1 else f"Text{'' if one else 's'} {', '.join(map(str, cut))} of the batch"
-        logger.warning(
-            f"{which} did not end on {'its' if one else 'their'} own: {CUT_BY_CAP_WARNING} {'it' if one else 'them'}, "
-            "so the end may be missing or the speech may run on with wrong words (`stopped` is False there). Another "
-            "seed or a cleaner voice prompt of 3-8 s usually helps; `max_new_patches` sets the cap."
-        )
+        """Warn when the patch cap derived from a text's length, not the model, ended it (`cut_by_cap_message`)."""
+        message = cut_by_cap_message(stopped, max_new_patches)
+        if message is not None:
+            logger.warning(message)
 
     def _generate_rows(
         self, inputs: dict, sampling: GenerationSettings, generator, callback_on_patch_end=None

@@ -15,6 +15,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+from model_helpers import ScriptedStopHead
 from pipeline_helpers import VOICE_TEXT, get_dummy_pipeline
 from test_remote_code import HIDE_PACKAGE, ROOT
 from transformers import AutoModel, AutoModelForTextToWaveform, AutoProcessor, GenerationConfig, pipeline
@@ -93,6 +94,22 @@ def test_text_to_audio_pipeline_takes_a_batch_and_the_default_candidates(saved):
     outs = tta([TEXT, "good day to you"])
     assert len(outs) == 2 and all(o["audio"].ndim == 1 and o["audio"].size > 0 for o in outs)
     assert all(np.abs(o["audio"]).max() < 1.0 for o in outs)
+
+
+def test_text_to_speech_pipeline_warns_when_the_derived_cap_ended_a_text(saved, caplog):
+    """transformers' pipeline drops the model's `stopped`: where the cap derived from the text's length ended the
+    speech (the model did not stop), the model warns as DiTARPipeline does; a cap the caller chose says nothing."""
+    tts = pipeline("text-to-speech", model=str(saved))
+    tts.model.generation_config.min_max_new_patches = 2  # a short derived cap keeps the test fast
+    tts.model.stop_head = ScriptedStopHead([None])  # never stops
+    settings = {"generator": torch.Generator().manual_seed(0), "num_candidates": 1}
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        tts(TEXT, generate_kwargs=settings)
+    assert "The text did not end on its own: the patch cap derived from the text length ended it" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        tts(TEXT, generate_kwargs={**settings, "max_new_patches": 3})
+    assert "did not end on its own" not in caplog.text
 
 
 def test_text_to_speech_pipeline_batches_texts_as_it_speaks_them_one_by_one(saved):
