@@ -35,7 +35,7 @@ class LowPrecisionLinear(nn.Linear):
     _low_precision_bias: torch.Tensor | None = None
 
     def _parameters_key(self) -> tuple:
-        return (self.matmul_dtype, *_tensor_key(self.weight), *_tensor_key(self.bias))
+        return (self.matmul_dtype, *tensor_key(self.weight), *tensor_key(self.bias))
 
     def low_precision_parameters(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The weight and bias in `matmul_dtype`, copied again only after the float32 ones changed."""
@@ -64,7 +64,7 @@ class LowPrecisionLinear(nn.Linear):
         return f"{super().extra_repr()}, matmul_dtype={self.matmul_dtype}"
 
 
-def _tensor_key(tensor: torch.Tensor | None) -> tuple:
+def tensor_key(tensor: torch.Tensor | None) -> tuple:
     """Address and version counter: both change whenever the tensor is replaced or written in place. Tensors made under
     `torch.inference_mode()` have no version counter; for them only a replacement is seen."""
     if tensor is None:

@@ -26,6 +26,7 @@ from transformers.utils import logging
 
 from .audio_utils import load_audio, resample_audio, to_mono_float32, unpack_audio, validate_sampling_rate
 from .feature_extraction_ditar import DiTARFeatureExtractor, refuse_stacked_clips
+from .low_precision import tensor_key
 from .prompt_audio import (
     MIN_PROMPT_LOUDNESS_RANGE_DB,
     PROMPT_LEVEL_TARGET_DB,
@@ -759,10 +760,10 @@ class DiTARVoice:
 
 def _model_key(model) -> tuple:
     """What the backbone's KV cache of a text prefix depends on: the model, its backbone's parameters (identity,
-    storage and in-place version, so loaded, replaced or edited weights count), adapter switches, dtype, device and
-    attention backend."""
+    storage and in-place version, so loaded, replaced or edited weights count; parameters made under
+    `torch.inference_mode()` have no version), adapter switches, dtype, device and attention backend."""
     backbone = model.language_model
-    params = tuple((id(p), p.data_ptr(), p._version) for p in backbone.parameters())
+    params = tuple((id(p), *tensor_key(p)) for p in backbone.parameters())
     adapters = tuple(  # peft's adapter layers: which adapters are on, merged, and their scales
         tuple(repr(getattr(m, name, None)) for name in ("active_adapters", "disable_adapters", "merged", "scaling"))
         for m in backbone.modules()

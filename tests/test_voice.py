@@ -71,6 +71,17 @@ def test_pipeline_with_a_voice_speaks_as_with_its_prompt(pipe, voice):
     np.testing.assert_allclose(audio, plain(pipe).audios, atol=ATOL, rtol=0)
 
 
+def test_a_voice_works_with_weights_made_under_inference_mode():
+    """Parameters made under `torch.inference_mode()` (a model built or an adapter loaded there) have no version
+    counter: the voice's cache key read it and every call with a voice failed ("Inference tensors do not track
+    version counter")."""
+    with torch.inference_mode():
+        made_there = get_dummy_pipeline()
+    voice = made_there.create_voice(PROMPT, TRANSCRIPT, sampling_rate=SR)
+    got = made_there(voice=voice, **settings(output_type="features")).audios
+    np.testing.assert_allclose(got, plain(made_there, output_type="features").audios, atol=ATOL, rtol=0)
+
+
 def test_padded_batch_skips_the_cache_and_is_bit_identical(pipe, voice):
     texts = ["hello there", "a somewhat longer second text"]
     generators = [torch.Generator().manual_seed(s) for s in (1, 2)]
