@@ -394,10 +394,10 @@ class DiTARProcessor(ProcessorMixin):
 
         The message with an audio item is the voice prompt (its text items are the transcript; an array is given as
         `"audio"` with `"sampling_rate"`, or a `datasets` Audio value as `"audio"`), and the last message is what to
-        say. Without an audio message the default voice speaks. DiTAR needs no template: the conversation maps
-        directly to `prompt_audio`, `prompt_text` and `text`, so only `tokenize=True, return_dict=True` is
-        supported. A voice prompt longer than the model's prompts in training is cut at a pause, with a warning, as
-        `DiTARPipeline` cuts it (`__call__` itself uses the audio as given)."""
+        say (the only message without audio). Without an audio message the default voice speaks. DiTAR needs no
+        template: the conversation maps directly to `prompt_audio`, `prompt_text` and `text`, so only `tokenize=True,
+        return_dict=True` is supported. A voice prompt longer than the model's prompts in training is cut at a pause,
+        with a warning, as `DiTARPipeline` cuts it (`__call__` itself uses the audio as given)."""
         if not tokenize or not return_dict:
             raise ValueError(
                 "DiTARProcessor.apply_chat_template returns model inputs: use tokenize=True, return_dict=True."
@@ -416,6 +416,12 @@ class DiTARProcessor(ProcessorMixin):
             )
         if not texts or not texts[-1][1]:
             raise ValueError("the last message must hold the text to speak (a text item, without audio).")
+        if len(texts) > 1:  # earlier text-only messages would be dropped without a word
+            raise ValueError(
+                f"the conversation has {len(texts)} messages without audio; DiTAR speaks the text of one message per "
+                "conversation: put the whole text in the last message (with at most one voice message before it), or "
+                "pass one conversation per text."
+            )
         options = {**(processor_kwargs or {}), **kwargs}
         if voices:
             (audio, rate), transcript = voices[0]

@@ -160,6 +160,15 @@ def test_conversation_errors_name_the_problem():
         processor.apply_chat_template([voice, voice, {"role": "user", "content": "hi"}])
     with pytest.raises(ValueError, match="last message must hold the text to speak"):
         processor.apply_chat_template([voice])
+    # a first part in its own message was dropped without a word: only the last message was spoken
+    with pytest.raises(ValueError, match="has 2 messages without audio; DiTAR speaks the text of one message"):
+        processor.apply_chat_template(
+            [{"role": "user", "content": "Please read this first part."}, {"role": "user", "content": "Thanks."}]
+        )
+    with pytest.raises(ValueError, match="has 2 messages without audio"):
+        processor.apply_chat_template(
+            [{"role": "system", "content": "Speak calmly."}, voice, {"role": "user", "content": "hi"}]
+        )
     with pytest.raises(ValueError, match="needs the transcript"):
         processor.apply_chat_template(
             [{"role": "user", "content": [voice["content"][0]]}, {"role": "user", "content": "hi"}]
