@@ -74,7 +74,8 @@ def folder_or_hub_files(source: str | os.PathLike, names: tuple[str, ...], what:
     one, as on the Hub), or else from the Hub repo `source` (`hub_kwargs` go to the download). Errors name the source
     and what was expected instead of a Hub error about a path that was meant locally: a missing local path, a file, a
     folder without the files, or a repo id that cannot be fetched."""
-    folder, name = Path(source), str(source)
+    source = os.path.expanduser(str(source))  # as the save methods write "~/..."
+    folder, name = Path(source), source
     if folder.is_dir() and hub_kwargs.get("subfolder"):
         folder = folder / hub_kwargs["subfolder"]
         name = str(folder)

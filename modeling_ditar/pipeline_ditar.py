@@ -500,7 +500,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                     "folder: DiTARPipeline.from_pretrained('path/to/pipeline')."
                 )
             pretrained_model_name_or_path = EMBEDDED_DEFAULT
-        source = str(pretrained_model_name_or_path)
+        source = os.path.expanduser(str(pretrained_model_name_or_path))  # as save_pretrained writes "~/..."
         if not os.path.isdir(source) and looks_like_a_local_path(source):
             raise FileNotFoundError(
                 f"pretrained_model_name_or_path {source!r} does not exist"
@@ -524,9 +524,15 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         stored = _stored_dtype(Path(local) / "model" / "config.json")
         if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None and stored in HALF_DTYPES:
             kwargs["dtype"] = torch.float32
+        dtype_key = "torch_dtype" if kwargs.get("torch_dtype") is not None else "dtype"
+        if kwargs.get(dtype_key) == "auto":  # transformers' meaning, the stored dtype (diffusers warns, uses float32)
+            kwargs[dtype_key] = stored or torch.float32
         if candidate_locdit is False and "model" not in kwargs:  # diffusers passes no settings to one component
+            dtype = kwargs.get(dtype_key)
+            if isinstance(dtype, dict):  # diffusers' per-component dtypes
+                dtype = dtype.get("model", dtype.get("default"))
             kwargs["model"] = DiTARForConditionalGeneration.from_pretrained(
-                Path(local) / "model", candidate_locdit=False, dtype=kwargs.get("dtype") or kwargs.get("torch_dtype")
+                Path(local) / "model", candidate_locdit=False, dtype=dtype
             )
         try:
             pipe = super().from_pretrained(local, **kwargs)

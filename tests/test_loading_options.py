@@ -160,3 +160,32 @@ def test_saving_a_float16_folder_leaves_a_bfloat16_locdit_as_it_was(tmp_path):
     np.testing.assert_array_equal(pipe(**get_dummy_inputs()).audios, audio)
     saved = AutoModel.from_pretrained(tmp_path / "again" / "model", dtype="auto")
     assert {p.dtype for p in saved.parameters()} == {torch.float16}
+
+
+def test_a_home_relative_folder_loads_as_it_was_saved(tmp_path, monkeypatch):
+    """save_pretrained("~/x") writes under the home folder; from_pretrained("~/x") (pipeline, voice) said the folder
+    did not exist."""
+    from pipeline_helpers import SR, tone
+
+    from modeling_ditar import DiTARVoice
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    pipe = get_dummy_pipeline()
+    pipe.save_pretrained("~/pipe")
+    pipe.create_voice(tone(0.04), "the prompt", sampling_rate=SR).save_pretrained("~/voice")
+    assert (tmp_path / "pipe" / "model_index.json").is_file()
+    assert isinstance(DiTARPipeline.from_pretrained("~/pipe"), DiTARPipeline)
+    assert DiTARVoice.from_pretrained("~/voice").transcript == "the prompt"
+
+
+def test_dtype_auto_and_per_component_dtypes_load_alike_with_and_without_the_candidate_head(tmp_path):
+    """dtype="auto" is the stored dtype (transformers' meaning) however the pipeline is loaded, and diffusers'
+    per-component dtypes reach the model where candidate_locdit=False loads it (float32 and the raw dict before)."""
+    get_dummy_pipeline().to(torch.float16).save_pretrained(tmp_path / "half")
+    for candidate in (None, False):
+        options = {} if candidate is None else {"candidate_locdit": candidate}
+        assert DiTARPipeline.from_pretrained(tmp_path / "half", dtype="auto", **options).model.dtype == torch.float16
+        per_component = {"model": torch.bfloat16, "default": torch.float32}
+        pipe = DiTARPipeline.from_pretrained(tmp_path / "half", dtype=per_component, **options)
+        assert pipe.model.dtype == torch.bfloat16
+        assert DiTARPipeline.from_pretrained(tmp_path / "half", **options).model.dtype == torch.float32
