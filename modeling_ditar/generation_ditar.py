@@ -98,6 +98,15 @@ class DiTARGenerationConfig(GenerationConfig):
         kwargs.setdefault("do_sample", True)
         super().__init__(**kwargs)
 
+    def validate(self, strict: bool = False, **kwargs):
+        """transformers' checks, after DiTAR's own reading of `do_sample=False` (saving refuses it: transformers would
+        blame `temperature`, which is DiTAR's own setting, not token sampling's)."""
+        if self.do_sample is False:
+            if strict:
+                raise ValueError(DO_SAMPLE_FALSE + " Set do_sample=True (or leave it out) to save this config.")
+            logger.warning_once(DO_SAMPLE_FALSE)
+        super().validate(strict=strict, **kwargs)
+
     @classmethod
     def from_model_config(cls, model_config) -> DiTARGenerationConfig:
         """The defaults, updated with the sampling settings that configs written before generation configs existed
@@ -174,6 +183,24 @@ IGNORED_STANDARD_FLAGS = (
     "repetition_penalty",
 )
 
+# Names of the same settings in other diffusion and TTS libraries, too far from ours for a spelling match
+SETTING_ALIASES = {
+    "guidance": "guidance_scale",
+    "cfg_scale": "guidance_scale",
+    "cfg_strength": "guidance_scale",
+    "steps": "num_inference_steps",
+    "num_steps": "num_inference_steps",
+    "nfe_step": "num_inference_steps",
+    "candidates": "num_candidates",
+    "max_patches": "max_new_patches",
+}
+
+# DiTAR always samples; transformers' do_sample=False would otherwise be kept and silently unused
+DO_SAMPLE_FALSE = (
+    "do_sample=False does not apply to DiTAR: it always samples its patches. For the same audio every time, pass a "
+    "seeded generator; temperature=0 also leaves out the fresh noise of the reverse ODE."
+)
+
 
 def _plain_number(value):
     """numpy and 0-d torch numbers as Python ints and floats (`np.float32(2.0)`, `torch.tensor(0.5)`, `np.int64(4)`
@@ -212,10 +239,13 @@ def check_config_attributes(generation_config: GenerationConfig) -> None:
             "max_new_patches and its stop head, its sampling by temperature, guidance_scale, num_inference_steps and "
             "num_candidates."
         )
+    if getattr(generation_config, "do_sample", True) is False:
+        logger.warning_once("The generation config sets " + DO_SAMPLE_FALSE)
     for key in vars(generation_config):
         if key.startswith("_") or key in GENERATION_DEFAULTS or key in standard:
             continue
-        close = difflib.get_close_matches(key, list(GENERATION_DEFAULTS), n=1, cutoff=0.8)
+        close = [SETTING_ALIASES[key]] if key in SETTING_ALIASES else []
+        close = close or difflib.get_close_matches(key, list(GENERATION_DEFAULTS), n=1, cutoff=0.8)
         if close:
             raise ValueError(
                 f"the generation config has `{key}`, which is not a DiTAR setting; did you mean `{close[0]}`? "

@@ -75,6 +75,27 @@ def test_numpy_and_tensor_numbers_are_numbers_and_config_misspellings_are_named(
     assert "The generation config sets num_beams=3, which DiTAR does not use" in caplog.text
 
 
+def test_other_libraries_names_and_do_sample_false_in_the_generation_config_are_named(tester, caplog, tmp_path):
+    """`guidance`, `steps`, `cfg_scale` (other libraries' names) in the generation config were kept and silently
+    unused; do_sample=False changed nothing without a word, and saving blamed transformers' `temperature`."""
+    model = tester.get_model()
+    for name, setting in (
+        ("guidance", "guidance_scale"),
+        ("steps", "num_inference_steps"),
+        ("cfg_scale", "guidance_scale"),
+    ):
+        setattr(model.generation_config, name, 5)
+        with pytest.raises(ValueError, match=f"`{name}`, which is not a DiTAR setting; did you mean `{setting}`"):
+            model.generation_settings()
+        delattr(model.generation_config, name)
+    model.generation_config.do_sample = False
+    with caplog.at_level("WARNING"):
+        model.generation_settings()
+    assert "do_sample=False does not apply to DiTAR: it always samples" in caplog.text
+    with pytest.raises(ValueError, match="does not apply to DiTAR.*Set do_sample=True"):
+        model.generation_config.save_pretrained(tmp_path)
+
+
 def test_text_to_speech_model_needs_a_vocoder_config(tester):
     with pytest.raises(ValueError, match="needs config.vocoder_config"):
         DiTARForTextToSpeech(tester.get_config())
