@@ -1283,14 +1283,15 @@ def _stored_dtype(config_file: Path) -> torch.dtype | None:
 
 @contextlib.contextmanager
 def _parameters_stored_as(model: torch.nn.Module, dtype: torch.dtype | None):
-    """While saving, hold the parameters in `dtype` (the dtype they were loaded from) if every value survives the round
-    trip exactly, i.e. the model was only upcast for computing and not trained since; otherwise save them as they are.
-    Buffers (computed, e.g. rotary frequencies) are left alone. Each parameter gets its own dtype back afterwards (a
-    LocDiT put in bfloat16 by `set_locdit_dtype` stays so)."""
+    """While saving, hold the parameters in `dtype` (the dtype they were loaded from) if the model was upcast for
+    computing (some parameters are wider than `dtype`) and every value survives the round trip exactly (not trained
+    since); otherwise save them as they are: a model converted to a narrower dtype on purpose (float32 to bfloat16, to
+    halve the checkpoint) is saved as converted. Buffers (computed, e.g. rotary frequencies) are left alone. Each
+    parameter gets its own dtype back afterwards (a LocDiT put in bfloat16 by `set_locdit_dtype` stays so)."""
     params = [p for p in model.parameters() if p.is_floating_point()]
     if (
         dtype is None
-        or all(p.dtype == dtype for p in params)
+        or not any(p.dtype.itemsize > dtype.itemsize for p in params)
         or not all(torch.equal(p.data, p.data.to(dtype).to(p.dtype)) for p in params)
     ):
         yield

@@ -189,3 +189,18 @@ def test_dtype_auto_and_per_component_dtypes_load_alike_with_and_without_the_can
         pipe = DiTARPipeline.from_pretrained(tmp_path / "half", dtype=per_component, **options)
         assert pipe.model.dtype == torch.bfloat16
         assert DiTARPipeline.from_pretrained(tmp_path / "half", **options).model.dtype == torch.float32
+
+
+def test_a_pipeline_converted_to_a_narrower_dtype_is_saved_as_converted(tmp_path):
+    """Loaded in float32 (or the float16 default) and converted to bfloat16 to halve the checkpoint, a pipeline was
+    saved in its stored dtype again (its values survive the round trip); a float16 folder computed in float32 is still
+    saved as float16."""
+    get_dummy_pipeline().save_pretrained(tmp_path / "f32")
+    get_dummy_pipeline().to(torch.float16).save_pretrained(tmp_path / "f16")
+    for stored in ("f32", "f16"):
+        DiTARPipeline.from_pretrained(tmp_path / stored, dtype=torch.bfloat16).save_pretrained(tmp_path / "bf16")
+        saved = AutoModel.from_pretrained(tmp_path / "bf16" / "model", dtype="auto")
+        assert {p.dtype for p in saved.parameters()} == {torch.bfloat16}, stored
+    DiTARPipeline.from_pretrained(tmp_path / "f16").save_pretrained(tmp_path / "again")
+    saved = AutoModel.from_pretrained(tmp_path / "again" / "model", dtype="auto")
+    assert {p.dtype for p in saved.parameters()} == {torch.float16}
