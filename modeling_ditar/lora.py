@@ -15,7 +15,7 @@ Pipeline (diffusers-style names, [`DiTARLoraLoaderMixin`]): `pipe.load_lora_weig
 
 Fast inference: LoRA-wrapped linears make the bidirectional stacks take the diffusers path (see transformer_blocks.py);
 `fuse_lora` folds the active adapters into copies of the plain layers, so the fast path returns (`unfuse_lora` puts
-the LoRA layers back exactly).
+the LoRA layers back exactly, moved to any device, dtype or matmul dtype the model was given while fused).
 
 `peft` is imported only when an adapter is used (`pip install peft`); synthesis without adapters never needs it.
 """
@@ -33,6 +33,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers.utils import logging
+
+from .low_precision import LowPrecisionLinear, is_plain_linear, set_linear_matmul_dtype
 
 logger = logging.get_logger(__name__)
 
@@ -148,6 +150,44 @@ def _active_copy(wrapper, names: list[str]) -> str | None:
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+def _match_stand_in(restored: nn.Module, stand_in: nn.Module) -> None:
+    """Give `restored`, a LoRA layer or trained-copy wrapper set aside while its adapters were fused, the device, dtype,
+    matmul dtype and train/eval mode of `stand_in`, the plain layer that held the fused weights in its place: a `to`,
+    `set_matmul_dtype` or `train` of the model while fused reached only the stand-in, and a layer put back as it was
+    would then multiply in another dtype than its neighbours (an error, or a silent bfloat16 matmul)."""
+    base = restored.get_base_layer() if hasattr(restored, "get_base_layer") else restored.original_module
+    before = next((p for p in base.parameters() if p.is_floating_point()), None)
+    now = next((p for p in stand_in.parameters() if p.is_floating_point()), None)
+    if before is not None and now is not None:
+        restored.to(device=now.device)
+        if now.dtype != before.dtype:  # only on a change: a half model's adapters may be kept in float32 on purpose
+            restored.to(dtype=now.dtype)
+    matmul = _matmul_dtype(stand_in)
+    if matmul is not None and matmul != _matmul_dtype(base):  # only on a change, as for the dtype
+        set_linear_matmul_dtype(restored, matmul)
+    restored.train(stand_in.training)
+
+
+def _matmul_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype `module`'s plain linears multiply in (see `low_precision`); None when it has none."""
+    linears = [m for m in module.modules() if is_plain_linear(m)]
+    if not linears:
+        return None
+    return next((m.matmul_dtype for m in linears if type(m) is LowPrecisionLinear), torch.float32)
+
+
+def _repeated_name_error(names: list[str]) -> ValueError | None:
+    """Active adapters add up, so a name given twice would apply that adapter twice."""
+    repeated = next((name for index, name in enumerate(names) if name in names[:index]), None)
+    if repeated is None:
+        return None
+    return ValueError(
+        f"Adapter {repeated!r} is named twice in {names}; each adapter is applied once (diffusers scales an adapter "
+        "with set_adapters(..., adapter_weights=...), which here takes only 1.0: fuse_lora(lora_scale=...) scales "
+        "fused adapters)."
+    )
 
 
 # what `load_adapter` passes to the Hub download (a local folder needs none of them)
@@ -357,6 +397,8 @@ class DiTARLoraMixin:
         unknown = [name for name in names if name not in self._ditar_adapters()]
         if unknown:
             raise ValueError(f"No adapter named {unknown}; loaded: {sorted(self._ditar_adapters())}")
+        if error := _repeated_name_error(names):
+            raise error
         copies = [(wrapper, _active_copy(wrapper, names)) for _, wrapper in _trained_copies(self)]
         for _, layer in _tuner_layers(self):
             layer.enable_adapters(True)
@@ -387,7 +429,8 @@ class DiTARLoraMixin:
 
     def delete_adapter(self, adapter_names: str | list[str]) -> None:
         """Remove adapters; when none is left the plain layers come back ([`unload_adapters`])."""
-        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        # a name given twice is deleted once
+        names = list(dict.fromkeys([adapter_names] if isinstance(adapter_names, str) else adapter_names))
         adapters = self._ditar_adapters()
         for name in names:
             if name not in adapters:
@@ -396,6 +439,7 @@ class DiTARLoraMixin:
         if not set(adapters) - set(names):
             self.unload_adapters()
             return
+        disabled = self._adapters_disabled()  # set_adapter below switches the adapters on
         for _, layer in _tuner_layers(self):
             for name in names:
                 layer.delete_adapter(name)
@@ -406,6 +450,8 @@ class DiTARLoraMixin:
             del adapters[name]
         remaining = [name for name in getattr(self, "_ditar_active", []) if name in adapters]
         self.set_adapter(remaining or next(iter(adapters)))
+        if disabled:
+            self.disable_adapters()
 
     def unload_adapters(self) -> None:
         """Remove every adapter and put the original layers back (same objects: the base output bit for bit, and the
@@ -433,22 +479,29 @@ class DiTARLoraMixin:
             )
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    def _adapter_name(self, adapter_name: str | None) -> str:
+        """`adapter_name`, or the first active adapter (the first loaded one when none is active); refuses a name
+        that is not loaded, before anything is read or written."""
+        self._check_has_adapters()
+        adapter_name = adapter_name or (getattr(self, "_ditar_active", None) or [next(iter(self.peft_config))])[0]
+        if adapter_name not in self._ditar_adapters():
+            raise ValueError(f"No adapter named {[adapter_name]}; loaded: {sorted(self._ditar_adapters())}")
+        return adapter_name
+
     def get_adapter_state_dict(self, adapter_name: str | None = None) -> dict[str, torch.Tensor]:
         """The adapter's weights under peft's names (adapter name left out), as saved in adapter_model.safetensors."""
         from peft import get_peft_model_state_dict
 
-        self._check_has_adapters()
+        adapter_name = self._adapter_name(adapter_name)
         self._check_not_fused("reading an adapter's weights", "would find none (they are in the fused layers now)")
-        adapter_name = adapter_name or (getattr(self, "_ditar_active", None) or [next(iter(self.peft_config))])[0]
         return get_peft_model_state_dict(self, adapter_name=adapter_name)
 
     def save_adapter(self, save_directory: str | os.PathLike, adapter_name: str | None = None, card: bool = True):
         """Write adapter_model.safetensors, adapter_config.json and (with `card`) a README.md card into the folder."""
         from safetensors.torch import save_file
 
-        self._check_has_adapters()
+        adapter_name = self._adapter_name(adapter_name)
         self._check_not_fused("saving an adapter", "would write an empty one")
-        adapter_name = adapter_name or (getattr(self, "_ditar_active", None) or [next(iter(self.peft_config))])[0]
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.get_adapter_state_dict(adapter_name).items()}
@@ -481,6 +534,8 @@ class DiTARLoraMixin:
             unknown = [name for name in names if name not in self._ditar_adapters()]
             if unknown or not names:
                 raise ValueError(f"No adapter named {unknown or names}; loaded: {sorted(self._ditar_adapters())}")
+            if error := _repeated_name_error(names):
+                raise error
         fused = {}
         with torch.no_grad():
             for name, layer in _tuner_layers(self):
@@ -522,6 +577,7 @@ class DiTARLoraMixin:
         if not fused:
             raise ValueError("No fused adapters")
         for name, layer in fused.items():
+            _match_stand_in(layer, self.get_submodule(name))
             _set_submodule(self, name, layer)
         self._ditar_fused = None
 
@@ -595,6 +651,8 @@ def push_adapter_to_hub(
     adapter loaded or an adapter folder. `api` is an `HfApi` (created with `token` when not given)."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
+    if not isinstance(model, str | os.PathLike):
+        adapter_name = model._adapter_name(adapter_name)  # an unknown name is refused before the repo is created
     api = api if api is not None else HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory() as tmp:

@@ -460,3 +460,91 @@ def test_small_lora_mistakes_are_named(tmp_path):
     save_file({}, str(empty / ADAPTER_WEIGHTS))
     with pytest.raises(ValueError, match="holds no weights"):
         pipe.load_lora_weights(empty, adapter_name="empty")
+
+
+def test_changes_made_while_fused_reach_the_lora_layers_put_back(tmp_path):
+    """The LoRA layers set aside while fused sat outside the model: a dtype, matmul dtype or train/eval change made
+    meanwhile skipped them, so after unfusing the model failed (mixed dtypes) or silently kept bfloat16 matmuls."""
+    pipe = get_dummy_pipeline()
+    model = pipe.model
+    model.set_matmul_dtype(torch.bfloat16)
+    pipe.load_lora_weights(_saved_adapter(tmp_path / "a"), adapter_name="a")  # its own linears multiply in float32
+    mixed = torch.as_tensor(audio(pipe))
+    pipe.fuse_lora()
+    pipe.unfuse_lora()
+    assert torch.equal(torch.as_tensor(audio(pipe)), mixed)  # nothing changed while fused: put back exactly
+    model.set_matmul_dtype(torch.float32)
+    adapted = torch.as_tensor(audio(pipe))
+
+    def low_precision_layers():
+        return [name for name, module in model.named_modules() if type(module).__name__ == "LowPrecisionLinear"]
+
+    model.set_matmul_dtype(torch.bfloat16)
+    pipe.fuse_lora()
+    model.set_matmul_dtype(torch.float32)
+    model.train()
+    pipe.unfuse_lora()
+    assert low_precision_layers() == [] and model.matmul_dtype == torch.float32
+    assert all(module.training for module in model.modules())
+    model.eval()
+    assert torch.equal(torch.as_tensor(audio(pipe)), adapted)
+
+    pipe.fuse_lora()
+    pipe.to(torch.bfloat16)
+    pipe.unfuse_lora()
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert torch.isfinite(torch.as_tensor(audio(pipe))).all()  # was: mat1 and mat2 must have the same dtype
+    pipe.fuse_lora()
+    pipe.to(torch.float32)
+    pipe.unload_lora_weights()
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert torch.isfinite(torch.as_tensor(audio(pipe))).all()
+
+
+def test_deleting_an_adapter_leaves_disabled_adapters_disabled(tmp_path):
+    """Deleting one of two adapters after disable_lora() switched the other one back on."""
+    pipe = get_dummy_pipeline()
+    base = torch.as_tensor(audio(pipe))
+    for seed, name in ((1, "a"), (2, "b")):
+        pipe.load_lora_weights(_saved_adapter(tmp_path / name, seed=seed), adapter_name=name)
+    pipe.disable_lora()
+    pipe.delete_adapters("b")
+    assert pipe.get_active_adapters() == [] and pipe.get_list_adapters() == {"model": ["a"]}
+    assert torch.equal(torch.as_tensor(audio(pipe)), base)
+    pipe.enable_lora()
+    assert pipe.get_active_adapters() == ["a"] and not torch.equal(torch.as_tensor(audio(pipe)), base)
+
+
+def test_a_repeated_adapter_name_is_refused_instead_of_applied_twice(tmp_path):
+    """A name given twice to set_adapters or fuse_lora added that adapter twice."""
+    pipe = get_dummy_pipeline()
+    for seed, name in ((1, "a"), (2, "b")):
+        pipe.load_lora_weights(_saved_adapter(tmp_path / name, seed=seed), adapter_name=name)
+    pipe.set_adapters("a")
+    once = torch.as_tensor(audio(pipe))
+    with pytest.raises(ValueError, match="'a' is named twice in \\['a', 'b', 'a'\\].*adapter_weights"):
+        pipe.set_adapters(["a", "b", "a"])
+    with pytest.raises(ValueError, match="'a' is named twice"):
+        pipe.fuse_lora(adapter_names=["a", "a"])
+    assert pipe.get_active_adapters() == ["a"] and lora_linears(pipe.model) != []  # nothing changed, nothing fused
+    assert torch.equal(torch.as_tensor(audio(pipe)), once)
+    pipe.delete_adapters(["b", "b"])  # deleting twice is deleting once
+    assert pipe.get_list_adapters() == {"model": ["a"]}
+
+
+def test_an_unknown_adapter_name_is_named_before_anything_is_written(tmp_path):
+    pipe = get_dummy_pipeline()
+    pipe.load_lora_weights(_saved_adapter(tmp_path / "a"), adapter_name="a")
+    model = pipe.model
+    for action in (
+        lambda: model.save_adapter(tmp_path / "out", adapter_name="A"),
+        lambda: model.get_adapter_state_dict("A"),
+        lambda: model.adapter_summary("A"),
+    ):
+        with pytest.raises(ValueError, match="No adapter named \\['A'\\]; loaded: \\['a'\\]"):
+            action()
+    assert not (tmp_path / "out").exists()  # was left behind, empty
+    api = RecordingApi()
+    with pytest.raises(ValueError, match="No adapter named \\['A'\\]"):
+        push_adapter_to_hub(model, "org/voice", adapter_name="A", api=api)
+    assert api.calls == []  # no repository was created for it
