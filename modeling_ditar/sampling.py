@@ -20,6 +20,8 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
+from .generation_ditar import _plain_number, check_generation_settings
+
 
 def shifted_time(u: torch.Tensor, shift: float) -> torch.Tensor:
     """Map times in [0, 1] through the rectified-flow time shift t = s u / (1 + (s - 1) u): 0 and 1 stay fixed, s > 1
@@ -64,7 +66,7 @@ class PatchSampler:
             )
         self.use_scheduler_step = use_scheduler_step
         self._grid_cache: dict[tuple[int, str], dict] = {}
-        self._eta_cache: dict[tuple[float, int], int] = {}
+        self._eta_cache: dict[tuple, int] = {}
 
     @property
     def inline_euler(self) -> bool:
@@ -125,15 +127,25 @@ class PatchSampler:
     def noise_injection_index(temperature: float, num_inference_steps: int) -> int:
         """Index into the grid t = [1, ..., 0] of the point nearest to tau where fresh noise is injected
         (Algorithm 1: eta = argmin_n |t_n - tau|). Index 0 (t = 1) means start from pure noise; the last index
-        (t = 0) means never inject noise (deterministic)."""
+        (t = 0) means never inject noise (deterministic). Both arguments must satisfy the generation settings' rules
+        (see `check_generation_settings`)."""
+        temperature, num_inference_steps = _checked_settings(temperature, num_inference_steps)
         t = torch.linspace(1.0, 0.0, num_inference_steps + 1, dtype=torch.float64)
         return int(torch.argmin((t - temperature).abs()).item())
 
     def _noise_injection_index(self, temperature: float, num_inference_steps: int) -> int:
-        key = (float(temperature), num_inference_steps)
-        if key not in self._eta_cache:
-            self._eta_cache[key] = self.noise_injection_index(temperature, num_inference_steps)
-        return self._eta_cache[key]
+        """`noise_injection_index`, checked and computed once per pair of values: a patch that reuses its settings
+        costs one lookup. The key holds the types, since `True == 1` and `1 == 1.0` would otherwise share an entry."""
+        key = (type(temperature), temperature, type(num_inference_steps), num_inference_steps)
+        try:
+            return self._eta_cache[key]
+        except (KeyError, TypeError):  # not seen yet, or unhashable (refused by the check)
+            pass
+        eta = self.noise_injection_index(temperature, num_inference_steps)
+        # stored under the plain numbers: a tensor's key is its identity, which would grow the cache on every call
+        temperature, num_inference_steps = _plain_number(temperature), _plain_number(num_inference_steps)
+        self._eta_cache[(type(temperature), temperature, type(num_inference_steps), num_inference_steps)] = eta
+        return eta
 
     def sample(
         self,
@@ -170,9 +182,11 @@ class PatchSampler:
         and every row of a group gets its group's first draw; the generator is consumed as without sharing. Rows with
         the same inputs then give the same patch (the candidates of one text before they branch).
         """
+        # checked first: a bad step count or temperature would otherwise fail deep in the grid, or be clamped
+        eta = self._noise_injection_index(temperature, num_inference_steps)
+        num_inference_steps = int(num_inference_steps)  # a checked numpy or 0-d tensor integer indexes the grid
         device = torch.device(device)
         grid = self._grid(num_inference_steps, device)
-        eta = self._noise_injection_index(temperature, num_inference_steps)
 
         given_noise = noise
         if given_noise is not None and tuple(given_noise.shape) != tuple(shape):
@@ -322,6 +336,15 @@ def guided_velocity(
     """LM guidance: v = v(0) + g (v(h) - v(0)); cond and uncond branches packed in one LocDiT batch (see
     [`GuidedVelocity`]). g = 1 runs the conditional branch alone (no guidance), g = 0 the unconditional branch alone."""
     return GuidedVelocity(locdit, cond, history, history_mask, guidance_scale, time_cache)
+
+
+def _checked_settings(temperature, num_inference_steps) -> tuple[float, int]:
+    """`temperature` and `num_inference_steps` as plain numbers, after the rules of the generation settings (a
+    ValueError naming the argument, its value and the allowed range): 0 steps would return the raw noise, and a
+    temperature outside [0, 1] would be clamped to an end of the grid."""
+    values = {"num_inference_steps": _plain_number(num_inference_steps), "temperature": _plain_number(temperature)}
+    check_generation_settings(values)
+    return values["temperature"], values["num_inference_steps"]
 
 
 def _parameters(fn) -> set[str]:

@@ -16,6 +16,7 @@ window that starts at frame s being sample s * hop + i of the whole output.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -32,10 +33,37 @@ def _vocoder_setting(vocoder, name: str, value: int | None, fallback: int | None
     return fallback if own is None else int(own)
 
 
+def _vocoder_hop_length(vocoder) -> int:
+    """The `hop_length` of a DiTAR vocoder (a callable from features `[B, T, D]` to waveforms `[B, S]`); a TypeError
+    naming what is missing for anything else, since streaming cannot align chunks without the hop."""
+    hop = getattr(vocoder, "hop_length", None)
+    if callable(vocoder) and isinstance(hop, numbers.Integral) and not isinstance(hop, bool) and hop >= 1:
+        return int(hop)
+    if not callable(vocoder):
+        problem = "is not callable"
+    elif hop is None:
+        problem = "has no `hop_length`"
+    else:
+        problem = f"has hop_length={hop!r}, not an integer >= 1"
+    fix = "use a DiTAR vocoder (a `DiTARVocoder` subclass, e.g. the pipeline's `vocoder`)"
+    from transformers import SpeechT5HifiGan
+
+    if isinstance(vocoder, SpeechT5HifiGan):  # transformers' own class has no DiTAR interface (hop, output length)
+        fix = (
+            "wrap it in this package's `SpeechT5HifiGanVocoder`: load it with "
+            "`SpeechT5HifiGanVocoder.from_pretrained('microsoft/speecht5_hifigan')` (or your checkpoint), or build "
+            "`SpeechT5HifiGanVocoder(vocoder.config)` and `.load_state_dict(vocoder.state_dict())` into it"
+        )
+    raise TypeError(
+        f"StreamingVocoder needs a vocoder that maps features [B, T, D] to a waveform and has a `hop_length`; the "
+        f"given {type(vocoder).__name__} {problem}: {fix}."
+    )
+
+
 class StreamingVocoder:
     """Turns features into audio chunk by chunk: `push` frames as they are generated and get the chunks that became
     ready, `flush` at the end; `decode` runs the same computation over a whole sequence at once, so joined chunks
-    equal the one-shot waveform exactly."""
+    equal the one-shot waveform exactly. `flush` ends the stream: `reset` starts a new one."""
 
     def __init__(
         self,
@@ -55,7 +83,7 @@ class StreamingVocoder:
         unsupported = getattr(vocoder, "streaming_unsupported_reason", None)
         if unsupported:  # a vocoder whose output cannot be decoded in windows says why
             raise NotImplementedError(unsupported)
-        hop = int(vocoder.hop_length)
+        hop = _vocoder_hop_length(vocoder)
         left_context_frames = _vocoder_setting(
             vocoder, "streaming_left_context_frames", left_context_frames, DEFAULT_CONTEXT_FRAMES
         )
@@ -96,6 +124,7 @@ class StreamingVocoder:
         self._next_chunk = 0
         self._tail: torch.Tensor | None = None
         self._vocoder_state: dict = {}
+        self._flushed = False
 
     def _check_frames(self, frames: torch.Tensor) -> None:
         """Frames must be one sequence `[n, D]` of real numbers, with the same D as the frames before them."""
@@ -114,6 +143,9 @@ class StreamingVocoder:
 
     def push(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """Add frames [n, D] (de-normalised features) and return the audio chunks that became ready."""
+        if self._flushed:
+            # the last chunk already went out without these frames' context: continuing would lose or garble samples
+            raise RuntimeError("flush() ended this stream; call reset() to start a new one before pushing frames.")
         self._check_frames(frames)
         if frames.shape[0]:
             self._frames.append(frames.detach().float().cpu())
@@ -138,7 +170,9 @@ class StreamingVocoder:
         return int(num_samples(self._num_frames)) if num_samples is not None else (self._num_frames - 1) * self.hop
 
     def flush(self) -> list[torch.Tensor]:
-        """Emit everything left once no more frames will come."""
+        """Emit everything left once no more frames will come; this ends the stream (`push` then needs a `reset`, a
+        second `flush` returns nothing)."""
+        self._flushed = True
         ready = []
         total_samples = self._total_samples()
         while self._chunk_start(self._next_chunk) * self.hop < total_samples:

@@ -136,6 +136,8 @@ class DiTARVocoder(torch.nn.Module):
                 f"`features` must have shape [B, T, {num_mel_bins}] (un-normalised log-mel), "
                 f"got {tuple(features.shape)}."
             )
+        if features.shape[0] < 1:
+            raise ValueError("`features` is an empty batch (B = 0); pass at least one sequence of frames.")
         if features.shape[1] < 1:
             raise ValueError("`features` has no frames (T = 0).")
         if not features.is_floating_point():

@@ -253,3 +253,51 @@ def test_shared_noise_rows_give_each_group_its_first_rows_draw():
     assert torch.equal(run(2, noise_rows=(4, torch.tensor([1, 3]))), together[[1, 3]])
     with pytest.raises(ValueError, match="shared_noise_rows must be an integer >= 1 that divides the batch"):
         run(3)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# argument validation
+
+
+@pytest.mark.parametrize(
+    "steps, temperature, match",
+    [
+        (0, 0.5, r"`num_inference_steps` must be an integer >= 1, got 0"),  # returned the raw noise
+        (-1, 0.5, r"`num_inference_steps` must be an integer >= 1, got -1"),
+        (2.5, 0.5, r"`num_inference_steps` must be an integer >= 1, got 2.5"),
+        ("4", 0.5, r"`num_inference_steps` must be an integer >= 1, got '4'"),
+        (True, 0.5, r"`num_inference_steps` must be an integer >= 1, got True"),
+        (4, 5.0, r"`temperature` must be a number in \[0, 1\].*got 5.0"),  # was clamped to 1
+        (4, -1.0, r"`temperature` must be a number in \[0, 1\].*got -1.0"),
+        (4, float("nan"), r"`temperature` must be a number in \[0, 1\].*got nan"),
+    ],
+)
+def test_bad_steps_or_temperature_are_refused_with_the_generation_settings_rules(steps, temperature, match):
+    sampler = PatchSampler()
+    with pytest.raises(ValueError, match=match):
+        sampler.sample(nonlinear_velocity, SHAPE, steps, temperature, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=match):
+        PatchSampler.noise_injection_index(temperature, steps)
+
+
+def test_a_checked_setting_does_not_let_an_equal_bool_through():
+    sampler = PatchSampler()
+    sampler.sample(nonlinear_velocity, SHAPE, 1, 1)  # checked once, then looked up: True == 1 must not match it
+    with pytest.raises(ValueError, match="`num_inference_steps` must be an integer >= 1, got True"):
+        sampler.sample(nonlinear_velocity, SHAPE, True, 1)
+    with pytest.raises(ValueError, match="`temperature` must be a number in .*got True"):
+        sampler.sample(nonlinear_velocity, SHAPE, 1, True)
+
+
+def test_numpy_and_tensor_numbers_are_accepted_like_the_generation_settings_accept_them():
+    import numpy as np
+
+    def run(steps, temperature):
+        return sampler.sample(nonlinear_velocity, SHAPE, steps, temperature, generator=torch.Generator().manual_seed(1))
+
+    sampler = PatchSampler()
+    expected = run(4, 0.5)
+    assert torch.equal(run(np.int64(4), np.float32(0.5)), expected)
+    assert torch.equal(run(torch.tensor(4), torch.tensor(0.5)), expected)
+    assert torch.equal(run(torch.tensor(4), torch.tensor(0.5)), expected)
+    assert len(sampler._eta_cache) == 1  # all one setting: tensors do not add an entry per call

@@ -1,5 +1,7 @@
 """Streaming: chunked vocoding (StreamingVocoder) and DiTARPipeline.stream (tiny, CPU)."""
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -119,6 +121,39 @@ def test_bad_settings(vocoder):
         StreamingVocoder(vocoder, chunk_frames=0)
     with pytest.raises(ValueError, match="lookahead"):
         StreamingVocoder(vocoder, lookahead_frames=-1)
+
+
+def test_push_after_flush_is_refused_until_reset(vocoder):
+    frames = features(60)
+    streamer = StreamingVocoder(vocoder, chunk_frames=10, left_context_frames=4, lookahead_frames=3)
+    one_shot = streamer.decode(frames)
+    assert streamer.push(frames[:31]) + streamer.flush()  # the stream ended after 31 frames
+    assert streamer.flush() == []  # a second flush has nothing left
+    with pytest.raises(RuntimeError, match=r"flush\(\) ended this stream; call reset\(\)"):
+        streamer.push(frames[31:])  # its samples would have been lost
+    streamer.reset()
+    assert torch.equal(torch.cat(stream_in_pieces(streamer, frames, [31, 29])), one_shot)
+
+
+def test_a_vocoder_without_the_streaming_interface_is_refused_with_the_fix():
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    from modeling_ditar import SpeechT5HifiGanVocoder
+
+    hifigan = SpeechT5HifiGan(SpeechT5HifiGanConfig(upsample_initial_channel=32))  # transformers' own class
+    with pytest.raises(TypeError, match=r"SpeechT5HifiGan has no `hop_length`.*SpeechT5HifiGanVocoder\.from_pretr"):
+        StreamingVocoder(hifigan)
+    wrapped = SpeechT5HifiGanVocoder(hifigan.config)  # the fix the message names
+    wrapped.load_state_dict(hifigan.state_dict())
+    assert StreamingVocoder(wrapped).hop == wrapped.hop_length
+    with pytest.raises(TypeError, match="Identity has no `hop_length`.*DiTARVocoder"):
+        StreamingVocoder(torch.nn.Identity())
+    with pytest.raises(TypeError, match="is not callable"):
+        StreamingVocoder(types.SimpleNamespace(hop_length=HOP))
+    no_hop = torch.nn.Identity()
+    no_hop.hop_length = 0
+    with pytest.raises(TypeError, match="has hop_length=0, not an integer >= 1"):
+        StreamingVocoder(no_hop)
 
 
 def test_very_short_sequences_are_vocoded(vocoder):

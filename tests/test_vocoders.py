@@ -97,6 +97,8 @@ def test_pipeline_can_hold_and_reload_it(tmp_path, fe):
     [
         (torch.zeros(1, 5, 80), "shape"),
         (torch.zeros(1, 0, 100), "no frames"),
+        (torch.zeros(0, 5, 100), r"empty batch \(B = 0\)"),
+        (torch.zeros(0, 0, 100), r"empty batch \(B = 0\)"),
         (torch.full((1, 5, 100), float("nan")), "NaN"),
     ],
 )
