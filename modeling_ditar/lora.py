@@ -468,15 +468,21 @@ class DiTARLoraMixin:
         self._ditar_adapters().clear()
         self._ditar_active = []
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory, *args, variant=None, max_shard_size=None, **kwargs):
         """The model's own `save_pretrained`, refused while LoRA layers are in place (their weights would be saved
         under names a plain model does not load): `save_adapter` saves the adapter, `fuse_adapters` /
-        `merge_and_unload` build it into a model that saves like any other, `unload_adapters` drops it."""
+        `merge_and_unload` build it into a model that saves like any other, `unload_adapters` drops it.
+        `variant` and `max_shard_size` are named here because a diffusers pipeline passes a component only the
+        arguments its signature names (`pipe.save_pretrained(..., max_shard_size=...)` was dropped silently)."""
         if _tuner_layers(self) or _trained_copies(self):
             raise ValueError(
                 "LoRA adapters are loaded: save_adapter(folder) saves an adapter; fuse_lora() / merge_and_unload() "
                 "(or unload_lora_weights()) before saving the whole model or pipeline"
             )
+        if variant is not None:
+            kwargs["variant"] = variant
+        if max_shard_size is not None:
+            kwargs["max_shard_size"] = max_shard_size
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _adapter_name(self, adapter_name: str | None) -> str:

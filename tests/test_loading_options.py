@@ -204,3 +204,18 @@ def test_a_pipeline_converted_to_a_narrower_dtype_is_saved_as_converted(tmp_path
     DiTARPipeline.from_pretrained(tmp_path / "f16").save_pretrained(tmp_path / "again")
     saved = AutoModel.from_pretrained(tmp_path / "again" / "model", dtype="auto")
     assert {p.dtype for p in saved.parameters()} == {torch.float16}
+
+
+def test_pipeline_save_shards_and_names_the_variant_as_asked(tmp_path):
+    """diffusers passes a component only the save arguments its signature names: `max_shard_size` and `variant` were
+    dropped silently (one unsharded file, and loading with the variant failed)."""
+    pipe = get_dummy_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    audio = pipe(**get_dummy_inputs()).audios
+    pipe.save_pretrained(tmp_path / "p", max_shard_size="20KB", variant="v1")
+    shards = sorted(p.name for p in (tmp_path / "p" / "model").glob("*.safetensors"))
+    assert len(shards) > 1 and all(name.startswith("model.v1-") for name in shards)
+    loaded = DiTARPipeline.from_pretrained(tmp_path / "p", variant="v1")
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(loaded(**get_dummy_inputs()).audios, audio)
+    assert type(AutoModel.from_pretrained(tmp_path / "p", variant="v1")) is DiTARForConditionalGeneration
