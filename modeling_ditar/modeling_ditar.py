@@ -86,7 +86,8 @@ class DiTAROutput(ModelOutput):
 class DiTARGenerationOutput(ModelOutput):
     """Output of [`DiTARForConditionalGeneration.generate`].
 
-    features: [B, T, D] generated (normalised) features, zero after each row's length.
+    features: [B, T, D] generated features on the model's normalised scale, zero after each row's length; a vocoder
+        reads `model.denormalize_features(features)` (log-mel), not these.
     lengths: [B] frames generated per row (a multiple of patch_size).
     stopped: [B] True where the stop head ended the row, False where `max_new_patches` did.
     """
