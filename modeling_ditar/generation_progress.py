@@ -15,13 +15,14 @@ import math
 import torch
 
 
-def expected_patches(model, inputs: dict, max_new_patches: int | None) -> int:
-    """Patches a batch is expected to generate: its longest row's text at the prompt's speaking rate, within the cap."""
+def expected_patches(model, inputs: dict, settings) -> int:
+    """Patches a batch is expected to generate: its longest row's text at the prompt's speaking rate, within the cap
+    of the call's resolved generation `settings` (the generation config alone may hold settings the call overrides)."""
     tokens = inputs["attention_mask"].sum(1).float().cpu()
-    if max_new_patches is not None:
-        cap = torch.full_like(tokens, float(max_new_patches))
+    if settings.max_new_patches is not None:
+        cap = torch.full_like(tokens, float(settings.max_new_patches))
     else:
-        cap = model.default_max_new_patches(tokens.long()).float()
+        cap = model.default_max_new_patches(tokens.long(), settings).float()
     rate = inputs.get("speech_position_rate")
     prompt_mask = inputs.get("prompt_attention_mask")
     if rate is None or prompt_mask is None or not bool((rate > 0).all()):
@@ -70,8 +71,8 @@ class GenerationProgress:
         progress = getattr(pipe, "_generation_progress", None)
         return (progress, False) if progress is not None else (GenerationProgress(pipe), True)
 
-    def start_segment(self, inputs: dict, max_new_patches: int | None) -> None:
-        expected = expected_patches(self.pipe.model, inputs, max_new_patches)
+    def start_segment(self, inputs: dict, settings) -> None:
+        expected = expected_patches(self.pipe.model, inputs, settings)
         if self.pending:
             self.learnt_chars += self.pending.pop(0)
             self.learnt_patches += expected

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import itertools
 import json
 import os
@@ -760,7 +761,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         )
         # the call's one progress bar (see `generation_progress`), or one for this generation alone
         progress, own = GenerationProgress.for_generation(self)
-        progress.start_segment(inputs, sampling.max_new_patches)
+        progress.start_segment(inputs, sampling)
         for step in steps:
             if callback_on_patch_end is not None:
                 callback_on_patch_end(self, step.index, step)
@@ -807,7 +808,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             output_type: "np" (float32 waveforms), "pt" (tensors) or "features" (de-normalised features, a float32
                 tensor `[B, T, D]`).
             callback_on_patch_end: `fn(pipe, patch_index, patch_step)` after every generated patch (what it returns is
-                not used; raise in it to stop the call).
+                not used; raise in it to stop the call). `patch_index` counts the patches of the batch being generated:
+                texts long enough to be split into sentence groups are generated one group after another, and each
+                group counts from 0 with its own rows only.
             sampling_rate: rate of array prompts (files carry their own).
             num_candidates: K candidates sampled per text (as one batch of K rows per text); the one whose speech the
                 model's CTC head reads as the text most closely is kept (`transcript_ctc_loss`). Default from the
@@ -827,11 +830,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         # 1. check inputs; the call's settings, resolved once for every generation it makes
         if not isinstance(return_dict, bool):
             raise TypeError(f"return_dict must be True or False, got {return_dict!r}.")
-        if callback_on_patch_end is not None and not callable(callback_on_patch_end):
-            raise TypeError(
-                "callback_on_patch_end must be a function fn(pipe, patch_index, patch_step) or None, got "
-                f"{type(callback_on_patch_end).__name__}."
-            )
+        _check_patch_callback(self, callback_on_patch_end)
         sampling = self.check_inputs(
             text,
             prompt_audio,
@@ -1304,6 +1303,28 @@ def _parameters_stored_as(model: torch.nn.Module, dtype: torch.dtype | None):
     finally:
         for p, own in zip(params, dtypes, strict=True):
             p.data = p.data.to(own)
+
+
+def _check_patch_callback(pipe, callback) -> None:
+    """A callback that could not be called as `fn(pipe, patch_index, patch_step)` fails before any work, naming the
+    form (diffusers' `callback_on_step_end(pipe, step, timestep, callback_kwargs)` failed at the first patch)."""
+    if callback is None:
+        return
+    expected = "callback_on_patch_end must be a function fn(pipe, patch_index, patch_step) or None"
+    if not callable(callback):
+        raise TypeError(f"{expected}, got {type(callback).__name__}.")
+    try:
+        signature = inspect.signature(callback)
+    except (TypeError, ValueError):  # a builtin or extension callable without a readable signature: trust it
+        return
+    try:
+        signature.bind(pipe, 0, None)
+    except TypeError as err:
+        raise TypeError(
+            f"{expected}; {getattr(callback, '__name__', type(callback).__name__)}{signature} cannot be called so "
+            f"({err}). DiTAR's callback gets the pipeline, the patch's index and its PatchStep, and what it returns "
+            "is not used."
+        ) from None
 
 
 def _pick(value, index: int):

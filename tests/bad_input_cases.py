@@ -476,6 +476,20 @@ def _(ctx):
     return call(ctx, callback_on_patch_end=True)
 
 
+@case(
+    "pipe-callback-diffusers-form",
+    P,
+    "callback_on_patch_end=fn(pipe, step, timestep, callback_kwargs)",
+    TypeError,
+    r"fn\(pipe, patch_index, patch_step\) or None; cb\(pipe, step, timestep, callback_kwargs\) cannot be called so",
+)
+def _(ctx):
+    def cb(pipe, step, timestep, callback_kwargs):
+        return callback_kwargs
+
+    return call(ctx, callback_on_patch_end=cb)
+
+
 @case("pipe-steps-numpy-int", P, "num_inference_steps=np.int64(2)")
 def _(ctx):
     out = call(ctx, num_inference_steps=np.int64(2))

@@ -510,3 +510,20 @@ def test_settings_that_would_break_the_next_call_are_refused_when_set():
         pipe(**get_dummy_inputs(), return_dict="False")
     assert pipe.to("cpu", torch.float32) is pipe
     np.testing.assert_array_equal(pipe(**get_dummy_inputs()).audios, expected)  # unchanged by the refusals
+
+
+def test_a_call_whose_settings_fix_the_generation_config_runs_with_the_progress_bar():
+    """The progress bar's length estimate read the generation config without the call's settings: a config whose early
+    prune point (16) is past its prune point (12) failed a call that moves the prune point to 24, a valid call."""
+    pipe = get_dummy_pipeline(ctc_loss_weight=0.1)
+    config = pipe.model.generation_config
+    config.num_candidates, config.candidate_prune_after_patches, config.candidate_early_prune_after_patches = 2, 12, 16
+    inputs = get_dummy_inputs(max_new_patches=None, candidate_prune_after_patches=24)
+    assert pipe(**inputs).audios[0].size > 0
+    assert (
+        sum(
+            chunk.size
+            for chunk in pipe.stream(**get_dummy_inputs(max_new_patches=None, candidate_prune_after_patches=24))
+        )
+        > 0
+    )
