@@ -1001,7 +1001,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         audio comes after `candidate_prune_after_patches` patches when that is set, and only at the end of each
         sentence when it is not (whole candidates are ranked); `num_candidates=1` streams from the first patch. The
         arguments (generator and settings included, and the prompt audio) are checked when `stream`
-        is called, before the first chunk is asked for.
+        is called, before the first chunk is asked for. The generator (or, without one, torch's global one) is drawn
+        from while the stream is iterated, as the patches are made: give streams consumed side by side a generator
+        each, and leave it alone until the stream ends, for the audio of `pipe(...)` with the same seed.
 
         Returns a [`SpeechStream`]: iterate it for the chunks; once it is exhausted, `stream.finished_reason` is
         `"stopped"` (the model ended the speech) or `"max_new_patches"` (the patch cap cut it, so it may be truncated),
