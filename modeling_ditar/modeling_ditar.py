@@ -432,6 +432,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
         self._check_training_inputs(input_ids, speech_features, attention_mask, speech_attention_mask)
+        if torch.is_grad_enabled():  # a training step (validation losses run without gradients)
+            self._warn_about_the_training_setup(speech_features, speech_attention_mask)
         device = input_ids.device
         text_mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
 
@@ -815,6 +817,43 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         _check_right_padded(speech_attention_mask, "speech_attention_mask")
         _check_rows_not_empty(attention_mask, "attention_mask", "no text token; every row needs its text")
         _check_finite(speech_features, "speech_features", speech_attention_mask)
+
+    def _warn_about_the_training_setup(self, speech_features: torch.Tensor, speech_attention_mask) -> None:
+        """Two mistakes of a hand-written training loop that train a different model without an error: the model left
+        in eval mode (`from_pretrained` returns it so), which turns off what only training does (the dropout that
+        trains the unconditional branch guidance needs, history dropout, input noise, position jitter); and raw
+        features where the model reads normalised ones (`normalize_features`), seen as real frames whose per-channel
+        means sit closer to the feature statistics than to the normalised space's zero."""
+        config = self.config
+        if not self.training and any(p.requires_grad for p in self.parameters()):
+            logger.warning_once(
+                "forward computes a training loss with gradients while the model is in eval mode, so what only "
+                "training does is off (cfg_dropout_prob, which trains the unconditional branch that guidance needs; "
+                "history dropout; input noise; position jitter): call model.train() before training steps."
+            )
+        if config.feature_mean is None:
+            return
+        with torch.no_grad():
+            frames = speech_features.detach().float()
+            mask = (
+                torch.ones(frames.shape[:2], device=frames.device)
+                if speech_attention_mask is None
+                else speech_attention_mask.to(frames.device, frames.dtype)
+            )
+            count = mask.sum()
+            if count < 1:
+                return
+            channel_means = (frames * mask[..., None]).sum((0, 1)) / count
+            mean = channel_means.new_tensor(config.feature_mean)
+            std = channel_means.new_tensor(config.feature_std)
+            as_normalised = channel_means.pow(2).mean()
+            as_raw = ((channel_means - mean) / std).pow(2).mean()
+        if as_raw < as_normalised:
+            logger.warning_once(
+                "speech_features look un-normalised: their channel means are close to the model's feature statistics "
+                "(config.feature_mean), where normalised features sit near 0. The model learns and generates "
+                "normalised features: pass model.normalize_features(features)."
+            )
 
     def _check_token_ids(self, input_ids: torch.Tensor) -> None:
         """Token ids must be integers inside the backbone's vocabulary (else the embedding lookup fails deep inside

@@ -339,6 +339,30 @@ def test_feature_normalisation_uses_the_config_statistics():
     assert torch.equal(plain.normalize_features(raw), raw) and torch.equal(plain.denormalize_features(raw), raw)
 
 
+def test_a_training_step_on_raw_features_or_in_eval_mode_is_warned_about(caplog):
+    """A hand-written loop that feeds raw log-mel (not `normalize_features`) or trains a model left in eval mode
+    (`from_pretrained` returns it so) trains another model without an error: both are warned about, once; normalised
+    features in train mode, and validation without gradients, say nothing."""
+    import logging
+
+    from modeling_ditar.modeling_ditar import logger
+
+    mean, std = [-4.0 - 0.3 * i for i in range(D)], [2.0] * D
+    model = make_model(feature_mean=mean, feature_std=std).train()
+    inputs = TESTER.prepare_inputs()  # standard normal frames: normalised features
+    raw = {**inputs, "speech_features": model.denormalize_features(inputs["speech_features"])}
+    logger.warning_once.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        model(**inputs)
+        with torch.no_grad():
+            model.eval()(**raw)
+        assert caplog.text == ""
+        model.train()(**raw)
+        assert "speech_features look un-normalised" in caplog.text and "model.normalize_features" in caplog.text
+        model.eval()(**inputs)
+        assert "while the model is in eval mode" in caplog.text and "call model.train()" in caplog.text
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # gradients, initialisation, checkpointing
 
