@@ -819,17 +819,26 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         _check_finite(speech_features, "speech_features", speech_attention_mask)
 
     def _warn_about_the_training_setup(self, speech_features: torch.Tensor, speech_attention_mask) -> None:
-        """Two mistakes of a hand-written training loop that train a different model without an error: the model left
+        """Mistakes of a hand-written training loop that train a different model without an error: the model left
         in eval mode (`from_pretrained` returns it so), which turns off what only training does (the dropout that
         trains the unconditional branch guidance needs, history dropout, input noise, position jitter); and raw
         features where the model reads normalised ones (`normalize_features`), seen as real frames whose per-channel
-        means sit closer to the feature statistics than to the normalised space's zero."""
+        means sit closer to the feature statistics than to the normalised space's zero. A candidate LocDiT left
+        trainable is named too."""
         config = self.config
         if not self.training and any(p.requires_grad for p in self.parameters()):
             logger.warning_once(
                 "forward computes a training loss with gradients while the model is in eval mode, so what only "
                 "training does is off (cfg_dropout_prob, which trains the unconditional branch that guidance needs; "
                 "history dropout; input noise; position jitter): call model.train() before training steps."
+            )
+        candidate = self.candidate_locdit
+        if self.training and candidate is not None and any(p.requires_grad for p in candidate.parameters()):
+            logger.warning_once(
+                "this model carries a candidate LocDiT (the fast student that samples generation's candidates), which "
+                "forward does not train: it goes stale as LocDiT trains, and multi-process training refuses "
+                "parameters without gradients. Load the model with candidate_locdit=False for training, or freeze "
+                "it: model.candidate_locdit.requires_grad_(False)."
             )
         if config.feature_mean is None:
             return

@@ -342,7 +342,8 @@ def test_feature_normalisation_uses_the_config_statistics():
 def test_a_training_step_on_raw_features_or_in_eval_mode_is_warned_about(caplog):
     """A hand-written loop that feeds raw log-mel (not `normalize_features`) or trains a model left in eval mode
     (`from_pretrained` returns it so) trains another model without an error: both are warned about, once; normalised
-    features in train mode, and validation without gradients, say nothing."""
+    features in train mode, and validation without gradients, say nothing. A trainable candidate LocDiT (forward
+    never trains it; multi-process training refuses it) is named too."""
     import logging
 
     from modeling_ditar.modeling_ditar import logger
@@ -361,6 +362,15 @@ def test_a_training_step_on_raw_features_or_in_eval_mode_is_warned_about(caplog)
         assert "speech_features look un-normalised" in caplog.text and "model.normalize_features" in caplog.text
         model.eval()(**inputs)
         assert "while the model is in eval mode" in caplog.text and "call model.train()" in caplog.text
+    caplog.clear()
+    with_candidate = make_model(feature_mean=mean, feature_std=std, candidate_locdit=True).train()
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        with_candidate.candidate_locdit.requires_grad_(False)
+        with_candidate(**inputs)
+        assert caplog.text == ""
+        with_candidate.candidate_locdit.requires_grad_(True)
+        with_candidate(**inputs)
+        assert "carries a candidate LocDiT" in caplog.text and "candidate_locdit=False" in caplog.text
 
 
 # ----------------------------------------------------------------------------------------------------------------------
