@@ -7,10 +7,12 @@ The batch order is a pure function of (seed, epoch), so a resumed run sees exact
 
 from __future__ import annotations
 
+import operator
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -79,11 +81,77 @@ MIN_POOL_SIZE = 256
 
 @dataclass
 class Utterance:
-    """One training utterance: the token ids of its text, its normalised feature frames and its speaker's label."""
+    """One training utterance: the token ids of its text, its normalised feature frames and its speaker's label.
+
+    `token_ids` may be a list, numpy array or tensor of integers and is kept as a list of ints (a pair's text is the
+    two lists joined with `+`, which adds numpy arrays element-wise); `features` may be a tensor, numpy array or list
+    of frames and is kept as a floating-point tensor (one already right is kept as it is, dtype included)."""
 
     token_ids: list[int]
     features: torch.Tensor  # [T, D] normalised
     speaker: str
+
+    def __post_init__(self):
+        self.token_ids = _token_id_list(self.token_ids, self.speaker)
+        self.features = _feature_tensor(self.features, self.speaker)
+
+
+def _token_id_list(ids, speaker) -> list[int]:
+    where = f"Utterance of speaker {speaker!r}"
+    if type(ids) is list and all(type(i) is int for i in ids):  # what the processor gives: nothing to do
+        return ids
+    if isinstance(ids, (np.ndarray, torch.Tensor)):
+        integer = (
+            ids.dtype.kind in "iu"
+            if isinstance(ids, np.ndarray)
+            else not (ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool)
+        )
+        if ids.ndim != 1 or not integer:
+            raise ValueError(
+                f"{where}: token_ids must be a 1-D sequence of integer ids, got a {ids.ndim}-D array of {ids.dtype}; "
+                "give the tokenizer's ids (e.g. processor.encode_text(text))."
+            )
+        return ids.tolist()
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+        raise ValueError(
+            f"{where}: token_ids must be a sequence of integer ids, got {type(ids).__name__}; "
+            "give the tokenizer's ids (e.g. processor.encode_text(text))."
+        )
+    converted = []
+    for i in ids:
+        try:
+            converted.append(operator.index(i))  # numpy or 0-d tensor integers too, but not 5.0
+        except TypeError:
+            raise ValueError(
+                f"{where}: token_ids must be integer ids, got {i!r} ({type(i).__name__}); "
+                "give the tokenizer's ids (e.g. processor.encode_text(text))."
+            ) from None
+    return converted
+
+
+def _feature_tensor(features, speaker) -> torch.Tensor:
+    where = f"Utterance of speaker {speaker!r}"
+    if not isinstance(features, torch.Tensor):
+        if isinstance(features, np.ndarray) and features.dtype.kind == "f":
+            # a read-only array (a datasets/Arrow view) is copied: torch would warn on sharing it
+            features = torch.from_numpy(features if features.flags.writeable else features.copy())
+        else:  # a list of frames (datasets' default format), or integers
+            try:
+                features = torch.as_tensor(np.asarray(features, dtype=np.float32))
+            except (TypeError, ValueError) as error:
+                raise ValueError(
+                    f"{where}: features must be [frames, feature_dim] numbers, every frame the same width ({error})."
+                ) from None
+    elif not features.is_floating_point():
+        features = features.float()
+    if features.ndim != 2:
+        raise ValueError(
+            f"{where}: features must be [frames, feature_dim], got shape {tuple(features.shape)}; "
+            "give one feature vector per frame."
+        )
+    if features.shape[0] == 0:
+        raise ValueError(f"{where}: features have 0 frames; leave out rows without audio.")
+    return features
 
 
 class PairedLengthBatcher:
@@ -111,6 +179,21 @@ class PairedLengthBatcher:
     ):
         """`weights`: how many times each example appears per epoch on average (e.g. 3.0 for a rare source that
         should weigh three times its share; 0 leaves it out); the fractional part is drawn per epoch. None: once."""
+        seed, rank = _integer("seed", seed), _integer("rank", rank)
+        num_replicas = _integer("num_replicas", num_replicas)
+        if num_replicas < 1:
+            raise ValueError(f"num_replicas={num_replicas} must be >= 1 (the number of training processes).")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(
+                f"rank={rank} must be in [0, num_replicas={num_replicas}); give this process's index "
+                "(e.g. accelerator.process_index) and the number of processes."
+            )
+        if len(speakers) != len(lengths):  # the speakers decide who is paired with whom
+            raise ValueError(
+                f"speakers has {len(speakers)} labels for {len(lengths)} examples; give one each, in the same order."
+            )
+        if not max_example_frames >= 1:
+            raise ValueError(f"max_example_frames={max_example_frames} must be >= 1 (the longest example's frames).")
         if max_batch_frames < max_example_frames:
             raise ValueError(f"max_batch_frames={max_batch_frames} must be >= max_example_frames={max_example_frames}.")
         self.lengths = list(lengths)
@@ -187,8 +270,20 @@ class PairedLengthBatcher:
             if batch:
                 batches.append(batch)
         rng.shuffle(batches)
+        if 0 < len(batches) < self.num_replicas:
+            # too few batches to go round: repeat them (as torch's DistributedSampler repeats indices) so that every
+            # rank has one, rather than every rank none, an epoch that a loop training to a step count never leaves
+            batches = [batches[k % len(batches)] for k in range(self.num_replicas)]
+        # otherwise the last len % num_replicas batches are left out, so that the ranks stay in step
         usable = len(batches) - len(batches) % self.num_replicas
         return [[(i, j) for i, j, _ in b] for b in batches[self.rank : usable : self.num_replicas]]
+
+
+def _integer(name: str, value) -> int:
+    try:
+        return operator.index(value)  # numpy integers too (random.Random refuses them)
+    except TypeError:
+        raise TypeError(f"{name}={value!r} must be an integer.") from None
 
 
 def collate_examples(
@@ -200,9 +295,19 @@ def collate_examples(
     """Right-padded model inputs for `DiTARForConditionalGeneration.forward`. A pair (index, partner >= 0) is the
     partner's utterance as the prompt followed by the index's; `speech_position_rate` is then the prompt part's
     speaking rate (what generation knows), else the utterance's own."""
+    if not pairs:
+        raise ValueError("collate_examples got no examples; give at least one (index, partner) pair.")
     texts, features, rates = [], [], []
-    for index, partner in pairs:
+    dim = utterances[pairs[0][0]].features.shape[1]
+    for row, (index, partner) in enumerate(pairs):
         first = utterances[index]
+        for which in (index, partner) if partner >= 0 else (index,):
+            width = utterances[which].features.shape[1]
+            if width != dim:
+                raise ValueError(
+                    f"collate_examples: row {row} (utterance {which}) has frames of {width} values, the batch's "
+                    f"first {dim}; every utterance's features must come from the same feature extractor."
+                )
         if partner >= 0:
             second = utterances[partner]
             texts.append(second.token_ids + list(space_token_ids) + first.token_ids)
@@ -215,7 +320,6 @@ def collate_examples(
     batch = len(texts)
     text_len = max(len(t) for t in texts)
     frames = max(f.shape[0] for f in features)
-    dim = features[0].shape[1]
     input_ids = torch.full((batch, text_len), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros(batch, text_len, dtype=torch.long)
     speech = torch.zeros(batch, frames, dim)

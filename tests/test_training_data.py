@@ -2,9 +2,11 @@
 
 import random
 
+import numpy as np
 import pytest
+import torch
 
-from modeling_ditar.training_data import MIN_POOL_SIZE, PairedLengthBatcher
+from modeling_ditar.training_data import MIN_POOL_SIZE, PairedLengthBatcher, Utterance, collate_examples
 
 
 def corpus(num=3000, speakers=60, seed=0):
@@ -99,3 +101,114 @@ def test_bad_weights_are_a_clear_error(weights):
     lengths, speakers = corpus()
     with pytest.raises(ValueError, match="weights"):
         PairedLengthBatcher(lengths, speakers, 4000, 800, weights=weights)
+
+
+def test_more_replicas_than_batches_give_every_rank_a_batch_and_keep_ranks_in_step():
+    """40 clips of 300 frames make 4 batches of 24,000 frames; with pairs, fewer than 4. Every rank got [] every
+    epoch, and a training loop that runs until max_steps waited forever."""
+    lengths, speakers = [300] * 40, [f"v{i % 6}" for i in range(40)]
+    for epoch in range(3):
+        whole = PairedLengthBatcher(lengths, speakers, 24000, 800).epoch(epoch)
+        assert 0 < len(whole) < 4
+        shares = [
+            PairedLengthBatcher(lengths, speakers, 24000, 800, num_replicas=4, rank=r).epoch(epoch) for r in range(4)
+        ]
+        assert [len(share) for share in shares] == [1] * 4  # in step: as many batches on every rank
+        assert [share[0] for share in shares] == [whole[r % len(whole)] for r in range(4)]  # repeats, in order
+
+
+def test_replicas_take_every_num_replicas_th_batch_of_the_epoch_when_there_are_enough():
+    """The common case keeps its batches (and so resumed runs their loss curves): rank r of R gets batches r, r + R,
+    ... of the single-process epoch, and the last len % R batches are left out."""
+    lengths, speakers = corpus(num=1000)
+    whole = PairedLengthBatcher(lengths, speakers, 4000, 800, seed=2).epoch(1)
+    for replicas in (2, 3, 8):
+        usable = len(whole) - len(whole) % replicas
+        for rank in range(replicas):
+            share = PairedLengthBatcher(lengths, speakers, 4000, 800, seed=2, num_replicas=replicas, rank=rank)
+            assert share.epoch(1) == whole[rank:usable:replicas]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(num_replicas=0), ValueError, "num_replicas=0"),
+        (dict(num_replicas=2, rank=3), ValueError, "rank=3 .* num_replicas=2"),
+        (dict(rank=-1), ValueError, "rank=-1"),
+        (dict(num_replicas=2.0), TypeError, "num_replicas"),
+        (dict(speakers=["a"] * 6), ValueError, "speakers has 6 .* 4 examples"),
+        (dict(speakers=["a"]), ValueError, "speakers has 1 .* 4 examples"),
+        (dict(max_example_frames=0), ValueError, "max_example_frames=0"),
+        (dict(seed=None), TypeError, "seed=None"),
+        (dict(seed=1.5), TypeError, "seed=1.5"),
+    ],
+)
+def test_bad_batcher_arguments_are_refused_when_it_is_made(kwargs, error, message):
+    """They failed in epoch() with a bare ZeroDivisionError, IndexError or TypeError, or were accepted: a rank past
+    num_replicas repeated another rank's batches, and extra speakers shifted which utterances were paired."""
+    args = dict(lengths=[10, 20, 30, 40], speakers=list("aabb"), max_batch_frames=100, max_example_frames=60)
+    with pytest.raises(error, match=message):
+        PairedLengthBatcher(**(args | kwargs))
+
+
+def test_integer_like_batcher_arguments_are_accepted():
+    batcher = PairedLengthBatcher([10, 20], "ab", 100, 60, seed=np.int64(3), num_replicas=np.int64(1), rank=0)
+    assert batcher.epoch(0) == PairedLengthBatcher([10, 20], "ab", 100, 60, seed=3).epoch(0)
+
+
+def test_utterances_take_numpy_tensor_and_list_ids_and_features():
+    """A pre-tokenised numpy column made a pair's text the element-wise sum of its two texts; numpy or list features
+    (the datasets formats) failed in collate_examples with AttributeError."""
+    first, second, space = [35, 2, 36], [33, 2, 34], [2]
+    frames = torch.randn(20, 8)
+    for ids in (np.array, torch.tensor, lambda ids: [np.int64(i) for i in ids]):
+        utterances = [Utterance(ids(first), frames, "s"), Utterance(ids(second), frames, "s")]
+        batch = collate_examples([(0, 1)], utterances, 0, space)
+        assert batch["input_ids"].tolist() == [second + space + first]
+        assert all(type(u.token_ids) is list and type(u.token_ids[0]) is int for u in utterances)
+    for features in (frames.numpy(), frames.tolist(), frames.double().numpy(), read_only(frames)):
+        utterance = Utterance(first, features, "s")
+        assert isinstance(utterance.features, torch.Tensor) and utterance.features.is_floating_point()
+        torch.testing.assert_close(utterance.features.float(), frames)
+        assert collate_examples([(0, -1)], [utterance], 0)["speech_features"].shape == (1, 20, 8)
+    assert Utterance(first, torch.ones(3, 2, dtype=torch.long), "s").features.dtype == torch.float32
+    half = frames.half()
+    kept = Utterance(first, half, "s")
+    assert kept.token_ids is first and kept.features is half  # already right: no copy
+
+
+def read_only(frames):
+    array = frames.numpy().copy()
+    array.flags.writeable = False
+    return array
+
+
+@pytest.mark.parametrize(
+    "ids, features, message",
+    [
+        ([5, 6], torch.zeros(0, 8), "0 frames"),
+        ([5, 6], torch.zeros(8), r"\[frames, feature_dim\]"),
+        ([5, 6], [[1.0, 2.0], [3.0]], "features"),
+        ([5.0, 6.0], torch.zeros(4, 8), "integer"),
+        (np.array([5.0, 6.0]), torch.zeros(4, 8), "integer"),
+        (torch.tensor([5.0]), torch.zeros(4, 8), "integer"),
+        ([torch.tensor(5.0)], torch.zeros(4, 8), "integer"),
+        ("ab", torch.zeros(4, 8), "token_ids"),
+        (np.array([[5, 6]]), torch.zeros(4, 8), "token_ids"),
+    ],
+)
+def test_utterances_with_no_frames_or_non_integer_ids_are_refused(ids, features, message):
+    """A 0-frame row ended in ZeroDivisionError in collate_examples; float ids were indexed as they came."""
+    with pytest.raises(ValueError, match=message):
+        Utterance(ids, features, "spk7")
+
+
+def test_collate_refuses_mixed_feature_widths_and_no_examples():
+    """They failed with torch's "The expanded size ..." and "max() arg is an empty sequence"."""
+    utterances = [Utterance([5], torch.zeros(4, 8), "s"), Utterance([6], torch.zeros(4, 6), "s")]
+    with pytest.raises(ValueError, match="row 1 .*6 values.* 8"):
+        collate_examples([(0, -1), (1, -1)], utterances, 0)
+    with pytest.raises(ValueError, match="row 0 .*utterance 1.* 6 .* 8"):
+        collate_examples([(0, 1)], utterances, 0)
+    with pytest.raises(ValueError, match="no examples"):
+        collate_examples([], utterances, 0)
