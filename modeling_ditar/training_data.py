@@ -61,7 +61,16 @@ def check_corpus_features(
 ) -> None:
     """Refuse to train or evaluate a model on a corpus whose features were computed with other settings (another rate,
     number of mel bins, hop, ...): the shapes may not fit, and where they do the model would read other features as
-    its own. `corpus_settings` is the corpus's saved feature extractor config; `fix` ends the message."""
+    its own. `corpus_settings` is the corpus's saved feature extractor config (or a processor's config holding it);
+    `fix` ends the message. Settings without the rate and the number of bins are refused: nothing could be compared."""
+    if isinstance(corpus_settings.get("feature_extractor"), dict):  # a processor's config nests its extractor's
+        corpus_settings = corpus_settings["feature_extractor"]
+    missing = [k for k in ("sampling_rate", "feature_size") if k not in corpus_settings]
+    if missing:
+        raise ValueError(
+            f"{corpus}: its feature settings have no {' or '.join(missing)}, so they cannot be checked against "
+            f"{model}'s; give the feature extractor config the corpus was built with (its preprocessor_config.json)."
+        )
     theirs = {k: corpus_settings.get(k) for k in FEATURE_SETTINGS if k in corpus_settings}
     ours = {k: getattr(feature_extractor, k, None) for k in theirs}
     differ = {k: (theirs[k], ours[k]) for k in theirs if theirs[k] != ours[k]}

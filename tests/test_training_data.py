@@ -212,3 +212,18 @@ def test_collate_refuses_mixed_feature_widths_and_no_examples():
         collate_examples([(0, 1)], utterances, 0)
     with pytest.raises(ValueError, match="no examples"):
         collate_examples([], utterances, 0)
+
+
+def test_corpus_feature_settings_are_read_from_a_processor_config_and_refused_without_any():
+    """A processor's config (the extractor's settings nested under `feature_extractor`) and a file of other settings
+    (feature statistics) passed the check without comparing anything."""
+    from modeling_ditar import DiTARFeatureExtractor
+    from modeling_ditar.training_data import check_corpus_features
+
+    ours = DiTARFeatureExtractor(feature_size=8, sampling_rate=8000, n_fft=64, hop_length=16)
+    theirs = {"feature_size": 80, "sampling_rate": 16000, "n_fft": 1024, "hop_length": 256}
+    with pytest.raises(ValueError, match="sampling_rate 16000 \\(model: 8000\\)"):
+        check_corpus_features({"feature_extractor": theirs}, ours, "corpus", "model")
+    with pytest.raises(ValueError, match="have no sampling_rate or feature_size, so they cannot be checked"):
+        check_corpus_features({"feature_mean": [0.0] * 8}, ours, "corpus", "model")
+    check_corpus_features({"feature_extractor": ours.to_dict()}, ours, "corpus", "model")
