@@ -38,8 +38,9 @@ class GenerationProgress:
     """The progress bar of one call; `segment_chars` lists, in generation order, the length of every batch that will be
     generated (one entry per sentence segment; one for a batch generated at once)."""
 
-    def __init__(self, pipe, segment_chars: list[int] | None = None):
+    def __init__(self, pipe, segment_chars: list[int] | None = None, streaming: bool = False):
         self.pipe = pipe
+        self.streaming = streaming  # a stream's bar lives as long as its stream, across calls made between its chunks
         self.pending = [max(1, int(c)) for c in (segment_chars or [])]
         self.bar = None
         self.finished = 0  # patches of the segments already done
@@ -50,8 +51,11 @@ class GenerationProgress:
 
     @classmethod
     def begin(cls, pipe, segment_chars: list[int]) -> GenerationProgress:
-        """Install the bar of a new call on `pipe` (closing one that a failed call left behind)."""
-        cls.end(pipe)
+        """Install the bar of a new call on `pipe`, closing one that a failed call left behind (not a stream's: that
+        stream goes on when it is iterated again, and closes its bar itself)."""
+        installed = getattr(pipe, "_generation_progress", None)
+        if installed is not None and not installed.streaming:
+            installed.close()
         pipe._generation_progress = cls(pipe, segment_chars)
         return pipe._generation_progress
 

@@ -1059,31 +1059,35 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     ) -> Iterator[np.ndarray]:
         num_candidates = sampling.num_candidates
         vocoder = self._streaming_vocoder()
-        progress = GenerationProgress(self, [len(s) for s in segments])
+        progress = GenerationProgress(self, [len(s) for s in segments], streaming=True)
         all_stopped = True
-        for index, segment in enumerate(segments):
-            self._generation_progress = progress  # this stream's one bar (a call between two chunks installs its own)
-            if index == 0:
-                inputs = first_inputs
-            else:
-                inputs = self._encode([segment], prompt_audio, prompt_text, sampling_rate, voice)
-            match = self._spectrum_matches(inputs, sampling)[0]  # as one-shot generation moves this segment's frames
-            # the rows of one-shot generation; the candidate it keeps is played once it is known
-            inputs, segment_generator = repeat_for_candidates(inputs, generator, num_candidates)
-            follower = CandidateFollower(
-                num_candidates,
-                lambda rows, dropped, inputs=inputs: choose_candidates(
-                    self.model, inputs, rows, num_candidates, dropped
-                )[0],
-            )
-            for step in self._patch_steps(inputs, sampling, segment_generator):
-                yield from self._vocode_patches(vocoder, follower.push(step), match)
-            yield from self._vocode_patches(vocoder, follower.finish(), match)
-            all_stopped = all_stopped and follower.stopped
-            if index + 1 < len(segments):
-                for chunk in vocoder.push(self._pause_frames()):
-                    yield chunk.numpy()
-        GenerationProgress.end(self, progress)
+        try:  # a stream closed or dropped before its end closes its bar too
+            for index, segment in enumerate(segments):
+                # this stream's one bar (a call between two chunks installs its own, and leaves this one open)
+                self._generation_progress = progress
+                if index == 0:
+                    inputs = first_inputs
+                else:
+                    inputs = self._encode([segment], prompt_audio, prompt_text, sampling_rate, voice)
+                # as one-shot generation moves this segment's frames
+                match = self._spectrum_matches(inputs, sampling)[0]
+                # the rows of one-shot generation; the candidate it keeps is played once it is known
+                inputs, segment_generator = repeat_for_candidates(inputs, generator, num_candidates)
+                follower = CandidateFollower(
+                    num_candidates,
+                    lambda rows, dropped, inputs=inputs: choose_candidates(
+                        self.model, inputs, rows, num_candidates, dropped
+                    )[0],
+                )
+                for step in self._patch_steps(inputs, sampling, segment_generator):
+                    yield from self._vocode_patches(vocoder, follower.push(step), match)
+                yield from self._vocode_patches(vocoder, follower.finish(), match)
+                all_stopped = all_stopped and follower.stopped
+                if index + 1 < len(segments):
+                    for chunk in vocoder.push(self._pause_frames()):
+                        yield chunk.numpy()
+        finally:
+            GenerationProgress.end(self, progress)
         for chunk in vocoder.flush():
             yield chunk.numpy()
         self._warn_if_cut([all_stopped], sampling.max_new_patches)

@@ -527,3 +527,31 @@ def test_a_call_whose_settings_fix_the_generation_config_runs_with_the_progress_
         )
         > 0
     )
+
+
+def test_a_stream_keeps_its_progress_bar_across_a_call_and_closes_it_when_dropped():
+    """A plain call between two chunks closed the stream's bar (frozen at the count it had while the stream went on);
+    a stream closed before its end left its bar open and installed on the pipeline."""
+    import io
+
+    pipe = get_dummy_pipeline()
+    pipe.set_progress_bar_config(disable=False, file=io.StringIO())
+    bars = []
+    make_bar = pipe.progress_bar
+
+    def recording_bar(*args, **kwargs):
+        bars.append(make_bar(*args, **kwargs))
+        return bars[-1]
+
+    pipe.progress_bar = recording_bar
+    stream = iter(pipe.stream(**get_dummy_inputs(text="one", max_new_patches=40)))
+    next(stream)
+    at_first_chunk = bars[0].n
+    pipe(**get_dummy_inputs(max_new_patches=3))
+    rest = list(stream)
+    stream_bar, call_bar = bars
+    assert rest and call_bar.n == 3 and at_first_chunk < stream_bar.n == stream_bar.total
+    dropped = iter(pipe.stream(**get_dummy_inputs(text="one", max_new_patches=8)))
+    next(dropped)
+    dropped.close()
+    assert bars[-1].disable and getattr(pipe, "_generation_progress", None) is None  # closed and uninstalled
