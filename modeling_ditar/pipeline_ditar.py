@@ -17,7 +17,6 @@ import inspect
 import itertools
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -64,6 +63,7 @@ from .processing_ditar import (
 from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts
 from .prompt_transcription import DEFAULT_ASR_MODEL, DEFAULT_LANGUAGE, PromptTranscriber, transcribe_prompt
 from .sampling import PatchSampler  # noqa: F401
+from .sentence_splitting import MAX_CHARS_PER_SEGMENT, mark_line_ends, split_sentences
 from .spectrum_matching import PromptSpectrumMatch, prompt_spectrum_matches
 from .speech_positions import speaking_rate  # noqa: F401
 from .streaming import SpeechStream, StreamingVocoder
@@ -95,9 +95,6 @@ _PACKAGE = __name__.rpartition(".")[0]
 _CODE_DIR = Path(__file__).resolve().parent
 EMBEDDED_DEFAULT = Path(__file__).resolve().parent / "default"
 OUTPUT_TYPES = ("np", "pt", "features")
-# Texts longer than this (characters) are spoken sentence by sentence with the same voice prompt, which keeps the
-# backbone sequence, and so time per patch and memory, bounded.
-MAX_CHARS_PER_SEGMENT = 250
 SENTENCE_PAUSE_SECONDS = 0.15
 
 
@@ -795,7 +792,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     ) -> DiTARPipelineOutput | tuple:
         r"""
         Args:
-            text: what to say; a list gives a batch.
+            text: what to say; a list gives a batch. A line break ends a sentence (a list item, a heading, a sign-off).
             prompt_audio / prompt_text: the voice to clone (path or array, and its transcript); one for all texts or one
                 per text. Default: the pipeline's default voice. After `enable_prompt_transcription()`, a prompt
                 without `prompt_text` (None, or None in the list) is transcribed by a speech recognition model.
@@ -852,7 +849,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 prompt_audio, prompt_text, sampling_rate
             )
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
-        texts = [text] if isinstance(text, str) else list(text)
+        # line breaks end sentences in short texts too (the front end would collapse them into spaces)
+        texts = [mark_line_ends(t) for t in ([text] if isinstance(text, str) else text)]
 
         # 2. long texts are spoken sentence by sentence with the same voice
         segments = [split_sentences(t, MAX_CHARS_PER_SEGMENT) for t in texts]
@@ -1111,59 +1109,6 @@ def _device_type(value) -> str | None:
         return torch.device(value).type
     except (RuntimeError, TypeError):
         return None
-
-
-# a sentence ends at . ! ? ; or … (optionally followed by a closing quote or bracket) and whitespace
-_SENTENCE_END = re.compile(r"(?<=[.!?;\u2026])\s+|(?<=[.!?;\u2026][\"')\]])\s+")
-_CLAUSE_END = re.compile(r"(?<=[,:])\s+")
-
-
-def split_sentences(text: str, max_chars: int = MAX_CHARS_PER_SEGMENT) -> list[str]:
-    """Split a long text at sentence ends into pieces of at most `max_chars` characters, packing whole sentences
-    greedily (a single sentence longer than that is split at commas/colons, then at spaces; a single word longer than
-    `max_chars` stays whole). Whitespace runs become one space; `" ".join(pieces)` gives back that text. Short texts
-    come back as one piece."""
-    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
-        raise ValueError(f"max_chars must be an integer >= 1, got {max_chars!r}.")
-    text = " ".join(text.split())
-    if len(text) <= max_chars:
-        return [text]
-    parts: list[str] = []
-    for sentence in _SENTENCE_END.split(text):
-        parts += [sentence] if len(sentence) <= max_chars else _split_long(sentence, max_chars)
-    return _pack(parts, max_chars)
-
-
-def _split_long(sentence: str, max_chars: int) -> list[str]:
-    """Pieces of one over-long sentence: clauses (split after commas and colons), packed; a clause still too long is
-    split at spaces."""
-    parts: list[str] = []
-    for clause in _CLAUSE_END.split(sentence):
-        parts += [clause] if len(clause) <= max_chars else clause.split(" ")
-    return _pack(parts, max_chars)
-
-
-def _pack(parts: list[str], max_chars: int) -> list[str]:
-    """Join consecutive parts with spaces while the result stays within `max_chars`. A part with no letter or digit
-    (an emoji, a dash, "...") always joins its neighbour, even past `max_chars`: alone it would be a piece with nothing
-    to speak, which the tokenizer refuses, while inside a piece it is dropped with a warning like any unreadable
-    character."""
-    pieces: list[str] = []
-    held = ""  # wordless parts before the first piece with words
-    for part in parts:
-        if not part:
-            continue
-        if not any(ch.isalnum() for ch in part):
-            if pieces:
-                pieces[-1] = pieces[-1] + " " + part
-            else:
-                held = f"{held} {part}".lstrip()
-        elif pieces and len(pieces[-1]) + 1 + len(part) <= max_chars:
-            pieces[-1] = pieces[-1] + " " + part
-        else:
-            pieces.append(f"{held} {part}".lstrip())
-            held = ""
-    return pieces or ([held] if held else [])
 
 
 def _align_cpu_tensors(module: torch.nn.Module, alignment: int = 64) -> None:
