@@ -18,7 +18,9 @@ package, else a built-in copy of its essentials) through `huggingface_hub.ModelC
 pipeline_tag, license, tags, datasets, base_model and, given evaluation results, a model-index with WER and SIM).
 
 Uploads. [`push_to_hub`] saves an object into a temporary folder, writes its card and commits every file with one
-`HfApi.create_commit`; [`commit_operations`] lists those operations, so everything up to the network call is testable.
+`HfApi.create_commit`, which also deletes the repository's files the package wrote earlier and the new folder lacks
+([`stale_files`]), so the repository matches the folder; [`commit_operations`] lists the added files, so everything up
+to the network calls is testable.
 
 This module only uses relative imports lazily, so it can travel as remote code with the pipeline.
 """
@@ -41,6 +43,7 @@ __all__ = [
     "push_to_hub",
     "render_model_card",
     "save_for_hub",
+    "stale_files",
     "write_pipeline_remote_code",
     "write_transformers_entry_points",
 ]
@@ -202,9 +205,10 @@ ROOT_VOCODER_WEIGHTS = "model-vocoder.safetensors"
 
 def write_transformers_entry_points(pipeline, folder: str | os.PathLike) -> bool:
     """Give a saved pipeline folder the files transformers reads at a repository's root: `config.json` (the model's
-    config with its vocoder's, for `DiTARForTextToSpeech`), `generation_config.json`, the weights and the processor's
-    files. Skipped (returns False) for pipelines whose features are decoded by a VAE or by a vocoder the
-    text-to-speech model cannot hold (one not in `TRANSFORMERS_VOCODER_TYPES`).
+    config with its vocoder's, for `DiTARForTextToSpeech`; a half-precision `dtype` becomes float32, as the pipeline
+    computes), `generation_config.json`, the weights and the processor's files. Skipped (returns False) for pipelines
+    whose features are decoded by a VAE or by a vocoder the text-to-speech model cannot hold (one not in
+    `TRANSFORMERS_VOCODER_TYPES`).
 
     Weights: with a weight-free vocoder (Griffin-Lim), hard links to `model/`'s files where the file system allows, so
     they take no extra space (the Hub stores equal files once). With a neural vocoder, a sharded-checkpoint index
@@ -224,9 +228,11 @@ def write_transformers_entry_points(pipeline, folder: str | os.PathLike) -> bool
     }
     config["architectures"] = ["DiTARForTextToSpeech"]
     config["auto_map"] = dict(ROOT_AUTO_MAP)
-    if config.get("dtype") == "float16":
-        # stored in half precision to stay small, computed in float32 unless a caller asks otherwise (`dtype=`): CPUs
-        # have no fast float16 kernels (a sentence took 3x as long in float16 as in float32 on 2 cores)
+    if config.get("dtype") in ("float16", "bfloat16"):
+        # stored in half precision (either kind) to stay small, computed in float32 unless a caller asks otherwise
+        # (`dtype=`), as `DiTARPipeline.from_pretrained` computes it: CPUs without native half-precision kernels run
+        # it several times slower (a sentence took 3x as long in float16 as in float32 on 2 cores), and the entry
+        # points would otherwise speak differently from the pipeline loaded from the same folder
         config["dtype"] = "float32"
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     link_model_files(folder, vocoder.state_dict())  # no vocoder weights for Griffin-Lim (its buffers are not saved)
@@ -606,11 +612,20 @@ def _count_parameters(path: Path) -> int:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def save_for_hub(obj, folder: str | os.PathLike, *, card=None, repo_id: str | None = None, **card_kwargs) -> Path:
+def save_for_hub(
+    obj,
+    folder: str | os.PathLike,
+    *,
+    card=None,
+    repo_id: str | None = None,
+    save_kwargs: dict | None = None,
+    **card_kwargs,
+) -> Path:
     """Save a pipeline, model or processor into `folder` as it goes to the Hub: weights, configs, remote code and a
-    README.md model card (`card`, or one rendered with `card_kwargs`, see [`render_model_card`])."""
+    README.md model card (`card`, or one rendered with `card_kwargs`, see [`render_model_card`]). `save_kwargs` go to
+    its `save_pretrained`."""
     folder = Path(folder)
-    obj.save_pretrained(folder)
+    obj.save_pretrained(folder, **(save_kwargs or {}))
     if card is None:
         card = render_model_card(kind=_kind_of(obj), repo_id=repo_id, **card_kwargs)
     card.save(str(folder / "README.md"))
@@ -630,6 +645,95 @@ def commit_operations(folder: str | os.PathLike) -> list:
     return operations
 
 
+# Files a push of this package writes, so a later push deletes them from the repository when its folder lacks them:
+# every file of the component folders, and at the root the weights, shard indexes, configs, tokenizer files and code.
+# Left behind, they win: an old root `model.safetensors` is loaded instead of a new shard index, an old default voice
+# stays the default. Files the package never writes (.gitattributes, a user's documents or images) are kept.
+WRITTEN_FOLDERS = ("model", "processor", "vocoder", "scheduler", "vae", "default_voice")
+WRITTEN_ROOT_FILES = (
+    "*.safetensors",
+    "*.bin",
+    "*.index.json",
+    "*.py",
+    "config.json",
+    "generation_config.json",
+    "model_index.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "adapter_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.*",
+    "merges.txt",
+    "chat_template.*",
+    "*.model",
+)
+
+
+def stale_files(repo_files, folder: str | os.PathLike) -> list[str]:
+    """The files of `repo_files` (paths in a repository) that a push of this package writes (`WRITTEN_FOLDERS`,
+    `WRITTEN_ROOT_FILES`) and that `folder`, the folder being pushed, lacks."""
+    from fnmatch import fnmatchcase
+
+    pushed = {op.path_in_repo for op in commit_operations(folder)}
+    stale = []
+    for name in repo_files:
+        parts = name.split("/")
+        if name in pushed or any(part.startswith(".") for part in parts):
+            continue
+        if len(parts) > 1 and parts[0] in WRITTEN_FOLDERS:
+            stale.append(name)
+        elif len(parts) == 1 and any(fnmatchcase(name, pattern) for pattern in WRITTEN_ROOT_FILES):
+            stale.append(name)
+    return sorted(stale)
+
+
+def repo_files(api, repo_id: str, revision: str | None) -> list[str]:
+    """The files of a model repository at `revision`; none for a repository or revision without commits yet."""
+    from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
+
+    try:
+        return list(api.list_repo_files(repo_id, revision=revision, repo_type="model"))
+    except (RevisionNotFoundError, EntryNotFoundError):
+        return []
+
+
+def create_branch_for(api, repo_id: str, revision: str | None) -> None:
+    """Create the branch `revision` (from the default branch) unless it exists, as transformers' `push_to_hub` does;
+    a commit to a branch that does not exist fails. A pull request's ref ("refs/pr/N") is not a branch to create."""
+    if revision is not None and not revision.startswith("refs/pr/"):
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+
+
+# keywords of each kind of object's `save_pretrained` that `push_to_hub` passes on (the model's transformers
+# `save_pretrained` takes no `safe_serialization`, and a pipeline passes it to no DiTAR component)
+SAVE_KEYWORDS = {
+    "pipeline": ("remote_code", "variant", "max_shard_size"),
+    "model": ("variant", "max_shard_size"),
+    "processor": (),
+}
+
+
+def _split_keywords(kind: str, kwargs: dict) -> tuple[dict, dict]:
+    """`kwargs` of `push_to_hub` as (save keywords, card keywords); unknown ones are refused before anything is
+    uploaded, naming those it takes."""
+    import inspect
+
+    card_keywords = [n for n in inspect.signature(render_model_card).parameters if n not in ("kind", "repo_id")]
+    save_keywords = SAVE_KEYWORDS[kind]
+    unknown = sorted(k for k in kwargs if k not in card_keywords and k not in save_keywords)
+    if unknown:
+        raise TypeError(
+            f"push_to_hub() of a DiTAR {kind} got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+            "it takes commit_message, commit_description, private, token, revision, create_pr, card, api"
+            + (f", the save_pretrained settings {', '.join(save_keywords)}" if save_keywords else "")
+            + f" and the model card settings {', '.join(card_keywords)}."
+        )
+    save_kwargs = {k: v for k, v in kwargs.items() if k in save_keywords}
+    return save_kwargs, {k: v for k, v in kwargs.items() if k not in save_kwargs}
+
+
 def push_to_hub(
     obj,
     repo_id: str,
@@ -642,23 +746,41 @@ def push_to_hub(
     create_pr: bool = False,
     card=None,
     api=None,
-    **card_kwargs,
+    **kwargs,
 ):
     """Upload a DiTAR pipeline, model or processor to `repo_id` in one commit, with its remote code and a rendered
-    model card (pass `results="eval/results.json"` to fill the evaluation; other keywords go to
-    [`render_model_card`]). Returns the `CommitInfo`.
+    model card (pass `results="eval/results.json"` to fill the evaluation). Other keywords go to its `save_pretrained`
+    (`SAVE_KEYWORDS`: `remote_code`, `variant`, `max_shard_size` for a pipeline; `variant`, `max_shard_size` for a
+    model) or to [`render_model_card`]; others are refused. Returns the `CommitInfo`.
 
-    `api` is an `HfApi` (created with `token` when not given); the repository is created if it does not exist."""
-    from huggingface_hub import HfApi
+    The repository then holds what a local `save_pretrained` leaves in a folder, so the commit also deletes the files
+    of the repository (at `revision`) that this package writes and the new folder lacks: everything under `model/`,
+    `processor/`, `vocoder/`, `scheduler/`, `vae/` and `default_voice/`, and at the root the weights (`*.safetensors`,
+    `*.bin`) and shard indexes, the configs (`config.json`, `generation_config.json`, `model_index.json`,
+    `processor_config.json`, ...), the tokenizer files and the code files (`*.py`). Other files (`.gitattributes`, a
+    user's documents or images) are kept.
 
-    api = api if api is not None else HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    The folder is saved and its card rendered before the repository is created, so a refused keyword, a pipeline that
+    cannot be saved or a missing results file leaves no empty repository behind. `api` is an `HfApi` (created with
+    `token` when not given); the repository is created if it does not exist, and the branch `revision` too."""
+    from huggingface_hub import CommitOperationDelete, HfApi
+
+    kind = _kind_of(obj)
+    save_kwargs, card_kwargs = _split_keywords(kind, kwargs)
     with tempfile.TemporaryDirectory() as tmp:
-        save_for_hub(obj, tmp, card=card, repo_id=repo_id, **card_kwargs)
+        save_for_hub(obj, tmp, card=card, repo_id=repo_id, save_kwargs=save_kwargs, **card_kwargs)
+        api = api if api is not None else HfApi(token=token)
+        created = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        if created != repo_id and card is None:  # the namespace the Hub gave a bare name, for the card's snippets
+            render_model_card(kind=kind, repo_id=created, **card_kwargs).save(str(Path(tmp) / "README.md"))
+        create_branch_for(api, created, revision)
+        deletions = [
+            CommitOperationDelete(path_in_repo=name) for name in stale_files(repo_files(api, created, revision), tmp)
+        ]
         return api.create_commit(
-            repo_id=repo_id,
-            operations=commit_operations(tmp),
-            commit_message=commit_message or f"Upload DiTAR {_kind_of(obj)}",
+            repo_id=created,
+            operations=commit_operations(tmp) + deletions,
+            commit_message=commit_message or f"Upload DiTAR {kind}",
             commit_description=commit_description,
             revision=revision,
             create_pr=create_pr,

@@ -654,17 +654,23 @@ def push_adapter_to_hub(
     api=None,
 ):
     """Upload one adapter (safetensors, config, card) to `repo_id` in one commit; `model` is a DiTAR model with the
-    adapter loaded or an adapter folder. `api` is an `HfApi` (created with `token` when not given)."""
+    adapter loaded or an adapter folder. `api` is an `HfApi` (created with `token` when not given); the repository is
+    created if it does not exist, and the branch `revision` too. The adapter is saved (or the folder checked) first, so
+    an adapter that cannot be saved (fused, unknown name) or a folder without one leaves no repository behind."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    if not isinstance(model, str | os.PathLike):
-        adapter_name = model._adapter_name(adapter_name)  # an unknown name is refused before the repo is created
-    api = api if api is not None else HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(model) if isinstance(model, str | os.PathLike) else model.save_adapter(tmp, adapter_name)
+        if isinstance(model, str | os.PathLike):
+            folder = _adapter_folder(model)
+        else:
+            folder = model.save_adapter(tmp, model._adapter_name(adapter_name))
         names = [n for n in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, "README.md") if (folder / n).is_file()]
         operations = [CommitOperationAdd(path_in_repo=n, path_or_fileobj=str(folder / n)) for n in names]
+        api = api if api is not None else HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        if revision is not None and not revision.startswith("refs/pr/"):
+            # a commit to a branch that does not exist fails; transformers' push_to_hub creates it the same way
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
         return api.create_commit(
             repo_id=repo_id,
             operations=operations,
@@ -672,6 +678,22 @@ def push_adapter_to_hub(
             revision=revision,
             create_pr=create_pr,
         )
+
+
+def _adapter_folder(source: str | os.PathLike) -> Path:
+    """`source` as a local adapter folder, refused unless it holds the adapter's config and weights (a mistyped path
+    would otherwise be pushed as an empty commit)."""
+    folder = Path(os.path.expanduser(str(source)))
+    if not folder.is_dir():
+        reason = "it is a file" if folder.exists() else "it does not exist"
+        raise FileNotFoundError(
+            f"{source} is not an adapter folder ({reason}): pass a folder saved with save_adapter, holding "
+            f"{ADAPTER_CONFIG} and {ADAPTER_WEIGHTS}, or a model with the adapter loaded."
+        )
+    missing = [n for n in (ADAPTER_CONFIG, ADAPTER_WEIGHTS) if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} is not an adapter folder: it has no {', '.join(missing)}.")
+    return folder
 
 
 class DiTARLoraLoaderMixin:

@@ -169,6 +169,12 @@ class RecordingApi:
         self.calls.append(("create_repo", repo_id, private, exist_ok))
         return SimpleNamespace(repo_id=repo_id)
 
+    def create_branch(self, repo_id, branch, exist_ok=False, **kwargs):
+        self.calls.append(("create_branch", repo_id, branch, exist_ok))
+
+    def list_repo_files(self, repo_id, revision=None, repo_type=None, **kwargs):
+        return []  # a new repository: nothing to delete
+
     def create_commit(
         self, repo_id, operations, commit_message, commit_description=None, revision=None, create_pr=False, **kwargs
     ):
