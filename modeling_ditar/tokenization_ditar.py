@@ -226,17 +226,25 @@ def _espeak_backend(language: str):
 # zero five slash two thousand twenty four"). [`normalize_text`] rewrites them into plain English words first, with one
 # table-driven regular-expression pass per kind of written form, in this order:
 #
+# 0. phone numbers digit by digit (`555-1234`, `(555) 123-4567`, `020 7946 0958`); ranges: a hyphen or an en dash
+#    between two numbers, amounts or times becomes "to" (`5-10` -> "five to ten", `$20-$30` -> "twenty to thirty
+#    dollars", `9am-5pm`, `1990-95` -> "nineteen ninety to ninety five"); the sides are read by the rules below;
 # 1. currency: `$3.50` -> "three dollars fifty cents", `£5`, `€20`, `¥100`, `50¢`,
 #    `$2 million` -> "two million dollars";
 # 2. dates: ISO `2024-12-05`, numeric `12/05/2024` or `12-05-2024` read **month first (US convention)** unless the first
 #    number cannot be a month (`25/12/2024` is read day first), `December 5, 2024`, `Dec. 5th`, `5 December 2024`;
-# 3. times: `3:30 pm` -> "three thirty PM", `14:05` -> "fourteen oh five", `7am`;
-# 4. ranges with an en dash (`1990–2000` -> "nineteen ninety to two thousand"), ordinals (`23rd`), percentages,
-#    numbers with a unit (`5 km` -> "five kilometers", `1 kg` -> "one kilogram", `90°F`), small fractions (`3/4`);
+#    digit groups (`1-800-555-1234`) digit by digit, dotted groups as versions (`3.11.4` -> "three point eleven point
+#    four", `v2.0` -> "version two point zero", `192.168.1.1` -> "one nine two point one six eight point one point
+#    one");
+# 3. times: `3:30 pm` -> "three thirty PM", `14:05` -> "fourteen oh five", `7am`, `9.30pm`;
+# 4. ordinals (`23rd`), percentages, numbers with a unit (`5 km` -> "five kilometers", `1 kg` -> "one kilogram",
+#    `90°F`, `.5 mg` -> "point five milligrams"), small fractions (`3/4`);
 # 5. years: a standalone four-digit number from 1000 to 2099 without separators is read as a year (`1999` -> "nineteen
-#    ninety nine", `2024` -> "twenty twenty four", `1990s` -> "nineteen nineties"); write `1,999` for the cardinal;
-# 6. other numbers: cardinals (with thousands separators), decimals (`3.14` -> "three point one four"), negatives
-#    (`-5` -> "minus five"); digit strings with a leading zero or more than 15 digits are read digit by digit;
+#    ninety nine", `2024` -> "twenty twenty four", `1990s` -> "nineteen nineties", `mid-1990s`); write `1,999` for the
+#    cardinal;
+# 6. other numbers: cardinals (with thousands separators), decimals (`3.14` -> "three point one four", `1.5M` -> "one
+#    point five million", `2.5x`), negatives (`-5` -> "minus five"); digit strings with a leading zero or more than 15
+#    digits are read digit by digit;
 # 7. abbreviations (`Dr.`, `Mr.`, `Mrs.`, `Ms.`, `St.` as Saint before a name and Street otherwise, `etc.`, `e.g.`,
 #    `i.e.`, `vs.`, `No. 5`/`#5` -> "number five", ...) and symbols (`&` `%` `+` `=` `@` `×` `°` ...); formatting marks
 #    (`*`, `_`, `|`, `•`, `™`, `®`, ...) become spaces; isolated Greek letters are named (`π` -> "pi").
@@ -306,13 +314,16 @@ def _num2words(value, **kwargs) -> str:
 def number_to_words(number: str | int) -> str:
     """Words of an integer or decimal given as text ("1,234.5", "-7", "0042") or an int.
 
-    Thousands separators are dropped, decimals are read digit by digit after "point", a leading minus is "minus", and
-    integers with a leading zero or more than 15 digits are read digit by digit."""
+    Thousands separators are dropped, decimals are read digit by digit after "point" (".5" is "point five", as
+    written), a leading minus is "minus", and integers with a leading zero or more than 15 digits are read digit by
+    digit."""
     text = str(number).strip().replace(",", "")
     sign = ""
     if text[:1] in "-−":
         sign, text = "minus ", text[1:]
     whole, _, fraction = text.partition(".")
+    if not whole and fraction:
+        return sign + "point " + _digits(fraction)
     if not whole:
         whole = "0"
     if fraction:
@@ -362,6 +373,7 @@ _CURRENCIES = {
     "₹": ("rupee", "rupees", "paisa", "paise"),
 }
 _SCALES = ("thousand", "million", "billion", "trillion")
+_SHORT_SCALES = {"k": "thousand", "m": "million", "b": "billion", "bn": "billion"}  # $10K, $1.2M, 1.5B, $5bn
 
 _MONTHS = [
     "January",
@@ -489,6 +501,7 @@ _FRACTIONS = {2: ("half", "halves"), 4: ("quarter", "quarters")}
 
 _INT = r"\d{1,3}(?:,\d{3})+|\d+"
 _NUM = rf"(?:{_INT})(?:\.\d+)?"
+_NUM_OR_POINT = rf"(?:{_NUM}|\.\d+)"  # ".5 mg", "a .45 pistol"
 _NOT_AFTER = r"(?<![\w.,])"  # a number starts a token
 _NOT_BEFORE = r"(?![\w]|[.,]\d)"  # and ends it (a sentence-final period is fine)
 
@@ -498,6 +511,24 @@ _CURRENCY_BEFORE = re.compile(
 )
 _CURRENCY_AFTER = re.compile(rf"{_NOT_AFTER}({_NUM})\s?([{_CURRENCY_SYMBOLS}])(?!\d)")
 _CENTS = re.compile(rf"{_NOT_AFTER}(\d+)\s?¢")
+# Phone numbers, read digit by digit like other digit groups: 555-1234 (the exchange of a North American number starts
+# with 2-9; a round pair such as 500-1000 is left to the range rule), (555) 123-4567, ZIP+4 90210-1234, and a
+# number with a trunk zero written in spaced groups, 020 7946 0958.
+_PHONE = re.compile(
+    r"(?<![\w.,-])(?:[2-9]\d{2}-\d{4}|\d{5}-\d{4}|\(\d{2,5}\)\s?\d{3,4}[-\s]\d{4}|0\d{2,4}(?: \d{3,4}){2})"
+    r"(?![\w-]|[.,]\d)"
+)
+# A range: two numbers, amounts or times joined by a hyphen (no spaces: "5 - 3" may be a subtraction) or an en/em dash,
+# 5-10, 1990-95, $20-$30, $2-3 million, $5K-10K, 10%-15%, 9am-5pm, 10:30-11:00. Neither side touches another hyphen
+# (only "-word" may follow: "5-10-minute"), so dates, serials (1-800-555-1234), negative numbers and "3-year-old" are
+# not ranges; a right side with a leading zero (2024-05, a year and month; a time such as 09:30 is fine) is not one
+# either.
+_RANGE_END = rf"{_NUM_OR_POINT}(?::\d{{2}})?(?:\s?[AaPp]\.?[Mm]\b\.?)?"
+_RANGE = re.compile(
+    rf"(?<![\w.,:/-])([{_CURRENCY_SYMBOLS}])?({_RANGE_END})(%|(?:bn|[kKmMbB])\b)?(?:-|\s?[–—]\s?)"
+    rf"([{_CURRENCY_SYMBOLS}])?(?!0\d(?!:))({_RANGE_END})(\s?({'|'.join(_SCALES)})\b|(bn|[kKmMbB])\b)?"
+    r"(?!\d|-(?![a-z])|[.,:/]\d)"
+)
 _ISO_DATE = re.compile(r"(?<![\w/.-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\w/-]|\.\d)")
 _NUMERIC_DATE = re.compile(r"(?<![\w/.-])(\d{1,2})([/-])(\d{1,2})\2(\d{4}|\d{2})(?![\w/-]|\.\d)")
 _MONTH_ALT = "|".join(sorted(_MONTHS, key=len, reverse=True) + sorted(_MONTH_ABBREVIATIONS, key=len, reverse=True))
@@ -510,19 +541,30 @@ _DAY_MONTH = re.compile(
     re.IGNORECASE,
 )
 _TIME = re.compile(rf"{_NOT_AFTER}(\d{{1,2}}):(\d{{2}})(?::(\d{{2}}))?(?:\s?([AaPp])\.?\s?[Mm]\b(\.)?)?(?![\w:]|\.\d)")
+# British "9.30pm": a dot between hour and minutes only with am/pm (else 9.30 is a decimal); no seconds
+_DOTTED_TIME = re.compile(rf"{_NOT_AFTER}(\d{{1,2}})\.(\d{{2}})()\s?([AaPp])\.?\s?[Mm]\b(\.)?")
 _HOUR_AMPM = re.compile(rf"{_NOT_AFTER}(\d{{1,2}})\s?([AaPp])\.?\s?[Mm]\b(\.)?")
 _DIGIT_GROUPS = re.compile(r"(?<![\w.-])\d+(?:-\d+){2,}(?![\w-]|\.\d)")  # 1-800-555-1234: digit by digit
+# Three or more dot-separated numbers are a version or an address, not a decimal: 3.11.4, 192.168.1.1, 12.05.2024
+# (day first or month first cannot be told apart, so not read as a date). "v" before a dotted version is "version".
+_VERSION_PREFIX = re.compile(r"(?<![\w.])([Vv]ersion )?v(?=\d+\.\d)")
+_DOTTED_GROUPS = re.compile(r"(?<![\w.,])\d+(?:\.\d+){2,}(?![\w]|\.\d)")
 _NUMBER_SLASH = re.compile(r"(?<=\d)/(?=\d)")  # 24/7, 50/50, 9/11 (dates and small fractions are read before)
-_RANGE = re.compile(rf"{_NOT_AFTER}({_NUM})\s?[–—]\s?({_NUM}){_NOT_BEFORE}")
 _ORDINAL = re.compile(rf"{_NOT_AFTER}({_INT})(st|nd|rd|th)\b", re.IGNORECASE)
-_PERCENT = re.compile(rf"{_NOT_AFTER}(-?{_NUM})\s?%")
+_PERCENT = re.compile(rf"{_NOT_AFTER}(-?{_NUM_OR_POINT})\s?%")
 _UNIT_ALT = "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
-_WITH_UNIT = re.compile(rf"{_NOT_AFTER}(-?{_NUM})\s?({_UNIT_ALT})(?![\w/])")
+_WITH_UNIT = re.compile(rf"{_NOT_AFTER}(-?{_NUM_OR_POINT})\s?({_UNIT_ALT})(?![\w/])")
 _FRACTION = re.compile(rf"{_NOT_AFTER}(\d{{1,2}})/(\d{{1,2}}){_NOT_BEFORE}(?!/)")
-_YEAR = re.compile(r"(?<![\w.,$£€¥-])(1\d{3}|20\d{2})('?s)?(?![\w]|[.,]\d)")
+# after a hyphen only when a lowercase word comes before it ("mid-1990s", "pre-2020"; not "-2020" or "MIL-1553"); the
+# hyphen becomes a space, as the prefix belongs to the whole spoken year ("mid nineteen nineties")
+_YEAR = re.compile(r"(?:(?<![\w.,$£€¥-])|(?<=[a-z])-)(1\d{3}|20\d{2})('?s)?(?![\w]|[.,]\d)")
 _DECADE = re.compile(r"(?<![\w.,])'?([1-9]0)'?s\b")
 _NUMBER_SIGN = re.compile(r"(?:(?<![\w.])(No|no|Nos|nos)\.|#)\s?(?=\d)")
-_NUMBER = re.compile(rf"(?:(?<![\w.,-])([-−])|{_NOT_AFTER})({_NUM}){_NOT_BEFORE}")
+# a decimal glued to letters: "1.5M users" (M, B, K as in amounts: million, billion, thousand), "2.5x", "Qwen2.5"
+_GLUED_DECIMAL = re.compile(
+    rf"(?:(?<=[^\W\d_])|{_NOT_AFTER}(?=[\d,.]+[^\W\d_]))((?:{_INT})\.\d+)(?:(bn|[KkMB])\b)?(?!\d|[.,]\d)"
+)
+_NUMBER = re.compile(rf"(?:(?<![\w.,-])([-−])|{_NOT_AFTER})({_NUM_OR_POINT}){_NOT_BEFORE}")
 _LEFTOVER_DIGITS = re.compile(r"\d+")
 
 
@@ -555,7 +597,7 @@ def _currency(match: re.Match) -> str:
     one, many, sub_one, sub_many = _CURRENCIES[symbol]
     sign = "minus " if minus else ""
     if short_scale:
-        scale = {"k": "thousand", "m": "million", "b": "billion", "bn": "billion"}.get(short_scale.lower())
+        scale = _SHORT_SCALES.get(short_scale.lower())
     if scale:
         return f"{sign}{number_to_words(number)} {scale} {many}"
     whole, _, fraction = number.replace(",", "").partition(".")
@@ -666,12 +708,37 @@ def _hour_ampm(match: re.Match) -> str:
     return f"{number_to_words(hour)} {'AM' if half.lower() == 'a' else 'PM'}" + _keep_period(match, period)
 
 
+def _phone(match: re.Match) -> str:
+    text = match.group(0)
+    if re.fullmatch(r"\d{2}0-\d{2}00", text):  # 500-1000 is a range, not a phone number
+        return text
+    return _digits(re.sub(r"\D", "", text))
+
+
 def _range(match: re.Match) -> str:
-    return f"{_number_or_year(match.group(1))} to {_number_or_year(match.group(2))}"
+    symbol, low, low_suffix, high_symbol, high, scale_text, scale, short_scale = match.groups()
+    plain = re.fullmatch(_NUM_OR_POINT, low) and re.fullmatch(_NUM_OR_POINT, high)
+    cents = any(len(number.partition(".")[2]) == 2 for number in (low, high))
+    same_scale = low_suffix is None or low_suffix.lower() == (short_scale or "").lower()  # $5K-10K, not $500K-1M
+    if symbol and high_symbol in (None, symbol) and plain and same_scale and (scale_text or not cents):
+        # the currency is said once, at the end: "twenty to thirty dollars", "two to three million dollars"
+        scale = _SHORT_SCALES[short_scale.lower()] if short_scale else scale
+        many = _CURRENCIES[symbol][1]
+        return f"{number_to_words(low)} to {number_to_words(high)} {scale + ' ' if scale else ''}{many}"
+    # each side is read by the later rules (amounts with cents, times, years, plain numbers); "$5.50-6" is "$5.50 to $6"
+    return f"{symbol or ''}{low}{low_suffix or ''} to {high_symbol or symbol or ''}{high}{scale_text or ''}"
 
 
-def _number_or_year(number: str) -> str:
-    return year_to_words(number) if _YEAR.fullmatch(number) else number_to_words(number)
+def _dotted_groups(match: re.Match) -> str:
+    # short parts as numbers ("three point eleven point four"), long ones digit by digit ("one nine two point ...")
+    parts = match.group(0).split(".")
+    return " point ".join(_digits(part) if len(part) > 2 else number_to_words(part) for part in parts)
+
+
+def _glued_decimal(match: re.Match) -> str:
+    number, short_scale = match.groups()
+    scale = f" {_SHORT_SCALES[short_scale.lower()]}" if short_scale else ""
+    return f" {number_to_words(number)}{scale} "
 
 
 def _ordinal(match: re.Match) -> str:
@@ -701,7 +768,8 @@ def _fraction(match: re.Match) -> str:
 
 def _year(match: re.Match) -> str:
     words = year_to_words(match.group(1))
-    return _plural(words) if match.group(2) else words
+    space = " " if match.group(0).startswith("-") else ""
+    return space + (_plural(words) if match.group(2) else words)
 
 
 def _number(match: re.Match) -> str:
@@ -734,6 +802,8 @@ def _greek_letter(match: re.Match) -> str:
 
 
 _PASSES: list[tuple[re.Pattern, object]] = [
+    (_PHONE, _phone),
+    (_RANGE, _range),  # before amounts, times and years, which would each take their side and leave the dash
     (_CURRENCY_BEFORE, _currency),
     (_CURRENCY_AFTER, _currency_after),
     (_CENTS, lambda m: _amount(m.group(1), "cent", "cents")),
@@ -742,9 +812,11 @@ _PASSES: list[tuple[re.Pattern, object]] = [
     (_MONTH_DAY, _month_day),
     (_DAY_MONTH, _day_month),
     (_DIGIT_GROUPS, lambda m: " ".join(_digits(group) for group in m.group(0).split("-"))),
+    (_VERSION_PREFIX, lambda m: m.group(1) or "version "),  # "Version v1.2" says it once
+    (_DOTTED_GROUPS, _dotted_groups),
     (_TIME, _time),
+    (_DOTTED_TIME, _time),
     (_HOUR_AMPM, _hour_ampm),
-    (_RANGE, _range),
     (_ORDINAL, _ordinal),
     (_PERCENT, _percent),
     (_WITH_UNIT, _with_unit),
@@ -753,6 +825,7 @@ _PASSES: list[tuple[re.Pattern, object]] = [
     (_NUMBER_SIGN, lambda m: "number "),
     (_YEAR, _year),
     (_DECADE, lambda m: _plural(number_to_words(m.group(1)))),
+    (_GLUED_DECIMAL, _glued_decimal),
     (_NUMBER, _number),
     (_LEFTOVER_DIGITS, lambda m: f" {number_to_words(m.group(0))} "),  # digits glued to letters: "A4", "mp3"
 ]

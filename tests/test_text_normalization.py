@@ -103,6 +103,55 @@ CASES = [
     ("The 2nd of May.", "The second of May."),
     ("Due 12-05-2024.", "Due December fifth, twenty twenty four."),
     ("Only $.99 today.", "Only ninety nine cents today."),
+    # ranges written with a hyphen (or an en dash) between numbers, amounts and times
+    ("5-10 people came.", "five to ten people came."),
+    ("Read pages 3-7.", "Read pages three to seven."),
+    ("The score was 3-2.", "The score was three to two."),
+    ("Open 9am-5pm.", "Open nine AM to five PM."),
+    ("Open 9am–5pm.", "Open nine AM to five PM."),
+    ("Open 9 a.m.-5 p.m. Then close.", "Open nine AM to five PM. Then close."),
+    ("It was 10:30-11:00.", "It was ten thirty to eleven o'clock."),
+    ("Between 2020-2021 sales rose.", "Between twenty twenty to twenty twenty one sales rose."),
+    ("The 1990-95 period.", "The nineteen ninety to ninety five period."),
+    ("The $20-$30 range.", "The twenty to thirty dollars range."),
+    ("$5-10 per person.", "five to ten dollars per person."),
+    ("Only £5–10.", "Only five to ten pounds."),
+    ("It was 20-30€.", "It was twenty to thirty euros."),
+    ("Raise $2-3 million.", "Raise two to three million dollars."),
+    ("Raise $5K-10K.", "Raise five to ten thousand dollars."),
+    ("Tickets $1.50-$2.75.", "Tickets one dollar fifty cents to two dollars seventy five cents."),
+    ("A 10-15% drop.", "A ten to fifteen percent drop."),
+    ("Run 5-10km.", "Run five to ten kilometers."),
+    ("About 500-1000 words.", "About five hundred to one thousand words."),
+    ("A 5-10-minute walk.", "A five to ten-minute walk."),
+    # hyphens that do not make a range
+    ("It's -5 degrees.", "It's minus five degrees."),
+    ("COVID-19 cases rose.", "COVID-nineteen cases rose."),
+    ("F-16 jets.", "F-sixteen jets."),
+    ("A 3-year-old boy.", "A three-year-old boy."),
+    ("A 5-star hotel.", "A five-star hotel."),
+    ("Born on 2024-01-05.", "Born on January fifth, twenty twenty four."),
+    # phone numbers digit by digit
+    ("Call 555-1234.", "Call five five five one two three four."),
+    ("Call (555) 123-4567.", "Call five five five one two three four five six seven."),
+    ("Call 020 7946 0958.", "Call zero two zero seven nine four six zero nine five eight."),
+    ("Zip 90210-1234.", "Zip nine zero two one zero one two three four."),
+    # dotted numbers: decimals glued to letters, versions and addresses, British times
+    ("1.5M users.", "one point five million users."),
+    ("A 2.5x speedup.", "A two point five x speedup."),
+    ("Use GPT3.5 now.", "Use GPT three point five now."),
+    ("v2.0 is out.", "version two point zero is out."),
+    ("Version v1.2.3 out.", "Version one point two point three out."),
+    ("Python 3.11.4 is out.", "Python three point eleven point four is out."),
+    ("Server 192.168.1.1 is down.", "Server one nine two point one six eight point one point one is down."),
+    ("Born 12.05.2024.", "Born twelve point zero five point two zero two four."),
+    ("At 9.30pm.", "At nine thirty PM."),
+    # years after a prefix, numbers with a leading point
+    ("In the mid-1990s prices fell.", "In the mid nineteen nineties prices fell."),
+    ("Pre-2020 levels.", "Pre twenty twenty levels."),
+    ("The late-1800s.", "The late eighteen hundreds."),
+    ("Take .5 mg.", "Take point five milligrams."),
+    ("Up .5% today.", "Up point five percent today."),
     # text without written forms is unchanged
     ("The quick brown fox jumps over the lazy dog.", "The quick brown fox jumps over the lazy dog."),
     ("Hello, world!", "Hello, world!"),
@@ -122,6 +171,8 @@ def test_number_to_words():
     assert number_to_words("1,000") == "one thousand"
     assert number_to_words("-0.5") == "minus zero point five"
     assert number_to_words(12) == "twelve"
+    assert number_to_words(".5") == "point five"
+    assert number_to_words("-.25") == "minus point two five"
     assert (
         number_to_words("1234567890123456")
         == "one two three four five six seven eight nine zero one two three four five six"
@@ -295,6 +346,13 @@ def test_issue_sentence_reads_like_its_spelled_out_form(phonemes):
     )
     assert written == spoken
     assert "slˈæʃ" not in written and "pˈɔɪnt" not in written
+
+
+def test_ranges_phonemes_have_no_minus(phonemes):
+    written = phonemes.text_to_symbols("$20-$30 each, 5-10 people, 9am-5pm")
+    spoken = phonemes.text_to_symbols("twenty to thirty dollars each, five to ten people, nine AM to five PM")
+    assert written == spoken
+    assert "mˈaɪnəs" not in written
 
 
 def test_normalization_can_be_turned_off_and_is_saved(tmp_path, grapheme):
