@@ -45,6 +45,7 @@ from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import (
     installed_libraries,
     looks_like_a_local_path,
+    render_model_card,
     write_pipeline_remote_code,
     write_transformers_entry_points,
 )
@@ -399,9 +400,16 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         one keeps none of its files (no stale shard or shard index).
         """
         push = kwargs.pop("push_to_hub", False)
-        hub_kwargs = {
-            k: kwargs.pop(k) for k in ("repo_id", "commit_message", "private", "token", "create_pr") if k in kwargs
-        }
+        hub_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _push_keywords(push)}
+        # diffusers hands other keywords to its own upload, which this override replaces: a misspelt one was ignored
+        known = set(inspect.signature(DiffusionPipeline.save_pretrained).parameters) - {"self", "save_directory"}
+        unknown = sorted(set(kwargs) - known - {"kwargs"})
+        if unknown:
+            raise TypeError(
+                f"save_pretrained() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; it takes "
+                f"remote_code, {', '.join(sorted(known - {'kwargs'}))}"
+                + (", and with push_to_hub=True the commit and card settings of push_to_hub." if not push else ".")
+            )
         target = Path(save_directory).expanduser().resolve()
         if target.exists() and not target.is_dir():
             raise NotADirectoryError(f"save_directory {str(target)!r} is a file; pass a folder path to save into.")
@@ -422,8 +430,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        if push:
-            self.push_to_hub(hub_kwargs.pop("repo_id", target.name), **hub_kwargs)
+        if push:  # the same save settings as the folder (the push saves its own copy)
+            saved_as = {k: kwargs[k] for k in ("variant", "max_shard_size") if k in kwargs}
+            self.push_to_hub(hub_kwargs.pop("repo_id", target.name), remote_code=remote_code, **saved_as, **hub_kwargs)
 
     def to(self, *args, **kwargs):
         """diffusers' `to`, refusing what would leave no usable pipeline: the meta device (the weights' values are
@@ -1254,6 +1263,16 @@ def _parameters_stored_as(model: torch.nn.Module, dtype: torch.dtype | None):
     finally:
         for p, own in zip(params, dtypes, strict=True):
             p.data = p.data.to(own)
+
+
+def _push_keywords(push: bool) -> set[str]:
+    """The keywords of `save_pretrained` that belong to the upload, not to the folder: the commit's (always taken out,
+    as before), and with `push_to_hub=True` also the branch, the card and its settings (`render_model_card`'s)."""
+    commit = {"repo_id", "commit_message", "private", "token", "create_pr"}
+    if not push:
+        return commit
+    card = set(inspect.signature(render_model_card).parameters) - {"kind", "repo_id"}
+    return commit | {"commit_description", "revision", "card", "api"} | card
 
 
 def _check_patch_callback(pipe, callback) -> None:

@@ -234,3 +234,38 @@ def test_entry_points_compute_a_half_precision_model_in_float32(tmp_path, dtype)
     assert json.loads((tmp_path / "model" / "config.json").read_text())["dtype"] == stored
     assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "float32"
     assert DiTARPipeline.from_pretrained(tmp_path).model.dtype == torch.float32
+
+
+def test_save_pretrained_with_push_to_hub_passes_the_branch_card_and_save_settings_on(tmp_path):
+    """`save_pretrained(folder, push_to_hub=True, ...)` passed only five keywords to the push: revision (the commit went
+    to main), commit_description, results and the save settings (variant, remote_code) were dropped."""
+    repo = HubRepo()
+    commits = []
+    create_commit = repo.create_commit
+
+    def recording_commit(*args, **kwargs):
+        commits.append(kwargs)
+        return create_commit(*args, **kwargs)
+
+    repo.create_commit = recording_commit
+    pipe = get_dummy_pipeline()
+    pipe.save_pretrained(
+        tmp_path / "local",
+        push_to_hub=True,
+        repo_id="org/ditar",
+        revision="dev",
+        commit_description="second try",
+        api=repo,
+        variant="v1",
+        remote_code=False,
+        model_name="DiTAR mine",
+    )
+    assert commits[0]["revision"] == "dev" and commits[0]["commit_description"] == "second try"
+    pushed = repo.files("dev")
+    assert any(name.startswith("model/model.v1") for name in pushed)
+    local_code = {name for name in tree(tmp_path / "local") if name.endswith(".py")}
+    assert {name for name in pushed if name.endswith(".py")} == local_code  # remote_code=False, as the local folder
+    assert not any(name.endswith(".py") and "/" not in name for name in pushed)
+    assert "DiTAR mine" in repo.branches["dev"]["README.md"].decode()
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        pipe.save_pretrained(tmp_path / "again", push_to_hub=True, repo_id="org/ditar", api=repo, results_file="x")
