@@ -3,7 +3,7 @@
 
     python conversion/checkpoint_to_pipeline.py runs/default out/ditar-default \\
         --voice-audio voice.wav --voice-text "What is said in voice.wav." --results eval/default/results.json
-    hf upload org/ditar-default out/ditar-default .          # the one command that publishes it
+    hf upload org/ditar-default out/ditar-default .          # the one command that publishes it (a new repo)
 
 SOURCE is a run folder (the newest `checkpoints/step-N`, or --step N), one Accelerate checkpoint folder
 (`save_state`: model.safetensors, the EMA state custom_checkpoint_*.pkl, ...), or a model folder written by
@@ -313,7 +313,12 @@ def finish(args, model, processor, source: Path, step_info: str) -> Path:
             raise ConversionError(f"--results {args.results}: {err}") from None
         card.save(str(tmp / "README.md"))
     repo = args.repo_id or "<org>/<name>"
-    print(f"wrote {args.out} from {step_info}; publish it with: hf upload {repo} {args.out} .")
+    print(
+        f"wrote {args.out} from {step_info}; publish it with: hf upload {repo} {args.out} . (over an earlier "
+        "upload, add the --delete patterns of docs/publishing.md, or use "
+        "DiTARPipeline.from_pretrained(folder).push_to_hub(repo), which deletes the earlier upload's files the folder "
+        "lacks)"
+    )
     return args.out
 
 
