@@ -226,9 +226,11 @@ def _espeak_backend(language: str):
 # zero five slash two thousand twenty four"). [`normalize_text`] rewrites them into plain English words first, with one
 # table-driven regular-expression pass per kind of written form, in this order:
 #
-# 0. phone numbers digit by digit (`555-1234`, `(555) 123-4567`, `020 7946 0958`); ranges: a hyphen or an en dash
-#    between two numbers, amounts or times becomes "to" (`5-10` -> "five to ten", `$20-$30` -> "twenty to thirty
-#    dollars", `9am-5pm`, `1990-95` -> "nineteen ninety to ninety five"); the sides are read by the rules below;
+# 0. phone numbers digit by digit (`555-1234`, `(555) 123-4567`, `020 7946 0958`); a price or rate per unit, "/" ->
+#    "per" (`$5.99/month` -> "five dollars ninety nine cents per month", `$10/hr` -> "ten dollars per hour"); ranges:
+#    a hyphen or an en dash between two numbers, amounts or times becomes "to" (`5-10` -> "five to ten", `$20-$30` ->
+#    "twenty to thirty dollars", `9am-5pm`, `1990-95` -> "nineteen ninety to ninety five"); the sides are read by the
+#    rules below;
 # 1. currency: `$3.50` -> "three dollars fifty cents", `£5`, `€20`, `¥100`, `50¢`,
 #    `$2 million` -> "two million dollars";
 # 2. dates: ISO `2024-12-05`, numeric `12/05/2024` or `12-05-2024` read **month first (US convention)** unless the first
@@ -247,7 +249,9 @@ def _espeak_backend(language: str):
 #    digits are read digit by digit;
 # 7. abbreviations (`Dr.`, `Mr.`, `Mrs.`, `Ms.`, `St.` as Saint before a name and Street otherwise, `etc.`, `e.g.`,
 #    `i.e.`, `vs.`, `No. 5`/`#5` -> "number five", ...) and symbols (`&` `%` `+` `=` `@` `×` `°` ...); formatting marks
-#    (`*`, `_`, `|`, `•`, `™`, `®`, ...) become spaces; isolated Greek letters are named (`π` -> "pi").
+#    (`*`, `_`, `|`, `•`, `™`, `®`, ...) become spaces; isolated Greek letters are named (`π` -> "pi"); Roman numerals
+#    of two letters or more after a keyword (`World War II` -> "World War two", `Super Bowl LVII`) or a capitalised
+#    name (`Charles III` -> "Charles the third"; up to 39, no L).
 #
 # Number words come from `num2words` (hyphens and commas removed: "twenty four", "one thousand two hundred and five").
 # [`clean_text`] removes what must never reach the phonemizer: control characters (a NUL would end espeak-ng's input)
@@ -434,6 +438,43 @@ _UNITS = {
     "°": ("degree", "degrees"),
 }
 
+# unit after "/" in a price or rate ("$5.99/month", "$10/hr", "5 GB/day") -> the word read after "per". Case-sensitive.
+_PER_UNITS = {
+    "month": "month",
+    "mo": "month",
+    "year": "year",
+    "yr": "year",
+    "week": "week",
+    "wk": "week",
+    "day": "day",
+    "hour": "hour",
+    "hr": "hour",
+    "h": "hour",
+    "night": "night",
+    "person": "person",
+    "pp": "person",
+    "kg": "kilogram",
+    "lb": "pound",
+    "item": "item",
+    "user": "user",
+    "seat": "seat",
+    "GB": "gigabyte",
+}
+
+# words after which a Roman numeral is a number said as a cardinal ("World War two", "Chapter four", "Super Bowl fifty
+# seven"), also in lowercase; after any other capitalised word it is a regnal number ("Charles the third").
+# Abbreviations -> their word.
+_ROMAN_KEYWORDS = {
+    word: word
+    for word in (
+        "War Chapter Part Volume Book Act Scene Phase Type Title Level Class Grade Stage Section Article Appendix "
+        "Apollo Bowl Mark Episode Season Round Step Page Schedule Rule Amendment Division Tier Category Unit Model "
+        "Version Gen Generation"
+    ).split()
+} | {"Vol": "Volume", "Vol.": "Volume", "Mk": "Mark", "Mk.": "Mark"}
+_ROMAN_KEYWORDS |= {word.lower(): word.lower() for word in _ROMAN_KEYWORDS if word.isalpha()}  # "type II diabetes"
+_ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50}
+
 # abbreviation -> words; "title" ones precede a name and never end a sentence, the others keep a sentence-final period
 _TITLES = {
     "Mr.": "Mister",
@@ -555,6 +596,14 @@ _PERCENT = re.compile(rf"{_NOT_AFTER}(-?{_NUM_OR_POINT})\s?%")
 _UNIT_ALT = "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
 _WITH_UNIT = re.compile(rf"{_NOT_AFTER}(-?{_NUM_OR_POINT})\s?({_UNIT_ALT})(?![\w/])")
 _FRACTION = re.compile(rf"{_NOT_AFTER}(\d{{1,2}})/(\d{{1,2}}){_NOT_BEFORE}(?!/)")
+# a price or rate per unit: an amount the currency rules read, or a number with a unit, then "/" and a unit word; the
+# "/" becomes "per" and the amount is left to the rules below ("$5.99/month" -> "five dollars ninety nine cents per
+# month", "$5-10/hr", "5 GB/day"). Fractions, dates and "24/7" have no unit word after the slash.
+_PER_UNIT = re.compile(
+    rf"{_NOT_AFTER}((?:[{_CURRENCY_SYMBOLS}]\s?{_NUM_OR_POINT}(?:\s?[-–]\s?[{_CURRENCY_SYMBOLS}]?{_NUM_OR_POINT})?"
+    rf"(?:\s?(?:{'|'.join(_SCALES)})|bn|[kKmMbB])?|{_NUM_OR_POINT}\s?(?:[{_CURRENCY_SYMBOLS}¢]|({_UNIT_ALT}))))"
+    rf"/({'|'.join(sorted(_PER_UNITS, key=len, reverse=True))})(?![\w/]|-\w)"
+)
 # after a hyphen only when a lowercase word comes before it ("mid-1990s", "pre-2020"; not "-2020" or "MIL-1553"); the
 # hyphen becomes a space, as the prefix belongs to the whole spoken year ("mid nineteen nineties")
 _YEAR = re.compile(r"(?:(?<![\w.,$£€¥-])|(?<=[a-z])-)(1\d{3}|20\d{2})('?s)?(?![\w]|[.,]\d)")
@@ -566,6 +615,15 @@ _GLUED_DECIMAL = re.compile(
 )
 _NUMBER = re.compile(rf"(?:(?<![\w.,-])([-−])|{_NOT_AFTER})({_NUM_OR_POINT}){_NOT_BEFORE}")
 _LEFTOVER_DIGITS = re.compile(r"\d+")
+# A Roman numeral of 2 to 89 made of I, V, X and L, at least two letters ("I", "V" and "X" alone are a pronoun, a
+# letter, "Malcolm X", "Model X"), after a keyword or a capitalised word (not an all-capital acronym: "PS II"), and not
+# glued to a letter or a hyphenated word ("II-era"). espeak-ng says "roman two" for it.
+_ROMAN = re.compile(
+    r"\b(?:(?P<keyword>(?:"
+    + "|".join(re.escape(word) for word in sorted(_ROMAN_KEYWORDS, key=len, reverse=True))
+    + r")(?!\w))|(?P<name>[A-Z][a-z][A-Za-z]*))(?P<space>[^\S\r\n]+)"
+    r"(?=[IVXL]{2})(?P<numeral>(?:XL|L?X{0,3})(?:IX|IV|V?I{0,3}))(?![\w]|-\w)"
+)
 
 
 def _abbreviation_pattern(table: dict[str, str]) -> re.Pattern:
@@ -794,6 +852,31 @@ def _saint_or_street(match: re.Match) -> str:
     return "Street" + _keep_period(match, ".")
 
 
+def _per_unit(match: re.Match) -> str:
+    amount, unit, per = match.groups()
+    if unit and f"{unit}/{per}" in _UNITS:  # "60 km/h" is one unit, read by its own rule
+        return match.group(0)
+    return f"{amount} per {_PER_UNITS[per]}"
+
+
+def _roman_value(numeral: str) -> int:
+    values = [_ROMAN_VALUES[letter] for letter in numeral]
+    following = values[1:] + [0]
+    return sum(-value if value < after else value for value, after in zip(values, following, strict=True))  # IV = 4
+
+
+def _roman(match: re.Match) -> str:
+    keyword, name, space, numeral = match.group("keyword", "name", "space", "numeral")
+    value = _roman_value(numeral) if len(numeral) >= 2 else 0
+    if keyword and 2 <= value <= 89:
+        return f"{_ROMAN_KEYWORDS[keyword]}{space}{number_to_words(value)}"
+    # a regnal number after a name ("Louis the fourteenth") stops before 40; L, "XX" and "XXX" after a name are more
+    # often a size, a chromosome or a rating ("Size XL", "Chromosome XX") than a king
+    if name and 2 <= value <= 39 and numeral not in ("XX", "XXX"):
+        return f"{name}{space}the {ordinal_to_words(value)}"
+    return match.group(0)
+
+
 def _greek_letter(match: re.Match) -> str:
     name = unicodedata.name(match.group(0), "")
     if not name.startswith("GREEK"):
@@ -803,6 +886,7 @@ def _greek_letter(match: re.Match) -> str:
 
 _PASSES: list[tuple[re.Pattern, object]] = [
     (_PHONE, _phone),
+    (_PER_UNIT, _per_unit),  # before ranges and amounts, which it leaves whole: "$5-10/hr" -> "$5-10 per hour"
     (_RANGE, _range),  # before amounts, times and years, which would each take their side and leave the dash
     (_CURRENCY_BEFORE, _currency),
     (_CURRENCY_AFTER, _currency_after),
@@ -830,6 +914,7 @@ _PASSES: list[tuple[re.Pattern, object]] = [
     (_LEFTOVER_DIGITS, lambda m: f" {number_to_words(m.group(0))} "),  # digits glued to letters: "A4", "mp3"
 ]
 _WORD_PASSES: list[tuple[re.Pattern, object]] = [  # the passes that do not need a digit
+    (_ROMAN, _roman),  # before abbreviations, which would end a sentence at "Vol. II"
     (_TITLE_PATTERN, _title),
     (_SAINT_OR_STREET, _saint_or_street),
     (_ABBREVIATION_PATTERN, _abbreviation),
@@ -845,7 +930,8 @@ def normalize_text(text: str) -> str:
     """English written forms -> spoken words (what is expanded, and in which order, is listed in the comment that
     opens this section).
 
-    Text without digits, symbols or known abbreviations comes back unchanged except for spacing around replaced marks.
+    Text without digits, symbols, known abbreviations or Roman numerals comes back unchanged except for spacing around
+    replaced marks.
 
     >>> normalize_text("Dr. Smith paid $3.50 on 12/05/2024.")
     'Doctor Smith paid three dollars fifty cents on December fifth, twenty twenty four.'

@@ -152,6 +152,55 @@ CASES = [
     ("The late-1800s.", "The late eighteen hundreds."),
     ("Take .5 mg.", "Take point five milligrams."),
     ("Up .5% today.", "Up point five percent today."),
+    # Roman numerals: a cardinal after a keyword that takes a number, "the" + ordinal after a name
+    ("World War II ended.", "World War two ended."),
+    ("King Charles III spoke.", "King Charles the third spoke."),
+    ("Henry VIII's wives.", "Henry the eighth's wives."),
+    ("Pope John Paul II.", "Pope John Paul the second."),
+    ("Louis XIV reigned.", "Louis the fourteenth reigned."),
+    ("Read Chapter IV.", "Read Chapter four."),
+    ("Type II diabetes.", "Type two diabetes."),
+    ("Living with type II diabetes.", "Living with type two diabetes."),
+    ("Title IX applies.", "Title nine applies."),
+    ("Super Bowl LVII was close.", "Super Bowl fifty seven was close."),
+    ("Super Bowl XL.", "Super Bowl forty."),
+    ("Apollo XIII landed.", "Apollo thirteen landed."),
+    ("Phase III trials.", "Phase three trials."),
+    ("A Mark II and a Mk. IV.", "A Mark two and a Mark four."),
+    ("Vol. II is out.", "Volume two is out."),
+    # Roman numerals left alone
+    ("I said I would.", "I said I would."),
+    ("Malcolm X spoke.", "Malcolm X spoke."),
+    ("The Model X and iPhone X.", "The Model X and iPhone X."),
+    ("The DC office, a CV, a MIX tape and the CIA.", "The DC office, a CV, a MIX tape and the CIA."),
+    ("Size XL only.", "Size XL only."),
+    ("Rated XXX online.", "Rated XXX online."),
+    ("Chromosome XX pairs.", "Chromosome XX pairs."),
+    ("He needs an IV drip.", "He needs an IV drip."),
+    ("VII was great.", "VII was great."),
+    ("The PS II is old.", "The PS II is old."),
+    ("WORLD WAR II.", "WORLD WAR II."),
+    ("World War II-era planes.", "World War II-era planes."),
+    ("Chapter VIIII.", "Chapter VIIII."),
+    ("Super Bowl XC.", "Super Bowl XC."),
+    # prices and rates per unit
+    ("Only $5.99/month.", "Only five dollars ninety nine cents per month."),
+    ("Paid $10/hr.", "Paid ten dollars per hour."),
+    ("Paid $10/h today.", "Paid ten dollars per hour today."),
+    ("A €20/person fee.", "A twenty euros per person fee."),
+    ("Rooms at 90€/night.", "Rooms at ninety euros per night."),
+    ("Apples 50¢/lb.", "Apples fifty cents per pound."),
+    ("Beef $3/kg.", "Beef three dollars per kilogram."),
+    ("Plans from $5/mo.", "Plans from five dollars per month."),
+    ("A $1.2M/year deal.", "A one point two million dollars per year deal."),
+    ("Earn $5-10/hr.", "Earn five to ten dollars per hour."),
+    ("Use 5 GB/month.", "Use five gigabytes per month."),
+    ("$8/user/month tiers.", "eight dollars/user/month tiers."),
+    # slashes that are not a rate
+    ("Drive 60 km/h.", "Drive sixty kilometers per hour."),
+    ("Open 24/7 now.", "Open twenty four seven now."),
+    ("Cats and/or dogs.", "Cats and/or dogs."),
+    ("Add 1/2 cup on 12/05/2024.", "Add one half cup on December fifth, twenty twenty four."),
     # text without written forms is unchanged
     ("The quick brown fox jumps over the lazy dog.", "The quick brown fox jumps over the lazy dog."),
     ("Hello, world!", "Hello, world!"),
@@ -353,6 +402,16 @@ def test_ranges_phonemes_have_no_minus(phonemes):
     spoken = phonemes.text_to_symbols("twenty to thirty dollars each, five to ten people, nine AM to five PM")
     assert written == spoken
     assert "mˈaɪnəs" not in written
+
+
+def test_roman_numerals_and_rates_phonemes_have_no_roman_or_slash(phonemes):
+    written = phonemes.text_to_symbols("World War II, King Charles III, Henry VIII's wives, $5.99/month, $10/hr")
+    spoken = phonemes.text_to_symbols(
+        "World War two, King Charles the third, Henry the eighth's wives, five dollars ninety nine cents per month, "
+        "ten dollars per hour"
+    )
+    assert written == spoken
+    assert "ɹˈoʊmən" not in written and "slˈæʃ" not in written
 
 
 def test_normalization_can_be_turned_off_and_is_saved(tmp_path, grapheme):
