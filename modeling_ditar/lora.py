@@ -604,9 +604,29 @@ class DiTARLoraMixin:
         }
 
 
+def base_pipeline_source(base: str | None) -> tuple[str | None, str]:
+    """(Hub id or None, the `DiTARPipeline.from_pretrained` arguments) of the pipeline an adapter was trained on, from
+    its model's `name_or_path`: a Hub id as it is; a Hub cache folder (`models--org--name/snapshots/...`) as its id;
+    the package's embedded default as `from_pretrained()`; another local folder (a path on the trainer's machine,
+    meaningless in a card) as a placeholder."""
+    if not base:
+        return None, '"BASE_PIPELINE"'
+    path = Path(str(base)).expanduser()
+    if not path.exists():
+        return str(base), f'"{base}"'
+    cached = next((part for part in path.parts if part.startswith("models--")), None)
+    if cached is not None:
+        repo = cached[len("models--") :].replace("--", "/")
+        return repo, f'"{repo}"'
+    embedded = Path(__file__).resolve().parent / "default"
+    if embedded in (path.resolve(), path.resolve().parent):  # the default's folder or its model/ subfolder
+        return None, ""
+    return None, '"path/to/base_pipeline"'
+
+
 def adapter_card(config, state: dict, adapter_name: str = "default") -> str:
     """A short README.md (Hub metadata + usage) for a DiTAR LoRA adapter folder."""
-    base = config.base_model_name_or_path
+    base, source = base_pipeline_source(config.base_model_name_or_path)
     parameters = sum(t.numel() for t in state.values())
     targets = config.target_modules if isinstance(config.target_modules, str) else sorted(config.target_modules)
     meta = [
@@ -618,7 +638,7 @@ def adapter_card(config, state: dict, adapter_name: str = "default") -> str:
         "- lora",
         "- text-to-speech",
     ]
-    if base and not Path(str(base)).exists():
+    if base:
         meta.append(f"base_model: {base}")
     meta.append("---")
     lines = [
@@ -633,7 +653,7 @@ def adapter_card(config, state: dict, adapter_name: str = "default") -> str:
         "```python",
         "from modeling_ditar import DiTARPipeline",
         "",
-        f'pipe = DiTARPipeline.from_pretrained("{base or "BASE_PIPELINE"}")',
+        f"pipe = DiTARPipeline.from_pretrained({source})" + ("  # the package's default model" if not source else ""),
         'pipe.load_lora_weights("THIS_REPO_OR_FOLDER", adapter_name="voice")',
         "```",
         "",

@@ -4,6 +4,7 @@ and a tiny training run in which the loss goes down and only adapter parameters 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -548,3 +549,30 @@ def test_an_unknown_adapter_name_is_named_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="No adapter named \\['A'\\]"):
         push_adapter_to_hub(model, "org/voice", adapter_name="A", api=api)
     assert api.calls == []  # no repository was created for it
+
+
+def test_an_adapter_card_names_its_base_pipeline_as_others_can_load_it(tmp_path):
+    """The card's snippet named the trainer's local path of the base model's `model/` subfolder (it loads nowhere
+    else, and not even there: it is not a pipeline folder). A Hub id stays, a Hub cache folder becomes its id, the
+    embedded default becomes `from_pretrained()`, another local folder a placeholder."""
+    from types import SimpleNamespace
+
+    from modeling_ditar.lora import adapter_card
+
+    cache = tmp_path / "hub" / "models--org--ditar-mine" / "snapshots" / "abc123" / "model"
+    cache.mkdir(parents=True)
+    local = tmp_path / "my-runs" / "pipe" / "model"
+    local.mkdir(parents=True)
+    embedded = Path(__file__).resolve().parents[1] / "modeling_ditar" / "default" / "model"
+    expected = {
+        "org/ditar": ('from_pretrained("org/ditar")', "base_model: org/ditar"),
+        str(cache): ('from_pretrained("org/ditar-mine")', "base_model: org/ditar-mine"),
+        str(embedded): ("from_pretrained()  # the package's default model", None),
+        str(local): ('from_pretrained("path/to/base_pipeline")', None),
+    }
+    for base, (snippet, meta) in expected.items():
+        config = SimpleNamespace(base_model_name_or_path=base, r=2, lora_alpha=4, target_modules=["q"], use_dora=False)
+        card = adapter_card(config, {"w": torch.zeros(3)})
+        assert snippet in card, base
+        assert (meta in card) if meta else ("base_model:" not in card), base
+        assert str(tmp_path) not in card and "/work/" not in card
