@@ -35,6 +35,7 @@ from .prompt_audio import (
     raise_quiet_prompt,
     trim_prompt,
 )
+from .sentence_splitting import mark_line_ends
 from .speech_positions import speaking_rate
 from .tokenization_ditar import DiTARTextFrontend
 
@@ -436,7 +437,10 @@ class DiTARProcessor(ProcessorMixin):
 
     def _encode_argument(self, value: str, name: str, row: int, batch: int, on_unknown: str) -> list[int]:
         """`encode_text`, with errors prefixed by the argument (and row) they come from: the front end's messages
-        speak of `text`, which would be misleading for `prompt_text`."""
+        speak of `text`, which would be misleading for `prompt_text`. A line break in a text to speak ends a sentence
+        (`mark_line_ends`; the front end would collapse it into a space), as in the pipeline."""
+        if name == "text" and isinstance(value, str):
+            value = mark_line_ends(value)
         try:
             return self.encode_text(value, on_unknown=on_unknown)
         except ValueError as err:

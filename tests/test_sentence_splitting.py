@@ -179,3 +179,15 @@ def test_pipeline_encodes_short_texts_with_line_breaks_marked(monkeypatch):
     stream = pipe.stream(**get_dummy_inputs(text="Best\nMary", max_new_patches=1))
     list(stream)
     assert spoken == ["Best. Mary"]
+
+
+def test_the_processor_reads_a_line_break_as_a_sentence_end_as_the_pipeline_does():
+    """transformers' text-to-speech pipeline encodes texts with the processor alone: its line breaks were collapsed
+    into spaces ("Best Mary"), unlike DiTARPipeline's."""
+    from pipeline_helpers import get_dummy_pipeline
+
+    processor = get_dummy_pipeline().processor
+    text = "Shopping list\n- Eggs\n- Milk"
+    marked = processor(mark_line_ends(text))["input_ids"]
+    assert mark_line_ends(text) != text and processor(text)["input_ids"].tolist() == marked.tolist()
+    assert processor("Best regards")["input_ids"].tolist() == processor("Best  regards")["input_ids"].tolist()
