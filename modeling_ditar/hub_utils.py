@@ -437,6 +437,27 @@ def _kind_of(obj) -> str:
     return "model"
 
 
+def own_folder_card(obj):
+    """The `README.md` model card of the local folder `obj` was loaded from, where it has one: a push without card
+    settings uploads the card its owner wrote or edited there (a fresh render would replace it). Not that of a Hub
+    download or of the package's embedded default: those describe someone else's weights, which `obj` may no longer
+    hold. None otherwise."""
+    from huggingface_hub import ModelCard
+
+    config = getattr(obj, "config", None)
+    source = getattr(config, "_name_or_path", None) or getattr(obj, "name_or_path", None)
+    if not source or not os.path.isdir(str(source)):
+        return None
+    folder = Path(str(source)).resolve()
+    embedded = Path(__file__).resolve().parent / "default"
+    if any(part.startswith("models--") for part in folder.parts) or folder in (embedded, embedded / "model"):
+        return None
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return None
+    return ModelCard.load(str(readme))
+
+
 def _usage(kind: str, repo_id: str) -> str:
     if kind == "pipeline":
         return (
@@ -767,6 +788,8 @@ def push_to_hub(
 
     kind = _kind_of(obj)
     save_kwargs, card_kwargs = _split_keywords(kind, kwargs)
+    if card is None and not card_kwargs:
+        card = own_folder_card(obj)
     with tempfile.TemporaryDirectory() as tmp:
         save_for_hub(obj, tmp, card=card, repo_id=repo_id, save_kwargs=save_kwargs, **card_kwargs)
         api = api if api is not None else HfApi(token=token)

@@ -269,3 +269,21 @@ def test_save_pretrained_with_push_to_hub_passes_the_branch_card_and_save_settin
     assert "DiTAR mine" in repo.branches["dev"]["README.md"].decode()
     with pytest.raises(TypeError, match="unexpected keyword"):
         pipe.save_pretrained(tmp_path / "again", push_to_hub=True, repo_id="org/ditar", api=repo, results_file="x")
+
+
+def test_a_push_without_card_settings_keeps_the_card_of_the_folder_it_was_loaded_from(tmp_path):
+    """The publishing guide has the card rendered and edited in the pipeline's folder, then pushes from Python: the
+    push replaced it with a fresh render (the title, datasets and every edit gone). Card settings still render one; a
+    pipeline built in memory gets a rendered card."""
+    folder = tmp_path / "ditar-mine"
+    get_dummy_pipeline().save_pretrained(folder)
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# DiTAR mine\n\nMy own words.\n")
+    pipe = DiTARPipeline.from_pretrained(folder)
+    repo = HubRepo()
+    pipe.push_to_hub("org/ditar-mine", api=repo)
+    assert "My own words." in repo.branches["main"]["README.md"].decode()
+    pipe.push_to_hub("org/ditar-mine", api=repo, model_name="DiTAR rendered")
+    card = repo.branches["main"]["README.md"].decode()
+    assert "My own words." not in card and "DiTAR rendered" in card
+    get_dummy_pipeline().push_to_hub("org/ditar-fresh", api=repo)
+    assert "My own words." not in repo.branches["main"]["README.md"].decode()
