@@ -437,6 +437,37 @@ def _kind_of(obj) -> str:
     return "model"
 
 
+def warn_if_results_are_of_another_model(obj, results) -> None:
+    """Warn when an evaluation's results, about to go into `obj`'s card, were measured on another pipeline than the
+    folder `obj` was loaded from (`meta.settings.pipeline` of the results; None is the package's embedded default, which
+    an evaluation scores when no pipeline is named): the card would publish another model's numbers as this one's.
+    Nothing is said where either side is unknown (results without settings, a pipeline built in memory)."""
+    import warnings
+
+    if results is None:
+        return
+    meta = (load_results(results) if not isinstance(results, dict) else results).get("meta") or {}
+    settings = meta.get("settings") or {}
+    source = getattr(getattr(obj, "config", None), "_name_or_path", None) or getattr(obj, "name_or_path", None)
+    if "pipeline" not in settings or not source or not os.path.isdir(str(source)):
+        return
+    embedded = Path(__file__).resolve().parent / "default"
+    scored = settings["pipeline"]
+    scored = embedded if scored is None else Path(meta.get("cwd") or ".", str(scored)).expanduser()
+    loaded = Path(str(source)).resolve()
+    if loaded.name == "model" and (loaded.parent / "model_index.json").is_file():
+        loaded = loaded.parent
+    if scored.resolve() != loaded:
+        which = "the package's default model" if scored == embedded else "the pipeline the evaluation named"
+        warnings.warn(
+            f"the results for the card were measured on {scored} ({which}), but this model was loaded from {loaded}: "
+            "the card would publish another model's numbers. Evaluate this folder (name it as the evaluation's "
+            "pipeline), or leave results out.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def own_folder_card(obj):
     """The `README.md` model card of the local folder `obj` was loaded from, where it has one: a push without card
     settings uploads the card its owner wrote or edited there (a fresh render would replace it). Not that of a Hub
@@ -790,6 +821,7 @@ def push_to_hub(
     save_kwargs, card_kwargs = _split_keywords(kind, kwargs)
     if card is None and not card_kwargs:
         card = own_folder_card(obj)
+    warn_if_results_are_of_another_model(obj, card_kwargs.get("results"))
     with tempfile.TemporaryDirectory() as tmp:
         save_for_hub(obj, tmp, card=card, repo_id=repo_id, save_kwargs=save_kwargs, **card_kwargs)
         api = api if api is not None else HfApi(token=token)

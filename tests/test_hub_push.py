@@ -287,3 +287,21 @@ def test_a_push_without_card_settings_keeps_the_card_of_the_folder_it_was_loaded
     assert "My own words." not in card and "DiTAR rendered" in card
     get_dummy_pipeline().push_to_hub("org/ditar-fresh", api=repo)
     assert "My own words." not in repo.branches["main"]["README.md"].decode()
+
+
+def test_results_of_another_model_going_into_a_card_are_warned_about(tmp_path):
+    """An evaluation without its pipeline named scores the embedded default (`meta.settings.pipeline` None); pushed
+    with a model loaded from another folder, its numbers were published as that model's without a word."""
+    import warnings
+
+    folder = tmp_path / "ditar-mine"
+    get_dummy_pipeline().save_pretrained(folder)
+    pipe = DiTARPipeline.from_pretrained(folder)
+    rows = [{"key": "model", "name": "DiTAR", "wer": 0.3, "sim": 0.8, "n": 2}]
+    default = {"meta": {"cwd": str(tmp_path), "settings": {"pipeline": None}}, "rows": rows}
+    own = {"meta": {"cwd": str(tmp_path), "settings": {"pipeline": "ditar-mine"}}, "rows": rows}
+    with pytest.warns(UserWarning, match="measured on .*default.*the package's default model.*another model's numbers"):
+        pipe.push_to_hub("org/ditar-mine", api=HubRepo(), results=default)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe.push_to_hub("org/ditar-mine", api=HubRepo(), results=own)
