@@ -27,6 +27,7 @@ This module only uses relative imports lazily, so it can travel as remote code w
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -437,6 +438,31 @@ def _kind_of(obj) -> str:
     return "model"
 
 
+# The trained model shipped inside the package (`DiTARPipeline.from_pretrained()` loads it).
+EMBEDDED_DEFAULT = Path(__file__).resolve().parent / "default"
+
+
+def hub_cache_repo_id(path: str | os.PathLike) -> str | None:
+    """The repo id of a folder inside the Hub's download cache (`.../models--org--name/snapshots/...`), else None."""
+    part = next((p for p in Path(path).parts if p.startswith("models--")), None)
+    return None if part is None else part[len("models--") :].replace("--", "/")
+
+
+def source_folder(obj) -> Path | None:
+    """The local folder a pipeline or model was loaded from (its `_name_or_path` / `name_or_path`), resolved; None
+    for one built in memory or loaded by a Hub id that is not a folder here."""
+    source = getattr(getattr(obj, "config", None), "_name_or_path", None) or getattr(obj, "name_or_path", None)
+    return Path(str(source)).resolve() if source and os.path.isdir(str(source)) else None
+
+
+@functools.cache
+def card_keywords() -> frozenset[str]:
+    """The model card settings `push_to_hub` passes to `render_model_card` (all its keywords but `kind`, `repo_id`)."""
+    import inspect
+
+    return frozenset(inspect.signature(render_model_card).parameters) - {"kind", "repo_id"}
+
+
 def warn_if_results_are_of_another_model(obj, results) -> None:
     """Warn when an evaluation's results, about to go into `obj`'s card, were measured on another pipeline than the
     folder `obj` was loaded from (`meta.settings.pipeline` of the results; None is the package's embedded default, which
@@ -448,17 +474,15 @@ def warn_if_results_are_of_another_model(obj, results) -> None:
         return
     meta = (load_results(results) if not isinstance(results, dict) else results).get("meta") or {}
     settings = meta.get("settings") or {}
-    source = getattr(getattr(obj, "config", None), "_name_or_path", None) or getattr(obj, "name_or_path", None)
-    if "pipeline" not in settings or not source or not os.path.isdir(str(source)):
+    loaded = source_folder(obj)
+    if "pipeline" not in settings or loaded is None:
         return
-    embedded = Path(__file__).resolve().parent / "default"
     scored = settings["pipeline"]
-    scored = embedded if scored is None else Path(meta.get("cwd") or ".", str(scored)).expanduser()
-    loaded = Path(str(source)).resolve()
+    scored = EMBEDDED_DEFAULT if scored is None else Path(meta.get("cwd") or ".", str(scored)).expanduser()
     if loaded.name == "model" and (loaded.parent / "model_index.json").is_file():
         loaded = loaded.parent
     if scored.resolve() != loaded:
-        which = "the package's default model" if scored == embedded else "the pipeline the evaluation named"
+        which = "the package's default model" if scored == EMBEDDED_DEFAULT else "the pipeline the evaluation named"
         warnings.warn(
             f"the results for the card were measured on {scored} ({which}), but this model was loaded from {loaded}: "
             "the card would publish another model's numbers. Evaluate this folder (name it as the evaluation's "
@@ -475,13 +499,8 @@ def own_folder_card(obj):
     hold. None otherwise."""
     from huggingface_hub import ModelCard
 
-    config = getattr(obj, "config", None)
-    source = getattr(config, "_name_or_path", None) or getattr(obj, "name_or_path", None)
-    if not source or not os.path.isdir(str(source)):
-        return None
-    folder = Path(str(source)).resolve()
-    embedded = Path(__file__).resolve().parent / "default"
-    if any(part.startswith("models--") for part in folder.parts) or folder in (embedded, embedded / "model"):
+    folder = source_folder(obj)
+    if folder is None or hub_cache_repo_id(folder) or folder in (EMBEDDED_DEFAULT, EMBEDDED_DEFAULT / "model"):
         return None
     readme = folder / "README.md"
     if not readme.is_file():
@@ -770,17 +789,14 @@ SAVE_KEYWORDS = {
 def _split_keywords(kind: str, kwargs: dict) -> tuple[dict, dict]:
     """`kwargs` of `push_to_hub` as (save keywords, card keywords); unknown ones are refused before anything is
     uploaded, naming those it takes."""
-    import inspect
-
-    card_keywords = [n for n in inspect.signature(render_model_card).parameters if n not in ("kind", "repo_id")]
     save_keywords = SAVE_KEYWORDS[kind]
-    unknown = sorted(k for k in kwargs if k not in card_keywords and k not in save_keywords)
+    unknown = sorted(k for k in kwargs if k not in card_keywords() and k not in save_keywords)
     if unknown:
         raise TypeError(
             f"push_to_hub() of a DiTAR {kind} got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
             "it takes commit_message, commit_description, private, token, revision, create_pr, card, api"
             + (f", the save_pretrained settings {', '.join(save_keywords)}" if save_keywords else "")
-            + f" and the model card settings {', '.join(card_keywords)}."
+            + f" and the model card settings {', '.join(sorted(card_keywords()))}."
         )
     save_kwargs = {k: v for k, v in kwargs.items() if k in save_keywords}
     return save_kwargs, {k: v for k, v in kwargs.items() if k not in save_kwargs}
@@ -821,6 +837,8 @@ def push_to_hub(
     save_kwargs, card_kwargs = _split_keywords(kind, kwargs)
     if card is None and not card_kwargs:
         card = own_folder_card(obj)
+    if card_kwargs.get("results") is not None and not isinstance(card_kwargs["results"], dict):
+        card_kwargs["results"] = load_results(card_kwargs["results"])  # read once: checked here, rendered below
     warn_if_results_are_of_another_model(obj, card_kwargs.get("results"))
     with tempfile.TemporaryDirectory() as tmp:
         save_for_hub(obj, tmp, card=card, repo_id=repo_id, save_kwargs=save_kwargs, **card_kwargs)

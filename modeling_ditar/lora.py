@@ -611,15 +611,15 @@ def base_pipeline_source(base: str | None) -> tuple[str | None, str]:
     meaningless in a card) as a placeholder."""
     if not base:
         return None, '"BASE_PIPELINE"'
+    from .hub_utils import EMBEDDED_DEFAULT, hub_cache_repo_id
+
     path = Path(str(base)).expanduser()
     if not path.exists():
         return str(base), f'"{base}"'
-    cached = next((part for part in path.parts if part.startswith("models--")), None)
-    if cached is not None:
-        repo = cached[len("models--") :].replace("--", "/")
+    repo = hub_cache_repo_id(path)
+    if repo is not None:
         return repo, f'"{repo}"'
-    embedded = Path(__file__).resolve().parent / "default"
-    if embedded in (path.resolve(), path.resolve().parent):  # the default's folder or its model/ subfolder
+    if EMBEDDED_DEFAULT in (path.resolve(), path.resolve().parent):  # the default's folder or its model/ subfolder
         return None, ""
     return None, '"path/to/base_pipeline"'
 

@@ -43,9 +43,10 @@ from .generation_ditar import GenerationSettings, cut_by_cap_message, repeat_for
 from .generation_progress import GenerationProgress
 from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import (
+    EMBEDDED_DEFAULT,
+    card_keywords,
     installed_libraries,
     looks_like_a_local_path,
-    render_model_card,
     write_pipeline_remote_code,
     write_transformers_entry_points,
 )
@@ -94,7 +95,6 @@ MISSING_PROMPT_TEXT = (
 # the package (or remote-code module folder) this file lives in, e.g. "modeling_ditar"
 _PACKAGE = __name__.rpartition(".")[0]
 _CODE_DIR = Path(__file__).resolve().parent
-EMBEDDED_DEFAULT = Path(__file__).resolve().parent / "default"
 OUTPUT_TYPES = ("np", "pt", "features")
 SENTENCE_PAUSE_SECONDS = 0.15
 
@@ -1271,8 +1271,7 @@ def _push_keywords(push: bool) -> set[str]:
     commit = {"repo_id", "commit_message", "private", "token", "create_pr"}
     if not push:
         return commit
-    card = set(inspect.signature(render_model_card).parameters) - {"kind", "repo_id"}
-    return commit | {"commit_description", "revision", "card", "api"} | card
+    return commit | {"commit_description", "revision", "card", "api"} | card_keywords()
 
 
 def _check_patch_callback(pipe, callback) -> None:
