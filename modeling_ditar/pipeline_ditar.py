@@ -858,7 +858,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 prompt_audio, prompt_text, sampling_rate
             )
             prompt_audio, prompt_text, sampling_rate = fit_prompts(self, prompt_audio, prompt_text, sampling_rate)
-        # line breaks end sentences in short texts too (the front end would collapse them into spaces)
+        # line breaks end sentences before the split (which collapses whitespace); the processor's own marking of
+        # each piece then finds none left
         texts = [mark_line_ends(t) for t in ([text] if isinstance(text, str) else text)]
 
         # 2. long texts are spoken sentence by sentence with the same voice
