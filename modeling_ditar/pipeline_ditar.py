@@ -965,12 +965,28 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         """One text spoken sentence by sentence with the same voice, a short pause between sentences."""
         pause = self._pause_frames()
         pieces, all_stopped = [], True
+        if voice is None and len(segments) > 1:
+            voice = self._prompt_as_voice(prompt_audio, prompt_text, sampling_rate)
         for segment in segments:
             inputs = self._encode([segment], prompt_audio, prompt_text, sampling_rate, voice)
             features, stopped = self._generate_rows(inputs, sampling, generator, callback_on_patch_end)
             pieces += [features[0], pause]
             all_stopped = all_stopped and stopped[0]
         return torch.cat(pieces[:-1]), all_stopped
+
+    def _prompt_as_voice(self, prompt_audio, prompt_text, sampling_rate) -> DiTARVoice | None:
+        """The prompt (default: the default voice) of a text spoken in several sentence groups, read, checked and
+        encoded once for all of them, so that its warnings are logged once, not once per group. Without the prefix
+        cache, so the speech is bit-identical to encoding it with each group. None without a prompt."""
+        if prompt_audio is None:
+            if self.default_voice is None:
+                return None
+            prompt_audio, sampling_rate, prompt_text = self.default_voice
+        voice = self.processor.create_voice(
+            prompt_audio, prompt_text, sampling_rate, prompt_encoder=self._prompt_encoder()
+        )
+        voice.reuse_prefix_cache = False
+        return voice
 
     def _pause_frames(self) -> torch.Tensor:
         """Frames of silence between sentences: the feature value of silence is the log floor (for a VAE: the latents
@@ -1044,6 +1060,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 prompt_audio, sampling_rate, prompt_text = self.default_voice
         segments = split_sentences(text, MAX_CHARS_PER_SEGMENT)
         self._check_scripts(segments[1:])  # a later sentence in another script fails now, not after audio was played
+        if voice is None and len(segments) > 1:
+            voice = self._prompt_as_voice(prompt_audio, prompt_text, sampling_rate)
         first_inputs = self._encode([segments[0]], prompt_audio, prompt_text, sampling_rate, voice)  # fail now
         stream = SpeechStream(None)
         stream.prompt_transcript = transcripts[0] if transcripts else None

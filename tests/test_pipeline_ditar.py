@@ -348,7 +348,7 @@ def test_long_text_gives_audio_for_every_segment(monkeypatch):
     assert len(segments) == 3
     spoken, calls = [], []
     encode = pipe.encode_inputs
-    monkeypatch.setattr(pipe, "encode_inputs", lambda texts, *a: spoken.extend(texts) or encode(texts, *a))
+    monkeypatch.setattr(pipe, "encode_inputs", lambda texts, *a, **kw: spoken.extend(texts) or encode(texts, *a, **kw))
     out = pipe(**get_dummy_inputs(text=text, max_new_patches=2, callback_on_patch_end=lambda *a: calls.append(a[1])))
     assert spoken == segments  # in order, each with the same voice prompt
     assert calls == [0, 1] * 3

@@ -6,6 +6,7 @@ model."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -269,3 +270,27 @@ def test_the_servers_voices_are_processed_once(pipe):
     stored = create_app(pipe).state.voices.get("default")
     assert isinstance(stored.processed, DiTARVoice) and not stored.processed.reuse_prefix_cache
     assert stored.prompt() == {"voice": stored.processed}
+
+
+def test_a_long_text_reads_its_prompt_once_and_speaks_as_before(pipe, monkeypatch, caplog):
+    """A text spoken in several sentence groups: the prompt is read, checked and encoded once (one warning about its
+    transcript, not one per group), and the speech is bit-identical to encoding the prompt with every group."""
+    text = "A sentence that is part of a long paragraph. " * 12  # three sentence groups
+    transcript = "the prompt \u2603"  # a character the vocabulary lacks: one warning each time it is encoded
+
+    def kwargs(**overrides):  # a fresh generator each time
+        return dict(prompt_audio=PROMPT, prompt_text=transcript, sampling_rate=SR, **settings(text=text, **overrides))
+
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        once = pipe(**kwargs()).audios
+        streamed = np.concatenate(list(pipe.stream(**kwargs(num_candidates=1))))
+    assert caplog.text.count(transcript) == 2  # the call's and the stream's
+    one_shot = pipe(**kwargs(num_candidates=1))
+    np.testing.assert_array_equal(streamed, one_shot.audios[0][: one_shot.audio_lengths[0]])
+    monkeypatch.setattr(type(pipe), "_prompt_as_voice", lambda *args: None)  # the prompt encoded with each group
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        per_group = pipe(**kwargs()).audios
+    assert caplog.text.count(transcript) == 3
+    np.testing.assert_array_equal(once, per_group)
+    np.testing.assert_array_equal(np.concatenate(list(pipe.stream(**kwargs(num_candidates=1)))), streamed)
