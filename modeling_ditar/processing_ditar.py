@@ -229,11 +229,17 @@ class DiTARProcessor(ProcessorMixin):
         if prompt_texts is not None and prompt_audios is None:
             raise ValueError("prompt_text was given without prompt_audio; pass both (voice cloning) or neither.")
 
-        ids, prompt_lengths = [], []
+        ids, prompt_lengths, encoded_prompts = [], [], {}
         for row, target in enumerate(texts):
             row_ids = self._encode_argument(target, "text", row, batch, on_unknown)
             if prompt_texts is not None:
-                prompt_ids = self._encode_argument(prompt_texts[row], "prompt_text", row, batch, on_unknown)
+                # one transcript for many texts is encoded (and warned about) once
+                transcript = prompt_texts[row]
+                prompt_ids = encoded_prompts.get(transcript) if isinstance(transcript, str) else None
+                if prompt_ids is None:
+                    prompt_ids = self._encode_argument(transcript, "prompt_text", row, batch, on_unknown)
+                    if isinstance(transcript, str):
+                        encoded_prompts[transcript] = prompt_ids
                 prompt_lengths.append(len(prompt_ids))
                 row_ids = prompt_ids + self.encode_text(" ", allow_empty=True) + row_ids
             ids.append(row_ids)

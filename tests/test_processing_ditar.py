@@ -1,5 +1,7 @@
 """DiTARProcessor: text + prompt transcript + prompt audio -> model inputs (tiny, CPU, offline)."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -64,6 +66,15 @@ def test_one_prompt_is_broadcast_to_all_texts(processor):
     assert features.shape[0] == mask.shape[0] == 3
     assert torch.equal(features[0], features[1]) and torch.equal(features[0], features[2])
     prefix = len(processor.encode_text("ab"))
+    assert (out["input_ids"][:, :prefix] == out["input_ids"][0, :prefix]).all()
+
+
+def test_one_transcript_for_many_texts_is_warned_about_once(processor, caplog):
+    transcript = "ab \u2603"  # a character the vocabulary lacks: a warning each time it is encoded
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        out = processor(["one", "two", "three"], prompt_text=transcript, prompt_audio=tone(), sampling_rate=SR)
+    assert caplog.text.count(transcript) == 1
+    prefix = len(processor.encode_text(transcript))
     assert (out["input_ids"][:, :prefix] == out["input_ids"][0, :prefix]).all()
 
 
