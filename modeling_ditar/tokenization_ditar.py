@@ -224,7 +224,10 @@ def _espeak_backend(language: str):
 #
 # espeak-ng reads many written forms literally ("$3.50" -> "dollar three point five zero", "12/05/2024" -> "twelve slash
 # zero five slash two thousand twenty four"). [`normalize_text`] rewrites them into plain English words first, with one
-# table-driven regular-expression pass per kind of written form, in this order:
+# table-driven regular-expression pass per kind of written form. Web and e-mail addresses come first, as their dots,
+# slashes and digits are not sentence ends, decimals or dates: they are read part by part the way people say them,
+# without the scheme (`https://www.example.com/docs` -> "w w w dot example dot com slash docs", `jane.doe@example.org`
+# -> "jane dot doe at example dot org"). Then, in this order:
 #
 # 0. phone numbers digit by digit (`555-1234`, `(555) 123-4567`, `020 7946 0958`); a price or rate per unit, "/" ->
 #    "per" (`$5.99/month` -> "five dollars ninety nine cents per month", `$10/hr` -> "ten dollars per hour"); ranges:
@@ -636,7 +639,43 @@ _ABBREVIATION_PATTERN = _abbreviation_pattern(_ABBREVIATIONS)
 _SAINT_OR_STREET = re.compile(r"(?<![\w.])St\.(?=\s|$|[,;:!?)])(\s+(?=[A-Z]))?")
 _SENTENCE_END_AFTER = re.compile(r"\s*($|[\"')\]]*\s+[A-Z])")
 _SYMBOL_PATTERN = re.compile("|".join(map(re.escape, _SYMBOLS)))
-_AT = re.compile(r"(?<=\w)@(?=\w)")  # in an address ("tom@example.com"); a lone "@" has no reading
+# in an address without a dotted domain ("tom@localhost"); a lone "@" has no reading
+_AT = re.compile(r"(?<=\w)@(?=\w)")
+# Web and e-mail addresses: only what clearly is one, so that "end.Next", "e.g.", "v2.0", "U.S." or "report.pdf" stay
+# as they are: a scheme or "www.", an e-mail address (a name, "@", a dotted domain), or a bare domain ending in a
+# common top-level domain. A bare domain's top-level domain is lowercase ("BREAKFAST.COM" and "ASP.NET" are a program
+# and a framework) and never an English word ("in", "it", "me", "us", "to", "no", ...: "end.it" is a typo, not an
+# address). An address may be wrapped in "<...>" (dropped: a person does not say "less than"); it never ends with
+# the punctuation that follows it (a sentence-final period, a comma) nor with an unbalanced ")" that closes a bracket
+# around it ("(see example.com/a)"), while "wiki/Python_(language)" keeps its own brackets.
+_TLDS = "com org net edu gov io co ai dev app info biz xyz ly gg tv fm cc uk de fr nl eu ca au nz ie jp cn ru ch se es"
+_LABEL = r"[^\W_](?:[\w-]*[^\W_])?"
+_ADDRESS_TAIL = r"(?:[^\s<>\"()\[\]]|\([^\s<>\"()]*\))*(?<![.,;:!?'])"
+_WEB_ADDRESS = re.compile(
+    r"(?<![\w.@/+-])(<)?(?P<address>"
+    rf"(?:mailto:)?\w(?:[\w.+-]*\w)?@{_LABEL}(?:\.{_LABEL})+"  # e-mail
+    rf"|(?:(?:https?|ftp)://|[Ww]{{3}}\.)\w{_ADDRESS_TAIL}"  # with a scheme or "www."
+    rf"|{_LABEL}(?:\.{_LABEL})*\.(?:{'|'.join(_TLDS.split())})\b(?![-@]|\.\w)(?::\d+)?(?:[/?#]{_ADDRESS_TAIL})?"
+    r")(?(1)>)"
+)
+_SCHEME = re.compile(r"^(?:(?:https?|ftp)://|mailto:)")
+# the address's marks as words; any other mark is skipped
+_ADDRESS_MARKS = {
+    ".": "dot",
+    "/": "slash",
+    "-": "dash",
+    "_": "underscore",
+    "@": "at",
+    ":": "colon",
+    "?": "question mark",
+    "=": "equals",
+    "&": "and",
+    "#": "hash",
+    "+": "plus",
+    "~": "tilde",
+    "%": "percent",
+}
+_ADDRESS_PART = re.compile(r"[^\W\d_]+|\d+|\S")
 _GREEK_LETTER = re.compile(r"(?<![^\W\d_])[\u0370-\u03ff](?![^\W\d_])")
 
 
@@ -884,6 +923,20 @@ def _greek_letter(match: re.Match) -> str:
     return " " + name.split()[-1].lower() + " "
 
 
+def _web_address(match: re.Match) -> str:
+    # the scheme and a final "/" are not said; "www" is said letter by letter; words stay words (espeak-ng spells what
+    # it cannot pronounce, "UCLA"); numbers read like dotted groups: short ones as numbers, longer digit by digit
+    words = []
+    for part in _ADDRESS_PART.findall(_SCHEME.sub("", match.group("address")).rstrip("/")):
+        if part.isdigit():
+            words.append(_digits(part) if len(part) > 2 else number_to_words(part))
+        elif part.isalpha():
+            words.append(" ".join(part) if part.lower() == "www" else part)
+        elif part in _ADDRESS_MARKS:
+            words.append(_ADDRESS_MARKS[part])
+    return " ".join(words)
+
+
 _PASSES: list[tuple[re.Pattern, object]] = [
     (_PHONE, _phone),
     (_PER_UNIT, _per_unit),  # before ranges and amounts, which it leaves whole: "$5-10/hr" -> "$5-10 per hour"
@@ -939,6 +992,7 @@ def normalize_text(text: str) -> str:
     if not isinstance(text, str):
         raise ValueError(f"`text` must be a string, got {type(text).__name__}.")
     text = text.replace("−", "-")  # U+2212 minus sign
+    text = _WEB_ADDRESS.sub(_web_address, text)  # before the rules below take its digits, dots and slashes apart
     text = re.sub(r"(?<=\d)\s?[xX×]\s?(?=\d)", " by ", text)  # 1920x1080
     passes = _PASSES + _WORD_PASSES if _HAS_DIGIT.search(text) else _WORD_PASSES
     for pattern, replacement in passes:
@@ -1266,9 +1320,9 @@ class DiTARTextFrontend:
 
     def normalize(self, text: str) -> str:
         """Control characters -> spaces, invisible characters deleted, NFKC, curly quotes -> straight quotes, then (for
-        English with `normalize_text`) numbers, currency, dates, times, abbreviations and symbols spelled out,
-        whitespace runs -> one space, stripped; lowercased when the vocabulary has no uppercase letter and the text is
-        not going to be phonemized (espeak-ng reads case itself, e.g. "US" vs "us")."""
+        English with `normalize_text`) numbers, currency, dates, times, web and e-mail addresses, abbreviations and
+        symbols spelled out, whitespace runs -> one space, stripped; lowercased when the vocabulary has no uppercase
+        letter and the text is not going to be phonemized (espeak-ng reads case itself, e.g. "US" vs "us")."""
         text = unicodedata.normalize("NFKC", clean_text(self._check_text(text)))
         text = _QUOTE_PATTERN.sub(lambda match: _QUOTES[match.group(0)], text)
         if self.normalize_text and self.is_english:

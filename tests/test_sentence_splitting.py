@@ -69,6 +69,23 @@ def test_an_abbreviation_that_can_end_a_sentence_ends_it_before_a_capital(text, 
     assert sentences(text)[0] == first
 
 
+@pytest.mark.parametrize(
+    "first",
+    [
+        "See example.com.",
+        "Mail jane.doe@example.org.",
+        "Read https://www.example.com/docs?page=2.",
+        "Visit huggingface.co/models.",
+        "Go to ab.io.",  # looks like an initialism ("a.m."), but a capital follows
+        "Write to <tom@example.com>.",
+    ],
+)
+def test_a_period_after_a_web_or_email_address_ends_the_sentence(first):
+    text = f"{first} Then go home."
+    assert sentences(text) == [first, "Then go home."]
+    assert split_sentences(text, max_chars=len(first) + 1) == [first, "Then go home."]
+
+
 def test_is_abbreviation():
     assert is_abbreviation("Dr.", "Smith") and is_abbreviation("(Dr.", "Who)") and is_abbreviation("J.", "R.")
     assert is_abbreviation("No.", "5") and is_abbreviation("Jan.", "5") and is_abbreviation("a.m.", "on")

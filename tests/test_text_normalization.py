@@ -93,7 +93,7 @@ CASES = [
     # symbols
     ("Salt & pepper.", "Salt and pepper."),
     ("1 + 1 = 2.", "one plus one equals two."),
-    ("Write to tom@example.com.", "Write to tom at example.com."),
+    ("Write to tom@example.com.", "Write to tom at example dot com."),
     ("The value of π is 3.14.", "The value of pi is three point one four."),
     ("*bold* and _under_.", "bold and under."),
     ("An A4 sheet.", "An A four sheet."),
@@ -207,6 +207,57 @@ CASES = [
 ]
 
 
+# web and e-mail addresses: read part by part, without the scheme; a period after one still ends the sentence
+ADDRESSES = [
+    ("Visit https://www.example.com/docs for more.", "Visit w w w dot example dot com slash docs for more."),
+    ("Mail jane.doe@example.org today.", "Mail jane dot doe at example dot org today."),
+    ("huggingface.co/models", "huggingface dot co slash models"),
+    ("See github.com.", "See github dot com."),
+    ("See example.com. Then go home.", "See example dot com. Then go home."),
+    ("Go to http://example.com/a/b/ now.", "Go to example dot com slash a slash b now."),  # a final "/" is not said
+    (
+        "Get ftp://ftp.example.net/pub/file_v2.tar.gz today.",
+        "Get ftp dot example dot net slash pub slash file underscore v two dot tar dot gz today.",
+    ),
+    (
+        "Search example.com/find?q=cats&page=2#top please.",
+        "Search example dot com slash find question mark q equals cats and page equals two hash top please.",
+    ),
+    ("Open http://localhost:8080/api now.", "Open localhost colon eight zero eight zero slash api now."),
+    ("Try example.io:3000.", "Try example dot io colon three zero zero zero."),
+    ("Docs (see docs.example.dev/setup) are short.", "Docs (see docs dot example dot dev slash setup) are short."),
+    (
+        "Read https://en.wikipedia.org/wiki/Python_(language).",
+        "Read en dot wikipedia dot org slash wiki slash Python underscore language.",
+    ),
+    (
+        "The my-site.co.uk shop, and WWW.EXAMPLE.COM too.",
+        "The my dash site dot co dot uk shop, and W W W dot EXAMPLE dot COM too.",
+    ),
+    ("Write to jane+news@example.co.uk, please.", "Write to jane plus news at example dot co dot uk, please."),
+    (
+        "Ask kmb203@psu.edu or j.r.smith_7@mail.example.com.",
+        "Ask kmb two zero three at psu dot edu or j dot r dot smith underscore seven at mail dot example dot com.",
+    ),
+    ("From Ann <ann@example.org> on Monday.", "From Ann ann at example dot org on Monday."),  # not "less than"
+    ("Click mailto:help@example.com now.", "Click help at example dot com now."),
+    ("Amazon.com's profits rose 5%.", "Amazon dot com's profits rose five percent."),
+    # not addresses: unchanged, or read as before
+    ("It ended.Next we left.", "It ended.Next we left."),
+    ("Mr.Smith and Dr. Smith, e.g. at home.", "Mr.Smith and Doctor Smith, for example at home."),
+    ("The U.S. rate is 3.5 now.", "The U.S. rate is three point five now."),
+    ("Wait... what?", "Wait... what?"),
+    ("Open report.pdf and config.sh.", "Open report.pdf and config.sh."),
+    ("Use Node.js and ASP.NET, then run BREAKFAST.COM.", "Use Node.js and ASP.NET, then run BREAKFAST.COM."),
+    ("Do it.It is done.In time.", "Do it.It is done.In time."),  # "it", "in" are words, not top-level domains
+    ("I said no.to them", "I said no.to them"),
+    ("A co-op in the end.co-workers came.", "A co-op in the end.co-workers came."),
+    ("Mail me @home.", "Mail me @home."),
+    ("Ask tom@localhost now.", "Ask tom at localhost now."),  # no dotted domain: only the "@" is read
+    ("See /usr/share/example.com/file now.", "See /usr/share/example.com/file now."),  # a path, not an address
+]
+
+
 def test_enough_cases():
     assert len(CASES) >= 40
 
@@ -214,6 +265,19 @@ def test_enough_cases():
 @pytest.mark.parametrize("text, expected", CASES, ids=[c[0][:40] for c in CASES])
 def test_normalize_text(text, expected):
     assert normalize_text(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", ADDRESSES, ids=[c[0][:40] for c in ADDRESSES])
+def test_web_and_email_addresses(text, expected):
+    assert normalize_text(text) == expected
+
+
+def test_an_address_is_read_in_the_pieces_of_a_long_text(grapheme):
+    from modeling_ditar.sentence_splitting import split_sentences
+
+    pieces = split_sentences("See example.com. Then go home.", max_chars=20)
+    assert pieces == ["See example.com.", "Then go home."]
+    assert [grapheme.normalize(piece) for piece in pieces] == ["see example dot com.", "then go home."]
 
 
 def test_number_to_words():
