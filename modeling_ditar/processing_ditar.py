@@ -133,30 +133,33 @@ class DiTARProcessor(ProcessorMixin):
     def model_input_names(self):
         return ["input_ids", "attention_mask", "prompt_features", "prompt_attention_mask", "speech_position_rate"]
 
-    def encode_text(self, text: str, allow_empty: bool = False, on_unknown: str = "warn") -> list[int]:
+    def encode_text(
+        self, text: str, allow_empty: bool = False, on_unknown: str = "warn", name: str = "text"
+    ) -> list[int]:
         """Token ids of one text through the front end (normalise, optionally phonemize, map characters).
 
-        `allow_empty=True` accepts a whitespace-only string (used for the separator between prompt and target text)."""
+        `allow_empty=True` accepts a whitespace-only string (used for the separator between prompt and target text).
+        `name` is what errors and warnings call the text (the argument it came from, e.g. `prompt_text`)."""
         if self.frontend is None:
-            return self._encode_with_tokenizer(text, allow_empty)
+            return self._encode_with_tokenizer(text, allow_empty, name)
         if allow_empty and isinstance(text, str) and not text.strip():
             space = self.frontend.tokenizer.convert_tokens_to_ids(" ")
             return [space] if text and space != self.frontend.unk_token_id else []
-        return self.frontend.encode(text, on_unknown=on_unknown)
+        return self.frontend.encode(text, on_unknown=on_unknown, name=name)
 
-    def _encode_with_tokenizer(self, text: str, allow_empty: bool) -> list[int]:
+    def _encode_with_tokenizer(self, text: str, allow_empty: bool, name: str = "text") -> list[int]:
         """Subword tokenizers: NFKC and whitespace runs collapsed to one space, then the tokenizer without special
         tokens. A whitespace-only `text` (the prompt/target separator) keeps one space."""
         if not isinstance(text, str):
-            raise ValueError(f"`text` must be a string, got {type(text).__name__}.")
+            raise ValueError(f"`{name}` must be a string, got {type(text).__name__}.")
         if allow_empty and not text.strip():
             return self.tokenizer.encode(" ", add_special_tokens=False) if text else []
         normalized = _WHITESPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
         if not normalized:
-            raise ValueError(f"`text` is empty or whitespace only ({text!r}); give at least one word to speak.")
+            raise ValueError(f"`{name}` is empty or whitespace only ({text!r}); give at least one word to speak.")
         ids = self.tokenizer.encode(normalized, add_special_tokens=False)
         if not ids:
-            raise ValueError(f"`text` {text!r} encodes to no tokens.")
+            raise ValueError(f"`{name}` {text!r} encodes to no tokens.")
         return ids
 
     def __call__(
@@ -237,7 +240,8 @@ class DiTARProcessor(ProcessorMixin):
                 transcript = prompt_texts[row]
                 prompt_ids = encoded_prompts.get(transcript) if isinstance(transcript, str) else None
                 if prompt_ids is None:
-                    prompt_ids = self._encode_argument(transcript, "prompt_text", row, batch, on_unknown)
+                    rows = batch if isinstance(prompt_text, (list, tuple)) else 1  # a row index for a list only
+                    prompt_ids = self._encode_argument(transcript, "prompt_text", row, rows, on_unknown)
                     if isinstance(transcript, str):
                         encoded_prompts[transcript] = prompt_ids
                 prompt_lengths.append(len(prompt_ids))
@@ -442,16 +446,16 @@ class DiTARProcessor(ProcessorMixin):
         return self(texts[-1][1], **options)
 
     def _encode_argument(self, value: str, name: str, row: int, batch: int, on_unknown: str) -> list[int]:
-        """`encode_text`, with errors prefixed by the argument (and row) they come from: the front end's messages
-        speak of `text`, which would be misleading for `prompt_text`. A line break in a text to speak ends a sentence
-        (`mark_line_ends`; the front end would collapse it into a space), as in the pipeline."""
+        """`encode_text`, with errors and warnings naming the argument (and row) they come from, e.g.
+        `prompt_text[1]`; a message that names none is prefixed with it. A line break in a text to speak ends a
+        sentence (`mark_line_ends`; the front end would collapse it into a space), as in the pipeline."""
         if name == "text" and isinstance(value, str):
             value = mark_line_ends(value)
+        where = f"{name}[{row}]" if batch > 1 else name
         try:
-            return self.encode_text(value, on_unknown=on_unknown)
+            return self.encode_text(value, on_unknown=on_unknown, name=where)
         except ValueError as err:
-            where = f"{name}[{row}]" if batch > 1 else name
-            if where == "text":  # the front end's messages already name `text`
+            if str(err).startswith(f"`{where}`"):
                 raise
             raise ValueError(f"{where}: {err}") from err
 

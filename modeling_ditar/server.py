@@ -309,7 +309,7 @@ def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -
             processed = pipe.create_voice(fitted.numpy(), kept, target, reuse_prefix_cache=False)
     except (ValueError, TypeError) as err:
         text = str(err)
-        param = "text" if text.startswith("prompt_text") else "audio"
+        param = "text" if text.lstrip("`").startswith("prompt_text") else "audio"
         text = _form_names(text)
         raise APIError(400, text, param, "bad_voice") from None
     except RuntimeError as err:  # the recogniser failed: the server's fault, said as such

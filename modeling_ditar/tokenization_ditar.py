@@ -1106,9 +1106,10 @@ def _non_latin(text: str):
         yield script, ch
 
 
-def check_script(text: str, speaks: str = "English") -> None:
+def check_script(text: str, speaks: str = "English", name: str = "text") -> None:
     """Raises `ValueError` when `text` has letters of a non-Latin script, naming the script, the language(s) it is
-    written in and an example letter; DiTAR would otherwise read them as Unicode character names."""
+    written in and an example letter; DiTAR would otherwise read them as Unicode character names. `name`: what the
+    message calls the text (the argument it came from)."""
     found = non_latin_scripts(text)
     if not found:
         return
@@ -1117,7 +1118,7 @@ def check_script(text: str, speaks: str = "English") -> None:
         script, languages = _SCRIPT_LANGUAGES.get(key, (key.title(), f"a language written in {key.title()} script"))
         parts.append(f"{script} script ({languages}; e.g. {example!r})")
     raise ValueError(
-        f"`text` {text[:60]!r}{'...' if len(text) > 60 else ''} is written in {' and '.join(parts)}, which is not in "
+        f"`{name}` {text[:60]!r}{'...' if len(text) > 60 else ''} is written in {' and '.join(parts)}, which is not in "
         f"the vocabulary: the model speaks {speaks} only and would read these letters as their Unicode names. Give "
         f"{speaks} text (transliterate or translate it first)."
     )
@@ -1332,26 +1333,27 @@ class DiTARTextFrontend:
             text = text.lower()
         return text
 
-    def check_text_script(self, text: str) -> str:
+    def check_text_script(self, text: str, name: str = "text") -> str:
         """For English with `check_language`: raises `ValueError` when `text` has letters of another script (nothing
         is logged, so a long text can be checked whole before its sentences are spoken one by one). Returns the text
-        as the check saw it (cleaned, NFKC)."""
+        as the check saw it (cleaned, NFKC). `name`: what the messages call the text (the argument it came from)."""
         text = unicodedata.normalize("NFKC", clean_text(self._check_text(text)))
         if self.check_language and self.is_english:
-            check_script(text)
+            check_script(text, name=name)
         return text
 
-    def check_text_language(self, text: str) -> str | None:
+    def check_text_language(self, text: str, name: str = "text") -> str | None:
         """For English with `check_language`: raises `ValueError` when `text` has letters of another script, and
-        logs a warning (and returns the language's name) when it looks like another Latin-script language."""
+        logs a warning (and returns the language's name) when it looks like another Latin-script language. `name`:
+        what the messages call the text."""
         if not (self.check_language and self.is_english):
             return None
-        text = self.check_text_script(text)
+        text = self.check_text_script(text, name)
         language = guess_latin_language(text)
         if language is not None:
             shown = text if len(text) <= 60 else text[:60] + "..."
             logger.warning(
-                f"`text` {shown!r} looks {language}; the model speaks English only and will read it with English "
+                f"`{name}` {shown!r} looks {language}; the model speaks English only and will read it with English "
                 "pronunciation. Set `pipe.processor.frontend.check_language = False` (or `check_language=False` on the "
                 "text front end) to silence this; it also turns off the refusal of other scripts."
             )
@@ -1374,10 +1376,11 @@ class DiTARTextFrontend:
             found += non_latin_letters(normalized)
         return list(dict.fromkeys(found))
 
-    def text_to_symbols(self, text: str, on_unknown: str = "warn") -> str:
+    def text_to_symbols(self, text: str, on_unknown: str = "warn", name: str = "text") -> str:
         """The exact character string that gets tokenized: normalised text, or its phonemes when phonemizing.
 
         Args:
+            name: what the messages call the text (the argument it came from, e.g. `prompt_text`).
             on_unknown: for phonemized text, what to do with characters espeak-ng cannot read
                 ([`unreadable_characters`]): `"warn"` drops them with a warning, `"replace"` drops them with an info
                 log, `"error"` raises `ValueError` naming them. (They cannot become `<unk>`: phonemes have no place
@@ -1389,16 +1392,16 @@ class DiTARTextFrontend:
         if on_unknown not in _ON_UNKNOWN:
             raise ValueError(f"`on_unknown` must be one of {_ON_UNKNOWN}, got {on_unknown!r}.")
         if isinstance(text, str) and text.strip():
-            self.check_text_language(text)
+            self.check_text_language(text, name)
         normalized = self.normalize(text)
         if not normalized:
-            raise ValueError(f"`text` is empty or whitespace only ({text!r}); give at least one word to speak.")
+            raise ValueError(f"`{name}` is empty or whitespace only ({text!r}); give at least one word to speak.")
         unreadable = self.unreadable_characters(normalized)
         if unreadable:
             listing = ", ".join(
                 f"{ch!r} (U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed').lower()})" for ch in unreadable
             )
-            message = f"`text` {text!r} has characters with no reading in {self.language!r}: {listing}"
+            message = f"`{name}` {text!r} has characters with no reading in {self.language!r}: {listing}"
             if on_unknown == "error":
                 raise ValueError(message + ". Remove them or spell them out, or pass on_unknown='warn' to drop them.")
             (logger.warning if on_unknown == "warn" else logger.info)(message + "; they are dropped.")
@@ -1408,7 +1411,7 @@ class DiTARTextFrontend:
         if not has_speakable_content(normalized):
             missing = list(dict.fromkeys(ch for ch in normalized if ch not in self._vocab and not ch.isspace()))
             raise ValueError(
-                f"`text` {text!r} has nothing to speak: no letter or digit"
+                f"`{name}` {text!r} has nothing to speak: no letter or digit"
                 + (" once unreadable characters are dropped" if unreadable else "")
                 + (f" ({', '.join(map(repr, missing))} not in the vocabulary)" if missing else "")
                 + ". Give at least one word."
@@ -1417,7 +1420,7 @@ class DiTARTextFrontend:
             return normalized
         symbols = self.phonemize(normalized)
         if not symbols:
-            raise ValueError(f"`text` {text!r} produced no phonemes (espeak-ng language {self.language!r}).")
+            raise ValueError(f"`{name}` {text!r} produced no phonemes (espeak-ng language {self.language!r}).")
         return symbols
 
     def unknown_characters(self, text: str) -> list[str]:
@@ -1432,7 +1435,7 @@ class DiTARTextFrontend:
     # symbols -> ids
     # ------------------------------------------------------------------------------------------------------------------
 
-    def encode(self, text: str, on_unknown: str = "warn") -> list[int]:
+    def encode(self, text: str, on_unknown: str = "warn", name: str = "text") -> list[int]:
         """Token ids of `text` (one per character of [`text_to_symbols`]).
 
         Args:
@@ -1442,18 +1445,19 @@ class DiTARTextFrontend:
                 raises `ValueError` naming them. Characters of the symbols (phonemes, or the text of grapheme
                 tokenizers) that the vocabulary lacks: `"warn"` maps them to `<unk>` and logs which ones,
                 `"replace"` maps them to `<unk>` and logs at info level, `"error"` raises `ValueError`.
+            name: what the messages call the text (the argument it came from, e.g. `prompt_text`).
 
         Raises `ValueError` for empty text, text with nothing to speak, text in another script, text that yields no
         symbols, and text made only of unknown characters.
         """
         if on_unknown not in _ON_UNKNOWN:
             raise ValueError(f"`on_unknown` must be one of {_ON_UNKNOWN}, got {on_unknown!r}.")
-        symbols = self.text_to_symbols(text, on_unknown=on_unknown)
+        symbols = self.text_to_symbols(text, on_unknown=on_unknown, name=name)
         ids = [self._vocab.get(ch, self.unk_token_id) for ch in symbols]
         unknown = Counter(ch for ch in symbols if ch not in self._vocab)
         if unknown:
             listing = ", ".join(f"{ch!r} (U+{ord(ch):04X}) x{n}" for ch, n in unknown.items())
-            what = "phonemes" if self.use_phonemes else "text"
+            what = ("phonemes" if self.use_phonemes else "text") + ("" if name == "text" else f" of `{name}`")
             message = (
                 f"{sum(unknown.values())} character(s) of the {what} {symbols!r} are not in the vocabulary: {listing}"
             )
@@ -1465,7 +1469,7 @@ class DiTARTextFrontend:
                 raise ValueError(message + "; no character of it is in the vocabulary. Check the language/vocabulary.")
             (logger.warning if on_unknown == "warn" else logger.info)(message + f"; they are mapped to {UNK_TOKEN}.")
         if not ids:
-            raise ValueError(f"`text` {text!r} encodes to no tokens.")
+            raise ValueError(f"`{name}` {text!r} encodes to no tokens.")
         return ids
 
     def __call__(self, text: str | list[str], on_unknown: str = "warn") -> list[int] | list[list[int]]:

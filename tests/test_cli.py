@@ -235,7 +235,7 @@ USER_ERRORS = [
     (["Hi.", "--asr-model", "{tmp}"], "--asr-model transcribes --prompt-audio when --prompt-text is not given"),
     (["Hi.", "--prompt-audio", "{good}", "--prompt-text", "x", "--asr-model", "{tmp}"], "--asr-model .* unused"),
     (["Hi.", "--prompt-text", "x"], "--prompt-text was given without --prompt-audio"),
-    (["Hi.", "--prompt-audio", "{good}", "--prompt-text", "你好"], "prompt_text: .*not in the vocabulary"),
+    (["Hi.", "--prompt-audio", "{good}", "--prompt-text", "你好"], "`prompt_text` .*not in the vocabulary"),
     (["Hi.", "--model", "{tmp}/no-such-model"], "--model: no such folder"),
     (["Hi.", "--model", "no-such-org/no-such-model"], "--model: could not load 'no-such-org/no-such-model'"),
     (["Hi.", "--model", "{tmp}"], "is not a DiTAR pipeline folder"),

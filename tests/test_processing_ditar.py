@@ -74,6 +74,7 @@ def test_one_transcript_for_many_texts_is_warned_about_once(processor, caplog):
     with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
         out = processor(["one", "two", "three"], prompt_text=transcript, prompt_audio=tone(), sampling_rate=SR)
     assert caplog.text.count(transcript) == 1
+    assert "of `prompt_text`" in caplog.text  # the argument it came from, not `text`
     prefix = len(processor.encode_text(transcript))
     assert (out["input_ids"][:, :prefix] == out["input_ids"][0, :prefix]).all()
 
@@ -147,9 +148,9 @@ def test_int16_and_other_rates_are_converted(processor, tmp_path):
         (dict(text=""), "`text` is empty"),
         (dict(text="  \n "), "`text` is empty"),
         (dict(text="你好"), "not in the vocabulary"),
-        (dict(text=["ok", "   "]), r"text\[1\]: .*empty"),
-        (dict(text="hi", prompt_text="你好", prompt_audio=tone(), sampling_rate=SR), "prompt_text: .*vocabulary"),
-        (dict(text="hi", prompt_text=" ", prompt_audio=tone(), sampling_rate=SR), "prompt_text: .*empty"),
+        (dict(text=["ok", "   "]), r"`text\[1\]` .*empty"),
+        (dict(text="hi", prompt_text="你好", prompt_audio=tone(), sampling_rate=SR), "`prompt_text` .*vocabulary"),
+        (dict(text="hi", prompt_text=" ", prompt_audio=tone(), sampling_rate=SR), "`prompt_text` .*empty"),
         (dict(text="hi", prompt_audio=tone(), sampling_rate=SR), "without prompt_text"),
         (dict(text="hi", prompt_text="ab"), "prompt_text was given without prompt_audio"),
         (dict(text="hi", prompt_text="ab", prompt_audio=tone()), "sampling_rate is missing"),

@@ -527,6 +527,11 @@ def test_foreign_language_warns_naming_it(grapheme, caplog):
     with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
         grapheme.encode("Jean-Pierre and Françoise live in Paris.")
     assert "looks" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):  # the argument the text came from is named
+        grapheme.encode("Je ne sais pas ce que tu veux dire.", name="prompt_text")
+    assert "`prompt_text` 'Je ne sais" in caplog.text
+    with pytest.raises(ValueError, match="^`prompt_text` .*Arabic script"):
+        grapheme.encode("مرحبا", name="prompt_text")
 
 
 def test_symbols_without_reading_are_dropped_or_named(phonemes, caplog):
