@@ -639,7 +639,7 @@ def _run(command: list) -> None:
     command = [str(c) for c in command]
     print("+ " + " ".join(command), flush=True)
     try:
-        subprocess.run(command, check=True, cwd=ROOT)
+        subprocess.run(command, check=True)  # in the caller's folder: the paths given are relative to it
     except subprocess.CalledProcessError as error:  # its own message is above, in its output
         name = Path(command[1]).name
         raise SystemExit(f"{name} stopped with exit status {error.returncode} (its message is above)") from None
