@@ -227,7 +227,9 @@ def _espeak_backend(language: str):
 # table-driven regular-expression pass per kind of written form. Web and e-mail addresses come first, as their dots,
 # slashes and digits are not sentence ends, decimals or dates: they are read part by part the way people say them,
 # without the scheme (`https://www.example.com/docs` -> "w w w dot example dot com slash docs", `jane.doe@example.org`
-# -> "jane dot doe at example dot org"). Then, in this order:
+# -> "jane dot doe at example dot org"). A number glued to "x" is then read "by" before another number (`1920x1080`)
+# and "times" as a multiplier (`2x faster`, `3x the speed`, `improved 10x.`; before a noun, `a 10x engineer`, the "x"
+# stays). Then, in this order:
 #
 # 0. phone numbers digit by digit (`555-1234`, `(555) 123-4567`, `020 7946 0958`); a price or rate per unit, "/" ->
 #    "per" (`$5.99/month` -> "five dollars ninety nine cents per month", `$10/hr` -> "ten dollars per hour"); ranges:
@@ -238,12 +240,15 @@ def _espeak_backend(language: str):
 #    `$2 million` -> "two million dollars";
 # 2. dates: ISO `2024-12-05`, numeric `12/05/2024` or `12-05-2024` read **month first (US convention)** unless the first
 #    number cannot be a month (`25/12/2024` is read day first), `December 5, 2024`, `Dec. 5th`, `5 December 2024`;
+#    a month and day without a year only where it clearly is a date, after a date word or a weekday or in a range
+#    (`on 1/5` -> "on January fifth", `3/1-3/15`; `1/5 of the votes` stays a fraction);
 #    digit groups (`1-800-555-1234`) digit by digit, dotted groups as versions (`3.11.4` -> "three point eleven point
 #    four", `v2.0` -> "version two point zero", `192.168.1.1` -> "one nine two point one six eight point one point
 #    one");
 # 3. times: `3:30 pm` -> "three thirty PM", `14:05` -> "fourteen oh five", `7am`, `9.30pm`;
 # 4. ordinals (`23rd`), percentages, numbers with a unit (`5 km` -> "five kilometers", `1 kg` -> "one kilogram",
-#    `90°F`, `.5 mg` -> "point five milligrams"), small fractions (`3/4`);
+#    `90°F`, `.5 mg` -> "point five milligrams", `2 tbsp.` -> "two tablespoons", `1/2 tsp` -> "one half teaspoon"),
+#    small fractions (`3/4`);
 # 5. years: a standalone four-digit number from 1000 to 2099 without separators is read as a year (`1999` -> "nineteen
 #    ninety nine", `2024` -> "twenty twenty four", `1990s` -> "nineteen nineties", `mid-1990s`); write `1,999` for the
 #    cardinal;
@@ -399,7 +404,9 @@ _MONTHS = [
 _MONTH_ABBREVIATIONS = {m[:3]: m for m in _MONTHS} | {"Sept": "September"}
 _MONTH_NAMES = {m.lower(): m for m in _MONTHS} | {k.lower(): v for k, v in _MONTH_ABBREVIATIONS.items()}
 
-# unit written after a number: (singular, plural). Case-sensitive.
+# unit written after a number: (singular, plural). Case-sensitive. Forms that after a number are also a word or stand
+# for something else are left out: "in", "pt"/"pts" (points), "L", "T", "hp" (hit points), "nm" (nautical miles),
+# "gals".
 _UNITS = {
     "km/h": ("kilometer per hour", "kilometers per hour"),
     "kph": ("kilometer per hour", "kilometers per hour"),
@@ -431,11 +438,43 @@ _UNITS = {
     "MB": ("megabyte", "megabytes"),
     "GB": ("gigabyte", "gigabytes"),
     "TB": ("terabyte", "terabytes"),
+    "mA": ("milliamp", "milliamps"),
+    "mAh": ("milliamp hour", "milliamp hours"),
+    "MW": ("megawatt", "megawatts"),
+    "GW": ("gigawatt", "gigawatts"),
+    "dB": ("decibel", "decibels"),
+    "kbps": ("kilobit per second", "kilobits per second"),
+    "Mbps": ("megabit per second", "megabits per second"),
+    "Gbps": ("gigabit per second", "gigabits per second"),
+    "rpm": ("revolution per minute", "revolutions per minute"),
     "ms": ("millisecond", "milliseconds"),
     "sec": ("second", "seconds"),
+    "secs": ("second", "seconds"),
     "min": ("minute", "minutes"),
+    "mins": ("minute", "minutes"),
     "hr": ("hour", "hours"),
     "hrs": ("hour", "hours"),
+    # kitchen and household measures
+    "tsp": ("teaspoon", "teaspoons"),
+    "tsps": ("teaspoon", "teaspoons"),
+    "tbsp": ("tablespoon", "tablespoons"),
+    "Tbsp": ("tablespoon", "tablespoons"),
+    "tbsps": ("tablespoon", "tablespoons"),
+    "tbs": ("tablespoon", "tablespoons"),
+    "Tbs": ("tablespoon", "tablespoons"),
+    "fl oz": ("fluid ounce", "fluid ounces"),
+    "qt": ("quart", "quarts"),
+    "qts": ("quart", "quarts"),
+    "gal": ("gallon", "gallons"),
+    "doz": ("dozen", "dozen"),
+    "kcal": ("kilocalorie", "kilocalories"),
+    "mcg": ("microgram", "micrograms"),
+    "yd": ("yard", "yards"),
+    "yds": ("yard", "yards"),
+    "sq ft": ("square foot", "square feet"),
+    "sq mi": ("square mile", "square miles"),
+    "sq km": ("square kilometer", "square kilometers"),
+    "sq m": ("square meter", "square meters"),
     "°C": ("degree Celsius", "degrees Celsius"),
     "°F": ("degree Fahrenheit", "degrees Fahrenheit"),
     "°": ("degree", "degrees"),
@@ -548,6 +587,7 @@ _NUM = rf"(?:{_INT})(?:\.\d+)?"
 _NUM_OR_POINT = rf"(?:{_NUM}|\.\d+)"  # ".5 mg", "a .45 pistol"
 _NOT_AFTER = r"(?<![\w.,])"  # a number starts a token
 _NOT_BEFORE = r"(?![\w]|[.,]\d)"  # and ends it (a sentence-final period is fine)
+_UNIT_ALT = "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
 
 _CURRENCY_SYMBOLS = "".join(map(re.escape, _CURRENCIES))
 _CURRENCY_BEFORE = re.compile(
@@ -575,6 +615,41 @@ _RANGE = re.compile(
 )
 _ISO_DATE = re.compile(r"(?<![\w/.-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\w/-]|\.\d)")
 _NUMERIC_DATE = re.compile(r"(?<![\w/.-])(\d{1,2})([/-])(\d{1,2})\2(\d{4}|\d{2})(?![\w/-]|\.\d)")
+# A month and day without a year, "3/15", read month first like the numeric dates above, only where it clearly is a date
+# and not a fraction or a ratio ("1/5 of the votes", "about 1/5", "1/2 cup", "the 2/3 majority", "24/7"): a month and a
+# day that exist, and a date word before it ("on", "by", "until", "since", "due", "as of", ...), a weekday before it
+# ("Monday 3/15"), a time or a weekday after it ("3/15 at 5pm", "3/15 (Mon)"), or a range of two ("3/1-3/15", "3/1 to
+# 3/15"). "by", "from" and "between" also come before quantities ("cut by 1/3", "from 1/4 to 1/2 cup"), so after them,
+# and in a range without a date word, pairs that are all fractions ("1/3", "3/16") stay fractions; after a date word a
+# fraction-like pair needs a mark or a function word after it ("on 1/5 at noon", not "on 2/3 power"). No "of", unit or
+# measure word may follow ("on 1/2 of the days"), and "9/11" is said "nine eleven".
+_SHORT_DATE = re.compile(
+    r"(?<![\w.,/-])(\d{1,2})/(\d{1,2})(?:(\s?[-–—]\s?|\s+(?:to|through|thru|until|till|and|or)\s+)(\d{1,2})/(\d{1,2}))?"
+    r"(?![\w/]|[.,]\d|-\w)"
+)
+_WEEKDAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday Mon Tue Tues Wed Thu Thur Thurs Fri Sat Sun"
+_DATE_WORD_BEFORE = re.compile(
+    r"(?:\b(?i:on|until|till|til|through|thru|since|before|after|starting|beginning|ending|due|dated|effective|"
+    r"expires|expiring|expired|deadline|starts|started|begins|began|ends|ended|opens|opened|closes|closed|as\s+of|"
+    r"(?:week|weekend)\s+of|"
+    r"(?:due|deadline|submit|submitted|return|returned|paid)\s+(?:by|from))"
+    rf"|\b(?:{'|'.join(_WEEKDAYS.split())})\.?)[,:]?\s+$"
+)
+_WEAK_DATE_WORD_BEFORE = re.compile(r"\b(?i:by|from|between)\s+$")
+_TIME_OR_WEEKDAY_AFTER = re.compile(
+    rf",?\s+(?:(?:at\s+|@\s?)?\d{{1,2}}(?::\d{{2}}\b|\s?[AaPp]\.?[Mm]\b)|\(?(?:{'|'.join(_WEEKDAYS.split())})\b)"
+)
+# what follows a date that could also be a fraction ("on 1/5 at noon", "on 1/5, we", "on 1/5 the team", "on 1/5 Ann"):
+# the end, a mark, a capitalised word or a function word; a noun after it is what the fraction counts ("on 2/3 power")
+_DATE_FOLLOWER = re.compile(
+    r"\s*(?:$|[^\w\s]|[A-Z]|(?:at|and|or|to|through|thru|until|till|in|for|from|by|with|when|then|so|but|if|as|only|"
+    r"we|i|you|he|she|they|it|the|this|is|was|will|would|should|could|can|must|may|are|were|has|had|have)\b)"
+)
+_QUANTITY_AFTER = re.compile(
+    rf"\s*(?:(?:{_UNIT_ALT})(?![\w/])|(?i:of|cups?|inch(?:es)?|foot|feet|yards?|miles?|pounds?|ounces?|teaspoons?|"
+    r"tablespoons?|pints?|quarts?|gallons?|liters?|litres?|grams?|sticks?|hours?|minutes?|seconds?|days?|weeks?|"
+    r"months?|years?|stars?|points?|times?)\b)"
+)
 _MONTH_ALT = "|".join(sorted(_MONTHS, key=len, reverse=True) + sorted(_MONTH_ABBREVIATIONS, key=len, reverse=True))
 _MONTH_DAY = re.compile(
     rf"\b({_MONTH_ALT})(\.?)\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?!:\d)(?:(,?)\s+(\d{{4}})\b(?![.,]\d))?", re.IGNORECASE
@@ -596,8 +671,11 @@ _DOTTED_GROUPS = re.compile(r"(?<![\w.,])\d+(?:\.\d+){2,}(?![\w]|\.\d)")
 _NUMBER_SLASH = re.compile(r"(?<=\d)/(?=\d)")  # 24/7, 50/50, 9/11 (dates and small fractions are read before)
 _ORDINAL = re.compile(rf"{_NOT_AFTER}({_INT})(st|nd|rd|th)\b", re.IGNORECASE)
 _PERCENT = re.compile(rf"{_NOT_AFTER}(-?{_NUM_OR_POINT})\s?%")
-_UNIT_ALT = "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
-_WITH_UNIT = re.compile(rf"{_NOT_AFTER}(-?{_NUM_OR_POINT})\s?({_UNIT_ALT})(?![\w/])")
+# a number or a fraction with a unit ("1/2 tsp" -> "one half teaspoon", where the unit once took the denominator alone);
+# the period of an abbreviated unit ("2 tbsp. sugar") ends a sentence only where one ends
+_WITH_UNIT = re.compile(
+    rf"{_NOT_AFTER}(?:(\d{{1,2}})/(\d{{1,2}})|(?<!/)(-?{_NUM_OR_POINT}))\s?({_UNIT_ALT})(?![\w/])(\.(?!\w))?"
+)
 _FRACTION = re.compile(rf"{_NOT_AFTER}(\d{{1,2}})/(\d{{1,2}}){_NOT_BEFORE}(?!/)")
 # a price or rate per unit: an amount the currency rules read, or a number with a unit, then "/" and a unit word; the
 # "/" becomes "per" and the amount is left to the rules below ("$5.99/month" -> "five dollars ninety nine cents per
@@ -612,6 +690,19 @@ _PER_UNIT = re.compile(
 _YEAR = re.compile(r"(?:(?<![\w.,$£€¥-])|(?<=[a-z])-)(1\d{3}|20\d{2})('?s)?(?![\w]|[.,]\d)")
 _DECADE = re.compile(r"(?<![\w.,])'?([1-9]0)'?s\b")
 _NUMBER_SIGN = re.compile(r"(?:(?<![\w.])(No|no|Nos|nos)\.|#)\s?(?=\d)")
+# A multiplier: a number with "x" (or "×") glued to it is "times" where it ends a phrase ("improved 10x.") or comes
+# before a comparative or a measure it multiplies ("2x faster", "3x the speed", "2x as fast", "2x a day"); "X" only
+# there. Before a noun "x" is kept ("a 10x engineer", "a 2.5x speedup"), and an equation is left alone ("y = 2x.",
+# "2x + 1"), as is a glued "(1x)" after a word (a manual section).
+_MULTIPLIER_WORDS = (
+    "faster slower quicker sooner better worse more less fewer bigger smaller larger higher lower greater cheaper "
+    "longer shorter stronger weaker heavier lighter wider narrower deeper taller thicker thinner louder quieter harder "
+    "easier safer brighter hotter colder denser as the that what over a per daily weekly monthly yearly"
+)
+_MULTIPLIER = re.compile(
+    rf"(?<![\w.,])(?<![=+*/^<>])(?<![=+*/^<>]\s)(?<!\w\()({_NUM})"
+    rf"(?:[x×](?=[.,;:!?)\]\"'’”]+(?:\s|$)|\s*$)|[xX×](?=\s+(?:{'|'.join(_MULTIPLIER_WORDS.split())})\b))"
+)
 # a decimal glued to letters: "1.5M users" (M, B, K as in amounts: million, billion, thousand), "2.5x", "Qwen2.5"
 _GLUED_DECIMAL = re.compile(
     rf"(?:(?<=[^\W\d_])|{_NOT_AFTER}(?=[\d,.]+[^\W\d_]))((?:{_INT})\.\d+)(?:(bn|[KkMB])\b)?(?!\d|[.,]\d)"
@@ -745,6 +836,30 @@ def _numeric_date(match: re.Match) -> str:
     return match.group(0)
 
 
+def _short_date(match: re.Match) -> str:
+    month, day, separator, month_2, day_2 = match.groups()
+    sides = [(int(month), int(day))] + ([(int(month_2), int(day_2))] if separator else [])
+    if not all(1 <= m <= 12 and 1 <= d <= 31 for m, d in sides) or match.group(0) == "9/11":
+        return match.group(0)
+    if _QUANTITY_AFTER.match(match.string, match.end()):
+        return match.group(0)
+    before = match.string[max(0, match.start() - 40) : match.start()]
+    fractions = all(_is_small_fraction(m, d) or m < d == 16 for m, d in sides)  # "1/3", "3/16"
+    if not _TIME_OR_WEEKDAY_AFTER.match(match.string, match.end()):
+        if _DATE_WORD_BEFORE.search(before):
+            if fractions and not _DATE_FOLLOWER.match(match.string, match.end()):  # "on 2/3 power"
+                return match.group(0)
+        else:  # after "by", "from" or "between", or a range ("3/1-3/15"; not "3/1 and 3/15"), and not all fractions
+            is_range = separator and separator.strip() not in ("and", "or")
+            if fractions or not (is_range or _WEAK_DATE_WORD_BEFORE.search(before)):
+                return match.group(0)
+    spoken = _spoken_date(None, *sides[0])
+    if separator:
+        joined = separator.strip()
+        spoken += f" {joined if joined.isalpha() else 'to'} {_spoken_date(None, *sides[1])}"
+    return spoken
+
+
 def _month_day(match: re.Match) -> str:
     month_text, _, day, comma, year = match.groups()
     day_number = int(day)
@@ -847,20 +962,36 @@ def _percent(match: re.Match) -> str:
 
 
 def _with_unit(match: re.Match) -> str:
-    number, unit = match.groups()
+    numerator, denominator, number, unit, period = match.groups()
     one, many = _UNITS[unit]
-    return _amount(number, one, many)
+    if number is None:  # a fraction, also a finer one before a unit: "one half teaspoon", "eleven sixteenths ounce"
+        numerator, denominator = int(numerator), int(denominator)
+        if not 1 <= numerator < denominator:
+            return match.group(0)
+        spoken = f"{_fraction_words(numerator, denominator)} {one}"
+    else:
+        spoken = _amount(number, one, many)
+    return spoken + _keep_period(match, period)
 
 
-def _fraction(match: re.Match) -> str:
-    numerator, denominator = int(match.group(1)), int(match.group(2))
-    if not (1 <= numerator < denominator <= 10):
-        return match.group(0)
+def _is_small_fraction(numerator: int, denominator: int) -> bool:
+    """A fraction read as one without a unit after it: "3/4", not "24/7", "9/11" or "50/50"."""
+    return 1 <= numerator < denominator <= 10
+
+
+def _fraction_words(numerator: int, denominator: int) -> str:
     one, many = _FRACTIONS.get(denominator) or (
         ordinal_to_words(denominator),
         _plural(ordinal_to_words(denominator)),
     )
     return f"{number_to_words(str(numerator))} {one if numerator == 1 else many}"
+
+
+def _fraction(match: re.Match) -> str:
+    numerator, denominator = int(match.group(1)), int(match.group(2))
+    if not _is_small_fraction(numerator, denominator):
+        return match.group(0)
+    return _fraction_words(numerator, denominator)
 
 
 def _year(match: re.Match) -> str:
@@ -946,6 +1077,7 @@ _PASSES: list[tuple[re.Pattern, object]] = [
     (_CENTS, lambda m: _amount(m.group(1), "cent", "cents")),
     (_ISO_DATE, _iso_date),
     (_NUMERIC_DATE, _numeric_date),
+    (_SHORT_DATE, _short_date),  # after the dates with a year that contain one; before the times it looks for
     (_MONTH_DAY, _month_day),
     (_DAY_MONTH, _day_month),
     (_DIGIT_GROUPS, lambda m: " ".join(_digits(group) for group in m.group(0).split("-"))),
@@ -994,6 +1126,7 @@ def normalize_text(text: str) -> str:
     text = text.replace("−", "-")  # U+2212 minus sign
     text = _WEB_ADDRESS.sub(_web_address, text)  # before the rules below take its digits, dots and slashes apart
     text = re.sub(r"(?<=\d)\s?[xX×]\s?(?=\d)", " by ", text)  # 1920x1080
+    text = _MULTIPLIER.sub(r"\1 times", text)  # after dimensions, which keep "by"; the passes read the number ("2-3x")
     passes = _PASSES + _WORD_PASSES if _HAS_DIGIT.search(text) else _WORD_PASSES
     for pattern, replacement in passes:
         text = pattern.sub(replacement, text)

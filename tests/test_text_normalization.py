@@ -257,6 +257,86 @@ ADDRESSES = [
     ("See /usr/share/example.com/file now.", "See /usr/share/example.com/file now."),  # a path, not an address
 ]
 
+# a month and day without a year: a date only after a date word or a weekday, before a time, or in a range of dates
+SHORT_DATES = [
+    ("The meeting is on 1/5 at noon.", "The meeting is on January fifth at noon."),
+    ("Due by 3/15.", "Due by March fifteenth."),
+    ("Due by 1/3.", "Due by January third."),
+    ("Open until 12/31, closed since 1/2.", "Open until December thirty first, closed since January second."),
+    ("Effective 3/15, rates rise.", "Effective March fifteenth, rates rise."),
+    ("Prices as of 12/1 hold.", "Prices as of December first hold."),
+    ("Sale from 3/1 to 3/15 only.", "Sale from March first to March fifteenth only."),
+    ("Closed 3/1-3/15.", "Closed March first to March fifteenth."),
+    ("Closed 3/1 – 3/15.", "Closed March first to March fifteenth."),
+    ("Between 3/1 and 3/15 we met.", "Between March first and March fifteenth we met."),
+    ("See you Monday 3/15.", "See you Monday March fifteenth."),
+    ("Meet 3/15 at 5pm.", "Meet March fifteenth at five PM."),
+    ("Call 3/15 (Mon) please.", "Call March fifteenth (Mon) please."),
+    ("The sale ends 6/30.", "The sale ends June thirtieth."),
+    # fractions, ratios and other slashes stay as they were
+    ("1/5 of the votes.", "one fifth of the votes."),
+    ("It got about 1/5.", "It got about one fifth."),
+    ("Add 1/2 cup.", "Add one half cup."),
+    ("A 3/4 inch bolt.", "A three quarters inch bolt."),
+    ("The 2/3 majority won.", "The two thirds majority won."),
+    ("Sales fell by 1/3.", "Sales fell by one third."),
+    ("Grow from 1/4 to 1/2 cup.", "Grow from one quarter to one half cup."),
+    ("Between 1/4 and 1/2 of them.", "Between one quarter and one half of them."),
+    ("Based on 1/2 of the days.", "Based on one half of the days."),
+    ("It ran on 2/3 power for 3 days.", "It ran on two thirds power for three days."),
+    ("Life since 9/11.", "Life since nine eleven."),
+    ("Open 24/7 on 50/50 odds.", "Open twenty four seven on fifty fifty odds."),
+    ("On 13/5 and 3/32.", "On thirteen five and three thirty two."),  # no such month or day
+    ("A PDP 11/70.", "A PDP eleven seventy."),
+    ("Rated 4/5 by critics.", "Rated four fifths by critics."),
+    ("Played in 4/4 time, on 4/4 time.", "Played in four four time, on four four time."),
+]
+
+# a number with "x": "times" as a multiplier, "by" between two numbers, "x" before a noun and in an equation
+MULTIPLIERS = [
+    ("It was 2x faster.", "It was two times faster."),
+    ("It grew 10x.", "It grew ten times."),
+    ("It hit 3x the speed.", "It hit three times the speed."),
+    ("It is 1.5x as fast.", "It is one point five times as fast."),
+    ("A 2-3x better score.", "A two to three times better score."),
+    ("Take it 2x a day.", "Take it two times a day."),
+    ("It was 10X faster and 2× cheaper.", "It was ten times faster and two times cheaper."),
+    ("Sales rose (10x) again.", "Sales rose (ten times) again."),
+    ("A 1920x1080 screen.", "A nineteen twenty by ten eighty screen."),
+    ("A 2x4 board, 3 x 4 tiles.", "A two by four board, three by four tiles."),
+    ("A 10x engineer.", "A ten x engineer."),
+    ("Solve y = 2x.", "Solve y equals two x."),
+    ("Then 2x + 1 = 5.", "Then two x plus one equals five."),
+]
+
+# units after a number, kitchen measures among them, and a fraction before a unit
+MEASURES = [
+    ("Add 2 tbsp sugar.", "Add two tablespoons sugar."),
+    ("Add 1 tbsp. oil and 1 Tbsp butter.", "Add one tablespoon oil and one tablespoon butter."),
+    ("Add 1 tsp salt, 3 tsp. pepper.", "Add one teaspoon salt, three teaspoons pepper."),
+    ("Add 1/2 tsp salt.", "Add one half teaspoon salt."),
+    ("Add 3/4 tsp. cumin.", "Add three quarters teaspoon cumin."),
+    ("1/2 oz. gin", "one half ounce gin"),
+    ("Add 2 tsp. Then stir.", "Add two teaspoons. Then stir."),
+    ("Add 2 tsp.", "Add two teaspoons."),
+    ("Pour 12 fl oz, 2 qt and 1 gal.", "Pour twelve fluid ounces, two quarts and one gallon."),
+    ("Buy 2 doz eggs.", "Buy two dozen eggs."),
+    ("A 900 sq ft flat, 5 sq mi of land.", "A nine hundred square feet flat, five square miles of land."),
+    ("It spins at 3000 rpm.", "It spins at three thousand revolutions per minute."),
+    ("A 5000 mAh battery at 500 mA.", "A five thousand milliamp hours battery at five hundred milliamps."),
+    ("At 100 Mbps or 1 Gbps.", "At one hundred megabits per second or one gigabit per second."),
+    ("Wait 5 mins, 30 secs.", "Wait five minutes, thirty seconds."),
+    ("It is 85 dB.", "It is eighty five decibels."),
+    ("Run 100 yds.", "Run one hundred yards."),
+    ("Eat 200 kcal and 50 mcg.", "Eat two hundred kilocalories and fifty micrograms."),
+    ("A 5 MW plant.", "A five megawatts plant."),
+    ("Drink 5 lbs. of water.", "Drink five pounds of water."),
+    ("Add 1 T. sugar.", "Add one T. sugar."),  # a bare "T" is not read as a unit
+    ("Scored 30 pts.", "Scored thirty pts."),  # points or pints
+    ("Lost 10 hp.", "Lost ten hp."),
+    ("Fold 3 in half.", "Fold three in half."),
+]
+
 
 def test_enough_cases():
     assert len(CASES) >= 40
@@ -269,6 +349,21 @@ def test_normalize_text(text, expected):
 
 @pytest.mark.parametrize("text, expected", ADDRESSES, ids=[c[0][:40] for c in ADDRESSES])
 def test_web_and_email_addresses(text, expected):
+    assert normalize_text(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", SHORT_DATES, ids=[c[0][:40] for c in SHORT_DATES])
+def test_month_and_day_without_a_year(text, expected):
+    assert normalize_text(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", MULTIPLIERS, ids=[c[0][:40] for c in MULTIPLIERS])
+def test_multipliers(text, expected):
+    assert normalize_text(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", MEASURES, ids=[c[0][:40] for c in MEASURES])
+def test_units_and_kitchen_measures(text, expected):
     assert normalize_text(text) == expected
 
 
