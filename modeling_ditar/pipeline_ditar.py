@@ -663,6 +663,19 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 f"got {len(generator)} generators for a batch of {len(texts)}; pass a list of one per text, or a "
                 "single torch.Generator (not in a list) for the whole batch."
             )
+        if isinstance(generator, (list, tuple)):
+            first = {}
+            for index, g in enumerate(generator):
+                if id(g) in first:
+                    # [torch.manual_seed(0), torch.manual_seed(1)] is torch's global generator twice, reseeded to 1
+                    logger.warning(
+                        f"generator[{first[id(g)]}] and generator[{index}] are the same torch.Generator (torch."
+                        "manual_seed(s) returns torch's one global generator), so those texts draw from one random "
+                        "stream and neither gives what it gives alone with its seed; give each text its own: "
+                        "[torch.Generator().manual_seed(s) for s in seeds]."
+                    )
+                    break
+                first[id(g)] = index
         if settings.guidance_scale < 1:
             logger.warning(
                 f"guidance_scale={settings.guidance_scale:g} is below 1: the text conditioning is weakened (0 ignores "

@@ -461,6 +461,22 @@ def test_components_must_agree():
         DiTARPipeline(**components)
 
 
+def test_the_same_generator_twice_in_a_list_is_warned_about(caplog):
+    """`[torch.manual_seed(0), torch.manual_seed(1)]` is torch's global generator twice: the rows share one random
+    stream and neither reproduces its text alone, so the call warns; distinct generators say nothing."""
+    import logging
+
+    pipe = get_dummy_pipeline()
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        generators = [torch.manual_seed(0), torch.manual_seed(1), torch.Generator().manual_seed(2)]
+        pipe(**get_dummy_inputs(text=["one", "two", "three"], generator=generators))
+    assert "generator[0] and generator[1] are the same torch.Generator" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        pipe(**get_dummy_inputs(text=["one", "two"], generator=[torch.Generator().manual_seed(s) for s in (0, 1)]))
+    assert "same torch.Generator" not in caplog.text
+
+
 def test_a_text_the_derived_cap_ended_is_warned_about(caplog):
     """Where the model failed to stop and the cap for the text's length ended the text, one-shot and streaming warn
     (the caller may not look at `stopped`); a cap the caller chose, or a text that stopped, says nothing."""
