@@ -934,13 +934,26 @@ def validation_response(errors) -> JSONResponse:
 def run(pipe, settings: ServerSettings, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
     """Serve `pipe` with uvicorn until interrupted; on SIGINT/SIGTERM running requests get `shutdown_timeout` seconds
     to finish, then the rest are cancelled."""
+    import signal
+    import threading
+
     import uvicorn
 
     app = create_app(pipe, settings)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=settings.shutdown_timeout,
-    )
+    # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again for the handler that was there
+    # before it. For SIGINT that is a KeyboardInterrupt, which `uvicorn.run` swallows; Python's default for SIGTERM
+    # killed the process (exit status 143) after the clean shutdown. SIGTERM is handled as Ctrl-C is.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            timeout_graceful_shutdown=settings.shutdown_timeout,
+        )
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -444,8 +445,10 @@ def test_serve_help_and_argument_errors_do_not_load_torch():
         assert words in result.stdout + messages, (argv, result.stdout, messages)
 
 
-def test_serve_on_loopback(tmp_path):
-    """The real command: start `ditar serve` with the tiny pipeline saved to a folder, synthesise, stop with SIGINT."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_on_loopback(tmp_path, stop):
+    """The real command: start `ditar serve` with the tiny pipeline saved to a folder, synthesise, stop with Ctrl-C
+    (SIGINT) or SIGTERM (a service manager's, a container's stop): a clean shutdown either way, exit status 0."""
     folder = tmp_path / "tiny"
     get_dummy_pipeline().save_pretrained(folder)
     port = 8000 + os.getpid() % 1000
@@ -470,7 +473,7 @@ def test_serve_on_loopback(tmp_path):
         bad = httpx.post(f"http://127.0.0.1:{port}{SPEECH}", content=b"{", headers=json_type, timeout=30)
         assert bad.status_code == 400 and "error" in json.loads(bad.content)
     finally:
-        server.send_signal(2)
+        server.send_signal(stop)
         output = server.communicate(timeout=60)[0]
     assert server.returncode == 0, output
     assert "Traceback" not in output
