@@ -244,9 +244,11 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         `candidate_num_inference_steps`, as `remove_candidate_locdit()` does.
 
         Weights stored in half precision (float16 or bfloat16, to stay small) are computed in float32 unless `dtype=`
-        asks otherwise (`dtype="auto"` keeps the stored one): CPUs without native half-precision kernels run them
-        several times slower. This holds however the model is loaded (this class, `AutoModel`, a diffusers or
-        transformers pipeline with remote code)."""
+        asks otherwise: CPUs without native half-precision kernels run them several times slower. This holds however
+        the model is loaded (this class, `AutoModel`, a diffusers or transformers pipeline with remote code).
+        `dtype="auto"` keeps the stored dtype of the model's own folder (`model/`, which `DiTARPipeline` loads); the
+        root config of a pipeline folder, which the transformers entry points read, records float32, since
+        transformers' `pipeline()` passes `dtype="auto"` by default: there, ask for `dtype=torch.float16`."""
         output_loading_info = kwargs.pop("output_loading_info", False)
         hub = {k: kwargs[k] for k in ("subfolder", "revision", "cache_dir", "token", "local_files_only") if k in kwargs}
         stored = {}  # the saved config (None: weights passed as a state_dict with a config)

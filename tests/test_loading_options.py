@@ -189,6 +189,10 @@ def test_dtype_auto_and_per_component_dtypes_load_alike_with_and_without_the_can
         pipe = DiTARPipeline.from_pretrained(tmp_path / "half", dtype=per_component, **options)
         assert pipe.model.dtype == torch.bfloat16
         assert DiTARPipeline.from_pretrained(tmp_path / "half", **options).model.dtype == torch.float32
+    # the folder's root (transformers' entry points): "auto", which transformers' pipeline passes by default, computes
+    # in float32, as documented; an explicit dtype is taken
+    assert next(AutoModel.from_pretrained(tmp_path / "half", dtype="auto").parameters()).dtype == torch.float32
+    assert next(AutoModel.from_pretrained(tmp_path / "half", dtype=torch.float16).parameters()).dtype == torch.float16
 
 
 def test_a_pipeline_converted_to_a_narrower_dtype_is_saved_as_converted(tmp_path):
