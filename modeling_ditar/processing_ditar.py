@@ -455,7 +455,7 @@ class DiTARProcessor(ProcessorMixin):
         try:
             return self.encode_text(value, on_unknown=on_unknown, name=where)
         except ValueError as err:
-            if str(err).startswith(f"`{where}`"):
+            if where == "text" or str(err).startswith(f"`{where}`"):  # named already, or by its default name
                 raise
             raise ValueError(f"{where}: {err}") from err
 

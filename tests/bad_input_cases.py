@@ -469,6 +469,22 @@ def _(ctx):
     return call(ctx, text=["hello there", "good day"], generator=[torch.Generator().manual_seed(0)])
 
 
+@case("pipe-generator-same-twice", P, "[torch.manual_seed(0), torch.manual_seed(1)] for 2 texts")
+def _(ctx):
+    from diffusers.utils import logging
+
+    logger = logging.get_logger("modeling_ditar.pipeline_ditar")
+    seen = []
+    handler = _ListHandler(seen)
+    logger.addHandler(handler)
+    try:
+        call(ctx, text=["hello there", "good day"], generator=[torch.manual_seed(0), torch.manual_seed(1)])
+    finally:
+        logger.removeHandler(handler)
+    expect(any("are the same torch.Generator" in m for m in seen), "no warning about the generator given twice")
+    return "warns: the list holds torch's global generator twice, so neither text reproduces its seed alone"
+
+
 @case(
     "pipe-callback-not-callable", P, "callback_on_patch_end=True", TypeError, "callback_on_patch_end must be a function"
 )
