@@ -14,9 +14,12 @@ A `datasets` audio dataset works too, saved with `save_to_disk` or a Hub id, wit
     python examples/finetune.py my_dataset_folder --dataset --out runs/my-voice
     python examples/finetune.py user/my-voice-recordings --dataset --split train --text-column sentence --out runs/me
 
-Steps, each skipped when its output exists (so a re-run resumes; training continues from its newest checkpoint):
-  1. validation: missing/empty transcripts, unreadable or silent audio, steady noise or hum, clips too short/long and
-     duplicates are left out with a message each; other sample rates are resampled and stereo is downmixed (noted).
+Steps, each skipped when its output exists (so a re-run resumes; training continues from its newest checkpoint). --out
+is a new or empty folder, or that of an earlier run; any other folder (the recordings folder too) is refused, as a run
+replaces folders in it.
+  1. validation: missing/empty transcripts, unreadable or silent audio, steady noise or hum, clips too short/long
+     (leading and trailing silence, which the build trims, not counted) and duplicates are left out with a message
+     each; other sample rates are resampled and stereo is downmixed (noted).
      With --asr-model, recordings without a transcript are transcribed instead (each transcript is listed).
      OUT/data_clean/clips holds the cleaned mono clips (with metadata.csv), OUT/validation.md the table of what was
      found.
@@ -42,6 +45,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,16 +89,39 @@ class Problem:
 # 1. reading and validating the folder
 
 
-def list_recordings(folder: Path) -> list[tuple[Path, str | None, str]]:
-    """(audio path, transcript or None when missing, speaker) for every recording the folder names."""
+def list_files(folder: Path, skip: Path | None = None) -> list[Path]:
+    """The files under `folder`, sorted, but those under `skip`: a run's --out inside the recordings folder holds the
+    run's own clips and prompts, which are no recordings (and would change the inputs a re-run must match)."""
+    skip = None if skip is None else skip.resolve()
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not (skip and p.resolve().is_relative_to(skip)))
+
+
+def list_recordings(folder: Path, skip: Path | None = None) -> list[tuple[Path, str | None, str]]:
+    """(audio path, transcript or None when missing, speaker) for every recording the folder names (files under
+    `skip` are left out)."""
     metadata = folder / "metadata.csv"
     if metadata.is_file():
         return _read_metadata(folder, metadata)
+    files = list_files(folder, skip)
+    # a transcript pairs with the audio of the same name whatever the case of its suffix (clip1.wav + clip1.TXT)
+    transcripts = {p.with_suffix(""): p for p in files if p.suffix.lower() == ".txt"}
     items = []
-    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()):
-        transcript = path.with_suffix(".txt")
-        items.append((path, _read_text(transcript) if transcript.is_file() else None, "speaker"))
+    for path in (p for p in files if p.suffix.lower() in AUDIO_SUFFIXES):
+        transcript = transcripts.get(path.with_suffix(""))
+        items.append((path, None if transcript is None else _read_text(transcript), "speaker"))
+    nested = [p for p in files if p.name == "metadata.csv"]
+    if nested and all(text is None for _, text, _ in items):  # e.g. an LJSpeech folder one level down
+        raise SystemExit(
+            f"{folder}: no metadata.csv at the top, but found one in a subfolder ({nested[0]}): give that folder, "
+            f"{nested[0].parent}"
+        )
     if not items:
+        other = sorted({p.suffix.lower() for p in files if p.suffix.lower() in OTHER_AUDIO_SUFFIXES})
+        if other:
+            raise SystemExit(
+                f"{folder}: only {', '.join(other)} audio, which cannot be read; convert it to "
+                f"{', '.join(AUDIO_SUFFIXES)} (e.g. `ffmpeg -i clip{other[0]} clip.wav`)"
+            )
         raise SystemExit(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) and no metadata.csv")
     return items
 
@@ -116,25 +143,37 @@ def _read_metadata(folder: Path, metadata: Path) -> list[tuple[Path, str | None,
     lines = _read_text(metadata).splitlines()
     if not lines:
         raise SystemExit(f"{metadata}: empty")
-    delimiter = next((d for d in (",", ";", "\t") if "file_name" in lines[0].split(d)), None)
+
+    def header(delimiter: str) -> list[str]:
+        # the names as spreadsheets also write them: "file_name","text", File_Name, a space after the delimiter
+        names = next(csv.reader(lines[:1], delimiter=delimiter, skipinitialspace=True))
+        return [name.strip().lower() for name in names]
+
+    delimiter = next((d for d in (",", ";", "\t") if "file_name" in header(d)), None)
     if delimiter is not None and "|" not in lines[0]:
-        rows = list(csv.DictReader(lines, delimiter=delimiter))
-        if "text" not in rows[0] if rows else True:
+        names = header(delimiter)
+        if "text" not in names:
             raise SystemExit(f"{metadata}: needs a header with file_name and text (optional speaker_id)")
+        rows = list(csv.DictReader(lines[1:], names, delimiter=delimiter, skipinitialspace=True))
         for number, row in enumerate(rows, 2):
             if None in row:  # more fields than the header names: an unquoted delimiter inside the text
                 raise SystemExit(
                     f"{metadata}:{number}: {len(row) - 1 + len(row[None])} fields where the header has {len(row) - 1}; "
                     f"put a text that contains {delimiter!r} in double quotes"
                 )
-        return [(folder / r["file_name"], r.get("text"), r.get("speaker_id") or "speaker") for r in rows]
+        return [
+            (folder / r["file_name"].strip(), r.get("text"), (r.get("speaker_id") or "").strip() or "speaker")
+            for r in rows
+        ]
     items = []  # LJSpeech: id|text|normalized text, audio in wavs/<id>.wav (or <id>.wav next to metadata.csv)
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         parts = line.split("|")
         if len(parts) < 2:
-            raise SystemExit(f"{metadata}:{number}: expected `id|text[|normalized text]` or a CSV header")
+            raise SystemExit(
+                f"{metadata}:{number}: expected `id|text[|normalized text]`, or a CSV header naming file_name and text"
+            )
         text = parts[2] if len(parts) > 2 and parts[2].strip() else parts[1]
         name = parts[0].strip()
         candidates = [folder / "wavs" / f"{name}.wav", folder / f"{name}.wav", folder / name]
@@ -150,12 +189,14 @@ def validate_recordings(
     max_sec: float = 15.0,
     text_check=None,
     transcriber=None,
+    skip: Path | None = None,
 ) -> tuple[list[Clip], list[Problem]]:
     """Check every recording; returns the usable clips and the problems found (one message each). `text_check`, when
     given, raises `ValueError` for a transcript the model cannot speak (e.g. another writing system). `transcriber`,
     when given (a `PromptTranscriber`), transcribes the recordings that have no transcript (noted for each); without
-    it they are left out."""
+    it they are left out. Files under `skip` (the run's --out, when it is inside the folder) are not looked at."""
     import soundfile as sf
+    from build_corpus import prepare_audio, resample
 
     # a transcript outside the speaking rates a voice prompt may have (characters here, where the pipeline counts
     # tokens: both run at about 12-18 per second) does not belong to its clip
@@ -171,15 +212,17 @@ def validate_recordings(
 
     folder = Path(folder)
     clips, problems, seen_audio, seen_text = [], [], {}, {}
-    listed = list_recordings(folder)
+    listed = list_recordings(folder, skip)
     named = {path.resolve() for path, _, _ in listed}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.resolve() not in named):
+    files = list_files(folder, skip)
+    audio_names = {p.with_suffix("") for p in files if p.suffix.lower() in AUDIO_SUFFIXES + OTHER_AUDIO_SUFFIXES}
+    for path in (p for p in files if p.resolve() not in named):
         suffix, name = path.suffix.lower(), str(path.relative_to(folder))
         if suffix in OTHER_AUDIO_SUFFIXES:
             problems.append(Problem(name, "unsupported format", f"{suffix} cannot be read; convert it to WAV or FLAC"))
         elif suffix in AUDIO_SUFFIXES:
             problems.append(Problem(name, "not in metadata.csv", "audio that metadata.csv does not name; add a row"))
-        elif suffix == ".txt" and not any(path.with_suffix(s).is_file() for s in AUDIO_SUFFIXES):
+        elif suffix == ".txt" and path.with_suffix("") not in audio_names:
             problems.append(Problem(name, "transcript without audio", "no recording of the same name next to it"))
     for path, text, speaker in listed:
         name = str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
@@ -208,20 +251,28 @@ def validate_recordings(
         except Exception as error:  # soundfile raises several types for broken files
             problems.append(Problem(name, "unreadable audio", f"cannot be read as audio ({type(error).__name__})"))
             continue
-        seconds = audio.shape[0] / sr
-        if seconds < min_sec:
-            problems.append(Problem(name, "too short", f"{seconds:.2f} s, under --min-sec {min_sec:g} s"))
-            continue
-        if seconds > max_sec:
-            problems.append(
-                Problem(name, "too long", f"{seconds:.1f} s, over --max-sec {max_sec:g} s (split it into sentences)")
-            )
-            continue
         if float(np.abs(audio).max()) < 1e-4:
             problems.append(Problem(name, "silent audio", "the recording is silent"))
             continue
-        # steady hiss, hum or a tone: a voice prompt like it is refused, so it is no voice to learn either
         mono = audio.mean(axis=1)
+        # the length the corpus keeps: write_clean_clips resamples and the build's prepare_audio trims leading and
+        # trailing silence, so a sentence with long pauses around it is judged on its speech
+        seconds = prepare_audio(resample(mono, sr, target_sr), target_sr, target_sr).size / target_sr
+        untrimmed = audio.shape[0] / sr
+        trimmed = f" of speech ({untrimmed:.1f} s with the silence at its ends)" if untrimmed - seconds >= 0.1 else ""
+        if seconds < min_sec:
+            problems.append(Problem(name, "too short", f"{seconds:.2f} s{trimmed}, under --min-sec {min_sec:g} s"))
+            continue
+        if seconds > max_sec:
+            problems.append(
+                Problem(
+                    name,
+                    "too long",
+                    f"{seconds:.1f} s{trimmed}, over --max-sec {max_sec:g} s (split it into sentences)",
+                )
+            )
+            continue
+        # steady hiss, hum or a tone: a voice prompt like it is refused, so it is no voice to learn either
         spread = speech_band_loudness_range_db(mono, sr)
         if spread < MIN_PROMPT_LOUDNESS_RANGE_DB:
             problems.append(
@@ -260,8 +311,8 @@ def validate_recordings(
                 Problem(
                     name,
                     "transcript does not fit",
-                    f"{len(text)} characters for {seconds:.1f} s ({rate:.0f} per second; speech runs at about 12-18): "
-                    "give the complete, exact transcript of this clip",
+                    f"{len(text)} characters for {seconds:.1f} s{trimmed} ({rate:.0f} per second; speech runs at "
+                    "about 12-18): give the complete, exact transcript of this clip",
                 )
             )
             continue
@@ -426,8 +477,6 @@ def write_replay_clips(folder: Path, count: int, target_sr: int, seed: int, excl
     """`count` utterances of espeak-ng random-variant speakers (`REPLAY_PER_SPEAKER` each), on sentences of the
     `fortunes` package that are not among `exclude`, as wavs at `target_sr` + metadata.csv (file_name, text,
     speaker_id). Nothing is downloaded: espeak-ng and fortunes are system packages (setup.sh installs them)."""
-    import tempfile
-
     import soundfile as sf
     from build_corpus import prepare_audio
     from corpus.sentences import load_sentences
@@ -530,11 +579,23 @@ def build_features(
     if replay is not None:
         splits["train"] = concatenate_datasets([splits["train"], convert(read_rows(replay), "finetune:replay")])
     dsd = add_features(DatasetDict(splits), fe_kwargs, 1)
-    if data.exists():
+    # saved aside and renamed into place when complete (as train.py does its checkpoints): save_to_disk writes
+    # dataset_dict.json before the splits, so an interrupted save in place would look like a finished corpus
+    tmp = data.with_name(data.name + ".partial")
+    if tmp.exists():  # left by an interrupted run
+        shutil.rmtree(tmp)
+    dsd.save_to_disk(str(tmp))
+    save_feature_artifacts(dsd, fe_kwargs, tmp)
+    if data.exists():  # a half-saved corpus of an older version
         shutil.rmtree(data)
-    dsd.save_to_disk(str(data))
-    save_feature_artifacts(dsd, fe_kwargs, data)
+    tmp.rename(data)
     return dsd
+
+
+def corpus_built(data: Path) -> bool:
+    """Whether OUT/data is a finished corpus: feature_stats.json is written last (it also tells a corpus that an older
+    version left half-saved)."""
+    return (data / "feature_stats.json").is_file()
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -717,7 +778,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default="text", help="--dataset: the transcript column")
     p.add_argument("--audio-column", default="audio", help="--dataset: the audio column")
     p.add_argument("--speaker-column", default=None, help="--dataset: an optional speaker column")
-    p.add_argument("--out", required=True, help="output folder (re-running with the same one resumes)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder: a new or empty one (not the recordings folder); re-running with the same one resumes",
+    )
     p.add_argument("--base", default=DEFAULT_BASE, help="pipeline folder to fine-tune (default: the shipped default)")
     p.add_argument("--full", action="store_true", help="train every weight instead of a LoRA adapter")
     p.add_argument("--rank", type=int, default=DEFAULT_RANK, help="LoRA rank (default %(default)s)")
@@ -819,6 +884,41 @@ def check_arguments(args) -> None:
         )
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise SystemExit(f"--out {args.out}: a file is in the way; give a folder (it is created if missing)")
+    # a run replaces folders in its --out (data/, adapter/, ...): never those of a folder it did not make
+    out, recordings = Path(args.out).resolve(), Path(args.recordings).resolve()
+    if Path(args.recordings).is_dir() and recordings.is_relative_to(out):
+        raise SystemExit(
+            f"--out {args.out}: {'is' if recordings == out else 'holds'} the recordings folder; give a new or empty "
+            "folder outside it (a run writes and replaces folders such as data/ and adapter/ in its --out)"
+        )
+    # (hidden files such as .DS_Store do not make a folder one of other files)
+    if out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()) and not is_run_folder(out):
+        raise SystemExit(
+            f"--out {args.out}: holds other files and is no run of this script (it has no inputs.json); give a new or "
+            "empty folder (a run writes and replaces folders such as data/ and adapter/ in its --out)"
+        )
+
+
+def is_run_folder(out: Path) -> bool:
+    """Whether `out` is a run of this script, which it may resume and replace folders in: it writes inputs.json into
+    a new run first (versions before that left validation.md beside a corpus)."""
+    built = (out / "validation.md").is_file() and (out / "data" / "dataset_dict.json").is_file()
+    return (out / "inputs.json").is_file() or built
+
+
+def open_run_folder(out: Path) -> None:
+    """Create `out` as a run (an empty inputs.json marks it, so a run stopped before the corpus is resumed, not
+    refused) and check that it can be written: one message naming it and the reason, not a traceback later."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not is_run_folder(out):  # check_arguments let only a new or empty folder through
+            (out / "inputs.json").write_text("{}\n")
+        with tempfile.TemporaryFile(dir=out):  # a finished run in a read-only folder writes nothing before this
+            pass
+    except OSError as error:
+        raise SystemExit(
+            f"--out {out}: cannot write there ({error.strerror or error}); give a folder you can create and write to"
+        ) from None
 
 
 def check_same_inputs(out: Path, args, clips: list[Clip], config: dict) -> None:
@@ -842,7 +942,7 @@ def check_same_inputs(out: Path, args, clips: list[Clip], config: dict) -> None:
     record = {"corpus": corpus, "training": json.loads(json.dumps(training, default=str))}
     path = out / "inputs.json"
     # only what was already built from them binds a re-run: the corpus, and a started run
-    built = {"corpus": (out / "data" / "dataset_dict.json").is_file(), "training": (out / "run").is_dir()}
+    built = {"corpus": corpus_built(out / "data"), "training": (out / "run").is_dir()}
     if path.is_file():
         before = json.loads(path.read_text())
         changed = [
@@ -876,7 +976,7 @@ def main(argv: list[str] | None = None) -> dict:
     except (OSError, ValueError) as error:
         raise SystemExit(f"--base {args.base}: no DiTAR processor could be loaded from it ({error})") from None
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    open_run_folder(out)
     target_sr = processor.feature_extractor.sampling_rate
 
     recordings = args.recordings
@@ -903,18 +1003,28 @@ def main(argv: list[str] | None = None) -> dict:
         except OSError as error:
             raise SystemExit(f"--asr-model: {error}") from None
     clips, problems = validate_recordings(
-        recordings, target_sr, args.min_sec, args.max_sec, text_check, transcriber=transcriber
+        recordings,
+        target_sr,
+        args.min_sec,
+        args.max_sec,
+        text_check,
+        transcriber=transcriber,
+        skip=None if args.dataset else out,  # the dataset's clips are written into out/source
     )
     table = validation_table(clips, problems)
     (out / "validation.md").write_text(table)
     print(table, flush=True)
     if len(clips) < args.holdout + 2:
-        raise SystemExit(f"{args.recordings}: {len(clips)} usable clips; at least {args.holdout + 2} are needed")
+        fewer = " or hold out fewer (--holdout 1)" if args.holdout > 1 else ""
+        raise SystemExit(
+            f"{args.recordings}: {len(clips)} usable clips (see validation.md); at least --holdout + 2 = "
+            f"{args.holdout + 2} are needed ({args.holdout} held out, 2 to train on): add recordings{fewer}"
+        )
 
     data, clean, run = out / "data", out / "data_clean", out / "run"
     check_same_inputs(out, args, clips, train_config(args, data, run))
     replay = out / "replay" if args.replay else None
-    if not (data / "dataset_dict.json").is_file():
+    if not corpus_built(data):
         write_clean_clips(clips, clean, target_sr)
         if replay is not None:
             write_replay_clips(replay, args.replay, target_sr, args.seed, {clip.text for clip in clips})

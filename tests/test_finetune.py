@@ -304,8 +304,13 @@ def test_clips_that_trimming_takes_under_min_sec_are_named_and_a_rebuild_is_poss
     out = tmp_path / "out"
     argv = [str(recordings), "--out", str(out), "--base", str(base), "--max-steps", "2", "--rank", "4"]
     argv += ["--holdout", "1", "--eval", "none", "--threads", "1", "--min-sec", "1.0"]
-    with pytest.raises(SystemExit, match=r"after trimming leading and trailing silence, 5 clips were under --min-sec"):
+    # the validation judges them on the length the build keeps, and names both lengths
+    with pytest.raises(SystemExit, match=r"0 usable clips \(see validation.md\)"):
         finetune.main(argv)
+    assert (
+        "0.60 s of speech (1.4 s with the silence at its ends), under --min-sec 1 s"
+        in (out / "validation.md").read_text()
+    )
     assert not (out / "data" / "dataset_dict.json").exists()  # no broken corpus is left behind
     # the fix the message gives works in the same --out: nothing was built from the refused settings
     finetune.main([*argv[:-1], "0.3"])
@@ -475,3 +480,160 @@ def test_a_missing_recordings_folder_base_or_dataset_is_named_before_any_work(tm
     out.unlink()
     with pytest.raises(SystemExit, match="no-such-dataset: no such local folder, and loading it as a Hub dataset"):
         finetune.load_audio_dataset(str(tmp_path / "no-such-dataset"), "train")
+
+
+def _five_clips(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, text in enumerate(["hello world", "a small test", "speech is fun", "more words here", "the quick fox"]):
+        _write(folder, f"utt{i}", _clip(1.0, freq=180 + 10 * i), text)
+    return folder
+
+
+def _quick_run(recordings: Path, out: Path, base: Path) -> list[str]:
+    argv = [str(recordings), "--out", str(out), "--base", str(base), "--max-steps", "2", "--rank", "4"]
+    return argv + ["--holdout", "1", "--eval", "none", "--threads", "1", "--min-sec", "0.5"]
+
+
+def test_an_out_that_is_no_run_of_this_script_is_refused_before_anything_is_deleted(tmp_path):
+    """A run replaces its --out's data/ and adapter/: `--out` set to the recordings folder deleted the recordings the
+    user kept in recordings/data, and any other folder lost its data/ or adapter/ without a word."""
+    base = tmp_path / "base"
+    get_dummy_pipeline().save_pretrained(base)
+    recordings = _five_clips(tmp_path / "recordings")
+    _five_clips(recordings / "data")
+    kept = sorted(recordings.rglob("*"))
+    with pytest.raises(SystemExit, match=r"--out .*recordings: is the recordings folder; give a new or empty folder"):
+        finetune.main(_quick_run(recordings, recordings, base))
+    with pytest.raises(SystemExit, match=r"--out .*: holds the recordings folder; give a new or empty folder"):
+        finetune.main(_quick_run(recordings, tmp_path, base))
+    other = tmp_path / "project"
+    (other / "adapter").mkdir(parents=True)
+    (other / "adapter" / "mine.safetensors").write_bytes(b"weights")
+    with pytest.raises(SystemExit, match=r"--out .*project: holds other files and is no run of this script"):
+        finetune.main(_quick_run(recordings, other, base))
+    assert sorted(recordings.rglob("*")) == kept and (other / "adapter" / "mine.safetensors").read_bytes() == b"weights"
+    assert sorted(p.name for p in other.iterdir()) == ["adapter"]  # nothing was written either
+    # a new or empty folder, and a run of this script, are taken
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "old-run").mkdir()
+    (tmp_path / "old-run" / "inputs.json").write_text("{}")
+    for out in ("new", "empty", "old-run"):
+        finetune.check_arguments(finetune.build_parser().parse_args(_quick_run(recordings, tmp_path / out, base)))
+
+
+def test_an_out_inside_the_recordings_folder_is_not_read_as_recordings(tmp_path, capsys):
+    """Its prompts and clips were scanned as recordings: the next run was refused as one of other inputs."""
+    base = tmp_path / "base"
+    get_dummy_pipeline().save_pretrained(base)
+    recordings = _five_clips(tmp_path / "recordings")
+    argv = _quick_run(recordings, recordings / "run", base)
+    finetune.main(argv)
+    capsys.readouterr()
+    finetune.main(argv)  # resumes: nothing to train again
+    assert "+ " not in capsys.readouterr().out
+    assert "run/" not in (recordings / "run" / "validation.md").read_text()
+    assert "0 findings" in (recordings / "run" / "validation.md").read_text()
+
+
+def test_an_interrupted_corpus_save_is_built_again_on_the_next_run(tmp_path, monkeypatch):
+    """save_to_disk writes dataset_dict.json before the splits: a run stopped there was taken as a finished corpus,
+    and every re-run ended in a FileNotFoundError."""
+    import datasets
+
+    base = tmp_path / "base"
+    get_dummy_pipeline().save_pretrained(base)
+    out = tmp_path / "out"
+    argv = _quick_run(_five_clips(tmp_path / "recordings"), out, base)
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(datasets.Dataset, "save_to_disk", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            finetune.main(argv)
+    assert not (out / "data").exists() and (out / "data.partial" / "dataset_dict.json").is_file()
+    finetune.main(argv)
+    assert (out / "adapter").is_dir() and not (out / "data.partial").exists()
+
+
+def test_an_unwritable_out_is_one_message_naming_it(tmp_path, monkeypatch):
+    import errno
+
+    base = tmp_path / "base"
+    get_dummy_pipeline().save_pretrained(base)
+    recordings = _five_clips(tmp_path / "recordings")
+    (tmp_path / "somefile").write_text("x")
+    with pytest.raises(SystemExit, match=r"--out .*somefile/run: cannot write there \(Not a directory\)"):
+        finetune.main(_quick_run(recordings, tmp_path / "somefile" / "run", base))
+    finished = tmp_path / "finished"  # a run in a read-only folder (simulated: root writes to any folder)
+    finished.mkdir()
+    (finished / "inputs.json").write_text("{}")
+
+    def read_only(*args, dir=None, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", dir)
+
+    monkeypatch.setattr(finetune.tempfile, "TemporaryFile", read_only)
+    with pytest.raises(SystemExit, match=r"--out .*finished: cannot write there \(Permission denied\)"):
+        finetune.main(_quick_run(recordings, finished, base))
+    assert sorted(p.name for p in finished.iterdir()) == ["inputs.json"]
+
+
+@pytest.mark.parametrize(
+    "header", ['"file_name","text","speaker_id"', "File_Name,Text,Speaker_ID", "file_name, text, speaker_id"]
+)
+def test_a_metadata_csv_header_is_read_as_spreadsheets_write_it(tmp_path, header):
+    sf.write(str(tmp_path / "1.wav"), _clip(freq=200), SR)
+    (tmp_path / "metadata.csv").write_text(f'{header}\n1.wav, "Hello, there.", anna\n')
+    clips, problems = finetune.validate_recordings(tmp_path, SR)
+    assert [(c.path.name, c.text, c.speaker) for c in clips] == [("1.wav", "Hello, there.", "anna")] and not problems
+
+
+def test_transcripts_pair_with_their_audio_whatever_the_case_of_the_suffix(tmp_path):
+    sf.write(str(tmp_path / "a.wav"), _clip(freq=200), SR)
+    (tmp_path / "a.TXT").write_text("the first sentence")
+    sf.write(str(tmp_path / "b.WAV"), _clip(freq=210), SR)
+    (tmp_path / "b.txt").write_text("the second sentence")
+    (tmp_path / "c.TXT").write_text("no audio for this one")
+    clips, problems = finetune.validate_recordings(tmp_path, SR)
+    assert [(c.path.name, c.text) for c in clips] == [("a.wav", "the first sentence"), ("b.WAV", "the second sentence")]
+    assert [(p.file, p.issue) for p in problems] == [("c.TXT", "transcript without audio")]
+
+
+def test_errors_name_the_minimum_a_metadata_csv_in_a_subfolder_and_unreadable_formats(tmp_path):
+    lj = tmp_path / "rec" / "LJSpeech-mini"
+    (lj / "wavs").mkdir(parents=True)
+    sf.write(str(lj / "wavs" / "LJ001.wav"), _clip(freq=210), SR)
+    (lj / "metadata.csv").write_text("LJ001|Printing, in 1 sense|Printing, in one sense\n")
+    with pytest.raises(SystemExit, match=r"no metadata.csv at the top, but found one in a subfolder .*LJSpeech-mini"):
+        finetune.validate_recordings(tmp_path / "rec", SR)
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    for name in ("a.opus", "b.m4a", "c.m4a"):
+        (phone / name).write_bytes(b"\0" * 16)
+    with pytest.raises(SystemExit, match=r"phone: only \.m4a, \.opus audio, which cannot be read; convert it"):
+        finetune.validate_recordings(phone, SR)
+
+    base = tmp_path / "base"
+    get_dummy_pipeline().save_pretrained(base)
+    recordings = _five_clips(tmp_path / "recordings")
+    argv = _quick_run(recordings, tmp_path / "out", base)
+    argv[argv.index("--holdout") + 1] = "4"
+    with pytest.raises(
+        SystemExit, match=r"5 usable clips .*at least --holdout \+ 2 = 6 .*or hold out fewer \(--holdout 1"
+    ):
+        finetune.main(argv)
+
+
+def test_clips_are_judged_on_their_length_without_the_silence_at_their_ends(tmp_path):
+    """The build trims leading and trailing silence; the validation judged the untrimmed length: a 3.7 s sentence
+    with 6 s of silence on each side was 'too long', an exact transcript followed by 8 s of silence did not 'fit'."""
+    silence = np.zeros(6 * SR, np.float32)
+    _write(tmp_path, "padded", np.concatenate([silence, _clip(3.7, freq=200), silence]), "a sentence of some length")
+    _write(tmp_path, "trailing", np.concatenate([_clip(2.0, freq=220), np.zeros(8 * SR, np.float32)]), "short one")
+    clips, problems = finetune.validate_recordings(tmp_path, SR, max_sec=15.0)
+    assert sorted(c.path.stem for c in clips) == ["padded", "trailing"] and not problems
+    assert {c.path.stem: c.seconds for c in clips} == {
+        "padded": pytest.approx(3.8, abs=0.15),
+        "trailing": pytest.approx(2.0, abs=0.05),
+    }
