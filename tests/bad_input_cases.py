@@ -471,16 +471,9 @@ def _(ctx):
 
 @case("pipe-generator-same-twice", P, "[torch.manual_seed(0), torch.manual_seed(1)] for 2 texts")
 def _(ctx):
-    from diffusers.utils import logging
-
-    logger = logging.get_logger("modeling_ditar.pipeline_ditar")
-    seen = []
-    handler = _ListHandler(seen)
-    logger.addHandler(handler)
-    try:
-        call(ctx, text=["hello there", "good day"], generator=[torch.manual_seed(0), torch.manual_seed(1)])
-    finally:
-        logger.removeHandler(handler)
+    seen = _pipeline_warnings(
+        lambda: call(ctx, text=["hello there", "good day"], generator=[torch.manual_seed(0), torch.manual_seed(1)])
+    )[1]
     expect(any("are the same torch.Generator" in m for m in seen), "no warning about the generator given twice")
     return "warns: the list holds torch's global generator twice, so neither text reproduces its seed alone"
 
@@ -602,6 +595,14 @@ def _(ctx):
 
 @case("pipe-guidance-zero", P, "guidance_scale=0 (no text conditioning), stop head never fires")
 def _(ctx):
+    out, seen = _pipeline_warnings(lambda: call(ctx, guidance_scale=0.0))
+    expect(out.stopped == [False], f"stopped={out.stopped}, expected [False] (the cap ended it)")
+    expect(any("guidance_scale" in m for m in seen), "no warning about guidance_scale < 1")
+    return "warns that guidance_scale < 1 ignores the text; stopped=[False] (the patch cap ended it)"
+
+
+def _pipeline_warnings(run) -> tuple:
+    """(what `run()` returns, the messages the pipeline logged meanwhile)."""
     from diffusers.utils import logging
 
     logger = logging.get_logger("modeling_ditar.pipeline_ditar")
@@ -609,12 +610,9 @@ def _(ctx):
     handler = _ListHandler(seen)
     logger.addHandler(handler)
     try:
-        out = call(ctx, guidance_scale=0.0)
+        return run(), seen
     finally:
         logger.removeHandler(handler)
-    expect(out.stopped == [False], f"stopped={out.stopped}, expected [False] (the cap ended it)")
-    expect(any("guidance_scale" in m for m in seen), "no warning about guidance_scale < 1")
-    return "warns that guidance_scale < 1 ignores the text; stopped=[False] (the patch cap ended it)"
 
 
 class _ListHandler:
