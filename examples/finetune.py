@@ -6,7 +6,7 @@
     python examples/finetune.py my_recordings --out runs/my-voice --full           # full fine-tuning instead
     python examples/finetune.py my_recordings --out runs/my-voice                  # again: resumes where it stopped
 
-The folder holds wav/flac/ogg/mp3 files with same-name .txt transcripts (clip1.wav + clip1.txt), or a metadata.csv:
+The folder holds wav/flac/ogg/opus/mp3 files with same-name .txt transcripts (clip1.wav + clip1.txt), or a metadata.csv:
 either `file_name,text[,speaker_id]` with a header, or LJSpeech's `id|text|normalized text` (audio in wavs/<id>.wav).
 A `datasets` audio dataset works too, saved with `save_to_disk` or a Hub id, with --dataset (and --split,
 --text-column, --audio-column): its rows are written out as such a folder (OUT/source) and checked the same way.
@@ -17,20 +17,24 @@ A `datasets` audio dataset works too, saved with `save_to_disk` or a Hub id, wit
 Steps, each skipped when its output exists (so a re-run resumes; training continues from its newest checkpoint). --out
 is a new or empty folder, or that of an earlier run; any other folder (the recordings folder too) is refused, as a run
 replaces folders in it.
-  1. validation: missing/empty transcripts, unreadable or silent audio, steady noise or hum, clips too short/long
-     (leading and trailing silence, which the build trims, not counted) and duplicates are left out with a message
-     each; other sample rates are resampled and stereo is downmixed (noted).
+  1. validation: missing/empty transcripts, unreadable, cut-off, empty, non-finite (NaN) or silent audio, steady noise
+     or hum, clips too short/long (leading and trailing silence, which the build trims, not counted), transcripts in
+     another script or that do not fit their clip, and duplicates are left out with a message each; other sample rates
+     are resampled, stereo is downmixed, float audio over full scale is scaled down (noted); clipped or very quiet
+     audio and transcripts that look like another language than English are noted.
      With --asr-model, recordings without a transcript are transcribed instead (each transcript is listed).
      OUT/data_clean/clips holds the cleaned mono clips (with metadata.csv), OUT/validation.md the table of what was
      found.
-  2. `--holdout` clips (default 4) are held out for the evaluation, never trained on; features are computed with the
-     base model's feature settings (examples/build_corpus.py's code) into OUT/data.
+  2. `--holdout` clips (default 4) are held out for the evaluation, never trained on, all of one speaker: the one with
+     the most clips (metadata.csv's speaker_id), the voice of OUT/voice; features are computed with the base model's
+     feature settings (examples/build_corpus.py's code) into OUT/data.
   3. training with examples/train.py (Accelerate), `init_from` the base pipeline: a LoRA adapter by default
      (OUT/adapter: adapter_model.safetensors + adapter_config.json + card), every weight with --full.
   4. OUT/voice: the base pipeline with the fine-tuning built in and one of your clips as its default voice
      (`ditar synthesize "Hello." --model OUT/voice -o hello.wav`).
   5. evaluation on the held-out sentences, base vs fine-tuned, prompted with a held-out clip: SIM (Resemblyzer) and
-     WER (Whisper-base), DNSMOS with --dnsmos, when the `eval` extra is installed (skipped with a note otherwise);
+     WER (Whisper-base), DNSMOS with --dnsmos, when the `eval` extra is installed and two held-out clips of different
+     sentences make a case (skipped with a note otherwise);
      OUT/report.md holds the table, the adapter's size and links to the audio samples.
 """
 
@@ -56,10 +60,18 @@ ROOT = HERE.parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # what soundfile (libsndfile >= 1.1) decodes
+# what soundfile decodes (libsndfile >= 1.1: mp3; Ogg Opus, the .opus of voice notes, since 1.0.29)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 # audio formats it cannot decode: listed as left out, so that no recording disappears without a word
-OTHER_AUDIO_SUFFIXES = (".m4a", ".aac", ".wma", ".opus", ".aiff", ".aif", ".webm", ".mp4")
+OTHER_AUDIO_SUFFIXES = (".m4a", ".aac", ".wma", ".aiff", ".aif", ".webm", ".mp4")
 DEFAULT_BASE = str(ROOT / "modeling_ditar" / "default")
+# levels noted by the validation: samples this close to full scale count as clipped when more than CLIPPED_SHARE of
+# a clip's samples are there; active speech under QUIET_SPEECH_DB (dBFS) is very quiet (the base model's clips sit at
+# about -22 to -15 dBFS); a float recording peaking over full scale is written at CLEAN_PEAK (the build clips at 1)
+FULL_SCALE = 0.999
+CLIPPED_SHARE = 0.01
+QUIET_SPEECH_DB = -45.0
+CLEAN_PEAK = 0.99
 
 
 @dataclass
@@ -190,9 +202,12 @@ def validate_recordings(
     text_check=None,
     transcriber=None,
     skip: Path | None = None,
+    language_check=None,
 ) -> tuple[list[Clip], list[Problem]]:
     """Check every recording; returns the usable clips and the problems found (one message each). `text_check`, when
-    given, raises `ValueError` for a transcript the model cannot speak (e.g. another writing system). `transcriber`,
+    given, raises `ValueError` for a transcript the model cannot speak (e.g. another writing system);
+    `language_check`, when given, returns the name of the language a transcript looks like when that is not English
+    (or None), which is noted (see [`text_checks`]). `transcriber`,
     when given (a `PromptTranscriber`), transcribes the recordings that have no transcript (noted for each); without
     it they are left out. Files under `skip` (the run's --out, when it is inside the folder) are not looked at."""
     import soundfile as sf
@@ -207,6 +222,7 @@ def validate_recordings(
         MIN_PROMPT_TOKENS_PER_SECOND,
         PROMPT_TOKEN_SLACK,
         speech_band_loudness_range_db,
+        speech_level_db,
     )
     from modeling_ditar.prompt_transcription import LOOP_COMPRESSION_RATIO, check_enough_speech, compression_ratio
 
@@ -250,6 +266,32 @@ def validate_recordings(
             audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
         except Exception as error:  # soundfile raises several types for broken files
             problems.append(Problem(name, "unreadable audio", f"cannot be read as audio ({type(error).__name__})"))
+            continue
+        declared = _declared_seconds(path)
+        if declared is not None and declared - audio.shape[0] / sr > 0.01:  # (a missing pad byte is no cut)
+            held = f"{audio.shape[0] / sr:.2f} s" if audio.shape[0] else "no audio"
+            problems.append(
+                Problem(
+                    name,
+                    "truncated audio",
+                    f"the file is cut off: it holds {held} of the {declared:.2f} s its header declares (an "
+                    "interrupted copy, download or recording); copy or export it again",
+                )
+            )
+            continue
+        if audio.shape[0] == 0:
+            problems.append(Problem(name, "empty audio", "the file holds no audio samples"))
+            continue
+        broken = int(audio.size - np.count_nonzero(np.isfinite(audio)))
+        if broken:
+            problems.append(
+                Problem(
+                    name,
+                    "non-finite audio",
+                    f"{broken} sample{' is' if broken == 1 else 's are'} not a number (NaN or infinity): a damaged "
+                    "float recording; export it again",
+                )
+            )
             continue
         if float(np.abs(audio).max()) < 1e-4:
             problems.append(Problem(name, "silent audio", "the recording is silent"))
@@ -304,6 +346,12 @@ def validate_recordings(
                     Problem(name, "transcript repeats itself", f"{transcriber.name} looped: {text[:60]!r}...")
                 )
                 continue
+        if text_check is not None:
+            try:
+                text_check(text)
+            except ValueError as error:
+                problems.append(Problem(name, "text the model cannot speak", str(error)))
+                continue
         too_slow = len(text) + MIN_PROMPT_TOKEN_SLACK < MIN_PROMPT_TOKENS_PER_SECOND * seconds
         if too_slow or len(text) > MAX_PROMPT_TOKENS_PER_SECOND * seconds + PROMPT_TOKEN_SLACK:
             rate = len(text) / seconds
@@ -316,12 +364,6 @@ def validate_recordings(
                 )
             )
             continue
-        if text_check is not None:
-            try:
-                text_check(text)
-            except ValueError as error:
-                problems.append(Problem(name, "text the model cannot speak", str(error)))
-                continue
         digest = hashlib.sha1(np.ascontiguousarray(audio).tobytes()).hexdigest()
         if digest in seen_audio:
             problems.append(Problem(name, "duplicate audio", f"the same audio as {seen_audio[digest]}"))
@@ -335,6 +377,30 @@ def validate_recordings(
         if key in seen_text:
             problems.append(Problem(name, "duplicate transcript", f"the same text as {seen_text[key]}", False))
         seen_text.setdefault(key, name)
+        language = None if language_check is None else language_check(text)
+        if language is not None:
+            clip.notes.append(f"looks {language}")
+            message = f"looks {language}: the model speaks English only and will read it with English pronunciation"
+            problems.append(Problem(name, "other language", message, False))
+        peak = float(np.abs(audio).max())
+        if peak > 1.0:  # a float recording: the build would clip it at full scale, write_clean_clips scales it down
+            clip.notes.append("scaled down")
+            times = f"{peak:.1f}" if peak >= 1.1 else f"{peak:.2f}"
+            problems.append(Problem(name, "over full scale", f"peaks at {times}x full scale: scaled down", False))
+        else:
+            share = float(np.mean(np.abs(audio) >= FULL_SCALE))
+            if share > CLIPPED_SHARE:
+                clip.notes.append("clipped")
+                message = f"clipped: {100 * share:.0f}% of samples at full scale; the voice learns the distortion"
+                problems.append(Problem(name, "clipped", message, False))
+        level = speech_level_db(mono, sr)
+        if level < QUIET_SPEECH_DB:
+            clip.notes.append("quiet")
+            message = (
+                f"very quiet: its speech is at {level:.0f} dBFS, where the base model learnt from about -22 to -15 "
+                "dBFS; record closer to the microphone or with more gain"
+            )
+            problems.append(Problem(name, "quiet", message, False))
         if audio.shape[1] > 1:
             clip.notes.append("downmixed")
             problems.append(Problem(name, "stereo", f"{audio.shape[1]} channels, downmixed to mono", False))
@@ -348,6 +414,45 @@ def validate_recordings(
     return clips, problems
 
 
+def _declared_seconds(path: Path) -> float | None:
+    """The length in seconds a WAV file's header declares when the file holds less (libsndfile's `data : N (should be
+    M)`: a cut-off file), else None: it holds what it declares, is no WAV, or declares the placeholder size of a
+    recording that was never finished (0xFFFFFFFF)."""
+    import re
+
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception:  # noqa: BLE001 - the read before this one reports an unreadable file
+        return None
+    size = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", info.extra_info, re.MULTILINE)
+    block = re.search(r"Block Align\s*:\s*(\d+)", info.extra_info)
+    if size is None or block is None or int(block.group(1)) == 0 or info.samplerate <= 0:
+        return None
+    declared, held = int(size.group(1)), int(size.group(2))
+    if declared <= held or declared >= 0xFFFFFFFF:
+        return None
+    if held and info.frames:  # in proportion to what it holds (compressed WAVs have blocks of many frames)
+        return info.frames / info.samplerate * declared / held
+    return declared / int(block.group(1)) / info.samplerate
+
+
+def text_checks(processor):
+    """(text_check, language_check) for [`validate_recordings`] from a processor's text front end: the first raises
+    `ValueError` for letters of another writing system, the second returns the name of the language a Latin-script
+    transcript looks like when that is not English (the front end's `guess_latin_language`), else None. Both are None
+    without a front end; the language check is None when the front end does not check languages (not English, or
+    `check_language` off)."""
+    from modeling_ditar.tokenization_ditar import guess_latin_language
+
+    frontend = getattr(processor, "frontend", None)
+    text_check = getattr(frontend, "check_text_script", None)
+    if text_check is None or not (frontend.check_language and frontend.is_english):
+        return text_check, None
+    return text_check, lambda text: guess_latin_language(text_check(text))
+
+
 def validation_table(clips: list[Clip], problems: list[Problem]) -> str:
     lines = [f"{len(clips)} clips usable ({sum(c.seconds for c in clips) / 60:.1f} min), {len(problems)} findings", ""]
     if problems:
@@ -357,7 +462,8 @@ def validation_table(clips: list[Clip], problems: list[Problem]) -> str:
 
 
 def write_clean_clips(clips: list[Clip], out: Path, target_sr: int) -> None:
-    """Mono float32 wavs at `target_sr` under OUT/data/clips and their metadata.csv."""
+    """Mono float32 wavs at `target_sr` under OUT/data/clips and their metadata.csv. A clip peaking over full scale
+    (a float recording) is scaled down to peak at `CLEAN_PEAK`: the build would clip it."""
     import csv
 
     import soundfile as sf
@@ -372,6 +478,9 @@ def write_clean_clips(clips: list[Clip], out: Path, target_sr: int) -> None:
             audio = audio.mean(axis=1)
             if sr != target_sr:
                 audio = resample(audio, sr, target_sr)
+            peak = float(np.abs(audio).max())
+            if peak > 1.0:
+                audio = audio * np.float32(CLEAN_PEAK / peak)
             name = f"clips/{index:05d}_{clip.path.stem}.wav"
             (out / "clips").mkdir(exist_ok=True)
             sf.write(str(out / name), audio, target_sr, subtype="FLOAT")
@@ -525,6 +634,7 @@ def build_features(
     """The cleaned clips as a corpus (train / validation = held out) with the base model's log-mel features; the
     clips of `replay` (a folder from [`write_replay_clips`]) join the training split only."""
     import csv
+    from collections import Counter
 
     from build_corpus import add_features, convert_speech_dataset, save_feature_artifacts
     from datasets import Dataset, DatasetDict, concatenate_datasets
@@ -534,8 +644,22 @@ def build_features(
             return [{**row, "file_name": str(folder / row["file_name"])} for row in csv.DictReader(f)]
 
     rows = read_rows(clean)
-    holdout = min(holdout, max(0, len(rows) - 2))
+    # the held-out clips are all of one speaker, the one with the most clips (the voice being fine-tuned; the first
+    # listed of those with as many): the evaluation prompts with one held-out clip and asks for another of the same
+    # speaker, and the first is the voice's default prompt. One of their clips at least stays in training.
+    counts = Counter(row["speaker_id"] for row in rows)
+    voice = max(counts, key=counts.get)
     order = np.random.default_rng(seed).permutation(len(rows))
+    own = [int(i) for i in order if rows[i]["speaker_id"] == voice]
+    asked, holdout = holdout, max(1, min(holdout, len(rows) - 2, len(own) - 1))
+    held = set(own[:holdout])
+    if len(counts) > 1:
+        fewer = f" (not --holdout {asked}: one must stay in training)" if holdout < asked else ""
+        print(
+            f"{len(counts)} speakers: the voice is speaker {voice}'s (the most clips, {counts[voice]} of {len(rows)}); "
+            f"{holdout} of them are held out{fewer} for the evaluation and the voice's default prompt",
+            flush=True,
+        )
     fe = base_processor.feature_extractor
     fe_kwargs = {
         k: v
@@ -563,7 +687,7 @@ def build_features(
         )
 
     splits, dropped = {}, []
-    for split, index in (("train", order[holdout:]), ("validation", order[:holdout])):
+    for split, index in (("train", set(range(len(rows))) - held), ("validation", held)):
         picked = [rows[i] for i in sorted(index)]
         splits[split] = convert(picked, f"finetune:{split}")
         kept = set(splits[split]["text"])
@@ -674,6 +798,23 @@ def eval_available() -> str | None:
     )
 
 
+def why_no_evaluation_case(held) -> str | None:
+    """None when evaluate.py can make a case of the held-out clips (`held`: the corpus's validation split), else why
+    not: a case prompts with one held-out clip and asks for the sentence of another of the same speaker (evaluate.py
+    picks them with the same `select_pairs`, and stops when it finds none)."""
+    from eval_lib.cases import select_pairs
+
+    durations = [float(d) for d in held["duration"]]
+    if select_pairs(list(held["speaker_id"]), list(held["text"]), durations, 1):
+        return None
+    clips = f"{len(held)} held-out clip{'' if len(held) == 1 else 's'}"
+    return (
+        f"no evaluation case could be made from the {clips} (a case takes two held-out clips of one speaker with "
+        "different sentences: one is the prompt, the other the sentence to say); hold out more clips with --holdout, "
+        "of different sentences"
+    )
+
+
 def run_evaluation(args, data: Path, voice: Path, out: Path) -> dict:
     evaluate = [sys.executable, str(HERE / "evaluate.py")]
     cases = out / "eval" / "cases.jsonl"
@@ -707,6 +848,8 @@ def _run(command: list) -> None:
 
 
 def write_report(out: Path, args, clips, problems, dsd, summary: dict, results: dict | None, note: str | None) -> str:
+    from collections import Counter
+
     lines = [
         f"# Fine-tuning report: {Path(args.recordings).name}",
         "",
@@ -717,6 +860,15 @@ def write_report(out: Path, args, clips, problems, dsd, summary: dict, results: 
         f"({len(problems)} validation findings, see validation.md).",
         "",
     ]
+    speakers = Counter(clip.speaker for clip in clips)
+    voice = dsd["validation"][0]["speaker_id"] if len(dsd["validation"]) else None
+    if len(speakers) > 1 and voice is not None:
+        lines += [
+            f"Voice: speaker {voice} ({speakers.get(voice, 0)} of {len(clips)} clips; the speaker with the most). The "
+            "held-out clips are theirs: the voice's default prompt is one, and the evaluation prompts with them and "
+            "asks for their sentences.",
+            "",
+        ]
     if summary:
         lines += [
             f"Adapter: {summary['adapter_parameters']:,} parameters ({100 * summary['fraction']:.2f}% of the "
@@ -770,7 +922,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "recordings",
-        help="folder of wav/flac/ogg/mp3 with .txt transcripts, or with a metadata.csv; with --dataset a datasets "
+        help="folder of wav/flac/ogg/opus/mp3 with .txt transcripts, or with a metadata.csv; with --dataset a datasets "
         "folder (save_to_disk) or a Hub dataset id",
     )
     p.add_argument("--dataset", action="store_true", help="`recordings` is a datasets audio dataset")
@@ -821,7 +973,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--holdout",
         type=int,
         default=4,
-        help="clips held out for the evaluation (at least 1: the voice's prompt; default %(default)s)",
+        help="clips held out for the evaluation, all of the speaker with the most clips (at least 1: the voice's "
+        "prompt; 2 or more of different sentences for the evaluation; default %(default)s)",
     )
     p.add_argument(
         "--asr-model",
@@ -992,8 +1145,7 @@ def main(argv: list[str] | None = None) -> dict:
                 args.speaker_column,
                 text_optional=args.asr_model is not None,
             )
-    frontend = getattr(processor, "frontend", None)
-    text_check = getattr(frontend, "check_text_script", None)
+    text_check, language_check = text_checks(processor)
     transcriber = None
     if args.asr_model is not None:
         from modeling_ditar import PromptTranscriber
@@ -1010,6 +1162,7 @@ def main(argv: list[str] | None = None) -> dict:
         text_check,
         transcriber=transcriber,
         skip=None if args.dataset else out,  # the dataset's clips are written into out/source
+        language_check=language_check,
     )
     table = validation_table(clips, problems)
     (out / "validation.md").write_text(table)
@@ -1058,8 +1211,8 @@ def main(argv: list[str] | None = None) -> dict:
         (out / "adapter_summary.json").write_text(json.dumps(summary, indent=2))
 
     note = "--eval none" if args.eval == "none" else eval_available()
-    if note is None and len(held) < 2:
-        note = "fewer than 2 held-out clips"
+    if note is None:
+        note = why_no_evaluation_case(held)
     results = run_evaluation(args, data, out / "voice", out) if note is None else None
     print(write_report(out, args, clips, problems, dsd, summary, results, note), flush=True)
     return {"summary": summary, "results": results, "problems": problems}

@@ -609,9 +609,9 @@ def test_errors_name_the_minimum_a_metadata_csv_in_a_subfolder_and_unreadable_fo
         finetune.validate_recordings(tmp_path / "rec", SR)
     phone = tmp_path / "phone"
     phone.mkdir()
-    for name in ("a.opus", "b.m4a", "c.m4a"):
+    for name in ("a.webm", "b.m4a", "c.m4a"):
         (phone / name).write_bytes(b"\0" * 16)
-    with pytest.raises(SystemExit, match=r"phone: only \.m4a, \.opus audio, which cannot be read; convert it"):
+    with pytest.raises(SystemExit, match=r"phone: only \.m4a, \.webm audio, which cannot be read; convert it"):
         finetune.validate_recordings(phone, SR)
 
     base = tmp_path / "base"
@@ -637,3 +637,160 @@ def test_clips_are_judged_on_their_length_without_the_silence_at_their_ends(tmp_
         "padded": pytest.approx(3.8, abs=0.15),
         "trailing": pytest.approx(2.0, abs=0.05),
     }
+
+
+def _speakers(folder: Path, texts: dict[str, list[str]]) -> Path:
+    """A metadata.csv folder with the clips of several speakers: {speaker: [texts]}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, number = ["file_name,text,speaker_id"], 0
+    for speaker, said in texts.items():
+        for i, text in enumerate(said):
+            sf.write(str(folder / f"{speaker}{i}.wav"), _clip(1.0 + 0.05 * number, freq=170 + 10 * number), SR)
+            rows.append(f"{speaker}{i}.wav,{text},{speaker}")
+            number += 1
+    (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+@pytest.fixture
+def stub_evaluation(monkeypatch):
+    """finetune.py's evaluation with evaluate.py's real case builder (a fork of the preloaded interpreter) and a
+    stand-in for the scoring (Whisper and Resemblyzer are not run here); returns the evaluate.py command lines."""
+    calls, real_run = [], finetune._run
+
+    def run(command):
+        command = [str(c) for c in command]
+        if Path(command[1]).name != "evaluate.py":
+            return real_run(command)
+        calls.append(command)
+        if "--make-cases-from" in command:
+            return real_run(command)
+        cases = [json.loads(line) for line in Path(command[command.index("--cases") + 1]).read_text().splitlines()]
+        target = Path(command[command.index("--out") + 1])
+        target.mkdir(parents=True, exist_ok=True)
+        label = command[command.index("--label") + 1]
+        row = {"name": label, "sim_prompt": 0.5, "wer": 0.25, "cases": len(cases)}
+        (target / "results.json").write_text(json.dumps({"rows": [row]}))
+
+    monkeypatch.setattr(finetune, "eval_available", lambda: None)
+    monkeypatch.setattr(finetune, "_run", run)
+    return calls
+
+
+def test_the_held_out_clips_the_voice_and_the_evaluation_are_one_speakers(tmp_path, stub_evaluation, capsys):
+    """The held-out clips were a random pick of all speakers': with 3 clips of one speaker and 2 of another, one of
+    each was held out, evaluate.py could make no case (prompt and target must share a speaker) and stopped."""
+    base = tmp_path / "base"
+    get_dummy_pipeline().save_pretrained(base)
+    texts = {"b": ["hello world", "a small test"], "a": ["speech is fun", "more words here", "the quick fox"]}
+    recordings = _speakers(tmp_path / "recordings", texts)
+    out = tmp_path / "out"
+    argv = _quick_run(recordings, out, base)
+    argv[argv.index("--holdout") + 1] = "2"
+    argv[argv.index("--eval") + 1] = "auto"
+    for seed in ("0", "1"):  # seed 1 held out one clip of each speaker
+        run = out / seed
+        finetune.main([*argv[:2], str(run), *argv[3:], "--seed", seed])
+        from datasets import load_from_disk
+
+        held = load_from_disk(str(run / "data"))["validation"]
+        assert held["speaker_id"] == ["a", "a"]
+        cases = [json.loads(line) for line in (run / "eval" / "cases.jsonl").read_text().splitlines()]
+        assert [case["speaker_id"] for case in cases] == ["a"]
+        prompt, _ = sf.read(str(run / "prompt.wav"), dtype="float32")  # the voice's default prompt: a's first
+        assert np.array_equal(prompt, np.asarray(held[0]["audio"], dtype=np.float32))
+        report = (run / "report.md").read_text()
+        assert "Voice: speaker a (3 of 5 clips" in report and "| fine-tuned |" in report
+    assert "the voice is speaker a's" in capsys.readouterr().out
+
+
+def test_an_evaluation_without_a_possible_case_is_skipped_with_the_reason(tmp_path, stub_evaluation):
+    """Two held-out clips of the same sentence (a repeated transcript is kept) make no case: evaluate.py stopped and
+    finetune.py wrote no report."""
+    base = tmp_path / "base"
+    get_dummy_pipeline().save_pretrained(base)
+    recordings = _speakers(tmp_path / "recordings", {"a": ["the same sentence"] * 3, "b": ["hello world", "yes no"]})
+    out = tmp_path / "out"
+    argv = _quick_run(recordings, out, base)
+    argv[argv.index("--holdout") + 1] = "2"
+    argv[argv.index("--eval") + 1] = "auto"
+    finetune.main(argv)
+    report = (out / "report.md").read_text()
+    assert "Evaluation skipped: no evaluation case could be made from the 2 held-out clips" in report
+    assert "different sentences" in report and stub_evaluation == []
+    assert (out / "voice").is_dir()
+
+
+def test_a_dropped_clip_is_given_the_reason_that_applies(tmp_path):
+    """A Japanese transcript was 'does not fit' (the speaking rate was checked first), a float WAV with a NaN was kept
+    (and left out at the build as 'under --min-sec after trimming'), a cut-off WAV was 'too short: 0.00 s' and one
+    with no samples stopped the validation with a ValueError."""
+    from modeling_ditar import DiTARTextFrontend, build_ditar_tokenizer
+
+    _write(tmp_path, "japanese", _clip(3.0, freq=200), "\u3053\u3093\u306b\u3061\u306f")
+    broken = _clip(2.0, freq=210)
+    broken[100] = np.nan
+    sf.write(str(tmp_path / "nan.wav"), broken, SR, subtype="FLOAT")
+    (tmp_path / "nan.txt").write_text("a broken float file")
+    sf.write(str(tmp_path / "whole.wav"), _clip(2.0, freq=220), SR)
+    for name, size in (("cut", 60), ("header", 44)):
+        (tmp_path / f"{name}.wav").write_bytes((tmp_path / "whole.wav").read_bytes()[:size])
+        (tmp_path / f"{name}.txt").write_text("a sentence cut off")
+    (tmp_path / "whole.wav").unlink()
+    sf.write(str(tmp_path / "empty.wav"), np.zeros(0, np.float32), SR)
+    (tmp_path / "empty.txt").write_text("nothing recorded")
+    check = DiTARTextFrontend(build_ditar_tokenizer(phonemize=False)).check_text_script
+    clips, problems = finetune.validate_recordings(tmp_path, SR, text_check=check)
+    assert clips == []
+    found = {Path(p.file).stem: (p.issue, p.message, p.dropped) for p in problems}
+    assert found["japanese"][0] == "text the model cannot speak" and "Hiragana" in found["japanese"][1]
+    assert found["nan"][:1] == ("non-finite audio",) and "1 sample is not a number" in found["nan"][1]
+    assert found["cut"][0] == "truncated audio" and "0.00 s of the 2.00 s its header declares" in found["cut"][1]
+    assert found["header"][0] == "truncated audio" and "no audio of the 2.00 s" in found["header"][1]
+    assert found["empty"][0] == "empty audio" and "no audio samples" in found["empty"][1]
+    assert all(dropped for *_, dropped in found.values())
+
+
+def test_loud_clipped_and_quiet_recordings_are_kept_with_a_note(tmp_path):
+    """A float recording peaking at 6x full scale was hard-clipped by the build; clipped and very quiet ones were
+    taken without a word."""
+    clip = _clip(1.5, freq=200)
+    sf.write(str(tmp_path / "loud.wav"), clip * (6.0 / np.abs(clip).max()), SR, subtype="FLOAT")
+    (tmp_path / "loud.txt").write_text("a loud sentence")
+    _write(tmp_path, "clipped", np.clip(_clip(1.5, freq=210) * 8, -1, 1), "a clipped sentence")
+    _write(tmp_path, "quiet", _clip(1.5, freq=220) * 0.01, "a quiet sentence")
+    _write(tmp_path, "normal", _clip(1.5, freq=230), "a normal sentence")
+    clips, problems = finetune.validate_recordings(tmp_path, SR)
+    assert sorted(c.path.stem for c in clips) == ["clipped", "loud", "normal", "quiet"]
+    found = {Path(p.file).stem: (p.issue, p.message, p.dropped) for p in problems}
+    assert found["loud"] == ("over full scale", "peaks at 6.0x full scale: scaled down", False)
+    issue, message, dropped = found["clipped"]
+    assert issue == "clipped" and message.startswith("clipped: ") and not dropped
+    assert "% of samples at full scale; the voice learns the distortion" in message
+    assert found["quiet"][0] == "quiet" and " dBFS" in found["quiet"][1] and not found["quiet"][2]
+    assert "normal" not in found
+    finetune.write_clean_clips(clips, tmp_path / "clean", SR)
+    written = {p.stem.split("_", 1)[1]: sf.read(str(p), dtype="float32")[0] for p in (tmp_path / "clean").glob("*/*")}
+    assert 0.98 < np.abs(written["loud"]).max() < 1.0
+    np.testing.assert_allclose(written["loud"], clip * (np.abs(written["loud"]).max() / np.abs(clip).max()), atol=1e-6)
+    np.testing.assert_array_equal(written["normal"], sf.read(str(tmp_path / "normal.wav"), dtype="float32")[0])
+
+
+def test_a_transcript_that_looks_like_another_language_is_noted(tmp_path):
+    from pipeline_helpers import get_dummy_processor
+
+    _write(tmp_path, "french", _clip(2.5, freq=200), "je ne sais pas ce que tu veux dire")
+    _write(tmp_path, "english", _clip(2.5, freq=210), "I do not know what you mean")
+    text_check, language_check = finetune.text_checks(get_dummy_processor())
+    clips, problems = finetune.validate_recordings(tmp_path, SR, text_check=text_check, language_check=language_check)
+    assert sorted(c.path.stem for c in clips) == ["english", "french"]
+    assert [(p.file, p.issue, p.dropped) for p in problems] == [("french.wav", "other language", False)]
+    assert "looks French" in problems[0].message and "English pronunciation" in problems[0].message
+
+
+@pytest.mark.skipif("OPUS" not in sf.available_subtypes("OGG"), reason="this libsndfile has no Opus")
+def test_opus_recordings_are_read(tmp_path):
+    sf.write(str(tmp_path / "note.opus"), _clip(1.5, freq=200), SR, format="OGG", subtype="OPUS")
+    (tmp_path / "note.txt").write_text("a voice note")
+    clips, problems = finetune.validate_recordings(tmp_path, SR)
+    assert [(c.path.name, c.text) for c in clips] == [("note.opus", "a voice note")] and not problems
