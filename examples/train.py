@@ -425,6 +425,65 @@ def backbone_changes(text_config, given: dict) -> dict:
     return {k: v for k, v in given.items() if merged.get(k, v) != saved.get(k)} or dict(given)
 
 
+def corpus_problem(directory: Path, init_from: str | None = None) -> str | None:
+    """What keeps the corpus folder `directory` (one with dataset_dict.json or dataset_info.json) from training, as the
+    end of a sentence that starts with its name, with the fix; None when nothing does. Read from its small JSON files
+    before anything is loaded: a half-saved corpus (a build killed while saving), one without a train or validation
+    split, one built without --features (a new model, `init_from` None, also needs its feature_extractor/)."""
+    rebuild = "rebuild it with examples/build_corpus.py (docs/training.md)"
+    if not (directory / "dataset_dict.json").is_file():
+        return f"is one dataset without splits; training needs a corpus with train and validation splits: {rebuild}"
+    try:
+        splits = json.loads((directory / "dataset_dict.json").read_text())["splits"]
+        splits = [str(split) for split in splits]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"is incomplete: its dataset_dict.json cannot be read: {rebuild}"
+    without_features, empty = [], []
+    for split in splits:
+        folder = directory / split
+        try:
+            info = json.loads((folder / "dataset_info.json").read_text())
+            files = [f["filename"] for f in json.loads((folder / "state.json").read_text())["_data_files"]]
+            missing = next((f"{split}/{f}" for f in files if not (folder / f).is_file()), None)
+            if split in ("train", "validation") and "features" not in (info.get("features") or {}):
+                without_features.append(split)
+            if split in ("train", "validation") and not files:  # save_to_disk writes no file for no rows
+                empty.append(split)
+        except FileNotFoundError as error:
+            missing = str(Path(error.filename).relative_to(directory))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            missing = f"a readable {split}/dataset_info.json and {split}/state.json"
+        if missing:
+            return f"is incomplete ({missing} is missing; was its build interrupted while saving?): {rebuild}"
+    absent = [split for split in ("train", "validation") if split not in splits]
+    if absent:
+        return (
+            f"has no {' and no '.join(absent)} split (its splits: {', '.join(splits) or 'none'}); training needs train "
+            "and validation (the validation utterances are scored and voiced at every evaluation): rebuild it with "
+            "one, e.g. examples/build_corpus.py --from-folder DIR --val-fraction F (a share of the recordings) or "
+            "--from-hub-dataset NAME --hub-splits train=SPLIT,validation=SPLIT (a split of the Hub dataset); a "
+            "synthetic corpus always has one" + (", and add --features: it has no features" if without_features else "")
+        )
+    if empty:
+        return f"has no rows in its {' and '.join(empty)} split: {rebuild}"
+    if without_features:
+        settings = (
+            "JSON with init_from's feature settings (the shipped model's: examples/configs/features_16k_80mel.json)"
+            if init_from
+            else "JSON for other feature settings than the default"
+        )
+        return (
+            "has no features (its splits have no `features` column): rebuild it with examples/build_corpus.py and the "
+            f"same options plus --features (and --feature-config {settings})"
+        )
+    if not init_from and not (directory / "feature_extractor" / "preprocessor_config.json").is_file():
+        return (
+            "is incomplete (feature_extractor/preprocessor_config.json is missing: build_corpus.py --features writes "
+            f"it after the splits; a new model takes its feature settings and statistics from it): {rebuild}"
+        )
+    return None
+
+
 def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
     from modeling_ditar import DiTARFeatureExtractor, DiTARProcessor, build_ditar_tokenizer
     from modeling_ditar.training_data import check_corpus_features
@@ -480,23 +539,73 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
 _ENCODER = None
 
 
-def _encode_in_worker(text: str) -> list[int]:
-    return _ENCODER.encode_text(text)
+class UnspeakableTexts(ValueError):
+    """Texts of a corpus that the text front end refuses (another script, nothing to speak, empty): `reasons` maps
+    each such text to the front end's message."""
+
+    def __init__(self, reasons: dict):
+        self.reasons = reasons
+        super().__init__(f"{len(reasons)} text(s) cannot be spoken, e.g. {next(iter(reasons.values()))}")
+
+
+def _encode_or_reason(processor, text) -> tuple[list[int] | None, str | None]:
+    """(token ids, None), or (None, the front end's reason) for a text it refuses."""
+    try:
+        return processor.encode_text(text), None
+    except ValueError as error:
+        return None, str(error)
+
+
+def _encode_in_worker(text: str) -> tuple[list[int] | None, str | None]:
+    return _encode_or_reason(_ENCODER, text)
 
 
 def encode_texts(processor, texts: list[str], num_proc: int = 1) -> dict[str, list[int]]:
-    """Token ids of every distinct text; phonemizing is ~5 ms a sentence, so large corpora use forked workers."""
+    """Token ids of every distinct text; phonemizing is ~5 ms a sentence, so large corpora use forked workers. Every
+    text is tried: `UnspeakableTexts` names all those the front end refuses, with its reasons."""
     global _ENCODER
-    unique = sorted(set(texts))
+    unique = sorted(set(texts), key=str)  # key: a missing text (None) sorts with the strings
     if num_proc <= 1 or len(unique) < 200:
-        return {t: processor.encode_text(t) for t in unique}
-    import multiprocessing as mp
+        results = [_encode_or_reason(processor, t) for t in unique]
+    else:
+        import multiprocessing as mp
 
-    _ENCODER = processor
-    with mp.get_context("fork").Pool(num_proc) as pool:
-        ids = pool.map(_encode_in_worker, unique, chunksize=64)
-    _ENCODER = None
-    return dict(zip(unique, ids, strict=True))
+        _ENCODER = processor
+        try:
+            with mp.get_context("fork").Pool(num_proc) as pool:
+                results = pool.map(_encode_in_worker, unique, chunksize=64)
+        finally:
+            _ENCODER = None
+    reasons = {t: reason for t, (_, reason) in zip(unique, results, strict=True) if reason is not None}
+    if reasons:
+        raise UnspeakableTexts(reasons)
+    return {t: ids for t, (ids, _) in zip(unique, results, strict=True)}
+
+
+# columns that name a corpus row's recording or utterance, for the messages (the first one a corpus has)
+ROW_ID_COLUMNS = ("file_name", "utterance_id", "id", "audio_path", "path")
+
+
+def unspeakable_rows(split, texts: list, reasons: dict, name: str, rows=None, shown: int = 3) -> str:
+    """One line naming how many rows of the split `name` have a text the front end refuses, the first `shown` of them
+    (their row number in the split, the id column's value where the corpus has one, and the reason) and the fix.
+    `rows`: the split's row numbers of `texts` when they are a selection of it."""
+    bad = [i for i, text in enumerate(texts) if text in reasons]
+    rows = list(rows) if rows is not None else list(range(len(texts)))
+    id_column = next((c for c in ROW_ID_COLUMNS if c in split.column_names), None)
+    ids = split.select(bad[:shown])[id_column] if id_column else None
+    named = []
+    for k, i in enumerate(bad[:shown]):
+        where = f"row {rows[i]}" + (f" ({id_column} {ids[k]!r})" if ids is not None else "")
+        named.append(f"{where}: {reasons[texts[i]].rstrip('.')}")
+    more = f"; and {len(bad) - shown} more" if len(bad) > shown else ""
+    return (
+        f"{name} split: {len(bad)} of {len(texts)} rows have a text the model's text front end cannot speak: "
+        + "; ".join(named)
+        + more
+        + ". Correct or remove these rows (in the recordings' metadata.csv or the source dataset) and rebuild the "
+        "corpus with examples/build_corpus.py"
+    )
 
 
 def feature_arrays(split, column: str = "features") -> list[np.ndarray]:
@@ -524,9 +633,16 @@ def feature_arrays(split, column: str = "features") -> list[np.ndarray]:
     return arrays
 
 
-def load_utterances(split, processor, model: DiTARForConditionalGeneration, num_proc: int = 1) -> list[Utterance]:
+def load_utterances(
+    split, processor, model: DiTARForConditionalGeneration, num_proc: int = 1, name: str = "train", rows=None
+) -> list[Utterance]:
+    """The split's utterances (token ids, normalised features, speaker). ValueError names the rows whose text the front
+    end refuses (`name`: the split's name; `rows`: the split's row numbers of `split` when it is a selection)."""
     texts, speakers = split["text"], split["speaker_id"]
-    token_ids = encode_texts(processor, texts, num_proc)
+    try:
+        token_ids = encode_texts(processor, texts, num_proc)
+    except UnspeakableTexts as error:
+        raise ValueError(unspeakable_rows(split, texts, error.reasons, name, rows)) from None
     utterances = []
     for text, speaker, feats in zip(texts, speakers, feature_arrays(split), strict=True):
         feats = model.normalize_features(torch.tensor(feats, dtype=torch.float32))  # a copy: views are read-only
@@ -699,6 +815,9 @@ def main(argv=None):
             f"error: dataset {cfg.dataset!r} is not a corpus folder (datasets' save_to_disk): build one with "
             f"examples/build_corpus.py (docs/training.md), or set `dataset:` in {args.config}"
         )
+    problem = corpus_problem(Path(cfg.dataset), cfg.init_from)
+    if problem:
+        raise SystemExit(f"error: dataset {cfg.dataset!r} {problem}")
     configure_process(cfg)
     out = Path(cfg.output_dir)
     checkpoints = out / "checkpoints"
@@ -749,9 +868,12 @@ def main(argv=None):
             (out / "adapter_summary.json").write_text(json.dumps(summary, indent=2))
     if cfg.trainable_modules:
         freeze_all_but(model, cfg.trainable_modules, accelerator.print)
-    train = load_utterances(data["train"], processor, model, args.num_proc)
     valid_rows = spread_rows(len(data["validation"]), cfg.eval_utterances)
-    valid = load_utterances(data["validation"].select(valid_rows), processor, model)
+    try:  # a transcript the text front end refuses: the split, the rows and the fix, not a traceback
+        train = load_utterances(data["train"], processor, model, args.num_proc, "train")
+        valid = load_utterances(data["validation"].select(valid_rows), processor, model, 1, "validation", valid_rows)
+    except ValueError as error:
+        raise SystemExit(f"error: dataset {cfg.dataset!r}, {error}") from None
     accelerator.print(
         f"{len(train)} training utterances ({sum(u.features.shape[0] for u in train)} frames), "
         f"start-up {time.time() - process_started:.0f} s"

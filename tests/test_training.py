@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "examples" / "train.py"
 
 
-def _tiny_corpus(directory: Path):
+def _tiny_corpus(directory: Path, texts: dict | None = None, splits=("train", "validation"), features: bool = True):
+    """DIRECTORY/corpus: 24 train and 4 validation rows of random features and their feature extractor. `texts`
+    {(split, row): text} replaces those transcripts (and adds a file_name column); `splits` keeps only those splits;
+    `features=False` is a corpus built without --features (no features column, no feature_extractor/)."""
     from datasets import Dataset, DatasetDict
 
     from modeling_ditar import DiTARFeatureExtractor
@@ -23,16 +27,23 @@ def _tiny_corpus(directory: Path):
     generator = torch.Generator().manual_seed(0)
     words = ["hello world", "a small test", "speech is fun", "more words here", "the quick fox", "good day"]
 
-    def split(num, offset):
+    def split(name, num, offset):
         rows = {"features": [], "text": [], "speaker_id": []}
         for i in range(num):
             frames = 12 + 4 * (i % 5)
             rows["features"].append((torch.randn(frames, 8, generator=generator) - 4).tolist())
-            rows["text"].append(words[(i + offset) % len(words)])
+            rows["text"].append((texts or {}).get((name, i), words[(i + offset) % len(words)]))
             rows["speaker_id"].append(f"spk{(i + offset) % 3}")
+        if texts:
+            rows["file_name"] = [f"clips/{name}-{i}.wav" for i in range(num)]
+        if not features:
+            del rows["features"]
         return Dataset.from_dict(rows)
 
-    DatasetDict({"train": split(24, 0), "validation": split(4, 1)}).save_to_disk(str(directory / "corpus"))
+    made = {"train": split("train", 24, 0), "validation": split("validation", 4, 1)}
+    DatasetDict({name: made[name] for name in splits}).save_to_disk(str(directory / "corpus"))
+    if not features:
+        return
     fe = DiTARFeatureExtractor(
         feature_size=8, sampling_rate=16000, n_fft=256, hop_length=160, feature_mean=[-4.0] * 8, feature_std=[1.0] * 8
     )
@@ -297,6 +308,97 @@ def test_an_empty_config_means_the_defaults_and_a_missing_corpus_is_named_before
     out = tmp_path / "run"
     with pytest.raises(SystemExit, match="dataset 'data/corpus' is not a corpus folder .* examples/build_corpus.py"):
         train.main(["--config", str(path), "--output-dir", str(out)])
+    assert not out.exists()
+
+
+def _error_line(result: subprocess.CompletedProcess) -> str:
+    """The one line a train.py run that stopped on a corpus problem ends with (no traceback)."""
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_transcripts_the_front_end_cannot_speak_are_named_by_split_and_row(tmp_path):
+    """A corpus row with text in another script, punctuation or emoji only, or no text built fine, then train.py died
+    with the front end's ValueError traceback after loading everything, naming neither the split nor the row."""
+    bad = {("train", 5): "你好世界。", ("train", 11): "...", ("train", 17): "", ("train", 20): "🙂🙂"}
+    _tiny_corpus(tmp_path, texts=bad)
+    line = _error_line(_train_failing(_config(tmp_path), tmp_path / "run"))
+    assert line.startswith(f"error: dataset '{tmp_path / 'corpus'}', train split: 4 of 24 rows have a text "), line
+    assert "row 5 (file_name 'clips/train-5.wav'): `text` '你好世界。' is written in Han script" in line
+    assert "; row 11 (file_name 'clips/train-11.wav'): `text` '...' has nothing to speak" in line
+    assert "; row 17 (file_name 'clips/train-17.wav'): `text` is empty" in line and "; and 1 more." in line
+    assert "row 20" not in line and line.endswith("rebuild the corpus with examples/build_corpus.py")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+    # validation rows are named by their row in the split, also when only some of them are used
+    from datasets import Dataset
+
+    from modeling_ditar import DiTARFeatureExtractor, DiTARProcessor, build_ditar_tokenizer
+
+    train = _train_module()
+    processor = DiTARProcessor(DiTARFeatureExtractor(feature_size=8), build_ditar_tokenizer(phonemize=False))
+    split = Dataset.from_dict({"text": ["fine words", "", "more words", "你好"], "speaker_id": ["a"] * 4})
+    with pytest.raises(
+        ValueError, match=r"^validation split: 2 of 2 rows .*: row 1: `text` is empty.*; row 3: `text` '"
+    ):
+        train.load_utterances(split.select([1, 3]), processor, None, 1, "validation", [1, 3])
+    # the forked workers of a large corpus report every refused text too
+    texts = [f"sentence number {i}." for i in range(250)] + ["你好", "..."]
+    with pytest.raises(train.UnspeakableTexts) as refused:
+        train.encode_texts(processor, texts, num_proc=2)
+    assert sorted(refused.value.reasons) == ["...", "你好"] and "Han script" in refused.value.reasons["你好"]
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        # OSError "Repo id must be in the form 'repo_name'..." on feature_extractor/
+        (
+            "no features",
+            "has no features .*: rebuild it with examples/build_corpus.py and the same options plus --features",
+        ),
+        (
+            "no features, init_from",
+            "has no features .*--features \\(and --feature-config JSON with init_from's feature",
+        ),
+        # KeyError: 'validation'
+        ("no validation", "has no validation split \\(its splits: train\\).* --val-fraction F .* --hub-splits train="),
+        # FileNotFoundError: a build killed while saving
+        (
+            "half saved",
+            "is incomplete \\(train/dataset_info.json is missing; .*\\): rebuild it with examples/build_corpus",
+        ),
+        (
+            "no feature extractor",
+            "is incomplete \\(feature_extractor/preprocessor_config.json is missing.*: rebuild it",
+        ),
+        # load_from_disk's IndexError
+        ("no validation rows", "has no rows in its validation split: rebuild it with examples/build_corpus.py"),
+    ],
+    ids=["no-features", "no-features-init-from", "no-validation", "half-saved", "no-feature-extractor", "empty-split"],
+)
+def test_a_corpus_train_cannot_use_is_named_before_anything_is_written(tmp_path, breakage, message):
+    import shutil
+
+    train = _train_module()
+    _tiny_corpus(tmp_path, splits=("train",) if breakage == "no validation" else ("train", "validation"),
+                 features=not breakage.startswith("no features"))  # fmt: skip
+    corpus, config, out = tmp_path / "corpus", _config(tmp_path), tmp_path / "run"
+    if breakage == "half saved":
+        (corpus / "train" / "dataset_info.json").unlink()
+    if breakage == "no feature extractor":
+        shutil.rmtree(corpus / "feature_extractor")
+    if breakage == "no validation rows":
+        from datasets import load_from_disk
+
+        data = load_from_disk(str(corpus))
+        data["validation"] = data["validation"].select([])
+        data.save_to_disk(str(tmp_path / "saved"))
+        shutil.rmtree(corpus / "validation")
+        (tmp_path / "saved" / "validation").rename(corpus / "validation")
+    extra = ["--init-from", str(tmp_path)] if "init_from" in breakage else []  # any folder: nothing gets that far
+    with pytest.raises(SystemExit, match=f"^error: dataset {re.escape(repr(str(corpus)))} {message}"):
+        train.main(["--config", str(config), "--output-dir", str(out), *extra])
     assert not out.exists()
 
 
