@@ -18,8 +18,8 @@ the same columns, e.g.::
         --text-column text_normalized --audio-column audio --speaker-column speaker_id
 
 Folder mode (``--from-folder``, offline): your own recordings, listed in ``DIR/metadata.csv`` with the columns
-``file_name`` (relative to DIR), ``text`` (the transcript) and optionally ``speaker_id``; ``--val-fraction`` of them
-become the validation split::
+``file_name`` (relative to DIR), ``text`` (the transcript, in double quotes when it holds a comma) and optionally
+``speaker_id`` (or ``speaker``); ``--val-fraction`` of them become the validation split::
 
     python examples/build_corpus.py --out data/my_voices --from-folder my_recordings --sampling-rate 16000 \
         --features --feature-config examples/configs/features_16k_80mel.json
@@ -46,6 +46,7 @@ Small example (about 10 s on 2 cores)::
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import json
 import math
@@ -69,6 +70,7 @@ from corpus.voices import Voice, VoiceBank, espeak_binary, stock_eval_voices, sy
 PROBE_SENTENCE = "The quick brown fox jumps over the lazy dog, then it takes a nap in the warm afternoon sun."
 ESPEAK_SR = 22050
 SPLITS = ("train", "validation", "test")
+FIT_PEAK = 0.99  # the peak a user's float recording above full scale is scaled to (not clipped)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -641,14 +643,21 @@ def _convert_batch(
     target_sr: int,
     keep_sec: float,
     source: str,
+    fit_peaks: bool = False,
 ):
+    import pyarrow as pa
+
     audios = table[audio_column].to_pylist()
     srs = table[sr_column].to_pylist() if sr_column else [None] * len(audios)
     texts = table[text_column].to_pylist()
     spks = table[speaker_column].to_pylist() if speaker_column else ["unknown"] * len(audios)
-    rows = []
+    rows, peaks = [], []
     for value, fsr, text, spk in zip(audios, srs, texts, spks, strict=True):
         audio, sr = _decode_audio_value(value, fsr)
+        if fit_peaks:
+            peaks.append(float(np.max(np.abs(audio), initial=0.0)))
+            if peaks[-1] > 1.0:  # float audio over full scale: scaled here, or prepare_audio clips it
+                audio = np.asarray(audio, dtype=np.float32) * np.float32(FIT_PEAK / peaks[-1])
         audio = prepare_audio(audio, sr, target_sr, keep_sec=keep_sec)
         rows.append(
             {
@@ -661,7 +670,13 @@ def _convert_batch(
                 "source": "recorded",
             }
         )
-    return rows_to_table(rows)
+    table = rows_to_table(rows)
+    return table.append_column("peak", pa.array(peaks, type=pa.float32())) if fit_peaks else table
+
+
+def column_values(ds, name: str) -> list:
+    """A column of a ``datasets.Dataset`` as a list, read in one go (``ds[name]`` reads it row by row)."""
+    return ds.select_columns([name]).with_format("arrow")[:][name].to_pylist()
 
 
 def convert_speech_dataset(
@@ -677,6 +692,7 @@ def convert_speech_dataset(
     keep_sec: float = 0.1,
     num_proc: int | None = None,
     source: str = "",
+    names: list[str] | None = None,
 ):
     """Convert any speech ``datasets.Dataset`` (text + audio [+ speaker]) to this corpus' columns.
 
@@ -684,14 +700,21 @@ def convert_speech_dataset(
     is never needed), a ``{"array", "sampling_rate"}`` struct, or a plain float list plus ``sampling_rate_column``.
     Audio is trimmed and resampled exactly like the synthetic corpus.  Works offline on a local
     ``Dataset.from_dict`` with the same columns.
+
+    ``names`` (one per row, e.g. the file names) marks the rows as a user's recordings: a clip that peaks above 1
+    (float audio) is scaled down to peak ``FIT_PEAK`` instead of clipped, and the rows outside ``min_sec`` /
+    ``max_sec`` are printed, counted by reason with the first few names.
     """
-    from datasets import Audio
+    from datasets import Audio, Value
 
     for col in (text_column, audio_column, speaker_column, sampling_rate_column):
         if col is not None and col not in ds.column_names:
             raise KeyError(f"column {col!r} not in dataset columns {ds.column_names}")
     if isinstance(ds.features.get(audio_column), Audio):
         ds = ds.cast_column(audio_column, Audio(decode=False))
+    features = base_features()
+    if names is not None:
+        features["peak"] = Value("float32")  # each clip's peak before scaling: counted below, then dropped
     out = (
         ds.with_format("arrow")
         .map(
@@ -699,7 +722,7 @@ def convert_speech_dataset(
             batched=True,
             batch_size=32,
             remove_columns=ds.column_names,
-            features=base_features(),
+            features=features,
             num_proc=num_proc if num_proc and num_proc > 1 and len(ds) >= 2 * num_proc else None,
             fn_kwargs={
                 "text_column": text_column,
@@ -709,18 +732,57 @@ def convert_speech_dataset(
                 "target_sr": target_sr,
                 "keep_sec": keep_sec,
                 "source": source,
+                "fit_peaks": names is not None,
             },
             desc="convert",
         )
         .with_format(None)
     )
+    if names is not None:
+        scaled = sum(peak > 1.0 for peak in column_values(out, "peak"))
+        out = out.remove_columns("peak")
+        if scaled:
+            print(
+                f"[{source}] {scaled} of {len(out)} clips peak above 1.0: scaled to peak {FIT_PEAK}, not clipped",
+                flush=True,
+            )
+        report_dropped(column_values(out, "duration"), names, min_sec, max_sec, source)
     return out.filter(lambda d: [min_sec <= x <= max_sec for x in d], input_columns="duration", batched=True)
 
 
+def _column_name(name: str | None) -> str:
+    """A metadata.csv header name as this script reads it: `Speaker_ID`, ` speaker id` -> speaker_id."""
+    return "_".join((name or "").lower().split())
+
+
+def report_dropped(durations: list[float], names: list[str], min_sec: float, max_sec: float, source: str) -> None:
+    """Print how many rows the length filter of `convert_speech_dataset` drops, by reason, with the first names."""
+    reasons: dict[str, list[str]] = {}
+    for duration, name in zip(durations, names, strict=True):
+        if duration == 0:
+            reasons.setdefault("silent", []).append(name)
+        elif duration < min_sec:
+            reasons.setdefault(f"under --min-sec {min_sec:g} s", []).append(name)
+        elif duration > max_sec:
+            reasons.setdefault(f"over --max-sec {max_sec:g} s", []).append(name)
+    if reasons:
+        print(
+            f"[{source}] {sum(map(len, reasons.values()))} of {len(names)} clips left out, their lengths measured "
+            "without leading and trailing silence (quieter than 40 dB under the clip's peak): "
+            + "; ".join(
+                f"{len(shown)} {why} ({', '.join(shown[:3])}{', ...' if len(shown) > 3 else ''})"
+                for why, shown in reasons.items()
+            ),
+            flush=True,
+        )
+
+
 def read_folder_metadata(folder: Path) -> list[dict]:
-    """Rows of FOLDER/metadata.csv (columns file_name, text and optionally speaker_id, separated by commas; the
-    `datasets` audiofolder layout), with each file_name resolved against FOLDER. Every row needs a transcript and a
-    readable audio file; the rows that do not have them are named, with their line numbers."""
+    """Rows of FOLDER/metadata.csv (columns file_name, text and optionally speaker_id or speaker, named in any case,
+    separated by commas; the `datasets` audiofolder layout), with each file_name resolved against FOLDER. Every row
+    needs a transcript, a speaker (when the header has the column) and a readable audio file; the rows that do not
+    have them are named, with their line numbers. A file listed again with the same transcript and speaker is used
+    once (a copy in both splits would score the model on its training data)."""
     import csv
 
     import soundfile as sf
@@ -729,34 +791,66 @@ def read_folder_metadata(folder: Path) -> list[dict]:
     # utf-8-sig: spreadsheet programs save "CSV UTF-8" with a byte-order mark before the header
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            header = reader.fieldnames or []
+            # skipinitialspace: in `a.wav, "Hello, there.", anna` the quotes still quote (they were kept in the text)
+            reader = csv.DictReader(f, skipinitialspace=True)
+            written = reader.fieldnames or []
+            reader.fieldnames = header = [_column_name(name) for name in written]
+            rows = [(reader.line_num, row) for row in reader]
     except UnicodeDecodeError as error:
         raise SystemExit(f"{path}: not UTF-8 text ({error}); save it with the UTF-8 encoding") from None
     if not {"file_name", "text"} <= set(header):
-        first = ",".join(header)
+        first = ",".join(written)
         hint = next((f" (this header seems to use {sep!r} instead)" for sep in (";", "\t", "|") if sep in first), "")
         raise SystemExit(
             f"{path}: needs a comma-separated header with file_name and text (optional speaker_id), got {first!r}{hint}"
         )
+    speaker_column = next((name for name in ("speaker_id", "speaker") if name in header), None)
+    used = ("file_name", "text", speaker_column)
+    twice = [name for name in used if name and header.count(name) > 1]
+    if twice:
+        raise SystemExit(f"{path}: the header names {', '.join(twice)} more than once; keep one column of each")
+    unused = [name for name, read_as in zip(written, header, strict=True) if read_as not in used]
+    if unused:  # e.g. a speaker column under another name would otherwise merge all speakers without a word
+        print(
+            f"[folder] {path}: columns not used: {', '.join(map(repr, unused))} (read: file_name, text"
+            + (f", {speaker_column})" if speaker_column else "; no speaker_id or speaker column: one speaker)"),
+            flush=True,
+        )
     if not rows:
         raise SystemExit(f"{path}: the header has no rows under it; add one row per audio file")
-    problems = []
-    for line, row in enumerate(rows, start=2):  # line 1 is the header
-        name, text = row.get("file_name") or "", row.get("text")
+    problems, repeated, first_seen, items = [], [], {}, []
+    for line, row in rows:
+        if None in row:  # more fields than the header: an unquoted comma cut the text and shifted the rest
+            problems.append(
+                f"line {line}: {len(header) + len(row[None])} fields where the header has {len(header)} (put a text "
+                "that contains ',' in double quotes)"
+            )
+            continue
+        name, text = (row["file_name"] or "").strip(), (row["text"] or "").strip()
+        speaker = (row[speaker_column] or "").strip() if speaker_column else "speaker"
         audio = folder / name
-        if not (text or "").strip():
+        if not text:
             problems.append(f"line {line} ({name}): no transcript")
+        elif not speaker:
+            problems.append(f"line {line} ({name}): no {speaker_column}")
         elif not audio.is_file():
             problems.append(
                 f"line {line}: {name} " + ("is a folder, not an audio file" if audio.is_dir() else "is missing")
             )
+        elif audio.resolve() in first_seen:
+            earlier, *same = first_seen[audio.resolve()]
+            if same == [text, speaker]:
+                repeated.append(f"{name} (line {line}, as line {earlier})")
+            else:
+                problems.append(f"line {line}: {name} is on line {earlier} too, with another transcript or speaker")
         else:
             try:
                 sf.info(str(audio))
             except Exception as error:  # soundfile raises several types for files it cannot read
                 problems.append(f"line {line}: {name} is not audio soundfile can read ({type(error).__name__})")
+                continue
+            first_seen[audio.resolve()] = (line, text, speaker)
+            items.append({"audio": {"path": str(audio)}, "text": text, "speaker_id": speaker, "file_name": name})
     if problems:
         raise SystemExit(
             f"{path}: {len(problems)} of {len(rows)} rows cannot be used: "
@@ -764,14 +858,14 @@ def read_folder_metadata(folder: Path) -> list[dict]:
             + ("; ..." if len(problems) > 5 else "")
             + ". Fix them or remove the rows (examples/finetune.py lists and leaves out such clips itself)"
         )
-    return [
-        {
-            "audio": {"path": str(folder / r["file_name"])},
-            "text": r["text"].strip(),
-            "speaker_id": r.get("speaker_id") or "speaker",
-        }
-        for r in rows
-    ]
+    if repeated:
+        print(
+            f"[folder] {path}: {len(repeated)} rows repeat a file listed before and are left out: "
+            + ", ".join(repeated[:5])
+            + (", ..." if len(repeated) > 5 else ""),
+            flush=True,
+        )
+    return items
 
 
 def build_from_folder(args):
@@ -800,6 +894,7 @@ def build_from_folder(args):
             keep_sec=args.keep_silence,
             num_proc=args.num_proc,
             source=f"{folder.name}:{split}",
+            names=[r["file_name"] for r in picked],
         )
         print(f"[folder] {split} <- {folder}: {len(out[split])} utts", flush=True)
     if len(out["validation"]) == 0:  # the held-out utterances were all outside --min-sec/--max-sec
@@ -825,17 +920,81 @@ def parse_hub_splits(text: str) -> dict[str, str]:
     return mapping
 
 
+def load_hub_split(name: str, config: str | None, hub_split: str):
+    """One split of `--from-hub-dataset`: a hub dataset, a local dataset folder, or a folder that `save_to_disk`
+    wrote (load_dataset refuses those; a single saved Dataset is its "train" split, as load_dataset names the one
+    split of a folder of data files)."""
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    saved = Path(name)
+    if (saved / "dataset_dict.json").is_file() or (saved / "state.json").is_file():
+        data = load_from_disk(str(saved))
+        splits = data if isinstance(data, DatasetDict) else {"train": data}
+        if hub_split not in splits:
+            raise SystemExit(
+                f"--from-hub-dataset {name}: no split {hub_split!r}; it has {', '.join(splits)} (name them in "
+                "--hub-splits OUT_SPLIT=SPLIT)"
+            )
+        return splits[hub_split]
+    try:
+        return load_dataset(name, config, split=hub_split)
+    except (ConnectionError, FileNotFoundError, ValueError) as error:  # offline, unknown id or split, ...
+        raise SystemExit(f"--from-hub-dataset {name} ({hub_split}): {error}") from None
+
+
+def check_hub_columns(ds, args, where: str) -> list[int]:
+    """The rows of a `--from-hub-dataset` split to convert: every column named must exist, every row needs a
+    speaker (with --speaker-column); rows without a transcript are left out (and counted)."""
+    named = {
+        "--text-column": args.text_column,
+        "--audio-column": args.audio_column,
+        "--speaker-column": args.speaker_column,
+        "--sampling-rate-column": args.sampling_rate_column,
+    }
+    missing = [f"{column!r} ({flag})" for flag, column in named.items() if column and column not in ds.column_names]
+    if missing:
+        raise SystemExit(f"{where}: no column {', '.join(missing)}; its columns are {', '.join(ds.column_names)}")
+
+    def empty(value) -> bool:  # None (a missing value) or blank text; a speaker id 0 is a speaker
+        return value is None or not str(value).strip()
+
+    if args.speaker_column:
+        nameless = [i for i, speaker in enumerate(column_values(ds, args.speaker_column)) if empty(speaker)]
+        if nameless:  # as an empty speaker cell of --from-folder: a guess would merge or invent a speaker
+            raise SystemExit(
+                f"{where}: {len(nameless)} of {len(ds)} rows have no speaker in {args.speaker_column!r} (rows "
+                f"{', '.join(map(str, nameless[:5]))}{', ...' if len(nameless) > 5 else ''}, counting from 0): "
+                "fill them in or leave those rows out"
+            )
+    texts = column_values(ds, args.text_column)
+    keep = [i for i, text in enumerate(texts) if not empty(text)]
+    if not keep:
+        raise SystemExit(f"{where}: no row has a transcript in {args.text_column!r} (--text-column)")
+    if len(keep) < len(texts):
+        print(f"[hub] {where}: {len(texts) - len(keep)} of {len(texts)} rows have no transcript: left out", flush=True)
+    return keep
+
+
 def build_from_hub(args):
-    from datasets import DatasetDict, load_dataset
+    from datasets import DatasetDict
 
     out = {}
     for split, hub_split in parse_hub_splits(args.hub_splits).items():
-        try:
-            ds = load_dataset(args.from_hub_dataset, args.hub_config, split=hub_split)
-        except (ConnectionError, FileNotFoundError, ValueError) as error:  # offline, unknown id or split, ...
-            raise SystemExit(f"--from-hub-dataset {args.from_hub_dataset} ({hub_split}): {error}") from None
-        if args.hub_max_utts and len(ds) > args.hub_max_utts:
-            ds = ds.shuffle(seed=args.seed).select(range(args.hub_max_utts))
+        where = f"--from-hub-dataset {args.from_hub_dataset} ({hub_split})"
+        ds = load_hub_split(args.from_hub_dataset, args.hub_config, hub_split)
+        rows = check_hub_columns(ds, args, where)
+        if args.speaker_column is None and not out:  # noted once: every row becomes the speaker "unknown"
+            found = [c for c in ds.column_names if _column_name(c) in ("speaker_id", "speaker")]
+            if found:
+                print(
+                    f"[hub] note: without --speaker-column all rows are one speaker; the dataset has a "
+                    f"{found[0]!r} column: pass --speaker-column {found[0]} to keep its speakers",
+                    flush=True,
+                )
+        if args.hub_max_utts and len(rows) > args.hub_max_utts:  # as Dataset.shuffle(seed) picks them
+            rows = [rows[i] for i in np.random.default_rng(args.seed).permutation(len(rows))[: args.hub_max_utts]]
+        if len(rows) < len(ds):
+            ds = ds.select(rows)
         out[split] = convert_speech_dataset(
             ds,
             text_column=args.text_column,
@@ -848,6 +1007,7 @@ def build_from_hub(args):
             keep_sec=args.keep_silence,
             num_proc=args.num_proc,
             source=f"{args.from_hub_dataset}:{hub_split}",
+            names=[f"row {i}" for i in rows],
         )
         print(f"[hub] {split} <- {args.from_hub_dataset}:{hub_split}: {len(out[split])} utts", flush=True)
     return DatasetDict(out), {}
@@ -1023,7 +1183,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
         epilog="Load the result with datasets.load_from_disk(OUT); a summary is written to OUT/corpus_summary.json.",
     )
-    p.add_argument("--out", required=True, help="output dir for DatasetDict.save_to_disk (replaced if it exists)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output dir for DatasetDict.save_to_disk (an earlier corpus there is replaced once the new one is saved)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for voices, sentence shuffling and assignment")
     p.add_argument(
         "--voice-seed",
@@ -1124,7 +1288,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--from-folder",
         metavar="DIR",
-        help="DIR/metadata.csv names the audio files (columns file_name, text, optional speaker_id; any "
+        help="DIR/metadata.csv names the audio files (columns file_name, text, optional speaker_id or speaker; any "
         "format soundfile reads); replaces synthesis",
     )
     d.add_argument(
@@ -1135,7 +1299,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     h = p.add_argument_group("real corpus from the Hugging Face hub (needs network)")
-    h.add_argument("--from-hub-dataset", metavar="NAME", help="e.g. mythicinfinity/libritts_r; replaces synthesis")
+    h.add_argument(
+        "--from-hub-dataset",
+        metavar="NAME",
+        help="e.g. mythicinfinity/libritts_r, or a folder that save_to_disk wrote (a single Dataset is its split "
+        "train); replaces synthesis",
+    )
     h.add_argument("--hub-config", default=None, help="dataset config, e.g. clean")
     h.add_argument(
         "--hub-splits",
@@ -1157,16 +1326,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_out_folder(out: Path, source: str | None) -> None:
+def corpus_names(out: Path) -> set[str]:
+    """The files and folders at the top of a corpus this script saved (its splits as dataset_dict.json lists them)."""
+    try:
+        splits = set(json.loads((out / "dataset_dict.json").read_text())["splits"])
+    except (ValueError, KeyError, TypeError):  # no corpus of this script: its folders count as other files
+        splits = set()
+    return {"dataset_dict.json", "corpus_summary.json", "feature_stats.json", "feature_extractor"} | splits
+
+
+def check_out_folder(out: Path, source: str | None, flag: str = "--from-folder") -> None:
     """`--out` is replaced when the corpus is saved, so it must be new, empty or an earlier corpus (it has
-    dataset_dict.json), and neither hold nor lie inside the recordings of `--from-folder`."""
+    dataset_dict.json) and nothing else, and neither hold nor lie inside the recordings of `--from-folder` (or the
+    local dataset of `--from-hub-dataset`)."""
     if out.exists() and not out.is_dir():
         raise SystemExit(f"--out {out} is a file: give a folder for the corpus")
     if source is not None:
         src, dst = Path(source).resolve(), out.resolve()
         if dst == src or src in dst.parents or dst in src.parents:
             raise SystemExit(
-                f"--out {out} and --from-folder {source} overlap: the corpus replaces --out whole, so it must lie "
+                f"--out {out} and {flag} {source} overlap: the corpus replaces --out whole, so it must lie "
                 "outside the recordings and not hold them; give a folder outside them"
             )
     if out.is_dir() and any(out.iterdir()) and not (out / "dataset_dict.json").is_file():
@@ -1175,6 +1354,38 @@ def check_out_folder(out: Path, source: str | None) -> None:
             f"--out {out} holds other files ({shown}, ...) and no corpus: the corpus replaces the whole folder, so "
             "give a new or empty folder (an earlier corpus there is replaced)"
         )
+    extra = sorted(set(os.listdir(out)) - corpus_names(out)) if out.is_dir() else []
+    if extra:  # e.g. notes kept beside an earlier corpus, which the new corpus would delete
+        raise SystemExit(
+            f"--out {out} holds an earlier corpus and other files ({', '.join(extra[:5])}"
+            f"{', ...' if len(extra) > 5 else ''}): the new corpus replaces the whole folder, so move them out of it "
+            "or give another folder"
+        )
+
+
+def _process_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_caches(out: Path) -> None:
+    """Remove the `.OUT_cache_*` folders beside --out that builds stopped before their cleanup (kill -9, a crash)
+    left. The process id in the name (`.OUT_cache_PID_...`) keeps a running build's folder; the folders of versions
+    before the id have none."""
+    prefix = f".{out.name}_cache_"
+    stale = []
+    for path in out.parent.glob(glob.escape(prefix) + "*"):
+        pid = path.name[len(prefix) :].split("_")[0]
+        if not (pid.isdigit() and _process_running(int(pid))):
+            shutil.rmtree(path, ignore_errors=True)
+            stale.append(path.name)
+    if stale:
+        print(f"[out] removed {len(stale)} folders that interrupted builds left: {', '.join(stale)}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -1223,12 +1434,19 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--pack-drop-conditions filters the rows of --add-pack: add a pack, or leave it out")
     fe_kwargs = feature_extractor_kwargs(args) if args.features else None
     out = Path(args.out)
-    check_out_folder(out, args.from_folder)
+    if args.from_folder:
+        check_out_folder(out, args.from_folder)
+    elif args.from_hub_dataset and Path(args.from_hub_dataset).is_dir():  # a local dataset: never replaced
+        check_out_folder(out, args.from_hub_dataset, "--from-hub-dataset")
+    else:
+        check_out_folder(out, None)
     t0 = time.time()
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_caches(out)
     shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     tmp_root = tempfile.mkdtemp(prefix="ditar_corpus_", dir=shm)
-    cache_dir = tempfile.mkdtemp(prefix=f".{out.name}_cache_", dir=out.parent)
+    # the process id tells a later run that this folder is no running build's (remove_stale_caches)
+    cache_dir = tempfile.mkdtemp(prefix=f".{out.name}_cache_{os.getpid()}_", dir=out.parent)
     try:
         if args.from_folder:
             dsd, info = build_from_folder(args)
@@ -1249,11 +1467,12 @@ def main(argv: list[str] | None = None) -> dict:
             t = time.time()
             dsd = add_features(dsd, fe_kwargs, args.num_proc)
             print(f"[features] log-mel ({fe_kwargs}) in {time.time() - t:.1f}s", flush=True)
-        if out.exists():
-            shutil.rmtree(out)
-        dsd.save_to_disk(str(out))
+        # saved aside and renamed into place when complete: a build stopped while saving kept no earlier corpus and
+        # left a half-saved one (dataset_dict.json is written first, so it looked finished)
+        staged = Path(cache_dir) / "corpus"
+        dsd.save_to_disk(str(staged))
         if fe_kwargs is not None:
-            st = save_feature_artifacts(dsd, fe_kwargs, out)
+            st = save_feature_artifacts(dsd, fe_kwargs, staged)
             print(
                 f"[features] stats over {st['num_frames']} train frames -> {out / 'feature_stats.json'}, "
                 f"{out / 'feature_extractor'}"
@@ -1262,7 +1481,10 @@ def main(argv: list[str] | None = None) -> dict:
         summary["synthesis_seconds"] = t_synth
         summary["info"] = info
         summary["args"] = {k: v for k, v in vars(args).items()}
-        (out / "corpus_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        (staged / "corpus_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        if out.exists():
+            out.rename(Path(cache_dir) / "previous")  # deleted with the cache below
+        staged.rename(out)
         return summary
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -623,6 +624,202 @@ def test_out_is_never_a_folder_of_other_files_or_the_recordings(tmp_path):
     assert (notes / "notes.txt").read_text() == "mine" and (folder / "metadata.csv").is_file()
 
 
+def _recordings(root: Path, metadata: str, clips: tuple[str, ...] = ("u0", "u1", "u2", "u3")) -> Path:
+    """A folder root/recordings with 2 s noise clips clips/NAME.wav and the given metadata.csv text."""
+    import soundfile as sf
+
+    folder = root / "recordings"
+    (folder / "clips").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in clips:
+        sf.write(folder / "clips" / f"{name}.wav", 0.1 * rng.standard_normal(32000).astype(np.float32), 16000)
+    (folder / "metadata.csv").write_text(metadata)
+    return folder
+
+
+def test_folder_transcript_with_an_unquoted_comma_is_refused_naming_its_line(tmp_path):
+    """The text was cut at the comma and its rest became the speaker, without a word."""
+    folder = _recordings(
+        tmp_path, "file_name,text,speaker_id\nclips/u0.wav,Hello.,anna\nclips/u1.wav,The canoe, slowly, slid.,anna\n"
+    )
+    with pytest.raises(SystemExit, match="line 3: 5 fields where the header has 3 \\(put a text that contains ','"):
+        bc.read_folder_metadata(folder)
+
+
+def test_folder_speaker_column_in_any_case_or_named_speaker(tmp_path, capsys):
+    """`speaker` or `Speaker_ID` were ignored (every speaker merged into one) and an empty cell became "speaker"."""
+    rows = "clips/u0.wav,Hello.,anna,1.5\nclips/u1.wav,Hi.,bob,2\n"
+    folder = _recordings(tmp_path, "")
+    for header in ("file_name,text,speaker,duration", "File_Name, Text, Speaker ID,duration"):
+        (folder / "metadata.csv").write_text(f"{header}\n{rows}")
+        assert [r["speaker_id"] for r in bc.read_folder_metadata(folder)] == ["anna", "bob"]
+        assert "columns not used: 'duration' (read: file_name, text, speaker" in capsys.readouterr().out
+    (folder / "metadata.csv").write_text("file_name,text\nclips/u0.wav,Hello.\n")  # no column: one speaker
+    assert bc.read_folder_metadata(folder)[0]["speaker_id"] == "speaker"
+    (folder / "metadata.csv").write_text("file_name,text,speaker_id\nclips/u0.wav,Hello.,anna\nclips/u1.wav,Hi.,\n")
+    with pytest.raises(SystemExit, match="line 3 \\(clips/u1.wav\\): no speaker_id"):
+        bc.read_folder_metadata(folder)
+    (folder / "metadata.csv").write_text("file_name,text,Text\nclips/u0.wav,Hello.,Hi.\n")
+    with pytest.raises(SystemExit, match="names text more than once"):
+        bc.read_folder_metadata(folder)
+
+
+def test_folder_fields_after_a_space_are_read_as_written(tmp_path):
+    """`a.wav, "Hello, there.", anna` kept the quotes in the text, and ' anna' and 'anna' were two speakers."""
+    folder = _recordings(
+        tmp_path, 'file_name,text,speaker_id\nclips/u0.wav, "Hello, there.", anna\nclips/u1.wav,Hi., Anna \n'
+    )
+    rows = bc.read_folder_metadata(folder)
+    assert [(r["text"], r["speaker_id"]) for r in rows] == [("Hello, there.", "anna"), ("Hi.", "Anna")]
+
+
+def test_folder_file_listed_twice_is_used_once(tmp_path, capsys):
+    """A repeated row was kept, so the same clip could land in train and in validation."""
+    rows = "".join(f"clips/u{i}.wav,Sentence {i}.,anna\n" for i in range(3))
+    folder = _recordings(tmp_path, "file_name,text,speaker_id\n" + rows + rows.replace("clips/", "./clips/", 1))
+    assert [r["text"] for r in bc.read_folder_metadata(folder)] == ["Sentence 0.", "Sentence 1.", "Sentence 2."]
+    assert "3 rows repeat a file listed before and are left out: ./clips/u0.wav (line 5, as line 2)" in (
+        capsys.readouterr().out
+    )
+    (folder / "metadata.csv").write_text("file_name,text\nclips/u0.wav,One.\nclips/u1.wav,Two.\nclips/u0.wav,Three.\n")
+    with pytest.raises(SystemExit, match="line 4: clips/u0.wav is on line 2 too, with another transcript or speaker"):
+        bc.read_folder_metadata(folder)
+
+
+def test_folder_clips_left_out_are_named_and_loud_float_clips_are_scaled_not_clipped(tmp_path, capsys):
+    """Clips dropped for their length or silence were not reported; a float clip peaking at 2.5 was hard-clipped."""
+    import datasets
+    import soundfile as sf
+
+    names = ("u0", "u1", "u2", "u3", "u4", "u5")
+    rows = "".join(f"clips/{n}.wav,Sentence {n}.\n" for n in names)
+    extra = "clips/hot.wav,Loud.\nclips/silent.wav,Quiet.\nclips/long.wav,Long.\n"
+    folder = _recordings(tmp_path, "file_name,text\n" + rows + extra, names)
+    sf.write(folder / "clips" / "hot.wav", 2.5 * _speechlike(16000, 2.0), 16000, subtype="FLOAT")
+    sf.write(folder / "clips" / "silent.wav", np.zeros(32000, np.float32), 16000)
+    sf.write(folder / "clips" / "long.wav", _speechlike(16000, 5.0), 16000)
+    out = tmp_path / "corpus"
+    bc.main(["--out", str(out), "--from-folder", str(folder), "--sampling-rate", "16000", "--max-sec", "4"])
+    printed = capsys.readouterr().out
+    assert "1 of 8 clips peak above 1.0: scaled to peak 0.99, not clipped" in printed
+    assert "1 silent (clips/silent.wav)" in printed and "1 over --max-sec 4 s (clips/long.wav)" in printed
+    dsd = datasets.load_from_disk(str(out))
+    rows = [r for split in dsd.values() for r in split if r["text"] == "Loud."]
+    peak = np.abs(np.asarray(rows[0]["audio"], np.float32)).max()
+    assert 0.9 < peak < 1.0, peak
+
+
+def test_hub_dataset_saved_with_save_to_disk_is_loaded_from_disk(tmp_path):
+    """--from-hub-dataset FOLDER of save_to_disk failed ("Please use load_from_disk instead")."""
+    from datasets import DatasetDict, load_from_disk
+
+    ds = _fake_hub_dataset()
+    ds.save_to_disk(str(tmp_path / "single"))
+    DatasetDict({"train": ds, "dev": ds.select(range(1, 3))}).save_to_disk(str(tmp_path / "dict"))
+    common = ["--text-column", "text_normalized", "--speaker-column", "speaker_id", "--num-proc", "1"]
+    bc.main(["--out", str(tmp_path / "a"), "--from-hub-dataset", str(tmp_path / "single"), *common])
+    assert len(load_from_disk(str(tmp_path / "a"))["train"]) == 5  # a single Dataset is the split "train"
+    bc.main(
+        ["--out", str(tmp_path / "b"), "--from-hub-dataset", str(tmp_path / "dict"), *common]
+        + ["--hub-splits", "train=train,validation=dev"]
+    )
+    assert len(load_from_disk(str(tmp_path / "b"))["validation"]) == 2
+    with pytest.raises(SystemExit, match="no split 'test'; it has train, dev"):
+        bc.main(
+            ["--out", str(tmp_path / "c"), "--from-hub-dataset", str(tmp_path / "dict"), "--hub-splits", "test=test"]
+        )
+    with pytest.raises(SystemExit, match="overlap"):  # the dataset itself is never replaced
+        bc.main(["--out", str(tmp_path / "dict"), "--from-hub-dataset", str(tmp_path / "dict"), *common])
+
+
+def _serve_hub(monkeypatch, ds) -> list[str]:
+    """--from-hub-dataset someone/x gives `ds` for every split, offline."""
+    import datasets
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None, split=None, **kwargs: ds)
+    return ["--from-hub-dataset", "someone/x", "--num-proc", "1"]
+
+
+def test_hub_dataset_wrong_column_is_named_and_an_unused_speaker_column_noted(tmp_path, monkeypatch, capsys):
+    """A wrong --text-column was a KeyError traceback; a speaker_id column left out merged all speakers silently."""
+    hub = _serve_hub(monkeypatch, _fake_hub_dataset())
+    with pytest.raises(
+        SystemExit, match="no column 'text' \\(--text-column\\); its columns are audio, text_normalized, speaker_id"
+    ):
+        bc.main(["--out", str(tmp_path / "a"), *hub])
+    bc.main(["--out", str(tmp_path / "a"), *hub, "--text-column", "text_normalized"])
+    assert "pass --speaker-column speaker_id to keep its speakers" in capsys.readouterr().out
+
+
+def test_hub_dataset_rows_without_text_are_left_out_and_without_speaker_refused(tmp_path, monkeypatch, capsys):
+    """None became the transcript 'None', an empty one was kept (training crashed on it), a None speaker 'None'."""
+    from datasets import Dataset, load_from_disk
+
+    ds = _fake_hub_dataset()
+    texts = list(ds["text_normalized"])
+    texts[2], texts[3] = None, " "
+    hub = _serve_hub(monkeypatch, ds.remove_columns("text_normalized").add_column("text_normalized", texts))
+    bc.main(["--out", str(tmp_path / "a"), *hub, "--text-column", "text_normalized", "--speaker-column", "speaker_id"])
+    assert "2 of 6 rows have no transcript: left out" in capsys.readouterr().out
+    kept = load_from_disk(str(tmp_path / "a"))["train"]["text"]
+    assert len(kept) == 3 and "None" not in kept and "" not in kept  # row 0 is too short
+    speakers = ["anna", None, "bob", "", "anna", "bob"]
+    hub = _serve_hub(monkeypatch, ds.remove_columns("speaker_id").add_column("speaker_id", speakers))
+    with pytest.raises(
+        SystemExit, match="2 of 6 rows have no speaker in 'speaker_id' \\(rows 1, 3, counting from 0\\)"
+    ):
+        bc.main(
+            ["--out", str(tmp_path / "b"), *hub, "--text-column", "text_normalized", "--speaker-column", "speaker_id"]
+        )
+    hub = _serve_hub(monkeypatch, Dataset.from_dict({"audio": [[0.1] * 16000], "sampling_rate": [16000], "t": [None]}))
+    with pytest.raises(SystemExit, match="no row has a transcript in 't'"):
+        bc.main(["--out", str(tmp_path / "c"), *hub, "--text-column", "t", "--sampling-rate-column", "sampling_rate"])
+
+
+def _folder_corpus(tmp_path: Path, out: Path) -> Path:
+    folder = _recordings(tmp_path, "file_name,text\n" + "".join(f"clips/u{i}.wav,Sentence {i}.\n" for i in range(4)))
+    bc.main(["--out", str(out), "--from-folder", str(folder), "--sampling-rate", "16000", "--num-proc", "1"])
+    return folder
+
+
+def test_out_with_other_files_beside_an_earlier_corpus_is_refused(tmp_path):
+    """A rebuild deleted the user's NOTES.txt kept in the folder of an earlier corpus."""
+    out = tmp_path / "corpus"
+    folder = _folder_corpus(tmp_path, out)
+    (out / "NOTES.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="holds an earlier corpus and other files \\(NOTES.txt\\)"):
+        bc.main(["--out", str(out), "--from-folder", str(folder)])
+    assert (out / "NOTES.txt").read_text() == "mine"
+
+
+def test_out_is_replaced_only_by_a_complete_corpus_and_stale_caches_go(tmp_path, monkeypatch):
+    """A build stopped while saving had already deleted the earlier corpus (and left a half-saved one); the
+    `.OUT_cache_*` folders of killed builds piled up beside --out."""
+    import datasets
+
+    out = tmp_path / "corpus"
+    folder = _folder_corpus(tmp_path, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def stopped(self, path, **kwargs):  # writes dataset_dict.json first, as save_to_disk does, then stops
+        Path(path).mkdir(parents=True)
+        (Path(path) / "dataset_dict.json").write_text('{"splits": ["train"]}')
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(datasets.DatasetDict, "save_to_disk", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            bc.main(["--out", str(out), "--from-folder", str(folder), "--seed", "1"])
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    stale = [tmp_path / ".corpus_cache_999999999_abcdefgh", tmp_path / ".corpus_cache_k2j4x9q1"]  # dead, old name
+    running = tmp_path / f".corpus_cache_{os.getpid()}_abcdefgh"
+    for path in [*stale, running]:
+        (path / "corpus").mkdir(parents=True)
+    bc.main(["--out", str(out), "--from-folder", str(folder), "--seed", "1"])
+    assert not any(path.exists() for path in stale) and running.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [running.name, "corpus", "recordings"]
+
+
 def test_heldout_sentences_of_train_voices_go_to_validation(tmp_path):
     """--heldout-utts-per-speaker: validation also holds unseen sentences of every train voice (fine-tuning data)."""
     sentences = [f"Sentence number {i} is here." for i in range(200)]
@@ -899,10 +1096,10 @@ def test_settings_that_cannot_make_a_corpus_are_refused_and_an_existing_corpus_i
     assert not out.exists()
     out.mkdir()
     (out / "dataset_dict.json").write_text('{"splits": ["train"]}')  # an earlier corpus
-    (out / "kept.txt").write_text("an earlier corpus")
+    (out / "corpus_summary.json").write_text("an earlier corpus")
     fortunes = _tiny_fortunes(tmp_path)
     small = ["--num-train-speakers", "1", "--num-val-speakers", "1", "--utts-per-speaker", "2", "--num-test-voices"]
     small += ["0", "--fortunes-dir", str(fortunes), "--num-proc", "1", "--min-sec", "30", "--max-sec", "40"]
     with pytest.raises(SystemExit, match="no training utterances were made .* the corpus already at .* was kept"):
         bc.main(["--out", str(out), *small])
-    assert (out / "kept.txt").read_text() == "an earlier corpus"
+    assert (out / "corpus_summary.json").read_text() == "an earlier corpus"
