@@ -44,6 +44,8 @@ from .generation_progress import GenerationProgress
 from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import (
     EMBEDDED_DEFAULT,
+    WRITTEN_FOLDERS,
+    WRITTEN_ROOT_FILES,
     card_keywords,
     installed_libraries,
     looks_like_a_local_path,
@@ -397,7 +399,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
 
         The folder is written into a temporary folder next to `save_directory` and moved into place when complete, so
         a failed save leaves an existing `save_directory` as it was (and no half-written one), and a save over an older
-        one keeps none of its files (no stale shard or shard index).
+        pipeline folder keeps none of the files a save writes (no stale shard or shard index) but keeps the others: its
+        model card (`README.md`), hidden files (`.git`, `.gitattributes` of a cloned repository) and any other file
+        of the user's. A folder that holds files and is no pipeline folder is refused (nothing is written).
         """
         push = kwargs.pop("push_to_hub", False)
         hub_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _push_keywords(push)}
@@ -413,6 +417,14 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         target = Path(save_directory).expanduser().resolve()
         if target.exists() and not target.is_dir():
             raise NotADirectoryError(f"save_directory {str(target)!r} is a file; pass a folder path to save into.")
+        if target.is_dir() and not (target / "model_index.json").is_file():
+            others = sorted(p.name for p in target.iterdir() if not p.name.startswith("."))
+            if others:  # a save replaces what it writes (config.json, *.py, *.safetensors, ...) in the folder
+                shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+                raise FileExistsError(
+                    f"save_directory {str(target)!r} holds other files ({shown}) and is no pipeline folder (it has no "
+                    "model_index.json): saving there could replace some of them. Pass a new or empty folder."
+                )
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
         try:
@@ -426,7 +438,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             if remote_code:
                 write_pipeline_remote_code(self, staging)
             write_transformers_entry_points(self, staging)
-            _replace_folder(staging, target)
+            _replace_folder(staging, target, keep=_not_written_by_a_save)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -1173,19 +1185,37 @@ def _umask() -> int:
     return 0o022
 
 
-def _replace_folder(staging: Path, target: Path) -> None:
+def _not_written_by_a_save(name: str) -> bool:
+    """Whether a pipeline folder's top-level entry `name` is none of those a save writes (the components' folders,
+    the root's transformers and code files: the same ones a push replaces): a model card, a hidden file or a file of
+    the user's, which a save over the folder keeps."""
+    from fnmatch import fnmatchcase
+
+    return name.startswith(".") or (
+        name not in WRITTEN_FOLDERS and not any(fnmatchcase(name, pattern) for pattern in WRITTEN_ROOT_FILES)
+    )
+
+
+def _replace_folder(staging: Path, target: Path, keep=None) -> None:
     """Move the complete folder `staging` to `target`, replacing a folder there: the old one is first renamed aside,
-    then removed (read-only files in it included); if it cannot be removed, a warning names what is left."""
+    the entries `keep(name)` accepts (and `staging` lacks) are moved from it into the new one, then it is removed
+    (read-only files in it included); if it cannot be removed, a warning names what is left."""
     if not target.exists():
         os.replace(staging, target)
         return
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     os.rmdir(old)
     os.replace(target, old)
+    kept = [name for name in os.listdir(old) if keep is not None and keep(name) and not (staging / name).exists()]
     try:
+        for name in kept:
+            os.replace(old / name, staging / name)
         os.replace(staging, target)
     except OSError:
-        os.replace(old, target)  # put the old folder back
+        for name in kept:  # put the old folder back as it was
+            if (staging / name).exists():
+                os.replace(staging / name, old / name)
+        os.replace(old, target)
         raise
 
     def writable_then_retry(function, path, _error):

@@ -571,3 +571,37 @@ def test_a_stream_keeps_its_progress_bar_across_a_call_and_closes_it_when_droppe
     next(dropped)
     dropped.close()
     assert bars[-1].disable and getattr(pipe, "_generation_progress", None) is None  # closed and uninstalled
+
+
+def test_a_save_over_a_pipeline_folder_keeps_the_users_files_and_a_folder_of_other_files_is_refused(tmp_path):
+    """Saving in place (a changed default voice, a cloned Hub repository) replaced the whole folder: its model card,
+    `.git` and the user's notes were deleted. What a save writes is still replaced (no stale file stays), the rest is
+    kept; a folder of other files is no pipeline folder and is refused before anything is written."""
+    pipe = get_dummy_pipeline()
+    folder = tmp_path / "pipe"
+    pipe.save_pretrained(folder)
+    (folder / "README.md").write_text("my card\n")
+    (folder / "notes.txt").write_text("keep me\n")
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (folder / "model" / "stale.safetensors").write_text("old shard")
+    (folder / "old_remote_code.py").write_text("# written by an older save\n")
+    pipe.save_pretrained(folder)
+    assert (folder / "README.md").read_text() == "my card\n" and (folder / "notes.txt").read_text() == "keep me\n"
+    assert (folder / ".git" / "HEAD").is_file()
+    assert not (folder / "model" / "stale.safetensors").exists() and not (folder / "old_remote_code.py").exists()
+    assert DiTARPipeline.from_pretrained(folder).model is not None
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging or old folder left
+
+    documents = tmp_path / "documents"
+    documents.mkdir()
+    (documents / "thesis.txt").write_text("important\n")
+    (documents / "config.json").write_text("{}\n")
+    with pytest.raises(FileExistsError, match="holds other files .*config.json, thesis.txt.*no pipeline folder"):
+        pipe.save_pretrained(documents)
+    assert sorted(p.name for p in documents.iterdir()) == ["config.json", "thesis.txt"]
+    clone = tmp_path / "clone"  # a freshly cloned, empty Hub repository: only hidden files
+    (clone / ".git").mkdir(parents=True)
+    (clone / ".gitattributes").write_text("*.safetensors filter=lfs\n")
+    pipe.save_pretrained(clone)
+    assert (clone / ".gitattributes").is_file() and (clone / ".git").is_dir() and (clone / "model_index.json").is_file()
