@@ -1417,6 +1417,22 @@ def _(ctx):
     return ctx.pipe.save_pretrained(target)
 
 
+@case(
+    "save-into-other-files",
+    L,
+    "save_pretrained('<a folder of the user's files>')",
+    FileExistsError,
+    "holds other files.*no pipeline folder.*new or empty folder",
+)
+def _(ctx):
+    target = ctx.folder("documents")
+    (target / "thesis.txt").write_text("important")
+    try:
+        return ctx.pipe.save_pretrained(target)
+    finally:
+        expect([p.name for p in target.iterdir()] == ["thesis.txt"], "the folder was changed")
+
+
 @case("save-failure-atomic", L, "a component fails to save over an old save")
 def _(ctx):
     target = ctx.copy_saved("atomic")
