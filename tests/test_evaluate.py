@@ -184,7 +184,7 @@ def test_case_builder_cli(tmp_path):
         ["--make-cases-from", str(corpus), "--split", "test", "--num-cases", "2", "--out", str(tmp_path / "c")]
     )
     assert info["num_cases"] == 2 and Path(info["cases_file"]) == tmp_path / "c" / "cases.jsonl"
-    assert len(list((tmp_path / "c" / "wavs").glob("*.wav"))) == 4
+    assert len(list((tmp_path / "c" / "wavs" / "cases").glob("*.wav"))) == 4
     # mistakes named in one line (tracebacks before, or an empty cases file and exit status 0)
     out = ["--out", str(tmp_path / "d")]
     import shutil
@@ -204,6 +204,53 @@ def test_case_builder_cli(tmp_path):
         ev.main(["--make-cases-from", str(tmp_path / "one" / "train"), *out])
     with pytest.raises(SystemExit, match="no case could be made from the test split"):
         ev.main(["--make-cases-from", str(corpus), "--split", "test", "--min-prompt-seconds", "100", *out])
+
+
+def test_case_files_built_side_by_side_keep_their_own_audio_and_none_is_overwritten(tmp_path):
+    """Two case files in one folder shared wavs/ with names from split, number and speaker only: seeds 1 and 2 both
+    make test-0000-stock_b, so b's build overwrote a's audio. And a second build to one --out replaced it silently."""
+    import soundfile as sf
+    from datasets import load_from_disk
+
+    corpus = _tiny_corpus(tmp_path)
+    test = load_from_disk(str(corpus))["test"]
+    build = ["--make-cases-from", str(corpus), "--split", "test", "--num-cases", "2"]
+    ev.main([*build, "--seed", "1", "--out", str(tmp_path / "cases" / "a.jsonl")])
+    ev.main([*build, "--seed", "2", "--out", str(tmp_path / "cases" / "b.jsonl")])
+    a = load_cases(tmp_path / "cases" / "a.jsonl")
+    assert a[0].id == load_cases(tmp_path / "cases" / "b.jsonl")[0].id == "test-0000-stock_b"
+    for case in a:
+        audio, _ = sf.read(case.target_audio, dtype="float32")
+        expected = np.asarray(test[case.extra["source"]["target_row"]]["audio"], dtype=np.float32)
+        np.testing.assert_allclose(audio, expected, atol=1 / 32768 + 1e-6)
+    before = (tmp_path / "cases" / "a.jsonl").read_text()
+    with pytest.raises(SystemExit, match="a.jsonl already exists; give another --out, or delete it"):
+        ev.main([*build, "--seed", "3", "--out", str(tmp_path / "cases" / "a.jsonl")])
+    assert (tmp_path / "cases" / "a.jsonl").read_text() == before
+
+
+def test_load_cases_refuses_a_target_text_without_words(tmp_path):
+    """ "🙂 🙂" has no reference word, so every recognised word was an insertion against nothing: one such case
+    beside a perfect one gave a corpus WER of 100%."""
+    write_wav(tmp_path / "p.wav", tone(0.1))
+    path = tmp_path / "cases.jsonl"
+    row = {"id": "smiles", "prompt_audio": "p.wav", "prompt_text": "a b", "target_text": "\U0001f642 \U0001f642"}
+    path.write_text(json.dumps(row))
+    with pytest.raises(ValueError, match=":1: case 'smiles' has a target_text with no words"):
+        load_cases(path)
+    path.write_text(json.dumps({**row, "target_text": "3 \U0001f642"}))  # a digit is a word
+    assert load_cases(path)[0].target_text == "3 \U0001f642"
+
+
+def test_load_cases_says_what_is_wrong_with_a_number_id_and_reads_a_byte_order_mark(tmp_path):
+    write_wav(tmp_path / "p.wav", tone(0.1))
+    path = tmp_path / "cases.jsonl"
+    row = {"id": 1, "prompt_audio": "p.wav", "prompt_text": "a b", "target_text": "c d"}
+    path.write_text(json.dumps(row))
+    with pytest.raises(ValueError, match="field\\(s\\) \\['id'\\] must be JSON strings"):  # was "missing or empty"
+        load_cases(path)
+    path.write_text(json.dumps({**row, "id": "1"}), encoding="utf-8-sig")  # as Windows editors save it
+    assert load_cases(path)[0].id == "1"
 
 
 def test_load_cases_validates_and_allows_prompt_only_cases(tmp_path):
@@ -455,6 +502,82 @@ def test_load_pipeline_from_a_training_output_folder(tmp_path):
     assert loaded.sample_rate == SR and type(loaded.vocoder).__name__ == "GriffinLimVocoder"
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         load_pipeline(tmp_path)
+
+
+def test_a_training_run_folder_or_checkpoint_given_as_pipeline_says_what_to_give(tmp_path):
+    from eval_lib.systems import load_pipeline
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-20").mkdir(parents=True)
+    (run / "checkpoints" / "step-20" / "model.safetensors").write_bytes(b"")
+    (run / "train_config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="training run folder without final/ yet; `python conversion/checkp"):
+        load_pipeline(run)
+    (run / "final").mkdir()
+    with pytest.raises(FileNotFoundError, match=f"it is a training run folder; give its final model, {run / 'final'}"):
+        load_pipeline(run)
+    with pytest.raises(FileNotFoundError, match="training checkpoint; make a pipeline of it with `python conversion/"):
+        load_pipeline(run / "checkpoints" / "step-20")
+    vocoder_run = tmp_path / "vocoder-run"
+    (vocoder_run / "vocoder").mkdir(parents=True)
+    (vocoder_run / "train_config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="vocoder-run is a vocoder training run \\(train_vocoder.py\\)"):
+        load_pipeline(vocoder_run)
+
+
+def test_case_ids_differing_only_in_unsafe_characters_get_their_own_audio(tmp_path):
+    """ "me 1" and "me/1" (and "é1" and "ü1") were all written to one file, so results.json's "wav" fields of
+    different cases pointed at the audio of the last one."""
+    base = load_cases(_cases(tmp_path))[0]
+    ids = ["me 1", "me/1", "\u00e91", "\u00fc1", "c-0.ok"]
+    cases = [
+        Case(id=i, prompt_audio=base.prompt_audio, prompt_text="p", target_text="t", target_audio=base.target_audio)
+        for i in ids
+    ]
+    results = run_evaluation(
+        cases, [GroundTruthSystem()], StubASR(), StubSpeaker(), out_dir=tmp_path / "o", log=lambda s: None
+    )
+    wavs = [case["rows"]["gt"]["wav"] for case in results["cases"]]
+    assert len(set(wavs)) == len(ids) and all((tmp_path / "o" / wav).is_file() for wav in wavs)
+    assert wavs[-1] == "wavs/gt/c-0.ok.wav"  # a file-safe id keeps its plain name
+
+
+def test_a_rerun_into_the_same_out_moves_the_earlier_results_aside_first(tmp_path, capsys):
+    """An interrupted re-run left the old results.json beside the new audio, describing audio no longer there."""
+
+    class DiesMidway(StubASR):
+        def transcribe(self, audio, sampling_rate):
+            raise KeyboardInterrupt
+
+    cases, out = _cases(tmp_path), tmp_path / "o"
+    argv = ["--cases", str(cases), "--rows", "gt", "--out", str(out)]
+    ev.main(argv, asr=StubASR(), speaker_encoder=StubSpeaker())
+    first = (out / "results.json").read_text()
+    with pytest.raises(KeyboardInterrupt):
+        ev.main(argv, asr=DiesMidway(), speaker_encoder=StubSpeaker())
+    assert not (out / "results.json").exists() and not (out / "results.md").exists()
+    assert (out / "results.previous.json").read_text() == first and (out / "results.previous.md").is_file()
+    assert "held results.json of an earlier run; moved it to results.previous.json" in capsys.readouterr().out
+
+
+def test_targets_in_another_language_are_named_once_as_not_scored_by_english_whisper(tmp_path, capsys):
+    prompt = write_wav(tmp_path / "p.wav", tone(0.05))
+    texts = {
+        "en": "She sells sea shells by the sea shore.",
+        "fr": "Bonjour, je suis très content de vous voir aujourd'hui.",
+        "ru": "\u041f\u0440\u0438\u0432\u0435\u0442, \u043a\u0430\u043a \u0434\u0435\u043b\u0430?",
+    }
+    cases = [
+        Case(id=k, prompt_audio=prompt, prompt_text="p", target_text=t, target_audio=prompt) for k, t in texts.items()
+    ]
+    path = write_cases(cases, tmp_path / "cases.jsonl")
+    ev.main(
+        ["--cases", str(path), "--rows", "gt", "--out", str(tmp_path / "o")],
+        asr=StubASR(),
+        speaker_encoder=StubSpeaker(),
+    )
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].endswith("their WER is not meaningful: fr (French), ru (Cyrillic script)")
 
 
 class BrokenSystem:

@@ -82,6 +82,22 @@ def whisper_base_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return target
 
 
+def other_language_cases(cases) -> list[str]:
+    """`"id (language or script)"` for every case whose target_text looks like another language than English, by the
+    text front end's own checks: WhisperASR transcribes in English, so such a case's WER measures nothing."""
+    from modeling_ditar.tokenization_ditar import _SCRIPT_LANGUAGES, guess_latin_language, non_latin_scripts
+
+    found = []
+    for case in cases:
+        scripts = [
+            _SCRIPT_LANGUAGES.get(key, (key.title(),))[0] + " script" for key in non_latin_scripts(case.target_text)
+        ]
+        language = ", ".join(scripts) or guess_latin_language(case.target_text)
+        if language:
+            found.append(f"{case.id} ({language})")
+    return found
+
+
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 LOOP_COMPRESSION_RATIO = 2.4  # Whisper's own threshold for a failed (looping) decode
 LOOP_REPETITION_PENALTY = 1.2

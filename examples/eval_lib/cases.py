@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .metrics import normalize_text
+
 REQUIRED = ("id", "prompt_audio", "prompt_text", "target_text")
 KNOWN = (*REQUIRED, "target_audio", "voice")
 
@@ -71,7 +73,8 @@ def load_cases(path: str | os.PathLike, check_files: bool = True) -> list[Case]:
     path = Path(path)
     base = path.resolve().parent
     cases, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    # utf-8-sig: editors on Windows save a byte-order mark, which json.loads would refuse on the first line
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         where = f"{path}:{number}"
@@ -81,9 +84,17 @@ def load_cases(path: str | os.PathLike, check_files: bool = True) -> list[Case]:
             raise ValueError(f"{where}: not valid JSON ({err})") from err
         if not isinstance(row, dict):
             raise ValueError(f"{where}: each line must be a JSON object")
+        not_text = [k for k in REQUIRED if row.get(k) is not None and not isinstance(row[k], str)]
+        if not_text:  # e.g. "id": 1, which is there but not a string
+            raise ValueError(f'{where}: field(s) {not_text} must be JSON strings (in quotes, e.g. "id": "1")')
         missing = [k for k in REQUIRED if not isinstance(row.get(k), str) or not row[k].strip()]
         if missing:
             raise ValueError(f"{where}: missing or empty field(s) {missing}; required: {list(REQUIRED)}")
+        if not normalize_text(row["target_text"]):  # no reference word: every recognised word would be an insertion
+            raise ValueError(
+                f"{where}: case {row['id']!r} has a target_text with no words ({row['target_text']!r}); WER counts "
+                "words, so give text with letters or digits"
+            )
         for key in row:  # other fields are kept as labels, but a misspelt known one would be silently unused
             close = difflib.get_close_matches(key, [k for k in KNOWN if k not in row], n=1, cutoff=0.8)
             if key not in KNOWN and close:
@@ -193,7 +204,8 @@ def make_cases_from_dataset(
     min_prompt_seconds: float = 0.0,
 ) -> list[Case]:
     """Pick `num_cases` (prompt, target) pairs from `split` of a corpus saved by build_corpus.py, write the audio to
-    `OUT_DIR/wavs/` (16-bit WAV at the corpus rate) and the cases to `out_path` (JSONL). Returns the cases."""
+    `OUT_DIR/wavs/STEM/` (16-bit WAV at the corpus rate; STEM: the case file's name without `.jsonl`) and the cases to
+    `out_path` (JSONL). Returns the cases."""
     import soundfile as sf
     from datasets import load_from_disk
 
@@ -212,7 +224,9 @@ def make_cases_from_dataset(
             f"({len(set(speakers))} speakers, {len(texts)} utterances)"
         )
     out_path = Path(out_path)
-    wav_dir = out_path.parent / "wavs"
+    # one folder per case file: wav names come from split, number and speaker only, so two case files built beside
+    # each other (another seed, another split) would otherwise overwrite each other's audio
+    wav_dir = out_path.parent / "wavs" / out_path.stem
     wav_dir.mkdir(parents=True, exist_ok=True)
     has_voice = "voice" in ds.column_names
     cases = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import traceback
 from collections.abc import Callable
@@ -13,6 +14,15 @@ from .cases import Case, _safe
 from .metrics import WordStats, aggregate_word_stats, cosine, mean_or_none, word_stats
 from .quality import summarize_quality
 from .systems import read_audio
+
+
+def wav_name(case_id: str) -> str:
+    """A file name for a case's audio. Where making the id file-safe changed it, a short hash of the id is added:
+    "me 1" and "me/1" (or "é1" and "ü1") would otherwise share one file."""
+    safe = _safe(case_id)
+    if safe != case_id:
+        safe += "-" + hashlib.sha1(case_id.encode("utf-8")).hexdigest()[:8]
+    return f"{safe}.wav"
 
 
 def _embed(encoder, audio, rate):
@@ -35,8 +45,9 @@ def run_evaluation(
     """Score every system on every case it applies to.
 
     Returns `{"rows": [summary per system], "cases": [per-case details]}`. With `out_dir`, the produced audio is
-    written to `out_dir/wavs/<system key>/<case id>.wav` (float WAV at the system's rate). With `quality` (e.g.
-    `eval_lib.quality.DNSMOS`), every produced clip also gets a `dnsmos` score and every row its means.
+    written to `out_dir/wavs/<system key>/<case id>.wav` (float WAV at the system's rate; `wav_name` makes the id
+    file-safe). With `quality` (e.g. `eval_lib.quality.DNSMOS`), every produced clip also gets a `dnsmos` score and
+    every row its means.
     """
     import soundfile as sf
 
@@ -86,7 +97,7 @@ def run_evaluation(
             audio = np.asarray(out.audio, dtype=np.float32).reshape(-1)
             seconds = audio.size / out.sampling_rate
             if wav_root is not None:
-                path = wav_root / system.key / f"{_safe(case.id)}.wav"
+                path = wav_root / system.key / wav_name(case.id)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 sf.write(path, audio, out.sampling_rate, subtype="FLOAT")
                 row["wav"] = str(path.relative_to(Path(out_dir)))

@@ -248,6 +248,28 @@ class TeacherForcedSystem(PipelineSystem):
         return info
 
 
+def _training_folder_hint(folder: Path) -> str:
+    """What to give instead of a training output folder (a common mistake: the run folder or one of its
+    checkpoints), or "" for any other folder."""
+    convert = "python conversion/checkpoint_to_pipeline.py"
+    checkpoint = folder.parent.name == "checkpoints" and (folder / "model.safetensors").is_file()
+    run = folder.parent.parent if checkpoint else folder
+    if not (run / "train_config.json").is_file():
+        return ""
+    if (run / "vocoder").is_dir() and not (run / "final").is_dir():  # examples/train_vocoder.py writes vocoder/
+        return (
+            f": {run} is a vocoder training run (train_vocoder.py), not a TTS model; give a pipeline, and swap its "
+            f"vocoder for {run / 'vocoder'} as docs/training.md shows to evaluate them together"
+        )
+    if checkpoint:
+        return (
+            f": it is a training checkpoint; make a pipeline of it with `{convert} {folder} OUT`, or give {run}/final"
+        )
+    if (run / "final").is_dir():
+        return f": it is a training run folder; give its final model, {run / 'final'}"
+    return f": it is a training run folder without final/ yet; `{convert} {run} OUT` makes a pipeline of its last step"
+
+
 def load_pipeline(
     path: str | os.PathLike | None = None,
     dtype: str = "float32",
@@ -275,6 +297,7 @@ def load_pipeline(
         else:
             raise FileNotFoundError(
                 f"{folder} is neither a saved DiTARPipeline (model_index.json) nor a folder with model/ and processor/"
+                + _training_folder_hint(folder)
             )
     if dtype != "float32":
         pipe.model.to(getattr(torch, dtype))

@@ -29,7 +29,8 @@ sets=${1:-val48 test100 natural natval48 natcond48}
 python=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 wanted() { [[ " $sets " == *" $1 "* ]] && { [ -n "${FORCE:-}" ] || [ ! -f "$root/eval/$1/cases.jsonl" ]; }; }
-cases() {  # CORPUS SPLIT COUNT SET
+cases() {  # CORPUS SPLIT COUNT SET (evaluate.py refuses to overwrite a cases file: FORCE=1 removes it first)
+  rm -f "$root/eval/$4/cases.jsonl"
   "$python" examples/evaluate.py --make-cases-from "$1" --split "$2" --num-cases "$3" --min-prompt-seconds 2 \
     --out "$root/eval/$4/cases.jsonl"
 }
