@@ -38,6 +38,12 @@ from _common import (  # noqa: E402
     staged_output,
 )
 
+# what to do with a vocoder of examples/train_vocoder.py instead of converting it
+VOCODER_HINT = (
+    "Put {folder} into a pipeline instead: vocoder = VocosVocoder.from_pretrained(...), then "
+    'DiTARPipeline(**{{**pipe.components, "vocoder": vocoder}}).save_pretrained(...) '
+    '(docs/training.md, "Training the vocoder").'
+)
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile wrappers, should a checkpoint carry them
 
 
@@ -116,7 +122,13 @@ def load_processor(args, run: Path | None, train_config: dict | None):
         if folder is not None and (folder / "processor_config.json").is_file():
             return DiTARProcessor.from_pretrained(folder)
     tried = f" (tried {', '.join(str(c) for c in candidates)})" if candidates else ""
-    raise ConversionError(f"no processor folder found{tried}; pass --processor FOLDER (the run's or the model's)")
+    hint = "pass --processor FOLDER (the run's or the model's)"
+    sibling = args.source.parent / "processor"  # a run's final/model sits beside final/processor
+    if run is None and (sibling / "processor_config.json").is_file():
+        hint = f"pass --processor {sibling}"
+        if (args.source.parent.parent / "checkpoints").is_dir():
+            hint += f", or give the run {args.source.parent.parent} itself (its newest checkpoint)"
+    raise ConversionError(f"no processor folder found{tried}; {hint}")
 
 
 def build_config(args, run: Path | None, train_config: dict | None, processor):
@@ -244,6 +256,12 @@ def convert(args) -> Path:
     if args.model_config is not None and not args.model_config.exists():
         raise ConversionError(f"--model-config {args.model_config}: no such file or folder")
     if is_model_folder(args.source):
+        component = json.loads((args.source / "config.json").read_text()).get("_class_name")
+        if component is not None:  # a diffusers component's config (a vocoder, a scheduler), not a model's
+            raise ConversionError(
+                f"{args.source} holds a {component}, not a DiTAR model"
+                + (f". {VOCODER_HINT.format(folder=args.source)}" if "Vocoder" in component else "")
+            )
         if args.step is not None or args.weights != "ema" or args.model_config is not None:
             raise ConversionError(f"{args.source} is a model folder: --step, --weights and --model-config do not apply")
         processor = load_processor(args, None, None)
@@ -253,6 +271,11 @@ def convert(args) -> Path:
     train_config = None
     if run is not None and (run / "train_config.json").is_file():
         train_config = json.loads((run / "train_config.json").read_text())
+    if train_config and isinstance(train_config.get("vocoder"), dict) and "model" not in train_config:
+        raise ConversionError(
+            f"{run} is a vocoder run (examples/train_vocoder.py): it trained a vocoder, not a text-to-speech model. "
+            + VOCODER_HINT.format(folder=run / "vocoder")
+        )
     if train_config and train_config.get("lora"):
         raise ConversionError(
             f"{run} is a LoRA run: it trained an adapter, not a model. Load {run / 'final' / 'adapter'} onto its base "
@@ -281,7 +304,13 @@ def is_model_folder(source: Path) -> bool:
 def finish(args, model, processor, source: Path, step_info: str) -> Path:
     """Pipeline around the loaded model, default voice, card; written through a staging folder."""
     from modeling_ditar import build_pipeline
-    from modeling_ditar.hub_utils import describe_pipeline_folder, render_model_card
+    from modeling_ditar.hub_utils import (
+        describe_pipeline_folder,
+        failed_cases_warnings,
+        load_results,
+        render_model_card,
+        results_of_another_model,
+    )
 
     model.to(DTYPES[args.dtype])
 
@@ -308,9 +337,16 @@ def finish(args, model, processor, source: Path, step_info: str) -> Path:
         kwargs = card_kwargs(args, source, step_info)
         kwargs["details"] = {**(kwargs["details"] or {}), **describe_pipeline_folder(tmp)}
         try:
+            if args.results is not None:
+                kwargs["results"] = load_results(args.results)
             card = render_model_card(kind="pipeline", **kwargs)
         except (ValueError, KeyError, TypeError) as err:  # a --results file that is not evaluate.py's results
             raise ConversionError(f"--results {args.results}: {err}") from None
+        # the saved weights against those the results were measured on; a model folder is the one path an
+        # evaluation could have named, should the evaluated folder be gone
+        mismatch = results_of_another_model(kwargs["results"], tmp, source if is_model_folder(source) else None)
+        for message in ([mismatch] if mismatch else []) + failed_cases_warnings(kwargs["results"]):
+            print(f"warning: {message}", file=sys.stderr)
         card.save(str(tmp / "README.md"))
     repo = args.repo_id or "<org>/<name>"
     print(

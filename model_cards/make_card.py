@@ -23,6 +23,7 @@ the model-index carries the WER (%) and SIM of the results' "model" row. Any oth
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -167,22 +168,70 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+RESULTS_HINT = "give the results.json that examples/evaluate.py wrote in its --out folder"
+
+
+def read_results(path: Path, option: str, model_row: bool) -> dict:
+    """The results file `path`, checked as the card reads it (its 'model' row feeds the model-index): a wrong file is
+    one `error:` line naming it and what to give instead, not a traceback."""
+    sys.path.insert(0, str(ROOT))
+    from modeling_ditar.hub_utils import eval_results, load_results
+
+    try:
+        results = load_results(path)
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        if isinstance(err, json.JSONDecodeError | UnicodeDecodeError):
+            detail = f"not a JSON file ({err})"
+        else:  # load_results' own check, which names the file itself
+            detail = str(err).removeprefix(f"{path}: ").rstrip(".")
+        raise SystemExit(f"error: {option} {path}: {detail}; {RESULTS_HINT}") from None
+    if model_row:
+        try:
+            eval_results(results, "", "custom")
+        except (ValueError, TypeError) as err:
+            row = next((r for r in results["rows"] if r["key"] == "model"), None)
+            if row is None:
+                fix = "evaluate the model too (examples/evaluate.py --rows gt,model --pipeline FOLDER)"
+            elif row.get("failed") and row.get("failed") == row.get("cases"):
+                fix = f"all {row['cases']} of its cases failed (their errors are in the evaluation's results.md)"
+            else:
+                fix = RESULTS_HINT
+            raise SystemExit(f"error: {option} {path}: {str(err).rstrip('.')}; {fix}") from None
+    return results
+
+
 def render(args: argparse.Namespace):
     sys.path.insert(0, str(ROOT))
-    from modeling_ditar.hub_utils import describe_pipeline_folder, render_model_card
+    from modeling_ditar.hub_utils import (
+        describe_pipeline_folder,
+        failed_cases_warnings,
+        render_model_card,
+        results_of_another_model,
+    )
 
     preset = dict(EMBEDDED_DEFAULT) if args.preset == "embedded-default" else {}
     details = dict(preset.get("details", {}))
+    results = None if args.results is None else read_results(args.results, "--results", model_row=True)
+    extra = [(title, path) for title, path in preset.get("extra_results", []) if path.is_file()] + [
+        (title, Path(path)) for title, path in args.extra_results
+    ]
+    extra = [(title, read_results(path, "--extra-results", model_row=False)) for title, path in extra]
     if args.pipeline is not None:
         if not (args.pipeline / "model_index.json").is_file():
             raise SystemExit(f"--pipeline {args.pipeline}: not a saved pipeline folder (no model_index.json)")
         details.update(describe_pipeline_folder(args.pipeline))
+        mismatch = results_of_another_model(results, args.pipeline, args.pipeline)
+        if mismatch is not None:
+            print(f"warning: {mismatch}", file=sys.stderr)
+    for table in [results, *(r for _, r in extra)]:
+        for message in failed_cases_warnings(table):
+            print(f"warning: {message}", file=sys.stderr)
     return render_model_card(
         kind=args.kind,
         model_name=args.name or preset.get("name", "DiTAR"),
         summary=args.summary or preset.get("summary"),
         repo_id=args.repo_id or preset.get("repo_id"),
-        results=args.results,
+        results=results,
         eval_dataset_name=args.eval_dataset_name or preset.get("eval_dataset_name", "DiTAR zero-shot evaluation cases"),
         eval_dataset_type=args.eval_dataset_type or preset.get("eval_dataset_type", "custom"),
         eval_dataset_split=args.eval_split or preset.get("eval_dataset_split"),
@@ -194,8 +243,7 @@ def render(args: argparse.Namespace):
         details=details,
         training=preset.get("training"),
         template_path=args.template,
-        extra_results=[(title, path) for title, path in preset.get("extra_results", []) if path.is_file()]
-        + [(title, Path(path)) for title, path in args.extra_results],
+        extra_results=extra,
     )
 
 

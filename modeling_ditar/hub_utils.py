@@ -357,11 +357,19 @@ def results_table(results: dict | None) -> str:
         number = _number(value, percent, digits)
         return "–" if number is None else (f"{number:.2f}" if percent else f"{number:.{digits}f}")
 
+    def cases(r):  # failed cases (an error, no speech) are named: the row's numbers do not cover them as speech
+        return f"{r.get('cases', '–')}" + (f" ({r['failed']} failed)" if r.get("failed") else "")
+
+    def sim(r):  # the number of cases SIM is averaged over, where cases failed and it is not every case
+        n = r.get("sim_prompt_n")
+        shown = r.get("failed") and n is not None and r.get("sim_prompt") is not None and n != r.get("cases")
+        return cell(r.get("sim_prompt")) + (f" (n={n})" if shown else "")
+
     lines = [header]
     for r in results["rows"]:
         line = (
-            f"| {r['name']} | {r.get('cases', '–')} | {cell(r.get('wer'), True)} | {cell(r.get('wer_capped'), True)} | "
-            f"{cell(r.get('sim_prompt'))} | {cell(r.get('stop_rate'), digits=2)} | {cell(r.get('rtf'), digits=2)} |"
+            f"| {r['name']} | {cases(r)} | {cell(r.get('wer'), True)} | {cell(r.get('wer_capped'), True)} | "
+            f"{sim(r)} | {cell(r.get('stop_rate'), digits=2)} | {cell(r.get('rtf'), digits=2)} |"
         )
         if dnsmos:
             line += f" {cell(r.get('dnsmos_p808'), digits=2)} | {cell(r.get('dnsmos_ovrl'), digits=2)} |"
@@ -384,7 +392,25 @@ def results_table(results: dict | None) -> str:
     note = "WER: corpus-level, lowercased, punctuation stripped. SIM: speaker-embedding cosine to the prompt."
     if dnsmos:
         note += " DNSMOS: a non-intrusive estimate of listeners' quality ratings (1-5; P.808, and P.835's OVRL)."
+    if failed_cases_warnings(results):
+        note += (
+            ' **Some cases failed** ("N (k failed)"): k of the row\'s N cases ended in an error and produced no '
+            "speech, so its numbers do not describe the model's speech on every case; SIM (n=...) is averaged over n "
+            "cases."
+        )
     return "\n".join(lines) + "\n\n" + note + ("\n\nSettings: " + "; ".join(details) if details else "")
+
+
+def failed_cases_warnings(results: dict | None) -> list[str]:
+    """One sentence per results row with failed cases (an evaluation's `failed` count), for the tools that put the
+    row's numbers into a card."""
+    return [
+        f"{r['failed']} of the {r.get('cases', '?')} cases of row {r['key']!r} ({r['name']}) failed in the evaluation "
+        "(an error, no speech): its numbers do not describe the model's speech on every case; the card marks them "
+        f'"{r.get("cases", "?")} ({r["failed"]} failed)"'
+        for r in (results or {}).get("rows", [])
+        if r.get("failed")
+    ]
 
 
 def extra_results_tables(extra: list[tuple[str, dict | str | os.PathLike]] | None) -> str:
@@ -463,33 +489,95 @@ def card_keywords() -> frozenset[str]:
     return frozenset(inspect.signature(render_model_card).parameters) - {"kind", "repo_id"}
 
 
-def warn_if_results_are_of_another_model(obj, results) -> None:
-    """Warn when an evaluation's results, about to go into `obj`'s card, were measured on another pipeline than the
-    folder `obj` was loaded from (`meta.settings.pipeline` of the results; None is the package's embedded default, which
-    an evaluation scores when no pipeline is named): the card would publish another model's numbers as this one's.
-    Nothing is said where either side is unknown (results without settings, a pipeline built in memory)."""
-    import warnings
+def _model_weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of the model of a pipeline folder (its `model/`, also of a training run's `final/`) or of
+    a model folder; [] where there are none."""
+    folder = folder / "model" if (folder / "model" / "config.json").is_file() else folder
+    index = folder / SAFE_WEIGHTS_INDEX
+    if index.is_file():
+        return sorted({folder / name for name in json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()})
+    return [folder / "model.safetensors"] if (folder / "model.safetensors").is_file() else []
 
+
+def same_model_weights(a: str | os.PathLike, b: str | os.PathLike) -> bool | None:
+    """Whether the models saved in two folders (pipeline or model folders) hold the same tensors, each pair compared in
+    the lower precision of the two (a copy saved in float16 is the same model); None where either has no safetensors
+    weights. Tensors are read one at a time, so two large models are never in memory at once."""
+    import torch
+    from safetensors import safe_open
+
+    files_a, files_b = _model_weight_files(Path(a)), _model_weight_files(Path(b))
+    if not files_a or not files_b:
+        return None
+
+    def tensors(files):
+        handles = [safe_open(str(f), framework="pt") for f in files]
+        return {key: handle for handle in handles for key in handle.keys()}
+
+    tensors_a, tensors_b = tensors(files_a), tensors(files_b)
+    if tensors_a.keys() != tensors_b.keys():
+        return False
+    for key, handle in tensors_a.items():
+        x, y = handle.get_tensor(key), tensors_b[key].get_tensor(key)
+        low = x.dtype if x.element_size() <= y.element_size() else y.dtype
+        if x.shape != y.shape or not torch.equal(x.to(low), y.to(low)):
+            return False
+    return True
+
+
+def results_of_another_model(
+    results: dict | None, folder: str | os.PathLike | None = None, loaded_from: str | os.PathLike | None = None
+) -> str | None:
+    """Why an evaluation's `results` describe another model than the one saved in `folder` (a pipeline or model folder
+    whose card they are to fill), or None: the same model, or either side unknown (results without settings, a
+    processor).
+
+    The evaluated model is the pipeline the results name (`meta.settings.pipeline`, relative to `meta.cwd`; None is
+    the package's embedded default, which an evaluation scores when no pipeline is named). Where that folder is still
+    here its weights are compared with `folder`'s: a path says nothing about a model, since the same weights are
+    evaluated in a training run's folder and published from a converted copy, and another model may be evaluated
+    under the same path. Where it is gone, its path is compared with `loaded_from` (the folder the model was loaded
+    from, if known)."""
     if results is None:
-        return
-    meta = (load_results(results) if not isinstance(results, dict) else results).get("meta") or {}
+        return None
+    meta = results.get("meta") or {}
     settings = meta.get("settings") or {}
-    loaded = source_folder(obj)
-    if "pipeline" not in settings or loaded is None:
-        return
+    if "pipeline" not in settings:
+        return None
     scored = settings["pipeline"]
     scored = EMBEDDED_DEFAULT if scored is None else Path(meta.get("cwd") or ".", str(scored)).expanduser()
-    if loaded.name == "model" and (loaded.parent / "model_index.json").is_file():
-        loaded = loaded.parent
-    if scored.resolve() != loaded:
-        which = "the package's default model" if scored == EMBEDDED_DEFAULT else "the pipeline the evaluation named"
-        warnings.warn(
+    which = "the package's default model" if scored == EMBEDDED_DEFAULT else "the pipeline the evaluation named"
+    advice = "Evaluate this model (name a folder of it as the evaluation's pipeline), or leave the results out."
+    same = same_model_weights(scored, folder) if folder is not None and scored.is_dir() else None
+    if same is None:
+        if loaded_from is None:
+            return None
+        loaded = Path(loaded_from).resolve()
+        # a pipeline's (or a training run's final/) model/ folder is that pipeline's model
+        if scored.resolve() in (loaded, loaded.parent if loaded.name == "model" else loaded):
+            return None
+        return (
             f"the results for the card were measured on {scored} ({which}), but this model was loaded from {loaded}: "
-            "the card would publish another model's numbers. Evaluate this folder (name it as the evaluation's "
-            "pipeline), or leave results out.",
-            UserWarning,
-            stacklevel=3,
+            f"the card would publish another model's numbers. {advice}"
         )
+    if same:
+        return None
+    return (
+        f"the results for the card were measured on {scored} ({which}), whose model weights differ from this "
+        f"model's: the card would publish another model's numbers. {advice}"
+    )
+
+
+def warn_if_results_are_of_another_model(obj, results, folder: str | os.PathLike | None = None) -> None:
+    """Warn when an evaluation's results, about to go into `obj`'s card, were measured on another model than `obj`
+    (saved in `folder`, compared by weights; see [`results_of_another_model`])."""
+    import warnings
+
+    if results is not None and not isinstance(results, dict):
+        results = load_results(results)
+    message = results_of_another_model(results, folder, source_folder(obj))
+    if message is not None:
+        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def own_folder_card(obj):
@@ -839,9 +927,10 @@ def push_to_hub(
         card = own_folder_card(obj)
     if card_kwargs.get("results") is not None and not isinstance(card_kwargs["results"], dict):
         card_kwargs["results"] = load_results(card_kwargs["results"])  # read once: checked here, rendered below
-    warn_if_results_are_of_another_model(obj, card_kwargs.get("results"))
     with tempfile.TemporaryDirectory() as tmp:
         save_for_hub(obj, tmp, card=card, repo_id=repo_id, save_kwargs=save_kwargs, **card_kwargs)
+        # the weights as they are uploaded, compared with those the results were measured on
+        warn_if_results_are_of_another_model(obj, card_kwargs.get("results"), tmp)
         api = api if api is not None else HfApi(token=token)
         created = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         if created != repo_id and card is None:  # the namespace the Hub gave a bare name, for the card's snippets

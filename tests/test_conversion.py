@@ -163,6 +163,23 @@ def test_results_fill_the_model_index(run, tmp_path):
     assert 'DiTARPipeline.from_pretrained("org/ditar-test")' in card.text
 
 
+def test_results_of_another_model_or_with_failed_cases_are_warned_about(run, tmp_path, capsys):
+    """--results went into the card unchecked: another model's numbers (here the package's default model's, what an
+    evaluation without --pipeline scores) and rows with failed cases passed without a word. The run's own final
+    model, which the newest checkpoint's EMA weights reproduce, is the model being converted."""
+    convert = load_script("checkpoint_to_pipeline")
+    rows = [{"key": "model", "name": "DiTAR tiny", "cases": 3, "failed": 1, "wer": 0.5, "sim_prompt": 0.7}]
+    path = tmp_path / "results.json"
+    for pipeline, other in ((str(run / "final"), False), (None, True)):
+        path.write_text(json.dumps({"meta": {"cwd": str(tmp_path), "settings": {"pipeline": pipeline}}, "rows": rows}))
+        convert.main([str(run), str(tmp_path / "pipe"), "--results", str(path), "--force"])
+        err = capsys.readouterr().err
+        assert ("warning: the results for the card were measured on" in err) == other, err
+        assert not other or "the package's default model), whose model weights differ" in err
+        assert "warning: 1 of the 3 cases of row 'model' (DiTAR tiny) failed" in err
+    assert "| DiTAR tiny | 3 (1 failed) | 50.00 |" in (tmp_path / "pipe" / "README.md").read_text()
+
+
 def test_output_folder_is_never_silently_replaced(run, tmp_path):
     convert = load_script("checkpoint_to_pipeline")
     out = tmp_path / "out"
@@ -205,6 +222,23 @@ def test_a_source_of_another_kind_says_what_to_pass(run, tmp_path):
         convert.main([str(tmp_path / "pipe"), str(tmp_path / "again")])
     with pytest.raises(SystemExit, match="neither a checkpoint .*; its model is in .*final/model"):
         convert.main([str(run / "final"), str(tmp_path / "again")])
+    # a run's final/model said only "no processor folder found"; a vocoder run's parts were taken for a model's
+    with pytest.raises(SystemExit, match="no processor .*; pass --processor .*final/processor, or give the run .*run "):
+        convert.main([str(run / "final" / "model"), str(tmp_path / "again")])
+    vocoder_run = tmp_path / "vocoder-run"
+    (vocoder_run / "checkpoints" / "step-2").mkdir(parents=True)
+    (vocoder_run / "checkpoints" / "step-2" / "model.safetensors").write_bytes(b"")
+    (vocoder_run / "train_config.json").write_text(json.dumps({"vocoder": {"dim": 32}, "segment_seconds": 0.4}))
+    (vocoder_run / "vocoder").mkdir()
+    (vocoder_run / "vocoder" / "config.json").write_text(json.dumps({"_class_name": "VocosVocoder", "dim": 32}))
+    for source, what in (
+        (vocoder_run, "is a vocoder run"),
+        (vocoder_run / "checkpoints" / "step-2", "is a vocoder run"),
+        (vocoder_run / "vocoder", "holds a VocosVocoder, not a DiTAR model"),
+    ):
+        with pytest.raises(SystemExit, match=f"{what}.* VocosVocoder.from_pretrained"):
+            convert.main([str(source), str(tmp_path / "again")])
+    assert not (tmp_path / "again").exists()
 
 
 def test_inputs_that_cannot_work_are_named_before_anything_is_built(run, tmp_path):

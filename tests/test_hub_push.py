@@ -305,3 +305,29 @@ def test_results_of_another_model_going_into_a_card_are_warned_about(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pipe.push_to_hub("org/ditar-mine", api=HubRepo(), results=own)
+
+
+def test_results_are_matched_to_a_model_by_its_weights_not_its_path(tmp_path):
+    """The guide's flow (evaluate runs/mine/final, convert it into hub/, push hub/ with its results) warned that the
+    results were of another model: only the paths were compared. The weights decide; a path only where the evaluated
+    folder is gone."""
+    import shutil
+    import warnings
+
+    pipe = get_dummy_pipeline()
+    pipe.save_pretrained(tmp_path / "final")  # the evaluated folder
+    pipe.model.to(torch.float16)  # the same weights, published in half precision from another folder
+    pipe.save_pretrained(tmp_path / "hub")
+    rows = [{"key": "model", "name": "DiTAR", "cases": 2, "wer": 0.3, "sim_prompt": 0.8}]
+    results = {"meta": {"cwd": str(tmp_path), "settings": {"pipeline": "final"}}, "rows": rows}
+    hub = DiTARPipeline.from_pretrained(tmp_path / "hub")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hub.push_to_hub("org/ditar-mine", api=HubRepo(), results=results)
+    with torch.no_grad():
+        hub.model.stop_head.weight.add_(1.0)  # trained on after loading: what is pushed is another model
+    with pytest.warns(UserWarning, match="measured on .*final .*whose model weights differ.*another model's numbers"):
+        hub.push_to_hub("org/ditar-mine", api=HubRepo(), results=results)
+    shutil.rmtree(tmp_path / "final")  # gone: the folders' paths are all there is to compare
+    with pytest.warns(UserWarning, match="measured on .*final .*but this model was loaded from .*hub"):
+        hub.push_to_hub("org/ditar-mine", api=HubRepo(), results=results)

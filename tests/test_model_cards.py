@@ -134,8 +134,68 @@ def test_generator_refuses_to_overwrite_and_checks_its_inputs(tmp_path, results_
         make_card.main(["--out", str(tmp_path / "x.md"), "--results", str(tmp_path / "missing.json")])
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"rows": [{"key": "gt", "name": "ground truth"}]}))
-    with pytest.raises(ValueError, match="no 'model' row"):
+    with pytest.raises(SystemExit, match=r"^error: --results .*bad.json: .*no 'model' row.*--rows gt,model"):
         make_card.main(["--out", str(tmp_path / "y.md"), "--results", str(bad)])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"id": "a", "text": "hi"}\n{"id": "b", "text": "ho"}\n', "not a JSON file"),  # a cases.jsonl
+        (json.dumps({"dataset": "data/corpus", "model": {}}), r"no 'rows' list"),  # a train_config.json
+        (
+            json.dumps({"rows": [{"key": "model", "name": "DiTAR", "cases": 2, "failed": 2, "wer": None}]}),
+            "neither WER nor SIM; all 2 of its cases failed",
+        ),
+    ],
+)
+def test_a_wrong_results_file_is_one_error_line(tmp_path, content, message):
+    """These ended in tracebacks (JSONDecodeError, ValueError) instead of naming the file and what to give."""
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(content)
+    options = [["--results", str(wrong)]]
+    if "failed" not in message:  # a further table needs no model row
+        options.append(["--extra-results", "Other voices", str(wrong)])
+    for option in options:
+        with pytest.raises(SystemExit, match=f"^error: {option[0]} .*wrong.json: .*{message}") as raised:
+            make_card_module().main(["--out", str(tmp_path / "card.md"), *option])
+        assert "\n" not in str(raised.value.code)
+    assert not (tmp_path / "card.md").exists()
+
+
+def test_failed_cases_are_shown_beside_the_numbers_they_leave_out(tmp_path, capsys):
+    """A row with 3 of 4 cases failed read "| DiTAR | 4 | 76.67 | ... | 0.807 |", SIM measured on one case."""
+    failed = dict(RESULTS, rows=[*RESULTS["rows"][:1], {**RESULTS["rows"][1], "failed": 3, "sim_prompt_n": 7}])
+    table = hub_utils.results_table(failed)
+    assert "| DiTAR espeak tiny | 10 (3 failed) | 18.34 | 15.00 | 0.746 (n=7) | 0.90 | 0.31 |" in table
+    assert "| ground truth | 10 | 2.10 |" in table and "Some cases failed" in table
+    assert "failed" not in hub_utils.results_table(RESULTS) and "(n=" not in hub_utils.results_table(RESULTS)
+    path = tmp_path / "failed.json"
+    path.write_text(json.dumps(failed))
+    make_card_module().main(["--out", str(tmp_path / "card.md"), "--results", str(path)])
+    assert "warning: 3 of the 10 cases of row 'model' (DiTAR espeak tiny) failed" in capsys.readouterr().err
+
+
+def test_a_card_for_a_pipeline_warns_when_the_results_are_of_another_model(tmp_path, capsys):
+    """make_card --pipeline X --results R never looked at which model R measured; the same weights saved elsewhere
+    (an evaluated training folder, its converted copy) are the same model, another model's weights are not."""
+    import torch
+
+    pipe = get_dummy_pipeline()
+    pipe.save_pretrained(tmp_path / "evaluated")
+    pipe.save_pretrained(tmp_path / "copy")
+    with torch.no_grad():
+        pipe.model.stop_head.weight.add_(1.0)
+    pipe.save_pretrained(tmp_path / "other")
+    results = dict(RESULTS, meta={**RESULTS["meta"], "cwd": str(tmp_path), "settings": {"pipeline": "evaluated"}})
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    make_card = make_card_module()
+    for folder, warned in (("copy", False), ("other", True)):
+        argv = ["--out", str(tmp_path / f"{folder}.md"), "--pipeline", str(tmp_path / folder)]
+        make_card.main([*argv, "--results", str(tmp_path / "results.json")])
+        err = capsys.readouterr().err
+        assert ("warning: the results for the card were measured on" in err) == warned, err
+        assert not warned or "whose model weights differ" in err
 
 
 def test_builtin_template_gives_the_same_metadata(monkeypatch):
