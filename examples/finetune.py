@@ -174,7 +174,11 @@ def _read_metadata(folder: Path, metadata: Path) -> list[tuple[Path, str | None,
                     f"put a text that contains {delimiter!r} in double quotes"
                 )
         return [
-            (folder / r["file_name"].strip(), r.get("text"), (r.get("speaker_id") or "").strip() or "speaker")
+            (
+                folder / r["file_name"].strip(),
+                r.get("text"),
+                (r.get("speaker_id") or r.get("speaker") or "").strip() or "speaker",
+            )
             for r in rows
         ]
     items = []  # LJSpeech: id|text|normalized text, audio in wavs/<id>.wav (or <id>.wav next to metadata.csv)

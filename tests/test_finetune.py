@@ -580,7 +580,13 @@ def test_an_unwritable_out_is_one_message_naming_it(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "header", ['"file_name","text","speaker_id"', "File_Name,Text,Speaker_ID", "file_name, text, speaker_id"]
+    "header",
+    [
+        '"file_name","text","speaker_id"',
+        "File_Name,Text,Speaker_ID",
+        "file_name, text, speaker_id",
+        "file_name,text,speaker",
+    ],
 )
 def test_a_metadata_csv_header_is_read_as_spreadsheets_write_it(tmp_path, header):
     sf.write(str(tmp_path / "1.wav"), _clip(freq=200), SR)
