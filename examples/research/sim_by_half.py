@@ -22,6 +22,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/
+from eval_lib.runner import wav_name  # noqa: E402
 from eval_lib.speaker import ResemblyzerEncoder  # noqa: E402
 
 
@@ -58,7 +59,7 @@ def main(argv=None) -> None:
         rows = ["model"] + (["tf"] if (run / "wavs" / "tf").is_dir() else [])
         sims = []
         for case_id, (reference, gt) in references.items():
-            clips = {row: run / "wavs" / row / f"{case_id}.wav" for row in rows}
+            clips = {row: run / "wavs" / row / wav_name(case_id) for row in rows}  # as evaluate.py names them
             if not all(path.is_file() for path in clips.values()):
                 continue
             pairs = {name: halves(encoder, path) for name, path in clips.items()}
