@@ -830,22 +830,24 @@ WRITTEN_ROOT_FILES = (
 )
 
 
-def stale_files(repo_files, folder: str | os.PathLike) -> list[str]:
-    """The files of `repo_files` (paths in a repository) that a push of this package writes (`WRITTEN_FOLDERS`,
-    `WRITTEN_ROOT_FILES`) and that `folder`, the folder being pushed, lacks."""
+def written_by_a_save(path: str) -> bool:
+    """Whether `path` ("/"-separated, relative to a pipeline folder or repository; a folder at the top as "name/") is
+    one a save or push of this package writes (`WRITTEN_FOLDERS`, `WRITTEN_ROOT_FILES`); a hidden one never is."""
     from fnmatch import fnmatchcase
 
+    parts = path.split("/")
+    if any(part.startswith(".") for part in parts):
+        return False
+    if len(parts) > 1:
+        return parts[0] in WRITTEN_FOLDERS
+    return any(fnmatchcase(path, pattern) for pattern in WRITTEN_ROOT_FILES)
+
+
+def stale_files(repo_files, folder: str | os.PathLike) -> list[str]:
+    """The files of `repo_files` (paths in a repository) that a push of this package writes and that `folder`, the
+    folder being pushed, lacks."""
     pushed = {op.path_in_repo for op in commit_operations(folder)}
-    stale = []
-    for name in repo_files:
-        parts = name.split("/")
-        if name in pushed or any(part.startswith(".") for part in parts):
-            continue
-        if len(parts) > 1 and parts[0] in WRITTEN_FOLDERS:
-            stale.append(name)
-        elif len(parts) == 1 and any(fnmatchcase(name, pattern) for pattern in WRITTEN_ROOT_FILES):
-            stale.append(name)
-    return sorted(stale)
+    return sorted(name for name in repo_files if name not in pushed and written_by_a_save(name))
 
 
 def repo_files(api, repo_id: str, revision: str | None) -> list[str]:

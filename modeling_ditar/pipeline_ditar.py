@@ -44,13 +44,12 @@ from .generation_progress import GenerationProgress
 from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import (
     EMBEDDED_DEFAULT,
-    WRITTEN_FOLDERS,
-    WRITTEN_ROOT_FILES,
     card_keywords,
     installed_libraries,
     looks_like_a_local_path,
     write_pipeline_remote_code,
     write_transformers_entry_points,
+    written_by_a_save,
 )
 from .locdit import LocDiT  # noqa: F401
 from .lora import DiTARLoraLoaderMixin
@@ -438,7 +437,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             if remote_code:
                 write_pipeline_remote_code(self, staging)
             write_transformers_entry_points(self, staging)
-            _replace_folder(staging, target, keep=_not_written_by_a_save)
+            _replace_folder(staging, target, keep=_kept_on_saving)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -1185,20 +1184,15 @@ def _umask() -> int:
     return 0o022
 
 
-def _not_written_by_a_save(name: str) -> bool:
-    """Whether a pipeline folder's top-level entry `name` is none of those a save writes (the components' folders,
-    the root's transformers and code files: the same ones a push replaces): a model card, a hidden file or a file of
-    the user's, which a save over the folder keeps."""
-    from fnmatch import fnmatchcase
-
-    return name.startswith(".") or (
-        name not in WRITTEN_FOLDERS and not any(fnmatchcase(name, pattern) for pattern in WRITTEN_ROOT_FILES)
-    )
+def _kept_on_saving(entry: Path) -> bool:
+    """Whether a save over a pipeline folder keeps its top-level `entry`: one no save writes (the files a push
+    replaces), such as its model card, a hidden file or a file of the user's."""
+    return not written_by_a_save(entry.name + "/" if entry.is_dir() else entry.name)
 
 
 def _replace_folder(staging: Path, target: Path, keep=None) -> None:
     """Move the complete folder `staging` to `target`, replacing a folder there: the old one is first renamed aside,
-    the entries `keep(name)` accepts (and `staging` lacks) are moved from it into the new one, then it is removed
+    the entries `keep(path)` accepts (and `staging` lacks) are moved from it into the new one, then it is removed
     (read-only files in it included); if it cannot be removed, a warning names what is left."""
     if not target.exists():
         os.replace(staging, target)
@@ -1206,7 +1200,7 @@ def _replace_folder(staging: Path, target: Path, keep=None) -> None:
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     os.rmdir(old)
     os.replace(target, old)
-    kept = [name for name in os.listdir(old) if keep is not None and keep(name) and not (staging / name).exists()]
+    kept = [name for name in os.listdir(old) if keep is not None and keep(old / name) and not (staging / name).exists()]
     try:
         for name in kept:
             os.replace(old / name, staging / name)
