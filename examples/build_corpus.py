@@ -126,6 +126,15 @@ def trim_silence(
     return audio[start:end]
 
 
+def fit_full_scale(audio: np.ndarray) -> tuple[np.ndarray, float]:
+    """(audio, its peak): a user's float recording that peaks above full scale is scaled to peak `FIT_PEAK`, which
+    `prepare_audio` would otherwise clip."""
+    peak = float(np.max(np.abs(audio), initial=0.0))
+    if peak > 1.0:
+        audio = np.asarray(audio, dtype=np.float32) * np.float32(FIT_PEAK / peak)
+    return audio, peak
+
+
 def prepare_audio(audio: np.ndarray, sr: int, target_sr: int, keep_sec: float = 0.1) -> np.ndarray:
     """Mono float32 -> trimmed -> resampled (the same processing for synthetic and hub audio)."""
     audio = np.asarray(audio, dtype=np.float32)
@@ -655,9 +664,8 @@ def _convert_batch(
     for value, fsr, text, spk in zip(audios, srs, texts, spks, strict=True):
         audio, sr = _decode_audio_value(value, fsr)
         if fit_peaks:
-            peaks.append(float(np.max(np.abs(audio), initial=0.0)))
-            if peaks[-1] > 1.0:  # float audio over full scale: scaled here, or prepare_audio clips it
-                audio = np.asarray(audio, dtype=np.float32) * np.float32(FIT_PEAK / peaks[-1])
+            audio, peak = fit_full_scale(audio)
+            peaks.append(peak)
         audio = prepare_audio(audio, sr, target_sr, keep_sec=keep_sec)
         rows.append(
             {
@@ -750,7 +758,7 @@ def convert_speech_dataset(
     return out.filter(lambda d: [min_sec <= x <= max_sec for x in d], input_columns="duration", batched=True)
 
 
-def _column_name(name: str | None) -> str:
+def column_name(name: str | None) -> str:
     """A metadata.csv header name as this script reads it: `Speaker_ID`, ` speaker id` -> speaker_id."""
     return "_".join((name or "").lower().split())
 
@@ -794,7 +802,7 @@ def read_folder_metadata(folder: Path) -> list[dict]:
             # skipinitialspace: in `a.wav, "Hello, there.", anna` the quotes still quote (they were kept in the text)
             reader = csv.DictReader(f, skipinitialspace=True)
             written = reader.fieldnames or []
-            reader.fieldnames = header = [_column_name(name) for name in written]
+            reader.fieldnames = header = [column_name(name) for name in written]
             rows = [(reader.line_num, row) for row in reader]
     except UnicodeDecodeError as error:
         raise SystemExit(f"{path}: not UTF-8 text ({error}); save it with the UTF-8 encoding") from None
@@ -984,7 +992,7 @@ def build_from_hub(args):
         ds = load_hub_split(args.from_hub_dataset, args.hub_config, hub_split)
         rows = check_hub_columns(ds, args, where)
         if args.speaker_column is None and not out:  # noted once: every row becomes the speaker "unknown"
-            found = [c for c in ds.column_names if _column_name(c) in ("speaker_id", "speaker")]
+            found = [c for c in ds.column_names if column_name(c) in ("speaker_id", "speaker")]
             if found:
                 print(
                     f"[hub] note: without --speaker-column all rows are one speaker; the dataset has a "

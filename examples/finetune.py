@@ -67,11 +67,10 @@ OTHER_AUDIO_SUFFIXES = (".m4a", ".aac", ".wma", ".aiff", ".aif", ".webm", ".mp4"
 DEFAULT_BASE = str(ROOT / "modeling_ditar" / "default")
 # levels noted by the validation: samples this close to full scale count as clipped when more than CLIPPED_SHARE of
 # a clip's samples are there; active speech under QUIET_SPEECH_DB (dBFS) is very quiet (the base model's clips sit at
-# about -22 to -15 dBFS); a float recording peaking over full scale is written at CLEAN_PEAK (the build clips at 1)
+# about -22 to -15 dBFS); a float recording peaking over full scale is scaled down (build_corpus.fit_full_scale)
 FULL_SCALE = 0.999
 CLIPPED_SHARE = 0.01
 QUIET_SPEECH_DB = -45.0
-CLEAN_PEAK = 0.99
 
 
 @dataclass
@@ -156,10 +155,12 @@ def _read_metadata(folder: Path, metadata: Path) -> list[tuple[Path, str | None,
     if not lines:
         raise SystemExit(f"{metadata}: empty")
 
+    from build_corpus import column_name
+
     def header(delimiter: str) -> list[str]:
         # the names as spreadsheets also write them: "file_name","text", File_Name, a space after the delimiter
         names = next(csv.reader(lines[:1], delimiter=delimiter, skipinitialspace=True))
-        return [name.strip().lower() for name in names]
+        return [column_name(name) for name in names]
 
     delimiter = next((d for d in (",", ";", "\t") if "file_name" in header(d)), None)
     if delimiter is not None and "|" not in lines[0]:
@@ -467,11 +468,11 @@ def validation_table(clips: list[Clip], problems: list[Problem]) -> str:
 
 def write_clean_clips(clips: list[Clip], out: Path, target_sr: int) -> None:
     """Mono float32 wavs at `target_sr` under OUT/data/clips and their metadata.csv. A clip peaking over full scale
-    (a float recording) is scaled down to peak at `CLEAN_PEAK`: the build would clip it."""
+    (a float recording) is scaled down (`build_corpus.fit_full_scale`): the build would clip it."""
     import csv
 
     import soundfile as sf
-    from build_corpus import resample
+    from build_corpus import fit_full_scale, resample
 
     out.mkdir(parents=True, exist_ok=True)
     with (out / "metadata.csv").open("w", newline="", encoding="utf-8") as f:
@@ -482,9 +483,7 @@ def write_clean_clips(clips: list[Clip], out: Path, target_sr: int) -> None:
             audio = audio.mean(axis=1)
             if sr != target_sr:
                 audio = resample(audio, sr, target_sr)
-            peak = float(np.abs(audio).max())
-            if peak > 1.0:
-                audio = audio * np.float32(CLEAN_PEAK / peak)
+            audio, _ = fit_full_scale(audio)  # the build would clip it
             name = f"clips/{index:05d}_{clip.path.stem}.wav"
             (out / "clips").mkdir(exist_ok=True)
             sf.write(str(out / name), audio, target_sr, subtype="FLOAT")
