@@ -248,7 +248,8 @@ def _espeak_backend(language: str):
 # 3. times: `3:30 pm` -> "three thirty PM", `14:05` -> "fourteen oh five", `7am`, `9.30pm`;
 # 4. ordinals (`23rd`), percentages, numbers with a unit (`5 km` -> "five kilometers", `1 kg` -> "one kilogram",
 #    `90°F`, `.5 mg` -> "point five milligrams", `2 tbsp.` -> "two tablespoons", `1/2 tsp` -> "one half teaspoon"),
-#    small fractions (`3/4`);
+#    small fractions (`3/4`); a whole number and a fraction are read first (`1 1/2 cups`, `2-3/4`, `1½` -> "one and a
+#    half"), fraction characters (`½`, `¾`) written out before NFKC;
 # 5. years: a standalone four-digit number from 1000 to 2099 without separators is read as a year (`1999` -> "nineteen
 #    ninety nine", `2024` -> "twenty twenty four", `1990s` -> "nineteen nineties", `mid-1990s`); write `1,999` for the
 #    cardinal;
@@ -259,7 +260,8 @@ def _espeak_backend(language: str):
 #    `i.e.`, `vs.`, `No. 5`/`#5` -> "number five", ...) and symbols (`&` `%` `+` `=` `@` `×` `°` ...); formatting marks
 #    (`*`, `_`, `|`, `•`, `™`, `®`, ...) become spaces; isolated Greek letters are named (`π` -> "pi"); Roman numerals
 #    of two letters or more after a keyword (`World War II` -> "World War two", `Super Bowl LVII`) or a capitalised
-#    name (`Charles III` -> "Charles the third"; up to 39, no L).
+#    name (`Charles III` -> "Charles the third"; up to 39, no L); in a clause written in capitals, "IT" and "US" are
+#    the pronouns (`DO IT NOW` -> "DO it NOW"), which espeak-ng would spell as acronyms.
 #
 # Number words come from `num2words` (hyphens and commas removed: "twenty four", "one thousand two hundred and five").
 # [`clean_text`] removes what must never reach the phonemizer: control characters (a NUL would end espeak-ng's input)
@@ -677,6 +679,11 @@ _WITH_UNIT = re.compile(
     rf"{_NOT_AFTER}(?:(\d{{1,2}})/(\d{{1,2}})|(?<!/)(-?{_NUM_OR_POINT}))\s?({_UNIT_ALT})(?![\w/])(\.(?!\w))?"
 )
 _FRACTION = re.compile(rf"{_NOT_AFTER}(\d{{1,2}})/(\d{{1,2}}){_NOT_BEFORE}(?!/)")
+# a whole number and a fraction, a space or a hyphen between them ("1 1/2 cups", "2-3/4 in"), optionally with a unit:
+# "one and a half cups"; read before the ranges, dates and units, which would take its parts apart
+_MIXED_NUMBER = re.compile(
+    rf"{_NOT_AFTER}(\d{{1,3}})[ -](\d{{1,2}})/(\d{{1,2}})(?:\s?({_UNIT_ALT})(?![\w/])(\.(?!\w))?|{_NOT_BEFORE}(?!/))"
+)
 # a price or rate per unit: an amount the currency rules read, or a number with a unit, then "/" and a unit word; the
 # "/" becomes "per" and the amount is left to the rules below ("$5.99/month" -> "five dollars ninety nine cents per
 # month", "$5-10/hr", "5 GB/day"). Fractions, dates and "24/7" have no unit word after the slash.
@@ -987,6 +994,42 @@ def _fraction_words(numerator: int, denominator: int) -> str:
     return f"{number_to_words(str(numerator))} {one if numerator == 1 else many}"
 
 
+def _mixed_number(match: re.Match) -> str:
+    whole, numerator, denominator, unit, period = match.groups()
+    numerator, denominator = int(numerator), int(denominator)
+    if not (
+        _is_small_fraction(numerator, denominator) or (numerator < denominator and denominator in (12, 16, 32, 64))
+    ):
+        return match.group(0)
+    if numerator == 1:  # "one and a half", "two and an eighth"
+        part = _FRACTIONS.get(denominator, (ordinal_to_words(denominator),))[0]
+        part = ("an " if part[0] in "aeiou" else "a ") + part
+    else:
+        part = _fraction_words(numerator, denominator)
+    spoken = f"{number_to_words(whole)} and {part}"
+    if unit is None:
+        return spoken
+    return f"{spoken} {_UNITS[unit][1]}" + _keep_period(match, period)
+
+
+# "½", "¾", "⅛", ...: NFKC would turn "1½" into "11⁄2" (eleven halves), so they are written out as "1 1/2" first
+_FRACTION_CHARACTERS = "".join(
+    chr(c) for c in range(0x80, 0x2190) if unicodedata.decomposition(chr(c)).startswith("<fraction>")
+)
+_VULGAR_FRACTION = re.compile(f"(\\d?)([{_FRACTION_CHARACTERS}])")
+
+
+def split_vulgar_fractions(text: str) -> str:
+    """Fraction characters as digits and a slash ("1½" -> "1 1/2", "¾" -> "3/4") and the fraction slash "⁄" as "/",
+    for the number rules; run before NFKC, which would glue a whole number to the fraction's numerator."""
+
+    def spelled(match: re.Match) -> str:
+        numerator, _, denominator = unicodedata.normalize("NFKC", match.group(2)).partition("\u2044")
+        return f"{match.group(1)} {numerator}/{denominator}".lstrip() if denominator else match.group(0)
+
+    return _VULGAR_FRACTION.sub(spelled, text).replace("\u2044", "/")
+
+
 def _fraction(match: re.Match) -> str:
     numerator, denominator = int(match.group(1)), int(match.group(2))
     if not _is_small_fraction(numerator, denominator):
@@ -1069,6 +1112,7 @@ def _web_address(match: re.Match) -> str:
 
 
 _PASSES: list[tuple[re.Pattern, object]] = [
+    (_MIXED_NUMBER, _mixed_number),  # before the phone numbers, ranges and dates, which would split "2-3/4"
     (_PHONE, _phone),
     (_PER_UNIT, _per_unit),  # before ranges and amounts, which it leaves whole: "$5-10/hr" -> "$5-10 per hour"
     (_RANGE, _range),  # before amounts, times and years, which would each take their side and leave the dash
@@ -1106,6 +1150,20 @@ _WORD_PASSES: list[tuple[re.Pattern, object]] = [  # the passes that do not need
     (_GREEK_LETTER, _greek_letter),
 ]
 
+# A sentence written in capitals (shouting, a heading, a warning sign): espeak-ng spells "IT" and "US" in capitals as
+# the acronyms ("I T", "U S") that they are in mixed-case text, so there they become the pronouns ("THE US" stays)
+_CLAUSE = re.compile(r"[^.!?\n\"()]+")  # a quotation in capitals inside a sentence in lowercase counts
+_SHOUTED_PRONOUN = re.compile(r"(?<![\w'])(?<!THE )(IT|US)(?![\w'])")
+_CAPITAL_WORD = re.compile(r"\b[A-Z]{2,}\b")
+
+
+def _shouted_pronouns(match: re.Match) -> str:
+    clause = match.group(0)
+    if any(ch.islower() for ch in clause) or len(_CAPITAL_WORD.findall(clause)) < 2:
+        return clause
+    return _SHOUTED_PRONOUN.sub(lambda m: m.group(1).lower(), clause)
+
+
 _HAS_DIGIT = re.compile(r"\d")
 _SPACES = re.compile(r"[ \t]+")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r" +([,.;:!?)\]])")
@@ -1123,13 +1181,15 @@ def normalize_text(text: str) -> str:
     """
     if not isinstance(text, str):
         raise ValueError(f"`text` must be a string, got {type(text).__name__}.")
-    text = text.replace("−", "-")  # U+2212 minus sign
+    text = split_vulgar_fractions(text.replace("−", "-"))  # U+2212 minus sign
     text = _WEB_ADDRESS.sub(_web_address, text)  # before the rules below take its digits, dots and slashes apart
     text = re.sub(r"(?<=\d)\s?[xX×]\s?(?=\d)", " by ", text)  # 1920x1080
     text = _MULTIPLIER.sub(r"\1 times", text)  # after dimensions, which keep "by"; the passes read the number ("2-3x")
     passes = _PASSES + _WORD_PASSES if _HAS_DIGIT.search(text) else _WORD_PASSES
     for pattern, replacement in passes:
         text = pattern.sub(replacement, text)
+    if "IT" in text or "US" in text:
+        text = _CLAUSE.sub(_shouted_pronouns, text)
     text = _SYMBOL_PATTERN.sub(lambda m: _SYMBOLS[m.group(0)], text)
     text = _AT.sub(" at ", text)
     if any(ch in _FORMATTING for ch in text):
@@ -1457,7 +1517,10 @@ class DiTARTextFrontend:
         English with `normalize_text`) numbers, currency, dates, times, web and e-mail addresses, abbreviations and
         symbols spelled out, whitespace runs -> one space, stripped; lowercased when the vocabulary has no uppercase
         letter and the text is not going to be phonemized (espeak-ng reads case itself, e.g. "US" vs "us")."""
-        text = unicodedata.normalize("NFKC", clean_text(self._check_text(text)))
+        text = clean_text(self._check_text(text))
+        if self.normalize_text and self.is_english:
+            text = split_vulgar_fractions(text)
+        text = unicodedata.normalize("NFKC", text)
         text = _QUOTE_PATTERN.sub(lambda match: _QUOTES[match.group(0)], text)
         if self.normalize_text and self.is_english:
             text = normalize_text(text)

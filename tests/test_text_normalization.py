@@ -337,6 +337,34 @@ MEASURES = [
     ("Fold 3 in half.", "Fold three in half."),
 ]
 
+# a whole number and a fraction (recipes, hardware), and the fraction characters, which NFKC would glue to the number
+# before them ("1½" -> "11⁄2", eleven halves)
+MIXED_NUMBERS = [
+    ("Add 1 1/2 tsp of salt.", "Add one and a half teaspoons of salt."),
+    ("Add 2 3/4 cups of flour.", "Add two and three quarters cups of flour."),
+    ("It took 1 1/2 hours.", "It took one and a half hours."),
+    ("A 3-1/8 in bolt, 5-1/2 days.", "A three and an eighth in bolt, five and a half days."),
+    ("Add 2 11/16 oz.", "Add two and eleven sixteenths ounces."),
+    ("Sold at 12 1/3.", "Sold at twelve and a third."),
+    ("Add ½ cup.", "Add one half cup."),
+    ("Add 1½ cups, then 1 ¼ tsp.", "Add one and a half cups, then one and a quarter teaspoons."),
+    ("About ¾ of them, 2⅔ miles.", "About three quarters of them, two and two thirds miles."),
+    ("Cut 3⁄4 of it.", "Cut three quarters of it."),  # U+2044, the fraction slash
+    ("On 12/05/2024 at 5", "On December fifth, twenty twenty four at five"),  # dates stay dates
+    ("Room 7 12/25 is odd.", "Room seven twelve twenty five is odd."),  # no fraction people write
+]
+
+# a clause written in capitals: espeak-ng spells "IT" and "US" in capitals as the acronyms they are in other text
+SHOUTED = [
+    ("STOP IT NOW!", "STOP it NOW!"),
+    ("I LOVE IT.", "I LOVE it."),
+    ("LET US GO. THE US ARMY IS HERE.", "LET us GO. THE US ARMY IS HERE."),
+    ('He said "DO IT NOW" and left.', 'He said "DO it NOW" and left.'),
+    ("The IT team called the US office.", "The IT team called the US office."),
+    ("He works in IT. HELP US, PLEASE!", "He works in IT. HELP us, PLEASE!"),
+    ("IT.", "IT."),  # one word: an acronym as likely as a pronoun
+]
+
 
 def test_enough_cases():
     assert len(CASES) >= 40
@@ -365,6 +393,23 @@ def test_multipliers(text, expected):
 @pytest.mark.parametrize("text, expected", MEASURES, ids=[c[0][:40] for c in MEASURES])
 def test_units_and_kitchen_measures(text, expected):
     assert normalize_text(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", MIXED_NUMBERS, ids=[c[0][:40] for c in MIXED_NUMBERS])
+def test_mixed_numbers_and_fraction_characters(text, expected, grapheme):
+    assert normalize_text(text) == expected
+    # the front end writes the fraction characters out before NFKC (lowercased: the grapheme vocabulary has no capitals)
+    assert grapheme.normalize(text) == expected.lower()
+
+
+@pytest.mark.parametrize("text, expected", SHOUTED, ids=[c[0][:40] for c in SHOUTED])
+def test_it_and_us_in_capitals_are_pronouns(text, expected):
+    assert normalize_text(text) == expected
+
+
+def test_it_in_capitals_is_read_as_a_word(phonemes):
+    assert phonemes.text_to_symbols("DO IT NOW!") == phonemes.text_to_symbols("do it now!")
+    assert phonemes.text_to_symbols("The IT team.") != phonemes.text_to_symbols("The it team.")
 
 
 def test_an_address_is_read_in_the_pieces_of_a_long_text(grapheme):
