@@ -536,6 +536,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         embeds, merged_mask, position_ids, speech_index = self._merge_sequences(
             text_embeds, text_mask, speech_embeds, speech_mask, left_pad=False, speech_positions=speech_positions
         )
+        if self.training and torch.is_grad_enabled():
+            self._warn_about_positions_past_the_backbone(position_ids, merged_mask)
         with reader or contextlib.nullcontext():
             backbone_out = self._run_backbone(embeds, merged_mask, position_ids, None)
         hidden = backbone_out.last_hidden_state.gather(
@@ -864,6 +866,21 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 "speech_features look un-normalised: their channel means are close to the model's feature statistics "
                 "(config.feature_mean), where normalised features sit near 0. The model learns and generates "
                 "normalised features: pass model.normalize_features(features)."
+            )
+
+    def _warn_about_positions_past_the_backbone(self, position_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        """A training row that reaches past the backbone's `max_position_embeddings` trains positions that generation
+        never reaches (it refuses or shortens a text that would), so that part of the training is spent for nothing."""
+        maximum = getattr(self.config.text_config, "max_position_embeddings", None)
+        if not maximum:
+            return
+        furthest = position_ids.masked_fill(attention_mask == 0, 0).max()
+        if bool(furthest >= maximum):
+            logger.warning_once(
+                f"training rows reach positions past the backbone's max_position_embeddings ({maximum}), for "
+                "example an utterance with a long text: generation never goes there (it refuses or shortens a text "
+                "that would), so those positions are trained for nothing. Leave out or cut the long utterances, "
+                "or raise config.text_config.max_position_embeddings."
             )
 
     def _check_token_ids(self, input_ids: torch.Tensor) -> None:

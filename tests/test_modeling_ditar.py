@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 from model_helpers import (
+    TEXT_CONFIGS,
     DiTARModelTester,
     ScriptedStopHead,
     generation_reference_from_forward,
@@ -371,6 +372,29 @@ def test_a_training_step_on_raw_features_or_in_eval_mode_is_warned_about(caplog)
         with_candidate.candidate_locdit.requires_grad_(True)
         with_candidate(**inputs)
         assert "carries a candidate LocDiT" in caplog.text and "candidate_locdit=False" in caplog.text
+
+
+def test_training_positions_past_the_backbone_are_warned_about(caplog):
+    """A training row longer than the backbone's `max_position_embeddings` trains positions generation never reaches
+    (it refuses or shortens such a text): warned about once; rows that fit, and validation, say nothing. The tester's
+    longest row takes positions 0-13 (7 text tokens, start of speech, 6 patches)."""
+    import logging
+
+    from modeling_ditar.modeling_ditar import logger
+
+    inputs = TESTER.prepare_inputs()
+    text_config = {**TEXT_CONFIGS["qwen2"]}
+    fits = make_model(text_config={**text_config, "max_position_embeddings": 14}).train()
+    too_short = make_model(text_config={**text_config, "max_position_embeddings": 13}).train()
+    logger.warning_once.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        fits(**inputs)
+        with torch.no_grad():
+            too_short(**inputs)
+        assert caplog.text == ""
+        too_short(**inputs)
+        assert "past the backbone's max_position_embeddings (13)" in caplog.text
+        assert "raise config.text_config.max_position_embeddings" in caplog.text
 
 
 # ----------------------------------------------------------------------------------------------------------------------
