@@ -19,7 +19,11 @@ the same columns, e.g.::
 
 Folder mode (``--from-folder``, offline): your own recordings, listed in ``DIR/metadata.csv`` with the columns
 ``file_name`` (relative to DIR), ``text`` (the transcript, in double quotes when it holds a comma) and optionally
-``speaker_id`` (or ``speaker``); ``--val-fraction`` of them become the validation split::
+``speaker_id`` (or ``speaker``); about ``--val-fraction`` of them become the validation split, each utterance held
+out or not by a hash of its file name and ``--seed``, so recordings added later leave the split of the others as it
+was (a rebuild's validation losses stay comparable, a resumed training never meets former validation clips).
+``--val-by-speaker`` holds out about ``--val-fraction`` of the *speakers* (by a hash of the speaker id) with all
+their utterances, so that validation measures voices never trained on::
 
     python examples/build_corpus.py --out data/my_voices --from-folder my_recordings --sampling-rate 16000 \
         --features --feature-config examples/configs/features_16k_80mel.json
@@ -876,20 +880,87 @@ def read_folder_metadata(folder: Path) -> list[dict]:
     return items
 
 
+def stable_share(seed: int, key: str) -> float:
+    """A number in [0, 1) fixed by `seed` and `key` alone (a blake2b hash of "SEED:KEY"): unlike a random
+    permutation of all rows, it does not change when other rows are added."""
+    digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") >> 11) / 2.0**53  # 53 bits: exact in a float, never 1.0
+
+
+def stable_hold_out(keys, fraction: float, seed: int) -> set[str]:
+    """The keys (file names or speakers; at least 2 different ones) held out: those whose `stable_share` is below
+    `fraction`, so a key's split depends on itself, the seed and the fraction alone and adding keys moves no key to
+    the other split. At least one is held out and one kept: when no share is below `fraction` the key with the
+    smallest is held out, when all are the key with the largest is kept (only then can added keys move one back)."""
+    share = {key: stable_share(seed, key) for key in set(keys)}
+    ranked = sorted(share, key=lambda key: (share[key], key))
+    held = {key for key in ranked if share[key] < fraction}
+    if not held:
+        held = {ranked[0]}
+    elif len(held) == len(ranked):
+        held.discard(ranked[-1])
+    return held
+
+
+def folder_file_key(name: str) -> str:
+    """A metadata.csv file_name as the split hashes it (./clips/a.wav and clips/a.wav are one file)."""
+    return Path(os.path.normpath(name)).as_posix()
+
+
+def split_folder_rows(rows: list[dict], fraction: float, seed: int, by_speaker: bool) -> tuple[list[dict], list[dict]]:
+    """(train rows, validation rows) of `read_folder_metadata`'s rows, in their order: each utterance is held out by
+    a hash of its file name and `seed` (`stable_hold_out`), or with `by_speaker` every utterance of a speaker held
+    out by a hash of the speaker id (the validation split then holds voices never trained on). A rebuild after more
+    recordings were added keeps every earlier row in its split (but for the at-least-one rule of tiny folders)."""
+    if by_speaker:
+        held = stable_hold_out([row["speaker_id"] for row in rows], fraction, seed)
+        is_held = [row["speaker_id"] in held for row in rows]
+    else:
+        held = stable_hold_out([folder_file_key(row["file_name"]) for row in rows], fraction, seed)
+        is_held = [folder_file_key(row["file_name"]) in held for row in rows]
+    train = [row for row, out in zip(rows, is_held, strict=True) if not out]
+    validation = [row for row, out in zip(rows, is_held, strict=True) if out]
+    return train, validation
+
+
+def _shown(names, limit: int = 5) -> str:
+    names = sorted(names)
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
 def build_from_folder(args):
-    """A folder of audio files with a metadata.csv: a random --val-fraction of the utterances (at least one) is held
-    out as the validation split, the rest is train."""
+    """A folder of audio files with a metadata.csv: about --val-fraction of the utterances (at least one), or with
+    --val-by-speaker of the speakers, are held out as the validation split by a stable hash of their file names (or
+    speaker ids) and --seed, the rest is train."""
     from datasets import Dataset, DatasetDict
 
     folder = Path(args.from_folder)
     rows = read_folder_metadata(folder)
     if len(rows) < 2:
         raise SystemExit(f"{folder}: at least 2 utterances are needed (one for train, one for validation)")
-    order = np.random.default_rng(args.seed).permutation(len(rows))
-    num_val = min(len(rows) - 1, max(1, round(args.val_fraction * len(rows))))
+    speakers = sorted({row["speaker_id"] for row in rows})
+    if args.val_by_speaker and len(speakers) < 2:
+        raise SystemExit(
+            f"{folder / 'metadata.csv'} holds one speaker ({speakers[0]!r}); --val-by-speaker needs at least 2: name "
+            "each clip's speaker in a speaker_id column, or leave --val-by-speaker out to hold out utterances"
+        )
+    train, validation = split_folder_rows(rows, args.val_fraction, args.seed, args.val_by_speaker)
+    if args.val_by_speaker:
+        held = {row["speaker_id"] for row in validation}
+        print(
+            f"[folder] validation: {len(held)} of {len(speakers)} speakers held out, never trained on ({_shown(held)}; "
+            f"by a hash of the speaker id and --seed {args.seed}, about --val-fraction {args.val_fraction:g} of them)",
+            flush=True,
+        )
+    else:
+        print(
+            f"[folder] validation: {len(validation)} of {len(rows)} utterances held out (by a hash of the file name "
+            f"and --seed {args.seed}, about --val-fraction {args.val_fraction:g} of them; added recordings leave the "
+            "split of the others as it was)",
+            flush=True,
+        )
     out = {}
-    for split, index in (("train", order[num_val:]), ("validation", order[:num_val])):
-        picked = [rows[i] for i in sorted(index)]
+    for split, picked in (("train", train), ("validation", validation)):
         ds = Dataset.from_dict({key: [r[key] for r in picked] for key in ("audio", "text", "speaker_id")})
         out[split] = convert_speech_dataset(
             ds,
@@ -904,12 +975,13 @@ def build_from_folder(args):
             source=f"{folder.name}:{split}",
             names=[r["file_name"] for r in picked],
         )
-        print(f"[folder] {split} <- {folder}: {len(out[split])} utts", flush=True)
+        num_speakers = len(set(column_values(out[split], "speaker_id")))
+        print(f"[folder] {split} <- {folder}: {len(out[split])} utts, {num_speakers} speakers", flush=True)
     if len(out["validation"]) == 0:  # the held-out utterances were all outside --min-sec/--max-sec
         raise SystemExit(
-            f"{folder}: no validation utterance is left: the {num_val} held out are all shorter than --min-sec "
-            f"{args.min_sec:g} or longer than --max-sec {args.max_sec:g} s; raise --val-fraction, change the limits "
-            "or trim the recordings"
+            f"{folder}: no validation utterance is left: the {len(validation)} held out are all shorter than "
+            f"--min-sec {args.min_sec:g} or longer than --max-sec {args.max_sec:g} s; raise --val-fraction, change "
+            "the limits or trim the recordings"
         )
     return DatasetDict(out), {}
 
@@ -1303,7 +1375,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--val-fraction",
         type=float,
         default=0.05,
-        help="share of the folder's utterances held out as the validation split (at least one)",
+        help="share of the folder's utterances (or speakers, with --val-by-speaker) held out as the validation split "
+        "(at least one, and one left for train); each is held out or not by a hash of its file name (speaker id) and "
+        "--seed, so adding recordings leaves the others in their split (but for the at-least-one rule of tiny folders)",
+    )
+    d.add_argument(
+        "--val-by-speaker",
+        action="store_true",
+        help="hold out whole speakers (metadata.csv's speaker_id; at least 2 needed) instead of utterances: the "
+        "validation split then measures voices never trained on",
     )
 
     h = p.add_argument_group("real corpus from the Hugging Face hub (needs network)")
@@ -1422,6 +1502,10 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if not 0 < args.val_fraction < 1:
         raise SystemExit(f"--val-fraction {args.val_fraction:g}: give a share between 0 and 1 (0.05 holds out 5%)")
+    if args.val_by_speaker and not args.from_folder:
+        raise SystemExit(
+            "--val-by-speaker holds out speakers of --from-folder recordings: add --from-folder DIR, or leave it out"
+        )
     if args.from_folder and not (Path(args.from_folder) / "metadata.csv").is_file():
         what = "has no metadata.csv" if Path(args.from_folder).is_dir() else "is not a folder"
         raise SystemExit(

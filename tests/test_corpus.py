@@ -564,7 +564,8 @@ def test_folder_of_recordings_becomes_a_corpus(tmp_path):
         ]
     )
     dsd = datasets.load_from_disk(str(out))
-    assert set(dsd) == {"train", "validation"} and (len(dsd["train"]), len(dsd["validation"])) == (8, 2)
+    # u1, u2 and u5 are the names whose hash with --seed 0 falls under 0.2
+    assert set(dsd) == {"train", "validation"} and (len(dsd["train"]), len(dsd["validation"])) == (7, 3)
     texts = set(dsd["train"]["text"]) | set(dsd["validation"]["text"])
     assert texts == {f"Sentence number {i}, spoken." for i in range(10)}
     assert set(dsd["train"]["speaker_id"]) <= {"ann", "bob"} and dsd["train"][0]["sampling_rate"] == 16000
@@ -596,10 +597,101 @@ def test_folder_of_recordings_becomes_a_corpus(tmp_path):
     assert len(datasets.load_from_disk(str(tmp_path / "bom"))["train"]) == 2
     # the held-out utterance outside --min-sec/--max-sec left an empty validation split, without a word
     sf.write(folder / "clips" / "long.flac", 0.1 * rng.standard_normal(22050 * 5).astype(np.float32), 22050)
-    rows = "clips/u0.flac,One.\nclips/u1.flac,Two.\nclips/long.flac,Long.\n"  # seed 0 holds out the third row
+    rows = "clips/u0.flac,One.\nclips/u1.flac,Two.\nclips/long.flac,Long.\n"  # seed 0: long.flac's hash is smallest
     (folder / "metadata.csv").write_text("file_name,text\n" + rows)
     with pytest.raises(SystemExit, match="no validation utterance is left: the 1 held out .* --max-sec 3"):
         bc.main(["--out", str(tmp_path / "none"), "--from-folder", str(folder), "--max-sec", "3", "--seed", "0"])
+
+
+def _rows(names, speaker=lambda name: "anna") -> list[dict]:
+    return [{"file_name": name, "text": name, "speaker_id": speaker(name)} for name in names]
+
+
+def _split_of(rows, fraction=0.25, seed=0, by_speaker=False) -> dict[str, str]:
+    train, validation = bc.split_folder_rows(rows, fraction, seed, by_speaker)
+    return {r["file_name"]: "train" for r in train} | {r["file_name"]: "validation" for r in validation}
+
+
+def test_folder_split_keeps_every_utterance_in_its_split_when_recordings_are_added():
+    """The validation split was a random permutation of all rows: one recording more moved earlier ones between
+    train and validation (validation losses of two builds not comparable, a resumed run trained on former
+    validation clips)."""
+    old = [f"clips/{i:04d}.wav" for i in range(300)]
+    before = _split_of(_rows(old))
+    new = [f"clips/new{i:04d}.wav" for i in range(500)]
+    after = _split_of(_rows(new[:250] + old[::-1] + new[250:]))  # rows added before, between, after; reordered
+    assert {name: after[name] for name in old} == before
+    shares = [list(split.values()).count("validation") / len(split) for split in (before, after)]
+    assert all(0.18 < share < 0.32 for share in shares), shares  # about --val-fraction 0.25
+    assert _split_of(_rows(old), seed=1) != before  # the seed picks another split
+    assert _split_of(_rows(["./clips/0000.wav"]) + _rows(old[1:]))["./clips/0000.wav"] == before["clips/0000.wav"]
+    # tiny folders: at least one utterance in each split, whatever the hashes say
+    for fraction in (0.01, 0.99):
+        assert sorted(_split_of(_rows(old[:2]), fraction).values()) == ["train", "validation"]
+
+
+def test_folder_split_by_speaker_holds_out_whole_speakers_stably():
+    """--val-by-speaker: a validation split of voices never trained on, chosen as stably as single utterances."""
+    speakers = [f"spk{i:03d}" for i in range(60)]
+    rows = _rows([f"{s}/{n}.wav" for s in speakers for n in range(3)], speaker=lambda name: name.split("/")[0])
+    before = _split_of(rows, by_speaker=True)
+    held = {name.split("/")[0] for name, split in before.items() if split == "validation"}
+    trained = {name.split("/")[0] for name, split in before.items() if split == "train"}
+    assert held and trained and not held & trained and 8 <= len(held) <= 22  # about 0.25 of 60 speakers
+    more = _rows([f"extra{i}/0.wav" for i in range(40)], speaker=lambda name: name.split("/")[0])
+    after = _split_of(more + rows, by_speaker=True)
+    assert {name: after[name] for name in before} == before
+    two = _rows(["a.wav", "b.wav", "c.wav"], speaker=lambda name: "x" if name == "a.wav" else "y")
+    for fraction in (0.01, 0.99):  # at least one speaker in each split
+        split = _split_of(two, fraction, by_speaker=True)
+        assert split["b.wav"] == split["c.wav"] != split["a.wav"]
+
+
+def test_folder_val_by_speaker_builds_unseen_voices_and_refuses_one_speaker(tmp_path, capsys):
+    import datasets
+
+    names = tuple(f"u{i}" for i in range(8))
+    rows = "".join(f"clips/{n}.wav,Sentence {n}.,spk{i // 2}\n" for i, n in enumerate(names))
+    folder = _recordings(tmp_path, "file_name,text,speaker_id\n" + rows, names)
+    out = tmp_path / "corpus"
+    common = ["--from-folder", str(folder), "--sampling-rate", "16000", "--num-proc", "1", "--val-fraction", "0.3"]
+    bc.main(["--out", str(out), *common, "--val-by-speaker"])
+    dsd = datasets.load_from_disk(str(out))
+    held, trained = set(dsd["validation"]["speaker_id"]), set(dsd["train"]["speaker_id"])
+    assert held and trained and not held & trained and held | trained == {"spk0", "spk1", "spk2", "spk3"}
+    printed = capsys.readouterr().out
+    assert f"[folder] validation: {len(held)} of 4 speakers held out, never trained on ({', '.join(sorted(held))};" in (
+        printed
+    )
+    assert f"[folder] validation <- {folder}: {len(dsd['validation'])} utts, {len(held)} speakers" in printed
+    (folder / "metadata.csv").write_text("file_name,text\n" + "".join(f"clips/{n}.wav,Hi {n}.\n" for n in names))
+    with pytest.raises(SystemExit, match="holds one speaker \\('speaker'\\); --val-by-speaker needs at least 2"):
+        bc.main(["--out", str(tmp_path / "one"), *common, "--val-by-speaker"])
+    with pytest.raises(SystemExit, match="--val-by-speaker holds out speakers of --from-folder recordings"):
+        bc.main(["--out", str(tmp_path / "synthetic"), "--val-by-speaker"])
+    assert not (tmp_path / "one").exists() and not (tmp_path / "synthetic").exists()
+
+
+def test_folder_rebuild_with_more_recordings_keeps_the_earlier_validation_clips(tmp_path, capsys):
+    """The whole build: every earlier clip is in the same split after recordings were added and the corpus rebuilt."""
+    import datasets
+
+    names = tuple(f"u{i}" for i in range(16))
+    folder = _recordings(tmp_path, "", names)
+    common = ["--from-folder", str(folder), "--sampling-rate", "16000", "--num-proc", "1", "--val-fraction", "0.25"]
+
+    def build(count: int) -> dict[str, set]:
+        rows = "".join(f"clips/{n}.wav,Sentence {n}.\n" for n in reversed(names[:count]))
+        (folder / "metadata.csv").write_text("file_name,text\n" + rows)
+        out = tmp_path / f"corpus{count}"
+        bc.main(["--out", str(out), *common])
+        return {split: set(ds["text"]) for split, ds in datasets.load_from_disk(str(out)).items()}
+
+    before, after = build(10), build(16)
+    assert before["validation"] and before["validation"] <= after["validation"] and before["train"] <= after["train"]
+    assert f"[folder] validation: {len(after['validation'])} of 16 utterances held out (by a hash of the file name" in (
+        capsys.readouterr().out
+    )
 
 
 def test_out_is_never_a_folder_of_other_files_or_the_recordings(tmp_path):
