@@ -313,6 +313,19 @@ def build_systems(args, rows: list[str]) -> tuple[list, str | None]:
     return systems, pipe_source
 
 
+def weights_fingerprint(pipeline: str | None, loaded: bool) -> dict:
+    """results.json's fingerprint of the evaluated model's weights as stored (`--pipeline`'s, or the embedded
+    default's): a model card matches the results to the model it publishes by it, whatever becomes of the evaluated
+    folder afterwards (modeling_ditar.hub_utils.model_weights_fingerprint). None where no model was loaded (the
+    gt/resynth rows with --feature-extractor) or it has no safetensors weights."""
+    from modeling_ditar.hub_utils import EMBEDDED_DEFAULT, model_weights_fingerprint
+
+    fingerprint = (
+        model_weights_fingerprint(EMBEDDED_DEFAULT if pipeline is None else Path(pipeline)) if loaded else None
+    )
+    return fingerprint or {"model_weights_sha256": None, "model_weights_sha256_rounded": None}
+
+
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -370,9 +383,11 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
         )
     started = time.perf_counter()
     try:
-        systems, _ = build_systems(args, rows)
+        systems, pipe_source = build_systems(args, rows)
     except OSError as error:  # a --pipeline or --feature-extractor path that is not there, or not loadable
         raise SystemExit(f"error: {error}") from None
+    # taken now, as loaded: weights saved into the folder while the cases run are not the ones evaluated
+    weights = weights_fingerprint(args.pipeline, loaded=pipe_source is not None)
     out.mkdir(parents=True, exist_ok=True)
     _move_earlier_results(out)
     if asr is None:
@@ -402,6 +417,7 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
         "rows": rows,
         "cases_file": str(Path(args.cases).resolve()),
         "cases_sha256": hashlib.sha256(Path(args.cases).read_bytes()).hexdigest(),
+        **weights,
         "num_cases": len(cases),
         "threads": args.threads,
         "asr": asr.describe(),

@@ -525,6 +525,45 @@ def same_model_weights(a: str | os.PathLike, b: str | os.PathLike) -> bool | Non
     return True
 
 
+def model_weights_fingerprint(folder: str | os.PathLike) -> dict | None:
+    """Digests of the model saved in `folder` (a pipeline or model folder, as [`same_model_weights`] reads it), for an
+    evaluation's results.json: `model_weights_sha256`, a sha256 over its tensors' names, dtypes, shapes and bytes in
+    name order (neither the shard layout nor the file names count), and `model_weights_sha256_rounded`, the same per
+    half precision (float16, bfloat16) with every floating tensor wider than it rounded to it: a published copy saved
+    in half precision still matches the evaluated weights. None where the folder has no safetensors weights. Tensors
+    are read one at a time, so a large model is never in memory at once."""
+    import contextlib
+    import hashlib
+
+    import torch
+    from safetensors import safe_open
+
+    def add(digest, key, tensor):
+        # a header line per tensor, so that names, dtypes and shapes count as well as the bytes, and no two tensors'
+        # bytes run together; the bytes as torch holds them (little-endian on the platforms it supports)
+        digest.update(json.dumps([key, str(tensor.dtype), list(tensor.shape)]).encode() + b"\n")
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy())
+
+    files = _model_weight_files(Path(folder))
+    if not files:
+        return None
+    halves = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+    stored, rounded = hashlib.sha256(), {name: hashlib.sha256() for name in halves}
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(safe_open(str(f), framework="pt")) for f in files]
+        tensors = {key: handle for handle in handles for key in handle.keys()}
+        for key in sorted(tensors):
+            tensor = tensors[key].get_tensor(key)
+            add(stored, key, tensor)
+            for name, half in halves.items():
+                wider = tensor.is_floating_point() and tensor.element_size() > half.itemsize
+                add(rounded[name], key, tensor.to(half) if wider else tensor)
+    return {
+        "model_weights_sha256": stored.hexdigest(),
+        "model_weights_sha256_rounded": {name: digest.hexdigest() for name, digest in rounded.items()},
+    }
+
+
 def results_of_another_model(
     results: dict | None, folder: str | os.PathLike | None = None, loaded_from: str | os.PathLike | None = None
 ) -> str | None:
@@ -532,22 +571,48 @@ def results_of_another_model(
     whose card they are to fill), or None: the same model, or either side unknown (results without settings, a
     processor).
 
-    The evaluated model is the pipeline the results name (`meta.settings.pipeline`, relative to `meta.cwd`; None is
-    the package's embedded default, which an evaluation scores when no pipeline is named). Where that folder is still
-    here its weights are compared with `folder`'s: a path says nothing about a model, since the same weights are
-    evaluated in a training run's folder and published from a converted copy, and another model may be evaluated
-    under the same path. Where it is gone, its path is compared with `loaded_from` (the folder the model was loaded
-    from, if known)."""
+    Results that carry the evaluated weights' fingerprint (`meta.model_weights_sha256`, see
+    [`model_weights_fingerprint`]) are matched by it: `folder`'s weights are the evaluated model where either side's
+    weights as stored equal the other's as stored or rounded to a half precision (a copy saved in float16 is the same
+    model). This holds whatever became of the evaluated folder since: trained on, saved over, deleted, or named by a
+    path relative to another working directory.
+
+    Older results name only the pipeline they scored (`meta.settings.pipeline`, relative to `meta.cwd`; None is the
+    package's embedded default, which an evaluation scores when no pipeline is named). Where that folder is still
+    here its weights, as they are now, are compared with `folder`'s: a path says nothing about a model, since the same
+    weights are evaluated in a training run's folder and published from a converted copy, and another model may be
+    evaluated under the same path. Where it is gone, its path is compared with `loaded_from` (the folder the model
+    was loaded from, if known)."""
     if results is None:
         return None
     meta = results.get("meta") or {}
     settings = meta.get("settings") or {}
-    if "pipeline" not in settings:
-        return None
-    scored = settings["pipeline"]
-    scored = EMBEDDED_DEFAULT if scored is None else Path(meta.get("cwd") or ".", str(scored)).expanduser()
-    which = "the package's default model" if scored == EMBEDDED_DEFAULT else "the pipeline the evaluation named"
+    measured, scored = "the results for the card were measured on another model", None
+    if "pipeline" in settings:
+        scored = settings["pipeline"]
+        scored = EMBEDDED_DEFAULT if scored is None else Path(meta.get("cwd") or ".", str(scored)).expanduser()
+        which = "the package's default model" if scored == EMBEDDED_DEFAULT else "the pipeline the evaluation named"
+        measured = f"the results for the card were measured on {scored} ({which})"
     advice = "Evaluate this model (name a folder of it as the evaluation's pipeline), or leave the results out."
+    here = model_weights_fingerprint(folder) if folder is not None and meta.get("model_weights_sha256") else None
+    if here is not None:
+
+        def digests(fingerprint):  # as stored and rounded to each half precision
+            return {
+                fingerprint["model_weights_sha256"],
+                *(fingerprint.get("model_weights_sha256_rounded") or {}).values(),
+            }
+
+        # each side as stored against the other rounded: same_model_weights' "in the lower precision of the two"
+        if meta["model_weights_sha256"] in digests(here) or here["model_weights_sha256"] in digests(meta):
+            return None
+        return (
+            f"{measured}, whose weights at the evaluation (fingerprint {str(meta['model_weights_sha256'])[:12]}) "
+            f"differ from this model's ({here['model_weights_sha256'][:12]}): the card would publish another model's "
+            f"numbers. {advice}"
+        )
+    if scored is None:
+        return None
     same = same_model_weights(scored, folder) if folder is not None and scored.is_dir() else None
     if same is None:
         if loaded_from is None:
@@ -557,14 +622,14 @@ def results_of_another_model(
         if scored.resolve() in (loaded, loaded.parent if loaded.name == "model" else loaded):
             return None
         return (
-            f"the results for the card were measured on {scored} ({which}), but this model was loaded from {loaded}: "
-            f"the card would publish another model's numbers. {advice}"
+            f"{measured}, but this model was loaded from {loaded}: the card would publish another model's numbers. "
+            f"{advice}"
         )
     if same:
         return None
     return (
-        f"the results for the card were measured on {scored} ({which}), whose model weights differ from this "
-        f"model's: the card would publish another model's numbers. {advice}"
+        f"{measured}, whose model weights differ from this model's: the card would publish another model's numbers. "
+        f"{advice}"
     )
 
 

@@ -1110,3 +1110,108 @@ def test_a_row_that_fails_every_case_fails_the_command_after_writing_its_results
         ev.main(["--cases", str(cases), "--out", str(tmp_path / "broken")], **stubs)
     written = json.loads((tmp_path / "broken" / "results.json").read_text())
     assert [r["failed"] for r in written["rows"]] == [1, 3]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the evaluated weights' fingerprint in results.json
+
+
+def _evaluate_model_row(tmp_path, cases: Path, out: str, *pipeline: str) -> dict:
+    """One case of the model row, as fast as the model allows; the results.json it wrote."""
+    argv = ["--cases", str(cases), "--rows", "model", "--max-cases", "1", "--steps", "1", "--max-new-patches", "2"]
+    ev.main([*argv, *pipeline, "--out", str(tmp_path / out)], asr=StubASR(), speaker_encoder=StubSpeaker())
+    return json.loads((tmp_path / out / "results.json").read_text())
+
+
+def _fingerprint(results: dict) -> dict:
+    return {k: results["meta"][k] for k in ("model_weights_sha256", "model_weights_sha256_rounded")}
+
+
+def test_results_record_a_fingerprint_of_the_evaluated_weights_whatever_their_shards(tmp_path):
+    from modeling_ditar.hub_utils import model_weights_fingerprint
+
+    pipe = get_dummy_pipeline()
+    pipe.save_pretrained(tmp_path / "final")
+    results = _evaluate_model_row(tmp_path, _cases(tmp_path), "eval", "--pipeline", str(tmp_path / "final"))
+    recorded = _fingerprint(results)
+    assert recorded == model_weights_fingerprint(tmp_path / "final")
+    digest = recorded["model_weights_sha256"]
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    assert recorded["model_weights_sha256_rounded"].keys() == {"float16", "bfloat16"}
+    assert digest not in recorded["model_weights_sha256_rounded"].values()  # float32 weights: rounding changes them
+    # the same tensors in shards (a model folder, other file names) fingerprint the same; another model's do not
+    pipe.model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    assert len(list((tmp_path / "sharded").glob("*.safetensors"))) > 1
+    assert model_weights_fingerprint(tmp_path / "sharded") == recorded
+    get_dummy_pipeline(seed=1).save_pretrained(tmp_path / "other")
+    assert model_weights_fingerprint(tmp_path / "other")["model_weights_sha256"] != digest
+    # no model evaluated (the ground truth rows with a feature extractor): no fingerprint
+    pipe.processor.feature_extractor.save_pretrained(tmp_path / "fe")
+    argv = ["--cases", str(_cases(tmp_path)), "--rows", "gt,resynth", "--feature-extractor", str(tmp_path / "fe")]
+    ev.main([*argv, "--out", str(tmp_path / "gt")], asr=StubASR(), speaker_encoder=StubSpeaker())
+    gt = json.loads((tmp_path / "gt" / "results.json").read_text())
+    assert _fingerprint(gt) == {"model_weights_sha256": None, "model_weights_sha256_rounded": None}
+
+
+def test_results_of_the_embedded_default_carry_its_packaged_weights_fingerprint(tmp_path):
+    """Without --pipeline the evaluation scores the package's default model: its weights are fingerprinted as
+    packaged (float16), and a copy saved from the loaded default matches them, another model does not."""
+    from safetensors.torch import load_file, save_file
+
+    from modeling_ditar import DiTARPipeline
+    from modeling_ditar.hub_utils import EMBEDDED_DEFAULT, model_weights_fingerprint, results_of_another_model
+
+    prompt = write_wav(tmp_path / "p.wav", tone(1.0))  # long enough for the default model
+    cases = write_cases(
+        [Case(id="c", prompt_audio=prompt, prompt_text="the prompt", target_text="hello")], tmp_path / "cases.jsonl"
+    )
+    results = _evaluate_model_row(tmp_path, cases, "eval")
+    assert _fingerprint(results) == model_weights_fingerprint(EMBEDDED_DEFAULT)
+    DiTARPipeline.from_pretrained().save_pretrained(tmp_path / "copy")
+    get_dummy_pipeline().save_pretrained(tmp_path / "dummy")
+    assert results_of_another_model(results, tmp_path / "copy", tmp_path / "copy") is None
+    # its model stored in float32 (every value as it was): the same weights, in the lower precision of the two
+    shutil.copytree(EMBEDDED_DEFAULT / "model", tmp_path / "float32")
+    weights = load_file(str(tmp_path / "float32" / "model.safetensors"))
+    save_file(
+        {k: v.float() if v.is_floating_point() else v for k, v in weights.items()},
+        str(tmp_path / "float32" / "model.safetensors"),
+    )
+    assert (
+        model_weights_fingerprint(tmp_path / "float32")["model_weights_sha256"]
+        != _fingerprint(results)["model_weights_sha256"]
+    )
+    assert results_of_another_model(results, tmp_path / "float32") is None
+    message = results_of_another_model(results, tmp_path / "dummy", tmp_path / "dummy")
+    assert "the package's default model), whose weights at the evaluation (fingerprint" in message
+
+
+def test_cards_match_results_by_the_recorded_fingerprint_whatever_became_of_the_evaluated_folder(tmp_path):
+    """The weights of the folder the results named were compared as that folder is now: training continued into it,
+    or a save over it, gave "another model" for the evaluated weights and "the same" for others; a deleted folder left
+    only paths to compare. The fingerprint recorded at the evaluation decides; results without one (written before)
+    still compare folders."""
+    import torch
+
+    from modeling_ditar.hub_utils import model_weights_fingerprint, results_of_another_model
+
+    get_dummy_pipeline().save_pretrained(tmp_path / "final")
+    results = _evaluate_model_row(tmp_path, _cases(tmp_path), "eval", "--pipeline", str(tmp_path / "final"))
+    old = {**results, "meta": {k: v for k, v in results["meta"].items() if not k.startswith("model_weights_")}}
+    for half in (torch.float16, torch.bfloat16):  # the evaluated weights, published in half precision elsewhere
+        get_dummy_pipeline().to(half).save_pretrained(tmp_path / f"hub-{str(half)[6:]}")
+    hubs = [tmp_path / "hub-float16", tmp_path / "hub-bfloat16"]
+    for hub in hubs:
+        assert model_weights_fingerprint(hub)["model_weights_sha256"] != results["meta"]["model_weights_sha256"]
+        assert results_of_another_model(results, hub, hub) is None
+    get_dummy_pipeline(seed=1).save_pretrained(tmp_path / "final")  # training went on into the evaluated folder
+    for hub in hubs:
+        assert results_of_another_model(results, hub, hub) is None
+        assert "whose model weights differ" in results_of_another_model(old, hub, hub)
+    # publishing the folder the results name, now holding other weights
+    message = results_of_another_model(results, tmp_path / "final", tmp_path / "final")
+    assert "measured on " in message and "whose weights at the evaluation (fingerprint" in message
+    assert results_of_another_model(old, tmp_path / "final", tmp_path / "final") is None
+    shutil.rmtree(tmp_path / "final")
+    assert results_of_another_model(results, hubs[0], hubs[0]) is None
+    assert "but this model was loaded from" in results_of_another_model(old, hubs[0], hubs[0])

@@ -198,6 +198,37 @@ def test_a_card_for_a_pipeline_warns_when_the_results_are_of_another_model(tmp_p
         assert not warned or "whose model weights differ" in err
 
 
+def test_a_card_matches_results_by_their_weight_fingerprint_after_the_evaluated_folder_changed(tmp_path, capsys):
+    """Results carrying the evaluated weights' fingerprint (evaluate.py writes it) were still matched by the evaluated
+    folder as it is now: deleted, it left only the paths to compare (a warning for the converted copy of the evaluated
+    weights); saved over, it stood for weights nobody evaluated (no warning)."""
+    import shutil
+
+    import torch
+
+    pipe = get_dummy_pipeline()
+    pipe.save_pretrained(tmp_path / "evaluated")
+    pipe.save_pretrained(tmp_path / "copy")
+    settings = {"pipeline": "evaluated"}
+    fingerprint = hub_utils.model_weights_fingerprint(tmp_path / "evaluated")
+    results = dict(RESULTS, meta={**RESULTS["meta"], "cwd": str(tmp_path), "settings": settings, **fingerprint})
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    make_card = make_card_module()
+
+    def warning_for(folder):
+        argv = ["--out", str(tmp_path / f"{folder}.md"), "--pipeline", str(tmp_path / folder), "--force"]
+        make_card.main([*argv, "--results", str(tmp_path / "results.json")])
+        return capsys.readouterr().err
+
+    shutil.rmtree(tmp_path / "evaluated")
+    assert "warning" not in warning_for("copy")
+    with torch.no_grad():
+        pipe.model.stop_head.weight.add_(1.0)
+    pipe.save_pretrained(tmp_path / "evaluated")  # another model saved where the evaluated one was
+    err = warning_for("evaluated")
+    assert "warning: the results for the card were measured on" in err and "whose weights at the evaluation" in err
+
+
 def test_builtin_template_gives_the_same_metadata(monkeypatch):
     with_repo = hub_utils.render_model_card(results=RESULTS, repo_id="org/x")
     monkeypatch.setattr(hub_utils, "REPO_TEMPLATE", Path("/nonexistent/template.md"))
