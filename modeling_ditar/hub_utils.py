@@ -41,6 +41,8 @@ __all__ = [
     "commit_operations",
     "installed_libraries",
     "load_results",
+    "model_weights_fingerprint",
+    "push_keywords",
     "push_to_hub",
     "render_model_card",
     "save_for_hub",
@@ -939,6 +941,15 @@ SAVE_KEYWORDS = {
     "model": ("variant", "max_shard_size"),
     "processor": (),
 }
+
+
+def push_keywords(push: bool = True) -> set[str]:
+    """The keywords of a `save_pretrained` that belong to the upload, not to the folder: the commit's (always taken
+    out), and with `push_to_hub=True` also the branch, the card and its settings (`render_model_card`'s)."""
+    commit = {"repo_id", "commit_message", "private", "token", "create_pr"}
+    if not push:
+        return commit
+    return commit | {"commit_description", "revision", "card", "api"} | card_keywords()
 
 
 def _split_keywords(kind: str, kwargs: dict) -> tuple[dict, dict]:

@@ -274,6 +274,33 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         check_finite_parameters(model, source)
         return (model, info) if output_loading_info else model
 
+    def save_pretrained(self, save_directory, *args, variant=None, max_shard_size=None, push_to_hub=False, **kwargs):
+        """transformers' `save_pretrained` (refused while LoRA layers are in place). With `push_to_hub=True` the model
+        is then uploaded by [`push_to_hub`], with its DiTAR model card and remote code, to `repo_id` (by default the
+        folder's name); the commit and card settings are those of `push_to_hub`. `variant` and `max_shard_size` are
+        named because a diffusers pipeline passes a component only the arguments its signature names."""
+        hub = {}
+        if push_to_hub:
+            from .hub_utils import push_keywords
+
+            hub = {key: kwargs.pop(key) for key in list(kwargs) if key in push_keywords()}
+        saved = super().save_pretrained(save_directory, *args, variant=variant, max_shard_size=max_shard_size, **kwargs)
+        if push_to_hub and kwargs.get("is_main_process", args[0] if args else True):
+            saved_as = {"variant": variant, "max_shard_size": max_shard_size}
+            repo_id = hub.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
+            self.push_to_hub(repo_id, **{key: value for key, value in saved_as.items() if value is not None}, **hub)
+        return saved
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload the model (weights, config, generation config and remote code) with a rendered DiTAR model card in
+        one commit, as a pipeline's `push_to_hub` does (transformers' own would write a generic card). Keywords:
+        `commit_message`, `commit_description`, `private`, `token`, `revision`, `create_pr`, `variant`,
+        `max_shard_size`, and card settings such as `results="eval/results.json"` or `tags` (see
+        `hub_utils.push_to_hub` and `hub_utils.render_model_card`). Returns the `CommitInfo`."""
+        from .hub_utils import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
     # ----------------------------------------------------------------------------------------------------------------
     # building blocks
 

@@ -331,3 +331,28 @@ def test_results_are_matched_to_a_model_by_its_weights_not_its_path(tmp_path):
     shutil.rmtree(tmp_path / "final")  # gone: the folders' paths are all there is to compare
     with pytest.warns(UserWarning, match="measured on .*final .*but this model was loaded from .*hub"):
         hub.push_to_hub("org/ditar-mine", api=HubRepo(), results=results)
+
+
+def test_the_model_pushes_with_its_own_card_from_push_to_hub_and_save_pretrained(tmp_path):
+    """`pipe.model.push_to_hub()` and `pipe.model.save_pretrained(..., push_to_hub=True)` upload the model with a DiTAR
+    card (transformers' own wrote a generic card) and its remote code, in one commit; the save keeps its folder, and
+    the repository is named after it unless `repo_id` is given."""
+    from huggingface_hub import ModelCard
+
+    model = get_dummy_pipeline().model
+    repo = HubRepo()
+    model.push_to_hub("org/ditar-model", api=repo, tags=["mine"], max_shard_size="20KB")
+    card = ModelCard(repo.branches["main"]["README.md"].decode())
+    assert 'AutoModel.from_pretrained("org/ditar-model", trust_remote_code=True)' in card.text
+    assert "mine" in card.data.tags and "model.safetensors.index.json" in repo.files()
+    assert {"config.json", "generation_config.json", "modeling_ditar.py"} <= repo.files()
+
+    repo = HubRepo()
+    model.save_pretrained(tmp_path / "my-model", push_to_hub=True, api=repo, commit_message="first")
+    assert repo.calls[0] == ("create_repo", "my-model") and (tmp_path / "my-model" / "model.safetensors").is_file()
+    assert "AutoModel.from_pretrained" in repo.branches["main"]["README.md"].decode()
+    repo = HubRepo()
+    model.save_pretrained(tmp_path / "again", push_to_hub=True, repo_id="org/named", api=repo, variant="fp16")
+    assert repo.calls[0] == ("create_repo", "org/named") and "model.fp16.safetensors" in repo.files()
+    with pytest.raises(TypeError, match="unexpected keyword argument\\(s\\) 'safe_serialization'"):
+        model.push_to_hub("org/ditar-model", api=HubRepo(), safe_serialization=True)
