@@ -838,6 +838,26 @@ for _id, _desc, _changes, _exc, _match in (
     case(_id, F, _desc, _exc, _match)(lambda ctx, _c=_changes: forward(ctx, **_c))
 
 
+@case("fwd-past-max-positions", F, "a training row longer than the backbone's max_position_embeddings")
+def _(ctx):
+    import logging
+
+    from modeling_ditar.modeling_ditar import logger
+
+    text_config = {**ctx.model.config.text_config.to_dict(), "max_position_embeddings": 8}
+    model = ctx.tester.get_model(text_config=text_config).train()
+    seen = []
+    handler = _ListHandler(seen)
+    logging.getLogger("modeling_ditar.modeling_ditar").addHandler(handler)
+    logger.warning_once.cache_clear()
+    try:
+        model(**ctx.train_inputs())
+    finally:
+        logging.getLogger("modeling_ditar.modeling_ditar").removeHandler(handler)
+    expect(any("past the backbone's max_position_embeddings (8)" in m for m in seen), f"no warning: {seen}")
+    return "warns once: positions generation never reaches are trained for nothing"
+
+
 @case("fwd-normal", F, "a right-padded batch")
 def _(ctx):
     out = forward(ctx)
@@ -1147,6 +1167,20 @@ def _(ctx):
     expect(ids[: len(plain)] == plain and ids[-1] == ctx.frontend.unk_token_id, f"☃ gave {ids[len(plain) :]}")
     expect(len(ids) <= len(plain) + 2, "☃ was spelt out")
     return "☃ mapped to <unk> (with a warning naming it), not spelt out"
+
+
+@case("text-fraction-characters", T, "'add 1½ cups, ¾ tsp'")
+def _(ctx):
+    spelled = ctx.frontend.encode("add one and a half cups, three quarters teaspoon")
+    expect(ctx.frontend.encode("add 1½ cups, ¾ tsp") == spelled, "read otherwise than spelled out")
+    return "read 'one and a half cups, three quarters teaspoon' (NFKC made '1½' into '11⁄2', eleven halves)"
+
+
+@case("text-mixed-number", T, "'add 2 3/4 cups'")
+def _(ctx):
+    spelled = ctx.frontend.encode("add two and three quarters cups")
+    expect(ctx.frontend.encode("add 2 3/4 cups") == spelled, "read otherwise than spelled out")
+    return "read 'two and three quarters cups'"
 
 
 @case("text-on-unknown-bad", T, "on_unknown='skip'", ValueError, "on_unknown")
