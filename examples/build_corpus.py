@@ -1268,7 +1268,12 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="output dir for DatasetDict.save_to_disk (an earlier corpus there is replaced once the new one is saved)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for voices, sentence shuffling and assignment")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed for voices, sentence shuffling and assignment, and for the --from-folder validation hold-out",
+    )
     p.add_argument(
         "--voice-seed",
         type=int,
