@@ -63,7 +63,7 @@ from .processing_ditar import (
     DiTARVoice,
     write_default_voice,
 )
-from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts
+from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts, trim_prompt
 from .prompt_transcription import DEFAULT_ASR_MODEL, DEFAULT_LANGUAGE, PromptTranscriber, transcribe_prompt
 from .sampling import PatchSampler  # noqa: F401
 from .sentence_splitting import MAX_CHARS_PER_SEGMENT, mark_line_ends, split_sentences
@@ -238,11 +238,11 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if isinstance(audio, (list, tuple)):
             raise TypeError(PROMPT_AUDIO_TYPES.format(type(audio).__name__))
         try:
-            audio, text, sampling_rate = fit_prompts(self, audio, text, sampling_rate)  # a non-str text: unchanged
-            self.create_voice(audio, text, sampling_rate)
+            waveform, text = self._load_voice_recording(audio, text, sampling_rate)
+            self._checked_voice(waveform, text, prepared=True)
         except (ValueError, FileNotFoundError) as err:
             raise type(err)(f"the new default voice cannot be used: {err}") from err
-        self.processor.set_default_voice(audio, text, sampling_rate, target_rate=self._prompt_rate)
+        self.processor.set_default_voice(waveform, text, target_rate=self._prompt_rate, prepared=True)
 
     def create_voice(
         self,
@@ -268,11 +268,39 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             if isinstance(audio, (list, tuple)):  # a voice is one recording
                 raise TypeError(PROMPT_AUDIO_TYPES.format(type(audio).__name__))
             audio, transcript, sampling_rate, _ = self._transcribe_missing(audio, None, sampling_rate)
-        audio, transcript, sampling_rate = fit_prompts(self, audio, transcript, sampling_rate)
-        if audio is None:
-            audio, sampling_rate, transcript = self.default_voice
-        voice = self.processor.create_voice(audio, transcript, sampling_rate, prompt_encoder=self._prompt_encoder())
+        if audio is None:  # the default voice; one saved longer than the model's prompts is cut (and kept cut)
+            audio, transcript, sampling_rate = fit_prompts(self, audio, transcript, sampling_rate)
+            if audio is None:
+                audio, sampling_rate, transcript = self.default_voice
+            voice = self._checked_voice(audio, transcript, sampling_rate)
+        else:
+            waveform, transcript = self._load_voice_recording(audio, transcript, sampling_rate)
+            voice = self._checked_voice(waveform, transcript, prepared=True)
         voice.reuse_prefix_cache = reuse_prefix_cache
+        return voice
+
+    def _load_voice_recording(self, audio, transcript, sampling_rate):
+        """(waveform, transcript) of one voice recording: the audio read, checked and brought to the prompt rate once,
+        and cut at a pause with a warning when longer than the model's prompts, as a call prepares `prompt_audio`.
+        A transcript that is not a string comes back with the audio as given: the processor names that mistake
+        first, before any audio is read."""
+        if not isinstance(transcript, str):
+            return audio, transcript
+        rate = self._prompt_rate
+        waveform = self.processor.load_prompt_audio(audio, sampling_rate, target_rate=rate)
+        fitted, kept, message = trim_prompt(waveform, rate, transcript)
+        if message is None:
+            return waveform, transcript
+        logger.warning(message)
+        # the kept part is checked (and raised if quiet) as a prompt of its own, as a call does with a cut prompt
+        return self.processor.load_prompt_audio(fitted.numpy(), rate, target_rate=rate), kept
+
+    def _checked_voice(self, audio, transcript, sampling_rate=None, prepared: bool = False) -> DiTARVoice:
+        """The processor's voice of `audio` (a waveform `_load_voice_recording` made, with `prepared=True`), refused
+        now where a call could not use it (a prompt too long for the model's positions, or spoken implausibly)."""
+        voice = self.processor.create_voice(
+            audio, transcript, sampling_rate, prompt_encoder=self._prompt_encoder(), prepared=prepared
+        )
         self._check_prompts(torch.tensor([voice.prompt_features.shape[0]]), voice.speech_position_rate[None])
         return voice
 

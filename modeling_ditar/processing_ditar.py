@@ -72,15 +72,27 @@ class DiTARProcessor(ProcessorMixin):
         # not a voice; None turns it off
         self.min_prompt_loudness_range_db: float | None = MIN_PROMPT_LOUDNESS_RANGE_DB
 
-    def set_default_voice(self, audio, text: str, sampling_rate: int | None = None, target_rate: int | None = None):
+    def set_default_voice(
+        self,
+        audio,
+        text: str,
+        sampling_rate: int | None = None,
+        target_rate: int | None = None,
+        *,
+        prepared: bool = False,
+    ):
         """Voice used when a call gives no `prompt_audio`: `audio` (path or array, with `sampling_rate` for arrays) and
         its transcript `text`, both checked now. `target_rate` keeps the waveform at another rate than the feature
-        extractor's (a VAE's). `None` for both clears it."""
+        extractor's (a VAE's). `prepared=True`: `audio` is a waveform `load_prompt_audio` made at that rate already,
+        kept as it is (not read or checked again). `None` for both clears it."""
         if audio is None and text is None:
             self.default_voice = None
             return
         rate = self.sampling_rate if target_rate is None else int(target_rate)
-        waveform = self.load_prompt_audio(audio, sampling_rate, target_rate=rate)
+        if prepared:
+            waveform = torch.as_tensor(audio)
+        else:
+            waveform = self.load_prompt_audio(audio, sampling_rate, target_rate=rate)
         self.encode_text(text)  # fail now, not at synthesis time
         self.default_voice = (waveform.numpy(), rate, text)
 
@@ -267,11 +279,15 @@ class DiTARProcessor(ProcessorMixin):
 
     def _prompt_features(self, prompt_audios: list, sampling_rate, prompt_encoder) -> tuple[torch.Tensor, torch.Tensor]:
         """(normalised features [B, T, D], attention mask [B, T]) of prompt clips."""
+        rate = None if prompt_encoder is None else int(prompt_encoder.sampling_rate)
+        waves = [self.load_prompt_audio(a, sampling_rate, target_rate=rate) for a in prompt_audios]
+        return self._waveform_features(waves, prompt_encoder)
+
+    def _waveform_features(self, waves: list, prompt_encoder) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_prompt_features` of clips `load_prompt_audio` has prepared (at the prompt encoder's rate, or the feature
+        extractor's)."""
         if prompt_encoder is not None:
-            rate = int(prompt_encoder.sampling_rate)
-            waves = [self.load_prompt_audio(a, sampling_rate, target_rate=rate) for a in prompt_audios]
             return prompt_encoder(waves)
-        waves = [self.load_prompt_audio(a, sampling_rate) for a in prompt_audios]
         features = self.feature_extractor(
             [w.numpy() for w in waves], sampling_rate=self.sampling_rate, return_tensors="pt"
         )
@@ -287,15 +303,22 @@ class DiTARProcessor(ProcessorMixin):
         sampling_rate: int | None = None,
         prompt_encoder: Callable | None = None,
         on_unknown: str = "warn",
+        *,
+        prepared: bool = False,
     ) -> DiTARVoice:
         """A [`DiTARVoice`]: the prompt `audio` (path or array, with `sampling_rate` for arrays) and its `transcript`
         processed once, to pass as `voice=` instead of `prompt_audio`/`prompt_text`. `prompt_encoder` as in
         `__call__` (a VAE's). The audio is used as given; `DiTARPipeline.create_voice` also cuts an over-long prompt
-        at a pause, as a call with `prompt_audio` does."""
+        at a pause, as a call with `prompt_audio` does. `prepared=True`: `audio` is a waveform `load_prompt_audio`
+        made at the prompt encoder's rate (or the feature extractor's) already, used as it is (not read or checked
+        again)."""
         if not isinstance(transcript, str):
             raise ValueError(f"transcript must be a string, got {type(transcript).__name__}.")
         transcript_ids = self._encode_argument(transcript, "prompt_text", 0, 1, on_unknown)
-        features, mask = self._prompt_features([audio], sampling_rate, prompt_encoder)
+        if prepared:
+            features, mask = self._waveform_features([torch.as_tensor(audio)], prompt_encoder)
+        else:
+            features, mask = self._prompt_features([audio], sampling_rate, prompt_encoder)
         frames = int(torch.as_tensor(mask)[0].sum())
         rate = speaking_rate(torch.tensor([len(transcript_ids)]), torch.tensor([frames]))[0]
         return DiTARVoice(

@@ -14,6 +14,7 @@ from pipeline_helpers import (
     get_dummy_components,
     get_dummy_inputs,
     get_dummy_pipeline,
+    spoken,
     tone,
     write_wav,
 )
@@ -287,6 +288,56 @@ def test_set_default_voice_checks_its_inputs(pipe):
         pipe.set_default_voice(np.zeros(400, np.float32), "text", sampling_rate=SR)
     with pytest.raises(ValueError, match="empty"):
         pipe.set_default_voice(tone(), "  ", sampling_rate=SR)
+
+
+def count_prompt_audio_work(monkeypatch, pipe) -> dict:
+    """Counts, for `pipe`, of prompt audio prepared (`load_prompt_audio`), files decoded and resamplings."""
+    import soundfile
+
+    from modeling_ditar import audio_utils, feature_extraction_ditar, processing_ditar
+
+    counts = {"prepared": 0, "decoded": 0, "resampled": 0}
+
+    def counting(key, function):
+        def wrapper(*args, **kwargs):
+            counts[key] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(pipe.processor, "load_prompt_audio", counting("prepared", pipe.processor.load_prompt_audio))
+    monkeypatch.setattr(soundfile, "read", counting("decoded", soundfile.read))
+    for module in (audio_utils, processing_ditar, feature_extraction_ditar):
+        monkeypatch.setattr(module, "resample_audio", counting("resampled", module.resample_audio))
+    return counts
+
+
+def test_a_new_voice_is_read_and_resampled_once(tmp_path, monkeypatch):
+    """set_default_voice prepared the recording four times (to cut it, twice to check it, once to store it) and
+    create_voice twice: each read the file and resampled it again."""
+    from modeling_ditar import prompt_audio
+
+    pipe = get_dummy_pipeline(default_voice=False)
+    recording = spoken(0.6, sr=16000)
+    path = write_wav(tmp_path / "voice.wav", recording, sr=16000)
+    expected = pipe.processor.load_prompt_audio(path, target_rate=SR).numpy()  # what a call makes of the file
+    counts = count_prompt_audio_work(monkeypatch, pipe)
+    pipe.set_default_voice(path, VOICE_TEXT)
+    assert counts == {"prepared": 1, "decoded": 1, "resampled": 1}
+    np.testing.assert_array_equal(pipe.default_voice[0], expected)
+    counts.update(prepared=0, decoded=0, resampled=0)
+    pipe.set_default_voice(recording, VOICE_TEXT, sampling_rate=16000)
+    assert counts == {"prepared": 1, "decoded": 0, "resampled": 1}
+    counts.update(prepared=0, decoded=0, resampled=0)
+    voice = pipe.create_voice(path, VOICE_TEXT)
+    assert counts == {"prepared": 1, "decoded": 1, "resampled": 1}
+    assert voice.prompt_features.shape[0] == len(expected) // HOP + 1
+    # a recording cut at a pause: the kept part is checked as a prompt of its own, the file still read once
+    monkeypatch.setattr(prompt_audio, "MAX_PROMPT_SECONDS", 0.4)
+    counts.update(prepared=0, decoded=0, resampled=0)
+    pipe.set_default_voice(path, "one two three four five six")
+    assert counts == {"prepared": 2, "decoded": 1, "resampled": 1}
+    assert len(pipe.default_voice[0]) <= 0.4 * SR
 
 
 # ------------------------------------------------------------------------------------------------------------------
