@@ -44,9 +44,9 @@ from .generation_progress import GenerationProgress
 from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import (
     EMBEDDED_DEFAULT,
-    card_keywords,
     installed_libraries,
     looks_like_a_local_path,
+    push_keywords,
     write_pipeline_remote_code,
     write_transformers_entry_points,
     written_by_a_save,
@@ -431,7 +431,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         of the user's. A folder that holds files and is no pipeline folder is refused (nothing is written).
         """
         push = kwargs.pop("push_to_hub", False)
-        hub_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _push_keywords(push)}
+        hub_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in push_keywords(push)}
         # diffusers hands other keywords to its own upload, which this override replaces: a misspelt one was ignored
         known = set(inspect.signature(DiffusionPipeline.save_pretrained).parameters) - {"self", "save_directory"}
         unknown = sorted(set(kwargs) - known - {"kwargs"})
@@ -1347,15 +1347,6 @@ def _parameters_stored_as(model: torch.nn.Module, dtype: torch.dtype | None):
     finally:
         for p, own in zip(params, dtypes, strict=True):
             p.data = p.data.to(own)
-
-
-def _push_keywords(push: bool) -> set[str]:
-    """The keywords of `save_pretrained` that belong to the upload, not to the folder: the commit's (always taken out,
-    as before), and with `push_to_hub=True` also the branch, the card and its settings (`render_model_card`'s)."""
-    commit = {"repo_id", "commit_message", "private", "token", "create_pr"}
-    if not push:
-        return commit
-    return commit | {"commit_description", "revision", "card", "api"} | card_keywords()
 
 
 def _check_patch_callback(pipe, callback) -> None:
