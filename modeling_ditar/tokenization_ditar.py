@@ -682,8 +682,11 @@ _FRACTION = re.compile(rf"{_NOT_AFTER}(\d{{1,2}})/(\d{{1,2}}){_NOT_BEFORE}(?!/)"
 # a whole number and a fraction, a space or a hyphen between them ("1 1/2 cups", "2-3/4 in"), optionally with a unit:
 # "one and a half cups"; read before the ranges, dates and units, which would take its parts apart
 _MIXED_NUMBER = re.compile(
-    rf"{_NOT_AFTER}(\d{{1,3}})[ -](\d{{1,2}})/(\d{{1,2}})(?:\s?({_UNIT_ALT})(?![\w/])(\.(?!\w))?|{_NOT_BEFORE}(?!/))"
+    rf"{_NOT_AFTER}(?<![{_CURRENCY_SYMBOLS}])(\d{{1,3}})[ -](\d{{1,2}})/(\d{{1,2}})(?:(?:st|nd|rd|th)s?)?"
+    rf"(?:\s?({_UNIT_ALT})(?![\w/])(\.(?!\w))?|{_NOT_BEFORE}(?!/))"
 )
+# a fraction written with an ordinal ending, "1/8th", "3/4ths", "1/3rd": before the ordinals take its denominator
+_SUFFIXED_FRACTION = re.compile(rf"{_NOT_AFTER}(\d{{1,2}})/(\d{{1,2}})(?:st|nd|rd|th)s?\b")
 # a price or rate per unit: an amount the currency rules read, or a number with a unit, then "/" and a unit word; the
 # "/" becomes "per" and the amount is left to the rules below ("$5.99/month" -> "five dollars ninety nine cents per
 # month", "$5-10/hr", "5 GB/day"). Fractions, dates and "24/7" have no unit word after the slash.
@@ -1130,6 +1133,7 @@ _PASSES: list[tuple[re.Pattern, object]] = [
     (_TIME, _time),
     (_DOTTED_TIME, _time),
     (_HOUR_AMPM, _hour_ampm),
+    (_SUFFIXED_FRACTION, _fraction),
     (_ORDINAL, _ordinal),
     (_PERCENT, _percent),
     (_WITH_UNIT, _with_unit),

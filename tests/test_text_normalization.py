@@ -352,6 +352,9 @@ MIXED_NUMBERS = [
     ("Cut 3⁄4 of it.", "Cut three quarters of it."),  # U+2044, the fraction slash
     ("On 12/05/2024 at 5", "On December fifth, twenty twenty four at five"),  # dates stay dates
     ("Room 7 12/25 is odd.", "Room seven twelve twenty five is odd."),  # no fraction people write
+    ("A 1/8th inch gap, 3/4ths of them.", "A one eighth inch gap, three quarters of them."),  # not "one/eighth"
+    ("Cut 1 1/8th off.", "Cut one and an eighth off."),
+    ("It costs $1 1/2 more.", "It costs one dollar one half more."),  # an amount: the currency rule reads it
 ]
 
 # a clause written in capitals: espeak-ng spells "IT" and "US" in capitals as the acronyms they are in other text
