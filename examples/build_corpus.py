@@ -17,11 +17,13 @@ the same columns, e.g.::
         --hub-config clean --hub-splits train=train.clean.100,validation=dev.clean,test=test.clean \\
         --text-column text_normalized --audio-column audio --speaker-column speaker_id
 
-Folder mode (``--from-folder``, offline): your own recordings, listed in ``DIR/metadata.csv`` with the columns
-``file_name`` (relative to DIR), ``text`` (the transcript, in double quotes when it holds a comma) and optionally
-``speaker_id`` (or ``speaker``); about ``--val-fraction`` of them become the validation split, each utterance held
-out or not by a hash of its file name and ``--seed``, so recordings added later leave the split of the others as it
-was (a rebuild's validation losses stay comparable, a resumed training never meets former validation clips).
+Folder mode (``--from-folder``, offline): your own recordings, listed in ``DIR/metadata.csv`` with a header naming
+the columns ``file_name`` (relative to DIR), ``text`` (the transcript, in double quotes when it holds the separator)
+and optionally ``speaker_id`` (or ``speaker``), separated by commas, semicolons or tabs, or in LJSpeech's layout
+(``id|text|normalized text`` rows without a header, audio in ``DIR/wavs/ID.wav``; one speaker); about
+``--val-fraction`` of them become the validation split, each utterance held out or not by a hash of its file name and
+``--seed``, so recordings added later leave the split of the others as it was (a rebuild's validation losses stay
+comparable, a resumed training never meets former validation clips).
 ``--val-by-speaker`` holds out about ``--val-fraction`` of the *speakers* (by a hash of the speaker id) with all
 their utterances, so that validation measures voices never trained on::
 
@@ -61,6 +63,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -789,34 +792,149 @@ def report_dropped(durations: list[float], names: list[str], min_sec: float, max
         )
 
 
-def read_folder_metadata(folder: Path) -> list[dict]:
-    """Rows of FOLDER/metadata.csv (columns file_name, text and optionally speaker_id or speaker, named in any case,
-    separated by commas; the `datasets` audiofolder layout), with each file_name resolved against FOLDER. Every row
-    needs a transcript, a speaker (when the header has the column) and a readable audio file; the rows that do not
-    have them are named, with their line numbers. A file listed again with the same transcript and speaker is used
-    once (a copy in both splits would score the model on its training data)."""
+# the separators a metadata.csv header may use: spreadsheets export ";" where the decimal mark is a comma, and tabs
+METADATA_DELIMITERS = (",", ";", "\t")
+
+
+@dataclass
+class MetadataRow:
+    """One row of a recordings folder's metadata.csv as it is written; each script judges it by its own rules."""
+
+    line: int  # the line of metadata.csv the row starts on
+    name: str  # the audio file relative to the folder, as the row names it (LJSpeech: the file found for its id)
+    path: Path  # `name` resolved against the folder
+    text: str | None  # None: the row has no text field
+    speaker: str | None  # None: the layout has no speaker column ("" is an empty cell)
+    fields: int  # how many fields the row has
+    cells: dict[str, str] = field(default_factory=dict)  # a header row's fields by `column_name`
+
+
+@dataclass
+class FolderMetadata:
+    """A recordings folder's metadata.csv read in one of its layouts: a header naming file_name, text and optionally
+    speaker_id (or speaker), separated by `delimiter`, or LJSpeech's `id|text|normalized text` rows (`delimiter`
+    None, no header)."""
+
+    path: Path
+    delimiter: str | None
+    written: list[str]  # the header's names as written
+    header: list[str]  # as `column_name` reads them
+    speaker_column: str | None
+    rows: list[MetadataRow]
+
+    def too_many_fields(self, row: MetadataRow) -> str | None:
+        """What is wrong with a header row that has more fields than the header (an unquoted delimiter in its text
+        cut it and shifted the rest), or None."""
+        if self.delimiter is None or row.fields <= len(self.header):
+            return None
+        return f"{row.fields} fields where the header has {len(self.header)}"
+
+    @property
+    def quote_hint(self) -> str:
+        return f"put a text that contains {self.delimiter!r} in double quotes"
+
+
+def read_metadata_layout(folder: Path) -> FolderMetadata:
+    """FOLDER/metadata.csv's rows in the layout it is written in: a header with file_name and text (optional speaker_id
+    or speaker; the names in any case, quoted or not) separated by ",", ";" or tab, or LJSpeech's `id|text|normalized
+    text` without a header (the normalized text when it is not empty; the audio is wavs/ID.wav, ID.wav or ID in the
+    folder). Only what makes the file unreadable stops here; the rows' contents are left to the caller to judge."""
+    path = folder / "metadata.csv"
+    try:  # utf-8-sig: spreadsheet programs save "CSV UTF-8" with a byte-order mark before the header
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise SystemExit(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8 (e.g. `iconv -f latin1 "
+            "-t utf-8`)"
+        ) from None
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        raise SystemExit(
+            f"{path}: empty; list the recordings under a header file_name,text[,speaker_id], or as LJSpeech's "
+            "id|text|normalized text rows"
+        )
+    first = lines[0]
+    if "|" in first:
+        # a header, not LJSpeech: read as id|text|normalized text rows, a speaker column would become the transcripts
+        if column_name(first.split("|")[0].strip('"')) == "file_name":
+            raise SystemExit(
+                f"{path}: the header {first!r} is separated by '|'; separate the header and its rows by ',', ';' or "
+                "tab (LJSpeech's id|text|normalized text rows have no header)"
+            )
+        return _read_ljspeech_rows(folder, path, lines)
+    delimiter = next((d for d in METADATA_DELIMITERS if "file_name" in _header_names(first, d)), None)
+    if delimiter is None:
+        raise SystemExit(
+            f"{path}:1: expected a header naming file_name and text (optional speaker_id) separated by ',', ';' or "
+            f"tab, or LJSpeech's `id|text[|normalized text]` rows, got {first!r}"
+        )
+    return _read_header_rows(folder, path, text, delimiter)
+
+
+def _header_names(line: str, delimiter: str) -> list[str]:
+    """The names as spreadsheets also write them: "file_name","text", File_Name, a space after the delimiter."""
     import csv
 
+    return [column_name(name) for name in next(csv.reader([line], delimiter=delimiter, skipinitialspace=True), [])]
+
+
+def _read_header_rows(folder: Path, path: Path, text: str, delimiter: str) -> FolderMetadata:
+    import csv
+    import io
+
+    # skipinitialspace: in `a.wav, "Hello, there.", anna` the quotes still quote (they were kept in the text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
+    try:
+        written = next(reader)
+        header = [column_name(name) for name in written]
+        if "text" not in header:
+            raise SystemExit(
+                f"{path}: needs a header with file_name and text (optional speaker_id), got {text.splitlines()[0]!r}"
+            )
+        speaker_column = next((name for name in ("speaker_id", "speaker") if name in header), None)
+        rows, end = [], reader.line_num
+        for fields in reader:
+            start, end = end + 1, reader.line_num  # a quoted text may span lines: name the one its row starts on
+            if not fields:  # a blank line
+                continue
+            # fewer fields than names: the missing ones read as None; more: counted in `fields`; a name written
+            # twice: its last column (read_folder_metadata refuses such a header)
+            cells = dict(zip(header, fields, strict=False))
+            name = (cells.get("file_name") or "").strip()
+            speaker = None if speaker_column is None else (cells.get(speaker_column) or "").strip()
+            rows.append(MetadataRow(start, name, folder / name, cells.get("text"), speaker, len(fields), cells))
+    except csv.Error as error:  # e.g. a NUL byte: a binary file saved as metadata.csv
+        raise SystemExit(f"{path}:{reader.line_num}: not CSV text ({error})") from None
+    return FolderMetadata(path, delimiter, written, header, speaker_column, rows)
+
+
+def _read_ljspeech_rows(folder: Path, path: Path, lines: list[str]) -> FolderMetadata:
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.split("|")  # no quoting: LJSpeech texts hold quotes
+        if len(parts) < 2:
+            raise SystemExit(
+                f"{path}:{number}: expected `id|text[|normalized text]` as on the lines before it, got {line!r}"
+            )
+        text = parts[2] if len(parts) > 2 and parts[2].strip() else parts[1]
+        clip = parts[0].strip()
+        candidates = [f"wavs/{clip}.wav", f"{clip}.wav", clip]
+        name = next((c for c in candidates if (folder / c).is_file()), candidates[0])
+        rows.append(MetadataRow(number, name, folder / name, text, None, len(parts)))
+    return FolderMetadata(path, None, [], [], None, rows)
+
+
+def read_folder_metadata(folder: Path) -> list[dict]:
+    """Rows of FOLDER/metadata.csv (in a layout `read_metadata_layout` reads), with each file resolved against FOLDER.
+    Every row needs a transcript, a speaker (when the header has the column) and a readable audio file; the rows that
+    do not have them are named, with their line numbers. A file listed again with the same transcript and speaker is
+    used once (a copy in both splits would score the model on its training data)."""
     import soundfile as sf
 
-    path = folder / "metadata.csv"
-    # utf-8-sig: spreadsheet programs save "CSV UTF-8" with a byte-order mark before the header
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            # skipinitialspace: in `a.wav, "Hello, there.", anna` the quotes still quote (they were kept in the text)
-            reader = csv.DictReader(f, skipinitialspace=True)
-            written = reader.fieldnames or []
-            reader.fieldnames = header = [column_name(name) for name in written]
-            rows = [(reader.line_num, row) for row in reader]
-    except UnicodeDecodeError as error:
-        raise SystemExit(f"{path}: not UTF-8 text ({error}); save it with the UTF-8 encoding") from None
-    if not {"file_name", "text"} <= set(header):
-        first = ",".join(written)
-        hint = next((f" (this header seems to use {sep!r} instead)" for sep in (";", "\t", "|") if sep in first), "")
-        raise SystemExit(
-            f"{path}: needs a comma-separated header with file_name and text (optional speaker_id), got {first!r}{hint}"
-        )
-    speaker_column = next((name for name in ("speaker_id", "speaker") if name in header), None)
+    table = read_metadata_layout(folder)
+    path, header, written, speaker_column = table.path, table.header, table.written, table.speaker_column
     used = ("file_name", "text", speaker_column)
     twice = [name for name in used if name and header.count(name) > 1]
     if twice:
@@ -828,19 +946,17 @@ def read_folder_metadata(folder: Path) -> list[dict]:
             + (f", {speaker_column})" if speaker_column else "; no speaker_id or speaker column: one speaker)"),
             flush=True,
         )
-    if not rows:
+    if not table.rows:
         raise SystemExit(f"{path}: the header has no rows under it; add one row per audio file")
     problems, repeated, first_seen, items = [], [], {}, []
-    for line, row in rows:
-        if None in row:  # more fields than the header: an unquoted comma cut the text and shifted the rest
-            problems.append(
-                f"line {line}: {len(header) + len(row[None])} fields where the header has {len(header)} (put a text "
-                "that contains ',' in double quotes)"
-            )
+    for row in table.rows:
+        line, name, audio = row.line, row.name, row.path
+        extra = table.too_many_fields(row)
+        if extra:
+            problems.append(f"line {line}: {extra} ({table.quote_hint})")
             continue
-        name, text = (row["file_name"] or "").strip(), (row["text"] or "").strip()
-        speaker = (row[speaker_column] or "").strip() if speaker_column else "speaker"
-        audio = folder / name
+        text = (row.text or "").strip()
+        speaker = "speaker" if row.speaker is None else row.speaker
         if not text:
             problems.append(f"line {line} ({name}): no transcript")
         elif not speaker:
@@ -865,7 +981,7 @@ def read_folder_metadata(folder: Path) -> list[dict]:
             items.append({"audio": {"path": str(audio)}, "text": text, "speaker_id": speaker, "file_name": name})
     if problems:
         raise SystemExit(
-            f"{path}: {len(problems)} of {len(rows)} rows cannot be used: "
+            f"{path}: {len(problems)} of {len(table.rows)} rows cannot be used: "
             + "; ".join(problems[:5])
             + ("; ..." if len(problems) > 5 else "")
             + ". Fix them or remove the rows (examples/finetune.py lists and leaves out such clips itself)"
@@ -1373,8 +1489,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--from-folder",
         metavar="DIR",
-        help="DIR/metadata.csv names the audio files (columns file_name, text, optional speaker_id or speaker; any "
-        "format soundfile reads); replaces synthesis",
+        help="DIR/metadata.csv names the audio files (a header file_name, text, optional speaker_id or speaker, "
+        "separated by ',', ';' or tab; or LJSpeech's id|text|normalized text rows, audio in DIR/wavs; any format "
+        "soundfile reads); replaces synthesis",
     )
     d.add_argument(
         "--val-fraction",
@@ -1515,7 +1632,7 @@ def main(argv: list[str] | None = None) -> dict:
         what = "has no metadata.csv" if Path(args.from_folder).is_dir() else "is not a folder"
         raise SystemExit(
             f"--from-folder {args.from_folder} {what}: it needs DIR/metadata.csv with the columns file_name and text "
-            "(optionally speaker_id), one row per audio file"
+            "(optionally speaker_id), one row per audio file, or LJSpeech's id|text|normalized text rows"
         )
     try:  # every setting that names things is read now, not after minutes of synthesis
         natural.parse_mix(args.mix)

@@ -7,7 +7,8 @@
     python examples/finetune.py my_recordings --out runs/my-voice                  # again: resumes where it stopped
 
 The folder holds wav/flac/ogg/opus/mp3 files with same-name .txt transcripts (clip1.wav + clip1.txt), or a metadata.csv:
-either `file_name,text[,speaker_id]` with a header, or LJSpeech's `id|text|normalized text` (audio in wavs/<id>.wav).
+either `file_name,text[,speaker_id]` with a header (separated by commas, semicolons or tabs), or LJSpeech's
+`id|text|normalized text` (audio in wavs/<id>.wav); examples/build_corpus.py --from-folder reads the same layouts.
 A `datasets` audio dataset works too, saved with `save_to_disk` or a Hub id, with --dataset (and --split,
 --text-column, --audio-column): its rows are written out as such a folder (OUT/source) and checked the same way.
 
@@ -149,54 +150,24 @@ def _read_text(path: Path) -> str:
 
 
 def _read_metadata(folder: Path, metadata: Path) -> list[tuple[Path, str | None, str]]:
-    import csv
+    """(audio path, transcript or None, speaker) of each row of metadata.csv, in any layout build_corpus.py reads
+    (`read_metadata_layout`: a header CSV separated by ",", ";" or tab, or LJSpeech's rows). The validation judges
+    each clip; a row with more fields than the header stops here, as its fields cannot be told apart."""
+    from build_corpus import read_metadata_layout
 
-    lines = _read_text(metadata).splitlines()
-    if not lines:
-        raise SystemExit(f"{metadata}: empty")
+    table = read_metadata_layout(folder)
+    for row in table.rows:
+        extra = table.too_many_fields(row)
+        if extra:
+            raise SystemExit(f"{metadata}:{row.line}: {extra}; {table.quote_hint}")
+    # an empty speaker cell is no error here (build_corpus.py refuses it)
+    return [(row.path, row.text, row.speaker or _other_speaker(row)) for row in table.rows]
 
-    from build_corpus import column_name
 
-    def header(delimiter: str) -> list[str]:
-        # the names as spreadsheets also write them: "file_name","text", File_Name, a space after the delimiter
-        names = next(csv.reader(lines[:1], delimiter=delimiter, skipinitialspace=True))
-        return [column_name(name) for name in names]
-
-    delimiter = next((d for d in (",", ";", "\t") if "file_name" in header(d)), None)
-    if delimiter is not None and "|" not in lines[0]:
-        names = header(delimiter)
-        if "text" not in names:
-            raise SystemExit(f"{metadata}: needs a header with file_name and text (optional speaker_id)")
-        rows = list(csv.DictReader(lines[1:], names, delimiter=delimiter, skipinitialspace=True))
-        for number, row in enumerate(rows, 2):
-            if None in row:  # more fields than the header names: an unquoted delimiter inside the text
-                raise SystemExit(
-                    f"{metadata}:{number}: {len(row) - 1 + len(row[None])} fields where the header has {len(row) - 1}; "
-                    f"put a text that contains {delimiter!r} in double quotes"
-                )
-        return [
-            (
-                folder / r["file_name"].strip(),
-                r.get("text"),
-                (r.get("speaker_id") or r.get("speaker") or "").strip() or "speaker",
-            )
-            for r in rows
-        ]
-    items = []  # LJSpeech: id|text|normalized text, audio in wavs/<id>.wav (or <id>.wav next to metadata.csv)
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        parts = line.split("|")
-        if len(parts) < 2:
-            raise SystemExit(
-                f"{metadata}:{number}: expected `id|text[|normalized text]`, or a CSV header naming file_name and text"
-            )
-        text = parts[2] if len(parts) > 2 and parts[2].strip() else parts[1]
-        name = parts[0].strip()
-        candidates = [folder / "wavs" / f"{name}.wav", folder / f"{name}.wav", folder / name]
-        path = next((c for c in candidates if c.is_file()), candidates[0])
-        items.append((path, text, "speaker"))
-    return items
+def _other_speaker(row) -> str:
+    """The speaker of a row whose speaker_id cell is empty: its `speaker` cell when the header has both columns, else
+    "speaker" (every such clip one speaker)."""
+    return (row.cells.get("speaker") or "").strip() or "speaker"
 
 
 def validate_recordings(

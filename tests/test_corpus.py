@@ -33,6 +33,7 @@ from corpus.voices import (  # noqa: E402
     probe_md5s,
     random_variant,
     stock_eval_voices,
+    synthesize,
 )
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng binary not installed")
@@ -578,8 +579,10 @@ def test_folder_of_recordings_becomes_a_corpus(tmp_path):
         SystemExit, match="line 2 .*no transcript; line 3 .*no transcript; line 4: notes.txt is not audio"
     ):
         bc.main(["--out", str(tmp_path / "bad"), "--from-folder", str(folder)])
-    (folder / "metadata.csv").write_text("file_name;text\nclips/u0.flac;Hi.\n")
-    with pytest.raises(SystemExit, match="comma-separated header .* seems to use ';'"):
+    # a header separated by ';' is read now (see test_folder_ljspeech_semicolon_and_tab_layouts_...); one separated
+    # by '|' would be read as LJSpeech rows (id|text|normalized text)
+    (folder / "metadata.csv").write_text("file_name|text\nclips/u0.flac|Hi.\n")
+    with pytest.raises(SystemExit, match="header 'file_name\\|text' is separated by '\\|'; separate the header"):
         bc.main(["--out", str(tmp_path / "bad"), "--from-folder", str(folder)])
     (folder / "metadata.csv").write_text("file_name,text\n")
     with pytest.raises(SystemExit, match="no rows under it"):
@@ -727,6 +730,88 @@ def _recordings(root: Path, metadata: str, clips: tuple[str, ...] = ("u0", "u1",
         sf.write(folder / "clips" / f"{name}.wav", 0.1 * rng.standard_normal(32000).astype(np.float32), 16000)
     (folder / "metadata.csv").write_text(metadata)
     return folder
+
+
+# (LJSpeech id, text, normalized text, stock espeak-ng voice): one sentence each, the last without a normalized text
+SPOKEN = [
+    ("LJ001-0001", "Printing, in 1 sense, is the art of arts.", "Printing, in one sense, is the art of arts.", "m3"),
+    ("LJ001-0002", "It was 2 days before the market opened.", "It was two days before the market opened.", "f2"),
+    ("LJ001-0003", "The 3 candles burned all night long.", "The three candles burned all night long.", "m3"),
+    ("LJ001-0004", "A yellow basket stood by the window.", "", "f2"),
+]
+
+
+@pytest.fixture(scope="module")
+def spoken_wavs(tmp_path_factory) -> Path:
+    """SPOKEN's sentences (the normalized text, else the text) spoken by espeak-ng's stock voices as wavs/ID.wav."""
+    wavs = tmp_path_factory.mktemp("spoken") / "wavs"
+    wavs.mkdir()
+    for clip, text, normalized, voice in SPOKEN:
+        synthesize(normalized or text, f"en-us+{voice}", wavs / f"{clip}.wav")
+    return wavs
+
+
+def _layout_folders(root: Path, wavs: Path) -> dict[str, Path]:
+    """The same recordings listed in each metadata.csv layout: header CSVs separated by ',', ';' and tab (with the
+    voice as speaker_id), LJSpeech rows, and a ',' CSV of what LJSpeech rows say (one speaker)."""
+    said = [(f"wavs/{clip}.wav", normalized or text, voice) for clip, text, normalized, voice in SPOKEN]
+    metadata = {
+        "comma": "file_name,text,speaker_id\n" + "".join(f'{name},"{text}",{voice}\n' for name, text, voice in said),
+        "semicolon": "file_name;text;speaker_id\n" + "".join(f"{name};{text};{voice}\n" for name, text, voice in said),
+        "tab": "File_Name\tText\tSpeaker_ID\n" + "".join(f"{name}\t{text}\t{voice}\n" for name, text, voice in said),
+        "ljspeech": "".join(f"{clip}|{text}|{normalized}\n" for clip, text, normalized, _ in SPOKEN),
+        "comma_one_speaker": "file_name,text\n" + "".join(f'{name},"{text}"\n' for name, text, _ in said),
+    }
+    folders = {}
+    for layout, text in metadata.items():
+        folders[layout] = root / layout
+        shutil.copytree(wavs, folders[layout] / "wavs")
+        (folders[layout] / "metadata.csv").write_text(text)
+    return folders
+
+
+@needs_espeak
+def test_folder_ljspeech_semicolon_and_tab_layouts_build_the_corpus_of_a_comma_csv(tmp_path, spoken_wavs):
+    """--from-folder read only a ',' header CSV: a ';' spreadsheet export or an LJSpeech folder (read by
+    examples/finetune.py) was refused."""
+    import datasets
+
+    folders = _layout_folders(tmp_path, spoken_wavs)
+    said = [(f"wavs/{clip}.wav", normalized or text, voice) for clip, text, normalized, voice in SPOKEN]
+    read = {
+        layout: [(r["file_name"], r["text"], r["speaker_id"]) for r in bc.read_folder_metadata(folder)]
+        for layout, folder in folders.items()
+    }
+    assert read["comma"] == read["semicolon"] == read["tab"] == said
+    # LJSpeech: the normalized text when it is not empty, one speaker
+    assert read["ljspeech"] == read["comma_one_speaker"] == [(name, text, "speaker") for name, text, _ in said]
+
+    def build(layout: str) -> dict[str, list]:
+        out = tmp_path / f"corpus_{layout}"
+        argv = ["--out", str(out), "--from-folder", str(folders[layout]), "--sampling-rate", "16000"]
+        bc.main([*argv, "--num-proc", "1", "--val-fraction", "0.3"])
+        dsd = datasets.load_from_disk(str(out))
+        return {
+            split: sorted(zip(ds["text"], ds["speaker_id"], ds["duration"], strict=True)) for split, ds in dsd.items()
+        }
+
+    comma = build("comma")
+    assert sorted(text for rows in comma.values() for text, _, _ in rows) == sorted(text for _, text, _ in said)
+    assert build("semicolon") == comma
+    assert build("ljspeech") == {split: [(t, "speaker", d) for t, _, d in rows] for split, rows in comma.items()}
+    # the hint for a text cut by the separator names the file's separator
+    (folders["semicolon"] / "metadata.csv").write_text("file_name;text\nwavs/LJ001-0004.wav;Yes; a basket.\n")
+    with pytest.raises(SystemExit, match="line 2: 3 fields where the header has 2 \\(put a text that contains ';'"):
+        bc.read_folder_metadata(folders["semicolon"])
+
+
+@needs_espeak
+def test_folder_ljspeech_row_without_its_wav_is_named_with_its_line(tmp_path, spoken_wavs):
+    folder = _layout_folders(tmp_path, spoken_wavs)["ljspeech"]
+    (folder / "wavs" / "LJ001-0003.wav").unlink()
+    with pytest.raises(SystemExit, match="1 of 4 rows cannot be used: line 3: wavs/LJ001-0003.wav is missing"):
+        bc.main(["--out", str(tmp_path / "corpus"), "--from-folder", str(folder)])
+    assert not (tmp_path / "corpus").exists()
 
 
 def test_folder_transcript_with_an_unquoted_comma_is_refused_naming_its_line(tmp_path):
