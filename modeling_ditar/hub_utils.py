@@ -733,7 +733,7 @@ def render_model_card(
         details: architecture facts shown as a list (e.g. from [`describe_pipeline_folder`]).
         template_path: a Jinja template; default the project's card template or the built-in fallback.
         extra_results: (title, results.json) pairs shown as further tables under the main one (e.g. out-of-domain
-            prompts, which have no bar); they do not enter the model-index.
+            prompts, which no target is set for); they do not enter the model-index.
     """
     from huggingface_hub import ModelCard, ModelCardData
 
