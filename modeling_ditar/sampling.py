@@ -13,6 +13,7 @@ Shapes: B rows, P frames per patch, D feature dim.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -48,8 +49,9 @@ def default_scheduler() -> FlowMatchEulerDiscreteScheduler:
 class PatchSampler:
     """Solves the reverse ODE for one patch per row, with LM guidance and temperature.
 
-    One instance holds one scheduler; the time grid is shared by all rows, so a batch is solved in lockstep. Constants
-    of the grid are computed once per `num_inference_steps` and reused for every patch.
+    One instance holds one scheduler (a copy of the one given, which is left as it was); the time grid is shared by
+    all rows, so a batch is solved in lockstep. Constants of the grid are computed once per `num_inference_steps` and
+    reused for every patch.
 
     The scheduler is always the source of the sigmas (it is given the cosine grid and checked to step on exactly it).
     With a plain `FlowMatchEulerDiscreteScheduler` the Euler update itself is written inline on step sizes precomputed
@@ -58,7 +60,9 @@ class PatchSampler:
     """
 
     def __init__(self, scheduler: FlowMatchEulerDiscreteScheduler | None = None, use_scheduler_step: bool = False):
-        self.scheduler = scheduler if scheduler is not None else default_scheduler()
+        # its own copy: `set_timesteps` and `step` keep a call's grid and step index on the scheduler, so a pipeline's
+        # scheduler shared by calls from several threads gave one call another's grid (wrong steps, or an IndexError)
+        self.scheduler = copy.deepcopy(scheduler) if scheduler is not None else default_scheduler()
         if not hasattr(self.scheduler, "set_timesteps") or "sigmas" not in _parameters(self.scheduler.set_timesteps):
             raise TypeError(
                 f"scheduler must be a flow-matching scheduler whose `set_timesteps` accepts `sigmas` "

@@ -163,6 +163,7 @@ _BACKENDS: dict[str, object] = {}
 _espeak_logger = logging.get_logger(__name__ + ".espeak")
 _espeak_logger.addFilter(lambda record: not str(record.msg).startswith("words count mismatch"))
 _BACKEND_LOCK = threading.Lock()
+_PHONEMIZE_LOCK = threading.Lock()
 _ESPEAK_CONFIGURED = False
 
 
@@ -1562,7 +1563,10 @@ class DiTARTextFrontend:
     def phonemize(self, text: str) -> str:
         """IPA (with stress marks, punctuation kept) of already normalised `text`, through espeak-ng."""
         backend = _espeak_backend(self.language)
-        phonemes = backend.phonemize([self._check_text(text)], strip=True, njobs=1)[0]
+        # one text at a time in the process: espeak-ng keeps its input and output in global state (and the call
+        # releases the GIL), so two threads phonemizing at once could each get the other's phonemes
+        with _PHONEMIZE_LOCK:
+            phonemes = backend.phonemize([self._check_text(text)], strip=True, njobs=1)[0]
         return _WHITESPACE.sub(" ", phonemes).strip()
 
     def unreadable_characters(self, normalized: str) -> list[str]:
