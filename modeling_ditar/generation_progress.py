@@ -6,6 +6,10 @@ frame), never more than the patch cap; segments not yet encoded are estimated fr
 rate learnt on the ones before. When a segment stops, its estimate is replaced by its real count, and when the call
 ends the total is the real count, so the bar ends at 100%. The bar is the pipeline's `progress_bar`, so
 `pipe.set_progress_bar_config(disable=True)` (or any other tqdm setting) applies.
+
+A call (or a stream) makes its bar and hands it down to where its patches are counted; nothing of it is kept on the
+pipeline, so calls from several threads, a call made between a stream's chunks and streams iterated side by side each
+count only their own patches.
 """
 
 from __future__ import annotations
@@ -38,9 +42,8 @@ class GenerationProgress:
     """The progress bar of one call; `segment_chars` lists, in generation order, the length of every batch that will be
     generated (one entry per sentence segment; one for a batch generated at once)."""
 
-    def __init__(self, pipe, segment_chars: list[int] | None = None, streaming: bool = False):
+    def __init__(self, pipe, segment_chars: list[int] | None = None):
         self.pipe = pipe
-        self.streaming = streaming  # a stream's bar lives as long as its stream, across calls made between its chunks
         self.pending = [max(1, int(c)) for c in (segment_chars or [])]
         self.bar = None
         self.finished = 0  # patches of the segments already done
@@ -48,32 +51,6 @@ class GenerationProgress:
         self.current_expected = 0
         self.learnt_patches = 0
         self.learnt_chars = 0
-
-    @classmethod
-    def begin(cls, pipe, segment_chars: list[int]) -> GenerationProgress:
-        """Install the bar of a new call on `pipe`, closing one that a failed call left behind (not a stream's: that
-        stream goes on when it is iterated again, and closes its bar itself)."""
-        installed = getattr(pipe, "_generation_progress", None)
-        if installed is not None and not installed.streaming:
-            installed.close()
-        pipe._generation_progress = cls(pipe, segment_chars)
-        return pipe._generation_progress
-
-    @staticmethod
-    def end(pipe, progress: GenerationProgress | None = None) -> None:
-        """Close the call's bar (or `progress`, and uninstall it if it is the installed one)."""
-        installed = getattr(pipe, "_generation_progress", None)
-        progress = installed if progress is None else progress
-        if progress is not None:
-            if installed is progress:
-                pipe._generation_progress = None
-            progress.close()
-
-    @staticmethod
-    def for_generation(pipe) -> tuple[GenerationProgress, bool]:
-        """The current call's bar, or a new one owned by this generation alone (closed by `end_segment`)."""
-        progress = getattr(pipe, "_generation_progress", None)
-        return (progress, False) if progress is not None else (GenerationProgress(pipe), True)
 
     def start_segment(self, inputs: dict, settings) -> None:
         expected = expected_patches(self.pipe.model, inputs, settings)

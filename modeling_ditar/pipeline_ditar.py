@@ -798,9 +798,16 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     # generation
 
     def _patch_steps(
-        self, inputs: dict, sampling: GenerationSettings, generator, callback_on_patch_end=None
+        self,
+        inputs: dict,
+        sampling: GenerationSettings,
+        generator,
+        callback_on_patch_end=None,
+        progress: GenerationProgress | None = None,
     ) -> Iterator[PatchStep]:
-        """`generate_patches` over rows laid out as `repeat_for_candidates` lays them out (K candidates per text)."""
+        """`generate_patches` over rows laid out as `repeat_for_candidates` lays them out (K candidates per text).
+        Each patch is counted on `progress`, the bar of the call or stream that asked for it (see
+        `generation_progress`); without one, this generation gets a bar of its own."""
         steps = self.model.generate_patches(
             inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
@@ -817,8 +824,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             candidates_per_text=sampling.num_candidates,
             candidate_prune_after_patches=sampling.candidate_prune_after_patches,
         )
-        # the call's one progress bar (see `generation_progress`), or one for this generation alone
-        progress, own = GenerationProgress.for_generation(self)
+        own = progress is None
+        if own:
+            progress = GenerationProgress(self)
         progress.start_segment(inputs, sampling)
         for step in steps:
             if callback_on_patch_end is not None:
@@ -921,29 +929,35 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             # texts are then encoded one sentence at a time: check them all before any sentence is generated (a batch
             # of short texts is encoded, and checked, together before generation anyway)
             self._check_scripts([s for segs in segments for s in segs])
-        GenerationProgress.begin(self, [len(s) for segs in segments for s in segs] if spoken_in_turn else [1])
-        if spoken_in_turn:
-            outputs = [
-                self._generate_segments(
-                    segs,
-                    _pick(prompt_audio, i),
-                    _pick(prompt_text, i),
-                    sampling_rate,
-                    _pick(voice, i),
-                    sampling,
-                    _pick(generator, i),
-                    callback_on_patch_end,
+        # the call's own progress bar, handed down to where its patches are counted: concurrent calls (threads, a
+        # stream between whose chunks this call runs) each count on their own
+        progress = GenerationProgress(self, [len(s) for segs in segments for s in segs] if spoken_in_turn else [1])
+        try:
+            if spoken_in_turn:
+                outputs = [
+                    self._generate_segments(
+                        segs,
+                        _pick(prompt_audio, i),
+                        _pick(prompt_text, i),
+                        sampling_rate,
+                        _pick(voice, i),
+                        sampling,
+                        _pick(generator, i),
+                        callback_on_patch_end,
+                        progress=progress,
+                    )
+                    for i, segs in enumerate(segments)
+                ]
+                features = [o[0] for o in outputs]
+                stopped = [o[1] for o in outputs]
+            else:
+                # 3. encode text and prompt, 4. generate all rows together
+                inputs = self._encode(texts, prompt_audio, prompt_text, sampling_rate, voice)
+                features, stopped = self._generate_rows(
+                    inputs, sampling, generator, callback_on_patch_end, progress=progress
                 )
-                for i, segs in enumerate(segments)
-            ]
-            features = [o[0] for o in outputs]
-            stopped = [o[1] for o in outputs]
-        else:
-            # 3. encode text and prompt, 4. generate all rows together
-            inputs = self._encode(texts, prompt_audio, prompt_text, sampling_rate, voice)
-            features, stopped = self._generate_rows(inputs, sampling, generator, callback_on_patch_end)
-
-        GenerationProgress.end(self)
+        finally:
+            progress.close()  # also the bar of a call that failed or was interrupted
         self._warn_if_cut(stopped, sampling.max_new_patches)
 
         # 5. post-process: de-normalised features or waveform through the vocoder
@@ -975,7 +989,12 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             logger.warning(message)
 
     def _generate_rows(
-        self, inputs: dict, sampling: GenerationSettings, generator, callback_on_patch_end=None
+        self,
+        inputs: dict,
+        sampling: GenerationSettings,
+        generator,
+        callback_on_patch_end=None,
+        progress: GenerationProgress | None = None,
     ) -> tuple[list[torch.Tensor], list[bool]]:
         """De-normalised features and stop flags per text; with K = num_candidates > 1 every text is sampled K times
         in one batch and one candidate is kept (pruned after `candidate_prune_after_patches` patches, else ranked
@@ -984,7 +1003,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         matchers = self._spectrum_matches(inputs, sampling)
         inputs, generator = repeat_for_candidates(inputs, generator, num_candidates)
         patches, counts, stopped, dropped = [], None, None, None
-        for step in self._patch_steps(inputs, sampling, generator, callback_on_patch_end):
+        for step in self._patch_steps(inputs, sampling, generator, callback_on_patch_end, progress=progress):
             patches.append(step.patch)
             counts = step.active.long() if counts is None else counts + step.active.long()
             stopped, dropped = step.stopped, step.dropped
@@ -1013,6 +1032,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         sampling: GenerationSettings,
         generator,
         callback_on_patch_end,
+        progress: GenerationProgress | None = None,
     ) -> tuple[torch.Tensor, bool]:
         """One text spoken sentence by sentence with the same voice, a short pause between sentences."""
         pause = self._pause_frames()
@@ -1021,7 +1041,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             voice = self._prompt_as_voice(prompt_audio, prompt_text, sampling_rate)
         for segment in segments:
             inputs = self._encode([segment], prompt_audio, prompt_text, sampling_rate, voice)
-            features, stopped = self._generate_rows(inputs, sampling, generator, callback_on_patch_end)
+            features, stopped = self._generate_rows(
+                inputs, sampling, generator, callback_on_patch_end, progress=progress
+            )
             pieces += [features[0], pause]
             all_stopped = all_stopped and stopped[0]
         return torch.cat(pieces[:-1]), all_stopped
@@ -1137,12 +1159,11 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     ) -> Iterator[np.ndarray]:
         num_candidates = sampling.num_candidates
         vocoder = self._streaming_vocoder()
-        progress = GenerationProgress(self, [len(s) for s in segments], streaming=True)
+        # the stream's own bar, open while it is iterated (a call made between two chunks counts on its own)
+        progress = GenerationProgress(self, [len(s) for s in segments])
         all_stopped = True
         try:  # a stream closed or dropped before its end closes its bar too
             for index, segment in enumerate(segments):
-                # this stream's one bar (a call between two chunks installs its own, and leaves this one open)
-                self._generation_progress = progress
                 if index == 0:
                     inputs = first_inputs
                 else:
@@ -1157,7 +1178,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                         self.model, inputs, rows, num_candidates, dropped
                     )[0],
                 )
-                for step in self._patch_steps(inputs, sampling, segment_generator):
+                for step in self._patch_steps(inputs, sampling, segment_generator, progress=progress):
                     yield from self._vocode_patches(vocoder, follower.push(step), match)
                 yield from self._vocode_patches(vocoder, follower.finish(), match)
                 all_stopped = all_stopped and follower.stopped
@@ -1165,7 +1186,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                     for chunk in vocoder.push(self._pause_frames()):
                         yield chunk.numpy()
         finally:
-            GenerationProgress.end(self, progress)
+            progress.close()
         for chunk in vocoder.flush():
             yield chunk.numpy()
         self._warn_if_cut([all_stopped], sampling.max_new_patches)

@@ -214,8 +214,64 @@ def test_disabled_progress_bar_prints_nothing(capsys):
     assert capsys.readouterr().err == ""
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# output level
+def test_a_call_made_inside_another_calls_patches_counts_on_its_own_bar(monkeypatch):
+    """The bar was kept on the pipeline: a call made while another was generating (here from its patch callback, as a
+    thread would) closed the first call's bar, whose later patches were lost, and its next sentence group counted on a
+    third bar. Each call now counts its own patches, on its own bar, to its own total."""
+    pipe = get_dummy_pipeline()
+    pipe.set_progress_bar_config(disable=False)
+    bars = CountingBars(pipe)
+    monkeypatch.setattr(pipe, "progress_bar", bars)
+    outer_steps, inner_steps = [], []
+
+    def outer_callback(p, index, step):
+        outer_steps.append(index)
+        if len(outer_steps) == 2:  # inside the first sentence group
+            pipe(**get_dummy_inputs(seed=1, callback_on_patch_end=lambda p, i, s: inner_steps.append(i)))
+
+    text = "A sentence that is part of a long paragraph. " * 12
+    pipe(**get_dummy_inputs(text=text, max_new_patches=4, callback_on_patch_end=outer_callback))
+    assert len(outer_steps) == 12 and len(inner_steps) == 3
+    outer, inner = bars.bars  # the outer bar is made at its first patch, before the inner call
+    assert (outer.n, outer.total, inner.n, inner.total) == (12, 12, 3, 3)
+    assert outer.disable and inner.disable  # both closed
+
+
+def test_a_failed_calls_bar_is_closed_when_it_fails(monkeypatch):
+    """A call stopped by its callback left its bar open until the next call closed it."""
+    pipe = get_dummy_pipeline()
+    pipe.set_progress_bar_config(disable=False)
+    bars = CountingBars(pipe)
+    monkeypatch.setattr(pipe, "progress_bar", bars)
+
+    def stop(p, index, step):
+        if index == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pipe(**get_dummy_inputs(max_new_patches=6, callback_on_patch_end=stop))
+    (bar,) = bars.bars
+    assert bar.disable and bar.n == 1  # closed at once; the patch whose callback raised is not counted
+
+
+def test_streams_iterated_side_by_side_with_calls_between_chunks_each_count_their_own_patches(monkeypatch):
+    pipe = get_dummy_pipeline()
+    pipe.set_progress_bar_config(disable=False)
+    bars = CountingBars(pipe)
+    monkeypatch.setattr(pipe, "progress_bar", bars)
+    text = "A sentence that is part of a long paragraph. " * 12
+    first = iter(pipe.stream(**get_dummy_inputs(text=text, max_new_patches=4)))
+    second = iter(pipe.stream(**get_dummy_inputs(seed=1, max_new_patches=5)))
+    done, calls = set(), 0
+    while len(done) < 2:
+        for name, stream in (("first", first), ("second", second)):
+            if name not in done and next(stream, None) is None:
+                done.add(name)
+        if calls < 2:
+            pipe(**get_dummy_inputs(seed=2, max_new_patches=2))
+            calls += 1
+    totals = sorted((bar.n, bar.total, bar.disable) for bar in bars.bars)
+    assert totals == [(2, 2, True), (2, 2, True), (5, 5, True), (12, 12, True)]
 
 
 def test_soft_limiter_keeps_peaks_below_the_ceiling_and_quiet_samples_unchanged():

@@ -110,3 +110,40 @@ def test_calls_from_several_threads_give_each_call_its_own_audio():
         together = run_in_threads(speak, list(range(8)))
         for index, (a, b) in enumerate(zip(alone, together, strict=True)):
             assert a.shape == b.shape and (a == b).all(), f"call {index} differs when run beside others"
+
+
+def test_calls_from_several_threads_each_count_their_patches_on_their_own_progress_bar():
+    """The bar was kept on the pipeline: a call starting in one thread closed the bar of a call running in another,
+    whose patches were then counted on the newcomer's bar. Each call now ends its own bar at its own count."""
+    import io
+
+    pipe = get_dummy_pipeline()
+    pipe.set_progress_bar_config(disable=False, file=io.StringIO())
+    made, recording = [], threading.Lock()
+    make_bar = pipe.progress_bar
+
+    def recording_bar(*args, **kwargs):
+        bar = make_bar(*args, **kwargs)
+        with recording:
+            made.append((threading.get_ident(), bar))
+        return bar
+
+    pipe.progress_bar = recording_bar
+
+    def speak(patches):
+        seen = []
+
+        def count(p, index, step):
+            seen.append(index)
+            time.sleep(0.002)  # lets the other calls run between this call's patches
+
+        pipe(text="hello there", max_new_patches=patches, callback_on_patch_end=count, generator=torch.Generator())
+        return threading.get_ident(), len(seen)
+
+    for _ in range(3):
+        made.clear()
+        counted = dict(run_in_threads(speak, [3, 4, 5, 6]))
+        assert len(made) == 4  # one bar per call
+        assert {thread: (bar.n, bar.total, bar.disable) for thread, bar in made} == {
+            thread: (patches, patches, True) for thread, patches in counted.items()
+        }

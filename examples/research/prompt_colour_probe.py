@@ -80,7 +80,7 @@ def run(argv: list[str], asr=None, speaker_encoder=None) -> dict:
     reference = reference_spectrum(args.reference_corpus, args.reference_utterances)
     original = DiTARPipeline._generate_rows
 
-    def generate_rows(self, inputs, sampling, generator, callback_on_patch_end=None):
+    def generate_rows(self, inputs, sampling, generator, callback_on_patch_end=None, progress=None):
         features = inputs["prompt_features"].clone()
         prompts, shifts = [], []
         for row in range(features.shape[0]):
@@ -96,7 +96,9 @@ def run(argv: list[str], asr=None, speaker_encoder=None) -> dict:
             prompts.append((prompt, match))
             shifts.append(shift if args.smooth_coefficients else None)
         plain = dataclasses.replace(sampling, prompt_spectrum_match=0.0, prompt_spread_match=0.0)
-        generated, stopped = original(self, {**inputs, "prompt_features": features}, plain, generator)
+        generated, stopped = original(
+            self, {**inputs, "prompt_features": features}, plain, generator, callback_on_patch_end, progress=progress
+        )
         out = []
         for (prompt, match), shift, speech in zip(prompts, shifts, generated, strict=True):
             if shift is not None:  # the smooth part goes back on: the channel is the prompt's again
