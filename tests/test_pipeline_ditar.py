@@ -621,7 +621,7 @@ def test_a_stream_keeps_its_progress_bar_across_a_call_and_closes_it_when_droppe
     dropped = iter(pipe.stream(**get_dummy_inputs(text="one", max_new_patches=8)))
     next(dropped)
     dropped.close()
-    assert bars[-1].disable and getattr(pipe, "_generation_progress", None) is None  # closed and uninstalled
+    assert bars[-1].disable  # a stream closed before its end closes its bar
 
 
 def test_a_save_over_a_pipeline_folder_keeps_the_users_files_and_a_folder_of_other_files_is_refused(tmp_path):
