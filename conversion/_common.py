@@ -64,6 +64,9 @@ def staged_output(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    from modeling_ditar.hub_utils import make_saved_weights_readable
+
+    make_saved_weights_readable(tmp)  # safetensors writes them private
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

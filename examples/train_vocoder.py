@@ -51,6 +51,8 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers.training_utils import EMAModel
 
+from modeling_ditar.hub_utils import make_saved_weights_readable
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train import (  # noqa: E402
@@ -592,6 +594,7 @@ def save_folder_atomically(save, final: Path):
         if stale.exists():
             shutil.rmtree(stale)
     save(tmp)
+    make_saved_weights_readable(tmp)  # safetensors writes them private
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)

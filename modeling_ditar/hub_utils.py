@@ -41,6 +41,7 @@ __all__ = [
     "commit_operations",
     "installed_libraries",
     "load_results",
+    "make_saved_weights_readable",
     "model_weights_fingerprint",
     "push_keywords",
     "push_to_hub",
@@ -61,6 +62,40 @@ _RELATIVE_IMPORT = re.compile(r"^\s*(?:from\s+\.(\w+)\s+import|import\s+\.(\w+))
 # ----------------------------------------------------------------------------------------------------------------------
 # remote code
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+def process_umask() -> int:
+    """The process's umask, read without changing it (setting it, even briefly, would race with other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def weight_file_inodes(folder: str | os.PathLike) -> dict[Path, int]:
+    """The `*.safetensors` files under `folder` with their inodes, to tell afterwards which ones a save wrote."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    return {path: path.stat().st_ino for path in folder.rglob("*.safetensors") if path.is_file()}
+
+
+def make_saved_weights_readable(folder: str | os.PathLike, earlier: dict[Path, int] | None = None) -> None:
+    """Give the weight files a save wrote under `folder` the mode every other file of the save gets (0666 less the
+    umask). safetensors (from 0.8) writes through a temporary file created private (0600) and renames it into place,
+    so a folder saved by one user, or in a container image built as root, could not be loaded by another. Only files
+    at 0600 are changed, and with `earlier` (from [`weight_file_inodes`] before the save) only those the save wrote."""
+    mode = 0o666 & ~process_umask()
+    if mode == 0o600:
+        return
+    for path, inode in weight_file_inodes(folder).items():
+        if earlier is not None and earlier.get(path) == inode:
+            continue  # there before the save, left as it is
+        if not path.is_symlink() and path.stat().st_mode & 0o777 == 0o600:
+            os.chmod(path, mode)
 
 
 def looks_like_a_local_path(name: str) -> bool:

@@ -275,16 +275,17 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         return (model, info) if output_loading_info else model
 
     def save_pretrained(self, save_directory, *args, variant=None, max_shard_size=None, push_to_hub=False, **kwargs):
-        """transformers' `save_pretrained` (refused while LoRA layers are in place). With `push_to_hub=True` the model
-        is then uploaded by [`push_to_hub`], with its DiTAR model card and remote code, to `repo_id` (by default the
-        folder's name); the commit and card settings are those of `push_to_hub`. `variant` and `max_shard_size` are
-        named because a diffusers pipeline passes a component only the arguments its signature names."""
-        hub = {}
-        if push_to_hub:
-            from .hub_utils import push_keywords
+        """transformers' `save_pretrained` (refused while LoRA layers are in place; the weight files get the mode of the
+        other files, where safetensors writes them private). With `push_to_hub=True` the model is then uploaded by
+        [`push_to_hub`], with its DiTAR model card and remote code, to `repo_id` (by default the folder's name); the
+        commit and card settings are those of `push_to_hub`. `variant` and `max_shard_size` are named because a
+        diffusers pipeline passes a component only the arguments its signature names."""
+        from .hub_utils import make_saved_weights_readable, push_keywords, weight_file_inodes
 
-            hub = {key: kwargs.pop(key) for key in list(kwargs) if key in push_keywords()}
+        hub = {key: kwargs.pop(key) for key in list(kwargs) if key in push_keywords()} if push_to_hub else {}
+        earlier = weight_file_inodes(save_directory)
         saved = super().save_pretrained(save_directory, *args, variant=variant, max_shard_size=max_shard_size, **kwargs)
+        make_saved_weights_readable(save_directory, earlier)  # safetensors writes them private
         if push_to_hub and kwargs.get("is_main_process", args[0] if args else True):
             saved_as = {"variant": variant, "max_shard_size": max_shard_size}
             repo_id = hub.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))

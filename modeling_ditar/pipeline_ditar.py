@@ -46,6 +46,8 @@ from .hub_utils import (
     EMBEDDED_DEFAULT,
     installed_libraries,
     looks_like_a_local_path,
+    make_saved_weights_readable,
+    process_umask,
     push_keywords,
     write_pipeline_remote_code,
     write_transformers_entry_points,
@@ -455,7 +457,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
         try:
-            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; a saved folder gets the usual mode
+            os.chmod(staging, 0o777 & ~process_umask())  # mkdtemp makes it private; a saved folder gets the usual mode
             with _parameters_stored_as(self.model, getattr(self, "_stored_dtype", None)):
                 super().save_pretrained(staging, **kwargs)
             # one copy of the default voice, at the root, where the processor looks for it from any subfolder
@@ -465,6 +467,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             if remote_code:
                 write_pipeline_remote_code(self, staging)
             write_transformers_entry_points(self, staging)
+            make_saved_weights_readable(staging)  # safetensors writes them private
             _replace_folder(staging, target, keep=_kept_on_saving)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -1220,17 +1223,6 @@ def _align_cpu_tensors(module: torch.nn.Module, alignment: int = 64) -> None:
         for tensor in itertools.chain(module.parameters(), module.buffers()):
             if tensor.device.type == "cpu" and tensor.numel() and tensor.data_ptr() % alignment:
                 tensor.data = tensor.data.clone()
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it (setting it, even briefly, would race with other threads)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
 
 
 def _kept_on_saving(entry: Path) -> bool:
