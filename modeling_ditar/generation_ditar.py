@@ -43,6 +43,7 @@ import difflib
 import functools
 import math
 import numbers
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -51,8 +52,38 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
+
+class _WarnOncePerKind:
+    """`warn_once(log, kind, message)`: log `message` as a warning the first time `kind` is seen in this process, then
+    never again. transformers' `logger.warning_once` remembers each message text in an unbounded cache, so a message
+    that carries per-call values (a setting's value, the flags a caller set) is logged again, and remembered again,
+    for every new value. Here `kind` names what is warned about (a setting's name, a set of flag names), so there are
+    as few entries as kinds, and the first message, values included, is the one shown. `warn_once.cache_clear()`
+    forgets them, as `logger.warning_once.cache_clear()` does (for tests)."""
+
+    def __init__(self):
+        self._seen: set = set()
+        self._lock = threading.Lock()  # calls from several threads: one of them logs
+
+    def __call__(self, log, kind, message: str) -> None:
+        with self._lock:
+            if kind in self._seen:
+                return
+            self._seen.add(kind)
+        log.warning(message)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+warn_once = _WarnOncePerKind()
+
 # Settings allowed but far beyond normal cost: generation warns, naming what they cost (the defaults are 4-10 steps,
-# 1-4 candidates, and a cap from the text's length). Once per message: one call resolves its settings several times.
+# 1-4 candidates, and a cap from the text's length). Once per setting: one call resolves its settings several times.
 COSTLY_SETTINGS: dict = {
     "num_inference_steps": (100, "every step is one LocDiT call per patch; 4 to 10 are usual"),
     "candidate_num_inference_steps": (100, "every step is one LocDiT call per patch and candidate; 1 to 10 are usual"),
@@ -167,7 +198,8 @@ def resolve_generation_settings(generation_config: GenerationConfig | None, **ov
         raise ValueError(f"{err} (from the generation config: `model.generation_config.{named}`)") from err
     for key, (bound, cost) in COSTLY_SETTINGS.items():
         if values[key] is not None and values[key] > bound:
-            logger.warning_once(f"{key}={values[key]} is far beyond the usual cost ({cost}); expect a slow call.")
+            message = f"{key}={values[key]} is far beyond the usual cost ({cost}); expect a slow call."
+            warn_once(logger, ("costly setting", key), message)
     return GenerationSettings(**values)
 
 
@@ -229,15 +261,16 @@ def check_config_attributes(generation_config: GenerationConfig) -> None:
     defaults = _standard_flag_defaults()
     standard = set(defaults)
     ignored = [
-        f"{key}={getattr(generation_config, key)!r}"
-        for key in IGNORED_STANDARD_FLAGS
-        if getattr(generation_config, key, defaults.get(key)) != defaults.get(key)
+        key for key in IGNORED_STANDARD_FLAGS if getattr(generation_config, key, defaults.get(key)) != defaults.get(key)
     ]
     if ignored:
-        logger.warning_once(
-            f"The generation config sets {', '.join(ignored)}, which DiTAR does not use: its length is set by "
+        values = ", ".join(f"{key}={getattr(generation_config, key)!r}" for key in ignored)
+        warn_once(
+            logger,
+            ("generation config sets unused flags", tuple(ignored)),
+            f"The generation config sets {values}, which DiTAR does not use: its length is set by "
             "max_new_patches and its stop head, its sampling by temperature, guidance_scale, num_inference_steps and "
-            "num_candidates."
+            "num_candidates.",
         )
     if getattr(generation_config, "do_sample", True) is False:
         logger.warning_once("The generation config sets " + DO_SAMPLE_FALSE)
@@ -418,15 +451,18 @@ def warn_ignored_generation_flags(flags: dict) -> None:
     `max_new_tokens=50`, `do_sample=False`, `num_beams=4`): they are accepted so that generic callers work, but they
     change nothing, which should not go unnoticed."""
     ignored = sorted(
-        f"{key}={value!r}"
+        key
         for key, value in flags.items()
         if key not in _BOOKKEEPING_FLAGS and not (key in _PIPELINE_FLAGS and _PIPELINE_FLAGS[key] == value)
     )
     if ignored:
-        logger.warning_once(
-            f"generate ignores {', '.join(ignored)}: DiTAR's length is set by max_new_patches and its stop head, its "
+        values = ", ".join(f"{key}={flags[key]!r}" for key in ignored)
+        warn_once(
+            logger,
+            ("generate ignores flags", tuple(ignored)),
+            f"generate ignores {values}: DiTAR's length is set by max_new_patches and its stop head, its "
             "sampling by temperature (0: no fresh noise), guidance_scale, num_inference_steps, num_candidates and "
-            "generator."
+            "generator.",
         )
 
 

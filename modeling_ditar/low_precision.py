@@ -17,12 +17,27 @@ version counter); after such a write, `set_matmul_dtype` again makes fresh copie
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 # dtypes a linear may multiply in; float32 means "as stored" (the plain nn.Linear)
 MATMUL_DTYPES = (torch.float32, torch.bfloat16)
+
+# torch multiplies bfloat16 on the CPU with oneDNN, which keeps a prepared kernel (about 0.6 MB at the default model's
+# size) for every input shape it meets, up to 1024 of them in each of two caches. Generation meets new shapes with
+# every prompt, text and batch length, so a long-running process (a server) grew by some 0.6 GB. 128 entries hold the
+# 40-odd shapes of a call; 64 measured no slower than the unbounded caches in a long run of varied calls.
+ONEDNN_SHAPE_CACHE_ENTRIES = 128
+
+
+def bound_onednn_shape_caches() -> None:
+    """Cap oneDNN's per-shape caches (see `ONEDNN_SHAPE_CACHE_ENTRIES`), unless the environment already sets them.
+    oneDNN reads the variables when the process runs its first bfloat16 product, so this must come before that."""
+    for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
+        os.environ.setdefault(name, str(ONEDNN_SHAPE_CACHE_ENTRIES))
 
 
 class LowPrecisionLinear(nn.Linear):
@@ -84,6 +99,8 @@ def set_linear_matmul_dtype(module: nn.Module, dtype: torch.dtype) -> int:
     if dtype not in MATMUL_DTYPES:
         names = ", ".join(str(d) for d in MATMUL_DTYPES)
         raise ValueError(f"matmul dtype {dtype} is not supported; use one of {names}.")
+    if dtype == torch.bfloat16:
+        bound_onednn_shape_caches()
     switched = 0
     for submodule in module.modules():
         if not is_plain_linear(submodule):

@@ -42,11 +42,17 @@ from .generation_ditar import (
     resolve_generation_settings,
     split_generation_kwargs,
     warn_ignored_generation_flags,
+    warn_once,
 )
 from .guided_attention import AttentionReader, guided_attention_loss
 from .locdit import LocDiT
 from .lora import DiTARLoraMixin
-from .low_precision import LowPrecisionLinear, resolve_matmul_dtype, set_linear_matmul_dtype
+from .low_precision import (
+    LowPrecisionLinear,
+    bound_onednn_shape_caches,
+    resolve_matmul_dtype,
+    set_linear_matmul_dtype,
+)
 from .sampling import GuidedVelocity, PatchSampler, cosine_alpha_sigma, shifted_time
 from .spectrum_matching import prompt_spectrum_matches
 from .speech_positions import aligned_positions, check_rate, jitter_rate, speaking_rate
@@ -988,6 +994,8 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 f"dtype must be a floating-point torch.dtype (torch.float32, torch.bfloat16 or torch.float16), got "
                 f"{dtype!r}."
             )
+        if dtype == torch.bfloat16:
+            bound_onednn_shape_caches()
         for locdit in (self.locdit, self.candidate_locdit):
             if locdit is not None:
                 locdit.to(dtype)
@@ -1240,9 +1248,11 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 f"{row}, where {int(room[row])} patches fit after its {int(text_tokens[row])} text tokens and prompt. "
                 f"{hint}, or a smaller max_new_patches."
             )
-        logger.warning_once(
+        warn_once(  # once per process, not per text: the room left differs from text to text
+            logger,
+            "patch cap lowered to the backbone's positions",
             f"The patch cap of a long text was lowered to what the backbone's max_position_embeddings ({maximum}) "
-            f"leaves ({int(room[row])} patches in row {row}): its speech may be cut. {hint}."
+            f"leaves ({int(room[row])} patches in row {row}): its speech may be cut. {hint}.",
         )
         return torch.minimum(limit, room)
 

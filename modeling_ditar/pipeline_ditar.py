@@ -71,7 +71,7 @@ from .sampling import PatchSampler  # noqa: F401
 from .sentence_splitting import MAX_CHARS_PER_SEGMENT, mark_line_ends, split_sentences
 from .spectrum_matching import PromptSpectrumMatch, prompt_spectrum_matches
 from .speech_positions import speaking_rate  # noqa: F401
-from .streaming import SpeechStream, StreamingVocoder
+from .streaming import SpeechStream, StreamingVocoder, StreamOutcome
 from .tokenization_ditar import DiTARTextFrontend  # noqa: F401
 from .transformer_blocks import DiTARTransformerBlock  # noqa: F401
 from .vae_features import (
@@ -1140,17 +1140,19 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if voice is None and len(segments) > 1:
             voice = self._prompt_as_voice(prompt_audio, prompt_text, sampling_rate)
         first_inputs = self._encode([segments[0]], prompt_audio, prompt_text, sampling_rate, voice)  # fail now
-        stream = SpeechStream(None)
-        stream.prompt_transcript = transcripts[0] if transcripts else None
-        stream._chunks = self._stream(
-            stream, segments, first_inputs, prompt_audio, prompt_text, sampling_rate, voice, sampling, generator
+        # the generator reports its end to `outcome`, not to the stream (holding it would be a cycle: see StreamOutcome)
+        outcome = StreamOutcome()
+        chunks = self._stream(
+            outcome, segments, first_inputs, prompt_audio, prompt_text, sampling_rate, voice, sampling, generator
         )
+        stream = SpeechStream(chunks, outcome)
+        stream.prompt_transcript = transcripts[0] if transcripts else None
         return stream
 
     @torch.no_grad()
     def _stream(
         self,
-        stream: SpeechStream,
+        outcome: StreamOutcome,
         segments,
         first_inputs,
         prompt_audio,
@@ -1193,7 +1195,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         for chunk in vocoder.flush():
             yield chunk.numpy()
         self._warn_if_cut([all_stopped], sampling.max_new_patches)
-        stream._finish(all_stopped)
+        outcome.finish(all_stopped)
 
     def _vocode_patches(
         self, vocoder: StreamingVocoder, patches: list[torch.Tensor], match: PromptSpectrumMatch | None = None

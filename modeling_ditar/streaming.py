@@ -218,6 +218,21 @@ class StreamingVocoder:
         return core if self.limiter is None else self.limiter(core)
 
 
+class StreamOutcome:
+    """How a stream's generation ended, written by the generator that makes its chunks and read by its `SpeechStream`.
+    The generator holds this, not the stream: a generator holding its own stream is a reference cycle, and a stream
+    dropped half-way (a client that disconnects) would keep its tensors alive until the next full garbage
+    collection; without the cycle it is freed at once, and its generator closed (which closes its progress bar)."""
+
+    __slots__ = ("stopped",)
+
+    def __init__(self):
+        self.stopped: bool | None = None
+
+    def finish(self, stopped: bool) -> None:
+        self.stopped = bool(stopped)
+
+
 class SpeechStream:
     """The iterator `DiTARPipeline.stream()` returns: float32 waveform chunks (numpy), and after the last chunk why
     generation ended.
@@ -228,18 +243,26 @@ class SpeechStream:
     - `stopped`: `None`, then `True` / `False` with the same meaning (the `stopped` flag of the one-shot output).
     - `prompt_transcript`: the transcript the pipeline's prompt transcriber made of a prompt given without
       `prompt_text`, else `None`.
+
+    `chunks` is the chunk iterator; it reports how generation ended through `outcome` (a `StreamOutcome`), which it
+    holds instead of the stream.
     """
 
-    def __init__(self, chunks):
+    def __init__(self, chunks, outcome: StreamOutcome | None = None):
         self._chunks = chunks
-        self.finished_reason: str | None = None
-        self.stopped: bool | None = None
+        self._outcome = StreamOutcome() if outcome is None else outcome
         self.prompt_transcript: str | None = None
         self._closed = False
 
-    def _finish(self, stopped: bool) -> None:
-        self.stopped = bool(stopped)
-        self.finished_reason = "stopped" if stopped else "max_new_patches"
+    @property
+    def stopped(self) -> bool | None:
+        return self._outcome.stopped
+
+    @property
+    def finished_reason(self) -> str | None:
+        if self._outcome.stopped is None:
+            return None
+        return "stopped" if self._outcome.stopped else "max_new_patches"
 
     def __iter__(self):
         return self

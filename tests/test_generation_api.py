@@ -13,6 +13,7 @@ from pipeline_helpers import VOICE_TEXT, get_dummy_pipeline, tone
 from safetensors import safe_open
 
 from modeling_ditar import DiTARForTextToSpeech, DiTARGenerationConfig, DiTARPipeline
+from modeling_ditar.generation_ditar import warn_once
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,7 @@ def test_numpy_and_tensor_numbers_are_numbers_and_config_misspellings_are_named(
         model.generation_settings()
     del model.generation_config.guidance_scal
     model.generation_config.num_beams = 3
+    warn_once.cache_clear()  # warned once per process
     with caplog.at_level("WARNING"):
         model.generation_settings()
     assert "The generation config sets num_beams=3, which DiTAR does not use" in caplog.text
@@ -135,6 +137,7 @@ def test_standard_flags_a_caller_sets_are_named_as_ignored(tester, caplog):
     vocoder = {"vocoder_type": "griffin_lim", "sampling_rate": 8000, "n_fft": 64, "hop_length": 16, "num_mel_bins": 8}
     model = DiTARForTextToSpeech(tester.get_config(vocoder_config=vocoder)).eval()
     inputs = tester.prepare_generation_inputs()
+    warn_once.cache_clear()  # warned once per process
     with caplog.at_level("WARNING"):
         model.generate(**inputs, max_new_patches=2, max_new_tokens=256, pad_token_id=0, return_dict_in_generate=True)
     assert "generate ignores" not in caplog.text
@@ -143,7 +146,7 @@ def test_standard_flags_a_caller_sets_are_named_as_ignored(tester, caplog):
     assert "generate ignores do_sample=False, max_new_tokens=1, num_beams=4: DiTAR's length is set by" in caplog.text
 
 
-def test_positions_past_the_backbone_are_refused_or_the_derived_cap_lowered(tester):
+def test_positions_past_the_backbone_are_refused_or_the_derived_cap_lowered(tester, caplog):
     """A text too long for the backbone's positions (256 here) ran past them with no word; the pipeline speaks long
     texts sentence by sentence, transformers' pipeline and generate do not."""
     model = tester.get_model().eval()
@@ -159,8 +162,14 @@ def test_positions_past_the_backbone_are_refused_or_the_derived_cap_lowered(test
         model.generate(**tokens(200), max_new_patches=100)
     # the start of speech sits at position 200, so 55 patches fit before 255; the derived cap is lowered to them
     assert int(model.default_max_new_patches(torch.tensor([200]))[0]) > 55
-    out = model.generate(**tokens(200))
-    assert int(out.lengths[0]) == 55 * model.config.patch_size
+    warn_once.cache_clear()
+    with caplog.at_level("WARNING"):
+        out = model.generate(**tokens(200))
+        assert int(out.lengths[0]) == 55 * model.config.patch_size
+        assert int(model.generate(**tokens(210)).lengths[0]) == 45 * model.config.patch_size
+    # warned once (with the first text's room), not once per room left
+    lowered = [r.getMessage() for r in caplog.records if "patch cap of a long text was lowered" in r.getMessage()]
+    assert len(lowered) == 1 and "(55 patches in row 0)" in lowered[0]
 
 
 def test_patch_generation_builds_no_autograd_graph(tester):
@@ -263,11 +272,57 @@ def test_saving_keeps_float16_weights_that_were_only_upcast(tmp_path):
     np.testing.assert_array_equal(loaded.default_voice[0], again.default_voice[0])
 
 
+def test_warnings_with_per_call_values_are_logged_and_remembered_once_per_kind(tester, caplog):
+    """transformers' `warning_once` remembers each message text in an unbounded cache: a warning that names per-call
+    values (`generate(max_new_tokens=n)` on every call, a costly setting's value, the generation config's unused
+    flags) was logged again, and grew that cache, for every new value. Each kind is now warned about once, with the
+    values of its first occurrence, and takes one entry."""
+    import logging
+
+    from modeling_ditar.generation_ditar import (
+        logger,
+        resolve_generation_settings,
+        warn_ignored_generation_flags,
+    )
+
+    model = tester.get_model()
+    warn_once.cache_clear()
+    cached = logger.warning_once.cache_info().currsize
+    with caplog.at_level("WARNING"):
+        for n in (300, 301, 302):
+            warn_ignored_generation_flags({"max_new_tokens": n})
+            resolve_generation_settings(None, max_new_patches=5000 + n)
+            model.generation_config.num_beams = n
+            model.generation_settings()
+        warn_ignored_generation_flags({"max_new_tokens": 1, "num_beams": 2})  # another set of flags: another kind
+    messages = [record.getMessage() for record in caplog.records]
+    assert [m.split(":")[0] for m in messages if m.startswith("generate ignores")] == [
+        "generate ignores max_new_tokens=300",
+        "generate ignores max_new_tokens=1, num_beams=2",
+    ]
+    assert [m.split(" is far")[0] for m in messages if "far beyond" in m] == ["max_new_patches=5300"]
+    assert [m.split(",")[0] for m in messages if m.startswith("The generation config sets")] == [
+        "The generation config sets num_beams=300"
+    ]
+    assert len(warn_once) == 4 and logger.warning_once.cache_info().currsize == cached
+    caplog.clear()
+    own = logging.getLogger("modeling_ditar.test_warn_once")
+    with caplog.at_level("WARNING"):
+        warn_once(own, "a kind", "first: 1")
+        warn_once(own, "a kind", "first: 2")
+        assert len(warn_once) == 5
+        warn_once.cache_clear()
+        assert len(warn_once) == 0
+        warn_once(own, "a kind", "again: 3")
+    assert [record.getMessage() for record in caplog.records] == ["first: 1", "again: 3"]
+
+
 @pytest.mark.parametrize(
     "setting, value", [("num_inference_steps", 101), ("num_candidates", 17), ("max_new_patches", 5000)]
 )
 def test_settings_far_beyond_the_usual_cost_warn(tester, caplog, setting, value):
     model = tester.get_model(ctc_loss_weight=0.1)
+    warn_once.cache_clear()  # warned once per process
     with caplog.at_level("WARNING"):
         model.generation_settings(**{setting: value})
     assert any(f"{setting}={value} is far beyond the usual cost" in r.getMessage() for r in caplog.records)

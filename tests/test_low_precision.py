@@ -1,6 +1,7 @@
 """bfloat16 matmuls with float32 everywhere else (`set_matmul_dtype`, `low_precision.LowPrecisionLinear`)."""
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -224,3 +225,20 @@ def test_a_backbone_without_linear_layers_keeps_its_products_and_the_rest_switch
     assert torch.isfinite(out.features).all()
     model.set_matmul_dtype("float32")
     assert not any(type(m) is LowPrecisionLinear for m in model.modules())
+
+
+def test_bfloat16_products_bound_onednn_shape_caches_unless_the_user_set_them(monkeypatch):
+    """oneDNN keeps a kernel per input shape (up to 1024 per cache by default): a long-running process whose calls
+    meet new prompt and text lengths grew by about 0.6 GB. Switching to bfloat16 caps both caches; a value the
+    environment gives is kept, and float32 sets nothing."""
+    from modeling_ditar.low_precision import ONEDNN_SHAPE_CACHE_ENTRIES
+
+    names = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    set_linear_matmul_dtype(nn.Sequential(nn.Linear(4, 4)), torch.float32)
+    assert not any(name in os.environ for name in names)
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "7")
+    set_linear_matmul_dtype(nn.Sequential(nn.Linear(4, 4)), torch.bfloat16)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(ONEDNN_SHAPE_CACHE_ENTRIES)
+    assert os.environ["LRU_CACHE_CAPACITY"] == "7"

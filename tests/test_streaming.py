@@ -1,6 +1,8 @@
 """Streaming: chunked vocoding (StreamingVocoder) and DiTARPipeline.stream (tiny, CPU)."""
 
+import gc
 import types
+import weakref
 
 import numpy as np
 import pytest
@@ -197,6 +199,39 @@ def test_a_stream_keeps_the_default_voice_it_started_with():
     next(closed)
     closed.close()
     assert repr(closed) == "SpeechStream(closed)" and closed.finished_reason is None
+
+
+def test_a_stream_dropped_half_way_is_freed_at_once_and_closes_its_bar(monkeypatch):
+    """The generator behind a stream held the stream (to record how it ended), a reference cycle: a stream dropped
+    half-way without close() (a client that disconnects) kept its 16-20 MB of tensors until a full garbage
+    collection. Reference counting alone now frees it, and closes its progress bar; the end is still recorded."""
+    pipe = get_dummy_pipeline()
+    pipe.set_progress_bar_config(disable=False)
+    bars, make_bar = [], pipe.progress_bar
+    monkeypatch.setattr(
+        pipe, "progress_bar", lambda *args, **kwargs: bars.append(make_bar(*args, **kwargs)) or bars[-1]
+    )
+    text = "A sentence that is part of a long paragraph. " * 12
+    gc.collect()
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        stream = pipe.stream(**get_dummy_inputs(text=text, max_new_patches=4))
+        next(stream)
+        (bar,) = bars
+        assert not bar.disable  # open while the stream runs
+        dropped = weakref.ref(stream)
+        del stream
+        assert dropped() is None
+    finally:
+        if collecting:
+            gc.enable()
+    assert bar.disable  # closed with the stream
+    finished = pipe.stream(**get_dummy_inputs(max_new_patches=4))
+    assert (finished.stopped, finished.finished_reason) == (None, None)
+    list(finished)
+    assert (finished.stopped, finished.finished_reason) == (False, "max_new_patches")
+    assert repr(finished) == "SpeechStream(max_new_patches)"
 
 
 def test_stream_of_long_text_equals_one_shot(pipe):
