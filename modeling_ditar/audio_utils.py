@@ -40,6 +40,10 @@ MIN_AUDIO_RATE = 2000
 MAX_AUDIO_RATE = 768000
 # Above this many kernel elements the polyphase resampler falls back to direct (per-output-sample) evaluation.
 _MAX_POLYPHASE_KERNEL = 1 << 22
+# Kernels up to this many elements (2 MB of float64: those of the usual rates, 1.3 MB or less) are kept for the next
+# call; larger ones, of rare rate ratios (up to 32 MB each, 16 of them could pin half a gigabyte in a server), are made
+# for each call.
+_MAX_CACHED_POLYPHASE_KERNEL = 1 << 18
 
 
 def validate_sampling_rate(sampling_rate, name: str = "sampling_rate") -> int:
@@ -177,7 +181,6 @@ def _sinc_kernel(t: torch.Tensor, cutoff: float, zeros: int) -> torch.Tensor:
     return cutoff * torch.sinc(cutoff * t) * window
 
 
-@lru_cache(maxsize=16)
 def _polyphase_kernel(orig: int, new: int, zeros: int, rolloff: float) -> tuple[torch.Tensor, int]:
     """Kernel [new, 1, orig + 2 * width] in float64 for `conv1d(stride=orig)`; phase j holds output sample q*new + j."""
     cutoff = min(1.0, new / orig) * rolloff
@@ -186,6 +189,9 @@ def _polyphase_kernel(orig: int, new: int, zeros: int, rolloff: float) -> tuple[
     phase = torch.arange(new, dtype=torch.float64)[:, None] * (orig / new)  # output position within the block
     kernel = _sinc_kernel(phase + width - taps[None, :], cutoff, zeros)
     return kernel[:, None, :], width
+
+
+_cached_polyphase_kernel = lru_cache(maxsize=16)(_polyphase_kernel)
 
 
 def resample_audio(
@@ -219,8 +225,10 @@ def resample_audio(
     out_len = math.ceil(length * new / orig)
     cutoff = min(1.0, new / orig) * rolloff
 
-    if new * (orig + 2 * math.ceil(zeros / cutoff)) <= _MAX_POLYPHASE_KERNEL:
-        kernel, width = _polyphase_kernel(orig, new, zeros, rolloff)
+    size = new * (orig + 2 * math.ceil(zeros / cutoff))
+    if size <= _MAX_POLYPHASE_KERNEL:
+        make = _cached_polyphase_kernel if size <= _MAX_CACHED_POLYPHASE_KERNEL else _polyphase_kernel
+        kernel, width = make(orig, new, zeros, rolloff)
         kernel = kernel.to(x.device)
         blocks = math.ceil(out_len / new)
         needed = (blocks - 1) * orig + kernel.shape[-1]  # padded input length the conv must see

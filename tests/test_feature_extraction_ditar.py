@@ -124,6 +124,20 @@ def test_resampler_accuracy_and_antialiasing():
     assert np.abs(odd[500:-500] - odd_ref[500:-500]).max() < 1e-3
 
 
+def test_only_small_resampling_kernels_are_kept_between_calls():
+    """The usual rates' kernels (1.3 MB or less) are cached; a rare ratio's (15992 -> 16000 Hz: 32 MB) is made per
+    call, so a server fed odd rates cannot pin 16 of them. The audio is the same either way."""
+    from modeling_ditar import audio_utils
+
+    audio_utils._cached_polyphase_kernel.cache_clear()
+    x = torch.randn(16000, dtype=torch.float64)
+    first = resample_audio(x, 15992, 16000)
+    assert audio_utils._cached_polyphase_kernel.cache_info().currsize == 0
+    assert torch.equal(first, resample_audio(x, 15992, 16000))
+    resample_audio(x, 44100, 16000)
+    assert audio_utils._cached_polyphase_kernel.cache_info().currsize == 1
+
+
 @pytest.mark.parametrize(
     "audio, match",
     [
