@@ -16,6 +16,7 @@ An exact `prompt_text` is still used whenever it is given.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Callable
@@ -91,6 +92,7 @@ class PromptTranscriber:
                 "transformers automatic-speech-recognition pipeline or a function fn(waveform, sampling_rate) -> str, "
                 f"got {type(asr).__name__}."
             )
+        # transcripts by a digest of the audio (not the audio's bytes: 32 long clips would be kept whole)
         self._cache: OrderedDict[bytes, str] = OrderedDict()
         self._is_pipeline = _is_transformers_asr(self._asr)
         if self._is_pipeline and self.language is not None and _is_multilingual_whisper(self._asr.model):
@@ -98,7 +100,7 @@ class PromptTranscriber:
 
     def __call__(self, waveform, sampling_rate: int) -> str:
         audio = _mono_float32(waveform)
-        key = audio.tobytes() + int(sampling_rate).to_bytes(4, "little")
+        key = hashlib.sha256(audio.tobytes() + int(sampling_rate).to_bytes(4, "little")).digest()
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]

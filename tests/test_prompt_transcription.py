@@ -182,6 +182,8 @@ def test_transcripts_are_cached_by_audio(pipe):
     assert heard.calls == 1
     transcriber(PROMPT, SR * 2)  # the same samples at another rate are another clip
     assert heard.calls == 2
+    # the cache keeps a digest of each clip, not the clip (32 long prompts would be kept whole)
+    assert all(len(key) == 32 for key in transcriber._cache)
 
 
 def test_transcriber_arguments_are_checked(tmp_path, whisper_dir):
