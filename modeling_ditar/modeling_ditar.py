@@ -1807,12 +1807,17 @@ class _CompiledLocDiTStep:
         )
 
     def __call__(self, locdit: LocDiT, noisy: torch.Tensor, time_emb: torch.Tensor, context) -> torch.Tensor:
-        if not self.failed:
-            try:
-                return self.compiled(locdit, noisy, time_emb, context)
-            except Exception as error:  # noqa: BLE001 - compiler errors come in many types; eager re-raises real ones
-                self._fail(error)
-        return locdit(noisy, time_emb=time_emb, context=context)
+        if self.failed:
+            return locdit(noisy, time_emb=time_emb, context=context)
+        try:
+            return self.compiled(locdit, noisy, time_emb, context)
+        except torch.OutOfMemoryError:
+            raise  # the device's memory, not the compiler: compiling stays on for the next call
+        except Exception as error:  # noqa: BLE001 - compiler errors come in many types
+            # eager raises what is not the compiler's fault (then compiling stays on); a step it runs was the compiler's
+            out = locdit(noisy, time_emb=time_emb, context=context)
+            self._fail(error)
+            return out
 
 
 def _cache_rows(cache) -> int:

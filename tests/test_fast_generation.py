@@ -457,6 +457,40 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch, caplog)
     assert "no C++ compiler" in caplog.text
 
 
+def test_errors_that_are_not_the_compilers_leave_compiling_on(monkeypatch):
+    """Out of memory, or an error eager raises too, is the call's problem, not the compiler's: it is raised and the
+    compiled step stays in use (it was switched off for the rest of the process)."""
+    model = make_model()
+    set_stop_logit(model, -30.0)
+    inputs = generation_inputs()
+    failures = []
+
+    def flaky_compile(fn, **kwargs):
+        def compiled(*args):
+            if failures:
+                raise failures.pop()
+            return fn(*args)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", flaky_compile)
+    model.enable_fast_generation(compile=True)
+    first = model.generate(**inputs, max_new_patches=2, temperature=0.0)
+    failures.append(torch.OutOfMemoryError("out of memory"))
+    with pytest.raises(torch.OutOfMemoryError):
+        model.generate(**inputs, max_new_patches=2, temperature=0.0)
+    assert not model._compiled_locdit_step.failed
+    failures.append(RuntimeError("a bad input"))
+    monkeypatch.setattr(type(model.locdit), "forward", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("eager too")))
+    with pytest.raises(RuntimeError, match="eager too"):
+        model.generate(**inputs, max_new_patches=2, temperature=0.0)
+    assert not failures  # the compiled step met the error, and eager raised its own
+    monkeypatch.undo()
+    monkeypatch.setattr(torch, "compile", flaky_compile)
+    assert not model._compiled_locdit_step.failed
+    assert torch.equal(model.generate(**inputs, max_new_patches=2, temperature=0.0).features, first.features)
+
+
 def test_compile_unavailable_at_construction_falls_back(monkeypatch):
     model = make_model()
     set_stop_logit(model, -30.0)
