@@ -93,6 +93,10 @@ def to_mono_float32(audio, *, check_silence: bool = True, name: str = "audio") -
             audio = (audio.astype(np.float32) - 32768.0) / 32768.0
         if audio.dtype.kind not in "iuf":
             raise ValueError(f"`{name}` must hold integer PCM or floating-point samples, got dtype {audio.dtype}.")
+        native = audio.dtype.newbyteorder("=")
+        if audio.dtype != native or not audio.flags.writeable:
+            # torch takes neither big-endian samples (raw PCM, some file readers) nor read-only buffers: a native copy
+            audio = audio.astype(native)
         tensor = torch.from_numpy(np.ascontiguousarray(audio))
     elif isinstance(audio, torch.Tensor):
         tensor = audio.detach()

@@ -400,6 +400,15 @@ def _(ctx):
         expect(pipe.default_voice is before, "the refused voice replaced the previous one")
 
 
+@case("pipe-prompt-big-endian", P, "prompt_audio a big-endian ('>f4') array")
+def _(ctx):
+    native = call(ctx, generator=torch.Generator().manual_seed(0)).audios[0]
+    swapped = np.asarray(get_dummy_inputs()["prompt_audio"], dtype=np.float32).astype(">f4")
+    out = call(ctx, prompt_audio=swapped, generator=torch.Generator().manual_seed(0)).audios[0]
+    expect(np.array_equal(out, native), "a big-endian prompt speaks otherwise than the same samples in native order")
+    return "read like the native array (torch refused it: 'conversion between byte orders is not supported')"
+
+
 @case("pipe-prompt-nan", P, "prompt_audio with NaN samples", ValueError, "prompt_audio.*non-finite")
 def _(ctx):
     audio = tone(0.1)

@@ -207,3 +207,19 @@ def test_to_mono_float32_layouts():
     np.testing.assert_allclose(to_mono_float32(np.stack([mono, -mono, mono, mono])).numpy(), mono / 2, atol=1e-7)
     int32 = (mono.astype(np.float64) * 2**31 * 0.9).astype(np.int32)
     np.testing.assert_allclose(to_mono_float32(int32).numpy(), mono * 0.9, atol=1e-6)
+
+
+def test_big_endian_and_read_only_arrays_are_read_like_native_ones():
+    """torch refused big-endian samples ("conversion between byte orders is not supported") and warned about
+    read-only buffers (`np.frombuffer`, a read-only memmap); both are copied to native, writable arrays."""
+    import warnings
+
+    mono = sine(seconds=0.01)
+    pcm = (mono * 20000).astype(np.int16)
+    read_only = np.frombuffer(mono.tobytes(), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "not writable" warning fails the test
+        assert torch.equal(to_mono_float32(mono.astype(">f4")), to_mono_float32(mono))
+        assert torch.equal(to_mono_float32(pcm.astype(">i2")), to_mono_float32(pcm))
+        assert torch.equal(to_mono_float32(read_only), to_mono_float32(mono))
+    assert read_only.flags.writeable is False  # the caller's array is left as it was
