@@ -179,6 +179,16 @@ def _copy_files(files: list[Path], folder: Path) -> None:
             shutil.copyfile(file, target)
 
 
+def drop_loaded_from_path(folder: str | os.PathLike) -> None:
+    """Take `_name_or_path` out of a saved folder's `model_index.json`: diffusers writes there where the pipeline was
+    loaded from (a local path such as /home/name/..., or a repo id), which says nothing about the saved folder, and a
+    push would publish it. Loading records it again from wherever the folder is then."""
+    index_path = Path(folder) / "model_index.json"
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    if index.pop("_name_or_path", None) is not None:
+        index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def write_pipeline_remote_code(pipeline, folder: str | os.PathLike) -> dict:
     """Make a saved pipeline folder self-contained for `trust_remote_code=True` (see the module docstring).
 

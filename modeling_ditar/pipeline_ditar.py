@@ -44,6 +44,7 @@ from .generation_progress import GenerationProgress
 from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import (
     EMBEDDED_DEFAULT,
+    drop_loaded_from_path,
     installed_libraries,
     looks_like_a_local_path,
     make_saved_weights_readable,
@@ -460,6 +461,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             os.chmod(staging, 0o777 & ~process_umask())  # mkdtemp makes it private; a saved folder gets the usual mode
             with _parameters_stored_as(self.model, getattr(self, "_stored_dtype", None)):
                 super().save_pretrained(staging, **kwargs)
+            drop_loaded_from_path(staging)
             # one copy of the default voice, at the root, where the processor looks for it from any subfolder
             shutil.rmtree(staging / "processor" / DEFAULT_VOICE_DIR, ignore_errors=True)
             if self.default_voice is not None:

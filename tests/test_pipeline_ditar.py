@@ -624,6 +624,20 @@ def test_a_stream_keeps_its_progress_bar_across_a_call_and_closes_it_when_droppe
     assert bars[-1].disable  # a stream closed before its end closes its bar
 
 
+def test_a_saved_folder_does_not_record_where_its_pipeline_was_loaded_from(tmp_path):
+    """diffusers wrote the loading folder's absolute path (`_name_or_path`: /home/name/...) into model_index.json, and
+    pushes published it; loading a saved folder records its own path in memory."""
+    import json
+
+    get_dummy_pipeline().save_pretrained(tmp_path / "first")
+    loaded = DiTARPipeline.from_pretrained(tmp_path / "first")
+    assert loaded.name_or_path == str(tmp_path / "first")
+    loaded.save_pretrained(tmp_path / "second")
+    index = json.loads((tmp_path / "second" / "model_index.json").read_text())
+    assert "_name_or_path" not in index and str(tmp_path) not in json.dumps(index)
+    assert DiTARPipeline.from_pretrained(tmp_path / "second").name_or_path == str(tmp_path / "second")
+
+
 def test_a_save_over_a_pipeline_folder_keeps_the_users_files_and_a_folder_of_other_files_is_refused(tmp_path):
     """Saving in place (a changed default voice, a cloned Hub repository) replaced the whole folder: its model card,
     `.git` and the user's notes were deleted. What a save writes is still replaced (no stale file stays), the rest is
