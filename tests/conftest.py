@@ -20,3 +20,17 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def phonemes():
+    """The English phonemizing text front end (espeak-ng from the `espeakng-loader` wheel); skips where none can run."""
+    pytest.importorskip("phonemizer")
+    from modeling_ditar import DiTARTextFrontend, build_ditar_tokenizer
+
+    frontend = DiTARTextFrontend(build_ditar_tokenizer(phonemize=True))
+    try:
+        frontend.text_to_symbols("Hello.")
+    except (ImportError, ValueError) as err:  # no espeak-ng library reachable
+        pytest.skip(f"espeak-ng unavailable: {err}")
+    return frontend

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import metadata_layouts
 import numpy as np
 import pytest
 
@@ -162,7 +163,6 @@ def test_stock_eval_voices_distinct_and_not_fallbacks(tmp_path):
 
 @needs_espeak
 def test_synthesize_rejects_missing_voice(tmp_path):
-    from corpus.voices import synthesize
 
     with pytest.raises(RuntimeError):
         synthesize("Hello there.", "xx-nonexistent+m1", tmp_path / "x.wav")
@@ -732,42 +732,10 @@ def _recordings(root: Path, metadata: str, clips: tuple[str, ...] = ("u0", "u1",
     return folder
 
 
-# (LJSpeech id, text, normalized text, stock espeak-ng voice): one sentence each, the last without a normalized text
-SPOKEN = [
-    ("LJ001-0001", "Printing, in 1 sense, is the art of arts.", "Printing, in one sense, is the art of arts.", "m3"),
-    ("LJ001-0002", "It was 2 days before the market opened.", "It was two days before the market opened.", "f2"),
-    ("LJ001-0003", "The 3 candles burned all night long.", "The three candles burned all night long.", "m3"),
-    ("LJ001-0004", "A yellow basket stood by the window.", "", "f2"),
-]
-
-
 @pytest.fixture(scope="module")
 def spoken_wavs(tmp_path_factory) -> Path:
-    """SPOKEN's sentences (the normalized text, else the text) spoken by espeak-ng's stock voices as wavs/ID.wav."""
-    wavs = tmp_path_factory.mktemp("spoken") / "wavs"
-    wavs.mkdir()
-    for clip, text, normalized, voice in SPOKEN:
-        synthesize(normalized or text, f"en-us+{voice}", wavs / f"{clip}.wav")
-    return wavs
-
-
-def _layout_folders(root: Path, wavs: Path) -> dict[str, Path]:
-    """The same recordings listed in each metadata.csv layout: header CSVs separated by ',', ';' and tab (with the
-    voice as speaker_id), LJSpeech rows, and a ',' CSV of what LJSpeech rows say (one speaker)."""
-    said = [(f"wavs/{clip}.wav", normalized or text, voice) for clip, text, normalized, voice in SPOKEN]
-    metadata = {
-        "comma": "file_name,text,speaker_id\n" + "".join(f'{name},"{text}",{voice}\n' for name, text, voice in said),
-        "semicolon": "file_name;text;speaker_id\n" + "".join(f"{name};{text};{voice}\n" for name, text, voice in said),
-        "tab": "File_Name\tText\tSpeaker_ID\n" + "".join(f"{name}\t{text}\t{voice}\n" for name, text, voice in said),
-        "ljspeech": "".join(f"{clip}|{text}|{normalized}\n" for clip, text, normalized, _ in SPOKEN),
-        "comma_one_speaker": "file_name,text\n" + "".join(f'{name},"{text}"\n' for name, text, _ in said),
-    }
-    folders = {}
-    for layout, text in metadata.items():
-        folders[layout] = root / layout
-        shutil.copytree(wavs, folders[layout] / "wavs")
-        (folders[layout] / "metadata.csv").write_text(text)
-    return folders
+    """metadata_layouts.SPOKEN spoken by espeak-ng's stock voices as wavs/ID.wav."""
+    return metadata_layouts.speak(tmp_path_factory.mktemp("spoken") / "wavs")
 
 
 @needs_espeak
@@ -776,8 +744,8 @@ def test_folder_ljspeech_semicolon_and_tab_layouts_build_the_corpus_of_a_comma_c
     examples/finetune.py) was refused."""
     import datasets
 
-    folders = _layout_folders(tmp_path, spoken_wavs)
-    said = [(f"wavs/{clip}.wav", normalized or text, voice) for clip, text, normalized, voice in SPOKEN]
+    folders = metadata_layouts.layout_folders(tmp_path, spoken_wavs)
+    said = metadata_layouts.SAID
     read = {
         layout: [(r["file_name"], r["text"], r["speaker_id"]) for r in bc.read_folder_metadata(folder)]
         for layout, folder in folders.items()
@@ -807,7 +775,7 @@ def test_folder_ljspeech_semicolon_and_tab_layouts_build_the_corpus_of_a_comma_c
 
 @needs_espeak
 def test_folder_ljspeech_row_without_its_wav_is_named_with_its_line(tmp_path, spoken_wavs):
-    folder = _layout_folders(tmp_path, spoken_wavs)["ljspeech"]
+    folder = metadata_layouts.layout_folders(tmp_path, spoken_wavs)["ljspeech"]
     (folder / "wavs" / "LJ001-0003.wav").unlink()
     with pytest.raises(SystemExit, match="1 of 4 rows cannot be used: line 3: wavs/LJ001-0003.wav is missing"):
         bc.main(["--out", str(tmp_path / "corpus"), "--from-folder", str(folder)])

@@ -4,10 +4,10 @@ folder of recordings to an adapter, a voice folder and a report on a tiny model 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
+import metadata_layouts
 import numpy as np
 import pytest
 import soundfile as sf
@@ -195,61 +195,31 @@ def test_metadata_csv_and_ljspeech_layouts(tmp_path):
     assert [(p.file, p.issue) for p in problems] == [("clips/3.wav", "not in metadata.csv")]
 
 
-# (LJSpeech id, text, normalized text, stock espeak-ng voice): one sentence each, the last without a normalized text
-SPOKEN = [
-    ("LJ001-0001", "Printing, in 1 sense, is the art of arts.", "Printing, in one sense, is the art of arts.", "m3"),
-    ("LJ001-0002", "It was 2 days before the market opened.", "It was two days before the market opened.", "f2"),
-    ("LJ001-0003", "A yellow basket stood by the window.", "", "m3"),
-]
-
-
-def _metadata_layouts(root: Path) -> dict[str, Path]:
-    """SPOKEN spoken by espeak-ng as wavs/ID.wav in one folder per metadata.csv layout: header CSVs separated by ',',
-    ';' and tab (the voice as speaker_id), and LJSpeech rows."""
-    from corpus.voices import synthesize
-
-    wavs = root / "wavs"
-    wavs.mkdir(parents=True)
-    for clip, text, normalized, voice in SPOKEN:
-        synthesize(normalized or text, f"en-us+{voice}", wavs / f"{clip}.wav")
-    said = [(f"wavs/{clip}.wav", normalized or text, voice) for clip, text, normalized, voice in SPOKEN]
-    metadata = {
-        "comma": "file_name,text,speaker_id\n" + "".join(f'{name},"{text}",{voice}\n' for name, text, voice in said),
-        "semicolon": "file_name;text;speaker_id\n" + "".join(f"{name};{text};{voice}\n" for name, text, voice in said),
-        "tab": "file_name\ttext\tspeaker\n" + "".join(f"{name}\t{text}\t{voice}\n" for name, text, voice in said),
-        "ljspeech": "".join(f"{clip}|{text}|{normalized}\n" for clip, text, normalized, _ in SPOKEN),
-    }
-    folders = {}
-    for layout, text in metadata.items():
-        folders[layout] = root / layout
-        shutil.copytree(wavs, folders[layout] / "wavs")
-        (folders[layout] / "metadata.csv").write_text(text)
-    return folders
-
-
 @pytest.mark.skipif(finetune.shutil.which("espeak-ng") is None, reason="needs espeak-ng (setup.sh installs it)")
 def test_finetune_and_build_corpus_read_the_same_rows_in_every_metadata_layout(tmp_path):
     """build_corpus.py --from-folder read only a ',' header CSV, and the two scripts could read one file apart."""
     import build_corpus
 
-    folders = _metadata_layouts(tmp_path)
+    folders = metadata_layouts.layout_folders(tmp_path, metadata_layouts.speak(tmp_path / "wavs"))
+    spoken = metadata_layouts.SPOKEN
     for layout, folder in folders.items():
         corpus = [
             (Path(r["audio"]["path"]), r["text"], r["speaker_id"]) for r in build_corpus.read_folder_metadata(folder)
         ]
-        speakers = ["speaker"] * 3 if layout == "ljspeech" else [voice for *_, voice in SPOKEN]
-        texts = [normalized or text for _, text, normalized, _ in SPOKEN]
+        one_speaker = layout in ("ljspeech", "comma_one_speaker")
+        speakers = ["speaker"] * len(spoken) if one_speaker else [voice for *_, voice in spoken]
+        texts = [normalized or text for _, text, normalized, _ in spoken]
         assert [(path.relative_to(folder).as_posix(), text, speaker) for path, text, speaker in corpus] == [
             (f"wavs/{clip}.wav", text, speaker)
-            for (clip, *_), text, speaker in zip(SPOKEN, texts, speakers, strict=True)
+            for (clip, *_), text, speaker in zip(spoken, texts, speakers, strict=True)
         ], layout
         clips, problems = finetune.validate_recordings(folder, 22050)
         assert [(c.path, c.text, c.speaker) for c in clips] == corpus and not problems, layout
     # an LJSpeech row whose wav is missing: finetune leaves the clip out, build_corpus stops naming its line
     (folders["ljspeech"] / "wavs" / "LJ001-0002.wav").unlink()
     clips, problems = finetune.validate_recordings(folders["ljspeech"], 22050)
-    assert [(p.file, p.issue) for p in problems] == [("wavs/LJ001-0002.wav", "missing audio")] and len(clips) == 2
-    with pytest.raises(SystemExit, match="1 of 3 rows cannot be used: line 2: wavs/LJ001-0002.wav is missing"):
+    assert [(p.file, p.issue) for p in problems] == [("wavs/LJ001-0002.wav", "missing audio")] and len(clips) == 3
+    with pytest.raises(SystemExit, match="1 of 4 rows cannot be used: line 2: wavs/LJ001-0002.wav is missing"):
         build_corpus.read_folder_metadata(folders["ljspeech"])
     # a header separated by '|' was read as LJSpeech rows: the speaker column became the transcripts
     (folders["comma"] / "metadata.csv").write_text("file_name|text|speaker_id\nwavs/LJ001-0001.wav|Hello.|m3\n")

@@ -584,17 +584,6 @@ def grapheme():
     return DiTARTextFrontend(build_ditar_tokenizer())
 
 
-@pytest.fixture(scope="module")
-def phonemes():
-    pytest.importorskip("phonemizer")
-    frontend = DiTARTextFrontend(build_ditar_tokenizer(phonemize=True))
-    try:
-        frontend.text_to_symbols("Hello.")
-    except (ImportError, ValueError) as err:  # no espeak-ng library reachable
-        pytest.skip(f"espeak-ng unavailable: {err}")
-    return frontend
-
-
 def test_issue_sentence_reads_like_its_spelled_out_form(phonemes):
     written = phonemes.text_to_symbols("Dr. Smith paid $3.50 on 12/05/2024")
     spoken = phonemes.text_to_symbols(

@@ -11,12 +11,10 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from pipeline_helpers import get_dummy_pipeline
 
-from modeling_ditar import DiTARTextFrontend, build_ditar_tokenizer
 from modeling_ditar import tokenization_ditar as tokenization
 from modeling_ditar.sampling import PatchSampler
 
@@ -44,14 +42,9 @@ def run_in_threads(function, arguments: list) -> list:
     return results
 
 
-def test_espeak_ng_phonemizes_one_text_at_a_time(monkeypatch):
+def test_espeak_ng_phonemizes_one_text_at_a_time(monkeypatch, phonemes):
     """Deterministic: the backend's `phonemize` is replaced by one that waits inside and counts the threads in it."""
-    pytest.importorskip("phonemizer")
-    frontend = DiTARTextFrontend(build_ditar_tokenizer(phonemize=True))
-    try:
-        frontend.text_to_symbols("Hello.")
-    except (ImportError, ValueError) as err:  # no espeak-ng library reachable
-        pytest.skip(f"espeak-ng unavailable: {err}")
+    frontend = phonemes
     backend = tokenization._espeak_backend(frontend.language)
     inside, most = [0], [0]
     counting = threading.Lock()
