@@ -952,10 +952,15 @@ def _range(match: re.Match) -> str:
     return f"{symbol or ''}{low}{low_suffix or ''} to {high_symbol or symbol or ''}{high}{scale_text or ''}"
 
 
+def _number_part(part: str) -> str:
+    """A run of digits inside a version, an IP or a web address: short ones as numbers ("eleven"), longer ones digit by
+    digit ("one nine two")."""
+    return _digits(part) if len(part) > 2 else number_to_words(part)
+
+
 def _dotted_groups(match: re.Match) -> str:
-    # short parts as numbers ("three point eleven point four"), long ones digit by digit ("one nine two point ...")
-    parts = match.group(0).split(".")
-    return " point ".join(_digits(part) if len(part) > 2 else number_to_words(part) for part in parts)
+    # "three point eleven point four", "one nine two point one six eight point ..."
+    return " point ".join(_number_part(part) for part in match.group(0).split("."))
 
 
 def _glued_decimal(match: re.Match) -> str:
@@ -1005,11 +1010,10 @@ def _mixed_number(match: re.Match) -> str:
         _is_small_fraction(numerator, denominator) or (numerator < denominator and denominator in (12, 16, 32, 64))
     ):
         return match.group(0)
+    part = _fraction_words(numerator, denominator)
     if numerator == 1:  # "one and a half", "two and an eighth"
-        part = _FRACTIONS.get(denominator, (ordinal_to_words(denominator),))[0]
+        part = part.removeprefix("one ")
         part = ("an " if part[0] in "aeiou" else "a ") + part
-    else:
-        part = _fraction_words(numerator, denominator)
     spoken = f"{number_to_words(whole)} and {part}"
     if unit is None:
         return spoken
@@ -1107,7 +1111,7 @@ def _web_address(match: re.Match) -> str:
     words = []
     for part in _ADDRESS_PART.findall(_SCHEME.sub("", match.group("address")).rstrip("/")):
         if part.isdigit():
-            words.append(_digits(part) if len(part) > 2 else number_to_words(part))
+            words.append(_number_part(part))
         elif part.isalpha():
             words.append(" ".join(part) if part.lower() == "www" else part)
         elif part in _ADDRESS_MARKS:
@@ -1190,11 +1194,11 @@ def normalize_text(text: str) -> str:
     text = _WEB_ADDRESS.sub(_web_address, text)  # before the rules below take its digits, dots and slashes apart
     text = re.sub(r"(?<=\d)\s?[xX×]\s?(?=\d)", " by ", text)  # 1920x1080
     text = _MULTIPLIER.sub(r"\1 times", text)  # after dimensions, which keep "by"; the passes read the number ("2-3x")
+    if "IT" in text or "US" in text:  # before the passes write lowercase words into a clause in capitals
+        text = _CLAUSE.sub(_shouted_pronouns, text)
     passes = _PASSES + _WORD_PASSES if _HAS_DIGIT.search(text) else _WORD_PASSES
     for pattern, replacement in passes:
         text = pattern.sub(replacement, text)
-    if "IT" in text or "US" in text:
-        text = _CLAUSE.sub(_shouted_pronouns, text)
     text = _SYMBOL_PATTERN.sub(lambda m: _SYMBOLS[m.group(0)], text)
     text = _AT.sub(" at ", text)
     if any(ch in _FORMATTING for ch in text):
