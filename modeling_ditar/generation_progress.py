@@ -42,9 +42,9 @@ class GenerationProgress:
     """The progress bar of one call; `segment_chars` lists, in generation order, the length of every batch that will be
     generated (one entry per sentence segment; one for a batch generated at once)."""
 
-    def __init__(self, pipe, segment_chars: list[int] | None = None):
+    def __init__(self, pipe, segment_chars: list[int]):
         self.pipe = pipe
-        self.pending = [max(1, int(c)) for c in (segment_chars or [])]
+        self.pending = [max(1, int(c)) for c in segment_chars]
         self.bar = None
         self.finished = 0  # patches of the segments already done
         self.current = 0  # patches of the segment being generated
@@ -67,13 +67,10 @@ class GenerationProgress:
             self._set_total()
         self.bar.update()
 
-    def end_segment(self, close: bool = False) -> None:
+    def end_segment(self) -> None:
         self.finished += self.current
         self.current = self.current_expected = 0
-        if close:
-            self.close()
-        else:
-            self._set_total()
+        self._set_total()
 
     def close(self) -> None:
         if self.bar is None:

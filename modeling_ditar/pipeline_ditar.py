@@ -66,7 +66,7 @@ from .processing_ditar import (
     DiTARVoice,
     write_default_voice,
 )
-from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts, trim_prompt
+from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts, load_and_fit_prompt
 from .prompt_transcription import DEFAULT_ASR_MODEL, DEFAULT_LANGUAGE, PromptTranscriber, transcribe_prompt
 from .sampling import PatchSampler  # noqa: F401
 from .sentence_splitting import MAX_CHARS_PER_SEGMENT, mark_line_ends, split_sentences
@@ -289,14 +289,13 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         first, before any audio is read."""
         if not isinstance(transcript, str):
             return audio, transcript
-        rate = self._prompt_rate
-        waveform = self.processor.load_prompt_audio(audio, sampling_rate, target_rate=rate)
-        fitted, kept, message = trim_prompt(waveform, rate, transcript)
+        waveform, kept, message = load_and_fit_prompt(self, audio, transcript, sampling_rate)
         if message is None:
             return waveform, transcript
         logger.warning(message)
         # the kept part is checked (and raised if quiet) as a prompt of its own, as a call does with a cut prompt
-        return self.processor.load_prompt_audio(fitted.numpy(), rate, target_rate=rate), kept
+        rate = self._prompt_rate
+        return self.processor.load_prompt_audio(waveform.numpy(), rate, target_rate=rate), kept
 
     def _checked_voice(self, audio, transcript, sampling_rate=None, prepared: bool = False) -> DiTARVoice:
         """The processor's voice of `audio` (a waveform `_load_voice_recording` made, with `prepared=True`), refused
@@ -807,12 +806,12 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         inputs: dict,
         sampling: GenerationSettings,
         generator,
-        callback_on_patch_end=None,
-        progress: GenerationProgress | None = None,
+        callback_on_patch_end,
+        progress: GenerationProgress,
     ) -> Iterator[PatchStep]:
         """`generate_patches` over rows laid out as `repeat_for_candidates` lays them out (K candidates per text).
         Each patch is counted on `progress`, the bar of the call or stream that asked for it (see
-        `generation_progress`); without one, this generation gets a bar of its own."""
+        `generation_progress`)."""
         steps = self.model.generate_patches(
             inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
@@ -829,16 +828,13 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             candidates_per_text=sampling.num_candidates,
             candidate_prune_after_patches=sampling.candidate_prune_after_patches,
         )
-        own = progress is None
-        if own:
-            progress = GenerationProgress(self)
         progress.start_segment(inputs, sampling)
         for step in steps:
             if callback_on_patch_end is not None:
                 callback_on_patch_end(self, step.index, step)
             progress.update()
             yield step
-        progress.end_segment(close=own)
+        progress.end_segment()
 
     def _streaming_vocoder(self) -> StreamingVocoder:
         # the soft limiter keeps peaks below -1 dBFS, chunk by chunk (stream and one-shot stay identical)
@@ -998,8 +994,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         inputs: dict,
         sampling: GenerationSettings,
         generator,
-        callback_on_patch_end=None,
-        progress: GenerationProgress | None = None,
+        callback_on_patch_end,
+        progress: GenerationProgress,
     ) -> tuple[list[torch.Tensor], list[bool]]:
         """De-normalised features and stop flags per text; with K = num_candidates > 1 every text is sampled K times
         in one batch and one candidate is kept (pruned after `candidate_prune_after_patches` patches, else ranked
@@ -1037,7 +1033,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         sampling: GenerationSettings,
         generator,
         callback_on_patch_end,
-        progress: GenerationProgress | None = None,
+        progress: GenerationProgress,
     ) -> tuple[torch.Tensor, bool]:
         """One text spoken sentence by sentence with the same voice, a short pause between sentences."""
         pause = self._pause_frames()
@@ -1185,7 +1181,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                         self.model, inputs, rows, num_candidates, dropped
                     )[0],
                 )
-                for step in self._patch_steps(inputs, sampling, segment_generator, progress=progress):
+                for step in self._patch_steps(inputs, sampling, segment_generator, None, progress):
                     yield from self._vocode_patches(vocoder, follower.push(step), match)
                 yield from self._vocode_patches(vocoder, follower.finish(), match)
                 all_stopped = all_stopped and follower.stopped

@@ -303,6 +303,16 @@ def trim_prompt(
     return torch.as_tensor(audio[:cut].copy()), kept_text, message
 
 
+def load_and_fit_prompt(
+    pipe, audio, text: str, sampling_rate, max_seconds: float | None = None
+) -> tuple[torch.Tensor, str, str | None]:
+    """One prompt read, checked and brought to the pipeline's prompt rate (`processor.load_prompt_audio`), then cut at
+    a pause when longer than `max_seconds` (`trim_prompt`): (waveform, transcript, the cut's warning or None)."""
+    waveform = pipe.processor.load_prompt_audio(audio, sampling_rate, target_rate=pipe._prompt_rate)
+    fitted, kept, message = trim_prompt(waveform, pipe._prompt_rate, text, max_seconds)
+    return (waveform, text, None) if message is None else (fitted, kept, message)
+
+
 def fit_prompts(pipe, prompt_audio, prompt_text, sampling_rate, max_seconds: float | None = None):
     """The pipeline's prompts, with every one longer than `max_seconds` (default `MAX_PROMPT_SECONDS`) cut at a pause
     (see `trim_prompt`) and a warning per cut. Returns (prompt_audio, prompt_text, sampling_rate) to use instead; when
@@ -331,15 +341,11 @@ def fit_prompts(pipe, prompt_audio, prompt_text, sampling_rate, max_seconds: flo
     for index, (audio, text) in enumerate(zip(audios, texts, strict=False)):
         if not isinstance(text, str):  # no transcript: the processor names the mistake
             return prompt_audio, prompt_text, sampling_rate
-        waveform = pipe.processor.load_prompt_audio(audio, sampling_rate, target_rate=rate)
-        fitted, kept, message = trim_prompt(waveform, rate, text, max_seconds)
-        if message is None:
-            new_audios.append(waveform.numpy())
-            new_texts.append(text)
-            continue
-        changed = True
-        logger.warning((f"prompt {index}: " if many and len(audios) > 1 else "") + message)
-        new_audios.append(fitted.numpy())
+        waveform, kept, message = load_and_fit_prompt(pipe, audio, text, sampling_rate, max_seconds)
+        if message is not None:
+            changed = True
+            logger.warning((f"prompt {index}: " if many and len(audios) > 1 else "") + message)
+        new_audios.append(waveform.numpy())
         new_texts.append(kept)
     if not changed:
         return prompt_audio, prompt_text, sampling_rate
