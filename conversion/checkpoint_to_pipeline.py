@@ -233,6 +233,7 @@ def card_kwargs(args, checkpoint: Path, step_info: str) -> dict:
 
 def convert(args) -> Path:
     from modeling_ditar import DiTARForConditionalGeneration
+    from modeling_ditar.hub_utils import load_results
 
     check_output_folder(
         args.out, args.force, args.source, args.model_config, args.processor, args.vae, args.voice_audio, args.results
@@ -248,9 +249,9 @@ def convert(args) -> Path:
         raise ConversionError(f"--results {args.results}: no such file")
     if args.results is not None:
         try:
-            json.loads(args.results.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ConversionError(f"--results {args.results}: not a JSON file ({err})") from None
+            load_results(args.results)
+        except ValueError as err:  # its message starts with the file's name
+            raise ConversionError(f"--results {err}") from None
     if args.voice_audio is not None and not args.voice_audio.is_file():
         raise ConversionError(f"--voice-audio {args.voice_audio}: no such file")
     if args.model_config is not None and not args.model_config.exists():

@@ -23,7 +23,6 @@ the model-index carries the WER (%) and SIM of the results' "model" row. Any oth
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -179,11 +178,8 @@ def read_results(path: Path, option: str, model_row: bool) -> dict:
 
     try:
         results = load_results(path)
-    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
-        if isinstance(err, json.JSONDecodeError | UnicodeDecodeError):
-            detail = f"not a JSON file ({err})"
-        else:  # load_results' own check, which names the file itself
-            detail = str(err).removeprefix(f"{path}: ").rstrip(".")
+    except ValueError as err:  # load_results names the file itself, a file that is not JSON included
+        detail = str(err).removeprefix(f"{path}: ").rstrip(".")
         raise SystemExit(f"error: {option} {path}: {detail}; {RESULTS_HINT}") from None
     if model_row:
         try:

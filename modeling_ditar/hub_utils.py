@@ -88,14 +88,25 @@ def make_saved_weights_readable(folder: str | os.PathLike, earlier: dict[Path, i
     umask). safetensors (from 0.8) writes through a temporary file created private (0600) and renames it into place,
     so a folder saved by one user, or in a container image built as root, could not be loaded by another. Only files
     at 0600 are changed, and with `earlier` (from [`weight_file_inodes`] before the save) only those the save wrote."""
-    mode = 0o666 & ~process_umask()
-    if mode == 0o600:
-        return
     for path, inode in weight_file_inodes(folder).items():
-        if earlier is not None and earlier.get(path) == inode:
-            continue  # there before the save, left as it is
-        if not path.is_symlink() and path.stat().st_mode & 0o777 == 0o600:
-            os.chmod(path, mode)
+        if earlier is None or earlier.get(path) != inode:  # one there before the save is left as it is
+            _open_private_weight_file(path)
+
+
+def _open_private_weight_file(path: Path) -> None:
+    """A weight file at 0600 gets the mode a new file gets (0666 less the umask; unchanged where that is 0600)."""
+    mode = 0o666 & ~process_umask()
+    if mode != 0o600 and not path.is_symlink() and path.stat().st_mode & 0o777 == 0o600:
+        os.chmod(path, mode)
+
+
+def save_safetensors(tensors: dict, path: str | os.PathLike) -> None:
+    """`safetensors.torch.save_file` (with the "pt" format tag) for the files this package writes itself, readable
+    like the rest of their folder (see [`make_saved_weights_readable`])."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    _open_private_weight_file(Path(path))
 
 
 def looks_like_a_local_path(name: str) -> bool:
@@ -308,7 +319,6 @@ def _write_root_weight_index(folder: Path, vocoder_weights: dict) -> None:
     in `model/` (the index names those files; nothing is copied) and the vocoder's are written once more, prefixed
     `vocoder.`, to `ROOT_VOCODER_WEIGHTS` (they are small next to the model)."""
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     model_index = folder / "model" / SAFE_WEIGHTS_INDEX
     if model_index.is_file():
@@ -318,7 +328,7 @@ def _write_root_weight_index(folder: Path, vocoder_weights: dict) -> None:
         with safe_open(str(folder / "model" / "model.safetensors"), framework="pt") as f:
             weight_map = {key: "model/model.safetensors" for key in f.keys()}
     tensors = {f"vocoder.{name}": tensor.detach().cpu().contiguous() for name, tensor in vocoder_weights.items()}
-    save_file(tensors, str(folder / ROOT_VOCODER_WEIGHTS), metadata={"format": "pt"})
+    save_safetensors(tensors, folder / ROOT_VOCODER_WEIGHTS)
     weight_map.update({name: ROOT_VOCODER_WEIGHTS for name in tensors})
     total_size = sum((folder / file).stat().st_size for file in set(weight_map.values()))
     index = {"metadata": {"total_size": total_size}, "weight_map": dict(sorted(weight_map.items()))}
@@ -368,8 +378,14 @@ PLACEHOLDER = "_placeholder_"
 
 
 def load_results(path: str | os.PathLike) -> dict:
-    """Read an evaluation results.json (a `rows` list of systems with WER, SIM, ...) and check its rows."""
-    results = json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read an evaluation results.json (a `rows` list of systems with WER, SIM, ...) and check its rows.
+
+    A file that is not JSON (or not UTF-8), has no `rows` list or a row without `key` or `name` is a `ValueError`
+    whose message starts with `path`."""
+    try:
+        results = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:  # e.g. a cases.jsonl or an audio file given instead
+        raise ValueError(f"{path}: not a JSON file ({err})") from None
     if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
         raise ValueError(f"{path}: not an evaluation results.json (no 'rows' list).")
     for row in results["rows"]:
@@ -680,13 +696,11 @@ def results_of_another_model(
     )
 
 
-def warn_if_results_are_of_another_model(obj, results, folder: str | os.PathLike | None = None) -> None:
+def warn_if_results_are_of_another_model(obj, results: dict | None, folder: str | os.PathLike) -> None:
     """Warn when an evaluation's results, about to go into `obj`'s card, were measured on another model than `obj`
     (saved in `folder`, compared by weights; see [`results_of_another_model`])."""
     import warnings
 
-    if results is not None and not isinstance(results, dict):
-        results = load_results(results)
     message = results_of_another_model(results, folder, source_folder(obj))
     if message is not None:
         warnings.warn(message, UserWarning, stacklevel=3)

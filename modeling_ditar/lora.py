@@ -504,18 +504,14 @@ class DiTARLoraMixin:
 
     def save_adapter(self, save_directory: str | os.PathLike, adapter_name: str | None = None, card: bool = True):
         """Write adapter_model.safetensors, adapter_config.json and (with `card`) a README.md card into the folder."""
-        from safetensors.torch import save_file
-
-        from .hub_utils import make_saved_weights_readable, weight_file_inodes
+        from .hub_utils import save_safetensors
 
         adapter_name = self._adapter_name(adapter_name)
         self._check_not_fused("saving an adapter", "would write an empty one")
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.get_adapter_state_dict(adapter_name).items()}
-        earlier = weight_file_inodes(folder)
-        save_file(state, str(folder / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-        make_saved_weights_readable(folder, earlier)  # safetensors writes it private
+        save_safetensors(state, folder / ADAPTER_WEIGHTS)
         config = self.peft_config[adapter_name]
         config.inference_mode = True
         config.save_pretrained(str(folder))

@@ -734,7 +734,7 @@ class DiTARVoice:
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         """Write `voice.safetensors` (features, transcript ids, speaking rate) and `voice_config.json` (transcript and
         setup) into `save_directory`."""
-        from safetensors.torch import save_file
+        from .hub_utils import save_safetensors
 
         folder = Path(save_directory).expanduser()
         if folder.exists() and not folder.is_dir():
@@ -745,7 +745,7 @@ class DiTARVoice:
             "prompt_input_ids": self.prompt_input_ids.contiguous(),
             "speech_position_rate": self.speech_position_rate.reshape(1).contiguous(),
         }
-        save_file(tensors, str(folder / VOICE_WEIGHTS_NAME), metadata={"format": "pt"})
+        save_safetensors(tensors, folder / VOICE_WEIGHTS_NAME)
         config = {"format_version": VOICE_FORMAT_VERSION, "transcript": self.transcript, "setup": self.setup}
         if not self.reuse_prefix_cache:  # a voice made bit-identical to the audio path stays so when reloaded
             config["reuse_prefix_cache"] = False

@@ -251,6 +251,9 @@ def test_inputs_that_cannot_work_are_named_before_anything_is_built(run, tmp_pat
     (tmp_path / "results.json").write_text("not json")
     with pytest.raises(SystemExit, match="--results .*results.json: not a JSON file"):
         convert.main([str(run), out, "--results", str(tmp_path / "results.json")])
+    (tmp_path / "results.json").write_text("[]")  # JSON, but no results.json of evaluate.py: its path said once
+    with pytest.raises(SystemExit, match=r"--results [^:]*results.json: not an evaluation results.json"):
+        convert.main([str(run), out, "--results", str(tmp_path / "results.json")])
     with pytest.raises(SystemExit, match="--model-config .*missing.json: no such file or folder"):
         convert.main([str(run), out, "--model-config", str(tmp_path / "missing.json")])
     lora_run = tmp_path / "lora-run"

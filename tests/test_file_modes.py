@@ -49,6 +49,9 @@ def test_a_saved_pipeline_model_and_adapter_have_no_private_files(tmp_path, umas
     pipe.model.save_pretrained(model_dir)
     assert modes(model_dir)["model.safetensors"] == 0o644 and modes(model_dir)["mine.safetensors"] == 0o600
 
+    pipe.create_voice().save_pretrained(tmp_path / "voice")  # the default voice as a voice file
+    assert set(modes(tmp_path / "voice").values()) == {0o644}
+
     pipe.model.add_adapter(default_lora_config(rank=2))
     pipe.model.save_adapter(tmp_path / "adapter")
     assert set(modes(tmp_path / "adapter").values()) == {0o644}
