@@ -689,11 +689,6 @@ def _convert_batch(
     return table.append_column("peak", pa.array(peaks, type=pa.float32())) if fit_peaks else table
 
 
-def column_values(ds, name: str) -> list:
-    """A column of a ``datasets.Dataset`` as a list, read in one go (``ds[name]`` reads it row by row)."""
-    return ds.select_columns([name]).with_format("arrow")[:][name].to_pylist()
-
-
 def convert_speech_dataset(
     ds,
     *,
@@ -754,14 +749,14 @@ def convert_speech_dataset(
         .with_format(None)
     )
     if names is not None:
-        scaled = sum(peak > 1.0 for peak in column_values(out, "peak"))
+        scaled = sum(peak > 1.0 for peak in out["peak"][:])
         out = out.remove_columns("peak")
         if scaled:
             print(
                 f"[{source}] {scaled} of {len(out)} clips peak above 1.0: scaled to peak {FIT_PEAK}, not clipped",
                 flush=True,
             )
-        report_dropped(column_values(out, "duration"), names, min_sec, max_sec, source)
+        report_dropped(out["duration"][:], names, min_sec, max_sec, source)
     return out.filter(lambda d: [min_sec <= x <= max_sec for x in d], input_columns="duration", batched=True)
 
 
@@ -1091,7 +1086,7 @@ def build_from_folder(args):
             source=f"{folder.name}:{split}",
             names=[r["file_name"] for r in picked],
         )
-        num_speakers = len(set(column_values(out[split], "speaker_id")))
+        num_speakers = len(set(out[split]["speaker_id"][:]))
         print(f"[folder] {split} <- {folder}: {len(out[split])} utts, {num_speakers} speakers", flush=True)
     if len(out["validation"]) == 0:  # the held-out utterances were all outside --min-sec/--max-sec
         raise SystemExit(
@@ -1154,15 +1149,18 @@ def check_hub_columns(ds, args, where: str) -> list[int]:
     def empty(value) -> bool:  # None (a missing value) or blank text; a speaker id 0 is a speaker
         return value is None or not str(value).strip()
 
+    # as Python values: a dataset saved with a format (numpy, arrow, pandas) is loaded with it, and ds[column][:]
+    # would give an array, whose missing values are neither None nor blank text
+    plain = ds.with_format(None)
     if args.speaker_column:
-        nameless = [i for i, speaker in enumerate(column_values(ds, args.speaker_column)) if empty(speaker)]
+        nameless = [i for i, speaker in enumerate(plain[args.speaker_column][:]) if empty(speaker)]
         if nameless:  # as an empty speaker cell of --from-folder: a guess would merge or invent a speaker
             raise SystemExit(
                 f"{where}: {len(nameless)} of {len(ds)} rows have no speaker in {args.speaker_column!r} (rows "
                 f"{', '.join(map(str, nameless[:5]))}{', ...' if len(nameless) > 5 else ''}, counting from 0): "
                 "fill them in or leave those rows out"
             )
-    texts = column_values(ds, args.text_column)
+    texts = plain[args.text_column][:]
     keep = [i for i, text in enumerate(texts) if not empty(text)]
     if not keep:
         raise SystemExit(f"{where}: no row has a transcript in {args.text_column!r} (--text-column)")
@@ -1540,7 +1538,7 @@ def corpus_names(out: Path) -> set[str]:
     """The files and folders at the top of a corpus this script saved (its splits as dataset_dict.json lists them)."""
     try:
         splits = set(json.loads((out / "dataset_dict.json").read_text())["splits"])
-    except (ValueError, KeyError, TypeError):  # no corpus of this script: its folders count as other files
+    except (OSError, ValueError, KeyError, TypeError):  # empty folder, or not this script's corpus: no splits
         splits = set()
     return {"dataset_dict.json", "corpus_summary.json", "feature_stats.json", "feature_extractor"} | splits
 

@@ -108,13 +108,16 @@ def list_files(folder: Path, skip: Path | None = None) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not (skip and p.resolve().is_relative_to(skip)))
 
 
-def list_recordings(folder: Path, skip: Path | None = None) -> list[tuple[Path, str | None, str]]:
+def list_recordings(
+    folder: Path, skip: Path | None = None, files: list[Path] | None = None
+) -> list[tuple[Path, str | None, str]]:
     """(audio path, transcript or None when missing, speaker) for every recording the folder names (files under
-    `skip` are left out)."""
+    `skip` are left out). `files`: the folder's `list_files(folder, skip)` when the caller has it already (listing a
+    large folder again costs a walk and a resolve of every file)."""
     metadata = folder / "metadata.csv"
     if metadata.is_file():
         return _read_metadata(folder, metadata)
-    files = list_files(folder, skip)
+    files = list_files(folder, skip) if files is None else files
     # a transcript pairs with the audio of the same name whatever the case of its suffix (clip1.wav + clip1.TXT)
     transcripts = {p.with_suffix(""): p for p in files if p.suffix.lower() == ".txt"}
     items = []
@@ -181,11 +184,12 @@ def validate_recordings(
     language_check=None,
 ) -> tuple[list[Clip], list[Problem]]:
     """Check every recording; returns the usable clips and the problems found (one message each). `text_check`, when
-    given, raises `ValueError` for a transcript the model cannot speak (e.g. another writing system);
-    `language_check`, when given, returns the name of the language a transcript looks like when that is not English
-    (or None), which is noted (see [`text_checks`]). `transcriber`,
-    when given (a `PromptTranscriber`), transcribes the recordings that have no transcript (noted for each); without
-    it they are left out. Files under `skip` (the run's --out, when it is inside the folder) are not looked at."""
+    given, raises `ValueError` for a transcript the model cannot speak (e.g. another writing system) and returns the
+    transcript as it checked it; `language_check`, when given, returns the name of the language that checked text (the
+    transcript itself without a `text_check`) looks like when that is not English (or None), which is noted (see
+    [`text_checks`]). `transcriber`, when given (a `PromptTranscriber`), transcribes the recordings that have no
+    transcript (noted for each); without it they are left out. Files under `skip` (the run's --out, when it is inside
+    the folder) are not looked at."""
     import soundfile as sf
     from build_corpus import prepare_audio, resample
 
@@ -204,9 +208,9 @@ def validate_recordings(
 
     folder = Path(folder)
     clips, problems, seen_audio, seen_text = [], [], {}, {}
-    listed = list_recordings(folder, skip)
-    named = {path.resolve() for path, _, _ in listed}
     files = list_files(folder, skip)
+    listed = list_recordings(folder, skip, files)
+    named = {path.resolve() for path, _, _ in listed}
     audio_names = {p.with_suffix("") for p in files if p.suffix.lower() in AUDIO_SUFFIXES + OTHER_AUDIO_SUFFIXES}
     for path in (p for p in files if p.resolve() not in named):
         suffix, name = path.suffix.lower(), str(path.relative_to(folder))
@@ -269,7 +273,9 @@ def validate_recordings(
                 )
             )
             continue
-        if float(np.abs(audio).max()) < 1e-4:
+        magnitude = np.abs(audio)
+        peak = float(magnitude.max())
+        if peak < 1e-4:
             problems.append(Problem(name, "silent audio", "the recording is silent"))
             continue
         mono = audio.mean(axis=1)
@@ -322,9 +328,10 @@ def validate_recordings(
                     Problem(name, "transcript repeats itself", f"{transcriber.name} looped: {text[:60]!r}...")
                 )
                 continue
+        checked = text  # the transcript as the text check returns it, which the language check reads
         if text_check is not None:
             try:
-                text_check(text)
+                checked = text_check(text)
             except ValueError as error:
                 problems.append(Problem(name, "text the model cannot speak", str(error)))
                 continue
@@ -353,18 +360,17 @@ def validate_recordings(
         if key in seen_text:
             problems.append(Problem(name, "duplicate transcript", f"the same text as {seen_text[key]}", False))
         seen_text.setdefault(key, name)
-        language = None if language_check is None else language_check(text)
+        language = None if language_check is None else language_check(checked)
         if language is not None:
             clip.notes.append(f"looks {language}")
             message = f"looks {language}: the model speaks English only and will read it with English pronunciation"
             problems.append(Problem(name, "other language", message, False))
-        peak = float(np.abs(audio).max())
         if peak > 1.0:  # a float recording: the build would clip it at full scale, write_clean_clips scales it down
             clip.notes.append("scaled down")
             times = f"{peak:.1f}" if peak >= 1.1 else f"{peak:.2f}"
             problems.append(Problem(name, "over full scale", f"peaks at {times}x full scale: scaled down", False))
         else:
-            share = float(np.mean(np.abs(audio) >= FULL_SCALE))
+            share = float(np.mean(magnitude >= FULL_SCALE))
             if share > CLIPPED_SHARE:
                 clip.notes.append("clipped")
                 message = f"clipped: {100 * share:.0f}% of samples at full scale; the voice learns the distortion"
@@ -416,8 +422,9 @@ def _declared_seconds(path: Path) -> float | None:
 
 def text_checks(processor):
     """(text_check, language_check) for [`validate_recordings`] from a processor's text front end: the first raises
-    `ValueError` for letters of another writing system, the second returns the name of the language a Latin-script
-    transcript looks like when that is not English (the front end's `guess_latin_language`), else None. Both are None
+    `ValueError` for letters of another writing system and returns the transcript as it checked it (cleaned), the
+    second (`guess_latin_language`, given that checked text, so the script is checked once per clip) returns the name
+    of the language a Latin-script transcript looks like when that is not English, else None. Both are None
     without a front end; the language check is None when the front end does not check languages (not English, or
     `check_language` off)."""
     from modeling_ditar.tokenization_ditar import guess_latin_language
@@ -426,7 +433,7 @@ def text_checks(processor):
     text_check = getattr(frontend, "check_text_script", None)
     if text_check is None or not (frontend.check_language and frontend.is_english):
         return text_check, None
-    return text_check, lambda text: guess_latin_language(text_check(text))
+    return text_check, guess_latin_language
 
 
 def validation_table(clips: list[Clip], problems: list[Problem]) -> str:

@@ -190,7 +190,8 @@ def main(argv=None):
     settings = DiTARFeatureExtractor.get_feature_extractor_dict(str(Path(args.dataset) / "feature_extractor"))[0]
     check_corpus_features(settings, processor.feature_extractor, args.dataset, args.model, REBUILD_CORPUS)
     split = load_from_disk(args.dataset)["validation"]
-    valid = load_utterances(split.select(spread_rows(len(split), args.num_utterances)), processor, model)
+    rows = spread_rows(len(split), args.num_utterances)
+    valid = load_utterances(split.select(rows), processor, model, 1, "validation", rows)
     pad_id = processor.tokenizer.pad_token_id or 0
     single = text_use_gap(model, valid, pad_id)
     continued = continuation_text_use_gap(model, valid, pad_id, processor.encode_text(" ", allow_empty=True))

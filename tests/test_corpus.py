@@ -937,6 +937,17 @@ def test_out_with_other_files_beside_an_earlier_corpus_is_refused(tmp_path):
     assert (out / "NOTES.txt").read_text() == "mine"
 
 
+def test_out_that_is_an_existing_empty_folder_gets_the_corpus(tmp_path):
+    """An existing empty --out (e.g. made with mkdir beforehand) stopped the build with a FileNotFoundError for its
+    missing dataset_dict.json."""
+    import datasets
+
+    out = tmp_path / "corpus"
+    out.mkdir()
+    _folder_corpus(tmp_path, out)
+    assert sorted(datasets.load_from_disk(str(out))) == ["train", "validation"]
+
+
 def test_out_is_replaced_only_by_a_complete_corpus_and_stale_caches_go(tmp_path, monkeypatch):
     """A build stopped while saving had already deleted the earlier corpus (and left a half-saved one); the
     `.OUT_cache_*` folders of killed builds piled up beside --out."""

@@ -317,13 +317,9 @@ def test_relative_paths_are_read_from_the_folder_the_command_runs_in(tmp_path, m
     """`finetune.py my_recordings --out runs/my-voice` from any folder: the training and evaluation it starts read
     the same relative paths (they ran in the repository's folder and found no config)."""
     get_dummy_pipeline().save_pretrained(tmp_path / "base")
-    recordings = tmp_path / "recordings"
-    recordings.mkdir()
-    for i, text in enumerate(["hello world", "a small test", "speech is fun", "more words here", "the quick fox"]):
-        _write(recordings, f"utt{i}", _clip(1.0, freq=180 + 10 * i), text)
+    _five_clips(tmp_path / "recordings")
     monkeypatch.chdir(tmp_path)
-    argv = ["recordings", "--out", "runs/voice", "--base", "base", "--max-steps", "2", "--rank", "4"]
-    finetune.main([*argv, "--holdout", "1", "--eval", "none", "--threads", "1", "--min-sec", "0.5"])
+    finetune.main(_quick_run(Path("recordings"), Path("runs/voice"), Path("base")))  # relative, as typed
     assert (tmp_path / "runs" / "voice" / "adapter").is_dir() and (tmp_path / "runs" / "voice" / "voice").is_dir()
 
 
