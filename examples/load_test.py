@@ -7,7 +7,8 @@ Each phase sends requests for T seconds (the sequential phase: one client; the c
 its next request when the last is answered), then waits for the answers still open. Every answer must be 200 with a
 decodable WAV at the server's rate holding finite, non-silent audio; anything else counts as lost or invalid, and the
 exit status is 1 if any was. Prints (and with --json writes) requests, p50/p95 latency, requests and seconds of audio
-per second, and the server's batching counters. Traffic goes to the given URL only (127.0.0.1 by default).
+per second, and the server's batching counters. Traffic goes to the given URL only (127.0.0.1 by default). With
+DITAR_API_KEY set, every request sends it as the server's API key (a spawned server inherits it and requires it).
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ TEXTS = [
     "The museum opens its new wing next week.",
     "Turn left at the bakery and walk two blocks.",
 ]
+
+
+def auth_headers() -> dict:
+    """`Authorization: Bearer $DITAR_API_KEY` when that variable is set: the key a server started with it requires
+    (a server this script spawns inherits the environment, so it requires the same key)."""
+    key = os.environ.get("DITAR_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -87,7 +95,7 @@ async def phase(url: str, clients: int, seconds: float, rate: int, voice: str, t
             results.append(await one_request(client, url, index, rate, voice, timeout))
 
     start = time.perf_counter()
-    async with httpx.AsyncClient(limits=limits) as client:
+    async with httpx.AsyncClient(limits=limits, headers=auth_headers()) as client:
         await asyncio.gather(*(client_loop(client) for _ in range(clients)))
     wall = time.perf_counter() - start
     good = [r for r in results if r["ok"]]
@@ -164,7 +172,7 @@ def main(argv=None) -> int:
         report = {"url": url, "server": {k: health[k] for k in ("model", "sample_rate", "max_batch_size", "queue")}}
 
         async def warm_up():
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(headers=auth_headers()) as client:
                 return await one_request(client, url, 10_000, rate, args.voice, args.timeout)
 
         warm = asyncio.run(warm_up())

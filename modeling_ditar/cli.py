@@ -634,6 +634,8 @@ def _write_stream(pipe, call: dict, output: Path) -> tuple[float, float, bool]:
 # ----------------------------------------------------------------------------------------------------------------------
 # serve
 
+API_KEY_ENVIRONMENT = "DITAR_API_KEY"  # read when --api-key is not given: a key in argv shows in the process list
+
 SERVE_DESCRIPTION = """\
 Serve the model over HTTP with OpenAI's speech API: POST /v1/audio/speech, voices uploaded once with POST /v1/voices
 (GET lists them), GET /health. Concurrent requests are batched."""
@@ -643,6 +645,8 @@ examples:
   ditar serve
       the embedded default model on http://127.0.0.1:8000
   ditar serve --model ./my-pipeline --port 9000 --max-batch-size 16 --candidates 1
+  DITAR_API_KEY=$(cat key.txt) ditar serve --host 0.0.0.0
+      serve other machines; requests must send 'Authorization: Bearer <the key>'
   curl -s localhost:8000/v1/audio/speech -H 'Content-Type: application/json' \\
        -d '{"model": "ditar", "input": "Hello there.", "voice": "default"}' -o hello.wav
 
@@ -656,6 +660,13 @@ def _add_serve_parser(commands, formatter) -> None:
     net = serve.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     net.add_argument("--port", type=_int_in(1, 65535), default=8000, metavar="N", help="port (default: %(default)s)")
+    net.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="require 'Authorization: Bearer KEY' (OpenAI clients: api_key=KEY) on every request but /health and the "
+        f"API docs pages. Default: the {API_KEY_ENVIRONMENT} environment variable, which keeps the key out of the "
+        "process list (prefer it); without either, anyone who can reach the port may use the server",
+    )
     model = serve.add_argument_group("model")
     model.add_argument("--model", metavar="PATH", help="pipeline folder or Hub id (default: the embedded model)")
     model.add_argument("--device", default="cpu", metavar="DEVICE", help="torch device (default: %(default)s)")
@@ -755,6 +766,54 @@ def _check_serve(args: argparse.Namespace, read_stdin: bool = True) -> None:
         )
     if args.model is not None and not Path(args.model).expanduser().exists() and _looks_like_a_path(args.model):
         raise UsageError(f"--model: no such folder: {args.model!r}")
+    serve_api_key(args)
+
+
+def serve_api_key(args: argparse.Namespace, environ=None) -> str | None:
+    """The key `ditar serve` requires: --api-key, else the `DITAR_API_KEY` environment variable (of `environ`, default
+    `os.environ`), else None (no key). A key clients could not send in a header is a `UsageError`; an empty one too,
+    since serving without a key is done by leaving both out."""
+    environ = os.environ if environ is None else environ
+    if args.api_key is not None:
+        key, source = args.api_key, "--api-key"
+    elif API_KEY_ENVIRONMENT in environ:
+        key, source = environ[API_KEY_ENVIRONMENT], f"the {API_KEY_ENVIRONMENT} environment variable"
+    else:
+        return None
+    if not key.strip():
+        raise UsageError(
+            f"{source} is empty; give the key clients must send, or leave out both --api-key and "
+            f"{API_KEY_ENVIRONMENT} to serve without one"
+        )
+    if key != key.strip():  # HTTP drops the spaces around a header's value, so no client could send this key
+        raise UsageError(f"{source} starts or ends with whitespace; give the key without it")
+    if not all(" " <= char <= "~" for char in key):  # clients send headers as ASCII
+        raise UsageError(f"{source} holds characters other than printable ASCII; choose a key of letters and digits")
+    return key
+
+
+def server_settings(args: argparse.Namespace, environ=None):
+    """The `ServerSettings` of `ditar serve`'s arguments (and the API key's environment variable, see
+    `serve_api_key`)."""
+    from .server import ServerSettings
+
+    return ServerSettings(
+        max_batch_size=args.max_batch_size,
+        batch_wait_ms=args.batch_wait_ms,
+        max_queue=args.max_queue,
+        request_timeout=args.timeout,
+        max_text_chars=args.max_text_chars,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_voices=args.max_voices,
+        shutdown_timeout=args.shutdown_timeout,
+        model_name=args.model_name,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        temperature=args.temperature,
+        num_candidates=args.candidates,
+        prompt_spectrum_match=args.prompt_spectrum_match,
+        api_key=serve_api_key(args, environ),
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -771,25 +830,9 @@ def _serve(args: argparse.Namespace) -> int:
         except OSError as err:
             raise UsageError(f"--asr-model: {err}") from err
 
-    from .server import ServerSettings, run
+    from .server import run
 
-    settings = ServerSettings(
-        max_batch_size=args.max_batch_size,
-        batch_wait_ms=args.batch_wait_ms,
-        max_queue=args.max_queue,
-        request_timeout=args.timeout,
-        max_text_chars=args.max_text_chars,
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-        max_voices=args.max_voices,
-        shutdown_timeout=args.shutdown_timeout,
-        model_name=args.model_name,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance_scale,
-        temperature=args.temperature,
-        num_candidates=args.candidates,
-        prompt_spectrum_match=args.prompt_spectrum_match,
-    )
-    run(pipe, settings, host=args.host, port=args.port, log_level=args.log_level)
+    run(pipe, server_settings(args), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 

@@ -6,6 +6,10 @@
     DELETE /v1/voices/{id}  forget an uploaded voice
     GET  /health            liveness, compute device and matmul dtype, queue and batching counters
 
+With an API key (`ServerSettings.api_key`, `ditar serve --api-key`), every path except /health and the API docs
+pages needs `Authorization: Bearer KEY`, as OpenAI's clients send it; a request without it gets 401 before its body is
+read.
+
 Concurrent requests are batched: the scheduler collects them for a few milliseconds (up to a batch size) and runs one
 pipeline call for all of them in a worker thread, with one prompt and one seeded generator per request, so a request
 speaks the same audio alone or in a batch. The queue is bounded (429 when full), every request has a timeout (504),
@@ -21,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import ipaddress
 import logging
 import math
 import re
@@ -105,6 +110,12 @@ class ServerSettings:
     temperature: float | None = None
     num_candidates: int | None = None
     prompt_spectrum_match: float | None = None
+    # requests must send `Authorization: Bearer <api_key>`; None serves everyone who can reach the port
+    api_key: str | None = None
+
+    def __post_init__(self):
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError("api_key is empty; give a key the clients must send, or None to require no key")
 
     def sampling(self) -> dict:
         """Keyword arguments of the pipeline call, streamed or not: a stream samples the same candidates, so the same
@@ -677,6 +688,86 @@ class BodyLimit:
         await error_response(413, message, code="too_large")(scope, receive, send)
 
 
+class ApiKey:
+    """ASGI middleware for a server with `settings.api_key`: a request without `Authorization: Bearer <key>` gets 401
+    before its body is read (no upload buffered or decoded, no queue slot taken). `open_paths` (liveness probes, the
+    API docs) need no key; every other path does, so a path the router would answer 404 does too."""
+
+    def __init__(self, app, settings: ServerSettings, open_paths: frozenset[str]):
+        self.app, self.open_paths = app, open_paths
+        # bytes: the header arrives as bytes, and compare_digest raises on str holding non-ASCII characters
+        self.key = settings.api_key.encode("utf-8")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            return await self.app(scope, receive, send)
+        problem = self.problem(scope.get("headers") or [])
+        if problem is None:
+            return await self.app(scope, receive, send)
+        response = error_response(401, problem, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+    def problem(self, headers) -> str | None:
+        """What is wrong with the request's credentials, in words that never repeat what was sent; None when the key
+        is right."""
+        values = [value for name, value in headers if name.lower() == b"authorization"]
+        if not values:
+            return (
+                "this server requires an API key: send it as the header 'Authorization: Bearer <key>' (OpenAI "
+                "clients: api_key=<key>)"
+            )
+        scheme, _, token = values[0].strip().partition(b" ")
+        token = token.strip()
+        if scheme.lower() != b"bearer" or not token:
+            return "the Authorization header is not of the form 'Bearer <key>'; send this server's API key that way"
+        if len(values) > 1 or not secrets.compare_digest(token, self.key):
+            return (
+                "the API key sent is not this server's; send the key it was started with (--api-key or "
+                "DITAR_API_KEY) as 'Authorization: Bearer <key>'"
+            )
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address to listen on) accepts connections from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost may resolve to any interface
+        return False
+
+
+def exposure_warning(host: str, port: int, settings: ServerSettings) -> str | None:
+    """The start-up warning for a server other machines can reach without a key (None when there is a key or the
+    host is loopback)."""
+    if settings.api_key is not None or is_loopback(host):
+        return None
+    return (
+        f"listening on {host}:{port} without an API key: anyone who can reach this port can synthesise speech and "
+        "upload or delete voices. Require a key with --api-key KEY or the DITAR_API_KEY environment variable "
+        "(clients then send 'Authorization: Bearer KEY'), or listen on 127.0.0.1"
+    )
+
+
+def _document_bearer_auth(app: FastAPI, open_paths: frozenset[str]) -> None:
+    """Declare the API key in the OpenAPI schema, so the docs page's "Authorize" button sends it with its requests."""
+    build = app.openapi
+
+    def openapi():
+        schema = build()  # cached by FastAPI after the first call: the additions below are made once
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        if "apiKey" not in schemes:
+            schemes["apiKey"] = {"type": "http", "scheme": "bearer", "description": "the server's --api-key"}
+            for path, operations in schema.get("paths", {}).items():
+                if path not in open_paths:
+                    for operation in operations.values():
+                        operation["security"] = [{"apiKey": []}]
+        return schema
+
+    app.openapi = openapi
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # the app
 
@@ -702,6 +793,12 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
     app = FastAPI(title="DiTAR speech server", version="1", lifespan=lifespan)
     app.state.pipe, app.state.settings, app.state.voices, app.state.scheduler = pipe, settings, voices, scheduler
     app.add_middleware(BodyLimit, settings=settings)
+    # liveness probes and the API docs pages need no key (the docs describe the API and hold no data)
+    docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    open_paths = frozenset(["/health", *(path for path in docs if path)])
+    if settings.api_key is not None:
+        app.add_middleware(ApiKey, settings=settings, open_paths=open_paths)  # before BodyLimit reads any body
+        _document_bearer_auth(app, open_paths)
     app.add_middleware(TrailingSlash)  # added last, so it runs first
 
     @app.exception_handler(APIError)
@@ -940,6 +1037,9 @@ def run(pipe, settings: ServerSettings, host: str = "127.0.0.1", port: int = 800
     import uvicorn
 
     app = create_app(pipe, settings)
+    warning = exposure_warning(host, port, settings)
+    if warning is not None:
+        logger.warning(warning)
     # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again for the handler that was there
     # before it. For SIGINT that is a KeyboardInterrupt, which `uvicorn.run` swallows; Python's default for SIGTERM
     # killed the process (exit status 143) after the clean shutdown. SIGTERM is handled as Ctrl-C is.

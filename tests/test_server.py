@@ -22,7 +22,8 @@ from fastapi.testclient import TestClient
 from pipeline_helpers import SR, get_dummy_pipeline, spoken, tone
 from test_cli import _imported_modules
 
-from modeling_ditar.server import BatchScheduler, ServerSettings, ShuttingDown, create_app, streaming_wav_header
+from modeling_ditar import cli
+from modeling_ditar.server import BatchScheduler, ServerSettings, ShuttingDown, create_app, run, streaming_wav_header
 
 SPEECH = "/v1/audio/speech"
 
@@ -76,12 +77,12 @@ def assert_error(response, status: int, param: str | None, *words: str):
         assert word in error["message"], (word, error["message"])
 
 
-def upload(client, audio: bytes, text: str | None = "the prompt", name: str | None = None):
+def upload(client, audio: bytes, text: str | None = "the prompt", name: str | None = None, headers=None):
     data = {} if text is None else {"text": text}
     if name is not None:
         data["name"] = name
     files = {"audio": ("voice.wav", audio, "audio/wav")}
-    return client.post("/v1/voices", data=data, files=files)
+    return client.post("/v1/voices", data=data, files=files, headers=headers)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -320,6 +321,184 @@ def test_chunked_upload_over_the_limit_is_413(pipe):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# the API key
+
+KEY = "sk-test-Key_0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture
+def keyed(pipe):
+    with make_client(pipe, api_key=KEY) as client:
+        yield client
+
+
+def keyed_requests(client, headers):
+    """One request of each kind, all sent with `headers`."""
+    speech = {"model": "m", "input": "hello there", "seed": 1}
+    yield "speech", client.post(SPEECH, json=speech, headers=headers)
+    with client.stream("POST", SPEECH, json={**speech, "stream": True}, headers=headers) as streamed:
+        streamed.read()
+        yield "stream", streamed
+    yield "upload", upload(client, wav_bytes(tone(0.06)), headers=headers)
+    yield "list", client.get("/v1/voices", headers=headers)
+    yield "delete", client.delete("/v1/voices/voice_0123456789abcdef", headers=headers)
+    yield "unknown path", client.get("/v1/nothing", headers=headers)
+
+
+def test_without_a_key_the_server_asks_for_none(client):
+    for headers in (None, {"Authorization": "Bearer anything"}, {"Authorization": "Basic eDp5"}):
+        assert client.get("/v1/voices", headers=headers).status_code == 200
+        assert client.post(SPEECH, json={"model": "m", "input": "hi"}, headers=headers).status_code == 200
+    assert "securitySchemes" not in client.get("/openapi.json").json().get("components", {})
+
+
+@pytest.mark.parametrize(
+    "headers, words",
+    [
+        ({}, "requires an API key"),
+        ({"Authorization": "Bearer sk-test-wrong-guess"}, "not this server's"),
+        ({"Authorization": f"Bearer {KEY}x"}, "not this server's"),
+        ({"Authorization": f"Basic {KEY}"}, "not of the form 'Bearer <key>'"),
+        ({"Authorization": "Bearer"}, "not of the form 'Bearer <key>'"),
+        ({"Authorization": "Bearer   "}, "not of the form 'Bearer <key>'"),
+        ({"Authorization": KEY}, "not of the form 'Bearer <key>'"),
+        ({"Authorization": "Bearer sk-t\xe9st".encode("latin-1")}, "not this server's"),  # non-ASCII: 401, not 500
+    ],
+    ids=["missing", "wrong", "longer", "basic", "scheme-only", "blank", "no-scheme", "non-ascii"],
+)
+def test_a_request_without_the_key_gets_401_in_openai_s_shape(keyed, headers, words):
+    for kind, response in keyed_requests(keyed, headers):
+        assert_error(response, 401, None, words, "Bearer <key>")
+        assert response.headers["www-authenticate"] == "Bearer", kind
+        error = response.json()["error"]
+        assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_api_key"), kind
+        sent = headers.get("Authorization", b"")
+        sent = sent.decode("latin-1") if isinstance(sent, bytes) else sent
+        for word in set(sent.split()) - {"Bearer", "Basic"}:
+            assert word not in response.text, (kind, response.text)  # the key sent is never echoed
+        assert KEY not in response.text
+    assert keyed.app.state.scheduler.stats == {"requests": 0, "batches": 0, "batched_rows": 0, "largest_batch": 0,
+                                               "streams": 0}  # fmt: skip
+    assert [v["id"] for v in keyed.get("/v1/voices", headers=AUTH).json()["data"]] == ["default"]  # nothing uploaded
+
+
+def test_the_right_key_opens_every_route(keyed, pipe):
+    speech = {"model": "m", "input": "hello there", "seed": 7, "response_format": "pcm"}
+    response = keyed.post(SPEECH, json=speech, headers=AUTH)
+    assert response.status_code == 200, response.text
+    np.testing.assert_array_equal(pcm(response.content), expected_pcm(pipe, "hello there", 7))
+    with keyed.stream("POST", SPEECH, json={**speech, "stream": True}, headers=AUTH) as streamed:
+        assert streamed.status_code == 200
+        assert b"".join(streamed.iter_bytes()) == response.content
+    lower = {"Authorization": f"bearer  {KEY}"}  # the scheme is case-insensitive (RFC 7235)
+    voice = upload(keyed, wav_bytes(tone(0.06, freq=300.0)), name="mine", headers=lower)
+    assert voice.status_code == 201, voice.text
+    voice_id = voice.json()["id"]
+    assert voice_id in [v["id"] for v in keyed.get("/v1/voices", headers=AUTH).json()["data"]]
+    assert_error(keyed.delete(f"/v1/voices/{voice_id}"), 401, None, "requires an API key")
+    assert keyed.delete(f"/v1/voices/{voice_id}", headers=AUTH).json()["deleted"] is True
+    assert keyed.get("/v1/voices/", headers=AUTH).json()["data"][0]["id"] == "default"  # a trailing slash too
+    assert_error(keyed.get("/v1/voices/"), 401, None, "requires an API key")
+
+
+def test_health_and_the_api_docs_need_no_key(keyed):
+    assert keyed.get("/health").status_code == 200 and keyed.get("/health/").status_code == 200
+    assert keyed.get("/docs").status_code == 200 and keyed.get("/redoc").status_code == 200
+    schema = keyed.get("/openapi.json").json()
+    # the docs page's "Authorize" button sends the key to the routes that need it
+    assert schema["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http", "scheme": "bearer", "description": "the server's --api-key"
+    }  # fmt: skip
+    assert schema["paths"]["/v1/audio/speech"]["post"]["security"] == [{"apiKey": []}]
+    assert schema["paths"]["/v1/voices/{voice_id}"]["delete"]["security"] == [{"apiKey": []}]
+    assert "security" not in schema["paths"]["/health"]["get"]
+    assert keyed.get("/openapi.json").json() == schema  # built once
+
+
+def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(pipe):
+    """The key is checked before the body-size limit reads the body: a 10 MB upload without the key is neither
+    buffered nor decoded."""
+    app = create_app(pipe, ServerSettings(api_key=KEY))
+    received, sent = [], []
+
+    async def receive():
+        received.append(True)
+        return {"type": "http.request", "body": b"x" * (10 * 1024 * 1024), "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    headers = [
+        (b"content-type", b"multipart/form-data; boundary=x"),
+        (b"content-length", str(10 * 1024 * 1024).encode()),
+    ]
+    scope = {"type": "http", "method": "POST", "path": "/v1/voices", "raw_path": b"/v1/voices", "query_string": b"",
+             "headers": headers, "http_version": "1.1", "scheme": "http", "server": ("test", 80),
+             "client": ("test", 1), "root_path": "", "asgi": {"version": "3.0"}}  # fmt: skip
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 401 and received == []
+
+
+def test_settings_refuse_an_empty_key():
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match="api_key is empty"):
+            ServerSettings(api_key=empty)
+
+
+@pytest.mark.parametrize(
+    "host, key, warns",
+    [
+        ("0.0.0.0", None, True),
+        ("::", None, True),
+        ("192.168.1.20", None, True),
+        ("myhost.example", None, True),
+        ("0.0.0.0", KEY, False),
+        ("127.0.0.1", None, False),
+        ("127.0.0.2", None, False),
+        ("::1", None, False),
+        ("localhost", None, False),
+    ],
+)
+def test_a_server_others_can_reach_without_a_key_warns_at_start(pipe, monkeypatch, caplog, host, key, warns):
+    import uvicorn
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(options))
+    with caplog.at_level("WARNING", logger="ditar.server"):
+        run(pipe, ServerSettings(api_key=key), host=host, port=8123)
+    assert served and served[0]["host"] == host
+    warnings = [r.getMessage() for r in caplog.records if r.name == "ditar.server" and r.levelname == "WARNING"]
+    if warns:
+        assert len(warnings) == 1, warnings
+        for words in (f"{host}:8123 without an API key", "upload or delete voices", "--api-key", "DITAR_API_KEY"):
+            assert words in warnings[0]
+    else:
+        assert warnings == []
+
+
+def test_the_command_takes_the_key_from_its_option_or_the_environment(capsys):
+    parse = cli.build_parser().parse_args
+    assert cli.server_settings(parse(["serve"]), environ={}).api_key is None
+    assert cli.server_settings(parse(["serve"]), environ={"DITAR_API_KEY": KEY}).api_key == KEY
+    keyed = parse(["serve", "--api-key", "from-the-option"])
+    assert cli.server_settings(keyed, environ={"DITAR_API_KEY": KEY}).api_key == "from-the-option"  # the option wins
+    for argv, environ, words in [
+        (["serve", "--api-key", ""], {}, "--api-key is empty"),
+        (["serve", "--api-key", " "], {"DITAR_API_KEY": KEY}, "--api-key is empty"),
+        (["serve"], {"DITAR_API_KEY": ""}, "the DITAR_API_KEY environment variable is empty"),
+        (["serve", "--api-key", f"{KEY} "], {}, "ends with whitespace"),
+        (["serve", "--api-key", "cl\xe9"], {}, "printable ASCII"),
+    ]:
+        with pytest.raises(cli.UsageError, match=words):
+            cli.server_settings(parse(argv), environ=environ)
+    assert cli.main(["serve", "--api-key", ""]) == 2  # refused before the model loads
+    assert "--api-key is empty" in capsys.readouterr().err
+    assert cli.main(["serve", "--help"]) == 0
+    assert "DITAR_API_KEY" in " ".join(capsys.readouterr().out.split())
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # queue, timeouts and shutdown
 
 
@@ -437,6 +616,7 @@ def test_serve_help_and_argument_errors_do_not_load_torch():
         (["serve", "--port", "70000"], 2, "--port: expected an integer in [1, 65535]"),
         (["serve", "--max-batch-size", "0"], 2, "--max-batch-size"),
         (["serve", "--model", "./no/such/folder"], 2, "--model: no such folder"),
+        (["serve", "--api-key", ""], 2, "--api-key is empty"),
     ]:
         result = subprocess.run([*launcher, *argv], capture_output=True, text=True, timeout=60, env=env)
         assert result.returncode == status, (argv, result.stderr[-2000:])
@@ -496,3 +676,15 @@ def test_load_test_arguments_that_would_test_nothing_are_refused(argv, message, 
     with pytest.raises(SystemExit):
         load_test.main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_load_test_sends_the_api_key_of_its_environment(monkeypatch):
+    """A server started with DITAR_API_KEY (or spawned by the load test, which inherits it) requires the key: the
+    load test's requests send it, and none without the variable."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples"))
+    import load_test
+
+    monkeypatch.delenv("DITAR_API_KEY", raising=False)
+    assert load_test.auth_headers() == {}
+    monkeypatch.setenv("DITAR_API_KEY", "s3cret")
+    assert load_test.auth_headers() == {"Authorization": "Bearer s3cret"}
