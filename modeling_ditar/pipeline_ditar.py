@@ -61,12 +61,19 @@ from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
 from .phase_reconstruction import phase_gradient_phase  # noqa: F401
 from .processing_ditar import (
     DEFAULT_VOICE_DIR,
-    PROMPT_AUDIO_TYPES,
+    VOICE_NAMES,
     DiTARProcessor,
     DiTARVoice,
+    audio_type_error,
     write_default_voice,
 )
-from .prompt_audio import check_prompt_length, check_prompt_speaking_rate, fit_prompts, load_and_fit_prompt
+from .prompt_audio import (
+    PromptNames,
+    check_prompt_length,
+    check_prompt_speaking_rate,
+    fit_prompts,
+    load_and_fit_prompt,
+)
 from .prompt_transcription import DEFAULT_ASR_MODEL, DEFAULT_LANGUAGE, PromptTranscriber, transcribe_prompt
 from .sampling import PatchSampler  # noqa: F401
 from .sentence_splitting import MAX_CHARS_PER_SEGMENT, mark_line_ends, split_sentences
@@ -95,6 +102,10 @@ MISSING_PROMPT_TEXT = (
     "audio. Pass prompt_text=... (what is said in the prompt audio), or call pipe.enable_prompt_transcription() to "
     "have a speech recognition model (Whisper) transcribe prompts given without one."
 )
+
+# what errors call a prompt: a call's arguments, and those of `set_default_voice` (`create_voice`'s: VOICE_NAMES)
+CALL_PROMPT_NAMES = PromptNames()
+DEFAULT_VOICE_NAMES = PromptNames(audio="audio", text="text")
 
 # the package (or remote-code module folder) this file lives in, e.g. "modeling_ditar"
 _PACKAGE = __name__.rpartition(".")[0]
@@ -223,7 +234,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         """Voice used when `prompt_audio` is not given: `audio` (path or array) and its transcript `text` (after
         `enable_prompt_transcription()`, None has it transcribed). Checked now as a call checks a prompt, so a voice
         no call could use fails here (and the previous voice stays); a recording longer than the model's prompts is
-        cut at a pause now, with one warning, and kept cut (in calls and in a saved pipeline)."""
+        cut at a pause now, with one warning, and kept cut (in calls and in a saved pipeline). Errors name `audio`,
+        `text` and `sampling_rate`."""
         if audio is None:
             raise ValueError("set_default_voice needs the audio of the voice (and its transcript).")
         if isinstance(audio, DiTARVoice):
@@ -231,18 +243,15 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 "set_default_voice takes a recording and its transcript; a DiTARVoice holds features, not audio: "
                 "pass it as voice=... in calls instead."
             )
-        if text is None:
-            if self.prompt_transcriber is None:
-                raise ValueError(
-                    "set_default_voice needs the transcript of the audio; pass text=..., or call "
-                    "pipe.enable_prompt_transcription() to have it transcribed."
-                )
-            audio, text, sampling_rate, _ = self._transcribe_missing(audio, None, sampling_rate)
-        if isinstance(audio, (list, tuple)):
-            raise TypeError(PROMPT_AUDIO_TYPES.format(type(audio).__name__))
+        if isinstance(audio, (list, tuple)):  # a voice is one recording
+            raise audio_type_error(audio, DEFAULT_VOICE_NAMES.audio)
+        if text is None and self.prompt_transcriber is None:
+            raise ValueError(
+                "set_default_voice needs the transcript of the audio; pass text=..., or call "
+                "pipe.enable_prompt_transcription() to have it transcribed."
+            )
         try:
-            waveform, text = self._load_voice_recording(audio, text, sampling_rate)
-            self._checked_voice(waveform, text, prepared=True)
+            waveform, text, _ = self._voice_of_recording(audio, text, sampling_rate, DEFAULT_VOICE_NAMES)
         except (ValueError, FileNotFoundError) as err:
             raise type(err)(f"the new default voice cannot be used: {err}") from err
         self.processor.set_default_voice(waveform, text, target_rate=self._prompt_rate, prepared=True)
@@ -260,50 +269,74 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         audio, its features and its transcript's front end, and reuse the backbone's KV cache of the transcript
         (unless `reuse_prefix_cache=False`: then the speech is bit-identical to the plain path's, alone or batched;
         with it, equal up to float32 rounding; with products in bfloat16 or half precision the cache is not used, so
-        the speech stays bit-identical there too)."""
+        the speech stays bit-identical there too). Errors name `audio`, `transcript` and `sampling_rate`."""
         if audio is None and transcript is None and self.default_voice is None:
             raise ValueError("create_voice needs audio and its transcript (this pipeline has no default voice).")
         if audio is None and transcript is not None:
             raise ValueError("transcript was given without audio; pass both (or neither, for the default voice).")
-        if audio is not None and transcript is None:
-            if self.prompt_transcriber is None:
-                raise ValueError(MISSING_PROMPT_TEXT.replace("prompt_text", "transcript"))
-            if isinstance(audio, (list, tuple)):  # a voice is one recording
-                raise TypeError(PROMPT_AUDIO_TYPES.format(type(audio).__name__))
-            audio, transcript, sampling_rate, _ = self._transcribe_missing(audio, None, sampling_rate)
+        if isinstance(audio, (list, tuple)):  # a voice is one recording
+            raise audio_type_error(audio, VOICE_NAMES.audio)
+        if audio is not None and transcript is None and self.prompt_transcriber is None:
+            raise ValueError(
+                MISSING_PROMPT_TEXT.replace("prompt_audio was", "audio was").replace("prompt_text", "transcript")
+            )
         if audio is None:  # the default voice; one saved longer than the model's prompts is cut (and kept cut)
             audio, transcript, sampling_rate = fit_prompts(self, audio, transcript, sampling_rate)
             if audio is None:
                 audio, sampling_rate, transcript = self.default_voice
-            voice = self._checked_voice(audio, transcript, sampling_rate)
+            voice = self._checked_voice(audio, transcript, sampling_rate, names=VOICE_NAMES)
         else:
-            waveform, transcript = self._load_voice_recording(audio, transcript, sampling_rate)
-            voice = self._checked_voice(waveform, transcript, prepared=True)
+            _, _, voice = self._voice_of_recording(audio, transcript, sampling_rate, VOICE_NAMES)
         voice.reuse_prefix_cache = reuse_prefix_cache
         return voice
 
-    def _load_voice_recording(self, audio, transcript, sampling_rate):
+    def _voice_of_recording(
+        self, audio, transcript, sampling_rate, names: PromptNames
+    ) -> tuple[torch.Tensor, str, DiTARVoice]:
+        """(waveform at the prompt rate, transcript, checked voice) of the one recording `set_default_voice` or
+        `create_voice` was given, prepared as a call prepares `prompt_audio`: read and brought to the prompt rate once,
+        cut at a pause when longer than the model's prompts, transcribed when `transcript` is None (the callers allow
+        that only with a prompt transcriber), and checked as a call checks a prompt, with the transcript through the
+        text front end once (so its warnings are logged once). Errors call the arguments as `names` says."""
+        if transcript is not None:
+            waveform, transcript = self._load_voice_recording(audio, transcript, sampling_rate, names)
+            return waveform, transcript, self._checked_voice(waveform, transcript, names=names, prepared=True)
+        fitted, transcript = self._transcribe_recording(audio, sampling_rate, names=names)
+        # the transcribed part, prepared as the recording a call is handed after transcribing its prompt
+        rate = self._prompt_rate
+        waveform = self.processor.load_prompt_audio(fitted.numpy(), rate, target_rate=rate, name=names.audio)
+        return waveform, transcript, self._check_transcript(waveform, transcript, rate, names=names, prepared=True)
+
+    def _load_voice_recording(self, audio, transcript, sampling_rate, names: PromptNames = CALL_PROMPT_NAMES):
         """(waveform, transcript) of one voice recording: the audio read, checked and brought to the prompt rate once,
         and cut at a pause with a warning when longer than the model's prompts, as a call prepares `prompt_audio`.
         A transcript that is not a string comes back with the audio as given: the processor names that mistake
         first, before any audio is read."""
         if not isinstance(transcript, str):
             return audio, transcript
-        waveform, kept, message = load_and_fit_prompt(self, audio, transcript, sampling_rate)
+        waveform, kept, message = load_and_fit_prompt(self, audio, transcript, sampling_rate, names=names)
         if message is None:
             return waveform, transcript
         logger.warning(message)
         # the kept part is checked (and raised if quiet) as a prompt of its own, as a call does with a cut prompt
         rate = self._prompt_rate
-        return self.processor.load_prompt_audio(waveform.numpy(), rate, target_rate=rate), kept
+        return self.processor.load_prompt_audio(waveform.numpy(), rate, target_rate=rate, name=names.audio), kept
 
-    def _checked_voice(self, audio, transcript, sampling_rate=None, prepared: bool = False) -> DiTARVoice:
+    def _checked_voice(
+        self,
+        audio,
+        transcript,
+        sampling_rate=None,
+        prepared: bool = False,
+        names: PromptNames = CALL_PROMPT_NAMES,
+    ) -> DiTARVoice:
         """The processor's voice of `audio` (a waveform `_load_voice_recording` made, with `prepared=True`), refused
-        now where a call could not use it (a prompt too long for the model's positions, or spoken implausibly)."""
+        now where a call could not use it (a prompt too long for the model's positions, or spoken implausibly); errors
+        call the audio and the transcript as `names` says."""
         voice = self.processor.create_voice(
-            audio, transcript, sampling_rate, prompt_encoder=self._prompt_encoder(), prepared=prepared
+            audio, transcript, sampling_rate, prompt_encoder=self._prompt_encoder(), prepared=prepared, names=names
         )
-        self._check_prompts(torch.tensor([voice.prompt_features.shape[0]]), voice.speech_position_rate[None])
+        self._check_prompts(torch.tensor([voice.prompt_features.shape[0]]), voice.speech_position_rate[None], names)
         return voice
 
     def enable_prompt_transcription(
@@ -365,16 +398,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 made.append(None)
                 continue
             if source not in done:  # a recording shared by several texts is transcribed (and warned about) once
-                waveform = self.processor.load_prompt_audio(audio, sampling_rate, target_rate=rate)
-                try:
-                    fitted, transcript, message, cut_message = transcribe_prompt(
-                        self.prompt_transcriber, waveform, rate
-                    )
-                except (ValueError, RuntimeError) as err:
-                    raise type(err)(which + str(err)) from err
-                if cut_message is not None:
-                    logger.warning(which + cut_message)
-                logger.info(which + message)
+                fitted, transcript = self._transcribe_recording(audio, sampling_rate, which)
                 self._check_transcript(fitted, transcript, rate, which)
                 done[source] = (fitted.numpy(), transcript)
             fitted, transcript = done[source]
@@ -385,20 +409,41 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             return new_audios, new_texts, rate, made
         return new_audios[0], new_texts[0], rate, made
 
-    def _check_transcript(self, waveform: torch.Tensor, transcript: str, rate: int, which: str = "") -> DiTARVoice:
-        """The prompt checks of a call, run on a transcript the recogniser made, so that a refusal quotes it and does
-        not blame a `prompt_text` the user never gave. Returns the checked voice (for callers that keep one)."""
+    def _transcribe_recording(
+        self, audio, sampling_rate, which: str = "", names: PromptNames = CALL_PROMPT_NAMES
+    ) -> tuple[torch.Tensor, str]:
+        """(the part transcribed, at the prompt rate; its transcript) of one recording given without a transcript: read
+        and brought to the prompt rate, cut at a pause (with a warning) when longer than the model's prompts, and
+        transcribed by the prompt transcriber. `which` starts its messages (the prompt's index in a call)."""
+        rate = self._prompt_rate
+        waveform = self.processor.load_prompt_audio(audio, sampling_rate, target_rate=rate, name=names.audio)
         try:
-            voice = self.processor.create_voice(
-                waveform.numpy(), transcript, rate, prompt_encoder=self._prompt_encoder()
-            )
-            self._check_prompts(torch.tensor([voice.prompt_features.shape[0]]), voice.speech_position_rate[None])
-            return voice
+            fitted, transcript, message, cut_message = transcribe_prompt(self.prompt_transcriber, waveform, rate)
+        except (ValueError, RuntimeError) as err:
+            raise type(err)(which + str(err)) from err
+        if cut_message is not None:
+            logger.warning(which + cut_message)
+        logger.info(which + message)
+        return fitted, transcript
+
+    def _check_transcript(
+        self,
+        waveform: torch.Tensor,
+        transcript: str,
+        rate: int,
+        which: str = "",
+        names: PromptNames = CALL_PROMPT_NAMES,
+        prepared: bool = False,
+    ) -> DiTARVoice:
+        """The prompt checks of a call, run on a transcript the recogniser made, so that a refusal quotes it and does
+        not blame a transcript the user never gave. Returns the checked voice (for callers that keep one)."""
+        try:
+            return self._checked_voice(waveform.numpy(), transcript, rate, prepared=prepared, names=names)
         except ValueError as err:
             name = self.prompt_transcriber.name
             raise ValueError(
                 f"{which}the transcript {name} made of the voice prompt, {transcript!r}, cannot be used: {err} Give "
-                "the exact transcript of the prompt (prompt_text), or a clip of clear speech."
+                f"the exact transcript of the prompt ({names.text}), or a clip of clear speech."
             ) from err
 
     def _prompt_encoder(self) -> VAEPromptEncoder | None:
@@ -769,13 +814,14 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             for text in texts:
                 frontend.check_text_script(text)
 
-    def _check_prompts(self, frames: torch.Tensor, rate: torch.Tensor | None) -> None:
+    def _check_prompts(
+        self, frames: torch.Tensor, rate: torch.Tensor | None, names: PromptNames = CALL_PROMPT_NAMES
+    ) -> None:
         hop = vae_hop_length(self.vae) if self.vae is not None else self.processor.feature_extractor.hop_length
-        check_prompt_length(
-            frames, self.model.config.patch_size, self.model.config.num_history_patches, hop, self._prompt_rate
-        )
+        config = self.model.config
+        check_prompt_length(frames, config.patch_size, config.num_history_patches, hop, self._prompt_rate, names.audio)
         if rate is not None:
-            check_prompt_speaking_rate(rate, frames, hop, self._prompt_rate)
+            check_prompt_speaking_rate(rate, frames, hop, self._prompt_rate, names)
 
     def _voice_cache(self, inputs: dict):
         """The backbone's KV cache of the voice's transcript for these inputs, or None where it does not apply:
@@ -935,6 +981,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         progress = GenerationProgress(self, [len(s) for segs in segments for s in segs] if spoken_in_turn else [1])
         try:
             if spoken_in_turn:
+                if voice is None:  # one prompt for all texts is read, checked and encoded once, not once per text
+                    voice = self._shared_prompt_voice(prompt_audio, prompt_text, sampling_rate, len(texts))
                 outputs = [
                     self._generate_segments(
                         segs,
@@ -1049,16 +1097,29 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             all_stopped = all_stopped and stopped[0]
         return torch.cat(pieces[:-1]), all_stopped
 
+    def _shared_prompt_voice(self, prompt_audio, prompt_text, sampling_rate, count: int) -> DiTARVoice | None:
+        """The voice (`_prompt_as_voice`) of the prompt all `count` texts of a call use: one recording (or the same
+        one for each text) with one transcript, or the default voice. None when the texts have prompts of their own,
+        each then encoded with its text."""
+        audios = [_pick(prompt_audio, i) for i in range(count)]
+        transcripts = [_pick(prompt_text, i) for i in range(count)]
+        if not all(t is None or isinstance(t, str) for t in transcripts):
+            return None  # the processor names the mistake where the text is encoded
+        if any(a is not audios[0] for a in audios) or any(t != transcripts[0] for t in transcripts):
+            return None
+        return self._prompt_as_voice(audios[0], transcripts[0], sampling_rate)
+
     def _prompt_as_voice(self, prompt_audio, prompt_text, sampling_rate) -> DiTARVoice | None:
-        """The prompt (default: the default voice) of a text spoken in several sentence groups, read, checked and
-        encoded once for all of them, so that its warnings are logged once, not once per group. Without the prefix
-        cache, so the speech is bit-identical to encoding it with each group. None without a prompt."""
+        """The prompt (default: the default voice) of a text spoken in several sentence groups (or of all the texts of
+        a call that share it), read, checked and encoded once for all of them, so that its warnings are logged once,
+        not once per group. Without the prefix cache, so the speech is bit-identical to encoding it with each group.
+        None without a prompt."""
         if prompt_audio is None:
             if self.default_voice is None:
                 return None
             prompt_audio, sampling_rate, prompt_text = self.default_voice
         voice = self.processor.create_voice(
-            prompt_audio, prompt_text, sampling_rate, prompt_encoder=self._prompt_encoder()
+            prompt_audio, prompt_text, sampling_rate, prompt_encoder=self._prompt_encoder(), names=CALL_PROMPT_NAMES
         )
         voice.reuse_prefix_cache = False
         return voice

@@ -31,6 +31,7 @@ from .prompt_audio import (
     MIN_PROMPT_LOUDNESS_RANGE_DB,
     PROMPT_LEVEL_TARGET_DB,
     QUIET_PROMPT_FLOOR_DB,
+    PromptNames,
     check_prompt_is_speech,
     raise_quiet_prompt,
     trim_prompt,
@@ -51,6 +52,13 @@ PROMPT_AUDIO_TYPES = (
     "prompt_audio must be a path, a numpy array or torch tensor (with sampling_rate), a `datasets` Audio value "
     "({{'array': ..., 'sampling_rate': ...}}) or a torchcodec AudioDecoder; got {}."
 )
+# what `DiTARProcessor.create_voice` (and `DiTARPipeline.create_voice`) call their recording and its transcript
+VOICE_NAMES = PromptNames(audio="audio", text="transcript")
+
+
+def audio_type_error(audio, name: str = "prompt_audio") -> TypeError:
+    """The error for `audio` of a type no prompt can be read from, naming the argument it was passed as."""
+    return TypeError(name + PROMPT_AUDIO_TYPES.removeprefix("prompt_audio").format(type(audio).__name__))
 
 
 class DiTARProcessor(ProcessorMixin):
@@ -83,17 +91,21 @@ class DiTARProcessor(ProcessorMixin):
     ):
         """Voice used when a call gives no `prompt_audio`: `audio` (path or array, with `sampling_rate` for arrays) and
         its transcript `text`, both checked now. `target_rate` keeps the waveform at another rate than the feature
-        extractor's (a VAE's). `prepared=True`: `audio` is a waveform `load_prompt_audio` made at that rate already,
-        kept as it is (not read or checked again). `None` for both clears it."""
+        extractor's (a VAE's). `prepared=True`: both were checked already (`DiTARPipeline.set_default_voice` checks
+        them as a call checks a prompt): `audio` is a waveform `load_prompt_audio` made at that rate, kept as it is,
+        and `text` is not put through the text front end again (its warnings were logged once). `None` for both
+        clears it."""
         if audio is None and text is None:
             self.default_voice = None
             return
         rate = self.sampling_rate if target_rate is None else int(target_rate)
         if prepared:
+            if not isinstance(text, str):
+                raise ValueError(f"text must be a string, got {type(text).__name__}.")
             waveform = torch.as_tensor(audio)
         else:
-            waveform = self.load_prompt_audio(audio, sampling_rate, target_rate=rate)
-        self.encode_text(text)  # fail now, not at synthesis time
+            waveform = self.load_prompt_audio(audio, sampling_rate, target_rate=rate, name="audio")
+            self.encode_text(text)  # fail now, not at synthesis time
         self.default_voice = (waveform.numpy(), rate, text)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
@@ -246,7 +258,7 @@ class DiTARProcessor(ProcessorMixin):
 
         ids, prompt_lengths, encoded_prompts = [], [], {}
         for row, target in enumerate(texts):
-            row_ids = self._encode_argument(target, "text", row, batch, on_unknown)
+            row_ids = self._encode_argument(target, "text", row, batch, on_unknown, to_speak=True)
             if prompt_texts is not None:
                 # one transcript for many texts is encoded (and warned about) once
                 transcript = prompt_texts[row]
@@ -277,10 +289,12 @@ class DiTARProcessor(ProcessorMixin):
             )
         return BatchFeature(data=data, tensor_type=None)
 
-    def _prompt_features(self, prompt_audios: list, sampling_rate, prompt_encoder) -> tuple[torch.Tensor, torch.Tensor]:
-        """(normalised features [B, T, D], attention mask [B, T]) of prompt clips."""
+    def _prompt_features(
+        self, prompt_audios: list, sampling_rate, prompt_encoder, name: str = "prompt_audio"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(normalised features [B, T, D], attention mask [B, T]) of prompt clips (`name`: what errors call them)."""
         rate = None if prompt_encoder is None else int(prompt_encoder.sampling_rate)
-        waves = [self.load_prompt_audio(a, sampling_rate, target_rate=rate) for a in prompt_audios]
+        waves = [self.load_prompt_audio(a, sampling_rate, target_rate=rate, name=name) for a in prompt_audios]
         return self._waveform_features(waves, prompt_encoder)
 
     def _waveform_features(self, waves: list, prompt_encoder) -> tuple[torch.Tensor, torch.Tensor]:
@@ -305,20 +319,22 @@ class DiTARProcessor(ProcessorMixin):
         on_unknown: str = "warn",
         *,
         prepared: bool = False,
+        names: PromptNames = VOICE_NAMES,
     ) -> DiTARVoice:
         """A [`DiTARVoice`]: the prompt `audio` (path or array, with `sampling_rate` for arrays) and its `transcript`
         processed once, to pass as `voice=` instead of `prompt_audio`/`prompt_text`. `prompt_encoder` as in
         `__call__` (a VAE's). The audio is used as given; `DiTARPipeline.create_voice` also cuts an over-long prompt
         at a pause, as a call with `prompt_audio` does. `prepared=True`: `audio` is a waveform `load_prompt_audio`
         made at the prompt encoder's rate (or the feature extractor's) already, used as it is (not read or checked
-        again)."""
+        again). `names`: what errors and warnings call the audio and the transcript (default: `audio`, `transcript`;
+        the pipeline passes the names its own caller used)."""
         if not isinstance(transcript, str):
-            raise ValueError(f"transcript must be a string, got {type(transcript).__name__}.")
-        transcript_ids = self._encode_argument(transcript, "prompt_text", 0, 1, on_unknown)
+            raise ValueError(f"{names.text} must be a string, got {type(transcript).__name__}.")
+        transcript_ids = self._encode_argument(transcript, names.text, 0, 1, on_unknown)
         if prepared:
             features, mask = self._waveform_features([torch.as_tensor(audio)], prompt_encoder)
         else:
-            features, mask = self._prompt_features([audio], sampling_rate, prompt_encoder)
+            features, mask = self._prompt_features([audio], sampling_rate, prompt_encoder, name=names.audio)
         frames = int(torch.as_tensor(mask)[0].sum())
         rate = speaking_rate(torch.tensor([len(transcript_ids)]), torch.tensor([frames]))[0]
         return DiTARVoice(
@@ -386,7 +402,7 @@ class DiTARProcessor(ProcessorMixin):
         for checked in {id(v): v for v in voices}.values():
             self.check_voice(checked, prompt_encoder)
         ids = [
-            v.prompt_input_ids.tolist() + self._encode_argument(t, "text", row, len(texts), on_unknown)
+            v.prompt_input_ids.tolist() + self._encode_argument(t, "text", row, len(texts), on_unknown, to_speak=True)
             for row, (t, v) in enumerate(zip(texts, voices, strict=True))
         ]
         length = max(len(r) for r in ids)
@@ -468,11 +484,14 @@ class DiTARProcessor(ProcessorMixin):
             options.update(prompt_audio=waveform.numpy(), prompt_text=transcript, sampling_rate=self.sampling_rate)
         return self(texts[-1][1], **options)
 
-    def _encode_argument(self, value: str, name: str, row: int, batch: int, on_unknown: str) -> list[int]:
+    def _encode_argument(
+        self, value: str, name: str, row: int, batch: int, on_unknown: str, *, to_speak: bool = False
+    ) -> list[int]:
         """`encode_text`, with errors and warnings naming the argument (and row) they come from, e.g.
-        `prompt_text[1]`; a message that names none is prefixed with it. A line break in a text to speak ends a
-        sentence (`mark_line_ends`; the front end would collapse it into a space), as in the pipeline."""
-        if name == "text" and isinstance(value, str):
+        `prompt_text[1]`; a message that names none is prefixed with it. In a text to speak (`to_speak`) a line break
+        ends a sentence (`mark_line_ends`; the front end would collapse it into a space), as in the pipeline; a
+        transcript is encoded as written."""
+        if to_speak and isinstance(value, str):
             value = mark_line_ends(value)
         where = f"{name}[{row}]" if batch > 1 else name
         try:
@@ -483,53 +502,53 @@ class DiTARProcessor(ProcessorMixin):
             raise ValueError(f"{where}: {err}") from err
 
     def load_prompt_audio(
-        self, audio, sampling_rate: int | None = None, target_rate: int | None = None
+        self, audio, sampling_rate: int | None = None, target_rate: int | None = None, *, name: str = "prompt_audio"
     ) -> torch.Tensor:
         """A prompt clip as mono float32 at the feature extractor's rate (or `target_rate`); clear errors (prefixed
-        `prompt_audio:`) for missing, unreadable, empty, non-finite or silent audio, and for steady noise, hum or a
-        tone (speech-band loudness varying by less than `min_prompt_loudness_range_db`). A clip quieter than
-        `quiet_prompt_floor_db` (active-speech RMS, dBFS) is raised to `prompt_level_target_db`: the model only heard
-        voices at ordinary recording levels."""
+        with `name`, the argument the clip was passed as: `prompt_audio:` by default) for missing, unreadable, empty,
+        non-finite or silent audio, and for steady noise, hum or a tone (speech-band loudness varying by less than
+        `min_prompt_loudness_range_db`). A clip quieter than `quiet_prompt_floor_db` (active-speech RMS, dBFS) is
+        raised to `prompt_level_target_db`: the model only heard voices at ordinary recording levels."""
         try:
             audio, sampling_rate = unpack_audio(audio, sampling_rate)
             if target_rate is not None and int(target_rate) != self.sampling_rate:
                 rate = int(target_rate)
-                waveform = self._load_prompt_audio_at(audio, sampling_rate, rate)
+                waveform = self._load_prompt_audio_at(audio, sampling_rate, rate, name)
             else:
                 rate = self.sampling_rate
-                waveform = self._load_prompt_audio(audio, sampling_rate)
-            check_prompt_is_speech(waveform, rate, self.min_prompt_loudness_range_db)
+                waveform = self._load_prompt_audio(audio, sampling_rate, name)
+            check_prompt_is_speech(waveform, rate, self.min_prompt_loudness_range_db, name=name)
             return raise_quiet_prompt(waveform, rate, self.quiet_prompt_floor_db, self.prompt_level_target_db)
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"prompt_audio: {err}") from err
+            raise FileNotFoundError(f"{name}: {err}") from err
         except ValueError as err:
             message = str(err)
-            raise ValueError(message if message.startswith("prompt_audio") else f"prompt_audio: {message}") from err
+            raise ValueError(message if message.startswith(name) else f"{name}: {message}") from err
 
-    def _load_prompt_audio(self, audio, sampling_rate: int | None = None) -> torch.Tensor:
+    def _load_prompt_audio(self, audio, sampling_rate: int | None = None, name: str = "prompt_audio") -> torch.Tensor:
         if isinstance(audio, (str, bytes)) or hasattr(audio, "__fspath__"):
             waveform, _ = load_audio(audio, sampling_rate=self.sampling_rate)
         else:
             if not isinstance(audio, (np.ndarray, torch.Tensor)):
-                raise TypeError(PROMPT_AUDIO_TYPES.format(type(audio).__name__))
+                raise audio_type_error(audio, name)
             if sampling_rate is None:
                 raise ValueError(
-                    "prompt_audio is an array but sampling_rate is missing; pass sampling_rate=<Hz of the array>."
+                    f"{name} is an array but sampling_rate is missing; pass sampling_rate=<Hz of the array>."
                 )
             return self.feature_extractor.prepare_audio(audio, sampling_rate)
         return self.feature_extractor.prepare_audio(waveform, self.sampling_rate)
 
     @staticmethod
-    def _load_prompt_audio_at(audio, sampling_rate: int | None, target_rate: int) -> torch.Tensor:
+    def _load_prompt_audio_at(
+        audio, sampling_rate: int | None, target_rate: int, name: str = "prompt_audio"
+    ) -> torch.Tensor:
         if isinstance(audio, (str, bytes)) or hasattr(audio, "__fspath__"):
             waveform, _ = load_audio(audio, sampling_rate=target_rate)
             return to_mono_float32(waveform, check_silence=True)
         if not isinstance(audio, (np.ndarray, torch.Tensor)):
-            raise TypeError(PROMPT_AUDIO_TYPES.format(type(audio).__name__))
+            raise audio_type_error(audio, name)
         if sampling_rate is None:
-            raise ValueError(
-                "prompt_audio is an array but sampling_rate is missing; pass sampling_rate=<Hz of the array>."
-            )
+            raise ValueError(f"{name} is an array but sampling_rate is missing; pass sampling_rate=<Hz of the array>.")
         rate = validate_sampling_rate(sampling_rate)
         waveform = to_mono_float32(audio, check_silence=True)
         return resample_audio(waveform, rate, target_rate) if rate != target_rate else waveform

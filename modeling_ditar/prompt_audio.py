@@ -24,6 +24,7 @@ transcript of that clip; the model reads it as impossibly fast speech and does n
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -66,14 +67,26 @@ _SENTENCE_END = re.compile(r"[.!?;\u2026][\"')\]]*$")
 _CLAUSE_END = re.compile(r"[,:][\"')\]]*$")
 
 
+@dataclass(frozen=True)
+class PromptNames:
+    """What messages call a voice prompt's recording and its transcript: the arguments the user passed them as (a
+    call's `prompt_audio` and `prompt_text`, the default; `audio` and `text` or `transcript` where a voice is made)."""
+
+    audio: str = "prompt_audio"
+    text: str = "prompt_text"
+
+
 def min_prompt_frames(patch_size: int, num_history_patches: int) -> int:
     """Fewest feature frames a prompt must have: the history LocDiT conditions the first patch on, at least two
     patches."""
     return max(2, int(num_history_patches)) * int(patch_size)
 
 
-def check_prompt_length(frames, patch_size: int, num_history_patches: int, hop_length: int, sampling_rate: int):
-    """Raise a `ValueError` naming the length, the minimum and the fix when a row's prompt has too few frames."""
+def check_prompt_length(
+    frames, patch_size: int, num_history_patches: int, hop_length: int, sampling_rate: int, name: str = "prompt_audio"
+):
+    """Raise a `ValueError` naming the length, the minimum and the fix when a row's prompt has too few frames (`name`:
+    what the message calls the prompt audio)."""
     frames = torch.as_tensor(frames)
     minimum = min_prompt_frames(patch_size, num_history_patches)
     short = (frames < minimum).nonzero().flatten().tolist()
@@ -84,14 +97,16 @@ def check_prompt_length(frames, patch_size: int, num_history_patches: int, hop_l
     seconds, need = have * hop_length / sampling_rate, (minimum - 1) * hop_length / sampling_rate
     row = f" (row {short[0]})" if frames.numel() > 1 else ""
     raise ValueError(
-        f"prompt_audio{row} is shorter than the model needs: {have} feature frames (under {seconds:.3g} s), and this "
+        f"{name}{row} is shorter than the model needs: {have} feature frames (under {seconds:.3g} s), and this "
         f"model needs at least {minimum} frames ({need:.3g} s: {minimum // patch_size} patches of {patch_size}) to "
         f"continue a voice. Give a longer prompt: 3-{MAX_PROMPT_SECONDS:g} s of clear speech with its exact transcript "
         "works best."
     )
 
 
-def check_prompt_speaking_rate(rate, frames, hop_length: int, sampling_rate: int) -> None:
+def check_prompt_speaking_rate(
+    rate, frames, hop_length: int, sampling_rate: int, names: PromptNames = PromptNames()
+) -> None:
     """Refuse a prompt whose transcript cannot fit its audio: more than `MAX_PROMPT_TOKENS_PER_SECOND` transcript
     tokens per second of prompt audio, beyond a slack of `PROMPT_TOKEN_SLACK` tokens (short prompts round badly), or
     fewer than `MIN_PROMPT_TOKENS_PER_SECOND`, beyond `MIN_PROMPT_TOKEN_SLACK` (a transcript of part of the clip).
@@ -99,7 +114,8 @@ def check_prompt_speaking_rate(rate, frames, hop_length: int, sampling_rate: int
     `rate` [B]: the transcript's tokens per feature frame (the processor's `speech_position_rate`); `frames` [B]: the
     prompt's feature frames. Fluent speech runs at about 10-20 characters (or phonemes) per second, so 40 is far beyond
     any speaker: such a transcript belongs to other (or longer) audio, and the model would read it as impossibly fast
-    speech and not stop."""
+    speech and not stop. `names`: what the messages call the audio and the transcript."""
+    audio, text = names.audio, names.text
     rate, frames = torch.as_tensor(rate).float().flatten(), torch.as_tensor(frames).float().flatten()
     seconds = frames * hop_length / sampling_rate
     tokens = (rate * frames).round()
@@ -109,14 +125,14 @@ def check_prompt_speaking_rate(rate, frames, hop_length: int, sampling_rate: int
         (
             too_slow,
             f"far below human speech (about 10-20 per second; at least {MIN_PROMPT_TOKENS_PER_SECOND:g} are accepted). "
-            "prompt_text must be the complete transcript of prompt_audio: give every word said in the clip, or cut "
-            "the clip to the words of the transcript (long silences count too).",
+            f"{text} must be the complete transcript of {audio}: give every word said in the clip, or cut the clip "
+            "to the words of the transcript (long silences count too).",
         ),
         (
             too_fast,
             f"far above human speech (about 10-20 per second; at most {MAX_PROMPT_TOKENS_PER_SECOND:g} are accepted). "
-            "prompt_text must be the exact transcript of prompt_audio: give the words said in the clip, or the clip "
-            "in which they are said.",
+            f"{text} must be the exact transcript of {audio}: give the words said in the clip, or the clip in which "
+            "they are said.",
         ),
     ):
         rows = bad.nonzero().flatten().tolist()
@@ -125,7 +141,7 @@ def check_prompt_speaking_rate(rate, frames, hop_length: int, sampling_rate: int
             row = f" (row {index})" if tokens.numel() > 1 else ""
             count, length = int(tokens[index]), float(seconds[index])
             raise ValueError(
-                f"prompt_text{row} has {count} tokens for {length:.2f} s of prompt_audio: "
+                f"{text}{row} has {count} tokens for {length:.2f} s of {audio}: "
                 f"{count / max(length, 1e-9):.1f} tokens per second, {problem}"
             )
 
@@ -276,10 +292,16 @@ def pause_cut(audio: np.ndarray, sampling_rate: int, max_seconds: float, min_sam
 
 
 def trim_prompt(
-    waveform, sampling_rate: int, transcript: str, max_seconds: float | None = None, min_samples: int = 0
+    waveform,
+    sampling_rate: int,
+    transcript: str,
+    max_seconds: float | None = None,
+    min_samples: int = 0,
+    *,
+    names: PromptNames = PromptNames(),
 ) -> tuple[torch.Tensor, str, str | None]:
     """Cut a prompt longer than `max_seconds` (default `MAX_PROMPT_SECONDS`, read at call time) at a pause and its
-    transcript in proportion to the speech kept.
+    transcript in proportion to the speech kept (`names`: what the message calls the audio and the transcript).
 
     Returns (waveform, transcript, message): the inputs unchanged and `None` when the prompt fits, else the kept start
     of both and a sentence saying what was cut."""
@@ -295,8 +317,8 @@ def trim_prompt(
     kept_words, all_words = len(kept_text.split()), len(transcript.split())
     ending = kept_text if len(kept_text) <= 60 else "..." + kept_text[-50:].split(" ", 1)[-1]
     message = (
-        f"prompt_audio is {len(audio) / sampling_rate:.1f} s long, longer than the {max_seconds:g} s the model was "
-        f"trained on: it was cut at a pause to its first {cut / sampling_rate:.2f} s, and prompt_text to the first "
+        f"{names.audio} is {len(audio) / sampling_rate:.1f} s long, longer than the {max_seconds:g} s the model was "
+        f"trained on: it was cut at a pause to its first {cut / sampling_rate:.2f} s, and {names.text} to the first "
         f"{kept_words} of its {all_words} words, in proportion to the speech kept ({ending!r}). For the best result "
         f"give a prompt of at most {max_seconds:g} s with its exact transcript."
     )
@@ -304,12 +326,13 @@ def trim_prompt(
 
 
 def load_and_fit_prompt(
-    pipe, audio, text: str, sampling_rate, max_seconds: float | None = None
+    pipe, audio, text: str, sampling_rate, max_seconds: float | None = None, names: PromptNames = PromptNames()
 ) -> tuple[torch.Tensor, str, str | None]:
     """One prompt read, checked and brought to the pipeline's prompt rate (`processor.load_prompt_audio`), then cut at
-    a pause when longer than `max_seconds` (`trim_prompt`): (waveform, transcript, the cut's warning or None)."""
-    waveform = pipe.processor.load_prompt_audio(audio, sampling_rate, target_rate=pipe._prompt_rate)
-    fitted, kept, message = trim_prompt(waveform, pipe._prompt_rate, text, max_seconds)
+    a pause when longer than `max_seconds` (`trim_prompt`): (waveform, transcript, the cut's warning or None). Errors
+    and the warning call the audio and the transcript as `names` says."""
+    waveform = pipe.processor.load_prompt_audio(audio, sampling_rate, target_rate=pipe._prompt_rate, name=names.audio)
+    fitted, kept, message = trim_prompt(waveform, pipe._prompt_rate, text, max_seconds, names=names)
     return (waveform, text, None) if message is None else (fitted, kept, message)
 
 

@@ -49,7 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .pipeline_ditar import MAX_CHARS_PER_SEGMENT, split_sentences
 from .processing_ditar import DiTARVoice
-from .prompt_audio import trim_prompt
+from .prompt_audio import PromptNames, trim_prompt
 from .prompt_transcription import transcribe_prompt
 
 logger = logging.getLogger("ditar.server")
@@ -317,10 +317,12 @@ def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -
         else:
             heard = None
             fitted, kept, message = trim_prompt(waveform, target, transcript)
-            processed = pipe.create_voice(fitted.numpy(), kept, target, reuse_prefix_cache=False)
+            # the pipeline's checks of a voice, with errors that call the recording and transcript as the form does
+            processed = pipe._checked_voice(fitted.numpy(), kept, target, names=PromptNames("audio", "text"))
+            processed.reuse_prefix_cache = False
     except (ValueError, TypeError) as err:
         text = str(err)
-        param = "text" if text.lstrip("`").startswith("prompt_text") else "audio"
+        param = "text" if text.lstrip("`").startswith(("prompt_text", "text")) else "audio"
         text = _form_names(text)
         raise APIError(400, text, param, "bad_voice") from None
     except RuntimeError as err:  # the recogniser failed: the server's fault, said as such

@@ -284,9 +284,10 @@ def test_the_installed_embedded_default_loads_in_float32_and_speaks(tmp_path):
 
 
 def test_set_default_voice_checks_its_inputs(pipe):
-    with pytest.raises(ValueError, match="prompt_audio: .*silent"):
+    # named as set_default_voice's own arguments (`audio`, `text`), not as a call's prompt_audio/prompt_text
+    with pytest.raises(ValueError, match="default voice cannot be used: audio: .*silent"):
         pipe.set_default_voice(np.zeros(400, np.float32), "text", sampling_rate=SR)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="`text` is empty"):
         pipe.set_default_voice(tone(), "  ", sampling_rate=SR)
 
 

@@ -294,3 +294,34 @@ def test_a_long_text_reads_its_prompt_once_and_speaks_as_before(pipe, monkeypatc
     assert caplog.text.count(transcript) == 3
     np.testing.assert_array_equal(once, per_group)
     np.testing.assert_array_equal(np.concatenate(list(pipe.stream(**kwargs(num_candidates=1)))), streamed)
+
+
+def test_long_texts_sharing_one_prompt_read_it_once_and_speak_as_alone(pipe, monkeypatch, caplog):
+    """Several texts, each spoken in sentence groups, with one prompt for all: the prompt's features were computed and
+    its transcript encoded (and warned about) once per text. Each text's speech equals what it gives alone with its
+    generator, a short text among them included (spoken alone without sentence groups)."""
+    long_text = "A sentence that is part of a long paragraph. " * 12  # three sentence groups
+    texts = [long_text, "A short one.", long_text.replace("long", "longer")]
+    transcript = "the prompt \u2603"  # a character the vocabulary lacks: one warning each time it is encoded
+    prompt = dict(prompt_audio=PROMPT, prompt_text=transcript, sampling_rate=SR)
+    features = {"count": 0}
+    waveform_features = pipe.processor._waveform_features
+
+    def counting(*args, **kwargs):
+        features["count"] += 1
+        return waveform_features(*args, **kwargs)
+
+    monkeypatch.setattr(pipe.processor, "_waveform_features", counting)
+    generators = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        together = pipe(**prompt, **settings(text=texts, generator=generators))
+    assert features["count"] == 1
+    assert caplog.text.count("not in the vocabulary") == 1
+    for row, text in enumerate(texts):
+        alone = pipe(**prompt, **settings(text=text, generator=torch.Generator().manual_seed(row + 1)))
+        length = alone.audio_lengths[0]
+        assert together.audio_lengths[row] == length
+        np.testing.assert_array_equal(together.audios[row][:length], alone.audios[0][:length])
+    features["count"] = 0  # the default voice too: once for the call
+    pipe(**settings(text=[long_text, long_text]))
+    assert features["count"] == 1
