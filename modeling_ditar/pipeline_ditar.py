@@ -139,7 +139,12 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     transcript) can be saved with the pipeline and is used when `prompt_audio` is not given.
     """
 
-    model_cpu_offload_seq = "model->vocoder->vae"
+    # `enable_model_cpu_offload()` keeps the model on the CPU between calls and moves it to the accelerator for a call
+    # (see `_onload_model`). The vocoder and a VAE stay on the accelerator: they are small, they are called chunk by
+    # chunk in streams, where moving the model out for each chunk would cost more than it saves, and accelerate's
+    # hook cannot place a vocoder without weights (Griffin-Lim).
+    model_cpu_offload_seq = "model"
+    _exclude_from_cpu_offload = ["vocoder", "vae"]
     _optional_components = ["vocoder", "vae"]
 
     # `model` is a DiTARForConditionalGeneration and `processor` a DiTARProcessor. The annotations name their stable
@@ -858,6 +863,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         """`generate_patches` over rows laid out as `repeat_for_candidates` lays them out (K candidates per text).
         Each patch is counted on `progress`, the bar of the call or stream that asked for it (see
         `generation_progress`)."""
+        self._onload_model()
         steps = self.model.generate_patches(
             inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
@@ -1255,6 +1261,27 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             yield chunk.numpy()
         self._warn_if_cut([all_stopped], sampling.max_new_patches)
         outcome.finish(all_stopped)
+        self.maybe_free_model_hooks()  # an offloaded model goes back to the CPU, as after a call
+
+    def _onload_model(self) -> None:
+        """Move an offloaded model (`enable_model_cpu_offload`) to the accelerator before it generates. accelerate's
+        hook moves a module when its `forward` runs, and generation runs the model's parts patch by patch, never its
+        `forward`: this is what diffusers' `apply_forward_hook` does for a VAE's `decode`. The model stays there until
+        the call ends (`maybe_free_model_hooks`)."""
+        hook = getattr(self.model, "_hf_hook", None)
+        if hook is not None and hasattr(hook, "pre_forward"):
+            hook.pre_forward(self.model)
+
+    def enable_sequential_cpu_offload(self, gpu_id: int | None = None, device: torch.device | str | None = None):
+        """Not supported: accelerate's module-by-module offloading fails inside the generation loop, which runs the
+        model's parts patch by patch and reads some of its weights outside their modules' `forward`. Use
+        `enable_model_cpu_offload()`, which keeps the model off the accelerator between calls."""
+        raise NotImplementedError(
+            "DiTARPipeline does not support enable_sequential_cpu_offload(): module-by-module offloading fails in its "
+            "patch-by-patch generation loop. Use pipe.enable_model_cpu_offload() (the model is moved to the "
+            "accelerator for each call and back to the CPU after it), or pipe.to('cuda'): the pipeline is small, and "
+            "dtype=torch.bfloat16 halves its memory."
+        )
 
     def _vocode_patches(
         self, vocoder: StreamingVocoder, patches: list[torch.Tensor], match: PromptSpectrumMatch | None = None
