@@ -41,12 +41,16 @@ AutoModelForTextToWaveform.register(DiTARConfig, DiTARForTextToSpeech, exist_ok=
 AutoFeatureExtractor.register(DiTARConfig, DiTARFeatureExtractor, exist_ok=True)
 AutoProcessor.register(DiTARConfig, DiTARProcessor, exist_ok=True)
 # Hub code: `save_pretrained` writes `auto_map` and copies the code files (with their relative imports), so saved
-# folders load with `AutoModel/AutoConfig/AutoProcessor.from_pretrained(folder, trust_remote_code=True)` where this
-# package is not installed. Where it is installed, transformers prefers the registered classes above.
+# folders load with `AutoModel/AutoConfig/AutoProcessor/AutoFeatureExtractor.from_pretrained(folder,
+# trust_remote_code=True)` where this package is not installed. Where it is installed, transformers prefers the
+# registered classes above.
 DiTARConfig.register_for_auto_class("AutoConfig")
 DiTARForConditionalGeneration.register_for_auto_class("AutoModel")
 DiTARForTextToSpeech.register_for_auto_class("AutoModelForTextToWaveform")
 DiTARProcessor.register_for_auto_class("AutoProcessor")
+# (the feature extractor's own entry, written into its config by the processor's save too: AutoFeatureExtractor finds
+# the class by `feature_extractor_type` only among the classes it knows, and without this package it knows none)
+DiTARFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 
 __all__ = [
     "DiTARConfig",

@@ -221,7 +221,16 @@ def _read_adapter(source: str | os.PathLike, **hub_kwargs) -> tuple[dict, dict]:
         raise ValueError(
             f"{weights_path} is truncated or not a safetensors file ({err}); save the adapter again."
         ) from err
-    return config, state
+    return config, _without_peft_model_prefix(state)
+
+
+# `PeftModel.save_pretrained` names the weights from the wrapper (`base_model.model.<layer>...`); the model's own layers
+# have no such prefix (transformers' `load_adapter` strips it too)
+PEFT_MODEL_PREFIX = "base_model.model."
+
+
+def _without_peft_model_prefix(state: dict) -> dict:
+    return {key.removeprefix(PEFT_MODEL_PREFIX): tensor for key, tensor in state.items()}
 
 
 def _check_adapter_fits(model: nn.Module, rank: int, state: dict, source) -> None:
@@ -268,11 +277,32 @@ class DiTARLoraMixin:
 
     @property
     def peft_config(self) -> dict:
-        return self._ditar_adapters()
+        """{adapter name: LoraConfig}; like a transformers model, a model without adapters has no `peft_config`
+        (peft's `get_peft_model` takes one that exists for adapters already there and warns about them)."""
+        adapters = self._ditar_adapters()
+        if not adapters:
+            raise AttributeError("no adapter is loaded, so the model has no `peft_config`")
+        return adapters
 
     @peft_config.setter
-    def peft_config(self, value: dict) -> None:  # peft's injection assigns {adapter_name: config}
-        self._ditar_adapters().update(value)
+    def peft_config(self, value: dict) -> None:
+        # peft's injection assigns its tuner's {adapter_name: config}: kept as that same dict (as on a transformers
+        # model), so adapters a PeftModel adds or deletes later are this model's too
+        self.__dict__["_ditar_peft_config"] = value
+
+    @peft_config.deleter
+    def peft_config(self) -> None:
+        # peft's `unload()` / `merge_and_unload()` delete it once the plain layers are back: no adapter is left
+        self._forget_adapters()
+
+    def _forget_adapters(self) -> None:
+        """Drop the adapter bookkeeping once no LoRA layer is left: the registry, the active adapters, and the base
+        parameters' `requires_grad` flags from before the first adapter froze them (put back)."""
+        flags = self.__dict__.pop("_ditar_requires_grad", None) or {}
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(flags.get(name, parameter.requires_grad))
+        self.__dict__.pop("_ditar_peft_config", None)
+        self._ditar_active = []
 
     def _check_has_adapters(self) -> None:
         if not self._ditar_adapters():
@@ -307,10 +337,10 @@ class DiTARLoraMixin:
         adapter_config.inference_mode = False
         if not adapters and not _tuner_layers(self):  # peft freezes the base: its flags come back on unload
             self._ditar_requires_grad = {n: p.requires_grad for n, p in self.named_parameters()}
-        with warnings.catch_warnings():  # peft warns that the model already has `peft_config`: ours, on purpose
+        with warnings.catch_warnings():  # with adapters already loaded peft warns of several adapters: on purpose
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
             inject_adapter_in_model(adapter_config, self, adapter_name)
-        adapters[adapter_name] = adapter_config
+        self._ditar_adapters()[adapter_name] = adapter_config  # (the injection may have given the model a new dict)
         self.set_adapter(adapter_name)
 
     def load_adapter(self, peft_model_id: str | os.PathLike, adapter_name: str | None = None, **hub_kwargs) -> None:
@@ -367,7 +397,7 @@ class DiTARLoraMixin:
         """Remove what a failed `load_adapter` of `name` left (its config, layers injected before the failure) and
         restore the adapters that were active or switched off."""
         adapters = self._ditar_adapters()
-        adapters.pop(name, None)  # peft's injection registers the config before it touches any layer
+        adapters.pop(name, None)  # beside others, peft's injection registers the config before touching any layer
         if not adapters:
             self.unload_adapters()
             return
@@ -462,11 +492,7 @@ class DiTARLoraMixin:
             _set_submodule(self, name, layer.get_base_layer())
         for name, wrapper in _trained_copies(self):
             _set_submodule(self, name, wrapper.original_module)
-        flags = self.__dict__.pop("_ditar_requires_grad", None) or {}
-        for name, parameter in self.named_parameters():
-            parameter.requires_grad_(flags.get(name, parameter.requires_grad))
-        self._ditar_adapters().clear()
-        self._ditar_active = []
+        self._forget_adapters()
 
     def save_pretrained(self, save_directory, *args, variant=None, max_shard_size=None, **kwargs):
         """The model's own `save_pretrained`, refused while LoRA layers are in place (their weights would be saved
@@ -566,17 +592,15 @@ class DiTARLoraMixin:
                 fused[name] = wrapper
         self._ditar_fused = fused
 
-    def merge_and_unload(self, adapter_names: list[str] | None = None) -> None:
+    def merge_and_unload(self, adapter_names: list[str] | None = None):
         """Fold the adapters (default: the active ones) into the weights for good and forget them: a plain model
-        that saves, loads and runs (fast path included) like any other, with the adapted voice built in."""
+        that saves, loads and runs (fast path included) like any other, with the adapted voice built in. Returns the
+        model, as peft's `merge_and_unload` does."""
         if not getattr(self, "_ditar_fused", None):
             self.fuse_adapters(adapter_names)
         self._ditar_fused = None
-        flags = self.__dict__.pop("_ditar_requires_grad", None) or {}
-        for name, parameter in self.named_parameters():
-            parameter.requires_grad_(flags.get(name, parameter.requires_grad))
-        self._ditar_adapters().clear()
-        self._ditar_active = []
+        self._forget_adapters()
+        return self
 
     def unfuse_adapters(self) -> None:
         fused = getattr(self, "_ditar_fused", None)
@@ -727,8 +751,9 @@ class DiTARLoraLoaderMixin:
                 f"{type(pretrained_model_name_or_path).__name__}."
             )
         if adapter_name is None:  # the first free default_N (after a deletion the count alone may be taken)
-            index = len(self.model.peft_config)
-            while f"default_{index}" in self.model.peft_config:
+            adapters = self.model._ditar_adapters()
+            index = len(adapters)
+            while f"default_{index}" in adapters:
                 index += 1
             adapter_name = f"default_{index}"
         self.model.load_adapter(pretrained_model_name_or_path, adapter_name=adapter_name, **kwargs)
@@ -750,10 +775,10 @@ class DiTARLoraLoaderMixin:
         self.model.set_adapter(adapter_names)
 
     def get_active_adapters(self) -> list[str]:
-        return self.model.active_adapters() if self.model.peft_config else []
+        return self.model.active_adapters() if self.model._ditar_adapters() else []
 
     def get_list_adapters(self) -> dict[str, list[str]]:
-        return {"model": sorted(self.model.peft_config)}
+        return {"model": sorted(self.model._ditar_adapters())}
 
     def disable_lora(self) -> None:
         self.model.disable_adapters()
@@ -772,5 +797,5 @@ class DiTARLoraLoaderMixin:
 
     def unload_lora_weights(self) -> None:
         """Remove every adapter: the model is the base model again, output and fast path included."""
-        if self.model.peft_config or getattr(self.model, "_ditar_fused", None):
+        if self.model._ditar_adapters() or getattr(self.model, "_ditar_fused", None):
             self.model.unload_adapters()

@@ -67,18 +67,28 @@ class DiTARProcessor(ProcessorMixin):
     (espeak-ng) is on when the tokenizer was built with `phonemize=True`.
     """
 
-    def __init__(self, feature_extractor, tokenizer, chat_template=None):
+    def __init__(
+        self,
+        feature_extractor,
+        tokenizer,
+        chat_template=None,
+        quiet_prompt_floor_db: float | None = QUIET_PROMPT_FLOOR_DB,
+        prompt_level_target_db: float = PROMPT_LEVEL_TARGET_DB,
+        min_prompt_loudness_range_db: float | None = MIN_PROMPT_LOUDNESS_RANGE_DB,
+    ):
         super().__init__(feature_extractor, tokenizer, chat_template=chat_template)
         # DiTAR's character tokenizer records `phonemize` in its init kwargs; any other tokenizer is used as it is
         self.frontend = DiTARTextFrontend(tokenizer) if "phonemize" in (tokenizer.init_kwargs or {}) else None
         # (mono float32 waveform, its rate, transcript): the voice used when a call gives no prompt
         self.default_voice: tuple[np.ndarray, int, str] | None = None
+        # The prompt settings are `__init__` arguments so that `save_pretrained` writes them to processor_config.json
+        # (transformers saves the attributes its `__init__` names) and `from_pretrained` reads them back.
         # prompts quieter than this active-speech level (dBFS) are raised to `prompt_level_target_db`; None turns it off
-        self.quiet_prompt_floor_db: float | None = QUIET_PROMPT_FLOOR_DB
-        self.prompt_level_target_db: float = PROMPT_LEVEL_TARGET_DB
+        self.quiet_prompt_floor_db: float | None = quiet_prompt_floor_db
+        self.prompt_level_target_db: float = prompt_level_target_db
         # prompts whose speech-band loudness varies by less than this (dB) are refused as steady noise, hum or a tone,
         # not a voice; None turns it off
-        self.min_prompt_loudness_range_db: float | None = MIN_PROMPT_LOUDNESS_RANGE_DB
+        self.min_prompt_loudness_range_db: float | None = min_prompt_loudness_range_db
 
     def set_default_voice(
         self,
@@ -134,7 +144,7 @@ class DiTARProcessor(ProcessorMixin):
         hub = {key: kwargs[key] for key in _HUB_KWARGS if kwargs.get(key) is not None}
         feature_extractor = DiTARFeatureExtractor.from_pretrained(pretrained_model_name_or_path, **hub)
         tokenizer = _load_tokenizer(pretrained_model_name_or_path, hub)
-        processor = cls(feature_extractor, tokenizer)
+        processor = cls(feature_extractor, tokenizer, **_saved_prompt_settings(pretrained_model_name_or_path, hub))
         voice = find_default_voice(pretrained_model_name_or_path, hub)
         if voice is not None:
             import soundfile as sf
@@ -227,7 +237,7 @@ class DiTARProcessor(ProcessorMixin):
             given.update(use_default_voice=use_default_voice, voice=voice)
             return self(**{**given, **kwargs, **extra})
         if kwargs:
-            raise TypeError(f"DiTARProcessor got unexpected arguments {sorted(kwargs)}.")
+            raise TypeError(_unexpected_arguments_message(kwargs))
         if voice is not None:
             if prompt_audio is not None or prompt_text is not None:
                 raise ValueError("give either `voice` or `prompt_audio` and `prompt_text`, not both.")
@@ -587,6 +597,37 @@ def _broadcast(values: list, batch: int, name: str) -> list:
     if len(values) != batch:
         raise ValueError(f"got {len(values)} {name} for {batch} texts; give one {name} for all texts or one per text.")
     return values
+
+
+def _unexpected_arguments_message(kwargs: dict) -> str:
+    """The error for keyword arguments `__call__` does not take; `audio`, transformers' usual name for a processor's
+    audio input, is pointed to DiTAR's names for a voice prompt."""
+    message = f"DiTARProcessor got unexpected arguments {sorted(kwargs)}."
+    if {"audio", "audios"} & set(kwargs):
+        message += (
+            " A voice prompt is given as prompt_audio= (a path, or an array with sampling_rate=) with its transcript "
+            "as prompt_text=; the text to speak is text=."
+        )
+    return message
+
+
+# processor settings kept in processor_config.json (the `__init__` arguments beside the feature extractor and tokenizer)
+PROMPT_SETTINGS = ("quiet_prompt_floor_db", "prompt_level_target_db", "min_prompt_loudness_range_db")
+
+
+def _saved_prompt_settings(source, hub: dict) -> dict:
+    """The prompt settings saved in `source`'s processor_config.json; a folder saved before they were kept has none
+    (the defaults apply)."""
+    from transformers.utils import PROCESSOR_NAME, cached_file
+
+    path = cached_file(str(source), PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False, **hub)
+    if path is None:
+        return {}
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); save the processor again.") from err
+    return {key: config[key] for key in PROMPT_SETTINGS if key in config}
 
 
 def _load_tokenizer(source, hub: dict):
