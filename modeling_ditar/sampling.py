@@ -6,7 +6,8 @@ Schedule: x_t = cos(pi t / 2) x0 + sin(pi t / 2) eps, t in [0, 1]; the network p
 
 DDIM on this schedule is the same ODE step as flow-matching Euler on y = x / (cos + sin) with
 sigma = sin / (cos + sin) and velocity eps - x0, so the stepping is done by diffusers'
-`FlowMatchEulerDiscreteScheduler` and any compatible flow-matching scheduler can be swapped in.
+`FlowMatchEulerDiscreteScheduler`. Another scheduler can be swapped in if it takes that same deterministic Euler step on
+the sigmas it is given; `check_scheduler` refuses any other (see there).
 
 Shapes: B rows, P frames per patch, D feature dim.
 """
@@ -14,6 +15,7 @@ Shapes: B rows, P frames per patch, D feature dim.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable
 
@@ -46,6 +48,145 @@ def default_scheduler() -> FlowMatchEulerDiscreteScheduler:
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
 
 
+# the fix named by every refusal below
+_USE_DEFAULT = "use FlowMatchEulerDiscreteScheduler(shift=1.0)"
+# the short grid a scheduler is tried on, and the tolerance of its steps against Euler's (float32 rounding)
+_PROBE_STEPS = 4
+_PROBE_ATOL, _PROBE_RTOL = 1e-6, 1e-5
+
+
+def check_scheduler(scheduler) -> None:
+    """Raise a TypeError that names the problem and the fix unless `scheduler` can step DiTAR's patch ODE.
+
+    DiTAR solves each patch on its own cosine time grid, with DDIM steps that are flow-matching Euler steps
+    (see the module docstring), and places its one noise draw itself (`temperature`, from the call's generator). So
+    the scheduler must accept `sigmas` in `set_timesteps`, step on exactly those sigmas (no `shift` != 1, dynamic
+    shifting or sigma conversion), and take the deterministic Euler step there: a scheduler that injects its own noise
+    would draw it without the call's generator (different audio for the same generator, and `temperature=0` no longer
+    deterministic), and a multistep solver's history would be broken by DiTAR's noise injection. The check steps a
+    copy of the scheduler (the one given is left as it was) through a short grid, so a scheduler that fails inside
+    diffusers is refused here too, with the error it raised.
+    """
+    _check_scheduler(copy.deepcopy(scheduler))
+
+
+def _check_scheduler(scheduler) -> None:
+    """`check_scheduler` on a scheduler that may be stepped (its grid and step index are left changed)."""
+    name = type(scheduler).__name__
+    if not hasattr(scheduler, "set_timesteps") or "sigmas" not in _parameters(scheduler.set_timesteps):
+        raise TypeError(
+            f"scheduler must be a flow-matching scheduler whose `set_timesteps` accepts `sigmas` "
+            f"(e.g. FlowMatchEulerDiscreteScheduler); got {name}."
+        )
+    config = getattr(scheduler, "config", None) or {}
+    if config.get("use_dynamic_shifting", False):
+        # named up front: diffusers would only say that `mu` (the per-image shift, not a DiTAR argument) is missing
+        raise TypeError(
+            f"{name} has use_dynamic_shifting=True: it shifts the time grid by a `mu` per call, which DiTAR does not "
+            "pass, and DiTAR steps on its own cosine time grid, which any shift would move (so `shift` != 1 is "
+            f"refused too); {_USE_DEFAULT}, which has use_dynamic_shifting=False."
+        )
+    if config.get("stochastic_sampling", False):
+        raise TypeError(_own_noise_message(name, "stochastic_sampling=True"))
+    # The random state is neither seeded nor restored (that would disturb other threads' draws); an accepted
+    # scheduler draws nothing, and one that draws noise gives two different results on two runs.
+    stepped, euler = _probe(scheduler), _probe_inputs()[-1]
+    if stepped.shape == euler.shape and torch.allclose(stepped, euler, atol=_PROBE_ATOL, rtol=_PROBE_RTOL):
+        return
+    again = _probe(scheduler)
+    if stepped.shape != again.shape or not torch.allclose(stepped, again, atol=0, rtol=0, equal_nan=True):
+        raise TypeError(_own_noise_message(name, "its `step` draws noise"))
+    raise TypeError(
+        f"{name} does not take the flow-matching Euler step on the sigmas it is given (DiTAR's DDIM step; a multistep "
+        f"or higher-order solver would also be broken by DiTAR's noise injection); {_USE_DEFAULT}."
+    )
+
+
+def _own_noise_message(name: str, how: str) -> str:
+    return (
+        f"{name} injects its own noise ({how}), drawn without the call's generator, so the same generator would give "
+        "different audio from call to call and temperature=0 would not be deterministic. DiTAR places its noise "
+        "itself, with `temperature` (the point of the reverse ODE where fresh noise is injected, 0 = deterministic, "
+        f"1 = from pure noise): {_USE_DEFAULT} and set `temperature`."
+    )
+
+
+def _probe(scheduler) -> torch.Tensor:
+    """Step `scheduler` through a short DiTAR grid as `PatchSampler.sample` does, on fixed samples and velocities;
+    returns its result (to compare with `_probe_inputs`' Euler one)."""
+    flow_sigmas, start, velocities, _ = _probe_inputs()
+    _set_sigmas(scheduler, flow_sigmas, torch.device("cpu"))
+    y = start.clone()  # copies: the inputs are shared by all checks, and a scheduler might write to what it is given
+    try:
+        for v, timestep in zip(velocities, scheduler.timesteps, strict=True):  # lengths checked
+            y = scheduler.step(v.clone(), timestep, y, return_dict=False)[0]
+        return torch.as_tensor(y).float()
+    except Exception as err:  # any failure inside the scheduler: refused with its error, not left to surface raw
+        raise TypeError(_failed_message(scheduler, "step", err)) from err
+
+
+@functools.cache
+def _probe_inputs() -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """The probe's flow-matching sigmas, start sample, per-step velocities and the Euler result (made once; `_probe`
+    steps copies of them)."""
+    _, alpha, sigma = _cosine_grid(_PROBE_STEPS)
+    flow_sigmas = (sigma / (alpha + sigma))[:-1].float()
+    sigmas = torch.cat([flow_sigmas, flow_sigmas.new_zeros(1)])
+    start = torch.linspace(-1.0, 1.0, 8).reshape(1, 2, 4)
+    velocities = [torch.linspace(0.5, -0.5, 8).reshape(1, 2, 4) * (n + 1) for n in range(_PROBE_STEPS)]
+    euler = start
+    for n, v in enumerate(velocities):
+        euler = euler + (sigmas[n + 1] - sigmas[n]) * v
+    return flow_sigmas, start, velocities, euler
+
+
+def _failed_message(scheduler, call: str, err: Exception) -> str:
+    return (
+        f"{type(scheduler).__name__} cannot step DiTAR's patch ODE: its `{call}` raised {type(err).__name__}: {err} "
+        f"(DiTAR needs a flow-matching scheduler that takes deterministic Euler steps on the sigmas it is given); "
+        f"{_USE_DEFAULT}."
+    )
+
+
+def _set_sigmas(scheduler, flow_sigmas: torch.Tensor, device: torch.device) -> None:
+    """Give the scheduler DiTAR's flow-matching sigmas (without the terminal 0, which it appends itself) and check
+    that it steps on exactly those; a failure inside the scheduler is refused with its error."""
+    try:
+        scheduler.set_timesteps(sigmas=flow_sigmas.tolist(), device=device)
+        scheduler.set_begin_index(0)
+    except Exception as err:
+        raise TypeError(_failed_message(scheduler, "set_timesteps(sigmas=...)", err)) from err
+    _check_sigmas(scheduler, flow_sigmas)
+
+
+def _check_sigmas(scheduler, expected: torch.Tensor):
+    """The scheduler must step exactly on the sigmas it was given, one step each: a shifted or non-flow-matching
+    scheduler would silently solve another ODE."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    timesteps = getattr(scheduler, "timesteps", None)
+    wanted = torch.cat([expected, expected.new_zeros(1)])
+    if sigmas is not None:
+        sigmas = torch.as_tensor(sigmas).cpu().float()  # a custom scheduler may keep them as a list or an array
+    if (
+        sigmas is None
+        or timesteps is None
+        or len(timesteps) != len(expected)
+        or sigmas.shape != wanted.shape
+        or not torch.allclose(sigmas, wanted, atol=1e-5)
+    ):
+        raise TypeError(
+            f"{type(scheduler).__name__} does not step on the sigmas it is given (a `shift` != 1, dynamic "
+            f"shifting, or not a flow-matching scheduler); {_USE_DEFAULT}."
+        )
+
+
+def _cosine_grid(num_inference_steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The time grid t_N = 1 ... t_0 = 0 and its cosine alpha and sigma, float64."""
+    t = torch.linspace(1.0, 0.0, num_inference_steps + 1, dtype=torch.float64)
+    alpha, sigma = cosine_alpha_sigma(t)
+    return t, alpha, sigma
+
+
 class PatchSampler:
     """Solves the reverse ODE for one patch per row, with LM guidance and temperature.
 
@@ -53,7 +194,8 @@ class PatchSampler:
     all rows, so a batch is solved in lockstep. Constants of the grid are computed once per `num_inference_steps` and
     reused for every patch.
 
-    The scheduler is always the source of the sigmas (it is given the cosine grid and checked to step on exactly it).
+    The scheduler is checked when the sampler is made (`check_scheduler`: a TypeError that names the fix). It is always
+    the source of the sigmas (it is given the cosine grid and checked to step on exactly it).
     With a plain `FlowMatchEulerDiscreteScheduler` the Euler update itself is written inline on step sizes precomputed
     from the scheduler's sigmas (the same float32 operations as `scheduler.step`, without its per-step Python state
     and index lookups); `use_scheduler_step=True`, or any other scheduler class, calls `scheduler.step` every step.
@@ -63,11 +205,7 @@ class PatchSampler:
         # its own copy: `set_timesteps` and `step` keep a call's grid and step index on the scheduler, so a pipeline's
         # scheduler shared by calls from several threads gave one call another's grid (wrong steps, or an IndexError)
         self.scheduler = copy.deepcopy(scheduler) if scheduler is not None else default_scheduler()
-        if not hasattr(self.scheduler, "set_timesteps") or "sigmas" not in _parameters(self.scheduler.set_timesteps):
-            raise TypeError(
-                f"scheduler must be a flow-matching scheduler whose `set_timesteps` accepts `sigmas` "
-                f"(e.g. FlowMatchEulerDiscreteScheduler); got {type(self.scheduler).__name__}."
-            )
+        _check_scheduler(self.scheduler)  # on the copy: `sample` sets its grid and step index again
         self.use_scheduler_step = use_scheduler_step
         self._grid_cache: dict[tuple[int, str], dict] = {}
         self._eta_cache: dict[tuple, int] = {}
@@ -75,18 +213,13 @@ class PatchSampler:
     @property
     def inline_euler(self) -> bool:
         """True when the Euler update is done inline (see the class docstring)."""
-        scheduler = self.scheduler
-        return (
-            not self.use_scheduler_step
-            and type(scheduler) is FlowMatchEulerDiscreteScheduler
-            and not scheduler.config.get("stochastic_sampling", False)
-        )
+        # a stochastic FlowMatchEulerDiscreteScheduler never gets here: `check_scheduler` refuses it
+        return not self.use_scheduler_step and type(self.scheduler) is FlowMatchEulerDiscreteScheduler
 
     def _grid(self, num_inference_steps: int, device: torch.device) -> dict[str, torch.Tensor]:
         key = (num_inference_steps, str(device))
         if key not in self._grid_cache:
-            t = torch.linspace(1.0, 0.0, num_inference_steps + 1, dtype=torch.float64)  # t_N = 1 ... t_0 = 0
-            alpha, sigma = cosine_alpha_sigma(t)
+            t, alpha, sigma = _cosine_grid(num_inference_steps)
             grid = {
                 "t": t.float().to(device),
                 "alpha": alpha.float().to(device),
@@ -106,26 +239,10 @@ class PatchSampler:
         """Step sizes sigma_{n+1} - sigma_n of the scheduler's own (checked) sigmas, as `scheduler.step` computes
         them; set once per grid."""
         if "dt" not in grid:
-            self.scheduler.set_timesteps(sigmas=grid["flow_sigmas"].tolist(), device=device)
-            self._check_sigmas(grid["flow_sigmas"])
+            _set_sigmas(self.scheduler, grid["flow_sigmas"], device)
             sigmas = self.scheduler.sigmas.to(device)
             grid["dt"] = [sigmas[n + 1] - sigmas[n] for n in range(num_inference_steps)]
         return grid["dt"]
-
-    def _check_sigmas(self, expected: torch.Tensor):
-        """The scheduler must step exactly on the sigmas it was given: a shifted or non-flow-matching scheduler would
-        silently solve another ODE."""
-        sigmas = getattr(self.scheduler, "sigmas", None)
-        wanted = torch.cat([expected, expected.new_zeros(1)])
-        if (
-            sigmas is None
-            or sigmas.shape != wanted.shape
-            or not torch.allclose(sigmas.cpu().float(), wanted, atol=1e-5)
-        ):
-            raise TypeError(
-                f"{type(self.scheduler).__name__} does not step on the sigmas it is given (a `shift` != 1, dynamic "
-                "shifting, or not a flow-matching scheduler); use FlowMatchEulerDiscreteScheduler(shift=1.0)."
-            )
 
     @staticmethod
     def noise_injection_index(temperature: float, num_inference_steps: int) -> int:
@@ -242,9 +359,7 @@ class PatchSampler:
                     x = alphas[n + 1] * x0_hat + sigmas[n + 1] * noise()
             return x.to(dtype)
 
-        self.scheduler.set_timesteps(sigmas=grid["flow_sigmas"].tolist(), device=device)
-        self._check_sigmas(grid["flow_sigmas"])
-        self.scheduler.set_begin_index(0)
+        _set_sigmas(self.scheduler, grid["flow_sigmas"], device)
         for n, timestep in enumerate(self.scheduler.timesteps):
             v = velocity(x, n)
             alpha, sigma = alphas[n], sigmas[n]

@@ -1,12 +1,16 @@
 """PatchSampler: cosine VP schedule, DDIM stepping through a flow-matching scheduler, temperature (paper 3.2-3.4)."""
 
 import math
+import re
+from pathlib import Path
 
+import diffusers
 import pytest
 import torch
 from diffusers import DDPMScheduler, EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
 
-from modeling_ditar.sampling import PatchSampler, cosine_alpha_sigma
+import modeling_ditar
+from modeling_ditar.sampling import PatchSampler, check_scheduler, cosine_alpha_sigma
 
 SHAPE = (3, 2, 8)  # [B, P, D]
 
@@ -232,6 +236,132 @@ def test_incompatible_scheduler_is_rejected_or_gives_the_exact_solve(scheduler):
     except (TypeError, ValueError):
         return  # rejecting the scheduler is an acceptable fix
     torch.testing.assert_close(out, x0, atol=1e-4, rtol=0)
+
+
+def shipped_scheduler() -> FlowMatchEulerDiscreteScheduler:
+    """The scheduler of the shipped default pipeline."""
+    folder = Path(modeling_ditar.__file__).parent / "default" / "scheduler"
+    return FlowMatchEulerDiscreteScheduler.from_pretrained(folder)
+
+
+def from_shipped_config(class_name: str, **overrides):
+    """`Cls.from_config(shipped config, **overrides)`, as a user swaps the pipeline's scheduler."""
+    cls = getattr(diffusers, class_name, None)
+    if cls is None:
+        pytest.skip(f"diffusers {diffusers.__version__} has no {class_name}")
+    return cls.from_config(shipped_scheduler().config, **overrides)
+
+
+class DoubleStepScheduler(FlowMatchEulerDiscreteScheduler):
+    """Deterministic, on the given sigmas, but not the Euler step (stands in for another solver)."""
+
+    def step(self, model_output, timestep, sample, **kwargs):
+        return super().step(2.0 * model_output, timestep, sample, **kwargs)
+
+
+OWN_NOISE = "injects its own noise .* temperature=0 would not be deterministic.* with `temperature`"
+CANNOT_STEP = "cannot step DiTAR's patch ODE: its `set_timesteps"
+FIX = "use FlowMatchEulerDiscreteScheduler(shift=1.0)"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside some diffusers schedulers
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        # accepted before, and gave different audio for the same generator
+        pytest.param(
+            lambda: from_shipped_config("FlowMatchEulerDiscreteScheduler", stochastic_sampling=True),
+            OWN_NOISE,
+            id="euler-stochastic",
+        ),
+        pytest.param(lambda: from_shipped_config("FlowMatchLCMScheduler"), OWN_NOISE, id="flow-match-lcm"),
+        # failed inside diffusers before
+        pytest.param(
+            lambda: from_shipped_config("FlowMatchEulerDiscreteScheduler", use_dynamic_shifting=True),
+            "use_dynamic_shifting=True: it shifts the time grid by a `mu`",
+            id="euler-dynamic-shifting",
+        ),
+        pytest.param(
+            lambda: from_shipped_config("UniPCMultistepScheduler"), CANNOT_STEP + ".*use_flow_sigmas", id="unipc"
+        ),
+        pytest.param(
+            lambda: from_shipped_config(
+                "UniPCMultistepScheduler", use_flow_sigmas=True, prediction_type="flow_prediction"
+            ),
+            CANNOT_STEP,
+            id="unipc-flow-sigmas",
+        ),
+        pytest.param(lambda: from_shipped_config("EDMEulerScheduler"), CANNOT_STEP, id="edm-euler"),
+        pytest.param(lambda: from_shipped_config("HeliosScheduler"), CANNOT_STEP, id="helios"),
+        pytest.param(lambda: from_shipped_config("MiniMaxH3Scheduler"), CANNOT_STEP, id="minimax-h3"),
+        pytest.param(lambda: from_shipped_config("PiflowScheduler"), CANNOT_STEP, id="piflow"),
+        # accepted before at 1 or 2 steps only (where the conversion changes nothing), refused at more
+        pytest.param(
+            lambda: from_shipped_config("FlowMatchEulerDiscreteScheduler", use_karras_sigmas=True),
+            "does not step on the sigmas it is given",
+            id="euler-karras-sigmas",
+        ),
+        # deterministic and on the given sigmas, but another step than DiTAR's
+        pytest.param(
+            lambda: DoubleStepScheduler(shift=1.0), "does not take the flow-matching Euler step", id="not-euler"
+        ),
+    ],
+)
+def test_unsuitable_scheduler_is_refused_with_the_fix(make, message):
+    scheduler = make()
+    for check in (check_scheduler, PatchSampler):  # on its own, and when a sampler is made (a generation's start)
+        with pytest.raises(TypeError, match=message) as refused:
+            check(scheduler)
+        assert FIX in str(refused.value)
+
+
+def test_own_noise_refusal_says_to_use_temperature():
+    with pytest.raises(TypeError, match=f"{re.escape(FIX)} and set `temperature`"):
+        check_scheduler(FlowMatchEulerDiscreteScheduler(stochastic_sampling=True))
+
+
+def test_a_pipeline_with_a_swapped_in_stochastic_scheduler_refuses_its_first_call():
+    from pipeline_helpers import get_dummy_inputs, get_dummy_pipeline
+
+    pipe = get_dummy_pipeline()
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, stochastic_sampling=True)
+    with pytest.raises(TypeError, match=OWN_NOISE):
+        pipe(**get_dummy_inputs())
+
+
+def test_check_scheduler_accepts_the_shipped_scheduler_and_leaves_it_as_it_was():
+    scheduler = shipped_scheduler()
+    sigmas, timesteps = scheduler.sigmas.clone(), scheduler.timesteps.clone()
+    assert check_scheduler(scheduler) is None
+    assert torch.equal(scheduler.sigmas, sigmas) and torch.equal(scheduler.timesteps, timesteps)
+    assert scheduler.step_index is None and scheduler.begin_index is None
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: from_shipped_config("FlowMatchEulerDiscreteScheduler"), id="euler-from-config"),
+        pytest.param(lambda: from_shipped_config("FlowMatchEulerDiscreteScheduler", num_train_timesteps=50), id="t50"),
+        pytest.param(lambda: from_shipped_config("FlowMapEulerDiscreteScheduler"), id="flow-map-euler"),
+    ],
+)
+def test_euler_schedulers_on_the_given_sigmas_stay_accepted(make):
+    scheduler = make()
+    check_scheduler(scheduler)
+    torch.testing.assert_close(
+        PatchSampler(scheduler).sample(nonlinear_velocity, SHAPE, 6, 0.0),
+        PatchSampler().sample(nonlinear_velocity, SHAPE, 6, 0.0),
+        atol=1e-6,
+        rtol=0,
+    )
+
+
+def test_check_scheduler_leaves_the_random_state_alone():
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    check_scheduler(shipped_scheduler())
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_shared_noise_rows_give_each_group_its_first_rows_draw():
