@@ -168,9 +168,16 @@ class GenerationSettings:
     prompt_spread_match: float = 0.0
 
 
-def resolve_generation_settings(generation_config: GenerationConfig | None, **overrides) -> GenerationSettings:
+def resolve_generation_settings(
+    generation_config: GenerationConfig | None, fallback_config: GenerationConfig | None = None, **overrides
+) -> GenerationSettings:
     """Settings for one call: each override that is not None, else the generation config's value, else the default.
-    Every value is checked, so a bad setting fails here with its name, from a call or from a saved file alike."""
+    Every value is checked, so a bad setting fails here with its name, from a call or from a saved file alike.
+
+    With `fallback_config` (the model's own generation config) and another `generation_config` passed for one call,
+    the settings are merged as transformers' `generate` merges them: the overrides, then the values the passed config
+    sets (`explicit_setting`), then the fallback's, then the defaults. A `GenerationConfig(temperature=0.3)` then
+    changes the temperature alone, and keeps the model's steps, guidance, candidates and distilled guidance."""
     if generation_config is not None and not isinstance(generation_config, GenerationConfig):
         # a dict would be read as "no settings" and silently fall back to the library defaults, not the model's
         raise TypeError(
@@ -178,17 +185,24 @@ def resolve_generation_settings(generation_config: GenerationConfig | None, **ov
             f"with changes), got {type(generation_config).__name__}. To change single settings, pass them as "
             "keyword arguments instead, e.g. `generate(..., num_inference_steps=4)`."
         )
+    merge = fallback_config is not None and generation_config is not None and fallback_config is not generation_config
     values, from_config = {}, set()
     for key, default in GENERATION_DEFAULTS.items():
         value = _plain_number(overrides.pop(key, None))
         if value is None and generation_config is not None:
-            value = _plain_number(getattr(generation_config, key, None))
+            if merge:
+                value = explicit_setting(generation_config, key)
+                if value is None:
+                    value = _plain_number(getattr(fallback_config, key, None))
+            else:
+                value = _plain_number(getattr(generation_config, key, None))
             from_config.add(key)
         values[key] = default if value is None and key not in OPTIONAL_SETTINGS else value
     if overrides:
         raise TypeError(f"unknown generation settings: {sorted(overrides)}; known: {sorted(GENERATION_DEFAULTS)}.")
-    if generation_config is not None:
-        check_config_attributes(generation_config)
+    for config in (generation_config, fallback_config if merge else None):
+        if config is not None:
+            check_config_attributes(config)
     try:
         check_generation_settings(values)
     except ValueError as err:
@@ -201,6 +215,21 @@ def resolve_generation_settings(generation_config: GenerationConfig | None, **ov
             message = f"{key}={values[key]} is far beyond the usual cost ({cost}); expect a slow call."
             warn_once(logger, ("costly setting", key), message)
     return GenerationSettings(**values)
+
+
+def explicit_setting(generation_config: GenerationConfig, key: str):
+    """The DiTAR setting `key` of `generation_config` when it sets it, else None. "Set" is read as transformers reads
+    a config passed to `generate`: a value other than the one a fresh config of its kind holds. A plain
+    `GenerationConfig` holds no DiTAR setting (absent) and None for the standard flags that DiTAR shares
+    (`temperature`, `guidance_scale`); a `DiTARGenerationConfig` holds `GENERATION_DEFAULTS`, so a value equal to the
+    library default counts as unset there, as transformers counts a value equal to its own default (pass the setting
+    as a keyword argument to force it for one call)."""
+    value = _plain_number(getattr(generation_config, key, None))
+    if isinstance(generation_config, DiTARGenerationConfig):
+        unset = GENERATION_DEFAULTS[key]
+    else:
+        unset = _plain_number(_standard_flag_defaults().get(key))
+    return None if not isinstance(value, torch.Tensor) and value == unset else value
 
 
 # Standard GenerationConfig flags that a user may expect to shape DiTAR's output (length, search, token sampling)
@@ -367,9 +396,10 @@ def check_generation_settings(values: dict) -> None:
         )
 
 
-def reject_unknown_kwargs(method: str, kwargs: dict, known) -> None:
+def reject_unknown_kwargs(method: str, kwargs: dict, known, hint: str | None = None) -> None:
     """Raise a TypeError naming every unexpected keyword argument of `method`, with the closest known name, so that a
-    misspelt argument (`speech_atention_mask`) fails instead of being ignored."""
+    misspelt argument (`speech_atention_mask`) fails instead of being ignored; `hint`, when given, ends the message
+    (what the caller probably did, and what to do instead)."""
     if not kwargs:
         return
     import difflib
@@ -378,7 +408,8 @@ def reject_unknown_kwargs(method: str, kwargs: dict, known) -> None:
     for name in sorted(kwargs):
         close = difflib.get_close_matches(name, list(known), n=1)
         parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    raise TypeError(f"{method}() got unexpected keyword arguments: {', '.join(parts)}.")
+    message = f"{method}() got unexpected keyword arguments: {', '.join(parts)}."
+    raise TypeError(message if hint is None else f"{message} {hint}")
 
 
 def candidate_generators(generator, batch: int, num_candidates: int):

@@ -68,6 +68,15 @@ logger = logging.get_logger(__name__)
 # prompt's speaking rate (see `DiTARForConditionalGeneration.default_max_new_patches`).
 SPEAKING_RATE_CAP_FACTOR = 3.0
 
+# `labels` and `inputs_embeds` in forward's keywords: what peft's task wrappers (`task_type="CAUSAL_LM"`, ...) pass to
+# a token LM; the refusal alone would not say that the task type, not the caller's inputs, is the cause.
+_TASK_WRAPPER_HINT = (
+    "These are the arguments of a token language model, as peft's task wrappers pass them (get_peft_model with "
+    "LoraConfig(task_type='CAUSAL_LM') or another task_type). DiTAR is not one: its loss needs no labels. Leave "
+    "task_type unset, e.g. get_peft_model(model, LoraConfig(r=8, target_modules=['q_proj', 'v_proj'])), or use "
+    "model.add_adapter(LoraConfig(...)); with transformers' Trainer, pass speech_features and no labels."
+)
+
 
 @dataclass
 class DiTAROutput(ModelOutput):
@@ -317,6 +326,23 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
     def set_input_embeddings(self, value: nn.Module):
         self.language_model.set_input_embeddings(value)
 
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """transformers' `resize_token_embeddings` (the backbone's token embeddings and
+        `config.text_config.vocab_size`), and the CTC head's classes with them, since it names the same tokens: every
+        frame keeps the rows of the tokens that remain and its blank as the last class; tokens added get the mean of
+        the frame's token rows (`mean_resizing`, so that they start as likely as an average token), or normal weights
+        and a zero bias. The config then describes the resized model, so it saves and loads as it is."""
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        vocab = self.config.text_config.vocab_size
+        frames = self.config.ctc_frames_per_patch
+        if self.ctc_head is not None and self.ctc_head.out_features != frames * (vocab + 1):
+            self.ctc_head = _resized_ctc_head(
+                self.ctc_head, frames, vocab, mean_resizing, self.config.initializer_range
+            )
+        return embeddings
+
     def normalize_features(self, features: torch.Tensor) -> torch.Tensor:
         """Raw features (e.g. log-mel) -> the normalised space the model works in (identity without statistics)."""
         if self.config.feature_mean is None:
@@ -440,6 +466,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         speech_attention_mask: torch.LongTensor | None = None,
         speech_position_rate: torch.FloatTensor | float | None = None,
         return_dict: bool | None = None,
+        return_loss: bool = True,
         **kwargs,
     ) -> DiTAROutput | tuple:
         """Training loss for right-padded batches.
@@ -452,6 +479,11 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             speech_position_rate: [B] text tokens per feature frame for `speech_positions="aligned"` (ignored by
                 "sequential" models); by default each row's text length over its frames. Training on prompt +
                 target pairs passes the prompt part's rate, which is what generation can know.
+            return_loss: whether the output holds `loss`, the weighted sum of the losses. The model computes its loss
+                from the speech itself, with no `labels`; this argument, True by default as in CLIP, is how
+                transformers' `Trainer` learns that, and so reports `eval_loss` from `evaluate()` and `predict()`.
+                False leaves `loss` out (None, or not in the tuple); the parts (`diffusion_loss`, `stop_loss`, ...) and
+                the stop logits are still computed, since they are this model's outputs.
         """
         reject_unknown_kwargs(
             "forward",
@@ -463,7 +495,9 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 "speech_attention_mask",
                 "speech_position_rate",
                 "return_dict",
+                "return_loss",
             ),
+            hint=_TASK_WRAPPER_HINT if {"labels", "inputs_embeds"} & set(kwargs) else None,
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
@@ -509,9 +543,12 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 reader, speech_index[:, :-1], patch_mask, merged_mask, text_mask.sum(1), config.guided_attention_sigma
             )
             loss = loss + config.guided_attention_weight * guided_loss
+        if not return_loss:
+            loss = None
         if not return_dict:
             extra = tuple(extra_loss for extra_loss in (ctc_loss, guided_loss) if extra_loss is not None)
-            return (loss, diffusion_loss, stop_loss, stop_logits, hidden, *extra)
+            total = () if loss is None else (loss,)
+            return (*total, diffusion_loss, stop_loss, stop_logits, hidden, *extra)
         return DiTAROutput(
             loss=loss,
             diffusion_loss=diffusion_loss,
@@ -1072,10 +1109,13 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         return self._compiled_locdit_step
 
     def generation_settings(self, generation_config=None, **overrides) -> GenerationSettings:
-        """The sampling settings of one call: `overrides` that are not None, else `generation_config` (default: the
-        model's), else the library defaults; every value checked."""
+        """The sampling settings of one call: `overrides` that are not None, else what `generation_config` sets, else
+        the model's `generation_config`, else the library defaults (transformers' order); every value checked. A
+        passed config sets a value that differs from a fresh config's of its kind (see `explicit_setting`)."""
         settings = resolve_generation_settings(
-            generation_config if generation_config is not None else self.generation_config, **overrides
+            generation_config if generation_config is not None else self.generation_config,
+            fallback_config=self.generation_config,
+            **overrides,
         )
         if settings.num_candidates > 1 and self.ctc_head is None:
             raise ValueError(
@@ -1151,9 +1191,10 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             speech_position_rate: [B] text tokens per feature frame of the prompt (the processor returns it as
                 `speech_position_rate`); used by `speech_positions="aligned"` models, which otherwise assume
                 `config.text_tokens_per_frame`; ignored by "sequential" ones.
-            generation_config: a `GenerationConfig` to use instead of `self.generation_config`; keyword arguments
-                that name a DiTAR generation setting (e.g. `num_candidates`, `stop_threshold`) override it for this
-                call.
+            generation_config: a `GenerationConfig` for this call, merged as transformers merges it: the settings
+                it sets replace those of `self.generation_config`, the others stay the model's (a
+                `GenerationConfig(temperature=0.3)` changes the temperature alone); keyword arguments that name a
+                DiTAR generation setting (e.g. `num_candidates`, `stop_threshold`) override both.
             past_key_values: the backbone's KV cache of text tokens that begin every row (rows without padding), as
                 `DiTARVoice.prefix_cache(model)` returns it; the prefill then runs on the columns after them only. It
                 is extended in place: pass a fresh copy each call.
@@ -1300,6 +1341,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             "candidate_shared_patches",
             "candidate_num_inference_steps",
         )
+        check_weights_in_memory(self)
         if "num_candidates" in kwargs:
             raise TypeError(
                 "generate_patches() samples every row once and takes no num_candidates; generate() samples "
@@ -1884,16 +1926,65 @@ def _check_finite(values: torch.Tensor, name: str, mask: torch.Tensor | None = N
         )
 
 
+def _resized_ctc_head(head: nn.Linear, frames: int, vocab: int, mean_resizing: bool, std: float) -> nn.Linear:
+    """`head` (`frames` blocks of token classes + a last blank class) for a vocabulary of `vocab` tokens: each block
+    keeps the rows of the tokens that remain and its blank row last; added tokens get the block's mean token row
+    (`mean_resizing`) or normal(0, `std`) weights and a zero bias, as a fresh head would."""
+    hidden, old = head.in_features, head.out_features // frames - 1
+    keep = min(old, vocab)
+    with torch.no_grad():
+        weight = head.weight.view(frames, old + 1, hidden)
+        bias = head.bias.view(frames, old + 1) if head.bias is not None else None
+        new_weight = weight.new_empty(frames, vocab + 1, hidden)
+        new_weight[:, :keep], new_weight[:, -1] = weight[:, :keep], weight[:, -1]
+        if vocab > old:
+            if mean_resizing:
+                new_weight[:, old:vocab] = weight[:, :old].float().mean(1, keepdim=True).to(weight.dtype)
+            else:
+                new_weight[:, old:vocab].normal_(0.0, std)
+        resized = nn.Linear(
+            hidden, frames * (vocab + 1), bias=bias is not None, device=weight.device, dtype=weight.dtype
+        )
+        resized.weight.copy_(new_weight.reshape(-1, hidden))
+        if bias is not None:
+            new_bias = bias.new_zeros(frames, vocab + 1)
+            new_bias[:, :keep], new_bias[:, -1] = bias[:, :keep], bias[:, -1]
+            if vocab > old and mean_resizing:
+                new_bias[:, old:vocab] = bias[:, :old].float().mean(1, keepdim=True).to(bias.dtype)
+            resized.bias.copy_(new_bias.reshape(-1))
+    resized.requires_grad_(head.weight.requires_grad)
+    return resized
+
+
 def check_finite_parameters(model: nn.Module, source: str) -> None:
     """Raise a ValueError naming `source` (the weight file or folder) when a parameter or buffer of `model` holds NaN
-    or Inf (a corrupt or diverged checkpoint would otherwise load silently and speak noise or nothing)."""
+    or Inf (a corrupt or diverged checkpoint would otherwise load silently and speak noise or nothing). Weights on
+    the meta device (offloaded to disk by `device_map`) hold no values here and are skipped."""
     with torch.no_grad():
         for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
-            if tensor.is_floating_point() and tensor.numel() and not bool(torch.isfinite(tensor).all()):
+            if tensor.is_meta or not tensor.is_floating_point() or not tensor.numel():
+                continue
+            if not bool(torch.isfinite(tensor).all()):
                 raise ValueError(
                     f"the weights loaded from {source} hold NaN or Inf values (first in {name!r}); the checkpoint is "
                     "corrupt or its training diverged: load an earlier checkpoint."
                 )
+
+
+def check_weights_in_memory(model: nn.Module) -> None:
+    """Refuse to generate with weights on the meta device. Generation reads LocDiT's and the heads' weights directly,
+    outside the modules' forward calls, where accelerate's offload hooks (disk offload by `device_map`,
+    `accelerate.cpu_offload`) would bring them in, so it would fail deep inside torch instead."""
+    weights = itertools.chain(model.named_parameters(), model.named_buffers())
+    on_meta = [name for name, tensor in weights if tensor.is_meta]
+    if on_meta:
+        raise RuntimeError(
+            f"{len(on_meta)} of the model's weights are not in memory (on the meta device, first {on_meta[0]!r}): "
+            "they were offloaded, by from_pretrained with a device_map and too little max_memory (disk offload), by "
+            "accelerate.cpu_offload or by .to('meta'), and DiTAR's generation cannot bring offloaded weights in. Load "
+            "the model without disk offload (no device_map, or a max_memory that holds the whole model); to keep the "
+            "accelerator's memory free between calls, use DiTARPipeline's pipe.enable_model_cpu_offload() instead."
+        )
 
 
 def _weights_source(name_or_path, subfolder: str | None = None) -> str:
