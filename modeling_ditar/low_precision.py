@@ -8,6 +8,8 @@ stay in float32, where bfloat16 rounding would accumulate over layers and patche
 
 `LowPrecisionLinear` is an `nn.Linear` (same parameters, same state dict, still float32) that, when no gradient is
 needed, multiplies with a copy of its weight and bias in `matmul_dtype` and returns its output in the input's dtype.
+Only float32 weights are multiplied so: a model moved to another dtype (`pipe.to(torch.float64)`, float16) multiplies
+in its own dtype, as a model without the setting does, and takes the bfloat16 products again back in float32.
 The copy is refreshed whenever the float32 parameters change: in place (an optimiser step, `load_state_dict`, anything
 under `torch.no_grad()`), by being replaced, or by moving the module. Writes through `.data` bypass the version counter
 this relies on, as do in-place writes to weights that were created under `torch.inference_mode()` (they have no
@@ -63,7 +65,9 @@ class LowPrecisionLinear(nn.Linear):
         return self._low_precision_weight, self._low_precision_bias
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if self.weight.dtype == self.matmul_dtype or (
+        # bfloat16 products save time only against float32 ones: float64 weights would lose their precision, and
+        # half-precision weights multiply in their own dtype
+        if self.weight.dtype != torch.float32 or (
             torch.is_grad_enabled() and (self.weight.requires_grad or input.requires_grad)
         ):
             return F.linear(input, self.weight, self.bias)
@@ -77,6 +81,12 @@ class LowPrecisionLinear(nn.Linear):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, matmul_dtype={self.matmul_dtype}"
+
+
+def linear_matmul_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype `set_linear_matmul_dtype` last gave the linears inside `module` (what they multiply in while their
+    weights are float32): that of its first low-precision linear, float32 when it has none."""
+    return next((m.matmul_dtype for m in module.modules() if isinstance(m, LowPrecisionLinear)), torch.float32)
 
 
 def tensor_key(tensor: torch.Tensor | None) -> tuple:

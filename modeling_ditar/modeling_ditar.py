@@ -1058,7 +1058,12 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
     def matmul_dtype(self) -> torch.dtype:
         """The dtype the backbone multiplies in (see `set_matmul_dtype`)."""
         for module in self.language_model.modules():
-            if isinstance(module, LowPrecisionLinear) and module.weight.dtype != module.matmul_dtype:
+            # only float32 weights take other products (see `LowPrecisionLinear.forward`)
+            if (
+                isinstance(module, LowPrecisionLinear)
+                and module.weight.dtype == torch.float32
+                and module.matmul_dtype != torch.float32
+            ):
                 return module.matmul_dtype
         return next(p.dtype for p in self.language_model.parameters() if p.is_floating_point())
 

@@ -17,9 +17,11 @@ import inspect
 import itertools
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,7 @@ from .backbone_decoding import decode_step  # noqa: F401
 from .candidate_pruning import CandidateFollower, choose_candidates
 from .configuration_ditar import DiTARConfig  # noqa: F401
 from .feature_extraction_ditar import DiTARFeatureExtractor  # noqa: F401
-from .generation_ditar import GenerationSettings, cut_by_cap_message, repeat_for_candidates
+from .generation_ditar import GenerationSettings, cut_by_cap_message, repeat_for_candidates, warn_once
 from .generation_progress import GenerationProgress
 from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import (
@@ -56,7 +58,7 @@ from .hub_utils import (
 )
 from .locdit import LocDiT  # noqa: F401
 from .lora import DiTARLoraLoaderMixin
-from .low_precision import matmul_dtype_setting
+from .low_precision import linear_matmul_dtype, matmul_dtype_setting
 from .modeling_ditar import DiTARForConditionalGeneration, PatchStep
 from .phase_reconstruction import phase_gradient_phase  # noqa: F401
 from .processing_ditar import (
@@ -75,7 +77,7 @@ from .prompt_audio import (
     load_and_fit_prompt,
 )
 from .prompt_transcription import DEFAULT_ASR_MODEL, DEFAULT_LANGUAGE, PromptTranscriber, transcribe_prompt
-from .sampling import PatchSampler  # noqa: F401
+from .sampling import PatchSampler, check_scheduler  # noqa: F401
 from .sentence_splitting import MAX_CHARS_PER_SEGMENT, mark_line_ends, split_sentences
 from .spectrum_matching import PromptSpectrumMatch, prompt_spectrum_matches
 from .speech_positions import speaking_rate  # noqa: F401
@@ -161,16 +163,18 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     ):
         super().__init__()
         self.register_modules(model=model, processor=processor, scheduler=scheduler, vocoder=vocoder, vae=vae)
-        # how the model multiplies, saved with the pipeline (model_index.json) like any pipeline setting; None leaves
-        # the model as it was given
         matmul_dtype = matmul_dtype_setting(matmul_dtype)
-        if matmul_dtype is not None:
-            model.set_matmul_dtype(matmul_dtype)
-        self.register_to_config(matmul_dtype=matmul_dtype)
         self._vae_pause: torch.Tensor | None = None
         # transcribes prompts given without prompt_text, once `enable_prompt_transcription()` sets it (not saved)
         self.prompt_transcriber: PromptTranscriber | None = None
-        self._check_components()
+        # diffusers' `pipe._interrupt`, kept per thread (see `interrupt`)
+        self._interrupts: dict[int, bool] = {}
+        self._check_components()  # before the model is touched: components refused leave it as it was given
+        # how the model multiplies, saved with the pipeline (model_index.json) like any pipeline setting; None leaves
+        # the model as it was given and records what it does (see `_matmul_setting_of`)
+        if matmul_dtype is not None:
+            model.set_matmul_dtype(matmul_dtype)
+        self.register_to_config(matmul_dtype=_matmul_setting_of(model, matmul_dtype))
         # weights loaded from a memory-mapped file can sit at unaligned addresses (see `_align_cpu_tensors`)
         for module in (model, vae):
             if isinstance(module, torch.nn.Module):
@@ -178,6 +182,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
 
     def _check_components(self):
         fe, config = self.processor.feature_extractor, self.model.config
+        if self.scheduler is not None:  # a scheduler that cannot step the patch ODE is refused now, not at a call
+            check_scheduler(self.scheduler)
         if self.vae is not None:
             if self.vocoder is not None:
                 raise ValueError(
@@ -226,6 +232,23 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     def _prompt_rate(self) -> int:
         """Rate prompt audio is brought to: the VAE's, or the feature extractor's."""
         return vae_sampling_rate(self.vae) if self.vae is not None else self.processor.sampling_rate
+
+    @property
+    def interrupt(self) -> bool:
+        """diffusers' interruption flag: a `callback_on_patch_end` that sets `pipe._interrupt = True` ends the call
+        after that patch; the call returns the speech generated so far (its rows, and texts left unspoken, are marked
+        not `stopped`). A call starts with it False. It belongs to the thread that runs the call: calls on one pipeline
+        from several threads each interrupt only themselves, and setting it from another thread does not stop a call
+        (stop a stream by no longer iterating it)."""
+        return self._interrupt
+
+    @property
+    def _interrupt(self) -> bool:
+        return self._interrupts.get(threading.get_ident(), False)
+
+    @_interrupt.setter
+    def _interrupt(self, value: bool) -> None:
+        self._interrupts[threading.get_ident()] = bool(value)
 
     # ----------------------------------------------------------------------------------------------------------------
     # default voice and persistence
@@ -493,6 +516,12 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 f"remote_code, {', '.join(sorted(known - {'kwargs'}))}"
                 + (", and with push_to_hub=True the commit and card settings of push_to_hub." if not push else ".")
             )
+        if kwargs.get("safe_serialization") is False:
+            logger.warning(
+                "save_pretrained(safe_serialization=False): the model's weights are saved as safetensors all the same "
+                "(model/model.safetensors: transformers writes no pytorch_model.bin); load the folder without "
+                "use_safetensors=False."
+            )
         target = Path(save_directory).expanduser().resolve()
         if target.exists() and not target.is_dir():
             raise NotADirectoryError(f"save_directory {str(target)!r} is a file; pass a folder path to save into.")
@@ -504,6 +533,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                     f"save_directory {str(target)!r} holds other files ({shown}) and is no pipeline folder (it has no "
                     "model_index.json): saving there could replace some of them. Pass a new or empty folder."
                 )
+        # the folder asks for the products the model makes now (it may have been switched since the pipeline was built)
+        self.register_to_config(matmul_dtype=_matmul_setting_of(self.model, self.config.matmul_dtype))
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
         try:
@@ -530,6 +561,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     def to(self, *args, **kwargs):
         """diffusers' `to`, refusing what would leave no usable pipeline: the meta device (the weights' values are
         dropped) and dtypes that are not real floating point (the next call would fail deep inside)."""
+        if kwargs.get("dtype") is _KEEP_DTYPES:  # `from_pipe` without a dtype: the components keep theirs
+            return self
         for value in (*args, *kwargs.values()):
             if isinstance(value, torch.dtype) and (not value.is_floating_point or value.is_complex):
                 raise ValueError(f"the pipeline computes in real floating point; {value} is not (use torch.float32).")
@@ -620,7 +653,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             local = snapshot_download(source, **hub)
         else:
             local = source
-        check_pipeline_folder(local)
+        check_pipeline_folder(local, use_safetensors=kwargs.get("use_safetensors"), variant=kwargs.get("variant"))
         stored = _stored_dtype(Path(local) / "model" / "config.json")
         if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None and stored in HALF_DTYPES:
             kwargs["dtype"] = torch.float32
@@ -631,8 +664,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             dtype = kwargs.get(dtype_key)
             if isinstance(dtype, dict):  # diffusers' per-component dtypes
                 dtype = dtype.get("model", dtype.get("default"))
+            # the weight-file options that diffusers would pass on (given only when asked for)
+            options = {k: kwargs[k] for k in ("variant", "use_safetensors") if kwargs.get(k) is not None}
             kwargs["model"] = DiTARForConditionalGeneration.from_pretrained(
-                Path(local) / "model", candidate_locdit=False, dtype=dtype
+                Path(local) / "model", candidate_locdit=False, dtype=dtype, **options
             )
         try:
             pipe = super().from_pretrained(local, **kwargs)
@@ -651,6 +686,39 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         # float16 checkpoint computed in float32 stays float16 on disk), see `_parameters_stored_as`
         pipe._stored_dtype = stored
         return pipe
+
+    @classmethod
+    def from_pipe(cls, pipeline, **kwargs):
+        """diffusers' `from_pipe`: a new pipeline with the components of `pipeline`, the same objects (no memory is
+        copied), except those given as keywords (`scheduler=...`). What changes a shared component, such as
+        `pipe.model.set_matmul_dtype(...)`, a LoRA or a new default voice (the processor holds it), changes it for both
+        pipelines. `dtype=` converts the shared components, so both pipelines then compute in it; without it they keep
+        their dtypes (diffusers' own `from_pipe` converts them to float32). `matmul_dtype` is refused unless a `model`
+        of the new pipeline's own is given: on the shared model it would change how both pipelines multiply."""
+        if kwargs.get("matmul_dtype") is not None and "model" not in kwargs:
+            raise ValueError(
+                "from_pipe shares the pipeline's model, so matmul_dtype would change how both pipelines multiply. "
+                "Change the shared model for both with pipe.model.set_matmul_dtype(...), or load a pipeline of its "
+                "own: DiTARPipeline.from_pretrained(folder, matmul_dtype=...)."
+            )
+        # diffusers carries a model component over only when its class is the one the `__init__` annotation names, and
+        # the vocoder and the VAE have none (see `__init__`), so they are handed over here
+        source_components = getattr(pipeline, "components", {})
+        for name in ("vocoder", "vae"):
+            if name not in kwargs and name in source_components:
+                kwargs[name] = source_components[name]
+        if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None:
+            kwargs["dtype"] = _KEEP_DTYPES
+        shared_model = "model" not in kwargs
+        if shared_model:
+            kwargs["matmul_dtype"] = None  # the source's setting would be applied to the shared model again
+        new = super().from_pipe(pipeline, **kwargs)
+        if shared_model and new.model is getattr(pipeline, "model", None):
+            new.register_to_config(matmul_dtype=_matmul_setting_of(new.model, pipeline.config.get("matmul_dtype")))
+            # the same model saves its weights in the dtype they were loaded from (see `from_pretrained`)
+            if hasattr(pipeline, "_stored_dtype"):
+                new._stored_dtype = pipeline._stored_dtype
+        return new
 
     @classmethod
     def load_config(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -862,7 +930,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     ) -> Iterator[PatchStep]:
         """`generate_patches` over rows laid out as `repeat_for_candidates` lays them out (K candidates per text).
         Each patch is counted on `progress`, the bar of the call or stream that asked for it (see
-        `generation_progress`)."""
+        `generation_progress`). A callback that sets `pipe._interrupt = True` ends the loop after its patch (see
+        `interrupt`)."""
+        self._warn_if_forward_compiled()
         self._onload_model()
         steps = self.model.generate_patches(
             inputs["input_ids"],
@@ -886,6 +956,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 callback_on_patch_end(self, step.index, step)
             progress.update()
             yield step
+            if callback_on_patch_end is not None and self._interrupt:
+                steps.close()
+                break
         progress.end_segment()
 
     def _streaming_vocoder(self) -> StreamingVocoder:
@@ -927,7 +1000,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             output_type: "np" (float32 waveforms), "pt" (tensors) or "features" (de-normalised features, a float32
                 tensor `[B, T, D]`).
             callback_on_patch_end: `fn(pipe, patch_index, patch_step)` after every generated patch (what it returns is
-                not used; raise in it to stop the call). `patch_index` counts the patches of the batch being generated:
+                not used). To stop early, set `pipe._interrupt = True` in it, as in diffusers: the call returns what
+                was generated so far (rows marked not `stopped`); or raise in it to abandon the call. `patch_index`
+                counts the patches of the batch being generated:
                 texts long enough to be split into sentence groups are generated one group after another, and each
                 group counts from 0 with its own rows only.
             sampling_rate: rate of array prompts (files carry their own).
@@ -985,6 +1060,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         # the call's own progress bar, handed down to where its patches are counted: concurrent calls (threads, a
         # stream between whose chunks this call runs) each count on their own
         progress = GenerationProgress(self, [len(s) for segs in segments for s in segs] if spoken_in_turn else [1])
+        self._interrupt = False  # as diffusers pipelines start a call
         try:
             if spoken_in_turn:
                 if voice is None:  # one prompt for all texts is read, checked and encoded once, not once per text
@@ -1013,7 +1089,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 )
         finally:
             progress.close()  # also the bar of a call that failed or was interrupted
-        self._warn_if_cut(stopped, sampling.max_new_patches)
+            interrupted = self._interrupts.pop(threading.get_ident(), False)
+        if not interrupted:  # rows a callback ended are not stopped, and the patch cap did not end them
+            self._warn_if_cut(stopped, sampling.max_new_patches)
 
         # 5. post-process: de-normalised features or waveform through the vocoder
         if output_type == "features":
@@ -1095,12 +1173,17 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if voice is None and len(segments) > 1:
             voice = self._prompt_as_voice(prompt_audio, prompt_text, sampling_rate)
         for segment in segments:
+            if self._interrupt:  # a callback ended the call: the rest of the text is not spoken
+                all_stopped = False
+                break
             inputs = self._encode([segment], prompt_audio, prompt_text, sampling_rate, voice)
             features, stopped = self._generate_rows(
                 inputs, sampling, generator, callback_on_patch_end, progress=progress
             )
             pieces += [features[0], pause]
             all_stopped = all_stopped and stopped[0]
+        if not pieces:  # ended before this text began
+            return pause[:0], False
         return torch.cat(pieces[:-1]), all_stopped
 
     def _shared_prompt_voice(self, prompt_audio, prompt_text, sampling_rate, count: int) -> DiTARVoice | None:
@@ -1263,6 +1346,22 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         outcome.finish(all_stopped)
         self.maybe_free_model_hooks()  # an offloaded model goes back to the CPU, as after a call
 
+    def _warn_if_forward_compiled(self) -> None:
+        """`pipe.model = torch.compile(pipe.model)` and `pipe.model.compile()` compile the model's `forward`, which
+        generation never calls (it runs the model's parts patch by patch): they compile nothing. Say so, once."""
+        model = self.model
+        wrapped = isinstance(model, torch.nn.Module) and "_orig_mod" in model._modules  # torch.compile(model)
+        if wrapped or getattr(model, "_compiled_call_impl", None) is not None:  # model.compile()
+            warn_once(
+                logger,
+                "compiled model forward",
+                f"{'torch.compile(pipe.model)' if wrapped else 'pipe.model.compile()'} compiles the model's forward(), "
+                "which generation never calls (it runs the model's parts patch by patch): nothing is compiled and the "
+                "pipeline runs as before. For compiled generation call "
+                "pipe.model.enable_fast_generation(compile=True), which compiles LocDiT's per-step call, where "
+                "generation spends most of its time.",
+            )
+
     def _onload_model(self) -> None:
         """Move an offloaded model (`enable_model_cpu_offload`) to the accelerator before it generates. accelerate's
         hook moves a module when its `forward` runs, and generation runs the model's parts patch by patch, never its
@@ -1291,6 +1390,29 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             frames = self.model.denormalize_features(patch.float()).cpu()
             for chunk in vocoder.push(frames if match is None else match(frames)):
                 yield chunk.numpy()
+
+
+# the dtype `from_pipe` hands diffusers' `from_pipe` when none was asked for: diffusers then calls `to(dtype=...)` with
+# it, which leaves every component as it is (diffusers would convert them to float32)
+class _KeepDtypes:
+    def __repr__(self) -> str:
+        return "<the components' own dtypes>"
+
+
+_KEEP_DTYPES = _KeepDtypes()
+
+
+def _matmul_setting_of(model, asked: str | None) -> str | None:
+    """The `matmul_dtype` a pipeline of `model` records and saves: "auto" as asked (it decides again wherever the
+    folder is loaded), otherwise what the model's linears are set to multiply in now, None for the float32 products of
+    a model without a setting. So a model switched directly (`pipe.model.set_matmul_dtype`) is saved as it multiplies,
+    and a pipeline built on another's components keeps its setting."""
+    if asked == "auto":
+        return asked
+    current = linear_matmul_dtype(model)
+    if current == torch.float32 and asked in (None, "float32"):
+        return asked
+    return matmul_dtype_setting(current)
 
 
 def _device_type(value) -> str | None:
@@ -1356,9 +1478,12 @@ def _replace_folder(staging: Path, target: Path, keep=None) -> None:
         logger.warning(f"saved to {target}; the previous folder, moved to {old}, could not be removed entirely.")
 
 
-def check_pipeline_folder(folder: str | os.PathLike) -> None:
-    """Raise a FileNotFoundError naming what a pipeline folder lacks: `model_index.json`, a component's subfolder, or
-    `model/config.json` (diffusers' own errors for these name another file or none)."""
+def check_pipeline_folder(
+    folder: str | os.PathLike, use_safetensors: bool | None = None, variant: str | None = None
+) -> None:
+    """Raise a FileNotFoundError naming what a pipeline folder lacks: `model_index.json`, a component's subfolder,
+    `model/config.json`, or weights that the loading options `use_safetensors` and `variant` can load (diffusers' and
+    transformers' own errors for these name another file or none)."""
     folder = Path(folder)
     index = folder / "model_index.json"
     if not index.is_file():
@@ -1387,6 +1512,47 @@ def check_pipeline_folder(folder: str | os.PathLike) -> None:
         raise FileNotFoundError(
             f"{folder / 'model' / 'config.json'} is missing: the model's configuration is needed to build it; copy "
             "the whole pipeline folder (or re-save it with DiTARPipeline.save_pretrained)."
+        )
+    for name in ("model", "vocoder", "vae"):  # the components that hold weights
+        if (folder / name).is_dir():
+            _check_weight_files(folder / name, use_safetensors, variant, variant_required=name == "model")
+
+
+# a weight file of a component: `model.safetensors`, `diffusion_pytorch_model.bin`, `model.fp16.safetensors`, a shard
+# `model-00001-of-00002.safetensors` or `model.fp16-00001-of-00002.safetensors`
+_WEIGHT_FILE = re.compile(r"[A-Za-z_]+(?:\.(?P<variant>[^.]+?))?(?:-\d+-of-\d+)?\.(?P<format>safetensors|bin)")
+
+
+def _check_weight_files(
+    component: Path, use_safetensors: bool | None, variant: str | None, variant_required: bool
+) -> None:
+    """Raise a FileNotFoundError where `component`'s weights cannot load with these options: a folder saved with a
+    `variant` only, loaded without one (transformers names only the files it looked for); with `variant_required` (the
+    model, which transformers loads without falling back to the plain weights), a variant it lacks; safetensors only,
+    with `use_safetensors=False`. A component without weight files (a scheduler, Griffin-Lim) is not checked."""
+    found = {name: _WEIGHT_FILE.fullmatch(name) for name in sorted(os.listdir(component))}
+    files = {name: match for name, match in found.items() if match is not None}
+    if not files:
+        return
+    names = list(files)
+    listed = ", ".join(names[:3]) + (f", ... ({len(names)} files)" if len(names) > 3 else "")
+    usable = [match["format"] for match in files.values() if match["variant"] == variant]
+    variants = sorted({match["variant"] for match in files.values() if match["variant"] is not None})
+    if not usable and variant is None:
+        raise FileNotFoundError(
+            f"{component} holds only weights saved with variant={variants[0]!r} ({listed}); pass "
+            f"variant={variants[0]!r} to from_pretrained."
+        )
+    if not usable and variant_required:
+        held = f"the variant(s) {', '.join(map(repr, variants))}" if variants else "weights without a variant"
+        raise FileNotFoundError(
+            f"{component} has no weights of variant={variant!r}; it holds {held} ({listed}): "
+            + (f"pass variant={variants[0]!r} to from_pretrained." if variants else "leave out variant=.")
+        )
+    if usable and use_safetensors is False and "bin" not in usable:
+        raise FileNotFoundError(
+            f"{component} holds its weights as safetensors only ({listed}), and use_safetensors=False loads only "
+            ".bin files: drop use_safetensors=False (safetensors is the format save_pretrained writes)."
         )
 
 

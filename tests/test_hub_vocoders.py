@@ -592,7 +592,10 @@ def test_vocos_checkpoint_converts_one_to_one(vocos_files, capsys):
 
     fe = DiTARFeatureExtractor.from_pretrained(out / "feature_extractor")
     preset = DiTARFeatureExtractor.from_vocoder_preset("vocos_mel_24khz")
-    assert fe.to_dict() == preset.to_dict()
+    saved = fe.to_dict()
+    # the saved config also maps AutoFeatureExtractor to the package's class, for loading as remote code
+    assert saved.pop("auto_map") == {"AutoFeatureExtractor": "feature_extraction_ditar.DiTARFeatureExtractor"}
+    assert saved == preset.to_dict()
     # the vocoder records Vocos' HTK, unnormalised, natural-log features, so a pipeline refuses Slaney or log10 ones
     assert (vocoder.config.mel_scale, vocoder.config.mel_norm, vocoder.config.log_mel) == ("htk", None, "log")
     vocoder.check_feature_extractor(fe)

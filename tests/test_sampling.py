@@ -329,6 +329,17 @@ def test_a_pipeline_with_a_swapped_in_stochastic_scheduler_refuses_its_first_cal
         pipe(**get_dummy_inputs())
 
 
+def test_a_pipeline_is_not_built_with_a_scheduler_it_cannot_step():
+    from pipeline_helpers import get_dummy_pipeline
+
+    from modeling_ditar import DiTARPipeline
+
+    components = get_dummy_pipeline().components
+    stochastic = FlowMatchEulerDiscreteScheduler.from_config(components["scheduler"].config, stochastic_sampling=True)
+    with pytest.raises(TypeError, match=OWN_NOISE):
+        DiTARPipeline(**{**components, "scheduler": stochastic})
+
+
 def test_check_scheduler_accepts_the_shipped_scheduler_and_leaves_it_as_it_was():
     scheduler = shipped_scheduler()
     sigmas, timesteps = scheduler.sigmas.clone(), scheduler.timesteps.clone()
