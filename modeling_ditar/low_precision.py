@@ -67,7 +67,7 @@ class LowPrecisionLinear(nn.Linear):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         # bfloat16 products save time only against float32 ones: float64 weights would lose their precision, and
         # half-precision weights multiply in their own dtype
-        if self.weight.dtype != torch.float32 or (
+        if self.weight.dtype != torch.float32 or self.matmul_dtype == torch.float32 or (
             torch.is_grad_enabled() and (self.weight.requires_grad or input.requires_grad)
         ):
             return F.linear(input, self.weight, self.bias)
