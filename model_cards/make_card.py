@@ -57,10 +57,11 @@ EMBEDDED_DEFAULT = dict(
         "j x 4 x r, r = the prompt's text tokens per frame, next to the text being spoken",
         "audio": "16 kHz, 80 log-mel bins, hop 320 (50 frames per second); Griffin-Lim vocoder (no weights)",
         "weights": "stored in float16 (25 MB, 12.5 M parameters of which 2.6 M are the candidate LocDiT), loaded in "
-        "float32 by `DiTARPipeline.from_pretrained()`; on CPUs that multiply bfloat16 natively (AVX512-BF16, AMX) its "
-        "transformers' linears multiply bfloat16 copies of them, everything else in float32 (`matmul_dtype: auto` in "
-        "model_index.json; `matmul_dtype=torch.float32` turns it off). The tables below were measured in float32; "
-        "paired against it, bfloat16 products kept words, SIM and DNSMOS within noise on six sets "
+        "float32 by `DiTARPipeline.from_pretrained()`; on CPUs with AVX512-BF16 and no AMX (e.g. AMD Zen 5; on an "
+        "Intel Xeon with AMX bfloat16 products were slower, so it stays in float32 there) its transformers' linears "
+        "multiply bfloat16 copies of them, everything else in float32 (`matmul_dtype: auto` in model_index.json; "
+        "`matmul_dtype=torch.float32` turns it off). The tables below were measured in float32; paired against "
+        "it, bfloat16 products kept words, SIM and DNSMOS within noise on six sets "
         "(docs/research/benchmark/bfloat16_matmuls.md in the repository)",
         "sampling": "4 LocDiT steps per patch, LM guidance g = 1.5, temperature 0.5; best of 4 candidates: every "
         "text is sampled 4 times in one batch, after 12 patches the candidate whose speech so far the model's own CTC "

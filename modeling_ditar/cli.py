@@ -101,8 +101,8 @@ def _float_in(low: float, high: float | None):
 
 
 MATMUL_DTYPE_HELP = (
-    "dtype the model's transformers multiply in (norms, attention and sums stay float32): auto = bfloat16 on CPUs that "
-    "multiply it natively (AVX512-BF16, AMX; first audio about 0.8x), float32 elsewhere (default: the model folder's "
+    "dtype the model's transformers multiply in (norms, attention and sums stay float32): auto = bfloat16 on CPUs "
+    "where it pays (AVX512-BF16 without AMX; first audio about 0.8x), float32 elsewhere (default: the model folder's "
     "setting; the embedded default's is auto)"
 )
 LOCDIT_DTYPE_HELP = (

@@ -1,10 +1,11 @@
-"""Matrix multiplications in bfloat16 with float32 everywhere else, for CPUs that multiply bfloat16 natively.
+"""Matrix multiplications in bfloat16 with float32 everywhere else, for CPUs where bfloat16 products pay.
 
 At the embedded default's size a generation step is a handful of small matrix products per patch. On a CPU they are
 bound by memory traffic (the backbone's one-token steps read every weight once per patch) or by multiply throughput
-(LocDiT's short sequences). CPUs with AVX512-BF16 or AMX multiply bfloat16 at twice the float32 rate and read half the
-bytes, so the linears of the transformers gain most from it. Norms, softmax attention, residual sums and the KV cache
-stay in float32, where bfloat16 rounding would accumulate over layers and patches.
+(LocDiT's short sequences). CPUs with AVX512-BF16 multiply bfloat16 at twice the float32 rate and read half the bytes,
+so the linears of the transformers gain from it (measured on AMD Zen 5); with AMX (Intel Xeon) the products were slower
+than float32 ones, so "auto" leaves those CPUs in float32 (`cpu_multiplies_bfloat16`). Norms, softmax attention,
+residual sums and the KV cache stay in float32, where bfloat16 rounding would accumulate over layers and patches.
 
 `LowPrecisionLinear` is an `nn.Linear` (same parameters, same state dict, still float32) that, when no gradient is
 needed, multiplies with a copy of its weight and bias in `matmul_dtype` and returns its output in the input's dtype.
@@ -67,8 +68,10 @@ class LowPrecisionLinear(nn.Linear):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         # bfloat16 products save time only against float32 ones: float64 weights would lose their precision, and
         # half-precision weights multiply in their own dtype
-        if self.weight.dtype != torch.float32 or self.matmul_dtype == torch.float32 or (
-            torch.is_grad_enabled() and (self.weight.requires_grad or input.requires_grad)
+        if (
+            self.weight.dtype != torch.float32
+            or self.matmul_dtype == torch.float32
+            or (torch.is_grad_enabled() and (self.weight.requires_grad or input.requires_grad))
         ):
             return F.linear(input, self.weight, self.bias)
         if torch.compiler.is_compiling():
@@ -138,15 +141,16 @@ def matmul_dtype_setting(matmul_dtype: torch.dtype | str | None) -> str | None:
     name = names.get(matmul_dtype) if isinstance(matmul_dtype, torch.dtype) else matmul_dtype
     if name not in names.values():
         raise ValueError(
-            f"matmul_dtype {matmul_dtype!r} is not supported: pass 'auto' (bfloat16 on CPUs that multiply it "
-            "natively), torch.bfloat16 or torch.float32."
+            f"matmul_dtype {matmul_dtype!r} is not supported: pass 'auto' (bfloat16 on CPUs where its products "
+            "pay), torch.bfloat16 or torch.float32."
         )
     return name
 
 
 def resolve_matmul_dtype(matmul_dtype: torch.dtype | str | None, model: nn.Module) -> torch.dtype:
-    """The dtype `model`'s linears should multiply in: "auto" is bfloat16 for a float32 model on a CPU that multiplies
-    bfloat16 natively and float32 otherwise; None is float32 (see `matmul_dtype_setting` for the accepted values)."""
+    """The dtype `model`'s linears should multiply in: "auto" is bfloat16 for a float32 model on a CPU where bfloat16
+    products pay (`cpu_multiplies_bfloat16`) and float32 otherwise; None is float32 (see `matmul_dtype_setting` for the
+    accepted values)."""
     setting = matmul_dtype_setting(matmul_dtype)
     if setting == "auto":
         parameter = next(model.parameters())
@@ -156,10 +160,13 @@ def resolve_matmul_dtype(matmul_dtype: torch.dtype | str | None, model: nn.Modul
 
 
 def cpu_multiplies_bfloat16() -> bool:
-    """Whether this CPU has native bfloat16 multiplication (x86 AVX512-BF16 or AMX-BF16), where bfloat16 linears are
-    faster than float32 ones; elsewhere they are emulated and slower."""
+    """Whether bfloat16 linears pay on this CPU ("auto" picks them there): x86 with native AVX512-BF16 and without
+    AMX. Measured with this package's models (2 threads): on AMD Zen 5 (AVX512-BF16, no AMX) they are faster than
+    float32 ones; on an Intel Xeon with AMX they were slower (one sentence 1.3 times the float32 time, a batch of 4
+    1.08 times), the model's products being too small for AMX's tiles to pay for converting to bfloat16 and back;
+    without native bfloat16 they are emulated and slower."""
     try:
         capabilities = torch.cpu.get_capabilities()
     except Exception:  # an older torch or an unknown platform: assume not
         return False
-    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+    return bool(capabilities.get("avx512_bf16")) and not capabilities.get("amx_bf16")

@@ -2,11 +2,11 @@
 
     ditar        the shipped default (`DiTARPipeline.from_pretrained()`), as shipped: its generation_config.json decides
                  steps, guidance, temperature, candidates (best of 4) and `candidate_prune_after_patches` (12), and
-                 its `matmul_dtype` ("auto": bfloat16 products on CPUs that multiply bfloat16 natively). Only the
+                 its `matmul_dtype` ("auto": bfloat16 products on CPUs with AVX512-BF16 and no AMX). Only the
                  length is forced: the stop head is silenced and `max_new_patches` set.
     ditar-1cand  the same model and settings with `num_candidates=1`.
     ditar-fp32   the shipped default with every product in float32 (`set_matmul_dtype(torch.float32)`): what CPUs
-                 without native bfloat16 run.
+                 without native bfloat16, and those with AMX, run.
     ditar-bf16   the shipped default whose transformers multiply in bfloat16 (`set_matmul_dtype(torch.bfloat16)`;
                  norms, attention, sums and the KV cache stay float32), whatever the CPU.
     ditar-locbf16  the shipped default with LocDiT alone in bfloat16 (weights and activations), the rest float32.
