@@ -175,9 +175,13 @@ def resolve_generation_settings(
     Every value is checked, so a bad setting fails here with its name, from a call or from a saved file alike.
 
     With `fallback_config` (the model's own generation config) and another `generation_config` passed for one call,
-    the settings are merged as transformers' `generate` merges them: the overrides, then the values the passed config
-    sets (`explicit_setting`), then the fallback's, then the defaults. A `GenerationConfig(temperature=0.3)` then
-    changes the temperature alone, and keeps the model's steps, guidance, candidates and distilled guidance."""
+    each setting is the override, else the passed config's value, else the fallback's, else the default. As in
+    transformers' `generate` (which fills a passed config from the model's with `GenerationConfig.update(...,
+    defaults_only=True)`), the passed config leaves a setting unset only where it is None or absent; any other value
+    is used as given, the library default included. A `GenerationConfig(temperature=0.3)` (no DiTAR settings,
+    `guidance_scale` None) thus changes the temperature alone and keeps the model's steps, guidance, candidates and
+    distilled guidance; a `DiTARGenerationConfig` is used as it is but for its None values: there an optional
+    setting's None means the model's value, not "no cap" or "no pruning" (set those on `model.generation_config`)."""
     if generation_config is not None and not isinstance(generation_config, GenerationConfig):
         # a dict would be read as "no settings" and silently fall back to the library defaults, not the model's
         raise TypeError(
@@ -190,12 +194,9 @@ def resolve_generation_settings(
     for key, default in GENERATION_DEFAULTS.items():
         value = _plain_number(overrides.pop(key, None))
         if value is None and generation_config is not None:
-            if merge:
-                value = explicit_setting(generation_config, key)
-                if value is None:
-                    value = _plain_number(getattr(fallback_config, key, None))
-            else:
-                value = _plain_number(getattr(generation_config, key, None))
+            value = _plain_number(getattr(generation_config, key, None))
+            if value is None and merge:
+                value = _plain_number(getattr(fallback_config, key, None))
             from_config.add(key)
         values[key] = default if value is None and key not in OPTIONAL_SETTINGS else value
     if overrides:
@@ -215,21 +216,6 @@ def resolve_generation_settings(
             message = f"{key}={values[key]} is far beyond the usual cost ({cost}); expect a slow call."
             warn_once(logger, ("costly setting", key), message)
     return GenerationSettings(**values)
-
-
-def explicit_setting(generation_config: GenerationConfig, key: str):
-    """The DiTAR setting `key` of `generation_config` when it sets it, else None. "Set" is read as transformers reads
-    a config passed to `generate`: a value other than the one a fresh config of its kind holds. A plain
-    `GenerationConfig` holds no DiTAR setting (absent) and None for the standard flags that DiTAR shares
-    (`temperature`, `guidance_scale`); a `DiTARGenerationConfig` holds `GENERATION_DEFAULTS`, so a value equal to the
-    library default counts as unset there, as transformers counts a value equal to its own default (pass the setting
-    as a keyword argument to force it for one call)."""
-    value = _plain_number(getattr(generation_config, key, None))
-    if isinstance(generation_config, DiTARGenerationConfig):
-        unset = GENERATION_DEFAULTS[key]
-    else:
-        unset = _plain_number(_standard_flag_defaults().get(key))
-    return None if not isinstance(value, torch.Tensor) and value == unset else value
 
 
 # Standard GenerationConfig flags that a user may expect to shape DiTAR's output (length, search, token sampling)

@@ -1042,8 +1042,9 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         """Multiply in `dtype` inside the model's transformers: the linears of the backbone, the aggregation encoder and
         LocDiT (and the candidate LocDiT) keep their float32 parameters and multiply a `torch.bfloat16` copy of them,
         while norms, attention, residual sums and the KV cache stay in float32 (`low_precision.LowPrecisionLinear`).
-        On CPUs that multiply bfloat16 natively (AVX512-BF16, AMX) this makes generation markedly faster; elsewhere it
-        is slower. "auto" picks bfloat16 for a float32 model on such a CPU and float32 otherwise; `torch.float32` (or
+        On CPUs with AVX512-BF16 and no AMX this makes generation markedly faster; with AMX (Intel Xeon) it was measured
+        slower, and without native bfloat16 it is slower still. "auto" picks bfloat16 for a float32 model on the first
+        kind of CPU (`low_precision.cpu_multiplies_bfloat16`) and float32 otherwise; `torch.float32` (or
         "float32", None) switches back. Embeddings, heads and the vocoder are left as they are; parameters, state dict
         and training are unchanged. Returns the model."""
         dtype = resolve_matmul_dtype(dtype, self)
@@ -1114,9 +1115,9 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
         return self._compiled_locdit_step
 
     def generation_settings(self, generation_config=None, **overrides) -> GenerationSettings:
-        """The sampling settings of one call: `overrides` that are not None, else what `generation_config` sets, else
-        the model's `generation_config`, else the library defaults (transformers' order); every value checked. A
-        passed config sets a value that differs from a fresh config's of its kind (see `explicit_setting`)."""
+        """The sampling settings of one call: `overrides` that are not None, else the values of `generation_config`
+        that are not None, else the model's `generation_config`, else the library defaults (transformers' order and
+        rule: only a passed config's None or absent settings are filled from the model's); every value checked."""
         settings = resolve_generation_settings(
             generation_config if generation_config is not None else self.generation_config,
             fallback_config=self.generation_config,
@@ -1196,10 +1197,10 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             speech_position_rate: [B] text tokens per feature frame of the prompt (the processor returns it as
                 `speech_position_rate`); used by `speech_positions="aligned"` models, which otherwise assume
                 `config.text_tokens_per_frame`; ignored by "sequential" ones.
-            generation_config: a `GenerationConfig` for this call, merged as transformers merges it: the settings
-                it sets replace those of `self.generation_config`, the others stay the model's (a
-                `GenerationConfig(temperature=0.3)` changes the temperature alone); keyword arguments that name a
-                DiTAR generation setting (e.g. `num_candidates`, `stop_threshold`) override both.
+            generation_config: a `GenerationConfig` for this call, merged as transformers merges it: its settings
+                that are not None replace those of `self.generation_config`, its None or absent ones stay the
+                model's (a `GenerationConfig(temperature=0.3)` changes the temperature alone); keyword arguments that
+                name a DiTAR generation setting (e.g. `num_candidates`, `stop_threshold`) override both.
             past_key_values: the backbone's KV cache of text tokens that begin every row (rows without padding), as
                 `DiTARVoice.prefix_cache(model)` returns it; the prefill then runs on the columns after them only. It
                 is extended in place: pass a fresh copy each call.

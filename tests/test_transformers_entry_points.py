@@ -4,6 +4,7 @@ with a CTC head, offloaded (meta) weights, and peft's task wrappers."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -12,6 +13,7 @@ from model_helpers import DiTARModelTester
 from transformers import GenerationConfig
 
 from modeling_ditar import DiTARForConditionalGeneration, DiTARGenerationConfig
+from modeling_ditar.generation_ditar import GENERATION_DEFAULTS
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +39,16 @@ def generated(model, tester, **kwargs):
 # generate(generation_config=...)
 
 
-@pytest.mark.parametrize("config_class", [GenerationConfig, DiTARGenerationConfig])
-def test_a_passed_generation_config_changes_what_it_sets_and_keeps_the_models_other_settings(tester, config_class):
+def test_a_passed_generation_config_changes_what_it_sets_and_keeps_the_models_other_settings(tester):
     """`generate(generation_config=GenerationConfig(temperature=0.3))` fell back to the library defaults for every
     setting it lacked: the model's 2 steps, guidance 1.5 and 2 candidates became 10, 2.0 and 1."""
     model = tuned_model(tester)
-    passed = model.generation_settings(config_class(temperature=0.3))
+    passed = model.generation_settings(GenerationConfig(temperature=0.3))
     assert passed == model.generation_settings(temperature=0.3)
     assert (passed.num_inference_steps, passed.guidance_scale, passed.num_candidates) == (2, 1.5, 2)
     # bit-identical to the keyword, which was always merged with the model's settings
     assert torch.equal(
-        generated(model, tester, generation_config=config_class(temperature=0.3)),
+        generated(model, tester, generation_config=GenerationConfig(temperature=0.3)),
         generated(model, tester, temperature=0.3),
     )
 
@@ -58,9 +59,31 @@ def test_what_the_passed_config_sets_wins_over_the_model_and_call_keywords_win_o
     settings = model.generation_settings(passed)
     assert (settings.num_inference_steps, settings.guidance_scale, settings.num_candidates) == (3, 2.5, 2)
     assert model.generation_settings(passed, num_inference_steps=5).num_inference_steps == 5
-    # a DiTARGenerationConfig holds the library defaults: those count as unset, as transformers reads its defaults
+
+
+def test_a_passed_config_value_equal_to_the_library_default_is_used_as_given(tester):
+    """A value of a passed `DiTARGenerationConfig` equal to the library default counted as unset and was replaced by
+    the model's: a copy of `model.generation_config` with 10 steps (the library default) generated with the model's 2.
+    As in transformers, only None (or absent) settings are filled from the model's config."""
+    model = tuned_model(tester, temperature=0.3)
+    passed = copy.deepcopy(model.generation_config)
+    passed.num_inference_steps, passed.temperature = GENERATION_DEFAULTS["num_inference_steps"], 0.5
+    settings = model.generation_settings(passed)
+    assert (settings.num_inference_steps, settings.temperature) == (10, 0.5)
+    assert settings == model.generation_settings(num_inference_steps=10, temperature=0.5)
+    assert torch.equal(
+        generated(model, tester, generation_config=passed),
+        generated(model, tester, num_inference_steps=10, temperature=0.5),
+    )
+
+
+def test_a_full_ditar_config_is_used_as_given_but_for_its_none_values(tester):
+    model = tuned_model(tester)
     settings = model.generation_settings(DiTARGenerationConfig(num_inference_steps=3, guidance_scale=2.0))
-    assert (settings.num_inference_steps, settings.guidance_scale) == (3, 1.5)
+    # every value of a DiTARGenerationConfig is set: the library defaults replace the model's guidance and candidates
+    assert (settings.num_inference_steps, settings.guidance_scale, settings.num_candidates) == (3, 2.0, 1)
+    # None is transformers' "unset": the model's cap of 3 patches stays, not "no cap"
+    assert settings.max_new_patches == 3
 
 
 def test_an_empty_passed_config_generates_as_no_config(tester):
