@@ -281,7 +281,9 @@ class DiTARLoraMixin:
         (peft's `get_peft_model` takes one that exists for adapters already there and warns about them)."""
         adapters = self._ditar_adapters()
         if not adapters:
-            raise AttributeError("no adapter is loaded, so the model has no `peft_config`")
+            # `hasattr(model, "peft_config")` is False; the message never reaches anyone: nn.Module's `__getattr__`,
+            # which Python calls when a property raises AttributeError, raises its own ("... has no attribute ...")
+            raise AttributeError
         return adapters
 
     @peft_config.setter

@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,10 +142,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     transcript) can be saved with the pipeline and is used when `prompt_audio` is not given.
     """
 
-    # `enable_model_cpu_offload()` keeps the model on the CPU between calls and moves it to the accelerator for a call
-    # (see `_onload_model`). The vocoder and a VAE stay on the accelerator: they are small, they are called chunk by
-    # chunk in streams, where moving the model out for each chunk would cost more than it saves, and accelerate's
-    # hook cannot place a vocoder without weights (Griffin-Lim).
+    # `enable_model_cpu_offload()` keeps the model on the CPU while no call or stream generates with it (see
+    # `_generating`). The vocoder and a VAE stay on the accelerator: they are small, they are called chunk by chunk in
+    # streams, where moving them out for each chunk would cost more than it saves, and accelerate's hook cannot place
+    # a vocoder without weights (Griffin-Lim).
     model_cpu_offload_seq = "model"
     _exclude_from_cpu_offload = ["vocoder", "vae"]
     _optional_components = ["vocoder", "vae"]
@@ -933,7 +934,6 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         `generation_progress`). A callback that sets `pipe._interrupt = True` ends the loop after its patch (see
         `interrupt`)."""
         self._warn_if_forward_compiled()
-        self._onload_model()
         steps = self.model.generate_patches(
             inputs["input_ids"],
             attention_mask=inputs["attention_mask"],
@@ -1062,31 +1062,32 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         progress = GenerationProgress(self, [len(s) for segs in segments for s in segs] if spoken_in_turn else [1])
         self._interrupt = False  # as diffusers pipelines start a call
         try:
-            if spoken_in_turn:
-                if voice is None:  # one prompt for all texts is read, checked and encoded once, not once per text
-                    voice = self._shared_prompt_voice(prompt_audio, prompt_text, sampling_rate, len(texts))
-                outputs = [
-                    self._generate_segments(
-                        segs,
-                        _pick(prompt_audio, i),
-                        _pick(prompt_text, i),
-                        sampling_rate,
-                        _pick(voice, i),
-                        sampling,
-                        _pick(generator, i),
-                        callback_on_patch_end,
-                        progress=progress,
+            with self._generating():  # an offloaded model is on the accelerator until the last patch
+                if spoken_in_turn:
+                    if voice is None:  # one prompt for all texts is read, checked and encoded once, not once per text
+                        voice = self._shared_prompt_voice(prompt_audio, prompt_text, sampling_rate, len(texts))
+                    outputs = [
+                        self._generate_segments(
+                            segs,
+                            _pick(prompt_audio, i),
+                            _pick(prompt_text, i),
+                            sampling_rate,
+                            _pick(voice, i),
+                            sampling,
+                            _pick(generator, i),
+                            callback_on_patch_end,
+                            progress=progress,
+                        )
+                        for i, segs in enumerate(segments)
+                    ]
+                    features = [o[0] for o in outputs]
+                    stopped = [o[1] for o in outputs]
+                else:
+                    # 3. encode text and prompt, 4. generate all rows together
+                    inputs = self._encode(texts, prompt_audio, prompt_text, sampling_rate, voice)
+                    features, stopped = self._generate_rows(
+                        inputs, sampling, generator, callback_on_patch_end, progress=progress
                     )
-                    for i, segs in enumerate(segments)
-                ]
-                features = [o[0] for o in outputs]
-                stopped = [o[1] for o in outputs]
-            else:
-                # 3. encode text and prompt, 4. generate all rows together
-                inputs = self._encode(texts, prompt_audio, prompt_text, sampling_rate, voice)
-                features, stopped = self._generate_rows(
-                    inputs, sampling, generator, callback_on_patch_end, progress=progress
-                )
         finally:
             progress.close()  # also the bar of a call that failed or was interrupted
             interrupted = self._interrupts.pop(threading.get_ident(), False)
@@ -1106,7 +1107,6 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         for row, x in enumerate(items):
             padded[row, : x.shape[0]] = x
         audios = padded.numpy() if output_type == "np" else padded
-        self.maybe_free_model_hooks()
         if not return_dict:
             return (audios,)
         if transcripts is not None and len(transcripts) != len(texts):  # one prompt for every text
@@ -1315,7 +1315,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         # the stream's own bar, open while it is iterated (a call made between two chunks counts on its own)
         progress = GenerationProgress(self, [len(s) for s in segments])
         all_stopped = True
-        try:  # a stream closed or dropped before its end closes its bar too
+        # an offloaded model stays on the accelerator from the first patch to the last, also while the stream waits
+        # between chunks (see `_generating`); a stream closed or dropped before its end lets it go and closes its bar
+        with self._generating(), contextlib.closing(progress):
             for index, segment in enumerate(segments):
                 if index == 0:
                     inputs = first_inputs
@@ -1338,13 +1340,10 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 if index + 1 < len(segments):
                     for chunk in vocoder.push(self._pause_frames()):
                         yield chunk.numpy()
-        finally:
-            progress.close()
         for chunk in vocoder.flush():
             yield chunk.numpy()
         self._warn_if_cut([all_stopped], sampling.max_new_patches)
         outcome.finish(all_stopped)
-        self.maybe_free_model_hooks()  # an offloaded model goes back to the CPU, as after a call
 
     def _warn_if_forward_compiled(self) -> None:
         """`pipe.model = torch.compile(pipe.model)` and `pipe.model.compile()` compile the model's `forward`, which
@@ -1362,14 +1361,26 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 "generation spends most of its time.",
             )
 
-    def _onload_model(self) -> None:
-        """Move an offloaded model (`enable_model_cpu_offload`) to the accelerator before it generates. accelerate's
-        hook moves a module when its `forward` runs, and generation runs the model's parts patch by patch, never its
-        `forward`: this is what diffusers' `apply_forward_hook` does for a VAE's `decode`. The model stays there until
-        the call ends (`maybe_free_model_hooks`)."""
-        hook = getattr(self.model, "_hf_hook", None)
-        if hook is not None and hasattr(hook, "pre_forward"):
-            hook.pre_forward(self.model)
+    @contextlib.contextmanager
+    def _generating(self) -> Iterator[None]:
+        """While a call or stream generates: an offloaded model (`enable_model_cpu_offload`) is on the accelerator, and
+        goes back to the CPU when the last call or stream generating with it ends, also on an error or when a stream
+        is closed or dropped (see `_GENERATING`). Without offloading, nothing is moved."""
+        model = self.model  # the model this generation holds, even if `pipe.model` is replaced meanwhile
+        try:
+            _start_generating(model)
+            yield
+        finally:
+            _end_generating(model)
+
+    def maybe_free_model_hooks(self) -> None:
+        """Move an offloaded model (`enable_model_cpu_offload`) back to the CPU, unless a call or stream is generating
+        with it. Calls and streams do this themselves as they end. Unlike diffusers' version, it does not rebuild the
+        offload hooks (which moved the model off under a generation running in another thread) and leaves the vocoder
+        or VAE on the accelerator."""
+        with _GENERATING_LOCK:
+            if self.model not in _GENERATING:
+                _offload(self.model)
 
     def enable_sequential_cpu_offload(self, gpu_id: int | None = None, device: torch.device | str | None = None):
         """Not supported: accelerate's module-by-module offloading fails inside the generation loop, which runs the
@@ -1394,12 +1405,54 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
 
 # the dtype `from_pipe` hands diffusers' `from_pipe` when none was asked for: diffusers then calls `to(dtype=...)` with
 # it, which leaves every component as it is (diffusers would convert them to float32)
-class _KeepDtypes:
-    def __repr__(self) -> str:
-        return "<the components' own dtypes>"
+_KEEP_DTYPES = object()
+
+# Model CPU offload (`enable_model_cpu_offload`). accelerate's hook moves a module when its `forward` runs, and
+# generation runs the model's parts patch by patch, never its `forward`, so the pipeline moves the model itself, as
+# diffusers' `apply_forward_hook` does for a VAE's `decode`. The calls and streams generating with a model at one time
+# (threads, a call between two chunks of a stream, pipelines sharing the model through `from_pipe`) are counted per
+# model: each moves it in as it starts, and the last to end moves it out. One lock keeps the count and the moves in
+# step; it is re-entrant because a stream dropped unfinished ends, and counts down, wherever it is garbage-collected,
+# which can be inside a move made under the lock.
+_GENERATING_LOCK = threading.RLock()
+_GENERATING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> how many generate with it
 
 
-_KEEP_DTYPES = _KeepDtypes()
+def _offload_hooks(model) -> list:
+    """The accelerate `CpuOffload` hooks that `enable_model_cpu_offload` put on `model` (none without offloading)."""
+    hook = getattr(model, "_hf_hook", None)
+    if hook is None:
+        return []
+    from accelerate.hooks import CpuOffload  # accelerate is installed: it put the hook there
+
+    return [h for h in getattr(hook, "hooks", [hook]) if isinstance(h, CpuOffload)]  # `hooks`: a SequentialHook's
+
+
+def _start_generating(model) -> None:
+    with _GENERATING_LOCK:
+        _GENERATING[model] = _GENERATING.get(model, 0) + 1  # counted before the move (see the lock)
+        for hook in _offload_hooks(model):
+            hook.pre_forward(model)  # to the accelerator, unless it is there
+
+
+def _end_generating(model) -> None:
+    with _GENERATING_LOCK:
+        _GENERATING[model] -= 1
+        if not _GENERATING[model]:
+            del _GENERATING[model]
+            _offload(model)
+
+
+def _offload(model) -> None:
+    """Move an offloaded model back to the CPU with its hook and free the accelerator's cached memory, as diffusers'
+    `enable_model_cpu_offload` does; a model without offload hooks is left alone."""
+    hooks = _offload_hooks(model)
+    for hook in hooks:
+        hook.init_hook(model)
+    if hooks:
+        from accelerate.utils.memory import clear_device_cache
+
+        clear_device_cache()
 
 
 def _matmul_setting_of(model, asked: str | None) -> str | None:
@@ -1482,8 +1535,8 @@ def check_pipeline_folder(
     folder: str | os.PathLike, use_safetensors: bool | None = None, variant: str | None = None
 ) -> None:
     """Raise a FileNotFoundError naming what a pipeline folder lacks: `model_index.json`, a component's subfolder,
-    `model/config.json`, or weights that the loading options `use_safetensors` and `variant` can load (diffusers' and
-    transformers' own errors for these name another file or none)."""
+    `model/config.json`, or model weights that the loading options `use_safetensors` and `variant` can load
+    (transformers' own errors for these name another file or none)."""
     folder = Path(folder)
     index = folder / "model_index.json"
     if not index.is_file():
@@ -1513,45 +1566,39 @@ def check_pipeline_folder(
             f"{folder / 'model' / 'config.json'} is missing: the model's configuration is needed to build it; copy "
             "the whole pipeline folder (or re-save it with DiTARPipeline.save_pretrained)."
         )
-    for name in ("model", "vocoder", "vae"):  # the components that hold weights
-        if (folder / name).is_dir():
-            _check_weight_files(folder / name, use_safetensors, variant, variant_required=name == "model")
+    _check_model_weights(folder / "model", use_safetensors, variant)
 
 
-# a weight file of a component: `model.safetensors`, `diffusion_pytorch_model.bin`, `model.fp16.safetensors`, a shard
-# `model-00001-of-00002.safetensors` or `model.fp16-00001-of-00002.safetensors`
-_WEIGHT_FILE = re.compile(r"[A-Za-z_]+(?:\.(?P<variant>[^.]+?))?(?:-\d+-of-\d+)?\.(?P<format>safetensors|bin)")
+# a weight file of the model: `model.safetensors` or transformers' `pytorch_model.bin` (diffusers' component name
+# `diffusion_pytorch_model` too), with an optional variant and shard: `model.fp16.safetensors`,
+# `model-00001-of-00002.safetensors`, `model.fp16-00001-of-00002.safetensors`; not other files (`training_args.bin`)
+_WEIGHT_FILE = re.compile(
+    r"(?:model|pytorch_model|diffusion_pytorch_model)(?:\.(?P<variant>[^.]+?))?(?:-\d+-of-\d+)?"
+    r"\.(?P<format>safetensors|bin)"
+)
 
 
-def _check_weight_files(
-    component: Path, use_safetensors: bool | None, variant: str | None, variant_required: bool
-) -> None:
-    """Raise a FileNotFoundError where `component`'s weights cannot load with these options: a folder saved with a
-    `variant` only, loaded without one (transformers names only the files it looked for); with `variant_required` (the
-    model, which transformers loads without falling back to the plain weights), a variant it lacks; safetensors only,
-    with `use_safetensors=False`. A component without weight files (a scheduler, Griffin-Lim) is not checked."""
-    found = {name: _WEIGHT_FILE.fullmatch(name) for name in sorted(os.listdir(component))}
-    files = {name: match for name, match in found.items() if match is not None}
+def _check_model_weights(folder: Path, use_safetensors: bool | None, variant: str | None) -> None:
+    """Raise a FileNotFoundError naming the fix where the model's weights cannot load with these options (transformers
+    names only the files it looked for): weights saved with a variant only, loaded without `variant=`; safetensors
+    only, loaded with `use_safetensors=False`. The other components are diffusers' to check: it passes a variant only
+    to the folders that have it, and names a variant that none has."""
+    files = {name: match for name in sorted(os.listdir(folder)) if (match := _WEIGHT_FILE.fullmatch(name))}
     if not files:
         return
     names = list(files)
     listed = ", ".join(names[:3]) + (f", ... ({len(names)} files)" if len(names) > 3 else "")
-    usable = [match["format"] for match in files.values() if match["variant"] == variant]
-    variants = sorted({match["variant"] for match in files.values() if match["variant"] is not None})
-    if not usable and variant is None:
+    plain = [match["format"] for match in files.values() if match["variant"] is None]
+    if variant is None and not plain:
+        variants = sorted({match["variant"] for match in files.values()})
         raise FileNotFoundError(
-            f"{component} holds only weights saved with variant={variants[0]!r} ({listed}); pass "
+            f"{folder} holds only weights saved with variant={' or '.join(map(repr, variants))} ({listed}); pass "
             f"variant={variants[0]!r} to from_pretrained."
         )
-    if not usable and variant_required:
-        held = f"the variant(s) {', '.join(map(repr, variants))}" if variants else "weights without a variant"
+    loaded = [match["format"] for match in files.values() if match["variant"] == variant] or plain
+    if use_safetensors is False and "bin" not in loaded:
         raise FileNotFoundError(
-            f"{component} has no weights of variant={variant!r}; it holds {held} ({listed}): "
-            + (f"pass variant={variants[0]!r} to from_pretrained." if variants else "leave out variant=.")
-        )
-    if usable and use_safetensors is False and "bin" not in usable:
-        raise FileNotFoundError(
-            f"{component} holds its weights as safetensors only ({listed}), and use_safetensors=False loads only "
+            f"{folder} holds the model's weights as safetensors only ({listed}), and use_safetensors=False loads only "
             ".bin files: drop use_safetensors=False (safetensors is the format save_pretrained writes)."
         )
 

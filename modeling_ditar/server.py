@@ -110,8 +110,9 @@ class ServerSettings:
     temperature: float | None = None
     num_candidates: int | None = None
     prompt_spectrum_match: float | None = None
-    # requests must send `Authorization: Bearer <api_key>`; None serves everyone who can reach the port
-    api_key: str | None = None
+    # requests must send `Authorization: Bearer <api_key>`; None serves everyone who can reach the port. Left out of
+    # the repr, so that logging the settings does not print the key
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.api_key is not None and not self.api_key.strip():

@@ -189,21 +189,48 @@ def test_safe_serialization_false_warns_that_the_model_is_saved_as_safetensors(t
 
 
 def test_use_safetensors_false_on_a_safetensors_folder_says_so(tmp_path):
-    """transformers said "no file named model.safetensors, or pytorch_model.bin" though model.safetensors was there."""
+    """transformers said "no file named model.safetensors, or pytorch_model.bin" though model.safetensors was there.
+    A `training_args.bin` beside the weights is not a weight file (it was counted as .bin weights, and hid that)."""
     get_dummy_pipeline().save_pretrained(tmp_path)
+    (tmp_path / "model" / "training_args.bin").write_bytes(b"not weights")
     with pytest.raises(FileNotFoundError, match=r"safetensors only \(model.safetensors\).*drop use_safetensors=False"):
         DiTARPipeline.from_pretrained(tmp_path, use_safetensors=False)
     assert DiTARPipeline.from_pretrained(tmp_path, use_safetensors=True).default_voice is not None
+
+
+def test_use_safetensors_false_loads_the_models_bin_weights(tmp_path):
+    """`pytorch_model.bin`, transformers' name for them, beside `model.safetensors`, is loaded, not refused."""
+    pipe = get_dummy_pipeline()
+    pipe.save_pretrained(tmp_path)
+    torch.save(pipe.model.state_dict(), tmp_path / "model" / "pytorch_model.bin")
+    loaded = DiTARPipeline.from_pretrained(tmp_path, use_safetensors=False)
+    torch.testing.assert_close(features(loaded), features(pipe), rtol=0, atol=0)
 
 
 def test_a_folder_saved_with_a_variant_names_it(tmp_path):
     get_dummy_pipeline().save_pretrained(tmp_path, variant="fp16")
     with pytest.raises(FileNotFoundError, match=r"only weights saved with variant='fp16'.*pass variant='fp16'"):
         DiTARPipeline.from_pretrained(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"no weights of variant='bf16'.*pass variant='fp16'"):
+    with pytest.raises(ValueError, match=r"variant=bf16"):  # a variant that no folder has: diffusers' own error
         DiTARPipeline.from_pretrained(tmp_path, variant="bf16")
     # the options reach the model also when it is loaded without its candidate LocDiT
     assert DiTARPipeline.from_pretrained(tmp_path, variant="fp16", candidate_locdit=False).model is not None
+
+
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")  # diffusers' Oobleck
+def test_a_variant_that_only_the_vae_has_loads_with_the_plain_model(tmp_path):
+    """diffusers passes a variant only to the folders that have it: a VAE saved in fp16 as well beside a plain model
+    loads with variant="fp16" (the model was refused for lacking the variant)."""
+    from test_vae import get_dummy_vae_pipeline
+
+    pipe = get_dummy_vae_pipeline()
+    pipe.save_pretrained(tmp_path)
+    pipe.vae.save_pretrained(tmp_path / "vae", variant="fp16")
+    assert (tmp_path / "vae" / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    assert not list((tmp_path / "model").glob("*.fp16.*"))
+    loaded = DiTARPipeline.from_pretrained(tmp_path, variant="fp16")
+    torch.testing.assert_close(loaded.model.state_dict(), pipe.model.state_dict(), rtol=0, atol=0)
+    assert loaded.vae is not None
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -440,6 +440,12 @@ def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(pipe):
     assert sent[0]["status"] == 401 and received == []
 
 
+def test_the_settings_repr_does_not_show_the_key():
+    settings = ServerSettings(api_key="s3cret")
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
+    assert settings.api_key == "s3cret"
+
+
 def test_settings_refuse_an_empty_key():
     for empty in ("", "  "):
         with pytest.raises(ValueError, match="api_key is empty"):
