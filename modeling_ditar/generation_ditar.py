@@ -382,16 +382,23 @@ def check_generation_settings(values: dict) -> None:
         )
 
 
-def reject_unknown_kwargs(method: str, kwargs: dict, known, hint: str | None = None) -> None:
+def reject_unknown_kwargs(
+    method: str, kwargs: dict, known, hint: str | None = None, instead: dict[str, str] | None = None
+) -> None:
     """Raise a TypeError naming every unexpected keyword argument of `method`, with the closest known name, so that a
-    misspelt argument (`speech_atention_mask`) fails instead of being ignored; `hint`, when given, ends the message
-    (what the caller probably did, and what to do instead)."""
+    misspelt argument (`speech_atention_mask`) fails instead of being ignored; `instead` maps names another library's
+    methods take to what to use here (said in place of the closest name); `hint`, when given, ends the message (what
+    the caller probably did, and what to do instead)."""
     if not kwargs:
         return
     import difflib
 
+    instead = instead or {}
     parts = []
     for name in sorted(kwargs):
+        if name in instead:
+            parts.append(f"{name!r} ({instead[name]})")
+            continue
         close = difflib.get_close_matches(name, list(known), n=1)
         parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     message = f"{method}() got unexpected keyword arguments: {', '.join(parts)}."

@@ -42,7 +42,13 @@ from .backbone_decoding import decode_step  # noqa: F401
 from .candidate_pruning import CandidateFollower, choose_candidates
 from .configuration_ditar import DiTARConfig  # noqa: F401
 from .feature_extraction_ditar import DiTARFeatureExtractor  # noqa: F401
-from .generation_ditar import GenerationSettings, cut_by_cap_message, repeat_for_candidates, warn_once
+from .generation_ditar import (
+    GenerationSettings,
+    cut_by_cap_message,
+    reject_unknown_kwargs,
+    repeat_for_candidates,
+    warn_once,
+)
 from .generation_progress import GenerationProgress
 from .guided_attention import AttentionReader  # noqa: F401
 from .hub_utils import (
@@ -968,7 +974,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        text: str | list[str],
+        text: str | list[str] | None = None,
         prompt_audio=None,
         prompt_text: str | list[str] | None = None,
         num_inference_steps: int | None = None,
@@ -984,6 +990,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         voice: DiTARVoice | list[DiTARVoice] | None = None,
         candidate_prune_after_patches: int | None = None,
         prompt_spectrum_match: float | None = None,
+        **unknown,
     ) -> DiTARPipelineOutput | tuple:
         r"""
         Args:
@@ -1022,6 +1029,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             [`DiTARPipelineOutput`] or `(audios,)`.
         """
         # 1. check inputs; the call's settings, resolved once for every generation it makes
+        _refuse_unknown_arguments("__call__", self.__call__, unknown)
         if not isinstance(return_dict, bool):
             raise TypeError(f"return_dict must be True or False, got {return_dict!r}.")
         _check_patch_callback(self, callback_on_patch_end)
@@ -1229,7 +1237,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
     @torch.no_grad()
     def stream(
         self,
-        text: str,
+        text: str | None = None,
         prompt_audio=None,
         prompt_text: str | None = None,
         num_inference_steps: int | None = None,
@@ -1242,6 +1250,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         num_candidates: int | None = None,
         candidate_prune_after_patches: int | None = None,
         prompt_spectrum_match: float | None = None,
+        **unknown,
     ) -> SpeechStream:
         """Yield float32 waveform chunks while patches are generated; joined, they equal `pipe(...).audios[0]` for the
         same arguments and seed, candidates included: streaming samples `num_candidates` candidates (default: the
@@ -1257,6 +1266,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         Returns a [`SpeechStream`]: iterate it for the chunks; once it is exhausted, `stream.finished_reason` is
         `"stopped"` (the model ended the speech) or `"max_new_patches"` (the patch cap cut it, so it may be truncated),
         and `stream.stopped` is True / False accordingly (both are None until the last chunk has been taken)."""
+        _refuse_unknown_arguments("stream", self.stream, unknown)
         if not isinstance(text, str):
             raise ValueError("stream() speaks one text at a time; pass a string (call it once per text).")
         sampling = self.check_inputs(
@@ -1405,6 +1415,28 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
 
 # the dtype `from_pipe` hands diffusers' `from_pipe` when none was asked for: diffusers then calls `to(dtype=...)` with
 # it, which leaves every component as it is (diffusers would convert them to float32)
+# arguments of diffusers' pipelines that DiTAR's calls do not take, and what to use instead
+DIFFUSERS_ARGUMENTS = {
+    "prompt": "the text to say is `text`; a voice prompt is `prompt_audio` with its transcript `prompt_text`",
+    "callback_on_step_end": "use `callback_on_patch_end(pipe, patch_index, patch_step)`, called after every patch; "
+    "set `pipe._interrupt = True` in it to stop",
+    "callback_on_step_end_tensor_inputs": "`callback_on_patch_end` is handed the patch step itself",
+    "negative_prompt": "guidance (`guidance_scale`) contrasts the model with and without its text; there is no "
+    "negative prompt",
+    "num_waveforms_per_prompt": "for several takes of a text call again with another generator, or give the text "
+    "several times with a generator each; `num_candidates` samples several and keeps the one the model reads best",
+    "audio_length_in_s": "the speech ends on its own; `max_new_patches` caps its length",
+}
+
+
+def _refuse_unknown_arguments(method: str, function, unknown: dict) -> None:
+    """A TypeError for keyword arguments `function` does not take, with the closest name it does take or, for a
+    diffusers pipeline's argument, what DiTAR uses instead (Python's own error says neither). `text` defaults to None
+    so that `pipe(prompt=...)` gets here; a missing text is refused by the input checks after this."""
+    known = [name for name in inspect.signature(function).parameters if name != "unknown"]
+    reject_unknown_kwargs(f"DiTARPipeline.{method}", unknown, known, instead=DIFFUSERS_ARGUMENTS)
+
+
 _KEEP_DTYPES = object()
 
 # Model CPU offload (`enable_model_cpu_offload`). accelerate's hook moves a module when its `forward` runs, and

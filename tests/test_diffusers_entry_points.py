@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 
 import pytest
@@ -306,3 +307,37 @@ def test_an_interrupt_stops_only_the_call_of_its_own_thread():
         raise errors[0]
     assert interrupted.is_set() and results["cut"].audio_lengths == [PATCH]
     assert torch.equal(results["whole"].audios, alone)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# diffusers' call arguments
+
+
+@pytest.mark.parametrize(
+    "arguments, said",
+    [
+        ({"prompt": "Hello."}, "'prompt' (the text to say is `text`"),
+        ({"callback_on_step_end": print}, "use `callback_on_patch_end(pipe, patch_index, patch_step)`"),
+        ({"negative_prompt": "noise"}, "there is no negative prompt"),
+        ({"num_waveforms_per_prompt": 2}, "`num_candidates` samples several"),
+        ({"audio_length_in_s": 5.0}, "`max_new_patches` caps its length"),
+        ({"temprature": 0.3}, "'temprature' (did you mean 'temperature'?)"),
+    ],
+)
+@pytest.mark.parametrize("method", ["__call__", "stream"])
+def test_a_diffusers_argument_is_refused_with_what_to_use_instead(arguments, said, method):
+    """Python's own error named the argument only (and `pipe(prompt=...)` said that `text` was missing)."""
+    pipe = get_dummy_pipeline()
+    call = pipe if method == "__call__" else pipe.stream
+    text = {} if "prompt" in arguments else {"text": "hello there"}
+    with pytest.raises(TypeError, match=re.escape(said)):
+        call(**text, **arguments)
+
+
+def test_a_call_without_text_is_refused_by_the_input_checks():
+    """`text` defaults to None only so that `pipe(prompt=...)` reaches the refusal above."""
+    pipe = get_dummy_pipeline()
+    with pytest.raises(ValueError, match="text must be a string"):
+        pipe()
+    with pytest.raises(ValueError, match="pass a string"):
+        pipe.stream()
