@@ -409,6 +409,74 @@ def _(ctx):
     return "read like the native array (torch refused it: 'conversion between byte orders is not supported')"
 
 
+@case(
+    "pipe-diffusers-prompt-argument",
+    P,
+    "pipe(prompt='Hello.'), diffusers' name for the text",
+    TypeError,
+    r"'prompt' \(the text to say is `text`",
+)
+def _(ctx):
+    return ctx.pipe(prompt="Hello.")
+
+
+@case(
+    "pipe-default-voice-transcript-not-str",
+    P,
+    "set_default_voice(audio, 123)",
+    ValueError,
+    "cannot be used: text must be a string",
+)
+def _(ctx):
+    pipe = get_dummy_pipeline()
+    before = pipe.default_voice
+    try:
+        pipe.set_default_voice(spoken(), 123, sampling_rate=SR)
+    finally:
+        expect(pipe.default_voice is before, "the refused voice replaced the previous one")
+
+
+@case(
+    "pipe-stochastic-scheduler",
+    P,
+    "a pipeline built with FlowMatchEulerDiscreteScheduler(stochastic_sampling=True)",
+    TypeError,
+    "injects its own noise.*set `temperature`",
+)
+def _(ctx):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    components = get_dummy_pipeline().components
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(components["scheduler"].config, stochastic_sampling=True)
+    return DiTARPipeline(**{**components, "scheduler": scheduler})
+
+
+@case(
+    "pipe-sequential-offload",
+    P,
+    "pipe.enable_sequential_cpu_offload()",
+    NotImplementedError,
+    r"enable_model_cpu_offload\(\)",
+)
+def _(ctx):
+    return get_dummy_pipeline().enable_sequential_cpu_offload(device="cpu")
+
+
+@case(
+    "pipe-from-pipe-matmul-dtype",
+    P,
+    "DiTARPipeline.from_pipe(pipe, matmul_dtype=torch.bfloat16)",
+    ValueError,
+    "shares the pipeline's model.*set_matmul_dtype",
+)
+def _(ctx):
+    pipe = get_dummy_pipeline()
+    try:
+        DiTARPipeline.from_pipe(pipe, matmul_dtype=torch.bfloat16)
+    finally:
+        expect(pipe.model.matmul_dtype == torch.float32, "the refused from_pipe switched the source's model")
+
+
 @case("pipe-prompt-nan", P, "prompt_audio with NaN samples", ValueError, "prompt_audio.*non-finite")
 def _(ctx):
     audio = tone(0.1)
@@ -1305,6 +1373,11 @@ def _(ctx):
     return cli_error("synthesize", "", "-o", str(ctx.folder("cli") / "a.wav"), match="text")
 
 
+@case("cli-serve-empty-api-key", C, "ditar serve --api-key ''")
+def _(ctx):
+    return cli_error("serve", "--api-key", "", match="--api-key is empty")
+
+
 @case("cli-bad-steps", C, "--steps 0")
 def _(ctx):
     return cli_error("synthesize", "hi", "--steps", "0", "-o", str(ctx.folder("cli") / "a.wav"), match="steps")
@@ -1379,6 +1452,17 @@ def _(ctx):
 @case("load-no-model-index", L, "a folder without model_index.json", FileNotFoundError, "model_index.json")
 def _(ctx):
     return DiTARPipeline.from_pretrained(ctx.folder("empty"))
+
+
+@case(
+    "load-use-safetensors-false",
+    L,
+    "from_pretrained(folder, use_safetensors=False) on a folder saved as safetensors",
+    FileNotFoundError,
+    "safetensors only.*drop use_safetensors=False",
+)
+def _(ctx):
+    return DiTARPipeline.from_pretrained(ctx.copy_saved("no-bin"), use_safetensors=False)
 
 
 @case("load-model-index-list", L, "model_index.json holding a JSON list", ValueError, "JSON list.*save_pretrained")
