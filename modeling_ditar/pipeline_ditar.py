@@ -619,8 +619,8 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
 
         `matmul_dtype`: the dtype the model's transformers multiply in (see
         [`DiTARForConditionalGeneration.set_matmul_dtype`]); default: the folder's `model_index.json` setting. "auto"
-        (the embedded default's setting) picks bfloat16 for a float32 model on a CPU that multiplies bfloat16
-        natively (AVX512-BF16 or AMX) and float32 elsewhere, when the pipeline is built; after moving the pipeline to
+        (the embedded default's setting) picks bfloat16 for a float32 model on a CPU where its products pay
+        (AVX512-BF16 without AMX) and float32 elsewhere, when the pipeline is built; after moving the pipeline to
         another device, `pipe.model.set_matmul_dtype("auto")` decides again. `torch.float32` keeps every
         multiplication in float32.
 
