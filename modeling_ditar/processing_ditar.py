@@ -616,18 +616,10 @@ PROMPT_SETTINGS = ("quiet_prompt_floor_db", "prompt_level_target_db", "min_promp
 
 
 def _saved_prompt_settings(source, hub: dict) -> dict:
-    """The prompt settings saved in `source`'s processor_config.json; a folder saved before they were kept has none
-    (the defaults apply)."""
-    from transformers.utils import PROCESSOR_NAME, cached_file
-
-    path = cached_file(str(source), PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False, **hub)
-    if path is None:
-        return {}
-    try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); save the processor again.") from err
-    return {key: config[key] for key in PROMPT_SETTINGS if key in config}
+    """The prompt settings saved in `source`'s processor_config.json (transformers' `get_processor_dict` reads it); a
+    folder saved before they were kept has none (the defaults apply)."""
+    saved, _ = DiTARProcessor.get_processor_dict(source, **hub)
+    return {key: saved[key] for key in PROMPT_SETTINGS if key in saved}
 
 
 def _load_tokenizer(source, hub: dict):
