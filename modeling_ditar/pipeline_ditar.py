@@ -32,6 +32,7 @@ import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.utils import logging
+from diffusers.utils.torch_utils import is_compiled_module
 from transformers import PreTrainedModel, ProcessorMixin
 
 # Loading a local folder with trust_remote_code, diffusers copies only the modules that the pipeline file imports
@@ -1359,7 +1360,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         """`pipe.model = torch.compile(pipe.model)` and `pipe.model.compile()` compile the model's `forward`, which
         generation never calls (it runs the model's parts patch by patch): they compile nothing. Say so, once."""
         model = self.model
-        wrapped = isinstance(model, torch.nn.Module) and "_orig_mod" in model._modules  # torch.compile(model)
+        wrapped = is_compiled_module(model)  # torch.compile(model)
         if wrapped or getattr(model, "_compiled_call_impl", None) is not None:  # model.compile()
             warn_once(
                 logger,
@@ -1413,8 +1414,6 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 yield chunk.numpy()
 
 
-# the dtype `from_pipe` hands diffusers' `from_pipe` when none was asked for: diffusers then calls `to(dtype=...)` with
-# it, which leaves every component as it is (diffusers would convert them to float32)
 # arguments of diffusers' pipelines that DiTAR's calls do not take, and what to use instead
 DIFFUSERS_ARGUMENTS = {
     "prompt": "the text to say is `text`; a voice prompt is `prompt_audio` with its transcript `prompt_text`",
@@ -1433,10 +1432,14 @@ def _refuse_unknown_arguments(method: str, function, unknown: dict) -> None:
     """A TypeError for keyword arguments `function` does not take, with the closest name it does take or, for a
     diffusers pipeline's argument, what DiTAR uses instead (Python's own error says neither). `text` defaults to None
     so that `pipe(prompt=...)` gets here; a missing text is refused by the input checks after this."""
+    if not unknown:  # every call: the signature is read only for a refusal
+        return
     known = [name for name in inspect.signature(function).parameters if name != "unknown"]
     reject_unknown_kwargs(f"DiTARPipeline.{method}", unknown, known, instead=DIFFUSERS_ARGUMENTS)
 
 
+# the dtype `from_pipe` hands diffusers' `from_pipe` when none was asked for: diffusers then calls `to(dtype=...)` with
+# it, which leaves every component as it is (diffusers would convert them to float32)
 _KEEP_DTYPES = object()
 
 # Model CPU offload (`enable_model_cpu_offload`). accelerate's hook moves a module when its `forward` runs, and
