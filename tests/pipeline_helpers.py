@@ -3,10 +3,12 @@
 Shaped like diffusers' `get_dummy_components()` / `get_dummy_inputs()`: 8 kHz audio, 8 mel bins, hop 16 (500 frames/s),
 patch size 2, a 1-layer qwen2 backbone of hidden 32, 2 sampler steps and a 4-iteration Griffin-Lim vocoder, so one
 pipeline call takes milliseconds. The feature extractor and the model share non-trivial feature statistics, so any
-missing (de-)normalisation shows up in the numbers.
+missing (de-)normalisation shows up in the numbers. `run_in_threads` calls a function from several threads at once.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import torch
@@ -149,3 +151,26 @@ def write_wav(path, audio: np.ndarray, sr: int = SR, subtype: str | None = None)
 
     sf.write(str(path), audio, sr, subtype=subtype)
     return str(path)
+
+
+def run_in_threads(function, arguments: list) -> list:
+    """`function(argument)` for each argument, each in its own thread started together; results in order, and the
+    first exception raised again."""
+    results, errors = [None] * len(arguments), []
+    start = threading.Barrier(len(arguments))
+
+    def work(index, argument):
+        start.wait()
+        try:
+            results[index] = function(argument)
+        except BaseException as error:  # noqa: BLE001 - raised again below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=pair) for pair in enumerate(arguments)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results

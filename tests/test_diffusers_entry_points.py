@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler
-from pipeline_helpers import PATCH, get_dummy_components, get_dummy_inputs, get_dummy_pipeline
+from pipeline_helpers import PATCH, get_dummy_components, get_dummy_inputs, get_dummy_pipeline, run_in_threads
 from torch import nn
 
 from modeling_ditar import DiTARPipeline
@@ -279,7 +279,6 @@ def test_an_interrupt_stops_only_the_call_of_its_own_thread():
     pipe = get_dummy_pipeline()
     alone = features(pipe, max_new_patches=6)
     other_started, interrupted = threading.Event(), threading.Event()
-    results, errors = {}, []
 
     def interrupting(p, index, step):
         other_started.wait(10)
@@ -290,23 +289,12 @@ def test_an_interrupt_stops_only_the_call_of_its_own_thread():
         other_started.set()
         interrupted.wait(10)
 
-    def run(name, callback):
-        try:
-            results[name] = pipe(
-                **get_dummy_inputs(output_type="features", max_new_patches=6, callback_on_patch_end=callback)
-            )
-        except BaseException as error:  # noqa: BLE001 - raised again in the test's thread
-            errors.append(error)
+    def run(callback):
+        return pipe(**get_dummy_inputs(output_type="features", max_new_patches=6, callback_on_patch_end=callback))
 
-    threads = [threading.Thread(target=run, args=pair) for pair in (("cut", interrupting), ("whole", other))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    assert interrupted.is_set() and results["cut"].audio_lengths == [PATCH]
-    assert torch.equal(results["whole"].audios, alone)
+    cut, whole = run_in_threads(run, [interrupting, other])
+    assert interrupted.is_set() and cut.audio_lengths == [PATCH]
+    assert torch.equal(whole.audios, alone)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -13,33 +13,10 @@ import time
 
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
-from pipeline_helpers import get_dummy_pipeline
+from pipeline_helpers import get_dummy_pipeline, run_in_threads
 
 from modeling_ditar import tokenization_ditar as tokenization
 from modeling_ditar.sampling import PatchSampler
-
-
-def run_in_threads(function, arguments: list) -> list:
-    """`function(argument)` for each argument, each in its own thread started together; results in order, and the
-    first exception raised again."""
-    results, errors = [None] * len(arguments), []
-    start = threading.Barrier(len(arguments))
-
-    def work(index, argument):
-        start.wait()
-        try:
-            results[index] = function(argument)
-        except BaseException as error:  # noqa: BLE001 - raised again below, in the test's thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=work, args=pair) for pair in enumerate(arguments)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 def test_espeak_ng_phonemizes_one_text_at_a_time(monkeypatch, phonemes):
