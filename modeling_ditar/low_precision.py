@@ -163,8 +163,9 @@ def cpu_multiplies_bfloat16() -> bool:
     """Whether bfloat16 linears pay on this CPU ("auto" picks them there): x86 with native AVX512-BF16 and without
     AMX. Measured with this package's models (2 threads): on AMD Zen 5 (AVX512-BF16, no AMX) they are faster than
     float32 ones; on an Intel Xeon with AMX they were slower (one sentence 1.3 times the float32 time, a batch of 4
-    1.08 times), the model's products being too small for AMX's tiles to pay for converting to bfloat16 and back;
-    without native bfloat16 they are emulated and slower."""
+    about level), also with oneDNN kept off the AMX kernels, so probably because converting the small products' inputs
+    to bfloat16 and back costs more than the faster multiply saves there; without native bfloat16 they are emulated
+    and slower."""
     try:
         capabilities = torch.cpu.get_capabilities()
     except Exception:  # an older torch or an unknown platform: assume not
