@@ -405,13 +405,26 @@ def reject_unknown_kwargs(
     raise TypeError(message if hint is None else f"{message} {hint}")
 
 
-def candidate_generators(generator, batch: int, num_candidates: int):
+def default_generator(device: torch.device) -> torch.Generator | None:
+    """The generator torch samples from on `device` when none is given (None where torch keeps no such object here)."""
+    if device.type == "cpu":
+        return torch.default_generator
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    return None
+
+
+def candidate_generators(generator, batch: int, num_candidates: int, device: torch.device | None = None):
     """Generators for a batch whose rows were repeated num_candidates times: a single generator (or None) serves the
     whole batch of several texts; a list of one per text gives every candidate of text i its own generator, seeded from
     generator i, so a text's candidates still do not depend on the rest of the batch. A single generator for a single
     text counts as a list of one: `pipe(text, generator=g)` then samples what `pipe([text, ...], generator=[g, ...])`
-    samples for that text, and what a long text's sentence groups (generated one call each) sample."""
+    samples for that text, and what a long text's sentence groups (generated one call each) sample. No generator for a
+    single text means torch's global one on `device`, as in diffusers: `torch.manual_seed(0); pipe(text)` samples what
+    `pipe(text, generator=torch.manual_seed(0))` samples."""
     if not isinstance(generator, (list, tuple)):
+        if generator is None and batch == 1 and device is not None:
+            generator = default_generator(device)
         if generator is None or batch != 1:
             return generator
         generator = [generator]
@@ -431,7 +444,7 @@ def repeat_for_candidates(inputs: dict, generator, num_candidates: int) -> tuple
     if num_candidates == 1:
         return inputs, generator
     input_ids = inputs["input_ids"]
-    generator = candidate_generators(generator, input_ids.shape[0], num_candidates)
+    generator = candidate_generators(generator, input_ids.shape[0], num_candidates, input_ids.device)
     if inputs.get("attention_mask") is None:
         inputs = {**inputs, "attention_mask": torch.ones_like(input_ids)}
     inputs = {

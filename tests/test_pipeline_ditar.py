@@ -529,6 +529,22 @@ def test_the_same_generator_twice_in_a_list_is_warned_about(caplog):
     assert "same torch.Generator" not in caplog.text
 
 
+def test_no_generator_samples_from_the_global_one_as_an_explicit_global_generator_does():
+    """As in diffusers, `torch.manual_seed(0); pipe(text)` and `pipe(text, generator=torch.manual_seed(0))` give the
+    same audio (the global generator either way), also when every text is sampled as several candidates, in one call
+    and streamed."""
+    pipe = get_dummy_pipeline(ctc_loss_weight=1.0)  # candidates are ranked by the CTC head
+    for candidates in (1, 3):
+        inputs = get_dummy_inputs(num_candidates=candidates, generator=None)
+        torch.manual_seed(0)
+        implicit = pipe(**inputs).audios
+        explicit = pipe(**{**inputs, "generator": torch.manual_seed(0)}).audios
+        np.testing.assert_array_equal(implicit, explicit)
+        torch.manual_seed(0)
+        streamed = np.concatenate(list(pipe.stream(**inputs)))
+        np.testing.assert_array_equal(streamed, explicit[0][: len(streamed)])
+
+
 def test_a_text_the_derived_cap_ended_is_warned_about(caplog):
     """Where the model failed to stop and the cap for the text's length ended the text, one-shot and streaming warn
     (the caller may not look at `stopped`); a cap the caller chose, or a text that stopped, says nothing."""
