@@ -193,6 +193,24 @@ class DiTARPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
 
+    def _apply(self, fn, recurse=True):
+        """Moves and casts like any module, but keeps the backbone's float32 rotary frequencies (`inv_freq`) in float32
+        when the model is cast to half precision: loading with `dtype=torch.float16` keeps them so (transformers
+        computes them in float32 and never casts them), and rounding them would make `.to(torch.float16)` sample other
+        audio than such a load, and a cast back to float32 other audio than before."""
+        rotary = {
+            (module, name): buffer
+            for module in self.modules()
+            for name, buffer in module._buffers.items()
+            if name.endswith("inv_freq") and buffer is not None and buffer.dtype == torch.float32
+        }
+        super()._apply(fn, recurse)
+        for (module, name), original in rotary.items():
+            cast = module._buffers.get(name)
+            if cast is not None and cast.is_floating_point() and torch.finfo(cast.dtype).bits < 32:
+                module._buffers[name] = original.to(cast.device)
+        return self
+
     def _init_weights(self, module):
         std = self.config.initializer_range
         if isinstance(module, nn.Linear) and getattr(module, "_ditar_zero_init", False):

@@ -115,6 +115,27 @@ def test_bfloat16(saved):
     assert audio.dtype == np.float32 and np.isfinite(audio).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_cast_to_half_precision_keeps_the_rotary_frequencies_as_loading_in_it_does(saved, dtype):
+    """`pipe.to(dtype)` samples what `from_pretrained(..., dtype=dtype)` samples, and a cast back to float32 what the
+    pipeline sampled before: the backbone's rotary frequencies stay float32, as loading in half precision keeps them."""
+    pipe = DiTARPipeline.from_pretrained(saved / "pipeline")
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():  # weights the cast round-trips exactly (as a folder stored in half precision has)
+        for parameter in pipe.model.parameters():
+            parameter.copy_(parameter.to(dtype))
+    before = pipe(**get_dummy_inputs()).audios
+    frequencies = pipe.model.language_model.rotary_emb.inv_freq.clone()
+    pipe.to(dtype)
+    rotary = pipe.model.language_model.rotary_emb
+    assert rotary.inv_freq.dtype == torch.float32 and torch.equal(rotary.inv_freq, frequencies)
+    loaded = DiTARPipeline.from_pretrained(saved / "pipeline", dtype=dtype)
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(pipe(**get_dummy_inputs()).audios, loaded(**get_dummy_inputs()).audios)
+    pipe.to(torch.float32)
+    np.testing.assert_array_equal(pipe(**get_dummy_inputs()).audios, before)
+
+
 def test_bfloat16_vae_pipeline(tmp_path):
     from test_vae import get_dummy_vae_pipeline, inputs
 
