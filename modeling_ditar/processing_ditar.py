@@ -214,7 +214,9 @@ class DiTARProcessor(ProcessorMixin):
             text: the text to speak, or a list of texts (one row each).
             prompt_text: transcript of `prompt_audio`, one for all rows or one per row.
             prompt_audio: a path, an array/tensor (needs `sampling_rate`), or a list of those (one per row); any rate,
-                mono or multichannel, int or float samples.
+                mono or multichannel, int or float samples. A prompt longer than the model's prompts in training
+                (`MAX_PROMPT_SECONDS`) is cut at a pause and its transcript in proportion, with a warning, as
+                `DiTARPipeline` cuts it.
             sampling_rate: rate of array prompts; files carry their own.
             prompt_encoder: replaces the log-mel feature extractor for the prompt audio (e.g. a VAE encoder, see
                 `vae_features.VAEPromptEncoder`): an object with a `sampling_rate` attribute, called with the list of
@@ -265,6 +267,9 @@ class DiTARProcessor(ProcessorMixin):
             )
         if prompt_texts is not None and prompt_audios is None:
             raise ValueError("prompt_text was given without prompt_audio; pass both (voice cloning) or neither.")
+        waves = None
+        if prompt_audios is not None:
+            waves, prompt_texts = self._load_and_fit_prompts(prompt_audios, prompt_texts, sampling_rate, prompt_encoder)
 
         ids, prompt_lengths, encoded_prompts = [], [], {}
         for row, target in enumerate(texts):
@@ -290,14 +295,34 @@ class DiTARProcessor(ProcessorMixin):
             attention_mask[row, : len(row_ids)] = 1
         data = {"input_ids": input_ids, "attention_mask": attention_mask}
 
-        if prompt_audios is not None:
-            data["prompt_features"], data["prompt_attention_mask"] = self._prompt_features(
-                prompt_audios, sampling_rate, prompt_encoder
-            )
+        if waves is not None:
+            data["prompt_features"], data["prompt_attention_mask"] = self._waveform_features(waves, prompt_encoder)
             data["speech_position_rate"] = speaking_rate(
                 torch.tensor(prompt_lengths), torch.as_tensor(data["prompt_attention_mask"]).sum(1)
             )
         return BatchFeature(data=data, tensor_type=None)
+
+    def _load_and_fit_prompts(
+        self, prompt_audios: list, prompt_texts: list, sampling_rate, prompt_encoder
+    ) -> tuple[list[torch.Tensor], list]:
+        """Each row's prompt read at the prompt encoder's rate (or the feature extractor's) and, when longer than the
+        model's training prompts, cut at a pause with its transcript in proportion (`trim_prompt`). One clip shared by
+        several rows is read, cut and warned about once."""
+        rate = self.sampling_rate if prompt_encoder is None else int(prompt_encoder.sampling_rate)
+        fitted, waves, texts = {}, [], []
+        for audio, transcript in zip(prompt_audios, prompt_texts, strict=True):
+            key = (id(audio), transcript if isinstance(transcript, str) else id(transcript))
+            if key not in fitted:
+                wave = self.load_prompt_audio(audio, sampling_rate, target_rate=rate)
+                if isinstance(transcript, str):  # a transcript of another type is refused when it is encoded
+                    wave, transcript, message = trim_prompt(wave, rate, transcript)
+                    if message is not None:
+                        logger.warning(message)
+                fitted[key] = (wave, transcript)
+            wave, transcript = fitted[key]
+            waves.append(wave)
+            texts.append(transcript)
+        return waves, texts
 
     def _prompt_features(
         self, prompt_audios: list, sampling_rate, prompt_encoder, name: str = "prompt_audio"
@@ -457,7 +482,7 @@ class DiTARProcessor(ProcessorMixin):
         say (the only message without audio). Without an audio message the default voice speaks. DiTAR needs no
         template: the conversation maps directly to `prompt_audio`, `prompt_text` and `text`, so only `tokenize=True,
         return_dict=True` is supported. A voice prompt longer than the model's prompts in training is cut at a pause,
-        with a warning, as `DiTARPipeline` cuts it (`__call__` itself uses the audio as given)."""
+        with a warning, as `DiTARPipeline` cuts it."""
         if not tokenize or not return_dict:
             raise ValueError(
                 "DiTARProcessor.apply_chat_template returns model inputs: use tokenize=True, return_dict=True."
@@ -487,10 +512,8 @@ class DiTARProcessor(ProcessorMixin):
             (audio, rate), transcript = voices[0]
             if not transcript:
                 raise ValueError("the voice message needs the transcript of its audio as a text item.")
+            # read here, where the message's own sampling rate is known; `__call__` cuts a long one
             waveform = self.load_prompt_audio(audio, rate)
-            waveform, transcript, message = trim_prompt(waveform, self.sampling_rate, transcript)
-            if message is not None:
-                logger.warning(message)
             options.update(prompt_audio=waveform.numpy(), prompt_text=transcript, sampling_rate=self.sampling_rate)
         return self(texts[-1][1], **options)
 

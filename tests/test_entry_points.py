@@ -283,3 +283,31 @@ def test_text_to_speech_pipeline_cuts_a_long_voice_prompt_as_ditar_pipeline_does
     pipe.set_progress_bar_config(disable=True)
     expected = _reference(pipe, prompt_audio=audio, prompt_text=transcript, sampling_rate=8000)
     np.testing.assert_allclose(out["audio"], expected, atol=ATOL)
+
+
+def test_the_processor_cuts_a_long_voice_prompt_as_ditar_pipeline_does(saved, monkeypatch):
+    """`model.generate(**processor(text, prompt_audio=..., prompt_text=...))` used a voice prompt longer than the
+    model's training prompts whole, where DiTARPipeline cuts it at a pause: the same inputs gave other audio. One
+    prompt for several texts is cut and warned about once."""
+    from test_prompt_progress_level import speech_with_gaps
+    from transformers.utils import logging as transformers_logging
+
+    from modeling_ditar import prompt_audio
+
+    monkeypatch.setattr(prompt_audio, "MAX_PROMPT_SECONDS", 0.45)  # the tiny model's scale (500 frames/s)
+    audio, _ = speech_with_gaps([0.1, -0.12, 0.1, -0.12, 0.1])  # 0.54 s at 8 kHz
+    transcript = "one two. three four. five six."
+    processor = AutoProcessor.from_pretrained(saved)
+    model = AutoModelForTextToWaveform.from_pretrained(saved)
+    logger = transformers_logging.get_logger("modeling_ditar.processing_ditar")
+    with mock.patch.object(logger, "warning") as warning:
+        inputs = processor([TEXT, TEXT], prompt_audio=audio, prompt_text=transcript, sampling_rate=8000)
+    assert warning.call_count == 1
+    (message,), _ = warning.call_args
+    assert "cut at a pause" in message and "'one two. three four.'" in message
+    generators = [torch.Generator().manual_seed(0) for _ in range(2)]
+    speech = model.generate(**inputs, num_candidates=1, generator=generators)
+    pipe = DiTARPipeline.from_pretrained(saved)
+    pipe.set_progress_bar_config(disable=True)
+    expected = _reference(pipe, prompt_audio=audio, prompt_text=transcript, sampling_rate=8000)
+    np.testing.assert_allclose(speech.audio[0].numpy(), expected, atol=ATOL)
