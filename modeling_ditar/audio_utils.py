@@ -267,6 +267,23 @@ def _resample_direct(x: torch.Tensor, orig: int, new: int, out_len: int, cutoff:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def refuse_audio_rate_pair(audio, name: str = "prompt_audio") -> None:
+    """A 2-tuple or 2-list of an array and a number is an audio clip with its rate (`(array, sr)`, or Gradio's
+    `(sr, array)`), which would otherwise read as two clips, one of them a number: refused with the way to pass it."""
+    if not isinstance(audio, (list, tuple)) or len(audio) != 2:
+        return
+    numbers = [isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in audio]
+    arrays = [isinstance(v, (np.ndarray, torch.Tensor)) and v.ndim >= 1 for v in audio]
+    if sorted(numbers) != [False, True] or not any(arrays):
+        return
+    rate = audio[numbers.index(True)]
+    order = "(audio, rate)" if numbers[1] else "(rate, audio), as Gradio returns it"
+    raise ValueError(
+        f"{name} is a clip paired with its sampling rate {order}; pass the clip alone and the rate as "
+        f"sampling_rate: {name}=audio, sampling_rate={rate!r}."
+    )
+
+
 def unpack_audio(audio, sampling_rate: int | None = None):
     """`(audio, sampling_rate)` for the audio inputs that carry their own rate, which then wins over `sampling_rate`:
 

@@ -38,7 +38,7 @@ from transformers import PreTrainedModel, ProcessorMixin
 # Loading a local folder with trust_remote_code, diffusers copies only the modules that the pipeline file imports
 # directly, so every module the pipeline needs, also indirectly, is imported here (the ones marked F401 only for that).
 from .aggregation_encoder import DiTARAggregationEncoder  # noqa: F401
-from .audio_utils import load_audio, soft_limit  # noqa: F401
+from .audio_utils import load_audio, refuse_audio_rate_pair, soft_limit  # noqa: F401
 from .backbone_decoding import decode_step  # noqa: F401
 from .candidate_pruning import CandidateFollower, choose_candidates
 from .configuration_ditar import DiTARConfig  # noqa: F401
@@ -280,6 +280,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 "pass it as voice=... in calls instead."
             )
         if isinstance(audio, (list, tuple)):  # a voice is one recording
+            refuse_audio_rate_pair(audio, DEFAULT_VOICE_NAMES.audio)
             raise audio_type_error(audio, DEFAULT_VOICE_NAMES.audio)
         if text is None and self.prompt_transcriber is None:
             raise ValueError(
@@ -311,6 +312,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         if audio is None and transcript is not None:
             raise ValueError("transcript was given without audio; pass both (or neither, for the default voice).")
         if isinstance(audio, (list, tuple)):  # a voice is one recording
+            refuse_audio_rate_pair(audio, VOICE_NAMES.audio)
             raise audio_type_error(audio, VOICE_NAMES.audio)
         if audio is not None and transcript is None and self.prompt_transcriber is None:
             raise ValueError(
@@ -774,6 +776,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             if not t.strip():
                 which = "text" if isinstance(text, str) else f"text[{index}] of the {len(texts)} texts"
                 raise ValueError(f"{which} is empty or whitespace only; give the words to speak.")
+        refuse_audio_rate_pair(prompt_audio, "prompt_audio")
         if isinstance(prompt_audio, (list, tuple)) and len(prompt_audio) not in (1, len(texts)):
             raise ValueError(
                 f"got {len(prompt_audio)} prompt_audio for {len(texts)} texts; give one prompt for all or one per text."

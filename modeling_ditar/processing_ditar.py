@@ -24,7 +24,14 @@ import torch
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.utils import logging
 
-from .audio_utils import load_audio, resample_audio, to_mono_float32, unpack_audio, validate_sampling_rate
+from .audio_utils import (
+    load_audio,
+    refuse_audio_rate_pair,
+    resample_audio,
+    to_mono_float32,
+    unpack_audio,
+    validate_sampling_rate,
+)
 from .feature_extraction_ditar import DiTARFeatureExtractor, refuse_stacked_clips
 from .low_precision import tensor_key
 from .prompt_audio import (
@@ -255,6 +262,7 @@ class DiTARProcessor(ProcessorMixin):
         )
         prompt_audios = None
         if prompt_audio is not None:
+            refuse_audio_rate_pair(prompt_audio, "prompt_audio")
             refuse_stacked_clips(prompt_audio, "prompt_audio", batch)
             audios = prompt_audio if isinstance(prompt_audio, (list, tuple)) else [prompt_audio]
             if len(audios) == 0:
@@ -543,6 +551,7 @@ class DiTARProcessor(ProcessorMixin):
         `min_prompt_loudness_range_db`). A clip quieter than `quiet_prompt_floor_db` (active-speech RMS, dBFS) is
         raised to `prompt_level_target_db`: the model only heard voices at ordinary recording levels."""
         try:
+            refuse_audio_rate_pair(audio, name)
             audio, sampling_rate = unpack_audio(audio, sampling_rate)
             if target_rate is not None and int(target_rate) != self.sampling_rate:
                 rate = int(target_rate)

@@ -421,6 +421,39 @@ def _(ctx):
 
 
 @case(
+    "pipe-prompt-audio-rate-pair",
+    P,
+    "pipe([a, b], prompt_audio=(array, 8000)): a clip paired with its rate",
+    ValueError,
+    r"prompt_audio is a clip paired with its sampling rate \(audio, rate\); .*prompt_audio=audio, sampling_rate=8000",
+)
+def _(ctx):
+    return ctx.pipe(**get_dummy_inputs(text=["one", "two"], prompt_audio=(spoken(), SR), sampling_rate=None))
+
+
+@case(
+    "pipe-prompt-audio-gradio-pair",
+    P,
+    "pipe(text, prompt_audio=(8000, array)), Gradio's (rate, audio)",
+    ValueError,
+    r"\(rate, audio\), as Gradio returns it; .*sampling_rate=8000",
+)
+def _(ctx):
+    return ctx.pipe(**get_dummy_inputs(prompt_audio=(SR, spoken()), sampling_rate=None))
+
+
+@case(
+    "pipe-voice-audio-rate-pair",
+    P,
+    "create_voice((array, 8000), transcript)",
+    ValueError,
+    r"audio is a clip paired with its sampling rate \(audio, rate\); .*audio=audio, sampling_rate=8000",
+)
+def _(ctx):
+    return get_dummy_pipeline().create_voice((spoken(), SR), "a test voice")
+
+
+@case(
     "pipe-default-voice-transcript-not-str",
     P,
     "set_default_voice(audio, 123)",
@@ -1160,6 +1193,18 @@ def _(ctx):
 # processor
 
 PR = "processor"
+
+
+@case(
+    "proc-prompt-audio-rate-pair",
+    PR,
+    "processor(text, prompt_audio=(array, 8000), prompt_text=...)",
+    ValueError,
+    r"prompt_audio is a clip paired with its sampling rate \(audio, rate\)",
+)
+def _(ctx):
+    return ctx.processor("hello", prompt_audio=(spoken(), SR), prompt_text="a test voice")
+
 
 for _id, _desc, _args, _exc, _match in (
     (
