@@ -1002,9 +1002,14 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             prompt_audio / prompt_text: the voice to clone (path or array, and its transcript); one for all texts or one
                 per text. Default: the pipeline's default voice. After `enable_prompt_transcription()`, a prompt
                 without `prompt_text` (None, or None in the list) is transcribed by a speech recognition model.
-            num_inference_steps: LocDiT ODE steps per patch (default from the model config, 10).
+            num_inference_steps: LocDiT ODE steps per patch (default from the model's generation config). With
+                several candidates and a model that has a candidate LocDiT, the patches before the candidates are
+                pruned are sampled by that LocDiT at its own `candidate_num_inference_steps` (generation config), so
+                this setting applies from the pruning on: a text shorter than `candidate_prune_after_patches`
+                patches does not change with it.
             guidance_scale: LM guidance g >= 0, v = v(0) + g (v(h) - v(0)); 1 disables it (paper's w = g - 1).
-            temperature: tau in [0, 1], where on the reverse ODE noise is injected; 0 is deterministic.
+            temperature: tau in [0, 1], where on the reverse ODE noise is injected (rounded to the nearest of the
+                sampler's step times, so with few steps it takes few distinct values); 0 is deterministic.
             max_new_patches: cap on generated patches per text; a long text is spoken in sentence groups, and the cap
                 applies to each group (default derived from each group's length).
             generator: `torch.Generator` (or one per text) for reproducible sampling.
