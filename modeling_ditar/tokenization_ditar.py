@@ -232,8 +232,10 @@ def _espeak_backend(language: str):
 # and "times" as a multiplier (`2x faster`, `3x the speed`, `improved 10x.`; before a noun, `a 10x engineer`, the "x"
 # stays). Then, in this order:
 #
-# 0. phone numbers digit by digit (`555-1234`, `(555) 123-4567`, `020 7946 0958`); a price or rate per unit, "/" ->
-#    "per" (`$5.99/month` -> "five dollars ninety nine cents per month", `$10/hr` -> "ten dollars per hour"); ranges:
+# 0. phone numbers digit by digit (`555-1234`, `(555) 123-4567`, `020 7946 0958`, `Call 911` -> "Call nine one one");
+#    thousands grouped by spaces read as one number (`1 000 000` -> "one million"); a price or rate per unit, "/" ->
+#    "per" (`$5.99/month` -> "five dollars ninety nine cents per month", `$10/hr` -> "ten dollars per hour", `5 m/s`
+#    -> "five meters per second"); ranges:
 #    a hyphen or an en dash between two numbers, amounts or times becomes "to" (`5-10` -> "five to ten", `$20-$30` ->
 #    "twenty to thirty dollars", `9am-5pm`, `1990-95` -> "nineteen ninety to ninety five"); the sides are read by the
 #    rules below;
@@ -246,7 +248,10 @@ def _espeak_backend(language: str):
 #    digit groups (`1-800-555-1234`) digit by digit, dotted groups as versions (`3.11.4` -> "three point eleven point
 #    four", `v2.0` -> "version two point zero", `192.168.1.1` -> "one nine two point one six eight point one point
 #    one");
-# 3. times: `3:30 pm` -> "three thirty PM", `14:05` -> "fourteen oh five", `7am`, `9.30pm`;
+# 3. times: `3:30 pm` -> "three thirty PM", `14:05` -> "fourteen oh five", `24:00` -> "twenty four hundred", `7am`,
+#    `9.30pm`; with seconds a duration (`took 1:30:15` -> "one hour, thirty minutes and fifteen seconds"; a timestamp
+#    after "at" or a date, or before a time zone); another colon between numbers is a score or a ratio (`99:100` ->
+#    "ninety nine to one hundred"; a chapter and verse keeps it);
 # 4. ordinals (`23rd`), percentages, numbers with a unit (`5 km` -> "five kilometers", `1 kg` -> "one kilogram",
 #    `90°F`, `.5 mg` -> "point five milligrams", `2 tbsp.` -> "two tablespoons", `1/2 tsp` -> "one half teaspoon"),
 #    small fractions (`3/4`); a whole number and a fraction are read first (`1 1/2 cups`, `2-3/4`, `1½` -> "one and a
@@ -495,6 +500,9 @@ _PER_UNITS = {
     "hour": "hour",
     "hr": "hour",
     "h": "hour",
+    "min": "minute",
+    "sec": "second",
+    "s": "second",  # a speed or a rate: "5 m/s", "10 MB/s"
     "night": "night",
     "person": "person",
     "pp": "person",
@@ -545,6 +553,7 @@ _ABBREVIATIONS = {
     "vs.": "versus",
     "vs": "versus",
     "approx.": "approximately",
+    "ca.": "circa",  # "ca. 1850"; the capital "CA." is California
     "Jr.": "Junior",
     "Sr.": "Senior",
     "Ave.": "Avenue",
@@ -553,6 +562,7 @@ _ABBREVIATIONS = {
     "Inc.": "Incorporated",
     "Ltd.": "Limited",
     "Corp.": "Corporation",
+    "Co.": "Company",
     "Dept.": "Department",
     "dept.": "department",
     "fig.": "figure",
@@ -560,6 +570,10 @@ _ABBREVIATIONS = {
     "vol.": "volume",
     "Vol.": "Volume",
 }
+# abbreviations that carry a name on ("Martin Luther King Jr. Blvd.", "Smith Jr. Co.", "Acme Inc. Ltd."): a period
+# before one of them does not end the sentence. Others that may open a sentence ("Fig. 3 shows", "Vol. 2 is") are not
+# among them.
+_NAME_SUFFIXES = ("Jr.", "Sr.", "Ave.", "Blvd.", "Rd.", "Inc.", "Ltd.", "Corp.", "Co.")
 
 _SYMBOLS = {
     "&": " and ",
@@ -598,6 +612,21 @@ _CURRENCY_BEFORE = re.compile(
 )
 _CURRENCY_AFTER = re.compile(rf"{_NOT_AFTER}({_NUM})\s?([{_CURRENCY_SYMBOLS}])(?!\d)")
 _CENTS = re.compile(rf"{_NOT_AFTER}(\d+)\s?¢")
+# A number after "call", "dial", "phone" or "text" is dialled and said digit by digit ("Call 911 now" -> "nine one
+# one"), also one written in spaced groups; not one of fewer than three digits, which no phone number has ("phone
+# 26," counting phones), nor one of a date, a time or a hyphenated number (their own rules read them), nor where a word
+# it counts follows ("Text 100 friends"): only the end, a mark, a capital or one of these words may.
+_DIALLED = re.compile(
+    r"\b((?i:call|dial|phone|text):?\s+)(?=(?: ?\d){3})(\d+(?: \d+)*)(?![.,:/-]\d)"
+    r"(?=\s*(?:$|[^\w\s]|[A-Z]|(?:now|or|and|for|if|to|at|from|on|in|immediately|right|today|tonight|instead|again|"
+    r"first|then|when|with|anytime)\b))"
+)
+# Thousands grouped by spaces, as many countries write them ("1 000 000", also with a no-break or narrow no-break
+# space), get commas, so that the rules below read one number ("one million", not "one zero zero ..."). A group run with
+# a digit group before or after it is a phone number or a list of numbers, and stays.
+_SPACED_THOUSANDS = re.compile(
+    r"(?<![\w.,])(?<!\d[ \u00a0\u202f])[1-9]\d{0,2}(?:[ \u00a0\u202f]\d{3})+(?![ \u00a0\u202f]?\d|\w|[.,]\d)"
+)
 # Phone numbers, read digit by digit like other digit groups: 555-1234 (the exchange of a North American number starts
 # with 2-9; a round pair such as 500-1000 is left to the range rule), (555) 123-4567, ZIP+4 90210-1234, and a
 # number with a trunk zero written in spaced groups, 020 7946 0958.
@@ -665,6 +694,29 @@ _DAY_MONTH = re.compile(
 _TIME = re.compile(rf"{_NOT_AFTER}(\d{{1,2}}):(\d{{2}})(?::(\d{{2}}))?(?:\s?([AaPp])\.?\s?[Mm]\b(\.)?)?(?![\w:]|\.\d)")
 # British "9.30pm": a dot between hour and minutes only with am/pm (else 9.30 is a decimal); no seconds
 _DOTTED_TIME = re.compile(rf"{_NOT_AFTER}(\d{{1,2}})\.(\d{{2}})()\s?([AaPp])\.?\s?[Mm]\b(\.)?")
+# A clock time with seconds is a timestamp, not a duration, after "at" or a date (its digits, or the words the date
+# rules made of it: "Jun 1 23:02:07" is "June first 23:02:07" by then), or before a time zone, a UTC offset or a year
+# ("23:02:07 EDT 1986", "12:53:27 +0100")
+_DATE_WORDS = (
+    r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|\w*teen|twenty|thirty|forty|fifty|sixty|seventy|"
+    r"eighty|ninety|hundred|thousand|first|second|third|\w*(?:fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|"
+    r"twelfth|teenth|tieth)"
+)
+_TIMESTAMP_BEFORE = re.compile(rf"(?:\b[Aa]t|@|\d|\b(?:{_DATE_WORDS}))\b,?\s*$")
+_TIMESTAMP_AFTER = re.compile(r"\s+(?:[A-Z]{3,4}\b|[+-]\d{4}\b|\d{4}\b)")
+# A colon between numbers that the times left (no clock time) is a score or a ratio, "99:100", "16:9", "1:2:3"; not one
+# glued to a hyphen ("RHSA-1999:030-01", "Romans 3:1-2"), nor a chapter and verse after a book of the Bible, which keep
+# their colon ("Romans 13:8", "Deut. 7:1"; "John 3:16" has been read as a time, "John three sixteen").
+_NUMBER_COLON = re.compile(rf"(?<![\w.,:-])(?:{_NUM})(?::(?:{_NUM}))+{_NOT_BEFORE}(?![:-]\d)")
+_BIBLE_BOOKS = (
+    "Genesis Exodus Leviticus Numbers Deuteronomy Joshua Judges Ruth Samuel Kings Chronicles Ezra Nehemiah Esther Job "
+    "Psalm Psalms Proverbs Ecclesiastes Songs Solomon Isaiah Jeremiah Lamentations Ezekiel Daniel Hosea Joel Amos "
+    "Obadiah Jonah Micah Nahum Habakkuk Zephaniah Haggai Zechariah Malachi Matthew Mark Luke John Acts Romans "
+    "Corinthians Galatians Ephesians Philippians Colossians Thessalonians Timothy Titus Philemon Hebrews James Peter "
+    "Jude Revelation Revelations Gen Ex Exod Lev Num Deut Josh Judg Sam Kgs Chron Neh Esth Ps Prov Eccl Isa Jer Lam "
+    "Ezek Dan Hos Obad Mic Nah Hab Zeph Hag Zech Mal Matt Mk Lk Jn Rom Cor Gal Eph Phil Col Thess Tim Heb Jas Pet Rev"
+)
+_BIBLE_BOOK_BEFORE = re.compile(rf"\b(?:{'|'.join(_BIBLE_BOOKS.split())})\.?,?\s+$")
 _HOUR_AMPM = re.compile(rf"{_NOT_AFTER}(\d{{1,2}})\s?([AaPp])\.?\s?[Mm]\b(\.)?")
 _DIGIT_GROUPS = re.compile(r"(?<![\w.-])\d+(?:-\d+){2,}(?![\w-]|\.\d)")  # 1-800-555-1234: digit by digit
 # Three or more dot-separated numbers are a version or an address, not a decimal: 3.11.4, 192.168.1.1, 12.05.2024
@@ -694,7 +746,7 @@ _SUFFIXED_FRACTION = re.compile(rf"{_NOT_AFTER}(\d{{1,2}})/(\d{{1,2}})(?:st|nd|r
 _PER_UNIT = re.compile(
     rf"{_NOT_AFTER}((?:[{_CURRENCY_SYMBOLS}]\s?{_NUM_OR_POINT}(?:\s?[-–]\s?[{_CURRENCY_SYMBOLS}]?{_NUM_OR_POINT})?"
     rf"(?:\s?(?:{'|'.join(_SCALES)})|bn|[kKmMbB])?|{_NUM_OR_POINT}\s?(?:[{_CURRENCY_SYMBOLS}¢]|({_UNIT_ALT}))))"
-    rf"/({'|'.join(sorted(_PER_UNITS, key=len, reverse=True))})(?![\w/]|-\w)"
+    rf"/({'|'.join(sorted(_PER_UNITS, key=len, reverse=True))})((?<=/s)(?:²|\^?2))?(?![\w/]|-\w)"
 )
 # after a hyphen only when a lowercase word comes before it ("mid-1990s", "pre-2020"; not "-2020" or "MIL-1553"); the
 # hyphen becomes a space, as the prefix belongs to the whole spoken year ("mid nineteen nineties")
@@ -740,6 +792,7 @@ _TITLE_PATTERN = _abbreviation_pattern(_TITLES)
 _ABBREVIATION_PATTERN = _abbreviation_pattern(_ABBREVIATIONS)
 _SAINT_OR_STREET = re.compile(r"(?<![\w.])St\.(?=\s|$|[,;:!?)])(\s+(?=[A-Z]))?")
 _SENTENCE_END_AFTER = re.compile(r"\s*($|[\"')\]]*\s+[A-Z])")
+_NAME_SUFFIX_AFTER = re.compile(rf"\s+(?:{'|'.join(map(re.escape, _NAME_SUFFIXES))})(?=[\s,;:!?)\"']|$)")
 _SYMBOL_PATTERN = re.compile("|".join(map(re.escape, _SYMBOLS)))
 # in an address without a dotted domain ("tom@localhost"); a lone "@" has no reading
 _AT = re.compile(r"(?<=\w)@(?=\w)")
@@ -899,8 +952,9 @@ def _day_month(match: re.Match) -> str:
 
 
 def _keep_period(match: re.Match, period: str | None) -> str:
-    """A period that closed an abbreviation also ends the sentence when the text ends or a capital follows."""
-    if not period:
+    """A period that closed an abbreviation also ends the sentence when the text ends or a capital follows, unless
+    that capital opens an abbreviation that carries the name on ("King Jr. Blvd.")."""
+    if not period or _NAME_SUFFIX_AFTER.match(match.string, match.end()):
         return ""
     return "." if _SENTENCE_END_AFTER.match(match.string, match.end()) else ""
 
@@ -908,7 +962,13 @@ def _keep_period(match: re.Match, period: str | None) -> str:
 def _time(match: re.Match) -> str:
     hour, minute, second, half, period = match.groups()
     h, m = int(hour), int(minute)
-    if h > 23 or m > 59 or (half and not 1 <= h <= 12) or (second and int(second) > 59):
+    if m > 59 or (second and int(second) > 59):
+        return match.group(0)
+    # "10:00:00 long", "took 1:30:15": hours, minutes and seconds of a duration
+    if second and not half and not _is_timestamp(match):
+        return _duration(h, m, int(second))
+    # "24:00" is midnight at the end of a day; 24:30 is no time
+    if h > 24 or (h == 24 and m) or (half and not 1 <= h <= 12):
         return match.group(0)
     spoken = number_to_words(str(h))
     if m == 0:
@@ -922,6 +982,27 @@ def _time(match: re.Match) -> str:
     if half:
         spoken += " AM" if half.lower() == "a" else " PM"
     return spoken + _keep_period(match, period)
+
+
+def _is_timestamp(match: re.Match) -> bool:
+    return bool(
+        _TIMESTAMP_BEFORE.search(match.string, 0, match.start()) or _TIMESTAMP_AFTER.match(match.string, match.end())
+    )
+
+
+def _number_colon(match: re.Match) -> str:
+    if _BIBLE_BOOK_BEFORE.search(match.string, 0, match.start()):
+        return match.group(0)
+    return match.group(0).replace(":", " to ")
+
+
+def _duration(hours: int, minutes: int, seconds: int) -> str:
+    """ "two hours and thirty minutes", "one hour, thirty minutes and fifteen seconds": the parts that are not zero."""
+    units = ((hours, "hour", "hours"), (minutes, "minute", "minutes"), (seconds, "second", "seconds"))
+    parts = [_amount(str(value), one, many) for value, one, many in units if value]
+    if not parts:
+        return "zero seconds"
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
 
 def _hour_ampm(match: re.Match) -> str:
@@ -1074,10 +1155,11 @@ def _saint_or_street(match: re.Match) -> str:
 
 
 def _per_unit(match: re.Match) -> str:
-    amount, unit, per = match.groups()
+    amount, unit, per, squared = match.groups()
     if unit and f"{unit}/{per}" in _UNITS:  # "60 km/h" is one unit, read by its own rule
         return match.group(0)
-    return f"{amount} per {_PER_UNITS[per]}"
+    # an acceleration, "9.8 m/s²" (NFKC has made it "m/s2" in the front end)
+    return f"{amount} per {_PER_UNITS[per]}" + (" squared" if squared else "")
 
 
 def _roman_value(numeral: str) -> int:
@@ -1122,6 +1204,8 @@ def _web_address(match: re.Match) -> str:
 _PASSES: list[tuple[re.Pattern, object]] = [
     (_MIXED_NUMBER, _mixed_number),  # before the phone numbers, ranges and dates, which would split "2-3/4"
     (_PHONE, _phone),
+    (_DIALLED, lambda m: m.group(1) + _digits(m.group(2).replace(" ", ""))),  # before the groups below join "1 000"
+    (_SPACED_THOUSANDS, lambda m: re.sub(r"[ \u00a0\u202f]", ",", m.group(0))),  # before every rule that reads numbers
     (_PER_UNIT, _per_unit),  # before ranges and amounts, which it leaves whole: "$5-10/hr" -> "$5-10 per hour"
     (_RANGE, _range),  # before amounts, times and years, which would each take their side and leave the dash
     (_CURRENCY_BEFORE, _currency),
@@ -1138,6 +1222,7 @@ _PASSES: list[tuple[re.Pattern, object]] = [
     (_TIME, _time),
     (_DOTTED_TIME, _time),
     (_HOUR_AMPM, _hour_ampm),
+    (_NUMBER_COLON, _number_colon),  # after the times, which take the colons they can read
     (_SUFFIXED_FRACTION, _fraction),
     (_ORDINAL, _ordinal),
     (_PERCENT, _percent),

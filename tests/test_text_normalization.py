@@ -357,6 +357,45 @@ MIXED_NUMBERS = [
     ("It costs $1 1/2 more.", "It costs one dollar one half more."),  # an amount: the currency rule reads it
 ]
 
+# clock times with seconds (a duration) and 24:00, a colon that is no time, dialled numbers, thousands grouped by
+# spaces, an abbreviation after "Jr." that carries the name on, speeds and "ca."
+AUDITED = [
+    ("The video is 10:00:00 long.", "The video is ten hours long."),
+    ("It took 2:30:00 today.", "It took two hours and thirty minutes today."),
+    ("The race took 1:30:15.", "The race took one hour, thirty minutes and fifteen seconds."),
+    ("At 24:00", "At twenty four hundred"),  # like 13:00-23:00, "thirteen hundred"
+    ("Score 99:100", "Score ninety nine to one hundred"),
+    ("A 1:1 ratio, 16:9 screens.", "A one to one ratio, sixteen to nine screens."),
+    ("Call 911 now.", "Call nine one one now."),
+    ("Dial 999.", "Dial nine nine nine."),
+    ("CALL 112 NOW.", "CALL one one two NOW."),
+    ("Call 123 456 7890.", "Call one two three four five six seven eight nine zero."),
+    ("It cost 1 000 000 euros.", "It cost one million euros."),
+    ("It cost 1\u202f000\u00a0000 euros.", "It cost one million euros."),  # narrow and plain no-break spaces
+    ("Dr. Martin Luther King Jr. Blvd.", "Doctor Martin Luther King Junior Boulevard."),
+    ("Joe Smith Jr. Co. owns it.", "Joe Smith Junior Company owns it."),
+    ("Speed 5 m/s.", "Speed five meters per second."),
+    (
+        "It falls at 9.8 m/s², or 5 km/s.",
+        "It falls at nine point eight meters per second squared, or five kilometers per second.",
+    ),
+    ("ca. 50", "circa fifty"),
+    # read as before
+    ("Drive 60 mi/h.", "Drive sixty miles per hour."),
+    ("Meet at 10:30:15.", "Meet at ten thirty and fifteen seconds."),  # after "at", a clock time
+    ("Sun Jun 1 23:02:07 EDT 1986", "Sun June first twenty three oh two and seven seconds EDT nineteen eighty six"),
+    (
+        "Sent 2024-05-01 10:30:15 +0100.",
+        "Sent May first, twenty twenty four ten thirty and fifteen seconds plus zero one zero zero.",
+    ),
+    # chapter and verse keep their colon
+    ("Romans 13:8, Deut. 7:1 and 1:1-2.", "Romans thirteen:eight, Deut. seven:one and one:one-two."),
+    ("Proverbs, 26:5", "Proverbs, twenty six:five"),
+    ("Text 100 friends.", "Text one hundred friends."),  # a number that counts the word after it is not dialled
+    ("Room 91, phone 26, level 81.", "Room ninety one, phone twenty six, level eighty one."),  # too short to dial
+    ("Smith Jr. Fig. 3 shows it.", "Smith Junior. Figure three shows it."),  # "Fig." may open a sentence
+]
+
 # a clause written in capitals: espeak-ng spells "IT" and "US" in capitals as the acronyms they are in other text
 SHOUTED = [
     ("STOP IT NOW!", "STOP it NOW!"),
@@ -376,7 +415,7 @@ def test_enough_cases():
 
 
 # every table of written forms and their readings (the mixed numbers have a test of their own, below)
-READINGS = CASES + ADDRESSES + SHORT_DATES + MULTIPLIERS + MEASURES + SHOUTED
+READINGS = CASES + ADDRESSES + SHORT_DATES + MULTIPLIERS + MEASURES + SHOUTED + AUDITED
 
 
 @pytest.mark.parametrize("text, expected", READINGS, ids=[c[0][:40] for c in READINGS])
@@ -389,6 +428,12 @@ def test_mixed_numbers_and_fraction_characters(text, expected, grapheme):
     assert normalize_text(text) == expected
     # the front end writes the fraction characters out before NFKC (lowercased: the grapheme vocabulary has no capitals)
     assert grapheme.normalize(text) == expected.lower()
+
+
+def test_front_end_reads_spaced_thousands_and_squared_seconds_after_nfkc(grapheme):
+    # NFKC turns the no-break spaces into spaces and "²" into "2" before the numbers are read
+    assert grapheme.normalize("It cost 1\u202f000 euros.") == "it cost one thousand euros."
+    assert grapheme.normalize("It falls at 9.8 m/s².") == "it falls at nine point eight meters per second squared."
 
 
 def test_it_in_capitals_is_read_as_a_word(phonemes):
