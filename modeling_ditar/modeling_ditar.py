@@ -871,8 +871,15 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
                 item_mask = item_mask & (torch.rand(items, 1, device=device) >= config.history_dropout_prob)
             history_mask = item_mask.repeat_interleave(config.patch_size, dim=1)  # [M * repeats, K*P]
 
-        t = shifted_time(torch.rand(items, device=device), config.diffusion_time_shift if self.training else 1.0)
-        noise = torch.randn(x0.shape, device=device, dtype=torch.float32)
+        # in eval mode the same batch always draws the same noise levels and noise, from a generator of its own: an
+        # evaluation loss (e.g. `Trainer`'s eval_loss, used to pick the best checkpoint) is then comparable from call
+        # to call, and evaluating leaves the training's random stream untouched
+        generator = None if self.training else torch.Generator(device=device).manual_seed(0)
+        t = shifted_time(
+            torch.rand(items, device=device, generator=generator),
+            config.diffusion_time_shift if self.training else 1.0,
+        )
+        noise = torch.randn(x0.shape, device=device, dtype=torch.float32, generator=generator)
         alpha, sigma = cosine_alpha_sigma(t)
         alpha, sigma = alpha[:, None, None], sigma[:, None, None]
         x0 = x0.float()

@@ -280,6 +280,21 @@ def test_forward_batch_of_one_matches_the_padded_batch_row():
             )
 
 
+def test_an_eval_mode_loss_is_the_same_each_time_and_leaves_the_global_generator_alone():
+    """Transformers' `Trainer.evaluate()` on the same weights returned another eval_loss each call (noise levels and
+    noise came from the global generator), which `load_best_model_at_end` then compares; in train mode every call still
+    draws new ones."""
+    model = make_model().eval()
+    inputs = TESTER.prepare_inputs()
+    with torch.no_grad():
+        state = torch.get_rng_state()
+        first = model(**inputs).diffusion_loss
+        assert torch.equal(torch.get_rng_state(), state)
+        torch.testing.assert_close(model(**inputs).diffusion_loss, first, atol=0, rtol=0)
+        model.train()
+        assert not torch.equal(model(**inputs).diffusion_loss, model(**inputs).diffusion_loss)
+
+
 def test_padded_and_trailing_frames_do_not_change_the_loss():
     model = make_model().train()
     base = TESTER.prepare_inputs()  # 12 and 7 real frames (6 and 3 whole patches; row 1's 7th frame is a remainder)
