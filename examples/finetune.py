@@ -6,9 +6,14 @@
     python examples/finetune.py my_recordings --out runs/my-voice --full           # full fine-tuning instead
     python examples/finetune.py my_recordings --out runs/my-voice                  # again: resumes where it stopped
 
-The folder holds wav/flac/ogg/opus/mp3 files with same-name .txt transcripts (clip1.wav + clip1.txt), or a metadata.csv:
-either `file_name,text[,speaker_id]` with a header (separated by commas, semicolons or tabs), or LJSpeech's
-`id|text|normalized text` (audio in wavs/<id>.wav); examples/build_corpus.py --from-folder reads the same layouts.
+The folder holds wav/flac/ogg/opus/mp3 files with same-name transcripts (clip1.wav + clip1.txt; LibriTTS's
+clip1.normalized.txt or .original.txt, MFA's clip1.lab; or the one transcript of that name elsewhere in the folder, as
+VCTK's txt/ beside wav48/), each subfolder one speaker (--one-speaker: all one voice), or a metadata.csv: either
+`file_name,text[,speaker_id]` with a header (separated by '|', commas, semicolons or tabs; other tools' column names
+such as audio_file, path, transcription, sentence, speaker_name, client_id work too, or name them with --text-column
+and --speaker-column), or LJSpeech's `id|text|normalized text` (audio in wavs/<id>.wav; a column of repeated one-word
+names, as in `id|text|speaker`, is the speaker); or a metadata.jsonl with those keys (Hugging Face's audiofolder).
+examples/build_corpus.py --from-folder reads the same metadata layouts.
 A `datasets` audio dataset works too, saved with `save_to_disk` or a Hub id, with --dataset (and --split,
 --text-column, --audio-column): its rows are written out as such a folder (OUT/source) and checked the same way.
 
@@ -108,27 +113,66 @@ def list_files(folder: Path, skip: Path | None = None) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not (skip and p.resolve().is_relative_to(skip)))
 
 
+# the transcript of an audio file X lies next to it as one of these (the ending in any case), the preferred first:
+# X.txt, LibriTTS's X.normalized.txt (numbers and abbreviations written out as spoken) and X.original.txt, and the
+# Montreal Forced Aligner's X.lab
+TRANSCRIPT_ENDINGS = (".txt", ".normalized.txt", ".original.txt", ".lab")
+
+
 def list_recordings(
-    folder: Path, skip: Path | None = None, files: list[Path] | None = None
+    folder: Path,
+    skip: Path | None = None,
+    files: list[Path] | None = None,
+    columns=None,
+    one_speaker: bool = False,
 ) -> list[tuple[Path, str | None, str]]:
     """(audio path, transcript or None when missing, speaker) for every recording the folder names (files under
-    `skip` are left out). `files`: the folder's `list_files(folder, skip)` when the caller has it already (listing a
-    large folder again costs a walk and a resolve of every file)."""
-    metadata = folder / "metadata.csv"
-    if metadata.is_file():
-        return _read_metadata(folder, metadata)
-    files = list_files(folder, skip) if files is None else files
-    # a transcript pairs with the audio of the same name whatever the case of its suffix (clip1.wav + clip1.TXT)
-    transcripts = {p.with_suffix(""): p for p in files if p.suffix.lower() == ".txt"}
-    items = []
-    for path in (p for p in files if p.suffix.lower() in AUDIO_SUFFIXES):
-        transcript = transcripts.get(path.with_suffix(""))
-        items.append((path, None if transcript is None else _read_text(transcript), "speaker"))
-    nested = [p for p in files if p.name == "metadata.csv"]
-    if nested and all(text is None for _, text, _ in items):  # e.g. an LJSpeech folder one level down
+    `skip` are left out): the rows of its metadata.csv or metadata.jsonl (`columns`, a `build_corpus.ColumnChoice`,
+    names the text and speaker columns), else each audio file with its transcript file (`transcript_keys`) and the
+    speaker of its subfolder (`subfolder_speakers`). `one_speaker`: every clip is one speaker's. `files`: the
+    folder's `list_files(folder, skip)` when the caller has it already (listing a large folder again costs a walk and
+    a resolve of every file)."""
+    from build_corpus import metadata_file
+
+    if metadata_file(folder) is not None:
+        items = _read_metadata(folder, columns)
+    elif columns is not None and (columns.text or columns.speaker):
         raise SystemExit(
-            f"{folder}: no metadata.csv at the top, but found one in a subfolder ({nested[0]}): give that folder, "
-            f"{nested[0].parent}"
+            f"{folder}: --text-column and --speaker-column name columns of a metadata.csv, and the folder has none "
+            "(its transcripts are files next to the audio); leave them out"
+        )
+    else:
+        items = _paired_recordings(folder, list_files(folder, skip) if files is None else files, one_speaker)
+    return [(path, text, "speaker") for path, text, _ in items] if one_speaker else items
+
+
+def _paired_recordings(folder: Path, files: list[Path], one_speaker: bool) -> list[tuple[Path, str | None, str]]:
+    """Each audio file of a folder without a metadata file, with its transcript and the speaker of its subfolder."""
+    from build_corpus import METADATA_FILES, common_voice_hint, common_voice_lists
+
+    lists = common_voice_lists(folder)
+    if lists:  # its clips have no transcript files: all would be left out as "missing transcript"
+        raise SystemExit(common_voice_hint(folder, lists))
+    audio = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES]
+    index = transcript_index(files)
+    keys = transcript_keys(index, audio)
+    speakers = subfolder_speakers(folder, audio)
+    items = [
+        (path, None if key is None else _read_text(_transcript_beside(index, key)), speaker)
+        for path, key, speaker in zip(audio, keys, speakers, strict=True)
+    ]
+    nested = [p for p in files if p.name in METADATA_FILES]
+    if nested and all(text is None for _, text, _ in items):  # e.g. an LJSpeech folder one level down
+        if len(nested) == 1:
+            raise SystemExit(
+                f"{folder}: no metadata.csv at the top, but found one in a subfolder ({nested[0]}): give that folder, "
+                f"{nested[0].parent}"
+            )
+        shown = ", ".join(str(p) for p in nested[:5]) + (", ..." if len(nested) > 5 else "")
+        raise SystemExit(
+            f"{folder}: no metadata.csv at the top, but found {len(nested)} in subfolders ({shown}): give one of those "
+            f"folders, or list all the recordings in one metadata.csv at the top of {folder} (file names relative to "
+            "it, a speaker_id column for each folder's voice)"
         )
     if not items:
         other = sorted({p.suffix.lower() for p in files if p.suffix.lower() in OTHER_AUDIO_SUFFIXES})
@@ -138,7 +182,85 @@ def list_recordings(
                 f"{', '.join(AUDIO_SUFFIXES)} (e.g. `ffmpeg -i clip{other[0]} clip.wav`)"
             )
         raise SystemExit(f"{folder}: no audio files ({', '.join(AUDIO_SUFFIXES)}) and no metadata.csv")
+    if not one_speaker:
+        note_subfolder_speakers(folder, speakers)
     return items
+
+
+def transcript_index(files: list[Path]) -> dict[tuple[Path, str], Path]:
+    """The transcript files among `files` by (the audio path without its suffix that they belong to, their ending):
+    a.normalized.txt is a's `.normalized.txt` (and a.normalized's `.txt`); an ending in any case (clip1.TXT)."""
+    index = {}
+    for path in files:
+        lower = path.name.lower()
+        for ending in TRANSCRIPT_ENDINGS:
+            if lower.endswith(ending) and len(lower) > len(ending):
+                index[(path.with_name(path.name[: -len(ending)]), ending)] = path
+    return index
+
+
+def _transcript_beside(index: dict[tuple[Path, str], Path], key: Path) -> Path | None:
+    """The preferred transcript file of audio `key` (its path without suffix), or None."""
+    return next((index[key, ending] for ending in TRANSCRIPT_ENDINGS if (key, ending) in index), None)
+
+
+def transcript_keys(index: dict[tuple[Path, str], Path], audio: list[Path]) -> list[Path | None]:
+    """For each audio file, the key (path without ending) of its transcript in `index`: the one next to it, else the
+    one transcript of the same name elsewhere in the folder that lies next to no audio file (VCTK's txt/p225/x.txt for
+    wav48/p225/x.wav), else None."""
+    beside_audio = {path.with_suffix("") for path in audio}
+    elsewhere: dict[str, set[Path]] = {}
+    for key, _ in index:
+        if key not in beside_audio:
+            elsewhere.setdefault(key.name, set()).add(key)
+    keys = []
+    for path in audio:
+        key = path.with_suffix("")
+        if _transcript_beside(index, key) is None:
+            found = elsewhere.get(key.name, set())
+            key = next(iter(found)) if len(found) == 1 else None
+        keys.append(key)
+    return keys
+
+
+def unpaired_transcripts(files: list[Path]) -> list[Path]:
+    """The transcript files no recording pairs with (`transcript_keys`; audio of formats that cannot be read counts,
+    as it is reported itself), sorted."""
+    audio = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES + OTHER_AUDIO_SUFFIXES]
+    index = transcript_index(files)
+    paired = {p.with_suffix("") for p in audio} | {key for key in transcript_keys(index, audio) if key is not None}
+    keys_of: dict[Path, list[Path]] = {}
+    for (key, _), path in index.items():
+        keys_of.setdefault(path, []).append(key)
+    return sorted(path for path, keys in keys_of.items() if not paired.intersection(keys))
+
+
+def subfolder_speakers(folder: Path, paths: list[Path]) -> list[str]:
+    """The speaker of each clip by the folders it lies in: the leading folders common to all clips are left out and
+    the next one names the speaker (one folder per voice; LibriTTS's SPEAKER/CHAPTER/; VCTK's wav48/SPEAKER/), or
+    "speaker" for clips directly in the folders common to all."""
+    parts = [path.relative_to(folder).parent.parts for path in paths]
+    common = 0
+    while parts and all(len(p) > common for p in parts) and len({p[common] for p in parts}) == 1:
+        common += 1
+    return [p[common] if len(p) > common else "speaker" for p in parts]
+
+
+def note_subfolder_speakers(folder: Path, speakers: list[str]) -> None:
+    """Say which speakers the subfolders gave (`subfolder_speakers`) and how many clips each has: one person's
+    session folders would be taken for several voices without a word."""
+    from collections import Counter
+
+    counts = Counter(speakers)
+    if set(counts) <= {"speaker"}:
+        return
+    shown = ", ".join(f"{name} ({n} clip{'' if n == 1 else 's'})" for name, n in sorted(counts.items())[:10])
+    more = f", ... ({len(counts)} in all)" if len(counts) > 10 else ""
+    print(
+        f"{folder}: {len(counts)} speakers, one per subfolder: {shown}{more}; if they are all one voice, pass "
+        "--one-speaker",
+        flush=True,
+    )
 
 
 def _read_text(path: Path) -> str:
@@ -152,25 +274,28 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def _read_metadata(folder: Path, metadata: Path) -> list[tuple[Path, str | None, str]]:
-    """(audio path, transcript or None, speaker) of each row of metadata.csv, in any layout build_corpus.py reads
-    (`read_metadata_layout`: a header CSV separated by ",", ";" or tab, or LJSpeech's rows). The validation judges
-    each clip; a row with more fields than the header stops here, as its fields cannot be told apart."""
-    from build_corpus import read_metadata_layout
+def _read_metadata(folder: Path, columns=None) -> list[tuple[Path, str | None, str]]:
+    """(audio path, transcript or None, speaker) of each row of the folder's metadata file, in any layout
+    build_corpus.py reads (`read_metadata_layout`), with the same notes on how its columns were read. The validation
+    judges each clip; a row with more fields than the header stops here, as its fields cannot be told apart."""
+    from build_corpus import print_metadata_notes, read_metadata_layout
 
-    table = read_metadata_layout(folder)
+    table = read_metadata_layout(folder, columns)
+    print_metadata_notes(table)
     for row in table.rows:
         extra = table.too_many_fields(row)
         if extra:
-            raise SystemExit(f"{metadata}:{row.line}: {extra}; {table.quote_hint}")
+            raise SystemExit(f"{table.path}:{row.line}: {extra}; {table.quote_hint}")
     # an empty speaker cell is no error here (build_corpus.py refuses it)
     return [(row.path, row.text, row.speaker or _other_speaker(row)) for row in table.rows]
 
 
 def _other_speaker(row) -> str:
-    """The speaker of a row whose speaker_id cell is empty: its `speaker` cell when the header has both columns, else
-    "speaker" (every such clip one speaker)."""
-    return (row.cells.get("speaker") or "").strip() or "speaker"
+    """The speaker of a row whose speaker cell is empty: the first non-empty cell of another speaker column (a header
+    may have both speaker_id and speaker), else "speaker" (every such clip one speaker)."""
+    from build_corpus import SPEAKER_COLUMNS
+
+    return next((row.cells[name].strip() for name in SPEAKER_COLUMNS if (row.cells.get(name) or "").strip()), "speaker")
 
 
 def validate_recordings(
@@ -182,6 +307,8 @@ def validate_recordings(
     transcriber=None,
     skip: Path | None = None,
     language_check=None,
+    columns=None,
+    one_speaker: bool = False,
 ) -> tuple[list[Clip], list[Problem]]:
     """Check every recording; returns the usable clips and the problems found (one message each). `text_check`, when
     given, raises `ValueError` for a transcript the model cannot speak (e.g. another writing system) and returns the
@@ -189,9 +316,9 @@ def validate_recordings(
     transcript itself without a `text_check`) looks like when that is not English (or None), which is noted (see
     [`text_checks`]). `transcriber`, when given (a `PromptTranscriber`), transcribes the recordings that have no
     transcript (noted for each); without it they are left out. Files under `skip` (the run's --out, when it is inside
-    the folder) are not looked at."""
+    the folder) are not looked at. `columns` and `one_speaker`: as [`list_recordings`] reads them."""
     import soundfile as sf
-    from build_corpus import prepare_audio, resample
+    from build_corpus import MAX_HINTS, closest_name, metadata_file, prepare_audio, resample
 
     # a transcript outside the speaking rates a voice prompt may have (characters here, where the pipeline counts
     # tokens: both run at about 12-18 per second) does not belong to its clip
@@ -209,21 +336,28 @@ def validate_recordings(
     folder = Path(folder)
     clips, problems, seen_audio, seen_text = [], [], {}, {}
     files = list_files(folder, skip)
-    listed = list_recordings(folder, skip, files)
+    listed = list_recordings(folder, skip, files, columns, one_speaker)
+    listing = (metadata_file(folder) or Path("metadata.csv")).name
     named = {path.resolve() for path, _, _ in listed}
-    audio_names = {p.with_suffix("") for p in files if p.suffix.lower() in AUDIO_SUFFIXES + OTHER_AUDIO_SUFFIXES}
+    unpaired = set(unpaired_transcripts(files))
+    audio_files = [p.relative_to(folder).as_posix() for p in files if p.suffix.lower() in AUDIO_SUFFIXES]
+    hints = 0
     for path in (p for p in files if p.resolve() not in named):
         suffix, name = path.suffix.lower(), str(path.relative_to(folder))
         if suffix in OTHER_AUDIO_SUFFIXES:
             problems.append(Problem(name, "unsupported format", f"{suffix} cannot be read; convert it to WAV or FLAC"))
         elif suffix in AUDIO_SUFFIXES:
-            problems.append(Problem(name, "not in metadata.csv", "audio that metadata.csv does not name; add a row"))
-        elif suffix == ".txt" and path.with_suffix("") not in audio_names:
+            problems.append(Problem(name, f"not in {listing}", f"audio that {listing} does not name; add a row"))
+        elif path in unpaired:
             problems.append(Problem(name, "transcript without audio", "no recording of the same name next to it"))
     for path, text, speaker in listed:
         name = str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
         if not path.is_file():
-            problems.append(Problem(name, "missing audio", "named in metadata.csv but not found"))
+            # the file most like the name: a typo's fix, and what links this row to that file's "not in" finding
+            close = closest_name(Path(name).as_posix(), audio_files) if hints < MAX_HINTS else None
+            hints += 1
+            hint = f"; did you mean {close}?" if close else ""
+            problems.append(Problem(name, "missing audio", f"named in {listing} but not found{hint}"))
             continue
         if text is None and transcriber is None:
             problems.append(
@@ -908,9 +1042,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dataset", action="store_true", help="`recordings` is a datasets audio dataset")
     p.add_argument("--split", default="train", help="--dataset: the split to use")
-    p.add_argument("--text-column", default="text", help="--dataset: the transcript column")
+    p.add_argument(
+        "--text-column",
+        default=None,
+        help="the transcript column: --dataset's (default text), or a metadata.csv's (default: the first of text, "
+        "normalized_text, transcription, transcript, sentence)",
+    )
     p.add_argument("--audio-column", default="audio", help="--dataset: the audio column")
-    p.add_argument("--speaker-column", default=None, help="--dataset: an optional speaker column")
+    p.add_argument(
+        "--speaker-column",
+        default=None,
+        help="the speaker column: --dataset's (default: none, one speaker), or a metadata.csv's (default: the first "
+        "of speaker_id, speaker, speaker_name, client_id)",
+    )
+    p.add_argument(
+        "--one-speaker",
+        action="store_true",
+        help="every clip is one voice's, whatever its subfolder or speaker column says (e.g. one person's session "
+        "folders, which are otherwise taken for one speaker each)",
+    )
     p.add_argument(
         "--out",
         required=True,
@@ -1072,6 +1222,8 @@ def check_same_inputs(out: Path, args, clips: list[Clip], config: dict) -> None:
         "replay": args.replay,
         "base": str(Path(args.base).resolve()),
     }
+    if args.one_speaker:  # recorded only when set: the inputs of runs made before the option stay as they were
+        corpus["one_speaker"] = True
     training = {key: value for key, value in config.items() if key != "num_threads"}  # threads change no result
     record = {"corpus": corpus, "training": json.loads(json.dumps(training, default=str))}
     path = out / "inputs.json"
@@ -1102,6 +1254,8 @@ def check_same_inputs(out: Path, args, clips: list[Clip], config: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     check_arguments(args)
+    from build_corpus import ColumnChoice, speaker_column_note
+
     from modeling_ditar import DiTARProcessor
 
     base = Path(args.base)
@@ -1118,10 +1272,13 @@ def main(argv: list[str] | None = None) -> dict:
         recordings = out / "source"
         if not (recordings / "metadata.csv").is_file():
             ds = load_audio_dataset(args.recordings, args.split)
+            note = None if args.speaker_column or args.one_speaker else speaker_column_note(ds.column_names)
+            if note:
+                print(note, flush=True)
             dataset_to_folder(
                 ds,
                 recordings,
-                args.text_column,
+                args.text_column or "text",
                 args.audio_column,
                 args.speaker_column,
                 text_optional=args.asr_model is not None,
@@ -1144,6 +1301,9 @@ def main(argv: list[str] | None = None) -> dict:
         transcriber=transcriber,
         skip=None if args.dataset else out,  # the dataset's clips are written into out/source
         language_check=language_check,
+        # the names of --dataset's columns were read when its rows were written out
+        columns=None if args.dataset else ColumnChoice(args.text_column, args.speaker_column),
+        one_speaker=args.one_speaker,
     )
     table = validation_table(clips, problems)
     (out / "validation.md").write_text(table)
