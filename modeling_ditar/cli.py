@@ -15,8 +15,13 @@ import contextlib
 import logging
 import math
 import os
+import secrets
+import shlex
+import signal
+import stat
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,9 +61,12 @@ examples:
   ditar synthesize "Hello there." --model ./my-pipeline --steps 16 --guidance-scale 3 --temperature 0 -o hi.wav
       a local pipeline folder, more sampler steps, stronger guidance, deterministic sampling
   ditar synthesize "A long text ..." --stream -o long.wav
-      write the audio while it is generated (a player can follow the growing file)
+      write the audio while it is generated (a player can follow the growing file; Ctrl-C keeps what was written)
+  ditar synthesize - -o story.wav < story.txt
+      speak the text a file holds (TEXT is the words themselves: the name of an existing file is refused)
 
-exit status: 0 on success, 2 on a user error (bad argument, missing file, no model), 130 when interrupted."""
+exit status: 0 on success, 2 on a user error (bad argument, missing file, no model), 130 when interrupted with
+Ctrl-C; SIGTERM ends the command by that signal (143 in a shell)."""
 
 
 class UsageError(Exception):
@@ -134,13 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SYNTH_EPILOG,
         formatter_class=formatter,
     )
-    synth.add_argument("text", metavar="TEXT", help="the text to speak ('-' reads it from standard input)")
+    synth.add_argument(
+        "text", metavar="TEXT", help="the words to speak ('-' reads them from standard input, e.g. '- < story.txt')"
+    )
     synth.add_argument(
         "-o",
         "--output",
         metavar="FILE",
         required=True,
-        help="audio file to write (.wav, .flac, .ogg, ...); overwritten if it exists",
+        help="audio file to write (.wav, .flac, .ogg, ...); overwritten if it exists, keeping its permissions (a "
+        "symbolic link: the file it points to)",
     )
     voice = synth.add_argument_group("voice", "the voice to clone; without both, the model's default voice is used")
     voice.add_argument(
@@ -225,13 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="how far the speech's average spectrum (voice colour) is moved towards the prompt's, in [0, 1]; 0 leaves "
         "it as generated (model default: its config's prompt_spectrum_match)",
     )
-    sampling.add_argument("--seed", type=int, metavar="N", help="random seed, for reproducible audio")
+    sampling.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="random seed, for reproducible audio (default: a random one, printed in the summary line)",
+    )
     out = synth.add_argument_group("output")
     out.add_argument(
         "--stream",
         action="store_true",
         help="write the audio to FILE while it is generated instead of all at the end (the same audio; with several "
-        "candidates, writing starts once one candidate is left)",
+        "candidates, writing starts once one candidate is left). A WAV, AIFF, AU or CAF file's header is updated with "
+        "every chunk, so the growing file reads as complete at any moment; Ctrl-C or SIGTERM keeps the audio written "
+        "so far as a finished file",
     )
     out.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary line")
     synth.set_defaults(handler=_synthesize, check=_check_synthesize)
@@ -344,6 +362,7 @@ def _check_synthesize(args: argparse.Namespace, read_stdin: bool = True) -> tupl
     """The checks that need no model (nor torch): (text, output path). With `read_stdin=False` a TEXT of '-' is not
     read yet (None)."""
     text = _read_text(args.text) if read_stdin or args.text != "-" else None
+    _refuse_a_file_name(args.text)
     output = _check_output(args.output)
     if args.prompt_text is not None and not args.prompt_text.strip():
         raise UsageError(
@@ -375,6 +394,11 @@ def synthesis_threads(requested: int | None, environ=None) -> int | None:
 
 
 def _synthesize(args: argparse.Namespace) -> int:
+    with _sigterm_unwinds():
+        return _synthesize_to_file(args)
+
+
+def _synthesize_to_file(args: argparse.Namespace) -> int:
     text, output = _check_synthesize(args)
 
     import torch
@@ -389,6 +413,8 @@ def _synthesize(args: argparse.Namespace) -> int:
     prompt_audio, prompt_text, prompt_rate = args.prompt_audio, args.prompt_text, None
     if prompt_audio is not None and prompt_text is None:
         prompt_audio, prompt_text, prompt_rate = _transcribe_prompt(pipe, args)
+    # a seed drawn here rather than torch's global generator: printed, it lets the user reproduce a take they liked
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     call = dict(
         text=text,
         prompt_audio=prompt_audio,
@@ -398,14 +424,14 @@ def _synthesize(args: argparse.Namespace) -> int:
         guidance_scale=args.guidance_scale,
         temperature=args.temperature,
         max_new_patches=args.max_new_patches,
-        generator=None if args.seed is None else torch.Generator().manual_seed(args.seed),
+        generator=torch.Generator().manual_seed(seed),
         prompt_spectrum_match=args.prompt_spectrum_match,
     )
     start = time.perf_counter()
     try:
         with _without_cap_warning():  # said below in the command's own words, and not with -q
             if args.stream:
-                seconds, first, stopped = _write_stream(pipe, dict(call, num_candidates=args.candidates), output)
+                seconds, first, stopped = _write_stream(pipe, dict(call, num_candidates=args.candidates), output, seed)
             else:
                 result = pipe(**call, num_candidates=args.candidates)
                 audio = result.audios[0][: result.audio_lengths[0]]
@@ -423,7 +449,8 @@ def _synthesize(args: argparse.Namespace) -> int:
             )
         extra = "" if first is None else f", first audio after {first:.2f} s"
         print(
-            f"Wrote {output} ({seconds:.2f} s of audio at {pipe.sample_rate} Hz in {elapsed:.2f} s{extra})",
+            f"Wrote {output} ({seconds:.2f} s of audio at {pipe.sample_rate} Hz in {elapsed:.2f} s{extra}; "
+            f"--seed {seed} makes it again)",
             file=sys.stderr,
         )
     return 0
@@ -503,6 +530,16 @@ def _read_text(text: str) -> str:
     return text
 
 
+def _refuse_a_file_name(text: str) -> None:
+    """A TEXT of one word that names an existing file was meant as the file to read, not as words to speak (speaking
+    "story dot t x t" helps nobody): refused with the command that reads it. Words with a space are spoken."""
+    if text != "-" and not any(char.isspace() for char in text) and os.path.isfile(text):
+        raise UsageError(
+            f"TEXT {text!r} is the name of a file, and TEXT is the words to speak; to speak what the file holds, read "
+            f"it from standard input: {PROG} synthesize - < {shlex.quote(text)} (with your other options)"
+        )
+
+
 def _check_output(path: str) -> Path:
     import soundfile as sf
 
@@ -511,6 +548,12 @@ def _check_output(path: str) -> Path:
         raise UsageError(f"--output: {str(output)!r} is a folder; give a file name such as speech.wav")
     if not output.parent.is_dir():
         raise UsageError(f"--output: the folder {str(output.parent)!r} does not exist")
+    target = _link_target(output)
+    if not target.parent.is_dir():
+        raise UsageError(
+            f"--output: {str(output)!r} is a link to {str(target)!r}, whose folder does not exist; fix the link or "
+            "remove it"
+        )
     extension = output.suffix.lstrip(".").upper()
     # RAW is headerless: it needs a sample format that no extension names
     if extension not in sf.available_formats() or sf.default_subtype(extension) is None:
@@ -572,22 +615,39 @@ def _load_pipeline(
     return pipe
 
 
+def _link_target(output: Path) -> Path:
+    """The file that writing `output` changes: itself, or the file a symbolic link (or a chain of them) points to."""
+    return Path(os.path.realpath(output))
+
+
 def _write_atomic(output: Path, audio, sample_rate: int) -> None:
-    """Write next to the target and rename into place, so a failure never leaves a truncated file behind."""
+    """Write next to the target and rename into place, so a failure never leaves a truncated file behind. A symbolic
+    link stays a link (its target is replaced, in the target's folder: a rename cannot cross file systems), and an
+    existing file keeps its permission bits (a private file stays private)."""
     import numpy as np
     import soundfile as sf
 
-    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=output.suffix, dir=output.parent)
+    target = _link_target(output)
+    # the format follows the name the user gave, as it does when streaming through the link
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=output.suffix, dir=target.parent)
     os.close(handle)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes the file private; the audio gets the usual mode
+        os.chmod(temporary, _mode_for(target))  # mkstemp makes the file private
         sf.write(temporary, np.clip(audio, -1.0, 1.0), sample_rate)
-        os.replace(temporary, output)
+        os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _mode_for(target: Path) -> int:
+    """The permission bits a written `target` gets: those it has, or a new file's usual ones (0o666 less the umask)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 @contextlib.contextmanager
@@ -608,27 +668,108 @@ def _without_cap_warning():
         pipeline_logger.removeFilter(drop)
 
 
-def _write_stream(pipe, call: dict, output: Path) -> tuple[float, float, bool]:
+def _write_stream(pipe, call: dict, output: Path, seed: int) -> tuple[float, float, bool]:
     """Write chunks as `pipe.stream` yields them; returns (seconds of audio, seconds until the first chunk, whether
-    the model ended the speech itself)."""
+    the model ended the speech itself). Interrupted (Ctrl-C, SIGTERM), it keeps the audio written so far as a
+    finished file and says so; after another error the unfinished file is removed."""
     import numpy as np
-    import soundfile as sf
 
     start = time.perf_counter()
     chunks = pipe.stream(**call)  # checks the inputs (and reads the prompt) before the file is opened
-    samples, first = 0, None
+    handle, first = None, None
     try:
-        with sf.SoundFile(output, "w", samplerate=pipe.sample_rate, channels=1) as handle:
-            for chunk in chunks:
-                if first is None:
-                    first = time.perf_counter() - start
-                handle.write(np.clip(chunk, -1.0, 1.0))
-                handle.flush()
-                samples += len(chunk)
-    except BaseException:
-        output.unlink(missing_ok=True)
+        for chunk in chunks:
+            if handle is None:
+                first = time.perf_counter() - start
+                # opened at the first chunk: stopped before it, the command leaves an existing FILE as it was
+                handle = _open_stream_output(output, pipe.sample_rate)
+            handle.write(np.clip(chunk, -1.0, 1.0))
+            handle.flush()
+        if handle is None:  # no chunk at all: an empty file, as the call without --stream writes
+            handle = _open_stream_output(output, pipe.sample_rate)
+        handle.close()
+    except (KeyboardInterrupt, _Terminated):
+        _keep_interrupted(handle, output, pipe.sample_rate, seed)
         raise
-    return samples / pipe.sample_rate, first if first is not None else 0.0, bool(chunks.stopped)
+    except BaseException:
+        if handle is not None:
+            with contextlib.suppress(Exception):  # the error that stopped the stream is the one to report
+                handle.close()
+            _link_target(output).unlink(missing_ok=True)  # the unfinished file; a symbolic link to it stays
+        raise
+    return handle.frames / pipe.sample_rate, first if first is not None else 0.0, bool(chunks.stopped)
+
+
+# libsndfile's SFC_SET_UPDATE_HEADER_AUTO, which soundfile does not name
+SFC_SET_UPDATE_HEADER_AUTO = 0x1061
+# formats whose header holds the data's size, written as 0 until the file is closed unless it is updated as it grows
+# (Ogg's header is not of this kind, and rewriting it spoils the file)
+SIZED_HEADER_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "AIFF", "AU", "CAF"})
+
+
+def _open_stream_output(output: Path, sample_rate: int):
+    """`output` opened for writing (through a symbolic link; an existing file keeps its mode), with its header kept
+    up to date where the format has sizes in it: readers such as Python's `wave`, which trust the sizes, then read
+    the audio written so far at any moment, and a player can follow the growing file."""
+    import soundfile as sf
+
+    handle = sf.SoundFile(output, "w", samplerate=sample_rate, channels=1)
+    if handle.format in SIZED_HEADER_FORMATS:
+        _update_header_on_every_write(handle)
+    return handle
+
+
+def _update_header_on_every_write(handle) -> bool:
+    """Ask libsndfile to rewrite `handle`'s header after every write; False where this soundfile does not expose
+    libsndfile's commands (the file is then only complete once closed, as before)."""
+    import soundfile as sf
+
+    library, ffi, file = getattr(sf, "_snd", None), getattr(sf, "_ffi", None), getattr(handle, "_file", None)
+    if library is None or ffi is None or file is None or not hasattr(library, "sf_command"):
+        return False
+    return bool(library.sf_command(file, SFC_SET_UPDATE_HEADER_AUTO, ffi.NULL, 1))
+
+
+def _keep_interrupted(handle, output: Path, sample_rate: int, seed: int) -> None:
+    """Close an interrupted stream's file (the audio so far stays, with a complete header) and say what was kept."""
+    if handle is None:
+        print(f"{PROG}: stopped before the first audio; {output} was not written", file=sys.stderr)
+        return
+    handle.close()
+    print(
+        f"{PROG}: kept the {handle.frames / sample_rate:.2f} s of audio generated so far in {output} (--seed {seed} "
+        "makes it again)",
+        file=sys.stderr,
+    )
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread while `synthesize` runs (see `_sigterm_unwinds`)."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """While `synthesize` runs, SIGTERM unwinds the command as Ctrl-C does (a stream keeps the audio written so far,
+    the temporary file of a one-shot write is removed), then ends the process by the signal as before, so its exit
+    status still says SIGTERM (143 in a shell). A SIGTERM handler someone else installed, or an ignored SIGTERM, is
+    left alone, and so is a call outside the main thread (only it receives signals in Python)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    except _Terminated:
+        print(f"{PROG}: terminated", file=sys.stderr, flush=True)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise SystemExit(128 + signal.SIGTERM) from None  # where the signal did not end the process at once
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -167,6 +167,196 @@ def test_stream_keeps_the_best_of_k(capsys, tmp_path):
     np.testing.assert_allclose(audio, expected, atol=1.5 / 32768, rtol=0)
 
 
+LONG_TEXT = "A sentence that is part of a long paragraph. " * 12  # streams in 9 chunks: 192 samples, 7 of 400, 160
+
+
+def watch_stream(monkeypatch, before_chunk):
+    """Makes `DiTARPipeline.stream` call `before_chunk(given)` each time the command asks for a chunk, with the chunks
+    handed out so far (the command has written and flushed them by then)."""
+    original = pipeline_module.DiTARPipeline.stream
+
+    class Watched:
+        def __init__(self, inner):
+            self.inner = inner
+
+        @property
+        def stopped(self):
+            return self.inner.stopped
+
+        def __iter__(self):
+            given, chunks = [], iter(self.inner)
+            while True:
+                before_chunk(given)
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    return
+                given.append(chunk)
+                yield chunk
+
+    monkeypatch.setattr(pipeline_module.DiTARPipeline, "stream", lambda self, *a, **k: Watched(original(self, *a, **k)))
+
+
+def test_a_text_that_names_a_file_is_refused_before_the_model_loads(capsys, tmp_path, model_dir, monkeypatch):
+    (tmp_path / "hello.txt").write_text("Hello there.\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_load_pipeline", lambda *a, **k: pytest.fail("the model was loaded"))
+    for name in ("hello.txt", str(tmp_path / "hello.txt")):
+        code, out, err = run(capsys, "synthesize", name, "-o", "out.wav", "--model", model_dir)
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert f"TEXT {name!r} is the name of a file" in err and f"ditar synthesize - < {name}" in err
+    assert not (tmp_path / "out.wav").exists()
+    for words in ("hello.txt is a file", "Hello.", "-"):  # words with a space, or no such file: spoken as before
+        args = cli.build_parser().parse_args(["synthesize", words, "-o", "out.wav"])
+        assert cli._check_synthesize(args, read_stdin=False)[0] in (words, None)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_output_through_a_link_and_its_permission_bits_are_kept(capsys, tmp_path, model_dir, stream):
+    """The file a symbolic link points to is written (the link stays), and an existing file keeps its mode."""
+    (tmp_path / "links").mkdir()
+    (tmp_path / "files").mkdir()
+    real = Path(write_wav(tmp_path / "files" / "real.wav", tone(0.2)))
+    real.chmod(0o600)
+    link = tmp_path / "links" / "link.wav"
+    link.symlink_to(Path("..") / "files" / "real.wav")
+    common = ["--model", model_dir, "--max-new-patches", 3, "--seed", 3, "-q"] + (["--stream"] if stream else [])
+    code, _, err = run(capsys, "synthesize", "Hello there.", "-o", link, *common)
+    assert code == 0, err
+    assert link.is_symlink() and os.readlink(link) == str(Path("..") / "files" / "real.wav")
+    assert real.stat().st_mode & 0o777 == 0o600
+    audio, _ = sf.read(real, dtype="float32")
+    expected = expected_audio(model_dir, "Hello there.", 3, max_new_patches=3)
+    np.testing.assert_allclose(audio, expected, atol=1.5 / 32768, rtol=0)
+    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["real.wav"]  # no temporary file left
+    assert sorted(p.name for p in (tmp_path / "links").iterdir()) == ["link.wav"]
+    shared = Path(write_wav(tmp_path / "files" / "shared.wav", tone(0.2)))
+    shared.chmod(0o640)
+    code, _, err = run(capsys, "synthesize", "Hello there.", "-o", shared, *common)
+    assert code == 0 and shared.stat().st_mode & 0o777 == 0o640, err
+    dangling = tmp_path / "links" / "dangling.wav"
+    dangling.symlink_to(tmp_path / "no-such-folder" / "x.wav")
+    code, _, err = run(capsys, "synthesize", "Hello there.", "-o", dangling, *common)
+    assert code == 2 and "is a link to" in err and "whose folder does not exist" in err
+
+
+@pytest.mark.parametrize("after_chunks", [2, 0])
+def test_an_interrupted_stream_keeps_the_audio_so_far(capsys, tmp_path, model_dir, monkeypatch, after_chunks):
+    """Ctrl-C mid-stream leaves the chunks written so far as a finished file (exit 130); before the first chunk, the
+    file that was there stays as it was."""
+    output = Path(write_wav(tmp_path / "out.wav", tone(0.3)))
+    previous = output.read_bytes()
+    kept = []
+
+    def interrupt(given):
+        if len(given) == after_chunks:
+            kept.extend(given)
+            raise KeyboardInterrupt
+
+    watch_stream(monkeypatch, interrupt)
+    args = [LONG_TEXT, "-o", output, "--model", model_dir, "--max-new-patches", 8, "--seed", 1, "--stream", "-q"]
+    code, out, err = run(capsys, "synthesize", *args)
+    assert code == 130 and out == "" and err.endswith("ditar: interrupted\n"), err
+    if after_chunks == 0:
+        assert "stopped before the first audio" in err and output.read_bytes() == previous
+        return
+    samples = sum(len(chunk) for chunk in kept)
+    assert samples == 592
+    assert f"kept the {samples / SR:.2f} s of audio generated so far in {output} (--seed 1 makes it again)" in err
+    audio, _ = sf.read(output, dtype="float32")
+    np.testing.assert_allclose(audio, np.clip(np.concatenate(kept), -1, 1), atol=1.5 / 32768, rtol=0)
+    import wave
+
+    with wave.open(str(output)) as reader:  # trusts the header's sizes: the file was closed properly
+        assert reader.getnframes() == samples
+
+
+def test_a_stream_that_fails_removes_its_unfinished_file_not_the_link_to_it(capsys, tmp_path, model_dir, monkeypatch):
+    real = Path(write_wav(tmp_path / "real.wav", tone(0.2)))
+    link = tmp_path / "link.wav"
+    link.symlink_to(real)
+
+    def fail(given):
+        if len(given) == 2:
+            raise RuntimeError("the vocoder broke")
+
+    watch_stream(monkeypatch, fail)
+    args = [LONG_TEXT, "-o", link, "--model", model_dir, "--max-new-patches", 8, "--stream", "-q"]
+    with pytest.raises(RuntimeError, match="the vocoder broke"):
+        run(capsys, "synthesize", *args)
+    assert link.is_symlink() and not real.exists()
+
+
+def test_sigterm_mid_stream_keeps_the_audio_and_still_ends_by_the_signal(tmp_path, model_dir):
+    """SIGTERM is handled as Ctrl-C is, then the process ends by the signal as before (its exit status says so)."""
+    import signal
+
+    output = tmp_path / "out.wav"
+    argv = ["synthesize", LONG_TEXT, "-o", str(output), "--model", str(model_dir), "--max-new-patches", "8"]
+    argv += ["--seed", "1", "--stream", "-q"]
+    script = f"""
+import os, signal, sys
+from modeling_ditar import cli, pipeline_ditar
+original = pipeline_ditar.DiTARPipeline.stream
+def stream(self, *args, **kwargs):
+    for index, chunk in enumerate(original(self, *args, **kwargs)):
+        if index == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        yield chunk
+pipeline_ditar.DiTARPipeline.stream = stream
+sys.exit(cli.main({argv!r}))
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == -signal.SIGTERM, result.stderr[-2000:]
+    assert "kept the 0.07 s of audio generated so far" in result.stderr and "ditar: terminated" in result.stderr
+    import wave
+
+    with wave.open(str(output)) as reader:
+        assert reader.getnframes() == 592
+
+
+def test_a_streamed_wav_reads_as_complete_after_every_chunk(capsys, tmp_path, model_dir, monkeypatch):
+    """The WAV header's sizes follow the written audio, so `wave` (which trusts them) reads what is there so far."""
+    import wave
+
+    output = tmp_path / "out.wav"
+    seen = []
+
+    def read_so_far(given):
+        if not given:
+            return
+        with wave.open(str(output)) as reader:
+            frames = reader.getnframes()
+            written = np.frombuffer(reader.readframes(frames), dtype="<i2") / 32768.0
+        assert frames == sum(len(chunk) for chunk in given)
+        np.testing.assert_allclose(written, np.clip(np.concatenate(given), -1, 1), atol=1.5 / 32768, rtol=0)
+        seen.append(frames)
+
+    watch_stream(monkeypatch, read_so_far)
+    args = [LONG_TEXT, "-o", output, "--model", model_dir, "--max-new-patches", 8, "--seed", 1, "--stream", "-q"]
+    code, _, err = run(capsys, "synthesize", *args)
+    assert code == 0, err
+    assert len(seen) == 9 and seen[-1] == sf.info(output).frames  # after each chunk, the last after the end
+    assert cli._update_header_on_every_write(type("NotSoundfile", (), {"format": "WAV"})()) is False  # no _file
+
+
+def test_the_seed_drawn_is_printed_and_makes_the_same_audio(capsys, tmp_path, model_dir):
+    import re
+
+    common = ["Hello there.", "--model", model_dir, "--max-new-patches", 3]
+    code, _, err = run(capsys, "synthesize", *common, "-o", tmp_path / "a.wav")
+    assert code == 0, err
+    seed = int(re.search(r"^Wrote .*; --seed (\d+) makes it again\)$", err, re.MULTILINE).group(1))
+    code, _, err = run(capsys, "synthesize", *common, "-o", tmp_path / "b.wav", "--seed", seed, "-q")
+    assert code == 0, err
+    a, _ = sf.read(tmp_path / "a.wav", dtype="int16")
+    b, _ = sf.read(tmp_path / "b.wav", dtype="int16")
+    np.testing.assert_array_equal(a, b)
+    expected = expected_audio(model_dir, "Hello there.", seed, max_new_patches=3)
+    np.testing.assert_allclose(b / 32768, expected, atol=1.5 / 32768, rtol=0)
+
+
 def test_text_from_stdin(capsys, tmp_path, model_dir, monkeypatch):
     monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("Hello from a pipe.\n"))
     code, _, err = run(
