@@ -127,12 +127,12 @@ def list_recordings(
     one_speaker: bool = False,
 ) -> list[tuple[Path, str | None, str]]:
     """(audio path, transcript or None when missing, speaker) for every recording the folder names (files under
-    `skip` are left out): the rows of its metadata.csv or metadata.jsonl (`columns`, a `build_corpus.ColumnChoice`,
-    names the text and speaker columns), else each audio file with its transcript file (`transcript_keys`) and the
-    speaker of its subfolder (`subfolder_speakers`). `one_speaker`: every clip is one speaker's. `files`: the
-    folder's `list_files(folder, skip)` when the caller has it already (listing a large folder again costs a walk and
-    a resolve of every file)."""
-    from build_corpus import metadata_file
+    `skip` are left out): the rows of its metadata.csv or metadata.jsonl (`columns`, a
+    `corpus.recordings_metadata.ColumnChoice`, names the text and speaker columns), else each audio file with its
+    transcript file (`transcript_keys`) and the speaker of its subfolder (`subfolder_speakers`). `one_speaker`: every
+    clip is one speaker's. `files`: the folder's `list_files(folder, skip)` when the caller has it already (listing a
+    large folder again costs a walk and a resolve of every file)."""
+    from corpus.recordings_metadata import metadata_file
 
     if metadata_file(folder) is not None:
         items = _read_metadata(folder, columns)
@@ -148,7 +148,7 @@ def list_recordings(
 
 def _paired_recordings(folder: Path, files: list[Path], one_speaker: bool) -> list[tuple[Path, str | None, str]]:
     """Each audio file of a folder without a metadata file, with its transcript and the speaker of its subfolder."""
-    from build_corpus import METADATA_FILES, common_voice_hint, common_voice_lists
+    from corpus.recordings_metadata import METADATA_FILES, common_voice_hint, common_voice_lists
 
     lists = common_voice_lists(folder)
     if lists:  # its clips have no transcript files: all would be left out as "missing transcript"
@@ -278,7 +278,7 @@ def _read_metadata(folder: Path, columns=None) -> list[tuple[Path, str | None, s
     """(audio path, transcript or None, speaker) of each row of the folder's metadata file, in any layout
     build_corpus.py reads (`read_metadata_layout`), with the same notes on how its columns were read. The validation
     judges each clip; a row with more fields than the header stops here, as its fields cannot be told apart."""
-    from build_corpus import print_metadata_notes, read_metadata_layout
+    from corpus.recordings_metadata import print_metadata_notes, read_metadata_layout
 
     table = read_metadata_layout(folder, columns)
     print_metadata_notes(table)
@@ -293,7 +293,7 @@ def _read_metadata(folder: Path, columns=None) -> list[tuple[Path, str | None, s
 def _other_speaker(row) -> str:
     """The speaker of a row whose speaker cell is empty: the first non-empty cell of another speaker column (a header
     may have both speaker_id and speaker), else "speaker" (every such clip one speaker)."""
-    from build_corpus import SPEAKER_COLUMNS
+    from corpus.recordings_metadata import SPEAKER_COLUMNS
 
     return next((row.cells[name].strip() for name in SPEAKER_COLUMNS if (row.cells.get(name) or "").strip()), "speaker")
 
@@ -318,7 +318,8 @@ def validate_recordings(
     transcript (noted for each); without it they are left out. Files under `skip` (the run's --out, when it is inside
     the folder) are not looked at. `columns` and `one_speaker`: as [`list_recordings`] reads them."""
     import soundfile as sf
-    from build_corpus import MAX_HINTS, closest_name, metadata_file, prepare_audio, resample
+    from build_corpus import prepare_audio, resample
+    from corpus.recordings_metadata import MAX_HINTS, closest_name, metadata_file
 
     # a transcript outside the speaking rates a voice prompt may have (characters here, where the pipeline counts
     # tokens: both run at about 12-18 per second) does not belong to its clip
@@ -1254,7 +1255,7 @@ def check_same_inputs(out: Path, args, clips: list[Clip], config: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     check_arguments(args)
-    from build_corpus import ColumnChoice, speaker_column_note
+    from corpus.recordings_metadata import ColumnChoice, speaker_column_note
 
     from modeling_ditar import DiTARProcessor
 

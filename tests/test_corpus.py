@@ -24,6 +24,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
 import build_corpus as bc  # noqa: E402
+from corpus.recordings_metadata import read_folder_metadata  # noqa: E402
 from corpus.sentences import clean_sentence, fortune_entries, load_sentences, split_sentences  # noqa: E402
 from corpus.voices import (  # noqa: E402
     BASE_VOICES,
@@ -744,7 +745,7 @@ def test_folder_ljspeech_semicolon_and_tab_layouts_build_the_corpus_of_a_comma_c
     folders = metadata_layouts.layout_folders(tmp_path, spoken_wavs)
     said = metadata_layouts.SAID
     read = {
-        layout: [(r["file_name"], r["text"], r["speaker_id"]) for r in bc.read_folder_metadata(folder)]
+        layout: [(r["file_name"], r["text"], r["speaker_id"]) for r in read_folder_metadata(folder)]
         for layout, folder in folders.items()
     }
     assert read["comma"] == read["semicolon"] == read["tab"] == said
@@ -767,7 +768,7 @@ def test_folder_ljspeech_semicolon_and_tab_layouts_build_the_corpus_of_a_comma_c
     # the hint for a text cut by the separator names the file's separator
     (folders["semicolon"] / "metadata.csv").write_text("file_name;text\nwavs/LJ001-0004.wav;Yes; a basket.\n")
     with pytest.raises(SystemExit, match="line 2: 3 fields where the header has 2 \\(put a text that contains ';'"):
-        bc.read_folder_metadata(folders["semicolon"])
+        read_folder_metadata(folders["semicolon"])
 
 
 @needs_espeak
@@ -785,7 +786,7 @@ def test_folder_transcript_with_an_unquoted_comma_is_refused_naming_its_line(tmp
         tmp_path, "file_name,text,speaker_id\nclips/u0.wav,Hello.,anna\nclips/u1.wav,The canoe, slowly, slid.,anna\n"
     )
     with pytest.raises(SystemExit, match="line 3: 5 fields where the header has 3 \\(put a text that contains ','"):
-        bc.read_folder_metadata(folder)
+        read_folder_metadata(folder)
 
 
 def test_folder_speaker_column_in_any_case_or_named_speaker(tmp_path, capsys):
@@ -794,16 +795,16 @@ def test_folder_speaker_column_in_any_case_or_named_speaker(tmp_path, capsys):
     folder = _recordings(tmp_path, "")
     for header in ("file_name,text,speaker,duration", "File_Name, Text, Speaker ID,duration"):
         (folder / "metadata.csv").write_text(f"{header}\n{rows}")
-        assert [r["speaker_id"] for r in bc.read_folder_metadata(folder)] == ["anna", "bob"]
+        assert [r["speaker_id"] for r in read_folder_metadata(folder)] == ["anna", "bob"]
         assert "columns not used: 'duration' (read: file_name, text, speaker" in capsys.readouterr().out
     (folder / "metadata.csv").write_text("file_name,text\nclips/u0.wav,Hello.\n")  # no column: one speaker
-    assert bc.read_folder_metadata(folder)[0]["speaker_id"] == "speaker"
+    assert read_folder_metadata(folder)[0]["speaker_id"] == "speaker"
     (folder / "metadata.csv").write_text("file_name,text,speaker_id\nclips/u0.wav,Hello.,anna\nclips/u1.wav,Hi.,\n")
     with pytest.raises(SystemExit, match="line 3 \\(clips/u1.wav\\): no speaker_id"):
-        bc.read_folder_metadata(folder)
+        read_folder_metadata(folder)
     (folder / "metadata.csv").write_text("file_name,text,Text\nclips/u0.wav,Hello.,Hi.\n")
     with pytest.raises(SystemExit, match="names text more than once"):
-        bc.read_folder_metadata(folder)
+        read_folder_metadata(folder)
 
 
 def test_folder_fields_after_a_space_are_read_as_written(tmp_path):
@@ -811,7 +812,7 @@ def test_folder_fields_after_a_space_are_read_as_written(tmp_path):
     folder = _recordings(
         tmp_path, 'file_name,text,speaker_id\nclips/u0.wav, "Hello, there.", anna\nclips/u1.wav,Hi., Anna \n'
     )
-    rows = bc.read_folder_metadata(folder)
+    rows = read_folder_metadata(folder)
     assert [(r["text"], r["speaker_id"]) for r in rows] == [("Hello, there.", "anna"), ("Hi.", "Anna")]
 
 
@@ -819,13 +820,13 @@ def test_folder_file_listed_twice_is_used_once(tmp_path, capsys):
     """A repeated row was kept, so the same clip could land in train and in validation."""
     rows = "".join(f"clips/u{i}.wav,Sentence {i}.,anna\n" for i in range(3))
     folder = _recordings(tmp_path, "file_name,text,speaker_id\n" + rows + rows.replace("clips/", "./clips/", 1))
-    assert [r["text"] for r in bc.read_folder_metadata(folder)] == ["Sentence 0.", "Sentence 1.", "Sentence 2."]
+    assert [r["text"] for r in read_folder_metadata(folder)] == ["Sentence 0.", "Sentence 1.", "Sentence 2."]
     assert "3 rows repeat a file listed before and are left out: ./clips/u0.wav (line 5, as line 2)" in (
         capsys.readouterr().out
     )
     (folder / "metadata.csv").write_text("file_name,text\nclips/u0.wav,One.\nclips/u1.wav,Two.\nclips/u0.wav,Three.\n")
     with pytest.raises(SystemExit, match="line 4: clips/u0.wav is on line 2 too, with another transcript or speaker"):
-        bc.read_folder_metadata(folder)
+        read_folder_metadata(folder)
 
 
 def test_folder_clips_left_out_are_named_and_loud_float_clips_are_scaled_not_clipped(tmp_path, capsys):

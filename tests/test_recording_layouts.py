@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 pytest.importorskip("datasets")
 import build_corpus as bc  # noqa: E402
 import finetune  # noqa: E402
+from corpus.recordings_metadata import ColumnChoice, check_folder_is_listed, read_folder_metadata  # noqa: E402
 
 TEXTS = ["Hello there Anna.", "Good morning to you.", "See you again soon.", "The train was late."]
 
@@ -35,7 +36,7 @@ def _recordings(folder: Path, names: list[str], metadata: str | None = None, nam
 
 
 def _corpus_rows(folder: Path, *columns) -> list[tuple[str, str, str]]:
-    return [(r["file_name"], r["text"], r["speaker_id"]) for r in bc.read_folder_metadata(folder, *columns)]
+    return [(r["file_name"], r["text"], r["speaker_id"]) for r in read_folder_metadata(folder, *columns)]
 
 
 def _finetune_rows(folder: Path, **kwargs) -> list[tuple[str, str, str]]:
@@ -95,7 +96,7 @@ def test_pipe_rows_without_a_speaker_stay_ljspeech_and_labels_are_not_texts(tmp_
 def test_pipe_rows_with_another_number_of_fields_name_the_line(tmp_path):
     """A row of other fields (a '|' in a text, a missing column) was read as it came, each row its own way."""
     folder = _recordings(tmp_path / "rec", WAVS[:2], "u0|Hello there.|anna\nu1|Hi | there.|bob|x\n")
-    for read in (bc.read_folder_metadata, finetune.list_recordings):
+    for read in (read_folder_metadata, finetune.list_recordings):
         with pytest.raises(SystemExit, match=r"metadata.csv:2: 5 fields where the first row has 3"):
             read(folder)
 
@@ -148,13 +149,13 @@ def test_text_and_speaker_columns_are_named_in_folder_mode(tmp_path, capsys, mon
     assert sorted(t for split in dsd.values() for t in split["text"]) == sorted(TEXTS)
     assert sorted({s for split in dsd.values() for s in split["speaker_id"]}) == ["anna", "bob"]
     expected = list(zip(WAVS, TEXTS, SPEAKERS, strict=True))
-    assert _corpus_rows(folder, bc.ColumnChoice("Spoken", "voice")) == expected
-    assert _finetune_rows(folder, columns=bc.ColumnChoice("spoken", "voice")) == expected
+    assert _corpus_rows(folder, ColumnChoice("Spoken", "voice")) == expected
+    assert _finetune_rows(folder, columns=ColumnChoice("spoken", "voice")) == expected
     listed = "its columns are 'file_name', 'text', 'spoken', 'voice'"
     with pytest.raises(SystemExit, match=f"--text-column said: the header has no such column; {listed}"):
-        bc.read_folder_metadata(folder, bc.ColumnChoice("said"))
+        read_folder_metadata(folder, ColumnChoice("said"))
     with pytest.raises(SystemExit, match=f"--speaker-column who: the header has no such column; {listed}"):
-        finetune.list_recordings(folder, columns=bc.ColumnChoice(speaker="who"))
+        finetune.list_recordings(folder, columns=ColumnChoice(speaker="who"))
     # finetune's command passes them on in folder mode
     seen = {}
 
@@ -167,7 +168,7 @@ def test_text_and_speaker_columns_are_named_in_folder_mode(tmp_path, capsys, mon
     get_dummy_pipeline().save_pretrained(base)
     with pytest.raises(SystemExit, match="stopped"):
         finetune.main([str(folder), "--out", str(tmp_path / "run"), "--base", str(base), "--text-column", "spoken"])
-    assert seen["columns"] == bc.ColumnChoice("spoken", None)
+    assert seen["columns"] == ColumnChoice("spoken", None)
 
 
 def test_metadata_jsonl_is_read_like_a_header_and_metadata_csv_wins(tmp_path, capsys):
@@ -182,7 +183,7 @@ def test_metadata_jsonl_is_read_like_a_header_and_metadata_csv_wins(tmp_path, ca
     expected = [(n, t, "225" if s == "anna" else "226") for n, t, s in zip(WAVS, TEXTS, SPEAKERS, strict=True)]
     assert _corpus_rows(folder) == expected
     assert _finetune_rows(folder) == expected
-    bc.check_folder_is_listed(folder)  # --from-folder takes it
+    check_folder_is_listed(folder)  # --from-folder takes it
     capsys.readouterr()
     (folder / "metadata.csv").write_text(
         "file_name,text\n" + "".join(f"{n},{t}\n" for n, t in zip(WAVS, TEXTS, strict=True))
@@ -220,7 +221,7 @@ def test_a_comma_file_with_an_unclosed_quote_names_the_line_it_opens_on(tmp_path
     rows = f'{WAVS[0]},Hello.\n{WAVS[1]},"It was late, he said.\n{WAVS[2]},We walked home.\n{WAVS[3]},Bye.\n'
     folder = _recordings(tmp_path / "rec", WAVS, "file_name,text\n" + rows)
     message = r"metadata.csv:3: a double quote opens a text on this line and is not closed before line 4, .*\(\"\"\)"
-    for read in (bc.read_folder_metadata, finetune.list_recordings):
+    for read in (read_folder_metadata, finetune.list_recordings):
         with pytest.raises(SystemExit, match=message):
             read(folder)
     # a quoted text over two lines that start no row is a text with a line break, as before
@@ -247,7 +248,7 @@ def test_file_names_that_are_nearly_the_files_are_found(tmp_path):
     # no file matches: the closest is named
     (folder / "metadata.csv").write_text(f"file_name,text\nwavs/a0.wv,{TEXTS[0]}\n")
     with pytest.raises(SystemExit, match=r"line 2: wavs/a0.wv is missing \(did you mean wavs/a0.wav\?\)"):
-        bc.read_folder_metadata(folder)
+        read_folder_metadata(folder)
     _, problems = finetune.validate_recordings(folder, SR)
     missing = [p.message for p in problems if p.issue == "missing audio"]
     assert missing == ["named in metadata.csv but not found; did you mean wavs/a0.wav?"]
