@@ -789,7 +789,7 @@ examples:
   DITAR_API_KEY=$(cat key.txt) ditar serve --host 0.0.0.0
       serve other machines; requests must send 'Authorization: Bearer <the key>'
   curl -s localhost:8000/v1/audio/speech -H 'Content-Type: application/json' \\
-       -d '{"model": "ditar", "input": "Hello there.", "voice": "default"}' -o hello.wav
+       -d '{"model": "ditar", "input": "Hello there.", "voice": "default"}' -o hello.mp3
 
 exit status: 0 after a clean shutdown (Ctrl-C or SIGTERM), 2 on a user error."""
 

@@ -1,6 +1,6 @@
 """`ditar serve`: an OpenAI-compatible speech endpoint with dynamic batching (FastAPI + uvicorn).
 
-    POST /v1/audio/speech   {"model": ..., "input": "text", "voice": "default", "response_format": "wav"}
+    POST /v1/audio/speech   {"model": ..., "input": "text", "voice": "default", "response_format": "mp3"}
     POST /v1/voices         multipart: `audio` (a recording) and `text` (its transcript) -> a voice id
     GET  /v1/voices         the voices this server speaks in
     DELETE /v1/voices/{id}  forget an uploaded voice
@@ -78,9 +78,30 @@ def is_default_voice_name(name: str) -> bool:
     return name.lower() in OPENAI_VOICES or name.lower() == DEFAULT_VOICE_ID
 
 
-RESPONSE_FORMATS = ("wav", "pcm", "flac")
-STREAM_FORMATS = ("wav", "pcm")
-CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/L16"}
+# OpenAI's formats but aac, in OpenAI's order; mp3 is OpenAI's default, which its examples save as speech.mp3
+RESPONSE_FORMATS = ("mp3", "opus", "wav", "pcm", "flac")
+DEFAULT_RESPONSE_FORMAT = "mp3"
+# formats sent as they are generated; mp3 and flac are sent whole: libsndfile rewrites their first bytes when the file
+# is closed (mp3's gapless-playback frame, FLAC's length), so bytes streamed before would not be the file
+STREAM_FORMATS = ("wav", "pcm", "opus")
+# pcm is raw 16-bit little-endian mono (not audio/L16, which RFC 2586 defines as big-endian)
+CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
+# libsndfile's container and codec of each format
+SOUNDFILE_FORMATS = {
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+    "opus": ("OGG", "OPUS"),
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+}
+# OpenAI's pcm is 24 kHz, and its clients' players assume that rate: pcm is resampled to it. wav and flac keep the
+# model's rate (their header says it)
+PCM_RATE = 24_000
+# the rates the lossy encoders take (MPEG-1, -2 and -2.5 layer III; Opus): another model rate is resampled to the next
+# one up
+ENCODER_RATES = {
+    "mp3": (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
+    "opus": (8000, 12000, 16000, 24000, 48000),
+}
 MAX_SEED = 2**63 - 1
 # An upload longer than this is refused before it is decoded: a prompt is cut to 8 s anyway, and a compressed file
 # (FLAC of silence packs ~300 samples per byte) could otherwise decode to gigabytes inside the model's worker.
@@ -571,19 +592,105 @@ class BatchScheduler:
 
 
 def pcm16(audio: np.ndarray) -> np.ndarray:
-    """16-bit samples (x 32768, rounded, clipped); every response format holds these same samples."""
+    """16-bit samples (x 32768, rounded, clipped); every response format is made from these samples."""
     return np.clip(np.round(np.asarray(audio, dtype=np.float64) * 32768.0), -32768, 32767).astype("<i2")
 
 
-def to_pcm16(audio: np.ndarray) -> bytes:
-    return pcm16(audio).tobytes()
+def can_encode(response_format: str) -> bool:
+    """Whether the installed libsndfile writes `response_format` (mp3 and opus need libsndfile >= 1.1 built with
+    LAME and libopus, as soundfile's wheels bundle it)."""
+    if response_format == "pcm":  # raw samples, no encoder
+        return True
+    container, codec = SOUNDFILE_FORMATS[response_format]
+    return container in sf.available_formats() and codec in sf.available_subtypes(container)
 
 
-def encode_audio(audio: np.ndarray, rate: int, response_format: str) -> bytes:
+def response_rate(response_format: str, model_rate: int) -> int:
+    """The sample rate of a response: 24 kHz for pcm (OpenAI's), the model's for wav and flac, and for mp3 and opus
+    the model's where their encoder takes it, else the next rate up that it takes."""
     if response_format == "pcm":
-        return to_pcm16(audio)
+        return PCM_RATE
+    rates = ENCODER_RATES.get(response_format)
+    if rates is None or model_rate in rates:
+        return model_rate
+    return min((rate for rate in rates if rate > model_rate), default=max(rates))
+
+
+class Resampler:
+    """A stateful polyphase resampler from `source` to `target` Hz: a Kaiser-windowed sinc low-pass (32 input samples
+    each side, cut off at 92% of the lower Nyquist rate) evaluated at the `up` / `down` phases of the rational ratio.
+
+    `process` takes the input in chunks and returns every output sample whose window it has seen; `flush` returns the
+    rest, as if zeros followed. Each output sample is summed tap by tap in the same order whatever the chunks, so a
+    stream resampled chunk by chunk equals the whole audio resampled at once, bit for bit."""
+
+    HALF_WIDTH, ROLLOFF, KAISER_BETA = 32, 0.92, 8.0
+
+    def __init__(self, source: int, target: int):
+        divisor = math.gcd(source, target)
+        self.up, self.down = target // divisor, source // divisor
+        scale = min(1.0, self.up / self.down)  # downsampling lowers the cut-off and widens the window
+        self.half = math.ceil(self.HALF_WIDTH / scale)
+        cutoff = 0.5 * scale * self.ROLLOFF  # cycles per input sample
+        self.offsets = np.arange(-self.half + 1, self.half + 1)
+        # distance of each tap's input sample from the output's position, one row per phase
+        distance = self.offsets[None, :] - np.arange(self.up)[:, None] / self.up
+        window = np.i0(self.KAISER_BETA * np.sqrt(np.clip(1 - (distance / self.half) ** 2, 0, None)))
+        taps = np.sinc(2 * cutoff * distance) * window
+        self.taps = taps / taps.sum(axis=1, keepdims=True)  # each phase passes a constant unchanged
+        self._buffer = np.zeros(self.half)  # the input from index `_start` on; zeros before the first sample
+        self._start = -self.half
+        self._received = 0
+        self._next = 0  # the next output sample's index
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        self._buffer = np.concatenate([self._buffer, np.asarray(samples, dtype=np.float64)])
+        self._received += len(samples)
+        # output j needs the input up to floor(j * down / up) + half
+        return self._emit(-(-(self._received - self.half) * self.up // self.down))
+
+    def flush(self) -> np.ndarray:
+        self._buffer = np.concatenate([self._buffer, np.zeros(self.half)])
+        return self._emit(-(-self._received * self.up // self.down))  # the outputs within the input's length
+
+    def _emit(self, stop: int) -> np.ndarray:
+        count = max(stop - self._next, 0)
+        result = np.zeros(count)
+        # every `up`-th output has the same phase and its input `down` samples further on: one strided pass per tap
+        for first in range(min(self.up, count)):
+            index = self._next + first
+            phase, base = index * self.down % self.up, index * self.down // self.up - self._start
+            n = len(range(first, count, self.up))
+            for tap, offset in zip(self.taps[phase], self.offsets, strict=True):
+                start = base + offset
+                result[first :: self.up] += tap * self._buffer[start : start + self.down * (n - 1) + 1 : self.down]
+        self._next += count
+        drop = self._next * self.down // self.up - self.half + 1 - self._start  # input no later output needs
+        if drop > 0:
+            self._buffer, self._start = self._buffer[drop:], self._start + drop
+        return result
+
+
+def _resampled(resampler: Resampler | None, samples: np.ndarray, last: bool = False) -> np.ndarray:
+    """16-bit `samples` at the response's rate. The 16-bit samples are resampled (and rounded again), not the model's
+    floats: the stream's samples equal the whole audio's, so the resampled ones do too."""
+    if resampler is None:
+        return samples
+    out = resampler.process(samples / 32768.0)
+    if last:
+        out = np.concatenate([out, resampler.flush()])
+    return pcm16(out)
+
+
+def encode_audio(audio: np.ndarray, model_rate: int, response_format: str) -> bytes:
+    """The whole response: the audio's 16-bit samples at `response_rate`, raw or in the format's file."""
+    rate = response_rate(response_format, model_rate)
+    samples = _resampled(Resampler(model_rate, rate) if rate != model_rate else None, pcm16(audio), last=True)
+    if response_format == "pcm":
+        return samples.tobytes()
+    container, codec = SOUNDFILE_FORMATS[response_format]
     buffer = io.BytesIO()
-    sf.write(buffer, pcm16(audio), rate, format=response_format.upper(), subtype="PCM_16")
+    sf.write(buffer, samples, rate, format=container, subtype=codec)
     return buffer.getvalue()
 
 
@@ -598,6 +705,86 @@ def streaming_wav_header(rate: int) -> bytes:
         + b"data"
         + struct.pack("<I", unknown)
     )
+
+
+class _StreamSink:
+    """A write-only file object for libsndfile that hands out the bytes written since the last `take()`. An encoder
+    that goes back to change bytes already handed out fails the stream: what the client got would not be the file."""
+
+    def __init__(self):
+        self._data = bytearray()
+        self._position = 0
+        self._taken = 0
+        self._rewrote = False
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        if self._position < self._taken:
+            self._rewrote = True
+        end = self._position + len(data)
+        self._data[self._position : end] = data
+        self._position = end
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._data)}[whence]
+        self._position = base + offset
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def take(self) -> bytes:
+        if self._rewrote:
+            raise RuntimeError("the encoder rewrote bytes already streamed; this format cannot be streamed")
+        new = bytes(self._data[self._taken :])
+        self._taken = len(self._data)
+        return new
+
+
+class StreamEncoder:
+    """The bytes of one streamed response, chunk by chunk: `start()`, `encode(chunk)` for each chunk of the model's
+    float audio, `finish()` at its end (`close()` drops an unfinished one). WAV is a header with unknown sizes and
+    then the samples; pcm is resampled to 24 kHz with the resampler's state carried from chunk to chunk, so the bytes
+    equal the whole response's; opus is libsndfile's Ogg Opus written as it goes (it writes a page about every second
+    of audio), which decodes to the whole response's audio."""
+
+    def __init__(self, response_format: str, model_rate: int):
+        self.format = response_format
+        self.rate = response_rate(response_format, model_rate)
+        self._resampler = Resampler(model_rate, self.rate) if self.rate != model_rate else None
+        self._sink = self._file = None
+
+    def start(self) -> bytes:
+        if self.format == "wav":
+            return streaming_wav_header(self.rate)
+        if self.format == "pcm":
+            return b""
+        container, codec = SOUNDFILE_FORMATS[self.format]
+        self._sink = _StreamSink()
+        self._file = sf.SoundFile(self._sink, "w", self.rate, 1, format=container, subtype=codec)
+        return self._sink.take()
+
+    def encode(self, chunk: np.ndarray) -> bytes:
+        return self._bytes(_resampled(self._resampler, pcm16(chunk)))
+
+    def finish(self) -> bytes:
+        tail = self._bytes(_resampled(self._resampler, np.zeros(0, "<i2"), last=True))
+        if self._file is None:
+            return tail
+        self._file.close()
+        return tail + self._sink.take()
+
+    def close(self) -> None:
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+
+    def _bytes(self, samples: np.ndarray) -> bytes:
+        if self._file is None:
+            return samples.tobytes()
+        if len(samples):
+            self._file.write(samples)
+        return self._sink.take()
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -618,9 +805,10 @@ class SpeechRequest(BaseModel):
     model: str
     input: str
     voice: str | VoiceRef = DEFAULT_VOICE_ID
-    response_format: str = "wav"
+    response_format: str = DEFAULT_RESPONSE_FORMAT
     speed: float = 1.0
-    stream: bool = False
+    # None: stream when stream_format is "audio" (OpenAI's clients stream that way and never send `stream`)
+    stream: bool | None = None
     stream_format: str | None = None
     instructions: str | None = None
     seed: int | None = None
@@ -896,12 +1084,13 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
 
     @app.post("/v1/audio/speech")
     async def speech(request: SpeechRequest):
-        text, voice, response_format, seed = check_speech_request(request, settings, voices)
-        headers = {"X-Seed": str(seed), "X-Sample-Rate": str(pipe.sample_rate)}
+        text, voice, response_format, seed, stream = check_speech_request(request, settings, voices)
+        rate = response_rate(response_format, pipe.sample_rate)
+        headers = {"X-Seed": str(seed), "X-Sample-Rate": str(rate)}
         media_type = CONTENT_TYPES[response_format]
         if response_format == "pcm":
-            media_type += f";rate={pipe.sample_rate};channels=1"
-        if request.stream:
+            media_type += f";rate={rate};channels=1"
+        if stream:
             return await start_stream(text, voice, seed, response_format, media_type, headers)
         try:
             result = await scheduler.synthesize(text, voice, seed)
@@ -921,8 +1110,9 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
         headers["X-Audio-Seconds"] = f"{len(result.audio) / pipe.sample_rate:.3f}"
         headers["X-Stopped"] = "true" if result.stopped else "false"
         headers["X-Batch-Size"] = str(result.batch_size)
-        return Response(encode_audio(result.audio, pipe.sample_rate, response_format), media_type=media_type,
-                        headers=headers)  # fmt: skip
+        # in a thread: encoding minutes of mp3 would hold up the event loop (and every other client) for a while
+        content = await asyncio.to_thread(encode_audio, result.audio, pipe.sample_rate, response_format)
+        return Response(content, media_type=media_type, headers=headers)
 
     async def start_stream(text, voice, seed, response_format, media_type, headers):
         """Streaming bypasses batching: the pipeline's `stream` yields chunks, each produced in the worker thread."""
@@ -947,17 +1137,21 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
                 raise APIError(400, str(err), "input", "bad_input") from None
             raise
 
+        encoder = StreamEncoder(response_format, pipe.sample_rate)
+
         async def body():
             done = object()
             try:
-                if response_format == "wav":
-                    yield streaming_wav_header(pipe.sample_rate)
+                yield encoder.start()
                 while not scheduler._abort:
                     chunk = await scheduler.run_in_worker(next, chunks, done)
+                    data = encoder.finish() if chunk is done else encoder.encode(chunk)
+                    if data:
+                        yield data
                     if chunk is done:
                         break
-                    yield to_pcm16(chunk)
             finally:
+                encoder.close()
                 scheduler.close_stream()
                 with contextlib.suppress(Exception):
                     await scheduler.run_in_worker(chunks.close)
@@ -968,7 +1162,8 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
 
 
 def check_speech_request(request: SpeechRequest, settings: ServerSettings, voices: VoiceStore):
-    """(text, voice, response_format, seed) of a valid request; `APIError` naming the first problem otherwise."""
+    """(text, voice, response_format, seed, stream) of a valid request; `APIError` naming the first problem
+    otherwise."""
     text = request.input
     if not request.model.strip():
         raise APIError(400, "model is empty; any model name is accepted (this server serves one model)", "model")
@@ -982,19 +1177,23 @@ def check_speech_request(request: SpeechRequest, settings: ServerSettings, voice
             "input",
             "too_large",
         )
-    response_format = request.response_format.lower()
-    if response_format not in RESPONSE_FORMATS:
-        raise APIError(
-            400,
-            f"response_format {request.response_format!r} is not supported; use one of {', '.join(RESPONSE_FORMATS)}",
-            "response_format",
-        )
+    response_format = check_response_format(request)
     if not math.isfinite(request.speed) or request.speed != 1.0:
         raise APIError(400, f"speed {request.speed!r} is not supported: this server speaks at speed 1.0 only", "speed")
-    if request.stream and response_format not in STREAM_FORMATS:
-        raise APIError(400, f"stream needs response_format wav or pcm, not {response_format!r}", "response_format")
     if request.stream_format not in (None, "audio"):
         raise APIError(400, f"stream_format {request.stream_format!r} is not supported; use 'audio'", "stream_format")
+    stream = request.stream
+    if stream is None:
+        # OpenAI's clients ask for a stream with stream_format "audio" alone; a format sent whole answers the file
+        stream = request.stream_format == "audio" and response_format in STREAM_FORMATS
+    elif stream and response_format not in STREAM_FORMATS:
+        default = "" if "response_format" in request.model_fields_set else " (the default, as in OpenAI's API)"
+        raise APIError(
+            400,
+            f"stream needs response_format {', '.join(STREAM_FORMATS[:-1])} or {STREAM_FORMATS[-1]}; "
+            f"{response_format!r}{default} is sent whole. Ask for one of those, or leave stream out",
+            "response_format",
+        )
     if request.instructions is not None and request.instructions.strip():
         raise APIError(400, "instructions are not supported by this model; leave them out", "instructions")
     seed = request.seed if request.seed is not None else secrets.randbelow(2**31)
@@ -1007,7 +1206,29 @@ def check_speech_request(request: SpeechRequest, settings: ServerSettings, voice
         raise APIError(
             400, f"unknown voice {voice_id!r}; known voices: {known} (POST /v1/voices adds one)", "voice", "no_voice"
         )
-    return text, voice, response_format, seed
+    return text, voice, response_format, seed, stream
+
+
+def check_response_format(request: SpeechRequest) -> str:
+    """The request's response format, lower case; `APIError` for one this server cannot send."""
+    response_format = request.response_format.lower()
+    if response_format not in RESPONSE_FORMATS:
+        raise APIError(
+            400,
+            f"response_format {request.response_format!r} is not supported; use one of {', '.join(RESPONSE_FORMATS)}",
+            "response_format",
+        )
+    if not can_encode(response_format):
+        default = "" if "response_format" in request.model_fields_set else " (the default, as in OpenAI's API)"
+        raise APIError(
+            400,
+            f"response_format {response_format!r}{default}: the installed libsndfile ({sf.__libsndfile_version__}) "
+            "cannot encode it; ask for wav, pcm or flac, or install a soundfile whose libsndfile can "
+            "(pip install -U soundfile: its wheels bundle libsndfile with MP3 and Opus)",
+            "response_format",
+            "unsupported_format",
+        )
+    return response_format
 
 
 def validation_response(errors) -> JSONResponse:
@@ -1043,6 +1264,13 @@ def run(pipe, settings: ServerSettings, host: str = "127.0.0.1", port: int = 800
     warning = exposure_warning(host, port, settings)
     if warning is not None:
         logger.warning(warning)
+    if not can_encode(DEFAULT_RESPONSE_FORMAT):
+        logger.warning(
+            "the installed libsndfile (%s) cannot encode %s, the default response_format: requests without one get "
+            "400. pip install -U soundfile installs one that can",
+            sf.__libsndfile_version__,
+            DEFAULT_RESPONSE_FORMAT,
+        )
     # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again for the handler that was there
     # before it. For SIGINT that is a KeyboardInterrupt, which `uvicorn.run` swallows; Python's default for SIGTERM
     # killed the process (exit status 143) after the clean shutdown. SIGTERM is handled as Ctrl-C is.

@@ -23,7 +23,18 @@ from pipeline_helpers import SR, get_dummy_pipeline, spoken, tone
 from test_cli import _imported_modules
 
 from modeling_ditar import cli
-from modeling_ditar.server import BatchScheduler, ServerSettings, ShuttingDown, create_app, run, streaming_wav_header
+from modeling_ditar.server import (
+    BatchScheduler,
+    Resampler,
+    ServerSettings,
+    ShuttingDown,
+    StreamEncoder,
+    create_app,
+    encode_audio,
+    pcm16,
+    run,
+    streaming_wav_header,
+)
 
 SPEECH = "/v1/audio/speech"
 
@@ -67,6 +78,11 @@ def pcm(content: bytes) -> np.ndarray:
     return np.frombuffer(content, dtype="<i2")
 
 
+def samples(content: bytes) -> np.ndarray:
+    """The 16-bit samples of an audio file (WAV, FLAC)."""
+    return sf.read(io.BytesIO(content), dtype="int16")[0]
+
+
 def assert_error(response, status: int, param: str | None, *words: str):
     assert response.status_code == status, (response.status_code, response.text)
     assert response.headers["content-type"].startswith("application/json")
@@ -103,7 +119,8 @@ def test_health_and_voices(client, pipe):
 
 
 def test_speech_wav_is_the_pipeline_audio_for_its_seed(client, pipe):
-    response = client.post(SPEECH, json={"model": "ditar", "input": "hello there", "voice": "default", "seed": 7})
+    body = {"model": "ditar", "input": "hello there", "voice": "default", "seed": 7, "response_format": "wav"}
+    response = client.post(SPEECH, json=body)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "audio/wav"
     assert response.headers["x-seed"] == "7" and response.headers["x-sample-rate"] == str(SR)
@@ -125,15 +142,15 @@ def test_a_trailing_slash_is_served_not_redirected(client, pipe):
 
 def test_formats_and_openai_voice_names(client, pipe):
     base = {"model": "tts-1", "input": "hello there", "seed": 3}
-    wav = client.post(SPEECH, json={**base, "voice": "default"})
-    raw = client.post(SPEECH, json={**base, "voice": "alloy", "response_format": "pcm"})
+    wav = client.post(SPEECH, json={**base, "voice": "default", "response_format": "wav"})
+    named = client.post(SPEECH, json={**base, "voice": "alloy", "response_format": "wav"})
     flac = client.post(SPEECH, json={**base, "voice": {"id": "Nova"}, "response_format": "flac"})
-    assert raw.headers["content-type"].startswith("audio/L16") and flac.headers["content-type"] == "audio/flac"
-    samples = sf.read(io.BytesIO(wav.content), dtype="int16")[0]
-    np.testing.assert_array_equal(pcm(raw.content), samples)  # OpenAI's names speak in the default voice
-    np.testing.assert_array_equal(sf.read(io.BytesIO(flac.content), dtype="int16")[0], samples)
-    capital = client.post(SPEECH, json={**base, "voice": "Default", "response_format": "pcm"})
-    np.testing.assert_array_equal(pcm(capital.content), samples)  # the built-in name in any case, as OpenAI's
+    assert flac.headers["content-type"] == "audio/flac"
+    expected = samples(wav.content)
+    np.testing.assert_array_equal(samples(named.content), expected)  # OpenAI's names speak in the default voice
+    np.testing.assert_array_equal(samples(flac.content), expected)
+    capital = client.post(SPEECH, json={**base, "voice": "Default", "response_format": "wav"})
+    np.testing.assert_array_equal(samples(capital.content), expected)  # the built-in name in any case, as OpenAI's
     unseeded = [client.post(SPEECH, json={"model": "m", "input": "hello there"}) for _ in range(2)]
     assert unseeded[0].headers["x-seed"] != unseeded[1].headers["x-seed"]  # a random seed, reported
 
@@ -151,10 +168,12 @@ def test_uploaded_voice_is_cached_and_speaks_like_the_pipeline(client, pipe):
     assert renamed.status_code == 200 and renamed.json()["name"] == "ours"
     assert voice["id"] in [v["id"] for v in client.get("/v1/voices").json()["data"]]
     response = client.post(SPEECH, json={"model": "m", "input": "hello there", "voice": voice["id"], "seed": 5,
-                                         "response_format": "pcm"})  # fmt: skip
+                                         "response_format": "wav"})  # fmt: skip
     assert response.status_code == 200, response.text
     decoded = sf.read(io.BytesIO(wav_bytes(prompt)), dtype="float32")[0]  # the WAV round trip of the upload
-    np.testing.assert_array_equal(pcm(response.content), expected_pcm(pipe, "hello there", 5, decoded, "the prompt"))
+    np.testing.assert_array_equal(
+        samples(response.content), expected_pcm(pipe, "hello there", 5, decoded, "the prompt")
+    )
     assert client.delete(f"/v1/voices/{voice['id']}").json()["deleted"] is True
     gone = client.post(SPEECH, json={"model": "m", "input": "hello there", "voice": voice["id"]})
     assert_error(gone, 400, "voice", "unknown voice", voice["id"])
@@ -163,15 +182,15 @@ def test_uploaded_voice_is_cached_and_speaks_like_the_pipeline(client, pipe):
 
 
 def test_stream_yields_the_one_shot_audio(client, pipe):
-    body = {"model": "m", "input": "hello there", "seed": 11, "stream": True}
+    body = {"model": "m", "input": "hello there", "seed": 11, "stream": True, "response_format": "wav"}
     with client.stream("POST", SPEECH, json=body) as response:
         assert response.status_code == 200
         content = b"".join(response.iter_bytes())
     header = streaming_wav_header(SR)
     assert content.startswith(header)
     np.testing.assert_array_equal(pcm(content[len(header) :]), expected_pcm(pipe, "hello there", 11))
-    raw = client.post(SPEECH, json={**body, "response_format": "pcm"})
-    assert raw.content == content[len(header) :]
+    whole = client.post(SPEECH, json={**body, "stream": False})
+    np.testing.assert_array_equal(samples(whole.content), pcm(content[len(header) :]))
 
 
 def test_a_stream_samples_the_configured_candidates_like_a_plain_request():
@@ -179,16 +198,115 @@ def test_a_stream_samples_the_configured_candidates_like_a_plain_request():
     not (streams used to sample the model's own number of candidates, with another draw of the generator)."""
     pipe = get_dummy_pipeline(ctc_loss_weight=1.0)
     with make_client(pipe, num_candidates=3) as client:
-        body = {"model": "m", "input": "hello there", "seed": 4, "response_format": "pcm"}
+        body = {"model": "m", "input": "hello there", "seed": 4, "response_format": "wav"}
         plain = client.post(SPEECH, json=body)
         with client.stream("POST", SPEECH, json={**body, "stream": True}) as response:
-            streamed = b"".join(response.iter_bytes())
-    assert plain.status_code == 200 and plain.content == streamed
+            streamed = b"".join(response.iter_bytes())[len(streaming_wav_header(SR)) :]
+    assert plain.status_code == 200
+    np.testing.assert_array_equal(samples(plain.content), pcm(streamed))
     prompt_audio, _, prompt_text = pipe.default_voice
     out = pipe("hello there", prompt_audio=prompt_audio, prompt_text=prompt_text, sampling_rate=SR, num_candidates=3,
                generator=torch.Generator().manual_seed(4))  # fmt: skip
     expected = np.clip(np.round(out.audios[0][: out.audio_lengths[0]].astype(np.float64) * 32768), -32768, 32767)
-    np.testing.assert_array_equal(pcm(plain.content), expected.astype(np.int16))
+    np.testing.assert_array_equal(samples(plain.content), expected.astype(np.int16))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# response formats as OpenAI's clients expect them
+
+
+def streamed(client, body: dict) -> tuple[bytes, dict]:
+    """The body and headers of a request read as a stream, and whether the server streamed it (its stream counter)."""
+    before = client.get("/health").json()["stats"]["streams"]
+    with client.stream("POST", SPEECH, json=body) as response:
+        assert response.status_code == 200, response.read()
+        content, headers = b"".join(response.iter_bytes()), dict(response.headers)
+    headers["streamed"] = client.get("/health").json()["stats"]["streams"] > before
+    return content, headers
+
+
+def test_pcm_is_little_endian_24_khz_said_so_by_its_media_type(client, pipe):
+    """OpenAI's pcm is 24 kHz (its clients' players assume it) and little-endian: not audio/L16 (big-endian) at the
+    model's rate."""
+    body = {"model": "m", "input": "hello there", "seed": 3, "response_format": "pcm"}
+    response = client.post(SPEECH, json=body)
+    assert response.headers["content-type"] == "audio/pcm;rate=24000;channels=1"
+    assert response.headers["x-sample-rate"] == "24000"
+    wav = samples(client.post(SPEECH, json={**body, "response_format": "wav"}).content)
+    raw = pcm(response.content)
+    assert len(raw) == 3 * len(wav)  # 8 kHz to 24 kHz
+    # every third 24 kHz sample sits on an 8 kHz one: the same signal, up to the low-pass near 4 kHz
+    assert np.corrcoef(raw[::3].astype(float), wav.astype(float))[0, 1] > 0.99
+    big_endian = np.frombuffer(response.content, ">i2")  # what an audio/L16 reader makes of the bytes
+    assert np.corrcoef(big_endian[::3].astype(float), wav.astype(float))[0, 1] < 0.5
+    content, headers = streamed(client, {**body, "stream": True})
+    assert headers["streamed"] and headers["content-type"] == "audio/pcm;rate=24000;channels=1"
+    assert content == response.content  # the resampler's state carried over: the stream is the file, byte for byte
+
+
+def test_the_resampler_is_accurate_and_exact_in_chunks():
+    for source, target in [(16_000, 24_000), (8_000, 24_000), (22_050, 24_000), (44_100, 24_000)]:
+        seconds = np.arange(source) / source
+        signal = 0.5 * np.sin(2 * np.pi * 1000.0 * seconds) + 0.3 * np.sin(2 * np.pi * 3100.0 * seconds)
+        resampler = Resampler(source, target)
+        whole = np.concatenate([resampler.process(signal), resampler.flush()])
+        assert len(whole) == target  # one second in, one second out
+        times = np.arange(target) / target
+        truth = 0.5 * np.sin(2 * np.pi * 1000.0 * times) + 0.3 * np.sin(2 * np.pi * 3100.0 * times)
+        inner = slice(100, target - 100)  # away from the zeros before and after
+        assert np.abs(whole[inner] - truth[inner]).max() < 1 / 32768, (source, target)  # within a 16-bit step
+        rng = np.random.default_rng(source)
+        for _ in range(3):
+            cuts = np.sort(rng.integers(0, source, rng.integers(1, 30)))
+            resampler = Resampler(source, target)
+            parts = [resampler.process(part) for part in np.split(signal, cuts)] + [resampler.flush()]
+            np.testing.assert_array_equal(np.concatenate(parts), whole)  # bit for bit, whatever the chunks
+    audio = np.random.default_rng(0).normal(0.0, 0.2, 2400).astype(np.float32)
+    assert encode_audio(audio, 24_000, "pcm") == pcm16(audio).tobytes()  # a 24 kHz model's pcm is not resampled
+    assert StreamEncoder("pcm", 24_000).encode(audio) == pcm16(audio).tobytes()
+
+
+def test_stream_format_audio_streams_as_openai_clients_ask(client):
+    """OpenAI's clients stream with stream_format "audio" and never send `stream`; formats sent whole answer the
+    file, and an explicit `stream: false` does not stream."""
+    body = {"model": "m", "input": "hello there", "seed": 2, "stream_format": "audio"}
+    wav, headers = streamed(client, {**body, "response_format": "wav"})
+    assert headers["streamed"] and "x-audio-seconds" not in headers and wav.startswith(streaming_wav_header(SR))
+    whole = client.post(SPEECH, json={**body, "response_format": "wav", "stream_format": None})
+    np.testing.assert_array_equal(pcm(wav[len(streaming_wav_header(SR)) :]), samples(whole.content))
+    for extra in ({"response_format": "wav", "stream": False}, {"response_format": "flac"}, {}):
+        content, headers = streamed(client, {**body, **extra})
+        assert not headers["streamed"] and "x-audio-seconds" in headers, extra
+        whole = client.post(SPEECH, json={**body, **extra})
+        np.testing.assert_array_equal(decode(content)[0], decode(whole.content)[0])
+    assert headers["content-type"] == "audio/mpeg"  # the default, sent whole
+
+
+def test_mp3_is_the_default_and_opus_streams(client):
+    body = {"model": "m", "input": "hello there", "seed": 6}
+    wav = samples(client.post(SPEECH, json={**body, "response_format": "wav"}).content)
+    mp3 = client.post(SPEECH, json=body)  # no response_format: OpenAI's default
+    assert mp3.headers["content-type"] == "audio/mpeg" and mp3.headers["x-sample-rate"] == str(SR)
+    assert mp3.content[:3] == b"ID3" or mp3.content[0] == 0xFF  # an MPEG audio stream, not a WAV
+    opus = client.post(SPEECH, json={**body, "response_format": "opus"})
+    assert opus.headers["content-type"] == "audio/ogg" and opus.content.startswith(b"OggS")
+    for content, floor in ((mp3.content, 0.9), (opus.content, 0.95)):
+        audio, rate = sf.read(io.BytesIO(content), dtype="int16")
+        assert rate == SR and len(audio) == len(wav)  # lossy, but the same audio
+        assert np.corrcoef(audio.astype(float), wav.astype(float))[0, 1] > floor
+    content, headers = streamed(client, {**body, "response_format": "opus", "stream_format": "audio"})
+    assert headers["streamed"] and headers["content-type"] == "audio/ogg"
+    np.testing.assert_array_equal(samples(content), samples(opus.content))  # decodes to the file's audio
+
+
+def test_a_format_the_installed_libsndfile_cannot_encode_is_refused(client, monkeypatch):
+    formats = {name: text for name, text in sf.available_formats().items() if name != "MP3"}
+    monkeypatch.setattr(sf, "available_formats", lambda: formats)
+    default = client.post(SPEECH, json={"model": "m", "input": "hello there"})
+    assert_error(default, 400, "response_format", "'mp3' (the default", "libsndfile", "cannot encode", "wav")
+    assert_error(client.post(SPEECH, json={"model": "m", "input": "hi", "response_format": "MP3"}), 400,
+                 "response_format", "cannot encode")  # fmt: skip
+    assert client.post(SPEECH, json={"model": "m", "input": "hi", "response_format": "opus"}).status_code == 200
 
 
 def test_concurrent_requests_are_batched_and_equal_separate_calls(pipe):
@@ -196,7 +314,7 @@ def test_concurrent_requests_are_batched_and_equal_separate_calls(pipe):
     with make_client(pipe, batch_wait_ms=2000, max_batch_size=2) as client:
 
         def send(i):
-            body = {"model": "m", "input": texts[i], "seed": seeds[i], "response_format": "pcm"}
+            body = {"model": "m", "input": texts[i], "seed": seeds[i], "response_format": "wav"}
             return client.post(SPEECH, json=body)
 
         with ThreadPoolExecutor(2) as pool:
@@ -206,7 +324,7 @@ def test_concurrent_requests_are_batched_and_equal_separate_calls(pipe):
     assert stats["batches"] == 1 and stats["largest_batch"] == 2
     for response, text, seed in zip(responses, texts, seeds, strict=True):
         expected = expected_pcm(pipe, text, seed)
-        got = pcm(response.content)
+        got = samples(response.content)
         assert len(got) == len(expected)
         assert np.abs(got.astype(int) - expected).max() <= 2  # batching rounds differently by ~1e-6
 
@@ -238,14 +356,21 @@ def test_a_bad_text_in_a_batch_fails_only_its_own_request(pipe):
         ({"model": "", "input": "hi"}, 400, "model", ["model is empty"]),
         ({"model": "m", "input": "x" * 1001}, 413, "input", ["1001 characters", "limit of 1000"]),
         ({"model": "m", "input": "hi", "voice": "nobody"}, 400, "voice", ["unknown voice 'nobody'", "'default'"]),
-        ({"model": "m", "input": "hi", "response_format": "mp3"}, 400, "response_format", ["'mp3'", "wav, pcm, flac"]),
+        ({"model": "m", "input": "hi", "response_format": "aac"}, 400, "response_format", ["'aac'", "mp3, opus, wav"]),
         ({"model": "m", "input": "hi", "speed": 1.5}, 400, "speed", ["speed 1.5", "1.0 only"]),
         ({"model": "m", "input": "hi", "stream": True, "response_format": "flac"}, 400, "response_format", ["stream"]),
+        (
+            {"model": "m", "input": "hi", "stream": True, "response_format": "flac", "stream_format": "audio"},
+            400,
+            "response_format",
+            ["wav, pcm or opus", "'flac' is sent whole"],
+        ),
+        ({"model": "m", "input": "hi", "stream": True}, 400, "response_format", ["'mp3' (the default", "sent whole"]),
         ({"model": "m", "input": "hi", "stream_format": "sse"}, 400, "stream_format", ["'sse'"]),
         ({"model": "m", "input": "hi", "instructions": "whisper"}, 400, "instructions", ["instructions"]),
         ({"model": "m", "input": "hi", "seed": -1}, 400, "seed", ["seed"]),
         ({"model": "m", "input": "Ни слова"}, 400, "input", ["Cyrillic"]),
-        ({"model": "m", "input": "你好", "stream": True}, 400, "input", ["Han script"]),
+        ({"model": "m", "input": "你好", "stream": True, "response_format": "pcm"}, 400, "input", ["Han script"]),
     ],
 )
 def test_malformed_speech_requests(client, body, status, param, words):
@@ -337,7 +462,8 @@ def keyed_requests(client, headers):
     """One request of each kind, all sent with `headers`."""
     speech = {"model": "m", "input": "hello there", "seed": 1}
     yield "speech", client.post(SPEECH, json=speech, headers=headers)
-    with client.stream("POST", SPEECH, json={**speech, "stream": True}, headers=headers) as streamed:
+    streaming = {**speech, "stream": True, "response_format": "pcm"}
+    with client.stream("POST", SPEECH, json=streaming, headers=headers) as streamed:
         streamed.read()
         yield "stream", streamed
     yield "upload", upload(client, wav_bytes(tone(0.06)), headers=headers)
@@ -387,7 +513,8 @@ def test_the_right_key_opens_every_route(keyed, pipe):
     speech = {"model": "m", "input": "hello there", "seed": 7, "response_format": "pcm"}
     response = keyed.post(SPEECH, json=speech, headers=AUTH)
     assert response.status_code == 200, response.text
-    np.testing.assert_array_equal(pcm(response.content), expected_pcm(pipe, "hello there", 7))
+    wav = keyed.post(SPEECH, json={**speech, "response_format": "wav"}, headers=AUTH)
+    np.testing.assert_array_equal(samples(wav.content), expected_pcm(pipe, "hello there", 7))
     with keyed.stream("POST", SPEECH, json={**speech, "stream": True}, headers=AUTH) as streamed:
         assert streamed.status_code == 200
         assert b"".join(streamed.iter_bytes()) == response.content
@@ -529,7 +656,8 @@ def test_queue_full_answers_429(pipe):
             first = pool.submit(client.post, SPEECH, json={"model": "m", "input": "hello there"})
             wait_until(lambda: client.app.state.scheduler.pending == 1)
             full = client.post(SPEECH, json={"model": "m", "input": "hello there"})
-            stream = client.post(SPEECH, json={"model": "m", "input": "hello there", "stream": True})
+            stream = client.post(SPEECH, json={"model": "m", "input": "hello there", "stream_format": "audio",
+                                               "response_format": "wav"})  # fmt: skip
             release.set()
             assert first.result().status_code == 200
     assert_error(full, 429, None, "queue is full")
@@ -655,6 +783,7 @@ def test_serve_on_loopback(tmp_path, stop):
             time.sleep(0.2)
         response = httpx.post(f"http://127.0.0.1:{port}{SPEECH}", json={"model": "m", "input": "hello"}, timeout=30)
         assert response.status_code == 200 and decode(response.content)[1] == SR
+        assert response.headers["content-type"] == "audio/mpeg"  # OpenAI's default format
         json_type = {"Content-Type": "application/json"}
         bad = httpx.post(f"http://127.0.0.1:{port}{SPEECH}", content=b"{", headers=json_type, timeout=30)
         assert bad.status_code == 400 and "error" in json.loads(bad.content)
