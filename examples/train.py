@@ -14,12 +14,14 @@ never leaves a half-written checkpoint; `--resume` continues from the newest one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import difflib
 import inspect
 import json
 import math
 import os
+import random
 import shutil
 import sys
 import time
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers.training_utils import EMAModel
@@ -229,15 +232,17 @@ def read_settings(path: str | Path, cls, kind: str) -> dict:
         raise FileNotFoundError(f"{path}: no such config file")
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
-        import yaml
-
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader that refuses a name given twice
+        except DuplicateSetting as error:
+            raise ValueError(f"{path}: {error}") from None
         except yaml.YAMLError as error:
             raise ValueError(f"{path}: not valid YAML: {error}") from None
     else:
         try:
-            data = json.loads(text) if text.strip() else None
+            data = json.loads(text, object_pairs_hook=_unique_json_keys) if text.strip() else None
+        except DuplicateSetting as error:
+            raise ValueError(f"{path}: {error}") from None
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not valid JSON: {error}") from None
     if data is None:
@@ -257,6 +262,42 @@ def read_settings(path: str | Path, cls, kind: str) -> dict:
     if data.get("mixed_precision") is False:  # YAML 1.1 reads a bare `no` as false
         data["mixed_precision"] = "no"
     return typed_settings(data, cls, path)
+
+
+class DuplicateSetting(ValueError):
+    """A config file that gives one name twice in the same mapping."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader, except that a name given twice in one mapping (`max_steps: 6` and later `max_steps: 3`) raises
+    DuplicateSetting naming it and both lines: safe_load keeps the last one without a word, so an edit appended to a
+    config was silently overruled, or overruled the setting above it."""
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict = {}
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges a mapping, it is no setting
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            if not isinstance(key, typing.Hashable):  # SafeLoader's own error names it
+                break
+            if key in first_line:
+                raise DuplicateSetting(
+                    f"{key!r} is given twice in one mapping (lines {first_line[key]} and {line}): only the last one "
+                    "would count; keep one of them"
+                )
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_json_keys(pairs: list) -> dict:
+    """json.loads' object_pairs_hook: DuplicateSetting for a name given twice in one object (json keeps the last)."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise DuplicateSetting(f"{key!r} is given twice in one object: only the last one would count; keep one")
+        seen.add(key)
+    return dict(pairs)
 
 
 def typed_settings(data: dict, cls, path) -> dict:
@@ -350,18 +391,39 @@ def check_mixed_precision(data: dict, path: str) -> None:
 
 
 class TrainState:
-    """Position in the data stream, saved with every checkpoint."""
+    """Position in the data stream and the end of the learning-rate schedule, saved with every checkpoint.
 
-    def __init__(self):
+    With the run's config (`cfg`) it also saves the run's effective `max_steps` (which `--time-budget-min` sets while
+    the run goes, in memory only), the `max_steps` the config and the command line asked for (`max_steps_given`: a
+    resumed run whose config asks for another end moves its end) and `decay_from`, (step, lr factor) where the decay
+    went on from after the end moved (`move_end`; None: the decay starts at decay_start x max_steps from the peak).
+    `saved_max_steps` is the effective max_steps of the checkpoint loaded (None: a fresh run, or a checkpoint from
+    before these were saved)."""
+
+    def __init__(self, cfg: TrainConfig | None = None):
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
+        self.cfg = cfg
+        self.max_steps_given = cfg.max_steps if cfg is not None else None
+        self.decay_from: tuple[int, float] | None = None
+        self.saved_max_steps: int | None = None
+        self.saved_max_steps_given: int | None = None
 
     def state_dict(self):
-        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+        state = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}
+        if self.cfg is not None:
+            state["max_steps"] = self.cfg.max_steps
+            state["max_steps_given"] = self.max_steps_given
+            state["decay_from"] = list(self.decay_from) if self.decay_from is not None else None
+        return state
 
     def load_state_dict(self, state):
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.saved_max_steps = state.get("max_steps")
+        self.saved_max_steps_given = state.get("max_steps_given")
+        decay_from = state.get("decay_from")
+        self.decay_from = (int(decay_from[0]), float(decay_from[1])) if decay_from is not None else None
 
 
 def freeze_all_but(model, modules: list, log=print) -> None:
@@ -386,19 +448,71 @@ def ema_parameters(model, cfg: TrainConfig | None) -> list:
     return list(model.parameters())
 
 
-def lr_lambda(cfg: TrainConfig, num_processes: int = 1):
-    # Accelerate steps a prepared scheduler once per process for every optimizer step, so count real steps.
-    def factor(calls: int) -> float:
-        step = calls // num_processes
+def lr_factor(cfg: TrainConfig, step: int, decay_from: tuple[int, float] | None = None) -> float:
+    """The learning rate after `step` optimizer steps, as a fraction of learning_rate: a linear warmup over
+    warmup_steps, the peak, then a cosine decay that reaches min_lr_ratio at max_steps. The decay starts from the peak
+    at decay_start x max_steps, or, once the run's end has moved (`move_end`), from `decay_from` = (step, factor)."""
+    if decay_from is not None and step >= decay_from[0]:
+        start, top = decay_from
+    else:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
-        start = int(cfg.decay_start * cfg.max_steps)
+        start, top = int(cfg.decay_start * cfg.max_steps), 1.0
         if step < start:
             return 1.0
-        progress = min(1.0, (step - start) / max(1, cfg.max_steps - start))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    progress = min(1.0, (step - start) / max(1, cfg.max_steps - start))
+    return cfg.min_lr_ratio + (top - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def lr_lambda(cfg: TrainConfig, num_processes: int = 1, state: TrainState | None = None):
+    """LambdaLR's factor of `lr_factor`, read from `cfg` (and `state.decay_from`) at every step, so that a max_steps
+    that --time-budget-min or a resume changes takes effect."""
+
+    # Accelerate steps a prepared scheduler once per process for every optimizer step, so count real steps.
+    def factor(calls: int) -> float:
+        return lr_factor(cfg, calls // num_processes, state.decay_from if state is not None else None)
 
     return factor
+
+
+def move_end(cfg: TrainConfig, state: TrainState, step: int, max_steps: int) -> None:
+    """Make `max_steps` the run's end, at `step`, without a jump in the learning rate. Before the decay the new end
+    only moves where it starts (decay_start x max_steps; if that is already behind, it starts now, from the peak);
+    once it has started, the cosine goes on from the present rate down to min_lr_ratio at the new end. So a longer run
+    never goes back up to the peak: a finished run extended trains on at min_lr_ratio."""
+    current = lr_factor(cfg, step, state.decay_from)
+    decaying = state.decay_from is not None or step >= int(cfg.decay_start * cfg.max_steps)
+    cfg.max_steps = max_steps
+    if decaying or step >= int(cfg.decay_start * max_steps):
+        state.decay_from = (step, current)
+
+
+def continue_schedule(cfg: TrainConfig, state: TrainState, budgeted: bool, log=print) -> None:
+    """A resumed run's end and lr schedule: those its checkpoint saved (a --time-budget-min run ends where its budget
+    set, not at the config's max_steps). A new end continues the lr without a jump (`move_end`): a new
+    --time-budget-min (until it has measured the step rate, the run goes on to the config's max_steps, or
+    `TimeBudget.FIRST_ESTIMATE` steps further when that is behind), or another max_steps in the config or on the
+    command line than the run was started with. Nothing changes for a fresh run or a checkpoint from before the
+    schedule was saved (which goes on with the config's max_steps)."""
+    if state.saved_max_steps is None:
+        return
+    given = cfg.max_steps
+    cfg.max_steps = state.saved_max_steps
+    state.max_steps_given = given
+    if budgeted:
+        move_end(cfg, state, state.step, max(given, state.step + TimeBudget.FIRST_ESTIMATE + 1))
+        log(
+            f"--time-budget-min: the run goes on from step {state.step} (it was to end at {state.saved_max_steps}) at "
+            f"the learning rate it had ({lr_factor(cfg, state.step, state.decay_from):.3g} x learning_rate)"
+        )
+    elif state.saved_max_steps_given is not None and given != state.saved_max_steps_given:
+        move_end(cfg, state, state.step, given)
+        log(
+            f"max_steps {given} (the run was started with {state.saved_max_steps_given}): it now ends at step {given}, "
+            f"the learning rate going on from {lr_factor(cfg, state.step, state.decay_from):.3g} x learning_rate"
+        )
+    elif cfg.max_steps != given:
+        log(f"max_steps {cfg.max_steps}: the end its --time-budget-min set (the config's is {given})")
 
 
 # how to get a corpus whose features match a model's
@@ -518,6 +632,8 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
         config._check_values()
         # loaded without its candidate LocDiT, the model also drops the student's candidate step count
         model = DiTARForConditionalGeneration.from_pretrained(model_dir, config=config, dtype=torch.float32)
+        if model.ctc_head is None:
+            single_candidate_without_ctc_head(model, model_dir)
         processor = DiTARProcessor.from_pretrained(processor_dir)
         if (dataset_dir / "feature_extractor").is_dir():  # written by build_corpus.py --features with the features
             check_corpus_features(
@@ -534,6 +650,40 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
     )
     model = DiTARForConditionalGeneration(model_config_for_processor(processor, cfg.model))
     return model, processor
+
+
+# generation settings that only act with several candidates per text, which the CTC head ranks
+CANDIDATE_SETTINGS = (
+    "candidate_prune_after_patches",
+    "candidate_early_prune_after_patches",
+    "candidate_early_prune_margin",
+    "candidate_shared_patches",
+    "candidate_num_inference_steps",
+)
+
+
+def single_candidate_without_ctc_head(model, source) -> None:
+    """A model without a CTC head (ctc_loss_weight 0, e.g. set over an init_from that had one) samples one candidate:
+    with init_from's `num_candidates` > 1 its generation config could not be used (the validation sample, and the
+    exported model, would raise), so it becomes 1 and the candidate settings go back to their defaults, with a note."""
+    from modeling_ditar.generation_ditar import GENERATION_DEFAULTS
+
+    generation = model.generation_config
+    if (getattr(generation, "num_candidates", None) or 1) <= 1:
+        return
+    changed = {"num_candidates": (generation.num_candidates, 1)}
+    generation.num_candidates = 1
+    for key in CANDIDATE_SETTINGS:
+        if getattr(generation, key, GENERATION_DEFAULTS[key]) != GENERATION_DEFAULTS[key]:
+            changed[key] = (getattr(generation, key), GENERATION_DEFAULTS[key])
+            setattr(generation, key, GENERATION_DEFAULTS[key])
+    print(
+        f"{source}: the model trains without a CTC head (ctc_loss_weight 0), which ranks the candidates of its "
+        "generation settings; they become "
+        + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
+        + " (train with ctc_loss_weight > 0 to keep them)",
+        flush=True,
+    )
 
 
 _ENCODER = None
@@ -685,26 +835,55 @@ def source_weights(split, weights: dict | None, train: list[Utterance], log=prin
 class TimeBudget:
     """`--time-budget-min`: size max_steps from the measured step rate so that the run (with its lr decay) ends on
     time, e.g. on a borrowed GPU. The estimate is refreshed until the decay phase starts, then frozen. The minutes
-    count from `started` (train.py passes its own start), so loading the corpus and the model is inside the budget."""
+    count from `started` (train.py passes its own start), so loading the corpus and the model is inside the budget.
+    With the run's `state`, every new end goes through `move_end` (the lr goes on without a jump, and the checkpoints
+    save the end), and a run resumed in its decay makes one estimate, which it would otherwise never make; without
+    it, only cfg.max_steps is set."""
 
-    def __init__(self, minutes: float, cfg: TrainConfig, start_step: int, started: float | None = None):
+    SKIPPED_STEPS = 20  # the first steps after the start are not timed (allocator and kernel warm-up)
+    MEASURED_STEPS = 50  # the estimate is refreshed every this many steps
+    FIRST_ESTIMATE = SKIPPED_STEPS + MEASURED_STEPS  # steps after the start
+
+    def __init__(
+        self,
+        minutes: float,
+        cfg: TrainConfig,
+        start_step: int,
+        started: float | None = None,
+        state: TrainState | None = None,
+    ):
         self.deadline = (time.time() if started is None else started) + 60 * minutes
-        self.cfg, self.start_step = cfg, start_step
+        self.cfg, self.start_step, self.state = cfg, start_step, state
         self.mark: tuple[int, float] | None = None
+        self.estimated = False
+
+    def _end_at(self, step: int, max_steps: int) -> None:
+        if self.state is not None:
+            move_end(self.cfg, self.state, step, max_steps)
+        else:
+            self.cfg.max_steps = max_steps
+
+    def _decaying(self, step: int) -> bool:
+        if self.state is None:
+            return step >= int(self.cfg.decay_start * self.cfg.max_steps)
+        started = self.state.decay_from is not None or step >= int(self.cfg.decay_start * self.cfg.max_steps)
+        return started and self.estimated
 
     def update(self, step: int) -> None:
         now = time.time()
         if now >= self.deadline:
-            self.cfg.max_steps = step
+            self._end_at(step, step)
             return
-        if step == self.start_step + 20:  # skip the first steps (allocator and kernel warm-up)
+        if step == self.start_step + self.SKIPPED_STEPS:
             self.mark = (step, now)
-        decaying = step >= int(self.cfg.decay_start * self.cfg.max_steps)
-        if self.mark is None or decaying or (step - self.mark[0]) % 50 or step == self.mark[0]:
+        if self.mark is None or self._decaying(step) or (step - self.mark[0]) % self.MEASURED_STEPS:
+            return
+        if step == self.mark[0]:
             return
         rate = (step - self.mark[0]) / (now - self.mark[1])
-        first = step == self.mark[0] + 50
-        self.cfg.max_steps = max(step + 1, step + int(rate * (self.deadline - now) * 0.97))
+        first = step == self.mark[0] + self.MEASURED_STEPS
+        self._end_at(step, max(step + 1, step + int(rate * (self.deadline - now) * 0.97)))
+        self.estimated = True
         if first or step % 500 == 0:
             print(f"time budget: {rate:.2f} steps/s -> max_steps {self.cfg.max_steps}", flush=True)
 
@@ -724,10 +903,12 @@ def configure_process(cfg: TrainConfig):
     torch.set_flush_denormal(True)
 
 
-def register_and_resume(accelerator: Accelerator, ema, checkpoints: Path, resume: bool) -> TrainState:
-    """Registers the EMA weights and a step counter with Accelerate's checkpoints and, with `resume`, loads the newest
-    checkpoint in `checkpoints`; returns the step counter."""
-    state = TrainState()
+def register_and_resume(
+    accelerator: Accelerator, ema, checkpoints: Path, resume: bool, state: TrainState | None = None
+) -> TrainState:
+    """Registers the EMA weights and a step counter (`state`, or a new one) with Accelerate's checkpoints and, with
+    `resume`, loads the newest checkpoint in `checkpoints`; returns the step counter."""
+    state = state if state is not None else TrainState()
     accelerator.register_for_checkpointing(ema)
     accelerator.register_for_checkpointing(state)
     if resume:
@@ -742,6 +923,21 @@ def register_and_resume(accelerator: Accelerator, ema, checkpoints: Path, resume
 def newest_checkpoint(directory: Path) -> Path | None:
     steps = [p for p in directory.glob("step-*") if p.is_dir() and p.name.split("-")[1].isdigit()]
     return max(steps, key=lambda p: int(p.name.split("-")[1])) if steps else None
+
+
+def drop_rows_after(path: Path, step: int, header: bool = True) -> None:
+    """A resumed run's CSV log (`log.csv`, `text_use.csv`: the step in the first column) without its rows past `step`,
+    the checkpoint resumed: the run trains, evaluates and logs those steps again, and they would appear twice.
+    Rewritten through a temporary file and a rename, only when there is such a row."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    head, rows = (lines[:1], lines[1:]) if header else ([], lines)
+    kept = [row for row in rows if not (row.split(",", 1)[0].isdigit() and int(row.split(",", 1)[0]) > step)]
+    if len(kept) < len(rows):
+        tmp = path.with_name(f".tmp-{path.name}")
+        tmp.write_text("".join(head + kept))
+        os.replace(tmp, path)
 
 
 def stop_if_diverged(step: int, lr: float, what: str) -> None:
@@ -784,7 +980,8 @@ def main(argv=None):
         "--time-budget-min",
         type=float,
         help="end the run (lr decay, checkpoint, final EMA model) about this many minutes after "
-        "train.py started: max_steps is set from the measured step rate",
+        "train.py started: max_steps is set from the measured step rate (the checkpoints keep it; with --resume, "
+        "a new budget for the rest of the run)",
     )
     parser.add_argument("--num-proc", type=int, default=1, help="processes for phonemizing the corpus at start-up")
     args = parser.parse_args(argv)
@@ -907,7 +1104,8 @@ def main(argv=None):
     optimizer = torch.optim.AdamW(
         ema_parameters(model, cfg), lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, accelerator.num_processes))
+    state = TrainState(cfg)  # the step counter, and the end of the lr schedule that the checkpoints save
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, accelerator.num_processes, state))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     ema = EMAModel(
         ema_parameters(accelerator.unwrap_model(model), cfg),
@@ -916,7 +1114,8 @@ def main(argv=None):
         power=0.75,
         foreach=True,
     )  # one multi-tensor update instead of a few kernels per parameter
-    state = register_and_resume(accelerator, ema, checkpoints, args.resume)
+    register_and_resume(accelerator, ema, checkpoints, args.resume, state)
+    continue_schedule(cfg, state, budgeted=bool(args.time_budget_min), log=accelerator.print)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -943,12 +1142,17 @@ def main(argv=None):
     elif csv_path.exists():  # a resumed run keeps its file's columns (runs from before the auxiliary-loss columns)
         with csv_path.open(newline="") as f:
             columns = next(csv.reader(f))
+    if accelerator.is_main_process and args.resume:  # the steps after the checkpoint are trained and logged again
+        drop_rows_after(csv_path, state.step, header=True)
+        drop_rows_after(out / "text_use.csv", state.step, header=False)
 
     pad_id = processor.tokenizer.pad_token_id or 0
     model.train()
     started, steps_this_run, window = time.time(), 0, {"frames": 0, "t": time.time()}
     sums = dict.fromkeys(loss_keys, 0.0) | {"n": 0}
-    budget = TimeBudget(args.time_budget_min, cfg, state.step, process_started) if args.time_budget_min else None
+    budget = None
+    if args.time_budget_min:
+        budget = TimeBudget(args.time_budget_min, cfg, state.step, process_started, state)
     while state.step < cfg.max_steps:
         batches = batcher.epoch(state.epoch)
         while state.batch_in_epoch < len(batches) and state.step < cfg.max_steps:
@@ -962,6 +1166,7 @@ def main(argv=None):
                 grad_norm = None
                 if accelerator.sync_gradients:
                     grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    lr = optimizer.param_groups[0]["lr"]  # this step's; the scheduler then sets the next one's
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -981,12 +1186,10 @@ def main(argv=None):
                 local = torch.stack([sums[k] for k in loss_keys]) / sums["n"]
                 mean = accelerator.reduce(local, reduction="mean").cpu()  # over processes
                 if not bool(torch.isfinite(mean).all()):
-                    stop_if_diverged(
-                        state.step, scheduler.get_last_lr()[0], f"the loss of the last {sums['n']} batches is"
-                    )
+                    stop_if_diverged(state.step, lr, f"the loss of the last {sums['n']} batches is")
                 logs = dict(zip(loss_keys, mean.tolist(), strict=True))
                 logs.update(
-                    lr=scheduler.get_last_lr()[0],
+                    lr=lr,
                     grad_norm=float(grad_norm) if grad_norm is not None else float("nan"),
                     frames_per_s=window["frames"] * accelerator.num_processes / (now - window["t"]),
                 )
@@ -1011,7 +1214,7 @@ def main(argv=None):
 
             if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
                 if not all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.requires_grad):
-                    stop_if_diverged(state.step, scheduler.get_last_lr()[0], "the trained weights hold")
+                    stop_if_diverged(state.step, lr, "the trained weights hold")
                 save_checkpoint(accelerator, checkpoints, state.step, cfg.keep_checkpoints)
             if accelerator.is_main_process and (state.step % cfg.eval_every == 0 or state.step == cfg.max_steps):
                 evaluate(
@@ -1042,31 +1245,53 @@ def main(argv=None):
 
 @torch.no_grad()
 def evaluate(model, ema, processor, valid, pad_id, space_ids, out: Path, step: int, cfg: TrainConfig | None = None):
-    """EMA weights: the right-vs-wrong-transcript loss gap (cheap sign that the text is used) and one sample."""
+    """EMA weights: the right-vs-wrong-transcript loss gap (cheap sign that the text is used) and one sample. Whatever
+    the evaluation draws, training goes on with the random numbers it would have had without it: the same weights
+    whatever eval_every, and a run resumed from a checkpoint (whose random state was saved before the evaluation
+    that followed it) goes on as the uninterrupted run."""
     was_training = model.training
     params = ema_parameters(model, cfg)
     ema.store(params)
     ema.copy_to(params)
     model.eval()
     try:
-        gap = text_use_gap(model, valid, pad_id)
-        # the same in prompt + target rows, scored on the target: how generation uses the text
-        cont = continuation_text_use_gap(model, valid, pad_id, space_ids) if len(valid) > 1 else None
-        cells = [f"{gap['right']:.5f}", f"{gap['wrong']:.5f}", f"{gap['penalty']:.4f}"]
-        if cont is not None:
-            cells += [f"{cont['right']:.5f}", f"{cont['wrong']:.5f}", f"{cont['penalty']:.4f}"]
-        with (out / "text_use.csv").open("a") as f:
-            f.write(",".join([str(step), *cells]) + "\n")
-        continued = "" if cont is None else f"; prompt + target {100 * cont['penalty']:+.1f}%"
-        print(
-            f"eval step {step}: x0-MSE at t=1 right text {gap['right']:.4f} wrong text {gap['wrong']:.4f} "
-            f"(+{100 * gap['penalty']:.1f}%{continued})",
-            flush=True,
-        )
-        write_validation_sample(model, processor, valid, space_ids, out / "samples" / f"step-{step}")
+        with random_state_kept(model.device):
+            _evaluate_ema(model, processor, valid, pad_id, space_ids, out, step)
     finally:
         ema.restore(params)
         model.train(was_training)
+
+
+def _evaluate_ema(model, processor, valid, pad_id, space_ids, out: Path, step: int) -> None:
+    gap = text_use_gap(model, valid, pad_id)
+    # the same in prompt + target rows, scored on the target: how generation uses the text
+    cont = continuation_text_use_gap(model, valid, pad_id, space_ids) if len(valid) > 1 else None
+    cells = [f"{gap['right']:.5f}", f"{gap['wrong']:.5f}", f"{gap['penalty']:.4f}"]
+    if cont is not None:
+        cells += [f"{cont['right']:.5f}", f"{cont['wrong']:.5f}", f"{cont['penalty']:.4f}"]
+    with (out / "text_use.csv").open("a") as f:
+        f.write(",".join([str(step), *cells]) + "\n")
+    continued = "" if cont is None else f"; prompt + target {100 * cont['penalty']:+.1f}%"
+    print(
+        f"eval step {step}: x0-MSE at t=1 right text {gap['right']:.4f} wrong text {gap['wrong']:.4f} "
+        f"(+{100 * gap['penalty']:.1f}%{continued})",
+        flush=True,
+    )
+    write_validation_sample(model, processor, valid, space_ids, out / "samples" / f"step-{step}")
+
+
+@contextlib.contextmanager
+def random_state_kept(device: torch.device):
+    """Every random stream training draws from, Python's, NumPy's and torch's on the CPU and on `device`, is as it
+    was once the block is left."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    forked = {"devices": []} if device.type == "cpu" else {"devices": [device], "device_type": device.type}
+    with torch.random.fork_rng(**forked):
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 if __name__ == "__main__":

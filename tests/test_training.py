@@ -149,6 +149,183 @@ def test_resume_continues_the_same_run(straight_run):
     assert step == "6" and len(gaps) == 6 and all(float(g) == float(g) for g in gaps)
 
 
+# an evaluation that draws from every random stream before it does its work, as any evaluation code may
+_DRAWING_EVALUATION = """
+import importlib.util, os, random, sys
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(sys.argv[1]))  # as when train.py runs as a script
+spec = importlib.util.spec_from_file_location("train", sys.argv[1])
+train = sys.modules["train"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train)
+write_validation_sample = train.write_validation_sample
+
+def drawing_first(*args, **kwargs):
+    torch.rand(7), np.random.rand(3), random.random()
+    return write_validation_sample(*args, **kwargs)
+
+train.write_validation_sample = drawing_first
+train.main(sys.argv[2:])
+"""
+
+
+def _log_rows(output: Path) -> list[dict]:
+    with (output / "log.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_evaluations_leave_the_training_unchanged_and_a_resume_after_one_matches(straight_run):
+    """Evaluation shared the training's random streams (when the model's eval-mode loss drew from them, eval_every 2
+    and 100 trained other weights), a resumed run logged the steps past its checkpoint twice, and the `lr` column held
+    the next step's rate. Here evaluations that draw random numbers follow steps 2 and 4, the run stops after step 5
+    and resumes from step 3's checkpoint, which an evaluation followed: every loss and the final weights are those of
+    the run that evaluated only at its end."""
+    from safetensors.torch import load_file
+
+    tmp_path, config = straight_run
+    data = json.loads(config.read_text())
+    data["eval_every"] = 2
+    evaluating = tmp_path / "eval-every-2.json"
+    evaluating.write_text(json.dumps(data))
+    wrapper = tmp_path / "drawing_evaluation.py"
+    wrapper.write_text(_DRAWING_EVALUATION)
+    run = tmp_path / "evaluated"
+
+    def train_with_drawing_evaluation(*extra):
+        args = [sys.executable, str(wrapper), str(TRAIN), "--config", str(evaluating), "--output-dir", str(run)]
+        result = run_script([*args, *extra], capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    straight = _losses(tmp_path / "straight")
+    train_with_drawing_evaluation("--stop-after", "5")
+    assert _losses(run) == {step: straight[step] for step in range(1, 6)}  # steps 3 and 5 follow an evaluation
+    assert "resumed from" in train_with_drawing_evaluation("--resume").stdout
+    rows = _log_rows(run)
+    assert [int(row["step"]) for row in rows] == [1, 2, 3, 4, 5, 6]  # steps 4 and 5 are not logged twice
+    assert _losses(run) == straight
+    assert [line.split(",")[0] for line in (run / "text_use.csv").read_text().splitlines()] == ["2", "4", "6"]
+    final, uninterrupted = (load_file(str(d / "final/model/model.safetensors")) for d in (run, tmp_path / "straight"))
+    assert final.keys() == uninterrupted.keys() and all(torch.equal(final[k], uninterrupted[k]) for k in final)
+    # the rate each step was taken with: warmup_steps 2 gives half the peak at step 1
+    train = _train_module()
+    cfg = train.TrainConfig(**{k: v for k, v in data.items() if k in ("max_steps", "learning_rate", "warmup_steps")})
+    assert [float(row["lr"]) for row in rows] == pytest.approx(
+        [cfg.learning_rate * train.lr_factor(cfg, step - 1) for step in range(1, 7)], rel=1e-5
+    )
+    assert float(rows[0]["lr"]) == pytest.approx(cfg.learning_rate / 2, rel=1e-5)
+
+
+def test_a_budgeted_run_resumes_towards_the_end_its_budget_set(straight_run):
+    """--time-budget-min set max_steps in memory only: resumed, the run headed for the config's max_steps with its
+    learning rate back at the peak. A budget already spent at the first step ends the run there; resumed without a
+    budget it stays ended, and a new budget continues it at the rate it had."""
+    tmp_path, config = straight_run
+    run = tmp_path / "budgeted"
+    _train(config, run, "--time-budget-min", "1e-9")
+    assert sorted(_losses(run)) == [1] and (run / "checkpoints" / "step-1").is_dir()
+    resumed = _train(config, run, "--resume")
+    assert "max_steps 1: the end its --time-budget-min set (the config's is 6)" in resumed.stdout
+    assert sorted(_losses(run)) == [1]
+    extended = _train(config, run, "--resume", "--time-budget-min", "1e-9")
+    assert "--time-budget-min: the run goes on from step 1 (it was to end at 1)" in extended.stdout
+    rows = _log_rows(run)
+    assert [int(row["step"]) for row in rows] == [1, 2] and float(rows[1]["lr"]) == pytest.approx(1e-3)
+
+
+def _budgeted_steps(train, clock, cfg, state, budget, until: int | None = None) -> dict[int, float]:
+    """Steps of a run with a time budget at 2 steps a second (train.py's loop without the training): the lr factor
+    each step sets for the next, by step, until the run ends (or at step `until`)."""
+    factors = {state.step: train.lr_factor(cfg, state.step, state.decay_from)}
+    while state.step < cfg.max_steps and state.step != until:
+        clock["now"] += 0.5
+        state.step += 1
+        budget.update(state.step)
+        factors[state.step] = train.lr_factor(cfg, state.step, state.decay_from)
+    return factors
+
+
+def test_the_lr_schedule_of_a_budgeted_run_is_saved_and_a_new_end_continues_it(monkeypatch):
+    """The checkpoint's state holds the end --time-budget-min set: a resume goes on with the same learning rates. A new
+    budget on resume (or another max_steps) moves the end and the lr goes on from where it was, without going back
+    to the peak; a finished run extended trains on at min_lr_ratio."""
+    train = _train_module()
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(train.time, "time", lambda: clock["now"])
+    settings = {"max_steps": 10**6, "decay_start": 0.6, "warmup_steps": 10, "min_lr_ratio": 0.1}
+
+    def resumed(saved: dict, budgeted: bool, **changed):
+        cfg = train.TrainConfig(**settings | changed)
+        state = train.TrainState(cfg)
+        state.load_state_dict(saved)
+        train.continue_schedule(cfg, state, budgeted, log=lambda line: None)
+        return cfg, state
+
+    cfg = train.TrainConfig(**settings)
+    state = train.TrainState(cfg)
+    budget = train.TimeBudget(10.0, cfg, 0, state=state)
+    straight = _budgeted_steps(train, clock, cfg, state, budget, until=1000)  # killed in the decay
+    saved = state.state_dict()
+    end = cfg.max_steps
+    assert 1100 < end < 1200 and saved["max_steps"] == end and saved["max_steps_given"] == 10**6
+    straight |= _budgeted_steps(train, clock, cfg, state, budget)
+
+    cfg, state = resumed(saved, budgeted=False)  # the same end and learning rates as without the interruption
+    assert cfg.max_steps == end
+    assert all(train.lr_factor(cfg, step, state.decay_from) == straight[step] for step in range(1000, end + 1))
+
+    cfg, state = resumed(saved, budgeted=True)  # 10 more minutes from step 1000
+    before = straight[1000]
+    extended = _budgeted_steps(train, clock, cfg, state, train.TimeBudget(10.0, cfg, 1000, state=state))
+    assert 1000 + 1100 < cfg.max_steps < 1000 + 1200 and cfg.max_steps in extended
+    steps = sorted(extended)
+    assert extended[1000] == pytest.approx(before) and max(extended.values()) == pytest.approx(before)
+    assert max(abs(extended[a] - extended[b]) for a, b in zip(steps, steps[1:], strict=False)) < 1e-3
+    assert extended[cfg.max_steps] == pytest.approx(0.1)
+
+    cfg, state = resumed(state.state_dict(), budgeted=True)  # the finished run, extended again
+    again = _budgeted_steps(train, clock, cfg, state, train.TimeBudget(5.0, cfg, state.step, state=state))
+    assert len(again) > 500 and all(f == pytest.approx(0.1) for f in again.values())
+
+    cfg, state = resumed(saved, budgeted=False, max_steps=3000)  # another max_steps on resume: the decay goes on
+    assert cfg.max_steps == 3000 and train.lr_factor(cfg, 1000, state.decay_from) == pytest.approx(before)
+    factors = [train.lr_factor(cfg, step, state.decay_from) for step in range(1000, 3001)]
+    assert all(0 <= a - b < 1e-3 for a, b in zip(factors, factors[1:], strict=False)) and factors[-1] == 0.1
+
+
+def test_dropping_the_ctc_head_of_init_from_drops_its_candidates_too(straight_run, tmp_path, capsys):
+    """`model: {ctc_loss_weight: 0}` over an init_from with a CTC head and num_candidates 4 kept the 4 candidates,
+    which only the CTC head can rank: the first validation sample raised, and the exported model could not generate
+    with its own settings."""
+    from modeling_ditar import DiTARConfig, DiTARForConditionalGeneration, DiTARProcessor
+
+    train = _train_module()
+    run, config = straight_run
+    corpus = Path(json.loads(config.read_text())["dataset"])
+    settings = DiTARConfig.from_pretrained(run / "straight" / "final" / "model").to_dict() | {"ctc_loss_weight": 0.1}
+    ranked = DiTARForConditionalGeneration(DiTARConfig(**settings))
+    candidates = {"num_candidates": 4, "candidate_prune_after_patches": 12, "candidate_shared_patches": 2}
+    for key, value in candidates.items():
+        setattr(ranked.generation_config, key, value)
+    ranked.save_pretrained(tmp_path / "ranked" / "model")
+    processor = DiTARProcessor.from_pretrained(run / "straight" / "final" / "processor")
+    processor.save_pretrained(tmp_path / "ranked" / "processor")
+
+    kept, _ = train.load_model_and_processor(train.TrainConfig(init_from=str(tmp_path / "ranked")), corpus)
+    assert kept.ctc_head is not None and kept.generation_config.num_candidates == 4
+    capsys.readouterr()
+    cfg = train.TrainConfig(init_from=str(tmp_path / "ranked"), model={"ctc_loss_weight": 0.0})
+    model, _ = train.load_model_and_processor(cfg, corpus)
+    assert model.ctc_head is None
+    generation = model.generation_config
+    assert generation.num_candidates == 1
+    assert generation.candidate_prune_after_patches is None and generation.candidate_shared_patches == 0
+    assert model.generation_settings().num_candidates == 1  # raised "num_candidates=4 needs the model's CTC head"
+    note = capsys.readouterr().out
+    assert "without a CTC head" in note and "num_candidates 4 -> 1, candidate_prune_after_patches 12 -> None" in note
+
+
 def test_auxiliary_losses_are_logged_in_their_own_columns(tmp_path):
     _tiny_corpus(tmp_path)
     config = _config(tmp_path, ctc_loss_weight=0.1, guided_attention_weight=0.5, guided_attention_heads=[[0, 1]])
@@ -194,6 +371,14 @@ def test_unknown_setting_is_rejected(tmp_path, bad):
         ("list.yaml", "- dataset\n", "a training config is a mapping of settings .* got a list"),
         ("broken.yaml", "dataset: [data\n", "not valid YAML"),
         ("broken.json", '{"dataset": ', "not valid JSON"),
+        # yaml.safe_load and json.loads kept the last of the two without a word
+        (
+            "twice.yaml",
+            "max_steps: 6\nlearning_rate: 1.0e-3\nmax_steps: 3\n",
+            "'max_steps' is given twice in one mapping \\(lines 1 and 3\\): only the last one would count",
+        ),
+        ("nested.yaml", "model:\n  patch_size: 2\n  patch_size: 4\n", "'patch_size' is given twice .*lines 2 and 3"),
+        ("twice.json", '{"max_steps": 6, "max_steps": 3}', "'max_steps' is given twice in one object"),
     ],
 )
 def test_a_bad_config_file_is_named_without_a_traceback(tmp_path, name, text, message):
