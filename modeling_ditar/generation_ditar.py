@@ -483,6 +483,34 @@ def cut_by_cap_message(stopped: list[bool], max_new_patches: int | None) -> str 
     )
 
 
+# Read speech runs at about 12-23 characters of text a second (spaces and punctuation counted; numbers and
+# abbreviations are spoken longer than they are written): speech that ended faster than this for its text skipped part
+# of it, and the seconds of slack spare a short text's quick end.
+MAX_SPOKEN_CHARACTERS_PER_SECOND = 35.0
+SHORT_SPEECH_SLACK_SECONDS = 0.3
+
+
+def too_short_message(texts: list[str], seconds: list[float], stopped: list[bool]) -> str | None:
+    """The warning for texts whose speech the model ended far sooner than their words can be said (at most
+    `MAX_SPOKEN_CHARACTERS_PER_SECOND`, less `SHORT_SPEECH_SLACK_SECONDS`): part of the text was skipped, often
+    because the voice prompt's transcript does not match its recording. None when every text's speech is long
+    enough, or ran to the patch cap (warned about on its own)."""
+    short = []
+    for row, (text, length, done) in enumerate(zip(texts, seconds, stopped, strict=True)):
+        least = len(text.strip()) / MAX_SPOKEN_CHARACTERS_PER_SECOND - SHORT_SPEECH_SLACK_SECONDS
+        if done and length < least:
+            short.append((row, length, least))
+    if not short:
+        return None
+    which = "The text" if len(texts) == 1 else "Text " + ", ".join(str(row) for row, _, _ in short) + " of the batch"
+    said = "; ".join(f"{length:.2f} s where its words take at least {least:.1f} s" for _, length, least in short)
+    return (
+        f"{which} ended much shorter than it can be spoken ({said}): part of the text was probably skipped. A voice "
+        "prompt whose transcript does not say exactly what its recording says often causes this: check prompt_text "
+        "word for word (or let the pipeline transcribe the prompt); another seed may also help."
+    )
+
+
 def warn_ignored_generation_flags(flags: dict) -> None:
     """Warn once per set of standard `GenerationConfig` flags that a caller set and DiTAR does not use (e.g.
     `max_new_tokens=50`, `do_sample=False`, `num_beams=4`): they are accepted so that generic callers work, but they

@@ -48,6 +48,7 @@ from .generation_ditar import (
     cut_by_cap_message,
     reject_unknown_kwargs,
     repeat_for_candidates,
+    too_short_message,
     warn_once,
 )
 from .generation_progress import GenerationProgress
@@ -1110,6 +1111,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             interrupted = self._interrupts.pop(threading.get_ident(), False)
         if not interrupted:  # rows a callback ended are not stopped, and the patch cap did not end them
             self._warn_if_cut(stopped, sampling.max_new_patches)
+            self._warn_if_too_short(texts, [self._seconds_of(f) for f in features], stopped)
 
         # 5. post-process: de-normalised features or waveform through the vocoder
         if output_type == "features":
@@ -1131,6 +1133,17 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         return DiTARPipelineOutput(
             audios=audios, audio_lengths=lengths, stopped=stopped, prompt_transcripts=transcripts
         )
+
+    def _seconds_of(self, features: torch.Tensor) -> float:
+        """How long the speech of `features` (frames of log-mel, or of a VAE's latents) lasts."""
+        hop = vae_hop_length(self.vae) if self.vae is not None else self.processor.feature_extractor.hop_length
+        return features.shape[0] * hop / self.sample_rate
+
+    def _warn_if_too_short(self, texts: list[str], seconds: list[float], stopped: list[bool]) -> None:
+        """Warn when the model ended a text's speech sooner than its words can be said (`too_short_message`)."""
+        message = too_short_message(texts, seconds, stopped)
+        if message is not None:
+            logger.warning(message)
 
     def _warn_if_cut(self, stopped: list[bool], max_new_patches: int | None) -> None:
         """Warn when the patch cap derived from a text's length, not the model, ended it (`cut_by_cap_message`)."""
@@ -1333,7 +1346,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         vocoder = self._streaming_vocoder()
         # the stream's own bar, open while it is iterated (a call made between two chunks counts on its own)
         progress = GenerationProgress(self, [len(s) for s in segments])
-        all_stopped = True
+        all_stopped, samples = True, 0
         # an offloaded model stays on the accelerator from the first patch to the last, also while the stream waits
         # between chunks (see `_generating`); a stream closed or dropped before its end lets it go and closes its bar
         with self._generating(), contextlib.closing(progress):
@@ -1353,15 +1366,22 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                     )[0],
                 )
                 for step in self._patch_steps(inputs, sampling, segment_generator, None, progress):
-                    yield from self._vocode_patches(vocoder, follower.push(step), match)
-                yield from self._vocode_patches(vocoder, follower.finish(), match)
+                    for chunk in self._vocode_patches(vocoder, follower.push(step), match):
+                        samples += len(chunk)
+                        yield chunk
+                for chunk in self._vocode_patches(vocoder, follower.finish(), match):
+                    samples += len(chunk)
+                    yield chunk
                 all_stopped = all_stopped and follower.stopped
                 if index + 1 < len(segments):
                     for chunk in vocoder.push(self._pause_frames()):
+                        samples += len(chunk)
                         yield chunk.numpy()
         for chunk in vocoder.flush():
+            samples += len(chunk)
             yield chunk.numpy()
         self._warn_if_cut([all_stopped], sampling.max_new_patches)
+        self._warn_if_too_short([" ".join(segments)], [samples / self.sample_rate], [all_stopped])
         outcome.finish(all_stopped)
 
     def _warn_if_forward_compiled(self) -> None:

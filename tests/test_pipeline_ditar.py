@@ -571,6 +571,34 @@ def test_a_text_the_derived_cap_ended_is_warned_about(caplog):
     assert "did not end" not in caplog.text
 
 
+def test_speech_that_ended_much_sooner_than_its_text_can_be_said_is_warned_about(caplog):
+    """A transcript that does not match its prompt can make the model end the speech after a word or two, and the call
+    returned it as a success: one-shot and streaming warn, naming the text; speech of a plausible length, a short text
+    and a text the patch cap ended say nothing of it."""
+    import logging
+
+    long_text = "hello there, this is a much longer sentence to say"  # 50 characters: over a second of speech
+    pipe = get_dummy_pipeline()
+    pipe.model.stop_head = ScriptedStop([1, 2])
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        out = pipe(**get_dummy_inputs(text=[long_text, "one"], max_new_patches=None))
+    assert out.stopped == [True, True]
+    assert "Text 0 of the batch ended much shorter than it can be spoken" in caplog.text
+    assert "check prompt_text word for word" in caplog.text
+    caplog.clear()
+    pipe.model.stop_head = ScriptedStop([1])
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        chunks = list(pipe.stream(**get_dummy_inputs(text=long_text, max_new_patches=None)))
+    assert chunks and "The text ended much shorter than it can be spoken" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        pipe.model.stop_head = ScriptedStop([300])  # 1.2 s of the tiny model's speech: long enough
+        assert pipe(**get_dummy_inputs(text=long_text, max_new_patches=400)).stopped == [True]
+        pipe.model.stop_head = ScriptedStop([None])
+        pipe(**get_dummy_inputs(text=long_text))  # cut by the caller's cap of 3 patches, not ended by the model
+    assert "much shorter" not in caplog.text
+
+
 def test_settings_that_would_break_the_next_call_are_refused_when_set():
     """`pipe.to("meta")` dropped the weights' values and `pipe.to(torch.complex64)` was accepted, both failing at the
     next call deep inside; a misspelt progress-bar option failed inside tqdm at the next call; `return_dict="False"`
