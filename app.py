@@ -12,7 +12,12 @@ GRADIO_SERVER_NAME and GRADIO_SERVER_PORT choose the address. The guide is docs/
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
+import re
+import sys
+import threading
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
 
@@ -24,6 +29,8 @@ from modeling_ditar import DiTARPipeline  # noqa: E402
 from modeling_ditar.prompt_transcription import DEFAULT_ASR_MODEL  # noqa: E402
 
 MAX_TEXT_CHARS = 1000
+# the seeds torch.Generator.manual_seed takes (a negative seed counts from 2**64 down)
+MIN_SEED, MAX_SEED = -(2**63), 2**64 - 1
 EXAMPLE_TEXT = "The quick brown fox jumps over the lazy dog."
 
 INTRO = """# DiTAR text-to-speech
@@ -41,17 +48,165 @@ def user_error(message: str) -> gr.Error:
         return gr.Error(message)
 
 
+# The pipeline's messages name its arguments; the page calls them as its boxes are labelled. A recording's loading
+# errors read "prompt_audio: `audio` is ..." (the argument, then the loader's own name for the clip).
+_ARGUMENT_NAMES = re.compile(
+    r"(?P<transcript_box>\(`?prompt_text`?\))"
+    r"|(?P<recording>`?\bprompt_audio\b`?(?::\s*`audio`)?|`audio`)"
+    r"|(?P<transcript>`?\bprompt_text\b`?)"
+    r"|(?P<text>`text`)"
+)
+_BOX_NAMES = {
+    "transcript_box": "(in the transcript box)",
+    "recording": "the voice recording",
+    "transcript": "the transcript",
+    "text": "the text to speak",
+}
+
+
+def page_message(message: str) -> str:
+    """A pipeline message with its argument names (`prompt_audio`, `prompt_text`, `text`, with or without backticks)
+    replaced by what the page calls them, capitalised where a sentence starts."""
+
+    def box(match: re.Match) -> str:
+        name = _BOX_NAMES[match.lastgroup]
+        before = message[: match.start()].rstrip()
+        return name[0].upper() + name[1:] if not before or before.endswith((".", "!", "?")) else name
+
+    return _ARGUMENT_NAMES.sub(box, message)
+
+
+class _CallWarnings(logging.Handler):
+    """Collects, named as the page names its boxes and each once, the warnings logged in one thread (the call's) by
+    the loggers below the one it is attached to."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = page_message(record.getMessage())
+        if record.thread == self.thread and message not in self.messages:
+            self.messages.append(message)
+        # Python prints a record that reaches no handler with its last-resort handler (how the console shows the
+        # pipeline's warnings when nothing configured logging); attaching this handler must not silence that
+        if self._first_of_only_collectors(logging.getLogger(record.name)):
+            last_resort = logging.lastResort
+            if last_resort is not None and record.levelno >= last_resort.level:
+                last_resort.handle(record)
+
+    def _first_of_only_collectors(self, logger: logging.Logger | None) -> bool:
+        """Whether no other handler takes records of `logger` and this is the first collector that does (several
+        calls at once each attach one: one of them prints)."""
+        first = None
+        while logger is not None:
+            for handler in logger.handlers:
+                if not isinstance(handler, _CallWarnings):
+                    return False
+                first = handler if first is None else first
+            if not logger.propagate:
+                break
+            logger = logger.parent
+        return first is self
+
+
+@contextlib.contextmanager
+def pipeline_warnings(pipe):
+    """`with pipeline_warnings(pipe) as warnings:` collects into the list `warnings` what the pipeline's package logs
+    at WARNING or above in this thread during the block (a prompt cut at a pause, characters dropped from a text,
+    speech much shorter than its text, ...), named as the page names its boxes. The console prints them as before."""
+    # the package's loggers, e.g. "modeling_ditar.tokenization_ditar" (transformers' or diffusers' `get_logger`)
+    logger = logging.getLogger(type(pipe).__module__.partition(".")[0])
+    handler = _CallWarnings()
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def with_notes(text: str, notes: list[str]) -> str:
+    """`text` followed by each of `notes` as a paragraph of its own."""
+    return "\n\n".join([text, *(f"Note: {note}" for note in notes)])
+
+
+def parse_seed(seed) -> int:
+    """The Seed box's value as a seed `torch.Generator.manual_seed` takes (an empty box: 0)."""
+    if seed is None:
+        return 0
+    try:
+        value = int(seed)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
+        value = None
+    if value is None or not MIN_SEED <= value <= MAX_SEED:
+        raise user_error(f"The Seed must be a whole number from {MIN_SEED} to {MAX_SEED}; got {seed!r}.")
+    return value
+
+
+# speech recognisers that could not be loaded, with the message shown: not retried until the demo restarts (each try
+# without network waits for the Hub's retries, close to a minute, and holds the queue meanwhile)
+_RECOGNISER_FAILURES: dict[str, str] = {}
+
+
+def enable_recogniser(pipe, asr_model: str) -> None:
+    """Load `asr_model` as `pipe`'s prompt transcriber, or raise the `user_error` of a failed load (the one remembered
+    from an earlier failure, at once)."""
+    if asr_model not in _RECOGNISER_FAILURES:
+        try:
+            pipe.enable_prompt_transcription(asr_model)
+            return
+        except OSError as err:
+            _RECOGNISER_FAILURES[asr_model] = page_message(
+                f"Type the transcript of the voice recording: it could not be transcribed ({err})"
+            )
+    raise user_error(_RECOGNISER_FAILURES[asr_model])
+
+
+def recogniser_note(asr_model: str | None) -> str | None:
+    """A start-up note when `asr_model` cannot be loaded without the network (a missing folder, or a Hub model not in
+    the local cache), found without loading it; None when it is a folder or cached (or there is no recogniser)."""
+    if asr_model is None:
+        return None
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from modeling_ditar.hub_utils import looks_like_a_local_path
+
+    if looks_like_a_local_path(asr_model):
+        if os.path.isdir(os.path.expanduser(asr_model)):
+            return None
+        return f"the speech recogniser {asr_model!r} is not a folder: voice recordings need their transcript typed."
+    try:
+        cached = isinstance(try_to_load_from_cache(asr_model, "config.json"), str)
+    except ValueError:  # not a valid Hub id: the load names the mistake
+        cached = False
+    if cached:
+        return None
+    if constants.HF_HUB_OFFLINE:
+        return (
+            f"the speech recogniser {asr_model!r} is not downloaded and HF_HUB_OFFLINE is set: voice recordings need "
+            "their transcript typed (or give --asr-model a local folder)."
+        )
+    return (
+        f"the speech recogniser {asr_model!r} is not downloaded yet: it is fetched from the Hub for the first "
+        "recording sent without a transcript; if that fails (no network), recordings need their transcript typed "
+        "until the demo restarts."
+    )
+
+
 def synthesize(
     pipe, text: str, voice_audio, voice_text: str, seed, asr_model: str | None = DEFAULT_ASR_MODEL
 ) -> tuple[tuple[int, np.ndarray], str]:
-    """The demo's one action: ((rate, int16 samples), a status line). User mistakes raise `gr.Error` (`user_error`).
-    A recording without a transcript is transcribed by `asr_model` (loaded on first use; None: the transcript is
+    """The demo's one action: ((rate, int16 samples), a status line followed by the pipeline's warnings, if any).
+    User mistakes raise `gr.Error` (`user_error`), named as the page names its boxes. A recording without a transcript
+    is transcribed by `asr_model` (loaded on first use, and not tried again once that failed; None: the transcript is
     required)."""
     text = (text or "").strip()
     if not text:
         raise user_error("Type the text to speak.")
     if len(text) > MAX_TEXT_CHARS:
         raise user_error(f"The text is {len(text)} characters long; this demo speaks at most {MAX_TEXT_CHARS}.")
+    seed = parse_seed(seed)
     prompt = {}
     if voice_audio is not None:
         prompt = dict(prompt_audio=voice_audio)  # a file path, read by the pipeline
@@ -60,20 +215,13 @@ def synthesize(
         elif asr_model is None:
             raise user_error("Type the transcript of the voice recording (exactly what is said in it).")
         elif pipe.prompt_transcriber is None:
-            try:
-                pipe.enable_prompt_transcription(asr_model)
-            except OSError as err:
-                raise user_error(
-                    f"Type the transcript of the voice recording: it could not be transcribed ({err})"
-                ) from None
-    try:
-        seed = int(seed) if seed is not None else 0
-    except (TypeError, ValueError):
-        raise user_error("The seed must be a whole number.") from None
-    try:
-        out = pipe(text, generator=torch.Generator().manual_seed(seed), **prompt)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:  # the pipeline's checks name the problem
-        raise user_error(str(err).replace("(prompt_text)", "(the transcript box)")) from None
+            enable_recogniser(pipe, asr_model)
+    with pipeline_warnings(pipe) as warnings:
+        try:
+            out = pipe(text, generator=torch.Generator().manual_seed(seed), **prompt)
+        except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:  # the pipeline's checks name it
+            # with the warnings before it: a recording cut at a pause, say, explains a refusal of the part kept
+            raise user_error(with_notes(page_message(str(err)), warnings)) from None
     audio = out.audios[0][: out.audio_lengths[0]]
     samples = np.clip(np.round(audio.astype(np.float64) * 32768), -32768, 32767).astype(np.int16)
     voice = "the uploaded voice" if prompt else "the default voice"
@@ -83,7 +231,7 @@ def synthesize(
         status += f"; the recording was transcribed as “{heard}” (type the transcript if it is wrong)"
     if not out.stopped[0]:
         status += "; cut at the length limit, the end of the text may be missing"
-    return (pipe.sample_rate, samples), status
+    return (pipe.sample_rate, samples), with_notes(status, warnings)
 
 
 def build_demo(pipe, asr_model: str | None = DEFAULT_ASR_MODEL) -> gr.Blocks:
@@ -133,6 +281,9 @@ def main(argv=None) -> None:
         parser.exit(2, f"{parser.prog}: error: --model {args.model!r}: {err}\n")
     pipe.set_progress_bar_config(disable=True)
     asr_model = None if args.asr_model.lower() == "none" else args.asr_model
+    note = recogniser_note(asr_model)
+    if note is not None:
+        print(f"{parser.prog}: note: {note}", file=sys.stderr)
     build_demo(pipe, asr_model).queue(default_concurrency_limit=1).launch(server_name=args.host, server_port=args.port)
 
 
