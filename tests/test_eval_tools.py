@@ -262,6 +262,52 @@ def test_compare_results_warns_when_entries_cover_different_cases_of_one_cases_f
     assert "different cases" not in compare_results.main([f"full={full}", f"again={full}"])
 
 
+def _with_text_normalizer(folder: Path, described: dict) -> Path:
+    results = json.loads((folder / "results.json").read_text())
+    results["meta"]["text_normalizer"] = described
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+WHISPER_NORMALIZER = {"name": "whisper", "spelling_map": "english.json", "spelling_map_sha256": "ab" * 32}
+
+
+def test_compare_results_warns_when_entries_used_different_text_normalizers(tmp_path, capsys):
+    """A WER under Whisper's normaliser sat beside one under the basic normaliser as if they measured alike."""
+    old = _results(tmp_path / "old", "old", 0.70, with_reference=True)  # written before the choice: basic
+    basic = _with_text_normalizer(_results(tmp_path / "basic", "basic", 0.70, with_reference=True), {"name": "basic"})
+    whisper = _with_text_normalizer(_results(tmp_path / "w", "w", 0.70, with_reference=True), WHISPER_NORMALIZER)
+    text = compare_results.main([f"old={old}", f"basic={basic}", f"whisper={whisper}"])
+    message = (
+        "The entries' WERs were measured with different text normalisers (basic: old, basic; whisper (spelling map "
+        "abababababab): whisper): their WER columns do not compare"
+    )
+    assert message in text and message in capsys.readouterr().err
+    assert "text normalisers" not in compare_results.main([f"old={old}", f"basic={basic}"])
+    other_map = _with_text_normalizer(
+        _results(tmp_path / "w2", "w2", 0.70, with_reference=True), {**WHISPER_NORMALIZER, "spelling_map_sha256": "cd"}
+    )
+    assert "different text normalisers" in compare_results.main([f"w={whisper}", f"w2={other_map}"])
+
+
+def test_paired_eval_warns_when_the_runs_used_different_text_normalizers(tmp_path, capsys):
+    sys.path.insert(0, str(EXAMPLES / "research"))
+    import paired_eval
+
+    def run(name, normalizer):
+        row = {"error": None, "words": {"hits": 3, "errors": 2, "ref_words": 5}, "sim_prompt": 0.5}
+        meta = {} if normalizer is None else {"text_normalizer": normalizer}
+        cases = [{"id": f"c{i}", "rows": {"model": row}} for i in range(3)]
+        (tmp_path / name).write_text(json.dumps({"meta": meta, "cases": cases}))
+        return str(tmp_path / name)
+
+    old, basic, whisper = run("old.json", None), run("basic.json", {"name": "basic"}), run("w.json", WHISPER_NORMALIZER)
+    paired_eval.main([old, basic])
+    assert "text normaliser" not in capsys.readouterr().err
+    assert paired_eval.main([basic, whisper]).startswith("3 cases: words +0")  # still paired, with a warning
+    assert "A's WER was measured with text normaliser basic, B's with whisper" in capsys.readouterr().err
+
+
 def test_compare_results_reads_a_continued_run_up_to_the_given_step(tmp_path):
     """RUN_DIR:STEP summarises the run as it was at STEP (a model saved part-way, the run continued later)."""
     after = _results(tmp_path / "after", "tuned", 0.78, with_reference=True)

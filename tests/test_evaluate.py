@@ -605,6 +605,204 @@ def test_failed_case_counts_as_silence(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# the WER text normaliser (--text-normalizer)
+
+# correct readings as a case's text holds them and as Whisper writes them; "basic" counted each as an error
+READINGS = [
+    ("The quiet harbour at dawn.", "The quiet harbor at dawn."),  # the shipped default voice's own transcript
+    ("I'm sure we don't know.", "I am sure we do not know."),
+    ("Fifty percent agreed.", "50% agreed."),
+    ("It costs 25 dollars.", "It costs $25."),
+    ("Three cats sat.", "3 cats sat."),
+]
+
+
+def _spelling_map_folder(path: Path) -> Path:
+    """An ASR model folder carrying a (tiny) Whisper spelling map as normalizer.json, as Hugging Face folders do."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "normalizer.json").write_text(json.dumps({"harbour": "harbor", "colour": "color"}))
+    return path
+
+
+def test_whisper_normalizer_counts_correct_readings_as_correct_and_basic_does_not(tmp_path):
+    from eval_lib.metrics import BASIC_NORMALIZER, make_text_normalizer
+
+    whisper = make_text_normalizer("whisper", [_spelling_map_folder(tmp_path / "asr")])
+    for reference, heard in READINGS:
+        assert word_stats(reference, heard, BASIC_NORMALIZER).errors > 0, reference
+        assert word_stats(reference, heard, whisper).errors == 0, (reference, whisper(reference), whisper(heard))
+    assert whisper("The colour of the harbour") == "the color of the harbor"  # the map, not a rule
+    described = whisper.describe()
+    assert described["name"] == "whisper" and described["spelling_map"] == str(tmp_path / "asr" / "normalizer.json")
+    assert described["spelling_map_entries"] == 2 and len(described["spelling_map_sha256"]) == 64
+    assert word_stats("Hello there.", "HELLO THERE") == word_stats("Hello there.", "HELLO THERE", BASIC_NORMALIZER)
+
+
+def _reading_cases(tmp_path, texts: dict[str, str]) -> Path:
+    prompt = write_wav(tmp_path / "p.wav", tone(0.05))
+    cases = [
+        Case(id=k, prompt_audio=prompt, prompt_text="p", target_text=t, target_audio=prompt) for k, t in texts.items()
+    ]
+    return write_cases(cases, tmp_path / "readings.jsonl")
+
+
+def test_evaluate_scores_wer_with_the_chosen_text_normalizer_and_records_it(tmp_path):
+    """British spellings, expanded contractions, "%" and "$" and digits were errors, with no way to score otherwise."""
+    reference, heard = READINGS[0][0] + " " + READINGS[1][0], READINGS[0][1] + " " + READINGS[1][1]
+    cases = _reading_cases(tmp_path, {"r": reference})
+    argv = ["--cases", str(cases), "--rows", "gt", "--asr-model", str(_spelling_map_folder(tmp_path / "asr"))]
+    basic = ev.main([*argv, "--out", str(tmp_path / "basic")], asr=StubASR(heard), speaker_encoder=StubSpeaker())
+    assert basic["rows"][0]["wer"] > 0.3  # the default stays the instrument every recorded number was measured with
+    assert basic["meta"]["text_normalizer"]["name"] == "basic"
+    assert "- WER text normaliser: basic" in (tmp_path / "basic" / "results.md").read_text()
+    whisper = ev.main(
+        [*argv, "--text-normalizer", "whisper", "--out", str(tmp_path / "whisper")],
+        asr=StubASR(heard),
+        speaker_encoder=StubSpeaker(),
+    )
+    assert whisper["rows"][0]["wer"] == 0.0 and whisper["rows"][0]["hits"] == whisper["rows"][0]["ref_words"]
+    saved = json.loads((tmp_path / "whisper" / "results.json").read_text())
+    assert saved["meta"]["text_normalizer"]["name"] == "whisper"
+    assert saved["meta"]["text_normalizer"]["spelling_map"].endswith("normalizer.json")
+    md = (tmp_path / "whisper" / "results.md").read_text()
+    assert "- WER text normaliser: whisper (transformers " in md and "after Whisper's English text normaliser" in md
+
+
+def test_the_whisper_normalizer_is_refused_without_its_spelling_map_or_for_a_text_it_empties(tmp_path, monkeypatch):
+    import eval_lib.metrics as metrics
+
+    monkeypatch.setattr(metrics, "SPELLING_MAP_PACKAGES", ())  # as where no package ships the map
+    monkeypatch.setenv("DITAR_CACHE", str(tmp_path / "cache"))  # the default Whisper folder, without normalizer.json
+    cases = _reading_cases(tmp_path, {"r": "The quiet harbour."})
+    out = tmp_path / "out"
+    argv = ["--cases", str(cases), "--rows", "gt", "--text-normalizer", "whisper", "--out", str(out)]
+    stubs = {"asr": StubASR(), "speaker_encoder": StubSpeaker()}
+    with pytest.raises(SystemExit, match="^error: --text-normalizer whisper needs Whisper's British-to-American"):
+        ev.main(argv, **stubs)
+    with pytest.raises(SystemExit, match=f"looked at: {tmp_path / 'cache' / 'whisper-base' / 'normalizer.json'}\\)"):
+        ev.main(argv, **stubs)
+    # a target text of fillers alone has no word left: every recognised word would be an insertion against nothing
+    fillers = _reading_cases(tmp_path, {"ok": "Fine.", "um": "Hmm, uh."})
+    asr_dir = str(_spelling_map_folder(tmp_path / "asr"))
+    with pytest.raises(SystemExit, match="^error: --text-normalizer whisper leaves no word of the target_text.* um "):
+        ev.main([*argv[2:], "--cases", str(fillers), "--asr-model", asr_dir], **stubs)
+    assert not out.exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# rows and columns over different cases
+
+
+class ToneSystem:
+    """A "model" row that answers every case with a short tone."""
+
+    key, name = "model", "tones"
+
+    def applies(self, case):
+        return True
+
+    def __call__(self, case):
+        return SystemOutput(tone(0.064), SR, compute_seconds=0.01, stopped=True)
+
+    def describe(self):
+        return {}
+
+
+def test_the_table_says_when_rows_and_columns_cover_different_cases(tmp_path):
+    """With one case of three lacking target audio, the ground-truth rows scored 2 cases and the model row 3, and the
+    model row's SIM (GT) and duration ratio averaged 2 of its 3 cases: the table said neither."""
+    cases = load_cases(_cases(tmp_path))
+    results = run_evaluation(cases, [GroundTruthSystem(), ToneSystem()], StubASR(), StubSpeaker(), log=lambda s: None)
+    gt, model = results["rows"]
+    assert (gt["cases"], model["cases"]) == (2, 3)
+    assert (model["sim_prompt_n"], model["sim_gt_n"], model["duration_ratio_n"], model["stop_rate_n"]) == (3, 2, 2, 3)
+    table = render_table(results["rows"]).splitlines()
+    cells = table[3].split(" | ")
+    assert cells[0] == "| tones" and cells[1] == "3" and "(n=" not in cells[5]  # SIM (prompt) over all 3
+    assert cells[6].endswith(" (n=2)") and cells[8].endswith(" (n=2)")  # SIM (GT), duration ratio
+    assert "(n=" not in cells[7] and "(n=" not in cells[9] and "(n=" not in table[2]
+    md = render_markdown(results)
+    assert "**The rows were scored on different cases** (ground truth: 2 cases; tones: 3 cases)" in md
+    assert "(n=K): that column averages K of its row's cases" in md
+    # rows over the same cases, every column over all of them: no note
+    same = run_evaluation(cases[:2], [GroundTruthSystem(), ToneSystem()], StubASR(), StubSpeaker(), log=print)
+    assert "(n=" not in render_markdown(same) and "different cases" not in render_markdown(same)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# a re-run into the same --out
+
+
+class FailsOn(ToneSystem):
+    def __init__(self, failing=()):
+        self.failing = set(failing)
+
+    def __call__(self, case):
+        if case.id in self.failing:
+            raise RuntimeError("out of memory")
+        return super().__call__(case)
+
+
+def test_a_rerun_moves_the_earlier_audio_aside_so_the_folder_holds_only_its_own(tmp_path, monkeypatch):
+    """A re-run left the last run's wavs/<row>/<id>.wav in place: a case the new run says failed still had audio."""
+    cases, out = _cases(tmp_path), tmp_path / "o"
+    stubs = {"asr": StubASR(), "speaker_encoder": StubSpeaker()}
+
+    def run(*failing):
+        monkeypatch.setattr(ev, "build_systems", lambda args, rows: ([FailsOn(failing)], None))
+        return ev.main(["--cases", str(cases), "--out", str(out)], **stubs)
+
+    def wavs(folder):
+        return sorted(p.name for p in (out / folder / "model").iterdir())
+
+    run()
+    results = run("c1")
+    assert results["cases"][1]["rows"]["model"]["error"] == "RuntimeError: out of memory"
+    assert wavs("wavs") == ["c0.wav", "ood.wav"]  # c1 failed: it has no audio
+    assert wavs("wavs.previous") == ["c0.wav", "c1.wav", "ood.wav"]  # the earlier run's, beside its results
+    previous = json.loads((out / "results.previous.json").read_text())
+    moved = [case["rows"]["model"]["wav"].replace("wavs/", "wavs.previous/", 1) for case in previous["cases"]]
+    assert len(moved) == 3 and all((out / wav).is_file() for wav in moved)
+    run("c0")  # wavs.previous/ is replaced as results.previous.* is: the run before this one
+    assert wavs("wavs") == ["c1.wav", "ood.wav"] and wavs("wavs.previous") == ["c0.wav", "ood.wav"]
+
+    # a run interrupted before its results.json: its audio describes nothing and goes; the previous run's stays
+    class DiesMidway(StubASR):
+        def transcribe(self, audio, sampling_rate):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ev.main(["--cases", str(cases), "--out", str(out)], asr=DiesMidway(), speaker_encoder=StubSpeaker())
+    assert wavs("wavs") == ["c1.wav"] and wavs("wavs.previous") == ["c1.wav", "ood.wav"]  # c0 fails, c1 is written
+    run()
+    assert wavs("wavs") == ["c0.wav", "c1.wav", "ood.wav"] and wavs("wavs.previous") == ["c1.wav", "ood.wav"]
+
+
+def test_a_rerun_leaves_the_cases_own_audio_where_it_is(tmp_path, monkeypatch):
+    """A cases file whose audio lies in a folder named like a row (wavs/model/, beside model.jsonl in --out)."""
+    out = tmp_path / "o"
+    (out / "wavs" / "model").mkdir(parents=True)
+    prompt = write_wav(out / "wavs" / "model" / "prompt.wav", tone(0.05))
+    cases = write_cases([Case(id="c", prompt_audio=prompt, prompt_text="p", target_text="hello")], out / "model.jsonl")
+    monkeypatch.setattr(ev, "build_systems", lambda args, rows: ([ToneSystem()], None))
+    for _ in range(2):
+        ev.main(
+            ["--cases", str(cases), "--rows", "model", "--out", str(out)], asr=StubASR(), speaker_encoder=StubSpeaker()
+        )
+    assert Path(prompt).is_file() and (out / "wavs" / "model" / "c.wav").is_file()
+
+
+def test_seed_help_says_how_the_per_case_seed_is_made():
+    """The help said "seed + case id"; the per-case seed is a hash of both."""
+    import hashlib
+
+    text = " ".join(ev.build_parser().format_help().split())
+    assert "seed + case id" not in text and "derived from sha256('SEED:CASE_ID')" in text
+    digest = hashlib.sha256(b"3:c1").digest()[:8]
+    assert case_seed(3, "c1") == int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Whisper-base assembly (fake package data) and the real models
 
 

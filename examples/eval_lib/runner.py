@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import traceback
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .cases import Case, _safe
-from .metrics import WordStats, aggregate_word_stats, cosine, mean_or_none, word_stats
+from .metrics import BASIC_NORMALIZER, WordStats, aggregate_word_stats, cosine, mean_or_none, word_stats
 from .quality import summarize_quality
 from .systems import read_audio
 
@@ -41,13 +42,14 @@ def run_evaluation(
     out_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
     quality=None,
+    text_normalizer: Callable[[str], str] = BASIC_NORMALIZER,
 ) -> dict:
     """Score every system on every case it applies to.
 
     Returns `{"rows": [summary per system], "cases": [per-case details]}`. With `out_dir`, the produced audio is
     written to `out_dir/wavs/<system key>/<case id>.wav` (float WAV at the system's rate; `wav_name` makes the id
     file-safe). With `quality` (e.g. `eval_lib.quality.DNSMOS`), every produced clip also gets a `dnsmos` score and
-    every row its means.
+    every row its means. `text_normalizer` normalises reference and hypothesis before WER (eval_lib.metrics).
     """
     import soundfile as sf
 
@@ -89,7 +91,7 @@ def run_evaluation(
                     sim_gt=None,
                     duration_ratio=None,
                 )
-                row["words"] = word_stats(case.target_text, "").to_dict()
+                row["words"] = word_stats(case.target_text, "", text_normalizer).to_dict()
                 log(f"  [error] {case.id} {system.key}: {row['error']}\n{traceback.format_exc(limit=3)}")
                 record["rows"][system.key] = row
                 per_system[system.key].append(row)
@@ -102,7 +104,7 @@ def run_evaluation(
                 sf.write(path, audio, out.sampling_rate, subtype="FLOAT")
                 row["wav"] = str(path.relative_to(Path(out_dir)))
             hypothesis = asr.transcribe(audio, out.sampling_rate)
-            stats = word_stats(case.target_text, hypothesis)
+            stats = word_stats(case.target_text, hypothesis, text_normalizer)
             emb = gt_emb if system.key == "gt" else _embed(speaker_encoder, audio, out.sampling_rate)
             row.update(
                 hypothesis=hypothesis,
@@ -138,12 +140,19 @@ def run_evaluation(
     return {"rows": rows, "cases": records, "eval_seconds": time.perf_counter() - start_all}
 
 
+def _finite(values) -> list[float]:
+    """The values a column's mean is taken over (as `mean_or_none` takes it), so that its count matches."""
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
 def _fmt(value):
     return "-" if value is None else f"{value:.3f}"
 
 
 def summarize_rows(system, rows: list[dict]) -> dict:
-    """Corpus-level numbers of one system."""
+    """Corpus-level numbers of one system. WER counts every case (a failed one as silence); the other columns average
+    the cases that have their value, and `<column>_n` says how many that was (SIM (GT) and the duration ratio need
+    target audio, a clip too short to embed has no SIM, a failed case has no duration)."""
     words = aggregate_word_stats(
         WordStats(**{k: r["words"][k] for k in ("ref_words", "hits", "substitutions", "deletions", "insertions")})
         for r in rows
@@ -152,6 +161,9 @@ def summarize_rows(system, rows: list[dict]) -> dict:
     compute = [r["compute_seconds"] for r in rows if r.get("compute_seconds") is not None]
     audio_seconds = sum(r["seconds"] for r in rows if r.get("compute_seconds") is not None)
     sims = [r["sim_prompt"] for r in rows if r.get("sim_prompt") is not None]
+    sims_gt = _finite(r.get("sim_gt") for r in rows)
+    ratios = _finite(r.get("duration_ratio") for r in rows)
+    durations = _finite(r.get("seconds") for r in rows if not r.get("error"))
     return {
         "key": system.key,
         "name": system.name,
@@ -176,10 +188,15 @@ def summarize_rows(system, rows: list[dict]) -> dict:
         "sim_prompt": mean_or_none(sims),
         "sim_prompt_std": float(np.std(sims)) if sims else None,
         "sim_prompt_n": len(sims),
-        "sim_gt": mean_or_none(r.get("sim_gt") for r in rows),
+        "sim_gt": mean_or_none(sims_gt),
+        "sim_gt_n": len(sims_gt),
         "stop_rate": float(np.mean(stopped)) if stopped else None,
-        "duration_ratio": mean_or_none(r.get("duration_ratio") for r in rows),
-        "mean_seconds": mean_or_none(r.get("seconds") for r in rows if not r.get("error")),
+        "stop_rate_n": len(stopped),
+        "duration_ratio": mean_or_none(ratios),
+        "duration_ratio_n": len(ratios),
+        "mean_seconds": mean_or_none(durations),
+        "mean_seconds_n": len(durations),
         "compute_seconds": float(sum(compute)) if compute else None,
         "rtf": float(sum(compute) / audio_seconds) if compute and audio_seconds > 0 else None,
+        "rtf_n": len(compute),
     }

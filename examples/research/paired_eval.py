@@ -13,6 +13,10 @@ seconds (B / A; only meaningful when both ran under the same load) and B's stops
 import json
 import math
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from eval_lib.report import text_normalizer_of  # noqa: E402
 
 
 def load(path: str, row: str = "model") -> dict:
@@ -35,6 +39,13 @@ def main(argv: list[str]) -> str:
     if len(argv) != 2:
         raise SystemExit("usage: paired_eval.py A/results.json B/results.json [--row ROW]")
     a, b = load(argv[0], row), load(argv[1], row)
+    normalizers = [text_normalizer_of(json.loads(Path(path).read_text()).get("meta")) for path in argv]
+    if normalizers[0] != normalizers[1]:  # one reading scored under two normalisers: its words and errors differ
+        print(
+            f"warning: A's WER was measured with text normaliser {normalizers[0]}, B's with {normalizers[1]}: their "
+            "words and errors do not compare; evaluate them again with one --text-normalizer",
+            file=sys.stderr,
+        )
     ids = sorted(set(a) & set(b))
     if len(ids) < 2:
         raise SystemExit(f"only {len(ids)} case(s) in both runs: nothing to pair")
