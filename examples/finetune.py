@@ -937,6 +937,10 @@ def run_evaluation(args, data: Path, voice: Path, out: Path) -> dict:
     if not cases.is_file():
         _run(evaluate + ["--make-cases-from", str(data), "--split", "validation", "--num-cases", "20", "--out", cases])
     extra = ["--threads", str(args.threads)] + (["--dnsmos"] if args.dnsmos else [])
+    # your own transcripts hold numbers, symbols, contractions and spellings that Whisper writes its own way: score
+    # with its normaliser where its spelling map is installed (the eval extra brings it)
+    if importlib.util.find_spec("whisper_normalizer") is not None:
+        extra += ["--text-normalizer", "whisper"]
     results = {}
     for key, rows, pipeline, label in (
         ("before", "gt,model", args.base, "base"),

@@ -833,3 +833,42 @@ def test_opus_recordings_are_read(tmp_path):
     (tmp_path / "note.txt").write_text("a voice note")
     clips, problems = finetune.validate_recordings(tmp_path, SR)
     assert [(c.path.name, c.text) for c in clips] == [("note.opus", "a voice note")] and not problems
+
+
+def test_the_evaluation_scores_with_whispers_normaliser_where_its_spelling_map_is_installed(tmp_path, monkeypatch):
+    """Your own transcripts hold numbers, symbols and contractions that Whisper writes its own way; with the basic
+    normaliser a correct "50%" for "fifty percent" counted as errors in the before/after table."""
+    import importlib.util
+    import json
+
+    commands = []
+
+    def fake_run(command):
+        commands.append([str(part) for part in command])
+        out = Path(commands[-1][commands[-1].index("--out") + 1])
+        if "--rows" in commands[-1]:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "results.json").write_text(json.dumps({"rows": {}}))
+
+    monkeypatch.setattr(finetune, "_run", fake_run)
+    args = finetune.build_parser().parse_args(["recordings", "--out", str(tmp_path), "--threads", "1"])
+    real_find_spec = importlib.util.find_spec
+    for installed in (True, False):
+        commands.clear()
+
+        def find_spec(name, *rest, installed=installed):
+            if name == "whisper_normalizer":
+                return object() if installed else None
+            return real_find_spec(name, *rest)
+
+        monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+        out = tmp_path / ("with" if installed else "without")
+        finetune.run_evaluation(args, tmp_path / "data", tmp_path / "voice", out)
+        scored = [c for c in commands if "--rows" in c]
+        assert len(scored) == 2
+        for command in scored:
+            assert (
+                (command[command.index("--text-normalizer") + 1] == "whisper")
+                if installed
+                else ("--text-normalizer" not in command)
+            )
