@@ -844,6 +844,19 @@ class TimeBudget:
     MEASURED_STEPS = 50  # the estimate is refreshed every this many steps
     FIRST_ESTIMATE = SKIPPED_STEPS + MEASURED_STEPS  # steps after the start
 
+    def note_if_it_cannot_resize(self, step: int, log=print) -> None:
+        """Say so when the budget can only cut the run at its deadline: its first estimate comes FIRST_ESTIMATE steps
+        after the start, and none is made once the decay has begun, so a shorter run, or one whose decay begins
+        before then, keeps the config's max_steps."""
+        first = step + self.FIRST_ESTIMATE
+        decay = int(self.cfg.decay_start * self.cfg.max_steps)
+        if self.cfg.max_steps <= first or (decay <= first and (self.state is None or self.state.decay_from is None)):
+            log(
+                f"--time-budget-min: the run keeps max_steps {self.cfg.max_steps} (the step rate is measured over "
+                f"steps {step + self.SKIPPED_STEPS}-{first}, and the budget resizes a run only before its decay, "
+                f"which starts at step {decay}); the deadline still ends it early"
+            )
+
     def __init__(
         self,
         minutes: float,
@@ -1153,6 +1166,7 @@ def main(argv=None):
     budget = None
     if args.time_budget_min:
         budget = TimeBudget(args.time_budget_min, cfg, state.step, process_started, state)
+        budget.note_if_it_cannot_resize(state.step, accelerator.print)
     while state.step < cfg.max_steps:
         batches = batcher.epoch(state.epoch)
         while state.batch_in_epoch < len(batches) and state.step < cfg.max_steps:
@@ -1263,20 +1277,26 @@ def evaluate(model, ema, processor, valid, pad_id, space_ids, out: Path, step: i
 
 
 def _evaluate_ema(model, processor, valid, pad_id, space_ids, out: Path, step: int) -> None:
-    gap = text_use_gap(model, valid, pad_id)
-    # the same in prompt + target rows, scored on the target: how generation uses the text
-    cont = continuation_text_use_gap(model, valid, pad_id, space_ids) if len(valid) > 1 else None
-    cells = [f"{gap['right']:.5f}", f"{gap['wrong']:.5f}", f"{gap['penalty']:.4f}"]
-    if cont is not None:
+    if len(valid) < 2:
+        # the wrong transcript is another utterance's: with one, it would be its own and the gap a false 0%
+        print(
+            f"eval step {step}: text use not measured (one validation utterance; it reads each with another's "
+            "transcript, so it needs two or more: a larger --val-fraction in build_corpus.py)",
+            flush=True,
+        )
+    else:
+        gap = text_use_gap(model, valid, pad_id)
+        # the same in prompt + target rows, scored on the target: how generation uses the text
+        cont = continuation_text_use_gap(model, valid, pad_id, space_ids)
+        cells = [f"{gap['right']:.5f}", f"{gap['wrong']:.5f}", f"{gap['penalty']:.4f}"]
         cells += [f"{cont['right']:.5f}", f"{cont['wrong']:.5f}", f"{cont['penalty']:.4f}"]
-    with (out / "text_use.csv").open("a") as f:
-        f.write(",".join([str(step), *cells]) + "\n")
-    continued = "" if cont is None else f"; prompt + target {100 * cont['penalty']:+.1f}%"
-    print(
-        f"eval step {step}: x0-MSE at t=1 right text {gap['right']:.4f} wrong text {gap['wrong']:.4f} "
-        f"(+{100 * gap['penalty']:.1f}%{continued})",
-        flush=True,
-    )
+        with (out / "text_use.csv").open("a") as f:
+            f.write(",".join([str(step), *cells]) + "\n")
+        print(
+            f"eval step {step}: x0-MSE at t=1 right text {gap['right']:.4f} wrong text {gap['wrong']:.4f} "
+            f"({100 * gap['penalty']:+.1f}%; prompt + target {100 * cont['penalty']:+.1f}%)",
+            flush=True,
+        )
     write_validation_sample(model, processor, valid, space_ids, out / "samples" / f"step-{step}")
 
 

@@ -1203,3 +1203,38 @@ def test_a_corpus_with_other_feature_settings_than_init_from_is_refused_by_name(
         train.load_model_and_processor(other, corpus)
     with pytest.raises(ValueError, match="examples/configs/features_16k_80mel.json"):
         training_eval.main(["--model", str(ROOT / "modeling_ditar" / "default"), "--dataset", str(corpus)])
+
+
+def test_one_validation_utterance_measures_no_text_use_instead_of_a_false_zero(tmp_path, monkeypatch, capsys):
+    """With one validation utterance the wrong transcript was its own (a roll of one row), and the log said the
+    model did not use the text at all (+0.0%)."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    import train
+    from model_helpers import DiTARModelTester
+
+    monkeypatch.setattr(train, "write_validation_sample", lambda *args, **kwargs: None)
+    model = DiTARModelTester().get_model().eval()
+    train._evaluate_ema(model, None, _utterances(1, ["a"]), 0, [3], tmp_path, step=2)
+    assert "text use not measured (one validation utterance" in capsys.readouterr().out
+    assert not (tmp_path / "text_use.csv").exists()
+    train._evaluate_ema(model, None, _utterances(2, ["a"]), 0, [3], tmp_path, step=4)
+    printed = capsys.readouterr().out
+    assert re.search(r"wrong text \S+ \([+-]\d+\.\d%; prompt \+ target [+-]\d+\.\d%\)", printed), printed
+    assert (tmp_path / "text_use.csv").read_text().startswith("4,")
+
+
+def test_a_time_budget_that_cannot_resize_the_run_says_so():
+    """`--time-budget-min` on a run shorter than its first estimate, or whose decay starts before it, kept the
+    config's max_steps without a word, though the docs say it sets max_steps from the measured step rate."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    import train
+
+    def note(max_steps: int, decay_start: float) -> list[str]:
+        cfg = train.TrainConfig(dataset="unused", max_steps=max_steps, decay_start=decay_start)
+        said = []
+        train.TimeBudget(10, cfg, 0, state=train.TrainState(cfg)).note_if_it_cannot_resize(0, said.append)
+        return said
+
+    assert "keeps max_steps 40" in note(40, 0.5)[0]
+    assert "starts at step 50" in note(1000, 0.05)[0]
+    assert note(100000, 0.5) == []

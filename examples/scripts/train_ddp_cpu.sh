@@ -6,4 +6,13 @@ set -euo pipefail
 config=${1:-examples/configs/tiny.yaml}
 out=${2:-runs/tiny_ddp}
 shift $(( $# > 2 ? 2 : $# ))
-ACCELERATE_USE_CPU=1 OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 examples/train.py --config "$config" --output-dir "$out" "$@"
+# torchrun is on PATH in an activated venv; otherwise the same launcher runs as a module of $PYTHON, else of the
+# repository's .venv (setup.sh makes it), else of python3
+launcher=(torchrun)
+if ! command -v torchrun > /dev/null; then
+    python=${PYTHON:-python3}
+    [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && python=.venv/bin/python
+    launcher=("$python" -m torch.distributed.run)
+fi
+ACCELERATE_USE_CPU=1 OMP_NUM_THREADS=1 "${launcher[@]}" --nproc_per_node 2 examples/train.py --config "$config" \
+    --output-dir "$out" "$@"
