@@ -572,7 +572,13 @@ def text_checks(processor):
 
 
 def validation_table(clips: list[Clip], problems: list[Problem]) -> str:
-    lines = [f"{len(clips)} clips usable ({sum(c.seconds for c in clips) / 60:.1f} min), {len(problems)} findings", ""]
+    left_out = sum(p.dropped for p in problems)
+    # kept clips' findings (resampled, noted) are no problems: the count says how many recordings were left out
+    lines = [
+        f"{len(clips)} clips usable ({sum(c.seconds for c in clips) / 60:.1f} min), {left_out} left out, "
+        f"{len(problems) - left_out} notes on kept clips",
+        "",
+    ]
     if problems:
         lines += ["| file | issue | what | kept |", "|---|---|---|---|"]
         lines += [f"| {p.file} | {p.issue} | {p.message} | {'no' if p.dropped else 'yes'} |" for p in problems]
@@ -977,7 +983,8 @@ def write_report(out: Path, args, clips, problems, dsd, summary: dict, results: 
         f", {args.max_steps} steps. Data: {len(dsd['train']) - args.replay} training clips"
         f"{f' + {args.replay} replay utterances (espeak-ng)' if args.replay else ''}, "
         f"{len(dsd['validation'])} held out "
-        f"({len(problems)} validation findings, see validation.md).",
+        f"({sum(p.dropped for p in problems)} recordings left out, {sum(not p.dropped for p in problems)} notes on "
+        "kept clips: see validation.md).",
         "",
     ]
     speakers = Counter(clip.speaker for clip in clips)

@@ -565,7 +565,7 @@ def test_an_out_inside_the_recordings_folder_is_not_read_as_recordings(tmp_path,
     finetune.main(argv)  # resumes: nothing to train again
     assert "+ " not in capsys.readouterr().out
     assert "run/" not in (recordings / "run" / "validation.md").read_text()
-    assert "0 findings" in (recordings / "run" / "validation.md").read_text()
+    assert "0 left out, 0 notes on kept clips" in (recordings / "run" / "validation.md").read_text()
 
 
 def test_an_interrupted_corpus_save_is_built_again_on_the_next_run(tmp_path, monkeypatch):
@@ -872,3 +872,14 @@ def test_the_evaluation_scores_with_whispers_normaliser_where_its_spelling_map_i
                 if installed
                 else ("--text-normalizer" not in command)
             )
+
+
+def test_the_validation_table_counts_left_out_recordings_apart_from_notes_on_kept_ones():
+    """Resampling notes counted as "findings" with the recordings left out: "12 clips usable, 12 findings" read as
+    twelve problems where nothing was wrong."""
+    problems = [
+        finetune.Problem("a.wav", "sample rate", "22050 Hz, resampled", dropped=False),
+        finetune.Problem("b.wav", "sample rate", "22050 Hz, resampled", dropped=False),
+        finetune.Problem("c.wav", "missing transcript", "no c.txt next to it"),
+    ]
+    assert finetune.validation_table([], problems).startswith("0 clips usable (0.0 min), 1 left out, 2 notes on kept")
