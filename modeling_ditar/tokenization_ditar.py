@@ -553,7 +553,6 @@ _ABBREVIATIONS = {
     "vs.": "versus",
     "vs": "versus",
     "approx.": "approximately",
-    "ca.": "circa",  # "ca. 1850"; the capital "CA." is California
     "Jr.": "Junior",
     "Sr.": "Senior",
     "Ave.": "Avenue",
@@ -562,7 +561,6 @@ _ABBREVIATIONS = {
     "Inc.": "Incorporated",
     "Ltd.": "Limited",
     "Corp.": "Corporation",
-    "Co.": "Company",
     "Dept.": "Department",
     "dept.": "department",
     "fig.": "figure",
@@ -612,6 +610,12 @@ _CURRENCY_BEFORE = re.compile(
 )
 _CURRENCY_AFTER = re.compile(rf"{_NOT_AFTER}({_NUM})\s?([{_CURRENCY_SYMBOLS}])(?!\d)")
 _CENTS = re.compile(rf"{_NOT_AFTER}(\d+)\s?¢")
+# "ca." is "circa" only before a number ("ca. 1850"): elsewhere it is a web address's ending ("example.ca." is
+# "example dot ca" by then) or an abbreviation of something else
+_CIRCA = re.compile(r"(?<![\w.])ca\.(?=\s*\d)")
+# "Co." is "Company" after a name and before a lowercase word, a mark or the end ("Smith Co. owns it", "Acme Co.");
+# before a capital it may be a county ("Co. Cork") and stays as written
+_COMPANY = re.compile(r"(?<![\w.])Co\.(?=\s+[a-z]|\s*[,;:!?)]|\s*$)")
 # A number after "call", "dial", "phone" or "text" is dialled and said digit by digit ("Call 911 now" -> "nine one
 # one"), also one written in spaced groups; not one of fewer than three digits, which no phone number has ("phone
 # 26," counting phones), nor one of a date, a time or a hyphenated number (their own rules read them), nor where a word
@@ -984,14 +988,29 @@ def _time(match: re.Match) -> str:
     return spoken + _keep_period(match, period)
 
 
+# how far before a match the words that change its reading are looked for (a bounded window: searching the whole text
+# before every match made normalising a long text quadratic)
+_LOOK_BEHIND_CHARS = 40
+
+
 def _is_timestamp(match: re.Match) -> bool:
+    """A clock time rather than a duration: an hour written with a leading zero or past 12 ("07:15:00", "23:59:59"),
+    after "at" or a date, or before a time zone, a UTC offset or a year ("10:00:00 long" stays a duration)."""
+    start, hour = match.start(), match.group(1)
     return bool(
-        _TIMESTAMP_BEFORE.search(match.string, 0, match.start()) or _TIMESTAMP_AFTER.match(match.string, match.end())
+        hour.startswith("0")
+        or int(hour) > 12
+        or _TIMESTAMP_BEFORE.search(match.string, max(0, start - _LOOK_BEHIND_CHARS), start)
+        or _TIMESTAMP_AFTER.match(match.string, match.end())
     )
 
 
+def _company(match: re.Match) -> str:
+    return "Company." if not match.string[match.end() :].strip() else "Company"
+
+
 def _number_colon(match: re.Match) -> str:
-    if _BIBLE_BOOK_BEFORE.search(match.string, 0, match.start()):
+    if _BIBLE_BOOK_BEFORE.search(match.string, max(0, match.start() - _LOOK_BEHIND_CHARS), match.start()):
         return match.group(0)
     return match.group(0).replace(":", " to ")
 
@@ -1204,6 +1223,7 @@ def _web_address(match: re.Match) -> str:
 _PASSES: list[tuple[re.Pattern, object]] = [
     (_MIXED_NUMBER, _mixed_number),  # before the phone numbers, ranges and dates, which would split "2-3/4"
     (_PHONE, _phone),
+    (_CIRCA, "circa"),  # before the numbers become words
     (_DIALLED, lambda m: m.group(1) + _digits(m.group(2).replace(" ", ""))),  # before the groups below join "1 000"
     (_SPACED_THOUSANDS, lambda m: re.sub(r"[ \u00a0\u202f]", ",", m.group(0))),  # before every rule that reads numbers
     (_PER_UNIT, _per_unit),  # before ranges and amounts, which it leaves whole: "$5-10/hr" -> "$5-10 per hour"
@@ -1241,6 +1261,7 @@ _WORD_PASSES: list[tuple[re.Pattern, object]] = [  # the passes that do not need
     (_TITLE_PATTERN, _title),
     (_SAINT_OR_STREET, _saint_or_street),
     (_ABBREVIATION_PATTERN, _abbreviation),
+    (_COMPANY, _company),
     (_GREEK_LETTER, _greek_letter),
 ]
 

@@ -360,6 +360,15 @@ MIXED_NUMBERS = [
 # clock times with seconds (a duration) and 24:00, a colon that is no time, dialled numbers, thousands grouped by
 # spaces, an abbreviation after "Jr." that carries the name on, speeds and "ca."
 AUDITED = [
+    # a review's cases: a clock time written with a leading zero or past 12 is no duration; "ca." is circa only
+    # before a number (a Canadian address stays "dot ca"); "Co." before a capital may be a county
+    ("It was 23:59:59 when it ended.", "It was twenty three fifty nine and fifty nine seconds when it ended."),
+    ("The clock read 07:15:00.", "The clock read seven fifteen."),
+    ("Visit example.ca.", "Visit example dot ca."),
+    ("Mail tom@mail.ca.", "Mail tom at mail dot ca."),
+    ("It was built ca. 1850.", "It was built circa eighteen fifty."),
+    ("He lives in Co. Cork.", "He lives in Co. Cork."),
+    ("Buy from Acme Co.", "Buy from Acme Company."),
     ("The video is 10:00:00 long.", "The video is ten hours long."),
     ("It took 2:30:00 today.", "It took two hours and thirty minutes today."),
     ("The race took 1:30:15.", "The race took one hour, thirty minutes and fifteen seconds."),
