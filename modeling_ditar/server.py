@@ -1187,11 +1187,10 @@ def check_speech_request(request: SpeechRequest, settings: ServerSettings, voice
         # OpenAI's clients ask for a stream with stream_format "audio" alone; a format sent whole answers the file
         stream = request.stream_format == "audio" and response_format in STREAM_FORMATS
     elif stream and response_format not in STREAM_FORMATS:
-        default = "" if "response_format" in request.model_fields_set else " (the default, as in OpenAI's API)"
         raise APIError(
             400,
             f"stream needs response_format {', '.join(STREAM_FORMATS[:-1])} or {STREAM_FORMATS[-1]}; "
-            f"{response_format!r}{default} is sent whole. Ask for one of those, or leave stream out",
+            f"{response_format!r} is sent whole. Ask for one of those, or leave stream out",
             "response_format",
         )
     if request.instructions is not None and request.instructions.strip():
@@ -1210,7 +1209,11 @@ def check_speech_request(request: SpeechRequest, settings: ServerSettings, voice
 
 
 def check_response_format(request: SpeechRequest) -> str:
-    """The request's response format, lower case; `APIError` for one this server cannot send."""
+    """The request's response format, lower case; `APIError` for one this server cannot send. Not given, it is mp3 (as
+    in OpenAI's API), but wav with `stream: true`, this server's own flag, whose clients were sent wav before mp3
+    became the default (mp3 is sent whole)."""
+    if "response_format" not in request.model_fields_set and request.stream:
+        return "wav"
     response_format = request.response_format.lower()
     if response_format not in RESPONSE_FORMATS:
         raise APIError(

@@ -282,6 +282,17 @@ def test_stream_format_audio_streams_as_openai_clients_ask(client):
     assert headers["content-type"] == "audio/mpeg"  # the default, sent whole
 
 
+def test_stream_true_without_a_format_streams_wav_as_before_mp3_became_the_default(client):
+    """`stream: true` is this server's own flag, and its clients were sent wav by default; with mp3 the default (sent
+    whole) such requests got a 400. Without a format they stream wav; an explicit mp3 with it still gets the 400."""
+    body = {"model": "m", "input": "hello there", "seed": 4, "stream": True}
+    content, headers = streamed(client, body)
+    assert headers["streamed"] and headers["content-type"] == "audio/wav"
+    assert content.startswith(streaming_wav_header(SR))
+    refused = client.post(SPEECH, json={**body, "response_format": "mp3"})
+    assert refused.status_code == 400 and "stream needs response_format" in refused.json()["error"]["message"]
+
+
 def test_mp3_is_the_default_and_opus_streams(client):
     body = {"model": "m", "input": "hello there", "seed": 6}
     wav = samples(client.post(SPEECH, json={**body, "response_format": "wav"}).content)
@@ -365,7 +376,12 @@ def test_a_bad_text_in_a_batch_fails_only_its_own_request(pipe):
             "response_format",
             ["wav, pcm or opus", "'flac' is sent whole"],
         ),
-        ({"model": "m", "input": "hi", "stream": True}, 400, "response_format", ["'mp3' (the default", "sent whole"]),
+        (
+            {"model": "m", "input": "hi", "stream": True, "response_format": "mp3"},
+            400,
+            "response_format",
+            ["'mp3'", "sent whole"],
+        ),
         ({"model": "m", "input": "hi", "stream_format": "sse"}, 400, "stream_format", ["'sse'"]),
         ({"model": "m", "input": "hi", "instructions": "whisper"}, 400, "instructions", ["instructions"]),
         ({"model": "m", "input": "hi", "seed": -1}, 400, "seed", ["seed"]),
