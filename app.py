@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from modeling_ditar import DiTARPipeline  # noqa: E402
+from modeling_ditar.generation_ditar import CUT_BY_CAP_WARNING  # noqa: E402
 from modeling_ditar.prompt_transcription import DEFAULT_ASR_MODEL  # noqa: E402
 
 MAX_TEXT_CHARS = 1000
@@ -52,8 +53,8 @@ def user_error(message: str) -> gr.Error:
 # errors read "prompt_audio: `audio` is ..." (the argument, then the loader's own name for the clip).
 _ARGUMENT_NAMES = re.compile(
     r"(?P<transcript_box>\(`?prompt_text`?\))"
-    r"|(?P<recording>`?\bprompt_audio\b`?(?::\s*`audio`)?|`audio`)"
-    r"|(?P<transcript>`?\bprompt_text\b`?)"
+    r"|(?P<recording>`?\bprompt_audio\b`?(?::\s*`audio`)?(?!=)|`audio`)"
+    r"|(?P<transcript>`?\bprompt_text\b`?(?!=))"
     r"|(?P<text>`text`)"
 )
 _BOX_NAMES = {
@@ -231,7 +232,9 @@ def synthesize(
         status += f"; the recording was transcribed as “{heard}” (type the transcript if it is wrong)"
     if not out.stopped[0]:
         status += "; cut at the length limit, the end of the text may be missing"
-    return (pipe.sample_rate, samples), with_notes(status, warnings)
+    # the status says that in the page's words; the pipeline's own warning of it speaks of its arguments
+    notes = [note for note in warnings if CUT_BY_CAP_WARNING not in note]
+    return (pipe.sample_rate, samples), with_notes(status, notes)
 
 
 def build_demo(pipe, asr_model: str | None = DEFAULT_ASR_MODEL) -> gr.Blocks:

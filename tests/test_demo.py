@@ -80,6 +80,9 @@ def test_messages_name_the_boxes_not_the_pipeline_arguments(tmp_path):
         "The transcript 'x' is odd. The transcript must be the transcript of the voice recording: the voice recording "
         "is 9 s long. Give the transcript (in the transcript box)."
     )
+    # a code hint keeps its argument names: "the voice recording=audio" helps nobody
+    hint = "pass the clip alone: prompt_audio=audio, sampling_rate=8000, prompt_text=..."
+    assert app.page_message(hint) == hint
 
 
 def test_pipeline_warnings_show_on_the_page_and_still_on_the_console(tmp_path, monkeypatch):
@@ -102,7 +105,9 @@ def test_pipeline_warnings_show_on_the_page_and_still_on_the_console(tmp_path, m
     assert console.getvalue() == printed_by_the_pipeline and "prompt_audio is 0.5 s long" in printed_by_the_pipeline
     assert "\n\nNote: The voice recording is 0.5 s long" in status and "and the transcript to the first 4" in status
     assert "\n\nNote: 1 character(s) of the text 'hello 😀 there' are not in the vocabulary" in status
-    assert status.count("Note: ") == printed_by_the_pipeline.count("\n")  # each warning, once
+    # each warning once, but the cap's, which the status line says in the page's words
+    printed = [line for line in printed_by_the_pipeline.splitlines() if "did not end on its own" not in line]
+    assert status.count("Note: ") == len(printed)
     _, status = app.synthesize(pipe, "hello there", None, "", 0)  # a call without warnings: none left over
     assert "voice recording" not in status and "vocabulary" not in status
 
@@ -216,3 +221,13 @@ def test_the_page_in_headless_chromium(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert shot.stat().st_size > 10_000 and "s of speech" in result.stdout
+
+
+def test_a_text_the_length_limit_cut_is_said_once_in_the_page_s_words():
+    """The status says "cut at the length limit"; the pipeline's own warning of it (naming `stopped` and
+    `max_new_patches`) was repeated under it as a note."""
+    app, pipe = load_app(), get_dummy_pipeline()  # its stop head never stops: the derived cap ends every text
+    pipe.model.generation_config.min_max_new_patches = 2
+    _, status = app.synthesize(pipe, "hello", None, "", 0)
+    assert "cut at the length limit" in status
+    assert "max_new_patches" not in status and "Note:" not in status, status
