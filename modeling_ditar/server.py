@@ -616,7 +616,7 @@ def response_rate(response_format: str, model_rate: int) -> int:
     return min((rate for rate in rates if rate > model_rate), default=max(rates))
 
 
-class Resampler:
+class Resampler:  # not audio_utils.resample_audio, which resamples a whole clip: a stream's chunks must join exactly
     """A stateful polyphase resampler from `source` to `target` Hz: a Kaiser-windowed sinc low-pass (32 input samples
     each side, cut off at 92% of the lower Nyquist rate) evaluated at the `up` / `down` phases of the rational ratio.
 
