@@ -490,20 +490,29 @@ MAX_SPOKEN_CHARACTERS_PER_SECOND = 35.0
 SHORT_SPEECH_SLACK_SECONDS = 0.3
 
 
-def too_short_message(texts: list[str], seconds: list[float], stopped: list[bool]) -> str | None:
-    """The warning for texts whose speech the model ended far sooner than their words can be said (at most
-    `MAX_SPOKEN_CHARACTERS_PER_SECOND`, less `SHORT_SPEECH_SLACK_SECONDS`): part of the text was skipped, often
-    because the voice prompt's transcript does not match its recording. None when every text's speech is long
-    enough, or ran to the patch cap (warned about on its own)."""
-    short = []
-    for row, (text, length, done) in enumerate(zip(texts, seconds, stopped, strict=True)):
-        least = len(text.strip()) / MAX_SPOKEN_CHARACTERS_PER_SECOND - SHORT_SPEECH_SLACK_SECONDS
-        if done and length < least:
-            short.append((row, length, least))
+def least_seconds_of_text(text: str) -> float:
+    """The fewest seconds a text's words can be said in (`MAX_SPOKEN_CHARACTERS_PER_SECOND`, less the slack)."""
+    return len(text.strip()) / MAX_SPOKEN_CHARACTERS_PER_SECOND - SHORT_SPEECH_SLACK_SECONDS
+
+
+# Where only the voice prompt's speaking rate is known (the model sees token ids, not the text): speech that ends
+# before a third of the time its text takes at that rate skipped part of it (a voice rarely speeds up that much).
+SPEAKING_RATE_SHORT_FACTOR = 3.0
+
+
+def too_short_message(seconds: list[float], least: list[float | None], stopped: list[bool]) -> str | None:
+    """The warning for texts whose speech the model ended sooner than their words can be said (`least[row]` seconds,
+    None where unknown): part of the text was skipped, often because the voice prompt's transcript does not match its
+    recording. None when every text's speech is long enough, or ran to the patch cap (warned about on its own)."""
+    short = [
+        (row, length, bound)
+        for row, (length, bound, done) in enumerate(zip(seconds, least, stopped, strict=True))
+        if done and bound is not None and length < bound
+    ]
     if not short:
         return None
-    which = "The text" if len(texts) == 1 else "Text " + ", ".join(str(row) for row, _, _ in short) + " of the batch"
-    said = "; ".join(f"{length:.2f} s where its words take at least {least:.1f} s" for _, length, least in short)
+    which = "The text" if len(seconds) == 1 else "Text " + ", ".join(str(row) for row, _, _ in short) + " of the batch"
+    said = "; ".join(f"{length:.2f} s where its words take at least {bound:.1f} s" for _, length, bound in short)
     return (
         f"{which} ended much shorter than it can be spoken ({said}): part of the text was probably skipped. A voice "
         "prompt whose transcript does not say exactly what its recording says often causes this: check prompt_text "

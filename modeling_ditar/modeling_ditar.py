@@ -34,6 +34,8 @@ from .candidate_pruning import choose_candidates, losing_candidates, prefix_ctc_
 from .configuration_ditar import DiTARConfig
 from .generation_ditar import (
     GENERATION_DEFAULTS,
+    SHORT_SPEECH_SLACK_SECONDS,
+    SPEAKING_RATE_SHORT_FACTOR,
     DiTARGenerationConfig,
     GenerationSettings,
     cut_by_cap_message,
@@ -41,6 +43,7 @@ from .generation_ditar import (
     repeat_for_candidates,
     resolve_generation_settings,
     split_generation_kwargs,
+    too_short_message,
     warn_ignored_generation_flags,
     warn_once,
 )
@@ -1854,9 +1857,41 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
         features = [f if match is None else match(f) for f, match in zip(features, matches, strict=True)]
         # the pipeline's decoding: chunked Griffin-Lim and the soft limiter that keeps peaks below full scale
         audio = [StreamingVocoder(self.vocoder, limiter=soft_limit).decode(f) for f in features]
+        least = self._least_seconds_at_prompt_rate(
+            input_ids, attention_mask, prompt_features, prompt_attention_mask, speech_position_rate
+        )
+        message = too_short_message([len(a) / self.sampling_rate for a in audio], least, out.stopped.tolist())
+        if message is not None:  # as DiTARPipeline warns, from the prompt's speaking rate (the text is not seen here)
+            logger.warning(message)
         output = DiTARSpeechOutput(audio=audio, features=features, stopped=out.stopped.cpu())
         output._sampling_rate = self.sampling_rate
         return output
+
+    def _least_seconds_at_prompt_rate(
+        self, input_ids, attention_mask, prompt_features, prompt_attention_mask, speech_position_rate
+    ) -> list[float | None]:
+        """Per row, the fewest seconds its text can plausibly take: its tokens after the prompt's transcript, at the
+        prompt's speaking rate (`speech_position_rate`, transcript tokens per frame), over
+        `SPEAKING_RATE_SHORT_FACTOR`, less the slack; None where there is no prompt or rate to go by."""
+        rows = input_ids.shape[0]
+        hop = getattr(self.vocoder, "hop_length", None)
+        if hop is None or prompt_features is None or speech_position_rate is None:
+            return [None] * rows
+        rate = torch.as_tensor(speech_position_rate, dtype=torch.float32).flatten().cpu().expand(rows)
+        frames = (
+            torch.as_tensor(prompt_attention_mask).sum(1).cpu().float()
+            if prompt_attention_mask is not None
+            else torch.full((rows,), float(prompt_features.shape[1]))
+        )
+        tokens = (
+            torch.as_tensor(attention_mask).sum(1).cpu().float()
+            if attention_mask is not None
+            else torch.full((rows,), float(input_ids.shape[1]))
+        )
+        target = (tokens - (rate * frames).round()).clamp(min=0)
+        seconds = target / rate.clamp(min=1e-6) * hop / self.sampling_rate
+        least = seconds / SPEAKING_RATE_SHORT_FACTOR - SHORT_SPEECH_SLACK_SECONDS
+        return [float(x) if r > 0 else None for x, r in zip(least.tolist(), rate.tolist(), strict=True)]
 
 
 def _locdit_forward_prepared(locdit: LocDiT, noisy: torch.Tensor, time_emb: torch.Tensor, context) -> torch.Tensor:

@@ -46,6 +46,7 @@ from .feature_extraction_ditar import DiTARFeatureExtractor  # noqa: F401
 from .generation_ditar import (
     GenerationSettings,
     cut_by_cap_message,
+    least_seconds_of_text,
     reject_unknown_kwargs,
     repeat_for_candidates,
     too_short_message,
@@ -1111,7 +1112,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             interrupted = self._interrupts.pop(threading.get_ident(), False)
         if not interrupted:  # rows a callback ended are not stopped, and the patch cap did not end them
             self._warn_if_cut(stopped, sampling.max_new_patches)
-            self._warn_if_too_short(texts, [self._seconds_of(f) for f in features], stopped)
+            self._warn_if_too_short([self._seconds_of(f) for f in features], texts, stopped)
 
         # 5. post-process: de-normalised features or waveform through the vocoder
         if output_type == "features":
@@ -1139,9 +1140,9 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
         hop = vae_hop_length(self.vae) if self.vae is not None else self.processor.feature_extractor.hop_length
         return features.shape[0] * hop / self.sample_rate
 
-    def _warn_if_too_short(self, texts: list[str], seconds: list[float], stopped: list[bool]) -> None:
+    def _warn_if_too_short(self, seconds: list[float], texts: list[str], stopped: list[bool]) -> None:
         """Warn when the model ended a text's speech sooner than its words can be said (`too_short_message`)."""
-        message = too_short_message(texts, seconds, stopped)
+        message = too_short_message(seconds, [least_seconds_of_text(text) for text in texts], stopped)
         if message is not None:
             logger.warning(message)
 
@@ -1381,7 +1382,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             samples += len(chunk)
             yield chunk.numpy()
         self._warn_if_cut([all_stopped], sampling.max_new_patches)
-        self._warn_if_too_short([" ".join(segments)], [samples / self.sample_rate], [all_stopped])
+        self._warn_if_too_short([samples / self.sample_rate], [" ".join(segments)], [all_stopped])
         outcome.finish(all_stopped)
 
     def _warn_if_forward_compiled(self) -> None:

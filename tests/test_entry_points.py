@@ -311,3 +311,23 @@ def test_the_processor_cuts_a_long_voice_prompt_as_ditar_pipeline_does(saved, mo
     pipe.set_progress_bar_config(disable=True)
     expected = _reference(pipe, prompt_audio=audio, prompt_text=transcript, sampling_rate=8000)
     np.testing.assert_allclose(speech.audio[0].numpy(), expected, atol=ATOL)
+
+
+def test_generate_warns_of_speech_far_shorter_than_its_text_at_the_prompts_rate(saved):
+    """DiTARPipeline warns when speech ends far sooner than its text can be said; `model.generate` (and transformers'
+    text-to-speech pipeline) sees token ids, not the text, and said nothing. It goes by the voice prompt's speaking
+    rate: under a third of the time the text's tokens take at that rate is too short."""
+    from pipeline_helpers import spoken
+    from transformers.utils import logging as transformers_logging
+
+    processor = AutoProcessor.from_pretrained(saved)
+    model = AutoModelForTextToWaveform.from_pretrained(saved)
+    text = "hello there, this is a much longer sentence to say"
+    inputs = processor(text, prompt_audio=spoken(1.2), prompt_text="one two three", sampling_rate=8000)
+    logger = transformers_logging.get_logger("modeling_ditar.modeling_ditar")
+    for stop_after, warned in ((1, True), (None, False)):  # None: the patch cap ends it, warned about on its own
+        model.stop_head = ScriptedStopHead([stop_after])
+        with mock.patch.object(logger, "warning") as warning:
+            model.generate(**inputs, num_candidates=1, generator=torch.Generator().manual_seed(0))
+        said = " ".join(str(call.args[0]) for call in warning.call_args_list)
+        assert ("ended much shorter than it can be spoken" in said) == warned, said
