@@ -619,8 +619,10 @@ _COMPANY = re.compile(r"(?<![\w.])Co\.(?=\s+[a-z]|\s*[,;:!?)]|\s*$)")
 # A number after "call", "dial", "phone" or "text" is dialled and said digit by digit ("Call 911 now" -> "nine one
 # one"), also one written in spaced groups; not one of fewer than three digits, which no phone number has ("phone
 # 26," counting phones), nor one of a date, a time or a hyphenated number (their own rules read them), nor where a word
-# it counts follows ("Text 100 friends"): only the end, a mark, a capital or one of these words may.
+# it counts follows ("Text 100 friends"): only the end, a mark, a capital or one of these words may; nor after an
+# article, where "call" is a noun ("a call 100 or more times").
 _DIALLED = re.compile(
+    r"(?<!\b[Aa] )(?<!\b[Aa]n )(?<!\b[Tt]he )(?<!\b[Oo]ne )"
     r"\b((?i:call|dial|phone|text):?\s+)(?=(?: ?\d){3})(\d+(?: \d+)*)(?![.,:/-]\d)"
     r"(?=\s*(?:$|[^\w\s]|[A-Z]|(?:now|or|and|for|if|to|at|from|on|in|immediately|right|today|tonight|instead|again|"
     r"first|then|when|with|anytime)\b))"

@@ -368,6 +368,7 @@ AUDITED = [
     ("Mail tom@mail.ca.", "Mail tom at mail dot ca."),
     ("It was built ca. 1850.", "It was built circa eighteen fifty."),
     ("He lives in Co. Cork.", "He lives in Co. Cork."),
+    ("We got a call 100 or more times.", "We got a call one hundred or more times."),  # a noun: not dialled
     ("Buy from Acme Co.", "Buy from Acme Company."),
     ("The video is 10:00:00 long.", "The video is ten hours long."),
     ("It took 2:30:00 today.", "It took two hours and thirty minutes today."),
