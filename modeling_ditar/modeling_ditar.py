@@ -1179,8 +1179,7 @@ class DiTARForConditionalGeneration(DiTARLoraMixin, DiTARPreTrainedModel, Genera
             return limit
         rate = torch.as_tensor(speech_position_rate, dtype=torch.float32, device=limit.device).expand(limit.shape)
         frames = torch.as_tensor(prompt_frames, device=limit.device).float().expand(limit.shape)
-        prompt_tokens = (rate * frames).round()
-        target_tokens = (text_lengths.to(limit.device).float() - prompt_tokens).clamp(min=1.0)
+        target_tokens = tokens_after_prompt(text_lengths.to(limit.device).float(), frames, rate).clamp(min=1.0)
         tokens_per_patch = rate * self.config.patch_size
         paced = (SPEAKING_RATE_CAP_FACTOR * target_tokens / tokens_per_patch.clamp(min=1e-6)).ceil()
         paced = paced.clamp(max=float(limit.max())).long() + settings.min_max_new_patches
@@ -1888,10 +1887,17 @@ class DiTARForTextToSpeech(DiTARForConditionalGeneration):
             if attention_mask is not None
             else torch.full((rows,), float(input_ids.shape[1]))
         )
-        target = (tokens - (rate * frames).round()).clamp(min=0)
+        target = tokens_after_prompt(tokens, frames, rate).clamp(min=0)
         seconds = target / rate.clamp(min=1e-6) * hop / self.sampling_rate
         least = seconds / SPEAKING_RATE_SHORT_FACTOR - SHORT_SPEECH_SLACK_SECONDS
         return [float(x) if r > 0 else None for x, r in zip(least.tolist(), rate.tolist(), strict=True)]
+
+
+def tokens_after_prompt(text_lengths: torch.Tensor, prompt_frames: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    """Per row, the text tokens that follow the voice prompt's transcript: a row's tokens less those its prompt of
+    `prompt_frames` frames speaks at its speaking `rate` (transcript tokens per frame), which estimates the
+    transcript's length (the processor joins transcript and text in one row)."""
+    return text_lengths - (rate * prompt_frames).round()
 
 
 def _locdit_forward_prepared(locdit: LocDiT, noisy: torch.Tensor, time_emb: torch.Tensor, context) -> torch.Tensor:

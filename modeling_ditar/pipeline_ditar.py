@@ -900,10 +900,15 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
             for text in texts:
                 frontend.check_text_script(text)
 
+    @property
+    def _frame_hop(self) -> int:
+        """Samples per frame of the model's features (log-mel, or a VAE's latents) at `sample_rate`."""
+        return vae_hop_length(self.vae) if self.vae is not None else self.processor.feature_extractor.hop_length
+
     def _check_prompts(
         self, frames: torch.Tensor, rate: torch.Tensor | None, names: PromptNames = CALL_PROMPT_NAMES
     ) -> None:
-        hop = vae_hop_length(self.vae) if self.vae is not None else self.processor.feature_extractor.hop_length
+        hop = self._frame_hop
         config = self.model.config
         check_prompt_length(frames, config.patch_size, config.num_history_patches, hop, self._prompt_rate, names.audio)
         if rate is not None:
@@ -1137,8 +1142,7 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
 
     def _seconds_of(self, features: torch.Tensor) -> float:
         """How long the speech of `features` (frames of log-mel, or of a VAE's latents) lasts."""
-        hop = vae_hop_length(self.vae) if self.vae is not None else self.processor.feature_extractor.hop_length
-        return features.shape[0] * hop / self.sample_rate
+        return features.shape[0] * self._frame_hop / self.sample_rate
 
     def _warn_if_too_short(self, seconds: list[float], texts: list[str], stopped: list[bool]) -> None:
         """Warn when the model ended a text's speech sooner than its words can be said (`too_short_message`)."""
