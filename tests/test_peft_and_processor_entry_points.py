@@ -5,8 +5,6 @@ save and load, its error for transformers' `audio=` argument, and `AutoFeatureEx
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 import torch
 from model_helpers import DiTARModelTester
 from pipeline_helpers import SR, get_dummy_pipeline, get_dummy_processor, tone
-from test_remote_code import HIDE_PACKAGE, ROOT
+from test_remote_code import report_without_the_package
 from transformers import AutoFeatureExtractor, AutoProcessor
 
 from modeling_ditar import DiTARFeatureExtractor, DiTARForConditionalGeneration, DiTARPipeline, DiTARProcessor
@@ -189,26 +187,7 @@ def test_feature_extractor_loads_with_auto_feature_extractor_as_remote_code(tmp_
         loaded = AutoFeatureExtractor.from_pretrained(tmp_path / "processor", trust_remote_code=trust)
         assert type(loaded) is DiTARFeatureExtractor
 
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_MODULES_CACHE": str(tmp_path / "modules_cache"),
-        "OMP_NUM_THREADS": "1",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", HIDE_PACKAGE.replace("REPO", repr(str(ROOT))) + REMOTE_FEATURE_EXTRACTOR, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(tmp_path),
-        stdin=subprocess.DEVNULL,
-        timeout=300,
-    )
-    lines = [line for line in result.stdout.splitlines() if "REPORT {" in line]
-    assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-5000:]
-    report = json.loads(lines[-1].split("REPORT ", 1)[1])
+    report = report_without_the_package(REMOTE_FEATURE_EXTRACTOR, tmp_path, timeout=300)
     for folder in ("processor", "feature_extractor", "pipeline"):
         module, equal = report[folder]
         assert module.startswith("transformers_modules.") and module.endswith("feature_extraction_ditar"), folder

@@ -162,32 +162,37 @@ def saved(tmp_path_factory):
     return data
 
 
-@pytest.fixture(scope="module")
-def remote_report(saved):
-    script = HIDE_PACKAGE.replace("REPO", repr(str(ROOT))) + REMOTE_SCRIPT
+def report_without_the_package(script: str, folder, timeout: int = 600) -> dict:
+    """Run `script` (which prints `REPORT {json}`) in a fresh offline Python that cannot import `modeling_ditar`, with
+    `folder` as its argument, home and working directory; returns the report."""
     env = {
         "PATH": "/usr/bin:/bin",
-        "HOME": str(saved),
+        "HOME": str(folder),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
-        "HF_MODULES_CACHE": str(saved / "modules_cache"),
+        "HF_MODULES_CACHE": str(folder / "modules_cache"),
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": "1",
     }
     result = subprocess.run(
-        [sys.executable, "-c", script, str(saved)],
+        [sys.executable, "-c", HIDE_PACKAGE.replace("REPO", repr(str(ROOT))) + script, str(folder)],
         capture_output=True,
         text=True,
         env=env,
-        cwd=str(saved),
+        cwd=str(folder),
         stdin=subprocess.DEVNULL,
-        timeout=600,
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     # (transformers' "Do you wish to run the custom code? [y/N]" prompt has no newline)
     lines = [line for line in result.stdout.splitlines() if "REPORT {" in line]
     assert lines, result.stdout[-3000:] + result.stderr[-5000:]
     return json.loads(lines[-1].split("REPORT ", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def remote_report(saved):
+    return report_without_the_package(REMOTE_SCRIPT, saved)
 
 
 def test_model_loads_as_remote_code_and_generates_the_same_features(remote_report):
