@@ -57,8 +57,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train import (  # noqa: E402
     TimeBudget,
+    TrainState,
     check_mixed_precision,
     configure_process,
+    continue_schedule,
+    drop_rows_after,
     is_number,
     lr_lambda,
     nearest_name,
@@ -757,7 +760,10 @@ def main(argv=None):
     opt_g = torch.optim.AdamW(
         generator.parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
     )
-    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda(cfg, accelerator.num_processes))
+    # the step counter, and the end of the lr schedule that --time-budget-min sets while the run goes: the checkpoints
+    # save it, so a resumed run goes on at the learning rate it had, not from the config's max_steps
+    state = TrainState(cfg)
+    sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, lr_lambda(cfg, accelerator.num_processes, state))
     described_parameters = f"generator {sum(p.numel() for p in generator.parameters()) / 1e6:.2f}M parameters"
     discriminators = opt_d = sched_d = None
     if cfg.adversarial:
@@ -769,7 +775,7 @@ def main(argv=None):
             betas=cfg.adam_betas,
             weight_decay=cfg.weight_decay,
         )
-        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, lr_lambda(cfg, accelerator.num_processes))
+        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, lr_lambda(cfg, accelerator.num_processes, state))
         generator, discriminators, opt_g, opt_d, sched_g, sched_d = accelerator.prepare(
             generator, discriminators, opt_g, opt_d, sched_g, sched_d
         )
@@ -784,7 +790,8 @@ def main(argv=None):
         power=0.75,
         foreach=True,
     )
-    state = register_and_resume(accelerator, ema, checkpoints, args.resume)
+    register_and_resume(accelerator, ema, checkpoints, args.resume, state)
+    continue_schedule(cfg, state, budgeted=bool(args.time_budget_min), log=accelerator.print)
 
     csv_path = out / "log.csv"
     columns = ["step", *LOSS_KEYS, "lr", "grad_norm_g", "grad_norm_d", "audio_s_per_s", "elapsed_s"]
@@ -795,6 +802,9 @@ def main(argv=None):
         if not csv_path.exists():
             with csv_path.open("w", newline="") as f:
                 csv.writer(f).writerow(columns)
+        if args.resume:  # the steps after the checkpoint are trained, logged and evaluated again
+            drop_rows_after(csv_path, state.step, header=True)
+            drop_rows_after(out / "eval.csv", state.step, header=True)
 
     mel_loss = MelLoss(feature_extractor)
     stft_loss = MultiResolutionSTFTLoss(cfg.stft_resolutions) if cfg.stft_weight > 0 else None
@@ -818,7 +828,10 @@ def main(argv=None):
         discriminators.train()
     started, steps_this_run, window = time.time(), 0, {"segments": 0, "t": time.time()}
     sums: dict = {}
-    budget = TimeBudget(args.time_budget_min, cfg, state.step, process_started) if args.time_budget_min else None
+    budget = None
+    if args.time_budget_min:
+        budget = TimeBudget(args.time_budget_min, cfg, state.step, process_started, state)
+        budget.note_if_it_cannot_resize(state.step, accelerator.print)
     while state.step < cfg.max_steps:
         rank = accelerator.process_index
         audio = sampler.batch(state.step, cfg.batch_size - num_teacher_forced, rank)

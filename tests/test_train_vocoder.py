@@ -178,6 +178,38 @@ def test_resume_continues_at_the_right_step_with_the_same_losses(straight_run):
     assert (run / "vocoder" / "config.json").is_file()
 
 
+def test_a_resumed_run_logs_each_step_once(straight_run):
+    """Steps trained after the last checkpoint are trained and logged again on resume: log.csv kept both rows."""
+    folder, corpus, config = straight_run
+    run = folder / "past-checkpoint"
+    args = ["--config", str(config), "--dataset", str(corpus), "--output-dir", str(run)]
+    main([*args, "--stop-after", "4"])  # checkpoint at step 3, step 4 logged
+    main([*args, "--resume"])
+    with (run / "log.csv").open() as f:
+        assert [int(row["step"]) for row in csv.DictReader(f)] == list(range(1, 7))
+
+
+def test_a_budgeted_run_resumes_at_the_learning_rate_it_had(straight_run, capsys):
+    """--time-budget-min set max_steps in memory only: resumed, the vocoder headed for the config's max_steps with its
+    learning rate back near the peak. The checkpoint saves the end the budget set, and a new budget goes on from the
+    rate the run had."""
+    folder, corpus, config = straight_run
+    run = folder / "budgeted"
+    args = ["--config", str(config), "--dataset", str(corpus), "--output-dir", str(run)]
+    main([*args, "--time-budget-min", "1e-9"])  # spent at the first step: the run ends there, at min_lr_ratio
+    assert sorted(_rows(run)) == [1] and (run / "checkpoints" / "step-1").is_dir()
+    capsys.readouterr()
+    main([*args, "--resume"])
+    assert "max_steps 1: the end its --time-budget-min set (the config's is 6)" in capsys.readouterr().out
+    assert sorted(_rows(run)) == [1]
+    main([*args, "--resume", "--time-budget-min", "1e-9"])
+    assert "--time-budget-min: the run goes on from step 1 (it was to end at 1)" in capsys.readouterr().out
+    rows = _rows(run)
+    assert sorted(rows) == [1, 2]
+    # the lr goes on from the rate the run had at step 1 (without the saved end: the config's 6-step cosine, 0.78 x)
+    assert float(rows[2]["lr"]) == pytest.approx(float(rows[1]["lr"]), rel=0.01)
+
+
 def test_folder_of_audio_files_trains(tmp_path):
     import soundfile as sf
 
