@@ -8,7 +8,9 @@ Each entry is LABEL=EVAL_DIR[@RUN_DIR[:STEP]]: EVAL_DIR holds results.json; RUN_
 folder (STEP: read its logs only up to that step, for a model saved part-way through a run that was continued later),
 from which the steps, wall time, the last logged diffusion loss and the last right-vs-wrong-transcript penalty (and,
 when logged, the same in prompt + target rows) are read.
-The ground-truth rows (gt, resynth) are shown once, from the first results that have them. RTF is left out on purpose:
+The ground-truth row (gt) is shown once per cases file and ASR settings, the resynthesised one (resynth) once per
+cases file, ASR settings and resynthesis settings (each pipeline resynthesises through its own vocoder and features),
+each named by the entries it belongs to where there are several. RTF is left out on purpose:
 these evaluations often share the CPU with training, which makes their timings meaningless (see docs/inference.md).
 """
 
@@ -113,6 +115,45 @@ def table_row(label: str, row: dict, train: dict) -> list[str]:
     ]
 
 
+# ASR settings that do not change what is recognised (how many CPU threads decoded it)
+ASR_IRRELEVANT = ("cpu_threads",)
+
+
+def _asr_value(value) -> str:
+    if value is None:
+        return "none"
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value)
+
+
+def asr_difference(entries: list[tuple[str, dict | None]]) -> str | None:
+    """How the ASR settings (results.json's meta.asr) of labelled entries differ, as "KEY VALUE, ...: LABELS; ..."
+    over the settings that differ, or None where they all agree. Entries without recorded settings are left out."""
+    known = [(label, settings) for label, settings in entries if settings]
+    keys = sorted({key for _, settings in known for key in settings} - set(ASR_IRRELEVANT))
+    differing = [key for key in keys if len({_asr_value(settings.get(key)) for _, settings in known}) > 1]
+    if not differing:
+        return None
+    groups: dict[str, list[str]] = {}
+    for label, settings in known:
+        described = ", ".join(f"{key} {_asr_value(settings.get(key))}" for key in differing)
+        groups.setdefault(described, []).append(label)
+    return "; ".join(f"{described}: {', '.join(labels)}" for described, labels in groups.items())
+
+
+def _asr_key(meta: dict) -> str:
+    settings = {k: v for k, v in (meta.get("asr") or {}).items() if k not in ASR_IRRELEVANT}
+    return json.dumps(settings, sort_keys=True)
+
+
+def reference_group(row: dict, meta: dict) -> tuple:
+    """What a ground-truth row's numbers depend on: the cases, the recogniser and text normaliser that scored them and,
+    for the resynthesis, the pipeline's vocoder and features (its settings) - rows alike in all of these are one."""
+    group = (row["key"], meta.get("cases_sha256"), _asr_key(meta), text_normalizer_of(meta))
+    if row["key"] == "resynth":
+        group += (json.dumps(row.get("settings") or {}, sort_keys=True, default=str),)
+    return group
+
+
 def model_sims(results: dict) -> dict[str, float]:
     """Case id -> SIM(prompt) of the model row."""
     sims = {}
@@ -138,40 +179,64 @@ def paired_sim_line(label: str, base_label: str, base: dict[str, float], other: 
     )
 
 
+def read_results(label: str, eval_dir: Path, run_dir: Path | None) -> dict:
+    path = eval_dir / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: run examples/evaluate.py --out {eval_dir} first")
+    if run_dir is not None and not run_dir.is_dir():
+        raise SystemExit(f"{label}: the run folder {run_dir} does not exist (LABEL=EVAL_DIR@RUN_DIR)")
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SystemExit(f"{path}: not a results.json of examples/evaluate.py ({error})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
+        raise SystemExit(f"{path}: not a results.json of examples/evaluate.py (no 'rows' list)")
+    return results
+
+
+def reference_name(row: dict, labels: list[str], references: dict[tuple, list[str]]) -> str:
+    """A ground-truth row's name; where the table has several of its kind, with the entries it belongs to and, for a
+    resynthesis, what resynthesised it."""
+    if sum(group[0] == row["key"] for group in references) == 1:
+        return row["name"]
+    source = (row.get("settings") or {}).get("source") if row["key"] == "resynth" else None
+    return f"{row['name']}: {', '.join(labels)}" + (f" ({source})" if source else "")
+
+
 def compare(entries: list[tuple[str, Path, Path | None, int | None]], title: str, intro: str = "") -> str:
     """entries: (label, eval_dir, run_dir or None, step or None) as parse_entry gives them."""
     lines = [f"# {title}", "", *([intro, ""] if intro else [])]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     commands = []
-    reference_shown: set[tuple[str, str | None]] = set()
     paired: list[tuple[str, dict[str, float]]] = []
     case_files: dict[str | None, list[str]] = {}
     case_ids: list[tuple[str, frozenset]] = []  # (label, the case ids its results cover)
     normalizers: dict[str, list[str]] = {}  # text normaliser of the WER -> labels
-    for label, eval_dir, run_dir, up_to_step in entries:
-        path = eval_dir / "results.json"
-        if not path.is_file():
-            raise SystemExit(f"{path} not found: run examples/evaluate.py --out {eval_dir} first")
-        if run_dir is not None and not run_dir.is_dir():
-            raise SystemExit(f"{label}: the run folder {run_dir} does not exist (LABEL=EVAL_DIR@RUN_DIR)")
-        try:
-            results = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise SystemExit(f"{path}: not a results.json of examples/evaluate.py ({error})") from None
-        if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
-            raise SystemExit(f"{path}: not a results.json of examples/evaluate.py (no 'rows' list)")
-        cases_file = results.get("meta", {}).get("cases_sha256")
+    loaded = [
+        (label, run_dir, up_to_step, read_results(label, eval_dir, run_dir))
+        for label, eval_dir, run_dir, up_to_step in entries
+    ]
+    references: dict[tuple, list[str]] = {}  # reference_group -> the labels of the entries that have that row
+    for label, _, _, results in loaded:
+        for row in results["rows"]:
+            if row["key"] in ("gt", "resynth"):
+                references.setdefault(reference_group(row, results.get("meta", {})), []).append(label)
+    reference_shown: set[tuple] = set()
+    for label, run_dir, up_to_step, results in loaded:
+        meta = results.get("meta", {})
+        cases_file = meta.get("cases_sha256")
         case_files.setdefault(cases_file, []).append(label)
-        normalizers.setdefault(text_normalizer_of(results.get("meta")), []).append(label)
-        commands.append(results.get("meta", {}).get("command", ""))
+        normalizers.setdefault(text_normalizer_of(meta), []).append(label)
+        commands.append(meta.get("command", ""))
         case_ids.append((label, frozenset(case.get("id") for case in results.get("cases", []))))
         paired.append((label, model_sims(results)))
         for row in results["rows"]:
-            if row["key"] in ("gt", "resynth"):  # once per cases file
-                if (row["key"], cases_file) in reference_shown:
+            if row["key"] in ("gt", "resynth"):  # once per what its numbers depend on (reference_group)
+                group = reference_group(row, meta)
+                if group in reference_shown:
                     continue
-                reference_shown.add((row["key"], cases_file))
-                cells = table_row(row["name"], row, {})
+                reference_shown.add(group)
+                cells = table_row(reference_name(row, references[group], references), row, {})
             else:  # the model row under the entry's label; its teacher-forced row (--rows tf) says so
                 name = label if row["key"] == "model" else f"{label}, {ROW_SUFFIX.get(row['key'], row['key'])}"
                 cells = table_row(name, row, training_summary(run_dir, up_to_step))
@@ -185,6 +250,15 @@ def compare(entries: list[tuple[str, Path, Path | None, int | None]], title: str
         counts = ", ".join(f"{label}: {len(ids)} case{'' if len(ids) == 1 else 's'}" for label, ids in case_ids)
         warning = (
             f"**The entries were scored on different cases of one cases file ({counts}): their rows do not compare.**"
+        )
+        print(f"warning: {warning.strip('*')}", file=sys.stderr)
+        lines[2:2] = [warning, ""]
+    asr = asr_difference([(label, results.get("meta", {}).get("asr")) for label, _, _, results in loaded])
+    if asr:  # one reading heard by two recognisers (or one decoding two ways) gives two WERs
+        warning = (
+            f"**The entries' WERs were measured with different ASR settings ({asr}): their WER columns do not "
+            "compare; evaluate them again with one `--asr-model`, `--asr-temperature-fallback` and "
+            "`--asr-redecode-loops`.**"
         )
         print(f"warning: {warning.strip('*')}", file=sys.stderr)
         lines[2:2] = [warning, ""]

@@ -244,7 +244,11 @@ def test_compare_results_names_failed_cases_and_different_cases_files(tmp_path, 
     assert "**The entries were scored on different cases files (a; b): their rows do not compare.**" in text
     assert "different cases files" in capsys.readouterr().err
     table = [line for line in text.splitlines() if line.startswith("| ")]
-    assert sum(line.startswith("| ground truth |") for line in table) == 2  # one per cases file
+    # one per cases file, each named by its entry
+    assert [line.split(" | ")[0] for line in table if line.startswith("| ground truth: ")] == [
+        "| ground truth: a",
+        "| ground truth: b",
+    ]
     assert "(1 failed)" in [line for line in table if line.startswith("| b |")][0]
     assert "Paired per case" not in text
 

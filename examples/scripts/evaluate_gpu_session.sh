@@ -19,8 +19,9 @@
 # natcondfresh160`) are scored for the student and the default only: 151 degraded prompts, enough to count how often a
 # few-step LocDiT fails to stop where the default does not (one case of natcond48 could not tell). examples/evaluate.py runs
 # with --asr-redecode-loops --dnsmos on one thread, JOBS (default 2) at a time; finished evaluations are kept, so a
-# rerun continues. MAX_CASES limits the cases per set (a quick check of the script itself). PYTHON defaults to
-# .venv/bin/python where it exists.
+# rerun continues (one made on another cases file, MAX_CASES, pipeline, rows or model weights is made again).
+# MAX_CASES limits the cases per set (a quick check of the script itself). PYTHON defaults to .venv/bin/python where it
+# exists.
 set -euo pipefail
 returned=$(cd "${1:?the folder where the files of the GPU call landed}" && pwd)
 cd "$(dirname "$0")/../.."
@@ -41,14 +42,31 @@ for set in $sets; do
 done
 mkdir -p "$eval_dir/arms" "$eval_dir/eval" "$eval_dir/returned"
 
-# 1. arms: pipeline folders
+# 1. arms: pipeline folders, each built again (and its evaluations made again) when the files it was made from are not
+# those given now, e.g. the files of a later GPU call landed in the same folder
+fingerprint() {  # FILES...: their sha256 sums on one line (files that do not exist are left out)
+  local f
+  for f in "$@"; do
+    if [ -f "$f" ]; then sha256sum "$f" | cut -d' ' -f1; fi
+  done | tr '\n' ' '
+}
+built_from() {  # ARM FOLDER INPUTS: true when FOLDER (the arm's pipeline) was built from INPUTS (a fingerprint)
+  if [ -f "$2/model_index.json" ] && [ "$(cat "$eval_dir/arms/$1.built-from" 2>/dev/null)" = "$3" ]; then return 0; fi
+  if [ -e "$2" ]; then
+    echo "building arm $1 again: it was made from other files than those in $returned now"
+    rm -rf "$eval_dir/eval/$1-"*
+  fi
+  return 1
+}
 arms=()
 if [ -f "$returned/model/config.json" ]; then
   for alpha in $alphas; do
     arm=model-a$alpha
-    if [ ! -f "$eval_dir/arms/$arm/model_index.json" ]; then
+    inputs="alpha $alpha $(fingerprint "$returned"/model/*.safetensors "$default"/model/*.safetensors)"
+    if ! built_from "$arm" "$eval_dir/arms/$arm" "$inputs"; then
       "$python" conversion/interpolate_weights.py "$default" "$returned/model" "$eval_dir/arms/$arm" --alpha "$alpha" \
         --force
+      echo "$inputs" > "$eval_dir/arms/$arm.built-from"
     fi
     arms+=("$arm")
   done
@@ -56,7 +74,9 @@ else
   echo "no model/ in $returned: no model arms"
 fi
 if [ -f "$returned/vocoder.tar.gz" ]; then
-  if [ ! -f "$eval_dir/arms/vocoder/model_index.json" ]; then
+  inputs=$(fingerprint "$returned/vocoder.tar.gz" "$default"/model/*.safetensors)
+  if ! built_from vocoder "$eval_dir/arms/vocoder" "$inputs"; then
+    rm -rf "$eval_dir/arms/vocoder" "$eval_dir/returned/vocoder"
     tar xzf "$returned/vocoder.tar.gz" -C "$eval_dir/returned"
     "$python" - "$default" "$eval_dir/returned/vocoder" "$eval_dir/arms/vocoder" <<'PY'
 import sys
@@ -68,16 +88,20 @@ pipe = DiTARPipeline.from_pretrained(default)
 DiTARPipeline(**{**pipe.components, "vocoder": VocosVocoder.from_pretrained(vocoder)}).save_pretrained(target)
 print(f"wrote {target}: {default} with the vocoder of {vocoder}")
 PY
+    echo "$inputs" > "$eval_dir/arms/vocoder.built-from"
   fi
   arms+=(vocoder)
 else
   echo "no vocoder.tar.gz in $returned: no vocoder arm"
 fi
 if [ -f "$returned/distill.tar.gz" ]; then
-  if [ ! -f "$eval_dir/arms/student/pipeline/model_index.json" ]; then
+  inputs=$(fingerprint "$returned/distill.tar.gz" "$default"/model/*.safetensors)
+  if ! built_from student "$eval_dir/arms/student/pipeline" "$inputs"; then
+    rm -rf "$eval_dir/arms/student" "$eval_dir/returned/student"
     tar xzf "$returned/distill.tar.gz" -C "$eval_dir/returned"
     "$python" examples/distill_locdit.py --config examples/configs/distill-gpu.yaml --teacher "$default" \
       --assemble "$eval_dir/returned/student" --output-dir "$eval_dir/arms/student"
+    echo "$inputs" > "$eval_dir/arms/student.built-from"
   fi
   arms+=(student)
 else
@@ -103,10 +127,18 @@ pipeline_of() {
     *) echo "$eval_dir/arms/$1" ;;
   esac
 }
+stale_results() {  # RESULTS CASES PIPELINE ROWS MAX_CASES: why RESULTS is not what this evaluation would make now
+  "$python" examples/research/stale_results.py "$@"
+}
 evaluate() {  # ARM SET
-  local out="$eval_dir/eval/$1-$2" rows=model
-  if [ -f "$out/results.json" ]; then return 0; fi
+  local out="$eval_dir/eval/$1-$2" rows=model why
   case $1 in default | vocoder) rows=resynth,model ;; esac
+  if [ -f "$out/results.json" ]; then  # kept from an earlier run: reused only when made as this one would be
+    why=$(stale_results "$out/results.json" "data/eval/$2/cases.jsonl" "$(pipeline_of "$1")" "$rows" \
+      "${MAX_CASES:-}") || why="a check of it that failed"
+    if [ -z "$why" ]; then return 0; fi
+    echo "evaluating $1 on $2 again: $out/results.json was made with $why"
+  fi
   "$python" examples/evaluate.py --cases "data/eval/$2/cases.jsonl" --rows "$rows" --asr-redecode-loops --threads 1 \
     --dnsmos --pipeline "$(pipeline_of "$1")" --label "$1" ${MAX_CASES:+--max-cases "$MAX_CASES"} --out "$out" \
     > "$out.log" 2>&1 || { echo "evaluation $1 on $2 failed: $out.log" >&2; return 1; }

@@ -7,7 +7,8 @@
 # 3. the shipped default on those cases (plus the ground truth and its resynthesis), fine-tuning with
 #    examples/configs/finetune-new-voices.yaml (init_from modeling_ditar/default), the fine-tuned model on the same cases.
 # 4. docs/research/finetune/new_voices.md puts both side by side.
-# Re-running skips finished steps (and resumes the fine-tuning from its checkpoint).
+# Re-running skips finished steps (and resumes the fine-tuning from its checkpoint); an evaluation made on another
+# cases file, pipeline, rows or model weights is made again.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cases=data/eval/newvoices18/cases.jsonl
@@ -17,8 +18,19 @@ cases=data/eval/newvoices18/cases.jsonl
   --sampling-rate 16000 --max-sec 8 --max-speed 190 --features --feature-config examples/configs/features_16k_80mel.json
 [ -f "$cases" ] || python examples/evaluate.py --make-cases-from data/newvoices --split validation --num-cases 18 \
   --min-prompt-seconds 2 --out "$cases"
-[ -f outputs/eval/newvoices-before/results.json ] || python examples/evaluate.py --cases "$cases" \
-  --rows gt,resynth,model --label "shipped default" --out outputs/eval/newvoices-before
+stale_results() {  # RESULTS CASES PIPELINE ROWS MAX_CASES: why RESULTS is not what this evaluation would make now
+  python examples/research/stale_results.py "$@"
+}
+evaluated() {  # RESULTS PIPELINE ROWS: true when an earlier RESULTS was made as the evaluation after it would be now
+  local why
+  [ -f "$1" ] || return 1
+  why=$(stale_results "$1" "$cases" "$2" "$3" "") || why="a check of it that failed"
+  if [ -z "$why" ]; then return 0; fi
+  echo "evaluating again: $1 was made with $why"
+  return 1
+}
+evaluated outputs/eval/newvoices-before/results.json "" gt,resynth,model || python examples/evaluate.py \
+  --cases "$cases" --rows gt,resynth,model --label "shipped default" --out outputs/eval/newvoices-before
 
 run=runs/finetune-new-voices
 if [ ! -d "$run/final/model" ]; then
@@ -26,8 +38,8 @@ if [ ! -d "$run/final/model" ]; then
   [ -d "$run/checkpoints" ] && resume=(--resume)
   python examples/train.py --config examples/configs/finetune-new-voices.yaml "${resume[@]}"
 fi
-[ -f outputs/eval/newvoices-after/results.json ] || python examples/evaluate.py --cases "$cases" --rows model \
-  --pipeline "$run/final" --label "fine-tuned" --out outputs/eval/newvoices-after
+evaluated outputs/eval/newvoices-after/results.json "$run/final" model || python examples/evaluate.py --cases "$cases" \
+  --rows model --pipeline "$run/final" --label "fine-tuned" --out outputs/eval/newvoices-after
 
 python examples/compare_results.py --out docs/research/finetune/new_voices.md \
   --title "Fine-tuning the shipped default on 6 new voices (2 CPU cores)" \
