@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import io
 import ipaddress
+import json
 import logging
 import math
 import re
@@ -47,10 +48,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .generation_ditar import cut_by_cap_message, least_seconds_of_text, too_short_message
 from .pipeline_ditar import MAX_CHARS_PER_SEGMENT, split_sentences
 from .processing_ditar import DiTARVoice
 from .prompt_audio import PromptNames, trim_prompt
 from .prompt_transcription import transcribe_prompt
+from .sentence_splitting import mark_line_ends
 
 logger = logging.getLogger("ditar.server")
 
@@ -358,6 +361,156 @@ def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# a request's warnings
+
+# X-Warnings holds a JSON array of strings, ASCII only (other characters as \uXXXX escapes), of at most this many
+# characters: proxies refuse responses whose headers pass a few kilobytes (nginx's default buffer holds 4 KB of them)
+MAX_WARNINGS_HEADER_CHARS = 2048
+# the most characters one message takes in it, escaped: a longer one is cut and ends in "..." (the text front end's
+# warnings quote the whole text)
+MAX_WARNING_CHARS = 600
+# how the pipeline names rows of a batch ("Text 1 of the batch ...", "`text[1]` ..."): a message naming rows may be
+# about another request, so it never reaches a client as it is
+_ROW_OF_A_BATCH = re.compile(r"`\w+\[\d+\]`|\bof the batch\b")
+
+
+def _package_logger(pipe) -> logging.Logger:
+    """The logger above all of the pipeline's package's, e.g. "modeling_ditar" above "modeling_ditar.pipeline_ditar"."""
+    return logging.getLogger(type(pipe).__module__.partition(".")[0])
+
+
+class _WorkerWarnings(logging.Handler):
+    """Collects, each once and in order, the messages of the records at WARNING or above that the loggers below the
+    one it is attached to log in one thread (the one that made it), and leaves the console printing them as before."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.thread == self.thread and message not in self.messages:
+            self.messages.append(message)
+        # Python prints a record that reaches no handler with its last-resort handler (how the console shows the
+        # pipeline's warnings when nothing configured logging); attaching this handler must not silence that
+        if self._first_of_only_collectors(logging.getLogger(record.name)):
+            last_resort = logging.lastResort
+            if last_resort is not None and record.levelno >= last_resort.level:
+                last_resort.handle(record)
+
+    def _first_of_only_collectors(self, logger: logging.Logger | None) -> bool:
+        """Whether no other handler takes records of `logger` and this is the first collector that does (the workers
+        of several servers in one process each attach one: one of them prints)."""
+        first = None
+        while logger is not None:
+            for handler in logger.handlers:
+                if not isinstance(handler, _WorkerWarnings):
+                    return False
+                first = handler if first is None else first
+            if not logger.propagate:
+                break
+            logger = logger.parent
+        return first is self
+
+
+@contextlib.contextmanager
+def logged_warnings(pipe):
+    """`with logged_warnings(pipe) as messages:` collects into the list `messages` what the pipeline's package logs at
+    WARNING or above in this thread during the block (each message once); the console prints them as before."""
+    logger = _package_logger(pipe)
+    handler = _WorkerWarnings()
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def unprinted_warnings(pipe):
+    """As `logged_warnings`, but the records of this thread reach no handler: for warnings worked out again, which the
+    console printed once already."""
+    package = _package_logger(pipe).name
+    thread = threading.get_ident()
+    messages: list[str] = []
+
+    def collect(record: logging.LogRecord) -> bool:
+        if record.thread != thread:
+            return True
+        if record.levelno >= logging.WARNING and record.getMessage() not in messages:
+            messages.append(record.getMessage())
+        return False
+
+    # a logger's filters see only the records logged on that logger, not those of the loggers below it: one on each
+    loggers = [
+        logger
+        for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger) and (name == package or name.startswith(package + "."))
+    ]
+    for logger in loggers:
+        logger.addFilter(collect)
+    try:
+        yield messages
+    finally:
+        for logger in loggers:
+            logger.removeFilter(collect)
+
+
+def speech_seconds(pipe, samples: int) -> float:
+    """How long the pipeline reckons speech of `samples` output samples when it checks it against its text: its
+    features' frames times the frame hop. The vocoder turns T frames into `num_samples(T)` samples ((T - 1) x hop for
+    centred frames, the streaming vocoder's count for a vocoder that has no `num_samples`), which gives T back."""
+    streaming = pipe._streaming_vocoder()
+    samples_of = getattr(streaming.vocoder, "num_samples", None) or (lambda frames: max(frames - 1, 0) * streaming.hop)
+    near = samples // streaming.hop
+    for frames in range(max(near - 1, 1), near + 3):  # a row has at least one patch: T >= 1
+        if samples_of(frames) == samples:
+            return frames * pipe._frame_hop / pipe.sample_rate
+    return samples / pipe.sample_rate  # no frame count gives this length: the audio's own seconds, near enough
+
+
+def warnings_header(messages: list[str]) -> str | None:
+    """The X-Warnings value of a request's warnings (None for none): a JSON array of the messages, ASCII only, each
+    cut to `MAX_WARNING_CHARS` and all to `MAX_WARNINGS_HEADER_CHARS` escaped characters, where a last string says how
+    many messages were left out."""
+    if not messages:
+        return None
+    shown = [_shortened(message, MAX_WARNING_CHARS) for message in messages]
+    if len(_header_json(shown)) <= MAX_WARNINGS_HEADER_CHARS:
+        return _header_json(shown)
+    kept: list[str] = []
+    for message in shown:
+        if len(_header_json([*kept, message, _left_out(len(shown) - len(kept) - 1)])) > MAX_WARNINGS_HEADER_CHARS:
+            break
+        kept.append(message)
+    return _header_json([*kept, _left_out(len(shown) - len(kept))])
+
+
+def _left_out(count: int) -> str:
+    return f"{count} more warning{'' if count == 1 else 's'} left out of this header; the server's log has them"
+
+
+def _header_json(messages: list[str]) -> str:
+    # ensure_ascii escapes every character outside printable ASCII (line breaks, DEL, non-ASCII), which no header holds
+    return json.dumps(messages, ensure_ascii=True, separators=(",", ":"))
+
+
+def _shortened(message: str, limit: int) -> str:
+    """`message`, or its longest beginning followed by "..." whose JSON string takes at most `limit` characters."""
+    if len(_header_json([message])) - 2 <= limit:
+        return message
+    low, high = 0, len(message)  # the longest beginning that fits lies in [low, high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if len(_header_json([message[:middle] + "..."])) - 2 <= limit:
+            low = middle
+        else:
+            high = middle
+    return message[:low] + "..."
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # scheduler
 
 
@@ -387,11 +540,13 @@ class Job:
 
 @dataclass
 class Speech:
-    """A finished request: float32 audio, and whether the model ended it itself (False: cut at the patch limit)."""
+    """A finished request: float32 audio, whether the model ended it itself (False: cut at the patch limit), and the
+    warnings a pipeline call of its text alone logs."""
 
     audio: np.ndarray
     stopped: bool
     batch_size: int
+    warnings: list[str] = field(default_factory=list)
 
 
 class BatchScheduler:
@@ -562,13 +717,14 @@ class BatchScheduler:
                     "sampling_rate": jobs[0].voice.sampling_rate,
                 }
             )
-            out = self.pipe(
-                [job.text for job in jobs],
-                **prompts,
-                generator=[torch.Generator().manual_seed(job.seed) for job in jobs],
-                callback_on_patch_end=check,
-                **self.settings.sampling(),
-            )
+            with logged_warnings(self.pipe) as logged:
+                out = self.pipe(
+                    [job.text for job in jobs],
+                    **prompts,
+                    generator=[torch.Generator().manual_seed(job.seed) for job in jobs],
+                    callback_on_patch_end=check,
+                    **self.settings.sampling(),
+                )
         except _Aborted:
             return [ShuttingDown("the request was cancelled")] * len(jobs)
         except (ValueError, TypeError) as err:  # the pipeline's input checks: find the request(s) at fault
@@ -581,10 +737,46 @@ class BatchScheduler:
         self.stats["batches"] += 1
         self.stats["batched_rows"] += len(jobs)
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(jobs))
+        warnings = self._warnings_of(jobs, out, logged)
         return [
-            Speech(np.asarray(out.audios[i][: out.audio_lengths[i]], dtype=np.float32), bool(out.stopped[i]), len(jobs))
+            Speech(
+                np.asarray(out.audios[i][: out.audio_lengths[i]], dtype=np.float32),
+                bool(out.stopped[i]),
+                len(jobs),
+                warnings[i],
+            )
             for i in range(len(jobs))
         ]
+
+    def _warnings_of(self, jobs: list[Job], out, logged: list[str]) -> list[list[str]]:
+        """Per job, the warnings a pipeline call of its text alone logs (in its voice, a `DiTARVoice`), whatever else
+        shared its batch. A batch of one logged just that. A batch of several speaks of its rows ("Text 1 of the batch
+        ...", "`text[1]` ..."): each job's are worked out from its own text and speech instead, in the order a call
+        logs them, after the messages about the call as a whole (its settings), which every job gets."""
+        if len(jobs) == 1:
+            return [logged]
+        if not logged:  # a row warned about in a batch is warned about in a call of its own, and the other way round
+            return [[] for _ in jobs]
+        texts = [mark_line_ends(job.text) for job in jobs]  # as the pipeline encodes and measures them
+        stopped = [bool(done) for done in out.stopped]
+        seconds = [speech_seconds(self.pipe, length) for length in out.audio_lengths]
+        least = [least_seconds_of_text(text) for text in texts]
+        # the patch cap the call resolved: the cap message is only for a cap derived from the text (None here)
+        cap = None if all(stopped) else self.pipe.model.generation_settings(**self.settings.sampling()).max_new_patches
+        of_rows = {too_short_message(seconds, least, stopped), cut_by_cap_message(stopped, cap)}
+        shared = [message for message in logged if message not in of_rows and not _ROW_OF_A_BATCH.search(message)]
+        result = []
+        for row, text in enumerate(texts):
+            with unprinted_warnings(self.pipe) as front_end:  # the text front end's, naming the text as a lone call
+                self.pipe.processor.encode_text(text)
+            own = [
+                *shared,
+                *front_end,
+                cut_by_cap_message([stopped[row]], cap),
+                too_short_message([seconds[row]], [least[row]], [stopped[row]]),
+            ]
+            result.append(list(dict.fromkeys(message for message in own if message is not None)))
+        return result
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -1110,6 +1302,11 @@ def create_app(pipe, settings: ServerSettings | None = None) -> FastAPI:
         headers["X-Audio-Seconds"] = f"{len(result.audio) / pipe.sample_rate:.3f}"
         headers["X-Stopped"] = "true" if result.stopped else "false"
         headers["X-Batch-Size"] = str(result.batch_size)
+        # what the pipeline warned of for this request (speech far shorter than its text, characters dropped, ...):
+        # the audio alone would not show it
+        warnings = warnings_header(result.warnings)
+        if warnings is not None:
+            headers["X-Warnings"] = warnings
         # in a thread: encoding minutes of mp3 would hold up the event loop (and every other client) for a while
         content = await asyncio.to_thread(encode_audio, result.audio, pipe.sample_rate, response_format)
         return Response(content, media_type=media_type, headers=headers)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +26,8 @@ from test_cli import _imported_modules
 
 from modeling_ditar import cli
 from modeling_ditar.server import (
+    MAX_WARNING_CHARS,
+    MAX_WARNINGS_HEADER_CHARS,
     BatchScheduler,
     Resampler,
     ServerSettings,
@@ -34,6 +38,7 @@ from modeling_ditar.server import (
     pcm16,
     run,
     streaming_wav_header,
+    warnings_header,
 )
 
 SPEECH = "/v1/audio/speech"
@@ -347,6 +352,141 @@ def test_a_bad_text_in_a_batch_fails_only_its_own_request(pipe):
             good, bad = pool.map(lambda body: client.post(SPEECH, json=body), bodies)
     assert good.status_code == 200
     assert_error(bad, 400, "input", "Han script")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# a request's warnings: X-Warnings
+
+# 50 characters take over a second to say; speech that the model ends after 4 patches (0.016 s) skipped most of it
+LONG_TEXT = "hello there, this is a much longer sentence to say"
+
+
+class StopEveryFourthPatch(torch.nn.Module):
+    """Stop head that ends every row at the 4th patch of each generation: its calls are counted across calls, and each
+    generation makes 4 of them (the tiny model's derived patch caps are larger). 4 patches are 8 frames: 0.016 s of
+    speech by the pipeline's count of frames, where the vocoder makes 7 hops (0.014 s) of audio out of them."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, hidden):
+        self.calls += 1
+        return torch.full((hidden.shape[0], 1), 30.0 if self.calls % 4 == 0 else -30.0)
+
+
+@pytest.fixture(scope="module")
+def stopping_pipe():
+    """A tiny pipeline whose model ends its speech itself, after 4 patches (the plain tiny model never does: every
+    text runs to its patch cap, with the pipeline's warning)."""
+    pipe = get_dummy_pipeline()
+    pipe.model.stop_head = StopEveryFourthPatch()
+    return pipe
+
+
+def request_warnings(response) -> list[str] | None:
+    """The X-Warnings of a response, as a client reads them (None without the header)."""
+    assert response.status_code == 200, response.text
+    value = response.headers.get("X-Warnings")
+    return None if value is None else json.loads(value)
+
+
+def lone_call_warnings(pipe, text: str, seed: int, caplog, **settings) -> list[str]:
+    """What a Python call `pipe(text, voice=...)` logs at WARNING for `text` in the server's default voice, with the
+    sampling of a server started with `settings`."""
+    voice = create_app(pipe).state.voices.get("default").processed
+    sampling = ServerSettings(**settings).sampling()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="modeling_ditar"):
+        pipe(text, voice=voice, generator=torch.Generator().manual_seed(seed), **sampling)
+    return [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def test_speech_far_shorter_than_its_text_is_said_in_x_warnings(stopping_pipe, caplog):
+    """A model that ends the speech after a fraction of its text (a voice whose transcript does not match its
+    recording does that) gave a 200 with the wrong audio and no sign of it: the warning the pipeline logged reached
+    only the server's console. A streamed answer sends its headers before the speech exists: none there."""
+    body = {"model": "m", "input": LONG_TEXT, "seed": 3, "response_format": "wav"}
+    with make_client(stopping_pipe) as client:
+        response = client.post(SPEECH, json=body)
+        stream = client.post(SPEECH, json={**body, "stream": True})
+    warnings = request_warnings(response)
+    assert warnings == lone_call_warnings(stopping_pipe, LONG_TEXT, 3, caplog)
+    assert len(warnings) == 1 and warnings[0].startswith("The text ended much shorter than it can be spoken (0.02 s")
+    assert response.headers["X-Stopped"] == "true"
+    assert stream.status_code == 200 and "X-Warnings" not in stream.headers
+
+
+def test_a_character_the_text_front_end_cannot_read_is_said_in_x_warnings(stopping_pipe, caplog):
+    text = "hi \N{SNOWMAN} there"
+    with make_client(stopping_pipe) as client:
+        response = client.post(SPEECH, json={"model": "m", "input": text, "seed": 5, "response_format": "wav"})
+    assert response.headers["X-Warnings"].isascii()  # the snowman as JSON's \u2603: HTTP headers are latin-1
+    warnings = request_warnings(response)
+    assert warnings == lone_call_warnings(stopping_pipe, text, 5, caplog)
+    assert warnings == [f"1 character(s) of the text {text!r} are not in the vocabulary: '\N{SNOWMAN}' (U+2603) x1; "
+                        "they are mapped to <unk>."]  # fmt: skip
+
+
+def test_only_a_request_with_warnings_has_x_warnings(pipe, stopping_pipe):
+    body = {"model": "m", "input": "hi there", "seed": 1, "response_format": "wav"}
+    with make_client(stopping_pipe) as client:
+        assert request_warnings(client.post(SPEECH, json=body)) is None  # ended by the model, long enough: nothing
+    with make_client(pipe) as client:  # the plain tiny model never stops: the patch cap ends every text
+        (cut,) = request_warnings(client.post(SPEECH, json=body))
+    assert cut.startswith("The text did not end on its own: the patch cap derived from the text length ended it")
+
+
+def test_batched_requests_each_get_their_own_warnings_and_no_other(stopping_pipe, caplog, monkeypatch):
+    """The pipeline warns of a batch's rows by their place in it ("Text 0 of the batch ...", "`text[1]` ..."): each
+    request gets the warnings a call of its text alone logs, which it also gets when it runs alone; the console prints
+    the batch's own warnings once."""
+    texts = [LONG_TEXT, "hi \N{SNOWMAN} there", "hi there"]
+    bodies = [{"model": "m", "input": text, "seed": seed, "response_format": "wav"} for seed, text in enumerate(texts)]
+    with make_client(stopping_pipe, max_batch_size=1) as client:
+        alone = [request_warnings(client.post(SPEECH, json=body)) for body in bodies]
+    expected = [lone_call_warnings(stopping_pipe, text, seed, caplog) or None for seed, text in enumerate(texts)]
+    assert alone == expected and [len(w or []) for w in alone] == [1, 1, 0]
+    # nothing configured logging (pytest's own handlers set aside): Python prints warnings with its last resort
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    console = io.StringIO()
+    monkeypatch.setattr(logging, "lastResort", logging.StreamHandler(console))
+    with make_client(stopping_pipe, batch_wait_ms=2000, max_batch_size=3) as client:
+        with ThreadPoolExecutor(3) as pool:
+            responses = list(pool.map(lambda body: client.post(SPEECH, json=body), bodies))
+    assert [r.headers["X-Batch-Size"] for r in responses] == ["3", "3", "3"]
+    assert [request_warnings(r) for r in responses] == alone
+    # in the batch's words, each once (the rows are in the order the requests came)
+    printed = sorted(re.sub(r"\d of the batch|`text\[\d\]`", "ROW", line) for line in console.getvalue().splitlines())
+    assert len(printed) == 2 and printed[0].startswith("1 character(s) of the text of ROW 'hi \N{SNOWMAN} there'")
+    assert printed[1].startswith("Text ROW ended much shorter than it can be spoken (0.02 s")
+
+
+def test_a_warning_about_the_whole_call_reaches_every_request_of_its_batch(stopping_pipe, caplog):
+    """A warning about the call's settings (here the server's --guidance-scale below 1) is each request's, alone or
+    batched."""
+    bodies = [{"model": "m", "input": text, "seed": 4, "response_format": "wav"} for text in ("hi there", "good day")]
+    with make_client(stopping_pipe, guidance_scale=0.5, batch_wait_ms=2000, max_batch_size=2) as client:
+        with ThreadPoolExecutor(2) as pool:
+            responses = list(pool.map(lambda body: client.post(SPEECH, json=body), bodies))
+    (expected,) = lone_call_warnings(stopping_pipe, "hi there", 4, caplog, guidance_scale=0.5)
+    assert expected.startswith("guidance_scale=0.5 is below 1")
+    assert [r.headers["X-Batch-Size"] for r in responses] == ["2", "2"]
+    assert [request_warnings(r) for r in responses] == [[expected], [expected]]
+
+
+def test_the_warnings_header_is_ascii_json_of_bounded_size():
+    assert warnings_header([]) is None
+    assert json.loads(warnings_header(['a "quoted"\nline \N{SNOWMAN}'])) == ['a "quoted"\nline \N{SNOWMAN}']
+    long = "\N{GRINNING FACE}" * 500  # 12 escaped characters each
+    (shortened,) = json.loads(warnings_header([long]))
+    assert shortened.endswith("...") and len(json.dumps(shortened)) <= MAX_WARNING_CHARS
+    many = [f"warning {i}: " + "x" * 400 for i in range(10)]
+    value = warnings_header(many)
+    assert value.isascii() and len(value) <= MAX_WARNINGS_HEADER_CHARS
+    shown = json.loads(value)
+    assert shown[:-1] == many[: len(shown) - 1] and len(shown) > 2
+    assert shown[-1] == f"{len(many) - len(shown) + 1} more warnings left out of this header; the server's log has them"
 
 
 # ----------------------------------------------------------------------------------------------------------------------
