@@ -332,6 +332,21 @@ def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -
     except Exception as err:  # libsndfile's errors for anything it cannot decode
         raise _decode_error(err) from None
     target = pipe._prompt_rate
+    # what the checks warn of (e.g. characters of the transcript with no reading) goes into the voice's notes: the
+    # client that uploads it sees only the answer, not the server's console
+    with logged_warnings(pipe) as warned:
+        fitted, kept, message, heard, processed = _checked_upload(pipe, samples, rate, target, transcript)
+    audio = fitted.numpy().astype(np.float32)
+    digest = hashlib.sha256(audio.tobytes() + b"\0" + kept.encode("utf-8") + struct.pack("<i", target)).hexdigest()
+    voice_id = f"voice_{digest[:16]}"
+    # the notes of a cut or transcribed upload and its warnings, in the form's field names
+    notes = list(dict.fromkeys(_form_names(note) for note in (message, heard, *warned) if note))
+    return Voice(voice_id, name or voice_id, kept, audio, target, notes=notes, processed=processed)
+
+
+def _checked_upload(pipe, samples: np.ndarray, rate: int, target: int, transcript: str | None):
+    """(fitted recording, its transcript, the note of a cut, the note of a transcription, the processed voice) of
+    an upload, checked as the pipeline checks a voice; `APIError` naming what is wrong."""
     try:
         waveform = pipe.processor.load_prompt_audio(samples, rate, target_rate=target)
         # the checks of a real request: the transcript's text front end and the prompt's length
@@ -352,12 +367,7 @@ def prepare_voice(pipe, data: bytes, transcript: str | None, name: str | None) -
         raise APIError(400, text, param, "bad_voice") from None
     except RuntimeError as err:  # the recogniser failed: the server's fault, said as such
         raise APIError(500, str(err), "audio", "transcription_failed") from None
-    audio = fitted.numpy().astype(np.float32)
-    digest = hashlib.sha256(audio.tobytes() + b"\0" + kept.encode("utf-8") + struct.pack("<i", target)).hexdigest()
-    voice_id = f"voice_{digest[:16]}"
-    # the notes of a cut upload, in the form's field names
-    notes = [_form_names(note) for note in (message, heard) if note]
-    return Voice(voice_id, name or voice_id, kept, audio, target, notes=notes, processed=processed)
+    return fitted, kept, message, heard, processed
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -402,6 +402,18 @@ def lone_call_warnings(pipe, text: str, seed: int, caplog, **settings) -> list[s
     return [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
 
 
+def test_what_the_checks_of_an_upload_warn_of_is_in_the_voices_notes(client):
+    """A transcript with a character the text front end cannot read uploaded as a 201 whose notes said nothing: the
+    warning reached only the server's console."""
+    response = upload(client, wav_bytes(tone(0.06, freq=310.0)), "the \N{SNOWMAN} prompt")
+    assert response.status_code == 201, response.text
+    notes = response.json()["notes"]
+    assert len(notes) == 1 and "\N{SNOWMAN}" in notes[0] and "the \N{SNOWMAN} prompt" in notes[0], notes
+    assert "prompt_text" not in notes[0]  # in the form's field names
+    clean = upload(client, wav_bytes(tone(0.06, freq=320.0)), "the prompt")
+    assert clean.json()["notes"] == []
+
+
 def test_speech_far_shorter_than_its_text_is_said_in_x_warnings(stopping_pipe, caplog):
     """A model that ends the speech after a fraction of its text (a voice whose transcript does not match its
     recording does that) gave a 200 with the wrong audio and no sign of it: the warning the pipeline logged reached
