@@ -20,9 +20,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 class ConversionError(SystemExit):
-    """A clear, user-facing failure (exits with status 1 and the message)."""
+    """A clear, user-facing failure: exits with status 1 and prints the message as an `error: ...` line, as the
+    project's other scripts report theirs (a traceback would hide the message)."""
 
     def __init__(self, message: str):
+        message = message if message.startswith("error: ") else f"error: {message}"
         super().__init__(message)
         self.message = message
 
@@ -49,6 +51,19 @@ def check_output_folder(out: Path, force: bool, *sources: Path | None) -> None:
         )
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ConversionError(f"{out} is not empty; pass --force to replace it")
+
+
+def check_not_inside_inputs(out: Path, *inputs: Path | None) -> None:
+    """Refuse an output folder inside one of the `inputs`: OUT is written next to itself and BASE is copied into it,
+    so an OUT inside BASE copied the staging folder (and every earlier OUT) into itself, growing with each --force
+    run, and any OUT inside an input changes that input."""
+    target = out.resolve()
+    for source in inputs:
+        if source is not None and Path(source).is_dir() and Path(source).resolve() in target.parents:
+            raise ConversionError(
+                f"{out} lies inside the input {source}: writing there would copy the output into itself or change the "
+                f"input; choose a folder outside it (e.g. next to it: {Path(source).parent / out.name})"
+            )
 
 
 @contextmanager
@@ -139,3 +154,32 @@ def check_state_dict(expected: dict[str, torch.Tensor], given: dict[str, torch.T
     if problems:
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
         raise ConversionError(f"{source} does not fit the model ({len(problems)} problem(s)):\n  " + "\n  ".join(shown))
+
+
+def write_derived_card(
+    folder: Path, source: Path, *, name: str, summary: str, made: str, kind: str = "pipeline"
+) -> None:
+    """A README.md model card for `folder`, made from the pipeline `source` by a conversion: what it is (`summary`)
+    and how it was made (`made`), with placeholders for the evaluation. `source`'s own card is not copied: its
+    measured results (and the model-index the Hub shows) and its parameter counts describe other weights. Its licence
+    and languages, which the new weights inherit, carry over."""
+    from huggingface_hub import ModelCard
+
+    from modeling_ditar.hub_utils import describe_pipeline_folder, render_model_card
+
+    license_, language = "apache-2.0", None
+    readme = source / "README.md"
+    if readme.is_file():
+        data = ModelCard.load(str(readme)).data
+        license_ = data.license or license_
+        language = [data.language] if isinstance(data.language, str) else data.language
+    card = render_model_card(
+        kind=kind,
+        model_name=name,
+        summary=summary,
+        license=license_,
+        language=language,
+        details=describe_pipeline_folder(folder),
+        training=made,
+    )
+    card.save(str(folder / "README.md"))

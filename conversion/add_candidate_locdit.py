@@ -12,11 +12,22 @@ BASE's: OUT is a copy of BASE (processor, scheduler, vocoder, default voice and 
 `candidate_locdit`, whose weights add the student's LocDiT under `candidate_locdit.` in BASE's stored dtype, and whose
 generation config sets `candidate_num_inference_steps`.
 
-The student must have BASE's LocDiT shape and sample with guidance at BASE's scale (a student distilled with
-`student_guidance_scale`): the candidate phase uses the call's guidance scale for both LocDiTs, so a student whose
-guidance was folded into its weights (`distilled_guidance_scale`) is refused. A BASE that already has a candidate
-LocDiT (the embedded default does) needs `--replace`; a student distilled from such a BASE has it too, and only its
-`locdit.*` tensors are taken. Only safetensors files are read.
+The student is STUDENT's `locdit`: distillation trains LocDiT in place and exports the teacher's pipeline with the
+student there and the student's step count as `num_inference_steps`. A `candidate_locdit` that STUDENT holds is the
+teacher's (a student distilled from a BASE that had one keeps it unchanged) and is ignored.
+
+STUDENT must be a student of BASE: all its weights but LocDiT's (backbone, aggregation encoder, heads) must be BASE's,
+since the candidate LocDiT samples from BASE's backbone and was taught to follow BASE's LocDiT; the first differing
+tensors are named otherwise (`--allow-other-base` installs a student of another model knowingly). BASE itself, or a
+copy whose LocDiT is BASE's own, is not a student and is refused. The student must have BASE's LocDiT shape and sample
+with guidance at BASE's scale (a student distilled with `student_guidance_scale`): the candidate phase uses the call's
+guidance scale for both LocDiTs, so a student whose guidance was folded into its weights (`distilled_guidance_scale`)
+is refused. A BASE that already has a candidate LocDiT (the embedded default does) needs `--replace`. Only safetensors
+files are read.
+
+OUT's README.md is a new model card saying what OUT is (BASE with STUDENT's LocDiT as its candidate LocDiT), with
+placeholders for the evaluation: generation with several candidates changes, so BASE's measured results do not carry
+over. OUT must not lie inside BASE or STUDENT.
 """
 
 from __future__ import annotations
@@ -32,10 +43,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     ConversionError,
+    check_not_inside_inputs,
     check_output_folder,
     load_weights,
     staged_output,
     sync_transformers_root,
+    write_derived_card,
 )
 from interpolate_weights import model_folder  # noqa: E402
 
@@ -68,6 +81,34 @@ def student_steps(base_generation: dict, student_generation: dict, student: Path
     return steps
 
 
+def same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal values, where one of the two may be stored in another dtype (a float16 BASE, a float32 export of it)."""
+    if a.shape != b.shape:
+        return False
+    return torch.equal(a, b) if a.dtype == b.dtype else torch.equal(a.to(b.dtype), b) or torch.equal(b.to(a.dtype), a)
+
+
+def check_student_of(base: dict, student: dict, student_source: str, base_source: str) -> None:
+    """Refuse a STUDENT that is not a student of BASE: its weights outside LocDiT differ from BASE's (another model,
+    e.g. a pipeline BASE was blended or fine-tuned from), or its LocDiT is BASE's own (BASE again, not a student)."""
+    outside = [n for n in base if not n.startswith(("locdit.", "candidate_locdit."))]
+    differing = [n for n in outside if n not in student or not same_tensor(base[n], student[n])]
+    if differing:
+        raise ConversionError(
+            f"{student_source} is not a student of {base_source}: {len(differing)} of its {len(outside)} weights "
+            f"outside LocDiT differ from the base's (e.g. {', '.join(differing[:3])}), and a candidate LocDiT "
+            "distilled against another backbone does not match the base's. Give the pipeline "
+            "examples/distill_locdit.py exported with this BASE as its teacher, or pass --allow-other-base to install "
+            "it knowingly"
+        )
+    locdit = [n for n in base if n.startswith("locdit.")]
+    if locdit and all(n in student and same_tensor(base[n], student[n]) for n in locdit):
+        raise ConversionError(
+            f"{student_source}'s LocDiT is {base_source}'s own LocDiT, not a distilled student: give the pipeline "
+            "examples/distill_locdit.py exported"
+        )
+
+
 def candidate_weights(base: dict, student: dict, student_source: str) -> dict[str, torch.Tensor]:
     """The student's `locdit.*` tensors renamed `candidate_locdit.*`, in the dtype and shape of the base's LocDiT."""
     out = {}
@@ -96,6 +137,11 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--replace", action="store_true", help="BASE already has a candidate LocDiT: put the student in its place"
     )
+    parser.add_argument(
+        "--allow-other-base",
+        action="store_true",
+        help="install STUDENT's LocDiT although its other weights are not BASE's (a student of another model)",
+    )
     args = parser.parse_args(argv)
 
     if not (args.base / "model" / "config.json").is_file():
@@ -103,7 +149,12 @@ def main(argv=None) -> None:
     if args.out.resolve() in (args.base.resolve(), args.student.resolve()):
         raise ConversionError(f"{args.out} is one of the inputs; write the result to a new folder")
     check_output_folder(args.out, args.force, args.base, args.student)
+    check_not_inside_inputs(args.out, args.base, args.student)
     base_model, student_model = args.base / "model", model_folder(args.student)
+    if student_model.resolve() == base_model.resolve():
+        raise ConversionError(
+            f"{args.student} is BASE itself: give the student pipeline examples/distill_locdit.py exported from it"
+        )
     base_config, student_config = read_json(base_model / "config.json"), read_json(student_model / "config.json")
     if base_config.get("candidate_locdit") and not args.replace:
         raise ConversionError(
@@ -121,7 +172,10 @@ def main(argv=None) -> None:
         base = {name: tensor for name, tensor in base.items() if not name.startswith("candidate_locdit.")}
     elif any(name.startswith("candidate_locdit.") for name in base):
         raise ConversionError(f"{base_model} already holds candidate_locdit weights; pass --replace to replace them")
-    weights = {**base, **candidate_weights(base, load_weights(student_model), str(student_model))}
+    student = load_weights(student_model)
+    if not args.allow_other_base:
+        check_student_of(base, student, str(args.student), str(args.base))
+    weights = {**base, **candidate_weights(base, student, str(student_model))}
 
     from safetensors.torch import save_file
 
@@ -135,10 +189,26 @@ def main(argv=None) -> None:
         generation = {**base_generation, "candidate_num_inference_steps": steps}
         (target / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
         sync_transformers_root(tmp)
+        write_derived_card(
+            tmp,
+            args.base,
+            name="DiTAR with a candidate LocDiT",
+            summary=(
+                f"`{args.base}` with the LocDiT of `{args.student}` (a few-step student distilled from it) as its "
+                f"candidate LocDiT: while several candidates compete, their patches are sampled with the student in "
+                f"{steps} step(s) per patch; the kept candidate goes on with the base's LocDiT. All other weights and "
+                "parts are the base's. It has not been evaluated: generation with several candidates differs from "
+                "the base's, so the base's results do not carry over. Evaluate it with examples/evaluate.py and "
+                "render this card again with the results (model_cards/make_card.py --results)."
+            ),
+            made=f"Made with `conversion/add_candidate_locdit.py {args.base} {args.student} OUT`.",
+        )
     added = sum(t.numel() for n, t in weights.items() if n.startswith("candidate_locdit."))
+    ignored = any(name.startswith("candidate_locdit.") for name in student)
     print(
-        f"wrote {args.out}: {args.base} with {args.student}'s LocDiT as its candidate LocDiT ({added / 1e6:.2f}M "
-        f"parameters, {steps} step(s) per patch while candidates compete)"
+        f"wrote {args.out}: {args.base} with {args.student}'s LocDiT (its `locdit`, the student distillation trains) "
+        f"as its candidate LocDiT ({added / 1e6:.2f}M parameters, {steps} step(s) per patch while candidates compete)"
+        + (f"; {args.student}'s own candidate LocDiT, its teacher's, is not used" if ignored else "")
     )
 
 

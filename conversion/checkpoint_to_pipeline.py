@@ -13,6 +13,14 @@ run's train_config.json and processor/ exactly as train.py builds it (or given w
 EMA weights (default, what train.py's final model holds) or the raw weights (--weights raw). Every tensor is checked
 against the model and a mismatch names the tensor. Only safetensors files and torch.load(weights_only=True) are read.
 
+The generation config (the sampling defaults: steps, guidance, candidates, temperature, stop threshold, ...) is the
+one training used: the run's model_config/generation_config.json (train.py writes it beside the config), else, for
+runs written before that, the run's final/model's, else the init_from model's (adjusted as train.py adjusts it), else
+the settings of train_config.json's model section; the output names where it came from, and warns when none was
+found and the library defaults are used. A model folder brings its own. A run that started from a pipeline folder
+(init_from) keeps that pipeline's vocoder (a neural one, or Griffin-Lim with its settings) or VAE; otherwise the
+pipeline gets a new Griffin-Lim vocoder matching the processor, and the output says so.
+
 The output holds model/, processor/, scheduler/, vocoder/ (or vae/ with --vae), the code for trust_remote_code=True,
 the default voice (--voice-audio/--voice-text) and README.md. It is written to a temporary folder and renamed into
 place; a non-empty OUT is only replaced with --force.
@@ -151,6 +159,123 @@ def build_config(args, run: Path | None, train_config: dict | None, processor):
     return model_config_for_processor(processor, train_config.get("model"))
 
 
+def init_from_folder(train_config: dict | None) -> Path | None:
+    """The model or pipeline folder the run started from (train_config.json's init_from), if any."""
+    init = (train_config or {}).get("init_from")
+    return Path(init) if init else None
+
+
+def model_dir_of(folder: Path) -> Path:
+    """A pipeline folder's model/ (as train.py reads init_from), else the folder itself."""
+    return folder / "model" if (folder / "model").is_dir() else folder
+
+
+def load_generation_config(args, run: Path | None, train_config: dict | None, model) -> str | None:
+    """Give `model` the generation config its run trained with; returns where it came from, or None when nothing was
+    found and the library defaults stay. The model built from config.json alone has the defaults: the sampling
+    settings live in generation_config.json, which train.py saves beside the config (and in final/model)."""
+    from modeling_ditar.configuration_ditar import LEGACY_GENERATION_KEYS
+    from modeling_ditar.generation_ditar import DiTARGenerationConfig
+
+    folders = []
+    if args.model_config is not None:
+        folders.append(args.model_config if args.model_config.is_dir() else args.model_config.parent)
+    if run is not None:  # model_config/ since train.py saves it there; final/model in runs from before
+        folders += [run / "model_config", run / "final" / "model"]
+    for folder in folders:
+        if (folder / "generation_config.json").is_file():
+            model.generation_config = DiTARGenerationConfig.from_pretrained(folder)
+            return str(folder / "generation_config.json")
+    init = init_from_folder(train_config)
+    if init is not None and (model_dir_of(init) / "generation_config.json").is_file():
+        model.generation_config = DiTARGenerationConfig.from_pretrained(model_dir_of(init))
+        adjust_like_training(model, model_dir_of(init))
+        return f"{model_dir_of(init) / 'generation_config.json'} (the run's init_from, as training adjusts it)"
+    if train_config is not None and init is None:  # a new model: train.py built it from these settings
+        settings = {k: v for k, v in (train_config.get("model") or {}).items() if k in LEGACY_GENERATION_KEYS}
+        model.generation_config = DiTARGenerationConfig(**settings)
+        return f"the model settings of {run / 'train_config.json'} over the library defaults"
+    return None
+
+
+def adjust_like_training(model, init_model: Path) -> None:
+    """What train.py does to init_from's generation config when it loads the model: without the candidate LocDiT
+    init_from had, the student's step count goes; without a CTC head, a single candidate."""
+    if model.candidate_locdit is None and json.loads((init_model / "config.json").read_text()).get("candidate_locdit"):
+        model.generation_config.candidate_num_inference_steps = None
+    if model.ctc_head is None and (model.generation_config.num_candidates or 1) > 1:
+        import importlib.util
+
+        # train.py's own rule, not a copy of it (its dataclasses need the module registered while it loads)
+        spec = importlib.util.spec_from_file_location("ditar_train", ROOT / "examples" / "train.py")
+        train = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
+        spec.loader.exec_module(train)
+        train.single_candidate_without_ctc_head(model, init_model)
+
+
+def init_from_decoder(train_config: dict | None):
+    """(vocoder, vae, folder) of the pipeline folder the run started from: a pipeline converted from the run keeps the
+    vocoder (a neural one, or Griffin-Lim with its settings) or VAE it was trained to be heard through. (None, None,
+    None) when the run did not start from a pipeline folder."""
+    import modeling_ditar
+
+    init = init_from_folder(train_config)
+    if init is None or not (init / "model_index.json").is_file():
+        return None, None, None
+    index = json.loads((init / "model_index.json").read_text())
+    vocoder_class = (index.get("vocoder") or [None, None])[1]
+    vae_class = (index.get("vae") or [None, None])[1]
+    if vocoder_class:
+        cls = getattr(modeling_ditar, vocoder_class, None)
+        if cls is None:
+            raise ConversionError(
+                f"{init / 'vocoder'} holds a {vocoder_class}, which this version cannot load; put the vocoder into "
+                'the converted pipeline yourself (docs/training.md, "Training the vocoder")'
+            )
+        return cls.from_pretrained(init / "vocoder").eval(), None, init
+    if vae_class:
+        import diffusers
+
+        cls = getattr(diffusers, vae_class, None)
+        if cls is None:
+            raise ConversionError(f"{init / 'vae'} holds a {vae_class}, which diffusers cannot load; pass --vae FOLDER")
+        return None, cls.from_pretrained(init / "vae").eval(), init
+    return None, None, None
+
+
+def check_model_folder(source: Path) -> None:
+    """Refuse a model folder of another kind (a causal LM, say) before transformers fails on it with a traceback."""
+    model_type = json.loads((source / "config.json").read_text()).get("model_type")
+    if model_type != "ditar":
+        raise ConversionError(
+            f"{source} holds a {model_type or 'non-DiTAR'} model (config.json's model_type), not a DiTAR model; to "
+            f"start a DiTAR model from a causal LM, run conversion/init_from_lm.py {source} OUT"
+        )
+
+
+def load_model_folder(source: Path):
+    """The model a save_pretrained folder holds, every tensor of it: from_pretrained fills missing tensors randomly
+    and drops unexpected ones with a log line, which would publish a model that was not trained."""
+    from modeling_ditar import DiTARForConditionalGeneration
+
+    try:
+        model, info = DiTARForConditionalGeneration.from_pretrained(
+            source, dtype=torch.float32, output_loading_info=True
+        )
+    except (OSError, ValueError, RuntimeError) as err:  # e.g. no weights, non-finite weights, wrong shapes
+        raise ConversionError(f"{source}: {err}") from None
+    problems = [f"missing in {source}: {name}" for name in sorted(info["missing_keys"])]
+    problems += [f"not in the model: {name} from {source}" for name in sorted(info["unexpected_keys"])]
+    problems += [f"shape mismatch for {entry}" for entry in info.get("mismatched_keys") or []]
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise ConversionError(
+            f"{source} does not fit its config.json ({len(problems)} problem(s)); give a folder save_pretrained "
+            "wrote whole, or the run's checkpoint:\n  " + "\n  ".join(shown)
+        )
+    return model.eval()
+
+
 def _strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {}
     for name, tensor in state.items():
@@ -265,9 +390,24 @@ def convert(args) -> Path:
             )
         if args.step is not None or args.weights != "ema" or args.model_config is not None:
             raise ConversionError(f"{args.source} is a model folder: --step, --weights and --model-config do not apply")
+        check_model_folder(args.source)
         processor = load_processor(args, None, None)
-        model = DiTARForConditionalGeneration.from_pretrained(args.source, dtype=torch.float32).eval()
-        return finish(args, model, processor, args.source, f"{args.source.name} (save_pretrained weights)")
+        model = load_model_folder(args.source)
+        generation = args.source / "generation_config.json"
+        # a run's final/model: the run says which pipeline it started from (and so which vocoder)
+        run = args.source.parent.parent if args.source.parent.name == "final" else None
+        train_config = None
+        if run is not None and (run / "train_config.json").is_file():
+            train_config = json.loads((run / "train_config.json").read_text())
+        return finish(
+            args,
+            model,
+            processor,
+            args.source,
+            f"{args.source.name} (save_pretrained weights)",
+            str(generation) if generation.is_file() else None,
+            train_config,
+        )
     checkpoint, run = locate_checkpoint(args.source, args.step)
     train_config = None
     if run is not None and (run / "train_config.json").is_file():
@@ -289,8 +429,15 @@ def convert(args) -> Path:
     model = DiTARForConditionalGeneration(config).eval()
     state = load_checkpoint_state(model, checkpoint, run, args.weights, train_config)
     model.load_state_dict(state, strict=True)
+    generation = load_generation_config(args, run, train_config, model)
     return finish(
-        args, model, processor, checkpoint, f"{checkpoint.parent.name}/{checkpoint.name}, {args.weights} weights"
+        args,
+        model,
+        processor,
+        checkpoint,
+        f"{checkpoint.parent.name}/{checkpoint.name}, {args.weights} weights",
+        generation,
+        train_config,
     )
 
 
@@ -302,8 +449,12 @@ def is_model_folder(source: Path) -> bool:
     )
 
 
-def finish(args, model, processor, source: Path, step_info: str) -> Path:
-    """Pipeline around the loaded model, default voice, card; written through a staging folder."""
+def finish(
+    args, model, processor, source: Path, step_info: str, generation: str | None, train_config: dict | None
+) -> Path:
+    """Pipeline around the loaded model, default voice, card; written through a staging folder. `generation`: where
+    the model's generation config came from (None: the library defaults); `train_config`: the run's settings, whose
+    init_from pipeline lends its vocoder."""
     from modeling_ditar import build_pipeline
     from modeling_ditar.hub_utils import (
         describe_pipeline_folder,
@@ -315,15 +466,22 @@ def finish(args, model, processor, source: Path, step_info: str) -> Path:
 
     model.to(DTYPES[args.dtype])
 
-    vae = None
+    try:  # e.g. several candidates without the CTC head that ranks them: every call would fail
+        model.generation_settings()
+    except ValueError as err:
+        raise ConversionError(f"the generation config from {generation or 'the library defaults'}: {err}") from None
+    vocoder, vae, init = None, None, None
     if args.vae is not None:
         from diffusers import AutoencoderOobleck
 
         vae = AutoencoderOobleck.from_pretrained(args.vae).eval()
+    else:
+        vocoder, vae, init = init_from_decoder(train_config)
+    parts = "the model and the processor" + (f" and the vocoder of {init}" if init is not None else "")
     try:
-        pipe = build_pipeline(model, processor, vae=vae)
+        pipe = build_pipeline(model, processor, vocoder=vocoder, vae=vae)
     except ValueError as err:  # the pipeline's own checks of its parts, e.g. another --processor's statistics
-        raise ConversionError(f"the model and the processor do not belong together: {err}") from None
+        raise ConversionError(f"{parts} do not belong together: {err}") from None
     matmul_dtype = args.matmul_dtype or ("auto" if args.card_preset == "embedded-default" else None)
     if matmul_dtype is not None:  # a setting of the folder (model_index.json); the weights are saved as they are
         pipe.register_to_config(matmul_dtype=matmul_dtype)
@@ -349,6 +507,25 @@ def finish(args, model, processor, source: Path, step_info: str) -> Path:
         for message in ([mismatch] if mismatch else []) + failed_cases_warnings(kwargs["results"]):
             print(f"warning: {message}", file=sys.stderr)
         card.save(str(tmp / "README.md"))
+    if generation is not None:
+        print(f"generation settings: {generation}")
+    else:
+        print(
+            f"warning: no generation config found for {source}: the pipeline samples with the library defaults "
+            "(steps, guidance, candidates, ...). If the model was trained or tuned with others, put its "
+            "generation_config.json beside its config.json (for a checkpoint: in the --model-config folder) and "
+            "convert again",
+            file=sys.stderr,
+        )
+    if args.vae is not None:
+        print(f"decoder: the VAE of {args.vae}")
+    elif init is not None:
+        print(f"decoder: the {type(vocoder or vae).__name__} of {init} (the pipeline the run started from)")
+    else:
+        print(
+            "decoder: a new Griffin-Lim vocoder with default settings, matching the processor (the run did not start "
+            "from a pipeline folder with a vocoder)"
+        )
     repo = args.repo_id or "<org>/<name>"
     print(
         f"wrote {args.out} from {step_info}; publish it with: hf upload {repo} {args.out} . (over an earlier "

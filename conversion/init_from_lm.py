@@ -95,7 +95,16 @@ def convert(args) -> Path:
     check_output_folder(args.out, args.force, args.lm, args.feature_extractor, args.speech_config)
     if not (args.lm / "config.json").is_file():
         raise ConversionError(f"{args.lm}: no config.json; give the folder of a transformers causal LM")
-    lm_config = AutoConfig.from_pretrained(args.lm)
+    component = json.loads((args.lm / "config.json").read_text()).get("_class_name")
+    if component is not None:  # a diffusers component's config (a vocoder, a scheduler), which AutoConfig cannot read
+        raise ConversionError(
+            f"{args.lm} holds a {component}, not a causal LM; give the folder of a transformers causal LM "
+            "(config.json with a model_type, its weights and tokenizer)"
+        )
+    try:
+        lm_config = AutoConfig.from_pretrained(args.lm)
+    except (ValueError, OSError) as err:  # e.g. a config.json without a model_type transformers knows
+        raise ConversionError(f"{args.lm}: not a transformers model folder ({err})") from None
     if not hasattr(lm_config, "hidden_size") or not hasattr(lm_config, "vocab_size"):
         raise ConversionError(f"{args.lm}: {type(lm_config).__name__} is not a causal LM config (no hidden_size)")
     tokenizer = AutoTokenizer.from_pretrained(args.lm)

@@ -61,8 +61,14 @@ def clips(args):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.out.is_dir():  # --force cannot overwrite a folder with a file
+        raise ConversionError(
+            f"--out {args.out} is a folder; give the JSON file to write, e.g. {args.out / 'stats.json'}"
+        )
     if args.out.exists() and not args.force:
         raise ConversionError(f"{args.out} exists; pass --force to overwrite it")
+    if args.max_clips is not None and args.max_clips < 1:
+        raise ConversionError(f"--max-clips must be at least 1, got {args.max_clips}; leave it out to use every clip")
     from diffusers import AutoencoderOobleck
 
     from modeling_ditar.vae_features import compute_latent_statistics
@@ -71,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     source = clips(args)
     if args.max_clips is not None:
         source = itertools.islice(source, args.max_clips)
-    stats = compute_latent_statistics(vae, source)
+    try:
+        stats = compute_latent_statistics(vae, source)
+    except ValueError as err:  # e.g. no clip at all (an empty split)
+        raise ConversionError(f"{args.corpus or args.audio_dir}: {err}") from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(stats, indent=1) + "\n")
     print(

@@ -1136,8 +1136,10 @@ def main(argv=None):
         # position -> name of every parameter: optimizer and EMA states are stored by position (resume_pack.py)
         names = [name for name, _ in accelerator.unwrap_model(model).named_parameters()]
         (out / "param_names.json").write_text(json.dumps(names))
-        # the architecture, so that any checkpoint's EMA weights become a model folder (resume_pack.py ema-model)
+        # the architecture, so that any checkpoint's EMA weights become a model folder (resume_pack.py ema-model),
+        # and the sampling settings, which config.json does not hold (checkpoint_to_pipeline.py reads both)
         accelerator.unwrap_model(model).config.save_pretrained(out / "model_config")
+        accelerator.unwrap_model(model).generation_config.save_pretrained(out / "model_config")
     accelerator.init_trackers("ditar", config={k: str(v) for k, v in asdict(cfg).items()})
 
     csv_path = out / "log.csv"

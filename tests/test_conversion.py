@@ -63,12 +63,21 @@ def test_every_script_has_help(name, capsys):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+# sampling settings of the run other than the library's defaults (2.0, 10, 0.5): a pipeline made from the run must
+# sample as its trained model does, not with the defaults
+RUN_GENERATION = {"guidance_scale": 1.5, "num_inference_steps": 3, "temperature": 0.3}
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("train")
     _tiny_corpus(directory)
-    _train(_config(directory), directory / "run")
+    _train(_config(directory, **RUN_GENERATION), directory / "run")
     return directory / "run"
+
+
+def generation_of(folder: Path) -> dict:
+    return json.loads((folder / "generation_config.json").read_text())
 
 
 def reference_pipeline(run: Path) -> DiTARPipeline:
@@ -290,6 +299,108 @@ def test_cli_end_to_end(run, tmp_path):
     np.testing.assert_array_equal(features(DiTARPipeline.from_pretrained(out)), features(reference_pipeline(run)))
 
 
+def test_the_pipeline_samples_with_the_runs_generation_config(run, tmp_path, capsys):
+    """The model was rebuilt from model_config/config.json, which holds no sampling settings: the pipeline sampled with
+    the library's defaults, not the run's. train.py now saves the generation config beside the config; runs from
+    before take it from final/model, else from train_config.json's model settings; with none a warning says so."""
+    convert = load_script("checkpoint_to_pipeline")
+    assert {k: generation_of(run / "model_config")[k] for k in RUN_GENERATION} == RUN_GENERATION  # train.py wrote it
+    convert.main([str(run), str(tmp_path / "pipe")])
+    out = capsys.readouterr().out
+    for folder in (tmp_path / "pipe" / "model", tmp_path / "pipe"):  # the root, which transformers reads, too
+        assert {k: generation_of(folder)[k] for k in RUN_GENERATION} == RUN_GENERATION
+    assert f"generation settings: {run / 'model_config' / 'generation_config.json'}" in out
+    assert "decoder: a new Griffin-Lim vocoder with default settings" in out  # the run started from no pipeline
+
+    legacy = tmp_path / "legacy"
+    shutil.copytree(run, legacy)
+    (legacy / "model_config" / "generation_config.json").unlink()  # a run written before train.py saved it
+    convert.main([str(legacy), str(tmp_path / "from-final")])
+    assert f"generation settings: {legacy / 'final' / 'model' / 'generation_config.json'}" in capsys.readouterr().out
+    shutil.rmtree(legacy / "final")  # ... and interrupted before its final model
+    convert.main([str(legacy), str(tmp_path / "from-settings")])
+    assert "generation settings: the model settings of" in capsys.readouterr().out
+    for folder in ("from-final", "from-settings"):
+        generation = generation_of(tmp_path / folder / "model")
+        assert {k: generation[k] for k in RUN_GENERATION} == RUN_GENERATION, folder
+
+    single = tmp_path / "lone" / "step-6"  # a checkpoint without its run: nothing says how it sampled
+    shutil.copytree(run / "checkpoints" / "step-6", single)
+    shutil.copy(run / "model_config" / "config.json", tmp_path / "config.json")
+    convert.main(
+        [str(single), str(tmp_path / "lone-pipe"), "--model-config", str(tmp_path / "config.json")]
+        + ["--processor", str(run / "processor")]
+    )
+    assert "warning: no generation config found" in capsys.readouterr().err
+    assert generation_of(tmp_path / "lone-pipe" / "model")["guidance_scale"] == 2.0
+
+
+def test_a_run_from_a_pipeline_keeps_its_vocoder_and_sampling_settings(run, tmp_path, capsys):
+    """A run that started from a pipeline folder came back with a new default Griffin-Lim vocoder (n_iter 16, not the
+    pipeline's 7) and the library's sampling settings: the same weights gave other audio. Now it keeps both, as
+    training adjusted them (without a CTC head, one candidate), in runs written before model_config/ held them too."""
+    convert = load_script("checkpoint_to_pipeline")
+    model = DiTARForConditionalGeneration.from_pretrained(run / "final" / "model").eval()
+    processor = DiTARProcessor.from_pretrained(run / "final" / "processor")
+    chosen = {"guidance_scale": 1.25, "num_inference_steps": 5, "prompt_spectrum_match": 0.5, "stop_threshold": 0.6}
+    for key, value in {**chosen, "num_candidates": 2, "candidate_prune_after_patches": 3}.items():
+        setattr(model.generation_config, key, value)
+    init = build_pipeline(model, processor, vocoder=processor.build_vocoder(n_iter=7))
+    init.save_pretrained(tmp_path / "init")
+    config = json.loads((run.parent / "tiny.json").read_text())
+    config.update(init_from=str(tmp_path / "init"), max_steps=2, checkpoint_every=2, model={})
+    (tmp_path / "ft.json").write_text(json.dumps(config))
+    _train(tmp_path / "ft.json", tmp_path / "run")
+    # the model has no CTC head to rank candidates: training made it sample one (and its settings the defaults)
+    trained = {**chosen, "num_candidates": 1, "candidate_prune_after_patches": None}
+    assert {k: generation_of(tmp_path / "run" / "final" / "model")[k] for k in trained} == trained
+
+    legacy = tmp_path / "legacy"
+    shutil.copytree(tmp_path / "run", legacy)
+    (legacy / "model_config" / "generation_config.json").unlink()
+    shutil.rmtree(legacy / "final")  # nothing of the run says how it samples: init_from does, as training adjusts it
+    final = tmp_path / "run" / "final"
+    for source, out, extra, settings_from in (
+        (tmp_path / "run", "pipe", [], "model_config"),
+        (legacy, "legacy-pipe", [], "(the run's init_from, as training adjusts it)"),
+        (final / "model", "model-pipe", ["--processor", str(final / "processor")], str(final / "model")),
+    ):
+        convert.main([str(source), str(tmp_path / out), *extra])
+        printed = capsys.readouterr().out
+        assert f"decoder: the GriffinLimVocoder of {tmp_path / 'init'}" in printed, out
+        assert settings_from in next(
+            line for line in printed.splitlines() if line.startswith("generation settings: ")
+        ), out
+        pipe = DiTARPipeline.from_pretrained(tmp_path / out)
+        assert pipe.vocoder.config.n_iter == 7, out
+        assert json.loads((tmp_path / out / "vocoder" / "config.json").read_text()) == json.loads(
+            (tmp_path / "init" / "vocoder" / "config.json").read_text()
+        ), out
+        assert {k: generation_of(tmp_path / out / "model")[k] for k in trained} == trained, out
+
+
+def test_a_model_folder_with_missing_or_extra_tensors_is_refused(run, tmp_path):
+    """from_pretrained filled missing tensors randomly (and dropped unknown ones) with a log line, and the conversion
+    wrote a pipeline with an untrained stop head and exited 0."""
+    convert = load_script("checkpoint_to_pipeline")
+    processor = ["--processor", str(run / "final" / "processor")]
+    weights = load_file(str(run / "final" / "model" / "model.safetensors"))
+    for name, changed, message in (
+        (
+            "missing",
+            {k: v for k, v in weights.items() if not k.startswith("stop_head.")},
+            "missing in .*: stop_head.bias",
+        ),
+        ("extra", {**weights, "extra_head.weight": torch.zeros(2, 2)}, "not in the model: extra_head.weight"),
+    ):
+        folder = tmp_path / name
+        shutil.copytree(run / "final" / "model", folder)
+        save_file(changed, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        with pytest.raises(SystemExit, match=rf"^error: .*{name} does not fit its config.json .*\n.*{message}"):
+            convert.main([str(folder), str(tmp_path / f"{name}-pipe"), *processor])
+        assert not (tmp_path / f"{name}-pipe").exists()
+
+
 def _wav(tmp_path: Path) -> str:
     from pipeline_helpers import write_wav
 
@@ -438,6 +549,26 @@ def test_init_from_lm_checks_shapes_and_reads_bin_safely(tmp_path):
         init.main([str(lm_dir), str(tmp_path / "bad")])
     with pytest.raises(SystemExit, match="not empty; pass --force"):
         init.main([str(lm_dir), str(tmp_path / "from_bin")])
+
+
+def test_a_folder_of_another_kind_is_one_error_line(run, tmp_path):
+    """A causal LM given to checkpoint_to_pipeline.py and a vocoder folder given to init_from_lm.py raised
+    transformers' tracebacks; each is now one `error:` line that names the folder and what to run instead."""
+    lm_dir = save_tiny_lm(tmp_path / "lm", "qwen2")
+    with pytest.raises(SystemExit, match=r"^error: .*lm holds a qwen2 model .*not a DiTAR model.*init_from_lm.py"):
+        load_script("checkpoint_to_pipeline").main(
+            [str(lm_dir), str(tmp_path / "out"), "--processor", str(run / "final" / "processor")]
+        )
+    from pipeline_helpers import get_dummy_pipeline
+
+    get_dummy_pipeline(seed=0).save_pretrained(tmp_path / "pipe")
+    with pytest.raises(SystemExit, match=r"^error: .*vocoder holds a GriffinLimVocoder, not a causal LM"):
+        load_script("init_from_lm").main([str(tmp_path / "pipe" / "vocoder"), str(tmp_path / "out")])
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "config.json").write_text(json.dumps({"hidden_size": 8}))  # no model_type
+    with pytest.raises(SystemExit, match=r"^error: .*odd: not a transformers model folder"):
+        load_script("init_from_lm").main([str(tmp_path / "odd"), str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
 
 
 def test_init_from_lm_then_fine_tune_with_train_py(tmp_path):
@@ -642,6 +773,91 @@ def test_interpolate_weights_gives_a_module_its_own_alpha(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_interpolate_weights_settles_settings_that_differ_without_changing_shapes(tmp_path):
+    """Only shapes were compared: a FINETUNED trained with aligned speech positions (or another sampling default) was
+    mixed into BASE's config, so even alpha 1 ran FINETUNED's weights with BASE's positions. Now alpha 1 takes
+    FINETUNED's settings, alpha 0 keeps BASE's, and a true mix must choose with --config-from; settings that only act
+    in training never stop it."""
+    from pipeline_helpers import get_dummy_pipeline
+
+    interpolate = load_script("interpolate_weights")
+    get_dummy_pipeline(seed=0).save_pretrained(tmp_path / "base")
+    tuned = get_dummy_pipeline(seed=1, speech_positions="aligned", text_tokens_per_frame=0.37, history_dropout_prob=0.5)
+    tuned.model.generation_config.guidance_scale = 1.5
+    tuned.model.save_pretrained(tmp_path / "tuned")
+    base, out = str(tmp_path / "base"), tmp_path / "out"
+
+    def settings(folder: Path) -> tuple:
+        config, generation = json.loads((folder / "config.json").read_text()), generation_of(folder)
+        return config["speech_positions"], config["text_tokens_per_frame"], generation["guidance_scale"]
+
+    with pytest.raises(
+        interpolate.ConversionError,
+        match=r"^error: BASE and FINETUNED differ in 3 setting\(s\) .*: speech_positions: 'sequential' in BASE, "
+        r"'aligned' in FINETUNED; text_tokens_per_frame: 0.25 in BASE, 0.37 in FINETUNED; guidance_scale \(generation "
+        r"config\): 2.0 in BASE, 1.5 in FINETUNED\. .*--config-from finetuned .*--config-from base",
+    ) as refused:
+        interpolate.main([base, str(tmp_path / "tuned"), str(out), "--alpha", "0.5"])
+    assert "history_dropout_prob" not in str(refused.value) and not out.exists()  # training only: no reason to stop
+    for extra, expected in (
+        (["--alpha", "1.0"], ("aligned", 0.37, 1.5)),
+        (["--alpha", "0.0"], ("sequential", 0.25, 2.0)),
+        (["--alpha", "0.5", "--config-from", "finetuned"], ("aligned", 0.37, 1.5)),
+        (["--alpha", "0.5", "--config-from", "base"], ("sequential", 0.25, 2.0)),
+        (["--alpha", "1.0", "--module-alpha", "locdit=0.5", "--config-from", "finetuned"], ("aligned", 0.37, 1.5)),
+    ):
+        interpolate.main([base, str(tmp_path / "tuned"), str(out), "--force", *extra])
+        assert settings(out / "model") == expected, extra
+        assert settings(out) == expected, extra  # the root, which transformers reads
+        history = json.loads((out / "model" / "config.json").read_text())["history_dropout_prob"]
+        assert history == (0.5 if expected[0] == "aligned" else 0.0), extra
+        if "locdit=0.5" not in extra:
+            assert DiTARPipeline.from_pretrained(out).model.config.speech_positions == expected[0]
+    with pytest.raises(interpolate.ConversionError, match="--config-from"):  # a module mixed at 0.5 is a mix too
+        interpolate.main(
+            [base, str(tmp_path / "tuned"), str(tmp_path / "o"), "--alpha", "1.0"] + ["--module-alpha", "locdit=0.5"]
+        )
+    # a training-only difference alone mixes, with BASE's value
+    get_dummy_pipeline(seed=1, history_dropout_prob=0.5).model.save_pretrained(tmp_path / "tuned-dropout")
+    interpolate.main([base, str(tmp_path / "tuned-dropout"), str(tmp_path / "mixed"), "--alpha", "0.5"])
+    assert json.loads((tmp_path / "mixed" / "model" / "config.json").read_text())["history_dropout_prob"] == 0.0
+
+
+def _card_with_results(folder: Path) -> None:
+    from modeling_ditar.hub_utils import render_model_card
+
+    rows = [{"key": "model", "name": "base", "cases": 3, "wer": 0.25, "sim_prompt": 0.7}]
+    card = render_model_card(model_name="The base", results={"meta": {}, "rows": rows}, license="cc-by-4.0")
+    card.save(str(folder / "README.md"))
+
+
+def test_a_blend_gets_its_own_card_and_is_never_written_inside_an_input(tmp_path):
+    """OUT copied BASE's README.md, model-index metrics and parameter count included, which describe BASE's weights;
+    and an OUT inside BASE copied the staging folder into itself, growing with each --force run."""
+    from pipeline_helpers import get_dummy_pipeline
+
+    interpolate = load_script("interpolate_weights")
+    get_dummy_pipeline(seed=0).save_pretrained(tmp_path / "base")
+    _card_with_results(tmp_path / "base")
+    get_dummy_pipeline(seed=1).model.save_pretrained(tmp_path / "tuned")
+    interpolate.main([str(tmp_path / "base"), str(tmp_path / "tuned"), str(tmp_path / "out"), "--alpha", "0.3"])
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert card.data.eval_results is None and "| base |" not in card.text and "_placeholder_" in card.text
+    assert "alpha 0.3" in card.text and str(tmp_path / "tuned") in card.text and card.data.license == "cc-by-4.0"
+    for path in (tmp_path / "base").rglob("*"):  # everything else is still the base's
+        if path.is_file() and path.suffix != ".safetensors" and path.name not in ("README.md", "config.json"):
+            assert (tmp_path / "out" / path.relative_to(tmp_path / "base")).read_bytes() == path.read_bytes(), path
+
+    before = sorted((tmp_path / "base").rglob("*"))
+    for inside in (tmp_path / "base" / "mixed", tmp_path / "tuned" / "mixed"):
+        with pytest.raises(
+            interpolate.ConversionError, match="^error: .*lies inside the input .*choose a folder outside"
+        ):
+            interpolate.main([str(tmp_path / "base"), str(tmp_path / "tuned"), str(inside), "--alpha", "0.3"])
+        assert not inside.exists()
+    assert sorted((tmp_path / "base").rglob("*")) == before
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # a distilled student as the candidate LocDiT
 # ----------------------------------------------------------------------------------------------------------------------
@@ -762,3 +978,60 @@ def test_add_candidate_locdit_lists_the_new_weights_in_a_neural_vocoders_root_in
     student = load_file(str(tmp_path / "student" / "model" / "model.safetensors"))
     for name, tensor in model.candidate_locdit.state_dict().items():
         torch.testing.assert_close(tensor, student[f"locdit.{name}"].float())
+
+
+def test_add_candidate_locdit_takes_only_a_student_of_the_base(tmp_path, capsys):
+    """Any folder with a LocDiT of the right shape was installed: the pipeline BASE was blended from (its main LocDiT
+    became the candidate, at its step count), or BASE itself. A student shares every weight outside LocDiT with
+    BASE; STUDENT's own candidate LocDiT, its teacher's, is not the student and is said to be unused."""
+    from pipeline_helpers import get_dummy_pipeline
+
+    convert = load_script("add_candidate_locdit")
+    base_pipe = get_dummy_pipeline(seed=0, ctc_loss_weight=1.0)
+    base_pipe.save_pretrained(tmp_path / "base")
+    base = str(tmp_path / "base")
+    other = get_dummy_pipeline(seed=2, ctc_loss_weight=1.0)
+    other.model.generation_config.num_inference_steps = 1
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(
+        convert.ConversionError,
+        match=r"^error: .*other is not a student of .*base: \d+ of its \d+ weights outside "
+        r"LocDiT differ .*\(e\.g\. aggregation_encoder\..*--allow-other-base",
+    ):
+        convert.main([base, str(tmp_path / "other"), str(tmp_path / "o")])
+    convert.main([base, str(tmp_path / "other"), str(tmp_path / "forced"), "--allow-other-base"])  # knowingly
+    assert (tmp_path / "forced" / "model_index.json").is_file()
+    with pytest.raises(convert.ConversionError, match="^error: .*base is BASE itself"):
+        convert.main([base, base, str(tmp_path / "o")])
+    shutil.copytree(tmp_path / "base", tmp_path / "copy")
+    with pytest.raises(
+        convert.ConversionError, match="^error: .*copy's LocDiT is .*base's own LocDiT, not a distilled"
+    ):
+        convert.main([base, str(tmp_path / "copy"), str(tmp_path / "o")])
+    with pytest.raises(convert.ConversionError, match="lies inside the input"):
+        convert.main([base, str(_student_folder(tmp_path, base_pipe)), str(tmp_path / "base" / "o")])
+    assert not (tmp_path / "o").exists() and not (tmp_path / "base" / "o").exists()
+
+    # a student of a base that has a candidate LocDiT carries that one along: its `locdit` is the student
+    _card_with_results(tmp_path / "base")
+    convert.main([base, str(tmp_path / "student"), str(tmp_path / "once")])
+    second = tmp_path / "second"  # as distill_locdit.py exports a student of "once": its LocDiT trained in place
+    teacher = DiTARPipeline.from_pretrained(tmp_path / "once")
+    with torch.no_grad():
+        for parameter in teacher.model.locdit.parameters():
+            parameter.add_(0.02)
+    teacher.model.generation_config.num_inference_steps = 1
+    teacher.save_pretrained(second)
+    capsys.readouterr()
+    convert.main([str(tmp_path / "once"), str(second), str(tmp_path / "twice"), "--replace"])
+    assert "candidate LocDiT, its teacher's, is not used" in capsys.readouterr().out
+    twice, taught = (
+        load_file(str(tmp_path / "twice/model/model.safetensors")),
+        load_file(str(second / "model/model.safetensors")),
+    )
+    assert not torch.equal(taught["locdit.in_proj.weight"], taught["candidate_locdit.in_proj.weight"])
+    assert torch.equal(twice["candidate_locdit.in_proj.weight"], taught["locdit.in_proj.weight"])
+    # its card says what it is, not what the base measured
+    card = ModelCard.load(tmp_path / "once" / "README.md")
+    assert card.data.eval_results is None and "| base |" not in card.text and "candidate LocDiT" in card.text
+    assert card.data.license == "cc-by-4.0"

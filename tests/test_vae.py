@@ -249,3 +249,25 @@ def test_latent_stats_script(tmp_path):
     assert_same_stats(stats, compute_latent_statistics(vae, dataset_clips()))
     again = run_script(run, capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "pass --force" in again.stderr
+
+
+@pytest.mark.parametrize("case", ["--max-clips 0", "--max-clips -1", "--out FOLDER --force"])
+def test_latent_stats_script_names_options_that_cannot_work(tmp_path, case):
+    """These raised tracebacks (no clip to average, islice's ValueError, IsADirectoryError after the work was done);
+    each is now one `error:` line that says what to give instead."""
+    get_dummy_vae().save_pretrained(tmp_path / "vae")
+    (tmp_path / "wavs").mkdir()
+    write_wav(tmp_path / "wavs" / "a.wav", tone(0.2), SR)
+    out = tmp_path / "stats.json"
+    if case.startswith("--max-clips"):
+        extra, count = case.split(), case.split()[1]
+        expected = f"error: --max-clips must be at least 1, got {count}; leave it out to use every clip"
+    else:
+        out = tmp_path / "folder"
+        out.mkdir()
+        extra = ["--force"]
+        expected = f"error: --out {out} is a folder; give the JSON file to write, e.g. {out / 'stats.json'}"
+    script = str(ROOT / "conversion" / "vae_latent_stats.py")
+    command = [sys.executable, script, "--vae", str(tmp_path / "vae"), "--audio-dir", str(tmp_path / "wavs")]
+    result = run_script([*command, "--out", str(out), *extra], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [expected], result.stderr[-2000:]
