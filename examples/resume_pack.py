@@ -152,6 +152,16 @@ def ema_model(checkpoint: Path, out: Path, dtype: str = "float32", max_shard_siz
     names = json.loads((run / "param_names.json").read_text())
     shadow = torch.load(checkpoint / "custom_checkpoint_0.pkl", map_location="cpu", weights_only=True)["shadow_params"]
     model = DiTARForConditionalGeneration(DiTARConfig.from_pretrained(config_dir))
+    # the sampling settings (steps, guidance, candidates, ...), which config.json does not hold: without them the
+    # exported model would sample with the library's defaults, not the run's
+    if (config_dir / "generation_config.json").is_file():
+        model.generation_config = type(model.generation_config).from_pretrained(config_dir)
+    else:
+        print(
+            f"warning: {config_dir} has no generation_config.json (a run started before train.py saved it): the model "
+            "samples with the library's default settings; copy the run's init_from model's generation_config.json "
+            f"into {out} to sample as it does"
+        )
     params = dict(model.named_parameters())
     if sorted(names) != sorted(params) or len(shadow) != len(names):
         raise ValueError(f"{checkpoint} does not hold this model's parameters (model_config/ of another run?)")

@@ -675,6 +675,22 @@ def test_resume_pack_round_trip_continues_the_run(tmp_path):
     assert not any(p.name.startswith(".tmp") for p in tmp_path.iterdir())
 
 
+def test_a_checkpoints_ema_model_samples_with_the_runs_settings(tmp_path):
+    """`resume_pack.py ema-model` (the GPU plan's export of a run cut off before its end) rebuilt the model from
+    config.json alone: the folder sampled with the library's default steps and guidance, not the run's."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    from resume_pack import ema_model
+
+    from modeling_ditar import DiTARForConditionalGeneration
+
+    _tiny_corpus(tmp_path)
+    config = _config(tmp_path, guidance_scale=1.5, num_inference_steps=4)
+    _train(config, tmp_path / "run", "--stop-after", "3")
+    out = ema_model(tmp_path / "run" / "checkpoints" / "step-3", tmp_path / "ema3")
+    settings = DiTARForConditionalGeneration.from_pretrained(out).generation_config
+    assert (settings.guidance_scale, settings.num_inference_steps) == (1.5, 4)
+
+
 def _train_module():
     import importlib.util
 
