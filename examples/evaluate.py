@@ -70,7 +70,7 @@ from eval_lib.asr import default_cache_dir, other_language_cases  # noqa: E402
 from eval_lib.metrics import TEXT_NORMALIZERS, make_text_normalizer  # noqa: E402
 from eval_lib.report import case_count_notes, render_table  # noqa: E402
 
-CASE_BUILDER_ARGS = ("make_cases_from", "split", "num_cases", "min_prompt_seconds")
+CASE_BUILDER_ARGS = ("make_cases_from", "split", "num_cases", "min_prompt_seconds", "allow_train_split")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b = p.add_argument_group("case builder")
     b.add_argument("--make-cases-from", metavar="DATASET_DIR", help="corpus saved by build_corpus.py")
-    b.add_argument("--split", default="test", choices=["test", "validation", "train"], help="corpus split")
+    b.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "validation", "train"],
+        help="corpus split (train only with --allow-train-split)",
+    )
+    b.add_argument(
+        "--allow-train-split",
+        action="store_true",
+        help="build cases from the train split: its sentences and voices were trained on, so the cases measure "
+        "memorisation, not zero-shot quality",
+    )
     b.add_argument("--num-cases", type=int, default=20, help="cases to build")
     b.add_argument("--min-prompt-seconds", type=float, default=0.0, help="shortest prompt utterance")
 
@@ -219,6 +230,12 @@ def make_cases(args) -> dict:
             "rebuild it"
         )
     source = Path(args.make_cases_from)
+    if args.split == "train" and not args.allow_train_split:
+        raise SystemExit(
+            f"error: --split train: the cases would prompt with voices and ask for sentences that {source}'s "
+            "training saw, which measures memorisation, not zero-shot quality; use --split test or validation, or "
+            "pass --allow-train-split to build them anyway"
+        )
     if not (source / "dataset_dict.json").is_file():
         what = "one split of a corpus" if (source / "dataset_info.json").is_file() else "not a corpus folder"
         raise SystemExit(

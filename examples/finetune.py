@@ -32,8 +32,10 @@ replaces folders in it.
      OUT/data_clean/clips holds the cleaned mono clips (with metadata.csv), OUT/validation.md the table of what was
      found.
   2. `--holdout` clips (default 4) are held out for the evaluation, never trained on, all of one speaker: the one with
-     the most clips (metadata.csv's speaker_id), the voice of OUT/voice; features are computed with the base model's
-     feature settings (examples/build_corpus.py's code) into OUT/data.
+     the most clips (metadata.csv's speaker_id), the voice of OUT/voice. They are held out by sentence: every clip of a
+     held-out sentence is (a sentence recorded twice may make the count differ; it is printed), and other speakers'
+     clips of it are left out of training. Features are computed with the base model's feature settings
+     (examples/build_corpus.py's code) into OUT/data.
   3. training with examples/train.py (Accelerate), `init_from` the base pipeline: a LoRA adapter by default
      (OUT/adapter: adapter_model.safetensors + adapter_config.json + card), every weight with --full.
   4. OUT/voice: the base pipeline with the fine-tuning built in and one of your clips as its default voice
@@ -743,6 +745,60 @@ def write_replay_clips(folder: Path, count: int, target_sr: int, seed: int, excl
 # 2. corpus with features (build_corpus.py's code)
 
 
+def hold_out_sentences(rows: list[dict], voice: str, holdout: int, seed: int) -> tuple[set[int], set[int]]:
+    """(held-out rows, rows left out of training) of the metadata rows `rows`: about `holdout` clips of speaker
+    `voice`, whole sentences at a time. Every clip of a held-out sentence (text compared as normalised: case and
+    punctuation aside) is held out with it, so the evaluation asks for sentences training never saw; other speakers'
+    clips of a held-out sentence are left out of training. Sentences are taken in a seeded random order while they fit
+    in `holdout`; at least one clip of `voice` and two clips in all stay in training. The count is printed when
+    keeping sentences whole made it differ from `holdout`."""
+    from collections import Counter
+
+    from eval_lib.metrics import normalize_text
+
+    texts = [normalize_text(row["text"]) for row in rows]
+    order = np.random.default_rng(seed).permutation(len(rows))
+    own = [int(i) for i in order if rows[i]["speaker_id"] == voice]
+    sentences: dict[str, list[int]] = {}  # in the order their first clip was drawn
+    for i in own:
+        sentences.setdefault(texts[i], []).append(i)
+    of_text = Counter(texts)  # clips of each sentence, all speakers': a held-out sentence takes them all from training
+    limit = max(1, min(holdout, len(rows) - 2, len(own) - 1))
+    held: list[int] = []
+    trained = len(rows)
+    for clips in sentences.values():
+        if len(held) + len(clips) <= limit and trained - of_text[texts[clips[0]]] >= 2:
+            held += clips
+            trained -= of_text[texts[clips[0]]]
+    if not held:  # every sentence has more clips than may be held out: the smallest that leaves enough to train on
+        fits = [c for c in sentences.values() if len(c) < len(own) and len(rows) - of_text[texts[c[0]]] >= 2]
+        if not fits:
+            said = (
+                f"every clip of speaker {voice} reads the same sentence ({rows[own[0]]['text']!r})"
+                if len(sentences) == 1
+                else f"no sentence of speaker {voice} can be held out with all its clips and leave 2 to train on"
+            )
+            raise SystemExit(
+                f"{said}: the evaluation holds out whole sentences, which training never sees; record clips of more "
+                "different sentences"
+            )
+        held = min(fits, key=len)
+    held_texts = {texts[i] for i in held}
+    left_out = {i for i in range(len(rows)) if texts[i] in held_texts and rows[i]["speaker_id"] != voice}
+    if len(held) != holdout:
+        reasons = []
+        if limit < holdout:
+            reasons.append(f"at most {limit} can be, as one clip of the voice and two in all stay in training")
+        if len(held) != limit:
+            reasons.append("sentences are held out whole, every clip of each (a sentence recorded twice counts twice)")
+        print(
+            f"{len(held)} clip{'' if len(held) == 1 else 's'} of {len(held_texts)} sentence"
+            f"{'' if len(held_texts) == 1 else 's'} held out, not --holdout {holdout}: {'; '.join(reasons)}",
+            flush=True,
+        )
+    return set(held), left_out
+
+
 def build_features(
     clean: Path,
     data: Path,
@@ -771,15 +827,18 @@ def build_features(
     # speaker, and the first is the voice's default prompt. One of their clips at least stays in training.
     counts = Counter(row["speaker_id"] for row in rows)
     voice = max(counts, key=counts.get)
-    order = np.random.default_rng(seed).permutation(len(rows))
-    own = [int(i) for i in order if rows[i]["speaker_id"] == voice]
-    asked, holdout = holdout, max(1, min(holdout, len(rows) - 2, len(own) - 1))
-    held = set(own[:holdout])
+    held, left_out = hold_out_sentences(rows, voice, holdout, seed)
     if len(counts) > 1:
-        fewer = f" (not --holdout {asked}: one must stay in training)" if holdout < asked else ""
         print(
             f"{len(counts)} speakers: the voice is speaker {voice}'s (the most clips, {counts[voice]} of {len(rows)}); "
-            f"{holdout} of them are held out{fewer} for the evaluation and the voice's default prompt",
+            f"{len(held)} of them are held out for the evaluation and the voice's default prompt",
+            flush=True,
+        )
+    if left_out:
+        names = ", ".join(Path(rows[i]["file_name"]).name for i in sorted(left_out))
+        print(
+            f"left out of training: {names} (other speakers' clips of a held-out sentence: the evaluation asks for "
+            "sentences training never saw)",
             flush=True,
         )
     fe = base_processor.feature_extractor
@@ -809,7 +868,7 @@ def build_features(
         )
 
     splits, dropped = {}, []
-    for split, index in (("train", set(range(len(rows))) - held), ("validation", held)):
+    for split, index in (("train", set(range(len(rows))) - held - left_out), ("validation", held)):
         picked = [rows[i] for i in sorted(index)]
         splits[split] = convert(picked, f"finetune:{split}")
         kept = set(splits[split]["text"])
@@ -1117,7 +1176,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=4,
         help="clips held out for the evaluation, all of the speaker with the most clips (at least 1: the voice's "
-        "prompt; 2 or more of different sentences for the evaluation; default %(default)s)",
+        "prompt; 2 or more of different sentences for the evaluation; default %(default)s); whole sentences are held "
+        "out, every clip of each, so the count may differ when a sentence was recorded more than once",
     )
     p.add_argument(
         "--asr-model",

@@ -42,13 +42,20 @@ RAW_RECORDINGS = {"goforward.raw": ("go forward ten meters", 16000)}
 
 
 def check_unseen(sentences, fortunes_dir: str | None) -> list[str]:
-    """The sentences that do not occur among the training text (fortunes); raises if none is left."""
+    """The sentences that do not occur among the training text (fortunes). Without the fortunes nothing can be checked,
+    and the set would silently keep every sentence: SystemExit naming the folder and the fix."""
     from corpus.sentences import DEFAULT_FORTUNES_DIR, load_sentences
 
+    folder = fortunes_dir or DEFAULT_FORTUNES_DIR
     try:
-        seen = {normalize_text(s) for s in load_sentences(fortunes_dir or DEFAULT_FORTUNES_DIR, seed=0)}
-    except (FileNotFoundError, OSError, ValueError):
-        seen = set()
+        seen = {normalize_text(s) for s in load_sentences(folder, seed=0)}
+    except (OSError, ValueError) as error:
+        detail = "" if isinstance(error, FileNotFoundError) else f" ({error})"
+        raise SystemExit(
+            f"error: no training text (fortune files) could be read in {folder}{detail}, so the targets cannot be "
+            "checked as unseen: install the `fortunes` package (apt-get install fortunes) or pass --fortunes-dir with "
+            "the folder of fortune files the training corpus reads"
+        ) from None
     return [s for s in sentences if normalize_text(s) not in seen]
 
 
@@ -144,14 +151,19 @@ def main(argv: list[str] | None = None) -> list[Case]:
         default="harvard-1-5",
         help="the sentence pool (harvard-more: 50 other Harvard sentences, for a second set that shares none)",
     )
-    p.add_argument("--fortunes-dir", default=None, help="the training text, to check the targets are unseen")
+    p.add_argument(
+        "--fortunes-dir",
+        default=None,
+        help="the training text, to check the targets are unseen (default: the `fortunes` package's folder; "
+        "required: the set is not written without it)",
+    )
     p.add_argument("--cache", default=str(Path.home() / ".cache" / "ditar"), help="where the sdist is unpacked")
     args = p.parse_args(argv)
+    pool = HARVARD if args.sentences == "harvard-1-5" else HARVARD_MORE
+    sentences = check_unseen(pool, args.fortunes_dir)  # before anything is written
     out = Path(args.out)
     wav_dir = out.parent / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
-    pool = HARVARD if args.sentences == "harvard-1-5" else HARVARD_MORE
-    sentences = check_unseen(pool, args.fortunes_dir)
     voices = [v for v in args.flite_voices.split(",") if v]
     n_flite = len(voices) * args.per_voice
     cases = flite_natural_cases(voices, args.per_voice, sentences, wav_dir) if voices else []

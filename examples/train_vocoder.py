@@ -8,9 +8,10 @@
     accelerate launch examples/train_vocoder.py --config ...                                 # several GPUs
 
 Data: a corpus folder of `examples/build_corpus.py` (its `train` split; `validation` gives the resynthesis samples; the
-`test` split of evaluation-only voices is never read) or a folder of audio files. Every step draws `batch_size` random
-segments of `segment_seconds` (whole hops), computes their log-mel with the feature extractor of `feature_extractor` on
-the training device, and trains the generator to invert them:
+`test` split of evaluation-only voices is never read, and a split with rows of evaluation-only voices, such as stock
+espeak-ng speakers `stock_*`, is refused) or a folder of audio files you may train on (none under `data/eval/`).
+Every step draws `batch_size` random segments of `segment_seconds` (whole hops), computes their log-mel with the
+feature extractor of `feature_extractor` on the training device, and trains the generator to invert them:
 
     generator loss  = mel_weight * L1(log-mel(G(x)), x)  [+ stft_weight * multi-resolution STFT loss]
                       [+ magnitude_weight * log-magnitude MSE + phase_weight * anti-wrapped phase errors]
@@ -540,7 +541,7 @@ def load_clips(cfg: VocoderTrainConfig, sampling_rate: int, audio_folder: bool =
     if is_corpus(dataset) and not audio_folder:
         train = load_corpus_clips(dataset, cfg.train_split, sampling_rate)
         try:
-            valid = load_corpus_clips(dataset, cfg.validation_split, sampling_rate)
+            valid = load_corpus_clips(dataset, cfg.validation_split, sampling_rate, training=False)  # only listened to
         except ValueError as err:
             print(f"no validation clips ({err}); validating on training clips", flush=True)
             valid = train
@@ -626,8 +627,17 @@ def main(argv=None):
     parser.add_argument("--config", required=True, help="YAML or JSON file with VocoderTrainConfig fields")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
     parser.add_argument("--output-dir", help="override output_dir")
-    parser.add_argument("--dataset", help="override dataset: a build_corpus.py corpus or a folder of audio files")
-    parser.add_argument("--data", help="train on a folder of wav/flac/ogg files (searched recursively)")
+    parser.add_argument(
+        "--dataset",
+        help="override dataset: a build_corpus.py corpus (the folder with dataset_dict.json; rows of evaluation-only "
+        "voices are refused) or a folder of audio files",
+    )
+    parser.add_argument(
+        "--data",
+        help="train on a folder of wav/flac/ogg files (searched recursively); it must hold only audio you may train "
+        "on: files carry no speaker labels, so no stock espeak-ng or flite voice, no festival kal/slt and no "
+        "evaluation recording may be in it (folders under data/eval/ are refused)",
+    )
     parser.add_argument("--max-steps", type=int, help="override max_steps")
     parser.add_argument("--init-from", help="override init_from: a vocoder folder to continue training")
     parser.add_argument(

@@ -340,10 +340,19 @@ def _fake_sdist_data(root: Path) -> Path:
     return data
 
 
+def _fortunes(root: Path, text: str = "Something else was said here today.\n%\n") -> str:
+    """A fortunes folder (the training text the targets are checked against) with one category file."""
+    folder = root / "fortunes"
+    folder.mkdir()
+    (folder / "misc").write_text(text)
+    return str(folder)
+
+
 def test_natural_cases_cover_every_flite_voice_and_real_recording(tmp_path, monkeypatch):
     monkeypatch.setattr(make_natural_cases, "flite_say", _fake_flite)
     out = tmp_path / "natural" / "cases.jsonl"
-    cases = make_natural_cases.main(["--out", str(out), "--sdist-data", str(_fake_sdist_data(tmp_path))])
+    fortunes = ["--fortunes-dir", _fortunes(tmp_path)]
+    cases = make_natural_cases.main(["--out", str(out), "--sdist-data", str(_fake_sdist_data(tmp_path)), *fortunes])
     assert len(cases) == 5 * 8 + 7 and len(load_cases(out)) == len(cases)  # 51 with the 5 real LibriVox clips
     flite = [c for c in cases if c.extra["source"] == "flite"]
     assert {c.voice for c in flite} == {f"flite {v}" for v in ("kal", "kal16", "awb", "rms", "slt")}
@@ -361,6 +370,7 @@ def test_a_second_natural_set_shares_no_sentence_with_the_first(tmp_path, monkey
     out = tmp_path / "natural2" / "cases.jsonl"
     cases = make_natural_cases.main(
         ["--out", str(out), "--sentences", "harvard-more", "--per-voice", "10", "--no-real"]
+        + ["--fortunes-dir", _fortunes(tmp_path)]
     )
     assert len(cases) == 50 and {c.extra["source"] for c in cases} == {"flite"}
     assert not set(HARVARD) & set(HARVARD_MORE)
@@ -369,13 +379,20 @@ def test_a_second_natural_set_shares_no_sentence_with_the_first(tmp_path, monkey
 
 
 def test_natural_cases_skip_sentences_the_training_text_has(tmp_path):
-    fortunes = tmp_path / "fortunes"
-    fortunes.mkdir()
-    (fortunes / "misc").write_text(
-        "The birch canoe slid on the smooth planks.\n%\nSomething else was said here today.\n%\n"
-    )
-    left = make_natural_cases.check_unseen(HARVARD, str(fortunes))
+    text = "The birch canoe slid on the smooth planks.\n%\nSomething else was said here today.\n%\n"
+    left = make_natural_cases.check_unseen(HARVARD, _fortunes(tmp_path, text))
     assert HARVARD[0] not in left and len(left) == len(HARVARD) - 1
+
+
+def test_natural_cases_are_not_written_when_the_training_text_cannot_be_read(tmp_path):
+    """Missing fortunes kept every sentence without a word: the set was written with no target checked as unseen."""
+    out = tmp_path / "natural" / "cases.jsonl"
+    missing = tmp_path / "no-fortunes"
+    with pytest.raises(SystemExit, match=rf"in {missing}, so the targets cannot be checked .*install the `fortunes`"):
+        make_natural_cases.main(["--out", str(out), "--no-real", "--fortunes-dir", str(missing)])
+    assert not (tmp_path / "natural").exists()
+    with pytest.raises(SystemExit, match="or pass --fortunes-dir"):
+        make_natural_cases.check_unseen(HARVARD, str(missing))
 
 
 def test_natural_cases_need_enough_sentences(tmp_path):

@@ -206,6 +206,17 @@ def test_case_builder_cli(tmp_path):
         ev.main(["--make-cases-from", str(corpus), "--split", "test", "--min-prompt-seconds", "100", *out])
 
 
+def test_cases_from_the_train_split_need_to_be_asked_for(tmp_path):
+    """--split train built cases of trained voices and sentences without a word: they measure memorisation."""
+    corpus = _tiny_corpus(tmp_path)
+    build = ["--make-cases-from", str(corpus), "--split", "train", "--num-cases", "1"]
+    with pytest.raises(SystemExit, match="--split train: .*memorisation, not zero-shot quality.*--allow-train-split"):
+        ev.main([*build, "--out", str(tmp_path / "refused")])
+    assert not (tmp_path / "refused").exists()
+    info = ev.main([*build, "--allow-train-split", "--out", str(tmp_path / "asked")])
+    assert info["num_cases"] == 1 and info["speakers"] == ["stock_a"]
+
+
 def test_case_files_built_side_by_side_keep_their_own_audio_and_none_is_overwritten(tmp_path):
     """Two case files in one folder shared wavs/ with names from split, number and speaker only: seeds 1 and 2 both
     make test-0000-stock_b, so b's build overwrote a's audio. And a second build to one --out replaced it silently."""

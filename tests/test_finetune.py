@@ -22,6 +22,7 @@ pytest.importorskip("datasets")
 
 
 import finetune  # noqa: E402  (examples/finetune.py)
+from eval_lib.metrics import normalize_text  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -744,11 +745,12 @@ def test_the_held_out_clips_the_voice_and_the_evaluation_are_one_speakers(tmp_pa
 
 
 def test_an_evaluation_without_a_possible_case_is_skipped_with_the_reason(tmp_path, stub_evaluation):
-    """Two held-out clips of the same sentence (a repeated transcript is kept) make no case: evaluate.py stopped and
-    finetune.py wrote no report."""
+    """Two held-out clips of the same sentence (a repeated transcript is kept, and held out with all its clips) make
+    no case: evaluate.py stopped and finetune.py wrote no report."""
     base = tmp_path / "base"
     get_dummy_pipeline().save_pretrained(base)
-    recordings = _speakers(tmp_path / "recordings", {"a": ["the same sentence"] * 3, "b": ["hello world", "yes no"]})
+    said = ["the same sentence", "The same sentence!", "another sentence", "another sentence"]
+    recordings = _speakers(tmp_path / "recordings", {"a": said, "b": ["hello world", "yes no"]})
     out = tmp_path / "out"
     argv = _quick_run(recordings, out, base)
     argv[argv.index("--holdout") + 1] = "2"
@@ -758,6 +760,56 @@ def test_an_evaluation_without_a_possible_case_is_skipped_with_the_reason(tmp_pa
     assert "Evaluation skipped: no evaluation case could be made from the 2 held-out clips" in report
     assert "different sentences" in report and stub_evaluation == []
     assert (out / "voice").is_dir()
+
+
+def test_held_out_clips_are_whole_sentences_that_training_never_sees(tmp_path, capsys):
+    """Clips were held out, not sentences: with two recordings of one text, --holdout 4 --seed 3 put "The cat sat on
+    the warm mat today." in both the training and the held-out split, of the same speaker."""
+    said = {
+        "me": [
+            "The cat sat on the warm mat today.",
+            "the cat sat on the warm mat today",  # the same sentence, written otherwise
+            "A bird flew over the quiet river.",
+            "Green apples grow on the old tree.",
+            "Rain fell softly on the tin roof.",
+            "We walked home along the sandy beach.",
+            "Snow covered the hills by morning.",
+        ],
+        "other": ["The cat sat on the warm mat today.", "A bird flew over the quiet river."],
+    }
+    clean = _speakers(tmp_path / "clean", said)  # a metadata.csv folder, as write_clean_clips leaves it
+    processor = get_dummy_pipeline().processor
+    held_the_repeated = []
+    for seed in range(4):
+        dsd = finetune.build_features(clean, tmp_path / f"data{seed}", processor, 4, seed, 0.5, 15.0)
+        train, held = dsd["train"], dsd["validation"]
+        assert set(held["speaker_id"]) == {"me"} and 1 <= len(held) <= 4
+        assert not {normalize_text(t) for t in train["text"]} & {normalize_text(t) for t in held["text"]}
+        held_the_repeated.append(normalize_text(said["me"][0]) in {normalize_text(t) for t in held["text"]})
+    assert any(held_the_repeated) and not all(held_the_repeated)  # held out by some seeds, trained on by others
+    out = capsys.readouterr().out
+    left_out = [line for line in out.splitlines() if line.startswith("left out of training: ")]
+    assert left_out and all("other speakers' clips of a held-out sentence" in line for line in left_out)
+    assert any("other0.wav" in line for line in left_out)
+
+
+def test_held_out_sentences_keep_the_count_where_they_can_and_say_when_they_cannot(capsys):
+    def rows(texts: str) -> list[dict]:
+        return [{"text": t, "speaker_id": "me", "file_name": f"{i}.wav"} for i, t in enumerate(texts)]
+
+    singles = rows("abcdef")  # every sentence once: --holdout clips exactly, nothing said
+    assert len(finetune.hold_out_sentences(singles, "me", 3, seed=5)[0]) == 3
+    assert "not --holdout" not in capsys.readouterr().out
+    for seed in range(6):  # sentence a has 2 clips: held out whole, or two single sentences instead
+        held, left_out = finetune.hold_out_sentences(rows("aabcd"), "me", 2, seed)
+        texts = sorted(rows("aabcd")[i]["text"] for i in held)
+        assert texts in (["a", "a"], ["b", "c"], ["b", "d"], ["c", "d"]) and left_out == set()
+    twice = rows("aabbcc")  # --holdout 1 and every sentence recorded twice: one whole sentence, said
+    held, _ = finetune.hold_out_sentences(twice, "me", 1, seed=0)
+    assert len(held) == 2 and len({twice[i]["text"] for i in held}) == 1
+    assert "2 clips of 1 sentence held out, not --holdout 1" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="every clip of speaker me reads the same sentence .*more different"):
+        finetune.hold_out_sentences(rows("aaaa"), "me", 2, seed=0)
 
 
 def test_a_dropped_clip_is_given_the_reason_that_applies(tmp_path):

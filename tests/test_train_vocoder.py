@@ -20,7 +20,7 @@ EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
 from train_vocoder import VocoderTrainConfig, main  # noqa: E402
-from vocoder_training.data import SegmentSampler, hop_aligned, load_corpus_clips  # noqa: E402
+from vocoder_training.data import SegmentSampler, hop_aligned, load_corpus_clips, load_folder_clips  # noqa: E402
 from vocoder_training.discriminators import (  # noqa: E402
     MultiPeriodDiscriminator,
     MultiResolutionDiscriminator,
@@ -291,6 +291,84 @@ def test_the_evaluation_only_split_and_bad_settings_are_refused(tmp_path):
     for bad, match in [({"max_stepz": 3}, "max_stepz"), ({"adversarial_loss": "wgan"}, "adversarial_loss")]:
         with pytest.raises(ValueError, match=match):
             VocoderTrainConfig.load(str(_config(tmp_path, **bad)))
+
+
+def _labelled_corpus(folder: Path, name: str, train_labels: list[tuple[str, str, str]]) -> Path:
+    """A DatasetDict whose train split has one clip per (speaker_id, source, voice) of `train_labels`."""
+    from datasets import Dataset, DatasetDict
+
+    def split(labels, offset):
+        clips = [_clip(i + offset, 0.3) for i in range(len(labels))]
+        return Dataset.from_dict(
+            {
+                "audio": [c.tolist() for c in clips],
+                "sampling_rate": [RATE] * len(clips),
+                "speaker_id": [speaker for speaker, _, _ in labels],
+                "source": [source for _, source, _ in labels],
+                "voice": [voice for _, _, voice in labels],
+            }
+        )
+
+    path = folder / name
+    validation = [("val00000", "espeak", "// espeak-ng -v en-us+v00000"), ("stock_en-us+m3", "espeak", "en-us+m3")]
+    DatasetDict({"train": split(train_labels, 0), "validation": split(validation, 10)}).save_to_disk(str(path))
+    return path
+
+
+def test_evaluation_only_voices_are_refused_by_what_the_rows_say_and_a_split_folder_by_its_name(tmp_path):
+    """Only the split's name was checked: `--dataset data/eval_corpus/test` (a split folder given directly) trained on
+    the 12 stock espeak-ng voices, and so would a train split holding stock, flite or festival kal/slt rows."""
+    legal = ("train00000", "espeak", "// espeak-ng -v en-us+v00000")
+    for label, named in [
+        (("stock_en-us+m3", "espeak", "en-us+m3"), r"stock_en-us\+m3 \(1 row\)"),
+        (("pack:stock_en+f4", "recorded", "data/eval_corpus:test"), r"pack:stock_en\+f4"),  # a merged pack's prefix
+        (("someone", "recorded", "en-us+croak"), r"voice 'en-us\+croak'"),  # a stock voice under another speaker id
+        (("flite-kal", "flite", "flite kal"), "source 'flite'"),
+        (("reader", "librivox", "LibriVox reader"), "source 'librivox'"),
+        (("train00001", "festival", "festival:kal_diphone | pseudo pitch=1.1"), "voice 'festival:kal_diphone"),
+        (("train00002", "festival", "festival:cmu_us_slt_arctic_hts"), "voice 'festival:cmu_us_slt_arctic_hts'"),
+    ]:
+        corpus = _labelled_corpus(tmp_path, f"corpus-{label[0]}", [legal, label])
+        with pytest.raises(ValueError, match=rf"holds evaluation-only audio: {named}.*evaluation only"):
+            load_corpus_clips(corpus, "train", RATE)
+    flite = corpus.parent / "corpus-flite-kal"
+    corpus = _labelled_corpus(tmp_path, "legal", [legal, ("train00001", "festival", "festival:ked_diphone")])
+    assert len(load_corpus_clips(corpus, "train", RATE)) == 2
+    # clips only listened to (the validation resynthesis) may be of evaluation-only voices
+    assert len(load_corpus_clips(corpus, "validation", RATE, training=False)) == 2
+    with pytest.raises(ValueError, match=r"stock_en-us\+m3"):
+        load_corpus_clips(corpus, "validation", RATE)
+    # a split folder given directly is that split: the test split is refused, another split than asked for too
+    split_corpus = _corpus(tmp_path)
+    with pytest.raises(ValueError, match="is the 'test' split of the corpus .*evaluation-only voices"):
+        load_corpus_clips(split_corpus / "test", "train", RATE)
+    with pytest.raises(ValueError, match="is the 'validation' split of the corpus .*, not its 'train' split"):
+        load_corpus_clips(split_corpus / "validation", "train", RATE)
+    assert len(load_corpus_clips(split_corpus / "train", "train", RATE)) == 6
+    # the command line: one message, nothing written
+    config = _config(tmp_path)
+    for dataset, message in [(split_corpus / "test", "'test' split"), (flite, "source 'flite'")]:
+        with pytest.raises(SystemExit, match=message):
+            main(_args(config, dataset, tmp_path / "run"))
+        assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_of_the_evaluation_sets_audio_is_refused(tmp_path):
+    """`--data` files carry no labels: a folder under data/eval/ (flite and LibriVox audio of the evaluation sets), or
+    one that holds it, is refused; another folder beside it trains."""
+    import soundfile as sf
+
+    for folder in ("data/eval/natural/wavs", "data/mine"):
+        (tmp_path / folder).mkdir(parents=True)
+        for i in range(2):
+            sf.write(tmp_path / folder / f"clip{i}.wav", _clip(i, 0.5), RATE)
+    config = _config(tmp_path, max_steps=1, eval_clips=1)
+    for given in ("data/eval/natural/wavs", "data"):
+        with pytest.raises(SystemExit, match=r"2 audio files of the evaluation sets \(under data/eval/.*train on"):
+            main(["--config", str(config), "--data", str(tmp_path / given), "--output-dir", str(tmp_path / "run")])
+        assert not (tmp_path / "run").exists()
+    clips, names = load_folder_clips(tmp_path / "data" / "mine", RATE)
+    assert names == ["clip0.wav", "clip1.wav"]
 
 
 def test_spectrum_loss_is_zero_for_the_audio_own_stft_and_ignores_whole_turns_of_phase():

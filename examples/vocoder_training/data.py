@@ -3,10 +3,15 @@
 A corpus is a `datasets.DatasetDict` saved by `examples/build_corpus.py` (float32 `audio` lists and a `sampling_rate`
 column); a folder holds audio files soundfile reads (wav, flac, ogg), searched recursively. Clips at another rate than
 the feature extractor's are resampled when loaded.
+
+Evaluation-only audio is never trained on: a corpus's `test` split (by name, or its folder given directly), rows the
+corpus labels as evaluation-only voices (see `evaluation_only_rows`), and audio files under the evaluation sets'
+folder `data/eval/`.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,7 @@ __all__ = [
     "AUDIO_SUFFIXES",
     "AlignedSegmentSampler",
     "SegmentSampler",
+    "evaluation_only_rows",
     "hop_aligned",
     "is_corpus",
     "load_corpus_clips",
@@ -26,6 +32,19 @@ __all__ = [
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 # The corpus split that holds evaluation-only voices (build_corpus.py's stock espeak-ng voices): never trained on.
 EVALUATION_ONLY_SPLITS = ("test",)
+# How a corpus labels evaluation-only audio in its rows, whatever split they are in (a split folder given directly, a
+# pack or a recorded corpus merged into a train split): build_corpus.py names the stock espeak-ng voices' speakers
+# `stock_NAME` (a merged pack prefixes `PACK:`) and writes their name (`en-us+m3`) in the `voice` column, the
+# evaluation-set builders give flite voices and real recordings these sources, and a festival voice is written
+# `festival:NAME` in the `voice` column.
+EVALUATION_ONLY_SPEAKER_PREFIX = "stock_"
+EVALUATION_ONLY_SOURCES = ("flite", "librivox", "real")
+EVALUATION_ONLY_RULE = (
+    "stock espeak-ng voices (speakers stock_*), flite voices, festival's kal/slt and the real recordings of the "
+    "evaluation sets are for evaluation only and never trained on"
+)
+# The evaluation sets' audio (examples/scripts/build_eval_sets.sh writes data/eval/SET/wavs: flite and LibriVox)
+EVALUATION_SETS_FOLDER = ("data", "eval")
 
 
 def hop_aligned(seconds: float, sampling_rate: int, hop_length: int) -> int:
@@ -47,16 +66,97 @@ def _resample(clip: np.ndarray, rate: int, target: int) -> np.ndarray:
     return resample_audio(torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32)), rate, target).numpy()
 
 
-def _open_split(path: Path, split: str, columns: tuple[str, ...], how_to_build: str):
-    """The `datasets` split `split` of the corpus at `path`, after refusing evaluation-only splits and checking that it
-    has `columns` (a missing one is named, with `how_to_build`)."""
-    from datasets import load_from_disk
+def _split_folder_name(path: Path) -> str | None:
+    """The split `path` is when it is one split's folder of a saved DatasetDict (its parent lists it), else None."""
+    import json
 
+    try:
+        splits = json.loads((path.parent / "dataset_dict.json").read_text()).get("splits", [])
+    except (OSError, ValueError, AttributeError):
+        return None
+    return path.name if path.name in splits else None
+
+
+def _refuse_evaluation_only_split(path: Path, split: str) -> None:
+    """Refuses the evaluation-only split by its name, asked for or given as its folder; a split folder given directly
+    must be the split asked for (the corpus folder is what to give)."""
+    folder_split = _split_folder_name(path)
+    if folder_split in EVALUATION_ONLY_SPLITS:
+        raise ValueError(
+            f"{path} is the {folder_split!r} split of the corpus {path.parent}: it holds evaluation-only voices and is "
+            f"never trained on; give the corpus folder {path.parent}: its train split is what is trained on"
+        )
     if split in EVALUATION_ONLY_SPLITS:
         raise ValueError(
             f"split {split!r} of a corpus holds evaluation-only voices and is never trained on; use 'train' (or "
             "'validation' for the validation clips)"
         )
+    if folder_split is not None and folder_split != split:
+        raise ValueError(
+            f"{path} is the {folder_split!r} split of the corpus {path.parent}, not its {split!r} split: give the "
+            f"corpus folder {path.parent}"
+        )
+
+
+def evaluation_only_rows(data) -> list[str]:
+    """What the rows of a `datasets.Dataset` label as evaluation-only audio, one entry per speaker, source or voice
+    with its number of rows (`["stock_en-us+m3 (25 rows)", "source 'flite' (8 rows)"]`); empty when none is. Only the
+    columns the corpus has are read (`speaker_id`, `source`, `voice`)."""
+    from corpus.natural import FESTIVAL_EVAL_ONLY
+    from corpus.voices import stock_eval_voices
+
+    stock_voices = set(stock_eval_voices())
+
+    def counted(column: str) -> list[tuple[str, int]]:
+        if column not in data.column_names or len(data) == 0:
+            return []
+        values = data.with_format("arrow", columns=[column])[:].column(column)
+        counts = values.value_counts().to_pylist()
+        return sorted((str(c["values"]), int(c["counts"])) for c in counts if c["values"] is not None)
+
+    def stock_speaker(speaker: str) -> bool:
+        return speaker.rsplit(":", 1)[-1].startswith(EVALUATION_ONLY_SPEAKER_PREFIX)  # a pack's `PACK:stock_NAME`
+
+    def evaluation_voice(voice: str) -> bool:
+        base = voice.split(" | ")[0].strip()  # natural.describe: base voice | prosody | pseudo transform | condition
+        if base in stock_voices:  # a stock voice's rows are written with its name
+            return True
+        base = base.lower()
+        if re.match(r"flite\b", base):
+            return True
+        # kal or slt as a word of a festival voice's name: kal_diphone, cmu_us_slt_arctic_hts, kal16
+        words = set(re.findall("[a-z]+", base.removeprefix("festival:")))
+        return base.startswith("festival:") and bool(words & set(FESTIVAL_EVAL_ONLY))
+
+    def rows(n: int) -> str:
+        return f"({n} row{'' if n == 1 else 's'})"
+
+    found = [f"{speaker} {rows(n)}" for speaker, n in counted("speaker_id") if stock_speaker(speaker)]
+    found += [
+        f"source {source!r} {rows(n)}" for source, n in counted("source") if source.lower() in EVALUATION_ONLY_SOURCES
+    ]
+    found += [f"voice {voice!r} {rows(n)}" for voice, n in counted("voice") if evaluation_voice(voice)]
+    return found
+
+
+def _refuse_evaluation_only_rows(data, path: Path, split: str) -> None:
+    found = evaluation_only_rows(data)
+    if found:
+        shown = ", ".join(found[:12]) + (f" and {len(found) - 12} more" if len(found) > 12 else "")
+        raise ValueError(
+            f"the {split} split of {path} holds evaluation-only audio: {shown}. The rule: {EVALUATION_ONLY_RULE}. "
+            "Train on a corpus of training voices (examples/build_corpus.py's train split, without --add-pack or "
+            "--from-folder sources of evaluation audio)"
+        )
+
+
+def _open_split(path: Path, split: str, columns: tuple[str, ...], how_to_build: str, training: bool = True):
+    """The `datasets` split `split` of the corpus at `path`, after refusing evaluation-only splits and checking that it
+    has `columns` (a missing one is named, with `how_to_build`). `training`: the rows are trained on, so a row labelled
+    evaluation-only (`evaluation_only_rows`) is refused too."""
+    from datasets import load_from_disk
+
+    _refuse_evaluation_only_split(path, split)
     try:
         data = load_from_disk(str(path))
     except IndexError:  # datasets cannot open a DatasetDict with an empty split (a split saved with no data files)
@@ -74,6 +174,8 @@ def _open_split(path: Path, split: str, columns: tuple[str, ...], how_to_build: 
     missing = set(columns) - set(data.column_names)
     if missing:
         raise ValueError(f"{path} ({split}) lacks the columns {sorted(missing)}; {how_to_build}")
+    if training:
+        _refuse_evaluation_only_rows(data, path, split)
     return data
 
 
@@ -87,12 +189,14 @@ def _empty_split(folder: Path) -> bool:
         return False
 
 
-def load_corpus_clips(path: Path, split: str, sampling_rate: int) -> list[np.ndarray]:
+def load_corpus_clips(path: Path, split: str, sampling_rate: int, training: bool = True) -> list[np.ndarray]:
     """Every clip of `split` as a float32 array at `sampling_rate`. The audio is read from the Arrow buffers in one pass
-    per chunk (memory-mapped views, no copy); only clips at another rate are copied (resampled)."""
+    per chunk (memory-mapped views, no copy); only clips at another rate are copied (resampled). `training`: the clips
+    are trained on, and a split with rows of evaluation-only voices is refused (ValueError naming them); False for
+    clips that are only listened to (the validation resynthesis)."""
     import pyarrow.compute as pc
 
-    data = _open_split(path, split, ("audio", "sampling_rate"), "build it with examples/build_corpus.py")
+    data = _open_split(path, split, ("audio", "sampling_rate"), "build it with examples/build_corpus.py", training)
     if len(data) == 0:
         raise ValueError(f"the {split} split of {path} has no rows; build the corpus with examples/build_corpus.py")
     table = data.with_format("arrow", columns=["audio", "sampling_rate"])[:]
@@ -136,8 +240,20 @@ def load_folder_clips(path: Path, sampling_rate: int) -> tuple[list[np.ndarray],
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     if not files:
         raise ValueError(f"{path} holds no {'/'.join(AUDIO_SUFFIXES)} files (searched recursively)")
+    evaluation = [f for f in files if _in_evaluation_sets(f)]
+    if evaluation:  # plain files carry no labels: where they lie is all there is to go by
+        raise ValueError(
+            f"{path} holds {len(evaluation)} audio files of the evaluation sets (under data/eval/, e.g. "
+            f"{evaluation[0]}): {EVALUATION_ONLY_RULE}. Give a folder that holds only audio you may train on"
+        )
     clips = [load_audio(f, sampling_rate=sampling_rate)[0].numpy() for f in files]
     return clips, [str(f.relative_to(path)) for f in files]
+
+
+def _in_evaluation_sets(path: Path) -> bool:
+    """Whether `path` lies under a `data/eval/` folder (the evaluation sets' audio), symbolic links resolved."""
+    parts = path.resolve().parts
+    return any(parts[i : i + 2] == EVALUATION_SETS_FOLDER for i in range(len(parts) - 1))
 
 
 class SegmentSampler:
