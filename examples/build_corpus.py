@@ -9,6 +9,9 @@ Synthetic mode (default, fully offline; needs ``apt-get install espeak-ng fortun
   ``--heldout-utts-per-speaker N`` adds N unseen sentences of every *train* voice (fine-tuning on a few voices).
 * ``test``: stock espeak-ng voices (``en-us+m3``, ``en-us+f2``, ...; never used for training) on unseen sentences.
   For evaluation only.
+* No train split holds a sentence of the project's evaluation sets (``corpus/sentences.py`` ``EVALUATION_DRAWS``) or
+  of an ``--add-pack`` pack's validation split: they are taken out of the train pool alone, so the evaluation builds'
+  own validation and test splits stay as they were.
 
 Real-corpus mode (``--from-hub-dataset``, needs the network): converts a hub speech dataset such as LibriTTS-R to
 the same columns, e.g.::
@@ -68,6 +71,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +87,15 @@ from corpus.recordings_metadata import (  # noqa: E402
     read_folder_metadata,
     speaker_column_note,
 )
-from corpus.sentences import DEFAULT_FORTUNES_DIR, load_sentences  # noqa: E402
-from corpus.voices import Voice, VoiceBank, espeak_binary, stock_eval_voices, synthesize  # noqa: E402
+from corpus.sentences import DEFAULT_FORTUNES_DIR, evaluation_texts, load_sentences  # noqa: E402
+from corpus.voices import (  # noqa: E402
+    STOCK_SPEAKER_PREFIX,
+    Voice,
+    VoiceBank,
+    espeak_binary,
+    stock_eval_voices,
+    synthesize,
+)
 
 PROBE_SENTENCE = "The quick brown fox jumps over the lazy dog, then it takes a nap in the warm afternoon sun."
 ESPEAK_SR = 22050
@@ -262,6 +273,22 @@ def check_voice_distinctness(pool, voices: list[Voice], max_collision_rate: floa
 # --------------------------------------------------------------------------------------------------------------
 
 
+def texts_kept_from_training(args) -> frozenset[str]:
+    """The texts no train split of this build may hold: every evaluation set's sentences (`evaluation_texts`, drawn
+    from --fortunes-dir as the evaluation builds draw them) and the validation sentences of every --add-pack pack
+    (they are in this corpus's validation split)."""
+    try:
+        texts = set(evaluation_texts(args.fortunes_dir))
+    except FileNotFoundError as error:
+        raise SystemExit(
+            f"error: {error}: the evaluation sentences, which are kept out of training, are drawn from them; install "
+            "fortunes or give --fortunes-dir"
+        ) from None
+    for pack in args.add_pack:
+        texts |= natural_pack.validation_texts(pack)
+    return frozenset(texts)
+
+
 def speaker_sources(args) -> dict[str, list[str]]:
     """The source of every train and validation speaker, from ``--mix`` (speaker shares per source).
     Sources are interleaved in a seeded order; the default mix (espeak only) gives espeak everywhere."""
@@ -304,25 +331,51 @@ class SpeakerPlan:
         return {**fields, **extra}
 
 
-def plan_synthetic(args, sentences: list[str], bank: VoiceBank) -> dict[str, list[dict]]:
-    """Assign sentences and per-utterance speeds.  Sentence pools are disjoint across splits."""
-    rng = random.Random(f"plan-{args.seed}")
-    sources = speaker_sources(args)
-    speakers = SpeakerPlan(args, bank)
-    train_fields = [speakers.speaker(src) for src in sources["train"]]
-    val_fields = [speakers.speaker(src) for src in sources["validation"]]
-    stock = stock_eval_voices()[: args.num_test_voices]
-    n_test = len(stock) * args.test_utts_per_voice
+def sentence_pools(args, sentences: list[str], reserved: Collection[str] = frozenset()) -> dict[str, list[str]]:
+    """The sentence pools of a plan, cut from `sentences` in this order: test (stock voices x utterances),
+    validation (speakers x utterances), held-out (train voices x held-out utterances), train (the rest). Texts in
+    `reserved` (`texts_kept_from_training`) are taken out of the train pool alone, so the evaluation splits of a
+    build stay as they were; "reserved" lists the texts taken out."""
+    n_test = len(stock_eval_voices()[: args.num_test_voices]) * args.test_utts_per_voice
     n_val = args.num_val_speakers * args.utts_per_speaker
     n_heldout = args.num_train_speakers * args.heldout_utts_per_speaker
     if n_test + n_val + n_heldout + args.utts_per_speaker > len(sentences):
         raise ValueError(
             f"not enough sentences ({len(sentences)}) for {n_test} test + {n_val + n_heldout} validation utterances"
         )
-    test_pool = sentences[:n_test]
-    val_pool = sentences[n_test : n_test + n_val]
-    heldout_pool = sentences[n_test + n_val : n_test + n_val + n_heldout]
-    train_pool = sentences[n_test + n_val + n_heldout :]
+    rest = sentences[n_test + n_val + n_heldout :]
+    train = [text for text in rest if text not in reserved]
+    if args.num_train_speakers > 0 and not train:
+        raise ValueError(
+            f"no train sentence is left: all {len(rest)} sentences after the {n_test} test and {n_val + n_heldout} "
+            "validation ones are evaluation sentences or pack validation sentences, which are never trained on; "
+            "give a --fortunes-dir with more sentences, or a smaller --skip-sentences"
+        )
+    return {
+        "test": sentences[:n_test],
+        "validation": sentences[n_test : n_test + n_val],
+        "heldout": sentences[n_test + n_val : n_test + n_val + n_heldout],
+        "train": train,
+        "reserved": [text for text in rest if text in reserved],
+    }
+
+
+def plan_synthetic(
+    args, sentences: list[str], bank: VoiceBank, reserved: Collection[str] | None = None
+) -> dict[str, list[dict]]:
+    """Assign sentences and per-utterance speeds.  Sentence pools are disjoint across splits, and the train pool
+    holds no text of `reserved` (default: `texts_kept_from_training(args)`, the evaluation sets' sentences and the
+    added packs' validation sentences)."""
+    if reserved is None:
+        reserved = texts_kept_from_training(args)
+    rng = random.Random(f"plan-{args.seed}")
+    sources = speaker_sources(args)
+    speakers = SpeakerPlan(args, bank)
+    train_fields = [speakers.speaker(src) for src in sources["train"]]
+    val_fields = [speakers.speaker(src) for src in sources["validation"]]
+    stock = stock_eval_voices()[: args.num_test_voices]
+    pools = sentence_pools(args, sentences, reserved)
+    test_pool, val_pool, heldout_pool, train_pool = (pools[k] for k in ("test", "validation", "heldout", "train"))
     common = {"target_sr": args.sampling_rate, "keep_sec": args.keep_silence}
 
     def jitter(speed: int) -> int:
@@ -381,7 +434,7 @@ def plan_synthetic(args, sentences: list[str], bank: VoiceBank) -> dict[str, lis
                     **common,
                     "split": "test",
                     "source": "espeak",
-                    "speaker_id": f"stock_{name}",
+                    "speaker_id": f"{STOCK_SPEAKER_PREFIX}{name}",
                     "voice": v,
                     "text": test_pool[s * args.test_utts_per_voice + j],
                     "speed": jitter(v.speed),
@@ -523,7 +576,12 @@ def build_synthetic(args, cache_dir: str, tmp_root: str):
         per_dir=args.voices_per_dir,
         speed_range=(args.min_speed, args.max_speed),
     )
-    plan = plan_synthetic(args, sentences, bank)
+    reserved = texts_kept_from_training(args)
+    try:
+        pools = sentence_pools(args, sentences, reserved)
+        plan = plan_synthetic(args, sentences, bank, reserved)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     for split in SPLITS:  # planned whole (the same sentences, voices and speeds), synthesised in part
         if split not in args.only_splits:
             plan[split] = []
@@ -532,6 +590,11 @@ def build_synthetic(args, cache_dir: str, tmp_root: str):
         f"validation in {math.ceil(n_voices / args.voices_per_dir)} data dir(s), "
         f"{len({j['speaker_id'] for j in plan['test']})} stock test voices; "
         + ", ".join(f"{s} {len(plan[s])} utts" for s in SPLITS),
+        flush=True,
+    )
+    print(
+        f"[plan] {len(pools['reserved'])} evaluation or pack validation sentences taken out of the train pool, never "
+        f"trained on; {len(pools['train'])} train sentences left",
         flush=True,
     )
     splits = {}
@@ -672,6 +735,7 @@ def _convert_batch(
     keep_sec: float,
     source: str,
     fit_peaks: bool = False,
+    source_column: str | None = None,
 ):
     import pyarrow as pa
 
@@ -679,8 +743,9 @@ def _convert_batch(
     srs = table[sr_column].to_pylist() if sr_column else [None] * len(audios)
     texts = table[text_column].to_pylist()
     spks = table[speaker_column].to_pylist() if speaker_column else ["unknown"] * len(audios)
+    kinds = table[source_column].to_pylist() if source_column else [None] * len(audios)
     rows, peaks = [], []
-    for value, fsr, text, spk in zip(audios, srs, texts, spks, strict=True):
+    for value, fsr, text, spk, kind in zip(audios, srs, texts, spks, kinds, strict=True):
         audio, sr = _decode_audio_value(value, fsr)
         if fit_peaks:
             audio, peak = fit_full_scale(audio)
@@ -694,7 +759,7 @@ def _convert_batch(
                 "speaker_id": str(spk),
                 "voice": source,
                 "duration": audio.size / target_sr,
-                "source": "recorded",
+                "source": str(kind).strip() if kind is not None and str(kind).strip() else "recorded",
             }
         )
     table = rows_to_table(rows)
@@ -715,6 +780,7 @@ def convert_speech_dataset(
     num_proc: int | None = None,
     source: str = "",
     names: list[str] | None = None,
+    source_column: str | None = None,
 ):
     """Convert any speech ``datasets.Dataset`` (text + audio [+ speaker]) to this corpus' columns.
 
@@ -723,13 +789,16 @@ def convert_speech_dataset(
     Audio is trimmed and resampled exactly like the synthetic corpus.  Works offline on a local
     ``Dataset.from_dict`` with the same columns.
 
+    ``source_column`` names a column whose values become the rows' ``source`` (a corpus this script built keeps
+    its espeak / piper / ... labels); without it every row is "recorded".
+
     ``names`` (one per row, e.g. the file names) marks the rows as a user's recordings: a clip that peaks above 1
     (float audio) is scaled down to peak ``FIT_PEAK`` instead of clipped, and the rows outside ``min_sec`` /
     ``max_sec`` are printed, counted by reason with the first few names.
     """
     from datasets import Audio, Value
 
-    for col in (text_column, audio_column, speaker_column, sampling_rate_column):
+    for col in (text_column, audio_column, speaker_column, sampling_rate_column, source_column):
         if col is not None and col not in ds.column_names:
             raise KeyError(f"column {col!r} not in dataset columns {ds.column_names}")
     if isinstance(ds.features.get(audio_column), Audio):
@@ -755,6 +824,7 @@ def convert_speech_dataset(
                 "keep_sec": keep_sec,
                 "source": source,
                 "fit_peaks": names is not None,
+                "source_column": source_column,
             },
             desc="convert",
         )
@@ -981,6 +1051,23 @@ def check_hub_columns(ds, args, where: str) -> list[int]:
     return keep
 
 
+def refuse_evaluation_only_hub_rows(ds, args, where: str) -> None:
+    """Stop when rows meant for the train split are evaluation-only voices (`natural.evaluation_only_rule`), as a
+    corpus this script built labels them in its speaker_id, source and voice columns (its test split's stock
+    espeak-ng voices, say), naming their speakers and the rule."""
+    plain = ds.with_format(None)
+    columns = set(ds.column_names)
+
+    def column(name):
+        return [str(v) if v is not None else "" for v in plain[name][:]] if name in columns else [""] * len(ds)
+
+    speakers = column(args.speaker_column or "speaker_id")  # the corpus's own speaker ids, even when not used
+    try:
+        natural.refuse_evaluation_only(speakers, column("source"), column("voice"), f"{where} as the train split")
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
 def build_from_hub(args):
     from datasets import DatasetDict
 
@@ -996,6 +1083,8 @@ def build_from_hub(args):
             rows = [rows[i] for i in np.random.default_rng(args.seed).permutation(len(rows))[: args.hub_max_utts]]
         if len(rows) < len(ds):
             ds = ds.select(rows)
+        if split == "train":
+            refuse_evaluation_only_hub_rows(ds, args, where)
         out[split] = convert_speech_dataset(
             ds,
             text_column=args.text_column,
@@ -1009,6 +1098,7 @@ def build_from_hub(args):
             num_proc=args.num_proc,
             source=f"{args.from_hub_dataset}:{hub_split}",
             names=[f"row {i}" for i in rows],
+            source_column="source" if "source" in ds.column_names else None,  # e.g. a corpus this script built
         )
         print(f"[hub] {split} <- {args.from_hub_dataset}:{hub_split}: {len(out[split])} utts", flush=True)
     return DatasetDict(out), {}
@@ -1456,12 +1546,15 @@ def main(argv: list[str] | None = None) -> dict:
             parse_hub_splits(args.hub_splits)
         for pack in args.add_pack:
             natural_pack.read_info(pack)
+            natural_pack.check_train_rows(pack)  # no evaluation-only voice may be trained on
         pack_drop = natural.parse_condition_names(args.pack_drop_conditions, "--pack-drop-conditions")
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     if pack_drop and not args.add_pack:
         raise SystemExit("--pack-drop-conditions filters the rows of --add-pack: add a pack, or leave it out")
     fe_kwargs = feature_extractor_kwargs(args) if args.features else None
+    # the packs' train rows are filtered against these: read now, not after the corpus is made
+    pack_reserved = texts_kept_from_training(args) if args.add_pack else frozenset()
     out = Path(args.out)
     if args.from_folder:
         check_out_folder(out, args.from_folder)
@@ -1484,7 +1577,9 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             dsd, info = build_synthetic(args, cache_dir, tmp_root)
         if args.add_pack:
-            dsd, info = natural_pack.merge_into(dsd, info, args.add_pack, args.sampling_rate, cache_dir, pack_drop)
+            dsd, info = natural_pack.merge_into(
+                dsd, info, args.add_pack, args.sampling_rate, cache_dir, pack_drop, pack_reserved
+            )
         if "train" in dsd and len(dsd["train"]) == 0:  # checked before an existing corpus at OUT is replaced
             kept = f"; the corpus already at {out} was kept" if out.exists() else ""
             raise SystemExit(

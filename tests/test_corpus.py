@@ -6,6 +6,7 @@ They use a tiny fortunes dir written to tmp_path, so the ``fortunes`` package is
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -996,7 +997,7 @@ def test_heldout_sentences_of_train_voices_go_to_validation(tmp_path):
             ]
         )
         args.test_utts_per_voice = args.utts_per_speaker
-        return bc.plan_synthetic(args, sentences, bank)
+        return bc.plan_synthetic(args, sentences, bank, reserved=frozenset())
 
     base, held = plan(), plan("--heldout-utts-per-speaker", "2")
     train_speakers = {job["speaker_id"] for job in held["train"]}
@@ -1111,7 +1112,7 @@ def _mixed_plan(tmp_path, mix="piper=0.5,kokoro=0.25,festival=0.25", conditions=
     args.test_utts_per_voice = 2
     n_espeak = sum(s == "espeak" for split in bc.speaker_sources(args).values() for s in split)
     bank = VoiceBank(tmp_path / "voices", max(n_espeak, 1), seed=0)
-    return args, bc.plan_synthetic(args, sentences, bank)
+    return args, bc.plan_synthetic(args, sentences, bank, reserved=frozenset())
 
 
 def test_mixed_plan_gives_each_speaker_one_transform_and_condition(tmp_path):
@@ -1257,3 +1258,222 @@ def test_settings_that_cannot_make_a_corpus_are_refused_and_an_existing_corpus_i
     with pytest.raises(SystemExit, match="no training utterances were made .* the corpus already at .* was kept"):
         bc.main(["--out", str(out), *small])
     assert (out / "corpus_summary.json").read_text() == "an earlier corpus"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# evaluation sentences and voices are never trained on (sentences.EVALUATION_DRAWS, natural.evaluation_only_rule)
+
+from corpus.sentences import EVALUATION_DRAWS, evaluation_texts  # noqa: E402
+
+needs_fortunes = pytest.mark.skipif(
+    not Path("/usr/share/games/fortunes/wisdom").exists(), reason="fortunes package not installed"
+)
+
+
+def _evaluation_builds() -> dict[str, str]:
+    """The build_corpus.py options of the evaluation builds, as examples/scripts/build_eval_sets.sh (run with
+    PYTHON=echo, which prints its commands) and finetune_new_voices.sh give them; --out and --num-proc left out."""
+    scripts = EXAMPLES / "scripts"
+    env = {**os.environ, "PYTHON": "echo", "EVAL_ROOT": "/nonexistent-eval-root", "FORCE": "1"}
+    sets = "val48 test100 natval48 natcond48 natcondfresh160"
+    run = subprocess.run(["bash", str(scripts / "build_eval_sets.sh"), sets], env=env, capture_output=True, text=True)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("examples/build_corpus.py")]
+    text = (scripts / "finetune_new_voices.sh").read_text().replace("\\\n", " ")
+    lines += [
+        line[line.index("examples/build_corpus.py") :] for line in text.splitlines() if "examples/build_corpus" in line
+    ]
+    builds = {}
+    for line in lines:
+        words = line.split()[1:]
+        at = words.index("--out")
+        name = Path(words[at + 1]).name
+        del words[at : at + 2]
+        if "--num-proc" in words:  # how fast it builds, not what it holds
+            at = words.index("--num-proc")
+            del words[at : at + 2]
+        builds[name] = " ".join(words)
+    return builds
+
+
+# the sentences those builds read, test first, then validation, as they were before sentences were reserved: (seed,
+# the first N of its order) per corpus folder; eval_corpus holds test100 (test) and val48 (validation)
+EVAL_POSITIONS = {"eval_corpus": (0, 400), "natval_corpus": (11, 96), "natcond_corpus": (21, 96)}
+EVAL_POSITIONS |= {"natcondfresh_corpus": (41, 320), "newvoices": (2026, 36)}
+
+
+@functools.cache
+def _fortune_order(seed: int) -> tuple[str, ...]:
+    return tuple(load_sentences(seed=seed))
+
+
+def _fortunes(seed: int) -> list[str]:
+    """load_sentences(seed=seed), read once per seed."""
+    return list(_fortune_order(seed))
+
+
+def _plan_command(command: str, reserve: bool = True):
+    """(args, sentences, plan) of a build_corpus.py command, planned as the build plans it, without synthesis."""
+    args = bc.build_parser().parse_args(["--out", "unused", *command.split()])
+    if args.test_utts_per_voice is None:
+        args.test_utts_per_voice = args.utts_per_speaker
+    sentences = _fortunes(args.seed)[args.skip_sentences :]
+    n = args.num_train_speakers + args.num_val_speakers
+    bank = [Voice(name=f"v{i:05d}", base="en-us", variant="", speed=170, path="/nonexistent") for i in range(n)]
+    if not reserve:  # as builds planned before evaluation sentences were reserved
+        return args, sentences, bc.plan_synthetic(args, sentences, bank, frozenset())
+    return args, sentences, bc.plan_synthetic(args, sentences, bank)  # the default: what a build reserves
+
+
+def _reserved_by_position() -> set[str]:
+    """The evaluation builds' sentences from their positions in the fortune order (not from EVALUATION_DRAWS)."""
+    return {t for seed, n in EVAL_POSITIONS.values() for t in _fortunes(seed)[:n]}
+
+
+@needs_fortunes
+def test_evaluation_builds_keep_their_sentences_and_the_draws_name_them():
+    """The evaluation sets rebuild with the sentences, voices and seeds they had, and EVALUATION_DRAWS holds them."""
+    builds = _evaluation_builds()
+    assert set(builds) == set(EVAL_POSITIONS)
+    for name, command in builds.items():
+        _, sentences, plan = _plan_command(command)
+        _, _, before = _plan_command(command, reserve=False)
+        for split in ("validation", "test"):  # every job field, the speakers' voices and seeds included
+            assert plan[split] == before[split], (name, split)
+        seed, n = EVAL_POSITIONS[name]
+        assert [j["text"] for j in plan["test"] + plan["validation"]] == sentences[:n], name
+        assert not {j["text"] for j in plan["train"]} & evaluation_texts()  # its own train pool too
+    _, sentences, plan = _plan_command(builds["eval_corpus"])
+    assert [j["text"] for j in plan["test"]] == sentences[:300] and len(plan["validation"]) == 100
+    assert evaluation_texts() == _reserved_by_position()
+    assert {d.seed for d in EVALUATION_DRAWS} == {seed for seed, _ in EVAL_POSITIONS.values()}
+    assert len(evaluation_texts()) == 911  # 400 + 96 + 96 + 320 + 36 sentences, some drawn by two sets
+
+
+@needs_fortunes
+def test_documented_corpora_train_on_no_evaluation_or_pack_validation_sentence():
+    """Smaller builds trained on test100's and val48's sentences (seed 0's first 400), other seeds' builds on the
+    natural sets' (natval48: 86 of its 96 in the GPU corpus's train pool), and a corpus with a pack on the pack's
+    validation sentences."""
+    reserved = _reserved_by_position()
+    pack = Path(__file__).resolve().parents[1] / "data_packs" / "natural-v1"
+    commands = [
+        "--voice-seed 808 --num-train-speakers 80 --num-val-speakers 2 --utts-per-speaker 8 --num-test-voices 0",
+        "--num-train-speakers 200 --utts-per-speaker 10 --sampling-rate 16000",
+        "--num-train-speakers 400 --utts-per-speaker 25 --sampling-rate 16000",
+        "--num-train-speakers 1200 --utts-per-speaker 25 --num-val-speakers 20 --num-test-voices 12 "
+        "--test-utts-per-voice 20" + (f" --add-pack {pack}" if pack.is_dir() else ""),
+        _evaluation_builds()["newvoices"],  # its train split
+    ]
+    for command in commands:
+        args, _, plan = _plan_command(command)
+        train = {j["text"] for j in plan["train"]}
+        assert train and not train & reserved, command
+        for pack_dir in args.add_pack:
+            validation = bc.natural_pack.validation_texts(pack_dir)
+            assert validation and not train & validation
+    _, _, before = _plan_command(commands[-2], reserve=False)
+    assert len({j["text"] for j in before["train"]} & set(_fortunes(11)[:96])) == 86  # the leak it fixes
+
+
+@needs_espeak
+@needs_fortunes
+def test_a_small_build_trains_on_no_test100_or_val48_sentence(tmp_path, capsys):
+    """This build's 8 train sentences were all eval_corpus test sentences (7 of them test100 targets)."""
+    from datasets import load_from_disk
+
+    bc.main(
+        ["--out", str(tmp_path / "c"), "--num-train-speakers", "2", "--num-val-speakers", "1", "--utts-per-speaker"]
+        + ["4", "--num-test-voices", "0", "--sampling-rate", "16000", "--num-proc", "1"]
+    )
+    train = set(load_from_disk(str(tmp_path / "c"))["train"]["text"])
+    assert len(train) >= 6 and not train & set(_fortunes(0)[:400])
+    assert "evaluation or pack validation sentences taken out of the train pool" in capsys.readouterr().out
+
+
+@needs_espeak
+def test_a_train_pool_of_reserved_sentences_alone_is_refused(tmp_path, monkeypatch):
+    fortunes = _tiny_fortunes(tmp_path)
+    every = frozenset(load_sentences(fortunes))
+    monkeypatch.setattr(bc, "evaluation_texts", lambda fortunes_dir: every)
+    with pytest.raises(SystemExit, match="no train sentence is left: all 5[0-9] sentences after the 2 test and 2"):
+        bc.main(
+            ["--out", str(tmp_path / "c"), "--num-train-speakers", "1", "--num-val-speakers", "1"]
+            + ["--utts-per-speaker", "2", "--num-test-voices", "1", "--fortunes-dir", str(fortunes)]
+        )
+    assert not (tmp_path / "c").exists()
+
+
+def test_sentence_pools_take_reserved_texts_out_of_train_alone():
+    sentences = [f"Sentence number {i} is here." for i in range(30)]
+    args = bc.build_parser().parse_args(["--out", "x", "--num-train-speakers", "2", "--num-val-speakers", "1"])
+    args.utts_per_speaker, args.num_test_voices, args.test_utts_per_voice = 3, 1, 2
+    reserved = {sentences[0], sentences[3], sentences[10], sentences[11]}  # test, validation, train, train
+    pools = bc.sentence_pools(args, sentences, reserved)
+    assert pools["test"] == sentences[:2] and pools["validation"] == sentences[2:5] and pools["heldout"] == []
+    assert pools["train"] == sentences[5:10] + sentences[12:] and pools["reserved"] == sentences[10:12]
+    with pytest.raises(ValueError, match="no train sentence is left"):
+        bc.sentence_pools(args, sentences, set(sentences[5:]))
+
+
+def test_festival_guard_finds_kal_and_slt_anywhere_in_the_voice_name():
+    """Only the first '_'-separated token was checked, in one letter case."""
+    for voice in ("cmu_us_slt_arctic_hts", "cmu_us_kal_com_hts", "us_slt_arctic_clunits", "KAL_diphone", "kal16"):
+        with pytest.raises(ValueError, match="evaluation-only"):
+            natural.festival_command("x", voice, "/tmp/a.wav")
+        assert natural.festival_voice_is_evaluation_only(voice), voice
+    for voice in ("ked_diphone", "rab_diphone", "kallisto_diphone", "cmu_us_awb_cg"):
+        assert not natural.festival_voice_is_evaluation_only(voice), voice
+    assert not any(natural.festival_voice_is_evaluation_only(v) for v in natural.FESTIVAL_TRAIN_VOICES)
+
+
+def test_evaluation_only_rule_reads_the_corpus_labels():
+    rule = natural.evaluation_only_rule
+    assert "stock espeak-ng" in rule("stock_en-us+m3", "espeak", "en-us+m3")
+    assert "stock espeak-ng" in rule("someone", "recorded", "en-us+klatt4")  # the stock voice, renamed
+    assert "flite" in rule("x", "flite", "flite slt") and "flite" in rule("x", "", "flite:kal16")
+    assert "festival kal and slt" in rule("train00003", "festival", "festival:cmu_us_slt_arctic_hts | level x=1")
+    for ok in (("train00001", "festival", "festival:ked_diphone | room dims=[4, 5, 3]"), ("100", "recorded", "")):
+        assert rule(*ok) is None
+    assert rule("val00000", "espeak", "// espeak-ng -v en-us+v00012 -s 171\nlanguage en-us") is None
+    with pytest.raises(ValueError, match=r"here: 2 rows are evaluation-only .*: speakers stock_a, stock_b"):
+        natural.refuse_evaluation_only(["stock_a", "ok", "stock_b"], ["espeak"] * 3, ["", "", ""], "here")
+    natural.refuse_evaluation_only(["a"], ["piper"], ["piper:joe"], "here")
+
+
+def _corpus_layout_dataset(path: Path) -> Path:
+    """A folder as build_corpus.py saves a corpus: a test split of stock voices, a validation split of piper ones."""
+    from datasets import Dataset, DatasetDict
+
+    def rows(speakers, source, voice):
+        audio = [(0.3 * np.sin(np.arange(24000 + 800 * i) / 7)).astype(np.float32) for i in range(len(speakers))]
+        return Dataset.from_dict(
+            {"audio": audio, "sampling_rate": [16000] * len(audio), "text": [f"Text {s}." for s in speakers]}
+            | {"speaker_id": speakers, "voice": [voice] * len(audio), "duration": [1.5] * len(audio)}
+            | {"source": [source] * len(audio)}
+        )
+
+    DatasetDict(
+        {
+            "test": rows(["stock_en-us+m3", "stock_en+f4"], "espeak", "en-us+m3"),
+            "validation": rows(["val00000", "val00001"], "piper", "piper:joe | pseudo pitch=1.1"),
+        }
+    ).save_to_disk(str(path))
+    return path
+
+
+def test_hub_corpus_keeps_its_source_and_its_stock_voices_never_become_train(tmp_path):
+    """--from-hub-dataset data/eval_corpus --hub-splits train=test put the stock voices into train, as 'recorded'."""
+    from datasets import load_from_disk
+
+    saved = _corpus_layout_dataset(tmp_path / "saved")
+    common = ["--from-hub-dataset", str(saved), "--sampling-rate-column", "sampling_rate", "--num-proc", "1"]
+    common += ["--sampling-rate", "16000"]
+    for extra in ([], ["--speaker-column", "speaker_id"]):  # the speaker ids are read even when not used
+        with pytest.raises(
+            SystemExit, match=r"\(test\) as the train split: 2 rows .* speakers stock_en\+f4, stock_en-us"
+        ):
+            bc.main(["--out", str(tmp_path / "a"), *common, "--hub-splits", "train=test,validation=validation", *extra])
+    assert not (tmp_path / "a").exists()
+    bc.main(["--out", str(tmp_path / "b"), *common, "--hub-splits", "train=validation,test=test"])
+    built = load_from_disk(str(tmp_path / "b"))
+    assert list(built["train"]["source"]) == ["piper", "piper"] and list(built["test"]["source"]) == ["espeak"] * 2

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,6 +205,75 @@ def test_merge_into_prefixes_counts_and_drops_held_out_sentences(pack, tmp_path)
     assert out["mix"]["speakers_per_source"]["train"] == {"espeak": 2, "festival": 1, "kokoro": 1, "piper": 1}
     with pytest.raises(ValueError, match="already in the corpus"):
         natural_pack.merge_into(merged, out, [str(pack_dir)], SR, str(tmp_path))
+
+
+def _save_corpus(path: Path, train: list[dict], validation: list[dict]) -> Path:
+    from datasets import DatasetDict
+
+    DatasetDict({"train": _dataset(train), "validation": _dataset(validation)}).save_to_disk(str(path))
+    return path
+
+
+def _export_pack(tmp_path: Path, name: str, train: list[dict], validation: list[dict]) -> Path:
+    natural_pack.export(_save_corpus(tmp_path / f"{name}-corpus", train, validation), tmp_path / name, quality_rows=0)
+    return tmp_path / name
+
+
+def test_merge_into_trains_on_no_pack_validation_or_reserved_sentence(pack, tmp_path):
+    """A pack's validation sentences went into the merged validation split while the corpus trained on them (its
+    train pool and other packs' train rows were filtered against its own test and validation splits alone)."""
+    pack_dir, _ = pack  # validation sentences: "validation sentence number 0." and "... 1."
+    dsd = _espeak_corpus("unrelated.")
+    train = _rows("train", ["train00000", "train00001"], ["espeak", "espeak"], 2, start=100)
+    train[1]["text"] = "validation sentence number 0."  # a hub or folder corpus's train row
+    dsd["train"] = _dataset(train)
+    other_train = _rows("train", ["train00000"], ["piper"], 3, start=50)
+    other_train[2]["text"] = "validation sentence number 1."  # another pack trains on this pack's validation
+    other = _export_pack(tmp_path, "natural-other", other_train, _rows("validation", ["val00000"], ["piper"], 1, 60))
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()  # two merges: each writes its rows to its own folder
+    merged, out = natural_pack.merge_into(dsd, {}, [str(pack_dir), str(other)], SR, str(tmp_path / "a"))
+    train_texts = set(merged["train"]["text"])
+    assert "validation sentence number 0." not in train_texts and "validation sentence number 1." not in train_texts
+    assert out["train_rows_dropped_for_pack_validation"] == 1 and len(merged["train"]) == 3 + 6 + 2
+    assert [e["dropped_held_out_sentences"] for e in out["pack"]] == [0, 1]
+    reserved = {"train sentence number 4.", "validation sentence number 60."}  # an evaluation set's sentences
+    merged, out = natural_pack.merge_into(
+        dsd, {}, [str(pack_dir), str(other)], SR, str(tmp_path / "b"), reserved=reserved
+    )
+    train_texts = set(merged["train"]["text"])
+    assert "train sentence number 4." not in train_texts and "train sentence number 5." in train_texts
+    assert [e["dropped_held_out_sentences"] for e in out["pack"]] == [1, 1] and len(merged["train"]) == 3 + 5 + 2
+    assert "validation sentence number 60." in set(merged["validation"]["text"])  # validation keeps its rows
+
+
+@pytest.mark.parametrize(
+    ("speaker", "source", "voice", "rule"),
+    [
+        ("stock_en-us+m3", "recorded", "en-us+m3", "stock espeak-ng voices"),
+        ("train00000", "flite", "flite slt", "flite voices"),
+        ("train00000", "festival", "festival:cmu_us_kal_com_hts | level peak_db=-20", "festival kal and slt"),
+    ],
+)
+def test_evaluation_only_voices_never_enter_a_pack_or_a_corpus_s_train_split(tmp_path, speaker, source, voice, rule):
+    """natural_pack.py export of a corpus whose train split held eval_corpus's stock voices (a --from-hub-dataset
+    conversion) made a pack of them, and --add-pack trained on it."""
+    rows = _rows("train", ["train00001", speaker], ["piper", source], 1)
+    rows[1]["voice"] = voice
+    corpus = _save_corpus(tmp_path / "corpus", rows, _rows("validation", ["v"], ["piper"], 1))
+    with pytest.raises(SystemExit, match=f"1 rows are evaluation-only voices.*{rule}.*: speakers {re.escape(speaker)}"):
+        natural_pack.main(["export", str(corpus), str(tmp_path / "p")])
+    assert not (tmp_path / "p").exists()
+    # a pack made before this check: added to a corpus, it is refused before any synthesis or merge
+    bad = _export_pack(tmp_path, "natural-old", rows[:1], _rows("validation", ["v"], ["piper"], 1))
+    table = pq.read_table(bad / "train.parquet")
+    for column, value in (("speaker_id", speaker), ("source", source), ("voice", voice)):
+        table = table.set_column(table.column_names.index(column), column, pa.array([value], pa.string()))
+    pq.write_table(table, bad / "train.parquet")
+    with pytest.raises(ValueError, match=f"pack {re.escape(str(bad))} train split: 1 rows are evaluation-only"):
+        natural_pack.merge_into(_espeak_corpus("unrelated."), {}, [str(bad)], SR, str(tmp_path))
+    with pytest.raises(SystemExit, match=f"speakers {re.escape(speaker)}"):
+        bc.main(["--out", str(tmp_path / "c"), "--add-pack", str(bad), "--num-train-speakers", "1"])
+    assert not (tmp_path / "c").exists()
 
 
 def test_merge_into_resamples_to_the_corpus_rate(pack, tmp_path):

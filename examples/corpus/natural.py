@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import tempfile
@@ -35,6 +36,8 @@ SOURCES = ("espeak", "piper", "kokoro", "festival")
 CONDITIONS = ("room", "noise", "phone", "level")
 #: Festival voices that are evaluation-only (flite has the same speakers).
 FESTIVAL_EVAL_ONLY = ("kal", "slt")
+# kal or slt anywhere in a voice name, not inside a longer word: cmu_us_slt_arctic_hts, KAL_diphone, kal16
+_FESTIVAL_EVAL_ONLY_NAME = re.compile(rf"(?<![a-z])(?:{'|'.join(FESTIVAL_EVAL_ONLY)})(?![a-z])")
 #: English festival voices Debian main ships besides kal/slt: voice name -> Debian package.
 FESTIVAL_TRAIN_VOICES = {"ked_diphone": "festvox-kdlpc16k"}
 KOKORO_STYLES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
@@ -204,6 +207,52 @@ def parse_condition_names(text: str, what: str) -> list[str]:
     return names
 
 
+def festival_voice_is_evaluation_only(voice: str) -> bool:
+    """Whether a festival voice name names a speaker of ``FESTIVAL_EVAL_ONLY`` anywhere, in any letter case
+    (``kal_diphone``, ``cmu_us_slt_arctic_hts``, ``us_kal_com_hts``, ``KAL_diphone``)."""
+    return _FESTIVAL_EVAL_ONLY_NAME.search(voice.lower()) is not None
+
+
+def evaluation_only_rule(speaker_id: str, source: str, voice: str) -> str | None:
+    """Why a corpus row's voice is evaluation-only, as the corpus code labels such rows; None when it may be
+    trained on. Stock espeak-ng voices are the test split's (speaker ids ``stock_NAME``, ``voice`` the stock name),
+    flite voices are only in evaluation cases (``source`` flite, ``voice`` "flite NAME"), and festival's kal and slt
+    are flite's speakers (``voice`` "festival:NAME | ...")."""
+    from corpus.voices import STOCK_SPEAKER_PREFIX, stock_eval_voices
+
+    speaker_id, source, voice = str(speaker_id or ""), str(source or "").lower(), str(voice or "")
+    base = voice.split(" | ", 1)[0].strip()  # the base voice, before any pseudo-speaker transform or condition
+    if speaker_id.startswith(STOCK_SPEAKER_PREFIX) or base in stock_eval_voices():
+        return f"stock espeak-ng voices (speaker ids {STOCK_SPEAKER_PREFIX}*) are the test split's"
+    if source == "flite" or re.match(r"flite\b", base.lower()):
+        return "flite voices are the natural evaluation set's"
+    festival = source == "festival" or base.lower().startswith("festival:")
+    if festival and festival_voice_is_evaluation_only(base.split(":", 1)[-1]):
+        return f"festival {' and '.join(FESTIVAL_EVAL_ONLY)} are flite's speakers, the natural evaluation set's"
+    return None
+
+
+def refuse_evaluation_only(speaker_ids, sources, voices, where: str) -> None:
+    """ValueError naming the speakers of the rows whose voice is evaluation-only (`evaluation_only_rule`), and the
+    rule: such rows never enter a train split, or the evaluation would score voices the model was trained on."""
+    found: dict[str, set[str]] = {}
+    rows = 0
+    for speaker, source, voice in zip(speaker_ids, sources, voices, strict=True):
+        rule = evaluation_only_rule(speaker, source, voice)
+        if rule is not None:
+            found.setdefault(rule, set()).add(str(speaker))
+            rows += 1
+    if found:
+        named = "; ".join(
+            f"{rule}: speakers {', '.join(sorted(spk)[:5])}{', ...' if len(spk) > 5 else ''}"
+            for rule, spk in found.items()
+        )
+        raise ValueError(
+            f"{where}: {rows} rows are evaluation-only voices, which never enter a train split: {named}. Leave them "
+            "out of the train split (validation or test may hold them)"
+        )
+
+
 # --------------------------------------------------------------------------------------------------------------
 # synthesis (lazy per process: each worker loads its own onnxruntime sessions with one thread)
 # --------------------------------------------------------------------------------------------------------------
@@ -291,8 +340,8 @@ def festival_command(text: str, voice: str, wav: str) -> list[str]:
     Scheme string (backslashes and quotes escaped), so no shell and no text2wave script are involved: text2wave
     cannot take festival's --libdir, which the relocated festival of the GPU bundle needs (its wrapper adds
     --libdir and --datadir)."""
-    if voice.split("_")[0] in FESTIVAL_EVAL_ONLY:
-        raise ValueError(f"festival voice {voice!r} is evaluation-only")
+    if festival_voice_is_evaluation_only(voice):
+        raise ValueError(f"festival voice {voice!r} is evaluation-only (it names {' or '.join(FESTIVAL_EVAL_ONLY)})")
     quoted = text.replace("\\", "\\\\").replace('"', '\\"')
     wav_q = wav.replace("\\", "\\\\").replace('"', '\\"')
     return [

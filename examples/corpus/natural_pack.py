@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +191,10 @@ def export(
     import pyarrow.parquet as pq
     from datasets import load_from_disk
 
+    if str(_HERE.parent) not in sys.path:  # examples/: the corpus package, when this file runs as a script
+        sys.path.insert(0, str(_HERE.parent))
+    from corpus import natural
+
     corpus_dir, pack_dir = Path(corpus_dir), Path(pack_dir)
     if not (corpus_dir / "dataset_dict.json").is_file():
         raise ValueError(f"{corpus_dir} is not a build_corpus.py output folder (no dataset_dict.json)")
@@ -211,6 +215,10 @@ def export(
             missing = sorted({"audio", *ROW_COLUMNS} - set(ds.column_names))
             if missing:
                 raise ValueError(f"{corpus_dir}/{split} lacks the corpus columns {missing} (rebuild: build_corpus.py)")
+            if split == "train":  # a pack's train rows are trained on wherever it is added
+                natural.refuse_evaluation_only(
+                    ds["speaker_id"], ds["source"], ds["voice"], f"{corpus_dir} train split (natural_pack.py export)"
+                )
             ds = ds.select_columns(["audio", *ROW_COLUMNS])
             blobs, lengths = [], []
             check = set(np.linspace(0, len(ds) - 1, min(quality_rows, len(ds))).astype(int).tolist())
@@ -352,6 +360,30 @@ def read_info(pack_dir: str | os.PathLike) -> dict:
     return info
 
 
+def _text_columns(pack_dir: str | os.PathLike, split: str, columns: list[str]) -> dict[str, list]:
+    """Some text columns of a pack's split, read without decoding its audio (empty lists without that split)."""
+    import pyarrow.parquet as pq
+
+    if split not in read_info(pack_dir)["splits"]:
+        return {c: [] for c in columns}
+    return pq.read_table(Path(pack_dir) / f"{split}.parquet", columns=columns).to_pydict()
+
+
+def validation_texts(pack_dir: str | os.PathLike) -> set[str]:
+    """The sentences of a pack's validation split: a corpus it is added to validates on them, so it never trains on
+    them (`merge_into`, and build_corpus.py's train pool)."""
+    return set(_text_columns(pack_dir, "validation", ["text"])["text"])
+
+
+def check_train_rows(pack_dir: str | os.PathLike) -> None:
+    """ValueError naming the speakers when a pack's train rows are evaluation-only voices (stock espeak-ng voices,
+    flite, festival kal/slt: `natural.evaluation_only_rule`)."""
+    from corpus import natural
+
+    cols = _text_columns(pack_dir, "train", ["speaker_id", "source", "voice"])
+    natural.refuse_evaluation_only(cols["speaker_id"], cols["source"], cols["voice"], f"pack {pack_dir} train split")
+
+
 def load(pack_dir: str | os.PathLike, split: str = "train") -> list[dict]:
     """Rows of a pack's split in the corpus layout: `audio` (float32 `[S]`, decoded from Opus), `sampling_rate`,
     `text`, `speaker_id`, `voice`, `duration` (seconds) and `source` (piper / kokoro / festival)."""
@@ -377,16 +409,26 @@ def load(pack_dir: str | os.PathLike, split: str = "train") -> list[dict]:
 
 
 def merge_into(
-    dsd, info: dict, pack_dirs: list[str], sampling_rate: int, cache_dir: str, drop_conditions: Iterable[str] = ()
+    dsd,
+    info: dict,
+    pack_dirs: list[str],
+    sampling_rate: int,
+    cache_dir: str,
+    drop_conditions: Iterable[str] = (),
+    reserved: Collection[str] = frozenset(),
 ):
     """Append each pack's train and validation rows to the matching splits of `dsd` (a `DatasetDict` in the corpus
     layout, before features). Speaker ids get the prefix `PACKNAME:` so that they cannot collide with the corpus's
-    own; train rows whose sentence is in the corpus's test or validation split are dropped (those sentences stay
-    unseen in training). Rows recorded under any of `drop_conditions` (names of `natural.CONDITIONS`, read from
-    their `voice` column) are left out of both splits. Audio is resampled to `sampling_rate` when the pack's differs.
+    own. No train row may hold a sentence the merged corpus validates or tests on: pack train rows whose sentence
+    is in the corpus's test or validation split, in any pack's validation split or in `reserved` (build_corpus.py
+    passes every evaluation set's sentences) are dropped, and so are the corpus's own train rows whose sentence is
+    in a pack's validation split. Rows recorded under any of `drop_conditions` (names of `natural.CONDITIONS`, read
+    from their `voice` column) are left out of both splits. Audio is resampled to `sampling_rate` when the pack's
+    differs. A pack whose train rows are evaluation-only voices (`natural.evaluation_only_rule`) is refused.
 
-    Returns `(dsd, info)` with `info["pack"]` (one entry per pack: prefix, rows per split and source, dropped rows) and
-    the pack's speakers and utterances added to `info["mix"]`'s per-source counts.
+    Returns `(dsd, info)` with `info["pack"]` (one entry per pack: prefix, rows per split and source, dropped rows),
+    `info["train_rows_dropped_for_pack_validation"]` and the pack's speakers and utterances added to `info["mix"]`'s
+    per-source counts.
     """
     import build_corpus as bc  # examples/ is on sys.path when build_corpus.py calls this
     from corpus.natural import CONDITIONS, conditions_in
@@ -396,8 +438,20 @@ def merge_into(
     drop_conditions = set(drop_conditions)
     if drop_conditions - set(CONDITIONS):
         raise ValueError(f"unknown conditions {sorted(drop_conditions - set(CONDITIONS))}; choose among {CONDITIONS}")
+    for pack_dir in pack_dirs:  # before any audio is decoded
+        read_info(pack_dir)
+        check_train_rows(pack_dir)
+    pack_validation = set().union(*(validation_texts(pack_dir) for pack_dir in pack_dirs))
     held_out = {t for split in ("test", "validation") if split in dsd for t in dsd[split]["text"]}
+    held_out |= pack_validation | set(reserved)
     splits = dict(dsd)
+    own_dropped = 0
+    if "train" in splits and pack_validation:  # a synthesized train pool already left these sentences out
+        keep = [i for i, text in enumerate(splits["train"]["text"]) if text not in pack_validation]
+        own_dropped = len(splits["train"]) - len(keep)
+        if own_dropped:
+            splits["train"] = splits["train"].select(keep)
+            print(f"[pack] {own_dropped} corpus train rows dropped (their sentences are pack validation sentences)")
     entries = []
     for n, pack_dir in enumerate(pack_dirs):
         pinfo = read_info(pack_dir)
@@ -449,12 +503,13 @@ def merge_into(
         counts = {s: {src: v["utterances"] for src, v in e["per_source"].items()} for s, e in entry["splits"].items()}
         print(
             f"[pack] {prefix[:-1]}: " + "; ".join(f"{s} {json.dumps(c)}" for s, c in counts.items())
-            + f"; {entry['dropped_held_out_sentences']} train rows dropped (held-out sentences)"
+            + f"; {entry['dropped_held_out_sentences']} train rows dropped (sentences the corpus validates, tests or "
+              "evaluates on)"
             + (f", {entry['dropped_conditions']['rows']} rows dropped ({', '.join(sorted(drop_conditions))})"
                if drop_conditions else ""),
             flush=True,
         )  # fmt: skip
-    info = {**info, "pack": entries}
+    info = {**info, "pack": entries, "train_rows_dropped_for_pack_validation": own_dropped}
     return DatasetDict(splits), info
 
 
@@ -595,7 +650,10 @@ def main(argv: list[str] | None = None) -> dict:
         )
     elif args.cmd == "export":
         command = "python examples/corpus/natural_pack.py export " + shlex.join([args.corpus_dir, args.pack_dir])
-        info = export(args.corpus_dir, args.pack_dir, args.compression_level, command=command)
+        try:
+            info = export(args.corpus_dir, args.pack_dir, args.compression_level, command=command)
+        except ValueError as err:
+            raise SystemExit(str(err)) from err
     elif args.cmd == "filter":
         sys.path.insert(0, str(_HERE.parent))
         from corpus import natural

@@ -11,10 +11,15 @@ attribution (``-- Author`` lines), joined into one line and split into sentences
 
 Offensive, ascii-art and computer categories are skipped (``SKIP_CATEGORIES`` and any ``off/`` directory).
 Sentences are deduplicated case- and punctuation-insensitively and shuffled with a fixed seed.
+
+The project's evaluation sets read fixed positions of that shuffled list (``EVALUATION_DRAWS``: which seed, which
+positions, which set); ``evaluation_texts`` returns their sentences, which no training corpus may hold.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import random
 import re
@@ -23,8 +28,11 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_FORTUNES_DIR",
+    "EVALUATION_DRAWS",
     "SKIP_CATEGORIES",
+    "EvaluationDraw",
     "clean_sentence",
+    "evaluation_texts",
     "fortune_entries",
     "load_sentences",
     "split_sentences",
@@ -201,17 +209,8 @@ def _category_files(root: Path, skip: Iterable[str]) -> list[Path]:
     return files
 
 
-def load_sentences(
-    fortunes_dir: str | os.PathLike = DEFAULT_FORTUNES_DIR,
-    *,
-    seed: int = 0,
-    min_words: int = 4,
-    max_words: int = 20,
-    skip_categories: Iterable[str] = SKIP_CATEGORIES,
-    max_sentences: int | None = None,
-) -> list[str]:
-    """All clean, unique sentences of the fortune files, shuffled deterministically with ``seed``."""
-    root = Path(fortunes_dir)
+def _unique_sentences(root: Path, min_words: int, max_words: int, skip_categories: Iterable[str]) -> list[str]:
+    """Every clean sentence of the fortune files under ``root``, once, in file order (before the shuffle)."""
     files = _category_files(root, skip_categories)
     if not files:
         raise FileNotFoundError(f"no fortune files under {root} (apt-get install fortunes)")
@@ -228,8 +227,109 @@ def load_sentences(
                     continue
                 seen.add(key)
                 out.append(s)
+    return out
+
+
+def load_sentences(
+    fortunes_dir: str | os.PathLike = DEFAULT_FORTUNES_DIR,
+    *,
+    seed: int = 0,
+    min_words: int = 4,
+    max_words: int = 20,
+    skip_categories: Iterable[str] = SKIP_CATEGORIES,
+    max_sentences: int | None = None,
+) -> list[str]:
+    """All clean, unique sentences of the fortune files, shuffled deterministically with ``seed``."""
+    out = _unique_sentences(Path(fortunes_dir), min_words, max_words, skip_categories)
     random.Random(seed).shuffle(out)
     return out[:max_sentences] if max_sentences else out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# evaluation sentences: never trained on
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationDraw:
+    """The sentences one evaluation build reads: positions ``start`` .. ``start + count - 1`` of
+    ``load_sentences(seed=seed)`` (default word limits, as the build uses them). ``needs`` is how many sentences that
+    build needs to run at all (``build_corpus.py`` refuses fewer): a shorter sentence list cannot hold the set."""
+
+    sets: str
+    seed: int
+    start: int
+    count: int
+    needs: int
+    command: str
+
+
+_EVAL_CORPUS = (
+    "examples/scripts/build_eval_sets.sh: build_corpus.py --out data/eval_corpus --num-train-speakers 400 "
+    "--utts-per-speaker 25 --sampling-rate 16000 --only-splits validation,test"
+)
+_NATURAL_SET = (
+    "examples/scripts/build_eval_sets.sh natural_set: build_corpus.py --seed {} --voice-seed {} "
+    "--mix piper=0.55,kokoro=0.15,festival=0.3 --num-train-speakers 1 --num-val-speakers {} --utts-per-speaker 2 "
+    "--num-test-voices 0 --only-splits validation --sampling-rate 16000"
+)
+_CONDITIONS = " --conditions room=0.5,noise=0.5,phone=0.3,level=0.5"
+
+#: The evaluation sets drawn from the fortunes, as their commands build them. A build's sentence order is test (stock
+#: voices x utterances), validation (speakers x utterances, then train voices x held-out utterances), then train; so
+#: an evaluation build's test and validation sentences are the first of its seed's order.
+EVALUATION_DRAWS = (
+    # 12 stock espeak-ng voices x 25 utterances (--test-utts-per-voice defaults to --utts-per-speaker)
+    EvaluationDraw("test100 (data/eval_corpus test)", seed=0, start=0, count=300, needs=425, command=_EVAL_CORPUS),
+    # the default corpus's 4 validation speakers x 25 utterances
+    EvaluationDraw(
+        "val48 (data/eval_corpus validation)", seed=0, start=300, count=100, needs=425, command=_EVAL_CORPUS
+    ),
+    # 48 validation speakers x 2 utterances
+    EvaluationDraw("natval48", seed=11, start=0, count=96, needs=98, command=_NATURAL_SET.format(11, 1111, 48)),
+    EvaluationDraw(
+        "natcond48", seed=21, start=0, count=96, needs=98, command=_NATURAL_SET.format(21, 2121, 48) + _CONDITIONS
+    ),
+    EvaluationDraw(
+        "natcondfresh160",
+        seed=41,
+        start=0,
+        count=320,
+        needs=322,
+        command=_NATURAL_SET.format(41, 4141, 160) + _CONDITIONS,
+    ),
+    # 6 train voices x 6 held-out sentences (its validation split), after which come their 60 train sentences each
+    EvaluationDraw(
+        "newvoices18 (data/newvoices validation)",
+        seed=2026,
+        start=0,
+        count=36,
+        needs=96,
+        command="examples/scripts/finetune_new_voices.sh: build_corpus.py --out data/newvoices --seed 2026 "
+        "--num-train-speakers 6 --num-val-speakers 0 --utts-per-speaker 60 --heldout-utts-per-speaker 6 "
+        "--num-test-voices 0 --sampling-rate 16000 --max-sec 8 --max-speed 190",
+    ),
+)
+
+
+@functools.lru_cache(maxsize=4)
+def _evaluation_texts(root: str) -> frozenset[str]:
+    unique = _unique_sentences(Path(root), 4, 20, SKIP_CATEGORIES)  # parsed once, shuffled per seed
+    out: set[str] = set()
+    for draw in EVALUATION_DRAWS:
+        if len(unique) < draw.needs:  # its build could not run on these fortunes: no such set to protect
+            continue
+        order = list(unique)
+        random.Random(draw.seed).shuffle(order)  # as load_sentences(seed=draw.seed) orders them
+        out.update(order[draw.start : draw.start + draw.count])
+    return frozenset(out)
+
+
+def evaluation_texts(fortunes_dir: str | os.PathLike = DEFAULT_FORTUNES_DIR) -> frozenset[str]:
+    """The sentences of every evaluation set in ``EVALUATION_DRAWS``, drawn from the fortunes under
+    ``fortunes_dir`` (cached): the texts no training corpus may hold, so that no evaluation scores a model on
+    sentences it was trained on."""
+    return _evaluation_texts(str(Path(fortunes_dir).resolve()))
 
 
 if __name__ == "__main__":  # quick look: python examples/corpus/sentences.py [N]

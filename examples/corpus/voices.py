@@ -36,6 +36,7 @@ from pathlib import Path
 __all__ = [
     "BASE_VOICES",
     "MAX_VARIANTS_PER_DIR",
+    "STOCK_SPEAKER_PREFIX",
     "Voice",
     "VoiceBank",
     "espeak_binary",
@@ -63,6 +64,9 @@ BASE_VOICES: dict[str, float] = {
 
 # Files of espeak-ng-data that are needed to speak English.
 _CORE_FILES = ("phondata", "phondata-manifest", "phonindex", "phontab", "intonations", "en_dict")
+
+#: The speaker id of a stock voice's rows is this prefix + its name (``stock_en-us+m3``): evaluation-only speakers.
+STOCK_SPEAKER_PREFIX = "stock_"
 
 _STOCK_EVAL = (
     "en-us+m3",
