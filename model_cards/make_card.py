@@ -120,8 +120,13 @@ EMBEDDED_DEFAULT = dict(
         "--config examples/configs/distill-guided-natural-cpu.yaml`: regression onto the 4-step sampler's patches "
         "from the same noise, one guided step, the backbone frozen, 4,500 steps with on-policy rounds, on the same "
         "training voices) and added with `conversion/add_candidate_locdit.py`. No voice or "
-        "recording of the evaluation sets was used in training. The corpus is not on the Hub, so the card lists no "
-        "training dataset."
+        "recording of the evaluation sets was used in training. Their sentences were not all kept out: 47 of the 100 "
+        "espeak-ng test sentences were among the 4,800 fortune sentences the 80-minute CPU fine-tune read, in other "
+        "voices (`examples/build_corpus.py` now keeps every evaluation sentence out of training). On the 53 test cases "
+        "whose sentences no training corpus held, the WER is 38.4% (resynthesised: 25.8%); on the other 47, 40.2% "
+        "(29.7%), so the sentences it had read did not flatter the figures "
+        "(docs/research/diagnostics/evaluation_sentence_leak.md in the repository). The corpus is not on the Hub, so "
+        "the card lists no training dataset."
     ),
     repo_id=None,
     eval_dataset_name="espeak-ng test voices (examples/evaluate.py cases)",
