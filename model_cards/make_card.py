@@ -42,7 +42,7 @@ EMBEDDED_DEFAULT = dict(
         "yet clone natural or human voices well: with flite voices and real recordings as prompts Whisper recognises "
         "62% of its words (WER 51% with each case's errors capped at its length) and the similarity drops to 0.63 "
         "(natural-voice table below). On 2 CPU cores it generates about 8 times faster than real time and "
-        "streams its first audio after 0.12-0.19 s. English only. Inside the package its folder holds the weights "
+        "streams its first audio after 0.12-0.20 s. English only. Inside the package its folder holds the weights "
         'and settings only: `DiTARPipeline.from_pretrained().save_pretrained("ditar-espeak-tiny")` writes the complete '
         'folder (its code included) that the transformers and diffusers lines under "Use it" load, with that folder '
         "in place of `<org>/<name>`."

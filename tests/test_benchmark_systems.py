@@ -96,6 +96,87 @@ def test_pocket_system_runs_and_counts_flops():
     assert system.first_audio(1.0, timing) and system.decode(1.0, timing)
 
 
+def test_cpu_attention_flops_are_counted():
+    """FlopCounterMode looks its rules up by the op's packet: rules keyed by `op.default` counted CPU attention as 0,
+    so the published FLOP figures lacked their attention (most of all the NAR models')."""
+    import torch.nn.functional as F
+    from benchmark_lib import f5_runner, measure
+    from benchmark_lib.models import flop_counter_mapping
+
+    q, k, v = torch.randn(2, 4, 10, 16), torch.randn(2, 4, 30, 16), torch.randn(2, 4, 30, 16)
+    expected = 2 * (2 * 2 * 4 * 10 * 30 * 16)  # QK^T and AV: a multiply and an add per product
+    with torch.no_grad():
+        for mask in (None, torch.ones(10, 30, dtype=torch.bool)):
+            call = lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # noqa: B023, E731
+            assert measure.count_flops(call, flop_counter_mapping()) == expected
+            assert measure.count_flops(call, f5_runner.attention_flop_mapping()) == expected  # the F5 runner's rule
+
+
+def test_size_grid_times_the_vocoder_on_the_whole_row(monkeypatch):
+    """A row timed on a prefix of its patches timed Griffin-Lim on the prefix's frames only."""
+    import benchmark
+    from benchmark_lib import measure
+
+    monkeypatch.setattr(measure, "wait_until_quiet", lambda threads, max_wait=0: 0.0)
+    decoded = []
+
+    class Vocoder:
+        def decode(self, frames):
+            decoded.append(tuple(frames.shape))
+
+    def stream(text, **kwargs):
+        yield torch.zeros(10)
+
+    model = argparse.Namespace(config=argparse.Namespace(patch_size=4), denormalize_features=lambda x: x)
+    pipe = argparse.Namespace(model=model, stream=stream, _streaming_vocoder=Vocoder)
+    args = argparse.Namespace(steps=2, guidance_scale=2.0, temperature=0.5, repeats=1, threads=1)
+    prefix = torch.randn(1, 8 * 4, 80)  # 8 of the row's 50 patches were generated (and timed)
+    out = benchmark.first_chunk_and_vocoder(pipe, 4.0, 50, args, prefix)
+    assert decoded == [(50 * 4, 80)] and out["vocoder_wall"] is not None
+    assert torch.equal(benchmark.full_length_frames(prefix, 50 * 4)[32:64], prefix[0])  # the prefix, repeated
+
+
+def test_systems_grid_encodes_inputs_before_the_timed_runs(monkeypatch):
+    """Batch 4's inputs (and batch 1's with --no-flops) were encoded inside the first timed run."""
+    from benchmark_lib import pocket
+    from pipeline_helpers import get_dummy_pipeline
+
+    timing_now = []
+    timed_run = systems.timed_run
+
+    def watched(fn, timing, quiet_wait=20.0):
+        timing_now.append(True)
+        try:
+            return timed_run(fn, timing, 0.0)
+        finally:
+            timing_now.pop()
+
+    encoded_while_timed = []
+    monkeypatch.setattr(systems, "timed_run", watched)
+    pipe = get_dummy_pipeline()
+    pipe.model.config.text_config.max_position_embeddings = 4096  # the benchmark's 3 s prompt (see above)
+    encode = pipe.encode_inputs
+    pipe.encode_inputs = lambda *a, **k: encoded_while_timed.append(("ditar", bool(timing_now))) or encode(*a, **k)
+    pocket_inputs = pocket.pocket_inputs
+    monkeypatch.setattr(
+        pocket,
+        "pocket_inputs",
+        lambda *a, **k: encoded_while_timed.append(("pocket", bool(timing_now))) or pocket_inputs(*a, **k),
+    )
+    ditar = systems.DiTARSystem(pipe, num_candidates=1)
+    ditar.min_units, ditar.units = 2, lambda seconds: 3
+    pocket_system = systems.PocketSystem(*[m.config for m in tiny_pocket()])
+    pocket_system.units = lambda seconds: 3
+    args = argparse.Namespace(
+        seconds=[1.0], batches=[2], repeats=1, threads=1, no_flops=True, ditar_budget=60.0, nar_budget=60.0,
+        nar_timed_steps=1, nar_max_step_seconds=60.0,
+    )  # fmt: skip
+    rows = list(systems.measure_grid([ditar, pocket_system], args, print))
+    assert [r["system"] for r in rows] == ["ditar", "pocket"] and all(r["wall"] for r in rows)
+    assert {name for name, _ in encoded_while_timed} == {"ditar", "pocket"}
+    assert not [name for name, timed in encoded_while_timed if timed]
+
+
 class _FakeSystem(systems.BenchSystem):
     def __init__(self, name, min_units, units):
         self.name, self.min_units, self._units = name, min_units, units

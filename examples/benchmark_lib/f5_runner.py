@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmark_lib.measure import Timing, count_flops, timed_run  # noqa: E402
+from benchmark_lib.measure import Timing, attention_flop_mapping, count_flops, timed_run  # noqa: E402
 
 FRAMES_PER_SECOND = 24000 / 256
 PROMPT_SECONDS = 3.0
@@ -122,22 +122,6 @@ def f5_generate(cfm, seconds: float, batch: int, steps: int = NFE):
     return out
 
 
-def _attention_mapping() -> dict:
-    """FLOPs of CPU scaled-dot-product attention, which FlopCounterMode does not count (same rule as the benchmark's
-    `flop_counter_mapping`, whose module needs diffusers)."""
-
-    def sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-        *batch, q_len, head_dim = query_shape
-        return 4 * math.prod(batch) * q_len * key_shape[-2] * head_dim
-
-    aten, mapping = torch.ops.aten, {}
-    for name in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math"):
-        op = getattr(aten, name, None)
-        if op is not None:
-            mapping[op.default] = sdpa_flops
-    return mapping
-
-
 def count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -177,7 +161,7 @@ class Runner:
             return dict(wall=timing.walls[0], cpu=timing.cpus[0], peak_bytes=timing.peak_bytes, clean=timing.is_clean)
         if op == "flops":
             seconds = float(request["seconds"])
-            mapping = _attention_mapping()
+            mapping = attention_flop_mapping()  # CPU attention, which FlopCounterMode does not count
             nfe = count_flops(lambda: f5_generate(self.cfm, seconds, 1, steps=1), mapping)
             mel = torch.randn(1, 100, round(seconds * FRAMES_PER_SECOND))
             with torch.no_grad():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import threading
 import time
@@ -153,6 +154,24 @@ def matmul_flops_per_second(size: int = 2048, repeats: int = 5) -> float:
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
+
+
+def sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of scaled-dot-product attention (QK^T and AV: 2 x 2 x batch x heads x queries x keys x head dim)."""
+    *batch, q_len, head_dim = query_shape
+    return 4 * math.prod(batch) * q_len * key_shape[-2] * head_dim
+
+
+# CPU attention ops FlopCounterMode has no rule for (it counts the CUDA flash and memory-efficient kernels itself)
+CPU_ATTENTION_OPS = ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math")
+
+
+def attention_flop_mapping() -> dict:
+    """`count_flops` rules for CPU attention. FlopCounterMode looks a rule up by the op's overload packet
+    (`torch.ops.aten.X`), not by one overload (`torch.ops.aten.X.default`): a rule keyed by the overload is never
+    used, and CPU attention counted 0."""
+    aten = torch.ops.aten
+    return {getattr(aten, name): sdpa_flops for name in CPU_ATTENTION_OPS if hasattr(aten, name)}
 
 
 def count_flops(fn, mapping: dict) -> int:

@@ -28,6 +28,8 @@ from modeling_ditar import (
     build_pipeline,
 )
 
+from .measure import attention_flop_mapping, sdpa_flops
+
 SAMPLING_RATE, NUM_MELS, N_FFT, HOP, PATCH = 16000, 80, 1280, 320, 4
 FRAMES_PER_SECOND = SAMPLING_RATE / HOP  # 50
 PATCHES_PER_SECOND = FRAMES_PER_SECOND / PATCH  # 12.5
@@ -236,21 +238,9 @@ def nar_sample(
     return x
 
 
-def sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    """FLOPs of scaled-dot-product attention (QK^T and AV), for ops `FlopCounterMode` does not count on CPU."""
-    *batch, q_len, head_dim = query_shape
-    k_len = key_shape[-2]
-    return 4 * math.prod(batch) * q_len * k_len * head_dim
-
-
 def flop_counter_mapping() -> dict:
-    aten = torch.ops.aten
-    mapping = {}
-    for name in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math"):
-        op = getattr(aten, name, None)
-        if op is not None:
-            mapping[op.default] = sdpa_flops
-    return mapping
+    """`count_flops` rules for what FlopCounterMode does not count on CPU: scaled-dot-product attention."""
+    return attention_flop_mapping()
 
 
 __all__ = [
@@ -266,5 +256,6 @@ __all__ = [
     "nar_inputs",
     "nar_sample",
     "prompt_audio",
+    "sdpa_flops",
     "text_for",
 ]

@@ -68,11 +68,12 @@ def gapless_start(arrivals: list[float], durations: list[float]) -> float:
 
 
 class BenchSystem:
-    """One system. `units(seconds)`: the flat-cost units of a row; `run(seconds, batch, units, timing)`: one timed
-    run of `units` of them; `first_audio(timing)`: one timed run up to the first playable audio (batch 1, 10 s text),
-    or None when that is the whole generation; `gapless_start(seconds, threads)`: the earliest playback start of one
-    whole stream that never runs dry, or None for a system that does not stream; `decode(seconds, timing)`: one
-    timed vocoder/codec run for one row, or None; `flops(seconds)`: (generation, decoder) FLOPs of one row."""
+    """One system. `units(seconds)`: the flat-cost units of a row; `prepare(seconds, batch)`: build the inputs of a
+    point before its timed runs; `run(seconds, batch, units, timing)`: one timed run of `units` of them;
+    `first_audio(timing)`: one timed run up to the first playable audio (batch 1, 10 s text), or None when that is the
+    whole generation; `gapless_start(seconds, threads)`: the earliest playback start of one whole stream that never
+    runs dry, or None for a system that does not stream; `decode(seconds, timing)`: one timed vocoder/codec run for
+    one row, or None; `flops(seconds)`: (generation, decoder) FLOPs of one row."""
 
     name = ""
     min_units = 1
@@ -81,6 +82,10 @@ class BenchSystem:
 
     def units(self, seconds: float) -> int:
         raise NotImplementedError
+
+    def prepare(self, seconds: float, batch: int):
+        """Build (and keep) the inputs of this point, so that its timed runs time generation only (nothing to build
+        for a system whose inputs are made elsewhere)."""
 
     def run(self, seconds: float, batch: int, units: int, timing: Timing):
         raise NotImplementedError
@@ -146,6 +151,9 @@ class DiTARSystem(BenchSystem):
                 [text_for(seconds)] * batch, prompt_audio(), PROMPT_TEXT, SAMPLING_RATE
             )
         return self._inputs[key]
+
+    def prepare(self, seconds, batch):
+        self.inputs(seconds, batch)
 
     def generate(self, seconds, batch, patches):
         inputs = self.inputs(seconds, batch)
@@ -245,10 +253,14 @@ class PocketSystem(BenchSystem):
             self._inputs[key] = pocket_inputs(self.model, len(PROMPT_TEXT) + 1 + len(text_for(seconds)), batch)
         return self._inputs[key]
 
+    def prepare(self, seconds, batch):
+        self.inputs(seconds, batch)
+
     def run(self, seconds, batch, units, timing):
         from .pocket import pocket_generate
 
-        timed_run(lambda: pocket_generate(self.model, self.inputs(seconds, batch), units), timing, self.quiet_wait)
+        inputs = self.inputs(seconds, batch)
+        timed_run(lambda: pocket_generate(self.model, inputs, units), timing, self.quiet_wait)
 
     def first_audio(self, seconds, timing):
         from .pocket import pocket_first_audio
@@ -299,6 +311,9 @@ class NARSystem(BenchSystem):
                 self.nar, self.tokenizer, self.prompt_features, text_for(seconds), seconds, batch
             )
         return self._inputs[key]
+
+    def prepare(self, seconds, batch):
+        self.inputs(seconds, batch)
 
     def run(self, seconds, batch, units, timing):
         prompt, ids = self.inputs(seconds, batch)
@@ -485,6 +500,7 @@ def measure_grid(systems, args, log):
     for system in systems:  # warm-up: allocator, kernels, the prompt's features
         start, wait = time.perf_counter(), system.quiet_wait
         system.quiet_wait = 0.0
+        system.prepare(2.0, 1)
         system.run(2.0, 1, system.min_units, Timing(threads=args.threads))  # short: warm-up is untimed
         system.quiet_wait = wait
         log(f"  warm-up {system.name}: {time.perf_counter() - start:.1f} s")
@@ -495,6 +511,9 @@ def measure_grid(systems, args, log):
         for batch in args.batches:
             plans = {s.name: plan_units(s, seconds, batch, unit_time, args) for s in systems}
             timings = {s.name: Timing(threads=args.threads) for s in systems}
+            for system in systems:  # inputs are encoded here, not inside the first timed run (batch 1 or not)
+                if plans[system.name]:
+                    system.prepare(seconds, batch)
             for _ in range(args.repeats):
                 for system in systems:
                     if plans[system.name]:
