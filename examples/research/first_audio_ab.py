@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Interleaved timing of two or more pipeline folders: time to the first streamed chunk and the whole call's RTF.
+"""Interleaved timing of two or more pipeline folders: time to the first streamed chunk and the generation's RTF.
 
     python examples/research/first_audio_ab.py modeling_ditar/default outputs/ditar-candidate-locdit --rounds 7
     python examples/research/first_audio_ab.py A B --locdit-dtype bfloat16   # every LocDiT of every pipeline in bf16
@@ -10,7 +10,8 @@ Each pipeline runs the benchmark's DiTAR system (examples/benchmark_lib: 10 s of
 head silenced and the length forced, so every pipeline makes the same amount of speech; its own candidate policy). The
 pipelines take turns in one process, in an order that rotates every round, so the slow drift of a shared machine falls
 on all of them alike. Prints, per pipeline, the best and median first audio and RTF over the rounds (round 0 warms up
-and is not counted).
+and is not counted). The RTF times the model's generation of the speech's features from inputs encoded beforehand,
+without the vocoder (the benchmark's "RTF"; its "e2e RTF" adds the vocoder).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def load(spec: str, locdit_dtype: str | None) -> DiTARSystem:
 
 
 def interleaved_timings(systems: list, rounds: int, seconds: float) -> tuple[list[list[float]], list[list[float]]]:
-    """Per system, the seconds to the first streamed chunk and the RTF of whole calls of `seconds` of speech, over
+    """Per system, the seconds to the first streamed chunk and the RTF of generating `seconds` of speech, over
     `rounds` rounds after a warm-up round; the systems take turns in an order that rotates every round."""
     first: list[list[float]] = [[] for _ in systems]
     whole: list[list[float]] = [[] for _ in systems]
