@@ -12,7 +12,10 @@ iterative generative models"), with the backbone frozen, so only LocDiT learns.
 
 - Contexts. The teacher's backbone runs teacher-forced over corpus utterances (half of them behind a prompt utterance
   of the same speaker, as in generation with a voice prompt). Every real patch gives one context: the backbone output
-  h that predicts it, and its K history patches (masked at the start of speech).
+  h that predicts it, and its K history patches (masked at the start of speech). The last shard is held out for
+  validation: it draws from utterances that no training shard (nor on-policy round) draws from, whole speakers where
+  some make up about one in `num_pair_shards` of the corpus, else single utterances, so the held-out error is
+  measured on contexts the student never trained on.
 - Teacher endpoints. For each context and one Gaussian draw eps, the teacher's own sampler (its generation config:
   steps, LM guidance, temperature) gives the patch x0 = F(h, history, eps). With temperature tau the solve is
   deterministic apart from that one draw (injected at t ~ tau), so F is a function and x0 a regression target.
@@ -32,15 +35,20 @@ iterative generative models"), with the backbone frozen, so only LocDiT learns.
   From then on a fraction `on_policy_fraction` of each batch comes from these on-policy pairs.
 - Output. `OUTPUT_DIR/pipeline`: the teacher's pipeline with the student LocDiT, whose generation config sets
   `num_inference_steps` K, `guidance_scale` 1 and `distilled_guidance_scale` g (which makes any other guidance scale
-  an error). The teacher's multi-step sampler is unchanged: any pipeline can still be run with more steps.
+  an error). The teacher's multi-step sampler is unchanged: any pipeline can still be run with more steps. A
+  candidate LocDiT the teacher carries is left out: the student samples every patch, the competing candidates' too,
+  at its own K steps (conversion/add_candidate_locdit.py can add one later; the run says how).
   `OUTPUT_DIR/student` holds what the student adds to the teacher (LocDiT in float16, the generation config), small
   enough to bring back from a GPU machine; `--assemble OUTPUT_DIR/student` rebuilds the pipeline from it elsewhere
   (it needs no corpus, and refuses to overwrite an existing OUTPUT_DIR/pipeline).
 
 Resumable: finished pair shards are kept; `OUTPUT_DIR/checkpoint.pt` (student, optimizer, step, RNG, log) is written
 atomically every `save_every` steps and at the end, and a rerun with the same config continues from it (max_steps and
-the time budget may change; a changed teacher, pairs folder, number of shards or training setting is refused, named).
-`--time-budget-min` stops training (saving and exporting) when the minutes have passed. Problems with the inputs
+the time budget may change; a changed teacher, pairs folder, number of shards or training setting is refused, named,
+as are a checkpoint and a pairs folder made before the held-out shard was kept apart).
+`--time-budget-min` fits the run into the minutes: it measures the step rate after a warm-up and moves the run's end
+(never past max_steps) so that the lr decay ends on time, with the on-policy rounds moved in proportion and their
+time kept free; at the deadline training stops wherever it is (saving and exporting). Problems with the inputs
 (config, folders, teacher, corpus, checkpoint) end the run with one `error: ...` line, before its config, pairs or
 student are written.
 """
@@ -96,7 +104,7 @@ class DistillConfig:
     teacher_steps: int | None = None  # None: the teacher's generation config (as are the next two)
     guidance_scale: float | None = None
     temperature: float | None = None
-    num_pair_shards: int = 8  # the last shard is held out for validation
+    num_pair_shards: int = 8  # the last shard is held out for validation (from utterances no other shard draws from)
     utterances_per_shard: int = 64
     utterances_per_pass: int = 8  # rows of one teacher-forced backbone pass
     prompt_prob: float = 0.5
@@ -327,17 +335,17 @@ def solve(locdit, contexts: dict, noise: torch.Tensor, steps: int, guidance_scal
     )
 
 
-def speakers_index(utterances) -> dict[str, list[int]]:
-    """Speaker -> indices of its utterances."""
+def speakers_index(utterances, pool: list[int] | None = None) -> dict[str, list[int]]:
+    """Speaker -> indices of its utterances (those in `pool`, if given)."""
     by_speaker: dict[str, list[int]] = {}
-    for index, utt in enumerate(utterances):
-        by_speaker.setdefault(utt.speaker, []).append(index)
+    for index in range(len(utterances)) if pool is None else pool:
+        by_speaker.setdefault(utterances[index].speaker, []).append(index)
     return by_speaker
 
 
 def prompt_partner(index: int, utterances, by_speaker: dict, rng: random.Random, prompt_prob: float) -> int:
-    """Another utterance of the same speaker to speak before `index` as its prompt (with probability `prompt_prob`),
-    else -1."""
+    """Another utterance of the same speaker (among those `by_speaker` holds) to speak before `index` as its prompt
+    (with probability `prompt_prob`), else -1."""
     same = [j for j in by_speaker[utterances[index].speaker] if j != index]
     return rng.choice(same) if same and rng.random() < prompt_prob else -1
 
@@ -360,14 +368,74 @@ def teacher_endpoints(locdit, contexts: dict, noise: torch.Tensor, cfg: DistillC
     return torch.cat(targets)
 
 
-@torch.no_grad()
-def make_shard(pipe, utterances, shard: int, cfg: DistillConfig, settings: dict, pad_id: int, space_ids) -> dict:
-    """Teacher endpoints for one shard of utterances, deterministic in (seed, shard)."""
-    model, device = pipe.model, torch.device(cfg.device)
-    rng = random.Random(cfg.seed * 1_000_003 + shard)
+# Marks teacher endpoints (pairs_meta.json) and checkpoints (run key) whose held-out shard draws from utterances that
+# no training shard draws from; those made before drew every shard from the whole corpus.
+HELD_OUT = "apart"
+
+
+def held_out_split(utterances, cfg: DistillConfig) -> dict:
+    """The utterances the held-out shard draws from, and the others, which the training shards and on-policy rounds
+    draw from: about one in `num_pair_shards` of the corpus, deterministic in (corpus, seed). Whole speakers are held
+    out where some fill that share (at most twice it), so that validation also meets new voices; otherwise single
+    utterances. Prompts are drawn from the same side. ValueError for a corpus too small to hold any utterance out.
+    Returns {"held_out": indices, "train": indices, "description": a line for the log}."""
+    total, shards = len(utterances), cfg.num_pair_shards
+    want = math.ceil(total / shards)
+    if total - want < 1:
+        raise ValueError(
+            f"corpus {cfg.corpus}: its {cfg.split!r} split has {total} utterance(s), too few to hold any out: the "
+            f"held-out shard draws from {want} (1 in num_pair_shards={shards}) that no training shard draws from, and "
+            "training needs at least one more; give a corpus with at least 2 utterances."
+        )
+    rng = random.Random(cfg.seed * 1_000_003 - 1)  # apart from every shard's seed (seed * 1_000_003 + shard)
     by_speaker = speakers_index(utterances)
-    picks = [rng.randrange(len(utterances)) for _ in range(cfg.utterances_per_shard)]
-    rows = [(index, prompt_partner(index, utterances, by_speaker, rng, cfg.prompt_prob)) for index in picks]
+    names = sorted(by_speaker)
+    rng.shuffle(names)
+    room = min(2 * want, total - 1)  # the held-out side stays near its share, and training keeps utterances
+    speakers: list[str] = []
+    held = 0
+    for name in names:
+        if held >= want:
+            break
+        if held + len(by_speaker[name]) <= room:
+            speakers.append(name)
+            held += len(by_speaker[name])
+    if held >= want:
+        held_out = sorted(index for name in speakers for index in by_speaker[name])
+        what = f"{len(speakers)} of {len(by_speaker)} speakers ({held} of {total} utterances)"
+    else:  # one speaker, or speakers too large to hold out whole ones near the share
+        held_out = sorted(rng.sample(range(total), want))
+        what = f"{want} of {total} utterances (no set of whole speakers fits 1 in {shards} of the corpus)"
+    kept = set(held_out)
+    train = [index for index in range(total) if index not in kept]
+    description = (
+        f"held out: {what}; the training shards and on-policy rounds draw from the other {len(train)} utterances"
+    )
+    return {"held_out": held_out, "train": train, "description": description}
+
+
+def shard_pool(split: dict, shard: int, cfg: DistillConfig) -> list[int]:
+    """The utterances a pair shard draws from: the held-out ones for the last shard, the others for the rest."""
+    return split["held_out"] if shard == cfg.num_pair_shards - 1 else split["train"]
+
+
+def shard_rows(utterances, shard: int, cfg: DistillConfig, pool: list[int]) -> list[tuple[int, int]]:
+    """The (utterance, prompt partner or -1) rows of one shard: `utterances_per_shard` draws from `pool`, with
+    replacement, deterministic in (seed, shard); a partner is another utterance of the same speaker in `pool`."""
+    rng = random.Random(cfg.seed * 1_000_003 + shard)
+    by_speaker = speakers_index(utterances, pool)
+    picks = [pool[rng.randrange(len(pool))] for _ in range(cfg.utterances_per_shard)]
+    return [(index, prompt_partner(index, utterances, by_speaker, rng, cfg.prompt_prob)) for index in picks]
+
+
+@torch.no_grad()
+def make_shard(
+    pipe, utterances, shard: int, cfg: DistillConfig, settings: dict, pad_id: int, space_ids, pool: list[int]
+) -> dict:
+    """Teacher endpoints for one shard of utterances drawn from `pool` (`shard_pool`), deterministic in (seed,
+    shard)."""
+    model, device = pipe.model, torch.device(cfg.device)
+    rows = shard_rows(utterances, shard, cfg, pool)
     contexts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(rows), cfg.utterances_per_pass):
         batch = collate_examples(rows[start : start + cfg.utterances_per_pass], utterances, pad_id, space_ids)
@@ -403,9 +471,13 @@ def ensure_pairs(
     pipe, cfg: DistillConfig, settings: dict, log, deadline: float | None = None, corpus: dict | None = None
 ) -> list[Path]:
     """Compute the missing pair shards (kept ones are reused); returns the paths of the shards that exist, in order.
-    Past `deadline` (a `time.time()` value) no further shard is started once two exist."""
+    The held-out shard (the last) is made first, from utterances no other shard draws from (`held_out_split`). Past
+    `deadline` (a `time.time()` value) no further shard is started once it and one training shard exist."""
     pairs = cfg.pairs_path
+    cache = {} if corpus is None else corpus
     meta = {
+        "held_out": HELD_OUT,
+        "num_pair_shards": cfg.num_pair_shards,  # which shard is held out, and the share of utterances it draws from
         "teacher": str(Path(cfg.teacher).resolve()),
         "corpus": str(Path(cfg.corpus).resolve()),
         "split": cfg.split,
@@ -417,6 +489,12 @@ def ensure_pairs(
     meta_path = pairs / PAIRS_META
     if meta_path.is_file():
         kept = json.loads(meta_path.read_text())
+        if kept.get("held_out") != HELD_OUT:
+            raise ValueError(
+                f"{pairs} holds teacher endpoints made before the held-out shard was kept apart: every shard drew "
+                "from the whole corpus, so the held-out error was partly measured on trained contexts. Delete it to "
+                "make them again, or use another pairs_dir."
+            )
         if kept != meta:
             changed = sorted(k for k in meta if kept.get(k) != meta[k])
             raise ValueError(
@@ -424,25 +502,29 @@ def ensure_pairs(
                 "delete it."
             )
     paths = [pairs / f"shard-{i:04d}.pt" for i in range(cfg.num_pair_shards)]
-    missing = [i for i, path in enumerate(paths) if not path.is_file()]
+    held_out = cfg.num_pair_shards - 1
+    missing = sorted((i for i, path in enumerate(paths) if not path.is_file()), key=lambda i: i != held_out)
     if missing:
-        utterances, pad_id, space_ids = corpus_once(pipe, cfg, {} if corpus is None else corpus)
+        utterances, pad_id, space_ids = corpus_once(pipe, cfg, cache)
+        log(cache["split"]["description"])
     if not meta_path.is_file():  # only once the corpus has loaded: a wrong one must not claim the folder
         pairs.mkdir(parents=True, exist_ok=True)
         meta_path.write_text(json.dumps(meta, indent=1))
     if missing:
         for i in missing:
             made = sum(path.is_file() for path in paths)
-            if deadline is not None and time.time() > deadline and made >= 2:
+            if deadline is not None and time.time() > deadline and made >= 2 and paths[held_out].is_file():
                 log(
-                    f"teacher endpoints used their share of the time budget: training on {made} of "
-                    f"{cfg.num_pair_shards} shards (the last one made is held out)"
+                    f"teacher endpoints used their share of the time budget: training on {made - 1} of "
+                    f"{cfg.num_pair_shards - 1} training shards ({paths[held_out].name} held out)"
                 )
                 break
             start = time.time()
-            shard = make_shard(pipe, utterances, i, cfg, settings, pad_id, space_ids)
+            pool = shard_pool(cache["split"], i, cfg)
+            shard = make_shard(pipe, utterances, i, cfg, settings, pad_id, space_ids, pool)
             atomic_save(shard, paths[i])
-            log(f"pairs shard {i}: {shard['target'].shape[0]} endpoints in {time.time() - start:.1f} s")
+            role = " (held out)" if i == held_out else ""
+            log(f"pairs shard {i}{role}: {shard['target'].shape[0]} endpoints in {time.time() - start:.1f} s")
     return [path for path in paths if path.is_file()]
 
 
@@ -450,9 +532,12 @@ CORPUS_COLUMNS = ("features", "text", "speaker_id")
 
 
 def corpus_once(pipe, cfg: DistillConfig, cache: dict):
-    """`corpus_utterances`, loaded at most once per `cache` (pair shards and on-policy rounds share it)."""
+    """`corpus_utterances`, loaded at most once per `cache` (pair shards and on-policy rounds share it); the cache's
+    "split" is then its `held_out_split` (a corpus too small to hold any utterance out is refused here)."""
     if "corpus" not in cache:
-        cache["corpus"] = corpus_utterances(pipe, cfg)
+        loaded = corpus_utterances(pipe, cfg)
+        cache["split"] = held_out_split(loaded[0], cfg)
+        cache["corpus"] = loaded
     return cache["corpus"]
 
 
@@ -579,19 +664,28 @@ def recording_patch_solves(generator: torch.Generator):
 
 @torch.no_grad()
 def make_on_policy_round(
-    pipe, student_model, utterances, round_index: int, cfg: DistillConfig, settings: dict, space_ids
+    pipe,
+    student_model,
+    utterances,
+    round_index: int,
+    cfg: DistillConfig,
+    settings: dict,
+    space_ids,
+    pool: list[int] | None = None,
 ) -> dict:
     """One DAgger round: `student_model` (the teacher's model holding the current student LocDiT) generates
     free-running, one candidate at its K steps (unguided, or at `student_guidance_scale`), for
-    `on_policy_utterances` corpus texts (with probability `prompt_prob` behind a prompt utterance of the same speaker);
+    `on_policy_utterances` texts of the corpus utterances in `pool` (the training side of `held_out_split`; None: all)
+    (with probability `prompt_prob` behind a prompt utterance of the same speaker, from `pool` too);
     the teacher labels every solved patch's context from the same draw. Deterministic in (seed, round, student
     weights). Returns the pairs and the student's own patches."""
     device = torch.device(cfg.device)
     seed = cfg.seed * 1_000_003 + 7_654_321 * (round_index + 1)
-    rng, by_speaker = random.Random(seed), speakers_index(utterances)
+    pool = list(range(len(utterances))) if pool is None else pool
+    rng, by_speaker = random.Random(seed), speakers_index(utterances, pool)
     with recording_patch_solves(torch.Generator().manual_seed(seed)) as records:
         for _ in range(cfg.on_policy_utterances):
-            index = rng.randrange(len(utterances))
+            index = pool[rng.randrange(len(pool))]
             partner = prompt_partner(index, utterances, by_speaker, rng, cfg.prompt_prob)
             target = utterances[index]
             inputs: dict = {}
@@ -648,12 +742,105 @@ def validation_loss(student, pairs: dict, steps: int, temperature: float, device
     return total / pairs["target"].numel()
 
 
-def lr_at(step: int, cfg: DistillConfig) -> float:
-    """Linear warm-up, then cosine decay to 10% over max_steps."""
+def decay_progress(step: int, cfg: DistillConfig, max_steps: int, decay_from: tuple[int, float] | None = None) -> float:
+    """How far the cosine decay has gone at `step`: 0 at the end of the warm-up, 1 at `max_steps` (the run's end).
+    Once the end has moved (`move_end`), `decay_from` = (step, progress) there: from it the progress goes on linearly
+    to 1 at the new end, so the lr keeps the cosine's shape, only faster or slower, without a jump."""
+    start, done = (cfg.warmup_steps, 0.0) if decay_from is None or step < decay_from[0] else decay_from
+    return min(1.0, max(0.0, done + (1.0 - done) * (step - start) / max(1, max_steps - start)))
+
+
+def lr_at(
+    step: int, cfg: DistillConfig, max_steps: int | None = None, decay_from: tuple[int, float] | None = None
+) -> float:
+    """Linear warm-up, then cosine decay to 10% at the run's end (`max_steps`; unset: the config's)."""
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    progress = decay_progress(step, cfg, cfg.max_steps if max_steps is None else max_steps, decay_from)
     return cfg.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def move_end(state: dict, cfg: DistillConfig, step: int, max_steps: int) -> None:
+    """Make `max_steps` the end of the run whose schedule `state` holds (its "max_steps" and "decay_from"), at `step`,
+    without a jump in the lr: a decay under way goes on from its present progress (a finished run extended stays at
+    10%); during the warm-up only the end moves."""
+    if step > cfg.warmup_steps:
+        state["decay_from"] = (step, decay_progress(step, cfg, state["max_steps"], state["decay_from"]))
+    state["max_steps"] = max_steps
+
+
+def on_policy_steps(cfg: DistillConfig, max_steps: int) -> list[int]:
+    """The steps of the on-policy rounds in a run that ends at `max_steps`: the config's (`on_policy_round_steps`),
+    moved in proportion when a time budget has moved the end, so that the rounds keep their place in the schedule."""
+    return [step * max_steps // cfg.max_steps for step in cfg.on_policy_round_steps()]
+
+
+class StepBudget:
+    """`--time-budget-min`: sizes the run so that its lr decay ends on time, as examples/train.py's TimeBudget does.
+    The step rate is measured after SKIPPED_STEPS steps and the run's end set from it (`move_end`: no lr jump), then
+    refreshed every MEASURED_STEPS steps: evaluations, checkpoints and on-policy rounds make the rate uneven, and the
+    decay is stretched or shortened from where it is. The time on-policy rounds took is set apart, and every round
+    still to come is counted at their mean. The end never moves past max_steps: the budget only shortens a run. The
+    minutes count from `started` (the process start), and at the deadline the run stops wherever it is."""
+
+    SKIPPED_STEPS = 20  # the first steps are not timed (allocator and kernel warm-up)
+    MEASURED_STEPS = 50
+    FIRST_ESTIMATE = SKIPPED_STEPS + MEASURED_STEPS  # steps after the start
+    RESERVE = 0.03  # of the budget, kept for the final validation and the export after the last step
+
+    def __init__(self, minutes: float, started: float, start_step: int):
+        self.deadline = started + 60 * minutes
+        self.reserve = self.RESERVE * 60 * minutes  # not a share of the time left, which refreshes would wear away
+        self.start_step = start_step
+        self.mark: tuple[int, float] | None = None
+        self.round_seconds: list[float] = []  # on-policy rounds made by this process
+        self.rounds_since_mark = 0.0
+        self.steps_per_second: float | None = None
+        self.logged_end: int | None = None
+
+    def note_round(self, seconds: float) -> None:
+        self.round_seconds.append(seconds)
+        if self.mark is not None:
+            self.rounds_since_mark += seconds
+
+    def passed(self) -> bool:
+        return time.time() >= self.deadline
+
+    def new_end(self, step: int, pending_rounds: int) -> int | None:
+        """The step at which the run ends on time, measured at `step` with `pending_rounds` on-policy rounds still to
+        come; None when no estimate is due."""
+        now = time.time()
+        if step == self.start_step + self.SKIPPED_STEPS:
+            self.mark, self.rounds_since_mark = (step, now), 0.0
+            return None
+        if self.mark is None or step == self.mark[0] or (step - self.mark[0]) % self.MEASURED_STEPS:
+            return None
+        seconds_per_step = max(1e-9, (now - self.mark[1] - self.rounds_since_mark) / (step - self.mark[0]))
+        self.steps_per_second = 1 / seconds_per_step
+        per_round = sum(self.round_seconds) / len(self.round_seconds) if self.round_seconds else 0.0
+        left = self.deadline - now - self.reserve - pending_rounds * per_round
+        return step + max(1, int(left / seconds_per_step))
+
+    def update(self, state: dict, cfg: DistillConfig, pending_rounds: int, log) -> None:
+        """At the run's present step (`state`), move its end to the estimate when one is due (`move_end`, at most
+        max_steps) and say so when it moved by more than 2% since last said."""
+        end = self.new_end(state["step"], pending_rounds)
+        if end is None:
+            return
+        if min(end, cfg.max_steps) == state["max_steps"]:
+            if self.logged_end is None:
+                self.logged_end = state["max_steps"]
+                log(f"time budget: {self.steps_per_second:.2f} steps/s -> the run's {self.logged_end} steps fit in it")
+            return
+        move_end(state, cfg, state["step"], min(end, cfg.max_steps))
+        end = state["max_steps"]
+        if self.logged_end is None or abs(end - self.logged_end) > 0.02 * self.logged_end:
+            self.logged_end = end
+            rounds_at = on_policy_steps(cfg, end)
+            log(
+                f"time budget: {self.steps_per_second:.2f} steps/s -> the run ends at step {end}, where the lr decay "
+                "ends" + (f"; on-policy rounds at steps {rounds_at}" if rounds_at else "")
+            )
 
 
 # the settings a checkpoint is resumed with, besides those of the run key: they only shape the rest of the run
@@ -664,6 +851,7 @@ def run_key(cfg: DistillConfig, settings: dict) -> dict:
     """What a checkpoint must share with the run that resumes it: the student, its teacher endpoints (pairs folder,
     sampler, shards: the last one is held out) and the training settings. max_steps and the time budget may change."""
     key = {
+        "held_out": HELD_OUT,
         "student_steps": cfg.student_steps,
         "pairs": str(cfg.pairs_path.resolve()),
         **settings,
@@ -703,6 +891,13 @@ def read_checkpoint(path: Path, key: dict) -> dict | None:
     if not (isinstance(state, dict) and {"run_key", "student", "optimizer", "step", "log"} <= set(state)):
         raise ValueError(f"{path} is no checkpoint of this script (it has no run key); {start_over}.")
     kept = state["run_key"]
+    if kept.get("held_out") != key["held_out"]:
+        raise ValueError(
+            f"{path} belongs to a run from before the held-out shard was kept apart: its teacher endpoints drew every "
+            "shard from the whole corpus, so its held-out error was partly measured on trained contexts, and the "
+            "shards made now would differ. It cannot be resumed: start the run over in another output_dir and "
+            "pairs_dir (or delete both)."
+        )
     if kept != key:
         changed = [
             f"{name} {kept.get(name, 'unset')!r} -> {key.get(name, 'unset')!r}"
@@ -716,10 +911,28 @@ def read_checkpoint(path: Path, key: dict) -> dict | None:
     return state
 
 
+def continue_schedule(state: dict, cfg: DistillConfig, budgeted: bool, log) -> None:
+    """A resumed run's end and lr schedule: those its checkpoint saved (a --time-budget-min run ends where its budget
+    set), unless the end changes. A time budget now goes on from the saved lr toward max_steps until it has measured
+    the step rate (`move_end`: no jump); another max_steps than the run was started with redoes the decay over it, as
+    before budgets moved ends. (Checkpoints from before the schedule was saved are refused by their run key.)"""
+    step, saved = state["step"], state["max_steps"]
+    if budgeted and cfg.max_steps != saved:
+        move_end(state, cfg, step, cfg.max_steps)
+        log(
+            f"--time-budget-min: the run goes on from step {step} (it was to end at {saved}) at the learning rate "
+            f"it had, {lr_at(step, cfg, state['max_steps'], state['decay_from']):.3g}"
+        )
+    elif not budgeted and cfg.max_steps != state["max_steps_given"]:
+        state.update(max_steps=cfg.max_steps, decay_from=None)
+        log(f"max_steps {state['max_steps_given']} -> {cfg.max_steps}: the lr decays over the new max_steps")
+    state["max_steps_given"] = cfg.max_steps
+
+
 def resumed_shards(state: dict | None, paths: list[Path], log) -> list[Path]:
     """The pair shards a run trains and validates on: those it started with when it resumes. A first run cut short by
-    its time budget makes fewer shards than `num_pair_shards`; a rerun makes the rest, and would otherwise hold out
-    another shard than the one its baseline was measured on (and train on the old one)."""
+    its time budget makes fewer shards than `num_pair_shards` (the held-out one first); a rerun makes the rest, and
+    would otherwise train on other contexts than its checkpoint's steps drew their batches from."""
     if state is None or "shards" not in state:  # a new run (or a checkpoint that did not record them)
         return paths
     by_name = {path.name: path for path in paths}
@@ -760,11 +973,11 @@ def train_student(
     out = Path(cfg.output_dir)
     ckpt_path = out / CHECKPOINT
     guidance = cfg.student_guidance
-    round_steps = cfg.on_policy_round_steps()
     if state is not None:
         student.load_state_dict(state["student"])
         optimizer.load_state_dict(state["optimizer"])
         log(f"resumed at step {state['step']}")
+        continue_schedule(state, cfg, cfg.time_budget_min is not None, log)
     else:
         # the two references: the teacher's LocDiT at K guided steps (no distillation) and the student before training
         undistilled = validation_loss(
@@ -779,7 +992,13 @@ def train_student(
             "run_key": run_key(cfg, settings),
             "baseline": baseline,
             "shards": [path.name for path in paths],  # the last one held out
+            # the lr schedule: the run's end (a time budget moves it), the config's max_steps it was given, and where
+            # the decay went on from when the end moved
+            "max_steps": cfg.max_steps,
+            "max_steps_given": cfg.max_steps,
+            "decay_from": None,
         }
+    budget = None if cfg.time_budget_min is None else StepBudget(cfg.time_budget_min, started, state["step"])
 
     # on-policy rounds: the pairs of every round reached so far (kept on disk, so a resumed run reloads them)
     rounds: list[dict[str, torch.Tensor]] = []
@@ -791,12 +1010,14 @@ def train_student(
         path = out / "on_policy" / f"round-{round_index:02d}.pt"
         if path.is_file():
             return torch.load(path, weights_only=True)
+        begin = time.time()
         if student_model is None:
             student_model = copy.deepcopy(pipe.model)
         student_model.locdit.load_state_dict({k: v.to(student_model.dtype) for k, v in student.state_dict().items()})
-        begin = time.time()
         utterances, _, space_ids = corpus_once(pipe, cfg, corpus)
-        made = make_on_policy_round(pipe, student_model, utterances, round_index, cfg, settings, space_ids)
+        made = make_on_policy_round(
+            pipe, student_model, utterances, round_index, cfg, settings, space_ids, corpus["split"]["train"]
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_save(made["pairs"], path)
         log(
@@ -807,15 +1028,22 @@ def train_student(
         state.setdefault("on_policy_mse", []).append(
             {"round": round_index, "step": state["step"], "mse": made["student_mse"]}
         )
+        if budget is not None:
+            budget.note_round(time.time() - begin)
         return made["pairs"]
 
+    made_before = len(state.get("on_policy_mse", []))  # rounds a resumed run made before its checkpoint
     student.train()
-    while state["step"] < cfg.max_steps:
-        if cfg.time_budget_min is not None and time.time() - started > 60 * cfg.time_budget_min:
-            log(f"time budget of {cfg.time_budget_min} min reached at step {state['step']}")
-            break
+    while state["step"] < state["max_steps"]:
         step = state["step"]
-        reached = sum(1 for round_step in round_steps if round_step <= step)
+        if budget is not None:
+            if budget.passed():
+                log(f"time budget of {cfg.time_budget_min} min reached at step {step}")
+                break
+            budget.update(state, cfg, len(cfg.on_policy_round_steps()) - max(len(rounds), made_before), log)
+        reached = max(
+            made_before, sum(1 for round_step in on_policy_steps(cfg, state["max_steps"]) if round_step <= step)
+        )
         if reached > len(rounds):
             student.eval()
             while len(rounds) < reached:
@@ -833,8 +1061,9 @@ def train_student(
             op_rows = torch.randint(0, on_policy["target"].shape[0], (on_rows,), generator=generator)
             batch_pairs = {key: torch.cat([train_pairs[key][tf_rows], on_policy[key][op_rows]]) for key in train_pairs}
             rows = torch.arange(cfg.batch_size)
+        lr = lr_at(step, cfg, state["max_steps"], state["decay_from"])
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = lr
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16"):
             loss = student_loss(student, batch_pairs, rows, cfg.student_steps, temperature, device, guidance)
         if not torch.isfinite(loss):
@@ -844,8 +1073,8 @@ def train_student(
         torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
         optimizer.step()
         state["step"] = step + 1
-        entry = {"step": step + 1, "loss": loss.item(), "seconds": round(time.time() - started, 1)}
-        if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.max_steps:
+        entry = {"step": step + 1, "loss": loss.item(), "lr": lr, "seconds": round(time.time() - started, 1)}
+        if state["step"] % cfg.eval_every == 0 or state["step"] == state["max_steps"]:
             student.eval()
             entry["valid_mse"] = validation_loss(student, valid_pairs, cfg.student_steps, temperature, device, guidance)
             student.train()
@@ -864,9 +1093,35 @@ def save_state(student, optimizer, state: dict, path: Path):
     atomic_save({**state, "student": student.state_dict(), "optimizer": optimizer.state_dict()}, path)
 
 
-def export_pipeline(pipe, student_state: dict, cfg: DistillConfig, settings: dict, target: Path):
+def leave_out_candidate_locdit(model, teacher: str, target: Path, log=print) -> None:
+    """The student samples every patch, the competing candidates included: a candidate LocDiT the teacher carries was
+    distilled from the teacher's LocDiT and would sample the first patches of every text in the student's place (at
+    its own steps, and unguided under a folded student's guidance 1). It is dropped, and with it
+    `candidate_num_inference_steps`, so that the student samples the candidates at its own K steps."""
+    had = model.candidate_locdit is not None
+    model.remove_candidate_locdit()
+    model.generation_config.candidate_num_inference_steps = None  # also a stale one in an older student's config
+    if not had:
+        return
+    generation = model.generation_config
+    said = (
+        f"the teacher's candidate LocDiT is left out of {target}: the student samples the candidates too, at its "
+        f"{generation.num_inference_steps} step(s)."
+    )
+    add = "python conversion/add_candidate_locdit.py"
+    if generation.distilled_guidance_scale is not None:  # candidate LocDiTs run at the call's guidance scale
+        said += f" ({add} takes and gives candidate LocDiTs that keep LM guidance, which this folded student does not.)"
+    else:
+        if generation.num_inference_steps > 1:
+            said += f" `{add} {target} STUDENT OUT` gives it one (a student of the same teacher with fewer steps);"
+        said += f" `{add} {teacher} {target} OUT --replace` makes this student the teacher's candidate LocDiT."
+    log(said)
+
+
+def export_pipeline(pipe, student_state: dict, cfg: DistillConfig, settings: dict, target: Path, log=print):
     """The teacher's pipeline with the student LocDiT and a K-step generation config: guidance folded (guidance 1 and
-    `distilled_guidance_scale`, which makes any other guidance an error), or the student's own guidance scale."""
+    `distilled_guidance_scale`, which makes any other guidance an error), or the student's own guidance scale. The
+    teacher's candidate LocDiT is left out (`leave_out_candidate_locdit`)."""
     model = pipe.model
     model.locdit.load_state_dict({k: v.to(model.dtype) for k, v in student_state.items()})
     generation = model.generation_config
@@ -878,6 +1133,7 @@ def export_pipeline(pipe, student_state: dict, cfg: DistillConfig, settings: dic
         generation.guidance_scale = cfg.student_guidance
         generation.distilled_guidance_scale = None
     generation.temperature = settings["temperature"]
+    leave_out_candidate_locdit(model, cfg.teacher, target, log)
     pipe.save_pretrained(target)
 
 
@@ -899,8 +1155,10 @@ def save_student(model, target: Path):
     model.generation_config.save_pretrained(target)
 
 
-def assemble(teacher: str, student_dir: Path, target: Path) -> Path:
-    """The teacher's pipeline with a saved student's LocDiT and generation config (see `save_student`)."""
+def assemble(teacher: str, student_dir: Path, target: Path, log=print) -> Path:
+    """The teacher's pipeline with a saved student's LocDiT and generation config (see `save_student`), without the
+    teacher's candidate LocDiT (`leave_out_candidate_locdit`; a student folder written before it was left out still
+    names the teacher's candidate steps, which are dropped too)."""
     from safetensors.torch import load_file
 
     student_dir, target = Path(student_dir), Path(target)
@@ -930,6 +1188,7 @@ def assemble(teacher: str, student_dir: Path, target: Path) -> Path:
             f"distilled from (--teacher). {error}"
         ) from error
     model.generation_config = type(model.generation_config).from_pretrained(str(student_dir))
+    leave_out_candidate_locdit(model, teacher, target, log)
     pipe.save_pretrained(target)
     return target
 
@@ -949,7 +1208,12 @@ def parse_args(argv=None):
         help="overrides the config's student_guidance_scale (the student keeps LM guidance at this scale)",
     )
     parser.add_argument("--max-steps", type=int, default=None, help="overrides the config's max_steps")
-    parser.add_argument("--time-budget-min", type=float, default=None, help="stop training after these minutes")
+    parser.add_argument(
+        "--time-budget-min",
+        type=float,
+        default=None,
+        help="fit training into these minutes (the lr decay ends on time)",
+    )
     parser.add_argument("--device", default=None, help="overrides the config's device (cpu, cuda)")
     parser.add_argument("--pairs-only", action="store_true", help="compute the teacher endpoints, then stop")
     parser.add_argument(
@@ -1076,7 +1340,7 @@ def main(argv=None) -> Path | None:
         paths = resumed_shards(state, paths, log)
     state = train_student(pipe, cfg, settings, paths, log, started, state, corpus)
     target = out / "pipeline"
-    export_pipeline(pipe, state["student"], cfg, settings, target)
+    export_pipeline(pipe, state["student"], cfg, settings, target, log)
     save_student(pipe.model, out / "student")
     summary = {
         "step": state["step"],

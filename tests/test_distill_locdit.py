@@ -1,7 +1,9 @@
 """Few-step LocDiT distillation (examples/distill_locdit.py): a tiny run trains, resumes to the same weights, and
 writes a pipeline that samples with K unguided LocDiT calls per patch; folded guidance refuses a second guidance."""
 
+import json
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -377,16 +379,17 @@ def test_on_policy_rounds_join_the_batches(teacher_and_corpus, full_run, tmp_pat
 
 def test_teacher_endpoints_stop_at_their_share_of_the_time_budget(teacher_and_corpus, tmp_path):
     """On a machine where endpoints are slower than planned, training still gets time: past half the budget no
-    further shard is started once two exist, and the run trains on (and holds out from) the shards made."""
+    further shard is started once the held-out shard (made first) and one training shard exist, and the run trains on
+    the training shards made."""
     config = tmp_path / "three_shards.yaml"
     config.write_text(TINY.read_text().replace("num_pair_shards: 2", "num_pair_shards: 3"))
     teacher, corpus = teacher_and_corpus
     out = tmp_path / "run"
     argv = ["--config", str(config), "--teacher", str(teacher), "--corpus", str(corpus), "--output-dir", str(out)]
     target = distill_locdit.main([*argv, "--time-budget-min", "1e-6"])
-    assert sorted(p.name for p in (out / "pairs").glob("shard-*.pt")) == ["shard-0000.pt", "shard-0001.pt"]
+    assert sorted(p.name for p in (out / "pairs").glob("shard-*.pt")) == ["shard-0000.pt", "shard-0002.pt"]
     log = (out / "log.txt").read_text()
-    assert "training on 2 of 3 shards" in log
+    assert "training on 1 of 2 training shards (shard-0002.pt held out)" in log
     assert (target / "model_index.json").is_file() and (out / "student" / "locdit.safetensors").is_file()
 
 
@@ -555,14 +558,275 @@ def test_an_unreadable_checkpoint_is_a_one_line_error(teacher_and_corpus, full_r
 
 
 def test_a_resumed_run_keeps_the_shards_it_started_with(tmp_path):
-    """A first run cut short by its time budget made 2 of 3 shards and held out the second; the rerun makes the third
-    and must not hold that one out instead (its baseline was measured on the second, which it would train on)."""
+    """A first run cut short by its time budget made 2 of 3 shards, the held-out one (the last) and the first; the
+    rerun makes the second and goes on training on the first alone, as its checkpoint's steps did."""
     paths = [tmp_path / f"shard-{i:04d}.pt" for i in range(3)]
     logged = []
     assert distill_locdit.resumed_shards(None, paths, logged.append) == paths
     assert distill_locdit.resumed_shards({"step": 3}, paths, logged.append) == paths  # checkpoints before the record
-    state = {"step": 3, "shards": ["shard-0000.pt", "shard-0001.pt"]}
-    assert distill_locdit.resumed_shards(state, paths, logged.append) == paths[:2]
-    assert logged == ["resuming on the run's 2 pair shards (shard-0001.pt held out); the 1 made since stay unused"]
-    with pytest.raises(ValueError, match="the pair shards \\['shard-0001.pt'\\] this run trained on are gone"):
-        distill_locdit.resumed_shards(state, [paths[0], paths[2]], logged.append)
+    state = {"step": 3, "shards": ["shard-0000.pt", "shard-0002.pt"]}
+    assert distill_locdit.resumed_shards(state, paths, logged.append) == [paths[0], paths[2]]
+    assert logged == ["resuming on the run's 2 pair shards (shard-0002.pt held out); the 1 made since stay unused"]
+    with pytest.raises(ValueError, match="the pair shards \\['shard-0000.pt'\\] this run trained on are gone"):
+        distill_locdit.resumed_shards(state, paths[1:], logged.append)
+
+
+def _teacher_with_candidate_locdit(folder: Path) -> Path:
+    """A teacher whose candidate LocDiT samples the first 3 patches of 2 competing candidates in one step."""
+    pipe = get_dummy_pipeline(seed=0, ctc_loss_weight=1.0, candidate_locdit=True)
+    pipe.model.candidate_locdit.load_state_dict(pipe.model.locdit.state_dict())
+    generation = pipe.model.generation_config
+    generation.guidance_scale, generation.num_candidates = 1.5, 2
+    generation.candidate_prune_after_patches, generation.candidate_num_inference_steps = 3, 1
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def _locdit_calls(model) -> list[str]:
+    """The name of the LocDiT module that each LocDiT call of `model` runs on."""
+    calls = []
+    for name, module in model.named_modules():
+        if isinstance(module, type(model.locdit)):
+            module.register_forward_hook(lambda module, args, out, name=name: calls.append(name))
+    return calls
+
+
+def test_the_student_samples_the_candidates_too(teacher_and_corpus, tmp_path, capsys):
+    """The teacher's candidate LocDiT (distilled from the teacher's LocDiT) is left out of the written and of the
+    assembled pipeline: the competing candidates' first patches are the student's too, at its own K steps. A student
+    folder written before then still names the teacher's candidate steps; assembling drops them."""
+    teacher = _teacher_with_candidate_locdit(tmp_path / "teacher")
+    argv = ["--config", str(TINY), "--teacher", str(teacher), "--corpus", str(teacher_and_corpus[1])]
+    written = distill_locdit.main([*argv, "--output-dir", str(tmp_path / "run")])
+    said = capsys.readouterr().out
+    assert "the teacher's candidate LocDiT is left out" in said and "conversion/add_candidate_locdit.py" in said
+    student = tmp_path / "run" / "student"
+    generation = json.loads((student / "generation_config.json").read_text())
+    generation["candidate_num_inference_steps"] = 1  # as the teacher's config, which older students copied
+    (student / "generation_config.json").write_text(json.dumps(generation))
+    assembled = distill_locdit.main([*argv, "--output-dir", str(tmp_path / "assembled"), "--assemble", str(student)])
+    assert "the teacher's candidate LocDiT is left out" in capsys.readouterr().out
+    for folder in (written, assembled):
+        pipe = DiTARPipeline.from_pretrained(str(folder))
+        pipe.set_progress_bar_config(disable=True)
+        model = pipe.model
+        assert model.candidate_locdit is None and not model.config.candidate_locdit, folder
+        config = model.generation_config
+        assert (config.num_candidates, config.num_inference_steps, config.candidate_num_inference_steps) == (2, 2, None)
+        calls = _locdit_calls(model)
+        pipe("hello world", max_new_patches=4, generator=torch.Generator().manual_seed(0))
+        assert len(calls) == 8 and set(calls) == {"locdit"}, (folder, calls)  # 4 patches x K=2 steps, candidates too
+
+
+class _Utterance:  # held_out_split and shard_rows read only the speaker
+    def __init__(self, speaker: str):
+        self.speaker = speaker
+
+
+def _drawn(rows) -> set[int]:
+    """The utterances of shard rows, prompts included."""
+    return {index for row in rows for index in row if index >= 0}
+
+
+def test_the_held_out_shard_draws_from_utterances_no_training_shard_draws_from():
+    """The GPU recipe on a corpus of 640 utterances by 80 speakers: every shard used to draw from the whole corpus, so
+    all 160 held-out rows' utterances were trained on, most with the same prompt (a bit-identical context). The held
+    out shard now draws from whole speakers, about 1 in 33 of the corpus, that no training shard draws from."""
+    cfg = distill_locdit.DistillConfig.from_yaml(TINY.parent / "distill-gpu.yaml")
+    utterances = [_Utterance(f"s{i // 8}") for i in range(640)]
+    split = distill_locdit.held_out_split(utterances, cfg)
+    assert 20 <= len(split["held_out"]) <= 40 and sorted(split["held_out"] + split["train"]) == list(range(640))
+    assert split["description"].startswith("held out: 3 of 80 speakers (24 of 640 utterances)")
+    rows = {
+        shard: distill_locdit.shard_rows(utterances, shard, cfg, distill_locdit.shard_pool(split, shard, cfg))
+        for shard in range(cfg.num_pair_shards)
+    }
+    held = _drawn(rows.pop(cfg.num_pair_shards - 1))
+    trained = set().union(*(_drawn(shard_rows) for shard_rows in rows.values()))
+    assert held <= set(split["held_out"]) and not held & trained
+    assert not {utterances[i].speaker for i in held} & {utterances[i].speaker for i in trained}
+    assert distill_locdit.shard_rows(utterances, 3, cfg, split["train"]) == rows[3]  # deterministic in (seed, shard)
+    # one speaker: single utterances are held out instead
+    alone = [_Utterance("a") for _ in range(66)]
+    split = distill_locdit.held_out_split(alone, cfg)
+    assert len(split["held_out"]) == 2 and "2 of 66 utterances (no set of whole speakers" in split["description"]
+    with pytest.raises(ValueError, match="has 1 utterance\\(s\\), too few to hold any out: .*num_pair_shards=33"):
+        distill_locdit.held_out_split(alone[:1], cfg)
+
+
+def test_pair_shards_and_on_policy_rounds_keep_the_held_out_utterances_apart(teacher_and_corpus, tmp_path, monkeypatch):
+    """Through a run: the utterances (and prompts) the held-out shard draws are drawn by no training shard and no
+    on-policy round; the tiny corpus's two speakers end up on either side."""
+    drawn: dict[str, set[int]] = {}
+    phase = {"now": None}
+    real_make_shard, real_round, real_partner = (
+        distill_locdit.make_shard,
+        distill_locdit.make_on_policy_round,
+        distill_locdit.prompt_partner,
+    )
+
+    def make_shard(pipe, utterances, shard, *args, **kwargs):
+        phase["now"] = "held out" if shard == 1 else "trained"  # num_pair_shards 2
+        return real_make_shard(pipe, utterances, shard, *args, **kwargs)
+
+    def make_round(*args, **kwargs):
+        phase["now"] = "round"
+        return real_round(*args, **kwargs)
+
+    def prompt_partner(index, *args, **kwargs):  # called once for every utterance a shard or round draws
+        partner = real_partner(index, *args, **kwargs)
+        drawn.setdefault(phase["now"], set()).update(_drawn([(index, partner)]))
+        return partner
+
+    monkeypatch.setattr(distill_locdit, "make_shard", make_shard)
+    monkeypatch.setattr(distill_locdit, "make_on_policy_round", make_round)
+    monkeypatch.setattr(distill_locdit, "prompt_partner", prompt_partner)
+    teacher, corpus = teacher_and_corpus
+    argv = ["--config", str(_on_policy_config(tmp_path)), "--teacher", str(teacher), "--corpus", str(corpus)]
+    distill_locdit.main([*argv, "--output-dir", str(tmp_path / "run"), "--pairs-dir", str(tmp_path / "pairs")])
+    assert drawn["held out"] and drawn["trained"] and drawn["round"]
+    assert not drawn["held out"] & (drawn["trained"] | drawn["round"])
+    speakers = [f"spk{i % 2}" for i in range(8)]  # _tiny_corpus
+    assert {speakers[i] for i in drawn["held out"]}.isdisjoint(speakers[i] for i in drawn["trained"] | drawn["round"])
+
+
+def test_runs_and_pairs_from_before_the_held_out_split_are_refused(teacher_and_corpus, full_run, tmp_path):
+    """A checkpoint, or teacher endpoints, whose held-out shard drew from the whole corpus: resuming would mix shards
+    of both kinds, so it is refused with what to do."""
+    out = _resumable_copy(full_run, tmp_path)
+    state = torch.load(out / distill_locdit.CHECKPOINT, weights_only=False)
+    del state["run_key"]["held_out"]
+    torch.save(state, out / distill_locdit.CHECKPOINT)
+    with pytest.raises(SystemExit, match="^error: .*belongs to a run from before the held-out shard was kept apart"):
+        _run(teacher_and_corpus, out)
+    pairs = tmp_path / "old" / "pairs"
+    pairs.mkdir(parents=True)
+    meta = json.loads((full_run[0].parent / "pairs" / distill_locdit.PAIRS_META).read_text())
+    for key in ("held_out", "num_pair_shards"):
+        del meta[key]
+    (pairs / distill_locdit.PAIRS_META).write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="^error: .*pairs holds teacher endpoints made before the held-out shard"):
+        _run(teacher_and_corpus, tmp_path / "old" / "run")
+
+
+def _budgeted_run(monkeypatch, cfg, seconds_per_step, round_seconds: float = 0.0, minutes: float = 10.0, until=None):
+    """train_student's schedule under a time budget (its loop without the training), on a clock that steps take
+    `seconds_per_step(step)` and on-policy rounds `round_seconds` of, until the run ends (or at step `until`): the
+    run's state, the lr of every step, the seconds the run took, the steps its rounds came at and what it said."""
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(distill_locdit, "time", types.SimpleNamespace(time=lambda: clock["now"]))
+    budget = distill_locdit.StepBudget(minutes, clock["now"], 0)
+    state = {"step": 0, "max_steps": cfg.max_steps, "max_steps_given": cfg.max_steps, "decay_from": None}
+    lrs, rounds_at, said = {}, [], []
+    while state["step"] < state["max_steps"] and not budget.passed() and state["step"] != until:
+        budget.update(state, cfg, len(cfg.on_policy_round_steps()) - len(rounds_at), said.append)
+        round_steps = distill_locdit.on_policy_steps(cfg, state["max_steps"])
+        while len(rounds_at) < sum(1 for step in round_steps if step <= state["step"]):
+            rounds_at.append(state["step"])
+            clock["now"] += round_seconds
+            budget.note_round(round_seconds)
+        lrs[state["step"]] = distill_locdit.lr_at(state["step"], cfg, state["max_steps"], state["decay_from"])
+        clock["now"] += seconds_per_step(state["step"])
+        state["step"] += 1
+    return state, lrs, clock["now"] - 1000.0, rounds_at, said
+
+
+def _schedule_config(**settings) -> distill_locdit.DistillConfig:
+    defaults = {"output_dir": "o", "corpus": "c", "learning_rate": 1.0, "warmup_steps": 50, "max_steps": 6000}
+    return distill_locdit.DistillConfig(**defaults | settings)
+
+
+def _smooth_decay(lrs: dict[int, float], cfg) -> bool:
+    """After the warm-up the lr never rises and never drops by more than 1% of the peak in one step."""
+    steps = sorted(step for step in lrs if step >= cfg.warmup_steps)
+    return all(0 <= lrs[a] - lrs[b] < 0.01 for a, b in zip(steps, steps[1:], strict=False))
+
+
+def test_a_time_budget_fits_the_lr_decay_and_the_on_policy_rounds_into_it(monkeypatch):
+    """The GPU recipe stopped by its 9-minute budget at step ~2,000 of 6,000 ended at ~79% of the peak lr, before
+    its on-policy rounds at 1,500 (maybe), 3,000 and 4,500. The budget now measures the step rate and ends the decay on
+    time; the rounds move with the end, and their time is kept free once one has shown what a round costs."""
+    cfg = _schedule_config()
+    state, lrs, seconds, _, said = _budgeted_run(monkeypatch, cfg, lambda step: 0.5)  # 2 steps/s, 10 minutes
+    end = state["max_steps"]
+    assert 1100 < end < 1200 and state["step"] == end and seconds <= 600  # about 0.97 x 600 s x 2 steps/s
+    assert lrs[end - 1] == pytest.approx(0.1, abs=1e-3) and _smooth_decay(lrs, cfg)
+    assert said[0] == f"time budget: 2.00 steps/s -> the run ends at step {end}, where the lr decay ends"
+    # the steps slow down to half their speed after step 400: the end comes in, the decay still ends on time
+    state, lrs, seconds, _, _ = _budgeted_run(monkeypatch, cfg, lambda step: 0.5 if step < 400 else 1.0)
+    assert 700 < state["max_steps"] < 800 and state["step"] == state["max_steps"] and seconds <= 600
+    assert lrs[state["max_steps"] - 1] == pytest.approx(0.1, abs=1e-3) and _smooth_decay(lrs, cfg)
+    # on-policy rounds of 60 s each, at 1,500, 3,000 and 4,500 of 6,000 steps: at a quarter, half and three quarters
+    cfg = _schedule_config(on_policy_rounds=3, on_policy_start=1500, on_policy_every=1500)
+    state, lrs, seconds, rounds_at, said = _budgeted_run(monkeypatch, cfg, lambda step: 0.5, round_seconds=60.0)
+    end = state["max_steps"]
+    assert len(rounds_at) == 3 and state["step"] == end and seconds <= 600
+    assert lrs[end - 1] == pytest.approx(0.1, abs=1e-3) and _smooth_decay(lrs, cfg)
+    # the first round comes before its cost is known, at a quarter of the first estimate's end; the others where
+    # the config puts them, in the end that leaves their time free
+    assert rounds_at[0] < 0.4 * end and [round(step / end, 2) for step in rounds_at[1:]] == [0.5, 0.75]
+    assert said[-1] == (
+        f"time budget: 2.00 steps/s -> the run ends at step {end}, where the lr decay ends; on-policy rounds at "
+        f"steps {distill_locdit.on_policy_steps(cfg, end)}"
+    )
+    # a budget that fits more than max_steps leaves the run as the config has it
+    cfg = _schedule_config(max_steps=600)
+    state, lrs, _, _, said = _budgeted_run(monkeypatch, cfg, lambda step: 0.5)
+    assert state["max_steps"] == 600 and state["decay_from"] is None
+    assert said == ["time budget: 2.00 steps/s -> the run's 600 steps fit in it"]
+    assert all(lrs[step] == distill_locdit.lr_at(step, cfg) for step in lrs)
+
+
+def test_a_resumed_run_keeps_its_schedule_and_a_new_end_continues_it(monkeypatch):
+    cfg = _schedule_config()
+    _, lrs, _, _, _ = _budgeted_run(monkeypatch, cfg, lambda step: 0.5)
+    saved, _, _, _, _ = _budgeted_run(monkeypatch, cfg, lambda step: 0.5, until=600)  # its checkpoint at step 600
+    end = saved["max_steps"]
+    assert 1100 < end < 1200 and saved["decay_from"][0] < 600
+    logged = []
+
+    def resumed(budgeted: bool, **changed) -> dict:
+        resumed_state = dict(saved)
+        distill_locdit.continue_schedule(resumed_state, _schedule_config(**changed), budgeted, logged.append)
+        return resumed_state
+
+    again = resumed(budgeted=False)  # the end and learning rates of the uninterrupted run
+    assert again["max_steps"] == end and again["decay_from"] == saved["decay_from"] and logged == []
+    again = resumed(budgeted=True)  # a new budget: toward max_steps from the lr the run had, until it measures
+    assert again["max_steps"] == 6000
+    assert distill_locdit.lr_at(600, cfg, 6000, again["decay_from"]) == pytest.approx(lrs[600])
+    assert logged[-1].startswith(f"--time-budget-min: the run goes on from step 600 (it was to end at {end})")
+    again = resumed(budgeted=False, max_steps=3000)  # another max_steps: the decay over it, as before budgets
+    assert again["max_steps"] == 3000 and again["decay_from"] is None and "max_steps 6000 -> 3000" in logged[-1]
+
+
+def test_a_budgeted_run_ends_its_decay_and_its_rounds_on_time(teacher_and_corpus, full_run, tmp_path, monkeypatch):
+    """Through a run, on a clock where a training step takes 0.5 s: a 1-minute budget fits about 118 of max_steps
+    400; the last step trains at 10% of the peak lr, and both on-policy rounds (at 100 and 200 of 400) come."""
+    (tmp_path / "pairs").symlink_to(full_run[0].parent / "pairs")
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(distill_locdit, "time", types.SimpleNamespace(time=lambda: clock["now"]))
+    real_loss = distill_locdit.student_loss
+
+    def timed_loss(*args, **kwargs):
+        clock["now"] += 0.5
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(distill_locdit, "student_loss", timed_loss)
+    config = tmp_path / "long.yaml"
+    config.write_text(
+        TINY.read_text().replace("max_steps: 6", "max_steps: 400").replace("eval_every: 3", "eval_every: 100")
+        + "on_policy_rounds: 2\non_policy_start: 100\non_policy_every: 100\non_policy_utterances: 2\n"
+    )
+    teacher, corpus = teacher_and_corpus
+    argv = ["--config", str(config), "--teacher", str(teacher), "--corpus", str(corpus)]
+    run = ["--output-dir", str(tmp_path / "run"), "--pairs-dir", str(tmp_path / "pairs"), "--time-budget-min", "1"]
+    distill_locdit.main([*argv, *run])
+    state = torch.load(tmp_path / "run" / distill_locdit.CHECKPOINT, weights_only=False)
+    assert len(state["on_policy_mse"]) == 2
+    assert 100 < state["step"] == state["max_steps"] < 130
+    assert state["log"][-1]["lr"] == pytest.approx(1e-4, rel=0.02)  # learning_rate 1e-3
+    assert (
+        f"the run ends at step {state['max_steps']}, where the lr decay ends"
+        in (tmp_path / "run" / "log.txt").read_text()
+    )
