@@ -218,11 +218,15 @@ class DiTARPipeline(DiTARLoraLoaderMixin, DiffusionPipeline):
                 f"processor features have {fe.feature_size} channels but the model expects "
                 f"feature_dim={config.feature_dim}."
             )
-        if (fe.feature_mean is None) != (config.feature_mean is None) or (
-            fe.feature_mean is not None and not np.allclose(fe.feature_mean, config.feature_mean, atol=1e-5)
-        ):
+        differ = [
+            name
+            for name in ("feature_mean", "feature_std")
+            if (getattr(fe, name) is None) != (getattr(config, name) is None)
+            or (getattr(fe, name) is not None and not np.allclose(getattr(fe, name), getattr(config, name), atol=1e-5))
+        ]
+        if differ:
             raise ValueError(
-                "the processor's feature_mean/feature_std differ from the model config's; the prompt would be "
+                f"the processor's {' and '.join(differ)} differ from the model config's; the prompt would be "
                 "normalised differently from the training data. Save both from the same statistics."
             )
 

@@ -715,3 +715,14 @@ def test_a_save_over_a_pipeline_folder_keeps_the_users_files_and_a_folder_of_oth
     (clone / ".gitattributes").write_text("*.safetensors filter=lfs\n")
     pipe.save_pretrained(clone)
     assert (clone / ".gitattributes").is_file() and (clone / ".git").is_dir() and (clone / "model_index.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["feature_mean", "feature_std"])
+def test_a_processor_normalising_otherwise_than_the_model_is_refused(name):
+    """A processor whose feature_std differed from the model config's was accepted (only the mean was compared): its
+    prompts were normalised otherwise than the training data, without a word."""
+    components = get_dummy_components()
+    fe = components["processor"].feature_extractor
+    setattr(fe, name, [2 * value for value in getattr(fe, name)])
+    with pytest.raises(ValueError, match=f"processor's {name} differ from the model config's"):
+        DiTARPipeline(**components)
