@@ -12,12 +12,9 @@ GRADIO_SERVER_NAME and GRADIO_SERVER_PORT choose the address. The guide is docs/
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import os
 import re
 import sys
-import threading
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home
 
@@ -26,6 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from modeling_ditar import DiTARPipeline  # noqa: E402
+from modeling_ditar.call_warnings import logged_warnings  # noqa: E402
 from modeling_ditar.generation_ditar import CUT_BY_CAP_WARNING  # noqa: E402
 from modeling_ditar.prompt_transcription import DEFAULT_ASR_MODEL  # noqa: E402
 
@@ -77,54 +75,11 @@ def page_message(message: str) -> str:
     return _ARGUMENT_NAMES.sub(box, message)
 
 
-class _CallWarnings(logging.Handler):
-    """Collects, named as the page names its boxes and each once, the warnings logged in one thread (the call's) by
-    the loggers below the one it is attached to."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.thread = threading.get_ident()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = page_message(record.getMessage())
-        if record.thread == self.thread and message not in self.messages:
-            self.messages.append(message)
-        # Python prints a record that reaches no handler with its last-resort handler (how the console shows the
-        # pipeline's warnings when nothing configured logging); attaching this handler must not silence that
-        if self._first_of_only_collectors(logging.getLogger(record.name)):
-            last_resort = logging.lastResort
-            if last_resort is not None and record.levelno >= last_resort.level:
-                last_resort.handle(record)
-
-    def _first_of_only_collectors(self, logger: logging.Logger | None) -> bool:
-        """Whether no other handler takes records of `logger` and this is the first collector that does (several
-        calls at once each attach one: one of them prints)."""
-        first = None
-        while logger is not None:
-            for handler in logger.handlers:
-                if not isinstance(handler, _CallWarnings):
-                    return False
-                first = handler if first is None else first
-            if not logger.propagate:
-                break
-            logger = logger.parent
-        return first is self
-
-
-@contextlib.contextmanager
 def pipeline_warnings(pipe):
     """`with pipeline_warnings(pipe) as warnings:` collects into the list `warnings` what the pipeline's package logs
     at WARNING or above in this thread during the block (a prompt cut at a pause, characters dropped from a text,
     speech much shorter than its text, ...), named as the page names its boxes. The console prints them as before."""
-    # the package's loggers, e.g. "modeling_ditar.tokenization_ditar" (transformers' or diffusers' `get_logger`)
-    logger = logging.getLogger(type(pipe).__module__.partition(".")[0])
-    handler = _CallWarnings()
-    logger.addHandler(handler)
-    try:
-        yield handler.messages
-    finally:
-        logger.removeHandler(handler)
+    return logged_warnings(pipe, rename=page_message)
 
 
 def with_notes(text: str, notes: list[str]) -> str:

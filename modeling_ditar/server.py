@@ -48,6 +48,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .call_warnings import logged_warnings, package_logger
 from .generation_ditar import cut_by_cap_message, least_seconds_of_text, too_short_message
 from .pipeline_ditar import MAX_CHARS_PER_SEGMENT, split_sentences
 from .processing_ditar import DiTARVoice
@@ -384,64 +385,11 @@ MAX_WARNING_CHARS = 600
 _ROW_OF_A_BATCH = re.compile(r"`\w+\[\d+\]`|\bof the batch\b")
 
 
-def _package_logger(pipe) -> logging.Logger:
-    """The logger above all of the pipeline's package's, e.g. "modeling_ditar" above "modeling_ditar.pipeline_ditar"."""
-    return logging.getLogger(type(pipe).__module__.partition(".")[0])
-
-
-class _WorkerWarnings(logging.Handler):
-    """Collects, each once and in order, the messages of the records at WARNING or above that the loggers below the
-    one it is attached to log in one thread (the one that made it), and leaves the console printing them as before."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.thread = threading.get_ident()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if record.thread == self.thread and message not in self.messages:
-            self.messages.append(message)
-        # Python prints a record that reaches no handler with its last-resort handler (how the console shows the
-        # pipeline's warnings when nothing configured logging); attaching this handler must not silence that
-        if self._first_of_only_collectors(logging.getLogger(record.name)):
-            last_resort = logging.lastResort
-            if last_resort is not None and record.levelno >= last_resort.level:
-                last_resort.handle(record)
-
-    def _first_of_only_collectors(self, logger: logging.Logger | None) -> bool:
-        """Whether no other handler takes records of `logger` and this is the first collector that does (the workers
-        of several servers in one process each attach one: one of them prints)."""
-        first = None
-        while logger is not None:
-            for handler in logger.handlers:
-                if not isinstance(handler, _WorkerWarnings):
-                    return False
-                first = handler if first is None else first
-            if not logger.propagate:
-                break
-            logger = logger.parent
-        return first is self
-
-
-@contextlib.contextmanager
-def logged_warnings(pipe):
-    """`with logged_warnings(pipe) as messages:` collects into the list `messages` what the pipeline's package logs at
-    WARNING or above in this thread during the block (each message once); the console prints them as before."""
-    logger = _package_logger(pipe)
-    handler = _WorkerWarnings()
-    logger.addHandler(handler)
-    try:
-        yield handler.messages
-    finally:
-        logger.removeHandler(handler)
-
-
 @contextlib.contextmanager
 def unprinted_warnings(pipe):
     """As `logged_warnings`, but the records of this thread reach no handler: for warnings worked out again, which the
     console printed once already."""
-    package = _package_logger(pipe).name
+    package = package_logger(pipe).name
     thread = threading.get_ident()
     messages: list[str] = []
 
