@@ -390,6 +390,17 @@ def check_mixed_precision(data: dict, path: str) -> None:
         raise ValueError(f"{path}: mixed_precision must be no, fp16, bf16 or fp8 (or unset), got {precision!r}")
 
 
+# The settings that decide an epoch's batches (PairedLengthBatcher), with the number of processes: a checkpoint's
+# batch_in_epoch counts batches of the plan they made, so a resume with others would skip or repeat part of an epoch.
+DATA_PLAN_SETTINGS = ("max_batch_frames", "max_example_frames", "pair_prob", "seed", "source_weights")
+
+
+def data_plan(cfg: TrainConfig, num_processes: int) -> dict:
+    plan = {name: getattr(cfg, name) for name in DATA_PLAN_SETTINGS}
+    plan["source_weights"] = dict(plan["source_weights"]) if plan["source_weights"] else None
+    return plan | {"num_processes": num_processes}
+
+
 class TrainState:
     """Position in the data stream and the end of the learning-rate schedule, saved with every checkpoint.
 
@@ -398,13 +409,16 @@ class TrainState:
     resumed run whose config asks for another end moves its end) and `decay_from`, (step, lr factor) where the decay
     went on from after the end moved (`move_end`; None: the decay starts at decay_start x max_steps from the peak).
     `saved_max_steps` is the effective max_steps of the checkpoint loaded (None: a fresh run, or a checkpoint from
-    before these were saved)."""
+    before these were saved). `data_plan` holds the settings that plan the epoch's batches (`data_plan()`, with
+    `num_processes`); `saved_data_plan` is the checkpoint's, which `check_data_plan` compares."""
 
-    def __init__(self, cfg: TrainConfig | None = None):
+    def __init__(self, cfg: TrainConfig | None = None, num_processes: int = 1):
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
         self.cfg = cfg
+        self.data_plan = data_plan(cfg, num_processes) if cfg is not None else None
+        self.saved_data_plan: dict | None = None
         self.max_steps_given = cfg.max_steps if cfg is not None else None
         self.decay_from: tuple[int, float] | None = None
         self.saved_max_steps: int | None = None
@@ -416,6 +430,7 @@ class TrainState:
             state["max_steps"] = self.cfg.max_steps
             state["max_steps_given"] = self.max_steps_given
             state["decay_from"] = list(self.decay_from) if self.decay_from is not None else None
+            state["data_plan"] = self.data_plan
         return state
 
     def load_state_dict(self, state):
@@ -424,6 +439,25 @@ class TrainState:
         self.saved_max_steps_given = state.get("max_steps_given")
         decay_from = state.get("decay_from")
         self.decay_from = (int(decay_from[0]), float(decay_from[1])) if decay_from is not None else None
+        self.saved_data_plan = state.get("data_plan")
+
+
+def check_data_plan(state: TrainState) -> None:
+    """ValueError when a run resumed within an epoch plans its batches with other settings than its checkpoint's: the
+    checkpoint's place in the epoch would index another plan, and part of the epoch would be skipped (or seen twice)
+    without a word. A checkpoint from before the plan was saved resumes as before; one at an epoch's start skips
+    nothing, whatever the settings."""
+    saved, now = state.saved_data_plan, state.data_plan
+    if saved is None or now is None or state.batch_in_epoch == 0:
+        return
+    changed = [name for name in now if name in saved and saved[name] != now[name]]
+    if changed:
+        listing = ", ".join(f"{name} {saved[name]!r} (now {now[name]!r})" for name in changed)
+        raise ValueError(
+            f"the checkpoint stopped at batch {state.batch_in_epoch} of epoch {state.epoch}, planned with other "
+            f"settings: {listing}; with these the rest of the epoch would be another plan's and part of it would be "
+            "skipped. Resume with the run's settings (its train_config.json, the same number of processes)."
+        )
 
 
 def freeze_all_but(model, modules: list, log=print) -> None:
@@ -800,9 +834,12 @@ def load_utterances(
     return utterances
 
 
-def source_weights(split, weights: dict | None, train: list[Utterance], log=print) -> list[float] | None:
+def source_weights(
+    split, weights: dict | None, train: list[Utterance], log=print, max_example_frames: int | None = None
+) -> list[float] | None:
     """Per-utterance epoch weights from `TrainConfig.source_weights` and the split's `source` column; logs each
-    source's share of the training frames before and after weighting."""
+    source's share of the training frames before and after weighting, over the utterances that fit
+    `max_example_frames` (the longer ones are left out of training, so counting them would overstate their source)."""
     if not weights:
         return None
     if "source" not in split.column_names:
@@ -822,11 +859,16 @@ def source_weights(split, weights: dict | None, train: list[Utterance], log=prin
     frames: dict[str, list[float]] = {}
     for s, w, u in zip(sources, per_utt, train, strict=True):
         f = frames.setdefault(s, [0.0, 0.0])
-        f[0] += u.features.shape[0]
-        f[1] += w * u.features.shape[0]
+        length = u.features.shape[0]
+        if max_example_frames is None or length <= max_example_frames:
+            f[0] += length
+            f[1] += w * length
     before, after = sum(f[0] for f in frames.values()), sum(f[1] for f in frames.values())
+    if not after:  # nothing would train: PairedLengthBatcher refuses it with the reason
+        return per_utt
+    fitting = "" if max_example_frames is None else f", utterances up to max_example_frames={max_example_frames}"
     log(
-        "source shares of training frames (before -> after source_weights): "
+        f"source shares of training frames (before -> after source_weights{fitting}): "
         + ", ".join(f"{s} {100 * f[0] / before:.1f}% -> {100 * f[1] / after:.1f}%" for s, f in sorted(frames.items()))
     )
     return per_utt
@@ -1094,7 +1136,7 @@ def main(argv=None):
         model.config.text_tokens_per_frame = round(rates[len(rates) // 2], 4)
     space_ids = processor.encode_text(" ", allow_empty=True)
 
-    weights = source_weights(data["train"], cfg.source_weights, train, accelerator.print)
+    weights = source_weights(data["train"], cfg.source_weights, train, accelerator.print, cfg.max_example_frames)
     try:
         batcher = PairedLengthBatcher(
             [u.features.shape[0] for u in train],
@@ -1117,7 +1159,7 @@ def main(argv=None):
     optimizer = torch.optim.AdamW(
         ema_parameters(model, cfg), lr=cfg.learning_rate, betas=cfg.adam_betas, weight_decay=cfg.weight_decay
     )
-    state = TrainState(cfg)  # the step counter, and the end of the lr schedule that the checkpoints save
+    state = TrainState(cfg, accelerator.num_processes)  # the step counter, the lr schedule's end and the data plan
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, accelerator.num_processes, state))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     ema = EMAModel(
@@ -1128,6 +1170,10 @@ def main(argv=None):
         foreach=True,
     )  # one multi-tensor update instead of a few kernels per parameter
     register_and_resume(accelerator, ema, checkpoints, args.resume, state)
+    try:
+        check_data_plan(state)
+    except ValueError as error:
+        raise SystemExit(f"error: --resume: {error}") from None
     continue_schedule(cfg, state, budgeted=bool(args.time_budget_min), log=accelerator.print)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)

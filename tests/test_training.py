@@ -1127,6 +1127,79 @@ def test_source_weights_give_per_utterance_weights_and_log_the_shares():
         train_module.source_weights(Dataset.from_dict({"text": ["a"] * 4}), {"piper": 2}, utts)
 
 
+def test_source_shares_count_only_the_utterances_that_fit_max_example_frames():
+    """The logged shares counted utterances longer than max_example_frames, which never train: 84.2% logged for a
+    source whose share of the trained frames was 66.7%."""
+    from datasets import Dataset
+
+    from modeling_ditar.training_data import PairedLengthBatcher
+
+    train_module = _train_module()
+    lengths = [300] * 100 + [600] * 50 + [1000] * 50  # half of source L is too long for 800 frames
+    sources = ["S"] * 100 + ["L"] * 100
+    utts = [
+        train_module.Utterance([1], torch.zeros(n, 1), f"{s}{i % 10}")
+        for i, (n, s) in enumerate(zip(lengths, sources, strict=True))
+    ]
+    lines = []
+    weights = train_module.source_weights(Dataset.from_dict({"source": sources}), {"L": 2}, utts, lines.append, 800)
+    assert "L 50.0% -> 66.7%" in lines[0] and "S 50.0% -> 33.3%" in lines[0] and "max_example_frames=800" in lines[0]
+    batcher = PairedLengthBatcher(lengths, [u.speaker for u in utts], 4000, 800, 0.0, 0, weights=weights)
+    trained = {"S": 0, "L": 0}
+    for index, _ in (pair for batch in batcher.epoch(0) for pair in batch):
+        trained[sources[index]] += lengths[index]
+    assert round(100 * trained["L"] / sum(trained.values()), 1) == 66.7  # what the line says
+
+
+def _resumed_state(train, saved: dict, num_processes: int = 1, **changed):
+    state = train.TrainState(train.TrainConfig(**changed), num_processes)
+    state.load_state_dict(saved)
+    return state
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"max_batch_frames": 4000},
+        {"max_example_frames": 400},
+        {"pair_prob": 0.3},
+        {"seed": 1},
+        {"source_weights": {"piper": 3}},
+        {"num_processes": 2},
+    ],
+)
+def test_a_resume_within_an_epoch_with_another_data_plan_is_refused_by_name(changed):
+    """batch_in_epoch indexes the batches those settings plan: resumed with others, the run skipped part of the epoch
+    without a word (1,018 of 2,000 utterances unseen in an epoch after max_batch_frames 1600 -> 3200)."""
+    train = _train_module()
+    state = train.TrainState(train.TrainConfig(max_batch_frames=2000, source_weights={"piper": 2}), 1)
+    state.epoch, state.batch_in_epoch = 3, 17
+    saved = state.state_dict()
+    settings = {"max_batch_frames": 2000, "source_weights": {"piper": 2}}
+    train.check_data_plan(_resumed_state(train, saved, **settings))  # the same settings resume
+    num_processes = changed.pop("num_processes", 1)
+    name = next(iter(changed), "num_processes")
+    resumed = _resumed_state(train, saved, num_processes, **settings | changed)
+    with pytest.raises(ValueError, match=rf"batch 17 of epoch 3.*{name} .*Resume with the run's settings"):
+        train.check_data_plan(resumed)
+    at_epoch_start = dict(saved, batch_in_epoch=0)  # nothing to skip: any settings go
+    train.check_data_plan(_resumed_state(train, at_epoch_start, num_processes, **settings | changed))
+    old = {k: v for k, v in saved.items() if k != "data_plan"}  # a checkpoint from before the plan was saved
+    train.check_data_plan(_resumed_state(train, old, num_processes, **settings | changed))
+
+
+def test_resume_with_another_max_batch_frames_stops_before_training(straight_run):
+    tmp_path, config = straight_run
+    run = tmp_path / "replanned"
+    _train(config, run, "--stop-after", "3")  # its checkpoint: step 3, within the first epoch
+    changed = tmp_path / "replanned.json"
+    changed.write_text(json.dumps(json.loads(config.read_text()) | {"max_batch_frames": 240}))
+    result = _train_failing(changed, run, "--resume")
+    assert "--resume: the checkpoint stopped at batch 3 of epoch 0" in result.stderr
+    assert "max_batch_frames 120 (now 240)" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads((run / "train_config.json").read_text())["max_batch_frames"] == 120  # left as the run's
+
+
 def test_gpu_session_script_parses_and_its_model_config_loads():
     import subprocess
 

@@ -96,6 +96,51 @@ def test_weights_repeat_examples_per_epoch_and_none_keeps_the_old_order():
     assert 0.35 < sum(counts[200:]) / (4 * 800) < 0.65  # weight 0.5: about every other epoch
 
 
+def paired_share(batcher, lengths, speakers, epochs=40):
+    """Over `epochs`: the share of the rows whose speaker has another utterance that fits the row's pair which became
+    pairs; each pair is checked on the way (another utterance of the same speaker, within max_example_frames)."""
+    limit = batcher.max_example_frames
+    could = [
+        any(j != i and speakers[j] == speakers[i] and lengths[i] + lengths[j] <= limit for j in range(len(lengths)))
+        for i in range(len(lengths))
+    ]
+    rows = paired = 0
+    for epoch in range(epochs):
+        for index, partner in (pair for batch in batcher.epoch(epoch) for pair in batch):
+            if partner >= 0:
+                assert partner != index and speakers[partner] == speakers[index]
+                assert lengths[index] + lengths[partner] <= limit
+            if could[index]:
+                rows += 1
+                paired += partner >= 0
+    return paired / rows
+
+
+@pytest.mark.parametrize(
+    "per_speaker, low, high",
+    [(2, 100, 300), (4, 100, 300), (20, 100, 300), (5, 300, 700)],  # the last: many pairs too long for 800 frames
+)
+def test_pair_prob_is_the_share_of_rows_paired_where_a_partner_fits(per_speaker, low, high):
+    """The partner was drawn among all the speaker's utterances, the row's own included, and a draw of itself or of a
+    partner too long left the row single: pair_prob 0.5 paired 26% of the rows with 2 utterances a speaker, 37% with
+    4, and 5% of 300-700-frame utterances with max_example_frames 800."""
+    rng = random.Random(1)
+    num = per_speaker * (100 // per_speaker)
+    lengths = [rng.randint(low, high) for _ in range(num)]
+    speakers = [f"s{i // per_speaker}" for i in range(num)] + ["alone"]  # a speaker of one utterance stays single
+    lengths.append(200)
+    for pair_prob in (0.5, 0.8):
+        batcher = PairedLengthBatcher(lengths, speakers, 4000, 800, pair_prob=pair_prob, seed=0)
+        assert paired_share(batcher, lengths, speakers) == pytest.approx(pair_prob, abs=0.03)
+
+
+def test_too_long_counts_only_utterances_that_would_otherwise_train():
+    """Weight-0 utterances are left out whatever their length: they were counted as left out for it too."""
+    batcher = PairedLengthBatcher([4, 50, 60, 70], list("aabb"), 100, 10, weights=[1.0, 0.0, 1.0, 2.0])
+    assert batcher.too_long == 2
+    assert PairedLengthBatcher([4, 50, 60, 70], list("aabb"), 100, 10).too_long == 3
+
+
 @pytest.mark.parametrize("weights", [[1.0] * 5, [-1.0] * 3000, [float("nan")] * 3000])
 def test_bad_weights_are_a_clear_error(weights):
     lengths, speakers = corpus()
