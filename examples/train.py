@@ -417,7 +417,10 @@ class TrainState:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.cfg = cfg
-        self.data_plan = data_plan(cfg, num_processes) if cfg is not None else None
+        # a run of examples/train.py's batcher (train_vocoder.py saves its schedule with this class: its batches are a
+        # function of the step, with no plan to record)
+        plans_batches = cfg is not None and all(hasattr(cfg, name) for name in DATA_PLAN_SETTINGS)
+        self.data_plan = data_plan(cfg, num_processes) if plans_batches else None
         self.saved_data_plan: dict | None = None
         self.max_steps_given = cfg.max_steps if cfg is not None else None
         self.decay_from: tuple[int, float] | None = None
