@@ -83,6 +83,10 @@ class TrainConfig:
     max_batch_frames: int = 2000
     max_example_frames: int = 500
     pair_prob: float = 0.5
+    # the aligned speech positions' rate of a row without a prompt partner: "own" (its utterance's text tokens per
+    # frame, which carries its whole length) or "model" (the model's text_tokens_per_frame, as generation without a
+    # prompt); rows with a partner take the partner's rate either way
+    single_row_rate: str = "own"
     # per-source weight of the corpus's `source` column, e.g. {piper: 4, kokoro: 4, festival: 4}: each utterance of that
     # source appears that many times per epoch on average (sources not named: 1), so that a small natural-voice pack
     # weighs more than its share of the audio; the resulting share per source is logged
@@ -137,6 +141,8 @@ class TrainConfig:
         for name in ("min_lr_ratio", "decay_start", "pair_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.single_row_rate not in ("own", "model"):
+            problems.append(f"single_row_rate must be 'own' or 'model', got {self.single_row_rate!r}")
         if not 0 <= self.ema_decay < 1:
             problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.max_batch_frames < self.max_example_frames:
@@ -1211,6 +1217,9 @@ def main(argv=None):
         drop_rows_after(out / "text_use.csv", state.step, header=False)
 
     pad_id = processor.tokenizer.pad_token_id or 0
+    single_rate = None  # single rows at their own rate
+    if cfg.single_row_rate == "model":  # as generation without a prompt: the model's rate, set before this point
+        single_rate = accelerator.unwrap_model(model).config.text_tokens_per_frame
     model.train()
     started, steps_this_run, window = time.time(), 0, {"frames": 0, "t": time.time()}
     sums = dict.fromkeys(loss_keys, 0.0) | {"n": 0}
@@ -1221,7 +1230,7 @@ def main(argv=None):
     while state.step < cfg.max_steps:
         batches = batcher.epoch(state.epoch)
         while state.batch_in_epoch < len(batches) and state.step < cfg.max_steps:
-            batch = collate_examples(batches[state.batch_in_epoch], train, pad_id, space_ids)
+            batch = collate_examples(batches[state.batch_in_epoch], train, pad_id, space_ids, single_rate)
             window["frames"] += int(batch["speech_attention_mask"].sum())  # on the CPU: no device sync
             batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
             state.batch_in_epoch += 1

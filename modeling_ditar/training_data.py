@@ -324,10 +324,13 @@ def collate_examples(
     utterances: Sequence[Utterance],
     pad_token_id: int,
     space_token_ids: Sequence[int] = (),
+    single_row_rate: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """Right-padded model inputs for `DiTARForConditionalGeneration.forward`. A pair (index, partner >= 0) is the
     partner's utterance as the prompt followed by the index's; `speech_position_rate` is then the prompt part's
-    speaking rate (what generation knows), else the utterance's own."""
+    speaking rate (what generation knows). A row without a partner takes `single_row_rate` when given (e.g. the
+    model's `text_tokens_per_frame`, what generation without a prompt uses), else its own utterance's rate, which
+    tells aligned positions the utterance's whole length (generation never knows it)."""
     if not pairs:
         raise ValueError("collate_examples got no examples; give at least one (index, partner) pair.")
     texts, features, rates = [], [], []
@@ -348,8 +351,11 @@ def collate_examples(
         else:
             texts.append(first.token_ids)
             features.append(first.features)
-        rated = utterances[partner] if partner >= 0 else first  # the prompt part, or the utterance itself
-        rates.append(len(rated.token_ids) / rated.features.shape[0])
+        if partner < 0 and single_row_rate is not None:
+            rates.append(float(single_row_rate))
+        else:
+            rated = utterances[partner] if partner >= 0 else first  # the prompt part, or the utterance itself
+            rates.append(len(rated.token_ids) / rated.features.shape[0])
     batch = len(texts)
     text_len = max(len(t) for t in texts)
     frames = max(f.shape[0] for f in features)

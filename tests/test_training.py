@@ -401,6 +401,7 @@ def test_a_bad_config_file_is_named_without_a_traceback(tmp_path, name, text, me
         ("decay_start: 1.5", "decay_start must be in \\[0, 1\\]"),
         ("max_batch_frames: -5", "max_batch_frames must be at least 1"),
         ("num_threads: 0", "num_threads must be at least 1"),
+        ("single_row_rate: corpus", "single_row_rate must be 'own' or 'model', got 'corpus'"),
         (
             "model:\n  diffusion_time_shif: 3",
             "model.diffusion_time_shif is not a DiTARConfig setting .*'diffusion_time_shift'",

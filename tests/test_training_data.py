@@ -272,3 +272,13 @@ def test_corpus_feature_settings_are_read_from_a_processor_config_and_refused_wi
     with pytest.raises(ValueError, match="have no sampling_rate or feature_size, so they cannot be checked"):
         check_corpus_features({"feature_mean": [0.0] * 8}, ours, "corpus", "model")
     check_corpus_features({"feature_extractor": ours.to_dict()}, ours, "corpus", "model")
+
+
+def test_single_rows_can_take_the_rate_generation_without_a_prompt_uses():
+    """A row without a prompt partner trained aligned positions with its own utterance's rate, which carries its whole
+    length (generation never knows it); with `single_row_rate` it takes the given rate, a pair still its prompt's."""
+    utterances = [Utterance([5, 6, 7], torch.zeros(12, 8), "s"), Utterance([5, 6], torch.zeros(4, 8), "s")]
+    own = collate_examples([(0, -1), (0, 1)], utterances, 0)["speech_position_rate"]
+    assert own.tolist() == pytest.approx([3 / 12, 2 / 4])
+    given = collate_examples([(0, -1), (0, 1)], utterances, 0, single_row_rate=0.3)["speech_position_rate"]
+    assert given.tolist() == pytest.approx([0.3, 2 / 4])
