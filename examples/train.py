@@ -647,6 +647,14 @@ def load_model_and_processor(cfg: TrainConfig, dataset_dir: Path):
 
     if cfg.init_from:
         source = Path(cfg.init_from)
+        index = source / "model_index.json"
+        vae = json.loads(index.read_text()).get("vae") if index.is_file() else None
+        if vae and any(part is not None for part in (vae if isinstance(vae, list) else [vae])):
+            # its model generates VAE latents, but training would feed it the corpus's log-mel frames
+            raise ValueError(
+                f"init_from {cfg.init_from!r} is a pipeline with a VAE (its model generates VAE latents); train.py "
+                "trains on log-mel corpora only: start from a log-mel DiTAR model or pipeline folder"
+            )
         model_dir = source / "model" if (source / "model").is_dir() else source
         processor_dir = source / "processor" if (source / "processor").is_dir() else source
         # Training-time settings of the run config (dropouts, loss weights, ...) override the saved ones; a setting that

@@ -17,6 +17,8 @@ generated latents are decoded to audio (`VAEVocoder`, mono: channels are average
 
 from __future__ import annotations
 
+import logging
+import weakref
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -31,6 +33,7 @@ __all__ = [
     "compute_latent_statistics",
     "ditar_config_kwargs",
     "encode_waveforms",
+    "vae_decoder_reach",
     "vae_hop_length",
     "vae_latent_dim",
     "vae_sampling_rate",
@@ -64,6 +67,52 @@ def _audio_channels(vae) -> int:
 
 def _parameter(vae) -> torch.Tensor:
     return next(vae.parameters())
+
+
+logger = logging.getLogger(__name__)
+
+# decoder reach per VAE object: it depends on the architecture only, and the pipeline builds a VAEVocoder per call
+_DECODER_REACH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PROBE_RADII = (16, 32, 64, 128)  # latent frames each side of the probed frame (a tiled decode starts above 512)
+
+
+@torch.no_grad()
+def vae_decoder_reach(vae) -> tuple[int, int]:
+    """`(before, after)`: latent frames of context that a window of frames needs before its first frame and after its
+    last one so that the VAE decodes the window's own samples exactly as it decodes them in the whole sequence.
+
+    Measured once per VAE by perturbing one frame of a zero latent sequence and seeing which output samples change
+    (any `decode` works, whatever its layers), with one frame of margin each side. A decoder that still reaches the
+    probe's ends at its longest is given the longest probe's radius (with a warning): windows then only approximate
+    whole-sequence decoding."""
+    if vae in _DECODER_REACH:
+        return _DECODER_REACH[vae]
+    hop, weight = vae_hop_length(vae), _parameter(vae)
+    for radius in _PROBE_RADII:
+        latents = torch.zeros(2, vae_latent_dim(vae), 2 * radius + 1, device=weight.device, dtype=weight.dtype)
+        latents[1, :, radius] = 1.0
+        audio = vae.decode(latents).sample.float()  # [2, C, (2 * radius + 1) * hop]
+        change = (audio[1] - audio[0]).abs().amax(dim=0)
+        # rounding-level changes (a decoder kernel that mixes positions) are not reach
+        changed = torch.nonzero(change > 1e-6 * change.max()).flatten()
+        if changed.numel() == 0:
+            reach = (1, 1)
+            break
+        first, last = int(changed[0]), int(changed[-1])
+        if first > 0 and last < change.numel() - 1:
+            # the probed frame changes samples [first, last]: later frames' samples need it as left context, earlier
+            # frames' samples as lookahead
+            reach = (max(0, last // hop - radius) + 1, max(0, radius - first // hop) + 1)
+            break
+    else:
+        reach = (_PROBE_RADII[-1], _PROBE_RADII[-1])
+        logger.warning(
+            "the VAE decoder reaches past %d latent frames each side; streamed and chunked audio will differ slightly "
+            "from decoding the whole sequence.",
+            _PROBE_RADII[-1],
+        )
+    _DECODER_REACH[vae] = reach
+    return reach
 
 
 @torch.no_grad()
@@ -120,7 +169,9 @@ class VAEVocoder(DiTARVocoder):
     """Un-normalised latents [B, T, D] -> mono waveform [B, (T - 1) * hop_length] through the VAE decoder.
 
     The decoder gives T * hop_length samples; the last hop is dropped so that the output follows the DiTAR vocoder
-    convention that [`StreamingVocoder`] relies on (T frames -> (T - 1) * hop samples)."""
+    convention that [`StreamingVocoder`] relies on (T frames -> (T - 1) * hop samples). The streaming context is the
+    decoder's reach (`vae_decoder_reach`) and chunks need no crossfade, so chunked decoding equals decoding the whole
+    sequence."""
 
     def __init__(self, vae):
         super().__init__()
@@ -128,6 +179,8 @@ class VAEVocoder(DiTARVocoder):
         self.sampling_rate = vae_sampling_rate(vae)
         self.hop_length = vae_hop_length(vae)
         self.latent_dim = vae_latent_dim(vae)
+        self.streaming_left_context_frames, self.streaming_lookahead_frames = vae_decoder_reach(vae)
+        self.streaming_crossfade_samples = 0
 
     @torch.no_grad()
     def forward(self, features: torch.Tensor, **kwargs) -> torch.Tensor:

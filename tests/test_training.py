@@ -483,6 +483,20 @@ def test_command_line_overrides_that_cannot_work_are_refused_before_anything_is_
     assert not out.exists()
 
 
+def test_init_from_a_vae_pipeline_is_refused(tmp_path):
+    """A pipeline with a VAE trained on the corpus's log-mel frames normalised with the latent statistics (when the
+    latent size equalled the mel-bin count) and was then shipped with the VAE; train.py has no path for VAE latents."""
+    train = _train_module()
+    _tiny_corpus(tmp_path)
+    pipeline = tmp_path / "vae_pipeline"
+    pipeline.mkdir()
+    index = {"_class_name": "DiTARPipeline", "vae": ["diffusers", "AutoencoderOobleck"], "vocoder": [None, None]}
+    (pipeline / "model_index.json").write_text(json.dumps(index))
+    args = ["--config", str(_config(tmp_path)), "--output-dir", str(tmp_path / "run"), "--init-from", str(pipeline)]
+    with pytest.raises(SystemExit, match="is a pipeline with a VAE .* train.py trains on log-mel corpora only"):
+        train.main(args)
+
+
 def test_an_empty_config_means_the_defaults_and_a_missing_corpus_is_named_before_anything_is_written(
     tmp_path, monkeypatch
 ):

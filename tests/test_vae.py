@@ -28,6 +28,8 @@ from modeling_ditar import (
     compute_latent_statistics,
     ditar_config_kwargs,
 )
+from modeling_ditar.audio_utils import soft_limit
+from modeling_ditar.streaming import StreamingVocoder
 from modeling_ditar.vae_features import (
     VAEVocoder,
     encode_waveforms,
@@ -163,6 +165,20 @@ def test_pipeline_generates_audio_from_latents_end_to_end(pipe):
     np.testing.assert_allclose(out.audios, decoded.numpy(), atol=1e-5)  # chunked decoding == one pass here
     np.testing.assert_array_equal(pipe(**inputs()).audios, out.audios)  # seeds reproduce
     assert not np.array_equal(pipe(**inputs(seed=1)).audios, out.audios)
+
+
+def test_chunked_vae_decoding_equals_decoding_the_whole_sequence(pipe):
+    # the tiny VAE's decoder reaches ~20 latent frames each side: a longer sequence is decoded in several chunks, which
+    # must carry enough context (and no crossfade) to give the samples of one whole-sequence decode
+    vocoder = VAEVocoder(pipe.vae)
+    frames = torch.randn(64, LATENT_DIM, generator=torch.Generator().manual_seed(0))
+    whole = vocoder(frames[None])[0]
+    torch.testing.assert_close(StreamingVocoder(vocoder).decode(frames), whole, atol=1e-5, rtol=0)
+    # the same through the pipeline: its one-shot audio is decoded chunk by chunk too
+    out = pipe(**inputs(max_new_patches=30))
+    features = pipe(**inputs(max_new_patches=30, output_type="features")).audios
+    assert features.shape[1] >= 60
+    np.testing.assert_allclose(out.audios[0], soft_limit(vocoder(features)[0]).numpy(), atol=1e-5, rtol=0)
 
 
 def test_prompt_audio_is_encoded_to_normalised_latents(pipe):
