@@ -469,6 +469,18 @@ def check_data_plan(state: TrainState) -> None:
         )
 
 
+def too_short_for_ctc(utterances, patch_size: int, frames_per_patch: int) -> int:
+    """How many of `utterances` (alone, without a prompt partner) the auxiliary CTC loss cannot align: CTC needs a
+    prediction per text token plus a blank between repeated tokens, and the model makes `frames_per_patch` per whole
+    patch; the loss gives such rows 0 (`zero_infinity`) without a word."""
+    short = 0
+    for utterance in utterances:
+        ids = list(utterance.token_ids)
+        needed = len(ids) + sum(a == b for a, b in zip(ids, ids[1:], strict=False))
+        short += (utterance.features.shape[0] // patch_size) * frames_per_patch < needed
+    return short
+
+
 def freeze_all_but(model, modules: list, log=print) -> None:
     """`trainable_modules`: every parameter outside the named top-level modules stops training."""
     children = dict(model.named_children())
@@ -1147,6 +1159,16 @@ def main(argv=None):
         f"{len(train)} training utterances ({sum(u.features.shape[0] for u in train)} frames), "
         f"start-up {time.time() - process_started:.0f} s"
     )
+    if model.config.ctc_loss_weight > 0:
+        frames_per_patch = model.config.ctc_frames_per_patch
+        short = too_short_for_ctc(train, model.config.patch_size, frames_per_patch)
+        if short:
+            accelerator.print(
+                f"{short} of {len(train)} training utterances have fewer CTC predictions than their text needs "
+                f"(patches x ctc_frames_per_patch {frames_per_patch} < tokens + repeated tokens): "
+                "their CTC loss is 0 (the diffusion and stop losses still train on them); a new model with a larger "
+                "ctc_frames_per_patch gives them one"
+            )
     if not cfg.init_from and "text_tokens_per_frame" not in cfg.model:
         # the rate "aligned" speech positions assume when a caller gives no prompt: this corpus's median
         rates = sorted(len(u.token_ids) / u.features.shape[0] for u in train)

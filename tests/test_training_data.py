@@ -282,3 +282,20 @@ def test_single_rows_can_take_the_rate_generation_without_a_prompt_uses():
     assert own.tolist() == pytest.approx([3 / 12, 2 / 4])
     given = collate_examples([(0, -1), (0, 1)], utterances, 0, single_row_rate=0.3)["speech_position_rate"]
     assert given.tolist() == pytest.approx([0.3, 2 / 4])
+
+
+def test_utterances_too_short_for_the_ctc_loss_are_counted():
+    """The auxiliary CTC loss gives 0 (zero_infinity) to an utterance with fewer predictions than its tokens plus a
+    blank between repeated tokens, without a word; train.py now says how many there are."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from train import too_short_for_ctc
+
+    # patch 4, 2 predictions a patch: 8 frames give 4 predictions
+    fits = Utterance([5, 6, 7, 8], torch.zeros(8, 2), "s")  # 4 tokens, no repeats: 4 needed
+    repeats = Utterance([5, 5, 6], torch.zeros(8, 2), "s")  # 3 tokens + 1 repeat: 4 needed
+    short = Utterance([5, 6, 6, 7], torch.zeros(11, 2), "s")  # 11 frames: 2 whole patches, 4 predictions; 5 needed
+    assert too_short_for_ctc([fits, repeats, short], 4, 2) == 1
+    assert too_short_for_ctc([fits, repeats, short], 4, 3) == 0
