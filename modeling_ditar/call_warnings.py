@@ -28,11 +28,12 @@ class CallWarnings(logging.Handler):
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if self.rename is not None:
-            message = self.rename(message)
-        if record.thread == self.thread and message not in self.messages:
-            self.messages.append(message)
+        if record.thread == self.thread:
+            message = record.getMessage()
+            if self.rename is not None:
+                message = self.rename(message)
+            if message not in self.messages:
+                self.messages.append(message)
         # Python prints a record that reaches no handler with its last-resort handler (how the console shows the
         # pipeline's warnings when nothing configured logging); attaching this handler must not silence that
         if self._first_of_only_collectors(logging.getLogger(record.name)):

@@ -417,13 +417,12 @@ def unprinted_warnings(pipe):
 
 def speech_seconds(pipe, samples: int) -> float:
     """How long the pipeline reckons speech of `samples` output samples when it checks it against its text: its
-    features' frames times the frame hop. The vocoder turns T frames into `num_samples(T)` samples ((T - 1) x hop for
-    centred frames, the streaming vocoder's count for a vocoder that has no `num_samples`), which gives T back."""
+    features' frames times the frame hop. The vocoder turns T frames into `num_samples(T)` samples (the streaming
+    vocoder's count: (T - 1) x hop for centred frames), which gives T back."""
     streaming = pipe._streaming_vocoder()
-    samples_of = getattr(streaming.vocoder, "num_samples", None) or (lambda frames: max(frames - 1, 0) * streaming.hop)
     near = samples // streaming.hop
     for frames in range(max(near - 1, 1), near + 3):  # a row has at least one patch: T >= 1
-        if samples_of(frames) == samples:
+        if streaming.num_samples(frames) == samples:
             return frames * pipe._frame_hop / pipe.sample_rate
     return samples / pipe.sample_rate  # no frame count gives this length: the audio's own seconds, near enough
 
@@ -435,8 +434,9 @@ def warnings_header(messages: list[str]) -> str | None:
     if not messages:
         return None
     shown = [_shortened(message, MAX_WARNING_CHARS) for message in messages]
-    if len(_header_json(shown)) <= MAX_WARNINGS_HEADER_CHARS:
-        return _header_json(shown)
+    whole = _header_json(shown)
+    if len(whole) <= MAX_WARNINGS_HEADER_CHARS:
+        return whole
     kept: list[str] = []
     for message in shown:
         if len(_header_json([*kept, message, _left_out(len(shown) - len(kept) - 1)])) > MAX_WARNINGS_HEADER_CHARS:
@@ -724,16 +724,17 @@ class BatchScheduler:
         of_rows = {too_short_message(seconds, least, stopped), cut_by_cap_message(stopped, cap)}
         shared = [message for message in logged if message not in of_rows and not _ROW_OF_A_BATCH.search(message)]
         result = []
-        for row, text in enumerate(texts):
-            with unprinted_warnings(self.pipe) as front_end:  # the text front end's, naming the text as a lone call
+        with unprinted_warnings(self.pipe) as front_end:  # the text front end's, naming the text as a lone call
+            for row, text in enumerate(texts):
+                front_end.clear()
                 self.pipe.processor.encode_text(text)
-            own = [
-                *shared,
-                *front_end,
-                cut_by_cap_message([stopped[row]], cap),
-                too_short_message([seconds[row]], [least[row]], [stopped[row]]),
-            ]
-            result.append(list(dict.fromkeys(message for message in own if message is not None)))
+                own = [
+                    *shared,
+                    *front_end,
+                    cut_by_cap_message([stopped[row]], cap),
+                    too_short_message([seconds[row]], [least[row]], [stopped[row]]),
+                ]
+                result.append(list(dict.fromkeys(message for message in own if message is not None)))
         return result
 
 

@@ -162,12 +162,14 @@ class StreamingVocoder:
     def _chunk_start(self, k: int) -> int:
         return 0 if k == 0 else self._chunk_end(k - 1)
 
-    def _total_samples(self) -> int:
-        """Output samples of all frames so far (the vocoder's `num_samples`, `(T - 1) * hop` without one)."""
-        if self._num_frames == 0:
-            return 0
+    def num_samples(self, num_frames: int) -> int:
+        """Output samples of `num_frames` (>= 1) frames: the vocoder's `num_samples`, `(T - 1) * hop` without one."""
         num_samples = getattr(self.vocoder, "num_samples", None)
-        return int(num_samples(self._num_frames)) if num_samples is not None else (self._num_frames - 1) * self.hop
+        return int(num_samples(num_frames)) if num_samples is not None else (num_frames - 1) * self.hop
+
+    def _total_samples(self) -> int:
+        """Output samples of all frames so far."""
+        return 0 if self._num_frames == 0 else self.num_samples(self._num_frames)
 
     def flush(self) -> list[torch.Tensor]:
         """Emit everything left once no more frames will come; this ends the stream (`push` then needs a `reset`, a
