@@ -671,17 +671,16 @@ def make_on_policy_round(
     cfg: DistillConfig,
     settings: dict,
     space_ids,
-    pool: list[int] | None = None,
+    pool: list[int],
 ) -> dict:
     """One DAgger round: `student_model` (the teacher's model holding the current student LocDiT) generates
     free-running, one candidate at its K steps (unguided, or at `student_guidance_scale`), for
-    `on_policy_utterances` texts of the corpus utterances in `pool` (the training side of `held_out_split`; None: all)
+    `on_policy_utterances` texts of the corpus utterances in `pool` (the training side of `held_out_split`)
     (with probability `prompt_prob` behind a prompt utterance of the same speaker, from `pool` too);
     the teacher labels every solved patch's context from the same draw. Deterministic in (seed, round, student
     weights). Returns the pairs and the student's own patches."""
     device = torch.device(cfg.device)
     seed = cfg.seed * 1_000_003 + 7_654_321 * (round_index + 1)
-    pool = list(range(len(utterances))) if pool is None else pool
     rng, by_speaker = random.Random(seed), speakers_index(utterances, pool)
     with recording_patch_solves(torch.Generator().manual_seed(seed)) as records:
         for _ in range(cfg.on_policy_utterances):
@@ -785,7 +784,6 @@ class StepBudget:
 
     SKIPPED_STEPS = 20  # the first steps are not timed (allocator and kernel warm-up)
     MEASURED_STEPS = 50
-    FIRST_ESTIMATE = SKIPPED_STEPS + MEASURED_STEPS  # steps after the start
     RESERVE = 0.03  # of the budget, kept for the final validation and the export after the last step
 
     def __init__(self, minutes: float, started: float, start_step: int):
@@ -1034,13 +1032,14 @@ def train_student(
 
     made_before = len(state.get("on_policy_mse", []))  # rounds a resumed run made before its checkpoint
     student.train()
+    total_rounds = len(cfg.on_policy_round_steps())
     while state["step"] < state["max_steps"]:
         step = state["step"]
         if budget is not None:
             if budget.passed():
                 log(f"time budget of {cfg.time_budget_min} min reached at step {step}")
                 break
-            budget.update(state, cfg, len(cfg.on_policy_round_steps()) - max(len(rounds), made_before), log)
+            budget.update(state, cfg, total_rounds - max(len(rounds), made_before), log)
         reached = max(
             made_before, sum(1 for round_step in on_policy_steps(cfg, state["max_steps"]) if round_step <= step)
         )

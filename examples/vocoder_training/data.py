@@ -11,7 +11,6 @@ folder `data/eval/`.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,6 @@ EVALUATION_ONLY_SPLITS = ("test",)
 # `stock_NAME` (a merged pack prefixes `PACK:`) and writes their name (`en-us+m3`) in the `voice` column, the
 # evaluation-set builders give flite voices and real recordings these sources, and a festival voice is written
 # `festival:NAME` in the `voice` column.
-EVALUATION_ONLY_SPEAKER_PREFIX = "stock_"
 EVALUATION_ONLY_SOURCES = ("flite", "librivox", "real")
 EVALUATION_ONLY_RULE = (
     "stock espeak-ng voices (speakers stock_*), flite voices, festival's kal/slt and the real recordings of the "
@@ -102,10 +100,8 @@ def evaluation_only_rows(data) -> list[str]:
     """What the rows of a `datasets.Dataset` label as evaluation-only audio, one entry per speaker, source or voice
     with its number of rows (`["stock_en-us+m3 (25 rows)", "source 'flite' (8 rows)"]`); empty when none is. Only the
     columns the corpus has are read (`speaker_id`, `source`, `voice`)."""
-    from corpus.natural import FESTIVAL_EVAL_ONLY
-    from corpus.voices import stock_eval_voices
-
-    stock_voices = set(stock_eval_voices())
+    from corpus.natural import evaluation_only_rule
+    from corpus.voices import STOCK_SPEAKER_PREFIX
 
     def counted(column: str) -> list[tuple[str, int]]:
         if column not in data.column_names or len(data) == 0:
@@ -115,18 +111,10 @@ def evaluation_only_rows(data) -> list[str]:
         return sorted((str(c["values"]), int(c["counts"])) for c in counts if c["values"] is not None)
 
     def stock_speaker(speaker: str) -> bool:
-        return speaker.rsplit(":", 1)[-1].startswith(EVALUATION_ONLY_SPEAKER_PREFIX)  # a pack's `PACK:stock_NAME`
+        return speaker.rsplit(":", 1)[-1].startswith(STOCK_SPEAKER_PREFIX)  # a pack's `PACK:stock_NAME`
 
-    def evaluation_voice(voice: str) -> bool:
-        base = voice.split(" | ")[0].strip()  # natural.describe: base voice | prosody | pseudo transform | condition
-        if base in stock_voices:  # a stock voice's rows are written with its name
-            return True
-        base = base.lower()
-        if re.match(r"flite\b", base):
-            return True
-        # kal or slt as a word of a festival voice's name: kal_diphone, cmu_us_slt_arctic_hts, kal16
-        words = set(re.findall("[a-z]+", base.removeprefix("festival:")))
-        return base.startswith("festival:") and bool(words & set(FESTIVAL_EVAL_ONLY))
+    def evaluation_voice(voice: str) -> bool:  # the corpus builder's rule for a voice: stock, flite, festival kal/slt
+        return evaluation_only_rule("", "", voice) is not None
 
     def rows(n: int) -> str:
         return f"({n} row{'' if n == 1 else 's'})"
