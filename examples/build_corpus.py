@@ -558,7 +558,7 @@ def _make_pool(num_proc: int, tmp_root: str):
     return ctx.Pool(num_proc, initializer=_init_worker, initargs=(tmp_root,))
 
 
-def build_synthetic(args, cache_dir: str, tmp_root: str):
+def build_synthetic(args, cache_dir: str, tmp_root: str, reserved: frozenset[str] | None = None):
     from datasets import DatasetDict
 
     if espeak_binary() is None:
@@ -576,7 +576,8 @@ def build_synthetic(args, cache_dir: str, tmp_root: str):
         per_dir=args.voices_per_dir,
         speed_range=(args.min_speed, args.max_speed),
     )
-    reserved = texts_kept_from_training(args)
+    if reserved is None:  # the texts no train split may hold (main reads them once for the packs too)
+        reserved = texts_kept_from_training(args)
     try:
         pools = sentence_pools(args, sentences, reserved)
         plan = plan_synthetic(args, sentences, bank, reserved)
@@ -1544,9 +1545,8 @@ def main(argv: list[str] | None = None) -> dict:
         natural.parse_conditions(args.conditions)
         if args.from_hub_dataset:
             parse_hub_splits(args.hub_splits)
-        for pack in args.add_pack:
-            natural_pack.read_info(pack)
-            natural_pack.check_train_rows(pack)  # no evaluation-only voice may be trained on
+        for pack in args.add_pack:  # its pack_info.json first, then no evaluation-only voice may be trained on
+            natural_pack.check_train_rows(pack)
         pack_drop = natural.parse_condition_names(args.pack_drop_conditions, "--pack-drop-conditions")
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
@@ -1554,7 +1554,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--pack-drop-conditions filters the rows of --add-pack: add a pack, or leave it out")
     fe_kwargs = feature_extractor_kwargs(args) if args.features else None
     # the packs' train rows are filtered against these: read now, not after the corpus is made
-    pack_reserved = texts_kept_from_training(args) if args.add_pack else frozenset()
+    reserved = texts_kept_from_training(args) if args.add_pack else None
     out = Path(args.out)
     if args.from_folder:
         check_out_folder(out, args.from_folder)
@@ -1575,10 +1575,10 @@ def main(argv: list[str] | None = None) -> dict:
         elif args.from_hub_dataset:
             dsd, info = build_from_hub(args)
         else:
-            dsd, info = build_synthetic(args, cache_dir, tmp_root)
+            dsd, info = build_synthetic(args, cache_dir, tmp_root, reserved)
         if args.add_pack:
             dsd, info = natural_pack.merge_into(
-                dsd, info, args.add_pack, args.sampling_rate, cache_dir, pack_drop, pack_reserved
+                dsd, info, args.add_pack, args.sampling_rate, cache_dir, pack_drop, reserved
             )
         if "train" in dsd and len(dsd["train"]) == 0:  # checked before an existing corpus at OUT is replaced
             kept = f"; the corpus already at {out} was kept" if out.exists() else ""

@@ -438,8 +438,7 @@ def merge_into(
     drop_conditions = set(drop_conditions)
     if drop_conditions - set(CONDITIONS):
         raise ValueError(f"unknown conditions {sorted(drop_conditions - set(CONDITIONS))}; choose among {CONDITIONS}")
-    for pack_dir in pack_dirs:  # before any audio is decoded
-        read_info(pack_dir)
+    for pack_dir in pack_dirs:  # before any audio is decoded (its pack_info.json first)
         check_train_rows(pack_dir)
     pack_validation = set().union(*(validation_texts(pack_dir) for pack_dir in pack_dirs))
     held_out = {t for split in ("test", "validation") if split in dsd for t in dsd[split]["text"]}
