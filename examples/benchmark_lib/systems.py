@@ -83,9 +83,13 @@ class BenchSystem:
     def units(self, seconds: float) -> int:
         raise NotImplementedError
 
+    def inputs(self, seconds: float, batch: int):
+        """This point's inputs, built once and kept (None for a system whose inputs are made elsewhere)."""
+        return None
+
     def prepare(self, seconds: float, batch: int):
-        """Build (and keep) the inputs of this point, so that its timed runs time generation only (nothing to build
-        for a system whose inputs are made elsewhere)."""
+        """Build (and keep) the inputs of this point, so that its timed runs time generation only."""
+        self.inputs(seconds, batch)
 
     def run(self, seconds: float, batch: int, units: int, timing: Timing):
         raise NotImplementedError
@@ -151,9 +155,6 @@ class DiTARSystem(BenchSystem):
                 [text_for(seconds)] * batch, prompt_audio(), PROMPT_TEXT, SAMPLING_RATE
             )
         return self._inputs[key]
-
-    def prepare(self, seconds, batch):
-        self.inputs(seconds, batch)
 
     def generate(self, seconds, batch, patches):
         inputs = self.inputs(seconds, batch)
@@ -253,9 +254,6 @@ class PocketSystem(BenchSystem):
             self._inputs[key] = pocket_inputs(self.model, len(PROMPT_TEXT) + 1 + len(text_for(seconds)), batch)
         return self._inputs[key]
 
-    def prepare(self, seconds, batch):
-        self.inputs(seconds, batch)
-
     def run(self, seconds, batch, units, timing):
         from .pocket import pocket_generate
 
@@ -311,9 +309,6 @@ class NARSystem(BenchSystem):
                 self.nar, self.tokenizer, self.prompt_features, text_for(seconds), seconds, batch
             )
         return self._inputs[key]
-
-    def prepare(self, seconds, batch):
-        self.inputs(seconds, batch)
 
     def run(self, seconds, batch, units, timing):
         prompt, ids = self.inputs(seconds, batch)

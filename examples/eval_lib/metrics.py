@@ -203,7 +203,12 @@ def cosine(a, b) -> float:
     return float(a @ b / denom) if denom > 0 else float("nan")
 
 
+def finite_values(values: Iterable[float | None]) -> list[float]:
+    """The values that are given and finite, as floats (what `mean_or_none` averages)."""
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
 def mean_or_none(values: Iterable[float | None]) -> float | None:
     """Mean of the finite values, None when there are none."""
-    kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    kept = finite_values(values)
     return float(np.mean(kept)) if kept else None

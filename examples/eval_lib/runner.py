@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 import traceback
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .cases import Case, _safe
-from .metrics import BASIC_NORMALIZER, WordStats, aggregate_word_stats, cosine, mean_or_none, word_stats
+from .metrics import BASIC_NORMALIZER, WordStats, aggregate_word_stats, cosine, finite_values, mean_or_none, word_stats
 from .quality import summarize_quality
 from .systems import read_audio
 
@@ -140,11 +139,6 @@ def run_evaluation(
     return {"rows": rows, "cases": records, "eval_seconds": time.perf_counter() - start_all}
 
 
-def _finite(values) -> list[float]:
-    """The values a column's mean is taken over (as `mean_or_none` takes it), so that its count matches."""
-    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
-
-
 def _fmt(value):
     return "-" if value is None else f"{value:.3f}"
 
@@ -161,9 +155,9 @@ def summarize_rows(system, rows: list[dict]) -> dict:
     compute = [r["compute_seconds"] for r in rows if r.get("compute_seconds") is not None]
     audio_seconds = sum(r["seconds"] for r in rows if r.get("compute_seconds") is not None)
     sims = [r["sim_prompt"] for r in rows if r.get("sim_prompt") is not None]
-    sims_gt = _finite(r.get("sim_gt") for r in rows)
-    ratios = _finite(r.get("duration_ratio") for r in rows)
-    durations = _finite(r.get("seconds") for r in rows if not r.get("error"))
+    sims_gt = finite_values(r.get("sim_gt") for r in rows)
+    ratios = finite_values(r.get("duration_ratio") for r in rows)
+    durations = finite_values(r.get("seconds") for r in rows if not r.get("error"))
     return {
         "key": system.key,
         "name": system.name,
