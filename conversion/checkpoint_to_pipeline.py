@@ -159,6 +159,13 @@ def build_config(args, run: Path | None, train_config: dict | None, processor):
     return model_config_for_processor(processor, train_config.get("model"))
 
 
+def read_train_config(run: Path | None) -> dict | None:
+    """A training run's train_config.json (None without a run or the file)."""
+    if run is None or not (run / "train_config.json").is_file():
+        return None
+    return json.loads((run / "train_config.json").read_text())
+
+
 def init_from_folder(train_config: dict | None) -> Path | None:
     """The model or pipeline folder the run started from (train_config.json's init_from), if any."""
     init = (train_config or {}).get("init_from")
@@ -187,10 +194,11 @@ def load_generation_config(args, run: Path | None, train_config: dict | None, mo
             model.generation_config = DiTARGenerationConfig.from_pretrained(folder)
             return str(folder / "generation_config.json")
     init = init_from_folder(train_config)
-    if init is not None and (model_dir_of(init) / "generation_config.json").is_file():
-        model.generation_config = DiTARGenerationConfig.from_pretrained(model_dir_of(init))
-        adjust_like_training(model, model_dir_of(init))
-        return f"{model_dir_of(init) / 'generation_config.json'} (the run's init_from, as training adjusts it)"
+    init_model = model_dir_of(init) if init is not None else None
+    if init_model is not None and (init_model / "generation_config.json").is_file():
+        model.generation_config = DiTARGenerationConfig.from_pretrained(init_model)
+        adjust_like_training(model, init_model)
+        return f"{init_model / 'generation_config.json'} (the run's init_from, as training adjusts it)"
     if train_config is not None and init is None:  # a new model: train.py built it from these settings
         settings = {k: v for k, v in (train_config.get("model") or {}).items() if k in LEGACY_GENERATION_KEYS}
         model.generation_config = DiTARGenerationConfig(**settings)
@@ -396,9 +404,7 @@ def convert(args) -> Path:
         generation = args.source / "generation_config.json"
         # a run's final/model: the run says which pipeline it started from (and so which vocoder)
         run = args.source.parent.parent if args.source.parent.name == "final" else None
-        train_config = None
-        if run is not None and (run / "train_config.json").is_file():
-            train_config = json.loads((run / "train_config.json").read_text())
+        train_config = read_train_config(run)
         return finish(
             args,
             model,
@@ -409,9 +415,7 @@ def convert(args) -> Path:
             train_config,
         )
     checkpoint, run = locate_checkpoint(args.source, args.step)
-    train_config = None
-    if run is not None and (run / "train_config.json").is_file():
-        train_config = json.loads((run / "train_config.json").read_text())
+    train_config = read_train_config(run)
     if train_config and isinstance(train_config.get("vocoder"), dict) and "model" not in train_config:
         raise ConversionError(
             f"{run} is a vocoder run (examples/train_vocoder.py): it trained a vocoder, not a text-to-speech model. "
